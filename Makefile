@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Kernels compile once per checkout, not once per process.
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export NBGRAD_CACHE_DIR ?= $(CURDIR)/.cache/nbgrad
+
+.PHONY: test demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test,notebooks,bench,examples]'
+	touch $@
+
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[examples]'
+	touch $@
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q tests
+	cd asv_benchmarks && ../$(PY) -m asv machine --yes >/dev/null && \
+		../$(PY) -m asv run --python=same --quick --dry-run --show-stderr
+
+demo: $(VENV)/.installed-demo
+	$(PY) -m nbgrad.examples.tour
+
+bench: $(VENV)/.installed-test
+	$(PY) asv_benchmarks/compare.py
+
+clean:
+	rm -rf .cache asv_benchmarks/results asv_benchmarks/html asv_benchmarks/env
