@@ -1,0 +1,72 @@
+"""Turn generated Python source into an importable module so `numba.njit(cache=True)` works.
+
+NOTE: Numba cannot cache functions made with `exec` or closures ("no locator available"),
+so generated source is written to a real `.py` file, named by a hash of its text and of the
+nbgrad and numba versions, and imported under a unique name registered in `sys.modules`.
+"""
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import warnings
+
+import numba
+
+from . import __version__
+
+_loaded = {}
+
+
+def cache_dir():
+    """`NBGRAD_CACHE_DIR`, else the user's cache directory (XDG on Linux)."""
+    explicit = os.environ.get("NBGRAD_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "nbgrad")
+
+
+def _write_atomically(path, source):
+    # Write to a private temporary file, then rename: two processes generating the same
+    # module at once each rename a complete file over the other, never a half-written one.
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(source)
+    os.replace(tmp, path)
+
+
+def load_module(prefix, source):
+    """Import `source` as a module written under the cache directory; return the module.
+
+    An unwritable cache directory is reported once and replaced by a private temporary
+    directory, so compilation still happens (but is not kept for the next process).
+    """
+    key = hashlib.sha256(f"{__version__}|{numba.__version__}|{source}".encode()).hexdigest()[:20]
+    name = f"_nbgrad_gen_{prefix}_{key}"
+    if name in _loaded:
+        return _loaded[name]
+    path = None
+    for directory in (os.path.join(cache_dir(), "generated"), None):
+        try:
+            if directory is None:
+                directory = tempfile.mkdtemp(prefix="nbgrad-")
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, name + ".py")
+            existing = None
+            if os.path.exists(path):
+                with open(path) as handle:
+                    existing = handle.read()
+            if existing != source:
+                _write_atomically(path, source)
+            break
+        except OSError as error:
+            warnings.warn(f"nbgrad: cache directory {directory!r} is not usable ({error}); "
+                          "compiling into a temporary directory instead", RuntimeWarning)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _loaded[name] = module
+    return module

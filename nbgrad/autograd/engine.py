@@ -1,0 +1,253 @@
+"""The graph recorder and the backward engine. Nothing here names a specific op: a node
+holds a row of the primitive table and calls its VJP.
+"""
+import weakref
+
+from ..ops import elementwise
+from ..ops.reduction import sum_to_shape
+from . import grad_mode
+
+_FREED = object()
+_ADD = elementwise.FORWARD["add"]
+
+
+class Node:
+    """A recorded primitive call (PyTorch's grad_fn). One subclass per grad_fn name."""
+
+    __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "next_functions",
+                 "input_meta", "_pre_hooks", "_retained", "__weakref__")
+
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {id(self):#x}>"
+
+    def register_hook(self, hook):
+        raise NotImplementedError("Node.register_hook is not supported; use Tensor.register_hook")
+
+    def _check_saved(self):
+        if self.saved is _FREED:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                "graph are freed when you call .backward() or autograd.grad(). Specify "
+                "retain_graph=True if you need to backward through the graph a second time or "
+                "if you need to access saved tensors after calling backward.")
+        for counter, version, array, producer in self._saved_versions:
+            if counter[0] != version:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified by "
+                    f"an inplace operation: [{array.dtype} tensor {list(array.shape)}], which is "
+                    f"output 0 of {producer}, is at version {counter[0]}; expected version "
+                    f"{version} instead. Hint: the backtrace further above shows the operation "
+                    "that failed to compute its gradient.")
+
+    def apply(self, grad):
+        """Gradients for each input, summed to the input's shape and cast to its dtype."""
+        self._check_saved()
+        grads = self.prim.vjp(self, grad)
+        fitted = []
+        for g, (shape, dtype) in zip(grads, self.input_meta):
+            if g is not None:
+                if g.shape != shape:
+                    g = sum_to_shape(g, shape)
+                if g.dtype != dtype:
+                    g = g.astype(dtype)
+            fitted.append(g)
+        return fitted
+
+    def _release(self):
+        if self.prim.save:
+            self.saved = _FREED
+
+
+class AccumulateGrad:
+    """The node at a leaf that requires grad: adds what arrives into `variable.grad`."""
+
+    __slots__ = ("variable", "__weakref__")
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self):
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+def grad_accumulator(tensor):
+    """The leaf's AccumulateGrad, shared by every op that uses the leaf while one is alive."""
+    ref = tensor._accumulator
+    node = ref() if ref is not None else None
+    if node is None:
+        node = AccumulateGrad(tensor)
+        tensor._accumulator = weakref.ref(node)
+    return node
+
+
+_node_classes = {}
+
+
+def node_class(grad_fn_name):
+    cls = _node_classes.get(grad_fn_name)
+    if cls is None:
+        cls = _node_classes[grad_fn_name] = type(grad_fn_name, (Node,), {"__slots__": ()})
+    return cls
+
+
+def edge(tensor):
+    """Where a gradient for `tensor` goes: its grad_fn, its accumulator, or nowhere."""
+    if tensor.grad_fn is not None:
+        return (tensor.grad_fn, 0)
+    if tensor._requires_grad:
+        return (grad_accumulator(tensor), 0)
+    return (None, 0)
+
+
+def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
+    """Make the grad_fn node for a primitive call whose inputs need a gradient."""
+    node = node_class(grad_fn_name or prim.grad_fn)()
+    node.prim = prim
+    node.params = params
+    node.needs = [t._requires_grad and i in prim.differentiable for i, t in enumerate(inputs)]
+    node.next_functions = tuple(edge(t) if needs else (None, 0)
+                                for t, needs in zip(inputs, node.needs))
+    node.input_meta = tuple((a.shape, a.dtype) for a in arrays)
+    node._pre_hooks = None
+    node._retained = None
+    saved = []
+    versions = []
+    for key in prim.save:
+        if key == "out":
+            tensor, array, producer = out_tensor, out, type(node).__name__
+        else:
+            tensor, array, producer = inputs[key], arrays[key], inputs[key].grad_fn
+            producer = type(producer).__name__ if producer is not None else "a leaf"
+        saved.append(array)
+        # The error message is formatted only if the check ever fails.
+        versions.append((tensor._version_counter, tensor._version_counter[0], array, producer))
+    node.saved = tuple(saved)
+    node._saved_versions = versions
+    return node
+
+
+# ---------------------------------------------------------------------------------------
+# Backward.
+
+def _add_into(pending, node, grad, owned):
+    """Sum gradients arriving at `node`; `owned` says the array is ours to overwrite."""
+    entry = pending.get(node)
+    if entry is None:
+        pending[node] = [grad, owned]
+    elif entry[1]:
+        elementwise.run(_ADD, (entry[0], grad), (), grad.shape, grad.dtype, out=entry[0])
+    else:
+        entry[0] = elementwise.run(_ADD, (entry[0], grad), (), grad.shape, grad.dtype)
+        entry[1] = True
+
+
+def _run_tensor_hooks(hooks, grad, wrap):
+    for hook in hooks:
+        result = hook(wrap(grad))
+        if result is not None:
+            grad = result._data
+    return grad
+
+
+def accumulate_into_grad(tensor, grad, owned, wrap):
+    """`tensor.grad += grad`, in place when a .grad exists (PyTorch keeps the same object)."""
+    if tensor.grad is None:
+        tensor.grad = wrap(grad if owned else grad.copy())
+    else:
+        target = tensor.grad._data
+        elementwise.run(_ADD, (target, grad), (), target.shape, target.dtype, out=target)
+        tensor.grad._version_counter[0] += 1
+
+
+def _graph_dependencies(start_nodes):
+    """For each node reachable from `start_nodes`, how many edges point at it."""
+    dependencies = {}
+    stack = list(start_nodes)
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            dependencies[child] = dependencies.get(child, 0) + 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return dependencies
+
+
+def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
+    """Reverse-mode sweep from `roots` seeded with `root_grads` (NumPy arrays).
+
+    Without `capture`, gradients accumulate into leaves' (and retain_grad tensors') `.grad`.
+    With `capture` (a dict node -> None, from autograd.grad), the gradient arriving at each
+    captured node is stored there instead and no `.grad` is touched.
+    """
+    pending = {}
+    start = []
+    for tensor, grad in zip(roots, root_grads):
+        node = edge(tensor)[0]
+        if node is None:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
+                               "grad_fn")
+        _add_into(pending, node, grad, False)
+        if node not in start:
+            start.append(node)
+    dependencies = _graph_dependencies(start)
+    ready = [node for node in start if node not in dependencies]
+    previous_mode = grad_mode.state.enabled
+    grad_mode.state.enabled = False
+    try:
+        while ready:
+            node = ready.pop()
+            entry = pending.pop(node, None)
+            if entry is not None:
+                _process(node, entry, retain_graph, wrap, capture, pending)
+            elif not retain_graph and type(node) is not AccumulateGrad:
+                node._release()
+            for child, _ in node.next_functions:
+                if child is None:
+                    continue
+                dependencies[child] -= 1
+                if dependencies[child] == 0:
+                    ready.append(child)
+    finally:
+        grad_mode.state.enabled = previous_mode
+
+
+def _process(node, entry, retain_graph, wrap, capture, pending):
+    grad, owned = entry
+    if type(node) is AccumulateGrad:
+        tensor = node.variable
+        if tensor._hooks:
+            grad = _run_tensor_hooks(tensor._hooks, grad, wrap)
+            owned = False
+        if capture is not None:
+            if node in capture:
+                capture[node] = grad
+        else:
+            accumulate_into_grad(tensor, grad, owned, wrap)
+        return
+    if node._pre_hooks:
+        grad = _run_tensor_hooks(node._pre_hooks, grad, wrap)
+        owned = False
+    if capture is not None and node in capture:
+        capture[node] = grad
+    if capture is None and node._retained is not None:
+        tensor = node._retained()
+        if tensor is not None:
+            accumulate_into_grad(tensor, grad, False, wrap)
+    grads = node.apply(grad)
+    if not retain_graph:
+        node._release()
+    for (child, _), child_grad in zip(node.next_functions, grads):
+        if child is not None and child_grad is not None:
+            _add_into(pending, child, child_grad, child_grad is not grad)

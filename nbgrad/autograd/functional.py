@@ -1,0 +1,57 @@
+"""nbgrad.autograd.functional: vjp and jacobian over functions of tensors."""
+import numpy as np
+
+from . import grad as _grad
+from .grad_mode import enable_grad
+
+
+def _tuple(x):
+    return (tuple(x), True) if isinstance(x, (list, tuple)) else ((x,), False)
+
+
+def _fresh_inputs(inputs):
+    return tuple(x.detach().requires_grad_(True) for x in inputs)
+
+
+def vjp(func, inputs, v=None, create_graph=False, strict=False):
+    """(func(*inputs), v^T J) with the second in the structure of `inputs`."""
+    inputs, inputs_were_tuple = _tuple(inputs)
+    inputs = _fresh_inputs(inputs)
+    with enable_grad():
+        outputs = func(*inputs)
+    outs, outputs_were_tuple = _tuple(outputs)
+    vs = _tuple(v)[0] if v is not None else (None,) * len(outs)
+    grads = _grad(list(outs), list(inputs), list(vs), create_graph=create_graph,
+                  allow_unused=True, materialize_grads=True)
+    detached = tuple(o.detach() for o in outs)
+    return (detached if outputs_were_tuple else detached[0],
+            grads if inputs_were_tuple else grads[0])
+
+
+def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
+             strategy="reverse-mode"):
+    """J[i][j] = d outputs[i] / d inputs[j], each of shape output.shape + input.shape."""
+    inputs, inputs_were_tuple = _tuple(inputs)
+    inputs = _fresh_inputs(inputs)
+    with enable_grad():
+        outputs = func(*inputs)
+    outs, outputs_were_tuple = _tuple(outputs)
+    rows = []
+    for out in outs:
+        row = reverse_jacobian(out, inputs)
+        rows.append(row if inputs_were_tuple else row[0])
+    return tuple(rows) if outputs_were_tuple else rows[0]
+
+
+def reverse_jacobian(out, inputs):
+    """d out / d x for each x in `inputs`, one backward pass per element of `out`."""
+    from ..tensor import Tensor
+    blocks = [np.zeros(out.shape + x.shape, x._data.dtype) for x in inputs]
+    for k in range(out.numel()):
+        seed = np.zeros(out._data.size, out._data.dtype)
+        seed[k] = 1
+        grads = _grad([out], list(inputs), [Tensor._wrap(seed.reshape(out.shape))],
+                      retain_graph=True, allow_unused=True, materialize_grads=True)
+        for block, g in zip(blocks, grads):
+            block.reshape((out._data.size,) + g.shape)[k] = g._data
+    return tuple(Tensor._wrap(b) for b in blocks)

@@ -1,0 +1,176 @@
+"""Tensor factories (`tensor`, `zeros`, `randn`, ...) and the global random generator."""
+import numpy as np
+
+from . import _dtype
+from .tensor import Tensor, resolve_dtype
+
+_generator = np.random.default_rng()
+
+
+def manual_seed(seed):
+    """Seed nbgrad's generator (rand, randn, randint, init functions, DataLoader shuffling)."""
+    global _generator
+    _generator = np.random.default_rng(seed)
+    return _generator
+
+
+def generator():
+    return _generator
+
+
+def _make(array, dtype, requires_grad):
+    if dtype is not None:
+        array = array.astype(dtype.np, copy=False)
+    result = Tensor._wrap(array)
+    if requires_grad:
+        result.requires_grad_(True)
+    return result
+
+
+def _infer_dtype(array):
+    kind = array.dtype.kind
+    if kind == "f":
+        return _dtype.float32
+    return _dtype.from_numpy_dtype(array.dtype)
+
+
+def tensor(data, *, dtype=None, device=None, requires_grad=False):
+    """Copy `data` (nested lists, scalars, arrays or tensors) into a new leaf tensor."""
+    dtype = resolve_dtype(dtype)
+    if isinstance(data, Tensor):
+        array = data._data.copy()
+    elif isinstance(data, np.ndarray):
+        array = data.copy()
+        dtype = dtype or _dtype.from_numpy_dtype(array.dtype)
+    else:
+        array = np.array(_unwrap(data))
+        if array.dtype == object:
+            raise TypeError(f"Could not infer dtype of {type(data).__name__}")
+        dtype = dtype or _infer_dtype(array)
+    return _make(array, dtype, requires_grad)
+
+
+def _unwrap(data):
+    if isinstance(data, Tensor):
+        return data._data
+    if isinstance(data, (list, tuple)):
+        return [_unwrap(x) for x in data]
+    return data
+
+
+def as_tensor(data, dtype=None, device=None):
+    if isinstance(data, Tensor) and (dtype is None or resolve_dtype(dtype) == data.dtype):
+        return data
+    if isinstance(data, np.ndarray):
+        return _make(data, resolve_dtype(dtype), False)
+    return tensor(data, dtype=dtype)
+
+
+def from_numpy(array):
+    """Share memory with `array` (NumPy dtypes nbgrad does not store are converted)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
+    return Tensor._wrap(array)
+
+
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    for s in size:
+        if int(s) < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
+    return tuple(int(s) for s in size)
+
+
+def _filled(fill, size, dtype, requires_grad):
+    dtype = resolve_dtype(dtype) or _dtype.float32
+    return _make(fill(_size(size), dtype.np), None, requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(np.zeros, size, dtype, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(np.ones, size, dtype, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(np.empty, size, dtype, requires_grad)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = _dtype.scalar_dtype(fill_value)
+    return _filled(lambda shape, d: np.full(shape, fill_value, d), (size,), dtype, requires_grad)
+
+
+def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
+    dtype = resolve_dtype(dtype) or _dtype.float32
+    return _make(np.eye(n, n if m is None else m, dtype=dtype.np), None, requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    values = (start, end, step)
+    default = _dtype.int64 if all(isinstance(v, (int, np.integer)) for v in values) else _dtype.float32
+    dtype = resolve_dtype(dtype) or default
+    return _make(np.arange(start, end, step, dtype=np.float64 if dtype.is_floating_point else None),
+                 dtype, requires_grad)
+
+
+def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
+    dtype = resolve_dtype(dtype) or _dtype.float32
+    return _make(np.linspace(start, end, steps), dtype, requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    dtype = resolve_dtype(dtype) or _dtype.float32
+    return _make((generator or _generator).random(_size(size)), dtype, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    dtype = resolve_dtype(dtype) or _dtype.float32
+    return _make((generator or _generator).standard_normal(_size(size)), dtype, requires_grad)
+
+
+def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False,
+            generator=None):
+    if size is None:
+        low, high, size = 0, low, high
+    if high is None:
+        low, high = 0, low
+    dtype = resolve_dtype(dtype) or _dtype.int64
+    return _make((generator or _generator).integers(low, high, _size((size,))), dtype, requires_grad)
+
+
+def randperm(n, *, dtype=None, device=None, requires_grad=False, generator=None):
+    dtype = resolve_dtype(dtype) or _dtype.int64
+    return _make((generator or _generator).permutation(n), dtype, requires_grad)
+
+
+def _like(factory):
+    def like(input, *, dtype=None, device=None, requires_grad=False):
+        return factory(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+    like.__name__ = factory.__name__ + "_like"
+    return like
+
+
+zeros_like = _like(zeros)
+ones_like = _like(ones)
+empty_like = _like(empty)
+rand_like = _like(rand)
+randn_like = _like(randn)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
+    return full(input.shape, fill_value, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+def randint_like(input, low, high=None, *, dtype=None, device=None, requires_grad=False):
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)

@@ -1,0 +1,323 @@
+"""Elementwise primitives: each row is a scalar expression for the forward and one per input
+for the VJP. Every kernel (forward and VJP, contiguous and broadcast/strided) is generated
+from those expressions, so the family has a single definition; the fused code generator
+reads the same expressions to inline chains of these ops into one loop.
+
+Names in expressions: the inputs, the parameters, `g` (the incoming gradient) and `out`
+(the forward result). Numeric literals are emitted in the data's dtype (see `typed`).
+"""
+import re
+
+import numpy as np
+
+from .. import _codegen
+from .._dtype import float32, result_type
+from .primitive import Primitive, register
+
+_MAX_STRIDED_NDIM = 4
+
+
+class Elementwise:
+    """A row of the elementwise table (before it becomes a `Primitive`)."""
+
+    def __init__(self, name, grad_fn, inputs, expr, grads=None, result="same", params=(),
+                 promote=None):
+        self.name = name
+        self.grad_fn = grad_fn
+        self.inputs = inputs
+        self.expr = expr
+        self.grads = grads or {}
+        # "same": the promoted input dtype; "float": same, but integers become float32;
+        # "bool": comparisons; "param": the `dtype` keyword of the call (conversions).
+        self.result = result
+        self.params = params
+        # Positions of inputs that take part in type promotion (where's condition does not).
+        self.promote = tuple(range(len(inputs))) if promote is None else promote
+
+
+def _sign(x):
+    return f"(1.0 if {x} > 0.0 else (-1.0 if {x} < 0.0 else 0.0))"
+
+
+_CLAMPED = "(lo if a < lo else a)"
+
+TABLE = [
+    Elementwise("add", "AddBackward0", ("a", "b"), "a + b", {"a": "g", "b": "g"}),
+    Elementwise("sub", "SubBackward0", ("a", "b"), "a - b", {"a": "g", "b": "-g"}),
+    Elementwise("rsub", "RsubBackward1", ("a", "b"), "b - a", {"a": "-g", "b": "g"}),
+    Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"}),
+    Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
+                {"a": "g / b", "b": "-g * a / (b * b)"}, result="float"),
+    Elementwise("pow", "PowBackward0", ("a", "b"), "a ** b",
+                {"a": "0.0 if b == 0.0 else g * b * a ** (b - 1.0)",
+                 "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"}),
+    Elementwise("neg", "NegBackward0", ("a",), "-a", {"a": "-g"}),
+    Elementwise("reciprocal", "ReciprocalBackward0", ("a",), "1.0 / a", {"a": "-g * out * out"},
+                result="float"),
+    Elementwise("exp", "ExpBackward0", ("a",), "np.exp(a)", {"a": "g * out"}, result="float"),
+    Elementwise("log", "LogBackward0", ("a",), "np.log(a)", {"a": "g / a"}, result="float"),
+    Elementwise("sqrt", "SqrtBackward0", ("a",), "np.sqrt(a)", {"a": "g / (2.0 * out)"},
+                result="float"),
+    Elementwise("abs", "AbsBackward0", ("a",), "abs(a)", {"a": f"g * {_sign('a')}"}),
+    Elementwise("sin", "SinBackward0", ("a",), "np.sin(a)", {"a": "g * np.cos(a)"},
+                result="float"),
+    Elementwise("cos", "CosBackward0", ("a",), "np.cos(a)", {"a": "-g * np.sin(a)"},
+                result="float"),
+    Elementwise("tanh", "TanhBackward0", ("a",), "np.tanh(a)", {"a": "g * (1.0 - out * out)"},
+                result="float"),
+    Elementwise("sigmoid", "SigmoidBackward0", ("a",), "1.0 / (1.0 + np.exp(-a))",
+                {"a": "g * out * (1.0 - out)"}, result="float"),
+    # PyTorch's relu backward looks at the result: the gradient at 0 is 0.
+    Elementwise("relu", "ReluBackward0", ("a",), "a if a > 0.0 else 0.0",
+                {"a": "g if out > 0.0 else 0.0"}),
+    # min(max(a, lo), hi): with lo > hi every element becomes hi, as in PyTorch.
+    Elementwise("clamp", "ClampBackward1", ("a",),
+                f"hi if {_CLAMPED} > hi else {_CLAMPED}",
+                {"a": "g if (a >= lo and a <= hi) else 0.0"}, params=("lo", "hi")),
+    # NaN propagates; at ties each input gets half the gradient, as in PyTorch.
+    Elementwise("maximum", "MaximumBackward0", ("a", "b"), "a if (a > b or a != a) else b",
+                {"a": "g if a > b else (0.5 * g if a == b else 0.0)",
+                 "b": "g if b > a else (0.5 * g if a == b else 0.0)"}),
+    Elementwise("minimum", "MinimumBackward0", ("a", "b"), "a if (a < b or a != a) else b",
+                {"a": "g if a < b else (0.5 * g if a == b else 0.0)",
+                 "b": "g if b < a else (0.5 * g if a == b else 0.0)"}),
+    Elementwise("where", "WhereBackward0", ("condition", "a", "b"), "a if condition else b",
+                {"a": "g if condition else 0.0", "b": "0.0 if condition else g"},
+                promote=(1, 2)),
+    Elementwise("to_copy", "ToCopyBackward0", ("a",), "a", {"a": "g"}, result="param"),
+    Elementwise("eq", None, ("a", "b"), "a == b", result="bool"),
+    Elementwise("ne", None, ("a", "b"), "a != b", result="bool"),
+    Elementwise("lt", None, ("a", "b"), "a < b", result="bool"),
+    Elementwise("le", None, ("a", "b"), "a <= b", result="bool"),
+    Elementwise("gt", None, ("a", "b"), "a > b", result="bool"),
+    Elementwise("ge", None, ("a", "b"), "a >= b", result="bool"),
+    Elementwise("logical_not", None, ("a",), "not a", result="bool"),
+    Elementwise("logical_and", None, ("a", "b"), "a and b", result="bool"),
+    Elementwise("logical_or", None, ("a", "b"), "a or b", result="bool"),
+]
+
+# ---------------------------------------------------------------------------------------
+# Code generation: two kernels per expression, one over flat contiguous arrays (size-1
+# operands passed as scalars) and one over 4-D strided views (broadcasting, transposes).
+
+_NUMBER = re.compile(r"(?<![\w.])(\d+\.\d*|\d+)(?![\w.])")
+_HEADER = '''"""Generated by nbgrad.ops.elementwise from its table; do not edit."""
+import numba
+import numpy as np
+from nbgrad.ops._kernel_support import at1, at4, typed
+
+_jit = numba.njit(cache=True, error_model="numpy", fastmath=False)
+'''
+
+
+def _names_in(expr, candidates):
+    return [n for n in candidates if re.search(rf"\b{n}\b", expr)]
+
+
+def _kernel_source(kernel_name, expr, args, reference):
+    """Source for `<kernel_name>_flat` and `<kernel_name>_strided` computing `expr`."""
+    constants = {}
+
+    def hoist(match):
+        literal = match.group(1)
+        if "." not in literal:
+            literal += ".0"
+        return constants.setdefault(literal, f"_c{len(constants)}")
+
+    body = _NUMBER.sub(hoist, expr)
+    hoisted = "".join(f"    {name} = typed({value}, {reference})\n"
+                      for value, name in constants.items())
+    signature = ", ".join(args + ["result"])
+
+    def loop(index, reader, header):
+        element = re.sub(r"\b(" + "|".join(args) + r")\b", lambda m: f"{reader}({m.group(1)}, {index})",
+                         body) if args else body
+        return (f"@_jit\ndef {kernel_name}_{header[0]}({signature}):\n{hoisted}{header[1]}"
+                f"{header[2]}result[{index}] = {element}\n")
+
+    flat = loop("i", "at1", ("flat", "    for i in range(result.shape[0]):\n", " " * 8))
+    strided_loops = "".join(" " * (4 + 4 * d) + f"for i{d} in range(result.shape[{d}]):\n"
+                            for d in range(4))
+    strided = loop("i0, i1, i2, i3", "at4", ("strided", strided_loops, " " * 20))
+    return flat + "\n\n" + strided
+
+
+def _generate_module():
+    parts = [_HEADER]
+    for row in TABLE:
+        reference = row.inputs[row.promote[0]]
+        parts.append(_kernel_source(row.name, row.expr, list(row.inputs) + list(row.params),
+                                    reference))
+        for wrt, grad in row.grads.items():
+            if grad == "g":
+                continue
+            args = _names_in(grad, ("g", "out") + row.inputs + row.params)
+            parts.append(_kernel_source(f"{row.name}_d{wrt}", grad, args, "g"))
+    return "\n\n".join(parts)
+
+
+_kernels = _codegen.load_module("elementwise", _generate_module())
+
+
+class KernelPair:
+    """The flat and strided kernels of one expression, with their argument names."""
+
+    __slots__ = ("flat", "strided", "args")
+
+    def __init__(self, name, args):
+        self.flat = getattr(_kernels, name + "_flat")
+        self.strided = getattr(_kernels, name + "_strided")
+        self.args = args
+
+
+# ---------------------------------------------------------------------------------------
+# Running a kernel pair: the one place that handles broadcasting, strides and size-1 operands.
+
+_broadcast_cache = {}
+
+
+def broadcast_shapes(*shapes):
+    """np.broadcast_shapes with PyTorch's error message, memoised (it is on the hot path)."""
+    try:
+        return _broadcast_cache[shapes]
+    except KeyError:
+        pass
+    ndim = max(len(s) for s in shapes)
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+    result = []
+    for dim, sizes in enumerate(zip(*padded)):
+        size = max(sizes) if min(sizes) != 0 else 0
+        for which, s in enumerate(sizes):
+            if s != size and s != 1:
+                other = next(t for t in sizes if t != s)
+                raise RuntimeError(f"The size of tensor {'ab'[min(which, 1)]} ({s}) must match the size "
+                                   f"of tensor {'ba'[min(which, 1)]} ({other}) at non-singleton "
+                                   f"dimension {dim}; shapes are {' and '.join(str(tuple(p)) for p in shapes)}")
+        result.append(size)
+    result = tuple(result)
+    _broadcast_cache[shapes] = result
+    return result
+
+
+def run(kernels, operands, params, shape, dtype, out=None):
+    """Evaluate `kernels` over NumPy `operands` broadcast to `shape`, into `out` (or a new array)."""
+    if out is None:
+        out = np.empty(shape, dtype)
+    size = out.size
+    if size == 0:
+        return out
+    if out.flags.c_contiguous:
+        args = []
+        for x in operands:
+            if x.shape == shape and x.flags.c_contiguous:
+                args.append(x.reshape(-1))
+            elif x.size == 1:
+                args.append(x.reshape(-1)[0])
+            else:
+                break
+        else:
+            kernels.flat(*args, *params, out.reshape(-1))
+            return out
+    if len(shape) > _MAX_STRIDED_NDIM:
+        # NOTE: beyond 4-D, copy the broadcast operands flat; correct, rare, not fast.
+        flat_out = out if out.flags.c_contiguous else np.empty(shape, dtype)
+        run(kernels, [np.ascontiguousarray(np.broadcast_to(x, shape)) for x in operands],
+            params, shape, dtype, flat_out)
+        if flat_out is not out:
+            out[...] = flat_out
+        return out
+    pad = (1,) * (_MAX_STRIDED_NDIM - len(shape))
+    views = [np.broadcast_to(x, shape).reshape(pad + shape) for x in operands]
+    kernels.strided(*views, *params, out.reshape(pad + shape))
+    return out
+
+
+def scalar_param(value, np_dtype):
+    return np_dtype.type(value)
+
+
+# ---------------------------------------------------------------------------------------
+# Rows -> primitives.
+
+def _result_dtype(row, arrays, params):
+    promoted = [arrays[i] for i in row.promote]
+    compute = promoted[0].dtype
+    if any(a.dtype != compute for a in promoted):
+        compute = result_type(*promoted).np
+    if row.result == "same":
+        return compute, compute
+    if row.result == "float":
+        return (compute, compute) if compute.kind == "f" else (float32.np, float32.np)
+    if row.result == "bool":
+        return compute, np.dtype(np.bool_)
+    return compute, params["dtype"]
+
+
+FORWARD = {row.name: KernelPair(row.name, row.inputs) for row in TABLE}
+COPY = FORWARD["to_copy"]
+
+
+def _make_primitive(row):
+    forward_kernels = FORWARD[row.name]
+    # The engine may pass the incoming gradient through unchanged when the VJP is `g`.
+    grad_kernels = {wrt: None if grad == "g" else
+                    KernelPair(f"{row.name}_d{wrt}",
+                               _names_in(grad, ("g", "out") + row.inputs + row.params))
+                    for wrt, grad in row.grads.items()}
+
+    def infer(*arrays, **params):
+        shape = arrays[0].shape if len(arrays) == 1 else broadcast_shapes(*(a.shape for a in arrays))
+        return shape, _result_dtype(row, arrays, params)[1]
+
+    def forward(*arrays, **params):
+        if len(arrays) == 1:
+            shape = arrays[0].shape
+        else:
+            shape = broadcast_shapes(*(a.shape for a in arrays))
+        compute, result = _result_dtype(row, arrays, params)
+        operands = [a if i not in row.promote or a.dtype == compute else a.astype(compute)
+                    for i, a in enumerate(arrays)]
+        values = [scalar_param(params[p], compute) for p in row.params]
+        return run(forward_kernels, operands, values, shape, result)
+
+    promoted_names = {row.inputs[i] for i in row.promote}
+
+    def vjp(node, g):
+        names = {"g": g}
+        for key, value in zip(node.prim.save, node.saved):
+            if key == "out":
+                names["out"] = value
+            else:
+                name = row.inputs[key]
+                names[name] = value.astype(g.dtype, copy=False) if name in promoted_names else value
+        for p in row.params:
+            names[p] = scalar_param(node.params[p], g.dtype)
+        grads = []
+        for i, wrt in enumerate(row.inputs):
+            if not node.needs[i]:
+                grads.append(None)
+                continue
+            kernels = grad_kernels[wrt]
+            if kernels is None:
+                grads.append(g)
+                continue
+            operands = [names[a] for a in kernels.args if a not in row.params]
+            values = [names[a] for a in kernels.args if a in row.params]
+            grads.append(run(kernels, operands, values, g.shape, g.dtype))
+        return tuple(grads)
+
+    uses = " ".join(row.grads.values())
+    # Every input is saved if any VJP reads an input (positions keep the table simple);
+    # "out" is saved only when a VJP reads it.
+    save = ()
+    if _names_in(uses, row.inputs):
+        save = tuple(range(len(row.inputs)))
+    if _names_in(uses, ("out",)):
+        save += ("out",)
+    differentiable = tuple(i for i, name in enumerate(row.inputs) if name in row.grads)
+    return register(Primitive(row.name, row.grad_fn, infer, forward,
+                              vjp if row.grads else None, save=save,
+                              differentiable=differentiable, meta=row))
+
+
+PRIMS = {row.name: _make_primitive(row) for row in TABLE}

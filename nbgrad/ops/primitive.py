@@ -1,0 +1,53 @@
+"""The shape of one row of the primitive table.
+
+A primitive is declared once. The autograd engine and (later) the fused-code generator read
+only these fields and never name a specific op.
+"""
+
+
+class Primitive:
+    """One row: name, PyTorch grad_fn name, shape/dtype rule, forward, VJP, what to save.
+
+    - `infer(*inputs, **params) -> (shape, np_dtype)` looks at `.shape`/`.dtype` only, never
+      at data; it also raises the user-facing errors for bad shapes and indices.
+    - `forward(*arrays, **params) -> array` runs the njit kernel(s) on NumPy arrays.
+    - `vjp(node, grad) -> tuple` returns one gradient (or None) per input; `node.needs[i]`
+      says which are wanted, `node.saved` holds what `save` asked for, `node.params` the
+      parameters. A gradient may have the output's broadcast shape: the engine sums it back
+      to the input's shape.
+    - `save` names what the VJP reads: a tuple of input positions plus "out".
+    - `view=True` means the output shares memory (and PyTorch's version counter) with
+      input 0.
+    - `differentiable` lists the input positions that can carry a gradient.
+    """
+
+    __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "view", "differentiable",
+                 "node_classes", "meta")
+
+    def __init__(self, name, grad_fn, infer, forward, vjp=None, save=(), view=False,
+                 differentiable=(0,), meta=None):
+        self.name = name
+        self.grad_fn = grad_fn
+        self.infer = infer
+        self.forward = forward
+        self.vjp = vjp
+        self.save = save
+        self.view = view
+        self.differentiable = differentiable if vjp is not None else ()
+        self.node_classes = {}
+        # Family-specific facts another reader needs (e.g. the scalar expressions of an
+        # elementwise op, which the fused code generator inlines).
+        self.meta = meta
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+
+PRIMITIVES = {}
+
+
+def register(primitive):
+    if primitive.name in PRIMITIVES:
+        raise ValueError(f"primitive {primitive.name!r} declared twice")
+    PRIMITIVES[primitive.name] = primitive
+    return primitive

@@ -1,0 +1,311 @@
+"""The user-facing Tensor: a NumPy array plus what autograd needs to know about it.
+
+Operators and methods that compute something are attached in `nbgrad.functions`; this
+module holds the object itself, how a primitive call becomes a recorded graph node
+(`dispatch`), and PyTorch's repr.
+"""
+import weakref
+
+import numpy as np
+
+from . import _dtype
+from ._dtype import as_dtype, from_numpy_dtype
+from ._format import format_tensor
+from .autograd import engine
+from .autograd.grad_mode import state as _grad_state
+
+_NO_PARAMS = {}
+
+
+class Size(tuple):
+    """torch.Size: a tuple of ints with `numel()`."""
+
+    def numel(self):
+        return int(np.prod(self)) if self else 1
+
+    def __repr__(self):
+        return f"nbgrad.Size({list(self)})"
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+class Tensor:
+    __slots__ = ("_data", "grad", "grad_fn", "_requires_grad", "_version_counter",
+                 "_accumulator", "_hooks", "__weakref__")
+
+    # A tensor on the right of a NumPy operator makes NumPy defer to us.
+    __array_priority__ = 1000
+
+    def __init__(self, *args):
+        """`Tensor(data)` copies data as float32; `Tensor(2, 3)` is an uninitialized 2x3."""
+        if all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args) and args:
+            data = np.empty(args, np.float32)
+        elif len(args) == 1:
+            source = args[0]._data if isinstance(args[0], Tensor) else args[0]
+            data = np.array(source, dtype=np.float32)
+        elif not args:
+            data = np.empty((0,), np.float32)
+        else:
+            raise TypeError(f"Tensor(): invalid arguments {args!r}")
+        _init(self, data)
+
+    # --- construction used by the library ------------------------------------------------
+
+    @classmethod
+    def _wrap(cls, array, requires_grad=False):
+        tensor = cls.__new__(cls)
+        _init(tensor, array, requires_grad)
+        return tensor
+
+    # --- autograd attributes -------------------------------------------------------------
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if self.grad_fn is not None:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you "
+                               "want to use a computed variable in a subgraph that doesn't require "
+                               "differentiation use var_no_grad = var.detach().")
+        if value and self._data.dtype.kind != "f":
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def retains_grad(self):
+        node = self.grad_fn
+        return node is not None and node._retained is not None
+
+    def retain_grad(self):
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None:
+            self.grad_fn._retained = weakref.ref(self)
+
+    def register_hook(self, hook):
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is None:
+            hooks = self._hooks = self._hooks or []
+        else:
+            hooks = self.grad_fn._pre_hooks = self.grad_fn._pre_hooks or []
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    @property
+    def _version(self):
+        return self._version_counter[0]
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def detach(self):
+        """Same data and version counter, no graph."""
+        out = Tensor._wrap(self._data)
+        out._version_counter = self._version_counter
+        return out
+
+    def detach_(self):
+        if self.grad_fn is not None and self.grad_fn._retained is not None:
+            self.grad_fn._retained = None
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    @property
+    def data(self):
+        """A tensor sharing this one's memory, outside autograd (PyTorch's `.data`)."""
+        return Tensor._wrap(self._data)
+
+    @data.setter
+    def data(self, value):
+        self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
+
+    # --- metadata --------------------------------------------------------------------------
+
+    @property
+    def shape(self):
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_check_dim(dim, self._data.ndim)]
+
+    @property
+    def dtype(self):
+        return from_numpy_dtype(self._data.dtype)
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def numel(self):
+        return self._data.size
+
+    nelement = numel
+
+    def element_size(self):
+        return self._data.itemsize
+
+    @property
+    def device(self):
+        return "cpu"
+
+    def is_contiguous(self):
+        return self._data.flags.c_contiguous
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def stride(self, dim=None):
+        strides = tuple(s // self._data.itemsize for s in self._data.strides)
+        return strides if dim is None else strides[_check_dim(dim, self._data.ndim)]
+
+    # --- conversion to Python and NumPy ----------------------------------------------------
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(-1)[0].item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def numpy(self, force=False):
+        if self._requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        array = self._data if dtype is None else self._data.astype(dtype, copy=False)
+        return array.copy() if copy else array
+
+    def __len__(self):
+        if not self._data.ndim:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if not self._data.ndim:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def _scalar(self, kind):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return kind(self._data.reshape(-1)[0])
+
+    def __float__(self):
+        return self._scalar(float)
+
+    def __int__(self):
+        return self._scalar(int)
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self._data.reshape(-1)[0])
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._data.reshape(-1)[0])
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        return format_tensor(self)
+
+    def __reduce__(self):
+        return (_rebuild, (self._data, self._requires_grad))
+
+    def __deepcopy__(self, memo):
+        if self.grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support "
+                               "the deepcopy protocol at the moment.")
+        copy = Tensor._wrap(self._data.copy(), self._requires_grad)
+        if self.grad is not None:
+            copy.grad = Tensor._wrap(self.grad._data.copy())
+        memo[id(self)] = copy
+        return copy
+
+
+def _rebuild(data, requires_grad):
+    return Tensor._wrap(data, requires_grad)
+
+
+def _init(tensor, array, requires_grad=False):
+    if array.dtype not in _SUPPORTED:
+        array = array.astype(from_numpy_dtype(array.dtype).np)
+    tensor._data = array
+    tensor.grad = None
+    tensor.grad_fn = None
+    tensor._requires_grad = requires_grad
+    tensor._version_counter = [0]
+    tensor._accumulator = None
+    tensor._hooks = None
+
+
+_SUPPORTED = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)}
+
+
+def _check_dim(dim, ndim):
+    rank = max(ndim, 1)
+    if not -rank <= dim < rank:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-rank}, "
+                         f"{rank - 1}], but got {dim})")
+    return dim % rank
+
+
+def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
+    """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed."""
+    arrays = [t._data for t in inputs]
+    out = prim.forward(*arrays, **params)
+    result = Tensor.__new__(Tensor)
+    _init(result, out)
+    if prim.view:
+        result._version_counter = inputs[0]._version_counter
+    if _grad_state.enabled and prim.vjp is not None:
+        for tensor in inputs:
+            if tensor._requires_grad:
+                result.grad_fn = engine.record(prim, inputs, arrays, out, result, params,
+                                               grad_fn_name)
+                result._requires_grad = True
+                break
+    return result
+
+
+def as_tensor_arg(value, dtype):
+    """A Python scalar operand as a constant 0-d tensor of `dtype` (no grad, no upcast)."""
+    return Tensor._wrap(np.array(value, dtype=dtype.np))
+
+
+def result_dtype(*operands):
+    return _dtype.result_type(*(x._data if isinstance(x, Tensor) else x for x in operands))
+
+
+def resolve_dtype(dtype):
+    return None if dtype is None else as_dtype(dtype)
