@@ -23,15 +23,18 @@ def _tensor(value, dtype):
 
 def _binary(name, a, b, grad_fn_name=None):
     """Call an elementwise primitive; Python scalars become constants of the result dtype."""
-    if isinstance(b, Tensor):
-        if not isinstance(a, Tensor):
-            a = as_tensor_arg(a, result_dtype(a, b))
-    else:
-        if not isinstance(b, (int, float, bool, np.number, np.bool_)):
+    if not isinstance(b, Tensor):
+        if (type(b) is float or type(b) is int) and a._data.dtype.kind == "f":
+            # The common case (x * 2.0) skips the general promotion rules.
+            b = Tensor._wrap(np.array(b, a._data.dtype))
+        elif isinstance(b, (int, float, bool, np.number, np.bool_)):
+            b = as_tensor_arg(b, result_dtype(a, b))
+        else:
             b = _from_other(b)
             if b is NotImplemented:
                 return NotImplemented
-        b = as_tensor_arg(b, result_dtype(a, b)) if not isinstance(b, Tensor) else b
+    elif not isinstance(a, Tensor):
+        a = as_tensor_arg(a, result_dtype(a, b))
     return dispatch(P[name], (a, b), grad_fn_name=grad_fn_name)
 
 

@@ -270,12 +270,20 @@ def _make_primitive(row):
         return shape, _result_dtype(row, arrays, params)[1]
 
     def forward(*arrays, **params):
-        if len(arrays) == 1:
-            shape = arrays[0].shape
+        first = arrays[0]
+        shape = first.shape
+        compute = first.dtype
+        for a in arrays[1:]:
+            if a.shape != shape or a.dtype != compute:
+                shape = broadcast_shapes(*[a.shape for a in arrays])
+                compute, result = _result_dtype(row, arrays, params)
+                break
         else:
-            shape = broadcast_shapes(*(a.shape for a in arrays))
-        compute, result = _result_dtype(row, arrays, params)
-        operands = [a if i not in row.promote or a.dtype == compute else a.astype(compute)
+            if row.result != "same" or row.promote[0]:
+                compute, result = _result_dtype(row, arrays, params)
+            else:
+                result = compute
+        operands = [a if a.dtype == compute or i not in row.promote else a.astype(compute)
                     for i, a in enumerate(arrays)]
         values = [scalar_param(params[p], compute) for p in row.params]
         return run(forward_kernels, operands, values, shape, result)

@@ -6,6 +6,8 @@ Every op views its input as (outer, reduced, inner) and runs a kernel over the r
 nest is written once. var/std, logsumexp, softmax and log_softmax are primitives (not
 composites) for numerical stability and to keep PyTorch's grad_fn names.
 """
+import math
+
 import numpy as np
 
 from .. import _codegen
@@ -139,15 +141,15 @@ def reduced_shape(shape, dims, keepdim):
 def as_rows(x, dims):
     """(view of shape (O, R, I), permutation or None) with the reduced dims in the middle."""
     shape = x.shape
-    if not dims or dims == tuple(range(dims[0], dims[-1] + 1)):
+    if len(dims) == x.ndim:
+        return x.reshape(1, x.size, 1), None
+    if not dims or dims[-1] - dims[0] == len(dims) - 1:
         lo, hi = (dims[0], dims[-1] + 1) if dims else (x.ndim, x.ndim)
-        outer = int(np.prod(shape[:lo]))
-        inner = int(np.prod(shape[hi:]))
-        return x.reshape(outer, int(np.prod(shape[lo:hi])), inner), None
+        return x.reshape(math.prod(shape[:lo]), math.prod(shape[lo:hi]), math.prod(shape[hi:])), None
     kept = [d for d in range(x.ndim) if d not in dims]
     order = kept + list(dims)
     moved = x.transpose(order)
-    return moved.reshape(int(np.prod([shape[d] for d in kept])), -1, 1), order
+    return moved.reshape(math.prod([shape[d] for d in kept]), -1, 1), order
 
 
 def _rows_like(x, dims, dtype=None):
@@ -228,7 +230,7 @@ def _reduction(name, grad_fn, out_dtype, kernel, params, vjp, save=(), check=Non
 
 
 def _count(shape, dims):
-    return int(np.prod([shape[d] for d in dims])) if dims else 1
+    return math.prod([shape[d] for d in dims])
 
 
 def _sum_vjp(node, g):
