@@ -123,7 +123,7 @@ def square(input):
     return pow(input, 2)
 
 
-def clamp(input, min=None, max=None):
+def clamp(input, min=None, max=None, *, _grad_fn_name="ClampBackward1"):
     if min is None and max is None:
         raise RuntimeError("At least one of 'min' or 'max' must not be None")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
@@ -138,20 +138,18 @@ def clamp(input, min=None, max=None):
     info = np.finfo(input._data.dtype) if input._data.dtype.kind == "f" else np.iinfo(np.int64)
     lo = -np.inf if min is None and input._data.dtype.kind == "f" else (info.min if min is None else min)
     hi = np.inf if max is None and input._data.dtype.kind == "f" else (info.max if max is None else max)
-    name = "ClampBackward1" if min is not None and max is not None else (
-        "ClampMinBackward0" if max is None else "ClampMaxBackward0")
-    return dispatch(P["clamp"], (input,), {"lo": lo, "hi": hi}, grad_fn_name=name)
+    return dispatch(P["clamp"], (input,), {"lo": lo, "hi": hi}, grad_fn_name=_grad_fn_name)
 
 
 clip = clamp
 
 
 def clamp_min(input, min):
-    return clamp(input, min=min)
+    return clamp(input, min=min, _grad_fn_name="ClampMinBackward0")
 
 
 def clamp_max(input, max):
-    return clamp(input, max=max)
+    return clamp(input, max=max, _grad_fn_name="ClampMaxBackward0")
 
 
 def where(condition, input=None, other=None):
@@ -262,10 +260,11 @@ def _extreme(which, input, dim, keepdim, other):
     # With dim, the gradient goes to the selected index only (MaxBackward0).
     positions = np.take_along_axis(np.arange(input.numel(), dtype=np.int64).reshape(input.shape),
                                    indices._data, axis=d) if input.ndim else np.zeros((), np.int64)
+    if not keepdim and input.ndim:
+        positions = positions.squeeze(d)
+        indices = Tensor._wrap(indices._data.squeeze(d))
     values = dispatch(P["take"], (input,), {"positions": positions},
                       grad_fn_name=which.capitalize() + "Backward0")
-    if not keepdim and input.ndim:
-        values, indices = values.squeeze(d), indices.squeeze(d)
     return _MinMax((values, indices))
 
 
@@ -561,14 +560,15 @@ def _index_parts(index):
     return tuple(converted), advanced
 
 
+_BASIC_NAMES = {int: "SelectBackward0", slice: "SliceBackward0", type(None): "UnsqueezeBackward0"}
+
+
 def _basic_name(index):
-    kinds = [type(p) for p in index if p is not Ellipsis]
-    if kinds and all(k is int for k in kinds):
-        return "SelectBackward0"
-    if kinds and all(p is None for p in index if p is not Ellipsis):
-        return "UnsqueezeBackward0"
-    return "SliceBackward0" if slice in kinds else (
-        "SelectBackward0" if int in kinds else "AliasBackward0")
+    """PyTorch applies an index part by part and names the node after the last real step."""
+    steps = [p for p in index if p is not Ellipsis and p != slice(None)]
+    if steps:
+        return _BASIC_NAMES[type(steps[-1])]
+    return "SliceBackward0" if slice(None) in index else "AliasBackward0"
 
 
 def getitem(input, index):
@@ -576,6 +576,9 @@ def getitem(input, index):
     if advanced:
         positions = flat_positions(input.shape, index)
         return dispatch(P["take"], (input,), {"positions": positions})
+    if Ellipsis not in index:
+        # NOTE: a trailing Ellipsis makes NumPy return a 0-d view, not a copied scalar.
+        index = index + (Ellipsis,)
     try:
         input._data[index]
     except IndexError as error:
@@ -747,6 +750,7 @@ _METHODS = {
     "__and__": logical_and, "__or__": logical_or,
     "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
     "__getitem__": getitem, "__setitem__": setitem,
+    "where": lambda self, condition, other: where(condition, self, other),
 }
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)

@@ -55,7 +55,7 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
     for i, out in enumerate(outs):
         analytical = reverse_jacobian(out, [xs[j] for j in wanted])
         for j, got in zip(wanted, analytical):
-            got = got._data.reshape(out.numel(), -1)
+            got = got._data.reshape(out.numel(), xs[j].numel())
             expected = numerical[j][i]
             if not np.allclose(got, expected, rtol=rtol, atol=atol):
                 message = (f"Jacobian mismatch for output {i} with respect to input {j},\n"

@@ -185,15 +185,16 @@ def broadcast_shapes(*shapes):
     ndim = max(len(s) for s in shapes)
     padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
     result = []
-    for dim, sizes in enumerate(zip(*padded)):
-        size = max(sizes) if min(sizes) != 0 else 0
-        for which, s in enumerate(sizes):
-            if s != size and s != 1:
-                other = next(t for t in sizes if t != s)
-                raise RuntimeError(f"The size of tensor {'ab'[min(which, 1)]} ({s}) must match the size "
-                                   f"of tensor {'ba'[min(which, 1)]} ({other}) at non-singleton "
-                                   f"dimension {dim}; shapes are {' and '.join(str(tuple(p)) for p in shapes)}")
-        result.append(size)
+    for sizes in zip(*padded):
+        result.append(max(sizes) if min(sizes) != 0 else 0)
+    # PyTorch reports the last mismatching dimension first.
+    for dim in reversed(range(ndim)):
+        sizes = [p[dim] for p in padded]
+        if any(s != result[dim] and s != 1 for s in sizes):
+            sizes = [s for s in sizes if s != 1] + [1, 1]
+            raise RuntimeError(f"The size of tensor a ({sizes[0]}) must match the size of tensor b "
+                               f"({sizes[1]}) at non-singleton dimension {dim}; shapes are "
+                               f"{' and '.join(str(tuple(p)) for p in shapes)}")
     result = tuple(result)
     _broadcast_cache[shapes] = result
     return result

@@ -179,7 +179,8 @@ def _pieces(dim, sizes, stack):
     start = 0
     for size in sizes:
         lead = (slice(None),) * dim
-        yield lead + ((start,) if stack else (slice(start, start + size),))
+        # The trailing Ellipsis keeps 0-d blocks as views rather than NumPy scalars.
+        yield lead + ((start,) if stack else (slice(start, start + size),)) + (Ellipsis,)
         start += 1 if stack else size
 
 

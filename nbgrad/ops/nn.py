@@ -1,0 +1,404 @@
+"""Fused primitives for neural networks, each a primitive for speed or numerical stability:
+
+- `linear` (x @ W.T + b for a 2-D x): one BLAS call plus the bias in the same kernel, and
+  PyTorch's `AddmmBackward0`; the backward needs no transposed copies.
+- `pointwise losses` (mse, l1, binary cross entropy, with and without logits): generated
+  from one table of scalar expressions, with the reduction done inside the kernel, so a loss
+  is one kernel forward and one backward. BCE with logits uses the log-sum-exp form
+  `max(-x, 0) + log1p(exp(-|x|))`, which never overflows.
+- `nll_loss`: gathers the target class of each row of log-probabilities (cross entropy is
+  log_softmax followed by this), with class weights and `ignore_index`.
+- `embedding`: a row gather whose backward scatter-adds into a (num_embeddings, dim) array
+  instead of the full-size positions `take` would compute.
+
+NOTE: Numba does not bounds-check. Every index (targets, embedding ids) is validated in
+Python (with a small njit scan) before a kernel uses it.
+"""
+import re
+
+import numba
+import numpy as np
+
+from .. import _codegen
+from .primitive import Primitive, register
+
+_jit = numba.njit(cache=True, error_model="numpy")
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+# ---------------------------------------------------------------------------------------
+# linear: x (N, in) @ weight (out, in).T + bias (out,)
+
+@_jit
+def linear_kernel(x, weight, bias, out):
+    np.dot(x, weight.T, out)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] += bias[j]
+
+
+@_jit
+def linear_vjp_kernel(g, x, weight, grad_x, grad_weight, grad_bias, need_x, need_weight,
+                      need_bias):
+    if need_x:
+        np.dot(g, weight, grad_x)
+    if need_weight:
+        np.dot(g.T, x, grad_weight)
+    if need_bias:
+        for j in range(g.shape[1]):
+            grad_bias[j] = 0.0
+        for i in range(g.shape[0]):
+            for j in range(g.shape[1]):
+                grad_bias[j] += g[i, j]
+
+
+def _blas_ready(x):
+    # BLAS reads C- or F-ordered matrices; anything else (a strided slice) is copied once.
+    return x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
+
+
+def _linear_infer(x, weight, bias):
+    if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
+        raise RuntimeError(f"linear: expected a 2-D input, a 2-D weight and a matching bias; got "
+                           f"shapes {tuple(x.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}")
+    if x.shape[1] != weight.shape[1]:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({x.shape[0]}x{x.shape[1]} "
+                           f"and {weight.shape[1]}x{weight.shape[0]})")
+    if not x.dtype == weight.dtype == bias.dtype:
+        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {x.dtype} and "
+                           f"{weight.dtype}")
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"linear is implemented for floating point tensors only, got {x.dtype}")
+    return (x.shape[0], weight.shape[0]), x.dtype
+
+
+def _linear_forward(x, weight, bias):
+    shape, dtype = _linear_infer(x, weight, bias)
+    out = np.empty(shape, dtype)
+    if out.size:
+        linear_kernel(_blas_ready(x), _blas_ready(weight), bias, out)
+    elif shape[0]:
+        out[...] = bias
+    return out
+
+
+def _linear_vjp(node, g):
+    x, weight = node.saved
+    need_x, need_weight, need_bias = node.needs
+    # Arrays not asked for are zero-size stand-ins, so the kernel keeps one signature.
+    grad_x = np.empty(x.shape if need_x else (0, 0), g.dtype)
+    grad_weight = np.empty(weight.shape if need_weight else (0, 0), g.dtype)
+    grad_bias = np.empty(weight.shape[0] if need_bias else 0, g.dtype)
+    if g.size and x.shape[1]:
+        linear_vjp_kernel(_blas_ready(g), _blas_ready(x), _blas_ready(weight), grad_x,
+                          grad_weight, grad_bias, need_x, need_weight, need_bias)
+    else:
+        for grad in (grad_x, grad_weight):
+            grad[...] = 0
+        grad_bias[...] = g.sum(0) if need_bias else 0
+    return (grad_x if need_x else None, grad_weight if need_weight else None,
+            grad_bias if need_bias else None)
+
+
+# ---------------------------------------------------------------------------------------
+# Pointwise losses: loss(x, y) per element, times an optional weight, then reduced.
+# Names: x (prediction), y (target), pw (BCE's pos_weight), and the typed constants
+# one, two, eps, floor. d_x / d_y are the derivatives of the per-element loss.
+
+class PointwiseLoss:
+    def __init__(self, name, grad_fn, loss, d_x, d_y, pos_weight=False):
+        self.name, self.grad_fn = name, grad_fn
+        self.loss, self.d_x, self.d_y = loss, d_x, d_y
+        self.pos_weight = pos_weight
+
+
+_SOFTPLUS_NEG_X = "(max(-x, zero) + np.log1p(np.exp(-abs(x))))"  # log(1 + exp(-x)), stably
+POINTWISE_LOSSES = [
+    PointwiseLoss("mse_loss", "MseLossBackward0", "(x - y) * (x - y)",
+                  "two * (x - y)", "-two * (x - y)"),
+    PointwiseLoss("l1_loss", "L1LossBackward0", "abs(x - y)",
+                  "np.sign(x - y)", "-np.sign(x - y)"),
+    # PyTorch clamps each log at -100 so that x = 0 or 1 gives a finite loss, and divides the
+    # gradient by max(x (1 - x), 1e-12).
+    PointwiseLoss("binary_cross_entropy", "BinaryCrossEntropyBackward0",
+                  "-(y * max(np.log(x), floor) + (one - y) * max(np.log(one - x), floor))",
+                  "(x - y) / max((one - x) * x, eps)",
+                  "max(np.log(one - x), floor) - max(np.log(x), floor)"),
+    PointwiseLoss("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogitsBackward0",
+                  f"(one - y) * x + (one + (pw - one) * y) * {_SOFTPLUS_NEG_X}",
+                  "(one + (pw - one) * y) / (one + np.exp(-x)) - pw * y",
+                  f"-x + (pw - one) * {_SOFTPLUS_NEG_X}", pos_weight=True),
+]
+
+_HEADER = '''"""Generated by nbgrad.ops.nn from POINTWISE_LOSSES; do not edit."""
+import numba
+import numpy as np
+from nbgrad.ops._kernel_support import typed
+
+_jit = numba.njit(cache=True, error_model="numpy")
+'''
+
+# x, y: flat arrays of one shape. weight, pw: flat arrays read at [i * step] (step 0 means
+# a single broadcast value). g is read the same way: one value for 'mean'/'sum'.
+_LOSS_TEMPLATE = '''
+@_jit
+def {name}_forward(x, y, weight, weight_step, pw, pw_step, out, reduce):
+{constants}
+    total = 0.0
+    for i in range(x.shape[0]):
+        xi, yi, pwi = x[i], y[i], pw[i * pw_step]
+        value = weight[i * weight_step] * ({loss})
+        if reduce:
+            total += value
+        else:
+            out[i] = value
+    return total
+
+
+@_jit
+def {name}_backward(x, y, weight, weight_step, pw, pw_step, g, g_step, scale, grad_x, grad_y,
+                    need_x, need_y):
+{constants}
+    for i in range(x.shape[0]):
+        xi, yi, pwi = x[i], y[i], pw[i * pw_step]
+        gi = g[i * g_step] * scale * weight[i * weight_step]
+        if need_x:
+            grad_x[i] = gi * ({d_x})
+        if need_y:
+            grad_y[i] = gi * ({d_y})
+'''
+_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "eps": 1e-12, "floor": -100.0}
+
+
+def _loss_source(row):
+    def per_element(expr):
+        return re.sub(r"\b(x|y|pw)\b", r"\1i", expr)
+
+    constants = "\n".join(f"    {name} = typed({value!r}, x)" for name, value in _CONSTANTS.items())
+    return _LOSS_TEMPLATE.format(name=row.name, constants=constants, loss=per_element(row.loss),
+                                 d_x=per_element(row.d_x), d_y=per_element(row.d_y))
+
+
+_loss_kernels = _codegen.load_module(
+    "nn_losses", _HEADER + "\n".join(_loss_source(row) for row in POINTWISE_LOSSES))
+
+
+def _flat_operand(value, shape, dtype):
+    """(flat array, step) for an optional weight broadcast against `shape`."""
+    if value is None:
+        return np.ones(1, dtype), 0
+    if value.size == 1:
+        return value.astype(dtype, copy=False).reshape(1), 0
+    return np.ascontiguousarray(np.broadcast_to(value.astype(dtype, copy=False), shape)).reshape(-1), 1
+
+
+def _pointwise_loss(row):
+    forward_kernel = getattr(_loss_kernels, row.name + "_forward")
+    backward_kernel = getattr(_loss_kernels, row.name + "_backward")
+
+    def infer(x, y, weight, pos_weight, reduction):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{reduction} is not a valid value for reduction")
+        if x.shape != y.shape:
+            raise ValueError(f"{row.name}: target shape {tuple(y.shape)} differs from input shape "
+                             f"{tuple(x.shape)}")
+        return (x.shape if reduction == "none" else ()), x.dtype
+
+    def operands(x, y, weight, pos_weight):
+        """Flat contiguous x and y, then (array, step) for weight and pos_weight."""
+        flat_x = np.ascontiguousarray(x).reshape(-1)
+        flat_y = np.ascontiguousarray(y.astype(x.dtype, copy=False)).reshape(-1)
+        return ((flat_x, flat_y) + _flat_operand(weight, x.shape, x.dtype)
+                + _flat_operand(pos_weight, x.shape, x.dtype))
+
+    def forward(x, y, weight=None, pos_weight=None, reduction="mean"):
+        shape, dtype = infer(x, y, weight, pos_weight, reduction)
+        reduce = reduction != "none"
+        out = np.empty(x.size if not reduce else 0, dtype)
+        total = forward_kernel(*operands(x, y, weight, pos_weight), out, reduce)
+        if not reduce:
+            return out.reshape(shape)
+        if reduction == "mean":
+            # NOTE: an empty input gives NaN, as in PyTorch (0 / 0 under error_model="numpy").
+            total = total / x.size if x.size else np.nan
+        return np.array(total, dtype)
+
+    def vjp(node, g):
+        x, y = node.saved
+        params = node.params
+        weight, pos_weight, reduction = params["weight"], params["pos_weight"], params["reduction"]
+        scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
+        g_flat = np.ascontiguousarray(g).reshape(-1)
+        need_x, need_y = node.needs[0], node.needs[1]
+        grad_x = np.empty(x.size if need_x else 0, g.dtype)
+        grad_y = np.empty(y.size if need_y else 0, g.dtype)
+        backward_kernel(*operands(x, y, weight, pos_weight), g_flat, int(g_flat.size > 1),
+                        g.dtype.type(scale), grad_x, grad_y, need_x, need_y)
+        return (grad_x.reshape(x.shape) if need_x else None,
+                grad_y.reshape(y.shape) if need_y else None)
+
+    return register(Primitive(row.name, row.grad_fn, infer, forward, vjp, save=(0, 1),
+                              differentiable=(0, 1), meta=row))
+
+
+# ---------------------------------------------------------------------------------------
+# nll_loss: log-probabilities (N, C), int64 targets (N,), class weights (C,).
+
+@_jit
+def first_out_of_range(indices, size, ignore_index):
+    """Position of the first index outside [0, size) that is not `ignore_index`; -1 if none."""
+    for i in range(indices.shape[0]):
+        t = indices[i]
+        if (t < 0 or t >= size) and t != ignore_index:
+            return i
+    return -1
+
+
+@_jit
+def nll_forward_kernel(logp, target, weight, ignore_index, losses, reduce):
+    """Per-row losses (when not `reduce`); returns (sum of losses, sum of weights used)."""
+    total = 0.0
+    total_weight = 0.0
+    for i in range(logp.shape[0]):
+        t = target[i]
+        if t == ignore_index:
+            if not reduce:
+                losses[i] = 0.0
+            continue
+        w = weight[t]
+        value = -w * logp[i, t]
+        total += value
+        total_weight += w
+        if not reduce:
+            losses[i] = value
+    return total, total_weight
+
+
+@_jit
+def nll_backward_kernel(target, weight, ignore_index, g, g_step, scale, grad):
+    grad[:] = 0.0
+    for i in range(target.shape[0]):
+        t = target[i]
+        if t != ignore_index:
+            grad[i, t] = -weight[t] * g[i * g_step] * scale
+
+
+def check_targets(target, n_classes, ignore_index):
+    """PyTorch's IndexError for a class index outside [0, n_classes)."""
+    bad = first_out_of_range(target, n_classes, ignore_index)
+    if bad >= 0:
+        raise IndexError(f"Target {target[bad]} is out of bounds.")
+
+
+def _class_weight(weight, n_classes, dtype):
+    return np.ones(n_classes, dtype) if weight is None else weight.astype(dtype, copy=False)
+
+
+def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if logp.ndim != 2 or target.ndim != 1:
+        raise ValueError(f"nll_loss: expected a 2-D input and 1-D target, got {logp.ndim}-D and "
+                         f"{target.ndim}-D")
+    if logp.shape[0] != target.shape[0]:
+        raise ValueError(f"Expected input batch_size ({logp.shape[0]}) to match target "
+                         f"batch_size ({target.shape[0]}).")
+    if target.dtype.kind not in "iu":
+        raise RuntimeError(f"expected scalar type Long but found {target.dtype}")
+    if weight is not None and weight.shape != (logp.shape[1],):
+        raise RuntimeError(f"weight tensor should be defined either for all {logp.shape[1]} "
+                           f"classes or no classes but got weight tensor of shape: "
+                           f"{list(weight.shape)}")
+    return (target.shape if reduction == "none" else ()), logp.dtype
+
+
+def _nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    shape, dtype = _nll_infer(logp, target, weight, ignore_index, reduction)
+    check_targets(target, logp.shape[1], ignore_index)
+    reduce = reduction != "none"
+    losses = np.empty(0 if reduce else target.shape[0], dtype)
+    total, total_weight = nll_forward_kernel(logp, target, _class_weight(weight, logp.shape[1], dtype),
+                                             ignore_index, losses, reduce)
+    if not reduce:
+        return losses
+    if reduction == "mean":
+        # All targets ignored: 0 / 0 = NaN, as in PyTorch.
+        total = total / total_weight if total_weight else np.nan
+    return np.array(total, dtype)
+
+
+def _nll_vjp(node, g):
+    (target,) = node.saved
+    shape = node.input_meta[0][0]
+    weight = _class_weight(node.params["weight"], shape[1], g.dtype)
+    ignore_index, reduction = node.params["ignore_index"], node.params["reduction"]
+    scale = 1.0
+    if reduction == "mean":
+        _, total_weight = nll_forward_kernel(np.zeros((target.shape[0], shape[1]), g.dtype), target,
+                                             weight, ignore_index, np.empty(0, g.dtype), True)
+        scale = 1.0 / total_weight if total_weight else np.nan
+    g_flat = np.ascontiguousarray(g).reshape(-1)
+    grad = np.empty(shape, g.dtype)
+    nll_backward_kernel(target, weight, ignore_index, g_flat, int(g_flat.size > 1),
+                        g.dtype.type(scale), grad)
+    return grad, None
+
+
+# ---------------------------------------------------------------------------------------
+# embedding: rows of weight (num_embeddings, dim) picked by int64 indices of any shape.
+
+@_jit
+def embedding_kernel(weight, indices, out):
+    for i in range(indices.shape[0]):
+        out[i, :] = weight[indices[i], :]
+
+
+@_jit
+def embedding_backward_kernel(g, indices, padding_idx, grad_weight):
+    grad_weight[:] = 0.0
+    for i in range(indices.shape[0]):
+        row = indices[i]
+        if row != padding_idx:
+            grad_weight[row, :] += g[i, :]
+
+
+def _embedding_infer(weight, indices, padding_idx=-1):
+    if indices.dtype.kind not in "iu":
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following "
+                           f"scalar types: Long, Int; but got {indices.dtype} instead")
+    if weight.ndim != 2:
+        raise RuntimeError("'weight' must be 2-D")
+    return indices.shape + weight.shape[1:], weight.dtype
+
+
+def _embedding_forward(weight, indices, padding_idx=-1):
+    shape, dtype = _embedding_infer(weight, indices, padding_idx)
+    flat = np.ascontiguousarray(indices).reshape(-1)
+    # NOTE: no ignore value here: padding_idx rows are still read (their gradient is dropped).
+    if first_out_of_range(flat, weight.shape[0], -weight.shape[0] - 1) >= 0:
+        raise IndexError("index out of range in self")
+    out = np.empty((flat.shape[0], weight.shape[1]), dtype)
+    embedding_kernel(weight, flat, out)
+    return out.reshape(shape)
+
+
+def _embedding_vjp(node, g):
+    (indices,) = node.saved
+    weight_shape = node.input_meta[0][0]
+    grad = np.empty(weight_shape, g.dtype)
+    embedding_backward_kernel(np.ascontiguousarray(g).reshape(-1, weight_shape[1]),
+                              np.ascontiguousarray(indices).reshape(-1),
+                              node.params["padding_idx"], grad)
+    return grad, None
+
+
+PRIMS = {
+    "linear": register(Primitive("linear", "AddmmBackward0", _linear_infer, _linear_forward,
+                                 _linear_vjp, save=(0, 1), differentiable=(0, 1, 2))),
+    **{row.name: _pointwise_loss(row) for row in POINTWISE_LOSSES},
+    "nll_loss": register(Primitive("nll_loss", "NllLossBackward0", _nll_infer, _nll_forward,
+                                   _nll_vjp, save=(1,))),
+    "embedding": register(Primitive("embedding", "EmbeddingBackward0", _embedding_infer,
+                                    _embedding_forward, _embedding_vjp, save=(1,))),
+}
