@@ -1,0 +1,11 @@
+"""nbgrad.nn: modules, layers, losses, initializers (PyTorch's torch.nn API)."""
+from . import functional, init
+from .module import Module
+from .parameter import Parameter
+from .layers import (Identity, Linear, Embedding, Sequential, ReLU, Sigmoid, Tanh, Softmax,
+                     LogSoftmax, Flatten, Dropout)
+from .loss import MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
+
+__all__ = ["functional", "init", "Module", "Parameter", "Identity", "Linear", "Embedding",
+           "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout",
+           "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss"]

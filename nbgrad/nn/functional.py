@@ -1,0 +1,212 @@
+"""nbgrad.nn.functional: layers and losses as functions, named as in torch.nn.functional.
+
+Losses and `linear` call the fused primitives of `nbgrad.ops.nn`; the rest are composites
+of Tensor operations.
+"""
+import warnings
+
+import numpy as np
+
+from .. import functions as _F
+from ..factories import generator
+from ..ops import PRIMITIVES as P
+from ..tensor import Tensor, dispatch
+
+relu = _F.relu
+sigmoid = _F.sigmoid
+tanh = _F.tanh
+softmax = _F.softmax
+log_softmax = _F.log_softmax
+
+
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias: one fused `AddmmBackward0` primitive for a 2-D input."""
+    if bias is not None and input.ndim == 2:
+        return dispatch(P["linear"], (input, weight, bias))
+    # Other ranks (and no bias) are a matmul with the transposed weight, as PyTorch does.
+    out = _F.matmul(input, _F.t(weight))
+    return out if bias is None else out + bias
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = generator().random(input.shape) >= p
+    scale = (keep * (1.0 / (1.0 - p))).astype(input._data.dtype)
+    return input * Tensor._wrap(scale)
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
+                                  "supported by nbgrad")
+    if padding_idx is None:
+        padding_idx = -1  # never matches: indices are checked to lie in [0, num_embeddings)
+    elif padding_idx < 0:
+        padding_idx += weight.shape[0]
+    return dispatch(P["embedding"], (weight, input), {"padding_idx": padding_idx})
+
+
+# --- losses ----------------------------------------------------------------------------
+
+
+def _array(value):
+    return None if value is None else (value._data if isinstance(value, Tensor) else np.asarray(value))
+
+
+def _warn_if_broadcast(input, target):
+    """mse/l1 broadcast different shapes, with PyTorch's warning; the primitive gets equal
+    shapes (the engine sums the gradient back through `expand`)."""
+    if input.shape == target.shape:
+        return input, target
+    warnings.warn(f"Using a target size ({target.shape}) that is different to the input size "
+                  f"({input.shape}). This will likely lead to incorrect results due to "
+                  "broadcasting. Please ensure they have the same size.", stacklevel=3)
+    shape = tuple(np.broadcast_shapes(input.shape, target.shape)) if _broadcastable(
+        input.shape, target.shape) else None
+    if shape is None:
+        # Let the elementwise machinery raise PyTorch's own message.
+        input + target
+    return _F.expand(input, shape), _F.expand(target, shape)
+
+
+def _broadcastable(a, b):
+    try:
+        np.broadcast_shapes(a, b)
+        return True
+    except ValueError:
+        return False
+
+
+def _as_float_target(target, input):
+    return target if target.dtype == input.dtype else _F.to(target, input.dtype)
+
+
+def _pointwise_loss(name, input, target, reduction, weight=None, pos_weight=None,
+                    grad_fn_name=None):
+    params = {"weight": _array(weight), "pos_weight": _array(pos_weight), "reduction": reduction}
+    return dispatch(P[name], (input, _as_float_target(target, input)), params,
+                    grad_fn_name=grad_fn_name)
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    input, target = _warn_if_broadcast(input, target)
+    return _pointwise_loss("mse_loss", input, target, reduction, weight)
+
+
+# PyTorch computes l1_loss as a composite, so its grad_fn is named after the last step.
+_L1_NAMES = {"mean": "MeanBackward0", "sum": "SumBackward0", "none": "AbsBackward0"}
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    input, target = _warn_if_broadcast(input, target)
+    return _pointwise_loss("l1_loss", input, target, reduction, weight,
+                           grad_fn_name=_L1_NAMES.get(reduction))
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction="mean"):
+    if target.shape != input.shape:
+        raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
+                         f"size ({input.shape}) is deprecated. Please ensure they have the same "
+                         "size.")
+    if input.numel() and (input._data.min() < 0 or input._data.max() > 1):
+        raise RuntimeError("all elements of input should be between 0 and 1")
+    return _pointwise_loss("binary_cross_entropy", input, target, reduction, weight)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    if target.shape != input.shape:
+        raise ValueError(f"Target size ({target.shape}) must be the same as input size "
+                         f"({input.shape})")
+    return _pointwise_loss("binary_cross_entropy_with_logits", input, target, reduction,
+                           weight, pos_weight)
+
+
+def _class_last(input, target):
+    """(N, C, d1, ...) scores and (N, d1, ...) targets as (N*d1*..., C) and (N*d1*...,)."""
+    if input.ndim == 1:
+        return _F.unsqueeze(input, 0), _F.reshape(target, 1)
+    if input.ndim == 2:
+        return input, target
+    if target.shape[:1] + target.shape[1:] != input.shape[:1] + input.shape[2:]:
+        raise RuntimeError(f"Expected target size {[input.shape[0]] + list(input.shape[2:])}, got "
+                           f"{list(target.shape)}")
+    order = (0,) + tuple(range(2, input.ndim)) + (1,)
+    return (_F.reshape(_F.permute(input, order), -1, input.shape[1]), _F.reshape(target, -1))
+
+
+def _restore_shape(losses, input, target, reduction):
+    return _F.reshape(losses, target.shape) if reduction == "none" and input.ndim != 2 else losses
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    if input.ndim == 0:
+        raise ValueError("Expected 1 or more dimensions (got 0)")
+    if input.ndim >= 2 and target.ndim >= 1 and input.shape[0] != target.shape[0]:
+        raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target "
+                         f"batch_size ({target.shape[0]}).")
+    scores, classes = _class_last(input, target)
+    params = {"weight": _array(weight), "ignore_index": int(ignore_index), "reduction": reduction}
+    losses = dispatch(P["nll_loss"], (scores, classes), params)
+    return _restore_shape(losses, input, target, reduction)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    """log_softmax over the class dim, then nll_loss; class indices or class probabilities."""
+    class_dim = 0 if input.ndim == 1 else 1
+    log_probs = log_softmax(input, class_dim)
+    if target.is_floating_point():
+        return _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, label_smoothing)
+    loss = nll_loss(log_probs, target, weight, ignore_index=ignore_index, reduction=reduction)
+    if not label_smoothing:
+        return loss
+    return _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction,
+                            label_smoothing, class_dim)
+
+
+def _class_weight_view(weight, log_probs, class_dim):
+    shape = [1] * log_probs.ndim
+    shape[class_dim] = -1
+    return _F.reshape(weight if isinstance(weight, Tensor) else Tensor._wrap(_array(weight)), shape)
+
+
+def _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction, smoothing,
+                     class_dim):
+    # PyTorch's formula (LossNLL.cpp, cross_entropy_loss_label_smoothing):
+    # (1 - s) * nll + s / C * smooth, smooth = -sum_c w_c log p_c over non-ignored targets.
+    n_classes = log_probs.shape[class_dim]
+    weighted = log_probs if weight is None else log_probs * _class_weight_view(weight, log_probs,
+                                                                               class_dim)
+    smooth = -_F.sum(weighted, class_dim)
+    ignored = target._data == ignore_index
+    smooth = _F.where(Tensor._wrap(ignored), 0.0, smooth)
+    if reduction == "mean":
+        kept = target._data[~ignored]
+        denominator = kept.size if weight is None else _array(weight)[kept].sum()
+        smooth = _F.sum(smooth) / float(denominator)
+    elif reduction == "sum":
+        smooth = _F.sum(smooth)
+    return loss * (1.0 - smoothing) + smooth * (smoothing / n_classes)
+
+
+def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothing):
+    if target.shape != log_probs.shape:
+        raise RuntimeError(f"Expected target size {list(log_probs.shape)}, got {list(target.shape)}")
+    n_classes = log_probs.shape[class_dim]
+    if smoothing:
+        target = target * (1.0 - smoothing) + smoothing / n_classes
+    if weight is not None:
+        log_probs = log_probs * _class_weight_view(weight, log_probs, class_dim)
+    losses = -_F.sum(log_probs * target, class_dim)
+    if reduction == "mean":
+        return _F.sum(losses) / float(log_probs.numel() // n_classes)
+    return _F.sum(losses) if reduction == "sum" else losses
