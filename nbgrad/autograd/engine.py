@@ -107,15 +107,31 @@ def edge(tensor):
     return (None, 0)
 
 
+_NO_EDGE = (None, 0)
+
+
 def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
     """Make the grad_fn node for a primitive call whose inputs need a gradient."""
-    node = node_class(grad_fn_name or prim.grad_fn)()
+    name = grad_fn_name or prim.grad_fn
+    cls = prim.node_classes.get(name)
+    if cls is None:
+        cls = prim.node_classes[name] = node_class(name)
+    node = cls()
     node.prim = prim
     node.params = params
-    node.needs = [t._requires_grad and i in prim.differentiable for i, t in enumerate(inputs)]
-    node.next_functions = tuple(edge(t) if needs else (None, 0)
-                                for t, needs in zip(inputs, node.needs))
-    node.input_meta = tuple((a.shape, a.dtype) for a in arrays)
+    needs = []
+    edges = []
+    for i, tensor in enumerate(inputs):
+        if tensor._requires_grad and i in prim.differentiable:
+            needs.append(True)
+            upstream = tensor.grad_fn
+            edges.append((upstream, 0) if upstream is not None else (grad_accumulator(tensor), 0))
+        else:
+            needs.append(False)
+            edges.append(_NO_EDGE)
+    node.needs = needs
+    node.next_functions = tuple(edges)
+    node.input_meta = [(a.shape, a.dtype) for a in arrays]
     node._pre_hooks = None
     node._retained = None
     saved = []

@@ -204,21 +204,25 @@ def run(kernels, operands, params, shape, dtype, out=None):
     """Evaluate `kernels` over NumPy `operands` broadcast to `shape`, into `out` (or a new array)."""
     if out is None:
         out = np.empty(shape, dtype)
-    size = out.size
-    if size == 0:
+    elif not out.flags.c_contiguous:
+        return _run_strided(kernels, operands, params, shape, dtype, out)
+    if out.size == 0:
         return out
-    if out.flags.c_contiguous:
-        args = []
-        for x in operands:
-            if x.shape == shape and x.flags.c_contiguous:
-                args.append(x.reshape(-1))
-            elif x.size == 1:
-                args.append(x.reshape(-1)[0])
-            else:
-                break
+    args = []
+    for x in operands:
+        if x.shape == shape and x.flags.c_contiguous:
+            args.append(x if x.ndim == 1 else x.reshape(-1))
+        elif x.size == 1:
+            args.append(x[()] if x.ndim == 0 else x.reshape(-1)[0])
         else:
-            kernels.flat(*args, *params, out.reshape(-1))
-            return out
+            return _run_strided(kernels, operands, params, shape, dtype, out)
+    kernels.flat(*args, *params, out if out.ndim == 1 else out.reshape(-1))
+    return out
+
+
+def _run_strided(kernels, operands, params, shape, dtype, out):
+    if out.size == 0:
+        return out
     if len(shape) > _MAX_STRIDED_NDIM:
         # NOTE: beyond 4-D, copy the broadcast operands flat; correct, rare, not fast.
         flat_out = out if out.flags.c_contiguous else np.empty(shape, dtype)
@@ -289,32 +293,6 @@ def _make_primitive(row):
         values = [scalar_param(params[p], compute) for p in row.params]
         return run(forward_kernels, operands, values, shape, result)
 
-    promoted_names = {row.inputs[i] for i in row.promote}
-
-    def vjp(node, g):
-        names = {"g": g}
-        for key, value in zip(node.prim.save, node.saved):
-            if key == "out":
-                names["out"] = value
-            else:
-                name = row.inputs[key]
-                names[name] = value.astype(g.dtype, copy=False) if name in promoted_names else value
-        for p in row.params:
-            names[p] = scalar_param(node.params[p], g.dtype)
-        grads = []
-        for i, wrt in enumerate(row.inputs):
-            if not node.needs[i]:
-                grads.append(None)
-                continue
-            kernels = grad_kernels[wrt]
-            if kernels is None:
-                grads.append(g)
-                continue
-            operands = [names[a] for a in kernels.args if a not in row.params]
-            values = [names[a] for a in kernels.args if a in row.params]
-            grads.append(run(kernels, operands, values, g.shape, g.dtype))
-        return tuple(grads)
-
     uses = " ".join(row.grads.values())
     # Every input is saved if any VJP reads an input (positions keep the table simple);
     # "out" is saved only when a VJP reads it.
@@ -323,6 +301,52 @@ def _make_primitive(row):
         save = tuple(range(len(row.inputs)))
     if _names_in(uses, ("out",)):
         save += ("out",)
+
+    def source(name):
+        """Where a VJP kernel argument comes from: (kind, index, cast to g's dtype)."""
+        if name == "g":
+            return ("g", None, False)
+        if name in row.params:
+            return ("param", name, True)
+        position = "out" if name == "out" else row.inputs.index(name)
+        return ("saved", save.index(position), position in row.promote)
+
+    # Per input: None (no VJP), "g" (the gradient passes through) or (kernels, sources).
+    plans = []
+    for name in row.inputs:
+        grad = row.grads.get(name)
+        if grad is None or grad == "g":
+            plans.append(grad)
+            continue
+        kernels = grad_kernels[name]
+        plans.append((kernels, [source(a) for a in kernels.args if a not in row.params],
+                      [source(a) for a in kernels.args if a in row.params]))
+
+    def fetch(sources, node, g):
+        values = []
+        for kind, key, cast in sources:
+            if kind == "g":
+                values.append(g)
+            elif kind == "saved":
+                value = node.saved[key]
+                values.append(value.astype(g.dtype, copy=False) if cast else value)
+            else:
+                values.append(scalar_param(node.params[key], g.dtype))
+        return values
+
+    def vjp(node, g):
+        grads = []
+        for needed, plan in zip(node.needs, plans):
+            if not needed:
+                grads.append(None)
+            elif plan == "g":
+                grads.append(g)
+            else:
+                kernels, operands, params = plan
+                grads.append(run(kernels, fetch(operands, node, g), fetch(params, node, g),
+                                 g.shape, g.dtype))
+        return grads
+
     differentiable = tuple(i for i, name in enumerate(row.inputs) if name in row.grads)
     return register(Primitive(row.name, row.grad_fn, infer, forward,
                               vjp if row.grads else None, save=save,
