@@ -670,3 +670,16 @@ def test_shape_mismatch_in_graph_raises():
         x @ x
     with pytest.raises(RuntimeError, match=r"must match the size of tensor b"):
         x + nbgrad.ones(4, 3, requires_grad=True)
+
+
+def test_gradient_views_do_not_alias_the_seed_gradient():
+    # x.T's VJP returns a view of the incoming gradient; summing it with the other branch's
+    # gradient must not write into the user's `gradient` tensor (or read what it just wrote).
+    results = []
+    for lib in (torch, nbgrad):
+        x = lib.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+        seed = lib.tensor([[1.0, 2.0], [3.0, 5.0]])
+        (x.T + x).backward(seed)
+        results.append((x.grad.numpy().copy(), seed.numpy().copy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[1][1], np.array([[1.0, 2.0], [3.0, 5.0]], np.float32))

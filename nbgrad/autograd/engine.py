@@ -266,4 +266,7 @@ def _process(node, entry, retain_graph, wrap, capture, pending):
         node._release()
     for (child, _), child_grad in zip(node.next_functions, grads):
         if child is not None and child_grad is not None:
-            _add_into(pending, child, child_grad, child_grad is not grad)
+            # NOTE: only a fresh array (not `grad` passed through, not a view of anything)
+            # may later be added into in place; views can alias the user's gradient.
+            owned = child_grad is not grad and child_grad.base is None
+            _add_into(pending, child, child_grad, owned)

@@ -123,10 +123,15 @@ def vjp(node, g):
     if node.needs[0]:
         grad_a = _product(g_m, _swap(b_m))
         # Batch dims first, then a's own dims: the engine sums the broadcast batch away.
-        grad_a = grad_a.reshape(batch + a.shape[-2:])
+        grad_a = _reshaped(grad_a, batch + a.shape[-2:])
     if node.needs[1]:
-        grad_b = _product(_swap(a_m), g_m).reshape(batch + b.shape[-2:])
+        grad_b = _reshaped(_product(_swap(a_m), g_m), batch + b.shape[-2:])
     return grad_a, grad_b
+
+
+def _reshaped(x, shape):
+    # A fresh array keeps `base is None` (the engine may then reuse it) if no reshape is needed.
+    return x if x.shape == shape else x.reshape(shape)
 
 
 def grad_fn_name(a_ndim, b_ndim):
