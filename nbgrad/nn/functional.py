@@ -206,7 +206,7 @@ def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothi
         target = target * (1.0 - smoothing) + smoothing / n_classes
     if weight is not None:
         log_probs = log_probs * _class_weight_view(weight, log_probs, class_dim)
-    losses = -_F.sum(log_probs * target, class_dim)
-    if reduction == "mean":
-        return _F.sum(losses) / float(log_probs.numel() // n_classes)
-    return _F.sum(losses) if reduction == "sum" else losses
+    if reduction == "none":
+        return -_F.sum(log_probs * target, class_dim)
+    total = -_F.sum(log_probs * target)
+    return total / float(log_probs.numel() // n_classes) if reduction == "mean" else total

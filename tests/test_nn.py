@@ -1,0 +1,395 @@
+"""nbgrad.nn against torch.nn: every layer and loss (each reduction), with the same initial
+weights set through load_state_dict; outputs, input gradients and parameter gradients."""
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from nbgrad import nn
+import nbgrad.nn.functional as F
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def numpy_state(module):
+    return {k: np.array(v.detach().numpy()) for k, v in module.state_dict().items()}
+
+
+def copy_weights(source, target):
+    """Load `source`'s state into `target` (either library) through NumPy arrays."""
+    state = numpy_state(source)
+    if isinstance(target, torch.nn.Module):
+        target.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    else:
+        target.load_state_dict(state)
+
+
+def close(nb_tensor, torch_tensor, rtol=RTOL, atol=ATOL):
+    np.testing.assert_allclose(nb_tensor.detach().numpy(), torch_tensor.detach().numpy(),
+                               rtol=rtol, atol=atol)
+
+
+def float_input(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# name: (nbgrad module factory, torch module factory, input array)
+LAYERS = {
+    "linear": (lambda: nn.Linear(5, 3), lambda: torch.nn.Linear(5, 3), float_input((4, 5))),
+    "linear_no_bias": (lambda: nn.Linear(5, 3, bias=False),
+                       lambda: torch.nn.Linear(5, 3, bias=False), float_input((4, 5))),
+    "linear_3d_input": (lambda: nn.Linear(5, 3), lambda: torch.nn.Linear(5, 3),
+                        float_input((2, 4, 5))),
+    "linear_1d_input": (lambda: nn.Linear(5, 3), lambda: torch.nn.Linear(5, 3), float_input((5,))),
+    "sequential_mlp": (lambda: nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)),
+                       lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(),
+                                                   torch.nn.Linear(8, 3)),
+                       float_input((5, 6))),
+    "relu": (nn.ReLU, torch.nn.ReLU, float_input((3, 4))),
+    "sigmoid": (nn.Sigmoid, torch.nn.Sigmoid, float_input((3, 4))),
+    "tanh": (nn.Tanh, torch.nn.Tanh, float_input((3, 4))),
+    "softmax": (lambda: nn.Softmax(dim=1), lambda: torch.nn.Softmax(dim=1), float_input((3, 4))),
+    "log_softmax": (lambda: nn.LogSoftmax(dim=-1), lambda: torch.nn.LogSoftmax(dim=-1),
+                    float_input((3, 4))),
+    "flatten": (nn.Flatten, torch.nn.Flatten, float_input((2, 3, 4))),
+    "identity": (nn.Identity, torch.nn.Identity, float_input((3, 4))),
+    "dropout_eval": (lambda: nn.Dropout(0.5).eval(), lambda: torch.nn.Dropout(0.5).eval(),
+                     float_input((3, 4))),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_matches_torch(name):
+    make_nb, make_torch, x = LAYERS[name]
+    nb_module, torch_module = make_nb(), make_torch()
+    copy_weights(torch_module, nb_module)
+    nb_x = nbgrad.tensor(x, requires_grad=True)
+    torch_x = torch.tensor(x, requires_grad=True)
+    nb_out, torch_out = nb_module(nb_x), torch_module(torch_x)
+    close(nb_out, torch_out)
+    upstream = float_input(tuple(torch_out.shape), seed=1)
+    (nb_out * nbgrad.tensor(upstream)).sum().backward()
+    (torch_out * torch.tensor(upstream)).sum().backward()
+    close(nb_x.grad, torch_x.grad)
+    for (nb_name, nb_param), (torch_name, torch_param) in zip(nb_module.named_parameters(),
+                                                              torch_module.named_parameters()):
+        assert nb_name == torch_name
+        close(nb_param.grad, torch_param.grad)
+
+
+def test_embedding_matches_torch():
+    nb_module, torch_module = nn.Embedding(10, 4, padding_idx=0), torch.nn.Embedding(10, 4, padding_idx=0)
+    copy_weights(torch_module, nb_module)
+    indices = np.array([[1, 0, 3], [3, 9, 1]], np.int64)
+    nb_out, torch_out = nb_module(nbgrad.tensor(indices)), torch_module(torch.tensor(indices))
+    close(nb_out, torch_out)
+    assert type(nb_out.grad_fn).__name__ == "EmbeddingBackward0"
+    upstream = float_input((2, 3, 4), seed=2)
+    (nb_out * nbgrad.tensor(upstream)).sum().backward()
+    (torch_out * torch.tensor(upstream)).sum().backward()
+    close(nb_module.weight.grad, torch_module.weight.grad)
+
+
+def test_embedding_index_out_of_range():
+    with pytest.raises(IndexError, match="index out of range"):
+        nn.Embedding(3, 2)(nbgrad.tensor([0, 3]))
+
+
+def test_dropout_trains_and_is_identity_in_eval():
+    nbgrad.manual_seed(0)
+    layer = nn.Dropout(0.5)
+    x = nbgrad.ones(1000)
+    out = layer(x).numpy()
+    assert set(np.unique(out)) == {0.0, 2.0}
+    assert 400 < (out == 0).sum() < 600
+    layer.eval()
+    assert np.array_equal(layer(x).numpy(), x.numpy())
+
+
+def test_linear_grad_fn_and_default_init():
+    nbgrad.manual_seed(0)
+    layer = nn.Linear(100, 20)
+    out = layer(nbgrad.randn(3, 100, requires_grad=True))
+    assert type(out.grad_fn).__name__ == "AddmmBackward0"
+    bound = 1 / np.sqrt(100)
+    for param in (layer.weight, layer.bias):
+        values = param.detach().numpy()
+        assert values.dtype == np.float32
+        assert np.abs(values).max() <= bound and np.abs(values).max() > 0.9 * bound
+
+
+# --- losses ------------------------------------------------------------------------------
+
+def _probabilities(shape, seed):
+    return (1 / (1 + np.exp(-float_input(shape, seed)))).astype(np.float32)
+
+
+def _classes(n, classes, seed=3):
+    return np.random.default_rng(seed).integers(0, classes, n).astype(np.int64)
+
+
+# name: (nbgrad factory(reduction), torch factory(reduction), input, target, input transform)
+WEIGHTS = np.array([0.5, 1.0, 2.0, 1.5], np.float32)
+LOSSES = {
+    "mse": (nn.MSELoss, torch.nn.MSELoss, float_input((4, 3)), float_input((4, 3), 1)),
+    "l1": (nn.L1Loss, torch.nn.L1Loss, float_input((4, 3)), float_input((4, 3), 1)),
+    "bce": (nn.BCELoss, torch.nn.BCELoss, _probabilities((4, 3), 0), _probabilities((4, 3), 1)),
+    "bce_weight": (lambda reduction: nn.BCELoss(nbgrad.tensor(WEIGHTS[:3]), reduction=reduction),
+                   lambda reduction: torch.nn.BCELoss(torch.tensor(WEIGHTS[:3]), reduction=reduction),
+                   _probabilities((4, 3), 0), _probabilities((4, 3), 1)),
+    "bce_with_logits": (nn.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, float_input((4, 3)) * 10,
+                        _probabilities((4, 3), 1)),
+    "bce_with_logits_pos_weight": (
+        lambda reduction: nn.BCEWithLogitsLoss(reduction=reduction,
+                                               pos_weight=nbgrad.tensor([1.0, 2.0, 0.5])),
+        lambda reduction: torch.nn.BCEWithLogitsLoss(reduction=reduction,
+                                                     pos_weight=torch.tensor([1.0, 2.0, 0.5])),
+        float_input((4, 3)), _probabilities((4, 3), 1)),
+    "cross_entropy": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, float_input((6, 4)),
+                      _classes(6, 4)),
+    "cross_entropy_ignore_index": (
+        lambda reduction: nn.CrossEntropyLoss(ignore_index=2, reduction=reduction),
+        lambda reduction: torch.nn.CrossEntropyLoss(ignore_index=2, reduction=reduction),
+        float_input((6, 4)), np.array([0, 2, 1, 3, 2, 1])),
+    "cross_entropy_label_smoothing": (
+        lambda reduction: nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=2,
+                                              reduction=reduction),
+        lambda reduction: torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=2,
+                                                    reduction=reduction),
+        float_input((6, 4)), np.array([0, 2, 1, 3, 2, 1])),
+    "cross_entropy_weight": (
+        lambda reduction: nn.CrossEntropyLoss(nbgrad.tensor(WEIGHTS), label_smoothing=0.2,
+                                              reduction=reduction),
+        lambda reduction: torch.nn.CrossEntropyLoss(torch.tensor(WEIGHTS), label_smoothing=0.2,
+                                                    reduction=reduction),
+        float_input((6, 4)), _classes(6, 4)),
+    "cross_entropy_spatial": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss,
+                              float_input((2, 4, 3)), _classes(6, 4).reshape(2, 3)),
+    "cross_entropy_probabilities": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss,
+                                    float_input((3, 4)),
+                                    np.array([[0.1, 0.2, 0.3, 0.4]] * 3, np.float32)),
+    "nll": (nn.NLLLoss, torch.nn.NLLLoss, float_input((6, 4)), _classes(6, 4)),
+    "nll_weight": (lambda reduction: nn.NLLLoss(nbgrad.tensor(WEIGHTS), reduction=reduction),
+                   lambda reduction: torch.nn.NLLLoss(torch.tensor(WEIGHTS), reduction=reduction),
+                   float_input((6, 4)), _classes(6, 4)),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_loss_matches_torch(name, reduction):
+    make_nb, make_torch, x, target = LOSSES[name]
+    nb_x = nbgrad.tensor(x, requires_grad=True)
+    torch_x = torch.tensor(x, requires_grad=True)
+    nb_loss = make_nb(reduction=reduction)(nb_x, nbgrad.tensor(target))
+    torch_loss = make_torch(reduction=reduction)(torch_x, torch.tensor(target))
+    close(nb_loss, torch_loss)
+    assert nb_loss.dtype == nbgrad.float32
+    upstream = float_input(tuple(torch_loss.shape), seed=5)
+    (nb_loss * nbgrad.tensor(upstream)).sum().backward()
+    (torch_loss * torch.tensor(upstream)).sum().backward()
+    close(nb_x.grad, torch_x.grad)
+    # PyTorch names spatial losses differently (NllLoss2DBackward0), and divides by the
+    # element count with its C++ Tensor/Scalar overload (DivBackward1).
+    if x.ndim == 2 and (name, reduction) != ("cross_entropy_probabilities", "mean"):
+        assert nb_loss.grad_fn.name() == torch_loss.grad_fn.name()
+
+
+@pytest.mark.parametrize("loss", [F.mse_loss, F.l1_loss, F.binary_cross_entropy_with_logits])
+def test_loss_gradient_with_respect_to_target(loss):
+    torch_loss = getattr(torch.nn.functional, loss.__name__)
+    x, y = float_input((3, 2)), _probabilities((3, 2), 1)
+    nb_y, torch_y = nbgrad.tensor(y, requires_grad=True), torch.tensor(y, requires_grad=True)
+    loss(nbgrad.tensor(x), nb_y).backward()
+    torch_loss(torch.tensor(x), torch_y).backward()
+    close(nb_y.grad, torch_y.grad)
+
+
+def test_losses_keep_float64():
+    x = nbgrad.tensor(float_input((3, 4)).astype(np.float64), requires_grad=True)
+    loss = F.cross_entropy(x, nbgrad.tensor([0, 1, 3])) + F.mse_loss(x, x.detach() * 2)
+    loss.backward()
+    assert loss.dtype == nbgrad.float64 and x.grad.dtype == nbgrad.float64
+
+
+def test_bce_with_logits_is_stable_for_large_logits():
+    x = nbgrad.tensor([1000.0, -1000.0, 80.0], requires_grad=True)
+    loss = F.binary_cross_entropy_with_logits(x, nbgrad.tensor([0.0, 1.0, 1.0]), reduction="none")
+    np.testing.assert_allclose(loss.detach().numpy(), [1000.0, 1000.0, 0.0], atol=1e-6)
+    loss.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, -1.0, 0.0], atol=1e-6)
+
+
+def test_mse_broadcast_warns_like_torch():
+    with pytest.warns(UserWarning, match="Using a target size"):
+        loss = F.mse_loss(nbgrad.zeros(3, 1), nbgrad.ones(3))
+    assert loss.item() == 1.0
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+def test_cross_entropy_label_out_of_range():
+    with pytest.raises(IndexError, match="Target 12 is out of bounds"):
+        nn.CrossEntropyLoss()(nbgrad.randn(2, 10), nbgrad.tensor([1, 12]))
+    with pytest.raises(IndexError, match="Target -1 is out of bounds"):
+        F.nll_loss(nbgrad.randn(2, 10), nbgrad.tensor([-1, 0]))
+
+
+def test_loss_shape_mismatch():
+    with pytest.raises(ValueError, match=r"Expected input batch_size \(2\) to match target batch_size \(3\)"):
+        nn.CrossEntropyLoss()(nbgrad.randn(2, 4), nbgrad.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="Target size .* must be the same as input size"):
+        nn.BCEWithLogitsLoss()(nbgrad.randn(3, 1), nbgrad.rand(3))
+    with pytest.raises(ValueError, match="Using a target size .* different to the input size"):
+        nn.BCELoss()(nbgrad.rand(3, 1), nbgrad.rand(3))
+    with pytest.raises(RuntimeError, match="The size of tensor a"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nn.MSELoss()(nbgrad.randn(3), nbgrad.randn(4))
+
+
+def test_load_state_dict_errors_name_the_problem():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    before = numpy_state(model)
+    state = numpy_state(model)
+    state["0.weight"] = np.zeros((3, 3), np.float32)
+    state["extra"] = np.zeros(1)
+    del state["2.bias"]
+    with pytest.raises(RuntimeError, match="Error.s. in loading state_dict for Sequential") as info:
+        model.load_state_dict(state)
+    message = str(info.value)
+    assert 'Missing key(s) in state_dict: "2.bias"' in message
+    assert 'Unexpected key(s) in state_dict: "extra"' in message
+    assert "size mismatch for 0.weight: copying a param with shape nbgrad.Size([3, 3])" in message
+    # Nothing was written.
+    for key, value in numpy_state(model).items():
+        assert np.array_equal(value, before[key])
+    # Non-strict loading still rejects a wrong shape but reports key mismatches.
+    with pytest.raises(RuntimeError, match="size mismatch for 0.weight"):
+        model.load_state_dict(state, strict=False)
+    del state["0.weight"]
+    result = model.load_state_dict(state, strict=False)
+    assert result.missing_keys == ["0.weight", "2.bias"] and result.unexpected_keys == ["extra"]
+
+
+# --- Module API ------------------------------------------------------------------------------
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+        self.head = nn.Linear(8, 2)
+        self.register_buffer("scale", nbgrad.ones(2))
+        self.not_a_parameter = nbgrad.zeros(3)
+
+    def forward(self, x):
+        return self.head(self.body(x)) * self.scale
+
+
+class TorchNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh())
+        self.head = torch.nn.Linear(8, 2)
+        self.register_buffer("scale", torch.ones(2))
+
+    def forward(self, x):
+        return self.head(self.body(x)) * self.scale
+
+
+def test_module_registration_and_traversal():
+    model, reference = Net(), TorchNet()
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in reference.named_parameters()]
+    assert list(model.state_dict()) == list(reference.state_dict())
+    assert [n for n, _ in model.named_modules()] == [n for n, _ in reference.named_modules()]
+    assert [n for n, _ in model.named_buffers()] == ["scale"]
+    assert len(list(model.children())) == 2 and len(list(model.modules())) == 5
+    assert all(isinstance(p, nn.Parameter) for p in model.parameters())
+    import types
+    assert isinstance(model.parameters(), types.GeneratorType)
+    assert repr(model) == repr(reference).replace("TorchNet", "Net")
+
+
+def test_replacing_a_submodule_reregisters_it():
+    model = Net()
+    model.head = nn.Linear(8, 5)
+    assert [n for n, _ in model.named_parameters()][-2:] == ["head.weight", "head.bias"]
+    assert model.head.out_features == 5
+    model.head = None
+    assert [n for n, _ in model.named_parameters()] == ["body.0.weight", "body.0.bias"]
+
+
+def test_train_eval_zero_grad_requires_grad_apply():
+    model = Net()
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+    model(nbgrad.randn(2, 4)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad(set_to_none=False)
+    assert all(not p.grad.numpy().any() for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    model.requires_grad_(False)
+    assert not any(p.requires_grad for p in model.parameters())
+    seen = []
+    model.apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Linear", "Tanh", "Sequential", "Linear", "Net"]
+
+
+def test_parameter_is_a_tensor_subclass():
+    p = nn.Parameter(nbgrad.ones(2))
+    assert isinstance(p, nbgrad.Tensor) and p.requires_grad and p.is_leaf
+    assert repr(p) == "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
+    assert not nn.Parameter(nbgrad.ones(2), requires_grad=False).requires_grad
+    clone = copy.deepcopy(p)
+    assert isinstance(clone, nn.Parameter) and clone is not p
+
+
+# --- state_dict round trips ------------------------------------------------------------------
+
+def test_state_dict_round_trips_between_nbgrad_and_torch():
+    x = float_input((3, 4))
+    reference = TorchNet()
+    model = Net()
+    copy_weights(reference, model)  # torch -> nbgrad
+    close(model(nbgrad.tensor(x)), reference(torch.tensor(x)))
+    nbgrad.manual_seed(1)
+    other = Net()
+    other_reference = TorchNet()
+    copy_weights(other, other_reference)  # nbgrad -> torch
+    close(other(nbgrad.tensor(x)), other_reference(torch.tensor(x)))
+    for key, value in numpy_state(other).items():
+        assert np.array_equal(value, other_reference.state_dict()[key].numpy())
+    # nbgrad tensors are accepted as values too, and values are copied, not aliased.
+    third = Net()
+    third.load_state_dict(other.state_dict())
+    third.head.weight.data._data[...] = 0
+    assert other.head.weight.detach().numpy().any()
+
+
+# --- freezing ----------------------------------------------------------------------------------
+
+def test_frozen_model_with_new_head_only_head_trains():
+    nbgrad.manual_seed(0)
+    model = Net()
+    for param in model.parameters():
+        param.requires_grad = False
+    frozen = numpy_state(model)
+    model.head = nn.Linear(8, 2)  # the new head, trainable
+    head_before = numpy_state(model.head)
+    optimizer = nbgrad.optim.Adam(model.parameters(), lr=0.1)
+    x, y = nbgrad.randn(16, 4), nbgrad.randint(0, 2, (16,))
+    for _ in range(5):
+        optimizer.zero_grad()
+        nn.CrossEntropyLoss()(model(x), y).backward()
+        optimizer.step()
+    after = numpy_state(model)
+    for key in ("body.0.weight", "body.0.bias", "scale"):
+        assert np.array_equal(after[key], frozen[key]), key
+    assert model.body[0].weight.grad is None
+    for key, value in numpy_state(model.head).items():
+        assert not np.array_equal(value, head_before[key])
