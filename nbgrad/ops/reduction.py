@@ -90,12 +90,15 @@ import numpy as np
 from nbgrad.ops._kernel_support import typed, wide_zero
 
 _jit = numba.njit(cache=True, error_model="numpy")
+# Sums may be reassociated so LLVM vectorizes them (NaN and inf semantics are kept).
+_jit_sum = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 '''
 
 
 def _row_kernel_source(name, rows, scalars_in, rows_out, scalars_out, params, body):
     args = [f"{a}3" for a in rows + rows_out] + [f"{a}2" for a in scalars_in + scalars_out]
-    lines = [f"@_jit\ndef {name}({', '.join(args + list(params))}):",
+    decorator = "_jit_sum" if name == "sum" else "_jit"
+    lines = [f"@{decorator}\ndef {name}({', '.join(args + list(params))}):",
              f"    for o in range({rows[0]}3.shape[0]):",
              f"        for i in range({rows[0]}3.shape[2]):"]
     lines += [f"            {a} = {a}3[o, :, i]" for a in rows + rows_out]
