@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test
 		../$(PY) -m asv run --python=same --quick --dry-run --show-stderr
 
 demo: $(VENV)/.installed-demo
-	$(PY) -m nbgrad.examples.tour
+	$(PY) -m nbgrad.examples.digits
 
 bench: $(VENV)/.installed-test
 	$(PY) asv_benchmarks/compare.py
