@@ -262,16 +262,24 @@ def _check_extreme(name, shape, dtype, dims):
                            "Specify the reduction dim with the 'dim' argument.")
 
 
-def _extreme_vjp(node, g):
+def _reduction_vjp(kernel, node, g, *params):
+    """Run a `*_grad` row kernel that reads the input, the forward result and `g`."""
     x, out = node.saved
     dims = node.params["dims"]
     keep = reduced_shape(x.shape, dims, True)
     result, rows, inverse = _rows_like(x, dims, g.dtype)
     view, _ = as_rows(x, dims)
     shape2 = (view.shape[0], view.shape[2])
-    _kernels.extreme_grad(view, rows, out.reshape(keep).reshape(shape2),
-                          g.reshape(keep).reshape(shape2))
+    kernel(view, rows, out.reshape(keep).reshape(shape2), g.reshape(keep).reshape(shape2), *params)
     return (_finish(result, inverse),)
+
+
+def _extreme_vjp(node, g):
+    return _reduction_vjp(_kernels.extreme_grad, node, g)
+
+
+def _logsumexp_vjp(node, g):
+    return _reduction_vjp(_kernels.logsumexp_grad, node, g)
 
 
 def _var_family(name, grad_fn, root):
@@ -285,30 +293,11 @@ def _var_family(name, grad_fn, root):
         return reduce(_kernels.var, x, dims, keepdim, x.dtype, denom, np.bool_(root))
 
     def vjp(node, g):
-        x, out = node.saved
-        dims = node.params["dims"]
+        (x, _), dims = node.saved, node.params["dims"]
         denom = np.float64(max(_count(x.shape, dims) - node.params["correction"], 0))
-        keep = reduced_shape(x.shape, dims, True)
-        result, rows, inverse = _rows_like(x, dims, g.dtype)
-        view, _ = as_rows(x, dims)
-        shape2 = (view.shape[0], view.shape[2])
-        _kernels.var_grad(view, rows, out.reshape(keep).reshape(shape2),
-                          g.reshape(keep).reshape(shape2), denom, np.bool_(root))
-        return (_finish(result, inverse),)
+        return _reduction_vjp(_kernels.var_grad, node, g, denom, np.bool_(root))
 
     return register(Primitive(name, grad_fn, infer, forward, vjp, save=(0, "out")))
-
-
-def _logsumexp_vjp(node, g):
-    x, out = node.saved
-    dims = node.params["dims"]
-    keep = reduced_shape(x.shape, dims, True)
-    result, rows, inverse = _rows_like(x, dims, g.dtype)
-    view, _ = as_rows(x, dims)
-    shape2 = (view.shape[0], view.shape[2])
-    _kernels.logsumexp_grad(view, rows, out.reshape(keep).reshape(shape2),
-                            g.reshape(keep).reshape(shape2))
-    return (_finish(result, inverse),)
 
 
 def _no_params(x, dims):
