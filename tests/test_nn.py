@@ -94,8 +94,14 @@ def test_embedding_matches_torch():
 
 
 def test_embedding_index_out_of_range():
-    with pytest.raises(IndexError, match="index out of range"):
-        nn.Embedding(3, 2)(nbgrad.tensor([0, 3]))
+    for bad in ([0, 3], [-1], [-4]):
+        with pytest.raises(IndexError, match="index out of range in self"):
+            nn.Embedding(3, 2)(nbgrad.tensor(bad))
+
+
+def test_cross_entropy_all_targets_ignored_is_nan_like_torch():
+    loss = F.cross_entropy(nbgrad.randn(2, 3), nbgrad.tensor([-100, -100]))
+    assert np.isnan(loss.item())
 
 
 def test_dropout_trains_and_is_identity_in_eval():

@@ -276,6 +276,16 @@ def nll_forward_kernel(logp, target, weight, ignore_index, losses, reduce):
 
 
 @_jit
+def nll_total_weight(target, weight, ignore_index):
+    """The denominator of 'mean': the summed class weights of the targets not ignored."""
+    total_weight = 0.0
+    for i in range(target.shape[0]):
+        if target[i] != ignore_index:
+            total_weight += weight[target[i]]
+    return total_weight
+
+
+@_jit
 def nll_backward_kernel(target, weight, ignore_index, g, g_step, scale, grad):
     grad[:] = 0.0
     for i in range(target.shape[0]):
@@ -335,8 +345,7 @@ def _nll_vjp(node, g):
     ignore_index, reduction = node.params["ignore_index"], node.params["reduction"]
     scale = 1.0
     if reduction == "mean":
-        _, total_weight = nll_forward_kernel(np.zeros((target.shape[0], shape[1]), g.dtype), target,
-                                             weight, ignore_index, np.empty(0, g.dtype), True)
+        total_weight = nll_total_weight(target, weight, ignore_index)
         scale = 1.0 / total_weight if total_weight else np.nan
     g_flat = np.ascontiguousarray(g).reshape(-1)
     grad = np.empty(shape, g.dtype)
@@ -375,8 +384,9 @@ def _embedding_infer(weight, indices, padding_idx=-1):
 def _embedding_forward(weight, indices, padding_idx=-1):
     shape, dtype = _embedding_infer(weight, indices, padding_idx)
     flat = np.ascontiguousarray(indices).reshape(-1)
-    # NOTE: no ignore value here: padding_idx rows are still read (their gradient is dropped).
-    if first_out_of_range(flat, weight.shape[0], -weight.shape[0] - 1) >= 0:
+    # Every index must be in range (padding_idx rows are read too). NOTE: the scan's "ignored"
+    # value is 0, an index that is valid whenever the table has rows, so it excuses nothing.
+    if flat.size and (weight.shape[0] == 0 or first_out_of_range(flat, weight.shape[0], 0) >= 0):
         raise IndexError("index out of range in self")
     out = np.empty((flat.shape[0], weight.shape[1]), dtype)
     embedding_kernel(weight, flat, out)
