@@ -195,3 +195,14 @@ def test_scheduler_matches_torch(make):
             seen.append(scheduler.get_last_lr()[0])
         rates.append(seen)
     np.testing.assert_allclose(rates[0], rates[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: nbgrad.optim.SGD(p, lr=0.1, maximize=True),
+    lambda p: nbgrad.optim.SGD(p, lr=0.1, differentiable=True),
+    lambda p: nbgrad.optim.Adam(p, capturable=True),
+    lambda p: nbgrad.optim.AdamW(p, maximize=True),
+])
+def test_options_that_change_the_math_are_refused_not_ignored(make):
+    with pytest.raises(NotImplementedError, match="is not supported"):
+        make([nbgrad.zeros(2, requires_grad=True)])

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 
 from ..tensor import Tensor
-from .optimizer import Optimizer
+from .optimizer import Optimizer, reject_unsupported
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -47,9 +47,8 @@ class Adam(Optimizer):
                 raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
         if not 0.0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if maximize:
-            raise NotImplementedError(f"{type(self).__name__}(maximize=True) is not supported "
-                                      "by nbgrad")
+        reject_unsupported(type(self).__name__, maximize=maximize, capturable=capturable,
+                           differentiable=differentiable)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=False, decoupled_weight_decay=self._decoupled))

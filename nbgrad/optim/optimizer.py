@@ -145,3 +145,14 @@ def _state_value(value, param):
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return Tensor._wrap(np.array(value))
     return copy.deepcopy(value)
+
+
+def reject_unsupported(owner, **flags):
+    """Raise for PyTorch options that change an optimizer's math and nbgrad does not have.
+
+    NOTE: `foreach` and `fused` are not checked: in PyTorch they pick an implementation
+    strategy with the same results, and every nbgrad update is already one fused kernel.
+    """
+    for name, value in flags.items():
+        if value:
+            raise NotImplementedError(f"{owner}({name}=True) is not supported by nbgrad")

@@ -3,7 +3,7 @@ import numba
 import numpy as np
 
 from ..tensor import Tensor
-from .optimizer import Optimizer, required
+from .optimizer import Optimizer, reject_unsupported, required
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -35,8 +35,7 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        if maximize:
-            raise NotImplementedError("SGD(maximize=True) is not supported by nbgrad")
+        reject_unsupported("SGD", maximize=maximize, differentiable=differentiable)
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=False))
