@@ -26,7 +26,7 @@ def _binary(name, a, b, grad_fn_name=None):
     if not isinstance(b, Tensor):
         if (type(b) is float or type(b) is int) and a._data.dtype.kind == "f":
             # The common case (x * 2.0) skips the general promotion rules.
-            b = Tensor._wrap(np.array(b, a._data.dtype))
+            b = as_tensor_arg(b, a.dtype)
         elif isinstance(b, (int, float, bool, np.number, np.bool_)):
             b = as_tensor_arg(b, result_dtype(a, b))
         else:

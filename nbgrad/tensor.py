@@ -11,6 +11,7 @@ import numpy as np
 from . import _dtype
 from ._dtype import as_dtype, from_numpy_dtype
 from ._format import format_tensor
+from . import autograd
 from .autograd import engine
 from .autograd.grad_mode import state as _grad_state
 
@@ -114,8 +115,7 @@ class Tensor:
         return self._version_counter[0]
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import backward
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     def detach(self):
         """Same data and version counter, no graph."""
@@ -284,10 +284,15 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed."""
     arrays = [t._data for t in inputs]
     out = prim.forward(*arrays, **params)
+    # Kernels only produce supported dtypes, so _init's conversion check is skipped here.
     result = Tensor.__new__(Tensor)
-    _init(result, out)
-    if prim.view:
-        result._version_counter = inputs[0]._version_counter
+    result._data = out
+    result.grad = None
+    result.grad_fn = None
+    result._requires_grad = False
+    result._version_counter = inputs[0]._version_counter if prim.view else [0]
+    result._accumulator = None
+    result._hooks = None
     if _grad_state.enabled and prim.vjp is not None:
         for tensor in inputs:
             if tensor._requires_grad:
@@ -298,9 +303,23 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     return result
 
 
+_constants = {}
+
+
 def as_tensor_arg(value, dtype):
-    """A Python scalar operand as a constant 0-d tensor of `dtype` (no grad, no upcast)."""
-    return Tensor._wrap(np.array(value, dtype=dtype.np))
+    """A Python scalar operand as a constant 0-d tensor of `dtype` (no grad, no upcast).
+
+    Constants are cached: they are internal operands no user code can reach or modify.
+    """
+    key = (type(value), value, dtype.np)
+    constant = _constants.get(key)
+    if constant is None:
+        array = np.array(value, dtype=dtype.np)
+        array.flags.writeable = False
+        constant = Tensor._wrap(array)
+        if len(_constants) < 4096:
+            _constants[key] = constant
+    return constant
 
 
 def result_dtype(*operands):

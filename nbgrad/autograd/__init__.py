@@ -14,6 +14,19 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+_ones_cache = {}
+
+
+def _ones(shape, dtype):
+    """A read-only ones array; the engine never writes into a seed it does not own."""
+    key = (shape, dtype)
+    ones = _ones_cache.get(key)
+    if ones is None:
+        ones = _ones_cache[key] = np.ones(shape, dtype)
+        ones.flags.writeable = False
+    return ones
+
+
 def _seed_gradients(outputs, grad_outputs):
     """The initial gradient array for each output (ones for scalars); PyTorch's errors."""
     seeds = []
@@ -24,7 +37,7 @@ def _seed_gradients(outputs, grad_outputs):
             if out._data.dtype.kind != "f":
                 raise RuntimeError("grad can be implicitly created only for real scalar outputs "
                                    f"but got {out.dtype.name}")
-            seeds.append(np.ones(out._data.shape, out._data.dtype))
+            seeds.append(_ones(out._data.shape, out._data.dtype))
             continue
         array = grad._data if hasattr(grad, "_data") else np.asarray(grad, out._data.dtype)
         if array.shape != out._data.shape:

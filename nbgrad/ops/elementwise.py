@@ -274,10 +274,32 @@ def _make_primitive(row):
         shape = arrays[0].shape if len(arrays) == 1 else broadcast_shapes(*(a.shape for a in arrays))
         return shape, _result_dtype(row, arrays, params)[1]
 
+    # Same dtype, same shape (or 0-d constants), contiguous: the common eager case goes
+    # straight to the flat kernel; everything else takes the general path below.
+    simple = not row.params and row.result in ("same", "float") and \
+        len(row.promote) == len(row.inputs)
+    flat_kernel = forward_kernels.flat
+
     def forward(*arrays, **params):
         first = arrays[0]
         shape = first.shape
         compute = first.dtype
+        if simple and (row.result == "same" or compute.kind == "f"):
+            args = []
+            for a in arrays:
+                if a.dtype != compute:
+                    break
+                if a.shape == shape and a.flags.c_contiguous:
+                    args.append(a if a.ndim == 1 else a.reshape(-1))
+                elif a.ndim == 0:
+                    args.append(a[()])
+                else:
+                    break
+            else:
+                out = np.empty(shape, compute)
+                if out.size:
+                    flat_kernel(*args, out if out.ndim == 1 else out.reshape(-1))
+                return out
         for a in arrays[1:]:
             if a.shape != shape or a.dtype != compute:
                 shape = broadcast_shapes(*[a.shape for a in arrays])
