@@ -40,6 +40,7 @@ class Goal:
 
 TINY = Goal("nbgrad >= 2x faster than torch", lambda r: r <= 0.5)
 LARGE = Goal("nbgrad within 1.2x of torch", lambda r: r <= 1.2)
+TRAIN_LARGE = Goal("nbgrad within 1.3x of torch", lambda r: r <= 1.3)
 
 
 @dataclass
@@ -123,6 +124,152 @@ def jax_op_fwd_bwd(op):
     return build
 
 
+# Training steps: zero_grad, forward, loss, backward, optimizer step. Eager builders take the
+# framework module (T.nn, T.optim); the JAX builders jit one whole step (value_and_grad plus
+# the optimizer update) over a pytree of parameters and return the new state.
+
+
+def eager_one_parameter(T):
+    """The tutorial loop: w (1 element) * x (5 elements), MSELoss against y, SGD(lr=0.01)."""
+    w = T.tensor([0.0], requires_grad=True)
+    x = T.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    y = 2 * x
+    loss_fn = T.nn.MSELoss()
+    opt = T.optim.SGD([w], lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(w * x, y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def jax_one_parameter(jax):
+    jnp = jax.numpy
+    x = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0], dtype=jnp.float32)
+    y = 2 * x
+
+    def loss(w):
+        return ((w * x - y) ** 2).mean()
+
+    @jax.jit
+    def train_step(w):
+        value, g = jax.value_and_grad(loss)(w)
+        return w - 0.01 * g, value
+
+    state = [jnp.zeros((1,), dtype=jnp.float32)]
+
+    def step():
+        state[0], value = jax.block_until_ready(train_step(state[0]))
+
+    return step
+
+
+def _classification_data(batch, features, classes):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, features)).astype(np.float32)
+    return x, rng.integers(0, classes, batch).astype(np.int64)
+
+
+def eager_mlp_train(sizes, batch, opt_name, lr):
+    """ReLU MLP of layer `sizes`, CrossEntropyLoss, random data, SGD or Adam."""
+
+    def build(T):
+        T.manual_seed(0)
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [T.nn.Linear(n_in, n_out), T.nn.ReLU()]
+        model = T.nn.Sequential(*layers[:-1])
+        xa, ya = _classification_data(batch, sizes[0], sizes[-1])
+        x, y = T.tensor(xa), T.tensor(ya)
+        loss_fn = T.nn.CrossEntropyLoss()
+        opt = getattr(T.optim, opt_name)(model.parameters(), lr=lr)
+
+        def step():
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    return build
+
+
+def jax_mlp_train(sizes, batch, opt_name, lr):
+    def build(jax):
+        jnp = jax.numpy
+        rng = np.random.default_rng(0)
+        params = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / np.sqrt(n_in)  # nn.Linear's default init range
+            params.append((
+                jnp.asarray(rng.uniform(-bound, bound, (n_in, n_out)).astype(np.float32)),
+                jnp.asarray(rng.uniform(-bound, bound, (n_out,)).astype(np.float32)),
+            ))
+        xa, ya = _classification_data(batch, sizes[0], sizes[-1])
+        x, y = jnp.asarray(xa), jnp.asarray(ya.astype(np.int32))
+
+        def loss(params):
+            h = x
+            for i, (w, b) in enumerate(params):
+                h = h @ w + b
+                if i < len(params) - 1:
+                    h = jax.nn.relu(h)
+            logp = jax.nn.log_softmax(h, axis=-1)
+            return -jnp.take_along_axis(logp, y[:, None], axis=-1).mean()
+
+        tmap = jax.tree_util.tree_map
+        if opt_name == "SGD":
+            @jax.jit
+            def train_step(state):
+                params = state
+                value, g = jax.value_and_grad(loss)(params)
+                return tmap(lambda p, gp: p - lr * gp, params, g), value
+
+            state = [params]
+        else:  # Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8
+            b1, b2, eps = 0.9, 0.999, 1e-8
+
+            @jax.jit
+            def train_step(state):
+                params, m, v, t = state
+                value, g = jax.value_and_grad(loss)(params)
+                t = t + 1
+                m = tmap(lambda mi, gi: b1 * mi + (1 - b1) * gi, m, g)
+                v = tmap(lambda vi, gi: b2 * vi + (1 - b2) * gi * gi, v, g)
+                c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+                params = tmap(lambda p, mi, vi: p - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps),
+                              params, m, v)
+                return (params, m, v, t), value
+
+            zeros = tmap(jnp.zeros_like, params)
+            state = [(params, zeros, zeros, jnp.zeros((), dtype=jnp.float32))]
+
+        def step():
+            state[0], value = jax.block_until_ready(train_step(state[0]))
+
+        return step
+
+    return build
+
+
+TRAINING = [
+    ("train: one-parameter w*x, MSELoss, SGD, 5 elem", TINY,
+     eager_one_parameter, jax_one_parameter),
+    ("train: digits MLP 64-128-10, CE, SGD, batch 64", TINY,
+     eager_mlp_train((64, 128, 10), 64, "SGD", 0.01),
+     jax_mlp_train((64, 128, 10), 64, "SGD", 0.01)),
+    ("train: digits MLP 64-128-10, CE, Adam, batch 64", TINY,
+     eager_mlp_train((64, 128, 10), 64, "Adam", 1e-3),
+     jax_mlp_train((64, 128, 10), 64, "Adam", 1e-3)),
+    ("train: MLP 784-512-512-10, CE, SGD, batch 128", TRAIN_LARGE,
+     eager_mlp_train((784, 512, 512, 10), 128, "SGD", 0.01),
+     jax_mlp_train((784, 512, 512, 10), 128, "SGD", 0.01)),
+]
+
 WORKLOADS = [
     Workload(
         "tiny: (x+2)^2*2 mean, fwd+bwd, 3 elem",
@@ -140,6 +287,8 @@ for _op, (_n, _shape, _fn, _jfn) in LARGE_OPS.items():
              "jax": jax_op_fwd_bwd(_op)},
         )
     )
+for _name, _goal, _eager, _jax in TRAINING:
+    WORKLOADS.append(Workload(_name, _goal, {"nbgrad": _eager, "torch": _eager, "jax": _jax}))
 
 # ---------------------------------------------------------------------------------------
 # Timing
