@@ -62,7 +62,7 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = Tensor._wrap(np.zeros(shape, dtype))
         return state
 
-    def _update(self, data, grad, state, group):
+    def _kernel_arguments(self, data, state, group):
         scalar = data.dtype.type
         step_tensor = state["step"]
         step_tensor._data[...] += 1
@@ -74,14 +74,15 @@ class Adam(Optimizer):
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
         decoupled = group["decoupled_weight_decay"]
         maximum = state.get("max_exp_avg_sq")
-        adam_kernel(data, grad, state["exp_avg"]._data.reshape(-1),
-                    state["exp_avg_sq"]._data.reshape(-1),
-                    data[:0] if maximum is None else maximum._data.reshape(-1),
-                    scalar(1 - lr * weight_decay if decoupled else 1),
-                    scalar(0 if decoupled else weight_decay), scalar(1 - beta1), scalar(beta2),
-                    scalar(1 - beta2),
-                    scalar(step_size), scalar(bias_correction2_sqrt), scalar(group["eps"]),
-                    group["amsgrad"])
+        flat = data.reshape(-1)
+        return adam_kernel, (state["exp_avg"]._data.reshape(-1),
+                             state["exp_avg_sq"]._data.reshape(-1),
+                             flat[:0] if maximum is None else maximum._data.reshape(-1),
+                             scalar(1 - lr * weight_decay if decoupled else 1),
+                             scalar(0 if decoupled else weight_decay), scalar(1 - beta1),
+                             scalar(beta2), scalar(1 - beta2), scalar(step_size),
+                             scalar(bias_correction2_sqrt), scalar(group["eps"]),
+                             group["amsgrad"])
 
 
 class AdamW(Adam):

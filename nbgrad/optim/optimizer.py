@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 
+from .. import _tracing
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
 
@@ -76,18 +77,27 @@ class Optimizer:
                     continue
                 data = _flat(param)
                 grad = np.ascontiguousarray(param.grad._data, dtype=data.dtype).reshape(-1)
-                state = self.state.get(param)
-                if state is None:
-                    state = self.state[param] = self._init_state(param, group)
-                self._update(data, grad, state, group)
+                kernel, extras = self.kernel_arguments(param, group)
+                if _tracing.current is not None:
+                    _tracing.current.update(self, group, param, kernel)
+                kernel(data, grad, *extras)
                 # PyTorch counts an optimizer step as an in-place write to the parameter.
                 param._version_counter[0] += 1
         return loss
 
+    def kernel_arguments(self, param, group):
+        """(update kernel, its arguments after the parameter and gradient), creating the
+        parameter's state on first use. Fused steps call this again on every call, so the
+        learning rate and step counts are read at run time, never baked in."""
+        state = self.state.get(param)
+        if state is None:
+            state = self.state[param] = self._init_state(param, group)
+        return self._kernel_arguments(param._data, state, group)
+
     def _init_state(self, param, group):
         raise NotImplementedError
 
-    def _update(self, data, grad, state, group):
+    def _kernel_arguments(self, data, state, group):
         raise NotImplementedError
 
     # --- state_dict -----------------------------------------------------------------------

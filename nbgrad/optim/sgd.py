@@ -43,16 +43,16 @@ class SGD(Optimizer):
     def _init_state(self, param, group):
         return {"momentum_buffer": None}
 
-    def _update(self, data, grad, state, group):
+    def _kernel_arguments(self, data, state, group):
         scalar = data.dtype.type
         momentum = group["momentum"]
         buffer = state["momentum_buffer"]
         first_step = buffer is None
         if momentum != 0 and first_step:
             buffer = state["momentum_buffer"] = Tensor._wrap(np.empty(data.shape, data.dtype))
-        sgd_kernel(data, grad, _EMPTY[data.dtype] if buffer is None else buffer._data.reshape(-1),
-                   scalar(group["lr"]), scalar(group["weight_decay"]), scalar(momentum),
-                   scalar(1 - group["dampening"]), group["nesterov"], first_step)
+        return sgd_kernel, (_EMPTY[data.dtype] if buffer is None else buffer._data.reshape(-1),
+                            scalar(group["lr"]), scalar(group["weight_decay"]), scalar(momentum),
+                            scalar(1 - group["dampening"]), group["nesterov"], first_step)
 
 
 # A stand-in momentum buffer when momentum is 0 (the kernel never reads it).
