@@ -14,3 +14,4 @@ double = float64
 long = int64
 get_default_dtype = lambda: float32  # noqa: E731
 from . import nn, optim, data  # noqa: E402,F401
+from .fuse import compile  # noqa: E402,F401

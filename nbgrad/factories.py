@@ -1,7 +1,7 @@
 """Tensor factories (`tensor`, `zeros`, `randn`, ...) and the global random generator."""
 import numpy as np
 
-from . import _dtype
+from . import _dtype, _tracing
 from .tensor import Tensor, resolve_dtype
 
 _generator = np.random.default_rng()
@@ -127,12 +127,18 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False)
     return _make(np.linspace(start, end, steps), dtype, requires_grad)
 
 
+def _random_break():
+    _tracing.graph_break("random numbers drawn inside the step would be frozen by fusion")
+
+
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
     return _make((generator or _generator).random(_size(size)), dtype, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
     return _make((generator or _generator).standard_normal(_size(size)), dtype, requires_grad)
 
@@ -143,6 +149,7 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
+    _random_break()
     dtype = resolve_dtype(dtype) or _dtype.int64
     return _make((generator or _generator).integers(low, high, _size((size,))), dtype, requires_grad)
 

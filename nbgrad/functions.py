@@ -6,7 +6,7 @@ import builtins
 
 import numpy as np
 
-from . import _dtype
+from . import _dtype, _tracing
 from .ops import PRIMITIVES as P
 from .ops.linalg import grad_fn_name as _matmul_name
 from .ops.reduction import normalize_dims
@@ -652,6 +652,8 @@ def setitem(input, index, value):
 def fill_(input, value):
     _check_inplace(input)
     value = value.item() if isinstance(value, Tensor) else value
+    if _tracing.current is not None:
+        _tracing.current.fill(input, input._data, value)
     input._data[...] = value
     input._version_counter[0] += 1
     return input

@@ -11,7 +11,7 @@ import numpy as np
 from . import _dtype
 from ._dtype import as_dtype, from_numpy_dtype
 from ._format import format_tensor
-from . import autograd
+from . import _tracing, autograd
 from .autograd import engine
 from .autograd.grad_mode import state as _grad_state
 
@@ -186,20 +186,24 @@ class Tensor:
     # --- conversion to Python and NumPy ----------------------------------------------------
 
     def item(self):
+        _tracing.graph_break("Tensor.item() reads a value")
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
         return self._data.reshape(-1)[0].item()
 
     def tolist(self):
+        _tracing.graph_break("Tensor.tolist() reads values")
         return self._data.tolist()
 
     def numpy(self, force=False):
+        _tracing.graph_break("Tensor.numpy() hands out the data")
         if self._requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
         return self._data
 
     def __array__(self, dtype=None, copy=None):
+        _tracing.graph_break("converting a Tensor to a NumPy array reads its values")
         array = self._data if dtype is None else self._data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
@@ -214,6 +218,7 @@ class Tensor:
         return (self[i] for i in range(self._data.shape[0]))
 
     def _scalar(self, kind):
+        _tracing.graph_break(f"{kind.__name__}(tensor) reads a value")
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
         return kind(self._data.reshape(-1)[0])
@@ -225,6 +230,7 @@ class Tensor:
         return self._scalar(int)
 
     def __bool__(self):
+        _tracing.graph_break("Python control flow on a tensor's value (bool(tensor))")
         if self._data.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
         return bool(self._data.reshape(-1)[0])
@@ -300,6 +306,8 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
                                                grad_fn_name)
                 result._requires_grad = True
                 break
+    if _tracing.current is not None:
+        _tracing.current.op(prim, inputs, arrays, params, out)
     return result
 
 

@@ -5,6 +5,7 @@ import weakref
 
 from ..ops import elementwise
 from ..ops.reduction import sum_to_shape
+from .. import _tracing
 from . import grad_mode
 
 _FREED = object()
@@ -55,6 +56,8 @@ class Node:
                 if g.dtype != dtype:
                     g = g.astype(dtype)
             fitted.append(g)
+        if _tracing.current is not None:
+            _tracing.current.vjp(self, grad, grads, fitted)
         return fitted
 
     def _release(self):
@@ -158,14 +161,19 @@ def _add_into(pending, node, grad, owned):
     entry = pending.get(node)
     if entry is None:
         pending[node] = [grad, owned]
-    elif entry[1]:
-        elementwise.run(_ADD, (entry[0], grad), (), grad.shape, grad.dtype, out=entry[0])
+        return
+    before = entry[0]
+    if entry[1]:
+        elementwise.run(_ADD, (before, grad), (), grad.shape, grad.dtype, out=before)
     else:
-        entry[0] = elementwise.run(_ADD, (entry[0], grad), (), grad.shape, grad.dtype)
+        entry[0] = elementwise.run(_ADD, (before, grad), (), grad.shape, grad.dtype)
         entry[1] = True
+    if _tracing.current is not None:
+        _tracing.current.add(before, grad, entry[0])
 
 
 def _run_tensor_hooks(hooks, grad, wrap):
+    _tracing.graph_break("a tensor hook runs Python code during backward")
     for hook in hooks:
         result = hook(wrap(grad))
         if result is not None:
@@ -176,11 +184,32 @@ def _run_tensor_hooks(hooks, grad, wrap):
 def accumulate_into_grad(tensor, grad, owned, wrap):
     """`tensor.grad += grad`, in place when a .grad exists (PyTorch keeps the same object)."""
     if tensor.grad is None:
-        tensor.grad = wrap(grad if owned else grad.copy())
+        new = grad if owned else grad.copy()
+        if _tracing.current is not None:
+            _tracing.current.grad_created(tensor, grad, new)
+        tensor.grad = wrap(new)
     else:
         target = tensor.grad._data
+        if _tracing.current is not None:
+            _tracing.current.grad_added(tensor, grad)
         elementwise.run(_ADD, (target, grad), (), target.shape, target.dtype, out=target)
         tensor.grad._version_counter[0] += 1
+
+
+def clear_grads(tensors, set_to_none=True):
+    """zero_grad for modules and optimizers: drop each `.grad`, or zero it in place."""
+    for tensor in tensors:
+        if _tracing.current is not None:
+            _tracing.current.touch(tensor, reads_grad=not set_to_none)
+        if tensor.grad is None:
+            continue
+        if _tracing.current is not None and not set_to_none:
+            _tracing.current.fill(tensor, tensor.grad._data, 0)
+        if set_to_none:
+            tensor.grad = None
+        else:
+            tensor.grad._data[...] = 0
+            tensor.grad._version_counter[0] += 1
 
 
 def _graph_dependencies(start_nodes):

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from .. import _tracing
 from .. import functions as _F
 from ..factories import generator
 from ..ops import PRIMITIVES as P
@@ -35,6 +36,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     if p == 1.0:
         return input * 0.0
+    _tracing.graph_break("dropout draws random numbers, which fusion would freeze")
     keep = generator().random(input.shape) >= p
     scale = (keep * (1.0 / (1.0 - p))).astype(input._data.dtype)
     return input * Tensor._wrap(scale)

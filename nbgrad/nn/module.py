@@ -3,6 +3,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from .. import _tracing
+from ..autograd.engine import clear_grads
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -28,6 +30,8 @@ class Module:
                                   '"forward" function')
 
     def __call__(self, *args, **kwargs):
+        if _tracing.current is not None:
+            _tracing.current.module(self)
         return self.forward(*args, **kwargs)
 
     # --- registration -------------------------------------------------------------------
@@ -251,14 +255,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for param in self.parameters():
-            if param.grad is None:
-                continue
-            if set_to_none:
-                param.grad = None
-            else:
-                param.grad._data[...] = 0
-                param.grad._version_counter[0] += 1
+        clear_grads(self.parameters(), set_to_none)
 
     def apply(self, fn):
         for module in self.children():

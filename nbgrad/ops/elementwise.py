@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _codegen
 from .._dtype import float32, result_type
-from .primitive import Primitive, register
+from .primitive import Primitive, Unfusable, register
 
 _MAX_STRIDED_NDIM = 4
 
@@ -376,3 +376,54 @@ def _make_primitive(row):
 
 
 PRIMS = {row.name: _make_primitive(row) for row in TABLE}
+
+
+# ---------------------------------------------------------------------------------------
+# Fused rule: the same expressions, emitted as loops inside a fused step.
+
+class _ElementwiseFusion:
+    def __init__(self, row):
+        self.row = row
+
+    def _operands(self, em, named_arrays, dtype):
+        operands = {}
+        for name, array in named_arrays:
+            if array.dtype != dtype and name in self._promoted:
+                raise Unfusable(f"{self.row.name} mixes dtypes {array.dtype} and {dtype}")
+            operands[name] = (em.ref(array), array.shape)
+        return operands
+
+    @property
+    def _promoted(self):
+        return {self.row.inputs[i] for i in self.row.promote}
+
+    def forward(self, em, arrays, params, out):
+        row = self.row
+        compute = arrays[row.promote[0]].dtype
+        operands = self._operands(em, zip(row.inputs, arrays), compute)
+        for name in row.params:
+            operands[name] = em.literal(params[name], compute)
+        reference = operands[row.inputs[row.promote[0]]][0]
+        em.elementwise(row.expr, operands, em.out(out), out.shape, reference)
+
+    def vjp(self, em, node, g, raw):
+        row = self.row
+        named = [("g", g)]
+        for key, array in zip(node.prim.save, node.saved):
+            named.append(("out" if key == "out" else row.inputs[key], array))
+        operands = self._operands(em, named, g.dtype)
+        for name in row.params:
+            operands[name] = em.literal(node.params[name], g.dtype)
+        for wrt, grad in zip(row.inputs, raw):
+            if grad is None:
+                continue
+            if grad is g:
+                em.same(grad, g)
+                continue
+            expr = row.grads[wrt]
+            used = {name: operands[name] for name in _names_in(expr, tuple(operands))}
+            em.elementwise(expr, used, em.out(grad), g.shape, operands["g"][0])
+
+
+for _row in TABLE:
+    PRIMS[_row.name].fuse = _ElementwiseFusion(_row)

@@ -6,7 +6,7 @@ or one batched 3-D product, so there are two kernels per dtype family.
 import numba
 import numpy as np
 
-from .primitive import Primitive, register
+from .primitive import Primitive, Unfusable, register
 
 
 @numba.njit(cache=True)
@@ -149,3 +149,33 @@ def grad_fn_name(a_ndim, b_ndim):
 
 PRIMS = {"matmul": register(Primitive("matmul", "MmBackward0", infer, forward, vjp,
                                       save=(0, 1), differentiable=(0, 1)))}
+
+
+class _MatmulFusion:
+    """1-D and 2-D products as np.dot into preallocated buffers; batched ones stay eager."""
+
+    @staticmethod
+    def _matrices(a, b):
+        if a.ndim > 2 or b.ndim > 2 or a.dtype.kind != "f":
+            raise Unfusable("batched or integer matmul")
+        return (a.shape if a.ndim == 2 else (1, a.shape[0]),
+                b.shape if b.ndim == 2 else (b.shape[0], 1))
+
+    def forward(self, em, arrays, params, out):
+        a, b = arrays
+        a_shape, b_shape = self._matrices(a, b)
+        em.emit(f"np.dot({em.ref(a)}.reshape({a_shape!r}), {em.ref(b)}.reshape({b_shape!r}), "
+                f"{em.out(out)}.reshape({(a_shape[0], b_shape[1])!r}))")
+
+    def vjp(self, em, node, g, raw):
+        a, b = node.saved
+        a_shape, b_shape = self._matrices(a, b)
+        a_m, b_m = f"{em.ref(a)}.reshape({a_shape!r})", f"{em.ref(b)}.reshape({b_shape!r})"
+        g_m = f"{em.ref(g)}.reshape({(a_shape[0], b_shape[1])!r})"
+        if raw[0] is not None:
+            em.emit(f"np.dot({g_m}, {b_m}.T, {em.out(raw[0])}.reshape({a_shape!r}))")
+        if raw[1] is not None:
+            em.emit(f"np.dot({a_m}.T, {g_m}, {em.out(raw[1])}.reshape({b_shape!r}))")
+
+
+PRIMS["matmul"].fuse = _MatmulFusion()

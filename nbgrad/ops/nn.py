@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from .. import _codegen
-from .primitive import Primitive, register
+from .primitive import Primitive, Unfusable, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -412,3 +412,108 @@ PRIMS = {
     "embedding": register(Primitive("embedding", "EmbeddingBackward0", _embedding_infer,
                                     _embedding_forward, _embedding_vjp, save=(1,))),
 }
+
+
+# ---------------------------------------------------------------------------------------
+# Fused rules: the same kernels, called on buffers inside a fused step.
+
+def _dummy(em, ndim, dtype):
+    """A zero-size stand-in for a gradient the kernel is told not to compute."""
+    return f"np.empty({(0,) * ndim!r}, np.{np.dtype(dtype).name})"
+
+
+class _LinearFusion:
+    def forward(self, em, arrays, params, out):
+        x, weight, bias = (em.ref(a) for a in arrays)
+        if not out.size:
+            raise Unfusable("linear on an empty batch")
+        em.emit(f"{em.kernel(linear_kernel)}({x}, {weight}, {bias}, {em.out(out)})")
+
+    def vjp(self, em, node, g, raw):
+        x, weight = node.saved
+        if not g.size or not x.shape[1]:
+            raise Unfusable("linear backward on empty arrays")
+        grads = [em.out(r) if r is not None else _dummy(em, n, g.dtype)
+                 for r, n in zip(raw, (2, 2, 1))]
+        needs = ", ".join(str(r is not None) for r in raw)
+        em.emit(f"{em.kernel(linear_vjp_kernel)}({em.ref(g)}, {em.ref(x)}, {em.ref(weight)}, "
+                f"{', '.join(grads)}, {needs})")
+
+
+class _PointwiseLossFusion:
+    def __init__(self, forward_kernel, backward_kernel):
+        self.forward_kernel, self.backward_kernel = forward_kernel, backward_kernel
+
+    @staticmethod
+    def _check(params, x, y):
+        if params["weight"] is not None or params["pos_weight"] is not None:
+            raise Unfusable("loss weights")
+        if params["reduction"] == "none" or x.dtype != y.dtype or not x.size:
+            raise Unfusable("unreduced, mixed-dtype or empty loss")
+
+    def _flat(self, em, x, y):
+        ones = em.constant(np.ones(1, x.dtype))
+        return (f"{em.ref(x)}.reshape({x.size}), {em.ref(y)}.reshape({x.size}), "
+                f"{ones}, 0, {ones}, 0")
+
+    def forward(self, em, arrays, params, out):
+        x, y = arrays
+        self._check(params, x, y)
+        total = em._new("total")
+        em.emit(f"{total} = {em.kernel(self.forward_kernel)}({self._flat(em, x, y)}, "
+                f"{_dummy(em, 1, x.dtype)}, True)")
+        divisor = x.size if params["reduction"] == "mean" else 1
+        em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
+
+    def vjp(self, em, node, g, raw):
+        x, y = node.saved
+        self._check(node.params, x, y)
+        scale = 1.0 / x.size if node.params["reduction"] == "mean" else 1.0
+        grads = [f"{em.out(r)}.reshape({x.size})" if r is not None else _dummy(em, 1, g.dtype)
+                 for r in raw]
+        em.emit(f"{em.kernel(self.backward_kernel)}({self._flat(em, x, y)}, "
+                f"{em.ref(g)}.reshape(1), 0, {em.literal(scale, g.dtype)}, {', '.join(grads)}, "
+                f"{raw[0] is not None}, {raw[1] is not None})")
+
+
+class _NllFusion:
+    @staticmethod
+    def _weight(em, params, classes, dtype):
+        if params["reduction"] == "none":
+            raise Unfusable("nll_loss with reduction='none'")
+        return em.constant(params["weight"]) if params["weight"] is not None else \
+            em.constant(np.ones(classes, dtype))
+
+    def forward(self, em, arrays, params, out):
+        logp, target = arrays
+        weight = self._weight(em, params, logp.shape[1], logp.dtype)
+        target_name = em.ref(target)
+        # Targets change every call: they are range-checked in Python before each call.
+        classes, ignore = logp.shape[1], params["ignore_index"]
+        em.precondition(lambda t: check_targets(t, classes, ignore), target_name)
+        total, total_weight = em._new("total"), em._new("weight")
+        em.emit(f"{total}, {total_weight} = {em.kernel(nll_forward_kernel)}({em.ref(logp)}, "
+                f"{target_name}, {weight}, {ignore}, {_dummy(em, 1, logp.dtype)}, True)")
+        value = f"{total} / {total_weight}" if params["reduction"] == "mean" else total
+        em.emit(f"{em.out(out)}.reshape(1)[0] = {value}")
+
+    def vjp(self, em, node, g, raw):
+        (target,) = node.saved
+        shape = node.input_meta[0][0]
+        weight = self._weight(em, node.params, shape[1], g.dtype)
+        ignore = node.params["ignore_index"]
+        scale = em._new("scale")
+        if node.params["reduction"] == "mean":
+            em.emit(f"{scale} = 1.0 / {em.kernel(nll_total_weight)}({em.ref(target)}, {weight}, "
+                    f"{ignore})")
+        else:
+            em.emit(f"{scale} = 1.0")
+        em.emit(f"{em.kernel(nll_backward_kernel)}({em.ref(target)}, {weight}, {ignore}, "
+                f"{em.ref(g)}.reshape(1), 0, np.{g.dtype.name}({scale}), {em.out(raw[0])})")
+
+
+PRIMS["linear"].fuse = _LinearFusion()
+PRIMS["nll_loss"].fuse = _NllFusion()
+for _row in POINTWISE_LOSSES:
+    PRIMS[_row.name].fuse = _PointwiseLossFusion(getattr(_loss_kernels, _row.name + "_forward"),
+                                                 getattr(_loss_kernels, _row.name + "_backward"))

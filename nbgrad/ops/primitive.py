@@ -19,10 +19,13 @@ class Primitive:
     - `view=True` means the output shares memory (and PyTorch's version counter) with
       input 0.
     - `differentiable` lists the input positions that can carry a gradient.
+    - `fuse` (optional) emits the primitive's forward and VJP into a fused step: an object
+      with `forward(emitter, arrays, params, out)` and `vjp(emitter, node, grad, raw_grads)`.
+      A primitive without one makes `nbgrad.compile` fall back to eager mode.
     """
 
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "view", "differentiable",
-                 "node_classes", "meta")
+                 "node_classes", "meta", "fuse")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, save=(), view=False,
                  differentiable=(0,), meta=None):
@@ -38,9 +41,14 @@ class Primitive:
         # Family-specific facts another reader needs (e.g. the scalar expressions of an
         # elementwise op, which the fused code generator inlines).
         self.meta = meta
+        self.fuse = None
 
     def __repr__(self):
         return f"<primitive {self.name}>"
+
+
+class Unfusable(Exception):
+    """A fused rule cannot express this call; `nbgrad.compile` runs the step eagerly."""
 
 
 PRIMITIVES = {}

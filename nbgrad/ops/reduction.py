@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _codegen
 from .._dtype import float32
-from .primitive import Primitive, register
+from .primitive import Primitive, Unfusable, register
 from . import elementwise
 
 # name: (row arguments, per-row scalar arguments, row outputs, per-row scalar outputs,
@@ -352,3 +352,67 @@ PRIMS = {
     "log_softmax": _row_transform("log_softmax", "LogSoftmaxBackward0", _kernels.log_softmax,
                                   _kernels.log_softmax_grad),
 }
+
+
+# ---------------------------------------------------------------------------------------
+# Fused rules: the same row kernels, called on (O, R, I) views inside a fused step.
+
+def _fused_rows(shape, dims):
+    """(O, R, I) for reducing `dims` of `shape`; only consecutive dims have a fused rule."""
+    if dims and dims[-1] - dims[0] != len(dims) - 1:
+        raise Unfusable(f"reducing non-adjacent dims {dims}")
+    lo, hi = (dims[0], dims[-1] + 1) if dims else (len(shape), len(shape))
+    return math.prod(shape[:lo]), math.prod(shape[lo:hi]), math.prod(shape[hi:])
+
+
+class _SumFusion:
+    def __init__(self, mean):
+        self.mean = mean
+
+    def forward(self, em, arrays, params, out):
+        (x,) = arrays
+        outer, rows, inner = _fused_rows(x.shape, params["dims"])
+        scale = 1.0 / max(rows, 1) if self.mean else 1
+        kind = np.float64 if _sum_dtype(x.dtype).kind == "f" else np.int64
+        em.emit(f"{em.kernel(_kernels.sum)}({em.ref(x)}.reshape({(outer, rows, inner)!r}), "
+                f"{em.out(out)}.reshape({(outer, inner)!r}), {em.literal(scale, kind)})")
+
+    def vjp(self, em, node, g, raw):
+        shape = node.input_meta[0][0]
+        dims = node.params["dims"]
+        keep = reduced_shape(shape, dims, True)
+        name = em.ref(g)
+        if self.mean:
+            scale = em.literal(1.0 / max(_count(shape, dims), 1), g.dtype)
+            em.elementwise("g * s", {"g": (name, keep), "s": scale}, em.out(raw[0]), shape, name)
+        else:
+            em.elementwise("g", {"g": (name, keep)}, em.out(raw[0]), shape, name)
+
+
+class _RowTransformFusion:
+    def __init__(self, kernel, grad_kernel):
+        self.kernel, self.grad_kernel = kernel, grad_kernel
+
+    @staticmethod
+    def _rows(shape, dim):
+        return _fused_rows(shape, (dim,) if shape else ())
+
+    def forward(self, em, arrays, params, out):
+        (x,) = arrays
+        if x.dtype != out.dtype:
+            raise Unfusable("softmax of an integer tensor")
+        rows = self._rows(x.shape, params["dim"])
+        em.emit(f"{em.kernel(self.kernel)}({em.ref(x)}.reshape({rows!r}), "
+                f"{em.out(out)}.reshape({rows!r}))")
+
+    def vjp(self, em, node, g, raw):
+        (y,) = node.saved
+        rows = self._rows(y.shape, node.params["dim"])
+        em.emit(f"{em.kernel(self.grad_kernel)}({em.ref(y)}.reshape({rows!r}), "
+                f"{em.ref(g)}.reshape({rows!r}), {em.out(raw[0])}.reshape({rows!r}))")
+
+
+PRIMS["sum"].fuse = _SumFusion(mean=False)
+PRIMS["mean"].fuse = _SumFusion(mean=True)
+PRIMS["softmax"].fuse = _RowTransformFusion(_kernels.softmax, _kernels.softmax_grad)
+PRIMS["log_softmax"].fuse = _RowTransformFusion(_kernels.log_softmax, _kernels.log_softmax_grad)

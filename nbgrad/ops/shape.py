@@ -214,3 +214,16 @@ class _AllInputs(tuple):
 
 PRIMS["concat"] = register(Primitive("concat", "CatBackward0", _concat_infer, _concat_forward,
                                      _concat_vjp, differentiable=_AllInputs()))
+
+
+class _ReshapeFusion:
+    """reshape/view/squeeze/unsqueeze/flatten: a view inside the fused step too."""
+
+    def forward(self, em, arrays, params, out):
+        em.define(out, f"{em.ref(arrays[0])}.reshape({out.shape!r})")
+
+    def vjp(self, em, node, g, raw):
+        em.define(raw[0], f"{em.ref(g)}.reshape({raw[0].shape!r})")
+
+
+PRIMS["reshape"].fuse = _ReshapeFusion()

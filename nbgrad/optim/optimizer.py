@@ -5,6 +5,7 @@ import copy
 import numpy as np
 
 from .. import _tracing
+from ..autograd.engine import clear_grads
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
 
@@ -54,15 +55,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none=True):
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if set_to_none:
-                    param.grad = None
-                else:
-                    param.grad._data[...] = 0
-                    param.grad._version_counter[0] += 1
+        clear_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         loss = None
@@ -79,7 +72,7 @@ class Optimizer:
                 grad = np.ascontiguousarray(param.grad._data, dtype=data.dtype).reshape(-1)
                 kernel, extras = self.kernel_arguments(param, group)
                 if _tracing.current is not None:
-                    _tracing.current.update(self, group, param, kernel)
+                    _tracing.current.update(self, group, param, kernel, extras)
                 kernel(data, grad, *extras)
                 # PyTorch counts an optimizer step as an in-place write to the parameter.
                 param._version_counter[0] += 1

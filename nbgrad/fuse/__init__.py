@@ -1,0 +1,270 @@
+"""`nbgrad.compile`: trace a static step once, generate one Numba function, run that.
+
+A call with shapes, dtypes, requires_grad flags, grad mode, module train/eval modes and
+`.grad` presence it has not seen runs the step eagerly under a tracer (so that call's
+results are eager's own), generates the fused source, and compiles it; later matching calls
+run the fused function. A step that cannot be traced runs eagerly, with one warning naming
+the reason and the line (`fullgraph=True` raises instead).
+"""
+import functools
+import time
+import warnings
+
+import numba
+import numpy as np
+
+from .. import _codegen
+from ..autograd.grad_mode import state as _grad_state
+from ..tensor import Tensor
+from .codegen import Unfusable, generate
+from .tracer import GraphBreak, Tracer, tracing
+
+__all__ = ["compile", "Compiled", "GraphBreak"]
+
+
+def compile(fn=None, *, fullgraph=False, dynamic=False, max_specializations=8):
+    """Fuse a training (or inference) step into one Numba kernel. Also a decorator.
+
+    `fn` may be a function or an `nn.Module` (compiled inference: `compile(model)(x)`).
+    `dynamic=True` is accepted for PyTorch compatibility but every new shape still gets its
+    own specialization (up to `max_specializations`, then eager with a warning).
+    """
+    if fn is None:
+        return lambda f: compile(f, fullgraph=fullgraph, dynamic=dynamic,
+                                 max_specializations=max_specializations)
+    return Compiled(fn, fullgraph=fullgraph, max_specializations=max_specializations)
+
+
+def _flatten(result, tensors):
+    """The returned structure with each Tensor replaced by its index in `tensors`."""
+    if isinstance(result, Tensor):
+        tensors.append(result)
+        return ("tensor", len(tensors) - 1)
+    if isinstance(result, (tuple, list)):
+        return (type(result), [_flatten(item, tensors) for item in result])
+    return ("value", result)
+
+
+def _rebuild(template, arrays):
+    kind, content = template
+    if kind == "tensor":
+        return Tensor._wrap(np.array(arrays[content], copy=True))
+    if kind == "value":
+        return content
+    return kind(_rebuild(item, arrays) for item in content)
+
+
+def _describe(value):
+    if isinstance(value, Tensor):
+        data = value._data
+        return ("tensor", data.shape, data.dtype.str, value._requires_grad)
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return ("value", value)
+
+
+class _Fallback:
+    """A key whose step cannot be fused: every call runs eagerly."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def matches(self):
+        return True
+
+    def __call__(self, fn, args, kwargs):
+        return fn(*args, **kwargs)
+
+
+class Specialization:
+    """The fused function for one traced run, its buffers, and the Python around the call."""
+
+    def __init__(self, tracer, result_template, outputs, stats):
+        try:
+            self.source, emitter = generate(tracer, outputs)
+        except Unfusable as error:
+            raise GraphBreak(str(error)) from None
+        self.template = result_template
+        self.guard_grads = dict(tracer.touched)
+        self.guard_modes = dict(tracer.modules)
+        self.preconditions = []
+        names = [name for name, _ in emitter.arguments]
+        self.plan = []
+        self.updates = []
+        for name, source in emitter.arguments:
+            kind = source[0]
+            if kind == "buffer":
+                self.plan.append(("fixed", np.empty(source[1].shape, source[1].dtype)))
+            elif kind == "handle":
+                handle, array = source[1], source[2]
+                self.plan.append((handle[0], handle[1], array.shape, array.dtype))
+            else:
+                self.plan.append(("extra", source[1]))
+        for function, name in emitter.preconditions:
+            self.preconditions.append((function, names.index(name)))
+        for event in tracer.events:
+            if event[0] == "update":
+                _, optimizer, group, param, *_ = event
+                self.updates.append((optimizer, group, param))
+        # After a call, each touched tensor's .grad is what the traced run left there: None,
+        # a buffer of this specialization (wrapped once), or its own array updated in place.
+        self.final_grads = []
+        buffers = {id(source[1]): index for index, (_, source) in enumerate(emitter.arguments)
+                   if source[0] == "buffer"}
+        for tensor in tracer.touched:
+            grad = tensor.grad
+            if grad is None:
+                self.final_grads.append((tensor, None))
+            elif id(grad._data) in buffers:
+                self.final_grads.append((tensor, Tensor._wrap(self.plan[buffers[id(grad._data)]][1])))
+        self._compile(stats)
+
+    def _compile(self, stats):
+        started = time.perf_counter()
+        try:
+            module = _codegen.load_module("fused", self.source)
+            self.kernel = module.fused_step
+            self.kernel.compile(tuple(numba.typeof(value) for value in self._sample_arguments()))
+        except Exception as error:  # a corrupted or unusable cache must never be fatal
+            warnings.warn(f"nbgrad.compile: the kernel cache failed ({error!r}); compiling "
+                          "in memory instead", RuntimeWarning)
+            source = self.source.replace("cache=True", "cache=False")
+            self.kernel = _codegen.load_module("fused_nocache", source).fused_step
+            self.kernel.compile(tuple(numba.typeof(value) for value in self._sample_arguments()))
+        stats["compile_time_s"] += time.perf_counter() - started
+        hits = sum(self.kernel.stats.cache_hits.values())
+        stats["cache_hits" if hits else "cache_misses"] += 1
+
+    def _sample_arguments(self):
+        values = []
+        for entry in self.plan:
+            if entry[0] in ("fixed", "extra"):
+                values.append(entry[1])
+            else:
+                values.append(np.empty(entry[2], entry[3]))
+        return values
+
+    def matches(self):
+        for tensor, was_none in self.guard_grads.items():
+            if was_none is not None and (tensor.grad is None) != was_none:
+                return False
+        for module, training in self.guard_modes.items():
+            if module.training != training:
+                return False
+        return True
+
+    def __call__(self, fn, args, kwargs):
+        values = []
+        for entry in self.plan:
+            kind = entry[0]
+            if kind == "fixed":
+                values.append(entry[1])
+                continue
+            if kind == "extra":
+                values.append(None)
+                continue
+            if kind == "arg":
+                array = args[entry[1]]._data
+            elif kind == "data":
+                array = entry[1]._data
+            elif kind == "grad":
+                array = entry[1].grad._data
+            else:
+                array = entry[1]
+            if array.shape != entry[2] or array.dtype != entry[3] or not array.flags.c_contiguous:
+                return None
+            values.append(array)
+        extras = []
+        for optimizer, group, param in self.updates:
+            extras.extend(optimizer.kernel_arguments(param, group)[1])
+        extras = iter(extras)
+        for index, entry in enumerate(self.plan):
+            if entry[0] == "extra":
+                values[index] = next(extras)
+        for function, index in self.preconditions:
+            function(values[index])
+        outputs = self.kernel(*values)
+        for tensor, grad in self.final_grads:
+            tensor.grad = grad
+        for _, _, param in self.updates:
+            param._version_counter[0] += 1
+        return _rebuild(self.template, outputs)
+
+
+class Compiled:
+    """A compiled step: call it like the original function."""
+
+    def __init__(self, fn, fullgraph=False, max_specializations=8):
+        self.fn = fn
+        self.fullgraph = fullgraph
+        self.max_specializations = max_specializations
+        self._specializations = {}
+        self._warned = set()
+        self._latest = None
+        self.breaks = []
+        self.stats = {"compile_time_s": 0.0, "cache_hits": 0, "cache_misses": 0,
+                      "specializations": 0, "fused_calls": 0, "eager_calls": 0}
+        functools.update_wrapper(self, fn if not hasattr(fn, "forward") else fn.forward)
+
+    @property
+    def source(self):
+        """The generated source of the most recent specialization (None before one exists)."""
+        return self._latest.source if self._latest is not None else None
+
+    def explain(self):
+        """Why calls ran eagerly, and what was compiled."""
+        lines = [f"{self.stats['specializations']} specialization(s), "
+                 f"{self.stats['fused_calls']} fused call(s), {self.stats['eager_calls']} eager"]
+        lines += [f"graph break: {reason}" for reason in self.breaks]
+        return "\n".join(lines)
+
+    def _warn_once(self, message):
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def __call__(self, *args, **kwargs):
+        key = (tuple(_describe(a) for a in args),
+               tuple(sorted((k, _describe(v)) for k, v in kwargs.items())), _grad_state.enabled)
+        for specialization in self._specializations.get(key, ()):
+            if specialization.matches():
+                result = specialization(self.fn, args, kwargs)
+                if result is not None:
+                    self.stats["fused_calls" if isinstance(specialization, Specialization)
+                               else "eager_calls"] += 1
+                    return result
+        if self.stats["specializations"] >= self.max_specializations:
+            self._warn_once(f"nbgrad.compile: more than {self.max_specializations} "
+                            "specializations; running eagerly from now on")
+            self.stats["eager_calls"] += 1
+            return self.fn(*args, **kwargs)
+        return self._trace(key, args, kwargs)
+
+    def _trace(self, key, args, kwargs):
+        tracer = Tracer(args)
+        with tracing(tracer):
+            result = self.fn(*args, **kwargs)
+        self.stats["eager_calls"] += 1
+        outputs = []
+        template = _flatten(result, outputs)
+        reason = tracer.break_reason
+        specialization = None
+        if reason is None:
+            try:
+                specialization = Specialization(tracer, template, [t._data for t in outputs],
+                                                self.stats)
+            except GraphBreak as error:
+                reason = str(error)
+        if reason is not None:
+            self.breaks.append(reason)
+            if self.fullgraph:
+                raise GraphBreak(f"nbgrad.compile(fullgraph=True): cannot fuse the step: {reason}")
+            self._warn_once(f"nbgrad.compile: running the step eagerly: {reason}")
+            specialization = _Fallback(reason)
+        else:
+            self.stats["specializations"] += 1
+            self._latest = specialization
+        self._specializations.setdefault(key, []).append(specialization)
+        return result

@@ -1,0 +1,167 @@
+"""Watch one eager run of a step and record every array operation it performs.
+
+The step really runs (so the first call's results are exactly eager's); the tracer only
+listens to the hooks in `nbgrad._tracing`. Events name arrays by identity; `codegen` turns
+them into one Numba function.
+"""
+import os
+import traceback
+
+from .. import _tracing
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class GraphBreak(Exception):
+    """Raised (with `fullgraph=True`) when a step cannot be turned into one kernel."""
+
+
+def user_line():
+    """'file:line' of the innermost frame outside nbgrad (where the user's step is)."""
+    for frame in reversed(traceback.extract_stack()):
+        if not os.path.abspath(frame.filename).startswith(_PACKAGE):
+            return f"{frame.filename}:{frame.lineno}"
+    return "<unknown>"
+
+
+class NodeRecord:
+    """What a fused rule reads of a grad_fn node, kept past the engine freeing it."""
+
+    def __init__(self, node):
+        self.prim, self.params, self.needs = node.prim, node.params, node.needs
+        self.saved, self.input_meta = node.saved, node.input_meta
+        self.name = type(node).__name__
+
+
+class Tracer:
+    def __init__(self, args):
+        self.events = []
+        self.break_reason = None
+        tensors = [(i, a) for i, a in enumerate(args) if hasattr(a, "_data")]
+        self.arg_positions = {id(t): i for i, t in tensors}
+        self.arg_arrays = {id(t._data): i for i, t in tensors}
+        # id(array) -> how to fetch it when the fused step runs: ("arg", i), ("data", tensor),
+        # ("grad", tensor) or ("const", array).
+        self.handles = {}
+        self.created = set()
+        self.keep_alive = []
+        self.touched = {}          # tensor -> .grad-is-None when the step started
+        self.modules = {}          # module -> .training when traced
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _keep(self, *arrays):
+        self.keep_alive.extend(a for a in arrays if a is not None)
+
+    def _made(self, array):
+        if array is not None:
+            self.created.add(id(array))
+            self._keep(array)
+
+    def _seen(self, tensor):
+        array = tensor._data
+        if id(array) in self.created or id(array) in self.handles:
+            return
+        position = self.arg_positions.get(id(tensor))
+        self.handles[id(array)] = ("arg", position) if position is not None else ("data", tensor)
+        self._keep(array)
+
+    def constant(self, array):
+        """Register an array the step did not create and no tensor argument owns as fixed."""
+        if id(array) not in self.created and id(array) not in self.handles:
+            position = self.arg_arrays.get(id(array))
+            self.handles[id(array)] = ("arg", position) if position is not None else ("const", array)
+            self._keep(array)
+
+    def touch(self, tensor, reads_grad=True):
+        """Note a tensor whose .grad the step changes. Unless the step first drops the .grad
+        (zero_grad), whether it had one when the call started is part of the guard."""
+        if tensor not in self.touched:
+            self.touched[tensor] = (tensor.grad is None) if reads_grad else None
+        if tensor.grad is not None:
+            array = tensor.grad._data
+            if id(array) not in self.created and id(array) not in self.handles:
+                self.handles[id(array)] = ("grad", tensor)
+                self._keep(array)
+
+    def graph_break(self, reason):
+        if self.break_reason is None:
+            self.break_reason = f"{reason} (at {user_line()})"
+
+    # --- hooks called by the library ----------------------------------------------------------
+
+    def op(self, prim, inputs, arrays, params, out):
+        if prim.fuse is None:
+            self.graph_break(f"op '{prim.name}' has no fused rule")
+            return
+        for tensor in inputs:
+            self._seen(tensor)
+        self._made(out)
+        self.events.append(("op", prim, arrays, params, out))
+
+    def vjp(self, node, grad, raw, fitted):
+        if node.prim.fuse is None:
+            self.graph_break(f"op '{node.prim.name}' has no fused rule")
+            return
+        self.constant(grad)
+        for array in raw:
+            self._made(array)
+        self._keep(*node.saved)
+        # The engine frees saved arrays after backward; the code generator needs them later.
+        self.events.append(("vjp", NodeRecord(node), grad, raw))
+        for before, after, (shape, dtype) in zip(raw, fitted, node.input_meta):
+            if after is not None and after is not before:
+                self._made(after)
+                self.events.append(("fit", before, after))
+
+    def add(self, a, b, result):
+        self.constant(a)
+        self.constant(b)
+        self._made(result)
+        self.events.append(("add", a, b, result))
+
+    def grad_created(self, tensor, grad, new):
+        self.touch(tensor)
+        self.constant(grad)
+        if new is not grad:
+            self._made(new)
+            self.events.append(("copy", grad, new))
+
+    def grad_added(self, tensor, grad):
+        self.touch(tensor)
+        self.constant(grad)
+        self.events.append(("add", tensor.grad._data, grad, tensor.grad._data))
+
+    def fill(self, tensor, array, value):
+        if array is tensor._data:
+            self._seen(tensor)
+        else:
+            self.touch(tensor)
+        self.events.append(("fill", array, value))
+
+    def update(self, optimizer, group, param, kernel, extras):
+        self.touch(param)
+        self._seen(param)
+        self._keep(*[e for e in extras if hasattr(e, "shape")])
+        self.events.append(("update", optimizer, group, param, kernel, param.grad._data, extras))
+
+    def module(self, module):
+        self.modules.setdefault(module, module.training)
+
+
+class tracing:
+    """Context manager that installs a tracer on `nbgrad._tracing.current`."""
+
+    def __init__(self, tracer):
+        self.tracer = tracer
+
+    def __enter__(self):
+        if _tracing.current is not None:
+            raise RuntimeError("nbgrad.compile: a compiled step cannot call another compiled "
+                               "step while it is being traced")
+        _tracing.current = self.tracer
+        return self.tracer
+
+    def __exit__(self, *exc):
+        _tracing.current = None
+        return False
