@@ -38,7 +38,7 @@ class _HookHandle:
 
 
 class Tensor:
-    __slots__ = ("_data", "grad", "grad_fn", "_requires_grad", "_version_counter",
+    __slots__ = ("_data", "_grad", "grad_fn", "_requires_grad", "_version_counter",
                  "_accumulator", "_hooks", "__weakref__")
 
     # A tensor on the right of a NumPy operator makes NumPy defer to us.
@@ -66,6 +66,24 @@ class Tensor:
         return tensor
 
     # --- autograd attributes -------------------------------------------------------------
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of "
+                                f"type {type(value).__name__}")
+            if value._data.shape != self._data.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: expected "
+                                   f"{list(self._data.shape)}, got {list(value._data.shape)}")
+        if _tracing.current is not None:
+            # Assigning .grad inside a compiled step makes its earlier value irrelevant.
+            _tracing.current.touch(self, reads_grad=False)
+        self._grad = value
 
     @property
     def requires_grad(self):
@@ -267,7 +285,7 @@ def _init(tensor, array, requires_grad=False):
     if array.dtype not in _SUPPORTED:
         array = array.astype(from_numpy_dtype(array.dtype).np)
     tensor._data = array
-    tensor.grad = None
+    tensor._grad = None
     tensor.grad_fn = None
     tensor._requires_grad = requires_grad
     tensor._version_counter = [0]
@@ -293,7 +311,7 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     # Kernels only produce supported dtypes, so _init's conversion check is skipped here.
     result = Tensor.__new__(Tensor)
     result._data = out
-    result.grad = None
+    result._grad = None
     result.grad_fn = None
     result._requires_grad = False
     result._version_counter = inputs[0]._version_counter if prim.view else [0]

@@ -83,108 +83,121 @@ class Specialization:
 
     def __init__(self, tracer, result_template, outputs, stats):
         try:
-            self.source, emitter = generate(tracer, outputs)
+            self.source, emitter, (layout, sizes) = generate(tracer, outputs)
         except Unfusable as error:
             raise GraphBreak(str(error)) from None
         self.template = result_template
-        self.guard_grads = dict(tracer.touched)
-        self.guard_modes = dict(tracer.modules)
-        self.preconditions = []
-        names = [name for name, _ in emitter.arguments]
-        self.plan = []
-        self.updates = []
-        for name, source in emitter.arguments:
-            kind = source[0]
-            if kind == "buffer":
-                self.plan.append(("fixed", np.empty(source[1].shape, source[1].dtype)))
-            elif kind == "handle":
-                handle, array = source[1], source[2]
-                self.plan.append((handle[0], handle[1], array.shape, array.dtype))
+        self.guard_grads = [(t, was_none) for t, was_none in tracer.touched.items()
+                            if was_none is not None]
+        self.guard_modes = list(tracer.modules.items())
+        arenas = {key: np.empty(size, key) for key, size in sizes.items()}
+        self.hyper = np.zeros(len(emitter.hyper))
+        # Argument values: fixed ones are set here; `fetches` says where the others come from
+        # on each call: (position, kind, what, traced shape, traced dtype).
+        self.values = []
+        self.fetches = []
+        extra_positions = {}
+        for position, (name, source) in enumerate(emitter.arguments):
+            self.values.append(None)
+            if source[0] == "handle":
+                (kind, what), array = source[1], source[2]
+                if kind == "const":
+                    self.values[position] = what
+                else:
+                    self.fetches.append((position, kind, what, array.shape, array.dtype))
             else:
-                self.plan.append(("extra", source[1]))
-        for function, name in emitter.preconditions:
-            self.preconditions.append((function, names.index(name)))
-        for event in tracer.events:
-            if event[0] == "update":
-                _, optimizer, group, param, *_ = event
-                self.updates.append((optimizer, group, param))
+                extra_positions[name] = position
+        self.values += list(arenas.values())
+        if emitter.hyper:
+            self.values.append(self.hyper)
+        self.extras = [(kind, extra_positions[where] if kind == "array" else where)
+                       for kind, where in emitter.extras]
+        self.updates = [(event[1], event[2], event[3]) for event in tracer.events
+                        if event[0] == "update"]
+        traced_extras = [value for event in tracer.events if event[0] == "update"
+                         for value in event[6]]
+        names = [name for name, _ in emitter.arguments]
+        self.preconditions = [(function, names.index(name))
+                              for function, name in emitter.preconditions]
+
+        def buffer_view(name, array):
+            key, offset = layout[name]
+            return arenas[key][offset:offset + array.size].reshape(array.shape)
+
+        buffers = {id(array): buffer_view(name, array) for name, array in emitter.buffers}
         # After a call, each touched tensor's .grad is what the traced run left there: None,
         # a buffer of this specialization (wrapped once), or its own array updated in place.
         self.final_grads = []
-        buffers = {id(source[1]): index for index, (_, source) in enumerate(emitter.arguments)
-                   if source[0] == "buffer"}
         for tensor in tracer.touched:
             grad = tensor.grad
             if grad is None:
                 self.final_grads.append((tensor, None))
             elif id(grad._data) in buffers:
-                self.final_grads.append((tensor, Tensor._wrap(self.plan[buffers[id(grad._data)]][1])))
-        self._compile(stats)
+                self.final_grads.append((tensor, Tensor._wrap(buffers[id(grad._data)])))
+        self._compile(stats, self._sample_arguments(traced_extras))
 
-    def _compile(self, stats):
+    def _compile(self, stats, sample_arguments):
         started = time.perf_counter()
+        signature = tuple(numba.typeof(value) for value in sample_arguments)
         try:
             module = _codegen.load_module("fused", self.source)
             self.kernel = module.fused_step
-            self.kernel.compile(tuple(numba.typeof(value) for value in self._sample_arguments()))
+            self.kernel.compile(signature)
         except Exception as error:  # a corrupted or unusable cache must never be fatal
             warnings.warn(f"nbgrad.compile: the kernel cache failed ({error!r}); compiling "
                           "in memory instead", RuntimeWarning)
             source = self.source.replace("cache=True", "cache=False")
             self.kernel = _codegen.load_module("fused_nocache", source).fused_step
-            self.kernel.compile(tuple(numba.typeof(value) for value in self._sample_arguments()))
+            self.kernel.compile(signature)
         stats["compile_time_s"] += time.perf_counter() - started
         hits = sum(self.kernel.stats.cache_hits.values())
         stats["cache_hits" if hits else "cache_misses"] += 1
 
-    def _sample_arguments(self):
-        values = []
-        for entry in self.plan:
-            if entry[0] in ("fixed", "extra"):
-                values.append(entry[1])
-            else:
-                values.append(np.empty(entry[2], entry[3]))
+    def _sample_arguments(self, traced_extras):
+        """Values of the argument types, for compiling before the first fused call."""
+        values = list(self.values)
+        for position, _, _, shape, dtype in self.fetches:
+            values[position] = np.empty(shape, dtype)
+        for (kind, where), traced in zip(self.extras, traced_extras):
+            if kind == "array":
+                values[where] = traced
         return values
 
     def matches(self):
-        for tensor, was_none in self.guard_grads.items():
-            if was_none is not None and (tensor.grad is None) != was_none:
+        for tensor, was_none in self.guard_grads:
+            if (tensor.grad is None) != was_none:
                 return False
-        for module, training in self.guard_modes.items():
+        for module, training in self.guard_modes:
             if module.training != training:
                 return False
         return True
 
     def __call__(self, fn, args, kwargs):
-        values = []
-        for entry in self.plan:
-            kind = entry[0]
-            if kind == "fixed":
-                values.append(entry[1])
-                continue
-            if kind == "extra":
-                values.append(None)
-                continue
+        values = list(self.values)
+        for position, kind, what, shape, dtype in self.fetches:
             if kind == "arg":
-                array = args[entry[1]]._data
+                array = args[what]._data
             elif kind == "data":
-                array = entry[1]._data
-            elif kind == "grad":
-                array = entry[1].grad._data
+                array = what._data
             else:
-                array = entry[1]
-            if array.shape != entry[2] or array.dtype != entry[3] or not array.flags.c_contiguous:
+                array = what.grad._data
+            if array.shape != shape or array.dtype != dtype or not array.flags.c_contiguous:
                 return None
-            values.append(array)
-        extras = []
-        for optimizer, group, param in self.updates:
-            extras.extend(optimizer.kernel_arguments(param, group)[1])
-        extras = iter(extras)
-        for index, entry in enumerate(self.plan):
-            if entry[0] == "extra":
-                values[index] = next(extras)
-        for function, index in self.preconditions:
-            function(values[index])
+            values[position] = array
+        if self.updates:
+            extras = self.extras
+            index = 0
+            hyper = self.hyper
+            for optimizer, group, param in self.updates:
+                for value in optimizer.kernel_arguments(param, group)[1]:
+                    kind, where = extras[index]
+                    if kind == "array":
+                        values[where] = value
+                    else:
+                        hyper[where] = value
+                    index += 1
+        for function, position in self.preconditions:
+            function(values[position])
         outputs = self.kernel(*values)
         for tensor, grad in self.final_grads:
             tensor.grad = grad

@@ -13,15 +13,27 @@ import numpy as np
 from ..ops.elementwise import _NUMBER
 from ..ops.primitive import Unfusable
 
+_MAX_INLINE_CONSTANT = 64
+_ALIGN = 16  # elements: buffers in an arena start on 64-byte boundaries for float32
+
 
 class Emitter:
     def __init__(self, tracer):
         self.tracer = tracer
         self.names = {}
-        self.arguments = []          # (name, source); source: ("handle", h, array) | ("buffer", array) | ("extra", k)
+        # (name, source): ("handle", how to fetch it, traced array) | ("arena", dtype, size)
+        # | ("hyper", count) | ("extra", position among the optimizers' run-time values)
+        self.arguments = []
+        self.buffers = []            # (name, traced array): views into one arena per dtype
+        self.hyper = []              # traced run-time scalars, passed in one float64 array
+        self.extras = []             # per run-time value: ("array", name) or ("hyper", slot)
+        self.globals = []            # module-level constant arrays
         self.lines = []
         self.imports = {}
         self.preconditions = []      # (function, argument name): run in Python before each call
+        self.prologue = []           # lines placed before the body (buffer views, scalars)
+        self._loop = None            # the open elementwise loop nest (see `elementwise`)
+        self._comments = []
         self._count = 0
 
     def _new(self, prefix):
@@ -38,6 +50,9 @@ class Emitter:
         handle = self.tracer.handles.get(id(array))
         if handle is None or id(array) in self.tracer.created:
             raise Unfusable(f"an array of shape {tuple(array.shape)} is used before the step makes it")
+        if handle[0] == "const":
+            name = self.names[id(array)] = self.constant(array)
+            return name
         if not array.flags.c_contiguous:
             raise Unfusable(f"a non-contiguous input of shape {tuple(array.shape)}")
         name = self._new("arg")
@@ -52,7 +67,7 @@ class Emitter:
             if not array.flags.c_contiguous:
                 raise Unfusable(f"a non-contiguous result of shape {tuple(array.shape)}")
             name = self._new("buf")
-            self.arguments.append((name, ("buffer", array)))
+            self.buffers.append((name, array))
             self.names[id(array)] = name
         return name
 
@@ -67,15 +82,33 @@ class Emitter:
         self.names[id(array)] = self.ref(other)
 
     def constant(self, array):
-        """An array argument fixed for the specialization (e.g. default class weights)."""
+        """An array fixed for the specialization (default class weights, seeds): small ones
+        are module-level constants of the generated source, large ones arguments."""
         name = self._new("const")
-        self.arguments.append((name, ("handle", ("const", array), array)))
+        if array.size <= _MAX_INLINE_CONSTANT:
+            values = np.array2string(array, separator=", ", threshold=_MAX_INLINE_CONSTANT,
+                                     floatmode="unique").replace("\n", "")
+            self.globals.append(f"{name} = np.array({values}, dtype=np.{array.dtype.name})"
+                                f".reshape({array.shape!r})")
+        else:
+            self.arguments.append((name, ("handle", ("const", array), array)))
         return name
 
     def extra(self, traced_value):
-        """A run-time argument (an optimizer value recomputed before each call)."""
+        """A run-time optimizer value (recomputed before each call): arrays are arguments,
+        scalars travel in the `hyper` float64 array and are cast back here."""
         name = self._new("run")
-        self.arguments.append((name, ("extra", traced_value)))
+        if isinstance(traced_value, np.ndarray):
+            self.arguments.append((name, ("extra", len(self.extras))))
+            self.extras.append(("array", name))
+        else:
+            slot = len(self.hyper)
+            self.hyper.append(traced_value)
+            self.extras.append(("hyper", slot))
+            if isinstance(traced_value, (bool, np.bool_)):
+                self.prologue.append(f"{name} = hyper[{slot}] != 0.0")
+            else:
+                self.prologue.append(f"{name} = np.{np.asarray(traced_value).dtype.name}(hyper[{slot}])")
         return name
 
     def kernel(self, function):
@@ -87,10 +120,18 @@ class Emitter:
         return alias
 
     def emit(self, line):
+        self._close_loop()
+        self._flush_comments(self.lines)
         self.lines.append("    " + line)
 
     def comment(self, text):
-        self.lines.append("    # " + text)
+        # Held until the op's first line: inside a fused chain's preamble if it joins the
+        # open loop, after that loop if it does not.
+        self._comments.append("    # " + text)
+
+    def _flush_comments(self, target):
+        target += self._comments
+        self._comments = []
 
     def precondition(self, function, name):
         self.preconditions.append((function, name))
@@ -105,14 +146,30 @@ class Emitter:
     # --- loops ------------------------------------------------------------------------------
 
     def elementwise(self, expr, operands, result, shape, reference):
-        """Emit one loop writing `expr` into variable `result` of `shape`.
+        """Write `expr` into variable `result` of `shape`, one element per loop iteration.
 
         `operands` maps each name in `expr` to (variable, shape) for arrays broadcast to
         `shape`, or to a literal string for scalars. Numbers become `reference`'s dtype.
+        Consecutive calls over the same shape share one loop nest (a fused chain); a value
+        the chain already wrote is read back in the same iteration.
         """
-        size = math.prod(shape)
-        if size == 0:
+        if math.prod(shape) == 0:
             return
+        padded_shape = tuple(shape) if shape else (1,)
+        rank = len(padded_shape)
+        loop = self._loop
+        written = loop["written"] if loop and loop["shape"] == padded_shape else {}
+        for operand in operands.values():
+            if not isinstance(operand, str) and operand[0] in written and \
+                    tuple(operand[1]) != tuple(shape):
+                written = {}  # a broadcast read of a value this loop writes: start afresh
+        if loop is None or loop["shape"] != padded_shape or not written and loop["written"]:
+            self._close_loop()
+            loop = self._loop = {"shape": padded_shape, "preamble": [], "body": [],
+                                 "written": {}}
+        index = ", ".join(f"i{d}" for d in range(rank))
+        preamble = loop["preamble"]
+        self._flush_comments(preamble)
         constants = {}
 
         def hoist(match):
@@ -121,34 +178,46 @@ class Emitter:
             return constants.setdefault(literal, self._new("c"))
 
         body = _NUMBER.sub(hoist, expr)
-        for value, name in constants.items():
-            self.emit(f"{name} = typed({value}, {reference})")
-        rank = max(len(shape), 1)
-        padded_shape = tuple(shape) if shape else (1,)
-        index = ", ".join(f"i{d}" for d in range(rank))
+        preamble += [f"    {name} = typed({value}, {reference})" for value, name in constants.items()]
         reads = {}
         for symbol, operand in operands.items():
             if isinstance(operand, str):
                 reads[symbol] = operand
                 continue
             variable, operand_shape = operand
+            if variable in loop["written"]:
+                reads[symbol] = loop["written"][variable]
+                continue
             padded = (1,) * (rank - len(operand_shape)) + tuple(operand_shape)
             if math.prod(operand_shape) == 1:
                 scalar = self._new("s")
-                self.emit(f"{scalar} = {variable}.reshape(1)[0]")
+                preamble.append(f"    {scalar} = {variable}.reshape(1)[0]")
                 reads[symbol] = scalar
             else:
                 view = self._new("v")
-                self.emit(f"{view} = {variable}.reshape({padded!r})")
+                preamble.append(f"    {view} = {variable}.reshape({padded!r})")
                 reads[symbol] = f"{view}[" + ", ".join(
                     f"i{d}" if padded[d] != 1 else "0" for d in range(rank)) + "]"
         target = self._new("o")
-        self.emit(f"{target} = {result}.reshape({padded_shape!r})")
+        preamble.append(f"    {target} = {result}.reshape({padded_shape!r})")
         element = re.sub(r"\b(" + "|".join(map(re.escape, reads)) + r")\b",
                          lambda m: reads[m.group(1)], body) if reads else body
+        loop["body"].append(f"{target}[{index}] = {element}")
+        loop["written"][result] = f"{target}[{index}]"
+
+    def _close_loop(self):
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        self.lines += loop["preamble"]
+        rank = len(loop["shape"])
         for d in range(rank):
-            self.emit("    " * d + f"for i{d} in range({padded_shape[d]}):")
-        self.emit("    " * rank + f"{target}[{index}] = {element}")
+            self.lines.append("    " * (d + 1) + f"for i{d} in range({loop['shape'][d]}):")
+        self.lines += ["    " * (rank + 1) + statement for statement in loop["body"]]
+
+    def finish(self):
+        self._close_loop()
+        self._flush_comments(self.lines)
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,14 +266,16 @@ def _emit_fit(em, before, after):
     em.comment(f"backward: sum a broadcast gradient {tuple(before.shape)} -> {tuple(after.shape)}")
     lead = before.ndim - after.ndim
     keep = (1,) * lead + tuple(after.shape)
-    em.elementwise("0.0", {}, target, after.shape, target)
+    # Accumulate in float64 (or int64), as the eager reduction kernel does.
     accumulator = em._new("acc")
-    em.emit(f"{accumulator} = {target}.reshape({keep!r})")
+    wide = "np.float64" if before.dtype.kind == "f" else "np.int64"
+    em.emit(f"{accumulator} = np.zeros({keep!r}, {wide})")
     index = ", ".join(f"i{d}" for d in range(before.ndim))
     into = ", ".join(f"i{d}" if keep[d] != 1 else "0" for d in range(before.ndim))
     for d in range(before.ndim):
         em.emit("    " * d + f"for i{d} in range({before.shape[d]}):")
     em.emit("    " * before.ndim + f"{accumulator}[{into}] += {source}[{index}]")
+    em.elementwise("a", {"a": (accumulator, keep)}, target, after.shape, target)
 
 
 # ---------------------------------------------------------------------------------------
@@ -220,8 +291,25 @@ from nbgrad.ops._kernel_support import typed
 '''
 
 
+def _arenas(em):
+    """Lay each dtype's buffers end to end in one array: one argument instead of dozens."""
+    layout = {}
+    sizes = {}
+    for name, array in em.buffers:
+        key = array.dtype.str
+        offset = sizes.get(key, 0)
+        layout[name] = (key, offset)
+        sizes[key] = offset + -(-max(array.size, 1) // _ALIGN) * _ALIGN
+    lines = []
+    for name, array in em.buffers:
+        key, offset = layout[name]
+        lines.append(f"{name} = arena_{np.dtype(key).name}[{offset}:{offset + array.size}]"
+                     f".reshape({array.shape!r})")
+    return layout, sizes, lines
+
+
 def generate(tracer, outputs, cache=True):
-    """(source, emitter) of the fused function for `tracer`'s events returning `outputs`."""
+    """(source, emitter, arena layout) of the fused function for `tracer`'s events."""
     em = Emitter(tracer)
     for event in tracer.events:
         if event[0] == "op":
@@ -235,11 +323,18 @@ def generate(tracer, outputs, cache=True):
         else:
             _emit_engine(em, event)
     returned = [em.ref(array) for array in outputs]
+    em.finish()
     em.emit(f"return ({''.join(name + ', ' for name in returned)})")
+    layout, sizes, views = _arenas(em)
+    arguments = [name for name, _ in em.arguments]
+    arguments += [f"arena_{np.dtype(key).name}" for key in sizes]
+    if em.hyper:
+        arguments.append("hyper")
     imports = "".join(f"from {module} import {attr} as {alias}\n"
                       for alias, (module, attr) in sorted(em.imports.items()))
-    signature = ", ".join(name for name, _ in em.arguments)
-    source = (_HEADER + imports + "\n\n"
+    constants = "".join(line + "\n" for line in em.globals)
+    prologue = "".join(f"    {line}\n" for line in views + em.prologue)
+    source = (_HEADER + imports + constants + "\n\n"
               + f'@numba.njit(cache={cache}, error_model="numpy")\n'
-              + f"def fused_step({signature}):\n" + "\n".join(em.lines) + "\n")
-    return source, em
+              + f"def fused_step({', '.join(arguments)}):\n" + prologue + "\n".join(em.lines) + "\n")
+    return source, em, (layout, sizes)
