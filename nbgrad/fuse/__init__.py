@@ -46,9 +46,10 @@ def _flatten(result, tensors):
 
 
 def _rebuild(template, arrays):
+    """The step's return value from the fused function's (already copied) output arrays."""
     kind, content = template
     if kind == "tensor":
-        return Tensor._wrap(np.array(arrays[content], copy=True))
+        return Tensor._wrap(arrays[content])
     if kind == "value":
         return content
     return kind(_rebuild(item, arrays) for item in content)
@@ -57,7 +58,7 @@ def _rebuild(template, arrays):
 def _describe(value):
     if isinstance(value, Tensor):
         data = value._data
-        return ("tensor", data.shape, data.dtype.str, value._requires_grad)
+        return (data.shape, data.dtype, value._requires_grad)
     try:
         hash(value)
     except TypeError:
@@ -233,14 +234,16 @@ class Compiled:
         lines += [f"graph break: {reason}" for reason in self.breaks]
         return "\n".join(lines)
 
-    def _warn_once(self, message):
+    def _warn_once(self, message, stacklevel=3):
+        # stacklevel points the warning at the user's call of the compiled step.
         if message not in self._warned:
             self._warned.add(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     def __call__(self, *args, **kwargs):
-        key = (tuple(_describe(a) for a in args),
-               tuple(sorted((k, _describe(v)) for k, v in kwargs.items())), _grad_state.enabled)
+        key = (tuple([_describe(a) for a in args]), _grad_state.enabled)
+        if kwargs:
+            key += tuple(sorted((k, _describe(v)) for k, v in kwargs.items()))
         for specialization in self._specializations.get(key, ()):
             if specialization.matches():
                 result = specialization(self.fn, args, kwargs)
@@ -274,7 +277,7 @@ class Compiled:
             self.breaks.append(reason)
             if self.fullgraph:
                 raise GraphBreak(f"nbgrad.compile(fullgraph=True): cannot fuse the step: {reason}")
-            self._warn_once(f"nbgrad.compile: running the step eagerly: {reason}")
+            self._warn_once(f"nbgrad.compile: running the step eagerly: {reason}", stacklevel=4)
             specialization = _Fallback(reason)
         else:
             self.stats["specializations"] += 1

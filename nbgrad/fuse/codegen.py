@@ -324,7 +324,8 @@ def generate(tracer, outputs, cache=True):
             _emit_engine(em, event)
     returned = [em.ref(array) for array in outputs]
     em.finish()
-    em.emit(f"return ({''.join(name + ', ' for name in returned)})")
+    # Copies: a returned value must not change when the next call reuses the buffers.
+    em.emit(f"return ({''.join(name + '.copy(), ' for name in returned)})")
     layout, sizes, views = _arenas(em)
     arguments = [name for name, _ in em.arguments]
     arguments += [f"arena_{np.dtype(key).name}" for key in sizes]
