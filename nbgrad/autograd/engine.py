@@ -254,21 +254,33 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
         while ready:
             node = ready.pop()
             entry = pending.pop(node, None)
-            if entry is not None:
-                _process(node, entry, retain_graph, wrap, capture, pending)
-            elif not retain_graph and type(node) is not AccumulateGrad:
-                node._release()
-            for child, _ in node.next_functions:
+            if entry is None:
+                grad = grads = None
+                if not retain_graph and type(node) is not AccumulateGrad:
+                    node._release()
+            else:
+                grad = entry[0]
+                grads = _process(node, entry, retain_graph, wrap, capture)
+            for index, (child, _) in enumerate(node.next_functions):
                 if child is None:
                     continue
-                dependencies[child] -= 1
-                if dependencies[child] == 0:
+                if grads is not None and grads[index] is not None:
+                    child_grad = grads[index]
+                    # NOTE: only a fresh array (not `grad` passed through, not a view of
+                    # anything) may later be added into in place: views can alias the
+                    # user's gradient.
+                    _add_into(pending, child, child_grad,
+                              child_grad is not grad and child_grad.base is None)
+                count = dependencies[child] - 1
+                dependencies[child] = count
+                if count == 0:
                     ready.append(child)
     finally:
         grad_mode.state.enabled = previous_mode
 
 
-def _process(node, entry, retain_graph, wrap, capture, pending):
+def _process(node, entry, retain_graph, wrap, capture):
+    """Run one node; return the gradients for its inputs (None for a leaf's accumulator)."""
     grad, owned = entry
     if type(node) is AccumulateGrad:
         tensor = node.variable
@@ -280,7 +292,7 @@ def _process(node, entry, retain_graph, wrap, capture, pending):
                 capture[node] = grad
         else:
             accumulate_into_grad(tensor, grad, owned, wrap)
-        return
+        return None
     if node._pre_hooks:
         grad = _run_tensor_hooks(node._pre_hooks, grad, wrap)
         owned = False
@@ -293,9 +305,4 @@ def _process(node, entry, retain_graph, wrap, capture, pending):
     grads = node.apply(grad)
     if not retain_graph:
         node._release()
-    for (child, _), child_grad in zip(node.next_functions, grads):
-        if child is not None and child_grad is not None:
-            # NOTE: only a fresh array (not `grad` passed through, not a view of anything)
-            # may later be added into in place; views can alias the user's gradient.
-            owned = child_grad is not grad and child_grad.base is None
-            _add_into(pending, child, child_grad, owned)
+    return grads
