@@ -14,6 +14,10 @@ from ..ops.elementwise import _NUMBER
 from ..ops.primitive import Unfusable
 
 _MAX_INLINE_CONSTANT = 64
+# Elementwise loops at least this long run on all cores (numba.prange; the function is then
+# compiled with parallel=True). Measured on 2 cores: threads win for a cheap op (add) only
+# from about 2**17 elements, for exp from 2**12; below, their start-up costs more.
+PARALLEL_THRESHOLD = 1 << 17
 _ALIGN = 16  # elements: buffers in an arena start on 64-byte boundaries for float32
 
 
@@ -33,6 +37,7 @@ class Emitter:
         self.preconditions = []      # (function, argument name): run in Python before each call
         self.prologue = []           # lines placed before the body (buffer views, scalars)
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
+        self.parallel = False        # whether any loop is long enough for threads
         self._comments = []
         self._count = 0
 
@@ -211,8 +216,11 @@ class Emitter:
             return
         self.lines += loop["preamble"]
         rank = len(loop["shape"])
+        parallel = math.prod(loop["shape"]) >= PARALLEL_THRESHOLD
+        self.parallel |= parallel
         for d in range(rank):
-            self.lines.append("    " * (d + 1) + f"for i{d} in range({loop['shape'][d]}):")
+            kind = "numba.prange" if parallel and d == 0 else "range"
+            self.lines.append("    " * (d + 1) + f"for i{d} in {kind}({loop['shape'][d]}):")
         self.lines += ["    " * (rank + 1) + statement for statement in loop["body"]]
 
     def finish(self):
@@ -336,6 +344,7 @@ def generate(tracer, outputs, cache=True):
     constants = "".join(line + "\n" for line in em.globals)
     prologue = "".join(f"    {line}\n" for line in views + em.prologue)
     source = (_HEADER + imports + constants + "\n\n"
-              + f'@numba.njit(cache={cache}, error_model="numpy")\n'
+              + f'@numba.njit(cache={cache}, error_model="numpy"'
+              + (", parallel=True" if em.parallel else "") + ")\n"
               + f"def fused_step({', '.join(arguments)}):\n" + prologue + "\n".join(em.lines) + "\n")
     return source, em, (layout, sizes)
