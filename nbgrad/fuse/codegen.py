@@ -321,8 +321,8 @@ def generate(tracer, outputs, cache=True):
     em = Emitter(tracer)
     for event in tracer.events:
         if event[0] == "op":
-            _, prim, arrays, params, out = event
-            em.comment(f"forward: {prim.name}")
+            _, prim, arrays, params, out, where = event
+            em.comment(f"forward: {prim.name}  ({where})")
             prim.fuse.forward(em, arrays, params, out)
         elif event[0] == "vjp":
             _, node, grad, raw = event

@@ -97,7 +97,7 @@ class Tracer:
         for tensor in inputs:
             self._seen(tensor)
         self._made(out)
-        self.events.append(("op", prim, arrays, params, out))
+        self.events.append(("op", prim, arrays, params, out, user_line()))
 
     def vjp(self, node, grad, raw, fitted):
         if node.prim.fuse is None:
