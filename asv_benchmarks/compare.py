@@ -1,8 +1,21 @@
-"""Side-by-side timings: nbgrad eager vs PyTorch eager vs JAX jit, measured in one run.
+"""Side-by-side timings: nbgrad eager and fused vs PyTorch eager (and torch.compile) vs JAX
+jit, measured in one run.
 
 Run from the repository root with ``python asv_benchmarks/compare.py`` (or ``make bench``).
-Not a test: it prints a table of per-call times and ratios, and the goal for each row.
-Every figure is a ratio against a peer measured in the same process, on the same machine.
+Not a test: it prints tables of per-call times and ratios, and the goal for each row:
+
+- eager ops and eager training steps (nbgrad eager / torch eager);
+- fused training steps: ``nbgrad.compile(train_step)`` against torch eager, JAX jit and
+  ``torch.compile`` (when it compiles on this machine within a minute), goals in absolute time;
+- compile time of the digits MLP fused step in a fresh process, cold and warm cache;
+- cold start of a whole ``python -m nbgrad.examples.tour`` process.
+
+Every figure is measured in the same run, on the same machine. The frameworks take turns
+(interleaved rounds), and each turn starts after a pause (``--settle``, 0.3 s) so that the
+thread pools of the framework that ran before (OpenBLAS and OpenMP workers spin for a while
+after each call; XLA's pool likewise) are idle: on a machine with few cores a spinning idle
+pool otherwise takes cores from the framework being timed. ``--isolate`` goes further for
+the fused table: each cell runs in its own process that imports only its framework.
 
 Adding a workload: append a ``Workload`` to ``WORKLOADS`` with a builder per framework.
 A builder receives the framework module and returns a zero-argument ``step`` callable; it
@@ -310,16 +323,25 @@ def calibrate(step, min_time):
         number *= 2 if t <= 0 else max(2, min(10, int(min_time / t * 1.2) + 1))
 
 
-def measure_interleaved(steps, repeat, min_time):
+SETTLE_S = 0.3  # pause before each framework's turn (see the module docstring)
+
+
+def measure_interleaved(steps, repeat, min_time, settle=None):
     """Median per-call time in microseconds for each step in `steps` (a dict).
 
     The frameworks take turns within each of the `repeat` rounds, so drift in machine load
-    affects them alike.
+    affects them alike. Each turn starts `settle` seconds after the previous one ended, so
+    the worker threads the previous framework left spinning have gone to sleep.
     """
-    timers = {k: calibrate(step, min_time) for k, step in steps.items()}
+    settle = SETTLE_S if settle is None else settle
+    timers = {}
+    for k, step in steps.items():
+        time.sleep(settle)
+        timers[k] = calibrate(step, min_time)
     runs = {k: [] for k in steps}
     for _ in range(repeat):
         for k, (timer, number) in timers.items():
+            time.sleep(settle)
             runs[k].append(timer.timeit(number) / number)
     return {k: statistics.median(v) * 1e6 for k, v in runs.items()}
 
@@ -397,17 +419,263 @@ def run_workloads(mods, workloads, repeat, min_time):
     print_table(cols, rows)
 
 
-def print_table(cols, rows):
+def print_table(cols, rows, left=(0, 6)):
+    """Columns whose index is in `left` are left-aligned, the others right-aligned."""
     widths = [max(len(str(r[i])) for r in [cols] + rows) for i in range(len(cols))]
     line = "  ".join("-" * w for w in widths)
     print(line)
-    print("  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w)
+    print("  ".join(c.ljust(w) if i in left else c.rjust(w)
                     for i, (c, w) in enumerate(zip(cols, widths))))
     print(line)
     for r in rows:
-        print("  ".join(str(c).ljust(w) if i in (0, 6) else str(c).rjust(w)
+        print("  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
                         for i, (c, w) in enumerate(zip(r, widths))))
     print(line)
+
+
+# ---------------------------------------------------------------------------------------
+# Fused training steps: nbgrad.compile(train_step) against torch eager, JAX jit and
+# torch.compile. The goals (issue 4) are absolute times per step for the nbgrad fused column.
+
+
+def _step_of(model, loss_fn, opt):
+    """The training step the fused table times, in PyTorch's words; returns the loss."""
+
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return train_step
+
+
+def one_parameter_parts(T):
+    """The tutorial loop (w * x, MSELoss, SGD(lr=0.01), 5 elements): (train_step, x, y)."""
+    w = T.tensor([0.0], requires_grad=True)
+    x = T.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    step = _step_of(lambda inputs: w * inputs, T.nn.MSELoss(), T.optim.SGD([w], lr=0.01))
+    return step, x, 2 * x
+
+
+def mlp_parts(sizes, batch, opt_name, lr):
+    """ReLU MLP, CrossEntropyLoss, random data: a builder of (train_step, x, y)."""
+
+    def parts(T):
+        T.manual_seed(0)
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [T.nn.Linear(n_in, n_out), T.nn.ReLU()]
+        model = T.nn.Sequential(*layers[:-1])
+        xa, ya = _classification_data(batch, sizes[0], sizes[-1])
+        opt = getattr(T.optim, opt_name)(model.parameters(), lr=lr)
+        return _step_of(model, T.nn.CrossEntropyLoss(), opt), T.tensor(xa), T.tensor(ya)
+
+    return parts
+
+
+def plain(parts):
+    """Eager: call the step as written."""
+
+    def build(T):
+        train_step, x, y = parts(T)
+        return lambda: train_step(x, y)
+
+    return build
+
+
+def nbgrad_fused(parts):
+    def build(nb):
+        train_step, x, y = parts(nb)
+        step = nb.compile(train_step)
+        for _ in range(3):  # trace and compile (or load from the cache), then fused calls
+            step(x, y)
+        if step.stats["fused_calls"] == 0:
+            raise RuntimeError("the step did not fuse: " + step.explain().replace("\n", "; "))
+        return lambda: step(x, y)
+
+    return build
+
+
+TORCH_COMPILE_LIMIT_S = 60.0
+
+
+class Unavailable(Exception):
+    pass
+
+
+def torch_compiled(parts):
+    def build(torch):
+        train_step, x, y = parts(torch)
+        step = torch.compile(train_step)
+        started = time.perf_counter()
+        step(x, y)
+        took = time.perf_counter() - started
+        if took > TORCH_COMPILE_LIMIT_S:
+            raise Unavailable(f"its first call took {took:.0f} s "
+                              f"(> {TORCH_COMPILE_LIMIT_S:g} s)")
+        print(f"    torch.compile: first call (compiling) took {took:.1f} s", flush=True)
+        return lambda: step(x, y)
+
+    return build
+
+
+@dataclass(frozen=True)
+class AbsoluteGoal:
+    text: str
+    check: Callable[[dict], bool]  # {column: us or None} -> met
+
+
+FUSED_COLUMNS = ("nbgrad fused", "torch", "jax", "torch.compile")
+FUSED_MODULE = {"nbgrad fused": "nbgrad", "torch": "torch", "jax": "jax",
+                "torch.compile": "torch"}
+
+# (row name, goal, builder of (train_step, x, y) given nbgrad or torch, JAX builder)
+FUSED = [
+    ("fused: one-parameter w*x, MSELoss, SGD, 5 elem",
+     AbsoluteGoal("<= 3 us", lambda t: t["nbgrad fused"] <= 3.0),
+     one_parameter_parts, jax_one_parameter),
+    ("fused: digits MLP 64-128-10, CE, SGD, batch 64",
+     AbsoluteGoal("<= 50 us", lambda t: t["nbgrad fused"] <= 50.0),
+     mlp_parts((64, 128, 10), 64, "SGD", 0.01),
+     jax_mlp_train((64, 128, 10), 64, "SGD", 0.01)),
+    ("fused: MLP 784-512-512-10, CE, SGD, batch 128",
+     AbsoluteGoal("<= 2.4 ms or <= torch",
+                  lambda t: t["nbgrad fused"] <= 2400.0
+                  or (t["torch"] is not None and t["nbgrad fused"] <= t["torch"])),
+     mlp_parts((784, 512, 512, 10), 128, "SGD", 0.01),
+     jax_mlp_train((784, 512, 512, 10), 128, "SGD", 0.01)),
+]
+
+
+def fused_builders(parts, jax_builder):
+    return {"nbgrad fused": nbgrad_fused(parts), "torch": plain(parts), "jax": jax_builder,
+            "torch.compile": torch_compiled(parts)}
+
+
+def cell_main(name, column, repeat, min_time):
+    """--cell: time one cell of the fused table in this process (which imports only that
+    framework) and print the median per-call time as one JSON line."""
+    import importlib
+    import json
+
+    try:
+        mod = importlib.import_module(FUSED_MODULE[column])
+        _, _, parts, jax_builder = next(row for row in FUSED if row[0] == name)
+        step = fused_builders(parts, jax_builder)[column](mod)
+        step()
+        us = measure_interleaved({column: step}, repeat, min_time, settle=0.0)[column]
+        print(json.dumps({"us": us}))
+    except Unavailable as exc:
+        print(json.dumps({"unavailable": str(exc)}))
+    except Exception as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+
+
+def isolated_cell(name, column, repeat, min_time):
+    """Run cell_main in a new process; return ("us", value) or (kind of failure, text)."""
+    import json
+
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--cell", name,
+                           "--column", column, "--repeat", str(repeat),
+                           "--min-time", str(min_time)], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("    torch.compile"):
+            print(line, flush=True)
+    try:
+        ((kind, value),) = json.loads(proc.stdout.strip().splitlines()[-1]).items()
+        return kind, value
+    except (IndexError, ValueError):
+        return "error", f"exit status {proc.returncode}: {proc.stderr[-1000:]}"
+
+
+def run_fused(mods, repeat, min_time, only=None, isolate=False):
+    cols = ["workload", "nb fused us", "torch us", "jax us", "t.compile us", "fused/torch",
+            "fused/jax", "fused/t.compile", "goal", "met"]
+    rows = []
+    torch_compile_ok = True
+    for name, goal, parts, jax_builder in FUSED:
+        if only is not None and only not in name:
+            continue
+        builders = fused_builders(parts, jax_builder)
+        times = dict.fromkeys(FUSED_COLUMNS)
+        steps = {}
+        for column in FUSED_COLUMNS:
+            if FUSED_MODULE[column] not in mods or (column == "torch.compile"
+                                                    and not torch_compile_ok):
+                continue
+            if isolate:
+                kind, value = isolated_cell(name, column, repeat, min_time)
+                if kind == "us":
+                    times[column] = value
+                    continue
+            else:
+                try:
+                    steps[column] = builders[column](mods[FUSED_MODULE[column]])
+                    steps[column]()
+                    continue
+                except Unavailable as exc:
+                    kind, value = "unavailable", str(exc)
+                except Exception as exc:  # one broken cell must not hide the rest
+                    kind, value = "error", f"{type(exc).__name__}: {exc}"
+                steps.pop(column, None)
+            print(f"  {name} [{column}] failed: {value}", flush=True)
+            if column == "torch.compile":
+                print("    torch.compile is unavailable on this machine: its column is "
+                      "skipped from here on", flush=True)
+                torch_compile_ok = False
+        if steps:
+            times.update(measure_interleaved(steps, repeat, min_time))
+        fused, th, jx, tc = (times[c] for c in FUSED_COLUMNS)
+        met = "-" if fused is None else ("yes" if goal.check(times) else "NO")
+        rows.append([name, fmt_us(fused), fmt_us(th), fmt_us(jx), fmt_us(tc),
+                     fmt_ratio(fused, th), fmt_ratio(fused, jx), fmt_ratio(fused, tc),
+                     goal.text, met])
+        print("  done:", name, flush=True)
+    if rows:
+        print_table(cols, rows, left=(0, 8))
+
+
+# ---------------------------------------------------------------------------------------
+# Compile time of the digits MLP fused step: a new process (Python start, import nbgrad,
+# build the model, call the compiled step) with its own NUMBA_CACHE_DIR and NBGRAD_CACHE_DIR,
+# first on empty directories (cold), then again on the same ones (warm). The process is
+# benchmarks/fused.py's FIRST_STEP_SCRIPT, which asv tracks too.
+
+COMPILE_COLD_GOAL_S = 5.0
+COMPILE_WARM_GOAL_S = 0.5
+
+
+def run_compile_time(warm_runs=3):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from benchmarks.fused import first_step_process
+
+    with tempfile.TemporaryDirectory(prefix="nbgrad-compile-") as cache_root:
+        try:
+            cold = first_step_process(cache_root)
+            warms = [first_step_process(cache_root) for _ in range(warm_runs)]
+        except Exception as exc:
+            print(f"compile-time measurement failed: {exc}")
+            return
+    warm = min(warms, key=lambda r: r["first_step_s"])
+    cols = ["digits MLP fused step (SGD, batch 64), new process", "first step s",
+            "compile s", "cache hit/miss", "import s", "process s", "goal (first step)", "met"]
+
+    def row(label, r, goal):
+        return [label, f"{r['first_step_s']:.2f}", f"{r['compile_time_s']:.2f}",
+                f"{r['cache_hits']}/{r['cache_misses']}", f"{r['import_s']:.2f}",
+                f"{r['process_s']:.2f}", f"<= {goal:g} s",
+                "yes" if r["first_step_s"] <= goal else "NO"]
+
+    print_table(cols, [
+        row("cold: empty NUMBA_CACHE_DIR and NBGRAD_CACHE_DIR", cold, COMPILE_COLD_GOAL_S),
+        row(f"warm: second process, same dirs (best of {warm_runs})", warm,
+            COMPILE_WARM_GOAL_S),
+    ], left=(0, 6))
+    print("first step s: the first call of the compiled step (trace, generate, compile or load "
+          "its kernels);\ncompile s: that call's stats['compile_time_s']; import s: "
+          "import nbgrad; process s: the whole process")
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,19 +720,49 @@ def run_cold_start(warm_runs=3):
 
 
 def main(argv=None):
+    global SETTLE_S
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
-    p.add_argument("--only", default=None, help="run workloads whose name contains this")
+    p.add_argument("--only", default=None,
+                   help="run the table rows whose name contains this (e.g. 'fused', 'train')")
     p.add_argument("--no-cold", action="store_true", help="skip the cold-start rows")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the fused compile-time rows")
+    p.add_argument("--settle", type=float, default=SETTLE_S,
+                   help="seconds of pause before each framework's turn (default %(default)s)")
+    p.add_argument("--isolate", action="store_true",
+                   help="fused table: time each cell in its own process importing only its "
+                        "framework (no other thread pools at all; not interleaved)")
+    # Internal: one cell of the fused table, run by --isolate in a new process.
+    p.add_argument("--cell", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--column", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--repeat", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--min-time", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     repeat, min_time = (3, 0.05) if args.quick else (7, 0.2)
+    if args.cell is not None:
+        cell_main(args.cell, args.column, args.repeat or repeat, args.min_time or min_time)
+        return
+    SETTLE_S = args.settle
 
     mods = load_frameworks()
     describe(mods)
+    print(f"frameworks take turns; each turn starts after a {SETTLE_S:g} s pause so that the "
+          "others' thread pools are idle")
     workloads = [w for w in WORKLOADS if args.only is None or args.only in w.name]
-    print(f"\nPer-call time, median of {repeat} interleaved runs of >= {min_time:g} s each "
-          f"(ratio < 1: nbgrad is faster)")
-    run_workloads(mods, workloads, repeat, min_time)
+    if workloads:
+        print(f"\nPer-call time, median of {repeat} interleaved runs of >= {min_time:g} s each "
+              f"(ratio < 1: nbgrad is faster)")
+        run_workloads(mods, workloads, repeat, min_time)
+    if any(args.only is None or args.only in row[0] for row in FUSED):
+        how = ("each cell in its own process" if args.isolate else
+               f"median of {repeat} interleaved runs of >= {min_time:g} s each")
+        print(f"\nFused training steps: nbgrad.compile(train_step) per call, {how} "
+              f"(ratio < 1: nbgrad fused is faster)")
+        run_fused(mods, repeat, min_time, args.only, args.isolate)
+    if not args.no_compile:
+        print("\nCompile time of the digits MLP fused step, in a new process")
+        run_compile_time()
     if not args.no_cold:
         print("\nCold start: whole process wall time")
         run_cold_start()

@@ -1,0 +1,244 @@
+"""Fused training steps: `step = nbgrad.compile(train_step)`, one generated Numba function.
+
+Workloads (each step: zero_grad, forward, loss, backward, SGD update; returns the loss):
+
+- one_parameter: the tutorial loop w * x, MSELoss, SGD(lr=0.01) on 5 elements;
+- digits_mlp_sgd: the demo's 64-128-10 ReLU MLP, CrossEntropyLoss, SGD, batch 64;
+- mlp_784_sgd: a 784-512-512-10 ReLU MLP, CrossEntropyLoss, SGD, batch 128.
+
+- `FusedStep.time_step`: one fused call. setup() calls the compiled step a few times, so
+  tracing and compiling (or loading from the cache) is never part of the timing.
+- `FusedSpeedup.track_speedup`: eager time per step / fused time per step, both measured in
+  the same process on identical copies of the workload ("ratio", > 1: fused is faster).
+- Compile time of the digits MLP step. Numba's cache directory is fixed when a process
+  starts, so these run a fresh Python process with its own NUMBA_CACHE_DIR and
+  NBGRAD_CACHE_DIR: "cold" is the first process on empty cache directories, "warm" a second
+  process on the same directories.
+  - `CompileDigitsStep.track_compile_cold_s` / `track_compile_warm_s`: seconds of the first
+    fused call in that process (trace, generate, compile or load: the step a user waits for);
+  - `ColdProcess.time_cold_process` / `WarmProcess.time_warm_process`: the whole process (Python
+    start, `import nbgrad`, building the model, the first fused call).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import timeit
+
+import numpy as np
+
+import nbgrad
+from nbgrad import nn, optim
+
+
+def _mlp(sizes):
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def _classification(batch, features, classes):
+    rng = np.random.default_rng(0)
+    x = nbgrad.tensor(rng.standard_normal((batch, features)).astype(np.float32))
+    return x, nbgrad.tensor(rng.integers(0, classes, batch))
+
+
+def _step(model, loss_fn, optimizer):
+    def train_step(x, y):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return train_step
+
+
+def _one_parameter():
+    w = nbgrad.tensor([0.0], requires_grad=True)
+    x = nbgrad.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    return _step(lambda inputs: w * inputs, nn.MSELoss(), optim.SGD([w], lr=0.01)), x, 2 * x
+
+
+def _mlp_sgd(sizes, batch):
+    def build():
+        model = _mlp(sizes)
+        x, y = _classification(batch, sizes[0], sizes[-1])
+        return _step(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01)), x, y
+
+    return build
+
+
+WORKLOADS = {
+    "one_parameter": _one_parameter,
+    "digits_mlp_sgd": _mlp_sgd((64, 128, 10), 64),
+    "mlp_784_sgd": _mlp_sgd((784, 512, 512, 10), 128),
+}
+
+
+def _compiled(workload):
+    """A warmed-up fused step of `workload` and its inputs; NotImplementedError (asv: skip)
+    if the step does not fuse."""
+    nbgrad.manual_seed(0)
+    train_step, x, y = WORKLOADS[workload]()
+    step = nbgrad.compile(train_step)
+    for _ in range(5):  # the first call traces and compiles (or loads); the rest warm up
+        step(x, y)
+    if step.stats["fused_calls"] == 0:
+        raise NotImplementedError(f"{workload} did not fuse:\n{step.explain()}")
+    return step, x, y
+
+
+class FusedStep:
+    params = [list(WORKLOADS)]
+    param_names = ["workload"]
+
+    def setup(self, workload):
+        self.step, self.x, self.y = _compiled(workload)
+
+    def time_step(self, workload):
+        self.step(self.x, self.y)
+
+
+def _seconds_per_call(fn, repeat=5, min_time=0.02):
+    """Best of `repeat` timings of enough calls to last >= min_time, per call."""
+    timer = timeit.Timer(fn)
+    number = 1
+    while timer.timeit(number) < min_time:
+        number *= 4
+    return min(timer.repeat(repeat, number)) / number
+
+
+class FusedSpeedup:
+    params = [list(WORKLOADS)]
+    param_names = ["workload"]
+
+    def setup(self, workload):
+        self.fused, self.x, self.y = _compiled(workload)
+        nbgrad.manual_seed(0)
+        self.eager, self.ex, self.ey = WORKLOADS[workload]()  # its own copy of the workload
+        self.eager(self.ex, self.ey)
+        self.eager(self.ex, self.ey)
+
+    def track_speedup(self, workload):
+        eager = _seconds_per_call(lambda: self.eager(self.ex, self.ey))
+        fused = _seconds_per_call(lambda: self.fused(self.x, self.y))
+        return eager / fused
+
+    track_speedup.unit = "ratio"
+
+
+# The process a user starts: import nbgrad, build the digits MLP step, call it once. It
+# prints one JSON line with the seconds of each part and the step's compile statistics.
+FIRST_STEP_SCRIPT = r"""
+import json, time
+started = time.perf_counter()
+import numpy as np
+import nbgrad
+from nbgrad import nn, optim
+imported = time.perf_counter()
+nbgrad.manual_seed(0)
+model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+loss_fn = nn.CrossEntropyLoss()
+optimizer = optim.SGD(model.parameters(), lr=0.01)
+rng = np.random.default_rng(0)
+x = nbgrad.tensor(rng.standard_normal((64, 64)).astype(np.float32))
+y = nbgrad.tensor(rng.integers(0, 10, 64))
+
+@nbgrad.compile
+def train_step(x, y):
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+before = time.perf_counter()
+train_step(x, y)
+first = time.perf_counter()
+train_step(x, y)
+second = time.perf_counter()
+print(json.dumps(dict(import_s=imported - started, first_step_s=first - before,
+                      second_step_s=second - first, to_first_step_s=first - started,
+                      **train_step.stats)))
+"""
+
+
+def first_step_process(cache_root):
+    """Run FIRST_STEP_SCRIPT in a new process caching under `cache_root`; return its JSON
+    report with `process_s`, the process's wall time, added."""
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = os.path.join(cache_root, "numba")
+    env["NBGRAD_CACHE_DIR"] = os.path.join(cache_root, "nbgrad")
+    started = timeit.default_timer()
+    proc = subprocess.run([sys.executable, "-c", FIRST_STEP_SCRIPT], env=env,
+                          capture_output=True, text=True)
+    wall = timeit.default_timer() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"first-step process failed ({proc.returncode}):\n"
+                           f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report["process_s"] = wall
+    return report
+
+
+class CompileDigitsStep:
+    """Compile time of the digits MLP fused step, cold and warm cache (see the module doc)."""
+
+    timeout = 600
+
+    def setup_cache(self):
+        with tempfile.TemporaryDirectory(prefix="nbgrad-asv-compile-") as root:
+            cold = first_step_process(root)
+            warm = first_step_process(root)
+        return {"cold": cold, "warm": warm}
+
+    def track_compile_cold_s(self, reports):
+        return reports["cold"]["first_step_s"]
+
+    track_compile_cold_s.unit = "seconds"
+
+    def track_compile_warm_s(self, reports):
+        return reports["warm"]["first_step_s"]
+
+    track_compile_warm_s.unit = "seconds"
+
+
+class ColdProcess:
+    """Wall time of a whole process up to its first fused step, on empty cache directories."""
+
+    timeout = 600
+    number = 1
+    repeat = 1
+    warmup_time = 0
+
+    def setup(self):
+        self.root = tempfile.mkdtemp(prefix="nbgrad-asv-cold-")
+
+    def teardown(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def time_cold_process(self):
+        first_step_process(tempfile.mkdtemp(dir=self.root))  # new, empty cache directories
+
+
+class WarmProcess:
+    """Wall time of a whole process up to its first fused step, on a warm cache."""
+
+    timeout = 600
+    number = 1
+    repeat = 1
+    warmup_time = 0
+
+    def setup(self):
+        self.root = tempfile.mkdtemp(prefix="nbgrad-asv-warm-")
+        first_step_process(self.root)  # fills the cache
+
+    def teardown(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def time_warm_process(self):
+        first_step_process(self.root)
