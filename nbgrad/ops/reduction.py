@@ -95,13 +95,19 @@ _jit_sum = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 '''
 
 
-def _row_kernel_source(name, rows, scalars_in, rows_out, scalars_out, params, body):
+def _row_kernel_source(name, rows, scalars_in, rows_out, scalars_out, params, body,
+                       contiguous):
+    """Kernel `name` over (O, R, I) arrays, or `name_contiguous` over C-contiguous (O, R)
+    arrays (I == 1): there each row is a unit-stride 1-D array, which LLVM vectorizes."""
     args = [f"{a}3" for a in rows + rows_out] + [f"{a}2" for a in scalars_in + scalars_out]
     decorator = "_jit_sum" if name == "sum" else "_jit"
-    lines = [f"@{decorator}\ndef {name}({', '.join(args + list(params))}):",
+    suffix = "_contiguous" if contiguous else ""
+    inner = "(1)" if contiguous else f"({rows[0]}3.shape[2])"
+    lines = [f"@{decorator}\ndef {name}{suffix}({', '.join(args + list(params))}):",
              f"    for o in range({rows[0]}3.shape[0]):",
-             f"        for i in range({rows[0]}3.shape[2]):"]
-    lines += [f"            {a} = {a}3[o, :, i]" for a in rows + rows_out]
+             f"        for i in range{inner}:"]
+    lines += [f"            {a} = {a}3[o]" if contiguous else f"            {a} = {a}3[o, :, i]"
+              for a in rows + rows_out]
     lines += [f"            {a} = {a}2[o, i]" for a in scalars_in]
     lines += ["            " + line for line in body.splitlines()]
     lines += [f"            {a}2[o, i] = {a}" for a in scalars_out]
@@ -109,7 +115,18 @@ def _row_kernel_source(name, rows, scalars_in, rows_out, scalars_out, params, bo
 
 
 _kernels = _codegen.load_module("reduction", _HEADER + "\n\n".join(
-    _row_kernel_source(name, *spec) for name, spec in ROW_KERNELS.items()))
+    _row_kernel_source(name, *spec, contiguous) for name, spec in ROW_KERNELS.items()
+    for contiguous in (False, True)))
+
+
+def run_rows(kernel, row_arrays, scalar_arrays, *params):
+    """Call a row kernel on (O, R, I) views, taking its contiguous variant when every row
+    array is C-contiguous with I == 1."""
+    if all(a.shape[2] == 1 and a.flags.c_contiguous for a in row_arrays):
+        contiguous = getattr(_kernels, kernel.__name__ + "_contiguous")
+        contiguous(*[a.reshape(a.shape[:2]) for a in row_arrays], *scalar_arrays, *params)
+    else:
+        kernel(*row_arrays, *scalar_arrays, *params)
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,7 +193,7 @@ def reduce(kernel, x, dims, keepdim, out_dtype, *params):
     out = np.empty(shape, out_dtype)
     view, _ = as_rows(x, dims)
     if out.size:
-        kernel(view, out.reshape(view.shape[0], view.shape[2]), *params)
+        run_rows(kernel, (view,), (out.reshape(view.shape[0], view.shape[2]),), *params)
     return out
 
 
@@ -270,7 +287,8 @@ def _reduction_vjp(kernel, node, g, *params):
     result, rows, inverse = _rows_like(x, dims, g.dtype)
     view, _ = as_rows(x, dims)
     shape2 = (view.shape[0], view.shape[2])
-    kernel(view, rows, out.reshape(keep).reshape(shape2), g.reshape(keep).reshape(shape2), *params)
+    run_rows(kernel, (view, rows), (out.reshape(keep).reshape(shape2),
+                                   g.reshape(keep).reshape(shape2)), *params)
     return (_finish(result, inverse),)
 
 
@@ -314,7 +332,7 @@ def _row_transform(name, grad_fn, kernel, grad_kernel):
             x = x.astype(float32.np)
         out, rows, _ = _rows_like(x, (dim,) if x.ndim else ())
         if out.size:
-            kernel(as_rows(x, (dim,) if x.ndim else ())[0], rows)
+            run_rows(kernel, (as_rows(x, (dim,) if x.ndim else ())[0], rows), ())
         return out
 
     def vjp(node, g):
@@ -322,7 +340,7 @@ def _row_transform(name, grad_fn, kernel, grad_kernel):
         dims = (node.params["dim"],) if y.ndim else ()
         result, rows, _ = _rows_like(y, dims, g.dtype)
         if result.size:
-            grad_kernel(as_rows(y, dims)[0], as_rows(g, dims)[0], rows)
+            run_rows(grad_kernel, (as_rows(y, dims)[0], as_rows(g, dims)[0], rows), ())
         return (result,)
 
     return register(Primitive(name, grad_fn, infer, forward, vjp, save=("out",)))
@@ -365,6 +383,14 @@ def _fused_rows(shape, dims):
     return math.prod(shape[:lo]), math.prod(shape[lo:hi]), math.prod(shape[hi:])
 
 
+def _fused_kernel(kernel, rows):
+    """The kernel variant and row-array shape for (O, R, I) in a fused step, whose arrays
+    are all C-contiguous: with I == 1 the contiguous variant over (O, R)."""
+    if rows[2] == 1:
+        return getattr(_kernels, kernel.__name__ + "_contiguous"), rows[:2]
+    return kernel, rows
+
+
 class _SumFusion:
     def __init__(self, mean):
         self.mean = mean
@@ -374,7 +400,8 @@ class _SumFusion:
         outer, rows, inner = _fused_rows(x.shape, params["dims"])
         scale = 1.0 / max(rows, 1) if self.mean else 1
         kind = np.float64 if _sum_dtype(x.dtype).kind == "f" else np.int64
-        em.emit(f"{em.kernel(_kernels.sum)}({em.ref(x)}.reshape({(outer, rows, inner)!r}), "
+        kernel, view = _fused_kernel(_kernels.sum, (outer, rows, inner))
+        em.emit(f"{em.kernel(kernel)}({em.ref(x)}.reshape({view!r}), "
                 f"{em.out(out)}.reshape({(outer, inner)!r}), {em.literal(scale, kind)})")
 
     def vjp(self, em, node, g, raw):
@@ -401,14 +428,14 @@ class _RowTransformFusion:
         (x,) = arrays
         if x.dtype != out.dtype:
             raise Unfusable("softmax of an integer tensor")
-        rows = self._rows(x.shape, params["dim"])
-        em.emit(f"{em.kernel(self.kernel)}({em.ref(x)}.reshape({rows!r}), "
+        kernel, rows = _fused_kernel(self.kernel, self._rows(x.shape, params["dim"]))
+        em.emit(f"{em.kernel(kernel)}({em.ref(x)}.reshape({rows!r}), "
                 f"{em.out(out)}.reshape({rows!r}))")
 
     def vjp(self, em, node, g, raw):
         (y,) = node.saved
-        rows = self._rows(y.shape, node.params["dim"])
-        em.emit(f"{em.kernel(self.grad_kernel)}({em.ref(y)}.reshape({rows!r}), "
+        kernel, rows = _fused_kernel(self.grad_kernel, self._rows(y.shape, node.params["dim"]))
+        em.emit(f"{em.kernel(kernel)}({em.ref(y)}.reshape({rows!r}), "
                 f"{em.ref(g)}.reshape({rows!r}), {em.out(raw[0])}.reshape({rows!r}))")
 
 
