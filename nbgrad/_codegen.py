@@ -27,6 +27,39 @@ def cache_dir():
     return os.path.join(base, "nbgrad")
 
 
+def _tolerate_corrupted_numba_cache():
+    """Make an unreadable Numba cache entry a warning and a recompile, never a crash.
+
+    NOTE: Numba raises (e.g. UnpicklingError) when a cached index or data file holds garbage;
+    its loader is wrapped here so the entry is reported and compiled afresh (then rewritten).
+    """
+    from numba.core import caching
+
+    load = caching.Cache.load_overload
+    if getattr(load, "_nbgrad_tolerant", False):
+        return
+
+    def load_overload(self, sig, target_context):
+        try:
+            return load(self, sig, target_context)
+        except Exception as error:  # noqa: BLE001 - any unreadable entry is bypassed
+            warnings.warn(f"nbgrad: ignoring an unreadable Numba cache entry for "
+                          f"{self._name} ({type(error).__name__}: {error}); recompiling",
+                          RuntimeWarning)
+            # Drop the broken index so the fresh compilation can be saved in its place.
+            try:
+                os.remove(self._cache_file._index_path)
+            except (AttributeError, OSError):
+                pass
+            return None
+
+    load_overload._nbgrad_tolerant = True
+    caching.Cache.load_overload = load_overload
+
+
+_tolerate_corrupted_numba_cache()
+
+
 def _write_atomically(path, source):
     # Write to a private temporary file, then rename: two processes generating the same
     # module at once each rename a complete file over the other, never a half-written one.
@@ -56,9 +89,13 @@ def load_module(prefix, source):
             path = os.path.join(directory, name + ".py")
             existing = None
             if os.path.exists(path):
-                with open(path) as handle:
+                with open(path, "rb") as handle:
                     existing = handle.read()
-            if existing != source:
+            # The name is a hash of the source, so any other content is a corrupted file.
+            if existing != source.encode():
+                if existing is not None:
+                    warnings.warn(f"nbgrad: cache file {path} was corrupted; rewriting it",
+                                  RuntimeWarning)
                 _write_atomically(path, source)
             break
         except OSError as error:

@@ -7,6 +7,7 @@ run the fused function. A step that cannot be traced runs eagerly, with one warn
 the reason and the line (`fullgraph=True` raises instead).
 """
 import functools
+import sys
 import time
 import warnings
 
@@ -55,15 +56,53 @@ def _rebuild(template, arrays):
     return kind(_rebuild(item, arrays) for item in content)
 
 
-def _describe(value):
+def _describe(value, leaves, keep):
+    """A hashable description of an argument for the call key; tensors (also inside lists,
+    tuples and dicts) are appended to `leaves` in a fixed order, opaque objects to `keep`."""
     if isinstance(value, Tensor):
+        leaves.append(value)
         data = value._data
         return (data.shape, data.dtype, value._requires_grad)
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple([_describe(item, leaves, keep) for item in value]))
+    if isinstance(value, dict):
+        return (dict, tuple((k, _describe(value[k], leaves, keep)) for k in sorted(value)))
     try:
         hash(value)
     except TypeError:
+        # NOTE: an opaque object is keyed by identity and kept alive, so its id is never
+        # reused by another object while a specialization refers to it.
+        keep.append(value)
         return ("object", id(value))
-    return ("value", value)
+    # The type too: 2, 2.0 and True are equal but promote differently.
+    return (type(value), value)
+
+
+def _closure_values(fn):
+    """Python scalars and tensors the step reads from its closure or globals.
+
+    They are part of the call key: a traced step bakes scalars in as constants and binds
+    tensors by identity, so a new value (or a rebound tensor) needs a new specialization.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    cells = zip(code.co_freevars, fn.__closure__ or ())
+    watched = [(name, cell.cell_contents) for name, cell in cells
+               if _watchable(cell)]
+    namespace = getattr(fn, "__globals__", {})
+    watched += [(name, namespace[name]) for name in code.co_names if name in namespace]
+    return tuple((name, id(value) if isinstance(value, Tensor) else (type(value), value))
+                 for name, value in watched
+                 if isinstance(value, (Tensor, int, float, bool, str, type(None))))
+
+
+def _watchable(cell):
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell (a variable not yet assigned)
+        return False
+    return True
 
 
 class _Fallback:
@@ -75,7 +114,7 @@ class _Fallback:
     def matches(self):
         return True
 
-    def __call__(self, fn, args, kwargs):
+    def __call__(self, fn, leaves, args, kwargs):
         return fn(*args, **kwargs)
 
 
@@ -91,6 +130,12 @@ class Specialization:
         self.guard_grads = [(t, was_none) for t, was_none in tracer.touched.items()
                             if was_none is not None]
         self.guard_modes = list(tracer.modules.items())
+        # requires_grad of every tensor the step reads or updates decides what it computes.
+        watched = {id(t): t for t in tracer.touched}
+        for handle in tracer.handles.values():
+            if handle[0] in ("data", "grad"):
+                watched[id(handle[1])] = handle[1]
+        self.guard_flags = [(t, t._requires_grad) for t in watched.values()]
         arenas = {key: np.empty(size, key) for key, size in sizes.items()}
         self.hyper = np.zeros(len(emitter.hyper))
         # Argument values: fixed ones are set here; `fetches` says where the others come from
@@ -154,6 +199,20 @@ class Specialization:
         hits = sum(self.kernel.stats.cache_hits.values())
         stats["cache_hits" if hits else "cache_misses"] += 1
 
+    def _release_kept_grads(self):
+        """Copy-on-write for gradients a caller kept: this call overwrites the buffers that
+        back the .grad tensors of the last call, and eager would have made new ones."""
+        for index, (tensor, wrapper) in enumerate(self.final_grads):
+            if wrapper is None:
+                continue
+            # References: the list's tuple, this loop's name, getrefcount's argument, and
+            # tensor.grad if it still is this wrapper. Any more belong to the caller.
+            expected = 3 + (tensor._grad is wrapper)
+            if sys.getrefcount(wrapper) > expected:
+                buffer = wrapper._data
+                wrapper._data = buffer.copy()
+                self.final_grads[index] = (tensor, Tensor._wrap(buffer))
+
     def _sample_arguments(self, traced_extras):
         """Values of the argument types, for compiling before the first fused call."""
         values = list(self.values)
@@ -171,13 +230,16 @@ class Specialization:
         for module, training in self.guard_modes:
             if module.training != training:
                 return False
+        for tensor, requires_grad in self.guard_flags:
+            if tensor._requires_grad != requires_grad:
+                return False
         return True
 
-    def __call__(self, fn, args, kwargs):
+    def __call__(self, fn, leaves, args, kwargs):
         values = list(self.values)
         for position, kind, what, shape, dtype in self.fetches:
             if kind == "arg":
-                array = args[what]._data
+                array = leaves[what]._data
             elif kind == "data":
                 array = what._data
             else:
@@ -199,6 +261,7 @@ class Specialization:
                     index += 1
         for function, position in self.preconditions:
             function(values[position])
+        self._release_kept_grads()
         outputs = self.kernel(*values)
         for tensor, grad in self.final_grads:
             tensor.grad = grad
@@ -241,12 +304,12 @@ class Compiled:
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     def __call__(self, *args, **kwargs):
-        key = (tuple([_describe(a) for a in args]), _grad_state.enabled)
-        if kwargs:
-            key += tuple(sorted((k, _describe(v)) for k, v in kwargs.items()))
+        leaves, keep = [], []
+        key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep),
+               _grad_state.enabled, _closure_values(self.fn))
         for specialization in self._specializations.get(key, ()):
             if specialization.matches():
-                result = specialization(self.fn, args, kwargs)
+                result = specialization(self.fn, leaves, args, kwargs)
                 if result is not None:
                     self.stats["fused_calls" if isinstance(specialization, Specialization)
                                else "eager_calls"] += 1
@@ -256,16 +319,21 @@ class Compiled:
                             "specializations; running eagerly from now on")
             self.stats["eager_calls"] += 1
             return self.fn(*args, **kwargs)
-        return self._trace(key, args, kwargs)
+        return self._trace(key, leaves, keep, args, kwargs)
 
-    def _trace(self, key, args, kwargs):
-        tracer = Tracer(args)
+    def _trace(self, key, leaves, keep, args, kwargs):
+        tracer = Tracer(leaves)
         with tracing(tracer):
             result = self.fn(*args, **kwargs)
         self.stats["eager_calls"] += 1
         outputs = []
         template = _flatten(result, outputs)
         reason = tracer.break_reason
+        if reason is None and any(t.grad_fn is not None for t in outputs) and \
+                not any(event[0] == "vjp" for event in tracer.events):
+            reason = ("the step returns a tensor that still needs its autograd graph (no "
+                      "backward ran inside it); compile the step with its backward, or call "
+                      "it under no_grad for inference")
         specialization = None
         if reason is None:
             try:
@@ -282,5 +350,6 @@ class Compiled:
         else:
             self.stats["specializations"] += 1
             self._latest = specialization
+        specialization.keep_alive = keep
         self._specializations.setdefault(key, []).append(specialization)
         return result

@@ -90,7 +90,9 @@ class Emitter:
         """An array fixed for the specialization (default class weights, seeds): small ones
         are module-level constants of the generated source, large ones arguments."""
         name = self._new("const")
-        if array.size <= _MAX_INLINE_CONSTANT:
+        # Only read-only arrays (nbgrad's own constants) are written into the source; any
+        # other array may be changed in place between calls, so it stays an argument.
+        if array.size <= _MAX_INLINE_CONSTANT and not array.flags.writeable:
             values = np.array2string(array, separator=", ", threshold=_MAX_INLINE_CONSTANT,
                                      floatmode="unique").replace("\n", "")
             self.globals.append(f"{name} = np.array({values}, dtype=np.{array.dtype.name})"
