@@ -183,17 +183,19 @@ def _run_tensor_hooks(hooks, grad, wrap):
 
 def accumulate_into_grad(tensor, grad, owned, wrap):
     """`tensor.grad += grad`, in place when a .grad exists (PyTorch keeps the same object)."""
-    if tensor.grad is None:
+    # NOTE: `_grad`, not the `grad` property: the engine needs no validation, and reports
+    # to a tracer itself.
+    if tensor._grad is None:
         new = grad if owned else grad.copy()
         if _tracing.current is not None:
             _tracing.current.grad_created(tensor, grad, new)
-        tensor.grad = wrap(new)
+        tensor._grad = wrap(new)
     else:
-        target = tensor.grad._data
+        target = tensor._grad._data
         if _tracing.current is not None:
             _tracing.current.grad_added(tensor, grad)
         elementwise.run(_ADD, (target, grad), (), target.shape, target.dtype, out=target)
-        tensor.grad._version_counter[0] += 1
+        tensor._grad._version_counter[0] += 1
 
 
 def clear_grads(tensors, set_to_none=True):
@@ -201,15 +203,15 @@ def clear_grads(tensors, set_to_none=True):
     for tensor in tensors:
         if _tracing.current is not None:
             _tracing.current.touch(tensor, reads_grad=not set_to_none)
-        if tensor.grad is None:
+        if tensor._grad is None:
             continue
         if _tracing.current is not None and not set_to_none:
-            _tracing.current.fill(tensor, tensor.grad._data, 0)
+            _tracing.current.fill(tensor, tensor._grad._data, 0)
         if set_to_none:
-            tensor.grad = None
+            tensor._grad = None
         else:
-            tensor.grad._data[...] = 0
-            tensor.grad._version_counter[0] += 1
+            tensor._grad._data[...] = 0
+            tensor._grad._version_counter[0] += 1
 
 
 def _graph_dependencies(start_nodes):
@@ -269,8 +271,11 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
                     # NOTE: only a fresh array (not `grad` passed through, not a view of
                     # anything) may later be added into in place: views can alias the
                     # user's gradient.
-                    _add_into(pending, child, child_grad,
-                              child_grad is not grad and child_grad.base is None)
+                    owned = child_grad is not grad and child_grad.base is None
+                    if child in pending:
+                        _add_into(pending, child, child_grad, owned)
+                    else:
+                        pending[child] = [child_grad, owned]
                 count = dependencies[child] - 1
                 dependencies[child] = count
                 if count == 0:
