@@ -424,10 +424,15 @@ def _dummy(em, ndim, dtype):
 
 class _LinearFusion:
     def forward(self, em, arrays, params, out):
+        """np.dot into the output buffer, then the bias as an elementwise loop: an activation
+        that follows joins that loop, so bias and activation form one epilogue."""
         x, weight, bias = (em.ref(a) for a in arrays)
         if not out.size:
             raise Unfusable("linear on an empty batch")
-        em.emit(f"{em.kernel(linear_kernel)}({x}, {weight}, {bias}, {em.out(out)})")
+        result = em.out(out)
+        em.emit(f"np.dot({x}, {weight}.T, {result})")
+        em.elementwise("a + b", {"a": (result, out.shape), "b": (bias, arrays[2].shape)},
+                       result, out.shape, result)
 
     def vjp(self, em, node, g, raw):
         x, weight = node.saved
