@@ -925,3 +925,8 @@ def test_two_processes_compiling_at_once(tmp_path):
         np.testing.assert_allclose(report["fused"], report["eager"], rtol=RTOL, atol=ATOL)
     third = run_cache_script(tmp_path)
     assert third["stats"]["cache_misses"] == 0 and third["stats"]["cache_hits"] >= 1
+
+
+def test_dynamic_shapes_are_refused_not_ignored():
+    with pytest.raises(NotImplementedError, match="dynamic=True"):
+        nbgrad.compile(lambda x: x * 2, dynamic=True)

@@ -27,9 +27,13 @@ def compile(fn=None, *, fullgraph=False, dynamic=False, max_specializations=8):
     """Fuse a training (or inference) step into one Numba kernel. Also a decorator.
 
     `fn` may be a function or an `nn.Module` (compiled inference: `compile(model)(x)`).
-    `dynamic=True` is accepted for PyTorch compatibility but every new shape still gets its
-    own specialization (up to `max_specializations`, then eager with a warning).
+    Every new shape gets its own specialization (up to `max_specializations`, then eager
+    with a warning); `dynamic=True` (one kernel for all shapes) is not supported.
     """
+    if dynamic:
+        raise NotImplementedError("nbgrad.compile(dynamic=True): fused kernels are generated "
+                                  "for static shapes; leave dynamic=False (each new shape "
+                                  "compiles its own specialization)")
     if fn is None:
         return lambda f: compile(f, fullgraph=fullgraph, dynamic=dynamic,
                                  max_specializations=max_specializations)
