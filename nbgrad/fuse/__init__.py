@@ -82,31 +82,35 @@ def _describe(value, leaves, keep):
     return (type(value), value)
 
 
-def _closure_values(fn):
+_WATCHED_TYPES = (Tensor, int, float, bool, str, type(None))
+
+
+class _ClosureWatch:
     """Python scalars and tensors the step reads from its closure or globals.
 
     They are part of the call key: a traced step bakes scalars in as constants and binds
     tensors by identity, so a new value (or a rebound tensor) needs a new specialization.
+    Which cells and global names to read is worked out once; their values on every call.
     """
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return ()
-    cells = zip(code.co_freevars, fn.__closure__ or ())
-    watched = [(name, cell.cell_contents) for name, cell in cells
-               if _watchable(cell)]
-    namespace = getattr(fn, "__globals__", {})
-    watched += [(name, namespace[name]) for name in code.co_names if name in namespace]
-    return tuple((name, id(value) if isinstance(value, Tensor) else (type(value), value))
-                 for name, value in watched
-                 if isinstance(value, (Tensor, int, float, bool, str, type(None))))
 
+    def __init__(self, fn):
+        code = getattr(fn, "__code__", None)
+        self.cells = list(fn.__closure__ or ()) if code is not None else []
+        namespace = getattr(fn, "__globals__", {})
+        self.namespace = namespace
+        self.names = [name for name in code.co_names if name in namespace] if code else []
 
-def _watchable(cell):
-    try:
-        cell.cell_contents
-    except ValueError:  # an empty cell (a variable not yet assigned)
-        return False
-    return True
+    def values(self):
+        found = []
+        for cell in self.cells:
+            try:
+                found.append(cell.cell_contents)
+            except ValueError:  # an empty cell (a variable not yet assigned)
+                found.append(None)
+        namespace = self.namespace
+        found += [namespace.get(name) for name in self.names]
+        return tuple([id(value) if isinstance(value, Tensor) else (type(value), value)
+                      for value in found if isinstance(value, _WATCHED_TYPES)])
 
 
 class _Fallback:
@@ -282,6 +286,7 @@ class Compiled:
         self.fullgraph = fullgraph
         self.max_specializations = max_specializations
         self._specializations = {}
+        self._closure = _ClosureWatch(fn)
         self._warned = set()
         self._latest = None
         self.breaks = []
@@ -309,8 +314,8 @@ class Compiled:
 
     def __call__(self, *args, **kwargs):
         leaves, keep = [], []
-        key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep),
-               _grad_state.enabled, _closure_values(self.fn))
+        key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep) if kwargs else None,
+               _grad_state.enabled, self._closure.values())
         for specialization in self._specializations.get(key, ()):
             if specialization.matches():
                 result = specialization(self.fn, leaves, args, kwargs)
