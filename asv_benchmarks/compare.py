@@ -386,6 +386,14 @@ def describe(mods):
               f"(XLA CPU thread pool: default, all cores)")
 
 
+def load():
+    """The 1-minute load average: on a small machine, other processes skew every timing."""
+    try:
+        return f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)"
+    except OSError:
+        return ""
+
+
 def fmt_us(v):
     return "-" if v is None else f"{v:,.1f}"
 
@@ -415,7 +423,7 @@ def run_workloads(mods, workloads, repeat, min_time):
         row = [w.name, fmt_us(nb), fmt_us(th), fmt_us(times["jax"]),
                fmt_ratio(nb, th), fmt_ratio(nb, times["jax"]), w.goal.text, met]
         rows.append(row)
-        print("  done:", w.name, flush=True)
+        print("  done:", w.name, load(), flush=True)
     print_table(cols, rows)
 
 
@@ -632,7 +640,7 @@ def run_fused(mods, repeat, min_time, only=None, isolate=False):
         rows.append([name, fmt_us(fused), fmt_us(th), fmt_us(jx), fmt_us(tc),
                      fmt_ratio(fused, th), fmt_ratio(fused, jx), fmt_ratio(fused, tc),
                      goal.text, met])
-        print("  done:", name, flush=True)
+        print("  done:", name, load(), flush=True)
     if rows:
         print_table(cols, rows, left=(0, 8))
 
