@@ -384,6 +384,17 @@ def describe(mods):
         j = mods["jax"]
         print(f"jax {j.__version__} on {j.devices()[0].platform} "
               f"(XLA CPU thread pool: default, all cores)")
+    try:
+        import threadpoolctl
+
+        for pool in threadpoolctl.threadpool_info():
+            print(f"{pool['internal_api']} {pool.get('architecture', '')} "
+                  f"({pool['num_threads']} threads) in {os.path.basename(pool['filepath'])}")
+    except ImportError:
+        pass
+    print("OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: "
+          + ("unset for this run" if not any(n in os.environ for n in _OPENBLAS_OVERRIDES)
+             else "set"))
 
 
 def load():
@@ -549,9 +560,7 @@ FUSED = [
      mlp_parts((64, 128, 10), 64, "SGD", 0.01),
      jax_mlp_train((64, 128, 10), 64, "SGD", 0.01)),
     ("fused: MLP 784-512-512-10, CE, SGD, batch 128",
-     AbsoluteGoal("<= 2.4 ms or <= torch",
-                  lambda t: t["nbgrad fused"] <= 2400.0
-                  or (t["torch"] is not None and t["nbgrad fused"] <= t["torch"])),
+     AbsoluteGoal("<= 2.4 ms", lambda t: t["nbgrad fused"] <= 2400.0),
      mlp_parts((784, 512, 512, 10), 128, "SGD", 0.01),
      jax_mlp_train((784, 512, 512, 10), 128, "SGD", 0.01)),
 ]
@@ -776,5 +785,20 @@ def main(argv=None):
         run_cold_start()
 
 
+# NOTE: some machines set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE to work around old OpenBLAS
+# builds; they force a slower kernel on the current one that NumPy/SciPy (and so Numba's
+# np.dot) use. PyTorch (its own BLAS) and JAX (XLA) ignore them, so comparing fairly means
+# removing both for this process, as the machine's notes advise for benchmarking (never in
+# tests or CI). The BLAS kernel actually in use is printed in the header.
+_OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _without_openblas_overrides():
+    if any(name in os.environ for name in _OPENBLAS_OVERRIDES):
+        env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_OVERRIDES}
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 if __name__ == "__main__":
+    _without_openblas_overrides()
     main()
