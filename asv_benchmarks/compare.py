@@ -34,7 +34,7 @@ import tempfile
 import time
 import timeit
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 # Compare CPU against CPU even where a GPU build of JAX is installed.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -338,7 +338,7 @@ def matmul(input, other):
 
 def mm(input, mat2):
     if input.ndim != 2 or mat2.ndim != 2:
-        raise RuntimeError(f"self must be a matrix")
+        raise RuntimeError("self must be a matrix")
     return matmul(input, mat2)
 
 

@@ -27,47 +27,23 @@ import sys
 import tempfile
 import timeit
 
-import numpy as np
-
 import nbgrad
 from nbgrad import nn, optim
 
-
-def _mlp(sizes):
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
-def _classification(batch, features, classes):
-    rng = np.random.default_rng(0)
-    x = nbgrad.tensor(rng.standard_normal((batch, features)).astype(np.float32))
-    return x, nbgrad.tensor(rng.integers(0, classes, batch))
-
-
-def _step(model, loss_fn, optimizer):
-    def train_step(x, y):
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return train_step
+from .common import classification, mlp, train_step
 
 
 def _one_parameter():
     w = nbgrad.tensor([0.0], requires_grad=True)
     x = nbgrad.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
-    return _step(lambda inputs: w * inputs, nn.MSELoss(), optim.SGD([w], lr=0.01)), x, 2 * x
+    return train_step(lambda inputs: w * inputs, nn.MSELoss(), optim.SGD([w], lr=0.01)), x, 2 * x
 
 
 def _mlp_sgd(sizes, batch):
     def build():
-        model = _mlp(sizes)
-        x, y = _classification(batch, sizes[0], sizes[-1])
-        return _step(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01)), x, y
+        model = mlp(sizes)
+        x, y = classification(batch, sizes[0], sizes[-1])
+        return train_step(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01)), x, y
 
     return build
 
@@ -83,8 +59,8 @@ def _compiled(workload):
     """A warmed-up fused step of `workload` and its inputs; NotImplementedError (asv: skip)
     if the step does not fuse."""
     nbgrad.manual_seed(0)
-    train_step, x, y = WORKLOADS[workload]()
-    step = nbgrad.compile(train_step)
+    eager_step, x, y = WORKLOADS[workload]()
+    step = nbgrad.compile(eager_step)
     for _ in range(5):  # the first call traces and compiles (or loads); the rest warm up
         step(x, y)
     if step.stats["fused_calls"] == 0:
@@ -136,7 +112,6 @@ class FusedSpeedup:
 FIRST_STEP_SCRIPT = r"""
 import json, time
 started = time.perf_counter()
-import numpy as np
 import nbgrad
 from nbgrad import nn, optim
 imported = time.perf_counter()

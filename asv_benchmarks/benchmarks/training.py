@@ -6,35 +6,23 @@
 
 setup() runs two steps, so kernel compilation (or cache loading) is never part of a timing.
 """
-import numpy as np
 
 import nbgrad
 from nbgrad import nn, optim
 
-
-def _mlp(sizes):
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
-def _classification(batch, features, classes):
-    rng = np.random.default_rng(0)
-    x = nbgrad.tensor(rng.standard_normal((batch, features)).astype(np.float32))
-    return x, nbgrad.tensor(rng.integers(0, classes, batch))
+from .common import classification, mlp
 
 
 def _digits_mlp():
-    model = _mlp((64, 128, 10))
+    model = mlp((64, 128, 10))
     return model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3), \
-        _classification(64, 64, 10)
+        classification(64, 64, 10)
 
 
 def _mlp_784():
-    model = _mlp((784, 512, 512, 10))
+    model = mlp((784, 512, 512, 10))
     return model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01), \
-        _classification(128, 784, 10)
+        classification(128, 784, 10)
 
 
 def _one_parameter():
