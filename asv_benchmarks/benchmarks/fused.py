@@ -112,6 +112,7 @@ class FusedSpeedup:
 FIRST_STEP_SCRIPT = r"""
 import json, time
 started = time.perf_counter()
+import numpy as np
 import nbgrad
 from nbgrad import nn, optim
 imported = time.perf_counter()
