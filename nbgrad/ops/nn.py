@@ -184,10 +184,13 @@ _loss_kernels = _codegen.load_module(
     "nn_losses", _HEADER + "\n".join(_loss_source(row) for row in POINTWISE_LOSSES))
 
 
+_ONE = {np.dtype(t): np.ones(1, t) for t in (np.float32, np.float64)}
+
+
 def _flat_operand(value, shape, dtype):
     """(flat array, step) for an optional weight broadcast against `shape`."""
     if value is None:
-        return np.ones(1, dtype), 0
+        return _ONE[np.dtype(dtype)], 0
     if value.size == 1:
         return value.astype(dtype, copy=False).reshape(1), 0
     return np.ascontiguousarray(np.broadcast_to(value.astype(dtype, copy=False), shape)).reshape(-1), 1

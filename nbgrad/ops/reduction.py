@@ -119,14 +119,18 @@ _kernels = _codegen.load_module("reduction", _HEADER + "\n\n".join(
     for contiguous in (False, True)))
 
 
+_CONTIGUOUS = {getattr(_kernels, name): getattr(_kernels, name + "_contiguous")
+               for name in ROW_KERNELS}
+
+
 def run_rows(kernel, row_arrays, scalar_arrays, *params):
     """Call a row kernel on (O, R, I) views, taking its contiguous variant when every row
     array is C-contiguous with I == 1."""
-    if all(a.shape[2] == 1 and a.flags.c_contiguous for a in row_arrays):
-        contiguous = getattr(_kernels, kernel.__name__ + "_contiguous")
-        contiguous(*[a.reshape(a.shape[:2]) for a in row_arrays], *scalar_arrays, *params)
-    else:
-        kernel(*row_arrays, *scalar_arrays, *params)
+    for a in row_arrays:
+        if a.shape[2] != 1 or not a.flags.c_contiguous:
+            kernel(*row_arrays, *scalar_arrays, *params)
+            return
+    _CONTIGUOUS[kernel](*[a.reshape(a.shape[:2]) for a in row_arrays], *scalar_arrays, *params)
 
 
 # ---------------------------------------------------------------------------------------
@@ -203,11 +207,19 @@ def expand_reduced(g, dims, shape):
     return elementwise.run(elementwise.COPY, (g.reshape(keep),), (), shape, g.dtype)
 
 
+_summed_dims = {}
+
+
 def sum_to_shape(g, shape):
     """Sum a broadcast gradient back to `shape` (the engine's broadcasting rule, done once)."""
-    lead = g.ndim - len(shape)
-    dims = tuple(range(lead)) + tuple(lead + d for d, s in enumerate(shape)
-                                      if s == 1 and g.shape[lead + d] != 1)
+    key = (g.shape, shape)
+    dims = _summed_dims.get(key)
+    if dims is None:
+        lead = g.ndim - len(shape)
+        dims = tuple(range(lead)) + tuple(lead + d for d, s in enumerate(shape)
+                                          if s == 1 and g.shape[lead + d] != 1)
+        if len(_summed_dims) < 4096:  # shapes repeat every training step
+            _summed_dims[key] = dims
     summed = reduce(_kernels.sum, g, dims, True, g.dtype, _scale_of(g.dtype, 1))
     return summed.reshape(shape)
 
