@@ -130,8 +130,7 @@ def clamp(input, min=None, max=None, *, _grad_fn_name="ClampBackward1"):
         # Tensor bounds: the gradient goes to whichever operand is selected, as in PyTorch.
         out = input
         if min is not None:
-            out = where(lt(out, min), _tensor(min, input.dtype).expand_as(out) if not
-                        isinstance(min, Tensor) else min, out)
+            out = where(lt(out, min), min, out)
         if max is not None:
             out = where(gt(out, max), max, out)
         return out

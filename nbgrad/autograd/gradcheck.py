@@ -37,11 +37,17 @@ def _numerical_jacobian(func, inputs, eps):
 
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
               nondet_tol=0.0, check_undefined_grad=True, fast_mode=False):
-    """True if d func / d inputs from backward matches finite differences; else raise."""
+    """True if d func / d inputs from backward matches finite differences; else raise.
+
+    PyTorch's other options change nothing here, by construction: nbgrad's backward is
+    deterministic (`nondet_tol` has nothing to tolerate), has no undefined output gradients
+    (`check_undefined_grad`), and `fast_mode` would check a random projection of the full
+    Jacobian this always compares.
+    """
     inputs, _ = _tuple(inputs)
-    for x in inputs:
+    for index, x in enumerate(inputs):
         if x.requires_grad and x.dtype.name != "float64":
-            warnings.warn("Input #0 requires gradient and is not a double precision floating "
+            warnings.warn(f"Input #{index} requires gradient and is not a double precision floating "
                           "point. This check will likely fail if all the inputs are not of "
                           "double precision floating point.", UserWarning)
     if not any(x.requires_grad for x in inputs):

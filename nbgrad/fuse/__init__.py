@@ -331,7 +331,7 @@ class Compiled:
         return self._trace(key, leaves, keep, args, kwargs)
 
     def _trace(self, key, leaves, keep, args, kwargs):
-        tracer = Tracer(leaves)
+        tracer = Tracer(leaves, self.fullgraph)
         with tracing(tracer):
             result = self.fn(*args, **kwargs)
         self.stats["eager_calls"] += 1

@@ -34,9 +34,10 @@ class NodeRecord:
 
 
 class Tracer:
-    def __init__(self, args):
+    def __init__(self, args, fullgraph=False):
         self.events = []
         self.break_reason = None
+        self.fullgraph = fullgraph
         tensors = [(i, a) for i, a in enumerate(args) if hasattr(a, "_data")]
         self.arg_positions = {id(t): i for i, t in tensors}
         self.arg_arrays = {id(t._data): i for i, t in tensors}
@@ -87,6 +88,11 @@ class Tracer:
     def graph_break(self, reason):
         if self.break_reason is None:
             self.break_reason = f"{reason} (at {user_line()})"
+            if self.fullgraph:
+                # Stop at the offending line, as PyTorch's fullgraph does, rather than after
+                # the whole step has run eagerly.
+                raise GraphBreak(f"nbgrad.compile(fullgraph=True): cannot fuse the step: "
+                                 f"{self.break_reason}")
 
     # --- hooks called by the library ----------------------------------------------------------
 
