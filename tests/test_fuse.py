@@ -930,3 +930,23 @@ def test_two_processes_compiling_at_once(tmp_path):
 def test_dynamic_shapes_are_refused_not_ignored():
     with pytest.raises(NotImplementedError, match="dynamic=True"):
         nbgrad.compile(lambda x: x * 2, dynamic=True)
+
+
+def test_fullgraph_stops_at_the_offending_line():
+    # The break raises where it happens, so the rest of the step (the update) never runs.
+    w = nbgrad.tensor([1.0, 2.0], requires_grad=True)
+    opt = nbgrad.optim.SGD([w], lr=0.1)
+
+    @nbgrad.compile(fullgraph=True)
+    def step(x):
+        opt.zero_grad()
+        loss = (w * x).sum()
+        loss.backward()
+        if loss.item() > 100:
+            return loss
+        opt.step()
+        return loss
+
+    with pytest.raises(nbgrad.fuse.GraphBreak, match=r"item\(\).*test_fuse.py:\d+"):
+        step(nbgrad.tensor([1.0, 1.0]))
+    np.testing.assert_array_equal(w.detach().numpy(), [1.0, 2.0])
