@@ -1,7 +1,7 @@
 """nbgrad.autograd.functional: vjp and jacobian over functions of tensors."""
 import numpy as np
 
-from . import grad as _grad
+from . import _require_graph_support, grad as _grad
 from .grad_mode import enable_grad
 
 
@@ -13,13 +13,25 @@ def _fresh_inputs(inputs):
     return tuple(x.detach().requires_grad_(True) for x in inputs)
 
 
-def vjp(func, inputs, v=None, create_graph=False, strict=False):
-    """(func(*inputs), v^T J) with the second in the structure of `inputs`."""
+def _evaluate(func, inputs, strict):
+    """Call `func` on fresh leaf copies of `inputs` with grad enabled.
+
+    Returns (inputs, whether inputs was a tuple, outputs, whether the outputs were a tuple).
+    """
+    if strict:
+        raise NotImplementedError("strict=True (checking that outputs depend on every input) "
+                                  "is not supported by nbgrad")
     inputs, inputs_were_tuple = _tuple(inputs)
     inputs = _fresh_inputs(inputs)
     with enable_grad():
         outputs = func(*inputs)
     outs, outputs_were_tuple = _tuple(outputs)
+    return inputs, inputs_were_tuple, outs, outputs_were_tuple
+
+
+def vjp(func, inputs, v=None, create_graph=False, strict=False):
+    """(func(*inputs), v^T J) with the second in the structure of `inputs`."""
+    inputs, inputs_were_tuple, outs, outputs_were_tuple = _evaluate(func, inputs, strict)
     vs = _tuple(v)[0] if v is not None else (None,) * len(outs)
     grads = _grad(list(outs), list(inputs), list(vs), create_graph=create_graph,
                   allow_unused=True, materialize_grads=True)
@@ -30,12 +42,13 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
 
 def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
              strategy="reverse-mode"):
-    """J[i][j] = d outputs[i] / d inputs[j], each of shape output.shape + input.shape."""
-    inputs, inputs_were_tuple = _tuple(inputs)
-    inputs = _fresh_inputs(inputs)
-    with enable_grad():
-        outputs = func(*inputs)
-    outs, outputs_were_tuple = _tuple(outputs)
+    """J[i][j] = d outputs[i] / d inputs[j], each of shape output.shape + input.shape.
+
+    `vectorize` and `strategy` choose how PyTorch computes the same matrix; here it is always
+    one reverse-mode pass per output element.
+    """
+    _require_graph_support(create_graph)
+    inputs, inputs_were_tuple, outs, outputs_were_tuple = _evaluate(func, inputs, strict)
     rows = []
     for out in outs:
         row = reverse_jacobian(out, inputs)

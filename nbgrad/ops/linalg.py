@@ -43,13 +43,13 @@ def _product(a, b):
         a3, b3 = (x.reshape((1,) + x.shape) if x.ndim == 2 else x for x in (a, b))
         bmm_integer_kernel(a3, b3, out.reshape((-1,) + out_shape[-2:]))
     elif a.ndim == 2:
-        mm_kernel(_blas_ready(a), _blas_ready(b), out)
+        mm_kernel(blas_ready(a), blas_ready(b), out)
     else:
         bmm_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
     return out
 
 
-def _blas_ready(x):
+def blas_ready(x):
     # BLAS takes C- or F-ordered matrices (a transposed weight needs no copy); others are copied.
     return x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
 

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from .. import _codegen
+from .linalg import blas_ready
 from .primitive import Primitive, Unfusable, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -53,11 +54,6 @@ def linear_vjp_kernel(g, x, weight, grad_x, grad_weight, grad_bias, need_x, need
                 grad_bias[j] += g[i, j]
 
 
-def _blas_ready(x):
-    # BLAS reads C- or F-ordered matrices; anything else (a strided slice) is copied once.
-    return x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
-
-
 def _linear_infer(x, weight, bias):
     if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
         raise RuntimeError(f"linear: expected a 2-D input, a 2-D weight and a matching bias; got "
@@ -77,7 +73,7 @@ def _linear_forward(x, weight, bias):
     shape, dtype = _linear_infer(x, weight, bias)
     out = np.empty(shape, dtype)
     if out.size:
-        linear_kernel(_blas_ready(x), _blas_ready(weight), bias, out)
+        linear_kernel(blas_ready(x), blas_ready(weight), bias, out)
     elif shape[0]:
         out[...] = bias
     return out
@@ -91,7 +87,7 @@ def _linear_vjp(node, g):
     grad_weight = np.empty(weight.shape if need_weight else (0, 0), g.dtype)
     grad_bias = np.empty(weight.shape[0] if need_bias else 0, g.dtype)
     if g.size and x.shape[1]:
-        linear_vjp_kernel(_blas_ready(g), _blas_ready(x), _blas_ready(weight), grad_x,
+        linear_vjp_kernel(blas_ready(g), blas_ready(x), blas_ready(weight), grad_x,
                           grad_weight, grad_bias, need_x, need_weight, need_bias)
     else:
         for grad in (grad_x, grad_weight):
