@@ -142,21 +142,56 @@ def jax_op_fwd_bwd(op):
 # the optimizer update) over a pytree of parameters and return the new state.
 
 
-def eager_one_parameter(T):
-    """The tutorial loop: w (1 element) * x (5 elements), MSELoss against y, SGD(lr=0.01)."""
-    w = T.tensor([0.0], requires_grad=True)
-    x = T.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
-    y = 2 * x
-    loss_fn = T.nn.MSELoss()
-    opt = T.optim.SGD([w], lr=0.01)
+def _step_of(model, loss_fn, opt):
+    """The training step the fused table times, in PyTorch's words; returns the loss."""
 
-    def step():
+    def train_step(x, y):
         opt.zero_grad()
-        loss = loss_fn(w * x, y)
+        loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
+        return loss
 
-    return step
+    return train_step
+
+
+def one_parameter_parts(T):
+    """The tutorial loop (w * x, MSELoss, SGD(lr=0.01), 5 elements): (train_step, x, y)."""
+    w = T.tensor([0.0], requires_grad=True)
+    x = T.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    step = _step_of(lambda inputs: w * inputs, T.nn.MSELoss(), T.optim.SGD([w], lr=0.01))
+    return step, x, 2 * x
+
+
+def mlp_parts(sizes, batch, opt_name, lr):
+    """ReLU MLP, CrossEntropyLoss, random data: a builder of (train_step, x, y)."""
+
+    def parts(T):
+        T.manual_seed(0)
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [T.nn.Linear(n_in, n_out), T.nn.ReLU()]
+        model = T.nn.Sequential(*layers[:-1])
+        xa, ya = _classification_data(batch, sizes[0], sizes[-1])
+        opt = getattr(T.optim, opt_name)(model.parameters(), lr=lr)
+        return _step_of(model, T.nn.CrossEntropyLoss(), opt), T.tensor(xa), T.tensor(ya)
+
+    return parts
+
+
+def plain(parts):
+    """Eager: call the step as written."""
+
+    def build(T):
+        train_step, x, y = parts(T)
+        return lambda: train_step(x, y)
+
+    return build
+
+
+def eager_one_parameter(T):
+    """The tutorial loop: w (1 element) * x (5 elements), MSELoss against y, SGD(lr=0.01)."""
+    return plain(one_parameter_parts)(T)
 
 
 def jax_one_parameter(jax):
@@ -188,27 +223,7 @@ def _classification_data(batch, features, classes):
 
 def eager_mlp_train(sizes, batch, opt_name, lr):
     """ReLU MLP of layer `sizes`, CrossEntropyLoss, random data, SGD or Adam."""
-
-    def build(T):
-        T.manual_seed(0)
-        layers = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            layers += [T.nn.Linear(n_in, n_out), T.nn.ReLU()]
-        model = T.nn.Sequential(*layers[:-1])
-        xa, ya = _classification_data(batch, sizes[0], sizes[-1])
-        x, y = T.tensor(xa), T.tensor(ya)
-        loss_fn = T.nn.CrossEntropyLoss()
-        opt = getattr(T.optim, opt_name)(model.parameters(), lr=lr)
-
-        def step():
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-
-        return step
-
-    return build
+    return plain(mlp_parts(sizes, batch, opt_name, lr))
 
 
 def jax_mlp_train(sizes, batch, opt_name, lr):
@@ -455,53 +470,6 @@ def print_table(cols, rows, left=(0, 6)):
 # ---------------------------------------------------------------------------------------
 # Fused training steps: nbgrad.compile(train_step) against torch eager, JAX jit and
 # torch.compile. The goals (issue 4) are absolute times per step for the nbgrad fused column.
-
-
-def _step_of(model, loss_fn, opt):
-    """The training step the fused table times, in PyTorch's words; returns the loss."""
-
-    def train_step(x, y):
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return train_step
-
-
-def one_parameter_parts(T):
-    """The tutorial loop (w * x, MSELoss, SGD(lr=0.01), 5 elements): (train_step, x, y)."""
-    w = T.tensor([0.0], requires_grad=True)
-    x = T.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
-    step = _step_of(lambda inputs: w * inputs, T.nn.MSELoss(), T.optim.SGD([w], lr=0.01))
-    return step, x, 2 * x
-
-
-def mlp_parts(sizes, batch, opt_name, lr):
-    """ReLU MLP, CrossEntropyLoss, random data: a builder of (train_step, x, y)."""
-
-    def parts(T):
-        T.manual_seed(0)
-        layers = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            layers += [T.nn.Linear(n_in, n_out), T.nn.ReLU()]
-        model = T.nn.Sequential(*layers[:-1])
-        xa, ya = _classification_data(batch, sizes[0], sizes[-1])
-        opt = getattr(T.optim, opt_name)(model.parameters(), lr=lr)
-        return _step_of(model, T.nn.CrossEntropyLoss(), opt), T.tensor(xa), T.tensor(ya)
-
-    return parts
-
-
-def plain(parts):
-    """Eager: call the step as written."""
-
-    def build(T):
-        train_step, x, y = parts(T)
-        return lambda: train_step(x, y)
-
-    return build
 
 
 def nbgrad_fused(parts):
