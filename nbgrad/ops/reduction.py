@@ -177,14 +177,15 @@ def as_rows(x, dims):
 
 
 def _rows_like(x, dims, dtype=None):
-    """A new array shaped like `x`, its (O, R, I) view, and how to undo the permutation."""
+    """`x`'s (O, R, I) view, a new array shaped like `x` with its own (O, R, I) view, and how
+    to undo the permutation of the new array."""
     view, order = as_rows(x, dims)
     if order is None:
         out = np.empty(x.shape, dtype or x.dtype)
-        return out, out.reshape(view.shape), None
+        return view, out, out.reshape(view.shape), None
     moved_shape = tuple(x.shape[d] for d in order)
     out = np.empty(moved_shape, dtype or x.dtype)
-    return out, out.reshape(view.shape), np.argsort(order)
+    return view, out, out.reshape(view.shape), np.argsort(order)
 
 
 def _finish(out, inverse):
@@ -296,8 +297,7 @@ def _reduction_vjp(kernel, node, g, *params):
     x, out = node.saved
     dims = node.params["dims"]
     keep = reduced_shape(x.shape, dims, True)
-    result, rows, inverse = _rows_like(x, dims, g.dtype)
-    view, _ = as_rows(x, dims)
+    view, result, rows, inverse = _rows_like(x, dims, g.dtype)
     shape2 = (view.shape[0], view.shape[2])
     run_rows(kernel, (view, rows), (out.reshape(keep).reshape(shape2),
                                    g.reshape(keep).reshape(shape2)), *params)
@@ -342,17 +342,17 @@ def _row_transform(name, grad_fn, kernel, grad_kernel):
     def forward(x, dim):
         if x.dtype.kind != "f":
             x = x.astype(float32.np)
-        out, rows, _ = _rows_like(x, (dim,) if x.ndim else ())
+        view, out, rows, _ = _rows_like(x, (dim,) if x.ndim else ())
         if out.size:
-            run_rows(kernel, (as_rows(x, (dim,) if x.ndim else ())[0], rows), ())
+            run_rows(kernel, (view, rows), ())
         return out
 
     def vjp(node, g):
         (y,) = node.saved
         dims = (node.params["dim"],) if y.ndim else ()
-        result, rows, _ = _rows_like(y, dims, g.dtype)
+        view, result, rows, _ = _rows_like(y, dims, g.dtype)
         if result.size:
-            run_rows(grad_kernel, (as_rows(y, dims)[0], as_rows(g, dims)[0], rows), ())
+            run_rows(grad_kernel, (view, as_rows(g, dims)[0], rows), ())
         return (result,)
 
     return register(Primitive(name, grad_fn, infer, forward, vjp, save=("out",)))
