@@ -555,3 +555,31 @@ def test_float32_stays_float32_through_graph(r):
     for leaf in leaves:
         assert leaf.grad.dtype == nbgrad.float32
         assert to_numpy(leaf.grad).dtype == np.float32
+
+
+class _PrimitiveRecorder:
+    """Stands in for nbgrad.compile's tracer and keeps every primitive call it is shown."""
+
+    def __init__(self):
+        self.calls = []
+
+    def op(self, prim, inputs, arrays, params, out):
+        self.calls.append((prim, arrays, params, out))
+
+    def __getattr__(self, name):  # backward and optimizer hooks: not needed here
+        return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("r", TABLE, ids=ROW_NAMES)
+def test_shape_rule_of_every_primitive_matches_its_forward(r, monkeypatch):
+    # The tracer reads each row's shape/dtype rule without running kernels; it must agree
+    # with what the forward kernel actually produces.
+    from nbgrad import _tracing
+    recorder = _PrimitiveRecorder()
+    monkeypatch.setattr(_tracing, "current", recorder)
+    _run(nbgrad, r, make_inputs(r, "float32"))
+    monkeypatch.setattr(_tracing, "current", None)
+    assert recorder.calls
+    for prim, arrays, params, out in recorder.calls:
+        shape, dtype = prim.infer(*arrays, **params)
+        assert (tuple(shape), np.dtype(dtype)) == (out.shape, out.dtype), prim.name

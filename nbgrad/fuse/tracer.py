@@ -7,6 +7,8 @@ them into one Numba function.
 import os
 import traceback
 
+import numpy as np
+
 from .. import _tracing
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,6 +101,13 @@ class Tracer:
     def op(self, prim, inputs, arrays, params, out):
         if prim.fuse is None:
             self.graph_break(f"op '{prim.name}' has no fused rule")
+            return
+        # The code generator sizes buffers from the traced arrays; the row's shape/dtype
+        # rule must describe them, or the fused rule would be emitting the wrong program.
+        shape, dtype = prim.infer(*arrays, **params)
+        if (tuple(shape), np.dtype(dtype)) != (out.shape, out.dtype):
+            self.graph_break(f"op '{prim.name}': its shape rule gives {tuple(shape)} {dtype}, "
+                             f"its forward {out.shape} {out.dtype}")
             return
         for tensor in inputs:
             self._seen(tensor)
