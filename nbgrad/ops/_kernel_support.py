@@ -1,10 +1,22 @@
 """Small `numba` overloads that generated kernels call; imported by generated modules.
 
-They let one generated kernel source serve both arrays and scalars, and write constants in
-the dtype of the data, since in njit `float32 * 2.0` silently becomes float64.
+They let one generated kernel source serve both arrays and scalars, write constants in
+the dtype of the data (in njit `float32 * 2.0` silently becomes float64), and compute exp
+in a form LLVM can vectorize.
 """
+import hashlib
+import math
+from decimal import Decimal
+
+import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
+
+# NOTE: Numba's cache does not notice when a callee changes: the generated modules that call
+# these helpers put this fingerprint in their source, so editing this file gives them a new
+# cache key instead of stale machine code.
+with open(__file__, "rb") as _source:
+    FINGERPRINT = hashlib.sha256(_source.read()).hexdigest()[:16]
 
 
 def at1(x, i):
@@ -48,3 +60,72 @@ def _wide_zero(like):
     if isinstance(like.dtype, types.Float):
         return lambda like: 0.0
     return lambda like: 0
+
+
+# ---------------------------------------------------------------------------------------
+# exp. Without SVML (this llvmlite has none) `np.exp` in a loop is one libm call per element,
+# which LLVM cannot vectorize; this version is plain arithmetic, so the loop vectorizes
+# (about 5x faster at 1e6 float32 elements). Within 1.3 ulp of the exact result, with
+# PyTorch's results at inf, -inf, NaN, overflow and in the subnormal range.
+
+def exp(x):
+    """e ** x for a float32 or float64 scalar."""
+
+
+@intrinsic
+def _float_with_bits(typingctx, bits, like):
+    """The float of `like`'s type whose bit pattern is the integer `bits`."""
+    def codegen(context, builder, signature, args):
+        same_width = types.int32 if like == types.float32 else types.int64
+        pattern = context.cast(builder, args[0], bits, same_width)
+        return builder.bitcast(pattern, context.get_value_type(like))
+    return like(bits, like), codegen
+
+
+_LN2 = Decimal("0.693147180559945309417232121458176568075500134360255254120680")
+# ln 2 split as hi + lo (Cody-Waite): hi has 11 fractional bits, so n * hi is exact for
+# every n that occurs and x - n * hi loses nothing.
+_LN2_HI = 1420 / 2048
+
+
+def _exp_implementation(float_type, int_type, mantissa_bits, exponent_bias, degree,
+                        lowest, highest):
+    """exp(x) = 2**n * exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2, where a Taylor
+    polynomial of `degree` is accurate to well below an ulp; `lowest`/`highest` are where the
+    result is certainly 0 / inf."""
+    log2e, half, zero_int = float_type(1 / math.log(2)), float_type(0.5), int_type(0)
+    ln2_hi, ln2_lo = float_type(_LN2_HI), float_type(float(_LN2 - Decimal(_LN2_HI)))
+    # Horner's scheme, highest power first.
+    leading = float_type(1 / math.factorial(degree))
+    coefficients = tuple(float_type(1 / math.factorial(k)) for k in range(degree - 1, -1, -1))
+    lowest, highest = float_type(lowest), float_type(highest)
+
+    def impl(x):
+        # NOTE: NaN fails both comparisons and passes through; inf and -inf are clamped so
+        # that 2**n stays representable and the result overflows to inf or rounds to 0.
+        x = highest if x > highest else (lowest if x < lowest else x)
+        n = np.floor(x * log2e + half)
+        r = (x - n * ln2_hi) - n * ln2_lo
+        p = leading
+        for c in coefficients:
+            p = p * r + c
+        # NOTE: converting NaN to an integer is undefined in LLVM; NaN's p is NaN anyway.
+        k = int_type(n) if n == n else zero_int
+        # 2**k in two factors, each a normal float, so results in the subnormal range are
+        # rounded once, at the last multiplication.
+        k_half = k >> 1
+        return (p * _float_with_bits((k_half + exponent_bias) << mantissa_bits, x)
+                * _float_with_bits((k - k_half + exponent_bias) << mantissa_bits, x))
+
+    return impl
+
+
+_EXP = {
+    types.float32: _exp_implementation(np.float32, np.int32, 23, 127, 7, -104.0, 89.0),
+    types.float64: _exp_implementation(np.float64, np.int64, 52, 1023, 13, -746.0, 710.0),
+}
+
+
+@overload(exp)
+def _exp(x):
+    return _EXP.get(x)
