@@ -1,6 +1,8 @@
 """The graph recorder and the backward engine. Nothing here names a specific op: a node
 holds a row of the primitive table and calls its VJP.
 """
+import heapq
+import itertools
 import weakref
 
 from ..ops import elementwise
@@ -11,15 +13,23 @@ from . import grad_mode
 _FREED = object()
 _ADD = elementwise.FORWARD["add"]
 
+# Every node takes the next number when it is made. A node's inputs exist before it does, so
+# the nodes feeding a gradient into a node always have higher numbers: running nodes from the
+# highest number down is a topological order (PyTorch's engine orders its queue the same way).
+_sequence = itertools.count()
+
 
 class Node:
     """A recorded primitive call (PyTorch's grad_fn). One subclass per grad_fn name."""
 
     __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "next_functions",
-                 "input_meta", "_pre_hooks", "_retained", "__weakref__")
+                 "input_meta", "_pre_hooks", "_retained", "sequence_nr", "__weakref__")
 
     def name(self):
         return type(self).__name__
+
+    def _sequence_nr(self):
+        return self.sequence_nr
 
     def __repr__(self):
         return f"<{type(self).__name__} object at {id(self):#x}>"
@@ -46,7 +56,8 @@ class Node:
 
     def apply(self, grad):
         """Gradients for each input, summed to the input's shape and cast to its dtype."""
-        self._check_saved()
+        if self._saved_versions:
+            self._check_saved()
         grads = self.prim.vjp(self, grad)
         fitted = []
         for g, (shape, dtype) in zip(grads, self.input_meta):
@@ -68,11 +79,15 @@ class Node:
 class AccumulateGrad:
     """The node at a leaf that requires grad: adds what arrives into `variable.grad`."""
 
-    __slots__ = ("variable", "__weakref__")
+    __slots__ = ("variable", "sequence_nr", "__weakref__")
     next_functions = ()
 
     def __init__(self, variable):
         self.variable = variable
+        self.sequence_nr = next(_sequence)
+
+    def _sequence_nr(self):
+        return self.sequence_nr
 
     def name(self):
         return "AccumulateGrad"
@@ -122,32 +137,39 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
     node = cls()
     node.prim = prim
     node.params = params
+    differentiable = prim.differentiable
     needs = []
     edges = []
     for i, tensor in enumerate(inputs):
-        if tensor._requires_grad and i in prim.differentiable:
+        if tensor._requires_grad and i in differentiable:
             needs.append(True)
             upstream = tensor.grad_fn
-            edges.append((upstream, 0) if upstream is not None else (grad_accumulator(tensor), 0))
+            edges.append((upstream if upstream is not None else grad_accumulator(tensor), 0))
         else:
             needs.append(False)
             edges.append(_NO_EDGE)
     node.needs = needs
     node.next_functions = tuple(edges)
+    # After the edges: a leaf's accumulator made just above must number lower than this node.
+    node.sequence_nr = next(_sequence)
     node.input_meta = [(a.shape, a.dtype) for a in arrays]
     node._pre_hooks = None
     node._retained = None
+    if not prim.save:
+        node.saved = node._saved_versions = ()
+        return node
     saved = []
     versions = []
     for key in prim.save:
         if key == "out":
-            tensor, array, producer = out_tensor, out, type(node).__name__
+            tensor, array, producer = out_tensor, out, node
         else:
             tensor, array, producer = inputs[key], arrays[key], inputs[key].grad_fn
-            producer = type(producer).__name__ if producer is not None else "a leaf"
         saved.append(array)
+        counter = tensor._version_counter
         # The error message is formatted only if the check ever fails.
-        versions.append((tensor._version_counter, tensor._version_counter[0], array, producer))
+        versions.append((counter, counter[0], array,
+                         type(producer).__name__ if producer is not None else "a leaf"))
     node.saved = tuple(saved)
     node._saved_versions = versions
     return node
@@ -159,7 +181,7 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
 def _add_into(pending, node, grad, owned):
     """Sum gradients arriving at `node`; `owned` says the array is ours to overwrite."""
     entry = pending.get(node)
-    if entry is None:
+    if entry is None or entry[0] is None:
         pending[node] = [grad, owned]
         return
     before = entry[0]
@@ -214,23 +236,6 @@ def clear_grads(tensors, set_to_none=True):
             tensor._grad._version_counter[0] += 1
 
 
-def _graph_dependencies(start_nodes):
-    """For each node reachable from `start_nodes`, how many edges point at it."""
-    dependencies = {}
-    stack = list(start_nodes)
-    seen = set(stack)
-    while stack:
-        node = stack.pop()
-        for child, _ in node.next_functions:
-            if child is None:
-                continue
-            dependencies[child] = dependencies.get(child, 0) + 1
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-    return dependencies
-
-
 def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
     """Reverse-mode sweep from `roots` seeded with `root_grads` (NumPy arrays).
 
@@ -238,55 +243,50 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
     With `capture` (a dict node -> None, from autograd.grad), the gradient arriving at each
     captured node is stored there instead and no `.grad` is touched.
     """
-    pending = {}
-    start = []
+    pending = {}   # node -> [sum of the gradients that reached it (or None), owned]
+    queue = []     # (-sequence_nr, node): the latest-made node runs first
     for tensor, grad in zip(roots, root_grads):
         node = edge(tensor)[0]
         if node is None:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
+        if node not in pending:
+            heapq.heappush(queue, (-node.sequence_nr, node))
         _add_into(pending, node, grad, False)
-        if node not in start:
-            start.append(node)
-    dependencies = _graph_dependencies(start)
-    ready = [node for node in start if node not in dependencies]
     previous_mode = grad_mode.state.enabled
     grad_mode.state.enabled = False
     try:
-        while ready:
-            node = ready.pop()
-            entry = pending.pop(node, None)
-            if entry is None:
-                grad = grads = None
+        while queue:
+            node = heapq.heappop(queue)[1]
+            grad, owned = pending.pop(node)
+            if grad is None:
+                # Reached, but every gradient into it was None: nothing to run, but its saved
+                # tensors are freed as if it had run (PyTorch does the same).
+                grads = None
                 if not retain_graph and type(node) is not AccumulateGrad:
                     node._release()
             else:
-                grad = entry[0]
-                grads = _process(node, entry, retain_graph, wrap, capture)
+                grads = _process(node, grad, owned, retain_graph, wrap, capture)
             for index, (child, _) in enumerate(node.next_functions):
                 if child is None:
                     continue
-                if grads is not None and grads[index] is not None:
-                    child_grad = grads[index]
+                child_grad = grads[index] if grads is not None else None
+                if child not in pending:
+                    heapq.heappush(queue, (-child.sequence_nr, child))
                     # NOTE: only a fresh array (not `grad` passed through, not a view of
                     # anything) may later be added into in place: views can alias the
                     # user's gradient.
-                    owned = child_grad is not grad and child_grad.base is None
-                    if child in pending:
-                        _add_into(pending, child, child_grad, owned)
-                    else:
-                        pending[child] = [child_grad, owned]
-                count = dependencies[child] - 1
-                dependencies[child] = count
-                if count == 0:
-                    ready.append(child)
+                    pending[child] = [child_grad, child_grad is not None and
+                                      child_grad is not grad and child_grad.base is None]
+                elif child_grad is not None:
+                    _add_into(pending, child, child_grad,
+                              child_grad is not grad and child_grad.base is None)
     finally:
         grad_mode.state.enabled = previous_mode
 
 
-def _process(node, entry, retain_graph, wrap, capture):
+def _process(node, grad, owned, retain_graph, wrap, capture):
     """Run one node; return the gradients for its inputs (None for a leaf's accumulator)."""
-    grad, owned = entry
     if type(node) is AccumulateGrad:
         tensor = node.variable
         if tensor._hooks:
