@@ -183,10 +183,14 @@ _loss_kernels = _codegen.load_module(
 _ONE = {np.dtype(t): np.ones(1, t) for t in (np.float32, np.float64)}
 
 
+def _flat(x):
+    return x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
+
+
 def _flat_operand(value, shape, dtype):
     """(flat array, step) for an optional weight broadcast against `shape`."""
     if value is None:
-        return _ONE[np.dtype(dtype)], 0
+        return _ONE[dtype], 0
     if value.size == 1:
         return value.astype(dtype, copy=False).reshape(1), 0
     return np.ascontiguousarray(np.broadcast_to(value.astype(dtype, copy=False), shape)).reshape(-1), 1
@@ -206,10 +210,9 @@ def _pointwise_loss(row):
 
     def operands(x, y, weight, pos_weight):
         """Flat contiguous x and y, then (array, step) for weight and pos_weight."""
-        flat_x = np.ascontiguousarray(x).reshape(-1)
-        flat_y = np.ascontiguousarray(y.astype(x.dtype, copy=False)).reshape(-1)
-        return ((flat_x, flat_y) + _flat_operand(weight, x.shape, x.dtype)
-                + _flat_operand(pos_weight, x.shape, x.dtype))
+        dtype = x.dtype
+        return ((_flat(x), _flat(y if y.dtype == dtype else y.astype(dtype)))
+                + _flat_operand(weight, x.shape, dtype) + _flat_operand(pos_weight, x.shape, dtype))
 
     def forward(x, y, weight=None, pos_weight=None, reduction="mean"):
         shape, dtype = infer(x, y, weight, pos_weight, reduction)
@@ -228,7 +231,7 @@ def _pointwise_loss(row):
         params = node.params
         weight, pos_weight, reduction = params["weight"], params["pos_weight"], params["reduction"]
         scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
-        g_flat = np.ascontiguousarray(g).reshape(-1)
+        g_flat = _flat(g)
         need_x, need_y = node.needs[0], node.needs[1]
         grad_x = np.empty(x.size if need_x else 0, g.dtype)
         grad_y = np.empty(y.size if need_y else 0, g.dtype)
@@ -300,8 +303,21 @@ def check_targets(target, n_classes, ignore_index):
         raise IndexError(f"Target {target[bad]} is out of bounds.")
 
 
+_unit_weights = {}
+
+
 def _class_weight(weight, n_classes, dtype):
-    return np.ones(n_classes, dtype) if weight is None else weight.astype(dtype, copy=False)
+    if weight is not None:
+        return weight.astype(dtype, copy=False)
+    key = (n_classes, dtype)
+    ones = _unit_weights.get(key)
+    if ones is None:
+        ones = np.ones(n_classes, dtype)
+        # Read-only: the same array serves every call (the kernels only read weights).
+        ones.flags.writeable = False
+        if len(_unit_weights) < 256:
+            _unit_weights[key] = ones
+    return ones
 
 
 def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -346,7 +362,7 @@ def _nll_vjp(node, g):
     if reduction == "mean":
         total_weight = nll_total_weight(target, weight, ignore_index)
         scale = 1.0 / total_weight if total_weight else np.nan
-    g_flat = np.ascontiguousarray(g).reshape(-1)
+    g_flat = _flat(g)
     grad = np.empty(shape, g.dtype)
     nll_backward_kernel(target, weight, ignore_index, g_flat, int(g_flat.size > 1),
                         g.dtype.type(scale), grad)
