@@ -18,23 +18,24 @@ from .tensor import Tensor, dispatch, as_tensor_arg, result_dtype, _check_dim, S
 
 
 def _tensor(value, dtype):
-    return value if isinstance(value, Tensor) else as_tensor_arg(value, dtype)
+    return value if isinstance(value, Tensor) else as_tensor_arg(value, dtype.np)
 
 
 def _binary(name, a, b, grad_fn_name=None):
     """Call an elementwise primitive; Python scalars become constants of the result dtype."""
     if not isinstance(b, Tensor):
-        if (type(b) is float or type(b) is int) and a._data.dtype.kind == "f":
+        np_dtype = a._data.dtype
+        if (type(b) is float or type(b) is int) and np_dtype.kind == "f":
             # The common case (x * 2.0) skips the general promotion rules.
-            b = as_tensor_arg(b, a.dtype)
+            b = as_tensor_arg(b, np_dtype)
         elif isinstance(b, (int, float, bool, np.number, np.bool_)):
-            b = as_tensor_arg(b, result_dtype(a, b))
+            b = as_tensor_arg(b, result_dtype(a, b).np)
         else:
             b = _from_other(b)
             if b is NotImplemented:
                 return NotImplemented
     elif not isinstance(a, Tensor):
-        a = as_tensor_arg(a, result_dtype(a, b))
+        a = as_tensor_arg(a, result_dtype(a, b).np)
     return dispatch(P[name], (a, b), grad_fn_name=grad_fn_name)
 
 
@@ -635,7 +636,7 @@ def setitem(input, index, value):
     _check_inplace(input)
     index, _ = _index_parts(index)
     if not isinstance(value, Tensor):
-        value = as_tensor_arg(value, input.dtype) if np.isscalar(value) else Tensor._wrap(np.asarray(value))
+        value = as_tensor_arg(value, input._data.dtype) if np.isscalar(value) else Tensor._wrap(np.asarray(value))
     positions = flat_positions(input.shape, index)
     if _recording(input, value):
         result = dispatch(P["index_put"], (_snapshot(input), value), {"positions": positions})

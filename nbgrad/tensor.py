@@ -332,15 +332,16 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
 _constants = {}
 
 
-def as_tensor_arg(value, dtype):
-    """A Python scalar operand as a constant 0-d tensor of `dtype` (no grad, no upcast).
+def as_tensor_arg(value, np_dtype):
+    """A Python scalar operand as a constant 0-d tensor of NumPy dtype `np_dtype` (no grad,
+    no upcast).
 
     Constants are cached: they are internal operands no user code can reach or modify.
     """
-    key = (type(value), value, dtype.np)
+    key = (type(value), value, np_dtype)
     constant = _constants.get(key)
     if constant is None:
-        array = np.array(value, dtype=dtype.np)
+        array = np.array(value, dtype=np_dtype)
         array.flags.writeable = False
         constant = Tensor._wrap(array)
         if len(_constants) < 4096:
