@@ -254,6 +254,10 @@ def test_mlp_classifier_20_steps(name):
     if name.startswith("adam"):
         steps = [float(_array(pair.fused.opt.state[p]["step"])) for p in pair.fused.params]
         assert steps == [20.0] * len(pair.fused.params)
+    # The update of all four parameters is one loop nest, not a kernel call per parameter.
+    source = pair.compiled.source
+    assert source.count("update of 4 parameter(s), one loop nest") == 1
+    assert "_update(" not in source
 
 
 @pytest.mark.parametrize("activation", [nn.Tanh, nn.Sigmoid])
@@ -575,6 +579,52 @@ def test_param_groups_and_a_parallel_sized_step():
         pair(*regression_batch(rng, 256, 16, 4), before=hyper)
     assert pair.compiled.stats["specializations"] == 1
     assert pair.compiled.stats["fused_calls"] == 3
+
+
+@pytest.mark.parametrize("name, changes", [
+    # Momentum switched on mid-run: PyTorch's first momentum step copies the gradient
+    # (dampening does not apply to it).
+    ("sgd", [{}, {}, {"momentum": 0.9, "dampening": 0.5}, {}, {"dampening": 0.0, "nesterov": True},
+             {"weight_decay": 0.1, "maximize": True}, {"momentum": 0.0, "nesterov": False}]),
+    ("adam", [{}, {"eps": 1e-3}, {"maximize": True}, {"weight_decay": 0.1},
+              {"decoupled_weight_decay": True}, {"betas": (0.3, 0.5)}]),
+])
+def test_optimizer_options_changed_between_calls(name, changes):
+    """Every optimizer option is a run-time value of the fused step: no recompilation."""
+    def build():
+        model = mlp((64, 16, 10))
+        make = optim.SGD if name == "sgd" else optim.Adam
+        return model, make(model.parameters(), lr=0.05 if name == "sgd" else 1e-2)
+
+    rng = np.random.default_rng(21)
+    pair = Pair(build, standard_step)
+    for change in changes:
+        pair(*classification_batch(rng, 8), before=lambda s: s.opt.param_groups[0].update(change))
+    assert pair.compiled.stats["specializations"] == 1
+    assert pair.compiled.stats["fused_calls"] == len(changes) - 1
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_momentum", "adam"])
+@pytest.mark.parametrize("how", ["load_state_dict", "clear"])
+def test_optimizer_state_replaced_between_calls(optimizer, how):
+    """The fused step reads the optimizer's state at every call: load_state_dict gives new
+    arrays, clearing the state starts over (Adam's step count, the first momentum step)."""
+    def build():
+        model = mlp((64, 16, 10))
+        return model, OPTIMIZERS[optimizer](model.parameters())
+
+    def replace(s):
+        if how == "clear":
+            s.opt.state.clear()
+        else:
+            s.opt.load_state_dict(s.opt.state_dict())
+
+    rng = np.random.default_rng(22)
+    pair = Pair(build, standard_step)
+    for call in range(5):
+        pair(*classification_batch(rng, 8), before=replace if call == 3 else None)
+    assert pair.compiled.stats["specializations"] == 1
+    assert pair.compiled.stats["fused_calls"] == 4
 
 
 @pytest.mark.parametrize("changed", [

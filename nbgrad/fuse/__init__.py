@@ -50,6 +50,9 @@ def _flatten(result, tensors):
     return ("value", result)
 
 
+_ONE_TENSOR = ("tensor", 0)  # the template of a step that returns one tensor
+
+
 def _rebuild(template, arrays):
     """The step's return value from the fused function's (already copied) output arrays."""
     kind, content = template
@@ -99,18 +102,39 @@ class _ClosureWatch:
         namespace = getattr(fn, "__globals__", {})
         self.namespace = namespace
         self.names = [name for name in code.co_names if name in namespace] if code else []
+        self.seen_cells = self.seen_globals = ()
 
     def values(self):
-        found = []
-        for cell in self.cells:
-            try:
-                found.append(cell.cell_contents)
-            except ValueError:  # an empty cell (a variable not yet assigned)
-                found.append(None)
+        """The watched values, for the call key."""
+        self.seen_cells = [_cell_contents(cell) for cell in self.cells]
         namespace = self.namespace
-        found += [namespace.get(name) for name in self.names]
+        self.seen_globals = [namespace.get(name) for name in self.names]
         return tuple([id(value) if isinstance(value, Tensor) else (type(value), value)
-                      for value in found if isinstance(value, _WATCHED_TYPES)])
+                      for value in self.seen_cells + self.seen_globals
+                      if isinstance(value, _WATCHED_TYPES)])
+
+    def unchanged(self):
+        """Whether every cell and global still holds the very object it held when `values`
+        last ran (then `values` would give the same key)."""
+        for cell, seen in zip(self.cells, self.seen_cells):
+            try:
+                if cell.cell_contents is not seen:
+                    return False
+            except ValueError:  # an empty cell: `values` read it as None
+                if seen is not None:
+                    return False
+        namespace = self.namespace
+        for name, seen in zip(self.names, self.seen_globals):
+            if namespace.get(name) is not seen:
+                return False
+        return True
+
+
+def _cell_contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell (a variable not yet assigned)
+        return None
 
 
 class _Fallback:
@@ -126,15 +150,24 @@ class _Fallback:
         return fn(*args, **kwargs)
 
 
-class Specialization:
-    """The fused function for one traced run, its buffers, and the Python around the call."""
+def _fits(array, shape, dtype):
+    return array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
 
-    def __init__(self, tracer, result_template, outputs, stats):
+
+class Specialization:
+    """The fused function for one traced run, its buffers, and the Python around the call.
+
+    Everything a call needs is worked out here once: where each argument comes from, which
+    guards to check, which arena views to copy the results from.
+    """
+
+    def __init__(self, tracer, result_template, outputs, stats, key, plain_arguments):
         try:
-            self.source, emitter, (layout, sizes) = generate(tracer, outputs)
+            self.source, emitter, (layout, sizes), returned = generate(tracer, outputs)
         except Unfusable as error:
             raise GraphBreak(str(error)) from None
         self.template = result_template
+        self.returns_one_tensor = result_template == _ONE_TENSOR
         self.guard_grads = [(t, was_none) for t, was_none in tracer.touched.items()
                             if was_none is not None]
         self.guard_modes = list(tracer.modules.items())
@@ -145,39 +178,44 @@ class Specialization:
                 watched[id(handle[1])] = handle[1]
         self.guard_flags = [(t, t._requires_grad) for t in watched.values()]
         arenas = {key: np.empty(size, key) for key, size in sizes.items()}
-        self.hyper = np.zeros(len(emitter.hyper))
-        # Argument values: fixed ones are set here; `fetches` says where the others come from
-        # on each call: (position, kind, what, traced shape, traced dtype).
-        self.values = []
-        self.fetches = []
-        extra_positions = {}
-        for position, (name, source) in enumerate(emitter.arguments):
-            self.values.append(None)
-            if source[0] == "handle":
-                (kind, what), array = source[1], source[2]
-                if kind == "const":
-                    self.values[position] = what
-                else:
-                    self.fetches.append((position, kind, what, array.shape, array.dtype))
-            else:
-                extra_positions[name] = position
-        self.values += list(arenas.values())
-        if emitter.hyper:
-            self.values.append(self.hyper)
-        self.extras = [(kind, extra_positions[where] if kind == "array" else where)
-                       for kind, where in emitter.extras]
-        self.updates = [(event[1], event[2], event[3]) for event in tracer.events
-                        if event[0] == "update"]
-        traced_extras = [value for event in tracer.events if event[0] == "update"
-                         for value in event[6]]
-        names = [name for name, _ in emitter.arguments]
-        self.preconditions = [(function, names.index(name))
-                              for function, name in emitter.preconditions]
 
         def buffer_view(name, array):
             key, offset = layout[name]
             return arenas[key][offset:offset + array.size].reshape(array.shape)
 
+        traced_buffers = dict(emitter.buffers)
+        self.outputs = [buffer_view(name, traced_buffers[name]) for name in returned]
+        # Argument values. Fixed ones are set here; the others are fetched on each call, from
+        # a tensor argument, a tensor's data or .grad, or the optimizer's state. The list
+        # keeps the last call's arrays: an array seen last time needs no checks.
+        self.values = []
+        samples = []
+        self.arg_fetches, self.data_fetches, self.grad_fetches = [], [], []
+        fetches = {"arg": self.arg_fetches, "data": self.data_fetches, "grad": self.grad_fetches}
+        state_positions = {}
+        for position, (_, (kind, what, traced)) in enumerate(emitter.arguments):
+            value = sample = None
+            if kind == "state":
+                state_positions[what] = position
+                sample = traced
+            elif what[0] == "const":
+                value = sample = what[1]
+            else:
+                fetches[what[0]].append((position, what[1], traced.shape, traced.dtype))
+                sample = np.empty(traced.shape, traced.dtype)
+            self.values.append(value)
+            samples.append(sample)
+        self.values += list(arenas.values())
+        samples += list(arenas.values())
+        self.updates = self._updates(tracer, state_positions)
+        if emitter.hyper:
+            self.hyper = np.array(emitter.hyper, np.float64)
+            self.values.append(self.hyper)
+            samples.append(self.hyper)
+        self.seen_state = [None] * len(self.values)
+        names = [name for name, _ in emitter.arguments]
+        self.preconditions = [(function, names.index(name))
+                              for function, name in emitter.preconditions]
         buffers = {id(array): buffer_view(name, array) for name, array in emitter.buffers}
         # After a call, each touched tensor's .grad is what the traced run left there: None,
         # a buffer of this specialization (wrapped once), or its own array updated in place.
@@ -188,7 +226,40 @@ class Specialization:
                 self.final_grads.append((tensor, None))
             elif id(grad._data) in buffers:
                 self.final_grads.append((tensor, Tensor._wrap(buffers[id(grad._data)])))
-        self._compile(stats, self._sample_arguments(traced_extras))
+        self.updated = [update[2] for update in self.updates]
+        # For calls whose arguments are all tensors: (shape, dtype, requires_grad, position
+        # of its array among the arguments or None) per argument, from the call key.
+        self.grad_mode = key[2]
+        self.alike = None
+        if plain_arguments:
+            positions = {index: position for position, index, _, _ in self.arg_fetches}
+            self.alike = [(shape, dtype, requires_grad, positions.get(index))
+                          for index, (shape, dtype, requires_grad) in enumerate(key[0][1])]
+        self._compile(stats, samples)
+
+    @staticmethod
+    def _updates(tracer, state_positions):
+        """Per parameter update, in the order of the generated code: (optimizer, group,
+        parameter, first hyper slot, the scalars written there, where each state array goes:
+        (position, traced shape, dtype, an empty stand-in for absent state or None for a
+        counter, which is passed unflattened))."""
+        updates = []
+        slot = 0
+        for event in [event for event in tracer.events if event[0] == "update"]:
+            _, optimizer, group, param, _, tensors, scalars = event
+            number = len(updates)
+            shape, dtype = param._data.shape, param._data.dtype
+            arrays = []
+            for index, name in enumerate(optimizer.rule.arrays):
+                position = state_positions[(number, index)]
+                if name in optimizer.rule.state:
+                    arrays.append((position, shape, dtype, np.empty(0, dtype)))
+                else:
+                    counter = tensors[index]._data
+                    arrays.append((position, counter.shape, counter.dtype, None))
+            updates.append((optimizer, group, param, slot, tuple(scalars), arrays))
+            slot += len(scalars)
+        return updates
 
     def _compile(self, stats, sample_arguments):
         started = time.perf_counter()
@@ -221,19 +292,9 @@ class Specialization:
                 wrapper._data = buffer.copy()
                 self.final_grads[index] = (tensor, Tensor._wrap(buffer))
 
-    def _sample_arguments(self, traced_extras):
-        """Values of the argument types, for compiling before the first fused call."""
-        values = list(self.values)
-        for position, _, _, shape, dtype in self.fetches:
-            values[position] = np.empty(shape, dtype)
-        for (kind, where), traced in zip(self.extras, traced_extras):
-            if kind == "array":
-                values[where] = traced
-        return values
-
     def matches(self):
         for tensor, was_none in self.guard_grads:
-            if (tensor.grad is None) != was_none:
+            if (tensor._grad is None) != was_none:
                 return False
         for module, training in self.guard_modes:
             if module.training != training:
@@ -243,39 +304,109 @@ class Specialization:
                 return False
         return True
 
+    def _fetch_arguments(self, leaves):
+        """Put this call's tensor arguments' arrays into `values`; False if one does not fit."""
+        values = self.values
+        for position, index, shape, dtype in self.arg_fetches:
+            array = leaves[index]._data
+            if array is not values[position]:
+                if not _fits(array, shape, dtype):
+                    return False
+                values[position] = array
+        return True
+
+    def _fetch_tensors(self):
+        """Put the arrays of the tensors the step reads (parameters, .grad) into `values`."""
+        values = self.values
+        for position, tensor, shape, dtype in self.data_fetches:
+            array = tensor._data
+            if array is not values[position]:
+                if not _fits(array, shape, dtype):
+                    return False
+                values[position] = array
+        for position, tensor, shape, dtype in self.grad_fetches:
+            grad = tensor._grad
+            if grad is None:
+                return False
+            array = grad._data
+            if array is not values[position]:
+                if not _fits(array, shape, dtype):
+                    return False
+                values[position] = array
+        return True
+
+    def _fetch_updates(self):
+        """The optimizers' state arrays and scalars for this call (learning rates may have
+        changed, load_state_dict may have replaced the state); False if a state array does
+        not fit."""
+        values, seen, hyper = self.values, self.seen_state, self.hyper
+        for index, (optimizer, group, param, slot, written, arrays) in enumerate(self.updates):
+            tensors, scalars = optimizer.update_arguments(param, group)
+            for tensor, (position, shape, dtype, empty) in zip(tensors, arrays):
+                if tensor is None:
+                    values[position] = empty
+                    continue
+                array = tensor._data
+                if array is not seen[position]:
+                    if not _fits(array, shape, dtype):
+                        return False
+                    seen[position] = array
+                    values[position] = array if empty is None else array.reshape(-1)
+            if scalars != written:
+                hyper[slot:slot + len(scalars)] = scalars
+                self.updates[index] = (optimizer, group, param, slot, scalars, arrays)
+        return True
+
     def __call__(self, fn, leaves, args, kwargs):
-        values = list(self.values)
-        for position, kind, what, shape, dtype in self.fetches:
-            if kind == "arg":
-                array = leaves[what]._data
-            elif kind == "data":
-                array = what._data
-            else:
-                array = what.grad._data
-            if array.shape != shape or array.dtype != dtype or not array.flags.c_contiguous:
+        """Run the fused function for a call whose key is this specialization's and whose
+        guards match; None if an array does not fit it."""
+        if not self._fetch_arguments(leaves):
+            return None
+        return self._run()
+
+    def call_alike(self, args):
+        """Run for a call whose grad mode and closure are those of this specialization's key,
+        checking the arguments against the key (without building it) and the guards;
+        None if anything differs."""
+        alike = self.alike
+        if alike is None or len(args) != len(alike):
+            return None
+        values = self.values
+        # NOTE: `is` for dtypes and flags (NumPy has one object per dtype): anything else
+        # only sends the call down the path that builds the key. An argument's array seen
+        # by the last call has not changed shape or dtype.
+        for arg, (shape, dtype, requires_grad, position) in zip(args, alike):
+            if not isinstance(arg, Tensor) or arg._requires_grad is not requires_grad:
                 return None
-            values[position] = array
-        if self.updates:
-            extras = self.extras
-            index = 0
-            hyper = self.hyper
-            for optimizer, group, param in self.updates:
-                for value in optimizer.kernel_arguments(param, group)[1]:
-                    kind, where = extras[index]
-                    if kind == "array":
-                        values[where] = value
-                    else:
-                        hyper[where] = value
-                    index += 1
+            array = arg._data
+            if position is None or array is not values[position]:
+                if array.shape != shape or array.dtype is not dtype:
+                    return None
+                if position is not None:
+                    if not array.flags.c_contiguous:
+                        return None
+                    values[position] = array
+        if not self.matches():
+            return None
+        return self._run()
+
+    def _run(self):
+        if not self._fetch_tensors():
+            return None
+        values = self.values
         for function, position in self.preconditions:
             function(values[position])
+        if self.updates and not self._fetch_updates():
+            return None
         self._release_kept_grads()
-        outputs = self.kernel(*values)
+        self.kernel(*values)
         for tensor, grad in self.final_grads:
-            tensor.grad = grad
-        for _, _, param in self.updates:
+            tensor._grad = grad
+        for param in self.updated:
             param._version_counter[0] += 1
-        return _rebuild(self.template, outputs)
+        if self.returns_one_tensor:
+            return Tensor._wrap(self.outputs[0].copy())
+        return _rebuild(self.template, [output.copy() for output in self.outputs])
 
 
 class Compiled:
@@ -289,6 +420,9 @@ class Compiled:
         self._closure = _ClosureWatch(fn)
         self._warned = set()
         self._latest = None
+        # The specialization whose key the closure and grad mode had at the last call that
+        # built a key; the next calls try it first, without building a key.
+        self._last = None
         self.breaks = []
         self.stats = {"compile_time_s": 0.0, "cache_hits": 0, "cache_misses": 0,
                       "specializations": 0, "fused_calls": 0, "eager_calls": 0}
@@ -313,6 +447,14 @@ class Compiled:
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     def __call__(self, *args, **kwargs):
+        last = self._last
+        if last is not None and not kwargs and _grad_state.enabled is last.grad_mode and \
+                self._closure.unchanged():
+            result = last.call_alike(args)
+            if result is not None:
+                self.stats["fused_calls"] += 1
+                return result
+        self._last = None
         leaves, keep = [], []
         key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep) if kwargs else None,
                _grad_state.enabled, self._closure.values())
@@ -320,8 +462,11 @@ class Compiled:
             if specialization.matches():
                 result = specialization(self.fn, leaves, args, kwargs)
                 if result is not None:
-                    self.stats["fused_calls" if isinstance(specialization, Specialization)
-                               else "eager_calls"] += 1
+                    if isinstance(specialization, Specialization):
+                        self.stats["fused_calls"] += 1
+                        self._last = specialization
+                    else:
+                        self.stats["eager_calls"] += 1
                     return result
         if self.stats["specializations"] >= self.max_specializations:
             self._warn_once(f"nbgrad.compile: more than {self.max_specializations} "
@@ -346,8 +491,9 @@ class Compiled:
         specialization = None
         if reason is None:
             try:
+                plain = not kwargs and all(isinstance(arg, Tensor) for arg in args)
                 specialization = Specialization(tracer, template, [t._data for t in outputs],
-                                                self.stats)
+                                                self.stats, key, plain)
             except GraphBreak as error:
                 reason = str(error)
         if reason is not None:
@@ -358,7 +504,7 @@ class Compiled:
             specialization = _Fallback(reason)
         else:
             self.stats["specializations"] += 1
-            self._latest = specialization
+            self._latest = self._last = specialization
         specialization.keep_alive = keep
         self._specializations.setdefault(key, []).append(specialization)
         return result

@@ -2,8 +2,9 @@
 
 Each primitive's fused rule (`Primitive.fuse`) emits the statements for its forward and
 VJP; this module emits the engine's own operations (gradient sums, copies, fills, casts,
-summing a broadcast gradient back) and optimizer updates, and decides which arrays are
-arguments (read from tensors at call time), preallocated buffers, or local views.
+summing a broadcast gradient back) and the optimizer updates (one loop nest from the
+optimizer's `rule`), and decides which arrays are arguments (read from tensors or the
+optimizer's state at call time), preallocated buffers, or local views.
 """
 import math
 import re
@@ -27,17 +28,16 @@ class Emitter:
     def __init__(self, tracer):
         self.tracer = tracer
         self.names = {}
-        # (name, source): ("handle", how to fetch it, traced array) | ("arena", dtype, size)
-        # | ("hyper", count) | ("extra", position among the optimizers' run-time values)
+        # (name, source): ("handle", how to fetch it, traced array) | ("state", (number of
+        # the update, index among the rule's arrays), traced array)
         self.arguments = []
         self.buffers = []            # (name, traced array): views into one arena per dtype
-        self.hyper = []              # traced run-time scalars, passed in one float64 array
-        self.extras = []             # per run-time value: ("array", name) or ("hyper", slot)
+        self.hyper = []              # traced optimizer scalars, passed in one float64 array
+        self.updates = 0             # parameter updates emitted so far
         self.globals = []            # module-level constant arrays
         self.lines = []
         self.imports = {}
         self.preconditions = []      # (function, argument name): run in Python before each call
-        self.prologue = []           # lines placed before the body (buffer views, scalars)
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
         self.parallel = False        # whether any loop is long enough for threads
         self._comments = []
@@ -92,9 +92,9 @@ class Emitter:
         """An array fixed for the specialization (default class weights, seeds): small ones
         are module-level constants of the generated source, large ones arguments."""
         name = self._new("const")
-        # Only read-only arrays (nbgrad's own constants) are written into the source; any
-        # other array may be changed in place between calls, so it stays an argument.
-        if array.size <= _MAX_INLINE_CONSTANT and not array.flags.writeable:
+        # Only read-only arrays (nbgrad's own constants) and empty ones are written into the
+        # source; any other array may be changed in place between calls: an argument.
+        if array.size == 0 or array.size <= _MAX_INLINE_CONSTANT and not array.flags.writeable:
             values = np.array2string(array, separator=", ", threshold=_MAX_INLINE_CONSTANT,
                                      floatmode="unique").replace("\n", "")
             self.globals.append(f"{name} = np.array({values}, dtype=np.{array.dtype.name})"
@@ -103,21 +103,11 @@ class Emitter:
             self.arguments.append((name, ("handle", ("const", array), array)))
         return name
 
-    def extra(self, traced_value):
-        """A run-time optimizer value (recomputed before each call): arrays are arguments,
-        scalars travel in the `hyper` float64 array and are cast back here."""
-        name = self._new("run")
-        if isinstance(traced_value, np.ndarray):
-            self.arguments.append((name, ("extra", len(self.extras))))
-            self.extras.append(("array", name))
-        else:
-            slot = len(self.hyper)
-            self.hyper.append(traced_value)
-            self.extras.append(("hyper", slot))
-            if isinstance(traced_value, (bool, np.bool_)):
-                self.prologue.append(f"{name} = hyper[{slot}] != 0.0")
-            else:
-                self.prologue.append(f"{name} = np.{np.asarray(traced_value).dtype.name}(hyper[{slot}])")
+    def state(self, update, index, traced):
+        """An optimizer state array (flat) or counter of the `update`-th parameter update,
+        read from the optimizer at call time: load_state_dict may replace it."""
+        name = self._new("state")
+        self.arguments.append((name, ("state", (update, index), traced)))
         return name
 
     def kernel(self, function):
@@ -256,15 +246,45 @@ def _emit_engine(em, event):
         em.elementwise(Emitter.literal(value, array.dtype), {}, name, array.shape, name)
     elif kind == "fit":
         _emit_fit(em, event[1], event[2])
-    elif kind == "update":
-        _, optimizer, group, param, kernel, grad, traced_extras = event
-        em.comment(f"{type(optimizer).__name__} update of a parameter of shape {tuple(param.shape)}")
-        extras = [em.extra(value) for value in traced_extras]
-        size = param._data.size
-        em.emit(f"{em.kernel(kernel)}({em.ref(param._data)}.reshape({size}), "
-                f"{em.ref(grad)}.reshape({size}), {', '.join(extras)})")
     else:
         raise Unfusable(f"event {kind!r}")
+
+
+def _emit_updates(em, events):
+    """Consecutive updates of parameters of one dtype by one optimizer: one loop nest over
+    the parameters, each updated by the lines the optimizer's rule generates."""
+    optimizer, param = events[0][1], events[0][3]
+    rule, dtype = optimizer.rule, param._data.dtype
+    prefix = em._new("u") + "_"
+    em.comment(f"{type(optimizer).__name__} update of {len(events)} parameter(s), one loop nest "
+               f"({type(optimizer).__module__}.{type(optimizer).__name__}.rule)")
+    columns = {name: [] for name in ("param", "grad") + rule.arrays}
+    first_slot = len(em.hyper)
+    for _, _, _, param, grad, tensors, scalars in events:
+        if grad.dtype != dtype or grad.shape != param._data.shape:
+            raise Unfusable(f"a gradient {grad.dtype}{list(grad.shape)} for a parameter "
+                            f"{dtype}{list(param._data.shape)}")
+        size = param._data.size
+        columns["param"].append(f"{em.ref(param._data)}.reshape({size})")
+        columns["grad"].append(f"{em.ref(grad)}.reshape({size})")
+        for index, (name, tensor) in enumerate(zip(rule.arrays, tensors)):
+            traced = np.empty(0, dtype) if tensor is None else tensor._data
+            if name in rule.state:
+                traced = traced.reshape(-1)
+            columns[name].append(em.state(em.updates, index, traced))
+        em.updates += 1
+        em.hyper += [float(value) for value in scalars]
+    count, width = len(events), len(rule.scalars)
+    index = prefix + "p"
+    for name, items in columns.items():
+        em.emit(f"{prefix}{name}s = ({', '.join(items)},)")
+    em.emit(f"for {index} in range({count}):")
+    for name in columns:
+        em.emit(f"    {prefix}{name} = {prefix}{name}s[{index}]")
+    scalars = {name: f"hyper[{first_slot + j} + {width} * {index}]"
+               for j, name in enumerate(rule.scalars)}
+    for line in rule.parameter_lines({name: prefix + name for name in columns}, scalars, prefix):
+        em.emit("    " + line)
 
 
 def _emit_fit(em, before, after):
@@ -297,10 +317,23 @@ _HEADER = '''"""Fused step generated by nbgrad.compile from one traced run; do n
 Arguments: tensors' arrays read at call time, buffers allocated once per specialization,
 and run-time optimizer values (learning rates, step counts) computed before each call.
 """
+import math
+
 import numba
 import numpy as np
 from nbgrad.ops._kernel_support import typed
 '''
+
+
+def _output_buffer(em, array):
+    """The name of a buffer holding returned `array`: its own if it has one, else a copy."""
+    name = em.ref(array)
+    if any(name == buffer for buffer, _ in em.buffers):
+        return name
+    em.comment("a returned value, copied into a buffer")
+    copy = em.out(np.empty_like(array))
+    em.elementwise("a", {"a": (name, array.shape)}, copy, array.shape, name)
+    return copy
 
 
 def _arenas(em):
@@ -320,11 +353,31 @@ def _arenas(em):
     return layout, sizes, lines
 
 
+def _update_runs(events):
+    """The events, with each run of consecutive updates by one optimizer of parameters of
+    one dtype gathered into a list."""
+    runs = []
+    for event in events:
+        if event[0] != "update":
+            runs.append(event)
+            continue
+        run = runs[-1] if runs and isinstance(runs[-1], list) else None
+        if run and run[0][1] is event[1] and run[0][3]._data.dtype == event[3]._data.dtype:
+            run.append(event)
+        else:
+            runs.append([event])
+    return runs
+
+
 def generate(tracer, outputs, cache=True):
-    """(source, emitter, arena layout) of the fused function for `tracer`'s events."""
+    """(source, emitter, arena layout, names of the output buffers) of the fused function
+    for `tracer`'s events. The function returns nothing: the caller copies the outputs
+    out of their buffers (cheaper than Numba boxing new arrays)."""
     em = Emitter(tracer)
-    for event in tracer.events:
-        if event[0] == "op":
+    for event in _update_runs(tracer.events):
+        if isinstance(event, list):
+            _emit_updates(em, event)
+        elif event[0] == "op":
             _, prim, arrays, params, out, where = event
             em.comment(f"forward: {prim.name}  ({where})")
             prim.fuse.forward(em, arrays, params, out)
@@ -334,10 +387,8 @@ def generate(tracer, outputs, cache=True):
             node.prim.fuse.vjp(em, node, grad, raw)
         else:
             _emit_engine(em, event)
-    returned = [em.ref(array) for array in outputs]
+    returned = [_output_buffer(em, array) for array in outputs]
     em.finish()
-    # Copies: a returned value must not change when the next call reuses the buffers.
-    em.emit(f"return ({''.join(name + '.copy(), ' for name in returned)})")
     layout, sizes, views = _arenas(em)
     arguments = [name for name, _ in em.arguments]
     arguments += [f"arena_{np.dtype(key).name}" for key in sizes]
@@ -346,9 +397,9 @@ def generate(tracer, outputs, cache=True):
     imports = "".join(f"from {module} import {attr} as {alias}\n"
                       for alias, (module, attr) in sorted(em.imports.items()))
     constants = "".join(line + "\n" for line in em.globals)
-    prologue = "".join(f"    {line}\n" for line in views + em.prologue)
+    prologue = "".join(f"    {line}\n" for line in views)
     source = (_HEADER + imports + constants + "\n\n"
               + f'@numba.njit(cache={cache}, error_model="numpy"'
               + (", parallel=True" if em.parallel else "") + ")\n"
               + f"def fused_step({', '.join(arguments)}):\n" + prologue + "\n".join(em.lines) + "\n")
-    return source, em, (layout, sizes)
+    return source, em, (layout, sizes), returned

@@ -154,11 +154,12 @@ class Tracer:
             self.touch(tensor)
         self.events.append(("fill", array, value))
 
-    def update(self, optimizer, group, param, kernel, extras):
+    def update(self, optimizer, group, param, grad, tensors, scalars):
+        """`optimizer` updates `param` from `grad` with its state `tensors` (None where
+        absent) and `scalars` (see `Optimizer.update_arguments`)."""
         self.touch(param)
         self._seen(param)
-        self._keep(*[e for e in extras if hasattr(e, "shape")])
-        self.events.append(("update", optimizer, group, param, kernel, param.grad._data, extras))
+        self.events.append(("update", optimizer, group, param, grad, tensors, scalars))
 
     def module(self, module):
         self.modules.setdefault(module, module.training)

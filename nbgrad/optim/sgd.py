@@ -1,30 +1,32 @@
-"""SGD with momentum, dampening, weight decay and Nesterov momentum (torch/optim/sgd.py)."""
-import numba
+"""SGD with momentum, dampening, weight decay, Nesterov momentum and maximize
+(torch/optim/sgd.py, single-tensor path)."""
 import numpy as np
 
 from ..tensor import Tensor
 from .optimizer import Optimizer, reject_unsupported, required
-
-
-@numba.njit(cache=True, error_model="numpy")
-def sgd_kernel(param, grad, momentum_buffer, lr, weight_decay, momentum, one_minus_dampening,
-               nesterov, first_step):
-    """One parameter's SGD step, in place. Scalars arrive in the parameter's dtype."""
-    for i in range(param.shape[0]):
-        d = grad[i]
-        if weight_decay != 0:
-            d = d + weight_decay * param[i]
-        if momentum != 0:
-            if first_step:
-                buf = d
-            else:
-                buf = momentum * momentum_buffer[i] + one_minus_dampening * d
-            momentum_buffer[i] = buf
-            d = d + momentum * buf if nesterov else buf
-        param[i] = param[i] - lr * d
+from .rule import UpdateRule
 
 
 class SGD(Optimizer):
+    rule = UpdateRule(
+        "sgd",
+        state=("momentum_buffer",),
+        scalars=("lr", "weight_decay", "momentum", "dampening", "nesterov", "maximize",
+                 "first_step"),
+        setup="one_minus_dampening = 1 - dampening",
+        body="""
+            d = -grad if maximize else grad
+            if weight_decay != 0:
+                d = d + weight_decay * param
+            if momentum != 0:
+                if first_step:
+                    momentum_buffer = d
+                else:
+                    momentum_buffer = momentum * momentum_buffer + one_minus_dampening * d
+                d = d + momentum * momentum_buffer if nesterov else momentum_buffer
+            param = param - lr * d
+        """)
+
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False, foreach=None, differentiable=False, fused=None):
         if lr is not required and lr < 0.0:
@@ -35,25 +37,20 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        reject_unsupported("SGD", maximize=maximize, differentiable=differentiable)
+        reject_unsupported("SGD", differentiable=differentiable)
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=False))
+                                      maximize=maximize))
 
     def _init_state(self, param, group):
         return {"momentum_buffer": None}
 
-    def _kernel_arguments(self, data, state, group):
-        scalar = data.dtype.type
+    def _update_arguments(self, param, state, group):
         momentum = group["momentum"]
         buffer = state["momentum_buffer"]
+        # PyTorch's first momentum step copies the gradient into a new buffer.
         first_step = buffer is None
         if momentum != 0 and first_step:
-            buffer = state["momentum_buffer"] = Tensor._wrap(np.empty(data.shape, data.dtype))
-        return sgd_kernel, (_EMPTY[data.dtype] if buffer is None else buffer._data.reshape(-1),
-                            scalar(group["lr"]), scalar(group["weight_decay"]), scalar(momentum),
-                            scalar(1 - group["dampening"]), group["nesterov"], first_step)
-
-
-# A stand-in momentum buffer when momentum is 0 (the kernel never reads it).
-_EMPTY = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
+            buffer = state["momentum_buffer"] = Tensor._wrap(np.zeros_like(param._data))
+        return ((buffer,), (group["lr"], group["weight_decay"], momentum, group["dampening"],
+                            group["nesterov"], group["maximize"], first_step))
