@@ -683,3 +683,38 @@ def test_gradient_views_do_not_alias_the_seed_gradient():
         results.append((x.grad.numpy().copy(), seed.numpy().copy()))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[1][1], np.array([[1.0, 2.0], [3.0, 5.0]], np.float32))
+
+
+def test_gradient_passed_through_is_not_modified_after_capture():
+    # z's gradient passes through `y + 0` to y, which then receives a second gradient from
+    # w (made before z, so it runs after z's node).
+    results = []
+    for lib in (torch, nbgrad):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        y = x * 3
+        w = y * 5
+        z = y + 0
+        out = (z * 2).sum() + w.sum()
+        gz, gx = lib.autograd.grad(out, [z, x])
+        results.append((to_numpy(gz), to_numpy(gx)))
+    assert_close(results[1][0], results[0][0])
+    assert_close(results[1][1], results[0][1])
+
+
+def test_owned_gradient_passed_to_one_child_accumulates_correctly():
+    # a's gradient reaches it twice, the first time passed through an add with a constant.
+    results = []
+    for lib in (torch, nbgrad):
+        a = lib.tensor([1.0, -2.0, 3.0], requires_grad=True)
+        b = a * 2
+        out = ((b + 1) * a).sum() + (b * b).sum()
+        out.backward()
+        results.append(to_numpy(a.grad))
+    assert_close(results[1], results[0])
+
+
+def test_sequence_numbers_order_nodes_like_torch():
+    x = nbgrad.tensor([1.0], requires_grad=True)
+    y = x * 2
+    z = y + 1
+    assert z.grad_fn._sequence_nr() > y.grad_fn._sequence_nr()

@@ -259,55 +259,66 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
         while queue:
             node = heapq.heappop(queue)[1]
             grad, owned = pending.pop(node)
+            if type(node) is AccumulateGrad:
+                if grad is not None:
+                    _accumulate(node, grad, owned, wrap, capture)
+                continue
             if grad is None:
-                # Reached, but every gradient into it was None: nothing to run, but its saved
-                # tensors are freed as if it had run (PyTorch does the same).
-                grads = None
-                if not retain_graph and type(node) is not AccumulateGrad:
-                    node._release()
+                # Reached only by None gradients: nothing runs, but the saved tensors are
+                # freed as if it had (PyTorch does the same).
+                grads = _NO_GRADS
             else:
-                grads = _process(node, grad, owned, retain_graph, wrap, capture)
-            for index, (child, _) in enumerate(node.next_functions):
+                if node._pre_hooks:
+                    grad = _run_tensor_hooks(node._pre_hooks, grad, wrap)
+                    owned = False
+                if capture is not None:
+                    owned = False  # autograd.grad may return this very array
+                grads = _run_node(node, grad, wrap, capture)
+            if not retain_graph:
+                node._release()
+            for (child, _), child_grad in zip(node.next_functions, grads):
                 if child is None:
                     continue
-                child_grad = grads[index] if grads is not None else None
+                # NOTE: a node may add into a gradient in place only if it owns it: a fresh
+                # array (not a view, which can alias the user's gradient), or the gradient
+                # this node owned, passed through to this child alone.
+                if child_grad is None:
+                    child_owned = False
+                elif child_grad is grad:
+                    child_owned = owned and sum(g is grad for g in grads) == 1
+                else:
+                    child_owned = child_grad.base is None
                 if child not in pending:
                     heapq.heappush(queue, (-child.sequence_nr, child))
-                    # NOTE: only a fresh array (not `grad` passed through, not a view of
-                    # anything) may later be added into in place: views can alias the
-                    # user's gradient.
-                    pending[child] = [child_grad, child_grad is not None and
-                                      child_grad is not grad and child_grad.base is None]
+                    pending[child] = [child_grad, child_owned]
                 elif child_grad is not None:
-                    _add_into(pending, child, child_grad,
-                              child_grad is not grad and child_grad.base is None)
+                    _add_into(pending, child, child_grad, child_owned)
     finally:
         grad_mode.state.enabled = previous_mode
 
 
-def _process(node, grad, owned, retain_graph, wrap, capture):
-    """Run one node; return the gradients for its inputs (None for a leaf's accumulator)."""
-    if type(node) is AccumulateGrad:
-        tensor = node.variable
-        if tensor._hooks:
-            grad = _run_tensor_hooks(tensor._hooks, grad, wrap)
-            owned = False
-        if capture is not None:
-            if node in capture:
-                capture[node] = grad
-        else:
-            accumulate_into_grad(tensor, grad, owned, wrap)
-        return None
-    if node._pre_hooks:
-        grad = _run_tensor_hooks(node._pre_hooks, grad, wrap)
+_NO_GRADS = itertools.repeat(None)
+
+
+def _accumulate(node, grad, owned, wrap, capture):
+    """A leaf's gradient: into its `.grad`, or into `capture` for autograd.grad."""
+    tensor = node.variable
+    if tensor._hooks:
+        grad = _run_tensor_hooks(tensor._hooks, grad, wrap)
         owned = False
-    if capture is not None and node in capture:
+    if capture is None:
+        accumulate_into_grad(tensor, grad, owned, wrap)
+    elif node in capture:
         capture[node] = grad
-    if capture is None and node._retained is not None:
+
+
+def _run_node(node, grad, wrap, capture):
+    """retain_grad and capture for the gradient at `node`, then its VJP."""
+    if capture is not None:
+        if node in capture:
+            capture[node] = grad
+    elif node._retained is not None:
         tensor = node._retained()
         if tensor is not None:
             accumulate_into_grad(tensor, grad, False, wrap)
-    grads = node.apply(grad)
-    if not retain_graph:
-        node._release()
-    return grads
+    return node.apply(grad)
