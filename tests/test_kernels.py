@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import nbgrad
+from conftest import assert_close
+from nbgrad.ops import elementwise
 
 # Both implementations are within about 1 ulp of the exact result, so they may differ by 2
 # to 3 ulp; in the subnormal range each rounds to the nearest subnormal, one step apart at most.
@@ -50,3 +52,33 @@ def test_exp_based_ops_at_edges_match_torch(dtype, name):
     actual = getattr(nbgrad.tensor(x), name)(*args).numpy()
     expected = getattr(torch.from_numpy(x), name)(*args).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-30, equal_nan=True)
+
+
+LARGE = elementwise.PARALLEL_THRESHOLD + 3  # odd, so threads get unequal shares
+
+
+@pytest.mark.parametrize("name, fn, count", [
+    ("add", lambda L, a, b: a + b, 2),
+    ("mul", lambda L, a, b: a * b, 2),
+    ("div", lambda L, a, b: a / b, 2),
+    ("maximum", lambda L, a, b: L.maximum(a, b), 2),
+    ("exp", lambda L, a: a.exp(), 1),
+    ("sigmoid", lambda L, a: a.sigmoid(), 1),
+    ("mean", lambda L, a: a.mean(), 1),
+    ("sum_rows", lambda L, a: a.reshape(3, -1).sum(1), 1),
+], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_large_arrays_use_the_parallel_kernels_and_match_torch(name, fn, count, dtype):
+    rng = np.random.default_rng(1)
+    size = LARGE - LARGE % 3 if name == "sum_rows" else LARGE
+    arrays = [rng.uniform(0.5, 2.0, size).astype(dtype) for _ in range(count)]
+    results = {}
+    for lib in (nbgrad, torch):
+        leaves = [lib.tensor(a, requires_grad=True) for a in arrays]
+        out = fn(lib, *leaves)
+        out.backward(lib.ones_like(out) * 0.5)
+        results[lib] = [out] + [leaf.grad for leaf in leaves]
+    # Sums of 1e5 terms, added in a different order by each library.
+    rtol = {"float32": 1e-4, "float64": 1e-10}[dtype]
+    for actual, expected in zip(results[nbgrad], results[torch]):
+        assert_close(actual, expected, rtol=rtol, atol=0)
