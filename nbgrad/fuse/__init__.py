@@ -116,17 +116,17 @@ class _ClosureWatch:
     def unchanged(self):
         """Whether every cell and global still holds the very object it held when `values`
         last ran (then `values` would give the same key)."""
-        for cell, seen in zip(self.cells, self.seen_cells):
-            try:
+        try:
+            for cell, seen in zip(self.cells, self.seen_cells):
                 if cell.cell_contents is not seen:
                     return False
-            except ValueError:  # an empty cell: `values` read it as None
-                if seen is not None:
+        except ValueError:  # an empty cell: let the caller build the key
+            return False
+        if self.names:
+            namespace = self.namespace
+            for name, seen in zip(self.names, self.seen_globals):
+                if namespace.get(name) is not seen:
                     return False
-        namespace = self.namespace
-        for name, seen in zip(self.names, self.seen_globals):
-            if namespace.get(name) is not seen:
-                return False
         return True
 
 
@@ -226,7 +226,9 @@ class Specialization:
                 self.final_grads.append((tensor, None))
             elif id(grad._data) in buffers:
                 self.final_grads.append((tensor, Tensor._wrap(buffers[id(grad._data)])))
-        self.updated = [update[2] for update in self.updates]
+        # The scalars in `hyper` for each update: only changed ones are written again.
+        self.written = [tuple(event[6]) for event in tracer.events if event[0] == "update"]
+        self.updated = [update[1] for update in self.updates]
         # For calls whose arguments are all tensors: (shape, dtype, requires_grad, position
         # of its array among the arguments or None) per argument, from the call key.
         self.grad_mode = key[2]
@@ -239,8 +241,8 @@ class Specialization:
 
     @staticmethod
     def _updates(tracer, state_positions):
-        """Per parameter update, in the order of the generated code: (optimizer, group,
-        parameter, first hyper slot, the scalars written there, where each state array goes:
+        """Per parameter update, in the order of the generated code: (the optimizer's
+        update_arguments, parameter, group, first hyper slot, where each state array goes:
         (position, traced shape, dtype, an empty stand-in for absent state or None for a
         counter, which is passed unflattened))."""
         updates = []
@@ -257,7 +259,7 @@ class Specialization:
                 else:
                     counter = tensors[index]._data
                     arrays.append((position, counter.shape, counter.dtype, None))
-            updates.append((optimizer, group, param, slot, tuple(scalars), arrays))
+            updates.append((optimizer.update_arguments, param, group, slot, arrays))
             slot += len(scalars)
         return updates
 
@@ -339,9 +341,9 @@ class Specialization:
         """The optimizers' state arrays and scalars for this call (learning rates may have
         changed, load_state_dict may have replaced the state); False if a state array does
         not fit."""
-        values, seen, hyper = self.values, self.seen_state, self.hyper
-        for index, (optimizer, group, param, slot, written, arrays) in enumerate(self.updates):
-            tensors, scalars = optimizer.update_arguments(param, group)
+        values, seen, written = self.values, self.seen_state, self.written
+        for index, (update_arguments, param, group, slot, arrays) in enumerate(self.updates):
+            tensors, scalars = update_arguments(param, group)
             for tensor, (position, shape, dtype, empty) in zip(tensors, arrays):
                 if tensor is None:
                     values[position] = empty
@@ -352,9 +354,9 @@ class Specialization:
                         return False
                     seen[position] = array
                     values[position] = array if empty is None else array.reshape(-1)
-            if scalars != written:
-                hyper[slot:slot + len(scalars)] = scalars
-                self.updates[index] = (optimizer, group, param, slot, scalars, arrays)
+            if scalars != written[index]:
+                self.hyper[slot:slot + len(scalars)] = scalars
+                written[index] = scalars
         return True
 
     def __call__(self, fn, leaves, args, kwargs):
