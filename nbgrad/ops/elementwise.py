@@ -241,6 +241,8 @@ def run(kernels, operands, params, shape, dtype, out=None):
             args.append(x if x.ndim == 1 else x.reshape(-1))
         elif x.size == 1:
             args.append(x[()] if x.ndim == 0 else x.reshape(-1)[0])
+        elif not any(x.strides):  # one value broadcast (a view): read it as a scalar
+            args.append(x[(0,) * x.ndim])
         else:
             return _run_strided(kernels, operands, params, shape, dtype, out)
     kernel = kernels.flat if out.size < PARALLEL_THRESHOLD else kernels.flat_parallel
