@@ -1,9 +1,10 @@
 """Fused training steps: `step = nbgrad.compile(train_step)`, one generated Numba function.
 
-Workloads (each step: zero_grad, forward, loss, backward, SGD update; returns the loss):
+Workloads (each step: zero_grad, forward, loss, backward, optimizer update; returns the loss):
 
 - one_parameter: the tutorial loop w * x, MSELoss, SGD(lr=0.01) on 5 elements;
 - digits_mlp_sgd: the demo's 64-128-10 ReLU MLP, CrossEntropyLoss, SGD, batch 64;
+- digits_mlp_adam: the same with Adam (the update loop nest carries more state);
 - mlp_784_sgd: a 784-512-512-10 ReLU MLP, CrossEntropyLoss, SGD, batch 128.
 
 - `FusedStep.time_step`: one fused call. setup() calls the compiled step a few times, so
@@ -39,19 +40,21 @@ def _one_parameter():
     return train_step(lambda inputs: w * inputs, nn.MSELoss(), optim.SGD([w], lr=0.01)), x, 2 * x
 
 
-def _mlp_sgd(sizes, batch):
+def _mlp(sizes, batch, make_optimizer=optim.SGD):
     def build():
         model = mlp(sizes)
         x, y = classification(batch, sizes[0], sizes[-1])
-        return train_step(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01)), x, y
+        optimizer = make_optimizer(model.parameters(), lr=0.01)
+        return train_step(model, nn.CrossEntropyLoss(), optimizer), x, y
 
     return build
 
 
 WORKLOADS = {
     "one_parameter": _one_parameter,
-    "digits_mlp_sgd": _mlp_sgd((64, 128, 10), 64),
-    "mlp_784_sgd": _mlp_sgd((784, 512, 512, 10), 128),
+    "digits_mlp_sgd": _mlp((64, 128, 10), 64),
+    "digits_mlp_adam": _mlp((64, 128, 10), 64, optim.Adam),
+    "mlp_784_sgd": _mlp((784, 512, 512, 10), 128),
 }
 
 
