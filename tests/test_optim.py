@@ -109,6 +109,23 @@ def test_state_dict_resumes_training_identically():
         assert np.array_equal(a.detach().numpy(), b.detach().numpy())
 
 
+def test_load_state_dict_casts_like_pytorch_and_refuses_a_wrong_shape():
+    """Moments take the parameter's dtype and the step count becomes a float32 tensor, as in
+    PyTorch; a moment of another shape is refused (the update kernel indexes it like the
+    parameter, so it would read out of bounds)."""
+    param = nbgrad.zeros(3, requires_grad=True)
+    optimizer = optim.Adam([param])
+    saved = {"state": {0: {"step": 2, "exp_avg": np.ones(3), "exp_avg_sq": np.ones(3)}},
+             "param_groups": [{**optimizer.param_groups[0], "params": [0]}]}
+    optimizer.load_state_dict(saved)
+    state = optimizer.state[param]
+    assert state["exp_avg"].dtype == nbgrad.float32 and state["step"].dtype == nbgrad.float32
+    assert float(state["step"]) == 2.0
+    saved["state"][0]["exp_avg"] = np.ones(4)
+    with pytest.raises(ValueError, match="shape"):
+        optimizer.load_state_dict(saved)
+
+
 def test_zero_grad_and_parameters_without_grad():
     model, _ = make_models()
     optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
