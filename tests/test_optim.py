@@ -24,7 +24,7 @@ OPTIMIZERS = {
     "adamw": (optim.AdamW, torch.optim.AdamW, dict(lr=0.01)),
     "adamw_amsgrad": (optim.AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.1,
                                                            amsgrad=True)),
-    "sgd_maximize": (optim.SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, maximize=True)),
+    "sgd_maximize": (optim.SGD, torch.optim.SGD, dict(lr=0.005, momentum=0.5, maximize=True)),
     "adam_maximize_small_beta1": (optim.Adam, torch.optim.Adam,
                                   dict(lr=0.01, betas=(0.3, 0.9), maximize=True)),
     "adam_decoupled_weight_decay": (optim.Adam, torch.optim.Adam,
