@@ -82,3 +82,32 @@ def test_large_arrays_use_the_parallel_kernels_and_match_torch(name, fn, count, 
     rtol = {"float32": 1e-4, "float64": 1e-10}[dtype]
     for actual, expected in zip(results[nbgrad], results[torch]):
         assert_close(actual, expected, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "sum_dim"])
+def test_reduction_gradients_are_broadcast_views_in_eager_mode_and_stay_fused(reduce):
+    # Eager: the gradient of a sum is a read-only view of one value (PyTorch's expand), and
+    # a leaf's .grad made from it is a writable array of its own. Fused: the step compiles
+    # (no fallback to eager) and gives the same gradients.
+    def step(w, x):
+        y = (w * x).exp()
+        loss = y.sum(1).sum() if reduce == "sum_dim" else getattr(y, reduce)()
+        loss.backward()
+        return loss
+
+    x = nbgrad.tensor(np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(3, 4))
+    grads = []
+    for run in (step, nbgrad.compile(step, fullgraph=True)):
+        w = nbgrad.tensor(np.full((3, 4), 0.5, np.float32), requires_grad=True)
+        for _ in range(2):
+            w.grad = None
+            run(w, x)
+        assert w.grad.numpy().flags.writeable
+        grads.append(w.grad.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+
+    leaf = nbgrad.tensor(np.ones(5, np.float32), requires_grad=True)
+    getattr(leaf, "sum" if reduce == "sum_dim" else reduce)().backward()
+    assert leaf.grad.numpy().flags.writeable and leaf.grad.numpy().base is None
+    leaf.grad.numpy()[0] = 7.0  # its own memory: the other elements keep their value
+    assert leaf.grad.numpy()[1] != 7.0
