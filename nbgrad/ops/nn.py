@@ -180,7 +180,13 @@ _loss_kernels = _codegen.load_module(
     "nn_losses", _HEADER + "\n".join(_loss_source(row) for row in POINTWISE_LOSSES))
 
 
-_ONE = {np.dtype(t): np.ones(1, t) for t in (np.float32, np.float64)}
+def _read_only_ones(dtype):
+    ones = np.ones(1, dtype)
+    ones.flags.writeable = False  # shared by every call; the fused code generator inlines it
+    return ones
+
+
+_ONE = {np.dtype(t): _read_only_ones(t) for t in (np.float32, np.float64)}
 
 
 def _flat(x):
