@@ -705,6 +705,34 @@ def test_int_and_float_arguments_are_different_keys():
         assert_same_value(compiled(x, s), x * s, f"x * {s!r}")
 
 
+@pytest.mark.parametrize("fusable", [True, False])
+def test_step_returning_none_runs_once_per_call(fusable):
+    """None is a step's result like any other: it must not read as 'this specialization
+    does not fit' (which ran the step a second time, eagerly, on every call)."""
+    w = nbgrad.tensor([1.0, 2.0], requires_grad=True)
+    opt = optim.SGD([w], lr=0.1)
+    calls = []
+
+    def step(x):
+        calls.append(1)
+        opt.zero_grad()
+        loss = (w * x).sum()
+        if not fusable:
+            loss.item()  # graph break: the step runs eagerly
+        loss.backward()
+        opt.step()
+
+    compiled = nbgrad.compile(step)
+    x = nbgrad.tensor([3.0, 4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for count in range(1, 5):
+            assert compiled(x) is None
+            assert len(calls) == (count if not fusable else 1), compiled.explain()
+    np.testing.assert_allclose(_array(w), [1.0 - 4 * 0.3, 2.0 - 4 * 0.4], rtol=RTOL)
+    assert compiled.stats["specializations"] == (1 if fusable else 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Graph breaks.
 

@@ -137,14 +137,16 @@ def _cell_contents(cell):
         return None
 
 
+# What a specialization returns for a call that does not fit it. NOTE: not None, which is
+# what a step without a return statement gives.
+MISMATCH = object()
+
+
 class _Fallback:
     """A key whose step cannot be fused: every call runs eagerly."""
 
     def __init__(self, reason):
         self.reason = reason
-
-    def matches(self):
-        return True
 
     def __call__(self, fn, leaves, args, kwargs):
         return fn(*args, **kwargs)
@@ -168,15 +170,15 @@ class Specialization:
             raise GraphBreak(str(error)) from None
         self.template = result_template
         self.returns_one_tensor = result_template == _ONE_TENSOR
-        self.guard_grads = [(t, was_none) for t, was_none in tracer.touched.items()
-                            if was_none is not None]
         self.guard_modes = list(tracer.modules.items())
-        # requires_grad of every tensor the step reads or updates decides what it computes.
+        # requires_grad of every tensor the step reads or updates decides what it computes,
+        # and so does whether a .grad the step adds to was None (None: the step drops it).
         watched = {id(t): t for t in tracer.touched}
         for handle in tracer.handles.values():
             if handle[0] in ("data", "grad"):
                 watched[id(handle[1])] = handle[1]
-        self.guard_flags = [(t, t._requires_grad) for t in watched.values()]
+        self.guard_tensors = [(t, t._requires_grad, tracer.touched.get(t))
+                              for t in watched.values()]
         arenas = {key: np.empty(size, key) for key, size in sizes.items()}
 
         def buffer_view(name, array):
@@ -219,13 +221,10 @@ class Specialization:
         buffers = {id(array): buffer_view(name, array) for name, array in emitter.buffers}
         # After a call, each touched tensor's .grad is what the traced run left there: None,
         # a buffer of this specialization (wrapped once), or its own array updated in place.
-        self.final_grads = []
-        for tensor in tracer.touched:
-            grad = tensor.grad
-            if grad is None:
-                self.final_grads.append((tensor, None))
-            elif id(grad._data) in buffers:
-                self.final_grads.append((tensor, Tensor._wrap(buffers[id(grad._data)])))
+        self.cleared_grads = [tensor for tensor in tracer.touched if tensor.grad is None]
+        self.buffer_grads = [(tensor, Tensor._wrap(buffers[id(tensor.grad._data)]))
+                             for tensor in tracer.touched
+                             if tensor.grad is not None and id(tensor.grad._data) in buffers]
         # The scalars in `hyper` for each update: only changed ones are written again.
         self.written = [tuple(event[6]) for event in tracer.events if event[0] == "update"]
         self.updated = [update[1] for update in self.updates]
@@ -283,59 +282,14 @@ class Specialization:
     def _release_kept_grads(self):
         """Copy-on-write for gradients a caller kept: this call overwrites the buffers that
         back the .grad tensors of the last call, and eager would have made new ones."""
-        for index, (tensor, wrapper) in enumerate(self.final_grads):
-            if wrapper is None:
-                continue
+        for index, (tensor, wrapper) in enumerate(self.buffer_grads):
             # References: the list's tuple, this loop's name, getrefcount's argument, and
             # tensor.grad if it still is this wrapper. Any more belong to the caller.
             expected = 3 + (tensor._grad is wrapper)
             if sys.getrefcount(wrapper) > expected:
                 buffer = wrapper._data
                 wrapper._data = buffer.copy()
-                self.final_grads[index] = (tensor, Tensor._wrap(buffer))
-
-    def matches(self):
-        for tensor, was_none in self.guard_grads:
-            if (tensor._grad is None) != was_none:
-                return False
-        for module, training in self.guard_modes:
-            if module.training != training:
-                return False
-        for tensor, requires_grad in self.guard_flags:
-            if tensor._requires_grad != requires_grad:
-                return False
-        return True
-
-    def _fetch_arguments(self, leaves):
-        """Put this call's tensor arguments' arrays into `values`; False if one does not fit."""
-        values = self.values
-        for position, index, shape, dtype in self.arg_fetches:
-            array = leaves[index]._data
-            if array is not values[position]:
-                if not _fits(array, shape, dtype):
-                    return False
-                values[position] = array
-        return True
-
-    def _fetch_tensors(self):
-        """Put the arrays of the tensors the step reads (parameters, .grad) into `values`."""
-        values = self.values
-        for position, tensor, shape, dtype in self.data_fetches:
-            array = tensor._data
-            if array is not values[position]:
-                if not _fits(array, shape, dtype):
-                    return False
-                values[position] = array
-        for position, tensor, shape, dtype in self.grad_fetches:
-            grad = tensor._grad
-            if grad is None:
-                return False
-            array = grad._data
-            if array is not values[position]:
-                if not _fits(array, shape, dtype):
-                    return False
-                values[position] = array
-        return True
+                self.buffer_grads[index] = (tensor, Tensor._wrap(buffer))
 
     def _fetch_updates(self):
         """The optimizers' state arrays and scalars for this call (learning rates may have
@@ -360,49 +314,77 @@ class Specialization:
         return True
 
     def __call__(self, fn, leaves, args, kwargs):
-        """Run the fused function for a call whose key is this specialization's and whose
-        guards match; None if an array does not fit it."""
-        if not self._fetch_arguments(leaves):
-            return None
+        """Run the fused function for a call whose key is this specialization's; MISMATCH
+        if a guard or an array does not fit it."""
+        values = self.values
+        for position, index, shape, dtype in self.arg_fetches:
+            array = leaves[index]._data
+            if array is not values[position]:
+                if not _fits(array, shape, dtype):
+                    return MISMATCH
+                values[position] = array
         return self._run()
 
     def call_alike(self, args):
         """Run for a call whose grad mode and closure are those of this specialization's key,
-        checking the arguments against the key (without building it) and the guards;
-        None if anything differs."""
+        checking the arguments against the key without building it; MISMATCH if anything
+        differs."""
         alike = self.alike
         if alike is None or len(args) != len(alike):
-            return None
+            return MISMATCH
         values = self.values
         # NOTE: `is` for dtypes and flags (NumPy has one object per dtype): anything else
         # only sends the call down the path that builds the key. An argument's array seen
         # by the last call has not changed shape or dtype.
         for arg, (shape, dtype, requires_grad, position) in zip(args, alike):
             if not isinstance(arg, Tensor) or arg._requires_grad is not requires_grad:
-                return None
+                return MISMATCH
             array = arg._data
             if position is None or array is not values[position]:
                 if array.shape != shape or array.dtype is not dtype:
-                    return None
+                    return MISMATCH
                 if position is not None:
                     if not array.flags.c_contiguous:
-                        return None
+                        return MISMATCH
                     values[position] = array
-        if not self.matches():
-            return None
         return self._run()
 
     def _run(self):
-        if not self._fetch_tensors():
-            return None
+        """Check the guards, fetch the arrays of the tensors the step reads, run the kernel,
+        and leave .grad, version counters and the result as the eager step would."""
+        for tensor, requires_grad, grad_was_none in self.guard_tensors:
+            if tensor._requires_grad != requires_grad or \
+                    grad_was_none is not None and (tensor._grad is None) != grad_was_none:
+                return MISMATCH
+        for module, training in self.guard_modes:
+            if module.training != training:
+                return MISMATCH
         values = self.values
+        for position, tensor, shape, dtype in self.data_fetches:
+            array = tensor._data
+            if array is not values[position]:
+                if not _fits(array, shape, dtype):
+                    return MISMATCH
+                values[position] = array
+        for position, tensor, shape, dtype in self.grad_fetches:
+            grad = tensor._grad
+            if grad is None:
+                return MISMATCH
+            array = grad._data
+            if array is not values[position]:
+                if not _fits(array, shape, dtype):
+                    return MISMATCH
+                values[position] = array
         for function, position in self.preconditions:
             function(values[position])
         if self.updates and not self._fetch_updates():
-            return None
-        self._release_kept_grads()
+            return MISMATCH
+        if self.buffer_grads:
+            self._release_kept_grads()
         self.kernel(*values)
-        for tensor, grad in self.final_grads:
+        for tensor in self.cleared_grads:
+            tensor._grad = None
+        for tensor, grad in self.buffer_grads:
             tensor._grad = grad
         for param in self.updated:
             param._version_counter[0] += 1
@@ -453,7 +435,7 @@ class Compiled:
         if last is not None and not kwargs and _grad_state.enabled is last.grad_mode and \
                 self._closure.unchanged():
             result = last.call_alike(args)
-            if result is not None:
+            if result is not MISMATCH:
                 self.stats["fused_calls"] += 1
                 return result
         self._last = None
@@ -461,15 +443,14 @@ class Compiled:
         key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep) if kwargs else None,
                _grad_state.enabled, self._closure.values())
         for specialization in self._specializations.get(key, ()):
-            if specialization.matches():
-                result = specialization(self.fn, leaves, args, kwargs)
-                if result is not None:
-                    if isinstance(specialization, Specialization):
-                        self.stats["fused_calls"] += 1
-                        self._last = specialization
-                    else:
-                        self.stats["eager_calls"] += 1
-                    return result
+            result = specialization(self.fn, leaves, args, kwargs)
+            if result is not MISMATCH:
+                if isinstance(specialization, Specialization):
+                    self.stats["fused_calls"] += 1
+                    self._last = specialization
+                else:
+                    self.stats["eager_calls"] += 1
+                return result
         if self.stats["specializations"] >= self.max_specializations:
             self._warn_once(f"nbgrad.compile: more than {self.max_specializations} "
                             "specializations; running eagerly from now on")

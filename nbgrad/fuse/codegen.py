@@ -38,6 +38,7 @@ class Emitter:
         self.lines = []
         self.imports = {}
         self.preconditions = []      # (function, argument name): run in Python before each call
+        self._empties = {}           # (ndim, dtype) -> name of a zero-size buffer (see `empty`)
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
         self.parallel = False        # whether any loop is long enough for threads
         self._comments = []
@@ -77,6 +78,17 @@ class Emitter:
             self.buffers.append((name, array))
             self.names[id(array)] = name
         return name
+
+    def empty(self, ndim, dtype):
+        """A zero-size writable array of `ndim` dimensions, the stand-in for an output a
+        kernel is told not to compute. A view of the arena: eager passes such stand-ins from
+        np.empty, so the kernel is called with the same types (its eager compilation is
+        reused) and the step allocates nothing."""
+        dtype = np.dtype(dtype)
+        stand_in = self._empties.get((ndim, dtype))
+        if stand_in is None:
+            stand_in = self._empties[(ndim, dtype)] = self.out(np.empty((0,) * ndim, dtype))
+        return stand_in
 
     def define(self, array, expression):
         """A local variable (a view) computed inside the fused function."""
