@@ -38,6 +38,7 @@ class Emitter:
         self.lines = []
         self.imports = {}
         self.preconditions = []      # (function, argument name): run in Python before each call
+        self._constants = {}         # id(array) -> (name, array): one name per constant
         self._empties = {}           # (ndim, dtype) -> name of a zero-size buffer (see `empty`)
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
         self.parallel = False        # whether any loop is long enough for threads
@@ -103,7 +104,11 @@ class Emitter:
     def constant(self, array):
         """An array fixed for the specialization (default class weights, seeds): small ones
         are module-level constants of the generated source, large ones arguments."""
+        known = self._constants.get(id(array))
+        if known is not None:
+            return known[0]
         name = self._new("const")
+        self._constants[id(array)] = (name, array)  # kept alive: its id stays its own
         # Only read-only arrays (nbgrad's own constants) and empty ones are written into the
         # source; any other array may be changed in place between calls: an argument.
         if array.size == 0 or array.size <= _MAX_INLINE_CONSTANT and not array.flags.writeable:
@@ -310,16 +315,23 @@ def _emit_fit(em, before, after):
     em.comment(f"backward: sum a broadcast gradient {tuple(before.shape)} -> {tuple(after.shape)}")
     lead = before.ndim - after.ndim
     keep = (1,) * lead + tuple(after.shape)
-    # Accumulate in float64 (or int64), as the eager reduction kernel does.
+    # Accumulate in float64 (or int64), as the eager reduction kernel does; a sum down to
+    # one value (a scalar parameter's gradient) in a local, which allocates nothing.
     accumulator = em._new("acc")
     wide = "np.float64" if before.dtype.kind == "f" else "np.int64"
-    em.emit(f"{accumulator} = np.zeros({keep!r}, {wide})")
     index = ", ".join(f"i{d}" for d in range(before.ndim))
-    into = ", ".join(f"i{d}" if keep[d] != 1 else "0" for d in range(before.ndim))
+    if math.prod(keep) == 1:
+        em.emit(f"{accumulator} = {wide}(0)")
+        into, summed = accumulator, accumulator
+    else:
+        em.emit(f"{accumulator} = np.zeros({keep!r}, {wide})")
+        into = f"{accumulator}[" + ", ".join(f"i{d}" if keep[d] != 1 else "0"
+                                             for d in range(before.ndim)) + "]"
+        summed = (accumulator, keep)
     for d in range(before.ndim):
         em.emit("    " * d + f"for i{d} in range({before.shape[d]}):")
-    em.emit("    " * before.ndim + f"{accumulator}[{into}] += {source}[{index}]")
-    em.elementwise("a", {"a": (accumulator, keep)}, target, after.shape, target)
+    em.emit("    " * before.ndim + f"{into} += {source}[{index}]")
+    em.elementwise("a", {"a": summed}, target, after.shape, target)
 
 
 # ---------------------------------------------------------------------------------------
