@@ -111,3 +111,37 @@ def test_reduction_gradients_are_broadcast_views_in_eager_mode_and_stay_fused(re
     assert leaf.grad.numpy().flags.writeable and leaf.grad.numpy().base is None
     leaf.grad.numpy()[0] = 7.0  # its own memory: the other elements keep their value
     assert leaf.grad.numpy()[1] != 7.0
+
+
+def _every_kernel():
+    """(kernel name, argument names, result dtype) for every expression of the table."""
+    for row in elementwise.TABLE:
+        result = np.bool_ if row.result == "bool" else np.float32
+        yield row.name, row.inputs + row.params, result
+        for wrt, grad in row.grads.items():
+            if grad != "g":
+                yield (f"{row.name}_d{wrt}",
+                       elementwise._names_in(grad, ("g", "out") + row.inputs + row.params),
+                       np.float32)
+
+
+@pytest.mark.parametrize("name, args, result_dtype", list(_every_kernel()),
+                         ids=[case[0] for case in _every_kernel()])
+def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, result_dtype):
+    # The parallel variants compile on the first large array a user passes: a kernel that
+    # Numba cannot parallelize must fail here, not there.
+    rng = np.random.default_rng(2)
+    boolean = name.startswith("logical")
+    values = []
+    for arg in args:
+        if arg == "condition" or boolean:
+            values.append(rng.random(LARGE) > 0.5)
+        elif arg in ("lo", "hi"):
+            values.append(np.float32(0.9 if arg == "lo" else 1.5))
+        else:
+            values.append(rng.uniform(0.5, 2.0, LARGE).astype(np.float32))
+    kernels = elementwise.KernelPair(name, args)
+    parallel, serial = np.empty(LARGE, result_dtype), np.empty(LARGE, result_dtype)
+    kernels.flat_parallel(*values, parallel)
+    kernels.flat(*values, serial)
+    np.testing.assert_array_equal(parallel, serial)
