@@ -159,6 +159,16 @@ class Emitter:
             return f"np.{dtype.name}({str(float(value))!r})"
         return f"np.{dtype.name}({value!r})"
 
+    @staticmethod
+    def scalar(value):
+        """A Python bool, int or float argument of a kernel call, typed as eager code's call
+        types it (bool, int64, float64). NOTE: a bare `True` or `-100` in the source is a
+        Numba Literal type, which compiles the called kernel once more for each value
+        instead of reusing the compilation that the traced eager run made."""
+        kind = "bool_" if isinstance(value, (bool, np.bool_)) else \
+            "int64" if isinstance(value, (int, np.integer)) else "float64"
+        return f"np.{kind}({value!r})"
+
     # --- loops ------------------------------------------------------------------------------
 
     def elementwise(self, expr, operands, result, shape, reference):
