@@ -440,7 +440,7 @@ PRIMS = {
 
 def _dummy(em, ndim, dtype):
     """A zero-size stand-in for a gradient the kernel is told not to compute."""
-    return f"np.empty({(0,) * ndim!r}, np.{np.dtype(dtype).name})"
+    return em.empty(ndim, dtype)
 
 
 class _LinearFusion:
@@ -461,7 +461,7 @@ class _LinearFusion:
             raise Unfusable("linear backward on empty arrays")
         grads = [em.out(r) if r is not None else _dummy(em, n, g.dtype)
                  for r, n in zip(raw, (2, 2, 1))]
-        needs = ", ".join(str(r is not None) for r in raw)
+        needs = ", ".join(em.scalar(r is not None) for r in raw)
         em.emit(f"{em.kernel(linear_vjp_kernel)}({em.ref(g)}, {em.ref(x)}, {em.ref(weight)}, "
                 f"{', '.join(grads)}, {needs})")
 
@@ -478,16 +478,16 @@ class _PointwiseLossFusion:
             raise Unfusable("unreduced, mixed-dtype or empty loss")
 
     def _flat(self, em, x, y):
-        ones = em.constant(np.ones(1, x.dtype))
+        ones, step = em.constant(_ONE[x.dtype]), em.scalar(0)
         return (f"{em.ref(x)}.reshape({x.size}), {em.ref(y)}.reshape({x.size}), "
-                f"{ones}, 0, {ones}, 0")
+                f"{ones}, {step}, {ones}, {step}")
 
     def forward(self, em, arrays, params, out):
         x, y = arrays
         self._check(params, x, y)
         total = em._new("total")
         em.emit(f"{total} = {em.kernel(self.forward_kernel)}({self._flat(em, x, y)}, "
-                f"{_dummy(em, 1, x.dtype)}, True)")
+                f"{_dummy(em, 1, x.dtype)}, {em.scalar(True)})")
         divisor = x.size if params["reduction"] == "mean" else 1
         em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
 
@@ -498,8 +498,9 @@ class _PointwiseLossFusion:
         grads = [f"{em.out(r)}.reshape({x.size})" if r is not None else _dummy(em, 1, g.dtype)
                  for r in raw]
         em.emit(f"{em.kernel(self.backward_kernel)}({self._flat(em, x, y)}, "
-                f"{em.ref(g)}.reshape(1), 0, {em.literal(scale, g.dtype)}, {', '.join(grads)}, "
-                f"{raw[0] is not None}, {raw[1] is not None})")
+                f"{em.ref(g)}.reshape(1), {em.scalar(0)}, {em.literal(scale, g.dtype)}, "
+                f"{', '.join(grads)}, {em.scalar(raw[0] is not None)}, "
+                f"{em.scalar(raw[1] is not None)})")
 
 
 class _NllFusion:
@@ -507,8 +508,7 @@ class _NllFusion:
     def _weight(em, params, classes, dtype):
         if params["reduction"] == "none":
             raise Unfusable("nll_loss with reduction='none'")
-        return em.constant(params["weight"]) if params["weight"] is not None else \
-            em.constant(np.ones(classes, dtype))
+        return em.constant(_class_weight(params["weight"], classes, dtype))
 
     def forward(self, em, arrays, params, out):
         logp, target = arrays
@@ -519,7 +519,8 @@ class _NllFusion:
         em.precondition(lambda t: check_targets(t, classes, ignore), target_name)
         total, total_weight = em._new("total"), em._new("weight")
         em.emit(f"{total}, {total_weight} = {em.kernel(nll_forward_kernel)}({em.ref(logp)}, "
-                f"{target_name}, {weight}, {ignore}, {_dummy(em, 1, logp.dtype)}, True)")
+                f"{target_name}, {weight}, {em.scalar(ignore)}, {_dummy(em, 1, logp.dtype)}, "
+                f"{em.scalar(True)})")
         value = f"{total} / {total_weight}" if params["reduction"] == "mean" else total
         em.emit(f"{em.out(out)}.reshape(1)[0] = {value}")
 
@@ -527,7 +528,7 @@ class _NllFusion:
         (target,) = node.saved
         shape = node.input_meta[0][0]
         weight = self._weight(em, node.params, shape[1], g.dtype)
-        ignore = node.params["ignore_index"]
+        ignore = em.scalar(node.params["ignore_index"])
         scale = em._new("scale")
         if node.params["reduction"] == "mean":
             em.emit(f"{scale} = 1.0 / {em.kernel(nll_total_weight)}({em.ref(target)}, {weight}, "
@@ -535,7 +536,8 @@ class _NllFusion:
         else:
             em.emit(f"{scale} = 1.0")
         em.emit(f"{em.kernel(nll_backward_kernel)}({em.ref(target)}, {weight}, {ignore}, "
-                f"{em.ref(g)}.reshape(1), 0, np.{g.dtype.name}({scale}), {em.out(raw[0])})")
+                f"{em.ref(g)}.reshape(1), {em.scalar(0)}, np.{g.dtype.name}({scale}), "
+                f"{em.out(raw[0])})")
 
 
 PRIMS["linear"].fuse = _LinearFusion()
