@@ -665,6 +665,102 @@ def test_values_read_from_closures_change_between_calls(changed):
         pair(*classification_batch(rng, 8))
 
 
+# The step of the rebinding tests, as a module would define it: it reads `model`,
+# `optimizer` and `loss_fn` from its globals.
+STEP_READING_GLOBALS = """
+def step(x, y):
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+"""
+
+
+def step_reading_globals(s):
+    """(step, rebind): the step reads its globals; rebind(name=object) assigns one."""
+    namespace = {"model": s.model, "optimizer": s.opt, "loss_fn": nn.CrossEntropyLoss()}
+    exec(STEP_READING_GLOBALS, namespace)
+    return namespace["step"], namespace.update
+
+
+def step_reading_its_closure(s):
+    """(step, rebind): the step reads its closure; rebind(name=object) assigns one."""
+    model, optimizer, loss_fn = s.model, s.opt, nn.CrossEntropyLoss()
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    def rebind(**objects):
+        nonlocal model, optimizer
+        model = objects.get("model", model)
+        optimizer = objects.get("optimizer", optimizer)
+    return step, rebind
+
+
+def _sgd_mlp():
+    model = mlp((64, 16, 10))
+    return model, optim.SGD(model.parameters(), lr=0.05)
+
+
+@pytest.mark.parametrize("reads", [step_reading_globals, step_reading_its_closure])
+@pytest.mark.parametrize("rebound", ["model", "optimizer"])
+def test_rebinding_a_model_or_optimizer_the_step_reads(reads, rebound):
+    """`model = NewModel()` or `optimizer = Adam(...)` between calls: the fused step must
+    use the new object (a new specialization), as eager does, not the traced one."""
+    first = {mode: setup(_sgd_mlp) for mode in ("eager", "fused")}
+    steps = {mode: reads(first[mode]) for mode in first}
+    eager_step, compiled = steps["eager"][0], nbgrad.compile(steps["fused"][0])
+    rng = np.random.default_rng(23)
+
+    def call_both(where, setups):
+        x, y = classification_batch(rng, 8)
+        expected, actual = eager_step(x, y), compiled(x, y)
+        assert_same_value(actual, expected, f"{where}: returned value")
+        for fused, eager in setups:
+            assert_same_state(fused, eager, where)
+
+    for call in range(3):
+        call_both(f"call {call + 1}", [(first["fused"], first["eager"])])
+    if rebound == "model":
+        second = {mode: setup(_sgd_mlp, seed=1) for mode in first}
+        objects = {mode: {"model": second[mode].model} for mode in first}
+    else:
+        second = {mode: setup(lambda: (first[mode].model, OPTIMIZERS["adam"](
+            first[mode].model.parameters()))) for mode in first}
+        objects = {mode: {"optimizer": second[mode].opt} for mode in first}
+    for mode in first:
+        steps[mode][1](**objects[mode])
+    for call in range(3):
+        call_both(f"call {call + 1} after rebinding the {rebound}",
+                  [(first["fused"], first["eager"]), (second["fused"], second["eager"])])
+    # A new model keeps its .grad (the old optimizer's zero_grad does not clear it): its
+    # second call accumulates, which is another specialization.
+    specializations = 3 if rebound == "model" else 2
+    assert compiled.stats["specializations"] == specializations
+    assert compiled.stats["fused_calls"] == 6 - specializations
+
+
+def test_rebinding_a_global_the_step_reads_back_to_the_traced_object():
+    """Globals are watched by identity: going back to the first model reuses its
+    specialization; an attribute name that is also a global (`step`) is not watched."""
+    setups = [setup(_sgd_mlp, seed) for seed in (0, 1)]
+    step, rebind = step_reading_globals(setups[0])
+    compiled = nbgrad.compile(step)
+    rebind(step=compiled)  # `optimizer.step` names an attribute, not this global
+    x, y = classification_batch(np.random.default_rng(24), 8)
+    for which in [0, 0, 1, 1, 0, 0]:
+        rebind(model=setups[which].model, optimizer=setups[which].opt)
+        compiled(x, y)
+        rebind(step=None)
+    assert compiled.stats["specializations"] == 2
+    assert compiled.stats["fused_calls"] == 4
+
+
 @pytest.mark.parametrize("container", [
     "list",
     "dict",

@@ -6,9 +6,11 @@ results are eager's own), generates the fused source, and compiles it; later mat
 run the fused function. A step that cannot be traced runs eagerly, with one warning naming
 the reason and the line (`fullgraph=True` raises instead).
 """
+import dis
 import functools
 import sys
 import time
+import types
 import warnings
 
 import numba
@@ -85,33 +87,55 @@ def _describe(value, leaves, keep):
     return (type(value), value)
 
 
-_WATCHED_TYPES = (Tensor, int, float, bool, str, type(None))
+# Values of these types are keyed by value (a traced step bakes them in as constants);
+# any other object the step reads by identity.
+_SCALAR_TYPES = (int, float, bool, str, type(None))
+# What an empty closure cell or a global not (yet) defined reads as.
+_ABSENT = object()
+
+
+def _global_reads(code):
+    """The names `code`, and the functions and comprehensions defined in it, load as globals
+    (NOTE: not `co_names`, which also holds attribute names such as `.step`)."""
+    names = {instruction.argval for instruction in dis.get_instructions(code)
+             if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _global_reads(constant)
+    return names
 
 
 class _ClosureWatch:
-    """Python scalars and tensors the step reads from its closure or globals.
+    """The objects the step reads from its closure cells and its globals.
 
-    They are part of the call key: a traced step bakes scalars in as constants and binds
-    tensors by identity, so a new value (or a rebound tensor) needs a new specialization.
-    Which cells and global names to read is worked out once; their values on every call.
+    They are part of the call key: Python scalars by value, since a traced step bakes them
+    in as constants; any other object (a tensor, a model, an optimizer, a function) by
+    identity, since the traced step is bound to that very object. Which cells and global
+    names to read is worked out once; their contents on every call.
     """
 
     def __init__(self, fn):
         code = getattr(fn, "__code__", None)
         self.cells = list(fn.__closure__ or ()) if code is not None else []
-        namespace = getattr(fn, "__globals__", {})
-        self.namespace = namespace
-        self.names = [name for name in code.co_names if name in namespace] if code else []
+        self.namespace = getattr(fn, "__globals__", {})
+        self.names = sorted(_global_reads(code)) if code is not None else []
         self.seen_cells = self.seen_globals = ()
 
-    def values(self):
-        """The watched values, for the call key."""
+    def values(self, keep):
+        """The watched objects' part of the call key. Objects keyed by identity are appended
+        to `keep`: NOTE: kept alive, so that no other object gets their id while a
+        specialization refers to it."""
         self.seen_cells = [_cell_contents(cell) for cell in self.cells]
         namespace = self.namespace
-        self.seen_globals = [namespace.get(name) for name in self.names]
-        return tuple([id(value) if isinstance(value, Tensor) else (type(value), value)
-                      for value in self.seen_cells + self.seen_globals
-                      if isinstance(value, _WATCHED_TYPES)])
+        self.seen_globals = [namespace.get(name, _ABSENT) for name in self.names]
+        key = []
+        for value in self.seen_cells + self.seen_globals:
+            if isinstance(value, _SCALAR_TYPES):
+                key.append((type(value), value))
+            else:
+                keep.append(value)
+                key.append(id(value))
+        return tuple(key)
 
     def unchanged(self):
         """Whether every cell and global still holds the very object it held when `values`
@@ -125,7 +149,7 @@ class _ClosureWatch:
         if self.names:
             namespace = self.namespace
             for name, seen in zip(self.names, self.seen_globals):
-                if namespace.get(name) is not seen:
+                if namespace.get(name, _ABSENT) is not seen:
                     return False
         return True
 
@@ -134,7 +158,7 @@ def _cell_contents(cell):
     try:
         return cell.cell_contents
     except ValueError:  # an empty cell (a variable not yet assigned)
-        return None
+        return _ABSENT
 
 
 # What a specialization returns for a call that does not fit it. NOTE: not None, which is
@@ -441,7 +465,7 @@ class Compiled:
         self._last = None
         leaves, keep = [], []
         key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep) if kwargs else None,
-               _grad_state.enabled, self._closure.values())
+               _grad_state.enabled, self._closure.values(keep))
         for specialization in self._specializations.get(key, ()):
             result = specialization(self.fn, leaves, args, kwargs)
             if result is not MISMATCH:
