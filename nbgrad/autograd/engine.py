@@ -208,7 +208,10 @@ def accumulate_into_grad(tensor, grad, owned, wrap):
     # NOTE: `_grad`, not the `grad` property: the engine needs no validation, and reports
     # to a tracer itself.
     if tensor._grad is None:
-        new = grad if owned else grad.copy()
+        # The copy kernel, not ndarray.copy: it runs on threads for large gradients (often a
+        # broadcast view of one value, from sum's VJP).
+        new = grad if owned else elementwise.run(elementwise.COPY, (grad,), (), grad.shape,
+                                                 grad.dtype)
         if _tracing.current is not None:
             _tracing.current.grad_created(tensor, grad, new)
         tensor._grad = wrap(new)
