@@ -316,45 +316,32 @@ def _make_primitive(row):
         shape = arrays[0].shape if len(arrays) == 1 else broadcast_shapes(*(a.shape for a in arrays))
         return shape, _result_dtype(row, arrays, params)[1]
 
-    # Same dtype, same shape (or 0-d constants), contiguous: the common eager case goes
-    # straight to the flat kernel; everything else takes the general path below.
-    simple = not row.params and row.result in ("same", "float") and \
-        len(row.promote) == len(row.inputs)
-    flat_kernel = forward_kernels.flat
+    # The result dtype of a call whose inputs all have one dtype that needs no cast (the
+    # common case), so such calls skip the promotion rules.
+    plain_results = {}
+    if len(row.promote) == len(row.inputs) and row.result != "param":
+        for dtype in map(np.dtype, (np.float32, np.float64, np.int64, np.bool_)):
+            compute, result = _result_dtype(row, [np.empty(0, dtype)] * len(row.inputs), {})
+            if compute == dtype:
+                plain_results[dtype] = result
 
     def forward(*arrays, **params):
         first = arrays[0]
-        shape = first.shape
-        compute = first.dtype
-        if simple and (row.result == "same" or compute.kind == "f"):
-            args = []
-            for a in arrays:
-                if a.dtype != compute:
-                    break
-                if a.shape == shape and a.flags.c_contiguous:
-                    args.append(a if a.ndim == 1 else a.reshape(-1))
-                elif a.ndim == 0:
-                    args.append(a[()])
-                else:
-                    break
-            else:
-                out = np.empty(shape, compute)
-                size = out.size
-                if size:
-                    kernel = flat_kernel if size < PARALLEL_THRESHOLD else \
-                        forward_kernels.flat_parallel
-                    kernel(*args, out if out.ndim == 1 else out.reshape(-1))
-                return out
+        shape, dtype = first.shape, first.dtype
+        broadcast = False
         for a in arrays[1:]:
-            if a.shape != shape or a.dtype != compute:
-                shape = broadcast_shapes(*[a.shape for a in arrays])
-                compute, result = _result_dtype(row, arrays, params)
+            if a.dtype != dtype:
                 break
+            broadcast = broadcast or a.shape != shape
         else:
-            if row.result != "same" or row.promote[0]:
-                compute, result = _result_dtype(row, arrays, params)
-            else:
-                result = compute
+            result = plain_results.get(dtype)
+            if result is not None:
+                if broadcast:
+                    shape = broadcast_shapes(*[a.shape for a in arrays])
+                values = [scalar_param(params[p], dtype) for p in row.params]
+                return run(forward_kernels, arrays, values, shape, result)
+        shape = broadcast_shapes(*[a.shape for a in arrays])
+        compute, result = _result_dtype(row, arrays, params)
         operands = [a if a.dtype == compute or i not in row.promote else a.astype(compute)
                     for i, a in enumerate(arrays)]
         values = [scalar_param(params[p], compute) for p in row.params]
@@ -396,7 +383,7 @@ def _make_primitive(row):
                 values.append(g)
             elif kind == "saved":
                 value = node.saved[key]
-                values.append(value.astype(g.dtype, copy=False) if cast else value)
+                values.append(value.astype(g.dtype) if cast and value.dtype != g.dtype else value)
             else:
                 values.append(scalar_param(node.params[key], g.dtype))
         return values
