@@ -6,6 +6,7 @@ Every op views its input as (outer, reduced, inner) and runs a kernel over the r
 nest is written once. var/std, logsumexp, softmax and log_softmax are primitives (not
 composites) for numerical stability and to keep PyTorch's grad_fn names.
 """
+import functools
 import math
 
 import numpy as np
@@ -173,24 +174,35 @@ def normalize_dims(dim, ndim):
     return tuple(sorted(d for d in result if d < ndim))
 
 
+# NOTE: the layout helpers are memoised: shapes repeat every training step, and working a
+# layout out again costs more than the kernel on small arrays.
+
+@functools.lru_cache(maxsize=4096)
 def reduced_shape(shape, dims, keepdim):
     if keepdim:
         return tuple(1 if d in dims else s for d, s in enumerate(shape))
     return tuple(s for d, s in enumerate(shape) if d not in dims)
 
 
+@functools.lru_cache(maxsize=4096)
+def _row_layout(shape, dims):
+    """(permutation or None, (O, R, I)) that puts the reduced `dims` of `shape` in the middle."""
+    ndim = len(shape)
+    if len(dims) == ndim:
+        return None, (1, math.prod(shape), 1)
+    if not dims or dims[-1] - dims[0] == len(dims) - 1:
+        lo, hi = (dims[0], dims[-1] + 1) if dims else (ndim, ndim)
+        return None, (math.prod(shape[:lo]), math.prod(shape[lo:hi]), math.prod(shape[hi:]))
+    kept = tuple(d for d in range(ndim) if d not in dims)
+    return kept + dims, (math.prod([shape[d] for d in kept]), math.prod([shape[d] for d in dims]), 1)
+
+
 def as_rows(x, dims):
     """(view of shape (O, R, I), permutation or None) with the reduced dims in the middle."""
-    shape = x.shape
-    if len(dims) == x.ndim:
-        return x.reshape(1, x.size, 1), None
-    if not dims or dims[-1] - dims[0] == len(dims) - 1:
-        lo, hi = (dims[0], dims[-1] + 1) if dims else (x.ndim, x.ndim)
-        return x.reshape(math.prod(shape[:lo]), math.prod(shape[lo:hi]), math.prod(shape[hi:])), None
-    kept = [d for d in range(x.ndim) if d not in dims]
-    order = kept + list(dims)
-    moved = x.transpose(order)
-    return moved.reshape(math.prod([shape[d] for d in kept]), -1, 1), order
+    order, rows = _row_layout(x.shape, dims)
+    if order is None:
+        return x.reshape(rows), None
+    return x.transpose(order).reshape(rows), order
 
 
 def _rows_like(x, dims, dtype=None):
