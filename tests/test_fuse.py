@@ -961,6 +961,10 @@ def test_decorator_forms_and_source():
         assert comment in source, comment
     compile(source, "<fused>", "exec")  # it is valid Python
     assert "def fused_step" in with_options.source and "backward" not in with_options.source
+    # The Python around the kernel: checks on what the step reads, the kernel call.
+    assert plain.call_source.startswith("def call(leaves):")
+    for line in ("cell_model.cell_contents is not closed_model", "fused_step(", "hyper["):
+        assert line in plain.call_source, line
     assert "1 specialization" in plain.explain() and "graph break" not in plain.explain()
     assert set(plain.stats) >= {"compile_time_s", "cache_hits", "cache_misses",
                                 "specializations", "fused_calls", "eager_calls"}

@@ -6,11 +6,8 @@ results are eager's own), generates the fused source, and compiles it; later mat
 run the fused function. A step that cannot be traced runs eagerly, with one warning naming
 the reason and the line (`fullgraph=True` raises instead).
 """
-import dis
 import functools
-import sys
 import time
-import types
 import warnings
 
 import numba
@@ -19,6 +16,7 @@ import numpy as np
 from .. import _codegen
 from ..autograd.grad_mode import state as _grad_state
 from ..tensor import Tensor
+from .call import MISMATCH, CallWriter, ClosureWatch, tuple_target
 from .codegen import Unfusable, generate
 from .tracer import GraphBreak, Tracer, tracing
 
@@ -52,26 +50,13 @@ def _flatten(result, tensors):
     return ("value", result)
 
 
-_ONE_TENSOR = ("tensor", 0)  # the template of a step that returns one tensor
-
-
-def _rebuild(template, arrays):
-    """The step's return value from the fused function's (already copied) output arrays."""
-    kind, content = template
-    if kind == "tensor":
-        return Tensor._wrap(arrays[content])
-    if kind == "value":
-        return content
-    return kind(_rebuild(item, arrays) for item in content)
-
-
 def _describe(value, leaves, keep):
     """A hashable description of an argument for the call key; tensors (also inside lists,
     tuples and dicts) are appended to `leaves` in a fixed order, opaque objects to `keep`."""
     if isinstance(value, Tensor):
         leaves.append(value)
         data = value._data
-        return (data.shape, data.dtype, value._requires_grad)
+        return (type(value), data.shape, data.dtype, value._requires_grad)
     if isinstance(value, (list, tuple)):
         return (type(value), tuple([_describe(item, leaves, keep) for item in value]))
     if isinstance(value, dict):
@@ -87,85 +72,6 @@ def _describe(value, leaves, keep):
     return (type(value), value)
 
 
-# Values of these types are keyed by value (a traced step bakes them in as constants);
-# any other object the step reads by identity.
-_SCALAR_TYPES = (int, float, bool, str, type(None))
-# What an empty closure cell or a global not (yet) defined reads as.
-_ABSENT = object()
-
-
-def _global_reads(code):
-    """The names `code`, and the functions and comprehensions defined in it, load as globals
-    (NOTE: not `co_names`, which also holds attribute names such as `.step`)."""
-    names = {instruction.argval for instruction in dis.get_instructions(code)
-             if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
-    for constant in code.co_consts:
-        if isinstance(constant, types.CodeType):
-            names |= _global_reads(constant)
-    return names
-
-
-class _ClosureWatch:
-    """The objects the step reads from its closure cells and its globals.
-
-    They are part of the call key: Python scalars by value, since a traced step bakes them
-    in as constants; any other object (a tensor, a model, an optimizer, a function) by
-    identity, since the traced step is bound to that very object. Which cells and global
-    names to read is worked out once; their contents on every call.
-    """
-
-    def __init__(self, fn):
-        code = getattr(fn, "__code__", None)
-        self.cells = list(fn.__closure__ or ()) if code is not None else []
-        self.namespace = getattr(fn, "__globals__", {})
-        self.names = sorted(_global_reads(code)) if code is not None else []
-        self.seen_cells = self.seen_globals = ()
-
-    def values(self, keep):
-        """The watched objects' part of the call key. Objects keyed by identity are appended
-        to `keep`: NOTE: kept alive, so that no other object gets their id while a
-        specialization refers to it."""
-        self.seen_cells = [_cell_contents(cell) for cell in self.cells]
-        namespace = self.namespace
-        self.seen_globals = [namespace.get(name, _ABSENT) for name in self.names]
-        key = []
-        for value in self.seen_cells + self.seen_globals:
-            if isinstance(value, _SCALAR_TYPES):
-                key.append((type(value), value))
-            else:
-                keep.append(value)
-                key.append(id(value))
-        return tuple(key)
-
-    def unchanged(self):
-        """Whether every cell and global still holds the very object it held when `values`
-        last ran (then `values` would give the same key)."""
-        try:
-            for cell, seen in zip(self.cells, self.seen_cells):
-                if cell.cell_contents is not seen:
-                    return False
-        except ValueError:  # an empty cell: let the caller build the key
-            return False
-        if self.names:
-            namespace = self.namespace
-            for name, seen in zip(self.names, self.seen_globals):
-                if namespace.get(name, _ABSENT) is not seen:
-                    return False
-        return True
-
-
-def _cell_contents(cell):
-    try:
-        return cell.cell_contents
-    except ValueError:  # an empty cell (a variable not yet assigned)
-        return _ABSENT
-
-
-# What a specialization returns for a call that does not fit it. NOTE: not None, which is
-# what a step without a return statement gives.
-MISMATCH = object()
-
-
 class _Fallback:
     """A key whose step cannot be fused: every call runs eagerly."""
 
@@ -176,115 +82,138 @@ class _Fallback:
         return fn(*args, **kwargs)
 
 
-def _fits(array, shape, dtype):
-    return array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
-
-
 class Specialization:
-    """The fused function for one traced run, its buffers, and the Python around the call.
+    """The fused function for one traced run, its buffers, and the generated Python call
+    function around it (see `call.py`)."""
 
-    Everything a call needs is worked out here once: where each argument comes from, which
-    guards to check, which arena views to copy the results from.
-    """
-
-    def __init__(self, tracer, result_template, outputs, stats, key, plain_arguments):
+    def __init__(self, tracer, result_template, outputs, stats, leaves, grad_mode, watch):
+        """`leaves`: (type, shape, dtype, requires_grad) of each tensor argument when the
+        call was keyed; `watch`: the closure watch and what it read then."""
         try:
             self.source, emitter, (layout, sizes), returned = generate(tracer, outputs)
         except Unfusable as error:
             raise GraphBreak(str(error)) from None
-        self.template = result_template
-        self.returns_one_tensor = result_template == _ONE_TENSOR
-        self.guard_modes = list(tracer.modules.items())
-        # requires_grad of every tensor the step reads or updates decides what it computes,
-        # and so does whether a .grad the step adds to was None (None: the step drops it).
-        watched = {id(t): t for t in tracer.touched}
-        for handle in tracer.handles.values():
-            if handle[0] in ("data", "grad"):
-                watched[id(handle[1])] = handle[1]
-        self.guard_tensors = [(t, t._requires_grad, tracer.touched.get(t))
-                              for t in watched.values()]
         arenas = {key: np.empty(size, key) for key, size in sizes.items()}
 
         def buffer_view(name, array):
             key, offset = layout[name]
             return arenas[key][offset:offset + array.size].reshape(array.shape)
 
-        traced_buffers = dict(emitter.buffers)
-        self.outputs = [buffer_view(name, traced_buffers[name]) for name in returned]
-        # Argument values. Fixed ones are set here; the others are fetched on each call, from
-        # a tensor argument, a tensor's data or .grad, or the optimizer's state. The list
-        # keeps the last call's arrays: an array seen last time needs no checks.
-        self.values = []
-        samples = []
-        self.arg_fetches, self.data_fetches, self.grad_fetches = [], [], []
-        fetches = {"arg": self.arg_fetches, "data": self.data_fetches, "grad": self.grad_fetches}
-        state_positions = {}
-        for position, (_, (kind, what, traced)) in enumerate(emitter.arguments):
-            value = sample = None
-            if kind == "state":
-                state_positions[what] = position
-                sample = traced
-            elif what[0] == "const":
-                value = sample = what[1]
-            else:
-                fetches[what[0]].append((position, what[1], traced.shape, traced.dtype))
-                sample = np.empty(traced.shape, traced.dtype)
-            self.values.append(value)
-            samples.append(sample)
-        self.values += list(arenas.values())
-        samples += list(arenas.values())
-        self.updates = self._updates(tracer, state_positions)
+        writer = CallWriter(len(leaves))
+        closure, seen = watch
+        closure.write_checks(writer, seen)
+        writer.check(f"grad_mode.enabled is not {grad_mode}")
+        samples = self._fetch_arguments(writer, tracer, emitter, leaves)
+        for name, array in arenas.items():
+            samples[writer.bind(array, name=f"arena_{np.dtype(name).name}")] = array
         if emitter.hyper:
-            self.hyper = np.array(emitter.hyper, np.float64)
-            self.values.append(self.hyper)
-            samples.append(self.hyper)
-        self.seen_state = [None] * len(self.values)
-        names = [name for name, _ in emitter.arguments]
-        self.preconditions = [(function, names.index(name))
-                              for function, name in emitter.preconditions]
+            hyper = np.array(emitter.hyper, np.float64)
+            samples[writer.bind(hyper, name="hyper")] = hyper
+        self._compile(stats, list(samples.values()))
         buffers = {id(array): buffer_view(name, array) for name, array in emitter.buffers}
-        # After a call, each touched tensor's .grad is what the traced run left there: None,
-        # a buffer of this specialization (wrapped once), or its own array updated in place.
-        self.cleared_grads = [tensor for tensor in tracer.touched if tensor.grad is None]
-        self.buffer_grads = [(tensor, Tensor._wrap(buffers[id(tensor.grad._data)]))
-                             for tensor in tracer.touched
-                             if tensor.grad is not None and id(tensor.grad._data) in buffers]
-        # The scalars in `hyper` for each update: only changed ones are written again.
-        self.written = [tuple(event[6]) for event in tracer.events if event[0] == "update"]
-        self.updated = [update[1] for update in self.updates]
-        # For calls whose arguments are all tensors: (shape, dtype, requires_grad, position
-        # of its array among the arguments or None) per argument, from the call key.
-        self.grad_mode = key[2]
-        self.alike = None
-        if plain_arguments:
-            positions = {index: position for position, index, _, _ in self.arg_fetches}
-            self.alike = [(shape, dtype, requires_grad, positions.get(index))
-                          for index, (shape, dtype, requires_grad) in enumerate(key[0][1])]
-        self._compile(stats, samples)
+        self._call_kernel(writer, tracer, emitter, buffers, samples)
+        traced_buffers = dict(emitter.buffers)
+        outputs = [buffer_view(name, traced_buffers[name]) for name in returned]
+        writer.lines.append(f"return {_result(writer, result_template, outputs)}")
+        self.call, self.call_source = writer.function()
 
     @staticmethod
-    def _updates(tracer, state_positions):
-        """Per parameter update, in the order of the generated code: (the optimizer's
-        update_arguments, parameter, group, first hyper slot, where each state array goes:
-        (position, traced shape, dtype, an empty stand-in for absent state or None for a
-        counter, which is passed unflattened))."""
-        updates = []
+    def _fetch_arguments(writer, tracer, emitter, leaves):
+        """Checks and fetches for the arguments, the tensors the step reads or updates, and
+        its modules; the kernel's arguments with a sample value of each, in order."""
+        arguments = {what[1]: name for name, (kind, what, _) in emitter.arguments
+                     if kind == "handle" and what[0] == "arg"}
+        for index, (kind, shape, dtype, requires_grad) in enumerate(leaves):
+            writer.check(f"type(leaf_{index}) is not {writer.bind(kind, name=kind.__name__)}")
+            writer.check(f"leaf_{index}._requires_grad is not {requires_grad}")
+            name = arguments.get(index)
+            writer.lines += writer.fetch(name or f"leaf_array_{index}", f"leaf_{index}._data",
+                                         shape, dtype, contiguous=name is not None)
+        # requires_grad of every tensor the step reads or updates decides what it computes,
+        # and so does whether a .grad the step adds to was None (None: the step drops it).
+        watched = {id(t): t for t in tracer.touched}
+        for handle in tracer.handles.values():
+            if handle[0] in ("data", "grad"):
+                watched[id(handle[1])] = handle[1]
+        for tensor in watched.values():
+            name = writer.bind(tensor, "tensor")
+            writer.check(f"{name}._requires_grad is not {tensor._requires_grad}")
+            grad_was_none = tracer.touched.get(tensor)
+            if grad_was_none is not None:
+                writer.check(f"{name}._grad is {'not ' if grad_was_none else ''}None")
+        for module, training in tracer.modules.items():
+            writer.check(f"{writer.bind(module, 'module')}.training is not {training}")
+        samples = {}
+        for name, (kind, what, traced) in emitter.arguments:
+            samples[name] = traced
+            if kind == "state":
+                continue  # fetched with its optimizer's scalars (`_call_kernel`)
+            if what[0] == "const":
+                writer.bind(what[1], name=name)
+            elif what[0] != "arg":
+                tensor = writer.bind(what[1], "tensor")
+                if what[0] == "grad":
+                    writer.check(f"{tensor}._grad is None")
+                expression = f"{tensor}._grad._data" if what[0] == "grad" else f"{tensor}._data"
+                writer.lines += writer.fetch(name, expression, traced.shape, traced.dtype)
+                samples[name] = np.empty(traced.shape, traced.dtype)
+        for function, name in emitter.preconditions:
+            writer.lines.append(f"{writer.bind(function, 'precondition')}({name})")
+        return samples
+
+    def _call_kernel(self, writer, tracer, emitter, buffers, arguments):
+        """Lines fetching the optimizers' state and scalars, calling the kernel, and leaving
+        .grad and version counters as the eager step would."""
+        states = {what: name for name, (kind, what, _) in emitter.arguments if kind == "state"}
+        updates = [event for event in tracer.events if event[0] == "update"]
         slot = 0
-        for event in [event for event in tracer.events if event[0] == "update"]:
-            _, optimizer, group, param, _, tensors, scalars = event
-            number = len(updates)
-            shape, dtype = param._data.shape, param._data.dtype
-            arrays = []
-            for index, name in enumerate(optimizer.rule.arrays):
-                position = state_positions[(number, index)]
-                if name in optimizer.rule.state:
-                    arrays.append((position, shape, dtype, np.empty(0, dtype)))
-                else:
-                    counter = tensors[index]._data
-                    arrays.append((position, counter.shape, counter.dtype, None))
-            updates.append((optimizer.update_arguments, param, group, slot, arrays))
+        for number, (_, optimizer, group, param, _, _, scalars) in enumerate(updates):
+            rule = optimizer.rule
+            fetch = f"{writer.bind(optimizer, 'optimizer')}_update_arguments"
+            writer.namespace.setdefault(fetch, optimizer.update_arguments)
+            tensors = [f"{name}_{number}" for name in rule.arrays]
+            writer.lines.append(f"{tuple_target(tensors)}, scalars_{number} = "
+                                f"{fetch}({writer.bind(param, 'tensor')}, "
+                                f"{writer.bind(group, 'group')})")
+            written = writer.remember(f"written_{number}", tuple(scalars))
+            writer.lines += [f"if scalars_{number} != {written}:",
+                             f"    hyper[{slot}:{slot + len(scalars)}] = {written} = "
+                             f"scalars_{number}"]
             slot += len(scalars)
-        return updates
+            data = param._data
+            for index, (name, tensor) in enumerate(zip(rule.arrays, tensors)):
+                argument = states[(number, index)]
+                if name not in rule.state:  # a counter: always there
+                    traced = arguments[argument]
+                    writer.lines += writer.fetch(argument, f"{tensor}._data", traced.shape,
+                                                 traced.dtype)
+                    continue
+                # Absent state (None) is a zero-size stand-in, which the rule does not touch.
+                absent = writer.bind(np.empty((0,) * data.ndim, data.dtype),
+                                     name=f"{argument}_absent")
+                writer.lines += [f"if {tensor} is None:", f"    {argument} = {absent}", "else:"]
+                writer.lines += ["    " + line for line in writer.fetch(
+                    argument, f"{tensor}._data", data.shape, data.dtype)]
+        # After a call, each touched tensor's .grad is what the traced run left there: None,
+        # a buffer of this specialization (wrapped once), or its own array updated in place.
+        on_buffers = [(writer.bind(tensor, "tensor"), Tensor._wrap(buffers[id(tensor.grad._data)]))
+                      for tensor in tracer.touched
+                      if tensor.grad is not None and id(tensor.grad._data) in buffers]
+        for index, (tensor, grad) in enumerate(on_buffers):
+            grad = writer.remember(f"grad_{index}", grad)
+            # NOTE: the references to a .grad tensor here are the namespace's, getrefcount's
+            # argument, and the tensor's ._grad if it still is this one; any more are kept
+            # by the caller.
+            writer.lines += [f"if getrefcount({grad}) > 2 + ({tensor}._grad is {grad}):",
+                             f"    {grad} = copy_kept({grad})"]
+        writer.lines.append(writer.call(writer.bind(self.kernel, name="fused_step"), arguments))
+        writer.lines += [f"{writer.bind(tensor, 'tensor')}._grad = None"
+                         for tensor in tracer.touched if tensor.grad is None]
+        writer.lines += [f"{tensor}._grad = grad_{index}"
+                         for index, (tensor, _) in enumerate(on_buffers)]
+        # PyTorch counts an optimizer step as an in-place write to the parameter.
+        writer.lines += [f"{writer.bind(event[3], 'tensor')}._version_counter[0] += 1"
+                         for event in updates]
 
     def _compile(self, stats, sample_arguments):
         started = time.perf_counter()
@@ -303,118 +232,28 @@ class Specialization:
         hits = sum(self.kernel.stats.cache_hits.values())
         stats["cache_hits" if hits else "cache_misses"] += 1
 
-    def _release_kept_grads(self):
-        """Copy-on-write for gradients a caller kept: this call overwrites the buffers that
-        back the .grad tensors of the last call, and eager would have made new ones."""
-        for index, (tensor, wrapper) in enumerate(self.buffer_grads):
-            # References: the list's tuple, this loop's name, getrefcount's argument, and
-            # tensor.grad if it still is this wrapper. Any more belong to the caller.
-            expected = 3 + (tensor._grad is wrapper)
-            if sys.getrefcount(wrapper) > expected:
-                buffer = wrapper._data
-                wrapper._data = buffer.copy()
-                self.buffer_grads[index] = (tensor, Tensor._wrap(buffer))
-
-    def _fetch_updates(self):
-        """The optimizers' state arrays and scalars for this call (learning rates may have
-        changed, load_state_dict may have replaced the state); False if a state array does
-        not fit."""
-        values, seen, written = self.values, self.seen_state, self.written
-        for index, (update_arguments, param, group, slot, arrays) in enumerate(self.updates):
-            tensors, scalars = update_arguments(param, group)
-            for tensor, (position, shape, dtype, empty) in zip(tensors, arrays):
-                if tensor is None:
-                    values[position] = empty
-                    continue
-                array = tensor._data
-                if array is not seen[position]:
-                    if not _fits(array, shape, dtype):
-                        return False
-                    seen[position] = array
-                    values[position] = array if empty is None else array.reshape(-1)
-            if scalars != written[index]:
-                self.hyper[slot:slot + len(scalars)] = scalars
-                written[index] = scalars
-        return True
-
     def __call__(self, fn, leaves, args, kwargs):
-        """Run the fused function for a call whose key is this specialization's; MISMATCH
-        if a guard or an array does not fit it."""
-        values = self.values
-        for position, index, shape, dtype in self.arg_fetches:
-            array = leaves[index]._data
-            if array is not values[position]:
-                if not _fits(array, shape, dtype):
-                    return MISMATCH
-                values[position] = array
-        return self._run()
+        return self.call(leaves)
 
-    def call_alike(self, args):
-        """Run for a call whose grad mode and closure are those of this specialization's key,
-        checking the arguments against the key without building it; MISMATCH if anything
-        differs."""
-        alike = self.alike
-        if alike is None or len(args) != len(alike):
-            return MISMATCH
-        values = self.values
-        # NOTE: `is` for dtypes and flags (NumPy has one object per dtype): anything else
-        # only sends the call down the path that builds the key. An argument's array seen
-        # by the last call has not changed shape or dtype.
-        for arg, (shape, dtype, requires_grad, position) in zip(args, alike):
-            if not isinstance(arg, Tensor) or arg._requires_grad is not requires_grad:
-                return MISMATCH
-            array = arg._data
-            if position is None or array is not values[position]:
-                if array.shape != shape or array.dtype is not dtype:
-                    return MISMATCH
-                if position is not None:
-                    if not array.flags.c_contiguous:
-                        return MISMATCH
-                    values[position] = array
-        return self._run()
 
-    def _run(self):
-        """Check the guards, fetch the arrays of the tensors the step reads, run the kernel,
-        and leave .grad, version counters and the result as the eager step would."""
-        for tensor, requires_grad, grad_was_none in self.guard_tensors:
-            if tensor._requires_grad != requires_grad or \
-                    grad_was_none is not None and (tensor._grad is None) != grad_was_none:
-                return MISMATCH
-        for module, training in self.guard_modes:
-            if module.training != training:
-                return MISMATCH
-        values = self.values
-        for position, tensor, shape, dtype in self.data_fetches:
-            array = tensor._data
-            if array is not values[position]:
-                if not _fits(array, shape, dtype):
-                    return MISMATCH
-                values[position] = array
-        for position, tensor, shape, dtype in self.grad_fetches:
-            grad = tensor._grad
-            if grad is None:
-                return MISMATCH
-            array = grad._data
-            if array is not values[position]:
-                if not _fits(array, shape, dtype):
-                    return MISMATCH
-                values[position] = array
-        for function, position in self.preconditions:
-            function(values[position])
-        if self.updates and not self._fetch_updates():
-            return MISMATCH
-        if self.buffer_grads:
-            self._release_kept_grads()
-        self.kernel(*values)
-        for tensor in self.cleared_grads:
-            tensor._grad = None
-        for tensor, grad in self.buffer_grads:
-            tensor._grad = grad
-        for param in self.updated:
-            param._version_counter[0] += 1
-        if self.returns_one_tensor:
-            return Tensor._wrap(self.outputs[0].copy())
-        return _rebuild(self.template, [output.copy() for output in self.outputs])
+def _result(writer, template, outputs):
+    """The expression of the step's return value: a new tensor on a copy of each output
+    buffer, the rest as traced."""
+    kind, content = template
+    if kind == "tensor":
+        return f"wrap({writer.bind(outputs[content], 'output')}.copy())"
+    if kind == "value":
+        return writer.bind(content, "value")
+    items = ", ".join(_result(writer, item, outputs) for item in content)
+    if kind is list:
+        return f"[{items}]"
+    if kind is tuple:
+        return f"({items},)" if len(content) == 1 else f"({items})"
+    return f"{writer.bind(kind, 'result_type')}([{items}])"
+
+
+def _no_call(leaves):
+    return MISMATCH
 
 
 class Compiled:
@@ -425,12 +264,12 @@ class Compiled:
         self.fullgraph = fullgraph
         self.max_specializations = max_specializations
         self._specializations = {}
-        self._closure = _ClosureWatch(fn)
+        self._closure = ClosureWatch(fn)
         self._warned = set()
         self._latest = None
-        # The specialization whose key the closure and grad mode had at the last call that
-        # built a key; the next calls try it first, without building a key.
-        self._last = None
+        # The call function of the specialization that ran last, if its arguments were all
+        # tensors: the next calls try it first, without building a key (it checks all).
+        self._last_call = _no_call
         self.breaks = []
         self.stats = {"compile_time_s": 0.0, "cache_hits": 0, "cache_misses": 0,
                       "specializations": 0, "fused_calls": 0, "eager_calls": 0}
@@ -438,8 +277,15 @@ class Compiled:
 
     @property
     def source(self):
-        """The generated source of the most recent specialization (None before one exists)."""
+        """The generated kernel source of the most recent specialization (None before one
+        exists)."""
         return self._latest.source if self._latest is not None else None
+
+    @property
+    def call_source(self):
+        """The generated Python around that kernel: the checks that a call fits, the fetches
+        of arrays and optimizer scalars, the kernel call, and the result."""
+        return self._latest.call_source if self._latest is not None else None
 
     def explain(self):
         """Why calls ran eagerly, and what was compiled."""
@@ -455,23 +301,22 @@ class Compiled:
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     def __call__(self, *args, **kwargs):
-        last = self._last
-        if last is not None and not kwargs and _grad_state.enabled is last.grad_mode and \
-                self._closure.unchanged():
-            result = last.call_alike(args)
+        if not kwargs:
+            result = self._last_call(args)
             if result is not MISMATCH:
                 self.stats["fused_calls"] += 1
                 return result
-        self._last = None
+        self._last_call = _no_call
         leaves, keep = [], []
         key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep) if kwargs else None,
-               _grad_state.enabled, self._closure.values(keep))
+               _grad_state.enabled, self._closure.key(keep))
         for specialization in self._specializations.get(key, ()):
             result = specialization(self.fn, leaves, args, kwargs)
             if result is not MISMATCH:
                 if isinstance(specialization, Specialization):
                     self.stats["fused_calls"] += 1
-                    self._last = specialization
+                    if len(leaves) == len(args) and not kwargs:  # all arguments are tensors
+                        self._last_call = specialization.call
                 else:
                     self.stats["eager_calls"] += 1
                 return result
@@ -483,6 +328,11 @@ class Compiled:
         return self._trace(key, leaves, keep, args, kwargs)
 
     def _trace(self, key, leaves, keep, args, kwargs):
+        # The checks of the call function are on what the call was keyed on: the step may
+        # change flags or globals as it runs.
+        described = [(type(t), t._data.shape, t._data.dtype, t._requires_grad) for t in leaves]
+        watch = (self._closure, self._closure.seen)
+        grad_mode = _grad_state.enabled
         tracer = Tracer(leaves, self.fullgraph)
         with tracing(tracer):
             result = self.fn(*args, **kwargs)
@@ -498,9 +348,8 @@ class Compiled:
         specialization = None
         if reason is None:
             try:
-                plain = not kwargs and all(isinstance(arg, Tensor) for arg in args)
                 specialization = Specialization(tracer, template, [t._data for t in outputs],
-                                                self.stats, key, plain)
+                                                self.stats, described, grad_mode, watch)
             except GraphBreak as error:
                 reason = str(error)
         if reason is not None:
@@ -511,7 +360,7 @@ class Compiled:
             specialization = _Fallback(reason)
         else:
             self.stats["specializations"] += 1
-            self._latest = self._last = specialization
+            self._latest = specialization
         specialization.keep_alive = keep
         self._specializations.setdefault(key, []).append(specialization)
         return result

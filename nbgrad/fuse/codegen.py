@@ -121,7 +121,7 @@ class Emitter:
         return name
 
     def state(self, update, index, traced):
-        """An optimizer state array (flat) or counter of the `update`-th parameter update,
+        """An optimizer state array or counter of the `update`-th parameter update,
         read from the optimizer at call time: load_state_dict may replace it."""
         name = self._new("state")
         self.arguments.append((name, ("state", (update, index), traced)))
@@ -295,10 +295,13 @@ def _emit_updates(em, events):
         columns["param"].append(f"{em.ref(param._data)}.reshape({size})")
         columns["grad"].append(f"{em.ref(grad)}.reshape({size})")
         for index, (name, tensor) in enumerate(zip(rule.arrays, tensors)):
-            traced = np.empty(0, dtype) if tensor is None else tensor._data
-            if name in rule.state:
-                traced = traced.reshape(-1)
-            columns[name].append(em.state(em.updates, index, traced))
+            if name not in rule.state:  # a counter, passed as it is
+                columns[name].append(em.state(em.updates, index, tensor._data))
+                continue
+            # State is passed as the optimizer holds it (absent: a zero-size stand-in, which
+            # the rule does not touch), and flattened here.
+            traced = np.empty((0,) * param._data.ndim, dtype) if tensor is None else tensor._data
+            columns[name].append(f"{em.state(em.updates, index, traced)}.reshape(-1)")
         em.updates += 1
         em.hyper += [float(value) for value in scalars]
     count, width = len(events), len(rule.scalars)

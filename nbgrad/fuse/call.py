@@ -1,0 +1,209 @@
+"""The Python around a fused kernel: one generated function per specialization.
+
+The function checks, in straight-line code, that a call fits its specialization (the
+objects the step reads from its closure and globals, grad mode, the arguments' types,
+shapes, dtypes and requires_grad, the guarded tensors and modules), fetches the arrays the
+kernel reads and the optimizers' state and scalars, calls the kernel, and leaves .grad,
+version counters and the result as the eager step would. It returns MISMATCH for a call
+that does not fit. Like TorchDynamo's guard functions, it is generated rather than
+interpreted from tables: a small step spends less time in Python around its kernel than in
+the kernel itself.
+"""
+import dis
+import sys
+import textwrap
+import types
+
+from ..autograd.grad_mode import state as _grad_state
+from ..tensor import Tensor
+
+# What a call function returns for a call that does not fit it. NOTE: not None, which is
+# what a step without a return statement gives.
+MISMATCH = object()
+# What an empty closure cell or a global not (yet) defined reads as.
+ABSENT = object()
+# Values of these types are keyed by value (a traced step bakes them in as constants);
+# any other object the step reads, by identity.
+SCALAR_TYPES = (int, float, bool, str, type(None))
+
+
+def _fits(array, shape, dtype, contiguous=True):
+    return array.shape == shape and array.dtype == dtype and \
+        (array.flags.c_contiguous or not contiguous)
+
+
+def _same_scalar(value, seen):
+    # The type too: 2, 2.0 and True are equal but promote differently.
+    return value is seen or type(value) is type(seen) and value == seen
+
+
+def _contents_of(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell (a variable not yet assigned)
+        return ABSENT
+
+
+def _copy_kept(wrapper):
+    """For a .grad tensor on a buffer that a caller kept: the next call overwrites the buffer,
+    and eager would have made a new tensor, so the kept one gets a copy. The new .grad
+    tensor on the buffer is returned."""
+    buffer = wrapper._data
+    wrapper._data = buffer.copy()
+    return Tensor._wrap(buffer)
+
+
+_WIDTH = 100  # of the generated source's lines, where they can be wrapped
+
+_HELPERS = {"MISMATCH": MISMATCH, "ABSENT": ABSENT, "fits": _fits, "same_scalar": _same_scalar,
+            "contents_of": _contents_of, "copy_kept": _copy_kept, "wrap": Tensor._wrap,
+            "getrefcount": sys.getrefcount, "grad_mode": _grad_state}
+
+
+def tuple_target(names):
+    """`names` as the target of an unpacking assignment."""
+    return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
+
+
+class CallWriter:
+    """The source of one call function, and the namespace it runs in.
+
+    Objects the function refers to (tensors, modules, the kernel, buffers) are names in its
+    namespace; what it remembers between calls (the arrays the last call saw, the optimizer
+    scalars last written) are names it rebinds.
+    """
+
+    def __init__(self, leaves):
+        self.namespace = dict(_HELPERS)
+        self.leaves = leaves
+        self.checks = []    # conditions: the call does not fit if any is true
+        self.lines = []     # statements after the checks
+        self.remembered = []
+        self._bound = {}    # id(object) -> its name
+        self._counts = {}
+
+    def bind(self, value, prefix=None, name=None):
+        """The name of `value` in the namespace: `name`, else `prefix` numbered; an object
+        bound before keeps its first name."""
+        known = self._bound.get(id(value))
+        if known is not None:
+            return known
+        if name is None:
+            count = self._counts[prefix] = self._counts.get(prefix, -1) + 1
+            name = f"{prefix}_{count}"
+        self._bound[id(value)] = name
+        self.namespace[name] = value
+        return name
+
+    def remember(self, name, value):
+        """A name the function rebinds to carry `value` from one call to the next."""
+        self.namespace[name] = value
+        self.remembered.append(name)
+        return name
+
+    def call(self, function, arguments):
+        """A line calling `function` with `arguments`, wrapped."""
+        start = f"{function}("
+        return textwrap.fill(", ".join(arguments), _WIDTH - 4, initial_indent=start,
+                             subsequent_indent=" " * len(start)) + ")"
+
+    def check(self, condition):
+        if condition not in self.checks:
+            self.checks.append(condition)
+
+    def fetch(self, name, expression, shape, dtype, contiguous=True):
+        """Lines setting `name` to the array `expression`, checked against `shape` and
+        `dtype` only when it is not the array the last call saw."""
+        seen = self.remember(f"seen_{name}", None)
+        option = "" if contiguous else ", contiguous=False"
+        return [f"{name} = {expression}",
+                f"if {name} is not {seen}:",
+                f"    if not fits({name}, {shape!r}, {self.bind(dtype, name=dtype.name)}{option}):",
+                "        return MISMATCH",
+                f"    {seen} = {name}"]
+
+    def source(self):
+        body = ["def call(leaves):",
+                '    """Run the fused step if this call fits its specialization; MISMATCH if not."""']
+        body += [f"    global {names.rstrip(',')}"
+                 for names in textwrap.wrap(", ".join(self.remembered), _WIDTH - 11)]
+        body += ["    try:",
+                 f"        {tuple_target([f'leaf_{i}' for i in range(self.leaves)])} = leaves",
+                 "        if (" + "\n                or ".join(self.checks or ["False"]) + "):",
+                 "            return MISMATCH",
+                 "    except (KeyError, ValueError):  # a global deleted, a cell emptied, "
+                 "another number of arguments",
+                 "        return MISMATCH"]
+        body += [textwrap.indent(line, "    ") for line in self.lines]
+        return "\n".join(body) + "\n"
+
+    def function(self):
+        """The call function (and its source)."""
+        source = self.source()
+        exec(compile(source, "<nbgrad.compile call>", "exec"), self.namespace)
+        return self.namespace["call"], source
+
+
+def _global_reads(code):
+    """The names `code`, and the functions and comprehensions defined in it, load as globals
+    (NOTE: not `co_names`, which also holds attribute names such as `.step`)."""
+    names = {instruction.argval for instruction in dis.get_instructions(code)
+             if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _global_reads(constant)
+    return names
+
+
+class ClosureWatch:
+    """The objects the step reads from its closure cells and its globals.
+
+    They are part of the call key and of the call function's checks: Python scalars by
+    value, since a traced step bakes them in as constants; any other object (a tensor, a
+    model, an optimizer, a function) by identity, since the traced step is bound to that
+    very object. Which cells and global names to read is worked out once.
+    """
+
+    def __init__(self, fn):
+        code = getattr(fn, "__code__", None)
+        self.cells = list(zip(code.co_freevars, fn.__closure__ or ())) if code else []
+        self.namespace = getattr(fn, "__globals__", {})
+        self.names = sorted(_global_reads(code)) if code is not None else []
+        self.seen = []  # what `key` read, cells first
+
+    def key(self, keep):
+        """The watched objects' part of the call key. Objects keyed by identity are appended
+        to `keep`: NOTE: kept alive, so that no other object gets their id while a
+        specialization refers to it."""
+        namespace = self.namespace
+        self.seen = [_contents_of(cell) for _, cell in self.cells] + \
+                    [namespace.get(name, ABSENT) for name in self.names]
+        key = []
+        for value in self.seen:
+            if isinstance(value, SCALAR_TYPES):
+                key.append((type(value), value))
+            else:
+                keep.append(value)
+                key.append(id(value))
+        return tuple(key)
+
+    def write_checks(self, writer, seen):
+        """Checks that every cell and global still holds what it held in `seen` (a `key`
+        call's)."""
+        reads = []
+        for (name, cell), value in zip(self.cells, seen):
+            cell_name = writer.bind(cell, name=f"cell_{name}")
+            expression = f"{cell_name}.cell_contents" if value is not ABSENT else \
+                f"contents_of({cell_name})"
+            reads.append((expression, value, f"closed_{name}"))
+        if self.names:
+            writer.bind(self.namespace, name="step_globals")
+        for name, value in zip(self.names, seen[len(self.cells):]):
+            if value is ABSENT:
+                writer.check(f"{name!r} in step_globals")
+            else:
+                reads.append((f"step_globals[{name!r}]", value, f"global_{name}"))
+        for expression, value, name in reads:
+            name = writer.bind(value, name=name)
+            writer.check(f"not same_scalar({expression}, {name})"
+                         if isinstance(value, SCALAR_TYPES) else f"{expression} is not {name}")
