@@ -11,24 +11,6 @@ from ..tensor import Tensor
 
 
 class _Required:
-    def _state_value(self, key, value, param):
-        """A copy of a saved state entry; arrays and tensors become nbgrad tensors. The rule's
-        counters become float32 0-d arrays, and its per-element state takes the parameter's
-        dtype (as in PyTorch) and must have its shape: the update kernel indexes it like the
-        parameter."""
-        if isinstance(value, Tensor):
-            value = value._data
-        if key in self.rule.counters:
-            return Tensor._wrap(np.array(value, dtype=np.float32))
-        if not (hasattr(value, "shape") and hasattr(value, "dtype")):
-            return copy.deepcopy(value)
-        if key not in self.rule.state:
-            return Tensor._wrap(np.array(value))
-        if value.shape != param._data.shape:
-            raise ValueError(f"loaded state {key!r} has shape {tuple(value.shape)}, its "
-                             f"parameter {tuple(param._data.shape)}")
-        return Tensor._wrap(np.array(value, dtype=param._data.dtype))
-
     def __repr__(self):
         return "<required parameter>"
 
