@@ -26,6 +26,8 @@ import pytest
 import nbgrad
 from nbgrad import nn, optim
 from nbgrad.fuse import GraphBreak
+from nbgrad.nn import functional as F
+from nbgrad.ops.nn import POINTWISE_LOSSES
 
 RTOL, ATOL = 1e-5, 1e-6
 THIS_FILE = os.path.basename(__file__)
@@ -232,6 +234,34 @@ OPTIMIZERS = {
     "adam_amsgrad_weight_decay": lambda p: optim.Adam(p, lr=1e-2, weight_decay=1e-2, amsgrad=True),
     "adamw": lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1),
 }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("loss", [row.name for row in POINTWISE_LOSSES])
+def test_pointwise_losses_with_gradients_of_input_and_target(loss, reduction, dtype):
+    """Every pointwise loss, written out as loops in the fused step; input and target are
+    both parameters (values in (0, 1), which every loss accepts)."""
+    def build():
+        rng = np.random.default_rng(5)
+        x, y = (nbgrad.tensor(rng.uniform(0.2, 0.8, (4, 3)).astype(dtype), requires_grad=True)
+                for _ in range(2))
+        return [x, y], optim.SGD([x, y], lr=0.01)
+
+    def make_step(s):
+        def step():
+            s.opt.zero_grad()
+            value = getattr(F, loss)(s.params[0], s.params[1], reduction=reduction)
+            value.backward()
+            s.opt.step()
+            return value
+        return step
+
+    pair = Pair(build, make_step)
+    for _ in range(4):
+        pair()
+    assert pair.compiled.stats["fused_calls"] == 3, pair.compiled.explain()
+    assert f"{loss}_forward" not in pair.compiled.source  # loops, not the loss kernels
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

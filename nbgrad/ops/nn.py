@@ -467,8 +467,14 @@ class _LinearFusion:
 
 
 class _PointwiseLossFusion:
-    def __init__(self, forward_kernel, backward_kernel):
-        self.forward_kernel, self.backward_kernel = forward_kernel, backward_kernel
+    """The loss written out as loops from the row's per-element expressions (no call of the
+    loss kernels, whose arguments cost more than the work for small inputs): the forward
+    sum in a loop of its own, the gradient as an elementwise loop that the ops before it in
+    backward can join. The arithmetic is the kernels': float64 sum, `g * scale` times the
+    derivative, constants in the input's dtype."""
+
+    def __init__(self, row):
+        self.row = row
 
     @staticmethod
     def _check(params, x, y):
@@ -477,17 +483,31 @@ class _PointwiseLossFusion:
         if params["reduction"] == "none" or x.dtype != y.dtype or not x.size:
             raise Unfusable("unreduced, mixed-dtype or empty loss")
 
-    def _flat(self, em, x, y):
-        ones, step = em.constant(_ONE[x.dtype]), em.scalar(0)
-        return (f"{em.ref(x)}.reshape({x.size}), {em.ref(y)}.reshape({x.size}), "
-                f"{ones}, {step}, {ones}, {step}")
+    def _constants(self, em, expression, reference):
+        """Local names for the constants `expression` reads (pos_weight, absent, is one),
+        typed like `reference`."""
+        values = dict(_CONSTANTS, pw=1.0)
+        names = {}
+        for name in sorted(set(re.findall(r"\b\w+\b", expression)) & set(values)):
+            names[name] = em._new("c")
+            em.emit(f"{names[name]} = typed({values[name]!r}, {reference})")
+        return names
 
     def forward(self, em, arrays, params, out):
         x, y = arrays
         self._check(params, x, y)
-        total = em._new("total")
-        em.emit(f"{total} = {em.kernel(self.forward_kernel)}({self._flat(em, x, y)}, "
-                f"{_dummy(em, 1, x.dtype)}, {em.scalar(True)})")
+        reference = em.ref(x)
+        names = self._constants(em, self.row.loss, reference)
+        index, total = em._new("i"), em._new("total")
+        for name, array in (("x", x), ("y", y)):
+            flat = em._new("v")
+            em.emit(f"{flat} = {em.ref(array)}.reshape({x.size})")
+            names[name] = f"{flat}[{index}]"
+        loss = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
+                      self.row.loss)
+        em.emit(f"{total} = 0.0")
+        em.emit(f"for {index} in range({x.size}):")
+        em.emit(f"    {total} += {loss}")
         divisor = x.size if params["reduction"] == "mean" else 1
         em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
 
@@ -495,12 +515,15 @@ class _PointwiseLossFusion:
         x, y = node.saved
         self._check(node.params, x, y)
         scale = 1.0 / x.size if node.params["reduction"] == "mean" else 1.0
-        grads = [f"{em.out(r)}.reshape({x.size})" if r is not None else _dummy(em, 1, g.dtype)
-                 for r in raw]
-        em.emit(f"{em.kernel(self.backward_kernel)}({self._flat(em, x, y)}, "
-                f"{em.ref(g)}.reshape(1), {em.scalar(0)}, {em.literal(scale, g.dtype)}, "
-                f"{', '.join(grads)}, {em.scalar(raw[0] is not None)}, "
-                f"{em.scalar(raw[1] is not None)})")
+        reference = em.ref(x)
+        operands = {"x": (reference, x.shape), "y": (em.ref(y), y.shape),
+                    "g": (em.ref(g), g.shape)}
+        for grad, derivative in zip(raw, (self.row.d_x, self.row.d_y)):
+            if grad is None:
+                continue
+            names = self._constants(em, derivative, reference)
+            em.elementwise(f"g * {scale!r} * ({derivative})", {**operands, **names},
+                           em.out(grad), x.shape, reference)
 
 
 class _NllFusion:
@@ -543,5 +566,4 @@ class _NllFusion:
 PRIMS["linear"].fuse = _LinearFusion()
 PRIMS["nll_loss"].fuse = _NllFusion()
 for _row in POINTWISE_LOSSES:
-    PRIMS[_row.name].fuse = _PointwiseLossFusion(getattr(_loss_kernels, _row.name + "_forward"),
-                                                 getattr(_loss_kernels, _row.name + "_backward"))
+    PRIMS[_row.name].fuse = _PointwiseLossFusion(_row)
