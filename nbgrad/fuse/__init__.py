@@ -104,11 +104,12 @@ class Specialization:
         closure.write_checks(writer, seen)
         writer.check(f"grad_mode.enabled is not {grad_mode}")
         samples = self._fetch_arguments(writer, tracer, emitter, leaves)
-        for name, array in arenas.items():
-            samples[writer.bind(array, name=f"arena_{np.dtype(name).name}")] = array
+        # The kernel's fixed arguments, under the names of its parameters.
+        fixed = {f"arena_{np.dtype(key).name}": array for key, array in arenas.items()}
         if emitter.hyper:
-            hyper = np.array(emitter.hyper, np.float64)
-            samples[writer.bind(hyper, name="hyper")] = hyper
+            fixed["hyper"] = np.array(emitter.hyper, np.float64)
+        writer.namespace.update(fixed)
+        samples.update(fixed)
         self._compile(stats, list(samples.values()))
         buffers = {id(array): buffer_view(name, array) for name, array in emitter.buffers}
         self._call_kernel(writer, tracer, emitter, buffers, samples)
@@ -149,7 +150,7 @@ class Specialization:
             if kind == "state":
                 continue  # fetched with its optimizer's scalars (`_call_kernel`)
             if what[0] == "const":
-                writer.bind(what[1], name=name)
+                writer.namespace[name] = what[1]
             elif what[0] != "arg":
                 tensor = writer.bind(what[1], "tensor")
                 if what[0] == "grad":

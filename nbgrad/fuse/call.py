@@ -83,12 +83,13 @@ class CallWriter:
         self._counts = {}
 
     def bind(self, value, prefix=None, name=None):
-        """The name of `value` in the namespace: `name`, else `prefix` numbered; an object
-        bound before keeps its first name."""
+        """The name of `value` in the namespace: `name` if that is free, else `prefix` (or
+        `name`) numbered; an object bound before keeps its first name."""
         known = self._bound.get(id(value))
         if known is not None:
             return known
-        if name is None:
+        if name is None or name in self.namespace:
+            prefix = prefix or name
             count = self._counts[prefix] = self._counts.get(prefix, -1) + 1
             name = f"{prefix}_{count}"
         self._bound[id(value)] = name
