@@ -824,6 +824,19 @@ def test_batch_passed_in_a_reused_container(container):
         pair(batch)
 
 
+def test_a_list_argument_and_a_tensor_argument_are_different_keys():
+    """A specialization traced with (x, [y]) must not run for (x, y)."""
+    def step(x, ys):
+        scale = ys[0] if isinstance(ys, list) else ys * 2
+        return (x * scale).sum()
+
+    compiled = nbgrad.compile(step)
+    x, y = nbgrad.tensor([1.0, 2.0]), nbgrad.tensor([3.0, 4.0])
+    for args in [(x, [y]), (x, [y]), (x, y), (x, y), (x, [y])]:
+        assert_same_value(compiled(*args), step(*args), f"step{args!r}")
+    assert compiled.stats["fused_calls"] == 3
+
+
 def test_int_and_float_arguments_are_different_keys():
     compiled = nbgrad.compile(lambda x, s: x * s)
     x = nbgrad.tensor([1, 2, 3])

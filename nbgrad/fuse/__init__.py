@@ -316,7 +316,9 @@ class Compiled:
             if result is not MISMATCH:
                 if isinstance(specialization, Specialization):
                     self.stats["fused_calls"] += 1
-                    if len(leaves) == len(args) and not kwargs:  # all arguments are tensors
+                    # NOTE: only then do the call function's leaves line up with the
+                    # arguments: (x, [y]) must not run as (x, y).
+                    if not kwargs and all(isinstance(arg, Tensor) for arg in args):
                         self._last_call = specialization.call
                 else:
                     self.stats["eager_calls"] += 1
