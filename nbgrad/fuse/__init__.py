@@ -1,10 +1,11 @@
 """`nbgrad.compile`: trace a static step once, generate one Numba function, run that.
 
-A call with shapes, dtypes, requires_grad flags, grad mode, module train/eval modes and
-`.grad` presence it has not seen runs the step eagerly under a tracer (so that call's
-results are eager's own), generates the fused source, and compiles it; later matching calls
-run the fused function. A step that cannot be traced runs eagerly, with one warning naming
-the reason and the line (`fullgraph=True` raises instead).
+A call with shapes, dtypes, requires_grad flags, grad mode, module train/eval modes,
+`.grad` presence or closure/global objects it has not seen runs the step eagerly under a
+tracer (so that call's results are eager's own), generates the fused source, and compiles
+it; later matching calls run the fused function through a generated Python call function
+(`call.py`) that checks the call fits. A step that cannot be traced runs eagerly, with one
+warning naming the reason and the line (`fullgraph=True` raises instead).
 """
 import functools
 import time
