@@ -1,8 +1,9 @@
 """Turn generated Python source into an importable module so `numba.njit(cache=True)` works.
 
 NOTE: Numba cannot cache functions made with `exec` or closures ("no locator available"),
-so generated source is written to a real `.py` file, named by a hash of its text and of the
-nbgrad and numba versions, and imported under a unique name registered in `sys.modules`.
+so generated source is written to a real `.py` file, named by a hash of its text, of the
+nbgrad and numba versions and of the kernels it may call, and imported under a unique name
+registered in `sys.modules`.
 """
 import hashlib
 import importlib.util
@@ -16,6 +17,24 @@ import numba
 from . import __version__
 
 _loaded = {}
+
+
+def _fingerprint_of_kernels():
+    """A hash of nbgrad/ops, where every kernel that generated code calls is defined.
+
+    NOTE: Numba's cache does not notice a changed callee, so an edit there must rename every
+    generated module (and so compile it afresh) instead of loading stale machine code.
+    """
+    digest = hashlib.sha256()
+    ops = os.path.join(os.path.dirname(__file__), "ops")
+    for name in sorted(os.listdir(ops)):
+        if name.endswith(".py"):
+            with open(os.path.join(ops, name), "rb") as source:
+                digest.update(source.read())
+    return digest.hexdigest()[:16]
+
+
+_KERNELS = _fingerprint_of_kernels()
 
 
 def cache_dir():
@@ -76,7 +95,7 @@ def load_module(prefix, source):
     An unwritable cache directory is reported once and replaced by a private temporary
     directory, so compilation still happens (but is not kept for the next process).
     """
-    key = hashlib.sha256(f"{__version__}|{numba.__version__}|{source}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{__version__}|{numba.__version__}|{_KERNELS}|{source}".encode()).hexdigest()[:20]
     name = f"_nbgrad_gen_{prefix}_{key}"
     if name in _loaded:
         return _loaded[name]

@@ -1171,3 +1171,15 @@ def test_fullgraph_stops_at_the_offending_line():
     with pytest.raises(nbgrad.fuse.GraphBreak, match=r"item\(\).*test_fuse.py:\d+"):
         step(nbgrad.tensor([1.0, 1.0]))
     np.testing.assert_array_equal(w.detach().numpy(), [1.0, 2.0])
+
+
+def test_generated_module_names_change_with_the_kernels_they_call(monkeypatch, tmp_path):
+    # Numba's cache does not notice a changed callee: an edit under nbgrad/ops must give
+    # every generated module a new name (and so a fresh compile).
+    from nbgrad import _codegen
+    monkeypatch.setenv("NBGRAD_CACHE_DIR", str(tmp_path))
+    source = "VALUE = 1\n"
+    before = _codegen.load_module("probe", source).__name__
+    monkeypatch.setattr(_codegen, "_KERNELS", "edited")
+    after = _codegen.load_module("probe", source).__name__
+    assert before != after

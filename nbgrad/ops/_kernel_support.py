@@ -4,20 +4,12 @@ They let one generated kernel source serve both arrays and scalars, write consta
 the dtype of the data (in njit `float32 * 2.0` silently becomes float64), and compute exp
 in a form LLVM can vectorize.
 """
-import hashlib
 import math
 from decimal import Decimal
 
 import numpy as np
 from numba import types
 from numba.extending import intrinsic, overload
-
-# NOTE: Numba's cache does not notice when a callee changes: the generated modules that call
-# these helpers put this fingerprint in their source, so editing this file gives them a new
-# cache key instead of stale machine code.
-with open(__file__, "rb") as _source:
-    FINGERPRINT = hashlib.sha256(_source.read()).hexdigest()[:16]
-
 
 def at1(x, i):
     """`x[i]` for a 1-D array; `x` itself for a scalar (a broadcast size-1 operand)."""
