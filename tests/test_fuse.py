@@ -593,7 +593,8 @@ def test_too_many_specializations_fall_back_to_eager_with_one_warning():
 
 def test_param_groups_and_a_parallel_sized_step():
     """Two param groups with their own lr/weight decay changed between calls, and a hidden
-    layer of 256 x 512 elements: large enough for the prange (parallel=True) loops."""
+    layer of 256 x 512 elements: large enough for prange loops, which a step that calls
+    BLAS does not use (see codegen.PARALLEL_THRESHOLD)."""
     def build():
         model = nn.Sequential(nn.Linear(16, 512), nn.Tanh(), nn.Linear(512, 4))
         opt = optim.Adam([{"params": model[0].parameters(), "lr": 1e-3},
@@ -609,6 +610,32 @@ def test_param_groups_and_a_parallel_sized_step():
         pair(*regression_batch(rng, 256, 16, 4), before=hyper)
     assert pair.compiled.stats["specializations"] == 1
     assert pair.compiled.stats["fused_calls"] == 3
+    assert "prange" not in pair.compiled.source
+
+
+def test_a_large_step_without_blas_runs_its_loops_on_threads():
+    def build():
+        w = nbgrad.ones(1 << 17, requires_grad=True)
+        return [w], optim.SGD([w], lr=0.01)
+
+    def make_step(s):
+        loss_fn = nn.MSELoss()
+
+        def step(x, y):
+            s.opt.zero_grad()
+            loss = loss_fn((s.params[0] * x).tanh(), y)
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    rng = np.random.default_rng(22)
+    pair = Pair(build, make_step)
+    for _ in range(3):
+        x = nbgrad.tensor(rng.standard_normal(1 << 17).astype(np.float32))
+        pair(x, 2 * x)
+    assert "numba.prange" in pair.compiled.source
+    assert pair.compiled.stats["fused_calls"] == 2
 
 
 @pytest.mark.parametrize("name, changes", [

@@ -164,6 +164,7 @@ class _MatmulFusion:
     def forward(self, em, arrays, params, out):
         a, b = arrays
         a_shape, b_shape = self._matrices(a, b)
+        em.blas()
         em.emit(f"np.dot({em.ref(a)}.reshape({a_shape!r}), {em.ref(b)}.reshape({b_shape!r}), "
                 f"{em.out(out)}.reshape({(a_shape[0], b_shape[1])!r}))")
 
@@ -172,6 +173,7 @@ class _MatmulFusion:
         a_shape, b_shape = self._matrices(a, b)
         a_m, b_m = f"{em.ref(a)}.reshape({a_shape!r})", f"{em.ref(b)}.reshape({b_shape!r})"
         g_m = f"{em.ref(g)}.reshape({(a_shape[0], b_shape[1])!r})"
+        em.blas()
         if raw[0] is not None:
             em.emit(f"np.dot({g_m}, {b_m}.T, {em.out(raw[0])}.reshape({a_shape!r}))")
         if raw[1] is not None:

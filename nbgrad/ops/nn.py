@@ -451,6 +451,7 @@ class _LinearFusion:
         if not out.size:
             raise Unfusable("linear on an empty batch")
         result = em.out(out)
+        em.blas()
         em.emit(f"np.dot({x}, {weight}.T, {result})")
         em.elementwise("a + b", {"a": (result, out.shape), "b": (bias, arrays[2].shape)},
                        result, out.shape, result)
@@ -462,6 +463,7 @@ class _LinearFusion:
         grads = [em.out(r) if r is not None else _dummy(em, n, g.dtype)
                  for r, n in zip(raw, (2, 2, 1))]
         needs = ", ".join(em.scalar(r is not None) for r in raw)
+        em.blas()
         em.emit(f"{em.kernel(linear_vjp_kernel)}({em.ref(g)}, {em.ref(x)}, {em.ref(weight)}, "
                 f"{', '.join(grads)}, {needs})")
 
