@@ -143,12 +143,13 @@ class Pair:
             assert_same_value(actual, expected, f"returned value of call {i + 1}, read at the end")
 
 
-def standard_step(s, loss_fn=None):
+def standard_step(s, loss_fn=None, forward=None):
+    """PyTorch's training step on setup `s`; `forward` defaults to the setup's model."""
     loss_fn = loss_fn or nn.CrossEntropyLoss()
 
     def step(x, y):
         s.opt.zero_grad()
-        loss = loss_fn(s.model(x), y)
+        loss = loss_fn((forward or s.model)(x), y)
         loss.backward()
         s.opt.step()
         return loss
@@ -619,15 +620,7 @@ def test_a_large_step_without_blas_runs_its_loops_on_threads():
         return [w], optim.SGD([w], lr=0.01)
 
     def make_step(s):
-        loss_fn = nn.MSELoss()
-
-        def step(x, y):
-            s.opt.zero_grad()
-            loss = loss_fn((s.params[0] * x).tanh(), y)
-            loss.backward()
-            s.opt.step()
-            return loss
-        return step
+        return standard_step(s, nn.MSELoss(), forward=lambda x: (s.params[0] * x).tanh())
 
     rng = np.random.default_rng(22)
     pair = Pair(build, make_step)
