@@ -75,11 +75,11 @@ class Emitter:
         return name
 
     def out(self, array):
-        """The variable for an array the step writes: a buffer allocated once per specialization."""
+        """The variable for an array the step writes in full: a C-contiguous buffer of its
+        shape, allocated once per specialization (also for an eager result that was a view,
+        such as the broadcast gradient of a sum: the fused rule writes every element)."""
         name = self.names.get(id(array))
         if name is None:
-            if not array.flags.c_contiguous:
-                raise Unfusable(f"a non-contiguous result of shape {tuple(array.shape)}")
             name = self._new("buf")
             self.buffers.append((name, array))
             self.names[id(array)] = name

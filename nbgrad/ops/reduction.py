@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .. import _codegen, _tracing
+from .. import _codegen
 from .._dtype import float32
 from .primitive import Primitive, Unfusable, register
 from . import elementwise
@@ -218,11 +218,6 @@ def broadcast_reduced(g, dims, shape):
     """A reduced gradient broadcast back to `shape` as a read-only view (PyTorch's expand),
     not written out: elementwise kernels read a repeated single value as a scalar, and the
     engine copies a view before it writes into it."""
-    if _tracing.current is not None:
-        # NOTE: a fused step holds every gradient in a contiguous buffer (the code generator
-        # refuses non-contiguous results), and its sum rule writes this one out anyway.
-        keep = reduced_shape(shape, dims, True)
-        return elementwise.run(elementwise.COPY, (g.reshape(keep),), (), shape, g.dtype)
     if g.size == 1:
         # NOTE: np.broadcast_to takes ~2.5 us, a tenth of a tiny training step; this view
         # of the one element with zero strides is the same thing for a tenth of that.
