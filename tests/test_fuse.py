@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import traceback
 import warnings
 from types import SimpleNamespace
 
@@ -1203,3 +1204,18 @@ def test_generated_module_names_change_with_the_kernels_they_call(monkeypatch, t
     monkeypatch.setattr(_codegen, "_KERNELS", "edited")
     after = _codegen.load_module("probe", source).__name__
     assert before != after
+
+
+def test_a_traceback_through_the_call_function_shows_its_source():
+    model = mlp((64, 16, 10))
+    opt = optim.SGD(model.parameters(), lr=0.05)
+    step = nbgrad.compile(standard_step(SimpleNamespace(model=model, opt=opt)))
+    x, y = classification_batch(np.random.default_rng(23), 8)
+    step(x, y)
+    step(x, y)
+    bad = nbgrad.tensor(np.full(8, 10, dtype=np.int64))  # 10 classes: index 10 is out of range
+    with pytest.raises(IndexError, match="out of bounds") as raised:
+        step(x, bad)
+    text = "".join(traceback.format_exception(raised.value))
+    assert re.search(r'File "<nbgrad.compile call [^"]*", line \d+, in call\n +precondition_\d+\(',
+                     text), text

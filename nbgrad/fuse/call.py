@@ -10,6 +10,7 @@ interpreted from tables: a small step spends less time in Python around its kern
 the kernel itself.
 """
 import dis
+import linecache
 import sys
 import textwrap
 import types
@@ -141,7 +142,11 @@ class CallWriter:
     def function(self):
         """The call function (and its source)."""
         source = self.source()
-        exec(compile(source, "<nbgrad.compile call>", "exec"), self.namespace)
+        # Registered with linecache, so a traceback through the call function (a target out
+        # of range, say) shows its lines.
+        filename = f"<nbgrad.compile call {id(self.namespace):#x}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.namespace)
         return self.namespace["call"], source
 
 
