@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _codegen
 from .linalg import blas_ready
+from .shape import flat_contiguous
 from .primitive import Primitive, Unfusable, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -189,10 +190,6 @@ def _read_only_ones(dtype):
 _ONE = {np.dtype(t): _read_only_ones(t) for t in (np.float32, np.float64)}
 
 
-def _flat(x):
-    return x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
-
-
 def _flat_operand(value, shape, dtype):
     """(flat array, step) for an optional weight broadcast against `shape`."""
     if value is None:
@@ -217,7 +214,7 @@ def _pointwise_loss(row):
     def operands(x, y, weight, pos_weight):
         """Flat contiguous x and y, then (array, step) for weight and pos_weight."""
         dtype = x.dtype
-        return ((_flat(x), _flat(y if y.dtype == dtype else y.astype(dtype)))
+        return ((flat_contiguous(x), flat_contiguous(y if y.dtype == dtype else y.astype(dtype)))
                 + _flat_operand(weight, x.shape, dtype) + _flat_operand(pos_weight, x.shape, dtype))
 
     def forward(x, y, weight=None, pos_weight=None, reduction="mean"):
@@ -237,7 +234,7 @@ def _pointwise_loss(row):
         params = node.params
         weight, pos_weight, reduction = params["weight"], params["pos_weight"], params["reduction"]
         scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
-        g_flat = _flat(g)
+        g_flat = flat_contiguous(g)
         need_x, need_y = node.needs[0], node.needs[1]
         grad_x = np.empty(x.size if need_x else 0, g.dtype)
         grad_y = np.empty(y.size if need_y else 0, g.dtype)
@@ -368,7 +365,7 @@ def _nll_vjp(node, g):
     if reduction == "mean":
         total_weight = nll_total_weight(target, weight, ignore_index)
         scale = 1.0 / total_weight if total_weight else np.nan
-    g_flat = _flat(g)
+    g_flat = flat_contiguous(g)
     grad = np.empty(shape, g.dtype)
     nll_backward_kernel(target, weight, ignore_index, g_flat, int(g_flat.size > 1),
                         g.dtype.type(scale), grad)
@@ -404,7 +401,7 @@ def _embedding_infer(weight, indices, padding_idx=-1):
 
 def _embedding_forward(weight, indices, padding_idx=-1):
     shape, dtype = _embedding_infer(weight, indices, padding_idx)
-    flat = np.ascontiguousarray(indices).reshape(-1)
+    flat = flat_contiguous(indices)
     # Every index must be in range (padding_idx rows are read too). NOTE: the scan's "ignored"
     # value is 0, an index that is valid whenever the table has rows, so it excuses nothing.
     if flat.size and (weight.shape[0] == 0 or first_out_of_range(flat, weight.shape[0], 0) >= 0):
@@ -419,7 +416,7 @@ def _embedding_vjp(node, g):
     weight_shape = node.input_meta[0][0]
     grad = np.empty(weight_shape, g.dtype)
     embedding_backward_kernel(np.ascontiguousarray(g).reshape(-1, weight_shape[1]),
-                              np.ascontiguousarray(indices).reshape(-1),
+                              flat_contiguous(indices),
                               node.params["padding_idx"], grad)
     return grad, None
 

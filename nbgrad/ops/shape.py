@@ -40,8 +40,9 @@ def flat_positions(shape, index):
         raise IndexError(str(error).replace("axis", "dimension")) from None
 
 
-def _flat(x):
-    return np.ascontiguousarray(x).reshape(-1)
+def flat_contiguous(x):
+    """`x` as a 1-D C-contiguous array: a view when it already is contiguous, else a copy."""
+    return x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
 
 
 # --- views ------------------------------------------------------------------------------
@@ -102,14 +103,14 @@ def _take_infer(x, positions):
 
 def _take_forward(x, positions):
     out = np.empty(positions.shape, x.dtype)
-    take_kernel(_flat(x), positions.reshape(-1), out.reshape(-1))
+    take_kernel(flat_contiguous(x), positions.reshape(-1), out.reshape(-1))
     return out
 
 
 def _take_vjp(node, g):
     shape, _ = node.input_meta[0]
     result = np.zeros(shape, g.dtype)
-    scatter_add_kernel(_flat(g), node.params["positions"].reshape(-1), result.reshape(-1))
+    scatter_add_kernel(flat_contiguous(g), node.params["positions"].reshape(-1), result.reshape(-1))
     return (result,)
 
 
@@ -125,7 +126,7 @@ def put_values(out, values, positions):
     except ValueError:
         raise RuntimeError(f"shape mismatch: value tensor of shape {list(values.shape)} cannot be "
                            f"broadcast to indexing result of shape {list(positions.shape)}") from None
-    put_kernel(out.reshape(-1), positions.reshape(-1), _flat(values))
+    put_kernel(out.reshape(-1), positions.reshape(-1), flat_contiguous(values))
 
 
 def _put_forward(x, values, positions):
