@@ -181,19 +181,26 @@ _loss_kernels = _codegen.load_module(
     "nn_losses", _HEADER + "\n".join(_loss_source(row) for row in POINTWISE_LOSSES))
 
 
-def _read_only_ones(dtype):
-    ones = np.ones(1, dtype)
-    ones.flags.writeable = False  # shared by every call; the fused code generator inlines it
+_shared_ones = {}
+
+
+def _ones(size, dtype):
+    """A read-only ones array shared by every call (the default weights: kernels only read
+    them, and fused steps write such small read-only arrays into their source)."""
+    key = (size, dtype)
+    ones = _shared_ones.get(key)
+    if ones is None:
+        ones = np.ones(size, dtype)
+        ones.flags.writeable = False
+        if len(_shared_ones) < 256:
+            _shared_ones[key] = ones
     return ones
-
-
-_ONE = {np.dtype(t): _read_only_ones(t) for t in (np.float32, np.float64)}
 
 
 def _flat_operand(value, shape, dtype):
     """(flat array, step) for an optional weight broadcast against `shape`."""
     if value is None:
-        return _ONE[dtype], 0
+        return _ones(1, dtype), 0
     if value.size == 1:
         return value.astype(dtype, copy=False).reshape(1), 0
     return np.ascontiguousarray(np.broadcast_to(value.astype(dtype, copy=False), shape)).reshape(-1), 1
@@ -306,21 +313,8 @@ def check_targets(target, n_classes, ignore_index):
         raise IndexError(f"Target {target[bad]} is out of bounds.")
 
 
-_unit_weights = {}
-
-
 def _class_weight(weight, n_classes, dtype):
-    if weight is not None:
-        return weight.astype(dtype, copy=False)
-    key = (n_classes, dtype)
-    ones = _unit_weights.get(key)
-    if ones is None:
-        ones = np.ones(n_classes, dtype)
-        # Read-only: the same array serves every call (the kernels only read weights).
-        ones.flags.writeable = False
-        if len(_unit_weights) < 256:
-            _unit_weights[key] = ones
-    return ones
+    return _ones(n_classes, dtype) if weight is None else weight.astype(dtype, copy=False)
 
 
 def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
