@@ -1,6 +1,11 @@
 """Kernel-level tests: nbgrad's own exp against PyTorch's over its whole range and at the
-edges, large arrays, and sum/mean gradients as broadcast views.
+edges, large arrays (which run on threads), the parallel elementwise kernels against the serial
+ones, and sum/mean gradients as broadcast views.
 """
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +13,8 @@ import torch
 
 import nbgrad
 from conftest import assert_close
+from nbgrad import _threads
+from nbgrad.ops import elementwise
 
 # Both implementations are within about 1 ulp of the exact result, so they may differ by 2
 # to 3 ulp; in the subnormal range each rounds to the nearest subnormal, one step apart at most.
@@ -53,7 +60,7 @@ def test_exp_based_ops_at_edges_match_torch(dtype, name):
     np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-30, equal_nan=True)
 
 
-LARGE = (1 << 17) + 3  # long enough for vectorized loops' remainder handling to matter
+LARGE = _threads.PARALLEL_THRESHOLD + 3  # odd, so threads get unequal shares
 
 
 @pytest.mark.parametrize("name, fn, count", [
@@ -110,3 +117,49 @@ def test_reduction_gradients_are_broadcast_views_in_eager_mode_and_stay_fused(re
     assert leaf.grad.numpy().flags.writeable and leaf.grad.numpy().base is None
     leaf.grad.numpy()[0] = 7.0  # its own memory: the other elements keep their value
     assert leaf.grad.numpy()[1] != 7.0
+
+
+def _every_kernel():
+    """(kernel name, argument names, result dtype) for every expression of the table."""
+    for row in elementwise.TABLE:
+        result = np.bool_ if row.result == "bool" else np.float32
+        yield row.name, row.inputs + row.params, result
+        for wrt, grad in row.grads.items():
+            if grad != "g":
+                yield (f"{row.name}_d{wrt}",
+                       elementwise._names_in(grad, ("g", "out") + row.inputs + row.params),
+                       np.float32)
+
+
+@pytest.mark.parametrize("name, args, result_dtype", list(_every_kernel()),
+                         ids=[case[0] for case in _every_kernel()])
+def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, result_dtype):
+    # The parallel variants compile on the first large array a user passes: a kernel that
+    # Numba cannot parallelize must fail here, not there.
+    rng = np.random.default_rng(2)
+    boolean = name.startswith("logical")
+    values = []
+    for arg in args:
+        if arg == "condition" or boolean:
+            values.append(rng.random(LARGE) > 0.5)
+        elif arg in ("lo", "hi"):
+            values.append(np.float32(0.9 if arg == "lo" else 1.5))
+        else:
+            values.append(rng.uniform(0.5, 2.0, LARGE).astype(np.float32))
+    kernels = elementwise.KernelPair(name, args)
+    parallel, serial = np.empty(LARGE, result_dtype), np.empty(LARGE, result_dtype)
+    kernels.flat_parallel(*values, parallel)
+    kernels.flat(*values, serial)
+    np.testing.assert_array_equal(parallel, serial)
+
+
+def test_starting_the_thread_pool_leaves_the_environment_as_it_was():
+    # GOMP_SPINCOUNT is set only while Numba loads libgomp; an OpenMP runtime loaded later
+    # (torch's) must see the user's environment.
+    script = ("import os, nbgrad._threads as t, numba; t.start(); "
+              "print(numba.threading_layer(), 'GOMP_SPINCOUNT' in os.environ)")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, check=True)
+    layer, leaked = result.stdout.split()
+    assert layer in ("omp", "tbb", "workqueue") and leaked == "False"

@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from .. import _threads
 from ..ops.elementwise import _NUMBER, float_literal
 from ..ops.primitive import Unfusable
 
@@ -20,9 +21,10 @@ _MAX_INLINE_CONSTANT = 64
 # backward, serial vs parallel: 2**14: 8 vs 11 us, 2**16: 23 vs 21, 2**17: 39 vs 32,
 # 2**20: 448 vs 229; with exp: 2**16: 157 vs 132, 2**17: 289 vs 171. Below 2**17 thread
 # start-up eats the gain.
-# NOTE: a step that calls BLAS keeps every loop serial. Numba's OpenMP workers spin for
-# milliseconds after a parallel region and take a core from OpenBLAS's threads: on 2 cores
-# a fused 784-512-512-10 MLP step at batch 512 took 40.8 ms with parallel loops, 8.7 without.
+# NOTE: a step that calls BLAS keeps every loop serial. Numba's OpenMP workers spin after a
+# parallel region and take a core from OpenBLAS's threads (see nbgrad._threads): on 2 cores
+# a fused 784-512-512-10 MLP step at batch 512 took 40.8 ms with parallel loops, 8.7 without
+# (measured with libgomp's default spin).
 PARALLEL_THRESHOLD = 1 << 17
 _ALIGN = 16  # elements: buffers in an arena start on 64-byte boundaries for float32
 
@@ -449,6 +451,8 @@ def generate(tracer, outputs, cache=True):
                       for alias, (module, attr) in sorted(em.imports.items()))
     constants = "".join(line + "\n" for line in em.globals)
     prologue = "".join(f"    {line}\n" for line in views)
+    if em.parallel:
+        _threads.start()
     source = (_HEADER + imports + constants + "\n\n"
               + f'@numba.njit(cache={cache}, error_model="numpy"'
               + (", parallel=True" if em.parallel else "") + ")\n"
