@@ -90,7 +90,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
     seeds = _seed_gradients(outputs, grad_outputs)
-    nodes = [engine.edge(x)[0] for x in inputs]
+    nodes = [engine.edge(x) for x in inputs]
     capture = dict.fromkeys(nodes)
     engine.run_backward(outputs, seeds, bool(retain_graph), _wrap, capture=capture)
     results = []

@@ -22,7 +22,9 @@ _sequence = itertools.count()
 class Node:
     """A recorded primitive call (PyTorch's grad_fn). One subclass per grad_fn name."""
 
-    __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "next_functions",
+    # `children[i]` is the node input i's gradient goes to (None if none); `next_functions`
+    # is the same in PyTorch's form.
+    __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "children",
                  "input_meta", "_pre_hooks", "_retained", "sequence_nr", "__weakref__")
 
     def name(self):
@@ -59,28 +61,30 @@ class Node:
         if self._saved_versions:
             self._check_saved()
         grads = self.prim.vjp(self, grad)
-        fitted = []
-        for g, (shape, dtype) in zip(grads, self.input_meta):
+        fitted = grads
+        for i, g in enumerate(grads):
             if g is not None:
-                if g.shape != shape:
-                    g = sum_to_shape(g, shape)
-                if g.dtype != dtype:
-                    g = g.astype(dtype)
-            fitted.append(g)
+                shape, dtype = self.input_meta[i]
+                if g.shape != shape or g.dtype != dtype:
+                    if fitted is grads:
+                        fitted = list(grads)
+                    if g.shape != shape:
+                        g = sum_to_shape(g, shape)
+                    fitted[i] = g.astype(dtype, copy=False)
         if _tracing.current is not None:
             _tracing.current.vjp(self, grad, grads, fitted)
         return fitted
 
-    def _release(self):
-        if self.prim.save:
-            self.saved = _FREED
+    @property
+    def next_functions(self):
+        return tuple((child, 0) for child in self.children)
 
 
 class AccumulateGrad:
     """The node at a leaf that requires grad: adds what arrives into `variable.grad`."""
 
     __slots__ = ("variable", "sequence_nr", "__weakref__")
-    next_functions = ()
+    next_functions = children = ()
 
     def __init__(self, variable):
         self.variable = variable
@@ -117,15 +121,12 @@ def node_class(grad_fn_name):
 
 
 def edge(tensor):
-    """Where a gradient for `tensor` goes: its grad_fn, its accumulator, or nowhere."""
+    """Where a gradient for `tensor` goes: its grad_fn, its accumulator, or nowhere (None)."""
     if tensor.grad_fn is not None:
-        return (tensor.grad_fn, 0)
+        return tensor.grad_fn
     if tensor._requires_grad:
-        return (grad_accumulator(tensor), 0)
-    return (None, 0)
-
-
-_NO_EDGE = (None, 0)
+        return grad_accumulator(tensor)
+    return None
 
 
 def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
@@ -139,20 +140,23 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
     node.params = params
     differentiable = prim.differentiable
     needs = []
-    edges = []
+    children = []
+    input_meta = []
     for i, tensor in enumerate(inputs):
+        array = arrays[i]
+        input_meta.append((array.shape, array.dtype))
         if tensor._requires_grad and i in differentiable:
             needs.append(True)
             upstream = tensor.grad_fn
-            edges.append((upstream if upstream is not None else grad_accumulator(tensor), 0))
+            children.append(upstream if upstream is not None else grad_accumulator(tensor))
         else:
             needs.append(False)
-            edges.append(_NO_EDGE)
+            children.append(None)
     node.needs = needs
-    node.next_functions = tuple(edges)
-    # After the edges: a leaf's accumulator made just above must number lower than this node.
+    node.children = children
+    node.input_meta = input_meta
+    # After the children: a leaf's accumulator made just above must number lower than this node.
     node.sequence_nr = next(_sequence)
-    node.input_meta = [(a.shape, a.dtype) for a in arrays]
     node._pre_hooks = None
     node._retained = None
     if not prim.save:
@@ -170,7 +174,7 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
         # The error message is formatted only if the check ever fails.
         versions.append((counter, counter[0], array,
                          type(producer).__name__ if producer is not None else "a leaf"))
-    node.saved = tuple(saved)
+    node.saved = saved
     node._saved_versions = versions
     return node
 
@@ -249,7 +253,7 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
     pending = {}   # node -> [sum of the gradients that reached it (or None), owned]
     queue = []     # (-sequence_nr, node): the latest-made node runs first
     for tensor, grad in zip(roots, root_grads):
-        node = edge(tensor)[0]
+        node = edge(tensor)
         if node is None:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
@@ -276,10 +280,16 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
                     owned = False
                 if capture is not None:
                     owned = False  # autograd.grad may return this very array
-                grads = _run_node(node, grad, wrap, capture)
-            if not retain_graph:
-                node._release()
-            for (child, _), child_grad in zip(node.next_functions, grads):
+                    if node in capture:
+                        capture[node] = grad
+                elif node._retained is not None:
+                    tensor = node._retained()
+                    if tensor is not None:
+                        accumulate_into_grad(tensor, grad, False, wrap)
+                grads = node.apply(grad)
+            if node.saved and not retain_graph:
+                node.saved = _FREED
+            for child, child_grad in zip(node.children, grads):
                 if child is None:
                     continue
                 # NOTE: a node may add into a gradient in place only if it owns it: a fresh
@@ -313,15 +323,3 @@ def _accumulate(node, grad, owned, wrap, capture):
         accumulate_into_grad(tensor, grad, owned, wrap)
     elif node in capture:
         capture[node] = grad
-
-
-def _run_node(node, grad, wrap, capture):
-    """retain_grad and capture for the gradient at `node`, then its VJP."""
-    if capture is not None:
-        if node in capture:
-            capture[node] = grad
-    elif node._retained is not None:
-        tensor = node._retained()
-        if tensor is not None:
-            accumulate_into_grad(tensor, grad, False, wrap)
-    return node.apply(grad)

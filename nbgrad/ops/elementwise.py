@@ -325,18 +325,18 @@ def _make_primitive(row):
     def forward(*arrays, **params):
         first = arrays[0]
         shape, dtype = first.shape, first.dtype
-        broadcast = False
-        for a in arrays[1:]:
+        result = plain_results.get(dtype)
+        for a in arrays:
             if a.dtype != dtype:
+                result = None
                 break
-            broadcast = broadcast or a.shape != shape
-        else:
-            result = plain_results.get(dtype)
-            if result is not None:
-                if broadcast:
-                    shape = broadcast_shapes(*[a.shape for a in arrays])
-                values = [scalar_param(params[p], dtype) for p in row.params]
-                return run(forward_kernels, arrays, values, shape, result)
+            if a.shape != shape:
+                shape = None
+        if result is not None:
+            if shape is None:
+                shape = broadcast_shapes(*[a.shape for a in arrays])
+            values = [scalar_param(params[p], dtype) for p in row.params] if row.params else ()
+            return run(forward_kernels, arrays, values, shape, result)
         shape = broadcast_shapes(*[a.shape for a in arrays])
         compute, result = _result_dtype(row, arrays, params)
         operands = [a if a.dtype == compute or i not in row.promote else a.astype(compute)
@@ -394,8 +394,8 @@ def _make_primitive(row):
                 grads.append(g)
             else:
                 kernels, operands, params = plan
-                grads.append(run(kernels, fetch(operands, node, g), fetch(params, node, g),
-                                 g.shape, g.dtype))
+                grads.append(run(kernels, fetch(operands, node, g),
+                                 fetch(params, node, g) if params else (), g.shape, g.dtype))
         return grads
 
     differentiable = tuple(i for i, name in enumerate(row.inputs) if name in row.grads)

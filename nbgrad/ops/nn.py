@@ -243,12 +243,13 @@ def _pointwise_loss(row):
         scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
         g_flat = flat_contiguous(g)
         need_x, need_y = node.needs[0], node.needs[1]
-        grad_x = np.empty(x.size if need_x else 0, g.dtype)
-        grad_y = np.empty(y.size if need_y else 0, g.dtype)
+        # Made in the inputs' shapes (the kernel writes flat views), so the engine owns them.
+        grad_x = np.empty(x.shape if need_x else 0, g.dtype)
+        grad_y = np.empty(y.shape if need_y else 0, g.dtype)
         backward_kernel(*operands(x, y, weight, pos_weight), g_flat, int(g_flat.size > 1),
-                        g.dtype.type(scale), grad_x, grad_y, need_x, need_y)
-        return (grad_x.reshape(x.shape) if need_x else None,
-                grad_y.reshape(y.shape) if need_y else None)
+                        g.dtype.type(scale), grad_x.reshape(-1), grad_y.reshape(-1), need_x,
+                        need_y)
+        return (grad_x if need_x else None, grad_y if need_y else None)
 
     return register(Primitive(row.name, row.grad_fn, infer, forward, vjp, save=(0, 1),
                               differentiable=(0, 1), meta=row))

@@ -221,10 +221,11 @@ def _finish(out, inverse):
     return out if inverse is None else np.ascontiguousarray(out.transpose(inverse))
 
 
-def reduce(kernel, x, dims, keepdim, out_dtype, *params):
-    """Run a row reduction kernel; returns an array of the reduced shape."""
-    shape = reduced_shape(x.shape, dims, keepdim)
-    out = np.empty(shape, out_dtype)
+def reduce(kernel, x, dims, keepdim, out_dtype, *params, out_shape=None):
+    """Run a row reduction kernel; returns an array of the reduced shape (or of `out_shape`,
+    one with the same elements)."""
+    out = np.empty(reduced_shape(x.shape, dims, keepdim) if out_shape is None else out_shape,
+                   out_dtype)
     view, _ = as_rows(x, dims)
     if out.size:
         run_rows(kernel, (view,), (out.reshape(view.shape[0], view.shape[2]),), *params)
@@ -257,8 +258,8 @@ def sum_to_shape(g, shape):
                                           if s == 1 and g.shape[lead + d] != 1)
         if len(_summed_dims) < 4096:  # shapes repeat every training step
             _summed_dims[key] = dims
-    summed = reduce(_kernels.sum, g, dims, True, g.dtype, _scale_of(g.dtype, 1))
-    return summed.reshape(shape)
+    # Written straight into an array of `shape`, so the engine owns the result.
+    return reduce(_kernels.sum, g, dims, True, g.dtype, _scale_of(g.dtype, 1), out_shape=shape)
 
 
 def _scale_of(dtype, value):
