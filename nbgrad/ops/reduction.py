@@ -144,11 +144,16 @@ def run_rows(kernel, row_arrays, scalar_arrays, *params):
         if a.shape[2] != 1 or not a.flags.c_contiguous:
             kernel(*row_arrays, *scalar_arrays, *params)
             return
-    contiguous = _CONTIGUOUS[kernel]
-    if row_arrays[0].shape[1] >= _threads.PARALLEL_THRESHOLD and kernel in _CONTIGUOUS_PARALLEL:
+    _contiguous_kernel(kernel, row_arrays[0].shape[1])(
+        *[a.reshape(a.shape[:2]) for a in row_arrays], *scalar_arrays, *params)
+
+
+def _contiguous_kernel(kernel, length):
+    """The variant of `kernel` over C-contiguous rows of `length` elements."""
+    if length >= _threads.PARALLEL_THRESHOLD and kernel in _CONTIGUOUS_PARALLEL:
         _threads.start()
-        contiguous = _CONTIGUOUS_PARALLEL[kernel]
-    contiguous(*[a.reshape(a.shape[:2]) for a in row_arrays], *scalar_arrays, *params)
+        return _CONTIGUOUS_PARALLEL[kernel]
+    return _CONTIGUOUS[kernel]
 
 
 # ---------------------------------------------------------------------------------------
@@ -226,9 +231,17 @@ def reduce(kernel, x, dims, keepdim, out_dtype, *params, out_shape=None):
     one with the same elements)."""
     out = np.empty(reduced_shape(x.shape, dims, keepdim) if out_shape is None else out_shape,
                    out_dtype)
-    view, _ = as_rows(x, dims)
-    if out.size:
-        run_rows(kernel, (view,), (out.reshape(view.shape[0], view.shape[2]),), *params)
+    if not out.size:
+        return out
+    order, (outer, length, inner) = _row_layout(x.shape, dims)
+    if order is None and inner == 1 and x.flags.c_contiguous:
+        # The common case (trailing or all dims of a contiguous array), without run_rows's
+        # generic checks: on small arrays they cost more than the kernel.
+        _contiguous_kernel(kernel, length)(x.reshape(outer, length), out.reshape(outer, 1),
+                                           *params)
+    else:
+        view, _ = as_rows(x, dims)
+        run_rows(kernel, (view,), (out.reshape(outer, inner),), *params)
     return out
 
 
@@ -310,8 +323,13 @@ def _sum_vjp(node, g):
 def _mean_vjp(node, g):
     shape = node.input_meta[0][0]
     dims = node.params["dims"]
-    scale = np.array(1.0 / max(_count(shape, dims), 1), g.dtype)
-    scaled = elementwise.run(elementwise.FORWARD["mul"], (g, scale), (), g.shape, g.dtype)
+    scale = g.dtype.type(1.0 / max(_count(shape, dims), 1))
+    if g.size == 1:
+        # One value (a full mean): NumPy scalar arithmetic, a tenth of a kernel call's cost.
+        scaled = np.array(g.reshape(-1)[0] * scale)
+    else:
+        scaled = elementwise.run(elementwise.FORWARD["mul"], (g, np.array(scale)), (), g.shape,
+                                 g.dtype)
     return (broadcast_reduced(scaled, dims, shape),)
 
 
