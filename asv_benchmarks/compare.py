@@ -364,7 +364,11 @@ def measure_interleaved(steps, repeat, min_time, settle=None):
 def load_frameworks():
     mods = {}
     import nbgrad
+    from nbgrad import _threads
 
+    # Before torch loads its OpenMP runtime, as in a program that uses nbgrad alone: nbgrad
+    # cannot set the spin of a libgomp loaded earlier, and then keeps its kernels serial.
+    _threads.start()
     mods["nbgrad"] = nbgrad
     try:
         import torch
@@ -387,8 +391,10 @@ def describe(mods):
     import numba
 
     nb = mods["nbgrad"]
+    # NOTE: the config value, not numba.get_num_threads(): that starts Numba's thread pool,
+    # and a pool nbgrad did not start itself keeps its kernels serial (see nbgrad._threads).
     print(f"nbgrad {getattr(nb, '__version__', '?')}, numba {numba.__version__} "
-          f"(numba threads: {numba.get_num_threads()}, "
+          f"(numba threads: {numba.config.NUMBA_NUM_THREADS}, "
           f"NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '<unset>')})")
     if "torch" in mods:
         t = mods["torch"]

@@ -12,11 +12,19 @@ followed by a 1e6-element add (serial: 400 us / 5.7 ms):
 libgomp reads the variable once, when it is loaded, so it is set only while Numba loads it
 and then put back: an OpenMP runtime loaded later (torch ships its own libgomp) keeps the
 user's setting. A user who sets GOMP_SPINCOUNT or OMP_WAIT_POLICY keeps theirs.
+NOTE: where the spin cannot be set, eager kernels and fused loops stay serial: when something
+else started Numba's pool first (a user's own parallel function, `numba.get_num_threads()`),
+or when a libgomp is already loaded. torch loads its own libgomp with RTLD_GLOBAL, so Numba's
+OpenMP layer then runs on that one, with torch's default spin: a 512x512 matmul with a
+threaded sum took 13 ms a step instead of 4. A program that imports torch too can call
+`start()` first (the benchmarks and the tests do). The pool is started lazily, not at import:
+GNU OpenMP is not fork-safe once its threads run.
 """
 import functools
 import os
 
 import numba
+from numba.np.ufunc import parallel as _numba_parallel
 
 SPINCOUNT = "1000"
 # Flat kernels over at least this many elements run on all cores. Measured on 2 cores
@@ -28,12 +36,26 @@ PARALLEL_THRESHOLD = 1 << 18
 
 @functools.cache
 def start():
-    """Start Numba's thread pool (once) before any parallel kernel runs."""
+    """Start Numba's thread pool (once); returns whether parallel kernels may use it."""
     if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
         numba.get_num_threads()
-        return
+        return True
+    # NOTE: a private flag of Numba's; without it, assume the pool was started elsewhere.
+    if getattr(_numba_parallel, "_is_initialized", True) or _libgomp_loaded():
+        return False
     os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
     try:
         numba.get_num_threads()  # loads the threading layer (and so libgomp)
     finally:
         del os.environ["GOMP_SPINCOUNT"]
+    # The workqueue layer (no OpenMP or TBB installed) starts threads too slowly to help.
+    return numba.threading_layer() != "workqueue"
+
+
+def _libgomp_loaded():
+    """Whether a GNU OpenMP runtime is already mapped into this process (Linux only)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libgomp" in line for line in maps)
+    except OSError:
+        return False

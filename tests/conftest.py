@@ -7,9 +7,15 @@ from running the same code with ``torch`` (never from nbgrad's own output).
 import zlib
 
 import numpy as np
-import torch
 
 import nbgrad
+from nbgrad import _threads
+
+# Before torch loads its own OpenMP runtime, or nbgrad's threaded kernels stay serial (see
+# nbgrad._threads) and the tests of them would test the serial ones twice.
+_threads.start()
+
+import torch  # noqa: E402
 
 # Default tolerances (relative, absolute) per dtype.
 TOL = {

@@ -153,13 +153,27 @@ def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, r
     np.testing.assert_array_equal(parallel, serial)
 
 
+def _run_python(script):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
 def test_starting_the_thread_pool_leaves_the_environment_as_it_was():
     # GOMP_SPINCOUNT is set only while Numba loads libgomp; an OpenMP runtime loaded later
     # (torch's) must see the user's environment.
-    script = ("import os, nbgrad._threads as t, numba; t.start(); "
-              "print(numba.threading_layer(), 'GOMP_SPINCOUNT' in os.environ)")
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, check=True)
-    layer, leaked = result.stdout.split()
-    assert layer in ("omp", "tbb", "workqueue") and leaked == "False"
+    threaded, layer, leaked = _run_python(
+        "import os, nbgrad._threads as t, numba; usable = t.start(); "
+        "print(usable, numba.threading_layer(), 'GOMP_SPINCOUNT' in os.environ)")
+    assert threaded == str(layer != "workqueue") and leaked == "False"
+
+
+def test_a_thread_pool_started_elsewhere_keeps_large_kernels_serial_and_correct():
+    # Its workers' spin is unknown (libgomp's default starves OpenBLAS), so nbgrad does not
+    # use it; results are the same either way.
+    threaded, correct = _run_python(
+        "import numba, numpy as np; numba.get_num_threads(); import nbgrad; "
+        "from nbgrad import _threads; x = np.ones(1 << 19, dtype=np.float32); "
+        "y = (nbgrad.tensor(x) * 2).sum().item(); "
+        "print(_threads.start(), y == float((x.astype(np.float64) * 2).sum()))")
+    assert threaded == "False" and correct == "True"

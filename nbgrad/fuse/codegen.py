@@ -258,7 +258,7 @@ class Emitter:
     def finish(self):
         self._close_loop()
         self._flush_comments(self.lines)
-        if self._uses_blas:
+        if self.parallel and (self._uses_blas or not _threads.start()):
             for position in self._parallel_headers:
                 self.lines[position] = self.lines[position].replace("numba.prange(", "range(")
             self.parallel = False
@@ -451,8 +451,6 @@ def generate(tracer, outputs, cache=True):
                       for alias, (module, attr) in sorted(em.imports.items()))
     constants = "".join(line + "\n" for line in em.globals)
     prologue = "".join(f"    {line}\n" for line in views)
-    if em.parallel:
-        _threads.start()
     source = (_HEADER + imports + constants + "\n\n"
               + f'@numba.njit(cache={cache}, error_model="numpy"'
               + (", parallel=True" if em.parallel else "") + ")\n"

@@ -254,7 +254,8 @@ def run(kernels, operands, params, shape, dtype, out=None):
             args.append(x[(0,) * x.ndim])
         else:
             return _run_strided(kernels, operands, params, shape, dtype, out)
-    kernel = kernels.flat if out.size < _threads.PARALLEL_THRESHOLD else kernels.flat_parallel
+    threaded = out.size >= _threads.PARALLEL_THRESHOLD and _threads.start()
+    kernel = kernels.flat_parallel if threaded else kernels.flat
     kernel(*args, *params, out if out.ndim == 1 else out.reshape(-1))
     return out
 

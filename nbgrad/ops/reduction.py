@@ -150,8 +150,8 @@ def run_rows(kernel, row_arrays, scalar_arrays, *params):
 
 def _contiguous_kernel(kernel, length):
     """The variant of `kernel` over C-contiguous rows of `length` elements."""
-    if length >= _threads.PARALLEL_THRESHOLD and kernel in _CONTIGUOUS_PARALLEL:
-        _threads.start()
+    if (length >= _threads.PARALLEL_THRESHOLD and kernel in _CONTIGUOUS_PARALLEL
+            and _threads.start()):
         return _CONTIGUOUS_PARALLEL[kernel]
     return _CONTIGUOUS[kernel]
 
