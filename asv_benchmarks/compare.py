@@ -14,8 +14,10 @@ Every figure is measured in the same run, on the same machine. The frameworks ta
 (interleaved rounds), and each turn starts after a pause (``--settle``, 0.3 s) so that the
 thread pools of the framework that ran before (OpenBLAS and OpenMP workers spin for a while
 after each call; XLA's pool likewise) are idle: on a machine with few cores a spinning idle
-pool otherwise takes cores from the framework being timed. ``--isolate`` goes further for
-the fused table: each cell runs in its own process that imports only its framework.
+pool otherwise takes cores from the framework being timed. ``--isolate`` goes further: each
+cell runs in its own process that imports only its framework. That is also the only way to
+see nbgrad's threaded large-array kernels next to torch: in a process where torch has loaded
+its OpenMP runtime, nbgrad keeps them serial (see nbgrad/_threads.py).
 
 Adding a workload: append a ``Workload`` to ``WORKLOADS`` with a builder per framework.
 A builder receives the framework module and returns a zero-argument ``step`` callable; it
@@ -363,12 +365,12 @@ def measure_interleaved(steps, repeat, min_time, settle=None):
 
 def load_frameworks():
     mods = {}
+    # NOTE: nbgrad's thread pool is not started here before torch loads. torch would then
+    # share nbgrad's libgomp, with its short spin, and run slower than it does on its own
+    # (digits step 135 -> 170-230 us). In this process nbgrad's large kernels therefore stay
+    # serial (see nbgrad._threads); --isolate times each framework in a process of its own.
     import nbgrad
-    from nbgrad import _threads
 
-    # Before torch loads its OpenMP runtime, as in a program that uses nbgrad alone: nbgrad
-    # cannot set the spin of a libgomp loaded earlier, and then keeps its kernels serial.
-    _threads.start()
     mods["nbgrad"] = nbgrad
     try:
         import torch
@@ -434,13 +436,21 @@ def fmt_ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}"
 
 
-def run_workloads(mods, workloads, repeat, min_time):
+def run_workloads(mods, workloads, repeat, min_time, isolate=False):
     cols = ["workload", "nbgrad us", "torch us", "jax us", "nb/torch", "nb/jax", "goal", "met"]
     rows = []
     for w in workloads:
         steps = {}
+        times = dict.fromkeys(("nbgrad", "torch", "jax"))
         for fw in ("nbgrad", "torch", "jax"):
             if fw not in mods or fw not in w.builders:
+                continue
+            if isolate:
+                kind, value = isolated_cell(w.name, fw, repeat, min_time)
+                if kind == "us":
+                    times[fw] = value
+                else:
+                    print(f"  {w.name} [{fw}] failed: {value}")
                 continue
             try:
                 steps[fw] = w.builders[fw](mods[fw])
@@ -448,8 +458,8 @@ def run_workloads(mods, workloads, repeat, min_time):
             except Exception as exc:  # keep going: one broken cell must not hide the rest
                 print(f"  {w.name} [{fw}] failed: {type(exc).__name__}: {exc}")
                 steps.pop(fw, None)
-        times = dict.fromkeys(("nbgrad", "torch", "jax"))
-        times.update(measure_interleaved(steps, repeat, min_time))
+        if steps:
+            times.update(measure_interleaved(steps, repeat, min_time))
         nb, th = times["nbgrad"], times["torch"]
         met = "-" if nb is None or th is None else ("yes" if w.goal.check(nb / th) else "NO")
         row = [w.name, fmt_us(nb), fmt_us(th), fmt_us(times["jax"]),
@@ -546,15 +556,19 @@ def fused_builders(parts, jax_builder):
 
 
 def cell_main(name, column, repeat, min_time):
-    """--cell: time one cell of the fused table in this process (which imports only that
-    framework) and print the median per-call time as one JSON line."""
+    """--cell: time one cell of a table in this process (which imports only that framework)
+    and print the median per-call time as one JSON line."""
     import importlib
     import json
 
     try:
-        mod = importlib.import_module(FUSED_MODULE[column])
-        _, _, parts, jax_builder = next(row for row in FUSED if row[0] == name)
-        step = fused_builders(parts, jax_builder)[column](mod)
+        eager = next((w for w in WORKLOADS if w.name == name), None)
+        if eager is not None:
+            step = eager.builders[column](importlib.import_module(column))
+        else:
+            _, _, parts, jax_builder = next(row for row in FUSED if row[0] == name)
+            step = fused_builders(parts, jax_builder)[column](
+                importlib.import_module(FUSED_MODULE[column]))
         step()
         us = measure_interleaved({column: step}, repeat, min_time, settle=0.0)[column]
         print(json.dumps({"us": us}))
@@ -722,9 +736,9 @@ def main(argv=None):
     p.add_argument("--settle", type=float, default=SETTLE_S,
                    help="seconds of pause before each framework's turn (default %(default)s)")
     p.add_argument("--isolate", action="store_true",
-                   help="fused table: time each cell in its own process importing only its "
-                        "framework (no other thread pools at all; not interleaved)")
-    # Internal: one cell of the fused table, run by --isolate in a new process.
+                   help="time each cell in its own process importing only its framework (no "
+                        "other thread pools or OpenMP runtime at all; not interleaved)")
+    # Internal: one cell of a table, run by --isolate in a new process.
     p.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     p.add_argument("--column", default=None, help=argparse.SUPPRESS)
     p.add_argument("--repeat", type=int, default=None, help=argparse.SUPPRESS)
@@ -742,9 +756,10 @@ def main(argv=None):
           "others' thread pools are idle")
     workloads = [w for w in WORKLOADS if args.only is None or args.only in w.name]
     if workloads:
-        print(f"\nPer-call time, median of {repeat} interleaved runs of >= {min_time:g} s each "
-              f"(ratio < 1: nbgrad is faster)")
-        run_workloads(mods, workloads, repeat, min_time)
+        how = ("each cell in its own process" if args.isolate else
+               f"median of {repeat} interleaved runs of >= {min_time:g} s each")
+        print(f"\nPer-call time, {how} (ratio < 1: nbgrad is faster)")
+        run_workloads(mods, workloads, repeat, min_time, args.isolate)
     if any(args.only is None or args.only in row[0] for row in FUSED):
         how = ("each cell in its own process" if args.isolate else
                f"median of {repeat} interleaved runs of >= {min_time:g} s each")
