@@ -47,14 +47,21 @@ class Node:
                 "graph are freed when you call .backward() or autograd.grad(). Specify "
                 "retain_graph=True if you need to backward through the graph a second time or "
                 "if you need to access saved tensors after calling backward.")
-        for counter, version, array, producer in self._saved_versions:
+        for i, (counter, version) in enumerate(self._saved_versions):
             if counter[0] != version:
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: [{array.dtype} tensor {list(array.shape)}], which is "
-                    f"output 0 of {producer}, is at version {counter[0]}; expected version "
-                    f"{version} instead. Hint: the backtrace further above shows the operation "
-                    "that failed to compute its gradient.")
+                self._raise_modified(i, counter[0], version)
+
+    def _raise_modified(self, i, current, version):
+        key, array = self.prim.save[i], self.saved[i]
+        producer = self if key == "out" else self.children[key]
+        name = "a leaf" if producer is None or type(producer) is AccumulateGrad else \
+            type(producer).__name__
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [{array.dtype} tensor {list(array.shape)}], which is output 0 "
+            f"of {name}, is at version {current}; expected version {version} instead. Hint: "
+            "the backtrace further above shows the operation that failed to compute its "
+            "gradient.")
 
     def apply(self, grad):
         """Gradients for each input, summed to the input's shape and cast to its dtype."""
@@ -163,17 +170,15 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
         node.saved = node._saved_versions = ()
         return node
     saved = []
-    versions = []
+    versions = []  # (version counter, version when saved); the error message is made on failure
     for key in prim.save:
         if key == "out":
-            tensor, array, producer = out_tensor, out, node
+            saved.append(out)
+            counter = out_tensor._version_counter
         else:
-            tensor, array, producer = inputs[key], arrays[key], inputs[key].grad_fn
-        saved.append(array)
-        counter = tensor._version_counter
-        # The error message is formatted only if the check ever fails.
-        versions.append((counter, counter[0], array,
-                         type(producer).__name__ if producer is not None else "a leaf"))
+            saved.append(arrays[key])
+            counter = inputs[key]._version_counter
+        versions.append((counter, counter[0]))
     node.saved = saved
     node._saved_versions = versions
     return node
