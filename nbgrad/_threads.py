@@ -19,7 +19,8 @@ OpenMP layer then runs on that one, with torch's default spin: a 512x512 matmul 
 threaded sum took 13 ms a step instead of 4. A program that imports torch too can call
 `start()` first (the tests do); torch then runs on this libgomp, and its small ops, which
 want a long spin, get slower (a digits MLP step: 135 -> 170-230 us). The pool is started
-lazily, not at import: GNU OpenMP is not fork-safe once its threads run.
+lazily, not at import, because GNU OpenMP is not fork-safe once its threads run: a process
+forked after that keeps its kernels serial.
 """
 import functools
 import os
@@ -38,11 +39,15 @@ PARALLEL_THRESHOLD = 1 << 18
 @functools.cache
 def start():
     """Start Numba's thread pool (once); returns whether parallel kernels may use it."""
+    # Started already: elsewhere, or in the parent of this forked process, where GNU OpenMP
+    # must not be used again (it terminates the process). NOTE: a private flag of Numba's;
+    # without it, assume so.
+    if getattr(_numba_parallel, "_is_initialized", True):
+        return False
     if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
         numba.get_num_threads()
-        return True
-    # NOTE: a private flag of Numba's; without it, assume the pool was started elsewhere.
-    if getattr(_numba_parallel, "_is_initialized", True) or _libgomp_loaded():
+        return numba.threading_layer() != "workqueue"
+    if _libgomp_loaded():
         return False
     os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
     try:
@@ -51,6 +56,11 @@ def start():
         del os.environ["GOMP_SPINCOUNT"]
     # The workqueue layer (no OpenMP or TBB installed) starts threads too slowly to help.
     return numba.threading_layer() != "workqueue"
+
+
+# A forked child asks again: it finds its parent's pool started, and stays serial. (A fused
+# step compiled with threaded loops in the parent must not be called in such a child.)
+os.register_at_fork(after_in_child=start.cache_clear)
 
 
 def _libgomp_loaded():

@@ -155,8 +155,9 @@ def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, r
 
 def _run_python(script):
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    # A timeout: a forked child that uses its parent's OpenMP pool hangs the pool.
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, check=True).stdout.split()
+                          text=True, check=True, timeout=120).stdout.split()
 
 
 def test_starting_the_thread_pool_leaves_the_environment_as_it_was():
@@ -177,3 +178,24 @@ def test_a_thread_pool_started_elsewhere_keeps_large_kernels_serial_and_correct(
         "y = (nbgrad.tensor(x) * 2).sum().item(); "
         "print(_threads.start(), y == float((x.astype(np.float64) * 2).sum()))")
     assert threaded == "False" and correct == "True"
+
+
+def test_a_process_forked_after_threaded_kernels_runs_them_serially():
+    # GNU OpenMP terminates a forked child that uses the parent's started pool; the child
+    # must fall back to the serial kernels instead.
+    script = """
+import multiprocessing, numpy as np, nbgrad
+from nbgrad import _threads
+
+def work(_):
+    x = nbgrad.tensor(np.ones(1 << 19, dtype=np.float32))
+    return (x * 2).sum().item(), _threads.start()
+
+if __name__ == "__main__":
+    parent = work(0)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        children = pool.map(work, range(2))
+    print(parent[1], all(c == (parent[0], False) for c in children))
+"""
+    threaded_parent, children_ok = _run_python(script)
+    assert threaded_parent == "True" and children_ok == "True"
