@@ -58,8 +58,8 @@ def start():
     return numba.threading_layer() != "workqueue"
 
 
-# A forked child asks again: it finds its parent's pool started, and stays serial. (A fused
-# step compiled with threaded loops in the parent must not be called in such a child.)
+# A forked child asks again: it finds its parent's pool started, and stays serial (a fused
+# step with threaded loops checks this on every call, and is traced again, serial).
 os.register_at_fork(after_in_child=start.cache_clear)
 
 

@@ -1219,3 +1219,37 @@ def test_a_traceback_through_the_call_function_shows_its_source():
     text = "".join(traceback.format_exception(raised.value))
     assert re.search(r'File "<nbgrad.compile call [^"]*", line \d+, in call\n +precondition_\d+\(',
                      text), text
+
+
+def test_a_process_forked_after_a_threaded_step_traces_it_again_serially():
+    # GNU OpenMP terminates a forked child that uses its parent's thread pool: there the
+    # threaded specialization must not fit, and the step runs from a new, serial one.
+    script = """
+import multiprocessing, nbgrad
+
+w = nbgrad.ones(1 << 17, requires_grad=True)
+opt = nbgrad.optim.SGD([w], lr=0.01)
+
+def step(x):
+    opt.zero_grad()
+    loss = ((w * x).tanh() - x).pow(2).mean()
+    loss.backward()
+    opt.step()
+    return loss
+
+compiled = nbgrad.compile(step)
+x = nbgrad.ones(1 << 17)
+
+def work(_):
+    return compiled(x).item(), compiled.stats["specializations"], "numba.prange" in compiled.source
+
+if __name__ == "__main__":
+    parent = [work(0) for _ in range(3)]
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.map(work, range(1))[0]
+    print(parent[-1][1], parent[-1][2], child[1], child[2], abs(child[0] - parent[-1][0]) < 1e-6)
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["1", "True", "2", "False", "True"]

@@ -14,7 +14,7 @@ import warnings
 import numba
 import numpy as np
 
-from .. import _codegen
+from .. import _codegen, _threads
 from ..autograd.grad_mode import state as _grad_state
 from ..tensor import Tensor
 from .call import MISMATCH, CallWriter, ClosureWatch, tuple_target
@@ -104,6 +104,10 @@ class Specialization:
         closure, seen = watch
         closure.write_checks(writer, seen)
         writer.check(f"grad_mode.enabled is not {grad_mode}")
+        if emitter.parallel:
+            # A process forked from this one must not run threaded loops (nbgrad._threads):
+            # there the call does not fit, and the step is traced again, serial.
+            writer.check(f"not {writer.bind(_threads.start, name='threads_usable')}()")
         samples = self._fetch_arguments(writer, tracer, emitter, leaves)
         # The kernel's fixed arguments, under the names of its parameters.
         fixed = {f"arena_{np.dtype(key).name}": array for key, array in arenas.items()}
