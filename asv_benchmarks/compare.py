@@ -398,6 +398,13 @@ def describe(mods):
     print(f"nbgrad {getattr(nb, '__version__', '?')}, numba {numba.__version__} "
           f"(numba threads: {numba.config.NUMBA_NUM_THREADS}, "
           f"NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '<unset>')})")
+    from nbgrad import _threads
+
+    # Starts nothing where another OpenMP runtime is already loaded (then it says no).
+    print("nbgrad threaded large-array kernels: " + (
+        "on" if _threads.start() else
+        "off in this process (an OpenMP runtime was loaded before nbgrad's; --isolate shows "
+        "them on)"))
     if "torch" in mods:
         t = mods["torch"]
         # Left at PyTorch's defaults on purpose: we compare against torch as users get it.

@@ -1247,7 +1247,8 @@ if __name__ == "__main__":
     parent = [work(0) for _ in range(3)]
     with multiprocessing.get_context("fork").Pool(1) as pool:
         child = pool.map(work, range(1))[0]
-    print(parent[-1][1], parent[-1][2], child[1], child[2], abs(child[0] - parent[-1][0]) < 1e-6)
+    close = abs(child[0] - parent[-1][0]) < 1e-6
+    print(parent[-1][1], parent[-1][2], child[1], child[2], close)
 """
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
