@@ -4,6 +4,9 @@ PyTorch is the reference implementation: every expected value in these tests com
 from running the same code with ``torch`` (never from nbgrad's own output).
 """
 
+import os
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -88,3 +91,12 @@ def assert_close(actual, expected, rtol=None, atol=None, dtype=None):
 def grad_fn_name(t):
     """``type(t.grad_fn).__name__``, or None for tensors without a grad_fn."""
     return None if t.grad_fn is None else type(t.grad_fn).__name__
+
+
+def run_python(script):
+    """Run `script` in a new Python process, without any OpenMP spin settings of ours, and
+    return its printed words. A timeout: a forked child that uses its parent's OpenMP pool
+    hangs it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True, timeout=120).stdout.split()

@@ -3,16 +3,12 @@ edges, large arrays (which run on threads), the parallel elementwise kernels aga
 ones, and sum/mean gradients as broadcast views.
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
 import nbgrad
-from conftest import assert_close
+from conftest import assert_close, run_python
 from nbgrad import _threads
 from nbgrad.ops import elementwise
 
@@ -153,17 +149,10 @@ def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, r
     np.testing.assert_array_equal(parallel, serial)
 
 
-def _run_python(script):
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    # A timeout: a forked child that uses its parent's OpenMP pool hangs the pool.
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, check=True, timeout=120).stdout.split()
-
-
 def test_starting_the_thread_pool_leaves_the_environment_as_it_was():
     # GOMP_SPINCOUNT is set only while Numba loads libgomp; an OpenMP runtime loaded later
     # (torch's) must see the user's environment.
-    threaded, layer, leaked = _run_python(
+    threaded, layer, leaked = run_python(
         "import os, nbgrad._threads as t, numba; usable = t.start(); "
         "print(usable, numba.threading_layer(), 'GOMP_SPINCOUNT' in os.environ)")
     assert threaded == str(layer != "workqueue") and leaked == "False"
@@ -172,7 +161,7 @@ def test_starting_the_thread_pool_leaves_the_environment_as_it_was():
 def test_a_thread_pool_started_elsewhere_keeps_large_kernels_serial_and_correct():
     # Its workers' spin is unknown (libgomp's default starves OpenBLAS), so nbgrad does not
     # use it; results are the same either way.
-    threaded, correct = _run_python(
+    threaded, correct = run_python(
         "import numba, numpy as np; numba.get_num_threads(); import nbgrad; "
         "from nbgrad import _threads; x = np.ones(1 << 19, dtype=np.float32); "
         "y = (nbgrad.tensor(x) * 2).sum().item(); "
@@ -197,5 +186,5 @@ if __name__ == "__main__":
         children = pool.map(work, range(2))
     print(parent[1], all(c == (parent[0], False) for c in children))
 """
-    threaded_parent, children_ok = _run_python(script)
+    threaded_parent, children_ok = run_python(script)
     assert threaded_parent == "True" and children_ok == "True"
