@@ -11,8 +11,9 @@ from .ops import PRIMITIVES as P
 from .ops.linalg import grad_fn_name as _matmul_name
 from .ops.reduction import normalize_dims
 from .ops.shape import flat_positions, put_values
+from .autograd import deferred
 from .autograd.grad_mode import state as _grad_state
-from .tensor import Tensor, dispatch, as_tensor_arg, result_dtype, _check_dim, Size
+from .tensor import Tensor, dispatch, as_tensor_arg, result_dtype, _check_dim, _meta, Size
 
 # --- operands ---------------------------------------------------------------------------------
 
@@ -24,7 +25,7 @@ def _tensor(value, dtype):
 def _binary(name, a, b, grad_fn_name=None):
     """Call an elementwise primitive; Python scalars become constants of the result dtype."""
     if not isinstance(b, Tensor):
-        np_dtype = a._data.dtype
+        np_dtype = _meta(a).dtype
         if (type(b) is float or type(b) is int) and np_dtype.kind == "f":
             # The common case (x * 2.0) skips the general promotion rules.
             b = as_tensor_arg(b, np_dtype)
@@ -588,6 +589,8 @@ def getitem(input, index):
 
 
 def _check_inplace(target):
+    # Deferred ops that read this memory run before it changes.
+    deferred.realize_all()
     if _grad_state.enabled and target._requires_grad and target.grad_fn is None:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                            "operation.")

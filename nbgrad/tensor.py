@@ -12,7 +12,7 @@ from . import _dtype
 from ._dtype import as_dtype, from_numpy_dtype
 from ._format import format_tensor
 from . import _tracing, autograd
-from .autograd import engine
+from .autograd import deferred, engine
 from .autograd.grad_mode import state as _grad_state
 
 _NO_PARAMS = {}
@@ -56,6 +56,13 @@ class Tensor:
         else:
             raise TypeError(f"Tensor(): invalid arguments {args!r}")
         _init(self, data)
+
+    def __getattr__(self, name):
+        # Reached only for an attribute that is not set: the `_data` of a deferred tensor,
+        # whose forward runs now (see nbgrad.autograd.deferred).
+        if name == "_data" and deferred.is_deferred(self):
+            return deferred.realize(self)
+        raise AttributeError(f"'Tensor' object has no attribute '{name}'")
 
     # --- construction used by the library ------------------------------------------------
 
@@ -142,6 +149,7 @@ class Tensor:
         return out
 
     def detach_(self):
+        self._data  # a deferred forward runs before the tensor leaves its graph
         if self.grad_fn is not None and self.grad_fn._retained is not None:
             self.grad_fn._retained = None
         self.grad_fn = None
@@ -155,32 +163,34 @@ class Tensor:
 
     @data.setter
     def data(self, value):
+        deferred.realize_all()  # deferred ops read the array this replaces
         self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
 
     # --- metadata --------------------------------------------------------------------------
 
     @property
     def shape(self):
-        return Size(self._data.shape)
+        return Size(_meta(self).shape)
 
     def size(self, dim=None):
+        meta = _meta(self)
         if dim is None:
-            return Size(self._data.shape)
-        return self._data.shape[_check_dim(dim, self._data.ndim)]
+            return Size(meta.shape)
+        return meta.shape[_check_dim(dim, meta.ndim)]
 
     @property
     def dtype(self):
-        return from_numpy_dtype(self._data.dtype)
+        return from_numpy_dtype(_meta(self).dtype)
 
     @property
     def ndim(self):
-        return self._data.ndim
+        return _meta(self).ndim
 
     def dim(self):
-        return self._data.ndim
+        return _meta(self).ndim
 
     def numel(self):
-        return self._data.size
+        return _meta(self).size
 
     nelement = numel
 
@@ -195,7 +205,7 @@ class Tensor:
         return self._data.flags.c_contiguous
 
     def is_floating_point(self):
-        return self._data.dtype.kind == "f"
+        return _meta(self).dtype.kind == "f"
 
     def stride(self, dim=None):
         strides = tuple(s // self._data.itemsize for s in self._data.strides)
@@ -215,6 +225,7 @@ class Tensor:
 
     def numpy(self, force=False):
         _tracing.graph_break("Tensor.numpy() hands out the data")
+        deferred.realize_all()  # the caller may write into the array
         if self._requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
@@ -222,6 +233,7 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         _tracing.graph_break("converting a Tensor to a NumPy array reads its values")
+        deferred.realize_all()  # the caller may write into the array
         array = self._data if dtype is None else self._data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
@@ -305,7 +317,13 @@ def _check_dim(dim, ndim):
 
 
 def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
-    """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed."""
+    """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
+    A call whose result needs a gradient is deferred when it can be (see `deferred`)."""
+    if prim.vjp is not None and prim.fuse is not None and not prim.view and \
+            _grad_state.enabled and deferred.enabled and _tracing.current is None:
+        for tensor in inputs:
+            if tensor._requires_grad:
+                return deferred.defer(prim, inputs, params, grad_fn_name)
     arrays = [t._data for t in inputs]
     out = prim.forward(*arrays, **params)
     # Kernels only produce supported dtypes, so _init's conversion check is skipped here.
@@ -329,6 +347,15 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     return result
 
 
+def _meta(tensor):
+    """The tensor's array, or for a deferred tensor its grad_fn node, which has the shape,
+    dtype, ndim and size of the array to come."""
+    node = tensor.grad_fn
+    if node is not None and node.inputs is not None:
+        return node
+    return tensor._data
+
+
 _constants = {}
 
 
@@ -350,7 +377,15 @@ def as_tensor_arg(value, np_dtype):
 
 
 def result_dtype(*operands):
-    return _dtype.result_type(*(x._data if isinstance(x, Tensor) else x for x in operands))
+    return _dtype.result_type(*(_dtype_stand_in(x) if isinstance(x, Tensor) else x
+                                for x in operands))
+
+
+def _dtype_stand_in(tensor):
+    """What result_type reads of a tensor (dtype and whether it is 0-d), without running a
+    deferred forward."""
+    meta = _meta(tensor)
+    return meta if isinstance(meta, np.ndarray) else np.empty((0,) * meta.ndim, meta.dtype)
 
 
 def resolve_dtype(dtype):
@@ -358,3 +393,4 @@ def resolve_dtype(dtype):
 
 
 autograd._wrap = Tensor._wrap
+deferred._Tensor = Tensor

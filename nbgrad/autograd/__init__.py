@@ -1,7 +1,7 @@
 """nbgrad.autograd: backward, grad, grad mode, and the functional/gradcheck helpers."""
 import numpy as np
 
-from . import engine
+from . import deferred, engine
 from .grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
 
 
@@ -57,6 +57,10 @@ def _require_graph_support(create_graph):
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(tensors)/d(leaf) into the `.grad` of the graph's leaves."""
     _require_graph_support(create_graph)
+    if deferred.tape.nodes and deferred.backward(tensors, grad_tensors, retain_graph, inputs):
+        return
+    # Other deferred ops must not see the .grad this adds to.
+    deferred.realize_all()
     tensors = _as_list(tensors)
     grads = _as_list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
     for t in tensors:
@@ -78,6 +82,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
          allow_unused=None, materialize_grads=False):
     """d(outputs)/d(inputs) returned as a tuple, without touching any `.grad`."""
     _require_graph_support(create_graph)
+    deferred.realize_all()
     outputs = _as_list(outputs)
     inputs = _as_list(inputs)
     grad_outputs = (_as_list(grad_outputs) if grad_outputs is not None

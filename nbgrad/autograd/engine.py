@@ -8,15 +8,18 @@ import weakref
 from ..ops import elementwise
 from ..ops.reduction import sum_to_shape
 from .. import _tracing
-from . import grad_mode
+from . import deferred, grad_mode
 
-_FREED = object()
+FREED = object()
 _ADD = elementwise.FORWARD["add"]
 
 # Every node takes the next number when it is made. A node's inputs exist before it does, so
 # the nodes feeding a gradient into a node always have higher numbers: running nodes from the
 # highest number down is a topological order (PyTorch's engine orders its queue the same way).
+# A leaf's AccumulateGrad feeds nothing, so it runs last: its numbers are negative (it may be
+# made after the nodes it is a child of, when a deferred node runs).
 _sequence = itertools.count()
+_leaf_sequence = itertools.count(-1, -1)
 
 
 class Node:
@@ -24,8 +27,23 @@ class Node:
 
     # `children[i]` is the node input i's gradient goes to (None if none); `next_functions`
     # is the same in PyTorch's form.
+    # `inputs` is None once the forward has run. A deferred node (nbgrad.autograd.deferred)
+    # holds its input tensors there, and stands in for its output's array where only the
+    # shape and dtype are read (`shape`, `dtype`, `ndim`, `size`, as an array has them).
     __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "children",
-                 "input_meta", "_pre_hooks", "_retained", "sequence_nr", "__weakref__")
+                 "input_meta", "_pre_hooks", "_retained", "sequence_nr", "inputs", "shape",
+                 "dtype", "output", "tape_position", "__weakref__")
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        size = 1
+        for extent in self.shape:
+            size *= extent
+        return size
 
     def name(self):
         return type(self).__name__
@@ -40,7 +58,7 @@ class Node:
         raise NotImplementedError("Node.register_hook is not supported; use Tensor.register_hook")
 
     def _check_saved(self):
-        if self.saved is _FREED:
+        if self.saved is FREED:
             raise RuntimeError(
                 "Trying to backward through the graph a second time (or directly access saved "
                 "tensors after they have already been freed). Saved intermediate values of the "
@@ -84,7 +102,8 @@ class Node:
 
     @property
     def next_functions(self):
-        return tuple((child, 0) for child in self.children)
+        children = self.children if self.inputs is None else _edges(self.prim, self.inputs)[1]
+        return tuple((child, 0) for child in children)
 
 
 class AccumulateGrad:
@@ -95,7 +114,7 @@ class AccumulateGrad:
 
     def __init__(self, variable):
         self.variable = variable
-        self.sequence_nr = next(_sequence)
+        self.sequence_nr = next(_leaf_sequence)
 
     def _sequence_nr(self):
         return self.sequence_nr
@@ -136,8 +155,8 @@ def edge(tensor):
     return None
 
 
-def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
-    """Make the grad_fn node for a primitive call whose inputs need a gradient."""
+def new_node(prim, params, grad_fn_name):
+    """A grad_fn node of a primitive call, not yet linked to its inputs."""
     name = grad_fn_name or prim.grad_fn
     cls = prim.node_classes.get(name)
     if cls is None:
@@ -145,13 +164,18 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
     node = cls()
     node.prim = prim
     node.params = params
+    node.sequence_nr = next(_sequence)
+    node._pre_hooks = None
+    node._retained = None
+    return node
+
+
+def _edges(prim, inputs):
+    """(needs, children) of a node of `prim` on Tensors `inputs`."""
     differentiable = prim.differentiable
     needs = []
     children = []
-    input_meta = []
     for i, tensor in enumerate(inputs):
-        array = arrays[i]
-        input_meta.append((array.shape, array.dtype))
         if tensor._requires_grad and i in differentiable:
             needs.append(True)
             upstream = tensor.grad_fn
@@ -159,16 +183,30 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
         else:
             needs.append(False)
             children.append(None)
-    node.needs = needs
-    node.children = children
-    node.input_meta = input_meta
-    # After the children: a leaf's accumulator made just above must number lower than this node.
-    node.sequence_nr = next(_sequence)
-    node._pre_hooks = None
-    node._retained = None
+    return needs, children
+
+
+def link(node, inputs, arrays):
+    """Connect the node to the nodes its input gradients go to."""
+    node.needs, node.children = _edges(node.prim, inputs)
+    node.input_meta = [(array.shape, array.dtype) for array in arrays]
+
+
+def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
+    """Make the grad_fn node for a primitive call whose inputs need a gradient."""
+    node = new_node(prim, params, grad_fn_name)
+    node.inputs = None
+    link(node, inputs, arrays)
+    save(node, inputs, arrays, out, out_tensor)
+    return node
+
+
+def save(node, inputs, arrays, out, out_tensor):
+    """Keep what the node's VJP reads, with the version of each saved tensor."""
+    prim = node.prim
     if not prim.save:
         node.saved = node._saved_versions = ()
-        return node
+        return
     saved = []
     versions = []  # (version counter, version when saved); the error message is made on failure
     for key in prim.save:
@@ -181,7 +219,6 @@ def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
         versions.append((counter, counter[0]))
     node.saved = saved
     node._saved_versions = versions
-    return node
 
 
 # ---------------------------------------------------------------------------------------
@@ -244,6 +281,7 @@ def clear_grads(tensors, set_to_none=True):
         if set_to_none:
             tensor._grad = None
         else:
+            deferred.realize_all()  # a deferred op may read this .grad
             tensor._grad._data[...] = 0
             tensor._grad._version_counter[0] += 1
 
@@ -293,7 +331,7 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
                         accumulate_into_grad(tensor, grad, False, wrap)
                 grads = node.apply(grad)
             if node.saved and not retain_graph:
-                node.saved = _FREED
+                node.saved = FREED
             for child, child_grad in zip(node.children, grads):
                 if child is None:
                     continue

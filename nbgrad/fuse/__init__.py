@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from .. import _codegen, _threads
+from ..autograd import deferred
 from ..autograd.grad_mode import state as _grad_state
 from ..tensor import Tensor
 from .call import MISMATCH, CallWriter, ClosureWatch, tuple_target
@@ -83,6 +84,46 @@ class _Fallback:
         return fn(*args, **kwargs)
 
 
+def compile_kernel(source, sample_arguments, stats):
+    """The `fused_step` of generated `source`, compiled for arguments like the samples
+    (loaded from Numba's cache when it has it); `stats` counts the time and cache use."""
+    started = time.perf_counter()
+    signature = tuple(numba.typeof(value) for value in sample_arguments)
+    try:
+        kernel = _codegen.load_module("fused", source).fused_step
+        kernel.compile(signature)
+    except Exception as error:  # a corrupted or unusable cache must never be fatal
+        warnings.warn(f"nbgrad.compile: the kernel cache failed ({error!r}); compiling "
+                      "in memory instead", RuntimeWarning)
+        source = source.replace("cache=True", "cache=False")
+        kernel = _codegen.load_module("fused_nocache", source).fused_step
+        kernel.compile(signature)
+    stats["compile_time_s"] += time.perf_counter() - started
+    hits = sum(kernel.stats.cache_hits.values())
+    stats["cache_hits" if hits else "cache_misses"] += 1
+    return kernel
+
+
+class Arenas:
+    """The arrays, one per dtype, that hold a fused kernel's buffers end to end (see
+    `codegen._arenas`), and views of single buffers in them."""
+
+    def __init__(self, layout, sizes):
+        self.layout = layout
+        self.arrays = {key: np.empty(size, key) for key, size in sizes.items()}
+
+    def view(self, name, shape):
+        key, offset = self.layout[name]
+        size = 1
+        for extent in shape:
+            size *= extent
+        return self.arrays[key][offset:offset + size].reshape(shape)
+
+    def arguments(self):
+        """The kernel's arena arguments, by parameter name, in its parameters' order."""
+        return {f"arena_{np.dtype(key).name}": array for key, array in self.arrays.items()}
+
+
 class Specialization:
     """The fused function for one traced run, its buffers, and the generated Python call
     function around it (see `call.py`)."""
@@ -94,11 +135,7 @@ class Specialization:
             self.source, emitter, (layout, sizes), returned = generate(tracer, outputs)
         except Unfusable as error:
             raise GraphBreak(str(error)) from None
-        arenas = {key: np.empty(size, key) for key, size in sizes.items()}
-
-        def buffer_view(name, array):
-            key, offset = layout[name]
-            return arenas[key][offset:offset + array.size].reshape(array.shape)
+        arenas = Arenas(layout, sizes)
 
         writer = CallWriter(len(leaves))
         closure, seen = watch
@@ -110,16 +147,16 @@ class Specialization:
             writer.check(f"not {writer.bind(_threads.start, name='threads_usable')}()")
         samples = self._fetch_arguments(writer, tracer, emitter, leaves)
         # The kernel's fixed arguments, under the names of its parameters.
-        fixed = {f"arena_{np.dtype(key).name}": array for key, array in arenas.items()}
+        fixed = arenas.arguments()
         if emitter.hyper:
             fixed["hyper"] = np.array(emitter.hyper, np.float64)
         writer.namespace.update(fixed)
         samples.update(fixed)
-        self._compile(stats, list(samples.values()))
-        buffers = {id(array): buffer_view(name, array) for name, array in emitter.buffers}
+        self.kernel = compile_kernel(self.source, list(samples.values()), stats)
+        buffers = {id(array): arenas.view(name, array.shape) for name, array in emitter.buffers}
         self._call_kernel(writer, tracer, emitter, buffers, samples)
         traced_buffers = dict(emitter.buffers)
-        outputs = [buffer_view(name, traced_buffers[name]) for name in returned]
+        outputs = [arenas.view(name, traced_buffers[name].shape) for name in returned]
         writer.lines.append(f"return {_result(writer, result_template, outputs)}")
         self.call, self.call_source = writer.function()
 
@@ -221,23 +258,6 @@ class Specialization:
         writer.lines += [f"{writer.bind(event[3], 'tensor')}._version_counter[0] += 1"
                          for event in updates]
 
-    def _compile(self, stats, sample_arguments):
-        started = time.perf_counter()
-        signature = tuple(numba.typeof(value) for value in sample_arguments)
-        try:
-            module = _codegen.load_module("fused", self.source)
-            self.kernel = module.fused_step
-            self.kernel.compile(signature)
-        except Exception as error:  # a corrupted or unusable cache must never be fatal
-            warnings.warn(f"nbgrad.compile: the kernel cache failed ({error!r}); compiling "
-                          "in memory instead", RuntimeWarning)
-            source = self.source.replace("cache=True", "cache=False")
-            self.kernel = _codegen.load_module("fused_nocache", source).fused_step
-            self.kernel.compile(signature)
-        stats["compile_time_s"] += time.perf_counter() - started
-        hits = sum(self.kernel.stats.cache_hits.values())
-        stats["cache_hits" if hits else "cache_misses"] += 1
-
     def __call__(self, fn, leaves, args, kwargs):
         return self.call(leaves)
 
@@ -307,6 +327,9 @@ class Compiled:
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     def __call__(self, *args, **kwargs):
+        # The step writes in place (parameters, .grad): deferred ops run before, on the values
+        # they were called with.
+        deferred.realize_all()
         if not kwargs:
             result = self._last_call(args)
             if result is not MISMATCH:

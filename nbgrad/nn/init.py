@@ -4,10 +4,12 @@ import math
 import numpy as np
 
 from .. import factories
+from ..autograd import deferred
 
 
 def _fill(tensor, values):
     # Initializers run outside autograd, as PyTorch's do under no_grad.
+    deferred.realize_all()  # deferred ops read the values as they are now
     tensor._data[...] = np.asarray(values).astype(tensor._data.dtype, copy=False)
     tensor._version_counter[0] += 1
     return tensor

@@ -310,10 +310,6 @@ def _make_primitive(row):
                                _names_in(grad, ("g", "out") + row.inputs + row.params))
                     for wrt, grad in row.grads.items()}
 
-    def infer(*arrays, **params):
-        shape = arrays[0].shape if len(arrays) == 1 else broadcast_shapes(*(a.shape for a in arrays))
-        return shape, _result_dtype(row, arrays, params)[1]
-
     # The result dtype of a call whose inputs all have one dtype that needs no cast (the
     # common case), so such calls skip the promotion rules.
     plain_results = {}
@@ -322,6 +318,17 @@ def _make_primitive(row):
             compute, result = _result_dtype(row, [np.empty(0, dtype)] * len(row.inputs), {})
             if compute == dtype:
                 plain_results[dtype] = result
+
+    def infer(*arrays, **params):
+        first = arrays[0]
+        shape, dtype = first.shape, first.dtype
+        result = plain_results.get(dtype)
+        for a in arrays:
+            if a.dtype != dtype:
+                result = None
+            if a.shape != shape and a.shape:  # a 0-d operand never changes the shape
+                shape = broadcast_shapes(shape, a.shape) if shape else a.shape
+        return shape, result if result is not None else _result_dtype(row, arrays, params)[1]
 
     def forward(*arrays, **params):
         first = arrays[0]

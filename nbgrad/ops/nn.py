@@ -336,9 +336,13 @@ def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     return (target.shape if reduction == "none" else ()), logp.dtype
 
 
+def _nll_check(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    check_targets(target, logp.shape[1], ignore_index)
+
+
 def _nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     shape, dtype = _nll_infer(logp, target, weight, ignore_index, reduction)
-    check_targets(target, logp.shape[1], ignore_index)
+    _nll_check(logp, target, weight, ignore_index, reduction)
     reduce = reduction != "none"
     losses = np.empty(0 if reduce else target.shape[0], dtype)
     total, total_weight = nll_forward_kernel(logp, target, _class_weight(weight, logp.shape[1], dtype),
@@ -559,5 +563,6 @@ class _NllFusion:
 
 PRIMS["linear"].fuse = _LinearFusion()
 PRIMS["nll_loss"].fuse = _NllFusion()
+PRIMS["nll_loss"].check = _nll_check
 for _row in POINTWISE_LOSSES:
     PRIMS[_row.name].fuse = _PointwiseLossFusion(_row)

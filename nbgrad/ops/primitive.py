@@ -15,6 +15,8 @@ class Primitive:
       says which are wanted, `node.saved` holds what `save` asked for, `node.params` the
       parameters. A gradient may have the output's broadcast shape: the engine sums it back
       to the input's shape.
+    - `check(*inputs, **params)` (optional) raises the user-facing errors that need data
+      (class indices out of range); it runs when a call is deferred. `forward` checks too.
     - `save` names what the VJP reads: a tuple of input positions plus "out".
     - `view=True` means the output shares memory (and PyTorch's version counter) with
       input 0.
@@ -25,7 +27,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "view", "differentiable",
-                 "node_classes", "meta", "fuse")
+                 "node_classes", "meta", "fuse", "check")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, save=(), view=False,
                  differentiable=(0,), meta=None):
@@ -42,6 +44,7 @@ class Primitive:
         # elementwise op, which the fused code generator inlines).
         self.meta = meta
         self.fuse = None
+        self.check = None
 
     def __repr__(self):
         return f"<primitive {self.name}>"

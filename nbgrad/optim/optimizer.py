@@ -5,6 +5,7 @@ import copy
 import numpy as np
 
 from .. import _tracing
+from ..autograd import deferred
 from ..autograd.engine import clear_grads
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
@@ -70,6 +71,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         kernel = self.rule.kernel
+        deferred.realize_all()  # deferred ops read the parameters as they are now
         for group in self.param_groups:
             for param in group["params"]:
                 # NOTE: a frozen parameter (requires_grad=False) is skipped even if it still

@@ -1,0 +1,216 @@
+"""Deferred forward: how eager mode runs a graph it has seen before as one fused kernel.
+
+A primitive call whose result needs a gradient does not run at once (`defer`): it records
+its grad_fn node with its input tensors on the tape, and its result has no array yet. Shape,
+dtype and the errors about them come at once, from the primitive's shape rule. Anything that
+reads the values (`tensor._data`: printing, `.item()`, NumPy, an op that does not defer)
+runs the deferred forward first, op by op, exactly as eager mode runs it (`realize`).
+
+The tape holds the nodes deferred since it was last emptied, and a key of their structure
+(primitives, parameters, how they connect, and the shape, dtype and flags of each tensor
+they read from outside). `backward()` on a deferred tensor looks that key up. The first
+`FUSE_AFTER - 1` times a key comes up the graph runs eagerly; the next time it runs eagerly
+under the tracer of `nbgrad.compile`, which generates one Numba kernel for its forward and
+backward (`nbgrad.fuse.graph`); from then on each backward of that graph is one kernel
+call. Every deferred tensor still referenced gets its value, and every leaf its gradient,
+as eager mode would give them.
+
+NOTE: a deferred op reads its inputs when it runs. Every in-place write nbgrad makes
+(in-place ops, optimizer steps, `load_state_dict`, `.data = `) first runs all deferred ops
+(`realize_all`), so they see the values they were called with. `.numpy()` and
+`np.asarray(tensor)` do the same before they hand an array out. A write nbgrad cannot see,
+into a NumPy array that already shares memory with an input (`from_numpy`), made between
+an op and the first read of its result, is seen by the op. `NBGRAD_DEFERRED=0` (or
+`nbgrad.autograd.deferred.enabled = False`) runs every op at once.
+"""
+import os
+import weakref
+
+from .. import _tracing
+from . import engine
+
+enabled = os.environ.get("NBGRAD_DEFERRED", "1") != "0"
+
+# Fusing costs a trace and a compilation (about a second from a cold cache): only a graph
+# that has already run this many times eagerly (a training step, not a line typed at a
+# prompt) is fused.
+FUSE_AFTER = 16
+# A tape this long runs (a loop of forwards with no backward keeps memory bounded).
+MAX_TAPE = 4096
+
+_Tensor = None  # set by nbgrad.tensor, which imports this module
+
+
+class _Tape:
+    def __init__(self):
+        self.nodes = []       # deferred nodes, in the order they were made
+        self.key = []         # per node, and per tensor read from outside when first read
+        self.externals = []   # tensors read from outside the tape
+        self.places = {}      # id(external tensor) -> ~its index in `externals`
+        self.array_places = {}  # id(array) -> place of the first external on that array
+        # False once the tape cannot be one kernel: a node ran alone, a node has a hook, or
+        # a gradient must flow on into nodes that already ran.
+        self.fusable = True
+
+
+tape = _Tape()
+_graphs = {}   # graph key -> eager runs so far (int), its FusedGraph, or None (cannot fuse)
+
+
+def is_deferred(tensor):
+    node = tensor.grad_fn
+    return node is not None and node.inputs is not None
+
+
+def defer(prim, inputs, params, grad_fn_name):
+    """A tensor for `prim`'s result with its shape, dtype and grad_fn, but no array yet."""
+    # NOTE: one function, with the node made inline: this runs once per op of every step.
+    metas = []
+    refs = []
+    for tensor in inputs:
+        upstream = tensor.grad_fn
+        if upstream is not None and upstream.inputs is not None:
+            metas.append(upstream)  # it has the shape and dtype of the array to come
+            refs.append(upstream.tape_position)
+            continue
+        array = tensor._data
+        metas.append(array)
+        place = tape.places.get(id(tensor))
+        if place is None:
+            place = tape.places[id(tensor)] = ~len(tape.externals)
+            tape.externals.append(tensor)
+            if tensor._requires_grad and upstream is not None:
+                tape.fusable = False
+            # Two tensors on one array are one argument of the kernel: part of the key.
+            tape.key.append((array.shape, array.dtype, array.flags.c_contiguous,
+                             tensor._requires_grad,
+                             tape.array_places.setdefault(id(array), place)))
+        refs.append(place)
+    if prim.check is not None:
+        prim.check(*metas, **params)
+    shape, dtype = prim.infer(*metas, **params)
+    nodes = tape.nodes
+    if len(nodes) >= MAX_TAPE:
+        realize_all()
+        return defer(prim, inputs, params, grad_fn_name)
+    result = _Tensor.__new__(_Tensor)
+    result._grad = None
+    result._requires_grad = True
+    result._version_counter = [0]
+    result._accumulator = None
+    result._hooks = None
+    node = result.grad_fn = engine.new_node(prim, params, grad_fn_name)
+    node.inputs = inputs
+    node.shape = tuple(shape)
+    node.dtype = dtype
+    node.output = weakref.ref(result)
+    node.saved = node._saved_versions = ()
+    node.tape_position = len(nodes)
+    nodes.append(node)
+    tape.key.append((type(node), prim, tuple(params.items()), tuple(refs)))
+    return result
+
+
+def realize(tensor):
+    """Run the deferred forward of `tensor` and of the deferred tensors it reads; its array."""
+    order = []
+    seen = set()
+    stack = [tensor]
+    while stack:
+        current = stack.pop()
+        node = current.grad_fn
+        if node in seen:
+            continue
+        seen.add(node)
+        order.append((node.sequence_nr, node, current))
+        for upstream in node.inputs:
+            if is_deferred(upstream) and upstream.grad_fn not in seen:
+                stack.append(upstream)
+    order.sort(key=lambda entry: entry[0])
+    tape.fusable = False
+    for _, node, current in order:
+        _run_forward(node, current)
+    return tensor._data
+
+
+def _run_forward(node, tensor):
+    inputs, prim, params = node.inputs, node.prim, node.params
+    arrays = [t._data for t in inputs]
+    out = prim.forward(*arrays, **params)
+    if out.shape != node.shape or out.dtype != node.dtype:
+        raise RuntimeError(f"nbgrad internal error: {prim.name}'s shape rule said "
+                           f"{node.shape} {node.dtype}, its forward made {out.shape} {out.dtype}")
+    tensor._data = out
+    node.inputs = None
+    engine.link(node, inputs, arrays)
+    engine.save(node, inputs, arrays, out, tensor)
+    if _tracing.current is not None:
+        _tracing.current.op(prim, inputs, arrays, params, out)
+
+
+def realize_all():
+    """Run every deferred forward whose result anything can still read; empty the tape."""
+    global tape
+    if not tape.nodes:
+        return
+    nodes = tape.nodes
+    tape = _Tape()
+    for node in nodes:
+        if node.inputs is not None:
+            tensor = node.output()
+            if tensor is not None:
+                realize(tensor)
+    tape.fusable = True  # `realize` ran nodes of the old tape only
+
+
+def backward(root, gradient, retain_graph, inputs):
+    """Run `root.backward(gradient)` as one fused kernel if it can be; False if the caller
+    must run it eagerly."""
+    global tape
+    if retain_graph or inputs is not None or _tracing.current is not None or \
+            type(root) is not _Tensor or not tape.fusable or not is_deferred(root):
+        return False
+    node = root.grad_fn
+    if gradient is None:
+        if node.size != 1 or node.dtype.kind != "f":
+            return False  # the eager path raises PyTorch's error
+        seed = None
+    elif type(gradient) is _Tensor and not is_deferred(gradient) and \
+            gradient._data.shape == node.shape and gradient._data.dtype == node.dtype:
+        array = gradient._data
+        seed = (array.shape, array.dtype, array.flags.c_contiguous)
+    else:
+        return False
+    for each in tape.nodes:
+        # A hook runs Python during backward; a dead output is a node nothing reads, which
+        # eager mode never runs (realize_all skips it).
+        if each._pre_hooks is not None or each._retained is not None or each.output() is None:
+            return False
+    leaves = []
+    for tensor in tape.externals:
+        if tensor._requires_grad:
+            if tensor._hooks:
+                return False
+            leaves.append(tensor._grad is None)
+    key = (tuple(tape.key), node.tape_position, tuple(leaves), seed)
+    try:
+        entry = _graphs.get(key, 0)
+    except TypeError:  # a parameter that is an array (loss weights) has no hash
+        return False
+    if entry is None:
+        return False
+    nodes, externals = tape.nodes, tape.externals
+    if gradient is not None:
+        externals = externals + [gradient]
+    if type(entry) is int:
+        if entry + 1 < FUSE_AFTER:
+            _graphs[key] = entry + 1
+            return False
+        from ..fuse.graph import trace
+        _graphs[key] = None  # if tracing fails, it is not tried again
+        _graphs[key] = trace(root, gradient, nodes, externals)
+        return True
+    if not entry.run(nodes, externals):
+        return False
+    tape = _Tape()
+    return True
