@@ -99,14 +99,16 @@ class FusedGraph:
         for check, index in self.preconditions:
             check(arguments[index])
         self.kernel(*arguments, *self.arenas)
-        for node in nodes:
+        # From the last node back: a node drops its inputs before the nodes that made them
+        # are reached, so only tensors the caller still holds are alive there, and copied.
+        for index in range(len(nodes) - 1, -1, -1):
+            node = nodes[index]
             node.inputs = None
             if node.prim.save:
                 node.saved = engine.FREED
-        for node, value in zip(nodes, self.values):
             tensor = node.output()
             if tensor is not None:
-                tensor._data = value.copy()
+                tensor._data = self.values[index].copy()
         for index, value in self.new_grads:
             externals[index]._grad = Tensor._wrap(value.copy())
         for index in self.added_grads:
