@@ -104,6 +104,8 @@ class Tensor:
                                "differentiation use var_no_grad = var.detach().")
         if value and self._data.dtype.kind != "f":
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        # A deferred op links to its inputs' gradients as their flags were when it was called.
+        deferred.realize_all()
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad=True):
@@ -289,6 +291,20 @@ class Tensor:
         return copy
 
 
+def new_tensor(array):
+    """A Tensor on `array`, made by a kernel (so of a supported dtype): `_init` without its
+    dtype check, for the hot paths."""
+    tensor = Tensor.__new__(Tensor)
+    tensor._data = array
+    tensor._grad = None
+    tensor.grad_fn = None
+    tensor._requires_grad = False
+    tensor._version_counter = [0]
+    tensor._accumulator = None
+    tensor._hooks = None
+    return tensor
+
+
 def _rebuild(data, requires_grad):
     return Tensor._wrap(data, requires_grad)
 
@@ -319,22 +335,16 @@ def _check_dim(dim, ndim):
 def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
     A call whose result needs a gradient is deferred when it can be (see `deferred`)."""
-    if prim.vjp is not None and prim.fuse is not None and not prim.view and \
-            _grad_state.enabled and deferred.enabled and _tracing.current is None:
+    if prim.deferrable and _grad_state.enabled and deferred.enabled and \
+            _tracing.current is None:
         for tensor in inputs:
             if tensor._requires_grad:
                 return deferred.defer(prim, inputs, params, grad_fn_name)
     arrays = [t._data for t in inputs]
     out = prim.forward(*arrays, **params)
-    # Kernels only produce supported dtypes, so _init's conversion check is skipped here.
-    result = Tensor.__new__(Tensor)
-    result._data = out
-    result._grad = None
-    result.grad_fn = None
-    result._requires_grad = False
-    result._version_counter = inputs[0]._version_counter if prim.view else [0]
-    result._accumulator = None
-    result._hooks = None
+    result = new_tensor(out)
+    if prim.view:
+        result._version_counter = inputs[0]._version_counter
     if _grad_state.enabled and prim.vjp is not None:
         for tensor in inputs:
             if tensor._requires_grad:

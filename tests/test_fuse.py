@@ -1252,3 +1252,36 @@ if __name__ == "__main__":
     print(parent[-1][1], parent[-1][2], child[1], child[2], close)
 """
     assert run_python(script) == ["1", "True", "2", "False", "True"]
+
+
+@pytest.mark.parametrize("loss_of", ["sum", "sum_plus_penalty"])
+def test_gradient_summed_to_a_parameter_of_lower_rank(loss_of):
+    """x (3, 4) * w (4,): w's gradient is the (3, 4) product summed down to (4,) (the fused
+    sum kept the broadcast rank's leading 1 and did not compile); with a penalty the root is
+    an add, whose VJP passes the seed gradient through unchanged."""
+    x = nbgrad.tensor(np.arange(12, dtype=np.float32).reshape(3, 4) / 10)
+
+    def build():
+        w = nbgrad.tensor([0.5, -1.0, 2.0, 0.25], requires_grad=True)
+        return [w], optim.SGD([w], lr=0.1)
+
+    def make_step(s):
+        w = s.params[0]
+
+        def step():
+            s.opt.zero_grad()
+            loss = (x * w).sum()
+            if loss_of == "sum_plus_penalty":
+                loss = loss + (w * w).mean()
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pair = Pair(build, make_step)
+        for _ in range(4):
+            pair()
+    assert nbgrad_warnings(caught) == []
+    assert pair.compiled.stats["fused_calls"] == 3

@@ -4,11 +4,17 @@ Two sizes per op: "tiny" (3 elements, 3x3 for matmul) measures the fixed cost of
 op (Python dispatch around the Numba kernel); "large" (1e6 elements, 512x512 for matmul)
 measures the kernels themselves. Every setup() runs the op once forward and backward, so
 Numba compilation (or loading from the cache) is never part of a timing.
+
+The inputs require grad, so eager mode defers each op until its value is read
+(nbgrad.autograd.deferred): `time_forward` reads the result (`.data`), so that the op runs
+inside the timing. `time_forward_backward` repeats one graph, so after
+`deferred.FUSE_AFTER` calls (a warm-up in setup) its backward runs as one fused kernel.
 """
 
 import numpy as np
 
 import nbgrad
+from nbgrad.autograd import deferred
 
 SHAPES = {
     "tiny": {"elementwise": (3,), "matmul": (3, 3)},
@@ -45,12 +51,14 @@ class EagerOps:
         ]
         out = self.fn(*self.inputs)
         self.grad_out = nbgrad.ones_like(out)
-        # Warm up: compile (or load) the forward and VJP kernels outside the timings.
+        # Warm up: compile (or load) the forward and VJP kernels, and the fused graph of
+        # forward and backward, outside the timings.
         self.time_forward(op, size)
-        self.time_forward_backward(op, size)
+        for _ in range(deferred.FUSE_AFTER + 1):
+            self.time_forward_backward(op, size)
 
     def time_forward(self, op, size):
-        self.fn(*self.inputs)
+        self.fn(*self.inputs).data
 
     def time_forward_backward(self, op, size):
         for x in self.inputs:

@@ -30,9 +30,24 @@ class Node:
     # `inputs` is None once the forward has run. A deferred node (nbgrad.autograd.deferred)
     # holds its input tensors there, and stands in for its output's array where only the
     # shape and dtype are read (`shape`, `dtype`, `ndim`, `size`, as an array has them).
+    # A node that ran inside a fused graph is linked only when something reads its links
+    # (`__getattr__`): `fused` is (the FusedGraph, the graph's nodes, the tensors it read).
     __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "children",
                  "input_meta", "_pre_hooks", "_retained", "sequence_nr", "inputs", "shape",
-                 "dtype", "output", "tape_position", "__weakref__")
+                 "dtype", "output", "tape_position", "fused", "__weakref__")
+
+    def __getattr__(self, name):
+        # Reached only for a slot that is not set.
+        if name in ("needs", "children", "input_meta"):
+            try:
+                graph, nodes, externals = object.__getattribute__(self, "fused")
+            except AttributeError:
+                pass
+            else:
+                self.needs, self.children, self.input_meta = graph.links(
+                    self.tape_position, nodes, externals)
+                return object.__getattribute__(self, name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     @property
     def ndim(self):

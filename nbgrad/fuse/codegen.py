@@ -30,11 +30,14 @@ _ALIGN = 16  # elements: buffers in an arena start on 64-byte boundaries for flo
 
 
 class Emitter:
-    def __init__(self, tracer):
+    def __init__(self, tracer, fresh=()):
         self.tracer = tracer
         self.names = {}
+        # Arrays the step makes that the caller passes in, new, on each call (see `out`).
+        self.fresh = {id(array) for array in fresh}
         # (name, source): ("handle", how to fetch it, traced array) | ("state", (number of
-        # the update, index among the rule's arrays), traced array)
+        # the update, index among the rule's arrays), traced array) | ("fresh", None, traced
+        # array)
         self.arguments = []
         self.buffers = []            # (name, traced array): views into one arena per dtype
         self.hyper = []              # traced optimizer scalars, passed in one float64 array
@@ -82,8 +85,14 @@ class Emitter:
         such as the broadcast gradient of a sum: the fused rule writes every element)."""
         name = self.names.get(id(array))
         if name is None:
-            name = self._new("buf")
-            self.buffers.append((name, array))
+            if id(array) in self.fresh:
+                # An argument: a result the caller keeps (a new .grad), which a buffer
+                # reused by the next call would have to be copied out of.
+                name = self._new("fresh")
+                self.arguments.append((name, ("fresh", None, array)))
+            else:
+                name = self._new("buf")
+                self.buffers.append((name, array))
             self.names[id(array)] = name
         return name
 
@@ -355,7 +364,9 @@ def _emit_fit(em, before, after):
         em.emit(f"{accumulator} = np.zeros({keep!r}, {wide})")
         into = f"{accumulator}[" + ", ".join(f"i{d}" if keep[d] != 1 else "0"
                                              for d in range(before.ndim)) + "]"
-        summed = (accumulator, keep)
+        # NOTE: read back in the target's own shape: `keep` has the leading 1s of the
+        # broadcast rank, which the target's loop does not index.
+        summed = (f"{accumulator}.reshape({tuple(after.shape)!r})", after.shape)
     for d in range(before.ndim):
         em.emit("    " * d + f"for i{d} in range({before.shape[d]}):")
     em.emit("    " * before.ndim + f"{into} += {source}[{index}]")
@@ -422,11 +433,12 @@ def _update_runs(events):
     return runs
 
 
-def generate(tracer, outputs, cache=True):
+def generate(tracer, outputs, cache=True, fresh=()):
     """(source, emitter, arena layout, names of the output buffers) of the fused function
     for `tracer`'s events. The function returns nothing: the caller copies the outputs
-    out of their buffers (cheaper than Numba boxing new arrays)."""
-    em = Emitter(tracer)
+    out of their buffers (cheaper than Numba boxing new arrays), except arrays in `fresh`,
+    which the caller passes in new on each call."""
+    em = Emitter(tracer, fresh)
     for event in _update_runs(tracer.events):
         if isinstance(event, list):
             _emit_updates(em, event)

@@ -120,7 +120,8 @@ class Tracer:
             return
         self.constant(grad)
         for array in raw:
-            self._made(array)
+            if array is not grad:  # a gradient passed through unchanged is not made here
+                self._made(array)
         self._keep(*node.saved)
         # The engine frees saved arrays after backward; the code generator needs them later.
         self.events.append(("vjp", NodeRecord(node), grad, raw))

@@ -38,7 +38,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input * 0.0
     _tracing.graph_break("dropout draws random numbers, which fusion would freeze")
     keep = generator().random(input.shape) >= p
-    scale = (keep * (1.0 / (1.0 - p))).astype(input._data.dtype)
+    scale = (keep * (1.0 / (1.0 - p))).astype(input.dtype.np)
     return input * Tensor._wrap(scale)
 
 

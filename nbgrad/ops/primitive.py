@@ -27,7 +27,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "view", "differentiable",
-                 "node_classes", "meta", "fuse", "check")
+                 "node_classes", "meta", "fuse", "check", "deferrable")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, save=(), view=False,
                  differentiable=(0,), meta=None):
@@ -45,6 +45,7 @@ class Primitive:
         self.meta = meta
         self.fuse = None
         self.check = None
+        self.deferrable = False  # set in nbgrad.ops, once every fused rule is attached
 
     def __repr__(self):
         return f"<primitive {self.name}>"

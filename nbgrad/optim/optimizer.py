@@ -83,7 +83,10 @@ class Optimizer:
                 if _tracing.current is not None:
                     _tracing.current.update(self, group, param, param._grad._data, tensors,
                                             scalars)
-                grad = np.ascontiguousarray(param._grad._data, dtype=data.dtype).reshape(-1)
+                grad = param._grad._data
+                if grad.dtype != data.dtype or not grad.flags.c_contiguous:
+                    grad = np.ascontiguousarray(grad, dtype=data.dtype)
+                grad = grad.reshape(-1)
                 # Scalars as floats: ints or bools would compile another kernel signature.
                 kernel(data, grad, *self._kernel_arrays(tensors, data),
                        *[float(value) for value in scalars])
