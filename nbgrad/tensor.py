@@ -339,7 +339,10 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
             _tracing.current is None:
         for tensor in inputs:
             if tensor._requires_grad:
-                return deferred.defer(prim, inputs, params, grad_fn_name)
+                result = deferred.defer(prim, inputs, params, grad_fn_name)
+                if result is not None:
+                    return result
+                break
     arrays = [t._data for t in inputs]
     out = prim.forward(*arrays, **params)
     result = new_tensor(out)

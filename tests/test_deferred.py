@@ -954,6 +954,24 @@ def test_deferred_op_has_no_array_until_read():
     assert _has_array(y) and not deferred.is_deferred(y)
 
 
+@pytest.mark.parametrize("large", ["input", "output"])
+def test_ops_on_large_arrays_run_at_once(monkeypatch, large):
+    """At MAX_SIZE elements an op runs eagerly (its threaded kernels), with the same values."""
+    monkeypatch.setattr(deferred, "MAX_SIZE", 64)
+    if large == "input":
+        x = nbgrad.tensor(np.linspace(-1, 1, 64, dtype=np.float32), requires_grad=True)
+        y = x * 2
+        expected = np.linspace(-1, 1, 64, dtype=np.float32) * 2
+    else:  # two small inputs, an outer product of 64 elements
+        x = nbgrad.tensor(np.arange(8, dtype=np.float32), requires_grad=True)
+        y = x.unsqueeze(1) * x.unsqueeze(0)
+        expected = np.outer(np.arange(8), np.arange(8)).astype(np.float32)
+    assert not deferred.is_deferred(y) and _has_array(y)
+    assert snap(y).tolist() == expected.tolist()
+    small = x[:3] * 2 if large == "input" else x * 2
+    assert deferred.is_deferred(small)
+
+
 def test_enabled_false_runs_ops_at_once():
     with deferral_off():
         x = nbgrad.tensor(X4, requires_grad=True)

@@ -51,6 +51,7 @@ class Emitter:
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
         self.parallel = False        # whether any loop is long enough for threads
         self._parallel_headers = []  # positions in `lines` of numba.prange loop headers
+        self._threaded_calls = []    # (position in `lines`, the serial form of that line)
         self._uses_blas = False      # see `blas`
         self._comments = []
         self._count = 0
@@ -260,6 +261,16 @@ class Emitter:
             self.lines.append("    " * (d + 1) + f"for i{d} in {kind}({loop['shape'][d]}):")
         self.lines += ["    " * (rank + 1) + statement for statement in loop["body"]]
 
+    def threaded_call(self, serial, threaded, size):
+        """Emit the call `threaded` (of a parallel kernel) if `size` elements are enough for
+        threads, else `serial`; `finish` goes back to `serial` where loops must stay serial."""
+        if size < PARALLEL_THRESHOLD:
+            self.emit(serial)
+            return
+        self.emit(threaded)
+        self._threaded_calls.append((len(self.lines) - 1, "    " + serial))
+        self.parallel = True
+
     def blas(self):
         """Say that the step calls BLAS (np.dot): its loops then stay serial."""
         self._uses_blas = True
@@ -270,6 +281,8 @@ class Emitter:
         if self.parallel and (self._uses_blas or not _threads.start()):
             for position in self._parallel_headers:
                 self.lines[position] = self.lines[position].replace("numba.prange(", "range(")
+            for position, serial in self._threaded_calls:
+                self.lines[position] = serial
             self.parallel = False
 
 

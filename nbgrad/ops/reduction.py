@@ -467,8 +467,14 @@ class _SumFusion:
         scale = 1.0 / max(rows, 1) if self.mean else 1
         kind = np.float64 if _sum_dtype(x.dtype).kind == "f" else np.int64
         kernel, view = _fused_kernel(_kernels.sum, (outer, rows, inner))
-        em.emit(f"{em.kernel(kernel)}({em.ref(x)}.reshape({view!r}), "
-                f"{em.out(out)}.reshape({(outer, inner)!r}), {em.literal(scale, kind)})")
+        arguments = (f"({em.ref(x)}.reshape({view!r}), {em.out(out)}.reshape({(outer, inner)!r}),"
+                     f" {em.literal(scale, kind)})")
+        if inner != 1 or rows < _threads.PARALLEL_THRESHOLD:
+            em.emit(em.kernel(kernel) + arguments)
+            return
+        # Long contiguous rows: the threaded variant, as eager mode takes (`run_rows`).
+        threaded = em.kernel(_CONTIGUOUS_PARALLEL[_kernels.sum])
+        em.threaded_call(em.kernel(kernel) + arguments, threaded + arguments, outer * rows)
 
     def vjp(self, em, node, g, raw):
         shape = node.input_meta[0][0]
