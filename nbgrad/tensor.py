@@ -124,12 +124,16 @@ class Tensor:
     def retain_grad(self):
         if not self._requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if deferred.is_deferred(self):
+            deferred.tape.fusable = False  # backward stores this .grad node by node
         if self.grad_fn is not None:
             self.grad_fn._retained = weakref.ref(self)
 
     def register_hook(self, hook):
         if not self._requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if deferred.is_deferred(self):
+            deferred.tape.fusable = False  # the hook runs when backward reaches this node
         if self.grad_fn is None:
             hooks = self._hooks = self._hooks or []
         else:

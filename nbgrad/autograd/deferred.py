@@ -53,8 +53,9 @@ class _Tape:
         self.externals = []   # tensors read from outside the tape
         self.places = {}      # id(external tensor) -> ~its index in `externals`
         self.array_places = {}  # id(array) -> place of the first external on that array
-        # False once the tape cannot be one kernel: a node ran alone, a node has a hook, or
-        # a gradient must flow on into nodes that already ran.
+        # False once the tape cannot be one kernel: a node ran alone, a hook or retain_grad
+        # is on a node (they run Python during backward), or a gradient must flow on into
+        # nodes that already ran.
         self.fusable = True
 
 
@@ -199,11 +200,6 @@ def backward(root, gradient, retain_graph, inputs):
         seed = (array.shape, array.dtype, array.flags.c_contiguous)
     else:
         return False
-    for each in tape.nodes:
-        # A hook runs Python during backward; a dead output is a node nothing reads, which
-        # eager mode never runs (realize_all skips it).
-        if each._pre_hooks is not None or each._retained is not None or each.output() is None:
-            return False
     leaves = []
     for tensor in tape.externals:
         if tensor._requires_grad:
@@ -224,6 +220,11 @@ def backward(root, gradient, retain_graph, inputs):
         if entry + 1 < FUSE_AFTER:
             _graphs[key] = entry + 1
             return False
+        for each in nodes:
+            if each.output() is None:
+                # A node nothing reads, which eager mode never runs (`realize_all` skips
+                # it): a trace would not see it. Later runs of the key may have none.
+                return False
         from ..fuse.graph import trace
         _graphs[key] = None  # if tracing fails, it is not tried again
         _graphs[key] = trace(root, gradient, nodes, externals)

@@ -11,6 +11,7 @@ from .. import _threads
 from ..autograd import engine
 from ..tensor import new_tensor
 from . import Arenas, compile_kernel
+from .call import MISMATCH, CallWriter, tuple_target
 from .codegen import generate
 from .tracer import Tracer, tracing
 from ..ops.primitive import Unfusable
@@ -20,10 +21,6 @@ stats = {"compile_time_s": 0.0, "cache_hits": 0, "cache_misses": 0}
 unfused = []
 MAX_REASONS = 20
 
-# How the kernel gets each argument: the array of external tensor i, the .grad array of
-# external tensor i, an array fixed when the graph was traced, or a new array for the
-# first .grad of external tensor i.
-_EXTERNAL, _GRAD, _FIXED, _NEW_GRAD = range(4)
 
 
 def trace(root, gradient, nodes, externals):
@@ -65,6 +62,9 @@ def _all_reach(refs):
 
 
 class FusedGraph:
+    """The kernel for one graph key, and the generated Python that calls it (`call_source`):
+    fetch each argument, check what the key does not fix (a .grad's dtype and layout), call."""
+
     def __init__(self, tracer, externals, outputs, nodes, refs):
         position = {id(tensor): i for i, tensor in enumerate(externals)}
         # Leaves whose .grad the graph adds to in place, and those it gives a first .grad.
@@ -78,26 +78,43 @@ class FusedGraph:
         self.source, emitter, (layout, sizes), returned = generate(
             tracer, outputs, fresh=[t._grad._data for t, none in tracer.touched.items() if none])
         arenas = Arenas(layout, sizes)
-        self.fetch = []
-        samples = []
+        writer = CallWriter(len(externals))
+        if emitter.parallel:
+            # A process forked from this one must not run threaded loops (nbgrad._threads):
+            # there the graph runs eagerly.
+            writer.check(f"not {writer.bind(_threads.start, name='threads_usable')}()")
+        arguments = {}
+        self.new_grads = []  # the externals whose first .grad the call returns, in order
         for name, (kind, handle, traced) in emitter.arguments:
             if kind == "fresh":
-                self.fetch.append((_NEW_GRAD, new_grads.pop(id(traced)), traced))
+                self.new_grads.append(new_grads.pop(id(traced)))
+                dtype = writer.bind(traced.dtype, name=traced.dtype.name)
+                writer.lines.append(f"{name} = empty({traced.shape!r}, {dtype})")
             elif handle[0] == "arg":
-                self.fetch.append((_EXTERNAL, handle[1], None))
+                writer.lines.append(f"{name} = leaf_{handle[1]}._data")
             elif handle[0] == "grad" and id(handle[1]) in position:
-                self.fetch.append((_GRAD, position[id(handle[1])], traced))
+                # NOTE: the kernel adds into it: a .grad of another dtype or layout, or a
+                # read-only one, does not fit.
+                writer.lines += writer.fetch(name, f"leaf_{position[id(handle[1])]}._grad._data",
+                                             traced.shape, traced.dtype)
+                writer.lines[-1:-1] = [f"    if not {name}.flags.writeable:",
+                                       "        return MISMATCH"]
             elif handle[0] == "const":
-                self.fetch.append((_FIXED, handle[1], None))
+                writer.namespace[name] = handle[1]
             else:
                 raise Unfusable(f"the graph reads {handle[0]} of a tensor it does not take")
-            samples.append(traced)
-        names = [name for name, _ in emitter.arguments]
-        self.preconditions = [(check, names.index(name)) for check, name in emitter.preconditions]
-        self.arenas = list(arenas.arguments().values())
-        self.parallel = emitter.parallel
+            arguments[name] = traced
         if new_grads:
             raise Unfusable("a leaf's first gradient is not an array the graph writes")
+        for check, name in emitter.preconditions:
+            writer.lines.append(f"{writer.bind(check, 'precondition')}({name})")
+        writer.namespace["empty"] = np.empty
+        arguments.update(arenas.arguments())
+        writer.namespace.update(arenas.arguments())
+        self.kernel = compile_kernel(self.source, list(arguments.values()), stats)
+        writer.lines.append(writer.call(writer.bind(self.kernel, name="fused_step"), arguments))
+        writer.lines.append(f"return {tuple_target([n for n, (k, _, _) in emitter.arguments if k == 'fresh'])}")
+        self.call, self.call_source = writer.function()
         # Each deferred tensor's value is copied out of its buffer: the next run overwrites
         # the buffers.
         self.values = [arenas.view(name, array.shape) for name, array in zip(returned, outputs)]
@@ -105,7 +122,6 @@ class FusedGraph:
         # refs (>= 0: a node, < 0: ~index of a tensor read from outside), and the traced run's
         # needs and input shapes and dtypes.
         self._links = [(ref, node.needs, node.input_meta) for ref, node in zip(refs, nodes)]
-        self.kernel = compile_kernel(self.source, samples + self.arenas, stats)
 
     def links(self, position, nodes, externals):
         """(needs, children, input_meta) of the node at `position` of a graph this kernel
@@ -118,28 +134,9 @@ class FusedGraph:
     def run(self, nodes, externals):
         """Run the graph ending at `nodes[-1]` (same key as the traced one); False if this
         call cannot (a .grad of another dtype or layout), and nothing has changed."""
-        arguments = []
-        new_grads = []
-        for kind, what, traced in self.fetch:
-            if kind == _EXTERNAL:
-                arguments.append(externals[what]._data)
-            elif kind == _GRAD:
-                grad = externals[what]._grad._data
-                if grad.dtype != traced.dtype or not grad.flags.c_contiguous or \
-                        not grad.flags.writeable:
-                    return False
-                arguments.append(grad)
-            elif kind == _NEW_GRAD:
-                grad = np.empty(traced.shape, traced.dtype)
-                new_grads.append((what, grad))
-                arguments.append(grad)
-            else:
-                arguments.append(what)
-        if self.parallel and not _threads.start():
-            return False  # a process forked after the pool started: serial from here on
-        for check, index in self.preconditions:
-            check(arguments[index])
-        self.kernel(*arguments, *self.arenas)
+        new_grads = self.call(externals)
+        if new_grads is MISMATCH:
+            return False
         # From the last node back: a node drops its inputs before the nodes that made them
         # are reached, so only tensors the caller still holds are alive there, and copied.
         ran = (self, nodes, externals)
@@ -153,7 +150,7 @@ class FusedGraph:
             tensor = node.output()
             if tensor is not None:
                 tensor._data = self.values[index].copy()
-        for index, grad in new_grads:
+        for index, grad in zip(self.new_grads, new_grads):
             externals[index]._grad = new_tensor(grad)
         for index in self.added_grads:
             externals[index]._grad._version_counter[0] += 1

@@ -71,25 +71,28 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         kernel = self.rule.kernel
+        states = len(self.rule.state)
         deferred.realize_all()  # deferred ops read the parameters as they are now
+        tracer = _tracing.current
         for group in self.param_groups:
             for param in group["params"]:
+                grad = param._grad
                 # NOTE: a frozen parameter (requires_grad=False) is skipped even if it still
                 # holds an old .grad; PyTorch would update it.
-                if param._grad is None or not param._requires_grad:
+                if grad is None or not param._requires_grad:
                     continue
                 data = _flat(param)
                 tensors, scalars = self.update_arguments(param, group)
-                if _tracing.current is not None:
-                    _tracing.current.update(self, group, param, param._grad._data, tensors,
-                                            scalars)
-                grad = param._grad._data
+                grad = grad._data
+                if tracer is not None:
+                    tracer.update(self, group, param, grad, tensors, scalars)
                 if grad.dtype != data.dtype or not grad.flags.c_contiguous:
                     grad = np.ascontiguousarray(grad, dtype=data.dtype)
-                grad = grad.reshape(-1)
-                # Scalars as floats: ints or bools would compile another kernel signature.
-                kernel(data, grad, *self._kernel_arrays(tensors, data),
-                       *[float(value) for value in scalars])
+                # State flattened (an empty stand-in where absent), counters as they are (0-d);
+                # scalars as floats: ints or bools would compile another kernel signature.
+                kernel(data, grad.reshape(-1),
+                       *[data[:0] if t is None else t._data.reshape(-1) for t in tensors[:states]],
+                       *[t._data for t in tensors[states:]], *map(float, scalars))
                 # PyTorch counts an optimizer step as an in-place write to the parameter.
                 param._version_counter[0] += 1
         return loss
@@ -103,13 +106,6 @@ class Optimizer:
         if state is None:
             state = self.state[param] = self._init_state(param, group)
         return self._update_arguments(param, state, group)
-
-    def _kernel_arrays(self, tensors, flat_param):
-        """The kernel's arrays for `tensors`: state flattened (an empty stand-in where absent),
-        counters as they are (0-d)."""
-        count = len(self.rule.state)
-        return ([flat_param[:0] if t is None else t._data.reshape(-1) for t in tensors[:count]]
-                + [t._data for t in tensors[count:]])
 
     def _init_state(self, param, group):
         raise NotImplementedError
