@@ -117,16 +117,23 @@ def defer(prim, inputs, params, grad_fn_name):
     result._version_counter = [0]
     result._accumulator = None
     result._hooks = None
-    node = result.grad_fn = engine.new_node(prim, params, grad_fn_name)
+    # engine.new_node, inline.
+    name = grad_fn_name or prim.grad_fn
+    cls = prim.node_classes.get(name) or engine.node_class_of(prim, name)
+    node = result.grad_fn = cls()
+    node.prim = prim
+    node.params = params
+    node.sequence_nr = next(engine.sequence)
+    node._pre_hooks = None
+    node._retained = None
     node.inputs = inputs
     node.shape = shape
     node.dtype = dtype
     node.output = weakref.ref(result)
-    node.saved = node._saved_versions = ()
     nodes = tape.nodes
     node.tape_position = len(nodes)
     nodes.append(node)
-    tape.key.append((type(node), prim, tuple(params.items()), tuple(refs)))
+    tape.key.append((cls, prim, tuple(params.items()) if params else (), tuple(refs)))
     return result
 
 

@@ -18,7 +18,7 @@ _ADD = elementwise.FORWARD["add"]
 # highest number down is a topological order (PyTorch's engine orders its queue the same way).
 # A leaf's AccumulateGrad feeds nothing, so it runs last: its numbers are negative (it may be
 # made after the nodes it is a child of, when a deferred node runs).
-_sequence = itertools.count()
+sequence = itertools.count()
 _leaf_sequence = itertools.count(-1, -1)
 
 
@@ -37,7 +37,10 @@ class Node:
                  "dtype", "output", "tape_position", "fused", "__weakref__")
 
     def __getattr__(self, name):
-        # Reached only for a slot that is not set.
+        # Reached only for a slot that is not set. A deferred node has saved nothing yet, and
+        # one that ran in a fused graph saved nothing it would need again (or FREED is set).
+        if name in ("saved", "_saved_versions"):
+            return ()
         if name in ("needs", "children", "input_meta"):
             try:
                 graph, nodes, externals = object.__getattribute__(self, "fused")
@@ -170,16 +173,21 @@ def edge(tensor):
     return None
 
 
-def new_node(prim, params, grad_fn_name):
-    """A grad_fn node of a primitive call, not yet linked to its inputs."""
-    name = grad_fn_name or prim.grad_fn
+def node_class_of(prim, name):
+    """The node class a call of `prim` with grad_fn name `name` makes, registered on it."""
     cls = prim.node_classes.get(name)
     if cls is None:
         cls = prim.node_classes[name] = node_class(name)
-    node = cls()
+    return cls
+
+
+def new_node(prim, params, grad_fn_name):
+    """A grad_fn node of a primitive call, not yet linked to its inputs. (`deferred.defer`
+    makes its nodes the same way, inline.)"""
+    node = node_class_of(prim, grad_fn_name or prim.grad_fn)()
     node.prim = prim
     node.params = params
-    node.sequence_nr = next(_sequence)
+    node.sequence_nr = next(sequence)
     node._pre_hooks = None
     node._retained = None
     return node
