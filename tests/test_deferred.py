@@ -954,6 +954,20 @@ def test_deferred_op_has_no_array_until_read():
     assert _has_array(y) and not deferred.is_deferred(y)
 
 
+def test_reading_one_value_runs_the_whole_tape_and_empties_it():
+    """Reading a value runs every deferred op still read by something, so the tape holds no
+    node (nor what nodes save) past the read; ops nothing reads never run."""
+    x = nbgrad.tensor(X4, requires_grad=True)
+    a = x * 2
+    b = x * 3
+    unread = weakref.ref(x * 4)  # its tensor is gone: nothing can read it
+    assert len(deferred.tape.nodes) == 3
+    assert a.tolist() == (X4 * 2).tolist()
+    assert deferred.tape.nodes == [] and not deferred.is_deferred(b)
+    assert unread() is None
+    assert snap(b).tolist() == (X4 * 3).tolist()
+
+
 @pytest.mark.parametrize("large", ["input", "output"])
 def test_ops_on_large_arrays_run_at_once(monkeypatch, large):
     """At MAX_SIZE elements an op runs eagerly (its threaded kernels), with the same values."""

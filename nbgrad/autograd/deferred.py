@@ -35,8 +35,9 @@ enabled = os.environ.get("NBGRAD_DEFERRED", "1") != "0"
 # that has already run this many times eagerly (a training step, not a line typed at a
 # prompt) is fused.
 FUSE_AFTER = 16
-# A tape this long runs (a loop of forwards with no backward keeps memory bounded).
-MAX_TAPE = 4096
+# A tape this long runs (a loop of forwards with no backward keeps memory bounded: the tape
+# holds its nodes, and a node its inputs).
+MAX_TAPE = 1024
 # An op reading or making an array this large runs at once. Python's time around such a
 # kernel is small next to the kernel's, and eager kernels are threaded from this size
 # (nbgrad._threads.PARALLEL_THRESHOLD): a fused graph gains nothing there. Measured on 2
@@ -138,24 +139,12 @@ def defer(prim, inputs, params, grad_fn_name):
 
 
 def realize(tensor):
-    """Run the deferred forward of `tensor` and of the deferred tensors it reads; its array."""
-    order = []
-    seen = set()
-    stack = [tensor]
-    while stack:
-        current = stack.pop()
-        node = current.grad_fn
-        if node in seen:
-            continue
-        seen.add(node)
-        order.append((node.sequence_nr, node, current))
-        for upstream in node.inputs:
-            if is_deferred(upstream) and upstream.grad_fn not in seen:
-                stack.append(upstream)
-    order.sort(key=lambda entry: entry[0])
-    tape.fusable = False
-    for _, node, current in order:
-        _run_forward(node, current)
+    """Run the deferred forward of `tensor`, and of every deferred op still on the tape (the
+    tape is emptied: it would not be fused now, and must not keep their nodes alive); the
+    array of `tensor`."""
+    realize_all()
+    if is_deferred(tensor):
+        raise RuntimeError("nbgrad internal error: a deferred tensor is not on the tape")
     return tensor._data
 
 
@@ -181,12 +170,13 @@ def realize_all():
         return
     nodes = tape.nodes
     tape = _Tape()
+    # In tape order, a node's deferred inputs run before it. A node whose output is gone is
+    # read by nothing (a reader would hold it): it never runs, as eager mode would not know.
     for node in nodes:
         if node.inputs is not None:
             tensor = node.output()
             if tensor is not None:
-                realize(tensor)
-    tape.fusable = True  # `realize` ran nodes of the old tape only
+                _run_forward(node, tensor)
 
 
 def backward(root, gradient, retain_graph, inputs):
