@@ -649,9 +649,6 @@ def test_no_grad_inplace_on_a_leaf_after_a_deferred_op(squared):
     run_everywhere(no_grad_write_to_a_leaf, squared)
 
 
-@pytest.mark.xfail(strict=True, reason="nbgrad bug (eager mode too, not only deferred): mul "
-                   "saves both inputs whatever needs a gradient, so an in-place write to w "
-                   "after y = w * x (x without grad) makes backward raise; torch saves only x")
 def test_no_grad_inplace_on_a_leaf_multiplied_by_a_constant_input():
     def scenario(lib):
         w = lib.tensor([4.0, 5.0, 6.0], requires_grad=True)

@@ -83,7 +83,7 @@ class Node:
                 "graph are freed when you call .backward() or autograd.grad(). Specify "
                 "retain_graph=True if you need to backward through the graph a second time or "
                 "if you need to access saved tensors after calling backward.")
-        for i, (counter, version) in enumerate(self._saved_versions):
+        for i, counter, version in self._saved_versions:
             if counter[0] != version:
                 self._raise_modified(i, counter[0], version)
 
@@ -230,16 +230,28 @@ def save(node, inputs, arrays, out, out_tensor):
     if not prim.save:
         node.saved = node._saved_versions = ()
         return
+    # As PyTorch, only what the VJPs of the inputs that need a gradient read (`save_for`):
+    # x * w with only w requiring grad saves x, so w may change in place before backward.
+    needed = None
+    if prim.save_for is not None:
+        needed = set()
+        for reads, need in zip(prim.save_for, node.needs):
+            if need:
+                needed.update(reads)
     saved = []
-    versions = []  # (version counter, version when saved); the error message is made on failure
-    for key in prim.save:
+    # (position, version counter, version when saved); the error message is made on failure.
+    versions = []
+    for i, key in enumerate(prim.save):
+        if needed is not None and key not in needed:
+            saved.append(None)
+            continue
         if key == "out":
             saved.append(out)
             counter = out_tensor._version_counter
         else:
             saved.append(arrays[key])
             counter = inputs[key]._version_counter
-        versions.append((counter, counter[0]))
+        versions.append((i, counter, counter[0]))
     node.saved = saved
     node._saved_versions = versions
 

@@ -407,9 +407,15 @@ def _make_primitive(row):
         return grads
 
     differentiable = tuple(i for i, name in enumerate(row.inputs) if name in row.grads)
-    return register(Primitive(row.name, row.grad_fn, infer, forward,
+    prim = register(Primitive(row.name, row.grad_fn, infer, forward,
                               vjp if row.grads else None, save=save,
                               differentiable=differentiable, meta=row))
+    prim.save_for = tuple(
+        tuple(key for key in save
+              if _names_in(row.grads.get(name, ""), ("out",) if key == "out" else
+                           (row.inputs[key],)))
+        for name in row.inputs)
+    return prim
 
 
 PRIMS = {row.name: _make_primitive(row) for row in TABLE}
@@ -455,7 +461,8 @@ class _ElementwiseFusion:
         row = self.row
         named = [("g", g)]
         for key, array in zip(node.prim.save, node.saved):
-            named.append(("out" if key == "out" else row.inputs[key], array))
+            if array is not None:  # None: read only by the VJP of an input that needs none
+                named.append(("out" if key == "out" else row.inputs[key], array))
         operands = self._operands(em, named, g.dtype)
         for name in row.params:
             operands[name] = em.literal(node.params[name], g.dtype)

@@ -17,6 +17,8 @@ class Primitive:
       to the input's shape.
     - `check(*inputs, **params)` (optional) raises the user-facing errors that need data
       (class indices out of range); it runs when a call is deferred. `forward` checks too.
+    - `save_for` (optional) gives, per input, the `save` entries its VJP reads: a call
+      saves only those of the inputs that need a gradient (all of `save` without it).
     - `save` names what the VJP reads: a tuple of input positions plus "out".
     - `view=True` means the output shares memory (and PyTorch's version counter) with
       input 0.
@@ -27,7 +29,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "view", "differentiable",
-                 "node_classes", "meta", "fuse", "check", "deferrable")
+                 "node_classes", "meta", "fuse", "check", "deferrable", "save_for")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, save=(), view=False,
                  differentiable=(0,), meta=None):
@@ -45,6 +47,7 @@ class Primitive:
         self.meta = meta
         self.fuse = None
         self.check = None
+        self.save_for = None
         self.deferrable = False  # set in nbgrad.ops, once every fused rule is attached
 
     def __repr__(self):
