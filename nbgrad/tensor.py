@@ -299,13 +299,7 @@ def new_tensor(array):
     """A Tensor on `array`, made by a kernel (so of a supported dtype): `_init` without its
     dtype check, for the hot paths."""
     tensor = Tensor.__new__(Tensor)
-    tensor._data = array
-    tensor._grad = None
-    tensor.grad_fn = None
-    tensor._requires_grad = False
-    tensor._version_counter = [0]
-    tensor._accumulator = None
-    tensor._hooks = None
+    _set(tensor, array, False)
     return tensor
 
 
@@ -316,6 +310,10 @@ def _rebuild(data, requires_grad):
 def _init(tensor, array, requires_grad=False):
     if array.dtype not in _SUPPORTED:
         array = array.astype(from_numpy_dtype(array.dtype).np)
+    _set(tensor, array, requires_grad)
+
+
+def _set(tensor, array, requires_grad):
     tensor._data = array
     tensor._grad = None
     tensor.grad_fn = None

@@ -319,7 +319,8 @@ def _make_primitive(row):
             if compute == dtype:
                 plain_results[dtype] = result
 
-    def infer(*arrays, **params):
+    def shape_and_plain_result(arrays):
+        """The broadcast shape, and the result dtype if no input needs a cast (else None)."""
         first = arrays[0]
         shape, dtype = first.shape, first.dtype
         result = plain_results.get(dtype)
@@ -328,24 +329,18 @@ def _make_primitive(row):
                 result = None
             if a.shape != shape and a.shape:  # a 0-d operand never changes the shape
                 shape = broadcast_shapes(shape, a.shape) if shape else a.shape
+        return shape, result
+
+    def infer(*arrays, **params):
+        shape, result = shape_and_plain_result(arrays)
         return shape, result if result is not None else _result_dtype(row, arrays, params)[1]
 
     def forward(*arrays, **params):
-        first = arrays[0]
-        shape, dtype = first.shape, first.dtype
-        result = plain_results.get(dtype)
-        for a in arrays:
-            if a.dtype != dtype:
-                result = None
-                break
-            if a.shape != shape:
-                shape = None
+        shape, result = shape_and_plain_result(arrays)
         if result is not None:
-            if shape is None:
-                shape = broadcast_shapes(*[a.shape for a in arrays])
+            dtype = arrays[0].dtype
             values = [scalar_param(params[p], dtype) for p in row.params] if row.params else ()
             return run(forward_kernels, arrays, values, shape, result)
-        shape = broadcast_shapes(*[a.shape for a in arrays])
         compute, result = _result_dtype(row, arrays, params)
         operands = [a if a.dtype == compute or i not in row.promote else a.astype(compute)
                     for i, a in enumerate(arrays)]
