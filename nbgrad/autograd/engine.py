@@ -31,10 +31,10 @@ class Node:
     # holds its input tensors there, and stands in for its output's array where only the
     # shape and dtype are read (`shape`, `dtype`, `ndim`, `size`, as an array has them).
     # A node that ran inside a fused graph is linked only when something reads its links
-    # (`__getattr__`): `fused` is (the FusedGraph, the graph's nodes, the tensors it read).
+    # (`__getattr__`), from `fused` (the FusedGraph) and `sources` (its input tensors).
     __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "children",
                  "input_meta", "_pre_hooks", "_retained", "sequence_nr", "inputs", "shape",
-                 "dtype", "output", "tape_position", "fused", "__weakref__")
+                 "dtype", "output", "tape_position", "fused", "sources", "__weakref__")
 
     def __getattr__(self, name):
         # Reached only for a slot that is not set. A deferred node has saved nothing yet, and
@@ -43,12 +43,13 @@ class Node:
             return ()
         if name in ("needs", "children", "input_meta"):
             try:
-                graph, nodes, externals = object.__getattribute__(self, "fused")
+                graph = object.__getattribute__(self, "fused")
             except AttributeError:
                 pass
             else:
-                self.needs, self.children, self.input_meta = graph.links(
-                    self.tape_position, nodes, externals)
+                self.needs, self.input_meta = graph.links[self.tape_position]
+                self.children = [edge(tensor) if need else None
+                                 for tensor, need in zip(self.sources, self.needs)]
                 return object.__getattribute__(self, name)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 

@@ -5,6 +5,8 @@ backward, and the gradients it adds into leaves' `.grad`.
 call's results are eager's own) and generates the kernel from what it saw; `FusedGraph.run`
 runs a later graph with the same key through that kernel.
 """
+from sys import getrefcount
+
 import numpy as np
 
 from .. import _threads
@@ -118,18 +120,12 @@ class FusedGraph:
         # Each deferred tensor's value is copied out of its buffer: the next run overwrites
         # the buffers.
         self.values = [arenas.view(name, array.shape) for name, array in zip(returned, outputs)]
-        # What each node's links (engine.link) are, for graphs of this key: its inputs, as
-        # refs (>= 0: a node, < 0: ~index of a tensor read from outside), and the traced run's
-        # needs and input shapes and dtypes.
-        self._links = [(ref, node.needs, node.input_meta) for ref, node in zip(refs, nodes)]
-
-    def links(self, position, nodes, externals):
-        """(needs, children, input_meta) of the node at `position` of a graph this kernel
-        ran (see engine.Node.__getattr__)."""
-        refs, needs, input_meta = self._links[position]
-        children = [None if not need else nodes[ref] if ref >= 0 else
-                    engine.edge(externals[~ref]) for ref, need in zip(refs, needs)]
-        return needs, children, input_meta
+        # Per node, for graphs of this key: the traced run's needs and input shapes and
+        # dtypes (engine.link; engine.Node.__getattr__ reads them), and how many times the
+        # other nodes hold its output tensor among their inputs.
+        self.links = [(node.needs, node.input_meta) for node in nodes]
+        self.held = [sum(ref == i for refs_of in refs for ref in refs_of)
+                     for i in range(len(nodes))]
 
     def run(self, nodes, externals):
         """Run the graph ending at `nodes[-1]` (same key as the traced one); False if this
@@ -137,18 +133,22 @@ class FusedGraph:
         new_grads = self.call(externals)
         if new_grads is MISMATCH:
             return False
-        # From the last node back: a node drops its inputs before the nodes that made them
-        # are reached, so only tensors the caller still holds are alive there, and copied.
-        ran = (self, nodes, externals)
-        for index in range(len(nodes) - 1, -1, -1):
-            node = nodes[index]
+        held = self.held
+        for index, node in enumerate(nodes):
+            # The node keeps its input tensors as `sources` (its links are made from them if
+            # they are read); it holds no reference back to itself, so no cycle is left for
+            # the garbage collector.
+            node.sources = node.inputs
             node.inputs = None
-            node.fused = ran
+            node.fused = self
             if node.prim.save:
                 # Both, so that the check before a VJP (on `_saved_versions`) runs and raises.
                 node.saved = node._saved_versions = engine.FREED
             tensor = node.output()
-            if tensor is not None:
+            # NOTE: a tensor only the graph holds (its references: `tensor`, getrefcount's
+            # argument, and `held[index]` places among other nodes' sources) gets no value:
+            # nothing can read it.
+            if tensor is not None and getrefcount(tensor) > 2 + held[index]:
                 tensor._data = self.values[index].copy()
         for index, grad in zip(self.new_grads, new_grads):
             externals[index]._grad = new_tensor(grad)
