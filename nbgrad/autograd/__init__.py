@@ -56,7 +56,8 @@ def _require_graph_support(create_graph):
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(tensors)/d(leaf) into the `.grad` of the graph's leaves."""
-    _require_graph_support(create_graph)
+    if create_graph:
+        _require_graph_support(create_graph)
     if deferred.tape.nodes and deferred.backward(tensors, grad_tensors, retain_graph, inputs):
         return
     # Other deferred ops must not see the .grad this adds to.

@@ -188,7 +188,7 @@ def backward(root, gradient, retain_graph, inputs):
         return False
     node = root.grad_fn
     if gradient is None:
-        if node.size != 1 or node.dtype.kind != "f":
+        if node.shape and node.size != 1 or node.dtype.kind != "f":
             return False  # the eager path raises PyTorch's error
         seed = None
     elif type(gradient) is _Tensor and not is_deferred(gradient) and \

@@ -151,7 +151,7 @@ class FusedGraph:
             if tensor is not None and getrefcount(tensor) > 2 + held[index]:
                 tensor._data = self.values[index].copy()
         for index, grad in zip(self.new_grads, new_grads):
-            externals[index]._grad = new_tensor(grad)
+            externals[index]._grad = new_tensor(grad)  # a new array: the leaf's own
         for index in self.added_grads:
             externals[index]._grad._version_counter[0] += 1
         return True
