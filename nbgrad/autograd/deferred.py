@@ -2,9 +2,11 @@
 
 A primitive call whose result needs a gradient does not run at once (`defer`): it records
 its grad_fn node with its input tensors on the tape, and its result has no array yet. Shape,
-dtype and the errors about them come at once, from the primitive's shape rule. Anything that
-reads the values (`tensor._data`: printing, `.item()`, NumPy, an op that does not defer)
-runs the deferred forward first, op by op, exactly as eager mode runs it (`realize`).
+dtype and the errors about them (and about class indices) come at once, from the
+primitive's shape rule and `check`. Anything that reads a value (`tensor._data`: printing,
+`.item()`, NumPy, an op that does not defer) runs the deferred forwards of the tape first,
+op by op, exactly as eager mode runs them, and empties the tape (`realize_all`). Ops on
+arrays of MAX_SIZE elements or more, views, and ops without a fused rule run at once.
 
 The tape holds the nodes deferred since it was last emptied, and a key of their structure
 (primitives, parameters, how they connect, and the shape, dtype and flags of each tensor
@@ -13,7 +15,8 @@ they read from outside). `backward()` on a deferred tensor looks that key up. Th
 under the tracer of `nbgrad.compile`, which generates one Numba kernel for its forward and
 backward (`nbgrad.fuse.graph`); from then on each backward of that graph is one kernel
 call. Every deferred tensor still referenced gets its value, and every leaf its gradient,
-as eager mode would give them.
+as eager mode would give them. A tape with a hook or `retain_grad` on it, ops backward does
+not reach, or a value read before backward, runs eagerly node by node instead.
 
 NOTE: a deferred op reads its inputs when it runs. Every in-place write nbgrad makes
 (in-place ops, optimizer steps, `load_state_dict`, `.data = `) first runs all deferred ops
