@@ -951,6 +951,16 @@ def test_deferred_op_has_no_array_until_read():
     assert _has_array(y) and not deferred.is_deferred(y)
 
 
+def test_graph_counts_stay_bounded(monkeypatch):
+    """Graphs of ever new shapes are counted, not kept without end."""
+    monkeypatch.setattr(deferred, "MAX_COUNTED", 5)
+    for n in range(1, 20):
+        x = nbgrad.tensor(np.ones(n, np.float32), requires_grad=True)
+        (x * 2).sum().backward()
+        assert x.grad.tolist() == [2.0] * n
+        assert len(deferred._graphs) <= 5
+
+
 def test_reading_one_value_runs_the_whole_tape_and_empties_it():
     """Reading a value runs every deferred op still read by something, so the tape holds no
     node (nor what nodes save) past the read; ops nothing reads never run."""
