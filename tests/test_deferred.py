@@ -951,6 +951,25 @@ def test_deferred_op_has_no_array_until_read():
     assert _has_array(y) and not deferred.is_deferred(y)
 
 
+def test_a_result_of_the_loss_kept_on_the_tape(fused_runs):
+    """`extra` reads the loss, and backward() starts at the loss: `extra` is on the tape but
+    not in the loss's graph; it keeps a graph of its own (nothing in it saves a tensor, so
+    a backward through it after the loss's is fine, in torch too)."""
+    def scenario(lib):
+        x = lib.tensor(X4, requires_grad=True)
+        records = []
+        for _ in range(STEPS):
+            x.grad = None
+            loss = (x + 1.0).sum()
+            extra = loss + 2.0
+            loss.backward()
+            extra.backward()
+            records.append({"extra": snap(extra), "x.grad": snap(x.grad)})
+        return records
+
+    assert_steps(scenario(nbgrad), scenario(torch), "nbgrad vs torch")
+
+
 def test_graph_counts_stay_bounded(monkeypatch):
     """Graphs of ever new shapes are counted, not kept without end."""
     monkeypatch.setattr(deferred, "MAX_COUNTED", 5)

@@ -24,10 +24,9 @@ unfused = []
 MAX_REASONS = 20
 
 
-
 def trace(root, gradient, nodes, externals):
     """Run `root.backward(gradient)` eagerly, traced; the FusedGraph for later runs of the
-    same graph, or None if it cannot be fused (the warning says why)."""
+    same graph, or None if it cannot be fused (`unfused` says why)."""
     from .. import autograd
 
     tensors = [node.output() for node in nodes]  # all alive: each is an input or the root
@@ -38,7 +37,7 @@ def trace(root, gradient, nodes, externals):
     with tracing(tracer):
         autograd.backward(root, gradient)
     reason = tracer.break_reason
-    if reason is None and not _all_reach(refs):
+    if reason is None and not _all_reach(refs, nodes.index(root.grad_fn)):
         reason = "the tape holds ops whose results backward() does not reach"
     if reason is None:
         try:
@@ -51,10 +50,10 @@ def trace(root, gradient, nodes, externals):
     return None
 
 
-def _all_reach(refs):
-    """Whether every node feeds the last one (the root), with `refs` as made in `trace`."""
-    reached = {len(refs) - 1}
-    stack = [len(refs) - 1]
+def _all_reach(refs, root):
+    """Whether every node feeds node `root`, with `refs` as made in `trace`."""
+    reached = {root}
+    stack = [root]
     while stack:
         for ref in refs[stack.pop()]:
             if ref >= 0 and ref not in reached:
