@@ -5,6 +5,7 @@ module holds the object itself, how a primitive call becomes a recorded graph no
 (`dispatch`), and PyTorch's repr.
 """
 import weakref
+from threading import get_ident
 
 import numpy as np
 
@@ -338,7 +339,7 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
     A call whose result needs a gradient is deferred when it can be (see `deferred`)."""
     if prim.deferrable and _grad_state.enabled and deferred.enabled and \
-            _tracing.current is None:
+            _tracing.current is None and get_ident() == deferred.THREAD:
         for tensor in inputs:
             if tensor._requires_grad:
                 result = deferred.defer(prim, inputs, params, grad_fn_name)

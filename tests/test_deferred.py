@@ -970,6 +970,25 @@ def test_a_result_of_the_loss_kept_on_the_tape(fused_runs):
     assert_steps(scenario(nbgrad), scenario(torch), "nbgrad vs torch")
 
 
+def test_ops_on_another_thread_run_at_once():
+    import threading
+
+    results = {}
+
+    def work():
+        x = nbgrad.tensor(X4, requires_grad=True)
+        y = x * 2
+        results["deferred"] = deferred.is_deferred(y)
+        y.sum().backward()
+        results["grad"] = snap(x.grad).tolist()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert results == {"deferred": False, "grad": [2.0] * len(X4)}
+    assert deferred.is_deferred(nbgrad.tensor(X4, requires_grad=True) * 2)
+
+
 def test_graph_counts_stay_bounded(monkeypatch):
     """Graphs of ever new shapes are counted, not kept without end."""
     monkeypatch.setattr(deferred, "MAX_COUNTED", 5)

@@ -27,12 +27,16 @@ an op and the first read of its result, is seen by the op. `NBGRAD_DEFERRED=0` (
 `nbgrad.autograd.deferred.enabled = False`) runs every op at once.
 """
 import os
+import threading
 import weakref
 
 from .. import _tracing
 from . import engine
 
 enabled = os.environ.get("NBGRAD_DEFERRED", "1") != "0"
+# The one thread whose ops defer: the tape is not shared safely between threads, so ops on
+# any other thread run at once.
+THREAD = threading.main_thread().ident
 
 # Fusing costs a trace and a compilation (about a second from a cold cache): only a graph
 # that has already run this many times eagerly (a training step, not a line typed at a
