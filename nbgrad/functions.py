@@ -211,11 +211,9 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 
 def _reduce(name, input, dim, keepdim, grad_fn_name=None, **params):
-    dims = normalize_dims(dim, input.ndim)
-    if params:
-        return dispatch(P[name], (input,), {"dims": dims, "keepdim": keepdim, **params},
-                        grad_fn_name=grad_fn_name)
-    return dispatch(P[name], (input,), {"dims": dims, "keepdim": keepdim}, grad_fn_name)
+    params["dims"] = normalize_dims(dim, input.ndim)
+    params["keepdim"] = keepdim
+    return dispatch(P[name], (input,), params, grad_fn_name)
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):

@@ -26,6 +26,7 @@ into a NumPy array that already shares memory with an input (`from_numpy`), made
 an op and the first read of its result, is seen by the op. `NBGRAD_DEFERRED=0` (or
 `nbgrad.autograd.deferred.enabled = False`) runs every op at once.
 """
+import math
 import os
 import threading
 import weakref
@@ -105,10 +106,7 @@ def defer(prim, inputs, params, grad_fn_name):
         prim.check(*metas, **params)
     shape, dtype = prim.infer(*metas, **params)
     shape = tuple(shape)
-    size = 1
-    for extent in shape:
-        size *= extent
-    if size >= MAX_SIZE:
+    if math.prod(shape) >= MAX_SIZE:
         return None
     if len(tape.nodes) >= MAX_TAPE:
         realize_all()

@@ -3,6 +3,7 @@ holds a row of the primitive table and calls its VJP.
 """
 import heapq
 import itertools
+import math
 import weakref
 
 from ..ops import elementwise
@@ -59,10 +60,7 @@ class Node:
 
     @property
     def size(self):
-        size = 1
-        for extent in self.shape:
-            size *= extent
-        return size
+        return math.prod(self.shape)
 
     def name(self):
         return type(self).__name__

@@ -8,6 +8,7 @@ it; later matching calls run the fused function through a generated Python call 
 warning naming the reason and the line (`fullgraph=True` raises instead).
 """
 import functools
+import math
 import time
 import warnings
 
@@ -114,10 +115,7 @@ class Arenas:
 
     def view(self, name, shape):
         key, offset = self.layout[name]
-        size = 1
-        for extent in shape:
-            size *= extent
-        return self.arrays[key][offset:offset + size].reshape(shape)
+        return self.arrays[key][offset:offset + math.prod(shape)].reshape(shape)
 
     def arguments(self):
         """The kernel's arena arguments, by parameter name, in its parameters' order."""

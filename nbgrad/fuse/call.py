@@ -113,14 +113,18 @@ class CallWriter:
         if condition not in self.checks:
             self.checks.append(condition)
 
-    def fetch(self, name, expression, shape, dtype, contiguous=True):
+    def fetch(self, name, expression, shape, dtype, contiguous=True, writeable=False):
         """Lines setting `name` to the array `expression`, checked against `shape` and
-        `dtype` only when it is not the array the last call saw."""
+        `dtype` (and, if asked, that it is writeable) only when it is not the array the
+        last call saw."""
         seen = self.remember(f"seen_{name}", None)
         option = "" if contiguous else ", contiguous=False"
+        condition = f"not fits({name}, {shape!r}, {self.bind(dtype, name=dtype.name)}{option})"
+        if writeable:
+            condition += f" or not {name}.flags.writeable"
         return [f"{name} = {expression}",
                 f"if {name} is not {seen}:",
-                f"    if not fits({name}, {shape!r}, {self.bind(dtype, name=dtype.name)}{option}):",
+                f"    if {condition}:",
                 "        return MISMATCH",
                 f"    {seen} = {name}"]
 

@@ -70,14 +70,15 @@ class FusedGraph:
         position = {id(tensor): i for i, tensor in enumerate(externals)}
         # Leaves whose .grad the graph adds to in place, and those it gives a first .grad.
         self.added_grads = []
-        new_grads = {}
+        new_grads = {}  # id(the traced first .grad array) -> position of its leaf
+        fresh = []
         for tensor, grad_was_none in tracer.touched.items():
             if grad_was_none:
                 new_grads[id(tensor._grad._data)] = position[id(tensor)]
+                fresh.append(tensor._grad._data)
             else:
                 self.added_grads.append(position[id(tensor)])
-        self.source, emitter, (layout, sizes), returned = generate(
-            tracer, outputs, fresh=[t._grad._data for t, none in tracer.touched.items() if none])
+        self.source, emitter, (layout, sizes), returned = generate(tracer, outputs, fresh=fresh)
         arenas = Arenas(layout, sizes)
         writer = CallWriter(len(externals))
         if emitter.parallel:
@@ -97,9 +98,7 @@ class FusedGraph:
                 # NOTE: the kernel adds into it: a .grad of another dtype or layout, or a
                 # read-only one, does not fit.
                 writer.lines += writer.fetch(name, f"leaf_{position[id(handle[1])]}._grad._data",
-                                             traced.shape, traced.dtype)
-                writer.lines[-1:-1] = [f"    if not {name}.flags.writeable:",
-                                       "        return MISMATCH"]
+                                             traced.shape, traced.dtype, writeable=True)
             elif handle[0] == "const":
                 writer.namespace[name] = handle[1]
             else:
