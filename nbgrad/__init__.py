@@ -1,5 +1,5 @@
 """nbgrad: reverse-mode automatic differentiation with PyTorch's API and Numba kernels."""
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 from ._dtype import dtype, float32, float64, int64, bool_ as bool  # noqa: E402
 from .tensor import Tensor, Size  # noqa: E402

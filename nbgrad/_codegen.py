@@ -14,7 +14,7 @@ import warnings
 
 import numba
 
-from . import __version__
+from ._version import __version__
 
 _loaded = {}
 
