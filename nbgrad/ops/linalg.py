@@ -3,6 +3,8 @@
 Every case (dot, mv, vm, mm, batched with broadcasting) is reduced in Python to one 2-D
 or one batched 3-D product, so there are two kernels per dtype family.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -94,8 +96,10 @@ def _as_matrices(a, b, batch):
     b2 = b if b.ndim > 1 else b.reshape(-1, 1)
     if not batch:
         return a2, b2
-    a3 = np.broadcast_to(a2, batch + a2.shape[-2:]).reshape((-1,) + a2.shape[-2:])
-    b3 = np.broadcast_to(b2, batch + b2.shape[-2:]).reshape((-1,) + b2.shape[-2:])
+    # NOTE: the batch count is spelled out: reshape cannot infer -1 for an array with a 0 dim.
+    count = math.prod(batch)
+    a3 = np.broadcast_to(a2, batch + a2.shape[-2:]).reshape((count,) + a2.shape[-2:])
+    b3 = np.broadcast_to(b2, batch + b2.shape[-2:]).reshape((count,) + b2.shape[-2:])
     return a3, b3
 
 

@@ -42,16 +42,23 @@ for r in range(x.shape[0]):
     mean += x[r]
 mean /= x.shape[0]
 """
-_SHIFTED_SUM = """m = x[0]
+# The row's maximum `m` (NaN if the row has one) and s = sum(exp(x - m)).
+_ROW_MAX = """m = x[0]
 for r in range(1, x.shape[0]):
     if x[r] > m or x[r] != x[r]:
         m = x[r]
-if m == np.inf or m == -np.inf:
-    m = typed(0.0, m)
-s = 0.0
+"""
+_EXP_SUM = """s = 0.0
 for r in range(x.shape[0]):
     s += exp(x[r] - m)
 """
+# NOTE: PyTorch's logsumexp shifts by 0 when the maximum is infinite (so [inf, 1] gives inf
+# and [-inf, -inf] gives -inf), but softmax and log_softmax shift by the maximum itself:
+# inf - inf is NaN, so a row holding +inf (or only -inf) is all NaN there.
+_SHIFTED_SUM = _ROW_MAX + _EXP_SUM
+_FINITE_SHIFTED_SUM = _ROW_MAX + """if m == np.inf or m == -np.inf:
+    m = typed(0.0, m)
+""" + _EXP_SUM
 ROW_KERNELS = {
     "sum": (("x",), (), (), ("out",), ("scale",),
             "acc = wide_zero(x)\nfor r in range(x.shape[0]):\n    acc += x[r]\nout = acc * scale"),
@@ -62,18 +69,30 @@ ROW_KERNELS = {
     "var": (("x",), (), (), ("out",), ("denom", "root"),
             _MOMENTS + "acc = 0.0\nfor r in range(x.shape[0]):\n    acc += (x[r] - mean) ** 2\n"
             "out = np.sqrt(acc / denom) if root else acc / denom"),
-    "logsumexp": (("x",), (), (), ("out",), (), _SHIFTED_SUM + "out = m + np.log(s)"),
+    "logsumexp": (("x",), (), (), ("out",), (), _FINITE_SHIFTED_SUM + "out = m + np.log(s)"),
     "softmax": (("x",), (), ("y",), (), (),
                 _SHIFTED_SUM + "for r in range(x.shape[0]):\n    y[r] = exp(x[r] - m) / s"),
     "log_softmax": (("x",), (), ("y",), (), (),
                     _SHIFTED_SUM + "shift = m + np.log(s)\n"
                     "for r in range(x.shape[0]):\n    y[r] = x[r] - shift"),
     # VJPs: `g` is the gradient of the output, `dx` the gradient written for the input.
+    # amax/amin (PyTorch's formula exactly): g / count at the maxima, times the mask; a NaN
+    # maximum equals nothing, so g / 0 times 0 makes the whole row NaN.
     "extreme_grad": (("x",), ("out", "g"), ("dx",), (), (),
                      "count = 0\nfor r in range(x.shape[0]):\n    count += x[r] == out\n"
-                     "for r in range(x.shape[0]):\n    dx[r] = g / count if x[r] == out else 0.0"),
+                     "for r in range(x.shape[0]):\n    dx[r] = g / count * (x[r] == out)"),
+    # max()/min() without dim: g shared evenly by the maxima, which are the NaNs if the
+    # maximum is NaN; zero elsewhere.
+    "evenly_distributed_grad": (("x",), ("out", "g"), ("dx",), (), (),
+                                "nan = out != out\ncount = 0\nfor r in range(x.shape[0]):\n"
+                                "    count += (x[r] != x[r]) if nan else (x[r] == out)\n"
+                                "for r in range(x.shape[0]):\n"
+                                "    hit = (x[r] != x[r]) if nan else (x[r] == out)\n"
+                                "    dx[r] = g / count if hit else 0.0"),
     "var_grad": (("x",), ("out", "g"), ("dx",), (), ("denom", "root"),
-                 _MOMENTS + "scale = g / (denom * out) if root else 2.0 * g / denom\n"
+                 # std's gradient is 0 where std is 0 (PyTorch masks g / (2 std) there).
+                 _MOMENTS + "scale = (g / (denom * out) if out != 0 else 0.0) if root else "
+                 "2.0 * g / denom\n"
                  "for r in range(x.shape[0]):\n    dx[r] = scale * (x[r] - mean)"),
     "logsumexp_grad": (("x",), ("out", "g"), ("dx",), (), (),
                        "for r in range(x.shape[0]):\n    dx[r] = g * exp(x[r] - out)"),
@@ -358,8 +377,15 @@ def _reduction_vjp(kernel, node, g, *params):
     return (_finish(result, inverse),)
 
 
+# NOTE: max() and min() without a dim run the amax/amin primitive under PyTorch's names;
+# the name also selects PyTorch's backward formula, which differs from amax's for NaN.
+_EVENLY_DISTRIBUTED = ("MaxBackward1", "MinBackward1")
+
+
 def _extreme_vjp(node, g):
-    return _reduction_vjp(_kernels.extreme_grad, node, g)
+    kernel = (_kernels.evenly_distributed_grad if node.name() in _EVENLY_DISTRIBUTED
+              else _kernels.extreme_grad)
+    return _reduction_vjp(kernel, node, g)
 
 
 def _logsumexp_vjp(node, g):
