@@ -127,8 +127,8 @@ class Specialization:
     function around it (see `call.py`)."""
 
     def __init__(self, tracer, result_template, outputs, stats, leaves, grad_mode, watch):
-        """`leaves`: (type, shape, dtype, requires_grad) of each tensor argument when the
-        call was keyed; `watch`: the closure watch and what it read then."""
+        """`leaves`: (type, shape, dtype, requires_grad, tensor) of each tensor argument when
+        the call was keyed; `watch`: the closure watch and what it read then."""
         try:
             self.source, emitter, (layout, sizes), returned = generate(tracer, outputs)
         except Unfusable as error:
@@ -143,6 +143,19 @@ class Specialization:
             # A process forked from this one must not run threaded loops (nbgrad._threads):
             # there the call does not fit, and the step is traced again, serial.
             writer.check(f"not {writer.bind(_threads.start, name='threads_usable')}()")
+        # Arguments are inputs by position: a tensor argument is named by its place among
+        # the call's leaves; any other tensor the step reads or updates, by identity.
+        positions = {id(leaf[4]): index for index, leaf in enumerate(leaves)}
+        by_identity = set()
+
+        def name_of(tensor):
+            position = positions.get(id(tensor))
+            if position is not None:
+                return f"leaf_{position}"
+            by_identity.add(id(tensor))
+            return writer.bind(tensor, "tensor")
+
+        self._name_of = name_of
         samples = self._fetch_arguments(writer, tracer, emitter, leaves)
         # The kernel's fixed arguments, under the names of its parameters.
         fixed = arenas.arguments()
@@ -156,15 +169,16 @@ class Specialization:
         traced_buffers = dict(emitter.buffers)
         outputs = [arenas.view(name, traced_buffers[name].shape) for name in returned]
         writer.lines.append(f"return {_result(writer, result_template, outputs)}")
+        _check_aliasing(writer, leaves, closure.reachable_tensors(seen), by_identity)
         self.call, self.call_source = writer.function()
+        del self._name_of  # the tensors the namespace binds are all the call function keeps
 
-    @staticmethod
-    def _fetch_arguments(writer, tracer, emitter, leaves):
+    def _fetch_arguments(self, writer, tracer, emitter, leaves):
         """Checks and fetches for the arguments, the tensors the step reads or updates, and
         its modules; the kernel's arguments with a sample value of each, in order."""
         arguments = {what[1]: name for name, (kind, what, _) in emitter.arguments
                      if kind == "handle" and what[0] == "arg"}
-        for index, (kind, shape, dtype, requires_grad) in enumerate(leaves):
+        for index, (kind, shape, dtype, requires_grad, _) in enumerate(leaves):
             writer.check(f"type(leaf_{index}) is not {writer.bind(kind, name=kind.__name__)}")
             writer.check(f"leaf_{index}._requires_grad is not {requires_grad}")
             name = arguments.get(index)
@@ -177,7 +191,7 @@ class Specialization:
             if handle[0] in ("data", "grad"):
                 watched[id(handle[1])] = handle[1]
         for tensor in watched.values():
-            name = writer.bind(tensor, "tensor")
+            name = self._name_of(tensor)
             writer.check(f"{name}._requires_grad is not {tensor._requires_grad}")
             grad_was_none = tracer.touched.get(tensor)
             if grad_was_none is not None:
@@ -192,14 +206,14 @@ class Specialization:
             if what[0] == "const":
                 writer.namespace[name] = what[1]
             elif what[0] != "arg":
-                tensor = writer.bind(what[1], "tensor")
+                tensor = self._name_of(what[1])
                 if what[0] == "grad":
                     writer.check(f"{tensor}._grad is None")
                 expression = f"{tensor}._grad._data" if what[0] == "grad" else f"{tensor}._data"
                 writer.lines += writer.fetch(name, expression, traced.shape, traced.dtype)
                 samples[name] = np.empty(traced.shape, traced.dtype)
-        for function, name in emitter.preconditions:
-            writer.lines.append(f"{writer.bind(function, 'precondition')}({name})")
+        for function, expression in emitter.preconditions:
+            writer.lines.append(f"{writer.bind(function, 'precondition')}({expression})")
         return samples
 
     def _call_kernel(self, writer, tracer, emitter, buffers, arguments):
@@ -214,7 +228,7 @@ class Specialization:
             writer.namespace.setdefault(fetch, optimizer.update_arguments)
             tensors = [f"{name}_{number}" for name in rule.arrays]
             writer.lines.append(f"{tuple_target(tensors)}, scalars_{number} = "
-                                f"{fetch}({writer.bind(param, 'tensor')}, "
+                                f"{fetch}({self._name_of(param)}, "
                                 f"{writer.bind(group, 'group')})")
             written = writer.remember(f"written_{number}", tuple(scalars))
             writer.lines += [f"if scalars_{number} != {written}:",
@@ -237,7 +251,7 @@ class Specialization:
                     argument, f"{tensor}._data", data.shape, data.dtype)]
         # After a call, each touched tensor's .grad is what the traced run left there: None,
         # a buffer of this specialization (wrapped once), or its own array updated in place.
-        on_buffers = [(writer.bind(tensor, "tensor"), Tensor._wrap(buffers[id(tensor.grad._data)]))
+        on_buffers = [(self._name_of(tensor), Tensor._wrap(buffers[id(tensor.grad._data)]))
                       for tensor in tracer.touched
                       if tensor.grad is not None and id(tensor.grad._data) in buffers]
         for index, (tensor, grad) in enumerate(on_buffers):
@@ -248,16 +262,49 @@ class Specialization:
             writer.lines += [f"if getrefcount({grad}) > 2 + ({tensor}._grad is {grad}):",
                              f"    {grad} = copy_kept({grad})"]
         writer.lines.append(writer.call(writer.bind(self.kernel, name="fused_step"), arguments))
-        writer.lines += [f"{writer.bind(tensor, 'tensor')}._grad = None"
+        writer.lines += [f"{self._name_of(tensor)}._grad = None"
                          for tensor in tracer.touched if tensor.grad is None]
         writer.lines += [f"{tensor}._grad = grad_{index}"
                          for index, (tensor, _) in enumerate(on_buffers)]
         # PyTorch counts an optimizer step as an in-place write to the parameter.
-        writer.lines += [f"{writer.bind(event[3], 'tensor')}._version_counter[0] += 1"
+        writer.lines += [f"{self._name_of(event[3])}._version_counter[0] += 1"
                          for event in updates]
 
     def __call__(self, fn, leaves, args, kwargs):
         return self.call(leaves)
+
+
+def _check_aliasing(writer, leaves, reachable, by_identity):
+    """Checks that the call's tensor arguments alias each other and the tensors the step
+    reads by identity as the traced call's did: the kernel reads one array, and writes one
+    .grad, per traced tensor.
+
+    `leaves` as `Specialization` takes them; `reachable`: the tensors the step's closure
+    and globals hold (`ClosureWatch.reachable_tensors`), as the call was keyed;
+    `by_identity`: the ids of the tensors the call function names by identity.
+    """
+    tensors = [leaf[4] for leaf in leaves]
+    for i, tensor in enumerate(tensors):
+        for j in range(i):
+            other = tensors[j]
+            if tensor is other:
+                writer.check(f"leaf_{i} is not leaf_{j}")
+                break
+            # NOTE: two tensors on one array (x and x.detach()) are one input of the kernel.
+            shared = tensor._data is other._data
+            writer.check(f"leaf_{i}._data is {'not ' if shared else ''}leaf_{j}._data")
+        else:
+            if id(tensor) in reachable:
+                # The step also reads it from its closure or globals: another tensor passed
+                # here would be two inputs.
+                writer.check(f"leaf_{i} is not {writer.bind(tensor, 'reached')}")
+    # A call passing a tensor the call function names by identity (a parameter, say) as an
+    # argument makes two traced inputs one.
+    if by_identity:
+        name = writer.bind(frozenset(by_identity), name="bound_tensors")
+        for i, tensor in enumerate(tensors):
+            if id(tensor) not in reachable:
+                writer.check(f"id(leaf_{i}) in {name}")
 
 
 def _result(writer, template, outputs):
@@ -359,7 +406,7 @@ class Compiled:
     def _trace(self, key, leaves, keep, args, kwargs):
         # The checks of the call function are on what the call was keyed on: the step may
         # change flags or globals as it runs.
-        described = [(type(t), t._data.shape, t._data.dtype, t._requires_grad) for t in leaves]
+        described = [(type(t), t._data.shape, t._data.dtype, t._requires_grad, t) for t in leaves]
         watch = (self._closure, self._closure.seen)
         grad_mode = _grad_state.enabled
         tracer = Tracer(leaves, self.fullgraph)

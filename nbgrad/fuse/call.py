@@ -18,6 +18,7 @@ import types
 from ..autograd.grad_mode import state as _grad_state
 from ..tensor import Tensor
 
+_PACKAGE = __name__.split(".")[0] + "."
 # What a call function returns for a call that does not fit it. NOTE: not None, which is
 # what a step without a return statement gives.
 MISMATCH = object()
@@ -196,6 +197,40 @@ class ClosureWatch:
                 keep.append(value)
                 key.append(id(value))
         return tuple(key)
+
+    @staticmethod
+    def reachable_tensors(seen):
+        """The tensors (by id) that the objects in `seen` (a `key` call's) hold: directly, in
+        containers, as attributes (modules, optimizers, user objects), or read by the
+        functions and methods among them (their cells and the globals they load). A tensor
+        argument that is one of them is also read through that path by the step.
+
+        NOTE: nbgrad's own functions and Python modules are not entered: a global `F` or
+        `np` would take the walk through the whole library, where no user tensor is."""
+        found = {}
+        visited = set()
+        stack = list(seen)
+        while stack:
+            value = stack.pop()
+            if id(value) in visited:
+                continue
+            visited.add(id(value))
+            if isinstance(value, Tensor):
+                found[id(value)] = value
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                stack += value
+            elif isinstance(value, dict):
+                stack += value.keys()
+                stack += value.values()
+            elif isinstance(value, types.MethodType):
+                stack += [value.__self__, value.__func__]
+            elif isinstance(value, types.FunctionType):
+                if not (value.__module__ or "").startswith(_PACKAGE):
+                    stack += [_contents_of(cell) for cell in value.__closure__ or ()]
+                    stack += [value.__globals__.get(name) for name in _global_reads(value.__code__)]
+            elif not isinstance(value, (type, types.ModuleType)) and hasattr(value, "__dict__"):
+                stack += vars(value).values()
+        return found
 
     def write_checks(self, writer, seen):
         """Checks that every cell and global still holds what it held in `seen` (a `key`

@@ -16,6 +16,8 @@ from ..ops.elementwise import _NUMBER, float_literal
 from ..ops.primitive import Unfusable
 
 _MAX_INLINE_CONSTANT = 64
+# A name of the generated code's own (`Emitter._new`: a prefix and a number), not after a dot.
+_LOCAL = re.compile(r"(?<![\w.])([a-z]+\d+)\b")
 # Elementwise loops at least this long run on all cores (numba.prange; the function is then
 # compiled with parallel=True). Measured on 2 cores, whole fused step `(x*2+1).sum()` with
 # backward, serial vs parallel: 2**14: 8 vs 11 us, 2**16: 23 vs 21, 2**17: 39 vs 32,
@@ -27,6 +29,22 @@ _MAX_INLINE_CONSTANT = 64
 # (measured with libgomp's default spin).
 PARALLEL_THRESHOLD = 1 << 17
 _ALIGN = 16  # elements: buffers in an arena start on 64-byte boundaries for float32
+
+
+def number_source(value, kind):
+    """`value` as Python source that is also valid in Numba code, for a NumPy dtype of
+    `kind` ("b", "i", "u" or "f"). NOTE: `repr` is not: NumPy 2 writes `np.float64(inf)`,
+    and a float's repr may be `inf` or `nan`, which are no names in the generated module."""
+    if kind == "b":
+        return repr(bool(value))
+    if kind in "iu":
+        return repr(int(value))
+    number = float(value)
+    if math.isnan(number):
+        return "np.nan"
+    if math.isinf(number):
+        return "np.inf" if number > 0 else "-np.inf"
+    return repr(number)  # the shortest repr that reads back as the same double, -0.0 too
 
 
 class Emitter:
@@ -45,7 +63,9 @@ class Emitter:
         self.globals = []            # module-level constant arrays
         self.lines = []
         self.imports = {}
-        self.preconditions = []      # (function, argument name): run in Python before each call
+        self.preconditions = []      # (function, expression over the arguments): run in
+                                     # Python before each call (see `precondition`)
+        self._views = {}             # name of a local view -> its expression (see `define`)
         self._constants = {}         # id(array) -> (name, array): one name per constant
         self._empties = {}           # (ndim, dtype) -> name of a zero-size buffer (see `empty`)
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
@@ -113,6 +133,7 @@ class Emitter:
         name = self._new("view")
         self.emit(f"{name} = {expression}")
         self.names[id(array)] = name
+        self._views[name] = expression
         return name
 
     def same(self, array, other):
@@ -130,7 +151,8 @@ class Emitter:
         # source; any other array may be changed in place between calls: an argument.
         if array.size == 0 or array.size <= _MAX_INLINE_CONSTANT and not array.flags.writeable:
             values = np.array2string(array, separator=", ", threshold=_MAX_INLINE_CONSTANT,
-                                     floatmode="unique").replace("\n", "")
+                                     formatter={"all": lambda v: number_source(v, array.dtype.kind)}
+                                     ).replace("\n", "")
             self.globals.append(f"{name} = np.array({values}, dtype=np.{array.dtype.name})"
                                 f".reshape({array.shape!r})")
         else:
@@ -167,14 +189,39 @@ class Emitter:
         self._comments = []
 
     def precondition(self, function, name):
-        self.preconditions.append((function, name))
+        """Run `function` on the array the step names `name`, in Python, before each call of
+        the kernel (a check of values that change from call to call, such as targets).
+
+        NOTE: the call function has only the kernel's arguments, not its local names: a view
+        is rebuilt there from the argument it views (its own name exists only inside the
+        kernel), an inline constant never changes (the traced run checked it), and an array
+        the step computes cannot be checked before the step runs.
+        """
+        arguments = {argument for argument, _ in self.arguments}
+        constants = {constant for constant, _ in self._constants.values()} - arguments
+        reads = set()
+
+        def outside(match):
+            local = match.group(1)
+            if local in self._views:
+                return "(" + _LOCAL.sub(outside, self._views[local]) + ")"
+            if local not in arguments and local not in constants:
+                raise Unfusable(f"a value checked before the step runs ({local}) is computed "
+                                "by the step")
+            reads.add(local)
+            return local
+
+        expression = _LOCAL.sub(outside, name)
+        if reads - constants:
+            self.preconditions.append((function, expression))
 
     @staticmethod
     def literal(value, dtype):
+        """Source of the constant `value` as a scalar of `dtype`, converted as eager code
+        converts a parameter (`dtype.type(value)`)."""
         dtype = np.dtype(dtype)
-        if dtype.kind == "f" and not math.isfinite(value):
-            return f"np.{dtype.name}({str(float(value))!r})"
-        return f"np.{dtype.name}({value!r})"
+        name = "bool_" if dtype.kind == "b" else dtype.name
+        return f"np.{name}({number_source(value, dtype.kind)})"
 
     @staticmethod
     def scalar(value):
@@ -182,9 +229,9 @@ class Emitter:
         types it (bool, int64, float64). NOTE: a bare `True` or `-100` in the source is a
         Numba Literal type, which compiles the called kernel once more for each value
         instead of reusing the compilation that the traced eager run made."""
-        kind = "bool_" if isinstance(value, (bool, np.bool_)) else \
+        kind = "bool" if isinstance(value, (bool, np.bool_)) else \
             "int64" if isinstance(value, (int, np.integer)) else "float64"
-        return f"np.{kind}({value!r})"
+        return Emitter.literal(value, kind)
 
     # --- loops ------------------------------------------------------------------------------
 

@@ -106,8 +106,8 @@ class FusedGraph:
             arguments[name] = traced
         if new_grads:
             raise Unfusable("a leaf's first gradient is not an array the graph writes")
-        for check, name in emitter.preconditions:
-            writer.lines.append(f"{writer.bind(check, 'precondition')}({name})")
+        for check, expression in emitter.preconditions:
+            writer.lines.append(f"{writer.bind(check, 'precondition')}({expression})")
         writer.namespace["empty"] = np.empty
         arguments.update(arenas.arguments())
         writer.namespace.update(arenas.arguments())
