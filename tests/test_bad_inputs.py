@@ -1,0 +1,420 @@
+"""Bad inputs, run in subprocesses: PyTorch's exception type, no crash, and a correct call
+afterwards in the same process still works.
+
+Each case is two functions of the library `L` (torch or nbgrad): `bad(L)` must raise, and
+`good(L)` (run after it, in the same process) returns tensors to compare. The expected
+exception type is what `bad(torch)` raises here (nbgrad's must be an instance of its nearest
+builtin type), and the expected values are `good(torch)`'s.
+
+The cases of one mode run in one child process (`python tests/test_bad_inputs.py MODE
+NAMES...`), which prints a line before and after each case: a case that kills the process
+(memory corruption, a segfault) is named by the line before, fails its test, and the child
+is started again on the cases after it. Modes: "immediate" (deferral off), "deferred" (the
+default) and "compile" (each `bad` inside an `nbgrad.compile` step; cases that build their
+own step run it past FUSE_AFTER and through the fused kernel before the bad call).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODES = ("immediate", "deferred", "compile")
+MODE = None  # set in the child process
+FUSE_AFTER = 16  # nbgrad.autograd.deferred.FUSE_AFTER, checked in test_fuse_after_is_current
+
+
+def F(L):
+    return L.nn.functional
+
+
+def _step(L, fn):
+    """`fn` as the mode runs a step: nbgrad.compile'd in compile mode (nbgrad only)."""
+    if MODE == "compile" and L.__name__ == "nbgrad":
+        return L.compile(fn)
+    return fn
+
+
+def _stepped(bad):
+    """Mark a case that builds its own step (compile mode must not wrap it in another)."""
+    bad.stepped = True
+    return bad
+
+
+def _warm_then(L, fn, good_args, bad_args):
+    """Run step `fn` with good arguments past FUSE_AFTER (the deferred graph and the compiled
+    step then run their fused kernels), then once with the bad ones."""
+    step = _step(L, fn)
+    for _ in range(FUSE_AFTER + 2):
+        step(*good_args())
+    return step(*bad_args())
+
+
+def _ce_step(L):
+    def step(x, t):
+        loss = F(L).cross_entropy(x, t)
+        loss.backward()
+        return loss
+    return step
+
+
+def _x(L, *shape):
+    return L.ones(*shape, dtype=L.float32).requires_grad_()
+
+
+def _ce_bad_target(target):
+    def bad(L):
+        return _warm_then(L, _ce_step(L), lambda: (_x(L, 2, 3), L.tensor([0, 2])),
+                          lambda: (_x(L, 2, 3), L.tensor(target)))
+    return _stepped(bad)
+
+
+@_stepped
+def _nll_bad_target(L):
+    def step(x, t):
+        loss = F(L).nll_loss(x.log_softmax(1), t, weight=L.tensor([1.0, 2.0, 3.0]))
+        loss.backward()
+        return loss
+    return _warm_then(L, step, lambda: (_x(L, 2, 3), L.tensor([0, 2])),
+                      lambda: (_x(L, 2, 3), L.tensor([2, 3])))
+
+
+def _embedding_bad_id(ids):
+    def bad(L):
+        weight = L.ones(4, 2).requires_grad_()
+
+        def step(i):
+            out = F(L).embedding(i, weight)
+            out.sum().backward()
+            return out
+        return _warm_then(L, step, lambda: (L.tensor([0, 3]),), lambda: (L.tensor(ids),))
+    return _stepped(bad)
+
+
+def _index_bad(index):
+    def bad(L):
+        def step(x, i):
+            out = x[i] * 2.0
+            out.sum().backward()
+            return out
+        return _warm_then(L, step, lambda: (_x(L, 3, 2), L.tensor([0, 2])),
+                          lambda: (_x(L, 3, 2), L.tensor(index)))
+    return _stepped(bad)
+
+
+def _setitem_bad(index):
+    def bad(L):
+        def step(x, i):
+            y = x * 1.0
+            y[i] = 5.0
+            y.sum().backward()
+            return y
+        return _warm_then(L, step, lambda: (_x(L, 3, 2), L.tensor([0, 2])),
+                          lambda: (_x(L, 3, 2), L.tensor(index)))
+    return _stepped(bad)
+
+
+def _changed_after_forward(use, value):
+    """Indices from a NumPy array that changes after the forward and before backward (item 7):
+    backward must never read the changed index. PyTorch's own behaviour differs by op (it
+    raises IndexError for cross entropy and indexing, its embedding backward reads the new
+    value); nbgrad must either raise PyTorch's IndexError or give the gradient of the indices
+    the forward saw (see `CHANGED`)."""
+    def bad(L):
+        x = _x(L, 4, 3)
+        indices = np.array([0, 1])
+        out = use(L, x, L.from_numpy(indices))
+        indices[1] = value
+        out.sum().backward()
+        return x.grad
+    if value != 1:
+        bad.unchanged = _changed_after_forward(use, 1)
+    return bad
+
+
+def _use_cross_entropy(L, x, t):
+    return F(L).cross_entropy(x[:2] * 2.0, t)
+
+
+def _use_nll(L, x, t):
+    return F(L).nll_loss((x[:2] * 2.0).log_softmax(1), t)
+
+
+def _use_embedding(L, w, i):
+    return F(L).embedding(i, w) * 2.0
+
+
+def _use_index(L, x, i):
+    return x[i] * 2.0
+
+
+def _use_setitem(L, x, i):
+    y = x * 1.0
+    y[i] = 5.0
+    return y
+
+
+def _empty_max(L):
+    return L.ones(0, requires_grad=True).max()
+
+
+def _load_list(L):
+    module = L.nn.Linear(2, 1)
+    module.load_state_dict({"weight": [[1.0, 2.0]], "bias": [0.0]})
+
+
+def _mm(shape_a, shape_b):
+    def bad(L):
+        return _warm_then(L, _mm_step, lambda: (_x(L, *shape_a), _x(L, shape_a[-1], 2)),
+                          lambda: (_x(L, *shape_a), _x(L, *shape_b)))
+    return _stepped(bad)
+
+
+def _mm_step(a, b):
+    out = a @ b
+    out.sum().backward()
+    return out
+
+
+# name -> bad(L). Each must raise in torch.
+BAD = {
+    # ---- item 9
+    "bool_matmul": lambda L: L.ones(2, 2, dtype=L.bool) @ L.ones(2, 2, dtype=L.bool),
+    "cat_empty_list": lambda L: L.cat([]),
+    "max_of_empty": _empty_max,
+    "max_of_empty_no_grad": lambda L: L.ones(0).max(),
+    "cross_entropy_2d_int_target": lambda L: F(L).cross_entropy(_x(L, 3, 4), L.zeros(3, 4, dtype=L.int64)),
+    "alloc_overflow": lambda L: L.zeros(10**12, 10**12),
+    "alloc_too_large": lambda L: L.ones(10**6, 10**6),
+    "alloc_too_large_randn": lambda L: L.randn(2**31, 2**20),
+    "bool_subtraction": lambda L: L.tensor([True, False]) - L.tensor([False, False]),
+    "bool_unary_minus": lambda L: -L.tensor([True, False]),
+    "softmax_int64": lambda L: L.tensor([1, 2, 3]).softmax(0),
+    "log_softmax_int64": lambda L: F(L).log_softmax(L.tensor([1, 2, 3]), 0),
+    "load_state_dict_list": _load_list,
+    # ---- item 7: indices out of range, at the first call and after the step has fused
+    "cross_entropy_target_too_large": _ce_bad_target([0, 3]),
+    "cross_entropy_target_negative": _ce_bad_target([0, -1]),
+    "cross_entropy_target_huge": _ce_bad_target([0, 10**11]),
+    "nll_loss_weight_target_too_large": _nll_bad_target,
+    "embedding_id_too_large": _embedding_bad_id([0, 4]),
+    "embedding_id_negative": _embedding_bad_id([-1, 0]),
+    "embedding_id_huge": _embedding_bad_id([0, 10**11]),
+    "index_too_large": _index_bad([0, 3]),
+    "index_negative_too_small": _index_bad([-4, 0]),
+    "index_huge": _index_bad([10**11, 0]),
+    "setitem_index_too_large": _setitem_bad([3]),
+    "setitem_index_negative_too_small": _setitem_bad([-4]),
+    "setitem_index_huge": _setitem_bad([10**11]),
+    # ---- item 7: indices changed in the NumPy array after forward, before backward
+    "changed_cross_entropy_target": _changed_after_forward(_use_cross_entropy, 3),
+    "changed_cross_entropy_target_huge": _changed_after_forward(_use_cross_entropy, 10**11),
+    "changed_nll_target_negative": _changed_after_forward(_use_nll, -5),
+    "changed_embedding_id_huge": _changed_after_forward(_use_embedding, 10**11),
+    "changed_index_huge": _changed_after_forward(_use_index, 10**11),
+    "changed_setitem_index_huge": _changed_after_forward(_use_setitem, 10**11),
+    # ---- shape mismatches
+    "matmul_inner_mismatch": _mm((2, 3), (4, 2)),
+    "matmul_batch_mismatch": _mm((2, 3, 4), (3, 4, 2)),
+    "matmul_0d": lambda L: L.tensor(1.0, requires_grad=True) @ _x(L, 2),
+    "linear_mismatch": lambda L: F(L).linear(_x(L, 2, 3), _x(L, 4, 2)),
+    "linear_bias_mismatch": lambda L: F(L).linear(_x(L, 2, 3), _x(L, 4, 3), _x(L, 3)),
+    "broadcast_mismatch": lambda L: (_x(L, 2, 3) + _x(L, 4)).sum().backward(),
+    "broadcast_mismatch_3d": lambda L: _x(L, 2, 3, 1) * _x(L, 4, 2),
+    "cat_size_mismatch": lambda L: L.cat([_x(L, 2, 3), _x(L, 2, 4)]),
+    "cat_rank_mismatch": lambda L: L.cat([_x(L, 2, 3), _x(L, 3)]),
+    "cat_dim_out_of_range": lambda L: L.cat([_x(L, 2, 3)], dim=2),
+    "mse_loss_shape_mismatch": lambda L: F(L).mse_loss(_x(L, 2, 3), _x(L, 3, 2)),
+}
+
+# Indices changed after forward: nbgrad must raise torch's IndexError, or give the gradient
+# of the indices the forward saw (torch's embedding backward reads the changed id and raises
+# nothing, reading memory it should not).
+CHANGED = {name for name in BAD if hasattr(BAD[name], "unchanged")}
+
+
+def _good_cross_entropy(L):
+    x = L.tensor([[1.0, 2.0, 0.5], [0.1, -1.0, 2.0]], requires_grad=True)
+    loss = F(L).cross_entropy(x, L.tensor([2, 0]))
+    loss.backward()
+    return [loss, x.grad]
+
+
+def _good_embedding(L):
+    w = L.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
+    out = F(L).embedding(L.tensor([2, 0, 2]), w)
+    (out * 2.0).sum().backward()
+    return [out, w.grad]
+
+
+def _good_index(L):
+    x = L.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
+    y = x * 1.0
+    y[L.tensor([1])] = 0.5
+    out = y[L.tensor([2, 1, 2])]
+    (out * 3.0).sum().backward()
+    return [out, x.grad]
+
+
+def _good_matmul(L):
+    a = L.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    b = L.tensor([[0.5], [-1.0]], requires_grad=True)
+    out = F(L).linear(a @ b, L.tensor([[2.0]]), L.tensor([1.0]))
+    out.sum().backward()
+    return [out, a.grad, b.grad]
+
+
+def _good_elementwise(L):
+    x = L.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    out = L.cat([(x - 1.0).softmax(0), x.max().reshape(1), (-x).exp()])
+    out.sum().backward()
+    return [out, x.grad, L.logical_not(L.tensor([True, False]))]
+
+
+def _good_module(L):
+    module = L.nn.Linear(2, 1)
+    module.load_state_dict({"weight": L.tensor([[1.0, 2.0]]), "bias": L.tensor([0.5])})
+    out = module(L.tensor([[1.0, 1.0]]))
+    return [out, module.weight]
+
+
+def _good_for(name):
+    if "cross_entropy" in name or "nll" in name:
+        return _good_cross_entropy
+    if "embedding" in name:
+        return _good_embedding
+    if "index" in name:
+        return _good_index
+    if "matmul" in name or "linear" in name:
+        return _good_matmul
+    if "load_state_dict" in name:
+        return _good_module
+    return _good_elementwise
+
+
+# ---------------------------------------------------------------------------------------------
+# The child process
+# ---------------------------------------------------------------------------------------------
+
+def _builtin_types(error):
+    return [cls.__name__ for cls in type(error).__mro__ if cls.__module__ == "builtins"]
+
+
+def _as_list(t):
+    return np.asarray(t.detach().numpy()).tolist()
+
+
+def _child(mode, names):
+    global MODE
+    MODE = mode
+    import nbgrad
+    import nbgrad.nn.functional  # noqa: F401
+    if mode == "immediate":
+        nbgrad.autograd.deferred.enabled = False
+    for name in names:
+        print(json.dumps(["begin", name]), flush=True)
+        bad = BAD[name]
+        if mode == "compile" and not getattr(bad, "stepped", False):
+            bad = (lambda b: lambda L: L.compile(lambda: b(L))())(bad)
+        try:
+            result = bad(nbgrad)
+            raised = None
+            value = _as_list(result) if hasattr(result, "detach") else repr(result)
+        except Exception as error:  # noqa: BLE001 (the type is the result)
+            raised, value = _builtin_types(error), f"{type(error).__name__}: {error}"[:300]
+        try:
+            good = [_as_list(t) for t in _good_for(name)(nbgrad)]
+        except Exception as error:  # noqa: BLE001
+            good = f"{type(error).__name__}: {error}"[:300]
+        print(json.dumps(["end", name, raised, value, good]), flush=True)
+
+
+def run_cases(mode, names):
+    """{name: (raised builtin type names or None, value or message, good results)}, with
+    ("crash", message) for a case that killed its child process."""
+    results = {}
+    remaining = list(names)
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    while remaining:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), mode, *remaining],
+                              env=env, capture_output=True, text=True, timeout=600)
+        started = None
+        for line in proc.stdout.splitlines():
+            record = json.loads(line)
+            if record[0] == "begin":
+                started = record[1]
+            else:
+                results[record[1]] = tuple(record[2:])
+                started = None
+        done = [n for n in remaining if n in results]
+        if started is None and len(done) == len(remaining):
+            break
+        crashed = started if started is not None else remaining[len(done)]
+        results[crashed] = ("crash", f"exit {proc.returncode}: {proc.stderr[-1500:]}", None)
+        remaining = remaining[remaining.index(crashed) + 1:]
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The tests
+# ---------------------------------------------------------------------------------------------
+
+def _torch_outcome(bad):
+    import torch
+    try:
+        result = bad(torch)
+    except Exception as error:  # noqa: BLE001
+        return _builtin_types(error), None
+    return None, result
+
+
+@pytest.fixture(scope="module")
+def outcomes():
+    """mode -> {case: outcome}, each mode's cases run in one child process (started again
+    after a crash)."""
+    cache = {}
+
+    def get(mode):
+        if mode not in cache:
+            cache[mode] = run_cases(mode, list(BAD))
+        return cache[mode]
+    return get
+
+
+def test_fuse_after_is_current():
+    from nbgrad.autograd import deferred
+    assert FUSE_AFTER == deferred.FUSE_AFTER
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_raises_torchs_error_and_the_process_goes_on(name, mode, outcomes):
+    import torch
+    raised, message, good = outcomes(mode)[name]
+    assert raised != "crash", f"{name} ({mode}) killed the process: {message}"
+    expected, torch_result = _torch_outcome(BAD[name])
+    if name in CHANGED:
+        # The gradient of the indices the forward saw, or torch's error type.
+        if raised is None:
+            _, unchanged = _torch_outcome(BAD[name].unchanged)
+            np.testing.assert_allclose(np.array(message), unchanged.numpy(), rtol=1e-6,
+                                       err_msg=f"{name} ({mode}): not the gradient of the "
+                                       "indices the forward saw")
+        else:
+            assert "IndexError" in raised, f"{name} ({mode}): {message} (torch: IndexError)"
+    else:
+        assert expected is not None, f"torch does not raise for {name}: {torch_result}"
+        assert raised is not None, f"{name} ({mode}): no error (torch: {expected[0]}); got {message}"
+        assert expected[0] in raised, f"{name} ({mode}): {message} (torch: {expected[0]})"
+    assert not isinstance(good, str), f"{name} ({mode}): the correct call afterwards failed: {good}"
+    for actual, reference in zip(good, _good_for(name)(torch), strict=True):
+        np.testing.assert_allclose(np.array(actual, dtype=np.float64),
+                                   reference.detach().double().numpy(), rtol=1e-6,
+                                   err_msg=f"{name} ({mode}): the correct call afterwards")
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2:])

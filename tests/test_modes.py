@@ -1,0 +1,445 @@
+"""Every primitive with a fused rule, from the op tables, in nbgrad's three modes, against torch.
+
+The rows are `TABLE` of test_ops.py plus `MORE` below (the nn primitives and the parameter
+values, shapes and layouts TABLE lacks), and each row runs in float32 and float64:
+
+  (a) eager with deferral off (`nbgrad.autograd.deferred.enabled = False`);
+  (b) the default deferred mode in a loop of `FUSE_AFTER + 4` iterations with fresh leaves
+      (new values, same shapes): iteration FUSE_AFTER traces the graph and the last ones run
+      its fused kernel; values and every .grad are compared at every iteration;
+  (c) `nbgrad.compile` of the forward+backward step, called 3 times with fresh argument
+      tensors: the first call traces, the later ones run the fused kernel.
+
+Each mode asserts how the calls ran, so that a silent eager fallback fails: a row whose
+primitives all have a fused rule must run fused, and the rows that legitimately cannot are
+listed in `COMPILE_FALLBACK` and `_deferred_fallback` with the reason.
+`test_every_fused_primitive_has_a_row` fails for a primitive added without a row.
+
+Then the dtype promotion table in the three modes, with one float operand requiring grad so
+that the ops defer and are traced.
+"""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+import nbgrad.nn.functional  # noqa: F401  (L.nn.functional in the rows)
+from conftest import TOL, assert_close, rng_for
+from nbgrad import _tracing
+from nbgrad.autograd import deferred
+from nbgrad.fuse import graph as fused_graph
+from nbgrad.ops import PRIMITIVES
+from test_ops import REDUCE32, TABLE, _PrimitiveRecorder, make_input, row
+
+A = np.array
+
+
+def F(L):
+    return L.nn.functional
+
+
+def _setitem_rows(L, x, v):
+    y = x * 1.0
+    y[L.tensor([0, 2])] = v
+    return y
+
+
+def _setitem_slice(L, x, v):
+    y = x * 1.0
+    y[1:, ::2] = v
+    return y
+
+
+# Class targets and ids, made inside the row (they are not leaves: integers have no gradient).
+TARGET = A([1, 0, 3])
+TARGET_IGNORED = A([1, -100, 3])
+TARGET_3D = A([[0, 2], [1, 1]])  # (N=2, d=2) for an input (N, C=4, d=2)
+CLASS_WEIGHT = A([0.5, 2.0, 1.0, 1.5])
+POS_WEIGHT = A([3.0, 1.0, 0.5, 2.0])
+IDS = A([[1, 0, 3], [3, 9, 1]])
+
+
+def _const(L, array, like):
+    return L.tensor(array, dtype=like.dtype)
+
+
+MORE = [
+    # ---- nn primitives: linear
+    row("linear", lambda L, x, w, b: F(L).linear(x, w, b), (4, 3), (2, 3), (2,), tol32=REDUCE32),
+    row("linear_no_bias", lambda L, x, w: F(L).linear(x, w), (4, 3), (2, 3), tol32=REDUCE32),
+    row("linear_3d", lambda L, x, w, b: F(L).linear(x, w, b), (2, 4, 3), (5, 3), (5,), tol32=REDUCE32),
+    row("linear_1d", lambda L, x, w, b: F(L).linear(x, w, b), (3,), (2, 3), (2,), tol32=REDUCE32),
+    row("linear_T_weight", lambda L, x, w, b: F(L).linear(x, w.T, b), (4, 3), (3, 2), (2,), tol32=REDUCE32),
+    row("linear_empty_batch", lambda L, x, w, b: F(L).linear(x, w, b), (0, 3), (2, 3), (2,)),
+    # ---- nn primitives: pointwise losses, each reduction, gradient to the target too
+    row("mse_loss", lambda L, x, y: F(L).mse_loss(x, y), (3, 4), (3, 4), tol32=REDUCE32),
+    row("mse_loss_sum", lambda L, x, y: F(L).mse_loss(x, y, reduction="sum"), (3, 4), (3, 4), tol32=REDUCE32),
+    row("mse_loss_none", lambda L, x, y: F(L).mse_loss(x, y, reduction="none"), (3, 4), (3, 4)),
+    row("mse_loss_0d", lambda L, x, y: F(L).mse_loss(x, y), (), ()),
+    row("mse_loss_T", lambda L, x, y: F(L).mse_loss(x.T, y), (4, 3), (3, 4), tol32=REDUCE32),
+    row("l1_loss", lambda L, x, y: F(L).l1_loss(x, y), (3, 4), (3, 4), tol32=REDUCE32),
+    row("l1_loss_sum", lambda L, x, y: F(L).l1_loss(x, y, reduction="sum"), (3, 4), (3, 4), tol32=REDUCE32),
+    row("l1_loss_none", lambda L, x, y: F(L).l1_loss(x, y, reduction="none"), (2, 3), (2, 3)),
+    row("bce", lambda L, x, y: F(L).binary_cross_entropy(x.sigmoid(), y.sigmoid()), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("bce_sum", lambda L, x, y: F(L).binary_cross_entropy(x.sigmoid(), y.sigmoid(), reduction="sum"),
+        (3, 4), (3, 4), tol32=REDUCE32),
+    row("bce_none_weight", lambda L, x, y: F(L).binary_cross_entropy(
+        x.sigmoid(), y.sigmoid(), weight=_const(L, CLASS_WEIGHT, x), reduction="none"), (3, 4), (3, 4)),
+    row("bce_logits", lambda L, x, y: F(L).binary_cross_entropy_with_logits(x, y.sigmoid()), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("bce_logits_sum", lambda L, x, y: F(L).binary_cross_entropy_with_logits(
+        x, y.sigmoid(), reduction="sum"), (3, 4), (3, 4), tol32=REDUCE32),
+    row("bce_logits_none", lambda L, x, y: F(L).binary_cross_entropy_with_logits(
+        x, y.sigmoid(), reduction="none"), (3, 4), (3, 4)),
+    row("bce_logits_weight_pos_weight", lambda L, x, y: F(L).binary_cross_entropy_with_logits(
+        x, y.sigmoid(), weight=_const(L, CLASS_WEIGHT, x), pos_weight=_const(L, POS_WEIGHT, x)),
+        (3, 4), (3, 4), tol32=REDUCE32),
+    # ---- nn primitives: nll_loss / cross_entropy with weights, ignore_index, reductions
+    row("nll_loss", lambda L, x: F(L).nll_loss(x.log_softmax(1), L.tensor(TARGET)), (3, 4), tol32=REDUCE32),
+    row("nll_loss_sum_weight", lambda L, x: F(L).nll_loss(
+        x.log_softmax(1), L.tensor(TARGET), weight=_const(L, CLASS_WEIGHT, x), reduction="sum"),
+        (3, 4), tol32=REDUCE32),
+    row("nll_loss_none", lambda L, x: F(L).nll_loss(x, L.tensor(TARGET), reduction="none"), (3, 4)),
+    row("nll_loss_ignore_index", lambda L, x: F(L).nll_loss(x, L.tensor(TARGET_IGNORED)), (3, 4),
+        tol32=REDUCE32),
+    row("nll_loss_ignore_index_1", lambda L, x: F(L).nll_loss(x, L.tensor(TARGET), ignore_index=1), (3, 4),
+        tol32=REDUCE32),
+    row("cross_entropy", lambda L, x: F(L).cross_entropy(x, L.tensor(TARGET)), (3, 4), tol32=REDUCE32),
+    row("cross_entropy_weight", lambda L, x: F(L).cross_entropy(
+        x, L.tensor(TARGET), weight=_const(L, CLASS_WEIGHT, x)), (3, 4), tol32=REDUCE32),
+    row("cross_entropy_weight_ignore", lambda L, x: F(L).cross_entropy(
+        x, L.tensor(TARGET_IGNORED), weight=_const(L, CLASS_WEIGHT, x), reduction="sum"), (3, 4),
+        tol32=REDUCE32),
+    row("cross_entropy_none", lambda L, x: F(L).cross_entropy(x, L.tensor(TARGET), reduction="none"), (3, 4),
+        tol32=REDUCE32),
+    # one sample: a 1-D input and a 0-d target (item 5)
+    row("cross_entropy_1d", lambda L, x: F(L).cross_entropy(x, L.tensor(2)), (4,), tol32=REDUCE32),
+    row("cross_entropy_3d", lambda L, x: F(L).cross_entropy(x, L.tensor(TARGET_3D)), (2, 4, 2),
+        tol32=REDUCE32),
+    row("cross_entropy_T", lambda L, x: F(L).cross_entropy(x.T, L.tensor(TARGET)), (4, 3), tol32=REDUCE32),
+    row("cross_entropy_label_smoothing", lambda L, x: F(L).cross_entropy(
+        x, L.tensor(TARGET), label_smoothing=0.1), (3, 4), tol32=REDUCE32),
+    # ---- embedding (no fused rule) and softmax through F
+    row("embedding", lambda L, w: F(L).embedding(L.tensor(IDS), w), (10, 3)),
+    row("embedding_padding_idx", lambda L, w: F(L).embedding(L.tensor(IDS), w, padding_idx=1), (10, 3)),
+    row("F_softmax", lambda L, x: F(L).softmax(x, dim=1), (3, 4), tol32=REDUCE32),
+    row("F_softmax_neg", lambda L, x: F(L).softmax(x, -1), (2, 3, 4), tol32=REDUCE32),
+    row("F_log_softmax", lambda L, x: F(L).log_softmax(x, dim=0), (3, 4), tol32=REDUCE32),
+    row("softmax_size1", lambda L, x: x.softmax(-1), (3, 1)),
+    row("softmax_empty", lambda L, x: x.softmax(1), (0, 3)),
+    row("softmax_0d", lambda L, x: x.softmax(0), ()),
+    # ---- parameter values as Python constants in generated code (item 4): one-sided clamps,
+    # inf, -inf, -0.0, integers, large integers, bools
+    row("clamp_min_int", lambda L, a: a.clamp(min=0), (3, 4)),
+    row("clamp_max_int", lambda L, a: a.clamp(max=1), (3, 4)),
+    row("clamp_min_inf_max", lambda L, a: a.clamp(min=-float("inf"), max=0.5), (3, 4)),
+    row("clamp_max_inf", lambda L, a: a.clamp(max=float("inf")), (3, 4)),
+    row("clamp_min_fn", lambda L, a: L.clamp_min(a, -0.25), (3, 4)),
+    row("clamp_max_fn", lambda L, a: L.clamp_max(a, 0.25), (3, 4)),
+    row("clamp_min_0d", lambda L, a: a.clamp(min=0.0), ()),
+    row("add_neg_zero", lambda L, a: a + (-0.0), (3,)),
+    row("mul_inf", lambda L, a: (a * float("inf")).clamp(-1.0, 1.0), (3, 4)),
+    row("add_large_int", lambda L, a: (a + 2**40) - 2**40, (3,), tol32=(1e-6, 2e5)),
+    row("mul_bool", lambda L, a: a * True + a * False, (3, 4)),
+    row("pow_0", lambda L, a: a**0, (3,)),
+    row("pow_1", lambda L, a: a**1, (3,)),
+    row("rsub_fn", lambda L, a, b: L.rsub(a, b), (3, 4), (4,)),
+    row("sub_alpha", lambda L, a, b: L.sub(a, b, alpha=2), (3, 4), (4,)),
+    row("add_alpha", lambda L, a, b: L.add(a, b, alpha=-0.5), (3, 4), (3, 1)),
+    row("reciprocal", lambda L, a: a.reciprocal(), (3, 4), domain="nonzero"),
+    row("square", lambda L, a: a.square(), (3, 4)),
+    # ---- casts (to_copy) and logical ops inside a differentiable graph
+    row("to_float64", lambda L, a: a.double() * 2.0, (3, 4)),
+    row("to_float32", lambda L, a: a.float() * 2.0, (3, 4)),
+    row("to_dtype", lambda L, a: a.to(L.float64) + a.to(L.float32), (3, 4)),
+    row("to_long_no_grad", lambda L, a: (a * 3.0).long().to(a.dtype) * 2.0 + a, (3, 4)),
+    row("to_bool_no_grad", lambda L, a: (a * 3.0).bool().to(a.dtype) * 2.0 + a, A([0.0, 1.0, -2.0])),
+    row("clone", lambda L, a: a.clone() * a, (3,)),
+    row("logical_not", lambda L, a: L.where(~(a > 0), a, a * 2.0), (3, 4)),
+    row("logical_and", lambda L, a, b: L.where((a > 0) & (b > 0), a, b), (3, 4), (4,)),
+    row("logical_or", lambda L, a, b: L.where((a > 0) | (b < 0), a * b, b), (3, 4), (3, 4)),
+    row("logical_fns", lambda L, a, b: L.where(
+        L.logical_and(L.logical_not(a > 0), L.logical_or(a < b, b > 1)), a, b), (3, 4), (3, 4)),
+    # ---- size-1 dims, empty dims, 0-d, broadcasting of all of them
+    row("mul_size1", lambda L, a, b: a * b, (1, 1), (3, 1)),
+    row("add_size1_0d", lambda L, a, b: (a + b).exp(), (1,), ()),
+    row("div_bcast_size1", lambda L, a, b: a / b, (2, 1, 3), (1, 4, 1), domain=("real", "nonzero")),
+    row("mul_empty_bcast", lambda L, a, b: a * b, (0, 1), (1, 3)),
+    row("mean_empty_dim", lambda L, a: a.mean(1), (0, 3)),
+    row("sum_size1_keepdim", lambda L, a: a.sum(-1, keepdim=True), (3, 1)),
+    row("mean_0d_dim", lambda L, a: a.mean(0), ()),
+    row("sum_0d_keepdim", lambda L, a: a.sum(-1, keepdim=True), ()),
+    row("sum_empty_tuple", lambda L, a: a.sum(()), (2, 3), tol32=REDUCE32),
+    row("sigmoid_empty", lambda L, a: a.sigmoid(), (2, 0)),
+    row("where_0d", lambda L, a, b: L.where(a > b, a, b), (), (3,)),
+    # ---- views inside the step, then elementwise/reduction/matmul on them
+    row("mul_permuted", lambda L, a, b: a.permute(1, 0, 2) * b, (3, 2, 4), (2, 3, 4)),
+    row("exp_expanded", lambda L, a: a.expand(3, 4).exp().sum(0), (4,), tol32=REDUCE32),
+    row("sum_of_view_negdim", lambda L, a: a.transpose(0, 2).sum(-2), (2, 3, 4), tol32=REDUCE32),
+    row("softmax_T", lambda L, a: a.T.softmax(-1), (3, 4), tol32=REDUCE32),
+    row("matmul_views_both", lambda L, a, b: a[::2].T @ b.T, (6, 3), (4, 3), tol32=REDUCE32),
+    row("reshape_of_sum", lambda L, a: (a * 2.0).reshape(2, 6).sum(1), (3, 4), tol32=REDUCE32),
+    row("reshape_then_exp", lambda L, a: a.reshape(4, 3).exp(), (3, 4)),
+    # ---- matmul with an empty contraction dimension (item 6)
+    row("matmul_empty_contract_3d_2d", lambda L, a, b: a @ b, (2, 2, 0), (0, 1)),
+    row("matmul_empty_contract_bmm", lambda L, a, b: a @ b, (3, 2, 0), (3, 0, 4)),
+    row("matmul_empty_contract_3d_1d", lambda L, a, b: a @ b, (2, 3, 0), (0,)),
+    row("matmul_empty_contract_2d_3d", lambda L, a, b: a @ b, (1, 0), (2, 0, 3)),
+    # ---- indexing with integer tensors, and __setitem__ (no fused rule: index_put)
+    row("setitem_rows", _setitem_rows, (3, 4), (4,)),
+    row("setitem_slice", _setitem_slice, (3, 4), (2, 2)),
+    row("cat_empty_leaf", lambda L, a, b: L.cat([a, b]), (2,), (0,)),  # item 10
+]
+
+MODE_TABLE = TABLE + MORE
+MODE_NAMES = [r.name for r in MODE_TABLE]
+assert len(set(MODE_NAMES)) == len(MODE_NAMES), "a MORE row has the name of a TABLE row"
+
+
+# ---------------------------------------------------------------------------------------------
+# Which primitives each row calls, and which mode may legitimately run it eagerly
+# ---------------------------------------------------------------------------------------------
+
+def _inputs(r, dtype, iteration, strided=False):
+    """Row `r`'s input arrays for one iteration: random inputs get new values each iteration
+    (explicit arrays, which hold edge values, stay); `strided` makes each non-empty one a
+    non-contiguous view (every second element of its last dimension)."""
+    rng = rng_for(f"{r.name}/{iteration}")
+    domains = r.domain if isinstance(r.domain, tuple) else (r.domain,) * len(r.inputs)
+    arrays = [make_input(s, d, rng, dtype) for s, d in zip(r.inputs, domains)]
+    if strided:
+        arrays = [_strided(a) for a in arrays]
+    return arrays
+
+
+def _strided(array):
+    if array.ndim == 0 or array.size == 0:
+        return array
+    base = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), array.dtype)
+    base[..., ::2] = array
+    return base[..., ::2]
+
+
+def _leaves(lib, arrays):
+    # from_numpy keeps the layout (strided arguments stay strided); each library gets its own
+    # copy of the data.
+    return [lib.from_numpy(a.copy() if a.flags.c_contiguous else _strided(a.copy()))
+            .requires_grad_() for a in arrays]
+
+
+def _recorded_calls(r):
+    recorder = _PrimitiveRecorder()
+    previous = _tracing.current
+    _tracing.current = recorder
+    try:
+        r.fn(nbgrad, *[nbgrad.tensor(a, requires_grad=True) for a in _inputs(r, "float64", 0)])
+    finally:
+        _tracing.current = previous
+    return recorder.calls
+
+
+def _float_output(r):
+    ts = [torch.tensor(a, requires_grad=True) for a in _inputs(r, "float64", 0)]
+    return r.fn(torch, *ts).dtype.is_floating_point
+
+
+CALLS_OF = {r.name: _recorded_calls(r) for r in MODE_TABLE}
+PRIMS_OF = {name: {prim for prim, *_ in calls} for name, calls in CALLS_OF.items()}
+ARRAY_PARAMS = {name for name, calls in CALLS_OF.items()
+                if any(isinstance(v, np.ndarray) for _, _, params, _ in calls for v in params.values())}
+FLOAT_OUTPUT = {r.name: _float_output(r) for r in MODE_TABLE}
+
+
+def _unfused(r):
+    return sorted(p.name for p in PRIMS_OF[r.name] if p.fuse is None)
+
+
+# Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
+# primitive without a fused rule. `test_compile_fallback_list_is_exact` keeps this honest.
+COMPILE_FALLBACK = {name: f"no fused rule for {', '.join(_unfused(r))}"
+                    for name, r in zip(MODE_NAMES, MODE_TABLE) if _unfused(r)}
+
+
+# Strided (non-contiguous) argument tensors: the fused code generator takes C-contiguous
+# arguments only (codegen: "a non-contiguous input"), so with them both the deferred graph
+# and the compiled step legitimately run eagerly; their values and gradients are still checked.
+STRIDED_FALLBACK = "the fused code takes C-contiguous arguments only"
+
+
+def _deferred_fallback(r, layout):
+    """Why the deferred loop of row `r` may legitimately never reach a fused kernel, or None
+    if it must: the row's result is not a float (no backward), it calls a primitive that runs
+    at once (views: reshape, permute, expand, basic indexing; ops without a fused rule) and
+    a graph reading a result that ran at once runs eagerly, a parameter is an array (class
+    weights: deferred graph keys hash parameters), or its arguments are strided."""
+    if not FLOAT_OUTPUT[r.name]:
+        return "no backward (the result is not a float)"
+    eager = sorted(p.name for p in PRIMS_OF[r.name] if not p.deferrable)
+    if eager:
+        return f"runs at once: {', '.join(eager)}"
+    if r.name in ARRAY_PARAMS:
+        return "an array parameter (deferred graph keys must hash)"
+    if layout == "strided":
+        return STRIDED_FALLBACK
+    return None
+
+
+def test_every_fused_primitive_has_a_row():
+    exercised = set().union(*PRIMS_OF.values())
+    missing = sorted(name for name, p in PRIMITIVES.items() if p.fuse is not None and p not in exercised)
+    assert not missing, f"primitives with a fused rule and no row in TABLE or MORE: {missing}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One comparison with torch
+# ---------------------------------------------------------------------------------------------
+
+def _tolerance(r, dtype):
+    return r.tol32 if (dtype == "float32" and r.tol32) else TOL[dtype]
+
+
+def _upstream(r, dtype, shape, iteration):
+    return rng_for(f"{r.name}/upstream/{iteration}").standard_normal(shape).astype(dtype)
+
+
+def _torch_run(r, arrays, dtype, iteration):
+    """torch's output and leaf gradients for `arrays`, with the loss (out * upstream).sum()
+    (float outputs; others are only compared), and the upstream array."""
+    leaves = _leaves(torch, arrays)
+    out = r.fn(torch, *leaves)
+    upstream = None
+    if out.dtype.is_floating_point:
+        upstream = _upstream(r, out.detach().numpy().dtype, tuple(out.shape), iteration)
+        (out * torch.from_numpy(upstream)).sum().backward()
+    return out, [leaf.grad for leaf in leaves], upstream
+
+
+def _compare(r, dtype, out, leaves, expected, where, check_requires_grad=True):
+    t_out, t_grads, _ = expected
+    rtol, atol = _tolerance(r, dtype)
+    try:
+        assert_close(out, t_out, rtol=rtol, atol=atol)
+        if check_requires_grad:
+            assert out.requires_grad == t_out.requires_grad
+        for i, (leaf, t_grad) in enumerate(zip(leaves, t_grads)):
+            if t_grad is None:
+                assert leaf.grad is None, f"input {i}: torch gives no gradient, nbgrad {leaf.grad}"
+            else:
+                assert leaf.grad is not None, f"input {i}: no gradient (torch: {t_grad})"
+                assert_close(leaf.grad, t_grad, rtol=rtol, atol=atol)
+    except AssertionError as error:
+        raise AssertionError(f"{r.name} {dtype} {where}: {error}") from None
+
+
+def _eager_step(r, arrays, upstream):
+    leaves = _leaves(nbgrad, arrays)
+    out = r.fn(nbgrad, *leaves)
+    if upstream is not None:
+        (out * nbgrad.from_numpy(upstream.copy())).sum().backward()
+    return out, leaves
+
+
+LAYOUTS = ["contiguous", "strided"]
+DTYPES = ["float32", "float64"]
+
+
+def _params(test):
+    test = pytest.mark.parametrize("layout", LAYOUTS)(test)
+    test = pytest.mark.parametrize("dtype", DTYPES)(test)
+    return pytest.mark.parametrize("r", MODE_TABLE, ids=MODE_NAMES)(test)
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) eager, deferral off
+# ---------------------------------------------------------------------------------------------
+
+@_params
+def test_eager_immediate_matches_torch(r, dtype, layout, monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", False)
+    arrays = _inputs(r, dtype, 0, layout == "strided")
+    expected = _torch_run(r, arrays, dtype, 0)
+    out, leaves = _eager_step(r, arrays, expected[2])
+    _compare(r, dtype, out, leaves, expected, "eager, deferral off")
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) eager, deferred, past FUSE_AFTER
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fused_graph_runs(monkeypatch):
+    """A fresh table of deferred graphs, and the number of times a fused graph kernel ran."""
+    monkeypatch.setattr(deferred, "enabled", True)
+    monkeypatch.setattr(deferred, "_graphs", {})
+    runs = []
+    original = fused_graph.FusedGraph.run
+
+    def counted(self, nodes, externals):
+        ran = original(self, nodes, externals)
+        runs.append(ran)
+        return ran
+
+    monkeypatch.setattr(fused_graph.FusedGraph, "run", counted)
+    return runs
+
+
+@_params
+def test_deferred_loop_past_fuse_after_matches_torch(r, dtype, layout, fused_graph_runs):
+    iterations = deferred.FUSE_AFTER + 4
+    for i in range(iterations):
+        arrays = _inputs(r, dtype, i, layout == "strided")
+        expected = _torch_run(r, arrays, dtype, i)
+        out, leaves = _eager_step(r, arrays, expected[2])
+        _compare(r, dtype, out, leaves, expected, f"deferred, iteration {i}")
+    if _deferred_fallback(r, layout) is None:
+        fused = sum(fused_graph_runs)
+        assert fused == iterations - deferred.FUSE_AFTER, (
+            f"{r.name}: the fused graph ran {fused} of the last {iterations - deferred.FUSE_AFTER} "
+            f"iterations (eager fallback; why: {fused_graph.unfused[-1:]})")
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) nbgrad.compile, called again with fresh argument tensors
+# ---------------------------------------------------------------------------------------------
+
+COMPILE_CALLS = 3
+
+
+@_params
+def test_compile_matches_torch(r, dtype, layout, monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", True)
+    float_output = FLOAT_OUTPUT[r.name]
+
+    def step(*args):
+        *leaves, upstream = args
+        out = r.fn(nbgrad, *leaves)
+        if float_output:
+            (out * upstream).sum().backward()
+        return out
+
+    compiled = nbgrad.compile(step)
+    for i in range(COMPILE_CALLS):
+        arrays = _inputs(r, dtype, i, layout == "strided")
+        expected = _torch_run(r, arrays, dtype, i)
+        upstream = expected[2]
+        if upstream is None:  # not read: any tensor of the output's shape
+            upstream = np.zeros(tuple(expected[0].shape), dtype)
+        leaves = _leaves(nbgrad, arrays)
+        with warnings.catch_warnings():
+            if r.name in COMPILE_FALLBACK or layout == "strided":
+                warnings.simplefilter("ignore", RuntimeWarning)
+            out = compiled(*leaves, nbgrad.from_numpy(upstream.copy()))
+        # NOTE: not requires_grad: a fused call returns a tensor without a graph (after its
+        # backward), where torch's (and the traced call's) still has its grad_fn.
+        _compare(r, dtype, out, leaves, expected, f"nbgrad.compile, call {i}",
+                 check_requires_grad=False)
+    if r.name in COMPILE_FALLBACK:
+        assert compiled.stats["fused_calls"] == 0, (r.name, COMPILE_FALLBACK[r.name])
+    elif layout == "strided" and any("non-contiguous" in why for why in compiled.breaks):
+        pass  # STRIDED_FALLBACK
+    else:
+        assert compiled.stats["fused_calls"] == COMPILE_CALLS - 1, (
+            f"{r.name}: {compiled.explain()}")
