@@ -11,6 +11,7 @@ from .. import _tracing
 from .. import functions as _F
 from ..factories import generator
 from ..ops import PRIMITIVES as P
+from ..ops.primitive import TORCH_TYPE_NAMES
 from ..tensor import Tensor, dispatch
 
 relu = _F.relu
@@ -49,8 +50,10 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
                                   "supported by nbgrad")
     if padding_idx is None:
         padding_idx = -1  # never matches: indices are checked to lie in [0, num_embeddings)
-    elif padding_idx < 0:
-        padding_idx += weight.shape[0]
+    else:
+        if not -weight.shape[0] <= padding_idx < weight.shape[0]:
+            raise AssertionError("Padding_idx must be within num_embeddings")
+        padding_idx %= weight.shape[0]
     return dispatch(P["embedding"], (weight, input), {"padding_idx": padding_idx})
 
 
@@ -152,9 +155,16 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
              reduction="mean"):
     if input.ndim == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
-    if input.ndim >= 2 and target.ndim >= 1 and input.shape[0] != target.shape[0]:
+    # NOTE: a 0-d target has batch size 0 in PyTorch's message.
+    batch = target.shape[0] if target.ndim else 0
+    if input.ndim >= 2 and input.shape[0] != batch:
         raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target "
-                         f"batch_size ({target.shape[0]}).")
+                         f"batch_size ({batch}).")
+    if input.ndim <= 2 and target.ndim > 1:
+        raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+    if input.ndim == 1 and target.ndim == 1 and target.shape[0] != 1:
+        raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: "
+                         f"{target.shape[0]}")
     scores, classes = _class_last(input, target)
     params = {"weight": _array(weight), "ignore_index": int(ignore_index), "reduction": reduction}
     losses = dispatch(P["nll_loss"], (scores, classes), params)
@@ -163,10 +173,18 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
                   reduce=None, reduction="mean", label_smoothing=0.0):
-    """log_softmax over the class dim, then nll_loss; class indices or class probabilities."""
+    """log_softmax over the class dim, then nll_loss; class indices or class probabilities
+    (PyTorch's rule: a target of the input's shape holds probabilities)."""
     class_dim = 0 if input.ndim == 1 else 1
+    probabilities = target.shape == input.shape
+    if probabilities:
+        if not target.is_floating_point():
+            raise RuntimeError(f"Expected floating point type for target with class "
+                               f"probabilities, got {TORCH_TYPE_NAMES[target.dtype.name]}")
+        if ignore_index >= 0:
+            raise RuntimeError("ignore_index is not supported for floating point target")
     log_probs = log_softmax(input, class_dim)
-    if target.is_floating_point():
+    if probabilities:
         return _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, label_smoothing)
     loss = nll_loss(log_probs, target, weight, ignore_index=ignore_index, reduction=reduction)
     if not label_smoothing:
@@ -201,8 +219,6 @@ def _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction, s
 
 
 def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothing):
-    if target.shape != log_probs.shape:
-        raise RuntimeError(f"Expected target size {list(log_probs.shape)}, got {list(target.shape)}")
     n_classes = log_probs.shape[class_dim]
     if smoothing:
         target = target * (1.0 - smoothing) + smoothing / n_classes

@@ -67,8 +67,6 @@ def _plan(a_shape, b_shape, a_dtype, b_dtype):
                            f"{len(a_shape)}D and {len(b_shape)}D")
     if a_dtype != b_dtype:
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {a_dtype} != {b_dtype}")
-    if a_dtype.kind == "b":
-        raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Bool\'')
     k_a = a_shape[-1]
     k_b = b_shape[-2] if len(b_shape) > 1 else b_shape[0]
     if k_a != k_b:
@@ -87,7 +85,21 @@ def _plan(a_shape, b_shape, a_dtype, b_dtype):
         raise RuntimeError(f"The batch dimensions of matmul operands {tuple(a_shape)} and "
                            f"{tuple(b_shape)} cannot be broadcast") from None
     out = batch + (a_shape[-2:-1] if len(a_shape) > 1 else ()) + (b_shape[-1:] if len(b_shape) > 1 else ())
+    if a_dtype.kind == "b":
+        _check_bool(len(a_shape), len(b_shape), k_a, out)
     return out, batch
+
+
+def _check_bool(a_ndim, b_ndim, k, out_shape):
+    """PyTorch has no bool kernel for products; it raises from the kernel it dispatches to,
+    which returns zeros for an empty product before it gets there (all but dot)."""
+    if a_ndim == 1 and b_ndim == 1:
+        kernel = "dot"
+    elif k == 0 or 0 in out_shape:
+        return
+    else:
+        kernel = "addmv_impl_cpu" if b_ndim == 1 else "addmm_impl_cpu_" if b_ndim == 2 else "bmm"
+    raise NotImplementedError(f'"{kernel}" not implemented for \'Bool\'')
 
 
 def _as_matrices(a, b, batch):

@@ -12,8 +12,11 @@
   instead of the full-size positions `take` would compute.
 
 NOTE: Numba does not bounds-check. Every index (targets, embedding ids) is validated in
-Python (with a small njit scan) before a kernel uses it.
+Python (with a small njit scan) before a kernel uses it, at forward and again at backward:
+the saved indices may share memory with a NumPy array (`from_numpy`) that the user changed
+in between, which no version counter sees. (PyTorch, too, reads them as they are then.)
 """
+import functools
 import re
 
 import numba
@@ -22,7 +25,7 @@ import numpy as np
 from .. import _codegen
 from .linalg import blas_ready
 from .shape import flat_contiguous
-from .primitive import Primitive, Unfusable, register
+from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -65,18 +68,19 @@ def _linear_infer(x, weight, bias):
     if not x.dtype == weight.dtype == bias.dtype:
         raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {x.dtype} and "
                            f"{weight.dtype}")
+    if x.dtype.kind == "b":
+        raise NotImplementedError('"addmm_impl_cpu_" not implemented for \'Bool\'')
     if x.dtype.kind != "f":
         raise RuntimeError(f"linear is implemented for floating point tensors only, got {x.dtype}")
     return (x.shape[0], weight.shape[0]), x.dtype
 
 
+# NOTE: Numba's np.dot handles empty operands (an empty inner dimension gives zeros), so
+# the kernels need no special case for in_features, out_features or the batch being 0.
 def _linear_forward(x, weight, bias):
     shape, dtype = _linear_infer(x, weight, bias)
     out = np.empty(shape, dtype)
-    if out.size:
-        linear_kernel(blas_ready(x), blas_ready(weight), bias, out)
-    elif shape[0]:
-        out[...] = bias
+    linear_kernel(blas_ready(x), blas_ready(weight), bias, out)
     return out
 
 
@@ -87,13 +91,8 @@ def _linear_vjp(node, g):
     grad_x = np.empty(x.shape if need_x else (0, 0), g.dtype)
     grad_weight = np.empty(weight.shape if need_weight else (0, 0), g.dtype)
     grad_bias = np.empty(weight.shape[0] if need_bias else 0, g.dtype)
-    if g.size and x.shape[1]:
-        linear_vjp_kernel(blas_ready(g), blas_ready(x), blas_ready(weight), grad_x,
-                          grad_weight, grad_bias, need_x, need_weight, need_bias)
-    else:
-        for grad in (grad_x, grad_weight):
-            grad[...] = 0
-        grad_bias[...] = g.sum(0) if need_bias else 0
+    linear_vjp_kernel(blas_ready(g), blas_ready(x), blas_ready(weight), grad_x, grad_weight,
+                      grad_bias, need_x, need_weight, need_bias)
     return (grad_x if need_x else None, grad_weight if need_weight else None,
             grad_bias if need_bias else None)
 
@@ -314,6 +313,13 @@ def check_targets(target, n_classes, ignore_index):
         raise IndexError(f"Target {target[bad]} is out of bounds.")
 
 
+@functools.lru_cache(maxsize=256)
+def _target_check(n_classes, ignore_index):
+    """`check_targets` for one class count and ignore_index, as one object per pair: a fused
+    step's forward and backward rules add it once."""
+    return lambda target: check_targets(target, n_classes, ignore_index)
+
+
 def _class_weight(weight, n_classes, dtype):
     return _ones(n_classes, dtype) if weight is None else weight.astype(dtype, copy=False)
 
@@ -321,14 +327,17 @@ def _class_weight(weight, n_classes, dtype):
 def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     if reduction not in REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
-    if logp.ndim != 2 or target.ndim != 1:
-        raise ValueError(f"nll_loss: expected a 2-D input and 1-D target, got {logp.ndim}-D and "
-                         f"{target.ndim}-D")
-    if logp.shape[0] != target.shape[0]:
-        raise ValueError(f"Expected input batch_size ({logp.shape[0]}) to match target "
-                         f"batch_size ({target.shape[0]}).")
+    if logp.ndim != 2:
+        raise ValueError(f"nll_loss: expected a 2-D input, got {logp.ndim}-D")
+    if target.ndim > 1:
+        raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
     if target.dtype.kind not in "iu":
-        raise RuntimeError(f"expected scalar type Long but found {target.dtype}")
+        raise RuntimeError(f"expected target dtype to be Long or Byte, but got "
+                           f"{TORCH_TYPE_NAMES.get(target.dtype.name, target.dtype.name)}")
+    # NOTE: a 0-d target has batch size 0 in PyTorch's message.
+    if target.ndim != 1 or logp.shape[0] != target.shape[0]:
+        raise ValueError(f"Expected input batch_size ({logp.shape[0]}) to match target "
+                         f"batch_size ({target.shape[0] if target.ndim else 0}).")
     if weight is not None and weight.shape != (logp.shape[1],):
         raise RuntimeError(f"weight tensor should be defined either for all {logp.shape[1]} "
                            f"classes or no classes but got weight tensor of shape: "
@@ -337,7 +346,9 @@ def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
 
 
 def _nll_check(logp, target, weight=None, ignore_index=-100, reduction="mean"):
-    check_targets(target, logp.shape[1], ignore_index)
+    # NOTE: deferral runs this before the shape rule, which refuses the other targets.
+    if target.ndim == 1 and target.dtype.kind in "iu" and logp.ndim == 2:
+        check_targets(target, logp.shape[1], ignore_index)
 
 
 def _nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -360,6 +371,7 @@ def _nll_vjp(node, g):
     shape = node.input_meta[0][0]
     weight = _class_weight(node.params["weight"], shape[1], g.dtype)
     ignore_index, reduction = node.params["ignore_index"], node.params["reduction"]
+    check_targets(target, shape[1], ignore_index)  # see the module's NOTE
     scale = 1.0
     if reduction == "mean":
         total_weight = nll_total_weight(target, weight, ignore_index)
@@ -389,22 +401,37 @@ def embedding_backward_kernel(g, indices, padding_idx, grad_weight):
             grad_weight[row, :] += g[i, :]
 
 
+# How PyTorch names a tensor's type in embedding's message about the indices.
+_INDEX_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
+                     "bool": "CPUBoolType"}
+
+
 def _embedding_infer(weight, indices, padding_idx=-1):
     if indices.dtype.kind not in "iu":
         raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following "
-                           f"scalar types: Long, Int; but got {indices.dtype} instead")
+                           f"scalar types: Long, Int; but got {_INDEX_TYPE_NAMES[indices.dtype.name]} "
+                           "instead (while checking arguments for embedding)")
     if weight.ndim != 2:
         raise RuntimeError("'weight' must be 2-D")
     return indices.shape + weight.shape[1:], weight.dtype
 
 
+def _check_embedding_indices(flat, num_embeddings):
+    """PyTorch's errors for indices outside [0, num_embeddings) (padding_idx rows are read too)."""
+    if not flat.size:
+        return
+    if num_embeddings == 0:
+        raise RuntimeError("index_select(): self indexing axis dim should be positive")
+    # NOTE: the scan's "ignored" value is 0, an index that is valid whenever the table has
+    # rows, so it excuses nothing.
+    if first_out_of_range(flat, num_embeddings, 0) >= 0:
+        raise IndexError("index out of range in self")
+
+
 def _embedding_forward(weight, indices, padding_idx=-1):
     shape, dtype = _embedding_infer(weight, indices, padding_idx)
     flat = flat_contiguous(indices)
-    # Every index must be in range (padding_idx rows are read too). NOTE: the scan's "ignored"
-    # value is 0, an index that is valid whenever the table has rows, so it excuses nothing.
-    if flat.size and (weight.shape[0] == 0 or first_out_of_range(flat, weight.shape[0], 0) >= 0):
-        raise IndexError("index out of range in self")
+    _check_embedding_indices(flat, weight.shape[0])
     out = np.empty((flat.shape[0], weight.shape[1]), dtype)
     embedding_kernel(weight, flat, out)
     return out.reshape(shape)
@@ -413,9 +440,12 @@ def _embedding_forward(weight, indices, padding_idx=-1):
 def _embedding_vjp(node, g):
     (indices,) = node.saved
     weight_shape = node.input_meta[0][0]
+    flat = flat_contiguous(indices)
+    # NOTE: PyTorch's backward skips indices that went out of range since forward; an error
+    # is better than a gradient that silently lacks them.
+    _check_embedding_indices(flat, weight_shape[0])  # see the module's NOTE
     grad = np.empty(weight_shape, g.dtype)
-    embedding_backward_kernel(np.ascontiguousarray(g).reshape(-1, weight_shape[1]),
-                              flat_contiguous(indices),
+    embedding_backward_kernel(np.ascontiguousarray(g).reshape(-1, weight_shape[1]), flat,
                               node.params["padding_idx"], grad)
     return grad, None
 
@@ -444,8 +474,6 @@ class _LinearFusion:
         """np.dot into the output buffer, then the bias as an elementwise loop: an activation
         that follows joins that loop, so bias and activation form one epilogue."""
         x, weight, bias = (em.ref(a) for a in arrays)
-        if not out.size:
-            raise Unfusable("linear on an empty batch")
         result = em.out(out)
         em.blas()
         em.emit(f"np.dot({x}, {weight}.T, {result})")
@@ -454,8 +482,6 @@ class _LinearFusion:
 
     def vjp(self, em, node, g, raw):
         x, weight = node.saved
-        if not g.size or not x.shape[1]:
-            raise Unfusable("linear backward on empty arrays")
         grads = [em.out(r) if r is not None else _dummy(em, n, g.dtype)
                  for r, n in zip(raw, (2, 2, 1))]
         needs = ", ".join(em.scalar(r is not None) for r in raw)
@@ -535,9 +561,8 @@ class _NllFusion:
         logp, target = arrays
         weight = self._weight(em, params, logp.shape[1], logp.dtype)
         target_name = em.ref(target)
-        # Targets change every call: they are range-checked in Python before each call.
         classes, ignore = logp.shape[1], params["ignore_index"]
-        em.precondition(lambda t: check_targets(t, classes, ignore), target_name)
+        self._check_before_call(em, target_name, classes, ignore)
         total, total_weight = em._new("total"), em._new("weight")
         em.emit(f"{total}, {total_weight} = {em.kernel(nll_forward_kernel)}({em.ref(logp)}, "
                 f"{target_name}, {weight}, {em.scalar(ignore)}, {_dummy(em, 1, logp.dtype)}, "
@@ -545,10 +570,19 @@ class _NllFusion:
         value = f"{total} / {total_weight}" if params["reduction"] == "mean" else total
         em.emit(f"{em.out(out)}.reshape(1)[0] = {value}")
 
+    @staticmethod
+    def _check_before_call(em, target_name, classes, ignore):
+        """Targets change every call: they are range-checked in Python before each call (once
+        for the forward and the backward rule of one call of nll_loss)."""
+        check = (_target_check(classes, ignore), target_name)
+        if check not in em.preconditions:
+            em.precondition(*check)
+
     def vjp(self, em, node, g, raw):
         (target,) = node.saved
         shape = node.input_meta[0][0]
         weight = self._weight(em, node.params, shape[1], g.dtype)
+        self._check_before_call(em, em.ref(target), shape[1], node.params["ignore_index"])
         ignore = em.scalar(node.params["ignore_index"])
         scale = em._new("scale")
         if node.params["reduction"] == "mean":

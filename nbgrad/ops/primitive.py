@@ -54,6 +54,10 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+# PyTorch's names of nbgrad's scalar types, as its error messages spell them.
+TORCH_TYPE_NAMES = {"bool": "Bool", "int64": "Long", "float32": "Float", "float64": "Double"}
+
+
 class Unfusable(Exception):
     """A fused rule cannot express this call; `nbgrad.compile` runs the step eagerly."""
 

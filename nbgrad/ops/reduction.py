@@ -12,8 +12,7 @@ import math
 import numpy as np
 
 from .. import _codegen, _threads
-from .._dtype import float32
-from .primitive import Primitive, Unfusable, register
+from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 from . import elementwise
 
 # name: (row arguments, per-row scalar arguments, row outputs, per-row scalar outputs,
@@ -178,13 +177,18 @@ def _contiguous_kernel(kernel, length):
 # ---------------------------------------------------------------------------------------
 # Layout: any set of dims -> an (outer, reduced, inner) view.
 
+class AllDims(tuple):
+    """The dims of a reduction called without a dim: every dim. (PyTorch's errors for an
+    empty input differ from those of the same dims given one by one.)"""
+
+
 def normalize_dims(dim, ndim):
     """`dim` (None, int or sequence) -> sorted tuple of non-negative dims; PyTorch's errors."""
     if dim is None:
-        return tuple(range(ndim))
+        return AllDims(range(ndim))
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     if not dims:
-        return tuple(range(ndim))
+        return AllDims(range(ndim))
     rank = max(ndim, 1)
     result = []
     for d in dims:
@@ -335,6 +339,11 @@ def _count(shape, dims):
     return math.prod([shape[d] for d in dims])
 
 
+def _mean_scale(count):
+    """1 / count; the mean of no elements is 0 * NaN = NaN, as in PyTorch."""
+    return 1.0 / count if count else math.nan
+
+
 def _sum_vjp(node, g):
     return (broadcast_reduced(g, node.params["dims"], node.input_meta[0][0]),)
 
@@ -342,7 +351,7 @@ def _sum_vjp(node, g):
 def _mean_vjp(node, g):
     shape = node.input_meta[0][0]
     dims = node.params["dims"]
-    scale = g.dtype.type(1.0 / max(_count(shape, dims), 1))
+    scale = g.dtype.type(_mean_scale(_count(shape, dims)))
     if g.size == 1:
         # One value (a full mean): NumPy scalar arithmetic, a tenth of a kernel call's cost.
         scaled = np.array(g.reshape(-1)[0] * scale)
@@ -357,12 +366,13 @@ def _check_mean(name, shape, dtype, dims):
 
 
 def _check_extreme(name, shape, dtype, dims):
-    if not shape and not dims:
-        return
-    _require_nonempty(name, shape, dims)
-    if not dims and 0 in shape:
+    if type(dims) is AllDims and 0 in shape:
+        if name.startswith("arg"):
+            raise IndexError(f"{name}(): Expected reduction dim to be specified for "
+                             "input.numel() == 0.")
         raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
                            "Specify the reduction dim with the 'dim' argument.")
+    _require_nonempty(name, shape, dims)
 
 
 def _reduction_vjp(kernel, node, g, *params):
@@ -417,11 +427,15 @@ def _no_params(x, dims):
 def _row_transform(name, grad_fn, kernel, grad_kernel):
     """softmax-like ops: same shape out, each row along `dim` transformed together."""
     def infer(x, dim):
-        return x.shape, x.dtype if x.dtype.kind == "f" else float32.np
+        # PyTorch has no integer kernel; an empty input is returned as it is, unchecked.
+        if x.dtype.kind != "f" and math.prod(x.shape):
+            kernel_name = name + ("_lastdim" if dim == x.ndim - 1 or not x.ndim else "")
+            raise NotImplementedError(f'"{kernel_name}_kernel_impl" not implemented for '
+                                      f"'{TORCH_TYPE_NAMES[x.dtype.name]}'")
+        return x.shape, x.dtype
 
     def forward(x, dim):
-        if x.dtype.kind != "f":
-            x = x.astype(float32.np)
+        infer(x, dim)
         view, out, rows, _ = _rows_like(x, (dim,) if x.ndim else ())
         if out.size:
             run_rows(kernel, (view, rows), ())
@@ -442,7 +456,7 @@ PRIMS = {
     "sum": _reduction("sum", "SumBackward1", _sum_dtype, _kernels.sum,
                       lambda x, dims: (_scale_of(_sum_dtype(x.dtype), 1),), _sum_vjp),
     "mean": _reduction("mean", "MeanBackward1", lambda d: d, _kernels.sum,
-                       lambda x, dims: (np.float64(1.0 / max(_count(x.shape, dims), 1)),),
+                       lambda x, dims: (np.float64(_mean_scale(_count(x.shape, dims))),),
                        _mean_vjp, check=_check_mean),
     "amax": _reduction("amax", "AmaxBackward0", lambda d: d, _kernels.amax, _no_params,
                        _extreme_vjp, save=(0, "out"), check=_check_extreme),
@@ -490,7 +504,7 @@ class _SumFusion:
     def forward(self, em, arrays, params, out):
         (x,) = arrays
         outer, rows, inner = _fused_rows(x.shape, params["dims"])
-        scale = 1.0 / max(rows, 1) if self.mean else 1
+        scale = _mean_scale(rows) if self.mean else 1
         kind = np.float64 if _sum_dtype(x.dtype).kind == "f" else np.int64
         kernel, view = _fused_kernel(_kernels.sum, (outer, rows, inner))
         arguments = (f"({em.ref(x)}.reshape({view!r}), {em.out(out)}.reshape({(outer, inner)!r}),"
@@ -508,7 +522,7 @@ class _SumFusion:
         keep = reduced_shape(shape, dims, True)
         name = em.ref(g)
         if self.mean:
-            scale = em.literal(1.0 / max(_count(shape, dims), 1), g.dtype)
+            scale = em.literal(_mean_scale(_count(shape, dims)), g.dtype)
             em.elementwise("g * s", {"g": (name, keep), "s": scale}, em.out(raw[0]), shape, name)
         else:
             em.elementwise("g", {"g": (name, keep)}, em.out(raw[0]), shape, name)
@@ -524,8 +538,8 @@ class _RowTransformFusion:
 
     def forward(self, em, arrays, params, out):
         (x,) = arrays
-        if x.dtype != out.dtype:
-            raise Unfusable("softmax of an integer tensor")
+        if x.dtype.kind != "f":
+            raise Unfusable("softmax of an (empty) integer tensor")
         kernel, rows = _fused_kernel(self.kernel, self._rows(x.shape, params["dim"]))
         em.emit(f"{em.kernel(kernel)}({em.ref(x)}.reshape({rows!r}), "
                 f"{em.out(out)}.reshape({rows!r}))")
