@@ -155,8 +155,7 @@ class Specialization:
             by_identity.add(id(tensor))
             return writer.bind(tensor, "tensor")
 
-        self._name_of = name_of
-        samples = self._fetch_arguments(writer, tracer, emitter, leaves)
+        samples = self._fetch_arguments(writer, tracer, emitter, leaves, name_of)
         # The kernel's fixed arguments, under the names of its parameters.
         fixed = arenas.arguments()
         if emitter.hyper:
@@ -165,17 +164,18 @@ class Specialization:
         samples.update(fixed)
         self.kernel = compile_kernel(self.source, list(samples.values()), stats)
         buffers = {id(array): arenas.view(name, array.shape) for name, array in emitter.buffers}
-        self._call_kernel(writer, tracer, emitter, buffers, samples)
+        self._call_kernel(writer, tracer, emitter, buffers, samples, name_of)
         traced_buffers = dict(emitter.buffers)
         outputs = [arenas.view(name, traced_buffers[name].shape) for name in returned]
         writer.lines.append(f"return {_result(writer, result_template, outputs)}")
         _check_aliasing(writer, leaves, closure.reachable_tensors(seen), by_identity)
         self.call, self.call_source = writer.function()
-        del self._name_of  # the tensors the namespace binds are all the call function keeps
 
-    def _fetch_arguments(self, writer, tracer, emitter, leaves):
+    @staticmethod
+    def _fetch_arguments(writer, tracer, emitter, leaves, name_of):
         """Checks and fetches for the arguments, the tensors the step reads or updates, and
-        its modules; the kernel's arguments with a sample value of each, in order."""
+        its modules; the kernel's arguments with a sample value of each, in order.
+        `name_of(tensor)`: the call function's expression for a tensor."""
         arguments = {what[1]: name for name, (kind, what, _) in emitter.arguments
                      if kind == "handle" and what[0] == "arg"}
         for index, (kind, shape, dtype, requires_grad, _) in enumerate(leaves):
@@ -191,7 +191,7 @@ class Specialization:
             if handle[0] in ("data", "grad"):
                 watched[id(handle[1])] = handle[1]
         for tensor in watched.values():
-            name = self._name_of(tensor)
+            name = name_of(tensor)
             writer.check(f"{name}._requires_grad is not {tensor._requires_grad}")
             grad_was_none = tracer.touched.get(tensor)
             if grad_was_none is not None:
@@ -206,7 +206,7 @@ class Specialization:
             if what[0] == "const":
                 writer.namespace[name] = what[1]
             elif what[0] != "arg":
-                tensor = self._name_of(what[1])
+                tensor = name_of(what[1])
                 if what[0] == "grad":
                     writer.check(f"{tensor}._grad is None")
                 expression = f"{tensor}._grad._data" if what[0] == "grad" else f"{tensor}._data"
@@ -216,7 +216,7 @@ class Specialization:
             writer.lines.append(f"{writer.bind(function, 'precondition')}({expression})")
         return samples
 
-    def _call_kernel(self, writer, tracer, emitter, buffers, arguments):
+    def _call_kernel(self, writer, tracer, emitter, buffers, arguments, name_of):
         """Lines fetching the optimizers' state and scalars, calling the kernel, and leaving
         .grad and version counters as the eager step would."""
         states = {what: name for name, (kind, what, _) in emitter.arguments if kind == "state"}
@@ -228,7 +228,7 @@ class Specialization:
             writer.namespace.setdefault(fetch, optimizer.update_arguments)
             tensors = [f"{name}_{number}" for name in rule.arrays]
             writer.lines.append(f"{tuple_target(tensors)}, scalars_{number} = "
-                                f"{fetch}({self._name_of(param)}, "
+                                f"{fetch}({name_of(param)}, "
                                 f"{writer.bind(group, 'group')})")
             written = writer.remember(f"written_{number}", tuple(scalars))
             writer.lines += [f"if scalars_{number} != {written}:",
@@ -251,7 +251,7 @@ class Specialization:
                     argument, f"{tensor}._data", data.shape, data.dtype)]
         # After a call, each touched tensor's .grad is what the traced run left there: None,
         # a buffer of this specialization (wrapped once), or its own array updated in place.
-        on_buffers = [(self._name_of(tensor), Tensor._wrap(buffers[id(tensor.grad._data)]))
+        on_buffers = [(name_of(tensor), Tensor._wrap(buffers[id(tensor.grad._data)]))
                       for tensor in tracer.touched
                       if tensor.grad is not None and id(tensor.grad._data) in buffers]
         for index, (tensor, grad) in enumerate(on_buffers):
@@ -262,12 +262,12 @@ class Specialization:
             writer.lines += [f"if getrefcount({grad}) > 2 + ({tensor}._grad is {grad}):",
                              f"    {grad} = copy_kept({grad})"]
         writer.lines.append(writer.call(writer.bind(self.kernel, name="fused_step"), arguments))
-        writer.lines += [f"{self._name_of(tensor)}._grad = None"
+        writer.lines += [f"{name_of(tensor)}._grad = None"
                          for tensor in tracer.touched if tensor.grad is None]
         writer.lines += [f"{tensor}._grad = grad_{index}"
                          for index, (tensor, _) in enumerate(on_buffers)]
         # PyTorch counts an optimizer step as an in-place write to the parameter.
-        writer.lines += [f"{self._name_of(event[3])}._version_counter[0] += 1"
+        writer.lines += [f"{name_of(event[3])}._version_counter[0] += 1"
                          for event in updates]
 
     def __call__(self, fn, leaves, args, kwargs):
