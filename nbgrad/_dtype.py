@@ -91,21 +91,27 @@ def _combine(higher, lower):
     return higher
 
 
-def result_type(*operands):
-    """PyTorch's result_type over NumPy arrays (tensor data) and Python scalars.
+# Operands that are Python-scalar-like ("wrapped numbers" in PyTorch, NumPy scalars too).
+_SCALARS = (bool, int, float, np.number, np.bool_)
 
-    Arrays with dimensions outrank 0-d arrays, which outrank Python scalars; a lower rank
-    only matters when it brings a higher category (int tensor * 2.5 is float32).
+
+def result_type(*operands):
+    """PyTorch's result_type over tensors and Python scalars.
+
+    A tensor operand is anything with `dtype` and `ndim`: a NumPy array (tensor data), or the
+    grad_fn node of a deferred tensor, which stands in for the array to come. Tensors with
+    dimensions outrank 0-d tensors, which outrank Python scalars; a lower rank only matters
+    when it brings a higher category (int tensor * 2.5 is float32).
     """
     dim = zero_dim = wrapped = None
     for x in operands:
-        if isinstance(x, np.ndarray):
+        if isinstance(x, _SCALARS):
+            d = scalar_dtype(x)
+            wrapped = d if wrapped is None else promote_types(wrapped, d)
+        else:
             d = from_numpy_dtype(x.dtype)
             if x.ndim:
                 dim = d if dim is None else promote_types(dim, d)
             else:
                 zero_dim = d if zero_dim is None else promote_types(zero_dim, d)
-        else:
-            d = scalar_dtype(x)
-            wrapped = d if wrapped is None else promote_types(wrapped, d)
     return _combine(dim, _combine(zero_dim, wrapped))

@@ -1,8 +1,10 @@
 """Tensor factories (`tensor`, `zeros`, `randn`, ...) and the global random generator."""
+import math
+
 import numpy as np
 
 from . import _dtype, _tracing
-from .tensor import Tensor, resolve_dtype
+from .tensor import Tensor, resolve_dtype, checked_shape, allocate
 
 _generator = np.random.default_rng()
 
@@ -76,15 +78,13 @@ def from_numpy(array):
 def _size(size):
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = size[0]
-    for s in size:
-        if int(s) < 0:
-            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
-    return tuple(int(s) for s in size)
+    return checked_shape(size)
 
 
 def _filled(fill, size, dtype, requires_grad):
     dtype = resolve_dtype(dtype) or _dtype.float32
-    return _make(fill(_size(size), dtype.np), None, requires_grad)
+    shape = _size(size)
+    return _make(allocate(lambda: fill(shape, dtype.np), shape, dtype.np), None, requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
@@ -107,7 +107,12 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
     dtype = resolve_dtype(dtype) or _dtype.float32
-    return _make(np.eye(n, n if m is None else m, dtype=dtype.np), None, requires_grad)
+    m = n if m is None else m
+    for name, value in (("n", n), ("m", m)):
+        if value < 0:
+            raise RuntimeError(f"{name} must be greater or equal to 0, got {value}")
+    return _make(allocate(lambda: np.eye(n, m, dtype=dtype.np), (n, m), dtype.np), None,
+                 requires_grad)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
@@ -115,16 +120,23 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         start, end = 0, start
     if step == 0:
         raise RuntimeError("step must be nonzero")
+    if (end - start) * step < 0:
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     values = (start, end, step)
     default = _dtype.int64 if all(isinstance(v, (int, np.integer)) for v in values) else _dtype.float32
     dtype = resolve_dtype(dtype) or default
-    return _make(np.arange(start, end, step, dtype=np.float64 if dtype.is_floating_point else None),
+    work = np.float64 if dtype.is_floating_point else np.int64
+    shape = (math.ceil((end - start) / step),)
+    return _make(allocate(lambda: np.arange(start, end, step, dtype=work), shape, work),
                  dtype, requires_grad)
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
     dtype = resolve_dtype(dtype) or _dtype.float32
-    return _make(np.linspace(start, end, steps), dtype, requires_grad)
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    return _make(allocate(lambda: np.linspace(start, end, steps), (steps,), np.float64), dtype,
+                 requires_grad)
 
 
 def _random_break():
@@ -134,13 +146,18 @@ def _random_break():
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
-    return _make((generator or _generator).random(_size(size)), dtype, requires_grad)
+    shape = _size(size)
+    # NOTE: NumPy draws float64 (then cast): seeded streams stay what they have been.
+    return _make(allocate(lambda: (generator or _generator).random(shape), shape, np.float64),
+                 dtype, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
-    return _make((generator or _generator).standard_normal(_size(size)), dtype, requires_grad)
+    shape = _size(size)
+    return _make(allocate(lambda: (generator or _generator).standard_normal(shape), shape,
+                          np.float64), dtype, requires_grad)
 
 
 def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False,
@@ -151,12 +168,16 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
         low, high = 0, low
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.int64
-    return _make((generator or _generator).integers(low, high, _size((size,))), dtype, requires_grad)
+    shape = _size((size,))
+    return _make(allocate(lambda: (generator or _generator).integers(low, high, shape), shape,
+                          np.int64), dtype, requires_grad)
 
 
 def randperm(n, *, dtype=None, device=None, requires_grad=False, generator=None):
     dtype = resolve_dtype(dtype) or _dtype.int64
-    return _make((generator or _generator).permutation(n), dtype, requires_grad)
+    shape = checked_shape((n,))
+    return _make(allocate(lambda: (generator or _generator).permutation(n), shape, np.int64),
+                 dtype, requires_grad)
 
 
 def _like(factory):

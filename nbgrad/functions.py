@@ -30,14 +30,23 @@ def _binary(name, a, b, grad_fn_name=None):
             # The common case (x * 2.0) skips the general promotion rules.
             b = as_tensor_arg(b, np_dtype)
         elif isinstance(b, (int, float, bool, np.number, np.bool_)):
-            b = as_tensor_arg(b, result_dtype(a, b).np)
+            b = _constant(b, a)
         else:
             b = _from_other(b)
             if b is NotImplemented:
                 return NotImplemented
     elif not isinstance(a, Tensor):
-        a = as_tensor_arg(a, result_dtype(a, b).np)
+        a = _constant(a, b)
     return dispatch(P[name], (a, b), grad_fn_name=grad_fn_name)
+
+
+def _constant(scalar, tensor):
+    """A Python scalar operand of `tensor` as a 0-d constant of the result dtype; a bool
+    stays bool (bool is the lowest category: the result is the same), so that rows which
+    refuse bool operands (`int_tensor - True`) see it."""
+    if isinstance(scalar, (bool, np.bool_)):
+        return as_tensor_arg(scalar, np.bool_)
+    return as_tensor_arg(scalar, result_dtype(tensor, scalar).np)
 
 
 def _from_other(value):
@@ -488,16 +497,26 @@ def clone(input, *, memory_format=None):
     return dispatch(P["to_copy"], (input,), {"dtype": input._data.dtype}, grad_fn_name="CloneBackward0")
 
 
+def _legacy_empty(x):
+    return x.ndim == 1 and x.numel() == 0
+
+
 def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
-    # PyTorch skips 1-D empty tensors in cat (a legacy rule kept for compatibility).
-    kept = [x for x in tensors if not (x.ndim == 1 and x.numel() == 0)] or tensors[:1]
-    if any(x.ndim == 0 for x in kept):
-        raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
-    d = _check_dim(dim, kept[0].ndim)
-    return dispatch(P["concat"], tuple(kept), {"dim": d, "stack": False})
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
+    for i, x in enumerate(tensors):
+        if x.ndim == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
+    # PyTorch lets 1-D empty tensors join tensors of any shape (a legacy rule kept for
+    # compatibility), and still gives them their empty gradient: each joins as an empty
+    # block of the others' shape, so it stays in the graph.
+    shaped = next((x for x in tensors if not _legacy_empty(x)), tensors[0])
+    d = _check_dim(dim, shaped.ndim)
+    empty_block = shaped.shape[:d] + (0,) + shaped.shape[d + 1:]
+    blocks = tuple(reshape(x, empty_block) if _legacy_empty(x) and x.shape != empty_block else x
+                   for x in tensors)
+    return dispatch(P["concat"], blocks, {"dim": d, "stack": False})
 
 
 concat = concatenate = cat

@@ -4,6 +4,7 @@ Operators and methods that compute something are attached in `nbgrad.functions`;
 module holds the object itself, how a primitive call becomes a recorded graph node
 (`dispatch`), and PyTorch's repr.
 """
+import math
 import weakref
 from threading import get_ident
 
@@ -48,7 +49,8 @@ class Tensor:
     def __init__(self, *args):
         """`Tensor(data)` copies data as float32; `Tensor(2, 3)` is an uninitialized 2x3."""
         if all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args) and args:
-            data = np.empty(args, np.float32)
+            shape = checked_shape(args)
+            data = allocate(lambda: np.empty(shape, np.float32), shape, np.float32)
         elif len(args) == 1:
             source = args[0]._data if isinstance(args[0], Tensor) else args[0]
             data = np.array(source, dtype=np.float32)
@@ -327,6 +329,38 @@ def _set(tensor, array, requires_grad):
 _SUPPORTED = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)}
 
 
+def checked_shape(size):
+    """Sizes as a shape, with PyTorch's error for a negative one."""
+    shape = tuple(int(s) for s in size)
+    for s in shape:
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: "
+                               f"{list(shape)}")
+    return shape
+
+
+_MAX_BYTES = 2 ** 63 - 1
+
+
+def allocate(make, shape, np_dtype):
+    """`make()`, which allocates an array of `shape` and `np_dtype`, with PyTorch's errors
+    (RuntimeError) where NumPy raises ValueError or MemoryError: sizes whose byte count
+    overflows, and memory that cannot be had."""
+    if math.prod(shape) * np.dtype(np_dtype).itemsize > _MAX_BYTES:
+        raise RuntimeError(f"Storage size calculation overflowed with sizes={list(shape)}")
+    try:
+        return make()
+    except MemoryError:
+        raise cannot_allocate(shape, np_dtype) from None
+
+
+def cannot_allocate(shape, np_dtype):
+    """PyTorch's error (a RuntimeError, where NumPy raises MemoryError) for an array of
+    `shape` and `np_dtype` that does not fit in memory."""
+    return RuntimeError(f"DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                        f"{math.prod(shape) * np.dtype(np_dtype).itemsize} bytes.")
+
+
 def _check_dim(dim, ndim):
     rank = max(ndim, 1)
     if not -rank <= dim < rank:
@@ -347,16 +381,23 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
                     return result
                 break
     arrays = [t._data for t in inputs]
-    out = prim.forward(*arrays, **params)
+    try:
+        out = prim.forward(*arrays, **params)
+    except MemoryError:
+        shape, dtype = prim.infer(*arrays, **params)
+        raise cannot_allocate(shape, dtype) from None
     result = new_tensor(out)
     if prim.view:
         result._version_counter = inputs[0]._version_counter
     if _grad_state.enabled and prim.vjp is not None:
         for tensor in inputs:
             if tensor._requires_grad:
-                result.grad_fn = engine.record(prim, inputs, arrays, out, result, params,
-                                               grad_fn_name)
-                result._requires_grad = True
+                # As PyTorch: an integer or bool result (x.long(), x.bool()) never requires
+                # grad, whatever its inputs; the gradient stops there.
+                if out.dtype.kind == "f":
+                    result.grad_fn = engine.record(prim, inputs, arrays, out, result, params,
+                                                   grad_fn_name)
+                    result._requires_grad = True
                 break
     if _tracing.current is not None:
         _tracing.current.op(prim, inputs, arrays, params, out)
@@ -393,15 +434,8 @@ def as_tensor_arg(value, np_dtype):
 
 
 def result_dtype(*operands):
-    return _dtype.result_type(*(_dtype_stand_in(x) if isinstance(x, Tensor) else x
-                                for x in operands))
-
-
-def _dtype_stand_in(tensor):
-    """What result_type reads of a tensor (dtype and whether it is 0-d), without running a
-    deferred forward."""
-    meta = _meta(tensor)
-    return meta if isinstance(meta, np.ndarray) else np.empty((0,) * meta.ndim, meta.dtype)
+    # NOTE: a deferred tensor's _meta is its node, which result_type reads as the array to come.
+    return _dtype.result_type(*(_meta(x) if isinstance(x, Tensor) else x for x in operands))
 
 
 def resolve_dtype(dtype):

@@ -106,7 +106,9 @@ def defer(prim, inputs, params, grad_fn_name):
         prim.check(*metas, **params)
     shape, dtype = prim.infer(*metas, **params)
     shape = tuple(shape)
-    if math.prod(shape) >= MAX_SIZE:
+    # An integer or bool result needs no gradient (dispatch records no node for it), and a
+    # tensor defers only with a node: it runs at once.
+    if math.prod(shape) >= MAX_SIZE or dtype.kind != "f":
         return None
     if len(tape.nodes) >= MAX_TAPE:
         realize_all()

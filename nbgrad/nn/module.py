@@ -203,9 +203,10 @@ class Module:
         return destination
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        """Copy values (nbgrad tensors, NumPy arrays, anything `np.asarray` takes) into the
-        module's parameters and buffers in place. With `strict`, missing and unexpected keys
-        are errors; a wrong shape is always one. Returns (missing_keys, unexpected_keys)."""
+        """Copy values (nbgrad tensors or NumPy arrays) into the module's parameters and
+        buffers in place. With `strict`, missing and unexpected keys are errors; a wrong shape
+        or a value of another type (a list, a float: PyTorch refuses them too) is always one.
+        Returns (missing_keys, unexpected_keys)."""
         own = OrderedDict(self._state_items())
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
@@ -215,7 +216,15 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            array = value._data if isinstance(value, Tensor) else np.asarray(value)
+            if isinstance(value, Tensor):
+                array = value._data
+            elif isinstance(value, np.ndarray):
+                array = value
+            else:
+                errors.append(f'While copying the parameter named "{key}", expected nbgrad.Tensor '
+                              f"or Tensor-like object (a NumPy array) from checkpoint but "
+                              f"received {type(value)}")
+                continue
             if array.shape != target._data.shape:
                 errors.append(f"size mismatch for {key}: copying a param with shape "
                               f"{_size_repr(array.shape)} from checkpoint, the shape in current "

@@ -24,7 +24,7 @@ class Elementwise:
     """A row of the elementwise table (before it becomes a `Primitive`)."""
 
     def __init__(self, name, grad_fn, inputs, expr, grads=None, result="same", params=(),
-                 promote=None):
+                 promote=None, bool_errors=None):
         self.name = name
         self.grad_fn = grad_fn
         self.inputs = inputs
@@ -36,6 +36,9 @@ class Elementwise:
         self.params = params
         # Positions of inputs that take part in type promotion (where's condition does not).
         self.promote = tuple(range(len(inputs))) if promote is None else promote
+        # PyTorch refuses some ops on bool tensors: (message when every input is bool,
+        # message when one is), raised as RuntimeError before any kernel runs.
+        self.bool_errors = bool_errors
 
 
 def _sign(x):
@@ -44,17 +47,27 @@ def _sign(x):
 
 _CLAMPED = "(lo if a < lo else a)"
 
+_BOOL_SUBTRACTION = (
+    "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+    "`logical_xor()` operator instead.",
+    "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to "
+    "invert a mask, use the `~` or `logical_not()` operator instead.")
+_BOOL_NEGATION = ("Negation, the `-` operator, on a bool tensor is not supported. If you are "
+                  "trying to invert a mask, use the `~` or `logical_not()` operator instead.",) * 2
+
 TABLE = [
     Elementwise("add", "AddBackward0", ("a", "b"), "a + b", {"a": "g", "b": "g"}),
-    Elementwise("sub", "SubBackward0", ("a", "b"), "a - b", {"a": "g", "b": "-g"}),
-    Elementwise("rsub", "RsubBackward1", ("a", "b"), "b - a", {"a": "-g", "b": "g"}),
+    Elementwise("sub", "SubBackward0", ("a", "b"), "a - b", {"a": "g", "b": "-g"},
+                bool_errors=_BOOL_SUBTRACTION),
+    Elementwise("rsub", "RsubBackward1", ("a", "b"), "b - a", {"a": "-g", "b": "g"},
+                bool_errors=_BOOL_SUBTRACTION),
     Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"}),
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
                 {"a": "g / b", "b": "-g * a / (b * b)"}, result="float"),
     Elementwise("pow", "PowBackward0", ("a", "b"), "a ** b",
                 {"a": "0.0 if b == 0.0 else g * b * a ** (b - 1.0)",
                  "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"}),
-    Elementwise("neg", "NegBackward0", ("a",), "-a", {"a": "-g"}),
+    Elementwise("neg", "NegBackward0", ("a",), "-a", {"a": "-g"}, bool_errors=_BOOL_NEGATION),
     Elementwise("reciprocal", "ReciprocalBackward0", ("a",), "1.0 / a", {"a": "-g * out * out"},
                 result="float"),
     Elementwise("exp", "ExpBackward0", ("a",), "exp(a)", {"a": "g * out"}, result="float"),
@@ -286,6 +299,8 @@ def scalar_param(value, np_dtype):
 
 def _result_dtype(row, arrays, params):
     promoted = [arrays[i] for i in row.promote]
+    if row.bool_errors is not None:
+        _refuse_bool(row, promoted)
     compute = promoted[0].dtype
     if any(a.dtype != compute for a in promoted):
         compute = result_type(*promoted).np
@@ -296,6 +311,12 @@ def _result_dtype(row, arrays, params):
     if row.result == "bool":
         return compute, np.dtype(np.bool_)
     return compute, params["dtype"]
+
+
+def _refuse_bool(row, arrays):
+    bools = sum(a.dtype == np.bool_ for a in arrays)
+    if bools:
+        raise RuntimeError(row.bool_errors[0 if bools == len(arrays) else 1])
 
 
 FORWARD = {row.name: KernelPair(row.name, row.inputs) for row in TABLE}
@@ -311,10 +332,12 @@ def _make_primitive(row):
                     for wrt, grad in row.grads.items()}
 
     # The result dtype of a call whose inputs all have one dtype that needs no cast (the
-    # common case), so such calls skip the promotion rules.
+    # common case), so such calls skip the promotion rules. (Bool inputs of a row that
+    # refuses them take the slow path, which raises.)
     plain_results = {}
     if len(row.promote) == len(row.inputs) and row.result != "param":
-        for dtype in map(np.dtype, (np.float32, np.float64, np.int64, np.bool_)):
+        dtypes = (np.float32, np.float64, np.int64) + ((np.bool_,) if row.bool_errors is None else ())
+        for dtype in map(np.dtype, dtypes):
             compute, result = _result_dtype(row, [np.empty(0, dtype)] * len(row.inputs), {})
             if compute == dtype:
                 plain_results[dtype] = result

@@ -1,0 +1,384 @@
+"""Dtypes against PyTorch.
+
+- Type promotion: every pair of bool, int64, float32 and float64 operands (0-d and n-d) and
+  Python bool/int/float scalars, through add/sub/mul/div/maximum/where/comparisons, with
+  deferral off, deferred from a leaf that requires grad, and deferred from operands that
+  are themselves deferred results; dtype (before the value is read), value and `.grad`.
+- Casts to integer or bool stop the gradient; no op with an integer or bool result
+  requires grad.
+- PyTorch's errors: `-` on bool tensors, `cat([])`, sizes that cannot be allocated,
+  load_state_dict values that are not tensors.
+- A 1-D empty tensor that `cat` skips still gets its empty `.grad`.
+"""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from nbgrad.autograd import deferred
+
+from conftest import assert_close, dtype_name, grad_fn_name
+
+MODES = ("immediate", "deferred_leaf", "deferred_chain")
+
+
+@pytest.fixture
+def mode(request, monkeypatch):
+    """The eager mode a test runs in (parametrize `mode` indirectly)."""
+    monkeypatch.setattr(deferred, "enabled", request.param != "immediate")
+    monkeypatch.setattr(deferred, "_graphs", {})
+    return request.param
+
+
+def lib_dtype(L, name):
+    return {"bool": L.bool, "int64": L.int64, "float32": L.float32, "float64": L.float64}[name]
+
+
+# name -> value: a tensor (its dtype name and NumPy value) or a Python scalar. The values
+# have ties between float32 and float64 (maximum splits the gradient) and a False divisor.
+_ND = {"bool": [True, False, True], "int64": [2, -3, 1], "float32": [1.5, -2.0, 3.0],
+       "float64": [1.5, -2.0, 3.0]}
+_0D = {"bool": True, "int64": -3, "float32": 2.0, "float64": -1.5}
+TENSORS = {f"{dtype}_{rank}": (dtype, np.array(values[dtype]))
+           for rank, values in (("nd", _ND), ("0d", _0D)) for dtype in values}
+SCALARS = {"py_bool": True, "py_int": -3, "py_float": 2.5}
+OPERANDS = list(TENSORS) + list(SCALARS)
+
+
+class Operands:
+    """The operands of one case in library `L`: leaves (which get gradients) and what the op
+    is given (the leaf, or in deferred_chain mode a deferred `leaf * 1.0`)."""
+
+    def __init__(self, L, mode):
+        self.L, self.mode, self.leaves = L, mode, []
+
+    def __call__(self, name):
+        if name in SCALARS:
+            return SCALARS[name]
+        dtype, value = TENSORS[name]
+        floating = dtype.startswith("float")
+        leaf = self.L.tensor(value, dtype=lib_dtype(self.L, dtype), requires_grad=floating)
+        self.leaves.append(leaf)
+        if self.mode == "deferred_chain" and floating:
+            operand = leaf * 1.0
+            if self.L is nbgrad:
+                assert deferred.is_deferred(operand)
+            return operand
+        return leaf
+
+
+def _condition(L):
+    return L.tensor([True, False, False])
+
+
+BINARY = {
+    "add": lambda L, a, b: a + b,
+    "sub": lambda L, a, b: a - b,
+    "mul": lambda L, a, b: a * b,
+    "div": lambda L, a, b: a / b,
+    "maximum": lambda L, a, b: L.maximum(a, b),
+    "where": lambda L, a, b: L.where(_condition(L), a, b),
+    "lt": lambda L, a, b: a < b,
+    "eq": lambda L, a, b: a == b,
+    "ge": lambda L, a, b: a >= b,
+}
+
+
+def _valid(op, a, b):
+    if op == "maximum":  # torch.maximum takes tensors only
+        return a in TENSORS and b in TENSORS
+    return op == "where" or a in TENSORS or b in TENSORS
+
+
+PROMOTION_CASES = [(op, a, b) for op in BINARY for a, b in itertools.product(OPERANDS, repeat=2)
+                   if _valid(op, a, b)]
+
+
+def run_case(L, mode, fn):
+    """(result or the exception raised, leaves, dtype read before the value, [grads])."""
+    operands = Operands(L, mode)
+    try:
+        result = fn(L, operands)
+    except Exception as error:  # noqa: BLE001 (the reference decides what must be raised)
+        return error, operands.leaves, None
+    # Read before anything realizes a deferred result: the dtype its shape rule promised.
+    dtype = dtype_name(result.dtype)
+    if result.requires_grad:
+        result.sum().backward()
+    return result, operands.leaves, dtype
+
+
+def compare(fn, mode):
+    expected, torch_leaves, torch_dtype = run_case(torch, mode, fn)
+    actual, leaves, dtype = run_case(nbgrad, mode, fn)
+    if isinstance(expected, Exception):
+        assert type(actual) is type(expected), (actual, expected)
+        assert str(actual) == str(expected)
+        return
+    if isinstance(actual, Exception):
+        raise actual
+    assert dtype == torch_dtype
+    assert actual.requires_grad == expected.requires_grad
+    assert grad_fn_name(actual) == grad_fn_name(expected)
+    assert_close(actual, expected)
+    for leaf, torch_leaf in zip(leaves, torch_leaves):
+        assert (leaf.grad is None) == (torch_leaf.grad is None)
+        if torch_leaf.grad is not None:
+            assert_close(leaf.grad, torch_leaf.grad)
+
+
+@pytest.mark.parametrize("mode", MODES, indirect=True)
+@pytest.mark.parametrize("op, a, b", PROMOTION_CASES)
+def test_promotion_table(op, a, b, mode):
+    compare(lambda L, operand: BINARY[op](L, operand(a), operand(b)), mode)
+
+
+def test_deferred_float64_times_scalar_plus_float32_is_float64():
+    """The issue's reproducer: a deferred operand is a tensor in promotion, not a scalar."""
+    results = {}
+    for L in (torch, nbgrad):
+        a = L.ones(3, dtype=L.float64, requires_grad=True)
+        c = (a * 2) + L.ones(3)
+        assert dtype_name(c.dtype) == "float64"
+        c.sum().backward()
+        results[L] = c, a.grad
+    for actual, expected in zip(results[nbgrad], results[torch]):
+        assert_close(actual, expected)
+
+
+FLOAT_LEAVES = [name for name in TENSORS if name.startswith("float")]
+
+
+@pytest.mark.parametrize("mode", ("immediate", "deferred_leaf"), indirect=True)
+@pytest.mark.parametrize("first, second, third",
+                         list(itertools.product(FLOAT_LEAVES, OPERANDS, OPERANDS)))
+def test_chained_promotion(first, second, third, mode):
+    """A deferred result (of mixed dtypes) feeds the next op, and that result the next."""
+    def fn(L, operand):
+        product = operand(first) * operand(second)
+        return L.where(_condition(L), product + operand(third), product / 4)
+    compare(fn, mode)
+
+
+# --- casts to integer and bool ---------------------------------------------------------------
+
+CASTS = {
+    "long": lambda L, x: x.long(),
+    "bool": lambda L, x: x.bool(),
+    "to_int64": lambda L, x: x.to(L.int64),
+    "to_bool": lambda L, x: x.to(L.bool),
+    "to_dtype_keyword": lambda L, x: x.to(dtype=L.int64),
+    "type_dtype": lambda L, x: x.type(L.int64),
+    "type_string": lambda L, x: x.type("torch.LongTensor"),
+    "type_bool_string": lambda L, x: x.type("torch.BoolTensor"),
+    # Float casts keep the gradient.
+    "double": lambda L, x: x.double(),
+    "to_float64": lambda L, x: x.to(L.float64),
+    "double_float": lambda L, x: x.double().float(),
+    # Other ops with an integer or bool result.
+    "argmax": lambda L, x: x.argmax(),
+    "argmin_dim": lambda L, x: x.argmin(0),
+    "max_dim_indices": lambda L, x: x.max(0).indices,
+    "gt": lambda L, x: x > 0,
+    "logical_not": lambda L, x: L.logical_not(x),
+    "long_times_two": lambda L, x: x.long() * 2,
+    "long_sum": lambda L, x: x.long().sum(),
+    "long_plus_x": lambda L, x: x.long() + x,
+    "bool_and": lambda L, x: (x > 0) & x.bool(),
+    "where_long": lambda L, x: L.where(x > 0, x.long(), 3),
+    "where_float": lambda L, x: L.where(x > 0, x, 3),
+    "cat_long": lambda L, x: L.cat([x.long(), x.long()]),
+    "clone_long": lambda L, x: x.long().clone(),
+    "index_long": lambda L, x: x.long().reshape(-1)[1:],
+}
+
+
+@pytest.mark.parametrize("mode", MODES, indirect=True)
+@pytest.mark.parametrize("cast", CASTS)
+def test_integer_and_bool_results_do_not_require_grad(cast, mode):
+    def fn(L, operand):
+        return CASTS[cast](L, operand("float32_nd"))
+    compare(fn, mode)
+    compare(lambda L, operand: CASTS[cast](L, operand("float64_0d")), mode)
+
+
+@pytest.mark.parametrize("mode", MODES, indirect=True)
+def test_gradient_stops_at_an_integer_cast(mode):
+    """The issue's reproducer: (x.long().float() * 2.0 + x).sum() has gradient 1."""
+    compare(lambda L, operand: (operand("float32_nd").long().float() * 2.0
+                                + operand("float32_nd")), mode)
+    grads = {}
+    for L in (torch, nbgrad):
+        x = L.tensor([1.5, -2.0, 3.0], requires_grad=True)
+        (x.long().float() * 2.0 + x.bool() * x + x).sum().backward()
+        grads[L] = x.grad
+    assert_close(grads[nbgrad], grads[torch])
+
+
+def test_integer_cast_inside_a_fused_training_loop(monkeypatch):
+    """The loop that eager mode fuses after FUSE_AFTER runs keeps the gradient at 1."""
+    monkeypatch.setattr(deferred, "enabled", True)
+    monkeypatch.setattr(deferred, "_graphs", {})
+    x = nbgrad.tensor([1.5, -2.0, 3.0], requires_grad=True)
+    t = torch.tensor([1.5, -2.0, 3.0], requires_grad=True)
+    (t.long().float() * 2.0 + t * 3.0).sum().backward()
+    for _ in range(deferred.FUSE_AFTER + 4):
+        x.grad = None
+        loss = (x.long().float() * 2.0 + x * 3.0).sum()
+        loss.backward()
+        assert_close(x.grad, t.grad)
+
+
+def test_cast_result_cannot_require_grad():
+    for L in (torch, nbgrad):
+        y = L.tensor([1.5], requires_grad=True).long()
+        with pytest.raises(RuntimeError, match="floating point"):
+            y.requires_grad_()
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+BOOL_ERRORS = {
+    "bool_minus_bool": lambda L, b: b - b,
+    "bool_minus_python_bool": lambda L, b: b - True,
+    "python_bool_minus_bool": lambda L, b: True - b,
+    "bool_minus_int": lambda L, b: b - 1,
+    "float_minus_bool": lambda L, b: 1.5 - b,
+    "int_tensor_minus_bool": lambda L, b: L.tensor([1, 2]) - b,
+    "bool_minus_float_tensor": lambda L, b: b - L.ones(2, requires_grad=True),
+    "deferred_minus_bool": lambda L, b: L.ones(2, requires_grad=True) * 2.0 - b,
+    "sub_function": lambda L, b: L.sub(b, b),
+    "sub_in_place": lambda L, b: L.ones(2).sub_(b),
+    "neg": lambda L, b: -b,
+    "neg_function": lambda L, b: L.neg(b),
+    "neg_method": lambda L, b: b.neg(),
+}
+
+
+@pytest.mark.parametrize("mode", ("immediate", "deferred_leaf"), indirect=True)
+@pytest.mark.parametrize("case", BOOL_ERRORS)
+def test_minus_on_bool_raises_torchs_error(case, mode):
+    with pytest.raises(RuntimeError) as expected:
+        BOOL_ERRORS[case](torch, torch.tensor([True, False]))
+    with pytest.raises(RuntimeError) as actual:
+        BOOL_ERRORS[case](nbgrad, nbgrad.tensor([True, False]))
+    assert str(actual.value) == str(expected.value)
+
+
+def test_cat_of_no_tensors_is_a_value_error():
+    for L in (torch, nbgrad):
+        for empty in ([], ()):
+            with pytest.raises(ValueError, match=r"torch.cat\(\): expected a non-empty list"):
+                L.cat(empty)
+
+
+SIZE_ERRORS = {
+    "empty_overflow": lambda L: L.empty(10**12, 10**12),
+    "zeros_overflow": lambda L: L.zeros(2**62),
+    "ones_too_large": lambda L: L.ones(10**6, 10**6),
+    "randn_too_large": lambda L: L.randn(2**31, 2**20),
+    "result_too_large": lambda L: L.ones(10**6, 1) * L.ones(1, 10**6),
+    "grad_result_too_large": lambda L: L.ones(10**6, 1, requires_grad=True) + L.ones(1, 10**6),
+    "matmul_result_too_large": lambda L: L.ones(10**6, 1) @ L.ones(1, 10**6),
+    "empty_negative": lambda L: L.empty(-1),
+    "zeros_negative": lambda L: L.zeros(2, -3),
+    "ones_negative": lambda L: L.ones((-3,)),
+    "full_negative": lambda L: L.full((-1,), 2.0),
+    "rand_negative": lambda L: L.rand(-1),
+    "randn_negative": lambda L: L.randn(2, -1),
+    "randint_negative": lambda L: L.randint(0, 3, (-1,)),
+    "randperm_negative": lambda L: L.randperm(-1),
+    "eye_negative": lambda L: L.eye(-1),
+    "eye_negative_columns": lambda L: L.eye(2, -1),
+    "arange_wrong_direction": lambda L: L.arange(-1),
+    "arange_wrong_step": lambda L: L.arange(0.0, 1.0, -0.5),
+    "linspace_negative": lambda L: L.linspace(0, 1, -1),
+    "Tensor_negative": lambda L: L.Tensor(-1),
+    "Tensor_negative_2d": lambda L: L.Tensor(2, -1),
+}
+
+
+@pytest.mark.parametrize("case", SIZE_ERRORS)
+def test_sizes_that_cannot_be_allocated_raise_runtime_error(case):
+    """RuntimeError as PyTorch (never ValueError or MemoryError); the same message where
+    PyTorch's names the sizes."""
+    with pytest.raises(RuntimeError) as expected:
+        SIZE_ERRORS[case](torch)
+    with pytest.raises(RuntimeError) as actual:
+        SIZE_ERRORS[case](nbgrad)
+    for words in ("Storage size calculation overflowed", "negative dimension", "got -1",
+                  "inconsistent with step sign", "steps must be non-negative"):
+        if words in str(expected.value):
+            assert str(actual.value) == str(expected.value)
+    if "can't allocate memory" in str(expected.value):
+        assert "can't allocate memory: you tried to allocate 4000000000000 bytes" in \
+            str(actual.value) or case == "randn_too_large"
+    # The process goes on.
+    assert nbgrad.ones(2).sum().item() == 2.0
+
+
+@pytest.mark.parametrize("value", [[[1.0, 2.0]], 3.0, (1.0, 2.0)])
+@pytest.mark.parametrize("strict", [True, False])
+def test_load_state_dict_refuses_values_that_are_not_tensors(value, strict):
+    messages = {}
+    for L in (torch, nbgrad):
+        module = L.nn.Linear(2, 1)
+        before = module.weight.detach().clone()
+        with pytest.raises(RuntimeError) as info:
+            module.load_state_dict({"weight": value, "bias": L.tensor([0.5])}, strict=strict)
+        assert L.equal(module.weight.detach(), before)  # nothing was written
+        messages[L] = str(info.value)
+    assert messages[torch].startswith("Error(s) in loading state_dict for Linear:\n\t")
+    torch_line = messages[torch].splitlines()[1]
+    line = messages[nbgrad].splitlines()[1]
+    assert line.startswith('\tWhile copying the parameter named "weight", expected nbgrad.Tensor')
+    assert line.endswith(f"from checkpoint but received {type(value)}")
+    assert torch_line.endswith(f"from checkpoint but received {type(value)}")
+
+
+def test_load_state_dict_takes_tensors_and_arrays():
+    module = nbgrad.nn.Linear(2, 1)
+    module.load_state_dict({"weight": np.array([[1.0, 2.0]]), "bias": nbgrad.tensor([0.5])})
+    assert module.weight.tolist() == [[1.0, 2.0]] and module.bias.tolist() == [0.5]
+
+
+# --- cat with 1-D empty tensors ----------------------------------------------------------------
+
+CATS = {
+    "after_1d": ([(2,), (0,)], 0),
+    "between_2d": ([(2, 2), (0,), (1, 2)], 0),
+    "first_dim_1": ([(0,), (2, 2)], 1),
+    "negative_dim": ([(2, 3), (0,)], -1),
+    "only_empties": ([(0,), (0,)], 0),
+    "empty_float64": ([(2, 2), ("float64", 0)], 0),
+    "twice_the_same": ([(2, 2), (0,), "again"], 1),
+}
+
+
+@pytest.mark.parametrize("mode", MODES, indirect=True)
+@pytest.mark.parametrize("case", CATS)
+def test_cat_gives_a_skipped_empty_tensor_its_empty_grad(case, mode):
+    shapes, dim = CATS[case]
+
+    def fn(L, operand):
+        tensors = []
+        for shape in shapes:
+            if shape == "again":
+                tensors.append(tensors[-1])
+                continue
+            dtype = L.float32
+            if shape[0] == "float64":
+                dtype, shape = L.float64, shape[1:]
+            leaf = L.arange(float(np.prod(shape))).reshape(shape).to(dtype).requires_grad_()
+            operand.leaves.append(leaf)
+            tensors.append(leaf * 1.0 if mode == "deferred_chain" else leaf)
+        return L.cat(tensors, dim) * 2.0
+    compare(fn, mode)
+
+
+def test_cat_of_a_0d_tensor_names_its_position():
+    for L in (torch, nbgrad):
+        with pytest.raises(RuntimeError, match=r"zero-dimensional tensor \(at position 1\)"):
+            L.cat([L.ones(2), L.tensor(1.0)])
