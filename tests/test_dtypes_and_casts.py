@@ -162,6 +162,35 @@ def test_chained_promotion(first, second, third, mode):
     compare(fn, mode)
 
 
+def _mixed_step(L, x, y, z):
+    """Mixed dtypes, an integer cast and a comparison in one training step."""
+    out = ((x.long().float() * 2.0 + x * y + (x > 0)) * 3 + z / 2).sum()
+    out.backward()
+    return out
+
+
+def _mixed_arguments(L):
+    return (L.tensor([1.5, -2.0, 3.0], requires_grad=True),
+            L.tensor(2.0, dtype=L.float64, requires_grad=True),
+            L.tensor([0.5, 1.0, -1.0], dtype=L.float64, requires_grad=True))
+
+
+@pytest.mark.filterwarnings("ignore:nbgrad.compile. running the step eagerly")
+@pytest.mark.parametrize("how", ["deferred_loop", "compile"])
+def test_mixed_dtypes_in_steps_that_fuse(how, monkeypatch):
+    """Past FUSE_AFTER (deferred mode) and in nbgrad.compile called with new tensors."""
+    monkeypatch.setattr(deferred, "enabled", True)
+    monkeypatch.setattr(deferred, "_graphs", {})
+    arguments = _mixed_arguments(torch)
+    expected = _mixed_step(torch, *arguments)
+    step = nbgrad.compile(_mixed_step) if how == "compile" else _mixed_step
+    for _ in range(deferred.FUSE_AFTER + 4):
+        actual_arguments = _mixed_arguments(nbgrad)
+        assert_close(step(nbgrad, *actual_arguments), expected)
+        for actual, reference in zip(actual_arguments, arguments):
+            assert_close(actual.grad, reference.grad)
+
+
 # --- casts to integer and bool ---------------------------------------------------------------
 
 CASTS = {
