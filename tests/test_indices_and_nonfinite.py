@@ -201,15 +201,15 @@ def test_nn_linear_with_in_features_0():
 # 7. No kernel reads an index that was not checked after the last moment it could change.
 # ---------------------------------------------------------------------------------------------
 
-def run_script(body, deferral_on):
-    """Run `body` in a new process with nbgrad, torch and F (nbgrad's) imported; its
-    printed words. A crash (a kernel reading wild memory) fails the check=True run."""
+def run_script(body, deferral=(False, True)):
+    """Run `body` in a new process with nbgrad, torch and F (nbgrad's) imported, once with
+    each `deferral` setting; its printed words. A crash (a kernel reading wild memory) fails
+    the check=True run."""
     prelude = textwrap.dedent(f"""
         import numpy as np, torch
         import nbgrad
         import nbgrad.nn.functional as F
         from nbgrad.autograd import deferred
-        deferred.enabled = {deferral_on}
 
         def outcome(fn):
             try:
@@ -218,7 +218,8 @@ def run_script(body, deferral_on):
             except Exception as error:
                 return type(error).__name__ + ":" + str(error).replace(" ", "_")
     """)
-    return run_python(prelude + textwrap.dedent(body))
+    loop = f"for deferred.enabled in {deferral!r}:\n"
+    return run_python(prelude + loop + textwrap.indent(textwrap.dedent(body), "    "))
 
 
 CROSS_ENTROPY_OPTIONS = ["", "reduction='sum'", "reduction='none'",
@@ -226,8 +227,7 @@ CROSS_ENTROPY_OPTIONS = ["", "reduction='sum'", "reduction='none'",
                          "label_smoothing=0.1"]
 
 
-@pytest.mark.parametrize("deferral_on", [False, True])
-def test_target_changed_out_of_range_after_forward(deferral_on):
+def test_target_changed_out_of_range_after_forward():
     """The item's reproducer, with every option of cross entropy: the target array changes
     (behind nbgrad's back, through from_numpy) between forward and backward. PyTorch's
     backward reads the target again and raises its IndexError (and crashes for
@@ -245,12 +245,11 @@ def test_target_changed_out_of_range_after_forward(deferral_on):
                 x.grad = None
                 eval(f"F.cross_entropy(x, t, {{options}})").sum().backward()
                 print(np.isfinite(x.grad.numpy()).all())
-    """, deferral_on)
-    assert words == ["True"] * (2 * 4 * len(CROSS_ENTROPY_OPTIONS))
+    """)
+    assert words == ["True"] * (2 * 2 * 4 * len(CROSS_ENTROPY_OPTIONS))
 
 
-@pytest.mark.parametrize("deferral_on", [False, True])
-def test_target_changed_within_range_after_forward(deferral_on):
+def test_target_changed_within_range_after_forward():
     """A target changed to another valid class between forward and backward: the gradient
     is PyTorch's, which reads the target as it is at backward. (Not with 'mean' and class
     weights or ignore_index: there PyTorch divides by the forward's total weight, nbgrad by
@@ -271,8 +270,8 @@ def test_target_changed_within_range_after_forward(deferral_on):
         for options in {options!r}:
             print(np.allclose(gradient(nbgrad, F, options), gradient(torch, TF, options),
                               atol=1e-6))
-    """, deferral_on)
-    assert words == ["True"] * len(options)
+    """)
+    assert words == ["True"] * (2 * len(options))
 
 
 def test_target_changed_before_a_fused_graph_runs():
@@ -295,7 +294,7 @@ def test_target_changed_before_a_fused_graph_runs():
         x.grad = None
         F.cross_entropy(x, t).backward()
         print(np.isfinite(x.grad.numpy()).all())
-    """, True)
+    """, deferral=(True,))
     assert words == ["ok"] * 5 + ["IndexError:Target_100000000000_is_out_of_bounds.", "1",
                                   "True"]
 
@@ -322,12 +321,11 @@ def test_target_changed_before_a_compiled_step():
         x.grad = None
         step(t)
         print(np.isfinite(x.grad.numpy()).all())
-    """, True)
+    """, deferral=(True,))
     assert words == ["ok"] * 3 + ["IndexError:Target_-7_is_out_of_bounds.", "2", "True"]
 
 
-@pytest.mark.parametrize("deferral_on", [False, True])
-def test_embedding_indices_changed_after_forward(deferral_on):
+def test_embedding_indices_changed_after_forward():
     """PyTorch's backward silently skips an index that went out of range since forward;
     nbgrad raises forward's IndexError instead (never reads it), and a correct call works
     after."""
@@ -343,13 +341,12 @@ def test_embedding_indices_changed_after_forward(deferral_on):
                 w.grad = None
                 F.embedding(nbgrad.from_numpy(i_np), w, padding_idx=padding).sum().backward()
                 print(w.grad.numpy().sum())
-    """, deferral_on)
-    assert words == ["IndexError:index_out_of_range_in_self", "6.0"] * 3 + \
-        ["IndexError:index_out_of_range_in_self", "4.0"] * 3
+    """)
+    assert words == (["IndexError:index_out_of_range_in_self", "6.0"] * 3 +
+                     ["IndexError:index_out_of_range_in_self", "4.0"] * 3) * 2
 
 
-@pytest.mark.parametrize("deferral_on", [False, True])
-def test_indexing_with_an_index_changed_after_forward(deferral_on):
+def test_indexing_with_an_index_changed_after_forward():
     """`x[idx]`, `max(dim)` and `x[idx] = v` keep positions they computed (and NumPy
     checked) at the call: a later change of the index array reaches no kernel. The
     gradient is that of the value forward computed."""
@@ -373,9 +370,9 @@ def test_indexing_with_an_index_changed_after_forward(deferral_on):
         i_np[0] = -10**11
         z.sum().backward()
         print(x.grad.numpy().tolist(), v.grad.numpy().tolist())
-    """, deferral_on)
+    """)
     assert words == ["[1.0,", "0.0,", "1.0]", "[0.0,", "1.0,", "0.0]",
-                     "[0.0,", "0.0,", "1.0]", "[1.0,", "1.0]"]
+                     "[0.0,", "0.0,", "1.0]", "[1.0,", "1.0]"] * 2
 
 
 BAD_INDICES = {
@@ -441,7 +438,7 @@ def test_out_of_range_indices_raise_torchs_errors_in_every_mode():
         x = nbgrad.ones(2, 3, requires_grad=True)
         F.cross_entropy(x, nbgrad.tensor([0, 2])).backward()
         print(np.isfinite(x.grad.numpy()).all())
-    """, True)
+    """, deferral=(True,))
     assert words == ["True"] * (len(BAD_INDICES) + 1)
 
 
@@ -500,12 +497,14 @@ FUSED = ("sum", "sum_dim", "mean", "mean_dim", "softmax", "softmax_dim0", "log_s
 @pytest.mark.parametrize("values", NONFINITE)
 @pytest.mark.parametrize("op", REDUCTIONS)
 def test_nan_and_inf_eager_and_deferred(op, values, dtype):
+    # The deferred mode runs the ops without a fused rule at once, as eager mode does.
+    fused = op in FUSED
     run_modes(REDUCTIONS[op], [NONFINITE[values].astype(dtype)], (True,),
-              modes=("eager", "deferred"), fused=op in FUSED)
+              modes=("eager", "deferred") if fused else ("eager",), fused=fused)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("values", ["nan", "inf_row", "minus_inf_row", "inf_and_nan"])
+@pytest.mark.parametrize("values", ["nan", "inf", "inf_and_minus_inf", "minus_inf_row"])
 @pytest.mark.parametrize("op", FUSED)
 def test_nan_and_inf_compiled(op, values, dtype):
     run_modes(REDUCTIONS[op], [NONFINITE[values].astype(dtype)], (True,), modes=("compile",),
@@ -605,3 +604,12 @@ def test_softmax_of_an_empty_integer_tensor_is_returned_as_is():
         got = getattr(nbgrad, name)(nbgrad.ones(2, 0, dtype=nbgrad.int64), 1)
         want = getattr(torch, name)(torch.ones(2, 0, dtype=torch.int64), 1)
         assert got.dtype == nbgrad.int64 and got.shape == tuple(want.shape)
+
+
+@pytest.mark.parametrize("op", ["sum", "sum_dim", "mean", "mean_dim"])
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3)])
+def test_sum_and_mean_of_nothing(op, shape):
+    """The mean of no elements is NaN (0 / 0), in the eager kernels and the fused rule."""
+    fn = {"sum": lambda L, x: x.sum(), "sum_dim": lambda L, x: x.sum(1),
+          "mean": lambda L, x: x.mean(), "mean_dim": lambda L, x: x.mean(1)}[op]
+    run_modes(fn, [np.ones(shape, np.float32)], (True,), fused=True)
