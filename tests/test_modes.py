@@ -374,6 +374,7 @@ def fused_graph_runs(monkeypatch):
     """A fresh table of deferred graphs, and the number of times a fused graph kernel ran."""
     monkeypatch.setattr(deferred, "enabled", True)
     monkeypatch.setattr(deferred, "_graphs", {})
+    monkeypatch.setattr(fused_graph, "unfused", [])
     runs = []
     original = fused_graph.FusedGraph.run
 
@@ -396,9 +397,11 @@ def test_deferred_loop_past_fuse_after_matches_torch(r, dtype, layout, fused_gra
         _compare(r, dtype, out, leaves, expected, f"deferred, iteration {i}")
     if _deferred_fallback(r, layout) is None:
         fused = sum(fused_graph_runs)
+        why = fused_graph.unfused or ["never traced: backward() found the tape unfusable (an op "
+                                      "on the tape ran at once, or a value was read)"]
         assert fused == iterations - deferred.FUSE_AFTER, (
             f"{r.name}: the fused graph ran {fused} of the last {iterations - deferred.FUSE_AFTER} "
-            f"iterations (eager fallback; why: {fused_graph.unfused[-1:]})")
+            f"iterations (eager fallback: {why[-1]})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,3 +446,114 @@ def test_compile_matches_torch(r, dtype, layout, monkeypatch):
     else:
         assert compiled.stats["fused_calls"] == COMPILE_CALLS - 1, (
             f"{r.name}: {compiled.explain()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# dtype promotion in the three modes
+# ---------------------------------------------------------------------------------------------
+
+PROMOTION_VALUES = {"bool": [True, True, False], "int64": [3, -2, 7], "float32": [0.5, 2.0, -1.0],
+                    "float64": [1.25, -0.5, 4.0]}
+# The operand that requires grad: a float leaf, 0-d or 1-d.
+GRAD_OPERANDS = [(dtype, ndim) for dtype in ("float32", "float64") for ndim in (0, 1)]
+# The other operand: a tensor of each dtype, 0-d or 1-d, or a Python scalar.
+OTHER_OPERANDS = [(dtype, ndim) for dtype in PROMOTION_VALUES for ndim in (0, 1)] + \
+    [("python", True), ("python", 2), ("python", 2.5)]
+
+
+def _operand_id(operand):
+    kind, detail = operand
+    return f"{kind}_{detail!r}" if kind == "python" else f"{kind}_{detail}d"
+
+
+def _promotion_outputs(L, x, other):
+    """x * 1 is a result (a deferred tensor in the default mode): promotion must treat it as
+    a tensor of its dtype and shape, never as a Python scalar (item 3)."""
+    u = x * 1
+    outs = [u + other, other + u, u * other, other * u]
+    if not (isinstance(other, bool) or getattr(other, "dtype", None) == L.bool):
+        # torch refuses to subtract bools; no division by False
+        outs += [u - other, other - u, u / other, other / u]
+    if not isinstance(other, (bool, int, float)):
+        outs += [L.maximum(u, other), L.where(x > 0, u, other)]
+    return outs
+
+
+def _promotion_arrays(grad_operand, iteration):
+    dtype, ndim = grad_operand
+    rng = rng_for(f"promotion/{grad_operand}/{iteration}")
+    values = rng.uniform(0.5, 2.0, 3) * np.array([1.0, -1.0, 1.0])
+    return np.asarray(values[0] if ndim == 0 else values, dtype)
+
+
+def _other(L, operand):
+    kind, detail = operand
+    if kind == "python":
+        return detail
+    values = PROMOTION_VALUES[kind]
+    return L.tensor(values[0] if detail == 0 else values, dtype=getattr(L, kind))
+
+
+def _promotion_torch(grad_operand, other_operand, iteration):
+    x = torch.from_numpy(_promotion_arrays(grad_operand, iteration)).requires_grad_()
+    outs = _promotion_outputs(torch, x, _other(torch, other_operand))
+    sum(out.sum() for out in outs).backward()
+    return outs, x.grad
+
+
+def _promotion_compare(actual_outs, x, expected, where):
+    outs, grad = expected
+    assert len(actual_outs) == len(outs), where
+    for i, (actual, reference) in enumerate(zip(actual_outs, outs)):
+        try:
+            assert_close(actual, reference)
+        except AssertionError as error:
+            raise AssertionError(f"{where}: output {i}: {error}") from None
+    try:
+        assert_close(x.grad, grad)
+    except AssertionError as error:
+        raise AssertionError(f"{where}: x.grad: {error}") from None
+
+
+def _promotion_params(test):
+    test = pytest.mark.parametrize("other_operand", OTHER_OPERANDS, ids=_operand_id)(test)
+    return pytest.mark.parametrize("grad_operand", GRAD_OPERANDS, ids=_operand_id)(test)
+
+
+@_promotion_params
+def test_promotion_eager_immediate(grad_operand, other_operand, monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", False)
+    x = nbgrad.from_numpy(_promotion_arrays(grad_operand, 0)).requires_grad_()
+    outs = _promotion_outputs(nbgrad, x, _other(nbgrad, other_operand))
+    sum(out.sum() for out in outs).backward()
+    _promotion_compare(outs, x, _promotion_torch(grad_operand, other_operand, 0), "eager")
+
+
+# NOTE: values, dtypes and gradients only: the fused rules decline operands of mixed dtypes
+# ("add mixes dtypes int64 and float32"), so most of these graphs legitimately run eagerly.
+@_promotion_params
+def test_promotion_deferred_loop(grad_operand, other_operand, fused_graph_runs):
+    iterations = deferred.FUSE_AFTER + 2
+    for i in range(iterations):
+        x = nbgrad.from_numpy(_promotion_arrays(grad_operand, i)).requires_grad_()
+        outs = _promotion_outputs(nbgrad, x, _other(nbgrad, other_operand))
+        sum(out.sum() for out in outs).backward()
+        _promotion_compare(outs, x, _promotion_torch(grad_operand, other_operand, i),
+                           f"deferred, iteration {i}")
+
+
+@_promotion_params
+def test_promotion_compile(grad_operand, other_operand, monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", True)
+
+    def step(x, other):
+        outs = _promotion_outputs(nbgrad, x, other)
+        sum(out.sum() for out in outs).backward()
+        return outs
+
+    compiled = nbgrad.compile(step)
+    for i in range(COMPILE_CALLS):
+        x = nbgrad.from_numpy(_promotion_arrays(grad_operand, i)).requires_grad_()
+        outs = compiled(x, _other(nbgrad, other_operand))
+        _promotion_compare(outs, x, _promotion_torch(grad_operand, other_operand, i),
+                           f"nbgrad.compile, call {i}")
