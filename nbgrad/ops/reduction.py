@@ -182,13 +182,17 @@ class AllDims(tuple):
     empty input differ from those of the same dims given one by one.)"""
 
 
+# One per rank (NumPy has at most 64 dims), made once: a lookup is cheaper than a tuple.
+_ALL_DIMS = [AllDims(range(ndim)) for ndim in range(65)]
+
+
 def normalize_dims(dim, ndim):
     """`dim` (None, int or sequence) -> sorted tuple of non-negative dims; PyTorch's errors."""
     if dim is None:
-        return AllDims(range(ndim))
+        return _ALL_DIMS[ndim]
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     if not dims:
-        return AllDims(range(ndim))
+        return _ALL_DIMS[ndim]
     rank = max(ndim, 1)
     result = []
     for d in dims:
