@@ -30,21 +30,21 @@ def _binary(name, a, b, grad_fn_name=None):
             # The common case (x * 2.0) skips the general promotion rules.
             b = as_tensor_arg(b, np_dtype)
         elif isinstance(b, (int, float, bool, np.number, np.bool_)):
-            b = _constant(b, a)
+            b = _constant(b, a, name)
         else:
             b = _from_other(b)
             if b is NotImplemented:
                 return NotImplemented
     elif not isinstance(a, Tensor):
-        a = _constant(a, b)
+        a = _constant(a, b, name)
     return dispatch(P[name], (a, b), grad_fn_name=grad_fn_name)
 
 
-def _constant(scalar, tensor):
-    """A Python scalar operand of `tensor` as a 0-d constant of the result dtype; a bool
-    stays bool (bool is the lowest category: the result is the same), so that rows which
-    refuse bool operands (`int_tensor - True`) see it."""
-    if isinstance(scalar, (bool, np.bool_)):
+def _constant(scalar, tensor, name):
+    """A Python scalar operand of `tensor` in primitive `name` as a 0-d constant of the
+    result dtype. For a row that refuses bool operands a bool stays bool, so that the row
+    sees it (`int_tensor - True`); elsewhere one dtype keeps the call on the fast path."""
+    if isinstance(scalar, (bool, np.bool_)) and P[name].meta.bool_errors is not None:
         return as_tensor_arg(scalar, np.bool_)
     return as_tensor_arg(scalar, result_dtype(tensor, scalar).np)
 

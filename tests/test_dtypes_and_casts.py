@@ -191,6 +191,25 @@ def test_mixed_dtypes_in_steps_that_fuse(how, monkeypatch):
             assert_close(actual.grad, reference.grad)
 
 
+@pytest.mark.parametrize("mode", MODES, indirect=True)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_division_gradient_of_tiny_and_huge_divisors(dtype, mode):
+    """d(a/b)/db is -g * ((a / b) / b) as in PyTorch: -g * a / (b * b) overflowed to -inf
+    (b * b underflows) and flushed to -0 (b * b overflows)."""
+    big = 1e200 if dtype == "float64" else 1e30
+    numerators = np.array([1.0 / big, big, 3.0, -2.0], dtype)
+    divisors = np.array([1.0 / big, big / 1e10, 7.0, 0.0], dtype)
+
+    def fn(L, operand):
+        a = L.tensor(numerators, requires_grad=True)
+        b = L.tensor(divisors, requires_grad=True)
+        operand.leaves += [a, b]
+        if operand.mode == "deferred_chain":
+            a, b = a * 1.0, b * 1.0
+        return a / b
+    compare(fn, mode)
+
+
 # --- casts to integer and bool ---------------------------------------------------------------
 
 CASTS = {

@@ -62,8 +62,9 @@ TABLE = [
     Elementwise("rsub", "RsubBackward1", ("a", "b"), "b - a", {"a": "-g", "b": "g"},
                 bool_errors=_BOOL_SUBTRACTION),
     Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"}),
+    # PyTorch's order for b, (a / b) / b: the same rounding, and no overflow of b * b.
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
-                {"a": "g / b", "b": "-g * a / (b * b)"}, result="float"),
+                {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float"),
     Elementwise("pow", "PowBackward0", ("a", "b"), "a ** b",
                 {"a": "0.0 if b == 0.0 else g * b * a ** (b - 1.0)",
                  "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"}),
