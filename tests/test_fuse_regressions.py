@@ -388,3 +388,42 @@ def test_unusable_cache_directory_leaves_no_temporary_directories(tmp_path):
     assert not list(scratch.glob("nbgrad-*"))
     # Nor Numba cache entries filed under that directory's path, which no process reuses.
     assert not list((tmp_path / "numba").glob("nbgrad-*"))
+
+
+# --- fused elementwise ops on inputs of mixed dtypes --------------------------------------
+
+def mixed_step(lib, a, b, k):
+    """float64 and float32 leaves and an int64 tensor, promoted as PyTorch promotes them."""
+    out = ((a * b + k) * 0.1 + b * b + (k > 1) * a).exp().sum()
+    out.backward()
+    return out
+
+
+def mixed_inputs(rng, call):
+    a, ta = both(rng.random(3), requires_grad=True)
+    b, tb = both(rng.random((2, 3)).astype(np.float32), requires_grad=True)
+    k, tk = both(np.array([0, 1, 2]) + call)
+    return (a, b, k), (ta, tb, tk)
+
+
+def test_mixed_dtypes_fuse_in_compile():
+    """A float32 input of a float64 op is converted as it is read, as eager converts it;
+    before, the step ran eagerly ("mul mixes dtypes float32 and float64")."""
+    rng = rng_for("mixed-compile")
+    compiled = nbgrad.compile(lambda a, b, k: mixed_step(nbgrad, a, b, k))
+    for call in range(3):
+        ours, theirs = mixed_inputs(rng, call)
+        assert_close(compiled(*ours), mixed_step(torch, *theirs))
+        for mine, torch_tensor, name in zip(ours[:2], theirs[:2], "ab"):
+            assert_grad(mine, torch_tensor, f"{name}, call {call}")
+    assert compiled.stats["fused_calls"] == 2, compiled.breaks
+
+
+def test_mixed_dtypes_in_a_deferred_loop_past_fuse_after(fused_runs):
+    rng = rng_for("mixed-deferred")
+    for step in range(STEPS):
+        ours, theirs = mixed_inputs(rng, step % 2)
+        assert_close(mixed_step(nbgrad, *ours), mixed_step(torch, *theirs))
+        for mine, torch_tensor, name in zip(ours[:2], theirs[:2], "ab"):
+            assert_grad(mine, torch_tensor, f"{name}, step {step}")
+    assert fused_runs["runs"] == STEPS - deferred.FUSE_AFTER

@@ -239,7 +239,9 @@ class Emitter:
         """Write `expr` into variable `result` of `shape`, one element per loop iteration.
 
         `operands` maps each name in `expr` to (variable, shape) for arrays broadcast to
-        `shape`, or to a literal string for scalars. Numbers become `reference`'s dtype.
+        `shape` (or (variable, shape, dtype name) for one whose elements are converted to
+        that dtype as they are read), or to a literal string for scalars. Numbers become
+        `reference`'s dtype.
         Consecutive calls over the same shape share one loop nest (a fused chain); a value
         the chain already wrote is read back in the same iteration.
         """
@@ -272,20 +274,19 @@ class Emitter:
             if isinstance(operand, str):
                 reads[symbol] = operand
                 continue
-            variable, operand_shape = operand
-            if variable in loop["written"]:
-                reads[symbol] = loop["written"][variable]
-                continue
+            variable, operand_shape = operand[:2]
             padded = (1,) * (rank - len(operand_shape)) + tuple(operand_shape)
-            if math.prod(operand_shape) == 1:
-                scalar = self._new("s")
-                preamble.append(f"    {scalar} = {variable}.reshape(1)[0]")
-                reads[symbol] = scalar
+            if variable in loop["written"]:
+                read = loop["written"][variable]
+            elif math.prod(operand_shape) == 1:
+                read = self._new("s")
+                preamble.append(f"    {read} = {variable}.reshape(1)[0]")
             else:
                 view = self._new("v")
                 preamble.append(f"    {view} = {variable}.reshape({padded!r})")
-                reads[symbol] = f"{view}[" + ", ".join(
+                read = f"{view}[" + ", ".join(
                     f"i{d}" if padded[d] != 1 else "0" for d in range(rank)) + "]"
+            reads[symbol] = read if len(operand) == 2 else f"np.{operand[2]}({read})"
         target = self._new("o")
         preamble.append(f"    {target} = {result}.reshape({padded_shape!r})")
         element = re.sub(r"\b(" + "|".join(map(re.escape, reads)) + r")\b",

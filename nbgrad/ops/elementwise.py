@@ -455,11 +455,14 @@ class _ElementwiseFusion:
         self.row = row
 
     def _operands(self, em, named_arrays, dtype):
+        """Each array's operand of `em.elementwise`; promoted inputs of another dtype are
+        converted to `dtype` as they are read, as eager converts them (`astype`) first."""
         operands = {}
+        convert = "bool_" if dtype.kind == "b" else dtype.name
         for name, array in named_arrays:
-            if array.dtype != dtype and name in self._promoted:
-                raise Unfusable(f"{self.row.name} mixes dtypes {array.dtype} and {dtype}")
-            operands[name] = (em.ref(array), array.shape)
+            operands[name] = (em.ref(array), array.shape) \
+                if array.dtype == dtype or name not in self._promoted else \
+                (em.ref(array), array.shape, convert)
         return operands
 
     @property
@@ -468,11 +471,15 @@ class _ElementwiseFusion:
 
     def forward(self, em, arrays, params, out):
         row = self.row
-        compute = arrays[row.promote[0]].dtype
+        compute = _result_dtype(row, arrays, params)[0]
         operands = self._operands(em, zip(row.inputs, arrays), compute)
         for name in row.params:
             operands[name] = em.literal(params[name], compute)
-        reference = operands[row.inputs[row.promote[0]]][0]
+        # Numbers in the expression are typed like an input of the compute dtype.
+        reference = next((operands[row.inputs[i]][0] for i in row.promote
+                          if arrays[i].dtype == compute), None)
+        if reference is None:
+            raise Unfusable(f"{row.name} computes in {compute}, the dtype of none of its inputs")
         em.elementwise(_calling_imported_helpers(em, row.expr), operands, em.out(out), out.shape,
                        reference)
 
