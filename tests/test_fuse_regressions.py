@@ -427,3 +427,24 @@ def test_mixed_dtypes_in_a_deferred_loop_past_fuse_after(fused_runs):
         for mine, torch_tensor, name in zip(ours[:2], theirs[:2], "ab"):
             assert_grad(mine, torch_tensor, f"{name}, step {step}")
     assert fused_runs["runs"] == STEPS - deferred.FUSE_AFTER
+
+
+def test_compile_argument_on_the_array_of_a_global():
+    """w.detach() as the argument shares w's array: traced so, a later call with another
+    array must not read w's values for it (nor the other way round)."""
+    w, tw = both([1., 2., 3.], requires_grad=True)
+
+    def body(lib_w):
+        def step(x):
+            out = (x * lib_w * lib_w).sum()
+            out.backward()
+            return out
+        return step
+
+    step, torch_step = nbgrad.compile(body(w)), body(tw)
+    for values in (None, [4., 5., 6.], None, [0.5, 0.25, 2.], None):
+        w.grad = tw.grad = None
+        x, tx = (w.detach(), tw.detach()) if values is None else both(values)
+        assert_close(step(x), torch_step(tx))
+        assert_grad(w, tw, "w")
+    assert step.stats["fused_calls"] >= 2, step.breaks

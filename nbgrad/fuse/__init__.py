@@ -146,13 +146,13 @@ class Specialization:
         # Arguments are inputs by position: a tensor argument is named by its place among
         # the call's leaves; any other tensor the step reads or updates, by identity.
         positions = {id(leaf[4]): index for index, leaf in enumerate(leaves)}
-        by_identity = set()
+        by_identity = {}
 
         def name_of(tensor):
             position = positions.get(id(tensor))
             if position is not None:
                 return f"leaf_{position}"
-            by_identity.add(id(tensor))
+            by_identity[id(tensor)] = tensor
             return writer.bind(tensor, "tensor")
 
         samples = self._fetch_arguments(writer, tracer, emitter, leaves, name_of)
@@ -281,7 +281,7 @@ def _check_aliasing(writer, leaves, reachable, by_identity):
 
     `leaves` as `Specialization` takes them; `reachable`: the tensors the step's closure
     and globals hold (`ClosureWatch.reachable_tensors`), as the call was keyed;
-    `by_identity`: the ids of the tensors the call function names by identity.
+    `by_identity`: the tensors the call function names by identity, by id.
     """
     tensors = [leaf[4] for leaf in leaves]
     for i, tensor in enumerate(tensors):
@@ -305,6 +305,10 @@ def _check_aliasing(writer, leaves, reachable, by_identity):
         for i, tensor in enumerate(tensors):
             if id(tensor) not in reachable:
                 writer.check(f"id(leaf_{i}) in {name}")
+            # An argument on the array of such a tensor (w.detach()) was traced as one input.
+            for other in by_identity.values():
+                if other._data is tensor._data:
+                    writer.check(f"leaf_{i}._data is not {writer.bind(other, 'tensor')}._data")
 
 
 def _result(writer, template, outputs):
