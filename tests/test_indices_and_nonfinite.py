@@ -205,7 +205,7 @@ def run_script(body, deferral=(False, True)):
     """Run `body` in a new process with nbgrad, torch and F (nbgrad's) imported, once with
     each `deferral` setting; its printed words. A crash (a kernel reading wild memory) fails
     the check=True run."""
-    prelude = textwrap.dedent(f"""
+    prelude = textwrap.dedent("""
         import numpy as np, torch
         import nbgrad
         import nbgrad.nn.functional as F
@@ -240,7 +240,8 @@ def test_target_changed_out_of_range_after_forward():
                 t = nbgrad.from_numpy(t_np)
                 loss = eval(f"F.cross_entropy(x, t, {{options}})")
                 t_np[1] = bad
-                print(outcome(lambda: loss.sum().backward()) == f"IndexError:Target_{{bad}}_is_out_of_bounds.")
+                expected = f"IndexError:Target_{{bad}}_is_out_of_bounds."
+                print(outcome(lambda: loss.sum().backward()) == expected)
                 t_np[1] = 2
                 x.grad = None
                 eval(f"F.cross_entropy(x, t, {{options}})").sum().backward()
