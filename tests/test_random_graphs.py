@@ -177,7 +177,10 @@ def make_graph(draw):
         leaves.append(shape)
     shapes = list(leaves)
     ops = []
-    for _ in range(draw.integer(3, 8)):
+    target = draw.integer(3, 8)
+    for _ in range(4 * target):  # an op that does not apply to the latest value is drawn again
+        if len(ops) == target:
+            break
         name = draw.choice(OP_NAMES)
         arity, applies, _, params = OPS[name]
         # inputs: the latest value and, for binary ops, one that fits it (else a unary op)
@@ -194,8 +197,6 @@ def make_graph(draw):
         op_params = params(draw, *[shapes[i] for i in inputs])
         shapes.append(_shape_of(name, op_params, [shapes[i] for i in inputs]))
         ops.append((name, inputs, op_params))
-    if not ops:
-        ops.append(("tanh", (len(shapes) - 1,), {}))
     return {"dtype": dtype, "leaves": leaves, "ops": ops}
 
 
