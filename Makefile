@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test,notebooks,bench,examples]'
+	$(PY) -m pip install -q -e '.[test,notebooks,bench,examples,lint]'
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
@@ -21,6 +21,8 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	touch $@
 
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 	cd asv_benchmarks && ../$(PY) -m asv machine --yes >/dev/null && \
 		../$(PY) -m asv run --python=same --quick --dry-run --show-stderr

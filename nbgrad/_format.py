@@ -27,7 +27,8 @@ def _formatter(data):
     elif data.dtype.kind == "b":
         fmt = str
     else:
-        fmt = lambda v: str(int(v))
+        def fmt(v):
+            return str(int(v))
     width = max((len(fmt(v)) for v in _summarized_values(data).reshape(-1)), default=0)
     return lambda v: fmt(v).rjust(width), width
 

@@ -632,8 +632,8 @@ def _write_back(target, result):
     if result.shape != target.shape:
         raise RuntimeError(f"output with shape {list(target.shape)} doesn't match the broadcast "
                            f"shape {list(result.shape)}")
-    if result._data.dtype != target._data.dtype and not (
-            _dtype.promote_types(target.dtype, result.dtype) is target.dtype):
+    if result._data.dtype != target._data.dtype and \
+            _dtype.promote_types(target.dtype, result.dtype) is not target.dtype:
         raise RuntimeError(f"result type {result.dtype.name} can't be cast to the desired output "
                            f"type {target.dtype.name}")
     from .ops.elementwise import COPY, run
@@ -658,7 +658,8 @@ def setitem(input, index, value):
     _check_inplace(input)
     index, _ = _index_parts(index)
     if not isinstance(value, Tensor):
-        value = as_tensor_arg(value, input._data.dtype) if np.isscalar(value) else Tensor._wrap(np.asarray(value))
+        value = as_tensor_arg(value, input._data.dtype) if np.isscalar(value) else \
+            Tensor._wrap(np.asarray(value))
     positions = flat_positions(input.shape, index)
     if _recording(input, value):
         result = dispatch(P["index_put"], (_snapshot(input), value), {"positions": positions})
@@ -729,9 +730,11 @@ def type_(input, dtype=None):
 
 # --- factories ----------------------------------------------------------------------------
 
-from .factories import (tensor, from_numpy, as_tensor, zeros, ones, full, empty, eye, arange,  # noqa: E402
-                        linspace, rand, randn, randint, zeros_like, ones_like, full_like,
-                        empty_like, rand_like, randn_like, randint_like, manual_seed)
+# Re-exported: `nbgrad.zeros` and the rest (see __all__ below).
+from .factories import (  # noqa: E402, F401
+    tensor, from_numpy, as_tensor, zeros, ones, full, empty, eye, arange, linspace, rand, randn,
+    randint, zeros_like, ones_like, full_like, empty_like, rand_like, randn_like, randint_like,
+    manual_seed)
 
 
 # --- attach methods and operators -----------------------------------------------------------

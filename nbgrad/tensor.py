@@ -158,7 +158,7 @@ class Tensor:
         return out
 
     def detach_(self):
-        self._data  # a deferred forward runs before the tensor leaves its graph
+        self._data  # noqa: B018  (a deferred forward runs before the tensor leaves its graph)
         if self.grad_fn is not None and self.grad_fn._retained is not None:
             self.grad_fn._retained = None
         self.grad_fn = None

@@ -346,7 +346,7 @@ def test_intermediates_kept_after_fused_backward_have_torch_values(fused_runs):
     x = nbgrad.tensor(X4, requires_grad=True)
     xt = torch.tensor(X4, requires_grad=True)
     kept = []
-    for step in range(STEPS):
+    for _ in range(STEPS):
         x.grad = xt.grad = None
         y = x + 2
         y2 = y * y
@@ -363,7 +363,7 @@ def test_intermediates_kept_after_fused_backward_have_torch_values(fused_runs):
     assert fused_runs["runs"] == expected_fused_runs(STEPS)
     # Read only now, after every backward: each step's values (and .grad tensors the user
     # kept), not what a later run left in the kernel's buffers.
-    for step, (y, y2, z, grad, yt, zt, grad_t) in enumerate(kept):
+    for y, y2, z, grad, yt, zt, grad_t in kept:
         assert_close(y, yt)
         assert_close(y2, yt * yt)
         assert_close(z, zt)
@@ -913,7 +913,7 @@ def test_forward_only_loop_keeps_the_tape_bounded(monkeypatch, read):
     w = nbgrad.tensor(W, requires_grad=True)
     first_node = first_result = None
     longest = 0
-    for step in range(150):
+    for _ in range(150):
         xs = rng.standard_normal((5, 4)).astype(np.float32)
         out = ((nbgrad.tensor(xs) @ w).relu() * 0.5).sum()
         assert deferred.is_deferred(out)

@@ -524,7 +524,7 @@ def test_learning_rate_change_needs_no_recompile(name):
 
     rng = np.random.default_rng(12)
     pair = Pair(build, standard_step)
-    for call, lr in enumerate([0.05, 0.05, 0.01, 0.2, 0.0, 0.03]):
+    for lr in [0.05, 0.05, 0.01, 0.2, 0.0, 0.03]:
         def set_lr(s, lr=lr):
             s.opt.param_groups[0]["lr"] = lr
         frozen = [_array(p) for p in pair.fused.params]

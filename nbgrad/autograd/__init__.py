@@ -88,9 +88,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     inputs = _as_list(inputs)
     grad_outputs = (_as_list(grad_outputs) if grad_outputs is not None
                     else [None] * len(outputs))
-    for i, x in enumerate(inputs):
+    for x in inputs:
         if not x._requires_grad:
-            raise RuntimeError(f"One of the differentiated Tensors does not require grad")
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
     for out in outputs:
         if not out._requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
