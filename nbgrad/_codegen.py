@@ -94,7 +94,7 @@ def _tolerate_corrupted_numba_cache():
         except Exception as error:  # noqa: BLE001 - any unreadable entry is bypassed
             warnings.warn(f"nbgrad: ignoring an unreadable or foreign Numba cache entry for "
                           f"{self._name} ({type(error).__name__}: {error}); recompiling",
-                          RuntimeWarning)
+                          RuntimeWarning, stacklevel=2)
             # Drop the broken index so the fresh compilation can be saved in its place.
             try:
                 os.remove(self._cache_file._index_path)
@@ -163,12 +163,13 @@ def load_module(prefix, source):
             if existing != source.encode():
                 if existing is not None:
                     warnings.warn(f"nbgrad: cache file {path} was corrupted; rewriting it",
-                                  RuntimeWarning)
+                                  RuntimeWarning, stacklevel=2)
                 _write_atomically(path, source)
             break
         except OSError as error:
             warnings.warn(f"nbgrad: cache directory {directory!r} is not usable ({error}); "
-                          "compiling into a temporary directory instead", RuntimeWarning)
+                          "compiling into a temporary directory instead", RuntimeWarning,
+                          stacklevel=2)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

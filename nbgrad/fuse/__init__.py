@@ -95,7 +95,7 @@ def compile_kernel(source, sample_arguments, stats):
         kernel.compile(signature)
     except Exception as error:  # a corrupted or unusable cache must never be fatal
         warnings.warn(f"nbgrad.compile: the kernel cache failed ({error!r}); compiling "
-                      "in memory instead", RuntimeWarning)
+                      "in memory instead", RuntimeWarning, stacklevel=2)
         source = source.replace("cache=True", "cache=False")
         kernel = _codegen.load_module("fused_nocache", source).fused_step
         kernel.compile(signature)

@@ -113,7 +113,8 @@ class FusedGraph:
         writer.namespace.update(arenas.arguments())
         self.kernel = compile_kernel(self.source, list(arguments.values()), stats)
         writer.lines.append(writer.call(writer.bind(self.kernel, name="fused_step"), arguments))
-        writer.lines.append(f"return {tuple_target([n for n, (k, _, _) in emitter.arguments if k == 'fresh'])}")
+        fresh_names = [name for name, (kind, _, _) in emitter.arguments if kind == "fresh"]
+        writer.lines.append(f"return {tuple_target(fresh_names)}")
         self.call, self.call_source = writer.function()
         # Each deferred tensor's value is copied out of its buffer: the next run overwrites
         # the buffers.

@@ -125,7 +125,7 @@ class Tracer:
         self._keep(*node.saved)
         # The engine frees saved arrays after backward; the code generator needs them later.
         self.events.append(("vjp", NodeRecord(node), grad, raw))
-        for before, after, (shape, dtype) in zip(raw, fitted, node.input_meta):
+        for before, after in zip(raw, fitted):
             if after is not None and after is not before:
                 self._made(after)
                 self.events.append(("fit", before, after))
