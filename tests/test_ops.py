@@ -535,6 +535,8 @@ PROMOTION = {
     "max_dim_indices_dtype": lambda L: L.tensor([F32, F64]).max(1)[1],
     "where_f32_f64": lambda L: L.where(L.tensor(BOOL), L.tensor(F32), L.tensor(F64, dtype=L.float64)),
     "cat_f32_f64": lambda L: L.cat([L.tensor(F32), L.tensor(F64, dtype=L.float64)]),
+    "cat_i64_f32": lambda L: L.cat([L.tensor(I64), L.tensor(F32)]),
+    "cat_bool_i64": lambda L: L.cat([L.tensor(BOOL), L.tensor(I64)]),
     "i64_chain_pyints": lambda L: L.tensor(I64) * 2 + 1,
 }
 

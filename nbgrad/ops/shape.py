@@ -3,9 +3,12 @@ memory and PyTorch's version counter with their input; gathers and scatters go t
 flat element positions computed once in Python, so NumPy's indexing rules (and its
 bounds checks) decide what an index means before any kernel sees it.
 """
+import functools
+
 import numba
 import numpy as np
 
+from .._dtype import from_numpy_dtype, promote_types
 from .primitive import Primitive, register
 from . import elementwise
 
@@ -185,13 +188,18 @@ def _pieces(dim, sizes, stack):
         start += 1 if stack else size
 
 
+def _concat_dtype(arrays):
+    # PyTorch's promotion, not NumPy's: cat of int64 and float32 is float32.
+    return functools.reduce(promote_types, [from_numpy_dtype(a.dtype) for a in arrays]).np
+
+
 def _concat_infer(*arrays, dim, stack):
-    return _concat_plan([a.shape for a in arrays], dim, stack), np.result_type(*arrays)
+    return _concat_plan([a.shape for a in arrays], dim, stack), _concat_dtype(arrays)
 
 
 def _concat_forward(*arrays, dim, stack):
     shape = _concat_plan([a.shape for a in arrays], dim, stack)
-    out = np.empty(shape, np.result_type(*arrays))
+    out = np.empty(shape, _concat_dtype(arrays))
     sizes = [1 if stack else a.shape[dim] for a in arrays]
     for array, where in zip(arrays, _pieces(dim, sizes, stack)):
         if array.size:
