@@ -145,9 +145,12 @@ def clamp(input, min=None, max=None, *, _grad_fn_name="ClampBackward1"):
         if max is not None:
             out = where(gt(out, max), max, out)
         return out
-    info = np.finfo(input._data.dtype) if input._data.dtype.kind == "f" else np.iinfo(np.int64)
-    lo = -np.inf if min is None and input._data.dtype.kind == "f" else (info.min if min is None else min)
-    hi = np.inf if max is None and input._data.dtype.kind == "f" else (info.max if max is None else max)
+    # NOTE: dtypes and layouts from `_meta`, never `_data`: reading a deferred input's array
+    # runs the tape, and a graph that runs early is never fused.
+    floating = _meta(input).dtype.kind == "f"
+    info = np.iinfo(np.int64)
+    lo = (-np.inf if floating else info.min) if min is None else min
+    hi = (np.inf if floating else info.max) if max is None else max
     return dispatch(P["clamp"], (input,), {"lo": lo, "hi": hi}, grad_fn_name=_grad_fn_name)
 
 
@@ -396,7 +399,7 @@ def reshape(input, *shape):
 
 
 def view(input, *shape):
-    if not input._data.flags.c_contiguous and input.ndim > 1:
+    if not input.is_contiguous() and input.ndim > 1:
         raise RuntimeError("view size is not compatible with input tensor's size and stride (at "
                            "least one dimension spans across two contiguous subspaces). Use "
                            ".reshape(...) instead.")
@@ -488,13 +491,14 @@ def broadcast_to(input, size):
 
 
 def contiguous(input, memory_format=None):
-    if input._data.flags.c_contiguous:
+    if input.is_contiguous():
         return input
     return clone(input)
 
 
 def clone(input, *, memory_format=None):
-    return dispatch(P["to_copy"], (input,), {"dtype": input._data.dtype}, grad_fn_name="CloneBackward0")
+    return dispatch(P["to_copy"], (input,), {"dtype": _meta(input).dtype},
+                    grad_fn_name="CloneBackward0")
 
 
 def _legacy_empty(x):
@@ -710,7 +714,7 @@ def to(input, *args, dtype=None, copy=False, **kwargs):
     if dtype is None:
         return clone(input) if copy else input
     dtype = _dtype.as_dtype(dtype)
-    if dtype.np == input._data.dtype and not copy:
+    if dtype.np == _meta(input).dtype and not copy:
         return input
     return dispatch(P["to_copy"], (input,), {"dtype": dtype.np})
 

@@ -210,8 +210,10 @@ class Tensor:
     def device(self):
         return "cpu"
 
-    def is_contiguous(self):
-        return self._data.flags.c_contiguous
+    def is_contiguous(self, memory_format=None):
+        meta = _meta(self)
+        # A deferred result is not computed yet; it will be a new C-contiguous array.
+        return not isinstance(meta, np.ndarray) or meta.flags.c_contiguous
 
     def is_floating_point(self):
         return _meta(self).dtype.kind == "f"

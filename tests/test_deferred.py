@@ -1103,3 +1103,28 @@ def test_intermediate_of_a_fused_step_used_in_the_next_graph(fused_runs):
         return records
 
     run_everywhere(scenario)
+
+
+@pytest.mark.parametrize("op", ["clamp_min", "clamp_both", "clone", "contiguous", "to_same"])
+def test_ops_reading_an_intermediate_dtype_or_layout_keep_the_graph_fusable(op, fused_runs):
+    # clamp, clone, contiguous and .to read a deferred input's dtype or layout; reading
+    # its array instead would run the tape early, and the graph would never fuse.
+    apply = {
+        "clamp_min": lambda L, y: y.clamp(min=0.0),
+        "clamp_both": lambda L, y: y.clamp(-0.5, 0.5),
+        "clone": lambda L, y: y.clone(),
+        "contiguous": lambda L, y: y.contiguous(),
+        "to_same": lambda L, y: y.to(L.float32),
+    }[op]
+    rng = np.random.default_rng(5)
+    for _ in range(deferred.FUSE_AFTER + 3):
+        values = rng.standard_normal((2, 3)).astype(np.float32)
+        results = []
+        for lib in (torch, nbgrad):
+            x = lib.tensor(values, requires_grad=True)
+            w = lib.tensor(values[::-1].copy(), requires_grad=True)
+            apply(lib, x * w).sum().backward()
+            results.append((x.grad, w.grad))
+        for expected, actual in zip(*results):
+            assert_close(actual, expected)
+    assert fused_runs["runs"] == 3  # the FUSE_AFTER-th run traces, the three after it fuse
