@@ -360,13 +360,14 @@ def _eager_step(r, arrays, upstream):
     return out, leaves
 
 
-LAYOUTS = ["contiguous", "strided"]
-DTYPES = ["float32", "float64"]
+# Contiguous arguments in float32 and float64; strided (non-contiguous) arguments in float64
+# only, to keep the test time down (the layout, not the dtype, is what they check).
+VARIANTS = [("float32", "contiguous"), ("float64", "contiguous"), ("float64", "strided")]
 
 
 def _params(test):
-    test = pytest.mark.parametrize("layout", LAYOUTS)(test)
-    test = pytest.mark.parametrize("dtype", DTYPES)(test)
+    ids = [f"{dtype}-{layout}" for dtype, layout in VARIANTS]
+    test = pytest.mark.parametrize("dtype, layout", VARIANTS, ids=ids)(test)
     return pytest.mark.parametrize("r", MODE_TABLE, ids=MODE_NAMES)(test)
 
 
