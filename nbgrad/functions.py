@@ -399,11 +399,16 @@ def reshape(input, *shape):
 
 
 def view(input, *shape):
-    if not input.is_contiguous() and input.ndim > 1:
-        raise RuntimeError("view size is not compatible with input tensor's size and stride (at "
-                           "least one dimension spans across two contiguous subspaces). Use "
-                           ".reshape(...) instead.")
-    return reshape(input, *shape)
+    shape = _infer_size(_shape_args(shape), input.numel())
+    if not input.is_contiguous():
+        # As PyTorch, a strided tensor has a view of `shape` when its strides allow one: then
+        # NumPy's reshape is a view of the same memory, else it is a copy.
+        data = input._data
+        if data.size and not np.may_share_memory(data.reshape(shape), data):
+            raise RuntimeError("view size is not compatible with input tensor's size and stride "
+                               "(at least one dimension spans across two contiguous subspaces). "
+                               "Use .reshape(...) instead.")
+    return dispatch(P["reshape"], (input,), {"shape": shape})
 
 
 def flatten(input, start_dim=0, end_dim=-1):

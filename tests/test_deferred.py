@@ -1128,3 +1128,45 @@ def test_ops_reading_an_intermediate_dtype_or_layout_keep_the_graph_fusable(op, 
         for expected, actual in zip(*results):
             assert_close(actual, expected)
     assert fused_runs["runs"] == 3  # the FUSE_AFTER-th run traces, the three after it fuse
+
+
+def test_a_deferred_forward_that_raises_raises_again_and_loses_nothing():
+    # BCE checks its input's range as its kernel reads it: for a deferred input, when the tape
+    # runs. The failing node stays deferred and raises again when read; the other ops on the
+    # tape keep their values, and later graphs run as usual.
+    F = nbgrad.nn.functional
+    values = np.array([0.3, 2.0], np.float32)
+    x = nbgrad.tensor(values, requires_grad=True)
+    kept = x * 3
+    loss = F.binary_cross_entropy(x.sigmoid() * 2, nbgrad.tensor([1.0, 0.0]))
+    for read in (lambda: loss.item(), lambda: loss.item(), lambda: loss.backward()):
+        with pytest.raises(RuntimeError, match="all elements of input should be between 0 and 1"):
+            read()
+    xt = torch.tensor(values, requires_grad=True)
+    assert_close(kept, xt * 3)
+    loss = F.binary_cross_entropy(x.sigmoid() * 0.5, nbgrad.tensor([1.0, 0.0]))
+    loss_t = torch.nn.functional.binary_cross_entropy(xt.sigmoid() * 0.5, torch.tensor([1.0, 0.0]))
+    loss.backward()
+    loss_t.backward()
+    assert_close(loss, loss_t)
+    assert_close(x.grad, xt.grad)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1.5, -0.25])
+def test_binary_cross_entropy_refuses_inputs_outside_0_1_in_every_mode(value, monkeypatch):
+    F = nbgrad.nn.functional
+    bad = np.array([0.5, value], np.float32)
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.binary_cross_entropy(torch.tensor(bad), torch.ones(2))
+    target = nbgrad.ones(2)
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(nbgrad.tensor(bad), target)
+    with deferral_off(), pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(nbgrad.tensor(bad, requires_grad=True), target)
+    step = nbgrad.compile(lambda p: F.binary_cross_entropy(p.sigmoid() * 2, target).backward())
+    for _ in range(2):  # the first call traces, the second runs the fused kernel
+        p = nbgrad.tensor([0.0, -5.0], requires_grad=True)
+        step(p)
+    assert step.stats["fused_calls"] == 1
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        step(nbgrad.tensor([0.0, 5.0], requires_grad=True))  # sigmoid(5) * 2 > 1

@@ -154,7 +154,12 @@ def realize(tensor):
     array of `tensor`."""
     realize_all()
     if is_deferred(tensor):
-        raise RuntimeError("nbgrad internal error: a deferred tensor is not on the tape")
+        # NOTE: left behind by a forward on the tape that raised (a check of values, such as
+        # BCE's input range): it runs now, after what it reads, and raises again if it must.
+        node = tensor.grad_fn
+        for each in node.inputs:
+            each._data  # noqa: B018  (runs that input if it is deferred too)
+        _run_forward(node, tensor)
     return tensor._data
 
 
@@ -197,6 +202,8 @@ def backward(root, gradient, retain_graph, inputs):
             type(root) is not _Tensor or not tape.fusable or not is_deferred(root):
         return False
     node = root.grad_fn
+    if node.tape_position >= len(tape.nodes) or tape.nodes[node.tape_position] is not node:
+        return False  # left deferred by a forward that raised: the eager path runs it
     if gradient is None:
         if node.shape and node.size != 1 or node.dtype.kind != "f":
             return False  # the eager path raises PyTorch's error

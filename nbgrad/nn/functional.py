@@ -120,8 +120,6 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
                          f"size ({input.shape}) is deprecated. Please ensure they have the same "
                          "size.")
-    if input.numel() and (input._data.min() < 0 or input._data.max() > 1):
-        raise RuntimeError("all elements of input should be between 0 and 1")
     return _pointwise_loss("binary_cross_entropy", input, target, reduction, weight)
 
 

@@ -103,10 +103,17 @@ def _linear_vjp(node, g):
 # one, two, eps, floor. d_x / d_y are the derivatives of the per-element loss.
 
 class PointwiseLoss:
-    def __init__(self, name, grad_fn, loss, d_x, d_y, pos_weight=False):
+    def __init__(self, name, grad_fn, loss, d_x, d_y, pos_weight=False, domain="True"):
         self.name, self.grad_fn = name, grad_fn
         self.loss, self.d_x, self.d_y = loss, d_x, d_y
         self.pos_weight = pos_weight
+        # A condition every x must meet, checked by the forward kernel (eager and fused) as
+        # it reads x: it needs the values, which a deferred input has only when it runs.
+        self.domain = domain
+
+
+# NOTE: the message is PyTorch's; `not (0 <= x <= 1)` also refuses NaN, as PyTorch does.
+DOMAIN_ERROR = "all elements of input should be between 0 and 1"
 
 
 _SOFTPLUS_NEG_X = "(max(-x, zero) + np.log1p(np.exp(-abs(x))))"  # log(1 + exp(-x)), stably
@@ -120,7 +127,8 @@ POINTWISE_LOSSES = [
     PointwiseLoss("binary_cross_entropy", "BinaryCrossEntropyBackward0",
                   "-(y * max(np.log(x), floor) + (one - y) * max(np.log(one - x), floor))",
                   "(x - y) / max((one - x) * x, eps)",
-                  "max(np.log(one - x), floor) - max(np.log(x), floor)"),
+                  "max(np.log(one - x), floor) - max(np.log(x), floor)",
+                  domain="x >= zero and x <= one"),
     PointwiseLoss("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogitsBackward0",
                   f"(one - y) * x + (one + (pw - one) * y) * {_SOFTPLUS_NEG_X}",
                   "(one + (pw - one) * y) / (one + np.exp(-x)) - pw * y",
@@ -144,6 +152,8 @@ def {name}_forward(x, y, weight, weight_step, pw, pw_step, out, reduce):
     total = 0.0
     for i in range(x.shape[0]):
         xi, yi, pwi = x[i], y[i], pw[i * pw_step]
+        if not ({domain}):
+            raise RuntimeError("{domain_error}")
         value = weight[i * weight_step] * ({loss})
         if reduce:
             total += value
@@ -173,6 +183,7 @@ def _loss_source(row):
 
     constants = "\n".join(f"    {name} = typed({value!r}, x)" for name, value in _CONSTANTS.items())
     return _LOSS_TEMPLATE.format(name=row.name, constants=constants, loss=per_element(row.loss),
+                                 domain=per_element(row.domain), domain_error=DOMAIN_ERROR,
                                  d_x=per_element(row.d_x), d_y=per_element(row.d_y))
 
 
@@ -521,7 +532,7 @@ class _PointwiseLossFusion:
         x, y = arrays
         self._check(params, x, y)
         reference = em.ref(x)
-        names = self._constants(em, self.row.loss, reference)
+        names = self._constants(em, f"{self.row.loss} {self.row.domain}", reference)
         index, total = em._new("i"), em._new("total")
         for name, array in (("x", x), ("y", y)):
             flat = em._new("v")
@@ -529,8 +540,13 @@ class _PointwiseLossFusion:
             names[name] = f"{flat}[{index}]"
         loss = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
                       self.row.loss)
+        domain = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
+                        self.row.domain)
         em.emit(f"{total} = 0.0")
         em.emit(f"for {index} in range({x.size}):")
+        if self.row.domain != "True":
+            em.emit(f"    if not ({domain}):")
+            em.emit(f'        raise RuntimeError("{DOMAIN_ERROR}")')
         em.emit(f"    {total} += {loss}")
         divisor = x.size if params["reduction"] == "mean" else 1
         em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
