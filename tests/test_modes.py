@@ -14,7 +14,8 @@ values, shapes and layouts TABLE lacks), and each row runs in float32 and float6
 
 Each mode asserts how the calls ran, so that a silent eager fallback fails: a row whose
 primitives all have a fused rule must run fused, and the rows that legitimately cannot are
-listed in `COMPILE_FALLBACK` and `_deferred_fallback` with the reason.
+listed in `COMPILE_FALLBACK` and `_deferred_fallback` with the reason, and the calls that a
+fused rule declines in `FUSED_RULE_LIMITS`.
 `test_every_fused_primitive_has_a_row` fails for a primitive added without a row.
 
 Then the dtype promotion table in the three modes, with one float operand requiring grad so
@@ -277,6 +278,23 @@ COMPILE_FALLBACK = {name: f"no fused rule for {', '.join(_unfused(r))}"
                     for name, r in zip(MODE_NAMES, MODE_TABLE) if _unfused(r)}
 
 
+# Fused rules that exist but decline some calls (Unfusable): the step or graph runs eagerly,
+# with eager's results, and says why. Each limit lists the rows that reach it; a listed row
+# that fuses, or falls back for another reason, fails, so the list shrinks as rules grow.
+FUSED_RULE_LIMITS = {
+    "batched or integer matmul": {
+        "matmul_bmm", "matmul_3d_2d", "matmul_bcast_batch", "matmul_bcast_1", "matmul_1d_3d",
+        "matmul_3d_1d", "matmul_2d_3d", "matmul_empty_contract_3d_2d",
+        "matmul_empty_contract_bmm", "matmul_empty_contract_3d_1d",
+        "matmul_empty_contract_2d_3d"},
+    "unreduced, mixed-dtype or empty loss": {"mse_loss_none", "l1_loss_none", "bce_logits_none"},
+    "nll_loss with reduction='none'": {"nll_loss_none", "cross_entropy_none"},
+    "loss weights": {"bce_none_weight", "bce_logits_weight_pos_weight"},
+    "reducing non-adjacent dims": {"sum_tuple", "sum_tuple_keepdim"},
+}
+LIMIT_OF = {name: limit for limit, names in FUSED_RULE_LIMITS.items() for name in names}
+
+
 # Strided (non-contiguous) argument tensors: the fused code generator takes C-contiguous
 # arguments only (codegen: "a non-contiguous input"), so with them both the deferred graph
 # and the compiled step legitimately run eagerly; their values and gradients are still checked.
@@ -414,7 +432,11 @@ def test_deferred_loop_past_fuse_after_matches_torch(r, dtype, layout, fused_gra
         expected = _torch_run(r, arrays, dtype, i)
         out, leaves = _eager_step(r, arrays, expected[2])
         _compare(r, dtype, out, leaves, expected, f"deferred, iteration {i}")
-    if _deferred_fallback(r, layout) is None:
+    limit = LIMIT_OF.get(r.name)
+    if _deferred_fallback(r, layout) is None and limit is not None:
+        assert not any(fused_graph_runs), f"{r.name} fuses now: take it off FUSED_RULE_LIMITS"
+        assert fused_graph.unfused and limit in fused_graph.unfused[-1], fused_graph.unfused
+    elif _deferred_fallback(r, layout) is None:
         fused = sum(fused_graph_runs)
         why = fused_graph.unfused or ["never traced: backward() found the tape unfusable (an op "
                                       "on the tape ran at once, or a value was read)"]
@@ -465,7 +487,7 @@ def test_compile_matches_torch(r, dtype, layout, monkeypatch):
         for leaf in leaves + closure:
             leaf.grad = None
         with warnings.catch_warnings():
-            if r.name in COMPILE_FALLBACK or strided:
+            if r.name in COMPILE_FALLBACK or r.name in LIMIT_OF or strided:
                 warnings.simplefilter("ignore", RuntimeWarning)
             out = compiled(*leaves, nbgrad.from_numpy(upstream.copy()))
         # NOTE: not requires_grad: a fused call returns a tensor without a graph (after its
@@ -479,6 +501,10 @@ def test_compile_matches_torch(r, dtype, layout, monkeypatch):
                          f"nbgrad.compile, call {earlier}'s arguments after call {call}")
     if r.name in COMPILE_FALLBACK:
         assert compiled.stats["fused_calls"] == 0, (r.name, COMPILE_FALLBACK[r.name])
+    elif r.name in LIMIT_OF and not (strided and any("non-contiguous" in why
+                                                      for why in compiled.breaks)):
+        assert compiled.stats["fused_calls"] == 0, f"{r.name} fuses now: take it off FUSED_RULE_LIMITS"
+        assert any(LIMIT_OF[r.name] in why for why in compiled.breaks), compiled.explain()
     elif strided and any("non-contiguous" in why for why in compiled.breaks):
         pass  # STRIDED_FALLBACK
     else:
