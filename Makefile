@@ -23,7 +23,8 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q tests
+	# Two workers: a cold cache compiles about a thousand fused kernels (tests/test_modes.py).
+	$(PY) -m pytest -q -n 2 tests
 	cd asv_benchmarks && ../$(PY) -m asv machine --yes >/dev/null && \
 		../$(PY) -m asv run --python=same --quick --dry-run --show-stderr
 
