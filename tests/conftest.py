@@ -10,9 +10,11 @@ import sys
 import zlib
 
 import numpy as np
+import pytest
 
 import nbgrad
 from nbgrad import _threads
+from nbgrad.fuse.graph import FusedGraph
 
 # Before torch loads its own OpenMP runtime, or nbgrad's threaded kernels stay serial (see
 # nbgrad._threads) and the tests of them would test the serial ones twice.
@@ -100,3 +102,18 @@ def run_python(script):
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, check=True, timeout=120).stdout.split()
+
+
+@pytest.fixture
+def fused_runs(monkeypatch):
+    """How many backward calls ran as one fused kernel (successful FusedGraph.run calls)."""
+    counter = {"runs": 0}
+    original = FusedGraph.run
+
+    def run(self, *args, **kwargs):
+        ran = original(self, *args, **kwargs)
+        counter["runs"] += bool(ran)
+        return ran
+
+    monkeypatch.setattr(FusedGraph, "run", run)
+    return counter

@@ -44,21 +44,6 @@ def fresh_deferral(monkeypatch):
     deferred.realize_all()
 
 
-@pytest.fixture
-def fused_runs(monkeypatch):
-    """How many backward calls ran as one fused kernel (successful FusedGraph.run calls)."""
-    counter = {"runs": 0}
-    original = FusedGraph.run
-
-    def run(self, *args, **kwargs):
-        ran = original(self, *args, **kwargs)
-        counter["runs"] += bool(ran)
-        return ran
-
-    monkeypatch.setattr(FusedGraph, "run", run)
-    return counter
-
-
 @contextmanager
 def deferral_off():
     previous = deferred.enabled

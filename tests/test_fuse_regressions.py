@@ -16,7 +16,6 @@ import torch
 import nbgrad
 import nbgrad.nn.functional as F
 from nbgrad.autograd import deferred
-from nbgrad.fuse.graph import FusedGraph
 from conftest import assert_close, rng_for
 
 STEPS = deferred.FUSE_AFTER + 4  # the deferred loop runs its fused graph 4 times
@@ -30,21 +29,6 @@ def fresh_deferral(monkeypatch):
     monkeypatch.setattr(deferred, "_graphs", {})
     yield
     deferred.realize_all()
-
-
-@pytest.fixture
-def fused_runs(monkeypatch):
-    """How many backward calls ran as one fused kernel (successful FusedGraph.run calls)."""
-    counter = {"runs": 0}
-    original = FusedGraph.run
-
-    def run(self, *args, **kwargs):
-        ran = original(self, *args, **kwargs)
-        counter["runs"] += bool(ran)
-        return ran
-
-    monkeypatch.setattr(FusedGraph, "run", run)
-    return counter
 
 
 def both(array, requires_grad=False):
