@@ -20,10 +20,11 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[examples]'
 	touch $@
 
+# pytest on two workers: a cold cache compiles about a thousand fused kernels (the three-mode
+# tests of tests/test_modes.py), 18 min on 2 cores.
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	# Two workers: a cold cache compiles about a thousand fused kernels (tests/test_modes.py).
 	$(PY) -m pytest -q -n 2 tests
 	cd asv_benchmarks && ../$(PY) -m asv machine --yes >/dev/null && \
 		../$(PY) -m asv run --python=same --quick --dry-run --show-stderr
