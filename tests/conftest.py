@@ -4,6 +4,7 @@ PyTorch is the reference implementation: every expected value in these tests com
 from running the same code with ``torch`` (never from nbgrad's own output).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -95,12 +96,31 @@ def grad_fn_name(t):
     return None if t.grad_fn is None else type(t.grad_fn).__name__
 
 
+def child_env():
+    """The environment for a child Python process, without any OpenMP spin settings of ours."""
+    return {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+
+
+def read_case_records(stdout):
+    """A child's JSON lines, ["begin", case] before each case and [tag, case, *result] after
+    it: ({case: result list}, the case begun and not finished, which crashed the child, or
+    None)."""
+    results, started = {}, None
+    for line in stdout.splitlines():
+        record = json.loads(line)
+        if record[0] == "begin":
+            started = record[1]
+        else:
+            results[record[1]] = record[2:]
+            started = None
+    return results, started
+
+
 def run_python(script):
     """Run `script` in a new Python process, without any OpenMP spin settings of ours, and
     return its printed words. A timeout: a forked child that uses its parent's OpenMP pool
     hangs it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", script], env=child_env(), capture_output=True,
                           text=True, check=True, timeout=120).stdout.split()
 
 

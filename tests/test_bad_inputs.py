@@ -335,20 +335,15 @@ def _child(mode, names):
 def run_cases(mode, names):
     """{name: (raised builtin type names or None, value or message, good results)}, with
     ("crash", message) for a case that killed its child process."""
+    from conftest import child_env, read_case_records  # the parent only: a child imports neither
+
     results = {}
     remaining = list(names)
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     while remaining:
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), mode, *remaining],
-                              env=env, capture_output=True, text=True, timeout=600)
-        started = None
-        for line in proc.stdout.splitlines():
-            record = json.loads(line)
-            if record[0] == "begin":
-                started = record[1]
-            else:
-                results[record[1]] = tuple(record[2:])
-                started = None
+                              env=child_env(), capture_output=True, text=True, timeout=600)
+        records, started = read_case_records(proc.stdout)
+        results.update((case, tuple(result)) for case, result in records.items())
         done = [n for n in remaining if n in results]
         if started is None and len(done) == len(remaining):
             break

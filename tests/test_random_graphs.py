@@ -368,22 +368,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return _child(*args.child)
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    from conftest import child_env, read_case_records  # the parent only: a child imports neither
+
     results = {}
     seeds = list(range(args.seed, args.seed + args.graphs))
     while len(results) < len(seeds):
         first = seeds[len(results)]
         count = min(args.batch, seeds[-1] + 1 - first)
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(first),
-                               str(count)], env=env, capture_output=True, text=True)
-        started = None
-        for line in proc.stdout.splitlines():
-            record = json.loads(line)
-            if record[0] == "begin":
-                started = record[1]
-            else:
-                results[record[1]] = record[2]
-                started = None
+                               str(count)], env=child_env(), capture_output=True, text=True)
+        records, started = read_case_records(proc.stdout)
+        results.update((case, result[0]) for case, result in records.items())
         if started is not None or len(results) < first + count - args.seed:
             crashed = started if started is not None else first + count - 1
             results[crashed] = ["crash", f"exit {proc.returncode}: {proc.stderr[-400:]}"]
