@@ -21,7 +21,7 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	touch $@
 
 # pytest on two workers: a cold cache compiles about a thousand fused kernels (the three-mode
-# tests of tests/test_modes.py), 18 min on 2 cores.
+# tests of tests/ops/test_modes.py), 18 min on 2 cores.
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports

@@ -403,7 +403,7 @@ def describe(mods):
     print(f"nbgrad {getattr(nb, '__version__', '?')}, numba {numba.__version__} "
           f"(numba threads: {numba.config.NUMBA_NUM_THREADS}, "
           f"NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '<unset>')})")
-    from nbgrad import _threads
+    from nbgrad._core import threads as _threads
 
     # Starts nothing where another OpenMP runtime is already loaded (then it says no).
     print("nbgrad threaded large-array kernels: " + (

@@ -1,13 +1,13 @@
 """nbgrad: reverse-mode automatic differentiation with PyTorch's API and Numba kernels."""
 from ._version import __version__  # noqa: F401
 
-from ._dtype import dtype, float32, float64, int64, bool_ as bool  # noqa: E402
-from .tensor import Tensor, Size  # noqa: E402
+from ._core.dtype import dtype, float32, float64, int64, bool_ as bool  # noqa: E402
+from ._tensor.tensor import Tensor, Size  # noqa: E402
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode  # noqa: E402
 from . import autograd  # noqa: E402
-from .functions import *  # noqa: E402,F401,F403
-from .functions import abs, max, min, sum, pow  # noqa: E402,F401  (shadow builtins on purpose)
-from .factories import randperm  # noqa: E402,F401
+from ._tensor.functions import *  # noqa: E402,F401,F403
+from ._tensor.functions import abs, max, min, sum, pow  # noqa: E402,F401  (shadow builtins on purpose)
+from ._tensor.factories import randperm  # noqa: E402,F401
 
 float = float32
 double = float64

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nbgrad
-from nbgrad import _threads
+from nbgrad._core import threads as _threads
 from nbgrad.fuse.graph import FusedGraph
 
 # Before torch loads its own OpenMP runtime, or nbgrad's threaded kernels stay serial (see

@@ -21,7 +21,6 @@ import sys
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("immediate", "deferred", "compile")
 MODE = None  # set in the child process
 FUSE_AFTER = 16  # nbgrad.autograd.deferred.FUSE_AFTER, checked in test_fuse_after_is_current

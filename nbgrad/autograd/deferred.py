@@ -31,7 +31,7 @@ import os
 import threading
 import weakref
 
-from .. import _tracing
+from .._core import tracing as _tracing
 from . import engine
 
 enabled = os.environ.get("NBGRAD_DEFERRED", "1") != "0"

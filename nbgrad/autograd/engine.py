@@ -8,7 +8,7 @@ import weakref
 
 from ..ops import elementwise
 from ..ops.reduction import sum_to_shape
-from .. import _tracing
+from .._core import tracing as _tracing
 from . import deferred, grad_mode
 
 FREED = object()

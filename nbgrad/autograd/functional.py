@@ -58,7 +58,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
 
 def reverse_jacobian(out, inputs):
     """d out / d x for each x in `inputs`, one backward pass per element of `out`."""
-    from ..tensor import Tensor
+    from .._tensor.tensor import Tensor
     blocks = [np.zeros(out.shape + x.shape, x._data.dtype) for x in inputs]
     for k in range(out.numel()):
         seed = np.zeros(out._data.size, out._data.dtype)

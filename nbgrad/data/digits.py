@@ -2,7 +2,7 @@
 nothing is downloaded)."""
 import numpy as np
 
-from ..tensor import Tensor
+from .._tensor.tensor import Tensor
 
 
 def load_digits(test_fraction=0.2, seed=0):

@@ -1,8 +1,8 @@
 """Dataset, TensorDataset and DataLoader."""
 import numpy as np
 
-from .. import factories
-from ..tensor import Tensor
+from .._tensor import factories
+from .._tensor.tensor import Tensor
 
 
 class Dataset:

@@ -15,10 +15,11 @@ import warnings
 import numba
 import numpy as np
 
-from .. import _codegen, _threads
+from .._core import modules as _codegen
+from .._core import threads as _threads
 from ..autograd import deferred
 from ..autograd.grad_mode import state as _grad_state
-from ..tensor import Tensor
+from .._tensor.tensor import Tensor
 from .call import MISMATCH, CallWriter, ClosureWatch, tuple_target
 from .codegen import Unfusable, generate
 from .tracer import GraphBreak, Tracer, tracing

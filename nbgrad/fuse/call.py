@@ -16,7 +16,7 @@ import textwrap
 import types
 
 from ..autograd.grad_mode import state as _grad_state
-from ..tensor import Tensor
+from .._tensor.tensor import Tensor
 
 _PACKAGE = __name__.split(".")[0] + "."
 # What a call function returns for a call that does not fit it. NOTE: not None, which is

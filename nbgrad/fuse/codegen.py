@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from .. import _threads
+from .._core import threads as _threads
 from ..ops.elementwise import _NUMBER, float_literal
 from ..ops.primitive import Unfusable
 
@@ -446,7 +446,7 @@ import math
 
 import numba
 import numpy as np
-from nbgrad.ops._kernel_support import typed
+from nbgrad._core.kernel_support import typed
 '''
 
 

@@ -9,9 +9,9 @@ from sys import getrefcount
 
 import numpy as np
 
-from .. import _threads
+from .._core import threads as _threads
 from ..autograd import engine
-from ..tensor import new_tensor
+from .._tensor.tensor import new_tensor
 from . import Arenas, compile_kernel
 from .call import MISMATCH, CallWriter, tuple_target
 from .codegen import generate

@@ -9,7 +9,7 @@ import traceback
 
 import numpy as np
 
-from .. import _tracing
+from .._core import tracing as _tracing
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

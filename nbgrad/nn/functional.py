@@ -7,12 +7,12 @@ import warnings
 
 import numpy as np
 
-from .. import _tracing
-from .. import functions as _F
-from ..factories import generator
+from .._core import tracing as _tracing
+from .._tensor import functions as _F
+from .._tensor.factories import generator
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
-from ..tensor import Tensor, dispatch
+from .._tensor.tensor import Tensor, dispatch
 
 relu = _F.relu
 sigmoid = _F.sigmoid

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-from .. import factories
+from .._tensor import factories
 from ..autograd import deferred
 
 

@@ -2,8 +2,8 @@
 import math
 from collections import OrderedDict
 
-from .. import functions as _F
-from ..factories import empty
+from .._tensor import functions as _F
+from .._tensor.factories import empty
 from . import functional as F
 from . import init
 from .module import Module

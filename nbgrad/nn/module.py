@@ -3,10 +3,10 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from .. import _tracing
+from .._core import tracing as _tracing
 from ..autograd import deferred
 from ..autograd.engine import clear_grads
-from ..tensor import Tensor
+from .._tensor.tensor import Tensor
 from .parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -288,7 +288,7 @@ class Module:
         return self._cast(np.float64)
 
     def to(self, *args, **kwargs):
-        from .._dtype import as_dtype, dtype
+        from .._core.dtype import as_dtype, dtype
         for arg in list(args) + list(kwargs.values()):
             if isinstance(arg, dtype):
                 self._cast(as_dtype(arg).np)

@@ -8,7 +8,7 @@ import functools
 import numba
 import numpy as np
 
-from .._dtype import from_numpy_dtype, promote_types
+from .._core.dtype import from_numpy_dtype, promote_types
 from .primitive import Primitive, register
 from . import elementwise
 

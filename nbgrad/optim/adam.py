@@ -1,7 +1,7 @@
 """Adam and AdamW (torch/optim/adam.py, single-tensor path)."""
 import numpy as np
 
-from ..tensor import Tensor
+from .._tensor.tensor import Tensor
 from .optimizer import Optimizer, reject_unsupported
 from .rule import UpdateRule
 

@@ -4,11 +4,11 @@ import copy
 
 import numpy as np
 
-from .. import _tracing
+from .._core import tracing as _tracing
 from ..autograd import deferred
 from ..autograd.engine import clear_grads
 from ..autograd.grad_mode import enable_grad
-from ..tensor import Tensor
+from .._tensor.tensor import Tensor
 
 
 class _Required:

@@ -2,7 +2,7 @@
 (torch/optim/sgd.py, single-tensor path)."""
 import numpy as np
 
-from ..tensor import Tensor
+from .._tensor.tensor import Tensor
 from .optimizer import Optimizer, reject_unsupported, required
 from .rule import UpdateRule
 

@@ -9,7 +9,7 @@ import torch
 
 import nbgrad
 from conftest import assert_close, run_python
-from nbgrad import _threads
+from nbgrad._core import threads as _threads
 from nbgrad.ops import elementwise
 
 # Both implementations are within about 1 ulp of the exact result, so they may differ by 2
@@ -153,7 +153,7 @@ def test_starting_the_thread_pool_leaves_the_environment_as_it_was():
     # GOMP_SPINCOUNT is set only while Numba loads libgomp; an OpenMP runtime loaded later
     # (torch's) must see the user's environment.
     threaded, layer, leaked = run_python(
-        "import os, nbgrad._threads as t, numba; usable = t.start(); "
+        "import os, nbgrad._core.threads as t, numba; usable = t.start(); "
         "print(usable, numba.threading_layer(), 'GOMP_SPINCOUNT' in os.environ)")
     assert threaded == str(layer != "workqueue") and leaked == "False"
 
@@ -163,7 +163,7 @@ def test_a_thread_pool_started_elsewhere_keeps_large_kernels_serial_and_correct(
     # use it; results are the same either way.
     threaded, correct = run_python(
         "import numba, numpy as np; numba.get_num_threads(); import nbgrad; "
-        "from nbgrad import _threads; x = np.ones(1 << 19, dtype=np.float32); "
+        "from nbgrad._core import threads as _threads; x = np.ones(1 << 19, dtype=np.float32); "
         "y = (nbgrad.tensor(x) * 2).sum().item(); "
         "print(_threads.start(), y == float((x.astype(np.float64) * 2).sum()))")
     assert threaded == "False" and correct == "True"
@@ -174,7 +174,7 @@ def test_a_process_forked_after_threaded_kernels_runs_them_serially():
     # must fall back to the serial kernels instead.
     script = """
 import multiprocessing, numpy as np, nbgrad
-from nbgrad import _threads
+from nbgrad._core import threads as _threads
 
 def work(_):
     x = nbgrad.tensor(np.ones(1 << 19, dtype=np.float32))

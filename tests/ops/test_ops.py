@@ -579,7 +579,7 @@ class _PrimitiveRecorder:
 def test_shape_rule_of_every_primitive_matches_its_forward(r, monkeypatch):
     # The tracer reads each row's shape/dtype rule without running kernels; it must agree
     # with what the forward kernel actually produces.
-    from nbgrad import _tracing
+    from nbgrad._core import tracing as _tracing
     recorder = _PrimitiveRecorder()
     monkeypatch.setattr(_tracing, "current", recorder)
     _run(nbgrad, r, make_inputs(r, "float32"))

@@ -10,12 +10,13 @@ from threading import get_ident
 
 import numpy as np
 
-from . import _dtype
-from ._dtype import as_dtype, from_numpy_dtype
-from ._format import format_tensor
-from . import _tracing, autograd
-from .autograd import deferred, engine
-from .autograd.grad_mode import state as _grad_state
+from .._core import dtype as _dtype
+from .._core.dtype import as_dtype, from_numpy_dtype
+from .format import format_tensor
+from .._core import tracing as _tracing
+from .. import autograd
+from ..autograd import deferred, engine
+from ..autograd.grad_mode import state as _grad_state
 
 _NO_PARAMS = {}
 

@@ -1198,7 +1198,7 @@ def test_fullgraph_stops_at_the_offending_line():
 def test_generated_module_names_change_with_the_kernels_they_call(monkeypatch, tmp_path):
     # Numba's cache does not notice a changed callee: an edit under nbgrad/ops must give
     # every generated module a new name (and so a fresh compile).
-    from nbgrad import _codegen
+    from nbgrad._core import modules as _codegen
     monkeypatch.setenv("NBGRAD_CACHE_DIR", str(tmp_path))
     source = "VALUE = 1\n"
     before = _codegen.load_module("probe", source).__name__

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from . import _dtype, _tracing
+from .._core import dtype as _dtype, tracing as _tracing
 from .tensor import Tensor, resolve_dtype, checked_shape, allocate
 
 _generator = np.random.default_rng()

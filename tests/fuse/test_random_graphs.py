@@ -8,7 +8,7 @@ so the fused graph kernel runs), and (c) as an `nbgrad.compile` step called thre
 with fresh argument tensors; every run is compared with torch.
 
 `test_random_graphs_match_torch` is a seeded, bounded Hypothesis test. As a script,
-`python tests/test_random_graphs.py --graphs N [--seed S]` runs N graphs in batches, each
+`python tests/fuse/test_random_graphs.py --graphs N [--seed S]` runs N graphs in batches, each
 batch in a child process (a crash is counted and the batch goes on after it), and prints how
 many graphs, mismatches and crashes, over which ops and modes.
 """
@@ -22,7 +22,6 @@ import warnings
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("immediate", "deferred", "compile")
 COMPILE_CALLS = 3
 TOLERANCE = {"float32": (2e-4, 2e-5), "float64": (1e-9, 1e-11)}
@@ -368,7 +367,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return _child(*args.child)
-    from conftest import child_env, read_case_records  # the parent only: a child imports neither
+    # The parent only (a child imports neither); run as a script, conftest is one level up.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from conftest import child_env, read_case_records
 
     results = {}
     seeds = list(range(args.seed, args.seed + args.graphs))

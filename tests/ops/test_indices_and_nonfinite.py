@@ -422,7 +422,7 @@ def test_out_of_range_indices_raise_torchs_errors_in_every_mode():
     words = run_script(f"""
         import sys, warnings
         import torch.nn.functional as TF
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        sys.path[:0] = [{os.path.dirname(__file__)!r}, {os.path.dirname(os.path.dirname(__file__))!r}]
         from test_indices_and_nonfinite import BAD_INDICES
         warnings.simplefilter("ignore")
         for name, fn in BAD_INDICES.items():

@@ -30,7 +30,7 @@ import torch
 import nbgrad
 import nbgrad.nn.functional  # noqa: F401  (L.nn.functional in the rows)
 from conftest import TOL, assert_close, rng_for
-from nbgrad import _tracing
+from nbgrad._core import tracing as _tracing
 from nbgrad.autograd import deferred
 from nbgrad.fuse import graph as fused_graph
 from nbgrad.ops import PRIMITIVES

@@ -6,13 +6,13 @@ import builtins
 
 import numpy as np
 
-from . import _dtype, _tracing
-from .ops import PRIMITIVES as P
-from .ops.linalg import grad_fn_name as _matmul_name
-from .ops.reduction import normalize_dims
-from .ops.shape import flat_positions, put_values
-from .autograd import deferred
-from .autograd.grad_mode import state as _grad_state
+from .._core import dtype as _dtype, tracing as _tracing
+from ..ops import PRIMITIVES as P
+from ..ops.linalg import grad_fn_name as _matmul_name
+from ..ops.reduction import normalize_dims
+from ..ops.shape import flat_positions, put_values
+from ..autograd import deferred
+from ..autograd.grad_mode import state as _grad_state
 from .tensor import Tensor, dispatch, as_tensor_arg, result_dtype, _check_dim, _meta, Size
 
 # --- operands ---------------------------------------------------------------------------------
@@ -645,7 +645,7 @@ def _write_back(target, result):
             _dtype.promote_types(target.dtype, result.dtype) is not target.dtype:
         raise RuntimeError(f"result type {result.dtype.name} can't be cast to the desired output "
                            f"type {target.dtype.name}")
-    from .ops.elementwise import COPY, run
+    from ..ops.elementwise import COPY, run
     run(COPY, (result._data,), (), target._data.shape, target._data.dtype, out=target._data)
     target._version_counter[0] += 1
     if result.grad_fn is not None:

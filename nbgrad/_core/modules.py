@@ -16,7 +16,7 @@ import warnings
 
 import numba
 
-from ._version import __version__
+from .._version import __version__
 
 _loaded = {}
 
@@ -28,7 +28,7 @@ def _fingerprint_of_kernels():
     generated module (and so compile it afresh) instead of loading stale machine code.
     """
     digest = hashlib.sha256()
-    ops = os.path.join(os.path.dirname(__file__), "ops")
+    ops = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ops")
     for name in sorted(os.listdir(ops)):
         if name.endswith(".py"):
             with open(os.path.join(ops, name), "rb") as source:

@@ -1,0 +1,1 @@
+"""The lowest layer: dtypes, threads, the generated-module cache, kernel helpers."""

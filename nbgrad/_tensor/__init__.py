@@ -1,0 +1,1 @@
+"""The Tensor layer: the Tensor object, dispatch, the API functions and factories."""
