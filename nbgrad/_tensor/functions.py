@@ -11,7 +11,7 @@ from ..ops import PRIMITIVES as P
 from ..ops.linalg import grad_fn_name as _matmul_name
 from ..ops.reduction import normalize_dims
 from ..ops.shape import flat_positions, put_values
-from ..autograd import deferred
+from .mode import run_pending
 from ..autograd.grad_mode import state as _grad_state
 from .tensor import Tensor, dispatch, as_tensor_arg, result_dtype, _check_dim, _meta, Size
 
@@ -618,7 +618,7 @@ def getitem(input, index):
 
 def _check_inplace(target):
     # Deferred ops that read this memory run before it changes.
-    deferred.realize_all()
+    run_pending()
     if _grad_state.enabled and target._requires_grad and target.grad_fn is None:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                            "operation.")

@@ -13,6 +13,7 @@ import numpy as np
 from .._core import dtype as _dtype
 from .._core.dtype import as_dtype, from_numpy_dtype
 from .format import format_tensor
+from .mode import run_pending
 from .._core import tracing as _tracing
 from .. import autograd
 from ..autograd import deferred, engine
@@ -109,7 +110,7 @@ class Tensor:
         if value and self._data.dtype.kind != "f":
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
         # A deferred op links to its inputs' gradients as their flags were when it was called.
-        deferred.realize_all()
+        run_pending()
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad=True):
@@ -173,7 +174,7 @@ class Tensor:
 
     @data.setter
     def data(self, value):
-        deferred.realize_all()  # deferred ops read the array this replaces
+        run_pending()  # deferred ops read the array this replaces
         self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
 
     # --- metadata --------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class Tensor:
 
     def numpy(self, force=False):
         _tracing.graph_break("Tensor.numpy() hands out the data")
-        deferred.realize_all()  # the caller may write into the array
+        run_pending()  # the caller may write into the array
         if self._requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
@@ -245,7 +246,7 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         _tracing.graph_break("converting a Tensor to a NumPy array reads its values")
-        deferred.realize_all()  # the caller may write into the array
+        run_pending()  # the caller may write into the array
         array = self._data if dtype is None else self._data.astype(dtype, copy=False)
         return array.copy() if copy else array
 

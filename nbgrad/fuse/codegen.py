@@ -16,7 +16,7 @@ from ..ops.elementwise import _NUMBER, float_literal
 from ..ops.primitive import Unfusable
 
 _MAX_INLINE_CONSTANT = 64
-# A name of the generated code's own (`Emitter._new`: a prefix and a number), not after a dot.
+# A name of the generated code's own (`Emitter.new_name`: a prefix and a number), not after a dot.
 _LOCAL = re.compile(r"(?<![\w.])([a-z]+\d+)\b")
 # Elementwise loops at least this long run on all cores (numba.prange; the function is then
 # compiled with parallel=True). Measured on 2 cores, whole fused step `(x*2+1).sum()` with
@@ -76,7 +76,7 @@ class Emitter:
         self._comments = []
         self._count = 0
 
-    def _new(self, prefix):
+    def new_name(self, prefix):
         self._count += 1
         return f"{prefix}{self._count}"
 
@@ -95,7 +95,7 @@ class Emitter:
             return name
         if not array.flags.c_contiguous:
             raise Unfusable(f"a non-contiguous input of shape {tuple(array.shape)}")
-        name = self._new("arg")
+        name = self.new_name("arg")
         self.arguments.append((name, ("handle", handle, array)))
         self.names[id(array)] = name
         return name
@@ -109,10 +109,10 @@ class Emitter:
             if id(array) in self.fresh:
                 # An argument: a result the caller keeps (a new .grad), which a buffer
                 # reused by the next call would have to be copied out of.
-                name = self._new("fresh")
+                name = self.new_name("fresh")
                 self.arguments.append((name, ("fresh", None, array)))
             else:
-                name = self._new("buf")
+                name = self.new_name("buf")
                 self.buffers.append((name, array))
             self.names[id(array)] = name
         return name
@@ -130,7 +130,7 @@ class Emitter:
 
     def define(self, array, expression):
         """A local variable (a view) computed inside the fused function."""
-        name = self._new("view")
+        name = self.new_name("view")
         self.emit(f"{name} = {expression}")
         self.names[id(array)] = name
         self._views[name] = expression
@@ -145,7 +145,7 @@ class Emitter:
         known = self._constants.get(id(array))
         if known is not None:
             return known[0]
-        name = self._new("const")
+        name = self.new_name("const")
         self._constants[id(array)] = (name, array)  # kept alive: its id stays its own
         # Only read-only arrays (nbgrad's own constants) and empty ones are written into the
         # source; any other array may be changed in place between calls: an argument.
@@ -162,7 +162,7 @@ class Emitter:
     def state(self, update, index, traced):
         """An optimizer state array or counter of the `update`-th parameter update,
         read from the optimizer at call time: load_state_dict may replace it."""
-        name = self._new("state")
+        name = self.new_name("state")
         self.arguments.append((name, ("state", (update, index), traced)))
         return name
 
@@ -170,7 +170,7 @@ class Emitter:
         alias = f"_{function.__name__}"
         existing = self.imports.get(alias)
         if existing is not None and existing != (function.__module__, function.__name__):
-            alias = self._new(alias + "_")
+            alias = self.new_name(alias + "_")
         self.imports[alias] = (function.__module__, function.__name__)
         return alias
 
@@ -265,7 +265,7 @@ class Emitter:
         constants = {}
 
         def hoist(match):
-            return constants.setdefault(float_literal(match.group(1)), self._new("c"))
+            return constants.setdefault(float_literal(match.group(1)), self.new_name("c"))
 
         body = _NUMBER.sub(hoist, expr)
         preamble += [f"    {name} = typed({value}, {reference})" for value, name in constants.items()]
@@ -279,15 +279,15 @@ class Emitter:
             if variable in loop["written"]:
                 read = loop["written"][variable]
             elif math.prod(operand_shape) == 1:
-                read = self._new("s")
+                read = self.new_name("s")
                 preamble.append(f"    {read} = {variable}.reshape(1)[0]")
             else:
-                view = self._new("v")
+                view = self.new_name("v")
                 preamble.append(f"    {view} = {variable}.reshape({padded!r})")
                 read = f"{view}[" + ", ".join(
                     f"i{d}" if padded[d] != 1 else "0" for d in range(rank)) + "]"
             reads[symbol] = read if len(operand) == 2 else f"np.{operand[2]}({read})"
-        target = self._new("o")
+        target = self.new_name("o")
         preamble.append(f"    {target} = {result}.reshape({padded_shape!r})")
         element = re.sub(r"\b(" + "|".join(map(re.escape, reads)) + r")\b",
                          lambda m: reads[m.group(1)], body) if reads else body
@@ -367,7 +367,7 @@ def _emit_updates(em, events):
     the parameters, each updated by the lines the optimizer's rule generates."""
     optimizer, param = events[0][1], events[0][3]
     rule, dtype = optimizer.rule, param._data.dtype
-    prefix = em._new("u") + "_"
+    prefix = em.new_name("u") + "_"
     em.comment(f"{type(optimizer).__name__} update of {len(events)} parameter(s), one loop nest "
                f"({type(optimizer).__module__}.{type(optimizer).__name__}.rule)")
     columns = {name: [] for name in ("param", "grad") + rule.arrays}
@@ -415,7 +415,7 @@ def _emit_fit(em, before, after):
     keep = (1,) * lead + tuple(after.shape)
     # Accumulate in float64 (or int64), as the eager reduction kernel does; a sum down to
     # one value (a scalar parameter's gradient) in a local, which allocates nothing.
-    accumulator = em._new("acc")
+    accumulator = em.new_name("acc")
     wide = "np.float64" if before.dtype.kind == "f" else "np.int64"
     index = ", ".join(f"i{d}" for d in range(before.ndim))
     if math.prod(keep) == 1:

@@ -5,12 +5,12 @@ import warnings
 import numpy as np
 
 from .._tensor import factories
-from ..autograd import deferred
+from .._tensor.mode import run_pending
 
 
 def _fill(tensor, values):
     # Initializers run outside autograd, as PyTorch's do under no_grad.
-    deferred.realize_all()  # deferred ops read the values as they are now
+    run_pending()  # deferred ops read the values as they are now
     tensor._data[...] = np.asarray(values).astype(tensor._data.dtype, copy=False)
     tensor._version_counter[0] += 1
     return tensor

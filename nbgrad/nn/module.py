@@ -4,7 +4,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .._core import tracing as _tracing
-from ..autograd import deferred
+from .._tensor.mode import run_pending
 from ..autograd.engine import clear_grads
 from .._tensor.tensor import Tensor
 from .parameter import Parameter
@@ -242,7 +242,7 @@ class Module:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                + "\n\t".join(errors))
         # Nothing is written unless every entry is valid.
-        deferred.realize_all()  # deferred ops read the values as they are now
+        run_pending()  # deferred ops read the values as they are now
         for target, array in updates:
             np.copyto(target._data, array, casting="unsafe")
             target._version_counter[0] += 1
@@ -275,7 +275,7 @@ class Module:
         return self
 
     def _cast(self, np_dtype):
-        deferred.realize_all()  # deferred ops read the arrays this replaces
+        run_pending()  # deferred ops read the arrays this replaces
         for tensor in list(self.parameters()) + list(self.buffers()):
             if tensor._data.dtype.kind == "f":
                 tensor._data = tensor._data.astype(np_dtype)

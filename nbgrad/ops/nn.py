@@ -524,7 +524,7 @@ class _PointwiseLossFusion:
         values = dict(_CONSTANTS, pw=1.0)
         names = {}
         for name in sorted(set(re.findall(r"\b\w+\b", expression)) & set(values)):
-            names[name] = em._new("c")
+            names[name] = em.new_name("c")
             em.emit(f"{names[name]} = typed({values[name]!r}, {reference})")
         return names
 
@@ -533,9 +533,9 @@ class _PointwiseLossFusion:
         self._check(params, x, y)
         reference = em.ref(x)
         names = self._constants(em, f"{self.row.loss} {self.row.domain}", reference)
-        index, total = em._new("i"), em._new("total")
+        index, total = em.new_name("i"), em.new_name("total")
         for name, array in (("x", x), ("y", y)):
-            flat = em._new("v")
+            flat = em.new_name("v")
             em.emit(f"{flat} = {em.ref(array)}.reshape({x.size})")
             names[name] = f"{flat}[{index}]"
         loss = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
@@ -579,7 +579,7 @@ class _NllFusion:
         target_name = em.ref(target)
         classes, ignore = logp.shape[1], params["ignore_index"]
         self._check_before_call(em, target_name, classes, ignore)
-        total, total_weight = em._new("total"), em._new("weight")
+        total, total_weight = em.new_name("total"), em.new_name("weight")
         em.emit(f"{total}, {total_weight} = {em.kernel(nll_forward_kernel)}({em.ref(logp)}, "
                 f"{target_name}, {weight}, {em.scalar(ignore)}, {_dummy(em, 1, logp.dtype)}, "
                 f"{em.scalar(True)})")
@@ -600,7 +600,7 @@ class _NllFusion:
         weight = self._weight(em, node.params, shape[1], g.dtype)
         self._check_before_call(em, em.ref(target), shape[1], node.params["ignore_index"])
         ignore = em.scalar(node.params["ignore_index"])
-        scale = em._new("scale")
+        scale = em.new_name("scale")
         if node.params["reduction"] == "mean":
             em.emit(f"{scale} = 1.0 / {em.kernel(nll_total_weight)}({em.ref(target)}, {weight}, "
                     f"{ignore})")

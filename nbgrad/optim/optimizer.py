@@ -5,7 +5,7 @@ import copy
 import numpy as np
 
 from .._core import tracing as _tracing
-from ..autograd import deferred
+from .._tensor.mode import run_pending
 from ..autograd.engine import clear_grads
 from ..autograd.grad_mode import enable_grad
 from .._tensor.tensor import Tensor
@@ -72,7 +72,7 @@ class Optimizer:
                 loss = closure()
         kernel = self.rule.kernel
         states = len(self.rule.state)
-        deferred.realize_all()  # deferred ops read the parameters as they are now
+        run_pending()  # deferred ops read the parameters as they are now
         tracer = _tracing.current
         for group in self.param_groups:
             for param in group["params"]:
