@@ -13,7 +13,7 @@ import numpy as np
 from .._core import dtype as _dtype
 from .._core.dtype import as_dtype, from_numpy_dtype
 from .format import format_tensor
-from .mode import run_pending
+from .._core.mode import run_pending
 from .._core import tracing as _tracing
 from .. import autograd
 from ..autograd import deferred, engine

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from .._tensor import factories
-from .._tensor.mode import run_pending
+from .._core.mode import run_pending
 
 
 def _fill(tensor, values):

@@ -4,7 +4,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .._core import tracing as _tracing
-from .._tensor.mode import run_pending
+from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
 from .._tensor.tensor import Tensor
 from .parameter import Parameter

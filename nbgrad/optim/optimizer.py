@@ -5,7 +5,7 @@ import copy
 import numpy as np
 
 from .._core import tracing as _tracing
-from .._tensor.mode import run_pending
+from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
 from ..autograd.grad_mode import enable_grad
 from .._tensor.tensor import Tensor
