@@ -31,7 +31,7 @@ import os
 import threading
 import weakref
 
-from .._core import tracing as _tracing
+from .._core import mode, tracing as _tracing
 from . import engine
 
 enabled = os.environ.get("NBGRAD_DEFERRED", "1") != "0"
@@ -250,3 +250,11 @@ def backward(root, gradient, retain_graph, inputs):
         return False
     tape = _Tape()
     return True
+
+
+class _Interim(mode.Eager):
+    def run_pending(self):
+        realize_all()
+
+
+mode.use(_Interim())
