@@ -1,10 +1,7 @@
-"""The primitive table. Importing this package declares every primitive (see `PRIMITIVES`)."""
+"""The primitive table. Importing this package declares every primitive (see `PRIMITIVES`),
+one module per family."""
 from .primitive import PRIMITIVES, Primitive, register
-from . import elementwise, reduction, linalg, shape, nn
+from . import elementwise, reduction, rowwise, linalg, shape, indexing, losses, embedding
 
-# Eager mode may defer a call (nbgrad.autograd.deferred) that has a gradient and a fused rule,
-# unless its output is a view: a copy made by a fused kernel would not share its memory.
-for _prim in PRIMITIVES.values():
-    _prim.deferrable = _prim.vjp is not None and _prim.fuse is not None and not _prim.view
-
-__all__ = ["PRIMITIVES", "Primitive", "register", "elementwise", "reduction", "linalg", "shape"]
+__all__ = ["PRIMITIVES", "Primitive", "register", "elementwise", "reduction", "rowwise", "linalg",
+           "shape", "indexing", "losses", "embedding"]

@@ -321,6 +321,72 @@ def _refuse_bool(row, arrays):
         raise RuntimeError(row.bool_errors[0 if bools == len(arrays) else 1])
 
 
+# ---------------------------------------------------------------------------------------
+# Fused rule: the same expressions, emitted as loops inside a fused step (made before the
+# row, which is given it).
+
+def _calling_imported_helpers(em, expr):
+    """`expr` with each helper it calls renamed to the fused module's import of it."""
+    for name in _names_in(expr, HELPERS):
+        expr = re.sub(rf"\b{name}\(", em.kernel(HELPERS[name]) + "(", expr)
+    return expr
+
+
+class _ElementwiseFusion:
+    def __init__(self, row):
+        self.row = row
+
+    def _operands(self, em, named_arrays, dtype):
+        """Each array's operand of `em.elementwise`; promoted inputs of another dtype are
+        converted to `dtype` as they are read, as eager converts them (`astype`) first."""
+        operands = {}
+        convert = "bool_" if dtype.kind == "b" else dtype.name
+        for name, array in named_arrays:
+            operands[name] = (em.ref(array), array.shape) \
+                if array.dtype == dtype or name not in self._promoted else \
+                (em.ref(array), array.shape, convert)
+        return operands
+
+    @property
+    def _promoted(self):
+        return {self.row.inputs[i] for i in self.row.promote}
+
+    def forward(self, em, arrays, params, out):
+        row = self.row
+        compute = _result_dtype(row, arrays, params)[0]
+        operands = self._operands(em, zip(row.inputs, arrays), compute)
+        for name in row.params:
+            operands[name] = em.literal(params[name], compute)
+        # Numbers in the expression are typed like an input of the compute dtype.
+        reference = next((operands[row.inputs[i]][0] for i in row.promote
+                          if arrays[i].dtype == compute), None)
+        if reference is None:
+            raise Unfusable(f"{row.name} computes in {compute}, the dtype of none of its inputs")
+        em.elementwise(_calling_imported_helpers(em, row.expr), operands, em.out(out), out.shape,
+                       reference)
+
+    def vjp(self, em, node, g, raw):
+        row = self.row
+        named = [("g", g)]
+        for key, array in zip(node.prim.save, node.saved):
+            if array is not None:  # None: read only by the VJP of an input that needs none
+                named.append(("out" if key == "out" else row.inputs[key], array))
+        operands = self._operands(em, named, g.dtype)
+        for name in row.params:
+            operands[name] = em.literal(node.params[name], g.dtype)
+        for wrt, grad in zip(row.inputs, raw):
+            if grad is None:
+                continue
+            if grad is g:
+                em.same(grad, g)
+                continue
+            expr = row.grads[wrt]
+            used = {name: operands[name] for name in _names_in(expr, tuple(operands))}
+            em.elementwise(_calling_imported_helpers(em, expr), used, em.out(grad), g.shape,
+                           operands["g"][0])
+
+
+
 FORWARD = {row.name: KernelPair(row.name, row.inputs) for row in TABLE}
 COPY = FORWARD["to_copy"]
 
@@ -427,83 +493,18 @@ def _make_primitive(row):
         return grads
 
     differentiable = tuple(i for i, name in enumerate(row.inputs) if name in row.grads)
-    prim = register(Primitive(row.name, row.grad_fn, infer, forward,
-                              vjp if row.grads else None, save=save,
-                              differentiable=differentiable, meta=row))
-    prim.save_for = tuple(
+    save_for = tuple(
         tuple(key for key in save
               if _names_in(row.grads.get(name, ""), ("out",) if key == "out" else
                            (row.inputs[key],)))
         for name in row.inputs)
-    return prim
+    return register(Primitive(row.name, row.grad_fn, infer, forward,
+                              vjp if row.grads else None, save=save, save_for=save_for,
+                              differentiable=differentiable, fuse=_ElementwiseFusion(row)))
 
 
 PRIMS = {row.name: _make_primitive(row) for row in TABLE}
+# The table by name (for the API: which rows refuse bool operands).
+ROWS = {row.name: row for row in TABLE}
 
 
-# ---------------------------------------------------------------------------------------
-# Fused rule: the same expressions, emitted as loops inside a fused step.
-
-def _calling_imported_helpers(em, expr):
-    """`expr` with each helper it calls renamed to the fused module's import of it."""
-    for name in _names_in(expr, HELPERS):
-        expr = re.sub(rf"\b{name}\(", em.kernel(HELPERS[name]) + "(", expr)
-    return expr
-
-
-class _ElementwiseFusion:
-    def __init__(self, row):
-        self.row = row
-
-    def _operands(self, em, named_arrays, dtype):
-        """Each array's operand of `em.elementwise`; promoted inputs of another dtype are
-        converted to `dtype` as they are read, as eager converts them (`astype`) first."""
-        operands = {}
-        convert = "bool_" if dtype.kind == "b" else dtype.name
-        for name, array in named_arrays:
-            operands[name] = (em.ref(array), array.shape) \
-                if array.dtype == dtype or name not in self._promoted else \
-                (em.ref(array), array.shape, convert)
-        return operands
-
-    @property
-    def _promoted(self):
-        return {self.row.inputs[i] for i in self.row.promote}
-
-    def forward(self, em, arrays, params, out):
-        row = self.row
-        compute = _result_dtype(row, arrays, params)[0]
-        operands = self._operands(em, zip(row.inputs, arrays), compute)
-        for name in row.params:
-            operands[name] = em.literal(params[name], compute)
-        # Numbers in the expression are typed like an input of the compute dtype.
-        reference = next((operands[row.inputs[i]][0] for i in row.promote
-                          if arrays[i].dtype == compute), None)
-        if reference is None:
-            raise Unfusable(f"{row.name} computes in {compute}, the dtype of none of its inputs")
-        em.elementwise(_calling_imported_helpers(em, row.expr), operands, em.out(out), out.shape,
-                       reference)
-
-    def vjp(self, em, node, g, raw):
-        row = self.row
-        named = [("g", g)]
-        for key, array in zip(node.prim.save, node.saved):
-            if array is not None:  # None: read only by the VJP of an input that needs none
-                named.append(("out" if key == "out" else row.inputs[key], array))
-        operands = self._operands(em, named, g.dtype)
-        for name in row.params:
-            operands[name] = em.literal(node.params[name], g.dtype)
-        for wrt, grad in zip(row.inputs, raw):
-            if grad is None:
-                continue
-            if grad is g:
-                em.same(grad, g)
-                continue
-            expr = row.grads[wrt]
-            used = {name: operands[name] for name in _names_in(expr, tuple(operands))}
-            em.elementwise(_calling_imported_helpers(em, expr), used, em.out(grad), g.shape,
-                           operands["g"][0])
-
-
-for _row in TABLE:
-    PRIMS[_row.name].fuse = _ElementwiseFusion(_row)

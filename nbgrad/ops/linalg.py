@@ -1,7 +1,10 @@
-"""matmul: a primitive because it is a BLAS call (through SciPy, as Numba's np.dot is).
+"""Products through BLAS (SciPy's, as Numba's np.dot calls it): primitives because each is
+a BLAS call.
 
-Every case (dot, mv, vm, mm, batched with broadcasting) is reduced in Python to one 2-D
-or one batched 3-D product, so there are two kernels per dtype family.
+- `matmul`: every case (dot, mv, vm, mm, batched with broadcasting) is reduced in Python to
+  one 2-D or one batched 3-D product, so there are two kernels per dtype family.
+- `linear` (x @ W.T + b for a 2-D x): one BLAS call plus the bias in the same kernel, and
+  PyTorch's `AddmmBackward0`; the backward needs no transposed copies.
 """
 import math
 
@@ -9,6 +12,8 @@ import numba
 import numpy as np
 
 from .primitive import Primitive, Unfusable, register
+
+_jit = numba.njit(cache=True, error_model="numpy")
 
 
 @numba.njit(cache=True)
@@ -163,10 +168,6 @@ def grad_fn_name(a_ndim, b_ndim):
     return "UnsafeViewBackward0"
 
 
-PRIMS = {"matmul": register(Primitive("matmul", "MmBackward0", infer, forward, vjp,
-                                      save=(0, 1), differentiable=(0, 1)))}
-
-
 class _MatmulFusion:
     """1-D and 2-D products as np.dot into preallocated buffers; batched ones stay eager."""
 
@@ -196,4 +197,97 @@ class _MatmulFusion:
             em.emit(f"np.dot({a_m}.T, {g_m}, {em.out(raw[1])}.reshape({b_shape!r}))")
 
 
-PRIMS["matmul"].fuse = _MatmulFusion()
+# ---------------------------------------------------------------------------------------
+# linear: x (N, in) @ weight (out, in).T + bias (out,)
+
+@_jit
+def linear_kernel(x, weight, bias, out):
+    np.dot(x, weight.T, out)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] += bias[j]
+
+
+@_jit
+def linear_vjp_kernel(g, x, weight, grad_x, grad_weight, grad_bias, need_x, need_weight,
+                      need_bias):
+    if need_x:
+        np.dot(g, weight, grad_x)
+    if need_weight:
+        np.dot(g.T, x, grad_weight)
+    if need_bias:
+        for j in range(g.shape[1]):
+            grad_bias[j] = 0.0
+        for i in range(g.shape[0]):
+            for j in range(g.shape[1]):
+                grad_bias[j] += g[i, j]
+
+
+def _linear_infer(x, weight, bias):
+    if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
+        raise RuntimeError(f"linear: expected a 2-D input, a 2-D weight and a matching bias; got "
+                           f"shapes {tuple(x.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}")
+    if x.shape[1] != weight.shape[1]:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({x.shape[0]}x{x.shape[1]} "
+                           f"and {weight.shape[1]}x{weight.shape[0]})")
+    if not x.dtype == weight.dtype == bias.dtype:
+        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {x.dtype} and "
+                           f"{weight.dtype}")
+    if x.dtype.kind == "b":
+        raise NotImplementedError('"addmm_impl_cpu_" not implemented for \'Bool\'')
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"linear is implemented for floating point tensors only, got {x.dtype}")
+    return (x.shape[0], weight.shape[0]), x.dtype
+
+
+# NOTE: Numba's np.dot handles empty operands (an empty inner dimension gives zeros), so
+# the kernels need no special case for in_features, out_features or the batch being 0.
+def _linear_forward(x, weight, bias):
+    shape, dtype = _linear_infer(x, weight, bias)
+    out = np.empty(shape, dtype)
+    linear_kernel(blas_ready(x), blas_ready(weight), bias, out)
+    return out
+
+
+def _linear_vjp(node, g):
+    x, weight = node.saved
+    need_x, need_weight, need_bias = node.needs
+    # Arrays not asked for are zero-size stand-ins, so the kernel keeps one signature.
+    grad_x = np.empty(x.shape if need_x else (0, 0), g.dtype)
+    grad_weight = np.empty(weight.shape if need_weight else (0, 0), g.dtype)
+    grad_bias = np.empty(weight.shape[0] if need_bias else 0, g.dtype)
+    linear_vjp_kernel(blas_ready(g), blas_ready(x), blas_ready(weight), grad_x, grad_weight,
+                      grad_bias, need_x, need_weight, need_bias)
+    return (grad_x if need_x else None, grad_weight if need_weight else None,
+            grad_bias if need_bias else None)
+
+
+class _LinearFusion:
+    def forward(self, em, arrays, params, out):
+        """np.dot into the output buffer, then the bias as an elementwise loop: an activation
+        that follows joins that loop, so bias and activation form one epilogue."""
+        x, weight, bias = (em.ref(a) for a in arrays)
+        result = em.out(out)
+        em.blas()
+        em.emit(f"np.dot({x}, {weight}.T, {result})")
+        em.elementwise("a + b", {"a": (result, out.shape), "b": (bias, arrays[2].shape)},
+                       result, out.shape, result)
+
+    def vjp(self, em, node, g, raw):
+        x, weight = node.saved
+        # Gradients not asked for: zero-size stand-ins, as in eager mode.
+        grads = [em.out(r) if r is not None else em.empty(n, g.dtype)
+                 for r, n in zip(raw, (2, 2, 1))]
+        needs = ", ".join(em.scalar(r is not None) for r in raw)
+        em.blas()
+        em.emit(f"{em.kernel(linear_vjp_kernel)}({em.ref(g)}, {em.ref(x)}, {em.ref(weight)}, "
+                f"{', '.join(grads)}, {needs})")
+
+
+PRIMS = {
+    "matmul": register(Primitive("matmul", "MmBackward0", infer, forward, vjp, save=(0, 1),
+                                 differentiable=(0, 1), fuse=_MatmulFusion())),
+    "linear": register(Primitive("linear", "AddmmBackward0", _linear_infer, _linear_forward,
+                                 _linear_vjp, save=(0, 1), differentiable=(0, 1, 2),
+                                 fuse=_LinearFusion())),
+}

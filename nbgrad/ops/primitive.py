@@ -1,57 +1,66 @@
 """The shape of one row of the primitive table.
 
-A primitive is declared once. The autograd engine and (later) the fused-code generator read
+A primitive is declared once, complete. The autograd engine and the fused-code generator read
 only these fields and never name a specific op.
 """
+import sys
 
 
 class Primitive:
     """One row: name, PyTorch grad_fn name, shape/dtype rule, forward, VJP, what to save.
 
+    Every field is given to the constructor and none changes afterwards (assigning one
+    raises): everything that reads the table can rely on a row being complete.
+
     - `infer(*inputs, **params) -> (shape, np_dtype)` looks at `.shape`/`.dtype` only, never
       at data; it also raises the user-facing errors for bad shapes and indices.
     - `forward(*arrays, **params) -> array` runs the njit kernel(s) on NumPy arrays.
-    - `vjp(node, grad) -> tuple` returns one gradient (or None) per input; `node.needs[i]`
-      says which are wanted, `node.saved` holds what `save` asked for, `node.params` the
-      parameters. A gradient may have the output's broadcast shape: the engine sums it back
-      to the input's shape.
-    - `check(*inputs, **params)` (optional) raises the user-facing errors that need data
-      (class indices out of range); it runs when a call is deferred. `forward` checks too.
+    - `vjp(node, grad) -> tuple` (None: no gradient) returns one gradient (or None) per
+      input; `node.needs[i]` says which are wanted, `node.saved` holds what `save` asked
+      for, `node.params` the parameters. A gradient may have the output's broadcast shape:
+      the engine sums it back to the input's shape.
+    - `save` names what the VJP reads: a tuple of input positions plus "out".
     - `save_for` (optional) gives, per input, the `save` entries its VJP reads: a call
       saves only those of the inputs that need a gradient (all of `save` without it).
-    - `save` names what the VJP reads: a tuple of input positions plus "out".
     - `view=True` means the output shares memory (and PyTorch's version counter) with
       input 0.
-    - `differentiable` lists the input positions that can carry a gradient.
+    - `differentiable` holds the input positions that can carry a gradient (`EVERY_POSITION`
+      for a primitive with any number of inputs, all differentiable); empty without a `vjp`.
+    - `check(*inputs, **params)` (optional) raises the user-facing errors that need data
+      (class indices out of range); it runs when a call is deferred. `forward` checks too.
     - `fuse` (optional) emits the primitive's forward and VJP into a fused step: an object
-      with `forward(emitter, arrays, params, out)` and `vjp(emitter, node, grad, raw_grads)`.
-      A primitive without one makes `nbgrad.compile` fall back to eager mode.
+      with `forward(emitter, arrays, params, out)` and `vjp(emitter, node, grad, raw_grads)`,
+      defined in the primitive's family module. Without one, `nbgrad.compile` falls back to
+      eager mode.
     """
 
-    __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "view", "differentiable",
-                 "node_classes", "meta", "fuse", "check", "deferrable", "save_for")
+    # NOTE: slots keep reads (prim.forward, prim.vjp, ... on every op call) plain descriptor
+    # lookups; only assignment is refused, by __setattr__.
+    __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "save_for", "view",
+                 "differentiable", "check", "fuse")
 
-    def __init__(self, name, grad_fn, infer, forward, vjp=None, save=(), view=False,
-                 differentiable=(0,), meta=None):
-        self.name = name
-        self.grad_fn = grad_fn
-        self.infer = infer
-        self.forward = forward
-        self.vjp = vjp
-        self.save = save
-        self.view = view
-        self.differentiable = differentiable if vjp is not None else ()
-        self.node_classes = {}
-        # Family-specific facts another reader needs (e.g. the scalar expressions of an
-        # elementwise op, which the fused code generator inlines).
-        self.meta = meta
-        self.fuse = None
-        self.check = None
-        self.save_for = None
-        self.deferrable = False  # set in nbgrad.ops, once every fused rule is attached
+    def __init__(self, name, grad_fn, infer, forward, vjp=None, *, save=(), save_for=None,
+                 view=False, differentiable=(0,), check=None, fuse=None):
+        fields = dict(name=name, grad_fn=grad_fn, infer=infer, forward=forward, vjp=vjp,
+                      save=save, save_for=save_for, view=view,
+                      differentiable=differentiable if vjp is not None else (),
+                      check=check, fuse=fuse)
+        for field, value in fields.items():
+            object.__setattr__(self, field, value)
+
+    def __setattr__(self, field, value):
+        raise AttributeError(f"{self!r} is immutable: {field} is given to its constructor")
+
+    def __delattr__(self, field):
+        raise AttributeError(f"{self!r} is immutable: {field} cannot be deleted")
 
     def __repr__(self):
         return f"<primitive {self.name}>"
+
+
+# `differentiable` of a primitive whose inputs, however many (cat, stack), can all carry a
+# gradient: every position. (Membership in a range is a constant-time comparison.)
+EVERY_POSITION = range(sys.maxsize)
 
 
 # PyTorch's names of nbgrad's scalar types, as its error messages spell them.

@@ -1,46 +1,19 @@
-"""Shape and indexing primitives. Views (reshape, permute, expand, basic indexing) share
-memory and PyTorch's version counter with their input; gathers and scatters go through
-flat element positions computed once in Python, so NumPy's indexing rules (and its
-bounds checks) decide what an index means before any kernel sees it.
+"""Shape primitives: the views reshape, permute and expand, which share memory and PyTorch's
+version counter with their input, and cat/stack. (Indexing, `x[index]` and its writes, is
+`indexing`.)
 """
 import functools
 
-import numba
 import numpy as np
 
 from .._core.dtype import from_numpy_dtype, promote_types
-from .primitive import Primitive, register
+from .primitive import EVERY_POSITION, Primitive, register
 from . import elementwise
 
 
-@numba.njit(cache=True)
-def take_kernel(x, positions, out):
-    for i in range(positions.shape[0]):
-        out[i] = x[positions[i]]
-
-
-@numba.njit(cache=True)
-def scatter_add_kernel(g, positions, out):
-    for i in range(positions.shape[0]):
-        out[positions[i]] += g[i]
-
-
-@numba.njit(cache=True)
-def put_kernel(out, positions, values):
-    for i in range(positions.shape[0]):
-        out[positions[i]] = values[i]
-
-
-def _copy_into(target, source):
+def copy_into(target, source):
+    """Write `source` (broadcast) into the array or view `target`."""
     elementwise.run(elementwise.COPY, (source,), (), target.shape, target.dtype, out=target)
-
-
-def flat_positions(shape, index):
-    """Flat C-order positions of `index` applied to an array of `shape` (NumPy semantics)."""
-    try:
-        return np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)[index]
-    except IndexError as error:
-        raise IndexError(str(error).replace("axis", "dimension")) from None
 
 
 def flat_contiguous(x):
@@ -50,14 +23,24 @@ def flat_contiguous(x):
 
 # --- views ------------------------------------------------------------------------------
 
-def _view(name, grad_fn, make, undo):
+def view_primitive(name, grad_fn, make, undo, fuse=None):
     """A view primitive: `make(x, **params)` gives the view, `undo(g, node)` the VJP."""
     def infer(x, **params):
         # A zero-strided stand-in has the right shape without touching (or allocating) data.
         return make(np.broadcast_to(np.zeros((), x.dtype), x.shape), **params).shape, x.dtype
 
     return register(Primitive(name, grad_fn, infer, make, lambda node, g: (undo(g, node),),
-                              view=True))
+                              view=True, fuse=fuse))
+
+
+class _ReshapeFusion:
+    """reshape/view/squeeze/unsqueeze/flatten: a view inside the fused step too."""
+
+    def forward(self, em, arrays, params, out):
+        em.define(out, f"{em.ref(arrays[0])}.reshape({out.shape!r})")
+
+    def vjp(self, em, node, g, raw):
+        em.define(raw[0], f"{em.ref(g)}.reshape({raw[0].shape!r})")
 
 
 def _reshape(x, shape):
@@ -76,84 +59,15 @@ def _expand(x, shape):
                            f"target sizes: {list(shape)}. Tensor sizes: {list(x.shape)}") from None
 
 
-def _basic_index(x, index):
-    return x[index]
-
-
-def _basic_index_vjp(g, node):
-    shape, dtype = node.input_meta[0]
-    result = np.zeros(shape, g.dtype)
-    _copy_into(result[node.params["index"]], g)
-    return result
-
-
 PRIMS = {
-    "reshape": _view("reshape", "ViewBackward0", _reshape,
-                     lambda g, node: g.reshape(node.input_meta[0][0])),
-    "permute": _view("permute", "PermuteBackward0", lambda x, dims: x.transpose(dims),
-                     lambda g, node: g.transpose(np.argsort(node.params["dims"]))),
+    "reshape": view_primitive("reshape", "ViewBackward0", _reshape,
+                              lambda g, node: g.reshape(node.input_meta[0][0]),
+                              fuse=_ReshapeFusion()),
+    "permute": view_primitive("permute", "PermuteBackward0", lambda x, dims: x.transpose(dims),
+                              lambda g, node: g.transpose(np.argsort(node.params["dims"]))),
     # The engine sums a gradient back to the input's shape, so expand's VJP is the identity.
-    "expand": _view("expand", "ExpandBackward0", _expand, lambda g, node: g),
-    "basic_index": _view("basic_index", "SliceBackward0", _basic_index, _basic_index_vjp),
+    "expand": view_primitive("expand", "ExpandBackward0", _expand, lambda g, node: g),
 }
-
-
-# --- gathers and scatters ----------------------------------------------------------------
-
-def _take_infer(x, positions):
-    return positions.shape, x.dtype
-
-
-def _take_forward(x, positions):
-    out = np.empty(positions.shape, x.dtype)
-    take_kernel(flat_contiguous(x), positions.reshape(-1), out.reshape(-1))
-    return out
-
-
-def _take_vjp(node, g):
-    shape, _ = node.input_meta[0]
-    result = np.zeros(shape, g.dtype)
-    scatter_add_kernel(flat_contiguous(g), node.params["positions"].reshape(-1), result.reshape(-1))
-    return (result,)
-
-
-def _put_infer(x, values, positions):
-    np.broadcast_shapes(values.shape, positions.shape)
-    return x.shape, x.dtype
-
-
-def put_values(out, values, positions):
-    """Write `values` (broadcast to the index's shape) at `positions` of C-contiguous `out`."""
-    try:
-        values = np.broadcast_to(values.astype(out.dtype, copy=False), positions.shape)
-    except ValueError:
-        raise RuntimeError(f"shape mismatch: value tensor of shape {list(values.shape)} cannot be "
-                           f"broadcast to indexing result of shape {list(positions.shape)}") from None
-    put_kernel(out.reshape(-1), positions.reshape(-1), flat_contiguous(values))
-
-
-def _put_forward(x, values, positions):
-    out = np.empty(x.shape, x.dtype)
-    _copy_into(out, x)
-    put_values(out, values, positions)
-    return out
-
-
-def _put_vjp(node, g):
-    positions = node.params["positions"]
-    grad_x = grad_v = None
-    if node.needs[0]:
-        grad_x = np.ascontiguousarray(g).copy()
-        put_kernel(grad_x.reshape(-1), positions.reshape(-1), np.zeros(positions.size, g.dtype))
-    if node.needs[1]:
-        grad_v = _take_forward(g, positions)
-    return grad_x, grad_v
-
-
-PRIMS["take"] = register(Primitive("take", "IndexBackward0", _take_infer, _take_forward,
-                                   _take_vjp))
-PRIMS["index_put"] = register(Primitive("index_put", "CopySlices", _put_infer, _put_forward,
-                                        _put_vjp, differentiable=(0, 1)))
 
 
 # --- cat / stack ---------------------------------------------------------------------------
@@ -203,7 +117,7 @@ def _concat_forward(*arrays, dim, stack):
     sizes = [1 if stack else a.shape[dim] for a in arrays]
     for array, where in zip(arrays, _pieces(dim, sizes, stack)):
         if array.size:
-            _copy_into(out[where], array)
+            copy_into(out[where], array)
     return out
 
 
@@ -214,25 +128,5 @@ def _concat_vjp(node, g):
                  for where, needed in zip(_pieces(dim, sizes, stack), node.needs))
 
 
-class _AllInputs(tuple):
-    """`differentiable` for variadic primitives: every position is."""
-
-    def __contains__(self, item):
-        return True
-
-
 PRIMS["concat"] = register(Primitive("concat", "CatBackward0", _concat_infer, _concat_forward,
-                                     _concat_vjp, differentiable=_AllInputs()))
-
-
-class _ReshapeFusion:
-    """reshape/view/squeeze/unsqueeze/flatten: a view inside the fused step too."""
-
-    def forward(self, em, arrays, params, out):
-        em.define(out, f"{em.ref(arrays[0])}.reshape({out.shape!r})")
-
-    def vjp(self, em, node, g, raw):
-        em.define(raw[0], f"{em.ref(g)}.reshape({raw[0].shape!r})")
-
-
-PRIMS["reshape"].fuse = _ReshapeFusion()
+                                     _concat_vjp, differentiable=EVERY_POSITION))

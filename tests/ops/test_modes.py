@@ -309,7 +309,7 @@ def _deferred_fallback(r, layout):
     weights: deferred graph keys hash parameters), or its arguments are strided."""
     if not FLOAT_OUTPUT[r.name]:
         return "no backward (the result is not a float)"
-    eager = sorted(p.name for p in PRIMS_OF[r.name] if not p.deferrable)
+    eager = sorted(p.name for p in PRIMS_OF[r.name] if p.vjp is None or p.fuse is None or p.view)
     if eager:
         return f"runs at once: {', '.join(eager)}"
     if r.name in ARRAY_PARAMS:

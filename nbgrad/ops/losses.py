@@ -1,20 +1,18 @@
-"""Fused primitives for neural networks, each a primitive for speed or numerical stability:
+"""Losses that are primitives, each for speed or numerical stability:
 
-- `linear` (x @ W.T + b for a 2-D x): one BLAS call plus the bias in the same kernel, and
-  PyTorch's `AddmmBackward0`; the backward needs no transposed copies.
 - `pointwise losses` (mse, l1, binary cross entropy, with and without logits): generated
   from one table of scalar expressions, with the reduction done inside the kernel, so a loss
   is one kernel forward and one backward. BCE with logits uses the log-sum-exp form
   `max(-x, 0) + log1p(exp(-|x|))`, which never overflows.
 - `nll_loss`: gathers the target class of each row of log-probabilities (cross entropy is
   log_softmax followed by this), with class weights and `ignore_index`.
-- `embedding`: a row gather whose backward scatter-adds into a (num_embeddings, dim) array
-  instead of the full-size positions `take` would compute.
 
-NOTE: Numba does not bounds-check. Every index (targets, embedding ids) is validated in
-Python (with a small njit scan) before a kernel uses it, at forward and again at backward:
-the saved indices may share memory with a NumPy array (`from_numpy`) that the user changed
-in between, which no version counter sees. (PyTorch, too, reads them as they are then.)
+Each has its fused rule next to it.
+
+NOTE: Numba does not bounds-check. Class indices are validated in Python (with a small njit
+scan) before a kernel uses them, at forward and again at backward: the saved targets may
+share memory with a NumPy array (`from_numpy`) that the user changed in between, which no
+version counter sees. (PyTorch, too, reads them as they are then.)
 """
 import functools
 import re
@@ -23,78 +21,13 @@ import numba
 import numpy as np
 
 from .._core import modules as _codegen
-from .linalg import blas_ready
-from .shape import flat_contiguous
+from .indexing import first_out_of_range
 from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
+from .shape import flat_contiguous
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
 REDUCTIONS = ("none", "mean", "sum")
-
-
-# ---------------------------------------------------------------------------------------
-# linear: x (N, in) @ weight (out, in).T + bias (out,)
-
-@_jit
-def linear_kernel(x, weight, bias, out):
-    np.dot(x, weight.T, out)
-    for i in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            out[i, j] += bias[j]
-
-
-@_jit
-def linear_vjp_kernel(g, x, weight, grad_x, grad_weight, grad_bias, need_x, need_weight,
-                      need_bias):
-    if need_x:
-        np.dot(g, weight, grad_x)
-    if need_weight:
-        np.dot(g.T, x, grad_weight)
-    if need_bias:
-        for j in range(g.shape[1]):
-            grad_bias[j] = 0.0
-        for i in range(g.shape[0]):
-            for j in range(g.shape[1]):
-                grad_bias[j] += g[i, j]
-
-
-def _linear_infer(x, weight, bias):
-    if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
-        raise RuntimeError(f"linear: expected a 2-D input, a 2-D weight and a matching bias; got "
-                           f"shapes {tuple(x.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}")
-    if x.shape[1] != weight.shape[1]:
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({x.shape[0]}x{x.shape[1]} "
-                           f"and {weight.shape[1]}x{weight.shape[0]})")
-    if not x.dtype == weight.dtype == bias.dtype:
-        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {x.dtype} and "
-                           f"{weight.dtype}")
-    if x.dtype.kind == "b":
-        raise NotImplementedError('"addmm_impl_cpu_" not implemented for \'Bool\'')
-    if x.dtype.kind != "f":
-        raise RuntimeError(f"linear is implemented for floating point tensors only, got {x.dtype}")
-    return (x.shape[0], weight.shape[0]), x.dtype
-
-
-# NOTE: Numba's np.dot handles empty operands (an empty inner dimension gives zeros), so
-# the kernels need no special case for in_features, out_features or the batch being 0.
-def _linear_forward(x, weight, bias):
-    shape, dtype = _linear_infer(x, weight, bias)
-    out = np.empty(shape, dtype)
-    linear_kernel(blas_ready(x), blas_ready(weight), bias, out)
-    return out
-
-
-def _linear_vjp(node, g):
-    x, weight = node.saved
-    need_x, need_weight, need_bias = node.needs
-    # Arrays not asked for are zero-size stand-ins, so the kernel keeps one signature.
-    grad_x = np.empty(x.shape if need_x else (0, 0), g.dtype)
-    grad_weight = np.empty(weight.shape if need_weight else (0, 0), g.dtype)
-    grad_bias = np.empty(weight.shape[0] if need_bias else 0, g.dtype)
-    linear_vjp_kernel(blas_ready(g), blas_ready(x), blas_ready(weight), grad_x, grad_weight,
-                      grad_bias, need_x, need_weight, need_bias)
-    return (grad_x if need_x else None, grad_weight if need_weight else None,
-            grad_bias if need_bias else None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,7 +68,7 @@ POINTWISE_LOSSES = [
                   f"-x + (pw - one) * {_SOFTPLUS_NEG_X}", pos_weight=True),
 ]
 
-_HEADER = '''"""Generated by nbgrad.ops.nn from POINTWISE_LOSSES; do not edit."""
+_HEADER = '''"""Generated by nbgrad.ops.losses from POINTWISE_LOSSES; do not edit."""
 import numba
 import numpy as np
 from nbgrad._core.kernel_support import typed
@@ -188,7 +121,7 @@ def _loss_source(row):
 
 
 _loss_kernels = _codegen.load_module(
-    "nn_losses", _HEADER + "\n".join(_loss_source(row) for row in POINTWISE_LOSSES))
+    "losses", _HEADER + "\n".join(_loss_source(row) for row in POINTWISE_LOSSES))
 
 
 _shared_ones = {}
@@ -214,6 +147,71 @@ def _flat_operand(value, shape, dtype):
     if value.size == 1:
         return value.astype(dtype, copy=False).reshape(1), 0
     return np.ascontiguousarray(np.broadcast_to(value.astype(dtype, copy=False), shape)).reshape(-1), 1
+
+
+class _PointwiseLossFusion:
+    """The loss written out as loops from the row's per-element expressions (no call of the
+    loss kernels, whose arguments cost more than the work for small inputs): the forward
+    sum in a loop of its own, the gradient as an elementwise loop that the ops before it in
+    backward can join. The arithmetic is the kernels': float64 sum, `g * scale` times the
+    derivative, constants in the input's dtype."""
+
+    def __init__(self, row):
+        self.row = row
+
+    @staticmethod
+    def _check(params, x, y):
+        if params["weight"] is not None or params["pos_weight"] is not None:
+            raise Unfusable("loss weights")
+        if params["reduction"] == "none" or x.dtype != y.dtype or not x.size:
+            raise Unfusable("unreduced, mixed-dtype or empty loss")
+
+    def _constants(self, em, expression, reference):
+        """Local names for the constants `expression` reads (pos_weight, absent, is one),
+        typed like `reference`."""
+        values = dict(_CONSTANTS, pw=1.0)
+        names = {}
+        for name in sorted(set(re.findall(r"\b\w+\b", expression)) & set(values)):
+            names[name] = em.new_name("c")
+            em.emit(f"{names[name]} = typed({values[name]!r}, {reference})")
+        return names
+
+    def forward(self, em, arrays, params, out):
+        x, y = arrays
+        self._check(params, x, y)
+        reference = em.ref(x)
+        names = self._constants(em, f"{self.row.loss} {self.row.domain}", reference)
+        index, total = em.new_name("i"), em.new_name("total")
+        for name, array in (("x", x), ("y", y)):
+            flat = em.new_name("v")
+            em.emit(f"{flat} = {em.ref(array)}.reshape({x.size})")
+            names[name] = f"{flat}[{index}]"
+        loss = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
+                      self.row.loss)
+        domain = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
+                        self.row.domain)
+        em.emit(f"{total} = 0.0")
+        em.emit(f"for {index} in range({x.size}):")
+        if self.row.domain != "True":
+            em.emit(f"    if not ({domain}):")
+            em.emit(f'        raise RuntimeError("{DOMAIN_ERROR}")')
+        em.emit(f"    {total} += {loss}")
+        divisor = x.size if params["reduction"] == "mean" else 1
+        em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
+
+    def vjp(self, em, node, g, raw):
+        x, y = node.saved
+        self._check(node.params, x, y)
+        scale = 1.0 / x.size if node.params["reduction"] == "mean" else 1.0
+        reference = em.ref(x)
+        operands = {"x": (reference, x.shape), "y": (em.ref(y), y.shape),
+                    "g": (em.ref(g), g.shape)}
+        for grad, derivative in zip(raw, (self.row.d_x, self.row.d_y)):
+            if grad is None:
+                continue
+            names = self._constants(em, derivative, reference)
+            em.elementwise(f"g * {scale!r} * ({derivative})", {**operands, **names},
+                           em.out(grad), x.shape, reference)
 
 
 def _pointwise_loss(row):
@@ -262,21 +260,11 @@ def _pointwise_loss(row):
         return (grad_x if need_x else None, grad_y if need_y else None)
 
     return register(Primitive(row.name, row.grad_fn, infer, forward, vjp, save=(0, 1),
-                              differentiable=(0, 1), meta=row))
+                              differentiable=(0, 1), fuse=_PointwiseLossFusion(row)))
 
 
 # ---------------------------------------------------------------------------------------
 # nll_loss: log-probabilities (N, C), int64 targets (N,), class weights (C,).
-
-@_jit
-def first_out_of_range(indices, size, ignore_index):
-    """Position of the first index outside [0, size) that is not `ignore_index`; -1 if none."""
-    for i in range(indices.shape[0]):
-        t = indices[i]
-        if (t < 0 or t >= size) and t != ignore_index:
-            return i
-    return -1
-
 
 @_jit
 def nll_forward_kernel(logp, target, weight, ignore_index, losses, reduce):
@@ -394,178 +382,6 @@ def _nll_vjp(node, g):
     return grad, None
 
 
-# ---------------------------------------------------------------------------------------
-# embedding: rows of weight (num_embeddings, dim) picked by int64 indices of any shape.
-
-@_jit
-def embedding_kernel(weight, indices, out):
-    for i in range(indices.shape[0]):
-        out[i, :] = weight[indices[i], :]
-
-
-@_jit
-def embedding_backward_kernel(g, indices, padding_idx, grad_weight):
-    grad_weight[:] = 0.0
-    for i in range(indices.shape[0]):
-        row = indices[i]
-        if row != padding_idx:
-            grad_weight[row, :] += g[i, :]
-
-
-# How PyTorch names a tensor's type in embedding's message about the indices.
-_INDEX_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
-                     "bool": "CPUBoolType"}
-
-
-def _embedding_infer(weight, indices, padding_idx=-1):
-    if indices.dtype.kind not in "iu":
-        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following "
-                           f"scalar types: Long, Int; but got {_INDEX_TYPE_NAMES[indices.dtype.name]} "
-                           "instead (while checking arguments for embedding)")
-    if weight.ndim != 2:
-        raise RuntimeError("'weight' must be 2-D")
-    return indices.shape + weight.shape[1:], weight.dtype
-
-
-def _check_embedding_indices(flat, num_embeddings):
-    """PyTorch's errors for indices outside [0, num_embeddings) (padding_idx rows are read too)."""
-    if not flat.size:
-        return
-    if num_embeddings == 0:
-        raise RuntimeError("index_select(): self indexing axis dim should be positive")
-    # NOTE: the scan's "ignored" value is 0, an index that is valid whenever the table has
-    # rows, so it excuses nothing.
-    if first_out_of_range(flat, num_embeddings, 0) >= 0:
-        raise IndexError("index out of range in self")
-
-
-def _embedding_forward(weight, indices, padding_idx=-1):
-    shape, dtype = _embedding_infer(weight, indices, padding_idx)
-    flat = flat_contiguous(indices)
-    _check_embedding_indices(flat, weight.shape[0])
-    out = np.empty((flat.shape[0], weight.shape[1]), dtype)
-    embedding_kernel(weight, flat, out)
-    return out.reshape(shape)
-
-
-def _embedding_vjp(node, g):
-    (indices,) = node.saved
-    weight_shape = node.input_meta[0][0]
-    flat = flat_contiguous(indices)
-    # NOTE: PyTorch's backward skips indices that went out of range since forward; an error
-    # is better than a gradient that silently lacks them.
-    _check_embedding_indices(flat, weight_shape[0])  # see the module's NOTE
-    grad = np.empty(weight_shape, g.dtype)
-    embedding_backward_kernel(np.ascontiguousarray(g).reshape(-1, weight_shape[1]), flat,
-                              node.params["padding_idx"], grad)
-    return grad, None
-
-
-PRIMS = {
-    "linear": register(Primitive("linear", "AddmmBackward0", _linear_infer, _linear_forward,
-                                 _linear_vjp, save=(0, 1), differentiable=(0, 1, 2))),
-    **{row.name: _pointwise_loss(row) for row in POINTWISE_LOSSES},
-    "nll_loss": register(Primitive("nll_loss", "NllLossBackward0", _nll_infer, _nll_forward,
-                                   _nll_vjp, save=(1,))),
-    "embedding": register(Primitive("embedding", "EmbeddingBackward0", _embedding_infer,
-                                    _embedding_forward, _embedding_vjp, save=(1,))),
-}
-
-
-# ---------------------------------------------------------------------------------------
-# Fused rules: the same kernels, called on buffers inside a fused step.
-
-def _dummy(em, ndim, dtype):
-    """A zero-size stand-in for a gradient the kernel is told not to compute."""
-    return em.empty(ndim, dtype)
-
-
-class _LinearFusion:
-    def forward(self, em, arrays, params, out):
-        """np.dot into the output buffer, then the bias as an elementwise loop: an activation
-        that follows joins that loop, so bias and activation form one epilogue."""
-        x, weight, bias = (em.ref(a) for a in arrays)
-        result = em.out(out)
-        em.blas()
-        em.emit(f"np.dot({x}, {weight}.T, {result})")
-        em.elementwise("a + b", {"a": (result, out.shape), "b": (bias, arrays[2].shape)},
-                       result, out.shape, result)
-
-    def vjp(self, em, node, g, raw):
-        x, weight = node.saved
-        grads = [em.out(r) if r is not None else _dummy(em, n, g.dtype)
-                 for r, n in zip(raw, (2, 2, 1))]
-        needs = ", ".join(em.scalar(r is not None) for r in raw)
-        em.blas()
-        em.emit(f"{em.kernel(linear_vjp_kernel)}({em.ref(g)}, {em.ref(x)}, {em.ref(weight)}, "
-                f"{', '.join(grads)}, {needs})")
-
-
-class _PointwiseLossFusion:
-    """The loss written out as loops from the row's per-element expressions (no call of the
-    loss kernels, whose arguments cost more than the work for small inputs): the forward
-    sum in a loop of its own, the gradient as an elementwise loop that the ops before it in
-    backward can join. The arithmetic is the kernels': float64 sum, `g * scale` times the
-    derivative, constants in the input's dtype."""
-
-    def __init__(self, row):
-        self.row = row
-
-    @staticmethod
-    def _check(params, x, y):
-        if params["weight"] is not None or params["pos_weight"] is not None:
-            raise Unfusable("loss weights")
-        if params["reduction"] == "none" or x.dtype != y.dtype or not x.size:
-            raise Unfusable("unreduced, mixed-dtype or empty loss")
-
-    def _constants(self, em, expression, reference):
-        """Local names for the constants `expression` reads (pos_weight, absent, is one),
-        typed like `reference`."""
-        values = dict(_CONSTANTS, pw=1.0)
-        names = {}
-        for name in sorted(set(re.findall(r"\b\w+\b", expression)) & set(values)):
-            names[name] = em.new_name("c")
-            em.emit(f"{names[name]} = typed({values[name]!r}, {reference})")
-        return names
-
-    def forward(self, em, arrays, params, out):
-        x, y = arrays
-        self._check(params, x, y)
-        reference = em.ref(x)
-        names = self._constants(em, f"{self.row.loss} {self.row.domain}", reference)
-        index, total = em.new_name("i"), em.new_name("total")
-        for name, array in (("x", x), ("y", y)):
-            flat = em.new_name("v")
-            em.emit(f"{flat} = {em.ref(array)}.reshape({x.size})")
-            names[name] = f"{flat}[{index}]"
-        loss = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
-                      self.row.loss)
-        domain = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
-                        self.row.domain)
-        em.emit(f"{total} = 0.0")
-        em.emit(f"for {index} in range({x.size}):")
-        if self.row.domain != "True":
-            em.emit(f"    if not ({domain}):")
-            em.emit(f'        raise RuntimeError("{DOMAIN_ERROR}")')
-        em.emit(f"    {total} += {loss}")
-        divisor = x.size if params["reduction"] == "mean" else 1
-        em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
-
-    def vjp(self, em, node, g, raw):
-        x, y = node.saved
-        self._check(node.params, x, y)
-        scale = 1.0 / x.size if node.params["reduction"] == "mean" else 1.0
-        reference = em.ref(x)
-        operands = {"x": (reference, x.shape), "y": (em.ref(y), y.shape),
-                    "g": (em.ref(g), g.shape)}
-        for grad, derivative in zip(raw, (self.row.d_x, self.row.d_y)):
-            if grad is None:
-                continue
-            names = self._constants(em, derivative, reference)
-            em.elementwise(f"g * {scale!r} * ({derivative})", {**operands, **names},
-                           em.out(grad), x.shape, reference)
-
-
 class _NllFusion:
     @staticmethod
     def _weight(em, params, classes, dtype):
@@ -581,7 +397,7 @@ class _NllFusion:
         self._check_before_call(em, target_name, classes, ignore)
         total, total_weight = em.new_name("total"), em.new_name("weight")
         em.emit(f"{total}, {total_weight} = {em.kernel(nll_forward_kernel)}({em.ref(logp)}, "
-                f"{target_name}, {weight}, {em.scalar(ignore)}, {_dummy(em, 1, logp.dtype)}, "
+                f"{target_name}, {weight}, {em.scalar(ignore)}, {em.empty(1, logp.dtype)}, "
                 f"{em.scalar(True)})")
         value = f"{total} / {total_weight}" if params["reduction"] == "mean" else total
         em.emit(f"{em.out(out)}.reshape(1)[0] = {value}")
@@ -611,8 +427,8 @@ class _NllFusion:
                 f"{em.out(raw[0])})")
 
 
-PRIMS["linear"].fuse = _LinearFusion()
-PRIMS["nll_loss"].fuse = _NllFusion()
-PRIMS["nll_loss"].check = _nll_check
-for _row in POINTWISE_LOSSES:
-    PRIMS[_row.name].fuse = _PointwiseLossFusion(_row)
+PRIMS = {
+    **{row.name: _pointwise_loss(row) for row in POINTWISE_LOSSES},
+    "nll_loss": register(Primitive("nll_loss", "NllLossBackward0", _nll_infer, _nll_forward,
+                                   _nll_vjp, save=(1,), check=_nll_check, fuse=_NllFusion())),
+}

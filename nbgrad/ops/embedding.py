@@ -1,0 +1,88 @@
+"""embedding: rows of weight (num_embeddings, dim) picked by int64 indices of any shape. A
+primitive for speed: its backward scatter-adds into a (num_embeddings, dim) array instead of
+the full-size positions `take` would compute. (No fused rule yet: a step that calls it runs
+eagerly.)
+
+NOTE: Numba does not bounds-check. The indices are validated in Python (with a small njit
+scan) before a kernel uses them, at forward and again at backward: the saved indices may
+share memory with a NumPy array (`from_numpy`) that the user changed in between, which no
+version counter sees.
+"""
+import numba
+import numpy as np
+
+from .indexing import first_out_of_range
+from .primitive import Primitive, register
+from .shape import flat_contiguous
+
+_jit = numba.njit(cache=True, error_model="numpy")
+
+
+@_jit
+def embedding_kernel(weight, indices, out):
+    for i in range(indices.shape[0]):
+        out[i, :] = weight[indices[i], :]
+
+
+@_jit
+def embedding_backward_kernel(g, indices, padding_idx, grad_weight):
+    grad_weight[:] = 0.0
+    for i in range(indices.shape[0]):
+        row = indices[i]
+        if row != padding_idx:
+            grad_weight[row, :] += g[i, :]
+
+
+# How PyTorch names a tensor's type in embedding's message about the indices.
+_INDEX_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
+                     "bool": "CPUBoolType"}
+
+
+def _embedding_infer(weight, indices, padding_idx=-1):
+    if indices.dtype.kind not in "iu":
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following "
+                           f"scalar types: Long, Int; but got {_INDEX_TYPE_NAMES[indices.dtype.name]} "
+                           "instead (while checking arguments for embedding)")
+    if weight.ndim != 2:
+        raise RuntimeError("'weight' must be 2-D")
+    return indices.shape + weight.shape[1:], weight.dtype
+
+
+def _check_embedding_indices(flat, num_embeddings):
+    """PyTorch's errors for indices outside [0, num_embeddings) (padding_idx rows are read too)."""
+    if not flat.size:
+        return
+    if num_embeddings == 0:
+        raise RuntimeError("index_select(): self indexing axis dim should be positive")
+    # NOTE: the scan's "ignored" value is 0, an index that is valid whenever the table has
+    # rows, so it excuses nothing.
+    if first_out_of_range(flat, num_embeddings, 0) >= 0:
+        raise IndexError("index out of range in self")
+
+
+def _embedding_forward(weight, indices, padding_idx=-1):
+    shape, dtype = _embedding_infer(weight, indices, padding_idx)
+    flat = flat_contiguous(indices)
+    _check_embedding_indices(flat, weight.shape[0])
+    out = np.empty((flat.shape[0], weight.shape[1]), dtype)
+    embedding_kernel(weight, flat, out)
+    return out.reshape(shape)
+
+
+def _embedding_vjp(node, g):
+    (indices,) = node.saved
+    weight_shape = node.input_meta[0][0]
+    flat = flat_contiguous(indices)
+    # NOTE: PyTorch's backward skips indices that went out of range since forward; an error
+    # is better than a gradient that silently lacks them.
+    _check_embedding_indices(flat, weight_shape[0])  # see the module's NOTE
+    grad = np.empty(weight_shape, g.dtype)
+    embedding_backward_kernel(np.ascontiguousarray(g).reshape(-1, weight_shape[1]), flat,
+                              node.params["padding_idx"], grad)
+    return grad, None
+
+
+PRIMS = {
+    "embedding": register(Primitive("embedding", "EmbeddingBackward0", _embedding_infer,
+                                    _embedding_forward, _embedding_vjp, save=(1,))),
+}

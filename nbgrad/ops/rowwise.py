@@ -1,0 +1,113 @@
+"""Row transforms: softmax and log_softmax. Each computes every row along `dim`
+together into an output of the input's shape, and its VJP is another row program over the
+gradient's rows (and the result's, where it reads it).
+
+The kernels are row programs run by the reductions' (outer, row, inner) machinery
+(`reduction.load_row_kernels`, `run_rows`). softmax and log_softmax are primitives (not
+composites of exp and sum) for numerical stability (the max shift) and PyTorch's grad_fn
+names.
+"""
+import math
+
+from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
+from .reduction import (EXP_SUM, ROW_MAX, as_rows, fused_kernel, fused_rows,
+                        load_row_kernels, rows_like, run_rows)
+
+# NOTE: softmax and log_softmax shift by the row's maximum itself (logsumexp shifts an
+# infinite maximum by 0): inf - inf is NaN, so a row holding +inf (or only -inf) is all NaN,
+# as in PyTorch.
+_SHIFTED_SUM = ROW_MAX + EXP_SUM
+# name: a row program (see reduction.ROW_KERNELS); `name_grad` is its VJP, whose row
+# arguments are what the primitive saves, then `g`.
+ROW_KERNELS = {
+    "softmax": (("x",), (), ("y",), (), (),
+                _SHIFTED_SUM + "for r in range(x.shape[0]):\n    y[r] = exp(x[r] - m) / s"),
+    "log_softmax": (("x",), (), ("y",), (), (),
+                    _SHIFTED_SUM + "shift = m + np.log(s)\n"
+                    "for r in range(x.shape[0]):\n    y[r] = x[r] - shift"),
+    "softmax_grad": (("y", "g"), (), ("dx",), (), (),
+                     "s = 0.0\nfor r in range(y.shape[0]):\n    s += g[r] * y[r]\n"
+                     "for r in range(y.shape[0]):\n    dx[r] = y[r] * (g[r] - s)"),
+    "log_softmax_grad": (("y", "g"), (), ("dx",), (), (),
+                         "s = 0.0\nfor r in range(y.shape[0]):\n    s += g[r]\n"
+                         "for r in range(y.shape[0]):\n    dx[r] = g[r] - exp(y[r]) * s"),
+}
+
+_kernels = load_row_kernels("rowwise", ROW_KERNELS)
+
+
+def _dims(x, dim):
+    # A 0-d tensor is one row of one element.
+    return (dim,) if x.ndim else ()
+
+
+def _float_result(name, x, dim):
+    """softmax's result dtype: the input's; PyTorch has no integer kernel (an empty input is
+    returned as it is, unchecked)."""
+    if x.dtype.kind != "f" and math.prod(x.shape):
+        kernel_name = name + ("_lastdim" if dim == x.ndim - 1 or not x.ndim else "")
+        raise NotImplementedError(f'"{kernel_name}_kernel_impl" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[x.dtype.name]}'")
+    return x.dtype
+
+
+# ---------------------------------------------------------------------------------------
+# Fused rule: the same row kernels on (O, R, I) views of the fused step's buffers (made
+# before the rows, which are given it).
+
+class _RowTransformFusion:
+    def __init__(self, name, result_dtype):
+        self.kernel = getattr(_kernels, name)
+        self.grad_kernel = getattr(_kernels, name + "_grad")
+        self.result_dtype = result_dtype
+
+    @staticmethod
+    def _rows(shape, dim):
+        return fused_rows(shape, (dim,) if shape else ())
+
+    def forward(self, em, arrays, params, out):
+        (x,) = arrays
+        if x.dtype.kind != "f" and self.result_dtype is _float_result:
+            raise Unfusable(f"{self.kernel.__name__} of an (empty) integer tensor")
+        kernel, rows = fused_kernel(self.kernel, self._rows(x.shape, params["dim"]))
+        em.emit(f"{em.kernel(kernel)}({em.ref(x)}.reshape({rows!r}), "
+                f"{em.out(out)}.reshape({rows!r}))")
+
+    def vjp(self, em, node, g, raw):
+        kernel, rows = fused_kernel(self.grad_kernel, self._rows(g.shape, node.params["dim"]))
+        rows_in = ", ".join(f"{em.ref(a)}.reshape({rows!r})" for a in (*node.saved, g))
+        em.emit(f"{em.kernel(kernel)}({rows_in}, {em.out(raw[0])}.reshape({rows!r}))")
+
+
+# ---------------------------------------------------------------------------------------
+# Primitives.
+
+def _row_transform(name, grad_fn, result_dtype, save):
+    """The primitive of row program `name` (called with `dim`): its VJP runs `name_grad` on
+    the rows of what it saves ("out": the result) and of the gradient."""
+    kernel, grad_kernel = getattr(_kernels, name), getattr(_kernels, name + "_grad")
+
+    def infer(x, dim):
+        return x.shape, result_dtype(name, x, dim)
+
+    def forward(x, dim):
+        view, out, rows, _ = rows_like(x, _dims(x, dim), result_dtype(name, x, dim))
+        if out.size:
+            run_rows(kernel, (view, rows), ())
+        return out
+
+    def vjp(node, g):
+        dims = _dims(g, node.params["dim"])
+        view, result, rows, _ = rows_like(g, dims)
+        if result.size:
+            run_rows(grad_kernel, (*[as_rows(a, dims)[0] for a in node.saved], view, rows), ())
+        return (result,)
+
+    return register(Primitive(name, grad_fn, infer, forward, vjp, save=save,
+                              fuse=_RowTransformFusion(name, result_dtype)))
+
+
+PRIMS = {
+    "softmax": _row_transform("softmax", "SoftmaxBackward0", _float_result, ("out",)),
+    "log_softmax": _row_transform("log_softmax", "LogSoftmaxBackward0", _float_result, ("out",)),
+}
