@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import nbgrad
+from nbgrad import nn, optim
 from nbgrad._core import threads as _threads
 from nbgrad.fuse.graph import FusedGraph
 
@@ -137,3 +139,166 @@ def fused_runs(monkeypatch):
 
     monkeypatch.setattr(FusedGraph, "run", run)
     return counter
+
+
+# ---------------------------------------------------------------------------------------------
+# A compiled step against the same step run eagerly (tests/fuse: test_api, test_guards,
+# test_threads). NOTE: here eager nbgrad is the reference, not torch: `Pair` builds two identical
+# setups (same `nbgrad.manual_seed`), runs the step eagerly on one and through `nbgrad.compile`
+# on the other, and after EVERY call compares what a user can observe: the returned values,
+# every parameter's values, every parameter's `.grad` (None-ness and values), the optimizer
+# state (momentum buffers, Adam moments, step counts) and param_groups, module buffers and
+# train/eval flags. nbgrad's eager mode is itself tested against torch in the other tests.
+
+RTOL, ATOL = TOL["float32"]
+
+OPTIMIZERS = {
+    "sgd_momentum": lambda p: optim.SGD(p, lr=0.05, momentum=0.9),
+    "sgd_nesterov_weight_decay": lambda p: optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True,
+                                                     weight_decay=1e-3),
+    "adam": lambda p: optim.Adam(p, lr=1e-2),
+    "adam_amsgrad_weight_decay": lambda p: optim.Adam(p, lr=1e-2, weight_decay=1e-2, amsgrad=True),
+    "adamw": lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+}
+
+
+def array_copy(value):
+    """A NumPy copy of a tensor's values."""
+    return np.array(value.detach()._data, copy=True)
+
+
+def assert_same_value(actual, expected, what):
+    """`actual` (fused) equals `expected` (eager): tensors to float32 tolerance, recursively."""
+    if isinstance(expected, nbgrad.Tensor):
+        assert isinstance(actual, nbgrad.Tensor), f"{what}: {actual!r}, eager gives a Tensor"
+        assert tuple(actual.shape) == tuple(expected.shape), \
+            f"{what}: shape {tuple(actual.shape)} != eager {tuple(expected.shape)}"
+        assert actual.dtype == expected.dtype, \
+            f"{what}: dtype {actual.dtype} != eager {expected.dtype}"
+        np.testing.assert_allclose(array_copy(actual), array_copy(expected), rtol=RTOL, atol=ATOL,
+                                   err_msg=what)
+    elif isinstance(expected, (tuple, list)):
+        assert type(actual) is type(expected) and len(actual) == len(expected), what
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_value(a, e, f"{what}[{i}]")
+    elif isinstance(expected, dict):
+        assert set(actual) == set(expected), \
+            f"{what}: keys {sorted(actual)} != eager {sorted(expected)}"
+        for key in expected:
+            assert_same_value(actual[key], expected[key], f"{what}[{key!r}]")
+    elif isinstance(expected, float):
+        np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, err_msg=what)
+    else:
+        assert actual == expected, f"{what}: {actual!r} != eager {expected!r}"
+
+
+def assert_same_state(fused, eager, where):
+    """Parameters, .grad, optimizer state and module state of two setups are the same."""
+    assert len(fused.params) == len(eager.params)
+    for i, (pf, pe) in enumerate(zip(fused.params, eager.params)):
+        assert_same_value(pf, pe, f"{where}: parameter {i}")
+        assert pf.requires_grad == pe.requires_grad, f"{where}: parameter {i} requires_grad"
+        if pe.grad is None:
+            assert pf.grad is None, f"{where}: parameter {i} has a .grad, eager's is None"
+        else:
+            assert pf.grad is not None, f"{where}: parameter {i} .grad is None, eager has one"
+            assert_same_value(pf.grad, pe.grad, f"{where}: parameter {i} .grad")
+    if eager.opt is not None:
+        for i, (pf, pe) in enumerate(zip(fused.params, eager.params)):
+            sf, se = fused.opt.state.get(pf), eager.opt.state.get(pe)
+            assert (sf is None) == (se is None), \
+                f"{where}: optimizer state of parameter {i}: {sf!r} vs eager {se!r}"
+            if se is not None:
+                assert_same_value(sf, se, f"{where}: optimizer.state[parameter {i}]")
+        assert len(fused.opt.param_groups) == len(eager.opt.param_groups)
+        for gf, ge in zip(fused.opt.param_groups, eager.opt.param_groups):
+            strip = lambda group: {k: v for k, v in group.items() if k != "params"}  # noqa: E731
+            assert_same_value(strip(gf), strip(ge), f"{where}: param_groups")
+    if eager.model is not None:
+        assert_same_value(dict(fused.model.named_buffers()), dict(eager.model.named_buffers()),
+                          f"{where}: buffers")
+        modes = [m.training for m in fused.model.modules()]
+        assert modes == [m.training for m in eager.model.modules()], f"{where}: train/eval"
+    if getattr(eager, "sched", None) is not None:
+        assert_same_value(fused.sched.get_last_lr(), eager.sched.get_last_lr(), f"{where}: lr")
+
+
+def setup(build, seed=0):
+    """Build a model/optimizer with nbgrad's generator seeded: two calls give identical setups."""
+    nbgrad.manual_seed(seed)
+    built = build()
+    model, opt = built[0], built[1]
+    params = list(model.parameters()) if isinstance(model, nn.Module) else list(model)
+    return SimpleNamespace(model=model if isinstance(model, nn.Module) else None, opt=opt,
+                           params=params, sched=built[2] if len(built) > 2 else None)
+
+
+def nbgrad_warnings(caught):
+    return [str(w.message) for w in caught
+            if issubclass(w.category, RuntimeWarning) and "nbgrad" in str(w.message)]
+
+
+class Pair:
+    """An eager setup and a fused setup of the same step, run side by side and compared."""
+
+    def __init__(self, build, make_step, seed=0, **compile_options):
+        self.eager = setup(build, seed)
+        self.fused = setup(build, seed)
+        self.eager_step = make_step(self.eager)
+        self.compiled = nbgrad.compile(make_step(self.fused), **compile_options)
+        self.calls = 0
+        self.outputs = []
+
+    def __call__(self, *args, before=None):
+        """One call of both; `before(setup)` runs on each first (outside the step)."""
+        if before is not None:
+            before(self.eager)
+        expected = self.eager_step(*args)
+        if before is not None:
+            before(self.fused)
+        actual = self.compiled(*args)
+        self.calls += 1
+        where = f"call {self.calls}"
+        assert_same_value(actual, expected, f"{where}: returned value")
+        assert_same_state(self.fused, self.eager, where)
+        self.outputs.append((actual, expected))
+        return actual
+
+    def check_outputs_kept(self):
+        """Values returned by earlier calls are not overwritten by later ones."""
+        for i, (actual, expected) in enumerate(self.outputs):
+            assert_same_value(actual, expected, f"returned value of call {i + 1}, read at the end")
+
+
+def standard_step(s, loss_fn=None, forward=None):
+    """PyTorch's training step on setup `s`; `forward` defaults to the setup's model."""
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+
+    def step(x, y):
+        s.opt.zero_grad()
+        loss = loss_fn((forward or s.model)(x), y)
+        loss.backward()
+        s.opt.step()
+        return loss
+    return step
+
+
+def mlp(sizes=(64, 32, 10), activation=nn.ReLU):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(activation())
+        layers.append(nn.Linear(a, b))
+    return nn.Sequential(*layers)
+
+
+def classification_batch(rng, batch=16, features=64, classes=10):
+    x = nbgrad.tensor(rng.standard_normal((batch, features)).astype(np.float32))
+    y = nbgrad.tensor(rng.integers(0, classes, batch))
+    return x, y
+
+
+def regression_batch(rng, batch=16, features=64, outputs=10):
+    x = nbgrad.tensor(rng.standard_normal((batch, features)).astype(np.float32))
+    y = nbgrad.tensor(rng.standard_normal((batch, outputs)).astype(np.float32))
+    return x, y

@@ -1,0 +1,171 @@
+"""The disk cache of compiled kernels: a second process skips compilation, a corrupted cache
+is reported and bypassed, two processes fill one cache at once, and a generated module's name
+follows the kernels it calls.
+
+The tests run small scripts in subprocesses with NBGRAD_CACHE_DIR and NUMBA_CACHE_DIR pointing
+into a temporary directory.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nbgrad
+from nbgrad._core import modules as _codegen
+from conftest import ATOL, RTOL
+
+
+# ---------------------------------------------------------------------------------------------
+# The disk cache, in subprocesses.
+
+
+CACHE_SCRIPT = r'''
+import json, warnings
+import numpy as np
+import nbgrad
+from nbgrad import nn
+
+def build():
+    nbgrad.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    return model, nbgrad.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+def make_step(model, opt):
+    loss_fn = nn.CrossEntropyLoss()
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+rng = np.random.default_rng(0)
+x = nbgrad.tensor(rng.standard_normal((64, 64)).astype(np.float32))
+y = nbgrad.tensor(rng.integers(0, 10, 64))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    compiled = nbgrad.compile(make_step(*build()))
+    fused = [compiled(x, y).item() for _ in range(2)]
+eager_step = make_step(*build())
+eager = [eager_step(x, y).item() for _ in range(2)]
+print(json.dumps({"stats": compiled.stats, "fused": fused, "eager": eager,
+                  "warnings": [str(w.message) for w in caught]}))
+'''
+
+
+def cache_env(root):
+    """The environment of a subprocess using the cache under `root` and this nbgrad."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(nbgrad.__file__)))
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, NBGRAD_CACHE_DIR=str(root / "nbgrad"),
+                NUMBA_CACHE_DIR=str(root / "numba"), PYTHONPATH=path)
+
+
+def run_cache_script(root):
+    done = subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=cache_env(root), cwd=str(root),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(report["fused"], report["eager"], rtol=RTOL, atol=ATOL)
+    return report
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory):
+    """A cache directory after one process compiled the digits-sized step, and its reports."""
+    root = tmp_path_factory.mktemp("fuse_cache")
+    first = run_cache_script(root)
+    second = run_cache_script(root)
+    return root, first, second
+
+
+def test_disk_cache_second_process_skips_compilation(warm_cache):
+    root, first, second = warm_cache
+    assert first["stats"]["cache_misses"] >= 1
+    assert second["stats"]["cache_hits"] >= 1
+    assert second["stats"]["cache_misses"] == 0
+    assert second["fused"] == first["fused"]
+    assert [w for w in first["warnings"] + second["warnings"] if "nbgrad" in w] == []
+    generated = list((root / "nbgrad" / "generated").glob("*.py"))
+    assert any("def fused_step" in p.read_text() for p in generated)
+
+
+GARBAGE = b"\xff\xfe\x00 not a cache file \x80\x81\x82" * 8
+
+
+def _is_fused_file(path):
+    if path.suffix == ".py":
+        return "def fused_step" in path.read_text(errors="replace")
+    return "fused_step" in path.name
+
+
+CORRUPTIONS = {
+    # The files of the fused step only: its generated module and Numba's index/data for it.
+    "fused_step_files": lambda p: (p.suffix in (".nbi", ".nbc") or p.parent.name == "generated")
+    and _is_fused_file(p),
+    # Everything the brief names: every .nbi/.nbc and every generated .py.
+    "every_nbi_nbc_and_generated_py": lambda p: p.suffix in (".nbi", ".nbc")
+    or (p.suffix == ".py" and p.parent.name == "generated"),
+    # The two halves of that, to tell the two failures apart.
+    "every_generated_py": lambda p: p.suffix == ".py" and p.parent.name == "generated",
+    "every_nbi_nbc": lambda p: p.suffix in (".nbi", ".nbc"),
+}
+
+
+@pytest.mark.parametrize("target", [
+    "fused_step_files",
+    "every_nbi_nbc_and_generated_py",
+    "every_generated_py",
+    "every_nbi_nbc",
+])
+def test_corrupted_cache_is_reported_and_bypassed(warm_cache, tmp_path, target):
+    root, first, _ = warm_cache
+    copy = tmp_path / "cache"
+    shutil.copytree(root, copy)
+    corrupted = [p for p in copy.rglob("*") if p.is_file() and CORRUPTIONS[target](p)]
+    assert corrupted
+    if target == "fused_step_files":
+        assert {p.suffix for p in corrupted} == {".py", ".nbi", ".nbc"}
+    for path in corrupted:
+        path.write_bytes(GARBAGE)
+    report = run_cache_script(copy)  # exits 0 and fused == eager
+    np.testing.assert_allclose(report["fused"], first["fused"], rtol=RTOL, atol=ATOL)
+    assert report["stats"]["fused_calls"] == 1
+    assert any("nbgrad" in w and "cache" in w for w in report["warnings"]), report["warnings"]
+
+
+def test_two_processes_compiling_at_once(tmp_path):
+    """Two processes filling the same cold cache at the same time both succeed; a third reads it."""
+    processes = [subprocess.Popen([sys.executable, "-c", CACHE_SCRIPT], env=cache_env(tmp_path),
+                                  cwd=str(tmp_path),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    reports = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    for report in reports:
+        np.testing.assert_allclose(report["fused"], report["eager"], rtol=RTOL, atol=ATOL)
+    third = run_cache_script(tmp_path)
+    assert third["stats"]["cache_misses"] == 0 and third["stats"]["cache_hits"] >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated module names.
+
+
+def test_generated_module_names_change_with_the_kernels_they_call(monkeypatch, tmp_path):
+    # Numba's cache does not notice a changed callee: an edit under nbgrad/ops must give
+    # every generated module a new name (and so a fresh compile).
+    monkeypatch.setenv("NBGRAD_CACHE_DIR", str(tmp_path))
+    source = "VALUE = 1\n"
+    before = _codegen.load_module("probe", source).__name__
+    monkeypatch.setattr(_codegen, "_KERNELS", "edited")
+    after = _codegen.load_module("probe", source).__name__
+    assert before != after
