@@ -98,6 +98,11 @@ def grad_fn_name(t):
     return None if t.grad_fn is None else type(t.grad_fn).__name__
 
 
+# The small inputs of the autograd tests (tests/autograd): a (2, 3) matrix and a (3,) vector.
+X = np.array([[0.5, -1.25, 2.0], [1.5, 0.25, -0.75]], dtype=np.float32)
+V = np.array([0.3, -1.1, 2.4], dtype=np.float32)
+
+
 def child_env():
     """The environment for a child Python process, without any OpenMP spin settings of ours."""
     return {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}

@@ -1,4 +1,5 @@
-"""The autograd engine: backward, gradient accumulation, grad modes, hooks, errors.
+"""The autograd engine: backward, gradient accumulation, hooks, in-place checks, autograd.grad,
+errors. Grad modes, autograd.functional and gradcheck have their own test files.
 
 Every expectation is what torch does for the same code (checked against torch in the test
 itself where a value is involved; error types and messages are torch's).
@@ -11,10 +12,7 @@ import pytest
 import torch
 
 import nbgrad
-from conftest import assert_close, grad_fn_name, rng_for, to_numpy
-
-X = np.array([[0.5, -1.25, 2.0], [1.5, 0.25, -0.75]], dtype=np.float32)
-V = np.array([0.3, -1.1, 2.4], dtype=np.float32)
+from conftest import V, X, assert_close, grad_fn_name, rng_for, to_numpy
 
 
 def both(fn, *arrays, requires_grad=True):
@@ -230,104 +228,6 @@ def test_hook_handle_remove():
 
 
 # ---------------------------------------------------------------------------------------------
-# grad modes
-# ---------------------------------------------------------------------------------------------
-
-
-def _grad_on():
-    return (nbgrad.ones(1, requires_grad=True) * 2).requires_grad
-
-
-def test_no_grad_context():
-    x = nbgrad.tensor(V, requires_grad=True)
-    with nbgrad.no_grad():
-        y = x * 2
-    assert y.requires_grad is False
-    assert y.grad_fn is None
-    assert y.is_leaf
-    z = x * 2
-    assert z.requires_grad and z.grad_fn is not None
-
-
-def test_enable_grad_inside_no_grad():
-    x = nbgrad.tensor(V, requires_grad=True)
-    with nbgrad.no_grad():
-        with nbgrad.enable_grad():
-            y = x * 2
-        z = x * 2
-    assert y.requires_grad and grad_fn_name(y) == "MulBackward0"
-    assert not z.requires_grad
-
-
-def test_set_grad_enabled_context():
-    x = nbgrad.tensor(V, requires_grad=True)
-    with nbgrad.set_grad_enabled(False):
-        y = x * 2
-        with nbgrad.set_grad_enabled(True):
-            w = x * 2
-    with nbgrad.set_grad_enabled(True):
-        z = x * 2
-    assert not y.requires_grad
-    assert w.requires_grad
-    assert z.requires_grad
-
-
-def test_no_grad_decorator():
-    @nbgrad.no_grad()
-    def f(t):
-        return t * 2
-
-    x = nbgrad.tensor(V, requires_grad=True)
-    y = f(x)
-    assert not y.requires_grad
-    assert_close(y, torch.tensor(V) * 2)
-    assert _grad_on()
-
-
-def test_enable_grad_decorator():
-    @nbgrad.enable_grad()
-    def f(t):
-        return t * 2
-
-    x = nbgrad.tensor(V, requires_grad=True)
-    with nbgrad.no_grad():
-        y = f(x)
-        z = x * 2
-    assert y.requires_grad
-    assert not z.requires_grad
-
-
-def test_set_grad_enabled_decorator():
-    @nbgrad.set_grad_enabled(False)
-    def f(t):
-        return t * 2
-
-    x = nbgrad.tensor(V, requires_grad=True)
-    assert not f(x).requires_grad
-    assert _grad_on()
-
-
-def test_grad_mode_restored_after_exception():
-    with pytest.raises(ValueError):
-        with nbgrad.no_grad():
-            raise ValueError("boom")
-    assert _grad_on()
-
-
-def test_no_grad_sgd_update_on_leaf():
-    res = []
-    for lib in (torch, nbgrad):
-        w = lib.tensor(V, requires_grad=True)
-        (w * w).sum().backward()
-        with lib.no_grad():
-            w -= 0.1 * w.grad
-            w *= 2.0
-        assert w.is_leaf and w.requires_grad and w.grad_fn is None
-        res.append(w)
-    assert_close(res[1], res[0])
-
-
-# ---------------------------------------------------------------------------------------------
 # detach, requires_grad_, is_leaf
 # ---------------------------------------------------------------------------------------------
 
@@ -498,7 +398,7 @@ def test_inplace_on_tensor_not_saved_is_fine():
 
 
 # ---------------------------------------------------------------------------------------------
-# autograd.grad, functional.vjp / jacobian, gradcheck
+# autograd.grad
 # ---------------------------------------------------------------------------------------------
 
 
@@ -535,59 +435,6 @@ def test_autograd_grad_without_retain_graph_frees():
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         nbgrad.autograd.grad(out, x)
 
-
-def test_functional_vjp_single_input():
-    v = rng_for("vjp").standard_normal(X.shape).astype(np.float32)
-    out_t, vjp_t = torch.autograd.functional.vjp(lambda x: x.tanh() * x, torch.tensor(X), torch.tensor(v))
-    out_n, vjp_n = nbgrad.autograd.functional.vjp(lambda x: x.tanh() * x, nbgrad.tensor(X), nbgrad.tensor(v))
-    assert_close(out_n, out_t)
-    assert_close(vjp_n, vjp_t)
-
-
-def test_functional_vjp_tuple_inputs():
-    v = rng_for("vjp2").standard_normal(X.shape).astype(np.float32)
-    f = lambda x, w: (x * w).exp()  # noqa: E731
-    out_t, vjp_t = torch.autograd.functional.vjp(f, (torch.tensor(X), torch.tensor(V)), torch.tensor(v))
-    out_n, vjp_n = nbgrad.autograd.functional.vjp(f, (nbgrad.tensor(X), nbgrad.tensor(V)), nbgrad.tensor(v))
-    assert_close(out_n, out_t)
-    assert isinstance(vjp_n, tuple) and len(vjp_n) == 2
-    for n, t in zip(vjp_n, vjp_t):
-        assert_close(n, t)
-
-
-def test_functional_jacobian_single_input():
-    f = lambda x: (x @ x.T).sin()  # noqa: E731
-    assert_close(nbgrad.autograd.functional.jacobian(f, nbgrad.tensor(X)),
-                 torch.autograd.functional.jacobian(f, torch.tensor(X)))
-
-
-def test_functional_jacobian_tuple_inputs():
-    f = lambda x, w: x * w + w.exp()  # noqa: E731
-    jt = torch.autograd.functional.jacobian(f, (torch.tensor(X), torch.tensor(V)))
-    jn = nbgrad.autograd.functional.jacobian(f, (nbgrad.tensor(X), nbgrad.tensor(V)))
-    assert isinstance(jn, tuple) and len(jn) == 2
-    for n, t in zip(jn, jt):
-        assert_close(n, t)
-
-
-def test_gradcheck_true_for_correct_function():
-    x = nbgrad.tensor(X.astype(np.float64), requires_grad=True)
-    w = nbgrad.tensor(V.astype(np.float64), requires_grad=True)
-    assert nbgrad.autograd.gradcheck(lambda a, b: (a * b).sigmoid() @ b, (x, w)) is True
-
-
-def test_gradcheck_detects_wrong_gradient():
-    def wrong(a):
-        y = a * 1.0
-        y.register_hook(lambda g: g * 2)  # analytical gradient becomes twice the true one
-        return y.exp()
-
-    x = nbgrad.tensor(V.astype(np.float64), requires_grad=True)
-    try:
-        ok = nbgrad.autograd.gradcheck(wrong, (x,))
-    except RuntimeError:
-        ok = False
-    assert ok is False
 
 
 # ---------------------------------------------------------------------------------------------
