@@ -22,7 +22,7 @@ its OpenMP runtime, nbgrad keeps them serial (see nbgrad/_threads.py).
 nbgrad's eager column is eager mode as a user gets it: ops that need a gradient are deferred
 and, once a graph has come up ``deferred.FUSE_AFTER`` times (during the warm-up and
 calibration here), its forward and backward run as one fused kernel; the optimizer step
-runs one kernel per parameter (see nbgrad/autograd/deferred.py).
+runs one kernel per parameter (see nbgrad/fuse/deferred.py).
 
 Adding a workload: append a ``Workload`` to ``WORKLOADS`` with a builder per framework.
 A builder receives the framework module and returns a zero-argument ``step`` callable; it

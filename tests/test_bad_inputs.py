@@ -23,7 +23,7 @@ import pytest
 
 MODES = ("immediate", "deferred", "compile")
 MODE = None  # set in the child process
-FUSE_AFTER = 16  # nbgrad.autograd.deferred.FUSE_AFTER, checked in test_fuse_after_is_current
+FUSE_AFTER = 16  # nbgrad.fuse.deferred.FUSE_AFTER, checked in test_fuse_after_is_current
 
 
 def F(L):
@@ -312,7 +312,7 @@ def _child(mode, names):
     import nbgrad
     import nbgrad.nn.functional  # noqa: F401
     if mode == "immediate":
-        nbgrad.autograd.deferred.enabled = False
+        nbgrad.fuse.deferred.enabled = False
     for name in names:
         print(json.dumps(["begin", name]), flush=True)
         bad = BAD[name]
@@ -379,7 +379,7 @@ def outcomes():
 
 
 def test_fuse_after_is_current():
-    from nbgrad.autograd import deferred
+    from nbgrad.fuse import deferred
     assert FUSE_AFTER == deferred.FUSE_AFTER
 
 

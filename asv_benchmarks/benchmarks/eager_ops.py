@@ -6,7 +6,7 @@ measures the kernels themselves. Every setup() runs the op once forward and back
 Numba compilation (or loading from the cache) is never part of a timing.
 
 The inputs require grad, so eager mode defers each op until its value is read
-(nbgrad.autograd.deferred): `time_forward` reads the result (`.data`), so that the op runs
+(nbgrad.fuse.deferred): `time_forward` reads the result (`.data`), so that the op runs
 inside the timing. `time_forward_backward` repeats one graph, so after
 `deferred.FUSE_AFTER` calls (a warm-up in setup) its backward runs as one fused kernel.
 """
@@ -14,7 +14,7 @@ inside the timing. `time_forward_backward` repeats one graph, so after
 import numpy as np
 
 import nbgrad
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 
 SHAPES = {
     "tiny": {"elementwise": (3,), "matmul": (3, 3)},

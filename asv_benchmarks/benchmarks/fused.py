@@ -113,7 +113,7 @@ class FusedSpeedup:
 # The process a user starts: import nbgrad, build the digits MLP step, and run it until it
 # compiles: mode "compile" calls `nbgrad.compile(train_step)` once; mode "eager" calls the
 # plain step until eager mode fuses its graph (the FUSE_AFTER-th call traces and compiles,
-# nbgrad.autograd.deferred). It prints one JSON line with the seconds of each part (the
+# nbgrad.fuse.deferred). It prints one JSON line with the seconds of each part (the
 # compiling call is `first_step_s`) and the compile statistics.
 FIRST_STEP_SCRIPT = r"""
 import json, sys, time
@@ -141,7 +141,7 @@ if sys.argv[1] == "compile":
     step = nbgrad.compile(train_step)
     stats = step.stats
 else:
-    from nbgrad.autograd import deferred
+    from nbgrad.fuse import deferred
     from nbgrad.fuse import graph
     step, stats = train_step, graph.stats
     for _ in range(deferred.FUSE_AFTER - 1):

@@ -6,11 +6,11 @@
 
 setup() runs `deferred.FUSE_AFTER + 1` steps, so kernel compilation (or cache loading) is
 never part of a timing: from then on eager mode runs each step's forward and backward as one
-fused kernel (nbgrad.autograd.deferred), and the optimizer step as one kernel per parameter.
+fused kernel (nbgrad.fuse.deferred), and the optimizer step as one kernel per parameter.
 """
 
 import nbgrad
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 from nbgrad import nn, optim
 
 from .common import classification, mlp

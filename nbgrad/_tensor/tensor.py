@@ -6,18 +6,16 @@ module holds the object itself, how a primitive call becomes a recorded graph no
 """
 import math
 import weakref
-from threading import get_ident
 
 import numpy as np
 
-from .._core import dtype as _dtype
+from .._core import dtype as _dtype, mode, tracing as _tracing
 from .._core.dtype import as_dtype, from_numpy_dtype
-from .format import format_tensor
 from .._core.mode import run_pending
-from .._core import tracing as _tracing
 from .. import autograd
-from ..autograd import deferred, engine
+from ..autograd import graph
 from ..autograd.grad_mode import state as _grad_state
+from .format import format_tensor
 
 _NO_PARAMS = {}
 
@@ -42,8 +40,10 @@ class _HookHandle:
 
 
 class Tensor:
+    # `_pending`: None, or the record of the op that will make `_data` (deferred mode, see
+    # nbgrad.fuse.deferred); `_data` is unset until it runs.
     __slots__ = ("_data", "_grad", "grad_fn", "_requires_grad", "_version_counter",
-                 "_accumulator", "_hooks", "__weakref__")
+                 "_accumulator", "_hooks", "_pending", "__weakref__")
 
     # A tensor on the right of a NumPy operator makes NumPy defer to us.
     __array_priority__ = 1000
@@ -63,10 +63,10 @@ class Tensor:
         _init(self, data)
 
     def __getattr__(self, name):
-        # Reached only for an attribute that is not set: the `_data` of a deferred tensor,
-        # whose forward runs now (see nbgrad.autograd.deferred).
-        if name == "_data" and deferred.is_deferred(self):
-            return deferred.realize(self)
+        # Reached only for an attribute that is not set: the `_data` of a tensor whose op is
+        # pending, which the mode that deferred it runs now.
+        if name == "_data" and self._pending is not None:
+            return mode.active.value(self)
         raise AttributeError(f"'Tensor' object has no attribute '{name}'")
 
     # --- construction used by the library ------------------------------------------------
@@ -76,6 +76,12 @@ class Tensor:
         tensor = cls.__new__(cls)
         _init(tensor, array, requires_grad)
         return tensor
+
+    @staticmethod
+    def _new_plain(array):
+        """A Tensor on `array` made by a kernel. Autograd, a layer below this class, makes
+        gradient tensors through it, from the tensors it is given."""
+        return new_tensor(array)
 
     # --- autograd attributes -------------------------------------------------------------
 
@@ -109,7 +115,7 @@ class Tensor:
                                "differentiation use var_no_grad = var.detach().")
         if value and self._data.dtype.kind != "f":
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
-        # A deferred op links to its inputs' gradients as their flags were when it was called.
+        # A pending op links to its inputs' gradients as their flags were when it was called.
         run_pending()
         self._requires_grad = bool(value)
 
@@ -129,16 +135,12 @@ class Tensor:
     def retain_grad(self):
         if not self._requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
-        if deferred.is_deferred(self):
-            deferred.tape.fusable = False  # backward stores this .grad node by node
         if self.grad_fn is not None:
             self.grad_fn._retained = weakref.ref(self)
 
     def register_hook(self, hook):
         if not self._requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
-        if deferred.is_deferred(self):
-            deferred.tape.fusable = False  # the hook runs when backward reaches this node
         if self.grad_fn is None:
             hooks = self._hooks = self._hooks or []
         else:
@@ -328,6 +330,7 @@ def _set(tensor, array, requires_grad):
     tensor._version_counter = [0]
     tensor._accumulator = None
     tensor._hooks = None
+    tensor._pending = None
 
 
 _SUPPORTED = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)}
@@ -375,15 +378,11 @@ def _check_dim(dim, ndim):
 
 def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
-    A call whose result needs a gradient is deferred when it can be (see `deferred`)."""
-    if prim.deferrable and _grad_state.enabled and deferred.enabled and \
-            _tracing.current is None and get_ident() == deferred.THREAD:
-        for tensor in inputs:
-            if tensor._requires_grad:
-                result = deferred.defer(prim, inputs, params, grad_fn_name)
-                if result is not None:
-                    return result
-                break
+    The active mode may defer a call whose result needs a gradient (nbgrad._core.mode)."""
+    if _grad_state.enabled:
+        result = mode.active.defer(prim, inputs, params, grad_fn_name)
+        if result is not None:
+            return result
     arrays = [t._data for t in inputs]
     try:
         out = prim.forward(*arrays, **params)
@@ -399,7 +398,7 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
                 # As PyTorch: an integer or bool result (x.long(), x.bool()) never requires
                 # grad, whatever its inputs; the gradient stops there.
                 if out.dtype.kind == "f":
-                    result.grad_fn = engine.record(prim, inputs, arrays, out, result, params,
+                    result.grad_fn = graph.record(prim, inputs, arrays, out, result, params,
                                                    grad_fn_name)
                     result._requires_grad = True
                 break
@@ -409,12 +408,10 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
 
 
 def _meta(tensor):
-    """The tensor's array, or for a deferred tensor its grad_fn node, which has the shape,
-    dtype, ndim and size of the array to come."""
-    node = tensor.grad_fn
-    if node is not None and node.inputs is not None:
-        return node
-    return tensor._data
+    """The tensor's array, or for a tensor whose op is pending the record of that op, which
+    has the shape, dtype, ndim and size of the array to come."""
+    pending = tensor._pending
+    return tensor._data if pending is None else pending
 
 
 _constants = {}
@@ -438,13 +435,11 @@ def as_tensor_arg(value, np_dtype):
 
 
 def result_dtype(*operands):
-    # NOTE: a deferred tensor's _meta is its node, which result_type reads as the array to come.
+    # NOTE: a pending tensor's _meta is its op's record, which result_type reads as the array
+    # to come.
     return _dtype.result_type(*(_meta(x) if isinstance(x, Tensor) else x for x in operands))
 
 
 def resolve_dtype(dtype):
     return None if dtype is None else as_dtype(dtype)
 
-
-autograd._wrap = Tensor._wrap
-deferred._Tensor = Tensor

@@ -1,13 +1,10 @@
 """nbgrad.autograd: backward, grad, grad mode, and the functional/gradcheck helpers."""
 import numpy as np
 
-from . import deferred, engine
+from .._core import mode
+from . import engine
+from .graph import edge
 from .grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
-
-
-# Makes a Tensor from a NumPy array. Set by nbgrad.tensor when it defines Tensor (the tensor
-# layer imports this one, not the other way round).
-_wrap = None
 
 
 def _as_list(x):
@@ -48,6 +45,12 @@ def _seed_gradients(outputs, grad_outputs):
     return seeds
 
 
+def _tensor_maker(tensors):
+    """The function that makes a plain Tensor of an array, from the tensors autograd was
+    given: this layer is below the Tensor class and does not import it."""
+    return tensors[0]._new_plain
+
+
 def _require_graph_support(create_graph):
     if create_graph:
         raise NotImplementedError("create_graph=True (higher-order gradients) is not supported by "
@@ -58,10 +61,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     """Accumulate d(tensors)/d(leaf) into the `.grad` of the graph's leaves."""
     if create_graph:
         _require_graph_support(create_graph)
-    if deferred.tape.nodes and deferred.backward(tensors, grad_tensors, retain_graph, inputs):
+    if mode.active.backward(tensors, grad_tensors, retain_graph, inputs):
         return
-    # Other deferred ops must not see the .grad this adds to.
-    deferred.realize_all()
+    # Pending ops must not see the .grad this adds to.
+    mode.run_pending()
     tensors = _as_list(tensors)
     grads = _as_list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
     for t in tensors:
@@ -74,16 +77,16 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                         allow_unused=True)
         for leaf, g in zip(_as_list(inputs), captured):
             if g is not None:
-                engine.accumulate_into_grad(leaf, g._data, True, _wrap)
+                engine.accumulate_into_grad(leaf, g._data, True, _tensor_maker(tensors))
         return
-    engine.run_backward(tensors, seeds, bool(retain_graph), _wrap)
+    engine.run_backward(tensors, seeds, bool(retain_graph), _tensor_maker(tensors))
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=None, materialize_grads=False):
     """d(outputs)/d(inputs) returned as a tuple, without touching any `.grad`."""
     _require_graph_support(create_graph)
-    deferred.realize_all()
+    mode.run_pending()
     outputs = _as_list(outputs)
     inputs = _as_list(inputs)
     grad_outputs = (_as_list(grad_outputs) if grad_outputs is not None
@@ -96,9 +99,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
     seeds = _seed_gradients(outputs, grad_outputs)
-    nodes = [engine.edge(x) for x in inputs]
+    nodes = [edge(x) for x in inputs]
     capture = dict.fromkeys(nodes)
-    engine.run_backward(outputs, seeds, bool(retain_graph), _wrap, capture=capture)
+    wrap = _tensor_maker(outputs)
+    engine.run_backward(outputs, seeds, bool(retain_graph), wrap, capture=capture)
     results = []
     for x, node in zip(inputs, nodes):
         g = capture[node]
@@ -109,7 +113,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 raise RuntimeError("One of the differentiated Tensors appears to not have been "
                                    "used in the graph. Set allow_unused=True if this is the "
                                    "desired behavior.")
-        results.append(None if g is None else _wrap(np.array(g, copy=True)))
+        results.append(None if g is None else wrap(np.array(g, copy=True)))
     return tuple(results)
 
 

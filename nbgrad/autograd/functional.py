@@ -58,13 +58,12 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
 
 def reverse_jacobian(out, inputs):
     """d out / d x for each x in `inputs`, one backward pass per element of `out`."""
-    from .._tensor.tensor import Tensor
     blocks = [np.zeros(out.shape + x.shape, x._data.dtype) for x in inputs]
     for k in range(out.numel()):
         seed = np.zeros(out._data.size, out._data.dtype)
         seed[k] = 1
-        grads = _grad([out], list(inputs), [Tensor._wrap(seed.reshape(out.shape))],
+        grads = _grad([out], list(inputs), [out._new_plain(seed.reshape(out.shape))],
                       retain_graph=True, allow_unused=True, materialize_grads=True)
         for block, g in zip(blocks, grads):
             block.reshape((out._data.size,) + g.shape)[k] = g._data
-    return tuple(Tensor._wrap(b) for b in blocks)
+    return tuple(out._new_plain(b) for b in blocks)

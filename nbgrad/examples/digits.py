@@ -9,7 +9,7 @@ shuffled batches, is trained twice: eagerly, then with the whole step fused by
 `step = torch.compile(train_step)` (one generated Numba function per step: forward, backward
 and the Adam update). Eager mode records the ops of each step and, once it has seen the same
 graph 16 times, runs its forward and backward as one fused kernel of its own
-(nbgrad.autograd.deferred); the Adam update stays one kernel call per parameter. The losses
+(nbgrad.fuse.deferred); the Adam update stays one kernel call per parameter. The losses
 per epoch agree to float rounding; the report gives the time per step of each mode and the
 speed-up.
 """

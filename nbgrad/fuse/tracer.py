@@ -114,39 +114,28 @@ class Tracer:
         self._made(out)
         self.events.append(("op", prim, arrays, params, out, user_line()))
 
-    def vjp(self, node, grad, raw, fitted):
+    def array_op(self, prim, arrays, params, out):
+        """A primitive call on arrays (the engine's own arithmetic, nbgrad.ops.gradients);
+        `out` may be one of `arrays`, written in place."""
+        for array in arrays:
+            self.constant(array)
+        if not any(out is array for array in arrays):
+            self._made(out)
+        self.events.append(("op", prim, arrays, params, out, user_line()))
+
+    def vjp(self, node, grad, grads):
+        """Node `node`'s VJP made `grads` (one per input, None where none is needed) from
+        `grad`, before the engine fits them to their inputs' shapes and dtypes."""
         if node.prim.fuse is None:
             self.graph_break(f"op '{node.prim.name}' has no fused rule")
             return
         self.constant(grad)
-        for array in raw:
+        for array in grads:
             if array is not grad:  # a gradient passed through unchanged is not made here
                 self._made(array)
         self._keep(*node.saved)
         # The engine frees saved arrays after backward; the code generator needs them later.
-        self.events.append(("vjp", NodeRecord(node), grad, raw))
-        for before, after in zip(raw, fitted):
-            if after is not None and after is not before:
-                self._made(after)
-                self.events.append(("fit", before, after))
-
-    def add(self, a, b, result):
-        self.constant(a)
-        self.constant(b)
-        self._made(result)
-        self.events.append(("add", a, b, result))
-
-    def grad_created(self, tensor, grad, new):
-        self.touch(tensor)
-        self.constant(grad)
-        if new is not grad:
-            self._made(new)
-            self.events.append(("copy", grad, new))
-
-    def grad_added(self, tensor, grad):
-        self.touch(tensor)
-        self.constant(grad)
-        self.events.append(("add", tensor.grad._data, grad, tensor.grad._data))
+        self.events.append(("vjp", NodeRecord(node), grad, grads))
 
     def fill(self, tensor, array, value):
         if array is tensor._data:

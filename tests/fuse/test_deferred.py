@@ -1,4 +1,4 @@
-"""Deferred forward in eager mode (`nbgrad.autograd.deferred`, `nbgrad.fuse.graph`).
+"""Deferred forward in eager mode (`nbgrad.fuse.deferred`, `nbgrad.fuse.graph`).
 
 An op whose result needs a gradient records its node on a tape and runs when a value is read;
 a graph whose backward has come up `FUSE_AFTER` times runs as one fused kernel. Whatever path
@@ -22,7 +22,7 @@ import torch
 
 import nbgrad
 from nbgrad import nn
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 from nbgrad.fuse.graph import FusedGraph
 from conftest import TOL, assert_close, dtype_name, rng_for, run_python
 
@@ -904,7 +904,7 @@ def test_forward_only_loop_keeps_the_tape_bounded(monkeypatch, read):
         assert deferred.is_deferred(out)
         if first_node is None:
             first_node, first_result = weakref.ref(out.grad_fn), weakref.ref(out)
-        longest = max(longest, len(deferred.tape.nodes), len(deferred.tape.externals))
+        longest = max(longest, len(deferred.tape.ops), len(deferred.tape.externals))
         if read:
             expected = (np.maximum(xs.astype(np.float64) @ W, 0) * 0.5).sum()
             np.testing.assert_allclose(out.item(), expected, rtol=1e-5)
@@ -991,9 +991,9 @@ def test_reading_one_value_runs_the_whole_tape_and_empties_it():
     a = x * 2
     b = x * 3
     unread = weakref.ref(x * 4)  # its tensor is gone: nothing can read it
-    assert len(deferred.tape.nodes) == 3
+    assert len(deferred.tape.ops) == 3
     assert a.tolist() == (X4 * 2).tolist()
-    assert deferred.tape.nodes == [] and not deferred.is_deferred(b)
+    assert deferred.tape.ops == [] and not deferred.is_deferred(b)
     assert unread() is None
     assert snap(b).tolist() == (X4 * 3).tolist()
 
@@ -1021,7 +1021,7 @@ def test_enabled_false_runs_ops_at_once():
         x = nbgrad.tensor(X4, requires_grad=True)
         y = x * 2
         assert _has_array(y) and not deferred.is_deferred(y)
-        assert not deferred.tape.nodes
+        assert not deferred.tape.ops
 
 
 def test_environment_variable_turns_deferral_off():
@@ -1029,7 +1029,7 @@ def test_environment_variable_turns_deferral_off():
 import os
 os.environ["NBGRAD_DEFERRED"] = "0"
 import nbgrad
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 x = nbgrad.tensor([1.0, 2.0, 3.0], requires_grad=True)
 y = x * 2
 try:
@@ -1039,7 +1039,7 @@ except AttributeError:
     has_array = False
 z = (y * y).sum()
 z.backward()
-print(deferred.enabled, deferred.is_deferred(y), has_array, len(deferred.tape.nodes),
+print(deferred.enabled, deferred.is_deferred(y), has_array, len(deferred.tape.ops),
       z.item(), x.grad.tolist())
 """
     words = run_python(script)

@@ -15,7 +15,7 @@ import torch
 
 import nbgrad
 import nbgrad.nn.functional as F
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 from conftest import assert_close, rng_for
 
 STEPS = deferred.FUSE_AFTER + 4  # the deferred loop runs its fused graph 4 times

@@ -250,7 +250,7 @@ def check_graph(graph, seed, modes=MODES):
     import torch
 
     import nbgrad
-    from nbgrad.autograd import deferred
+    from nbgrad.fuse import deferred
     from nbgrad.fuse import graph as fused_graph
 
     def torch_run(arrays, upstream):

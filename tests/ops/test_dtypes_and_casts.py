@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import nbgrad
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 
 from conftest import assert_close, dtype_name, grad_fn_name
 

@@ -19,7 +19,7 @@ import torch.nn.functional as TF
 
 import nbgrad
 import nbgrad.nn.functional as NF
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 from nbgrad.fuse.graph import FusedGraph
 from conftest import TOL, run_python
 
@@ -209,7 +209,7 @@ def run_script(body, deferral=(False, True)):
         import numpy as np, torch
         import nbgrad
         import nbgrad.nn.functional as F
-        from nbgrad.autograd import deferred
+        from nbgrad.fuse import deferred
 
         def outcome(fn):
             try:

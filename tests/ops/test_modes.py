@@ -3,7 +3,7 @@
 The rows are `TABLE` of test_ops.py plus `MORE` below (the nn primitives and the parameter
 values, shapes and layouts TABLE lacks), and each row runs in float32 and float64:
 
-  (a) eager with deferral off (`nbgrad.autograd.deferred.enabled = False`);
+  (a) eager with deferral off (`nbgrad.fuse.deferred.enabled = False`);
   (b) the default deferred mode in a loop of `FUSE_AFTER + 4` iterations with fresh leaves
       (new values, same shapes): iteration FUSE_AFTER traces the graph and the last ones run
       its fused kernel; values and every .grad are compared at every iteration;
@@ -31,7 +31,7 @@ import nbgrad
 import nbgrad.nn.functional  # noqa: F401  (L.nn.functional in the rows)
 from conftest import TOL, assert_close, rng_for
 from nbgrad._core import tracing as _tracing
-from nbgrad.autograd import deferred
+from nbgrad.fuse import deferred
 from nbgrad.fuse import graph as fused_graph
 from nbgrad.ops import PRIMITIVES
 from test_ops import REDUCE32, TABLE, _PrimitiveRecorder, make_input, row

@@ -1,0 +1,203 @@
+"""The recorded graph: a node per primitive call (PyTorch's grad_fn), an AccumulateGrad per
+leaf, and what each node saved for its VJP, with the versions of the tensors it saved.
+
+Nothing here names a specific op: a node holds a row of the primitive table and calls its
+VJP. A node is linked to the nodes its input gradients go to when it is made, and saves
+its tensors when its forward runs (at once, or later in deferred mode).
+"""
+import itertools
+import weakref
+
+from .._core import tracing
+from ..ops import gradients
+
+FREED = object()
+
+# Every node takes the next number when it is made. A node's inputs exist before it does, so
+# the nodes feeding a gradient into a node always have higher numbers: running nodes from the
+# highest number down is a topological order (PyTorch's engine orders its queue the same way).
+# A leaf's AccumulateGrad feeds nothing, so it runs last: its numbers are negative (it may be
+# made after the nodes it is a child of).
+sequence = itertools.count()
+_leaf_sequence = itertools.count(-1, -1)
+
+
+class Node:
+    """A recorded primitive call (PyTorch's grad_fn). One subclass per grad_fn name.
+
+    `children[i]` is the node input i's gradient goes to (None if none); `next_functions`
+    is the same in PyTorch's form. `needs[i]` says whether input i needs a gradient,
+    `input_meta[i]` is its (shape, dtype). `saved` holds what the primitive's `save` names
+    once the forward has run (`()` before), FREED after a backward without retain_graph.
+    """
+
+    __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "children",
+                 "input_meta", "_pre_hooks", "_retained", "sequence_nr", "__weakref__")
+
+    def name(self):
+        return type(self).__name__
+
+    def _sequence_nr(self):
+        return self.sequence_nr
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {id(self):#x}>"
+
+    def register_hook(self, hook):
+        raise NotImplementedError("Node.register_hook is not supported; use Tensor.register_hook")
+
+    @property
+    def next_functions(self):
+        return tuple((child, 0) for child in self.children)
+
+    def _check_saved(self):
+        if self.saved is FREED:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                "graph are freed when you call .backward() or autograd.grad(). Specify "
+                "retain_graph=True if you need to backward through the graph a second time or "
+                "if you need to access saved tensors after calling backward.")
+        for i, counter, version in self._saved_versions:
+            if counter[0] != version:
+                self._raise_modified(i, counter[0], version)
+
+    def _raise_modified(self, i, current, version):
+        key, array = self.prim.save[i], self.saved[i]
+        producer = self if key == "out" else self.children[key]
+        name = "a leaf" if producer is None or type(producer) is AccumulateGrad else \
+            type(producer).__name__
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [{array.dtype} tensor {list(array.shape)}], which is output 0 "
+            f"of {name}, is at version {current}; expected version {version} instead. Hint: "
+            "the backtrace further above shows the operation that failed to compute its "
+            "gradient.")
+
+    def apply(self, grad):
+        """The gradient of each input (None where none is needed), summed to the input's
+        shape and cast to its dtype."""
+        if self._saved_versions:
+            self._check_saved()
+        grads = self.prim.vjp(self, grad)
+        if tracing.current is not None:
+            tracing.current.vjp(self, grad, grads)
+        fitted = grads
+        for i, g in enumerate(grads):
+            if g is not None:
+                shape, dtype = self.input_meta[i]
+                if g.shape != shape or g.dtype != dtype:
+                    if fitted is grads:
+                        fitted = list(grads)  # the tracer keeps `grads` as the VJP made them
+                    fitted[i] = gradients.fitted(g, shape, dtype)
+        return fitted
+
+
+class AccumulateGrad:
+    """The node at a leaf that requires grad: adds what arrives into `variable.grad`."""
+
+    __slots__ = ("variable", "sequence_nr", "__weakref__")
+    next_functions = children = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+        self.sequence_nr = next(_leaf_sequence)
+
+    def _sequence_nr(self):
+        return self.sequence_nr
+
+    def name(self):
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+def grad_accumulator(tensor):
+    """The leaf's AccumulateGrad, shared by every op that uses the leaf while one is alive."""
+    ref = tensor._accumulator
+    node = ref() if ref is not None else None
+    if node is None:
+        node = AccumulateGrad(tensor)
+        tensor._accumulator = weakref.ref(node)
+    return node
+
+
+_node_classes = {}  # grad_fn name -> its Node subclass
+
+
+def new_node(prim, params, grad_fn_name, inputs, metas):
+    """The grad_fn node of a call of `prim` on Tensors `inputs` whose arrays (or stand-ins
+    with their shape and dtype) are `metas`, linked to its inputs' nodes; it saves nothing
+    yet (see `save`)."""
+    name = grad_fn_name or prim.grad_fn
+    cls = _node_classes.get(name)
+    if cls is None:
+        cls = _node_classes[name] = type(name, (Node,), {"__slots__": ()})
+    node = cls()
+    node.prim = prim
+    node.params = params
+    node.sequence_nr = next(sequence)
+    node._pre_hooks = None
+    node._retained = None
+    node.saved = node._saved_versions = ()
+    differentiable = prim.differentiable
+    needs = node.needs = []
+    children = node.children = []
+    for i, tensor in enumerate(inputs):
+        if tensor._requires_grad and i in differentiable:
+            needs.append(True)
+            upstream = tensor.grad_fn
+            children.append(upstream if upstream is not None else grad_accumulator(tensor))
+        else:
+            needs.append(False)
+            children.append(None)
+    node.input_meta = [(meta.shape, meta.dtype) for meta in metas]
+    return node
+
+
+def edge(tensor):
+    """Where a gradient for `tensor` goes: its grad_fn, its accumulator, or nowhere (None)."""
+    if tensor.grad_fn is not None:
+        return tensor.grad_fn
+    if tensor._requires_grad:
+        return grad_accumulator(tensor)
+    return None
+
+
+def save(node, inputs, arrays, out, out_tensor):
+    """Keep what the node's VJP reads, with the version of each saved tensor."""
+    prim = node.prim
+    if not prim.save:
+        return
+    # As PyTorch, only what the VJPs of the inputs that need a gradient read (`save_for`):
+    # x * w with only w requiring grad saves x, so w may change in place before backward.
+    needed = None
+    if prim.save_for is not None:
+        needed = set()
+        for reads, need in zip(prim.save_for, node.needs):
+            if need:
+                needed.update(reads)
+    saved = []
+    # (position, version counter, version when saved); the error message is made on failure.
+    versions = []
+    for i, key in enumerate(prim.save):
+        if needed is not None and key not in needed:
+            saved.append(None)
+            continue
+        if key == "out":
+            saved.append(out)
+            counter = out_tensor._version_counter
+        else:
+            saved.append(arrays[key])
+            counter = inputs[key]._version_counter
+        versions.append((i, counter, counter[0]))
+    node.saved = saved
+    node._saved_versions = versions
+
+
+def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
+    """The grad_fn node of a primitive call that has run, whose result needs a gradient."""
+    node = new_node(prim, params, grad_fn_name, inputs, arrays)
+    save(node, inputs, arrays, out, out_tensor)
+    return node

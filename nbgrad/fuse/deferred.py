@@ -1,0 +1,299 @@
+"""Deferred eager mode: how eager mode runs a graph it has seen before as one fused kernel.
+
+A primitive call whose result needs a gradient does not run at once (`defer`): its result
+is a tensor whose op is pending (`Pending`, on the tape), and its grad_fn node is made and
+linked at once. Shape, dtype and the errors about them (and about class indices) come at
+once, from the primitive's shape rule and `check`. Anything that reads a value
+(`tensor._data`: printing, `.item()`, NumPy, an op that does not defer) runs the pending
+forwards of the tape first, op by op, exactly as eager mode runs them, and empties the tape
+(`realize_all`). Ops on arrays of MAX_SIZE elements or more, views, and ops without a
+fused rule run at once.
+
+The tape holds the ops deferred since it was last emptied, and a key of their structure
+(primitives, parameters, how they connect, and the shape, dtype and flags of each tensor
+they read from outside). `backward()` on a pending tensor looks that key up. The first
+`FUSE_AFTER - 1` times a key comes up the graph runs eagerly; the next time it runs eagerly
+under the tracer of `nbgrad.compile`, which generates one Numba kernel for its forward and
+backward (`nbgrad.fuse.graph`); from then on each backward of that graph is one kernel
+call. Every pending tensor still referenced gets its value, and every leaf its gradient,
+as eager mode would give them. A tape with a hook or `retain_grad` on it, ops backward does
+not reach, or a value read before backward, runs eagerly node by node instead.
+
+This module plugs into the layers below through `nbgrad._core.mode` (see `Deferred`): they
+do not know that it exists.
+
+NOTE: a pending op reads its inputs when it runs. Every in-place write nbgrad makes
+(in-place ops, optimizer steps, `load_state_dict`, `.data = `) first runs all pending ops
+(`nbgrad._core.mode.run_pending`), so they see the values they were called with.
+`.numpy()` and `np.asarray(tensor)` do the same before they hand an array out. A write
+nbgrad cannot see, into a NumPy array that already shares memory with an input
+(`from_numpy`), made between an op and the first read of its result, is seen by the op.
+`NBGRAD_DEFERRED=0` (or `nbgrad.fuse.deferred.enabled = False`) runs every op at once.
+"""
+import math
+import os
+import threading
+import weakref
+
+from .._core import mode, tracing
+from .._tensor.tensor import Tensor
+from ..autograd import graph
+from ..ops import PRIMITIVES
+from . import graph as fused_graphs
+
+enabled = os.environ.get("NBGRAD_DEFERRED", "1") != "0"
+# The one thread whose ops defer: the tape is not shared safely between threads, so ops on
+# any other thread run at once.
+THREAD = threading.main_thread().ident
+
+# Fusing costs a trace and a compilation (about a second from a cold cache): only a graph
+# that has already run this many times eagerly (a training step, not a line typed at a
+# prompt) is fused.
+FUSE_AFTER = 16
+# A tape this long runs (a loop of forwards with no backward keeps memory bounded: the tape
+# holds its ops, and an op its inputs).
+MAX_TAPE = 1024
+# An op reading or making an array this large runs at once. Python's time around such a
+# kernel is small next to the kernel's, and eager kernels are threaded from this size
+# (nbgrad._core.threads.PARALLEL_THRESHOLD): a fused graph gains nothing there. Measured on
+# 2 cores, `(a + b).sum().backward()` at 1e6 elements: 175 us eager, 251 us fused.
+MAX_SIZE = 1 << 18
+# Graph keys counted but not fused yet, at most (a program whose graphs keep changing shape
+# must not grow `_graphs` without end); past it the counts start again from zero.
+MAX_COUNTED = 4096
+
+# A call defers only if it has a gradient to record and a fused rule, and its output is not
+# a view: a copy made by a fused kernel would not share its input's memory.
+DEFERRABLE = frozenset(prim for prim in PRIMITIVES.values()
+                       if prim.vjp is not None and prim.fuse is not None and not prim.view)
+
+
+class Pending:
+    """An op call on the tape that has not run. It stands in for the array to come where
+    only its shape and dtype are read (shape rules, `Tensor.shape`)."""
+
+    __slots__ = ("prim", "params", "inputs", "node", "shape", "dtype", "output", "position")
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+
+class _Tape:
+    def __init__(self):
+        self.ops = []         # Pending ops, in the order they were called
+        self.key = []         # per op, and per tensor read from outside when first read
+        self.externals = []   # tensors read from outside the tape
+        self.places = {}      # id(external tensor) -> ~its index in `externals`
+        self.array_places = {}  # id(array) -> place of the first external on that array
+        # False once the tape cannot be one kernel: an op ran alone, or a gradient must flow
+        # on into nodes that already ran.
+        self.fusable = True
+
+
+tape = _Tape()
+_graphs = {}   # graph key -> eager runs so far (int), its FusedGraph, or None (cannot fuse)
+
+
+def is_deferred(tensor):
+    """Whether `tensor`'s op is pending."""
+    return tensor._pending is not None
+
+
+class Deferred(mode.Eager):
+    """The mode that defers op calls onto the tape (installed when this module loads)."""
+
+    def defer(self, prim, inputs, params, grad_fn_name):
+        if prim in DEFERRABLE and enabled and tracing.current is None and \
+                threading.get_ident() == THREAD:
+            for tensor in inputs:
+                if tensor._requires_grad:
+                    return defer(prim, inputs, params, grad_fn_name)
+        return None
+
+    def value(self, tensor):
+        return realize(tensor)
+
+    def run_pending(self):
+        realize_all()
+
+    def backward(self, tensors, grad_tensors, retain_graph, inputs):
+        return bool(tape.ops) and backward(tensors, grad_tensors, retain_graph, inputs)
+
+
+def defer(prim, inputs, params, grad_fn_name):
+    """A tensor for `prim`'s result with its shape, dtype and grad_fn, whose op is pending;
+    None if the call should run at once (large arrays: see MAX_SIZE)."""
+    # NOTE: one function: this runs once per op of every step.
+    metas = []
+    refs = []
+    new_externals = []
+    for tensor in inputs:
+        pending = tensor._pending
+        if pending is not None:
+            metas.append(pending)  # it has the shape and dtype of the array to come
+            refs.append(pending.position)
+            continue
+        array = tensor._data
+        if array.size >= MAX_SIZE:
+            return None
+        metas.append(array)
+        place = tape.places.get(id(tensor))
+        if place is None:
+            place = ~(len(tape.externals) + len(new_externals))
+            new_externals.append(tensor)
+        refs.append(place)
+    if prim.check is not None:
+        prim.check(*metas, **params)
+    shape, dtype = prim.infer(*metas, **params)
+    shape = tuple(shape)
+    # An integer or bool result needs no gradient (dispatch records no node for it), and a
+    # tensor defers only with a node: it runs at once.
+    if math.prod(shape) >= MAX_SIZE or dtype.kind != "f":
+        return None
+    if len(tape.ops) >= MAX_TAPE:
+        realize_all()
+        return defer(prim, inputs, params, grad_fn_name)
+    for tensor in new_externals:
+        array = tensor._data
+        place = tape.places[id(tensor)] = ~len(tape.externals)
+        tape.externals.append(tensor)
+        if tensor._requires_grad and tensor.grad_fn is not None:
+            tape.fusable = False
+        # Two tensors on one array are one argument of the kernel: part of the key.
+        tape.key.append((array.shape, array.dtype, array.flags.c_contiguous,
+                         tensor._requires_grad, tape.array_places.setdefault(id(array), place)))
+    node = graph.new_node(prim, params, grad_fn_name, inputs, metas)
+    result = Tensor.__new__(Tensor)
+    result._grad = None
+    result.grad_fn = node
+    result._requires_grad = True
+    result._version_counter = [0]
+    result._accumulator = None
+    result._hooks = None
+    pending = result._pending = Pending()
+    pending.prim = prim
+    pending.params = params
+    pending.inputs = inputs
+    pending.node = node
+    pending.shape = shape
+    pending.dtype = dtype
+    pending.output = weakref.ref(result)
+    pending.position = len(tape.ops)
+    tape.ops.append(pending)
+    tape.key.append((type(node), prim, tuple(params.items()) if params else (), tuple(refs)))
+    return result
+
+
+def realize(tensor):
+    """Run the pending op of `tensor`, and every pending op still on the tape (the tape is
+    emptied: it would not be fused now, and must not keep their nodes alive); the array of
+    `tensor`."""
+    realize_all()
+    pending = tensor._pending
+    if pending is not None:
+        # NOTE: left behind by a forward on the tape that raised (a check of values, such as
+        # BCE's input range): it runs now, after what it reads, and raises again if it must.
+        for each in pending.inputs:
+            each._data  # noqa: B018  (runs that input if it is pending too)
+        _run(pending, tensor)
+    return tensor._data
+
+
+def _run(pending, tensor):
+    inputs, prim, params = pending.inputs, pending.prim, pending.params
+    arrays = [t._data for t in inputs]
+    out = prim.forward(*arrays, **params)
+    if out.shape != pending.shape or out.dtype != pending.dtype:
+        raise RuntimeError(f"nbgrad internal error: {prim.name}'s shape rule said "
+                           f"{pending.shape} {pending.dtype}, its forward made {out.shape} "
+                           f"{out.dtype}")
+    tensor._data = out
+    tensor._pending = None
+    graph.save(pending.node, inputs, arrays, out, tensor)
+    if tracing.current is not None:
+        tracing.current.op(prim, inputs, arrays, params, out)
+
+
+def realize_all():
+    """Run every pending op whose result anything can still read; empty the tape."""
+    global tape
+    if not tape.ops:
+        return
+    ops = tape.ops
+    tape = _Tape()
+    # In tape order, an op's pending inputs run before it. An op whose output is gone is
+    # read by nothing (a reader would hold it): it never runs, as eager mode would not know.
+    for pending in ops:
+        tensor = pending.output()
+        if tensor is not None and tensor._pending is pending:
+            _run(pending, tensor)
+
+
+def backward(root, gradient, retain_graph, inputs):
+    """Run `root.backward(gradient)` as one fused kernel if it can be; False if the caller
+    must run it eagerly."""
+    global tape
+    if retain_graph or inputs is not None or tracing.current is not None or \
+            type(root) is not Tensor or not tape.fusable or root._pending is None:
+        return False
+    last = root._pending
+    if last.position >= len(tape.ops) or tape.ops[last.position] is not last:
+        return False  # left pending by a forward that raised: the eager path runs it
+    if gradient is None:
+        if last.shape and last.size != 1 or last.dtype.kind != "f":
+            return False  # the eager path raises PyTorch's error
+        seed = None
+    elif type(gradient) is Tensor and gradient._pending is None and \
+            gradient._data.shape == last.shape and gradient._data.dtype == last.dtype:
+        array = gradient._data
+        seed = (array.shape, array.dtype, array.flags.c_contiguous)
+    else:
+        return False
+    leaves = []
+    for tensor in tape.externals:
+        if tensor._requires_grad:
+            if tensor._hooks:
+                return False
+            leaves.append(tensor._grad is None)
+    ops = tape.ops
+    for pending in ops:
+        node = pending.node
+        if node._pre_hooks or node._retained is not None:
+            return False  # a hook or retain_grad runs Python when backward reaches the node
+    key = (tuple(tape.key), last.position, tuple(leaves), seed)
+    try:
+        entry = _graphs.get(key, 0)
+    except TypeError:  # a parameter that is an array (loss weights) has no hash
+        return False
+    if entry is None:
+        return False
+    externals = tape.externals
+    if gradient is not None:
+        externals = externals + [gradient]
+    if type(entry) is int:
+        if entry + 1 < FUSE_AFTER:
+            if not entry and len(_graphs) >= MAX_COUNTED:
+                for counted in [k for k, v in _graphs.items() if type(v) is int]:
+                    del _graphs[counted]
+            _graphs[key] = entry + 1
+            return False
+        for pending in ops:
+            if pending.output() is None:
+                # An op nothing reads, which eager mode never runs (`realize_all` skips
+                # it): a trace would not see it. Later runs of the key may have none.
+                return False
+        _graphs[key] = None  # if tracing fails, it is not tried again
+        _graphs[key] = fused_graphs.trace(root, gradient, ops, externals)
+        return True
+    if not entry.run(ops, externals):
+        return False
+    tape = _Tape()
+    return True
+
+
+mode.use(Deferred())
