@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 
+from .._core import loops as _loops
 from .._core import threads as _threads
-from ..ops.elementwise import _NUMBER, float_literal
 from ..ops.primitive import Unfusable
 
 _MAX_INLINE_CONSTANT = 64
@@ -259,16 +259,13 @@ class Emitter:
             self._close_loop()
             loop = self._loop = {"shape": padded_shape, "preamble": [], "body": [],
                                  "written": {}}
-        index = ", ".join(f"i{d}" for d in range(rank))
+        indices = _loops.index_names(rank)
+        index = ", ".join(indices)
         preamble = loop["preamble"]
         self._flush_comments(preamble)
-        constants = {}
-
-        def hoist(match):
-            return constants.setdefault(float_literal(match.group(1)), self.new_name("c"))
-
-        body = _NUMBER.sub(hoist, expr)
-        preamble += [f"    {name} = typed({value}, {reference})" for value, name in constants.items()]
+        body, constants = _loops.hoist_constants(expr, reference,
+                                                 lambda count: self.new_name("c"))
+        preamble += ["    " + line for line in constants]
         reads = {}
         for symbol, operand in operands.items():
             if isinstance(operand, str):
@@ -285,13 +282,11 @@ class Emitter:
                 view = self.new_name("v")
                 preamble.append(f"    {view} = {variable}.reshape({padded!r})")
                 read = f"{view}[" + ", ".join(
-                    f"i{d}" if padded[d] != 1 else "0" for d in range(rank)) + "]"
+                    indices[d] if padded[d] != 1 else "0" for d in range(rank)) + "]"
             reads[symbol] = read if len(operand) == 2 else f"np.{operand[2]}({read})"
         target = self.new_name("o")
         preamble.append(f"    {target} = {result}.reshape({padded_shape!r})")
-        element = re.sub(r"\b(" + "|".join(map(re.escape, reads)) + r")\b",
-                         lambda m: reads[m.group(1)], body) if reads else body
-        loop["body"].append(f"{target}[{index}] = {element}")
+        loop["body"].append(f"{target}[{index}] = {_loops.substitute(body, reads)}")
         loop["written"][result] = f"{target}[{index}]"
 
     def _close_loop(self):
@@ -299,15 +294,13 @@ class Emitter:
         if loop is None:
             return
         self.lines += loop["preamble"]
-        rank = len(loop["shape"])
         parallel = math.prod(loop["shape"]) >= PARALLEL_THRESHOLD
         self.parallel |= parallel
         if parallel:
             self._parallel_headers.append(len(self.lines))
-        for d in range(rank):
-            kind = "numba.prange" if parallel and d == 0 else "range"
-            self.lines.append("    " * (d + 1) + f"for i{d} in {kind}({loop['shape'][d]}):")
-        self.lines += ["    " * (rank + 1) + statement for statement in loop["body"]]
+        shape = loop["shape"]
+        self.lines += _loops.loop_nest(_loops.index_names(len(shape)), shape, loop["body"],
+                                       parallel)
 
     def threaded_call(self, serial, threaded, size):
         """Emit the call `threaded` (of a parallel kernel) if `size` elements are enough for

@@ -16,6 +16,7 @@ from .._core import modules as _codegen
 from .._core import threads as _threads
 from .._core.dtype import float32, result_type
 from .._core import kernel_support as _kernel_support
+from .._core import loops as _loops
 from .primitive import Primitive, Unfusable, register
 
 _MAX_STRIDED_NDIM = 4
@@ -119,14 +120,6 @@ TABLE = [
 # operands passed as scalars) and one over 4-D strided views (broadcasting, transposes);
 # and, in a module of its own imported on first use, the flat one spread over threads.
 
-# A number in an expression (integer, decimal, or with an exponent such as 7.6e-06), to be
-# hoisted into a typed constant; it never starts inside a name (x2) or another number.
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?![\w.])")
-
-
-def float_literal(number):
-    """A number matched by _NUMBER as a Python float literal."""
-    return number if any(c in number for c in ".eE") else number + ".0"
 # Functions of _kernel_support that expressions call by these names (vectorizable exp).
 HELPERS = {"exp": _kernel_support.exp}
 
@@ -148,34 +141,29 @@ def _names_in(expr, candidates):
 def _kernel_source(kernel_name, expr, args, reference, parallel):
     """Source for the kernels computing `expr`: `<kernel_name>_flat` and `_strided`, or with
     `parallel` `_flat_parallel` (the flat loop spread over threads)."""
-    constants = {}
-
-    def hoist(match):
-        return constants.setdefault(float_literal(match.group(1)), f"_c{len(constants)}")
-
-    body = _NUMBER.sub(hoist, expr)
-    hoisted = "".join(f"    {name} = typed({value}, {reference})\n"
-                      for value, name in constants.items())
+    body, constants = _loops.hoist_constants(expr, reference, lambda count: f"_c{count}")
+    hoisted = "".join(f"    {line}\n" for line in constants)
     signature = ", ".join(args + ["result"])
 
     # NOTE: each operand is read into a local `_<name>` before the expression: Numba's parfor
     # pass rejects `at1` inlined inside a conditional expression ("Overwrite of parallel
     # loop index").
-    element = re.sub(r"\b(" + "|".join(args) + r")\b", r"_\1", body) if args else body
+    element = _loops.substitute(body, {name: f"_{name}" for name in args})
 
-    def kernel(suffix, loops, index, reader):
-        indent = " " * (4 + 4 * loops.count("\n"))
-        reads = "".join(f"{indent}_{name} = {reader}({name}, {index})\n" for name in args)
-        return (f"@_jit\ndef {kernel_name}_{suffix}({signature}):\n{hoisted}{loops}"
-                f"{reads}{indent}result[{index}] = {element}\n")
+    def kernel(suffix, indices, reader, parallel=False):
+        index = ", ".join(indices)
+        statements = [f"_{name} = {reader}({name}, {index})" for name in args]
+        statements.append(f"result[{index}] = {element}")
+        loops = _loops.loop_nest(indices, [f"result.shape[{d}]" for d in range(len(indices))],
+                                 statements, parallel)
+        return f"@_jit\ndef {kernel_name}_{suffix}({signature}):\n{hoisted}" + \
+            "".join(line + "\n" for line in loops)
 
     if parallel:
-        return kernel("flat_parallel", "    for i in numba.prange(result.shape[0]):\n", "i", "at1")
-    strided_loops = "".join(" " * (4 + 4 * d) + f"for i{d} in range(result.shape[{d}]):\n"
-                            for d in range(_MAX_STRIDED_NDIM))
+        return kernel("flat_parallel", ["i"], "at1", parallel=True)
     return "\n\n".join([
-        kernel("flat", "    for i in range(result.shape[0]):\n", "i", "at1"),
-        kernel("strided", strided_loops, "i0, i1, i2, i3", "at4"),
+        kernel("flat", ["i"], "at1"),
+        kernel("strided", _loops.index_names(_MAX_STRIDED_NDIM), "at4"),
     ])
 
 
