@@ -15,6 +15,8 @@ import sys
 import textwrap
 import types
 
+import numpy as np
+
 from ..autograd.grad_mode import state as _grad_state
 from .._tensor.tensor import Tensor
 
@@ -59,7 +61,7 @@ _WIDTH = 100  # of the generated source's lines, where they can be wrapped
 
 _HELPERS = {"MISMATCH": MISMATCH, "ABSENT": ABSENT, "fits": _fits, "same_scalar": _same_scalar,
             "contents_of": _contents_of, "copy_kept": _copy_kept, "wrap": Tensor._wrap,
-            "getrefcount": sys.getrefcount, "grad_mode": _grad_state}
+            "getrefcount": sys.getrefcount, "grad_mode": _grad_state, "empty": np.empty}
 
 
 def tuple_target(names):

@@ -8,6 +8,7 @@ optimizer's state at call time), preallocated buffers, or local views.
 """
 import math
 import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,16 +48,28 @@ def number_source(value, kind):
     return repr(number)  # the shortest repr that reads back as the same double, -0.0 too
 
 
+class KernelArgument(NamedTuple):
+    """An array the fused function takes as an argument, fetched by its caller on each call.
+
+    `kind` and `source`, what it is fetched from: "arg" (the tensor argument at position
+    `source`), "data" or "grad" (the array or .grad of tensor `source`), "const" (array
+    `source`, fixed for the specialization), "state" (`source` is (number of the
+    parameter update, index among the optimizer rule's arrays)), "fresh" (an array the
+    caller makes new on each call; `source` None). `traced`: the array the traced run had.
+    """
+    name: str
+    kind: str
+    source: object
+    traced: np.ndarray
+
+
 class Emitter:
     def __init__(self, tracer, fresh=()):
         self.tracer = tracer
         self.names = {}
         # Arrays the step makes that the caller passes in, new, on each call (see `out`).
         self.fresh = {id(array) for array in fresh}
-        # (name, source): ("handle", how to fetch it, traced array) | ("state", (number of
-        # the update, index among the rule's arrays), traced array) | ("fresh", None, traced
-        # array)
-        self.arguments = []
+        self.arguments = []          # KernelArgument, in the function's parameters' order
         self.buffers = []            # (name, traced array): views into one arena per dtype
         self.hyper = []              # traced optimizer scalars, passed in one float64 array
         self.updates = 0             # parameter updates emitted so far
@@ -90,13 +103,14 @@ class Emitter:
         handle = self.tracer.handles.get(id(array))
         if handle is None or id(array) in self.tracer.created:
             raise Unfusable(f"an array of shape {tuple(array.shape)} is used before the step makes it")
-        if handle[0] == "const":
+        kind, source = handle
+        if kind == "const":
             name = self.names[id(array)] = self.constant(array)
             return name
         if not array.flags.c_contiguous:
             raise Unfusable(f"a non-contiguous input of shape {tuple(array.shape)}")
         name = self.new_name("arg")
-        self.arguments.append((name, ("handle", handle, array)))
+        self.arguments.append(KernelArgument(name, kind, source, array))
         self.names[id(array)] = name
         return name
 
@@ -110,7 +124,7 @@ class Emitter:
                 # An argument: a result the caller keeps (a new .grad), which a buffer
                 # reused by the next call would have to be copied out of.
                 name = self.new_name("fresh")
-                self.arguments.append((name, ("fresh", None, array)))
+                self.arguments.append(KernelArgument(name, "fresh", None, array))
             else:
                 name = self.new_name("buf")
                 self.buffers.append((name, array))
@@ -156,14 +170,14 @@ class Emitter:
             self.globals.append(f"{name} = np.array({values}, dtype=np.{array.dtype.name})"
                                 f".reshape({array.shape!r})")
         else:
-            self.arguments.append((name, ("handle", ("const", array), array)))
+            self.arguments.append(KernelArgument(name, "const", array, array))
         return name
 
     def state(self, update, index, traced):
         """An optimizer state array or counter of the `update`-th parameter update,
         read from the optimizer at call time: load_state_dict may replace it."""
         name = self.new_name("state")
-        self.arguments.append((name, ("state", (update, index), traced)))
+        self.arguments.append(KernelArgument(name, "state", (update, index), traced))
         return name
 
     def kernel(self, function):
@@ -197,7 +211,7 @@ class Emitter:
         kernel), an inline constant never changes (the traced run checked it), and an array
         the step computes cannot be checked before the step runs.
         """
-        arguments = {argument for argument, _ in self.arguments}
+        arguments = {argument.name for argument in self.arguments}
         constants = {constant for constant, _ in self._constants.values()} - arguments
         reads = set()
 
@@ -350,7 +364,8 @@ def _emit_engine(em, event):
         name = em.ref(array)
         em.elementwise(Emitter.literal(value, array.dtype), {}, name, array.shape, name)
     elif kind == "fit":
-        _emit_fit(em, event[1], event[2])
+        _, returned, fitted = event
+        _emit_fit(em, returned, fitted)
     else:
         raise Unfusable(f"event {kind!r}")
 
@@ -358,21 +373,21 @@ def _emit_engine(em, event):
 def _emit_updates(em, events):
     """Consecutive updates of parameters of one dtype by one optimizer: one loop nest over
     the parameters, each updated by the lines the optimizer's rule generates."""
-    optimizer, param = events[0][1], events[0][3]
+    _update, optimizer, _group, param, _grad, _state, _scalars = events[0]
     rule, dtype = optimizer.rule, param._data.dtype
     prefix = em.new_name("u") + "_"
     em.comment(f"{type(optimizer).__name__} update of {len(events)} parameter(s), one loop nest "
                f"({type(optimizer).__module__}.{type(optimizer).__name__}.rule)")
     columns = {name: [] for name in ("param", "grad") + rule.arrays}
     first_slot = len(em.hyper)
-    for _, _, _, param, grad, tensors, scalars in events:
+    for _update, _optimizer, _group, param, grad, state, scalars in events:
         if grad.dtype != dtype or grad.shape != param._data.shape:
             raise Unfusable(f"a gradient {grad.dtype}{list(grad.shape)} for a parameter "
                             f"{dtype}{list(param._data.shape)}")
         size = param._data.size
         columns["param"].append(f"{em.ref(param._data)}.reshape({size})")
         columns["grad"].append(f"{em.ref(grad)}.reshape({size})")
-        for index, (name, tensor) in enumerate(zip(rule.arrays, tensors)):
+        for index, (name, tensor) in enumerate(zip(rule.arrays, state)):
             if name not in rule.state:  # a counter, passed as it is
                 columns[name].append(em.state(em.updates, index, tensor._data))
                 continue
@@ -396,7 +411,8 @@ def _emit_updates(em, events):
 
 
 def _emit_fit(em, before, after):
-    """A gradient summed back to its input's shape and/or cast to its dtype."""
+    """`after`: `before` (a gradient as a VJP returned it) summed back to its input's shape
+    and/or cast to its dtype."""
     source = em.ref(before)
     target = em.out(after)
     if before.shape == after.shape:
@@ -475,19 +491,22 @@ def _update_runs(events):
     """The events, with each run of consecutive updates by one optimizer of parameters of
     one dtype gathered into a list."""
     runs = []
+    run_of = None  # (optimizer, dtype) of the run of updates `runs` ends with
     for event in events:
         if event[0] != "update":
             runs.append(event)
+            run_of = None
             continue
-        run = runs[-1] if runs and isinstance(runs[-1], list) else None
-        if run and run[0][1] is event[1] and run[0][3]._data.dtype == event[3]._data.dtype:
-            run.append(event)
+        _update, optimizer, _group, param, _grad, _state, _scalars = event
+        if run_of is not None and run_of[0] is optimizer and run_of[1] == param._data.dtype:
+            runs[-1].append(event)
         else:
             runs.append([event])
+            run_of = (optimizer, param._data.dtype)
     return runs
 
 
-def generate(tracer, outputs, cache=True, fresh=()):
+def generate(tracer, outputs, fresh=()):
     """(source, emitter, arena layout, names of the output buffers) of the fused function
     for `tracer`'s events. The function returns nothing: the caller copies the outputs
     out of their buffers (cheaper than Numba boxing new arrays), except arrays in `fresh`,
@@ -501,15 +520,17 @@ def generate(tracer, outputs, cache=True, fresh=()):
             em.comment(f"forward: {prim.name}  ({where})")
             prim.fuse.forward(em, arrays, params, out)
         elif event[0] == "vjp":
-            _, node, grad, raw = event
+            # The gradients as the VJP returned them (one per input, None where not needed),
+            # before they are fitted to their inputs' shapes and dtypes ("fit" events).
+            _, node, output_grad, input_grads = event
             em.comment(f"backward: {node.name}")
-            node.prim.fuse.vjp(em, node, grad, raw)
+            node.prim.fuse.vjp(em, node, output_grad, input_grads)
         else:
             _emit_engine(em, event)
     returned = [_output_buffer(em, array) for array in outputs]
     em.finish()
     layout, sizes, views = _arenas(em)
-    arguments = [name for name, _ in em.arguments]
+    arguments = [argument.name for argument in em.arguments]
     arguments += [f"arena_{np.dtype(key).name}" for key in sizes]
     if em.hyper:
         arguments.append("hyper")
@@ -518,7 +539,7 @@ def generate(tracer, outputs, cache=True, fresh=()):
     constants = "".join(line + "\n" for line in em.globals)
     prologue = "".join(f"    {line}\n" for line in views)
     source = (_HEADER + imports + constants + "\n\n"
-              + f'@numba.njit(cache={cache}, error_model="numpy"'
+              + '@numba.njit(cache=True, error_model="numpy"'
               + (", parallel=True" if em.parallel else "") + ")\n"
               + f"def fused_step({', '.join(arguments)}):\n" + prologue + "\n".join(em.lines) + "\n")
     return source, em, (layout, sizes), returned
