@@ -1,8 +1,8 @@
 """Turn a traced step (a list of array events) into the source of one Numba function.
 
 Each primitive's fused rule (`Primitive.fuse`) emits the statements for its forward and
-VJP; this module emits the engine's own operations (gradient sums, copies, fills, casts,
-summing a broadcast gradient back) and the optimizer updates (one loop nest from the
+VJP (also for the engine's own arithmetic, which is primitive calls: `nbgrad.ops.gradients`);
+this module emits fills (zero_grad) and the optimizer updates (one loop nest from the
 optimizer's `rule`), and decides which arrays are arguments (read from tensors or the
 optimizer's state at call time), preallocated buffers, or local views.
 """
@@ -342,32 +342,12 @@ class Emitter:
 
 
 # ---------------------------------------------------------------------------------------
-# Engine and optimizer events.
+# Fills and optimizer updates.
 
-def _emit_engine(em, event):
-    kind = event[0]
-    if kind == "add":
-        _, a, b, result = event
-        em.comment("backward: sum the gradients arriving at one tensor")
-        a_name, b_name = em.ref(a), em.ref(b)
-        out = em.out(result) if result is not a else a_name
-        em.elementwise("a + b", {"a": (a_name, a.shape), "b": (b_name, b.shape)}, out,
-                       result.shape, a_name)
-    elif kind == "copy":
-        _, source, target = event
-        em.comment("backward: first gradient of a leaf (a copy, as eager makes)")
-        name = em.ref(source)
-        em.elementwise("a", {"a": (name, source.shape)}, em.out(target), target.shape, name)
-    elif kind == "fill":
-        _, array, value = event
-        em.comment("zero_grad / fill_")
-        name = em.ref(array)
-        em.elementwise(Emitter.literal(value, array.dtype), {}, name, array.shape, name)
-    elif kind == "fit":
-        _, returned, fitted = event
-        _emit_fit(em, returned, fitted)
-    else:
-        raise Unfusable(f"event {kind!r}")
+def _emit_fill(em, array, value):
+    em.comment("zero_grad / fill_")
+    name = em.ref(array)
+    em.elementwise(Emitter.literal(value, array.dtype), {}, name, array.shape, name)
 
 
 def _emit_updates(em, events):
@@ -408,39 +388,6 @@ def _emit_updates(em, events):
                for j, name in enumerate(rule.scalars)}
     for line in rule.parameter_lines({name: prefix + name for name in columns}, scalars, prefix):
         em.emit("    " + line)
-
-
-def _emit_fit(em, before, after):
-    """`after`: `before` (a gradient as a VJP returned it) summed back to its input's shape
-    and/or cast to its dtype."""
-    source = em.ref(before)
-    target = em.out(after)
-    if before.shape == after.shape:
-        em.comment("backward: cast the gradient to the input's dtype")
-        em.elementwise("a", {"a": (source, before.shape)}, target, after.shape, target)
-        return
-    em.comment(f"backward: sum a broadcast gradient {tuple(before.shape)} -> {tuple(after.shape)}")
-    lead = before.ndim - after.ndim
-    keep = (1,) * lead + tuple(after.shape)
-    # Accumulate in float64 (or int64), as the eager reduction kernel does; a sum down to
-    # one value (a scalar parameter's gradient) in a local, which allocates nothing.
-    accumulator = em.new_name("acc")
-    wide = "np.float64" if before.dtype.kind == "f" else "np.int64"
-    index = ", ".join(f"i{d}" for d in range(before.ndim))
-    if math.prod(keep) == 1:
-        em.emit(f"{accumulator} = {wide}(0)")
-        into, summed = accumulator, accumulator
-    else:
-        em.emit(f"{accumulator} = np.zeros({keep!r}, {wide})")
-        into = f"{accumulator}[" + ", ".join(f"i{d}" if keep[d] != 1 else "0"
-                                             for d in range(before.ndim)) + "]"
-        # NOTE: read back in the target's own shape: `keep` has the leading 1s of the
-        # broadcast rank, which the target's loop does not index.
-        summed = (f"{accumulator}.reshape({tuple(after.shape)!r})", after.shape)
-    for d in range(before.ndim):
-        em.emit("    " * d + f"for i{d} in range({before.shape[d]}):")
-    em.emit("    " * before.ndim + f"{into} += {source}[{index}]")
-    em.elementwise("a", {"a": summed}, target, after.shape, target)
 
 
 # ---------------------------------------------------------------------------------------
@@ -521,12 +468,15 @@ def generate(tracer, outputs, fresh=()):
             prim.fuse.forward(em, arrays, params, out)
         elif event[0] == "vjp":
             # The gradients as the VJP returned them (one per input, None where not needed),
-            # before they are fitted to their inputs' shapes and dtypes ("fit" events).
+            # before the engine fits them to their inputs' shapes and dtypes (ops events).
             _, node, output_grad, input_grads = event
             em.comment(f"backward: {node.name}")
             node.prim.fuse.vjp(em, node, output_grad, input_grads)
+        elif event[0] == "fill":
+            _, array, value = event
+            _emit_fill(em, array, value)
         else:
-            _emit_engine(em, event)
+            raise Unfusable(f"event {event[0]!r}")
     returned = [_output_buffer(em, array) for array in outputs]
     em.finish()
     layout, sizes, views = _arenas(em)
