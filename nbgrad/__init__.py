@@ -5,9 +5,8 @@ from ._core.dtype import dtype, float32, float64, int64, bool_ as bool  # noqa: 
 from ._tensor.tensor import Tensor, Size  # noqa: E402
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode  # noqa: E402
 from . import autograd  # noqa: E402
-from ._tensor.functions import *  # noqa: E402,F401,F403
-from ._tensor.functions import abs, max, min, sum, pow  # noqa: E402,F401  (shadow builtins on purpose)
-from ._tensor.factories import randperm  # noqa: E402,F401
+from ._tensor.api import *  # noqa: E402,F401,F403
+from ._tensor.api import abs, max, min, sum, pow  # noqa: E402,F401  (shadow builtins on purpose)
 
 float = float32
 double = float64

@@ -33,10 +33,6 @@ _PYTHON_TYPES = {float: float64, int: int64, bool: bool_}
 _ORDER = (bool_, int64, float32, float64)
 
 
-def default_float():
-    return float32
-
-
 def from_numpy_dtype(np_dtype):
     np_dtype = np.dtype(np_dtype)
     found = _BY_NUMPY.get(np_dtype)

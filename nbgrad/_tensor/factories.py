@@ -6,6 +6,10 @@ import numpy as np
 from .._core import dtype as _dtype, tracing as _tracing
 from .tensor import Tensor, resolve_dtype, checked_shape, allocate
 
+__all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "eye", "arange",
+           "linspace", "rand", "randn", "randint", "randperm", "zeros_like", "ones_like",
+           "empty_like", "full_like", "rand_like", "randn_like", "randint_like", "manual_seed"]
+
 _generator = np.random.default_rng()
 
 

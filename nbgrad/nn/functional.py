@@ -1,24 +1,24 @@
 """nbgrad.nn.functional: layers and losses as functions, named as in torch.nn.functional.
 
-Losses and `linear` call the fused primitives of `nbgrad.ops.nn`; the rest are composites
-of Tensor operations.
+Losses and `linear` call the primitives of `nbgrad.ops.losses` and `nbgrad.ops.linalg`; the
+rest are composites of Tensor operations.
 """
 import warnings
 
 import numpy as np
 
 from .._core import tracing as _tracing
-from .._tensor import functions as _F
+from .._tensor import api as _api
 from .._tensor.factories import generator
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.tensor import Tensor, dispatch
 
-relu = _F.relu
-sigmoid = _F.sigmoid
-tanh = _F.tanh
-softmax = _F.softmax
-log_softmax = _F.log_softmax
+relu = _api.relu
+sigmoid = _api.sigmoid
+tanh = _api.tanh
+softmax = _api.softmax
+log_softmax = _api.log_softmax
 
 
 def linear(input, weight, bias=None):
@@ -26,7 +26,7 @@ def linear(input, weight, bias=None):
     if bias is not None and input.ndim == 2:
         return dispatch(P["linear"], (input, weight, bias))
     # Other ranks (and no bias) are a matmul with the transposed weight, as PyTorch does.
-    out = _F.matmul(input, _F.t(weight))
+    out = _api.matmul(input, _api.t(weight))
     return out if bias is None else out + bias
 
 
@@ -77,7 +77,7 @@ def _warn_if_broadcast(input, target):
     if shape is None:
         # Let the elementwise machinery raise PyTorch's own message.
         input + target
-    return _F.expand(input, shape), _F.expand(target, shape)
+    return _api.expand(input, shape), _api.expand(target, shape)
 
 
 def _broadcastable(a, b):
@@ -89,7 +89,7 @@ def _broadcastable(a, b):
 
 
 def _as_float_target(target, input):
-    return target if target.dtype == input.dtype else _F.to(target, input.dtype)
+    return target if target.dtype == input.dtype else _api.to(target, input.dtype)
 
 
 def _pointwise_loss(name, input, target, reduction, weight=None, pos_weight=None,
@@ -135,18 +135,18 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 def _class_last(input, target):
     """(N, C, d1, ...) scores and (N, d1, ...) targets as (N*d1*..., C) and (N*d1*...,)."""
     if input.ndim == 1:
-        return _F.unsqueeze(input, 0), _F.reshape(target, 1)
+        return _api.unsqueeze(input, 0), _api.reshape(target, 1)
     if input.ndim == 2:
         return input, target
     if target.shape[:1] + target.shape[1:] != input.shape[:1] + input.shape[2:]:
         raise RuntimeError(f"Expected target size {[input.shape[0]] + list(input.shape[2:])}, got "
                            f"{list(target.shape)}")
     order = (0,) + tuple(range(2, input.ndim)) + (1,)
-    return (_F.reshape(_F.permute(input, order), -1, input.shape[1]), _F.reshape(target, -1))
+    return (_api.reshape(_api.permute(input, order), -1, input.shape[1]), _api.reshape(target, -1))
 
 
 def _restore_shape(losses, input, target, reduction):
-    return _F.reshape(losses, target.shape) if reduction == "none" and input.ndim != 2 else losses
+    return _api.reshape(losses, target.shape) if reduction == "none" and input.ndim != 2 else losses
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -194,7 +194,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 def _class_weight_view(weight, log_probs, class_dim):
     shape = [1] * log_probs.ndim
     shape[class_dim] = -1
-    return _F.reshape(weight if isinstance(weight, Tensor) else Tensor._wrap(_array(weight)), shape)
+    return _api.reshape(weight if isinstance(weight, Tensor) else Tensor._wrap(_array(weight)), shape)
 
 
 def _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction, smoothing,
@@ -204,15 +204,15 @@ def _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction, s
     n_classes = log_probs.shape[class_dim]
     weighted = log_probs if weight is None else log_probs * _class_weight_view(weight, log_probs,
                                                                                class_dim)
-    smooth = -_F.sum(weighted, class_dim)
+    smooth = -_api.sum(weighted, class_dim)
     ignored = target._data == ignore_index
-    smooth = _F.where(Tensor._wrap(ignored), 0.0, smooth)
+    smooth = _api.where(Tensor._wrap(ignored), 0.0, smooth)
     if reduction == "mean":
         kept = target._data[~ignored]
         denominator = kept.size if weight is None else _array(weight)[kept].sum()
-        smooth = _F.sum(smooth) / float(denominator)
+        smooth = _api.sum(smooth) / float(denominator)
     elif reduction == "sum":
-        smooth = _F.sum(smooth)
+        smooth = _api.sum(smooth)
     return loss * (1.0 - smoothing) + smooth * (smoothing / n_classes)
 
 
@@ -223,6 +223,6 @@ def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothi
     if weight is not None:
         log_probs = log_probs * _class_weight_view(weight, log_probs, class_dim)
     if reduction == "none":
-        return -_F.sum(log_probs * target, class_dim)
-    total = -_F.sum(log_probs * target)
+        return -_api.sum(log_probs * target, class_dim)
+    total = -_api.sum(log_probs * target)
     return total / float(log_probs.numel() // n_classes) if reduction == "mean" else total

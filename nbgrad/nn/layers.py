@@ -2,7 +2,8 @@
 import math
 from collections import OrderedDict
 
-from .._tensor import functions as _F
+from .._tensor.arithmetic import relu, sigmoid, tanh
+from .._tensor.shape import flatten
 from .._tensor.factories import empty
 from . import functional as F
 from . import init
@@ -122,9 +123,9 @@ def _activation(name, function, doc):
     return type(name, (Module,), {"forward": forward, "__doc__": doc})
 
 
-ReLU = _activation("ReLU", _F.relu, "max(x, 0) elementwise.")
-Sigmoid = _activation("Sigmoid", _F.sigmoid, "1 / (1 + exp(-x)) elementwise.")
-Tanh = _activation("Tanh", _F.tanh, "tanh(x) elementwise.")
+ReLU = _activation("ReLU", relu, "max(x, 0) elementwise.")
+Sigmoid = _activation("Sigmoid", sigmoid, "1 / (1 + exp(-x)) elementwise.")
+Tanh = _activation("Tanh", tanh, "tanh(x) elementwise.")
 
 
 class Softmax(Module):
@@ -150,7 +151,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input):
-        return _F.flatten(input, self.start_dim, self.end_dim)
+        return flatten(input, self.start_dim, self.end_dim)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -1,0 +1,17 @@
+"""The torch-level namespace of the Tensor layer: every function `nbgrad` exports
+(`nbgrad.exp`, `nbgrad.cat`, `nbgrad.zeros`, ...), gathered from the modules that define
+them, each of which lists its own in `__all__`. Importing this module installs the Tensor
+methods (see `methods`)."""
+from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, shape
+from . import methods  # noqa: F401  (imported for its effect: installs the Tensor methods)
+from .arithmetic import *  # noqa: F403
+from .conversion import *  # noqa: F403
+from .factories import *  # noqa: F403
+from .indexing import *  # noqa: F403
+from .inplace import *  # noqa: F403
+from .linalg import *  # noqa: F403
+from .reductions import *  # noqa: F403
+from .shape import *  # noqa: F403
+
+__all__ = [*arithmetic.__all__, *reductions.__all__, *linalg.__all__, *shape.__all__,
+           *indexing.__all__, *conversion.__all__, *inplace.__all__, *factories.__all__]

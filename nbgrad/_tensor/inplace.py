@@ -1,0 +1,86 @@
+"""In-place operations: the checks and the write-back every in-place op goes through, the
+in-place form of an out-of-place function (`add_` from `add`), and `fill_`, `zero_`, `copy_`.
+
+An in-place op computes its result out of place, on a snapshot of the target when autograd
+records it, then copies the result into the target's memory and moves the target to the
+result's place in the graph.
+"""
+from .._core import dtype as _dtype, tracing as _tracing
+from ..autograd.grad_mode import state as _grad_state
+from ..ops.elementwise import COPY, run
+from .conversion import to
+from .factories import tensor
+from .._core.mode import run_pending
+from .shape import expand
+from .tensor import Tensor
+
+__all__ = ["fill_", "zero_", "copy_"]
+
+
+def check_inplace(target):
+    """Run what must happen before `target`'s memory changes, and refuse a leaf that
+    requires grad (PyTorch's error)."""
+    # Deferred ops that read this memory run before it changes.
+    run_pending()
+    if _grad_state.enabled and target._requires_grad and target.grad_fn is None:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                           "operation.")
+
+
+def is_recording(*operands):
+    """Whether autograd records an op on `operands` (tensors or Python scalars)."""
+    return _grad_state.enabled and any(isinstance(x, Tensor) and x._requires_grad for x in operands)
+
+
+def snapshot(target):
+    """The value `target` has before an in-place write, at the same place in the graph."""
+    before = Tensor._wrap(target._data.copy(), target._requires_grad)
+    before.grad_fn = target.grad_fn
+    return before
+
+
+def write_back(target, result):
+    """Finish an in-place op: copy `result` into `target`'s memory, adopt its graph node."""
+    if result.shape != target.shape:
+        raise RuntimeError(f"output with shape {list(target.shape)} doesn't match the broadcast "
+                           f"shape {list(result.shape)}")
+    if result._data.dtype != target._data.dtype and \
+            _dtype.promote_types(target.dtype, result.dtype) is not target.dtype:
+        raise RuntimeError(f"result type {result.dtype.name} can't be cast to the desired output "
+                           f"type {target.dtype.name}")
+    run(COPY, (result._data,), (), target._data.shape, target._data.dtype, out=target._data)
+    target._version_counter[0] += 1
+    if result.grad_fn is not None:
+        target.grad_fn = result.grad_fn
+        target._requires_grad = True
+    return target
+
+
+def inplace(function):
+    """The in-place method form of `function(input, other, ...)`: `add_` from `add`."""
+    def method(self, other, *args, **kwargs):
+        check_inplace(self)
+        source = snapshot(self) if is_recording(self, other) else self
+        return write_back(self, function(source, other, *args, **kwargs))
+    method.__name__ = function.__name__ + "_"
+    return method
+
+
+def fill_(input, value):
+    check_inplace(input)
+    value = value.item() if isinstance(value, Tensor) else value
+    if _tracing.current is not None:
+        _tracing.current.fill(input, input._data, value)
+    input._data[...] = value
+    input._version_counter[0] += 1
+    return input
+
+
+def zero_(input):
+    return fill_(input, 0)
+
+
+def copy_(input, src, non_blocking=False):
+    check_inplace(input)
+    src = src if isinstance(src, Tensor) else tensor(src)
+    return write_back(input, expand(to(src, input.dtype), input.shape))

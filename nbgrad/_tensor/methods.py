@@ -1,0 +1,103 @@
+"""The Tensor methods and operators that compute something, listed by name, and the one loop
+that installs them on Tensor.
+
+Each entry is the API function itself (`x.add(y)` is `nbgrad.add(x, y)`, at the same cost),
+or an adapter made here from one: a reflected operator, an in-place form, a cast.
+"""
+from .._core import dtype as _dtype
+from . import arithmetic, conversion, indexing, inplace, linalg, reductions, shape
+from .inplace import inplace as inplace_method
+from .tensor import Tensor
+
+__all__ = ["METHODS"]
+
+
+def reflected(function):
+    """The reflected operator of `function`: `2 + x` is `function(2, x)`."""
+    def method(self, other):
+        return function(other, self)
+    return method
+
+
+def _cast_to(dtype):
+    """`x.float()` and the like: `x.to(dtype)`."""
+    def method(self):
+        return conversion.to(self, dtype)
+    return method
+
+
+def _reflected_div(self, other):
+    # As PyTorch's Tensor.__rdiv__: `other / x` is `x.reciprocal() * other`.
+    return arithmetic.mul(arithmetic.reciprocal(self), other)
+
+
+def _where(self, condition, other):
+    """`x.where(condition, y)` is `where(condition, x, y)`."""
+    return arithmetic.where(condition, self, other)
+
+
+METHODS = {
+    # elementwise math and comparisons
+    "exp": arithmetic.exp, "log": arithmetic.log, "sqrt": arithmetic.sqrt, "sin": arithmetic.sin,
+    "cos": arithmetic.cos, "tanh": arithmetic.tanh, "sigmoid": arithmetic.sigmoid,
+    "relu": arithmetic.relu, "abs": arithmetic.abs, "neg": arithmetic.neg,
+    "negative": arithmetic.neg, "reciprocal": arithmetic.reciprocal, "square": arithmetic.square,
+    "add": arithmetic.add, "sub": arithmetic.sub, "mul": arithmetic.mul, "div": arithmetic.div,
+    "pow": arithmetic.pow, "maximum": arithmetic.maximum, "minimum": arithmetic.minimum,
+    "clamp": arithmetic.clamp, "clip": arithmetic.clamp, "clamp_min": arithmetic.clamp_min,
+    "clamp_max": arithmetic.clamp_max, "where": _where,
+    "eq": arithmetic.eq, "ne": arithmetic.ne, "lt": arithmetic.lt, "le": arithmetic.le,
+    "gt": arithmetic.gt, "ge": arithmetic.ge, "logical_not": arithmetic.logical_not,
+    "logical_and": arithmetic.logical_and, "logical_or": arithmetic.logical_or,
+    "equal": arithmetic.equal, "allclose": arithmetic.allclose, "isclose": arithmetic.isclose,
+    # reductions and the softmax family
+    "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
+    "amin": reductions.amin, "max": reductions.max, "min": reductions.min,
+    "argmax": reductions.argmax, "argmin": reductions.argmin, "var": reductions.var,
+    "std": reductions.std, "logsumexp": reductions.logsumexp, "softmax": reductions.softmax,
+    "log_softmax": reductions.log_softmax,
+    # matrix products
+    "matmul": linalg.matmul, "mm": linalg.mm, "mv": linalg.mv, "dot": linalg.dot,
+    "bmm": linalg.bmm,
+    # shapes
+    "reshape": shape.reshape, "view": shape.view, "flatten": shape.flatten,
+    "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "permute": shape.permute,
+    "transpose": shape.transpose, "swapaxes": shape.transpose, "t": shape.t,
+    "T": property(shape.reverse_dims), "mT": property(shape.matrix_transpose),
+    "expand": shape.expand, "expand_as": shape.expand_as, "contiguous": shape.contiguous,
+    "clone": shape.clone, "split": shape.split, "chunk": shape.chunk, "unbind": shape.unbind,
+    # indexing
+    "__getitem__": indexing.getitem, "__setitem__": indexing.setitem,
+    "nonzero": indexing.nonzero,
+    # conversion
+    "to": conversion.to, "type": conversion.type_name_or_cast, "cpu": conversion.cpu,
+    "float": _cast_to(_dtype.float32), "double": _cast_to(_dtype.float64),
+    "long": _cast_to(_dtype.int64), "bool": _cast_to(_dtype.bool_),
+    # in place
+    "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
+    "add_": inplace_method(arithmetic.add), "sub_": inplace_method(arithmetic.sub),
+    "mul_": inplace_method(arithmetic.mul), "div_": inplace_method(arithmetic.div),
+    "pow_": inplace_method(arithmetic.pow), "clamp_": inplace_method(arithmetic.clamp),
+    # operators
+    "__add__": arithmetic.add, "__radd__": reflected(arithmetic.add),
+    "__iadd__": inplace_method(arithmetic.add),
+    "__sub__": arithmetic.sub, "__rsub__": arithmetic.rsub,
+    "__isub__": inplace_method(arithmetic.sub),
+    "__mul__": arithmetic.mul, "__rmul__": reflected(arithmetic.mul),
+    "__imul__": inplace_method(arithmetic.mul),
+    "__truediv__": arithmetic.div, "__rtruediv__": _reflected_div,
+    "__itruediv__": inplace_method(arithmetic.div),
+    "__pow__": arithmetic.pow, "__rpow__": reflected(arithmetic.pow),
+    "__ipow__": inplace_method(arithmetic.pow),
+    "__matmul__": linalg.matmul, "__rmatmul__": reflected(linalg.matmul),
+    "__neg__": arithmetic.neg, "__abs__": arithmetic.abs, "__invert__": arithmetic.logical_not,
+    "__and__": arithmetic.logical_and, "__or__": arithmetic.logical_or,
+    "__eq__": arithmetic.eq, "__ne__": arithmetic.ne, "__lt__": arithmetic.lt,
+    "__le__": arithmetic.le, "__gt__": arithmetic.gt, "__ge__": arithmetic.ge,
+}
+
+# NOTE: the one place outside tensor.py that sets attributes of Tensor. tensor.py is the layer
+# below these modules (they import it), so it cannot name their functions; the methods are
+# installed here, once, from the table above.
+for _name, _attribute in METHODS.items():
+    setattr(Tensor, _name, _attribute)

@@ -1,0 +1,54 @@
+"""Operands: how Python scalars, NumPy arrays and lists next to a tensor become tensor
+operands of a primitive, with PyTorch's type promotion, and the call of a binary
+elementwise primitive on them."""
+import numpy as np
+
+from ..ops import PRIMITIVES
+from ..ops.elementwise import ROWS as ELEMENTWISE_ROWS
+from .factories import tensor
+from .tensor import Tensor, dispatch, as_tensor_arg, result_dtype, _meta
+
+__all__ = ["binary", "scalar_operand", "array_like_operand", "operand_of_dtype"]
+
+
+def binary(name, a, b, grad_fn_name=None):
+    """Call elementwise primitive `name` on `a` and `b`, at least one of them a Tensor;
+    a Python scalar becomes a constant of the result dtype."""
+    if not isinstance(b, Tensor):
+        np_dtype = _meta(a).dtype
+        if (type(b) is float or type(b) is int) and np_dtype.kind == "f":
+            # The common case (x * 2.0) skips the general promotion rules.
+            b = as_tensor_arg(b, np_dtype)
+        elif isinstance(b, (int, float, bool, np.number, np.bool_)):
+            b = scalar_operand(b, a, name)
+        else:
+            b = array_like_operand(b)
+            if b is NotImplemented:
+                return NotImplemented
+    elif not isinstance(a, Tensor):
+        a = scalar_operand(a, b, name)
+    return dispatch(PRIMITIVES[name], (a, b), grad_fn_name=grad_fn_name)
+
+
+def scalar_operand(scalar, tensor, name):
+    """A Python scalar operand of `tensor` in primitive `name` as a 0-d constant of the
+    result dtype. For a row that refuses bool operands a bool stays bool, so that the row
+    sees it (`int_tensor - True`); elsewhere one dtype keeps the call on the fast path."""
+    if isinstance(scalar, (bool, np.bool_)) and ELEMENTWISE_ROWS[name].bool_errors is not None:
+        return as_tensor_arg(scalar, np.bool_)
+    return as_tensor_arg(scalar, result_dtype(tensor, scalar).np)
+
+
+def array_like_operand(value):
+    """A NumPy array or a (nested) list or tuple as a tensor; NotImplemented for anything
+    else, so that a Python operator gives the other operand its turn."""
+    if isinstance(value, np.ndarray):
+        return Tensor._wrap(value)
+    if isinstance(value, (list, tuple)):
+        return tensor(value)
+    return NotImplemented
+
+
+def operand_of_dtype(value, dtype):
+    """`value` itself if it is a Tensor, else a Python scalar as a constant of `dtype`."""
+    return value if isinstance(value, Tensor) else as_tensor_arg(value, dtype.np)

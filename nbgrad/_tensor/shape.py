@@ -1,0 +1,205 @@
+"""Shape functions: views (`reshape`, `view`, `permute`, `expand`, ...), copies (`clone`,
+`contiguous`), and joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`)."""
+import numpy as np
+
+from ..ops import PRIMITIVES
+from .tensor import dispatch, _check_dim, _meta, Size
+
+__all__ = ["reshape", "view", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
+           "swapaxes", "swapdims", "t", "expand", "expand_as", "broadcast_to", "contiguous",
+           "clone", "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind"]
+
+
+def _sizes(sizes):
+    """Sizes given one by one (`x.view(2, 3)`) or as one sequence (`x.view((2, 3))`)."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, Size)):
+        sizes = sizes[0]
+    return tuple(int(s) for s in sizes)
+
+
+def _infer_size(shape, numel):
+    """`shape` with its -1, if any, replaced by the size that makes it hold `numel` elements."""
+    if shape.count(-1) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1]))
+        if known == 0 or numel % known:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    if int(np.prod(shape)) != numel:
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+    return shape
+
+
+def reshape(input, *shape):
+    shape = _infer_size(_sizes(shape), input.numel())
+    return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape})
+
+
+def view(input, *shape):
+    shape = _infer_size(_sizes(shape), input.numel())
+    if not input.is_contiguous():
+        # As PyTorch, a strided tensor has a view of `shape` when its strides allow one: then
+        # NumPy's reshape is a view of the same memory, else it is a copy.
+        data = input._data
+        if data.size and not np.may_share_memory(data.reshape(shape), data):
+            raise RuntimeError("view size is not compatible with input tensor's size and stride "
+                               "(at least one dimension spans across two contiguous subspaces). "
+                               "Use .reshape(...) instead.")
+    return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape})
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    if input.ndim == 0:
+        return reshape(input, 1)
+    start, end = _check_dim(start_dim, input.ndim), _check_dim(end_dim, input.ndim)
+    if start > end:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    shape = input.shape
+    return reshape(input, shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
+
+
+def squeeze(input, dim=None):
+    shape = input.shape
+    if dim is None:
+        dims = [d for d, s in enumerate(shape) if s == 1]
+    else:
+        dims = [_check_dim(d, input.ndim) for d in ((dim,) if isinstance(dim, int) else dim)]
+        dims = [d for d in dims if input.ndim and shape[d] == 1]
+    new_shape = tuple(s for d, s in enumerate(shape) if d not in dims)
+    return dispatch(PRIMITIVES["reshape"], (input,), {"shape": new_shape},
+                    grad_fn_name="SqueezeBackward0" if dim is None else "SqueezeBackward1")
+
+
+def unsqueeze(input, dim):
+    d = _check_dim(dim, input.ndim + 1)
+    shape = input.shape
+    return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape[:d] + (1,) + shape[d:]},
+                    grad_fn_name="UnsqueezeBackward0")
+
+
+def permute(input, *dims):
+    dims = tuple(_check_dim(d, input.ndim) for d in _sizes(dims))
+    if sorted(dims) != list(range(input.ndim)):
+        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
+                           f"not match the length of the desired ordering of dimensions i.e. "
+                           f"input.dim() = {input.ndim} is not equal to len(dims) = {len(dims)}")
+    return dispatch(PRIMITIVES["permute"], (input,), {"dims": dims})
+
+
+def transpose(input, dim0, dim1):
+    order = list(range(input.ndim))
+    if input.ndim:
+        d0, d1 = _check_dim(dim0, input.ndim), _check_dim(dim1, input.ndim)
+        order[d0], order[d1] = order[d1], order[d0]
+    return dispatch(PRIMITIVES["permute"], (input,), {"dims": tuple(order)},
+                    grad_fn_name="TransposeBackward0")
+
+
+swapaxes = swapdims = transpose
+
+
+def t(input):
+    if input.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
+    return dispatch(PRIMITIVES["permute"], (input,), {"dims": tuple(range(input.ndim))[::-1]},
+                    grad_fn_name="TBackward0")
+
+
+def reverse_dims(input):
+    """`Tensor.T`: all dimensions in reverse order."""
+    return dispatch(PRIMITIVES["permute"], (input,), {"dims": tuple(range(input.ndim))[::-1]})
+
+
+def matrix_transpose(input):
+    """`Tensor.mT`: the last two dimensions swapped."""
+    return transpose(input, -2, -1)
+
+
+def expand(input, *sizes):
+    sizes = _sizes(sizes)
+    lead = len(sizes) - input.ndim
+    if lead < 0:
+        raise RuntimeError(f"expand(nbgrad.{input.dtype.name}{{{list(input.shape)}}}, size={list(sizes)}): "
+                           "the number of sizes provided must be greater or equal to the number "
+                           "of dimensions in the tensor")
+    shape = tuple(input.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    return dispatch(PRIMITIVES["expand"], (input,), {"shape": shape})
+
+
+def expand_as(input, other):
+    return expand(input, other.shape)
+
+
+def broadcast_to(input, size):
+    return expand(input, size)
+
+
+def contiguous(input, memory_format=None):
+    if input.is_contiguous():
+        return input
+    return clone(input)
+
+
+def clone(input, *, memory_format=None):
+    return dispatch(PRIMITIVES["to_copy"], (input,), {"dtype": _meta(input).dtype},
+                    grad_fn_name="CloneBackward0")
+
+
+def _is_legacy_empty(x):
+    return x.ndim == 1 and x.numel() == 0
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
+    for i, x in enumerate(tensors):
+        if x.ndim == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
+    # PyTorch lets 1-D empty tensors join tensors of any shape (a legacy rule kept for
+    # compatibility), and still gives them their empty gradient: each joins as an empty
+    # block of the others' shape, so it stays in the graph.
+    shaped = next((x for x in tensors if not _is_legacy_empty(x)), tensors[0])
+    d = _check_dim(dim, shaped.ndim)
+    empty_block = shaped.shape[:d] + (0,) + shaped.shape[d + 1:]
+    blocks = tuple(reshape(x, empty_block) if _is_legacy_empty(x) and x.shape != empty_block else x
+                   for x in tensors)
+    return dispatch(PRIMITIVES["concat"], blocks, {"dim": d, "stack": False})
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    d = _check_dim(dim, tensors[0].ndim + 1)
+    return dispatch(PRIMITIVES["concat"], tuple(tensors), {"dim": d, "stack": True},
+                    grad_fn_name="StackBackward0")
+
+
+def split(input, split_size_or_sections, dim=0):
+    d = _check_dim(dim, input.ndim)
+    size = input.shape[d]
+    if isinstance(split_size_or_sections, int):
+        sections = [split_size_or_sections] * (size // split_size_or_sections)
+        if size % split_size_or_sections:
+            sections.append(size % split_size_or_sections)
+    else:
+        sections = list(split_size_or_sections)
+    starts = np.cumsum([0] + sections[:-1])
+    lead = (slice(None),) * d
+    return tuple(input[lead + (slice(int(s), int(s) + n),)] for s, n in zip(starts, sections))
+
+
+def chunk(input, chunks, dim=0):
+    size = input.shape[_check_dim(dim, input.ndim)]
+    return split(input, -(-size // chunks), dim)
+
+
+def unbind(input, dim=0):
+    d = _check_dim(dim, input.ndim)
+    lead = (slice(None),) * d
+    return tuple(input[lead + (i,)] for i in range(input.shape[d]))
