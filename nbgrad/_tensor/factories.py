@@ -21,10 +21,12 @@ def manual_seed(seed):
 
 
 def generator():
+    """The generator the random factories draw from, when not given one."""
     return _generator
 
 
-def _make(array, dtype, requires_grad):
+def _new_leaf(array, dtype, requires_grad):
+    """A leaf tensor on `array` (cast to `dtype` unless None), requiring grad if asked."""
     if dtype is not None:
         array = array.astype(dtype.np, copy=False)
     result = Tensor._wrap(array)
@@ -33,7 +35,8 @@ def _make(array, dtype, requires_grad):
     return result
 
 
-def _infer_dtype(array):
+def _default_dtype_of(array):
+    """PyTorch's dtype for data given without one: floats are float32 (the default dtype)."""
     kind = array.dtype.kind
     if kind == "f":
         return _dtype.float32
@@ -49,18 +52,19 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False):
         array = data.copy()
         dtype = dtype or _dtype.from_numpy_dtype(array.dtype)
     else:
-        array = np.array(_unwrap(data))
+        array = np.array(_arrays_inside(data))
         if array.dtype == object:
             raise TypeError(f"Could not infer dtype of {type(data).__name__}")
-        dtype = dtype or _infer_dtype(array)
-    return _make(array, dtype, requires_grad)
+        dtype = dtype or _default_dtype_of(array)
+    return _new_leaf(array, dtype, requires_grad)
 
 
-def _unwrap(data):
+def _arrays_inside(data):
+    """`data` with each tensor inside its lists and tuples replaced by the tensor's array."""
     if isinstance(data, Tensor):
         return data._data
     if isinstance(data, (list, tuple)):
-        return [_unwrap(x) for x in data]
+        return [_arrays_inside(x) for x in data]
     return data
 
 
@@ -68,7 +72,7 @@ def as_tensor(data, dtype=None, device=None):
     if isinstance(data, Tensor) and (dtype is None or resolve_dtype(dtype) == data.dtype):
         return data
     if isinstance(data, np.ndarray):
-        return _make(data, resolve_dtype(dtype), False)
+        return _new_leaf(data, resolve_dtype(dtype), False)
     return tensor(data, dtype=dtype)
 
 
@@ -79,34 +83,36 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
-def _size(size):
+def _shape_of_sizes(size):
+    """Sizes given one by one (`zeros(2, 3)`) or as one sequence (`zeros((2, 3))`) as a shape."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = size[0]
     return checked_shape(size)
 
 
-def _filled(fill, size, dtype, requires_grad):
+def _allocated_leaf(fill, size, dtype, requires_grad):
+    """A leaf tensor of sizes `size` made by `fill(shape, np_dtype)` (np.zeros, ...)."""
     dtype = resolve_dtype(dtype) or _dtype.float32
-    shape = _size(size)
-    return _make(allocate(lambda: fill(shape, dtype.np), shape, dtype.np), None, requires_grad)
+    shape = _shape_of_sizes(size)
+    return _new_leaf(allocate(lambda: fill(shape, dtype.np), shape, dtype.np), None, requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(np.zeros, size, dtype, requires_grad)
+    return _allocated_leaf(np.zeros, size, dtype, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(np.ones, size, dtype, requires_grad)
+    return _allocated_leaf(np.ones, size, dtype, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(np.empty, size, dtype, requires_grad)
+    return _allocated_leaf(np.empty, size, dtype, requires_grad)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = _dtype.scalar_dtype(fill_value)
-    return _filled(lambda shape, d: np.full(shape, fill_value, d), (size,), dtype, requires_grad)
+    return _allocated_leaf(lambda shape, d: np.full(shape, fill_value, d), (size,), dtype, requires_grad)
 
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
@@ -115,7 +121,7 @@ def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
     for name, value in (("n", n), ("m", m)):
         if value < 0:
             raise RuntimeError(f"{name} must be greater or equal to 0, got {value}")
-    return _make(allocate(lambda: np.eye(n, m, dtype=dtype.np), (n, m), dtype.np), None,
+    return _new_leaf(allocate(lambda: np.eye(n, m, dtype=dtype.np), (n, m), dtype.np), None,
                  requires_grad)
 
 
@@ -131,7 +137,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     dtype = resolve_dtype(dtype) or default
     work = np.float64 if dtype.is_floating_point else np.int64
     shape = (math.ceil((end - start) / step),)
-    return _make(allocate(lambda: np.arange(start, end, step, dtype=work), shape, work),
+    return _new_leaf(allocate(lambda: np.arange(start, end, step, dtype=work), shape, work),
                  dtype, requires_grad)
 
 
@@ -139,7 +145,7 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False)
     dtype = resolve_dtype(dtype) or _dtype.float32
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
-    return _make(allocate(lambda: np.linspace(start, end, steps), (steps,), np.float64), dtype,
+    return _new_leaf(allocate(lambda: np.linspace(start, end, steps), (steps,), np.float64), dtype,
                  requires_grad)
 
 
@@ -150,17 +156,17 @@ def _random_break():
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
-    shape = _size(size)
+    shape = _shape_of_sizes(size)
     # NOTE: NumPy draws float64 (then cast): seeded streams stay what they have been.
-    return _make(allocate(lambda: (generator or _generator).random(shape), shape, np.float64),
+    return _new_leaf(allocate(lambda: (generator or _generator).random(shape), shape, np.float64),
                  dtype, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
-    shape = _size(size)
-    return _make(allocate(lambda: (generator or _generator).standard_normal(shape), shape,
+    shape = _shape_of_sizes(size)
+    return _new_leaf(allocate(lambda: (generator or _generator).standard_normal(shape), shape,
                           np.float64), dtype, requires_grad)
 
 
@@ -172,19 +178,20 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
         low, high = 0, low
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.int64
-    shape = _size((size,))
-    return _make(allocate(lambda: (generator or _generator).integers(low, high, shape), shape,
+    shape = _shape_of_sizes((size,))
+    return _new_leaf(allocate(lambda: (generator or _generator).integers(low, high, shape), shape,
                           np.int64), dtype, requires_grad)
 
 
 def randperm(n, *, dtype=None, device=None, requires_grad=False, generator=None):
     dtype = resolve_dtype(dtype) or _dtype.int64
     shape = checked_shape((n,))
-    return _make(allocate(lambda: (generator or _generator).permutation(n), shape, np.int64),
+    return _new_leaf(allocate(lambda: (generator or _generator).permutation(n), shape, np.int64),
                  dtype, requires_grad)
 
 
 def _like(factory):
+    """`zeros_like` from `zeros`: the factory at another tensor's shape and dtype."""
     def like(input, *, dtype=None, device=None, requires_grad=False):
         return factory(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
     like.__name__ = factory.__name__ + "_like"
