@@ -2,13 +2,16 @@
 
 NOTE: Numba cannot cache functions made with `exec` or closures ("no locator available"),
 so generated source is written to a real `.py` file, named by a hash of its text, of the
-nbgrad and numba versions and of the kernels it may call, and imported under a unique name
-registered in `sys.modules`.
+nbgrad and numba versions and of the nbgrad sources it calls (`_called_files`), and imported
+under a unique name registered in `sys.modules`.
 """
+import ast
 import atexit
+import functools
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,23 +23,116 @@ from .._version import __version__
 
 _loaded = {}
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # nbgrad's directory
 
-def _fingerprint_of_kernels():
-    """A hash of nbgrad/ops, where every kernel that generated code calls is defined.
 
-    NOTE: Numba's cache does not notice a changed callee, so an edit there must rename every
-    generated module (and so compile it afresh) instead of loading stale machine code.
+def _digests_of_package():
+    """The sha256 of each source file of nbgrad (path -> hex digest), read at import (2 ms).
+
+    NOTE: read once, so a generated module is keyed by the code this process runs: a file
+    edited after the import (the process still runs the old code, and Numba compiles that
+    into the callers) must not name what goes into the cache.
     """
-    digest = hashlib.sha256()
-    ops = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ops")
-    for name in sorted(os.listdir(ops)):
-        if name.endswith(".py"):
-            with open(os.path.join(ops, name), "rb") as source:
-                digest.update(source.read())
-    return digest.hexdigest()[:16]
+    digests = {}
+    for directory, _, names in os.walk(_PACKAGE):
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                with open(path, "rb") as handle:
+                    digests[path] = hashlib.sha256(handle.read()).hexdigest()
+    return digests
 
 
-_KERNELS = _fingerprint_of_kernels()
+_DIGESTS = _digests_of_package()
+
+# The names under which Numba compiles a function into its caller (decorators and their
+# factories: `_jit = numba.njit(...)`, `@overload(...)`, `@intrinsic`).
+_NUMBA_COMPILERS = frozenset({"jit", "njit", "generated_jit", "vectorize", "guvectorize",
+                              "cfunc", "stencil", "overload", "overload_method",
+                              "overload_attribute", "intrinsic", "register_jitable"})
+
+# An import from nbgrad in generated source: one line, at the start of a line.
+_NBGRAD_IMPORT = re.compile(r"^(?:from|import)\s+nbgrad\b.*$", re.MULTILINE)
+
+
+def _module_file(module):
+    """The source file of the nbgrad module named `module` (dotted), or None."""
+    parts = module.split(".")
+    if parts[0] != "nbgrad":
+        return None
+    base = os.path.join(_PACKAGE, *parts[1:])
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if path in _DIGESTS:
+            return path
+    return None
+
+
+def _imported_files(tree, package):
+    """The nbgrad files that the import statements in `tree` bind names from. A name that
+    is a submodule binds that module, any other an attribute of the module imported from;
+    `package` (a list of names) is where a relative import starts."""
+    files = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:
+                files.add(_module_file(f"{module}.{alias.name}") or _module_file(module))
+        elif isinstance(node, ast.Import):
+            files.update(_module_file(alias.name) for alias in node.names)
+    files.discard(None)
+    return files
+
+
+@functools.cache
+def _facts(path):
+    """(the nbgrad files the module at `path` imports from, whether it compiles code with
+    Numba)."""
+    with open(path, "rb") as handle:
+        tree = ast.parse(handle.read(), path)
+    # The package a relative import starts from (that of a module, or the package itself).
+    package = os.path.relpath(path, os.path.dirname(_PACKAGE)).split(os.sep)[:-1]
+    compiles = any(isinstance(node, ast.Name) and node.id in _NUMBA_COMPILERS or
+                   isinstance(node, ast.Attribute) and node.attr in _NUMBA_COMPILERS
+                   for node in ast.walk(tree))
+    return frozenset(_imported_files(tree, package)), compiles
+
+
+def _called_files(source):
+    """The nbgrad source files whose code or values generated `source` may have compiled
+    into it: the modules it imports from; every module that a module with Numba-compiled
+    code (njit functions, overloads) imports from; and every module with compiled code that
+    these import, transitively (a callee of a callee, or one re-exported by another module).
+
+    NOTE: Numba's cache checks only the file of the function it compiles, not its callees,
+    nor the globals it froze into the machine code as constants: a changed njit kernel or
+    overload (such as `typed`) in another module would load stale machine code. Hashing these
+    files renames the generated module instead, and only when something it can call or read
+    changed: an edit of an ops module it does not reach recompiles nothing.
+    NOTE: a constant re-exported into a module with compiled code through a module without
+    any is not followed (nbgrad's kernels read constants from their own module).
+    """
+    direct = _imported_files(ast.parse("\n".join(_NBGRAD_IMPORT.findall(source))), [])
+    called, seen, pending = set(direct), set(direct), list(direct)
+    while pending:
+        imports, compiles = _facts(pending.pop())
+        for path in imports:
+            if compiles or _facts(path)[1]:
+                called.add(path)
+            if path not in seen:
+                seen.add(path)
+                pending.append(path)
+    return sorted(called)
+
+
+def _module_key(source):
+    """What names a generated module: its text, the sources it calls, nbgrad's and numba's
+    versions."""
+    digest = hashlib.sha256(f"{__version__}|{numba.__version__}|".encode())
+    for path in _called_files(source):
+        digest.update(f"{os.path.relpath(path, _PACKAGE)}:{_DIGESTS[path]}|".encode())
+    digest.update(source.encode())
+    return digest.hexdigest()[:20]
 
 
 def cache_dir():
@@ -142,8 +238,7 @@ def load_module(prefix, source):
     entries would be filed under that directory's path, which no other process has, and
     would stay in NUMBA_CACHE_DIR after the directory is gone.
     """
-    key = hashlib.sha256(f"{__version__}|{numba.__version__}|{_KERNELS}|{source}".encode()).hexdigest()[:20]
-    name = f"_nbgrad_gen_{prefix}_{key}"
+    name = f"_nbgrad_gen_{prefix}_{_module_key(source)}"
     if name in _loaded:
         return _loaded[name]
     path = None
