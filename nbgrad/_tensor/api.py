@@ -1,7 +1,8 @@
 """The torch-level namespace of the Tensor layer: every function `nbgrad` exports
 (`nbgrad.exp`, `nbgrad.cat`, `nbgrad.zeros`, ...), gathered from the modules that define
-them, each of which lists its own in `__all__`. Importing this module installs the Tensor
-methods (see `methods`)."""
+them. A family module's `__all__` is what it adds to `nbgrad`; its other public names
+(`indexing.getitem`, `inplace.check_inplace`, ...) serve `methods` and sibling modules.
+Importing this module installs the Tensor methods (see `methods`)."""
 from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, shape
 from . import methods  # noqa: F401  (imported for its effect: installs the Tensor methods)
 from .arithmetic import *  # noqa: F403

@@ -76,7 +76,7 @@ def pow(input, exponent):
         return binary("pow", input, exponent, grad_fn_name="PowBackward2")
     if isinstance(exponent, Tensor):
         return binary("pow", input, exponent, grad_fn_name="PowBackward1")
-    if input.dtype.category == 1 and not isinstance(exponent, float) and exponent < 0:
+    if input.dtype is _dtype.int64 and not isinstance(exponent, float) and exponent < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
     return binary("pow", input, exponent)
 
