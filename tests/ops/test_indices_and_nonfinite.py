@@ -580,7 +580,7 @@ REFUSED["embedding, float indices"] = lambda L, F: F.embedding(L.tensor([0.0]), 
 
 
 # NOTE: max() and min() run the amax/amin primitive, whose check cannot know it was called
-# as max(): the message names amax (nbgrad.functions would have to pass the name).
+# as max(): the message names amax (nbgrad._tensor.reductions would have to pass the name).
 OTHER_MESSAGE = {f"{name}() of {shape}" for name in ("max", "min")
                  for shape in [(0,), (2, 0), (0, 3)]} | {"argmax() of (2, 0)"}
 
