@@ -1,5 +1,5 @@
 """In-place operations: the checks and the write-back every in-place op goes through, the
-in-place form of an out-of-place function (`add_` from `add`), and `fill_`, `zero_`, `copy_`.
+in-place method form of an out-of-place function (`add_` from `add`), and `fill_`, `zero_`, `copy_`.
 
 An in-place op computes its result out of place, on a snapshot of the target when autograd
 records it, then copies the result into the target's memory and moves the target to the
@@ -56,7 +56,7 @@ def write_back(target, result):
     return target
 
 
-def inplace(function):
+def inplace_method(function):
     """The in-place method form of `function(input, other, ...)`: `add_` from `add`."""
     def method(self, other, *args, **kwargs):
         check_inplace(self)

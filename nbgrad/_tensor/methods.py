@@ -6,7 +6,7 @@ or an adapter made here from one: a reflected operator, an in-place form, a cast
 """
 from .._core import dtype as _dtype
 from . import arithmetic, conversion, indexing, inplace, linalg, reductions, shape
-from .inplace import inplace as inplace_method
+from .inplace import inplace_method
 from .tensor import Tensor
 
 __all__ = ["METHODS"]
