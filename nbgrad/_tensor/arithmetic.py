@@ -14,7 +14,7 @@ __all__ = [
     "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow", "rsub",
     "maximum", "minimum", "square", "clamp", "clip", "clamp_min", "clamp_max", "where",
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
-    "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
+    "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose", "log1p", "expm1",
 ]
 
 
@@ -138,3 +138,6 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     return Tensor._wrap(np.isclose(input._data, other._data, rtol=rtol, atol=atol,
                                    equal_nan=equal_nan))
+
+
+log1p, expm1 = _unary_function("log1p"), _unary_function("expm1")

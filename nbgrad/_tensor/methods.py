@@ -50,12 +50,13 @@ METHODS = {
     "gt": arithmetic.gt, "ge": arithmetic.ge, "logical_not": arithmetic.logical_not,
     "logical_and": arithmetic.logical_and, "logical_or": arithmetic.logical_or,
     "equal": arithmetic.equal, "allclose": arithmetic.allclose, "isclose": arithmetic.isclose,
+    "log1p": arithmetic.log1p, "expm1": arithmetic.expm1,
     # reductions and the softmax family
     "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
     "amin": reductions.amin, "max": reductions.max, "min": reductions.min,
     "argmax": reductions.argmax, "argmin": reductions.argmin, "var": reductions.var,
     "std": reductions.std, "logsumexp": reductions.logsumexp, "softmax": reductions.softmax,
-    "log_softmax": reductions.log_softmax,
+    "log_softmax": reductions.log_softmax, "cumsum": reductions.cumsum,
     # matrix products
     "matmul": linalg.matmul, "mm": linalg.mm, "mv": linalg.mv, "dot": linalg.dot,
     "bmm": linalg.bmm,

@@ -2,13 +2,14 @@
 family, which normalizes along one dimension."""
 import numpy as np
 
+from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.reduction import normalize_dims
 from .arithmetic import maximum, minimum
 from .tensor import Tensor, dispatch, _check_dim
 
 __all__ = ["sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std",
-           "logsumexp", "softmax", "log_softmax"]
+           "logsumexp", "softmax", "log_softmax", "cumsum"]
 
 
 def _reduce(name, input, dim, keepdim, grad_fn_name=None, **params):
@@ -131,3 +132,9 @@ def softmax(input, dim=None, dtype=None):
 
 def log_softmax(input, dim=None, dtype=None):
     return _softmax_like("log_softmax", input, dim, dtype)
+
+
+def cumsum(input, dim, *, dtype=None):
+    return dispatch(PRIMITIVES["cumsum"], (input,), {
+        "dim": _check_dim(dim, input.ndim),
+        "dtype": None if dtype is None else _dtype.as_dtype(dtype).np})

@@ -226,3 +226,7 @@ def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothi
         return -_api.sum(log_probs * target, class_dim)
     total = -_api.sum(log_probs * target)
     return total / float(log_probs.numel() // n_classes) if reduction == "mean" else total
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return dispatch(P["softplus"], (input,), {"beta": beta, "threshold": threshold})

@@ -17,7 +17,7 @@ from .._core import threads as _threads
 from .._core.dtype import float32, result_type
 from .._core import kernel_support as _kernel_support
 from .._core import loops as _loops
-from .primitive import Primitive, Unfusable, register
+from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 
 _MAX_STRIDED_NDIM = 4
 
@@ -33,7 +33,9 @@ class Elementwise:
         self.expr = expr
         self.grads = grads or {}
         # "same": the promoted input dtype; "float": same, but integers become float32;
-        # "bool": comparisons; "param": the `dtype` keyword of the call (conversions).
+        # "floating": same, for floats only (PyTorch has no integer or bool kernel, and
+        # raises NotImplementedError naming "<name>_cpu"); "bool": comparisons; "param": the
+        # `dtype` keyword of the call (conversions).
         self.result = result
         self.params = params
         # Positions of inputs that take part in type promotion (where's condition does not).
@@ -74,7 +76,11 @@ TABLE = [
     Elementwise("reciprocal", "ReciprocalBackward0", ("a",), "1.0 / a", {"a": "-g * out * out"},
                 result="float"),
     Elementwise("exp", "ExpBackward0", ("a",), "exp(a)", {"a": "g * out"}, result="float"),
+    Elementwise("expm1", "Expm1Backward0", ("a",), "np.expm1(a)", {"a": "g * (out + 1.0)"},
+                result="float"),
     Elementwise("log", "LogBackward0", ("a",), "np.log(a)", {"a": "g / a"}, result="float"),
+    Elementwise("log1p", "Log1PBackward0", ("a",), "np.log1p(a)", {"a": "g / (a + 1.0)"},
+                result="float"),
     Elementwise("sqrt", "SqrtBackward0", ("a",), "np.sqrt(a)", {"a": "g / (2.0 * out)"},
                 result="float"),
     Elementwise("abs", "AbsBackward0", ("a",), "abs(a)", {"a": f"g * {_sign('a')}"}),
@@ -86,6 +92,14 @@ TABLE = [
                 result="float"),
     Elementwise("sigmoid", "SigmoidBackward0", ("a",), "1.0 / (1.0 + exp(-a))",
                 {"a": "g * out * (1.0 - out)"}, result="float"),
+    # PyTorch's formulas (softplus_kernel, softplus_backward_kernel): linear above the
+    # threshold. A primitive: as a composite, the branch `where` does not take would still
+    # send NaN (0 * inf from exp's overflow) into the gradient.
+    Elementwise("softplus", "SoftplusBackward0", ("a",),
+                "a if a * beta > threshold else np.log1p(exp(a * beta)) / beta",
+                {"a": "g if a * beta > threshold else "
+                      "g * exp(a * beta) / (exp(a * beta) + 1.0)"},
+                result="floating", params=("beta", "threshold")),
     # PyTorch's relu backward looks at the result: the gradient at 0 is 0.
     Elementwise("relu", "ReluBackward0", ("a",), "a if a > 0.0 else 0.0",
                 {"a": "g if out > 0.0 else 0.0"}),
@@ -298,6 +312,11 @@ def _result_dtype(row, arrays, params):
         return compute, compute
     if row.result == "float":
         return (compute, compute) if compute.kind == "f" else (float32.np, float32.np)
+    if row.result == "floating":
+        if compute.kind != "f":
+            raise NotImplementedError(f'"{row.name}_cpu" not implemented for '
+                                      f"'{TORCH_TYPE_NAMES[compute.name]}'")
+        return compute, compute
     if row.result == "bool":
         return compute, np.dtype(np.bool_)
     return compute, params["dtype"]
@@ -374,7 +393,6 @@ class _ElementwiseFusion:
                            operands["g"][0])
 
 
-
 FORWARD = {row.name: KernelPair(row.name, row.inputs) for row in TABLE}
 COPY = FORWARD["to_copy"]
 
@@ -388,13 +406,14 @@ def _make_primitive(row):
                     for wrt, grad in row.grads.items()}
 
     # The result dtype of a call whose inputs all have one dtype that needs no cast (the
-    # common case), so such calls skip the promotion rules. (Bool inputs of a row that
-    # refuses them take the slow path, which raises.)
+    # common case), so such calls skip the promotion rules.
     plain_results = {}
     if len(row.promote) == len(row.inputs) and row.result != "param":
-        dtypes = (np.float32, np.float64, np.int64) + ((np.bool_,) if row.bool_errors is None else ())
-        for dtype in map(np.dtype, dtypes):
-            compute, result = _result_dtype(row, [np.empty(0, dtype)] * len(row.inputs), {})
+        for dtype in map(np.dtype, (np.float32, np.float64, np.int64, np.bool_)):
+            try:
+                compute, result = _result_dtype(row, [np.empty(0, dtype)] * len(row.inputs), {})
+            except (RuntimeError, NotImplementedError):
+                continue  # refused: such calls take the general path, which raises
             if compute == dtype:
                 plain_results[dtype] = result
 

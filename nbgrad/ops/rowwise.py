@@ -1,13 +1,15 @@
-"""Row transforms: softmax and log_softmax. Each computes every row along `dim`
+"""Row transforms: softmax, log_softmax and cumsum. Each computes every row along `dim`
 together into an output of the input's shape, and its VJP is another row program over the
 gradient's rows (and the result's, where it reads it).
 
 The kernels are row programs run by the reductions' (outer, row, inner) machinery
 (`reduction.load_row_kernels`, `run_rows`). softmax and log_softmax are primitives (not
 composites of exp and sum) for numerical stability (the max shift) and PyTorch's grad_fn
-names.
+names; cumsum because it is one loop per row, and so is its gradient (a reversed cumsum).
 """
 import math
+
+import numpy as np
 
 from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 from .reduction import (EXP_SUM, ROW_MAX, as_rows, fused_kernel, fused_rows,
@@ -25,12 +27,19 @@ ROW_KERNELS = {
     "log_softmax": (("x",), (), ("y",), (), (),
                     _SHIFTED_SUM + "shift = m + np.log(s)\n"
                     "for r in range(x.shape[0]):\n    y[r] = x[r] - shift"),
+    # As PyTorch on CPU: a float64 (int64) running sum, rounded to the result's dtype.
+    "cumsum": (("x",), (), ("y",), (), (),
+               "acc = wide_zero(x)\nfor r in range(x.shape[0]):\n    acc += x[r]\n    y[r] = acc"),
     "softmax_grad": (("y", "g"), (), ("dx",), (), (),
                      "s = 0.0\nfor r in range(y.shape[0]):\n    s += g[r] * y[r]\n"
                      "for r in range(y.shape[0]):\n    dx[r] = y[r] * (g[r] - s)"),
     "log_softmax_grad": (("y", "g"), (), ("dx",), (), (),
                          "s = 0.0\nfor r in range(y.shape[0]):\n    s += g[r]\n"
                          "for r in range(y.shape[0]):\n    dx[r] = g[r] - exp(y[r]) * s"),
+    # The sum of g over this and every later position: cumsum of the reversed row, reversed.
+    "cumsum_grad": (("g",), (), ("dx",), (), (),
+                    "acc = wide_zero(g)\nfor r in range(g.shape[0] - 1, -1, -1):\n"
+                    "    acc += g[r]\n    dx[r] = acc"),
 }
 
 _kernels = load_row_kernels("rowwise", ROW_KERNELS)
@@ -41,7 +50,7 @@ def _dims(x, dim):
     return (dim,) if x.ndim else ()
 
 
-def _float_result(name, x, dim):
+def _float_result(name, x, dim, dtype=None):
     """softmax's result dtype: the input's; PyTorch has no integer kernel (an empty input is
     returned as it is, unchecked)."""
     if x.dtype.kind != "f" and math.prod(x.shape):
@@ -49,6 +58,14 @@ def _float_result(name, x, dim):
         raise NotImplementedError(f'"{kernel_name}_kernel_impl" not implemented for '
                                   f"'{TORCH_TYPE_NAMES[x.dtype.name]}'")
     return x.dtype
+
+
+def _sum_result(name, x, dim, dtype=None):
+    """cumsum's result dtype: `dtype` if given (the input is cast to it first), else the
+    input's for floats and int64 for integers and bools."""
+    if dtype is not None:
+        return dtype
+    return x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -69,6 +86,10 @@ class _RowTransformFusion:
         (x,) = arrays
         if x.dtype.kind != "f" and self.result_dtype is _float_result:
             raise Unfusable(f"{self.kernel.__name__} of an (empty) integer tensor")
+        cast = params.get("dtype")
+        # NOTE: not `cast in (None, x.dtype)`: NumPy compares a float64 dtype equal to None.
+        if cast is not None and cast != x.dtype:
+            raise Unfusable(f"{self.kernel.__name__} with a dtype cast")
         kernel, rows = fused_kernel(self.kernel, self._rows(x.shape, params["dim"]))
         em.emit(f"{em.kernel(kernel)}({em.ref(x)}.reshape({rows!r}), "
                 f"{em.out(out)}.reshape({rows!r}))")
@@ -83,21 +104,28 @@ class _RowTransformFusion:
 # Primitives.
 
 def _row_transform(name, grad_fn, result_dtype, save):
-    """The primitive of row program `name` (called with `dim`): its VJP runs `name_grad` on
-    the rows of what it saves ("out": the result) and of the gradient."""
+    """The primitive of row program `name` (called with `dim`, and cumsum's `dtype`): its
+    VJP runs `name_grad` on the rows of what it saves ("out": the result) and of the
+    gradient, cast to the input's dtype first (as PyTorch's cumsum backward does)."""
     kernel, grad_kernel = getattr(_kernels, name), getattr(_kernels, name + "_grad")
 
-    def infer(x, dim):
-        return x.shape, result_dtype(name, x, dim)
+    def infer(x, dim, **options):
+        return x.shape, result_dtype(name, x, dim, **options)
 
-    def forward(x, dim):
-        view, out, rows, _ = rows_like(x, _dims(x, dim), result_dtype(name, x, dim))
+    def forward(x, dim, **options):
+        dtype = result_dtype(name, x, dim, **options)
+        if options.get("dtype") is not None and x.dtype != dtype:
+            x = x.astype(dtype)
+        view, out, rows, _ = rows_like(x, _dims(x, dim), dtype)
         if out.size:
             run_rows(kernel, (view, rows), ())
         return out
 
     def vjp(node, g):
         dims = _dims(g, node.params["dim"])
+        input_dtype = node.input_meta[0][1]
+        if g.dtype != input_dtype:
+            g = g.astype(input_dtype)
         view, result, rows, _ = rows_like(g, dims)
         if result.size:
             run_rows(grad_kernel, (*[as_rows(a, dims)[0] for a in node.saved], view, rows), ())
@@ -110,4 +138,5 @@ def _row_transform(name, grad_fn, result_dtype, save):
 PRIMS = {
     "softmax": _row_transform("softmax", "SoftmaxBackward0", _float_result, ("out",)),
     "log_softmax": _row_transform("log_softmax", "LogSoftmaxBackward0", _float_result, ("out",)),
+    "cumsum": _row_transform("cumsum", "CumsumBackward0", _sum_result, ()),
 }

@@ -154,6 +154,8 @@ MORE = [
     row("add_alpha", lambda L, a, b: L.add(a, b, alpha=-0.5), (3, 4), (3, 1)),
     row("reciprocal", lambda L, a: a.reciprocal(), (3, 4), domain="nonzero"),
     row("square", lambda L, a: a.square(), (3, 4)),
+    row("softplus_int_params", lambda L, a: F(L).softplus(a, beta=2, threshold=1), (3, 4)),
+    row("cumsum_of_exp", lambda L, a: (a.exp().cumsum(-1) * a).sum(1), (3, 4), tol32=REDUCE32),
     # ---- casts (to_copy) and logical ops inside a differentiable graph
     row("to_float64", lambda L, a: a.double() * 2.0, (3, 4)),
     row("to_float32", lambda L, a: a.float() * 2.0, (3, 4)),
@@ -291,6 +293,7 @@ FUSED_RULE_LIMITS = {
     "nll_loss with reduction='none'": {"nll_loss_none", "cross_entropy_none"},
     "loss weights": {"bce_none_weight", "bce_logits_weight_pos_weight"},
     "reducing non-adjacent dims": {"sum_tuple", "sum_tuple_keepdim"},
+    "cumsum with a dtype cast": {"cumsum_dtype_cast"},
 }
 LIMIT_OF = {name: limit for limit, names in FUSED_RULE_LIMITS.items() for name in names}
 

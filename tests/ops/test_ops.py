@@ -152,6 +152,27 @@ TABLE = [
     row("relu_zero", lambda L, a: a.relu(), A([-1.0, 0.0, 2.0, 0.0]), gradcheck=False),
     row("abs_zero", lambda L, a: a.abs(), A([-1.0, 0.0, 2.0, 0.0]), gradcheck=False),
     row("sqrt_zero", lambda L, a: a.sqrt(), A([0.0, 1.0, 4.0]), gradcheck=False),
+    # ---- log1p / expm1 / softplus (elementwise rows)
+    row("log1p", lambda L, a: a.log1p(), (3, 4), domain="positive"),
+    row("log1p_fn", lambda L, a: L.log1p(a), (3, 4), domain="positive"),
+    row("log1p_negative", lambda L, a: a.log1p(), A([-0.9, -0.5, -1e-10, 1e-10, 0.3])),
+    # -1 gives -inf (gradient inf), below -1 NaN; large, inf and NaN
+    row("log1p_edges", lambda L, a: a.log1p(), A([-2.0, -1.0, 0.0, 1e30, np.inf, -np.inf, np.nan]), gradcheck=False),
+    row("log1p_empty", lambda L, a: a.log1p(), (0, 3)),
+    row("expm1", lambda L, a: a.expm1(), (3, 4)),
+    row("expm1_fn", lambda L, a: L.expm1(a), (3, 4)),
+    row("expm1_small", lambda L, a: a.expm1(), A([-1.0, -1e-10, 0.0, 1e-10, 1.0])),
+    # underflow to -1, overflow (float32 above 88.7, float64 above 709.8), inf, NaN
+    row("expm1_edges", lambda L, a: a.expm1(), A([-np.inf, -100.0, 0.0, 100.0, 710.0, np.inf, np.nan]), gradcheck=False),
+    row("expm1_empty", lambda L, a: a.expm1(), (0,)),
+    row("softplus", lambda L, a: L.nn.functional.softplus(a), (3, 4)),
+    # values on both sides of the threshold (linear above it)
+    row("softplus_beta_threshold", lambda L, a: L.nn.functional.softplus(a, beta=2.0, threshold=1.0), (3, 4)),
+    row("softplus_edges", lambda L, a: L.nn.functional.softplus(a),
+        A([-np.inf, -100.0, -1.0, 0.0, 19.9, 20.0, 20.1, 100.0, 1e30, np.inf, np.nan]), gradcheck=False),
+    row("softplus_beta_small", lambda L, a: L.nn.functional.softplus(a, beta=0.5),
+        A([-50.0, -1.0, 0.0, 39.0, 40.0, 41.0, 1e30]), gradcheck=False),
+    row("softplus_empty", lambda L, a: L.nn.functional.softplus(a), (0,)),
     # ---- clamp
     row("clamp", lambda L, a: a.clamp(-0.5, 0.5), (3, 4)),
     row("clamp_fn", lambda L, a: L.clamp(a, min=-0.5, max=0.5), (3, 4)),
@@ -260,6 +281,23 @@ TABLE = [
     row("log_softmax_dim0", lambda L, a: a.log_softmax(dim=0), (2, 3, 4), tol32=REDUCE32),
     row("softmax_large", lambda L, a: a.softmax(1), A([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -999.0]]), tol32=REDUCE32),
     row("log_softmax_large", lambda L, a: a.log_softmax(-1), A([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -999.0]]), tol32=REDUCE32),
+    # ---- cumsum (a row transform): gradient is the reversed cumsum of g
+    row("cumsum", lambda L, a: a.cumsum(1), (3, 4), tol32=REDUCE32),
+    row("cumsum_fn_dim0", lambda L, a: L.cumsum(a, 0), (3, 4), tol32=REDUCE32),
+    row("cumsum_negdim", lambda L, a: a.cumsum(dim=-2), (2, 3, 4), tol32=REDUCE32),
+    row("cumsum_transposed", lambda L, a: a.T.cumsum(1), (4, 3), tol32=REDUCE32),
+    row("cumsum_0d", lambda L, a: a.cumsum(0), ()),
+    row("cumsum_empty", lambda L, a: a.cumsum(0), (0, 3)),
+    row("cumsum_empty_dim", lambda L, a: a.cumsum(1), (3, 0)),
+    # large values that cancel (torch sums in float64 for float32 too), inf, -inf, NaN
+    row("cumsum_edges", lambda L, a: a.cumsum(0), A([1.0, -1.0, 1e30, 1.0, -1e30, np.inf, 2.0, -np.inf, np.nan, 3.0]),
+        gradcheck=False),
+    # dtype= casts the input first; the gradient comes back in the input's dtype. (No
+    # gradcheck: a float64 input gives a float32 result, too coarse for finite differences.)
+    row("cumsum_dtype_cast", lambda L, a: a.cumsum(1, dtype=L.float32 if a.dtype == L.float64 else L.float64), (3, 4),
+        tol32=REDUCE32, gradcheck=False),
+    row("cumsum_long", lambda L, a: (a * 10).long().cumsum(1), (3, 4)),
+    row("cumsum_bool", lambda L, a: (a > 0).cumsum(0), (3, 4)),
     # ---- matmul: torch's grad_fn name depends on the operand ranks
     row("matmul_dot", lambda L, a, b: a @ b, (4,), (4,), tol32=REDUCE32),  # DotBackward0
     row("matmul_mv", lambda L, a, b: a @ b, (3, 4), (4,), tol32=REDUCE32),  # MvBackward0
