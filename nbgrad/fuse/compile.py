@@ -101,8 +101,8 @@ class _StepCall(FrontEnd):
         self.template = template
         self.positions = {id(leaf[4]): index for index, leaf in enumerate(leaves)}
         self.by_identity = {}  # the tensors the call function names by identity, by id
-        self.updates = []
-        self.on_buffers = []
+        self.updated = []     # the parameters the step's optimizers update
+        self.on_buffers = []  # (name, .grad tensor) of tensors whose .grad is a kernel buffer
 
     def name_of(self, writer, tensor):
         """The call function's expression for `tensor`: arguments are inputs by position,
@@ -158,10 +158,11 @@ class _StepCall(FrontEnd):
         a caller holds from the kernel's next write."""
         states = {argument.source: argument.name for argument in emitter.arguments
                   if argument.kind == "state"}
-        self.updates = [event for event in tracer.events if event[0] == "update"]
+        updates = [event for event in tracer.events if event[0] == "update"]
         slot = 0
-        for number, event in enumerate(self.updates):
+        for number, event in enumerate(updates):
             _update, optimizer, group, param, _grad, _state, scalars = event
+            self.updated.append(param)
             rule = optimizer.rule
             fetch = f"{writer.bind(optimizer, 'optimizer')}_update_arguments"
             writer.namespace.setdefault(fetch, optimizer.update_arguments)
@@ -211,8 +212,8 @@ class _StepCall(FrontEnd):
         writer.lines += [f"{tensor}._grad = grad_{index}"
                          for index, (tensor, _) in enumerate(self.on_buffers)]
         # PyTorch counts an optimizer step as an in-place write to the parameter.
-        writer.lines += [f"{self.name_of(writer, event[3])}._version_counter[0] += 1"
-                         for event in self.updates]
+        writer.lines += [f"{self.name_of(writer, param)}._version_counter[0] += 1"
+                         for param in self.updated]
         writer.lines.append(f"return {_result(writer, self.template, outputs)}")
         _check_aliasing(writer, self.described, self.closure.reachable_tensors(self.seen),
                         self.by_identity)
