@@ -9,12 +9,12 @@ from .operands import binary, operand_of_dtype
 from .tensor import Tensor, dispatch, result_dtype, _meta
 
 __all__ = [
-    "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "reciprocal", "neg",
-    "negative", "abs", "absolute", "logical_not",
+    "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "reciprocal",
+    "neg", "negative", "abs", "absolute", "logical_not",
     "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow", "rsub",
     "maximum", "minimum", "square", "clamp", "clip", "clamp_min", "clamp_max", "where",
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
-    "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose", "log1p", "expm1",
+    "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
 ]
 
 
@@ -32,9 +32,9 @@ def _binary_function(name):
     return function
 
 
-exp, log, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, abs, logical_not = (
-    _unary_function(name) for name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid",
-                                       "relu", "reciprocal", "neg", "abs", "logical_not"))
+exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, abs, logical_not = (
+    _unary_function(name) for name in ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh",
+                                       "sigmoid", "relu", "reciprocal", "neg", "abs", "logical_not"))
 negative = neg
 absolute = abs
 
@@ -138,6 +138,3 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     return Tensor._wrap(np.isclose(input._data, other._data, rtol=rtol, atol=atol,
                                    equal_nan=equal_nan))
-
-
-log1p, expm1 = _unary_function("log1p"), _unary_function("expm1")

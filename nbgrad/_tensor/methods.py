@@ -51,7 +51,7 @@ METHODS = {
     "logical_and": arithmetic.logical_and, "logical_or": arithmetic.logical_or,
     "equal": arithmetic.equal, "allclose": arithmetic.allclose, "isclose": arithmetic.isclose,
     "log1p": arithmetic.log1p, "expm1": arithmetic.expm1,
-    # reductions and the softmax family
+    # reductions, the softmax family, cumsum
     "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
     "amin": reductions.amin, "max": reductions.max, "min": reductions.min,
     "argmax": reductions.argmax, "argmin": reductions.argmin, "var": reductions.var,

@@ -1,5 +1,5 @@
-"""Reductions over dimensions (`sum`, `mean`, `max`, `var`, `logsumexp`, ...) and the softmax
-family, which normalizes along one dimension."""
+"""Reductions over dimensions (`sum`, `mean`, `max`, `var`, `logsumexp`, ...) and the
+functions along one dimension: the softmax family and `cumsum`."""
 import numpy as np
 
 from .._core import dtype as _dtype
@@ -115,7 +115,7 @@ def logsumexp(input, dim, keepdim=False):
     return _reduce("logsumexp", input, dim, keepdim)
 
 
-# --- the softmax family ------------------------------------------------------------------------
+# --- along one dimension ------------------------------------------------------------------------
 
 
 def _softmax_like(name, input, dim, dtype):
