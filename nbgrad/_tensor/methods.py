@@ -2,7 +2,8 @@
 that installs them on Tensor.
 
 Each entry is the API function itself (`x.add(y)` is `nbgrad.add(x, y)`, at the same cost),
-or an adapter made here from one: a reflected operator, an in-place form, a cast.
+or an adapter of one: a reflected operator or a cast (made here), an in-place form (made by
+`inplace.inplace_method`).
 """
 from .._core import dtype as _dtype
 from . import arithmetic, conversion, indexing, inplace, linalg, reductions, shape
