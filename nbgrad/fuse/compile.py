@@ -13,6 +13,7 @@ of grad mode, modules and flags, the optimizers' state and scalars, and the resu
 """
 import functools
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,6 +77,15 @@ def _describe(value, leaves, keep):
     return (type(value), value)
 
 
+class _Leaf(NamedTuple):
+    """A tensor argument as the call was keyed (the step may change its flags as it runs)."""
+    type: type
+    shape: tuple
+    dtype: np.dtype
+    requires_grad: bool
+    tensor: Tensor
+
+
 class _Fallback:
     """The entry of a key whose step cannot be fused: every call runs eagerly."""
 
@@ -91,15 +101,14 @@ class _StepCall(FrontEnd):
     optimizers' state and scalars, and returns what the step returned."""
 
     def __init__(self, leaves, grad_mode, watch, template):
-        """`leaves`: (type, shape, dtype, requires_grad, tensor) of each tensor argument when
-        the call was keyed; `watch`: the closure watch and what it read then; `template`:
-        the returned structure (`_flatten`)."""
+        """`leaves`: a `_Leaf` for each tensor argument; `watch`: the closure watch and
+        what it read then; `template`: the returned structure (`_flatten`)."""
         self.described = leaves
         self.leaves = len(leaves)
         self.grad_mode = grad_mode
         self.closure, self.seen = watch
         self.template = template
-        self.positions = {id(leaf[4]): index for index, leaf in enumerate(leaves)}
+        self.positions = {id(leaf.tensor): index for index, leaf in enumerate(leaves)}
         self.by_identity = {}  # the tensors the call function names by identity, by id
         self.updated = []     # the parameters the step's optimizers update
         self.on_buffers = []  # (name, .grad tensor) of tensors whose .grad is a kernel buffer
@@ -228,7 +237,7 @@ def _check_aliasing(writer, leaves, reachable, by_identity):
     and globals hold (`ClosureWatch.reachable_tensors`), as the call was keyed;
     `by_identity`: the tensors the call function names by identity, by id.
     """
-    tensors = [leaf[4] for leaf in leaves]
+    tensors = [leaf.tensor for leaf in leaves]
     for i, tensor in enumerate(tensors):
         for j in range(i):
             other = tensors[j]
@@ -358,7 +367,8 @@ class Compiled:
     def _trace(self, key, leaves, keep, args, kwargs):
         # The checks of the call function are on what the call was keyed on: the step may
         # change flags or globals as it runs.
-        described = [(type(t), t._data.shape, t._data.dtype, t._requires_grad, t) for t in leaves]
+        described = [_Leaf(type(t), t._data.shape, t._data.dtype, t._requires_grad, t)
+                     for t in leaves]
         watch = (self._closure, self._closure.seen)
         grad_mode = _grad_state.enabled
         tracer, result = traced_run(lambda: self.fn(*args, **kwargs), leaves, self.fullgraph)
