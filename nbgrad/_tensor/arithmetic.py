@@ -5,8 +5,9 @@ import numpy as np
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from .indexing import nonzero
-from .operands import binary, operand_of_dtype
-from .tensor import Tensor, dispatch, result_dtype, _meta
+from .dispatch import dispatch
+from .operands import binary, operand_of_dtype, result_dtype
+from .tensor import Tensor, _meta
 
 __all__ = [
     "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "reciprocal",

@@ -2,7 +2,8 @@
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from .shape import clone
-from .tensor import Tensor, dispatch, _meta
+from .dispatch import dispatch
+from .tensor import Tensor, _meta
 
 __all__ = ["to"]
 

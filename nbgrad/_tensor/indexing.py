@@ -4,7 +4,9 @@ import numpy as np
 from ..ops import PRIMITIVES
 from ..ops.indexing import flat_positions, put_values
 from .inplace import check_inplace, is_recording, snapshot, write_back
-from .tensor import Tensor, dispatch, as_tensor_arg
+from .dispatch import dispatch
+from .operands import as_tensor_arg
+from .tensor import Tensor
 
 __all__ = ["nonzero"]
 

@@ -2,7 +2,8 @@
 from ..ops import PRIMITIVES
 from ..ops.linalg import grad_fn_name as matmul_grad_fn_name
 from .operands import array_like_operand
-from .tensor import Tensor, dispatch
+from .dispatch import dispatch
+from .tensor import Tensor
 
 __all__ = ["matmul", "mm", "mv", "dot", "bmm"]
 

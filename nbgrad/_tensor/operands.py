@@ -3,12 +3,40 @@ operands of a primitive, with PyTorch's type promotion, and the call of a binary
 elementwise primitive on them."""
 import numpy as np
 
+from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.elementwise import ROWS as ELEMENTWISE_ROWS
 from .factories import tensor
-from .tensor import Tensor, dispatch, as_tensor_arg, result_dtype, _meta
+from .dispatch import dispatch
+from .tensor import Tensor, _meta
 
 __all__ = ["binary", "scalar_operand", "array_like_operand", "operand_of_dtype"]
+
+
+_constants = {}
+
+
+def as_tensor_arg(value, np_dtype):
+    """A Python scalar operand as a constant 0-d tensor of NumPy dtype `np_dtype` (no grad,
+    no upcast).
+
+    Constants are cached: they are internal operands no user code can reach or modify.
+    """
+    key = (type(value), value, np_dtype)
+    constant = _constants.get(key)
+    if constant is None:
+        array = np.array(value, dtype=np_dtype)
+        array.flags.writeable = False
+        constant = Tensor._wrap(array)
+        if len(_constants) < 4096:
+            _constants[key] = constant
+    return constant
+
+
+def result_dtype(*operands):
+    # NOTE: a pending tensor's _meta is its op's record, which result_type reads as the array
+    # to come.
+    return _dtype.result_type(*(_meta(x) if isinstance(x, Tensor) else x for x in operands))
 
 
 def binary(name, a, b, grad_fn_name=None):

@@ -6,7 +6,8 @@ from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.reduction import normalize_dims
 from .arithmetic import maximum, minimum
-from .tensor import Tensor, dispatch, _check_dim
+from .dispatch import dispatch
+from .tensor import Tensor, _check_dim
 
 __all__ = ["sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std",
            "logsumexp", "softmax", "log_softmax", "cumsum"]

@@ -3,7 +3,8 @@
 import numpy as np
 
 from ..ops import PRIMITIVES
-from .tensor import dispatch, _check_dim, _meta, Size
+from .dispatch import dispatch
+from .tensor import _check_dim, _meta, Size
 
 __all__ = ["reshape", "view", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
            "swapaxes", "swapdims", "t", "expand", "expand_as", "broadcast_to", "contiguous",

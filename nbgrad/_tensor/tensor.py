@@ -1,24 +1,19 @@
 """The user-facing Tensor: a NumPy array plus what autograd needs to know about it.
 
-Operators and methods that compute something are attached in `nbgrad.functions`; this
-module holds the object itself, how a primitive call becomes a recorded graph node
-(`dispatch`), and PyTorch's repr.
+Operators and methods that compute something are attached from the explicit table in
+`nbgrad._tensor.methods`; an op call goes through `nbgrad._tensor.dispatch`. This module
+holds the object itself and its construction.
 """
 import math
 import weakref
 
 import numpy as np
 
-from .._core import dtype as _dtype, mode, tracing as _tracing
+from .._core import mode, tracing as _tracing
 from .._core.dtype import as_dtype, from_numpy_dtype
 from .._core.mode import run_pending
 from .. import autograd
-from ..autograd import graph
-from ..autograd.grad_mode import state as _grad_state
 from .format import format_tensor
-
-_NO_PARAMS = {}
-
 
 class Size(tuple):
     """torch.Size: a tuple of ints with `numel()`."""
@@ -376,68 +371,11 @@ def _check_dim(dim, ndim):
     return dim % rank
 
 
-def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
-    """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
-    The active mode may defer a call whose result needs a gradient (nbgrad._core.mode)."""
-    if _grad_state.enabled:
-        result = mode.active.defer(prim, inputs, params, grad_fn_name)
-        if result is not None:
-            return result
-    arrays = [t._data for t in inputs]
-    try:
-        out = prim.forward(*arrays, **params)
-    except MemoryError:
-        shape, dtype = prim.infer(*arrays, **params)
-        raise cannot_allocate(shape, dtype) from None
-    result = new_tensor(out)
-    if prim.view:
-        result._version_counter = inputs[0]._version_counter
-    if _grad_state.enabled and prim.vjp is not None:
-        for tensor in inputs:
-            if tensor._requires_grad:
-                # As PyTorch: an integer or bool result (x.long(), x.bool()) never requires
-                # grad, whatever its inputs; the gradient stops there.
-                if out.dtype.kind == "f":
-                    result.grad_fn = graph.record(prim, inputs, arrays, out, result, params,
-                                                   grad_fn_name)
-                    result._requires_grad = True
-                break
-    if _tracing.current is not None:
-        _tracing.current.op(prim, inputs, arrays, params, out)
-    return result
-
-
 def _meta(tensor):
     """The tensor's array, or for a tensor whose op is pending the record of that op, which
     has the shape, dtype, ndim and size of the array to come."""
     pending = tensor._pending
     return tensor._data if pending is None else pending
-
-
-_constants = {}
-
-
-def as_tensor_arg(value, np_dtype):
-    """A Python scalar operand as a constant 0-d tensor of NumPy dtype `np_dtype` (no grad,
-    no upcast).
-
-    Constants are cached: they are internal operands no user code can reach or modify.
-    """
-    key = (type(value), value, np_dtype)
-    constant = _constants.get(key)
-    if constant is None:
-        array = np.array(value, dtype=np_dtype)
-        array.flags.writeable = False
-        constant = Tensor._wrap(array)
-        if len(_constants) < 4096:
-            _constants[key] = constant
-    return constant
-
-
-def result_dtype(*operands):
-    # NOTE: a pending tensor's _meta is its op's record, which result_type reads as the array
-    # to come.
-    return _dtype.result_type(*(_meta(x) if isinstance(x, Tensor) else x for x in operands))
 
 
 def resolve_dtype(dtype):

@@ -12,7 +12,8 @@ from .._tensor import api as _api
 from .._tensor.factories import generator
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
-from .._tensor.tensor import Tensor, dispatch
+from .._tensor.dispatch import dispatch
+from .._tensor.tensor import Tensor
 
 relu = _api.relu
 sigmoid = _api.sigmoid

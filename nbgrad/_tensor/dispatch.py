@@ -1,0 +1,42 @@
+"""The one place an op call goes: `dispatch` runs a primitive on tensors, through the
+active mode (nbgrad._core.mode: eager, or deferred by nbgrad.fuse.deferred), records its
+grad_fn node when a gradient is needed, and shows the call to an active tracer
+(nbgrad.compile).
+"""
+from .._core import mode, tracing as _tracing
+from ..autograd import graph
+from ..autograd.grad_mode import state as _grad_state
+from .tensor import cannot_allocate, new_tensor
+
+_NO_PARAMS = {}
+
+
+def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
+    """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
+    The active mode may defer a call whose result needs a gradient (nbgrad._core.mode)."""
+    if _grad_state.enabled:
+        result = mode.active.defer(prim, inputs, params, grad_fn_name)
+        if result is not None:
+            return result
+    arrays = [t._data for t in inputs]
+    try:
+        out = prim.forward(*arrays, **params)
+    except MemoryError:
+        shape, dtype = prim.infer(*arrays, **params)
+        raise cannot_allocate(shape, dtype) from None
+    result = new_tensor(out)
+    if prim.view:
+        result._version_counter = inputs[0]._version_counter
+    if _grad_state.enabled and prim.vjp is not None:
+        for tensor in inputs:
+            if tensor._requires_grad:
+                # As PyTorch: an integer or bool result (x.long(), x.bool()) never requires
+                # grad, whatever its inputs; the gradient stops there.
+                if out.dtype.kind == "f":
+                    result.grad_fn = graph.record(prim, inputs, arrays, out, result, params,
+                                                  grad_fn_name)
+                    result._requires_grad = True
+                break
+    if _tracing.current is not None:
+        _tracing.current.op(prim, inputs, arrays, params, out)
+    return result
