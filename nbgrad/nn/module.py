@@ -4,6 +4,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .._core import tracing as _tracing
+from .._core.dtype import as_dtype, dtype
 from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
 from .._tensor.tensor import Tensor
@@ -288,7 +289,6 @@ class Module:
         return self._cast(np.float64)
 
     def to(self, *args, **kwargs):
-        from .._core.dtype import as_dtype, dtype
         for arg in list(args) + list(kwargs.values()):
             if isinstance(arg, dtype):
                 self._cast(as_dtype(arg).np)

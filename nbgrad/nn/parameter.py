@@ -1,4 +1,5 @@
 """nn.Parameter: a leaf tensor that a Module registers as one of its parameters."""
+from .._tensor.factories import empty
 from .._tensor.tensor import Tensor, _init
 
 
@@ -13,7 +14,6 @@ class Parameter(Tensor):
 
     def __new__(cls, data=None, requires_grad=True):
         if data is None:
-            from .._tensor.factories import empty
             data = empty(0)
         array = data._data if isinstance(data, Tensor) else Tensor(data)._data
         # NOTE: not cls._wrap: that calls cls.__new__, which is this method.
