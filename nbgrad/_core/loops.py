@@ -15,11 +15,11 @@ import re
 
 # A number in an expression (integer, decimal, or with an exponent such as 7.6e-06), to be
 # hoisted into a typed constant; it never starts inside a name (x2) or another number.
-NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?![\w.])")
 
 
-def float_literal(number):
-    """A number matched by NUMBER as a Python float literal."""
+def _float_literal(number):
+    """A number matched by _NUMBER as a Python float literal."""
     return number if any(c in number for c in ".eE") else number + ".0"
 
 
@@ -36,9 +36,9 @@ def hoist_constants(expr, reference, new_name):
     constants = {}
 
     def hoist(match):
-        return constants.setdefault(float_literal(match.group(1)), new_name(len(constants)))
+        return constants.setdefault(_float_literal(match.group(1)), new_name(len(constants)))
 
-    body = NUMBER.sub(hoist, expr)
+    body = _NUMBER.sub(hoist, expr)
     return body, [f"{name} = typed({value}, {reference})" for value, name in constants.items()]
 
 
@@ -56,13 +56,13 @@ def index_names(rank):
     return [f"i{d}" for d in range(rank)]
 
 
-def loop_nest(indices, extents, body, parallel=False, depth=1):
-    """The lines of a loop nest running `indices[d]` over `range(extents[d])` (sources), the
-    outermost a `numba.prange` when `parallel`, with the statements `body` inside. `depth`:
-    the indentation of the outermost loop, in 4-space levels."""
+def loop_nest(indices, extents, body, parallel=False):
+    """The lines of a loop nest in a function's body, running `indices[d]` over
+    `range(extents[d])` (sources), the outermost a `numba.prange` when `parallel`, with the
+    statements `body` inside."""
     lines = []
     for d, (index, extent) in enumerate(zip(indices, extents)):
         kind = "numba.prange" if parallel and d == 0 else "range"
-        lines.append("    " * (depth + d) + f"for {index} in {kind}({extent}):")
-    inner = "    " * (depth + len(indices))
+        lines.append("    " * (d + 1) + f"for {index} in {kind}({extent}):")
+    inner = "    " * (len(indices) + 1)
     return lines + [inner + statement for statement in body]

@@ -29,11 +29,24 @@ import numba
 from numba.np.ufunc import parallel as _numba_parallel
 
 SPINCOUNT = "1000"
-# Flat kernels over at least this many elements run on all cores. Measured on 2 cores
-# (float32, serial vs threaded): add 2**17: 16 vs 8.4 us, 2**20: 169 vs 86; a fill (the
-# cheapest kernel) 2**17: 3.5 vs 4.3, 2**18: 11 vs 6.6. Below this, waking the workers eats
-# the gain.
-PARALLEL_THRESHOLD = 1 << 18
+# Loops over at least this many elements run on all cores: eager flat elementwise kernels
+# and contiguous sums, and the loops and sums of a fused step (numba.prange; the step is
+# then compiled with parallel=True). Below it, waking the workers eats the gain. Measured
+# on 2 cores, float32, serial vs threaded in us, best of 80 interleaved runs of 20 calls
+# (the kernels called directly; the fused step through nbgrad.compile):
+#                                           2**16        2**17        2**18
+#     eager a + b                          8.1 vs 8.4  17.6 vs 12.8  34.1 vs 23.5
+#     eager copy (the cheapest row)        5.2 vs 7.2  12.0 vs 10.5  23.0 vs 18.0
+#     eager sum of one row                 4.8 vs 6.2   9.3 vs  8.7  18.4 vs 13.5
+#     fused (a*2+1).sum() + backward      25.2 vs 29.4 40.6 vs 39.6  90.5 vs 64.4
+# Eager kernels and fused loops cross over at the same size, so one threshold serves both.
+# (Earlier: eager add 2**20 169 vs 86; the fused step 2**20 448 vs 229, with exp 2**17
+# 289 vs 171.)
+# NOTE: a fused step that calls BLAS keeps every loop serial. Numba's OpenMP workers spin
+# after a parallel region and take a core from OpenBLAS's threads (see above): on 2 cores a
+# fused 784-512-512-10 MLP step at batch 512 took 40.8 ms with parallel loops, 8.7 without
+# (measured with libgomp's default spin).
+PARALLEL_THRESHOLD = 1 << 17
 
 
 @functools.cache

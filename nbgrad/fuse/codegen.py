@@ -19,16 +19,6 @@ from ..ops.primitive import Unfusable
 _MAX_INLINE_CONSTANT = 64
 # A name of the generated code's own (`Emitter.new_name`: a prefix and a number), not after a dot.
 _LOCAL = re.compile(r"(?<![\w.])([a-z]+\d+)\b")
-# Elementwise loops at least this long run on all cores (numba.prange; the function is then
-# compiled with parallel=True). Measured on 2 cores, whole fused step `(x*2+1).sum()` with
-# backward, serial vs parallel: 2**14: 8 vs 11 us, 2**16: 23 vs 21, 2**17: 39 vs 32,
-# 2**20: 448 vs 229; with exp: 2**16: 157 vs 132, 2**17: 289 vs 171. Below 2**17 thread
-# start-up eats the gain.
-# NOTE: a step that calls BLAS keeps every loop serial. Numba's OpenMP workers spin after a
-# parallel region and take a core from OpenBLAS's threads (see nbgrad._threads): on 2 cores
-# a fused 784-512-512-10 MLP step at batch 512 took 40.8 ms with parallel loops, 8.7 without
-# (measured with libgomp's default spin).
-PARALLEL_THRESHOLD = 1 << 17
 _ALIGN = 16  # elements: buffers in an arena start on 64-byte boundaries for float32
 
 
@@ -308,7 +298,7 @@ class Emitter:
         if loop is None:
             return
         self.lines += loop["preamble"]
-        parallel = math.prod(loop["shape"]) >= PARALLEL_THRESHOLD
+        parallel = math.prod(loop["shape"]) >= _threads.PARALLEL_THRESHOLD
         self.parallel |= parallel
         if parallel:
             self._parallel_headers.append(len(self.lines))
@@ -319,7 +309,7 @@ class Emitter:
     def threaded_call(self, serial, threaded, size):
         """Emit the call `threaded` (of a parallel kernel) if `size` elements are enough for
         threads, else `serial`; `finish` goes back to `serial` where loops must stay serial."""
-        if size < PARALLEL_THRESHOLD:
+        if size < _threads.PARALLEL_THRESHOLD:
             self.emit(serial)
             return
         self.emit(threaded)

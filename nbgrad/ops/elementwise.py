@@ -164,7 +164,7 @@ def _kernel_source(kernel_name, expr, args, reference, parallel):
     # loop index").
     element = _loops.substitute(body, {name: f"_{name}" for name in args})
 
-    def kernel(suffix, indices, reader, parallel=False):
+    def kernel(suffix, indices, reader):
         index = ", ".join(indices)
         statements = [f"_{name} = {reader}({name}, {index})" for name in args]
         statements.append(f"result[{index}] = {element}")
@@ -174,7 +174,7 @@ def _kernel_source(kernel_name, expr, args, reference, parallel):
             "".join(line + "\n" for line in loops)
 
     if parallel:
-        return kernel("flat_parallel", ["i"], "at1", parallel=True)
+        return kernel("flat_parallel", ["i"], "at1")
     return "\n\n".join([
         kernel("flat", ["i"], "at1"),
         kernel("strided", _loops.index_names(_MAX_STRIDED_NDIM), "at4"),

@@ -16,7 +16,7 @@ from conftest import Pair, regression_batch, run_python, standard_step
 def test_param_groups_and_a_parallel_sized_step():
     """Two param groups with their own lr/weight decay changed between calls, and a hidden
     layer of 256 x 512 elements: large enough for prange loops, which a step that calls
-    BLAS does not use (see codegen.PARALLEL_THRESHOLD)."""
+    BLAS does not use (see nbgrad._core.threads.PARALLEL_THRESHOLD)."""
     def build():
         model = nn.Sequential(nn.Linear(16, 512), nn.Tanh(), nn.Linear(512, 4))
         opt = optim.Adam([{"params": model[0].parameters(), "lr": 1e-3},
