@@ -121,7 +121,7 @@ class Tracer:
             self.constant(array)
         if not any(out is array for array in arrays):
             self._made(out)
-        self.events.append(("op", prim, arrays, params, out, user_line()))
+        self.events.append(("op", prim, arrays, params, out, "in the backward engine"))
 
     def vjp(self, node, grad, grads):
         """Node `node`'s VJP made `grads` (one per input, None where none is needed) from
