@@ -182,6 +182,8 @@ def _mm_step(a, b):
 BAD = {
     # ---- item 9
     "bool_matmul": lambda L: L.ones(2, 2, dtype=L.bool) @ L.ones(2, 2, dtype=L.bool),
+    "sum_to_size_longer": lambda L: _x(L, 2, 3).sum_to_size(2, 2, 3),
+    "sum_to_size_not_expandable": lambda L: _x(L, 2, 3).sum_to_size(3, 1),
     "cat_empty_list": lambda L: L.cat([]),
     "max_of_empty": _empty_max,
     "max_of_empty_no_grad": lambda L: L.ones(0).max(),

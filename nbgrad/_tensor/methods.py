@@ -58,6 +58,7 @@ METHODS = {
     "argmax": reductions.argmax, "argmin": reductions.argmin, "var": reductions.var,
     "std": reductions.std, "logsumexp": reductions.logsumexp, "softmax": reductions.softmax,
     "log_softmax": reductions.log_softmax, "cumsum": reductions.cumsum,
+    "sum_to_size": reductions.sum_to_size,
     # matrix products
     "matmul": linalg.matmul, "mm": linalg.mm, "mv": linalg.mv, "dot": linalg.dot,
     "bmm": linalg.bmm,

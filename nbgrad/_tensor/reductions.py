@@ -31,6 +31,23 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
     return _reduce("mean", input, dim, keepdim, "MeanBackward0" if dim is None else None)
 
 
+def sum_to_size(input, *size):
+    """`input` summed over the dimensions that broadcasting `size` to its shape would
+    expand (Tensor.sum_to_size; the engine's broadcast undo, `sum_to`, as an API)."""
+    size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+    shape = input.shape
+    lead = len(shape) - len(size)
+    if lead < 0 or any(s != n and s != 1 for s, n in zip(size, shape[lead:])):
+        raise RuntimeError(f"size {{{list(size)}}} is not expandable to size {{{list(shape)}}}.")
+    if tuple(size) == tuple(shape):
+        return input
+    # As PyTorch: a sum over dimensions kept (SumBackward1), then a view without the leading
+    # ones (ViewBackward0) if there are any.
+    summed = dispatch(PRIMITIVES["sum_to"], (input,),
+                      {"shape": (1,) * lead + tuple(int(s) for s in size)})
+    return summed.view(size) if lead else summed
+
+
 def amax(input, dim=(), keepdim=False):
     return _reduce("amax", input, dim, keepdim)
 

@@ -18,6 +18,7 @@ _ADD = PRIMITIVES["add"]
 _ADD_KERNELS = FORWARD["add"]
 _COPY = PRIMITIVES["to_copy"]
 _COPY_KERNELS = FORWARD["to_copy"]
+_INT64 = np.dtype(np.int64)
 
 
 def _report(prim, arrays, params, out):
@@ -56,11 +57,12 @@ def fitted(g, shape, dtype):
 
 
 def _sum_to_infer(g, shape):
-    return shape, g.dtype
+    # As PyTorch's sum, bools are counted: an int64 result.
+    return shape, _INT64 if g.dtype == np.bool_ else g.dtype
 
 
 def _sum_to_forward(g, shape):
-    return sum_to_shape(g, shape)
+    return sum_to_shape(g.astype(_INT64) if g.dtype == np.bool_ else g, shape)
 
 
 def _sum_to_vjp(node, grad):
@@ -101,5 +103,5 @@ class _SumToFusion:
         em.elementwise("a", {"a": (em.ref(g), g.shape)}, em.out(grads[0]), shape, em.ref(g))
 
 
-SUM_TO = register(Primitive("sum_to", "SumToSizeBackward0", _sum_to_infer, _sum_to_forward,
+SUM_TO = register(Primitive("sum_to", "SumBackward1", _sum_to_infer, _sum_to_forward,
                             _sum_to_vjp, fuse=_SumToFusion()))
