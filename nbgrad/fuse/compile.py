@@ -388,7 +388,7 @@ class Compiled:
             except Unfusable as error:
                 reason = str(error)
         if reason is not None:
-            self.breaks.add(reason)
+            self.breaks.append(reason)
             if self.fullgraph:
                 raise GraphBreak(f"nbgrad.compile(fullgraph=True): cannot fuse the step: {reason}")
             self._warn_once(f"nbgrad.compile: running the step eagerly: {reason}", stacklevel=4)

@@ -40,7 +40,7 @@ def trace(root, gradient, ops, externals):
         except Unfusable as error:
             reason = str(error)
     # Not a warning: eager mode gave the user eager results, and keeps doing so.
-    unfused.add(reason)
+    unfused.append(reason)
     return None
 
 

@@ -50,10 +50,11 @@ class KernelStats(dict):
 
 
 class FailureLog(list):
-    """Why the latest traced runs could not be fused (the latest MAX_FAILURES)."""
+    """Why the latest traced runs could not be fused: `append` keeps the latest
+    MAX_FAILURES."""
 
-    def add(self, reason):
-        self.append(reason)
+    def append(self, reason):
+        super().append(reason)
         del self[:-MAX_FAILURES]
 
 

@@ -90,5 +90,5 @@ def test_both_front_ends_keep_one_kind_of_stats_and_failure_log():
 def test_the_failure_log_keeps_the_latest_reasons():
     log = FailureLog()
     for number in range(MAX_FAILURES + 5):
-        log.add(f"reason {number}")
+        log.append(f"reason {number}")
     assert log == [f"reason {number}" for number in range(5, MAX_FAILURES + 5)]
