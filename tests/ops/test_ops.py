@@ -215,6 +215,9 @@ TABLE = [
     row("sum_empty", lambda L, a: a.sum(), (0, 3)),
     row("sum_empty_dim", lambda L, a: a.sum(0), (0, 3)),
     row("sum_transposed", lambda L, a: a.T.sum(0), (3, 4), tol32=REDUCE32),
+    # sum_to_size: the sum_to primitive (SumBackward1; ViewBackward0 when leading dims go)
+    row("sum_to_size", lambda L, a: a.sum_to_size(1, 4), (3, 4), tol32=REDUCE32),
+    row("sum_to_size_lead", lambda L, a: a.sum_to_size(3, 1), (2, 3, 4), tol32=REDUCE32),
     row("mean", lambda L, a: a.mean(), (3, 4), tol32=REDUCE32),
     row("mean_fn", lambda L, a: L.mean(a), (3, 4), tol32=REDUCE32),
     row("mean_dim", lambda L, a: a.mean(0), (3, 4), tol32=REDUCE32),
