@@ -15,6 +15,7 @@ import numpy as np
 from .._core import loops as _loops
 from .._core import threads as _threads
 from ..ops.primitive import Unfusable
+from .tracer import OpEvent, UpdateEvent, VjpEvent
 
 _MAX_INLINE_CONSTANT = 64
 # A name of the generated code's own (`Emitter.new_name`: a prefix and a number), not after a dot.
@@ -343,21 +344,22 @@ def _emit_fill(em, array, value):
 def _emit_updates(em, events):
     """Consecutive updates of parameters of one dtype by one optimizer: one loop nest over
     the parameters, each updated by the lines the optimizer's rule generates."""
-    _update, optimizer, _group, param, _grad, _state, _scalars = events[0]
-    rule, dtype = optimizer.rule, param._data.dtype
+    optimizer = events[0].optimizer
+    rule, dtype = optimizer.rule, events[0].param._data.dtype
     prefix = em.new_name("u") + "_"
     em.comment(f"{type(optimizer).__name__} update of {len(events)} parameter(s), one loop nest "
                f"({type(optimizer).__module__}.{type(optimizer).__name__}.rule)")
     columns = {name: [] for name in ("param", "grad") + rule.arrays}
     first_slot = len(em.hyper)
-    for _update, _optimizer, _group, param, grad, state, scalars in events:
+    for event in events:
+        param, grad = event.param, event.grad
         if grad.dtype != dtype or grad.shape != param._data.shape:
             raise Unfusable(f"a gradient {grad.dtype}{list(grad.shape)} for a parameter "
                             f"{dtype}{list(param._data.shape)}")
         size = param._data.size
         columns["param"].append(f"{em.ref(param._data)}.reshape({size})")
         columns["grad"].append(f"{em.ref(grad)}.reshape({size})")
-        for index, (name, tensor) in enumerate(zip(rule.arrays, state)):
+        for index, (name, tensor) in enumerate(zip(rule.arrays, event.state)):
             if name not in rule.state:  # a counter, passed as it is
                 columns[name].append(em.state(em.updates, index, tensor._data))
                 continue
@@ -366,7 +368,7 @@ def _emit_updates(em, events):
             traced = np.empty((0,) * param._data.ndim, dtype) if tensor is None else tensor._data
             columns[name].append(f"{em.state(em.updates, index, traced)}.reshape(-1)")
         em.updates += 1
-        em.hyper += [float(value) for value in scalars]
+        em.hyper += [float(value) for value in event.scalars]
     count, width = len(events), len(rule.scalars)
     index = prefix + "p"
     for name, items in columns.items():
@@ -430,16 +432,16 @@ def _update_runs(events):
     runs = []
     run_of = None  # (optimizer, dtype) of the run of updates `runs` ends with
     for event in events:
-        if event[0] != "update":
+        if type(event) is not UpdateEvent:
             runs.append(event)
             run_of = None
             continue
-        _update, optimizer, _group, param, _grad, _state, _scalars = event
-        if run_of is not None and run_of[0] is optimizer and run_of[1] == param._data.dtype:
+        dtype = event.param._data.dtype
+        if run_of is not None and run_of[0] is event.optimizer and run_of[1] == dtype:
             runs[-1].append(event)
         else:
             runs.append([event])
-            run_of = (optimizer, param._data.dtype)
+            run_of = (event.optimizer, dtype)
     return runs
 
 
@@ -452,21 +454,14 @@ def generate(tracer, outputs, fresh=()):
     for event in _update_runs(tracer.events):
         if isinstance(event, list):
             _emit_updates(em, event)
-        elif event[0] == "op":
-            _, prim, arrays, params, out, where = event
-            em.comment(f"forward: {prim.name}  ({where})")
-            prim.fuse.forward(em, arrays, params, out)
-        elif event[0] == "vjp":
-            # The gradients as the VJP returned them (one per input, None where not needed),
-            # before the engine fits them to their inputs' shapes and dtypes (ops events).
-            _, node, output_grad, input_grads = event
-            em.comment(f"backward: {node.name}")
-            node.prim.fuse.vjp(em, node, output_grad, input_grads)
-        elif event[0] == "fill":
-            _, array, value = event
-            _emit_fill(em, array, value)
+        elif type(event) is OpEvent:
+            em.comment(f"forward: {event.prim.name}  ({event.where})")
+            event.prim.fuse.forward(em, event.arrays, event.params, event.out)
+        elif type(event) is VjpEvent:
+            em.comment(f"backward: {event.node.name}")
+            event.node.prim.fuse.vjp(em, event.node, event.output_grad, event.input_grads)
         else:
-            raise Unfusable(f"event {event[0]!r}")
+            _emit_fill(em, event.array, event.value)
     returned = [_output_buffer(em, array) for array in outputs]
     em.finish()
     layout, sizes, views = _arenas(em)

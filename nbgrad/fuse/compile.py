@@ -23,7 +23,7 @@ from ..ops.primitive import Unfusable
 from .._tensor.tensor import Tensor
 from .call import MISMATCH, ClosureWatch, tuple_target
 from .kernel import FailureLog, FrontEnd, Kernel, KernelStats, traced_run
-from .tracer import GraphBreak
+from .tracer import GraphBreak, UpdateEvent, VjpEvent
 
 __all__ = ["compile", "Compiled", "GraphBreak"]
 
@@ -167,10 +167,11 @@ class _StepCall(FrontEnd):
         a caller holds from the kernel's next write."""
         states = {argument.source: argument.name for argument in emitter.arguments
                   if argument.kind == "state"}
-        updates = [event for event in tracer.events if event[0] == "update"]
+        updates = [event for event in tracer.events if type(event) is UpdateEvent]
         slot = 0
         for number, event in enumerate(updates):
-            _update, optimizer, group, param, _grad, _state, scalars = event
+            optimizer, group, param, scalars = event.optimizer, event.group, event.param, \
+                event.scalars
             self.updated.append(param)
             rule = optimizer.rule
             fetch = f"{writer.bind(optimizer, 'optimizer')}_update_arguments"
@@ -377,7 +378,7 @@ class Compiled:
         template = _flatten(result, outputs)
         reason = tracer.break_reason
         if reason is None and any(t.grad_fn is not None for t in outputs) and \
-                not any(event[0] == "vjp" for event in tracer.events):
+                not any(type(event) is VjpEvent for event in tracer.events):
             reason = ("the step returns a tensor that still needs its autograd graph (no "
                       "backward ran inside it); compile the step with its backward, or call "
                       "it under no_grad for inference")

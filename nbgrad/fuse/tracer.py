@@ -1,11 +1,12 @@
 """Watch one eager run of a step and record every array operation it performs.
 
 The step really runs (so the first call's results are exactly eager's); the tracer only
-listens to the hooks in `nbgrad._tracing`. Events name arrays by identity; `codegen` turns
-them into one Numba function.
+listens to the hooks in `nbgrad._core.tracing`. Events (the named tuples below) name arrays
+by identity; `codegen` turns them into one Numba function.
 """
 import os
 import traceback
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,42 @@ def user_line():
         if not os.path.abspath(frame.filename).startswith(_PACKAGE):
             return f"{frame.filename}:{frame.lineno}"
     return "<unknown>"
+
+
+class OpEvent(NamedTuple):
+    """A primitive call: `out = prim.forward(*arrays, **params)` (`out` may be one of
+    `arrays`, written in place); `where` says where in the step it was called."""
+    prim: object
+    arrays: tuple
+    params: dict
+    out: object
+    where: str
+
+
+class VjpEvent(NamedTuple):
+    """A node's VJP: `input_grads` (one per input, None where none is needed) from
+    `output_grad`, as the VJP returned them, before the engine fits them to their inputs'
+    shapes and dtypes (with OpEvents of nbgrad.ops.gradients)."""
+    node: object  # a NodeRecord
+    output_grad: object
+    input_grads: tuple
+
+
+class FillEvent(NamedTuple):
+    """`array[...] = value` (zero_grad, fill_)."""
+    array: object
+    value: object
+
+
+class UpdateEvent(NamedTuple):
+    """`optimizer` updates `param` from `grad` with its `state` tensors (None where absent)
+    and run-time `scalars` (see `Optimizer.update_arguments`)."""
+    optimizer: object
+    group: dict
+    param: object
+    grad: object
+    state: tuple
+    scalars: tuple
 
 
 class NodeRecord:
@@ -112,7 +149,7 @@ class Tracer:
         for tensor in inputs:
             self._seen(tensor)
         self._made(out)
-        self.events.append(("op", prim, arrays, params, out, user_line()))
+        self.events.append(OpEvent(prim, arrays, params, out, user_line()))
 
     def array_op(self, prim, arrays, params, out):
         """A primitive call on arrays (the engine's own arithmetic, nbgrad.ops.gradients);
@@ -121,7 +158,7 @@ class Tracer:
             self.constant(array)
         if not any(out is array for array in arrays):
             self._made(out)
-        self.events.append(("op", prim, arrays, params, out, "in the backward engine"))
+        self.events.append(OpEvent(prim, arrays, params, out, "in the backward engine"))
 
     def vjp(self, node, grad, grads):
         """Node `node`'s VJP made `grads` (one per input, None where none is needed) from
@@ -135,21 +172,21 @@ class Tracer:
                 self._made(array)
         self._keep(*node.saved)
         # The engine frees saved arrays after backward; the code generator needs them later.
-        self.events.append(("vjp", NodeRecord(node), grad, grads))
+        self.events.append(VjpEvent(NodeRecord(node), grad, grads))
 
     def fill(self, tensor, array, value):
         if array is tensor._data:
             self._seen(tensor)
         else:
             self.touch(tensor)
-        self.events.append(("fill", array, value))
+        self.events.append(FillEvent(array, value))
 
     def update(self, optimizer, group, param, grad, tensors, scalars):
         """`optimizer` updates `param` from `grad` with its state `tensors` (None where
         absent) and `scalars` (see `Optimizer.update_arguments`)."""
         self.touch(param)
         self._seen(param)
-        self.events.append(("update", optimizer, group, param, grad, tensors, scalars))
+        self.events.append(UpdateEvent(optimizer, group, param, grad, tensors, scalars))
 
     def module(self, module):
         self.modules.setdefault(module, module.training)
