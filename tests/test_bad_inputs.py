@@ -182,6 +182,7 @@ def _mm_step(a, b):
 BAD = {
     # ---- item 9
     "bool_matmul": lambda L: L.ones(2, 2, dtype=L.bool) @ L.ones(2, 2, dtype=L.bool),
+    "softplus_of_int64": lambda L: F(L).softplus(L.ones(2, dtype=L.int64)),
     "sum_to_size_longer": lambda L: _x(L, 2, 3).sum_to_size(2, 2, 3),
     "sum_to_size_not_expandable": lambda L: _x(L, 2, 3).sum_to_size(3, 1),
     "cat_empty_list": lambda L: L.cat([]),

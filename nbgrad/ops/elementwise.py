@@ -372,7 +372,7 @@ class _ElementwiseFusion:
         em.elementwise(_calling_imported_helpers(em, row.expr), operands, em.out(out), out.shape,
                        reference)
 
-    def vjp(self, em, node, g, raw):
+    def vjp(self, em, node, g, input_grads):
         row = self.row
         named = [("g", g)]
         for key, array in zip(node.prim.save, node.saved):
@@ -381,7 +381,7 @@ class _ElementwiseFusion:
         operands = self._operands(em, named, g.dtype)
         for name in row.params:
             operands[name] = em.literal(node.params[name], g.dtype)
-        for wrt, grad in zip(row.inputs, raw):
+        for wrt, grad in zip(row.inputs, input_grads):
             if grad is None:
                 continue
             if grad is g:

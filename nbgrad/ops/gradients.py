@@ -98,9 +98,9 @@ class _SumToFusion:
         em.emit("    " * g.ndim + f"{into} += {source}[{index}]")
         em.elementwise("a", {"a": summed}, target, shape, target)
 
-    def vjp(self, em, node, g, grads):
+    def vjp(self, em, node, g, input_grads):
         (shape, _), = node.input_meta
-        em.elementwise("a", {"a": (em.ref(g), g.shape)}, em.out(grads[0]), shape, em.ref(g))
+        em.elementwise("a", {"a": (em.ref(g), g.shape)}, em.out(input_grads[0]), shape, em.ref(g))
 
 
 SUM_TO = register(Primitive("sum_to", "SumBackward1", _sum_to_infer, _sum_to_forward,

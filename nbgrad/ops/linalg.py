@@ -185,16 +185,16 @@ class _MatmulFusion:
         em.emit(f"np.dot({em.ref(a)}.reshape({a_shape!r}), {em.ref(b)}.reshape({b_shape!r}), "
                 f"{em.out(out)}.reshape({(a_shape[0], b_shape[1])!r}))")
 
-    def vjp(self, em, node, g, raw):
+    def vjp(self, em, node, g, input_grads):
         a, b = node.saved
         a_shape, b_shape = self._matrices(a, b)
         a_m, b_m = f"{em.ref(a)}.reshape({a_shape!r})", f"{em.ref(b)}.reshape({b_shape!r})"
         g_m = f"{em.ref(g)}.reshape({(a_shape[0], b_shape[1])!r})"
         em.blas()
-        if raw[0] is not None:
-            em.emit(f"np.dot({g_m}, {b_m}.T, {em.out(raw[0])}.reshape({a_shape!r}))")
-        if raw[1] is not None:
-            em.emit(f"np.dot({a_m}.T, {g_m}, {em.out(raw[1])}.reshape({b_shape!r}))")
+        if input_grads[0] is not None:
+            em.emit(f"np.dot({g_m}, {b_m}.T, {em.out(input_grads[0])}.reshape({a_shape!r}))")
+        if input_grads[1] is not None:
+            em.emit(f"np.dot({a_m}.T, {g_m}, {em.out(input_grads[1])}.reshape({b_shape!r}))")
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,12 +273,12 @@ class _LinearFusion:
         em.elementwise("a + b", {"a": (result, out.shape), "b": (bias, arrays[2].shape)},
                        result, out.shape, result)
 
-    def vjp(self, em, node, g, raw):
+    def vjp(self, em, node, g, input_grads):
         x, weight = node.saved
         # Gradients not asked for: zero-size stand-ins, as in eager mode.
         grads = [em.out(r) if r is not None else em.empty(n, g.dtype)
-                 for r, n in zip(raw, (2, 2, 1))]
-        needs = ", ".join(em.scalar(r is not None) for r in raw)
+                 for r, n in zip(input_grads, (2, 2, 1))]
+        needs = ", ".join(em.scalar(r is not None) for r in input_grads)
         em.blas()
         em.emit(f"{em.kernel(linear_vjp_kernel)}({em.ref(g)}, {em.ref(x)}, {em.ref(weight)}, "
                 f"{', '.join(grads)}, {needs})")

@@ -199,14 +199,14 @@ class _PointwiseLossFusion:
         divisor = x.size if params["reduction"] == "mean" else 1
         em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
 
-    def vjp(self, em, node, g, raw):
+    def vjp(self, em, node, g, input_grads):
         x, y = node.saved
         self._check(node.params, x, y)
         scale = 1.0 / x.size if node.params["reduction"] == "mean" else 1.0
         reference = em.ref(x)
         operands = {"x": (reference, x.shape), "y": (em.ref(y), y.shape),
                     "g": (em.ref(g), g.shape)}
-        for grad, derivative in zip(raw, (self.row.d_x, self.row.d_y)):
+        for grad, derivative in zip(input_grads, (self.row.d_x, self.row.d_y)):
             if grad is None:
                 continue
             names = self._constants(em, derivative, reference)
@@ -410,7 +410,7 @@ class _NllFusion:
         if check not in em.preconditions:
             em.precondition(*check)
 
-    def vjp(self, em, node, g, raw):
+    def vjp(self, em, node, g, input_grads):
         (target,) = node.saved
         shape = node.input_meta[0][0]
         weight = self._weight(em, node.params, shape[1], g.dtype)
@@ -424,7 +424,7 @@ class _NllFusion:
             em.emit(f"{scale} = 1.0")
         em.emit(f"{em.kernel(nll_backward_kernel)}({em.ref(target)}, {weight}, {ignore}, "
                 f"{em.ref(g)}.reshape(1), {em.scalar(0)}, np.{g.dtype.name}({scale}), "
-                f"{em.out(raw[0])})")
+                f"{em.out(input_grads[0])})")
 
 
 PRIMS = {

@@ -29,7 +29,8 @@ class Primitive:
     - `check(*inputs, **params)` (optional) raises the user-facing errors that need data
       (class indices out of range); it runs when a call is deferred. `forward` checks too.
     - `fuse` (optional) emits the primitive's forward and VJP into a fused step: an object
-      with `forward(emitter, arrays, params, out)` and `vjp(emitter, node, grad, raw_grads)`,
+      with `forward(emitter, arrays, params, out)` and `vjp(emitter, node, grad, input_grads)`
+      (the arrays the eager VJP returned, one per input, None where none is needed),
       defined in the primitive's family module. Without one, `nbgrad.compile` falls back to
       eager mode.
     """

@@ -346,16 +346,16 @@ class _SumFusion:
         threaded = em.kernel(_CONTIGUOUS_PARALLEL[_kernels.sum])
         em.threaded_call(em.kernel(kernel) + arguments, threaded + arguments, outer * rows)
 
-    def vjp(self, em, node, g, raw):
+    def vjp(self, em, node, g, input_grads):
         shape = node.input_meta[0][0]
         dims = node.params["dims"]
         keep = reduced_shape(shape, dims, True)
         name = em.ref(g)
         if self.mean:
             scale = em.literal(_mean_scale(_count(shape, dims)), g.dtype)
-            em.elementwise("g * s", {"g": (name, keep), "s": scale}, em.out(raw[0]), shape, name)
+            em.elementwise("g * s", {"g": (name, keep), "s": scale}, em.out(input_grads[0]), shape, name)
         else:
-            em.elementwise("g", {"g": (name, keep)}, em.out(raw[0]), shape, name)
+            em.elementwise("g", {"g": (name, keep)}, em.out(input_grads[0]), shape, name)
 
 
 # ---------------------------------------------------------------------------------------

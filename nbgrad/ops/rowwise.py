@@ -94,10 +94,10 @@ class _RowTransformFusion:
         em.emit(f"{em.kernel(kernel)}({em.ref(x)}.reshape({rows!r}), "
                 f"{em.out(out)}.reshape({rows!r}))")
 
-    def vjp(self, em, node, g, raw):
+    def vjp(self, em, node, g, input_grads):
         kernel, rows = fused_kernel(self.grad_kernel, self._rows(g.shape, node.params["dim"]))
         rows_in = ", ".join(f"{em.ref(a)}.reshape({rows!r})" for a in (*node.saved, g))
-        em.emit(f"{em.kernel(kernel)}({rows_in}, {em.out(raw[0])}.reshape({rows!r}))")
+        em.emit(f"{em.kernel(kernel)}({rows_in}, {em.out(input_grads[0])}.reshape({rows!r}))")
 
 
 # ---------------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ class _ReshapeFusion:
     def forward(self, em, arrays, params, out):
         em.define(out, f"{em.ref(arrays[0])}.reshape({out.shape!r})")
 
-    def vjp(self, em, node, g, raw):
-        em.define(raw[0], f"{em.ref(g)}.reshape({raw[0].shape!r})")
+    def vjp(self, em, node, g, input_grads):
+        em.define(input_grads[0], f"{em.ref(g)}.reshape({input_grads[0].shape!r})")
 
 
 def _reshape(x, shape):
