@@ -373,7 +373,7 @@ def load_frameworks():
     # NOTE: nbgrad's thread pool is not started here before torch loads. torch would then
     # share nbgrad's libgomp, with its short spin, and run slower than it does on its own
     # (digits step 135 -> 170-230 us). In this process nbgrad's large kernels therefore stay
-    # serial (see nbgrad._threads); --isolate times each framework in a process of its own.
+    # serial (see nbgrad._core.threads); --isolate times each framework in a process of its own.
     import nbgrad
 
     mods["nbgrad"] = nbgrad
@@ -399,7 +399,7 @@ def describe(mods):
 
     nb = mods["nbgrad"]
     # NOTE: the config value, not numba.get_num_threads(): that starts Numba's thread pool,
-    # and a pool nbgrad did not start itself keeps its kernels serial (see nbgrad._threads).
+    # and a pool nbgrad did not start itself keeps its kernels serial (see nbgrad._core.threads).
     print(f"nbgrad {getattr(nb, '__version__', '?')}, numba {numba.__version__} "
           f"(numba threads: {numba.config.NUMBA_NUM_THREADS}, "
           f"NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '<unset>')})")

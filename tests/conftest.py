@@ -20,7 +20,7 @@ from nbgrad._core import threads as _threads
 from nbgrad.fuse.graph import FusedGraph
 
 # Before torch loads its own OpenMP runtime, or nbgrad's threaded kernels stay serial (see
-# nbgrad._threads) and the tests of them would test the serial ones twice.
+# nbgrad._core.threads) and the tests of them would test the serial ones twice.
 _threads.start()
 
 import torch  # noqa: E402

@@ -145,7 +145,7 @@ class Kernel:
         arenas = Arenas(layout, sizes)
         writer = CallWriter(front_end.leaves)
         if emitter.parallel:
-            # A process forked from this one must not run threaded loops (nbgrad._threads):
+            # A process forked from this one must not run threaded loops (nbgrad._core.threads):
             # there the call does not fit, and the front end traces again, serial, or runs
             # eagerly.
             writer.check(f"not {writer.bind(_threads.start, name='threads_usable')}()")

@@ -193,7 +193,7 @@ class Tracer:
 
 
 class tracing:
-    """Context manager that installs a tracer on `nbgrad._tracing.current`."""
+    """Context manager that installs a tracer on `nbgrad._core.tracing.current`."""
 
     def __init__(self, tracer):
         self.tracer = tracer
