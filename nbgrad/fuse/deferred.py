@@ -169,6 +169,7 @@ def defer(prim, inputs, params, grad_fn_name):
         tape.key.append((array.shape, array.dtype, array.flags.c_contiguous,
                          tensor._requires_grad, tape.array_places.setdefault(id(array), place)))
     node = graph.new_node(prim, params, grad_fn_name, inputs, metas)
+    # NOTE: tensor.py's `_set`, inline (this runs once per op), with `_pending` for `_data`.
     result = Tensor.__new__(Tensor)
     result._grad = None
     result.grad_fn = node
