@@ -5,7 +5,6 @@ so generated source is written to a real `.py` file, named by a hash of its text
 nbgrad and numba versions and of the nbgrad sources it calls (`_called_files`), and imported
 under a unique name registered in `sys.modules`.
 """
-import ast
 import atexit
 import functools
 import hashlib
@@ -51,8 +50,14 @@ _NUMBA_COMPILERS = frozenset({"jit", "njit", "generated_jit", "vectorize", "guve
                               "cfunc", "stencil", "overload", "overload_method",
                               "overload_attribute", "intrinsic", "register_jitable"})
 
-# An import from nbgrad in generated source: one line, at the start of a line.
-_NBGRAD_IMPORT = re.compile(r"^(?:from|import)\s+nbgrad\b.*$", re.MULTILINE)
+# A module-level import statement: `from <module> import <names>` (names in parentheses may
+# span lines) or `import <modules>`. NOTE: read as text, not parsed (parsing every file a
+# generated module reaches took 30 ms of each warm start): an import written at the start of
+# a line inside a string (a template of generated source) counts too, which can only add a
+# file to a key, never leave one out.
+_IMPORT = re.compile(r"^(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)"
+                     r"|import[ \t]+([^\n]*))", re.MULTILINE)
+_NUMBA_COMPILER = re.compile(r"\b(?:" + "|".join(sorted(_NUMBA_COMPILERS)) + r")\b")
 
 
 def _module_file(module):
@@ -67,19 +72,24 @@ def _module_file(module):
     return None
 
 
-def _imported_files(tree, package):
-    """The nbgrad files that the import statements in `tree` bind names from. A name that
-    is a submodule binds that module, any other an attribute of the module imported from;
-    `package` (a list of names) is where a relative import starts."""
+def _imported_files(text, package):
+    """The nbgrad files that the import statements in source `text` bind names from. A
+    name that is a submodule binds that module, any other an attribute of the module
+    imported from; `package` (a list of names) is where a relative import starts."""
     files = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            for alias in node.names:
-                files.add(_module_file(f"{module}.{alias.name}") or _module_file(module))
-        elif isinstance(node, ast.Import):
-            files.update(_module_file(alias.name) for alias in node.names)
+    for origin, names, modules in _IMPORT.findall(text):
+        if modules:
+            files.update(_module_file(name.split(" as ")[0].strip())
+                         for name in modules.split("#")[0].split(","))
+            continue
+        level = len(origin) - len(origin.lstrip("."))
+        base = package[:len(package) - level + 1] if level else []
+        module = ".".join(base + ([origin[level:]] if origin[level:] else []))
+        for line in names.strip("()").split("\n"):
+            for name in line.split("#")[0].split(","):
+                name = name.split(" as ")[0].strip()
+                if name:
+                    files.add(_module_file(f"{module}.{name}") or _module_file(module))
     files.discard(None)
     return files
 
@@ -88,14 +98,14 @@ def _imported_files(tree, package):
 def _facts(path):
     """(the nbgrad files the module at `path` imports from, whether it compiles code with
     Numba)."""
-    with open(path, "rb") as handle:
-        tree = ast.parse(handle.read(), path)
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
     # The package a relative import starts from (that of a module, or the package itself).
     package = os.path.relpath(path, os.path.dirname(_PACKAGE)).split(os.sep)[:-1]
-    compiles = any(isinstance(node, ast.Name) and node.id in _NUMBA_COMPILERS or
-                   isinstance(node, ast.Attribute) and node.attr in _NUMBA_COMPILERS
-                   for node in ast.walk(tree))
-    return frozenset(_imported_files(tree, package)), compiles
+    # NOTE: a compiler's name in a comment or docstring counts too: a larger key, never a
+    # stale one.
+    compiles = _NUMBA_COMPILER.search(text) is not None
+    return frozenset(_imported_files(text, package)), compiles
 
 
 def _called_files(source):
@@ -112,7 +122,7 @@ def _called_files(source):
     NOTE: a constant re-exported into a module with compiled code through a module without
     any is not followed (nbgrad's kernels read constants from their own module).
     """
-    direct = _imported_files(ast.parse("\n".join(_NBGRAD_IMPORT.findall(source))), [])
+    direct = _imported_files(source, [])
     called, seen, pending = set(direct), set(direct), list(direct)
     while pending:
         imports, compiles = _facts(pending.pop())
