@@ -2,10 +2,11 @@
 (nbgrad.fuse.deferred) plugs into the layers below it.
 
 `nbgrad._tensor.dispatch` asks the active mode to defer each op call that needs a gradient;
-`Tensor` asks it for the value of a tensor whose op is pending; `autograd.backward` offers
-it the backward pass first; and everything that writes an array in place or hands one out
-calls `run_pending()` first, so that pending ops read the values they were called with.
-The default mode runs every op at once (eager): it defers nothing and has nothing pending.
+`Tensor` asks it for the value of a tensor whose op is pending, and a graph node for the
+links of a pending op; `autograd.backward` offers it the backward pass first; and
+everything that writes an array in place or hands one out calls `run_pending()` first, so
+that pending ops read the values they were called with. The default mode runs every op at
+once (eager): it defers nothing and has nothing pending.
 """
 
 
@@ -22,6 +23,11 @@ class Eager:
 
     def run_pending(self):
         """Run every pending op."""
+
+    def pending_children(self, node):
+        """The nodes the input gradients of pending op `node` will go to (its
+        `next_functions`), without running it."""
+        return ()
 
     def backward(self, tensors, grad_tensors, retain_graph, inputs):
         """Run `backward` itself (True), or leave it to autograd's engine (False)."""

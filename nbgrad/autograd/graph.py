@@ -2,13 +2,14 @@
 leaf, and what each node saved for its VJP, with the versions of the tensors it saved.
 
 Nothing here names a specific op: a node holds a row of the primitive table and calls its
-VJP. A node is linked to the nodes its input gradients go to when it is made, and saves
-its tensors when its forward runs (at once, or later in deferred mode).
+VJP. When a node's forward runs (at once, or later in deferred mode: `ran`), it is linked
+to the nodes its input gradients go to, notes its inputs' shapes and dtypes, and saves its
+tensors.
 """
 import itertools
 import weakref
 
-from .._core import tracing
+from .._core import mode, tracing
 from ..ops import gradients
 
 FREED = object()
@@ -25,10 +26,11 @@ _leaf_sequence = itertools.count(-1, -1)
 class Node:
     """A recorded primitive call (PyTorch's grad_fn). One subclass per grad_fn name.
 
-    `children[i]` is the node input i's gradient goes to (None if none); `next_functions`
-    is the same in PyTorch's form. `needs[i]` says whether input i needs a gradient,
-    `input_meta[i]` is its (shape, dtype). `saved` holds what the primitive's `save` names
-    once the forward has run (`()` before), FREED after a backward without retain_graph.
+    Once the forward has run (all three None before): `children[i]` is the node input i's
+    gradient goes to (None if none), `needs[i]` says whether input i needs a gradient, and
+    `input_meta[i]` is input i's (shape, dtype). `next_functions` is `children` in PyTorch's
+    form. `saved` holds what the primitive's `save` names (`()` before the forward), FREED
+    after a backward without retain_graph.
     """
 
     __slots__ = ("prim", "params", "saved", "_saved_versions", "needs", "children",
@@ -48,7 +50,11 @@ class Node:
 
     @property
     def next_functions(self):
-        return tuple((child, 0) for child in self.children)
+        children = self.children
+        if children is None:
+            # A pending op (deferred mode): its links as they will be, without running it.
+            children = mode.active.pending_children(self)
+        return tuple((child, 0) for child in children)
 
     def _check_saved(self):
         if self.saved is FREED:
@@ -126,10 +132,8 @@ def grad_accumulator(tensor):
 _node_classes = {}  # grad_fn name -> its Node subclass
 
 
-def new_node(prim, params, grad_fn_name, inputs, metas):
-    """The grad_fn node of a call of `prim` on Tensors `inputs` whose arrays (or stand-ins
-    with their shape and dtype) are `metas`, linked to its inputs' nodes; it saves nothing
-    yet (see `save`)."""
+def new_node(prim, params, grad_fn_name):
+    """The grad_fn node of a call of `prim`, before its forward runs (see `ran`)."""
     name = grad_fn_name or prim.grad_fn
     cls = _node_classes.get(name)
     if cls is None:
@@ -141,9 +145,16 @@ def new_node(prim, params, grad_fn_name, inputs, metas):
     node._pre_hooks = None
     node._retained = None
     node.saved = node._saved_versions = ()
+    node.needs = node.children = node.input_meta = None
+    return node
+
+
+def edges(prim, inputs):
+    """(needs, children) of a node of `prim` on Tensors `inputs`: whether each input needs a
+    gradient, and the node it goes to (its grad_fn, or the leaf's accumulator)."""
     differentiable = prim.differentiable
-    needs = node.needs = []
-    children = node.children = []
+    needs = []
+    children = []
     for i, tensor in enumerate(inputs):
         if tensor._requires_grad and i in differentiable:
             needs.append(True)
@@ -152,8 +163,7 @@ def new_node(prim, params, grad_fn_name, inputs, metas):
         else:
             needs.append(False)
             children.append(None)
-    node.input_meta = [(meta.shape, meta.dtype) for meta in metas]
-    return node
+    return needs, children
 
 
 def edge(tensor):
@@ -165,8 +175,12 @@ def edge(tensor):
     return None
 
 
-def save(node, inputs, arrays, out, out_tensor):
-    """Keep what the node's VJP reads, with the version of each saved tensor."""
+def ran(node, inputs, arrays, out, out_tensor):
+    """The node's forward made `out` (of Tensor `out_tensor`) from `arrays` (of `inputs`):
+    link it to the nodes its inputs' gradients go to, note the inputs' shapes and dtypes,
+    and keep what its VJP reads, with the version of each saved tensor."""
+    node.needs, node.children = edges(node.prim, inputs)
+    node.input_meta = [(array.shape, array.dtype) for array in arrays]
     prim = node.prim
     if not prim.save:
         return
@@ -198,6 +212,6 @@ def save(node, inputs, arrays, out, out_tensor):
 
 def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
     """The grad_fn node of a primitive call that has run, whose result needs a gradient."""
-    node = new_node(prim, params, grad_fn_name, inputs, arrays)
-    save(node, inputs, arrays, out, out_tensor)
+    node = new_node(prim, params, grad_fn_name)
+    ran(node, inputs, arrays, out, out_tensor)
     return node

@@ -109,12 +109,79 @@ class Deferred(mode.Eager):
     """The mode that defers op calls onto the tape (installed when this module loads)."""
 
     def defer(self, prim, inputs, params, grad_fn_name):
-        if prim in DEFERRABLE and enabled and tracing.current is None and \
-                threading.get_ident() == THREAD:
-            for tensor in inputs:
-                if tensor._requires_grad:
-                    return defer(prim, inputs, params, grad_fn_name)
-        return None
+        """A tensor for `prim`'s result with its shape, dtype and grad_fn, whose op is
+        pending; None if the call runs at once: it needs no gradient, or cannot be fused,
+        or is on large arrays (see MAX_SIZE)."""
+        # NOTE: one function: this runs once per op of every step.
+        if prim not in DEFERRABLE or not enabled or tracing.current is not None or \
+                threading.get_ident() != THREAD:
+            return None
+        for tensor in inputs:
+            if tensor._requires_grad:
+                break
+        else:
+            return None
+        metas = []
+        refs = []
+        new_externals = []
+        for tensor in inputs:
+            pending = tensor._pending
+            if pending is not None:
+                metas.append(pending)  # it has the shape and dtype of the array to come
+                refs.append(pending.position)
+                continue
+            array = tensor._data
+            if array.size >= MAX_SIZE:
+                return None
+            metas.append(array)
+            place = tape.places.get(id(tensor))
+            if place is None:
+                place = ~(len(tape.externals) + len(new_externals))
+                new_externals.append(tensor)
+            refs.append(place)
+        if prim.check is not None:
+            prim.check(*metas, **params)
+        shape, dtype = prim.infer(*metas, **params)
+        shape = tuple(shape)
+        # An integer or bool result needs no gradient (dispatch records no node for it),
+        # and a tensor defers only with a node: it runs at once.
+        if math.prod(shape) >= MAX_SIZE or dtype.kind != "f":
+            return None
+        if len(tape.ops) >= MAX_TAPE:
+            realize_all()
+            return self.defer(prim, inputs, params, grad_fn_name)
+        for tensor in new_externals:
+            array = tensor._data
+            place = tape.places[id(tensor)] = ~len(tape.externals)
+            tape.externals.append(tensor)
+            if tensor._requires_grad and tensor.grad_fn is not None:
+                tape.fusable = False
+            # Two tensors on one array are one argument of the kernel: part of the key.
+            tape.key.append((array.shape, array.dtype, array.flags.c_contiguous,
+                             tensor._requires_grad,
+                             tape.array_places.setdefault(id(array), place)))
+        node = graph.new_node(prim, params, grad_fn_name)
+        # NOTE: tensor.py's `_set`, inline, with `_pending` for `_data`.
+        result = Tensor.__new__(Tensor)
+        result._grad = None
+        result.grad_fn = node
+        result._requires_grad = True
+        result._version_counter = [0]
+        result._accumulator = None
+        result._hooks = None
+        pending = result._pending = Pending()
+        pending.prim = prim
+        pending.params = params
+        pending.inputs = inputs
+        pending.node = node
+        pending.shape = shape
+        pending.dtype = dtype
+        pending.output = weakref.ref(result)
+        pending.position = len(tape.ops)
+        tape.ops.append(pending)
+        tape.key.append((type(node), prim, tuple(params.items()) if params else (),
+                         tuple(refs)))
+        return result
 
     def value(self, tensor):
         return realize(tensor)
@@ -122,73 +189,16 @@ class Deferred(mode.Eager):
     def run_pending(self):
         realize_all()
 
+    def pending_children(self, node):
+        # NOTE: a scan of the tape: inspecting a pending graph is rare, and a map from nodes
+        # to ops would cost every op.
+        for pending in tape.ops:
+            if pending.node is node:
+                return graph.edges(pending.prim, pending.inputs)[1]
+        return ()  # an op nothing reads, which will never run
+
     def backward(self, tensors, grad_tensors, retain_graph, inputs):
         return bool(tape.ops) and backward(tensors, grad_tensors, retain_graph, inputs)
-
-
-def defer(prim, inputs, params, grad_fn_name):
-    """A tensor for `prim`'s result with its shape, dtype and grad_fn, whose op is pending;
-    None if the call should run at once (large arrays: see MAX_SIZE)."""
-    # NOTE: one function: this runs once per op of every step.
-    metas = []
-    refs = []
-    new_externals = []
-    for tensor in inputs:
-        pending = tensor._pending
-        if pending is not None:
-            metas.append(pending)  # it has the shape and dtype of the array to come
-            refs.append(pending.position)
-            continue
-        array = tensor._data
-        if array.size >= MAX_SIZE:
-            return None
-        metas.append(array)
-        place = tape.places.get(id(tensor))
-        if place is None:
-            place = ~(len(tape.externals) + len(new_externals))
-            new_externals.append(tensor)
-        refs.append(place)
-    if prim.check is not None:
-        prim.check(*metas, **params)
-    shape, dtype = prim.infer(*metas, **params)
-    shape = tuple(shape)
-    # An integer or bool result needs no gradient (dispatch records no node for it), and a
-    # tensor defers only with a node: it runs at once.
-    if math.prod(shape) >= MAX_SIZE or dtype.kind != "f":
-        return None
-    if len(tape.ops) >= MAX_TAPE:
-        realize_all()
-        return defer(prim, inputs, params, grad_fn_name)
-    for tensor in new_externals:
-        array = tensor._data
-        place = tape.places[id(tensor)] = ~len(tape.externals)
-        tape.externals.append(tensor)
-        if tensor._requires_grad and tensor.grad_fn is not None:
-            tape.fusable = False
-        # Two tensors on one array are one argument of the kernel: part of the key.
-        tape.key.append((array.shape, array.dtype, array.flags.c_contiguous,
-                         tensor._requires_grad, tape.array_places.setdefault(id(array), place)))
-    node = graph.new_node(prim, params, grad_fn_name, inputs, metas)
-    # NOTE: tensor.py's `_set`, inline (this runs once per op), with `_pending` for `_data`.
-    result = Tensor.__new__(Tensor)
-    result._grad = None
-    result.grad_fn = node
-    result._requires_grad = True
-    result._version_counter = [0]
-    result._accumulator = None
-    result._hooks = None
-    pending = result._pending = Pending()
-    pending.prim = prim
-    pending.params = params
-    pending.inputs = inputs
-    pending.node = node
-    pending.shape = shape
-    pending.dtype = dtype
-    pending.output = weakref.ref(result)
-    pending.position = len(tape.ops)
-    tape.ops.append(pending)
-    tape.key.append((type(node), prim, tuple(params.items()) if params else (), tuple(refs)))
-    return result
 
 
 def realize(tensor):
@@ -216,7 +226,7 @@ def _run(pending, tensor):
                            f"{out.dtype}")
     tensor._data = out
     tensor._pending = None
-    graph.save(pending.node, inputs, arrays, out, tensor)
+    graph.ran(pending.node, inputs, arrays, out, tensor)
     if tracing.current is not None:
         tracing.current.op(prim, inputs, arrays, params, out)
 

@@ -9,7 +9,7 @@ the same key through that kernel.
 from sys import getrefcount
 
 from .. import autograd
-from ..autograd.graph import FREED
+from ..autograd.graph import FREED, grad_accumulator
 from .._tensor.tensor import new_tensor
 from .call import MISMATCH, tuple_target
 from .kernel import FailureLog, FrontEnd, Kernel, KernelStats, traced_run
@@ -36,7 +36,8 @@ def trace(root, gradient, ops, externals):
         reason = "the tape holds ops whose results backward() does not reach"
     if reason is None:
         try:
-            return FusedGraph(tracer, externals, [t._data for t in tensors], refs)
+            return FusedGraph(tracer, externals, [t._data for t in tensors], refs,
+                              [op.node for op in ops])
         except Unfusable as error:
             reason = str(error)
     # Not a warning: eager mode gave the user eager results, and keeps doing so.
@@ -102,7 +103,7 @@ class FusedGraph:
     """The kernel for one graph key, and the generated Python that calls it (`call_source`):
     fetch each argument, check what the key does not fix (a .grad's dtype and layout), call."""
 
-    def __init__(self, tracer, externals, outputs, refs):
+    def __init__(self, tracer, externals, outputs, refs, nodes):
         position = {id(tensor): i for i, tensor in enumerate(externals)}
         # Leaves whose .grad the graph adds to in place, and those it gives a first .grad.
         self.added_grads = []
@@ -125,6 +126,13 @@ class FusedGraph:
         # tensor among their inputs.
         self.held = [sum(ref == i for refs_of in refs for ref in refs_of)
                      for i in range(len(refs))]
+        # Per op, how its node is linked (`autograd.graph.ran`): `needs` and `input_meta`,
+        # which the key fixes (the traced run's lists, shared by the nodes of every later
+        # run: nothing changes them), and where each input's gradient goes: the node of op
+        # `ref` (ref >= 0), the accumulator of external ~ref, or nowhere (None).
+        self.links = [(node.needs, node.input_meta,
+                       [None if not need else ref for need, ref in zip(node.needs, refs_of)])
+                      for node, refs_of in zip(nodes, refs)]
 
     def run(self, ops, externals):
         """Run the graph of the pending `ops` (same key as the traced one); False if this
@@ -132,9 +140,12 @@ class FusedGraph:
         new_grads = self.call(externals)
         if new_grads is MISMATCH:
             return False
-        held = self.held
+        held, links = self.held, self.links
         for index, op in enumerate(ops):
             node = op.node
+            node.needs, node.input_meta, goes_to = links[index]
+            node.children = [None if ref is None else ops[ref].node if ref >= 0 else
+                             grad_accumulator(externals[~ref]) for ref in goes_to]
             if node.prim.save:
                 # Both, so that the check before a VJP (on `_saved_versions`) runs and raises.
                 node.saved = node._saved_versions = FREED
