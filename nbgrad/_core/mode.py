@@ -14,7 +14,8 @@ class Eager:
     """Every op runs when it is called."""
 
     def defer(self, prim, inputs, params, grad_fn_name):
-        """A pending result Tensor for the call, or None: the caller runs it now."""
+        """A pending result Tensor for the call of differentiable `prim` on `inputs`, one of
+        which requires grad (grad mode on), or None: the caller runs it now."""
         return None
 
     def value(self, tensor):

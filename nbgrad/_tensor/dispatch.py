@@ -14,10 +14,15 @@ _NO_PARAMS = {}
 def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
     The active mode may defer a call whose result needs a gradient (nbgrad._core.mode)."""
-    if _grad_state.enabled:
-        result = mode.active.defer(prim, inputs, params, grad_fn_name)
-        if result is not None:
-            return result
+    needs_grad = False
+    if _grad_state.enabled and prim.vjp is not None:
+        for tensor in inputs:
+            if tensor._requires_grad:
+                needs_grad = True
+                result = mode.active.defer(prim, inputs, params, grad_fn_name)
+                if result is not None:
+                    return result
+                break
     arrays = [t._data for t in inputs]
     try:
         out = prim.forward(*arrays, **params)
@@ -27,16 +32,11 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     result = new_tensor(out)
     if prim.view:
         result._version_counter = inputs[0]._version_counter
-    if _grad_state.enabled and prim.vjp is not None:
-        for tensor in inputs:
-            if tensor._requires_grad:
-                # As PyTorch: an integer or bool result (x.long(), x.bool()) never requires
-                # grad, whatever its inputs; the gradient stops there.
-                if out.dtype.kind == "f":
-                    result.grad_fn = graph.record(prim, inputs, arrays, out, result, params,
-                                                  grad_fn_name)
-                    result._requires_grad = True
-                break
+    # As PyTorch: an integer or bool result (x.long(), x.bool()) never requires grad,
+    # whatever its inputs; the gradient stops there.
+    if needs_grad and out.dtype.kind == "f":
+        result.grad_fn = graph.record(prim, inputs, arrays, out, result, params, grad_fn_name)
+        result._requires_grad = True
     if _tracing.current is not None:
         _tracing.current.op(prim, inputs, arrays, params, out)
     return result

@@ -110,16 +110,11 @@ class Deferred(mode.Eager):
 
     def defer(self, prim, inputs, params, grad_fn_name):
         """A tensor for `prim`'s result with its shape, dtype and grad_fn, whose op is
-        pending; None if the call runs at once: it needs no gradient, or cannot be fused,
-        or is on large arrays (see MAX_SIZE)."""
+        pending; None if the call runs at once: it cannot be fused, or is on large arrays
+        (see MAX_SIZE). (`dispatch` asks only for a call whose result needs a gradient.)"""
         # NOTE: one function: this runs once per op of every step.
         if prim not in DEFERRABLE or not enabled or tracing.current is not None or \
                 threading.get_ident() != THREAD:
-            return None
-        for tensor in inputs:
-            if tensor._requires_grad:
-                break
-        else:
             return None
         metas = []
         refs = []
