@@ -3,9 +3,10 @@ from . import functional, init
 from .module import Module
 from .parameter import Parameter
 from .layers import (Identity, Linear, Embedding, Sequential, ReLU, Sigmoid, Tanh, Softmax,
-                     LogSoftmax, Flatten, Dropout)
+                     LogSoftmax, Softplus, Flatten, Dropout)
 from .loss import MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
 
 __all__ = ["functional", "init", "Module", "Parameter", "Identity", "Linear", "Embedding",
            "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout",
+           "Softplus",
            "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss"]
