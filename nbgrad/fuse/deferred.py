@@ -91,8 +91,8 @@ class _Tape:
         self.externals = []   # tensors read from outside the tape
         self.places = {}      # id(external tensor) -> ~its index in `externals`
         self.array_places = {}  # id(array) -> place of the first external on that array
-        # False once the tape cannot be one kernel: an op ran alone, or a gradient must flow
-        # on into nodes that already ran.
+        # False once the tape cannot be one kernel: a gradient must flow on into nodes that
+        # already ran (an op reads a tensor that has a grad_fn but no pending op).
         self.fusable = True
 
 
