@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .._core import dtype as _dtype, tracing as _tracing
-from .tensor import Tensor, resolve_dtype, checked_shape, allocate
+from .tensor import Tensor, resolve_dtype, checked_shape, allocate, sizes_of
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "eye", "arange",
            "linspace", "rand", "randn", "randint", "randperm", "zeros_like", "ones_like",
@@ -83,17 +83,10 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
-def _shape_of_sizes(size):
-    """Sizes given one by one (`zeros(2, 3)`) or as one sequence (`zeros((2, 3))`) as a shape."""
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = size[0]
-    return checked_shape(size)
-
-
 def _allocated_leaf(fill, size, dtype, requires_grad):
     """A leaf tensor of sizes `size` made by `fill(shape, np_dtype)` (np.zeros, ...)."""
     dtype = resolve_dtype(dtype) or _dtype.float32
-    shape = _shape_of_sizes(size)
+    shape = checked_shape(sizes_of(size))
     return _new_leaf(allocate(lambda: fill(shape, dtype.np), shape, dtype.np), None, requires_grad)
 
 
@@ -156,7 +149,7 @@ def _random_break():
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
-    shape = _shape_of_sizes(size)
+    shape = checked_shape(sizes_of(size))
     # NOTE: NumPy draws float64 (then cast): seeded streams stay what they have been.
     return _new_leaf(allocate(lambda: (generator or _generator).random(shape), shape, np.float64),
                  dtype, requires_grad)
@@ -165,7 +158,7 @@ def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.float32
-    shape = _shape_of_sizes(size)
+    shape = checked_shape(sizes_of(size))
     return _new_leaf(allocate(lambda: (generator or _generator).standard_normal(shape), shape,
                           np.float64), dtype, requires_grad)
 
@@ -178,7 +171,7 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
         low, high = 0, low
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.int64
-    shape = _shape_of_sizes((size,))
+    shape = checked_shape(sizes_of((size,)))
     return _new_leaf(allocate(lambda: (generator or _generator).integers(low, high, shape), shape,
                           np.int64), dtype, requires_grad)
 

@@ -7,7 +7,7 @@ from ..ops import PRIMITIVES
 from ..ops.reduction import normalize_dims
 from .arithmetic import maximum, minimum
 from .dispatch import dispatch
-from .tensor import Tensor, _check_dim
+from .tensor import Tensor, _check_dim, sizes_of
 
 __all__ = ["sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std",
            "logsumexp", "softmax", "log_softmax", "cumsum"]
@@ -34,7 +34,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
 def sum_to_size(input, *size):
     """`input` summed over the dimensions that broadcasting `size` to its shape would
     expand (Tensor.sum_to_size; the engine's broadcast undo, `sum_to`, as an API)."""
-    size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+    size = sizes_of(size)
     shape = input.shape
     lead = len(shape) - len(size)
     if lead < 0 or any(s != n and s != 1 for s, n in zip(size, shape[lead:])):

@@ -4,18 +4,11 @@ import numpy as np
 
 from ..ops import PRIMITIVES
 from .dispatch import dispatch
-from .tensor import _check_dim, _meta, Size
+from .tensor import _check_dim, _meta, sizes_of
 
 __all__ = ["reshape", "view", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
            "swapaxes", "swapdims", "t", "expand", "expand_as", "broadcast_to", "contiguous",
            "clone", "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind"]
-
-
-def _sizes(sizes):
-    """Sizes given one by one (`x.view(2, 3)`) or as one sequence (`x.view((2, 3))`)."""
-    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, Size)):
-        sizes = sizes[0]
-    return tuple(int(s) for s in sizes)
 
 
 def _infer_size(shape, numel):
@@ -33,12 +26,12 @@ def _infer_size(shape, numel):
 
 
 def reshape(input, *shape):
-    shape = _infer_size(_sizes(shape), input.numel())
+    shape = _infer_size(sizes_of(shape), input.numel())
     return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape})
 
 
 def view(input, *shape):
-    shape = _infer_size(_sizes(shape), input.numel())
+    shape = _infer_size(sizes_of(shape), input.numel())
     if not input.is_contiguous():
         # As PyTorch, a strided tensor has a view of `shape` when its strides allow one: then
         # NumPy's reshape is a view of the same memory, else it is a copy.
@@ -80,7 +73,7 @@ def unsqueeze(input, dim):
 
 
 def permute(input, *dims):
-    dims = tuple(_check_dim(d, input.ndim) for d in _sizes(dims))
+    dims = tuple(_check_dim(d, input.ndim) for d in sizes_of(dims))
     if sorted(dims) != list(range(input.ndim)):
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
                            f"not match the length of the desired ordering of dimensions i.e. "
@@ -118,7 +111,7 @@ def matrix_transpose(input):
 
 
 def expand(input, *sizes):
-    sizes = _sizes(sizes)
+    sizes = sizes_of(sizes)
     lead = len(sizes) - input.ndim
     if lead < 0:
         raise RuntimeError(f"expand(nbgrad.{input.dtype.name}{{{list(input.shape)}}}, size={list(sizes)}): "

@@ -331,6 +331,14 @@ def _set(tensor, array, requires_grad):
 _SUPPORTED = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)}
 
 
+def sizes_of(sizes):
+    """Sizes given one by one (`x.view(2, 3)`, `zeros(2, 3)`) or as one sequence
+    (`x.view((2, 3))`), as a tuple of ints."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = sizes[0]
+    return tuple(int(s) for s in sizes)
+
+
 def checked_shape(size):
     """Sizes as a shape, with PyTorch's error for a negative one."""
     shape = tuple(int(s) for s in size)
