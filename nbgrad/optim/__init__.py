@@ -3,5 +3,11 @@ from . import lr_scheduler
 from .optimizer import Optimizer
 from .sgd import SGD
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .nadam import NAdam
+from .radam import RAdam
+from .rmsprop import RMSprop
+from .adagrad import Adagrad
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
+           "lr_scheduler"]

@@ -1,9 +1,6 @@
 """Adam and AdamW (torch/optim/adam.py, single-tensor path)."""
-import numpy as np
-
-from .._tensor.tensor import Tensor
-from .optimizer import Optimizer, reject_unsupported
-from .rule import UpdateRule
+from .optimizer import Optimizer, check_options, counter, reject_unsupported, zeros_like_param
+from .rule import DECOUPLED_GRADIENT, UpdateRule
 
 
 class Adam(Optimizer):
@@ -22,38 +19,20 @@ class Adam(Optimizer):
             one_minus_beta2 = 1 - beta2
             decay = 1 - lr * weight_decay
         """,
-        body="""
-            g = -grad if maximize else grad
-            if weight_decay != 0:
-                if decoupled_weight_decay:
-                    param = param * decay
-                else:
-                    g = g + weight_decay * param
-            # torch.lerp(exp_avg, g, 1 - beta1), both of its branches
-            if one_minus_beta1 < 0.5:
-                exp_avg = exp_avg + one_minus_beta1 * (g - exp_avg)
-            else:
-                exp_avg = g - (g - exp_avg) * (1 - one_minus_beta1)
+        body=(DECOUPLED_GRADIENT, """
+            exp_avg = lerp(exp_avg, g, one_minus_beta1)
             exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * g * g
             v = exp_avg_sq
             if amsgrad:
                 max_exp_avg_sq = max(max_exp_avg_sq, v)
                 v = max_exp_avg_sq
             param = param - step_size * exp_avg / (np.sqrt(v) / bias_correction2_sqrt + eps)
-        """)
+        """))
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, foreach=None, maximize=False, capturable=False,
                  differentiable=False, fused=None, decoupled_weight_decay=False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        for index, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_options(lr=lr, eps=eps, betas=betas, weight_decay=weight_decay)
         reject_unsupported(type(self).__name__, capturable=capturable,
                            differentiable=differentiable)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
@@ -62,12 +41,10 @@ class Adam(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay))
 
     def _init_state(self, param, group):
-        shape, dtype = param._data.shape, param._data.dtype
-        state = {"step": Tensor._wrap(np.zeros((), np.float32)),
-                 "exp_avg": Tensor._wrap(np.zeros(shape, dtype)),
-                 "exp_avg_sq": Tensor._wrap(np.zeros(shape, dtype))}
+        state = {"step": counter(), "exp_avg": zeros_like_param(param),
+                 "exp_avg_sq": zeros_like_param(param)}
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = Tensor._wrap(np.zeros(shape, dtype))
+            state["max_exp_avg_sq"] = zeros_like_param(param)
         return state
 
     def _update_arguments(self, param, state, group):

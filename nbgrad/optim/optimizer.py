@@ -189,3 +189,26 @@ def reject_unsupported(owner, **flags):
     for name, value in flags.items():
         if value:
             raise NotImplementedError(f"{owner}({name}=True) is not supported by nbgrad")
+
+
+def zeros_like_param(param, value=0.0):
+    """A per-element state tensor: `param`'s shape and dtype, filled with `value`."""
+    return Tensor._wrap(np.full(param._data.shape, value, param._data.dtype))
+
+
+def counter(value=0.0):
+    """A counter of a rule (Adam's step): a float32 0-d tensor, as PyTorch keeps it."""
+    return Tensor._wrap(np.array(value, np.float32))
+
+
+def check_options(**options):
+    """PyTorch's ValueErrors for options out of range, in the order given: each must be >= 0
+    (the learning rate and eps have their own wording), each of `betas` in [0, 1)."""
+    for name, value in options.items():
+        if name == "betas":
+            for index, beta in enumerate(value):
+                if not 0.0 <= beta < 1.0:
+                    raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        elif not 0.0 <= value:
+            label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
+            raise ValueError(f"Invalid {label}: {value}")

@@ -15,7 +15,9 @@ Names in a rule's code:
 - `setup` runs once per parameter in float64, as PyTorch computes such values in Python
   (bias corrections); the names it assigns can be read by `body`;
 - `body` runs once per element, in the parameter's dtype: every scalar it reads and every
-  number in it is converted to that dtype first (in njit `float32 * 2.0` is float64).
+  number in it is converted to that dtype first (in njit `float32 * 2.0` is float64). It may
+  be a sequence of fragments (e.g. `GRADIENT` below), each dedented on its own. A call
+  `lerp(start, end, weight)` in it is written out as PyTorch's `torch.lerp`.
 """
 import ast
 import textwrap
@@ -31,6 +33,25 @@ from nbgrad._core.kernel_support import typed
 '''
 
 
+# Body fragments shared by rules. `g`: the gradient of the element, negated for `maximize`,
+# plus L2 weight decay (scalars `maximize`, `weight_decay`).
+GRADIENT = """
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * param
+"""
+# The same, or (`decoupled_weight_decay`, AdamW's) the parameter shrunk by `decay`, which the
+# setup sets to `1 - lr * weight_decay`.
+DECOUPLED_GRADIENT = """
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param = param * decay
+        else:
+            g = g + weight_decay * param
+"""
+
+
 class UpdateRule:
     def __init__(self, name, scalars, body, state=(), counters=(), setup=""):
         self.name = name
@@ -38,7 +59,9 @@ class UpdateRule:
         self.state = tuple(state)
         self.counters = tuple(counters)
         self.setup = ast.parse(textwrap.dedent(setup))
-        self.body = ast.parse(textwrap.dedent(body))
+        fragments = (body,) if isinstance(body, str) else body
+        self.body = _ExpandLerp().visit(
+            ast.parse("\n".join(textwrap.dedent(fragment) for fragment in fragments)))
         self.derived = _assigned(self.setup) - set(self.counters)
         # Scalars (given or derived) that the element loop reads, in a fixed order.
         body_names = _read(self.body)
@@ -94,6 +117,24 @@ def _assigned(tree):
 
 def _read(tree):
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+class _ExpandLerp(ast.NodeTransformer):
+    """`lerp(start, end, weight)` as torch.lerp computes it, both of its branches (the second
+    is exact at weight 1): `start + weight * (end - start)` for |weight| < 0.5, else
+    `end - (end - start) * (1 - weight)`. Arguments are names or constants (repeated)."""
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if not (isinstance(node.func, ast.Name) and node.func.id == "lerp"):
+            return node
+        if len(node.args) != 3 or not all(isinstance(argument, (ast.Name, ast.Constant))
+                                          for argument in node.args):
+            raise SyntaxError(f"lerp takes three names or numbers: {ast.unparse(node)}")
+        start, end, weight = (ast.unparse(argument) for argument in node.args)
+        expression = (f"{start} + {weight} * ({end} - {start}) if abs({weight}) < 0.5 "
+                      f"else {end} - ({end} - {start}) * (1 - {weight})")
+        return ast.copy_location(ast.parse(expression, mode="eval").body, node)
 
 
 class _Rewrite(ast.NodeTransformer):

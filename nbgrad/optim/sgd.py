@@ -4,7 +4,7 @@ import numpy as np
 
 from .._tensor.tensor import Tensor
 from .optimizer import Optimizer, reject_unsupported, required
-from .rule import UpdateRule
+from .rule import GRADIENT, UpdateRule
 
 
 class SGD(Optimizer):
@@ -14,18 +14,15 @@ class SGD(Optimizer):
         scalars=("lr", "weight_decay", "momentum", "dampening", "nesterov", "maximize",
                  "first_step"),
         setup="one_minus_dampening = 1 - dampening",
-        body="""
-            d = -grad if maximize else grad
-            if weight_decay != 0:
-                d = d + weight_decay * param
+        body=(GRADIENT, """
             if momentum != 0:
                 if first_step:
-                    momentum_buffer = d
+                    momentum_buffer = g
                 else:
-                    momentum_buffer = momentum * momentum_buffer + one_minus_dampening * d
-                d = d + momentum * momentum_buffer if nesterov else momentum_buffer
-            param = param - lr * d
-        """)
+                    momentum_buffer = momentum * momentum_buffer + one_minus_dampening * g
+                g = g + momentum * momentum_buffer if nesterov else momentum_buffer
+            param = param - lr * g
+        """))
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False, foreach=None, differentiable=False, fused=None):
