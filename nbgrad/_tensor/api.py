@@ -13,6 +13,14 @@ from .inplace import *  # noqa: F403
 from .linalg import *  # noqa: F403
 from .reductions import *  # noqa: F403
 from .shape import *  # noqa: F403
+from .out import with_out
+
+# Functions that tutorials call with PyTorch's `out=` argument (the methods take none).
+OUT_ARGUMENT = ("add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow",
+                "neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "clamp",
+                "maximum", "minimum", "matmul", "mm", "bmm", "mv", "cat", "concat", "stack", "sum",
+                "mean")
+globals().update({name: with_out(globals()[name], name) for name in OUT_ARGUMENT})
 
 __all__ = [*arithmetic.__all__, *reductions.__all__, *linalg.__all__, *shape.__all__,
            *indexing.__all__, *conversion.__all__, *inplace.__all__, *factories.__all__]
