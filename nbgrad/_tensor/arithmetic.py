@@ -4,9 +4,11 @@ import numpy as np
 
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
+from .conversion import to
 from .indexing import nonzero
+from .inplace import inplace_method
 from .dispatch import dispatch
-from .operands import binary, operand_of_dtype, result_dtype
+from .operands import as_tensor_arg, binary, operand_of_dtype, result_dtype
 from .tensor import Tensor, _meta
 
 __all__ = [
@@ -16,6 +18,9 @@ __all__ = [
     "maximum", "minimum", "square", "clamp", "clip", "clamp_min", "clamp_max", "where",
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
     "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
+    "log10", "log2", "erf", "sign", "floor", "ceil", "trunc", "fix", "round", "remainder", "fmod",
+    "atan2", "arctan2", "isnan", "isinf", "isfinite", "nan_to_num", "masked_fill",
+    "bitwise_xor",
 ]
 
 
@@ -39,10 +44,17 @@ exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, ab
 negative = neg
 absolute = abs
 
+log10, log2, erf, sign, floor, ceil, trunc, isnan, isinf, isfinite = (
+    _unary_function(name) for name in ("log10", "log2", "erf", "sign", "floor", "ceil", "trunc",
+                                       "isnan", "isinf", "isfinite"))
+fix = trunc
+
 mul, rsub, maximum, minimum, logical_and, logical_or = (
     _binary_function(name) for name in ("mul", "rsub", "maximum", "minimum", "logical_and",
                                         "logical_or"))
 multiply = mul
+atan2, bitwise_xor = (_binary_function(name) for name in ("atan2", "bitwise_xor"))
+arctan2 = atan2
 
 eq, ne, lt, le, gt, ge = (_binary_function(name) for name in ("eq", "ne", "lt", "le", "gt", "ge"))
 greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
@@ -139,3 +151,87 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     return Tensor._wrap(np.isclose(input._data, other._data, rtol=rtol, atol=atol,
                                    equal_nan=equal_nan))
+
+
+def round(input, *, decimals=None):
+    # NOTE: PyTorch has two overloads, told apart by whether `decimals` is given (even as
+    # 0): RoundBackward0, for every number kind, and RoundBackward1, for floats only.
+    if decimals is None:
+        return dispatch(PRIMITIVES["round"], (input,))
+    return dispatch(PRIMITIVES["round_decimals"], (input,), {"decimals": int(decimals)})
+
+
+def _scalar_overload(name, input, other):
+    """`name(input, other)`: a Python number `other` is PyTorch's Scalar overload, whose
+    node is `<Name>Backward0` (the Tensor overload's is `Backward1`)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}() received an invalid combination of arguments - got "
+                        f"({type(input).__name__}, {type(other).__name__}), but expected "
+                        "(Tensor input, Tensor other) or (Tensor input, Number other)")
+    scalar = not isinstance(other, Tensor)
+    return binary(name, input, other,
+                  grad_fn_name=f"{name.capitalize()}Backward0" if scalar else None)
+
+
+def remainder(input, other):
+    """Python's modulo: the result has the sign of `other`."""
+    return _scalar_overload("remainder", input, other)
+
+
+def fmod(input, other):
+    """C's fmod: the result has the sign of `input`."""
+    return _scalar_overload("fmod", input, other)
+
+
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    """NaN, inf and -inf replaced by `nan`, `posinf` and `neginf` (by default the dtype's
+    largest and lowest finite values); integer and bool tensors hold none of them."""
+    dtype = _meta(input).dtype
+    if dtype.kind != "f":
+        nan = posinf = neginf = 0
+    else:
+        info = np.finfo(dtype)
+        posinf = info.max if posinf is None else posinf
+        neginf = info.min if neginf is None else neginf
+    return dispatch(PRIMITIVES["nan_to_num"], (input,),
+                    {"nan_fill": nan, "posinf_fill": posinf, "neginf_fill": neginf})
+
+
+# The C++ type names PyTorch's masked_fill message gives dtypes by.
+_C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
+                 "int16": "short int", "int8": "signed char", "uint8": "unsigned char"}
+
+
+def masked_fill(input, mask, value):
+    """`input` with `value` (a number or a 0-d tensor, converted to input's dtype) where
+    `mask` (bool, broadcast) is True."""
+    mask_dtype = _meta(mask).dtype
+    if mask_dtype.kind != "b":
+        raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
+                           f"{_C_TYPE_NAMES.get(mask_dtype.name, mask_dtype.name)}")
+    dtype = _meta(input).dtype
+    if not isinstance(value, Tensor):
+        return dispatch(PRIMITIVES["masked_fill"], (input, mask, as_tensor_arg(value, dtype)))
+    if value.ndim != 0:
+        raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got "
+                           f"tensor with {value.ndim} dimension(s).")
+    if _meta(value).dtype != dtype:
+        value = to(value, input.dtype)
+    return dispatch(PRIMITIVES["masked_fill"], (input, mask, value),
+                    grad_fn_name="MaskedFillBackward1")
+
+
+def inplace_form(function):
+    """The in-place method form of `function(input, *args, **kwargs)` (`floor_`, `clamp_`)
+    on the machinery of `inplace_method`, whose one operand is here the arguments.
+
+    NOTE: for functions whose arguments other than `input` are numbers, or tensors that
+    their backward does not read: `inplace_method` snapshots `input` only when `input`
+    requires grad, not when an argument does."""
+    write = inplace_method(lambda input, arguments: function(input, *arguments[0],
+                                                              **arguments[1]))
+
+    def method(self, *args, **kwargs):
+        return write(self, (args, kwargs))
+    method.__name__ = function.__name__ + "_"
+    return method

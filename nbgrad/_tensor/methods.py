@@ -6,7 +6,7 @@ or an adapter of one: a reflected operator or a cast (made here), an in-place fo
 `inplace.inplace_method`).
 """
 from .._core import dtype as _dtype
-from . import arithmetic, conversion, indexing, inplace, linalg, reductions, shape
+from . import arithmetic, conversion, indexing, inplace, linalg, reductions, sampling, shape
 from .inplace import inplace_method
 from .tensor import Tensor
 
@@ -52,6 +52,13 @@ METHODS = {
     "logical_and": arithmetic.logical_and, "logical_or": arithmetic.logical_or,
     "equal": arithmetic.equal, "allclose": arithmetic.allclose, "isclose": arithmetic.isclose,
     "log1p": arithmetic.log1p, "expm1": arithmetic.expm1,
+    "log10": arithmetic.log10, "log2": arithmetic.log2, "erf": arithmetic.erf,
+    "sign": arithmetic.sign, "floor": arithmetic.floor, "ceil": arithmetic.ceil,
+    "trunc": arithmetic.trunc, "fix": arithmetic.trunc, "round": arithmetic.round,
+    "remainder": arithmetic.remainder, "fmod": arithmetic.fmod, "atan2": arithmetic.atan2,
+    "arctan2": arithmetic.atan2, "isnan": arithmetic.isnan, "isinf": arithmetic.isinf,
+    "isfinite": arithmetic.isfinite, "nan_to_num": arithmetic.nan_to_num,
+    "masked_fill": arithmetic.masked_fill, "bitwise_xor": arithmetic.bitwise_xor,
     # reductions, the softmax family, cumsum
     "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
     "amin": reductions.amin, "max": reductions.max, "min": reductions.min,
@@ -69,18 +76,35 @@ METHODS = {
     "T": property(shape.reverse_dims), "mT": property(shape.matrix_transpose),
     "expand": shape.expand, "expand_as": shape.expand_as, "contiguous": shape.contiguous,
     "clone": shape.clone, "split": shape.split, "chunk": shape.chunk, "unbind": shape.unbind,
+    "repeat": shape.repeat, "tile": shape.tile, "flip": shape.flip, "roll": shape.roll,
+    "tril": shape.tril, "triu": shape.triu, "outer": linalg.outer, "ger": linalg.outer,
     # indexing
     "__getitem__": indexing.getitem, "__setitem__": indexing.setitem,
-    "nonzero": indexing.nonzero,
+    "nonzero": indexing.nonzero, "gather": indexing.gather, "scatter": indexing.scatter,
+    "scatter_add": indexing.scatter_add, "index_select": indexing.index_select,
+    "index_fill": indexing.index_fill, "scatter_": indexing.scatter_,
+    "scatter_add_": indexing.scatter_add_, "index_fill_": indexing.index_fill_,
     # conversion
     "to": conversion.to, "type": conversion.type_name_or_cast, "cpu": conversion.cpu,
+    "cuda": conversion.cuda,
     "float": _cast_to(_dtype.float32), "double": _cast_to(_dtype.float64),
     "long": _cast_to(_dtype.int64), "bool": _cast_to(_dtype.bool_),
+    "int": _cast_to(_dtype.int32), "short": _cast_to(_dtype.int16),
+    "char": _cast_to(_dtype.int8), "byte": _cast_to(_dtype.uint8),
+    "half": _cast_to(_dtype.float16), "bfloat16": _cast_to(_dtype.bfloat16),
+    # random sampling
+    "multinomial": sampling.multinomial, "bernoulli": sampling.bernoulli,
+    "normal_": sampling.normal_, "uniform_": sampling.uniform_, "bernoulli_": sampling.bernoulli_,
+    "random_": sampling.random_,
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
     "add_": inplace_method(arithmetic.add), "sub_": inplace_method(arithmetic.sub),
     "mul_": inplace_method(arithmetic.mul), "div_": inplace_method(arithmetic.div),
-    "pow_": inplace_method(arithmetic.pow), "clamp_": inplace_method(arithmetic.clamp),
+    "pow_": inplace_method(arithmetic.pow), "clamp_": arithmetic.inplace_form(arithmetic.clamp),
+    "masked_fill_": inplace_method(arithmetic.masked_fill),
+    **{f"{function.__name__}_": arithmetic.inplace_form(function) for function in (
+        arithmetic.floor, arithmetic.ceil, arithmetic.trunc, arithmetic.round,
+        arithmetic.nan_to_num)},
     # operators
     "__add__": arithmetic.add, "__radd__": reflected(arithmetic.add),
     "__iadd__": inplace_method(arithmetic.add),
@@ -95,6 +119,8 @@ METHODS = {
     "__matmul__": linalg.matmul, "__rmatmul__": reflected(linalg.matmul),
     "__neg__": arithmetic.neg, "__abs__": arithmetic.abs, "__invert__": arithmetic.logical_not,
     "__and__": arithmetic.logical_and, "__or__": arithmetic.logical_or,
+    "__xor__": arithmetic.bitwise_xor, "__rxor__": reflected(arithmetic.bitwise_xor),
+    "__mod__": arithmetic.remainder,
     "__eq__": arithmetic.eq, "__ne__": arithmetic.ne, "__lt__": arithmetic.lt,
     "__le__": arithmetic.le, "__gt__": arithmetic.gt, "__ge__": arithmetic.ge,
 }

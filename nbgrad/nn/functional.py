@@ -9,7 +9,8 @@ import numpy as np
 
 from .._core import tracing as _tracing
 from .._tensor import api as _api
-from .._tensor.factories import generator
+from .._tensor import random as _random
+from .._tensor.indexing import one_hot  # noqa: F401  (F.one_hot, an indexing function)
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
@@ -39,7 +40,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if p == 1.0:
         return input * 0.0
     _tracing.graph_break("dropout draws random numbers, which fusion would freeze")
-    keep = generator().random(input.shape) >= p
+    keep = _random.bernoulli_mask(input.shape, 1.0 - p)
     scale = (keep * (1.0 / (1.0 - p))).astype(input.dtype.np)
     return input * Tensor._wrap(scale)
 

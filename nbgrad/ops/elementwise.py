@@ -17,6 +17,7 @@ from .._core import threads as _threads
 from .._core.dtype import float32, result_type
 from .._core import kernel_support as _kernel_support
 from .._core import loops as _loops
+from .._core import scalar_math as _scalar_math
 from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 
 _MAX_STRIDED_NDIM = 4
@@ -26,17 +27,20 @@ class Elementwise:
     """A row of the elementwise table (before it becomes a `Primitive`)."""
 
     def __init__(self, name, grad_fn, inputs, expr, grads=None, result="same", params=(),
-                 promote=None, bool_errors=None):
+                 promote=None, bool_errors=None, kinds="biuf", kernel=None):
         self.name = name
         self.grad_fn = grad_fn
         self.inputs = inputs
         self.expr = expr
         self.grads = grads or {}
         # "same": the promoted input dtype; "float": same, but integers become float32;
-        # "floating": same, for floats only (PyTorch has no integer or bool kernel, and
-        # raises NotImplementedError naming "<name>_cpu"); "bool": comparisons; "param": the
-        # `dtype` keyword of the call (conversions).
+        # "floating": same, for floats only; "bool": comparisons; "param": the `dtype`
+        # keyword of the call (conversions).
         self.result = result
+        # The NumPy kinds of the promoted dtype PyTorch has a kernel for; others raise its
+        # NotImplementedError, which names the kernel (by default "<name>_cpu").
+        self.kinds = "f" if result == "floating" else kinds
+        self.kernel = kernel or f"{name}_cpu"
         self.params = params
         # Positions of inputs that take part in type promotion (where's condition does not).
         self.promote = tuple(range(len(inputs))) if promote is None else promote
@@ -47,6 +51,26 @@ class Elementwise:
 
 def _sign(x):
     return f"(1.0 if {x} > 0.0 else (-1.0 if {x} < 0.0 else 0.0))"
+
+
+# The VJP of ops whose derivative is zero wherever it exists (floor, sign): PyTorch's zeros.
+_ZERO = "0.0"
+_IS_FINITE = "(a == a and a != np.inf and a != -np.inf)"
+_NUMBER_KINDS = "iuf"  # PyTorch's rounding and remainder kernels take no bool
+
+
+def _rounding(name, expr):
+    return Elementwise(name, f"{name.capitalize()}Backward0", ("a",), expr, {"a": _ZERO},
+                       kinds=_NUMBER_KINDS, kernel=f"{name}_vml_cpu")
+
+
+# GELU (PyTorch's GeluKernelImpl and its backward): exact, through erf, and its tanh
+# approximation. The tanh term is written out twice in the VJP (an expression has no local
+# variables); LLVM computes it once.
+_SQRT1_2, _GELU_PDF = "0.7071067811865476", "0.3989422804014327"  # 1/sqrt(2), 1/sqrt(2 pi)
+_GELU_CDF = f"0.5 * (1.0 + erf(a * {_SQRT1_2}))"
+_GELU_TANH = "np.tanh(0.7978845608028654 * (a + 0.044715 * (a * a * a)))"
+_SIGMOID = "(1.0 / (1.0 + exp(-a)))"
 
 
 _CLAMPED = "(lo if a < lo else a)"
@@ -127,6 +151,66 @@ TABLE = [
     Elementwise("logical_not", None, ("a",), "not a", result="bool"),
     Elementwise("logical_and", None, ("a", "b"), "a and b", result="bool"),
     Elementwise("logical_or", None, ("a", "b"), "a or b", result="bool"),
+    Elementwise("bitwise_xor", None, ("a", "b"), "a ^ b", kinds="biu"),
+    # torch's derivative formulas (derivatives.yaml), with its constants ln(10) and ln(2).
+    Elementwise("log10", "Log10Backward0", ("a",), "np.log10(a)",
+                {"a": "g / (a * 2.3025850929940456)"}, result="float"),
+    Elementwise("log2", "Log2Backward0", ("a",), "np.log2(a)",
+                {"a": "g / (a * 0.6931471805599453)"}, result="float"),
+    Elementwise("erf", "ErfBackward0", ("a",), "erf(a)",
+                {"a": "1.1283791670955126 * exp(-(a * a)) * g"}, result="float"),
+    # sign(NaN) is 0, as in PyTorch.
+    Elementwise("sign", "SignBackward0", ("a",), _sign("a"), {"a": _ZERO}),
+    _rounding("floor", "floor_value(a)"),
+    _rounding("ceil", "ceil_value(a)"),
+    _rounding("trunc", "trunc_value(a)"),
+    _rounding("round", "rint_value(a)"),
+    Elementwise("round_decimals", "RoundBackward1", ("a",), "round_decimals(a, decimals)",
+                {"a": _ZERO}, result="floating", params=("decimals",), kernel="round_cpu"),
+    # Gradients as PyTorch's: d/db = -floor(a / b) (remainder), -trunc(a / b) (fmod).
+    Elementwise("remainder", "RemainderBackward1", ("a", "b"), "floored_remainder(a, b)",
+                {"a": "g", "b": "-g * floor_divide(a, b)"}, kinds=_NUMBER_KINDS),
+    Elementwise("fmod", "FmodBackward1", ("a", "b"), "truncated_remainder(a, b)",
+                {"a": "g", "b": "-g * np.trunc(a / b)"}, kinds=_NUMBER_KINDS),
+    Elementwise("atan2", "Atan2Backward0", ("a", "b"), "np.arctan2(a, b)",
+                {"a": "g * b / (a * a + b * b)", "b": "g * -a / (a * a + b * b)"},
+                result="float"),
+    Elementwise("isnan", None, ("a",), "a != a", result="bool"),
+    Elementwise("isinf", None, ("a",), "(a == np.inf or a == -np.inf)", result="bool"),
+    Elementwise("isfinite", None, ("a",), _IS_FINITE, result="bool"),
+    Elementwise("nan_to_num", "NanToNumBackward0", ("a",),
+                "nan_fill if a != a else (posinf_fill if a == np.inf else "
+                "(neginf_fill if a == -np.inf else a))",
+                {"a": f"g if {_IS_FINITE} else 0.0"},
+                params=("nan_fill", "posinf_fill", "neginf_fill")),
+    # `value` is a 0-d tensor of a's dtype (the API converts a Python number).
+    Elementwise("masked_fill", "MaskedFillBackward0", ("a", "mask", "value"),
+                "value if mask else a",
+                {"a": "0.0 if mask else g", "value": "g if mask else 0.0"}, promote=(0, 2)),
+    # ---- activations (torch.nn.functional), PyTorch's kernels and backward kernels
+    Elementwise("gelu", "GeluBackward0", ("a",), f"a * {_GELU_CDF}",
+                {"a": f"g * ({_GELU_CDF} + a * ({_GELU_PDF} * exp(a * a * -0.5)))"},
+                result="floating", kernel="GeluKernelImpl"),
+    Elementwise("gelu_tanh", "GeluBackward0", ("a",), f"0.5 * a * (1.0 + {_GELU_TANH})",
+                {"a": f"g * (0.5 * (1.0 + {_GELU_TANH}) + 0.5 * a * "
+                      f"(1.0 - {_GELU_TANH} * {_GELU_TANH}) * "
+                      "(0.7978845608028654 * (1.0 + 3.0 * 0.044715 * (a * a))))"},
+                result="floating", kernel="GeluKernelImpl"),
+    Elementwise("silu", "SiluBackward0", ("a",), "a / (1.0 + exp(-a))",
+                {"a": f"g * {_SIGMOID} * (1.0 + a * (1.0 - {_SIGMOID}))"}, result="floating"),
+    # At 0 the gradient is negative_slope's (PyTorch's `x > 0 ? g : g * slope`).
+    Elementwise("leaky_relu", "LeakyReluBackward0", ("a",),
+                "a if a > 0.0 else a * negative_slope",
+                {"a": "g if a > 0.0 else g * negative_slope"}, result="floating",
+                params=("negative_slope",)),
+    Elementwise("elu", "EluBackward0", ("a",), "a if a > 0.0 else alpha * np.expm1(a)",
+                {"a": "g if a > 0.0 else g * alpha * exp(a)"}, result="floating",
+                params=("alpha",)),
+    # Unlike clamp's, the gradient is 0 on the bounds (PyTorch's hardtanh_backward).
+    Elementwise("hardtanh", "HardtanhBackward0", ("a",),
+                "min_val if a < min_val else (max_val if a > max_val else a)",
+                {"a": "0.0 if (a <= min_val or a >= max_val) else g"},
+                params=("min_val", "max_val"), kinds=_NUMBER_KINDS),
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -134,8 +218,12 @@ TABLE = [
 # operands passed as scalars) and one over 4-D strided views (broadcasting, transposes);
 # and, in a module of its own imported on first use, the flat one spread over threads.
 
-# Functions of _kernel_support that expressions call by these names (vectorizable exp).
-HELPERS = {"exp": _kernel_support.exp}
+# Functions that expressions call by these names: a vectorizable exp, and PyTorch's scalar
+# formulas of _scalar_math.
+HELPERS = {"exp": _kernel_support.exp,
+           **{name: getattr(_scalar_math, name) for name in (
+               "erf", "floor_value", "ceil_value", "trunc_value", "rint_value", "round_decimals",
+               "floored_remainder", "truncated_remainder", "floor_divide")}}
 
 
 def _header(parallel):
@@ -143,6 +231,7 @@ def _header(parallel):
 import numba
 import numpy as np
 from nbgrad._core.kernel_support import at1, at4, exp, typed
+from nbgrad._core.scalar_math import {", ".join(sorted(set(HELPERS) - {"exp"}))}
 
 _jit = numba.njit(cache=True, error_model="numpy", fastmath=False, parallel={parallel})
 '''
@@ -150,6 +239,12 @@ _jit = numba.njit(cache=True, error_model="numpy", fastmath=False, parallel={par
 
 def _names_in(expr, candidates):
     return [n for n in candidates if re.search(rf"\b{n}\b", expr)]
+
+
+def _vjp_args(row, grad):
+    """The arguments of the VJP kernel of expression `grad`: always `g` first (it types the
+    numbers; a zero gradient reads nothing else), then what `grad` reads."""
+    return ["g"] + _names_in(grad, ("out",) + row.inputs + row.params)
 
 
 def _kernel_source(kernel_name, expr, args, reference, parallel):
@@ -190,7 +285,7 @@ def _generate_module(parallel):
         for wrt, grad in row.grads.items():
             if grad == "g":
                 continue
-            args = _names_in(grad, ("g", "out") + row.inputs + row.params)
+            args = _vjp_args(row, grad)
             parts.append(_kernel_source(f"{row.name}_d{wrt}", grad, args, "g", parallel))
     return "\n\n".join(parts)
 
@@ -308,15 +403,13 @@ def _result_dtype(row, arrays, params):
     compute = promoted[0].dtype
     if any(a.dtype != compute for a in promoted):
         compute = result_type(*promoted).np
-    if row.result == "same":
+    if compute.kind not in row.kinds:
+        raise NotImplementedError(f'"{row.kernel}" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[compute.name]}'")
+    if row.result in ("same", "floating"):
         return compute, compute
     if row.result == "float":
         return (compute, compute) if compute.kind == "f" else (float32.np, float32.np)
-    if row.result == "floating":
-        if compute.kind != "f":
-            raise NotImplementedError(f'"{row.name}_cpu" not implemented for '
-                                      f"'{TORCH_TYPE_NAMES[compute.name]}'")
-        return compute, compute
     if row.result == "bool":
         return compute, np.dtype(np.bool_)
     return compute, params["dtype"]
@@ -401,8 +494,7 @@ def _make_primitive(row):
     forward_kernels = FORWARD[row.name]
     # The engine may pass the incoming gradient through unchanged when the VJP is `g`.
     grad_kernels = {wrt: None if grad == "g" else
-                    KernelPair(f"{row.name}_d{wrt}",
-                               _names_in(grad, ("g", "out") + row.inputs + row.params))
+                    KernelPair(f"{row.name}_d{wrt}", _vjp_args(row, grad))
                     for wrt, grad in row.grads.items()}
 
     # The result dtype of a call whose inputs all have one dtype that needs no cast (the

@@ -1,0 +1,142 @@
+"""Scalar functions that elementwise expressions call by name (`nbgrad.ops.elementwise`
+imports them into its generated kernels, the fused code generator into fused steps): each
+is PyTorch's formula for one element, written once for every dtype the op accepts.
+
+NOTE: their names must not end a NumPy function's name used in an expression (`floor`
+would match `np.floor(`): the fused code generator renames helper calls by a regex.
+"""
+import math
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from .kernel_support import typed
+
+
+def erf(x):
+    """The error function of a float scalar (in its own precision)."""
+
+
+@overload(erf, inline="always")
+def _erf(x):
+    return lambda x: math.erf(x)
+
+
+def _integers_unchanged(float_function):
+    """An overload implementation: integers pass through (PyTorch's floor of an int64
+    tensor is the tensor; a round trip through float64 would lose values above 2**53)."""
+    def implementation(x):
+        if isinstance(x, types.Integer):
+            return lambda x: x
+        return lambda x: float_function(x)
+    return implementation
+
+
+def floor_value(x):
+    """floor(x); integers unchanged."""
+
+
+def ceil_value(x):
+    """ceil(x); integers unchanged."""
+
+
+def trunc_value(x):
+    """trunc(x) (towards zero); integers unchanged."""
+
+
+def rint_value(x):
+    """x rounded to the nearest integer, halves to even (PyTorch's round); integers
+    unchanged."""
+
+
+overload(floor_value, inline="always")(_integers_unchanged(np.floor))
+overload(ceil_value, inline="always")(_integers_unchanged(np.ceil))
+overload(trunc_value, inline="always")(_integers_unchanged(np.trunc))
+overload(rint_value, inline="always")(_integers_unchanged(np.rint))
+
+
+def round_decimals(x, decimals):
+    """PyTorch's round(x, decimals=d) (round_decimals_kernel): with 10**|d| in the data's
+    precision, rint(x * 10**d) / 10**d, or for d < 0 rint(x / 10**-d) * 10**-d."""
+
+
+@overload(round_decimals, inline="always")
+def _round_decimals(x, decimals):
+    def implementation(x, decimals):
+        scale = typed(10.0 ** abs(decimals), x)
+        if decimals < 0:
+            return np.rint(x / scale) * scale
+        return np.rint(x * scale) / scale
+    return implementation
+
+
+def floored_remainder(a, b):
+    """a - floor(a / b) * b: the remainder with the sign of the divisor (Python's %,
+    PyTorch's remainder)."""
+
+
+def truncated_remainder(a, b):
+    """a - trunc(a / b) * b: the remainder with the sign of the dividend (C's fmod,
+    PyTorch's fmod)."""
+
+
+# NOTE: integer division by zero is PyTorch's RuntimeError; the kernel raises it (the
+# values are data, unknown before the kernel runs).
+_INTEGER_DIVISION_BY_ZERO = "ZeroDivisionError"
+
+
+@overload(floored_remainder, inline="always")
+def _floored_remainder(a, b):
+    if isinstance(a, types.Integer) and isinstance(b, types.Integer):
+        def integer(a, b):
+            if b == 0:
+                raise RuntimeError(_INTEGER_DIVISION_BY_ZERO)
+            return a % b  # Python's semantics in Numba: the sign of b
+        return integer
+
+    def floating(a, b):
+        # PyTorch's formula: fmod, moved into b's sign (NaN for b == 0).
+        remainder = np.fmod(a, b)
+        if remainder != 0 and (b < 0) != (remainder < 0):
+            remainder += b
+        return remainder
+    return floating
+
+
+@overload(truncated_remainder, inline="always")
+def _truncated_remainder(a, b):
+    if isinstance(a, types.Integer) and isinstance(b, types.Integer):
+        def integer(a, b):
+            if b == 0:
+                raise RuntimeError(_INTEGER_DIVISION_BY_ZERO)
+            remainder = a % b
+            if remainder != 0 and (remainder < 0) != (a < 0):
+                remainder -= b
+            return remainder
+        return integer
+    return lambda a, b: np.fmod(a, b)
+
+
+def floor_divide(a, b):
+    """floor(a / b) as PyTorch computes it for floats (div_floor_floating): from the exact
+    remainder, so that a quotient just below an integer is not rounded up to it."""
+
+
+@overload(floor_divide, inline="always")
+def _floor_divide(a, b):
+    def implementation(a, b):
+        if b == 0:
+            return a / b
+        one, half = typed(1.0, a), typed(0.5, a)
+        remainder = np.fmod(a, b)
+        quotient = (a - remainder) / b
+        if remainder != 0 and (b < 0) != (remainder < 0):
+            quotient -= one
+        if quotient == 0:
+            return np.copysign(typed(0.0, a), a / b)
+        floored = np.floor(quotient)
+        if quotient - floored > half:
+            floored += one
+        return floored
+    return implementation
