@@ -3,10 +3,11 @@ from . import functional, init
 from .module import Module
 from .parameter import Parameter
 from .layers import (Identity, Linear, Embedding, Sequential, ReLU, Sigmoid, Tanh, Softmax,
-                     LogSoftmax, Softplus, Flatten, Dropout)
+                     LogSoftmax, Softplus, Flatten, Dropout, GELU, SiLU, LeakyReLU, ELU, Hardtanh,
+                     ReLU6)
 from .loss import MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
 
 __all__ = ["functional", "init", "Module", "Parameter", "Identity", "Linear", "Embedding",
            "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout",
-           "Softplus",
+           "Softplus", "GELU", "SiLU", "LeakyReLU", "ELU", "Hardtanh", "ReLU6",
            "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss"]

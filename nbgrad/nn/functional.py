@@ -10,13 +10,13 @@ import numpy as np
 from .._core import tracing as _tracing
 from .._tensor import api as _api
 from .._tensor import random as _random
+from .._tensor.arithmetic import inplace_form
 from .._tensor.indexing import one_hot  # noqa: F401  (F.one_hot, an indexing function)
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
 from .._tensor.tensor import Tensor
 
-relu = _api.relu
 sigmoid = _api.sigmoid
 tanh = _api.tanh
 softmax = _api.softmax
@@ -232,3 +232,57 @@ def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothi
 
 def softplus(input, beta=1.0, threshold=20.0):
     return dispatch(P["softplus"], (input,), {"beta": beta, "threshold": threshold})
+
+
+# --- activations: elementwise primitives (they fuse), with PyTorch's in-place forms --------
+
+
+# In-place forms whose PyTorch node reads the result, not the input (the same gradient).
+_IN_PLACE_GRAD_FN = {"leaky_relu": "LeakyReluBackward1", "elu": "EluBackward1"}
+
+
+def _activation(name, input, inplace, **params):
+    """Primitive `name` on `input`, or with `inplace` written into `input`."""
+    if inplace:
+        return _apply_in_place(input, name=name, grad_fn_name=_IN_PLACE_GRAD_FN.get(name),
+                               **params)
+    return _apply(input, name, **params)
+
+
+def _apply(input, name, grad_fn_name=None, **params):
+    return dispatch(P[name], (input,), params, grad_fn_name=grad_fn_name)
+
+
+_apply_in_place = inplace_form(_apply)
+
+
+def relu(input, inplace=False):
+    return _activation("relu", input, inplace)
+
+
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError("approximate argument must be either none or tanh.")
+    return dispatch(P["gelu" if approximate == "none" else "gelu_tanh"], (input,))
+
+
+def silu(input, inplace=False):
+    return _activation("silu", input, inplace)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return _activation("leaky_relu", input, inplace, negative_slope=negative_slope)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return _activation("elu", input, inplace, alpha=alpha)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    return _activation("hardtanh", input, inplace, min_val=min_val, max_val=max_val)
+
+
+def relu6(input, inplace=False):
+    return hardtanh(input, 0.0, 6.0, inplace)

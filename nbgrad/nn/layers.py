@@ -2,7 +2,7 @@
 import math
 from collections import OrderedDict
 
-from .._tensor.arithmetic import relu, sigmoid, tanh
+from .._tensor.arithmetic import sigmoid, tanh
 from .._tensor.shape import flatten
 from .._tensor.factories import empty
 from . import functional as F
@@ -123,9 +123,102 @@ def _activation(name, function, doc):
     return type(name, (Module,), {"forward": forward, "__doc__": doc})
 
 
-ReLU = _activation("ReLU", relu, "max(x, 0) elementwise.")
 Sigmoid = _activation("Sigmoid", sigmoid, "1 / (1 + exp(-x)) elementwise.")
 Tanh = _activation("Tanh", tanh, "tanh(x) elementwise.")
+
+
+def _with_inplace(text, inplace):
+    """An extra_repr: `text`, then "inplace=True" if the module works in place."""
+    return ", ".join(part for part in (text, "inplace=True" if inplace else "") if part)
+
+
+class ReLU(Module):
+    """max(x, 0) elementwise."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.relu(input, self.inplace)
+
+    def extra_repr(self):
+        return _with_inplace("", self.inplace)
+
+
+class SiLU(ReLU):
+    """x * sigmoid(x) elementwise."""
+
+    def forward(self, input):
+        return F.silu(input, self.inplace)
+
+
+class GELU(Module):
+    """x * Phi(x) elementwise (Phi the standard normal CDF), or its tanh approximation."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, input):
+        return F.gelu(input, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class LeakyReLU(Module):
+    """x for x > 0, negative_slope * x otherwise."""
+
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input):
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+    def extra_repr(self):
+        return _with_inplace(f"negative_slope={self.negative_slope}", self.inplace)
+
+
+class ELU(Module):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, input):
+        return F.elu(input, self.alpha, self.inplace)
+
+    def extra_repr(self):
+        return _with_inplace(f"alpha={self.alpha}", self.inplace)
+
+
+class Hardtanh(Module):
+    """x clamped to [min_val, max_val] (with a zero gradient on the bounds)."""
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+        super().__init__()
+        if min_val > max_val:
+            raise ValueError("min_val cannot be greater than max_val")
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def forward(self, input):
+        return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
+
+    def extra_repr(self):
+        return _with_inplace(f"min_val={self.min_val}, max_val={self.max_val}", self.inplace)
+
+
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6) elementwise."""
+
+    def __init__(self, inplace=False):
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self):
+        return _with_inplace("", self.inplace)
 
 
 class Softmax(Module):

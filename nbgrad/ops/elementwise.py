@@ -14,7 +14,7 @@ import numpy as np
 
 from .._core import modules as _codegen
 from .._core import threads as _threads
-from .._core.dtype import float32, result_type
+from .._core.dtype import COMPUTED_NUMPY, float32, result_type
 from .._core import kernel_support as _kernel_support
 from .._core import loops as _loops
 from .._core import scalar_math as _scalar_math
@@ -210,7 +210,8 @@ TABLE = [
     Elementwise("hardtanh", "HardtanhBackward0", ("a",),
                 "min_val if a < min_val else (max_val if a > max_val else a)",
                 {"a": "0.0 if (a <= min_val or a >= max_val) else g"},
-                params=("min_val", "max_val"), kinds=_NUMBER_KINDS),
+                params=("min_val", "max_val"),
+                bool_errors=("Bool inputs not supported for hardtanh",) * 2),
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -501,7 +502,7 @@ def _make_primitive(row):
     # common case), so such calls skip the promotion rules.
     plain_results = {}
     if len(row.promote) == len(row.inputs) and row.result != "param":
-        for dtype in map(np.dtype, (np.float32, np.float64, np.int64, np.bool_)):
+        for dtype in COMPUTED_NUMPY:
             try:
                 compute, result = _result_dtype(row, [np.empty(0, dtype)] * len(row.inputs), {})
             except (RuntimeError, NotImplementedError):
