@@ -66,6 +66,9 @@ METHODS = {
     "std": reductions.std, "logsumexp": reductions.logsumexp, "softmax": reductions.softmax,
     "log_softmax": reductions.log_softmax, "cumsum": reductions.cumsum,
     "sum_to_size": reductions.sum_to_size,
+    "all": reductions.all, "any": reductions.any, "norm": reductions.norm,
+    "cumprod": reductions.cumprod, "sort": reductions.sort, "argsort": reductions.argsort,
+    "topk": reductions.topk, "histc": reductions.histc, "histogram": reductions.histogram,
     # matrix products
     "matmul": linalg.matmul, "mm": linalg.mm, "mv": linalg.mv, "dot": linalg.dot,
     "bmm": linalg.bmm,

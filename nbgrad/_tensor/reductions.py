@@ -1,16 +1,53 @@
-"""Reductions over dimensions (`sum`, `mean`, `max`, `var`, `logsumexp`, ...) and the
-functions along one dimension: the softmax family and `cumsum`."""
+"""Reductions over dimensions (`sum`, `mean`, `max`, `var`, `logsumexp`, `all`, `norm`, ...),
+the functions along one dimension (the softmax family, `cumsum`, `cumprod`, `sort`, `topk`)
+and histograms. `vector_norm` and `matrix_norm` are here for `norm`, and reach the
+`nbgrad.linalg` namespace from there."""
+import math
+import operator
+
 import numpy as np
 
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
+from ..ops.histogram import BINARY_SEARCH, LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH
 from ..ops.reduction import normalize_dims
 from .arithmetic import maximum, minimum
 from .dispatch import dispatch
 from .tensor import Tensor, _check_dim, sizes_of
 
 __all__ = ["sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std",
-           "logsumexp", "softmax", "log_softmax", "cumsum"]
+           "var_mean", "std_mean", "logsumexp", "all", "any", "norm", "softmax", "log_softmax",
+           "cumsum", "cumprod", "sort", "argsort", "topk", "histc", "histogram"]
+
+
+def _return_type(name, fields):
+    """A tuple class with named fields and PyTorch's repr, as torch.return_types.`name`."""
+    def __repr__(self):
+        items = ",\n".join(f"{field}={value!r}" for field, value in zip(fields, self))
+        return f"torch.return_types.{name}(\n{items})"
+
+    namespace = {field: property(operator.itemgetter(i)) for i, field in enumerate(fields)}
+    return type(name, (tuple,), {**namespace, "__slots__": (), "__repr__": __repr__,
+                                 "__module__": "torch.return_types"})
+
+
+_RETURN_TYPES = {name: _return_type(name, ("values", "indices"))
+                 for name in ("max", "min", "sort", "topk")}
+_Histogram = _return_type("histogram", ("hist", "bin_edges"))
+
+
+def _numpy_aliases(name, dim, keepdim, axis, keepdims):
+    """dim and keepdim from NumPy's names for them, `axis` and `keepdims`, which PyTorch
+    accepts too (not both names of one argument: PyTorch's TypeError)."""
+    if axis is not None:
+        if dim is not None and dim != ():
+            raise TypeError(f"{name}() got an unexpected keyword argument 'axis'")
+        dim = axis
+    if keepdims is not None:
+        if keepdim:
+            raise TypeError(f"{name}() got an unexpected keyword argument 'keepdims'")
+        keepdim = keepdims
+    return dim, keepdim
 
 
 def _reduce(name, input, dim, keepdim, grad_fn_name=None, **params):
@@ -19,13 +56,20 @@ def _reduce(name, input, dim, keepdim, grad_fn_name=None, **params):
     return dispatch(PRIMITIVES[name], (input,), params, grad_fn_name)
 
 
-def sum(input, dim=None, keepdim=False, *, dtype=None):
+# NOTE: each function takes `axis=` and `keepdims=` and resolves them first, with one test of
+# both against None on the common path (sum and mean run every training step).
+
+def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("sum", dim, keepdim, axis, keepdims)
     if dtype is not None:
         input = input.to(dtype)
     return _reduce("sum", input, dim, keepdim, "SumBackward0" if dim is None else None)
 
 
-def mean(input, dim=None, keepdim=False, *, dtype=None):
+def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("mean", dim, keepdim, axis, keepdims)
     if dtype is not None:
         input = input.to(dtype)
     return _reduce("mean", input, dim, keepdim, "MeanBackward0" if dim is None else None)
@@ -48,29 +92,38 @@ def sum_to_size(input, *size):
     return summed.view(size) if lead else summed
 
 
-def amax(input, dim=(), keepdim=False):
+def amax(input, dim=(), keepdim=False, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("amax", dim, keepdim, axis, keepdims)
     return _reduce("amax", input, dim, keepdim)
 
 
-def amin(input, dim=(), keepdim=False):
+def amin(input, dim=(), keepdim=False, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("amin", dim, keepdim, axis, keepdims)
     return _reduce("amin", input, dim, keepdim)
 
 
-class ValuesAndIndices(tuple):
-    """torch.return_types.max / min: (values, indices) with named fields."""
+def _gather_along(input, indices, dim, grad_fn_name, keepdim=True):
+    """input's elements at `indices` along `dim` (an index per position of the result),
+    through the `take` primitive, whose VJP scatters the gradient back to them; without
+    `keepdim`, `dim` (of size 1) is left out."""
+    if not input.ndim:
+        positions = np.zeros((), np.int64)
+    else:
+        positions = np.take_along_axis(
+            np.arange(input.numel(), dtype=np.int64).reshape(input.shape), indices._data, axis=dim)
+        if not keepdim:
+            positions = positions.squeeze(dim)
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
+                    grad_fn_name=grad_fn_name)
 
-    @property
-    def values(self):
-        return self[0]
 
-    @property
-    def indices(self):
-        return self[1]
-
-
-def _max_or_min(which, input, dim, keepdim, other):
+def _max_or_min(which, input, dim, keepdim, other, axis, keepdims):
     """`max` or `min` (`which`): of two tensors elementwise, of all elements, or along `dim`
     with the indices."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases(which, dim, keepdim, axis, keepdims)
     if isinstance(dim, Tensor):
         other, dim = dim, None
     if other is not None:
@@ -81,34 +134,34 @@ def _max_or_min(which, input, dim, keepdim, other):
     d = _check_dim(dim, input.ndim)
     indices = _reduce("arg" + which, input, d, True)
     # With dim, the gradient goes to the selected index only (MaxBackward0).
-    positions = np.take_along_axis(np.arange(input.numel(), dtype=np.int64).reshape(input.shape),
-                                   indices._data, axis=d) if input.ndim else np.zeros((), np.int64)
+    values = _gather_along(input, indices, d, which.capitalize() + "Backward0", keepdim)
     if not keepdim and input.ndim:
-        positions = positions.squeeze(d)
         indices = Tensor._wrap(indices._data.squeeze(d))
-    values = dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
-                      grad_fn_name=which.capitalize() + "Backward0")
-    return ValuesAndIndices((values, indices))
+    return _RETURN_TYPES[which]((values, indices))
 
 
-def max(input, dim=None, keepdim=False, *, other=None):
-    return _max_or_min("max", input, dim, keepdim, other)
+def max(input, dim=None, keepdim=False, *, other=None, axis=None, keepdims=None):
+    return _max_or_min("max", input, dim, keepdim, other, axis, keepdims)
 
 
-def min(input, dim=None, keepdim=False, *, other=None):
-    return _max_or_min("min", input, dim, keepdim, other)
+def min(input, dim=None, keepdim=False, *, other=None, axis=None, keepdims=None):
+    return _max_or_min("min", input, dim, keepdim, other, axis, keepdims)
 
 
-def argmax(input, dim=None, keepdim=False):
+def _arg_extreme(name, input, dim, keepdim, axis, keepdims):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases(name, dim, keepdim, axis, keepdims)
     if dim is None:
-        return _reduce("argmax", input.reshape(-1), 0, False)
-    return _reduce("argmax", input, dim, keepdim)
+        return _reduce(name, input.reshape(-1), 0, False)
+    return _reduce(name, input, dim, keepdim)
 
 
-def argmin(input, dim=None, keepdim=False):
-    if dim is None:
-        return _reduce("argmin", input.reshape(-1), 0, False)
-    return _reduce("argmin", input, dim, keepdim)
+def argmax(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    return _arg_extreme("argmax", input, dim, keepdim, axis, keepdims)
+
+
+def argmin(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    return _arg_extreme("argmin", input, dim, keepdim, axis, keepdims)
 
 
 def _correction(unbiased, correction):
@@ -117,20 +170,122 @@ def _correction(unbiased, correction):
     return 1 if unbiased is None or unbiased else 0
 
 
-def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+def _spread(name, input, dim, unbiased, keepdim, correction, axis, keepdims, grad_fn_name=None):
+    """var or std (`name`), under `grad_fn_name` if given."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases(name, dim, keepdim, axis, keepdims)
     if isinstance(dim, bool):
         dim, unbiased = None, dim
-    return _reduce("var", input, dim, keepdim, correction=_correction(unbiased, correction))
+    return _reduce(name, input, dim, keepdim, grad_fn_name,
+                   correction=_correction(unbiased, correction))
 
 
-def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+        keepdims=None):
+    return _spread("var", input, dim, unbiased, keepdim, correction, axis, keepdims)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+        keepdims=None):
+    return _spread("std", input, dim, unbiased, keepdim, correction, axis, keepdims)
+
+
+def _spread_and_mean(name, input, dim, unbiased, keepdim, correction, axis, keepdims):
+    """(var or std, mean), both under PyTorch's one grad_fn name (VarMeanBackward0)."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases(name + "_mean", dim, keepdim, axis, keepdims)
     if isinstance(dim, bool):
         dim, unbiased = None, dim
-    return _reduce("std", input, dim, keepdim, correction=_correction(unbiased, correction))
+    grad_fn_name = name.capitalize() + "MeanBackward0"
+    return (_spread(name, input, dim, unbiased, keepdim, correction, None, None, grad_fn_name),
+            _reduce("mean", input, dim, keepdim, grad_fn_name))
 
 
-def logsumexp(input, dim, keepdim=False):
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+             keepdims=None):
+    return _spread_and_mean("var", input, dim, unbiased, keepdim, correction, axis, keepdims)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+             keepdims=None):
+    return _spread_and_mean("std", input, dim, unbiased, keepdim, correction, axis, keepdims)
+
+
+def logsumexp(input, dim, keepdim=False, *, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("logsumexp", dim, keepdim, axis, keepdims)
     return _reduce("logsumexp", input, dim, keepdim)
+
+
+def _logical(name, input, dim, keepdim, axis, keepdims):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases(name, dim, keepdim, axis, keepdims)
+    return _reduce(name, input, dim, keepdim)
+
+
+def all(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    return _logical("all", input, dim, keepdim, axis, keepdims)
+
+
+def any(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    return _logical("any", input, dim, keepdim, axis, keepdims)
+
+
+# --- norms ------------------------------------------------------------------------------
+
+
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    """torch.linalg.vector_norm: (sum |x|**ord)**(1/ord) over `dim` (every dim by default);
+    ord inf/-inf: the largest/smallest magnitude, 0: the count of nonzeros."""
+    if isinstance(ord, (str, bool)) or not isinstance(ord, (int, float, np.number)):
+        raise TypeError("linalg_vector_norm(): argument 'ord' (position 2) must be Number, not "
+                        f"{type(ord).__name__}")
+    if dtype is not None:
+        x = x.to(dtype)
+    return _reduce("vector_norm", x, dim, keepdim, ord=float(ord))
+
+
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
+    """torch.linalg.matrix_norm: 'fro', or ord 1/-1 (largest/smallest column sum of
+    magnitudes), inf/-inf (row sums), over the two dims `dim`. Orders +-2 and 'nuc' need
+    singular values, which nbgrad does not compute."""
+    if A.ndim < 2:
+        raise RuntimeError("linalg.matrix_norm: The input tensor A must have at least 2 "
+                           "dimensions.")
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if len(dims) != 2:
+        raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
+                           f"{' '.join(str(d) for d in dims)}")
+    rows, columns = (_check_dim(d, A.ndim) for d in dims)
+    if rows == columns:
+        raise RuntimeError(f"linalg.matrix_norm: dims must be different. Got ({dims[0]}, "
+                           f"{dims[1]})")
+    if dtype is not None:
+        A = A.to(dtype)
+    if ord == "fro":
+        return vector_norm(A, 2, (rows, columns), keepdim)
+    if ord in (1, -1, math.inf, -math.inf) and not isinstance(ord, bool):
+        # As PyTorch: the magnitudes summed along one dim, then the extreme along the other.
+        summed, extreme = (rows, columns) if abs(ord) == 1 else (columns, rows)
+        sums = A.abs().sum(summed, keepdim=keepdim)
+        if not keepdim and summed < extreme:
+            extreme -= 1
+        return (amax if ord > 0 else amin)(sums, extreme, keepdim)
+    if ord in ("nuc", 2, -2):
+        raise NotImplementedError(f"linalg.matrix_norm: ord={ord!r} needs singular values, "
+                                  "which nbgrad does not compute")
+    raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """torch.norm / Tensor.norm: a vector norm over `dim` (every dim by default), as PyTorch
+    now computes it ('fro' is the 2-norm); other strings are matrix norms."""
+    if isinstance(p, str):
+        if p == "fro" and (dim is None or isinstance(dim, int) or len(dim) <= 2):
+            return vector_norm(input, 2, dim, keepdim, dtype=dtype)
+        return matrix_norm(input, p, tuple(range(input.ndim)) if dim is None else dim, keepdim,
+                           dtype=dtype)
+    return vector_norm(input, 2 if p is None else p, dim, keepdim, dtype=dtype)
 
 
 # --- along one dimension ------------------------------------------------------------------------
@@ -152,7 +307,66 @@ def log_softmax(input, dim=None, dtype=None):
     return _softmax_like("log_softmax", input, dim, dtype)
 
 
-def cumsum(input, dim, *, dtype=None):
-    return dispatch(PRIMITIVES["cumsum"], (input,), {
+def _cumulative(name, input, dim, dtype):
+    return dispatch(PRIMITIVES[name], (input,), {
         "dim": _check_dim(dim, input.ndim),
         "dtype": None if dtype is None else _dtype.as_dtype(dtype).np})
+
+
+def cumsum(input, dim, *, dtype=None):
+    return _cumulative("cumsum", input, dim, dtype)
+
+
+def cumprod(input, dim, *, dtype=None):
+    return _cumulative("cumprod", input, dim, dtype)
+
+
+def sort(input, dim=-1, descending=False, *, stable=False):
+    """(values, indices) sorted along `dim`; ties in PyTorch's order (see ops.sorting)."""
+    d = _check_dim(dim, input.ndim)
+    indices = dispatch(PRIMITIVES["argsort"], (input,),
+                       {"dim": d, "descending": bool(descending), "stable": bool(stable)})
+    return _RETURN_TYPES["sort"]((_gather_along(input, indices, d, "SortBackward0"), indices))
+
+
+def argsort(input, dim=-1, descending=False, stable=False):
+    return dispatch(PRIMITIVES["argsort"], (input,), {
+        "dim": _check_dim(dim, input.ndim), "descending": bool(descending),
+        "stable": bool(stable)})
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    """(values, indices) of the k largest (smallest) along `dim`, picked and ordered as
+    PyTorch does (see ops.sorting)."""
+    d = _check_dim(dim, input.ndim)
+    indices = dispatch(PRIMITIVES["topk_indices"], (input,), {
+        "dim": d, "k": operator.index(k), "largest": bool(largest), "ordered": bool(sorted)})
+    return _RETURN_TYPES["topk"]((_gather_along(input, indices, d, "TopkBackward0"), indices))
+
+
+# --- histograms -------------------------------------------------------------------------
+
+
+def histc(input, bins=100, min=0, max=0):
+    """Counts in `bins` equal bins over [min, max] (the data's range if min == max)."""
+    return dispatch(PRIMITIVES["histc"], (input,),
+                    {"bins": operator.index(bins), "min": float(min), "max": float(max)})
+
+
+def histogram(input, bins=100, *, range=None, weight=None, density=False):
+    """(hist, bin_edges): `bins` equal bins over `range` (the data's range by default), or
+    the bins between the edges of a tensor `bins`; weighted, or a density."""
+    if isinstance(bins, Tensor):
+        edges, algorithm = bins, BINARY_SEARCH
+    elif isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
+        edges = dispatch(PRIMITIVES["histogram_bin_edges"], (input,), {
+            "bins": int(bins),
+            "range": None if range is None else (float(range[0]), float(range[1]))})
+        algorithm = LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH
+    else:
+        raise TypeError(f"histogram(): argument 'bins' must be int or Tensor, not "
+                        f"{type(bins).__name__}")
+    inputs = (input, edges) if weight is None else (input, edges, weight)
+    hist = dispatch(PRIMITIVES["histogram"], inputs,
+                    {"density": bool(density), "algorithm": algorithm})
+    return _Histogram((hist, edges))

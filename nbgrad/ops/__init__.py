@@ -2,7 +2,8 @@
 one module per family."""
 from .primitive import PRIMITIVES, Primitive, register
 from . import elementwise, reduction, rowwise, linalg, shape, indexing, losses, embedding
+from . import sorting, histogram
 from . import gradients  # the engine's arithmetic (sum_to), on the families above
 
 __all__ = ["PRIMITIVES", "Primitive", "register", "elementwise", "reduction", "rowwise", "linalg",
-           "shape", "indexing", "losses", "embedding", "gradients"]
+           "shape", "indexing", "losses", "embedding", "sorting", "histogram", "gradients"]

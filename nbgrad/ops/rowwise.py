@@ -1,11 +1,12 @@
-"""Row transforms: softmax, log_softmax and cumsum. Each computes every row along `dim`
+"""Row transforms: softmax, log_softmax, cumsum and cumprod. Each computes every row along `dim`
 together into an output of the input's shape, and its VJP is another row program over the
 gradient's rows (and the result's, where it reads it).
 
 The kernels are row programs run by the reductions' (outer, row, inner) machinery
 (`reduction.load_row_kernels`, `run_rows`). softmax and log_softmax are primitives (not
 composites of exp and sum) for numerical stability (the max shift) and PyTorch's grad_fn
-names; cumsum because it is one loop per row, and so is its gradient (a reversed cumsum).
+names; cumsum and cumprod because each is one loop per row, and so are their gradients (a
+reversed cumsum; cumprod's also where the row holds zeros, which a division cannot handle).
 """
 import math
 
@@ -30,6 +31,8 @@ ROW_KERNELS = {
     # As PyTorch on CPU: a float64 (int64) running sum, rounded to the result's dtype.
     "cumsum": (("x",), (), ("y",), (), (),
                "acc = wide_zero(x)\nfor r in range(x.shape[0]):\n    acc += x[r]\n    y[r] = acc"),
+    "cumprod": (("x",), (), ("y",), (), (),
+                "acc = wide_zero(x) + 1\nfor r in range(x.shape[0]):\n    acc *= x[r]\n    y[r] = acc"),
     "softmax_grad": (("y", "g"), (), ("dx",), (), (),
                      "s = 0.0\nfor r in range(y.shape[0]):\n    s += g[r] * y[r]\n"
                      "for r in range(y.shape[0]):\n    dx[r] = y[r] * (g[r] - s)"),
@@ -40,6 +43,31 @@ ROW_KERNELS = {
     "cumsum_grad": (("g",), (), ("dx",), (), (),
                     "acc = wide_zero(g)\nfor r in range(g.shape[0] - 1, -1, -1):\n"
                     "    acc += g[r]\n    dx[r] = acc"),
+    # PyTorch's cumprod_backward in O(n): before the row's first zero z, the reversed cumsum
+    # of g * y divided by x; at z, the sum over j in [z, next zero) of g[j] * x[z+1..j]'s
+    # product, times y[z - 1]; after z, 0.
+    "cumprod_grad": (("x", "y", "g"), (), ("dx",), (), (),
+                     """z = x.shape[0]
+for r in range(x.shape[0]):
+    if x[r] == 0:
+        z = r
+        break
+acc = wide_zero(g)
+for r in range(z - 1, -1, -1):
+    acc += g[r] * y[r]
+    dx[r] = acc / x[r]
+if z < x.shape[0]:
+    acc = wide_zero(g)
+    product = wide_zero(g) + 1
+    for r in range(z, x.shape[0]):
+        if r > z:
+            if x[r] == 0:
+                break
+            product *= x[r]
+        acc += g[r] * product
+    dx[z] = acc * y[z - 1] if z > 0 else acc
+    for r in range(z + 1, x.shape[0]):
+        dx[r] = 0"""),
 }
 
 _kernels = load_row_kernels("rowwise", ROW_KERNELS)
@@ -61,8 +89,8 @@ def _float_result(name, x, dim, dtype=None):
 
 
 def _sum_result(name, x, dim, dtype=None):
-    """cumsum's result dtype: `dtype` if given (the input is cast to it first), else the
-    input's for floats and int64 for integers and bools."""
+    """cumsum's and cumprod's result dtype: `dtype` if given (the input is cast to it
+    first), else the input's for floats and int64 for integers and bools."""
     if dtype is not None:
         return dtype
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
@@ -139,4 +167,5 @@ PRIMS = {
     "softmax": _row_transform("softmax", "SoftmaxBackward0", _float_result, ("out",)),
     "log_softmax": _row_transform("log_softmax", "LogSoftmaxBackward0", _float_result, ("out",)),
     "cumsum": _row_transform("cumsum", "CumsumBackward0", _sum_result, ()),
+    "cumprod": _row_transform("cumprod", "CumprodBackward0", _sum_result, (0, "out")),
 }

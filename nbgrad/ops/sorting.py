@@ -1,0 +1,294 @@
+"""Sorting along one dimension: the indices of `sort` (and `argsort`) and of `topk`.
+
+The primitives give the indices only (integers, no gradient); the values are then gathered
+through those indices (`take`), whose VJP scatters the gradient back, under PyTorch's grad_fn
+names (SortBackward0, TopkBackward0), as max(dim) does.
+
+They are a family of their own, not row programs (`reduction.ROW_KERNELS`), because ties
+must come out in PyTorch's order, and that order is the one of the C++ standard library
+algorithms PyTorch's CPU kernels call: `std::sort` (introsort: not stable beyond 16
+elements) for `sort(stable=False)`, `std::nth_element` then `std::sort` of the first k - 1,
+or `std::partial_sort` when k * 64 <= n, for `topk`. Those are ported here from libstdc++
+(bits/stl_algo.h, bits/stl_heap.h) step by step, with PyTorch's comparators (NaN is the
+largest value). A stable sort has one answer, NumPy's (Numba's) merge sort.
+"""
+import numba
+import numpy as np
+
+from .primitive import Primitive, register
+from .reduction import as_rows
+
+_jit = numba.njit(cache=True)
+# libstdc++'s _S_threshold: introsort leaves ranges of this many elements to insertion sort.
+_THRESHOLD = 16
+
+
+@_jit
+def _before(a, b, descending):
+    """PyTorch's comparators (KeyValueCompAsc/Desc, topk's lambdas): NaN is the largest."""
+    if descending:
+        return (a != a and b == b) or a > b
+    return (a == a and b != b) or a < b
+
+
+@_jit
+def _swap(v, ix, i, j):
+    v[i], v[j] = v[j], v[i]
+    ix[i], ix[j] = ix[j], ix[i]
+
+
+@_jit
+def _floor_log2(n):
+    result = 0
+    while n > 1:
+        n >>= 1
+        result += 1
+    return result
+
+
+@_jit
+def _unguarded_linear_insert(v, ix, last, descending):
+    value, index = v[last], ix[last]
+    previous = last - 1
+    while _before(value, v[previous], descending):
+        v[last], ix[last] = v[previous], ix[previous]
+        last = previous
+        previous -= 1
+    v[last], ix[last] = value, index
+
+
+@_jit
+def _insertion_sort(v, ix, first, last, descending):
+    if first == last:
+        return
+    for i in range(first + 1, last):
+        if _before(v[i], v[first], descending):
+            value, index = v[i], ix[i]
+            for j in range(i, first, -1):
+                v[j], ix[j] = v[j - 1], ix[j - 1]
+            v[first], ix[first] = value, index
+        else:
+            _unguarded_linear_insert(v, ix, i, descending)
+
+
+@_jit
+def _move_median_to_first(v, ix, result, a, b, c, descending):
+    if _before(v[a], v[b], descending):
+        if _before(v[b], v[c], descending):
+            _swap(v, ix, result, b)
+        elif _before(v[a], v[c], descending):
+            _swap(v, ix, result, c)
+        else:
+            _swap(v, ix, result, a)
+    elif _before(v[a], v[c], descending):
+        _swap(v, ix, result, a)
+    elif _before(v[b], v[c], descending):
+        _swap(v, ix, result, c)
+    else:
+        _swap(v, ix, result, b)
+
+
+@_jit
+def _partition_around_first(v, ix, first, last, descending):
+    """libstdc++'s __unguarded_partition_pivot: the median of three moved to `first`, then
+    the range after it partitioned around it; returns the cut."""
+    _move_median_to_first(v, ix, first, first + 1, first + (last - first) // 2, last - 1,
+                          descending)
+    pivot = first
+    first += 1
+    while True:
+        while _before(v[first], v[pivot], descending):
+            first += 1
+        last -= 1
+        while _before(v[pivot], v[last], descending):
+            last -= 1
+        if not first < last:
+            return first
+        _swap(v, ix, first, last)
+        first += 1
+
+
+@_jit
+def _adjust_heap(v, ix, first, hole, length, value, index, descending):
+    top = hole
+    child = hole
+    while child < (length - 1) // 2:
+        child = 2 * (child + 1)
+        if _before(v[first + child], v[first + child - 1], descending):
+            child -= 1
+        v[first + hole], ix[first + hole] = v[first + child], ix[first + child]
+        hole = child
+    if length % 2 == 0 and child == (length - 2) // 2:
+        child = 2 * (child + 1)
+        v[first + hole], ix[first + hole] = v[first + child - 1], ix[first + child - 1]
+        hole = child - 1
+    # __push_heap
+    parent = (hole - 1) // 2
+    while hole > top and _before(v[first + parent], value, descending):
+        v[first + hole], ix[first + hole] = v[first + parent], ix[first + parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    v[first + hole], ix[first + hole] = value, index
+
+
+@_jit
+def _pop_heap(v, ix, first, last, result, descending):
+    value, index = v[result], ix[result]
+    v[result], ix[result] = v[first], ix[first]
+    _adjust_heap(v, ix, first, 0, last - first, value, index, descending)
+
+
+@_jit
+def _heap_select(v, ix, first, middle, last, descending):
+    length = middle - first
+    if length >= 2:
+        parent = (length - 2) // 2
+        while True:
+            _adjust_heap(v, ix, first, parent, length, v[first + parent], ix[first + parent],
+                         descending)
+            if parent == 0:
+                break
+            parent -= 1
+    for i in range(middle, last):
+        if _before(v[i], v[first], descending):
+            _pop_heap(v, ix, first, middle, i, descending)
+
+
+@_jit
+def _partial_sort(v, ix, first, middle, last, descending):
+    """std::partial_sort: the first `middle - first` elements in order."""
+    _heap_select(v, ix, first, middle, last, descending)
+    while middle - first > 1:
+        middle -= 1
+        _pop_heap(v, ix, first, middle, middle, descending)
+
+
+@_jit
+def _std_sort(v, ix, first, last, descending):
+    """std::sort: introsort, then a final insertion sort."""
+    if first == last:
+        return
+    # libstdc++ recurses on the right part and loops on the left; the parts are disjoint, so
+    # a stack of pending ranges gives the same result.
+    stack = [(first, last, 2 * _floor_log2(last - first))]
+    while stack:
+        lo, hi, depth = stack.pop()
+        while hi - lo > _THRESHOLD:
+            if depth == 0:
+                _partial_sort(v, ix, lo, hi, hi, descending)
+                break
+            depth -= 1
+            cut = _partition_around_first(v, ix, lo, hi, descending)
+            stack.append((cut, hi, depth))
+            hi = cut
+    if last - first > _THRESHOLD:
+        _insertion_sort(v, ix, first, first + _THRESHOLD, descending)
+        for i in range(first + _THRESHOLD, last):
+            _unguarded_linear_insert(v, ix, i, descending)
+    else:
+        _insertion_sort(v, ix, first, last, descending)
+
+
+@_jit
+def _nth_element(v, ix, first, nth, last, descending):
+    if first == last or nth == last:
+        return
+    depth = 2 * _floor_log2(last - first)
+    while last - first > 3:
+        if depth == 0:
+            _heap_select(v, ix, first, nth + 1, last, descending)
+            _swap(v, ix, first, nth)
+            return
+        depth -= 1
+        cut = _partition_around_first(v, ix, first, last, descending)
+        if cut <= nth:
+            first = cut
+        else:
+            last = cut
+    _insertion_sort(v, ix, first, last, descending)
+
+
+@_jit
+def sort_kernel(x3, indices3, descending, stable):
+    """The indices that sort each row x3[o, :, i], as PyTorch's CPU sort orders them."""
+    n = x3.shape[1]
+    for o in range(x3.shape[0]):
+        for i in range(x3.shape[2]):
+            row = x3[o, :, i].copy()
+            if stable:
+                # Merge sort keeps equal values in order; descending: the stable ascending
+                # order of the reversed row, reversed (NaN first, ties still in order).
+                if descending:
+                    order = np.argsort(row[::-1].copy(), kind="mergesort")
+                    for r in range(n):
+                        indices3[o, r, i] = n - 1 - order[n - 1 - r]
+                else:
+                    indices3[o, :, i] = np.argsort(row, kind="mergesort")
+            else:
+                index = np.arange(n)
+                _std_sort(row, index, 0, n, descending)
+                indices3[o, :, i] = index
+
+
+@_jit
+def topk_kernel(x3, indices3, k, largest, ordered):
+    """The indices of the k largest (smallest) of each row, as PyTorch's CPU topk picks and
+    orders them."""
+    n = x3.shape[1]
+    for o in range(x3.shape[0]):
+        for i in range(x3.shape[2]):
+            row = x3[o, :, i].copy()
+            index = np.arange(n)
+            if k * 64 <= n:
+                _partial_sort(row, index, 0, k, n, largest)
+            else:
+                _nth_element(row, index, 0, k - 1, n, largest)
+                if ordered:
+                    _std_sort(row, index, 0, k - 1, largest)
+            indices3[o, :, i] = index[:k]
+
+
+# ---------------------------------------------------------------------------------------
+# Primitives (no gradient: they give indices).
+
+def _rows(x, dim):
+    return as_rows(x, (dim,) if x.ndim else ())[0]
+
+
+def _argsort_infer(x, dim, descending, stable):
+    return x.shape, np.dtype(np.int64)
+
+
+def _argsort_forward(x, dim, descending, stable):
+    indices = np.empty(x.shape, np.int64)
+    if indices.size:
+        sort_kernel(_rows(x, dim), _rows(indices, dim), descending, stable)
+    return indices
+
+
+def _topk_shape(x, dim, k):
+    shape = list(x.shape)
+    if x.ndim:
+        shape[dim] = k
+    return tuple(shape)
+
+
+def _topk_infer(x, dim, k, largest, ordered):
+    size = x.shape[dim] if x.ndim else 1
+    if not 0 <= k <= size:
+        raise RuntimeError("selected index k out of range")
+    return _topk_shape(x, dim, k), np.dtype(np.int64)
+
+
+def _topk_forward(x, dim, k, largest, ordered):
+    _topk_infer(x, dim, k, largest, ordered)
+    indices = np.empty(_topk_shape(x, dim, k), np.int64)
+    if indices.size:
+        topk_kernel(_rows(x, dim), _rows(indices, dim), k, largest, ordered)
+    return indices
+
+
+PRIMS = {
+    "argsort": register(Primitive("argsort", None, _argsort_infer, _argsort_forward)),
+    "topk_indices": register(Primitive("topk_indices", None, _topk_infer, _topk_forward)),
+}
