@@ -4,6 +4,7 @@ them. A family module's `__all__` is what it adds to `nbgrad`; its other public 
 (`indexing.getitem`, `inplace.check_inplace`, ...) serve `methods` and sibling modules.
 Importing this module installs the Tensor methods (see `methods`)."""
 from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, shape
+from . import device as _device, random as _random, sampling as _sampling
 from . import methods  # noqa: F401  (imported for its effect: installs the Tensor methods)
 from .arithmetic import *  # noqa: F403
 from .conversion import *  # noqa: F403
@@ -13,6 +14,9 @@ from .inplace import *  # noqa: F403
 from .linalg import *  # noqa: F403
 from .reductions import *  # noqa: F403
 from .shape import *  # noqa: F403
+from .device import *  # noqa: F403
+from .random import *  # noqa: F403
+from .sampling import *  # noqa: F403
 from .out import with_out
 
 # Functions that tutorials call with PyTorch's `out=` argument (the methods take none).
@@ -23,4 +27,5 @@ OUT_ARGUMENT = ("add", "sub", "subtract", "mul", "multiply", "div", "divide", "t
 globals().update({name: with_out(globals()[name], name) for name in OUT_ARGUMENT})
 
 __all__ = [*arithmetic.__all__, *reductions.__all__, *linalg.__all__, *shape.__all__,
-           *indexing.__all__, *conversion.__all__, *inplace.__all__, *factories.__all__]
+           *indexing.__all__, *conversion.__all__, *inplace.__all__, *factories.__all__,
+           *_device.__all__, *_random.__all__, *_sampling.__all__]

@@ -1,28 +1,16 @@
-"""Tensor factories (`tensor`, `zeros`, `randn`, ...) and the global random generator."""
+"""Tensor factories (`tensor`, `zeros`, `randn`, ...); the random ones draw from
+`nbgrad._tensor.random`, every one checks its `device=` (`nbgrad._tensor.device`)."""
 import math
 
 import numpy as np
 
 from .._core import dtype as _dtype, tracing as _tracing
+from . import device as _device, random as _random
 from .tensor import Tensor, resolve_dtype, checked_shape, allocate, sizes_of
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "eye", "arange",
            "linspace", "rand", "randn", "randint", "randperm", "zeros_like", "ones_like",
-           "empty_like", "full_like", "rand_like", "randn_like", "randint_like", "manual_seed"]
-
-_generator = np.random.default_rng()
-
-
-def manual_seed(seed):
-    """Seed nbgrad's generator (rand, randn, randint, init functions, DataLoader shuffling)."""
-    global _generator
-    _generator = np.random.default_rng(seed)
-    return _generator
-
-
-def generator():
-    """The generator the random factories draw from, when not given one."""
-    return _generator
+           "empty_like", "full_like", "rand_like", "randn_like", "randint_like"]
 
 
 def _new_leaf(array, dtype, requires_grad):
@@ -45,6 +33,7 @@ def _default_dtype_of(array):
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False):
     """Copy `data` (nested lists, scalars, arrays or tensors) into a new leaf tensor."""
+    _device.checked(device)
     dtype = resolve_dtype(dtype)
     if isinstance(data, Tensor):
         array = data._data.copy()
@@ -69,6 +58,7 @@ def _arrays_inside(data):
 
 
 def as_tensor(data, dtype=None, device=None):
+    _device.checked(device)
     if isinstance(data, Tensor) and (dtype is None or resolve_dtype(dtype) == data.dtype):
         return data
     if isinstance(data, np.ndarray):
@@ -83,32 +73,35 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
-def _allocated_leaf(fill, size, dtype, requires_grad):
+def _allocated_leaf(fill, size, dtype, device, requires_grad):
     """A leaf tensor of sizes `size` made by `fill(shape, np_dtype)` (np.zeros, ...)."""
+    _device.checked(device)
     dtype = resolve_dtype(dtype) or _dtype.float32
     shape = checked_shape(sizes_of(size))
     return _new_leaf(allocate(lambda: fill(shape, dtype.np), shape, dtype.np), None, requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _allocated_leaf(np.zeros, size, dtype, requires_grad)
+    return _allocated_leaf(np.zeros, size, dtype, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _allocated_leaf(np.ones, size, dtype, requires_grad)
+    return _allocated_leaf(np.ones, size, dtype, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    return _allocated_leaf(np.empty, size, dtype, requires_grad)
+    return _allocated_leaf(np.empty, size, dtype, device, requires_grad)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = _dtype.scalar_dtype(fill_value)
-    return _allocated_leaf(lambda shape, d: np.full(shape, fill_value, d), (size,), dtype, requires_grad)
+    return _allocated_leaf(lambda shape, d: np.full(shape, fill_value, d), (size,), dtype, device,
+                           requires_grad)
 
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
+    _device.checked(device)
     dtype = resolve_dtype(dtype) or _dtype.float32
     m = n if m is None else m
     for name, value in (("n", n), ("m", m)):
@@ -119,6 +112,7 @@ def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
+    _device.checked(device)
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -135,6 +129,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
+    _device.checked(device)
     dtype = resolve_dtype(dtype) or _dtype.float32
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
@@ -146,47 +141,57 @@ def _random_break():
     _tracing.graph_break("random numbers drawn inside the step would be frozen by fusion")
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+def _random_leaf(draw, size, dtype, default, device, requires_grad, kernel):
+    """A leaf of sizes `size` filled by `draw(shape, dtype)`; `kernel` names PyTorch's kernel
+    in its error for a dtype the distribution does not have."""
+    _device.checked(device)
     _random_break()
-    dtype = resolve_dtype(dtype) or _dtype.float32
+    dtype = resolve_dtype(dtype) or default
+    if kernel and not dtype.is_floating_point:
+        raise NotImplementedError(f'"{kernel}" not implemented for \'{dtype.scalar_type}\'')
     shape = checked_shape(sizes_of(size))
-    # NOTE: NumPy draws float64 (then cast): seeded streams stay what they have been.
-    return _new_leaf(allocate(lambda: (generator or _generator).random(shape), shape, np.float64),
-                 dtype, requires_grad)
+    return _new_leaf(allocate(lambda: draw(shape, dtype), shape, dtype.np), None, requires_grad)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
-    _random_break()
-    dtype = resolve_dtype(dtype) or _dtype.float32
-    shape = checked_shape(sizes_of(size))
-    return _new_leaf(allocate(lambda: (generator or _generator).standard_normal(shape), shape,
-                          np.float64), dtype, requires_grad)
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    return _random_leaf(lambda shape, dtype: _random.uniform(shape, dtype, generator=generator),
+                        size, dtype, _dtype.float32, device, requires_grad, "check_uniform_bounds")
 
 
-def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False,
-            generator=None):
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    return _random_leaf(lambda shape, dtype: _random.normal(shape, dtype, generator=generator),
+                        size, dtype, _dtype.float32, device, requires_grad, "normal_kernel_cpu")
+
+
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+            requires_grad=False):
+    """`randint(high, size)` or `randint(low, high, size)`."""
     if size is None:
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
+    if low >= high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= "
+                           f"to={high}")
+    return _random_leaf(
+        lambda shape, dtype: _random.integers(shape, low, high, generator).astype(dtype.np),
+        (size,), dtype, _dtype.int64, device, requires_grad, None)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+    _device.checked(device)
     _random_break()
     dtype = resolve_dtype(dtype) or _dtype.int64
-    shape = checked_shape(sizes_of((size,)))
-    return _new_leaf(allocate(lambda: (generator or _generator).integers(low, high, shape), shape,
-                          np.int64), dtype, requires_grad)
-
-
-def randperm(n, *, dtype=None, device=None, requires_grad=False, generator=None):
-    dtype = resolve_dtype(dtype) or _dtype.int64
     shape = checked_shape((n,))
-    return _new_leaf(allocate(lambda: (generator or _generator).permutation(n), shape, np.int64),
-                 dtype, requires_grad)
+    return _new_leaf(allocate(lambda: _random.permutation(n, generator), shape, np.int64), dtype,
+                     requires_grad)
 
 
 def _like(factory):
     """`zeros_like` from `zeros`: the factory at another tensor's shape and dtype."""
-    def like(input, *, dtype=None, device=None, requires_grad=False):
-        return factory(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+    def like(input, *, dtype=None, device=None, requires_grad=False, **kwargs):
+        return factory(input.shape, dtype=dtype or input.dtype, device=device,
+                       requires_grad=requires_grad, **kwargs)
     like.__name__ = factory.__name__ + "_like"
     return like
 
@@ -199,10 +204,13 @@ randn_like = _like(randn)
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
-    return full(input.shape, fill_value, dtype=dtype or input.dtype, requires_grad=requires_grad)
+    return full(input.shape, fill_value, dtype=dtype or input.dtype, device=device,
+                requires_grad=requires_grad)
 
 
-def randint_like(input, low, high=None, *, dtype=None, device=None, requires_grad=False):
+def randint_like(input, low, high=None, *, generator=None, dtype=None, device=None,
+                 requires_grad=False):
     if high is None:
         low, high = 0, low
-    return randint(low, high, input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+    return randint(low, high, input.shape, generator=generator, dtype=dtype or input.dtype,
+                   device=device, requires_grad=requires_grad)

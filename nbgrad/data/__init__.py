@@ -1,5 +1,14 @@
-"""nbgrad.data: datasets and batching (PyTorch's torch.utils.data API), and the digits set."""
-from .loader import Dataset, TensorDataset, DataLoader
+"""nbgrad.data: datasets, samplers, collation and batching (PyTorch's torch.utils.data API,
+which `nbgrad.utils.data` names), and the digits set."""
+from .collate import default_collate, default_convert
+from .dataset import (Dataset, IterableDataset, TensorDataset, Subset, ConcatDataset,
+                      random_split)
 from .digits import load_digits
+from .loader import DataLoader
+from .sampler import (Sampler, SequentialSampler, RandomSampler, SubsetRandomSampler,
+                      BatchSampler)
 
-__all__ = ["Dataset", "TensorDataset", "DataLoader", "load_digits"]
+__all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset",
+           "random_split", "DataLoader", "default_collate", "default_convert", "Sampler",
+           "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
+           "load_digits"]

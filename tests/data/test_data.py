@@ -16,7 +16,7 @@ def test_tensor_dataset():
     assert len(dataset) == 10
     x, y = dataset[3]
     assert x.tolist() == [3.0] and y.item() == 3
-    with pytest.raises(ValueError, match="Size mismatch between tensors"):
+    with pytest.raises(AssertionError, match="Size mismatch between tensors"):  # as PyTorch
         TensorDataset(nbgrad.zeros(3), nbgrad.zeros(4))
 
 

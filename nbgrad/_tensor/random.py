@@ -1,0 +1,281 @@
+"""Random number generators: `nbgrad.Generator`, the default generator and the global seeding
+functions, and the streams the random functions draw from.
+
+The streams are PyTorch's CPU streams, number for number: a seeded generator gives the values
+`torch` gives for the same seed (`torch.Generator().manual_seed(2147483647)` then `rand`,
+`randn`, `randint`, `randperm`, `multinomial`, `bernoulli`, ...), so that teaching material
+that prints random numbers prints the same ones. PyTorch's CPU generator is MT19937 seeded by
+`init_genrand`, which is NumPy's legacy MT19937 seeding, so NumPy's bit generator gives its raw
+32-bit words; each distribution below transforms them as PyTorch's kernels do (ATen's
+TransformationHelper.h, DistributionsHelper.h and cpu/DistributionTemplates.h).
+"""
+import secrets
+
+import numba
+import numpy as np
+
+from .._core import dtype as _dtype
+from . import device as _device
+from .tensor import Tensor
+
+__all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
+           "get_rng_state", "set_rng_state"]
+
+_DEFAULT_SEED = 67280421310721  # PyTorch's seed of a new generator (default_rng_seed_val)
+_STATE_N = 624  # MT19937's state words
+_U64 = np.uint64
+
+# The layout of PyTorch's CPU generator state (CPUGeneratorImplState, 5056 bytes), so that a
+# state moves between torch and nbgrad: the seed, MT19937's `left` and `next`, its 624 state
+# words (one uint64 each), the cached Box-Muller samples.
+_STATE_LAYOUT = np.dtype([
+    ("seed", "<u8"), ("left", "<i4"), ("seeded", "<i4"), ("next", "<u8"),
+    ("state", "<u8", (_STATE_N,)), ("normal_x", "<f8"), ("normal_y", "<f8"),
+    ("normal_rho", "<f8"), ("normal_is_valid", "<i4"), ("pad", "<i4"),
+    ("next_float_normal", "<f4"), ("next_float_normal_is_valid", "u1"), ("pad2", "u1", (3,))])
+
+
+def _as_seed(seed):
+    """A seed as PyTorch stores it: an int taken modulo 2**64 (negative seeds wrap)."""
+    if isinstance(seed, Tensor):
+        seed = seed.item()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise RuntimeError(f"manual_seed expected a long, but got {type(seed).__name__}")
+    seed = int(seed)
+    if not -2 ** 63 <= seed < 2 ** 64:
+        raise ValueError("Overflow when unpacking long long")
+    return seed % 2 ** 64
+
+
+class Generator:
+    """torch.Generator: a random stream of its own, for `generator=` arguments."""
+
+    def __init__(self, device="cpu"):
+        self.device = _device.checked(device)
+        self._bits = np.random.MT19937()
+        self._next_normal = None  # the second Box-Muller sample, for the next scalar draw
+        self.manual_seed(_DEFAULT_SEED)
+
+    def manual_seed(self, seed):
+        seed = _as_seed(seed)
+        self._seed = seed
+        # NOTE: PyTorch seeds MT19937 with the seed's low 32 bits (at::mt19937(seed)).
+        self._bits._legacy_seeding(seed & 0xFFFFFFFF)
+        self._next_normal = None
+        return self
+
+    def seed(self):
+        """Seed with a non-deterministic random number and return it."""
+        seed = secrets.randbits(64)
+        self.manual_seed(seed)
+        return seed
+
+    def initial_seed(self):
+        return self._seed
+
+    def get_state(self):
+        """The state as PyTorch's 5056-byte uint8 tensor."""
+        mt = self._bits.state["state"]
+        state = np.zeros((), _STATE_LAYOUT)
+        state["seed"], state["seeded"] = self._seed, 1
+        # MT19937 twists when `left` reaches 0 (PyTorch) or `pos` reaches 624 (NumPy).
+        state["left"], state["next"] = _STATE_N + 1 - mt["pos"], mt["pos"]
+        state["state"] = mt["key"]
+        if self._next_normal is not None:
+            state["normal_is_valid"], state["normal_y"] = 1, self._next_normal
+        return Tensor._wrap(np.frombuffer(state.tobytes(), np.uint8).copy())
+
+    def set_state(self, new_state):
+        if not isinstance(new_state, Tensor) or new_state.dtype != _dtype.uint8:
+            raise TypeError("RNG state must be a torch.ByteTensor")
+        data = np.ascontiguousarray(new_state._data)
+        if data.size != _STATE_LAYOUT.itemsize:
+            raise RuntimeError(f"Expected a CPUGeneratorImplState of size "
+                               f"{_STATE_LAYOUT.itemsize} but found the input RNG state size to be "
+                               f"{data.size}")
+        state = data.view(_STATE_LAYOUT)[0]
+        left = int(state["left"])
+        self._bits.state = {"bit_generator": "MT19937", "state": {
+            "key": state["state"].astype(np.uint32),
+            "pos": _STATE_N if left <= 1 else _STATE_N + 1 - left}}
+        self._seed = int(state["seed"])
+        self._next_normal = float(state["normal_y"]) if state["normal_is_valid"] else None
+        return self
+
+    # --- raw words, as PyTorch's generator->random() and random64() ------------------------
+
+    def _random32(self, n):
+        """`n` 32-bit words (in uint64)."""
+        return self._bits.random_raw(n)
+
+    def _random64(self, n):
+        """`n` 64-bit words, each made of two 32-bit words, the first one high."""
+        words = self._bits.random_raw(2 * n)
+        return (words[0::2] << _U64(32)) | words[1::2]
+
+
+default_generator = Generator()
+
+
+def resolve(generator):
+    """The generator a `generator=` argument names (None: the default generator)."""
+    if generator is None:
+        return default_generator
+    if not isinstance(generator, Generator):
+        raise TypeError(f"expected a torch.Generator, got {type(generator).__name__}")
+    return generator
+
+
+def manual_seed(seed):
+    """Seed the default generator (rand, randn, init functions, dropout, DataLoader shuffles)."""
+    return default_generator.manual_seed(seed)
+
+
+def seed():
+    return default_generator.seed()
+
+
+def initial_seed():
+    return default_generator.initial_seed()
+
+
+def get_rng_state():
+    return default_generator.get_state()
+
+
+def set_rng_state(new_state):
+    default_generator.set_state(new_state)
+
+
+# --- distributions: NumPy arrays drawn as PyTorch's CPU kernels draw them ------------------
+
+# Mantissa digits of a floating dtype: a uniform float takes this many random bits, from a
+# 64-bit word for float64 and a 32-bit word otherwise.
+_DIGITS = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
+
+
+def uniform(shape, dtype, low=0.0, high=1.0, generator=None):
+    """Uniform values in [low, high) of nbgrad dtype `dtype` (uniform_real_distribution)."""
+    gen, n = resolve(generator), int(np.prod(shape))
+    digits = _DIGITS[dtype.name]
+    words = gen._random64(n) if digits == 53 else gen._random32(n)
+    unit = (words & _U64((1 << digits) - 1)) * (1.0 / (1 << digits))
+    # `high - low` in the dtype, the rest in float64 (PyTorch's accumulate type).
+    span = float(np.asarray(high, dtype.np) - np.asarray(low, dtype.np))
+    return (unit * span + low).astype(dtype.np).reshape(shape)
+
+
+def _unit_doubles(gen, n):
+    """`n` float64 values in [0, 1), as uniform_real_distribution<double>."""
+    return (gen._random64(n) & _U64((1 << 53) - 1)) * (1.0 / (1 << 53))
+
+
+def bernoulli_mask(shape, p, generator=None):
+    """True with probability `p` (a float): PyTorch's `bernoulli_(p)`, a float64 draw < p."""
+    gen = resolve(generator)
+    return (_unit_doubles(gen, int(np.prod(shape))) < p).reshape(shape)
+
+
+def bernoulli_of(probabilities, generator=None):
+    """True with each probability of the array `probabilities` (bernoulli_(p_tensor)): a draw
+    of its dtype's precision below it."""
+    dtype = _dtype.float64 if probabilities.dtype == np.float64 else _dtype.float32
+    return uniform(probabilities.shape, dtype, generator=generator) < probabilities
+
+
+def exponential(shape, np_dtype, generator=None):
+    """Exponential(1) values (exponential_distribution<double>: -log1p(-u))."""
+    gen = resolve(generator)
+    return (-np.log1p(-_unit_doubles(gen, int(np.prod(shape))))).astype(np_dtype).reshape(shape)
+
+
+def integers(shape, low, high, generator=None):
+    """Integers in [low, high), int64 (uniform_int_from_to_distribution: a word modulo the
+    range, a 64-bit word from a range of 2**28 on)."""
+    gen, n, span = resolve(generator), int(np.prod(shape)), high - low
+    words = gen._random64(n) if span >= 1 << 28 else gen._random32(n)
+    return ((words % _U64(span)).astype(np.int64) + low).reshape(shape)
+
+
+def full_range(shape, dtype, generator=None):
+    """`random_()`'s values of nbgrad dtype `dtype` (uniform_int_distribution): a word modulo
+    max + 1 for an integer dtype, modulo 2**digits + 1 for a floating one; 64-bit words for
+    int64 and float64."""
+    gen, n = resolve(generator), int(np.prod(shape))
+    wide = dtype.name in ("int64", "float64")
+    words = gen._random64(n) if wide else gen._random32(n)
+    if dtype.name == "bool":
+        return (words & _U64(1)).astype(np.bool_).reshape(shape)
+    if dtype.is_floating_point:
+        modulus = (1 << _DIGITS[dtype.name]) + 1
+    else:
+        modulus = int(np.iinfo(dtype.np).max) + 1
+    return (words % _U64(modulus)).astype(dtype.np).reshape(shape)
+
+
+def permutation(n, generator=None):
+    """A permutation of range(n), int64, as PyTorch's randperm on the CPU (a Fisher-Yates
+    shuffle whose step i swaps i with i + word % (n - i))."""
+    gen = resolve(generator)
+    order = np.arange(n, dtype=np.int64)
+    if n > 1:
+        _shuffle(order, gen._random32(n - 1).astype(np.int64))
+    return order
+
+
+@numba.njit(cache=True)
+def _shuffle(order, words):
+    n = order.shape[0]
+    for i in range(n - 1):
+        j = i + words[i] % (n - i)
+        order[i], order[j] = order[j], order[i]
+
+
+def normal(shape, dtype, mean=0.0, std=1.0, contiguous=True, generator=None):
+    """Normal values of nbgrad dtype `dtype` drawn as PyTorch's normal_ kernel does: 16 or
+    more contiguous values by Box-Muller over blocks of 16 uniforms of the dtype (normal_fill),
+    fewer one at a time from float64 uniforms, with the generator keeping each pair's second
+    value for the next draw (normal_distribution<double>)."""
+    gen, n = resolve(generator), int(np.prod(shape))
+    if n >= 16 and contiguous and dtype.name in ("float32", "float64"):
+        return _normal_fill(gen, n, dtype, mean, std).reshape(shape)
+    values = np.empty(n)
+    for i in range(n):
+        if gen._next_normal is not None:
+            values[i], gen._next_normal = gen._next_normal, None
+            continue
+        u1, u2 = _unit_doubles(gen, 2)
+        radius = np.sqrt(-2.0 * np.log1p(-u2))
+        theta = 2.0 * np.pi * u1
+        gen._next_normal = radius * np.sin(theta)
+        values[i] = radius * np.cos(theta)
+    return (values * std + mean).astype(dtype.np).reshape(shape)
+
+
+def _normal_fill(gen, n, dtype, mean, std):
+    """normal_fill: uniforms for all n values, Box-Muller on each block of 16 (the first 8 as
+    1 - u1, the last 8 as u2), and, when 16 does not divide n, 16 new uniforms for the last 16
+    values, overwriting what the blocks wrote there."""
+    cast = dtype.np.type
+    data = uniform((n,), dtype, generator=gen)
+    full = n - n % 16
+    _box_muller_blocks(data[:full], cast, mean, std)
+    if n % 16:
+        tail = uniform((16,), dtype, generator=gen)
+        _box_muller_blocks(tail, cast, mean, std)
+        data[n - 16:] = tail
+    return data
+
+
+def _box_muller_blocks(data, cast, mean, std):
+    """normal_fill_16 on each block of 16 values of `data`, in place. Each step is rounded to
+    the dtype where PyTorch's kernel rounds it."""
+    blocks = data.reshape(-1, 2, 8)
+    u1 = (1 - blocks[:, 0]).astype(cast)
+    u2 = blocks[:, 1]
+    radius = np.sqrt((-2 * np.log(u1.astype(np.float64))).astype(cast)).astype(cast)
+    theta = (2.0 * np.pi * u2.astype(np.float64)).astype(cast)
+    cos = np.cos(theta.astype(np.float64)).astype(cast)
+    sin = np.sin(theta.astype(np.float64)).astype(cast)
+    blocks[:, 0] = radius * cos * cast(std) + cast(mean)
+    blocks[:, 1] = radius * sin * cast(std) + cast(mean)

@@ -1,0 +1,182 @@
+"""Sampling from tensors of parameters: `multinomial`, `normal`, `bernoulli`, and the in-place
+random fills `normal_`, `uniform_`, `bernoulli_`, `random_`. Values come from the streams of
+`nbgrad._tensor.random`, in the order PyTorch's CPU kernels draw them. None of these has a
+gradient, as in PyTorch for the ones a tutorial differentiates through (none)."""
+import numpy as np
+
+from .._core import dtype as _dtype, tracing as _tracing
+from . import random as _random
+from .inplace import check_inplace
+from .tensor import Tensor, checked_shape, sizes_of
+
+__all__ = ["multinomial", "normal", "bernoulli"]
+
+
+def _draw_break():
+    _tracing.graph_break("random numbers drawn inside the step would be frozen by fusion")
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Indices drawn from the categories of each row of `input` (1-D or 2-D weights), int64."""
+    _draw_break()
+    if input.ndim not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if not input.is_floating_point():
+        raise RuntimeError(f"multinomial only supports floating-point dtypes for input, got: "
+                           f"{input.dtype.scalar_type}")
+    if num_samples <= 0:
+        raise RuntimeError("cannot sample n_sample <= 0 samples")
+    n_categories = input.shape[-1]
+    if not replacement and num_samples > n_categories:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
+                           "replacement")
+    weights = input._data if input.ndim == 2 else input._data[None]
+    if weights.size == 0:
+        return Tensor._wrap(np.empty(input.shape[:-1] + (num_samples,), np.int64))
+    if replacement and num_samples > 1:
+        rows = _with_replacement(weights, num_samples, generator)
+    else:
+        rows = _by_exponential_race(weights, num_samples, generator)
+    return Tensor._wrap(rows if input.ndim == 2 else rows[0])
+
+
+def _by_exponential_race(weights, num_samples, generator):
+    """PyTorch's draw without replacement (and of one sample): the categories with the
+    largest weight / Exponential(1) (the Gumbel-max trick, exponentiated)."""
+    if not (weights.max() < np.inf and weights.min() >= 0):  # NaN fails both
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    if (weights.sum(axis=1) == 0).any():
+        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+    keys = weights / _random.exponential(weights.shape, weights.dtype, generator)
+    if num_samples == 1:
+        return keys.argmax(axis=1)[:, None]
+    return np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]
+
+
+def _with_replacement(weights, num_samples, generator):
+    """PyTorch's draw with replacement: per row, its cumulative weights (summed in the
+    weights' dtype, normalized, the last one set to 1), then for each sample the first
+    category whose cumulative weight reaches a float64 uniform draw."""
+    if (weights < 0).any():
+        raise RuntimeError("invalid multinomial distribution (encountering probability entry < 0)")
+    if not np.isfinite(weights).all():
+        raise RuntimeError("invalid multinomial distribution (encountering probability entry = "
+                           "infinity or NaN)")
+    cumulative = np.cumsum(weights, axis=1, dtype=weights.dtype)
+    totals = cumulative[:, -1:]
+    if (totals <= 0).any():
+        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+    cumulative /= totals
+    cumulative[:, -1] = 1
+    draws = _random.uniform((len(weights), num_samples), _dtype.float64, generator=generator)
+    return np.stack([np.searchsorted(row.astype(np.float64), row_draws, side="left")
+                     for row, row_draws in zip(cumulative, draws)]).astype(np.int64)
+
+
+def _float_of(value):
+    return value.item() if isinstance(value, Tensor) else value
+
+
+def _check_std(std):
+    if std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
+
+
+def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, requires_grad=False):
+    """`normal(mean, std)` with tensors (broadcast) or a float and a tensor, or
+    `normal(mean, std, size)` with floats."""
+    _draw_break()
+    if not isinstance(mean, Tensor) and not isinstance(std, Tensor):
+        if size is None:
+            raise TypeError("normal() received an invalid combination of arguments - got (float, "
+                            "float): give a size, or a tensor mean or std")
+        _check_std(std)
+        dtype = _dtype.as_dtype(dtype) if dtype is not None else _dtype.float32
+        shape = checked_shape(sizes_of((size,)))
+        values = _random.normal(shape, dtype, mean, std, generator=generator)
+        result = Tensor._wrap(values)
+        return result.requires_grad_(True) if requires_grad else result
+    if size is not None:
+        raise TypeError("normal(): size is given only with a float mean and a float std")
+    tensors = [x for x in (mean, std) if isinstance(x, Tensor)]
+    if not tensors[0].is_floating_point():
+        raise NotImplementedError(f'"normal_kernel_cpu" not implemented for '
+                                  f"'{tensors[0].dtype.scalar_type}'")
+    shape = np.broadcast_shapes(*(x.shape for x in tensors))
+    if isinstance(std, Tensor):
+        if (std._data < 0).any():
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+        # PyTorch draws N(0, 1), then scales by std and adds mean.
+        values = _random.normal(shape, tensors[0].dtype, generator=generator)
+        values = values * std._data + (mean._data if isinstance(mean, Tensor) else mean)
+    else:
+        _check_std(std)
+        values = _random.normal(shape, mean.dtype, 0.0, std, generator=generator) + mean._data
+    return Tensor._wrap(values.astype(tensors[0].dtype.np, copy=False))
+
+
+def bernoulli(input, p=None, *, generator=None):
+    """0/1 values of `input`'s dtype: each 1 with the probability in `input` (or with `p`)."""
+    _draw_break()
+    if p is not None:
+        return bernoulli_(Tensor._wrap(np.empty_like(input._data)), p, generator=generator)
+    return bernoulli_(Tensor._wrap(np.empty_like(input._data)), input, generator=generator)
+
+
+def _fill(target, values):
+    """Write random `values` into `target` (outside autograd, as PyTorch's random fills of a
+    tensor that needs no gradient)."""
+    check_inplace(target)
+    _draw_break()
+    target._data[...] = values
+    target._version_counter[0] += 1
+    return target
+
+
+def bernoulli_(input, p=0.5, *, generator=None):
+    if isinstance(p, Tensor):
+        if not p.is_floating_point():
+            raise NotImplementedError(f'"bernoulli_tensor_cpu_p_" not implemented for '
+                                      f"'{p.dtype.scalar_type}'")
+        probabilities = np.broadcast_to(p._data, input.shape)
+        if not ((probabilities >= 0) & (probabilities <= 1)).all():
+            raise RuntimeError("Expected p_in >= 0 && p_in <= 1 to be true, but got false.  "
+                               "(Could this error message be improved?  If so, please report an "
+                               "enhancement request to PyTorch.)")
+        return _fill(input, _random.bernoulli_of(probabilities, generator))
+    if not 0 <= p <= 1:
+        raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p:g}")
+    return _fill(input, _random.bernoulli_mask(input.shape, p, generator))
+
+
+def _floating_target(input, kernel):
+    if not input.is_floating_point():
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{input.dtype.scalar_type}'")
+
+
+def normal_(input, mean=0.0, std=1.0, *, generator=None):
+    _floating_target(input, "normal_kernel_cpu")
+    mean, std = _float_of(mean), _float_of(std)
+    _check_std(std)
+    return _fill(input, _random.normal(input.shape, input.dtype, mean, std,
+                                       contiguous=input.is_contiguous(), generator=generator))
+
+
+def uniform_(input, from_=0.0, to=1.0, *, generator=None):
+    _floating_target(input, "check_uniform_bounds")
+    if from_ > to:
+        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found "
+                           f"from={from_:g} > to={to:g}")
+    return _fill(input, _random.uniform(input.shape, input.dtype, from_, to, generator=generator))
+
+
+def random_(input, *bounds, generator=None):
+    """`random_(from, to)`: integers in [from, to); `random_(to)`: in [0, to); `random_()`: in
+    [0, 2**mantissa digits] for a floating dtype, [0, max] for an integer one."""
+    if not bounds:
+        return _fill(input, _random.full_range(input.shape, input.dtype, generator))
+    from_, to = (0, bounds[0]) if len(bounds) == 1 else bounds
+    if from_ >= to:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} >= "
+                           f"to={to}")
+    return _fill(input, _random.integers(input.shape, from_, to, generator))
