@@ -1,11 +1,15 @@
 """nbgrad.optim against torch.optim: parameters after 20 steps from identical weights,
 state_dict, skipping and freezing, schedulers, and PyTorch's errors."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 import nbgrad
 from nbgrad import nn, optim
+from nbgrad.nn import functional as F
+from conftest import Pair, nbgrad_warnings
 
 STEPS = 20
 
@@ -30,6 +34,33 @@ OPTIMIZERS = {
     "adam_decoupled_weight_decay": (optim.Adam, torch.optim.Adam,
                                     dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
     "adamw_maximize": (optim.AdamW, torch.optim.AdamW, dict(lr=0.01, maximize=True)),
+    "rmsprop": (optim.RMSprop, torch.optim.RMSprop, {}),
+    "rmsprop_centered": (optim.RMSprop, torch.optim.RMSprop, dict(centered=True)),
+    "rmsprop_momentum": (optim.RMSprop, torch.optim.RMSprop, dict(momentum=0.9)),
+    "rmsprop_all_options": (optim.RMSprop, torch.optim.RMSprop,
+                            dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.5,
+                                 centered=True, maximize=True)),
+    "adagrad": (optim.Adagrad, torch.optim.Adagrad, {}),
+    "adagrad_all_options": (optim.Adagrad, torch.optim.Adagrad,
+                            dict(lr=0.05, lr_decay=0.01, weight_decay=0.1,
+                                 initial_accumulator_value=0.5, eps=1e-6, maximize=True)),
+    "adamax": (optim.Adamax, torch.optim.Adamax, {}),
+    "adamax_all_options": (optim.Adamax, torch.optim.Adamax,
+                           dict(lr=0.01, betas=(0.6, 0.9), eps=1e-5, weight_decay=0.1,
+                                maximize=True)),
+    "nadam": (optim.NAdam, torch.optim.NAdam, {}),
+    "nadam_weight_decay_maximize": (optim.NAdam, torch.optim.NAdam,
+                                    dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1,
+                                         momentum_decay=0.01, maximize=True)),
+    "nadam_decoupled_weight_decay": (optim.NAdam, torch.optim.NAdam,
+                                     dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    # RAdam's default betas take the unrectified step for 5 steps, then the adaptive one.
+    "radam": (optim.RAdam, torch.optim.RAdam, {}),
+    "radam_weight_decay_maximize": (optim.RAdam, torch.optim.RAdam,
+                                    dict(lr=0.01, betas=(0.6, 0.9), weight_decay=0.1,
+                                         maximize=True)),
+    "radam_decoupled_weight_decay": (optim.RAdam, torch.optim.RAdam,
+                                     dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
 }
 
 
@@ -201,23 +232,97 @@ def test_invalid_options():
         optim.SGD([{"params": w}, {"params": w}], lr=0.1)
 
 
-@pytest.mark.parametrize("make", [
-    lambda o, lib: lib.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5),
-    lambda o, lib: lib.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=0.01),
-])
-def test_scheduler_matches_torch(make):
-    rates = []
+def sequential(o, lib):
+    schedulers = lib.optim.lr_scheduler
+    return schedulers.SequentialLR(o, [schedulers.LinearLR(o, start_factor=0.1, total_iters=4),
+                                       schedulers.ExponentialLR(o, gamma=0.9),
+                                       schedulers.CosineAnnealingLR(o, T_max=5)],
+                                   milestones=[5, 12])
+
+
+class Warmup:
+    """A callable object as lr_lambda: LambdaLR's state_dict saves its __dict__."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def __call__(self, epoch):
+        return min(1.0, (epoch + 1) / self.epochs)
+
+
+# name: (optimizer (SGD or Adam), scheduler from (optimizer, library)); 30 steps each.
+SCHEDULERS = {
+    "StepLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5)),
+    "CosineAnnealingLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.CosineAnnealingLR(
+        o, T_max=4, eta_min=0.01)),
+    "ExponentialLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)),
+    "MultiStepLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.MultiStepLR(
+        o, milestones=[3, 7, 7, 20], gamma=0.5)),
+    "LambdaLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.LambdaLR(
+        o, [lambda epoch: 0.95 ** epoch, Warmup(8)])),
+    "LinearLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.LinearLR(
+        o, start_factor=0.25, end_factor=0.75, total_iters=10)),
+    "OneCycleLR_cos_sgd_momentum": ("SGD", lambda o, lib: lib.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=[0.5, 1.0], total_steps=31)),
+    "OneCycleLR_linear_three_phase_adam": ("Adam", lambda o, lib: lib.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=0.5, epochs=3, steps_per_epoch=11, anneal_strategy="linear", three_phase=True,
+        pct_start=0.25)),
+    "OneCycleLR_no_momentum": ("Adam", lambda o, lib: lib.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=0.5, total_steps=30, cycle_momentum=False, div_factor=10.0)),
+    "SequentialLR": ("SGD", sequential),
+    "ReduceLROnPlateau": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ReduceLROnPlateau(
+        o, patience=2, factor=0.5, cooldown=1, min_lr=[0.0, 0.04])),
+    "ReduceLROnPlateau_max_abs": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ReduceLROnPlateau(
+        o, mode="max", threshold=0.05, threshold_mode="abs", patience=1, eps=0.02)),
+}
+# A metric for ReduceLROnPlateau that improves, stalls, improves a little, stalls.
+METRICS = [1.0, 0.8, 0.7, 0.7, 0.71, 0.69, 0.69999, 0.5, 0.5, 0.5, 0.5, 0.49] * 3
+# Entries of torch's scheduler state_dict that are flags of its implementation.
+SCHEDULER_FLAGS = {"_get_lr_called_within_step", "_is_initial"}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_scheduler_matches_torch(name):
+    """Two parameter groups (learning rates 0.1 and 0.2, SGD with momentum 0.9 or Adam): the
+    rates (and momenta or betas) after each of 30 steps, and state_dict, are torch's."""
+    optimizer_name, make = SCHEDULERS[name]
+    seen, saved = [], []
     for library in (nbgrad, torch):
-        param = (nn.Parameter if library is nbgrad else torch.nn.Parameter)(library.ones(1))
-        optimizer = library.optim.SGD([param], lr=0.1)
+        params = [library.zeros(1, requires_grad=True) for _ in range(2)]
+        options = dict(momentum=0.9) if optimizer_name == "SGD" else {}
+        optimizer = getattr(library.optim, optimizer_name)(
+            [{"params": [params[0]]}, {"params": [params[1]], "lr": 0.2}], lr=0.1, **options)
         scheduler = make(optimizer, library)
-        seen = []
-        for _ in range(12):
+        rates = [scheduler.get_last_lr()]
+        for metric in METRICS[:30]:
             optimizer.step()
-            scheduler.step()
-            seen.append(scheduler.get_last_lr()[0])
-        rates.append(seen)
-    np.testing.assert_allclose(rates[0], rates[1], rtol=1e-12)
+            if name.startswith("ReduceLROnPlateau"):
+                scheduler.step(metric)
+            else:
+                scheduler.step()
+            rates.append(scheduler.get_last_lr()
+                         + [group.get("momentum", group.get("betas"))
+                            for group in optimizer.param_groups])
+        seen.append(rates)
+        saved.append(_comparable(scheduler.state_dict()))
+    np.testing.assert_allclose(_flatten(seen[0]), _flatten(seen[1]), rtol=1e-12)
+    assert saved[0] == saved[1]
+
+
+def _flatten(rates):
+    flat = []
+    for item in rates:
+        if isinstance(item, (list, tuple)):
+            flat += _flatten(item)
+        else:
+            flat.append(float(item))
+    return flat
+
+
+def _comparable(state):
+    """A scheduler state_dict without torch's flags, nested schedulers' states too."""
+    return {key: [_comparable(inner) for inner in value] if key == "_schedulers" else value
+            for key, value in state.items() if key not in SCHEDULER_FLAGS}
 
 
 @pytest.mark.parametrize("make", [
@@ -228,3 +333,114 @@ def test_scheduler_matches_torch(make):
 def test_options_that_change_the_math_are_refused_not_ignored(make):
     with pytest.raises(NotImplementedError, match="is not supported"):
         make([nbgrad.zeros(2, requires_grad=True)])
+
+
+# Options that make each new optimizer keep all of its state.
+FULL_STATE = {
+    "RMSprop": dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1),
+    "Adagrad": dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.5),
+    "Adamax": dict(lr=0.01, weight_decay=0.1),
+    "NAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+}
+# Options of torch's param_groups that pick an implementation; nbgrad's groups do not have them.
+IMPLEMENTATION_OPTIONS = {"foreach", "capturable", "differentiable", "fused"}
+
+
+def numpy_state_dict(state_dict):
+    return {"state": {number: {key: value.numpy() for key, value in state.items()}
+                      for number, state in state_dict["state"].items()},
+            "param_groups": [{k: v for k, v in group.items() if k not in IMPLEMENTATION_OPTIONS}
+                             for group in state_dict["param_groups"]]}
+
+
+@pytest.mark.parametrize("name", list(FULL_STATE))
+def test_state_dict_is_torchs_and_loads_torchs(name):
+    """After 3 steps, state_dict() has torch's keys, values and options; an optimizer loaded
+    from torch's state_dict then takes the same 3 further steps as torch."""
+    kwargs = FULL_STATE[name]
+    model, reference = make_models(np.float64)
+    optimizer = getattr(optim, name)(model.parameters(), **kwargs)
+    expected = getattr(torch.optim, name)(reference.parameters(), **kwargs)
+    train(model, optimizer, nn.MSELoss(), nbgrad, steps=3, dtype=np.float64)
+    train(reference, expected, torch.nn.MSELoss(), torch, steps=3, dtype=np.float64)
+    ours, theirs = optimizer.state_dict(), numpy_state_dict(expected.state_dict())
+    assert ours["param_groups"] == theirs["param_groups"]
+    assert list(ours["state"]) == list(theirs["state"])
+    for number, state in theirs["state"].items():
+        assert sorted(ours["state"][number]) == sorted(state)
+        for key, value in state.items():
+            mine = ours["state"][number][key].numpy()
+            assert mine.dtype == value.dtype, key
+            np.testing.assert_allclose(mine, value, rtol=1e-12, err_msg=key)
+
+    resumed, _ = make_models(np.float64)
+    resumed.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
+    resumed_optimizer = getattr(optim, name)(resumed.parameters(), lr=0.5)
+    resumed_optimizer.load_state_dict(theirs)
+    train(resumed, resumed_optimizer, nn.MSELoss(), nbgrad, steps=3, dtype=np.float64)
+    train(reference, expected, torch.nn.MSELoss(), torch, steps=3, dtype=np.float64)
+    assert_same_parameters(resumed, reference, rtol=1e-12, atol=1e-14)
+
+
+def test_adagrad_state_exists_before_the_first_step_as_in_torch():
+    param = nbgrad.zeros(3, requires_grad=True)
+    state = optim.Adagrad([param], initial_accumulator_value=0.25).state_dict()["state"]
+    assert list(state) == [0] and float(state[0]["step"]) == 0.0
+    np.testing.assert_array_equal(state[0]["sum"].numpy(), [0.25] * 3)
+
+
+class Optimizers:
+    """Several optimizers seen as one (the optimizer of a `Pair` setup)."""
+
+    def __init__(self, optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def state(self):
+        return {p: s for optimizer in self.optimizers for p, s in optimizer.state.items()}
+
+    @property
+    def param_groups(self):
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self):
+        for optimizer in self.optimizers:
+            optimizer.zero_grad()
+
+    def step(self):
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def test_new_optimizers_fuse_and_the_fused_step_equals_eager():
+    """One compiled step updating a parameter by each new optimizer (with all its state): one
+    fused kernel for all of them (so one compile), equal to eager after every call."""
+    def build():
+        params = [nbgrad.randn(6, 4, requires_grad=True) for _ in FULL_STATE]
+        return params, Optimizers([getattr(optim, name)([param], **kwargs)
+                                   for param, (name, kwargs) in zip(params, FULL_STATE.items())])
+
+    def make_step(s):
+        def step(x, y):
+            s.opt.zero_grad()
+            loss = sum(F.mse_loss((x @ param).tanh(), y) for param in s.params)
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    rng = np.random.default_rng(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pair = Pair(build, make_step)
+        for _ in range(8):
+            pair(*(nbgrad.tensor(rng.standard_normal(shape).astype(np.float32))
+                   for shape in ((5, 6), (5, 4))))
+    assert nbgrad_warnings(caught) == []
+    stats = pair.compiled.stats
+    assert (stats["specializations"], stats["fused_calls"], stats["eager_calls"]) == (1, 7, 1)
+    source = pair.compiled.source
+    assert "_update(" not in source
+    for name in FULL_STATE:
+        assert f"{name} update of 1 parameter(s), one loop nest" in source
