@@ -1,14 +1,21 @@
-"""Indexing: `tensor[index]` (`getitem`), `tensor[index] = value` (`setitem`), and `nonzero`."""
+"""Indexing: `tensor[index]` (`getitem`), `tensor[index] = value` (`setitem`), `nonzero`,
+the ops that pick or write along one dimension (`gather`, `scatter`, `scatter_add`,
+`index_select`, `index_fill`, and their in-place forms), and `one_hot`.
+
+All of them are the `take`, `index_put` and `scatter_add` primitives on flat positions that
+are computed and checked here, from the index's values, before any kernel sees them.
+"""
 import numpy as np
 
 from ..ops import PRIMITIVES
-from ..ops.indexing import flat_positions, put_values
+from ..ops.indexing import first_out_of_range, flat_positions, positions_along, put_values
+from .conversion import to
 from .inplace import check_inplace, is_recording, snapshot, write_back
 from .dispatch import dispatch
 from .operands import as_tensor_arg
-from .tensor import Tensor
+from .tensor import Tensor, _check_dim, _meta
 
-__all__ = ["nonzero"]
+__all__ = ["nonzero", "gather", "scatter", "scatter_add", "index_select", "index_fill"]
 
 
 def _numpy_index(index):
@@ -67,6 +74,16 @@ def setitem(input, index, value):
         value = as_tensor_arg(value, input._data.dtype) if np.isscalar(value) else \
             Tensor._wrap(np.asarray(value))
     positions = flat_positions(input.shape, index)
+    if value.ndim > positions.ndim:
+        # As PyTorch, the value's leading size-1 dimensions do not count: `logits[i] = v`
+        # takes a v of shape [1, 27] into a row of 27.
+        extra = value.ndim - positions.ndim
+        if any(size != 1 for size in value.shape[:extra]):
+            raise RuntimeError(f"expand({value.dtype.name}{{{list(value.shape)}}}, "
+                               f"size={list(positions.shape)}): the number of sizes provided "
+                               f"({positions.ndim}) must be greater or equal to the number of "
+                               f"dimensions in the tensor ({value.ndim})")
+        value = value.reshape(value.shape[extra:])
     if is_recording(input, value):
         result = dispatch(PRIMITIVES["index_put"], (snapshot(input), value), {"positions": positions})
         write_back(input, result)
@@ -83,3 +100,130 @@ def nonzero(input, *, as_tuple=False):
     if as_tuple:
         return tuple(Tensor._wrap(i.astype(np.int64)) for i in indices)
     return Tensor._wrap(np.stack(indices, axis=1).astype(np.int64))
+
+
+# --- along one dimension -------------------------------------------------------------------
+
+def gather(input, dim, index, *, sparse_grad=False):
+    if sparse_grad:
+        raise NotImplementedError("gather(sparse_grad=True): nbgrad has no sparse tensors")
+    positions = positions_along(input.shape, _check_dim(dim, input.ndim), index._data, "gather")
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
+                    grad_fn_name="GatherBackward0")
+
+
+def _scatter_source(input, dim, index, src):
+    """The positions of `index` along `dim` and the part of `src` that goes there."""
+    if _meta(src).dtype != _meta(input).dtype:
+        raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    positions = positions_along(input.shape, _check_dim(dim, input.ndim), index._data, "scatter",
+                                src.shape)
+    if src.shape != positions.shape:
+        # As PyTorch: only the leading block of `src`, of the index's shape, is read.
+        src = getitem(src, tuple(slice(0, n) for n in positions.shape))
+    return positions, src
+
+
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    if reduce is not None:
+        if reduce not in ("add", "multiply"):
+            raise RuntimeError("reduce argument must be either add or multiply.")
+        raise NotImplementedError(f"scatter(reduce={reduce!r}) is not supported by nbgrad (PyTorch "
+                                  "has no gradient for it); use scatter_add")
+    if (src is None) == (value is None):
+        raise TypeError("scatter() takes one of src (a tensor) or value (a number)")
+    if src is not None and not isinstance(src, Tensor):
+        value = src  # scatter(input, dim, index, 2.0), as in PyTorch
+    if value is not None:
+        if isinstance(value, Tensor):
+            value = value.item()
+        positions = positions_along(input.shape, _check_dim(dim, input.ndim), index._data,
+                                    "scatter")
+        return dispatch(PRIMITIVES["index_put"], (input, as_tensor_arg(value, _meta(input).dtype)),
+                        {"positions": positions}, grad_fn_name="ScatterBackward1")
+    positions, src = _scatter_source(input, dim, index, src)
+    return dispatch(PRIMITIVES["index_put"], (input, src), {"positions": positions},
+                    grad_fn_name="ScatterBackward0")
+
+
+def scatter_add(input, dim, index, src):
+    positions, src = _scatter_source(input, dim, index, src)
+    return dispatch(PRIMITIVES["scatter_add"], (input, src), {"positions": positions})
+
+
+def _slices_along(input, dim, index):
+    """The flat positions of the slices `index` (a NumPy array) picks along `dim`."""
+    return flat_positions(input.shape, (slice(None),) * dim + (index,))
+
+
+def index_select(input, dim, index):
+    index = index._data
+    if index.dtype.kind not in "iu" or index.dtype.itemsize < 4:
+        raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
+    if index.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    d = _check_dim(dim, input.ndim)
+    index = index.reshape(-1)
+    size = input.shape[d] if input.ndim else 1
+    # NOTE: index_select refuses negative indices, which NumPy (and so flat_positions) accepts.
+    first = first_out_of_range(index, size, 0) if index.size else -1
+    if first >= 0:
+        raise RuntimeError(f"INDICES element is out of DATA bounds, id={index[first]} axis_dim={size}")
+    if input.ndim == 0:
+        if index.size != 1:
+            raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got "
+                               f"{index.size} value(s)")
+        positions = np.zeros((), np.int64)
+    else:
+        positions = _slices_along(input, d, index)
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
+                    grad_fn_name="IndexSelectBackward0")
+
+
+def index_fill(input, dim, index, value):
+    index = index._data
+    if index.dtype != np.int64:
+        raise IndexError("index_fill_(): Expected dtype int64 for index.")
+    if index.ndim > 1:
+        raise RuntimeError("Index has to be a vector/scalar")
+    positions = _slices_along(input, _check_dim(dim, input.ndim), index.reshape(-1))
+    if isinstance(value, Tensor):
+        if value.ndim:
+            raise RuntimeError(f"index_fill_ only supports a 0-dimensional value tensor, but got "
+                               f"tensor with {value.ndim} dimension(s).")
+        value, name = to(value, input.dtype), "IndexFillBackward1"
+    else:
+        value, name = as_tensor_arg(value, _meta(input).dtype), "IndexFillBackward0"
+    return dispatch(PRIMITIVES["index_put"], (input, value), {"positions": positions},
+                    grad_fn_name=name)
+
+
+def _in_place(function):
+    """The in-place method of `function(input, *args)` (`scatter_` from `scatter`): unlike
+    `inplace.inplace_method`, any argument may be a tensor that needs a gradient."""
+    def method(self, *args, **kwargs):
+        check_inplace(self)
+        source = snapshot(self) if is_recording(self, *args, *kwargs.values()) else self
+        return write_back(self, function(source, *args, **kwargs))
+    method.__name__ = function.__name__ + "_"
+    return method
+
+
+scatter_, scatter_add_, index_fill_ = (_in_place(f) for f in (scatter, scatter_add, index_fill))
+
+
+def one_hot(tensor, num_classes=-1):
+    """`nn.functional.one_hot`: int64, one trailing dimension of `num_classes`."""
+    labels = tensor._data
+    if labels.dtype != np.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if not labels.size:
+        if num_classes <= 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+    elif labels.min() < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    elif num_classes == -1:
+        num_classes = int(labels.max()) + 1
+    elif labels.max() >= num_classes:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    return Tensor._wrap((labels[..., None] == np.arange(num_classes)).astype(np.int64))

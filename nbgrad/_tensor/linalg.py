@@ -1,11 +1,16 @@
-"""Matrix products: `matmul` and its fixed-rank forms `mm`, `mv`, `dot`, `bmm`."""
+"""Matrix products: `matmul` and its fixed-rank forms `mm`, `mv`, `dot`, `bmm`; `outer`, and
+`einsum` (a composite of diagonals, sums, products and matmuls, as PyTorch's)."""
+import numpy as np
+
 from ..ops import PRIMITIVES
 from ..ops.linalg import grad_fn_name as matmul_grad_fn_name
+from ..ops.primitive import TORCH_TYPE_NAMES
+from .indexing import getitem
 from .operands import array_like_operand
 from .dispatch import dispatch
 from .tensor import Tensor
 
-__all__ = ["matmul", "mm", "mv", "dot", "bmm"]
+__all__ = ["matmul", "mm", "mv", "dot", "bmm", "outer", "ger", "einsum"]
 
 
 def matmul(input, other):
@@ -35,3 +40,133 @@ def bmm(input, mat2):
     if input.ndim != 3 or mat2.ndim != 3:
         raise RuntimeError("batch1 must be a 3D tensor")
     return matmul(input, mat2)
+
+
+def outer(input, vec2):
+    for name, x in (("self", input), ("vec2", vec2)):
+        if x.ndim != 1:
+            raise RuntimeError(f"outer: Expected 1-D argument {name}, but got {x.ndim}-D")
+    return input.reshape(-1, 1) * vec2
+
+
+ger = outer
+
+
+# --- einsum ----------------------------------------------------------------------------------
+
+def _parse_einsum(equation, shapes):
+    """The subscripts of each operand and of the output, as strings, with PyTorch's checks.
+    An ellipsis becomes upper-case letters the equation does not use (right-aligned, as
+    broadcasting is)."""
+    for i, c in enumerate(equation):
+        if not (c.isascii() and c.isalpha()) and c not in " ,->.":
+            raise RuntimeError(f"einsum(): invalid subscript given at index {i} in the equation "
+                               "string, subscripts must be in [a-zA-Z]")
+    equation = equation.replace(" ", "")
+    lhs, arrow, output = equation.partition("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(shapes):
+        fewer_or_more = "fewer" if len(shapes) < len(inputs) else "more"
+        raise RuntimeError(f"einsum(): {fewer_or_more} operands were provided than specified in "
+                           "the equation")
+    spare = [c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in equation]
+    ellipsis_rank = 0
+    for k, (subscripts, shape) in enumerate(zip(inputs, shapes)):
+        named = len(subscripts.replace("...", ""))
+        if "..." not in subscripts and named != len(shape):
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({named}) does "
+                               f"not match the number of dimensions ({len(shape)}) for operand "
+                               f"{k} and no ellipsis was given")
+        if "..." in subscripts:
+            ellipsis_rank = max(ellipsis_rank, len(shape) - named)
+    broadcast = "".join(spare[:ellipsis_rank][::-1])
+    inputs = [s.replace("...", broadcast[len(broadcast) - (len(shape) - len(s) + 3):])
+              for s, shape in zip(inputs, shapes)]
+    if not arrow:  # implicit output: the broadcast dimensions, then the letters used once
+        letters = "".join(inputs)
+        output = "..." * bool(broadcast) + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1 and c not in broadcast))
+    output = output.replace("...", broadcast)
+    for c in output:
+        if output.count(c) > 1:
+            raise RuntimeError(f"einsum(): output subscript {c} appears more than once in the output")
+        if not any(c in s for s in inputs):
+            raise RuntimeError(f"einsum(): output subscript {c} does not appear in the equation "
+                               "for any input operand")
+    return inputs, output
+
+
+def _take_diagonals(x, letters, k):
+    """`x` with each repeated subscript reduced to its diagonal (`ii->i`), and its letters."""
+    for c in dict.fromkeys(letters):
+        where = [d for d, letter in enumerate(letters) if letter == c]
+        if len(where) > 1:
+            sizes = {x.shape[d] for d in where}
+            if len(sizes) > 1:
+                raise RuntimeError(f"einsum(): subscript {c} is repeated for operand {k} but the "
+                                   f"sizes don't match, {max(sizes)} != {min(sizes)}")
+            rest = [d for d in range(x.ndim) if d not in where]
+            x = getitem(x.permute(where + rest), (np.arange(x.shape[where[0]]),) * len(where))
+            letters = c + "".join(letters[d] for d in rest)
+    return x, letters
+
+
+def _contract(a, la, b, lb, keep):
+    """The product of `a` and `b` (subscripts `la`, `lb`) summed over their shared subscripts
+    that are not in `keep`: a broadcast multiply, or a batched matmul when there is a sum."""
+    batch = [c for c in la if c in lb and c in keep]
+    summed = [c for c in la if c in lb and c not in keep]
+    left = [c for c in la if c not in lb]
+    right = [c for c in lb if c not in la]
+    size = dict(zip(la, a.shape)) | dict(zip(lb, b.shape))
+    if not summed:
+        b = _permuted(b, lb, [c for c in la if c in lb] + right)
+        b = b.reshape([size[c] if c in lb else 1 for c in la] + [size[c] for c in right])
+        return a.reshape(a.shape + (1,) * len(right)) * b, la + "".join(right)
+    a = _permuted(a, la, batch + left + summed)
+    b = _permuted(b, lb, batch + summed + right)
+    n = {name: int(np.prod([size[c] for c in group], dtype=np.int64))
+         for name, group in (("batch", batch), ("left", left), ("summed", summed), ("right", right))}
+    # Without batch subscripts, a 2-D matmul (which fuses; batched ones run eagerly).
+    lead = (n["batch"],) if batch else ()
+    product = (a.reshape(lead + (n["left"], n["summed"]))
+               @ b.reshape(lead + (n["summed"], n["right"])))
+    letters = batch + left + right
+    return product.reshape([size[c] for c in letters]), "".join(letters)
+
+
+def _permuted(x, letters, order):
+    order = [letters.index(c) for c in order]
+    return x if order == list(range(x.ndim)) else x.permute(order)
+
+
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    inputs, output = _parse_einsum(equation, [x.shape for x in operands])
+    for x in operands[1:]:
+        if x.dtype is not operands[0].dtype:
+            raise RuntimeError(f"expected scalar type {TORCH_TYPE_NAMES[operands[0].dtype.name]} "
+                               f"but found {TORCH_TYPE_NAMES[x.dtype.name]}")
+    operands = [_take_diagonals(x, letters, k) for k, (x, letters) in enumerate(zip(operands, inputs))]
+    size = {}
+    for k, (x, letters) in enumerate(operands):
+        for c, n in zip(letters, x.shape):
+            if size.get(c, 1) not in (1, n) and n != 1:
+                raise RuntimeError(f"einsum(): subscript {c} has size {n} for operand {k} which "
+                                   f"does not broadcast with previously seen size {size[c]}")
+            size[c] = max(size.get(c, 1), n)
+    result, letters = None, ""
+    for k, (x, lx) in enumerate(operands):
+        if any(x.shape[d] != size[c] for d, c in enumerate(lx)):
+            x = x.expand([size[c] for c in lx])  # size-1 dimensions broadcast, as in PyTorch
+        needed = set(output).union(*(later for _, later in operands[k + 1:]))
+        # Subscripts that no later operand and not the output has are summed out first.
+        gone = [d for d, c in enumerate(lx) if c not in needed and c not in letters]
+        if gone:
+            x, lx = x.sum(tuple(gone)), "".join(c for d, c in enumerate(lx) if d not in gone)
+        result, letters = (x, lx) if result is None else _contract(result, letters, x, lx, needed)
+    if letters == output and len(operands) == 1 and result is operands[0][0]:
+        # einsum never returns its argument itself (PyTorch gives a permuted view)
+        return result.permute(list(range(result.ndim)))
+    return _permuted(result, letters, list(output))

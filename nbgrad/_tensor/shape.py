@@ -1,14 +1,17 @@
 """Shape functions: views (`reshape`, `view`, `permute`, `expand`, ...), copies (`clone`,
-`contiguous`), and joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`)."""
+`contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`),
+rearrangements (`repeat`, `tile`, `flip`, `roll`) and triangles (`tril`, `triu`)."""
 import numpy as np
 
 from ..ops import PRIMITIVES
 from .dispatch import dispatch
-from .tensor import _check_dim, _meta, sizes_of
+from .operands import as_tensor_arg
+from .tensor import Tensor, _check_dim, _meta, checked_shape, sizes_of
 
 __all__ = ["reshape", "view", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
            "swapaxes", "swapdims", "t", "expand", "expand_as", "broadcast_to", "contiguous",
-           "clone", "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind"]
+           "clone", "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "repeat",
+           "tile", "flip", "roll", "tril", "triu"]
 
 
 def _infer_size(shape, numel):
@@ -178,18 +181,35 @@ def split(input, split_size_or_sections, dim=0):
     d = _check_dim(dim, input.ndim)
     size = input.shape[d]
     if isinstance(split_size_or_sections, int):
-        sections = [split_size_or_sections] * (size // split_size_or_sections)
-        if size % split_size_or_sections:
-            sections.append(size % split_size_or_sections)
+        step = split_size_or_sections
+        if step < 0:
+            raise RuntimeError(f"split expects split_size be non-negative, but got split_size={step}")
+        if step == 0 and size:
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got "
+                               f"dimension size of {size}")
+        sections = [step] * (size // step) + [size % step] if step else [0]
+        if len(sections) > 1 and not sections[-1]:
+            sections.pop()  # no empty remainder, unless the dimension is empty
     else:
-        sections = list(split_size_or_sections)
+        sections = [int(n) for n in split_size_or_sections]
+        if any(n < 0 for n in sections):
+            raise RuntimeError(f"split_with_sizes expects split_sizes have only non-negative "
+                               f"entries, but got split_sizes={sections}")
+        if sum(sections) != size:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {size} "
+                               f"(input tensor's size at dimension {d}), but got "
+                               f"split_sizes={sections}")
     starts = np.cumsum([0] + sections[:-1])
     lead = (slice(None),) * d
     return tuple(input[lead + (slice(int(s), int(s) + n),)] for s, n in zip(starts, sections))
 
 
 def chunk(input, chunks, dim=0):
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     size = input.shape[_check_dim(dim, input.ndim)]
+    if not size:
+        return split(input, [0] * chunks, dim)  # as PyTorch: `chunks` empty pieces
     return split(input, -(-size // chunks), dim)
 
 
@@ -197,3 +217,72 @@ def unbind(input, dim=0):
     d = _check_dim(dim, input.ndim)
     lead = (slice(None),) * d
     return tuple(input[lead + (i,)] for i in range(input.shape[d]))
+
+
+# --- rearrangements: a `take` of positions that NumPy moves ---------------------------------
+# NOTE: not views: PyTorch's repeat, flip and roll copy, and so does `take`. Its gradient, a
+# scatter-add of the positions, sums the copies of an element (repeat) or moves it back.
+
+def _rearranged(input, rearrange, grad_fn_name):
+    """`input` with its elements where `rearrange` (a NumPy function) puts those of an array
+    of the same shape."""
+    positions = rearrange(np.arange(input.numel(), dtype=np.int64).reshape(input.shape))
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": np.ascontiguousarray(positions)},
+                    grad_fn_name=grad_fn_name)
+
+
+def repeat(input, *repeats):
+    if not repeats:
+        raise TypeError('repeat() missing 1 required positional arguments: "repeats"')
+    repeats = sizes_of(repeats)
+    lead = len(repeats) - input.ndim
+    if lead < 0:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of "
+                           "dimensions of tensor")
+    checked_shape(n * s for n, s in zip(repeats, (1,) * lead + input.shape))
+    return _rearranged(input, lambda a: np.tile(a, repeats), "RepeatBackward0")
+
+
+def tile(input, *dims):
+    dims = sizes_of(dims)
+    # As PyTorch: fewer dims than the tensor has are padded with leading 1s.
+    return repeat(input, (1,) * (input.ndim - len(dims)) + dims)
+
+
+def flip(input, *dims):
+    dims = [_check_dim(d, input.ndim) for d in sizes_of(dims)]
+    for d in dims:
+        if dims.count(d) > 1:
+            raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+    return _rearranged(input, lambda a: np.flip(a, dims), "FlipBackward0")
+
+
+def roll(input, shifts, dims=None):
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = () if dims is None else (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims) and not (not dims and len(shifts) == 1):
+        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+    if not dims:  # the flattened tensor rolls, then takes back its shape
+        return _rearranged(input, lambda a: np.roll(a, shifts[0]), "RollBackward0")
+    dims = tuple(_check_dim(d, input.ndim) for d in dims)
+    return _rearranged(input, lambda a: np.roll(a, shifts, dims), "RollBackward0")
+
+
+# --- triangles ------------------------------------------------------------------------------
+
+def _triangle(name, keep):
+    """`tril` or `triu`: `where(mask, input, 0)` with the (broadcast) mask `keep(rows, cols,
+    diagonal)` over the last two dimensions."""
+    def function(input, diagonal=0):
+        if input.ndim < 2:
+            raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions")
+        mask = Tensor._wrap(keep(*input.shape[-2:], diagonal))
+        zero = as_tensor_arg(0, _meta(input).dtype)
+        return dispatch(PRIMITIVES["where"], (mask, input, zero),
+                        grad_fn_name=name.capitalize() + "Backward0")
+    function.__name__ = name
+    return function
+
+
+tril = _triangle("tril", lambda n, m, k: np.tri(n, m, k, dtype=bool))
+triu = _triangle("triu", lambda n, m, k: ~np.tri(n, m, k - 1, dtype=bool))

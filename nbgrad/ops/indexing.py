@@ -1,7 +1,9 @@
 """Indexing primitives: `x[index]` and writes through an index. Basic indexing (ints,
-slices, None, Ellipsis) is a view; gathers (`take`) and scatters (`index_put`) go through
-flat element positions computed once in Python, so NumPy's indexing rules (and its bounds
-checks) decide what an index means before any kernel sees it.
+slices, None, Ellipsis) is a view; gathers (`take`) and scatters (`index_put`, `scatter_add`)
+go through flat element positions computed once in Python, so NumPy's indexing rules (and its
+bounds checks) decide what an index means before any kernel sees it. The ops that pick along
+one dimension (gather, scatter, index_select, index_fill) and the rearrangements (repeat,
+flip, roll) are these same primitives on positions from `positions_along` or NumPy.
 
 NOTE: Numba does not bounds-check. Indices that reach a kernel are validated in Python first
 (`flat_positions` through NumPy, `first_out_of_range` with a small njit scan).
@@ -49,6 +51,43 @@ def flat_positions(shape, index):
         raise IndexError(str(error).replace("axis", "dimension")) from None
 
 
+def positions_along(shape, dim, index, op, src_shape=None):
+    """Flat C-order positions, in an array of `shape`, of the elements that integer array
+    `index` picks along `dim` (gather's rule: result[i0, .., ik, ..] is
+    x[i0, .., index[i0, .., ik, ..], ..]), after PyTorch's checks of `op` ("gather" or
+    "scatter", with `src_shape` for a scatter from a tensor) on the index's dtype, rank, sizes
+    and values. `index` may be smaller than `shape` in every dimension but `dim`."""
+    if index.dtype.kind not in "iu" or index.dtype.itemsize < 4:
+        raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index")
+    for other, other_shape in (("input" if op == "gather" else "self", shape), ("src", src_shape)):
+        if other_shape is not None and index.ndim != len(other_shape):
+            raise RuntimeError(f"Index tensor must have the same number of dimensions as {other} "
+                               "tensor")
+    too_large = [d for d, (n, s) in enumerate(zip(index.shape, shape)) if d != dim and n > s]
+    if too_large or (src_shape is not None and any(map(int.__gt__, index.shape, src_shape))):
+        expected = (f"xpected index {list(index.shape)} to be no larger than self {list(shape)} "
+                    f"apart from dimension {dim}")
+        if op == "gather":
+            raise RuntimeError(f"Size does not match at dimension {too_large[0]} e{expected}")
+        if src_shape is not None:
+            expected += f" and to be no larger size than src {list(src_shape)}"
+        raise RuntimeError("E" + expected)
+    size = shape[dim] if shape else 1  # a 0-d array has one element along its dimension 0
+    flat = flat_contiguous(index)
+    if flat.size:
+        # NOTE: the scan's "ignored" value is 0, an index that is always valid here.
+        first = first_out_of_range(flat, size, 0)
+        if first >= 0:
+            raise RuntimeError(f"index {flat[first]} is out of bounds for dimension {dim} "
+                               f"with size {size}")
+    strides = [int(np.prod(shape[d + 1:])) for d in range(len(shape))]
+    positions = index.astype(np.int64) * (strides[dim] if shape else 1)
+    for d, extent in enumerate(index.shape):
+        if d != dim:
+            positions += (np.arange(extent) * strides[d]).reshape((-1,) + (1,) * (index.ndim - d - 1))
+    return positions
+
+
 # --- basic indexing: a view ---------------------------------------------------------------
 
 def _basic_index(x, index):
@@ -79,6 +118,28 @@ def _take_vjp(node, g):
     result = np.zeros(shape, g.dtype)
     scatter_add_kernel(flat_contiguous(g), node.params["positions"].reshape(-1), result.reshape(-1))
     return (result,)
+
+
+def _scatter_add_infer(x, src, positions):
+    if src.dtype != x.dtype:
+        raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    if src.shape != positions.shape:
+        raise RuntimeError(f"scatter_add: src of shape {list(src.shape)} does not match the "
+                           f"index's shape {list(positions.shape)}")
+    return x.shape, x.dtype
+
+
+def _scatter_add_forward(x, src, positions):
+    _scatter_add_infer(x, src, positions)
+    out = np.empty(x.shape, x.dtype)
+    copy_into(out, x)
+    scatter_add_kernel(flat_contiguous(src), positions.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _scatter_add_vjp(node, g):
+    return (g if node.needs[0] else None,
+            _take_forward(g, node.params["positions"]) if node.needs[1] else None)
 
 
 def _put_infer(x, values, positions):
@@ -121,4 +182,9 @@ PRIMS = {
                                _take_vjp)),
     "index_put": register(Primitive("index_put", "CopySlices", _put_infer, _put_forward,
                                     _put_vjp, differentiable=(0, 1))),
+    # scatter_add: `out = x.clone(); out.flat[positions] += src`, with repeated positions
+    # adding up (index_put would keep one of them). `src` has the positions' shape.
+    "scatter_add": register(Primitive("scatter_add", "ScatterAddBackward0", _scatter_add_infer,
+                                      _scatter_add_forward, _scatter_add_vjp,
+                                      differentiable=(0, 1))),
 }

@@ -273,6 +273,7 @@ NO_FUSED_RULE = {
     "amax", "amin", "argmax", "argmin", "logsumexp", "var", "std",  # reductions
     "permute", "expand", "basic_index",  # views (transpose, .T, expand, a[1:, ::2])
     "take", "index_put", "concat", "embedding",  # gathers and scatters by index, cat/stack
+    "scatter_add",  # scatters by index
 }
 # Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
 # primitive without a fused rule. Every other row must run fused from its second call.
@@ -288,7 +289,7 @@ FUSED_RULE_LIMITS = {
         "matmul_bmm", "matmul_3d_2d", "matmul_bcast_batch", "matmul_bcast_1", "matmul_1d_3d",
         "matmul_3d_1d", "matmul_2d_3d", "matmul_empty_contract_3d_2d",
         "matmul_empty_contract_bmm", "matmul_empty_contract_3d_1d",
-        "matmul_empty_contract_2d_3d"},
+        "matmul_empty_contract_2d_3d", "einsum_bmm"},
     "unreduced, mixed-dtype or empty loss": {"mse_loss_none", "l1_loss_none", "bce_logits_none"},
     "nll_loss with reduction='none'": {"nll_loss_none", "cross_entropy_none"},
     "loss weights": {"bce_none_weight", "bce_logits_weight_pos_weight"},

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import nbgrad
+import nbgrad.linalg  # noqa: F401  (L.linalg in the rows; until nbgrad imports it)
 from conftest import TOL, assert_close, assert_same_dtype, grad_fn_name, rng_for, to_numpy
 
 # float32 tolerance for rows whose result is a sum over several elements (reductions, matmul,
@@ -80,6 +81,32 @@ A = np.array
 # Fixed condition for `where` rows (broadcasts against (1, 4) and (3, 4)).
 COND = A([[True], [False], [True]])
 TIES = A([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, -1.0], [-1.0, -1.0, 0.5, -1.0]])
+# Norms: a row with ties of the largest magnitude, a zero row (the 2-norm's gradient is 0
+# there), a row with NaN.
+NORMS = A([[1.0, -3.0, 3.0, 0.0], [0.0, 0.0, 0.0, 0.0], [2.0, -0.5, np.nan, 1.0]])
+# all/any: NaN is true; a row of zeros.
+LOGICAL = A([[1.0, 0.0, np.nan], [np.nan, 2.0, -1.0], [0.0, 0.0, 0.0]])
+# cumprod: zeros (first, repeated, last), where the gradient cannot divide by x.
+CUMPROD_ZEROS = A([[1.5, 0.0, 2.0, -3.0, 0.0, 4.0], [0.0, 2.0, 3.0, 1.0, 0.5, 2.0],
+                   [2.0, -3.0, 1.0, 2.0, 1.5, 0.0]])
+# Ties among 20 elements (beyond 16, PyTorch's unstable sort and topk reorder ties), with
+# NaN (sorted as the largest), inf and -inf.
+SORT_TIES = np.random.default_rng(14).integers(0, 3, (3, 20)).astype(np.float64)
+SORT_TIES[0, [3, 11]] = np.nan
+SORT_TIES[1, [0, 7]] = [np.inf, -np.inf]
+# topk of 2 in rows of 130 (k * 64 <= n: PyTorch's other selection algorithm), many ties.
+TOPK_WIDE = np.random.default_rng(15).integers(0, 4, (2, 130)).astype(np.float64)
+
+
+
+def _integer_ops(L, i):
+    """Integer tensor `i` through the elementwise ops that keep integers, and those that
+    give float32."""
+    kept = (i.floor() + i.ceil() * 2 + i.trunc() * 3 + i.round() * 4 + i.sign() * 5 + i % 3
+            + L.fmod(i, -3) * 7 + (i ^ 5) * 11 + L.nn.functional.hardtanh(i, -2, 2) * 13
+            + i.nan_to_num() * 17)
+    return kept + i.abs().log2() + L.atan2(i, i + 1) + i.erf() + ((i > 0) ^ (i < 2))
+
 
 TABLE = [
     # ---- add / sub / mul / div / neg, with broadcasting, scalars, 0-d, empty, views
@@ -173,6 +200,41 @@ TABLE = [
     row("softplus_beta_small", lambda L, a: L.nn.functional.softplus(a, beta=0.5),
         A([-50.0, -1.0, 0.0, 39.0, 40.0, 41.0, 1e30]), gradcheck=False),
     row("softplus_empty", lambda L, a: L.nn.functional.softplus(a), (0,)),
+    # ---- log10 / log2 / erf / sign / rounding / remainder / atan2 / nan checks / masked_fill
+    row("log10", lambda L, a: a.log10(), (3, 4), domain="positive"),
+    # 0 gives -inf (gradient inf), negatives NaN; inf and NaN
+    row("log2_edges", lambda L, a: L.log2(a), A([0.0, 0.25, 1.0, 3.0, np.inf, np.nan, -1.0]), gradcheck=False),
+    row("erf", lambda L, a: L.erf(a), (3, 4)),
+    # sign(-0.0) and sign(NaN) are 0
+    row("sign_edges", lambda L, a: a.sign(), A([-2.0, -0.0, 0.0, 3.0, np.inf, -np.inf, np.nan]), gradcheck=False),
+    # halves round to even; floor, ceil, trunc and round in one row (their gradients are 0)
+    row("floor_ceil_trunc_round", lambda L, a: a.floor() + 2 * L.ceil(a) + 4 * a.trunc() + 8 * L.round(a),
+        A([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -0.7, 0.7, 1e20, np.inf, np.nan]), gradcheck=False),
+    row("round_decimals", lambda L, a: L.round(a, decimals=2) + a.round(decimals=-1),
+        A([1.2345, -2.675, 0.125, 15.5, -25.0, 149.99, np.inf, np.nan]), gradcheck=False),
+    row("remainder", lambda L, a, b: L.remainder(a, b), (3, 4), (4,), domain=("real", "nonzero")),
+    row("fmod", lambda L, a, b: L.fmod(a, b), (3, 4), (3, 1), domain=("real", "nonzero")),
+    # Python-style and C-style signs against a negative number (the Scalar overloads,
+    # RemainderBackward0/FmodBackward0): multiples, zero, inf and NaN
+    row("remainder_fmod_scalar_edges", lambda L, a: a % -1.5 + L.fmod(a, -1.5),
+        A([-3.5, -3.0, -0.2, 0.0, 0.2, 1.5, 3.5, np.inf, np.nan]), gradcheck=False),
+    row("atan2", lambda L, a, b: L.atan2(a, b), (3, 4), (4,)),
+    # each is True for exactly one of finite, inf, NaN: the xor is True everywhere
+    row("isnan_isinf_isfinite", lambda L, a: a.isnan() ^ L.isinf(a) ^ a.isfinite(),
+        A([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan])),
+    row("nan_to_num", lambda L, a: a.nan_to_num() + L.nan_to_num(a, nan=1.0, posinf=2.0, neginf=-3.0),
+        A([np.nan, np.inf, -np.inf, 1.5, -2.0]), gradcheck=False),
+    row("masked_fill", lambda L, a: a.masked_fill(L.tensor(COND), -2.5), (3, 4)),  # mask broadcast
+    row("masked_fill_tensor_value", lambda L, a, v: L.masked_fill(a, a > 0, v), (3, 4), ()),
+    # integer inputs: integer results (floor and the like unchanged, remainders), and
+    # float32 results of log2, atan2 and erf (plus `a`, for a gradient to compare)
+    row("integer_inputs", lambda L, a: _integer_ops(L, (a * 4).long()) + a,
+        A([-2.5, -1.0, 0.25, 0.6, 1.2, 3.0]), gradcheck=False),
+    # ---- activations (elementwise rows)
+    row("gelu_silu", lambda L, a: L.nn.functional.gelu(a) + 2 * L.nn.functional.gelu(a, approximate="tanh") + 4 * L.nn.functional.silu(a), (3, 4)),
+    # the kinks (gradients at 0 and on hardtanh's bounds as torch's), large values, inf, NaN
+    row("leaky_relu_elu_hardtanh", lambda L, a: L.nn.functional.leaky_relu(a, 0.2) + 2 * L.nn.functional.elu(a, alpha=0.5) + 4 * L.nn.functional.hardtanh(a, -1.0, 2.0),
+        A([-np.inf, -30.0, -1.0, -0.5, 0.0, 0.5, 2.0, 3.0, np.inf, np.nan]), gradcheck=False),
     # ---- clamp
     row("clamp", lambda L, a: a.clamp(-0.5, 0.5), (3, 4)),
     row("clamp_fn", lambda L, a: L.clamp(a, min=-0.5, max=0.5), (3, 4)),
@@ -301,6 +363,48 @@ TABLE = [
         tol32=REDUCE32, gradcheck=False),
     row("cumsum_long", lambda L, a: (a * 10).long().cumsum(1), (3, 4)),
     row("cumsum_bool", lambda L, a: (a > 0).cumsum(0), (3, 4)),
+    # ---- cumprod: its gradient where the row holds zeros, as torch's
+    row("cumprod", lambda L, a: a.cumprod(1), (3, 4), tol32=REDUCE32),
+    row("cumprod_zeros", lambda L, a: L.cumprod(a, dim=1), CUMPROD_ZEROS, tol32=REDUCE32),
+    row("cumprod_long", lambda L, a: (a * 3).long().cumprod(0), (3, 4)),
+    # ---- norms: vector norms (LinalgVectorNormBackward0), matrix norms composed as torch's
+    row("norm", lambda L, a: a.norm(), (3, 4), tol32=REDUCE32),
+    row("norm_p1_dim", lambda L, a: L.norm(a, p=1, dim=0), (3, 4), tol32=REDUCE32),
+    row("norm_p3_keepdim", lambda L, a: a.norm(3, 1, True), (2, 3, 4), tol32=STATS32),
+    # orders -inf, 0 (no gradient), -1 and 0.5 in one row
+    row("vector_norm_orders", lambda L, a: sum(L.linalg.vector_norm(a, p, dim=1) for p in (-np.inf, 0, -1, 0.5)),
+        (3, 4), domain="nonzero", tol32=STATS32),
+    # 2-norm of a zero row (gradient 0), inf-norm ties (shared gradient), NaN
+    row("norm_edges", lambda L, a: L.linalg.vector_norm(a, dim=1) + L.linalg.vector_norm(a, np.inf, dim=1),
+        NORMS, gradcheck=False),
+    row("linalg_norm_fro_dims", lambda L, a: L.linalg.norm(a, dim=(0, 2), keepdim=True), (2, 3, 4), tol32=REDUCE32),
+    row("linalg_norm_inf", lambda L, a: L.linalg.norm(a, np.inf), (3, 4), tol32=REDUCE32),
+    row("linalg_norm_1", lambda L, a: L.linalg.norm(a, -1), (3, 4), tol32=REDUCE32),
+    # ---- all / any (bool results)
+    row("all_dim", lambda L, a: a.all(1), LOGICAL),
+    row("any", lambda L, a: L.any(a), LOGICAL),
+    row("any_axis_keepdims", lambda L, a: a.any(axis=0, keepdims=True), LOGICAL),
+    # ---- NumPy's names axis= and keepdims= (torch accepts them)
+    row("reductions_axis", lambda L, a: a.sum(axis=1) + a.mean(axis=1) + a.amax(axis=1) + a.amin(axis=1)
+        + a.logsumexp(axis=1) + a.var(axis=1) + L.std(a, axis=1), (3, 4), tol32=STATS32),
+    row("reductions_keepdims", lambda L, a: a.sum(1, keepdims=True) + a.max(axis=1, keepdims=True).values
+        + a.min(1, keepdims=True)[0] + L.mean(a, axis=(0, 1), keepdims=True), (3, 4), tol32=REDUCE32),
+    row("argmax_axis_keepdims", lambda L, a: a.argmax(axis=1, keepdims=True) + L.argmin(a, axis=0), (3, 4)),
+    # ---- var_mean / std_mean: both results under one grad_fn name
+    row("var_mean", lambda L, a: L.var_mean(a, 1)[0], (3, 4), tol32=STATS32),
+    row("std_mean_mean", lambda L, a: L.std_mean(a, (1, 2), correction=0, keepdim=True)[1], (2, 3, 4),
+        tol32=REDUCE32),
+    # ---- sort / argsort / topk: values gathered through the indices (the gradient goes back
+    # to them, so ties must be ordered as torch orders them; see the arrays above)
+    row("sort", lambda L, a: a.sort(1).values, (3, 4)),
+    row("sort_ties_descending", lambda L, a: a.sort(dim=1, descending=True)[0], SORT_TIES, gradcheck=False),
+    row("sort_ties_dim0_indices", lambda L, a: L.sort(a, 0).indices, SORT_TIES.T),
+    row("sort_stable_indices", lambda L, a: a.sort(dim=1, descending=True, stable=True).indices, SORT_TIES),
+    row("argsort", lambda L, a: L.argsort(a, dim=-1), SORT_TIES),
+    row("topk", lambda L, a: a.topk(2).values, (3, 4)),
+    row("topk_ties_smallest", lambda L, a: L.topk(a, 5, dim=1, largest=False).values, SORT_TIES, gradcheck=False),
+    row("topk_ties_unsorted_indices", lambda L, a: a.topk(7, sorted=False).indices, SORT_TIES),
+    row("topk_wide_ties", lambda L, a: a.topk(2, dim=1)[0], TOPK_WIDE, gradcheck=False),
     # ---- matmul: torch's grad_fn name depends on the operand ranks
     row("matmul_dot", lambda L, a, b: a @ b, (4,), (4,), tol32=REDUCE32),  # DotBackward0
     row("matmul_mv", lambda L, a, b: a @ b, (3, 4), (4,), tol32=REDUCE32),  # MvBackward0
@@ -391,6 +495,38 @@ TABLE = [
     row("index_mask", lambda L, a: a[a > 0], (3, 4)),
     row("index_mask_rows", lambda L, a: a[L.tensor([True, False, True])], (3, 4)),
     row("index_mask_1d", lambda L, a: a[L.tensor([False, True, True, False, True])], (5,)),
+    # ---- along one dimension: gather, scatter, index_select, index_fill (take, index_put and
+    # scatter_add on positions); repeated positions accumulate in gather's and scatter_add's
+    # gradients
+    row("gather", lambda L, a: a.gather(1, L.tensor([[0, 3, 3], [2, 2, 0], [1, 0, 1]])), (3, 4)),
+    row("gather_fn_negdim", lambda L, a: L.gather(a, -2, L.tensor([[2, 0, 1]])), (3, 4)),
+    row("scatter", lambda L, a, s: L.scatter(a, 1, L.tensor([[0, 3], [2, 1]]), s), (3, 4), (2, 2)),
+    row("scatter_value", lambda L, a: a.scatter(0, L.tensor([[2, 0, 1, 2]]), 1.5), (3, 4)),
+    row("scatter_add", lambda L, a, s: a.scatter_add(1, L.tensor([[0, 0, 3], [2, 1, 2]]), s), (3, 4), (2, 3)),
+    row("scatter_inplace", lambda L, a, s: (a * 1.0).scatter_(1, L.tensor([[1], [0]]), s), (2, 3), (2, 1)),
+    row("scatter_add_inplace", lambda L, a, s: (a * 1.0).scatter_add_(0, L.tensor([[1, 1, 0]]), s), (2, 3), (1, 3)),
+    row("index_select", lambda L, a: a.index_select(1, L.tensor([3, 0, 3])), (3, 4)),
+    row("index_fill", lambda L, a: L.index_fill(a, 1, L.tensor([0, -1]), -2.0), (3, 4)),
+    row("index_fill_tensor_inplace", lambda L, a, v: (a * 1.0).index_fill_(0, L.tensor([1]), v), (2, 3), ()),
+    # ---- rearrangements (take on positions NumPy moves) and triangles (where with a mask)
+    row("repeat", lambda L, a: a.repeat(2, 1, 3), (3, 4)),
+    row("tile", lambda L, a: L.tile(a, (2,)), (3, 4)),
+    row("flip", lambda L, a: a.flip(0, -1), (3, 4)),
+    row("roll", lambda L, a: L.roll(a, (1, -5), (0, 1)), (3, 4)),
+    row("roll_flat", lambda L, a: a.roll(2), (3, 4)),
+    # inf and NaN outside the triangle become 0 (a mask, not a product)
+    row("tril_nonfinite", lambda L, a: a.tril(), A([[1.0, np.inf, np.nan], [-1.0, 0.0, -np.inf]])),
+    row("triu_fn_batched", lambda L, a: L.triu(a, diagonal=-1), (2, 3, 4)),
+    # ---- outer and einsum (composites of reshape, mul, sum, permute, matmul)
+    row("outer", lambda L, a, b: L.outer(a, b), (3,), (4,)),
+    row("einsum_mm", lambda L, a, b: L.einsum("ij,jk->ik", a, b), (3, 4), (4, 5), tol32=REDUCE32),
+    row("einsum_bmm", lambda L, a, b: L.einsum("bij,bjk->bik", a, b), (2, 3, 4), (2, 4, 5), tol32=REDUCE32),
+    row("einsum_dot", lambda L, a, b: L.einsum("i,i->", a, b), (3,), (3,), tol32=REDUCE32),
+    row("einsum_transpose", lambda L, a: L.einsum("ij->ji", a), (3, 4)),
+    row("einsum_diagonal", lambda L, a: L.einsum("ii->i", a), (3, 3)),
+    # implicit output, ellipsis, a broadcast batch, a subscript summed before the product
+    row("einsum_ellipsis_bcast", lambda L, a, b: L.einsum("...ij,...jk", a, b), (2, 3, 4), (1, 4, 5),
+        tol32=REDUCE32, grad_fn=("ViewBackward0", "UnsafeViewBackward0")),
     # ---- small composite expressions (chains of the above)
     row("chain_mlp", lambda L, x, w, b: ((x @ w + b).relu() ** 2).mean(), (5, 3), (3, 4), (4,), tol32=REDUCE32),
     row("chain_softmax_nll", lambda L, x: -(x.log_softmax(1)[L.tensor([0, 1, 2]), L.tensor([3, 0, 1])]).mean(), (3, 4), tol32=REDUCE32),
