@@ -2,6 +2,7 @@
 from ._version import __version__  # noqa: F401
 
 from ._core.dtype import dtype, float32, float64, int64, bool_ as bool  # noqa: E402
+from ._core.dtype import uint8, int8, int16, int32, float16, bfloat16  # noqa: E402
 from ._tensor.tensor import Tensor, Size  # noqa: E402
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode  # noqa: E402
 from . import autograd  # noqa: E402
@@ -11,6 +12,9 @@ from ._tensor.api import abs, max, min, sum, pow  # noqa: E402,F401  (shadow bui
 float = float32
 double = float64
 long = int64
+int = int32
+short = int16
+half = float16
 get_default_dtype = lambda: float32  # noqa: E731
 from . import nn, optim, data  # noqa: E402,F401
 from .fuse import compile  # noqa: E402,F401

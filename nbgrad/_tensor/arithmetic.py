@@ -89,7 +89,7 @@ def pow(input, exponent):
         return binary("pow", input, exponent, grad_fn_name="PowBackward2")
     if isinstance(exponent, Tensor):
         return binary("pow", input, exponent, grad_fn_name="PowBackward1")
-    if input.dtype is _dtype.int64 and not isinstance(exponent, float) and exponent < 0:
+    if not input.dtype.is_floating_point and not isinstance(exponent, float) and exponent < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
     return binary("pow", input, exponent)
 
@@ -111,8 +111,8 @@ def clamp(input, min=None, max=None, *, _grad_fn_name="ClampBackward1"):
         return out
     # NOTE: dtypes and layouts from `_meta`, never `_data`: reading a deferred input's array
     # runs the tape, and a graph that runs early is never fused.
-    floating = _meta(input).dtype.kind == "f"
-    info = np.iinfo(np.int64)
+    floating = _dtype.from_numpy_dtype(_meta(input).dtype).is_floating_point
+    info = None if floating else np.iinfo(_meta(input).dtype)
     lo = (-np.inf if floating else info.min) if min is None else min
     hi = (np.inf if floating else info.max) if max is None else max
     return dispatch(PRIMITIVES["clamp"], (input,), {"lo": lo, "hi": hi}, grad_fn_name=_grad_fn_name)

@@ -4,6 +4,7 @@ grad_fn node when a gradient is needed, and shows the call to an active tracer
 (nbgrad.compile).
 """
 from .._core import mode, tracing as _tracing
+from .._core.dtype import run_in_float32
 from ..autograd import graph
 from ..autograd.grad_mode import state as _grad_state
 from .tensor import cannot_allocate, new_tensor
@@ -29,6 +30,13 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     except MemoryError:
         shape, dtype = prim.infer(*arrays, **params)
         raise cannot_allocate(shape, dtype) from None
+    except Exception:
+        # NOTE: Numba has no float16 or bfloat16, so a kernel fails on them (after typing,
+        # about 25 ms); the call runs again in float32 then. Nothing looks for them before
+        # the call: the common path stays as cheap as it was.
+        out = run_in_float32(prim.forward, arrays, params)
+        if out is None:
+            raise
     result = new_tensor(out)
     if prim.view:
         result._version_counter = inputs[0]._version_counter

@@ -20,8 +20,8 @@ def _float_formatter(values):
     return lambda v: f"{v:.4f}"
 
 
-def _formatter(data):
-    if data.dtype.kind == "f":
+def _formatter(data, floating):
+    if floating:
         shown = _summarized_values(data).astype(np.float64)
         fmt = _float_formatter(shown)
     elif data.dtype.kind == "b":
@@ -70,18 +70,20 @@ def _format_nested(data, fmt, width, indent, summarize):
 
 
 def format_tensor(tensor):
-    data = tensor._data
+    data, dtype = tensor._data, tensor.dtype
     if data.size == 0:
         body = "[]"
     else:
-        fmt, width = _formatter(data)
+        fmt, width = _formatter(data, dtype.is_floating_point)
         body = _format_nested(data, fmt, width, len(_PREFIX), data.size > _THRESHOLD)
     extras = []
     if data.size == 0 and data.shape != (0,):
         extras.append(f"size={tuple(data.shape)}")
-    name = tensor.dtype.name
-    if name == "float64" or (data.size == 0 and name != "float32"):
-        extras.append(f"dtype=nbgrad.{name}")
+    # As PyTorch: the dtype is shown unless it is the default one, or int64 or bool (which
+    # the values show), except that an empty tensor has no values to show it.
+    shown_by_values = ("float32",) if data.size == 0 else ("float32", "int64", "bool")
+    if dtype.name not in shown_by_values:
+        extras.append(f"dtype=nbgrad.{dtype.name}")
     if tensor.grad_fn is not None:
         extras.append(f"grad_fn=<{type(tensor.grad_fn).__name__}>")
     elif tensor.requires_grad:

@@ -45,10 +45,13 @@ def write_back(target, result):
         raise RuntimeError(f"output with shape {list(target.shape)} doesn't match the broadcast "
                            f"shape {list(result.shape)}")
     if result._data.dtype != target._data.dtype and \
-            _dtype.promote_types(target.dtype, result.dtype) is not target.dtype:
-        raise RuntimeError(f"result type {result.dtype.name} can't be cast to the desired output "
-                           f"type {target.dtype.name}")
-    run(COPY, (result._data,), (), target._data.shape, target._data.dtype, out=target._data)
+            not _dtype.can_cast(result.dtype, target.dtype):
+        raise RuntimeError(f"result type {result.dtype.scalar_type} can't be cast to the "
+                           f"desired output type {target.dtype.scalar_type}")
+    if target.dtype in _dtype.HALF or result.dtype in _dtype.HALF:
+        target._data[...] = _dtype.cast(result._data, target._data.dtype)
+    else:
+        run(COPY, (result._data,), (), target._data.shape, target._data.dtype, out=target._data)
     target._version_counter[0] += 1
     if result.grad_fn is not None:
         target.grad_fn = result.grad_fn

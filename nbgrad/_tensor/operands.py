@@ -25,7 +25,10 @@ def as_tensor_arg(value, np_dtype):
     key = (type(value), value, np_dtype)
     constant = _constants.get(key)
     if constant is None:
-        array = np.array(value, dtype=np_dtype)
+        try:
+            array = np.array(value, dtype=np_dtype)
+        except OverflowError:
+            array = np.array(_dtype.out_of_range_integer(value, np_dtype, checked=False))
         array.flags.writeable = False
         constant = Tensor._wrap(array)
         if len(_constants) < 4096:
@@ -62,9 +65,15 @@ def scalar_operand(scalar, tensor, name):
     """A Python scalar operand of `tensor` in primitive `name` as a 0-d constant of the
     result dtype. For a row that refuses bool operands a bool stays bool, so that the row
     sees it (`int_tensor - True`); elsewhere one dtype keeps the call on the fast path."""
-    if isinstance(scalar, (bool, np.bool_)) and ELEMENTWISE_ROWS[name].bool_errors is not None:
+    row = ELEMENTWISE_ROWS[name]
+    if isinstance(scalar, (bool, np.bool_)) and row.bool_errors is not None:
         return as_tensor_arg(scalar, np.bool_)
-    return as_tensor_arg(scalar, result_dtype(tensor, scalar).np)
+    dtype = result_dtype(tensor, scalar)
+    if row.result == "float" and not dtype.is_floating_point:
+        # A row that computes integers in float32 (true division) takes the scalar as it is,
+        # not converted (wrapped) to the integer dtype first: int8_tensor / 1000 is 0.005.
+        dtype = _dtype.float32
+    return as_tensor_arg(scalar, dtype.np)
 
 
 def array_like_operand(value):

@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 
 from .._core import mode, tracing as _tracing
-from .._core.dtype import as_dtype, from_numpy_dtype
+from .._core.dtype import STORED_NUMPY, as_dtype, from_numpy_dtype, is_half
 from .._core.mode import run_pending
 from .. import autograd
 from .format import format_tensor
@@ -108,8 +108,11 @@ class Tensor:
             raise RuntimeError("you can only change requires_grad flags of leaf variables. If you "
                                "want to use a computed variable in a subgraph that doesn't require "
                                "differentiation use var_no_grad = var.detach().")
-        if value and self._data.dtype.kind != "f":
+        if value and not self.dtype.is_floating_point:
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if value and is_half(self._data.dtype):
+            raise RuntimeError(f"nbgrad computes no gradients in {self.dtype.name}: cast the "
+                               f"tensor with .float() first")
         # A pending op links to its inputs' gradients as their flags were when it was called.
         run_pending()
         self._requires_grad = bool(value)
@@ -215,7 +218,7 @@ class Tensor:
         return not isinstance(meta, np.ndarray) or meta.flags.c_contiguous
 
     def is_floating_point(self):
-        return _meta(self).dtype.kind == "f"
+        return self.dtype.is_floating_point
 
     def stride(self, dim=None):
         strides = tuple(s // self._data.itemsize for s in self._data.strides)
@@ -312,8 +315,8 @@ def _rebuild(data, requires_grad):
 
 
 def _init(tensor, array, requires_grad=False):
-    if array.dtype not in _SUPPORTED:
-        array = array.astype(from_numpy_dtype(array.dtype).np)
+    if array.dtype not in STORED_NUMPY:
+        array = array.astype(from_numpy_dtype(array.dtype).np, copy=False)
     _set(tensor, array, requires_grad)
 
 
@@ -326,9 +329,6 @@ def _set(tensor, array, requires_grad):
     tensor._accumulator = None
     tensor._hooks = None
     tensor._pending = None
-
-
-_SUPPORTED = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)}
 
 
 def sizes_of(sizes):

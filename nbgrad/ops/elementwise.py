@@ -14,7 +14,7 @@ import numpy as np
 
 from .._core import modules as _codegen
 from .._core import threads as _threads
-from .._core.dtype import COMPUTED_NUMPY, float32, result_type
+from .._core.dtype import COMPUTED_NUMPY, float32, out_of_range_integer, result_type
 from .._core import kernel_support as _kernel_support
 from .._core import loops as _loops
 from .._core import scalar_math as _scalar_math
@@ -391,7 +391,10 @@ def _run_strided(kernels, operands, params, shape, dtype, out):
 
 
 def scalar_param(value, np_dtype):
-    return np_dtype.type(value)
+    try:
+        return np_dtype.type(value)
+    except OverflowError:
+        return out_of_range_integer(value, np_dtype, checked=True)
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ only these fields and never name a specific op.
 """
 import sys
 
+from .._core.dtype import ALL as ALL_DTYPES
+
 
 class Primitive:
     """One row: name, PyTorch grad_fn name, shape/dtype rule, forward, VJP, what to save.
@@ -65,7 +67,7 @@ EVERY_POSITION = range(sys.maxsize)
 
 
 # PyTorch's names of nbgrad's scalar types, as its error messages spell them.
-TORCH_TYPE_NAMES = {"bool": "Bool", "int64": "Long", "float32": "Float", "float64": "Double"}
+TORCH_TYPE_NAMES = {d.name: d.scalar_type for d in ALL_DTYPES}
 
 
 class Unfusable(Exception):
