@@ -33,7 +33,7 @@ def _default_dtype_of(array):
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False):
     """Copy `data` (nested lists, scalars, arrays or tensors) into a new leaf tensor."""
-    _device.checked(device)
+    _device.checked(device, creating=False)
     dtype = resolve_dtype(dtype)
     if isinstance(data, Tensor):
         array = data._data.copy()
@@ -58,7 +58,7 @@ def _arrays_inside(data):
 
 
 def as_tensor(data, dtype=None, device=None):
-    _device.checked(device)
+    _device.checked(device, creating=False)
     if isinstance(data, Tensor) and (dtype is None or resolve_dtype(dtype) == data.dtype):
         return data
     if isinstance(data, np.ndarray):

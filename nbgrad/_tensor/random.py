@@ -9,6 +9,7 @@ that prints random numbers prints the same ones. PyTorch's CPU generator is MT19
 32-bit words; each distribution below transforms them as PyTorch's kernels do (ATen's
 TransformationHelper.h, DistributionsHelper.h and cpu/DistributionTemplates.h).
 """
+import math
 import secrets
 
 import numba
@@ -51,6 +52,9 @@ class Generator:
     """torch.Generator: a random stream of its own, for `generator=` arguments."""
 
     def __init__(self, device="cpu"):
+        if _device.device(device).type == "cuda":
+            raise RuntimeError("Cannot get CUDA generator without ATen_cuda library. nbgrad runs "
+                               "on the CPU only.")
         self.device = _device.checked(device)
         self._bits = np.random.MT19937()
         self._next_normal = None  # the second Box-Muller sample, for the next scalar draw
@@ -160,9 +164,9 @@ def uniform(shape, dtype, low=0.0, high=1.0, generator=None):
     digits = _DIGITS[dtype.name]
     words = gen._random64(n) if digits == 53 else gen._random32(n)
     unit = (words & _U64((1 << digits) - 1)) * (1.0 / (1 << digits))
-    # `high - low` in the dtype, the rest in float64 (PyTorch's accumulate type).
-    span = float(np.asarray(high, dtype.np) - np.asarray(low, dtype.np))
-    return (unit * span + low).astype(dtype.np).reshape(shape)
+    # The bounds and `high - low` in the dtype, the rest in float64 (PyTorch's accumulate type).
+    low, high = np.asarray(low, dtype.np), np.asarray(high, dtype.np)
+    return (unit * float(high - low) + float(low)).astype(dtype.np).reshape(shape)
 
 
 def _unit_doubles(gen, n):
@@ -243,39 +247,119 @@ def normal(shape, dtype, mean=0.0, std=1.0, contiguous=True, generator=None):
     for i in range(n):
         if gen._next_normal is not None:
             values[i], gen._next_normal = gen._next_normal, None
-            continue
-        u1, u2 = _unit_doubles(gen, 2)
-        radius = np.sqrt(-2.0 * np.log1p(-u2))
-        theta = 2.0 * np.pi * u1
-        gen._next_normal = radius * np.sin(theta)
-        values[i] = radius * np.cos(theta)
-    return (values * std + mean).astype(dtype.np).reshape(shape)
+        else:
+            values[i], gen._next_normal = _normal_pair(*_unit_doubles(gen, 2))
+    return _scaled(values, float(mean), float(std)).astype(dtype.np).reshape(shape)
 
 
 def _normal_fill(gen, n, dtype, mean, std):
     """normal_fill: uniforms for all n values, Box-Muller on each block of 16 (the first 8 as
     1 - u1, the last 8 as u2), and, when 16 does not divide n, 16 new uniforms for the last 16
     values, overwriting what the blocks wrote there."""
-    cast = dtype.np.type
+    box_muller = _box_muller_float32 if dtype.name == "float32" else _box_muller_float64
+    mean, std = float(mean), float(std)
     data = uniform((n,), dtype, generator=gen)
     full = n - n % 16
-    _box_muller_blocks(data[:full], cast, mean, std)
+    box_muller(data[:full].reshape(-1, 2, 8), mean, std)
     if n % 16:
         tail = uniform((16,), dtype, generator=gen)
-        _box_muller_blocks(tail, cast, mean, std)
+        box_muller(tail.reshape(1, 2, 8), mean, std)
         data[n - 16:] = tail
     return data
 
 
-def _box_muller_blocks(data, cast, mean, std):
-    """normal_fill_16 on each block of 16 values of `data`, in place. Each step is rounded to
-    the dtype where PyTorch's kernel rounds it."""
-    blocks = data.reshape(-1, 2, 8)
-    u1 = (1 - blocks[:, 0]).astype(cast)
-    u2 = blocks[:, 1]
-    radius = np.sqrt((-2 * np.log(u1.astype(np.float64))).astype(cast)).astype(cast)
-    theta = (2.0 * np.pi * u2.astype(np.float64)).astype(cast)
-    cos = np.cos(theta.astype(np.float64)).astype(cast)
-    sin = np.sin(theta.astype(np.float64)).astype(cast)
-    blocks[:, 0] = radius * cos * cast(std) + cast(mean)
-    blocks[:, 1] = radius * sin * cast(std) + cast(mean)
+# NOTE: `contract` lets LLVM fuse `a * b + c` into one FMA where PyTorch's compiler fuses it
+# (its x86 kernels are built with FMA); math.log/sin/cos are libm's, as PyTorch's. NumPy's own
+# float64 log and sincos differ from libm's in the last bit, so these loops are Numba's.
+@numba.njit(cache=True, fastmath={"contract"})
+def _box_muller_float64(blocks, mean, std):
+    """normal_fill_16 on blocks of 16 float64 values (as (blocks, 2, 8)), in place."""
+    for b in range(blocks.shape[0]):
+        for j in range(8):
+            radius = math.sqrt(-2.0 * math.log(1.0 - blocks[b, 0, j]))
+            theta = 2.0 * math.pi * blocks[b, 1, j]
+            blocks[b, 0, j] = radius * math.cos(theta) * std + mean
+            blocks[b, 1, j] = radius * math.sin(theta) * std + mean
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _normal_pair(u1, u2):
+    """normal_distribution<double>'s Box-Muller pair (the value, the one kept for later)."""
+    radius = math.sqrt(-2.0 * math.log1p(-u2))
+    theta = 2.0 * math.pi * u1
+    return radius * math.cos(theta), radius * math.sin(theta)
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _scaled(values, mean, std):
+    return values * std + mean
+
+
+# float32: PyTorch's x86 builds run normal_fill_16_AVX2, whose log and sincos are Cephes
+# polynomials in float32 (avx_mathfun.h), compiled with multiply-adds fused where GCC fuses
+# them; these functions do the same float32 steps, so the values are PyTorch's bit for bit.
+# NOTE: a PyTorch built without AVX2 (ARM) computes these with libm instead: its float32 values
+# then differ in the last bit or two.
+_F = np.float32
+_LOG_POLYNOMIAL = tuple(_F(c) for c in (
+    7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
+    -1.6668057665E-1, 2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1))
+_SIN_POLYNOMIAL = tuple(_F(c) for c in (-1.9515295891E-4, 8.3321608736E-3, -1.6666654611E-1))
+_COS_POLYNOMIAL = tuple(_F(c) for c in (2.443315711809948E-005, -1.388731625493765E-003,
+                                        4.166664568298827E-002))
+_PI_OVER_4_PARTS = tuple(_F(c) for c in (-0.78515625, -2.4187564849853515625e-4,
+                                         -3.77489497744594108e-8))
+
+
+def _fma(a, b, c):
+    """a * b + c rounded once to float32 (a float32 product is exact in float64)."""
+    return (np.float64(a) * np.float64(b) + np.float64(c)).astype(_F)
+
+
+def _polynomial(coefficients, x):
+    y = np.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        y = _fma(y, x, c)
+    return y
+
+
+def _cephes_log(x):
+    """avx_mathfun's log256_ps for x in (0, 1]: x = m * 2**e with m in [0.5, 1), then a
+    polynomial in m - 1 (in 2m - 1 when m < sqrt(1/2))."""
+    bits = x.view(np.int32)
+    exponent = ((bits >> 23) - 0x7F).astype(_F) + _F(1)
+    m = ((bits & ~np.int32(0x7F800000)) | np.int32(0x3F000000)).view(_F)
+    small = m < _F(0.707106781186547524)
+    exponent = exponent - small.astype(_F)
+    m = (m - _F(1)) + np.where(small, m, _F(0))
+    z = m * m
+    y = _polynomial(_LOG_POLYNOMIAL, m) * m
+    y = _fma(y, z, exponent * _F(-2.12194440e-4))
+    y = _fma(z, _F(-0.5), y)
+    return _fma(exponent, _F(0.693359375), m + y)
+
+
+def _cephes_sincos(x):
+    """avx_mathfun's sincos256_ps for x >= 0: reduce by pi/4 in three parts, evaluate the
+    sine and cosine polynomials, and pick and sign them by the octant."""
+    octant = (x * _F(1.27323954473516)).astype(np.int32)
+    octant = (octant + 1) & ~np.int32(1)
+    y = octant.astype(_F)
+    for part in _PI_OVER_4_PARTS:
+        x = _fma(y, part, x)
+    z = x * x
+    cos = _fma(_polynomial(_COS_POLYNOMIAL, z) * z, z, -(z * _F(0.5))) + _F(1)
+    sin = _fma(_polynomial(_SIN_POLYNOMIAL, z) * z, x, x)
+    sine_first = (octant & 2) == 0
+    sin, cos = np.where(sine_first, sin, cos), np.where(sine_first, cos, sin)
+    sin = np.where(octant & 4, -sin, sin)
+    cos = np.where((octant - 2) & 4, cos, -cos)
+    return sin, cos
+
+
+def _box_muller_float32(blocks, mean, std):
+    """normal_fill_16_AVX2 on blocks of 16 float32 values (as (blocks, 2, 8)), in place."""
+    radius = np.sqrt(_F(-2) * _cephes_log(_F(1) - blocks[:, 0]))
+    sin, cos = _cephes_sincos(_F(2.0 * np.pi) * blocks[:, 1])
+    blocks[:, 0] = _fma(radius * cos, _F(std), _F(mean))
+    blocks[:, 1] = _fma(radius * sin, _F(std), _F(mean))

@@ -57,9 +57,13 @@ def _with_replacement(weights, num_samples, generator):
     """PyTorch's draw with replacement: per row, its cumulative weights (summed in the
     weights' dtype, normalized, the last one set to 1), then for each sample the first
     category whose cumulative weight reaches a float64 uniform draw."""
-    if (weights < 0).any():
-        raise RuntimeError("invalid multinomial distribution (encountering probability entry < 0)")
-    if not np.isfinite(weights).all():
+    bad = ~((weights >= 0) & np.isfinite(weights))
+    if bad.any():
+        # PyTorch checks entry by entry, `>= 0` first (which NaN fails too).
+        first = weights.reshape(-1)[bad.reshape(-1).argmax()]
+        if not first >= 0:
+            raise RuntimeError("invalid multinomial distribution (encountering probability entry "
+                               "< 0)")
         raise RuntimeError("invalid multinomial distribution (encountering probability entry = "
                            "infinity or NaN)")
     cumulative = np.cumsum(weights, axis=1, dtype=weights.dtype)

@@ -4,9 +4,10 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .._core import tracing as _tracing
-from .._core.dtype import as_dtype, dtype
+from .._core.dtype import as_dtype, dtype as _dtype
 from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
+from .._tensor import device as _device
 from .._tensor.tensor import Tensor
 from .parameter import Parameter
 
@@ -288,16 +289,31 @@ class Module:
     def double(self):
         return self._cast(np.float64)
 
-    def to(self, *args, **kwargs):
-        for arg in list(args) + list(kwargs.values()):
-            if isinstance(arg, dtype):
-                self._cast(as_dtype(arg).np)
-            elif arg not in ("cpu", None):
-                raise RuntimeError(f"nbgrad runs on the CPU only; got {arg!r}")
+    def to(self, *args, device=None, dtype=None, non_blocking=False):
+        """`to(device)`, `to(dtype)`, `to(device, dtype)`, `to(tensor)`: only CPU devices
+        (others raise PyTorch's error for a missing backend); a floating dtype casts the
+        floating parameters and buffers."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif isinstance(arg, _dtype):
+                dtype = arg
+            else:
+                device = arg
+        _device.checked(device, creating=False)
+        if dtype is not None:
+            dtype = as_dtype(dtype)
+            if not dtype.is_floating_point:
+                raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but "
+                                f"got desired dtype=torch.{dtype.name}")
+            self._cast(dtype.np)
         return self
 
     def cpu(self):
         return self
+
+    def cuda(self, device=None):
+        _device.checked("cuda" if device is None else device, creating=False)
 
     # --- repr -----------------------------------------------------------------------------
 
