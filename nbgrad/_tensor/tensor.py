@@ -14,6 +14,7 @@ from .._core.dtype import STORED_NUMPY, as_dtype, from_numpy_dtype, is_half
 from .._core.mode import run_pending
 from .. import autograd
 from .format import format_tensor
+from . import device as _device
 
 class Size(tuple):
     """torch.Size: a tuple of ints with `numel()`."""
@@ -210,7 +211,13 @@ class Tensor:
 
     @property
     def device(self):
-        return "cpu"
+        return _device.CPU
+
+    is_cuda = False
+
+    def get_device(self):
+        """-1: the index PyTorch gives a CPU tensor."""
+        return -1
 
     def is_contiguous(self, memory_format=None):
         meta = _meta(self)
