@@ -116,6 +116,20 @@ def _setitem_bad(index):
     return _stepped(bad)
 
 
+def _along_bad(op, index, *src):
+    """`op` (gather, scatter_add, index_select) along dim 1 in a step, with an index out of
+    range once the step has fused."""
+    def bad(L):
+        def step(x, i):
+            out = getattr(x, op)(1, i, *(L.ones(*shape) for shape in src)) * 2.0
+            out.sum().backward()
+            return out
+        good = [[0, 1], [1, 0], [1, 1]] if op != "index_select" else [1, 0]
+        return _warm_then(L, step, lambda: (_x(L, 3, 2), L.tensor(good)),
+                          lambda: (_x(L, 3, 2), L.tensor(index)))
+    return _stepped(bad)
+
+
 def _changed_after_forward(use, value):
     """Indices from a NumPy array that changes after the forward and before backward (item 7):
     backward must never read the changed index. PyTorch's own behaviour differs by op (it
@@ -211,6 +225,9 @@ BAD = {
     "setitem_index_too_large": _setitem_bad([3]),
     "setitem_index_negative_too_small": _setitem_bad([-4]),
     "setitem_index_huge": _setitem_bad([10**11]),
+    "gather_index_too_large": _along_bad("gather", [[0, 2], [1, 0], [1, 1]]),
+    "scatter_add_index_negative": _along_bad("scatter_add", [[0, 1], [-1, 0], [1, 1]], (3, 2)),
+    "index_select_index_huge": _along_bad("index_select", [10**11, 0]),
     # ---- item 7: indices changed in the NumPy array after forward, before backward
     "changed_cross_entropy_target": _changed_after_forward(_use_cross_entropy, 3),
     "changed_cross_entropy_target_huge": _changed_after_forward(_use_cross_entropy, 10**11),
@@ -230,6 +247,15 @@ BAD = {
     "cat_rank_mismatch": lambda L: L.cat([_x(L, 2, 3), _x(L, 3)]),
     "cat_dim_out_of_range": lambda L: L.cat([_x(L, 2, 3)], dim=2),
     "mse_loss_shape_mismatch": lambda L: F(L).mse_loss(_x(L, 2, 3), _x(L, 3, 2)),
+    # ---- reductions, sorting, norms, histograms
+    "topk_k_too_large": lambda L: _x(L, 2, 3).topk(4),
+    "sort_dim_out_of_range": lambda L: _x(L, 2, 3).sort(2),
+    "norm_of_int64": lambda L: L.tensor([1, 2]).norm(),
+    "norm_inf_of_empty_dim": lambda L: L.ones(0, 3).norm(p=float("inf"), dim=0),
+    "histc_of_int64": lambda L: L.histc(L.tensor([1, 2]), 3),
+    "histogram_range_min_above_max": lambda L: L.histogram(L.ones(3), 2, range=(3.0, 0.0)),
+    "sum_dim_and_axis": lambda L: _x(L, 2, 3).sum(0, axis=1),
+    "max_keepdim_and_keepdims": lambda L: _x(L, 2, 3).max(0, keepdim=True, keepdims=True),
 }
 
 # Indices changed after forward: nbgrad must raise torch's IndexError, or give the gradient

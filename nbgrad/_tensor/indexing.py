@@ -9,6 +9,7 @@ import numpy as np
 
 from ..ops import PRIMITIVES
 from ..ops.indexing import first_out_of_range, flat_positions, positions_along, put_values
+from ..ops.primitive import TORCH_TYPE_NAMES
 from .conversion import to
 from .inplace import check_inplace, is_recording, snapshot, write_back
 from .dispatch import dispatch
@@ -79,7 +80,8 @@ def setitem(input, index, value):
         # takes a v of shape [1, 27] into a row of 27.
         extra = value.ndim - positions.ndim
         if any(size != 1 for size in value.shape[:extra]):
-            raise RuntimeError(f"expand({value.dtype.name}{{{list(value.shape)}}}, "
+            raise RuntimeError(f"expand(torch.{TORCH_TYPE_NAMES[value.dtype.name]}Tensor"
+                               f"{{{list(value.shape)}}}, "
                                f"size={list(positions.shape)}): the number of sizes provided "
                                f"({positions.ndim}) must be greater or equal to the number of "
                                f"dimensions in the tensor ({value.ndim})")

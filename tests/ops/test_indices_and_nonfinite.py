@@ -415,6 +415,26 @@ BAD_INDICES["setitem 5"] = lambda L, F: _setitem(L, L.tensor([0, 5]))
 BAD_INDICES["setitem -4"] = lambda L, F: _setitem(L, L.tensor([-4]))
 
 
+def _along(op, index, *args):
+    """`op` (gather, scatter, ...) along dim 1 of a (2, 3) tensor that requires grad."""
+    return lambda L, F: getattr(L.ones(2, 3, requires_grad=True) * 1.0, op)(1, L.tensor(index), *args)
+
+
+# PyTorch refuses negative indices here (index_fill accepts them, as indexing does).
+BAD_INDICES.update({
+    "gather 3": _along("gather", [[0, 3]]),
+    "gather -1": _along("gather", [[0], [-1]]),
+    "gather huge": _along("gather", [[10**11]]),
+    "scatter 3": _along("scatter", [[3]], 1.0),
+    "scatter -1 src": lambda L, F: _along("scatter", [[-1]], L.ones(1, 1, requires_grad=True))(L, F),
+    "scatter_add 3": lambda L, F: _along("scatter_add", [[0, 3]], L.ones(1, 2, requires_grad=True))(L, F),
+    "index_select 3": _along("index_select", [0, 3]),
+    "index_select -1": _along("index_select", [-1]),
+    "index_fill 3": _along("index_fill", [3], 2.0),
+    "index_fill -4": _along("index_fill", [-4], 2.0),
+})
+
+
 def test_out_of_range_indices_raise_torchs_errors_in_every_mode():
     """Out-of-range and negative indices at the call: PyTorch's exception and message, in
     eager and deferred mode and in a compiled step (traced first, then fused), and a correct
@@ -579,6 +599,70 @@ REFUSED["nll_loss, batch mismatch"] = lambda L, F: F.nll_loss(
 REFUSED["embedding, float indices"] = lambda L, F: F.embedding(L.tensor([0.0]), L.ones(3, 2))
 
 
+def _x34(L):
+    return L.ones(3, 4, requires_grad=True) * 1.0
+
+
+def _int(L, *values):
+    return L.tensor(list(values))
+
+
+def _setitem_value(L, value):
+    x = L.zeros(2, 3)
+    x[0] = value
+
+
+# gather, scatter, index_select, index_fill, one_hot; splitting, rearranging, einsum
+REFUSED.update({
+    "gather, float index": lambda L, F: _x34(L).gather(1, L.zeros(3, 1)),
+    "gather, index of another rank": lambda L, F: _x34(L).gather(1, _int(L, 0, 1)),
+    "gather, index larger than the input": lambda L, F: _x34(L).gather(1, L.zeros(4, 1, dtype=L.int64)),
+    "gather, dim 2": lambda L, F: _x34(L).gather(2, L.zeros(3, 1, dtype=L.int64)),
+    "scatter, src of another dtype": lambda L, F: _x34(L).scatter(
+        1, L.zeros(3, 1, dtype=L.int64), L.ones(3, 1, dtype=L.float64)),
+    "scatter, src smaller than the index": lambda L, F: _x34(L).scatter(
+        1, L.zeros(2, 2, dtype=L.int64), L.ones(1, 1)),
+    "scatter, index larger than self": lambda L, F: _x34(L).scatter(1, L.zeros(4, 1, dtype=L.int64), 1.0),
+    "scatter, index of another rank": lambda L, F: _x34(L).scatter(1, _int(L, 0), 1.0),
+    "scatter, 0-d src": lambda L, F: _x34(L).scatter(1, L.zeros(3, 1, dtype=L.int64), L.tensor(2.0)),
+    "scatter, float index": lambda L, F: _x34(L).scatter(1, L.zeros(3, 1), 1.0),
+    "scatter, reduce='max'": lambda L, F: _x34(L).scatter(
+        1, L.zeros(3, 1, dtype=L.int64), L.ones(3, 1), reduce="max"),
+    "scatter_add, src smaller than the index": lambda L, F: _x34(L).scatter_add(
+        1, L.zeros(2, 2, dtype=L.int64), L.ones(2, 1)),
+    "index_select, 2-D index": lambda L, F: _x34(L).index_select(1, L.zeros(1, 1, dtype=L.int64)),
+    "index_select, float index": lambda L, F: _x34(L).index_select(1, L.zeros(1)),
+    "index_fill, float index": lambda L, F: _x34(L).index_fill(1, L.zeros(1), 2.0),
+    "index_fill, 2-D index": lambda L, F: _x34(L).index_fill(1, L.zeros(1, 1, dtype=L.int64), 2.0),
+    "index_fill, 1-D value": lambda L, F: _x34(L).index_fill(1, _int(L, 0), L.ones(1)),
+    "one_hot, negative class": lambda L, F: F.one_hot(_int(L, 0, -1), 3),
+    "one_hot, class too large": lambda L, F: F.one_hot(_int(L, 0, 3), 3),
+    "one_hot, negative class and no num_classes": lambda L, F: F.one_hot(_int(L, 0, -1)),
+    "one_hot, empty and no num_classes": lambda L, F: F.one_hot(L.zeros(0, dtype=L.int64)),
+    "one_hot, float": lambda L, F: F.one_hot(L.zeros(2), 3),
+    "split, sizes that do not sum": lambda L, F: _x34(L).split([1, 1]),
+    "split, negative size": lambda L, F: _x34(L).split([4, -1], 1),
+    "split, size 0": lambda L, F: _x34(L).split(0),
+    "split, size -1": lambda L, F: _x34(L).split(-1),
+    "chunk, 0 chunks": lambda L, F: _x34(L).chunk(0),
+    "tril of 1-D": lambda L, F: L.ones(3, requires_grad=True).tril(),
+    "repeat, fewer sizes than dims": lambda L, F: _x34(L).repeat(2),
+    "repeat, negative": lambda L, F: _x34(L).repeat(-1, 2),
+    "flip, a dim twice": lambda L, F: _x34(L).flip(0, -2),
+    "roll, shifts and dims of two lengths": lambda L, F: _x34(L).roll((1, 2), 0),
+    "outer of 2-D": lambda L, F: L.outer(L.ones(3), _x34(L)),
+    "einsum, too few operands": lambda L, F: L.einsum("ij,jk->ik", _x34(L)),
+    "einsum, subscripts of another rank": lambda L, F: L.einsum("ijk->i", _x34(L)),
+    "einsum, sizes that do not broadcast": lambda L, F: L.einsum("ij,jk", _x34(L), L.ones(3, 2)),
+    "einsum, repeated output": lambda L, F: L.einsum("ij->ii", _x34(L)),
+    "einsum, unknown output": lambda L, F: L.einsum("ij->k", _x34(L)),
+    "einsum, digit subscript": lambda L, F: L.einsum("i1->i", _x34(L)),
+    "einsum, diagonal of unequal sizes": lambda L, F: L.einsum("ii->i", _x34(L)),
+    "einsum, two dtypes": lambda L, F: L.einsum("ij,jk", _x34(L), L.ones(4, 2, dtype=L.float64)),
+    "setitem, value of higher rank": lambda L, F: _setitem_value(L, L.ones(2, 3)),
+})
+
+
 # NOTE: max() and min() run the amax/amin primitive, whose check cannot know it was called
 # as max(): the message names amax (nbgrad._tensor.reductions would have to pass the name).
 OTHER_MESSAGE = {f"{name}() of {shape}" for name in ("max", "min")
@@ -614,3 +698,90 @@ def test_sum_and_mean_of_nothing(op, shape):
     fn = {"sum": lambda L, x: x.sum(), "sum_dim": lambda L, x: x.sum(1),
           "mean": lambda L, x: x.mean(), "mean_dim": lambda L, x: x.mean(1)}[op]
     run_modes(fn, [np.ones(shape, np.float32)], (True,), fused=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 14: writes through an index broadcast as PyTorch's; one_hot; split and chunk sizes
+# ---------------------------------------------------------------------------------------------
+
+def _written(dtype, *writes):
+    """A function of the library that makes zeros((2, 3), dtype) and runs `writes`, each
+    `write(L, x)`."""
+    def fn(L):
+        x = L.zeros((2, 3), dtype=getattr(L, dtype))
+        for write in writes:
+            write(L, x)
+        return x
+    return fn
+
+
+def _put(index, value):
+    def write(L, x):
+        x[index(L) if callable(index) else index] = value(L) if callable(value) else value
+    return write
+
+
+def _count(L, N):
+    # The bigram-count loop of the language-model lecture: int indices, then 0-d tensors.
+    for i, j in [(1, 2), (1, 2), (0, 0)]:
+        N[i, j] += 1
+        N[L.tensor(i), L.tensor(j)] += 1
+
+
+SETITEM = {
+    "row from [1, 3]": _written("float32", _put(0, lambda L: L.ones(1, 3))),
+    "row from [1, 1, 3]": _written("float32", _put(1, lambda L: L.full((1, 1, 3), 2.0))),
+    "element from [[4.0]]": _written("float32", _put((0, 1), lambda L: L.tensor([[4.0]]))),
+    "all from [1, 2, 3]": _written("float64", _put(slice(None), lambda L: L.ones(1, 2, 3, dtype=L.float64))),
+    "rows by index from [1, 1, 3]": _written("float32", _put(lambda L: L.tensor([[0], [1]]),
+                                                          lambda L: L.ones(1, 1, 3))),
+    "mask from a 0-d tensor": _written("float32", _put(lambda L: L.tensor([True, False]),
+                                                    lambda L: L.tensor(5.0))),
+    "0-d index tensor, slice, scalars": _written("float32", _put(lambda L: L.tensor(1), 3.0),
+                                                 _put((0, slice(0, 2)), lambda L: L.tensor([1.0, 2.0]))),
+    "float into int64": _written("int64", _put(0, 2.7)),
+    "int32 counts": _written("int32", _count),
+    "int64 counts": _written("int64", _count),
+    "int32 row, bool element": _written("int32", _put(0, lambda L: L.tensor([1, 2, 3])), _put((1, 1), True)),
+}
+
+
+def test_setitem_broadcasts_the_value_as_torch():
+    for name, fn in SETITEM.items():
+        got, want = fn(nbgrad), fn(torch)
+        assert str(got.dtype).split(".")[1] == str(want.dtype).split(".")[1], name
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=name)
+
+
+def _logits_by_row(L, x, w):
+    # The lecture's `logits[i] = model(x[[i]])`: a [1, 3] value into a row of 3.
+    logits = L.zeros(2, 3)
+    for i in range(2):
+        logits[i] = (x[[i]] @ w).tanh()
+    return logits
+
+
+def test_setitem_of_a_leading_one_value_has_torchs_gradient():
+    rng = np.random.default_rng(14)
+    run_modes(_logits_by_row, [rng.standard_normal((2, 4)), rng.standard_normal((4, 3))],
+              (True, True))
+
+
+def test_one_hot_matches_torch():
+    for labels, num_classes in [([0, 2, 1], -1), ([[0, 2], [1, 1]], 4), ([], 3), (2, 3)]:
+        got = NF.one_hot(nbgrad.tensor(labels, dtype=nbgrad.int64), num_classes)
+        want = TF.one_hot(torch.tensor(labels, dtype=torch.int64), num_classes)
+        assert got.dtype == nbgrad.int64 and not got.requires_grad
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_split_and_chunk_sizes_match_torch():
+    cases = [("split", 2), ("split", [2, 3]), ("split", [5, 0]), ("split", 10), ("chunk", 3),
+             ("chunk", 2), ("chunk", 10)]
+    for op, arg in cases:
+        for size in (5, 6, 0):
+            if op == "split" and not isinstance(arg, int) and sum(arg) != size:
+                continue
+            got = [p.shape[0] for p in getattr(nbgrad.ones(size, 2), op)(arg)]
+            want = [p.shape[0] for p in getattr(torch.ones(size, 2), op)(arg)]
+            assert got == want, (op, arg, size)
