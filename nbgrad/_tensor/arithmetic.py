@@ -53,7 +53,18 @@ mul, rsub, maximum, minimum, logical_and, logical_or = (
     _binary_function(name) for name in ("mul", "rsub", "maximum", "minimum", "logical_and",
                                         "logical_or"))
 multiply = mul
-atan2, bitwise_xor = (_binary_function(name) for name in ("atan2", "bitwise_xor"))
+bitwise_xor = _binary_function("bitwise_xor")
+
+
+def atan2(input, other):
+    """The angle of the point (other, input): arctan(input / other) in the right quadrant."""
+    for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"atan2(): argument '{name}' (position {position}) must be Tensor, "
+                            f"not {type(value).__name__}")
+    return binary("atan2", input, other)
+
+
 arctan2 = atan2
 
 eq, ne, lt, le, gt, ge = (_binary_function(name) for name in ("eq", "ne", "lt", "le", "gt", "ge"))

@@ -3,7 +3,7 @@ import math
 from collections import OrderedDict
 
 from .._tensor.arithmetic import sigmoid, tanh
-from .._tensor.shape import flatten
+from .._tensor.shape import flatten, reshape
 from .._tensor.factories import empty
 from . import functional as F
 from . import init
@@ -250,6 +250,34 @@ class Softplus(Module):
 class LogSoftmax(Softmax):
     def forward(self, input):
         return F.log_softmax(input, self.dim)
+
+
+class Unflatten(Module):
+    """Dimension `dim` of the input split into `unflattened_size` (one size may be -1)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        if not isinstance(unflattened_size, (tuple, list)) or \
+                not all(isinstance(size, int) for size in unflattened_size):
+            raise TypeError("unflattened_size must be a tuple of ints, but found type "
+                            f"{type(unflattened_size).__name__}")
+        self.dim, self.unflattened_size = dim, unflattened_size
+
+    def forward(self, input):
+        shape = input.shape
+        dim = self.dim + len(shape) if self.dim < 0 else self.dim
+        sizes = list(self.unflattened_size)
+        inferred = sizes.count(-1)
+        product = math.prod(size for size in sizes if size != -1)
+        fits = product == shape[dim] if not inferred else \
+            inferred == 1 and product > 0 and shape[dim] % product == 0
+        if not fits:
+            raise RuntimeError(f"unflatten: Provided sizes {sizes} don't multiply up to the "
+                               f"size of dim {self.dim} ({shape[dim]}) in the input tensor")
+        return reshape(input, tuple(shape[:dim]) + tuple(sizes) + tuple(shape[dim + 1:]))
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size!r}"
 
 
 class Flatten(Module):

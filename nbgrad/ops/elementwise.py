@@ -203,8 +203,9 @@ TABLE = [
                 "a if a > 0.0 else a * negative_slope",
                 {"a": "g if a > 0.0 else g * negative_slope"}, result="floating",
                 params=("negative_slope",)),
-    Elementwise("elu", "EluBackward0", ("a",), "a if a > 0.0 else alpha * np.expm1(a)",
-                {"a": "g if a > 0.0 else g * alpha * exp(a)"}, result="floating",
+    # PyTorch's conditions exactly (`x <= 0 ?`): NaN takes the linear branch of the gradient.
+    Elementwise("elu", "EluBackward0", ("a",), "alpha * np.expm1(a) if a <= 0.0 else a",
+                {"a": "g * alpha * exp(a) if a <= 0.0 else g"}, result="floating",
                 params=("alpha",)),
     # Unlike clamp's, the gradient is 0 on the bounds (PyTorch's hardtanh_backward).
     Elementwise("hardtanh", "HardtanhBackward0", ("a",),

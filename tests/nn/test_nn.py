@@ -62,7 +62,41 @@ LAYERS = {
     "identity": (nn.Identity, torch.nn.Identity, float_input((3, 4))),
     "dropout_eval": (lambda: nn.Dropout(0.5).eval(), lambda: torch.nn.Dropout(0.5).eval(),
                      float_input((3, 4))),
+    "gelu": (nn.GELU, torch.nn.GELU, float_input((3, 4))),
+    "gelu_tanh": (lambda: nn.GELU("tanh"), lambda: torch.nn.GELU("tanh"), float_input((3, 4))),
+    "silu": (nn.SiLU, torch.nn.SiLU, float_input((3, 4))),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.2), lambda: torch.nn.LeakyReLU(0.2), float_input((3, 4))),
+    "elu": (lambda: nn.ELU(alpha=0.5), lambda: torch.nn.ELU(alpha=0.5), float_input((3, 4))),
+    "hardtanh": (lambda: nn.Hardtanh(-0.5, 1.0), lambda: torch.nn.Hardtanh(-0.5, 1.0),
+                 float_input((3, 4))),
+    "relu6": (nn.ReLU6, torch.nn.ReLU6, 4 * float_input((3, 4))),
+    "unflatten": (lambda: nn.Unflatten(1, (2, -1)), lambda: torch.nn.Unflatten(1, (2, -1)),
+                  float_input((3, 6))),
+    "module_list_mlp": (lambda: _stack(nn), lambda: _stack(torch.nn), float_input((5, 4))),
 }
+
+
+def _stack(nn_module):
+    """A model of `nn_module` (either library's) with its layers in a ModuleList and a
+    ModuleDict and parameters in a ParameterList and a ParameterDict."""
+    class Stack(nn_module.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn_module.ModuleList([nn_module.Linear(4, 4) for _ in range(2)])
+            self.heads = nn_module.ModuleDict({"out": nn_module.Linear(4, 3)})
+            self.scales = nn_module.ParameterList([nn_module.Parameter(0.5 * _ones(nn_module, 4))])
+            self.shift = nn_module.ParameterDict({"b": nn_module.Parameter(_ones(nn_module, 3))})
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = nn_module.functional.gelu(layer(x)) * self.scales[0]
+            return self.heads["out"](x) + self.shift["b"]
+    return Stack()
+
+
+def _ones(nn_module, size):
+    library = nbgrad if nn_module is nn else torch
+    return library.ones(size)
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
@@ -403,3 +437,107 @@ def test_frozen_model_with_new_head_only_head_trains():
     assert model.body[0].weight.grad is None
     for key, value in numpy_state(model.head).items():
         assert not np.array_equal(value, head_before[key])
+
+
+# --- activations: in place, reprs, bad arguments ------------------------------------------
+
+ACTIVATION_REPRS = [
+    lambda nn: nn.GELU(), lambda nn: nn.GELU("tanh"), lambda nn: nn.SiLU(),
+    lambda nn: nn.SiLU(True), lambda nn: nn.LeakyReLU(), lambda nn: nn.LeakyReLU(0.2, True),
+    lambda nn: nn.ELU(), lambda nn: nn.ELU(0.5, True), lambda nn: nn.Hardtanh(),
+    lambda nn: nn.Hardtanh(-2, 3.0, True), lambda nn: nn.ReLU6(), lambda nn: nn.ReLU6(True),
+    lambda nn: nn.ReLU(True), lambda nn: nn.Unflatten(1, (2, 3)),
+]
+
+
+def test_activation_reprs_match_torch():
+    assert [repr(make(nn)) for make in ACTIVATION_REPRS] == \
+        [repr(make(torch.nn)) for make in ACTIVATION_REPRS]
+
+
+INPLACE = {
+    "leaky_relu": lambda F, y: F.leaky_relu(y, 0.2, inplace=True),  # LeakyReluBackward1
+    "elu": lambda F, y: F.elu(y, 0.5, inplace=True),  # EluBackward1
+    "relu6": lambda F, y: F.relu6(y, inplace=True),
+    "silu": lambda F, y: F.silu(y, inplace=True),
+    "relu": lambda F, y: F.relu(y, inplace=True),
+}
+
+
+@pytest.mark.parametrize("name", list(INPLACE))
+def test_inplace_activation_matches_torch(name):
+    values = np.array([-1.0, 0.0, 0.5, 7.0], np.float32)
+    results = []
+    for library, functional in ((nbgrad, F), (torch, torch.nn.functional)):
+        x = library.tensor(values, requires_grad=True)
+        y = x * 1.0
+        out = INPLACE[name](functional, y)
+        assert out is y
+        out.sum().backward()
+        results.append((out, x.grad, type(out.grad_fn).__name__))
+    (nb_out, nb_grad, nb_name), (torch_out, torch_grad, torch_name) = results
+    close(nb_out, torch_out)
+    close(nb_grad, torch_grad)
+    assert nb_name == torch_name
+
+
+# --- containers -------------------------------------------------------------------------------
+
+def _container_session(L):
+    """The same calls on either library's containers: reprs, names and errors, as text."""
+    nn = L.nn
+    seen = []
+
+    def attempt(call):
+        try:
+            return repr(call())
+        except Exception as error:  # noqa: BLE001
+            return f"{type(error).__name__}: {error}"
+
+    layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)] + [nn.ReLU()])
+    seen += [repr(layers), repr(nn.ModuleList()), repr(layers[1:3]), type(layers[1:3]).__name__]
+    joined = layers + nn.ModuleList([nn.Tanh()])
+    seen += [[name for name, _ in joined.named_parameters()], len(joined)]
+    layers.insert(1, nn.Tanh())
+    layers.extend([nn.Sigmoid()])
+    layers.append(nn.Identity())
+    del layers[0]
+    layers[0] = nn.ELU()
+    seen += [repr(layers.pop(1)), repr(layers), [name for name, _ in layers.named_modules()]]
+    seen += [attempt(lambda: layers[10]), attempt(lambda: layers.append(3)),
+             attempt(lambda: layers.extend(3))]
+    heads = nn.ModuleDict({"b": nn.Linear(1, 1), "a": nn.ReLU()})
+    heads["c"] = nn.Tanh()
+    heads.update({"d": nn.Sigmoid()})
+    heads.update([("e", nn.ReLU())])
+    heads["a"] = nn.SiLU()  # keeps its place
+    seen += [repr(heads.pop("b")), repr(heads), list(heads), "a" in heads, len(heads),
+             attempt(lambda: heads["zz"])]
+    scales = nn.ParameterList([nn.Parameter(L.ones(3)), nn.Parameter(L.zeros(2, 2, dtype=L.float64))])
+    scales.append(L.ones(1))  # a tensor becomes a Parameter
+    seen += [repr(scales), type(scales[2]).__name__, scales[2].requires_grad,
+             repr(nn.ParameterList([nn.Parameter(L.ones(3))])), repr(nn.ParameterList())]
+    named = nn.ParameterDict({"w": nn.Parameter(L.ones(2)), "b": L.zeros(1)})  # sorted
+    named["a"] = L.ones(3, 2)
+    named["w"] = L.zeros(2)
+    seen += [repr(named), [name for name, _ in named.named_parameters()]]
+    model = _stack(nn)
+    seen += [list(model.state_dict()), repr(model), len(list(model.parameters()))]
+    seen += [attempt(lambda: nn.Unflatten(1, 3)),
+             attempt(lambda: nn.Unflatten(1, (2, 4))(L.zeros(4, 6)))]
+    return [str(item).replace("torch", "LIBRARY").replace("nbgrad", "LIBRARY") for item in seen]
+
+
+def test_containers_match_torch():
+    assert _container_session(nbgrad) == _container_session(torch)
+
+
+def test_optimizer_updates_parameters_held_in_containers():
+    nbgrad.manual_seed(0)
+    model = _stack(nn)
+    before = numpy_state(model)
+    optimizer = nbgrad.optim.SGD(model.parameters(), lr=0.1)
+    model(nbgrad.randn(5, 4)).sum().backward()
+    optimizer.step()
+    after = numpy_state(model)
+    assert len(after) == 8 and all(not np.array_equal(before[key], after[key]) for key in after)
