@@ -2,6 +2,7 @@
 the functions along one dimension (the softmax family, `cumsum`, `cumprod`, `sort`, `topk`)
 and histograms. `vector_norm` and `matrix_norm` are here for `norm`, and reach the
 `nbgrad.linalg` namespace from there."""
+import builtins  # `sum`, `max`, `any`, ... below are the reductions
 import math
 import operator
 
@@ -81,7 +82,7 @@ def sum_to_size(input, *size):
     size = sizes_of(size)
     shape = input.shape
     lead = len(shape) - len(size)
-    if lead < 0 or any(s != n and s != 1 for s, n in zip(size, shape[lead:])):
+    if lead < 0 or builtins.any(s != n and s != 1 for s, n in zip(size, shape[lead:])):
         raise RuntimeError(f"size {{{list(size)}}} is not expandable to size {{{list(shape)}}}.")
     if tuple(size) == tuple(shape):
         return input
@@ -211,9 +212,11 @@ def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None, 
     return _spread_and_mean("std", input, dim, unbiased, keepdim, correction, axis, keepdims)
 
 
-def logsumexp(input, dim, keepdim=False, *, axis=None, keepdims=None):
+def logsumexp(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
     if axis is not None or keepdims is not None:
         dim, keepdim = _numpy_aliases("logsumexp", dim, keepdim, axis, keepdims)
+    if dim is None:  # required, but may come as `axis`
+        raise TypeError('logsumexp() missing 1 required positional arguments: "dim"')
     return _reduce("logsumexp", input, dim, keepdim)
 
 
@@ -357,7 +360,11 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False):
     """(hist, bin_edges): `bins` equal bins over `range` (the data's range by default), or
     the bins between the edges of a tensor `bins`; weighted, or a density."""
     if isinstance(bins, Tensor):
-        edges, algorithm = bins, BINARY_SEARCH
+        if range is not None:  # the edges say it
+            raise TypeError("histogram(): a tensor of bin edges takes no 'range'")
+        edges = dispatch(PRIMITIVES["histogram_bin_edges"], (input, bins),
+                         {"bins": None, "range": None})
+        algorithm = BINARY_SEARCH
     elif isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
         edges = dispatch(PRIMITIVES["histogram_bin_edges"], (input,), {
             "bins": int(bins),

@@ -5,7 +5,8 @@ All elements fall into bins found by one kernel, ported from PyTorch's CPU histo
 PyTorch's bin: with evenly spaced edges the bin is computed by a division (`histc`), and then
 checked against the neighbouring edges (`histogram` with a number of bins); with given edges
 it is found by binary search. The edges themselves are PyTorch's linspace, computed in the
-input's dtype as it does. The range is chosen from the data (as PyTorch does), so these are
+input's dtype as it does (or a copy of the given ones: like the counts, they are a result
+of the op). The range is chosen from the data (as PyTorch does), so these are
 primitives. Neither has a gradient: `histc`'s result does not require one, and the results
 of `histogram` do but raise in backward, as in PyTorch (grad_fn "NotImplemented").
 """
@@ -118,14 +119,19 @@ def _not_differentiable(node, g):
     raise RuntimeError("derivative for aten::histogram is not implemented")
 
 
-def _edges_infer(x, bins, range):
+def _edges_infer(x, *given, bins, range):
+    """The shape of the bin edges: `bins` + 1 evenly spaced, or a copy of the `given` ones."""
     _require_float("histogramdd", x.dtype)
+    if given:
+        return given[0].shape, given[0].dtype
     _require_bins(bins)
     return (bins + 1,), x.dtype
 
 
-def _edges_forward(x, bins, range):
-    _edges_infer(x, bins, range)
+def _edges_forward(x, *given, bins, range):
+    _edges_infer(x, *given, bins=bins, range=range)
+    if given:
+        return given[0].copy()
     left, right = range if range is not None else _extrema(x) or (0.0, 1.0)
     if not (np.isfinite(left) and np.isfinite(right)):
         raise RuntimeError(f"torch.histogramdd: dimension 0's range [{left:g}, {right:g}] is "
@@ -169,7 +175,7 @@ PRIMS = {
     "histc": register(Primitive("histc", None, _histc_infer, _histc_forward)),
     "histogram_bin_edges": register(Primitive(
         "histogram_bin_edges", "NotImplemented", _edges_infer, _edges_forward,
-        _not_differentiable)),
+        _not_differentiable, differentiable=(0, 1))),
     "histogram": register(Primitive("histogram", "NotImplemented", _histogram_infer,
                                     _histogram_forward, _not_differentiable,
                                     differentiable=(0, 1, 2))),

@@ -271,6 +271,9 @@ def _unfused(r):
 # takes its primitive off the list (and its rows must then fuse).
 NO_FUSED_RULE = {
     "amax", "amin", "argmax", "argmin", "logsumexp", "var", "std",  # reductions
+    "all", "any", "vector_norm",  # reductions (all/any give no gradient)
+    "argsort", "topk_indices",  # sorting: indices (the values are a `take`)
+    "histc", "histogram_bin_edges", "histogram",  # histograms: no gradient
     "permute", "expand", "basic_index",  # views (transpose, .T, expand, a[1:, ::2])
     "take", "index_put", "concat", "embedding",  # gathers and scatters by index, cat/stack
     "scatter_add",  # scatters by index

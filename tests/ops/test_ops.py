@@ -765,3 +765,56 @@ def test_shape_rule_of_every_primitive_matches_its_forward(r, monkeypatch):
     for prim, arrays, params, out in recorder.calls:
         shape, dtype = prim.infer(*arrays, **params)
         assert (tuple(shape), np.dtype(dtype)) == (out.shape, out.dtype), prim.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Histograms (no gradient: not in TABLE) and the named tuples of max/min/sort/topk/histogram
+# ---------------------------------------------------------------------------------------------
+
+# Values on bin edges and between them, outside a given range.
+HIST_DATA = A([[1.0, -3.0, 3.0, 0.0, 0.1], [0.2, 0.3, 0.7, 2.0, -1.5]])
+HISTOGRAMS = {
+    "histc": lambda L, x: L.histc(x, 4),
+    "histc_range": lambda L, x: x.histc(3, min=0.1, max=0.7),
+    "histc_min_equals_max": lambda L, x: L.histc(x, 4, min=1, max=1),  # the data's range
+    "histc_equal_values": lambda L, x: L.histc(x * 0 + 2, 4),  # range 2 +- 1
+    "histogram": lambda L, x: L.histogram(x, 4),
+    "histogram_range_density": lambda L, x: x.histogram(3, range=(0.1, 0.7), density=True),
+    "histogram_edges_weight": lambda L, x: L.histogram(x, L.tensor([-3.0, 0.0, 0.3, 5.0], dtype=x.dtype),
+                                                       weight=x.detach().abs()),
+    "histogram_equal_values": lambda L, x: L.histogram(x * 0 + 2, 2),  # range 2 +- 0.5
+    "histogram_empty": lambda L, x: L.histogram(x[:0], 3),  # range [0, 1]
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_histograms_match_torch(dtype):
+    for name, fn in HISTOGRAMS.items():
+        expected = fn(torch, torch.tensor(HIST_DATA.astype(dtype), requires_grad=True))
+        actual = fn(nbgrad, nbgrad.tensor(HIST_DATA.astype(dtype), requires_grad=True))
+        expected, actual = (expected, actual) if isinstance(expected, tuple) else ((expected,), (actual,))
+        assert type(actual).__name__ == type(expected).__name__, name
+        for n_out, t_out in zip(actual, expected, strict=True):
+            assert_close(n_out, t_out)
+            assert (n_out.requires_grad, grad_fn_name(n_out)) == (t_out.requires_grad, grad_fn_name(t_out)), name
+    # backward through histogram's results raises, as in torch
+    with pytest.raises(RuntimeError, match="derivative for aten::histogram is not implemented"):
+        nbgrad.histogram(nbgrad.tensor(HIST_DATA, requires_grad=True), 3).hist.sum().backward()
+
+
+NAMED_TUPLES = {
+    "max": lambda L, x: x.max(1),
+    "min": lambda L, x: L.min(x, 0, keepdim=True),
+    "sort": lambda L, x: x.sort(descending=True),
+    "topk": lambda L, x: L.topk(x, 2),
+    "histogram": lambda L, x: L.histogram(x, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(NAMED_TUPLES))
+def test_named_tuples_match_torch(name):
+    x = A([[1.0, 3.0, 2.0], [0.0, -1.0, 5.0]], np.float32)
+    expected, actual = NAMED_TUPLES[name](torch, torch.tensor(x)), NAMED_TUPLES[name](nbgrad, nbgrad.tensor(x))
+    assert isinstance(actual, tuple) and repr(actual) == repr(expected)
+    for field in ("values", "indices") if name != "histogram" else ("hist", "bin_edges"):
+        assert_close(getattr(actual, field), getattr(expected, field))
