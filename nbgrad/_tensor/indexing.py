@@ -8,7 +8,8 @@ are computed and checked here, from the index's values, before any kernel sees t
 import numpy as np
 
 from ..ops import PRIMITIVES
-from ..ops.indexing import first_out_of_range, flat_positions, positions_along, put_values
+from ..ops.indexing import (first_out_of_range, flat_positions, is_index_array, positions_along,
+                            put_values)
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .conversion import to
 from .inplace import check_inplace, is_recording, snapshot, write_back
@@ -160,7 +161,7 @@ def _slices_along(input, dim, index):
 
 def index_select(input, dim, index):
     index = index._data
-    if index.dtype.kind not in "iu" or index.dtype.itemsize < 4:
+    if not is_index_array(index):
         raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
     if index.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")

@@ -166,7 +166,8 @@ def einsum(equation, *operands):
         if gone:
             x, lx = x.sum(tuple(gone)), "".join(c for d, c in enumerate(lx) if d not in gone)
         result, letters = (x, lx) if result is None else _contract(result, letters, x, lx, needed)
-    if letters == output and len(operands) == 1 and result is operands[0][0]:
-        # einsum never returns its argument itself (PyTorch gives a permuted view)
-        return result.permute(list(range(result.ndim)))
+    if len(operands) == 1 and result is operands[0][0]:
+        # As PyTorch: a lone operand that nothing summed comes back as a permuted view (of
+        # itself or its diagonal), never as the argument itself.
+        return result.permute([letters.index(c) for c in output])
     return _permuted(result, letters, list(output))

@@ -227,7 +227,7 @@ def _rearranged(input, rearrange, grad_fn_name):
     """`input` with its elements where `rearrange` (a NumPy function) puts those of an array
     of the same shape."""
     positions = rearrange(np.arange(input.numel(), dtype=np.int64).reshape(input.shape))
-    return dispatch(PRIMITIVES["take"], (input,), {"positions": np.ascontiguousarray(positions)},
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": np.array(positions, order="C", copy=None)},
                     grad_fn_name=grad_fn_name)
 
 
@@ -254,7 +254,8 @@ def flip(input, *dims):
     for d in dims:
         if dims.count(d) > 1:
             raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
-    return _rearranged(input, lambda a: np.flip(a, dims), "FlipBackward0")
+    # (A 0-d tensor, whose one dimension NumPy does not see, flips to itself.)
+    return _rearranged(input, lambda a: np.flip(a, dims) if a.ndim else a, "FlipBackward0")
 
 
 def roll(input, shifts, dims=None):
@@ -262,8 +263,9 @@ def roll(input, shifts, dims=None):
     dims = () if dims is None else (dims,) if isinstance(dims, int) else tuple(dims)
     if len(shifts) != len(dims) and not (not dims and len(shifts) == 1):
         raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
-    if not dims:  # the flattened tensor rolls, then takes back its shape
-        return _rearranged(input, lambda a: np.roll(a, shifts[0]), "RollBackward0")
+    if not dims or not input.ndim:  # the flattened tensor rolls, then takes back its shape
+        return _rearranged(input, lambda a: np.roll(a.reshape(-1), shifts[0]).reshape(a.shape),
+                           "RollBackward0")
     dims = tuple(_check_dim(d, input.ndim) for d in dims)
     return _rearranged(input, lambda a: np.roll(a, shifts, dims), "RollBackward0")
 

@@ -51,27 +51,32 @@ def flat_positions(shape, index):
         raise IndexError(str(error).replace("axis", "dimension")) from None
 
 
+def is_index_array(array):
+    """Whether `array` holds indices PyTorch takes along a dimension: int32 or int64."""
+    return array.dtype.kind in "iu" and array.dtype.itemsize >= 4
+
+
 def positions_along(shape, dim, index, op, src_shape=None):
     """Flat C-order positions, in an array of `shape`, of the elements that integer array
     `index` picks along `dim` (gather's rule: result[i0, .., ik, ..] is
     x[i0, .., index[i0, .., ik, ..], ..]), after PyTorch's checks of `op` ("gather" or
     "scatter", with `src_shape` for a scatter from a tensor) on the index's dtype, rank, sizes
     and values. `index` may be smaller than `shape` in every dimension but `dim`."""
-    if index.dtype.kind not in "iu" or index.dtype.itemsize < 4:
+    if not is_index_array(index):
         raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index")
     for other, other_shape in (("input" if op == "gather" else "self", shape), ("src", src_shape)):
         if other_shape is not None and index.ndim != len(other_shape):
             raise RuntimeError(f"Index tensor must have the same number of dimensions as {other} "
                                "tensor")
     too_large = [d for d, (n, s) in enumerate(zip(index.shape, shape)) if d != dim and n > s]
-    if too_large or (src_shape is not None and any(map(int.__gt__, index.shape, src_shape))):
-        expected = (f"xpected index {list(index.shape)} to be no larger than self {list(shape)} "
-                    f"apart from dimension {dim}")
+    if too_large or (src_shape is not None and
+                     any(n > s for n, s in zip(index.shape, src_shape))):
+        sizes = (f"index {list(index.shape)} to be no larger than self {list(shape)} apart from "
+                 f"dimension {dim}")
         if op == "gather":
-            raise RuntimeError(f"Size does not match at dimension {too_large[0]} e{expected}")
-        if src_shape is not None:
-            expected += f" and to be no larger size than src {list(src_shape)}"
-        raise RuntimeError("E" + expected)
+            raise RuntimeError(f"Size does not match at dimension {too_large[0]} expected {sizes}")
+        than_src = "" if src_shape is None else f" and to be no larger size than src {list(src_shape)}"
+        raise RuntimeError(f"Expected {sizes}{than_src}")
     size = shape[dim] if shape else 1  # a 0-d array has one element along its dimension 0
     flat = flat_contiguous(index)
     if flat.size:
