@@ -1,0 +1,149 @@
+"""nbgrad.nn.utils against torch.nn.utils: clip_grad_norm_ (every norm type, the returned
+total norm, non-finite gradients), clip_grad_value_, parameters_to_vector and
+vector_to_parameters; and a compiled step that clips equal to eager."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from nbgrad import nn, optim
+from conftest import Pair, mlp, nbgrad_warnings, regression_batch
+
+
+def gradient_pairs(dtype=np.float32, nonfinite=False):
+    """Three parameters with gradients (the last one without), in nbgrad and in torch."""
+    rng = np.random.default_rng(0)
+    shapes = [(3, 4), (4,), (2, 2, 2)]
+    values = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    grads = [rng.standard_normal(shape).astype(dtype) * 3 for shape in shapes]
+    if nonfinite:
+        grads[1][2] = np.nan
+    ours, theirs = [], []
+    for value, grad in zip(values, grads):
+        ours.append(nn.Parameter(nbgrad.tensor(value)))
+        ours[-1].grad = nbgrad.tensor(grad)
+        theirs.append(torch.nn.Parameter(torch.tensor(value)))
+        theirs[-1].grad = torch.tensor(grad)
+    ours.append(nn.Parameter(nbgrad.ones(2)))
+    theirs.append(torch.nn.Parameter(torch.ones(2)))
+    return ours, theirs
+
+
+def assert_same_grads(ours, theirs, rtol=1e-6):
+    for mine, expected in zip(ours, theirs):
+        assert (mine.grad is None) == (expected.grad is None)
+        if expected.grad is not None:
+            np.testing.assert_allclose(mine.grad.numpy(), expected.grad.numpy(), rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_grad_norm_matches_torch(dtype):
+    """Each norm type, a max_norm that clips and one that does not: the same total norm
+    (dtype included) and the same gradients."""
+    for norm_type in (2.0, 1, 3.5, float("inf"), "inf", 0.5):
+        for max_norm in (0.5, 1e6):
+            ours, theirs = gradient_pairs(dtype)
+            total = nn.utils.clip_grad_norm_(ours, max_norm, norm_type=norm_type)
+            expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
+            assert isinstance(total, nbgrad.Tensor) and total.shape == ()
+            assert str(total.dtype) == str(expected.dtype).replace("torch", "nbgrad")
+            np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-6)
+            assert_same_grads(ours, theirs)
+
+
+def test_clip_grad_norm_forms():
+    """One tensor, a generator, a deprecated alias, no gradients at all."""
+    ours, theirs = gradient_pairs()
+    total = nn.utils.clip_grad_norm_(ours[0], 1.0)
+    expected = torch.nn.utils.clip_grad_norm_(theirs[0], 1.0)
+    np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-6)
+    total = nn.utils.clip_grad_norm_((p for p in ours), 0.1)
+    expected = torch.nn.utils.clip_grad_norm_((p for p in theirs), 0.1)
+    np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-6)
+    assert_same_grads(ours, theirs)
+    with pytest.warns(FutureWarning, match="clip_grad_norm_"):
+        nn.utils.clip_grad_norm(ours, 1.0)
+    empty = nn.utils.clip_grad_norm_([ours[-1]], 1.0)
+    assert empty.item() == 0.0 and empty.dtype == nbgrad.float32
+    with pytest.warns(UserWarning, match="empty generator"):
+        nn.utils.clip_grad_norm_((p for p in []), 1.0)
+
+
+def test_clip_grad_norm_of_nonfinite_gradients():
+    ours, theirs = gradient_pairs(nonfinite=True)
+    with pytest.raises(RuntimeError, match="The total norm of order 2.0 for gradients from "
+                                           "`parameters` is non-finite"):
+        nn.utils.clip_grad_norm_(ours, 1.0, error_if_nonfinite=True)
+    assert_same_grads(ours, theirs)  # untouched
+    total = nn.utils.clip_grad_norm_(ours, 1.0)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    assert np.isnan(total.item()) and np.isnan(expected.item())
+    for mine, reference in zip(ours[:3], theirs[:3]):
+        np.testing.assert_array_equal(np.isnan(mine.grad.numpy()),
+                                      np.isnan(reference.grad.numpy()))
+
+
+def test_clip_grad_value_matches_torch():
+    ours, theirs = gradient_pairs()
+    assert nn.utils.clip_grad_value_(ours, 1.5) is None
+    torch.nn.utils.clip_grad_value_(theirs, 1.5)
+    assert_same_grads(ours, theirs)
+    nn.utils.clip_grad_value_(ours[0], 0.25)
+    torch.nn.utils.clip_grad_value_(theirs[0], 0.25)
+    assert_same_grads(ours, theirs)
+
+
+def test_parameters_to_vector_and_back():
+    ours, theirs = gradient_pairs()
+    vector = nn.utils.parameters_to_vector(ours)
+    expected = torch.nn.utils.parameters_to_vector(theirs)
+    np.testing.assert_array_equal(vector.detach().numpy(), expected.detach().numpy())
+    assert vector.grad_fn.name() == expected.grad_fn.name() == "CatBackward0"
+    (vector * nbgrad.arange(vector.numel())).sum().backward()
+    (expected * torch.arange(expected.numel())).sum().backward()
+    assert_same_grads(ours, theirs)
+
+    new = np.linspace(-1, 1, vector.numel()).astype(np.float32)
+    nn.utils.vector_to_parameters(nbgrad.tensor(new), ours)
+    torch.nn.utils.vector_to_parameters(torch.tensor(new), theirs)
+    for mine, reference in zip(ours, theirs):
+        np.testing.assert_array_equal(mine.detach().numpy(), reference.detach().numpy())
+        assert mine.shape == reference.shape and mine.requires_grad
+    with pytest.raises(TypeError, match="expected torch.Tensor, but got: list"):
+        nn.utils.vector_to_parameters([1.0], ours)
+
+
+def test_compiled_step_that_clips_equals_eager():
+    """PyTorch's training step with clip_grad_norm_ between backward and the optimizer: equal
+    to eager after every call, fused or (while an op it uses has no fused rule) run eagerly
+    with the warning that says which."""
+    def build():
+        model = mlp((64, 16, 10))
+        return model, optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+
+    def make_step(s):
+        loss_fn = nn.MSELoss()
+
+        def step(x, y):
+            s.opt.zero_grad()
+            loss = loss_fn(s.model(x), y)
+            loss.backward()
+            total = nn.utils.clip_grad_norm_(s.model.parameters(), 0.5)
+            s.opt.step()
+            return loss, total
+        return step
+
+    rng = np.random.default_rng(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pair = Pair(build, make_step)
+        for _ in range(5):
+            pair(*regression_batch(rng))
+    stats = pair.compiled.stats
+    if stats["fused_calls"]:
+        assert nbgrad_warnings(caught) == [] and stats["fused_calls"] == 4
+    else:
+        assert [message.split(" (at ")[0] for message in nbgrad_warnings(caught)] == [
+            "nbgrad.compile: running the step eagerly: op 'vector_norm' has no fused rule"]
