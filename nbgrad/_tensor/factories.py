@@ -73,6 +73,18 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
+def _sizes(name, positional, keywords):
+    """The sizes of `zeros(2, 3)`, `zeros((2, 3))` or `zeros(size=(2, 3))`."""
+    if set(keywords) - {"size"}:
+        raise TypeError(f"{name}() got an unexpected keyword argument "
+                        f"'{next(iter(set(keywords) - {'size'}))}'")
+    if "size" not in keywords:
+        return positional
+    if positional:
+        raise TypeError(f"{name}() got multiple values for argument 'size'")
+    return (keywords["size"],)
+
+
 def _allocated_leaf(fill, size, dtype, device, requires_grad):
     """A leaf tensor of sizes `size` made by `fill(shape, np_dtype)` (np.zeros, ...)."""
     _device.checked(device)
@@ -81,16 +93,16 @@ def _allocated_leaf(fill, size, dtype, device, requires_grad):
     return _new_leaf(allocate(lambda: fill(shape, dtype.np), shape, dtype.np), None, requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _allocated_leaf(np.zeros, size, dtype, device, requires_grad)
+def zeros(*size, dtype=None, device=None, requires_grad=False, **keywords):
+    return _allocated_leaf(np.zeros, _sizes("zeros", size, keywords), dtype, device, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _allocated_leaf(np.ones, size, dtype, device, requires_grad)
+def ones(*size, dtype=None, device=None, requires_grad=False, **keywords):
+    return _allocated_leaf(np.ones, _sizes("ones", size, keywords), dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False):
-    return _allocated_leaf(np.empty, size, dtype, device, requires_grad)
+def empty(*size, dtype=None, device=None, requires_grad=False, **keywords):
+    return _allocated_leaf(np.empty, _sizes("empty", size, keywords), dtype, device, requires_grad)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
@@ -153,19 +165,21 @@ def _random_leaf(draw, size, dtype, default, device, requires_grad, kernel):
     return _new_leaf(allocate(lambda: draw(shape, dtype), shape, dtype.np), None, requires_grad)
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, **keywords):
     return _random_leaf(lambda shape, dtype: _random.uniform(shape, dtype, generator=generator),
-                        size, dtype, _dtype.float32, device, requires_grad, "check_uniform_bounds")
+                        _sizes("rand", size, keywords), dtype, _dtype.float32, device,
+                        requires_grad, "check_uniform_bounds")
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, **keywords):
     return _random_leaf(lambda shape, dtype: _random.normal(shape, dtype, generator=generator),
-                        size, dtype, _dtype.float32, device, requires_grad, "normal_kernel_cpu")
+                        _sizes("randn", size, keywords), dtype, _dtype.float32, device,
+                        requires_grad, "normal_kernel_cpu")
 
 
-def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+def randint(low=0, high=None, size=None, *, generator=None, dtype=None, device=None,
             requires_grad=False):
-    """`randint(high, size)` or `randint(low, high, size)`."""
+    """`randint(high, size)`, `randint(low, high, size)` or `randint(high=, size=)`."""
     if size is None:
         low, high, size = 0, low, high
     if high is None:

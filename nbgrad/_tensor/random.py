@@ -98,10 +98,8 @@ class Generator:
                                f"{_STATE_LAYOUT.itemsize} but found the input RNG state size to be "
                                f"{data.size}")
         state = data.view(_STATE_LAYOUT)[0]
-        left = int(state["left"])
         self._bits.state = {"bit_generator": "MT19937", "state": {
-            "key": state["state"].astype(np.uint32),
-            "pos": _STATE_N if left <= 1 else _STATE_N + 1 - left}}
+            "key": state["state"].astype(np.uint32), "pos": _STATE_N + 1 - int(state["left"])}}
         self._seed = int(state["seed"])
         self._next_normal = float(state["normal_y"]) if state["normal_is_valid"] else None
         return self
@@ -153,15 +151,16 @@ def set_rng_state(new_state):
 
 # --- distributions: NumPy arrays drawn as PyTorch's CPU kernels draw them ------------------
 
-# Mantissa digits of a floating dtype: a uniform float takes this many random bits, from a
-# 64-bit word for float64 and a 32-bit word otherwise.
+# Mantissa digits of a floating dtype (random_()'s range).
 _DIGITS = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
 
 
 def uniform(shape, dtype, low=0.0, high=1.0, generator=None):
-    """Uniform values in [low, high) of nbgrad dtype `dtype` (uniform_real_distribution)."""
+    """Uniform values in [low, high) of nbgrad dtype `dtype` (uniform_real_distribution): 53
+    random bits of a 64-bit word for float64, 24 of a 32-bit word otherwise (float16 and
+    bfloat16 round a float32 draw, as PyTorch)."""
     gen, n = resolve(generator), int(np.prod(shape))
-    digits = _DIGITS[dtype.name]
+    digits = 53 if dtype.name == "float64" else 24
     words = gen._random64(n) if digits == 53 else gen._random32(n)
     unit = (words & _U64((1 << digits) - 1)) * (1.0 / (1 << digits))
     # The bounds and `high - low` in the dtype, the rest in float64 (PyTorch's accumulate type).

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._core import dtype as _dtype, tracing as _tracing
 from . import random as _random
-from .inplace import check_inplace
+from .inplace import check_inplace, is_recording
 from .tensor import Tensor, checked_shape, sizes_of
 
 __all__ = ["multinomial", "normal", "bernoulli"]
@@ -128,9 +128,14 @@ def bernoulli(input, p=None, *, generator=None):
 
 
 def _fill(target, values):
-    """Write random `values` into `target` (outside autograd, as PyTorch's random fills of a
-    tensor that needs no gradient)."""
+    """Write random `values` into `target`, a tensor outside autograd's graph."""
     check_inplace(target)
+    if is_recording(target):
+        # PyTorch would record a node with zero gradients; keeping the old node would send
+        # gradients through values that are gone.
+        raise NotImplementedError("nbgrad does not record random in-place fills in the graph: "
+                                  "fill a tensor that does not require grad, or under "
+                                  "nbgrad.no_grad()")
     _draw_break()
     target._data[...] = values
     target._version_counter[0] += 1

@@ -494,3 +494,30 @@ RANDOM_ERRORS = {
 @pytest.mark.parametrize("case", sorted(RANDOM_ERRORS))
 def test_random_errors_match_torch(case):
     assert_same_outcome(RANDOM_ERRORS[case], same_type_only=case == "generator_cuda")
+
+
+SIZE_KEYWORD = {
+    "zeros": lambda L: L.zeros(size=(2, 3)).shape,
+    "ones": lambda L: L.ones(size=[1]).shape,
+    "empty": lambda L: L.empty(size=(2,)).shape,
+    "rand": lambda L: L.rand(size=(2,)).shape,
+    "randn": lambda L: L.randn(size=[3], generator=L.Generator().manual_seed(1)).tolist(),
+    "randint_keywords": lambda L: L.randint(high=5, size=(3,),
+                                            generator=L.Generator().manual_seed(1)).tolist(),
+    "twice": lambda L: L.zeros(2, size=(3,)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIZE_KEYWORD))
+def test_size_keyword_matches_torch(case):
+    assert_same_outcome(SIZE_KEYWORD[case])
+
+
+def test_random_fill_of_a_graph_tensor_is_refused_not_silently_kept():
+    """PyTorch records a node with zero gradients; nbgrad refuses rather than send gradients
+    through the overwritten values."""
+    h = nbgrad.ones(3, requires_grad=True) * 2
+    with pytest.raises(NotImplementedError, match="random in-place fills"):
+        h.normal_()
+    with nbgrad.no_grad():
+        h.uniform_()
