@@ -24,7 +24,6 @@ from collections import Counter, OrderedDict
 import numpy as np
 
 from .._core.dtype import ALL
-from .._tensor import device as _device_module
 from .._tensor.device import device as _device
 from .._tensor.tensor import Size, Tensor
 from ..nn.parameter import Parameter
@@ -218,7 +217,8 @@ class _Storages:
         return storage
 
     def _place(self, array, location):
-        """Check that the storage saved at `location` may load on the CPU."""
+        """Check that the storage saved at `location` loads on the CPU, where
+        `map_location` puts it."""
         map_location = self._map_location
         if callable(map_location):
             if map_location(array, location) is not array:
@@ -226,18 +226,17 @@ class _Storages:
                                 "it is given (lambda storage, location: storage): nbgrad keeps "
                                 "every tensor on the CPU")
             return
-        if map_location is None:
-            saved = _device(location)
-            if saved.type != "cpu":
-                name = "a CUDA" if saved.type == "cuda" else f"a {saved.type}"
-                raise RuntimeError(
-                    f"Attempting to deserialize object on {name} device but nbgrad runs on the "
-                    f"CPU only. Please use nbgrad.load with map_location=nbgrad.device('cpu') to "
-                    f"map your storages to the CPU.")
-            return
         if isinstance(map_location, dict):
-            map_location = map_location.get(location, location)
-        _device_module.checked(map_location, creating=False)
+            target = map_location.get(location, location)
+        else:
+            target = location if map_location is None else map_location
+        target = _device(target)
+        if target.type != "cpu":
+            name = "a CUDA" if target.type == "cuda" else f"a {target.type}"
+            raise RuntimeError(
+                f"Attempting to deserialize object on {name} device but nbgrad runs on the CPU "
+                f"only (nbgrad.cuda.is_available() is False). Please use nbgrad.load with "
+                f"map_location=nbgrad.device('cpu') to map your storages to the CPU.")
 
 
 # --- what a checkpoint may name and call ------------------------------------------------------
@@ -391,8 +390,8 @@ class _Unpickler:
         while True:
             code = read(1)
             if not code:
-                raise pickle.UnpicklingError("data.pkl ends before its STOP opcode: the checkpoint "
-                                             "is truncated or corrupted")
+                raise EOFError("Ran out of input: data.pkl ends before its STOP opcode (the "
+                               "checkpoint is truncated or corrupted)")
             if code == pickle.STOP:
                 return self._stack.pop()
             handler = self._HANDLERS.get(code)
@@ -409,14 +408,14 @@ class _Unpickler:
     def _read(self, count):
         data = self._data.read(count)
         if len(data) != count:
-            raise pickle.UnpicklingError("data.pkl ends in the middle of an opcode: the "
-                                         "checkpoint is truncated or corrupted")
+            raise EOFError("Ran out of input: data.pkl ends in the middle of an opcode (the "
+                           "checkpoint is truncated or corrupted)")
         return data
 
     def _line(self):
         line = self._data.readline()
         if not line.endswith(b"\n"):
-            raise pickle.UnpicklingError("data.pkl ends in the middle of a GLOBAL opcode")
+            raise EOFError("Ran out of input: data.pkl ends in the middle of a GLOBAL opcode")
         return line[:-1].decode("utf-8")
 
     def _push(self, value):
