@@ -332,7 +332,7 @@ def sort(input, dim=-1, descending=False, *, stable=False):
     return _RETURN_TYPES["sort"]((_gather_along(input, indices, d, "SortBackward0"), indices))
 
 
-def argsort(input, dim=-1, descending=False, stable=False):
+def argsort(input, dim=-1, descending=False, *, stable=False):
     return dispatch(PRIMITIVES["argsort"], (input,), {
         "dim": _check_dim(dim, input.ndim), "descending": bool(descending),
         "stable": bool(stable)})

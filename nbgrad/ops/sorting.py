@@ -268,7 +268,7 @@ def _argsort_forward(x, dim, descending, stable):
 
 def _topk_shape(x, dim, k):
     shape = list(x.shape)
-    if x.ndim:
+    if x.ndim:  # (a 0-d input gives its element, for k = 0 too, as PyTorch)
         shape[dim] = k
     return tuple(shape)
 
@@ -282,6 +282,8 @@ def _topk_infer(x, dim, k, largest, ordered):
 
 def _topk_forward(x, dim, k, largest, ordered):
     _topk_infer(x, dim, k, largest, ordered)
+    if not x.ndim:
+        return np.zeros((), np.int64)
     indices = np.empty(_topk_shape(x, dim, k), np.int64)
     if indices.size:
         topk_kernel(_rows(x, dim), _rows(indices, dim), k, largest, ordered)
