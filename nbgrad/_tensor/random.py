@@ -296,69 +296,82 @@ def _scaled(values, mean, std):
 
 # float32: PyTorch's x86 builds run normal_fill_16_AVX2, whose log and sincos are Cephes
 # polynomials in float32 (avx_mathfun.h), compiled with multiply-adds fused where GCC fuses
-# them; these functions do the same float32 steps, so the values are PyTorch's bit for bit.
+# them; these kernels do the same float32 steps, so the values are PyTorch's bit for bit.
 # NOTE: a PyTorch built without AVX2 (ARM) computes these with libm instead: its float32 values
 # then differ in the last bit or two.
 _F = np.float32
-_LOG_POLYNOMIAL = tuple(_F(c) for c in (
+_LOG_POLYNOMIAL = np.array([
     7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
-    -1.6668057665E-1, 2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1))
-_SIN_POLYNOMIAL = tuple(_F(c) for c in (-1.9515295891E-4, 8.3321608736E-3, -1.6666654611E-1))
-_COS_POLYNOMIAL = tuple(_F(c) for c in (2.443315711809948E-005, -1.388731625493765E-003,
-                                        4.166664568298827E-002))
-_PI_OVER_4_PARTS = tuple(_F(c) for c in (-0.78515625, -2.4187564849853515625e-4,
-                                         -3.77489497744594108e-8))
+    -1.6668057665E-1, 2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1], _F)
+_SIN_POLYNOMIAL = np.array([-1.9515295891E-4, 8.3321608736E-3, -1.6666654611E-1], _F)
+_COS_POLYNOMIAL = np.array([2.443315711809948E-005, -1.388731625493765E-003,
+                            4.166664568298827E-002], _F)
+_PI_OVER_4_PARTS = np.array([-0.78515625, -2.4187564849853515625e-4, -3.77489497744594108e-8],
+                            _F)
+_SQRT_HALF, _FOUR_OVER_PI = _F(0.707106781186547524), _F(1.27323954473516)
+_LOG2_LOW, _LOG2_HIGH = _F(-2.12194440e-4), _F(0.693359375)
+_TWO_PI = _F(2.0 * np.pi)
 
 
+@numba.njit(cache=True)
 def _fma(a, b, c):
     """a * b + c rounded once to float32 (a float32 product is exact in float64)."""
-    return (np.float64(a) * np.float64(b) + np.float64(c)).astype(_F)
+    return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
 
 
+@numba.njit(cache=True)
 def _polynomial(coefficients, x):
-    y = np.full_like(x, coefficients[0])
-    for c in coefficients[1:]:
-        y = _fma(y, x, c)
+    y = coefficients[0]
+    for i in range(1, coefficients.shape[0]):
+        y = _fma(y, x, coefficients[i])
     return y
 
 
+@numba.njit(cache=True)
 def _cephes_log(x):
     """avx_mathfun's log256_ps for x in (0, 1]: x = m * 2**e with m in [0.5, 1), then a
     polynomial in m - 1 (in 2m - 1 when m < sqrt(1/2))."""
-    bits = x.view(np.int32)
-    exponent = ((bits >> 23) - 0x7F).astype(_F) + _F(1)
-    m = ((bits & ~np.int32(0x7F800000)) | np.int32(0x3F000000)).view(_F)
-    small = m < _F(0.707106781186547524)
-    exponent = exponent - small.astype(_F)
-    m = (m - _F(1)) + np.where(small, m, _F(0))
+    m, e = math.frexp(x)
+    m, exponent = np.float32(m), np.float32(e)
+    small = m < _SQRT_HALF
+    if small:
+        exponent = exponent - np.float32(1)
+    m = (m - np.float32(1)) + (m if small else np.float32(0))
     z = m * m
     y = _polynomial(_LOG_POLYNOMIAL, m) * m
-    y = _fma(y, z, exponent * _F(-2.12194440e-4))
-    y = _fma(z, _F(-0.5), y)
-    return _fma(exponent, _F(0.693359375), m + y)
+    y = _fma(y, z, exponent * _LOG2_LOW)
+    y = _fma(z, np.float32(-0.5), y)
+    return _fma(exponent, _LOG2_HIGH, m + y)
 
 
+@numba.njit(cache=True)
 def _cephes_sincos(x):
     """avx_mathfun's sincos256_ps for x >= 0: reduce by pi/4 in three parts, evaluate the
     sine and cosine polynomials, and pick and sign them by the octant."""
-    octant = (x * _F(1.27323954473516)).astype(np.int32)
+    octant = np.int32(x * _FOUR_OVER_PI)
     octant = (octant + 1) & ~np.int32(1)
-    y = octant.astype(_F)
+    y = np.float32(octant)
     for part in _PI_OVER_4_PARTS:
         x = _fma(y, part, x)
     z = x * x
-    cos = _fma(_polynomial(_COS_POLYNOMIAL, z) * z, z, -(z * _F(0.5))) + _F(1)
+    cos = _fma(_polynomial(_COS_POLYNOMIAL, z) * z, z, -(z * np.float32(0.5))) + np.float32(1)
     sin = _fma(_polynomial(_SIN_POLYNOMIAL, z) * z, x, x)
-    sine_first = (octant & 2) == 0
-    sin, cos = np.where(sine_first, sin, cos), np.where(sine_first, cos, sin)
-    sin = np.where(octant & 4, -sin, sin)
-    cos = np.where((octant - 2) & 4, cos, -cos)
+    if octant & 2:
+        sin, cos = cos, sin
+    if octant & 4:
+        sin = -sin
+    if not (octant - 2) & 4:
+        cos = -cos
     return sin, cos
 
 
+@numba.njit(cache=True)
 def _box_muller_float32(blocks, mean, std):
     """normal_fill_16_AVX2 on blocks of 16 float32 values (as (blocks, 2, 8)), in place."""
-    radius = np.sqrt(_F(-2) * _cephes_log(_F(1) - blocks[:, 0]))
-    sin, cos = _cephes_sincos(_F(2.0 * np.pi) * blocks[:, 1])
-    blocks[:, 0] = _fma(radius * cos, _F(std), _F(mean))
-    blocks[:, 1] = _fma(radius * sin, _F(std), _F(mean))
+    mean, std = np.float32(mean), np.float32(std)
+    for b in range(blocks.shape[0]):
+        for j in range(8):
+            radius = np.sqrt(np.float32(-2) * _cephes_log(np.float32(1) - blocks[b, 0, j]))
+            sin, cos = _cephes_sincos(_TWO_PI * blocks[b, 1, j])
+            blocks[b, 0, j] = _fma(radius * cos, std, mean)
+            blocks[b, 1, j] = _fma(radius * sin, std, mean)
