@@ -15,6 +15,8 @@ import numpy as np
 
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
+# The C++ names of the dtypes, as some of PyTorch's histogram messages spell them.
+_C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}
 # How an element's bin is found (PyTorch's BIN_SELECTION_ALGORITHM).
 BINARY_SEARCH, LINEAR_INTERPOLATION, LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH = 0, 1, 2
 
@@ -156,6 +158,11 @@ def _histogram_infer(x, edges, *weight, density, algorithm):
                            f"{len(edges.shape)} dimensions in the bins tensor for dimension 0")
     if edges.shape[0] < 2:
         _require_bins(edges.shape[0] - 1)
+    if weight and weight[0].dtype != x.dtype:
+        raise RuntimeError(
+            "torch.histogramdd: if weight tensor is provided, input tensor and weight tensor "
+            f"should have the same dtype, but got input({_C_TYPE_NAMES[x.dtype.name]}), and "
+            f"weight({_C_TYPE_NAMES.get(weight[0].dtype.name, weight[0].dtype.name)})")
     if weight and tuple(weight[0].shape) != tuple(x.shape):
         raise RuntimeError("torch.histogram: if weight tensor is provided it should have the "
                            f"same shape as the input tensor, but got input with shape "
@@ -165,7 +172,7 @@ def _histogram_infer(x, edges, *weight, density, algorithm):
 
 def _histogram_forward(x, edges, *weight, density, algorithm):
     _histogram_infer(x, edges, *weight, density=density, algorithm=algorithm)
-    hist = _count(x, edges, weight[0].astype(x.dtype) if weight else None, algorithm)
+    hist = _count(x, edges, weight[0] if weight else None, algorithm)
     if density:
         hist = hist / hist.sum() / np.diff(edges)
     return hist
