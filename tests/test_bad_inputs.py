@@ -265,6 +265,7 @@ BAD = {
     "hardtanh_min_above_max": lambda L: F(L).hardtanh(_x(L, 2), 2.0, 1.0),
     "unflatten_sizes_mismatch": lambda L: L.nn.Unflatten(1, (2, 4))(_x(L, 2, 6)),
     "module_list_of_number": lambda L: L.nn.ModuleList([L.nn.ReLU(), 3]),
+    "isclose_dtype_mismatch": lambda L: L.isclose(_x(L, 2), L.ones(2, dtype=L.float64)),
     # ---- reductions, sorting, norms, histograms
     "topk_k_too_large": lambda L: _x(L, 2, 3).topk(4),
     "sort_dim_out_of_range": lambda L: _x(L, 2, 3).sort(2),

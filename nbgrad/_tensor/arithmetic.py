@@ -4,6 +4,7 @@ import numpy as np
 
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
+from ..ops.primitive import TORCH_TYPE_NAMES
 from .conversion import to
 from .indexing import nonzero
 from .inplace import inplace_method
@@ -156,10 +157,22 @@ def equal(input, other):
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-    return bool(np.allclose(input._data, other._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    return bool(isclose(input, other, rtol, atol, equal_nan)._data.all())
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """|input - other| <= atol + rtol * |other| elementwise (broadcast), with PyTorch's checks:
+    two tensors of one dtype, tolerances not negative."""
+    if not isinstance(other, Tensor):
+        raise TypeError("isclose(): argument 'other' (position 2) must be Tensor, not "
+                        f"{type(other).__name__}")
+    if input.dtype != other.dtype:
+        raise RuntimeError(f"{TORCH_TYPE_NAMES[input.dtype.name]} did not match "
+                           f"{TORCH_TYPE_NAMES[other.dtype.name]}")
+    for name, tolerance in (("rtol", rtol), ("atol", atol)):
+        if tolerance < 0:
+            raise RuntimeError(f"{name} must be greater than or equal to zero, but got "
+                               f"{tolerance:g}")
     return Tensor._wrap(np.isclose(input._data, other._data, rtol=rtol, atol=atol,
                                    equal_nan=equal_nan))
 

@@ -107,7 +107,7 @@ METHODS = {
     "masked_fill_": inplace_method(arithmetic.masked_fill),
     **{f"{function.__name__}_": arithmetic.inplace_form(function) for function in (
         arithmetic.floor, arithmetic.ceil, arithmetic.trunc, arithmetic.round,
-        arithmetic.nan_to_num)},
+        arithmetic.nan_to_num, arithmetic.log1p, arithmetic.expm1)},
     # operators
     "__add__": arithmetic.add, "__radd__": reflected(arithmetic.add),
     "__iadd__": inplace_method(arithmetic.add),

@@ -462,12 +462,17 @@ class _ElementwiseFusion:
         operands = self._operands(em, zip(row.inputs, arrays), compute)
         for name in row.params:
             operands[name] = em.literal(params[name], compute)
-        # Numbers in the expression are typed like an input of the compute dtype.
+        result = em.out(out)
+        # Numbers in the expression are typed like an input of the compute dtype, or like the
+        # result (integers into a float result: log2 of int64 computes in float32).
         reference = next((operands[row.inputs[i]][0] for i in row.promote
                           if arrays[i].dtype == compute), None)
         if reference is None:
-            raise Unfusable(f"{row.name} computes in {compute}, the dtype of none of its inputs")
-        em.elementwise(_calling_imported_helpers(em, row.expr), operands, em.out(out), out.shape,
+            if out.dtype != compute:
+                raise Unfusable(f"{row.name} computes in {compute}, the dtype of none of its "
+                                "inputs nor of its result")
+            reference = result
+        em.elementwise(_calling_imported_helpers(em, row.expr), operands, result, out.shape,
                        reference)
 
     def vjp(self, em, node, g, input_grads):

@@ -589,6 +589,24 @@ def test_grad_fn_name_matches_torch(r):
         assert grad_fn_name(n_out) == grad_fn_name(t_out)
 
 
+# The nodes of ops that share a TABLE row with others (a row checks its last op's name).
+SHARED_ROW_NODES = [
+    lambda L, a: a.floor(), lambda L, a: a.ceil(), lambda L, a: a.trunc(), lambda L, a: a.round(),
+    lambda L, a: a.round(decimals=0), lambda L, a: a % 1.5, lambda L, a: L.fmod(a, 1.5),
+    lambda L, a: L.nan_to_num(a), lambda L, a: L.nn.functional.gelu(a, approximate="tanh"),
+    lambda L, a: L.nn.functional.silu(a), lambda L, a: L.nn.functional.leaky_relu(a),
+    lambda L, a: L.nn.functional.elu(a), lambda L, a: L.nn.functional.hardtanh(a),
+    lambda L, a: L.nn.functional.relu6(a), lambda L, a: a.masked_fill(a > 0, 1.0),
+]
+
+
+def test_grad_fn_names_of_ops_in_shared_rows():
+    x = np.array([-1.5, 0.5, 2.0], np.float32)
+    names = {lib.__name__: [grad_fn_name(fn(lib, lib.tensor(x, requires_grad=True)))
+                            for fn in SHARED_ROW_NODES] for lib in (nbgrad, torch)}
+    assert names["nbgrad"] == names["torch"]
+
+
 @pytest.mark.parametrize("r", GRADCHECK, ids=[r.name for r in GRADCHECK])
 def test_gradcheck_float64(r):
     # Empty inputs come from zeros(): numpy gives empty arrays zero strides, which torch keeps
