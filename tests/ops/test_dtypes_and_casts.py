@@ -11,6 +11,7 @@
 - A 1-D empty tensor that `cat` skips still gets its empty `.grad`.
 """
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def mode(request, monkeypatch):
 
 
 def lib_dtype(L, name):
-    return {"bool": L.bool, "int64": L.int64, "float32": L.float32, "float64": L.float64}[name]
+    return getattr(L, name)
 
 
 # name -> value: a tensor (its dtype name and NumPy value) or a Python scalar. The values
@@ -431,3 +432,320 @@ def test_cat_of_a_0d_tensor_names_its_position():
     for L in (torch, nbgrad):
         with pytest.raises(RuntimeError, match=r"zero-dimensional tensor \(at position 1\)"):
             L.cat([L.ones(2), L.tensor(1.0)])
+
+
+# --- int32, int16, int8, uint8, float16 and bfloat16 -------------------------------------------
+#
+# Every dtype against PyTorch: the dtype objects, promote_types/can_cast/result_type over all
+# pairs, integer arithmetic with wrap-around, casts among all dtypes (float16 and bfloat16
+# rounding), finfo/iinfo, reprs, state_dicts, and the bigram-counting line of a well-known
+# tutorial. NOTE: each integer dtype compiles its own kernels; the integer tests call each op
+# once per dtype, on one input holding the edge values.
+
+ALL_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16",
+              "float32", "float64")
+SMALL_INTS = ("uint8", "int8", "int16", "int32")
+
+
+def test_dtype_objects_and_aliases():
+    for name in ALL_DTYPES:
+        ours, theirs = getattr(nbgrad, name), getattr(torch, name)
+        assert repr(ours) == repr(theirs).replace("torch.", "nbgrad.")
+        assert (ours.is_floating_point, ours.is_signed, ours.itemsize, ours.is_complex) == \
+            (theirs.is_floating_point, theirs.is_signed, theirs.itemsize, theirs.is_complex)
+    for alias in ("int", "short", "half", "long", "float", "double"):
+        assert dtype_name(getattr(nbgrad, alias)) == dtype_name(getattr(torch, alias))
+
+
+def test_promote_types_and_can_cast_over_all_pairs():
+    for a, b in itertools.product(ALL_DTYPES, repeat=2):
+        ours = nbgrad.promote_types(lib_dtype(nbgrad, a), lib_dtype(nbgrad, b))
+        assert dtype_name(ours) == dtype_name(torch.promote_types(lib_dtype(torch, a),
+                                                                  lib_dtype(torch, b))), (a, b)
+        assert nbgrad.can_cast(lib_dtype(nbgrad, a), lib_dtype(nbgrad, b)) == \
+            torch.can_cast(lib_dtype(torch, a), lib_dtype(torch, b)), (a, b)
+
+
+def test_result_type_of_tensors_and_scalars():
+    """Tensors with dimensions outrank 0-d tensors, which outrank Python scalars, unless the
+    lower rank brings a higher category."""
+    def operands(L):
+        made = {f"{name}_{rank}": L.zeros(shape, dtype=lib_dtype(L, name))
+                for name in ALL_DTYPES for rank, shape in (("nd", (2,)), ("0d", ()))}
+        return {**made, "py_bool": True, "py_int": -3, "py_float": 2.5}
+    ours, theirs = operands(nbgrad), operands(torch)
+    for a, b in itertools.product(ours, repeat=2):
+        if isinstance(ours[a], nbgrad.Tensor) or isinstance(ours[b], nbgrad.Tensor):
+            assert dtype_name(nbgrad.result_type(ours[a], ours[b])) == \
+                dtype_name(torch.result_type(theirs[a], theirs[b])), (a, b)
+
+
+# Edge values per dtype: its limits, zero, and values whose sums and products overflow.
+INT_VALUES = {"int8": [-128, -7, 0, 5, 100, 127], "uint8": [0, 1, 7, 100, 200, 255],
+              "int16": [-32768, -300, 0, 7, 1000, 32767],
+              "int32": [-2**31, -70000, 0, 3, 65536, 2**31 - 1]}
+
+INT_OPS = {
+    "add": lambda L, x, y: x + y,
+    "sub": lambda L, x, y: x - y,
+    "mul": lambda L, x, y: x * y,
+    "add_large_scalar": lambda L, x, y: x + 1000,  # the scalar wraps to the dtype as well
+    "scalar_minus": lambda L, x, y: 5 - x,
+    "lt_large_scalar": lambda L, x, y: x < 1000,
+    "true_division": lambda L, x, y: x / 3,  # to float32
+    "true_division_by_large_scalar": lambda L, x, y: x / 1000,
+    "plus_float": lambda L, x, y: x + 2.5,  # to float32
+    "neg": lambda L, x, y: -x,
+    "abs": lambda L, x, y: x.abs(),
+    "lt": lambda L, x, y: x < y,
+    "maximum": lambda L, x, y: L.maximum(x, y),
+    "where": lambda L, x, y: L.where(x > y, x, y),
+    "clamp": lambda L, x, y: x.clamp(-3, 3),  # uint8 wraps the -3 (PyTorch's checked_convert)
+    "sum": lambda L, x, y: x.sum(),  # to int64
+    "sum_dim": lambda L, x, y: x.reshape(2, 3).sum(1, keepdim=True),
+    "max": lambda L, x, y: x.max(),
+    "argmax": lambda L, x, y: x.argmax(),
+    "with_uint8": lambda L, x, y: x + L.tensor([1, 2, 3, 4, 5, 6], dtype=L.uint8),
+    "with_int8": lambda L, x, y: x * L.tensor([1, -2, 3, -4, 5, -6], dtype=L.int8),
+    "with_int64_0d": lambda L, x, y: x + L.tensor(3),
+    "with_int64": lambda L, x, y: x - L.tensor([1, 2, 3, 4, 5, 6]),
+    "float": lambda L, x, y: x.float(),
+    "long": lambda L, x, y: x.long(),
+    "in_place_add_of_int64": lambda L, x, y: x.clone().add_(L.tensor([1, 2, 3, 4, 5, 6])),
+    "setitem": lambda L, x, y: _set_items(x.clone()),
+    "index": lambda L, x, y: x[[0, 2]] + x[x > 0].sum(),
+    "cat_transpose": lambda L, x, y: L.cat([x, y]).reshape(3, 4).t() * 2,
+}
+
+
+def _set_items(x):
+    x[1] = 3
+    x[[0, 2]] += 1
+    return x
+
+
+@pytest.mark.parametrize("dtype", SMALL_INTS)
+def test_integer_arithmetic_as_torch(dtype):
+    """Values and dtypes of every op on one tensor of the dtype's edge values, wrapping around
+    on overflow as PyTorch."""
+    for name, op in INT_OPS.items():
+        results = {}
+        for L in (torch, nbgrad):
+            x = L.tensor(INT_VALUES[dtype], dtype=lib_dtype(L, dtype))
+            results[L] = op(L, x, x.flip(0))
+        assert dtype_name(results[nbgrad].dtype) == dtype_name(results[torch].dtype), name
+        np.testing.assert_array_equal(results[nbgrad].numpy(), results[torch].numpy(), name)
+
+
+def test_integer_errors_as_torch():
+    cases = {
+        "mean": lambda L: L.tensor([1, 2], dtype=L.int32).mean(),
+        "negative_power": lambda L: L.tensor([2], dtype=L.int8) ** -1,
+        "clamp_out_of_range": lambda L: L.tensor([2], dtype=L.int8).clamp(max=1000),
+        "float_into_int32": lambda L: L.zeros(2, dtype=L.int32).add_(1.5),
+        "int_into_bool": lambda L: L.zeros(2, dtype=L.bool).add_(L.tensor([1, 2])),
+        "grad_of_int8": lambda L: L.zeros(2, dtype=L.int8).requires_grad_(),
+    }
+    for name, case in cases.items():
+        with pytest.raises(Exception) as expected:
+            case(torch)
+        with pytest.raises(type(expected.value)) as actual:
+            case(nbgrad)
+        if name != "mean":  # nbgrad names the dtype by its name, PyTorch by its ScalarType
+            assert str(actual.value) == str(expected.value), name
+
+
+def test_bigram_counts_in_an_int32_tensor():
+    """The character-level language model lecture's counting loop, unchanged."""
+    words = ["emma", "olivia", "ava", "isabella", "sophia"]
+    chars = sorted(set("".join(words)))
+    stoi = {s: i + 1 for i, s in enumerate(chars)}
+    stoi["."] = 0
+    results = {}
+    for L in (torch, nbgrad):
+        N = L.zeros((27, 27), dtype=L.int32)
+        for w in words:
+            chs = ["."] + list(w) + ["."]
+            for ch1, ch2 in zip(chs, chs[1:]):
+                N[stoi[ch1], stoi[ch2]] += 1
+        p = N[0].float()
+        p = p / p.sum()
+        P = (N + 1).float()
+        P /= P.sum(1, keepdim=True)
+        results[L] = (N, p, N.sum(1, keepdim=True), P, N.sum())
+    for actual, expected in zip(results[nbgrad], results[torch]):
+        assert_close(actual, expected)
+
+
+# Casts: one source array per dtype, in range for every target (no undefined conversions).
+CAST_SOURCES = {
+    "bool": [True, False, True, True, False, True],
+    "integer": [0, 1, 3, 100, 127, 2],
+    "floating": [0.0, 1.5, 2.75, 100.25, 127.0, -0.0],
+}
+
+
+def _cast_source(L, name):
+    kind = "bool" if name == "bool" else ("floating" if name.startswith(("float", "bfloat"))
+                                          else "integer")
+    return L.tensor(CAST_SOURCES[kind], dtype=lib_dtype(L, name))
+
+
+def test_casts_among_all_dtypes():
+    for source, target in itertools.product(ALL_DTYPES, repeat=2):
+        results = {L: _cast_source(L, source).to(lib_dtype(L, target)) for L in (torch, nbgrad)}
+        assert dtype_name(results[nbgrad].dtype) == target
+        np.testing.assert_array_equal(results[nbgrad].float().numpy(),
+                                      results[torch].float().numpy(), f"{source} -> {target}")
+
+
+CAST_METHODS = ("int", "short", "char", "byte", "half", "bfloat16", "float", "double", "long",
+                "bool")
+
+
+def test_cast_methods_and_legacy_type_names():
+    for method in CAST_METHODS:
+        results = {L: getattr(L.tensor([1.5, 0.0, 3.0]), method)() for L in (torch, nbgrad)}
+        assert dtype_name(results[nbgrad].dtype) == dtype_name(results[torch].dtype), method
+        assert results[nbgrad].type() == results[torch].type()
+        assert results[nbgrad].element_size() == results[torch].element_size()
+        assert results[nbgrad].is_floating_point() == results[torch].is_floating_point()
+        assert nbgrad.is_floating_point(results[nbgrad]) == results[torch].is_floating_point()
+        again = nbgrad.ones(2).type(results[torch].type())
+        assert dtype_name(again.dtype) == dtype_name(results[torch].dtype)
+
+
+def _halves_source(L, name):
+    """Values around float16's and bfloat16's rounding ties, limits and subnormals."""
+    tie16, tie_bf16 = 2.0 ** -11, 2.0 ** -8
+    values = [1 + tie16, 1 + 3 * tie16, 1 + tie_bf16, 1 + 3 * tie_bf16, -(1 + tie16), 65519.0,
+              65520.0, 1e-8, 3e-8, 6e-8, 1e-5, -0.0, 0.1, 3.3e38, float("inf"), -float("inf"),
+              float("nan"), 2049.0, 2051.0, 1e-40]
+    if name == "float64":
+        # Rounded twice as in PyTorch (to float32, which makes the tie, then to float16).
+        values += [1 + tie16 + 2.0 ** -40, 1 + tie_bf16 + 2.0 ** -40]
+    return L.tensor(values, dtype=lib_dtype(L, name))
+
+
+@pytest.mark.parametrize("target", ["float16", "bfloat16"])
+def test_float16_and_bfloat16_round_as_torch(target):
+    for source in ("float32", "float64", "float16", "bfloat16"):
+        results = {L: _halves_source(L, source).to(lib_dtype(L, target)) for L in (torch, nbgrad)}
+        # float64 holds every float16 and bfloat16 value exactly; the sign of zero counts.
+        actual, expected = (results[L].double().numpy() for L in (nbgrad, torch))
+        np.testing.assert_array_equal(actual, expected, f"{source} -> {target}")
+        numbers = ~np.isnan(expected)
+        np.testing.assert_array_equal(np.signbit(actual[numbers]), np.signbit(expected[numbers]))
+    for L in (torch, nbgrad):
+        results[L] = L.tensor([2049, 2051, 65520, 2**24 + 1, -7]).to(lib_dtype(L, target))
+    assert_close(results[nbgrad].double(), results[torch].double())
+
+
+HALF_OPS = {
+    "add": lambda L, x, y: x + y,
+    "times_scalar": lambda L, x, y: x * 2.5,
+    "plus_float32": lambda L, x, y: x + L.ones(6),  # float32
+    "exp": lambda L, x, y: x.exp(),
+    "sum": lambda L, x, y: x.sum(),
+    "max": lambda L, x, y: x.max(),
+    "lt": lambda L, x, y: x < y,
+    "matmul": lambda L, x, y: x.reshape(2, 3) @ y.reshape(3, 2),
+    "index": lambda L, x, y: x[[0, 2]],
+    "setitem": lambda L, x, y: _set_items(x.clone()),
+    "in_place": lambda L, x, y: x.clone().mul_(3),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_ops_on_float16_and_bfloat16_compute_in_float32(dtype):
+    values = [1.5, -2.25, 0.1, 3.0, 1000.0, -0.5]
+    rtol = float(torch.finfo(lib_dtype(torch, dtype)).eps)
+    for name, op in HALF_OPS.items():
+        results = {}
+        for L in (torch, nbgrad):
+            x = L.tensor(values, dtype=lib_dtype(L, dtype))
+            results[L] = op(L, x, x.flip(0))
+        assert dtype_name(results[nbgrad].dtype) == dtype_name(results[torch].dtype), name
+        np.testing.assert_allclose(results[nbgrad].double().numpy(),
+                                   results[torch].double().numpy(), rtol=rtol, err_msg=name)
+
+
+def test_float16_tensors_refuse_gradients_clearly():
+    with pytest.raises(RuntimeError, match=r"no gradients in float16: .*\.float\(\)"):
+        nbgrad.ones(2, dtype=nbgrad.float16, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no gradients in bfloat16"):
+        nbgrad.ones(2, requires_grad=True).bfloat16()
+    with nbgrad.no_grad():
+        assert nbgrad.ones(2, requires_grad=True).half().dtype == nbgrad.float16
+
+
+def test_numpy_arrays_keep_their_dtype():
+    for np_dtype in (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32,
+                     np.float64, np.bool_):
+        array = np.array([1, 0, 3], np_dtype)
+        for make in ("tensor", "from_numpy", "as_tensor"):
+            ours = getattr(nbgrad, make)(array)
+            assert dtype_name(ours.dtype) == dtype_name(getattr(torch, make)(array).dtype)
+    shared = np.array([1.5, 2.0], np.float16)
+    nbgrad.from_numpy(shared)[0] = 4.0
+    assert shared[0] == 4.0
+
+
+def test_finfo_and_iinfo():
+    for name in ALL_DTYPES:
+        ours, theirs = lib_dtype(nbgrad, name), lib_dtype(torch, name)
+        if ours.is_floating_point:
+            info, expected = nbgrad.finfo(ours), torch.finfo(theirs)
+            attributes = ("bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution",
+                          "dtype")
+        elif name != "bool":
+            info, expected = nbgrad.iinfo(ours), torch.iinfo(theirs)
+            attributes = ("bits", "max", "min", "dtype")
+        else:
+            continue
+        for attribute in attributes:
+            assert getattr(info, attribute) == getattr(expected, attribute), (name, attribute)
+        assert repr(info) == repr(expected)
+    assert nbgrad.finfo().eps == torch.finfo().eps
+    for case in (lambda L: L.finfo(L.int32), lambda L: L.iinfo(L.float32),
+                 lambda L: L.iinfo(L.bool)):
+        with pytest.raises(TypeError) as expected:
+            case(torch)
+        with pytest.raises(TypeError, match=re.escape(str(expected.value))):
+            case(nbgrad)
+
+
+@pytest.mark.parametrize("name", ALL_DTYPES)
+def test_repr_of_every_dtype(name):
+    for values in ([[1.5, 0.001], [100.25, 7.0]], [], [[0.0, 7.0]], [1e-5, 3.0]):
+        tensors = {L: L.tensor(values).to(lib_dtype(L, name)) for L in (torch, nbgrad)}
+        assert repr(tensors[nbgrad]) == repr(tensors[torch]).replace("torch.", "nbgrad.")
+
+
+def _module_with_half_buffers(L):
+    layer = L.nn.Linear(3, 2)
+    with L.no_grad():
+        layer.weight.copy_(L.tensor([[0.1, 1 / 3, -2.0], [1e-5, 70000.0, 1.0009765625]]))
+        layer.bias.copy_(L.tensor([0.5, -0.25]))
+    layer.register_buffer("scale", L.tensor([1.5, 2.25], dtype=L.float16))
+    layer.register_buffer("shift", L.tensor([0.1, -3.0], dtype=L.bfloat16))
+    return layer
+
+
+def test_state_dict_keeps_float16_and_bfloat16():
+    """A state_dict keeps half-precision buffers; one made half (`v.half()`) loads into float32
+    parameters and half buffers."""
+    loaded = {}
+    for L in (torch, nbgrad):
+        state = _module_with_half_buffers(L).state_dict()
+        assert [dtype_name(v.dtype) for v in state.values()] == \
+            ["float32", "float32", "float16", "bfloat16"]
+        target = _module_with_half_buffers(L)
+        with L.no_grad():
+            target.scale.zero_()
+        target.load_state_dict({key: value.half() for key, value in state.items()})
+        loaded[L] = target.state_dict()
+    for key in loaded[torch]:
+        assert dtype_name(loaded[nbgrad][key].dtype) == dtype_name(loaded[torch][key].dtype)
+        np.testing.assert_array_equal(loaded[nbgrad][key].double().numpy(),
+                                      loaded[torch][key].double().numpy(), key)
