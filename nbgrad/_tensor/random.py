@@ -242,13 +242,12 @@ def normal(shape, dtype, mean=0.0, std=1.0, contiguous=True, generator=None):
     gen, n = resolve(generator), int(np.prod(shape))
     if n >= 16 and contiguous and dtype.name in ("float32", "float64"):
         return _normal_fill(gen, n, dtype, mean, std).reshape(shape)
-    values = np.empty(n)
-    for i in range(n):
-        if gen._next_normal is not None:
-            values[i], gen._next_normal = gen._next_normal, None
-        else:
-            values[i], gen._next_normal = _normal_pair(*_unit_doubles(gen, 2))
-    return _scaled(values, float(mean), float(std)).astype(dtype.np).reshape(shape)
+    kept = gen._next_normal is not None
+    pairs = (n - kept + 1) // 2
+    values, cached = _normal_values(n, gen._next_normal if kept else math.nan,
+                                    _unit_doubles(gen, 2 * pairs), float(mean), float(std))
+    gen._next_normal = None if math.isnan(cached) else cached
+    return values.astype(dtype.np).reshape(shape)
 
 
 def _normal_fill(gen, n, dtype, mean, std):
@@ -282,16 +281,23 @@ def _box_muller_float64(blocks, mean, std):
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _normal_pair(u1, u2):
-    """normal_distribution<double>'s Box-Muller pair (the value, the one kept for later)."""
-    radius = math.sqrt(-2.0 * math.log1p(-u2))
-    theta = 2.0 * math.pi * u1
-    return radius * math.cos(theta), radius * math.sin(theta)
-
-
-@numba.njit(cache=True, fastmath={"contract"})
-def _scaled(values, mean, std):
-    return values * std + mean
+def _normal_values(n, kept, uniforms, mean, std):
+    """n values of normal_distribution<double>: the generator's kept value first (NaN: none),
+    then Box-Muller on each pair of `uniforms` (u1, u2), the pair's second value kept for the
+    next draw. Returns the values, scaled, and the value kept after them (NaN: none)."""
+    values = np.empty(n)
+    pair = 0
+    for i in range(n):
+        if math.isnan(kept):
+            u1, u2 = uniforms[pair], uniforms[pair + 1]
+            pair += 2
+            radius = math.sqrt(-2.0 * math.log1p(-u2))
+            theta = 2.0 * math.pi * u1
+            value, kept = radius * math.cos(theta), radius * math.sin(theta)
+        else:
+            value, kept = kept, math.nan
+        values[i] = value * std + mean
+    return values, kept
 
 
 # float32: PyTorch's x86 builds run normal_fill_16_AVX2, whose log and sincos are Cephes
@@ -314,64 +320,58 @@ _TWO_PI = _F(2.0 * np.pi)
 
 
 @numba.njit(cache=True)
-def _fma(a, b, c):
-    """a * b + c rounded once to float32 (a float32 product is exact in float64)."""
-    return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
-
-
-@numba.njit(cache=True)
-def _polynomial(coefficients, x):
-    y = coefficients[0]
-    for i in range(1, coefficients.shape[0]):
-        y = _fma(y, x, coefficients[i])
-    return y
-
-
-@numba.njit(cache=True)
-def _cephes_log(x):
-    """avx_mathfun's log256_ps for x in (0, 1]: x = m * 2**e with m in [0.5, 1), then a
-    polynomial in m - 1 (in 2m - 1 when m < sqrt(1/2))."""
-    m, e = math.frexp(x)
-    m, exponent = np.float32(m), np.float32(e)
-    small = m < _SQRT_HALF
-    if small:
-        exponent = exponent - np.float32(1)
-    m = (m - np.float32(1)) + (m if small else np.float32(0))
-    z = m * m
-    y = _polynomial(_LOG_POLYNOMIAL, m) * m
-    y = _fma(y, z, exponent * _LOG2_LOW)
-    y = _fma(z, np.float32(-0.5), y)
-    return _fma(exponent, _LOG2_HIGH, m + y)
-
-
-@numba.njit(cache=True)
-def _cephes_sincos(x):
-    """avx_mathfun's sincos256_ps for x >= 0: reduce by pi/4 in three parts, evaluate the
-    sine and cosine polynomials, and pick and sign them by the octant."""
-    octant = np.int32(x * _FOUR_OVER_PI)
-    octant = (octant + 1) & ~np.int32(1)
-    y = np.float32(octant)
-    for part in _PI_OVER_4_PARTS:
-        x = _fma(y, part, x)
-    z = x * x
-    cos = _fma(_polynomial(_COS_POLYNOMIAL, z) * z, z, -(z * np.float32(0.5))) + np.float32(1)
-    sin = _fma(_polynomial(_SIN_POLYNOMIAL, z) * z, x, x)
-    if octant & 2:
-        sin, cos = cos, sin
-    if octant & 4:
-        sin = -sin
-    if not (octant - 2) & 4:
-        cos = -cos
-    return sin, cos
-
-
-@numba.njit(cache=True)
 def _box_muller_float32(blocks, mean, std):
-    """normal_fill_16_AVX2 on blocks of 16 float32 values (as (blocks, 2, 8)), in place."""
+    """normal_fill_16_AVX2 on blocks of 16 float32 values (as (blocks, 2, 8)), in place.
+    (The helpers are inner functions: one compilation instead of five.)"""
+
+    def fma(a, b, c):
+        """a * b + c rounded once to float32 (a float32 product is exact in float64)."""
+        return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+
+    def polynomial(coefficients, x):
+        y = coefficients[0]
+        for i in range(1, coefficients.shape[0]):
+            y = fma(y, x, coefficients[i])
+        return y
+
+    def cephes_log(x):
+        """log256_ps for x in (0, 1]: x = m * 2**e with m in [0.5, 1), then a polynomial in
+        m - 1 (in 2m - 1 when m < sqrt(1/2))."""
+        m, e = math.frexp(x)
+        m, exponent = np.float32(m), np.float32(e)
+        small = m < _SQRT_HALF
+        if small:
+            exponent = exponent - np.float32(1)
+        m = (m - np.float32(1)) + (m if small else np.float32(0))
+        z = m * m
+        y = polynomial(_LOG_POLYNOMIAL, m) * m
+        y = fma(y, z, exponent * _LOG2_LOW)
+        y = fma(z, np.float32(-0.5), y)
+        return fma(exponent, _LOG2_HIGH, m + y)
+
+    def cephes_sincos(x):
+        """sincos256_ps for x >= 0: reduce by pi/4 in three parts, evaluate the sine and
+        cosine polynomials, and pick and sign them by the octant."""
+        octant = np.int32(x * _FOUR_OVER_PI)
+        octant = (octant + 1) & ~np.int32(1)
+        y = np.float32(octant)
+        for part in _PI_OVER_4_PARTS:
+            x = fma(y, part, x)
+        z = x * x
+        cos = fma(polynomial(_COS_POLYNOMIAL, z) * z, z, -(z * np.float32(0.5))) + np.float32(1)
+        sin = fma(polynomial(_SIN_POLYNOMIAL, z) * z, x, x)
+        if octant & 2:
+            sin, cos = cos, sin
+        if octant & 4:
+            sin = -sin
+        if not (octant - 2) & 4:
+            cos = -cos
+        return sin, cos
+
     mean, std = np.float32(mean), np.float32(std)
     for b in range(blocks.shape[0]):
         for j in range(8):
-            radius = np.sqrt(np.float32(-2) * _cephes_log(np.float32(1) - blocks[b, 0, j]))
-            sin, cos = _cephes_sincos(_TWO_PI * blocks[b, 1, j])
-            blocks[b, 0, j] = _fma(radius * cos, std, mean)
-            blocks[b, 1, j] = _fma(radius * sin, std, mean)
+            radius = np.sqrt(np.float32(-2) * cephes_log(np.float32(1) - blocks[b, 0, j]))
+            sin, cos = cephes_sincos(_TWO_PI * blocks[b, 1, j])
+            blocks[b, 0, j] = fma(radius * cos, std, mean)
+            blocks[b, 1, j] = fma(radius * sin, std, mean)
