@@ -5,7 +5,7 @@ import io
 import os
 import pickle
 import zipfile
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import numpy as np
 import pytest
@@ -53,7 +53,7 @@ def checkpoint(lib):
         "values": [None, True, False, 0, 255, 65536, -7, 2 ** 40, -2 ** 70, 2.5, float("-inf"),
                    "text é", b"\x00\xffbytes", bytearray(b"ab"), 1 + 2j, {3, 4}, (1, (2,)),
                    (1, 2, 3, 4), lib.Size([2, 3]), lib.float16, lib.bfloat16, lib.bool,
-                   lib.int32, lib.device("cpu")],
+                   lib.int32, lib.device("cpu"), Counter("abca")],
     }
 
 
@@ -272,16 +272,17 @@ def _torch_saved(obj):
     return buffer.getvalue()
 
 
-def _rewritten(data, pickled=None, drop=()):
-    """The checkpoint `data` with its data.pkl replaced by `pickled(old)` and the records
-    ending in `drop` left out."""
+def _rewritten(data, changes=None, drop=()):
+    """The checkpoint `data` with each record whose name ends in a key of `changes` replaced
+    by `changes[key](record)`, and the records whose names end in `drop` left out."""
     source = zipfile.ZipFile(io.BytesIO(data))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for info in source.infolist():
             record = source.read(info)
-            if info.filename.endswith("/data.pkl") and pickled is not None:
-                record = pickled(record)
+            for ending, change in (changes or {}).items():
+                if info.filename.endswith("/" + ending):
+                    record = change(record)
             if not info.filename.endswith(drop):
                 archive.writestr(info.filename, record)
     return buffer.getvalue()
@@ -331,7 +332,7 @@ REFUSED = {
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")  # torch's, before it refuses
 @pytest.mark.parametrize("name", REFUSED)
 def test_refused_pickles(name):
-    data = _rewritten(_torch_saved(1), lambda _: REFUSED[name])
+    data = _rewritten(_torch_saved(1), {"data.pkl": lambda _: REFUSED[name]})
     torch_error, nbgrad_error = _errors(data)
     assert type(nbgrad_error) is type(torch_error), (torch_error, nbgrad_error)
     assert nbgrad.float32.name == "float32"
@@ -339,7 +340,8 @@ def test_refused_pickles(name):
 
 def test_refused_calls_that_torch_would_make():
     # bytearray(n) allocates n bytes; nbgrad's loader builds a bytearray only from bytes.
-    data = _rewritten(_torch_saved(1), lambda _: b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x7f\x85R.")
+    too_big = b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x7f\x85R."
+    data = _rewritten(_torch_saved(1), {"data.pkl": lambda _: too_big})
     with pytest.raises(pickle.UnpicklingError, match="bytearray is allowed only on bytes"):
         nbgrad.load(io.BytesIO(data))
 
@@ -394,9 +396,9 @@ def test_options_torch_refuses_or_nbgrad_does_not_have():
 
 def test_map_location():
     saved = torch.arange(3.0)
-    on_gpu = _rewritten(_torch_saved(saved),
-                        lambda pickled: pickled.replace(b"X\x03\x00\x00\x00cpu",
-                                                        b"X\x06\x00\x00\x00cuda:0"))
+    on_gpu = _rewritten(_torch_saved(saved), {
+        "data.pkl": lambda pickled: pickled.replace(b"X\x03\x00\x00\x00cpu",
+                                                    b"X\x06\x00\x00\x00cuda:0")})
     for map_location in (None, "cuda", {"cuda:0": "cuda:1"}):
         torch_error, nbgrad_error = _errors(on_gpu, map_location=map_location)
         assert type(nbgrad_error) is type(torch_error) is RuntimeError
@@ -404,3 +406,11 @@ def test_map_location():
     for map_location in ("cpu", nbgrad.device("cpu"), {"cuda:0": "cpu"},
                          lambda storage, location: storage):
         assert nbgrad.load(io.BytesIO(on_gpu), map_location=map_location).tolist() == [0, 1, 2]
+
+
+def test_big_endian_checkpoint():
+    """A checkpoint whose byteorder record says "big" has its storages byte-swapped."""
+    saved = {"f": torch.arange(4.0), "i": torch.tensor([1, -2], dtype=torch.int16),
+             "b": torch.tensor([True, False]), "h": torch.tensor([1.5], dtype=torch.bfloat16)}
+    big = _rewritten(_torch_saved(saved), {"byteorder": lambda _: b"big"})
+    assert_same(torch.load(io.BytesIO(big), weights_only=True), nbgrad.load(io.BytesIO(big)))

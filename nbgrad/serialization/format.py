@@ -9,6 +9,11 @@ the file's stem, or "archive" for a file object):
     <dir>/data/<key>   one storage's raw bytes, for every key
     <dir>/version      the archive format version
 
+NOTE: torch also writes `.format_version` and `.storage_alignment`. nbgrad does not: with them,
+torch may compute where each storage starts from the layout of its own zip writer (miniz,
+which ends every record with a data descriptor), and Python's zipfile lays records out
+otherwise. Without them torch reads each record's offset from the archive.
+
 Nothing here is per dtype: a dtype's torch names come from its row in `_core.dtype` (its
 `name` and PyTorch `scalar_type`), so adding a dtype there adds it to checkpoints.
 """
@@ -27,6 +32,7 @@ def storage_record(key):
 REBUILD_TENSOR = ("torch._utils", "_rebuild_tensor_v2")
 REBUILD_PARAMETER = ("torch._utils", "_rebuild_parameter")
 ORDERED_DICT = ("collections", "OrderedDict")
+COUNTER = ("collections", "Counter")
 SIZE = ("torch", "Size")
 DEVICE = ("torch", "device")
 ENCODE = ("_codecs", "encode")  # protocol 2 writes bytes as encode(text, "latin1")

@@ -319,7 +319,7 @@ _CALLABLES = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     format.REBUILD_PARAMETER: _rebuild_parameter,
     format.ORDERED_DICT: OrderedDict,
-    ("collections", "Counter"): Counter,
+    format.COUNTER: Counter,
     format.SIZE: _size,
     format.DEVICE: _device,
     format.ENCODE: _encode,
@@ -436,11 +436,13 @@ class _Unpickler:
         module = _PYTHON2_MODULES.get(module, module)
         found = _GLOBALS.get((module, name))
         if found is None:
+            hint = (" This file holds a whole module: save and load its state_dict() instead."
+                    if module.startswith("torch.nn.modules.") else "")
             raise pickle.UnpicklingError(
                 f"Weights only load failed: Unsupported global: GLOBAL {module}.{name} was not an "
                 f"allowed global. nbgrad.load reads what torch.load(weights_only=True) reads, of "
                 f"the kinds nbgrad has: tensors of nbgrad's dtypes, Parameters, dicts, lists, "
-                f"tuples, sets and Python values; it never calls what a file names.")
+                f"tuples, sets and Python values; it never calls what a file names.{hint}")
         self._push(found)
 
     def _reduce(self):

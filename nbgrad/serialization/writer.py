@@ -12,7 +12,7 @@ import pickle
 import struct
 import sys
 import zipfile
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import numpy as np
 
@@ -197,8 +197,8 @@ class _Pickler:
             return lambda self, value: self._save(float(value))
         raise TypeError(
             f"nbgrad.save cannot save a {type(obj).__qualname__}: it saves tensors, Parameters, "
-            f"dicts, OrderedDicts, lists, tuples, sets, numbers, strings, bytes, None, dtypes, "
-            f"devices and Sizes (what torch.load(weights_only=True) reads)")
+            f"dicts, OrderedDicts, Counters, lists, tuples, sets, numbers, strings, bytes, None, "
+            f"dtypes, devices and Sizes (what torch.load(weights_only=True) reads)")
 
     def _none(self, obj):
         self._out += pickle.NONE
@@ -293,6 +293,10 @@ class _Pickler:
             self._save(attributes)
             self._out += pickle.BUILD
 
+    def _counter(self, obj):
+        self._call(format.COUNTER, dict(obj))
+        self._remember(obj)
+
     def _set(self, obj):
         self._call(format.SET, list(obj))
         self._remember(obj)
@@ -351,6 +355,6 @@ class _Pickler:
     _BY_TYPE = {
         type(None): _none, bool: _bool, int: _int, float: _float, str: _str, bytes: _bytes,
         bytearray: _bytearray, complex: _complex, tuple: _tuple, list: _list, dict: _dict,
-        OrderedDict: _ordered_dict, set: _set, Size: _size, devices.device: _device, Tensor: _tensor,
-        Parameter: _parameter,
+        OrderedDict: _ordered_dict, Counter: _counter, set: _set, Size: _size,
+        devices.device: _device, Tensor: _tensor, Parameter: _parameter,
     }
