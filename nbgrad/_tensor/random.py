@@ -238,7 +238,9 @@ def normal(shape, dtype, mean=0.0, std=1.0, contiguous=True, generator=None):
     """Normal values of nbgrad dtype `dtype` drawn as PyTorch's normal_ kernel does: 16 or
     more contiguous values by Box-Muller over blocks of 16 uniforms of the dtype (normal_fill),
     fewer one at a time from float64 uniforms, with the generator keeping each pair's second
-    value for the next draw (normal_distribution<double>)."""
+    value for the next draw (normal_distribution<double>).
+    NOTE: 16 or more float16/bfloat16 values take the one-at-a-time path: normal values, but
+    not PyTorch's (its normal_fill in half precision is not reproduced)."""
     gen, n = resolve(generator), int(np.prod(shape))
     if n >= 16 and contiguous and dtype.name in ("float32", "float64"):
         return _normal_fill(gen, n, dtype, mean, std).reshape(shape)

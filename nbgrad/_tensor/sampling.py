@@ -1,7 +1,10 @@
 """Sampling from tensors of parameters: `multinomial`, `normal`, `bernoulli`, and the in-place
 random fills `normal_`, `uniform_`, `bernoulli_`, `random_`. Values come from the streams of
-`nbgrad._tensor.random`, in the order PyTorch's CPU kernels draw them. None of these has a
-gradient, as in PyTorch for the ones a tutorial differentiates through (none)."""
+`nbgrad._tensor.random`, in the order PyTorch's CPU kernels draw them.
+
+Results are outside autograd. PyTorch records these ops with zero gradients; nbgrad records
+nothing (a parameter reached only through them gets no `.grad` rather than zeros), and the
+in-place fills refuse a tensor in the graph."""
 import numpy as np
 
 from .._core import dtype as _dtype, tracing as _tracing
