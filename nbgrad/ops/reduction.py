@@ -434,7 +434,7 @@ def _sum_dtype(dtype):
 def _require_float(name, dtype):
     if dtype.kind != "f":
         raise RuntimeError(f"{name}(): could not infer output dtype. Input dtype must be either "
-                           f"a floating point or complex dtype. Got: {dtype}")
+                           f"a floating point or complex dtype. Got: {TORCH_TYPE_NAMES[dtype.name]}")
 
 
 def _require_nonempty(name, shape, dims):
