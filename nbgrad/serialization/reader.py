@@ -104,7 +104,7 @@ class _Archive:
             raise RuntimeError(
                 f"PytorchStreamReader failed reading zip archive: failed finding central "
                 f"directory ({error}): the file is truncated or corrupted") from None
-        self._file, self._mapped = file, mapped
+        self._mapped = mapped
         names = self._zip.namelist()
         # torch's reader takes the directory of the first record as the archive's.
         directory, slash, _ = names[0].partition("/") if names else ("archive", "/", "")
@@ -248,9 +248,8 @@ def _view(storage, storage_offset, size, stride):
     if type(storage) is not _Storage:
         raise pickle.UnpicklingError(f"a tensor's storage must be a storage, not "
                                      f"{type(storage).__name__}")
-    numbers = (storage_offset, *size, *stride)
-    if (not isinstance(size, tuple) or not isinstance(stride, tuple) or len(size) != len(stride)
-            or any(type(n) is not int or n < 0 for n in numbers)):
+    if (type(size) is not tuple or type(stride) is not tuple or len(size) != len(stride)
+            or any(type(n) is not int or n < 0 for n in (storage_offset, *size, *stride))):
         raise pickle.UnpicklingError(f"invalid tensor layout: offset {storage_offset!r:.40}, "
                                      f"size {size!r:.80}, stride {stride!r:.80}")
     array = storage.array
@@ -354,29 +353,35 @@ def _number(layout):
 
 def _tuple_of(count):
     def build(self):
-        if len(self._stack) < count:
-            raise IndexError("stack underflow")
-        items = tuple(self._stack[len(self._stack) - count:])
-        del self._stack[len(self._stack) - count:]
+        items = tuple(reversed([self._pop() for _ in range(count)]))
         self._push(items)
     return build
 
 
 def _memo_get(layout):
     size = struct.calcsize(layout)
-    return lambda self: self._push(self._memo[struct.unpack(layout, self._read(size))[0]])
+
+    def get(self):
+        index = struct.unpack(layout, self._read(size))[0]
+        if index not in self._memo:
+            raise pickle.UnpicklingError(f"Memo value not found at index {index}")
+        self._push(self._memo[index])
+    return get
 
 
 def _memo_put(layout):
     size = struct.calcsize(layout)
 
     def put(self):
-        self._memo[struct.unpack(layout, self._read(size))[0]] = self._stack[-1]
+        self._memo[struct.unpack(layout, self._read(size))[0]] = self._top()
     return put
 
 
 class _Unpickler:
-    """The opcodes torch's weights_only unpickler reads (protocol 2), with its restrictions."""
+    """The opcodes torch's weights_only unpickler reads (protocol 2), with its restrictions.
+
+    Errors of the pickle itself are UnpicklingError or, where it ends early, EOFError; the
+    functions it may call raise their own."""
 
     def __init__(self, data, load_storage):
         self._data = io.BytesIO(data)
@@ -393,17 +398,13 @@ class _Unpickler:
                 raise EOFError("Ran out of input: data.pkl ends before its STOP opcode (the "
                                "checkpoint is truncated or corrupted)")
             if code == pickle.STOP:
-                return self._stack.pop()
+                return self._pop()
             handler = self._HANDLERS.get(code)
             if handler is None:
                 name = pickletools.code2op.get(code.decode("latin1"))
                 raise pickle.UnpicklingError(f"Unsupported operand {code[0]}"
                                              + (f" ({name.name})" if name else ""))
-            try:
-                handler(self)
-            except (IndexError, KeyError, TypeError, ValueError, struct.error) as error:
-                raise pickle.UnpicklingError(f"corrupted data.pkl: {type(error).__name__}: "
-                                             f"{error}") from None
+            handler(self)
 
     def _read(self, count):
         data = self._data.read(count)
@@ -418,10 +419,24 @@ class _Unpickler:
             raise EOFError("Ran out of input: data.pkl ends in the middle of a GLOBAL opcode")
         return line[:-1].decode("utf-8")
 
+    # --- the stack -------------------------------------------------------------------------
+
     def _push(self, value):
         self._stack.append(value)
 
+    def _pop(self):
+        if not self._stack:
+            raise pickle.UnpicklingError("unpickling stack underflow")
+        return self._stack.pop()
+
+    def _top(self):
+        if not self._stack:
+            raise pickle.UnpicklingError("unpickling stack underflow")
+        return self._stack[-1]
+
     def _pop_mark(self):
+        if not self._marks:
+            raise pickle.UnpicklingError("could not find MARK")
         items = self._stack
         self._stack = self._marks.pop()
         return items
@@ -446,16 +461,16 @@ class _Unpickler:
         self._push(found)
 
     def _reduce(self):
-        arguments = self._stack.pop()
-        function = self._stack[-1]
+        arguments = self._pop()
+        function = self._pop()
         if id(function) not in _CALLABLE_IDS or type(arguments) is not tuple:
             raise pickle.UnpicklingError(f"Trying to call reduce for unrecognized function "
                                          f"{function!r:.80}")
-        self._stack[-1] = function(*arguments)
+        self._push(function(*arguments))
 
     def _build(self):
-        state = self._stack.pop()
-        instance = self._stack[-1]
+        state = self._pop()
+        instance = self._top()
         if type(instance) is not OrderedDict or type(state) is not dict:
             raise pickle.UnpicklingError(f"Can only build OrderedDict, but got "
                                          f"{type(instance).__name__}")
@@ -464,7 +479,7 @@ class _Unpickler:
         vars(instance).update(state)  # a state dict's `_metadata`
 
     def _append(self):
-        item = self._stack.pop()
+        item = self._pop()
         self._list_target().append(item)
 
     def _appends(self):
@@ -472,25 +487,27 @@ class _Unpickler:
         self._list_target().extend(items)
 
     def _list_target(self):
-        target = self._stack[-1]
+        target = self._top()
         if type(target) is not list:
             raise pickle.UnpicklingError(f"Can only append to lists, but got "
                                          f"{type(target).__name__}")
         return target
 
     def _setitem(self):
-        value = self._stack.pop()
-        key = self._stack.pop()
+        value = self._pop()
+        key = self._pop()
         self._dict_target()[key] = value
 
     def _setitems(self):
         items = self._pop_mark()
+        if len(items) % 2:
+            raise pickle.UnpicklingError("SETITEMS needs pairs of keys and values")
         target = self._dict_target()
-        for index in range(0, len(items) - 1, 2):
+        for index in range(0, len(items), 2):
             target[items[index]] = items[index + 1]
 
     def _dict_target(self):
-        target = self._stack[-1]
+        target = self._top()
         if type(target) not in (dict, OrderedDict, Counter):
             raise pickle.UnpicklingError(f"Can only set items of dict, collections.OrderedDict, "
                                          f"collections.Counter, but got {type(target).__name__}")
@@ -514,18 +531,18 @@ class _Unpickler:
         self._push(self._read(self._read(1)[0]).decode("utf-8"))
 
     def _binpersid(self):
-        self._push(self._load_storage(self._stack.pop()))
+        self._push(self._load_storage(self._pop()))
 
     _HANDLERS = {
         pickle.PROTO: _proto, pickle.GLOBAL: _global, pickle.REDUCE: _reduce,
-        pickle.BUILD: _build, pickle.APPEND: _append,
-        pickle.APPENDS: _appends, pickle.SETITEM: _setitem, pickle.SETITEMS: _setitems,
-        pickle.MARK: _mark, pickle.TUPLE: _tuple, pickle.TUPLE1: _tuple_of(1),
-        pickle.TUPLE2: _tuple_of(2), pickle.TUPLE3: _tuple_of(3),
-        pickle.EMPTY_TUPLE: _constant(()), pickle.NONE: _constant(None),
-        pickle.NEWFALSE: _constant(False), pickle.NEWTRUE: _constant(True),
-        pickle.EMPTY_LIST: _empty(list), pickle.EMPTY_DICT: _empty(dict),
-        pickle.EMPTY_SET: _empty(set), pickle.BININT: _number("<i"), pickle.BININT1: _number("<B"),
+        pickle.BUILD: _build, pickle.APPEND: _append, pickle.APPENDS: _appends,
+        pickle.SETITEM: _setitem, pickle.SETITEMS: _setitems, pickle.MARK: _mark,
+        pickle.TUPLE: _tuple, pickle.TUPLE1: _tuple_of(1), pickle.TUPLE2: _tuple_of(2),
+        pickle.TUPLE3: _tuple_of(3), pickle.EMPTY_TUPLE: _constant(()),
+        pickle.NONE: _constant(None), pickle.NEWFALSE: _constant(False),
+        pickle.NEWTRUE: _constant(True), pickle.EMPTY_LIST: _empty(list),
+        pickle.EMPTY_DICT: _empty(dict), pickle.EMPTY_SET: _empty(set),
+        pickle.BININT: _number("<i"), pickle.BININT1: _number("<B"),
         pickle.BININT2: _number("<H"), pickle.BINFLOAT: _number(">d"), pickle.LONG1: _long1,
         pickle.BINUNICODE: _binunicode, pickle.SHORT_BINSTRING: _short_binstring,
         pickle.BINPERSID: _binpersid, pickle.BINGET: _memo_get("<B"),
