@@ -104,14 +104,16 @@ class DataLoader:
             for index in self.sampler:
                 yield self.collate_fn(self.dataset[index])
             return
+        whole_rows = self._whole_rows()
         for indices in self.batch_sampler:
-            yield self.collate_fn(self._fetch(indices)) if not self._whole_rows() \
-                else self._rows(indices)
+            yield self._rows(indices) if whole_rows else self.collate_fn(self._fetch(indices))
 
     def _whole_rows(self):
-        """Whether a batch can be cut from the tensors at once (a TensorDataset collated by
-        default_collate): the same batch as stacking its samples, without the per-sample loop."""
-        return isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate
+        """Whether a batch can be cut from the tensors at once (a TensorDataset of tensors
+        outside autograd, collated by default_collate): the batch that stacking its samples
+        gives, without the per-sample loop."""
+        return (isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate
+                and not any(t.requires_grad for t in self.dataset.tensors))
 
     def _rows(self, indices):
         return [Tensor._wrap(np.ascontiguousarray(t._data[indices])) for t in self.dataset.tensors]
