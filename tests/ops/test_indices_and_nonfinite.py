@@ -626,8 +626,7 @@ REFUSED.update({
     "scatter, index of another rank": lambda L, F: _x34(L).scatter(1, _int(L, 0), 1.0),
     "scatter, 0-d src": lambda L, F: _x34(L).scatter(1, L.zeros(3, 1, dtype=L.int64), L.tensor(2.0)),
     "scatter, float index": lambda L, F: _x34(L).scatter(1, L.zeros(3, 1), 1.0),
-    "scatter, reduce='max'": lambda L, F: _x34(L).scatter(
-        1, L.zeros(3, 1, dtype=L.int64), L.ones(3, 1), reduce="max"),
+    "scatter, reduce='max'": lambda L, F: _x34(L).scatter(1, L.zeros(3, 1, dtype=L.int64), 1.0, reduce="max"),
     "scatter_add, src smaller than the index": lambda L, F: _x34(L).scatter_add(
         1, L.zeros(2, 2, dtype=L.int64), L.ones(2, 1)),
     "index_select, 2-D index": lambda L, F: _x34(L).index_select(1, L.zeros(1, 1, dtype=L.int64)),
