@@ -552,14 +552,16 @@ class _Unpickler:
 
 
 def _check_no_bare_storage(loaded):
-    """A storage saved on its own (`torch.save(t.untyped_storage())`) has no nbgrad type."""
+    """A storage saved on its own (`torch.save(t.untyped_storage())`), or a storage type, has
+    no nbgrad type to load as."""
     seen = set()
     pending = [loaded]
     while pending:
         obj = pending.pop()
-        if type(obj) is _Storage:
-            raise pickle.UnpicklingError("this checkpoint holds a storage on its own, and nbgrad "
-                                         "has no storage type: save the tensor instead")
+        if type(obj) in (_Storage, _StorageType):
+            raise pickle.UnpicklingError("this checkpoint holds a storage (or storage type) on its "
+                                         "own, and nbgrad has no storage type: save the tensor "
+                                         "instead")
         if isinstance(obj, (list, tuple, set, dict)) and id(obj) not in seen:
             seen.add(id(obj))
             if isinstance(obj, dict):
