@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 
+from .._core.dtype import float64
 from .._tensor.factories import as_tensor, tensor
 from .._tensor.shape import stack
 from .._tensor.tensor import Tensor
@@ -37,7 +38,7 @@ def default_collate(batch):
             return as_tensor(np.array(batch))
         return stack([as_tensor(b) for b in batch], 0)
     if isinstance(elem, float):
-        return tensor(batch, dtype=_float64())
+        return tensor(batch, dtype=float64)
     if isinstance(elem, int):  # bools too: tensor() keeps them bool
         return tensor(batch)
     if isinstance(elem, (str, bytes)):
@@ -61,11 +62,6 @@ def default_collate(batch):
         except TypeError:
             return collated
     raise TypeError(_UNSUPPORTED.format(type(elem)))
-
-
-def _float64():
-    from .._core.dtype import float64
-    return float64
 
 
 def default_convert(data):
