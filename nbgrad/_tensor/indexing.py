@@ -34,7 +34,7 @@ def _numpy_index(index):
             else:
                 part = part._data
                 advanced = True
-        elif isinstance(part, (list, np.ndarray)):
+        elif isinstance(part, (list, range, np.ndarray)):  # x[range(n), targets]
             part = np.asarray(part)
             advanced = True
         elif isinstance(part, slice) and part.step is not None and part.step <= 0:

@@ -201,19 +201,18 @@ TABLE = [
         A([-50.0, -1.0, 0.0, 39.0, 40.0, 41.0, 1e30]), gradcheck=False),
     row("softplus_empty", lambda L, a: L.nn.functional.softplus(a), (0,)),
     # ---- log10 / log2 / erf / sign / rounding / remainder / atan2 / nan checks / masked_fill
-    row("log10", lambda L, a: a.log10(), (3, 4), domain="positive"),
+    # (ops share rows to keep the test time down; SHARED_ROW_NODES checks their grad_fn names)
     # 0 gives -inf (gradient inf), negatives NaN; inf and NaN
-    row("log2_edges", lambda L, a: L.log2(a), A([0.0, 0.25, 1.0, 3.0, np.inf, np.nan, -1.0]), gradcheck=False),
+    row("log10_log2_edges", lambda L, a: a.log10() + L.log2(a), A([0.0, 0.25, 1.0, 3.0, np.inf, np.nan, -1.0]),
+        gradcheck=False),
     row("erf", lambda L, a: L.erf(a), (3, 4)),
-    # sign(-0.0) and sign(NaN) are 0
-    row("sign_edges", lambda L, a: a.sign(), A([-2.0, -0.0, 0.0, 3.0, np.inf, -np.inf, np.nan]), gradcheck=False),
-    # halves round to even; floor, ceil, trunc and round in one row (their gradients are 0)
-    row("floor_ceil_trunc_round", lambda L, a: a.floor() + 2 * L.ceil(a) + 4 * a.trunc() + 8 * L.round(a),
-        A([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -0.7, 0.7, 1e20, np.inf, np.nan]), gradcheck=False),
-    row("round_decimals", lambda L, a: L.round(a, decimals=2) + a.round(decimals=-1),
-        A([1.2345, -2.675, 0.125, 15.5, -25.0, 149.99, np.inf, np.nan]), gradcheck=False),
-    row("remainder", lambda L, a, b: L.remainder(a, b), (3, 4), (4,), domain=("real", "nonzero")),
-    row("fmod", lambda L, a, b: L.fmod(a, b), (3, 4), (3, 1), domain=("real", "nonzero")),
+    # zero gradients; halves round to even; sign(-0.0) and sign(NaN) are 0; decimals=
+    # positive and negative
+    row("sign_and_rounding", lambda L, a: a.sign() + 2 * a.floor() + 4 * L.ceil(a) + 8 * a.trunc() + 16 * L.round(a)
+        + 32 * L.round(a, decimals=2) + 64 * a.round(decimals=-1),
+        A([-2.5, -1.5, -0.5, -0.0, 0.0, 0.5, 1.5, 2.5, -0.7, 0.7, 1.2345, -2.675, 149.99, 1e20, np.inf, -np.inf, np.nan]),
+        gradcheck=False),
+    row("remainder_fmod", lambda L, a, b: L.remainder(a, b) + L.fmod(a, b), (3, 4), (4,), domain=("real", "nonzero")),
     # Python-style and C-style signs against a negative number (the Scalar overloads,
     # RemainderBackward0/FmodBackward0): multiples, zero, inf and NaN
     row("remainder_fmod_scalar_edges", lambda L, a: a % -1.5 + L.fmod(a, -1.5),
@@ -224,8 +223,8 @@ TABLE = [
         A([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan])),
     row("nan_to_num", lambda L, a: a.nan_to_num() + L.nan_to_num(a, nan=1.0, posinf=2.0, neginf=-3.0),
         A([np.nan, np.inf, -np.inf, 1.5, -2.0]), gradcheck=False),
-    row("masked_fill", lambda L, a: a.masked_fill(L.tensor(COND), -2.5), (3, 4)),  # mask broadcast
-    row("masked_fill_tensor_value", lambda L, a, v: L.masked_fill(a, a > 0, v), (3, 4), ()),
+    # a number through a broadcast mask, then a 0-d tensor value (its gradient: MaskedFillBackward1)
+    row("masked_fill", lambda L, a, v: L.masked_fill(a.masked_fill(L.tensor(COND), -2.5), a > 0, v), (3, 4), ()),
     # integer inputs: integer results (floor and the like unchanged, remainders), and
     # float32 results of log2, atan2 and erf (plus `a`, for a gradient to compare)
     row("integer_inputs", lambda L, a: _integer_ops(L, (a * 4).long()) + a,
@@ -495,6 +494,7 @@ TABLE = [
     row("index_mask", lambda L, a: a[a > 0], (3, 4)),
     row("index_mask_rows", lambda L, a: a[L.tensor([True, False, True])], (3, 4)),
     row("index_mask_1d", lambda L, a: a[L.tensor([False, True, True, False, True])], (5,)),
+    row("index_range", lambda L, a: a[range(3), L.tensor([3, 0, 3])], (3, 4)),  # logprobs[range(n), Yb]
     # ---- along one dimension: gather, scatter, index_select, index_fill (take, index_put and
     # scatter_add on positions); repeated positions accumulate in gather's and scatter_add's
     # gradients
@@ -591,6 +591,8 @@ def test_grad_fn_name_matches_torch(r):
 
 # The nodes of ops that share a TABLE row with others (a row checks its last op's name).
 SHARED_ROW_NODES = [
+    lambda L, a: a.log10(), lambda L, a: a.log2(), lambda L, a: a.sign(),
+    lambda L, a: L.remainder(a, a + 3), lambda L, a: L.fmod(a, a + 3),
     lambda L, a: a.floor(), lambda L, a: a.ceil(), lambda L, a: a.trunc(), lambda L, a: a.round(),
     lambda L, a: a.round(decimals=0), lambda L, a: a % 1.5, lambda L, a: L.fmod(a, 1.5),
     lambda L, a: L.nan_to_num(a), lambda L, a: L.nn.functional.gelu(a, approximate="tanh"),
