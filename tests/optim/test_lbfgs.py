@@ -26,7 +26,7 @@ CONFIGURATIONS = {
 }
 
 
-def run(library, model, optimizer, dtype, steps=3):
+def run(library, model, optimizer, dtype, steps=2):
     x, y = (library.tensor(value) for value in batch(dtype))
     loss_fn = (nn if library is nbgrad else torch.nn).MSELoss()
 

@@ -1,5 +1,6 @@
 """nbgrad.optim against torch.optim: parameters after 20 steps from identical weights,
 state_dict, skipping and freezing, schedulers, and PyTorch's errors."""
+import re
 import warnings
 
 import numpy as np
@@ -62,6 +63,18 @@ OPTIMIZERS = {
     "radam_decoupled_weight_decay": (optim.RAdam, torch.optim.RAdam,
                                      dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
 }
+
+
+# Options that make each new optimizer keep all of its state.
+FULL_STATE = {
+    "RMSprop": dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1),
+    "Adagrad": dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.5),
+    "Adamax": dict(lr=0.01, weight_decay=0.1),
+    "NAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+}
+# Options of torch's param_groups that pick an implementation; nbgrad's groups do not have them.
+IMPLEMENTATION_OPTIONS = {"foreach", "capturable", "differentiable", "fused"}
 
 
 def make_models(dtype=np.float32):
@@ -325,26 +338,52 @@ def _comparable(state):
             for key, value in state.items() if key not in SCHEDULER_FLAGS}
 
 
+def test_invalid_options_of_the_new_optimizers_as_torch():
+    w = [nn.Parameter(nbgrad.ones(1))]
+    cases = [(optim.RMSprop, dict(alpha=-1), "Invalid alpha value: -1"),
+             (optim.RMSprop, dict(momentum=-1), "Invalid momentum value: -1"),
+             (optim.Adagrad, dict(lr_decay=-1), "Invalid lr_decay value: -1"),
+             (optim.Adagrad, dict(initial_accumulator_value=-1),
+              "Invalid initial_accumulator_value value: -1"),
+             (optim.NAdam, dict(momentum_decay=-1), "Invalid momentum_decay value: -1"),
+             (optim.RAdam, dict(betas=(1.0, 0.9)), "Invalid beta parameter at index 0: 1.0"),
+             (optim.Adamax, dict(eps=-1), "Invalid epsilon value: -1")]
+    for make, options, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make(w, **options)
+
+
+@pytest.mark.parametrize("name", list(FULL_STATE))
+def test_new_optimizers_with_param_groups_of_their_own_options(name):
+    """A second group with its own learning rate and weight decay (maximize too, where the
+    optimizer has it)."""
+    model, reference = make_models()
+
+    def groups(m):
+        return [{"params": m[0].parameters()},
+                {"params": m[2].parameters(), "lr": 0.003, "weight_decay": 0.2,
+                 "maximize": True}]
+
+    kwargs = FULL_STATE[name]
+    train(model, getattr(optim, name)(groups(model), **kwargs), nn.MSELoss(), nbgrad)
+    train(reference, getattr(torch.optim, name)(groups(reference), **kwargs), torch.nn.MSELoss(),
+          torch)
+    assert_same_parameters(model, reference)
+
+
 @pytest.mark.parametrize("make", [
     lambda p: nbgrad.optim.SGD(p, lr=0.1, differentiable=True),
     lambda p: nbgrad.optim.Adam(p, capturable=True),
     lambda p: nbgrad.optim.AdamW(p, differentiable=True),
+    lambda p: nbgrad.optim.RMSprop(p, capturable=True),
+    lambda p: nbgrad.optim.Adagrad(p, differentiable=True),
+    lambda p: nbgrad.optim.Adamax(p, capturable=True),
+    lambda p: nbgrad.optim.NAdam(p, differentiable=True),
+    lambda p: nbgrad.optim.RAdam(p, capturable=True),
 ])
 def test_options_that_change_the_math_are_refused_not_ignored(make):
     with pytest.raises(NotImplementedError, match="is not supported"):
         make([nbgrad.zeros(2, requires_grad=True)])
-
-
-# Options that make each new optimizer keep all of its state.
-FULL_STATE = {
-    "RMSprop": dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1),
-    "Adagrad": dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.5),
-    "Adamax": dict(lr=0.01, weight_decay=0.1),
-    "NAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
-    "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
-}
-# Options of torch's param_groups that pick an implementation; nbgrad's groups do not have them.
-IMPLEMENTATION_OPTIONS = {"foreach", "capturable", "differentiable", "fused"}
 
 
 def numpy_state_dict(state_dict):
