@@ -136,6 +136,11 @@ def test_torch_save_loads_in_nbgrad(tmp_path, target):
     assert_same(saved, loaded)
     assert_same_sharing(saved, loaded)
     assert loaded["same_object_twice"][0] is loaded["same_object_twice"][1]
+    # And saved again by nbgrad, torch reads it as it was (the state dict's _metadata too).
+    again = io.BytesIO()
+    nbgrad.save(loaded, again)
+    again.seek(0)
+    assert_same(torch.load(again, weights_only=True), loaded)
     # Views of one storage are views of one array: a write shows through all of them.
     loaded["tensors"]["x"][1, 1] = 100.0
     assert loaded["tensors"]["rows"][0, 1].item() == 100.0
@@ -161,6 +166,16 @@ def test_nbgrad_save_loads_in_torch(tmp_path, target):
         assert_same(loaded, saved)
         assert_same_sharing(loaded, saved)
         assert loaded["same_object_twice"][0] is loaded["same_object_twice"][1]
+
+
+def test_archive_directory_named_as_torch_names_it(tmp_path):
+    for name in ("model.pt", "my.model.pth", "noext", "é.pt"):
+        directories = []
+        for lib in (torch, nbgrad):
+            (tmp_path / lib.__name__).mkdir(exist_ok=True)
+            lib.save(1, tmp_path / lib.__name__ / name)
+            directories.append(zipfile.ZipFile(tmp_path / lib.__name__ / name).namelist()[0])
+        assert directories[0].split("/")[0] == directories[1].split("/")[0], name
 
 
 class _Unseekable(io.RawIOBase):

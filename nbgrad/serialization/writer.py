@@ -52,11 +52,13 @@ def save(obj, f):
 
 
 def _archive_name(path):
-    """torch's name for the archive's directory: the file name up to its last dot."""
+    """torch's name for the archive's directory: the file name up to its last dot, or
+    "archive" for a name that is not ASCII."""
     name = os.path.basename(os.fspath(path))
+    stem = name.rpartition(".")[0] if "." in name else name
     # NOTE: torch refuses a file name with nothing before its dot (".pt"); its reader takes
     # any directory name, so nbgrad writes "archive" there.
-    return (name.rpartition(".")[0] if "." in name else name) or "archive"
+    return stem if stem and stem.isascii() else "archive"
 
 
 def _write_archive(file, name, records):
