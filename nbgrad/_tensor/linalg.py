@@ -72,13 +72,19 @@ def _parse_einsum(equation, shapes):
     spare = [c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in equation]
     ellipsis_rank = 0
     for k, (subscripts, shape) in enumerate(zip(inputs, shapes)):
-        named = len(subscripts.replace("...", ""))
-        if "..." not in subscripts and named != len(shape):
-            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({named}) does "
-                               f"not match the number of dimensions ({len(shape)}) for operand "
-                               f"{k} and no ellipsis was given")
+        named = subscripts.replace("...", "", 1)
+        if "." in named:
+            raise RuntimeError(f"einsum(): found '.' for operand {k} that is not part of any "
+                               "ellipsis")
+        if "..." not in subscripts and len(named) != len(shape):
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(named)}) "
+                               f"does not match the number of dimensions ({len(shape)}) for "
+                               f"operand {k} and no ellipsis was given")
+        if len(named) > len(shape):
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(named)}) "
+                               f"is more than the number of dimensions ({len(shape)}) for operand {k}")
         if "..." in subscripts:
-            ellipsis_rank = max(ellipsis_rank, len(shape) - named)
+            ellipsis_rank = max(ellipsis_rank, len(shape) - len(named))
     broadcast = "".join(spare[:ellipsis_rank][::-1])
     inputs = [s.replace("...", broadcast[len(broadcast) - (len(shape) - len(s) + 3):])
               for s, shape in zip(inputs, shapes)]

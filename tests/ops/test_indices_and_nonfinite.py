@@ -656,6 +656,8 @@ REFUSED.update({
     "einsum, repeated output": lambda L, F: L.einsum("ij->ii", _x34(L)),
     "einsum, unknown output": lambda L, F: L.einsum("ij->k", _x34(L)),
     "einsum, digit subscript": lambda L, F: L.einsum("i1->i", _x34(L)),
+    "einsum, a dot outside an ellipsis": lambda L, F: L.einsum("i.j->i", _x34(L)),
+    "einsum, ellipsis and too many subscripts": lambda L, F: L.einsum("...ijk->i", _x34(L)),
     "einsum, diagonal of unequal sizes": lambda L, F: L.einsum("ii->i", _x34(L)),
     "einsum, two dtypes": lambda L, F: L.einsum("ij,jk", _x34(L), L.ones(4, 2, dtype=L.float64)),
     "setitem, value of higher rank": lambda L, F: _setitem_value(L, L.ones(2, 3)),
