@@ -371,6 +371,52 @@ def test_new_optimizers_with_param_groups_of_their_own_options(name):
     assert_same_parameters(model, reference)
 
 
+def test_scheduler_errors_as_torch():
+    def cases(lib):
+        S = lib.optim.lr_scheduler
+        o = lib.optim.SGD([lib.zeros(1, requires_grad=True)], lr=0.1)
+        return [lambda: S.LinearLR(o, start_factor=0), lambda: S.LinearLR(o, end_factor=2),
+                lambda: S.OneCycleLR(o, max_lr=1.0),
+                lambda: S.OneCycleLR(o, 1.0, total_steps=10, anneal_strategy="x"),
+                lambda: S.OneCycleLR(o, 1.0, total_steps=10, pct_start=1),
+                lambda: S.OneCycleLR(o, 1.0, total_steps=0),
+                lambda: S.ReduceLROnPlateau(o, factor=1.0),
+                lambda: S.ReduceLROnPlateau(o, mode="x"),
+                lambda: S.ReduceLROnPlateau(o, threshold_mode="x"),
+                lambda: S.SequentialLR(o, [S.StepLR(o, 2)], milestones=[3]),
+                lambda: S.LambdaLR(o, [lambda e: 1, lambda e: 1]),
+                lambda: S.StepLR(lib.optim.SGD([lib.zeros(1, requires_grad=True)]), 2,
+                                 last_epoch=3),
+                lambda: S.StepLR("x", 2)]
+
+    for ours, theirs in zip(cases(nbgrad), cases(torch)):
+        with pytest.raises(Exception) as expected:
+            theirs()
+        with pytest.raises(type(expected.value)) as raised:
+            ours()
+        assert str(expected.value).startswith(str(raised.value).rstrip("'\""))
+
+
+def test_scheduler_step_with_an_epoch_uses_the_closed_form_as_torch():
+    rates = []
+    for library in (nbgrad, torch):
+        optimizer = library.optim.SGD([library.zeros(1, requires_grad=True)], lr=0.1)
+        S = library.optim.lr_scheduler
+        schedulers = [S.StepLR(optimizer, 3), S.MultiStepLR(optimizer, [2, 5]),
+                      S.ExponentialLR(optimizer, 0.9), S.LinearLR(optimizer),
+                      S.CosineAnnealingLR(optimizer, 6),
+                      S.LambdaLR(optimizer, lambda e: 1 / (e + 1))]
+        optimizer.step()
+        seen = []
+        for scheduler in schedulers:
+            for epoch in (4, 1, 7):
+                with pytest.warns(UserWarning, match="The epoch parameter"):
+                    scheduler.step(epoch)
+                seen.append(scheduler.get_last_lr()[0])
+        rates.append(seen)
+    np.testing.assert_allclose(rates[0], rates[1], rtol=1e-12)
+
+
 @pytest.mark.parametrize("make", [
     lambda p: nbgrad.optim.SGD(p, lr=0.1, differentiable=True),
     lambda p: nbgrad.optim.Adam(p, capturable=True),
