@@ -422,7 +422,8 @@ def test_global_seeding_functions_match_torch():
     def run(L):
         L.manual_seed(123)
         values = [L.rand(3), L.randn(2), L.randint(0, 9, (4,)), L.randperm(5),
-                  L.nn.Linear(3, 2).weight.detach(), L.nn.functional.dropout(L.ones(8), 0.5)]
+                  L.nn.Linear(3, 2).weight.detach(), L.nn.Linear(20, 30).bias.detach(),
+                  L.nn.Embedding(27, 10).weight.detach(), L.nn.functional.dropout(L.ones(8), 0.5)]
         state = L.get_rng_state()
         after = L.rand(4)
         L.set_rng_state(state)
