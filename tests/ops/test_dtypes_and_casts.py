@@ -502,23 +502,16 @@ INT_OPS = {
 # int8 and uint8 only (each dtype compiles its own kernels): the other ops of the tutorials.
 MORE_INT_OPS = {
     "sub": lambda L, x, y: x - y,
-    "scalar_minus": lambda L, x, y: 5 - x,
-    "lt_large_scalar": lambda L, x, y: x < 1000,
     "true_division_by_large_scalar": lambda L, x, y: x / 1000,
-    "plus_float": lambda L, x, y: x + 2.5,  # to float32
     "neg": lambda L, x, y: -x,
     "abs": lambda L, x, y: x.abs(),
     "maximum": lambda L, x, y: L.maximum(x, y),
     "where": lambda L, x, y: L.where(x > y, x, y),
     "clamp": lambda L, x, y: x.clamp(-3, 3),  # uint8 wraps the -3 (PyTorch's checked_convert)
     "sum": lambda L, x, y: x.sum(),
-    "max": lambda L, x, y: x.max(),
     "argmax": lambda L, x, y: x.argmax(),
-    "with_int64_0d": lambda L, x, y: x + L.tensor(3),
-    "long": lambda L, x, y: x.long(),
     "in_place_add_of_int64": lambda L, x, y: x.clone().add_(L.tensor([1, 2, 3, 4, 5, 6])),
     "index": lambda L, x, y: x[[0, 2]] + x[x > 0].sum(),
-    "cat_transpose": lambda L, x, y: L.cat([x, y]).reshape(3, 4).t() * 2,
 }
 
 
