@@ -307,24 +307,31 @@ def _encode(text, encoding):
     return text.encode("latin1")
 
 
-def _bytearray(data=b""):
-    if type(data) is not bytes:  # bytearray(n) would allocate n bytes
-        raise pickle.UnpicklingError("bytearray is allowed only on bytes")
-    return bytearray(data)
+def _builtin(kind, *argument_types):
+    """`kind` called as protocol 2 pickles it, on arguments of exactly `argument_types`:
+    nothing else a file hands over is iterated or converted (`set(tensor)` would iterate a
+    tensor, `bytearray(n)` allocate n bytes)."""
+    def build(*arguments):
+        if tuple(type(argument) for argument in arguments) != argument_types:
+            expected = ", ".join(t.__name__ for t in argument_types)
+            raise pickle.UnpicklingError(f"{kind.__name__} may only be called on ({expected}), "
+                                         f"not on {arguments!r:.80}")
+        return kind(*arguments)
+    return build
 
 
 _CALLABLES = {
     format.REBUILD_TENSOR: _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     format.REBUILD_PARAMETER: _rebuild_parameter,
-    format.ORDERED_DICT: OrderedDict,
-    format.COUNTER: Counter,
+    format.ORDERED_DICT: _builtin(OrderedDict),
+    format.COUNTER: _builtin(Counter, dict),
     format.SIZE: _size,
     format.DEVICE: _device,
     format.ENCODE: _encode,
-    format.SET: set,
-    format.BYTEARRAY: _bytearray,
-    format.COMPLEX: complex,
+    format.SET: _builtin(set, list),
+    format.BYTEARRAY: _builtin(bytearray, bytes),
+    format.COMPLEX: _builtin(complex, float, float),
 }
 _GLOBALS = {
     **_CALLABLES,
