@@ -226,6 +226,15 @@ def test_what_load_cannot_read_does_not_save():
         nbgrad.save({"fn": print}, io.BytesIO())
 
 
+def test_save_into_a_missing_directory(tmp_path):
+    errors = []
+    for lib in (torch, nbgrad):
+        with pytest.raises(RuntimeError) as caught:
+            lib.save(1, tmp_path / "missing" / "x.pt")
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+
+
 def _mlp(lib):
     return lib.nn.Sequential(lib.nn.Linear(4, 8), lib.nn.ReLU(), lib.nn.Linear(8, 3))
 

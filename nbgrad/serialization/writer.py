@@ -45,6 +45,9 @@ def save(obj, f):
     records += [(format.storage_record(key), data) for key, data in storages.records()]
     records.append((format.VERSION, format.FORMAT_VERSION))
     if isinstance(f, (str, os.PathLike)):
+        parent = os.path.dirname(os.path.abspath(f))
+        if not os.path.isdir(parent):
+            raise RuntimeError(f"Parent directory {parent} does not exist.")
         with open(f, "wb") as file:
             _write_archive(file, _archive_name(f), records)
     else:
