@@ -3,6 +3,7 @@ reproducibility recipes set; they change nothing on the CPU, in nbgrad as in PyT
 deterministic = False
 benchmark = False
 enabled = True
+allow_tf32 = True
 
 
 def is_available():

@@ -334,7 +334,10 @@ def test_backend_namespaces_answer_as_a_cpu_only_torch():
         return (L.cuda.is_available(), L.cuda.device_count(), L.backends.mps.is_available(),
                 L.backends.mps.is_built(), L.backends.cudnn.is_available(),
                 L.accelerator.is_available(), L.accelerator.current_accelerator(),
-                L.accelerator.device_count(), L.cuda.manual_seed(1), L.cuda.manual_seed_all(1))
+                L.accelerator.device_count(), L.cuda.manual_seed(1), L.cuda.manual_seed_all(1),
+                L.backends.cuda.is_built(), L.backends.cuda.matmul.allow_tf32,
+                L.backends.cudnn.allow_tf32, L.backends.cudnn.deterministic,
+                L.backends.cudnn.benchmark)
     assert facts(nbgrad) == facts(torch)
     assert_same_outcome(lambda L: L.cuda.current_device())
     device = "cuda" if nbgrad.cuda.is_available() else "cpu"  # the tutorials' first line
@@ -522,3 +525,15 @@ def test_random_fill_of_a_graph_tensor_is_refused_not_silently_kept():
         h.normal_()
     with nbgrad.no_grad():
         h.uniform_()
+
+
+def test_torch_random_module():
+    def run(L):
+        L.random.manual_seed(3)
+        with L.random.fork_rng():
+            inside = L.rand(2)
+        after = L.rand(2)  # the same numbers: the state was restored
+        return [inside.tolist(), after.tolist(), L.random.initial_seed(),
+                L.random.get_rng_state().shape[0]]
+    assert run(nbgrad) == run(torch)
+    assert nbgrad.random.default_generator is nbgrad.default_generator
