@@ -64,33 +64,34 @@ def positions_along(shape, dim, index, op, src_shape=None):
     and values. `index` may be smaller than `shape` in every dimension but `dim`."""
     if not is_index_array(index):
         raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index")
+    # As PyTorch, a 0-d array counts as one of shape [1] here.
+    result_shape, shape, index = index.shape, shape or (1,), index.reshape(index.shape or (1,))
     for other, other_shape in (("input" if op == "gather" else "self", shape), ("src", src_shape)):
-        if other_shape is not None and index.ndim != len(other_shape):
+        if other_shape is not None and index.ndim != len(other_shape or (1,)):
             raise RuntimeError(f"Index tensor must have the same number of dimensions as {other} "
                                "tensor")
     too_large = [d for d, (n, s) in enumerate(zip(index.shape, shape)) if d != dim and n > s]
     if too_large or (src_shape is not None and
-                     any(n > s for n, s in zip(index.shape, src_shape))):
+                     any(n > s for n, s in zip(index.shape, src_shape or (1,)))):
         sizes = (f"index {list(index.shape)} to be no larger than self {list(shape)} apart from "
                  f"dimension {dim}")
         if op == "gather":
             raise RuntimeError(f"Size does not match at dimension {too_large[0]} expected {sizes}")
         than_src = "" if src_shape is None else f" and to be no larger size than src {list(src_shape)}"
         raise RuntimeError(f"Expected {sizes}{than_src}")
-    size = shape[dim] if shape else 1  # a 0-d array has one element along its dimension 0
     flat = flat_contiguous(index)
     if flat.size:
         # NOTE: the scan's "ignored" value is 0, an index that is always valid here.
-        first = first_out_of_range(flat, size, 0)
+        first = first_out_of_range(flat, shape[dim], 0)
         if first >= 0:
             raise RuntimeError(f"index {flat[first]} is out of bounds for dimension {dim} "
-                               f"with size {size}")
+                               f"with size {shape[dim]}")
     strides = [int(np.prod(shape[d + 1:])) for d in range(len(shape))]
-    positions = index.astype(np.int64) * (strides[dim] if shape else 1)
+    positions = index.astype(np.int64) * strides[dim]
     for d, extent in enumerate(index.shape):
         if d != dim:
             positions += (np.arange(extent) * strides[d]).reshape((-1,) + (1,) * (index.ndim - d - 1))
-    return positions
+    return positions.reshape(result_shape)
 
 
 # --- basic indexing: a view ---------------------------------------------------------------

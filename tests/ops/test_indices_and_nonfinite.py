@@ -768,6 +768,18 @@ def test_setitem_of_a_leading_one_value_has_torchs_gradient():
               (True, True))
 
 
+def test_gather_and_scatter_add_of_0d_tensors_match_torch():
+    # PyTorch counts a 0-d tensor as one of shape [1] in gather and scatter.
+    got, want = [], []
+    for lib, out in ((nbgrad, got), (torch, want)):
+        s = lib.tensor(3.0, requires_grad=True)
+        y = lib.gather(s, 0, lib.tensor([0, 0]))
+        y.sum().backward()
+        out += [y.tolist(), s.grad.tolist(), s.scatter_add(0, lib.tensor(0), lib.tensor(2.0)).tolist(),
+                tuple(lib.ones(3).gather(0, lib.tensor(2)).shape)]
+    assert got == want
+
+
 def test_one_hot_matches_torch():
     for labels, num_classes in [([0, 2, 1], -1), ([[0, 2], [1, 1]], 4), ([], 3), (2, 3)]:
         got = NF.one_hot(nbgrad.tensor(labels, dtype=nbgrad.int64), num_classes)
