@@ -6,9 +6,9 @@ from .dataset import (Dataset, IterableDataset, TensorDataset, Subset, ConcatDat
 from .digits import load_digits
 from .loader import DataLoader
 from .sampler import (Sampler, SequentialSampler, RandomSampler, SubsetRandomSampler,
-                      BatchSampler)
+                      WeightedRandomSampler, BatchSampler)
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset",
            "random_split", "DataLoader", "default_collate", "default_convert", "Sampler",
-           "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
-           "load_digits"]
+           "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
+           "BatchSampler", "load_digits"]

@@ -193,6 +193,10 @@ def _loaders(L):
                          batch_size=4, shuffle=True, generator=g), 1),
         (data.DataLoader(data.Subset(Records(), [9, 2, 4]), batch_size=2,
                          sampler=data.SubsetRandomSampler([0, 2, 1], generator=g)), 1),
+        (data.DataLoader(Records(), batch_size=5, sampler=data.WeightedRandomSampler(
+            [0.1] * 5 + [1.0] * 6, 12, generator=g)), 2),
+        (data.DataLoader(Records(), batch_size=5, sampler=data.WeightedRandomSampler(
+            np.arange(11.0), 6, replacement=False, generator=g)), 1),
     ], g
 
 
@@ -258,6 +262,7 @@ ERRORS = {
     "concat_index": lambda data, T: data.ConcatDataset([range(3)])[-4],
     "tensors_mismatch": lambda data, T: data.TensorDataset(T.zeros(3), T.zeros(4)),
     "num_samples": lambda data, T: data.RandomSampler(Records(), num_samples=0),
+    "weights_2d": lambda data, T: data.WeightedRandomSampler([[1.0, 2.0]], 2),
 }
 
 
