@@ -218,19 +218,19 @@ def cast(array, np_dtype):
 
 
 def run_in_float32(forward, arrays, params):
-    """`forward(*arrays, **params)` where some arrays, or a dtype parameter (`to_copy`'s), are
-    float16 or bfloat16, which Numba cannot compute in: they compute in float32, and a float32
-    result is rounded to that dtype parameter, else to the arrays' promoted dtype if it is
-    float16 or bfloat16, as PyTorch's CPU kernels compute such ops. None if nothing is
-    float16 or bfloat16."""
-    half_params = {name: value for name, value in params.items()
-                   if isinstance(value, np.dtype) and is_half(value)}
+    """`forward(*arrays, **params)` where some arrays, or the result's dtype parameter
+    (`to_copy(dtype=)`, `sum(dtype=)`), are float16 or bfloat16, which Numba cannot compute
+    in: they compute in float32, and a float32 result is rounded to the dtype parameter, or
+    without one to the arrays' promoted dtype, if that is float16 or bfloat16, as PyTorch's
+    CPU kernels compute such ops. None if nothing is float16 or bfloat16."""
+    dtype_params = {name: value for name, value in params.items() if isinstance(value, np.dtype)}
+    half_params = [name for name, value in dtype_params.items() if is_half(value)]
     if not half_params and not any(is_half(a.dtype) for a in arrays):
         return None
-    promoted = result_type(*arrays).np
+    # NOTE: not `param or promoted`: a NumPy dtype without fields is falsy.
+    result = next(iter(dtype_params.values())) if dtype_params else result_type(*arrays).np
     out = forward(*(a.astype(np.float32) if is_half(a.dtype) else a for a in arrays),
                   **{**params, **dict.fromkeys(half_params, float32.np)})
-    result = next(iter(half_params.values()), promoted)
     if is_half(result) and out.dtype == np.float32:
         out = out.astype(result)
     return out

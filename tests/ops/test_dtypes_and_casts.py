@@ -644,7 +644,12 @@ HALF_OPS = {
     "plus_float32": lambda L, x, y: x + L.ones(6),  # float32
     "exp": lambda L, x, y: x.exp(),
     "sum": lambda L, x, y: x.sum(),
+    "sum_as_float32": lambda L, x, y: x.sum(dtype=L.float32),
+    "cumsum_as_float64": lambda L, x, y: x.cumsum(0, dtype=L.float64),
+    "mean": lambda L, x, y: x.mean(),
+    "softmax": lambda L, x, y: x.softmax(0),
     "max": lambda L, x, y: x.max(),
+    "argmax": lambda L, x, y: x.argmax(),
     "lt": lambda L, x, y: x < y,
     "matmul": lambda L, x, y: x.reshape(2, 3) @ y.reshape(3, 2),
     "index": lambda L, x, y: x[[0, 2]],
