@@ -265,10 +265,6 @@ def _view(storage, storage_offset, size, stride):
                                    strides=tuple(s * itemsize for s in stride)))
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride):
-    return _view(storage, storage_offset, size, stride)
-
-
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks,
                        metadata=None):
     if backward_hooks:
@@ -322,7 +318,6 @@ def _builtin(kind, *argument_types):
 
 _CALLABLES = {
     format.REBUILD_TENSOR: _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     format.REBUILD_PARAMETER: _rebuild_parameter,
     format.ORDERED_DICT: _builtin(OrderedDict),
     format.COUNTER: _builtin(Counter, dict),

@@ -194,7 +194,7 @@ class _Pickler:
         type (NumPy's), written as the Python number of the same value."""
         if isinstance(obj, _dtype):
             return _Pickler._dtype
-        if isinstance(obj, (bool, np.bool_)):
+        if isinstance(obj, np.bool_):
             return lambda self, value: self._save(bool(value))
         if isinstance(obj, numbers.Integral):
             return lambda self, value: self._save(int(value))
