@@ -45,7 +45,7 @@ def histogram_kernel(x, edges, weight, use_weight, algorithm, bin_count, hist):
         if not (value >= left and value <= right):
             continue
         if algorithm == BINARY_SEARCH:
-            position = _upper_bound(edges, 0, edge_count, value) - 1
+            position = _upper_bound(edges, np.int64(0), edge_count, value) - 1
         else:
             position = int((value - left) * bin_count / (right - left))
             if algorithm == LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH:

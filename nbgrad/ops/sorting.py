@@ -10,7 +10,7 @@ algorithms PyTorch's CPU kernels call: `std::sort` (introsort: not stable beyond
 elements) for `sort(stable=False)`, `std::nth_element` then `std::sort` of the first k - 1,
 or `std::partial_sort` when k * 64 <= n, for `topk`. Those are ported here from libstdc++
 (bits/stl_algo.h, bits/stl_heap.h) step by step, with PyTorch's comparators (NaN is the
-largest value). A stable sort has one answer, NumPy's (Numba's) merge sort.
+largest value). A stable sort has one answer, a merge sort's.
 """
 import numba
 import numpy as np
@@ -18,7 +18,12 @@ import numpy as np
 from .primitive import Primitive, register
 from .reduction import as_rows
 
+# NOTE: a call with a constant argument (`f(v, 0)`) compiles a specialization of the callee
+# for that literal value, and of everything it calls with it: a position 0 is passed as
+# `np.int64(0)` (typed, not a literal), which halves the compile time of these kernels.
 _jit = numba.njit(cache=True)
+
+
 # libstdc++'s _S_threshold: introsort leaves ranges of this many elements to insertion sort.
 _THRESHOLD = 16
 
@@ -135,7 +140,7 @@ def _adjust_heap(v, ix, first, hole, length, value, index, descending):
 def _pop_heap(v, ix, first, last, result, descending):
     value, index = v[result], ix[result]
     v[result], ix[result] = v[first], ix[first]
-    _adjust_heap(v, ix, first, 0, last - first, value, index, descending)
+    _adjust_heap(v, ix, first, np.int64(0), last - first, value, index, descending)
 
 
 @_jit
@@ -169,17 +174,23 @@ def _std_sort(v, ix, first, last, descending):
     if first == last:
         return
     # libstdc++ recurses on the right part and loops on the left; the parts are disjoint, so
-    # a stack of pending ranges gives the same result.
-    stack = [(first, last, 2 * _floor_log2(last - first))]
-    while stack:
-        lo, hi, depth = stack.pop()
+    # a stack of pending ranges (lo, hi, depth) gives the same result. Its depths decrease
+    # from bottom to top, so it never holds more than depth + 1 ranges.
+    depth = 2 * _floor_log2(last - first)
+    stack = np.empty((depth + 1, 3), np.int64)
+    stack[0, 0], stack[0, 1], stack[0, 2] = first, last, depth
+    size = 1
+    while size:
+        size -= 1
+        lo, hi, depth = stack[size, 0], stack[size, 1], stack[size, 2]
         while hi - lo > _THRESHOLD:
             if depth == 0:
                 _partial_sort(v, ix, lo, hi, hi, descending)
                 break
             depth -= 1
             cut = _partition_around_first(v, ix, lo, hi, descending)
-            stack.append((cut, hi, depth))
+            stack[size, 0], stack[size, 1], stack[size, 2] = cut, hi, depth
+            size += 1
             hi = cut
     if last - first > _THRESHOLD:
         _insertion_sort(v, ix, first, first + _THRESHOLD, descending)
@@ -209,43 +220,55 @@ def _nth_element(v, ix, first, nth, last, descending):
 
 
 @_jit
-def sort_kernel(x3, indices3, descending, stable):
-    """The indices that sort each row x3[o, :, i], as PyTorch's CPU sort orders them."""
-    n = x3.shape[1]
-    for o in range(x3.shape[0]):
-        for i in range(x3.shape[2]):
-            row = x3[o, :, i].copy()
-            if stable:
-                # Merge sort keeps equal values in order; descending: the stable ascending
-                # order of the reversed row, reversed (NaN first, ties still in order).
-                if descending:
-                    order = np.argsort(row[::-1].copy(), kind="mergesort")
-                    for r in range(n):
-                        indices3[o, r, i] = n - 1 - order[n - 1 - r]
+def _stable_sort(v, ix, descending):
+    """A bottom-up merge sort: equal values keep their order (std::stable_sort's result).
+    Returns the sorted indices (the buffers alternate, so not necessarily `ix`)."""
+    n = v.shape[0]
+    v_out, ix_out = np.empty_like(v), np.empty_like(ix)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            middle, hi = min(lo + width, n), min(lo + 2 * width, n)
+            left, right = lo, middle
+            for out in range(lo, hi):
+                # from the right part only if strictly before: ties stay in order
+                if right < hi and (left >= middle or _before(v[right], v[left], descending)):
+                    v_out[out], ix_out[out] = v[right], ix[right]
+                    right += 1
                 else:
-                    indices3[o, :, i] = np.argsort(row, kind="mergesort")
-            else:
-                index = np.arange(n)
-                _std_sort(row, index, 0, n, descending)
-                indices3[o, :, i] = index
+                    v_out[out], ix_out[out] = v[left], ix[left]
+                    left += 1
+        v, v_out = v_out, v
+        ix, ix_out = ix_out, ix
+        width *= 2
+    return ix
 
 
 @_jit
-def topk_kernel(x3, indices3, k, largest, ordered):
-    """The indices of the k largest (smallest) of each row, as PyTorch's CPU topk picks and
-    orders them."""
+def order_kernel(x3, indices3, descending, stable, k, select, ordered):
+    """For each row x3[o, :, i], the indices PyTorch's CPU kernels give: of the sorted row
+    (sort: std::sort, or a stable sort), or with `select` of its k largest (`descending`) or
+    smallest (topk: std::partial_sort if k * 64 <= n, else std::nth_element, then std::sort
+    of the first k - 1 if `ordered`). NOTE: one kernel for both, as each entry point compiles
+    all the algorithms it calls again (seconds)."""
     n = x3.shape[1]
     for o in range(x3.shape[0]):
         for i in range(x3.shape[2]):
             row = x3[o, :, i].copy()
             index = np.arange(n)
-            if k * 64 <= n:
-                _partial_sort(row, index, 0, k, n, largest)
+            start = np.int64(0)
+            if not select:
+                if stable:
+                    index = _stable_sort(row, index, descending)
+                else:
+                    _std_sort(row, index, start, n, descending)
+            elif k * 64 <= n:
+                _partial_sort(row, index, start, k, n, descending)
             else:
-                _nth_element(row, index, 0, k - 1, n, largest)
+                _nth_element(row, index, start, k - 1, n, descending)
                 if ordered:
-                    _std_sort(row, index, 0, k - 1, largest)
-            indices3[o, :, i] = index[:k]
+                    _std_sort(row, index, start, k - 1, descending)
+            indices3[o, :, i] = index[:indices3.shape[1]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,6 +278,13 @@ def _rows(x, dim):
     return as_rows(x, (dim,) if x.ndim else ())[0]
 
 
+def _keys(x, dim):
+    """x's rows as the kernels take them: C-contiguous, float64 (floats) or int64 (integers
+    and bools), which keeps every order and tie. NOTE: the ported algorithms are large, and
+    each layout and dtype is a compile of several seconds; this keeps it to two."""
+    return np.ascontiguousarray(_rows(x, dim), np.float64 if x.dtype.kind == "f" else np.int64)
+
+
 def _argsort_infer(x, dim, descending, stable):
     return x.shape, np.dtype(np.int64)
 
@@ -262,7 +292,7 @@ def _argsort_infer(x, dim, descending, stable):
 def _argsort_forward(x, dim, descending, stable):
     indices = np.empty(x.shape, np.int64)
     if indices.size:
-        sort_kernel(_rows(x, dim), _rows(indices, dim), descending, stable)
+        order_kernel(_keys(x, dim), _rows(indices, dim), descending, stable, 0, False, False)
     return indices
 
 
@@ -286,7 +316,7 @@ def _topk_forward(x, dim, k, largest, ordered):
         return np.zeros((), np.int64)
     indices = np.empty(_topk_shape(x, dim, k), np.int64)
     if indices.size:
-        topk_kernel(_rows(x, dim), _rows(indices, dim), k, largest, ordered)
+        order_kernel(_keys(x, dim), _rows(indices, dim), largest, False, k, True, ordered)
     return indices
 
 
