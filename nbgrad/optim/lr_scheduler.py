@@ -7,6 +7,7 @@ import warnings
 from bisect import bisect_right
 from collections import Counter
 
+from .._core import tracing as _tracing
 from .optimizer import Optimizer
 
 EPOCH_DEPRECATION_WARNING = (
@@ -17,6 +18,15 @@ EPOCH_DEPRECATION_WARNING = (
     "Please open an issue if you are unable to replicate your use case: "
     "https://github.com/pytorch/pytorch/issues/new/choose."
 )
+
+
+def _not_in_a_compiled_step():
+    """A scheduler sets learning rates in Python, which a fused step would not run again.
+
+    NOTE: stepping a scheduler between calls of a compiled step is the way: the fused step
+    reads every rate and option when it is called."""
+    _tracing.graph_break("an lr_scheduler steps inside the step (call scheduler.step() "
+                         "outside the compiled step)")
 
 
 def _check_optimizer(optimizer):
@@ -69,6 +79,7 @@ class LRScheduler:
         return self._last_lr
 
     def step(self, epoch=None):
+        _not_in_a_compiled_step()
         self._step_count += 1
         if epoch is not None:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
@@ -285,6 +296,7 @@ class SequentialLR(LRScheduler):
             scheduler.last_epoch -= 1
 
     def step(self):
+        _not_in_a_compiled_step()
         self.last_epoch += 1
         index = bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[index]
@@ -445,6 +457,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.num_bad_epochs = 0
 
     def step(self, metrics, epoch=None):
+        _not_in_a_compiled_step()
         current = float(metrics)
         if epoch is None:
             epoch = self.last_epoch + 1

@@ -500,11 +500,21 @@ class Optimizers:
 
 def test_new_optimizers_fuse_and_the_fused_step_equals_eager():
     """One compiled step updating a parameter by each new optimizer (with all its state): one
-    fused kernel for all of them (so one compile), equal to eager after every call."""
+    fused kernel for all of them (so one compile), equal to eager after every call, with
+    schedulers changing rates, momentum and betas between calls."""
     def build():
         params = [nbgrad.randn(6, 4, requires_grad=True) for _ in FULL_STATE]
-        return params, Optimizers([getattr(optim, name)([param], **kwargs)
-                                   for param, (name, kwargs) in zip(params, FULL_STATE.items())])
+        optimizers = Optimizers([getattr(optim, name)([param], **kwargs)
+                                 for param, (name, kwargs) in zip(params, FULL_STATE.items())])
+        rmsprop, adagrad, adamax, nadam, radam = optimizers.optimizers
+        schedulers = optim.lr_scheduler
+        optimizers.schedulers = [schedulers.OneCycleLR(rmsprop, max_lr=0.05, total_steps=10),
+                                 schedulers.ExponentialLR(adagrad, gamma=0.8),
+                                 schedulers.MultiStepLR(adamax, milestones=[2, 4]),
+                                 schedulers.OneCycleLR(nadam, max_lr=0.05, total_steps=10,
+                                                       three_phase=True),
+                                 schedulers.LinearLR(radam, total_iters=4)]
+        return params, optimizers
 
     def make_step(s):
         def step(x, y):
@@ -515,13 +525,17 @@ def test_new_optimizers_fuse_and_the_fused_step_equals_eager():
             return loss
         return step
 
+    def step_schedulers(s):
+        for scheduler in s.opt.schedulers:
+            scheduler.step()
+
     rng = np.random.default_rng(3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pair = Pair(build, make_step)
-        for _ in range(8):
+        for call in range(8):
             pair(*(nbgrad.tensor(rng.standard_normal(shape).astype(np.float32))
-                   for shape in ((5, 6), (5, 4))))
+                   for shape in ((5, 6), (5, 4))), before=step_schedulers if call else None)
     assert nbgrad_warnings(caught) == []
     stats = pair.compiled.stats
     assert (stats["specializations"], stats["fused_calls"], stats["eager_calls"]) == (1, 7, 1)
@@ -529,3 +543,32 @@ def test_new_optimizers_fuse_and_the_fused_step_equals_eager():
     assert "_update(" not in source
     for name in FULL_STATE:
         assert f"{name} update of 1 parameter(s), one loop nest" in source
+
+
+def test_a_scheduler_stepped_inside_a_compiled_step_runs_it_eagerly():
+    """The fused step would not run the scheduler's Python again: the step runs eagerly, with
+    a warning that says to step the scheduler outside."""
+    def build():
+        w = nbgrad.randn(6, 4, requires_grad=True)
+        optimizer = optim.SGD([w], lr=0.1, momentum=0.9)
+        return [w], optimizer, optim.lr_scheduler.OneCycleLR(optimizer, 0.5, total_steps=10)
+
+    def make_step(s):
+        def step(x):
+            s.opt.zero_grad()
+            loss = (x @ s.params[0]).tanh().sum()
+            loss.backward()
+            s.opt.step()
+            s.sched.step()
+            return loss
+        return step
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pair = Pair(build, make_step)
+        for _ in range(3):
+            pair(nbgrad.ones(5, 6))
+    assert pair.compiled.stats["fused_calls"] == 0
+    assert [message.split(" (at ")[0] for message in nbgrad_warnings(caught)] == [
+        "nbgrad.compile: running the step eagerly: an lr_scheduler steps inside the step (call "
+        "scheduler.step() outside the compiled step)"]
