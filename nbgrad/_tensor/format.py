@@ -83,7 +83,7 @@ def format_tensor(tensor):
     # the values show), except that an empty tensor has no values to show it.
     shown_by_values = ("float32",) if data.size == 0 else ("float32", "int64", "bool")
     if dtype.name not in shown_by_values:
-        extras.append(f"dtype=nbgrad.{dtype.name}")
+        extras.append(f"dtype={dtype!r}")
     if tensor.grad_fn is not None:
         extras.append(f"grad_fn=<{type(tensor.grad_fn).__name__}>")
     elif tensor.requires_grad:
