@@ -227,7 +227,6 @@ def run_in_float32(forward, arrays, params):
     half_params = [name for name, value in dtype_params.items() if is_half(value)]
     if not half_params and not any(is_half(a.dtype) for a in arrays):
         return None
-    # NOTE: not `param or promoted`: a NumPy dtype without fields is falsy.
     result = next(iter(dtype_params.values())) if dtype_params else result_type(*arrays).np
     out = forward(*(a.astype(np.float32) if is_half(a.dtype) else a for a in arrays),
                   **{**params, **dict.fromkeys(half_params, float32.np)})
