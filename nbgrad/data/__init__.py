@@ -5,10 +5,11 @@ from .dataset import (Dataset, IterableDataset, TensorDataset, Subset, ConcatDat
                       random_split)
 from .digits import load_digits
 from .loader import DataLoader
+from .workers import get_worker_info
 from .sampler import (Sampler, SequentialSampler, RandomSampler, SubsetRandomSampler,
                       WeightedRandomSampler, BatchSampler)
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset",
            "random_split", "DataLoader", "default_collate", "default_convert", "Sampler",
            "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
-           "BatchSampler", "load_digits"]
+           "BatchSampler", "get_worker_info", "load_digits"]

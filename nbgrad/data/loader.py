@@ -1,23 +1,22 @@
-"""DataLoader: batches of a dataset, as PyTorch's (torch.utils.data.DataLoader), in the main
-process. It draws from the generators as PyTorch does (a base seed per epoch, then the
-sampler's permutation), so a seeded shuffle gives PyTorch's batches."""
+"""DataLoader: batches of a dataset, as PyTorch's (torch.utils.data.DataLoader), made in the
+main process or by worker processes (`num_workers`, see `workers`). It draws from the
+generators as PyTorch does (a base seed per epoch, then the sampler's permutation), so a
+seeded shuffle gives PyTorch's batches."""
+import itertools
 import warnings
 
-import numpy as np
-
-from .._tensor.tensor import Tensor
+from . import workers
 from .collate import default_collate, default_convert
 from .dataset import IterableDataset, TensorDataset
+from .fetch import IterableFetcher, MapFetcher, TensorRows
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, draw_seed
 
 __all__ = ["DataLoader"]
 
 
 class DataLoader:
-    """Batches of `dataset` (map-style or iterable), collated by `collate_fn`.
-
-    `num_workers > 0` raises NotImplementedError: nbgrad loads in the main process.
-    """
+    """Batches of `dataset` (map-style or iterable), collated by `collate_fn`, made in the main
+    process (`num_workers=0`) or by `num_workers` worker processes."""
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None,
                  num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0,
@@ -26,20 +25,21 @@ class DataLoader:
         if num_workers < 0:
             raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
                              "disable multiprocessing.")
-        if num_workers > 0:
-            raise NotImplementedError(f"nbgrad's DataLoader loads batches in the main process: "
-                                      f"num_workers={num_workers} is not supported, use "
-                                      f"num_workers=0")
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
-        if prefetch_factor is not None:
+        if num_workers == 0 and prefetch_factor is not None:
             raise ValueError("prefetch_factor option could only be specified in multiprocessing."
                              "let num_workers > 0 to enable multiprocessing, otherwise set "
                              "prefetch_factor to None.")
-        if persistent_workers:
+        if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
+        if persistent_workers:
+            raise NotImplementedError("nbgrad's DataLoader starts its workers each epoch: "
+                                      "persistent_workers=True is not supported")
         self.dataset = dataset
         self.num_workers = num_workers
+        self.prefetch_factor = 2 if num_workers and prefetch_factor is None else prefetch_factor
+        self.multiprocessing_context = multiprocessing_context
         self.pin_memory = pin_memory
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
@@ -92,45 +92,33 @@ class DataLoader:
         if self.pin_memory:
             warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
                           "then device pinned memory won't be used.", stacklevel=2)
-        # PyTorch draws a base seed (for worker processes) each epoch, before any index:
-        # drawing it here keeps the streams PyTorch's.
-        draw_seed(self.generator)
+        # PyTorch draws a base seed (its workers' seeds) each epoch, before any index: drawing
+        # it here keeps the streams PyTorch's.
+        base_seed = draw_seed(self.generator)
+        fetch, tasks = self._fetcher()
+        if self.num_workers:
+            return workers.batches(self, fetch, tasks, base_seed)
+        return _batches(fetch, tasks)
+
+    def _fetcher(self):
+        """What makes a batch, and what each batch is made from (lists of indices, single
+        indices without batching, nothing for an iterable dataset)."""
         if isinstance(self.dataset, IterableDataset):
-            return self._iterable_batches()
-        return self._map_batches()
-
-    def _map_batches(self):
+            return (IterableFetcher(self.dataset, self.collate_fn, self.batch_size,
+                                    self.drop_last), itertools.repeat(None))
         if self.batch_sampler is None:
-            for index in self.sampler:
-                yield self.collate_fn(self.dataset[index])
+            return MapFetcher(self.dataset, self.collate_fn, batched=False), self.sampler
+        if isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate and \
+                not any(t.requires_grad for t in self.dataset.tensors):
+            # Stacking samples of a tensor that requires grad records the stack: not here.
+            return TensorRows(self.dataset), self.batch_sampler
+        return MapFetcher(self.dataset, self.collate_fn, batched=True), self.batch_sampler
+
+
+def _batches(fetch, tasks):
+    for task in tasks:
+        try:
+            batch = fetch(task)
+        except StopIteration:  # an iterable dataset ran out
             return
-        whole_rows = self._whole_rows()
-        for indices in self.batch_sampler:
-            yield self._rows(indices) if whole_rows else self.collate_fn(self._fetch(indices))
-
-    def _whole_rows(self):
-        """Whether a batch can be cut from the tensors at once (a TensorDataset of tensors
-        outside autograd, collated by default_collate): the batch that stacking its samples
-        gives, without the per-sample loop."""
-        return (isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate
-                and not any(t.requires_grad for t in self.dataset.tensors))
-
-    def _rows(self, indices):
-        return [Tensor._wrap(np.ascontiguousarray(t._data[indices])) for t in self.dataset.tensors]
-
-    def _fetch(self, indices):
-        if callable(getattr(self.dataset, "__getitems__", None)):
-            return self.dataset.__getitems__(indices)
-        return [self.dataset[i] for i in indices]
-
-    def _iterable_batches(self):
-        samples = iter(self.dataset)
-        if self.batch_size is None:
-            for sample in samples:
-                yield self.collate_fn(sample)
-            return
-        while True:
-            batch = [sample for _, sample in zip(range(self.batch_size), samples)]
-            if not batch or (self.drop_last and len(batch) < self.batch_size):
-                return
-            yield self.collate_fn(batch)
+        yield batch

@@ -273,9 +273,76 @@ def test_errors_match_torch(case):
     assert actual == expected
 
 
-def test_num_workers_is_refused_not_ignored():
-    with pytest.raises(NotImplementedError, match="num_workers=2"):
-        nud.DataLoader(Records(), num_workers=2)
+class Seeded:
+    """A map-style dataset whose samples are drawn in the worker: its worker id, seed and a
+    random number from the library's default generator."""
+
+    def __init__(self, data, T):
+        self.data, self.T = data, T
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        info = self.data.get_worker_info()
+        return i, info.id, info.seed, self.T.initial_seed(), self.T.rand(2)
+
+
+def _sharded(data):
+    class Sharded(data.IterableDataset):
+        """Each worker streams its share of range(10)."""
+
+        def __iter__(self):
+            info = data.get_worker_info()
+            return iter(range(info.id, 10, info.num_workers))
+    return Sharded()
+
+
+def _failing(data):
+    class Failing(data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            if i == 2:
+                raise ValueError("sample 2 is broken")
+            return i
+    return Failing()
+
+
+def _worker_runs(data, T):
+    g = T.Generator().manual_seed(5)
+    runs = [list(data.DataLoader(Records(), batch_size=3, shuffle=True, generator=g,
+                                 num_workers=2)),
+            list(data.DataLoader(Seeded(data, T), batch_size=2, num_workers=2, generator=g)),
+            list(data.DataLoader(_sharded(data), batch_size=2, num_workers=2,
+                                 prefetch_factor=1))]
+    return [plain(run) for run in runs], g.get_state().tolist(), data.get_worker_info()
+
+
+def test_worker_processes_give_torch_batches():
+    """Batches made by workers: in order, seeded as PyTorch's workers (the same base seed,
+    the same worker seeds, the same numbers drawn in them), iterable datasets round robin."""
+    expected, actual = _worker_runs(tud, torch), _worker_runs(nud, nbgrad)
+    for i, (a, e) in enumerate(zip(actual[0], expected[0])):
+        assert a == e, f"run {i}"
+    assert actual[1:] == expected[1:]
+
+
+def test_worker_errors_are_raised_as_torch_raises_them():
+    """(PyTorch's message, checked against torch when this was written; a torch loader with
+    workers costs seconds of test time.)"""
+    with pytest.raises(ValueError) as caught:
+        list(nud.DataLoader(_failing(nud), batch_size=1, num_workers=2))
+    message = str(caught.value)
+    assert message.startswith("Caught ValueError in DataLoader worker process 0.\nOriginal "
+                              "Traceback"), message
+    assert "sample 2 is broken" in message
+
+
+def test_persistent_workers_are_refused_not_ignored():
+    with pytest.raises(NotImplementedError, match="persistent_workers"):
+        nud.DataLoader(Records(), num_workers=2, persistent_workers=True)
 
 
 def test_pin_memory_warns_as_torch_without_an_accelerator():
