@@ -275,6 +275,7 @@ BAD = {
     "histogram_range_min_above_max": lambda L: L.histogram(L.ones(3), 2, range=(3.0, 0.0)),
     "sum_dim_and_axis": lambda L: _x(L, 2, 3).sum(0, axis=1),
     "max_keepdim_and_keepdims": lambda L: _x(L, 2, 3).max(0, keepdim=True, keepdims=True),
+    "prod_tuple_dim": lambda L: _x(L, 2, 3).prod((0, 1)),
 }
 
 # Indices changed after forward: nbgrad must raise torch's IndexError, or give the gradient

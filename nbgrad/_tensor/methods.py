@@ -66,7 +66,8 @@ METHODS = {
     "std": reductions.std, "logsumexp": reductions.logsumexp, "softmax": reductions.softmax,
     "log_softmax": reductions.log_softmax, "cumsum": reductions.cumsum,
     "sum_to_size": reductions.sum_to_size,
-    "all": reductions.all, "any": reductions.any, "norm": reductions.norm,
+    "prod": reductions.prod, "all": reductions.all, "any": reductions.any,
+    "norm": reductions.norm,
     "cumprod": reductions.cumprod, "sort": reductions.sort, "argsort": reductions.argsort,
     "topk": reductions.topk, "histc": reductions.histc, "histogram": reductions.histogram,
     # matrix products

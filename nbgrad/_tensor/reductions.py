@@ -16,7 +16,7 @@ from .arithmetic import maximum, minimum
 from .dispatch import dispatch
 from .tensor import Tensor, _check_dim, sizes_of
 
-__all__ = ["sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std",
+__all__ = ["sum", "prod", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std",
            "var_mean", "std_mean", "logsumexp", "all", "any", "norm", "softmax", "log_softmax",
            "cumsum", "cumprod", "sort", "argsort", "topk", "histc", "histogram"]
 
@@ -66,6 +66,17 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None)
     if dtype is not None:
         input = input.to(dtype)
     return _reduce("sum", input, dim, keepdim, "SumBackward0" if dim is None else None)
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    """The product of all elements, or along one dim (PyTorch takes no tuple of dims)."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("prod", dim, keepdim, axis, keepdims)
+    if dim is not None and not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"prod(): argument 'dim' must be int, not {type(dim).__name__}")
+    if dtype is not None:
+        input = input.to(dtype)
+    return _reduce("prod", input, dim, keepdim, "ProdBackward0" if dim is None else None)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):

@@ -271,7 +271,7 @@ def _unfused(r):
 # takes its primitive off the list (and its rows must then fuse).
 NO_FUSED_RULE = {
     "amax", "amin", "argmax", "argmin", "logsumexp", "var", "std",  # reductions
-    "all", "any", "vector_norm",  # reductions (all/any give no gradient)
+    "prod", "all", "any", "vector_norm",  # reductions (all/any give no gradient)
     "argsort", "topk_indices",  # sorting: indices (the values are a `take`)
     "histc", "histogram_bin_edges", "histogram",  # histograms: no gradient
     "permute", "expand", "basic_index",  # views (transpose, .T, expand, a[1:, ::2])
