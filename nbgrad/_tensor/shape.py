@@ -227,7 +227,8 @@ def _rearranged(input, rearrange, grad_fn_name):
     """`input` with its elements where `rearrange` (a NumPy function) puts those of an array
     of the same shape."""
     positions = rearrange(np.arange(input.numel(), dtype=np.int64).reshape(input.shape))
-    return dispatch(PRIMITIVES["take"], (input,), {"positions": np.array(positions, order="C", copy=None)},
+    positions = np.array(positions, order="C", copy=None)  # (ascontiguousarray makes 0-d 1-d)
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
                     grad_fn_name=grad_fn_name)
 
 
@@ -261,7 +262,7 @@ def flip(input, *dims):
 def roll(input, shifts, dims=None):
     shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
     dims = () if dims is None else (dims,) if isinstance(dims, int) else tuple(dims)
-    if len(shifts) != len(dims) and not (not dims and len(shifts) == 1):
+    if len(shifts) != len(dims) and (dims or len(shifts) != 1):
         raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
     if not dims or not input.ndim:  # the flattened tensor rolls, then takes back its shape
         return _rearranged(input, lambda a: np.roll(a.reshape(-1), shifts[0]).reshape(a.shape),
