@@ -12,9 +12,11 @@ NOTE: Numba's thread pool is not fork-safe: kernels in a forked worker run seria
 """
 import itertools
 import multiprocessing
+import os
 import queue
 import random
 import traceback
+import warnings
 
 import numpy as np
 
@@ -102,6 +104,14 @@ def batches(loader, fetch, tasks, base_seed):
     if context is None or isinstance(context, str):
         context = multiprocessing.get_context(context)
     n = loader.num_workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if n > cores:
+        warnings.warn(f"This DataLoader will create {n} worker processes in total. Our suggested "
+                      f"max number of worker in current system is {cores}, which is smaller than "
+                      f"what this DataLoader is going to create. Please be aware that excessive "
+                      f"worker creation might get DataLoader running slow or even freeze, lower "
+                      f"the worker number to avoid potential slowness/freeze if necessary.",
+                      stacklevel=3)
     results = context.Queue()
     task_queues = [context.Queue() for _ in range(n)]
     workers = [context.Process(target=_work, daemon=True, args=(

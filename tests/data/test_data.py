@@ -79,6 +79,7 @@ def test_digits_training_reaches_95_percent():
 # ---------------------------------------------------------------------------------------------
 
 import collections  # noqa: E402
+import os  # noqa: E402
 import warnings  # noqa: E402
 
 import torch  # noqa: E402
@@ -338,6 +339,12 @@ def test_worker_errors_are_raised_as_torch_raises_them():
     assert message.startswith("Caught ValueError in DataLoader worker process 0.\nOriginal "
                               "Traceback"), message
     assert "sample 2 is broken" in message
+
+
+def test_more_workers_than_cores_warn_as_torch():
+    loader = nud.DataLoader(Records(4), batch_size=2, num_workers=os.cpu_count() + 1)
+    with pytest.warns(UserWarning, match="Our suggested max number of worker in current system"):
+        assert len(list(loader)) == 2
 
 
 def test_persistent_workers_are_refused_not_ignored():
