@@ -1,5 +1,5 @@
 """Gradient clipping (torch/nn/utils/clip_grad.py), written with tensor operations under
-no_grad, so that a step compiled by `nbgrad.compile` sees (and fuses) the clipping too.
+no_grad, as PyTorch does.
 
 NOTE: `foreach` is accepted and not used: in PyTorch it picks an implementation with the
 same results.
@@ -7,10 +7,18 @@ same results.
 import types
 import warnings
 
+from ..._core import tracing as _tracing
 from ...autograd.grad_mode import no_grad
 from ..._tensor import api as _api
 from ..._tensor.reductions import vector_norm
 from ..._tensor.tensor import Tensor
+
+
+def _not_in_a_compiled_step(name):
+    # NOTE: a fused step does not yet see in-place changes of a .grad made after backward
+    # (the optimizer's update would read the gradients unclipped): until it does, a step that
+    # clips runs eagerly.
+    _tracing.graph_break(f"{name} changes .grad in place, which a fused step does not follow")
 
 
 def _listed(parameters):
@@ -26,6 +34,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         if not parameters:
             warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.",
                           stacklevel=2)
+    _not_in_a_compiled_step("clip_grad_norm_")
     grads = [p.grad for p in _listed(parameters) if p.grad is not None]
     norm_type = float(norm_type)
     if not grads:
@@ -53,6 +62,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
 
 def clip_grad_value_(parameters, clip_value, foreach=None):
     """Clamp the gradients of `parameters` in place to [-clip_value, clip_value]."""
+    _not_in_a_compiled_step("clip_grad_value_")
     clip_value = float(clip_value)
     with no_grad():
         for p in _listed(parameters):
