@@ -29,7 +29,7 @@ def _return_type(name, fields):
 
     namespace = {field: property(operator.itemgetter(i)) for i, field in enumerate(fields)}
     return type(name, (tuple,), {**namespace, "__slots__": (), "__repr__": __repr__,
-                                 "__module__": "torch.return_types"})
+                                 "__module__": __name__})
 
 
 _RETURN_TYPES = {name: _return_type(name, ("values", "indices"))
