@@ -91,8 +91,9 @@ elif ord == 2:
         acc += x[r] * x[r]
     out = np.sqrt(acc)
 else:
+    # the powers in the input's precision, as PyTorch (float32 overflows where it does)
     for r in range(x.shape[0]):
-        acc += abs(x[r]) ** ord
+        acc += abs(x[r]) ** typed(ord, x[r])
     out = acc ** (1.0 / ord)"""
 # Its VJP, PyTorch's norm_backward case by case (sgn(0) = sgn(NaN) = 0): 2-norm x / norm,
 # 0 where the norm is 0; +-inf: g shared by the elements whose magnitude is the norm (or is
@@ -112,13 +113,13 @@ for r in range(x.shape[0]):
     elif ord == np.inf or ord == -np.inf:
         dx[r] = sgn * (g / count) if a == out or a != a else 0.0
     elif ord < 1:
-        dx[r] = 0.0 if x[r] == 0 else sgn * a ** (ord - 1) * g * out ** (1 - ord)
+        dx[r] = 0.0 if x[r] == 0 else sgn * a ** typed(ord - 1, a) * g * out ** typed(1 - ord, a)
     elif out == 0:
         dx[r] = 0.0
     elif ord < 2:
-        dx[r] = sgn * a ** (ord - 1) * (g / out ** (ord - 1))
+        dx[r] = sgn * a ** typed(ord - 1, a) * (g / out ** typed(ord - 1, a))
     else:
-        dx[r] = x[r] * a ** (ord - 2) * (g / out ** (ord - 1))"""
+        dx[r] = x[r] * a ** typed(ord - 2, a) * (g / out ** typed(ord - 1, a))"""
 ROW_KERNELS = {
     "sum": (("x",), (), (), ("out",), ("scale",),
             "acc = wide_zero(x)\nfor r in range(x.shape[0]):\n    acc += x[r]\nout = acc * scale"),
