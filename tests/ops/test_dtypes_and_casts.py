@@ -621,6 +621,8 @@ def _halves_source(L, name):
     if name == "float64":
         # Rounded twice as in PyTorch (to float32, which makes the tie, then to float16).
         values += [1 + tie16 + 2.0 ** -40, 1 + tie_bf16 + 2.0 ** -40]
+    if name in ("float16", "bfloat16"):  # the values as a cast from float32 makes them
+        return L.tensor(values).to(lib_dtype(L, name))
     return L.tensor(values, dtype=lib_dtype(L, name))
 
 
