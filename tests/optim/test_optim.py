@@ -283,6 +283,18 @@ SCHEDULERS = {
     "OneCycleLR_no_momentum": ("Adam", lambda o, lib: lib.optim.lr_scheduler.OneCycleLR(
         o, max_lr=0.5, total_steps=30, cycle_momentum=False, div_factor=10.0)),
     "SequentialLR": ("SGD", sequential),
+    "MultiplicativeLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.MultiplicativeLR(
+        o, lambda epoch: 0.9 if epoch % 2 else 1.02)),
+    "ConstantLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ConstantLR(
+        o, factor=0.5, total_iters=4)),
+    "PolynomialLR": ("SGD", lambda o, lib: lib.optim.lr_scheduler.PolynomialLR(
+        o, total_iters=20, power=2.0)),
+    "CosineAnnealingWarmRestarts": ("SGD", lambda o, lib: lib.optim.lr_scheduler.
+                                    CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2,
+                                                                eta_min=0.01)),
+    "ChainedScheduler": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ChainedScheduler(
+        [lib.optim.lr_scheduler.ConstantLR(o, factor=0.1, total_iters=2),
+         lib.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)])),
     "ReduceLROnPlateau": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ReduceLROnPlateau(
         o, patience=2, factor=0.5, cooldown=1, min_lr=[0.0, 0.04])),
     "ReduceLROnPlateau_max_abs": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ReduceLROnPlateau(
@@ -387,7 +399,11 @@ def test_scheduler_errors_as_torch():
                 lambda: S.LambdaLR(o, [lambda e: 1, lambda e: 1]),
                 lambda: S.StepLR(lib.optim.SGD([lib.zeros(1, requires_grad=True)]), 2,
                                  last_epoch=3),
-                lambda: S.StepLR("x", 2)]
+                lambda: S.StepLR("x", 2), lambda: S.ConstantLR(o, factor=2),
+                lambda: S.MultiplicativeLR(o, 0.5),
+                lambda: S.CosineAnnealingWarmRestarts(o, T_0=0),
+                lambda: S.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0.5),
+                lambda: S.ChainedScheduler([])]
 
     for ours, theirs in zip(cases(nbgrad), cases(torch)):
         with pytest.raises(Exception) as expected:
@@ -405,14 +421,18 @@ def test_scheduler_step_with_an_epoch_uses_the_closed_form_as_torch():
         schedulers = [S.StepLR(optimizer, 3), S.MultiStepLR(optimizer, [2, 5]),
                       S.ExponentialLR(optimizer, 0.9), S.LinearLR(optimizer),
                       S.CosineAnnealingLR(optimizer, 6),
-                      S.LambdaLR(optimizer, lambda e: 1 / (e + 1))]
+                      S.LambdaLR(optimizer, lambda e: 1 / (e + 1)),
+                      S.ConstantLR(optimizer, total_iters=3), S.PolynomialLR(optimizer, 9),
+                      S.CosineAnnealingWarmRestarts(optimizer, T_0=2, T_mult=3)]
         optimizer.step()
         seen = []
         for scheduler in schedulers:
             for epoch in (4, 1, 7):
-                with pytest.warns(UserWarning, match="The epoch parameter"):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
                     scheduler.step(epoch)
                 seen.append(scheduler.get_last_lr()[0])
+                seen.append(any("The epoch parameter" in str(w.message) for w in caught))
         rates.append(seen)
     np.testing.assert_allclose(rates[0], rates[1], rtol=1e-12)
 
