@@ -168,6 +168,7 @@ class LBFGS(Optimizer):
         """Up to max_iter L-BFGS iterations; returns the closure's first loss."""
         _tracing.graph_break("LBFGS.step is a data-dependent loop over closure calls, with no "
                              "fused rule")
+        self._opt_called = True  # for the schedulers' warning about the order of steps
         run_pending()
         with no_grad():
             return self._step(closure)

@@ -66,6 +66,7 @@ class Optimizer:
         slower here: Numba types a tuple argument in Python, element by element (4
         parameters: 6.2 us against 4.7 us for 4 calls).
         """
+        self._opt_called = True  # for the schedulers' warning about the order of steps
         loss = None
         if closure is not None:
             with enable_grad():

@@ -413,6 +413,19 @@ def test_scheduler_errors_as_torch():
         assert str(expected.value).startswith(str(raised.value).rstrip("'\""))
 
 
+def test_scheduler_stepped_before_the_optimizer_warns_as_torch():
+    for library in (nbgrad, torch):
+        optimizer = library.optim.SGD([library.zeros(1, requires_grad=True)], lr=0.1)
+        scheduler = library.optim.lr_scheduler.StepLR(optimizer, 2)
+        with pytest.warns(UserWarning, match=r"Detected call of `lr_scheduler.step\(\)` before "
+                                             r"`optimizer.step\(\)`"):
+            scheduler.step()
+        optimizer.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            scheduler.step()
+
+
 def test_scheduler_step_with_an_epoch_uses_the_closed_form_as_torch():
     rates = []
     for library in (nbgrad, torch):
