@@ -1,7 +1,7 @@
 """Reductions over dimensions (`sum`, `mean`, `max`, `var`, `logsumexp`, `all`, `norm`, ...),
 the functions along one dimension (the softmax family, `cumsum`, `cumprod`, `sort`, `topk`)
-and histograms. `vector_norm` and `matrix_norm` are here for `norm`, and reach the
-`nbgrad.linalg` namespace from there."""
+and histograms. The norms of the `nbgrad.linalg` namespace (`linalg_norm`, `vector_norm`,
+`matrix_norm`) are here too, with `norm`, which calls them."""
 import builtins  # `sum`, `max`, `any`, ... below are the reductions
 import math
 import operator
@@ -248,9 +248,11 @@ def any(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
 # --- norms ------------------------------------------------------------------------------
 
 
-def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     """torch.linalg.vector_norm: (sum |x|**ord)**(1/ord) over `dim` (every dim by default);
     ord inf/-inf: the largest/smallest magnitude, 0: the count of nonzeros."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("linalg_vector_norm", dim, keepdim, axis, keepdims)
     if isinstance(ord, (str, bool)) or not isinstance(ord, (int, float, np.number)):
         raise TypeError("linalg_vector_norm(): argument 'ord' (position 2) must be Number, not "
                         f"{type(ord).__name__}")
@@ -259,10 +261,15 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
     return _reduce("vector_norm", x, dim, keepdim, ord=float(ord))
 
 
-def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, axis=None,
+                keepdims=None):
     """torch.linalg.matrix_norm: 'fro', or ord 1/-1 (largest/smallest column sum of
     magnitudes), inf/-inf (row sums), over the two dims `dim`. Orders +-2 and 'nuc' need
     singular values, which nbgrad does not compute."""
+    if axis is not None or keepdims is not None:
+        default = axis is not None and dim == (-2, -1)  # gives way to axis
+        dim, keepdim = _numpy_aliases("linalg_matrix_norm", None if default else dim, keepdim,
+                                      axis, keepdims)
     if A.ndim < 2:
         raise RuntimeError("linalg.matrix_norm: The input tensor A must have at least 2 "
                            "dimensions.")
@@ -289,6 +296,28 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
         raise NotImplementedError(f"linalg.matrix_norm: ord={ord!r} needs singular values, "
                                   "which nbgrad does not compute")
     raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+
+
+def linalg_norm(A, ord=None, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    """torch.linalg.norm: a vector norm over one dim (or, without `ord`, every dim), a matrix
+    norm over two; without `dim` but with `ord`, the input must be 1-D or 2-D."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = _numpy_aliases("linalg_norm", dim, keepdim, axis, keepdims)
+    if dim is not None:
+        dims = (dim,) if isinstance(dim, int) else tuple(dim)
+        if len(dims) not in (1, 2):
+            raise RuntimeError(f"linalg.norm: If dim is specified, it must be of length 1 or 2. "
+                               f"Got {list(dims)}")
+    elif ord is not None:
+        if A.ndim not in (1, 2):
+            raise RuntimeError("linalg.norm: If dim is not specified but ord is, the input must "
+                               f"be 1D or 2D. Got {A.ndim}D.")
+        dims = tuple(range(A.ndim))
+    if ord is None:  # the 2-norm of a vector and the Frobenius norm of a matrix are one norm
+        return vector_norm(A, 2, dim, keepdim, dtype=dtype)
+    if len(dims) == 2:
+        return matrix_norm(A, ord, dims, keepdim, dtype=dtype)
+    return vector_norm(A, ord, dims, keepdim, dtype=dtype)
 
 
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
@@ -321,18 +350,22 @@ def log_softmax(input, dim=None, dtype=None):
     return _softmax_like("log_softmax", input, dim, dtype)
 
 
-def _cumulative(name, input, dim, dtype):
+def _cumulative(name, input, dim, dtype, axis):
+    if axis is not None:
+        dim, _ = _numpy_aliases(name, dim, False, axis, None)
+    if dim is None:  # required, but may come as `axis`
+        raise TypeError(f'{name}() missing 1 required positional arguments: "dim"')
     return dispatch(PRIMITIVES[name], (input,), {
         "dim": _check_dim(dim, input.ndim),
         "dtype": None if dtype is None else _dtype.as_dtype(dtype).np})
 
 
-def cumsum(input, dim, *, dtype=None):
-    return _cumulative("cumsum", input, dim, dtype)
+def cumsum(input, dim=None, *, dtype=None, axis=None):
+    return _cumulative("cumsum", input, dim, dtype, axis)
 
 
-def cumprod(input, dim, *, dtype=None):
-    return _cumulative("cumprod", input, dim, dtype)
+def cumprod(input, dim=None, *, dtype=None, axis=None):
+    return _cumulative("cumprod", input, dim, dtype, axis)
 
 
 def sort(input, dim=-1, descending=False, *, stable=False):
