@@ -48,10 +48,10 @@ def write_back(target, result):
             not _dtype.can_cast(result.dtype, target.dtype):
         raise RuntimeError(f"result type {result.dtype.scalar_type} can't be cast to the "
                            f"desired output type {target.dtype.scalar_type}")
-    if target.dtype in _dtype.HALF or result.dtype in _dtype.HALF:
-        target._data[...] = _dtype.cast(result._data, target._data.dtype)
-    else:
+    if target._data.dtype in _dtype.COMPUTED_NUMPY:
         run(COPY, (result._data,), (), target._data.shape, target._data.dtype, out=target._data)
+    else:  # float16 or bfloat16 (a result of either has a target of either: promotion)
+        target._data[...] = _dtype.cast(result._data, target._data.dtype)
     target._version_counter[0] += 1
     if result.grad_fn is not None:
         target.grad_fn = result.grad_fn
