@@ -27,9 +27,10 @@ def to(input, *args, dtype=None, device=None, non_blocking=False, copy=False):
     if dtype is None:
         return clone(input) if copy else input
     dtype = _dtype.as_dtype(dtype)
-    if dtype.np == _meta(input).dtype and not copy:
+    source = _meta(input).dtype
+    if dtype.np == source and not copy:
         return input
-    if dtype in _dtype.HALF or input.dtype in _dtype.HALF:
+    if dtype in _dtype.HALF or _dtype.is_half(source):
         return _half_cast(input, dtype)
     return dispatch(PRIMITIVES["to_copy"], (input,), {"dtype": dtype.np})
 
