@@ -8,6 +8,10 @@ that prints random numbers prints the same ones. PyTorch's CPU generator is MT19
 `init_genrand`, which is NumPy's legacy MT19937 seeding, so NumPy's bit generator gives its raw
 32-bit words; each distribution below transforms them as PyTorch's kernels do (ATen's
 TransformationHelper.h, DistributionsHelper.h and cpu/DistributionTemplates.h).
+NOTE: where the values are not PyTorch's (still of the right distribution, and reproducible
+per seed): 16 or more float16/bfloat16 normals, and in-place fills (`normal_`, ...) and
+multinomial weights that are not contiguous, which PyTorch visits in memory order and nbgrad
+in index order.
 """
 import math
 import secrets
