@@ -537,3 +537,15 @@ def test_torch_random_module():
                 L.random.get_rng_state().shape[0]]
     assert run(nbgrad) == run(torch)
     assert nbgrad.random.default_generator is nbgrad.default_generator
+
+
+def test_draws_that_are_not_torch_values_have_the_right_distribution():
+    """16+ half-precision normals and fills of non-contiguous tensors are not PyTorch's values
+    (see nbgrad._tensor.random); their moments, with a fixed seed."""
+    g = nbgrad.Generator().manual_seed(0)
+    half = nbgrad.randn(4000, dtype=nbgrad.float16, generator=g).float().numpy()
+    transposed = nbgrad.empty(80, 50).t().normal_(2.0, 3.0, generator=g).numpy()
+    uniform = nbgrad.empty(80, 50).t().uniform_(-1.0, 3.0, generator=g).numpy()
+    assert abs(half.mean()) < 0.05 and abs(half.std() - 1) < 0.05
+    assert abs(transposed.mean() - 2) < 0.15 and abs(transposed.std() - 3) < 0.15
+    assert uniform.min() >= -1 and uniform.max() < 3 and abs(uniform.mean() - 1) < 0.05
