@@ -81,6 +81,10 @@ def by_name(name):
 
 
 def from_numpy_dtype(np_dtype):
+    # An array's dtype is found at once (Tensor.dtype); np.dtype() would add 0.2 us.
+    found = _BY_NUMPY.get(np_dtype)
+    if found is not None:
+        return found
     np_dtype = np.dtype(np_dtype)
     found = _BY_NUMPY.get(np_dtype)
     if found is not None:
