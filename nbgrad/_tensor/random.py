@@ -9,9 +9,7 @@ that prints random numbers prints the same ones. PyTorch's CPU generator is MT19
 32-bit words; each distribution below transforms them as PyTorch's kernels do (ATen's
 TransformationHelper.h, DistributionsHelper.h and cpu/DistributionTemplates.h).
 NOTE: where the values are not PyTorch's (still of the right distribution, and reproducible
-per seed): 16 or more float16/bfloat16 normals, and in-place fills (`normal_`, ...) and
-multinomial weights that are not contiguous, which PyTorch visits in memory order and nbgrad
-in index order.
+per seed): 16 or more float16/bfloat16 normals.
 """
 import math
 import secrets

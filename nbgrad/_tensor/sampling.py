@@ -50,7 +50,13 @@ def _by_exponential_race(weights, num_samples, generator):
         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
     if (weights.sum(axis=1) == 0).any():
         raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
-    keys = weights / _random.exponential(weights.shape, weights.dtype, generator)
+    # PyTorch draws into `empty_like(weights)`, which keeps the layout of dense weights (a
+    # transposed matrix), and fills it in memory order.
+    if weights.flags.f_contiguous and not weights.flags.c_contiguous:
+        noise = _random.exponential(weights.shape[::-1], weights.dtype, generator).T
+    else:
+        noise = _random.exponential(weights.shape, weights.dtype, generator)
+    keys = weights / noise
     if num_samples == 1:
         return keys.argmax(axis=1)[:, None]
     return np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]
@@ -130,8 +136,10 @@ def bernoulli(input, p=None, *, generator=None):
     return bernoulli_(Tensor._wrap(np.empty_like(input._data)), input, generator=generator)
 
 
-def _fill(target, values):
-    """Write random `values` into `target`, a tensor outside autograd's graph."""
+def _fill(target, draw):
+    """Fill `target`, a tensor outside autograd's graph, with `draw(shape, axes)`: values drawn
+    for `target` with its axes in `axes` order, that of its memory (largest stride first), in
+    which PyTorch's kernels visit the elements of a tensor that is not contiguous."""
     check_inplace(target)
     if is_recording(target):
         # PyTorch would record a node with zero gradients; keeping the old node would send
@@ -140,7 +148,10 @@ def _fill(target, values):
                                   "fill a tensor that does not require grad, or under "
                                   "nbgrad.no_grad()")
     _draw_break()
-    target._data[...] = values
+    strides = target._data.strides
+    axes = tuple(sorted(range(target.ndim), key=lambda axis: -abs(strides[axis])))
+    values = draw(tuple(target.shape[axis] for axis in axes), axes)
+    target._data[...] = np.transpose(values, np.argsort(axes))
     target._version_counter[0] += 1
     return target
 
@@ -155,10 +166,11 @@ def bernoulli_(input, p=0.5, *, generator=None):
             raise RuntimeError("Expected p_in >= 0 && p_in <= 1 to be true, but got false.  "
                                "(Could this error message be improved?  If so, please report an "
                                "enhancement request to PyTorch.)")
-        return _fill(input, _random.bernoulli_of(probabilities, generator))
+        return _fill(input, lambda shape, axes: _random.bernoulli_of(
+            np.transpose(probabilities, axes), generator))
     if not 0 <= p <= 1:
         raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p:g}")
-    return _fill(input, _random.bernoulli_mask(input.shape, p, generator))
+    return _fill(input, lambda shape, axes: _random.bernoulli_mask(shape, p, generator))
 
 
 def _floating_target(input, kernel):
@@ -170,8 +182,8 @@ def normal_(input, mean=0.0, std=1.0, *, generator=None):
     _floating_target(input, "normal_kernel_cpu")
     mean, std = _float_of(mean), _float_of(std)
     _check_std(std)
-    return _fill(input, _random.normal(input.shape, input.dtype, mean, std,
-                                       contiguous=input.is_contiguous(), generator=generator))
+    return _fill(input, lambda shape, axes: _random.normal(
+        shape, input.dtype, mean, std, contiguous=input.is_contiguous(), generator=generator))
 
 
 def uniform_(input, from_=0.0, to=1.0, *, generator=None):
@@ -179,16 +191,17 @@ def uniform_(input, from_=0.0, to=1.0, *, generator=None):
     if from_ > to:
         raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found "
                            f"from={from_:g} > to={to:g}")
-    return _fill(input, _random.uniform(input.shape, input.dtype, from_, to, generator=generator))
+    return _fill(input, lambda shape, axes: _random.uniform(shape, input.dtype, from_, to,
+                                                            generator=generator))
 
 
 def random_(input, *bounds, generator=None):
     """`random_(from, to)`: integers in [from, to); `random_(to)`: in [0, to); `random_()`: in
     [0, 2**mantissa digits] for a floating dtype, [0, max] for an integer one."""
     if not bounds:
-        return _fill(input, _random.full_range(input.shape, input.dtype, generator))
+        return _fill(input, lambda shape, axes: _random.full_range(shape, input.dtype, generator))
     from_, to = (0, bounds[0]) if len(bounds) == 1 else bounds
     if from_ >= to:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} >= "
                            f"to={to}")
-    return _fill(input, _random.integers(input.shape, from_, to, generator))
+    return _fill(input, lambda shape, axes: _random.integers(shape, from_, to, generator))

@@ -394,6 +394,10 @@ def _draws(L, g):
         L.nn.init.kaiming_normal_(conv, generator=g).clone(),
         L.nn.init.xavier_uniform_(L.empty(3, 4), generator=g),
         L.nn.init.xavier_normal_(L.empty(4, 3, dtype=L.float64), generator=g),
+        # tensors that are not contiguous: PyTorch visits them in memory order
+        L.empty(5, 4).t().uniform_(generator=g), L.empty(3, 4, 6).permute(2, 0, 1).normal_(
+            generator=g), L.empty(6, 8)[:, ::2].bernoulli_(L.rand(4, generator=g), generator=g),
+        L.multinomial(L.rand(5, 7, generator=g).t(), 3, generator=g),
         g.get_state()]
     return [d.numpy() for d in draws]
 
@@ -540,12 +544,8 @@ def test_torch_random_module():
 
 
 def test_draws_that_are_not_torch_values_have_the_right_distribution():
-    """16+ half-precision normals and fills of non-contiguous tensors are not PyTorch's values
-    (see nbgrad._tensor.random); their moments, with a fixed seed."""
+    """16+ half-precision normals are not PyTorch's values (see nbgrad._tensor.random); their
+    moments, with a fixed seed."""
     g = nbgrad.Generator().manual_seed(0)
     half = nbgrad.randn(4000, dtype=nbgrad.float16, generator=g).float().numpy()
-    transposed = nbgrad.empty(80, 50).t().normal_(2.0, 3.0, generator=g).numpy()
-    uniform = nbgrad.empty(80, 50).t().uniform_(-1.0, 3.0, generator=g).numpy()
     assert abs(half.mean()) < 0.05 and abs(half.std() - 1) < 0.05
-    assert abs(transposed.mean() - 2) < 0.15 and abs(transposed.std() - 3) < 0.15
-    assert uniform.min() >= -1 and uniform.max() < 3 and abs(uniform.mean() - 1) < 0.05
