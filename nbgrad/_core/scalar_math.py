@@ -18,14 +18,14 @@ def erf(x):
     """The error function of a float scalar (in its own precision)."""
 
 
-@overload(erf, inline="always")
+@overload(erf)
 def _erf(x):
     return lambda x: math.erf(x)
 
 
 def _integers_unchanged(float_function):
-    """An overload implementation: integers pass through (PyTorch's floor of an int64
-    tensor is the tensor; a round trip through float64 would lose values above 2**53)."""
+    """An overload implementation: integers pass through (PyTorch's floor of an integer is
+    itself; a round trip through float64 would lose int64 values above 2**53)."""
     def implementation(x):
         if isinstance(x, types.Integer):
             return lambda x: x
@@ -50,10 +50,10 @@ def rint_value(x):
     unchanged."""
 
 
-overload(floor_value, inline="always")(_integers_unchanged(np.floor))
-overload(ceil_value, inline="always")(_integers_unchanged(np.ceil))
-overload(trunc_value, inline="always")(_integers_unchanged(np.trunc))
-overload(rint_value, inline="always")(_integers_unchanged(np.rint))
+overload(floor_value)(_integers_unchanged(np.floor))
+overload(ceil_value)(_integers_unchanged(np.ceil))
+overload(trunc_value)(_integers_unchanged(np.trunc))
+overload(rint_value)(_integers_unchanged(np.rint))
 
 
 def round_decimals(x, decimals):
@@ -61,7 +61,7 @@ def round_decimals(x, decimals):
     precision, rint(x * 10**d) / 10**d, or for d < 0 rint(x / 10**-d) * 10**-d."""
 
 
-@overload(round_decimals, inline="always")
+@overload(round_decimals)
 def _round_decimals(x, decimals):
     def implementation(x, decimals):
         scale = typed(10.0 ** abs(decimals), x)
@@ -86,7 +86,7 @@ def truncated_remainder(a, b):
 _INTEGER_DIVISION_BY_ZERO = "ZeroDivisionError"
 
 
-@overload(floored_remainder, inline="always")
+@overload(floored_remainder)
 def _floored_remainder(a, b):
     if isinstance(a, types.Integer) and isinstance(b, types.Integer):
         def integer(a, b):
@@ -104,7 +104,7 @@ def _floored_remainder(a, b):
     return floating
 
 
-@overload(truncated_remainder, inline="always")
+@overload(truncated_remainder)
 def _truncated_remainder(a, b):
     if isinstance(a, types.Integer) and isinstance(b, types.Integer):
         def integer(a, b):
@@ -123,7 +123,7 @@ def floor_divide(a, b):
     remainder, so that a quotient just below an integer is not rounded up to it."""
 
 
-@overload(floor_divide, inline="always")
+@overload(floor_divide)
 def _floor_divide(a, b):
     def implementation(a, b):
         if b == 0:

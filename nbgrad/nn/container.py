@@ -182,7 +182,7 @@ class _DictMixin(_Entries):
         self._entries().clear()
 
     def update(self, entries):
-        if isinstance(entries, Mapping):
+        if isinstance(entries, (Mapping, _DictMixin)):
             for key, value in self._mapping_items(entries):
                 self[key] = value
             return
