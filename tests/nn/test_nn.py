@@ -2,6 +2,7 @@
 weights set through load_state_dict; outputs, input gradients and parameter gradients."""
 import copy
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -511,6 +512,7 @@ def _container_session(L):
     heads.update({"d": nn.Sigmoid()})
     heads.update([("e", nn.ReLU())])
     heads["a"] = nn.SiLU()  # keeps its place
+    heads.update(nn.ModuleDict({"f": nn.Tanh(), "b0": nn.ReLU()}))  # in its order
     seen += [repr(heads.pop("b")), repr(heads), list(heads), "a" in heads, len(heads),
              attempt(lambda: heads["zz"])]
     scales = nn.ParameterList([nn.Parameter(L.ones(3)), nn.Parameter(L.zeros(2, 2, dtype=L.float64))])
@@ -520,6 +522,7 @@ def _container_session(L):
     named = nn.ParameterDict({"w": nn.Parameter(L.ones(2)), "b": L.zeros(1)})  # sorted
     named["a"] = L.ones(3, 2)
     named["w"] = L.zeros(2)
+    named.update(nn.ParameterDict(OrderedDict([("z", L.ones(1)), ("c", L.ones(2))])))
     seen += [repr(named), [name for name, _ in named.named_parameters()]]
     model = _stack(nn)
     seen += [list(model.state_dict()), repr(model), len(list(model.parameters()))]
