@@ -612,6 +612,26 @@ def test_grad_fn_names_of_ops_in_shared_rows():
     assert names["nbgrad"] == names["torch"]
 
 
+# In-place forms: the same values as torch's, written into the tensor itself.
+INPLACE_FORMS = [
+    lambda L, x: x.floor_(), lambda L, x: x.ceil_(), lambda L, x: x.trunc_(),
+    lambda L, x: x.round_(), lambda L, x: x.round_(decimals=1), lambda L, x: x.nan_to_num_(),
+    lambda L, x: x.log1p_(), lambda L, x: x.expm1_(), lambda L, x: x.clamp_(min=0.0),
+    lambda L, x: x.clamp_(-0.5, 0.5), lambda L, x: x.masked_fill_(x > 0, 2.0),
+]
+
+
+def test_inplace_forms_match_torch():
+    values = np.array([-1.25, 0.5, 1.5, 2.75], np.float32)
+    for form in INPLACE_FORMS:
+        results = []
+        for lib in (nbgrad, torch):
+            x = lib.tensor(values)
+            assert form(lib, x) is x
+            results.append(x)
+        assert_close(*results)
+
+
 @pytest.mark.parametrize("r", GRADCHECK, ids=[r.name for r in GRADCHECK])
 def test_gradcheck_float64(r):
     # Empty inputs come from zeros(): numpy gives empty arrays zero strides, which torch keeps
