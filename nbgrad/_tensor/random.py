@@ -8,8 +8,6 @@ that prints random numbers prints the same ones. PyTorch's CPU generator is MT19
 `init_genrand`, which is NumPy's legacy MT19937 seeding, so NumPy's bit generator gives its raw
 32-bit words; each distribution below transforms them as PyTorch's kernels do (ATen's
 TransformationHelper.h, DistributionsHelper.h and cpu/DistributionTemplates.h).
-NOTE: where the values are not PyTorch's (still of the right distribution, and reproducible
-per seed): 16 or more float16/bfloat16 normals.
 """
 import math
 import secrets
@@ -240,11 +238,9 @@ def normal(shape, dtype, mean=0.0, std=1.0, contiguous=True, generator=None):
     """Normal values of nbgrad dtype `dtype` drawn as PyTorch's normal_ kernel does: 16 or
     more contiguous values by Box-Muller over blocks of 16 uniforms of the dtype (normal_fill),
     fewer one at a time from float64 uniforms, with the generator keeping each pair's second
-    value for the next draw (normal_distribution<double>).
-    NOTE: 16 or more float16/bfloat16 values take the one-at-a-time path: normal values, but
-    not PyTorch's (its normal_fill in half precision is not reproduced)."""
+    value for the next draw (normal_distribution<double>)."""
     gen, n = resolve(generator), int(np.prod(shape))
-    if n >= 16 and contiguous and dtype.name in ("float32", "float64"):
+    if n >= 16 and contiguous:
         return _normal_fill(gen, n, dtype, mean, std).reshape(shape)
     kept = gen._next_normal is not None
     pairs = (n - kept + 1) // 2
@@ -257,17 +253,22 @@ def normal(shape, dtype, mean=0.0, std=1.0, contiguous=True, generator=None):
 def _normal_fill(gen, n, dtype, mean, std):
     """normal_fill: uniforms for all n values, Box-Muller on each block of 16 (the first 8 as
     1 - u1, the last 8 as u2), and, when 16 does not divide n, 16 new uniforms for the last 16
-    values, overwriting what the blocks wrote there."""
-    box_muller = _box_muller_float32 if dtype.name == "float32" else _box_muller_float64
+    values, overwriting what the blocks wrote there. float16 and bfloat16 compute in float32
+    and, as PyTorch, draw uniforms for the whole blocks only."""
+    half = dtype.name in ("float16", "bfloat16")
+    compute = _dtype.float32 if half else dtype
+    box_muller = _box_muller_float64 if compute.name == "float64" else _box_muller_float32
     mean, std = float(mean), float(std)
-    data = uniform((n,), dtype, generator=gen)
     full = n - n % 16
+    drawn = full if half else n
+    data = np.empty(n, compute.np)
+    data[:drawn] = uniform((drawn,), compute, generator=gen)
     box_muller(data[:full].reshape(-1, 2, 8), mean, std)
     if n % 16:
-        tail = uniform((16,), dtype, generator=gen)
+        tail = uniform((16,), compute, generator=gen)
         box_muller(tail.reshape(1, 2, 8), mean, std)
         data[n - 16:] = tail
-    return data
+    return data.astype(dtype.np, copy=False)
 
 
 # NOTE: `contract` lets LLVM fuse `a * b + c` into one FMA where PyTorch's compiler fuses it
