@@ -10,6 +10,8 @@ of the op). The range is chosen from the data (as PyTorch does), so these are
 primitives. Neither has a gradient: `histc`'s result does not require one, and the results
 of `histogram` do but raise in backward, as in PyTorch (grad_fn "NotImplemented").
 """
+from fractions import Fraction
+
 import numba
 import numpy as np
 
@@ -57,15 +59,32 @@ def histogram_kernel(x, edges, weight, use_weight, algorithm, bin_count, hist):
 
 
 def linspace(start, end, steps, dtype):
-    """PyTorch's CPU linspace in `dtype`: the first half counted up from `start`, the second
-    half down from `end`, so that both ends are exact."""
+    """PyTorch's CPU linspace in `dtype`, value for value: the first half counted up from
+    `start`, the second half down from `end`, each value rounded once, as its compiled kernel
+    computes it (a fused multiply-add). NOTE: an element equal to an edge lands in
+    PyTorch's bin only with PyTorch's edges to the last bit."""
     kind = np.dtype(dtype).type
     start, end = kind(start), kind(end)
-    step = (end - start) / kind(steps - 1) if steps > 1 else kind(0)
-    index = np.arange(steps)
     halfway = steps // 2
-    return np.where(index < halfway, start + step * index.astype(dtype),
-                    end - step * (steps - index - 1).astype(dtype)).astype(dtype)
+    # A range wider than the largest value has an infinite step (and NaN edges), as in PyTorch.
+    with np.errstate(over="ignore", invalid="ignore"):
+        step = (end - start) / kind(steps - 1)
+        if not np.isfinite(step):
+            return np.array([start + step * kind(i) if i < halfway else
+                             end - step * kind(steps - 1 - i) for i in range(steps)], dtype)
+    exact_start, exact_end, exact_step = (Fraction(float(v)) for v in (start, end, step))
+    return np.array([_rounded(exact_start + exact_step * i if i < halfway else
+                              exact_end - exact_step * (steps - 1 - i), kind)
+                     for i in range(steps)], dtype)
+
+
+def _rounded(value, kind):
+    """The exact `value` (a Fraction) rounded once to `kind`: to the nearest, ties to even.
+    (float() rounds to float64 correctly; rounding that to float32 could round twice.)"""
+    near = kind(float(value))
+    bits = np.dtype(f"u{np.dtype(kind).itemsize}")  # the last bit says even or odd
+    return min((np.nextafter(near, kind(-np.inf)), near, np.nextafter(near, kind(np.inf))),
+               key=lambda c: (abs(Fraction(float(c)) - value), int(c.view(bits)) & 1))
 
 
 def _require_float(kernel_name, dtype):
