@@ -5,16 +5,10 @@ import warnings
 
 import numpy as np
 
+from .._core.dtype import can_cast
 from .._core.mode import run_pending
 from .inplace import copy_
 from .tensor import Tensor
-
-
-def _can_cast(source, target):
-    # torch's canCast: no float into an integer or bool tensor, no number into a bool tensor.
-    if source.is_floating_point and not target.is_floating_point:
-        return False
-    return not (target.name == "bool" and source.name != "bool")
 
 
 def write_out(name, result, out):
@@ -23,9 +17,9 @@ def write_out(name, result, out):
     if result.requires_grad:
         raise RuntimeError(f"{name}(): functions with out=... arguments don't support automatic "
                            "differentiation, but one of the arguments requires grad.")
-    if not _can_cast(result.dtype, out.dtype):
-        source, target = (_TYPE_NAMES.get(d.name, d.name) for d in (result.dtype, out.dtype))
-        raise RuntimeError(f"result type {source} can't be cast to the desired output type {target}")
+    if not can_cast(result.dtype, out.dtype):
+        raise RuntimeError(f"result type {result.dtype.scalar_type} can't be cast to the desired output "
+                           f"type {out.dtype.scalar_type}")
     if out.shape != result.shape:
         if out.numel():
             warnings.warn(f"An output with one or more elements was resized since it had shape "
@@ -41,11 +35,6 @@ def write_out(name, result, out):
         out._version_counter[0] += 1
     return copy_(out, result)
 
-
-# torch names dtypes by their C++ scalar type in this message.
-_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-               "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
-               "float16": "Half", "bfloat16": "BFloat16"}
 
 
 def with_out(function, name):
