@@ -16,6 +16,6 @@ int = int32
 short = int16
 half = float16
 get_default_dtype = lambda: float32  # noqa: E731
-from . import nn, optim, data, utils, cuda, backends, accelerator, random  # noqa: E402,F401
+from . import nn, optim, data, utils, linalg, cuda, backends, accelerator, random  # noqa: E402,F401
 from .fuse import compile  # noqa: E402,F401
 from .serialization import save, load  # noqa: E402,F401

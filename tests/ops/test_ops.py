@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import nbgrad
-import nbgrad.linalg  # noqa: F401  (L.linalg in the rows; until nbgrad imports it)
 from conftest import TOL, assert_close, assert_same_dtype, grad_fn_name, rng_for, to_numpy
 
 # float32 tolerance for rows whose result is a sum over several elements (reductions, matmul,
