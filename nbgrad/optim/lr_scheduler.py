@@ -118,6 +118,10 @@ class LRScheduler:
         return [group["lr"] for group in self.optimizer.param_groups]
 
 
+class _LRScheduler(LRScheduler):
+    """The old name of LRScheduler, which custom schedulers in older code subclass."""
+
+
 class _LambdaScheduler(LRScheduler):
     """A scheduler driven by `lr_lambda(epoch)`: one function, or one per group."""
 

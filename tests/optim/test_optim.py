@@ -387,6 +387,25 @@ def test_new_optimizers_with_param_groups_of_their_own_options(name):
     assert_same_parameters(model, reference)
 
 
+def test_custom_scheduler_subclass_as_torch():
+    """A tutorial's own scheduler: a subclass of (the old name of) LRScheduler with get_lr."""
+    rates = []
+    for library in (nbgrad, torch):
+        class Warmup(library.optim.lr_scheduler._LRScheduler):
+            def get_lr(self):
+                return [base * min(1.0, (self.last_epoch + 1) / 4) for base in self.base_lrs]
+
+        optimizer = library.optim.SGD([library.zeros(1, requires_grad=True)], lr=0.1)
+        scheduler = Warmup(optimizer)
+        seen = [scheduler.get_last_lr()[0]]
+        for _ in range(6):
+            optimizer.step()
+            scheduler.step()
+            seen.append(scheduler.get_last_lr()[0])
+        rates.append(seen)
+    assert rates[0] == rates[1]
+
+
 def test_scheduler_errors_as_torch():
     def cases(lib):
         S = lib.optim.lr_scheduler
