@@ -295,6 +295,12 @@ class Tensor:
     def __repr__(self):
         return format_tensor(self)
 
+    def __format__(self, format_spec):
+        # As PyTorch: f"{loss}" and f"{loss:.4f}" of a 0-d tensor format its number.
+        if self.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __reduce__(self):
         return (_rebuild, (self._data, self._requires_grad))
 

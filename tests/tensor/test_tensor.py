@@ -270,3 +270,11 @@ def test_repr_matches_torch(case):
 def test_dtype_repr():
     for name in ("float32", "float64", "int64", "bool"):
         assert repr(getattr(nbgrad, name)) == repr(getattr(torch, name)).replace("torch.", "nbgrad.")
+
+
+def test_format_of_a_0d_tensor_formats_its_number_as_torch():
+    for spec in ("", ".3f", "8.2e", "+"):
+        assert format(nbgrad.tensor(2.5), spec) == format(torch.tensor(2.5), spec)
+    assert f"{nbgrad.ones(2)}" == "tensor([1., 1.])"
+    with pytest.raises(TypeError, match="unsupported format string passed to Tensor.__format__"):
+        f"{nbgrad.ones(2):.2f}"
