@@ -21,7 +21,7 @@ __all__ = [
     "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
     "log10", "log2", "erf", "sign", "floor", "ceil", "trunc", "fix", "round", "remainder", "fmod",
     "atan2", "arctan2", "isnan", "isinf", "isfinite", "nan_to_num", "masked_fill",
-    "bitwise_xor",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "logical_xor",
 ]
 
 
@@ -54,7 +54,16 @@ mul, rsub, maximum, minimum, logical_and, logical_or = (
     _binary_function(name) for name in ("mul", "rsub", "maximum", "minimum", "logical_and",
                                         "logical_or"))
 multiply = mul
-bitwise_xor = _binary_function("bitwise_xor")
+bitwise_and, bitwise_or, bitwise_xor = (
+    _binary_function(name) for name in ("bitwise_and", "bitwise_or", "bitwise_xor"))
+
+
+def logical_xor(input, other):
+    """Whether exactly one of `input` and `other` is nonzero (NaN counts as nonzero)."""
+    if not isinstance(other, Tensor):
+        raise TypeError("logical_xor(): argument 'other' (position 2) must be Tensor, not "
+                        f"{type(other).__name__}")
+    return ne(ne(input, 0), ne(other, 0))
 
 
 def atan2(input, other):

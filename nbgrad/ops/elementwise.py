@@ -151,6 +151,9 @@ TABLE = [
     Elementwise("logical_not", None, ("a",), "not a", result="bool"),
     Elementwise("logical_and", None, ("a", "b"), "a and b", result="bool"),
     Elementwise("logical_or", None, ("a", "b"), "a or b", result="bool"),
+    # The operators &, |, ^ (on bools the logical operations, on integers bitwise).
+    Elementwise("bitwise_and", None, ("a", "b"), "a & b", kinds="biu"),
+    Elementwise("bitwise_or", None, ("a", "b"), "a | b", kinds="biu"),
     Elementwise("bitwise_xor", None, ("a", "b"), "a ^ b", kinds="biu"),
     # torch's derivative formulas (derivatives.yaml), with its constants ln(10) and ln(2).
     Elementwise("log10", "Log10Backward0", ("a",), "np.log10(a)",

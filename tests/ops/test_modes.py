@@ -164,8 +164,8 @@ MORE = [
     row("to_bool_no_grad", lambda L, a: (a * 3.0).bool().to(a.dtype) * 2.0 + a, A([0.0, 1.0, -2.0])),
     row("clone", lambda L, a: a.clone() * a, (3,)),
     row("logical_not", lambda L, a: L.where(~(a > 0), a, a * 2.0), (3, 4)),
-    row("logical_and", lambda L, a, b: L.where((a > 0) & (b > 0), a, b), (3, 4), (4,)),
-    row("logical_or", lambda L, a, b: L.where((a > 0) | (b < 0), a * b, b), (3, 4), (3, 4)),
+    row("logical_and", lambda L, a, b: L.where(L.logical_and(a > 0, b > 0), a, b), (3, 4), (4,)),
+    row("logical_or", lambda L, a, b: L.where(L.logical_or(a > 0, b < 0), a * b, b), (3, 4), (3, 4)),
     row("logical_fns", lambda L, a, b: L.where(
         L.logical_and(L.logical_not(a > 0), L.logical_or(a < b, b > 1)), a, b), (3, 4), (3, 4)),
     # ---- size-1 dims, empty dims, 0-d, broadcasting of all of them
