@@ -258,6 +258,8 @@ BAD = {
     "int64_fmod_by_zero": lambda L: L.fmod(L.tensor([1, 2]), 0),
     "xor_of_float": lambda L: _x(L, 2) ^ _x(L, 2),
     "and_of_float": lambda L: _x(L, 2) & _x(L, 2),
+    "invert_float": lambda L: ~_x(L, 2),
+    "bitwise_not_of_float": lambda L: L.bitwise_not(_x(L, 2)),
     "atan2_of_number": lambda L: L.atan2(_x(L, 2), 2.0),
     "gelu_of_int64": lambda L: F(L).gelu(L.ones(2, dtype=L.int64)),
     "gelu_bad_approximate": lambda L: F(L).gelu(_x(L, 2), approximate="exact"),

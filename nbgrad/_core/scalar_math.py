@@ -56,6 +56,17 @@ overload(trunc_value)(_integers_unchanged(np.trunc))
 overload(rint_value)(_integers_unchanged(np.rint))
 
 
+def inverted(x):
+    """~x: the logical not of a bool, the bitwise not of an integer."""
+
+
+@overload(inverted)
+def _inverted(x):
+    if isinstance(x, types.Boolean):
+        return lambda x: not x
+    return lambda x: ~x
+
+
 def round_decimals(x, decimals):
     """PyTorch's round(x, decimals=d) (round_decimals_kernel): with 10**|d| in the data's
     precision, rint(x * 10**d) / 10**d, or for d < 0 rint(x / 10**-d) * 10**-d."""

@@ -21,7 +21,7 @@ __all__ = [
     "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
     "log10", "log2", "erf", "sign", "floor", "ceil", "trunc", "fix", "round", "remainder", "fmod",
     "atan2", "arctan2", "isnan", "isinf", "isfinite", "nan_to_num", "masked_fill",
-    "bitwise_and", "bitwise_or", "bitwise_xor", "logical_xor",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "logical_xor",
 ]
 
 
@@ -45,9 +45,9 @@ exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, ab
 negative = neg
 absolute = abs
 
-log10, log2, erf, sign, floor, ceil, trunc, isnan, isinf, isfinite = (
+log10, log2, erf, sign, floor, ceil, trunc, isnan, isinf, isfinite, bitwise_not = (
     _unary_function(name) for name in ("log10", "log2", "erf", "sign", "floor", "ceil", "trunc",
-                                       "isnan", "isinf", "isfinite"))
+                                       "isnan", "isinf", "isfinite", "bitwise_not"))
 fix = trunc
 
 mul, rsub, maximum, minimum, logical_and, logical_or = (
@@ -56,6 +56,14 @@ mul, rsub, maximum, minimum, logical_and, logical_or = (
 multiply = mul
 bitwise_and, bitwise_or, bitwise_xor = (
     _binary_function(name) for name in ("bitwise_and", "bitwise_or", "bitwise_xor"))
+
+
+def invert(input):
+    """The operator ~: bitwise_not, for bool and integer tensors only (PyTorch's TypeError)."""
+    if _meta(input).dtype.kind == "f":
+        raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type "
+                        "tensors")
+    return bitwise_not(input)
 
 
 def logical_xor(input, other):

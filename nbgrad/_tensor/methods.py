@@ -60,7 +60,7 @@ METHODS = {
     "isfinite": arithmetic.isfinite, "nan_to_num": arithmetic.nan_to_num,
     "masked_fill": arithmetic.masked_fill, "bitwise_and": arithmetic.bitwise_and,
     "bitwise_or": arithmetic.bitwise_or, "bitwise_xor": arithmetic.bitwise_xor,
-    "logical_xor": arithmetic.logical_xor,
+    "logical_xor": arithmetic.logical_xor, "bitwise_not": arithmetic.bitwise_not,
     # reductions, the softmax family, cumsum
     "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
     "amin": reductions.amin, "max": reductions.max, "min": reductions.min,
@@ -123,7 +123,7 @@ METHODS = {
     "__pow__": arithmetic.pow, "__rpow__": reflected(arithmetic.pow),
     "__ipow__": inplace_method(arithmetic.pow),
     "__matmul__": linalg.matmul, "__rmatmul__": reflected(linalg.matmul),
-    "__neg__": arithmetic.neg, "__abs__": arithmetic.abs, "__invert__": arithmetic.logical_not,
+    "__neg__": arithmetic.neg, "__abs__": arithmetic.abs, "__invert__": arithmetic.invert,
     "__and__": arithmetic.bitwise_and, "__rand__": reflected(arithmetic.bitwise_and),
     "__or__": arithmetic.bitwise_or, "__ror__": reflected(arithmetic.bitwise_or),
     "__xor__": arithmetic.bitwise_xor, "__rxor__": reflected(arithmetic.bitwise_xor),

@@ -155,6 +155,7 @@ TABLE = [
     Elementwise("bitwise_and", None, ("a", "b"), "a & b", kinds="biu"),
     Elementwise("bitwise_or", None, ("a", "b"), "a | b", kinds="biu"),
     Elementwise("bitwise_xor", None, ("a", "b"), "a ^ b", kinds="biu"),
+    Elementwise("bitwise_not", None, ("a",), "inverted(a)", kinds="biu"),
     # torch's derivative formulas (derivatives.yaml), with its constants ln(10) and ln(2).
     Elementwise("log10", "Log10Backward0", ("a",), "np.log10(a)",
                 {"a": "g / (a * 2.3025850929940456)"}, result="float"),
@@ -227,7 +228,7 @@ TABLE = [
 # formulas of _scalar_math.
 HELPERS = {"exp": _kernel_support.exp,
            **{name: getattr(_scalar_math, name) for name in (
-               "erf", "floor_value", "ceil_value", "trunc_value", "rint_value", "round_decimals",
+               "erf", "inverted", "floor_value", "ceil_value", "trunc_value", "rint_value", "round_decimals",
                "floored_remainder", "truncated_remainder", "floor_divide")}}
 
 

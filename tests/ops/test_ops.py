@@ -103,7 +103,8 @@ def _integer_ops(L, i):
     stand for ceil and trunc too: one helper), and those that give float32."""
     kept = (i.floor() + i.round() + i.sign() + i % 3 + L.fmod(i, -3) + (i ^ 5) + (i & 6)
             + (3 | i) + L.nn.functional.hardtanh(i, -2, 2) + i.nan_to_num())
-    masks = ((i > 0) ^ (i < 2)) | ((i > 1) & (i < 5))
+    masks = ((i > 0) ^ (i < 2)) | ((i > 1) & ~(i < 5))
+    kept = kept + ~i
     return kept + i.abs().log2() + L.atan2(i, i + 1) + i.erf() + masks
 
 
