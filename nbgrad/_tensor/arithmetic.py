@@ -54,6 +54,9 @@ mul, rsub, maximum, minimum, logical_and, logical_or = (
     _binary_function(name) for name in ("mul", "rsub", "maximum", "minimum", "logical_and",
                                         "logical_or"))
 multiply = mul
+
+eq, ne, lt, le, gt, ge = (_binary_function(name) for name in ("eq", "ne", "lt", "le", "gt", "ge"))
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
 bitwise_and, bitwise_or, bitwise_xor = (
     _binary_function(name) for name in ("bitwise_and", "bitwise_or", "bitwise_xor"))
 
@@ -84,9 +87,6 @@ def atan2(input, other):
 
 
 arctan2 = atan2
-
-eq, ne, lt, le, gt, ge = (_binary_function(name) for name in ("eq", "ne", "lt", "le", "gt", "ge"))
-greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
 
 
 def add(input, other, *, alpha=1):
