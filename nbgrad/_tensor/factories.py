@@ -36,6 +36,7 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False):
     _device.checked(device, creating=False)
     dtype = resolve_dtype(dtype)
     if isinstance(data, Tensor):
+        _tracing.graph_break(_COPIES_VALUES)
         array = data._data.copy()
     elif isinstance(data, np.ndarray):
         array = data.copy()
@@ -48,9 +49,14 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False):
     return _new_leaf(array, dtype, requires_grad)
 
 
+# NOTE: a compiled step would keep the array copied when it was traced, on every call.
+_COPIES_VALUES = "nbgrad.tensor() copies a tensor's values outside the traced ops (use .clone() or stack)"
+
+
 def _arrays_inside(data):
     """`data` with each tensor inside its lists and tuples replaced by the tensor's array."""
     if isinstance(data, Tensor):
+        _tracing.graph_break(_COPIES_VALUES)
         return data._data
     if isinstance(data, (list, tuple)):
         return [_arrays_inside(x) for x in data]

@@ -8,6 +8,7 @@ result's place in the graph.
 from .._core import dtype as _dtype, tracing as _tracing
 from ..autograd.grad_mode import state as _grad_state
 from ..ops.elementwise import COPY, run
+from ..ops.gradients import copied
 from .conversion import to
 from .factories import tensor
 from .._core.mode import run_pending
@@ -34,7 +35,8 @@ def is_recording(*operands):
 
 def snapshot(target):
     """The value `target` has before an in-place write, at the same place in the graph."""
-    before = Tensor._wrap(target._data.copy(), target._requires_grad)
+    # NOTE: a copy a tracer sees (`copied`): a compiled step must copy anew on every call.
+    before = Tensor._wrap(copied(target._data), target._requires_grad)
     before.grad_fn = target.grad_fn
     return before
 
@@ -48,6 +50,8 @@ def write_back(target, result):
             not _dtype.can_cast(result.dtype, target.dtype):
         raise RuntimeError(f"result type {result.dtype.scalar_type} can't be cast to the "
                            f"desired output type {target.dtype.scalar_type}")
+    if _tracing.current is not None:
+        _tracing.current.write(target, target._data, result._data)
     if target._data.dtype in _dtype.COMPUTED_NUMPY:
         run(COPY, (result._data,), (), target._data.shape, target._data.dtype, out=target._data)
     else:  # float16 or bfloat16 (a result of either has a target of either: promotion)
@@ -73,7 +77,7 @@ def fill_(input, value):
     check_inplace(input)
     value = value.item() if isinstance(value, Tensor) else value
     if _tracing.current is not None:
-        _tracing.current.fill(input, input._data, value)
+        _tracing.current.write(input, input._data, value)
     input._data[...] = value
     input._version_counter[0] += 1
     return input

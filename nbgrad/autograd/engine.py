@@ -56,7 +56,7 @@ def clear_grads(tensors, set_to_none=True):
         if tensor._grad is None:
             continue
         if tracing.current is not None and not set_to_none:
-            tracing.current.fill(tensor, tensor._grad._data, 0)
+            tracing.current.write(tensor, tensor._grad._data, 0)
         if set_to_none:
             tensor._grad = None
         else:

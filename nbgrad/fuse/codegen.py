@@ -14,6 +14,7 @@ import numpy as np
 
 from .._core import loops as _loops
 from .._core import threads as _threads
+from .._core.dtype import is_half
 from ..ops.primitive import Unfusable
 from .tracer import OpEvent, UpdateEvent, VjpEvent
 
@@ -91,6 +92,10 @@ class Emitter:
         name = self.names.get(id(array))
         if name is not None:
             return name
+        if is_half(array.dtype):
+            # NOTE: Numba has no float16/bfloat16 type: eager mode computes them in float32.
+            raise Unfusable(f"a {array.dtype} array of shape {tuple(array.shape)} (computed in float32 "
+                            "by eager mode)")
         handle = self.tracer.handles.get(id(array))
         if handle is None or id(array) in self.tracer.created:
             raise Unfusable(f"an array of shape {tuple(array.shape)} is used before the step makes it")
@@ -335,10 +340,14 @@ class Emitter:
 # ---------------------------------------------------------------------------------------
 # Fills and optimizer updates.
 
-def _emit_fill(em, array, value):
-    em.comment("zero_grad / fill_")
+def _emit_write(em, array, value):
     name = em.ref(array)
-    em.elementwise(Emitter.literal(value, array.dtype), {}, name, array.shape, name)
+    if isinstance(value, np.ndarray):
+        em.comment("in-place write-back")
+        em.elementwise("x", {"x": (em.ref(value), value.shape, array.dtype.name)}, name, array.shape, name)
+    else:
+        em.comment("zero_grad / fill_")
+        em.elementwise(Emitter.literal(value, array.dtype), {}, name, array.shape, name)
 
 
 def _emit_updates(em, events):
@@ -461,7 +470,7 @@ def generate(tracer, outputs, fresh=()):
             em.comment(f"backward: {event.node.name}")
             event.node.prim.fuse.vjp(em, event.node, event.output_grad, event.input_grads)
         else:
-            _emit_fill(em, event.array, event.value)
+            _emit_write(em, event.array, event.value)
     returned = [_output_buffer(em, array) for array in outputs]
     em.finish()
     layout, sizes, views = _arenas(em)

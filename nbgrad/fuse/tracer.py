@@ -46,8 +46,9 @@ class VjpEvent(NamedTuple):
     input_grads: tuple
 
 
-class FillEvent(NamedTuple):
-    """`array[...] = value` (zero_grad, fill_)."""
+class WriteEvent(NamedTuple):
+    """`array[...] = value`: a number (zero_grad, fill_), or an array of `array`'s shape
+    (the write-back of an in-place op: `p.sub_(lr * p.grad)`, `h.relu_()`)."""
     array: object
     value: object
 
@@ -174,12 +175,15 @@ class Tracer:
         # The engine frees saved arrays after backward; the code generator needs them later.
         self.events.append(VjpEvent(NodeRecord(node), grad, grads))
 
-    def fill(self, tensor, array, value):
+    def write(self, tensor, array, value):
+        """`array` (`tensor`'s data, or its .grad's) is overwritten with `value`."""
         if array is tensor._data:
             self._seen(tensor)
         else:
             self.touch(tensor)
-        self.events.append(FillEvent(array, value))
+        if isinstance(value, np.ndarray):
+            self.constant(value)
+        self.events.append(WriteEvent(array, value))
 
     def update(self, optimizer, group, param, grad, tensors, scalars):
         """`optimizer` updates `param` from `grad` with its state `tensors` (None where

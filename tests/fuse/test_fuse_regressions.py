@@ -432,3 +432,48 @@ def test_compile_argument_on_the_array_of_a_global():
         assert_close(step(x), torch_step(tx))
         assert_grad(w, tw, "w")
     assert step.stats["fused_calls"] >= 2, step.breaks
+
+
+def _manual_sgd_step(lib, x, w):
+    """The tutorial's step without an optimizer: in-place writes to the argument and its .grad
+    (sub_, mul_, zero_), and an in-place op on an intermediate (clamp_)."""
+    h = x @ w
+    h.clamp_(min=0)
+    loss = (h * h).sum()
+    loss.backward()
+    with lib.no_grad():
+        w.grad.mul_(0.5)
+        w.sub_(0.1 * w.grad)
+        w.grad.zero_()
+    return loss
+
+
+def test_in_place_writes_to_arguments_in_compile_match_torch():
+    # Before: the write-back of an in-place op was not traced, so from the second fused call
+    # on, `w.sub_(...)` was silently dropped.
+    rng = rng_for("manual_sgd")
+    x_values, w_values = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+    x, x_ref = both(x_values)
+    w, w_ref = both(w_values, requires_grad=True)
+    step = nbgrad.compile(_manual_sgd_step, fullgraph=True)
+    for _ in range(4):
+        loss = step(nbgrad, x, w)
+        loss_ref = _manual_sgd_step(torch, x_ref, w_ref)
+        assert_close(loss, loss_ref.detach())
+        assert_close(w, w_ref.detach())
+        assert_close(w.grad, w_ref.grad)
+    # The first call starts without a .grad and traces; the second starts with one (a new
+    # specialization) and traces again; the last two run fused.
+    assert step.stats["fused_calls"] == 2
+
+
+def test_a_float16_array_in_a_compiled_step_runs_eagerly_with_a_warning():
+    half, half_ref = both(np.array([1.0, 2.0, 3.0], np.float16))
+    step = nbgrad.compile(lambda x: (x * half).sum().backward())
+    with pytest.warns(UserWarning, match="a float16 array of shape") as caught:
+        for _ in range(3):
+            x, x_ref = both([0.5, -1.0, 2.0], requires_grad=True)
+            step(x)
+            (x_ref * half_ref).sum().backward()
+            assert_close(x.grad, x_ref.grad)
+    assert len(caught) == 1 and step.stats["fused_calls"] == 0
