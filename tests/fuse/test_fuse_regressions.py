@@ -470,7 +470,7 @@ def test_in_place_writes_to_arguments_in_compile_match_torch():
 def test_a_float16_array_in_a_compiled_step_runs_eagerly_with_a_warning():
     half, half_ref = both(np.array([1.0, 2.0, 3.0], np.float16))
     step = nbgrad.compile(lambda x: (x * half).sum().backward())
-    with pytest.warns(UserWarning, match="a float16 array of shape") as caught:
+    with pytest.warns(RuntimeWarning, match="a float16 array of shape") as caught:
         for _ in range(3):
             x, x_ref = both([0.5, -1.0, 2.0], requires_grad=True)
             step(x)
