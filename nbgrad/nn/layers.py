@@ -257,10 +257,13 @@ class Unflatten(Module):
 
     def __init__(self, dim, unflattened_size):
         super().__init__()
-        if not isinstance(unflattened_size, (tuple, list)) or \
-                not all(isinstance(size, int) for size in unflattened_size):
+        if not isinstance(unflattened_size, (tuple, list)):
             raise TypeError("unflattened_size must be a tuple of ints, but found type "
                             f"{type(unflattened_size).__name__}")
+        for position, size in enumerate(unflattened_size):
+            if not isinstance(size, int):
+                raise TypeError("unflattened_size must be tuple of ints, but found element of "
+                                f"type {type(size).__name__} at pos {position}")
         self.dim, self.unflattened_size = dim, unflattened_size
 
     def forward(self, input):

@@ -526,7 +526,7 @@ def _container_session(L):
     seen += [repr(named), [name for name, _ in named.named_parameters()]]
     model = _stack(nn)
     seen += [list(model.state_dict()), repr(model), len(list(model.parameters()))]
-    seen += [attempt(lambda: nn.Unflatten(1, 3)),
+    seen += [attempt(lambda: nn.Unflatten(1, 3)), attempt(lambda: nn.Unflatten(1, (2, 3.0))),
              attempt(lambda: nn.Unflatten(1, (2, 4))(L.zeros(4, 6)))]
     return [str(item).replace("torch", "LIBRARY").replace("nbgrad", "LIBRARY") for item in seen]
 
