@@ -63,7 +63,7 @@ bitwise_and, bitwise_or, bitwise_xor = (
 
 def invert(input):
     """The operator ~: bitwise_not, for bool and integer tensors only (PyTorch's TypeError)."""
-    if _meta(input).dtype.kind == "f":
+    if _dtype.from_numpy_dtype(_meta(input).dtype).is_floating_point:
         raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type "
                         "tensors")
     return bitwise_not(input)
@@ -227,11 +227,11 @@ def fmod(input, other):
 def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
     """NaN, inf and -inf replaced by `nan`, `posinf` and `neginf` (by default the dtype's
     largest and lowest finite values); integer and bool tensors hold none of them."""
-    dtype = _meta(input).dtype
-    if dtype.kind != "f":
+    dtype = _dtype.from_numpy_dtype(_meta(input).dtype)
+    if not dtype.is_floating_point:
         nan = posinf = neginf = 0
     else:
-        info = np.finfo(dtype)
+        info = _dtype.finfo(dtype)  # of float16 and bfloat16 too, which compute in float32
         posinf = info.max if posinf is None else posinf
         neginf = info.min if neginf is None else neginf
     return dispatch(PRIMITIVES["nan_to_num"], (input,),
