@@ -15,6 +15,7 @@ from nbgrad._core import modules as _codegen
 
 PACKAGE = os.path.dirname(os.path.abspath(nbgrad.__file__))
 KERNEL_SUPPORT = os.path.join(PACKAGE, "_core", "kernel_support.py")
+SCALAR_MATH = os.path.join(PACKAGE, "_core", "scalar_math.py")
 CALLS_TYPED = "from nbgrad._core.kernel_support import typed\n\nVALUE = typed\n"
 
 
@@ -54,9 +55,10 @@ def test_the_text_and_the_versions_change_the_name(cache, monkeypatch):
 
 
 def test_the_eager_kernels_follow_what_they_call():
-    """The generated elementwise module calls kernel_support's overloads only."""
+    """The generated elementwise module calls kernel_support's overloads and scalar_math's
+    functions (PyTorch's scalar formulas) only: its cache key follows both files."""
     source = nbgrad.ops.elementwise._generate_module(parallel=False)
-    assert _codegen._called_files(source) == [KERNEL_SUPPORT]
+    assert sorted(_codegen._called_files(source)) == sorted([KERNEL_SUPPORT, SCALAR_MATH])
 
 
 # ---------------------------------------------------------------------------------------------
