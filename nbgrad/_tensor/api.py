@@ -9,6 +9,7 @@ from . import methods  # noqa: F401  (imported for its effect: installs the Tens
 from .arithmetic import *  # noqa: F403
 from .conversion import *  # noqa: F403
 from .factories import *  # noqa: F403
+from .format import set_printoptions
 from .indexing import *  # noqa: F403
 from .inplace import *  # noqa: F403
 from .linalg import *  # noqa: F403
@@ -26,6 +27,6 @@ OUT_ARGUMENT = ("add", "sub", "subtract", "mul", "multiply", "div", "divide", "t
                 "mean")
 globals().update({name: with_out(globals()[name], name) for name in OUT_ARGUMENT})
 
-__all__ = [*arithmetic.__all__, *reductions.__all__, *linalg.__all__, *shape.__all__,
+__all__ = ["set_printoptions", *arithmetic.__all__, *reductions.__all__, *linalg.__all__, *shape.__all__,
            *indexing.__all__, *conversion.__all__, *inplace.__all__, *factories.__all__,
            *_device.__all__, *_random.__all__, *_sampling.__all__]

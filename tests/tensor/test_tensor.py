@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nbgrad
-from conftest import assert_close, dtype_name, to_both
+from conftest import assert_close, dtype_name, rng_for, to_both
 
 # ---------------------------------------------------------------------------------------------
 # dtypes and conversions
@@ -278,3 +278,37 @@ def test_format_of_a_0d_tensor_formats_its_number_as_torch():
     assert f"{nbgrad.ones(2)}" == "tensor([1., 1.])"
     with pytest.raises(TypeError, match="unsupported format string passed to Tensor.__format__"):
         f"{nbgrad.ones(2):.2f}"
+
+
+REPR_CASES = [
+    np.array([np.nan, np.inf]), np.array([1.5, np.nan, np.inf, -np.inf]), np.array([1.0, np.nan]),
+    np.array([0, 7, 0, 3, 0, 6, 0, 1, 2, 1, 4, 3, 1, 1, 1, 1, 3, 0, 0, 1, 0, 1], np.int32),
+    np.arange(30, dtype=np.int16).reshape(3, 10) * 1000, np.array([1e-5, 1.0]), np.array([1e10, 1.0]),
+    np.array([123456.789, 1.0]), np.array([-0.0, 0.0]), np.array([1.0, 2.0, 3.0]) / 3, np.array(3.5),
+    np.linspace(0, 1, 2000), np.arange(2000, dtype=np.int64), np.array([True, False]),
+    np.array([2.0**40, 1.0]), np.array([0.1, 1e-9]), np.arange(100, dtype=np.float32).reshape(4, 25) / 7,
+    np.array([1e8, 1.0]), np.zeros((0, 3), np.float32), np.zeros((2, 0), np.int64), np.array([255, 3], np.uint8),
+    np.array([1e-8, 1.0, 0.0, np.nan, 2.5, 3.25, 100.0]),
+    rng_for("repr").standard_normal((3, 30)), rng_for("repr").standard_normal((20, 60)).astype(np.float32),
+]
+PRINT_OPTIONS = [{}, dict(sci_mode=False), dict(sci_mode=True), dict(profile="short"),
+                 dict(precision=6, linewidth=44), dict(threshold=5, edgeitems=1), dict(profile="full")]
+
+
+@pytest.mark.parametrize("options", PRINT_OPTIONS, ids=str)
+def test_repr_and_print_options_match_torch(options):
+    # nbgrad names its own module (nbgrad.float64); the rest of the text is torch's. NOTE: the
+    # name is one character longer than torch's, which moves a suffix to its own line a
+    # character earlier: no case here is on that edge.
+    try:
+        for lib in (torch, nbgrad):
+            lib.set_printoptions(**options)
+        for array in REPR_CASES:
+            expected = repr(torch.from_numpy(array.copy()))
+            assert repr(nbgrad.from_numpy(array.copy())).replace("nbgrad.", "torch.") == expected
+        for lib in (torch, nbgrad):
+            x = lib.tensor([1.5, 2.0], requires_grad=True)
+            assert repr(x * 2).replace("nbgrad.", "torch.") == repr(torch.tensor([1.5, 2.0], requires_grad=True) * 2)
+    finally:
+        for lib in (torch, nbgrad):
+            lib.set_printoptions(profile="default", sci_mode=None)
