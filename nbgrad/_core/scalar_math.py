@@ -7,6 +7,7 @@ would match `np.floor(`): the fused code generator renames helper calls by a reg
 """
 import math
 
+import numba
 import numpy as np
 from numba import types
 from numba.extending import overload
@@ -130,12 +131,48 @@ def _truncated_remainder(a, b):
 
 
 def floor_divide(a, b):
-    """floor(a / b) as PyTorch computes it for floats (div_floor_floating): from the exact
-    remainder, so that a quotient just below an integer is not rounded up to it."""
+    """floor(a / b) as PyTorch computes it (div_floor_floating, div_floor_integer): for
+    floats from the exact remainder, so that a quotient just below an integer is not rounded
+    up to it; integers exactly."""
+
+
+def truncated_divide(a, b):
+    """trunc(a / b) as PyTorch computes it (div_trunc): integers exactly."""
+
+
+def _integer_division(rounded):
+    """The integer implementation of a division that rounds the quotient: PyTorch's error
+    for a zero divisor, and -a for -1.
+
+    NOTE: the lowest integer divided by -1 traps in hardware (x86's idiv); PyTorch's result,
+    -a, wraps around to it."""
+    def integer(a, b):
+        if b == 0:
+            raise RuntimeError(_INTEGER_DIVISION_BY_ZERO)
+        if b == -1:
+            return -a
+        return rounded(a, b)
+    return integer
+
+
+@numba.njit
+def _floored(a, b):
+    return a // b  # Python's semantics in Numba: rounded down
+
+
+@numba.njit
+def _truncated(a, b):
+    quotient = a // b
+    if quotient < 0 and quotient * b != a:  # the signs differ: floor is one below trunc
+        quotient += 1
+    return quotient
 
 
 @overload(floor_divide)
 def _floor_divide(a, b):
+    if isinstance(a, types.Integer) and isinstance(b, types.Integer):
+        return _integer_division(_floored)
+
     def implementation(a, b):
         if b == 0:
             return a / b
@@ -151,3 +188,10 @@ def _floor_divide(a, b):
             floored += one
         return floored
     return implementation
+
+
+@overload(truncated_divide)
+def _truncated_divide(a, b):
+    if isinstance(a, types.Integer) and isinstance(b, types.Integer):
+        return _integer_division(_truncated)
+    return lambda a, b: np.trunc(a / b)

@@ -3,7 +3,7 @@
 them. A family module's `__all__` is what it adds to `nbgrad`; its other public names
 (`indexing.getitem`, `inplace.check_inplace`, ...) serve `methods` and sibling modules.
 Importing this module installs the Tensor methods (see `methods`)."""
-from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, shape
+from . import arithmetic, conversion, factories, indexing, inplace, legacy, linalg, reductions, shape
 from . import device as _device, random as _random, sampling as _sampling
 from . import methods  # noqa: F401  (imported for its effect: installs the Tensor methods)
 from .arithmetic import *  # noqa: F403
@@ -12,6 +12,7 @@ from .factories import *  # noqa: F403
 from .format import set_printoptions
 from .indexing import *  # noqa: F403
 from .inplace import *  # noqa: F403
+from .legacy import *  # noqa: F403
 from .linalg import *  # noqa: F403
 from .reductions import *  # noqa: F403
 from .shape import *  # noqa: F403
@@ -28,5 +29,5 @@ OUT_ARGUMENT = ("add", "sub", "subtract", "mul", "multiply", "div", "divide", "t
 globals().update({name: with_out(globals()[name], name) for name in OUT_ARGUMENT})
 
 __all__ = ["set_printoptions", *arithmetic.__all__, *reductions.__all__, *linalg.__all__, *shape.__all__,
-           *indexing.__all__, *conversion.__all__, *inplace.__all__, *factories.__all__,
+           *indexing.__all__, *conversion.__all__, *inplace.__all__, *legacy.__all__, *factories.__all__,
            *_device.__all__, *_random.__all__, *_sampling.__all__]

@@ -7,7 +7,7 @@ from ..ops import PRIMITIVES
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .conversion import to
 from .indexing import nonzero
-from .inplace import inplace_method
+from .inplace import inplace_form
 from .dispatch import dispatch
 from .operands import as_tensor_arg, binary, operand_of_dtype, result_dtype
 from .tensor import Tensor, _meta
@@ -21,7 +21,12 @@ __all__ = [
     "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
     "log10", "log2", "erf", "sign", "floor", "ceil", "trunc", "fix", "round", "remainder", "fmod",
     "atan2", "arctan2", "isnan", "isinf", "isfinite", "nan_to_num", "masked_fill",
-    "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "logical_xor",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "logical_xor", "floor_divide",
+    *(name + "_" for name in (
+        "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
+        "reciprocal", "neg", "negative", "abs", "square", "clamp", "clip", "clamp_min",
+        "clamp_max", "log10", "log2", "erf", "floor", "ceil", "trunc", "fix", "round",
+        "nan_to_num")),
 ]
 
 
@@ -105,9 +110,14 @@ subtract = sub
 
 
 def div(input, other, *, rounding_mode=None):
-    if rounding_mode is not None:
-        raise NotImplementedError("div(rounding_mode=...) is not supported by nbgrad")
-    return binary("div", input, other)
+    """True division, or with `rounding_mode` "trunc" or "floor" the quotient rounded (in the
+    inputs' dtype, integers too), whose gradient PyTorch defines as zero (DivBackward2)."""
+    if rounding_mode is None:
+        return binary("div", input, other)
+    if rounding_mode not in ("trunc", "floor"):
+        raise RuntimeError("div expected rounding_mode to be one of None, 'trunc', or 'floor' "
+                           f"but found '{rounding_mode}'")
+    return binary(f"div_{rounding_mode}", input, other)
 
 
 divide = true_divide = div
@@ -238,9 +248,11 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
                     {"nan_fill": nan, "posinf_fill": posinf, "neginf_fill": neginf})
 
 
-# The C++ type names PyTorch's masked_fill message gives dtypes by.
-_C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
-                 "int16": "short int", "int8": "signed char", "uint8": "unsigned char"}
+# The C++ type names PyTorch's messages give dtypes by (masked_fill's, the legacy
+# constructors'), by NumPy name.
+C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
+                "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
+                "bool": "bool", "float16": "c10::Half", "bfloat16": "c10::BFloat16"}
 
 
 def masked_fill(input, mask, value):
@@ -249,7 +261,7 @@ def masked_fill(input, mask, value):
     mask_dtype = _meta(mask).dtype
     if mask_dtype.kind != "b":
         raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
-                           f"{_C_TYPE_NAMES.get(mask_dtype.name, mask_dtype.name)}")
+                           f"{C_TYPE_NAMES[mask_dtype.name]}")
     dtype = _meta(input).dtype
     if not isinstance(value, Tensor):
         return dispatch(PRIMITIVES["masked_fill"], (input, mask, as_tensor_arg(value, dtype)))
@@ -262,17 +274,16 @@ def masked_fill(input, mask, value):
                     grad_fn_name="MaskedFillBackward1")
 
 
-def inplace_form(function):
-    """The in-place method form of `function(input, *args, **kwargs)` (`floor_`, `clamp_`)
-    on the machinery of `inplace_method`, whose one operand is here the arguments.
+def floor_divide(input, other):
+    """`input // other`: div(rounding_mode="floor") without a derivative: PyTorch records a
+    NotImplemented node, and a backward through it raises."""
+    return binary("floor_divide", input, other)
 
-    NOTE: for functions whose arguments other than `input` are numbers, or tensors that
-    their backward does not read: `inplace_method` snapshots `input` only when `input`
-    requires grad, not when an argument does."""
-    write = inplace_method(lambda input, arguments: function(input, *arguments[0],
-                                                              **arguments[1]))
 
-    def method(self, *args, **kwargs):
-        return write(self, (args, kwargs))
-    method.__name__ = function.__name__ + "_"
-    return method
+# In-place forms that PyTorch also has as functions (`torch.relu_(x)`); methods too.
+(exp_, log_, log1p_, expm1_, sqrt_, sin_, cos_, tanh_, sigmoid_, relu_, reciprocal_, neg_, abs_,
+ square_, clamp_, clamp_min_, clamp_max_, log10_, log2_, erf_, floor_, ceil_, trunc_, round_,
+ nan_to_num_) = (inplace_form(function) for function in (
+    exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, abs, square,
+    clamp, clamp_min, clamp_max, log10, log2, erf, floor, ceil, trunc, round, nan_to_num))
+negative_, clip_, fix_ = neg_, clamp_, trunc_

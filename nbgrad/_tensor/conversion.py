@@ -52,10 +52,12 @@ def _legacy_type_name(dtype):
 
 def type_name_or_cast(input, dtype=None):
     """`Tensor.type`: PyTorch's legacy type name ("torch.FloatTensor") without `dtype`, else
-    `input` cast to `dtype` (a dtype or a legacy type name)."""
+    `input` cast to `dtype` (a dtype, a legacy type name or class)."""
     if dtype is None:
         return _legacy_type_name(input.dtype)
-    if isinstance(dtype, str):
+    if isinstance(dtype, type):  # a legacy class: nbgrad.LongTensor
+        dtype = dtype.dtype
+    elif isinstance(dtype, str):
         found = [d for d in _dtype.ALL if _legacy_type_name(d) == dtype]
         if not found:
             raise ValueError(f"invalid type: '{dtype}'")

@@ -13,7 +13,7 @@ from ..ops.indexing import (first_out_of_range, flat_positions, is_index_array, 
                             put_values)
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .conversion import to
-from .inplace import check_inplace, is_recording, snapshot, write_back
+from .inplace import check_inplace, inplace_form, is_recording, snapshot, write_back
 from .dispatch import dispatch
 from .operands import as_tensor_arg
 from .tensor import Tensor, _check_dim, _meta
@@ -203,18 +203,7 @@ def index_fill(input, dim, index, value):
                     grad_fn_name=name)
 
 
-def _in_place(function):
-    """The in-place method of `function(input, *args)` (`scatter_` from `scatter`): unlike
-    `inplace.inplace_method`, any argument may be a tensor that needs a gradient."""
-    def method(self, *args, **kwargs):
-        check_inplace(self)
-        source = snapshot(self) if is_recording(self, *args, *kwargs.values()) else self
-        return write_back(self, function(source, *args, **kwargs))
-    method.__name__ = function.__name__ + "_"
-    return method
-
-
-scatter_, scatter_add_, index_fill_ = (_in_place(f) for f in (scatter, scatter_add, index_fill))
+scatter_, scatter_add_, index_fill_ = (inplace_form(f) for f in (scatter, scatter_add, index_fill))
 
 
 def one_hot(tensor, num_classes=-1):

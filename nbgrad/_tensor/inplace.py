@@ -1,5 +1,6 @@
 """In-place operations: the checks and the write-back every in-place op goes through, the
-in-place method form of an out-of-place function (`add_` from `add`), and `fill_`, `zero_`, `copy_`.
+in-place form of an out-of-place function (`inplace_form`: `add_` from `add`), and `fill_`,
+`zero_`, `copy_`.
 
 An in-place op computes its result out of place, on a snapshot of the target when autograd
 records it, then copies the result into the target's memory and moves the target to the
@@ -63,14 +64,17 @@ def write_back(target, result):
     return target
 
 
-def inplace_method(function):
-    """The in-place method form of `function(input, other, ...)`: `add_` from `add`."""
-    def method(self, other, *args, **kwargs):
-        check_inplace(self)
-        source = snapshot(self) if is_recording(self, other) else self
-        return write_back(self, function(source, other, *args, **kwargs))
-    method.__name__ = function.__name__ + "_"
-    return method
+def inplace_form(function):
+    """The in-place form of `function(input, *args, **kwargs)`: the method `add_` from
+    `add`, `relu_` from `relu`, `scatter_` from `scatter`, and PyTorch's `torch.relu_`."""
+    def in_place(input, *args, **kwargs):
+        check_inplace(input)
+        # When autograd records the call (any argument requires grad), the function runs on
+        # a snapshot: its node may save `input`, whose memory is about to change.
+        source = snapshot(input) if is_recording(input, *args, *kwargs.values()) else input
+        return write_back(input, function(source, *args, **kwargs))
+    in_place.__name__ = function.__name__ + "_"
+    return in_place
 
 
 def fill_(input, value):

@@ -3,11 +3,11 @@ that installs them on Tensor.
 
 Each entry is the API function itself (`x.add(y)` is `nbgrad.add(x, y)`, at the same cost),
 or an adapter of one: a reflected operator or a cast (made here), an in-place form (made by
-`inplace.inplace_method`).
+`inplace.inplace_form`).
 """
 from .._core import dtype as _dtype
 from . import arithmetic, conversion, indexing, inplace, linalg, reductions, sampling, shape
-from .inplace import inplace_method
+from .inplace import inplace_form
 from .tensor import Tensor
 
 __all__ = ["METHODS"]
@@ -47,6 +47,7 @@ METHODS = {
     "pow": arithmetic.pow, "maximum": arithmetic.maximum, "minimum": arithmetic.minimum,
     "clamp": arithmetic.clamp, "clip": arithmetic.clamp, "clamp_min": arithmetic.clamp_min,
     "clamp_max": arithmetic.clamp_max, "where": _where,
+    "floor_divide": arithmetic.floor_divide,
     "eq": arithmetic.eq, "ne": arithmetic.ne, "lt": arithmetic.lt, "le": arithmetic.le,
     "gt": arithmetic.gt, "ge": arithmetic.ge, "logical_not": arithmetic.logical_not,
     "logical_and": arithmetic.logical_and, "logical_or": arithmetic.logical_or,
@@ -104,24 +105,26 @@ METHODS = {
     "random_": sampling.random_,
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
-    "add_": inplace_method(arithmetic.add), "sub_": inplace_method(arithmetic.sub),
-    "mul_": inplace_method(arithmetic.mul), "div_": inplace_method(arithmetic.div),
-    "pow_": inplace_method(arithmetic.pow), "clamp_": arithmetic.inplace_form(arithmetic.clamp),
-    "masked_fill_": inplace_method(arithmetic.masked_fill),
-    **{f"{function.__name__}_": arithmetic.inplace_form(function) for function in (
-        arithmetic.floor, arithmetic.ceil, arithmetic.trunc, arithmetic.round,
-        arithmetic.nan_to_num, arithmetic.log1p, arithmetic.expm1)},
+    "add_": inplace_form(arithmetic.add), "sub_": inplace_form(arithmetic.sub),
+    "mul_": inplace_form(arithmetic.mul), "div_": inplace_form(arithmetic.div),
+    "pow_": inplace_form(arithmetic.pow), "sign_": inplace_form(arithmetic.sign),
+    "masked_fill_": inplace_form(arithmetic.masked_fill),
+    "floor_divide_": inplace_form(arithmetic.floor_divide),
+    # the in-place functions (`torch.relu_`) as methods
+    **{name: getattr(arithmetic, name) for name in arithmetic.__all__ if name.endswith("_")},
     # operators
     "__add__": arithmetic.add, "__radd__": reflected(arithmetic.add),
-    "__iadd__": inplace_method(arithmetic.add),
+    "__iadd__": inplace_form(arithmetic.add),
     "__sub__": arithmetic.sub, "__rsub__": arithmetic.rsub,
-    "__isub__": inplace_method(arithmetic.sub),
+    "__isub__": inplace_form(arithmetic.sub),
     "__mul__": arithmetic.mul, "__rmul__": reflected(arithmetic.mul),
-    "__imul__": inplace_method(arithmetic.mul),
+    "__imul__": inplace_form(arithmetic.mul),
     "__truediv__": arithmetic.div, "__rtruediv__": _reflected_div,
-    "__itruediv__": inplace_method(arithmetic.div),
+    "__itruediv__": inplace_form(arithmetic.div),
+    "__floordiv__": arithmetic.floor_divide, "__rfloordiv__": reflected(arithmetic.floor_divide),
+    "__ifloordiv__": inplace_form(arithmetic.floor_divide),
     "__pow__": arithmetic.pow, "__rpow__": reflected(arithmetic.pow),
-    "__ipow__": inplace_method(arithmetic.pow),
+    "__ipow__": inplace_form(arithmetic.pow),
     "__matmul__": linalg.matmul, "__rmatmul__": reflected(linalg.matmul),
     "__neg__": arithmetic.neg, "__abs__": arithmetic.abs, "__invert__": arithmetic.invert,
     "__and__": arithmetic.bitwise_and, "__rand__": reflected(arithmetic.bitwise_and),

@@ -56,6 +56,11 @@ def _sign(x):
 # The VJP of ops whose derivative is zero wherever it exists (floor, sign): PyTorch's zeros.
 _ZERO = "0.0"
 _IS_FINITE = "(a == a and a != np.inf and a != -np.inf)"
+_FLOOR_DIVIDE = "floor_divide(a, b)"
+# The grad_fn of a row without a derivative formula in PyTorch (floor_divide): a call on
+# inputs that require grad records this node, as PyTorch does, and a backward through it
+# raises PyTorch's error.
+NOT_IMPLEMENTED = "NotImplemented"
 _NUMBER_KINDS = "iuf"  # PyTorch's rounding and remainder kernels take no bool
 
 
@@ -176,6 +181,14 @@ TABLE = [
                 {"a": "g", "b": "-g * floor_divide(a, b)"}, kinds=_NUMBER_KINDS),
     Elementwise("fmod", "FmodBackward1", ("a", "b"), "truncated_remainder(a, b)",
                 {"a": "g", "b": "-g * np.trunc(a / b)"}, kinds=_NUMBER_KINDS),
+    # div(rounding_mode=...): PyTorch defines the gradient as zero (DivBackward2).
+    Elementwise("div_floor", "DivBackward2", ("a", "b"), _FLOOR_DIVIDE, {"a": _ZERO, "b": _ZERO},
+                kinds=_NUMBER_KINDS),
+    Elementwise("div_trunc", "DivBackward2", ("a", "b"), "truncated_divide(a, b)",
+                {"a": _ZERO, "b": _ZERO}, kinds=_NUMBER_KINDS),
+    # The same quotient without a derivative formula in PyTorch (see NOT_IMPLEMENTED).
+    Elementwise("floor_divide", NOT_IMPLEMENTED, ("a", "b"), _FLOOR_DIVIDE, kinds=_NUMBER_KINDS,
+                kernel="div_floor_cpu"),
     Elementwise("atan2", "Atan2Backward0", ("a", "b"), "np.arctan2(a, b)",
                 {"a": "g * b / (a * a + b * b)", "b": "g * -a / (a * a + b * b)"},
                 result="float"),
@@ -229,7 +242,7 @@ TABLE = [
 HELPERS = {"exp": _kernel_support.exp,
            **{name: getattr(_scalar_math, name) for name in (
                "erf", "inverted", "floor_value", "ceil_value", "trunc_value", "rint_value", "round_decimals",
-               "floored_remainder", "truncated_remainder", "floor_divide")}}
+               "floored_remainder", "truncated_remainder", "floor_divide", "truncated_divide")}}
 
 
 def _header(parallel):
@@ -481,6 +494,8 @@ class _ElementwiseFusion:
 
     def vjp(self, em, node, g, input_grads):
         row = self.row
+        if row.grad_fn == NOT_IMPLEMENTED:
+            raise Unfusable(f"derivative for aten::{row.name} is not implemented")
         named = [("g", g)]
         for key, array in zip(node.prim.save, node.saved):
             if array is not None:  # None: read only by the VJP of an input that needs none
@@ -498,6 +513,13 @@ class _ElementwiseFusion:
             used = {name: operands[name] for name in _names_in(expr, tuple(operands))}
             em.elementwise(_calling_imported_helpers(em, expr), used, em.out(grad), g.shape,
                            operands["g"][0])
+
+
+def _derivative_not_implemented(name):
+    """The VJP of a row without a derivative formula: PyTorch's error."""
+    def vjp(node, g):
+        raise RuntimeError(f"derivative for aten::{name} is not implemented")
+    return vjp
 
 
 FORWARD = {row.name: KernelPair(row.name, row.inputs) for row in TABLE}
@@ -606,13 +628,15 @@ def _make_primitive(row):
         return grads
 
     differentiable = tuple(i for i, name in enumerate(row.inputs) if name in row.grads)
+    if row.grad_fn == NOT_IMPLEMENTED:
+        vjp, differentiable = _derivative_not_implemented(row.name), row.promote
     save_for = tuple(
         tuple(key for key in save
               if _names_in(row.grads.get(name, ""), ("out",) if key == "out" else
                            (row.inputs[key],)))
         for name in row.inputs)
     return register(Primitive(row.name, row.grad_fn, infer, forward,
-                              vjp if row.grads else None, save=save, save_for=save_for,
+                              vjp if differentiable else None, save=save, save_for=save_for,
                               differentiable=differentiable, fuse=_ElementwiseFusion(row)))
 
 
