@@ -28,8 +28,11 @@ class Linear(Module):
         self.in_features = in_features
         self.out_features = out_features
         self.weight = Parameter(empty(out_features, in_features, dtype=dtype))
-        self.bias = Parameter(empty(out_features, dtype=dtype)) if bias else None
-        if not bias:
+        if bias:
+            self.bias = Parameter(empty(out_features, dtype=dtype))
+        else:
+            # NOTE: not `self.bias = None` first: that makes a plain attribute, and then
+            # registering the name is PyTorch's KeyError ("attribute 'bias' already exists").
             self.register_parameter("bias", None)
         self.reset_parameters()
 

@@ -4,7 +4,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .._core import tracing as _tracing
-from .._core.dtype import as_dtype, dtype as _dtype
+from .._core.dtype import HALF, as_dtype, bfloat16, dtype as _dtype, float16, float32, float64
 from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
 from .._tensor import device as _device
@@ -38,47 +38,49 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # --- registration -------------------------------------------------------------------
-
-    def _registries(self):
-        registries = self.__dict__.get("_parameters")
-        if registries is None:
-            raise AttributeError("cannot assign parameters, buffers or modules before "
-                                 "Module.__init__() call")
-        return self._parameters, self._buffers, self._modules
+    # As PyTorch's: assigning to a registered name keeps its place in the registry (so the
+    # order of `named_parameters()` and `state_dict()` stays PyTorch's); a name moves to the
+    # end only when it changes registry (a Parameter where a buffer was) or after `del`.
 
     def __setattr__(self, name, value):
-        if isinstance(value, (Parameter, Module)) or name in self.__dict__.get("_parameters", ()) \
-                or name in self.__dict__.get("_buffers", ()) or name in self.__dict__.get("_modules", ()):
-            parameters, buffers, modules = self._registries()
-            if isinstance(value, Parameter):
-                self._forget(name)
-                parameters[name] = value
-            elif isinstance(value, Module):
-                # Replacing a submodule (model.fc = nn.Linear(...)) re-registers it.
-                self._forget(name)
+        parameters = self.__dict__.get("_parameters")
+        if isinstance(value, Parameter):
+            if parameters is None:
+                raise AttributeError("cannot assign parameters before Module.__init__() call")
+            self._remove_other_registrations(name, keep=parameters)
+            self.register_parameter(name, value)
+        elif parameters is not None and name in parameters:
+            if value is not None:
+                raise TypeError(f"cannot assign '{_typename(value)}' as parameter '{name}' "
+                                "(nbgrad.nn.Parameter or None expected)")
+            parameters[name] = None
+        else:
+            modules = self.__dict__.get("_modules")
+            if isinstance(value, Module):
+                if modules is None:
+                    raise AttributeError("cannot assign module before Module.__init__() call")
+                self._remove_other_registrations(name, keep=modules)
                 modules[name] = value
-            elif name in parameters:
+            elif modules is not None and name in modules:
                 if value is not None:
-                    raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
-                                    "(nn.Parameter or None expected)")
-                parameters[name] = None
-            elif name in modules:
-                if value is not None:
-                    raise TypeError(f"cannot assign '{type(value).__name__}' as child module "
-                                    f"'{name}' (nn.Module or None expected)")
+                    raise TypeError(f"cannot assign '{_typename(value)}' as child module "
+                                    f"'{name}' (nbgrad.nn.Module or None expected)")
                 modules[name] = None
-            else:
+            elif name in self.__dict__.get("_buffers", ()):
                 if value is not None and not isinstance(value, Tensor):
-                    raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
-                                    "(Tensor or None expected)")
-                buffers[name] = value
-            return
-        object.__setattr__(self, name, value)
+                    raise TypeError(f"cannot assign '{_typename(value)}' as buffer '{name}' "
+                                    "(nbgrad.Tensor or None expected)")
+                self._buffers[name] = value
+            else:
+                object.__setattr__(self, name, value)
 
-    def _forget(self, name):
-        for registry in self._registries():
-            registry.pop(name, None)
+    def _remove_other_registrations(self, name, keep):
+        """Forget `name` as a plain attribute and in every registry but `keep`."""
         self.__dict__.pop(name, None)
+        for registry in (self._parameters, self._buffers, self._modules):
+            if registry is not keep:
+                registry.pop(name, None)
+        self._non_persistent_buffers.discard(name)
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: registered things live in the registries.
@@ -89,24 +91,39 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
-        for registry in self._registries():
+        for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
+                self._non_persistent_buffers.discard(name)
                 return
         object.__delattr__(self, name)
 
+    def _check_name(self, kind, name, registry):
+        """PyTorch's checks of a name to register in `registry` (a dict of this module)."""
+        if registry is None:
+            raise AttributeError(f"cannot assign {kind} before Module.__init__() call")
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name should be a string. Got {_typename(name)}")
+        if "." in name:
+            raise KeyError(f"{kind} name can't contain \".\""
+                           + (f", got: {name}" if kind == "module" else ""))
+        if name == "":
+            raise KeyError(f"{kind} name can't be empty string \"\"")
+        if hasattr(self, name) and name not in registry:
+            raise KeyError(f"attribute '{name}' already exists")
+
     def register_parameter(self, name, param):
+        self._check_name("parameter", name, self.__dict__.get("_parameters"))
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
-                            "(nn.Parameter or None required)")
-        self._forget(name)
+            raise TypeError(f"cannot assign '{_typename(param)}' object to parameter '{name}' "
+                            "(nbgrad.nn.Parameter or None required)")
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
+        self._check_name("buffer", name, self.__dict__.get("_buffers"))
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
-                            "(Tensor or None required)")
-        self._forget(name)
+            raise TypeError(f"cannot assign '{_typename(tensor)}' object to buffer '{name}' "
+                            "(nbgrad Tensor or None required)")
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers.discard(name)
@@ -115,8 +132,8 @@ class Module:
 
     def add_module(self, name, module):
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{type(module).__name__} is not a Module subclass")
-        self._forget(name)
+            raise TypeError(f"{_typename(module)} is not a Module subclass")
+        self._check_name("module", name, self.__dict__.get("_modules"))
         self._modules[name] = module
 
     register_module = add_module
@@ -276,18 +293,64 @@ class Module:
         fn(self)
         return self
 
-    def _cast(self, np_dtype):
+    def _cast(self, cast):
+        """Apply `cast` (a tensor -> the tensor in another dtype, or itself) to every parameter
+        and its grad, in place (`param.data`, as PyTorch: optimizers keep their parameters),
+        and to every buffer, which the result replaces (as PyTorch). Every result is made
+        before anything changes, so an error leaves the module as it was.
+
+        NOTE: nbgrad computes no gradients in float16 or bfloat16. A parameter that requires
+        grad and is cast to one of them has the requirement set aside, not refused: that is
+        what `model.half()` before inference needs (a frozen half model; training it fails
+        at `backward()`, which finds nothing that requires grad), and a cast back to float32
+        or float64 (`model.float()`) makes it require grad again, as it does in PyTorch. A
+        buffer that requires grad gets the cast's own error in float16 (outside no_grad)."""
         run_pending()  # deferred ops read the arrays this replaces
-        for tensor in list(self.parameters()) + list(self.buffers()):
-            if tensor._data.dtype.kind == "f":
-                tensor._data = tensor._data.astype(np_dtype)
+        parameters = []
+        for param in self.parameters():
+            data = cast(param.data)
+            if data.dtype == param.dtype:
+                continue
+            if param._wants_grad() and not data.dtype.is_floating_point:
+                raise RuntimeError("data set to a tensor that requires gradients must be "
+                                   "floating point or complex dtype")
+            grad = None if param.grad is None else cast(param.grad.data)
+            parameters.append((param, data, grad))
+        buffers = [(module._buffers, name, cast(buffer)) for module in self.modules()
+                   for name, buffer in module._buffers.items() if buffer is not None]
+        for param, data, grad in parameters:
+            wants_grad = param._wants_grad()
+            half = data.dtype in HALF
+            param.requires_grad = False  # before its data is half, which cannot require grad
+            param.data = data
+            if grad is not None:
+                param.grad.data = grad
+            param.requires_grad = wants_grad and not half
+            param._grad_set_aside = wants_grad and half
+        for registry, name, buffer in buffers:
+            registry[name] = buffer
         return self
 
+    def _cast_floating(self, dtype):
+        return self._cast(lambda tensor: tensor.to(dtype) if tensor.is_floating_point()
+                          else tensor)
+
+    def half(self):
+        return self._cast_floating(float16)
+
+    def bfloat16(self):
+        return self._cast_floating(bfloat16)
+
     def float(self):
-        return self._cast(np.float32)
+        return self._cast_floating(float32)
 
     def double(self):
-        return self._cast(np.float64)
+        return self._cast_floating(float64)
+
+    def type(self, dst_type):
+        """Every parameter and buffer, integer ones too, cast to `dst_type` (a dtype or a
+        legacy name such as "torch.DoubleTensor"), as PyTorch's `Module.type`."""
+        return self._cast(lambda tensor: tensor.type(dst_type))
 
     def to(self, *args, device=None, dtype=None, non_blocking=False):
         """`to(device)`, `to(dtype)`, `to(device, dtype)`, `to(tensor)`: only CPU devices
@@ -306,7 +369,7 @@ class Module:
             if not dtype.is_floating_point:
                 raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but "
                                 f"got desired dtype=torch.{dtype.name}")
-            self._cast(dtype.np)
+            self._cast_floating(dtype)
         return self
 
     def cpu(self):
@@ -321,13 +384,34 @@ class Module:
         return ""
 
     def __repr__(self):
-        lines = [line for line in self.extra_repr().split("\n") if line]
-        for name, module in self._modules.items():
-            child = repr(module).replace("\n", "\n  ")
-            lines.append(f"({name}): {child}")
-        if not self._modules:
-            return f"{type(self).__name__}({self.extra_repr()})"
+        # PyTorch's layout: a one-line extra_repr without children stays on the line; else
+        # one line per extra_repr line and per child, indented by two.
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({name}): {_indented(repr(module), 2)}"
+                       for name, module in self._modules.items()]
+        lines = extra_lines + child_lines
+        if len(extra_lines) == 1 and not child_lines:
+            return f"{type(self).__name__}({extra})"
+        if not lines:
+            return f"{type(self).__name__}()"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _indented(text, spaces):
+    """Every line of `text` but the first indented by `spaces`; blank lines stay empty
+    (PyTorch's _addindent)."""
+    first, *rest = text.split("\n")
+    return "\n".join([first] + [" " * spaces + line if line.strip() else "" for line in rest])
+
+
+def _typename(value):
+    """How PyTorch's messages name a value's type (torch.typename): a tensor by its legacy
+    type name ("torch.FloatTensor"), anything else by its qualified class name."""
+    if isinstance(value, Tensor):
+        return value.type()
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def repr_key(key):
