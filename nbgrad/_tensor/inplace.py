@@ -16,7 +16,7 @@ from .._core.mode import run_pending
 from .shape import expand
 from .tensor import Tensor
 
-__all__ = ["fill_", "zero_", "copy_"]
+__all__ = ["fill_", "zero_"]  # torch.copy_ does not exist: a method only
 
 
 def check_inplace(target):
