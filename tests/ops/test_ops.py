@@ -216,6 +216,12 @@ TABLE = [
     # RemainderBackward0/FmodBackward0): multiples, zero, inf and NaN
     row("remainder_fmod_scalar_edges", lambda L, a: a % -1.5 + L.fmod(a, -1.5),
         A([-3.5, -3.0, -0.2, 0.0, 0.2, 1.5, 3.5, np.inf, np.nan]), gradcheck=False),
+    # div(rounding_mode=) (zero gradients) and // (floor_divide: no derivative, so on detached
+    # inputs): signs, a quotient just below an integer (0.3 / 0.1), 0, inf and NaN
+    row("div_rounding_floor_divide", lambda L, a, b: L.div(a, b, rounding_mode="floor")
+        + a.div(b, rounding_mode="trunc") + a.detach() // b.detach(),
+        A([-7.0, 7.0, 0.3, -0.5, 5.0, -0.0, 1e20, np.inf, np.nan]),
+        A([2.0, -2.0, 0.1, np.inf, 0.0, 3.0, 3.0, 2.0, 1.0]), gradcheck=False),
     row("atan2_erf", lambda L, a, b: L.atan2(a, b) + L.erf(a), (3, 4), (4,)),
     # each is True for exactly one of finite, inf, NaN: the xor is True everywhere
     row("isnan_isinf_isfinite", lambda L, a: L.logical_xor(a.isnan() ^ L.isinf(a), a.isfinite()),
