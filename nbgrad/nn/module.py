@@ -7,6 +7,7 @@ from .._core import tracing as _tracing
 from .._core.dtype import HALF, as_dtype, bfloat16, dtype as _dtype, float16, float32, float64
 from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
+from ..autograd.grad_mode import no_grad
 from .._tensor import device as _device
 from .._tensor.tensor import Tensor
 from .parameter import Parameter
@@ -235,21 +236,18 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            if isinstance(value, Tensor):
-                array = value._data
-            elif isinstance(value, np.ndarray):
-                array = value
-            else:
+            if not isinstance(value, (Tensor, np.ndarray)):
                 errors.append(f'While copying the parameter named "{key}", expected nbgrad.Tensor '
                               f"or Tensor-like object (a NumPy array) from checkpoint but "
                               f"received {type(value)}")
                 continue
-            if array.shape != target._data.shape:
+            shape = tuple(value.shape)
+            if shape != target._data.shape:
                 errors.append(f"size mismatch for {key}: copying a param with shape "
-                              f"{_size_repr(array.shape)} from checkpoint, the shape in current "
+                              f"{_size_repr(shape)} from checkpoint, the shape in current "
                               f"model is {_size_repr(target._data.shape)}.")
                 continue
-            updates.append((target, array))
+            updates.append((target, value))
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -260,11 +258,11 @@ class Module:
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                + "\n\t".join(errors))
-        # Nothing is written unless every entry is valid.
-        run_pending()  # deferred ops read the values as they are now
-        for target, array in updates:
-            np.copyto(target._data, array, casting="unsafe")
-            target._version_counter[0] += 1
+        # Nothing is written unless every entry is valid. Then as PyTorch: copy_ under
+        # no_grad, which casts as its casts do (float64 to float16 through float32).
+        with no_grad():
+            for target, value in updates:
+                target.copy_(value)
         return IncompatibleKeys(missing, unexpected)
 
     # --- modes and bulk changes -----------------------------------------------------------

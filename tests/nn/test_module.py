@@ -4,6 +4,7 @@ repr of nested models, and casts of parameters and buffers (half, bfloat16, floa
 type, to)."""
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -199,6 +200,21 @@ def test_cast_values_and_grads_match_torch():
     assert models[0][0].weight.grad.dtype == nbgrad.bfloat16
     np.testing.assert_array_equal(models[0][0].weight.grad.float().numpy(),
                                   models[1][0].weight.grad.float().numpy())
+
+
+def test_load_state_dict_into_a_half_model_rounds_as_torch():
+    """float64 values go to float16 through float32 (a tie after the first rounding), and an
+    overflow is inf without a NumPy warning."""
+    values = [[1 + 2**-11 + 2**-40, 1 + 2**-11, 0.1, 70000.0]]
+    loaded = []
+    for L in (nbgrad, torch):
+        model = L.nn.Linear(4, 1).half()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.load_state_dict({"weight": L.tensor(values, dtype=L.float64),
+                                   "bias": L.zeros(1, dtype=L.float64)})
+        loaded.append(model.weight.detach().float().numpy())
+    np.testing.assert_array_equal(*loaded)
 
 
 def test_half_model_runs_inference_and_trains_again_after_float():
