@@ -125,6 +125,8 @@ def _models(L):
             super().__init__()
             if children:
                 self.inner = nn.Sequential(nn.Linear(1, 1), nn.Sequential())
+                self.heads = nn.ModuleDict({"a": nn.ModuleList([nn.ReLU(), nn.ReLU()]),
+                                            "b": nn.ModuleList()})
 
         def extra_repr(self):
             return "first=1,\nsecond=2\n\nafter_a_blank=3"
