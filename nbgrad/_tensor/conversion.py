@@ -56,6 +56,8 @@ def type_name_or_cast(input, dtype=None):
     if dtype is None:
         return _legacy_type_name(input.dtype)
     if isinstance(dtype, type):  # a legacy class: nbgrad.LongTensor
+        if not isinstance(getattr(dtype, "dtype", None), _dtype.dtype):
+            raise ValueError(f"invalid type: '{dtype.__name__}'")
         dtype = dtype.dtype
     elif isinstance(dtype, str):
         found = [d for d in _dtype.ALL if _legacy_type_name(d) == dtype]

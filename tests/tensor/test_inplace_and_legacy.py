@@ -224,8 +224,9 @@ def test_legacy_constructor_errors_and_alias():
                      lambda: lib.FloatTensor(2.5), lambda: lib.FloatTensor("a"),
                      lambda: lib.FloatTensor([1], [2]), lambda: lib.FloatTensor(-1),
                      lambda: lib.FloatTensor(2, device="cuda"),
-                     lambda: lib.FloatTensor(2, requires_grad=True), lambda: lib.numel([1, 2])):
-            with pytest.raises((TypeError, RuntimeError)) as error:
+                     lambda: lib.FloatTensor(2, requires_grad=True), lambda: lib.numel([1, 2]),
+                     lambda: lib.ones(2).type(int)):
+            with pytest.raises((TypeError, RuntimeError, ValueError)) as error:
                 call()
             errors.append((error.type, str(error.value).split("\n")[0]))
         messages.append(errors)
