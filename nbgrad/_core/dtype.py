@@ -64,6 +64,10 @@ float32 = dtype("float32", np.float32, _FLOATING, 4, True, "Float")
 float64 = dtype("float64", np.float64, _FLOATING, 8, True, "Double")
 
 ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
+# The C++ type names some of PyTorch's messages use ("unsigned char", "c10::Half").
+C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
+                "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
+                "bool": "bool", "float16": "c10::Half", "bfloat16": "c10::BFloat16"}
 # Stored, not computed in: ops on them run in float32 (see run_in_float32).
 HALF = (float16, bfloat16)
 # The NumPy dtypes kernels compute in.

@@ -250,9 +250,6 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
 
 # The C++ type names PyTorch's messages give dtypes by (masked_fill's, the legacy
 # constructors'), by NumPy name.
-C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
-                "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
-                "bool": "bool", "float16": "c10::Half", "bfloat16": "c10::BFloat16"}
 
 
 def masked_fill(input, mask, value):
@@ -261,7 +258,7 @@ def masked_fill(input, mask, value):
     mask_dtype = _meta(mask).dtype
     if mask_dtype.kind != "b":
         raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
-                           f"{C_TYPE_NAMES[mask_dtype.name]}")
+                           f"{_dtype.C_TYPE_NAMES[mask_dtype.name]}")
     dtype = _meta(input).dtype
     if not isinstance(value, Tensor):
         return dispatch(PRIMITIVES["masked_fill"], (input, mask, as_tensor_arg(value, dtype)))

@@ -11,7 +11,6 @@ import numbers
 import numpy as np
 
 from .._core import dtype as _dtype
-from .arithmetic import C_TYPE_NAMES
 from .device import device as _device
 from .factories import empty, tensor
 from .tensor import Size, Tensor
@@ -30,7 +29,7 @@ def _is_size(value):
 
 def _tensor_options(dtype):
     """How PyTorch's messages show the options of a CPU tensor of `dtype`."""
-    return (f"TensorOptions(dtype={C_TYPE_NAMES[dtype.np.name]}, device=cpu, layout=Strided, "
+    return (f"TensorOptions(dtype={_dtype.C_TYPE_NAMES[dtype.name]}, device=cpu, layout=Strided, "
             "requires_grad=false (default), pinned_memory=false (default), "
             "memory_format=(nullopt))")
 

@@ -5,9 +5,8 @@ A list holds its items under the names "0", "1", ...; a dict under its keys. So
 `named_parameters()`, `state_dict()` and optimizers see them with PyTorch's names
 ("layers.0.weight", "scales.1").
 
-NOTE: entries are written into the registries directly, not through `setattr`: Module's
-`__setattr__` re-registers a name at the end, and replacing `list[0]` or `dict["a"]` must keep
-its place (as PyTorch does).
+Entries are written into the registries directly: replacing `list[0]` or `dict["a"]` keeps
+its place (as PyTorch does, and as Module's `__setattr__` does for an existing name).
 """
 import operator
 from collections import OrderedDict

@@ -10,7 +10,7 @@ import numpy as np
 from .._core import tracing as _tracing
 from .._tensor import api as _api
 from .._tensor import random as _random
-from .._tensor.arithmetic import inplace_form
+from .._tensor.inplace import inplace_form
 from .._tensor.indexing import one_hot  # noqa: F401  (F.one_hot, an indexing function)
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES

@@ -15,10 +15,10 @@ from fractions import Fraction
 import numba
 import numpy as np
 
+from .._core.dtype import C_TYPE_NAMES
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 # The C++ names of the dtypes, as some of PyTorch's histogram messages spell them.
-_C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}
 # How an element's bin is found (PyTorch's BIN_SELECTION_ALGORITHM).
 BINARY_SEARCH, LINEAR_INTERPOLATION, LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH = 0, 1, 2
 
@@ -180,8 +180,8 @@ def _histogram_infer(x, edges, *weight, density, algorithm):
     if weight and weight[0].dtype != x.dtype:
         raise RuntimeError(
             "torch.histogramdd: if weight tensor is provided, input tensor and weight tensor "
-            f"should have the same dtype, but got input({_C_TYPE_NAMES[x.dtype.name]}), and "
-            f"weight({_C_TYPE_NAMES.get(weight[0].dtype.name, weight[0].dtype.name)})")
+            f"should have the same dtype, but got input({C_TYPE_NAMES[x.dtype.name]}), and "
+            f"weight({C_TYPE_NAMES[weight[0].dtype.name]})")
     if weight and tuple(weight[0].shape) != tuple(x.shape):
         raise RuntimeError("torch.histogram: if weight tensor is provided it should have the "
                            f"same shape as the input tensor, but got input with shape "
