@@ -1,6 +1,6 @@
 """Adam and AdamW (torch/optim/adam.py, single-tensor path)."""
 from .optimizer import Optimizer, check_options, counter, reject_unsupported, zeros_like_param
-from .rule import DECOUPLED_GRADIENT, UpdateRule
+from .rule import ADAM_MOMENTS, ADAM_SETUP, DECOUPLED_GRADIENT, UpdateRule
 
 
 class Adam(Optimizer):
@@ -10,18 +10,13 @@ class Adam(Optimizer):
         counters=("step",),
         scalars=("lr", "beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay",
                  "amsgrad", "maximize"),
-        setup="""
+        setup=("""
             step = step + 1
             # Bias corrections in double precision, as PyTorch computes them in Python.
             step_size = lr / (1 - beta1 ** step)
             bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-            one_minus_beta1 = 1 - beta1
-            one_minus_beta2 = 1 - beta2
-            decay = 1 - lr * weight_decay
-        """,
-        body=(DECOUPLED_GRADIENT, """
-            exp_avg = lerp(exp_avg, g, one_minus_beta1)
-            exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * g * g
+        """, ADAM_SETUP),
+        body=(DECOUPLED_GRADIENT, ADAM_MOMENTS, """
             v = exp_avg_sq
             if amsgrad:
                 max_exp_avg_sq = max(max_exp_avg_sq, v)

@@ -1,6 +1,6 @@
 """NAdam (torch/optim/nadam.py, single-tensor path)."""
 from .optimizer import Optimizer, check_options, counter, reject_unsupported, zeros_like_param
-from .rule import DECOUPLED_GRADIENT, UpdateRule
+from .rule import ADAM_MOMENTS, ADAM_SETUP, DECOUPLED_GRADIENT, UpdateRule
 
 
 class NAdam(Optimizer):
@@ -10,7 +10,7 @@ class NAdam(Optimizer):
         counters=("step", "mu_product"),
         scalars=("lr", "beta1", "beta2", "eps", "weight_decay", "momentum_decay",
                  "decoupled_weight_decay", "maximize"),
-        setup="""
+        setup=("""
             step = step + 1
             bias_correction2 = 1 - beta2 ** step
             # The momentum cache mu^t and mu^(t+1).
@@ -20,13 +20,8 @@ class NAdam(Optimizer):
             mu_product = mu_product * np.float32(mu)
             grad_scale = -lr * (1.0 - mu) / (1.0 - mu_product)
             exp_avg_scale = -lr * mu_next / (1.0 - mu_product * mu_next)
-            one_minus_beta1 = 1 - beta1
-            one_minus_beta2 = 1 - beta2
-            decay = 1 - lr * weight_decay
-        """,
-        body=(DECOUPLED_GRADIENT, """
-            exp_avg = lerp(exp_avg, g, one_minus_beta1)
-            exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * g * g
+        """, ADAM_SETUP),
+        body=(DECOUPLED_GRADIENT, ADAM_MOMENTS, """
             denom = np.sqrt(exp_avg_sq / bias_correction2) + eps
             param = param + grad_scale * g / denom
             param = param + exp_avg_scale * exp_avg / denom

@@ -1,6 +1,6 @@
 """RAdam (torch/optim/radam.py, single-tensor path)."""
 from .optimizer import Optimizer, check_options, counter, reject_unsupported, zeros_like_param
-from .rule import DECOUPLED_GRADIENT, UpdateRule
+from .rule import ADAM_MOMENTS, ADAM_SETUP, DECOUPLED_GRADIENT, UpdateRule
 
 
 class RAdam(Optimizer):
@@ -10,7 +10,7 @@ class RAdam(Optimizer):
         counters=("step",),
         scalars=("lr", "beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay",
                  "maximize"),
-        setup="""
+        setup=("""
             step = step + 1
             bias_correction1 = 1 - beta1 ** step
             bias_correction2 = 1 - beta2 ** step
@@ -24,13 +24,8 @@ class RAdam(Optimizer):
                 rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
                         / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
             bias_correction2_sqrt = bias_correction2 ** 0.5
-            one_minus_beta1 = 1 - beta1
-            one_minus_beta2 = 1 - beta2
-            decay = 1 - lr * weight_decay
-        """,
-        body=(DECOUPLED_GRADIENT, """
-            exp_avg = lerp(exp_avg, g, one_minus_beta1)
-            exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * g * g
+        """, ADAM_SETUP),
+        body=(DECOUPLED_GRADIENT, ADAM_MOMENTS, """
             corrected = exp_avg / bias_correction1
             if rectified:
                 adaptive_lr = bias_correction2_sqrt / (np.sqrt(exp_avg_sq) + eps)

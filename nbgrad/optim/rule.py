@@ -52,16 +52,33 @@ DECOUPLED_GRADIENT = """
 """
 
 
+# Adam's family (Adam/AdamW, NAdam, RAdam): the setup's shared scalars, and the moment
+# estimates (a body fragment after the gradient's).
+ADAM_SETUP = """
+    one_minus_beta1 = 1 - beta1
+    one_minus_beta2 = 1 - beta2
+    decay = 1 - lr * weight_decay
+"""
+ADAM_MOMENTS = """
+    exp_avg = lerp(exp_avg, g, one_minus_beta1)
+    exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * g * g
+"""
+
+
+def _parsed(fragments):
+    """One piece of code, or a tuple of fragments run one after the other, parsed."""
+    fragments = (fragments,) if isinstance(fragments, str) else fragments
+    return ast.parse("\n".join(textwrap.dedent(fragment) for fragment in fragments))
+
+
 class UpdateRule:
     def __init__(self, name, scalars, body, state=(), counters=(), setup=""):
         self.name = name
         self.scalars = tuple(scalars)
         self.state = tuple(state)
         self.counters = tuple(counters)
-        self.setup = ast.parse(textwrap.dedent(setup))
-        fragments = (body,) if isinstance(body, str) else body
-        self.body = _ExpandLerp().visit(
-            ast.parse("\n".join(textwrap.dedent(fragment) for fragment in fragments)))
+        self.setup = _parsed(setup)
+        self.body = _ExpandLerp().visit(_parsed(body))
         self.derived = _assigned(self.setup) - set(self.counters)
         # Scalars (given or derived) that the element loop reads, in a fixed order.
         body_names = _read(self.body)
