@@ -107,7 +107,11 @@ def run(path, argv=()):
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except Exception as error:  # noqa: BLE001  (reported, then the exit status says it failed)
-        traceback.print_exc()
+        # The traceback from the script's first frame on (not the runner's and runpy's).
+        frames = error.__traceback__
+        while frames is not None and os.path.abspath(frames.tb_frame.f_code.co_filename) != path:
+            frames = frames.tb_next
+        traceback.print_exception(type(error), error, frames or error.__traceback__)
         where = _script_line(error, path)
         at = f"{where.filename}:{where.lineno}: {where.line}" if where else path
         missing = missing_api(error)
