@@ -20,12 +20,14 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[examples]'
 	touch $@
 
-# pytest on two workers: a cold cache compiles about a thousand fused kernels (the three-mode
-# tests of tests/ops/test_modes.py), 18 min on 2 cores.
+# pytest on two workers (worksteal: a worker that runs out of tests takes some of the other's,
+# so the long tests at the end do not run on one of them alone). A cold cache compiles about a
+# thousand fused kernels (the three-mode tests of tests/ops/test_modes.py): keep the whole run
+# under 20 min on 2 cores.
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal tests
 	cd asv_benchmarks && ../$(PY) -m asv machine --yes >/dev/null && \
 		../$(PY) -m asv run --python=same --quick --dry-run --show-stderr
 

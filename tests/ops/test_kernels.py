@@ -116,20 +116,20 @@ def test_reduction_gradients_are_broadcast_views_in_eager_mode_and_stay_fused(re
 
 
 def _every_kernel():
-    """(kernel name, argument names, result dtype) for every expression of the table."""
+    """(kernel name, argument names, result dtype, input dtype) for every expression of the
+    table; rows without a float kernel (bitwise ops) run on int64."""
     for row in elementwise.TABLE:
-        result = np.bool_ if row.result == "bool" else np.float32
-        yield row.name, row.inputs + row.params, result
+        data = np.float32 if "f" in row.kinds else np.int64
+        result = np.bool_ if row.result == "bool" else data
+        yield row.name, row.inputs + row.params, result, data
         for wrt, grad in row.grads.items():
             if grad != "g":
-                yield (f"{row.name}_d{wrt}",
-                       elementwise._names_in(grad, ("g", "out") + row.inputs + row.params),
-                       np.float32)
+                yield f"{row.name}_d{wrt}", elementwise._vjp_args(row, grad), np.float32, np.float32
 
 
-@pytest.mark.parametrize("name, args, result_dtype", list(_every_kernel()),
+@pytest.mark.parametrize("name, args, result_dtype, data_dtype", list(_every_kernel()),
                          ids=[case[0] for case in _every_kernel()])
-def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, result_dtype):
+def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, result_dtype, data_dtype):
     # The parallel variants compile on the first large array a user passes: a kernel that
     # Numba cannot parallelize must fail here, not there.
     rng = np.random.default_rng(2)
@@ -141,7 +141,8 @@ def test_every_parallel_kernel_compiles_and_matches_the_serial_one(name, args, r
         elif arg in ("lo", "hi"):
             values.append(np.float32(0.9 if arg == "lo" else 1.5))
         else:
-            values.append(rng.uniform(0.5, 2.0, LARGE).astype(np.float32))
+            values.append(rng.uniform(0.5, 2.0, LARGE).astype(np.float32) if data_dtype == np.float32
+                          else rng.integers(-50, 50, LARGE))
     kernels = elementwise.KernelPair(name, args)
     parallel, serial = np.empty(LARGE, result_dtype), np.empty(LARGE, result_dtype)
     kernels.flat_parallel(*values, parallel)
