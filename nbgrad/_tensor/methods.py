@@ -112,12 +112,13 @@ METHODS = {
     "floor_divide_": inplace_form(arithmetic.floor_divide),
     # the in-place functions (`torch.relu_`) as methods
     **{name: getattr(arithmetic, name) for name in arithmetic.__all__ if name.endswith("_")},
-    # operators
-    "__add__": arithmetic.add, "__radd__": reflected(arithmetic.add),
+    # operators. NOTE: a commutative op's reflected form is the op itself, as in PyTorch: `2 * x`
+    # records (x, 2), so that grad_fn.next_functions lists x's node first.
+    "__add__": arithmetic.add, "__radd__": arithmetic.add,
     "__iadd__": inplace_form(arithmetic.add),
     "__sub__": arithmetic.sub, "__rsub__": arithmetic.rsub,
     "__isub__": inplace_form(arithmetic.sub),
-    "__mul__": arithmetic.mul, "__rmul__": reflected(arithmetic.mul),
+    "__mul__": arithmetic.mul, "__rmul__": arithmetic.mul,
     "__imul__": inplace_form(arithmetic.mul),
     "__truediv__": arithmetic.div, "__rtruediv__": _reflected_div,
     "__itruediv__": inplace_form(arithmetic.div),
@@ -127,9 +128,9 @@ METHODS = {
     "__ipow__": inplace_form(arithmetic.pow),
     "__matmul__": linalg.matmul, "__rmatmul__": reflected(linalg.matmul),
     "__neg__": arithmetic.neg, "__abs__": arithmetic.abs, "__invert__": arithmetic.invert,
-    "__and__": arithmetic.bitwise_and, "__rand__": reflected(arithmetic.bitwise_and),
-    "__or__": arithmetic.bitwise_or, "__ror__": reflected(arithmetic.bitwise_or),
-    "__xor__": arithmetic.bitwise_xor, "__rxor__": reflected(arithmetic.bitwise_xor),
+    "__and__": arithmetic.bitwise_and, "__rand__": arithmetic.bitwise_and,
+    "__or__": arithmetic.bitwise_or, "__ror__": arithmetic.bitwise_or,
+    "__xor__": arithmetic.bitwise_xor, "__rxor__": arithmetic.bitwise_xor,
     "__mod__": arithmetic.remainder,
     "__eq__": arithmetic.eq, "__ne__": arithmetic.ne, "__lt__": arithmetic.lt,
     "__le__": arithmetic.le, "__gt__": arithmetic.gt, "__ge__": arithmetic.ge,

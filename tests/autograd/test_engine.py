@@ -304,6 +304,25 @@ def test_next_functions_with_python_scalar_and_matmul():
     assert _structure(no.grad_fn, nl) == _structure(to.grad_fn, tl)
 
 
+# Reflected operators: torch records the tensor operand first (`2 * b` is `mul(b, 2)`).
+REFLECTED = {"2*b": lambda L, b: 2 * b, "2+b": lambda L, b: 2 + b, "2.5*b": lambda L, b: 2.5 * b,
+             "True*b": lambda L, b: True * b, "2/b": lambda L, b: 2 / b, "t*b": lambda L, b: L.tensor(2.0) * b,
+             "b&mask": lambda L, b: (b > 0) & (b < 1), "1|mask": lambda L, b: True | (b > 0)}
+
+
+@pytest.mark.parametrize("deferral", [False, True], ids=["immediate", "deferred"])
+@pytest.mark.parametrize("name", REFLECTED)
+def test_next_functions_of_reflected_operators_match_torch(name, deferral, monkeypatch):
+    monkeypatch.setattr(nbgrad.fuse.deferred, "enabled", deferral)
+
+    def graph(L, a):
+        out = REFLECTED[name](L, a.sin())
+        return out.float().sum() if out.dtype == L.bool else out.sum()
+
+    (tl, to), (nl, no) = both(graph, V)
+    assert _structure(no.grad_fn, nl) == _structure(to.grad_fn, tl)
+
+
 def test_leaf_has_no_grad_fn():
     x = nbgrad.tensor(V, requires_grad=True)
     assert x.grad_fn is None
