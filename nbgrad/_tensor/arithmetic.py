@@ -94,15 +94,20 @@ def atan2(input, other):
 arctan2 = atan2
 
 
+def _scaled(other, alpha):
+    # `other` times `alpha`: a Python number stays one (a wrapped number for promotion).
+    return mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+
+
 def add(input, other, *, alpha=1):
     if alpha != 1:
-        other = mul(other, alpha)
+        other = _scaled(other, alpha)
     return binary("add", input, other)
 
 
 def sub(input, other, *, alpha=1):
     if alpha != 1:
-        other = mul(other, alpha)
+        other = _scaled(other, alpha)
     return binary("sub", input, other)
 
 

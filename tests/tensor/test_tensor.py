@@ -317,3 +317,17 @@ def test_repr_and_print_options_match_torch(options):
     finally:
         for lib in (torch, nbgrad):
             lib.set_printoptions(profile="default", sci_mode=None)
+
+
+def test_add_and_sub_with_a_number_and_alpha_match_torch():
+    # `other * alpha` of two numbers stays a number (it crashed in mul before).
+    for call in (lambda L, a: L.add(a.sin(), 2, alpha=3), lambda L, a: L.sub(a, 2, alpha=3),
+                 lambda L, a: a.add(2.5, alpha=2), lambda L, a: L.add(a.detach().long(), 2, alpha=3)):
+        t_a, n_a = to_both(np.array([0.5, 1.5], np.float32), requires_grad=True)
+        t_out, n_out = call(torch, t_a), call(nbgrad, n_a)
+        assert_close(n_out, t_out.detach())
+        assert str(n_out.dtype).split(".")[1] == str(t_out.dtype).split(".")[1]
+        if t_out.requires_grad:
+            t_out.sum().backward()
+            n_out.sum().backward()
+            assert_close(n_a.grad, t_a.grad)
