@@ -46,7 +46,12 @@ class Node:
         return f"<{type(self).__name__} object at {id(self):#x}>"
 
     def register_hook(self, hook):
-        raise NotImplementedError("Node.register_hook is not supported; use Tensor.register_hook")
+        """`hook(grad_inputs, grad_outputs)` after the node's VJP; may return new grad_inputs."""
+        return _add_node_hook(self, 1, hook)
+
+    def register_prehook(self, hook):
+        """`hook(grad_outputs)` before the node's VJP; may return new grad_outputs."""
+        return _add_node_hook(self, 0, hook)
 
     @property
     def next_functions(self):
@@ -71,14 +76,7 @@ class Node:
     def _raise_modified(self, i, current, version):
         key, array = self.prim.save[i], self.saved[i]
         producer = self if key == "out" else self.children[key]
-        name = "a leaf" if producer is None or type(producer) is AccumulateGrad else \
-            type(producer).__name__
-        raise RuntimeError(
-            "one of the variables needed for gradient computation has been modified by an "
-            f"inplace operation: [{array.dtype} tensor {list(array.shape)}], which is output 0 "
-            f"of {name}, is at version {current}; expected version {version} instead. Hint: "
-            "the backtrace further above shows the operation that failed to compute its "
-            "gradient.")
+        raise modified_error(array, producer, current, version)
 
     def apply(self, grad):
         """The gradient of each input (None where none is needed), summed to the input's
@@ -97,6 +95,43 @@ class Node:
                         fitted = list(grads)  # the tracer keeps `grads` as the VJP made them
                     fitted[i] = gradients.fitted(g, shape, dtype)
         return fitted
+
+
+# node -> ([prehooks], [hooks]) of Node.register_prehook/register_hook: outside the node's
+# slots, so a node without hooks costs nothing, and the engine checks one dict per backward.
+node_hooks = weakref.WeakKeyDictionary()
+
+
+class RemovableHandle:
+    """What registering a hook returns: `.remove()` unregisters it."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _add_node_hook(node, kind, hook):
+    # NOTE: a pending node runs first: a deferred tape is then never fused over a hooked node.
+    mode.run_pending()
+    hooks = node_hooks.setdefault(node, ([], []))[kind]
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
+
+
+def modified_error(array, producer, current, version):
+    """PyTorch's error for a saved `array` (made by node `producer`, None for a leaf) changed
+    in place since it was saved (the Node's own check, and custom Functions' saved_tensors)."""
+    name = "a leaf" if producer is None or type(producer) is AccumulateGrad else \
+        type(producer).__name__
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{array.dtype} tensor {list(array.shape)}], which is output 0 "
+        f"of {name}, is at version {current}; expected version {version} instead. Hint: "
+        "the backtrace further above shows the operation that failed to compute its "
+        "gradient.")
 
 
 class AccumulateGrad:

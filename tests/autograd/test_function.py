@@ -1,0 +1,336 @@
+"""Custom autograd Functions (`nbgrad.autograd.Function`) against `torch.autograd.Function`.
+
+Each test defines the same Function for torch and for nbgrad (`functions(lib)`) and runs the
+same code with both; values, gradients, grad_fn names, error types and messages are torch's.
+"""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from conftest import assert_close, nbgrad_warnings, to_numpy
+from nbgrad.fuse import deferred
+from nbgrad.fuse.tracer import GraphBreak
+
+LIBS = (torch, nbgrad)
+
+
+def functions(lib):
+    """The Functions of these tests, made on `lib` (torch or nbgrad)."""
+
+    class LegendrePolynomial3(lib.autograd.Function):
+        # The PyTorch tutorial's example, unchanged.
+        @staticmethod
+        def forward(ctx, input):
+            ctx.save_for_backward(input)
+            return 0.5 * (5 * input ** 3 - 3 * input)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            input, = ctx.saved_tensors
+            return grad_output * 1.5 * (5 * input ** 2 - 1)
+
+    class MyReLU(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, input):
+            ctx.save_for_backward(input)
+            return input.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            input, = ctx.saved_tensors
+            grad_input = grad_output.clone()
+            grad_input[input < 0] = 0
+            return grad_input
+
+    class Scale(lib.autograd.Function):
+        """New style (setup_context), a non-tensor argument with a default, a non-tensor
+        output, and a non-differentiable integer output."""
+
+        @staticmethod
+        def forward(x, k=3.0):
+            return x * k, "label", x.argmax()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.k = inputs[1]
+            ctx.mark_non_differentiable(output[2])
+            ctx.seen = []
+
+        @staticmethod
+        def backward(ctx, grad, grad_label, grad_index):
+            ctx.seen.append((grad_label, grad_index))
+            return grad * ctx.k, None
+
+    class Probe(lib.autograd.Function):
+        """Records what forward and backward see."""
+        seen = []
+
+        @staticmethod
+        def forward(ctx, x, w, flag, materialize):
+            Probe.seen.append(("grad enabled", lib.is_grad_enabled(), ctx.needs_input_grad))
+            ctx.set_materialize_grads(materialize)
+            index = x.argmax()
+            ctx.mark_non_differentiable(index)
+            return x * w, index
+
+        @staticmethod
+        def backward(ctx, grad, grad_index):
+            Probe.seen.append(("grad_index", grad_index))
+            return grad, None, None, None
+
+    class DoubleInPlace(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            x.mul_(2)
+            ctx.mark_dirty(x)
+            return x
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2
+
+    return {cls.__name__: cls for cls in (LegendrePolynomial3, MyReLU, Scale, Probe,
+                                          DoubleInPlace)}
+
+
+FUNCTIONS = {lib: functions(lib) for lib in LIBS}
+
+
+def legendre_training(lib, steps=50):
+    """The tutorial's training loop of a + b * P3(c + d * x) on sin(x)."""
+    P3 = FUNCTIONS[lib]["LegendrePolynomial3"].apply
+    x = lib.linspace(-math.pi, math.pi, 2000)
+    y = lib.sin(x)
+    a = lib.full((), 0.0, requires_grad=True)
+    b = lib.full((), -1.0, requires_grad=True)
+    c = lib.full((), 0.0, requires_grad=True)
+    d = lib.full((), 0.3, requires_grad=True)
+    learning_rate = 5e-6
+    losses = []
+    for _ in range(steps):
+        y_pred = a + b * P3(c + d * x)
+        loss = (y_pred - y).pow(2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        with lib.no_grad():
+            for p in (a, b, c, d):
+                p -= learning_rate * p.grad
+                p.grad = None
+    return losses, [p.item() for p in (a, b, c, d)], type(y_pred.grad_fn).__name__
+
+
+def test_legendre_tutorial_trains_as_torch():
+    expected = legendre_training(torch)
+    actual = legendre_training(nbgrad)
+    np.testing.assert_allclose(actual[0], expected[0], rtol=1e-4)
+    np.testing.assert_allclose(actual[1], expected[1], rtol=1e-4, atol=1e-6)
+    assert actual[2] == expected[2] == "AddBackward0"
+
+
+def test_legendre_in_deferred_loop_past_fuse_after(monkeypatch):
+    """Deferred mode: the ops around the Function are pending when it is called; the loop
+    runs past FUSE_AFTER with the same numbers as torch."""
+    monkeypatch.setattr(deferred, "enabled", True)
+    monkeypatch.setattr(deferred, "FUSE_AFTER", 3)
+    monkeypatch.setattr(deferred, "_graphs", {})
+    expected = legendre_training(torch, steps=8)
+    actual = legendre_training(nbgrad, steps=8)
+    deferred.realize_all()
+    np.testing.assert_allclose(actual[0], expected[0], rtol=1e-4)
+    np.testing.assert_allclose(actual[1], expected[1], rtol=1e-4, atol=1e-6)
+
+
+def my_relu(lib):
+    x = lib.tensor([[0.5, -1.25, 2.0], [1.5, 0.0, -0.75]], requires_grad=True)
+    y = FUNCTIONS[lib]["MyReLU"].apply(x * 2)
+    (y * lib.arange(6.0).reshape(2, 3)).sum().backward()
+    return x, y
+
+
+def test_my_relu():
+    (tx, ty), (nx, ny) = my_relu(torch), my_relu(nbgrad)
+    assert_close(ny, ty)
+    assert_close(nx.grad, tx.grad)
+    assert type(ny.grad_fn).__name__ == type(ty.grad_fn).__name__ == "MyReLUBackward"
+    # next_functions as torch: the MulBackward0 of x * 2
+    assert [type(f).__name__ for f, _ in ny.grad_fn.next_functions] == \
+        [type(f).__name__ for f, _ in ty.grad_fn.next_functions] == ["MulBackward0"]
+    assert ny.grad_fn.next_functions[0][1] == 0
+    leaf = nbgrad.tensor([1.0, -1.0], requires_grad=True)
+    node = FUNCTIONS[nbgrad]["MyReLU"].apply(leaf).grad_fn
+    assert type(node.next_functions[0][0]).__name__ == "AccumulateGrad"
+    assert node.next_functions[0][0].variable is leaf
+    # ctx is the node itself, as in torch
+    assert isinstance(node, nbgrad.autograd.function.FunctionCtx)
+
+
+def scale(lib):
+    x = lib.tensor([1.0, 4.0, 2.0], requires_grad=True)
+    y, label, index = FUNCTIONS[lib]["Scale"].apply(x)
+    y.sum().backward()
+    return x, y, label, index
+
+
+def test_setup_context_non_tensor_arguments_and_outputs():
+    (tx, ty, tl, ti), (nx, ny, nl, ni) = scale(torch), scale(nbgrad)
+    assert nl == tl == "label"
+    assert ni.item() == ti.item() and ni.requires_grad == ti.requires_grad is False
+    assert ni.grad_fn is None
+    assert_close(ny, ty)
+    assert_close(nx.grad, tx.grad)
+    ([t_label, t_index],) = ty.grad_fn.seen
+    ([n_label, n_index],) = ny.grad_fn.seen
+    assert n_label is t_label is None
+    assert n_index.item() == t_index.item() == 0 and n_index.dtype == nbgrad.int64
+
+
+@pytest.mark.parametrize("materialize", [True, False])
+def test_needs_input_grad_grad_mode_and_materialize(materialize):
+    seen = {}
+    for lib in LIBS:
+        probe = FUNCTIONS[lib]["Probe"]
+        probe.seen.clear()
+        x = lib.tensor([1.0, 3.0], requires_grad=True)
+        w = lib.tensor([2.0, 2.0])
+        y, _ = probe.apply(x, w, "flag", materialize)
+        y.sum().backward()
+        with lib.no_grad():
+            out, _ = probe.apply(x, w, "flag", materialize)
+        assert not out.requires_grad and out.grad_fn is None
+        seen[lib] = [(kind, *(to_numpy(v).tolist() if hasattr(v, "shape") else v
+                              for v in values)) for kind, *values in probe.seen]
+        probe.seen.clear()
+    assert seen[nbgrad] == seen[torch]
+
+
+def test_no_input_requires_grad_records_nothing():
+    for lib in LIBS:
+        y = FUNCTIONS[lib]["MyReLU"].apply(lib.tensor([1.0, -1.0]))
+        assert not y.requires_grad and y.grad_fn is None
+
+
+def test_mark_dirty():
+    results = {}
+    for lib in LIBS:
+        x = lib.tensor([1.0, -2.0], requires_grad=True)
+        z = x * 1
+        out = FUNCTIONS[lib]["DoubleInPlace"].apply(z)
+        results[lib] = (out is z, z._version, type(z.grad_fn).__name__,
+                        [type(f).__name__ for f, _ in z.grad_fn.next_functions])
+        (z * lib.tensor([1.0, 3.0])).sum().backward()
+        results[lib] += (to_numpy(z).tolist(), to_numpy(x.grad).tolist())
+        with pytest.raises(RuntimeError) as info:
+            FUNCTIONS[lib]["DoubleInPlace"].apply(x)
+        results[lib] += (str(info.value),)
+    assert results[nbgrad] == results[torch]
+
+
+def test_saved_tensor_modified_in_place_and_freed():
+    for lib in LIBS:
+        x = lib.tensor([1.0, -2.0], requires_grad=True)
+        z = x * 1
+        y = FUNCTIONS[lib]["MyReLU"].apply(z)
+        z.add_(1)
+        with pytest.raises(RuntimeError, match="one of the variables needed for gradient "
+                                               "computation has been modified by an inplace "
+                                               r"operation: \[.*\], which is output 0 of .*"
+                                               "is at version 1; expected version 0 instead"):
+            y.sum().backward()
+        y = FUNCTIONS[lib]["MyReLU"].apply(x * 1)
+        y.sum().backward(retain_graph=True)
+        assert len(y.grad_fn.saved_tensors) == 1
+        y.sum().backward()
+        with pytest.raises(RuntimeError, match="Trying to backward through the graph a second "
+                                               "time"):
+            y.grad_fn.saved_tensors  # noqa: B018
+
+
+def bad_function(lib, returned):
+    class Bad(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, k):
+            return x * k
+
+        @staticmethod
+        def backward(ctx, grad):
+            return returned(lib, grad)
+
+    return Bad
+
+
+BAD_BACKWARDS = {
+    "too_many": lambda lib, g: (g, None, g),
+    "too_few": lambda lib, g: g,
+    "wrong_shape": lambda lib, g: (lib.ones(4), None),
+    "grad_for_non_tensor": lambda lib, g: (g, lib.ones(1)),
+    "not_a_tensor": lambda lib, g: (3.0, None),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_BACKWARDS))
+def test_bad_backward_raises_torchs_error(kind):
+    errors = []
+    for lib in LIBS:
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = bad_function(lib, BAD_BACKWARDS[kind]).apply(x, 2.0)
+        with pytest.raises(Exception) as info:
+            y.sum().backward()
+        errors.append((type(info.value), str(info.value)))
+    assert errors[1] == errors[0]
+
+
+def test_broadcastable_gradient_is_summed_and_cast():
+    grads = []
+    for lib in LIBS:
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        fn = bad_function(lib, lambda lib, g: (g.expand(2, 3).double(), None))
+        fn.apply(x, 2.0).sum().backward()
+        grads.append((to_numpy(x.grad).tolist(), str(x.grad.dtype).split(".")[-1]))
+    assert grads[1] == grads[0]
+
+
+def test_instantiating_and_calling_a_function_raises():
+    for lib in LIBS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            instance = FUNCTIONS[lib]["MyReLU"]()
+        with pytest.raises(RuntimeError, match="Legacy autograd function with non-static "
+                                               "forward method is deprecated"):
+            instance(lib.ones(2, requires_grad=True))
+
+
+def relu_step(w):
+    MyReLU = FUNCTIONS[nbgrad]["MyReLU"]
+    loss = MyReLU.apply(w * 2 - 1).sum()
+    loss.backward()
+    with nbgrad.no_grad():
+        w -= 0.1 * w.grad
+        w.grad = None
+    return loss
+
+
+def test_compile_graph_break_with_one_warning_and_fullgraph_error():
+    values = []
+    tw = torch.tensor([0.2, 0.7, -0.4], requires_grad=True)
+    for _ in range(3):
+        loss = FUNCTIONS[torch]["MyReLU"].apply(tw * 2 - 1).sum()
+        loss.backward()
+        with torch.no_grad():
+            tw -= 0.1 * tw.grad
+            tw.grad = None
+        values.append(loss.item())
+    w = nbgrad.tensor([0.2, 0.7, -0.4], requires_grad=True)
+    compiled = nbgrad.compile(relu_step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses = [compiled(w).item() for _ in range(3)]
+    messages = nbgrad_warnings(caught)
+    assert len(messages) == 1 and "custom autograd.Function MyReLU" in messages[0], messages
+    np.testing.assert_allclose(losses, values, rtol=1e-6)
+    assert_close(w, tw)
+    with pytest.raises(GraphBreak, match="custom autograd.Function MyReLU"):
+        nbgrad.compile(relu_step, fullgraph=True)(nbgrad.tensor([0.2, 0.7], requires_grad=True))
