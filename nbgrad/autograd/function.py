@@ -172,8 +172,7 @@ class Function(metaclass=FunctionMeta):
         finally:
             grad_mode.state.enabled = previous
         needs_grad = previous and any(ctx.needs_input_grad)
-        _finish(ctx, output, needs_grad)
-        return output
+        return _finish(ctx, args, output, needs_grad)
 
 
 def _new_ctx(backward_cls, args):
@@ -191,10 +190,13 @@ def _new_ctx(backward_cls, args):
     return ctx
 
 
-def _finish(ctx, output, needs_grad):
+def _finish(ctx, args, output, needs_grad):
     """Link the outputs of the forward to node `ctx` (when a gradient is needed), and keep
-    what it saved with their versions."""
-    outputs = output if isinstance(output, tuple) else (output,)
+    what it saved with their versions; the output `apply` returns."""
+    single = not isinstance(output, tuple)
+    outputs = (output,) if single else output
+    if needs_grad:
+        outputs = tuple(_alias_if_input(t, args, ctx.dirty_tensors) for t in outputs)
     for tensor in ctx.dirty_tensors:
         if tensor.grad_fn is None and tensor._requires_grad:
             raise RuntimeError("a leaf Variable that requires grad has been used in an "
@@ -223,7 +225,19 @@ def _finish(ctx, output, needs_grad):
     ctx.saved = list(ctx.to_save)
     ctx._saved_versions = [(i, t._version_counter, t._version_counter[0])
                            for i, t in enumerate(ctx.saved) if t is not None]
-    del ctx.to_save
+    del ctx.to_save  # `saved` alone holds them: a backward frees them there
+    return outputs[0] if single else outputs
+
+
+def _alias_if_input(output, args, dirty):
+    """As PyTorch: an input returned as it is (not marked dirty) comes back as a new tensor
+    on the same data and version counter, so the input keeps its own grad_fn."""
+    if not _is_tensor(output) or not any(output is a for a in args) or \
+            any(output is d for d in dirty):
+        return output
+    alias = output._new_plain(output._data)
+    alias._version_counter = output._version_counter
+    return alias
 
 
 __all__ = ["Function", "FunctionCtx"]

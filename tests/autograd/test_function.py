@@ -334,3 +334,38 @@ def test_compile_graph_break_with_one_warning_and_fullgraph_error():
     assert_close(w, tw)
     with pytest.raises(GraphBreak, match="custom autograd.Function MyReLU"):
         nbgrad.compile(relu_step, fullgraph=True)(nbgrad.tensor([0.2, 0.7], requires_grad=True))
+
+
+def test_input_returned_as_is_gets_a_new_tensor():
+    results = []
+    for lib in LIBS:
+        class Identity(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad * 3
+
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        out = Identity.apply(x)
+        (out * x).sum().backward()
+        results.append((out is x, x.grad_fn, type(out.grad_fn).__name__,
+                        to_numpy(x.grad).tolist()))
+    assert results[1] == results[0]
+
+
+def test_several_differentiable_outputs_are_not_supported_yet():
+    # NOTE: the engine sends one gradient to a node; torch gives each output its own slot.
+    class Two(nbgrad.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2, x * 3
+
+        @staticmethod
+        def backward(ctx, a, b):
+            return a * 2 + b * 3
+
+    with pytest.raises(NotImplementedError, match="more than one differentiable output"):
+        Two.apply(nbgrad.ones(2, requires_grad=True))
