@@ -214,7 +214,7 @@ def _finish(ctx, args, output, needs_grad):
             # NOTE: the engine sends one gradient to a node; several differentiable outputs
             # would each need their own slot.
             raise NotImplementedError(
-                f"{type(ctx).__name__[:-len('Backward')]}: a custom autograd.Function with "
+                f"{ctx._forward_cls.__name__}: a custom autograd.Function with "
                 "more than one differentiable output is not supported by nbgrad (mark the "
                 "others with ctx.mark_non_differentiable)")
         k = ctx._differentiable_output = differentiable[0]
