@@ -9,7 +9,7 @@ import itertools
 
 from .._core import mode, tracing
 from ..ops import gradients
-from . import grad_mode
+from . import anomaly_mode, grad_mode, graph
 from .graph import FREED, AccumulateGrad, edge
 
 def _add_into(pending, node, grad, owned):
@@ -32,6 +32,29 @@ def _run_tensor_hooks(hooks, grad, wrap):
         if result is not None:
             grad = result._data
     return grad
+
+
+def _run_node_hooks(node, grad, wrap, anomaly):
+    """`node.apply(grad)` between its prehooks and hooks (Node.register_prehook/register_hook),
+    each of which may replace the gradients it is given."""
+    tracing.graph_break("a grad_fn hook runs Python code during backward")
+    prehooks, hooks = graph.node_hooks[node]
+    for hook in list(prehooks):
+        result = hook((wrap(grad),))
+        if result is not None:
+            grad = result[0]._data
+    grads = anomaly_mode.apply(node, grad) if anomaly else node.apply(grad)
+    if hooks:
+        grad_inputs = tuple(None if g is None else wrap(g) for g in grads)
+        grad_outputs = (wrap(grad),)
+        for hook in list(hooks):
+            result = hook(grad_inputs, grad_outputs)
+            if result is not None:
+                grad_inputs = tuple(result)
+        grads = [None if g is None else g._data for g in grad_inputs]
+    # NOTE: a hook may keep the tensors it saw or returned: views, so that the sweep never
+    # adds into them in place (it owns only arrays whose `base` is None).
+    return [None if g is None else g.view() for g in grads]
 
 
 def accumulate_into_grad(tensor, grad, owned, wrap):
@@ -84,6 +107,9 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
         _add_into(pending, node, grad, False)
     previous_mode = grad_mode.state.enabled
     grad_mode.state.enabled = False
+    # Read once: a sweep without node hooks or anomaly mode checks one local per node.
+    node_hooks = graph.node_hooks or None
+    anomaly = anomaly_mode.state.enabled
     try:
         while queue:
             node = heapq.heappop(queue)[1]
@@ -108,7 +134,13 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
                     tensor = node._retained()
                     if tensor is not None:
                         accumulate_into_grad(tensor, grad, False, wrap)
-                grads = node.apply(grad)
+                if node_hooks is not None and node in node_hooks:
+                    grads = _run_node_hooks(node, grad, wrap, anomaly)
+                    owned = False
+                elif anomaly:
+                    grads = anomaly_mode.apply(node, grad)
+                else:
+                    grads = node.apply(grad)
             if node.saved and not retain_graph:
                 node.saved = FREED
             for child, child_grad in zip(node.children, grads):

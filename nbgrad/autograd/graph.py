@@ -11,6 +11,7 @@ import weakref
 
 from .._core import mode, tracing
 from ..ops import gradients
+from . import anomaly_mode
 
 FREED = object()
 
@@ -181,6 +182,8 @@ def new_node(prim, params, grad_fn_name):
     node._retained = None
     node.saved = node._saved_versions = ()
     node.needs = node.children = node.input_meta = None
+    if anomaly_mode.state.enabled:
+        anomaly_mode.record(node)
     return node
 
 

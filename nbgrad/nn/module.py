@@ -1,4 +1,5 @@
 """nn.Module: the container that registers parameters, buffers and submodules."""
+import warnings
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -7,8 +8,11 @@ from .._core import tracing as _tracing
 from .._core.dtype import HALF, as_dtype, bfloat16, dtype as _dtype, float16, float32, float64
 from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
-from ..autograd.grad_mode import no_grad
+from ..autograd.function import Function
+from ..autograd.graph import RemovableHandle
+from ..autograd.grad_mode import is_grad_enabled, no_grad
 from .._tensor import device as _device
+from .._tensor.factories import zeros
 from .._tensor.tensor import Tensor
 from .parameter import Parameter
 
@@ -36,7 +40,37 @@ class Module:
     def __call__(self, *args, **kwargs):
         if _tracing.current is not None:
             _tracing.current.module(self)
-        return self.forward(*args, **kwargs)
+        if self._hooks is None:
+            return self.forward(*args, **kwargs)
+        return _call_with_hooks(self, self._hooks, args, kwargs)
+
+    # --- hooks (PyTorch's order: forward pre-hooks, forward, forward hooks; backward hooks
+    # through identity nodes on the inputs and the output, as PyTorch's BackwardHook) -------
+    # `_hooks` is None until a hook is registered: a call without hooks checks one attribute.
+    _hooks = None
+
+    def _add_hook(self, kind, entry, prepend):
+        if self._hooks is None:
+            object.__setattr__(self, "_hooks", _Hooks())
+        hooks = getattr(self._hooks, kind)
+        if prepend:
+            hooks.insert(0, entry)
+        else:
+            hooks.append(entry)
+        return RemovableHandle(hooks, entry)
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        return self._add_hook("forward_pre", _Hook(hook, with_kwargs), prepend)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False,
+                              always_call=False):
+        return self._add_hook("forward", _Hook(hook, with_kwargs, always_call), prepend)
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        return self._add_hook("backward_pre", _Hook(hook), prepend)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        return self._add_hook("backward", _Hook(hook), prepend)
 
     # --- registration -------------------------------------------------------------------
     # As PyTorch's: assigning to a registered name keeps its place in the registry (so the
@@ -394,6 +428,159 @@ class Module:
         if not lines:
             return f"{type(self).__name__}()"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+class _Hooks:
+    """A module's registered hooks, each list in calling order."""
+
+    def __init__(self):
+        self.forward_pre, self.forward, self.backward_pre, self.backward = [], [], [], []
+
+
+class _Hook:
+    """One registration (its own object, so that its handle removes exactly it)."""
+
+    def __init__(self, fn, with_kwargs=False, always_call=False):
+        self.fn, self.with_kwargs, self.always_call = fn, with_kwargs, always_call
+
+
+def _call_with_hooks(module, hooks, args, kwargs):
+    """Module.__call__ of a module with hooks, in PyTorch's order."""
+    # A trace would run a hook's Python (printing, keeping activations) only once.
+    _tracing.graph_break(f"{type(module).__name__} has hooks, which run Python code")
+    for hook in list(hooks.forward_pre):
+        if hook.with_kwargs:
+            result = hook.fn(module, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                       f"(new_args, new_kwargs), but got {result}.")
+                args, kwargs = result
+        else:
+            result = hook.fn(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    backward = None
+    if (hooks.backward or hooks.backward_pre) and is_grad_enabled():
+        backward = _BackwardHooks(module, hooks, args)
+        args = backward.wrap_inputs(args)
+    called = []
+    try:
+        output = module.forward(*args, **kwargs)
+        for hook in list(hooks.forward):
+            called.append(hook)
+            result = (hook.fn(module, args, kwargs, output) if hook.with_kwargs
+                      else hook.fn(module, args, output))
+            if result is not None:
+                output = result
+    except Exception:
+        # As PyTorch: hooks registered with always_call=True run even when forward fails.
+        for hook in hooks.forward:
+            if hook.always_call and hook not in called:
+                if hook.with_kwargs:
+                    hook.fn(module, args, kwargs, None)
+                else:
+                    hook.fn(module, args, None)
+        raise
+    if backward is not None:
+        output = backward.wrap_output(output)
+    return output
+
+
+class BackwardHookFunction(Function):
+    """Identity whose backward hands the gradient to its node's `on_grad` (what that returns
+    flows on): PyTorch's node between a module with backward hooks and the graph around it."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.on_grad(grad)
+
+    @classmethod
+    def hooked(cls, tensor, on_grad):
+        # NOTE: set on the node, not passed to forward: a non-tensor argument of apply would
+        # add an entry to the node's next_functions, which PyTorch's node does not have.
+        out = cls.apply(tensor)
+        out.grad_fn.on_grad = on_grad
+        return out
+
+
+class _BackwardHooks:
+    """The backward hooks of one module call: backward pre-hooks when the gradient of the
+    output arrives, backward hooks when the gradient of the input is known."""
+
+    def __init__(self, module, hooks, args):
+        self.module, self.hooks = module, hooks
+        self.n_inputs = len(args)
+        self.input_position = None
+        # As PyTorch: once an input requires grad, the other tensor inputs' gradients are
+        # zeros (its identity node materializes them); non-tensor arguments' are None.
+        self.others = [(a.shape, a.dtype) if isinstance(a, Tensor) else None for a in args]
+        self.grad_outputs = None
+
+    def wrap_inputs(self, args):
+        needing = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        if not needing:
+            return args
+        if len(needing) > 1:
+            # NOTE: nbgrad's nodes have one output, so one identity node cannot hold the
+            # gradients of several inputs that a hook may replace together.
+            raise NotImplementedError(
+                f"{type(self.module).__name__}: a full backward hook on a module with more than "
+                "one input that requires grad is not supported by nbgrad")
+        i = self.input_position = needing[0]
+        return args[:i] + (BackwardHookFunction.hooked(args[i], self._input_grad),) + args[i + 1:]
+
+    def wrap_output(self, output):
+        if not isinstance(output, Tensor):
+            raise NotImplementedError(
+                f"{type(self.module).__name__}: a full backward hook on a module whose output is "
+                "not one Tensor is not supported by nbgrad")
+        if not output.requires_grad:
+            return output
+        return BackwardHookFunction.hooked(output, self._output_grad)
+
+    def _output_grad(self, grad):
+        grad_outputs = (grad,)
+        for hook in list(self.hooks.backward_pre):
+            result = hook.fn(self.module, grad_outputs)
+            if result is not None:
+                if len(result) != 1:
+                    raise RuntimeError("Backward pre hook returned an invalid number of "
+                                       f"grad_output, got {len(result)}, but expected 1")
+                grad_outputs = tuple(result)
+        self.grad_outputs = grad_outputs
+        if self.input_position is None and self.hooks.backward:
+            warnings.warn("Full backward hook is firing when gradients are computed with respect "
+                          "to module outputs since no inputs require gradients. See https://docs."
+                          "pytorch.org/docs/main/generated/torch.nn.Module.html#torch.nn.Module."
+                          "register_full_backward_hook for more details.", stacklevel=2)
+            grad_inputs = (None,) * self.n_inputs
+            for hook in list(self.hooks.backward):
+                result = hook.fn(self.module, grad_inputs, grad_outputs)
+                if result is not None and not (isinstance(result, tuple) and
+                                               all(g is None for g in result)):
+                    raise RuntimeError("Backward hook for Modules where no input requires "
+                                       "gradient should always return None or None for all "
+                                       "gradients.")
+        return grad_outputs[0]
+
+    def _input_grad(self, grad):
+        i = self.input_position
+        grad_inputs = tuple(grad if k == i else other if other is None else
+                            zeros(other[0], dtype=other[1])
+                            for k, other in enumerate(self.others))
+        for hook in list(self.hooks.backward):
+            result = hook.fn(self.module, grad_inputs, self.grad_outputs)
+            if result is not None:
+                if len(result) != self.n_inputs:
+                    raise RuntimeError("Backward hook returned an invalid number of grad_input, "
+                                       f"got {len(result)}, but expected {self.n_inputs}")
+                grad_inputs = tuple(result)
+        return grad_inputs[i]
 
 
 def _indented(text, spaces):
