@@ -116,7 +116,7 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
             grad, owned = pending.pop(node)
             if type(node) is AccumulateGrad:
                 if grad is not None:
-                    _accumulate(node, grad, owned, wrap, capture)
+                    _accumulate(node, grad, owned, wrap, capture, node_hooks)
                 continue
             if grad is None:
                 # Reached only by None gradients: nothing runs, but the saved tensors are
@@ -167,13 +167,30 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
 _NO_GRADS = itertools.repeat(None)
 
 
-def _accumulate(node, grad, owned, wrap, capture):
-    """A leaf's gradient: into its `.grad`, or into `capture` for autograd.grad."""
+def _accumulate(node, grad, owned, wrap, capture, node_hooks):
+    """A leaf's gradient: into its `.grad`, or into `capture` for autograd.grad (which, as
+    PyTorch's, runs no AccumulateGrad node, so not its hooks)."""
     tensor = node.variable
     if tensor._hooks:
         grad = _run_tensor_hooks(tensor._hooks, grad, wrap)
         owned = False
     if capture is None:
-        accumulate_into_grad(tensor, grad, owned, wrap)
+        if node_hooks is not None and node in node_hooks:
+            _accumulate_with_node_hooks(node, grad, wrap)
+        else:
+            accumulate_into_grad(tensor, grad, owned, wrap)
     elif node in capture:
         capture[node] = grad
+
+
+def _accumulate_with_node_hooks(node, grad, wrap):
+    """As PyTorch: prehooks may replace the gradient; hooks get `()` and the gradient."""
+    tracing.graph_break("a grad_fn hook runs Python code during backward")
+    prehooks, hooks = graph.node_hooks[node]
+    for hook in list(prehooks):
+        result = hook((wrap(grad),))
+        if result is not None:
+            grad = result[0]._data
+    accumulate_into_grad(node.variable, grad, False, wrap)
+    for hook in list(hooks):
+        hook((), (wrap(grad),))

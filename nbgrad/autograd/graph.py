@@ -151,6 +151,9 @@ class AccumulateGrad:
     def name(self):
         return "AccumulateGrad"
 
+    register_hook = Node.register_hook
+    register_prehook = Node.register_prehook
+
     def __repr__(self):
         return f"<AccumulateGrad object at {id(self):#x}>"
 

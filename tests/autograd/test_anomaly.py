@@ -106,3 +106,26 @@ def test_grad_fn_hooks(lib_mode):
                 assert a == b
     assert_close(b_grad, expected_b_grad)
     assert_close(x_grad, expected_x_grad)
+
+
+def _accumulate_grad_hooks(lib):
+    seen = []
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    accumulator = y.grad_fn.next_functions[0][0]
+    accumulator.register_prehook(lambda go: seen.append(("pre", to_numpy(go[0]).copy()))
+                                 or (go[0] * 2,))
+    accumulator.register_hook(lambda gi, go: seen.append(("post", gi, to_numpy(go[0]).copy())))
+    x.register_hook(lambda g: seen.append(("tensor", to_numpy(g).copy())) or g + 1)
+    y.sum().backward()
+    return seen, x.grad
+
+
+def test_accumulate_grad_hooks(lib_mode):
+    seen, grad = _accumulate_grad_hooks(nbgrad)
+    expected_seen, expected_grad = _accumulate_grad_hooks(torch)
+    assert [s[0] for s in seen] == [s[0] for s in expected_seen] == ["tensor", "pre", "post"]
+    assert seen[2][1] == expected_seen[2][1] == ()
+    for got, expected in zip(seen, expected_seen):
+        assert_close(got[-1], expected[-1])
+    assert_close(grad, expected_grad)

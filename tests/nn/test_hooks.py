@@ -1,5 +1,6 @@
 """Module hooks (forward pre-hooks, forward hooks, full backward hooks and pre-hooks) against
-torch: what each hook is given, what a returned value replaces, the order and the handles."""
+torch: what each hook is given, what a returned value replaces, the order and the handles,
+in deferred mode (the default) and immediate mode."""
 import warnings
 
 import numpy as np
@@ -7,12 +8,18 @@ import pytest
 import torch
 
 import nbgrad
-from nbgrad.fuse import GraphBreak
+from nbgrad.fuse import GraphBreak, deferred
 from conftest import assert_close, to_numpy
 
 W = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
 B = np.array([0.1, -0.2], np.float32)
 X = np.array([[1.0, 2.0], [-3.0, 0.5]], np.float32)
+
+
+@pytest.fixture(params=["deferred", "immediate"])
+def lib_mode(request, monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", request.param == "deferred")
+    return request.param
 
 
 def _linear(lib):
@@ -69,7 +76,7 @@ def _forward_hooks(lib):
     return seen, _as_numpy(out), _as_numpy(x.grad), type(out.grad_fn).__name__
 
 
-def test_forward_hooks_and_handles():
+def test_forward_hooks_and_handles(lib_mode):
     got = _forward_hooks(nbgrad)
     expected = _forward_hooks(torch)
     assert [s[0] for s in got[0]] == [s[0] for s in expected[0]]
@@ -120,7 +127,7 @@ def _backward_hooks(lib, input_requires_grad):
 
 
 @pytest.mark.parametrize("input_requires_grad", [True, False])
-def test_full_backward_hooks(input_requires_grad):
+def test_full_backward_hooks(input_requires_grad, lib_mode):
     got = _backward_hooks(nbgrad, input_requires_grad)
     expected = _backward_hooks(torch, input_requires_grad)
     assert expected[1][0] == "BackwardHookFunctionBackward"
