@@ -6,6 +6,7 @@ from ._core.dtype import uint8, int8, int16, int32, float16, bfloat16  # noqa: E
 from ._tensor.tensor import Tensor, Size  # noqa: E402
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode  # noqa: E402
 from . import autograd  # noqa: E402
+from .autograd.anomaly_mode import is_anomaly_enabled, is_anomaly_check_nan_enabled  # noqa: E402,F401
 from ._tensor.api import *  # noqa: E402,F401,F403
 from ._tensor.api import abs, max, min, sum, pow  # noqa: E402,F401  (shadow builtins on purpose)
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._core import mode, tracing
 from ..ops import gradients
-from . import grad_mode
+from . import anomaly_mode, grad_mode
 from .graph import Node, edge, modified_error, sequence
 
 
@@ -187,6 +187,8 @@ def _new_ctx(backward_cls, args):
     ctx.needs_input_grad = tuple(ctx.needs)
     ctx.children = [edge(a) if need else None for a, need in zip(args, ctx.needs)]
     ctx.input_meta = [(a._data.shape, a._data.dtype) if _is_tensor(a) else None for a in args]
+    if anomaly_mode.state.enabled:
+        anomaly_mode.record(ctx)  # the forward traceback, as graph.new_node keeps it
     return ctx
 
 
