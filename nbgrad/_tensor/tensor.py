@@ -26,15 +26,6 @@ class Size(tuple):
         return f"nbgrad.Size({list(self)})"
 
 
-class _HookHandle:
-    def __init__(self, hooks, hook):
-        self._hooks, self._hook = hooks, hook
-
-    def remove(self):
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
-
-
 class Tensor:
     # `_pending`: None, or the record of the op that will make `_data` (deferred mode, see
     # nbgrad.fuse.deferred); `_data` is unset until it runs.
@@ -145,7 +136,7 @@ class Tensor:
         else:
             hooks = self.grad_fn._pre_hooks = self.grad_fn._pre_hooks or []
         hooks.append(hook)
-        return _HookHandle(hooks, hook)
+        return autograd.graph.RemovableHandle(hooks, hook)
 
     @property
     def _version(self):

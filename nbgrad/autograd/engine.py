@@ -34,15 +34,21 @@ def _run_tensor_hooks(hooks, grad, wrap):
     return grad
 
 
-def _run_node_hooks(node, grad, wrap, anomaly):
-    """`node.apply(grad)` between its prehooks and hooks (Node.register_prehook/register_hook),
-    each of which may replace the gradients it is given."""
+def _after_prehooks(node, grad, wrap):
+    """`grad` as `node`'s prehooks leave it (each may replace it), and `node`'s hooks."""
     tracing.graph_break("a grad_fn hook runs Python code during backward")
     prehooks, hooks = graph.node_hooks[node]
     for hook in list(prehooks):
         result = hook((wrap(grad),))
         if result is not None:
             grad = result[0]._data
+    return grad, hooks
+
+
+def _run_node_hooks(node, grad, wrap, anomaly):
+    """`node.apply(grad)` between its prehooks and hooks (Node.register_prehook/register_hook),
+    each of which may replace the gradients it is given."""
+    grad, hooks = _after_prehooks(node, grad, wrap)
     grads = anomaly_mode.apply(node, grad) if anomaly else node.apply(grad)
     if hooks:
         grad_inputs = tuple(None if g is None else wrap(g) for g in grads)
@@ -185,12 +191,7 @@ def _accumulate(node, grad, owned, wrap, capture, node_hooks):
 
 def _accumulate_with_node_hooks(node, grad, wrap):
     """As PyTorch: prehooks may replace the gradient; hooks get `()` and the gradient."""
-    tracing.graph_break("a grad_fn hook runs Python code during backward")
-    prehooks, hooks = graph.node_hooks[node]
-    for hook in list(prehooks):
-        result = hook((wrap(grad),))
-        if result is not None:
-            grad = result[0]._data
+    grad, hooks = _after_prehooks(node, grad, wrap)
     accumulate_into_grad(node.variable, grad, False, wrap)
     for hook in list(hooks):
         hook((), (wrap(grad),))
