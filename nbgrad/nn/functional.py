@@ -12,6 +12,7 @@ from .._tensor import api as _api
 from .._tensor import random as _random
 from .._tensor.inplace import inplace_form
 from .._tensor.indexing import one_hot  # noqa: F401  (F.one_hot, an indexing function)
+from .._tensor.resample import pad, dropout1d, dropout2d  # noqa: F401  (resample.py)
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
