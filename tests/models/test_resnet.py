@@ -1,0 +1,320 @@
+"""nbgrad.models against torch: ResNets built as torchvision builds them, and the pretrained
+ResNet-18 tutorial ("A Gentle Introduction to torch.autograd") end to end.
+
+torchvision cannot be installed beside this torch, so the reference here is torchvision's
+ResNet written in torch (the same module tree, names and forward). Its state dict is
+`torch.save`d under the hub cache's file name in a temporary TORCH_HOME, without the
+`num_batches_tracked` entries (torchvision's published ResNet checkpoints predate them; torch
+fills them in on load), and the reference model itself loads it back with `torch.load` first:
+so the file is one torchvision would load. nbgrad then builds
+`resnet18(weights=ResNet18_Weights.DEFAULT)` from it, and both run the tutorial: forward on a
+1x3x64x64 image, `(prediction - labels).sum().backward()`, an SGD step (lr=1e-2,
+momentum=0.9); predictions, every gradient, the updated parameters and the BN running
+statistics are compared, in the immediate and default deferred modes and under
+nbgrad.compile (whose second call runs the fused kernel).
+"""
+import math
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from nbgrad import models
+from nbgrad.fuse import deferred
+
+# float32 through 20 layers of batch norm over few values (a 2x2 map in layer4 at batch 1):
+# nbgrad's and torch's roundings differ by more than one op's.
+RTOL, ATOL = 2e-3, 2e-4
+CHECKPOINT = "resnet18-f37072fd.pth"
+
+
+# --- torchvision's ResNet, in torch ------------------------------------------------------
+
+def conv3x3(inplanes, planes, stride=1):
+    return torch.nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(inplanes, planes, stride=1):
+    return torch.nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False)
+
+
+class BasicBlock(torch.nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = torch.nn.BatchNorm2d(planes)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = torch.nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class Bottleneck(torch.nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = torch.nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = torch.nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * 4)
+        self.bn3 = torch.nn.BatchNorm2d(planes * 4)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+
+class ResNet(torch.nn.Module):
+    def __init__(self, block, layers, num_classes=1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = torch.nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(64)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.maxpool = torch.nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
+            setattr(self, f"layer{index + 1}", self._make_layer(block, planes, blocks, 1 + (index > 0)))
+        self.avgpool = torch.nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = torch.nn.Linear(512 * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, blocks, stride):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = torch.nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                             torch.nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return torch.nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def shapes(state):
+    return [(key, tuple(value.shape)) for key, value in state.items()]
+
+
+# --- the model tree ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("build, block, layers, weights", [
+    (models.resnet18, BasicBlock, [2, 2, 2, 2], models.ResNet18_Weights.DEFAULT),
+    (models.resnet34, BasicBlock, [3, 4, 6, 3], models.ResNet34_Weights.DEFAULT),
+])
+def test_state_dict_keys_shapes_and_order_are_torchvisions(build, block, layers, weights):
+    model, reference = build(), ResNet(block, layers)
+    assert shapes(model.state_dict()) == shapes(reference.state_dict())
+    assert [name for name, _ in model.named_modules()] == \
+        [name for name, _ in reference.named_modules()]
+    assert repr(model) == repr(reference)
+    assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"]
+
+
+def test_bottleneck_resnet_tree():
+    model = models.ResNet(models.Bottleneck, [1, 1, 1, 1], num_classes=7)
+    assert shapes(model.state_dict()) == shapes(ResNet(Bottleneck, [1, 1, 1, 1], 7).state_dict())
+
+
+def test_initialization_is_torchvisions():
+    nbgrad.manual_seed(0)
+    model = models.resnet18(num_classes=10, zero_init_residual=True)
+    for name, module in model.named_modules():
+        if isinstance(module, nbgrad.nn.Conv2d):
+            # kaiming_normal_(mode="fan_out", nonlinearity="relu")
+            weight = module.weight.detach().numpy()
+            fan_out = weight.shape[0] * weight[0, 0].size
+            assert abs(weight.std() / math.sqrt(2 / fan_out) - 1) < 0.1, name
+        elif isinstance(module, nbgrad.nn.BatchNorm2d):
+            last_in_block = name.endswith("bn2")
+            assert (module.weight.detach().numpy() == (0 if last_in_block else 1)).all(), name
+            assert (module.bias.detach().numpy() == 0).all(), name
+    assert tuple(model.fc.weight.shape) == (10, 512)
+
+
+# --- weights: enums, names, the legacy interface, the missing file -------------------------
+
+def test_weights_enum():
+    weights = models.ResNet18_Weights.DEFAULT
+    assert weights is models.ResNet18_Weights.IMAGENET1K_V1
+    assert repr(weights) == "ResNet18_Weights.IMAGENET1K_V1"
+    assert weights.url == "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    assert models.ResNet34_Weights.DEFAULT.url.endswith("/resnet34-b627a593.pth")
+    categories = weights.meta["categories"]
+    assert len(categories) == len(set(categories)) == 1000
+    assert categories[:3] == ["tench", "goldfish", "great white shark"]
+    assert categories[-1] == "toilet tissue"
+    assert models.get_weight("ResNet34_Weights.IMAGENET1K_V1") is models.ResNet34_Weights.DEFAULT
+    assert models.ResNet18_Weights.verify("ResNet18_Weights.DEFAULT") is weights
+    with pytest.raises(TypeError, match="expected ResNet18_Weights but received ResNet34_Weights"):
+        models.resnet18(weights=models.ResNet34_Weights.DEFAULT)
+    with pytest.raises(ValueError, match="Invalid weight name provided: 'resnet18'"):
+        models.get_weight("resnet18")
+    with pytest.raises(ValueError, match="expected value 1000 but got 10"):
+        models.resnet18(weights=weights, num_classes=10)
+
+
+def test_missing_checkpoint_says_which_file_where_and_from_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    path = tmp_path / "home" / "hub" / "checkpoints" / CHECKPOINT
+    with pytest.raises(FileNotFoundError) as error:
+        models.resnet18(weights=models.ResNet18_Weights.DEFAULT)
+    assert str(path) in str(error.value)
+    assert models.ResNet18_Weights.DEFAULT.url in str(error.value)
+    # Without TORCH_HOME: $XDG_CACHE_HOME/torch.
+    monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "xdg" / "torch" / "hub")):
+        models.resnet34(weights="DEFAULT")
+
+
+def test_pretrained_legacy_interface(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.warns(UserWarning, match="'pretrained' is deprecated"):
+        with pytest.raises(FileNotFoundError, match=CHECKPOINT):
+            models.resnet18(pretrained=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = models.resnet18(pretrained=False, num_classes=3)
+    assert "equivalent to passing `weights=None`" in str(caught[-1].message)
+    assert tuple(model.fc.weight.shape) == (3, 512)
+    with pytest.warns(UserWarning, match="'weights' as positional parameter"):
+        with pytest.raises(FileNotFoundError, match=CHECKPOINT):
+            models.resnet18(True)
+
+
+# --- the preprocessing -------------------------------------------------------------------
+
+def test_transforms_preset():
+    transform = models.ResNet18_Weights.DEFAULT.transforms()
+    assert (transform.crop_size, transform.resize_size) == ([224], [256])
+    assert transform.mean == [0.485, 0.456, 0.406] and transform.std == [0.229, 0.224, 0.225]
+    # Resize the shorter edge (antialiased bilinear, an integer image rounded back to uint8),
+    # crop the center, rescale to [0, 1], normalize: torchvision's steps, written in torch.
+    small = models.ImageClassification(crop_size=12, resize_size=16)
+    image = np.random.default_rng(0).integers(0, 256, (3, 21, 30), dtype=np.uint8)
+    expected = torch.nn.functional.interpolate(
+        torch.tensor(image)[None].float(), size=[16, 22], mode="bilinear", align_corners=False,
+        antialias=True)[0].round().to(torch.uint8)
+    expected = expected[:, 2:14, 5:17].float() / 255
+    expected = (expected - torch.tensor(small.mean)[:, None, None]) / torch.tensor(small.std)[:, None, None]
+    np.testing.assert_allclose(small(nbgrad.tensor(image)).numpy(), expected.numpy(), atol=1e-6)
+
+
+# --- the tutorial -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tutorial(tmp_path_factory):
+    """The checkpoint in a temporary TORCH_HOME, the tutorial's inputs, and what torch computes
+    in two SGD steps from it (the tutorial takes one; compile's second call is the fused one)."""
+    torch.manual_seed(0)
+    source = ResNet(BasicBlock, [2, 2, 2, 2])
+    with torch.no_grad():  # batch-norm state that is not the identity
+        for module in source.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    home = tmp_path_factory.mktemp("torch_home")
+    path = home / "hub" / "checkpoints" / CHECKPOINT
+    path.parent.mkdir(parents=True)
+    torch.save(OrderedDict((key, value) for key, value in source.state_dict().items()
+                           if not key.endswith("num_batches_tracked")), path)
+
+    reference = ResNet(BasicBlock, [2, 2, 2, 2])
+    reference.load_state_dict(torch.load(path, weights_only=True))
+    rng = np.random.default_rng(0)
+    data = rng.random((1, 3, 64, 64), dtype=np.float32)
+    labels = rng.random((1, 1000), dtype=np.float32)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=1e-2, momentum=0.9)
+    steps = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        prediction = reference(torch.tensor(data))
+        (prediction - torch.tensor(labels)).sum().backward()
+        optimizer.step()
+        steps.append({"prediction": prediction.detach().numpy().copy(),
+                      "grads": {n: p.grad.numpy().copy() for n, p in reference.named_parameters()},
+                      "state": {k: v.numpy().copy() for k, v in reference.state_dict().items()}})
+    return {"home": str(home), "data": data, "labels": labels, "steps": steps}
+
+
+def check_step(model, prediction, expected, where):
+    np.testing.assert_allclose(prediction.detach().numpy(), expected["prediction"], rtol=RTOL,
+                               atol=ATOL, err_msg=f"{where}: prediction")
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(param.grad.numpy(), expected["grads"][name], rtol=RTOL,
+                                   atol=ATOL, err_msg=f"{where}: {name}.grad")
+    state = model.state_dict()
+    assert list(state) == list(expected["state"])
+    for key, value in expected["state"].items():
+        np.testing.assert_allclose(state[key].numpy(), value, rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{where}: {key} after the step")
+
+
+@pytest.fixture
+def pretrained(tutorial, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", tutorial["home"])
+    monkeypatch.setattr(deferred, "_graphs", {})
+    return lambda: models.resnet18(weights=models.ResNet18_Weights.DEFAULT)
+
+
+@pytest.mark.parametrize("deferral", [False, True], ids=["immediate", "deferred"])
+def test_tutorial_eager(tutorial, pretrained, deferral, monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", deferral)
+    model = pretrained()
+    data, labels = nbgrad.tensor(tutorial["data"]), nbgrad.tensor(tutorial["labels"])
+    prediction = model(data)
+    loss = (prediction - labels).sum()
+    loss.backward()
+    optim = nbgrad.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    optim.step()
+    check_step(model, prediction, tutorial["steps"][0], "eager")
+
+
+def test_tutorial_compiled(tutorial, pretrained):
+    model = pretrained()
+    optimizer = nbgrad.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+
+    @nbgrad.compile
+    def step(data, labels):
+        optimizer.zero_grad()
+        prediction = model(data)
+        (prediction - labels).sum().backward()
+        optimizer.step()
+        return prediction.detach()
+
+    data, labels = nbgrad.tensor(tutorial["data"]), nbgrad.tensor(tutorial["labels"])
+    step(data, labels)  # traces (and runs eagerly)
+    prediction = step(data, labels)  # the fused kernel
+    assert step.stats["fused_calls"] == 1, step.explain()
+    check_step(model, prediction, tutorial["steps"][1], "compiled, second call")
+
+
+def test_tutorial_freezing(tutorial, pretrained):
+    model = pretrained()
+    reference = ResNet(BasicBlock, [2, 2, 2, 2])
+    for library, net in ((nbgrad, model), (torch, reference)):
+        for param in net.parameters():
+            param.requires_grad = False
+        net.fc = library.nn.Linear(512, 10)
+        library.optim.SGD(net.parameters(), lr=1e-2, momentum=0.9)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable == [name for name, p in reference.named_parameters() if p.requires_grad]
+    assert trainable == ["fc.weight", "fc.bias"]
+    assert [name for name, _ in model.named_parameters()] == \
+        [name for name, _ in reference.named_parameters()]
