@@ -1,4 +1,6 @@
 """nbgrad.autograd: backward, grad, grad mode, and the functional/gradcheck helpers."""
+import warnings
+
 import numpy as np
 
 from .._core import mode
@@ -51,16 +53,31 @@ def _tensor_maker(tensors):
     return tensors[0]._new_plain
 
 
-def _require_graph_support(create_graph):
-    if create_graph:
-        raise NotImplementedError("create_graph=True (higher-order gradients) is not supported by "
-                                  "nbgrad's engine")
+def _seed_tensors(outputs, grad_outputs, wrap):
+    """The initial gradient Tensor of each output, for create_graph=True: a given gradient
+    itself (a graph it has is differentiated through, as in PyTorch), else ones."""
+    seeds = []
+    for out, grad, array in zip(outputs, grad_outputs, _seed_gradients(outputs, grad_outputs)):
+        if hasattr(grad, "_data") and grad.dtype == out.dtype:
+            seeds.append(grad)
+        else:
+            seeds.append(wrap(np.array(array, copy=True)))
+    return seeds
+
+
+_CYCLE_WARNING = (
+    "Using backward() with create_graph=True will create a reference cycle between the "
+    "parameter and its gradient which can cause a memory leak. We recommend using "
+    "autograd.grad when creating the graph to avoid this. If you have to use this function, "
+    "make sure to reset the .grad fields of your parameters to None after use to break the "
+    "cycle and avoid the leak.")
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(tensors)/d(leaf) into the `.grad` of the graph's leaves."""
     if create_graph:
-        _require_graph_support(create_graph)
+        _backward_with_graph(tensors, grad_tensors, retain_graph, inputs)
+        return
     if mode.active.backward(tensors, grad_tensors, retain_graph, inputs):
         return
     # Pending ops must not see the .grad this adds to.
@@ -82,10 +99,36 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     engine.run_backward(tensors, seeds, bool(retain_graph), _tensor_maker(tensors))
 
 
+def _backward_with_graph(tensors, grad_tensors, retain_graph, inputs):
+    """backward(create_graph=True): the `.grad` of each leaf becomes a Tensor with a graph.
+    As PyTorch, the graph is retained unless retain_graph=False says otherwise."""
+    warnings.warn(_CYCLE_WARNING, UserWarning, stacklevel=3)
+    # NOTE: never fused: pending ops run first, and the backward's own ops are recorded
+    # (deferred like any op, so they run when read).
+    mode.run_pending()
+    tensors = _as_list(tensors)
+    grads = _as_list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
+    retain_graph = True if retain_graph is None else retain_graph
+    if inputs is not None:
+        captured = grad(tensors, _as_list(inputs), grads, retain_graph=retain_graph,
+                        create_graph=True, allow_unused=True)
+        for leaf, g in zip(_as_list(inputs), captured):
+            if g is not None:
+                engine.accumulate_graph_grad(leaf, g)
+        return
+    for t in tensors:
+        if not t._requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
+                               "grad_fn")
+    wrap = _tensor_maker(tensors)
+    engine.run_backward_with_graph(tensors, _seed_tensors(tensors, grads, wrap), retain_graph,
+                                   wrap)
+
+
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=None, materialize_grads=False):
-    """d(outputs)/d(inputs) returned as a tuple, without touching any `.grad`."""
-    _require_graph_support(create_graph)
+    """d(outputs)/d(inputs) returned as a tuple, without touching any `.grad`. With
+    `create_graph`, the results have a graph of their own (they can be differentiated)."""
     mode.run_pending()
     outputs = _as_list(outputs)
     inputs = _as_list(inputs)
@@ -98,11 +141,16 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not out._requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
-    seeds = _seed_gradients(outputs, grad_outputs)
     nodes = [edge(x) for x in inputs]
     capture = dict.fromkeys(nodes)
     wrap = _tensor_maker(outputs)
-    engine.run_backward(outputs, seeds, bool(retain_graph), wrap, capture=capture)
+    if create_graph:
+        retain_graph = True if retain_graph is None else retain_graph
+        engine.run_backward_with_graph(outputs, _seed_tensors(outputs, grad_outputs, wrap),
+                                       retain_graph, wrap, capture=capture)
+    else:
+        engine.run_backward(outputs, _seed_gradients(outputs, grad_outputs),
+                            bool(retain_graph), wrap, capture=capture)
     results = []
     for x, node in zip(inputs, nodes):
         g = capture[node]
@@ -113,7 +161,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 raise RuntimeError("One of the differentiated Tensors appears to not have been "
                                    "used in the graph. Set allow_unused=True if this is the "
                                    "desired behavior.")
-        results.append(None if g is None else wrap(np.array(g, copy=True)))
+        if g is None or create_graph and hasattr(g, "_data"):
+            results.append(g)  # a Tensor made by recorded ops: its graph is the point
+        else:
+            results.append(wrap(np.array(g, copy=True)))
     return tuple(results)
 
 

@@ -3,6 +3,11 @@
 
 Nothing here names a specific op: a node calls its primitive's VJP, and the engine's own
 array arithmetic (summing gradients, a leaf's first gradient) is in nbgrad.ops.gradients.
+
+Two sweeps: `run_backward` on NumPy arrays with the primitives' njit VJP kernels (the
+ordinary backward), and `run_backward_with_graph` on Tensors with grad mode on
+(create_graph=True): each node's VJP is then its primitive's `differentiable_vjp`, made of
+recorded ops, so the gradients it returns can be differentiated again.
 """
 import heapq
 import itertools
@@ -195,3 +200,173 @@ def _accumulate_with_node_hooks(node, grad, wrap):
     accumulate_into_grad(node.variable, grad, False, wrap)
     for hook in list(hooks):
         hook((), (wrap(grad),))
+
+
+# ---------------------------------------------------------------------------------------
+# create_graph=True: the same sweep on Tensors, recorded.
+
+def run_backward_with_graph(roots, root_grads, retain_graph, wrap, capture=None):
+    """`run_backward` for create_graph=True: `root_grads` are Tensors, grad mode is on, and
+    every gradient is a Tensor made by recorded ops (a node's `differentiable_vjp`, sums of
+    gradients by `+`), so `.grad` (or what `capture` receives) has a graph of its own.
+
+    NOTE: a separate loop, not a flag in `run_backward`: the ordinary sweep's in-place sums
+    and array ownership have no place here, and it stays as cheap as it was.
+    """
+    tracing.graph_break("a backward with create_graph=True")
+    if anomaly_mode.state.enabled:
+        raise NotImplementedError("anomaly mode (detect_anomaly) with create_graph=True is not "
+                                  "supported by nbgrad")
+    pending = {}   # node -> sum of the gradient Tensors that reached it (or None)
+    queue = []
+    for tensor, grad in zip(roots, root_grads):
+        node = edge(tensor)
+        if node is None:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
+                               "grad_fn")
+        if node not in pending:
+            heapq.heappush(queue, (-node.sequence_nr, node))
+        _add_tensor(pending, node, grad)
+    previous_mode = grad_mode.state.enabled
+    grad_mode.state.enabled = True
+    node_hooks = graph.node_hooks or None
+    try:
+        while queue:
+            node = heapq.heappop(queue)[1]
+            grad = pending.pop(node)
+            if type(node) is AccumulateGrad:
+                if grad is not None:
+                    _accumulate_tensor(node, grad, capture, node_hooks)
+                continue
+            if grad is None:
+                grads = _NO_GRADS
+            else:
+                for hook in node._pre_hooks or ():
+                    result = hook(grad)
+                    if result is not None:
+                        grad = result
+                if capture is not None:
+                    if node in capture:
+                        capture[node] = grad
+                elif node._retained is not None:
+                    tensor = node._retained()
+                    if tensor is not None:
+                        accumulate_graph_grad(tensor, grad)
+                if node_hooks is not None and node in node_hooks:
+                    grads = _run_node_hooks_with_graph(node, grad, wrap)
+                else:
+                    grads = _apply_with_graph(node, grad, wrap)
+            if node.saved and not retain_graph:
+                node.saved = FREED
+            for child, child_grad in zip(node.children, grads):
+                if child is None:
+                    continue
+                if child not in pending:
+                    heapq.heappush(queue, (-child.sequence_nr, child))
+                    pending[child] = child_grad
+                elif child_grad is not None:
+                    _add_tensor(pending, child, child_grad)
+    finally:
+        grad_mode.state.enabled = previous_mode
+
+
+def _add_tensor(pending, node, grad):
+    summed = pending.get(node)
+    pending[node] = grad if summed is None else summed + grad
+
+
+def _apply_with_graph(node, grad, wrap):
+    """The input gradients of `node` as Tensors made by recorded ops: a custom Function's
+    backward run with grad mode on, or the primitive's `differentiable_vjp`, fitted to each
+    input's shape and dtype by differentiable ops."""
+    custom = getattr(type(node), "apply_with_graph", None)
+    if custom is not None:
+        return custom(node, grad)
+    vjp = node.prim.differentiable_vjp
+    if vjp is None:
+        raise NotImplementedError(
+            f"{type(node).__name__} has no differentiable VJP in nbgrad yet: a backward with "
+            "create_graph=True (higher-order gradients) cannot go through it")
+    if node._saved_versions or node.saved is FREED:
+        node._check_saved()
+    grads = vjp(node, grad, _saved_tensors(node, wrap))
+    return [None if g is None else gradients.fitted_tensor(g, *meta)
+            for g, meta in zip(grads, node.input_meta)]
+
+
+def _saved_tensors(node, wrap):
+    """What `node` saved, as Tensors connected to the graph, as PyTorch's SavedVariable
+    unpacks them (see Primitive.differentiable_vjp); each keeps the version counter of the
+    tensor it was saved from, so a later in-place change is caught by the nodes that save
+    it again."""
+    counters = {i: counter for i, counter, _ in node._saved_versions}
+    tensors = []
+    for i, (key, array) in enumerate(zip(node.prim.save, node.saved)):
+        if array is None:
+            tensors.append(None)
+            continue
+        producer = node if key == "out" else node.children[key]
+        if type(producer) is AccumulateGrad:
+            tensors.append(producer.variable)
+            continue
+        tensor = wrap(array)
+        if i in counters:
+            tensor._version_counter = counters[i]
+        if producer is not None:
+            tensor.grad_fn = producer
+            tensor._requires_grad = True
+        tensors.append(tensor)
+    return tensors
+
+
+def _run_node_hooks_with_graph(node, grad, wrap):
+    """`_run_node_hooks` on Tensors."""
+    tracing.graph_break("a grad_fn hook runs Python code during backward")
+    prehooks, hooks = graph.node_hooks[node]
+    for hook in list(prehooks):
+        result = hook((grad,))
+        if result is not None:
+            grad = result[0]
+    grads = _apply_with_graph(node, grad, wrap)
+    if hooks:
+        grad_inputs = tuple(grads)
+        for hook in list(hooks):
+            result = hook(grad_inputs, (grad,))
+            if result is not None:
+                grad_inputs = tuple(result)
+        grads = list(grad_inputs)
+    return grads
+
+
+def _accumulate_tensor(node, grad, capture, node_hooks):
+    """`_accumulate` on Tensors."""
+    tensor = node.variable
+    for hook in tensor._hooks or ():
+        result = hook(grad)
+        if result is not None:
+            grad = result
+    if capture is not None:
+        if node in capture:
+            capture[node] = grad
+        return
+    hooks = ()
+    if node_hooks is not None and node in node_hooks:
+        prehooks, hooks = graph.node_hooks[node]
+        for hook in list(prehooks):
+            result = hook((grad,))
+            if result is not None:
+                grad = result[0]
+    accumulate_graph_grad(tensor, grad)
+    for hook in list(hooks):
+        hook((), (grad,))
+
+
+def accumulate_graph_grad(tensor, grad):
+    """`tensor.grad += grad` with grad mode on, as PyTorch's AccumulateGrad does then: the
+    first gradient is a copy (recorded), later ones make a new `.grad`, `old + grad`."""
+    if tracing.current is not None:
+        tracing.current.touch(tensor)
+    if tensor._grad is None:
+        tensor._grad = grad.clone()
+    else:
+        tensor._grad = tensor._grad + grad

@@ -7,7 +7,9 @@ Names in expressions: the inputs, the parameters, `g` (the incoming gradient), `
 (the forward result) and the helpers in `HELPERS`. Numeric literals are emitted in the
 data's dtype (see `typed`).
 """
+import ast
 import functools
+import operator
 import re
 
 import numpy as np
@@ -515,9 +517,127 @@ class _ElementwiseFusion:
                            operands["g"][0])
 
 
+# ---------------------------------------------------------------------------------------
+# Differentiable VJPs (create_graph=True): the row's VJP expressions evaluated over Tensors,
+# each operation a Tensor method or operator that dispatch records, so the gradient they
+# make can be differentiated again. One small evaluator of the expression language above.
+
+# The functions expressions call, as Tensor methods. NOTE: floor_divide is PyTorch's
+# div(rounding_mode="floor") (DivBackward2, a zero gradient), as remainder's backward calls
+# it; Tensor.floor_divide would record a node without a derivative.
+_TENSOR_FUNCTIONS = {
+    "exp": lambda a: a.exp(), "np.log": lambda a: a.log(), "np.log1p": lambda a: a.log1p(),
+    "np.expm1": lambda a: a.expm1(), "np.sqrt": lambda a: a.sqrt(), "np.sin": lambda a: a.sin(),
+    "np.cos": lambda a: a.cos(), "np.tanh": lambda a: a.tanh(), "abs": lambda a: a.abs(),
+    "np.log10": lambda a: a.log10(), "np.log2": lambda a: a.log2(), "erf": lambda a: a.erf(),
+    "np.trunc": lambda a: a.trunc(), "floor_value": lambda a: a.floor(),
+    "ceil_value": lambda a: a.ceil(), "trunc_value": lambda a: a.trunc(),
+    "rint_value": lambda a: a.round(), "inverted": lambda a: a.bitwise_not(),
+    "round_decimals": lambda a, decimals: a.round(decimals=decimals),
+    "np.arctan2": lambda a, b: a.atan2(b), "floored_remainder": lambda a, b: a.remainder(b),
+    "truncated_remainder": lambda a, b: a.fmod(b),
+    "floor_divide": lambda a, b: a.div(b, rounding_mode="floor"),
+    "truncated_divide": lambda a, b: a.div(b, rounding_mode="trunc"),
+}
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+              ast.Div: operator.truediv, ast.Pow: operator.pow, ast.USub: operator.neg,
+              ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
+              ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+_NUMPY_CONSTANTS = {"np.inf": float(np.inf)}
+
+
+def _dotted(node):
+    """`np.log` for the AST of `np.log`, `exp` for `exp`."""
+    return f"{_dotted(node.value)}.{node.attr}" if isinstance(node, ast.Attribute) else node.id
+
+
+def _is_number(value):
+    return isinstance(value, (int, float))
+
+
+def _constant_like(value, g):
+    """Python number `value` as a 0-d Tensor of `g`'s dtype (the eager kernels type numbers
+    like `g`): where PyTorch's promotion would make two numbers float32."""
+    return g._new_plain(np.array(value, g.dtype.np))
+
+
+def _evaluate(node, values, g):
+    """The value of expression AST `node` with `values` for its names: Tensors (or numbers
+    where every operand is a number), by Tensor methods and operators."""
+    kind = type(node)
+    if kind is ast.Constant:
+        return node.value
+    if kind is ast.Name:
+        return values[node.id]
+    if kind is ast.Attribute:
+        return _NUMPY_CONSTANTS[_dotted(node)]
+    if kind is ast.BinOp:
+        return _OPERATORS[type(node.op)](_evaluate(node.left, values, g),
+                                         _evaluate(node.right, values, g))
+    if kind is ast.UnaryOp:
+        operand = _evaluate(node.operand, values, g)
+        return operand.logical_not() if type(node.op) is ast.Not else \
+            _OPERATORS[type(node.op)](operand)
+    if kind is ast.Compare:
+        (op,), (right,) = node.ops, node.comparators
+        return _OPERATORS[type(op)](_evaluate(node.left, values, g), _evaluate(right, values, g))
+    if kind is ast.BoolOp:
+        combine = "logical_and" if type(node.op) is ast.And else "logical_or"
+        result = _evaluate(node.values[0], values, g)
+        for operand in node.values[1:]:
+            result = getattr(result, combine)(_evaluate(operand, values, g))
+        return result
+    if kind is ast.IfExp:
+        # `x if c else y` is where(c, x, y); a number branch becomes a 0-d Tensor of g's dtype
+        # (it broadcasts, and never promotes a dimensioned operand).
+        chosen = _evaluate(node.body, values, g)
+        other = _evaluate(node.orelse, values, g)
+        if _is_number(chosen):
+            chosen = _constant_like(chosen, g)
+        return chosen.where(_evaluate(node.test, values, g), other)
+    if kind is ast.Call:
+        return _TENSOR_FUNCTIONS[_dotted(node.func)](*(_evaluate(a, values, g) for a in node.args))
+    raise NotImplementedError(f"nbgrad's differentiable VJPs cannot evaluate {ast.dump(node)}")
+
+
+def _differentiable_vjp(row, save):
+    """The row's `differentiable_vjp`: its VJP expressions evaluated over Tensors (see
+    Primitive.differentiable_vjp), read as the eager VJP kernels read them: promoted inputs
+    cast to g's dtype, parameters as Python numbers."""
+    trees = [None if row.grads.get(name) in (None, "g") else
+             ast.parse(row.grads[name], mode="eval").body for name in row.inputs]
+    names = ["out" if key == "out" else row.inputs[key] for key in save]
+    promoted = [key != "out" and key in row.promote for key in save]
+
+    def differentiable_vjp(node, g, saved):
+        values = {"g": g}
+        for name, cast, tensor in zip(names, promoted, saved):
+            if tensor is not None:
+                values[name] = tensor.to(g.dtype) if cast and tensor.dtype != g.dtype else tensor
+        for name in row.params:
+            value = node.params[name]
+            values[name] = value.item() if isinstance(value, np.generic) else value
+        grads = []
+        for needed, tree in zip(node.needs, trees):
+            if not needed:
+                grads.append(None)
+            elif tree is None:
+                grads.append(g)  # "g": the gradient passes through
+            else:
+                grad = _evaluate(tree, values, g)
+                # A constant gradient (0.0 where the derivative is zero): a Tensor of g's
+                # shape, as PyTorch's zeros_like(grad).
+                grads.append(_constant_like(grad, g).expand(g.shape) if _is_number(grad)
+                             else grad)
+        return grads
+
+    return differentiable_vjp
+
+
 def _derivative_not_implemented(name):
-    """The VJP of a row without a derivative formula: PyTorch's error."""
-    def vjp(node, g):
+    """The VJP of a row without a derivative formula: PyTorch's error (the same function is
+    its differentiable VJP, which `saved` is given to)."""
+    def vjp(node, g, saved=None):
         raise RuntimeError(f"derivative for aten::{name} is not implemented")
     return vjp
 
@@ -628,8 +748,10 @@ def _make_primitive(row):
         return grads
 
     differentiable = tuple(i for i, name in enumerate(row.inputs) if name in row.grads)
+    differentiable_vjp = _differentiable_vjp(row, save) if differentiable else None
     if row.grad_fn == NOT_IMPLEMENTED:
         vjp, differentiable = _derivative_not_implemented(row.name), row.promote
+        differentiable_vjp = vjp
     save_for = tuple(
         tuple(key for key in save
               if _names_in(row.grads.get(name, ""), ("out",) if key == "out" else
@@ -637,7 +759,8 @@ def _make_primitive(row):
         for name in row.inputs)
     return register(Primitive(row.name, row.grad_fn, infer, forward,
                               vjp if differentiable else None, save=save, save_for=save_for,
-                              differentiable=differentiable, fuse=_ElementwiseFusion(row)))
+                              differentiable=differentiable, fuse=_ElementwiseFusion(row),
+                              differentiable_vjp=differentiable_vjp))
 
 
 PRIMS = {row.name: _make_primitive(row) for row in TABLE}

@@ -56,6 +56,14 @@ def fitted(g, shape, dtype):
     return g
 
 
+def fitted_tensor(g, shape, dtype):
+    """`fitted` for create_graph=True: Tensor `g` summed back to `shape` and cast to NumPy
+    `dtype` by Tensor methods, which record ops, so the result can be differentiated again."""
+    if tuple(g.shape) != shape:
+        g = g.sum_to_size(shape)
+    return g.to(dtype)
+
+
 def _sum_to_infer(g, shape):
     # As PyTorch's sum, bools are counted: an int64 result.
     return shape, _INT64 if g.dtype == np.bool_ else g.dtype
@@ -103,5 +111,11 @@ class _SumToFusion:
         em.elementwise("a", {"a": (em.ref(g), g.shape)}, em.out(input_grads[0]), shape, em.ref(g))
 
 
+def _sum_to_differentiable_vjp(node, g, saved):
+    (shape, _), = node.input_meta
+    return (g.expand(shape),)
+
+
 SUM_TO = register(Primitive("sum_to", "SumBackward1", _sum_to_infer, _sum_to_forward,
-                            _sum_to_vjp, fuse=_SumToFusion()))
+                            _sum_to_vjp, fuse=_SumToFusion(),
+                            differentiable_vjp=_sum_to_differentiable_vjp))

@@ -35,19 +35,36 @@ class Primitive:
       (the arrays the eager VJP returned, one per input, None where none is needed),
       defined in the primitive's family module. Without one, `nbgrad.compile` falls back to
       eager mode.
+    - `differentiable_vjp(node, g, saved) -> tuple` (optional) is the VJP written with
+      differentiable Tensor operations, for `create_graph=True` (higher-order gradients):
+      the engine calls it with grad mode on, so the ops it calls are recorded and its
+      results can be differentiated again. `g` is the incoming gradient as a Tensor (it may
+      have a graph of its own); `saved` is a tuple parallel to `save`, each entry a Tensor
+      connected to the graph as PyTorch's SavedVariable unpacks: input i is the leaf itself
+      (a leaf that requires grad), or a Tensor over the saved array whose grad_fn is input
+      i's own grad_fn, or a plain Tensor (no grad) where input i needs none; "out" is a
+      Tensor whose grad_fn is `node` itself; None where `save_for` left the entry out.
+      `node.needs`, `node.params` and `node.input_meta` are as for `vjp`. It returns one
+      Tensor (or None) per input, like `vjp`: it calls only Tensor methods and operators
+      (`g * a.cos()`, `g @ b.mT`, `a.where(cond, b)`, `.sum(dim, keepdim=True)`,
+      `.expand(shape)`), never a kernel or an array, and may return a gradient of the
+      output's broadcast shape or another dtype (the engine sums it back and casts, both
+      differentiably). Without one, a backward with create_graph=True through the node
+      raises an error naming its grad_fn.
     """
 
     # NOTE: slots keep reads (prim.forward, prim.vjp, ... on every op call) plain descriptor
     # lookups; only assignment is refused, by __setattr__.
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "save_for", "view",
-                 "differentiable", "check", "fuse")
+                 "differentiable", "check", "fuse", "differentiable_vjp")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, *, save=(), save_for=None,
-                 view=False, differentiable=(0,), check=None, fuse=None):
+                 view=False, differentiable=(0,), check=None, fuse=None,
+                 differentiable_vjp=None):
         fields = dict(name=name, grad_fn=grad_fn, infer=infer, forward=forward, vjp=vjp,
                       save=save, save_for=save_for, view=view,
                       differentiable=differentiable if vjp is not None else (),
-                      check=check, fuse=fuse)
+                      check=check, fuse=fuse, differentiable_vjp=differentiable_vjp)
         for field, value in fields.items():
             object.__setattr__(self, field, value)
 
