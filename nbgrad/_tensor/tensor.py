@@ -13,6 +13,7 @@ from .._core import mode, tracing as _tracing
 from .._core.dtype import STORED_NUMPY, as_dtype, from_numpy_dtype, is_half
 from .._core.mode import run_pending
 from .. import autograd
+from ..autograd.graph import output_edge
 from .format import format_tensor
 from . import device as _device
 
@@ -119,14 +120,13 @@ class Tensor:
 
     @property
     def retains_grad(self):
-        node = self.grad_fn
-        return node is not None and node._retained is not None
+        return self.grad_fn is not None and output_edge(self)._retained is not None
 
     def retain_grad(self):
         if not self._requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is not None:
-            self.grad_fn._retained = weakref.ref(self)
+            output_edge(self)._retained = weakref.ref(self)
 
     def register_hook(self, hook):
         if not self._requires_grad:
@@ -134,7 +134,8 @@ class Tensor:
         if self.grad_fn is None:
             hooks = self._hooks = self._hooks or []
         else:
-            hooks = self.grad_fn._pre_hooks = self.grad_fn._pre_hooks or []
+            node = output_edge(self)
+            hooks = node._pre_hooks = node._pre_hooks or []
         hooks.append(hook)
         return autograd.graph.RemovableHandle(hooks, hook)
 
@@ -153,8 +154,8 @@ class Tensor:
 
     def detach_(self):
         self._data  # noqa: B018  (a deferred forward runs before the tensor leaves its graph)
-        if self.grad_fn is not None and self.grad_fn._retained is not None:
-            self.grad_fn._retained = None
+        if self.grad_fn is not None and output_edge(self)._retained is not None:
+            output_edge(self)._retained = None
         self.grad_fn = None
         self._requires_grad = False
         return self

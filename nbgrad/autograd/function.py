@@ -12,7 +12,7 @@ import numpy as np
 from .._core import mode, tracing
 from ..ops import gradients
 from . import anomaly_mode, grad_mode
-from .graph import Node, edge, modified_error, sequence
+from .graph import Node, OutputSlot, edge, modified_error, sequence
 
 
 def _is_tensor(value):
@@ -66,10 +66,14 @@ class BackwardCFunction(Node, FunctionCtx):
     def apply(self, grad):
         """The gradient array of each forward argument (None where none is needed), from the
         user's backward called on the gradient of the differentiable output."""
+        if self._output_slots is None:
+            arrived = {self._differentiable_outputs[0]: grad}
+        else:
+            arrived, self._slot_grads = self._slot_grads, {}
         grads = []
         for k, meta in enumerate(self._outputs):
-            if k == self._differentiable_output:
-                grads.append(self._wrap(grad))
+            if k in arrived:
+                grads.append(self._wrap(arrived[k]))
             elif meta is not None and self.materialize_grads:
                 grads.append(self._wrap(np.zeros(*meta)))
             else:
@@ -210,20 +214,16 @@ def _finish(ctx, args, output, needs_grad):
     differentiable = [k for k, t in enumerate(outputs)
                       if _is_tensor(t) and id(t) not in non_differentiable
                       and t._data.dtype.kind == "f"]
-    ctx._differentiable_output = None
+    ctx._differentiable_outputs = differentiable
     if needs_grad and differentiable:
+        ctx._wrap = outputs[differentiable[0]]._new_plain
+        for k in differentiable:
+            outputs[k].grad_fn = ctx
+            outputs[k]._requires_grad = True
         if len(differentiable) > 1:
-            # NOTE: the engine sends one gradient to a node; several differentiable outputs
-            # would each need their own slot.
-            raise NotImplementedError(
-                f"{ctx._forward_cls.__name__}: a custom autograd.Function with "
-                "more than one differentiable output is not supported by nbgrad (mark the "
-                "others with ctx.mark_non_differentiable)")
-        k = ctx._differentiable_output = differentiable[0]
-        tensor = outputs[k]
-        ctx._wrap = tensor._new_plain
-        tensor.grad_fn = ctx
-        tensor._requires_grad = True
+            # Each output's gradient arrives at its own slot (graph.OutputSlot).
+            ctx._output_slots = {id(outputs[k]): OutputSlot(ctx, k) for k in differentiable}
+            ctx._slot_grads = {}
     ctx.saved = list(ctx.to_save)
     ctx._saved_versions = [(i, t._version_counter, t._version_counter[0])
                            for i, t in enumerate(ctx.saved) if t is not None]

@@ -9,6 +9,8 @@ tensors.
 import itertools
 import weakref
 
+import numpy as np
+
 from .._core import mode, tracing
 from ..ops import gradients
 from . import anomaly_mode
@@ -54,13 +56,17 @@ class Node:
         """`hook(grad_outputs)` before the node's VJP; may return new grad_outputs."""
         return _add_node_hook(self, 0, hook)
 
+    # {id(output tensor): OutputSlot} of a node with several differentiable outputs (a custom
+    # Function's); None for the usual one output.
+    _output_slots = None
+
     @property
     def next_functions(self):
         children = self.children
         if children is None:
             # A pending op (deferred mode): its links as they will be, without running it.
             children = mode.active.pending_children(self)
-        return tuple((child, 0) for child in children)
+        return tuple(_function_and_output(child) for child in children)
 
     def _check_saved(self):
         if self.saved is FREED:
@@ -190,6 +196,48 @@ def new_node(prim, params, grad_fn_name):
     return node
 
 
+class OutputSlot(Node):
+    """Where the gradient of output `output_nr` of a node with several outputs arrives (the
+    engine sums it here as at any node): it hands the sum to its `owner` and passes the
+    owner an empty marker, so the owner runs once, after all its slots, with one gradient
+    per output (PyTorch's edges carry an output number instead; nbgrad's engine sends one
+    gradient to a node, and this keeps it so). Hidden: `next_functions` shows (owner, nr)."""
+
+    __slots__ = ("owner", "output_nr")
+
+    def __init__(self, owner, output_nr):
+        self.owner, self.output_nr = owner, output_nr
+        self.prim = self.params = self._pre_hooks = self._retained = None
+        self.sequence_nr = next(sequence)  # after its owner, before what reads the output
+        self.saved = self._saved_versions = ()
+        self.needs, self.children, self.input_meta = [True], [owner], [None]
+
+    def apply(self, grad):
+        self.owner._slot_grads[self.output_nr] = grad
+        return [_SLOT_MARKER]
+
+
+# What a slot passes its owner: a real array, so the engine's sums work on it unchanged.
+# NOTE: a view, so the engine never takes it for an array it owns and adds into it.
+_SLOT_MARKER = np.zeros(1)[:]
+_SLOT_MARKER.flags.writeable = False
+
+
+def _function_and_output(child):
+    if type(child) is OutputSlot:
+        return child.owner, child.output_nr
+    return child, 0
+
+
+def output_edge(tensor):
+    """The node a non-leaf `tensor`'s gradient arrives at: its grad_fn, or its slot where
+    the grad_fn has several outputs."""
+    node = tensor.grad_fn
+    if node._output_slots is not None:
+        return node._output_slots[id(tensor)]
+    return node
+
+
 def edges(prim, inputs):
     """(needs, children) of a node of `prim` on Tensors `inputs`: whether each input needs a
     gradient, and the node it goes to (its grad_fn, or the leaf's accumulator)."""
@@ -200,7 +248,11 @@ def edges(prim, inputs):
         if tensor._requires_grad and i in differentiable:
             needs.append(True)
             upstream = tensor.grad_fn
-            children.append(upstream if upstream is not None else grad_accumulator(tensor))
+            if upstream is None:
+                upstream = grad_accumulator(tensor)
+            elif upstream._output_slots is not None:
+                upstream = upstream._output_slots[id(tensor)]
+            children.append(upstream)
         else:
             needs.append(False)
             children.append(None)
@@ -210,7 +262,7 @@ def edges(prim, inputs):
 def edge(tensor):
     """Where a gradient for `tensor` goes: its grad_fn, its accumulator, or nowhere (None)."""
     if tensor.grad_fn is not None:
-        return tensor.grad_fn
+        return output_edge(tensor)
     if tensor._requires_grad:
         return grad_accumulator(tensor)
     return None

@@ -488,72 +488,82 @@ def _call_with_hooks(module, hooks, args, kwargs):
 
 
 class BackwardHookFunction(Function):
-    """Identity whose backward hands the gradient to its node's `on_grad` (what that returns
-    flows on): PyTorch's node between a module with backward hooks and the graph around it."""
+    """Identity on the tensors given, whose backward hands their gradients to its node's
+    `on_grad` (what that returns flows on): PyTorch's node between a module with backward
+    hooks and the graph around it."""
 
     @staticmethod
-    def forward(ctx, tensor):
-        return tensor
+    def forward(ctx, *tensors):
+        # As PyTorch's hooks: an output no gradient reached shows as None, not zeros.
+        ctx.set_materialize_grads(False)
+        return tensors
 
     @staticmethod
-    def backward(ctx, grad):
-        return ctx.on_grad(grad)
+    def backward(ctx, *grads):
+        return ctx.on_grad(grads)
 
     @classmethod
-    def hooked(cls, tensor, on_grad):
+    def hooked(cls, tensors, on_grad):
         # NOTE: set on the node, not passed to forward: a non-tensor argument of apply would
         # add an entry to the node's next_functions, which PyTorch's node does not have.
-        out = cls.apply(tensor)
-        out.grad_fn.on_grad = on_grad
+        out = cls.apply(*tensors)
+        out[0].grad_fn.on_grad = on_grad
         return out
 
 
+def _through_hook_node(values, on_grad):
+    """`values` with its tensors that require grad passed through one BackwardHookFunction
+    node, and their positions."""
+    positions = [i for i, v in enumerate(values) if isinstance(v, Tensor) and v.requires_grad]
+    values = list(values)
+    if positions:
+        hooked = BackwardHookFunction.hooked([values[i] for i in positions], on_grad)
+        for i, tensor in zip(positions, hooked):
+            values[i] = tensor
+    return tuple(values), positions
+
+
 class _BackwardHooks:
-    """The backward hooks of one module call: backward pre-hooks when the gradient of the
-    output arrives, backward hooks when the gradient of the input is known."""
+    """The backward hooks of one module call: backward pre-hooks when the gradients of the
+    outputs arrive, backward hooks when the gradients of the inputs are known."""
 
     def __init__(self, module, hooks, args):
         self.module, self.hooks = module, hooks
         self.n_inputs = len(args)
-        self.input_position = None
+        self.input_positions = []
         # As PyTorch: once an input requires grad, the other tensor inputs' gradients are
         # zeros (its identity node materializes them); non-tensor arguments' are None.
         self.others = [(a.shape, a.dtype) if isinstance(a, Tensor) else None for a in args]
         self.grad_outputs = None
 
     def wrap_inputs(self, args):
-        needing = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
-        if not needing:
-            return args
-        if len(needing) > 1:
-            # NOTE: nbgrad's nodes have one output, so one identity node cannot hold the
-            # gradients of several inputs that a hook may replace together.
-            raise NotImplementedError(
-                f"{type(self.module).__name__}: a full backward hook on a module with more than "
-                "one input that requires grad is not supported by nbgrad")
-        i = self.input_position = needing[0]
-        return args[:i] + (BackwardHookFunction.hooked(args[i], self._input_grad),) + args[i + 1:]
+        args, self.input_positions = _through_hook_node(args, self._input_grads)
+        return args
 
     def wrap_output(self, output):
-        if not isinstance(output, Tensor):
+        single = isinstance(output, Tensor)
+        outputs = (output,) if single else output
+        if not (isinstance(outputs, tuple) and all(isinstance(o, Tensor) for o in outputs)):
             raise NotImplementedError(
                 f"{type(self.module).__name__}: a full backward hook on a module whose output is "
-                "not one Tensor is not supported by nbgrad")
-        if not output.requires_grad:
-            return output
-        return BackwardHookFunction.hooked(output, self._output_grad)
+                "not a Tensor or a tuple of Tensors is not supported by nbgrad")
+        self.n_outputs = len(outputs)
+        outputs, self.output_positions = _through_hook_node(outputs, self._output_grads)
+        return outputs[0] if single else outputs
 
-    def _output_grad(self, grad):
-        grad_outputs = (grad,)
+    def _output_grads(self, grads):
+        arrived = dict(zip(self.output_positions, grads))
+        grad_outputs = tuple(arrived.get(k) for k in range(self.n_outputs))
         for hook in list(self.hooks.backward_pre):
             result = hook.fn(self.module, grad_outputs)
             if result is not None:
-                if len(result) != 1:
+                if len(result) != self.n_outputs:
                     raise RuntimeError("Backward pre hook returned an invalid number of "
-                                       f"grad_output, got {len(result)}, but expected 1")
+                                       f"grad_output, got {len(result)}, but expected "
+                                       f"{self.n_outputs}")
                 grad_outputs = tuple(result)
         self.grad_outputs = grad_outputs
-        if self.input_position is None and self.hooks.backward:
+        if not self.input_positions and self.hooks.backward:
             warnings.warn("Full backward hook is firing when gradients are computed with respect "
                           "to module outputs since no inputs require gradients. See https://docs."
                           "pytorch.org/docs/main/generated/torch.nn.Module.html#torch.nn.Module."
@@ -566,11 +576,11 @@ class _BackwardHooks:
                     raise RuntimeError("Backward hook for Modules where no input requires "
                                        "gradient should always return None or None for all "
                                        "gradients.")
-        return grad_outputs[0]
+        return tuple(grad_outputs[k] for k in self.output_positions)
 
-    def _input_grad(self, grad):
-        i = self.input_position
-        grad_inputs = tuple(grad if k == i else other if other is None else
+    def _input_grads(self, grads):
+        arrived = dict(zip(self.input_positions, grads))
+        grad_inputs = tuple(arrived[k] if k in arrived else other if other is None else
                             zeros(other[0], dtype=other[1])
                             for k, other in enumerate(self.others))
         for hook in list(self.hooks.backward):
@@ -580,7 +590,7 @@ class _BackwardHooks:
                     raise RuntimeError("Backward hook returned an invalid number of grad_input, "
                                        f"got {len(result)}, but expected {self.n_inputs}")
                 grad_inputs = tuple(result)
-        return grad_inputs[i]
+        return tuple(grad_inputs[k] for k in self.input_positions)
 
 
 def _indented(text, spaces):

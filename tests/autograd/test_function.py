@@ -356,16 +356,50 @@ def test_input_returned_as_is_gets_a_new_tensor():
     assert results[1] == results[0]
 
 
-def test_several_differentiable_outputs_are_not_supported_yet():
-    # NOTE: the engine sends one gradient to a node; torch gives each output its own slot.
-    class Two(nbgrad.autograd.Function):
+def sin_cos(lib):
+    class SinCos(lib.autograd.Function):
         @staticmethod
         def forward(ctx, x):
-            return x * 2, x * 3
+            ctx.save_for_backward(x)
+            return x.sin(), x.cos()
 
         @staticmethod
-        def backward(ctx, a, b):
-            return a * 2 + b * 3
+        def backward(ctx, grad_sin, grad_cos):
+            x, = ctx.saved_tensors
+            return grad_sin * x.cos() - grad_cos * x.sin()
 
-    with pytest.raises(NotImplementedError, match="more than one differentiable output"):
-        Two.apply(nbgrad.ones(2, requires_grad=True))
+    return SinCos
+
+
+def several_outputs_run(lib):
+    """Each output's gradient reaches the one node in its own slot: summed over several
+    uses, materialized as zeros where none arrives, hooked and retained per output."""
+    SinCos = sin_cos(lib)
+    x = lib.tensor([0.5, 1.0, 2.0], requires_grad=True)
+    s, c = SinCos.apply(x)
+    y = s * 2 + c * c + c
+    links = [(type(n).__name__, nr) for n, nr in y.grad_fn.next_functions[0][0].next_functions]
+    links += [(type(n).__name__, nr) for n, nr in y.grad_fn.next_functions[1][0].next_functions]
+    results = [s.grad_fn.name(), s.grad_fn is c.grad_fn, links]
+    y.sum().backward()
+    results.append(x.grad.tolist())
+    x.grad = None
+    s, c = SinCos.apply(x)
+    s.sum().backward()  # no gradient reaches c: zeros
+    results.append(x.grad.tolist())
+    x.grad = None
+    s, c = SinCos.apply(x)
+    c.retain_grad()
+    c.register_hook(lambda g: g * 10)
+    (c.sum() + s.sum()).backward()
+    results += [x.grad.tolist(), c.grad.tolist()]
+    s, c = SinCos.apply(x)
+    results.append(lib.autograd.grad(c.sum(), x)[0].tolist())
+    return results
+
+
+def test_several_differentiable_outputs_as_torch():
+    ours, theirs = several_outputs_run(nbgrad), several_outputs_run(torch)
+    assert ours[:3] == theirs[:3]
+    for a, b in zip(ours[3:], theirs[3:]):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

@@ -149,6 +149,33 @@ def test_backward_hook_gives_zeros_for_a_tensor_input_that_needs_no_grad():
     _assert_same(got, expected)
 
 
+def _two_in_two_out_hooks(lib):
+    """A module with two inputs that require grad and a tuple of two outputs: each gradient
+    in its own slot of the hook node, replaced by what the hooks return."""
+
+    class Pair(lib.nn.Module):
+        def forward(self, a, b):
+            return a * b, a + b
+
+    seen = []
+    pair = Pair()
+    pair.register_full_backward_pre_hook(lambda m, go: seen.append(("bpre", _as_numpy(go)))
+                                         or (None if go[0] is None else go[0] * 2, go[1]))
+    pair.register_full_backward_hook(lambda m, gi, go: seen.append(
+        ("bhook", _as_numpy(gi), _as_numpy(go))) or (gi[0], None if gi[1] is None else gi[1] * 3))
+    a = lib.tensor(X[0], requires_grad=True)
+    b = lib.tensor(X[1], requires_grad=True)
+    product, total = pair(a * 1.0, b)
+    (product * product).sum().backward(retain_graph=True)
+    first = _as_numpy((a.grad, b.grad))
+    total.sum().backward()  # no gradient reaches the product this time
+    return seen, first, _as_numpy((a.grad, b.grad)), type(total.grad_fn).__name__
+
+
+def test_full_backward_hooks_of_several_inputs_and_outputs(lib_mode):
+    _assert_same(_two_in_two_out_hooks(nbgrad), _two_in_two_out_hooks(torch))
+
+
 def test_module_hooks_are_a_graph_break_in_compile():
     layer = _linear(nbgrad)
     layer.register_forward_hook(lambda m, args, out: None)
