@@ -12,7 +12,13 @@ from .._tensor import api as _api
 from .._tensor import random as _random
 from .._tensor.inplace import inplace_form
 from .._tensor.indexing import one_hot  # noqa: F401  (F.one_hot, an indexing function)
-from .._tensor.resample import pad, dropout1d, dropout2d  # noqa: F401  (resample.py)
+from .._tensor.pooling import (  # noqa: F401  (F's pooling functions)
+    adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d,
+    avg_pool2d, max_pool1d, max_pool2d)
+from .._tensor.resample import pad, interpolate, dropout1d, dropout2d  # noqa: F401  (resample.py)
+from .._tensor.normalization import (functional_batch_norm as batch_norm,  # noqa: F401
+                                     functional_layer_norm as layer_norm,
+                                     functional_group_norm as group_norm)
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch

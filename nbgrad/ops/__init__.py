@@ -3,7 +3,11 @@ one module per family."""
 from .primitive import PRIMITIVES, Primitive, register
 from . import elementwise, reduction, rowwise, linalg, shape, indexing, losses, embedding
 from . import sorting, histogram
+from . import resample
+from . import normalization
+from . import pooling
 from . import gradients  # the engine's arithmetic (sum_to), on the families above
 
 __all__ = ["PRIMITIVES", "Primitive", "register", "elementwise", "reduction", "rowwise", "linalg",
-           "shape", "indexing", "losses", "embedding", "sorting", "histogram", "gradients"]
+           "shape", "indexing", "losses", "embedding", "sorting", "histogram", "resample", "normalization",
+           "pooling", "gradients"]

@@ -1,0 +1,449 @@
+"""Normalization: batch_norm and group_norm (layer_norm is group_norm's kernels on a view).
+
+Each is a primitive rather than a composite of mean, var, sub and mul:
+- numerical stability: the statistics are accumulated in float64 in two passes (the mean,
+  then the squared deviations from it), as PyTorch's CPU kernels accumulate float32 in
+  double; a composite in float32 would round the variance;
+- speed: a forward is three passes over each channel (or group) and a backward three, with
+  no full-size temporaries, where the composite makes about ten of them and as many kernel
+  calls (ResNet-18 has a BatchNorm after every convolution); PyTorch's grad_fn names
+  (NativeBatchNormBackward0, ...) come with it;
+- batch_norm's running statistics (and `num_batches_tracked`) are updated in place by its
+  forward kernel, from the batch statistics it has just computed. The update is then part of
+  the op in every mode: eager calls the kernel at once, and a deferred graph's and
+  `nbgrad.compile`'s fused kernels call the same kernel on the buffers' own arrays (the
+  buffers are inputs of the op, so the fused step reads and writes them at call time).
+
+Absent optional inputs (weight, bias, running statistics, num_batches_tracked) are
+zero-size arrays, so each kernel has one signature per dtype. The backward kernels compute
+the statistics again from the saved input (one pass more than reading saved ones: a
+primitive has one output).
+"""
+import numba
+import numpy as np
+
+from .._core.kernel_support import typed
+from .primitive import TORCH_TYPE_NAMES, Primitive, register
+
+# NOTE: `reassoc` lets LLVM vectorize the float64 sums (a sum's order is not kept, as in
+# nbgrad's other sums); nothing else of fastmath (NaN and inf must propagate).
+_jit = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+
+
+# ---------------------------------------------------------------------------------------
+# batch_norm on x as (N, C, S): statistics per channel over N and S.
+
+@_jit
+def _channel_statistics(x, c):
+    """(mean, sum of squared deviations) of channel `c` of x (N, C, S), in float64."""
+    total = 0.0
+    for n in range(x.shape[0]):
+        for s in range(x.shape[2]):
+            total += x[n, c, s]
+    mean = total / (x.shape[0] * x.shape[2])
+    squares = 0.0
+    for n in range(x.shape[0]):
+        for s in range(x.shape[2]):
+            d = x[n, c, s] - mean
+            squares += d * d
+    return mean, squares
+
+
+@_jit
+def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batches, training,
+                              momentum, cumulative, eps, out):
+    """out = (x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, S): the
+    batch's biased statistics when `training` (and then the running ones, if given, move
+    towards the batch's mean and unbiased variance by `momentum`, or by 1 / batches when
+    `cumulative`), else the running ones."""
+    count = x.shape[0] * x.shape[2]
+    update = training and running_mean.size > 0
+    factor = momentum
+    if update and batches.size > 0:
+        batches[0] += 1
+        if cumulative:
+            factor = 1.0 / batches[0]
+    for c in range(x.shape[1]):
+        if training:
+            mean, squares = _channel_statistics(x, c)
+            invstd = 1.0 / np.sqrt(squares / count + eps)
+            if update:
+                running_mean[c] = factor * mean + (1.0 - factor) * running_mean[c]
+                running_var[c] = factor * squares / (count - 1) + (1.0 - factor) * running_var[c]
+        else:
+            mean = np.float64(running_mean[c])
+            invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
+        alpha = invstd * weight[c] if weight.size else invstd
+        beta = -mean * alpha + bias[c] if bias.size else -mean * alpha
+        # As PyTorch: x * alpha + beta in the input's dtype.
+        scale, shift = typed(alpha, out), typed(beta, out)
+        for n in range(x.shape[0]):
+            for s in range(x.shape[2]):
+                out[n, c, s] = x[n, c, s] * scale + shift
+
+
+@_jit
+def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training, eps,
+                               grad_x, grad_weight, grad_bias):
+    """The gradients of batch_norm_forward_kernel's output; each grad_* is written only if
+    it is not empty (a gradient not asked for)."""
+    count = x.shape[0] * x.shape[2]
+    for c in range(x.shape[1]):
+        if training:
+            mean, squares = _channel_statistics(x, c)
+            invstd = 1.0 / np.sqrt(squares / count + eps)
+        else:
+            mean = np.float64(running_mean[c])
+            invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
+        sum_g = 0.0
+        dot = 0.0  # sum of g * (x - mean)
+        for n in range(x.shape[0]):
+            for s in range(x.shape[2]):
+                gi = g[n, c, s]
+                sum_g += gi
+                dot += gi * (x[n, c, s] - mean)
+        if grad_weight.size:
+            grad_weight[c] = dot * invstd
+        if grad_bias.size:
+            grad_bias[c] = sum_g
+        if grad_x.size:
+            a = invstd * weight[c] if weight.size else invstd
+            if training:
+                # dx = a (g - mean(g) - xhat mean(g xhat)), as p g + q x + r
+                k = a * dot * invstd * invstd / count
+                p, q, r = typed(a, grad_x), typed(-k, grad_x), \
+                    typed(k * mean - a * sum_g / count, grad_x)
+                for n in range(x.shape[0]):
+                    for s in range(x.shape[2]):
+                        grad_x[n, c, s] = g[n, c, s] * p + x[n, c, s] * q + r
+            else:
+                p = typed(a, grad_x)
+                for n in range(x.shape[0]):
+                    for s in range(x.shape[2]):
+                        grad_x[n, c, s] = g[n, c, s] * p
+
+
+# ---------------------------------------------------------------------------------------
+# group_norm on x as (N, G, K), K = channels per group * S: statistics per (n, g) over K;
+# weight and bias per channel (g * channels per group + k // S).
+
+@_jit
+def _group_statistics(x, n, g):
+    total = 0.0
+    for k in range(x.shape[2]):
+        total += x[n, g, k]
+    mean = total / x.shape[2]
+    squares = 0.0
+    for k in range(x.shape[2]):
+        d = x[n, g, k] - mean
+        squares += d * d
+    return mean, squares
+
+
+@_jit
+def group_norm_forward_kernel(x, weight, bias, per_group, eps, out):
+    size = x.shape[2] // per_group if per_group else 0
+    for n in range(x.shape[0]):
+        for g in range(x.shape[1]):
+            mean, squares = _group_statistics(x, n, g)
+            invstd = 1.0 / np.sqrt(squares / x.shape[2] + eps)
+            for j in range(per_group):
+                channel = g * per_group + j
+                alpha = invstd * weight[channel] if weight.size else invstd
+                beta = -mean * alpha + bias[channel] if bias.size else -mean * alpha
+                scale, shift = typed(alpha, out), typed(beta, out)
+                for k in range(j * size, (j + 1) * size):
+                    out[n, g, k] = x[n, g, k] * scale + shift
+
+
+@_jit
+def group_norm_backward_kernel(x, g, weight, per_group, eps, grad_x, grad_weight, grad_bias):
+    size = x.shape[2] // per_group if per_group else 0
+    channels = x.shape[1] * per_group
+    sums_w = np.zeros(channels)  # float64 sums over the batch
+    sums_b = np.zeros(channels)
+    for n in range(x.shape[0]):
+        for gr in range(x.shape[1]):
+            mean, squares = _group_statistics(x, n, gr)
+            invstd = 1.0 / np.sqrt(squares / x.shape[2] + eps)
+            sum_gw = 0.0  # sums of g * weight, and of g * weight * (x - mean)
+            dot = 0.0
+            for j in range(per_group):
+                channel = gr * per_group + j
+                w = np.float64(weight[channel]) if weight.size else 1.0
+                part_g = 0.0
+                part_dot = 0.0
+                for k in range(j * size, (j + 1) * size):
+                    gi = g[n, gr, k]
+                    part_g += gi
+                    part_dot += gi * (x[n, gr, k] - mean)
+                sums_b[channel] += part_g
+                sums_w[channel] += part_dot * invstd
+                sum_gw += part_g * w
+                dot += part_dot * w
+            if grad_x.size:
+                count = x.shape[2]
+                k_coefficient = dot * invstd * invstd / count
+                for j in range(per_group):
+                    channel = gr * per_group + j
+                    a = invstd * weight[channel] if weight.size else invstd
+                    # dx = invstd (g w - mean(g w) - xhat mean(g w xhat)), as p g + q x + r
+                    p = typed(a, grad_x)
+                    q = typed(-invstd * k_coefficient, grad_x)
+                    r = typed(invstd * (k_coefficient * mean - sum_gw / count), grad_x)
+                    for k in range(j * size, (j + 1) * size):
+                        grad_x[n, gr, k] = g[n, gr, k] * p + x[n, gr, k] * q + r
+    for channel in range(channels if grad_weight.size else 0):
+        grad_weight[channel] = sums_w[channel]
+    for channel in range(channels if grad_bias.size else 0):
+        grad_bias[channel] = sums_b[channel]
+
+
+# ---------------------------------------------------------------------------------------
+# Shape rules: PyTorch's errors.
+
+def _check_floating(x, kernel):
+    if x.dtype.kind != "f":
+        raise NotImplementedError(f'"{kernel}" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES.get(x.dtype.name, x.dtype.name)}'")
+
+
+def _check_same_dtype(x, *others):
+    for other in others:
+        if other.size and other.dtype != x.dtype:
+            if x.dtype == np.float32:
+                raise RuntimeError("mixed dtype (CPU): expect parameter to have scalar type of "
+                                   "Float")
+            raise RuntimeError("mixed dtype (CPU): all inputs must share same datatype.")
+
+
+def _batch_norm_infer(x, weight, bias, running_mean, running_var, batches, training, momentum,
+                      cumulative, eps):
+    if x.ndim < 2:
+        bound = max(x.ndim, 1)
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-bound}, "
+                         f"{bound - 1}], but got 1)")
+    channels = x.shape[1]
+    for name, array in (("running_mean", running_mean), ("running_var", running_var),
+                        ("weight", weight), ("bias", bias)):
+        if array.size and array.shape != (channels,):
+            raise RuntimeError(f"{name} should contain {channels} elements not {array.size}")
+    if not training and not running_mean.size:
+        raise RuntimeError("running_mean must be defined in evaluation mode")
+    _check_floating(x, "batch_norm")
+    _check_same_dtype(x, weight, bias, running_mean, running_var)
+    return x.shape, x.dtype
+
+
+def _group_norm_checks(x, weight, bias, num_groups):
+    if x.ndim < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received "
+                           f"{x.ndim}")
+    channels = x.shape[1]
+    if num_groups < 0 or channels % num_groups:  # NOTE: 0 groups: ZeroDivisionError, as PyTorch
+        raise RuntimeError(f"Expected number of channels in input to be divisible by "
+                           f"num_groups, but got input of shape {list(x.shape)} and "
+                           f"num_groups={num_groups}")
+    for name, array in (("weight", weight), ("bias", bias)):
+        if array.size and array.shape != (channels,):
+            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of "
+                               f"channels in input, but got {name} of shape "
+                               f"{list(array.shape)} and input of shape "
+                               f"{list(x.shape)}")
+    _check_floating(x, "GroupNormKernelImpl")
+    _check_same_dtype(x, weight, bias)
+
+
+def _group_norm_infer(x, weight, bias, num_groups, eps):
+    _group_norm_checks(x, weight, bias, num_groups)
+    return x.shape, x.dtype
+
+
+def _layer_norm_checks(x, weight, bias, normalized_shape):
+    rank = len(normalized_shape)
+    if not rank:
+        raise RuntimeError("Expected normalized_shape to be at least 1-dimensional, i.e., "
+                           "containing at least one element, but got normalized_shape = []")
+    if x.ndim < rank or tuple(x.shape[x.ndim - rank:]) != tuple(normalized_shape):
+        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
+                           f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
+                           f"input of size{list(x.shape)}")
+    for name, array in (("weight", weight), ("bias", bias)):
+        if array.size and array.shape != tuple(normalized_shape):
+            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but "
+                               f"got {name} of shape {list(array.shape)} and "
+                               f"normalized_shape = {list(normalized_shape)}")
+    _check_floating(x, "LayerNormKernelImpl")
+    _check_same_dtype(x, weight, bias)
+
+
+def _layer_norm_infer(x, weight, bias, normalized_shape, eps):
+    _layer_norm_checks(x, weight, bias, normalized_shape)
+    return x.shape, x.dtype
+
+
+# ---------------------------------------------------------------------------------------
+# The kernels' views: batch_norm's (N, C, S), group_norm's (N, G, K) and the channels per
+# group; layer_norm is group_norm with one group and one channel per normalized element.
+
+def _batch_norm_view(shape):
+    return (shape[0], shape[1], int(np.prod(shape[2:], dtype=np.int64)))
+
+
+def _group_norm_view(shape, params):
+    groups = params["num_groups"]
+    return (shape[0], groups, int(np.prod(shape[1:], dtype=np.int64)) // groups), \
+        shape[1] // groups
+
+
+def _layer_norm_view(shape, params):
+    width = len(params["normalized_shape"])
+    size = int(np.prod(shape[len(shape) - width:], dtype=np.int64))
+    return (int(np.prod(shape[:len(shape) - width], dtype=np.int64)), 1, size), size
+
+
+def _contiguous(x, shape):
+    return np.ascontiguousarray(x).reshape(shape)
+
+
+def _flat(array):
+    return array.reshape(-1)
+
+
+def _batch_norm_forward(x, weight, bias, running_mean, running_var, batches, training, momentum,
+                        cumulative, eps):
+    _batch_norm_infer(x, weight, bias, running_mean, running_var, batches, training, momentum,
+                      cumulative, eps)
+    view = _batch_norm_view(x.shape)
+    out = np.empty(view, x.dtype)
+    batch_norm_forward_kernel(_contiguous(x, view), weight, bias, running_mean, running_var,
+                              _flat(batches), training, momentum, cumulative, eps, out)
+    return out.reshape(x.shape)
+
+
+def _batch_norm_vjp(node, g):
+    x, weight, running_mean, running_var = node.saved
+    view = _batch_norm_view(x.shape)
+    need_x, need_weight, need_bias = node.needs[:3]
+    params = node.params
+    grad_x = np.empty(view if need_x else (0, 0, 0), g.dtype)
+    grad_weight = np.empty(view[1] if need_weight else 0, g.dtype)
+    grad_bias = np.empty(view[1] if need_bias else 0, g.dtype)
+    batch_norm_backward_kernel(_contiguous(x, view), _contiguous(g, view), weight, running_mean,
+                               running_var, params["training"], params["eps"], grad_x,
+                               grad_weight, grad_bias)
+    return (grad_x.reshape(x.shape) if need_x else None,
+            grad_weight if need_weight else None, grad_bias if need_bias else None,
+            None, None, None)
+
+
+def _group_norm_family(view_of, infer):
+    """forward and VJP of group_norm's kernels on the view `view_of(shape, params)` gives
+    (layer_norm's weight and bias are flattened to its channels)."""
+    def forward(x, weight, bias, eps, **params):
+        infer(x, weight, bias, eps=eps, **params)
+        view, per_group = view_of(x.shape, params)
+        out = np.empty(view, x.dtype)
+        group_norm_forward_kernel(_contiguous(x, view), _flat(weight), _flat(bias), per_group,
+                                  eps, out)
+        return out.reshape(x.shape)
+
+    def vjp(node, g):
+        x, weight = node.saved
+        view, per_group = view_of(x.shape, node.params)
+        need_x, need_weight, need_bias = node.needs
+        channels = view[1] * per_group
+        grad_x = np.empty(view if need_x else (0, 0, 0), g.dtype)
+        grad_weight = np.empty(channels if need_weight else 0, g.dtype)
+        grad_bias = np.empty(channels if need_bias else 0, g.dtype)
+        group_norm_backward_kernel(_contiguous(x, view), _contiguous(g, view), _flat(weight),
+                                   per_group, node.params["eps"], grad_x, grad_weight, grad_bias)
+        shape = node.input_meta[1][0]
+        return (grad_x.reshape(x.shape) if need_x else None,
+                grad_weight.reshape(shape) if need_weight else None,
+                grad_bias.reshape(shape) if need_bias else None)
+
+    return forward, vjp
+
+
+# ---------------------------------------------------------------------------------------
+# Fused rules: the same kernels on views of the fused step's arrays.
+
+def _fused_view(em, array, shape):
+    return f"{em.ref(array)}.reshape({shape!r})"
+
+
+def _fused_grads(em, input_grads, shapes, dtype):
+    """The kernel's gradient arguments: each asked-for gradient's buffer viewed as the kernel
+    takes it, else a zero-size stand-in (as eager passes)."""
+    return [f"{em.out(grad)}.reshape({shape!r})" if grad is not None else
+            em.empty(len(shape), dtype) for grad, shape in zip(input_grads, shapes)]
+
+
+class _BatchNormFusion:
+    def forward(self, em, arrays, params, out):
+        x, weight, bias, running_mean, running_var, batches = arrays
+        view = _batch_norm_view(x.shape)
+        # The running statistics and num_batches_tracked are the step's arguments, written
+        # in place by the kernel on every call, as eager writes them.
+        em.emit(f"{em.kernel(batch_norm_forward_kernel)}({_fused_view(em, x, view)}, "
+                f"{', '.join(em.ref(a) for a in (weight, bias, running_mean, running_var))}, "
+                f"{_fused_view(em, batches, (batches.size,))}, "
+                f"{em.scalar(params['training'])}, {em.scalar(params['momentum'])}, "
+                f"{em.scalar(params['cumulative'])}, {em.scalar(params['eps'])}, "
+                f"{em.out(out)}.reshape({view!r}))")
+
+    def vjp(self, em, node, g, input_grads):
+        x, weight, running_mean, running_var = node.saved
+        view = _batch_norm_view(x.shape)
+        grads = _fused_grads(em, input_grads[:3], (view, view[1:2], view[1:2]), g.dtype)
+        em.emit(f"{em.kernel(batch_norm_backward_kernel)}({_fused_view(em, x, view)}, "
+                f"{_fused_view(em, g, view)}, "
+                f"{', '.join(em.ref(a) for a in (weight, running_mean, running_var))}, "
+                f"{em.scalar(node.params['training'])}, {em.scalar(node.params['eps'])}, "
+                f"{', '.join(grads)})")
+
+
+class _GroupNormFusion:
+    def __init__(self, view_of):
+        self.view_of = view_of
+
+    def forward(self, em, arrays, params, out):
+        x, weight, bias = arrays
+        view, per_group = self.view_of(x.shape, params)
+        em.emit(f"{em.kernel(group_norm_forward_kernel)}({_fused_view(em, x, view)}, "
+                f"{_fused_view(em, weight, (weight.size,))}, "
+                f"{_fused_view(em, bias, (bias.size,))}, {em.scalar(per_group)}, "
+                f"{em.scalar(params['eps'])}, {em.out(out)}.reshape({view!r}))")
+
+    def vjp(self, em, node, g, input_grads):
+        x, weight = node.saved
+        view, per_group = self.view_of(x.shape, node.params)
+        channels = (view[1] * per_group,)
+        grads = _fused_grads(em, input_grads, (view, channels, channels), g.dtype)
+        em.emit(f"{em.kernel(group_norm_backward_kernel)}({_fused_view(em, x, view)}, "
+                f"{_fused_view(em, g, view)}, {_fused_view(em, weight, (weight.size,))}, "
+                f"{em.scalar(per_group)}, {em.scalar(node.params['eps'])}, {', '.join(grads)})")
+
+
+# ---------------------------------------------------------------------------------------
+# Rows. Inputs: x, weight, bias (zero-size when absent), and batch_norm's running_mean,
+# running_var, num_batches_tracked (zero-size when absent; written by its forward).
+
+_group_norm_forward, _group_norm_vjp = _group_norm_family(_group_norm_view, _group_norm_infer)
+_layer_norm_forward, _layer_norm_vjp = _group_norm_family(_layer_norm_view, _layer_norm_infer)
+
+PRIMS = {
+    "batch_norm": register(Primitive(
+        "batch_norm", "NativeBatchNormBackward0", _batch_norm_infer, _batch_norm_forward,
+        _batch_norm_vjp, save=(0, 1, 3, 4), differentiable=(0, 1, 2),
+        fuse=_BatchNormFusion())),
+    "group_norm": register(Primitive(
+        "group_norm", "NativeGroupNormBackward0", _group_norm_infer, _group_norm_forward,
+        _group_norm_vjp, save=(0, 1), differentiable=(0, 1, 2),
+        fuse=_GroupNormFusion(_group_norm_view))),
+    "layer_norm": register(Primitive(
+        "layer_norm", "NativeLayerNormBackward0", _layer_norm_infer, _layer_norm_forward,
+        _layer_norm_vjp, save=(0, 1), differentiable=(0, 1, 2),
+        fuse=_GroupNormFusion(_layer_norm_view))),
+}
