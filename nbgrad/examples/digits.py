@@ -1,7 +1,11 @@
-"""Train a small MLP on scikit-learn's 8x8 digits with nbgrad, eagerly and fused, PyTorch style.
+"""Train a small MLP or CNN on scikit-learn's 8x8 digits with nbgrad, eagerly and fused, PyTorch style.
 
-    python -m nbgrad.examples.digits [--epochs 10] [--batch-size 64] [--lr 0.01] [--hidden 128]
-                                     [--mode both|eager|fused]
+    python -m nbgrad.examples.digits [--model mlp|cnn] [--epochs 10] [--batch-size 64] [--lr 0.01]
+                                     [--hidden 128] [--mode both|eager|fused]
+
+`--model mlp` (the default) is Linear(64, hidden)-ReLU-Linear(hidden, 10); `--model cnn` sees
+each image as 1x8x8: Conv2d(1, 16, 3, padding=1)-ReLU-MaxPool2d(2)-Conv2d(16, 32, 3,
+padding=1)-ReLU-MaxPool2d(2)-Flatten-Linear(128, 10).
 
 The training loop below is plain PyTorch code with `import nbgrad as torch`. With
 `--mode both` (the default) the same model, from the same initial weights and over the same
@@ -23,10 +27,20 @@ from nbgrad import nn, optim
 from nbgrad.data import DataLoader, TensorDataset, load_digits
 
 MODES = ("eager", "fused")
+MODELS = ("mlp", "cnn")
 
 
-def make_model(hidden=128):
-    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+def make_model(hidden=128, kind="mlp"):
+    """The network: an MLP with `hidden` units, or a small CNN (which ignores `hidden`)."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    if kind == "cnn":
+        # The loader gives flat rows of 64 pixels: the first layer makes them 1x8x8 images.
+        return nn.Sequential(nn.Unflatten(1, (1, 8, 8)),
+                             nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(32 * 2 * 2, 10))
+    raise ValueError(f"model must be one of {MODELS}, got {kind!r}")
 
 
 def accuracy(model, x, y):
@@ -46,6 +60,7 @@ class Run:
     losses: list            # mean training loss of each epoch
     test_accuracy: float
     per_step: float         # median seconds per step call, calls that traced/compiled left out
+    per_epoch: float        # median seconds per epoch (step calls only), the first epoch left out
     timed_steps: int
     first_step: float       # seconds of the first step call (compiling or loading kernels)
     compiled: object = None  # the nbgrad.compile'd step in fused mode
@@ -53,8 +68,8 @@ class Run:
 
 
 def run_training(mode="eager", epochs=10, batch_size=64, lr=1e-2, hidden=128, seed=0,
-                 drop_last=False, progress=True, log=print):
-    """Train in `mode` ("eager" or "fused") and return a `Run`.
+                 drop_last=False, progress=True, log=print, model="mlp"):
+    """Train the `model` ("mlp" or "cnn") in `mode` ("eager" or "fused") and return a `Run`.
 
     Each mode seeds nbgrad's generator the same way before building the model and the loader,
     so both start from the same weights and see the same batches in the same order. Only
@@ -69,7 +84,7 @@ def run_training(mode="eager", epochs=10, batch_size=64, lr=1e-2, hidden=128, se
     x_train, y_train, x_test, y_test = load_digits()
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True,
                         drop_last=drop_last)
-    model = make_model(hidden)
+    kind, model = model, make_model(hidden, model)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=lr)
 
@@ -83,32 +98,35 @@ def run_training(mode="eager", epochs=10, batch_size=64, lr=1e-2, hidden=128, se
     step = torch.compile(train_step) if mode == "fused" else train_step
     if progress:
         from tqdm import tqdm
-    losses, first_step, times = [], None, []
+    losses, first_step, times, epoch_times = [], None, [], []
     seen = len(y_train) - (len(y_train) % batch_size if drop_last else 0)
     for epoch in range(epochs):
         batches = loader
         if progress:
             batches = tqdm(loader, desc=f"{mode} epoch {epoch + 1}/{epochs}", leave=False)
-        total = 0.0
+        total, epoch_time = 0.0, 0.0
         for x, y in batches:
             before = _compiles(step)
             started = time.perf_counter()
             loss = step(x, y)
             elapsed = time.perf_counter() - started
+            epoch_time += elapsed
             if first_step is None:
                 first_step = elapsed
             elif _compiles(step) == before:  # not a call that traced and compiled
                 times.append(elapsed)
             total += loss.item() * len(y)
         losses.append(total / seen)
+        epoch_times.append(epoch_time)
         log(f"[{mode}] epoch {epoch + 1:3d}  loss {losses[-1]:.4f}")
     test_accuracy = accuracy(model, x_test, y_test)
     per_step = statistics.median(times) if times else float("nan")
-    log(f"[{mode}] test accuracy {test_accuracy:.2%}")
+    per_epoch = statistics.median(epoch_times[1:]) if epochs > 1 else float("nan")
+    log(f"[{mode}] {kind} test accuracy {test_accuracy:.2%}")
     log(f"[{mode}] time per training step {per_step * 1e6:.0f} us (median of {len(times)} "
         f"steps; first step, with kernel compilation or cache load: {first_step:.2f} s)")
     compiled = step if mode == "fused" else None
-    return Run(mode, model, losses, test_accuracy, per_step, len(times), first_step,
+    return Run(mode, model, losses, test_accuracy, per_step, per_epoch, len(times), first_step,
                compiled, dict(compiled.stats) if compiled is not None else {})
 
 
@@ -119,9 +137,10 @@ def _compiles(step):
 
 
 def train(epochs=10, batch_size=64, lr=1e-2, hidden=128, seed=0, progress=True, log=print,
-          mode="eager", drop_last=False):
+          mode="eager", drop_last=False, model="mlp"):
     """Train and return (model, test accuracy, median seconds per training step)."""
-    run = run_training(mode, epochs, batch_size, lr, hidden, seed, drop_last, progress, log)
+    run = run_training(mode, epochs, batch_size, lr, hidden, seed, drop_last, progress, log,
+                       model)
     return run.model, run.test_accuracy, run.per_step
 
 
@@ -134,6 +153,8 @@ def report(eager, fused, log=print):
     log(f"{'test accuracy':28s}{eager.test_accuracy:12.2%}{fused.test_accuracy:12.2%}")
     log(f"{'time per step (median)':28s}{eager.per_step * 1e6:9.0f} us"
         f"{fused.per_step * 1e6:9.0f} us")
+    log(f"{'time per epoch (median)':28s}{eager.per_epoch * 1e3:9.0f} ms"
+        f"{fused.per_epoch * 1e3:9.0f} ms")
     log(f"{'first step':28s}{eager.first_step:10.2f} s{fused.first_step:10.2f} s")
     log(f"fused step: compile time {stats['compile_time_s']:.2f} s over "
         f"{stats['specializations']} specialization(s) (first call {fused.first_step:.2f} s; "
@@ -149,6 +170,8 @@ def report(eager, fused, log=print):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODELS, default="mlp",
+                        help="the network: an MLP (default) or a small CNN")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
@@ -159,7 +182,8 @@ def main(argv=None):
     started = time.perf_counter()
     runs = {}
     for mode in MODES if args.mode == "both" else (args.mode,):
-        runs[mode] = run_training(mode, args.epochs, args.batch_size, args.lr, args.hidden)
+        runs[mode] = run_training(mode, args.epochs, args.batch_size, args.lr, args.hidden,
+                                  model=args.model)
         if args.mode == "fused":
             s = runs[mode].stats
             print(f"[fused] compile time {s['compile_time_s']:.2f} s, "
