@@ -212,6 +212,14 @@ def test_transforms_preset():
     expected = expected[:, 2:14, 5:17].float() / 255
     expected = (expected - torch.tensor(small.mean)[:, None, None]) / torch.tensor(small.std)[:, None, None]
     np.testing.assert_allclose(small(nbgrad.tensor(image)).numpy(), expected.numpy(), atol=1e-6)
+    # A float batch, and a crop larger than the resized image: zeros above and below first.
+    wide = models.ImageClassification(crop_size=20, resize_size=16, mean=(0.5, 0.4, 0.3))
+    images = np.random.default_rng(1).random((2, 3, 5, 7), dtype=np.float32)
+    expected = torch.nn.functional.interpolate(torch.tensor(images), size=[16, 22], mode="bilinear",
+                                               align_corners=False, antialias=True)
+    expected = torch.nn.functional.pad(expected, [0, 0, 2, 2])[..., :, 1:21]
+    expected = (expected - torch.tensor(wide.mean)[:, None, None]) / torch.tensor(wide.std)[:, None, None]
+    np.testing.assert_allclose(wide(nbgrad.tensor(images)).numpy(), expected.numpy(), atol=1e-6)
 
 
 # --- the tutorial -----------------------------------------------------------------------
