@@ -22,6 +22,7 @@ from .dispatch import dispatch
 from .indexing import getitem
 from .inplace import inplace_form
 from .tensor import Tensor, _meta
+from ..ops.primitive import TORCH_TYPE_NAMES
 
 __all__ = []
 
@@ -168,6 +169,204 @@ def _constant_positions(out_shape, kept_shape, pairs):
     for dim, left, _ in pairs:
         axes[dim] = axes[dim] + max(left, 0)
     return flat_positions(out_shape, np.ix_(*axes))
+
+
+# --- interpolate ----------------------------------------------------------------------------
+
+_NEAREST_MODES = ("nearest", "nearest-exact")
+# The modes resampled by weighted taps (the `resample` primitive): rank of the input, taps
+# rule, grad_fn name.
+_LINEAR_MODES = {"linear": 3, "bilinear": 4, "trilinear": 5}
+_ALL_MODES = "nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact"
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """PyTorch's `F.interpolate` for modes nearest, nearest-exact, linear, bilinear (also
+    antialiased) and trilinear, with its source-index rules, checks and grad_fn names."""
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating "
+                             "modes: linear | bilinear | bicubic | trilinear")
+    elif align_corners is None:
+        align_corners = False
+    out_sizes, scales = _output_sizes(input, size, scale_factor, recompute_scale_factor)
+    if antialias and not (mode in ("bilinear", "bicubic", "lanczos") and input.ndim == 4):
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
+                         "and requires a 4-D tensor as input")
+    _check_mode_and_rank(input, mode)
+    if mode in ("bicubic", "lanczos", "area"):
+        raise NotImplementedError(f"interpolate(mode={mode!r}) is not supported by nbgrad")
+    _check_resample_input(input, out_sizes, mode, antialias)
+    shape = tuple(input.shape)
+    dtype = np.dtype(np.float64 if _meta(input).dtype == np.float64 else np.float32)
+    spatial = range(2, input.ndim)
+    if mode in _NEAREST_MODES:
+        positions = _nearest_positions(shape, tuple(out_sizes), tuple(scales), mode, dtype)
+        name = "UpsampleNearestExact" if mode == "nearest-exact" else "UpsampleNearest"
+        return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
+                        grad_fn_name=f"{name}{len(spatial)}DBackward0")
+    # Last dimension first, as PyTorch's separable kernels.
+    taps = tuple((dim,) + _linear_taps(shape[dim], out, align_corners, scale, antialias, dtype)
+                 for dim, out, scale in list(zip(spatial, out_sizes, scales))[::-1])
+    name = "UpsampleBilinear2DAa" if antialias else f"Upsample{mode.capitalize()}{len(spatial)}D"
+    return dispatch(PRIMITIVES["resample"], (input,), {"taps": taps},
+                    grad_fn_name=f"{name}Backward0")
+
+
+def _is_integer(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) or (
+        isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point())
+
+
+def _output_sizes(input, size, scale_factor, recompute_scale_factor):
+    """The output's spatial sizes, and the scale factors PyTorch's kernels read (None where
+    the sizes alone decide), after PyTorch's checks of the arguments."""
+    dim = input.ndim - 2
+    spatial = list(input.shape[2:])
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is not None:
+        if isinstance(size, (list, tuple)):
+            if len(size) != dim:
+                raise ValueError(f"Input and output must have the same number of spatial "
+                                 f"dimensions, but got input with spatial dimensions of {spatial} "
+                                 f"and output size of {size}. Please provide input tensor in (N, C, "
+                                 "d1, d2, ...,dK) format and output size in (o1, o2, ...,oK) format.")
+            if not all(_is_integer(s) for s in size):
+                raise TypeError("expected size to be one of int or Tuple[int] or Tuple[int, int] or "
+                                f"Tuple[int, int, int], but got size with types "
+                                f"{[type(s) for s in size]}")
+            out_sizes = [operator.index(s) for s in size]
+        else:
+            out_sizes = [operator.index(size)] * dim
+        scales = [None] * dim
+    elif scale_factor is not None:
+        if isinstance(scale_factor, (list, tuple)):
+            if len(scale_factor) != dim:
+                raise ValueError(f"Input and scale_factor must have the same number of spatial "
+                                 f"dimensions, but got input with spatial dimensions of {spatial} "
+                                 f"and scale_factor of shape {scale_factor}. Please provide input "
+                                 "tensor in (N, C, d1, d2, ...,dK) format and scale_factor in (s1, "
+                                 "s2, ...,sK) format.")
+            scales = [float(s) for s in scale_factor]
+        else:
+            scales = [float(scale_factor)] * dim
+        # As PyTorch's kernels: the size is the floor of size * scale, in float64.
+        out_sizes = [int(n * s) for n, s in zip(spatial, scales)]
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    if recompute_scale_factor:
+        scales = [None] * dim
+    return out_sizes, scales
+
+
+def _check_mode_and_rank(input, mode):
+    ranks = {**{m: (3, 4, 5) for m in ("nearest", "nearest-exact", "area")}, **{
+        m: (r,) for m, r in _LINEAR_MODES.items()}, "bicubic": (4,), "lanczos": (4,)}
+    if input.ndim in ranks.get(mode, ()):
+        return
+    needs = {3: "linear", 4: "bilinear", 5: "trilinear"}
+    if mode in _LINEAR_MODES and input.ndim in needs:
+        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs "
+                                  f"{_LINEAR_MODES[mode]}D input")
+    raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got "
+                              f"{input.ndim}D) for the modes: {_ALL_MODES} (got {mode})")
+
+
+def _check_resample_input(input, out_sizes, mode, antialias):
+    """PyTorch's kernels' errors: a non-floating dtype, empty channels or sizes."""
+    if not input.is_floating_point():
+        if input.ndim == 4 and not antialias:
+            kernel = "upsample_{}2d_channels_last".format(
+                "nearest" if mode in _NEAREST_MODES else "bilinear")
+        elif antialias:
+            kernel = "compute_index_ranges_weights"
+        else:
+            kernel = "compute_indices_weights_{}".format(
+                "nearest" if mode in _NEAREST_MODES else "linear")
+        raise NotImplementedError(f'"{kernel}" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[_meta(input).dtype.name]}'")
+    shape = input.shape
+    if 0 in shape[1:2]:
+        raise RuntimeError(f"Non-empty {input.ndim}D data tensor expected but got a tensor with "
+                           f"sizes {list(shape)}")
+    names = "DHW"[-len(out_sizes):]
+    if min(shape[2:]) < 1 or min(out_sizes) < 1:
+        sizes = ", ".join(f"{n}: {s}" for n, s in zip(names, shape[2:]))
+        outs = ", ".join(f"{n}: {s}" for n, s in zip(names, out_sizes))
+        joint = " and" if len(out_sizes) == 1 else ""
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got input "
+                           f"({sizes}){joint} output ({outs})")
+
+
+def _scale(in_size, out_size, align_corners, scale_factor, dtype):
+    """PyTorch's area_pixel_compute_scale in its opmath type `dtype`: input steps per output
+    step."""
+    if align_corners:
+        return dtype.type(in_size - 1) / dtype.type(out_size - 1) if out_size > 1 else dtype.type(0)
+    if scale_factor is not None and scale_factor > 0:
+        return dtype.type(1.0 / scale_factor)
+    return dtype.type(in_size) / dtype.type(out_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _nearest_positions(shape, out_sizes, scales, mode, dtype):
+    """Flat positions in the input of each output element: index floor(o * scale) (nearest) or
+    floor((o + 0.5) * scale) (nearest-exact) along each spatial dimension, as PyTorch."""
+    axes = [np.arange(shape[0]), np.arange(shape[1])]
+    offset = dtype.type(0.5 if mode == "nearest-exact" else 0.0)
+    for in_size, out_size, scale_factor in zip(shape[2:], out_sizes, scales):
+        scale = _scale(in_size, out_size, False, scale_factor, dtype)
+        source = np.floor((np.arange(out_size).astype(dtype) + offset) * scale).astype(np.int64)
+        axes.append(np.minimum(source, in_size - 1))
+    return flat_positions(shape, np.ix_(*axes))
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_taps(in_size, out_size, align_corners, scale_factor, antialias, dtype):
+    """(index, weight) of one dimension's linear interpolation, each (out_size, taps), as
+    PyTorch computes them in its opmath type `dtype`."""
+    if antialias:
+        return _antialias_taps(in_size, out_size, align_corners, scale_factor, dtype)
+    output = np.arange(out_size)
+    if in_size == out_size:  # PyTorch copies (whatever the scale factor says).
+        return np.stack([output, output], 1), np.tile(np.array([1, 0], dtype), (out_size, 1))
+    scale = _scale(in_size, out_size, align_corners, scale_factor, dtype)
+    if align_corners:
+        source = scale * output.astype(dtype)
+    else:
+        half = dtype.type(0.5)
+        source = np.maximum(scale * (output.astype(dtype) + half) - half, dtype.type(0))
+    first = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+    far = np.clip(source - first.astype(dtype), dtype.type(0), dtype.type(1))
+    second = first + (first < in_size - 1)
+    return np.stack([first, second], 1), np.stack([dtype.type(1) - far, far], 1)
+
+
+def _antialias_taps(in_size, out_size, align_corners, scale_factor, dtype):
+    """PyTorch's antialiased bilinear weights (as PIL): a triangle filter stretched by the
+    scale when downsampling, over the input indices it covers, normalized to sum to 1."""
+    scale = _scale(in_size, out_size, align_corners, scale_factor, dtype)
+    support = scale if scale >= 1 else dtype.type(1)
+    inverse_scale = dtype.type(1) / scale if scale >= 1 else dtype.type(1)
+    max_taps = int(np.ceil(support)) * 2 + 1
+    half = dtype.type(0.5)
+    center = scale * (np.arange(out_size).astype(dtype) + half)
+    first = np.maximum(np.trunc(center - support + half).astype(np.int64), 0)
+    count = np.clip(np.minimum(np.trunc(center + support + half).astype(np.int64), in_size)
+                    - first, 0, max_taps)
+    taps = np.arange(max_taps)
+    index = first[:, None] + taps
+    distance = (index.astype(dtype) - center[:, None] + half) * inverse_scale
+    weight = np.maximum(dtype.type(1) - np.abs(distance), dtype.type(0))
+    weight[taps >= count[:, None]] = 0
+    total = weight.sum(1, keepdims=True, dtype=dtype)
+    weight = np.where(total != 0, weight / np.where(total != 0, total, 1), weight)
+    # Taps beyond `count` have weight 0; their index only has to be a valid one.
+    return np.minimum(index, in_size - 1), weight.astype(dtype)
 
 
 # --- channel dropout ---------------------------------------------------------------------
