@@ -169,11 +169,14 @@ class ResNet(nn.Module):
 
 
 def _resnet(block, layers, weights, progress, **kwargs):
-    if weights is not None:
-        overwrite_named_param(kwargs, "num_classes", len(weights.meta["categories"]))
+    if weights is None:
+        return ResNet(block, layers, **kwargs)
+    overwrite_named_param(kwargs, "num_classes", len(weights.meta["categories"]))
+    # Read before building: a missing file is reported at once, not after the initialization
+    # (which still runs, as in torchvision: it draws from the generator as torch's does).
+    state_dict = weights.get_state_dict(progress=progress, check_hash=True)
     model = ResNet(block, layers, **kwargs)
-    if weights is not None:
-        model.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
+    model.load_state_dict(state_dict)
     return model
 
 
