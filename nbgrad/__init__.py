@@ -19,4 +19,5 @@ half = float16
 get_default_dtype = lambda: float32  # noqa: E731
 from . import nn, optim, data, utils, linalg, cuda, backends, accelerator, random  # noqa: E402,F401
 from .fuse import compile  # noqa: E402,F401
+from . import profiler  # noqa: E402,F401
 from .serialization import save, load  # noqa: E402,F401

@@ -6,6 +6,7 @@ grad_fn node when a gradient is needed, and shows the call to an active tracer
 from .._core import mode, tracing as _tracing
 from .._core.dtype import run_in_float32
 from ..autograd import graph
+from ..autograd import profiler
 from ..autograd.grad_mode import state as _grad_state
 from .tensor import cannot_allocate, new_tensor
 
@@ -25,6 +26,7 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
                     return result
                 break
     arrays = [t._data for t in inputs]
+    started = profiler.state.enabled and profiler.clock()
     try:
         out = prim.forward(*arrays, **params)
     except MemoryError:
@@ -47,4 +49,6 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
         result._requires_grad = True
     if _tracing.current is not None:
         _tracing.current.op(prim, inputs, arrays, params, out)
+    if started:
+        profiler.op_ran(prim, grad_fn_name, arrays, started)
     return result

@@ -172,6 +172,7 @@ from . import functional  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .function import Function, FunctionCtx  # noqa: E402
 from .anomaly_mode import detect_anomaly, set_detect_anomaly  # noqa: E402
+from . import profiler  # noqa: E402
 
 __all__ = ["backward", "grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
            "inference_mode", "functional", "gradcheck", "Function", "FunctionCtx",

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._core import mode, tracing
 from ..ops import gradients
-from . import anomaly_mode
+from . import anomaly_mode, profiler
 
 FREED = object()
 
@@ -88,9 +88,12 @@ class Node:
     def apply(self, grad):
         """The gradient of each input (None where none is needed), summed to the input's
         shape and cast to its dtype."""
+        started = profiler.state.enabled and profiler.clock()
         if self._saved_versions:
             self._check_saved()
         grads = self.prim.vjp(self, grad)
+        if started:
+            profiler.vjp_ran(self, grad, started)
         if tracing.current is not None:
             tracing.current.vjp(self, grad, grads)
         fitted = grads
@@ -101,6 +104,8 @@ class Node:
                     if fitted is grads:
                         fitted = list(grads)  # the tracer keeps `grads` as the VJP made them
                     fitted[i] = gradients.fitted(g, shape, dtype)
+        if started:
+            profiler.node_ran(self, started)
         return fitted
 
 

@@ -10,6 +10,7 @@ interpreted from tables: a small step spends less time in Python around its kern
 the kernel itself.
 """
 import dis
+import itertools
 import linecache
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import types
 
 import numpy as np
 
+from ..autograd import profiler
 from ..autograd.grad_mode import state as _grad_state
 from .._tensor.tensor import Tensor
 
@@ -61,7 +63,11 @@ _WIDTH = 100  # of the generated source's lines, where they can be wrapped
 
 _HELPERS = {"MISMATCH": MISMATCH, "ABSENT": ABSENT, "fits": _fits, "same_scalar": _same_scalar,
             "contents_of": _contents_of, "copy_kept": _copy_kept, "wrap": Tensor._wrap,
-            "getrefcount": sys.getrefcount, "grad_mode": _grad_state, "empty": np.empty}
+            "getrefcount": sys.getrefcount, "grad_mode": _grad_state, "empty": np.empty,
+            "profiling": profiler.state, "profiled": profiler.profiled}
+
+# A deferred graph's kernel is named in a profile by its number (a step's, by the step's name).
+_graph_numbers = itertools.count()
 
 
 def tuple_target(names):
@@ -85,6 +91,7 @@ class CallWriter:
         self.remembered = []
         self._bound = {}    # id(object) -> its name
         self._counts = {}
+        self.step_name = None  # the compiled step's (`ClosureWatch.write_checks`)
 
     def bind(self, value, prefix=None, name=None):
         """The name of `value` in the namespace: `name` if that is free, else `prefix` (or
@@ -106,11 +113,13 @@ class CallWriter:
         self.remembered.append(name)
         return name
 
-    def call(self, function, arguments):
-        """A line calling `function` with `arguments`, wrapped."""
-        start = f"{function}("
-        return textwrap.fill(", ".join(arguments), _WIDTH - 4, initial_indent=start,
-                             subsequent_indent=" " * len(start)) + ")"
+    def call(self, kernel, arguments):
+        """Lines calling `kernel` with `arguments`, wrapped; while a profiler records, the
+        call is one event named after the step."""
+        label = f"fused: {self.step_name or f'deferred graph {next(_graph_numbers)}'}"
+        return f"run = {kernel} if not profiling.enabled else profiled({kernel}, {label!r})\n" + \
+            textwrap.fill(", ".join(arguments), _WIDTH - 4, initial_indent="run(",
+                          subsequent_indent=" " * len("run(")) + ")"
 
     def check(self, condition):
         if condition not in self.checks:
@@ -180,6 +189,7 @@ class ClosureWatch:
     def __init__(self, fn):
         code = getattr(fn, "__code__", None)
         self.cells = list(zip(code.co_freevars, fn.__closure__ or ())) if code else []
+        self.name = getattr(fn, "__qualname__", type(fn).__qualname__)
         self.namespace = getattr(fn, "__globals__", {})
         self.names = sorted(_global_reads(code)) if code is not None else []
         self.seen = []  # what `key` read, cells first
@@ -236,7 +246,8 @@ class ClosureWatch:
 
     def write_checks(self, writer, seen):
         """Checks that every cell and global still holds what it held in `seen` (a `key`
-        call's)."""
+        call's); the call's kernel is named after the step."""
+        writer.step_name = self.name
         reads = []
         for (name, cell), value in zip(self.cells, seen):
             cell_name = writer.bind(cell, name=f"cell_{name}")

@@ -37,7 +37,7 @@ import weakref
 
 from .._core import mode, tracing
 from .._tensor.tensor import Tensor
-from ..autograd import graph
+from ..autograd import graph, profiler
 from ..ops import PRIMITIVES
 from . import graph as fused_graphs
 
@@ -214,6 +214,8 @@ def realize(tensor):
 def _run(pending, tensor):
     inputs, prim, params = pending.inputs, pending.prim, pending.params
     arrays = [t._data for t in inputs]
+    # A deferred op is profiled when it runs (never when `defer` put it on the tape).
+    started = profiler.state.enabled and profiler.clock()
     out = prim.forward(*arrays, **params)
     if out.shape != pending.shape or out.dtype != pending.dtype:
         raise RuntimeError(f"nbgrad internal error: {prim.name}'s shape rule said "
@@ -224,6 +226,8 @@ def _run(pending, tensor):
     graph.ran(pending.node, inputs, arrays, out, tensor)
     if tracing.current is not None:
         tracing.current.op(prim, inputs, arrays, params, out)
+    if started:
+        profiler.op_ran(prim, type(pending.node).__name__, arrays, started)
 
 
 def realize_all():
