@@ -1,0 +1,106 @@
+"""Conv1d and Conv2d: PyTorch's modules (argument names, checks, default initialization,
+attributes, repr and state_dict keys) over F.conv1d/F.conv2d; a padding_mode other than
+'zeros' pads with F.pad first, as PyTorch does."""
+import math
+
+from .._tensor.factories import empty
+from . import functional as F
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+_PADDING_STRINGS = {"same", "valid"}
+_PADDING_MODES = {"zeros", "reflect", "replicate", "circular"}
+
+
+def _tuple(value, dims):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+
+
+class _ConvNd(Module):
+    _dims = None         # spatial dims, set by each subclass
+    _function = None     # F.conv1d or F.conv2d
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        dims = self._dims
+        kernel_size, stride, dilation = (_tuple(v, dims) for v in (kernel_size, stride, dilation))
+        if groups <= 0:
+            raise ValueError("groups must be a positive integer")
+        if in_channels % groups != 0:
+            raise ValueError("in_channels must be divisible by groups")
+        if out_channels % groups != 0:
+            raise ValueError("out_channels must be divisible by groups")
+        if isinstance(padding, str):
+            if padding not in _PADDING_STRINGS:
+                raise ValueError(f"Invalid padding string {padding!r}, should be one of "
+                                 f"{_PADDING_STRINGS}")
+            if padding == "same" and any(s != 1 for s in stride):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+        else:
+            padding = _tuple(padding, dims)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, but got "
+                             f"padding_mode='{padding_mode}'")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.transposed, self.output_padding = False, (0,) * dims
+        self.groups, self.padding_mode = groups, padding_mode
+        # F.pad's argument for the padding modes: (left, right) of the last dim first.
+        if padding == "same":
+            totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+            pairs = [(total // 2, total - total // 2) for total in totals]
+        else:
+            pairs = [(p, p) for p in (padding if padding != "valid" else (0,) * dims)]
+        self._reversed_padding_repeated_twice = [side for pair in reversed(pairs) for side in pair]
+        self.weight = Parameter(empty(out_channels, in_channels // groups, *kernel_size, dtype=dtype))
+        if bias:
+            self.bias = Parameter(empty(out_channels, dtype=dtype))
+        else:
+            # NOTE: not `self.bias = None` first: that makes a plain attribute (see Linear).
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # PyTorch's: kaiming_uniform_ with a=sqrt(5) is uniform(+-1/sqrt(fan_in)).
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        parameters = self._parameters  # see Linear.forward
+        if self.padding_mode != "zeros":
+            return self._function(F.pad(input, self._reversed_padding_repeated_twice,
+                                       mode=self.padding_mode),
+                                  parameters["weight"], parameters["bias"], self.stride, 0,
+                                  self.dilation, self.groups)
+        return self._function(input, parameters["weight"], parameters["bias"], self.stride,
+                              self.padding, self.dilation, self.groups)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,) * len(self.padding):
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * len(self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
+        return s
+
+
+class Conv1d(_ConvNd):
+    _dims = 1
+    _function = staticmethod(F.conv1d)
+
+
+class Conv2d(_ConvNd):
+    _dims = 2
+    _function = staticmethod(F.conv2d)
