@@ -1,11 +1,12 @@
 """Padding, resizing and channel dropout: `nn.functional.pad`, `interpolate`, `dropout1d`
 and `dropout2d`.
 
-Padding and nearest resizing move elements by index, so they are the `take` and
-`index_put` primitives (ops/indexing.py) on flat positions computed here, under PyTorch's
-grad_fn names: each output element reads one input element (or, for constant padding, the
-input is written into a filled output), and the VJPs scatter the gradient back. The
-positions depend only on shapes and arguments, so they are cached.
+Padding and nearest resizing move elements by index, so they run on flat positions computed
+here, under PyTorch's grad_fn names: the `take` primitive (ops/indexing.py), each output
+element reading one input element, for reflect, replicate and circular padding and nearest
+resizing, and `pad_constant` (ops/resample.py: the input written into a filled output) for
+constant padding. The positions depend only on shapes and arguments, so they are cached.
+The linear modes of `interpolate` are the `resample` primitive on weighted taps.
 """
 import functools
 import operator
@@ -19,7 +20,6 @@ from ..ops.indexing import flat_positions
 from . import random as _random
 from .arithmetic import mul
 from .dispatch import dispatch
-from .indexing import getitem
 from .inplace import inplace_form
 from .tensor import Tensor, _meta
 from ..ops.primitive import TORCH_TYPE_NAMES
@@ -141,8 +141,8 @@ def _gather_positions(shape, pairs, mode):
 
 
 def _constant_pad(input, pairs, value):
-    """The input (cropped where a pad is negative) written into an output filled with `value`:
-    `index_put` on a constant, whose VJP takes the gradient at the input's positions."""
+    """The input (cropped where a pad is negative) written into an output filled with
+    `value` (the `pad_constant` primitive)."""
     shape = input.shape
     crop = [slice(None)] * input.ndim
     out_shape = list(shape)
@@ -152,14 +152,11 @@ def _constant_pad(input, pairs, value):
             raise RuntimeError("narrow(): length must be non-negative.")
         crop[dim] = slice(max(-left, 0), max(-left, 0) + kept)
         out_shape[dim] = shape[dim] + left + right
-    if any(part != slice(None) for part in crop):
-        input = getitem(input, tuple(crop))
-    dtype = _meta(input).dtype
-    # A zero-strided stand-in: the constant costs no memory (index_put copies it once).
-    filled = Tensor._wrap(np.broadcast_to(np.array(value).astype(dtype), tuple(out_shape)))
-    positions = _constant_positions(tuple(out_shape), tuple(input.shape), pairs)
-    return dispatch(PRIMITIVES["index_put"], (filled, input), {"positions": positions},
-                    grad_fn_name="ConstantPadNdBackward0")
+    crop = tuple(crop)
+    kept_shape = tuple(len(range(*part.indices(size))) for part, size in zip(crop, shape))
+    positions = _constant_positions(tuple(out_shape), kept_shape, pairs)
+    return dispatch(PRIMITIVES["pad_constant"], (input,), {
+        "positions": positions, "crop": crop, "out_shape": tuple(out_shape), "value": value})
 
 
 @functools.lru_cache(maxsize=32)

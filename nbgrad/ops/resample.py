@@ -1,7 +1,14 @@
-"""Resampling by weighted taps: `interpolate`'s linear, bilinear and antialiased bilinear
-modes. Each resized dimension is resampled in turn (separably, as PyTorch does): output
-index o along it is sum_k weight[o, k] * input[index[o, k]], with the taps (`index`,
-`weight`, both (out_size, taps)) computed and checked by the API function
+"""Resampling: constant padding, and `interpolate`'s linear, bilinear, antialiased bilinear
+and trilinear modes.
+
+`pad_constant` writes the input (cropped where a pad is negative) at flat positions of an
+output filled with the value, with the `indexing` kernels; its own row (not `index_put` on a
+filled constant) because PyTorch's ConstantPadNdBackward0 links the input alone. Gathering
+pads and nearest resizing are `take` itself.
+
+The linear modes resample by weighted taps, each resized dimension in turn (separably, as
+PyTorch does): output index o along it is sum_k weight[o, k] * input[index[o, k]], with the
+taps (`index`, `weight`, both (out_size, taps)) computed and checked by the API function
 (nbgrad/_tensor/resample.py), which owns PyTorch's source-index rules.
 
 A primitive for speed: as weighted `take`s, bilinear would be four full-size gathers, four
@@ -15,7 +22,9 @@ lie in [0, input size); they are never user data.
 import numba
 import numpy as np
 
+from .indexing import put_values, take_kernel
 from .primitive import Primitive, register
+from .shape import flat_contiguous
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -87,7 +96,31 @@ def _resample_vjp(node, g):
     return (grad,)
 
 
+def _pad_constant_infer(x, positions, crop, out_shape, value):
+    return out_shape, x.dtype
+
+
+def _pad_constant_forward(x, positions, crop, out_shape, value):
+    out = np.full(out_shape, value, x.dtype)
+    put_values(out, x[crop], positions)
+    return out
+
+
+def _pad_constant_vjp(node, g):
+    positions = node.params["positions"]
+    grad = np.zeros(node.input_meta[0][0], g.dtype)
+    kept = np.empty(positions.shape, g.dtype)
+    take_kernel(flat_contiguous(g), positions.reshape(-1), kept.reshape(-1))
+    grad[node.params["crop"]] = kept
+    return (grad,)
+
+
 PRIMS = {
+    # `crop`: the basic index of the input's kept part; `positions`: where each of its
+    # elements goes in the output of `out_shape`, filled with `value` elsewhere.
+    "pad_constant": register(Primitive("pad_constant", "ConstantPadNdBackward0",
+                                       _pad_constant_infer, _pad_constant_forward,
+                                       _pad_constant_vjp)),
     # `taps`: ((dim, index, weight), ...) applied in order; the API function passes
     # PyTorch's grad_fn name (UpsampleLinear1DBackward0, UpsampleBilinear2DBackward0, ...).
     "resample": register(Primitive("resample", "UpsampleBilinear2DBackward0", _resample_infer,
