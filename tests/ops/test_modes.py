@@ -278,6 +278,7 @@ NO_FUSED_RULE = {
     "permute", "expand", "basic_index",  # views (transpose, .T, expand, a[1:, ::2])
     "take", "index_put", "concat", "embedding",  # gathers and scatters by index, cat/stack
     "scatter_add",  # scatters by index
+    "pad_constant", "resample",  # padding and resizing (by index, by weighted taps)
 }
 # Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
 # primitive without a fused rule. Every other row must run fused from its second call.

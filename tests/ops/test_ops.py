@@ -246,6 +246,12 @@ TABLE = [
     row("clamp_max", lambda L, a: a.clamp(max=0.2), (3, 4)),
     # values on the bounds: torch passes the gradient through (bounds are inclusive)
     row("clamp_bounds", lambda L, a: a.clamp(-0.5, 0.5), A([-1.0, -0.5, 0.0, 0.5, 1.0]), gradcheck=False),
+    # Tensor bounds (ClampBackward0, every operand linked): NaN anywhere, lo > hi (hi wins),
+    # values on a bound; one bound given
+    row("clamp_tensor_bounds", lambda L, a, lo, hi: L.clamp(a, lo, hi),
+        A([1.0, np.nan, 3.0, -2.0, 0.5, 0.0]), A([np.nan, 0.0, 0.0, 0.0, 2.0, 0.0]),
+        A([2.0, 2.0, np.nan, 2.0, 1.0, 1.0]), gradcheck=False),
+    row("clamp_tensor_min", lambda L, a, lo: a.clamp(min=lo), (3, 4), (4,)),
     # ---- maximum / minimum / where
     row("maximum", lambda L, a, b: L.maximum(a, b), (3, 4), (4,)),
     row("maximum_method", lambda L, a, b: a.maximum(b), (3, 4), (3, 4)),
@@ -536,6 +542,51 @@ TABLE = [
     # implicit output, ellipsis, a broadcast batch, a subscript summed before the product
     row("einsum_ellipsis_bcast", lambda L, a, b: L.einsum("...ij,...jk", a, b), (2, 3, 4), (1, 4, 5),
         tol32=REDUCE32, grad_fn=("ViewBackward0", "UnsafeViewBackward0")),
+    # ---- normalization: batch statistics (the running ones, made in the row, are updated;
+    # tests/nn/test_normalization.py compares them in the three modes), running statistics
+    # in eval with an edge value (a variance of 0), layer_norm over two dims, group_norm
+    row("batch_norm_train", lambda L, x, w, b: L.nn.functional.batch_norm(
+        x, L.zeros(3, dtype=x.dtype), L.ones(3, dtype=x.dtype), w, b, training=True),
+        (4, 3, 2), (3,), (3,), tol32=STATS32),
+    row("batch_norm_eval", lambda L, x, w: L.nn.functional.batch_norm(
+        x, L.tensor([0.5, -1.0, 0.0], dtype=x.dtype), L.tensor([2.0, 0.0, 0.25], dtype=x.dtype), w),
+        (2, 3, 2, 2), (3,)),
+    row("layer_norm", lambda L, x, w, b: L.nn.functional.layer_norm(x, (3, 4), w, b), (2, 3, 4),
+        (3, 4), (3, 4), tol32=STATS32),
+    row("group_norm", lambda L, x, w, b: L.nn.functional.group_norm(x, 2, w, b), (2, 4, 3), (4,),
+        (4,), tol32=STATS32),
+    # ---- convolution (one primitive, ConvolutionBackward0): 1-D depthwise with stride,
+    # padding and dilation; 2-D with all three per dim and a bias; groups without a bias and
+    # 'same' with an even kernel (the extra padding goes after); a 1x1 unbatched one (the
+    # kernels' plain-GEMM path, and the squeeze of the unbatched form)
+    row("conv1d_depthwise", lambda L, x, w, b: L.nn.functional.conv1d(x, w, b, stride=2, padding=2, dilation=2,
+                                                                      groups=3), (2, 3, 9), (3, 1, 3), (3,),
+        tol32=REDUCE32),
+    row("conv2d", lambda L, x, w, b: L.conv2d(x, w, b, (2, 1), (1, 2), (1, 2)), (2, 3, 6, 7), (4, 3, 3, 2), (4,),
+        tol32=REDUCE32),
+    row("conv2d_groups_same", lambda L, x, w: L.nn.functional.conv2d(x, w, padding="same", groups=2),
+        (2, 4, 5, 4), (6, 2, 2, 3), tol32=REDUCE32),
+    row("conv2d_1x1_unbatched", lambda L, x, w: L.nn.functional.conv2d(x, w), (3, 4, 5), (2, 3, 1, 1),
+        tol32=REDUCE32),
+    # ---- padding and resizing (F.pad: pad_constant and take; F.interpolate: take and
+    # resample): crops by negative pads, a transposed input, every mode once
+    row("pad_constant", lambda L, x: L.nn.functional.pad(x, (1, 2, -1, 1), value=1.5), (2, 3, 4)),
+    row("pad_reflect_replicate", lambda L, x: L.nn.functional.pad(x, (2, 1, 1, 2), mode="reflect")
+        + L.nn.functional.pad(x, (2, 1, 1, 2), mode="replicate"), (2, 3, 4)),
+    row("pad_reflect_crop", lambda L, x: L.nn.functional.pad(x, (-1, 3), mode="reflect"), (2, 5)),
+    # (torch's circular padding is a chain of slice copies: its last node's links are not
+    # nbgrad's one node's, so only the name is compared)
+    row("pad_circular_T", lambda L, x: L.nn.functional.pad(x.transpose(2, 3), (1, 2, 1, -1),
+                                                           mode="circular"), (1, 2, 3, 4),
+        grad_fn=("CopySlices",)),
+    row("interpolate_nearest", lambda L, x: L.nn.functional.interpolate(x, scale_factor=1.5),
+        (1, 2, 3, 4)),
+    row("interpolate_linear", lambda L, x: L.nn.functional.interpolate(
+        x, size=7, mode="linear", align_corners=True), (2, 3, 4), tol32=REDUCE32),
+    row("interpolate_bilinear_T", lambda L, x: L.nn.functional.interpolate(
+        x.transpose(2, 3), size=(5, 3), mode="bilinear"), (1, 2, 3, 4), tol32=REDUCE32),
+    row("interpolate_bilinear_antialias", lambda L, x: L.nn.functional.interpolate(
+        x, scale_factor=0.5, mode="bilinear", antialias=True), (1, 2, 5, 7), tol32=REDUCE32),
     # ---- small composite expressions (chains of the above)
     row("chain_mlp", lambda L, x, w, b: ((x @ w + b).relu() ** 2).mean(), (5, 3), (3, 4), (4,), tol32=REDUCE32),
     row("chain_softmax_nll", lambda L, x: -(x.log_softmax(1)[L.tensor([0, 1, 2]), L.tensor([3, 0, 1])]).mean(), (3, 4), tol32=REDUCE32),
@@ -596,6 +647,32 @@ def test_grad_fn_name_matches_torch(r):
         assert grad_fn_name(n_out) in r.grad_fn
     else:
         assert grad_fn_name(n_out) == grad_fn_name(t_out)
+        # The node's links as torch's: one per input its formula has (not a Scalar
+        # argument's), (None, 0) where that input needs no gradient, output numbers.
+        if r.name not in CHAIN_DIFFERS:
+            assert _links(n_out) == _links(t_out)
+
+
+# Rows whose top node is torch's but whose node links to the leaf where torch records a
+# chain of views or decompositions in between (the values and gradients are the same).
+CHAIN_DIFFERS = {
+    # torch: LinalgVectorNormBackward0 over the input; nbgrad: a sum over abs/amax
+    "linalg_norm_inf", "linalg_norm_1",
+    # torch: views (Unsqueeze/Expand/View/UnsafeView) around Mm/Bmm/Mv; nbgrad: one matmul node
+    "matmul_vm", "matmul_bmm", "matmul_3d_2d", "matmul_bcast_batch", "matmul_bcast_1",
+    "matmul_1d_3d", "matmul_3d_1d",
+    # torch: one Select/Slice node per index; nbgrad: one node for the whole index
+    "index_int_int", "index_slice_neg", "index_slice_none", "index_mixed_3d",
+    # torch: permutes and views around bmm; nbgrad: the same ops in another order
+    "einsum_mm", "einsum_bmm", "einsum_dot", "einsum_diagonal",
+}
+
+
+def _links(out):
+    if out.grad_fn is None:
+        return None
+    return [(None if node is None else type(node).__name__, nr)
+            for node, nr in out.grad_fn.next_functions]
 
 
 # The nodes of ops that share a TABLE row with others (a row checks its last op's name).
