@@ -1,0 +1,173 @@
+"""Pooling functions (torch.nn.functional's max_pool1d/2d, avg_pool1d/2d and the adaptive
+forms) over the primitives of `nbgrad.ops.pooling`.
+
+The arguments are checked and made (H, W) pairs here; the 1-D forms are the 2-D primitives
+with a window of one row, recorded under PyTorch's name for them (it unsqueezes, pools and
+squeezes: `SqueezeBackward1`). torch's own top-level forms, which differ from F's where
+torch's do (no return_indices; `torch.adaptive_max_pool1d` always returns the indices), are
+in `TORCH_LEVEL`.
+"""
+import numpy as np
+
+from ..ops import PRIMITIVES
+from .dispatch import dispatch
+from .reductions import mean
+
+_ONE_D = "SqueezeBackward1"
+
+
+def _ints(value, count, function, argument):
+    """`value` (an int, or a sequence of one or `count` ints) as a tuple of `count` ints,
+    with PyTorch's errors."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
+        raise TypeError(f"{function}(): argument '{argument}' must be tuple of ints, not "
+                        f"{type(value).__name__}")
+    if len(values) == 1:
+        values *= count
+    if len(values) != count:
+        if count == 1:
+            raise RuntimeError(f"{function}() argument '{argument}' should contain one int "
+                               f"(got {len(values)})")
+        raise RuntimeError(f"{function}: {argument} must either be a single int, or a tuple of "
+                           f"two ints")
+    return tuple(int(v) for v in values)
+
+
+def _sliding_params(function, ndim, kernel_size, stride, padding, dilation):
+    """Kernel size, stride (default: the kernel size), padding and dilation as (H, W) pairs;
+    a 1-D form's H window is one row."""
+    kernel = _ints(kernel_size, ndim, function, "kernel_size")
+    no_stride = stride is None or isinstance(stride, (tuple, list)) and not stride
+    steps = kernel if no_stride else _ints(stride, ndim, function, "stride")
+    pads = _ints(padding, ndim, function, "padding")
+    dilations = _ints(dilation, ndim, function, "dilation")
+    if ndim == 1:
+        return (1,) + kernel, (1,) + steps, (0,) + pads, (1,) + dilations
+    return kernel, steps, pads, dilations
+
+
+def _max_pool(function, ndim, input, kernel_size, stride, padding, dilation, ceil_mode,
+              return_indices):
+    kernel, steps, pads, dilations = _sliding_params(function, ndim, kernel_size, stride,
+                                                     padding, dilation)
+    params = {"kernel_size": kernel, "stride": steps, "padding": pads, "dilation": dilations,
+              "ceil_mode": bool(ceil_mode), "ndim": ndim}
+    values = dispatch(PRIMITIVES["max_pool2d"], (input,), params, _ONE_D if ndim == 1 else None)
+    if return_indices:
+        return values, dispatch(PRIMITIVES["max_pool2d_indices"], (input,), params)
+    return values
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def _avg_pool(function, ndim, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override):
+    kernel, steps, pads, _ = _sliding_params(function, ndim, kernel_size, stride, padding, 1)
+    params = {"kernel_size": kernel, "stride": steps, "padding": pads,
+              "ceil_mode": bool(ceil_mode), "count_include_pad": bool(count_include_pad),
+              "divisor_override": None if divisor_override is None else int(divisor_override),
+              "ndim": ndim}
+    return dispatch(PRIMITIVES["avg_pool2d"], (input,), params, _ONE_D if ndim == 1 else None)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, None)
+
+
+def _output_size(function, ndim, input, output_size):
+    """The adaptive output size as (OH, OW) (1-D: (1, OL)); None entries take the input's
+    size, as PyTorch's."""
+    if output_size is None:
+        raise TypeError("object of type 'NoneType' has no len()")
+    entries = (output_size,) if not isinstance(output_size, (tuple, list)) else tuple(output_size)
+    if None in entries:
+        if input.ndim <= len(entries):
+            raise ValueError(f"Input dimension should be at least {len(entries) + 1}")
+        entries = tuple(input.shape[input.ndim - len(entries) + i] if size is None else size
+                        for i, size in enumerate(entries))
+    sizes = _ints(entries if len(entries) > 1 else entries[0], ndim, function, "output_size")
+    if min(sizes) < 0:
+        if function.startswith("adaptive_avg"):
+            listed = ", ".join(str(s) for s in ((1,) if ndim == 1 else ()) + sizes)
+            raise RuntimeError(f"adaptive_avg_pool2d: elements of output_size must be greater "
+                               f"than or equal to 0 but received {{{listed}}}")
+        shape = list(input.shape[:input.ndim - ndim]) + ([1] if ndim == 1 else []) + list(sizes)
+        raise RuntimeError(f"Trying to create tensor with negative dimension {min(sizes)}: {shape}")
+    return ((1,) + sizes) if ndim == 1 else sizes
+
+
+def adaptive_avg_pool2d(input, output_size):
+    sizes = _output_size("adaptive_avg_pool2d", 2, input, output_size)
+    if sizes == (1, 1):
+        # As PyTorch: a mean over H and W (its MeanBackward1), for any rank.
+        return mean(input, (-1, -2), keepdim=True)
+    return dispatch(PRIMITIVES["adaptive_avg_pool2d"], (input,),
+                    {"output_size": sizes, "ndim": 2})
+
+
+def adaptive_avg_pool1d(input, output_size):
+    sizes = _output_size("adaptive_avg_pool1d", 1, input, output_size)
+    return dispatch(PRIMITIVES["adaptive_avg_pool2d"], (input,),
+                    {"output_size": sizes, "ndim": 1}, _ONE_D)
+
+
+def _adaptive_max_pool(function, ndim, input, output_size, return_indices):
+    params = {"output_size": _output_size(function, ndim, input, output_size), "ndim": ndim}
+    values = dispatch(PRIMITIVES["adaptive_max_pool2d"], (input,), params,
+                      _ONE_D if ndim == 1 else None)
+    if return_indices:
+        return values, dispatch(PRIMITIVES["adaptive_max_pool2d_indices"], (input,), params)
+    return values
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    return _adaptive_max_pool("adaptive_max_pool2d", 2, input, output_size, return_indices)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    return _adaptive_max_pool("adaptive_max_pool1d", 1, input, output_size, return_indices)
+
+
+# ---------------------------------------------------------------------------------------
+# torch's top-level forms (torch.max_pool2d, ...), which api.py puts in `nbgrad`.
+
+def _torch_max_pool2d(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _torch_max_pool1d(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _torch_max_pool1d_with_indices(input, kernel_size, stride=(), padding=0, dilation=1,
+                                   ceil_mode=False):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def _torch_adaptive_max_pool1d(input, output_size):
+    return adaptive_max_pool1d(input, output_size, True)
+
+
+TORCH_LEVEL = {"max_pool1d": _torch_max_pool1d, "max_pool2d": _torch_max_pool2d,
+               "max_pool1d_with_indices": _torch_max_pool1d_with_indices,
+               "avg_pool1d": avg_pool1d, "adaptive_avg_pool1d": adaptive_avg_pool1d,
+               "adaptive_max_pool1d": _torch_adaptive_max_pool1d}
