@@ -14,6 +14,8 @@ from .resample import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d, ConstantP
                        UpsamplingBilinear2d, Dropout1d, Dropout2d)
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
 from .conv import Conv1d, Conv2d
+from .pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d,
+                      AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d)
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Linear", "Embedding",
            "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout",
@@ -24,4 +26,6 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Li
            "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
            "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
            "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "Dropout1d", "Dropout2d",
-           "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Conv1d", "Conv2d"]
+           "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Conv1d", "Conv2d",
+           "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d"]
