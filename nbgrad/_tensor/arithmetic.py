@@ -55,10 +55,17 @@ log10, log2, erf, sign, floor, ceil, trunc, isnan, isinf, isfinite, bitwise_not 
                                        "isnan", "isinf", "isfinite", "bitwise_not"))
 fix = trunc
 
-mul, rsub, maximum, minimum, logical_and, logical_or = (
-    _binary_function(name) for name in ("mul", "rsub", "maximum", "minimum", "logical_and",
+mul, maximum, minimum, logical_and, logical_or = (
+    _binary_function(name) for name in ("mul", "maximum", "minimum", "logical_and",
                                         "logical_or"))
 multiply = mul
+
+
+def rsub(input, other):
+    """`other - input`: a Python number `other` (`2 - x`) is PyTorch's Scalar overload
+    (RsubBackward1, the row's name), two tensors its Tensor overload (RsubBackward0)."""
+    return binary("rsub", input, other,
+                  grad_fn_name="RsubBackward0" if isinstance(other, Tensor) else None)
 
 eq, ne, lt, le, gt, ge = (_binary_function(name) for name in ("eq", "ne", "lt", "le", "gt", "ge"))
 greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
@@ -145,20 +152,18 @@ def square(input):
 def clamp(input, min=None, max=None, *, _grad_fn_name="ClampBackward1"):
     if min is None and max is None:
         raise RuntimeError("At least one of 'min' or 'max' must not be None")
-    if isinstance(min, Tensor) or isinstance(max, Tensor):
-        # Tensor bounds: the gradient goes to whichever operand is selected, as in PyTorch.
-        out = input
-        if min is not None:
-            out = where(lt(out, min), min, out)
-        if max is not None:
-            out = where(gt(out, max), max, out)
-        return out
     # NOTE: dtypes and layouts from `_meta`, never `_data`: reading a deferred input's array
     # runs the tape, and a graph that runs early is never fused.
     floating = _dtype.from_numpy_dtype(_meta(input).dtype).is_floating_point
     info = None if floating else np.iinfo(_meta(input).dtype)
     lo = (-np.inf if floating else info.min) if min is None else min
     hi = (np.inf if floating else info.max) if max is None else max
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # Tensor bounds: PyTorch's clamp.Tensor, whose node links all three operands (an
+        # absent bound, here the widest value, as `(None, 0)`).
+        dtype = result_dtype(input, lo, hi)
+        operands = [operand_of_dtype(x, dtype) for x in (input, lo, hi)]
+        return dispatch(PRIMITIVES["clamp_tensor"], operands)
     return dispatch(PRIMITIVES["clamp"], (input,), {"lo": lo, "hi": hi}, grad_fn_name=_grad_fn_name)
 
 

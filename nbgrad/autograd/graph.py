@@ -66,7 +66,12 @@ class Node:
         if children is None:
             # A pending op (deferred mode): its links as they will be, without running it.
             children = mode.active.pending_children(self)
-        return tuple(_function_and_output(child) for child in children)
+        prim = self.prim
+        if prim is None:  # a custom Function's node: every argument
+            return tuple(_function_and_output(child) for child in children)
+        listed = prim.scalar_overloads.get(type(self).__name__, prim.differentiable)
+        return tuple(_function_and_output(child) for i, child in enumerate(children)
+                     if i in listed)
 
     def _check_saved(self):
         if self.saved is FREED:

@@ -29,7 +29,7 @@ class Elementwise:
     """A row of the elementwise table (before it becomes a `Primitive`)."""
 
     def __init__(self, name, grad_fn, inputs, expr, grads=None, result="same", params=(),
-                 promote=None, bool_errors=None, kinds="biuf", kernel=None):
+                 promote=None, bool_errors=None, kinds="biuf", kernel=None, scalar_overloads=None):
         self.name = name
         self.grad_fn = grad_fn
         self.inputs = inputs
@@ -49,6 +49,9 @@ class Elementwise:
         # PyTorch refuses some ops on bool tensors: (message when every input is bool,
         # message when one is), raised as RuntimeError before any kernel runs.
         self.bool_errors = bool_errors
+        # grad_fn names of PyTorch's Scalar overloads -> the inputs their node links
+        # (Primitive.scalar_overloads).
+        self.scalar_overloads = scalar_overloads
 
 
 def _sign(x):
@@ -95,14 +98,15 @@ TABLE = [
     Elementwise("sub", "SubBackward0", ("a", "b"), "a - b", {"a": "g", "b": "-g"},
                 bool_errors=_BOOL_SUBTRACTION),
     Elementwise("rsub", "RsubBackward1", ("a", "b"), "b - a", {"a": "-g", "b": "g"},
-                bool_errors=_BOOL_SUBTRACTION),
+                bool_errors=_BOOL_SUBTRACTION, scalar_overloads={"RsubBackward1": (0,)}),
     Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"}),
     # PyTorch's order for b, (a / b) / b: the same rounding, and no overflow of b * b.
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
                 {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float"),
     Elementwise("pow", "PowBackward0", ("a", "b"), "a ** b",
                 {"a": "0.0 if b == 0.0 else g * b * a ** (b - 1.0)",
-                 "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"}),
+                 "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"},
+                scalar_overloads={"PowBackward0": (0,), "PowBackward2": (1,)}),
     Elementwise("neg", "NegBackward0", ("a",), "-a", {"a": "-g"}, bool_errors=_BOOL_NEGATION),
     Elementwise("reciprocal", "ReciprocalBackward0", ("a",), "1.0 / a", {"a": "-g * out * out"},
                 result="float"),
@@ -139,6 +143,14 @@ TABLE = [
                 f"hi if {_CLAMPED} > hi else {_CLAMPED}",
                 {"a": "g if (a >= lo and a <= hi) else 0.0"}, params=("lo", "hi")),
     # NaN propagates; at ties each input gets half the gradient, as in PyTorch.
+    # clamp with Tensor bounds: NaN in any operand gives NaN; the gradient formulas are
+    # PyTorch's (clamp_backward, clamp_backward_min_max), where lo > hi makes hi win.
+    Elementwise("clamp_tensor", "ClampBackward0", ("a", "lo", "hi"),
+                "hi if (lo if (a < lo or lo != lo) else a) > hi or hi != hi else "
+                "(lo if (a < lo or lo != lo) else a)",
+                {"a": "g if (a >= lo and a <= hi) else 0.0",
+                 "lo": "g if (a < lo and lo < hi) else 0.0",
+                 "hi": "g if (a > hi or hi < lo) else 0.0"}),
     Elementwise("maximum", "MaximumBackward0", ("a", "b"), "a if (a > b or a != a) else b",
                 {"a": "g if a > b else (0.5 * g if a == b else 0.0)",
                  "b": "g if b > a else (0.5 * g if a == b else 0.0)"}),
@@ -147,7 +159,7 @@ TABLE = [
                  "b": "g if b < a else (0.5 * g if a == b else 0.0)"}),
     Elementwise("where", "WhereBackward0", ("condition", "a", "b"), "a if condition else b",
                 {"a": "g if condition else 0.0", "b": "0.0 if condition else g"},
-                promote=(1, 2)),
+                promote=(1, 2), scalar_overloads={"TrilBackward0": (1,), "TriuBackward0": (1,)}),
     Elementwise("to_copy", "ToCopyBackward0", ("a",), "a", {"a": "g"}, result="param"),
     Elementwise("eq", None, ("a", "b"), "a == b", result="bool"),
     Elementwise("ne", None, ("a", "b"), "a != b", result="bool"),
@@ -180,9 +192,11 @@ TABLE = [
                 {"a": _ZERO}, result="floating", params=("decimals",), kernel="round_cpu"),
     # Gradients as PyTorch's: d/db = -floor(a / b) (remainder), -trunc(a / b) (fmod).
     Elementwise("remainder", "RemainderBackward1", ("a", "b"), "floored_remainder(a, b)",
-                {"a": "g", "b": "-g * floor_divide(a, b)"}, kinds=_NUMBER_KINDS),
+                {"a": "g", "b": "-g * floor_divide(a, b)"}, kinds=_NUMBER_KINDS,
+                scalar_overloads={"RemainderBackward0": (0,)}),
     Elementwise("fmod", "FmodBackward1", ("a", "b"), "truncated_remainder(a, b)",
-                {"a": "g", "b": "-g * np.trunc(a / b)"}, kinds=_NUMBER_KINDS),
+                {"a": "g", "b": "-g * np.trunc(a / b)"}, kinds=_NUMBER_KINDS,
+                scalar_overloads={"FmodBackward0": (0,)}),
     # div(rounding_mode=...): PyTorch defines the gradient as zero (DivBackward2).
     Elementwise("div_floor", "DivBackward2", ("a", "b"), _FLOOR_DIVIDE, {"a": _ZERO, "b": _ZERO},
                 kinds=_NUMBER_KINDS),
@@ -205,7 +219,8 @@ TABLE = [
     # `value` is a 0-d tensor of a's dtype (the API converts a Python number).
     Elementwise("masked_fill", "MaskedFillBackward0", ("a", "mask", "value"),
                 "value if mask else a",
-                {"a": "0.0 if mask else g", "value": "g if mask else 0.0"}, promote=(0, 2)),
+                {"a": "0.0 if mask else g", "value": "g if mask else 0.0"}, promote=(0, 2),
+                scalar_overloads={"MaskedFillBackward0": (0,)}),
     # ---- activations (torch.nn.functional), PyTorch's kernels and backward kernels
     Elementwise("gelu", "GeluBackward0", ("a",), f"a * {_GELU_CDF}",
                 {"a": f"g * ({_GELU_CDF} + a * ({_GELU_PDF} * exp(a * a * -0.5)))"},
@@ -760,7 +775,8 @@ def _make_primitive(row):
     return register(Primitive(row.name, row.grad_fn, infer, forward,
                               vjp if differentiable else None, save=save, save_for=save_for,
                               differentiable=differentiable, fuse=_ElementwiseFusion(row),
-                              differentiable_vjp=differentiable_vjp))
+                              differentiable_vjp=differentiable_vjp,
+                              scalar_overloads=row.scalar_overloads))
 
 
 PRIMS = {row.name: _make_primitive(row) for row in TABLE}

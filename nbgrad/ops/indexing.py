@@ -8,11 +8,13 @@ flip, roll) are these same primitives on positions from `positions_along` or Num
 NOTE: Numba does not bounds-check. Indices that reach a kernel are validated in Python first
 (`flat_positions` through NumPy, `first_out_of_range` with a small njit scan).
 """
+import math
+
 import numba
 import numpy as np
 
 from .primitive import Primitive, register
-from .shape import copy_into, flat_contiguous, view_primitive
+from .shape import copy_into, flat_contiguous, view_primitive, zeros_tensor
 
 
 @numba.njit(cache=True)
@@ -92,6 +94,65 @@ def positions_along(shape, dim, index, op, src_shape=None):
         if d != dim:
             positions += (np.arange(extent) * strides[d]).reshape((-1,) + (1,) * (index.ndim - d - 1))
     return positions.reshape(result_shape)
+
+
+# --- differentiable VJPs (create_graph=True): the kernels' scatters as Tensor indexing ----
+
+def _occurrence_rounds(positions):
+    """Indices into flat `positions`, in rounds that hold each position at most once: round r
+    has the (r+1)-th occurrence of every position that repeats that often, in order."""
+    if not positions.size:
+        return []
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    occurrence = np.empty(positions.size, np.int64)
+    occurrence[order] = np.arange(positions.size) - np.repeat(starts, np.diff(np.r_[starts,
+                                                                                    positions.size]))
+    return [np.flatnonzero(occurrence == r) for r in range(occurrence.max() + 1)]
+
+
+def scattered(g, positions, shape):
+    """`scatter_add_kernel` as Tensor operations: zeros of `shape` plus Tensor `g` (of the
+    shape of `positions`) added at flat `positions`, so differentiable again. Indexed
+    writes keep one value per position, so a position that repeats gets its values one
+    round each, added in order as the kernel adds them."""
+    flat, positions = g.reshape(-1), positions.reshape(-1)
+    result = zeros_tensor(g, (math.prod(shape),))
+    for picks in _occurrence_rounds(positions):
+        where = positions[picks]
+        result[where] = result[where] + flat[picks]
+    return result.reshape(shape)
+
+
+def picked(g, positions):
+    """`take` of Tensor `g` at flat `positions` (an array of any shape), by Tensor indexing."""
+    return g.reshape(-1)[positions]
+
+
+def _take_differentiable_vjp(node, g, saved):
+    return (scattered(g, node.params["positions"], node.input_meta[0][0]),)
+
+
+def _scatter_add_differentiable_vjp(node, g, saved):
+    return (g if node.needs[0] else None,
+            picked(g, node.params["positions"]) if node.needs[1] else None)
+
+
+def _put_differentiable_vjp(node, g, saved):
+    positions = node.params["positions"]
+    grad_x = None
+    if node.needs[0]:
+        grad_x = g.reshape(-1).clone()
+        grad_x[positions.reshape(-1)] = 0.0
+        grad_x = grad_x.reshape(node.input_meta[0][0])
+    return grad_x, picked(g, positions) if node.needs[1] else None
+
+
+def _basic_index_differentiable_vjp(g, node):
+    result = zeros_tensor(g, node.input_meta[0][0])
+    result[node.params["index"]] = g
+    return result
 
 
 # --- basic indexing: a view ---------------------------------------------------------------
@@ -183,14 +244,19 @@ def _put_vjp(node, g):
 
 PRIMS = {
     "basic_index": view_primitive("basic_index", "SliceBackward0", _basic_index,
-                                  _basic_index_vjp),
+                                  _basic_index_vjp,
+                                  differentiable_undo=_basic_index_differentiable_vjp),
     "take": register(Primitive("take", "IndexBackward0", _take_infer, _take_forward,
-                               _take_vjp)),
+                               _take_vjp, differentiable_vjp=_take_differentiable_vjp)),
     "index_put": register(Primitive("index_put", "CopySlices", _put_infer, _put_forward,
-                                    _put_vjp, differentiable=(0, 1))),
+                                    _put_vjp, differentiable=(0, 1),
+                                    differentiable_vjp=_put_differentiable_vjp,
+                                    scalar_overloads={"ScatterBackward1": (0,),
+                                                      "IndexFillBackward0": (0,)})),
     # scatter_add: `out = x.clone(); out.flat[positions] += src`, with repeated positions
     # adding up (index_put would keep one of them). `src` has the positions' shape.
     "scatter_add": register(Primitive("scatter_add", "ScatterAddBackward0", _scatter_add_infer,
                                       _scatter_add_forward, _scatter_add_vjp,
-                                      differentiable=(0, 1))),
+                                      differentiable=(0, 1),
+                                      differentiable_vjp=_scatter_add_differentiable_vjp)),
 }
