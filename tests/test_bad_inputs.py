@@ -279,6 +279,22 @@ BAD = {
     "sum_dim_and_axis": lambda L: _x(L, 2, 3).sum(0, axis=1),
     "max_keepdim_and_keepdims": lambda L: _x(L, 2, 3).max(0, keepdim=True, keepdims=True),
     "prod_tuple_dim": lambda L: _x(L, 2, 3).prod((0, 1)),
+    # ---- padding, resizing, channel dropout
+    "pad_odd_length": lambda L: F(L).pad(_x(L, 2, 3), (1, 2, 3)),
+    "pad_longer_than_rank": lambda L: F(L).pad(_x(L, 3), (1, 1, 1, 1)),
+    "pad_reflect_as_large_as_input": lambda L: F(L).pad(_x(L, 1, 2, 3), (3, 0), mode="reflect"),
+    "pad_reflect_wrong_rank": lambda L: F(L).pad(_x(L, 1, 2, 3, 4), (1, 1), mode="reflect"),
+    "pad_replicate_empty_output": lambda L: F(L).pad(_x(L, 1, 2, 3), (-2, -1), mode="replicate"),
+    "pad_circular_wraps_twice": lambda L: F(L).pad(_x(L, 1, 2, 3), (4, 0), mode="circular"),
+    "pad_unknown_mode": lambda L: F(L).pad(_x(L, 1, 2, 3), (1, 0), mode="mirror"),
+    "pad_crop_below_zero": lambda L: F(L).pad(_x(L, 2, 3), (-4, 1)),
+    "interpolate_size_and_scale": lambda L: F(L).interpolate(_x(L, 1, 1, 2, 2), size=3, scale_factor=2),
+    "interpolate_nearest_align_corners": lambda L: F(L).interpolate(
+        _x(L, 1, 1, 2, 2), scale_factor=2, align_corners=True),
+    "interpolate_bilinear_3d": lambda L: F(L).interpolate(_x(L, 1, 1, 2), scale_factor=2, mode="bilinear"),
+    "interpolate_empty_output": lambda L: F(L).interpolate(_x(L, 1, 1, 4, 5), scale_factor=0.2),
+    "interpolate_of_int64": lambda L: F(L).interpolate(L.ones(1, 1, 2, 2, dtype=L.int64), scale_factor=2),
+    "dropout1d_of_4d": lambda L: F(L).dropout1d(_x(L, 1, 2, 3, 4)),
 }
 
 # Indices changed after forward: nbgrad must raise torch's IndexError, or give the gradient
