@@ -169,11 +169,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 from . import functional  # noqa: E402
-from .gradcheck import gradcheck  # noqa: E402
+from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .function import Function, FunctionCtx  # noqa: E402
 from .anomaly_mode import detect_anomaly, set_detect_anomaly  # noqa: E402
 from . import profiler  # noqa: E402
 
 __all__ = ["backward", "grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
-           "inference_mode", "functional", "gradcheck", "Function", "FunctionCtx",
+           "inference_mode", "functional", "gradcheck", "gradgradcheck", "Function", "FunctionCtx",
            "detect_anomaly", "set_detect_anomaly"]

@@ -65,7 +65,21 @@ class BackwardCFunction(Node, FunctionCtx):
 
     def apply(self, grad):
         """The gradient array of each forward argument (None where none is needed), from the
-        user's backward called on the gradient of the differentiable output."""
+        user's backward called on the gradients of the differentiable outputs."""
+        return [None if g is None else gradients.fitted(g._data, *meta)
+                for g, meta in zip(self._user_gradients(grad, self._wrap), self.input_meta)]
+
+    def apply_with_graph(self, grad):
+        """`apply` for create_graph=True (the engine's sweep on Tensors): the user's backward
+        runs with grad mode on, as PyTorch's, so its ops are recorded, and its gradients come
+        back as Tensors, fitted to the inputs by recorded ops."""
+        return [None if g is None else gradients.fitted_tensor(g, *meta)
+                for g, meta in zip(self._user_gradients(grad, _same), self.input_meta)]
+
+    def _user_gradients(self, grad, as_tensor):
+        """Per forward argument, the gradient Tensor the user's backward returned for it
+        (checked as PyTorch checks it), or None where none is needed; `as_tensor` makes a
+        Tensor of an arriving gradient."""
         if self._output_slots is None:
             arrived = {self._differentiable_outputs[0]: grad}
         else:
@@ -73,7 +87,7 @@ class BackwardCFunction(Node, FunctionCtx):
         grads = []
         for k, meta in enumerate(self._outputs):
             if k in arrived:
-                grads.append(self._wrap(arrived[k]))
+                grads.append(as_tensor(arrived[k]))
             elif meta is not None and self.materialize_grads:
                 grads.append(self._wrap(np.zeros(*meta)))
             else:
@@ -89,11 +103,11 @@ class BackwardCFunction(Node, FunctionCtx):
             else:
                 raise RuntimeError(f"function {name} returned an incorrect number of gradients "
                                    f"(expected {expected}, got {len(result)})")
-        arrays = []
+        checked = []
         for i, g in enumerate(result):
             meta = self.input_meta[i]
             if g is None:
-                arrays.append(None)
+                checked.append(None)
                 continue
             if meta is None:
                 raise RuntimeError(f"function {name} returned a gradient different than None "
@@ -102,19 +116,20 @@ class BackwardCFunction(Node, FunctionCtx):
             if not _is_tensor(g):
                 raise RuntimeError(f"expected Variable or None (got {type(g).__name__})")
             if not self.needs[i]:
-                arrays.append(None)
+                checked.append(None)
                 continue
-            array = g._data
-            shape, dtype = meta
-            if array.shape != shape or array.dtype != dtype:
-                # As PyTorch: a gradient the input broadcasts to is summed to its shape.
-                if array.shape != shape and not _expandable(shape, array.shape):
-                    raise RuntimeError(f"Function {name} returned an invalid gradient at index "
-                                       f"{i} - got {list(array.shape)} but expected shape "
-                                       f"compatible with {list(shape)}")
-                array = gradients.fitted(array, shape, dtype)
-            arrays.append(array)
-        return arrays
+            shape = tuple(g.shape)
+            # As PyTorch: a gradient the input broadcasts to is summed to its shape.
+            if shape != meta[0] and not _expandable(meta[0], shape):
+                raise RuntimeError(f"Function {name} returned an invalid gradient at index "
+                                   f"{i} - got {list(shape)} but expected shape "
+                                   f"compatible with {list(meta[0])}")
+            checked.append(g)
+        return checked
+
+
+def _same(tensor):
+    return tensor
 
 
 class FunctionMeta(type):

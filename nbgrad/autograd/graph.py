@@ -14,6 +14,7 @@ import numpy as np
 from .._core import mode, tracing
 from ..ops import gradients
 from . import anomaly_mode, profiler
+from .profiler import state as _profiling
 
 FREED = object()
 
@@ -93,7 +94,7 @@ class Node:
     def apply(self, grad):
         """The gradient of each input (None where none is needed), summed to the input's
         shape and cast to its dtype."""
-        started = profiler.state.enabled and profiler.clock()
+        started = _profiling.enabled and profiler.clock()
         if self._saved_versions:
             self._check_saved()
         grads = self.prim.vjp(self, grad)
@@ -225,6 +226,11 @@ class OutputSlot(Node):
     def apply(self, grad):
         self.owner._slot_grads[self.output_nr] = grad
         return [_SLOT_MARKER]
+
+    def apply_with_graph(self, grad):
+        """`apply` for create_graph=True (the engine's sweep on Tensors)."""
+        self.owner._slot_grads[self.output_nr] = grad
+        return [grad._new_plain(_SLOT_MARKER)]
 
 
 # What a slot passes its owner: a real array, so the engine's sums work on it unchanged.
