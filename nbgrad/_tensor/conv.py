@@ -1,8 +1,13 @@
 """Convolutions: `conv1d` and `conv2d` (torch.conv1d/conv2d and F.conv1d/conv2d), both the
 `convolution` primitive of `nbgrad.ops.conv`. An unbatched input (no N dim) gets one, as
 PyTorch does, so its grad_fn is the squeeze that takes it away."""
+import warnings
+
 from ..ops import PRIMITIVES
+from ..ops.conv import check_bias
 from .dispatch import dispatch
+from .factories import empty
+from .resample import pad as _pad
 
 __all__ = ["conv1d", "conv2d"]
 
@@ -12,11 +17,9 @@ def _is_int(value):
 
 
 def _spatial(value, name, dims):
-    """A stride/padding/dilation argument as a tuple (padding may also be 'same'/'valid').
+    """A stride/padding/dilation argument as a tuple.
     NOTE: an int stands for every spatial dim of the function (conv2d's stride=1 is [1, 1]);
     the primitive checks a tuple's length against the weight's dims, as PyTorch does."""
-    if name == "padding" and isinstance(value, str):
-        return value
     if _is_int(value):
         return (value,) * dims
     values = tuple(value)
@@ -25,18 +28,56 @@ def _spatial(value, name, dims):
     return values
 
 
+def _no_bias(dtype):
+    """The zero-size bias stand-in of a call without a bias (read-only, shared)."""
+    stand_in = _NO_BIAS.get(dtype)
+    if stand_in is None:
+        stand_in = _NO_BIAS[dtype] = empty(0, dtype=dtype)
+    return stand_in
+
+
+_NO_BIAS = {}
+
+
+def _same_padding(x, weight, dims, dilation):
+    """padding='same' as PyTorch does it: half the total on each side, and where a total is
+    odd, the extra one on the right (bottom) by an explicit pad of the input first."""
+    dilation = dilation * dims if len(dilation) == 1 else dilation
+    totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+    extra = [total % 2 for total in totals]
+    if any(extra):
+        warnings.warn("Using padding='same' with even kernel lengths and odd dilation may require a "
+                      "zero-padded copy of the input be created", UserWarning, stacklevel=4)
+        x = _pad(x, [side for right in reversed(extra) for side in (0, right)])
+    return x, tuple(total // 2 for total in totals)
+
+
 def _convolution(dims, input, weight, bias, stride, padding, dilation, groups):
     if input.ndim not in (dims + 1, dims + 2):
         raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input to "
                            f"conv{dims}d, but got input of size: {list(input.shape)}")
     if not _is_int(groups):
         raise TypeError(f"groups must be an int, got {groups!r}")
-    params = {"stride": _spatial(stride, "stride", dims), "padding": _spatial(padding, "padding", dims),
-              "dilation": _spatial(dilation, "dilation", dims), "groups": groups}
+    stride, dilation = _spatial(stride, "stride", dims), _spatial(dilation, "dilation", dims)
     batched = input.ndim == dims + 2
     x = input if batched else input.unsqueeze(0)
-    inputs = (x, weight) if bias is None else (x, weight, bias)
-    out = dispatch(PRIMITIVES["convolution"], inputs, params)
+    if padding == "same":
+        if any(step != 1 for step in stride):
+            raise RuntimeError("padding='same' is not supported for strided convolutions")
+        if weight.ndim == x.ndim:  # else the primitive raises PyTorch's rank error
+            x, padding = _same_padding(x, weight, dims, dilation)
+    elif padding == "valid":
+        padding = 0
+    elif isinstance(padding, str):
+        raise RuntimeError(f"Invalid padding string: '{padding}'")
+    if bias is None:
+        bias = _no_bias(input.dtype)
+    elif bias.numel() == 0:
+        # (The primitive takes a zero-size bias for none; a real one has out_channels >= 1.)
+        check_bias(tuple(weight.shape), tuple(bias.shape))
+    params = {"stride": stride, "padding": _spatial(padding, "padding", dims), "dilation": dilation,
+              "groups": groups}
+    out = dispatch(PRIMITIVES["convolution"], (x, weight, bias), params)
     return out if batched else out.squeeze(0)
 
 

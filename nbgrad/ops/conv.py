@@ -1,6 +1,5 @@
 """Convolution: one primitive, `convolution`, for 1-D and 2-D spatial inputs (NCL, NCHW),
-with stride, padding (before and after, so `padding='same'` with an even kernel pads the
-extra on the right as PyTorch), dilation, groups and an optional bias (a third input).
+with stride, zero padding, dilation, groups and an optional bias (the third input).
 
 Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (SciPy's
 OpenBLAS, called by Numba's np.dot) runs that GEMM near the machine's peak; as a composite of
@@ -220,9 +219,10 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, need_x
 
 
 # ---------------------------------------------------------------------------------------
-# The row. Parameters as the API gets them: `stride`, `dilation` (a tuple of one int, or of
-# one per spatial dim), `padding` (such a tuple, or 'same' or 'valid'), `groups`. Inputs:
-# input, weight and, optionally, bias.
+# The row. Parameters: `stride`, `padding`, `dilation` (each a tuple of one int, or of one per
+# spatial dim; the API turns padding='same'/'valid' into ints), `groups`. Inputs: input,
+# weight and bias (a zero-size stand-in when there is none: PyTorch's node has a bias slot
+# either way).
 
 def _shape_list(shape):
     return str(list(shape))
@@ -239,32 +239,24 @@ def _per_dim(name, values, dims):
 
 
 def resolve(weight_shape, stride, padding, dilation):
-    """(stride, ((before, after) per spatial dim), dilation), with PyTorch's checks."""
-    if padding == "same" and any(step != 1 for step in stride):
-        raise RuntimeError("padding='same' is not supported for strided convolutions")
-    if isinstance(padding, str) and padding not in ("same", "valid"):
-        raise RuntimeError(f"Invalid padding string: '{padding}'")
+    """stride, padding and dilation with one int per spatial dim, with PyTorch's checks."""
     dims = len(weight_shape) - 2
-    stride = _per_dim("stride", stride, dims)
-    if padding == "valid":
-        pairs = ((0, 0),) * dims
-    elif padding == "same":
-        pairs = None
-    else:
-        pairs = tuple((p, p) for p in _per_dim("padding", padding, dims))
-    dilation = _per_dim("dilation", dilation, dims)
-    if pairs is None:
-        # PyTorch pads the odd one of an odd total on the right (bottom).
-        totals = [d * (k - 1) for d, k in zip(dilation, weight_shape[2:])]
-        pairs = tuple((total // 2, total - total // 2) for total in totals)
-    return stride, pairs, dilation
+    return (_per_dim("stride", stride, dims), _per_dim("padding", padding, dims),
+            _per_dim("dilation", dilation, dims))
 
 
-def infer(x, weight, *bias, stride, padding, dilation, groups):
+def check_bias(weight_shape, bias_shape):
+    if bias_shape != weight_shape[:1]:
+        raise RuntimeError(f"Given weight of size {_shape_list(weight_shape)}, expected bias to be "
+                           f"1-dimensional with {weight_shape[0]} elements, but got bias of size "
+                           f"{_shape_list(bias_shape)} instead")
+
+
+def infer(x, weight, bias, stride, padding, dilation, groups):
     stride, padding, dilation = resolve(weight.shape, stride, padding, dilation)
-    if bias and bias[0].dtype != x.dtype:
-        raise RuntimeError(f"Input type ({x.dtype}) and bias type ({bias[0].dtype}) should be the same")
-    if any(side < 0 for pair in padding for side in pair):
+    if bias.dtype != x.dtype:
+        raise RuntimeError(f"Input type ({x.dtype}) and bias type ({bias.dtype}) should be the same")
+    if any(side < 0 for side in padding):
         raise RuntimeError("negative padding is not supported")
     if any(step <= 0 for step in stride):
         raise RuntimeError("non-positive stride is not supported")
@@ -287,11 +279,9 @@ def infer(x, weight, *bias, stride, padding, dilation, groups):
         raise RuntimeError(f"Given groups={groups}, weight of size {_shape_list(weight.shape)}, "
                            f"expected input{_shape_list(x.shape)} to have {weight.shape[1] * groups} "
                            f"channels, but got {x.shape[1]} channels instead")
-    if bias and bias[0].shape != (out_channels,):
-        raise RuntimeError(f"Given weight of size {_shape_list(weight.shape)}, expected bias to be "
-                           f"1-dimensional with {out_channels} elements, but got bias of size "
-                           f"{_shape_list(bias[0].shape)} instead")
-    padded = [size + before + after for size, (before, after) in zip(x.shape[2:], padding)]
+    if bias.shape != (0,):
+        check_bias(weight.shape, bias.shape)
+    padded = [size + 2 * side for size, side in zip(x.shape[2:], padding)]
     spans = [d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:])]
     if any(span > size for span, size in zip(spans, padded)):
         raise RuntimeError(f"Calculated padded input size per channel: ({' x '.join(map(str, padded))})."
@@ -321,7 +311,7 @@ class _Plan:
             shape[:2] + (1,) * (4 - len(shape)) + shape[2:]
             for shape in (x_shape, weight_shape, out_shape))
         (stride_h, stride_w), (dilation_h, dilation_w) = two(stride, 1), two(dilation, 1)
-        pad_top, pad_left = two(tuple(before for before, _ in padding), 0)
+        pad_top, pad_left = two(padding, 0)
         size = weight_shape[1] * int(np.prod(weight_shape[2:]))
         positions = int(np.prod(out_shape[2:]))
         group_out = weight_shape[0] // groups
@@ -338,14 +328,13 @@ def _plan(x_shape, weight_shape, out_shape, params):
                  params["dilation"], params["groups"])
 
 
-def forward(x, weight, *bias, **params):
-    shape, dtype = infer(x, weight, *bias, **params)
+def forward(x, weight, bias, **params):
+    shape, dtype = infer(x, weight, bias, **params)
     plan = _plan(x.shape, weight.shape, shape, params)
     out = np.empty(shape, dtype)
-    bias_array = bias[0] if bias else np.empty(0, dtype)
     conv_forward_kernel(np.ascontiguousarray(x).reshape(plan.x_shape),
                         np.ascontiguousarray(weight).reshape(plan.weight_shape),
-                        np.ascontiguousarray(bias_array), out.reshape(plan.out_shape),
+                        np.ascontiguousarray(bias), out.reshape(plan.out_shape),
                         *plan.spatial, plan.chunk, np.empty(plan.forward_workspace, dtype))
     return out
 
@@ -353,7 +342,7 @@ def forward(x, weight, *bias, **params):
 def _backward_arrays(node, g, plan):
     """The backward kernel's array arguments; the gradients it makes come first."""
     x, weight = node.saved
-    needs = tuple(node.needs) + (False,) * (3 - len(node.needs))
+    needs = tuple(node.needs)
     (x_shape, _), (weight_shape, _) = node.input_meta[:2]
     dtype = g.dtype
     grad_x = np.empty(plan.x_shape if needs[0] else (0,) * 4, dtype)
@@ -377,7 +366,7 @@ def vjp(node, g):
     grad_x, grad_weight, grad_bias = grads
     return (grad_x.reshape(x_shape) if needs[0] else None,
             grad_weight.reshape(weight_shape) if needs[1] else None,
-            grad_bias if needs[2] else None)[:len(node.needs)]
+            grad_bias if needs[2] else None)
 
 
 class _ConvolutionFusion:
@@ -396,9 +385,9 @@ class _ConvolutionFusion:
         return ", ".join(em.scalar(value) for value in plan.spatial + (plan.chunk,))
 
     def forward(self, em, arrays, params, out):
-        x, weight, *bias = arrays
+        x, weight, bias = arrays
         plan = _plan(x.shape, weight.shape, out.shape, params)
-        bias_name = em.ref(bias[0]) if bias else em.empty(1, out.dtype)
+        bias_name = em.ref(bias)
         em.blas()
         workspace = self._workspace(em, plan.forward_workspace, out.dtype)
         em.emit(f"{em.kernel(conv_forward_kernel)}({em.ref(x)}.reshape({plan.x_shape!r}), "
@@ -409,10 +398,9 @@ class _ConvolutionFusion:
         x, weight = node.saved
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
         plan = _plan(x_shape, weight_shape, g.shape, node.params)
-        needs = [grad is not None for grad in input_grads] + [False] * (3 - len(input_grads))
+        needs = [grad is not None for grad in input_grads]
         grads = []
-        for grad, shape, ndim in zip(list(input_grads) + [None] * (3 - len(input_grads)),
-                                     (plan.x_shape, plan.weight_shape, None), (4, 4, 1)):
+        for grad, shape, ndim in zip(input_grads, (plan.x_shape, plan.weight_shape, None), (4, 4, 1)):
             grads.append(em.empty(ndim, g.dtype) if grad is None else
                          em.out(grad) if shape is None else f"{em.out(grad)}.reshape({shape!r})")
         x_name = em.empty(4, g.dtype) if x is None else f"{em.ref(x)}.reshape({plan.x_shape!r})"
@@ -428,8 +416,6 @@ class _ConvolutionFusion:
 
 
 PRIMS = {
-    # NOTE: the bias is an optional third input: a call without one has two inputs (and
-    # two gradients).
     "convolution": register(Primitive("convolution", "ConvolutionBackward0", infer, forward, vjp,
                                       save=(0, 1), save_for=((1,), (0,), ()),
                                       differentiable=(0, 1, 2), fuse=_ConvolutionFusion())),

@@ -246,6 +246,12 @@ TABLE = [
     row("clamp_max", lambda L, a: a.clamp(max=0.2), (3, 4)),
     # values on the bounds: torch passes the gradient through (bounds are inclusive)
     row("clamp_bounds", lambda L, a: a.clamp(-0.5, 0.5), A([-1.0, -0.5, 0.0, 0.5, 1.0]), gradcheck=False),
+    # add/sub with alpha: one node each
+    row("add_sub_alpha", lambda L, a, b: L.sub(L.add(a, b, alpha=2), b, alpha=0.5), (3, 4), (4,)),
+    # lerp: PyTorch's two formulas meet at |weight| = 0.5; a Python weight links no weight
+    row("lerp", lambda L, a, b: L.lerp(a, b, 0.3), (3, 4), (3, 4)),
+    row("lerp_tensor_weight", lambda L, a, b, w: a.lerp(b, w), (2, 6), (6,),
+        A([-1.0, 0.0, 0.49, 0.5, 0.51, 2.0])),
     # Tensor bounds (ClampBackward0, every operand linked): NaN anywhere, lo > hi (hi wins),
     # values on a bound; one bound given
     row("clamp_tensor_bounds", lambda L, a, lo, hi: L.clamp(a, lo, hi),
