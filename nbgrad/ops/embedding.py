@@ -11,7 +11,7 @@ version counter sees.
 import numba
 import numpy as np
 
-from .indexing import first_out_of_range
+from .indexing import first_out_of_range, scattered
 from .primitive import Primitive, register
 from .shape import flat_contiguous
 
@@ -82,7 +82,21 @@ def _embedding_vjp(node, g):
     return grad, None
 
 
+def _embedding_differentiable_vjp(node, g, saved):
+    """`_embedding_vjp` as Tensor operations (create_graph=True): the rows of g added into
+    zeros at their indices' rows, but the padding_idx ones."""
+    (indices,) = saved
+    weight_shape = node.input_meta[0][0]
+    flat = flat_contiguous(indices.numpy())
+    _check_embedding_indices(flat, weight_shape[0])  # see the module's NOTE
+    rows = np.flatnonzero(flat != node.params["padding_idx"])
+    width = weight_shape[1]
+    positions = flat[rows, None] * width + np.arange(width)
+    return scattered(g.reshape(-1, width)[rows], positions, weight_shape), None
+
+
 PRIMS = {
     "embedding": register(Primitive("embedding", "EmbeddingBackward0", _embedding_infer,
-                                    _embedding_forward, _embedding_vjp, save=(1,))),
+                                    _embedding_forward, _embedding_vjp, save=(1,),
+                                    differentiable_vjp=_embedding_differentiable_vjp)),
 }

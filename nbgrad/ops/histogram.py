@@ -136,7 +136,8 @@ def _histc_forward(x, bins, min, max):
 
 # --- histogram: the bin edges, then the counts ------------------------------------------
 
-def _not_differentiable(node, g):
+def _not_differentiable(node, g, saved=None):
+    """PyTorch's error, with create_graph=True too (it is also the differentiable VJP)."""
     raise RuntimeError("derivative for aten::histogram is not implemented")
 
 
@@ -201,8 +202,9 @@ PRIMS = {
     "histc": register(Primitive("histc", None, _histc_infer, _histc_forward)),
     "histogram_bin_edges": register(Primitive(
         "histogram_bin_edges", "NotImplemented", _edges_infer, _edges_forward,
-        _not_differentiable, differentiable=(0, 1))),
+        _not_differentiable, differentiable=(0, 1), differentiable_vjp=_not_differentiable)),
     "histogram": register(Primitive("histogram", "NotImplemented", _histogram_infer,
                                     _histogram_forward, _not_differentiable,
-                                    differentiable=(0, 1, 2))),
+                                    differentiable=(0, 1, 2),
+                                    differentiable_vjp=_not_differentiable)),
 }

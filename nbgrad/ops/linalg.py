@@ -150,6 +150,19 @@ def vjp(node, g):
     return grad_a, grad_b
 
 
+def differentiable_vjp(node, g, saved):
+    """`vjp` as Tensor operations: 1-D operands as matrices (a row, a column), then
+    g @ b^T and a^T @ g in the batch's broadcast (the engine sums it away)."""
+    a, b = saved
+    (a_shape, a_dtype), (b_shape, b_dtype) = node.input_meta
+    batch = _plan(a_shape, b_shape, a_dtype, b_dtype)[1]
+    a_m = a if a.ndim > 1 else a.reshape(1, -1)
+    b_m = b if b.ndim > 1 else b.reshape(-1, 1)
+    g_m = g.reshape(batch + (a_m.shape[-2], b_m.shape[-1]))
+    return ((g_m @ b_m.mT).reshape(batch + a_shape[-2:]) if node.needs[0] else None,
+            (a_m.mT @ g_m).reshape(batch + b_shape[-2:]) if node.needs[1] else None)
+
+
 def _reshaped(x, shape):
     # A fresh array keeps `base is None` (the engine may then reuse it) if no reshape is needed.
     return x if x.shape == shape else x.reshape(shape)
@@ -223,6 +236,13 @@ def linear_vjp_kernel(g, x, weight, grad_x, grad_weight, grad_bias, need_x, need
                 grad_bias[j] += g[i, j]
 
 
+def _linear_differentiable_vjp(node, g, saved):
+    x, weight = saved
+    need_x, need_weight, need_bias = node.needs
+    return (g @ weight if need_x else None, g.mT @ x if need_weight else None,
+            g.sum(0) if need_bias else None)
+
+
 def _linear_infer(x, weight, bias):
     if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
         raise RuntimeError(f"linear: expected a 2-D input, a 2-D weight and a matching bias; got "
@@ -286,8 +306,10 @@ class _LinearFusion:
 
 PRIMS = {
     "matmul": register(Primitive("matmul", "MmBackward0", infer, forward, vjp, save=(0, 1),
-                                 differentiable=(0, 1), fuse=_MatmulFusion())),
+                                 differentiable=(0, 1), fuse=_MatmulFusion(),
+                                 differentiable_vjp=differentiable_vjp)),
     "linear": register(Primitive("linear", "AddmmBackward0", _linear_infer, _linear_forward,
                                  _linear_vjp, save=(0, 1), differentiable=(0, 1, 2),
-                                 fuse=_LinearFusion())),
+                                 fuse=_LinearFusion(),
+                                 differentiable_vjp=_linear_differentiable_vjp)),
 }

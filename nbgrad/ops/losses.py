@@ -16,12 +16,13 @@ version counter sees. (PyTorch, too, reads them as they are then.)
 """
 import functools
 import re
+import types
 
 import numba
 import numpy as np
 
 from .._core import modules as _codegen
-from .indexing import first_out_of_range
+from .indexing import first_out_of_range, scattered
 from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 from .shape import flat_contiguous
 
@@ -214,6 +215,13 @@ class _PointwiseLossFusion:
                            em.out(grad), x.shape, reference)
 
 
+# The names the loss expressions read, for Tensors (the differentiable VJPs): `max` always
+# has a constant second argument there.
+_TENSOR_NAMES = {"np": types.SimpleNamespace(log=lambda t: t.log(), exp=lambda t: t.exp(),
+                                             log1p=lambda t: t.log1p(), sign=lambda t: t.sign()),
+                 "max": lambda t, floor: t.clamp_min(floor), "abs": abs, **_CONSTANTS}
+
+
 def _pointwise_loss(row):
     forward_kernel = getattr(_loss_kernels, row.name + "_forward")
     backward_kernel = getattr(_loss_kernels, row.name + "_backward")
@@ -259,8 +267,25 @@ def _pointwise_loss(row):
                         need_y)
         return (grad_x if need_x else None, grad_y if need_y else None)
 
+    derivatives = [compile(d, f"<{row.name} derivative>", "eval") for d in (row.d_x, row.d_y)]
+
+    def differentiable_vjp(node, g, saved):
+        """`vjp` as Tensor operations (create_graph=True): the derivative expressions
+        evaluated on Tensors, so differentiated again by autograd."""
+        x, y = saved
+        params = node.params
+        scale = 1.0 / x.numel() if params["reduction"] == "mean" and x.numel() else 1.0
+        g = g * scale
+        if params["weight"] is not None:
+            g = g * params["weight"]
+        pos_weight = params["pos_weight"]
+        names = {"x": x, "y": y.to(x.dtype), "pw": 1.0 if pos_weight is None else pos_weight}
+        return tuple(g * eval(derivative, _TENSOR_NAMES, names) if need else None
+                     for derivative, need in zip(derivatives, node.needs))
+
     return register(Primitive(row.name, row.grad_fn, infer, forward, vjp, save=(0, 1),
-                              differentiable=(0, 1), fuse=_PointwiseLossFusion(row)))
+                              differentiable=(0, 1), fuse=_PointwiseLossFusion(row),
+                              differentiable_vjp=differentiable_vjp))
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,21 +390,41 @@ def _nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean")
     return np.array(total, dtype)
 
 
-def _nll_vjp(node, g):
-    (target,) = node.saved
-    shape = node.input_meta[0][0]
-    weight = _class_weight(node.params["weight"], shape[1], g.dtype)
+def _nll_backward_terms(node, target, dtype):
+    """(class weights, ignore_index, the scale of 'mean') for the VJP, after the targets'
+    check again (see the module's NOTE)."""
+    classes = node.input_meta[0][0][1]
+    weight = _class_weight(node.params["weight"], classes, dtype)
     ignore_index, reduction = node.params["ignore_index"], node.params["reduction"]
-    check_targets(target, shape[1], ignore_index)  # see the module's NOTE
+    check_targets(target, classes, ignore_index)
     scale = 1.0
     if reduction == "mean":
         total_weight = nll_total_weight(target, weight, ignore_index)
         scale = 1.0 / total_weight if total_weight else np.nan
+    return weight, ignore_index, scale
+
+
+def _nll_vjp(node, g):
+    (target,) = node.saved
+    shape = node.input_meta[0][0]
+    weight, ignore_index, scale = _nll_backward_terms(node, target, g.dtype)
     g_flat = flat_contiguous(g)
     grad = np.empty(shape, g.dtype)
     nll_backward_kernel(target, weight, ignore_index, g_flat, int(g_flat.size > 1),
                         g.dtype.type(scale), grad)
     return grad, None
+
+
+def _nll_differentiable_vjp(node, g, saved):
+    """`_nll_vjp` as Tensor operations (create_graph=True): -weight[t] * g * scale
+    written into zeros at (i, t) of every row i whose target t is not ignored."""
+    target = saved[0].numpy()
+    shape, dtype = node.input_meta[0]
+    weight, ignore_index, scale = _nll_backward_terms(node, target, dtype)
+    rows = np.flatnonzero(target != ignore_index)
+    classes = target[rows]
+    values = (g[rows] if g.ndim else g) * -weight[classes] * scale
+    return scattered(values, rows * shape[1] + classes, shape), None
 
 
 class _NllFusion:
@@ -430,5 +475,6 @@ class _NllFusion:
 PRIMS = {
     **{row.name: _pointwise_loss(row) for row in POINTWISE_LOSSES},
     "nll_loss": register(Primitive("nll_loss", "NllLossBackward0", _nll_infer, _nll_forward,
-                                   _nll_vjp, save=(1,), check=_nll_check, fuse=_NllFusion())),
+                                   _nll_vjp, save=(1,), check=_nll_check, fuse=_NllFusion(),
+                                   differentiable_vjp=_nll_differentiable_vjp)),
 }

@@ -463,7 +463,8 @@ def _require_nonempty(name, shape, dims):
             raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
 
 
-def _reduction(name, grad_fn, out_dtype, kernel, params, vjp, save=(), check=None, fuse=None):
+def _reduction(name, grad_fn, out_dtype, kernel, params, vjp, save=(), check=None, fuse=None,
+               differentiable_vjp=None):
     def infer(x, dims, keepdim):
         if check:
             check(name, x.shape, x.dtype, dims)
@@ -474,7 +475,8 @@ def _reduction(name, grad_fn, out_dtype, kernel, params, vjp, save=(), check=Non
             check(name, x.shape, x.dtype, dims)
         return reduce(kernel, x, dims, keepdim, out_dtype(x.dtype), *params(x, dims))
 
-    return register(Primitive(name, grad_fn, infer, forward, vjp, save=save, fuse=fuse))
+    return register(Primitive(name, grad_fn, infer, forward, vjp, save=save, fuse=fuse,
+                              differentiable_vjp=differentiable_vjp))
 
 
 def _count(shape, dims):
@@ -548,6 +550,93 @@ def _prod_vjp(node, g):
     return _reduction_vjp(_kernels.prod_grad, node, g)
 
 
+# ---------------------------------------------------------------------------------------
+# Differentiable VJPs (create_graph=True; Primitive's `differentiable_vjp`): the VJPs above
+# again, as Tensor operations whose results can be differentiated once more. Each follows
+# its row kernel's arithmetic (PyTorch's derivatives.yaml formula), so the two agree.
+
+def _kept(t, node):
+    """Reduced Tensor `t` (the gradient or the result) with the reduced dims back, of size 1."""
+    return t.reshape(reduced_shape(node.input_meta[0][0], node.params["dims"], True))
+
+
+def _sum_differentiable_vjp(node, g, saved):
+    return (_kept(g, node).expand(node.input_meta[0][0]),)
+
+
+def _mean_differentiable_vjp(node, g, saved):
+    shape = node.input_meta[0][0]
+    scale = _mean_scale(_count(shape, node.params["dims"]))
+    return (_kept(g * scale, node).expand(shape),)
+
+
+def _extreme_differentiable_vjp(node, g, saved):
+    x, out = saved
+    g, out = _kept(g, node), _kept(out, node)
+    dims = node.params["dims"]
+    if node.name() in _EVENLY_DISTRIBUTED:
+        hits = (x == out) | (x.isnan() & out.isnan())  # where the maximum is NaN: the NaNs
+        return ((g / hits.sum(dims, keepdim=True)).where(hits, 0.0),)
+    hits = x == out
+    return (g / hits.sum(dims, keepdim=True) * hits,)
+
+
+def _logsumexp_differentiable_vjp(node, g, saved):
+    x, out = saved
+    return (_kept(g, node) * (x - _kept(out, node)).exp(),)
+
+
+def rows_without_each(t):
+    """(..., n, n) from Tensor `t` (..., n): [..., k, i] is t[..., i], but 1 at i == k. Its
+    products are those of all elements of a row but one: prod's and cumprod's gradients
+    where a row holds zeros, which dividing the product cannot give."""
+    n = t.shape[-1]
+    rows = t.unsqueeze(-2).expand(tuple(t.shape[:-1]) + (n, n)).clone()
+    rows[Ellipsis, np.arange(n), np.arange(n)] = 1.0
+    return rows
+
+
+def _prod_differentiable_vjp(node, g, saved):
+    """g * out / x, or where x holds zeros, g times the product of the others (prod takes
+    one dim or all of them)."""
+    x, out = saved
+    g = _kept(g, node)
+    if not bool((x == 0).any()):
+        return (g * (_kept(out, node) / x),)
+    dims = node.params["dims"]
+    if len(dims) == 1:
+        others = rows_without_each(x.transpose(dims[0], -1)).prod(-1).transpose(dims[0], -1)
+    else:
+        others = rows_without_each(x.reshape(-1)).prod(-1).reshape(x.shape)
+    return (g * others,)
+
+
+def _vector_norm_differentiable_vjp(node, g, saved):
+    """`_VECTOR_NORM_GRAD` case by case (the order `ord` is a parameter, known here); sign()
+    is its sgn (0 at 0 and NaN), and keeps the result in the graph as PyTorch's sgn()."""
+    ord = node.params["ord"]
+    if ord == 0:
+        return (None,)
+    x, out = saved
+    g, out = _kept(g, node), _kept(out, node)
+    if ord == 2:
+        return ((g * (x / out)).where(out != 0, 0.0),)
+    if ord == 1:
+        return (x.sign() * g,)
+    magnitude = x.abs()
+    if math.isinf(ord):
+        hits = (magnitude == out) | x.isnan()
+        count = hits.sum(node.params["dims"], keepdim=True)
+        return ((x.sign() * (g / count)).where(hits, 0.0),)
+    if ord < 1:
+        return ((x.sign() * magnitude ** (ord - 1) * g * out ** (1 - ord)).where(x != 0, 0.0),)
+    if ord < 2:
+        grad = x.sign() * magnitude ** (ord - 1) * (g / out ** (ord - 1))
+    else:
+        grad = x * magnitude ** (ord - 2) * (g / out ** (ord - 1))
+    return (grad.where(out != 0, 0.0),)
+
+
 def _var_family(name, grad_fn, root):
     def infer(x, dims, keepdim, correction):
         _require_float(name, x.dtype)
@@ -563,7 +652,20 @@ def _var_family(name, grad_fn, root):
         denom = np.float64(max(_count(x.shape, dims) - node.params["correction"], 0))
         return _reduction_vjp(_kernels.var_grad, node, g, denom, np.bool_(root))
 
-    return register(Primitive(name, grad_fn, infer, forward, vjp, save=(0, "out")))
+    def differentiable_vjp(node, g, saved):
+        x, out = saved
+        dims = node.params["dims"]
+        denom = float(max(_count(x.shape, dims) - node.params["correction"], 0))
+        g = _kept(g, node)
+        centered = x - x.mean(dims, keepdim=True)
+        if root:
+            # std's gradient is 0 where std is 0, as in the kernel
+            out = _kept(out, node)
+            return ((g / (out * denom)).masked_fill(out == 0, 0.0) * centered,)
+        return (2.0 * g / denom * centered,)
+
+    return register(Primitive(name, grad_fn, infer, forward, vjp, save=(0, "out"),
+                              differentiable_vjp=differentiable_vjp))
 
 
 def _no_params(x, dims):
@@ -609,29 +711,34 @@ def _vector_norm_primitive():
         return _reduction_vjp(_kernels.vector_norm_grad, node, g, np.float64(ord))
 
     return register(Primitive("vector_norm", "LinalgVectorNormBackward0", infer, forward, vjp,
-                              save=(0, "out")))
+                              save=(0, "out"),
+                              differentiable_vjp=_vector_norm_differentiable_vjp))
 
 
 PRIMS = {
     "sum": _reduction("sum", "SumBackward1", _sum_dtype, _kernels.sum,
                       lambda x, dims: (_scale_of(_sum_dtype(x.dtype), 1),), _sum_vjp,
-                      fuse=_SumFusion(mean=False)),
+                      fuse=_SumFusion(mean=False), differentiable_vjp=_sum_differentiable_vjp),
     "mean": _reduction("mean", "MeanBackward1", lambda d: d, _kernels.sum,
                        lambda x, dims: (np.float64(_mean_scale(_count(x.shape, dims))),),
-                       _mean_vjp, check=_check_mean, fuse=_SumFusion(mean=True)),
+                       _mean_vjp, check=_check_mean, fuse=_SumFusion(mean=True),
+                       differentiable_vjp=_mean_differentiable_vjp),
     "amax": _reduction("amax", "AmaxBackward0", lambda d: d, _kernels.amax, _no_params,
-                       _extreme_vjp, save=(0, "out"), check=_check_extreme),
+                       _extreme_vjp, save=(0, "out"), check=_check_extreme,
+                       differentiable_vjp=_extreme_differentiable_vjp),
     "amin": _reduction("amin", "AminBackward0", lambda d: d, _kernels.amin, _no_params,
-                       _extreme_vjp, save=(0, "out"), check=_check_extreme),
+                       _extreme_vjp, save=(0, "out"), check=_check_extreme,
+                       differentiable_vjp=_extreme_differentiable_vjp),
     "argmax": _reduction("argmax", None, lambda d: np.dtype(np.int64), _kernels.argmax,
                          _no_params, None, check=_check_extreme),
     "argmin": _reduction("argmin", None, lambda d: np.dtype(np.int64), _kernels.argmin,
                          _no_params, None, check=_check_extreme),
     "logsumexp": _reduction("logsumexp", "LogsumexpBackward0", lambda d: d, _kernels.logsumexp,
                             _no_params, _logsumexp_vjp, save=(0, "out"),
-                            check=lambda name, shape, dtype, dims: _require_float(name, dtype)),
+                            check=lambda name, shape, dtype, dims: _require_float(name, dtype),
+                            differentiable_vjp=_logsumexp_differentiable_vjp),
     "prod": _reduction("prod", "ProdBackward1", _sum_dtype, _kernels.prod, _no_params, _prod_vjp,
-                       save=(0, "out")),
+                       save=(0, "out"), differentiable_vjp=_prod_differentiable_vjp),
     "all": _reduction("all", None, _logical_dtype, _kernels.all, _no_params, None),
     "any": _reduction("any", None, _logical_dtype, _kernels.any, _no_params, None),
     "vector_norm": _vector_norm_primitive(),

@@ -14,7 +14,7 @@ import numpy as np
 
 from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 from .reduction import (EXP_SUM, ROW_MAX, as_rows, fused_kernel, fused_rows,
-                        load_row_kernels, rows_like, run_rows)
+                        load_row_kernels, rows_like, rows_without_each, run_rows)
 
 # NOTE: softmax and log_softmax shift by the row's maximum itself (logsumexp shifts an
 # infinite maximum by 0): inf - inf is NaN, so a row holding +inf (or only -inf) is all NaN,
@@ -131,10 +131,41 @@ class _RowTransformFusion:
 # ---------------------------------------------------------------------------------------
 # Primitives.
 
-def _row_transform(name, grad_fn, result_dtype, save):
+def _reversed_cumsum(t, dim):
+    """The sum of `t` over each position and every later one along `dim` (Tensor ops)."""
+    return t.flip(dim).cumsum(dim).flip(dim)
+
+
+# Differentiable VJPs (create_graph=True; Primitive's `differentiable_vjp`): each `name_grad`
+# row program again as Tensor operations, on the saved Tensors and `g` (cast to the input's
+# dtype), with `dim` the row's dimension (0 for a 0-d input).
+
+def _softmax_differentiable_vjp(g, dim, out):
+    return out * (g - (g * out).sum(dim, keepdim=True))
+
+
+def _log_softmax_differentiable_vjp(g, dim, out):
+    return g - out.exp() * g.sum(dim, keepdim=True)
+
+
+def _cumprod_differentiable_vjp(g, dim, x, out):
+    """PyTorch's cumprod_backward: without zeros in x the reversed cumsum of g * out over x;
+    with zeros, dx_k = sum over j >= k of g_j * (the product of x_0..x_j but x_k), from the
+    (k, j) matrix of those products (O(n^2), as PyTorch's double-backward formula)."""
+    if not bool((x == 0).any()):
+        return _reversed_cumsum(g * out, dim) / x
+    if not x.ndim:
+        return g
+    # [..., k, j]: the product of x_0..x_j but x_k, for j >= k
+    products = rows_without_each(x.transpose(dim, -1)).cumprod(-1).triu()
+    return (products * g.transpose(dim, -1).unsqueeze(-2)).sum(-1).transpose(dim, -1)
+
+
+def _row_transform(name, grad_fn, result_dtype, save, grad_rule):
     """The primitive of row program `name` (called with `dim`, and cumsum's `dtype`): its
     VJP runs `name_grad` on the rows of what it saves ("out": the result) and of the
-    gradient, cast to the input's dtype first (as PyTorch's cumsum backward does)."""
+    gradient, cast to the input's dtype first (as PyTorch's cumsum backward does);
+    `grad_rule(g, dim, *saved)` is that VJP as Tensor operations."""
     kernel, grad_kernel = getattr(_kernels, name), getattr(_kernels, name + "_grad")
 
     def infer(x, dim, **options):
@@ -159,13 +190,20 @@ def _row_transform(name, grad_fn, result_dtype, save):
             run_rows(grad_kernel, (*[as_rows(a, dims)[0] for a in node.saved], view, rows), ())
         return (result,)
 
+    def differentiable_vjp(node, g, saved):
+        return (grad_rule(g.to(node.input_meta[0][1]), node.params["dim"], *saved),)
+
     return register(Primitive(name, grad_fn, infer, forward, vjp, save=save,
-                              fuse=_RowTransformFusion(name, result_dtype)))
+                              fuse=_RowTransformFusion(name, result_dtype),
+                              differentiable_vjp=differentiable_vjp))
 
 
 PRIMS = {
-    "softmax": _row_transform("softmax", "SoftmaxBackward0", _float_result, ("out",)),
-    "log_softmax": _row_transform("log_softmax", "LogSoftmaxBackward0", _float_result, ("out",)),
-    "cumsum": _row_transform("cumsum", "CumsumBackward0", _sum_result, ()),
-    "cumprod": _row_transform("cumprod", "CumprodBackward0", _sum_result, (0, "out")),
+    "softmax": _row_transform("softmax", "SoftmaxBackward0", _float_result, ("out",),
+                              _softmax_differentiable_vjp),
+    "log_softmax": _row_transform("log_softmax", "LogSoftmaxBackward0", _float_result, ("out",),
+                                  _log_softmax_differentiable_vjp),
+    "cumsum": _row_transform("cumsum", "CumsumBackward0", _sum_result, (), _reversed_cumsum),
+    "cumprod": _row_transform("cumprod", "CumprodBackward0", _sum_result, (0, "out"),
+                              _cumprod_differentiable_vjp),
 }

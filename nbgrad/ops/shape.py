@@ -23,14 +23,26 @@ def flat_contiguous(x):
 
 # --- views ------------------------------------------------------------------------------
 
-def view_primitive(name, grad_fn, make, undo, fuse=None):
-    """A view primitive: `make(x, **params)` gives the view, `undo(g, node)` the VJP."""
+def zeros_tensor(like, shape):
+    """A new Tensor of zeros of `shape` in Tensor `like`'s dtype, outside any graph, made by
+    Tensor methods (differentiable VJPs name no factory): a sum of no elements is exactly 0."""
+    return like.detach().reshape(-1)[:0].sum().expand(shape).clone()
+
+
+def view_primitive(name, grad_fn, make, undo, fuse=None, differentiable_undo=None):
+    """A view primitive: `make(x, **params)` gives the view, `undo(g, node)` the VJP, and
+    `differentiable_undo(g, node)` the VJP of a Tensor `g` by Tensor methods (for
+    create_graph=True; `undo` itself where it is made only of methods Tensors share with
+    arrays)."""
     def infer(x, **params):
         # A zero-strided stand-in has the right shape without touching (or allocating) data.
         return make(np.broadcast_to(np.zeros((), x.dtype), x.shape), **params).shape, x.dtype
 
+    differentiable_undo = differentiable_undo or undo
     return register(Primitive(name, grad_fn, infer, make, lambda node, g: (undo(g, node),),
-                              view=True, fuse=fuse))
+                              view=True, fuse=fuse,
+                              differentiable_vjp=lambda node, g, saved: (
+                                  differentiable_undo(g, node),)))
 
 
 class _ReshapeFusion:
@@ -64,7 +76,9 @@ PRIMS = {
                               lambda g, node: g.reshape(node.input_meta[0][0]),
                               fuse=_ReshapeFusion()),
     "permute": view_primitive("permute", "PermuteBackward0", lambda x, dims: x.transpose(dims),
-                              lambda g, node: g.transpose(np.argsort(node.params["dims"]))),
+                              lambda g, node: g.transpose(np.argsort(node.params["dims"])),
+                              differentiable_undo=lambda g, node: g.permute(
+                                  tuple(np.argsort(node.params["dims"])))),
     # The engine sums a gradient back to the input's shape, so expand's VJP is the identity.
     "expand": view_primitive("expand", "ExpandBackward0", _expand, lambda g, node: g),
 }
@@ -128,5 +142,7 @@ def _concat_vjp(node, g):
                  for where, needed in zip(_pieces(dim, sizes, stack), node.needs))
 
 
+# (`_concat_vjp` is made of indexing alone, so on a Tensor `g` it is the differentiable VJP.)
 PRIMS["concat"] = register(Primitive("concat", "CatBackward0", _concat_infer, _concat_forward,
-                                     _concat_vjp, differentiable=EVERY_POSITION))
+                                     _concat_vjp, differentiable=EVERY_POSITION,
+                                     differentiable_vjp=lambda node, g, saved: _concat_vjp(node, g)))
