@@ -15,7 +15,7 @@ from .tensor import Tensor, _meta
 __all__ = [
     "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "reciprocal",
     "neg", "negative", "abs", "absolute", "logical_not",
-    "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow", "rsub",
+    "add", "sub", "subtract", "lerp", "mul", "multiply", "div", "divide", "true_divide", "pow", "rsub",
     "maximum", "minimum", "square", "clamp", "clip", "clamp_min", "clamp_max", "where",
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
     "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
@@ -106,16 +106,39 @@ def _scaled(other, alpha):
     return mul(other, alpha) if isinstance(other, Tensor) else other * alpha
 
 
+def _with_alpha(name, input, other, alpha):
+    """add/sub: `input (+|-) alpha * other`; two tensors are one node (PyTorch's)."""
+    if alpha == 1:
+        return binary(name, input, other)
+    if not result_dtype(input, other).is_floating_point and isinstance(alpha, float):
+        raise RuntimeError("For integral input tensors, argument alpha must not be a floating "
+                           "point number.")
+    if isinstance(input, Tensor) and isinstance(other, Tensor):
+        return dispatch(PRIMITIVES[f"{name}_scaled"], (input, other), {"alpha": alpha})
+    return binary(name, input, _scaled(other, alpha))
+
+
 def add(input, other, *, alpha=1):
-    if alpha != 1:
-        other = _scaled(other, alpha)
-    return binary("add", input, other)
+    return _with_alpha("add", input, other, alpha)
 
 
 def sub(input, other, *, alpha=1):
-    if alpha != 1:
-        other = _scaled(other, alpha)
-    return binary("sub", input, other)
+    return _with_alpha("sub", input, other, alpha)
+
+
+def lerp(input, end, weight):
+    """`input + weight * (end - input)`, in floating dtypes only, without type promotion."""
+    for name, operand in (("end", end), ("weight", weight)):
+        if isinstance(operand, Tensor) and operand.dtype != input.dtype:
+            raise RuntimeError(f"expected dtype {_dtype.C_TYPE_NAMES[input.dtype.name]} for "
+                               f"`{name}` but got dtype {_dtype.C_TYPE_NAMES[operand.dtype.name]}")
+    if isinstance(weight, Tensor):
+        return dispatch(PRIMITIVES["lerp"], (input, end, weight))
+    if not input.dtype.is_floating_point:
+        raise NotImplementedError(f'"lerp_kernel_scalar" not implemented for '
+                                  f"'{input.dtype.scalar_type}'")
+    return dispatch(PRIMITIVES["lerp"], (input, end, as_tensor_arg(weight, _meta(input).dtype)),
+                    grad_fn_name="LerpBackward0")
 
 
 subtract = sub

@@ -43,7 +43,7 @@ METHODS = {
     "cos": arithmetic.cos, "tanh": arithmetic.tanh, "sigmoid": arithmetic.sigmoid,
     "relu": arithmetic.relu, "abs": arithmetic.abs, "neg": arithmetic.neg,
     "negative": arithmetic.neg, "reciprocal": arithmetic.reciprocal, "square": arithmetic.square,
-    "add": arithmetic.add, "sub": arithmetic.sub, "mul": arithmetic.mul, "div": arithmetic.div,
+    "add": arithmetic.add, "sub": arithmetic.sub, "lerp": arithmetic.lerp, "mul": arithmetic.mul, "div": arithmetic.div,
     "pow": arithmetic.pow, "maximum": arithmetic.maximum, "minimum": arithmetic.minimum,
     "clamp": arithmetic.clamp, "clip": arithmetic.clamp, "clamp_min": arithmetic.clamp_min,
     "clamp_max": arithmetic.clamp_max, "where": _where,
@@ -106,6 +106,7 @@ METHODS = {
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
     "add_": inplace_form(arithmetic.add), "sub_": inplace_form(arithmetic.sub),
+    "lerp_": inplace_form(arithmetic.lerp),
     "mul_": inplace_form(arithmetic.mul), "div_": inplace_form(arithmetic.div),
     "pow_": inplace_form(arithmetic.pow), "sign_": inplace_form(arithmetic.sign),
     "masked_fill_": inplace_form(arithmetic.masked_fill),

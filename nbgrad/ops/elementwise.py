@@ -99,6 +99,17 @@ TABLE = [
                 bool_errors=_BOOL_SUBTRACTION),
     Elementwise("rsub", "RsubBackward1", ("a", "b"), "b - a", {"a": "-g", "b": "g"},
                 bool_errors=_BOOL_SUBTRACTION, scalar_overloads={"RsubBackward1": (0,)}),
+    # add/sub(alpha=...) of two tensors: one node, as PyTorch's
+    Elementwise("add_scaled", "AddBackward0", ("a", "b"), "a + alpha * b",
+                {"a": "g", "b": "g * alpha"}, params=("alpha",), kernel="add_cpu"),
+    Elementwise("sub_scaled", "SubBackward0", ("a", "b"), "a - alpha * b",
+                {"a": "g", "b": "-g * alpha"}, params=("alpha",), kernel="sub_cpu",
+                bool_errors=_BOOL_SUBTRACTION),
+    # PyTorch's two formulas: each exact at its end of the weight's range
+    Elementwise("lerp", "LerpBackward1", ("a", "b", "w"),
+                "a + w * (b - a) if abs(w) < 0.5 else b - (b - a) * (1.0 - w)",
+                {"a": "g * (1.0 - w)", "b": "g * w", "w": "g * (b - a)"}, result="floating",
+                kernel="lerp_kernel_tensor", scalar_overloads={"LerpBackward0": (0, 1)}),
     Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"}),
     # PyTorch's order for b, (a / b) / b: the same rounding, and no overflow of b * b.
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
