@@ -16,9 +16,10 @@ The forms differ only in these window tables (`_windows`):
 
 The max kernels pick the first maximum in scan order (row by row), and a NaN over any
 number (the last NaN of a window), as PyTorch's CPU kernels do; a window of only padding
-(possible with dilation) gives -inf and no gradient. Max pooling saves its input and finds
-the maxima again in backward (it has one output, so no room for the indices); with
-`return_indices` the indices come from a primitive of their own (no gradient).
+(possible with dilation) gives -inf and no gradient. Max pooling saves its input and its
+result, and finds each maximum's position again in backward (a primitive has one output,
+so no room for the indices); with `return_indices` the indices come from a primitive of
+their own (no gradient).
 
 NOTE: the window tables are computed and checked in Python (`_windows`) before any kernel
 reads through them: Numba does not bounds-check.
@@ -75,22 +76,49 @@ def _over_window(body):
             + _indent(body, 8) + "\n        iw += dw\n    ih += dh\n")
 
 
-# The maximum of the window and its (row, column): the first maximum in scan order, or the
-# last NaN (`v != v`), as PyTorch. A window of only padding keeps -inf at its first position.
-_MAX_SCAN = "best = typed(-np.inf, x)\nbh = h0\nbw = w0\n" + _over_window(
-    "v = x[p, ih, iw]\nif v > best or v != v:\n    best = v\n    bh = ih\n    bw = iw")
+# The maximum of the window: a NaN over any number, else the largest. With `track`, also
+# where it is: the first maximum in scan order, or the last NaN (`v != v`), as PyTorch's; a
+# window of only padding keeps -inf at its first position. NOTE: a kernel tracks the
+# position only if it returns it: tracking took 3x as long.
+def _max_scan(track):
+    update = "best = v" + ("\nbh = ih\nbw = iw" if track else "")
+    return ("best = typed(-np.inf, x)\n" + ("bh = h0\nbw = w0\n" if track else "")
+            + _over_window("v = x[p, ih, iw]\nif v > best or v != v:\n" + _indent(update, 4)))
+
+
+# Backward finds the forward's choice again from its result: the first position in scan
+# order that holds it, with an early exit (the search for a new maximum at every element,
+# which is hard to predict, took 1.4x as long), or the last NaN if it is NaN.
+_MAX_FIND = """target = out[p, oh, ow]
+bh = -1
+bw = 0
+if target == target:
+    ih = h0
+    while bh < 0 and ih < h1:
+        iw = w0
+        while iw < w1:
+            if x[p, ih, iw] == target:
+                bh = ih
+                bw = iw
+                break
+            iw += dw
+        ih += dh
+else:
+""" + _indent(_over_window("if x[p, ih, iw] != x[p, ih, iw]:\n    bh = ih\n    bw = iw"), 4) + """
+if bh >= 0:
+    grad[p, bh, bw] += g[p, oh, ow]
+"""
 _DIVISOR = "typed(rows[2, oh] * cols[2, ow], {like})"
 
 # name: (array arguments, results, setup before the loops, per plane, per window)
 _KERNELS = {
-    # `indices` (flat within each H * W plane, as PyTorch's) is written if it is not empty.
-    "max_pool_forward": (
-        "x", "out, indices", "    with_indices = indices.size != 0", "",
-        _MAX_SCAN + "out[p, oh, ow] = best\n"
-        "if with_indices:\n    indices[p, oh, ow] = bh * x.shape[2] + bw\n"),
+    "max_pool_forward": ("x", "out", "", "", _max_scan(False) + "out[p, oh, ow] = best\n"),
+    # Also the indices, flat within each H * W plane, as PyTorch's (return_indices).
+    "max_pool_indices": (
+        "x", "out, indices", "", "",
+        _max_scan(True) + "out[p, oh, ow] = best\nindices[p, oh, ow] = bh * x.shape[2] + bw\n"),
     "max_pool_backward": (
-        "x, g", "grad", "", "        grad[p] = 0",
-        _MAX_SCAN + "if h0 < h1 and w0 < w1:\n    grad[p, bh, bw] += g[p, oh, ow]\n"),
+        "x, out, g", "grad", "", "        grad[p] = 0", _MAX_FIND),
     "avg_pool_forward": (
         "x", "out", "", "",
         "total = typed(0, x)\n" + _over_window("total += x[p, ih, iw]")
@@ -319,17 +347,13 @@ def _adaptive_max_plan(shape, output_size, ndim):
 # ---------------------------------------------------------------------------------------
 # Running the kernels (eager) and emitting them (fused), from a plan.
 
-# The indices a max forward kernel is not asked for: a zero-size stand-in (one signature).
-_NO_INDICES = np.empty((0, 0, 0), np.int64)
-
-
 class _Pooling:
     """The kernels of one primitive: `reduction` ("max" or "avg") over the windows `plan`
     gives; `indices`: the primitive returns max pooling's indices instead of its values."""
 
     def __init__(self, name, reduction, plan, indices=False):
         self.name, self.reduction, self.plan, self.indices = name, reduction, plan, indices
-        self.forward_kernel = f"{reduction}_pool_forward"
+        self.forward_kernel = "max_pool_indices" if indices else f"{reduction}_pool_forward"
         self.backward_kernel = f"{reduction}_pool_backward"
 
     def windows(self, x, params):
@@ -341,22 +365,22 @@ class _Pooling:
 
     def forward(self, x, **params):
         windows = self.windows(x, params)
-        out = np.empty(windows.shape, x.dtype)
-        indices = np.empty(windows.shape, np.int64) if self.indices else None
+        results = [np.empty(windows.shape, x.dtype)]
+        if self.indices:
+            results.append(np.empty(windows.shape, np.int64))
         x3 = np.ascontiguousarray(x).reshape(windows.input_view)
-        extra = () if self.reduction != "max" else \
-            (indices.reshape(windows.output_view) if self.indices else _NO_INDICES,)
         _kernel(self.forward_kernel, x3.size)(x3, windows.rows, windows.cols, *windows.steps,
-                                              out.reshape(windows.output_view), *extra)
-        return indices if self.indices else out
+                                              *[r.reshape(windows.output_view) for r in results])
+        return results[-1]
 
     def vjp(self, node, g):
         shape = node.input_meta[0][0]
         windows = self.plan(shape, **node.params)
         grad = np.empty(shape, g.dtype)
-        reads = [np.ascontiguousarray(g).reshape(windows.output_view)]
-        if self.reduction == "max":
-            reads.insert(0, np.ascontiguousarray(node.saved[0]).reshape(windows.input_view))
+        views = (windows.input_view, windows.output_view)
+        reads = [np.ascontiguousarray(array).reshape(view)
+                 for array, view in zip(node.saved, views)] + \
+            [np.ascontiguousarray(g).reshape(windows.output_view)]
         _kernel(self.backward_kernel, grad.size)(*reads, windows.rows, windows.cols,
                                                  *windows.steps, grad.reshape(windows.input_view))
         return (grad,)
@@ -378,20 +402,18 @@ class _Pooling:
     def fuse_forward(self, em, arrays, params, out):
         (x,) = arrays
         windows = self.windows(x, params)
-        values = em.out(out if not self.indices else np.empty(windows.shape, x.dtype))
-        writes = [f"{values}.reshape({windows.output_view!r})"]
-        if self.reduction == "max":
-            writes.append(f"{em.out(out)}.reshape({windows.output_view!r})" if self.indices
-                          else em.empty(3, np.int64))
+        # With the indices, the values go to a buffer of their own that nothing reads.
+        results = [np.empty(windows.shape, x.dtype), out] if self.indices else [out]
+        writes = [f"{em.out(r)}.reshape({windows.output_view!r})" for r in results]
         self._emit(em, self.forward_kernel,
                    [f"{em.ref(x)}.reshape({windows.input_view!r})"], writes, windows, x.size)
 
     def fuse_vjp(self, em, node, g, input_grads):
         shape = node.input_meta[0][0]
         windows = self.plan(shape, **node.params)
-        reads = [f"{em.ref(g)}.reshape({windows.output_view!r})"]
-        if self.reduction == "max":
-            reads.insert(0, f"{em.ref(node.saved[0])}.reshape({windows.input_view!r})")
+        views = (windows.input_view, windows.output_view)
+        reads = [f"{em.ref(array)}.reshape({view!r})"
+                 for array, view in zip((*node.saved, g), views + (windows.output_view,))]
         self._emit(em, self.backward_kernel, reads,
                    [f"{em.out(input_grads[0])}.reshape({windows.input_view!r})"], windows,
                    math.prod(shape))
@@ -407,7 +429,8 @@ class _Fusion:
 def _primitive(name, grad_fn, reduction, plan):
     pooling = _Pooling(name, reduction, plan)
     return register(Primitive(name, grad_fn, pooling.infer, pooling.forward, pooling.vjp,
-                              save=(0,) if reduction == "max" else (), fuse=_Fusion(pooling)))
+                              save=(0, "out") if reduction == "max" else (),
+                              fuse=_Fusion(pooling)))
 
 
 def _indices_primitive(name, plan):
