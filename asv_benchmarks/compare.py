@@ -32,6 +32,7 @@ Eager builders take the module as a parameter, so one function serves nbgrad and
 
 import argparse
 import gc
+import json
 import os
 import platform
 import statistics
@@ -48,6 +49,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import vision_models  # noqa: E402  (imports no framework)
+
 # ---------------------------------------------------------------------------------------
 # Goals: how nbgrad's time should compare with PyTorch's (ratio = nbgrad / torch).
 
@@ -61,6 +65,8 @@ class Goal:
 TINY = Goal("nbgrad >= 2x faster than torch", lambda r: r <= 0.5)
 LARGE = Goal("nbgrad within 1.2x of torch", lambda r: r <= 1.2)
 TRAIN_LARGE = Goal("nbgrad within 1.3x of torch", lambda r: r <= 1.3)
+VISION = Goal("nbgrad <= 1.0x torch", lambda r: r <= 1.0)
+HALF = Goal("nbgrad <= 0.5x torch", lambda r: r <= 0.5)
 
 
 @dataclass
@@ -233,17 +239,59 @@ def eager_mlp_train(sizes, batch, opt_name, lr):
     return plain(mlp_parts(sizes, batch, opt_name, lr))
 
 
+def jax_train(jax, loss, params, opt_name, lr):
+    """A step of SGD or Adam (PyTorch's defaults) on `loss(params)`, jitted whole."""
+    jnp = jax.numpy
+    tmap = jax.tree_util.tree_map
+    if opt_name == "SGD":
+        @jax.jit
+        def train_step(state):
+            params = state
+            value, g = jax.value_and_grad(loss)(params)
+            return tmap(lambda p, gp: p - lr * gp, params, g), value
+
+        state = [params]
+    else:  # Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8
+        b1, b2, eps = 0.9, 0.999, 1e-8
+
+        @jax.jit
+        def train_step(state):
+            params, m, v, t = state
+            value, g = jax.value_and_grad(loss)(params)
+            t = t + 1
+            m = tmap(lambda mi, gi: b1 * mi + (1 - b1) * gi, m, g)
+            v = tmap(lambda vi, gi: b2 * vi + (1 - b2) * gi * gi, v, g)
+            c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+            params = tmap(lambda p, mi, vi: p - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps),
+                          params, m, v)
+            return (params, m, v, t), value
+
+        zeros = tmap(jnp.zeros_like, params)
+        state = [(params, zeros, zeros, jnp.zeros((), dtype=jnp.float32))]
+
+    def step():
+        state[0], value = jax.block_until_ready(train_step(state[0]))
+
+    return step
+
+
+def _jax_uniform(jax, rng, shape, fan_in):
+    """PyTorch's default init range for Linear and Conv2d weights and biases."""
+    bound = 1.0 / np.sqrt(fan_in)
+    return jax.numpy.asarray(rng.uniform(-bound, bound, shape).astype(np.float32))
+
+
+def _jax_cross_entropy(jax, logits, y):
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jax.numpy.take_along_axis(logp, y[:, None], axis=-1).mean()
+
+
 def jax_mlp_train(sizes, batch, opt_name, lr):
     def build(jax):
         jnp = jax.numpy
         rng = np.random.default_rng(0)
-        params = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            bound = 1.0 / np.sqrt(n_in)  # nn.Linear's default init range
-            params.append((
-                jnp.asarray(rng.uniform(-bound, bound, (n_in, n_out)).astype(np.float32)),
-                jnp.asarray(rng.uniform(-bound, bound, (n_out,)).astype(np.float32)),
-            ))
+        params = [(_jax_uniform(jax, rng, (n_in, n_out), n_in), _jax_uniform(jax, rng, (n_out,), n_in))
+                  for n_in, n_out in zip(sizes[:-1], sizes[1:])]
         xa, ya = _classification_data(batch, sizes[0], sizes[-1])
         x, y = jnp.asarray(xa), jnp.asarray(ya.astype(np.int32))
 
@@ -253,42 +301,91 @@ def jax_mlp_train(sizes, batch, opt_name, lr):
                 h = h @ w + b
                 if i < len(params) - 1:
                     h = jax.nn.relu(h)
-            logp = jax.nn.log_softmax(h, axis=-1)
-            return -jnp.take_along_axis(logp, y[:, None], axis=-1).mean()
+            return _jax_cross_entropy(jax, h, y)
 
-        tmap = jax.tree_util.tree_map
-        if opt_name == "SGD":
-            @jax.jit
-            def train_step(state):
-                params = state
-                value, g = jax.value_and_grad(loss)(params)
-                return tmap(lambda p, gp: p - lr * gp, params, g), value
-
-            state = [params]
-        else:  # Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8
-            b1, b2, eps = 0.9, 0.999, 1e-8
-
-            @jax.jit
-            def train_step(state):
-                params, m, v, t = state
-                value, g = jax.value_and_grad(loss)(params)
-                t = t + 1
-                m = tmap(lambda mi, gi: b1 * mi + (1 - b1) * gi, m, g)
-                v = tmap(lambda vi, gi: b2 * vi + (1 - b2) * gi * gi, v, g)
-                c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-                params = tmap(lambda p, mi, vi: p - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps),
-                              params, m, v)
-                return (params, m, v, t), value
-
-            zeros = tmap(jnp.zeros_like, params)
-            state = [(params, zeros, zeros, jnp.zeros((), dtype=jnp.float32))]
-
-        def step():
-            state[0], value = jax.block_until_ready(train_step(state[0]))
-
-        return step
+        return jax_train(jax, loss, params, opt_name, lr)
 
     return build
+
+
+# Vision: the models of benchmarks/vision_models.py, built by the same code for both.
+
+
+def cnn_parts(opt_name, lr):
+    """The digits CNN (batch 64 of 1x8x8 images), CrossEntropyLoss: (train_step, x, y)."""
+
+    def parts(T):
+        T.manual_seed(0)
+        model = vision_models.digits_cnn(T)
+        xa, ya = vision_models.images(64, 1, 8, 10)
+        opt = getattr(T.optim, opt_name)(model.parameters(), lr=lr)
+        return _step_of(model, T.nn.CrossEntropyLoss(), opt), T.tensor(xa), T.tensor(ya)
+
+    return parts
+
+
+def jax_cnn_train(opt_name, lr):
+    def build(jax):
+        jnp, lax = jax.numpy, jax.lax
+        rng = np.random.default_rng(0)
+        params = []
+        for shape in ((16, 1, 3, 3), (32, 16, 3, 3)):
+            fan_in = int(np.prod(shape[1:]))
+            params.append((_jax_uniform(jax, rng, shape, fan_in),
+                           _jax_uniform(jax, rng, shape[:1], fan_in)))
+        params.append((_jax_uniform(jax, rng, (128, 10), 128), _jax_uniform(jax, rng, (10,), 128)))
+        xa, ya = vision_models.images(64, 1, 8, 10)
+        x, y = jnp.asarray(xa), jnp.asarray(ya.astype(np.int32))
+
+        def conv_relu_pool(h, w, b):
+            h = lax.conv_general_dilated(h, w, (1, 1), ((1, 1), (1, 1)),
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            h = jax.nn.relu(h + b[None, :, None, None])
+            return lax.reduce_window(h, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+        def loss(params):
+            (w1, b1), (w2, b2), (w3, b3) = params
+            h = conv_relu_pool(conv_relu_pool(x, w1, b1), w2, b2)
+            return _jax_cross_entropy(jax, h.reshape(h.shape[0], -1) @ w3 + b3, y)
+
+        return jax_train(jax, loss, params, opt_name, lr)
+
+    return build
+
+
+def resnet_train_parts(T):
+    """ResNet-18 (10 classes), 8x3x64x64, CrossEntropyLoss, SGD with momentum."""
+    T.manual_seed(0)
+    model = vision_models.resnet18(T, num_classes=10)
+    xa, ya = vision_models.images(8, 3, 64, 10)
+    opt = T.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return _step_of(model, T.nn.CrossEntropyLoss(), opt), T.tensor(xa), T.tensor(ya)
+
+
+def resnet_fwd_bwd(T):
+    """ResNet-18 forward and backward of the summed logits, 8x3x64x64, training mode."""
+    T.manual_seed(0)
+    model = vision_models.resnet18(T)
+    x = T.tensor(vision_models.images(8, 3, 64, 1000)[0])
+
+    def step():
+        model.zero_grad()
+        model(x).sum().backward()
+
+    return step
+
+
+def resnet_inference(T):
+    """ResNet-18 forward under no_grad, eval mode, one 3x224x224 image."""
+    T.manual_seed(0)
+    model = vision_models.resnet18(T).eval()
+    x = T.tensor(vision_models.images(1, 3, 224, 1000)[0])
+
+    def step():
+        with T.no_grad():
+            model(x)
+
+    return step
 
 
 TRAINING = [
@@ -303,6 +400,8 @@ TRAINING = [
     ("train: MLP 784-512-512-10, CE, SGD, batch 128", TRAIN_LARGE,
      eager_mlp_train((784, 512, 512, 10), 128, "SGD", 0.01),
      jax_mlp_train((784, 512, 512, 10), 128, "SGD", 0.01)),
+    ("train: digits CNN, CE, Adam, batch 64", HALF,
+     plain(cnn_parts("Adam", 1e-3)), jax_cnn_train("Adam", 1e-3)),
 ]
 
 WORKLOADS = [
@@ -324,6 +423,9 @@ for _op, (_n, _shape, _fn, _jfn) in LARGE_OPS.items():
     )
 for _name, _goal, _eager, _jax in TRAINING:
     WORKLOADS.append(Workload(_name, _goal, {"nbgrad": _eager, "torch": _eager, "jax": _jax}))
+for _name, _build in (("vision: ResNet-18 fwd+bwd, 8x3x64x64 f32", resnet_fwd_bwd),
+                      ("vision: ResNet-18 no_grad fwd, 1x3x224x224 f32", resnet_inference)):
+    WORKLOADS.append(Workload(_name, VISION, {"nbgrad": _build, "torch": _build}))
 
 # ---------------------------------------------------------------------------------------
 # Timing
@@ -559,19 +661,28 @@ FUSED = [
      AbsoluteGoal("<= 2.4 ms", lambda t: t["nbgrad fused"] <= 2400.0),
      mlp_parts((784, 512, 512, 10), 128, "SGD", 0.01),
      jax_mlp_train((784, 512, 512, 10), 128, "SGD", 0.01)),
+    ("fused: digits CNN, CE, Adam, batch 64",
+     AbsoluteGoal("faster than JAX jit",
+                  lambda t: t["jax"] is not None and t["nbgrad fused"] < t["jax"]),
+     cnn_parts("Adam", 1e-3), jax_cnn_train("Adam", 1e-3)),
+    ("fused: ResNet-18, CE, SGD momentum, 8x3x64x64",
+     AbsoluteGoal("<= 0.8x torch eager",
+                  lambda t: t["torch"] is not None and t["nbgrad fused"] <= 0.8 * t["torch"]),
+     resnet_train_parts, None),
 ]
 
 
 def fused_builders(parts, jax_builder):
-    return {"nbgrad fused": nbgrad_fused(parts), "torch": plain(parts), "jax": jax_builder,
-            "torch.compile": torch_compiled(parts)}
+    """The builder of each column (no JAX column where `jax_builder` is None)."""
+    builders = {"nbgrad fused": nbgrad_fused(parts), "torch": plain(parts), "jax": jax_builder,
+                "torch.compile": torch_compiled(parts)}
+    return {column: build for column, build in builders.items() if build is not None}
 
 
 def cell_main(name, column, repeat, min_time):
     """--cell: time one cell of a table in this process (which imports only that framework)
     and print the median per-call time as one JSON line."""
     import importlib
-    import json
 
     try:
         eager = next((w for w in WORKLOADS if w.name == name), None)
@@ -592,7 +703,6 @@ def cell_main(name, column, repeat, min_time):
 
 def isolated_cell(name, column, repeat, min_time):
     """Run cell_main in a new process; return ("us", value) or (kind of failure, text)."""
-    import json
 
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--cell", name,
                            "--column", column, "--repeat", str(repeat),
@@ -619,8 +729,8 @@ def run_fused(mods, repeat, min_time, only=None, isolate=False):
         times = dict.fromkeys(FUSED_COLUMNS)
         steps = {}
         for column in FUSED_COLUMNS:
-            if FUSED_MODULE[column] not in mods or (column == "torch.compile"
-                                                    and not torch_compile_ok):
+            if column not in builders or FUSED_MODULE[column] not in mods or (
+                    column == "torch.compile" and not torch_compile_ok):
                 continue
             if isolate:
                 kind, value = isolated_cell(name, column, repeat, min_time)
@@ -665,23 +775,25 @@ COMPILE_WARM_GOAL_S = 0.5
 
 
 def run_compile_time(warm_runs=3):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from benchmarks.fused import first_step_process
 
     rows = []
-    for mode, what in (("compile", "nbgrad.compile(train_step), first call"),
-                       ("eager", "eager step, the call that fuses its graph")):
+    for model, mode, what in (
+            ("mlp", "compile", "MLP: nbgrad.compile(train_step), first call"),
+            ("mlp", "eager", "MLP: eager step, the call that fuses its graph"),
+            ("cnn", "compile", "CNN: nbgrad.compile(train_step), first call"),
+            ("cnn", "eager", "CNN: eager step, the call that fuses its graph")):
         with tempfile.TemporaryDirectory(prefix="nbgrad-compile-") as cache_root:
             try:
-                cold = first_step_process(cache_root, mode)
-                warms = [first_step_process(cache_root, mode) for _ in range(warm_runs)]
+                cold = first_step_process(cache_root, mode, model)
+                warms = [first_step_process(cache_root, mode, model) for _ in range(warm_runs)]
             except Exception as exc:
-                print(f"compile-time measurement ({mode}) failed: {exc}")
+                print(f"compile-time measurement ({model}, {mode}) failed: {exc}")
                 continue
         warm = min(warms, key=lambda r: r["first_step_s"])
         rows += [_compile_row(f"{what}: cold", cold, COMPILE_COLD_GOAL_S),
                  _compile_row(f"{what}: warm (best of {warm_runs})", warm, COMPILE_WARM_GOAL_S)]
-    cols = ["digits MLP step (SGD, batch 64), new process", "step s", "compile s",
+    cols = ["digits MLP (SGD) / CNN (Adam) step, batch 64, new process", "step s", "compile s",
             "cache hit/miss", "import s", "process s", "goal (step)", "met"]
     print_table(cols, rows, left=(0, 6))
     print("step s: the call that compiles (trace, generate, compile or load the kernels): the "
@@ -695,6 +807,136 @@ def _compile_row(label, r, goal):
     return [label, f"{r['first_step_s']:.2f}", f"{r['compile_time_s']:.2f}",
             f"{r['cache_hits']}/{r['cache_misses']}", f"{r['import_s']:.2f}",
             f"{r['process_s']:.2f}", f"<= {goal:g} s", "yes" if r["first_step_s"] <= goal else "NO"]
+
+
+# ---------------------------------------------------------------------------------------
+# Vision, in processes of their own (one framework each): peak memory of a ResNet-18
+# forward+backward, and the convolution layers of ResNet-18 one by one with their achieved
+# GFLOP/s next to the BLAS's sgemm.
+
+SUITE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+PEAK_SCRIPT = r"""
+import importlib, json, sys
+sys.path.insert(0, sys.argv[2])
+T = importlib.import_module(sys.argv[1])
+from benchmarks import vision_models
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+T.manual_seed(0)
+model = vision_models.resnet18(T)
+x = T.tensor(vision_models.images(8, 3, 64, 1000)[0])
+model(x).sum().backward()  # warm-up: kernels compiled, pools and caches filled
+model.zero_grad()
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to the current resident size
+model(x).sum().backward()
+print(json.dumps({"peak_mb": (status("VmHWM") - before) / 2**20}))
+"""
+
+PEAK_GOAL = 1.2  # nbgrad's peak over torch's
+
+
+def run_peak_memory():
+    peaks = {}
+    for fw in ("nbgrad", "torch"):
+        proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, fw, SUITE_DIR],
+                              capture_output=True, text=True)
+        try:
+            peaks[fw] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
+        except (IndexError, ValueError):
+            print(f"peak memory [{fw}] failed: {proc.stderr[-1000:]}")
+    if len(peaks) < 2:
+        return
+    ratio = peaks["nbgrad"] / peaks["torch"]
+    print_table(["ResNet-18 fwd+bwd, 8x3x64x64: peak RSS above the start", "nbgrad MB",
+                 "torch MB", "nb/torch", "goal", "met"],
+                [["one forward and backward after a warm-up", f"{peaks['nbgrad']:.0f}",
+                  f"{peaks['torch']:.0f}", f"{ratio:.2f}", f"<= {PEAK_GOAL:g}x",
+                  "yes" if ratio <= PEAK_GOAL else "NO"]])
+
+
+# ResNet-18's convolutions at batch 8 on 64x64 images: (name, in, out, kernel, stride,
+# padding, input size).
+RESNET_CONVS = [
+    ("conv1 7x7/2", 3, 64, 7, 2, 3, 64),
+    ("layer1 3x3", 64, 64, 3, 1, 1, 16),
+    ("layer2 3x3/2", 64, 128, 3, 2, 1, 16),
+    ("layer2 1x1/2 down", 64, 128, 1, 2, 0, 16),
+    ("layer2 3x3", 128, 128, 3, 1, 1, 8),
+    ("layer3 3x3", 256, 256, 3, 1, 1, 4),
+    ("layer4 3x3", 512, 512, 3, 1, 1, 2),
+]
+
+CONV_SCRIPT = r"""
+import importlib, json, sys, timeit
+import numpy as np
+T = importlib.import_module(sys.argv[1])
+layers = json.loads(sys.argv[2])
+
+def seconds(fn):
+    fn(); fn()
+    timer = timeit.Timer(fn)
+    number = 1
+    while timer.timeit(number) < 0.05:
+        number *= 2
+    return min(timer.repeat(5, number)) / number
+
+rng = np.random.default_rng(0)
+result = {}
+if sys.argv[1] == "nbgrad":
+    from scipy.linalg import blas  # the BLAS Numba's np.dot calls
+    a = np.asfortranarray(rng.standard_normal((1024, 1024)).astype(np.float32))
+    result["sgemm_gflops"] = 2 * 1024 ** 3 / seconds(lambda: blas.sgemm(1.0, a, a)) / 1e9
+for name, cin, cout, k, stride, pad, size in layers:
+    x = T.tensor(rng.standard_normal((8, cin, size, size)).astype(np.float32), requires_grad=True)
+    w = T.tensor(rng.standard_normal((cout, cin, k, k)).astype(np.float32) * 0.1,
+                 requires_grad=True)
+    conv = lambda: T.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+    with T.no_grad():
+        out = conv()
+        forward = seconds(conv)
+    g = T.tensor(rng.standard_normal(tuple(out.shape)).astype(np.float32))
+
+    def both():
+        x.grad = w.grad = None
+        conv().backward(g)
+
+    result[name] = {"forward": forward, "both": seconds(both),
+                    "flops": 2.0 * 8 * cout * out.shape[2] * out.shape[3] * cin * k * k}
+print(json.dumps(result))
+"""
+
+
+def run_conv_layers():
+    results = {}
+    for fw in ("nbgrad", "torch"):
+        proc = subprocess.run([sys.executable, "-c", CONV_SCRIPT, fw, json.dumps(RESNET_CONVS)],
+                              capture_output=True, text=True)
+        try:
+            results[fw] = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            print(f"conv layers [{fw}] failed: {proc.stderr[-1000:]}")
+    if len(results) < 2:
+        return
+    nb, th = results["nbgrad"], results["torch"]
+    rows = []
+    for name, *_ in RESNET_CONVS:
+        flops = nb[name]["flops"]
+        rows.append([name, f"{nb[name]['forward'] * 1e3:.2f}", f"{th[name]['forward'] * 1e3:.2f}",
+                     f"{flops / nb[name]['forward'] / 1e9:.1f}",
+                     f"{flops / th[name]['forward'] / 1e9:.1f}",
+                     f"{nb[name]['both'] * 1e3:.2f}", f"{th[name]['both'] * 1e3:.2f}",
+                     f"{3 * flops / nb[name]['both'] / 1e9:.1f}",
+                     fmt_ratio(nb[name]["both"], th[name]["both"])])
+    print_table(["conv2d, batch 8", "fwd ms nb", "fwd ms torch", "fwd GF/s nb", "fwd GF/s torch",
+                 "f+b ms nb", "f+b ms torch", "f+b GF/s nb", "f+b nb/torch"], rows, left=(0,))
+    print(f"sgemm 1024^3 through the BLAS Numba calls (scipy's): {nb['sgemm_gflops']:.1f} GFLOP/s; "
+          "f+b counts 3x the forward's flops (input and weight gradients)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -747,6 +989,8 @@ def main(argv=None):
     p.add_argument("--no-cold", action="store_true", help="skip the cold-start rows")
     p.add_argument("--no-compile", action="store_true",
                    help="skip the fused compile-time rows")
+    p.add_argument("--no-vision-extra", action="store_true",
+                   help="skip the ResNet-18 peak memory and conv-layer GFLOP/s tables")
     p.add_argument("--settle", type=float, default=SETTLE_S,
                    help="seconds of pause before each framework's turn (default %(default)s)")
     p.add_argument("--isolate", action="store_true",
@@ -780,8 +1024,12 @@ def main(argv=None):
         print(f"\nFused training steps: nbgrad.compile(train_step) per call, {how} "
               f"(ratio < 1: nbgrad fused is faster)")
         run_fused(mods, repeat, min_time, args.only, args.isolate)
+    if not args.no_vision_extra and (args.only is None or args.only in "vision"):
+        print("\nVision, each framework in a process of its own")
+        run_peak_memory()
+        run_conv_layers()
     if not args.no_compile:
-        print("\nCompile time of the digits MLP fused step, in a new process")
+        print("\nCompile time of the digits MLP and CNN fused steps, in a new process")
         run_compile_time()
     if not args.no_cold:
         print("\nCold start: whole process wall time")

@@ -123,12 +123,19 @@ import nbgrad
 from nbgrad import nn, optim
 imported = time.perf_counter()
 nbgrad.manual_seed(0)
-model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-loss_fn = nn.CrossEntropyLoss()
-optimizer = optim.SGD(model.parameters(), lr=0.01)
 rng = np.random.default_rng(0)
-x = nbgrad.tensor(rng.standard_normal((64, 64)).astype(np.float32))
+if sys.argv[2] == "mlp":
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    optimizer = optim.SGD(model.parameters(), lr=0.01)
+    x = nbgrad.tensor(rng.standard_normal((64, 64)).astype(np.float32))
+else:  # the digits CNN of benchmarks/vision_models.py (found in sys.argv[3]), with Adam
+    sys.path.insert(0, sys.argv[3])
+    from benchmarks.vision_models import digits_cnn
+    model = digits_cnn(nbgrad)
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    x = nbgrad.tensor(rng.standard_normal((64, 1, 8, 8)).astype(np.float32))
 y = nbgrad.tensor(rng.integers(0, 10, 64))
+loss_fn = nn.CrossEntropyLoss()
 
 def train_step(x, y):
     optimizer.zero_grad()
@@ -157,14 +164,16 @@ print(json.dumps(dict(import_s=imported - started, first_step_s=first - before,
 """
 
 
-def first_step_process(cache_root, mode="compile"):
-    """Run FIRST_STEP_SCRIPT (`mode` "compile" or "eager") in a new process caching under
-    `cache_root`; return its JSON report with `process_s`, the process's wall time, added."""
+def first_step_process(cache_root, mode="compile", model="mlp"):
+    """Run FIRST_STEP_SCRIPT (`mode` "compile" or "eager"; `model` "mlp" (SGD) or "cnn"
+    (Adam)) in a new process caching under `cache_root`; return its JSON report with
+    `process_s`, the process's wall time, added."""
     env = dict(os.environ)
     env["NUMBA_CACHE_DIR"] = os.path.join(cache_root, "numba")
     env["NBGRAD_CACHE_DIR"] = os.path.join(cache_root, "nbgrad")
     started = timeit.default_timer()
-    proc = subprocess.run([sys.executable, "-c", FIRST_STEP_SCRIPT, mode], env=env,
+    suite = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", FIRST_STEP_SCRIPT, mode, model, suite], env=env,
                           capture_output=True, text=True)
     wall = timeit.default_timer() - started
     if proc.returncode != 0:
@@ -176,29 +185,31 @@ def first_step_process(cache_root, mode="compile"):
 
 
 class CompileDigitsStep:
-    """Compile time of the digits MLP step, cold and warm cache (see the module doc): fused
-    by `nbgrad.compile` ("compile"), or its graph fused by eager mode ("eager")."""
+    """Compile time of the digits MLP (SGD) and CNN (Adam) steps, cold and warm cache (see
+    the module doc): fused by `nbgrad.compile` ("compile"), or its graph fused by eager mode
+    ("eager")."""
 
-    timeout = 600
-    params = [["compile", "eager"]]
-    param_names = ["mode"]
+    timeout = 900
+    params = [["compile", "eager"], ["mlp", "cnn"]]
+    param_names = ["mode", "model"]
 
     def setup_cache(self):
         reports = {}
         for mode in self.params[0]:
-            with tempfile.TemporaryDirectory(prefix="nbgrad-asv-compile-") as root:
-                cold = first_step_process(root, mode)
-                warm = first_step_process(root, mode)
-            reports[mode] = {"cold": cold, "warm": warm}
+            for model in self.params[1]:
+                with tempfile.TemporaryDirectory(prefix="nbgrad-asv-compile-") as root:
+                    cold = first_step_process(root, mode, model)
+                    warm = first_step_process(root, mode, model)
+                reports[mode, model] = {"cold": cold, "warm": warm}
         return reports
 
-    def track_compile_cold_s(self, reports, mode):
-        return reports[mode]["cold"]["first_step_s"]
+    def track_compile_cold_s(self, reports, mode, model):
+        return reports[mode, model]["cold"]["first_step_s"]
 
     track_compile_cold_s.unit = "seconds"
 
-    def track_compile_warm_s(self, reports, mode):
-        return reports[mode]["warm"]["first_step_s"]
+    def track_compile_warm_s(self, reports, mode, model):
+        return reports[mode, model]["warm"]["first_step_s"]
 
     track_compile_warm_s.unit = "seconds"
 
