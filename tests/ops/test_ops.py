@@ -705,9 +705,6 @@ CHAIN_DIFFERS = {
     "index_int_int", "index_slice_neg", "index_slice_none", "index_mixed_3d",
     # torch: permutes and views around bmm; nbgrad: the same ops in another order
     "einsum_mm", "einsum_bmm", "einsum_dot", "einsum_diagonal",
-    # torch: padding="same" with an even kernel pads first (ConstantPadNdBackward0); nbgrad
-    # pads inside the convolution's node
-    "conv2d_groups_same",
 }
 
 
