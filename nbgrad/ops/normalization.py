@@ -30,6 +30,17 @@ from .primitive import TORCH_TYPE_NAMES, Primitive, register
 _jit = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 
 
+@_jit
+def _affine(alpha, mean, bias, channel, out):
+    """(scale, shift) in `out`'s dtype such that y = x * scale + shift, as PyTorch computes
+    them: in the input's dtype, so that x == mean gives exactly `bias`."""
+    scale = typed(alpha, out)
+    shift = -typed(mean, out) * scale
+    if bias.size:
+        shift += bias[channel]
+    return scale, shift
+
+
 # ---------------------------------------------------------------------------------------
 # batch_norm on x as (N, C, S): statistics per channel over N and S.
 
@@ -74,9 +85,7 @@ def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batche
             mean = np.float64(running_mean[c])
             invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
         alpha = invstd * weight[c] if weight.size else invstd
-        beta = -mean * alpha + bias[c] if bias.size else -mean * alpha
-        # As PyTorch: x * alpha + beta in the input's dtype.
-        scale, shift = typed(alpha, out), typed(beta, out)
+        scale, shift = _affine(alpha, mean, bias, c, out)
         for n in range(x.shape[0]):
             for s in range(x.shape[2]):
                 out[n, c, s] = x[n, c, s] * scale + shift
@@ -107,20 +116,22 @@ def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training
         if grad_bias.size:
             grad_bias[c] = sum_g
         if grad_x.size:
-            a = invstd * weight[c] if weight.size else invstd
+            scale = invstd * weight[c] if weight.size else invstd
             if training:
-                # dx = a (g - mean(g) - xhat mean(g xhat)), as p g + q x + r
-                k = a * dot * invstd * invstd / count
-                p, q, r = typed(a, grad_x), typed(-k, grad_x), \
-                    typed(k * mean - a * sum_g / count, grad_x)
+                # dx = (g - mean(g) - (x - mean) k) * invstd * weight, with
+                # k = mean(g (x - mean)) invstd^2, in float64. NOTE: x - mean first (x k -
+                # mean k cancels where |mean| >> std), and not in float32, whose rounding of
+                # the mean shows where the variance is small.
+                mean_g = sum_g / count
+                k = dot * invstd * invstd / count
                 for n in range(x.shape[0]):
                     for s in range(x.shape[2]):
-                        grad_x[n, c, s] = g[n, c, s] * p + x[n, c, s] * q + r
+                        grad_x[n, c, s] = (g[n, c, s] - mean_g - (x[n, c, s] - mean) * k) * scale
             else:
-                p = typed(a, grad_x)
+                scale_typed = typed(scale, grad_x)
                 for n in range(x.shape[0]):
                     for s in range(x.shape[2]):
-                        grad_x[n, c, s] = g[n, c, s] * p
+                        grad_x[n, c, s] = g[n, c, s] * scale_typed
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,8 +161,7 @@ def group_norm_forward_kernel(x, weight, bias, per_group, eps, out):
             for j in range(per_group):
                 channel = g * per_group + j
                 alpha = invstd * weight[channel] if weight.size else invstd
-                beta = -mean * alpha + bias[channel] if bias.size else -mean * alpha
-                scale, shift = typed(alpha, out), typed(beta, out)
+                scale, shift = _affine(alpha, mean, bias, channel, out)
                 for k in range(j * size, (j + 1) * size):
                     out[n, g, k] = x[n, g, k] * scale + shift
 
@@ -182,17 +192,16 @@ def group_norm_backward_kernel(x, g, weight, per_group, eps, grad_x, grad_weight
                 sum_gw += part_g * w
                 dot += part_dot * w
             if grad_x.size:
+                # dx = (g w - mean(g w) - (x - mean) k) * invstd, k = mean(g w (x - mean))
+                # invstd^2, in float64 (as batch_norm's).
                 count = x.shape[2]
-                k_coefficient = dot * invstd * invstd / count
+                mean_gw = sum_gw / count
+                k = dot * invstd * invstd / count
                 for j in range(per_group):
-                    channel = gr * per_group + j
-                    a = invstd * weight[channel] if weight.size else invstd
-                    # dx = invstd (g w - mean(g w) - xhat mean(g w xhat)), as p g + q x + r
-                    p = typed(a, grad_x)
-                    q = typed(-invstd * k_coefficient, grad_x)
-                    r = typed(invstd * (k_coefficient * mean - sum_gw / count), grad_x)
-                    for k in range(j * size, (j + 1) * size):
-                        grad_x[n, gr, k] = g[n, gr, k] * p + x[n, gr, k] * q + r
+                    w = np.float64(weight[gr * per_group + j]) if weight.size else 1.0
+                    for i in range(j * size, (j + 1) * size):
+                        grad_x[n, gr, i] = (g[n, gr, i] * w - mean_gw
+                                            - (x[n, gr, i] - mean) * k) * invstd
     for channel in range(channels if grad_weight.size else 0):
         grad_weight[channel] = sums_w[channel]
     for channel in range(channels if grad_bias.size else 0):

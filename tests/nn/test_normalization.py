@@ -1,0 +1,198 @@
+"""Normalization modules against torch: BatchNorm1d/2d, LayerNorm, GroupNorm (outputs,
+gradients, running statistics and num_batches_tracked over several training steps and in
+eval, state_dict keys, dtypes and values, reprs, resets, a torch checkpoint loaded), and
+the running statistics in nbgrad's three modes (immediate eager, a deferred loop past
+FUSE_AFTER, nbgrad.compile called again with new tensors), where the fused kernels write
+them. The ops themselves are rows of tests/ops/test_ops.py (values, gradients, gradcheck,
+the three modes)."""
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from conftest import assert_close, rng_for
+from nbgrad.fuse import deferred
+
+STATE_TOL = (1e-5, 1e-6)  # float32 running statistics after a few steps
+# After FUSE_AFTER + 3 steps of SGD with momentum, float32 rounding has added up.
+LONG_RUN_TOL = (1e-4, 1e-5)
+
+
+def _modules(L):
+    """(name, module, input shape) of each configuration, for library `L`."""
+    nn = L.nn
+    return [
+        ("bn1d_2d", nn.BatchNorm1d(3), (5, 3)),
+        ("bn1d_3d_momentum", nn.BatchNorm1d(3, momentum=0.3), (4, 3, 2)),
+        ("bn2d", nn.BatchNorm2d(3), (2, 3, 2, 3)),
+        ("bn2d_cumulative", nn.BatchNorm2d(3, momentum=None, bias=False), (2, 3, 2, 2)),
+        ("bn2d_no_affine", nn.BatchNorm2d(3, affine=False), (2, 3, 2, 2)),
+        ("bn1d_untracked", nn.BatchNorm1d(3, track_running_stats=False), (4, 3)),
+        ("layer_norm", nn.LayerNorm((2, 3)), (4, 2, 3)),
+        ("layer_norm_no_bias", nn.LayerNorm(3, bias=False), (2, 4, 3)),
+        ("layer_norm_no_affine", nn.LayerNorm(3, elementwise_affine=False), (2, 3)),
+        ("group_norm", nn.GroupNorm(2, 4), (2, 4, 3)),
+        ("group_norm_no_affine", nn.GroupNorm(2, 4, affine=False), (3, 4, 2)),
+    ]
+
+
+NAMES = [name for name, _, _ in _modules(torch.nn and torch)]
+
+
+def _state(module):
+    """A copy of `module`'s state_dict as NumPy arrays (its tensors share the module's memory)."""
+    return {key: np.array(value.detach().numpy(), copy=True)
+            for key, value in module.state_dict().items()}
+
+
+def _assert_same_state(actual, expected, where, tol=STATE_TOL):
+    assert list(actual) == list(expected), where
+    for key, value in expected.items():
+        got = np.asarray(actual[key])
+        assert got.dtype == value.dtype, f"{where}: {key} {got.dtype} != {value.dtype}"
+        np.testing.assert_allclose(got, value, *tol, err_msg=f"{where}: {key}")
+
+
+@pytest.mark.parametrize("index", range(len(NAMES)), ids=NAMES)
+def test_module_matches_torch_over_steps_and_in_eval(index):
+    """Three training steps (output, input and parameter gradients, SGD update, state), then
+    eval (output and gradient), then eval again after reset_parameters."""
+    name, t_module, shape = _modules(torch)[index]
+    n_module = _modules(nbgrad)[index][1]
+    assert repr(n_module) == repr(t_module)
+    n_module.load_state_dict({k: v.numpy() for k, v in t_module.state_dict().items()})
+    libs = ((torch, t_module), (nbgrad, n_module))
+    optimizers = [L.optim.SGD(m.parameters(), lr=0.5) if list(m.parameters()) else None
+                  for L, m in libs]
+    for step in range(4):
+        training = step < 3
+        for _, module in libs:
+            module.train(training)
+        rng = rng_for(f"{name}/{step}")
+        x_values = rng.standard_normal(shape).astype(np.float32) * 3 + 1
+        upstream = rng.standard_normal(shape).astype(np.float32)
+        results = []
+        for (L, module), optimizer in zip(libs, optimizers):
+            x = L.from_numpy(x_values.copy()).requires_grad_()
+            out = module(x)
+            (out * L.from_numpy(upstream.copy())).sum().backward()
+            grads = [p.grad for p in module.parameters()]
+            results.append((out, x.grad, grads))
+            if optimizer is not None and training:
+                optimizer.step()
+                optimizer.zero_grad()
+        (t_out, t_dx, t_grads), (n_out, n_dx, n_grads) = results
+        where = f"{name}, step {step} ({'train' if training else 'eval'})"
+        assert type(n_out.grad_fn).__name__ == type(t_out.grad_fn).__name__, where
+        assert_close(n_out, t_out, *STATE_TOL)
+        assert_close(n_dx, t_dx, 1e-4, 1e-5)
+        for n_grad, t_grad in zip(n_grads, t_grads):
+            assert_close(n_grad, t_grad, 1e-4, 1e-5)
+        _assert_same_state(_state(n_module), _state(t_module), where)
+    for _, module in libs:
+        module.reset_parameters()
+    _assert_same_state(_state(n_module), _state(t_module), f"{name}, after reset_parameters")
+
+
+def test_eval_without_running_statistics_uses_the_batch():
+    x = rng_for("untracked eval").standard_normal((4, 3)).astype(np.float32)
+    outs = []
+    for L in (torch, nbgrad):
+        module = L.nn.BatchNorm1d(3, track_running_stats=False).eval()
+        outs.append(module(L.from_numpy(x.copy())))
+    assert_close(outs[1], outs[0], *STATE_TOL)
+
+
+def test_load_a_torch_checkpoint(tmp_path):
+    """A state_dict that torch.save wrote, read by nbgrad.load, loads into nbgrad's modules
+    (trained running statistics and count included) and gives torch's eval output."""
+    t_model = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.GroupNorm(1, 3),
+                                  torch.nn.LayerNorm(2))
+    rng = rng_for("checkpoint")
+    for _ in range(2):
+        t_model(torch.from_numpy(rng.standard_normal((2, 3, 2, 2)).astype(np.float32)))
+    path = tmp_path / "norms.pt"
+    torch.save(t_model.state_dict(), path)
+    n_model = nbgrad.nn.Sequential(nbgrad.nn.BatchNorm2d(3), nbgrad.nn.GroupNorm(1, 3),
+                                   nbgrad.nn.LayerNorm(2))
+    n_model.load_state_dict(nbgrad.load(path, weights_only=True))
+    _assert_same_state(_state(n_model), _state(t_model), "loaded")
+    assert int(n_model[0].num_batches_tracked) == 2
+    x = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+    t_out = t_model.eval()(torch.from_numpy(x.copy()))
+    assert_close(n_model.eval()(nbgrad.from_numpy(x.copy())), t_out.detach(), *STATE_TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running statistics in the three modes: a step of two BatchNorm2d (exponential and cumulative
+# averages, the second without affine parameters), its backward and an SGD step with momentum.
+
+def _net(L):
+    nn = L.nn
+    return nn.ModuleList([nn.BatchNorm2d(3, momentum=0.2),
+                          nn.BatchNorm2d(3, momentum=None, affine=False)])
+
+
+def _step_of(L, net, optimizer):
+    # A fixed elementwise factor between the layers (not per channel, which the second would
+    # normalize away); no kink (a ReLU) where float32 rounding could send the runs apart.
+    mix = L.from_numpy(rng_for("three modes/mix").uniform(0.5, 2.0, (2, 3, 2, 2)).astype(np.float32))
+
+    def step(x, upstream):
+        optimizer.zero_grad()
+        out = net[1](net[0](x) * mix)
+        loss = (out * upstream).sum()
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+def _batches(count):
+    for i in range(count):
+        rng = rng_for(f"three modes/{i}")
+        yield (rng.standard_normal((2, 3, 2, 2)).astype(np.float32) * 2 + 0.5,
+               rng.standard_normal((2, 3, 2, 2)).astype(np.float32))
+
+
+def _run_steps(L, count, compiled=False):
+    """The loss of each step and the state after each step, training `count` steps."""
+    net = _net(L)
+    optimizer = L.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    step = _step_of(L, net, optimizer)
+    if compiled:
+        step = nbgrad.compile(step)
+    history = []
+    for x, upstream in _batches(count):
+        loss = step(L.from_numpy(x), L.from_numpy(upstream))
+        history.append((loss.item(), _state(net)))
+    return history, step
+
+
+def _assert_same_history(actual, expected, mode):
+    for i, ((loss, state), (t_loss, t_state)) in enumerate(zip(actual, expected)):
+        np.testing.assert_allclose(loss, t_loss, *LONG_RUN_TOL, err_msg=f"{mode}, step {i}")
+        _assert_same_state(state, t_state, f"{mode}, step {i}", LONG_RUN_TOL)
+
+
+def test_running_statistics_immediate(monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", False)
+    count = 4
+    _assert_same_history(_run_steps(nbgrad, count)[0], _run_steps(torch, count)[0], "immediate")
+
+
+def test_running_statistics_deferred_past_fuse_after(monkeypatch, fused_runs):
+    monkeypatch.setattr(deferred, "enabled", True)
+    monkeypatch.setattr(deferred, "_graphs", {})
+    count = deferred.FUSE_AFTER + 3
+    history, _ = _run_steps(nbgrad, count)
+    assert fused_runs["runs"] == count - deferred.FUSE_AFTER
+    _assert_same_history(history, _run_steps(torch, count)[0], "deferred")
+
+
+def test_running_statistics_compiled(monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", True)
+    count = 4
+    history, step = _run_steps(nbgrad, count, compiled=True)
+    assert step.stats["fused_calls"] == count - 1, step.explain()
+    _assert_same_history(history, _run_steps(torch, count)[0], "nbgrad.compile")
