@@ -626,12 +626,24 @@ def _evaluate(node, values, g):
     raise NotImplementedError(f"nbgrad's differentiable VJPs cannot evaluate {ast.dump(node)}")
 
 
+def _checked_tree(row, expr):
+    """The AST of VJP expression `expr`, refused at import if `_evaluate` cannot evaluate it
+    (a function without a Tensor method, a chained comparison)."""
+    tree = ast.parse(expr, mode="eval").body
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _dotted(node.func) not in _TENSOR_FUNCTIONS or \
+                isinstance(node, ast.Compare) and len(node.ops) > 1:
+            raise NotImplementedError(f"elementwise row {row.name}: {ast.unparse(node)} in "
+                                      f"{expr!r} has no differentiable form (_TENSOR_FUNCTIONS)")
+    return tree
+
+
 def _differentiable_vjp(row, save):
     """The row's `differentiable_vjp`: its VJP expressions evaluated over Tensors (see
     Primitive.differentiable_vjp), read as the eager VJP kernels read them: promoted inputs
     cast to g's dtype, parameters as Python numbers."""
-    trees = [None if row.grads.get(name) in (None, "g") else
-             ast.parse(row.grads[name], mode="eval").body for name in row.inputs]
+    trees = [None if row.grads.get(name) in (None, "g") else _checked_tree(row, row.grads[name])
+             for name in row.inputs]
     names = ["out" if key == "out" else row.inputs[key] for key in save]
     promoted = [key != "out" and key in row.promote for key in save]
 
