@@ -47,13 +47,16 @@ class _ConvNd(Module):
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.transposed, self.output_padding = False, (0,) * dims
         self.groups, self.padding_mode = groups, padding_mode
-        # F.pad's argument for the padding modes: (left, right) of the last dim first.
+        # F.pad's argument for the padding modes: (left, right) of the last dim first (a list
+        # for a padding string, a tuple for ints, as PyTorch).
         if padding == "same":
             totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
             pairs = [(total // 2, total - total // 2) for total in totals]
         else:
             pairs = [(p, p) for p in (padding if padding != "valid" else (0,) * dims)]
-        self._reversed_padding_repeated_twice = [side for pair in reversed(pairs) for side in pair]
+        reversed_pairs = [side for pair in reversed(pairs) for side in pair]
+        self._reversed_padding_repeated_twice = reversed_pairs if isinstance(padding, str) else \
+            tuple(reversed_pairs)
         self.weight = Parameter(empty(out_channels, in_channels // groups, *kernel_size, dtype=dtype))
         if bias:
             self.bias = Parameter(empty(out_channels, dtype=dtype))

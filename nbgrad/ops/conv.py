@@ -2,7 +2,7 @@
 with stride, zero padding, dilation, groups and an optional bias (the third input).
 
 Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (SciPy's
-OpenBLAS, called by Numba's np.dot) runs that GEMM near the machine's peak; as a composite of
+OpenBLAS, through Numba's gemm wrapper) runs that GEMM near the machine's peak; as a composite of
 unfold/matmul ops it would make several full-size copies and graph nodes per layer.
 
 The kernels are plain `njit` functions shared by both ranks (a 1-D convolution is a 2-D one
@@ -19,7 +19,9 @@ a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
 """
 import numba
 import numpy as np
+from numba import types
 
+from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
@@ -97,6 +99,40 @@ def col2im(col, first, count, channel0, kernel_h, kernel_w, stride_h, stride_w, 
                             line[ow * stride_w + offset] += row[start + ow]
 
 
+# NOTE: numba's own BLAS entry (its helper library's wrapper of SciPy's cython_blas gemm,
+# which np.dot calls): it takes leading dimensions (a block of a larger matrix needs no copy)
+# and beta (gradients accumulate in place), and a call compiles to a few instructions where
+# each np.dot layout compiles its own checks. Pointers go as integers (x86-64 passes both
+# alike); the C function is: (kind, transa, transb, m, n, k, *alpha, *a, lda, *b, ldb,
+# *beta, *c, ldc), column-major.
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp, types.intp,
+    types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp))
+_NO, _TRANSPOSED = ord("n"), ord("t")
+
+
+@_jit
+def gemm(a, transpose_a, b, transpose_b, c, beta):
+    """c = op(a) @ op(b) + beta * c for row-major matrices (unit stride along rows; op
+    transposes where asked), through BLAS."""
+    m, n = c.shape
+    k = a.shape[0] if transpose_a else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta == 0:
+            c[:] = 0
+        return
+    item = c.itemsize
+    scalars = np.empty(2, c.dtype)
+    scalars[0], scalars[1] = 1, beta
+    # Row-major c = op(a) op(b) is column-major c.T = op(b).T op(a).T: b first.
+    _xxgemm(ord("s") if item == 4 else ord("d"), _TRANSPOSED if transpose_b else _NO,
+            _TRANSPOSED if transpose_a else _NO, n, m, k, scalars.ctypes.data, b.ctypes.data,
+            b.strides[0] // item, a.ctypes.data, a.strides[0] // item, scalars.ctypes.data + item,
+            c.ctypes.data, c.strides[0] // item)
+
+
 @_jit
 def _is_pointwise(weight, stride_h, stride_w, pad_top, pad_left, in_positions, positions):
     """A 1x1 stride-1 unpadded convolution: an image's channels are its column matrix."""
@@ -117,6 +153,7 @@ def conv_forward_kernel(x, weight, bias, out, stride_h, stride_w, pad_top, pad_l
     positions = out_h * out_w
     weights = weight.reshape(out_channels, size)
     out3 = out.reshape(batch, out_channels, positions)
+    has_bias = bias.shape[0] > 0
     pointwise = _is_pointwise(weight, stride_h, stride_w, pad_top, pad_left,
                               x.shape[2] * x.shape[3], positions)
     for first in range(0, batch, chunk):
@@ -131,24 +168,23 @@ def conv_forward_kernel(x, weight, bias, out, stride_h, stride_w, pad_top, pad_l
                 im2col(x, first, count, g * group_in, kernel_h, kernel_w, stride_h, stride_w,
                        pad_top, pad_left, dilation_h, dilation_w, out_h, out_w, col)
             if count == 1:
+                # One image: the GEMM writes its output rows, onto the bias.
                 result = out3[first, g * group_out:(g + 1) * group_out]
-            else:
-                result = workspace[size * columns:(size + group_out) * columns].reshape(
-                    group_out, columns)
-            np.dot(w_g, col, result)
+                if has_bias:
+                    for o in range(group_out):
+                        result[o] = bias[g * group_out + o]
+                gemm(w_g, False, col, False, result, 1.0 if has_bias else 0.0)
+                continue
+            result = workspace[size * columns:(size + group_out) * columns].reshape(group_out, columns)
+            gemm(w_g, False, col, False, result, 0.0)
             for m in range(count):
                 for o in range(group_out):
                     channel = g * group_out + o
-                    shift = bias[channel] if bias.shape[0] else typed(0.0, x)
+                    shift = bias[channel] if has_bias else typed(0.0, x)
                     target = out3[first + m, channel]
                     source = result[o, m * positions:(m + 1) * positions]
-                    if count == 1:
-                        if bias.shape[0]:
-                            for p in range(positions):
-                                target[p] += shift
-                    else:
-                        for p in range(positions):
-                            target[p] = source[p] + shift
+                    for p in range(positions):
+                        target[p] = source[p] + shift
 
 
 @_jit
@@ -158,7 +194,7 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, need_x
     """The gradients of conv_forward_kernel's inputs that are asked for (the others are
     zero-size stand-ins, as x is when only the weight's gradient is not asked for: it is not
     saved then). in_positions: the input's H * W. workspace: at least
-    (K + group_out) * chunk * P + group_out * K elements."""
+    (K + group_out) * chunk * P elements."""
     out_channels, group_in, kernel_h, kernel_w = weight.shape
     out_h, out_w = grad.shape[2], grad.shape[3]
     group_out = out_channels // groups
@@ -176,10 +212,10 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, need_x
     if not (need_x or need_weight):
         return
     grad_weights = grad_weight.reshape(grad_weight.shape[0], size)
-    if need_weight:
-        grad_weights[:] = 0
     if need_x:
         grad_x[:] = 0
+    if need_weight and grad.shape[0] == 0:
+        grad_weights[:] = 0  # (else the first chunk's GEMM writes it)
     channels = group_in * groups
     pointwise = _is_pointwise(weight, stride_h, stride_w, pad_top, pad_left, in_positions,
                               positions)
@@ -203,17 +239,16 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, need_x
                     x_col = col
                     im2col(x, first, count, g * group_in, kernel_h, kernel_w, stride_h, stride_w,
                            pad_top, pad_left, dilation_h, dilation_w, out_h, out_w, col)
-                partial = workspace[(size + group_out) * columns:
-                                    (size + group_out) * columns + group_out * size].reshape(group_out, size)
-                np.dot(g_g, x_col.T, partial)
-                grad_weights[g * group_out:(g + 1) * group_out] += partial
+                # The first chunk writes the weight's gradient, the others add to it.
+                gemm(g_g, False, x_col, True, grad_weights[g * group_out:(g + 1) * group_out],
+                     1.0 if first else 0.0)
             if need_x:
                 w_g = weights[g * group_out:(g + 1) * group_out]
                 if pointwise and count == 1:
-                    np.dot(w_g.T, g_g,
-                           grad_x[first].reshape(channels, positions)[g * group_in:(g + 1) * group_in])
+                    gemm(w_g, True, g_g, False,
+                         grad_x[first].reshape(channels, positions)[g * group_in:(g + 1) * group_in], 0.0)
                 else:
-                    np.dot(w_g.T, g_g, col)
+                    gemm(w_g, True, g_g, False, col, 0.0)
                     col2im(col, first, count, g * group_in, kernel_h, kernel_w, stride_h, stride_w,
                            pad_top, pad_left, dilation_h, dilation_w, out_h, out_w, grad_x)
 
@@ -255,7 +290,8 @@ def check_bias(weight_shape, bias_shape):
 def infer(x, weight, bias, stride, padding, dilation, groups):
     stride, padding, dilation = resolve(weight.shape, stride, padding, dilation)
     if bias.dtype != x.dtype:
-        raise RuntimeError(f"Input type ({x.dtype}) and bias type ({bias.dtype}) should be the same")
+        raise RuntimeError(f"Input type ({C_TYPE_NAMES.get(x.dtype.name, x.dtype.name)}) and bias "
+                           f"type ({C_TYPE_NAMES.get(bias.dtype.name, bias.dtype.name)}) should be the same")
     if any(side < 0 for side in padding):
         raise RuntimeError("negative padding is not supported")
     if any(step <= 0 for step in stride):
@@ -318,7 +354,7 @@ class _Plan:
         self.chunk = max(1, min(x_shape[0], COLUMN_BUDGET // max(1, size * positions)))
         columns = self.chunk * positions
         self.forward_workspace = (size + group_out) * columns
-        self.backward_workspace = (size + group_out) * columns + group_out * size
+        self.backward_workspace = (size + group_out) * columns
         self.in_positions = int(np.prod(x_shape[2:]))
         self.spatial = (stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, groups)
 

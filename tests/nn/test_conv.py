@@ -1,0 +1,167 @@
+"""nn.Conv1d/Conv2d and F.conv1d/conv2d against torch: default initialization, repr,
+state_dict, padding modes, the kernels' chunked paths, and errors (type and message).
+The op itself (values and gradients in three modes, gradcheck) is in tests/ops' table."""
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from nbgrad import nn
+from nbgrad.ops import conv as conv_ops
+
+
+def _input(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _copy(source, target):
+    target.load_state_dict({k: torch.from_numpy(v.detach().numpy().copy())
+                            for k, v in source.state_dict().items()})
+
+
+def _run(module, lib, x, upstream):
+    """Output and gradients (input, then parameters) of one forward/backward."""
+    xt = lib.from_numpy(x.copy()).requires_grad_()
+    out = module(xt)
+    out.backward(lib.from_numpy(upstream))
+    return [out, xt.grad] + [p.grad for p in module.parameters()]
+
+
+def _assert_same(module, reference, x, rtol=1e-5, atol=1e-5):
+    upstream = _input(tuple(reference(torch.from_numpy(x)).shape), seed=1)
+    for ours, theirs in zip(_run(module, nbgrad, x, upstream), _run(reference, torch, x, upstream),
+                            strict=True):
+        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=rtol,
+                                   atol=atol)
+
+
+CONFIGS = [  # (Conv class name, args, kwargs, input shape)
+    ("Conv2d", (1, 16, 3), {"padding": 1}, (2, 1, 6, 6)),
+    ("Conv2d", (4, 6, (3, 2)), {"stride": 2, "dilation": (1, 2), "groups": 2, "bias": False}, (1, 4, 7, 8)),
+    ("Conv2d", (3, 4, 3), {"padding": "same", "padding_mode": "reflect"}, (2, 3, 5, 6)),
+    ("Conv2d", (3, 4, 2), {"padding": (1, 2), "padding_mode": "circular"}, (1, 3, 4, 5)),
+    ("Conv2d", (3, 3, 3), {"padding": "valid", "groups": 3}, (1, 3, 5, 5)),
+    ("Conv1d", (4, 8, 3), {"padding": "same", "groups": 2, "padding_mode": "replicate"}, (2, 4, 7)),
+    ("Conv1d", (2, 3, 1), {"stride": 2}, (3, 2, 5)),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs, shape", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
+def test_module_matches_torch(name, args, kwargs, shape):
+    """repr, state_dict keys and shapes, the attributes torch sets, and output and gradients
+    with torch's weights; padding modes other than 'zeros' go through F.pad as torch."""
+    module, reference = getattr(nn, name)(*args, **kwargs), getattr(torch.nn, name)(*args, **kwargs)
+    assert repr(module) == repr(reference)
+    assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    for attribute in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                      "transposed", "output_padding", "groups", "padding_mode",
+                      "_reversed_padding_repeated_twice"):
+        assert getattr(module, attribute) == getattr(reference, attribute), attribute
+    _copy(module, reference)
+    _assert_same(module, reference, _input(shape))
+
+
+def test_default_init_is_torchs():
+    """The same seed gives torch's weights (kaiming_uniform_ with a=sqrt(5), bias uniform
+    +-1/sqrt(fan_in)); and the bounds hold for a large layer."""
+    for make in (lambda lib: lib.nn.Conv2d(3, 8, (3, 2), groups=1),
+                 lambda lib: lib.nn.Conv1d(6, 4, 5, groups=2)):
+        nbgrad.manual_seed(3)
+        torch.manual_seed(3)
+        ours, theirs = make(nbgrad), make(torch)
+        for k, v in theirs.state_dict().items():
+            np.testing.assert_array_equal(ours.state_dict()[k].numpy(), v.numpy())
+    layer = nn.Conv2d(64, 32, 3)
+    fan_in = 64 * 9
+    weight, bias = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    assert weight.dtype == np.float32 and weight.shape == (32, 64, 3, 3)
+    bound = 1 / math.sqrt(fan_in)
+    assert np.abs(weight).max() <= bound and np.abs(bias).max() <= bound
+    # uniform(-b, b) has standard deviation b / sqrt(3)
+    assert abs(weight.std() - bound / math.sqrt(3)) < 0.05 * bound
+    assert nn.Conv2d(2, 4, 3, dtype=nbgrad.float64).weight.dtype == nbgrad.float64
+
+
+def test_chunked_and_plain_gemm_paths_match_torch(monkeypatch):
+    """A small column budget makes the kernels work through the batch in several chunks
+    (the last one partial), with groups, and 1x1 stride-1 convolutions of single images
+    take the plain-GEMM path; float64 against torch."""
+    rng = np.random.default_rng(0)
+    for budget in (60, conv_ops.COLUMN_BUDGET):
+        monkeypatch.setattr(conv_ops, "COLUMN_BUDGET", budget)
+        for x_shape, w_shape, kwargs in [((5, 4, 5, 6), (6, 2, 3, 2), {"groups": 2, "padding": 1, "stride": (1, 2)}),
+                                         ((3, 4, 3, 3), (6, 4, 1, 1), {}),
+                                         ((1, 4, 3, 3), (6, 2, 1, 1), {"groups": 2})]:
+            arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+            results = []
+            for lib in (nbgrad, torch):
+                x, w, b = (lib.tensor(a, requires_grad=True) for a in arrays)
+                out = lib.nn.functional.conv2d(x, w, b, **kwargs)
+                out.backward(lib.tensor(np.cos(np.arange(out.numel())).reshape(tuple(out.shape))))
+                results.append([t.detach().numpy() for t in (out, x.grad, w.grad, b.grad)])
+            for ours, theirs in zip(*results):
+                np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def _error(fn):
+    try:
+        fn()
+    except Exception as error:  # noqa: BLE001
+        # A set in a message ({'same', 'valid'}) prints in an order of its own: sorted here.
+        message = re.sub(r"\{[^}]*\}", lambda m: str(sorted(m.group(0)[1:-1].split(", "))),
+                         str(error).split("\n")[0])
+        return type(error).__name__, message
+    return None
+
+
+r = np.random.default_rng(0).standard_normal
+BAD_CALLS = {  # name: fn(L) that raises in torch
+    "kernel_too_big": lambda L: L.nn.functional.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 5, 5)))),
+    "dilated_kernel_too_big": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 2, 2))), dilation=4),
+    "kernel_too_big_1d": lambda L: L.conv1d(L.tensor(r((1, 3, 4))), L.tensor(r((2, 3, 5)))),
+    "groups_input_channels": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 1, 3, 3))), groups=2),
+    "groups_output_channels": lambda L: L.conv2d(L.tensor(r((1, 4, 4, 4))), L.tensor(r((3, 2, 3, 3))), groups=2),
+    "groups_more_than_out": lambda L: L.conv2d(L.tensor(r((1, 4, 4, 4))), L.tensor(r((2, 1, 3, 3))), groups=4),
+    "wrong_channels": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 2, 3, 3)))),
+    "input_rank_5": lambda L: L.conv2d(L.tensor(r((1, 1, 3, 4, 4))), L.tensor(r((2, 1, 3, 3)))),
+    "input_rank_4_conv1d": lambda L: L.conv1d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3)))),
+    "weight_rank_3_conv2d": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3)))),
+    "weight_rank_4_conv1d": lambda L: L.conv1d(L.tensor(r((1, 3, 4))), L.tensor(r((2, 3, 3, 3)))),
+    "bias_shape": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), L.tensor(r(3))),
+    "empty_bias": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), L.tensor(r(0))),
+    "same_with_stride": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), stride=2,
+                                           padding="same"),
+    "padding_string": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), padding="full"),
+    "negative_padding": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), padding=-1),
+    "zero_stride": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), stride=0),
+    "zero_dilation": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), dilation=0),
+    "zero_groups": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), groups=0),
+    "stride_length": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))), stride=(1, 1, 1)),
+    "dtype_mismatch": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))), L.tensor(r((2, 3, 3, 3))).float()),
+    "bias_dtype_mismatch": lambda L: L.conv2d(L.tensor(r((1, 3, 4, 4))).float(), L.tensor(r((2, 3, 3, 3))).float(),
+                                              L.tensor(r(2))),
+    "module_groups_in": lambda L: L.nn.Conv2d(3, 4, 3, groups=2),
+    "module_groups_out": lambda L: L.nn.Conv2d(4, 3, 3, groups=2),
+    "module_groups_zero": lambda L: L.nn.Conv2d(4, 4, 3, groups=0),
+    "module_same_stride": lambda L: L.nn.Conv1d(4, 4, 3, stride=2, padding="same"),
+    "module_padding_mode": lambda L: L.nn.Conv2d(4, 4, 3, padding_mode="zero"),
+    "module_padding_string": lambda L: L.nn.Conv2d(4, 4, 3, padding="full"),
+    "module_input_channels": lambda L: L.nn.Conv2d(4, 3, 3)(L.ones(1, 5, 5, 5)),
+}
+
+
+def test_errors_match_torch():
+    """Every bad call raises torch's exception type with torch's message (tests/
+    test_bad_inputs.py runs the core ones in each mode, in subprocesses)."""
+    mismatches = {}
+    for name, bad in BAD_CALLS.items():
+        expected = _error(lambda: bad(torch))
+        assert expected is not None, f"torch accepts {name}"
+        actual = _error(lambda: bad(nbgrad))
+        if actual != expected:
+            mismatches[name] = (actual, expected)
+    assert not mismatches, mismatches
