@@ -1,12 +1,13 @@
 """Padding, resizing and channel dropout: `nn.functional.pad`, `interpolate`, `dropout1d`
 and `dropout2d`.
 
-Padding and nearest resizing move elements by index, so they run on flat positions computed
-here, under PyTorch's grad_fn names: the `take` primitive (ops/indexing.py), each output
-element reading one input element, for reflect, replicate and circular padding and nearest
-resizing, and `pad_constant` (ops/resample.py: the input written into a filled output) for
-constant padding. The positions depend only on shapes and arguments, so they are cached.
-The linear modes of `interpolate` are the `resample` primitive on weighted taps.
+Every padding mode but constant, and every interpolation mode, resamples each dimension by
+taps: output index o along it reads sum_k weight[o, k] * input[index[o, k]] (one tap of
+weight 1 for the gathering pads and nearest modes, two or more for the linear modes): the
+`resample` primitive (ops/resample.py), under PyTorch's grad_fn names. The taps, computed
+here with PyTorch's index rules, are per dimension and depend only on sizes and arguments,
+so they are small and cached. Constant padding copies the input into a filled output
+(`pad_constant`).
 """
 import functools
 import operator
@@ -16,7 +17,6 @@ import numpy as np
 
 from .._core import tracing as _tracing
 from ..ops import PRIMITIVES
-from ..ops.indexing import flat_positions
 from . import random as _random
 from .arithmetic import mul
 from .dispatch import dispatch
@@ -88,8 +88,9 @@ def pad(input, pad, mode="constant", value=None):
         raise NotImplementedError(f"Padding size {len(pad)} is not supported for {input.ndim}D "
                                   f"input tensor.\n{_SUPPORTED_RANKS}")
     _check_gather_pad(input, pairs, mode)
-    positions = _gather_positions(tuple(input.shape), pairs, mode)
-    return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
+    taps = tuple((dim,) + _pad_taps(input.shape[dim], left, right, mode)
+                 for dim, left, right in pairs)
+    return dispatch(PRIMITIVES["resample"], (input,), {"taps": taps},
                     grad_fn_name=_GRAD_FN[mode].format(padded))
 
 
@@ -131,41 +132,33 @@ def _check_gather_pad(input, pairs, mode):
                            f"{out_shape}")
 
 
-@functools.lru_cache(maxsize=32)
-def _gather_positions(shape, pairs, mode):
-    """Flat positions in the input of each element of the padded output."""
-    axes = [np.arange(size) for size in shape]
-    for dim, left, right in pairs:
-        axes[dim] = _SOURCES[mode](np.arange(shape[dim] + left + right), shape[dim], left, right)
-    return flat_positions(shape, np.ix_(*axes))
+def _index_taps(source):
+    """Taps that read input index source[o] for output index o."""
+    return source[:, None].astype(np.int64), np.ones((source.shape[0], 1), np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _pad_taps(size, left, right, mode):
+    """The taps of one dimension of `size` padded by (left, right) in `mode`."""
+    return _index_taps(_SOURCES[mode](np.arange(size + left + right), size, left, right))
 
 
 def _constant_pad(input, pairs, value):
-    """The input (cropped where a pad is negative) written into an output filled with
+    """The input (cropped where a pad is negative) copied into an output filled with
     `value` (the `pad_constant` primitive)."""
     shape = input.shape
-    crop = [slice(None)] * input.ndim
+    crop, interior = [slice(None)] * input.ndim, [slice(None)] * input.ndim
     out_shape = list(shape)
     for dim, left, right in pairs:
         kept = shape[dim] + min(left, 0) + min(right, 0)
         if kept < 0:
             raise RuntimeError("narrow(): length must be non-negative.")
         crop[dim] = slice(max(-left, 0), max(-left, 0) + kept)
+        interior[dim] = slice(max(left, 0), max(left, 0) + kept)
         out_shape[dim] = shape[dim] + left + right
-    crop = tuple(crop)
-    kept_shape = tuple(len(range(*part.indices(size))) for part, size in zip(crop, shape))
-    positions = _constant_positions(tuple(out_shape), kept_shape, pairs)
     return dispatch(PRIMITIVES["pad_constant"], (input,), {
-        "positions": positions, "crop": crop, "out_shape": tuple(out_shape), "value": value})
-
-
-@functools.lru_cache(maxsize=32)
-def _constant_positions(out_shape, kept_shape, pairs):
-    """Flat positions in the padded output of each element of the (cropped) input."""
-    axes = [np.arange(size) for size in kept_shape]
-    for dim, left, _ in pairs:
-        axes[dim] = axes[dim] + max(left, 0)
-    return flat_positions(out_shape, np.ix_(*axes))
+        "crop": tuple(crop), "interior": tuple(interior), "out_shape": tuple(out_shape),
+        "value": value})
 
 
 # --- interpolate ----------------------------------------------------------------------------
@@ -199,14 +192,16 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     dtype = np.dtype(np.float64 if _meta(input).dtype == np.float64 else np.float32)
     spatial = range(2, input.ndim)
     if mode in _NEAREST_MODES:
-        positions = _nearest_positions(shape, tuple(out_sizes), tuple(scales), mode, dtype)
+        taps = tuple((dim,) + _nearest_taps(shape[dim], out, scale, mode, dtype)
+                     for dim, out, scale in zip(spatial, out_sizes, scales))
         name = "UpsampleNearestExact" if mode == "nearest-exact" else "UpsampleNearest"
-        return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
-                        grad_fn_name=f"{name}{len(spatial)}DBackward0")
-    # Last dimension first, as PyTorch's separable kernels.
-    taps = tuple((dim,) + _linear_taps(shape[dim], out, align_corners, scale, antialias, dtype)
-                 for dim, out, scale in list(zip(spatial, out_sizes, scales))[::-1])
-    name = "UpsampleBilinear2DAa" if antialias else f"Upsample{mode.capitalize()}{len(spatial)}D"
+    else:
+        # Last dimension first, as PyTorch's separable kernels.
+        taps = tuple((dim,) + _linear_taps(shape[dim], out, align_corners, scale, antialias, dtype)
+                     for dim, out, scale in list(zip(spatial, out_sizes, scales))[::-1])
+        name = "UpsampleBilinear2DAa" if antialias else f"Upsample{mode.capitalize()}"
+    if not antialias:
+        name += f"{len(spatial)}D"
     return dispatch(PRIMITIVES["resample"], (input,), {"taps": taps},
                     grad_fn_name=f"{name}Backward0")
 
@@ -309,17 +304,14 @@ def _scale(in_size, out_size, align_corners, scale_factor, dtype):
     return dtype.type(in_size) / dtype.type(out_size)
 
 
-@functools.lru_cache(maxsize=32)
-def _nearest_positions(shape, out_sizes, scales, mode, dtype):
-    """Flat positions in the input of each output element: index floor(o * scale) (nearest) or
-    floor((o + 0.5) * scale) (nearest-exact) along each spatial dimension, as PyTorch."""
-    axes = [np.arange(shape[0]), np.arange(shape[1])]
+@functools.lru_cache(maxsize=64)
+def _nearest_taps(in_size, out_size, scale_factor, mode, dtype):
+    """Input index floor(o * scale) (nearest) or floor((o + 0.5) * scale) (nearest-exact) for
+    each output index o, as PyTorch computes it."""
+    scale = _scale(in_size, out_size, False, scale_factor, dtype)
     offset = dtype.type(0.5 if mode == "nearest-exact" else 0.0)
-    for in_size, out_size, scale_factor in zip(shape[2:], out_sizes, scales):
-        scale = _scale(in_size, out_size, False, scale_factor, dtype)
-        source = np.floor((np.arange(out_size).astype(dtype) + offset) * scale).astype(np.int64)
-        axes.append(np.minimum(source, in_size - 1))
-    return flat_positions(shape, np.ix_(*axes))
+    source = np.floor((np.arange(out_size).astype(dtype) + offset) * scale).astype(np.int64)
+    return _index_taps(np.minimum(source, in_size - 1))
 
 
 @functools.lru_cache(maxsize=64)
