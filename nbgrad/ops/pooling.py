@@ -377,10 +377,10 @@ class _Pooling:
         shape = node.input_meta[0][0]
         windows = self.plan(shape, **node.params)
         grad = np.empty(shape, g.dtype)
-        views = (windows.input_view, windows.output_view)
-        reads = [np.ascontiguousarray(array).reshape(view)
-                 for array, view in zip(node.saved, views)] + \
-            [np.ascontiguousarray(g).reshape(windows.output_view)]
+        # max reads its input and result (saved), avg nothing; then the gradient.
+        arrays = zip((*node.saved, g), (windows.input_view, windows.output_view)[:len(node.saved)]
+                     + (windows.output_view,))
+        reads = [np.ascontiguousarray(array).reshape(view) for array, view in arrays]
         _kernel(self.backward_kernel, grad.size)(*reads, windows.rows, windows.cols,
                                                  *windows.steps, grad.reshape(windows.input_view))
         return (grad,)
@@ -411,9 +411,10 @@ class _Pooling:
     def fuse_vjp(self, em, node, g, input_grads):
         shape = node.input_meta[0][0]
         windows = self.plan(shape, **node.params)
-        views = (windows.input_view, windows.output_view)
-        reads = [f"{em.ref(array)}.reshape({view!r})"
-                 for array, view in zip((*node.saved, g), views + (windows.output_view,))]
+        # max reads its input and result (saved), avg nothing; then the gradient.
+        arrays = zip((*node.saved, g), (windows.input_view, windows.output_view)[:len(node.saved)]
+                     + (windows.output_view,))
+        reads = [f"{em.ref(array)}.reshape({view!r})" for array, view in arrays]
         self._emit(em, self.backward_kernel, reads,
                    [f"{em.out(input_grads[0])}.reshape({windows.input_view!r})"], windows,
                    math.prod(shape))
