@@ -7,6 +7,12 @@ and `functional_group_norm` are `torch.nn.functional`'s forms, with its Python-s
 what the BatchNorm modules call: it also counts `num_batches_tracked`, and with
 `momentum=None` averages cumulatively over the batches counted.
 
+NOTE on deferred mode (nbgrad.fuse.deferred): a training call whose result needs a gradient
+is deferred like any op, and its running statistics are written when its forward runs: at
+`backward()` (in the fused kernel) or when a value is read. Reading the statistics in between
+through `.numpy()` or an op that runs at once sees the update (both run pending ops first);
+`.tolist()`, `print` or `state_dict()` values read before that show the previous ones.
+
 An absent weight, bias or running statistic is a zero-size stand-in (one shared tensor per
 dtype; NOTE: writeable, as the buffers it stands for, so that the kernels are compiled for
 one array type), so that each primitive has one signature.
@@ -74,13 +80,29 @@ def tracked_batch_norm(input, running_mean, running_var, weight, bias, training,
     inputs = (input, _or_absent(weight, dtype), _or_absent(bias, dtype),
               _or_absent(running_mean, dtype), _or_absent(running_var, dtype),
               _or_absent(num_batches_tracked if updates else None, np.dtype(np.int64)))
-    if updates and not (_grad_state.enabled and any(t._requires_grad for t in inputs)):
-        # This call runs at once: calls deferred before it, which may update the same
-        # statistics, run first (the update of an average depends on the order).
+    if running_mean is not None and \
+            not (_grad_state.enabled and any(t._requires_grad for t in inputs)):
+        # This call runs at once (nothing to differentiate): calls deferred before it, which
+        # may update the statistics it reads or updates, run first.
         mode.run_pending()
     params = {"training": bool(training), "momentum": float(momentum or 0.0),
               "cumulative": cumulative, "eps": float(eps)}
-    return dispatch(PRIMITIVES["batch_norm"], inputs, params)
+    result = dispatch(PRIMITIVES["batch_norm"], inputs, params)
+    if updates and result._pending is not None:
+        _keep_until_run(result)
+    return result
+
+
+# Deferred results of calls that update running statistics, held until their op has run.
+# NOTE: a deferred op whose result nothing holds never runs (nbgrad.fuse.deferred), and its
+# update would be lost: a loop that only refreshes the statistics (SWA's update_bn) drops
+# every output. Those that have run are let go at the next call.
+_updating = []
+
+
+def _keep_until_run(result):
+    _updating[:] = [tensor for tensor in _updating if tensor._pending is not None]
+    _updating.append(result)
 
 
 def functional_batch_norm(input, running_mean, running_var, weight=None, bias=None,

@@ -196,3 +196,23 @@ def test_running_statistics_compiled(monkeypatch):
     history, step = _run_steps(nbgrad, count, compiled=True)
     assert step.stats["fused_calls"] == count - 1, step.explain()
     _assert_same_history(history, _run_steps(torch, count)[0], "nbgrad.compile")
+
+
+def test_statistics_refreshed_by_forwards_whose_results_are_dropped(monkeypatch):
+    """SWA's update_bn: forwards in train mode (parameters requiring grad, no backward) whose
+    outputs nobody keeps, then eval under no_grad; deferred mode defers each forward."""
+    monkeypatch.setattr(deferred, "enabled", True)
+    results = []
+    for L in (torch, nbgrad):
+        net = L.nn.Sequential(L.nn.Linear(3, 3), L.nn.BatchNorm1d(3, momentum=None))
+        with L.no_grad():
+            net[0].weight.copy_(L.from_numpy(np.eye(3, dtype=np.float32) * 2))
+            net[0].bias.zero_()
+        for i in range(5):
+            net(L.arange(12.0).reshape(4, 3) * (i + 1))
+        net.eval()
+        with L.no_grad():
+            results.append((net(L.ones(2, 3)), _state(net)))
+    (t_out, t_state), (n_out, n_state) = results
+    assert_close(n_out, t_out, *STATE_TOL)
+    _assert_same_state(n_state, t_state, "after the refreshing loop")
