@@ -282,6 +282,15 @@ BAD = {
     "sum_dim_and_axis": lambda L: _x(L, 2, 3).sum(0, axis=1),
     "max_keepdim_and_keepdims": lambda L: _x(L, 2, 3).max(0, keepdim=True, keepdims=True),
     "prod_tuple_dim": lambda L: _x(L, 2, 3).prod((0, 1)),
+    # ---- convolution (messages are checked in tests/nn/test_conv.py)
+    "conv2d_kernel_larger_than_padded_input": lambda L: F(L).conv2d(_x(L, 1, 3, 4, 4), _x(L, 2, 3, 5, 5), padding=0),
+    "conv2d_channels_not_divisible_by_groups": lambda L: F(L).conv2d(_x(L, 1, 3, 4, 4), _x(L, 2, 1, 3, 3), groups=2),
+    "conv2d_input_rank": lambda L: F(L).conv2d(_x(L, 4, 4), _x(L, 2, 1, 3, 3)),
+    "conv1d_weight_shape": lambda L: F(L).conv1d(_x(L, 1, 3, 4), _x(L, 2, 3, 3, 3)),
+    "conv2d_same_with_stride": lambda L: F(L).conv2d(_x(L, 1, 3, 4, 4), _x(L, 2, 3, 3, 3), stride=2, padding="same"),
+    "conv2d_negative_padding": lambda L: F(L).conv2d(_x(L, 1, 3, 4, 4), _x(L, 2, 3, 3, 3), padding=-1),
+    "conv2d_dtype_mismatch": lambda L: F(L).conv2d(_x(L, 1, 3, 4, 4), _x(L, 2, 3, 3, 3).double()),
+    "conv2d_module_groups": lambda L: L.nn.Conv2d(3, 4, 3, groups=2),
     # ---- normalization
     "batch_norm2d_wrong_channels": lambda L: L.nn.BatchNorm2d(3)(_x(L, 2, 4, 3, 3)),
     "batch_norm1d_4d_input": lambda L: L.nn.BatchNorm1d(3)(_x(L, 2, 3, 4, 4)),
