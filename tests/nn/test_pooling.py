@@ -1,0 +1,131 @@
+"""Pooling against torch: every module (values, return_indices, gradients, grad_fn names,
+reprs), the options and layouts the op rows of tests/ops/test_ops.py leave out
+(divisor_override, count_include_pad with ceil_mode, None in an adaptive output size,
+unbatched and empty-batch inputs, transposed and sliced inputs, torch's top-level forms),
+and torch's choice of maximum among ties, -inf and NaN in every max form.
+
+All eager: the kernels are shared by every call, so a case costs no compilation; the op
+rows run the three modes (tests/ops/test_modes.py).
+"""
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from conftest import assert_close, grad_fn_name, rng_for
+
+EDGES = np.array([[1.0, 3.0, 3.0, -np.inf, -np.inf, 0.0], [2.0, 3.0, 1.0, -np.inf, -np.inf, 0.0],
+                  [np.nan, 0.5, np.nan, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, np.nan, 0.0],
+                  [-1.0, 2.0, 2.0, -1.0, 4.0, 4.0]])
+
+
+def _modules(L):
+    """(name, module, input shape or array) of each case, for library `L`."""
+    nn = L.nn
+    edges = np.stack([EDGES, -EDGES])[None]  # (1, 2, 5, 6)
+    return [
+        ("MaxPool2d", nn.MaxPool2d(2), (2, 3, 6, 5)),
+        ("MaxPool2d_indices", nn.MaxPool2d(3, 2, 1, return_indices=True, ceil_mode=True), edges),
+        ("MaxPool2d_tuples", nn.MaxPool2d((3, 2), (1, 2), (1, 0), (2, 1), True), edges),
+        ("MaxPool2d_unbatched", nn.MaxPool2d(2, 1), (3, 4, 4)),
+        ("MaxPool1d", nn.MaxPool1d(3, 2, 1, return_indices=True, ceil_mode=True), edges[0]),
+        ("MaxPool1d_dilation", nn.MaxPool1d(2, 1, 1, 2), (2, 7)),
+        ("AvgPool2d", nn.AvgPool2d(3, 2, 1, ceil_mode=True), (2, 2, 6, 6)),
+        ("AvgPool2d_divisor", nn.AvgPool2d((3, 2), 2, (1, 0), True, False, 4), (1, 2, 5, 6)),
+        ("AvgPool2d_unbatched", nn.AvgPool2d(2), (3, 4, 5)),
+        ("AvgPool1d", nn.AvgPool1d(4, 3, 2, True, False), (2, 3, 8)),
+        ("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d((None, 4)), (2, 2, 5, 7)),
+        ("AdaptiveAvgPool2d_1", nn.AdaptiveAvgPool2d(1), (2, 3, 4, 4)),
+        ("AdaptiveAvgPool2d_larger", nn.AdaptiveAvgPool2d((7, 3)), (3, 4, 2)),
+        ("AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d(3), (2, 7)),
+        ("AdaptiveMaxPool2d", nn.AdaptiveMaxPool2d((2, 4), return_indices=True), edges),
+        ("AdaptiveMaxPool2d_none", nn.AdaptiveMaxPool2d((3, None)), (1, 2, 5, 4)),
+        ("AdaptiveMaxPool1d", nn.AdaptiveMaxPool1d(4, True), edges[0]),
+    ]
+
+
+NAMES = [name for name, _, _ in _modules(torch)]
+
+
+def _input(spec, name, dtype):
+    if isinstance(spec, np.ndarray):
+        return spec.astype(dtype)
+    return rng_for(name).standard_normal(spec).astype(dtype)
+
+
+def _run(L, module, array):
+    """The module's outputs (values, and indices if it returns them) and the input's gradient
+    under a fixed upstream gradient."""
+    x = L.tensor(array, requires_grad=True)
+    result = module(x)
+    values = result[0] if isinstance(result, tuple) else result
+    upstream = rng_for("upstream").standard_normal(tuple(values.shape)).astype(array.dtype)
+    values.backward(L.tensor(upstream))
+    return result if isinstance(result, tuple) else (result,), x.grad
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_module_matches_torch(name, dtype):
+    (_, t_module, spec), (_, n_module, _) = (
+        [case for case in _modules(L) if case[0] == name][0] for L in (torch, nbgrad))
+    assert repr(n_module) == repr(t_module)
+    array = _input(spec, name, dtype)
+    t_results, t_grad = _run(torch, t_module, array)
+    n_results, n_grad = _run(nbgrad, n_module, array)
+    assert len(n_results) == len(t_results)
+    for n_result, t_result in zip(n_results, t_results):
+        assert_close(n_result, t_result)  # indices: int64, exactly
+    assert grad_fn_name(n_results[0]) == grad_fn_name(t_results[0])
+    assert_close(n_grad, t_grad)
+
+
+# Function calls: the layouts and forms the modules do not reach.
+CALLS = {
+    "max_pool2d_transposed": lambda L, x: L.nn.functional.max_pool2d(x.transpose(2, 3), 3, 2, 1,
+                                                                     return_indices=True),
+    "max_pool2d_sliced": lambda L, x: L.nn.functional.max_pool2d(x[:, :, 1:, ::2], (2, 1)),
+    "avg_pool2d_sliced": lambda L, x: L.nn.functional.avg_pool2d(x[::2], 2, 1, 1),
+    "adaptive_avg_pool2d_transposed": lambda L, x: L.nn.functional.adaptive_avg_pool2d(
+        x.transpose(1, 3), (2, 3)),
+    "adaptive_max_pool1d_sliced": lambda L, x: L.nn.functional.adaptive_max_pool1d(
+        x[0, :, 1], 3, return_indices=True),
+    "max_pool2d_empty_batch": lambda L, x: L.nn.functional.max_pool2d(x[:0], 2),
+    "avg_pool1d_empty_batch": lambda L, x: L.nn.functional.avg_pool1d(x[:0, 0], 2),
+    "max_pool2d_stride_list": lambda L, x: L.nn.functional.max_pool2d(x, [3, 2], stride=[]),
+    "torch_max_pool2d": lambda L, x: L.max_pool2d(x, 2, 1, 1, 1, True),
+    "torch_max_pool1d_with_indices": lambda L, x: L.max_pool1d_with_indices(x[0], 3, 1, 1),
+    "torch_adaptive_max_pool1d": lambda L, x: L.adaptive_max_pool1d(x[1], 2),
+    "torch_avg_pool1d": lambda L, x: L.avg_pool1d(x[1], 3, 2, 1, True, False),
+    "torch_adaptive_avg_pool1d": lambda L, x: L.adaptive_avg_pool1d(x[0], 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_function_matches_torch(name):
+    array = rng_for(name).standard_normal((2, 3, 6, 5))
+    results = {}
+    for L in (torch, nbgrad):
+        x = L.tensor(array, requires_grad=True)
+        result = CALLS[name](L, x)
+        result = result if isinstance(result, tuple) else (result,)
+        upstream = rng_for("upstream").standard_normal(tuple(result[0].shape))
+        result[0].backward(L.tensor(upstream))
+        results[L.__name__] = (result, x.grad, grad_fn_name(result[0]))
+    (n_result, n_grad, n_name), (t_result, t_grad, t_name) = results["nbgrad"], results["torch"]
+    assert len(n_result) == len(t_result) and n_name == t_name
+    for n_value, t_value in zip(n_result, t_result):
+        assert_close(n_value, t_value)
+    assert_close(n_grad, t_grad)
+
+
+def test_top_level_forms_take_torchs_arguments():
+    """torch's top-level max_pool2d has no return_indices; its adaptive_max_pool1d always
+    returns the indices."""
+    x = nbgrad.ones(1, 2, 4, 4)
+    with pytest.raises(TypeError):
+        nbgrad.max_pool2d(x, 2, return_indices=True)
+    with pytest.raises(TypeError):
+        torch.max_pool2d(torch.ones(1, 2, 4, 4), 2, return_indices=True)
+    assert isinstance(nbgrad.adaptive_max_pool1d(x[0], 2), tuple)
+    assert not isinstance(nbgrad.nn.functional.adaptive_max_pool1d(x[0], 2), tuple)
