@@ -203,6 +203,27 @@ def test_a_node_without_a_differentiable_vjp_raises_naming_it():
         nbgrad.autograd.grad(y, x, create_graph=True)
 
 
+def test_gradgradcheck_of_elementwise_rows_whose_table_rows_sit_on_kinks():
+    """The elementwise rows that the table checks only at kinks and ties (gradcheck=False
+    there), at smooth points, in one call."""
+    def f(lib, a, b):
+        F = lib.nn.functional
+        steps = (a.floor() + a.ceil() + a.round() + a.trunc() + a.sign() + a.round(decimals=1)
+                 + a.div(b, rounding_mode="floor") + a.div(b, rounding_mode="trunc"))
+        return (F.elu(a) + F.leaky_relu(a) + F.hardtanh(a) * b + (a * a + 1).log10()
+                + (b * b + 1).log2() + a.nan_to_num() * b + steps * a)
+
+    second = []
+    for lib in LIBS:
+        a = lib.tensor([-1.3, -0.4, 0.6, 2.2], dtype=lib.float64, requires_grad=True)
+        b = lib.tensor([0.7, -1.6, 1.1, 0.35], dtype=lib.float64, requires_grad=True)
+        ga, gb = lib.autograd.grad(f(lib, a, b).sum(), (a, b), create_graph=True)
+        second.append(lib.autograd.grad((ga * gb).sum(), (a, b)))
+    for n, t in zip(*second[::-1]):
+        assert_close(n, t)
+    assert nbgrad.autograd.gradgradcheck(lambda a, b: f(nbgrad, a, b), (a, b)) is True
+
+
 # ---- autograd.functional
 
 def cubic(x, y):
