@@ -8,6 +8,7 @@ from .._core.dtype import run_in_float32
 from ..autograd import graph
 from ..autograd import profiler
 from ..autograd.grad_mode import state as _grad_state
+from ..autograd.profiler import state as _profiling
 from .tensor import cannot_allocate, new_tensor
 
 _NO_PARAMS = {}
@@ -26,7 +27,7 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
                     return result
                 break
     arrays = [t._data for t in inputs]
-    started = profiler.state.enabled and profiler.clock()
+    started = _profiling.enabled and profiler.clock()
     try:
         out = prim.forward(*arrays, **params)
     except MemoryError:

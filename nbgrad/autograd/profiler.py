@@ -6,7 +6,7 @@ start and end; `EventList` makes PyTorch's tables, averages and Chrome traces of
 
 The hot paths read one flag (`state.enabled`): `dispatch` and deferred mode's run of a
 pending op (`op_ran`), `Node.apply` (`vjp_ran`, `node_ran`) and the generated call function
-of a fused kernel (`profiled`). An event is recorded when it ends, with the time it started:
+of a fused kernel (`fused_ran`). An event is recorded when it ends, with the time it started:
 nesting (and so self time) is worked out afterwards from the intervals, as PyTorch does, so
 an op that raises leaves nothing half-recorded. A deferred op is recorded when it really
 runs; a graph that runs as one fused kernel is that kernel's one event.
@@ -29,13 +29,16 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class _State:
-    # The one flag the hot paths read.
-    enabled = False
-    record_shapes = False
-    with_stack = False
-    # The active profile's raw events: (name, start ns, end ns, input shapes, thread,
-    # stack, category); a name is a string or (primitive, grad_fn name) of an op.
-    events = None
+    # NOTE: slots: `enabled` is the one flag the hot paths read, and a slot reads fastest.
+    __slots__ = ("enabled", "record_shapes", "with_stack", "events")
+
+    def __init__(self):
+        self.enabled = False
+        self.record_shapes = False
+        self.with_stack = False
+        # The active profile's raw events: (name, start ns, end ns, input shapes, thread,
+        # stack, category); a name is a string or (primitive, grad_fn name) of an op.
+        self.events = None
 
 
 state = _State()
@@ -78,16 +81,11 @@ def node_ran(node, started):
                 None, "cpu_op")
 
 
-def profiled(kernel, label):
-    """`kernel` (a fused step's), timed as one event named `label` when it is called."""
-    def run(*arguments):
-        started = clock()
-        result = kernel(*arguments)
-        events = state.events
-        if events is not None:
-            _record(events, label, started, None, "fused")
-        return result
-    return run
+def fused_ran(label, started):
+    """A fused kernel (of the step `label` names) ran from `started` until now."""
+    events = state.events
+    if events is not None:
+        _record(events, label, started, None, "fused")
 
 
 # PyTorch's op names come from the grad_fn names (MmBackward0 is aten::mm's node,

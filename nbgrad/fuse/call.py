@@ -64,7 +64,7 @@ _WIDTH = 100  # of the generated source's lines, where they can be wrapped
 _HELPERS = {"MISMATCH": MISMATCH, "ABSENT": ABSENT, "fits": _fits, "same_scalar": _same_scalar,
             "contents_of": _contents_of, "copy_kept": _copy_kept, "wrap": Tensor._wrap,
             "getrefcount": sys.getrefcount, "grad_mode": _grad_state, "empty": np.empty,
-            "profiling": profiler.state, "profiled": profiler.profiled}
+            "profiling": profiler.state, "clock": profiler.clock, "fused_ran": profiler.fused_ran}
 
 # A deferred graph's kernel is named in a profile by its number (a step's, by the step's name).
 _graph_numbers = itertools.count()
@@ -117,9 +117,11 @@ class CallWriter:
         """Lines calling `kernel` with `arguments`, wrapped; while a profiler records, the
         call is one event named after the step."""
         label = f"fused: {self.step_name or f'deferred graph {next(_graph_numbers)}'}"
-        return f"run = {kernel} if not profiling.enabled else profiled({kernel}, {label!r})\n" + \
-            textwrap.fill(", ".join(arguments), _WIDTH - 4, initial_indent="run(",
-                          subsequent_indent=" " * len("run(")) + ")"
+        start = f"{kernel}("
+        return "started = profiling.enabled and clock()\n" + \
+            textwrap.fill(", ".join(arguments), _WIDTH - 4, initial_indent=start,
+                          subsequent_indent=" " * len(start)) + ")\n" + \
+            f"if started:\n    fused_ran({label!r}, started)"
 
     def check(self, condition):
         if condition not in self.checks:
@@ -189,7 +191,8 @@ class ClosureWatch:
     def __init__(self, fn):
         code = getattr(fn, "__code__", None)
         self.cells = list(zip(code.co_freevars, fn.__closure__ or ())) if code else []
-        self.name = getattr(fn, "__qualname__", type(fn).__qualname__)
+        # The step's name in a profile: its qualified name without the function it is local to.
+        self.name = getattr(fn, "__qualname__", type(fn).__qualname__).rsplit("<locals>.", 1)[-1]
         self.namespace = getattr(fn, "__globals__", {})
         self.names = sorted(_global_reads(code)) if code is not None else []
         self.seen = []  # what `key` read, cells first

@@ -38,6 +38,7 @@ import weakref
 from .._core import mode, tracing
 from .._tensor.tensor import Tensor
 from ..autograd import graph, profiler
+from ..autograd.profiler import state as _profiling
 from ..ops import PRIMITIVES
 from . import graph as fused_graphs
 
@@ -215,7 +216,7 @@ def _run(pending, tensor):
     inputs, prim, params = pending.inputs, pending.prim, pending.params
     arrays = [t._data for t in inputs]
     # A deferred op is profiled when it runs (never when `defer` put it on the tape).
-    started = profiler.state.enabled and profiler.clock()
+    started = _profiling.enabled and profiler.clock()
     out = prim.forward(*arrays, **params)
     if out.shape != pending.shape or out.dtype != pending.dtype:
         raise RuntimeError(f"nbgrad internal error: {prim.name}'s shape rule said "
