@@ -13,6 +13,7 @@ runs; a graph that runs as one fused kernel is that kernel's one event.
 """
 import collections
 import contextlib
+import gzip
 import itertools
 import json
 import os
@@ -119,6 +120,10 @@ class record_function(contextlib.ContextDecorator):
         self.name = name
         self.args = args
         self._events = None
+
+    def _recreate_cm(self):
+        # A decorated function's calls may nest (recursion): each call gets its own range.
+        return record_function(self.name, self.args)
 
     def __enter__(self):
         self._events = state.events
@@ -285,7 +290,8 @@ class EventList(list):
                       max_shapes_column_width, header, top_level_events_only, time_unit)
 
     def export_chrome_trace(self, path):
-        """Write the events in the Chrome trace-event format (chrome://tracing, Perfetto)."""
+        """Write the events in the Chrome trace-event format (chrome://tracing, Perfetto);
+        gzipped if `path` ends with .gz (as torch.profiler writes it)."""
         pid = os.getpid()
         trace = [{"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
                   "args": {"name": "python"}}]
@@ -301,7 +307,7 @@ class EventList(list):
             trace.append({"ph": "X", "cat": event.category, "name": event.trace_name,
                           "pid": pid, "tid": event.thread, "ts": event.time_range.start,
                           "dur": event.time_range.elapsed_us(), "args": args})
-        with open(path, "w") as file:
+        with (gzip.open if str(path).endswith(".gz") else open)(path, "wt") as file:
             json.dump({"schemaVersion": 1, "displayTimeUnit": "ms", "traceEvents": trace,
                        "traceName": str(path)}, file)
 

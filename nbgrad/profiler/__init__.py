@@ -6,13 +6,16 @@ up and record (advanced by `step()`), and `on_trace_ready`, called with the prof
 recorded cycle ends.
 """
 import enum
+import os
+import socket
+import time
 import warnings
 
 from ..autograd import profiler as _autograd_profiler
 from ..autograd.profiler import EventList, record_function
 
 __all__ = ["profile", "record_function", "ProfilerActivity", "ProfilerAction", "schedule",
-           "EventList"]
+           "tensorboard_trace_handler", "EventList"]
 
 
 class ProfilerActivity(enum.Enum):
@@ -66,6 +69,17 @@ def schedule(*, wait, warmup, active, repeat=0, skip_first=0, skip_first_wait=0)
         return ProfilerAction.RECORD if within < cycle - 1 else ProfilerAction.RECORD_AND_SAVE
 
     return schedule_fn
+
+
+def tensorboard_trace_handler(dir_name, worker_name=None, use_gzip=False):
+    """An `on_trace_ready` that writes each trace into directory `dir_name` as PyTorch names
+    it (`<worker>.<time ns>.pt.trace.json`, `.gz` with `use_gzip`)."""
+    def handler_fn(prof):
+        os.makedirs(dir_name, exist_ok=True)
+        worker = worker_name or f"{socket.gethostname()}_{os.getpid()}"
+        file_name = f"{worker}.{time.time_ns()}.pt.trace.json" + (".gz" if use_gzip else "")
+        prof.export_chrome_trace(os.path.join(dir_name, file_name))
+    return handler_fn
 
 
 def _always_record(step):

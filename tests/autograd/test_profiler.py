@@ -3,6 +3,7 @@ counts and nesting of an MLP's forward and backward, the table's columns, the Ch
 fields, record_function ranges, schedules; fused kernels as one event each; deferred ops
 recorded once, when they run; nothing recorded while no profiler is on. Times are not
 compared."""
+import gzip
 import json
 import re
 import warnings
@@ -282,3 +283,36 @@ def test_with_stack_and_refused_options():
         with pytest.raises(RuntimeError, match="do not nest"):
             with nbgrad.autograd.profiler.profile():
                 pass
+
+
+def _recursive_ranges(lib, directory):
+    x = lib.ones(2)
+
+    @lib.profiler.record_function("recurse")
+    def recurse(depth):
+        x.exp()
+        if depth:
+            recurse(depth - 1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with lib.profiler.profile(on_trace_ready=lib.profiler.tensorboard_trace_handler(
+                str(directory), use_gzip=True)) as prof:
+            recurse(2)
+    return [(e.name, _parent(e)) for e in prof.events()]
+
+
+def test_trace_handler_writes_gzipped_traces_and_decorated_ranges_nest(tmp_path):
+    ours = _recursive_ranges(nbgrad, tmp_path / "nbgrad")
+    theirs = _recursive_ranges(torch, tmp_path / "torch")
+    assert [name for name, _ in ours] == [name for name, _ in theirs]
+    # NOTE: torch's decorator reuses one range object per function, so that its recursive
+    # calls' ranges end early and do not nest; nbgrad's each get their own.
+    assert ours == [("recurse", None), ("aten::exp", "recurse"), ("recurse", "recurse"),
+                    ("aten::exp", "recurse"), ("recurse", "recurse"), ("aten::exp", "recurse")]
+    assert (tmp_path / "torch").is_dir()
+    written, = (tmp_path / "nbgrad").iterdir()
+    assert written.name.endswith(".pt.trace.json.gz")
+    with gzip.open(written, "rt") as file:
+        names = [event["name"] for event in json.load(file)["traceEvents"] if event["ph"] == "X"]
+    assert names == [name for name, _ in ours]
