@@ -172,8 +172,8 @@ _ALL_MODES = "nearest | linear | bilinear | bicubic | trilinear | lanczos | area
 
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
-    """PyTorch's `F.interpolate` for modes nearest, nearest-exact, linear, bilinear (also
-    antialiased) and trilinear, with its source-index rules, checks and grad_fn names."""
+    """PyTorch's `F.interpolate` in every mode but lanczos, with its source-index rules,
+    checks and grad_fn names."""
     if mode in ("nearest", "area", "nearest-exact"):
         if align_corners is not None:
             raise ValueError("align_corners option can only be set with the interpolating "
@@ -185,25 +185,49 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
                          "and requires a 4-D tensor as input")
     _check_mode_and_rank(input, mode)
-    if mode in ("bicubic", "lanczos", "area"):
-        raise NotImplementedError(f"interpolate(mode={mode!r}) is not supported by nbgrad")
+    if mode == "lanczos":
+        raise NotImplementedError("interpolate(mode='lanczos') is not supported by nbgrad")
+    if mode == "area":
+        return _area(input, out_sizes)
     _check_resample_input(input, out_sizes, mode, antialias)
-    shape = tuple(input.shape)
-    dtype = np.dtype(np.float64 if _meta(input).dtype == np.float64 else np.float32)
-    spatial = range(2, input.ndim)
-    if mode in _NEAREST_MODES:
-        taps = tuple((dim,) + _nearest_taps(shape[dim], out, scale, mode, dtype)
-                     for dim, out, scale in zip(spatial, out_sizes, scales))
-        name = "UpsampleNearestExact" if mode == "nearest-exact" else "UpsampleNearest"
+    rank = input.ndim - 2
+    if antialias:
+        name = f"Upsample{mode.capitalize()}2DAa"
+    elif mode in _NEAREST_MODES:
+        name = f"UpsampleNearest{'Exact' if mode == 'nearest-exact' else ''}{rank}D"
     else:
-        # Last dimension first, as PyTorch's separable kernels.
-        taps = tuple((dim,) + _linear_taps(shape[dim], out, align_corners, scale, antialias, dtype)
-                     for dim, out, scale in list(zip(spatial, out_sizes, scales))[::-1])
-        name = "UpsampleBilinear2DAa" if antialias else f"Upsample{mode.capitalize()}"
-    if not antialias:
-        name += f"{len(spatial)}D"
-    return dispatch(PRIMITIVES["resample"], (input,), {"taps": taps},
-                    grad_fn_name=f"{name}Backward0")
+        name = f"Upsample{mode.capitalize()}{rank}D"
+    return _resample(input, out_sizes, scales, _ANTIALIAS_TAPS[mode] if antialias else _TAPS[mode],
+                     align_corners, f"{name}Backward0")
+
+
+def _resample(input, out_sizes, scales, taps_of, align_corners, grad_fn_name):
+    """The `resample` primitive with the taps `taps_of(in_size, out_size, align_corners,
+    scale_factor, dtype)` of each spatial dimension, last one first (as PyTorch's separable
+    kernels), computed in PyTorch's opmath type."""
+    dtype = np.dtype(np.float64 if _meta(input).dtype == np.float64 else np.float32)
+    dims = list(zip(range(2, input.ndim), out_sizes, scales))[::-1]
+    taps = tuple((dim,) + taps_of(input.shape[dim], out, align_corners, scale, dtype)
+                 for dim, out, scale in dims)
+    return dispatch(PRIMITIVES["resample"], (input,), {"taps": taps}, grad_fn_name=grad_fn_name)
+
+
+def _area(input, out_sizes):
+    """mode='area': PyTorch's adaptive average pooling (a 1-D input as 2-D, with one row)."""
+    if input.ndim == 3:
+        return _area(input.unsqueeze(-2), [1] + out_sizes).squeeze(-2)
+    pool = f"adaptive_avg_pool{input.ndim - 2}d"
+    if not input.is_floating_point():
+        kernel = pool if input.ndim == 4 else pool + "_cpu"
+        raise NotImplementedError(f'"{kernel}" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[_meta(input).dtype.name]}'")
+    for dim in range(2, input.ndim):
+        if input.shape[dim] == 0:
+            raise RuntimeError(f"{pool}(): Expected input to have non-zero size for non-batch "
+                               f"dimensions, but input has sizes {list(input.shape)} with "
+                               f"dimension {dim} being empty")
+    return _resample(input, out_sizes, [None] * len(out_sizes), _area_taps, False,
+                     f"AdaptiveAvgPool{input.ndim - 2}DBackward0")
 
 
 def _is_integer(value):
@@ -271,7 +295,9 @@ def _check_mode_and_rank(input, mode):
 def _check_resample_input(input, out_sizes, mode, antialias):
     """PyTorch's kernels' errors: a non-floating dtype, empty channels or sizes."""
     if not input.is_floating_point():
-        if input.ndim == 4 and not antialias:
+        if mode == "bicubic" and not antialias:
+            kernel = "compute_indices_weights_cubic"
+        elif input.ndim == 4 and not antialias:
             kernel = "upsample_{}2d_channels_last".format(
                 "nearest" if mode in _NEAREST_MODES else "bilinear")
         elif antialias:
@@ -305,41 +331,95 @@ def _scale(in_size, out_size, align_corners, scale_factor, dtype):
 
 
 @functools.lru_cache(maxsize=64)
-def _nearest_taps(in_size, out_size, scale_factor, mode, dtype):
-    """Input index floor(o * scale) (nearest) or floor((o + 0.5) * scale) (nearest-exact) for
-    each output index o, as PyTorch computes it."""
+def _nearest_taps(in_size, out_size, align_corners, scale_factor, dtype, offset=0.0):
+    """Input index floor((o + offset) * scale) for each output index o, as PyTorch computes
+    it (offset 0.5: nearest-exact)."""
     scale = _scale(in_size, out_size, False, scale_factor, dtype)
-    offset = dtype.type(0.5 if mode == "nearest-exact" else 0.0)
-    source = np.floor((np.arange(out_size).astype(dtype) + offset) * scale).astype(np.int64)
-    return _index_taps(np.minimum(source, in_size - 1))
+    source = np.floor((np.arange(out_size).astype(dtype) + dtype.type(offset)) * scale)
+    return _index_taps(np.minimum(source.astype(np.int64), in_size - 1))
+
+
+def _nearest_exact_taps(in_size, out_size, align_corners, scale_factor, dtype):
+    return _nearest_taps(in_size, out_size, align_corners, scale_factor, dtype, 0.5)
 
 
 @functools.lru_cache(maxsize=64)
-def _linear_taps(in_size, out_size, align_corners, scale_factor, antialias, dtype):
+def _linear_taps(in_size, out_size, align_corners, scale_factor, dtype):
     """(index, weight) of one dimension's linear interpolation, each (out_size, taps), as
     PyTorch computes them in its opmath type `dtype`."""
-    if antialias:
-        return _antialias_taps(in_size, out_size, align_corners, scale_factor, dtype)
     output = np.arange(out_size)
     if in_size == out_size:  # PyTorch copies (whatever the scale factor says).
         return np.stack([output, output], 1), np.tile(np.array([1, 0], dtype), (out_size, 1))
-    scale = _scale(in_size, out_size, align_corners, scale_factor, dtype)
-    if align_corners:
-        source = scale * output.astype(dtype)
-    else:
-        half = dtype.type(0.5)
-        source = np.maximum(scale * (output.astype(dtype) + half) - half, dtype.type(0))
-    first = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
-    far = np.clip(source - first.astype(dtype), dtype.type(0), dtype.type(1))
+    first, far = _source_index(in_size, out_size, align_corners, scale_factor, dtype, cubic=False)
     second = first + (first < in_size - 1)
     return np.stack([first, second], 1), np.stack([dtype.type(1) - far, far], 1)
 
 
-def _antialias_taps(in_size, out_size, align_corners, scale_factor, dtype):
-    """PyTorch's antialiased bilinear weights (as PIL): a triangle filter stretched by the
-    scale when downsampling, over the input indices it covers, normalized to sum to 1."""
+def _source_index(in_size, out_size, align_corners, scale_factor, dtype, cubic):
+    """PyTorch's source index of each output index (area_pixel_compute_source_index and
+    guard_index_and_lambda): the input index at or before it, and the fraction past it."""
     scale = _scale(in_size, out_size, align_corners, scale_factor, dtype)
-    support = scale if scale >= 1 else dtype.type(1)
+    output = np.arange(out_size).astype(dtype)
+    if align_corners:
+        source = scale * output
+    else:
+        half = dtype.type(0.5)
+        source = scale * (output + half) - half
+        if not cubic:
+            source = np.maximum(source, dtype.type(0))
+    first = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+    fraction = np.clip(source - first.astype(dtype), dtype.type(0), dtype.type(1))
+    return first, fraction
+
+
+def _cubic_near(x, a):
+    """Keys' cubic convolution kernel for |x| <= 1 (PyTorch's cubic_convolution1)."""
+    return ((a + 2) * x - (a + 3)) * x * x + 1
+
+
+def _cubic_far(x, a):
+    """... and for 1 < |x| < 2 (cubic_convolution2)."""
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+
+@functools.lru_cache(maxsize=64)
+def _cubic_taps(in_size, out_size, align_corners, scale_factor, dtype):
+    """Bicubic (Keys, a = -0.75) over input indices first-1 .. first+2, clamped to the input,
+    as PyTorch."""
+    first, t = _source_index(in_size, out_size, align_corners, scale_factor, dtype, cubic=True)
+    a, one = dtype.type(-0.75), dtype.type(1)
+    weight = np.stack([_cubic_far(t + one, a), _cubic_near(t, a), _cubic_near(one - t, a),
+                       _cubic_far(one - t + one, a)], 1)
+    return np.clip(first[:, None] + np.arange(-1, 3), 0, in_size - 1), weight.astype(dtype)
+
+
+def _area_taps(in_size, out_size, align_corners, scale_factor, dtype):
+    """Adaptive average pooling: output o averages input [floor(o*in/out), ceil((o+1)*in/out))."""
+    output = np.arange(out_size)
+    start = output * in_size // out_size
+    count = -((output + 1) * in_size // -out_size) - start
+    taps = np.arange(int(count.max()) if out_size else 1)
+    index = np.minimum(start[:, None] + taps, in_size - 1)
+    weight = np.where(taps < count[:, None], (1 / count.astype(dtype))[:, None], 0)
+    return index, weight.astype(dtype)
+
+
+def _triangle(x):
+    return np.maximum(1 - np.abs(x), 0)
+
+
+def _keys_half(x):
+    """PIL's bicubic filter: Keys' kernel with a = -0.5."""
+    x, a = np.abs(x), x.dtype.type(-0.5)
+    return np.where(x < 1, _cubic_near(x, a), np.where(x < 2, _cubic_far(x, a), 0))
+
+
+@functools.lru_cache(maxsize=64)
+def _antialias_taps(in_size, out_size, align_corners, scale_factor, dtype, filter, width):
+    """PyTorch's antialiased weights (as PIL's): `filter` of support `width` / 2, stretched by
+    the scale when downsampling, over the input indices it covers, normalized to sum to 1."""
+    scale = _scale(in_size, out_size, align_corners, scale_factor, dtype)
+    support = dtype.type(width / 2) * (scale if scale >= 1 else dtype.type(1))
     inverse_scale = dtype.type(1) / scale if scale >= 1 else dtype.type(1)
     max_taps = int(np.ceil(support)) * 2 + 1
     half = dtype.type(0.5)
@@ -349,13 +429,21 @@ def _antialias_taps(in_size, out_size, align_corners, scale_factor, dtype):
                     - first, 0, max_taps)
     taps = np.arange(max_taps)
     index = first[:, None] + taps
-    distance = (index.astype(dtype) - center[:, None] + half) * inverse_scale
-    weight = np.maximum(dtype.type(1) - np.abs(distance), dtype.type(0))
+    weight = filter((index.astype(dtype) - center[:, None] + half) * inverse_scale).astype(dtype)
     weight[taps >= count[:, None]] = 0
     total = weight.sum(1, keepdims=True, dtype=dtype)
     weight = np.where(total != 0, weight / np.where(total != 0, total, 1), weight)
     # Taps beyond `count` have weight 0; their index only has to be a valid one.
     return np.minimum(index, in_size - 1), weight.astype(dtype)
+
+
+# Each mode's taps: taps(in_size, out_size, align_corners, scale_factor, opmath dtype).
+_TAPS = {"nearest": _nearest_taps, "nearest-exact": _nearest_exact_taps,
+         "linear": _linear_taps, "bilinear": _linear_taps, "trilinear": _linear_taps,
+         "bicubic": _cubic_taps}
+_ANTIALIAS_TAPS = {
+    "bilinear": lambda *args: _antialias_taps(*args, _triangle, 2),
+    "bicubic": lambda *args: _antialias_taps(*args, _keys_half, 4)}
 
 
 # --- channel dropout ---------------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_upsample_modules_match_torch(dtype):
 
 def test_interpolate_index_rules_over_many_sizes():
     """Torch's source indices and weights (nearest and nearest-exact exactly) for sizes and
-    scale factors that hit the rules' edges, in both dtypes, by one shared input per size."""
+    scale factors that hit the rules' edges, in both dtypes, every mode."""
     for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
         for in_size in (1, 2, 3, 5, 7):
             x = RNG.standard_normal((1, 2, in_size)).astype(dtype)
@@ -83,15 +83,19 @@ def test_interpolate_index_rules_over_many_sizes():
                 exact = kwargs["mode"] != "linear"
                 np.testing.assert_allclose(actual, expected, rtol=0 if exact else tol,
                                            atol=0 if exact else tol, err_msg=str(kwargs))
-        # antialiased bilinear: downsampling by several ratios, upsampling, align_corners
+        # bicubic, antialiased bilinear and bicubic, area: downsampling by several ratios,
+        # upsampling, align_corners
         x = RNG.standard_normal((1, 2, 9, 11)).astype(dtype)
         for size, align in [((4, 3), False), ((2, 5), True), ((1, 1), False), ((9, 20), False),
-                            ((5, 11), True)]:
-            expected = torch.nn.functional.interpolate(torch.tensor(x), size=size, mode="bilinear",
-                                                       antialias=True, align_corners=align).numpy()
-            actual = F.interpolate(nbgrad.tensor(x), size=size, mode="bilinear", antialias=True,
-                                   align_corners=align).numpy()
-            np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol, err_msg=str(size))
+                            ((5, 11), True), ((13, 7), False)]:
+            for kwargs in (dict(mode="bilinear", antialias=True), dict(mode="bicubic"),
+                           dict(mode="bicubic", antialias=True), dict(mode="area")):
+                if kwargs["mode"] != "area":
+                    kwargs["align_corners"] = align
+                expected = torch.nn.functional.interpolate(torch.tensor(x), size, **kwargs).numpy()
+                actual = F.interpolate(nbgrad.tensor(x), size, **kwargs).numpy()
+                np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol,
+                                           err_msg=f"{size} {kwargs}")
 
 
 def test_nearest_gradient_is_the_forward_transposed():

@@ -590,8 +590,8 @@ TABLE = [
         (2, 4, 5, 4), (6, 2, 2, 3), tol32=REDUCE32),
     row("conv2d_1x1_unbatched", lambda L, x, w: L.nn.functional.conv2d(x, w), (3, 4, 5), (2, 3, 1, 1),
         tol32=REDUCE32),
-    # ---- padding and resizing (F.pad: pad_constant and take; F.interpolate: take and
-    # resample): crops by negative pads, a transposed input, every mode once
+    # ---- padding and resizing (F.pad: pad_constant and resample; F.interpolate: resample):
+    # crops by negative pads, a transposed input, every mode once
     row("pad_constant", lambda L, x: L.nn.functional.pad(x, (1, 2, -1, 1), value=1.5), (2, 3, 4)),
     row("pad_reflect_replicate", lambda L, x: L.nn.functional.pad(x, (2, 1, 1, 2), mode="reflect")
         + L.nn.functional.pad(x, (2, 1, 1, 2), mode="replicate"), (2, 3, 4)),
@@ -609,6 +609,10 @@ TABLE = [
         x.transpose(2, 3), size=(5, 3), mode="bilinear"), (1, 2, 3, 4), tol32=REDUCE32),
     row("interpolate_bilinear_antialias", lambda L, x: L.nn.functional.interpolate(
         x, scale_factor=0.5, mode="bilinear", antialias=True), (1, 2, 5, 7), tol32=REDUCE32),
+    row("interpolate_bicubic", lambda L, x: L.nn.functional.interpolate(
+        x, size=(5, 3), mode="bicubic", align_corners=True), (1, 2, 3, 4), tol32=REDUCE32),
+    row("interpolate_area", lambda L, x: L.nn.functional.interpolate(x, scale_factor=0.6, mode="area"),
+        (1, 2, 5, 7), tol32=REDUCE32),
     # ---- pooling (one window kernel; the 1-D forms are the 2-D primitives, SqueezeBackward1):
     # torch's choice of maximum among ties, -inf and NaN with ceil_mode, padding and the
     # indices; dilation; an average without the padding in its count; overlapping adaptive
