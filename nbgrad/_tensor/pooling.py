@@ -10,10 +10,15 @@ in `TORCH_LEVEL`.
 import numpy as np
 
 from ..ops import PRIMITIVES
+from ..ops.pooling import output_size
 from .dispatch import dispatch
 from .reductions import mean
 
 _ONE_D = "SqueezeBackward1"
+
+
+# Where each argument is in PyTorch's signatures (its TypeError names the position).
+_POSITIONS = {"kernel_size": 2, "output_size": 2, "stride": 3, "padding": 4, "dilation": 5}
 
 
 def _ints(value, count, function, argument):
@@ -21,8 +26,8 @@ def _ints(value, count, function, argument):
     with PyTorch's errors."""
     values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
-        raise TypeError(f"{function}(): argument '{argument}' must be tuple of ints, not "
-                        f"{type(value).__name__}")
+        raise TypeError(f"{function}(): argument '{argument}' (position {_POSITIONS[argument]}) "
+                        f"must be tuple of ints, not {type(value).__name__}")
     if len(values) == 1:
         values *= count
     if len(values) != count:
@@ -65,8 +70,35 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                      return_indices)
 
 
+def _check_max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode):
+    """max_pool1d's own checks and messages (PyTorch's max_pool1d without indices)."""
+    if input.ndim not in (2, 3) or 0 in input.shape[input.ndim - 2:]:
+        raise RuntimeError(f"max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim "
+                           f"batch size for input, but got:{list(input.shape)}")
+    (kernel,) = _ints(kernel_size, 1, "max_pool1d", "kernel_size")
+    no_stride = stride is None or isinstance(stride, (tuple, list)) and not stride
+    (step,) = (kernel,) if no_stride else _ints(stride, 1, "max_pool1d", "stride")
+    (pad,) = _ints(padding, 1, "max_pool1d", "padding")
+    (spacing,) = _ints(dilation, 1, "max_pool1d", "dilation")
+    for value, what in ((kernel, "kernel_size"), (step, "stride")):
+        if value <= 0:
+            raise RuntimeError(f"max_pool1d() {what} must be greater than zero, but got {value}")
+    if pad < 0:
+        raise RuntimeError(f"max_pool1d() padding must be non-negative, but got {pad}")
+    if pad > kernel // 2:
+        raise RuntimeError(f"max_pool1d() padding should be at most half of kernel size, but got "
+                           f"padding={pad} and kernel_size={kernel}")
+    if spacing <= 0:
+        raise RuntimeError(f"max_pool1d() dilation must be greater than zero, but got {spacing}")
+    size = output_size(input.shape[-1], kernel, step, pad, spacing, bool(ceil_mode))
+    if size <= 0:
+        raise RuntimeError(f"max_pool1d() Invalid computed output size: {size}")
+
+
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
+    if not return_indices:
+        _check_max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode)
     return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
                      return_indices)
 
@@ -104,6 +136,9 @@ def _output_size(function, ndim, input, output_size):
             raise ValueError(f"Input dimension should be at least {len(entries) + 1}")
         entries = tuple(input.shape[input.ndim - len(entries) + i] if size is None else size
                         for i, size in enumerate(entries))
+    if ndim == 2 and isinstance(output_size, (tuple, list)) and len(entries) != 2:
+        raise RuntimeError("adaptive_avg_pool2d: output_size must be 2" if "avg" in function else
+                           "adaptive_max_pool2d(): internal error: output_size.size() must be 2")
     sizes = _ints(entries if len(entries) > 1 else entries[0], ndim, function, "output_size")
     if min(sizes) < 0:
         if function.startswith("adaptive_avg"):

@@ -231,22 +231,33 @@ def _check_dtype(kind, x):
 
 
 def _check_rank(kind, shape, ndim, adaptive):
-    """PyTorch's errors for a wrong rank or an empty non-batch dim."""
-    rank_ok = len(shape) in (ndim + 1, ndim + 2)
+    """PyTorch's errors for a wrong rank or an empty non-batch dim (each op has its own)."""
+    rank = len(shape)
+    rank_ok = rank in (ndim + 1, ndim + 2)
+    if ndim == 1 and kind != "max_pool1d" and not rank_ok:
+        raise RuntimeError(f"Expected 2 to 3 dimensions, but got {rank}-dimensional tensor for "
+                           f"argument #1 'self' (while checking arguments for {kind})")
     if adaptive:
         if not rank_ok:
-            raise RuntimeError(f"{kind}(): Expected {ndim + 1}D or {ndim + 2}D tensor, but got "
-                               f"{list(shape)}")
-        for d in range(1 if len(shape) == ndim + 2 else 0, len(shape)):
+            colon = ":" if kind == "adaptive_max_pool2d" else ""
+            raise RuntimeError(f"{kind}(): Expected 3D or 4D tensor, but got{colon} {list(shape)}")
+        for d in range(1 if rank == ndim + 2 else 0, rank):
             # NOTE: PyTorch's adaptive average pooling allows an empty channel dim.
-            if shape[d] == 0 and not (kind == "adaptive_avg_pool2d" and d == len(shape) - 3):
+            if shape[d] == 0 and not (kind == "adaptive_avg_pool2d" and d == rank - 3):
                 raise RuntimeError(f"{kind}(): Expected input to have non-zero size for non-batch "
                                    f"dimensions, but input has sizes {list(shape)} with dimension "
                                    f"{d} being empty")
         return
-    if not rank_ok or 0 in shape[len(shape) - ndim - 1:]:
-        raise RuntimeError(f"Expected {ndim + 1}D or {ndim + 2}D (batch mode) tensor with optional 0 "
-                           f"dim batch size for input, but got:{list(shape)}")
+    if kind == "avg_pool2d" and rank < 3:
+        # (PyTorch reads the channel dim before it checks the rank)
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-max(rank, 1)}, "
+                         f"{max(rank, 1) - 1}], but got -3)")
+    if kind == "max_pool2d" and not rank_ok:
+        raise RuntimeError("non-empty 3D or 4D (batch mode) tensor expected for input")
+    if not rank_ok or 0 in shape[rank - ndim - 1:]:
+        prefix = "max_pool1d: " if kind == "max_pool1d" else ""
+        raise RuntimeError(f"{prefix}Expected {ndim + 1}D or {ndim + 2}D (batch mode) tensor with "
+                           f"optional 0 dim batch size for input, but got:{list(shape)}")
 
 
 def _check_sliding(kernel, stride, padding, dilation):

@@ -129,3 +129,57 @@ def test_top_level_forms_take_torchs_arguments():
         torch.max_pool2d(torch.ones(1, 2, 4, 4), 2, return_indices=True)
     assert isinstance(nbgrad.adaptive_max_pool1d(x[0], 2), tuple)
     assert not isinstance(nbgrad.nn.functional.adaptive_max_pool1d(x[0], 2), tuple)
+
+
+def _ones(L, *shape):
+    return L.ones(*shape, requires_grad=True)
+
+
+# Bad calls (tests/test_bad_inputs.py runs the same kinds in subprocesses, in each mode, for
+# the error type): the message must be torch's too.
+BAD_CALLS = {
+    "pad_above_half_kernel": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 2, 4, 4), 2, padding=2),
+    "pad_above_half_undilated_kernel": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 1, 5, 5), 2, 1, 2, 3),
+    "kernel_larger_than_input": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 2, 4, 4), 5),
+    "dilated_output_too_small": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 1, 2, 2), 3, padding=1,
+                                                                     dilation=2),
+    "max_rank": lambda L: L.nn.functional.max_pool2d(_ones(L, 4, 4), 2),
+    "max_empty_channels": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 0, 4, 4), 2),
+    "stride_zero": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 2, 4, 4), 2, stride=0),
+    "negative_kernel": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 2, 4, 4), -1),
+    "negative_stride": lambda L: L.nn.functional.avg_pool2d(_ones(L, 1, 2, 4, 4), 2, -1),
+    "zero_dilation": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 2, 4, 4), 2, 1, 0, 0, return_indices=True),
+    "negative_padding": lambda L: L.nn.functional.avg_pool2d(_ones(L, 1, 2, 4, 4), 2, 1, -1),
+    "three_kernel_sizes": lambda L: L.nn.functional.max_pool2d(_ones(L, 1, 2, 4, 4), (2, 2, 2)),
+    "float_kernel": lambda L: L.nn.functional.avg_pool2d(_ones(L, 1, 2, 4, 4), 2.0),
+    "bool_input": lambda L: L.nn.functional.max_pool2d(L.ones(1, 1, 4, 4, dtype=L.bool), 2),
+    "avg_rank": lambda L: L.nn.functional.avg_pool2d(_ones(L, 4, 4), 2),
+    "avg_rank_5": lambda L: L.nn.functional.avg_pool2d(_ones(L, 1, 1, 1, 4, 4), 2),
+    "divisor_zero": lambda L: L.nn.functional.avg_pool2d(_ones(L, 1, 2, 4, 4), 2, divisor_override=0),
+    "avg_pool1d_rank": lambda L: L.nn.functional.avg_pool1d(_ones(L, 4), 2),
+    "avg_pool1d_kernel_larger_than_input": lambda L: L.nn.functional.avg_pool1d(_ones(L, 1, 2, 4), 5),
+    "max_pool1d_rank": lambda L: L.nn.functional.max_pool1d(_ones(L, 1, 2, 4, 4), 2),
+    "max_pool1d_padding": lambda L: L.nn.functional.max_pool1d(_ones(L, 1, 2, 4), 2, padding=2),
+    "max_pool1d_output_size": lambda L: L.nn.functional.max_pool1d(_ones(L, 1, 2, 4), 5),
+    "max_pool1d_stride": lambda L: L.nn.functional.max_pool1d(_ones(L, 1, 2, 4), 2, -1),
+    "max_pool1d_indices_padding": lambda L: L.nn.functional.max_pool1d(_ones(L, 1, 2, 4), 2, 1, 2,
+                                                                       return_indices=True),
+    "adaptive_avg_negative_size": lambda L: L.nn.functional.adaptive_avg_pool2d(_ones(L, 1, 2, 4, 4), -1),
+    "adaptive_max_negative_size": lambda L: L.nn.functional.adaptive_max_pool2d(_ones(L, 1, 2, 4, 4), -1),
+    "adaptive_avg_three_sizes": lambda L: L.nn.functional.adaptive_avg_pool2d(_ones(L, 1, 2, 4, 4), (1, 2, 3)),
+    "adaptive_max_rank": lambda L: L.nn.functional.adaptive_max_pool2d(_ones(L, 4, 4), 2),
+    "adaptive_avg_empty_dim": lambda L: L.nn.functional.adaptive_avg_pool2d(_ones(L, 1, 2, 0, 4), 2),
+    "adaptive_max_pool1d_two_sizes": lambda L: L.nn.functional.adaptive_max_pool1d(_ones(L, 1, 2, 4), (2, 2)),
+    "adaptive_avg_pool1d_rank": lambda L: L.nn.functional.adaptive_avg_pool1d(_ones(L, 4), 2),
+    "adaptive_none_of_1d": lambda L: L.nn.functional.adaptive_avg_pool2d(_ones(L, 4), (1, None)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CALLS))
+def test_bad_call_raises_torchs_error(name):
+    errors = []
+    for L in (torch, nbgrad):
+        with pytest.raises(Exception) as caught:
+            BAD_CALLS[name](L)
+        errors.append((type(caught.value).__name__, str(caught.value).splitlines()[0]))
+    assert errors[1] == errors[0]
