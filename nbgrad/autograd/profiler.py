@@ -38,7 +38,8 @@ class _State:
         self.record_shapes = False
         self.with_stack = False
         # The active profile's raw events: (name, start ns, end ns, input shapes, thread,
-        # stack, category); a name is a string or (primitive, grad_fn name) of an op.
+        # stack, category, record_function args); a name is a string or (primitive, grad_fn
+        # name) of an op.
         self.events = None
 
 
@@ -52,41 +53,35 @@ def _stack():
             if not os.path.abspath(frame.filename).startswith(_PACKAGE)]
 
 
-def _record(events, name, started, shapes, category):
-    events.append((name, started, clock(), shapes, threading.get_native_id(),
-                   _stack() if state.with_stack else None, category))
+def _record(events, name, started, arrays=(), category="cpu_op", args=None):
+    """Add the event `name` that ran from `started` (a `clock()`) until now, on `arrays`, to
+    `events` (a profile's; nothing if None: the profile has ended)."""
+    if events is not None:
+        events.append((name, started, clock(),
+                       [list(array.shape) for array in arrays] if state.record_shapes else None,
+                       threading.get_native_id(), _stack() if state.with_stack else None,
+                       category, args))
 
 
 def op_ran(prim, grad_fn_name, arrays, started):
     """A call of primitive `prim` on `arrays` (whose node is `grad_fn_name`, None for the
-    row's) ran from `started` (a `clock()`) until now."""
-    events = state.events
-    if events is not None:
-        shapes = [list(array.shape) for array in arrays] if state.record_shapes else None
-        _record(events, (prim, grad_fn_name), started, shapes, "cpu_op")
+    row's) ran from `started` until now."""
+    _record(state.events, (prim, grad_fn_name), started, arrays)
 
 
 def vjp_ran(node, grad, started):
     """`node`'s VJP of gradient `grad` ran from `started` until now."""
-    events = state.events
-    if events is not None:
-        _record(events, type(node).__name__, started,
-                [list(grad.shape)] if state.record_shapes else None, "cpu_op")
+    _record(state.events, type(node).__name__, started, (grad,))
 
 
 def node_ran(node, started):
     """Backward evaluated `node` (its VJP and the fitting of its gradients) from `started`."""
-    events = state.events
-    if events is not None:
-        _record(events, f"autograd::engine::evaluate_function: {type(node).__name__}", started,
-                None, "cpu_op")
+    _record(state.events, f"autograd::engine::evaluate_function: {type(node).__name__}", started)
 
 
 def fused_ran(label, started):
     """A fused kernel (of the step `label` names) ran from `started` until now."""
-    events = state.events
-    if events is not None:
-        _record(events, label, started, None, "fused")
+    _record(state.events, label, started, category="fused")
 
 
 # PyTorch's op names come from the grad_fn names (MmBackward0 is aten::mm's node,
@@ -131,8 +126,8 @@ class record_function(contextlib.ContextDecorator):
         return self
 
     def __exit__(self, *exc):
-        if self._events is not None:
-            _record(self._events, self.name, self._started, None, "user_annotation")
+        _record(self._events, self.name, self._started, category="user_annotation",
+                args=self.args)
         self._events = None
         return False
 
@@ -187,7 +182,7 @@ class FunctionEvent(_Times):
     count = 1
 
     def __init__(self, id, name, trace_name, start_us, end_us, thread, input_shapes, stack,
-                 category):
+                 category, args):
         self.id = id
         self.name = name
         self.trace_name = trace_name
@@ -196,6 +191,7 @@ class FunctionEvent(_Times):
         self.input_shapes = input_shapes
         self.stack = stack
         self.category = category
+        self.args = args  # a record_function's
         self.cpu_children = []
         self.cpu_parent = None
 
@@ -304,6 +300,8 @@ class EventList(list):
                 args["Input Dims"] = event.input_shapes
             if event.stack:
                 args["Call stack"] = ";".join(event.stack)
+            if event.args is not None:
+                args["Record function args"] = event.args
             trace.append({"ph": "X", "cat": event.category, "name": event.trace_name,
                           "pid": pid, "tid": event.thread, "ts": event.time_range.start,
                           "dur": event.time_range.elapsed_us(), "args": args})
@@ -321,11 +319,11 @@ def _events(raw, origin):
     thread (PyTorch's rule: a range inside another is its child)."""
     ordered = sorted(raw, key=lambda event: (event[1], -event[2]))
     events = EventList()
-    for index, (name, start, end, shapes, thread, stack, category) in enumerate(ordered):
+    for index, (name, start, end, shapes, thread, stack, category, args) in enumerate(ordered):
         trace_name = name if type(name) is str else _op_name(*name)
         events.append(FunctionEvent(index, _STEP.sub("ProfilerStep*", trace_name), trace_name,
                                     (start - origin) / 1e3, (end - origin) / 1e3, thread,
-                                    shapes or [], stack or [], category))
+                                    shapes or [], stack or [], category, args))
     for _, thread_events in itertools.groupby(sorted(events, key=lambda e: e.thread),
                                               key=lambda e: e.thread):
         open_events = []

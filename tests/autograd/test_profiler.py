@@ -160,7 +160,7 @@ def test_chrome_trace_has_the_fields_perfetto_reads(tmp_path):
 def _nested_ranges(lib):
     x = lib.ones(3)
     with lib.autograd.profiler.profile() as prof:
-        with lib.autograd.profiler.record_function("outer"):
+        with lib.autograd.profiler.record_function("outer", "some args"):
             with lib.profiler.record_function("inner"):
                 x.exp()
             x.sin()
@@ -181,6 +181,16 @@ def test_record_function_ranges_nest_as_torchs():
     assert ours == expected[0] == [("outer", None), ("inner", "outer"), ("aten::exp", "inner"),
                                    ("aten::sin", "outer")]
     assert theirs == expected[1] == [("decorated", None), ("aten::cos", "decorated")]
+
+
+def test_record_function_args_are_in_the_trace(tmp_path):
+    with nbgrad.autograd.profiler.profile() as prof:
+        with nbgrad.profiler.record_function("range", "lr=0.1"):
+            pass
+    prof.export_chrome_trace(str(tmp_path / "trace.json"))
+    event, = [e for e in json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+              if e["ph"] == "X"]
+    assert event["name"] == "range" and event["args"]["Record function args"] == "lr=0.1"
 
 
 def test_nothing_is_recorded_when_not_enabled():
