@@ -68,9 +68,10 @@ def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batche
     towards the batch's mean and unbiased variance by `momentum`, or by 1 / batches when
     `cumulative`), else the running ones."""
     count = x.shape[0] * x.shape[2]
-    update = training and running_mean.size > 0
+    # As PyTorch: an empty batch leaves the running statistics as they are.
+    update = training and running_mean.size > 0 and count > 0
     factor = momentum
-    if update and batches.size > 0:
+    if training and batches.size > 0:
         batches[0] += 1
         if cumulative:
             factor = 1.0 / batches[0]

@@ -103,6 +103,17 @@ def test_eval_without_running_statistics_uses_the_batch():
     assert_close(outs[1], outs[0], *STATE_TOL)
 
 
+def test_empty_batch_counts_but_leaves_running_statistics():
+    states = []
+    for L in (torch, nbgrad):
+        module = L.nn.BatchNorm1d(3)
+        x = L.zeros(0, 3).requires_grad_()
+        module(x).sum().backward()
+        assert tuple(x.grad.shape) == (0, 3)
+        states.append(_state(module))
+    _assert_same_state(states[1], states[0], "after an empty batch")
+
+
 def test_load_a_torch_checkpoint(tmp_path):
     """A state_dict that torch.save wrote, read by nbgrad.load, loads into nbgrad's modules
     (trained running statistics and count included) and gives torch's eval output."""
