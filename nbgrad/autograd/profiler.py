@@ -285,6 +285,20 @@ class EventList(list):
         return _table(self, sort_by, row_limit, max_src_column_width, max_name_column_width,
                       max_shapes_column_width, header, top_level_events_only, time_unit)
 
+    def export_stacks(self, path, metric="self_cpu_time_total"):
+        """Write each event's stack (with_stack) and its `metric` in microseconds, one line
+        each, as flame-graph tools read them (PyTorch's format)."""
+        if metric not in _STACK_METRICS:
+            raise ValueError("metric should be one of: " + str(list(_STACK_METRICS)))
+        blanks = str.maketrans(" ;\t\n", "____")
+        with open(path, "w") as file:
+            for event in self:
+                value = getattr(event, metric.replace("cuda", "device").replace("xpu", "device")
+                                .replace("privateuse1", "device"))
+                if event.stack and int(value) > 0:
+                    frames = ";".join(entry.translate(blanks) for entry in reversed(event.stack))
+                    file.write(f"{frames} {int(value)}\n")
+
     def export_chrome_trace(self, path):
         """Write the events in the Chrome trace-event format (chrome://tracing, Perfetto);
         gzipped if `path` ends with .gz (as torch.profiler writes it)."""
@@ -310,6 +324,8 @@ class EventList(list):
                        "traceName": str(path)}, file)
 
 
+_STACK_METRICS = ("self_cpu_time_total", "self_cuda_time_total", "self_xpu_time_total",
+                  "self_privateuse1_time_total")
 # "ProfilerStep#3" is one of the steps of torch.profiler.profile: averaged as "ProfilerStep*".
 _STEP = re.compile(r"ProfilerStep#\d+")
 
@@ -473,11 +489,14 @@ class profile:
         state.enabled = True
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc_value, exc_tb):
         if not self.enabled:
             return False
         try:
-            mode.run_pending()
+            if exc_type is None:
+                # NOTE: not after an error: a pending op that raised would raise again here,
+                # in place of the error the user should see.
+                mode.run_pending()
         finally:
             raw = state.events
             state.enabled = False
@@ -502,6 +521,10 @@ class profile:
     def export_chrome_trace(self, path):
         self._check_finish()
         self.function_events.export_chrome_trace(path)
+
+    def export_stacks(self, path, metric="self_cpu_time_total"):
+        self._check_finish()
+        self.function_events.export_stacks(path, metric)
 
     def key_averages(self, group_by_input_shape=False, group_by_stack_n=0):
         self._check_finish()

@@ -170,3 +170,6 @@ class profile:
 
     def export_chrome_trace(self, path):
         self._finished().export_chrome_trace(path)
+
+    def export_stacks(self, path, metric="self_cpu_time_total"):
+        self._finished().export_stacks(path, metric)

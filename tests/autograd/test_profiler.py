@@ -278,13 +278,24 @@ def test_schedule_and_steps_as_torchs():
         [[("ProfilerStep*", 2), ("aten::exp", 2)]] * 2
 
 
-def test_with_stack_and_refused_options():
+def _stacks(path):
     x = nbgrad.ones(2)
-    with nbgrad.autograd.profiler.profile(with_stack=True) as prof:
+    with nbgrad.profiler.profile(with_stack=True) as prof:
         x.exp()
-    event, = prof.function_events
-    assert __file__ in event.stack[0] and "test_with_stack_and_refused_options" in event.stack[0]
-    assert "Source Location" in prof.key_averages(group_by_stack_n=2).table().splitlines()[1]
+    prof.export_stacks(str(path))
+    return prof.key_averages(group_by_stack_n=2).table().splitlines()[1], path.read_text()
+
+
+def test_with_stack_and_refused_options(tmp_path):
+    # NOTE: not against torch 2.13, whose with_stack records Python calls as events of their
+    # own and leaves the ops' stacks empty; nbgrad's events keep the user's stack, as the
+    # table's "Source Location" column and export_stacks' lines (torch's formats) show it.
+    header, stacks = _stacks(tmp_path / "stacks.txt")
+    assert re.split(r"\s{2,}", header.strip())[-1] == "Source Location"
+    # One line: the frames (outermost first, ';'-separated) and the self time in us.
+    frames, self_us = stacks.strip().rsplit(" ", 1)
+    assert int(self_us) >= 0 and stacks.count("\n") == 1
+    assert frames.split(";")[-1].startswith(f"{__file__}(") and frames.endswith("_stacks")
     with pytest.raises(NotImplementedError, match="profile_memory=True"):
         nbgrad.profiler.profile(profile_memory=True)
     with pytest.raises(NotImplementedError, match="CUDA"):
@@ -293,6 +304,11 @@ def test_with_stack_and_refused_options():
         with pytest.raises(RuntimeError, match="do not nest"):
             with nbgrad.autograd.profiler.profile():
                 pass
+    # An error inside a profile is the one the user sees, and the profile ends.
+    with pytest.raises(RuntimeError, match="shape"):
+        with nbgrad.autograd.profiler.profile() as prof:
+            nbgrad.ones(2, requires_grad=True) + nbgrad.ones(3)
+    assert not nbgrad.autograd.profiler.state.enabled and prof.function_events == []
 
 
 def _recursive_ranges(lib, directory):
