@@ -293,8 +293,7 @@ class EventList(list):
         blanks = str.maketrans(" ;\t\n", "____")
         with open(path, "w") as file:
             for event in self:
-                value = getattr(event, metric.replace("cuda", "device").replace("xpu", "device")
-                                .replace("privateuse1", "device"))
+                value = getattr(event, _device_named(metric))
                 if event.stack and int(value) > 0:
                     frames = ";".join(entry.translate(blanks) for entry in reversed(event.stack))
                     file.write(f"{frames} {int(value)}\n")
@@ -322,6 +321,13 @@ class EventList(list):
         with (gzip.open if str(path).endswith(".gz") else open)(path, "wt") as file:
             json.dump({"schemaVersion": 1, "displayTimeUnit": "ms", "traceEvents": trace,
                        "traceName": str(path)}, file)
+
+
+def _device_named(attribute):
+    """An event's attribute named for a device (cuda_time_total) by PyTorch's generic name."""
+    for device in ("cuda", "xpu", "privateuse1"):
+        attribute = attribute.replace(device, "device")
+    return attribute
 
 
 _STACK_METRICS = ("self_cpu_time_total", "self_cuda_time_total", "self_xpu_time_total",
@@ -367,7 +373,7 @@ def _table(events, sort_by, row_limit, max_src_column_width, max_name_column_wid
     if not events:
         return ""
     if sort_by is not None:
-        events = sorted(events, key=lambda event: getattr(event, sort_by.replace("cuda", "device")),
+        events = sorted(events, key=lambda event: getattr(event, _device_named(sort_by)),
                         reverse=True)
     has_shapes = any(event.input_shapes for event in events)
     stacks = [event.stack for event in events if event.stack]

@@ -126,6 +126,9 @@ def test_averages_and_totals():
     # Self times add up to the outermost range's time (every event is inside "step").
     step = [e for e in events if e.name == "step"][0]
     assert events.self_cpu_time_total == pytest.approx(step.cpu_time_total)
+    # Sorting by a device's time (tutorials written for a GPU) sorts by zeros, as torch's on a CPU.
+    for lib_prof in (prof, _profile_step(torch)):
+        assert lib_prof.key_averages().table(sort_by="cuda_time_total").count("\n") > 5
     by_shape = prof.key_averages(group_by_input_shape=True)
     assert sorted(str(a.input_shapes) for a in by_shape if a.key == "aten::linear") == \
         ["[[5, 4], [8, 4], [8]]", "[[5, 8], [3, 8], [3]]"]
