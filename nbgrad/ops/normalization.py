@@ -4,8 +4,9 @@ Each is a primitive rather than a composite of mean, var, sub and mul:
 - numerical stability: the statistics are accumulated in float64 in two passes (the mean,
   then the squared deviations from it), as PyTorch's CPU kernels accumulate float32 in
   double; a composite in float32 would round the variance;
-- speed: a forward is three passes over each channel (or group) and a backward three, with
-  no full-size temporaries, where the composite makes about ten of them and as many kernel
+- speed: a forward is three passes over each channel (or group) and a backward three (the
+  statistics again, from the saved input: a primitive has one output), with no full-size
+  temporaries, where the composite makes about ten of them and as many kernel
   calls (ResNet-18 has a BatchNorm after every convolution); PyTorch's grad_fn names
   (NativeBatchNormBackward0, ...) come with it;
 - batch_norm's running statistics (and `num_batches_tracked`) are updated in place by its
@@ -15,9 +16,7 @@ Each is a primitive rather than a composite of mean, var, sub and mul:
   buffers are inputs of the op, so the fused step reads and writes them at call time).
 
 Absent optional inputs (weight, bias, running statistics, num_batches_tracked) are
-zero-size arrays, so each kernel has one signature per dtype. The backward kernels compute
-the statistics again from the saved input (one pass more than reading saved ones: a
-primitive has one output).
+zero-size arrays, so each kernel has one signature per dtype.
 """
 import numba
 import numpy as np
@@ -45,19 +44,42 @@ def _affine(alpha, mean, bias, channel, out):
 # batch_norm on x as (N, C, S): statistics per channel over N and S.
 
 @_jit
-def _channel_statistics(x, c):
-    """(mean, sum of squared deviations) of channel `c` of x (N, C, S), in float64."""
+def _channel_mean(x, c):
+    """The mean of channel `c` of x (N, C, S), in float64."""
     total = 0.0
     for n in range(x.shape[0]):
         for s in range(x.shape[2]):
             total += x[n, c, s]
-    mean = total / (x.shape[0] * x.shape[2])
+    return total / (x.shape[0] * x.shape[2])
+
+
+@_jit
+def _channel_statistics(x, c):
+    """(mean, sum of squared deviations) of channel `c` of x (N, C, S), in float64."""
+    mean = _channel_mean(x, c)
     squares = 0.0
     for n in range(x.shape[0]):
         for s in range(x.shape[2]):
             d = x[n, c, s] - mean
             squares += d * d
     return mean, squares
+
+
+@_jit
+def _channel_gradient_sums(x, g, c, mean):
+    """(sum of squared deviations, sum of g, sum of g (x - mean)) over channel `c` of x and
+    g (N, C, S), in one pass, in float64."""
+    squares = 0.0
+    sum_g = 0.0
+    dot = 0.0
+    for n in range(x.shape[0]):
+        for s in range(x.shape[2]):
+            d = x[n, c, s] - mean
+            gi = g[n, c, s]
+            squares += d * d
+            sum_g += gi
+            dot += gi * d
+    return squares, sum_g, dot
 
 
 @_jit
@@ -99,19 +121,12 @@ def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training
     it is not empty (a gradient not asked for)."""
     count = x.shape[0] * x.shape[2]
     for c in range(x.shape[1]):
+        mean = _channel_mean(x, c) if training else np.float64(running_mean[c])
+        squares, sum_g, dot = _channel_gradient_sums(x, g, c, mean)
         if training:
-            mean, squares = _channel_statistics(x, c)
             invstd = 1.0 / np.sqrt(squares / count + eps)
         else:
-            mean = np.float64(running_mean[c])
             invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
-        sum_g = 0.0
-        dot = 0.0  # sum of g * (x - mean)
-        for n in range(x.shape[0]):
-            for s in range(x.shape[2]):
-                gi = g[n, c, s]
-                sum_g += gi
-                dot += gi * (x[n, c, s] - mean)
         if grad_weight.size:
             grad_weight[c] = dot * invstd
         if grad_bias.size:
@@ -140,11 +155,17 @@ def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training
 # weight and bias per channel (g * channels per group + k // S).
 
 @_jit
-def _group_statistics(x, n, g):
+def _group_mean(x, n, g):
     total = 0.0
     for k in range(x.shape[2]):
         total += x[n, g, k]
-    mean = total / x.shape[2]
+    return total / x.shape[2]
+
+
+@_jit
+def _group_statistics(x, n, g):
+    """(mean, sum of squared deviations) of group (n, g) of x (N, G, K), in float64."""
+    mean = _group_mean(x, n, g)
     squares = 0.0
     for k in range(x.shape[2]):
         d = x[n, g, k] - mean
@@ -173,10 +194,11 @@ def group_norm_backward_kernel(x, g, weight, per_group, eps, grad_x, grad_weight
     channels = x.shape[1] * per_group
     sums_w = np.zeros(channels)  # float64 sums over the batch
     sums_b = np.zeros(channels)
+    channel_dots = np.empty(per_group)  # per channel of a group: sum of g (x - mean)
     for n in range(x.shape[0]):
         for gr in range(x.shape[1]):
-            mean, squares = _group_statistics(x, n, gr)
-            invstd = 1.0 / np.sqrt(squares / x.shape[2] + eps)
+            mean = _group_mean(x, n, gr)
+            squares = 0.0
             sum_gw = 0.0  # sums of g * weight, and of g * weight * (x - mean)
             dot = 0.0
             for j in range(per_group):
@@ -185,13 +207,18 @@ def group_norm_backward_kernel(x, g, weight, per_group, eps, grad_x, grad_weight
                 part_g = 0.0
                 part_dot = 0.0
                 for k in range(j * size, (j + 1) * size):
+                    d = x[n, gr, k] - mean
                     gi = g[n, gr, k]
+                    squares += d * d
                     part_g += gi
-                    part_dot += gi * (x[n, gr, k] - mean)
+                    part_dot += gi * d
                 sums_b[channel] += part_g
-                sums_w[channel] += part_dot * invstd
+                channel_dots[j] = part_dot
                 sum_gw += part_g * w
                 dot += part_dot * w
+            invstd = 1.0 / np.sqrt(squares / x.shape[2] + eps)
+            for j in range(per_group):
+                sums_w[gr * per_group + j] += channel_dots[j] * invstd
             if grad_x.size:
                 # dx = (g w - mean(g w) - (x - mean) k) * invstd, k = mean(g w (x - mean))
                 # invstd^2, in float64 (as batch_norm's).
