@@ -321,6 +321,7 @@ BAD = {
     "batch_norm_momentum_none": lambda L: F(L).batch_norm(_x(L, 2, 3), L.zeros(3), L.ones(3),
                                                           training=True, momentum=None),
     "layer_norm_shape_mismatch": lambda L: F(L).layer_norm(_x(L, 2, 3, 4), (3,)),
+    "layer_norm_int_shape": lambda L: F(L).layer_norm(_x(L, 2, 4), 4),
     "layer_norm_weight_mismatch": lambda L: F(L).layer_norm(_x(L, 2, 4), (4,), _x(L, 3)),
     "group_norm_channels_not_divisible": lambda L: F(L).group_norm(_x(L, 2, 4), 3),
     "group_norm_module_channels_not_divisible": lambda L: L.nn.GroupNorm(4, 6),

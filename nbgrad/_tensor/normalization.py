@@ -124,9 +124,9 @@ def batch_norm(input, weight, bias, running_mean, running_var, training, momentu
 
 def functional_layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     """torch.nn.functional.layer_norm."""
-    if isinstance(normalized_shape, numbers.Integral):
-        # NOTE: PyTorch's argument parser takes an int for a list of ints.
-        normalized_shape = (normalized_shape,)
+    if not isinstance(normalized_shape, (tuple, list)):
+        raise TypeError(f"layer_norm(): argument 'normalized_shape' (position 2) must be tuple "
+                        f"of ints, not {type(normalized_shape).__name__}")
     shape = tuple(int(extent) for extent in normalized_shape)
     dtype = input.dtype.np
     return dispatch(PRIMITIVES["layer_norm"],

@@ -272,7 +272,7 @@ def _batch_norm_infer(x, weight, bias, running_mean, running_var, batches, train
     return x.shape, x.dtype
 
 
-def _group_norm_checks(x, weight, bias, num_groups):
+def _group_norm_infer(x, weight, bias, num_groups, eps):
     if x.ndim < 2:
         raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received "
                            f"{x.ndim}")
@@ -289,14 +289,10 @@ def _group_norm_checks(x, weight, bias, num_groups):
                                f"{list(x.shape)}")
     _check_floating(x, "GroupNormKernelImpl")
     _check_same_dtype(x, weight, bias)
-
-
-def _group_norm_infer(x, weight, bias, num_groups, eps):
-    _group_norm_checks(x, weight, bias, num_groups)
     return x.shape, x.dtype
 
 
-def _layer_norm_checks(x, weight, bias, normalized_shape):
+def _layer_norm_infer(x, weight, bias, normalized_shape, eps):
     rank = len(normalized_shape)
     if not rank:
         raise RuntimeError("Expected normalized_shape to be at least 1-dimensional, i.e., "
@@ -312,10 +308,6 @@ def _layer_norm_checks(x, weight, bias, normalized_shape):
                                f"normalized_shape = {list(normalized_shape)}")
     _check_floating(x, "LayerNormKernelImpl")
     _check_same_dtype(x, weight, bias)
-
-
-def _layer_norm_infer(x, weight, bias, normalized_shape, eps):
-    _layer_norm_checks(x, weight, bias, normalized_shape)
     return x.shape, x.dtype
 
 
