@@ -45,6 +45,15 @@ def _inside(out_w, offset, step, size):
     return min(lo, out_w), hi
 
 
+# NOTE: the inner loops index with unsigned integers: a signed index makes Numba check for a
+# negative one (Python's wraparound) at every element, which keeps LLVM from vectorizing the
+# copies; and a row's slices are taken only in the stride-1 branch that copies through them
+# (made for every row, they cost as much as the copy). Measured: 2 to 4 times faster than
+# signed indexing. Signed and unsigned mixed give a float in Numba: an index is made
+# unsigned as a whole (`_u(ow * stride_w + offset)`).
+_u = np.uint64
+
+
 @_jit
 def im2col(x, first, count, channel0, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
            dilation_h, dilation_w, out_h, out_w, col):
@@ -61,17 +70,22 @@ def im2col(x, first, count, channel0, kernel_h, kernel_w, stride_h, stride_w, pa
                     image = x[first + m, channel0 + c]
                     for oh in range(out_h):
                         ih = oh * stride_h - pad_top + i * dilation_h
-                        start = m * positions + oh * out_w
+                        start = _u(m * positions + oh * out_w)
                         if ih < 0 or ih >= height:
-                            for ow in range(out_w):
+                            for ow in range(_u(out_w)):
                                 row[start + ow] = zero
                             continue
-                        line = image[ih]
-                        for ow in range(lo):
+                        for ow in range(_u(lo)):
                             row[start + ow] = zero
-                        for ow in range(lo, hi):
-                            row[start + ow] = line[ow * stride_w + offset]
-                        for ow in range(hi, out_w):
+                        line = image[ih]
+                        if stride_w == 1:  # (a literal stride: a copy LLVM vectorizes)
+                            inside, source = row[start + _u(lo):], line[lo + offset:]
+                            for ow in range(_u(hi - lo)):
+                                inside[ow] = source[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                row[start + _u(ow)] = line[_u(ow * stride_w + offset)]
+                        for ow in range(_u(hi), _u(out_w)):
                             row[start + ow] = zero
 
 
@@ -93,10 +107,15 @@ def col2im(col, first, count, channel0, kernel_h, kernel_w, stride_h, stride_w, 
                         ih = oh * stride_h - pad_top + i * dilation_h
                         if ih < 0 or ih >= height:
                             continue
+                        start = _u(m * positions + oh * out_w)
                         line = image[ih]
-                        start = m * positions + oh * out_w
-                        for ow in range(lo, hi):
-                            line[ow * stride_w + offset] += row[start + ow]
+                        if stride_w == 1:  # (see im2col)
+                            inside, source = line[lo + offset:], row[start + _u(lo):]
+                            for ow in range(_u(hi - lo)):
+                                inside[ow] += source[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                line[_u(ow * stride_w + offset)] += row[start + _u(ow)]
 
 
 # NOTE: numba's own BLAS entry (its helper library's wrapper of SciPy's cython_blas gemm,
