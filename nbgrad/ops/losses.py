@@ -274,12 +274,15 @@ def _pointwise_loss(row):
         evaluated on Tensors, so differentiated again by autograd."""
         x, y = saved
         params = node.params
+        dtype = node.input_meta[0][1]
         scale = 1.0 / x.numel() if params["reduction"] == "mean" and x.numel() else 1.0
         g = g * scale
+        # the weights are constants (parameters), in x's dtype as `operands` gives them
         if params["weight"] is not None:
-            g = g * params["weight"]
+            g = g * params["weight"].astype(dtype, copy=False)
         pos_weight = params["pos_weight"]
-        names = {"x": x, "y": y.to(x.dtype), "pw": 1.0 if pos_weight is None else pos_weight}
+        names = {"x": x, "y": y.to(x.dtype),
+                 "pw": 1.0 if pos_weight is None else pos_weight.astype(dtype, copy=False)}
         return tuple(g * eval(derivative, _TENSOR_NAMES, names) if need else None
                      for derivative, need in zip(derivatives, node.needs))
 
