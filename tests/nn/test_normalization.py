@@ -94,6 +94,26 @@ def test_module_matches_torch_over_steps_and_in_eval(index):
     _assert_same_state(_state(n_module), _state(t_module), f"{name}, after reset_parameters")
 
 
+def test_top_level_functions_take_torchs_signatures():
+    """torch.batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
+    eps, cudnn_enabled), torch.layer_norm and torch.group_norm (cudnn flags last)."""
+    rng = rng_for("top level")
+    x = rng.standard_normal((4, 3, 2)).astype(np.float32)
+    w, b = rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    results = []
+    for L in (torch, nbgrad):
+        t = {name: L.from_numpy(a.copy()) for name, a in (("x", x), ("w", w), ("b", b))}
+        running = (L.zeros(3), L.ones(3))
+        results.append([
+            L.batch_norm(t["x"], t["w"], t["b"], *running, True, 0.3, 1e-5, False),
+            *running,
+            L.layer_norm(t["x"], [2], None, None, 1e-3, False),
+            L.group_norm(t["x"], 3, t["w"], t["b"], 1e-5, False),
+        ])
+    for actual, expected in zip(results[1], results[0]):
+        assert_close(actual, expected, *STATE_TOL)
+
+
 def test_eval_without_running_statistics_uses_the_batch():
     x = rng_for("untracked eval").standard_normal((4, 3)).astype(np.float32)
     outs = []
