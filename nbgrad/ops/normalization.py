@@ -21,6 +21,7 @@ zero-size arrays, so each kernel has one signature per dtype.
 import numba
 import numpy as np
 
+from .._core.dtype import is_half
 from .._core.kernel_support import typed
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
@@ -240,14 +241,17 @@ def group_norm_backward_kernel(x, g, weight, per_group, eps, grad_x, grad_weight
 # Shape rules: PyTorch's errors.
 
 def _check_floating(x, kernel):
-    if x.dtype.kind != "f":
+    if x.dtype.kind != "f" and not is_half(x.dtype):
         raise NotImplementedError(f'"{kernel}" not implemented for '
                                   f"'{TORCH_TYPE_NAMES.get(x.dtype.name, x.dtype.name)}'")
 
 
 def _check_same_dtype(x, *others):
+    """PyTorch's rule: parameters of the input's dtype, or float32 for a float16 or bfloat16
+    input."""
     for other in others:
-        if other.size and other.dtype != x.dtype:
+        if other.size and other.dtype != x.dtype and \
+                not (is_half(x.dtype) and other.dtype == np.float32):
             if x.dtype == np.float32:
                 raise RuntimeError("mixed dtype (CPU): expect parameter to have scalar type of "
                                    "Float")
@@ -335,6 +339,13 @@ def _contiguous(x, shape):
     return np.ascontiguousarray(x).reshape(shape)
 
 
+def _computed(array):
+    """`array` as the kernels take it: float16 and bfloat16 (stored only, see
+    nbgrad._core.dtype) as float32, like PyTorch's CPU kernels compute them. NOTE: a copy,
+    so running statistics written in place must not be half (the API refuses them)."""
+    return array.astype(np.float32) if is_half(array.dtype) else array
+
+
 def _flat(array):
     return array.reshape(-1)
 
@@ -344,10 +355,12 @@ def _batch_norm_forward(x, weight, bias, running_mean, running_var, batches, tra
     _batch_norm_infer(x, weight, bias, running_mean, running_var, batches, training, momentum,
                       cumulative, eps)
     view = _batch_norm_view(x.shape)
-    out = np.empty(view, x.dtype)
-    batch_norm_forward_kernel(_contiguous(x, view), weight, bias, running_mean, running_var,
-                              _flat(batches), training, momentum, cumulative, eps, out)
-    return out.reshape(x.shape)
+    computed = _computed(x)
+    out = np.empty(view, computed.dtype)
+    batch_norm_forward_kernel(_contiguous(computed, view), _computed(weight), _computed(bias),
+                              _computed(running_mean), _computed(running_var), _flat(batches),
+                              training, momentum, cumulative, eps, out)
+    return out.reshape(x.shape).astype(x.dtype, copy=False)
 
 
 def _batch_norm_vjp(node, g):
@@ -372,10 +385,11 @@ def _group_norm_family(view_of, infer):
     def forward(x, weight, bias, eps, **params):
         infer(x, weight, bias, eps=eps, **params)
         view, per_group = view_of(x.shape, params)
-        out = np.empty(view, x.dtype)
-        group_norm_forward_kernel(_contiguous(x, view), _flat(weight), _flat(bias), per_group,
-                                  eps, out)
-        return out.reshape(x.shape)
+        computed = _computed(x)
+        out = np.empty(view, computed.dtype)
+        group_norm_forward_kernel(_contiguous(computed, view), _computed(_flat(weight)),
+                                  _computed(_flat(bias)), per_group, eps, out)
+        return out.reshape(x.shape).astype(x.dtype, copy=False)
 
     def vjp(node, g):
         x, weight = node.saved

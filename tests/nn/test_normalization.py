@@ -247,3 +247,21 @@ def test_statistics_refreshed_by_forwards_whose_results_are_dropped(monkeypatch)
     (t_out, t_state), (n_out, n_state) = results
     assert_close(n_out, t_out, *STATE_TOL)
     _assert_same_state(n_state, t_state, "after the refreshing loop")
+
+
+def test_float16_and_bfloat16_inputs_compute_in_float32():
+    """As PyTorch's CPU kernels: a half input with float32 (or half) parameters, computed in
+    float32, a result of the input's dtype; float32 running statistics are updated."""
+    x = np.linspace(-1.0, 2.0, 24).reshape(4, 3, 2)
+    results = []
+    for L in (torch, nbgrad):
+        running = (L.zeros(3), L.ones(3))
+        half = L.tensor(x, dtype=L.float16)
+        results.append([
+            L.nn.functional.batch_norm(half, *running, L.ones(3), None, training=True),
+            *running,
+            L.nn.functional.layer_norm(half, (3, 2), L.ones(3, 2, dtype=L.float16)),
+            L.nn.functional.group_norm(L.tensor(x, dtype=L.bfloat16), 3, L.ones(3)).float(),
+        ])
+    for actual, expected in zip(results[1], results[0]):
+        assert_close(actual, expected, 1e-2, 1e-2, dtype="float32")
