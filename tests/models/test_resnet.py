@@ -3,15 +3,17 @@ ResNet-18 tutorial ("A Gentle Introduction to torch.autograd") end to end.
 
 torchvision cannot be installed beside this torch, so the reference here is torchvision's
 ResNet written in torch (the same module tree, names and forward). Its state dict is
-`torch.save`d under the hub cache's file name in a temporary TORCH_HOME, without the
-`num_batches_tracked` entries (torchvision's published ResNet checkpoints predate them; torch
-fills them in on load), and the reference model itself loads it back with `torch.load` first:
-so the file is one torchvision would load. nbgrad then builds
+`torch.save`d under the hub cache's file name in a temporary TORCH_HOME, and the reference
+model itself loads it back with `torch.load` first. nbgrad then builds
 `resnet18(weights=ResNet18_Weights.DEFAULT)` from it, and both run the tutorial: forward on a
 1x3x64x64 image, `(prediction - labels).sum().backward()`, an SGD step (lr=1e-2,
 momentum=0.9); predictions, every gradient, the updated parameters and the BN running
 statistics are compared, in the immediate and default deferred modes and under
 nbgrad.compile (whose second call runs the fused kernel).
+
+torchvision's published ResNet checkpoints predate batch norm's `num_batches_tracked` (torch
+fills it in on load: a state dict without version-2 metadata for a BatchNorm);
+`test_checkpoint_without_num_batches_tracked` loads one written so.
 """
 import math
 import warnings
@@ -26,8 +28,9 @@ from nbgrad import models
 from nbgrad.fuse import deferred
 
 # float32 through 20 layers of batch norm over few values (a 2x2 map in layer4 at batch 1):
-# nbgrad's and torch's roundings differ by more than one op's.
-RTOL, ATOL = 2e-3, 2e-4
+# torch's own float32 gradients differ from its float64 ones by up to 1e-4 of each tensor's
+# largest value, and so do nbgrad's: the largest difference allowed, relative to that value.
+TOLERANCE = 2e-3
 CHECKPOINT = "resnet18-f37072fd.pth"
 
 
@@ -183,17 +186,20 @@ def test_missing_checkpoint_says_which_file_where_and_from_where(tmp_path, monke
 
 def test_pretrained_legacy_interface(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.warns(UserWarning, match="'pretrained' is deprecated"):
-        with pytest.raises(FileNotFoundError, match=CHECKPOINT):
-            models.resnet18(pretrained=True)
+    for call, first in [(lambda: models.resnet18(pretrained=True), "'pretrained' is deprecated"),
+                        (lambda: models.resnet18(True), "'weights' as positional parameter")]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(FileNotFoundError, match=CHECKPOINT):
+                call()
+        assert first in str(caught[0].message)
+        assert "equivalent to passing `weights=ResNet18_Weights.IMAGENET1K_V1`. You can also use " \
+            "`weights=ResNet18_Weights.DEFAULT`" in str(caught[1].message)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = models.resnet18(pretrained=False, num_classes=3)
-    assert "equivalent to passing `weights=None`" in str(caught[-1].message)
+    assert "equivalent to passing `weights=None`." in str(caught[-1].message)
     assert tuple(model.fc.weight.shape) == (3, 512)
-    with pytest.warns(UserWarning, match="'weights' as positional parameter"):
-        with pytest.raises(FileNotFoundError, match=CHECKPOINT):
-            models.resnet18(True)
 
 
 # --- the preprocessing -------------------------------------------------------------------
@@ -240,8 +246,7 @@ def tutorial(tmp_path_factory):
     home = tmp_path_factory.mktemp("torch_home")
     path = home / "hub" / "checkpoints" / CHECKPOINT
     path.parent.mkdir(parents=True)
-    torch.save(OrderedDict((key, value) for key, value in source.state_dict().items()
-                           if not key.endswith("num_batches_tracked")), path)
+    torch.save(source.state_dict(), path)
 
     reference = ResNet(BasicBlock, [2, 2, 2, 2])
     reference.load_state_dict(torch.load(path, weights_only=True))
@@ -258,20 +263,23 @@ def tutorial(tmp_path_factory):
         steps.append({"prediction": prediction.detach().numpy().copy(),
                       "grads": {n: p.grad.numpy().copy() for n, p in reference.named_parameters()},
                       "state": {k: v.numpy().copy() for k, v in reference.state_dict().items()}})
-    return {"home": str(home), "data": data, "labels": labels, "steps": steps}
+    return {"home": str(home), "data": data, "labels": labels, "steps": steps, "source": source}
+
+
+def assert_near(actual, expected, what):
+    largest = np.abs(expected).max()
+    error = np.abs(actual - expected).max()
+    assert error <= TOLERANCE * largest, f"{what}: differs by {error:.3g} (largest {largest:.3g})"
 
 
 def check_step(model, prediction, expected, where):
-    np.testing.assert_allclose(prediction.detach().numpy(), expected["prediction"], rtol=RTOL,
-                               atol=ATOL, err_msg=f"{where}: prediction")
+    assert_near(prediction.detach().numpy(), expected["prediction"], f"{where}: prediction")
     for name, param in model.named_parameters():
-        np.testing.assert_allclose(param.grad.numpy(), expected["grads"][name], rtol=RTOL,
-                                   atol=ATOL, err_msg=f"{where}: {name}.grad")
+        assert_near(param.grad.numpy(), expected["grads"][name], f"{where}: {name}.grad")
     state = model.state_dict()
     assert list(state) == list(expected["state"])
     for key, value in expected["state"].items():
-        np.testing.assert_allclose(state[key].numpy(), value, rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{where}: {key} after the step")
+        assert_near(state[key].numpy(), value, f"{where}: {key} after the step")
 
 
 @pytest.fixture
@@ -326,3 +334,29 @@ def test_tutorial_freezing(tutorial, pretrained):
     assert trainable == ["fc.weight", "fc.bias"]
     assert [name for name, _ in model.named_parameters()] == \
         [name for name, _ in reference.named_parameters()]
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
+    "nbgrad's Module.load_state_dict has no per-module rule for old state dicts: torch's "
+    "BatchNorm fills a missing num_batches_tracked when the state dict's _metadata has no "
+    "version >= 2 for it"))
+def test_checkpoint_without_num_batches_tracked(tutorial, tmp_path, monkeypatch):
+    """As torchvision publishes ResNet checkpoints: batch norms' running statistics first, and
+    no num_batches_tracked (an OrderedDict without `_metadata`, as torch saved them then)."""
+    old = OrderedDict()
+    for key, value in tutorial["source"].state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            old[key] = value
+    for key in [key for key in old if key.endswith("running_mean")]:
+        prefix = key[:-len("running_mean")]
+        for name in ("running_mean", "running_var", "weight", "bias"):
+            old.move_to_end(prefix + name)
+    path = tmp_path / "hub" / "checkpoints" / CHECKPOINT
+    path.parent.mkdir(parents=True)
+    torch.save(old, path)
+    ResNet(BasicBlock, [2, 2, 2, 2]).load_state_dict(torch.load(path, weights_only=True))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model = models.resnet18(weights=models.ResNet18_Weights.DEFAULT)
+    for key, value in tutorial["source"].state_dict().items():
+        expected = 0 if key.endswith("num_batches_tracked") else value.numpy()
+        np.testing.assert_array_equal(model.state_dict()[key].numpy(), expected, err_msg=key)
