@@ -43,17 +43,14 @@ import numpy as np
 from nbgrad._core.kernel_support import typed
 
 _jit = numba.njit(cache=True, error_model="numpy")
-_jit_parallel = numba.njit(cache=True, error_model="numpy", parallel=True)
 '''
 
 # The loop over every output of every plane; {window} runs once per output with its window
-# h0:h1 (step dh) by w0:w1 (step dw). Planes are independent (a backward kernel writes only
-# its own plane's gradient), so the threaded form splits them between threads.
+# h0:h1 (step dh) by w0:w1 (step dw).
 _TEMPLATE = '''
-@{decorator}
+@_jit
 def {name}({arguments}, rows, cols, dh, dw, {results}):
-{setup}
-    for p in {planes}({first}.shape[0]):
+    for p in range({first}.shape[0]):
 {plane_setup}
         for oh in range(rows.shape[1]):
             h0 = rows[0, oh]
@@ -110,46 +107,65 @@ if bh >= 0:
 """
 _DIVISOR = "typed(rows[2, oh] * cols[2, ow], {like})"
 
-# name: (array arguments, results, setup before the loops, per plane, per window)
+# name: (array arguments, results, per plane, per window)
 _KERNELS = {
-    "max_pool_forward": ("x", "out", "", "", _max_scan(False) + "out[p, oh, ow] = best\n"),
+    "max_pool_forward": ("x", "out", "", _max_scan(False) + "out[p, oh, ow] = best\n"),
     # Also the indices, flat within each H * W plane, as PyTorch's (return_indices).
     "max_pool_indices": (
-        "x", "out, indices", "", "",
+        "x", "out, indices", "",
         _max_scan(True) + "out[p, oh, ow] = best\nindices[p, oh, ow] = bh * x.shape[2] + bw\n"),
     "max_pool_backward": (
-        "x, out, g", "grad", "", "        grad[p] = 0", _MAX_FIND),
+        "x, out, g", "grad", "        grad[p] = 0", _MAX_FIND),
     "avg_pool_forward": (
-        "x", "out", "", "",
+        "x", "out", "",
         "total = typed(0, x)\n" + _over_window("total += x[p, ih, iw]")
         + f"out[p, oh, ow] = total / {_DIVISOR.format(like='x')}\n"),
     "avg_pool_backward": (
-        "g", "grad", "", "        grad[p] = 0",
+        "g", "grad", "        grad[p] = 0",
         f"share = g[p, oh, ow] / {_DIVISOR.format(like='g')}\n"
         + _over_window("grad[p, ih, iw] += share")),
 }
 
 
-def _kernel_source(name, parallel):
-    arguments, results, setup, plane_setup, window = _KERNELS[name]
-    return _TEMPLATE.format(
-        decorator="_jit_parallel" if parallel else "_jit",
-        name=name + ("_parallel" if parallel else ""), arguments=arguments, results=results,
-        setup=setup or "    pass", planes="numba.prange" if parallel else "range",
-        first=arguments.split(",")[0], plane_setup=plane_setup or "        pass",
-        window=_indent(window, 16))
+def _kernel_source(name):
+    arguments, results, plane_setup, window = _KERNELS[name]
+    return _TEMPLATE.format(name=name, arguments=arguments, results=results,
+                            first=arguments.split(",")[0], plane_setup=plane_setup or "        pass",
+                            window=_indent(window, 16))
 
 
-_kernels = _codegen.load_module(
-    "pooling", _HEADER + "".join(_kernel_source(name, False) for name in _KERNELS))
+_kernels = _codegen.load_module("pooling", _HEADER + "".join(map(_kernel_source, _KERNELS)))
+
+# The threaded form of a kernel: the serial kernel on each plane, planes spread over the
+# threads (they are independent: a backward kernel writes only its own plane's gradient).
+# NOTE: not the kernel's own loop over `numba.prange`: compiled with parallel=True, the
+# window loops ran 5x slower, on one thread too.
+_PARALLEL_TEMPLATE = '''
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def {name}_parallel({arguments}, rows, cols, dh, dw, {results}):
+    for p in numba.prange({first}.shape[0]):
+        {name}({sliced}, rows, cols, dh, dw, {sliced_results})
+'''
+
+
+def _parallel_source(name):
+    arguments, results = _KERNELS[name][:2]
+
+    def sliced(names):
+        return ", ".join(f"{a.strip()}[p:p + 1]" for a in names.split(","))
+
+    return _PARALLEL_TEMPLATE.format(name=name, arguments=arguments, results=results,
+                                     first=arguments.split(",")[0], sliced=sliced(arguments),
+                                     sliced_results=sliced(results))
 
 
 @functools.cache
 def _parallel_kernels():
     # Loaded when a large input first needs them: programs on small inputs never compile them.
     _threads.start()
-    return _codegen.load_module(
-        "pooling_parallel", _HEADER + "".join(_kernel_source(name, True) for name in _KERNELS))
+    return _codegen.load_module("pooling_parallel", "import numba\n" + "".join(
+        f"from {_kernels.__name__} import {name}\n" for name in _KERNELS)
+        + "".join(map(_parallel_source, _KERNELS)))
 
 
 def _kernel(name, work):

@@ -13,6 +13,7 @@ import torch
 
 import nbgrad
 from conftest import assert_close, grad_fn_name, rng_for
+from nbgrad._core import threads
 
 EDGES = np.array([[1.0, 3.0, 3.0, -np.inf, -np.inf, 0.0], [2.0, 3.0, 1.0, -np.inf, -np.inf, 0.0],
                   [np.nan, 0.5, np.nan, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, np.nan, 0.0],
@@ -78,6 +79,16 @@ def test_module_matches_torch(name, dtype):
         assert_close(n_result, t_result)  # indices: int64, exactly
     assert grad_fn_name(n_results[0]) == grad_fn_name(t_results[0])
     assert_close(n_grad, t_grad)
+
+
+def test_threaded_kernels_match_torch(monkeypatch):
+    """The kernels over threads (planes spread over them), which large inputs take: every
+    kernel once, on small inputs here."""
+    if not threads.start():
+        pytest.skip("no thread pool in this process")
+    monkeypatch.setattr(threads, "PARALLEL_THRESHOLD", 1)
+    for name in ("MaxPool2d_indices", "AvgPool2d", "AdaptiveMaxPool2d"):
+        test_module_matches_torch(name, "float32")
 
 
 # Function calls: the layouts and forms the modules do not reach.
