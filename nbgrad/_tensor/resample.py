@@ -17,12 +17,12 @@ import numpy as np
 
 from .._core import tracing as _tracing
 from ..ops import PRIMITIVES
+from ..ops.primitive import TORCH_TYPE_NAMES
 from . import random as _random
 from .arithmetic import mul
 from .dispatch import dispatch
 from .inplace import inplace_form
 from .tensor import Tensor, _meta
-from ..ops.primitive import TORCH_TYPE_NAMES
 
 __all__ = []
 
@@ -164,8 +164,7 @@ def _constant_pad(input, pairs, value):
 # --- interpolate ----------------------------------------------------------------------------
 
 _NEAREST_MODES = ("nearest", "nearest-exact")
-# The modes resampled by weighted taps (the `resample` primitive): rank of the input, taps
-# rule, grad_fn name.
+# The linear modes and the rank of their input.
 _LINEAR_MODES = {"linear": 3, "bilinear": 4, "trilinear": 5}
 _ALL_MODES = "nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact"
 
