@@ -6,7 +6,7 @@ PyTorch's choice of maximum.
 Every form is one window kernel over a C-contiguous (planes, H, W) view of the input
 (planes = N * C): output (oh, ow) of plane p reads rows `rows[0, oh]` up to `rows[1, oh]`
 (step `dh`) and columns `cols[0, ow]` up to `cols[1, ow]` (step `dw`), clipped to the input.
-The forms differ only in these window tables (`_windows`):
+The forms differ only in these window tables (`sliding_windows`, `adaptive_windows`):
 
 - max_pool2d / avg_pool2d: window o starts at o * stride - padding; the 1-D forms are the
   2-D ones with H = 1 (one window: row 0);
@@ -21,8 +21,8 @@ result, and finds each maximum's position again in backward (a primitive has one
 so no room for the indices); with `return_indices` the indices come from a primitive of
 their own (no gradient).
 
-NOTE: the window tables are computed and checked in Python (`_windows`) before any kernel
-reads through them: Numba does not bounds-check.
+NOTE: the window tables are computed in Python from checked arguments, and lie inside the
+input, before any kernel reads through them: Numba does not bounds-check.
 """
 import functools
 import math
