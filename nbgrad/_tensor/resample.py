@@ -229,8 +229,24 @@ def _area(input, out_sizes):
                      f"AdaptiveAvgPool{input.ndim - 2}DBackward0")
 
 
+def _deprecated(name, **fixed):
+    """PyTorch's deprecated `upsample*` functions: interpolate (with `fixed` arguments) after
+    a warning."""
+    def upsample(input, size=None, scale_factor=None, *args, **kwargs):
+        warnings.warn(f"`nn.functional.{name}` is deprecated. Use `nn.functional.interpolate` "
+                      "instead.", stacklevel=2)
+        return interpolate(input, size, scale_factor, *args, **fixed, **kwargs)
+    upsample.__name__ = name
+    return upsample
+
+
+upsample = _deprecated("upsample")
+upsample_nearest = _deprecated("upsample_nearest", mode="nearest")
+upsample_bilinear = _deprecated("upsample_bilinear", mode="bilinear", align_corners=True)
+
+
 def _is_integer(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) or (
+    return isinstance(value, (int, np.integer)) or (
         isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point())
 
 

@@ -118,6 +118,19 @@ def test_pad_and_interpolate_warnings_and_dtypes_as_torch():
                                   torch.nn.functional.pad(torch.tensor(ints), (1, 1), value=2.5).numpy())
     np.testing.assert_array_equal(F.pad(nbgrad.tensor(ints), (2, 1), mode="reflect").numpy(),
                                   torch.nn.functional.pad(torch.tensor(ints), (2, 1), mode="reflect").numpy())
+    # the deprecated upsample functions: torch's warning, then interpolate
+    x = RNG.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    for name, args, kwargs in (("upsample", (None, 2, "bilinear"), {}),
+                               ("upsample_nearest", ((5, 5),), {}),
+                               ("upsample_bilinear", (), dict(scale_factor=2))):
+        results = []
+        for L in (torch, nbgrad):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = getattr(L.nn.functional, name)(L.tensor(x), *args, **kwargs)
+            results.append((out.numpy(), [str(w.message) for w in caught]))
+        np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
+        assert results[1][1] == results[0][1]
     # float16 is stored only: computed in float32 and rounded back, as torch's values
     half = RNG.standard_normal((1, 2, 3, 4)).astype(np.float16)
     for kwargs in (dict(scale_factor=2), dict(size=(2, 7), mode="bilinear")):
