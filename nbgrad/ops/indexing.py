@@ -98,30 +98,46 @@ def positions_along(shape, dim, index, op, src_shape=None):
 
 # --- differentiable VJPs (create_graph=True): the kernels' scatters as Tensor indexing ----
 
-def _occurrence_rounds(positions):
-    """Indices into flat `positions`, in rounds that hold each position at most once: round r
-    has the (r+1)-th occurrence of every position that repeats that often, in order."""
-    if not positions.size:
-        return []
+def _summed_groups(positions):
+    """The repeated positions of flat `positions` in groups: a list of (where, picks), where
+    the values at `positions` indexes `picks` (an (n, width) array, each row the indices of
+    one position's occurrences in order, padded with `positions.size`) add up to the value
+    at `where[row]`. Groups are by count rounded up to a power of two, so that padding at
+    most doubles them and there are log2(most repeats) + 1 of them at most."""
+    size = positions.size
     order = np.argsort(positions, kind="stable")
     ordered = positions[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    occurrence = np.empty(positions.size, np.int64)
-    occurrence[order] = np.arange(positions.size) - np.repeat(starts, np.diff(np.r_[starts,
-                                                                                    positions.size]))
-    return [np.flatnonzero(occurrence == r) for r in range(occurrence.max() + 1)]
+    counts = np.diff(np.r_[starts, size])
+    widths = 1 << np.ceil(np.log2(counts)).astype(np.int64)
+    group_of = np.repeat(np.arange(starts.size), counts)  # of each element, in sorted order
+    rank = np.arange(size) - np.repeat(starts, counts)  # its occurrence within its position
+    groups = []
+    for width in np.unique(widths):
+        members = np.flatnonzero(widths == width)
+        row_of = np.full(starts.size, -1)
+        row_of[members] = np.arange(members.size)
+        elements = np.flatnonzero(widths[group_of] == width)
+        picks = np.full((members.size, width), size)
+        picks[row_of[group_of[elements]], rank[elements]] = order[elements]
+        groups.append((ordered[starts[members]], picks))
+    return groups
 
 
 def scattered(g, positions, shape):
     """`scatter_add_kernel` as Tensor operations: zeros of `shape` plus Tensor `g` (of the
-    shape of `positions`) added at flat `positions`, so differentiable again. Indexed
-    writes keep one value per position, so a position that repeats gets its values one
-    round each, added in order as the kernel adds them."""
+    shape of `positions`) added at flat `positions`, so differentiable again. A position's
+    values are summed in order (`sum` adds a row from its first element on, as the kernel
+    adds into a zero), from a matrix of them padded with zeros; each position is then
+    written once."""
     flat, positions = g.reshape(-1), positions.reshape(-1)
     result = zeros_tensor(g, (math.prod(shape),))
-    for picks in _occurrence_rounds(positions):
-        where = positions[picks]
-        result[where] = result[where] + flat[picks]
+    if not positions.size:
+        return result.reshape(shape)
+    padded = zeros_tensor(g, (positions.size + 1,))  # g, then a zero the padding picks
+    padded[:positions.size] = flat
+    for where, picks in _summed_groups(positions):
+        result[where] = padded[picks].sum(1)
     return result.reshape(shape)
 
 

@@ -14,10 +14,10 @@ NOTE on the interface (Primitive.differentiable_vjp gets Tensors and may call on
 methods): the index family needs two things Tensors have no method for, and gets them by
 Tensor methods that work but say less than a dedicated one would: zeros of a shape
 (`shape.zeros_tensor`: the sum of no elements, expanded and cloned; PyTorch's
-`Tensor.new_zeros`) and a scatter-add at flat positions (`indexing.scattered`: indexed
-writes, one round per repetition of a position; PyTorch's `Tensor.index_put_(...,
-accumulate=True)` or `put_`). A `new_zeros` and an accumulating `index_put` method would
-replace both.
+`Tensor.new_zeros`) and a scatter-add at flat positions (`indexing.scattered`: each
+position's values gathered into a zero-padded row, summed, written once; PyTorch's
+`Tensor.index_put_(..., accumulate=True)` or `put_`). A `new_zeros` and an accumulating
+`index_put` method would replace both.
 """
 import sys
 from pathlib import Path
