@@ -126,10 +126,10 @@ def _summed_groups(positions):
 
 def scattered(g, positions, shape):
     """`scatter_add_kernel` as Tensor operations: zeros of `shape` plus Tensor `g` (of the
-    shape of `positions`) added at flat `positions`, so differentiable again. A position's
-    values are summed in order (`sum` adds a row from its first element on, as the kernel
-    adds into a zero), from a matrix of them padded with zeros; each position is then
-    written once."""
+    shape of `positions`) added at flat `positions`, so differentiable again. Indexed
+    writes keep one value per position, so a position's values are summed first (rows of
+    a matrix of them padded with zeros, by `sum`, whose kernel may reassociate: the last
+    bits may differ from the scatter kernel's), and each position is written once."""
     flat, positions = g.reshape(-1), positions.reshape(-1)
     result = zeros_tensor(g, (math.prod(shape),))
     if not positions.size:
