@@ -308,8 +308,14 @@ def _check_mode_and_rank(input, mode):
 
 
 def _check_resample_input(input, out_sizes, mode, antialias):
-    """PyTorch's kernels' errors: a non-floating dtype, empty channels or sizes."""
-    if not input.is_floating_point():
+    """PyTorch's kernels' errors: a non-floating dtype (but uint8 images), empty channels or
+    sizes."""
+    uint8 = _meta(input).dtype == np.uint8
+    if uint8 and mode in ("bilinear", "bicubic") and input.ndim == 4:
+        # NOTE: PyTorch computes these in fixed point, which nbgrad does not reproduce.
+        raise NotImplementedError(f"interpolate(mode={mode!r}) of a uint8 tensor is not "
+                                  "supported by nbgrad: convert it to a floating dtype first")
+    if not input.is_floating_point() and not (uint8 and mode in _NEAREST_MODES):
         if mode == "bicubic" and not antialias:
             kernel = "compute_indices_weights_cubic"
         elif input.ndim == 4 and not antialias:

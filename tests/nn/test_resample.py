@@ -131,12 +131,18 @@ def test_pad_and_interpolate_warnings_and_dtypes_as_torch():
             results.append((out.numpy(), [str(w.message) for w in caught]))
         np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
         assert results[1][1] == results[0][1]
-    # float16 is stored only: computed in float32 and rounded back, as torch's values
+    # uint8 images: nearest as torch
+    image = RNG.integers(0, 256, (1, 3, 4, 5)).astype(np.uint8)
+    np.testing.assert_array_equal(F.interpolate(nbgrad.tensor(image), size=(7, 3)).numpy(),
+                                  torch.nn.functional.interpolate(torch.tensor(image), size=(7, 3)).numpy())
+    # float16 is stored only: computed in float32 and rounded back (bilinear's separable
+    # sums may round to the neighbouring float16 of torch's)
     half = RNG.standard_normal((1, 2, 3, 4)).astype(np.float16)
-    for kwargs in (dict(scale_factor=2), dict(size=(2, 7), mode="bilinear")):
-        np.testing.assert_array_equal(
-            F.interpolate(nbgrad.tensor(half), **kwargs).numpy(),
-            torch.nn.functional.interpolate(torch.tensor(half), **kwargs).numpy())
+    for kwargs, tol in ((dict(scale_factor=2), 0), (dict(size=(2, 7), mode="bilinear"), 1e-3)):
+        actual = F.interpolate(nbgrad.tensor(half), **kwargs).numpy()
+        assert actual.dtype == np.float16
+        np.testing.assert_allclose(
+            actual, torch.nn.functional.interpolate(torch.tensor(half), **kwargs).numpy(), rtol=tol)
 
 
 def _feature_dropout(L, function, shape, p, seed, inplace=False):
