@@ -6,7 +6,9 @@ or an adapter of one: a reflected operator or a cast (made here), an in-place fo
 `inplace.inplace_form`).
 """
 from .._core import dtype as _dtype
+from ..ops import PRIMITIVES
 from . import arithmetic, conversion, indexing, inplace, linalg, reductions, sampling, shape
+from .dispatch import dispatch
 from .inplace import inplace_form
 from .tensor import Tensor
 
@@ -37,13 +39,23 @@ def _where(self, condition, other):
     return arithmetic.where(condition, self, other)
 
 
+def _primitive(self, name, *others, **params):
+    """`x._primitive(name, *others, **params)`: primitive `name` on Tensors (x, *others),
+    recorded like any op. For a row's `differentiable_vjp`, which lives in the ops layer and
+    cannot import the API, and may need a primitive the API has no function for (a
+    convolution's input gradient is a convolution of its own)."""
+    return dispatch(PRIMITIVES[name], (self, *others), params)
+
+
 METHODS = {
+    "_primitive": _primitive,
     # elementwise math and comparisons
     "exp": arithmetic.exp, "log": arithmetic.log, "sqrt": arithmetic.sqrt, "sin": arithmetic.sin,
     "cos": arithmetic.cos, "tanh": arithmetic.tanh, "sigmoid": arithmetic.sigmoid,
     "relu": arithmetic.relu, "abs": arithmetic.abs, "neg": arithmetic.neg,
     "negative": arithmetic.neg, "reciprocal": arithmetic.reciprocal, "square": arithmetic.square,
-    "add": arithmetic.add, "sub": arithmetic.sub, "lerp": arithmetic.lerp, "mul": arithmetic.mul, "div": arithmetic.div,
+    "add": arithmetic.add, "sub": arithmetic.sub, "lerp": arithmetic.lerp, "mul": arithmetic.mul,
+    "div": arithmetic.div,
     "pow": arithmetic.pow, "maximum": arithmetic.maximum, "minimum": arithmetic.minimum,
     "clamp": arithmetic.clamp, "clip": arithmetic.clamp, "clamp_min": arithmetic.clamp_min,
     "clamp_max": arithmetic.clamp_max, "where": _where,
