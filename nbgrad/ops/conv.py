@@ -27,9 +27,9 @@ from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
-# Elements of the im2col buffer a call aims at (8 MB in float32). A chunk holds at least one
+# Elements of the im2col buffer a call aims at (4 MB in float32). A chunk holds at least one
 # image, so a larger image gets a buffer of its own size.
-COLUMN_BUDGET = 1 << 21
+COLUMN_BUDGET = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,10 +146,12 @@ def gemm(a, transpose_a, b, transpose_b, c, beta):
     scalars = np.empty(2, c.dtype)
     scalars[0], scalars[1] = 1, beta
     # Row-major c = op(a) op(b) is column-major c.T = op(b).T op(a).T: b first.
-    _xxgemm(ord("s") if item == 4 else ord("d"), _TRANSPOSED if transpose_b else _NO,
-            _TRANSPOSED if transpose_a else _NO, n, m, k, scalars.ctypes.data, b.ctypes.data,
-            b.strides[0] // item, a.ctypes.data, a.strides[0] // item, scalars.ctypes.data + item,
-            c.ctypes.data, c.strides[0] // item)
+    status = _xxgemm(ord("s") if item == 4 else ord("d"), _TRANSPOSED if transpose_b else _NO,
+                     _TRANSPOSED if transpose_a else _NO, n, m, k, scalars.ctypes.data,
+                     b.ctypes.data, b.strides[0] // item, a.ctypes.data, a.strides[0] // item,
+                     scalars.ctypes.data + item, c.ctypes.data, c.strides[0] // item)
+    if status != 0:
+        raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
 
 
 @_jit
