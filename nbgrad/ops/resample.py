@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from .primitive import Primitive, register
-from .shape import copy_into
+from .shape import copy_into, zeros_tensor
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -120,20 +120,38 @@ def _resample_forward(x, taps):
     return out
 
 
-def _resample_vjp(node, g):
+def _undone_passes(node):
+    """The passes of `taps` last one first, each with the shape it was given."""
     shape = list(node.input_meta[0][0])
-    grad = np.ascontiguousarray(g)
     taps = node.params["taps"]
-    # The input's shape before each dimension of `taps` is resampled, undone last one first.
     shapes = []
     for dim, index, _ in taps:
         shapes.append(tuple(shape))
         shape[dim] = index.shape[0]
-    for (dim, index, weight), in_shape in zip(taps[::-1], shapes[::-1]):
+    return zip(taps[::-1], shapes[::-1])
+
+
+def _resample_vjp(node, g):
+    grad = np.ascontiguousarray(g)
+    for (dim, index, weight), in_shape in _undone_passes(node):
         source = grad
         grad = np.empty(in_shape, g.dtype)
         _along(resample_axis_vjp_kernel, resample_last_vjp_kernel, source, dim, index,
                weight.astype(g.dtype, copy=False), grad)
+    return (grad,)
+
+
+def _resample_differentiable_vjp(node, g, saved):
+    """Each pass undone as a product with its (n_out, n_in) matrix along its dimension: Tensor
+    operations, so differentiable again (the matrix is dense: fine for higher-order
+    gradients, which are rare)."""
+    grad = g
+    for (dim, index, weight), in_shape in _undone_passes(node):
+        matrix = np.zeros((index.shape[0], in_shape[dim]))
+        np.add.at(matrix, (np.arange(index.shape[0])[:, None], index), weight)
+        dense = zeros_tensor(g, matrix.shape)
+        dense[...] = matrix
+        grad = (grad.transpose(dim, -1) @ dense).transpose(dim, -1)
     return (grad,)
 
 
@@ -153,15 +171,23 @@ def _pad_constant_vjp(node, g):
     return (grad,)
 
 
+def _pad_constant_differentiable_vjp(node, g, saved):
+    grad = zeros_tensor(g, node.input_meta[0][0])
+    grad[node.params["crop"]] = g[node.params["interior"]]
+    return (grad,)
+
+
 PRIMS = {
     # `crop`: the slices of the input's kept part; `interior`: where it goes in the output
     # of `out_shape`, filled with `value` elsewhere. Not `index_put` on a filled constant:
     # PyTorch's ConstantPadNdBackward0 links the input alone.
     "pad_constant": register(Primitive("pad_constant", "ConstantPadNdBackward0",
                                        _pad_constant_infer, _pad_constant_forward,
-                                       _pad_constant_vjp)),
+                                       _pad_constant_vjp,
+                                       differentiable_vjp=_pad_constant_differentiable_vjp)),
     # `taps`: ((dim, index, weight), ...) applied in order; the API function passes
     # PyTorch's grad_fn name (ReflectionPad2DBackward0, UpsampleBilinear2DBackward0, ...).
     "resample": register(Primitive("resample", "UpsampleBilinear2DBackward0", _resample_infer,
-                                   _resample_forward, _resample_vjp)),
+                                   _resample_forward, _resample_vjp,
+                                   differentiable_vjp=_resample_differentiable_vjp)),
 }

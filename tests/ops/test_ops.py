@@ -780,7 +780,7 @@ def test_gradcheck_float64(r):
 NO_DIFFERENTIABLE_VJP = {
     "adaptive_avg_pool2d", "adaptive_max_pool2d", "avg_pool2d", "max_pool2d",  # pooling
     "batch_norm", "group_norm", "layer_norm",  # normalization
-    "convolution", "pad_constant", "resample",  # conv, resample
+    "convolution",  # conv
 }
 
 
