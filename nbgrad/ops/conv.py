@@ -24,6 +24,7 @@ from numba import types
 from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
+from .shape import zeros_tensor
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -472,8 +473,74 @@ class _ConvolutionFusion:
                 f"{self._spatial(em, plan)}, {workspace})")
 
 
+# ---------------------------------------------------------------------------------------
+# The differentiable VJP (create_graph=True): each gradient is itself a convolution, called
+# through `Tensor._primitive` so that it is recorded (PyTorch's convolution_backward
+# formulas, derivatives.yaml). Spatial dims are handled one by one, for 1-D and 2-D alike.
+
+def _input_gradient(g, weight, x_shape, stride, padding, dilation, groups):
+    """The transposed convolution of g: g zero-stuffed (stride - 1 zeros between its
+    elements) into zeros placed so that a stride-1 convolution with the weights flipped,
+    in and out channels swapped per group, and the same dilation gives each input position's
+    gradient. An output that read only padding reaches no input and is left out."""
+    spatial = len(x_shape) - 2
+    out_channels, group_in = weight.shape[:2]
+    placed, taken, sizes = [slice(None)] * 2, [slice(None)] * 2, []
+    for size, kernel, step, side, spread, out in zip(x_shape[2:], weight.shape[2:], stride,
+                                                     padding, dilation, g.shape[2:]):
+        reach = spread * (kernel - 1)
+        offset = reach - side  # where output 0 lands in the stuffed, padded gradient
+        first = -(min(offset, 0) // step)  # the first output that lands at or after 0
+        last = min(out, (size + reach - 1 - offset) // step + 1)
+        if last <= first:
+            return zeros_tensor(g, x_shape)
+        placed.append(slice(offset + first * step, offset + (last - 1) * step + 1, step))
+        taken.append(slice(first, last))
+        sizes.append(size + reach)
+    stuffed = zeros_tensor(g, tuple(g.shape[:2]) + tuple(sizes))
+    stuffed[tuple(placed)] = g[tuple(taken)]
+    kernel_shape = tuple(weight.shape[2:])
+    swapped = (weight.reshape((groups, out_channels // groups, group_in) + kernel_shape)
+               .transpose(1, 2).reshape((groups * group_in, out_channels // groups) + kernel_shape)
+               .flip(tuple(range(2, 2 + spatial))))
+    return stuffed._primitive("convolution", swapped, zeros_tensor(g, (0,)), stride=(1,) * spatial,
+                              padding=(0,) * spatial, dilation=dilation, groups=groups)
+
+
+def _weight_gradient(g, x, weight_shape, stride, padding, dilation, groups):
+    """The convolution of the input (its channels of a group as the batch, the group's batch
+    as channels) with g (as weights: out channels by batch), stride and dilation exchanged;
+    its extent may pass the kernel's by less than a stride: cropped."""
+    batch, channels = x.shape[:2]
+    out_channels = g.shape[1]
+    group_in = channels // groups
+    images = (x.reshape((batch, groups, group_in) + tuple(x.shape[2:])).permute(
+        (2, 1, 0) + tuple(range(3, x.ndim + 1))).reshape((group_in, groups * batch) + tuple(x.shape[2:])))
+    filters = (g.reshape((batch, groups, out_channels // groups) + tuple(g.shape[2:])).permute(
+        (1, 2, 0) + tuple(range(3, g.ndim + 1))).reshape((out_channels, batch) + tuple(g.shape[2:])))
+    result = images._primitive("convolution", filters, zeros_tensor(g, (0,)), stride=dilation,
+                               padding=padding, dilation=stride, groups=groups)
+    crop = (slice(None),) * 2 + tuple(slice(0, kernel) for kernel in weight_shape[2:])
+    return result[crop].transpose(0, 1)
+
+
+def differentiable_vjp(node, g, saved):
+    x, weight = saved
+    (x_shape, _), (weight_shape, _) = node.input_meta[:2]
+    params = node.params
+    stride, padding, dilation = resolve(weight_shape, params["stride"], params["padding"],
+                                        params["dilation"])
+    needs = node.needs
+    return (_input_gradient(g, weight, x_shape, stride, padding, dilation, params["groups"])
+            if needs[0] else None,
+            _weight_gradient(g, x, weight_shape, stride, padding, dilation, params["groups"])
+            if needs[1] else None,
+            g.sum((0,) + tuple(range(2, g.ndim))) if needs[2] else None)
+
+
 PRIMS = {
     "convolution": register(Primitive("convolution", "ConvolutionBackward0", infer, forward, vjp,
                                       save=(0, 1), save_for=((1,), (0,), ()),
-                                      differentiable=(0, 1, 2), fuse=_ConvolutionFusion())),
+                                      differentiable=(0, 1, 2), fuse=_ConvolutionFusion(),
+                                      differentiable_vjp=differentiable_vjp)),
 }

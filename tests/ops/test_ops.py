@@ -615,18 +615,16 @@ TABLE = [
         (1, 2, 5, 7), tol32=REDUCE32),
     # ---- pooling (one window kernel; the 1-D forms are the 2-D primitives, SqueezeBackward1):
     # torch's choice of maximum among ties, -inf and NaN with ceil_mode, padding and the
-    # indices; dilation; an average without the padding in its count; overlapping adaptive
-    # windows; every 1-D form in one row (tests/nn/test_pooling.py: the other options)
+    # indices; the 2-D forms in one row (dilation, an average without the padding in its
+    # count, overlapping adaptive windows, adaptive indices) and the 1-D forms in another
+    # (grad_fn names and the other options: tests/nn/test_pooling.py)
     row("max_pool2d_edges", lambda L, x: _values_plus_indices(L.nn.functional.max_pool2d(
         x, 3, 2, 1, ceil_mode=True, return_indices=True)), POOL_EDGES, gradcheck=False),
-    row("max_pool2d_dilation", lambda L, x: L.max_pool2d(x, (3, 2), (2, 1), 1, (2, 1)), (2, 3, 7, 6)),
-    row("avg_pool2d", lambda L, x: L.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True,
-                                                              count_include_pad=False),
-        (2, 2, 6, 5), tol32=REDUCE32),
-    row("adaptive_avg_pool2d", lambda L, x: L.nn.functional.adaptive_avg_pool2d(x, (3, 4)), (2, 2, 7, 5),
-        tol32=REDUCE32),
-    row("adaptive_max_pool2d", lambda L, x: _values_plus_indices(L.nn.functional.adaptive_max_pool2d(
-        x, (3, 2), return_indices=True)), (2, 2, 7, 5)),
+    row("pool2d_forms", lambda L, x: L.max_pool2d(x, (3, 2), (2, 1), 1, (2, 1))
+        + L.nn.functional.avg_pool2d(x, (5, 2), (2, 1), 1, count_include_pad=False)
+        + L.nn.functional.adaptive_avg_pool2d(x, (3, 7))
+        + _values_plus_indices(L.nn.functional.adaptive_max_pool2d(x, (3, 7), return_indices=True)),
+        (2, 2, 7, 6), tol32=REDUCE32),
     row("pool1d_forms", lambda L, x: L.nn.functional.max_pool1d(x, 3, 2, 1, ceil_mode=True)
         + L.nn.functional.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
         + L.adaptive_avg_pool1d(x, 5) + L.nn.functional.adaptive_max_pool1d(x, 5), (2, 3, 9),
@@ -780,7 +778,6 @@ def test_gradcheck_float64(r):
 NO_DIFFERENTIABLE_VJP = {
     "adaptive_avg_pool2d", "adaptive_max_pool2d", "avg_pool2d", "max_pool2d",  # pooling
     "batch_norm", "group_norm", "layer_norm",  # normalization
-    "convolution",  # conv
 }
 
 
