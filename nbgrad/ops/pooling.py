@@ -32,7 +32,9 @@ import numpy as np
 
 from .._core import modules as _codegen
 from .._core import threads as _threads
+from .indexing import scattered
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
+from .shape import zeros_tensor
 
 # ---------------------------------------------------------------------------------------
 # Kernels, generated from one window loop: max or average, forward or backward.
@@ -454,11 +456,56 @@ class _Fusion:
         self.forward, self.vjp = pooling.fuse_forward, pooling.fuse_vjp
 
 
+def _constant(like, array):
+    """NumPy `array` as a Tensor of Tensor `like`'s dtype, outside any graph."""
+    tensor = zeros_tensor(like, array.shape)
+    tensor[...] = array
+    return tensor
+
+
+def _window_members(table, step, size):
+    """(size, out) 0/1: [i, o] is 1 where input position i is in window o along one dim."""
+    members = np.zeros((size, table.shape[1]))
+    for o, (start, end) in enumerate(zip(table[0], table[1])):
+        members[start:end:step, o] = 1
+    return members
+
+
+def _differentiable_vjp(pooling):
+    """The VJP of `pooling` as Tensor operations (create_graph=True), linear in g as the
+    kernels are. Average: g divided by each window's divisor, as the kernel divides it, then
+    summed onto the window's positions: M_rows @ (g / divisor) @ M_cols.T with the 0/1
+    window tables of each dim (a window is a product of one range per dim). Max: each
+    window's g goes to the position of its maximum that the forward kernel picks (PyTorch's
+    indices, found again on the saved input), added where windows overlap; a window of only
+    padding passes none."""
+    def differentiable_vjp(node, g, saved):
+        shape = node.input_meta[0][0]
+        windows = pooling.plan(shape, **node.params)
+        planes, out_h, out_w = windows.output_view
+        if pooling.reduction == "avg":
+            rows, cols = (_window_members(table, step, size) for table, step, size in
+                          zip((windows.rows, windows.cols), windows.steps, windows.input_view[1:]))
+            divisor = np.outer(windows.rows[2], windows.cols[2])
+            spread = (_constant(g, rows) @ (g.reshape(windows.output_view) / _constant(g, divisor))
+                      @ _constant(g, cols.T))
+            return (spread.reshape(shape),)
+        x = saved[0].detach().numpy()
+        indices = _Pooling(pooling.name, "max", pooling.plan, indices=True).forward(
+            x, **node.params).reshape(planes, out_h * out_w)
+        filled = np.flatnonzero(((windows.rows[0] < windows.rows[1])[:, None]
+                                 & (windows.cols[0] < windows.cols[1])).reshape(-1))
+        positions = indices[:, filled] + (np.arange(planes) * math.prod(windows.input_view[1:]))[:, None]
+        return (scattered(g.reshape(planes, out_h * out_w)[:, filled], positions, shape),)
+
+    return differentiable_vjp
+
+
 def _primitive(name, grad_fn, reduction, plan):
     pooling = _Pooling(name, reduction, plan)
     return register(Primitive(name, grad_fn, pooling.infer, pooling.forward, pooling.vjp,
                               save=(0, "out") if reduction == "max" else (),
-                              fuse=_Fusion(pooling)))
+                              fuse=_Fusion(pooling), differentiable_vjp=_differentiable_vjp(pooling)))
 
 
 def _indices_primitive(name, plan):

@@ -776,7 +776,6 @@ def test_gradcheck_float64(r):
 # its name here (test_no_differentiable_vjp_lists_exactly_the_gaps fails until then), and a
 # new primitive without one is listed here, visibly.
 NO_DIFFERENTIABLE_VJP = {
-    "adaptive_avg_pool2d", "adaptive_max_pool2d", "avg_pool2d", "max_pool2d",  # pooling
     "batch_norm", "group_norm", "layer_norm",  # normalization
 }
 
