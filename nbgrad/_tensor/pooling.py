@@ -52,10 +52,32 @@ def _sliding_params(function, ndim, kernel_size, stride, padding, dilation):
     return kernel, steps, pads, dilations
 
 
+def _check_max_pool1d(input, kernel, step, pad, spacing, ceil_mode):
+    """max_pool1d's own checks and messages (PyTorch's max_pool1d without indices)."""
+    if input.ndim not in (2, 3) or 0 in input.shape[input.ndim - 2:]:
+        raise RuntimeError(f"max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim "
+                           f"batch size for input, but got:{list(input.shape)}")
+    for value, what in ((kernel, "kernel_size"), (step, "stride")):
+        if value <= 0:
+            raise RuntimeError(f"max_pool1d() {what} must be greater than zero, but got {value}")
+    if pad < 0:
+        raise RuntimeError(f"max_pool1d() padding must be non-negative, but got {pad}")
+    if pad > kernel // 2:
+        raise RuntimeError(f"max_pool1d() padding should be at most half of kernel size, but got "
+                           f"padding={pad} and kernel_size={kernel}")
+    if spacing <= 0:
+        raise RuntimeError(f"max_pool1d() dilation must be greater than zero, but got {spacing}")
+    size = output_size(input.shape[-1], kernel, step, pad, spacing, ceil_mode)
+    if size <= 0:
+        raise RuntimeError(f"max_pool1d() Invalid computed output size: {size}")
+
+
 def _max_pool(function, ndim, input, kernel_size, stride, padding, dilation, ceil_mode,
               return_indices):
     kernel, steps, pads, dilations = _sliding_params(function, ndim, kernel_size, stride,
                                                      padding, dilation)
+    if ndim == 1 and not return_indices:
+        _check_max_pool1d(input, kernel[1], steps[1], pads[1], dilations[1], bool(ceil_mode))
     params = {"kernel_size": kernel, "stride": steps, "padding": pads, "dilation": dilations,
               "ceil_mode": bool(ceil_mode), "ndim": ndim}
     values = dispatch(PRIMITIVES["max_pool2d"], (input,), params, _ONE_D if ndim == 1 else None)
@@ -70,35 +92,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                      return_indices)
 
 
-def _check_max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode):
-    """max_pool1d's own checks and messages (PyTorch's max_pool1d without indices)."""
-    if input.ndim not in (2, 3) or 0 in input.shape[input.ndim - 2:]:
-        raise RuntimeError(f"max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim "
-                           f"batch size for input, but got:{list(input.shape)}")
-    (kernel,) = _ints(kernel_size, 1, "max_pool1d", "kernel_size")
-    no_stride = stride is None or isinstance(stride, (tuple, list)) and not stride
-    (step,) = (kernel,) if no_stride else _ints(stride, 1, "max_pool1d", "stride")
-    (pad,) = _ints(padding, 1, "max_pool1d", "padding")
-    (spacing,) = _ints(dilation, 1, "max_pool1d", "dilation")
-    for value, what in ((kernel, "kernel_size"), (step, "stride")):
-        if value <= 0:
-            raise RuntimeError(f"max_pool1d() {what} must be greater than zero, but got {value}")
-    if pad < 0:
-        raise RuntimeError(f"max_pool1d() padding must be non-negative, but got {pad}")
-    if pad > kernel // 2:
-        raise RuntimeError(f"max_pool1d() padding should be at most half of kernel size, but got "
-                           f"padding={pad} and kernel_size={kernel}")
-    if spacing <= 0:
-        raise RuntimeError(f"max_pool1d() dilation must be greater than zero, but got {spacing}")
-    size = output_size(input.shape[-1], kernel, step, pad, spacing, bool(ceil_mode))
-    if size <= 0:
-        raise RuntimeError(f"max_pool1d() Invalid computed output size: {size}")
-
-
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    if not return_indices:
-        _check_max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode)
     return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
                      return_indices)
 
