@@ -18,6 +18,8 @@ Each is a primitive rather than a composite of mean, var, sub and mul:
 Absent optional inputs (weight, bias, running statistics, num_batches_tracked) are
 zero-size arrays, so each kernel has one signature per dtype.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -470,6 +472,71 @@ class _GroupNormFusion:
 
 
 # ---------------------------------------------------------------------------------------
+# Differentiable VJPs (create_graph=True): the backward kernels' formulas as Tensor
+# operations on the kernels' views, so that they can be differentiated again (PyTorch's
+# batchnorm_double_backward and layer_norm_double_backward differentiate the same formulas).
+# The statistics come from the saved input, as the kernels recompute them; in eval mode the
+# running statistics are constants.
+
+def _normalized_gradient(g, centered, invstd, dim):
+    """dx of (x - mean) * invstd over `dim` for upstream g (weight folded into g or after):
+    (g - mean(g) - (x - mean) mean(g (x - mean)) invstd^2) invstd, as the kernels."""
+    return (g - g.mean(dim, keepdim=True)
+            - centered * ((g * centered).mean(dim, keepdim=True) * invstd * invstd)) * invstd
+
+
+def _has(node, position):
+    """Whether optional input `position` was given (absent ones are zero-size)."""
+    return math.prod(node.input_meta[position][0]) > 0
+
+
+def _batch_norm_differentiable_vjp(node, g, saved):
+    x, weight, running_mean, running_var = saved
+    shape = node.input_meta[0][0]
+    view = _batch_norm_view(shape)
+    x, g, dims, eps = x.reshape(view), g.reshape(view), (0, 2), node.params["eps"]
+    if node.params["training"]:
+        centered = x - x.mean(dims, keepdim=True)
+        invstd = ((centered * centered).mean(dims, keepdim=True) + eps).sqrt().reciprocal()
+    else:
+        centered = x - running_mean.reshape(1, -1, 1)
+        invstd = (running_var.reshape(1, -1, 1) + eps).sqrt().reciprocal()
+    grad_x = None
+    if node.needs[0]:
+        grad_x = _normalized_gradient(g, centered, invstd, dims) if node.params["training"] \
+            else g * invstd
+        grad_x = (grad_x * weight.reshape(1, -1, 1) if _has(node, 1) else grad_x).reshape(shape)
+    return (grad_x, (g * centered).sum(dims) * invstd.reshape(-1) if node.needs[1] else None,
+            g.sum(dims) if node.needs[2] else None, None, None, None)
+
+
+def _group_norm_differentiable_vjp(view_of):
+    """group_norm's and layer_norm's on the view `view_of(shape, params)` gives."""
+    def differentiable_vjp(node, g, saved):
+        x, weight = saved
+        shape = node.input_meta[0][0]
+        view, per_group = view_of(shape, node.params)
+        batch, groups, count = view
+        by_channel = (batch, groups, per_group, count // per_group if per_group else 0)
+        x, g = x.reshape(view), g.reshape(view)
+        centered = x - x.mean(2, keepdim=True)
+        invstd = ((centered * centered).mean(2, keepdim=True) + node.params["eps"]).sqrt() \
+            .reciprocal()
+        grad_x = None
+        if node.needs[0]:
+            weighted = (g.reshape(by_channel) * weight.reshape(groups, per_group, 1)).reshape(view) \
+                if _has(node, 1) else g
+            grad_x = _normalized_gradient(weighted, centered, invstd, 2).reshape(shape)
+        return (grad_x,
+                (g * centered * invstd).reshape(by_channel).sum((0, 3)).reshape(
+                    node.input_meta[1][0]) if node.needs[1] else None,
+                g.reshape(by_channel).sum((0, 3)).reshape(node.input_meta[2][0])
+                if node.needs[2] else None)
+
+    return differentiable_vjp
+
+
+# ---------------------------------------------------------------------------------------
 # Rows. Inputs: x, weight, bias (zero-size when absent), and batch_norm's running_mean,
 # running_var, num_batches_tracked (zero-size when absent; written by its forward).
 
@@ -480,13 +547,15 @@ PRIMS = {
     "batch_norm": register(Primitive(
         "batch_norm", "NativeBatchNormBackward0", _batch_norm_infer, _batch_norm_forward,
         _batch_norm_vjp, save=(0, 1, 3, 4), differentiable=(0, 1, 2),
-        fuse=_BatchNormFusion())),
+        fuse=_BatchNormFusion(), differentiable_vjp=_batch_norm_differentiable_vjp)),
     "group_norm": register(Primitive(
         "group_norm", "NativeGroupNormBackward0", _group_norm_infer, _group_norm_forward,
         _group_norm_vjp, save=(0, 1), differentiable=(0, 1, 2),
-        fuse=_GroupNormFusion(_group_norm_view))),
+        fuse=_GroupNormFusion(_group_norm_view),
+        differentiable_vjp=_group_norm_differentiable_vjp(_group_norm_view))),
     "layer_norm": register(Primitive(
         "layer_norm", "NativeLayerNormBackward0", _layer_norm_infer, _layer_norm_forward,
         _layer_norm_vjp, save=(0, 1), differentiable=(0, 1, 2),
-        fuse=_GroupNormFusion(_layer_norm_view))),
+        fuse=_GroupNormFusion(_layer_norm_view),
+        differentiable_vjp=_group_norm_differentiable_vjp(_layer_norm_view))),
 }
