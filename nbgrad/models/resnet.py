@@ -186,23 +186,24 @@ _RECIPE = "https://github.com/pytorch/vision/tree/main/references/classification
 _DOCS = "These weights reproduce closely the results of the paper using a simple training recipe."
 
 
+def _imagenet1k_v1(url, num_params, acc1, acc5, ops, file_size):
+    """One of torchvision's original ImageNet-1K ResNet checkpoints, evaluated at 224x224
+    center crops, with what torchvision publishes about it."""
+    return Weights(url=url, transforms=partial(ImageClassification, crop_size=224),
+                   meta={**_COMMON_META, "num_params": num_params, "recipe": _RECIPE,
+                         "_metrics": {"ImageNet-1K": {"acc@1": acc1, "acc@5": acc5}},
+                         "_ops": ops, "_file_size": file_size, "_docs": _DOCS})
+
+
 class ResNet18_Weights(WeightsEnum):
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
-        transforms=partial(ImageClassification, crop_size=224),
-        meta={**_COMMON_META, "num_params": 11689512, "recipe": _RECIPE,
-              "_metrics": {"ImageNet-1K": {"acc@1": 69.758, "acc@5": 89.078}},
-              "_ops": 1.814, "_file_size": 44.661, "_docs": _DOCS})
+    IMAGENET1K_V1 = _imagenet1k_v1("https://download.pytorch.org/models/resnet18-f37072fd.pth",
+                                   11689512, 69.758, 89.078, 1.814, 44.661)
     DEFAULT = IMAGENET1K_V1
 
 
 class ResNet34_Weights(WeightsEnum):
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/resnet34-b627a593.pth",
-        transforms=partial(ImageClassification, crop_size=224),
-        meta={**_COMMON_META, "num_params": 21797672, "recipe": _RECIPE,
-              "_metrics": {"ImageNet-1K": {"acc@1": 73.314, "acc@5": 91.420}},
-              "_ops": 3.664, "_file_size": 83.275, "_docs": _DOCS})
+    IMAGENET1K_V1 = _imagenet1k_v1("https://download.pytorch.org/models/resnet34-b627a593.pth",
+                                   21797672, 73.314, 91.420, 3.664, 83.275)
     DEFAULT = IMAGENET1K_V1
 
 
