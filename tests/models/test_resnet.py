@@ -81,6 +81,12 @@ class Bottleneck(torch.nn.Module):
         self.downsample = downsample
         self.stride = stride
 
+    def forward(self, x):
+        out = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+        out = self.bn3(self.conv3(out))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
 
 class ResNet(torch.nn.Module):
     def __init__(self, block, layers, num_classes=1000):
@@ -130,9 +136,21 @@ def test_state_dict_keys_shapes_and_order_are_torchvisions(build, block, layers,
     assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"]
 
 
-def test_bottleneck_resnet_tree():
-    model = models.ResNet(models.Bottleneck, [1, 1, 1, 1], num_classes=7)
-    assert shapes(model.state_dict()) == shapes(ResNet(Bottleneck, [1, 1, 1, 1], 7).state_dict())
+def test_bottleneck_resnet():
+    """The same tree as torchvision's, and the same eval-mode forward from the same weights."""
+    model, reference = models.ResNet(models.Bottleneck, [1, 1, 1, 1], num_classes=7), \
+        ResNet(Bottleneck, [1, 1, 1, 1], 7)
+    assert shapes(model.state_dict()) == shapes(reference.state_dict())
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_var.uniform_(0.5, 1.5)
+    model.load_state_dict({key: nbgrad.tensor(value.numpy()) for key, value in reference.state_dict().items()})
+    image = np.random.default_rng(2).random((1, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad(), nbgrad.no_grad():
+        expected = reference.eval()(torch.tensor(image)).numpy()
+        np.testing.assert_allclose(model.eval()(nbgrad.tensor(image)).numpy(), expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max())
 
 
 def test_initialization_is_torchvisions():
