@@ -564,19 +564,18 @@ TABLE = [
     # implicit output, ellipsis, a broadcast batch, a subscript summed before the product
     row("einsum_ellipsis_bcast", lambda L, a, b: L.einsum("...ij,...jk", a, b), (2, 3, 4), (1, 4, 5),
         tol32=REDUCE32, grad_fn=("ViewBackward0", "UnsafeViewBackward0")),
-    # ---- normalization: batch statistics (the running ones, made in the row, are updated;
-    # tests/nn/test_normalization.py compares them in the three modes), running statistics
-    # in eval with an edge value (a variance of 0), layer_norm over two dims, group_norm
-    row("batch_norm_train", lambda L, x, w, b: L.nn.functional.batch_norm(
-        x, L.zeros(3, dtype=x.dtype), L.ones(3, dtype=x.dtype), w, b, training=True),
+    # ---- normalization, two ops a row (each fused row costs kernel compiles): batch
+    # statistics (the running ones, made in the row, are updated; tests/nn/test_normalization.py
+    # compares them in the three modes), then running statistics in eval with an edge value (a
+    # variance of 0); layer_norm over two dims, then group_norm
+    row("batch_norm", lambda L, x, w, b: L.nn.functional.batch_norm(
+        L.nn.functional.batch_norm(x, L.zeros(3, dtype=x.dtype), L.ones(3, dtype=x.dtype), w, b,
+                                   training=True),
+        L.tensor([0.5, -1.0, 0.0], dtype=x.dtype), L.tensor([2.0, 0.0, 0.25], dtype=x.dtype), w),
         (4, 3, 2), (3,), (3,), tol32=STATS32),
-    row("batch_norm_eval", lambda L, x, w: L.nn.functional.batch_norm(
-        x, L.tensor([0.5, -1.0, 0.0], dtype=x.dtype), L.tensor([2.0, 0.0, 0.25], dtype=x.dtype), w),
-        (2, 3, 2, 2), (3,)),
-    row("layer_norm", lambda L, x, w, b: L.nn.functional.layer_norm(x, (3, 4), w, b), (2, 3, 4),
-        (3, 4), (3, 4), tol32=STATS32),
-    row("group_norm", lambda L, x, w, b: L.nn.functional.group_norm(x, 2, w, b), (2, 4, 3), (4,),
-        (4,), tol32=STATS32),
+    row("layer_norm_group_norm", lambda L, x, lw, lb, gw, gb: L.nn.functional.group_norm(
+        L.nn.functional.layer_norm(x, (4, 3), lw, lb), 2, gw, gb),
+        (2, 4, 3), (4, 3), (4, 3), (4,), (4,), tol32=STATS32),
     # ---- convolution (one primitive, ConvolutionBackward0): 1-D depthwise with stride,
     # padding and dilation; 2-D with all three per dim and a bias; groups without a bias and
     # 'same' with an even kernel (the extra padding goes after); a 1x1 unbatched one (the
