@@ -16,10 +16,10 @@ The forms differ only in these window tables (`sliding_windows`, `adaptive_windo
 
 The max kernels pick the first maximum in scan order (row by row), and a NaN over any
 number (the last NaN of a window), as PyTorch's CPU kernels do; a window of only padding
-(possible with dilation) gives -inf and no gradient. Max pooling saves its input and its
-result, and finds each maximum's position again in backward (a primitive has one output,
-so no room for the indices); with `return_indices` the indices come from a primitive of
-their own (no gradient).
+(possible with dilation) gives -inf and no gradient. Max pooling saves its input and finds
+each maximum's position again in backward (a primitive has one output, so no room for the
+indices); with `return_indices` the indices come from a primitive of their own (no
+gradient).
 
 NOTE: the window tables are computed in Python from checked arguments, and lie inside the
 input, before any kernel reads through them: Numba does not bounds-check.
@@ -85,28 +85,6 @@ def _max_scan(track):
             + _over_window("v = x[p, ih, iw]\nif v > best or v != v:\n" + _indent(update, 4)))
 
 
-# Backward finds the forward's choice again from its result: the first position in scan
-# order that holds it, with an early exit (the search for a new maximum at every element,
-# which is hard to predict, took 1.4x as long), or the last NaN if it is NaN.
-_MAX_FIND = """target = out[p, oh, ow]
-bh = -1
-bw = 0
-if target == target:
-    ih = h0
-    while bh < 0 and ih < h1:
-        iw = w0
-        while iw < w1:
-            if x[p, ih, iw] == target:
-                bh = ih
-                bw = iw
-                break
-            iw += dw
-        ih += dh
-else:
-""" + _indent(_over_window("if x[p, ih, iw] != x[p, ih, iw]:\n    bh = ih\n    bw = iw"), 4) + """
-if bh >= 0:
-    grad[p, bh, bw] += g[p, oh, ow]
-"""
 _DIVISOR = "typed(rows[2, oh] * cols[2, ow], {like})"
 
 # name: (array arguments, results, per plane, per window)
@@ -116,8 +94,12 @@ _KERNELS = {
     "max_pool_indices": (
         "x", "out, indices", "",
         _max_scan(True) + "out[p, oh, ow] = best\nindices[p, oh, ow] = bh * x.shape[2] + bw\n"),
+    # The gradient goes where the forward's maximum is, found again on the saved input.
+    # NOTE: not from the saved result (the first position holding it, with an early exit:
+    # 1.4x faster): PyTorch saves the input and indices, so the result may change in place.
     "max_pool_backward": (
-        "x, out, g", "grad", "        grad[p] = 0", _MAX_FIND),
+        "x, g", "grad", "        grad[p] = 0",
+        _max_scan(True) + "if h0 < h1 and w0 < w1:\n    grad[p, bh, bw] += g[p, oh, ow]\n"),
     "avg_pool_forward": (
         "x", "out", "",
         "total = typed(0, x)\n" + _over_window("total += x[p, ih, iw]")
@@ -406,8 +388,8 @@ class _Pooling:
         shape = node.input_meta[0][0]
         windows = self.plan(shape, **node.params)
         grad = np.empty(shape, g.dtype)
-        # max reads its input and result (saved), avg nothing; then the gradient.
-        arrays = zip((*node.saved, g), (windows.input_view, windows.output_view)[:len(node.saved)]
+        # max reads its input (saved), avg nothing; then the gradient.
+        arrays = zip((*node.saved, g), (windows.input_view,) * len(node.saved)
                      + (windows.output_view,))
         reads = [np.ascontiguousarray(array).reshape(view) for array, view in arrays]
         _kernel(self.backward_kernel, grad.size)(*reads, windows.rows, windows.cols,
@@ -440,8 +422,8 @@ class _Pooling:
     def fuse_vjp(self, em, node, g, input_grads):
         shape = node.input_meta[0][0]
         windows = self.plan(shape, **node.params)
-        # max reads its input and result (saved), avg nothing; then the gradient.
-        arrays = zip((*node.saved, g), (windows.input_view, windows.output_view)[:len(node.saved)]
+        # max reads its input (saved), avg nothing; then the gradient.
+        arrays = zip((*node.saved, g), (windows.input_view,) * len(node.saved)
                      + (windows.output_view,))
         reads = [f"{em.ref(array)}.reshape({view!r})" for array, view in arrays]
         self._emit(em, self.backward_kernel, reads,
@@ -504,7 +486,7 @@ def _differentiable_vjp(pooling):
 def _primitive(name, grad_fn, reduction, plan):
     pooling = _Pooling(name, reduction, plan)
     return register(Primitive(name, grad_fn, pooling.infer, pooling.forward, pooling.vjp,
-                              save=(0, "out") if reduction == "max" else (),
+                              save=(0,) if reduction == "max" else (),
                               fuse=_Fusion(pooling), differentiable_vjp=_differentiable_vjp(pooling)))
 
 

@@ -130,6 +130,21 @@ def test_function_matches_torch(name):
     assert_close(n_grad, t_grad)
 
 
+def test_result_changed_in_place_before_backward():
+    """Max pooling saves its input (and PyTorch its indices), not its result: an in-place op
+    on the result (ReLU(inplace=True) after pooling) leaves the gradient as torch's."""
+    array = rng_for("in place").standard_normal((2, 3, 6, 6))
+    grads = []
+    for L in (torch, nbgrad):
+        x = L.tensor(array, requires_grad=True)
+        F = L.nn.functional
+        for pooled in (F.max_pool2d(x, 3, 2, 1), F.adaptive_max_pool2d(x, 4), F.avg_pool2d(x, 2)):
+            pooled.relu_()
+            pooled.sum().backward()
+        grads.append(x.grad)
+    assert_close(grads[1], grads[0])
+
+
 def test_top_level_forms_take_torchs_arguments():
     """torch's top-level max_pool2d has no return_indices; its adaptive_max_pool1d always
     returns the indices."""
