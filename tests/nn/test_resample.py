@@ -190,22 +190,3 @@ def test_dropout2d_module_statistics_and_eval():
     with pytest.raises(ValueError, match="between 0 and 1"):
         nbgrad.nn.Dropout1d(1.5)
 
-
-def test_second_derivatives_match_torch():
-    """create_graph=True through pad_constant and resample (their differentiable VJPs)."""
-    cases = [(lambda F, x: F.pad(x, (1, 2, -1, 1), value=1.5), (1, 2, 3, 4)),
-             (lambda F, x: F.pad(x, (2, 1, 1, 2), mode="reflect"), (1, 2, 3, 4)),
-             (lambda F, x: F.interpolate(x.transpose(2, 3), size=(5, 3), mode="bilinear"), (1, 2, 3, 4)),
-             (lambda F, x: F.interpolate(x, size=(2, 3), mode="bicubic", antialias=True), (1, 2, 5, 7))]
-    for fn, shape in cases:
-        x, weights, results = RNG.standard_normal(shape), None, []
-        for L in (torch, nbgrad):
-            leaf = L.tensor(x, requires_grad=True)
-            out = fn(L.nn.functional, leaf)
-            if weights is None:
-                weights = RNG.standard_normal(tuple(out.shape))
-            (grad,) = L.autograd.grad((out * out * L.tensor(weights)).sum(), leaf, create_graph=True)
-            (grad * grad).sum().backward()
-            results.append((grad.detach().numpy(), leaf.grad.numpy()))
-        for actual, expected in zip(results[1], results[0]):
-            np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
