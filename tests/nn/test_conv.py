@@ -89,22 +89,26 @@ def test_default_init_is_torchs():
 def test_chunked_and_plain_gemm_paths_match_torch(monkeypatch):
     """A small column budget makes the kernels work through the batch in several chunks
     (the last one partial), with groups, and 1x1 stride-1 convolutions of single images
-    take the plain-GEMM path; float64 against torch."""
+    take the plain-GEMM path (also unbatched: the squeeze of the unbatched form); float64
+    against torch."""
     rng = np.random.default_rng(0)
     for budget in (60, conv_ops.COLUMN_BUDGET):
         monkeypatch.setattr(conv_ops, "COLUMN_BUDGET", budget)
         for x_shape, w_shape, kwargs in [((5, 4, 5, 6), (6, 2, 3, 2), {"groups": 2, "padding": 1, "stride": (1, 2)}),
                                          ((3, 4, 3, 3), (6, 4, 1, 1), {}),
-                                         ((1, 4, 3, 3), (6, 2, 1, 1), {"groups": 2})]:
+                                         ((1, 4, 3, 3), (6, 2, 1, 1), {"groups": 2}),
+                                         ((4, 3, 3), (6, 4, 1, 1), {})]:
             arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
             results = []
             for lib in (nbgrad, torch):
                 x, w, b = (lib.tensor(a, requires_grad=True) for a in arrays)
                 out = lib.nn.functional.conv2d(x, w, b, **kwargs)
                 out.backward(lib.tensor(np.cos(np.arange(out.numel())).reshape(tuple(out.shape))))
-                results.append([t.detach().numpy() for t in (out, x.grad, w.grad, b.grad)])
-            for ours, theirs in zip(*results):
-                np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+                results.append([t.detach().numpy() for t in (out, x.grad, w.grad, b.grad)] + [out.grad_fn.name()])
+            (*ours, our_node), (*theirs, their_node) = results
+            assert our_node == their_node
+            for mine, reference in zip(ours, theirs):
+                np.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-12)
 
 
 def _error(fn):

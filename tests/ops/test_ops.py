@@ -578,8 +578,8 @@ TABLE = [
         (2, 4, 3), (4, 3), (4, 3), (4,), (4,), tol32=STATS32),
     # ---- convolution (one primitive, ConvolutionBackward0): 1-D depthwise with stride,
     # padding and dilation; 2-D with all three per dim and a bias; groups without a bias and
-    # 'same' with an even kernel (the extra padding goes after); a 1x1 unbatched one (the
-    # kernels' plain-GEMM path, and the squeeze of the unbatched form)
+    # 'same' with an even kernel (the extra padding goes after). tests/nn/test_conv.py
+    # covers the kernels' other paths (chunks, plain GEMM) and unbatched inputs.
     row("conv1d_depthwise", lambda L, x, w, b: L.nn.functional.conv1d(x, w, b, stride=2, padding=2, dilation=2,
                                                                       groups=3), (2, 3, 9), (3, 1, 3), (3,),
         tol32=REDUCE32),
@@ -587,8 +587,6 @@ TABLE = [
         tol32=REDUCE32),
     row("conv2d_groups_same", lambda L, x, w: L.nn.functional.conv2d(x, w, padding="same", groups=2),
         (2, 4, 5, 4), (6, 2, 2, 3), tol32=REDUCE32),
-    row("conv2d_1x1_unbatched", lambda L, x, w: L.nn.functional.conv2d(x, w), (3, 4, 5), (2, 3, 1, 1),
-        tol32=REDUCE32),
     # ---- padding and resizing (F.pad: pad_constant and resample; F.interpolate: resample):
     # crops by negative pads, a transposed input, every mode once
     row("pad_constant", lambda L, x: L.nn.functional.pad(x, (1, 2, -1, 1), value=1.5), (2, 3, 4)),
