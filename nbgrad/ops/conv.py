@@ -2,13 +2,17 @@
 with stride, zero padding, dilation, groups and an optional bias (the third input).
 
 Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (SciPy's
-OpenBLAS, through Numba's gemm wrapper) runs that GEMM near the machine's peak; as a composite of
-unfold/matmul ops it would make several full-size copies and graph nodes per layer.
+OpenBLAS, through Numba's gemm wrapper: `gemm`) runs that GEMM near the machine's peak; as a
+composite of unfold/matmul ops it would make several full-size copies and graph nodes per
+layer.
 
 The kernels are plain `njit` functions shared by both ranks (a 1-D convolution is a 2-D one
 with H = 1). Each call works through the batch in chunks of images whose im2col columns fit a
 fixed budget (`COLUMN_BUDGET` elements), so the buffers stay a few MB whatever the batch; per
-chunk and group: im2col, one GEMM, and a copy of the result into NCHW with the bias added.
+chunk and group: im2col, one GEMM, and a copy of the result into NCHW with the bias added
+(one image: the GEMM writes into the output, onto the bias). The workspace is allocated per
+call (glibc reuses the block), so a network's convolutions share one instead of each keeping
+its own.
 Backward recomputes the columns (saving them would cost K times the input's memory) for the
 weight's GEMM, then reuses that buffer for the input's columns (weight.T @ grad), which
 col2im adds back. A 1x1 stride-1 unpadded convolution of one image reads the input as the
@@ -16,6 +20,8 @@ column matrix: a plain GEMM without im2col.
 
 NOTE: the kernels are serial: BLAS threads the GEMMs, and Numba's parallel workers spin after
 a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
+NOTE: a fused step that calls these kernels links and optimizes their code again: about 2 s
+more compile time per dtype (measured: a Conv2d-Tanh step 3.7 s CPU, a Linear-Tanh one 1.5).
 """
 import numba
 import numpy as np
