@@ -101,6 +101,9 @@ CALLS = {
         x.transpose(1, 3), (2, 3)),
     "adaptive_max_pool1d_sliced": lambda L, x: L.nn.functional.adaptive_max_pool1d(
         x[0, :, 1], 3, return_indices=True),
+    # dilation 3 over 2 elements with padding 1: a window of only padding (-inf, index 2)
+    "max_pool1d_window_of_padding": lambda L, x: L.nn.functional.max_pool1d(
+        x[0, :, 0, :2], 2, 1, 1, 3, return_indices=True),
     "max_pool2d_empty_batch": lambda L, x: L.nn.functional.max_pool2d(x[:0], 2),
     "avg_pool1d_empty_batch": lambda L, x: L.nn.functional.avg_pool1d(x[:0, 0], 2),
     "max_pool2d_stride_list": lambda L, x: L.nn.functional.max_pool2d(x, [3, 2], stride=[]),
