@@ -358,11 +358,13 @@ def _batch_norm_forward(x, weight, bias, running_mean, running_var, batches, tra
                       cumulative, eps)
     view = _batch_norm_view(x.shape)
     computed = _computed(x)
-    out = np.empty(view, computed.dtype)
+    # NOTE: results are made in their own shapes (the kernels write views of them), so that
+    # their `base` is None: the engine then owns a gradient instead of copying it.
+    out = np.empty(x.shape, computed.dtype)
     batch_norm_forward_kernel(_contiguous(computed, view), _computed(weight), _computed(bias),
                               _computed(running_mean), _computed(running_var), _flat(batches),
-                              training, momentum, cumulative, eps, out)
-    return out.reshape(x.shape).astype(x.dtype, copy=False)
+                              training, momentum, cumulative, eps, out.reshape(view))
+    return out.astype(x.dtype, copy=False)
 
 
 def _batch_norm_vjp(node, g):
@@ -370,13 +372,14 @@ def _batch_norm_vjp(node, g):
     view = _batch_norm_view(x.shape)
     need_x, need_weight, need_bias = node.needs[:3]
     params = node.params
-    grad_x = np.empty(view if need_x else (0, 0, 0), g.dtype)
+    grad_x = np.empty(x.shape if need_x else (0, 0, 0), g.dtype)
     grad_weight = np.empty(view[1] if need_weight else 0, g.dtype)
     grad_bias = np.empty(view[1] if need_bias else 0, g.dtype)
     batch_norm_backward_kernel(_contiguous(x, view), _contiguous(g, view), weight, running_mean,
-                               running_var, params["training"], params["eps"], grad_x,
-                               grad_weight, grad_bias)
-    return (grad_x.reshape(x.shape) if need_x else None,
+                               running_var, params["training"], params["eps"],
+                               grad_x.reshape(view if need_x else (0, 0, 0)), grad_weight,
+                               grad_bias)
+    return (grad_x if need_x else None,
             grad_weight if need_weight else None, grad_bias if need_bias else None,
             None, None, None)
 
@@ -388,25 +391,25 @@ def _group_norm_family(view_of, infer):
         infer(x, weight, bias, eps=eps, **params)
         view, per_group = view_of(x.shape, params)
         computed = _computed(x)
-        out = np.empty(view, computed.dtype)
+        out = np.empty(x.shape, computed.dtype)  # in its own shape: see _batch_norm_forward
         group_norm_forward_kernel(_contiguous(computed, view), _computed(_flat(weight)),
-                                  _computed(_flat(bias)), per_group, eps, out)
-        return out.reshape(x.shape).astype(x.dtype, copy=False)
+                                  _computed(_flat(bias)), per_group, eps, out.reshape(view))
+        return out.astype(x.dtype, copy=False)
 
     def vjp(node, g):
         x, weight = node.saved
         view, per_group = view_of(x.shape, node.params)
         need_x, need_weight, need_bias = node.needs
-        channels = view[1] * per_group
-        grad_x = np.empty(view if need_x else (0, 0, 0), g.dtype)
-        grad_weight = np.empty(channels if need_weight else 0, g.dtype)
-        grad_bias = np.empty(channels if need_bias else 0, g.dtype)
+        # In their own shapes, as the forward's result.
+        grad_x = np.empty(x.shape if need_x else (0, 0, 0), g.dtype)
+        grad_weight = np.empty(node.input_meta[1][0] if need_weight else 0, g.dtype)
+        grad_bias = np.empty(node.input_meta[2][0] if need_bias else 0, g.dtype)
         group_norm_backward_kernel(_contiguous(x, view), _contiguous(g, view), _flat(weight),
-                                   per_group, node.params["eps"], grad_x, grad_weight, grad_bias)
-        shape = node.input_meta[1][0]
-        return (grad_x.reshape(x.shape) if need_x else None,
-                grad_weight.reshape(shape) if need_weight else None,
-                grad_bias.reshape(shape) if need_bias else None)
+                                   per_group, node.params["eps"],
+                                   grad_x.reshape(view if need_x else (0, 0, 0)),
+                                   _flat(grad_weight), _flat(grad_bias))
+        return (grad_x if need_x else None, grad_weight if need_weight else None,
+                grad_bias if need_bias else None)
 
     return forward, vjp
 
