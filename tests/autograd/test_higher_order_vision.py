@@ -23,6 +23,7 @@ from test_higher_order_families import _case_inputs, _derivatives, _family, _lea
 import nbgrad
 from conftest import assert_close, rng_for
 from nbgrad._core import tracing as _tracing
+from nbgrad.ops import PRIMITIVES
 from test_ops import DIFFERENTIABLE, _PrimitiveRecorder, make_inputs
 
 A = np.array
@@ -33,20 +34,25 @@ def _F(lib):
     return lib.nn.functional
 
 
-def _uses_vision(r):
+def _vision_primitives(r):
+    """The names of the vision primitives op-table row `r` calls."""
     recorder = _PrimitiveRecorder()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_tracing, "current", recorder)
         r.fn(nbgrad, *_leaves(nbgrad, make_inputs(r, "float64")))
-    return any(_family(prim) in VISION for prim, *_ in recorder.calls)
+    return {prim.name for prim, *_ in recorder.calls if _family(prim) in VISION}
 
 
 # (chosen once, by running each row: a test per row that skips the others costs 4x as long)
-VISION_ROWS = [r for r in DIFFERENTIABLE if _uses_vision(r)]
+USED = {r.name: _vision_primitives(r) for r in DIFFERENTIABLE}
+VISION_ROWS = [r for r in DIFFERENTIABLE if USED[r.name]]
 
 
-def test_vision_rows_are_found():
-    assert {"conv2d", "pool2d_forms", "batch_norm", "pad_constant"} <= {r.name for r in VISION_ROWS}
+def test_every_differentiable_vision_primitive_has_a_rule_and_rows():
+    differentiable = {p.name for p in PRIMITIVES.values()
+                      if p.vjp is not None and _family(p) in VISION}
+    assert not [name for name in differentiable if PRIMITIVES[name].differentiable_vjp is None]
+    assert differentiable <= set().union(*USED.values())
 
 
 @pytest.mark.parametrize("r", VISION_ROWS, ids=[r.name for r in VISION_ROWS])
