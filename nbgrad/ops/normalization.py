@@ -177,18 +177,71 @@ def _group_statistics(x, n, g):
 
 
 @_jit
+def _affine_elements(x, mean, invstd, weight, bias, first, out):
+    """out[k] = (x[k] - mean) * invstd * weight[first + k] + bias[first + k] (the affine
+    parts only if given), for 1-D x and out."""
+    if weight.size and bias.size:
+        for k in range(x.shape[0]):
+            out[k] = (x[k] - mean) * invstd * weight[first + k] + bias[first + k]
+    elif weight.size:
+        for k in range(x.shape[0]):
+            out[k] = (x[k] - mean) * invstd * weight[first + k]
+    elif bias.size:
+        for k in range(x.shape[0]):
+            out[k] = (x[k] - mean) * invstd + bias[first + k]
+    else:
+        for k in range(x.shape[0]):
+            out[k] = (x[k] - mean) * invstd
+
+
+@_jit
 def group_norm_forward_kernel(x, weight, bias, per_group, eps, out):
     size = x.shape[2] // per_group if per_group else 0
     for n in range(x.shape[0]):
         for g in range(x.shape[1]):
             mean, squares = _group_statistics(x, n, g)
             invstd = 1.0 / np.sqrt(squares / x.shape[2] + eps)
+            if size == 1:
+                # layer_norm (a channel per element): one loop LLVM vectorizes, in the
+                # input's dtype as PyTorch's (x == mean still gives exactly the bias).
+                _affine_elements(x[n, g], typed(mean, out), typed(invstd, out), weight, bias,
+                                 g * per_group, out[n, g])
+                continue
             for j in range(per_group):
                 channel = g * per_group + j
                 alpha = invstd * weight[channel] if weight.size else invstd
                 scale, shift = _affine(alpha, mean, bias, channel, out)
                 for k in range(j * size, (j + 1) * size):
                     out[n, g, k] = x[n, g, k] * scale + shift
+
+
+@_jit
+def _element_gradient_sums(x, g, mean, weight, first, sums_b, channel_dots):
+    """For 1-D x and g of a channel per element (weight[first + k]): adds g to sums_b, sets
+    channel_dots to g (x - mean); (sum of squared deviations, sum of g w, sum of g w
+    (x - mean)), in float64."""
+    squares = 0.0
+    sum_gw = 0.0
+    dot = 0.0
+    for k in range(x.shape[0]):
+        d = x[k] - mean
+        gi = np.float64(g[k])
+        w = np.float64(weight[first + k]) if weight.size else 1.0
+        squares += d * d
+        sums_b[first + k] += gi
+        channel_dots[k] = gi * d
+        sum_gw += gi * w
+        dot += gi * d * w
+    return squares, sum_gw, dot
+
+
+@_jit
+def _element_input_gradient(x, g, mean, invstd, mean_gw, k, weight, first, grad_x):
+    """grad_x = (g w - mean(g w) - (x - mean) k) * invstd for 1-D arrays, a channel per
+    element, in float64."""
+    for i in range(x.shape[0]):
+        w = np.float64(weight[first + i]) if weight.size else 1.0
+        grad_x[i] = (g[i] * w - mean_gw - (x[i] - mean) * k) * invstd
 
 
 @_jit
@@ -201,6 +254,19 @@ def group_norm_backward_kernel(x, g, weight, per_group, eps, grad_x, grad_weight
     for n in range(x.shape[0]):
         for gr in range(x.shape[1]):
             mean = _group_mean(x, n, gr)
+            first = gr * per_group
+            if size == 1:  # layer_norm: see the forward
+                squares, sum_gw, dot = _element_gradient_sums(
+                    x[n, gr], g[n, gr], mean, weight, first, sums_b, channel_dots)
+                invstd = 1.0 / np.sqrt(squares / x.shape[2] + eps)
+                for j in range(per_group):
+                    sums_w[first + j] += channel_dots[j] * invstd
+                if grad_x.size:
+                    count = x.shape[2]
+                    _element_input_gradient(x[n, gr], g[n, gr], mean, invstd, sum_gw / count,
+                                            dot * invstd * invstd / count, weight, first,
+                                            grad_x[n, gr])
+                continue
             squares = 0.0
             sum_gw = 0.0  # sums of g * weight, and of g * weight * (x - mean)
             dot = 0.0
