@@ -18,6 +18,7 @@ import numpy as np
 from .._core import tracing as _tracing
 from ..ops import PRIMITIVES
 from ..ops.primitive import TORCH_TYPE_NAMES
+from ..ops.resample import Taps
 from . import random as _random
 from .arithmetic import mul
 from .dispatch import dispatch
@@ -88,7 +89,7 @@ def pad(input, pad, mode="constant", value=None):
         raise NotImplementedError(f"Padding size {len(pad)} is not supported for {input.ndim}D "
                                   f"input tensor.\n{_SUPPORTED_RANKS}")
     _check_gather_pad(input, pairs, mode)
-    taps = tuple((dim,) + _pad_taps(input.shape[dim], left, right, mode)
+    taps = tuple(Taps(dim, *_pad_taps(input.shape[dim], left, right, mode))
                  for dim, left, right in pairs)
     return dispatch(PRIMITIVES["resample"], (input,), {"taps": taps},
                     grad_fn_name=_GRAD_FN[mode].format(padded))
@@ -147,14 +148,15 @@ def _constant_pad(input, pairs, value):
     """The input (cropped where a pad is negative) copied into an output filled with
     `value` (the `pad_constant` primitive)."""
     shape = input.shape
-    crop, interior = [slice(None)] * input.ndim, [slice(None)] * input.ndim
+    # (start, stop) per dimension, not slices: parameters must hash (deferred graph keys).
+    crop, interior = [(0, size) for size in shape], [(0, size) for size in shape]
     out_shape = list(shape)
     for dim, left, right in pairs:
         kept = shape[dim] + min(left, 0) + min(right, 0)
         if kept < 0:
             raise RuntimeError("narrow(): length must be non-negative.")
-        crop[dim] = slice(max(-left, 0), max(-left, 0) + kept)
-        interior[dim] = slice(max(left, 0), max(left, 0) + kept)
+        crop[dim] = (max(-left, 0), max(-left, 0) + kept)
+        interior[dim] = (max(left, 0), max(left, 0) + kept)
         out_shape[dim] = shape[dim] + left + right
     return dispatch(PRIMITIVES["pad_constant"], (input,), {
         "crop": tuple(crop), "interior": tuple(interior), "out_shape": tuple(out_shape),
@@ -206,7 +208,7 @@ def _resample(input, out_sizes, scales, taps_of, align_corners, grad_fn_name):
     kernels), computed in PyTorch's opmath type."""
     dtype = np.dtype(np.float64 if _meta(input).dtype == np.float64 else np.float32)
     dims = list(zip(range(2, input.ndim), out_sizes, scales))[::-1]
-    taps = tuple((dim,) + taps_of(input.shape[dim], out, align_corners, scale, dtype)
+    taps = tuple(Taps(dim, *taps_of(input.shape[dim], out, align_corners, scale, dtype))
                  for dim, out, scale in dims)
     return dispatch(PRIMITIVES["resample"], (input,), {"taps": taps}, grad_fn_name=grad_fn_name)
 

@@ -2,7 +2,7 @@
 padding mode and every `interpolate` mode).
 
 `pad_constant` copies the input (cropped where a pad is negative) into an output filled
-with the value: two slices, no index.
+with the value: two boxes of (start, stop) bounds, one per dimension, no index.
 
 `resample` resamples each dimension in turn (separably, as PyTorch's linear modes):
 output index o along it is sum_k weight[o, k] * input[index[o, k]], with the taps
@@ -13,19 +13,68 @@ an int64 position per output element, built in Python for each new shape: 16 MB 
 for nearest x2 of 8x16x64x64, then 0.85 ms forward and 1.1 ms backward; taps are a few KB
 per dimension, built in microseconds, and run in 1.26 and 1.54 ms. Bilinear as weighted
 takes would be four gathers, four products and three sums (eleven nodes and full-size
-passes) where this is one pass per dimension and one node. (No fused rule yet: a step that
-calls it runs eagerly.)
+passes) where this is one pass per dimension and one node.
+
+Both have fused rules that call the eager kernels (`_ResampleRule`, `_PadConstantRule`). Their
+parameters hash by value (tuples of ints, `Taps`): a deferred graph is keyed by its ops'
+parameters, and one that cannot be keyed never fuses.
 
 NOTE: Numba does not bounds-check. The tap indices are made in Python from sizes alone and
 lie in [0, input size); they are never user data.
 """
+import math
+
 import numba
 import numpy as np
 
-from .primitive import Primitive, register
+from .elementwise import _MAX_STRIDED_NDIM, COPY
+from .primitive import Primitive, Unfusable, register
 from .shape import copy_into, zeros_tensor
 
 _jit = numba.njit(cache=True, error_model="numpy")
+
+
+def _same_array(a, b):
+    return a is b or (a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b))
+
+
+class Taps:
+    """One pass of `resample`: output index o along `dim` reads
+    sum_k weight[o, k] * input[index[o, k]] (`index` and `weight` (out_size, taps)).
+
+    Equal and hashed by value, as a parameter must be for deferred graphs to be keyed by it.
+    The API function's tap tables are cached and shared by every call with the same sizes:
+    they are made read-only here (so fused steps may also inline them as constants)."""
+    __slots__ = ("dim", "index", "weight")
+
+    def __init__(self, dim, index, weight):
+        index.flags.writeable = weight.flags.writeable = False
+        self.dim, self.index, self.weight = dim, index, weight
+
+    def __iter__(self):
+        return iter((self.dim, self.index, self.weight))
+
+    def __eq__(self, other):
+        if not isinstance(other, Taps):
+            return NotImplemented
+        return (self.dim == other.dim and _same_array(self.index, other.index)
+                and _same_array(self.weight, other.weight))
+
+    def __hash__(self):
+        return hash((self.dim, self.index.tobytes(), self.weight.tobytes()))
+
+    def __repr__(self):
+        return f"Taps(dim={self.dim}, taps={self.index.shape[1]}, out_size={self.index.shape[0]})"
+
+
+def _typed(weight, dtype):
+    """`weight` in the data's dtype, read-only in every case (one kernel signature for eager
+    calls and fused steps, which pass it as a constant)."""
+    if weight.dtype == dtype:
+        return weight
+    converted = weight.astype(dtype)
+    converted.flags.writeable = False
+    return converted
 
 
 @_jit
@@ -88,17 +137,25 @@ def resample_last_vjp_kernel(g, index, weight, grad):
                 grad[a, index[o, k]] += weight[o, k] * g[a, o]
 
 
+def _axis_view(shape, dim):
+    """`shape` as the kernels view it: (before dim, dim), or (before dim, dim, after dim)."""
+    before = math.prod(shape[:dim])
+    if dim == len(shape) - 1:
+        return (before, shape[dim])
+    return (before, shape[dim], math.prod(shape[dim + 1:]))
+
+
+def _pass_kernel(kernel, last_kernel, shape, dim):
+    """`kernel`, or `last_kernel` for the last dimension (see above)."""
+    return last_kernel if dim == len(shape) - 1 else kernel
+
+
 def _along(kernel, last_kernel, source, dim, index, weight, out):
     """Run `kernel` (or `last_kernel` for the last dimension) on C-contiguous arrays `source`
     and `out` viewed as (before dim, dim, after dim)."""
-    before = int(np.prod(source.shape[:dim]))
-    if dim == source.ndim - 1:
-        last_kernel(source.reshape(before, source.shape[dim]), index, weight,
-                    out.reshape(before, out.shape[dim]))
-    else:
-        after = int(np.prod(source.shape[dim + 1:]))
-        kernel(source.reshape(before, source.shape[dim], after), index, weight,
-               out.reshape(before, out.shape[dim], after))
+    _pass_kernel(kernel, last_kernel, source.shape, dim)(
+        source.reshape(_axis_view(source.shape, dim)), index, weight,
+        out.reshape(_axis_view(out.shape, dim)))
 
 
 def _resample_infer(x, taps):
@@ -116,7 +173,7 @@ def _resample_forward(x, taps):
         shape[dim] = index.shape[0]
         out = np.empty(shape, x.dtype)
         _along(resample_axis_kernel, resample_last_kernel, source, dim, index,
-               weight.astype(x.dtype, copy=False), out)
+               _typed(weight, x.dtype), out)
     return out
 
 
@@ -137,7 +194,7 @@ def _resample_vjp(node, g):
         source = grad
         grad = np.empty(in_shape, g.dtype)
         _along(resample_axis_vjp_kernel, resample_last_vjp_kernel, source, dim, index,
-               weight.astype(g.dtype, copy=False), grad)
+               _typed(weight, g.dtype), grad)
     return (grad,)
 
 
@@ -155,39 +212,113 @@ def _resample_differentiable_vjp(node, g, saved):
     return (grad,)
 
 
+class _ResampleRule:
+    """The fused rule of `resample`: the eager kernels, one call per pass, on the step's
+    buffers (a buffer between passes), the taps as constants."""
+
+    @staticmethod
+    def _emit_passes(em, kernels, source, passes, dtype, result):
+        """Emit `passes` ((dim, index, weight), source shape, target shape) from the array
+        named `source`, the last one into the array `result`."""
+        for k, ((dim, index, weight), source_shape, target_shape) in enumerate(passes):
+            target = em.out(result if k == len(passes) - 1 else np.empty(target_shape, dtype))
+            kernel = em.kernel(_pass_kernel(*kernels, source_shape, dim))
+            em.emit(f"{kernel}({source}.reshape({_axis_view(source_shape, dim)!r}), "
+                    f"{em.constant(index)}, {em.constant(_typed(weight, dtype))}, "
+                    f"{target}.reshape({_axis_view(target_shape, dim)!r}))")
+            source = target
+
+    def forward(self, em, arrays, params, out):
+        (x,) = arrays
+        passes, shape = [], list(x.shape)
+        for taps in params["taps"]:
+            source_shape = tuple(shape)
+            shape[taps.dim] = taps.index.shape[0]
+            passes.append((taps, source_shape, tuple(shape)))
+        self._emit_passes(em, (resample_axis_kernel, resample_last_kernel), em.ref(x), passes,
+                          x.dtype, out)
+
+    def vjp(self, em, node, g, input_grads):
+        # Each pass undone, last one first: from its output's shape back to its input's.
+        passes, shape = [], tuple(g.shape)
+        for taps, in_shape in _undone_passes(node):
+            passes.append((taps, shape, in_shape))
+            shape = in_shape
+        self._emit_passes(em, (resample_axis_vjp_kernel, resample_last_vjp_kernel), em.ref(g),
+                          passes, g.dtype, input_grads[0])
+
+
+def _slices(bounds):
+    return tuple(slice(start, stop) for start, stop in bounds)
+
+
 def _pad_constant_infer(x, crop, interior, out_shape, value):
     return out_shape, x.dtype
 
 
 def _pad_constant_forward(x, crop, interior, out_shape, value):
     out = np.full(out_shape, value, x.dtype)
-    copy_into(out[interior], x[crop])
+    copy_into(out[_slices(interior)], x[_slices(crop)])
     return out
 
 
 def _pad_constant_vjp(node, g):
     grad = np.zeros(node.input_meta[0][0], g.dtype)
-    copy_into(grad[node.params["crop"]], g[node.params["interior"]])
+    copy_into(grad[_slices(node.params["crop"])], g[_slices(node.params["interior"])])
     return (grad,)
 
 
 def _pad_constant_differentiable_vjp(node, g, saved):
     grad = zeros_tensor(g, node.input_meta[0][0])
-    grad[node.params["crop"]] = g[node.params["interior"]]
+    grad[_slices(node.params["crop"])] = g[_slices(node.params["interior"])]
     return (grad,)
 
 
+def _box(name, shape, bounds):
+    """Source of the box `bounds` of the C-contiguous array `name` of `shape`, as the view
+    eager's copy (`copy_into`: elementwise's strided kernel) gets: padded to its rank by
+    leading dimensions of size 1."""
+    lead = _MAX_STRIDED_NDIM - len(shape)
+    index = [":"] * lead + [f"{start}:{stop}" for start, stop in bounds]
+    return f"{name}.reshape({(1,) * lead + tuple(shape)!r})[{', '.join(index)}]"
+
+
+class _PadConstantRule:
+    """The fused rule of `pad_constant`: the output filled, then the box copied by eager's
+    copy kernel; the VJP the same copy back into zeros."""
+
+    @staticmethod
+    def _emit_copy(em, source, source_shape, source_box, target, target_shape, target_box, fill):
+        if len(target_shape) > _MAX_STRIDED_NDIM:
+            raise Unfusable(f"constant padding of a {len(target_shape)}-D tensor (the copy "
+                            f"kernel takes at most {_MAX_STRIDED_NDIM} dimensions)")
+        em.emit(f"{target}.fill({fill})")
+        em.emit(f"{em.kernel(COPY.strided)}({_box(source, source_shape, source_box)}, "
+                f"{_box(target, target_shape, target_box)})")
+
+    def forward(self, em, arrays, params, out):
+        (x,) = arrays
+        self._emit_copy(em, em.ref(x), x.shape, params["crop"], em.out(out), out.shape,
+                        params["interior"], em.literal(params["value"], out.dtype))
+
+    def vjp(self, em, node, g, input_grads):
+        (grad,) = input_grads
+        self._emit_copy(em, em.ref(g), g.shape, node.params["interior"], em.out(grad),
+                        grad.shape, node.params["crop"], em.literal(0, grad.dtype))
+
+
 PRIMS = {
-    # `crop`: the slices of the input's kept part; `interior`: where it goes in the output
-    # of `out_shape`, filled with `value` elsewhere. Not `index_put` on a filled constant:
-    # PyTorch's ConstantPadNdBackward0 links the input alone.
+    # `crop`: the (start, stop) bounds of the input's kept part in each dimension;
+    # `interior`: where it goes in the output of `out_shape`, filled with `value` elsewhere.
+    # Not `index_put` on a filled constant: PyTorch's ConstantPadNdBackward0 links the input
+    # alone.
     "pad_constant": register(Primitive("pad_constant", "ConstantPadNdBackward0",
                                        _pad_constant_infer, _pad_constant_forward,
-                                       _pad_constant_vjp,
+                                       _pad_constant_vjp, fuse=_PadConstantRule(),
                                        differentiable_vjp=_pad_constant_differentiable_vjp)),
-    # `taps`: ((dim, index, weight), ...) applied in order; the API function passes
-    # PyTorch's grad_fn name (ReflectionPad2DBackward0, UpsampleBilinear2DBackward0, ...).
+    # `taps`: a tuple of `Taps`, applied in order; the API function passes PyTorch's grad_fn
+    # name (ReflectionPad2DBackward0, UpsampleBilinear2DBackward0, ...).
     "resample": register(Primitive("resample", "UpsampleBilinear2DBackward0", _resample_infer,
-                                   _resample_forward, _resample_vjp,
+                                   _resample_forward, _resample_vjp, fuse=_ResampleRule(),
                                    differentiable_vjp=_resample_differentiable_vjp)),
 }

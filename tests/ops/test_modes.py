@@ -12,6 +12,9 @@ values, shapes and layouts TABLE lacks), and each row runs in float32 and float6
       the first call traces, the later ones run the fused kernel; each call's values and
       .grad are compared, and earlier calls' arguments must keep their own gradients.
 
+The fused modes (b) and (c) take the rows outside `EAGER_ONLY` (a covering subset of some
+primitives' rows, to keep the test time down); (a) takes every row.
+
 Each mode asserts how the calls ran, so that a silent eager fallback fails: a row whose
 primitives all have a fused rule must run fused, and the rows that legitimately cannot are
 listed in `COMPILE_FALLBACK` and `_deferred_fallback` with the reason, and the calls that a
@@ -278,7 +281,6 @@ NO_FUSED_RULE = {
     "permute", "expand", "basic_index",  # views (transpose, .T, expand, a[1:, ::2])
     "take", "index_put", "concat", "embedding",  # gathers and scatters by index, cat/stack
     "scatter_add",  # scatters by index
-    "pad_constant", "resample",  # padding and resizing (by index, by weighted taps)
 }
 # Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
 # primitive without a fused rule. Every other row must run fused from its second call.
@@ -328,14 +330,36 @@ def _deferred_fallback(r, layout):
     return None
 
 
+# Rows that run in eager mode (a) only, by the primitive whose other rows cover them in the
+# fused modes (b) and (c): each row that fuses costs about four fused-kernel compiles (3 to
+# 15 s each on a cold cache), and these rows check index rules that eager mode checks as
+# well as fused mode would (the fused rule calls the same kernels with the same taps).
+# resample keeps one row per form in the fused modes: nearest (1 tap, the axis and the
+# last-dimension kernels), linear with align_corners (2 taps), reflect and replicate pads
+# (two dimensions each); pad_constant its one row (a pad and a crop).
+EAGER_ONLY = {
+    "resample": {"pad_reflect_crop", "pad_circular_T", "interpolate_bilinear_T",
+                 "interpolate_bilinear_antialias", "interpolate_bicubic", "interpolate_area"},
+}
+EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
+FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]
+
+
+def test_eager_only_rows_call_their_primitive():
+    wrong = {name: primitive for primitive, names in EAGER_ONLY.items() for name in names
+             if primitive not in {p.name for p in PRIMS_OF.get(name, ())}}
+    assert not wrong, f"EAGER_ONLY rows that do not call their primitive (or are no rows): {wrong}"
+
+
 def test_primitives_without_a_fused_rule_are_listed():
     assert {name for name, p in PRIMITIVES.items() if p.fuse is None} == NO_FUSED_RULE
 
 
 def test_every_fused_primitive_has_a_row():
-    exercised = set().union(*PRIMS_OF.values())
+    exercised = set().union(*(PRIMS_OF[r.name] for r in FUSED_MODE_TABLE))
     missing = sorted(name for name, p in PRIMITIVES.items() if p.fuse is not None and p not in exercised)
-    assert not missing, f"primitives with a fused rule and no row in TABLE or MORE: {missing}"
+    assert not missing, (f"primitives with a fused rule and no row in TABLE or MORE that runs "
+                         f"the fused modes (see EAGER_ONLY): {missing}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,10 +416,14 @@ def _eager_step(r, arrays, upstream):
 VARIANTS = [("float32", "contiguous"), ("float64", "contiguous"), ("float64", "strided")]
 
 
-def _params(test):
+def _params(test, table=MODE_TABLE):
     ids = [f"{dtype}-{layout}" for dtype, layout in VARIANTS]
     test = pytest.mark.parametrize("dtype, layout", VARIANTS, ids=ids)(test)
-    return pytest.mark.parametrize("r", MODE_TABLE, ids=MODE_NAMES)(test)
+    return pytest.mark.parametrize("r", table, ids=[r.name for r in table])(test)
+
+
+def _fused_mode_params(test):
+    return _params(test, FUSED_MODE_TABLE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +461,7 @@ def fused_graph_runs(monkeypatch):
     return runs
 
 
-@_params
+@_fused_mode_params
 def test_deferred_loop_past_fuse_after_matches_torch(r, dtype, layout, fused_graph_runs):
     iterations = deferred.FUSE_AFTER + 4
     for i in range(iterations):
@@ -463,7 +491,7 @@ def test_deferred_loop_past_fuse_after_matches_torch(r, dtype, layout, fused_gra
 COMPILE_VALUES = (0, 0, 1, 2)
 
 
-@_params
+@_fused_mode_params
 def test_compile_matches_torch(r, dtype, layout, monkeypatch):
     """The step of row `r`; a row with several inputs takes its last one from the closure (a
     parameter, bound by identity, its .grad reset to None before each call as a training loop
