@@ -3,9 +3,9 @@ forms) over the primitives of `nbgrad.ops.pooling`.
 
 The arguments are checked and made (H, W) pairs here; the 1-D forms are the 2-D primitives
 with a window of one row, recorded under PyTorch's name for them (it unsqueezes, pools and
-squeezes: `SqueezeBackward1`). torch's own top-level forms, which differ from F's where
-torch's do (no return_indices; `torch.adaptive_max_pool1d` always returns the indices), are
-in `TORCH_LEVEL`.
+squeezes: `SqueezeBackward1`). The `*_with_indices` forms always return the indices.
+torch's own top-level forms, which differ from F's where torch's do (no return_indices;
+`torch.adaptive_max_pool1d` always returns the indices), are in `TORCH_LEVEL`.
 """
 import numpy as np
 
@@ -177,6 +177,24 @@ def adaptive_max_pool1d(input, output_size, return_indices=False):
     return _adaptive_max_pool("adaptive_max_pool1d", 1, input, output_size, return_indices)
 
 
+def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False):
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size):
+    return adaptive_max_pool1d(input, output_size, True)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size):
+    return adaptive_max_pool2d(input, output_size, True)
+
+
 # ---------------------------------------------------------------------------------------
 # torch's top-level forms (torch.max_pool2d, ...), which api.py puts in `nbgrad`.
 
@@ -188,16 +206,7 @@ def _torch_max_pool1d(input, kernel_size, stride=(), padding=0, dilation=1, ceil
     return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def _torch_max_pool1d_with_indices(input, kernel_size, stride=(), padding=0, dilation=1,
-                                   ceil_mode=False):
-    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
-
-
-def _torch_adaptive_max_pool1d(input, output_size):
-    return adaptive_max_pool1d(input, output_size, True)
-
-
 TORCH_LEVEL = {"max_pool1d": _torch_max_pool1d, "max_pool2d": _torch_max_pool2d,
-               "max_pool1d_with_indices": _torch_max_pool1d_with_indices,
+               "max_pool1d_with_indices": max_pool1d_with_indices,
                "avg_pool1d": avg_pool1d, "adaptive_avg_pool1d": adaptive_avg_pool1d,
-               "adaptive_max_pool1d": _torch_adaptive_max_pool1d}
+               "adaptive_max_pool1d": adaptive_max_pool1d_with_indices}

@@ -104,6 +104,9 @@ CALLS = {
     "max_pool2d_empty_batch": lambda L, x: L.nn.functional.max_pool2d(x[:0], 2),
     "avg_pool1d_empty_batch": lambda L, x: L.nn.functional.avg_pool1d(x[:0, 0], 2),
     "max_pool2d_stride_list": lambda L, x: L.nn.functional.max_pool2d(x, [3, 2], stride=[]),
+    "max_pool2d_with_indices": lambda L, x: L.nn.functional.max_pool2d_with_indices(x, 3, 2, 1),
+    "adaptive_max_pool1d_with_indices": lambda L, x: L.nn.functional.adaptive_max_pool1d_with_indices(
+        x[1], 3),
     "torch_max_pool2d": lambda L, x: L.max_pool2d(x, 2, 1, 1, 1, True),
     "torch_max_pool1d_with_indices": lambda L, x: L.max_pool1d_with_indices(x[0], 3, 1, 1),
     "torch_adaptive_max_pool1d": lambda L, x: L.adaptive_max_pool1d(x[1], 2),
