@@ -74,6 +74,13 @@ def test_digits_training_reaches_95_percent():
     assert accuracy >= 0.95
 
 
+def test_digits_cnn_reaches_98_percent():
+    """The example's CNN, fused, at its default settings (`--model cnn --mode fused`)."""
+    from nbgrad.examples.digits import train
+    _, accuracy, _ = train(progress=False, log=lambda line: None, mode="fused", model="cnn")
+    assert accuracy >= 0.98
+
+
 # ---------------------------------------------------------------------------------------------
 # torch.utils.data's API, against torch: collation, loaders, samplers, splits, errors
 # ---------------------------------------------------------------------------------------------
