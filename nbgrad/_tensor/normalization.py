@@ -9,9 +9,8 @@ what the BatchNorm modules call: it also counts `num_batches_tracked`, and with
 
 NOTE on deferred mode (nbgrad.fuse.deferred): a training call whose result needs a gradient
 is deferred like any op, and its running statistics are written when its forward runs: at
-`backward()` (in the fused kernel) or when a value is read. Reading the statistics in between
-through `.numpy()` or an op that runs at once sees the update (both run pending ops first);
-`.tolist()`, `print` or `state_dict()` values read before that show the previous ones.
+`backward()` (in the fused kernel) or when a value is read. The row's `writes` marks the
+statistics meanwhile, so that reading them in any way runs the pending ops first.
 
 An absent weight, bias or running statistic is a zero-size stand-in (one shared tensor per
 dtype; NOTE: writeable, as the buffers it stands for, so that the kernels are compiled for
@@ -87,22 +86,9 @@ def tracked_batch_norm(input, running_mean, running_var, weight, bias, training,
         mode.run_pending()
     params = {"training": bool(training), "momentum": float(momentum or 0.0),
               "cumulative": cumulative, "eps": float(eps)}
-    result = dispatch(PRIMITIVES["batch_norm"], inputs, params)
-    if updates and result._pending is not None:
-        _keep_until_run(result)
-    return result
-
-
-# Deferred results of calls that update running statistics, held until their op has run.
-# NOTE: a deferred op whose result nothing holds never runs (nbgrad.fuse.deferred), and its
-# update would be lost: a loop that only refreshes the statistics (SWA's update_bn) drops
-# every output. Those that have run are let go at the next call.
-_updating = []
-
-
-def _keep_until_run(result):
-    _updating[:] = [tensor for tensor in _updating if tensor._pending is not None]
-    _updating.append(result)
+    # NOTE: in deferred mode the statistics are written when the op runs; until then
+    # reading them runs it (the row's `writes`), and it runs even if nothing holds its result.
+    return dispatch(PRIMITIVES["batch_norm"], inputs, params)
 
 
 def functional_batch_norm(input, running_mean, running_var, weight=None, bias=None,

@@ -85,8 +85,25 @@ class Pending:
         return math.prod(self.shape)
 
 
+class PendingWrite:
+    """The `_pending` of a tensor that an op on the tape writes in place when it runs
+    (`Primitive.writes`: batch_norm's running statistics). Its `_data` is unset meanwhile,
+    so that reading it runs the tape first; the tape's own ops read `array`."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+    shape = property(lambda self: self.array.shape)
+    dtype = property(lambda self: self.array.dtype)
+    ndim = property(lambda self: self.array.ndim)
+    size = property(lambda self: self.array.size)
+
+
 class _Tape:
     def __init__(self):
+        self.written = []     # tensors marked with a PendingWrite by ops on the tape
         self.ops = []         # Pending ops, in the order they were called
         self.key = []         # per op, and per tensor read from outside when first read
         self.externals = []   # tensors read from outside the tape
@@ -103,7 +120,16 @@ _graphs = {}   # graph key -> eager runs so far (int), its FusedGraph, or None (
 
 def is_deferred(tensor):
     """Whether `tensor`'s op is pending."""
-    return tensor._pending is not None
+    return tensor._pending is not None and type(tensor._pending) is not PendingWrite
+
+
+def _release_written(tape):
+    """Give the tensors the tape's ops write in place their arrays back (before the ops
+    run: they write into those very arrays)."""
+    for tensor in tape.written:
+        if type(tensor._pending) is PendingWrite:
+            tensor._data = tensor._pending.array
+            tensor._pending = None
 
 
 class Deferred(mode.Eager):
@@ -122,11 +148,14 @@ class Deferred(mode.Eager):
         new_externals = []
         for tensor in inputs:
             pending = tensor._pending
-            if pending is not None:
+            if pending is None:
+                array = tensor._data
+            elif type(pending) is PendingWrite:
+                array = pending.array  # an external an op on the tape writes
+            else:
                 metas.append(pending)  # it has the shape and dtype of the array to come
                 refs.append(pending.position)
                 continue
-            array = tensor._data
             if array.size >= MAX_SIZE:
                 return None
             metas.append(array)
@@ -177,6 +206,12 @@ class Deferred(mode.Eager):
         tape.ops.append(pending)
         tape.key.append((type(node), prim, tuple(params.items()) if params else (),
                          tuple(refs)))
+        for i in prim.writes:
+            written = inputs[i]
+            if written._pending is None and written._data.size:  # not a zero-size stand-in
+                written._pending = PendingWrite(written._data)
+                del written._data
+                tape.written.append(written)
         return result
 
     def value(self, tensor):
@@ -237,13 +272,17 @@ def realize_all():
     if not tape.ops:
         return
     ops = tape.ops
+    _release_written(tape)
     tape = _Tape()
     # In tape order, an op's pending inputs run before it. An op whose output is gone is
-    # read by nothing (a reader would hold it): it never runs, as eager mode would not know.
+    # read by nothing (a reader would hold it): it never runs, as eager mode would not know,
+    # unless it writes into its inputs.
     for pending in ops:
         tensor = pending.output()
         if tensor is not None and tensor._pending is pending:
             _run(pending, tensor)
+        elif tensor is None and pending.prim.writes:
+            pending.prim.forward(*[t._data for t in pending.inputs], **pending.params)
 
 
 def backward(root, gradient, retain_graph, inputs):
@@ -300,9 +339,12 @@ def backward(root, gradient, retain_graph, inputs):
                 # it): a trace would not see it. Later runs of the key may have none.
                 return False
         _graphs[key] = None  # if tracing fails, it is not tried again
+        _release_written(tape)
         _graphs[key] = fused_graphs.trace(root, gradient, ops, externals)
         return True
+    _release_written(tape)
     if not entry.run(ops, externals):
+        tape.written = []  # given back: the eager path runs the ops on those arrays
         return False
     tape = _Tape()
     return True

@@ -615,7 +615,7 @@ _layer_norm_forward, _layer_norm_vjp = _group_norm_family(_layer_norm_view, _lay
 PRIMS = {
     "batch_norm": register(Primitive(
         "batch_norm", "NativeBatchNormBackward0", _batch_norm_infer, _batch_norm_forward,
-        _batch_norm_vjp, save=(0, 1, 3, 4), differentiable=(0, 1, 2),
+        _batch_norm_vjp, save=(0, 1, 3, 4), differentiable=(0, 1, 2), writes=(3, 4, 5),
         fuse=_BatchNormFusion(), differentiable_vjp=_batch_norm_differentiable_vjp)),
     "group_norm": register(Primitive(
         "group_norm", "NativeGroupNormBackward0", _group_norm_infer, _group_norm_forward,

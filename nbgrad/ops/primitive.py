@@ -51,6 +51,9 @@ class Primitive:
       output's broadcast shape or another dtype (the engine sums it back and casts, both
       differentiably). Without one, a backward with create_graph=True through the node
       raises an error naming its grad_fn.
+    - `writes` (optional) holds the input positions whose arrays the forward may write in
+      place (batch_norm's running statistics). A deferred call marks those tensors, so
+      that reading one runs the pending ops first (nbgrad.fuse.deferred).
     - `scalar_overloads` (optional) maps the grad_fn names of PyTorch's overloads that take
       a Python number for some inputs (`x ** 2` records PowBackward0, `2 ** x` PowBackward2)
       to the input positions their node links: PyTorch's node has no edge for a Scalar
@@ -61,16 +64,16 @@ class Primitive:
     # NOTE: slots keep reads (prim.forward, prim.vjp, ... on every op call) plain descriptor
     # lookups; only assignment is refused, by __setattr__.
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "save_for", "view",
-                 "differentiable", "check", "fuse", "differentiable_vjp", "scalar_overloads")
+                 "differentiable", "check", "fuse", "differentiable_vjp", "scalar_overloads", "writes")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, *, save=(), save_for=None,
                  view=False, differentiable=(0,), check=None, fuse=None,
-                 differentiable_vjp=None, scalar_overloads=None):
+                 differentiable_vjp=None, scalar_overloads=None, writes=()):
         fields = dict(name=name, grad_fn=grad_fn, infer=infer, forward=forward, vjp=vjp,
                       save=save, save_for=save_for, view=view,
                       differentiable=differentiable if vjp is not None else (),
                       check=check, fuse=fuse, differentiable_vjp=differentiable_vjp,
-                      scalar_overloads=scalar_overloads or {})
+                      scalar_overloads=scalar_overloads or {}, writes=writes)
         for field, value in fields.items():
             object.__setattr__(self, field, value)
 

@@ -249,6 +249,34 @@ def test_statistics_refreshed_by_forwards_whose_results_are_dropped(monkeypatch)
     _assert_same_state(n_state, t_state, "after the refreshing loop")
 
 
+def test_statistics_read_right_after_a_deferred_forward(monkeypatch):
+    """`out = bn(x); print(bn.running_mean)`: the forward is deferred (its weight requires
+    grad), and reading the statistics in any way (print, tolist, state_dict, an op, a
+    functional call's own tensors) runs it first."""
+    monkeypatch.setattr(deferred, "enabled", True)
+    results = []
+    for L in (torch, nbgrad):
+        bn = L.nn.BatchNorm1d(3)
+        x = L.arange(12.0).reshape(4, 3)
+        out = bn(x)
+        seen = [repr(bn.running_mean), bn.running_var.tolist(), int(bn.num_batches_tracked)]
+        bn(x * 2)
+        seen.append(bn.state_dict()["running_mean"].tolist())
+        bn(x * 3)
+        seen.append((bn.running_var * 1).tolist())
+        mean, var = L.zeros(3), L.ones(3)
+        L.nn.functional.batch_norm(x, mean, var, bn.weight, training=True)
+        seen.append(str(mean))
+        results.append((seen, out))
+    (t_seen, t_out), (n_seen, n_out) = results
+    for got, expected in zip(n_seen, t_seen):
+        if isinstance(got, str):
+            assert got.replace("nbgrad", "torch") == expected
+        else:
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert_close(n_out, t_out, *STATE_TOL)
+
+
 def test_float16_and_bfloat16_inputs_compute_in_float32():
     """As PyTorch's CPU kernels: a half input with float32 (or half) parameters, computed in
     float32, a result of the input's dtype; float32 running statistics are updated."""
