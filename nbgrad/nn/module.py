@@ -261,6 +261,7 @@ class Module:
         buffers in place. With `strict`, missing and unexpected keys are errors; a wrong shape
         or a value of another type (a list, a float: PyTorch refuses them too) is always one.
         Returns (missing_keys, unexpected_keys)."""
+        state_dict = self._with_older_state_filled(state_dict)
         own = OrderedDict(self._state_items())
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
@@ -298,6 +299,26 @@ class Module:
             for target, value in updates:
                 target.copy_(value)
         return IncompatibleKeys(missing, unexpected)
+
+    def _with_older_state_filled(self, state_dict):
+        """`state_dict` with what each submodule fills in for a state dict of an older
+        version of it (`_older_state_entries`), as PyTorch's `_load_from_state_dict` does:
+        its version, per module, is in the state dict's `_metadata` (torch.save keeps it),
+        and a state dict without one is of the oldest version."""
+        metadata = getattr(state_dict, "_metadata", None) or {}
+        filled = None
+        for name, module in self.named_modules():
+            version = metadata.get(name, {}).get("version")
+            for key, value in module._older_state_entries(name + "." if name else "", version):
+                if key not in state_dict:
+                    filled = filled if filled is not None else OrderedDict(state_dict)
+                    filled[key] = value
+        return state_dict if filled is None else filled
+
+    def _older_state_entries(self, prefix, version):
+        """(key, value) of entries missing from a state dict of `version` (None: unknown)
+        of this module that it fills in with defaults; none for most modules."""
+        return ()
 
     # --- modes and bulk changes -----------------------------------------------------------
 

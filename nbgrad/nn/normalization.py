@@ -52,6 +52,13 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
         self.reset_parameters()
 
+    def _older_state_entries(self, prefix, version):
+        # As PyTorch: num_batches_tracked came with version 2 (torchvision's ResNet
+        # checkpoints have none); an older state dict keeps the module's own count.
+        if (version is None or version < 2) and self.track_running_stats:
+            return ((prefix + "num_batches_tracked", self.num_batches_tracked),)
+        return ()
+
     def reset_running_stats(self):
         if self.track_running_stats:
             self.running_mean.zero_()

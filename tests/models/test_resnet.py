@@ -375,10 +375,6 @@ def test_tutorial_freezing(tutorial, pretrained):
         [name for name, _ in reference.named_parameters()]
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "nbgrad's Module.load_state_dict has no per-module rule for old state dicts: torch's "
-    "BatchNorm fills a missing num_batches_tracked when the state dict's _metadata has no "
-    "version >= 2 for it"))
 def test_checkpoint_without_num_batches_tracked(tutorial, tmp_path, monkeypatch):
     """As torchvision publishes ResNet checkpoints: batch norms' running statistics first, and
     no num_batches_tracked (an OrderedDict without `_metadata`, as torch saved them then)."""
