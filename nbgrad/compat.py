@@ -23,25 +23,42 @@ from ._tensor.tensor import Tensor
 
 _TORCH = "torch"
 _CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)'")
+# PyTorch's modules -> nbgrad's (the first that matches a name, and its submodules).
+_ALIASES = (("torchvision.models", "nbgrad.models"), (_TORCH, "nbgrad"))
+# Packages whose only modules are aliases: `import torchvision` gives an empty package, and
+# its other modules (`torchvision.transforms`) are missing.
+_HOLDERS = ("torchvision",)
+
+
+def _renamed(name, pairs):
+    for source, target in pairs:
+        if name == source or name.startswith(source + "."):
+            return target + name[len(source):]
+    return None
 
 
 def _nbgrad_name(torch_name):
-    return "nbgrad" + torch_name[len(_TORCH):]
+    return _renamed(torch_name, _ALIASES) or "nbgrad"
 
 
 def _torch_name(nbgrad_name):
-    return _TORCH + nbgrad_name[len("nbgrad"):]
+    return _renamed(nbgrad_name, [(target, source) for source, target in _ALIASES])
 
 
 class TorchAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """An import hook that answers `torch` and `torch.*` with `nbgrad` and `nbgrad.*`."""
+    """An import hook that answers `torch` and `torch.*` with `nbgrad` and `nbgrad.*`, and
+    `torchvision.models` with `nbgrad.models`."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != _TORCH and not fullname.startswith(_TORCH + "."):
+        if fullname not in _HOLDERS and fullname.split(".")[0] not in (_TORCH, *_HOLDERS):
             return None
-        return importlib.util.spec_from_loader(fullname, self)
+        return importlib.util.spec_from_loader(fullname, self, is_package=fullname in _HOLDERS)
 
     def create_module(self, spec):
+        if spec.name in _HOLDERS:
+            return types.ModuleType(spec.name)
+        if _renamed(spec.name, _ALIASES) is None:  # another module of a holder
+            raise ModuleNotFoundError(f"nbgrad has no module for {spec.name!r}", name=spec.name)
         # NOTE: the nbgrad module itself is returned, so `torch.nn is nbgrad.nn`; the import
         # system keeps its own __name__ and __spec__ (it only fills in missing ones).
         try:

@@ -55,6 +55,8 @@ def test_script_prints_what_it_prints_under_torch(script):
     ("from torch.nn import NotALayer\n", "torch.nn.NotALayer", 1),
     ("import torch.not_a_module\n", "torch.not_a_module", 1),
     ("import torch.nn.functional as F\nF.not_a_function\n", "torch.nn.functional.not_a_function", 2),
+    ("import torchvision.models\nimport torchvision.transforms\n", "torchvision.transforms", 2),
+    ("from torchvision.models import vgg16\n", "torchvision.models.vgg16", 1),
 ])
 def test_a_missing_api_is_named_with_its_line(tmp_path, source, missing, line):
     script = tmp_path / "uses_missing.py"
@@ -86,3 +88,14 @@ def test_torch_modules_are_nbgrad_modules(tmp_path):
                       "print(torch.__name__)\n")
     code, out, error = _run(["-m", "nbgrad.compat", str(script)])
     assert (code, out) == (0, "nbgrad\n"), error
+
+
+def test_torchvision_models_are_nbgrad_models(tmp_path):
+    script = tmp_path / "models.py"
+    script.write_text("import torchvision, torchvision.models as models, nbgrad\n"
+                      "from torchvision.models import ResNet18_Weights\n"
+                      "assert models is nbgrad.models is torchvision.models\n"
+                      "print(type(models.resnet18(num_classes=10).fc).__name__, "
+                      "ResNet18_Weights.DEFAULT)\n")
+    code, out, error = _run(["-m", "nbgrad.compat", str(script)])
+    assert (code, out) == (0, "Linear ResNet18_Weights.IMAGENET1K_V1\n"), error
