@@ -99,15 +99,11 @@ def clear_grads(tensors, set_to_none=True):
             tensor._grad._version_counter[0] += 1
 
 
-def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
-    """Reverse-mode sweep from `roots` seeded with `root_grads` (NumPy arrays).
-
-    Without `capture`, gradients accumulate into leaves' (and retain_grad tensors') `.grad`.
-    With `capture` (a dict node -> None, from autograd.grad), the gradient arriving at each
-    captured node is stored there instead and no `.grad` is touched.
-    """
-    pending = {}   # node -> [sum of the gradients that reached it (or None), owned]
-    queue = []     # (-sequence_nr, node): the latest-made node runs first
+def _seeded(roots, root_grads, add):
+    """(pending, queue) of a sweep: each root's node with its seed added by `add(pending,
+    node, grad)`, and the queue of (-sequence_nr, node), where the latest-made node runs
+    first."""
+    pending, queue = {}, []
     for tensor, grad in zip(roots, root_grads):
         node = edge(tensor)
         if node is None:
@@ -115,7 +111,20 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
                                "grad_fn")
         if node not in pending:
             heapq.heappush(queue, (-node.sequence_nr, node))
-        _add_into(pending, node, grad, False)
+        add(pending, node, grad)
+    return pending, queue
+
+
+def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
+    """Reverse-mode sweep from `roots` seeded with `root_grads` (NumPy arrays).
+
+    Without `capture`, gradients accumulate into leaves' (and retain_grad tensors') `.grad`.
+    With `capture` (a dict node -> None, from autograd.grad), the gradient arriving at each
+    captured node is stored there instead and no `.grad` is touched.
+    """
+    # pending: node -> [sum of the gradients that reached it (or None), owned]
+    pending, queue = _seeded(roots, root_grads, lambda pending, node, grad:
+                             _add_into(pending, node, grad, False))
     previous_mode = grad_mode.state.enabled
     grad_mode.state.enabled = False
     # Read once: a sweep without node hooks or anomaly mode checks one local per node.
@@ -217,16 +226,8 @@ def run_backward_with_graph(roots, root_grads, retain_graph, wrap, capture=None)
     if anomaly_mode.state.enabled:
         raise NotImplementedError("anomaly mode (detect_anomaly) with create_graph=True is not "
                                   "supported by nbgrad")
-    pending = {}   # node -> sum of the gradient Tensors that reached it (or None)
-    queue = []
-    for tensor, grad in zip(roots, root_grads):
-        node = edge(tensor)
-        if node is None:
-            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
-                               "grad_fn")
-        if node not in pending:
-            heapq.heappush(queue, (-node.sequence_nr, node))
-        _add_tensor(pending, node, grad)
+    # pending: node -> sum of the gradient Tensors that reached it (or None)
+    pending, queue = _seeded(roots, root_grads, _add_tensor)
     previous_mode = grad_mode.state.enabled
     grad_mode.state.enabled = True
     node_hooks = graph.node_hooks or None
