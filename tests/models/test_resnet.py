@@ -293,9 +293,11 @@ def tutorial_steps(path, data, labels, dtype):
         prediction = reference(torch.tensor(data, dtype=dtype))
         (prediction - torch.tensor(labels, dtype=dtype)).sum().backward()
         optimizer.step()
+        # NOTE: copies: in float64, .double() is the tensor itself, and the state dict's
+        # tensors share the parameters' memory, which the next step overwrites.
         steps.append({"prediction": {"prediction": prediction.detach().double().numpy()},
                       "grads": {n: p.grad.double().numpy() for n, p in reference.named_parameters()},
-                      "state": {k: v.double().numpy() for k, v in reference.state_dict().items()}})
+                      "state": {k: v.double().numpy().copy() for k, v in reference.state_dict().items()}})
     return steps
 
 
