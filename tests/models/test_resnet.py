@@ -16,6 +16,7 @@ fills it in on load: a state dict without version-2 metadata for a BatchNorm);
 `test_checkpoint_without_num_batches_tracked` loads one written so.
 """
 import math
+import os
 import warnings
 from collections import OrderedDict
 
@@ -34,6 +35,8 @@ from nbgrad.fuse import deferred
 # and nbgrad's float32 may be as far from it as torch's float32 is, three times over, or
 # FLOOR of the tensor's largest value; a wrong gradient is off by far more.
 FLOOR = 1e-3
+# In float64 nbgrad's gradients are torch's to rounding (1e-12 of a tensor's largest value).
+FLOAT64_FLOOR = 1e-9
 CHECKPOINT = "resnet18-f37072fd.pth"
 
 
@@ -301,22 +304,23 @@ def tutorial_steps(path, data, labels, dtype):
     return steps
 
 
-def assert_near(actual, expected, what):
+def assert_near(actual, expected, what, float64=False):
     expected, torch_float32_error = expected
-    allowed = max(FLOOR * np.abs(expected).max(), torch_float32_error)
+    allowed = FLOAT64_FLOOR * np.abs(expected).max() if float64 else \
+        max(FLOOR * np.abs(expected).max(), torch_float32_error)
     error = np.abs(actual - expected).max()
     assert error <= allowed, f"{what}: differs by {error:.3g} from float64 (allowed {allowed:.3g})"
 
 
-def check_step(model, prediction, expected, where):
+def check_step(model, prediction, expected, where, float64=False):
     assert_near(prediction.detach().numpy(), expected["prediction"]["prediction"],
-                f"{where}: prediction")
+                f"{where}: prediction", float64)
     for name, param in model.named_parameters():
-        assert_near(param.grad.numpy(), expected["grads"][name], f"{where}: {name}.grad")
+        assert_near(param.grad.numpy(), expected["grads"][name], f"{where}: {name}.grad", float64)
     state = model.state_dict()
     assert list(state) == list(expected["state"])
     for key, value in expected["state"].items():
-        assert_near(state[key].numpy(), value, f"{where}: {key} after the step")
+        assert_near(state[key].numpy(), value, f"{where}: {key} after the step", float64)
 
 
 @pytest.fixture
@@ -339,12 +343,17 @@ def test_tutorial_eager(tutorial, pretrained, deferral, monkeypatch):
     check_step(model, prediction, tutorial["steps"][0], "eager")
 
 
-@pytest.mark.xfail(run=False, reason=(
-    "nbgrad.compile of the ResNet-18 step takes 280 s of CPU from a cold cache, and its fused "
-    "second call gives wrong gradients from layer3.1 back (0.1-0.25 of a tensor's largest value "
-    "off in float32 where torch's float32 is 5e-4 off; ResNet(BasicBlock, [1, 1, 2, 1]) is right)"))
+@pytest.mark.skipif(not os.environ.get("NBGRAD_SLOW_TESTS"), reason=(
+    "compiling the ResNet-18 step takes 150-200 s from a cold kernel cache, too long for the "
+    "suite; NBGRAD_SLOW_TESTS=1 runs it"))
 def test_tutorial_compiled(tutorial, pretrained):
-    model = pretrained()
+    """The tutorial's step under nbgrad.compile, in float64. NOTE: not float32, where the
+    second step is ill-conditioned: an input of a ReLU after layer3.1.bn1 is 9e-5 (the
+    largest is 3.6), within float32's rounding of zero, and the side it rounds to moves the
+    gradients from there back by up to 0.25 of their largest value. torch's float32 rounds
+    it to the right side, nbgrad's (eager and fused alike, bit for bit) to the wrong one, so
+    float32 would test the rounding, not the gradients."""
+    model = pretrained().double()
     optimizer = nbgrad.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
 
     @nbgrad.compile
@@ -355,11 +364,12 @@ def test_tutorial_compiled(tutorial, pretrained):
         optimizer.step()
         return prediction.detach()
 
-    data, labels = nbgrad.tensor(tutorial["data"]), nbgrad.tensor(tutorial["labels"])
-    step(data, labels)  # traces (and runs eagerly)
+    data, labels = (nbgrad.tensor(tutorial[key].astype(np.float64)) for key in ("data", "labels"))
+    prediction = step(data, labels)  # traces (and runs eagerly)
+    check_step(model, prediction, tutorial["steps"][0], "compiled, first call", float64=True)
     prediction = step(data, labels)  # the fused kernel
     assert step.stats["fused_calls"] == 1, step.explain()
-    check_step(model, prediction, tutorial["steps"][1], "compiled, second call")
+    check_step(model, prediction, tutorial["steps"][1], "compiled, second call", float64=True)
 
 
 def test_tutorial_freezing(tutorial, pretrained):
