@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import torch
 import nbgrad
 import nbgrad.nn.functional as F
 from nbgrad.fuse import deferred
+from nbgrad.models.resnet import BasicBlock
 from conftest import assert_close, rng_for
 
 STEPS = deferred.FUSE_AFTER + 4  # the deferred loop runs its fused graph 4 times
@@ -477,3 +479,91 @@ def test_a_float16_array_in_a_compiled_step_runs_eagerly_with_a_warning():
             (x_ref * half_ref).sum().backward()
             assert_close(x.grad, x_ref.grad)
     assert len(caught) == 1 and step.stats["fused_calls"] == 0
+
+
+def test_an_indexed_write_outside_autograd_runs_eagerly():
+    """`g[x < 0] = 0` under no_grad writes into g's array, which a trace does not see: the
+    step runs eagerly (it once fused without the write, and later calls were wrong)."""
+    def step(w, shift):
+        with nbgrad.no_grad():
+            x = w * 2 - 1 + shift
+            g = x.clone()
+            g[x < 0] = 0
+            w -= 0.1 * g
+        return x.sum()
+
+    results = []
+    for compiled in (False, True):
+        w = nbgrad.tensor([0.2, 0.7, -0.4])
+        run = nbgrad.compile(step) if compiled else step
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            results.append([run(w, nbgrad.tensor(0.4 * i)).item() for i in range(4)] + w.tolist())
+    assert results[0] == results[1]
+    with pytest.raises(nbgrad.fuse.GraphBreak, match="indexed write"):
+        nbgrad.compile(step, fullgraph=True)(nbgrad.tensor([0.2, 0.7]), nbgrad.tensor(0.0))
+
+
+class _TorchBasicBlock(torch.nn.Module):
+    """nbgrad.models.resnet.BasicBlock (torchvision's) in torch, under the same names."""
+
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(planes)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.conv2 = torch.nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(planes)
+        self.downsample = None if stride == 1 else torch.nn.Sequential(
+            torch.nn.Conv2d(inplanes, planes, 1, stride, bias=False), torch.nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+def test_compiled_residual_blocks_match_torch_in_the_fused_calls():
+    """ResNet's blocks (conv, batch norm, in-place ReLU, `out += identity` whose gradient goes
+    two ways, a strided 1x1 downsample) in a compiled SGD-with-momentum step: every call's
+    prediction, gradients, parameters and running statistics are torch's. The compiled
+    ResNet-18 tutorial step (tests/models/test_resnet.py, 150-200 s of compile) in small, in
+    float64 as it is: a float32 second step of it is ill-conditioned (a ReLU input within
+    float32's rounding of zero)."""
+    reference = torch.nn.Sequential(
+        _TorchBasicBlock(4, 8, 2), _TorchBasicBlock(8, 8, 1), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(8, 3)).double()
+    with torch.no_grad():  # batch-norm state that is not the identity
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    downsample = nbgrad.nn.Sequential(nbgrad.nn.Conv2d(4, 8, 1, 2, bias=False),
+                                      nbgrad.nn.BatchNorm2d(8))
+    model = nbgrad.nn.Sequential(
+        BasicBlock(4, 8, 2, downsample), BasicBlock(8, 8), nbgrad.nn.AdaptiveAvgPool2d(1),
+        nbgrad.nn.Flatten(), nbgrad.nn.Linear(8, 3)).double()
+    model.load_state_dict({key: nbgrad.tensor(value.numpy()) for key, value in
+                           reference.state_dict().items()})
+    optimizers = [library.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+                  for library, net in ((nbgrad, model), (torch, reference))]
+
+    def step(net, optimizer, data, labels):
+        optimizer.zero_grad()
+        prediction = net(data)
+        (prediction - labels).sum().backward()
+        optimizer.step()
+        return prediction.detach()
+
+    compiled = nbgrad.compile(lambda data, labels: step(model, optimizers[0], data, labels))
+    rng = rng_for("residual blocks")
+    for _ in range(3):  # traced, then the fused kernel twice
+        data, data_ref = both(rng.standard_normal((2, 4, 8, 8)))
+        labels, labels_ref = both(rng.standard_normal((2, 3)))
+        assert_close(compiled(data, labels), step(reference, optimizers[1], data_ref, labels_ref))
+        for (name, param), expected in zip(model.named_parameters(), reference.parameters()):
+            assert_grad(param, expected, name)
+        state = model.state_dict()
+        for key, expected in reference.state_dict().items():
+            assert_close(state[key], expected)
+    assert compiled.stats["fused_calls"] == 2, compiled.explain()
