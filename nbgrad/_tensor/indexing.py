@@ -7,6 +7,7 @@ are computed and checked here, from the index's values, before any kernel sees t
 """
 import numpy as np
 
+from .._core import tracing as _tracing
 from .._core.dtype import is_half
 from ..ops import PRIMITIVES
 from ..ops.indexing import (first_out_of_range, flat_positions, is_index_array, positions_along,
@@ -92,6 +93,10 @@ def setitem(input, index, value):
         result = dispatch(PRIMITIVES["index_put"], (snapshot(input), value), {"positions": positions})
         write_back(input, result)
         return
+    # NOTE: a write into the array itself, which a trace does not see (and its positions may
+    # come from values of the step, a mask): nbgrad.compile runs such a step eagerly.
+    _tracing.graph_break("an indexed write outside autograd (x[index] = value with no "
+                         "gradient to record)")
     # NOTE: Numba has no float16 or bfloat16: NumPy writes those.
     if input._data.flags.c_contiguous and not is_half(input._data.dtype):
         put_values(input._data, value._data, positions)

@@ -7,11 +7,14 @@ import numpy as np
 
 from .._tensor import sampling
 from ..autograd import no_grad
+from .._core import tracing as _tracing
 from .._core.mode import run_pending
 
 
 def _fill(tensor, values):
     # Initializers run outside autograd, as PyTorch's do under no_grad.
+    # NOTE: a trace does not see this write (nor draws from a generator): eager.
+    _tracing.graph_break("an nn.init initializer writes into a tensor")
     run_pending()  # deferred ops read the values as they are now
     tensor._data[...] = np.asarray(values).astype(tensor._data.dtype, copy=False)
     tensor._version_counter[0] += 1
