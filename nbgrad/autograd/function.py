@@ -9,7 +9,7 @@ import inspect
 
 import numpy as np
 
-from .._core import mode, tracing
+from .._core import mode
 from ..ops import gradients
 from . import anomaly_mode, grad_mode
 from .graph import Node, OutputSlot, edge, modified_error, sequence
@@ -168,8 +168,11 @@ class Function(metaclass=FunctionMeta):
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        # The user's forward and backward are Python: nbgrad.compile cannot fuse them.
-        tracing.graph_break(f"custom autograd.Function {cls.__name__} runs Python code")
+        # NOTE: no graph break: under nbgrad.compile the user's forward and backward are
+        # traced like any code of the step, so a Function made of ops that trace fuses, and
+        # one that reads a value (`.item()`, `float(t)`), writes by index outside autograd
+        # (MyReLU's `grad_input[input < 0] = 0`) or calls an op without a fused rule breaks
+        # the graph there, with the tracer's one warning.
         # Deferred ops the forward reads (or writes in place) run first.
         mode.run_pending()
         separate_setup = cls.setup_context is not Function.setup_context
