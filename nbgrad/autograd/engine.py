@@ -14,8 +14,9 @@ import itertools
 
 from .._core import mode, tracing
 from ..ops import gradients
-from . import anomaly_mode, grad_mode, graph
+from . import anomaly_mode, grad_mode, graph, profiler
 from .graph import FREED, AccumulateGrad, edge
+from .profiler import state as _profiling
 
 def _add_into(pending, node, grad, owned):
     """Sum gradients arriving at `node`; `owned` says the array is ours to overwrite."""
@@ -136,7 +137,11 @@ def run_backward(roots, root_grads, retain_graph, wrap, capture=None):
             grad, owned = pending.pop(node)
             if type(node) is AccumulateGrad:
                 if grad is not None:
+                    started = _profiling.enabled and profiler.clock()
                     _accumulate(node, grad, owned, wrap, capture, node_hooks)
+                    if started:
+                        profiler.vjp_ran(node, grad, started)
+                        profiler.node_ran(node, started)
                 continue
             if grad is None:
                 # Reached only by None gradients: nothing runs, but the saved tensors are

@@ -11,8 +11,9 @@ import numpy as np
 
 from .._core import mode
 from ..ops import gradients
-from . import anomaly_mode, grad_mode
+from . import anomaly_mode, grad_mode, profiler
 from .graph import Node, OutputSlot, edge, modified_error, sequence
+from .profiler import state as _profiling
 
 
 def _is_tensor(value):
@@ -66,8 +67,13 @@ class BackwardCFunction(Node, FunctionCtx):
     def apply(self, grad):
         """The gradient array of each forward argument (None where none is needed), from the
         user's backward called on the gradients of the differentiable outputs."""
-        return [None if g is None else gradients.fitted(g._data, *meta)
-                for g, meta in zip(self._user_gradients(grad, self._wrap), self.input_meta)]
+        started = _profiling.enabled and profiler.clock()
+        grads = [None if g is None else gradients.fitted(g._data, *meta)
+                 for g, meta in zip(self._user_gradients(grad, self._wrap), self.input_meta)]
+        if started:
+            profiler.vjp_ran(self, grad, started)
+            profiler.node_ran(self, started)
+        return grads
 
     def apply_with_graph(self, grad):
         """`apply` for create_graph=True (the engine's sweep on Tensors): the user's backward
@@ -182,6 +188,7 @@ class Function(metaclass=FunctionMeta):
             bound = inspect.signature(cls.forward).bind(*args, **kwargs)
             bound.apply_defaults()
             args, kwargs = bound.args, bound.kwargs
+        started = _profiling.enabled and profiler.clock()
         ctx = _new_ctx(cls._backward_cls, args)
         previous = grad_mode.state.enabled
         grad_mode.state.enabled = False
@@ -194,7 +201,10 @@ class Function(metaclass=FunctionMeta):
         finally:
             grad_mode.state.enabled = previous
         needs_grad = previous and any(ctx.needs_input_grad)
-        return _finish(ctx, args, output, needs_grad)
+        output = _finish(ctx, args, output, needs_grad)
+        if started:
+            profiler.function_ran(cls.__name__, started)
+        return output
 
 
 def _new_ctx(backward_cls, args):

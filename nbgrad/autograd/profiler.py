@@ -69,14 +69,30 @@ def op_ran(prim, grad_fn_name, arrays, started):
     _record(state.events, (prim, grad_fn_name), started, arrays)
 
 
+# PyTorch's names of nodes whose class name is not their event's.
+_NODE_EVENTS = {"AccumulateGrad": "torch::autograd::AccumulateGrad"}
+
+
+def _node_event(node):
+    name = type(node).__name__
+    return _NODE_EVENTS.get(name, name)
+
+
 def vjp_ran(node, grad, started):
-    """`node`'s VJP of gradient `grad` ran from `started` until now."""
-    _record(state.events, type(node).__name__, started, (grad,))
+    """`node`'s VJP of gradient `grad` ran from `started` until now (for an AccumulateGrad,
+    its adding into `.grad`)."""
+    _record(state.events, _node_event(node), started, (grad,))
 
 
 def node_ran(node, started):
     """Backward evaluated `node` (its VJP and the fitting of its gradients) from `started`."""
-    _record(state.events, f"autograd::engine::evaluate_function: {type(node).__name__}", started)
+    _record(state.events, f"autograd::engine::evaluate_function: {_node_event(node)}", started)
+
+
+def function_ran(name, started):
+    """A custom autograd.Function's forward (`name`, the Function's class name) ran from
+    `started` until now."""
+    _record(state.events, name, started)
 
 
 def fused_ran(label, started):

@@ -55,16 +55,50 @@ def _parent(event):
     return event.cpu_parent.name if event.cpu_parent is not None else None
 
 
+def test_custom_function_events_as_torch():
+    """A custom Function's forward range, its backward node, and the leaves' AccumulateGrad,
+    named and counted as torch's profiler names and counts them."""
+    counts = []
+    for lib in (torch, nbgrad):
+        class MyReLU(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.clamp(min=0)
+
+            @staticmethod
+            def backward(ctx, grad):
+                x, = ctx.saved_tensors
+                return grad * (x > 0)
+
+        w = lib.tensor([0.5, -1.0, 2.0], requires_grad=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with lib.autograd.profiler.profile() as prof:
+                MyReLU.apply(w * 2).sum().backward()
+        counts.append(Counter(e.name for e in prof.function_events))
+    # (torch's backward nodes run aten:: ops of their own, which nbgrad's kernels do not, and
+    # it records its saved tensor's detach)
+    ours, theirs = ({name: n for name, n in c.items()
+                     if not name.startswith("aten::") and name != "detach"}
+                    for c in (counts[1], counts[0]))
+    assert ours == theirs
+    assert {"MyReLU", "MyReLUBackward", "torch::autograd::AccumulateGrad",
+            "autograd::engine::evaluate_function: MyReLUBackward"} <= set(ours)
+
+
 def test_mlp_step_events_are_named_counted_and_nested_as_torch(lib_mode):
     ours = _profile_step(nbgrad, record_shapes=True).events()
     theirs = _profile_step(torch, record_shapes=True).events()
     counts, expected_counts = Counter(e.name for e in ours), Counter(e.name for e in theirs)
     # Every event nbgrad records is one torch records, as many times: torch also records the
-    # ops inside its ops (aten::addmm in aten::linear, aten::t, ...) and its AccumulateGrad.
+    # ops inside its ops (aten::addmm in aten::linear, aten::t, ...).
     assert counts == {name: expected_counts[name] for name in counts}
     assert set(counts) == {
         "step", "aten::linear", "aten::relu", "aten::log_softmax", "aten::nll_loss",
-        *(f"{prefix}{node}Backward0" for node in ("NllLoss", "LogSoftmax", "Addmm", "Relu")
+        *(f"{prefix}{node}" for node in ("NllLossBackward0", "LogSoftmaxBackward0",
+                                         "AddmmBackward0", "ReluBackward0",
+                                         "torch::autograd::AccumulateGrad")
           for prefix in ("", "autograd::engine::evaluate_function: "))}
     # A backward node is inside its engine evaluation, which is inside the step (torch's
     # cross_entropy is an op of its own, around log_softmax and nll_loss; nbgrad's is made of them).
