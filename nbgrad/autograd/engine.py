@@ -247,10 +247,7 @@ def run_backward_with_graph(roots, root_grads, retain_graph, wrap, capture=None)
             if grad is None:
                 grads = _NO_GRADS
             else:
-                for hook in node._pre_hooks or ():
-                    result = hook(grad)
-                    if result is not None:
-                        grad = result
+                grad = _hooked(node._pre_hooks, grad)
                 if capture is not None:
                     if node in capture:
                         capture[node] = grad
@@ -344,13 +341,19 @@ def _run_node_hooks_with_graph(node, grad, wrap):
     return grads
 
 
-def _accumulate_tensor(node, grad, capture, node_hooks):
-    """`_accumulate` on Tensors."""
-    tensor = node.variable
-    for hook in tensor._hooks or ():
+def _hooked(hooks, grad):
+    """`grad` as tensor hooks (None: none) leave it: each may return a replacement."""
+    for hook in hooks or ():
         result = hook(grad)
         if result is not None:
             grad = result
+    return grad
+
+
+def _accumulate_tensor(node, grad, capture, node_hooks):
+    """`_accumulate` on Tensors."""
+    tensor = node.variable
+    grad = _hooked(tensor._hooks, grad)
     if capture is not None:
         if node in capture:
             capture[node] = grad

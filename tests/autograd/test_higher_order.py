@@ -13,6 +13,7 @@ from nbgrad._tensor.dispatch import dispatch
 from nbgrad.fuse import deferred
 from nbgrad.fuse.tracer import GraphBreak
 from nbgrad.ops.primitive import Primitive
+from test_function import FUNCTIONS
 
 LIBS = (torch, nbgrad)
 X = np.array([0.5, -1.25, 2.0])
@@ -155,19 +156,7 @@ def test_create_graph_is_a_graph_break_in_compile():
         nbgrad.compile(step, fullgraph=True)(x)
 
 
-LEGENDRE = {}
-for _lib in LIBS:
-    class LegendrePolynomial3(_lib.autograd.Function):
-        @staticmethod
-        def forward(ctx, input):
-            ctx.save_for_backward(input)
-            return 0.5 * (5 * input ** 3 - 3 * input)
-
-        @staticmethod
-        def backward(ctx, grad_output):
-            (input,) = ctx.saved_tensors
-            return grad_output * 1.5 * (5 * input ** 2 - 1)
-    LEGENDRE[_lib] = LegendrePolynomial3
+LEGENDRE = {lib: FUNCTIONS[lib]["LegendrePolynomial3"] for lib in LIBS}
 
 
 def test_custom_function_second_derivative_matches_torch():
