@@ -6,7 +6,7 @@ import warnings
 from ..ops import PRIMITIVES
 from ..ops.conv import check_bias
 from .dispatch import dispatch
-from .factories import empty
+from .operands import absent
 from .resample import pad as _pad
 
 __all__ = ["conv1d", "conv2d"]
@@ -26,17 +26,6 @@ def _spatial(value, name, dims):
     if not all(_is_int(v) for v in values):
         raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
     return values
-
-
-def _no_bias(dtype):
-    """The zero-size bias stand-in of a call without a bias (read-only, shared)."""
-    stand_in = _NO_BIAS.get(dtype)
-    if stand_in is None:
-        stand_in = _NO_BIAS[dtype] = empty(0, dtype=dtype)
-    return stand_in
-
-
-_NO_BIAS = {}
 
 
 def _same_padding(x, weight, dims, dilation):
@@ -71,7 +60,7 @@ def _convolution(dims, input, weight, bias, stride, padding, dilation, groups):
     elif isinstance(padding, str):
         raise RuntimeError(f"Invalid padding string: '{padding}'")
     if bias is None:
-        bias = _no_bias(input.dtype)
+        bias = absent(input.dtype.np)
     elif bias.numel() == 0:
         # (The primitive takes a zero-size bias for none; a real one has out_channels >= 1.)
         check_bias(tuple(weight.shape), tuple(bias.shape))

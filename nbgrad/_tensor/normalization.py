@@ -12,9 +12,8 @@ is deferred like any op, and its running statistics are written when its forward
 `backward()` (in the fused kernel) or when a value is read. The row's `writes` marks the
 statistics meanwhile, so that reading them in any way runs the pending ops first.
 
-An absent weight, bias or running statistic is a zero-size stand-in (one shared tensor per
-dtype; NOTE: writeable, as the buffers it stands for, so that the kernels are compiled for
-one array type), so that each primitive has one signature.
+An absent weight, bias or running statistic is a zero-size stand-in (`operands.absent`),
+so that each primitive has one signature.
 """
 import numbers
 
@@ -25,23 +24,12 @@ from .._core.dtype import is_half
 from ..autograd.grad_mode import state as _grad_state
 from ..ops import PRIMITIVES
 from .dispatch import dispatch
-from .tensor import Tensor
+from .operands import absent
 
 __all__ = ["batch_norm", "layer_norm", "group_norm"]
 
-_stand_ins = {}
-
-
-def _absent(dtype):
-    """The shared zero-size stand-in of an absent input of NumPy `dtype`."""
-    stand_in = _stand_ins.get(dtype)
-    if stand_in is None:
-        stand_in = _stand_ins[dtype] = Tensor._wrap(np.empty(0, dtype))
-    return stand_in
-
-
 def _or_absent(tensor, dtype):
-    return _absent(dtype) if tensor is None else tensor
+    return absent(dtype) if tensor is None else tensor
 
 
 def _verify_batch_size(size):

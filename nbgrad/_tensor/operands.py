@@ -86,6 +86,20 @@ def array_like_operand(value):
     return NotImplemented
 
 
+_stand_ins = {}
+
+
+def absent(np_dtype):
+    """The shared zero-size stand-in of an absent optional input of NumPy dtype `np_dtype`
+    (conv's bias, batch_norm's weight or statistics): a primitive then has one signature.
+    NOTE: writeable, as the buffers it stands for, so that kernels compile for one array
+    type; nothing writes into zero elements."""
+    stand_in = _stand_ins.get(np_dtype)
+    if stand_in is None:
+        stand_in = _stand_ins[np_dtype] = Tensor._wrap(np.empty(0, np_dtype))
+    return stand_in
+
+
 def operand_of_dtype(value, dtype):
     """`value` itself if it is a Tensor, else a Python scalar as a constant of `dtype`."""
     return value if isinstance(value, Tensor) else as_tensor_arg(value, dtype.np)

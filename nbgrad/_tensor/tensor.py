@@ -154,7 +154,7 @@ class Tensor:
 
     def detach_(self):
         self._data  # noqa: B018  (a deferred forward runs before the tensor leaves its graph)
-        if self.grad_fn is not None and output_edge(self)._retained is not None:
+        if self.grad_fn is not None:
             output_edge(self)._retained = None
         self.grad_fn = None
         self._requires_grad = False
