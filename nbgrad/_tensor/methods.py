@@ -7,7 +7,7 @@ or an adapter of one: a reflected operator or a cast (made here), an in-place fo
 """
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
-from . import arithmetic, conversion, indexing, inplace, linalg, reductions, sampling, shape
+from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, sampling, shape
 from .dispatch import dispatch
 from .inplace import inplace_form
 from .tensor import Tensor
@@ -47,8 +47,18 @@ def _primitive(self, name, *others, **params):
     return dispatch(PRIMITIVES[name], (self, *others), params)
 
 
+def _new_factory(factory):
+    """`x.new_zeros(...)` and the like: `factory` with x's dtype unless one is given."""
+    def method(self, *args, dtype=None, **keywords):
+        return factory(*args, dtype=self.dtype if dtype is None else dtype, **keywords)
+    return method
+
+
 METHODS = {
     "_primitive": _primitive,
+    "new_zeros": _new_factory(factories.zeros), "new_ones": _new_factory(factories.ones),
+    "new_empty": _new_factory(factories.empty), "new_full": _new_factory(factories.full),
+    "new_tensor": _new_factory(factories.tensor),
     # elementwise math and comparisons
     "exp": arithmetic.exp, "log": arithmetic.log, "sqrt": arithmetic.sqrt, "sin": arithmetic.sin,
     "cos": arithmetic.cos, "tanh": arithmetic.tanh, "sigmoid": arithmetic.sigmoid,

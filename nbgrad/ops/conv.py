@@ -30,7 +30,6 @@ from numba import types
 from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
-from .shape import zeros_tensor
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -499,17 +498,17 @@ def _input_gradient(g, weight, x_shape, stride, padding, dilation, groups):
         first = -(min(offset, 0) // step)  # the first output that lands at or after 0
         last = min(out, (size + reach - 1 - offset) // step + 1)
         if last <= first:
-            return zeros_tensor(g, x_shape)
+            return g.new_zeros(x_shape)
         placed.append(slice(offset + first * step, offset + (last - 1) * step + 1, step))
         taken.append(slice(first, last))
         sizes.append(size + reach)
-    stuffed = zeros_tensor(g, tuple(g.shape[:2]) + tuple(sizes))
+    stuffed = g.new_zeros(tuple(g.shape[:2]) + tuple(sizes))
     stuffed[tuple(placed)] = g[tuple(taken)]
     kernel_shape = tuple(weight.shape[2:])
     swapped = (weight.reshape((groups, out_channels // groups, group_in) + kernel_shape)
                .transpose(1, 2).reshape((groups * group_in, out_channels // groups) + kernel_shape)
                .flip(tuple(range(2, 2 + spatial))))
-    return stuffed._primitive("convolution", swapped, zeros_tensor(g, (0,)), stride=(1,) * spatial,
+    return stuffed._primitive("convolution", swapped, g.new_zeros((0,)), stride=(1,) * spatial,
                               padding=(0,) * spatial, dilation=dilation, groups=groups)
 
 
@@ -524,7 +523,7 @@ def _weight_gradient(g, x, weight_shape, stride, padding, dilation, groups):
         (2, 1, 0) + tuple(range(3, x.ndim + 1))).reshape((group_in, groups * batch) + tuple(x.shape[2:])))
     filters = (g.reshape((batch, groups, out_channels // groups) + tuple(g.shape[2:])).permute(
         (1, 2, 0) + tuple(range(3, g.ndim + 1))).reshape((out_channels, batch) + tuple(g.shape[2:])))
-    result = images._primitive("convolution", filters, zeros_tensor(g, (0,)), stride=dilation,
+    result = images._primitive("convolution", filters, g.new_zeros((0,)), stride=dilation,
                                padding=padding, dilation=stride, groups=groups)
     crop = (slice(None),) * 2 + tuple(slice(0, kernel) for kernel in weight_shape[2:])
     return result[crop].transpose(0, 1)

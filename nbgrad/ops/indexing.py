@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from .primitive import Primitive, register
-from .shape import copy_into, flat_contiguous, view_primitive, zeros_tensor
+from .shape import copy_into, flat_contiguous, view_primitive
 
 
 @numba.njit(cache=True)
@@ -131,10 +131,10 @@ def scattered(g, positions, shape):
     a matrix of them padded with zeros, by `sum`, whose kernel may reassociate: the last
     bits may differ from the scatter kernel's), and each position is written once."""
     flat, positions = g.reshape(-1), positions.reshape(-1)
-    result = zeros_tensor(g, (math.prod(shape),))
+    result = g.new_zeros((math.prod(shape),))
     if not positions.size:
         return result.reshape(shape)
-    padded = zeros_tensor(g, (positions.size + 1,))  # g, then a zero the padding picks
+    padded = g.new_zeros((positions.size + 1,))  # g, then a zero the padding picks
     padded[:positions.size] = flat
     for where, picks in _summed_groups(positions):
         result[where] = padded[picks].sum(1)
@@ -166,7 +166,7 @@ def _put_differentiable_vjp(node, g, saved):
 
 
 def _basic_index_differentiable_vjp(g, node):
-    result = zeros_tensor(g, node.input_meta[0][0])
+    result = g.new_zeros(node.input_meta[0][0])
     result[node.params["index"]] = g
     return result
 

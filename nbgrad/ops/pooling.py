@@ -34,7 +34,6 @@ from .._core import modules as _codegen
 from .._core import threads as _threads
 from .indexing import scattered
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
-from .shape import zeros_tensor
 
 # ---------------------------------------------------------------------------------------
 # Kernels, generated from one window loop: max or average, forward or backward.
@@ -452,13 +451,6 @@ class _Fusion:
         self.forward, self.vjp = pooling.fuse_forward, pooling.fuse_vjp
 
 
-def _constant(like, array):
-    """NumPy `array` as a Tensor of Tensor `like`'s dtype, outside any graph."""
-    tensor = zeros_tensor(like, array.shape)
-    tensor[...] = array
-    return tensor
-
-
 def _window_members(table, step, size):
     """(size, out) 0/1: [i, o] is 1 where input position i is in window o along one dim."""
     members = np.zeros((size, table.shape[1]))
@@ -483,8 +475,8 @@ def _differentiable_vjp(pooling):
             rows, cols = (_window_members(table, step, size) for table, step, size in
                           zip((windows.rows, windows.cols), windows.steps, windows.input_view[1:]))
             divisor = np.outer(windows.rows[2], windows.cols[2])
-            spread = (_constant(g, rows) @ (g.reshape(windows.output_view) / _constant(g, divisor))
-                      @ _constant(g, cols.T))
+            spread = (g.new_tensor(rows) @ (g.reshape(windows.output_view) / g.new_tensor(divisor))
+                      @ g.new_tensor(cols.T))
             return (spread.reshape(shape),)
         x = saved[0].detach().numpy()
         indices = _Pooling(pooling.name, "max", pooling.plan, indices=True).forward(

@@ -29,7 +29,7 @@ import numpy as np
 
 from .elementwise import _MAX_STRIDED_NDIM, COPY
 from .primitive import Primitive, Unfusable, register
-from .shape import copy_into, zeros_tensor
+from .shape import copy_into
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -206,9 +206,7 @@ def _resample_differentiable_vjp(node, g, saved):
     for (dim, index, weight), in_shape in _undone_passes(node):
         matrix = np.zeros((index.shape[0], in_shape[dim]))
         np.add.at(matrix, (np.arange(index.shape[0])[:, None], index), weight)
-        dense = zeros_tensor(g, matrix.shape)
-        dense[...] = matrix
-        grad = (grad.transpose(dim, -1) @ dense).transpose(dim, -1)
+        grad = (grad.transpose(dim, -1) @ g.new_tensor(matrix)).transpose(dim, -1)
     return (grad,)
 
 
@@ -269,7 +267,7 @@ def _pad_constant_vjp(node, g):
 
 
 def _pad_constant_differentiable_vjp(node, g, saved):
-    grad = zeros_tensor(g, node.input_meta[0][0])
+    grad = g.new_zeros(node.input_meta[0][0])
     grad[_slices(node.params["crop"])] = g[_slices(node.params["interior"])]
     return (grad,)
 

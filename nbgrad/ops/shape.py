@@ -23,12 +23,6 @@ def flat_contiguous(x):
 
 # --- views ------------------------------------------------------------------------------
 
-def zeros_tensor(like, shape):
-    """A new Tensor of zeros of `shape` in Tensor `like`'s dtype, outside any graph, made by
-    Tensor methods (differentiable VJPs name no factory): a sum of no elements is exactly 0."""
-    return like.detach().reshape(-1)[:0].sum().expand(shape).clone()
-
-
 def view_primitive(name, grad_fn, make, undo, fuse=None, differentiable_undo=None):
     """A view primitive: `make(x, **params)` gives the view, `undo(g, node)` the VJP, and
     `differentiable_undo(g, node)` the VJP of a Tensor `g` by Tensor methods (for

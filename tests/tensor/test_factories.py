@@ -546,3 +546,19 @@ def test_torch_random_module():
                 L.random.get_rng_state().shape[0]]
     assert run(nbgrad) == run(torch)
     assert nbgrad.random.default_generator is nbgrad.default_generator
+
+
+def test_new_factories_take_the_tensors_dtype():
+    """x.new_zeros/new_ones/new_empty/new_full/new_tensor: x's dtype unless one is given,
+    sizes as varargs or one tuple, new_tensor a copy outside any graph."""
+    results = []
+    for lib in (torch, nbgrad):
+        x = lib.ones(2, dtype=lib.float64, requires_grad=True)
+        data = np.array([1.5, 2.5], np.float32)
+        made = [x.new_zeros((2, 3)), x.new_zeros(2, 3), x.new_ones(2), x.new_empty(0),
+                x.new_full((2,), 3), x.new_tensor(data), x.new_zeros(2, dtype=lib.int64)]
+        copy = x.new_tensor(data)
+        data[0] = 9.0
+        results.append([(tuple(t.shape), str(t.dtype).split(".")[-1], t.requires_grad) for t in made]
+                       + [made[0].tolist(), made[4].tolist(), copy.tolist()])
+    assert results[0] == results[1]
