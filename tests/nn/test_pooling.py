@@ -13,7 +13,6 @@ import torch
 
 import nbgrad
 from conftest import assert_close, grad_fn_name, rng_for
-from nbgrad._core import threads
 
 EDGES = np.array([[1.0, 3.0, 3.0, -np.inf, -np.inf, 0.0], [2.0, 3.0, 1.0, -np.inf, -np.inf, 0.0],
                   [np.nan, 0.5, np.nan, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, np.nan, 0.0],
@@ -81,14 +80,21 @@ def test_module_matches_torch(name, dtype):
     assert_close(n_grad, t_grad)
 
 
-def test_threaded_kernels_match_torch(monkeypatch):
-    """The kernels over threads (planes spread over them), which large inputs take: every
-    kernel once, on small inputs here."""
-    if not threads.start():
-        pytest.skip("no thread pool in this process")
-    monkeypatch.setattr(threads, "PARALLEL_THRESHOLD", 1)
-    for name in ("MaxPool2d_indices", "AvgPool2d", "AdaptiveMaxPool2d"):
-        test_module_matches_torch(name, "float32")
+def test_window_of_more_than_64_positions():
+    """Windows of more than 64 positions find their maximum's position by another loop (see
+    nbgrad.ops.pooling): ties, -inf and NaN there too."""
+    array = rng_for("large windows").integers(-2, 3, (3, 9, 9)).astype(float)
+    array[0] = 2.0
+    array[1] = -np.inf
+    array[2, 3, 3:5] = array[2, 7, 1] = np.nan
+    results = []
+    for L in (torch, nbgrad):
+        x = L.tensor(array, requires_grad=True)
+        values, indices = L.nn.functional.adaptive_max_pool2d(x, 1, return_indices=True)
+        values.sum().backward()
+        results.append((values, indices, x.grad))
+    for n_result, t_result in zip(*results[::-1]):
+        assert_close(n_result, t_result)
 
 
 # Function calls: the layouts and forms the modules do not reach.
