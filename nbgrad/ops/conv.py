@@ -23,6 +23,8 @@ a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
 NOTE: a fused step that calls these kernels links and optimizes their code again: about 2 s
 more compile time per dtype (measured: a Conv2d-Tanh step 3.7 s CPU, a Linear-Tanh one 1.5).
 """
+import math
+
 import numba
 import numpy as np
 from numba import types
@@ -39,89 +41,224 @@ COLUMN_BUDGET = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------
-# Kernels. Arrays are 4-D (N, C, H, W); a column matrix `col` is (Cg * KH * KW, count * P)
-# for `count` images from `first`, P = OH * OW, and input channels from `channel0`.
+# Kernels. Every array is flat (1-D, C-contiguous) and indexed from offsets: a slice or
+# reshape inside a kernel is an array type of its own, with a compilation of each callee per
+# type, and a chunk's buffers are offsets into one workspace. Arrays hold (N, C, H, W) images
+# (a 1-D convolution has H = 1); a column matrix is (Cg * KH * KW, count * P), at the
+# workspace's start: for `count` images from `first`, P = OH * OW, the input channels of one
+# group from `channel0`. `geometry` is the tuple (channels, height, width, kernel_h,
+# kernel_w, out_h, out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w).
+#
+# im2col reads the images channel-major: (Cg, count, H, W), a copy in the workspace (x itself
+# when there is no padding to add). A "same" convolution (stride 1, output as large as the
+# input: the 3x3 pad-1 layers of ResNet and the digits CNN) reads tap (i, j) of every output
+# position at one offset from it, so each column row is ONE shifted contiguous copy of
+# count * P elements through a select against the mask of the positions whose tap reads
+# padding (one mask row per tap for all channels, made once per call): vectorized, several
+# times faster than a short copy per output row when rows are short (4 elements at 4x4).
+# Reads that leave an image's rows land in neighbouring rows, images or channels, or in the
+# margins around the copy, and are masked. Other convolutions read a copy with the padding
+# written around each image, a gather per output row without bounds. col2im (im2col's
+# adjoint) adds the columns into a zeroed buffer of the same layout, copied back into the
+# input's gradient.
+#
+# NOTE (compile time, a cold cache compiles all of this): Numba compiles a call to another
+# njit function by linking the callee's code into the caller and optimizing and compiling
+# it all again, at every level; an inline="always" callee is typed and compiled again at
+# every call site instead; a callee compiles once more for each literal constant argument
+# type (a `1` or `True` in the call; `0 * n` is a zero that is not a literal); and a function
+# called from Python gets a wrapper that unboxes its arguments (0.1 s for a dozen). So there
+# are two levels and few loops, the helpers have no wrapper, only the small glue is inlined,
+# no call to a compiled helper passes a constant, and the kernels take their integers in
+# one array.
 
-@_jit
-def _inside(out_w, offset, step, size):
-    """The range [lo, hi) of output positions o with 0 <= o * step + offset < size."""
-    lo = 0 if offset >= 0 else (-offset + step - 1) // step
-    hi = (size - offset + step - 1) // step if size > offset else 0
-    hi = min(max(hi, lo), out_w)
-    return min(lo, out_w), hi
-
-
-# NOTE: the inner loops index with unsigned integers: a signed index makes Numba check for a
+# NOTE: the loops index with unsigned integers: a signed index makes Numba check for a
 # negative one (Python's wraparound) at every element, which keeps LLVM from vectorizing the
-# copies; and a row's slices are taken only in the stride-1 branch that copies through them
-# (made for every row, they cost as much as the copy). Measured: 2 to 4 times faster than
-# signed indexing. Signed and unsigned mixed give a float in Numba: an index is made
-# unsigned as a whole (`_u(ow * stride_w + offset)`).
+# copies (measured: 2 to 4 times slower). Signed and unsigned mixed give a float in Numba: an
+# index is made unsigned as a whole (`_u(start)`, then `start + t` with an unsigned t).
 _u = np.uint64
+_helper = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+_inline = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 
 
-@_jit
-def im2col(x, first, count, channel0, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
-           dilation_h, dilation_w, out_h, out_w, col):
-    height, width = x.shape[2], x.shape[3]
+@_helper
+def _fill(a, start, stop, value):
+    for t in range(_u(start), _u(max(start, stop))):
+        a[t] = value
+
+
+@_helper
+def _copy_blocks(source, source_at, source_a, source_b, source_c, target, target_at, target_a,
+                 target_b, target_c, count_a, count_b, count_c, length):
+    """For a < count_a, b < count_b, c < count_c: `length` elements from source at source_at +
+    a * source_a + b * source_b + c * source_c to target likewise: a strided block copy."""
+    if source_c == length and target_c == length:  # (contiguous rows: copied as one)
+        length, count_c = length * count_c, count_c // max(count_c, 1)
+    for a in range(count_a):
+        for b in range(count_b):
+            for c in range(count_c):
+                s = _u(source_at + a * source_a + b * source_b + c * source_c)
+                d = _u(target_at + a * target_a + b * target_b + c * target_c)
+                for t in range(_u(length)):
+                    target[d + t] = source[s + t]
+
+
+@_inline
+def _layout(geometry, groups, out_channels, chunk):
+    """Whether the convolution is "same", and the workspace's parts (offsets, and the size):
+    the column matrix at 0, then the block of group_out rows (the GEMM's result or the
+    gathered gradient), the channel-major images (inside their margins for a same
+    convolution; none for a 1x1 one: the columns are the images) and a same convolution's
+    masks."""
+    channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
+        pad_left = geometry[:11]
+    same = stride_h == 1 and stride_w == 1 and out_h == height and out_w == width
+    taps = kernel_h * kernel_w
+    columns = chunk * out_h * out_w
+    group_in = channels // groups
+    block_at = group_in * taps * columns
+    images_at = block_at + out_channels // groups * columns
+    if not same:
+        end = images_at + group_in * chunk * (height + 2 * pad_top) * (width + 2 * pad_left)
+        return same, block_at, images_at, end, end
+    if taps == 1:
+        return same, block_at, images_at, images_at, images_at
+    margin = pad_top * width + pad_left
+    mask_at = images_at + 2 * margin + group_in * columns
+    return same, block_at, images_at + margin, mask_at, mask_at + taps * columns
+
+
+@_helper
+def _masks(mask, mask_at, count, geometry):
+    """For a same convolution: mask row (i, j) is 1 where tap (i, j) of an output position
+    reads the input, 0 where it reads padding; for `count` images."""
+    _, height, width, kernel_h, kernel_w, out_h, out_w, _, _, pad_top, pad_left, dilation_h, \
+        dilation_w = geometry
+    at = _u(mask_at)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            for _ in range(count):
+                for oh in range(out_h):
+                    row = oh + i * dilation_h - pad_top
+                    for ow in range(out_w):
+                        column = ow + j * dilation_w - pad_left
+                        mask[at] = 0 <= row < height and 0 <= column < width
+                        at += _u(1)
+
+
+@_helper
+def _im2col(source, source_at, channel_pitch, image_pitch, row_pitch, count, group_in, geometry,
+            same, mask, mask_at, mask_pitch, col):
+    """The column matrix at col's start, from source's images: channel c of image m at
+    source_at + c * channel_pitch + m * image_pitch, rows row_pitch apart; padded already,
+    or (same) channel-major and masked."""
+    zero = typed(0.0, col)
+    _, _, _, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, pad_left, \
+        dilation_h, dilation_w = geometry
     positions = out_h * out_w
-    zero = typed(0.0, x)
-    for c in range(col.shape[0] // (kernel_h * kernel_w)):
+    columns = count * positions
+    for c in range(group_in):
         for i in range(kernel_h):
             for j in range(kernel_w):
-                row = col[(c * kernel_h + i) * kernel_w + j]
-                offset = j * dilation_w - pad_left
-                lo, hi = _inside(out_w, offset, stride_w, width)
+                row = ((c * kernel_h + i) * kernel_w + j) * columns
+                if same:
+                    s = _u(source_at + c * channel_pitch + (i * dilation_h - pad_top) * row_pitch
+                           + j * dilation_w - pad_left)
+                    k = _u(mask_at + (i * kernel_w + j) * mask_pitch)
+                    for t in range(_u(columns)):
+                        value = source[s + t]
+                        col[_u(row) + t] = value if mask[k + t] != 0 else zero
+                    continue
                 for m in range(count):
-                    image = x[first + m, channel0 + c]
                     for oh in range(out_h):
-                        ih = oh * stride_h - pad_top + i * dilation_h
-                        start = _u(m * positions + oh * out_w)
-                        if ih < 0 or ih >= height:
-                            for ow in range(_u(out_w)):
-                                row[start + ow] = zero
-                            continue
-                        for ow in range(_u(lo)):
-                            row[start + ow] = zero
-                        line = image[ih]
-                        if stride_w == 1:  # (a literal stride: a copy LLVM vectorizes)
-                            inside, source = row[start + _u(lo):], line[lo + offset:]
-                            for ow in range(_u(hi - lo)):
-                                inside[ow] = source[ow]
-                        else:
-                            for ow in range(lo, hi):
-                                row[start + _u(ow)] = line[_u(ow * stride_w + offset)]
-                        for ow in range(_u(hi), _u(out_w)):
-                            row[start + ow] = zero
+                        s = _u(source_at + c * channel_pitch + m * image_pitch
+                               + (oh * stride_h + i * dilation_h) * row_pitch + j * dilation_w)
+                        d = _u(row + m * positions + oh * out_w)
+                        # (LLVM versions the loop for stride 1: a vectorized copy)
+                        for t in range(_u(out_w)):
+                            col[d + t] = source[s + t * _u(stride_w)]
 
 
-@_jit
-def col2im(col, first, count, channel0, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
-           dilation_h, dilation_w, out_h, out_w, grad_x):
-    """Adds the columns back onto the input positions they were read from (im2col's adjoint)."""
-    height, width = grad_x.shape[2], grad_x.shape[3]
+@_helper
+def _col2im(col, count, group_in, geometry, same, mask, mask_at, mask_pitch, target, target_at,
+            channel_pitch, image_pitch, row_pitch):
+    """im2col's adjoint: adds the column matrix at col's start onto the images (laid out as
+    im2col's source) it was read from."""
+    zero = typed(0.0, col)
+    _, _, _, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, pad_left, \
+        dilation_h, dilation_w = geometry
     positions = out_h * out_w
-    for c in range(col.shape[0] // (kernel_h * kernel_w)):
+    columns = count * positions
+    for c in range(group_in):
         for i in range(kernel_h):
             for j in range(kernel_w):
-                row = col[(c * kernel_h + i) * kernel_w + j]
-                offset = j * dilation_w - pad_left
-                lo, hi = _inside(out_w, offset, stride_w, width)
+                row = ((c * kernel_h + i) * kernel_w + j) * columns
+                if same:
+                    s = _u(target_at + c * channel_pitch + (i * dilation_h - pad_top) * row_pitch
+                           + j * dilation_w - pad_left)
+                    k = _u(mask_at + (i * kernel_w + j) * mask_pitch)
+                    for t in range(_u(columns)):
+                        value = col[_u(row) + t]
+                        target[s + t] += value if mask[k + t] != 0 else zero
+                    continue
                 for m in range(count):
-                    image = grad_x[first + m, channel0 + c]
                     for oh in range(out_h):
-                        ih = oh * stride_h - pad_top + i * dilation_h
-                        if ih < 0 or ih >= height:
-                            continue
-                        start = _u(m * positions + oh * out_w)
-                        line = image[ih]
-                        if stride_w == 1:  # (see im2col)
-                            inside, source = line[lo + offset:], row[start + _u(lo):]
-                            for ow in range(_u(hi - lo)):
-                                inside[ow] += source[ow]
-                        else:
-                            for ow in range(lo, hi):
-                                line[_u(ow * stride_w + offset)] += row[start + _u(ow)]
+                        s = _u(target_at + c * channel_pitch + m * image_pitch
+                               + (oh * stride_h + i * dilation_h) * row_pitch + j * dilation_w)
+                        d = _u(row + m * positions + oh * out_w)
+                        for t in range(_u(out_w)):
+                            target[s + t * _u(stride_w)] += col[d + t]
+
+
+@_inline
+def _columns(x, first, count, channel0, group_in, geometry, same, workspace, images_at,
+             mask_at, mask_pitch):
+    """The chunk's column matrix for one group, at the workspace's start."""
+    channels, height, width, kernel_h, kernel_w = geometry[:5]
+    pad_h, pad_w = geometry[9:11]
+    if same:
+        pad_h, pad_w = 0 * pad_h, 0 * pad_w  # (the margins around the copy stand in)
+    image = height * width
+    if not same and pad_h == 0 and pad_w == 0:
+        _im2col(x, (first * channels + channel0) * image, image, channels * image, width, count,
+                group_in, geometry, same, workspace, mask_at, mask_pitch, workspace)
+        return
+    # A 1x1 same convolution's columns are the images themselves.
+    direct = same and kernel_h * kernel_w == 1
+    at = 0 * images_at if direct else images_at
+    padded_w = width + 2 * pad_w
+    padded = (height + 2 * pad_h) * padded_w
+    if pad_h > 0 or pad_w > 0:
+        _fill(workspace, at, at + group_in * count * padded, typed(0.0, x))
+    _copy_blocks(x, (first * channels + channel0) * image, image, channels * image, width,
+                 workspace, at + pad_h * padded_w + pad_w, count * padded, padded, padded_w,
+                 group_in, count, height, width)
+    if not direct:
+        _im2col(workspace, at, count * padded, padded, padded_w, count, group_in, geometry, same,
+                workspace, mask_at, mask_pitch, workspace)
+
+
+@_inline
+def _images_gradient(workspace, first, count, channel0, group_in, geometry, same, images_at,
+                    mask_at, mask_pitch, grad_x):
+    """The input gradient of the chunk's images and the group's channels, from the column
+    matrix at the workspace's start."""
+    channels, height, width, kernel_h, kernel_w = geometry[:5]
+    pad_h, pad_w = geometry[9:11]
+    if same:
+        pad_h, pad_w = 0 * pad_h, 0 * pad_w
+    image = height * width
+    direct = same and kernel_h * kernel_w == 1  # (see _columns)
+    at = 0 * images_at if direct else images_at
+    padded_w = width + 2 * pad_w
+    padded = (height + 2 * pad_h) * padded_w
+    if not direct:
+        _fill(workspace, at, at + group_in * count * padded, typed(0.0, grad_x))
+        _col2im(workspace, count, group_in, geometry, same, workspace, mask_at, mask_pitch,
+                workspace, at, count * padded, padded, padded_w)
+    _copy_blocks(workspace, at + pad_h * padded_w + pad_w, count * padded, padded, padded_w,
+                 grad_x, (first * channels + channel0) * image, image, channels * image, width,
+                 group_in, count, height, width)
 
 
 # NOTE: numba's own BLAS entry (its helper library's wrapper of SciPy's cython_blas gemm,
@@ -133,151 +270,159 @@ def col2im(col, first, count, channel0, kernel_h, kernel_w, stride_h, stride_w, 
 _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
     types.char, types.char, types.char, types.intp, types.intp, types.intp, types.intp,
     types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp))
-_NO, _TRANSPOSED = ord("n"), ord("t")
+# (Character codes as ints: `ord` in a kernel compiles Numba's unicode support.)
+_NO, _TRANSPOSED, _SINGLE, _DOUBLE = ord("n"), ord("t"), ord("s"), ord("d")
 
 
-@_jit
-def gemm(a, transpose_a, b, transpose_b, c, beta):
-    """c = op(a) @ op(b) + beta * c for row-major matrices (unit stride along rows; op
-    transposes where asked), through BLAS."""
-    m, n = c.shape
-    k = a.shape[0] if transpose_a else a.shape[1]
+@_inline
+def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at, ldc, scalars,
+         beta):
+    """c = op(a) @ op(b) + beta * c for row-major (m, n) c, (m, k) op(a), (k, n) op(b) at
+    offsets of flat arrays, with leading dimensions (op transposes where asked), through
+    BLAS. scalars: 1, then beta (0 or 1) at index beta."""
     if m == 0 or n == 0:
         return
     if k == 0:
-        if beta == 0:
-            c[:] = 0
+        for r in range(m * (beta == 0)):
+            _fill(c, c_at + r * ldc, c_at + r * ldc + n, typed(0.0, c))
         return
     item = c.itemsize
-    scalars = np.empty(2, c.dtype)
-    scalars[0], scalars[1] = 1, beta
     # Row-major c = op(a) op(b) is column-major c.T = op(b).T op(a).T: b first.
-    status = _xxgemm(ord("s") if item == 4 else ord("d"), _TRANSPOSED if transpose_b else _NO,
+    status = _xxgemm(_SINGLE if item == 4 else _DOUBLE, _TRANSPOSED if transpose_b else _NO,
                      _TRANSPOSED if transpose_a else _NO, n, m, k, scalars.ctypes.data,
-                     b.ctypes.data, b.strides[0] // item, a.ctypes.data, a.strides[0] // item,
-                     scalars.ctypes.data + item, c.ctypes.data, c.strides[0] // item)
+                     b.ctypes.data + b_at * item, ldb, a.ctypes.data + a_at * item, lda,
+                     scalars.ctypes.data + (1 + beta) * item, c.ctypes.data + c_at * item, ldc)
     if status != 0:
         raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
 
 
-@_jit
-def _is_pointwise(weight, stride_h, stride_w, pad_top, pad_left, in_positions, positions):
-    """A 1x1 stride-1 unpadded convolution: an image's channels are its column matrix."""
-    return (weight.shape[2] == 1 and weight.shape[3] == 1 and stride_h == 1 and stride_w == 1
-            and pad_top == 0 and pad_left == 0 and in_positions == positions)
+@_inline
+def _scalars(like):
+    """gemm's alpha and betas: 1, 0, 1."""
+    scalars = np.empty(3, like.dtype)
+    scalars[0], scalars[1], scalars[2] = 1, 0, 1
+    return scalars
+
+
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, fastmath={"reassoc"})
+def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
+    """grad_bias[o] = the sum of grad[:, o], in float64 (reassociated: it vectorizes)."""
+    for o in range(out_channels):
+        total = 0.0
+        for n in range(batch):
+            start = _u((n * out_channels + o) * positions)
+            for p in range(_u(positions)):
+                total += grad[start + p]
+        grad_bias[o] = total
 
 
 @_jit
-def conv_forward_kernel(x, weight, bias, out, stride_h, stride_w, pad_top, pad_left,
-                        dilation_h, dilation_w, groups, chunk, workspace):
-    """out = conv(x, weight) + bias (bias of size 0: none). x, weight, out C-contiguous;
-    workspace: at least (K + group_out) * chunk * P elements."""
-    batch, channels = x.shape[0], x.shape[1]
-    out_channels, group_in, kernel_h, kernel_w = weight.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    group_out = out_channels // groups
+def conv_forward_kernel(x, weight, bias, out, plan, workspace):
+    """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan: see _Plan;
+    workspace: as large as _layout says."""
+    batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
+        stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk = plan[:17]
+    geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
+                pad_top, pad_left, dilation_h, dilation_w)
+    group_in, group_out = channels // groups, out_channels // groups
     size = group_in * kernel_h * kernel_w
     positions = out_h * out_w
-    weights = weight.reshape(out_channels, size)
-    out3 = out.reshape(batch, out_channels, positions)
+    same, block_at, images_at, mask_at, _ = _layout(geometry, groups, out_channels, chunk)
+    if same and kernel_h * kernel_w > 1:
+        _masks(workspace, mask_at, chunk, geometry)
+    scalars = _scalars(out)
     has_bias = bias.shape[0] > 0
-    pointwise = _is_pointwise(weight, stride_h, stride_w, pad_top, pad_left,
-                              x.shape[2] * x.shape[3], positions)
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
         columns = count * positions
         for g in range(groups):
-            w_g = weights[g * group_out:(g + 1) * group_out]
-            if pointwise and count == 1:
-                col = x[first].reshape(channels, positions)[g * group_in:(g + 1) * group_in]
+            channel0, out0 = g * group_in, g * group_out
+            if same and size == group_in and count == 1:
+                # A 1x1 same convolution of one image: the image is its column matrix.
+                source, source_at = x, (first * channels + channel0) * positions
             else:
-                col = workspace[:size * columns].reshape(size, columns)
-                im2col(x, first, count, g * group_in, kernel_h, kernel_w, stride_h, stride_w,
-                       pad_top, pad_left, dilation_h, dilation_w, out_h, out_w, col)
+                _columns(x, first, count, channel0, group_in, geometry, same, workspace,
+                         images_at, mask_at, chunk * positions)
+                source, source_at = workspace, 0 * positions
             if count == 1:
                 # One image: the GEMM writes its output rows, onto the bias.
-                result = out3[first, g * group_out:(g + 1) * group_out]
-                if has_bias:
-                    for o in range(group_out):
-                        result[o] = bias[g * group_out + o]
-                gemm(w_g, False, col, False, result, 1.0 if has_bias else 0.0)
+                target = (first * out_channels + out0) * positions
+                for o in range(group_out * has_bias):
+                    _fill(out, target + o * positions, target + (o + 1) * positions,
+                          bias[out0 + o])
+                gemm(group_out, positions, size, weight, out0 * size, size, False, source,
+                     source_at, columns, False, out, target, positions, scalars, has_bias)
                 continue
-            result = workspace[size * columns:(size + group_out) * columns].reshape(group_out, columns)
-            gemm(w_g, False, col, False, result, 0.0)
-            for m in range(count):
-                for o in range(group_out):
-                    channel = g * group_out + o
-                    shift = bias[channel] if has_bias else typed(0.0, x)
-                    target = out3[first + m, channel]
-                    source = result[o, m * positions:(m + 1) * positions]
-                    for p in range(positions):
-                        target[p] = source[p] + shift
+            gemm(group_out, columns, size, weight, out0 * size, size, False, source, source_at,
+                 columns, False, workspace, block_at, columns, scalars, 0)
+            for o in range(group_out):
+                # (x + -0.0 is x, also for x = -0.0: the identity where there is no bias)
+                shift = bias[out0 + o] if has_bias else typed(-0.0, out)
+                for m in range(count):
+                    s = _u(block_at + o * columns + m * positions)
+                    d = _u(((first + m) * out_channels + out0 + o) * positions)
+                    for p in range(_u(positions)):
+                        out[d + p] = workspace[s + p] + shift
 
 
 @_jit
-def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, need_x, need_weight,
-                         need_bias, in_positions, stride_h, stride_w, pad_top, pad_left,
-                         dilation_h, dilation_w, groups, chunk, workspace):
+def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, workspace):
     """The gradients of conv_forward_kernel's inputs that are asked for (the others are
-    zero-size stand-ins, as x is when only the weight's gradient is not asked for: it is not
-    saved then). in_positions: the input's H * W. workspace: at least
-    (K + group_out) * chunk * P elements."""
-    out_channels, group_in, kernel_h, kernel_w = weight.shape
-    out_h, out_w = grad.shape[2], grad.shape[3]
-    group_out = out_channels // groups
+    zero-size stand-ins, as are x and weight when no asked gradient reads them). plan: see
+    _Plan, then whether each gradient is asked for (0 or 1); workspace: as large as _layout
+    says."""
+    batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
+        stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, need_x, need_weight, \
+        need_bias = plan[:20]
+    geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
+                pad_top, pad_left, dilation_h, dilation_w)
+    group_in, group_out = channels // groups, out_channels // groups
     size = group_in * kernel_h * kernel_w
     positions = out_h * out_w
-    weights = weight.reshape(out_channels, size)
-    grads = grad.reshape(grad.shape[0], out_channels, positions)
     if need_bias:
-        for o in range(out_channels):
-            total = 0.0
-            for n in range(grad.shape[0]):
-                for p in range(positions):
-                    total += grads[n, o, p]
-            grad_bias[o] = total
+        _bias_gradient(grad, batch, out_channels, positions, grad_bias)
     if not (need_x or need_weight):
         return
-    grad_weights = grad_weight.reshape(grad_weight.shape[0], size)
-    if need_x:
-        grad_x[:] = 0
-    if need_weight and grad.shape[0] == 0:
-        grad_weights[:] = 0  # (else the first chunk's GEMM writes it)
-    channels = group_in * groups
-    pointwise = _is_pointwise(weight, stride_h, stride_w, pad_top, pad_left, in_positions,
-                              positions)
-    for first in range(0, grad.shape[0], chunk):
-        count = min(chunk, grad.shape[0] - first)
+    for t in range(grad_weight.shape[0] * (batch == 0)):
+        grad_weight[t] = 0  # (else the first chunk's GEMM writes it)
+    same, block_at, images_at, mask_at, _ = _layout(geometry, groups, out_channels, chunk)
+    if same and kernel_h * kernel_w > 1:
+        _masks(workspace, mask_at, chunk, geometry)
+    scalars = _scalars(grad)
+    direct = same and size == group_in  # (of one image: see conv_forward_kernel)
+    for first in range(0, batch, chunk):
+        count = min(chunk, batch - first)
         columns = count * positions
-        col = workspace[:size * columns].reshape(size, columns)
         for g in range(groups):
+            channel0, out0 = g * group_in, g * group_out
             if count == 1:
-                g_g = grads[first, g * group_out:(g + 1) * group_out]
+                grads, grads_at = grad, (first * out_channels + out0) * positions
             else:
-                g_g = workspace[size * columns:(size + group_out) * columns].reshape(
-                    group_out, columns)
-                for m in range(count):
-                    for o in range(group_out):
-                        g_g[o, m * positions:(m + 1) * positions] = grads[first + m, g * group_out + o]
+                _copy_blocks(grad, (first * out_channels + out0) * positions, positions,
+                             out_channels * positions, out_w, workspace, block_at, columns,
+                             positions, out_w, group_out, count, out_h, out_w)
+                grads, grads_at = workspace, block_at
             if need_weight:
-                if pointwise and count == 1:
-                    x_col = x[first].reshape(channels, positions)[g * group_in:(g + 1) * group_in]
+                if direct and count == 1:
+                    source, source_at = x, (first * channels + channel0) * positions
                 else:
-                    x_col = col
-                    im2col(x, first, count, g * group_in, kernel_h, kernel_w, stride_h, stride_w,
-                           pad_top, pad_left, dilation_h, dilation_w, out_h, out_w, col)
+                    _columns(x, first, count, channel0, group_in, geometry, same, workspace,
+                             images_at, mask_at, chunk * positions)
+                    source, source_at = workspace, 0 * positions
                 # The first chunk writes the weight's gradient, the others add to it.
-                gemm(g_g, False, x_col, True, grad_weights[g * group_out:(g + 1) * group_out],
-                     1.0 if first else 0.0)
+                gemm(group_out, size, columns, grads, grads_at, columns, False, source,
+                     source_at, columns, True, grad_weight, out0 * size, size, scalars,
+                     first > 0)
             if need_x:
-                w_g = weights[g * group_out:(g + 1) * group_out]
-                if pointwise and count == 1:
-                    gemm(w_g, True, g_g, False,
-                         grad_x[first].reshape(channels, positions)[g * group_in:(g + 1) * group_in], 0.0)
+                if direct and count == 1:
+                    gemm(size, positions, group_out, weight, out0 * size, size, True, grads,
+                         grads_at, columns, False, grad_x,
+                         (first * channels + channel0) * positions, positions, scalars, 0)
                 else:
-                    gemm(w_g, True, g_g, False, col, 0.0)
-                    col2im(col, first, count, g * group_in, kernel_h, kernel_w, stride_h, stride_w,
-                           pad_top, pad_left, dilation_h, dilation_w, out_h, out_w, grad_x)
+                    gemm(size, columns, group_out, weight, out0 * size, size, True, grads,
+                         grads_at, columns, False, workspace, 0 * columns, columns, scalars, 0)
+                    _images_gradient(workspace, first, count, channel0, group_in, geometry, same,
+                                    images_at, mask_at, chunk * positions, grad_x)
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,8 +506,8 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
 
 
 class _Plan:
-    """A call's kernel arguments: 4-D shapes (a 1-D convolution has H = 1), the spatial
-    parameters as ints, the chunk of images per GEMM and the workspace sizes."""
+    """A call's integers, the kernels' `plan` argument: the 4-D geometry (a 1-D convolution
+    has H = 1), groups and the chunk of images per GEMM; and the workspace's size."""
 
     def __init__(self, x_shape, weight_shape, out_shape, stride, padding, dilation, groups):
         stride, padding, dilation = resolve(weight_shape, stride, padding, dilation)
@@ -370,20 +515,26 @@ class _Plan:
         def two(values, fill):
             return (fill,) * (2 - len(values)) + tuple(values)
 
-        self.x_shape, self.weight_shape, self.out_shape = (
-            shape[:2] + (1,) * (4 - len(shape)) + shape[2:]
-            for shape in (x_shape, weight_shape, out_shape))
+        batch, channels, height, width = x_shape[:2] + two(x_shape[2:], 1)
+        out_channels, group_in, kernel_h, kernel_w = weight_shape[:2] + two(weight_shape[2:], 1)
+        out_h, out_w = two(out_shape[2:], 1)
         (stride_h, stride_w), (dilation_h, dilation_w) = two(stride, 1), two(dilation, 1)
         pad_top, pad_left = two(padding, 0)
-        size = weight_shape[1] * int(np.prod(weight_shape[2:]))
-        positions = int(np.prod(out_shape[2:]))
-        group_out = weight_shape[0] // groups
-        self.chunk = max(1, min(x_shape[0], COLUMN_BUDGET // max(1, size * positions)))
-        columns = self.chunk * positions
-        self.forward_workspace = (size + group_out) * columns
-        self.backward_workspace = (size + group_out) * columns
-        self.in_positions = int(np.prod(x_shape[2:]))
-        self.spatial = (stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, groups)
+        taps, positions = kernel_h * kernel_w, out_h * out_w
+        chunk = max(1, min(batch, COLUMN_BUDGET // max(1, group_in * taps * positions)))
+        geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h,
+                    stride_w, pad_top, pad_left, dilation_h, dilation_w)
+        self.workspace = _layout.py_func(geometry, groups, out_channels, chunk)[-1]
+        self.integers = (batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h,
+                         out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
+                         groups, chunk)
+
+    def array(self, *needs):
+        """The `plan` argument (then `needs` for the backward kernel): read-only, as the
+        fused step's constant array is (a writable one is another type: a compilation)."""
+        array = np.array(self.integers + needs, np.int64)
+        array.flags.writeable = False
+        return array
 
 
 def _plan(x_shape, weight_shape, out_shape, params):
@@ -391,45 +542,36 @@ def _plan(x_shape, weight_shape, out_shape, params):
                  params["dilation"], params["groups"])
 
 
+def _flat(array):
+    return np.ascontiguousarray(array).reshape(-1)
+
+
 def forward(x, weight, bias, **params):
     shape, dtype = infer(x, weight, bias, **params)
     plan = _plan(x.shape, weight.shape, shape, params)
     out = np.empty(shape, dtype)
-    conv_forward_kernel(np.ascontiguousarray(x).reshape(plan.x_shape),
-                        np.ascontiguousarray(weight).reshape(plan.weight_shape),
-                        np.ascontiguousarray(bias), out.reshape(plan.out_shape),
-                        *plan.spatial, plan.chunk, np.empty(plan.forward_workspace, dtype))
+    conv_forward_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), plan.array(),
+                        np.empty(plan.workspace, dtype))
     return out
 
 
-def _backward_arrays(node, g, plan):
-    """The backward kernel's array arguments; the gradients it makes come first."""
-    x, weight = node.saved
-    needs = tuple(node.needs)
-    (x_shape, _), (weight_shape, _) = node.input_meta[:2]
-    dtype = g.dtype
-    grad_x = np.empty(plan.x_shape if needs[0] else (0,) * 4, dtype)
-    grad_weight = np.empty(plan.weight_shape if needs[1] else (0,) * 4, dtype)
-    grad_bias = np.empty(weight_shape[0] if needs[2] else 0, dtype)
-    # What a VJP does not read is not saved (save_for): stand-ins then. The kernel reads the
-    # weight's shape even when it reads no weight (only the bias needs a gradient).
-    x = np.empty((0,) * 4, dtype) if x is None else np.ascontiguousarray(x).reshape(plan.x_shape)
-    weight = np.empty(plan.weight_shape, dtype) if weight is None else \
-        np.ascontiguousarray(weight).reshape(plan.weight_shape)
-    g = np.ascontiguousarray(g).reshape(plan.out_shape)
-    return (grad_x, grad_weight, grad_bias), (x, weight, g), needs
-
-
 def vjp(node, g):
+    # What a VJP does not read is not saved (save_for): zero-size stand-ins then, as for the
+    # gradients that are not asked for.
+    x, weight = node.saved
     (x_shape, _), (weight_shape, _) = node.input_meta[:2]
     plan = _plan(x_shape, weight_shape, g.shape, node.params)
-    grads, arrays, needs = _backward_arrays(node, g, plan)
-    conv_backward_kernel(*arrays, *grads, *needs, plan.in_positions, *plan.spatial, plan.chunk,
-                         np.empty(plan.backward_workspace, g.dtype))
-    grad_x, grad_weight, grad_bias = grads
-    return (grad_x.reshape(x_shape) if needs[0] else None,
-            grad_weight.reshape(weight_shape) if needs[1] else None,
-            grad_bias if needs[2] else None)
+    needs = tuple(node.needs)
+    dtype = g.dtype
+    grads = [np.empty(math.prod(shape) if need else 0, dtype)
+             for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs)]
+    absent = np.empty(0, dtype)
+    conv_backward_kernel(absent if x is None else _flat(x),
+                         absent if weight is None else _flat(weight), _flat(g), *grads,
+                         plan.array(*needs), np.empty(plan.workspace, dtype))
+    return tuple(grad.reshape(shape) if need else None
+                 for grad, shape, need in zip(grads, (x_shape, weight_shape, weight_shape[:1]),
+                                              needs))
 
 
 class _ConvolutionFusion:
@@ -438,44 +580,33 @@ class _ConvolutionFusion:
     mode does, so that a network's convolutions do not each keep one in the step's arena."""
 
     @staticmethod
-    def _workspace(em, size, dtype):
-        name = em.new_name("workspace")
-        em.emit(f"{name} = np.empty({size}, np.{dtype.name})")
-        return name
-
-    @staticmethod
-    def _spatial(em, plan):
-        return ", ".join(em.scalar(value) for value in plan.spatial + (plan.chunk,))
+    def _tail(em, plan, dtype, *needs):
+        """The plan and the workspace."""
+        workspace = em.new_name("workspace")
+        em.emit(f"{workspace} = np.empty({plan.workspace}, np.{np.dtype(dtype).name})")
+        return f"{em.constant(plan.array(*needs))}, {workspace}"
 
     def forward(self, em, arrays, params, out):
         x, weight, bias = arrays
         plan = _plan(x.shape, weight.shape, out.shape, params)
-        bias_name = em.ref(bias)
         em.blas()
-        workspace = self._workspace(em, plan.forward_workspace, out.dtype)
-        em.emit(f"{em.kernel(conv_forward_kernel)}({em.ref(x)}.reshape({plan.x_shape!r}), "
-                f"{em.ref(weight)}.reshape({plan.weight_shape!r}), {bias_name}, "
-                f"{em.out(out)}.reshape({plan.out_shape!r}), {self._spatial(em, plan)}, {workspace})")
+        flat = [f"{em.ref(array)}.reshape({array.size})" for array in arrays]
+        tail = self._tail(em, plan, out.dtype)
+        em.emit(f"{em.kernel(conv_forward_kernel)}({', '.join(flat)}, "
+                f"{em.out(out)}.reshape({out.size}), {tail})")
 
     def vjp(self, em, node, g, input_grads):
-        x, weight = node.saved
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
         plan = _plan(x_shape, weight_shape, g.shape, node.params)
-        needs = [grad is not None for grad in input_grads]
-        grads = []
-        for grad, shape, ndim in zip(input_grads, (plan.x_shape, plan.weight_shape, None), (4, 4, 1)):
-            grads.append(em.empty(ndim, g.dtype) if grad is None else
-                         em.out(grad) if shape is None else f"{em.out(grad)}.reshape({shape!r})")
-        x_name = em.empty(4, g.dtype) if x is None else f"{em.ref(x)}.reshape({plan.x_shape!r})"
-        # The kernel reads the weight's shape even when it reads no weight (see vjp).
-        weight_name = em.out(np.empty(plan.weight_shape, g.dtype)) if weight is None else \
-            f"{em.ref(weight)}.reshape({plan.weight_shape!r})"
+        needs = [int(grad is not None) for grad in input_grads]
+        grads = [em.empty(1, g.dtype) if grad is None else f"{em.out(grad)}.reshape({grad.size})"
+                 for grad in input_grads]
+        saved = [em.empty(1, g.dtype) if array is None else f"{em.ref(array)}.reshape({array.size})"
+                 for array in node.saved]
         em.blas()
-        workspace = self._workspace(em, plan.backward_workspace, g.dtype)
-        em.emit(f"{em.kernel(conv_backward_kernel)}({x_name}, {weight_name}, "
-                f"{em.ref(g)}.reshape({plan.out_shape!r}), {', '.join(grads)}, "
-                f"{', '.join(em.scalar(need) for need in needs)}, {em.scalar(plan.in_positions)}, "
-                f"{self._spatial(em, plan)}, {workspace})")
+        tail = self._tail(em, plan, g.dtype, *needs)
+        em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, "
+                f"{em.ref(g)}.reshape({g.size}), {', '.join(grads)}, {tail})")
 
 
 # ---------------------------------------------------------------------------------------
