@@ -293,3 +293,29 @@ def test_float16_and_bfloat16_inputs_compute_in_float32():
         ])
     for actual, expected in zip(results[1], results[0]):
         assert_close(actual, expected, 1e-2, 1e-2, dtype="float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_norm_channel_blocks(dtype):
+    """batch_norm's kernels sum a channel of at least 32 elements per sample on its own and
+    shorter ones in blocks of 512 // S channels (nbgrad.ops.normalization): a long channel,
+    and 40 channels of 16 (a block of 32 and one of 8), with a large mean; in training and
+    in eval, every gradient, against torch."""
+    rng = rng_for(f"channel blocks {dtype}")
+    for shape in ((2, 3, 6, 6), (2, 40, 4, 4)):
+        channels = shape[1]
+        arrays = [rng.standard_normal(shape) * 2 + 50, rng.standard_normal(shape),
+                  rng.standard_normal(channels), rng.standard_normal(channels),
+                  rng.standard_normal(channels), rng.random(channels) + 0.5]
+        arrays = [a.astype(dtype) for a in arrays]
+        for training in (True, False):
+            results = []
+            for L in (torch, nbgrad):
+                x, upstream, weight, bias, mean, var = (L.tensor(a) for a in arrays)
+                for t in (x, weight, bias):
+                    t.requires_grad_()
+                out = L.nn.functional.batch_norm(x, mean, var, weight, bias, training)
+                (out * upstream).sum().backward()
+                results.append((out, x.grad, weight.grad, bias.grad, mean, var))
+            for actual, expected in zip(results[1], results[0]):
+                assert_close(actual, expected, 1e-4 if dtype == "float32" else 1e-9, 1e-5)
