@@ -134,16 +134,18 @@ def _masks(mask, mask_at, count, geometry):
     reads the input, 0 where it reads padding; for `count` images."""
     _, height, width, kernel_h, kernel_w, out_h, out_w, _, _, pad_top, pad_left, dilation_h, \
         dilation_w = geometry
-    at = _u(mask_at)
+    positions = out_h * out_w
     for i in range(kernel_h):
         for j in range(kernel_w):
-            for _ in range(count):
-                for oh in range(out_h):
-                    row = oh + i * dilation_h - pad_top
-                    for ow in range(out_w):
-                        column = ow + j * dilation_w - pad_left
-                        mask[at] = 0 <= row < height and 0 <= column < width
-                        at += _u(1)
+            at = mask_at + (i * kernel_w + j) * count * positions
+            for oh in range(out_h):
+                row = oh + i * dilation_h - pad_top
+                for ow in range(out_w):
+                    column = ow + j * dilation_w - pad_left
+                    mask[at + oh * out_w + ow] = 0 <= row < height and 0 <= column < width
+            # The other images' masks: copies of the first's.
+            _copy_blocks(mask, at, 0 * at, positions, positions, mask, at + positions, positions,
+                         positions, positions, count - 1, 1 + 0 * at, 1 + 0 * at, positions)
 
 
 @_helper
