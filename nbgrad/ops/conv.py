@@ -78,7 +78,6 @@ COLUMN_BUDGET = 1 << 20
 # index is made unsigned as a whole (`_u(start)`, then `start + t` with an unsigned t).
 _u = np.uint64
 _helper = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
-_inline = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 
 
 @_helper
@@ -103,13 +102,12 @@ def _copy_blocks(source, source_at, source_a, source_b, source_c, target, target
                     target[d + t] = source[s + t]
 
 
-@_inline
 def _layout(geometry, groups, out_channels, chunk):
-    """Whether the convolution is "same", and the workspace's parts (offsets, and the size):
-    the column matrix at 0, then the block of group_out rows (the GEMM's result or the
-    gathered gradient), the channel-major images (inside their margins for a same
-    convolution; none for a 1x1 one: the columns are the images) and a same convolution's
-    masks."""
+    """Whether the convolution is "same", and the workspace's parts: offsets of the block of
+    group_out rows after the column matrix (the GEMM's result or the gathered gradient), of
+    the channel-major images (inside their margins for a same convolution; none for a 1x1
+    one: the columns are the images), of a same convolution's masks and of gemm's scalars;
+    and the size."""
     channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
         pad_left = geometry[:11]
     same = stride_h == 1 and stride_w == 1 and out_h == height and out_w == width
@@ -119,13 +117,16 @@ def _layout(geometry, groups, out_channels, chunk):
     block_at = group_in * taps * columns
     images_at = block_at + out_channels // groups * columns
     if not same:
-        end = images_at + group_in * chunk * (height + 2 * pad_top) * (width + 2 * pad_left)
-        return same, block_at, images_at, end, end
-    if taps == 1:
-        return same, block_at, images_at, images_at, images_at
-    margin = pad_top * width + pad_left
-    mask_at = images_at + 2 * margin + group_in * columns
-    return same, block_at, images_at + margin, mask_at, mask_at + taps * columns
+        mask_at = images_at + group_in * chunk * (height + 2 * pad_top) * (width + 2 * pad_left)
+        scalars_at = mask_at
+    elif taps == 1:
+        mask_at = scalars_at = images_at
+    else:
+        margin = pad_top * width + pad_left
+        mask_at = images_at + 2 * margin + group_in * columns
+        images_at += margin
+        scalars_at = mask_at + taps * columns
+    return (int(same), block_at, images_at, mask_at, scalars_at), scalars_at + 3
 
 
 @_helper
@@ -149,115 +150,95 @@ def _masks(mask, mask_at, count, geometry):
 
 
 @_helper
-def _im2col(source, source_at, channel_pitch, image_pitch, row_pitch, count, group_in, geometry,
-            same, mask, mask_at, mask_pitch, col):
-    """The column matrix at col's start, from source's images: channel c of image m at
-    source_at + c * channel_pitch + m * image_pitch, rows row_pitch apart; padded already,
-    or (same) channel-major and masked."""
-    zero = typed(0.0, col)
-    _, _, _, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, pad_left, \
-        dilation_h, dilation_w = geometry
+def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, images_at, mask_at,
+            mask_pitch):
+    """The chunk's column matrix for one group, at the workspace's start. It reads the images
+    channel-major: x itself for a convolution without padding that is not same, else a copy
+    at images_at with zeros around each image (a same convolution: none, its margins and
+    masks stand in; a 1x1 same one copies straight into the columns)."""
+    zero = typed(0.0, x)
+    channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
+        pad_left, dilation_h, dilation_w = geometry
+    image = height * width
     positions = out_h * out_w
     columns = count * positions
+    pad_h, pad_w = (0 * pad_top, 0 * pad_left) if same else (pad_top, pad_left)
+    padded_w = width + 2 * pad_w
+    padded = (height + 2 * pad_h) * padded_w
+    if not same and pad_h == 0 and pad_w == 0:
+        source, at, channel_pitch, image_pitch, row_pitch = \
+            x, (first * channels + channel0) * image, image, channels * image, width
+    else:
+        direct = same and kernel_h * kernel_w == 1
+        source, at, channel_pitch, image_pitch, row_pitch = \
+            workspace, 0 * images_at if direct else images_at, count * padded, padded, padded_w
+        if pad_h > 0 or pad_w > 0:
+            _fill(workspace, at, at + group_in * count * padded, zero)
+        _copy_blocks(x, (first * channels + channel0) * image, image, channels * image, width,
+                     workspace, at + pad_h * padded_w + pad_w, channel_pitch, image_pitch,
+                     row_pitch, group_in, count, height, width)
+        if direct:
+            return
     for c in range(group_in):
         for i in range(kernel_h):
             for j in range(kernel_w):
                 row = ((c * kernel_h + i) * kernel_w + j) * columns
                 if same:
-                    s = _u(source_at + c * channel_pitch + (i * dilation_h - pad_top) * row_pitch
+                    s = _u(at + c * channel_pitch + (i * dilation_h - pad_top) * row_pitch
                            + j * dilation_w - pad_left)
                     k = _u(mask_at + (i * kernel_w + j) * mask_pitch)
                     for t in range(_u(columns)):
                         value = source[s + t]
-                        col[_u(row) + t] = value if mask[k + t] != 0 else zero
+                        workspace[_u(row) + t] = value if workspace[k + t] != 0 else zero
                     continue
                 for m in range(count):
                     for oh in range(out_h):
-                        s = _u(source_at + c * channel_pitch + m * image_pitch
+                        s = _u(at + c * channel_pitch + m * image_pitch
                                + (oh * stride_h + i * dilation_h) * row_pitch + j * dilation_w)
                         d = _u(row + m * positions + oh * out_w)
                         # (LLVM versions the loop for stride 1: a vectorized copy)
                         for t in range(_u(out_w)):
-                            col[d + t] = source[s + t * _u(stride_w)]
+                            workspace[d + t] = source[s + t * _u(stride_w)]
 
 
 @_helper
-def _col2im(col, count, group_in, geometry, same, mask, mask_at, mask_pitch, target, target_at,
-            channel_pitch, image_pitch, row_pitch):
-    """im2col's adjoint: adds the column matrix at col's start onto the images (laid out as
-    im2col's source) it was read from."""
-    zero = typed(0.0, col)
-    _, _, _, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, pad_left, \
-        dilation_h, dilation_w = geometry
+def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_at, mask_at,
+            mask_pitch, grad_x):
+    """im2col's adjoint: the input gradient of the chunk's images and the group's channels,
+    from the column matrix at the workspace's start, added into zeroed images laid out as
+    im2col's copy (padding included) and copied out of them."""
+    zero = typed(0.0, grad_x)
+    channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
+        pad_left, dilation_h, dilation_w = geometry
+    image = height * width
     positions = out_h * out_w
     columns = count * positions
-    for c in range(group_in):
+    pad_h, pad_w = (0 * pad_top, 0 * pad_left) if same else (pad_top, pad_left)
+    padded_w = width + 2 * pad_w
+    padded = (height + 2 * pad_h) * padded_w
+    direct = same and kernel_h * kernel_w == 1  # (see _im2col)
+    at = 0 * images_at if direct else images_at
+    if not direct:
+        _fill(workspace, at, at + group_in * count * padded, zero)
+    for c in range(group_in * (not direct)):
         for i in range(kernel_h):
             for j in range(kernel_w):
                 row = ((c * kernel_h + i) * kernel_w + j) * columns
                 if same:
-                    s = _u(target_at + c * channel_pitch + (i * dilation_h - pad_top) * row_pitch
+                    s = _u(at + c * count * padded + (i * dilation_h - pad_top) * padded_w
                            + j * dilation_w - pad_left)
                     k = _u(mask_at + (i * kernel_w + j) * mask_pitch)
                     for t in range(_u(columns)):
-                        value = col[_u(row) + t]
-                        target[s + t] += value if mask[k + t] != 0 else zero
+                        value = workspace[_u(row) + t]
+                        workspace[s + t] += value if workspace[k + t] != 0 else zero
                     continue
                 for m in range(count):
                     for oh in range(out_h):
-                        s = _u(target_at + c * channel_pitch + m * image_pitch
-                               + (oh * stride_h + i * dilation_h) * row_pitch + j * dilation_w)
+                        s = _u(at + c * count * padded + m * padded
+                               + (oh * stride_h + i * dilation_h) * padded_w + j * dilation_w)
                         d = _u(row + m * positions + oh * out_w)
                         for t in range(_u(out_w)):
-                            target[s + t * _u(stride_w)] += col[d + t]
-
-
-@_inline
-def _columns(x, first, count, channel0, group_in, geometry, same, workspace, images_at,
-             mask_at, mask_pitch):
-    """The chunk's column matrix for one group, at the workspace's start."""
-    channels, height, width, kernel_h, kernel_w = geometry[:5]
-    pad_h, pad_w = geometry[9:11]
-    if same:
-        pad_h, pad_w = 0 * pad_h, 0 * pad_w  # (the margins around the copy stand in)
-    image = height * width
-    if not same and pad_h == 0 and pad_w == 0:
-        _im2col(x, (first * channels + channel0) * image, image, channels * image, width, count,
-                group_in, geometry, same, workspace, mask_at, mask_pitch, workspace)
-        return
-    # A 1x1 same convolution's columns are the images themselves.
-    direct = same and kernel_h * kernel_w == 1
-    at = 0 * images_at if direct else images_at
-    padded_w = width + 2 * pad_w
-    padded = (height + 2 * pad_h) * padded_w
-    if pad_h > 0 or pad_w > 0:
-        _fill(workspace, at, at + group_in * count * padded, typed(0.0, x))
-    _copy_blocks(x, (first * channels + channel0) * image, image, channels * image, width,
-                 workspace, at + pad_h * padded_w + pad_w, count * padded, padded, padded_w,
-                 group_in, count, height, width)
-    if not direct:
-        _im2col(workspace, at, count * padded, padded, padded_w, count, group_in, geometry, same,
-                workspace, mask_at, mask_pitch, workspace)
-
-
-@_inline
-def _images_gradient(workspace, first, count, channel0, group_in, geometry, same, images_at,
-                    mask_at, mask_pitch, grad_x):
-    """The input gradient of the chunk's images and the group's channels, from the column
-    matrix at the workspace's start."""
-    channels, height, width, kernel_h, kernel_w = geometry[:5]
-    pad_h, pad_w = geometry[9:11]
-    if same:
-        pad_h, pad_w = 0 * pad_h, 0 * pad_w
-    image = height * width
-    direct = same and kernel_h * kernel_w == 1  # (see _columns)
-    at = 0 * images_at if direct else images_at
-    padded_w = width + 2 * pad_w
-    padded = (height + 2 * pad_h) * padded_w
-    if not direct:
-        _fill(workspace, at, at + group_in * count * padded, typed(0.0, grad_x))
-        _col2im(workspace, count, group_in, geometry, same, workspace, mask_at, mask_pitch,
-                workspace, at, count * padded, padded, padded_w)
+                            workspace[s + t * _u(stride_w)] += workspace[d + t]
     _copy_blocks(workspace, at + pad_h * padded_w + pad_w, count * padded, padded, padded_w,
                  grad_x, (first * channels + channel0) * image, image, channels * image, width,
                  group_in, count, height, width)
@@ -276,34 +257,28 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 _NO, _TRANSPOSED, _SINGLE, _DOUBLE = ord("n"), ord("t"), ord("s"), ord("d")
 
 
-@_inline
+@_helper
 def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at, ldc, scalars,
-         beta):
+         alpha_at, beta_at):
     """c = op(a) @ op(b) + beta * c for row-major (m, n) c, (m, k) op(a), (k, n) op(b) at
     offsets of flat arrays, with leading dimensions (op transposes where asked), through
-    BLAS. scalars: 1, then beta (0 or 1) at index beta."""
+    BLAS; alpha (1) and beta at offsets of `scalars`. (One compilation per orientation: the
+    transposes are literals.)"""
     if m == 0 or n == 0:
         return
     if k == 0:
-        for r in range(m * (beta == 0)):
+        for r in range(m * (scalars[beta_at] == 0)):
             _fill(c, c_at + r * ldc, c_at + r * ldc + n, typed(0.0, c))
         return
     item = c.itemsize
     # Row-major c = op(a) op(b) is column-major c.T = op(b).T op(a).T: b first.
     status = _xxgemm(_SINGLE if item == 4 else _DOUBLE, _TRANSPOSED if transpose_b else _NO,
-                     _TRANSPOSED if transpose_a else _NO, n, m, k, scalars.ctypes.data,
-                     b.ctypes.data + b_at * item, ldb, a.ctypes.data + a_at * item, lda,
-                     scalars.ctypes.data + (1 + beta) * item, c.ctypes.data + c_at * item, ldc)
+                     _TRANSPOSED if transpose_a else _NO, n, m, k,
+                     scalars.ctypes.data + alpha_at * item, b.ctypes.data + b_at * item, ldb,
+                     a.ctypes.data + a_at * item, lda, scalars.ctypes.data + beta_at * item,
+                     c.ctypes.data + c_at * item, ldc)
     if status != 0:
         raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
-
-
-@_inline
-def _scalars(like):
-    """gemm's alpha and betas: 1, 0, 1."""
-    scalars = np.empty(3, like.dtype)
-    scalars[0], scalars[1], scalars[2] = 1, 0, 1
-    return scalars
 
 
 @numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, fastmath={"reassoc"})
@@ -320,19 +295,18 @@ def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
 
 @_jit
 def conv_forward_kernel(x, weight, bias, out, plan, workspace):
-    """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan: see _Plan;
-    workspace: as large as _layout says."""
+    """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan: see _Plan."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
-        stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk = plan[:17]
+        stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
+        images_at, mask_at, scalars_at = plan[:22]
     geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                 pad_top, pad_left, dilation_h, dilation_w)
     group_in, group_out = channels // groups, out_channels // groups
     size = group_in * kernel_h * kernel_w
     positions = out_h * out_w
-    same, block_at, images_at, mask_at, _ = _layout(geometry, groups, out_channels, chunk)
     if same and kernel_h * kernel_w > 1:
         _masks(workspace, mask_at, chunk, geometry)
-    scalars = _scalars(out)
+    workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     has_bias = bias.shape[0] > 0
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -343,8 +317,8 @@ def conv_forward_kernel(x, weight, bias, out, plan, workspace):
                 # A 1x1 same convolution of one image: the image is its column matrix.
                 source, source_at = x, (first * channels + channel0) * positions
             else:
-                _columns(x, first, count, channel0, group_in, geometry, same, workspace,
-                         images_at, mask_at, chunk * positions)
+                _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
+                        images_at, mask_at, chunk * positions)
                 source, source_at = workspace, 0 * positions
             if count == 1:
                 # One image: the GEMM writes its output rows, onto the bias.
@@ -353,10 +327,12 @@ def conv_forward_kernel(x, weight, bias, out, plan, workspace):
                     _fill(out, target + o * positions, target + (o + 1) * positions,
                           bias[out0 + o])
                 gemm(group_out, positions, size, weight, out0 * size, size, False, source,
-                     source_at, columns, False, out, target, positions, scalars, has_bias)
+                     source_at, columns, False, out, target, positions, workspace, scalars_at,
+                     scalars_at + 1 + has_bias)
                 continue
             gemm(group_out, columns, size, weight, out0 * size, size, False, source, source_at,
-                 columns, False, workspace, block_at, columns, scalars, 0)
+                 columns, False, workspace, block_at, columns, workspace, scalars_at,
+                 scalars_at + 1)
             for o in range(group_out):
                 # (x + -0.0 is x, also for x = -0.0: the identity where there is no bias)
                 shift = bias[out0 + o] if has_bias else typed(-0.0, out)
@@ -371,11 +347,10 @@ def conv_forward_kernel(x, weight, bias, out, plan, workspace):
 def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, workspace):
     """The gradients of conv_forward_kernel's inputs that are asked for (the others are
     zero-size stand-ins, as are x and weight when no asked gradient reads them). plan: see
-    _Plan, then whether each gradient is asked for (0 or 1); workspace: as large as _layout
-    says."""
+    _Plan, then whether each gradient is asked for (0 or 1)."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
-        stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, need_x, need_weight, \
-        need_bias = plan[:20]
+        stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
+        images_at, mask_at, scalars_at, need_x, need_weight, need_bias = plan[:25]
     geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                 pad_top, pad_left, dilation_h, dilation_w)
     group_in, group_out = channels // groups, out_channels // groups
@@ -387,10 +362,9 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
         return
     for t in range(grad_weight.shape[0] * (batch == 0)):
         grad_weight[t] = 0  # (else the first chunk's GEMM writes it)
-    same, block_at, images_at, mask_at, _ = _layout(geometry, groups, out_channels, chunk)
     if same and kernel_h * kernel_w > 1:
         _masks(workspace, mask_at, chunk, geometry)
-    scalars = _scalars(grad)
+    workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     direct = same and size == group_in  # (of one image: see conv_forward_kernel)
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -408,23 +382,25 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                 if direct and count == 1:
                     source, source_at = x, (first * channels + channel0) * positions
                 else:
-                    _columns(x, first, count, channel0, group_in, geometry, same, workspace,
-                             images_at, mask_at, chunk * positions)
+                    _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
+                            images_at, mask_at, chunk * positions)
                     source, source_at = workspace, 0 * positions
                 # The first chunk writes the weight's gradient, the others add to it.
                 gemm(group_out, size, columns, grads, grads_at, columns, False, source,
-                     source_at, columns, True, grad_weight, out0 * size, size, scalars,
-                     first > 0)
+                     source_at, columns, True, grad_weight, out0 * size, size, workspace,
+                     scalars_at, scalars_at + 1 + (first > 0))
             if need_x:
                 if direct and count == 1:
                     gemm(size, positions, group_out, weight, out0 * size, size, True, grads,
                          grads_at, columns, False, grad_x,
-                         (first * channels + channel0) * positions, positions, scalars, 0)
+                         (first * channels + channel0) * positions, positions, workspace,
+                         scalars_at, scalars_at + 1)
                 else:
                     gemm(size, columns, group_out, weight, out0 * size, size, True, grads,
-                         grads_at, columns, False, workspace, 0 * columns, columns, scalars, 0)
-                    _images_gradient(workspace, first, count, channel0, group_in, geometry, same,
-                                    images_at, mask_at, chunk * positions, grad_x)
+                         grads_at, columns, False, workspace, 0 * columns, columns, workspace,
+                         scalars_at, scalars_at + 1)
+                    _col2im(workspace, first, count, channel0, group_in, geometry, same > 0,
+                            images_at, mask_at, chunk * positions, grad_x)
 
 
 # ---------------------------------------------------------------------------------------
@@ -509,7 +485,8 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
 
 class _Plan:
     """A call's integers, the kernels' `plan` argument: the 4-D geometry (a 1-D convolution
-    has H = 1), groups and the chunk of images per GEMM; and the workspace's size."""
+    has H = 1), groups, the chunk of images per GEMM and the workspace's layout (_layout);
+    and the workspace's size."""
 
     def __init__(self, x_shape, weight_shape, out_shape, stride, padding, dilation, groups):
         stride, padding, dilation = resolve(weight_shape, stride, padding, dilation)
@@ -526,10 +503,10 @@ class _Plan:
         chunk = max(1, min(batch, COLUMN_BUDGET // max(1, group_in * taps * positions)))
         geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h,
                     stride_w, pad_top, pad_left, dilation_h, dilation_w)
-        self.workspace = _layout.py_func(geometry, groups, out_channels, chunk)[-1]
+        parts, self.workspace = _layout(geometry, groups, out_channels, chunk)
         self.integers = (batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h,
                          out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
-                         groups, chunk)
+                         groups, chunk) + parts
 
     def array(self, *needs):
         """The `plan` argument (then `needs` for the backward kernel): read-only, as the
