@@ -89,16 +89,22 @@ def test_default_init_is_torchs():
 def test_chunked_and_plain_gemm_paths_match_torch(monkeypatch):
     """A small column budget makes the kernels work through the batch in several chunks
     (the last one partial), with groups, and 1x1 stride-1 convolutions of single images
-    take the plain-GEMM path (also unbatched: the squeeze of the unbatched form); float64
-    against torch."""
+    take the plain-GEMM path (also unbatched: the squeeze of the unbatched form); "same"
+    convolutions (masked shifted copies: dilated, padded unequally per dim, with inf in
+    the input next to the padding) and other padded ones; float64 against torch."""
     rng = np.random.default_rng(0)
     for budget in (60, conv_ops.COLUMN_BUDGET):
         monkeypatch.setattr(conv_ops, "COLUMN_BUDGET", budget)
         for x_shape, w_shape, kwargs in [((5, 4, 5, 6), (6, 2, 3, 2), {"groups": 2, "padding": 1, "stride": (1, 2)}),
                                          ((3, 4, 3, 3), (6, 4, 1, 1), {}),
                                          ((1, 4, 3, 3), (6, 2, 1, 1), {"groups": 2}),
-                                         ((4, 3, 3), (6, 4, 1, 1), {})]:
+                                         ((4, 3, 3), (6, 4, 1, 1), {}),
+                                         ((3, 4, 5, 6), (6, 2, 3, 5), {"groups": 2, "padding": (1, 2)}),
+                                         ((2, 3, 6, 4), (4, 3, 3, 3), {"padding": (2, 1), "dilation": (2, 1)}),
+                                         ((3, 2, 4, 5), (3, 2, 3, 2), {"padding": (2, 1), "stride": (2, 1)})]:
             arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+            if len(x_shape) == 4 and x_shape[0] == 2:
+                arrays[0][1, 2, 0, 3] = np.inf  # (read only by taps that do not read padding)
             results = []
             for lib in (nbgrad, torch):
                 x, w, b = (lib.tensor(a, requires_grad=True) for a in arrays)
