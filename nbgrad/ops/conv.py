@@ -21,6 +21,7 @@ column matrix: a plain GEMM without im2col.
 NOTE: the kernels are serial: BLAS threads the GEMMs, and Numba's parallel workers spin after
 a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
 """
+import functools
 import math
 
 import numba
@@ -483,10 +484,11 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
 
 class _Plan:
     """A call's integers, the kernels' `plan` argument: the 4-D geometry (a 1-D convolution
-    has H = 1), groups, the chunk of images per GEMM and the workspace's layout (_layout);
-    and the workspace's size."""
+    has H = 1), groups, the chunk of images per GEMM (of at most `budget` columns) and the
+    workspace's layout (_layout); and the workspace's size."""
 
-    def __init__(self, x_shape, weight_shape, out_shape, stride, padding, dilation, groups):
+    def __init__(self, x_shape, weight_shape, out_shape, stride, padding, dilation, groups,
+                 budget):
         stride, padding, dilation = resolve(weight_shape, stride, padding, dilation)
 
         def two(values, fill):
@@ -498,7 +500,7 @@ class _Plan:
         (stride_h, stride_w), (dilation_h, dilation_w) = two(stride, 1), two(dilation, 1)
         pad_top, pad_left = two(padding, 0)
         taps, positions = kernel_h * kernel_w, out_h * out_w
-        chunk = max(1, min(batch, COLUMN_BUDGET // max(1, group_in * taps * positions)))
+        chunk = max(1, min(batch, budget // max(1, group_in * taps * positions)))
         chunk = -(-batch // -(-batch // chunk)) if batch else 1  # (equal chunks, not 7 + 1)
         geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h,
                     stride_w, pad_top, pad_left, dilation_h, dilation_w)
@@ -506,18 +508,29 @@ class _Plan:
         self.integers = (batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h,
                          out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
                          groups, chunk) + parts
+        self._arrays = {}
 
     def array(self, *needs):
         """The `plan` argument (then `needs` for the backward kernel): read-only, as the
-        fused step's constant array is (a writable one is another type: a compilation)."""
-        array = np.array(self.integers + needs, np.int64)
-        array.flags.writeable = False
+        fused step's constant array is (a writable one is another type: a compilation), and
+        so shared by the calls of a plan."""
+        array = self._arrays.get(needs)
+        if array is None:
+            array = self._arrays[needs] = np.array(self.integers + needs, np.int64)
+            array.flags.writeable = False
         return array
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_plan(*arguments):
+    return _Plan(*arguments)
+
+
 def _plan(x_shape, weight_shape, out_shape, params):
-    return _Plan(x_shape, weight_shape, out_shape, params["stride"], params["padding"],
-                 params["dilation"], params["groups"])
+    """The call's _Plan, made once per shapes and parameters (a network's layers repeat)."""
+    return _cached_plan(tuple(x_shape), tuple(weight_shape), tuple(out_shape),
+                        tuple(params["stride"]), tuple(params["padding"]),
+                        tuple(params["dilation"]), params["groups"], COLUMN_BUDGET)
 
 
 def _flat(array):
