@@ -2,8 +2,8 @@
 
 Each primitive's fused rule (`Primitive.fuse`) emits the statements for its forward and
 VJP (also for the engine's own arithmetic, which is primitive calls: `nbgrad.ops.gradients`);
-this module emits fills (zero_grad) and the optimizer updates (one loop nest from the
-optimizer's `rule`), and decides which arrays are arguments (read from tensors or the
+this module emits fills (zero_grad) and the optimizer updates (a loop over the parameters
+calling the optimizer's eager kernel), and decides which arrays are arguments (read from tensors or the
 optimizer's state at call time), preallocated buffers, or local views.
 """
 import math
@@ -68,6 +68,7 @@ class Emitter:
         self.globals = []            # module-level constant arrays
         self.lines = []
         self.imports = {}
+        self.unlinked = {}  # name in the step -> name of the imported dispatcher
         self.preconditions = []      # (function, expression over the arguments): run in
                                      # Python before each call (see `precondition`)
         self._views = {}             # name of a local view -> its expression (see `define`)
@@ -176,13 +177,22 @@ class Emitter:
         self.arguments.append(KernelArgument(name, "state", (update, index), traced))
         return name
 
-    def kernel(self, function):
+    def helper(self, function):
+        """The step's name for the njit scalar `function` (compiled into the step, so that
+        a loop calling it inlines it)."""
         alias = f"_{function.__name__}"
         existing = self.imports.get(alias)
         if existing is not None and existing != (function.__module__, function.__name__):
             alias = self.new_name(alias + "_")
         self.imports[alias] = (function.__module__, function.__name__)
         return alias
+
+    def kernel(self, function):
+        """The step's name for the njit whole-array `function`, called as compiled for eager
+        mode instead of compiled again into the step (`_core.unlinked`)."""
+        compiled = self.helper(function)
+        self.unlinked["call" + compiled] = compiled
+        return "call" + compiled
 
     def emit(self, line):
         self._close_loop()
@@ -351,13 +361,13 @@ def _emit_write(em, array, value):
 
 
 def _emit_updates(em, events):
-    """Consecutive updates of parameters of one dtype by one optimizer: one loop nest over
-    the parameters, each updated by the lines the optimizer's rule generates."""
+    """Consecutive updates of parameters of one dtype by one optimizer: a loop over the
+    parameters calling the optimizer's eager kernel (generated from its rule) on each."""
     optimizer = events[0].optimizer
     rule, dtype = optimizer.rule, events[0].param._data.dtype
     prefix = em.new_name("u") + "_"
-    em.comment(f"{type(optimizer).__name__} update of {len(events)} parameter(s), one loop nest "
-               f"({type(optimizer).__module__}.{type(optimizer).__name__}.rule)")
+    em.comment(f"{type(optimizer).__name__} update of {len(events)} parameter(s) by its eager "
+               f"kernel ({type(optimizer).__module__}.{type(optimizer).__name__}.rule)")
     columns = {name: [] for name in ("param", "grad") + rule.arrays}
     first_slot = len(em.hyper)
     for event in events:
@@ -382,13 +392,10 @@ def _emit_updates(em, events):
     index = prefix + "p"
     for name, items in columns.items():
         em.emit(f"{prefix}{name}s = ({', '.join(items)},)")
+    arguments = [f"{prefix}{name}s[{index}]" for name in columns]
+    arguments += [f"hyper[{first_slot + j} + {width} * {index}]" for j in range(width)]
     em.emit(f"for {index} in range({count}):")
-    for name in columns:
-        em.emit(f"    {prefix}{name} = {prefix}{name}s[{index}]")
-    scalars = {name: f"hyper[{first_slot + j} + {width} * {index}]"
-               for j, name in enumerate(rule.scalars)}
-    for line in rule.parameter_lines({name: prefix + name for name in columns}, scalars, prefix):
-        em.emit("    " + line)
+    em.emit(f"    {em.kernel(rule.kernel)}({', '.join(arguments)})")
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,7 +410,8 @@ import math
 
 import numba
 import numpy as np
-from nbgrad._core.kernel_support import typed
+from nbgrad._core.kernel_support import reshaped, typed, view
+from nbgrad._core.unlinked import unlinked
 '''
 
 
@@ -418,6 +426,15 @@ def _output_buffer(em, array):
     return copy
 
 
+# `name.reshape(` with a shape tuple or a number: the fused rules' and loops' reshapes,
+# which a serial step makes with `reshaped` (`.reshape` compiles its checks at each use, about
+# 25 ms of compile time apiece, and a step has dozens).
+# NOTE: not in a threaded step: Numba's parfors know that `.reshape` returns an alias of its
+# argument, not that `reshaped` or `view` do, and would fuse a loop writing one view of a
+# buffer with a loop reading another (measured: wrong results).
+_RESHAPE = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.reshape\((?=\(|-?\d+\))")
+
+
 def _arenas(em):
     """Lay each dtype's buffers end to end in one array: one argument instead of dozens."""
     layout = {}
@@ -430,8 +447,9 @@ def _arenas(em):
     lines = []
     for name, array in em.buffers:
         key, offset = layout[name]
-        lines.append(f"{name} = arena_{np.dtype(key).name}[{offset}:{offset + array.size}]"
-                     f".reshape({array.shape!r})")
+        arena = f"arena_{np.dtype(key).name}"
+        lines.append(f"{name} = {arena}[{offset}:{offset + array.size}].reshape({array.shape!r})"
+                     if em.parallel else f"{name} = view({arena}, {offset}, {array.shape!r})")
     return layout, sizes, lines
 
 
@@ -480,10 +498,13 @@ def generate(tracer, outputs, fresh=()):
         arguments.append("hyper")
     imports = "".join(f"from {module} import {attr} as {alias}\n"
                       for alias, (module, attr) in sorted(em.imports.items()))
+    imports += "".join(f"{name} = unlinked({compiled})\n" for name, compiled in sorted(em.unlinked.items()))
     constants = "".join(line + "\n" for line in em.globals)
     prologue = "".join(f"    {line}\n" for line in views)
     source = (_HEADER + imports + constants + "\n\n"
               + '@numba.njit(cache=True, error_model="numpy"'
               + (", parallel=True" if em.parallel else "") + ")\n"
-              + f"def fused_step({', '.join(arguments)}):\n" + prologue + "\n".join(em.lines) + "\n")
+              + f"def fused_step({', '.join(arguments)}):\n" + prologue
+              + "\n".join(line if em.parallel else _RESHAPE.sub(r"reshaped(\1, ", line)
+                           for line in em.lines) + "\n")
     return source, em, (layout, sizes), returned

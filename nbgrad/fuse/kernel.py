@@ -28,6 +28,7 @@ import numpy as np
 
 from .._core import modules as _modules
 from .._core import threads as _threads
+from .._core import unlinked as _unlinked
 from .call import CallWriter
 from .codegen import generate
 from .tracer import Tracer, tracing
@@ -73,8 +74,15 @@ def compile_kernel(source, sample_arguments, stats):
     started = time.perf_counter()
     signature = tuple(numba.typeof(value) for value in sample_arguments)
     try:
-        kernel = _modules.load_module("fused", source).fused_step
-        kernel.compile(signature)
+        module = _modules.load_module("fused", source)
+        kernel = module.fused_step
+        known = _unlinked.load_callees(module)
+        if not known:
+            kernel._cache.flush()  # (see _core.unlinked: never load a step of unknown callees)
+        with _unlinked.recording() as callees:
+            kernel.compile(signature)
+        if not known or callees:
+            _unlinked.save_callees(module, callees)
     except Exception as error:  # a corrupted or unusable cache must never be fatal
         warnings.warn(f"nbgrad.compile: the kernel cache failed ({error!r}); compiling "
                       "in memory instead", RuntimeWarning, stacklevel=2)

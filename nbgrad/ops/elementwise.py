@@ -478,7 +478,7 @@ def _refuse_bool(row, arrays):
 def _calling_imported_helpers(em, expr):
     """`expr` with each helper it calls renamed to the fused module's import of it."""
     for name in _names_in(expr, HELPERS):
-        expr = re.sub(rf"\b{name}\(", em.kernel(HELPERS[name]) + "(", expr)
+        expr = re.sub(rf"\b{name}\(", em.helper(HELPERS[name]) + "(", expr)
     return expr
 
 

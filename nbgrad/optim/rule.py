@@ -91,36 +91,23 @@ class UpdateRule:
         """Array arguments after the parameter and its gradient, in order."""
         return self.state + self.counters
 
-    def parameter_lines(self, arrays, scalars, prefix=""):
-        """Lines updating one parameter. `arrays` names the 1-D parameter, gradient and state
-        arrays and the 0-d counter arrays; `scalars` gives each scalar's float64 expression.
-        Locals get `prefix`, so that several loop nests can share one function; the copies
-        of scalars in the parameter's dtype end in `_t`."""
-
-        def local(name):
-            return prefix + name
-
-        outer = {name: f"{arrays[name]}[()]" for name in self.counters}
-        outer.update({name: local(name) for name in self.scalars + tuple(self.derived)})
-        lines = [f"{local(name)} = {scalars[name]}" for name in self.scalars
-                 if scalars[name] != local(name)]
-        lines += _unparse(self.setup, outer, {})
-        inner = {name: local(name) for name in _assigned(self.body)}
-        inner.update({name: local(name + "_t") for name in self.typed})
-        inner.update({name: f"{arrays[name]}[{local('i')}]"
-                      for name in ("param", "grad") + self.state})
+    def _parameter_lines(self):
+        """The kernel's lines updating one parameter (the arguments named as in the rule);
+        the copies of scalars in the parameter's dtype end in `_t`."""
+        outer = {name: f"{name}[()]" for name in self.counters}
+        lines = _unparse(self.setup, outer, {})
+        inner = {name: name + "_t" for name in self.typed}
+        inner.update({name: f"{name}[i]" for name in ("param", "grad") + self.state})
         constants = {}
-        body = _unparse(self.body, inner, constants, local)
-        param = arrays["param"]
-        lines += [f"{local(name + '_t')} = typed({outer[name]}, {param})" for name in self.typed]
-        lines += [f"{name} = typed({value!r}, {param})" for value, name in constants.items()]
-        lines.append(f"for {local('i')} in range({param}.shape[0]):")
+        body = _unparse(self.body, inner, constants, True)
+        lines += [f"{name}_t = typed({name}, param)" for name in self.typed]
+        lines += [f"{name} = typed({value!r}, param)" for value, name in constants.items()]
+        lines.append("for i in range(param.shape[0]):")
         return lines + ["    " + line for line in body]
 
     def _module_source(self):
         names = ("param", "grad") + self.arrays
-        lines = self.parameter_lines({name: name for name in names},
-                                     {name: name for name in self.scalars})
+        lines = self._parameter_lines()
         return (_HEADER.format(name=self.name) + "\n\n"
                 + '@numba.njit(cache=True, error_model="numpy")\n'
                 + f"def {self.name}_update({', '.join(names + self.scalars)}):\n"
@@ -155,7 +142,7 @@ class _ExpandLerp(ast.NodeTransformer):
 
 
 class _Rewrite(ast.NodeTransformer):
-    """Renames names to expressions and, where `constant` is given, replaces each number by
+    """Renames names to expressions and, where `constant` is true, replaces each number by
     a named constant (so that it can be converted to the parameter's dtype)."""
 
     def __init__(self, names, constants, constant):
@@ -173,12 +160,12 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_Constant(self, node):
         value = node.value
-        if self.constant is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not self.constant or isinstance(value, bool) or not isinstance(value, (int, float)):
             return node
-        name = self.constants.setdefault(float(value), self.constant(f"c{len(self.constants)}"))
+        name = self.constants.setdefault(float(value), f"c{len(self.constants)}")
         return ast.copy_location(ast.Name(name, ast.Load()), node)
 
 
-def _unparse(tree, names, constants, constant=None):
+def _unparse(tree, names, constants, constant=False):
     tree = _Rewrite(names, constants, constant).visit(ast.parse(ast.unparse(tree)))
     return ast.unparse(tree).split("\n")

@@ -153,3 +153,24 @@ def test_two_processes_compiling_at_once(tmp_path):
         np.testing.assert_allclose(report["fused"], report["eager"], rtol=RTOL, atol=ATOL)
     third = run_cache_script(tmp_path)
     assert third["stats"]["cache_misses"] == 0 and third["stats"]["cache_hits"] >= 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage"])
+def test_a_step_whose_record_of_callees_is_lost_is_compiled_again(warm_cache, tmp_path, damage):
+    # A cached step calls nbgrad's kernels by their symbols (nbgrad._core.unlinked): loaded
+    # from Numba's cache without its record of them, its first call could jump to nothing.
+    root, first, _ = warm_cache
+    copy = tmp_path / "cache"
+    shutil.copytree(root, copy)
+    records = list(copy.rglob("*.callees"))
+    assert records
+    for path in records:
+        if damage == "missing":
+            path.unlink()
+        else:
+            path.write_bytes(GARBAGE)
+    report = run_cache_script(copy)  # exits 0 and fused == eager
+    assert report["fused"] == first["fused"]
+    assert (report["stats"]["cache_hits"], report["stats"]["cache_misses"]) == (0, 1)
+    assert all(path.read_bytes() != GARBAGE for path in records)  # written again
+    assert run_cache_script(copy)["stats"]["cache_hits"] == 1
