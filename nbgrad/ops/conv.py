@@ -53,7 +53,8 @@ COLUMN_BUDGET = 1 << 20
 # input: the 3x3 pad-1 layers of ResNet and the digits CNN) reads tap (i, j) of every output
 # position at one offset from it, so each column row is ONE shifted contiguous copy of
 # count * P elements through a select against the mask of the positions whose tap reads
-# padding (one mask row per tap for all channels, made once per call): vectorized, several
+# padding (one mask row per tap for all channels, made once per
+# shapes): vectorized, several
 # times faster than a short copy per output row when rows are short (4 elements at 4x4).
 # Reads that leave an image's rows land in neighbouring rows, images or channels, or in the
 # margins around the copy, and are masked. Other convolutions read a copy with the padding
@@ -105,8 +106,7 @@ def _layout(geometry, groups, out_channels, chunk):
     """Whether the convolution is "same", and the workspace's parts: offsets of the block of
     group_out rows after the column matrix (the GEMM's result or the gathered gradient), of
     the channel-major images (inside their margins for a same convolution; none for a 1x1
-    one: the columns are the images), of a same convolution's masks and of gemm's scalars;
-    and the size."""
+    one: the columns are the images) and of gemm's scalars; and the size."""
     channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
         pad_left = geometry[:11]
     same = stride_h == 1 and stride_w == 1 and out_h == height and out_w == width
@@ -116,40 +116,33 @@ def _layout(geometry, groups, out_channels, chunk):
     block_at = group_in * taps * columns
     images_at = block_at + out_channels // groups * columns
     if not same:
-        mask_at = images_at + group_in * chunk * (height + 2 * pad_top) * (width + 2 * pad_left)
-        scalars_at = mask_at
+        scalars_at = images_at + group_in * chunk * (height + 2 * pad_top) * (width + 2 * pad_left)
     elif taps == 1:
-        mask_at = scalars_at = images_at
+        scalars_at = images_at
     else:
         margin = pad_top * width + pad_left
-        mask_at = images_at + 2 * margin + group_in * columns
+        scalars_at = images_at + 2 * margin + group_in * columns
         images_at += margin
-        scalars_at = mask_at + taps * columns
-    return (int(same), block_at, images_at, mask_at, scalars_at), scalars_at + 3
+    return (int(same), block_at, images_at, scalars_at), scalars_at + 3
 
 
-@_helper
-def _masks(mask, mask_at, count, geometry):
-    """For a same convolution: mask row (i, j) is 1 where tap (i, j) of an output position
-    reads the input, 0 where it reads padding; for `count` images."""
+def _masks(geometry, chunk):
+    """For a same convolution, the masks (uint8, read-only): row (i, j) is 1 where tap (i, j)
+    of an output position reads the input, 0 where it reads padding; for `chunk` images."""
     _, height, width, kernel_h, kernel_w, out_h, out_w, _, _, pad_top, pad_left, dilation_h, \
         dilation_w = geometry
-    positions = out_h * out_w
-    for i in range(kernel_h):
-        for j in range(kernel_w):
-            at = mask_at + (i * kernel_w + j) * count * positions
-            for oh in range(out_h):
-                row = oh + i * dilation_h - pad_top
-                for ow in range(out_w):
-                    column = ow + j * dilation_w - pad_left
-                    mask[at + oh * out_w + ow] = 0 <= row < height and 0 <= column < width
-            # The other images' masks: copies of the first's.
-            _copy_blocks(mask, at, 0 * at, positions, positions, mask, at + positions, positions,
-                         positions, positions, count - 1, 1 + 0 * at, 1 + 0 * at, positions)
+    rows = np.arange(out_h) + (np.arange(kernel_h) * dilation_h - pad_top)[:, None]
+    columns = np.arange(out_w) + (np.arange(kernel_w) * dilation_w - pad_left)[:, None]
+    inside = (((rows >= 0) & (rows < height))[:, None, None, :, None]
+              & ((columns >= 0) & (columns < width))[None, :, None, None, :])
+    masks = np.ascontiguousarray(
+        np.broadcast_to(inside, (kernel_h, kernel_w, chunk, out_h, out_w)), np.uint8).reshape(-1)
+    masks.flags.writeable = False
+    return masks
 
 
 @_helper
-def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, images_at, mask_at,
+def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, images_at, masks,
             mask_pitch):
     """The chunk's column matrix for one group, at the workspace's start. It reads the images
     channel-major: x itself for a convolution without padding that is not same, else a copy
@@ -185,10 +178,10 @@ def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, imag
                 if same:
                     s = _u(at + c * channel_pitch + (i * dilation_h - pad_top) * row_pitch
                            + j * dilation_w - pad_left)
-                    k = _u(mask_at + (i * kernel_w + j) * mask_pitch)
+                    k = _u((i * kernel_w + j) * mask_pitch)
                     for t in range(_u(columns)):
                         value = source[s + t]
-                        workspace[_u(row) + t] = value if workspace[k + t] != 0 else zero
+                        workspace[_u(row) + t] = value if masks[k + t] != 0 else zero
                     continue
                 for m in range(count):
                     for oh in range(out_h):
@@ -201,7 +194,7 @@ def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, imag
 
 
 @_helper
-def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_at, mask_at,
+def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_at, masks,
             mask_pitch, grad_x):
     """im2col's adjoint: the input gradient of the chunk's images and the group's channels,
     from the column matrix at the workspace's start, added into zeroed images laid out as
@@ -226,10 +219,10 @@ def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_
                 if same:
                     s = _u(at + c * count * padded + (i * dilation_h - pad_top) * padded_w
                            + j * dilation_w - pad_left)
-                    k = _u(mask_at + (i * kernel_w + j) * mask_pitch)
+                    k = _u((i * kernel_w + j) * mask_pitch)
                     for t in range(_u(columns)):
                         value = workspace[_u(row) + t]
-                        workspace[s + t] += value if workspace[k + t] != 0 else zero
+                        workspace[s + t] += value if masks[k + t] != 0 else zero
                     continue
                 for m in range(count):
                     for oh in range(out_h):
@@ -293,18 +286,17 @@ def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
 
 
 @_jit
-def conv_forward_kernel(x, weight, bias, out, plan, workspace):
-    """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan: see _Plan."""
+def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
+    """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan and masks: see
+    _Plan."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
         stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
-        images_at, mask_at, scalars_at = plan[:22]
+        images_at, scalars_at = plan[:21]
     geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                 pad_top, pad_left, dilation_h, dilation_w)
     group_in, group_out = channels // groups, out_channels // groups
     size = group_in * kernel_h * kernel_w
     positions = out_h * out_w
-    if same and kernel_h * kernel_w > 1:
-        _masks(workspace, mask_at, chunk, geometry)
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     has_bias = bias.shape[0] > 0
     for first in range(0, batch, chunk):
@@ -317,7 +309,7 @@ def conv_forward_kernel(x, weight, bias, out, plan, workspace):
                 source, source_at = x, (first * channels + channel0) * positions
             else:
                 _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
-                        images_at, mask_at, chunk * positions)
+                        images_at, masks, chunk * positions)
                 source, source_at = workspace, 0 * positions
             if count == 1:
                 # One image: the GEMM writes its output rows, onto the bias.
@@ -343,13 +335,14 @@ def conv_forward_kernel(x, weight, bias, out, plan, workspace):
 
 
 @_jit
-def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, workspace):
+def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, masks,
+                         workspace):
     """The gradients of conv_forward_kernel's inputs that are asked for (the others are
-    zero-size stand-ins, as are x and weight when no asked gradient reads them). plan: see
-    _Plan, then whether each gradient is asked for (0 or 1)."""
+    zero-size stand-ins, as are x and weight when no asked gradient reads them). plan (then
+    whether each gradient is asked for: 0 or 1) and masks: see _Plan."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
         stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
-        images_at, mask_at, scalars_at, need_x, need_weight, need_bias = plan[:25]
+        images_at, scalars_at, need_x, need_weight, need_bias = plan[:24]
     geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                 pad_top, pad_left, dilation_h, dilation_w)
     group_in, group_out = channels // groups, out_channels // groups
@@ -361,8 +354,6 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
         return
     for t in range(grad_weight.shape[0] * (batch == 0)):
         grad_weight[t] = 0  # (else the first chunk's GEMM writes it)
-    if same and kernel_h * kernel_w > 1:
-        _masks(workspace, mask_at, chunk, geometry)
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     direct = same and size == group_in  # (of one image: see conv_forward_kernel)
     for first in range(0, batch, chunk):
@@ -382,7 +373,7 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                     source, source_at = x, (first * channels + channel0) * positions
                 else:
                     _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
-                            images_at, mask_at, chunk * positions)
+                            images_at, masks, chunk * positions)
                     source, source_at = workspace, 0 * positions
                 # The first chunk writes the weight's gradient, the others add to it.
                 gemm(group_out, size, columns, grads, grads_at, columns, False, source,
@@ -399,7 +390,7 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                          grads_at, columns, False, workspace, 0 * columns, columns, workspace,
                          scalars_at, scalars_at + 1)
                     _col2im(workspace, first, count, channel0, group_in, geometry, same > 0,
-                            images_at, mask_at, chunk * positions, grad_x)
+                            images_at, masks, chunk * positions, grad_x)
 
 
 # ---------------------------------------------------------------------------------------
@@ -485,7 +476,8 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
 class _Plan:
     """A call's integers, the kernels' `plan` argument: the 4-D geometry (a 1-D convolution
     has H = 1), groups, the chunk of images per GEMM (of at most `budget` columns) and the
-    workspace's layout (_layout); and the workspace's size."""
+    workspace's layout (_layout); the workspace's size; and the kernels' `masks` argument
+    (a same convolution's, else empty)."""
 
     def __init__(self, x_shape, weight_shape, out_shape, stride, padding, dilation, groups,
                  budget):
@@ -505,6 +497,7 @@ class _Plan:
         geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h,
                     stride_w, pad_top, pad_left, dilation_h, dilation_w)
         parts, self.workspace = _layout(geometry, groups, out_channels, chunk)
+        self.masks = _masks(geometry, chunk) if parts[0] and taps > 1 else _NO_MASKS
         self.integers = (batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h,
                          out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
                          groups, chunk) + parts
@@ -533,6 +526,10 @@ def _plan(x_shape, weight_shape, out_shape, params):
                         tuple(params["dilation"]), params["groups"], COLUMN_BUDGET)
 
 
+_NO_MASKS = np.empty(0, np.uint8)
+_NO_MASKS.flags.writeable = False
+
+
 def _flat(array):
     return np.ascontiguousarray(array).reshape(-1)
 
@@ -542,7 +539,7 @@ def forward(x, weight, bias, **params):
     plan = _plan(x.shape, weight.shape, shape, params)
     out = np.empty(shape, dtype)
     conv_forward_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), plan.array(),
-                        np.empty(plan.workspace, dtype))
+                        plan.masks, np.empty(plan.workspace, dtype))
     return out
 
 
@@ -559,7 +556,7 @@ def vjp(node, g):
     absent = np.empty(0, dtype)
     conv_backward_kernel(absent if x is None else _flat(x),
                          absent if weight is None else _flat(weight), _flat(g), *grads,
-                         plan.array(*needs), np.empty(plan.workspace, dtype))
+                         plan.array(*needs), plan.masks, np.empty(plan.workspace, dtype))
     return tuple(grad.reshape(shape) if need else None
                  for grad, shape, need in zip(grads, (x_shape, weight_shape, weight_shape[:1]),
                                               needs))
@@ -572,10 +569,10 @@ class _ConvolutionFusion:
 
     @staticmethod
     def _tail(em, plan, dtype, *needs):
-        """The plan and the workspace."""
+        """The plan, the masks and the workspace."""
         workspace = em.new_name("workspace")
         em.emit(f"{workspace} = np.empty({plan.workspace}, np.{np.dtype(dtype).name})")
-        return f"{em.constant(plan.array(*needs))}, {workspace}"
+        return f"{em.constant(plan.array(*needs))}, {em.constant(plan.masks)}, {workspace}"
 
     def forward(self, em, arrays, params, out):
         x, weight, bias = arrays
