@@ -53,8 +53,7 @@ COLUMN_BUDGET = 1 << 20
 # input: the 3x3 pad-1 layers of ResNet and the digits CNN) reads tap (i, j) of every output
 # position at one offset from it, so each column row is ONE shifted contiguous copy of
 # count * P elements through a select against the mask of the positions whose tap reads
-# padding (one mask row per tap for all channels, made once per
-# shapes): vectorized, several
+# padding (one mask row per tap for all channels, made once per plan): vectorized, several
 # times faster than a short copy per output row when rows are short (4 elements at 4x4).
 # Reads that leave an image's rows land in neighbouring rows, images or channels, or in the
 # margins around the copy, and are masked. Other convolutions read a copy with the padding
