@@ -6,8 +6,8 @@ linked at once. Shape, dtype and the errors about them (and about class indices)
 once, from the primitive's shape rule and `check`. Anything that reads a value
 (`tensor._data`: printing, `.item()`, NumPy, an op that does not defer) runs the pending
 forwards of the tape first, op by op, exactly as eager mode runs them, and empties the tape
-(`realize_all`). Ops on arrays of MAX_SIZE elements or more, views, and ops without a
-fused rule run at once.
+(`realize_all`). Ops on arrays of MAX_SIZE elements or more, and ops without a fused rule,
+run at once.
 
 The tape holds the ops deferred since it was last emptied, and a key of their structure
 (primitives, parameters, how they connect, and the shape, dtype and flags of each tensor
@@ -64,10 +64,12 @@ MAX_SIZE = 1 << 18
 # must not grow `_graphs` without end); past it the counts start again from zero.
 MAX_COUNTED = 4096
 
-# A call defers only if it has a gradient to record and a fused rule, and its output is not
-# a view: a copy made by a fused kernel would not share its input's memory.
+# A call defers only if it has a gradient to record and a fused rule. A view (reshape, as
+# in nn.Flatten) defers too: run eagerly it is a view of its input's array, and a fused run
+# gives it a view of its input's value (`FusedGraph.run`), so that it shares memory as
+# eager's does.
 DEFERRABLE = frozenset(prim for prim in PRIMITIVES.values()
-                       if prim.vjp is not None and prim.fuse is not None and not prim.view)
+                       if prim.vjp is not None and prim.fuse is not None)
 
 
 class Pending:

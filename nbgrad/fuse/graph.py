@@ -164,6 +164,7 @@ class FusedGraph:
             return False
         self.link(ops, externals)
         held = self.held
+        valued = {id(tensor) for tensor in externals}  # tensors with a value now
         for index, op in enumerate(ops):
             tensor = op.output()
             if tensor is None:
@@ -172,7 +173,14 @@ class FusedGraph:
             # argument, and `held[index]` places among other ops' inputs) gets no value:
             # nothing can read it.
             if getrefcount(tensor) > 2 + held[index]:
-                tensor._data = self.values[index].copy()
+                # A view of an input that has a value is made from it (sharing its memory,
+                # as eager's view does); anything else is copied out of its buffer.
+                if op.prim.view and all(id(each) in valued for each in op.inputs):
+                    tensor._data = op.prim.forward(*[each._data for each in op.inputs],
+                                                   **op.params)
+                else:
+                    tensor._data = self.values[index].copy()
+                valued.add(id(tensor))
             tensor._pending = None
         for index, grad in zip(self.new_grads, new_grads):
             externals[index]._grad = new_tensor(grad)  # a new array: the leaf's own

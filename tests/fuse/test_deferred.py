@@ -355,6 +355,28 @@ def test_intermediates_kept_after_fused_backward_have_torch_values(fused_runs):
         assert_close(grad, grad_t)
 
 
+def test_a_kept_view_shares_memory_with_its_input_after_fused_backwards(fused_runs):
+    # reshape (nn.Flatten) defers; after a fused backward the view and the tensor it views
+    # share memory, as eager's do: a write into one shows in the other (torch alike).
+    x = nbgrad.tensor(X4, requires_grad=True)
+    xt = torch.tensor(X4, requires_grad=True)
+    for _ in range(STEPS):
+        x.grad = xt.grad = None
+        y = (x * 3).tanh()
+        flat = y.reshape(-1)
+        (flat * flat).sum().backward()
+        yt = (xt * 3).tanh()
+        flat_t = yt.reshape(-1)
+        (flat_t * flat_t).sum().backward()
+    assert fused_runs["runs"] == expected_fused_runs(STEPS)
+    with nbgrad.no_grad():
+        y.mul_(2)
+    with torch.no_grad():
+        yt.mul_(2)
+    assert_close(flat, flat_t)
+    assert_close(x.grad, xt.grad)
+
+
 def test_grad_fn_of_deferred_tensors_before_they_run():
     x = nbgrad.tensor(X4, requires_grad=True)
     xt = torch.tensor(X4, requires_grad=True)
