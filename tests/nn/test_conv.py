@@ -88,13 +88,15 @@ def test_default_init_is_torchs():
 
 def test_chunked_and_plain_gemm_paths_match_torch(monkeypatch):
     """A small column budget makes the kernels work through the batch in several chunks
-    (the last one partial), with groups, and 1x1 stride-1 convolutions of single images
+    (the last one partial; with the weight's gradient not transposed, else transposed:
+    TRANSPOSED_WEIGHT_GRADIENT_BELOW), with groups, and 1x1 stride-1 convolutions of single images
     take the plain-GEMM path (also unbatched: the squeeze of the unbatched form); "same"
     convolutions (masked shifted copies: dilated, padded unequally per dim, with inf in
     the input next to the padding) and other padded ones; float64 against torch."""
     rng = np.random.default_rng(0)
-    for budget in (60, conv_ops.COLUMN_BUDGET):
+    for budget, transposed_below in ((60, 0), (conv_ops.COLUMN_BUDGET, conv_ops.TRANSPOSED_WEIGHT_GRADIENT_BELOW)):
         monkeypatch.setattr(conv_ops, "COLUMN_BUDGET", budget)
+        monkeypatch.setattr(conv_ops, "TRANSPOSED_WEIGHT_GRADIENT_BELOW", transposed_below)
         for x_shape, w_shape, kwargs in [((5, 4, 5, 6), (6, 2, 3, 2), {"groups": 2, "padding": 1, "stride": (1, 2)}),
                                          ((3, 4, 3, 3), (6, 4, 1, 1), {}),
                                          ((1, 4, 3, 3), (6, 2, 1, 1), {"groups": 2}),
