@@ -67,35 +67,49 @@ _u = np.uint64
 
 
 @_inline
-def _channel_sum(xf, batch, stride, first, size, centre, squared):
-    """The sum over samples n of x[n * stride + first + s], s < size (of its squared
-    deviation from `centre` if `squared`), in float64."""
+def _channel_sum(xf, batch, stride, first, size):
+    """The sum over samples n of x[n * stride + first + s], s < size, in float64."""
     total = 0.0
     for n in range(batch):
         row = n * stride + first
-        if squared:
-            for s in range(size):
-                d = xf[_u(row + s)] - centre
-                total += d * d
-        else:
-            for s in range(size):
-                total += xf[_u(row + s)]
+        for s in range(size):
+            total += xf[_u(row + s)]
     return total
 
 
 @_inline
-def _position_sums(xf, batch, stride, first, centre, squared, sums):
-    """sums[i] = _channel_sum's sum for position i alone (centre[i]), i < sums.size."""
-    sums[:] = 0.0
+def _channel_squares(xf, batch, stride, first, size, centre):
+    """As _channel_sum, of the squared deviations from `centre`."""
+    total = 0.0
     for n in range(batch):
         row = n * stride + first
-        if squared:
-            for i in range(sums.size):
-                d = xf[_u(row + i)] - centre[_u(i)]
-                sums[_u(i)] += d * d
-        else:
-            for i in range(sums.size):
-                sums[_u(i)] += xf[_u(row + i)]
+        for s in range(size):
+            d = xf[_u(row + s)] - centre
+            total += d * d
+    return total
+
+
+@_inline
+def _position_sums(xf, batch, stride, first, sums):
+    """sums[i] = _channel_sum's sum for position i alone, i < sums.size."""
+    for i in range(sums.size):
+        sums[_u(i)] = 0.0
+    for n in range(batch):
+        row = n * stride + first
+        for i in range(sums.size):
+            sums[_u(i)] += xf[_u(row + i)]
+
+
+@_inline
+def _position_squares(xf, batch, stride, first, centre, sums):
+    """sums[i] = _channel_squares's sum for position i alone (centre[i])."""
+    for i in range(sums.size):
+        sums[_u(i)] = 0.0
+    for n in range(batch):
+        row = n * stride + first
+        for i in range(sums.size):
+            d = xf[_u(row + i)] - centre[_u(i)]
+            sums[_u(i)] += d * d
 
 
 @_inline
@@ -119,9 +133,8 @@ def _channel_gradient_sums(xf, gf, batch, stride, first, size, centre):
 @_inline
 def _position_gradient_sums(xf, gf, batch, stride, first, centre, squares, sums_g, dots):
     """squares[i], sums_g[i], dots[i] = _channel_gradient_sums's sums for position i alone."""
-    squares[:] = 0.0
-    sums_g[:] = 0.0
-    dots[:] = 0.0
+    for i in range(sums_g.size):
+        squares[_u(i)] = sums_g[_u(i)] = dots[_u(i)] = 0.0
     for n in range(batch):
         row = n * stride + first
         for i in range(sums_g.size):
@@ -155,9 +168,9 @@ def _block_means(xf, batch, channels, size, c0, block, sums, centre, means):
     position (blocks of more than one channel)."""
     stride, first, width = channels * size, c0 * size, block * size
     if block == 1:
-        means[0] = _channel_sum(xf, batch, stride, first, size, 0.0, False) / (batch * size)
+        means[0] = _channel_sum(xf, batch, stride, first, size) / (batch * size)
         return
-    _position_sums(xf, batch, stride, first, centre[:width], False, sums[:width])
+    _position_sums(xf, batch, stride, first, sums[:width])
     for j in range(block):
         means[j] = _channel_total(sums, j, size) / (batch * size)
         _spread(means[j], j, size, centre)
@@ -170,9 +183,9 @@ def _block_statistics(xf, batch, channels, size, c0, block, sums, centre, means,
     stride, first, width = channels * size, c0 * size, block * size
     _block_means(xf, batch, channels, size, c0, block, sums, centre, means)
     if block == 1:
-        squares[0] = _channel_sum(xf, batch, stride, first, size, means[0], True)
+        squares[0] = _channel_squares(xf, batch, stride, first, size, means[0])
         return
-    _position_sums(xf, batch, stride, first, centre[:width], True, sums[:width])
+    _position_squares(xf, batch, stride, first, centre[:width], sums[:width])
     for j in range(block):
         squares[j] = _channel_total(sums, j, size)
 
@@ -207,19 +220,53 @@ def _blocks(channels, size):
 
 
 @_jit
-def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batches, training,
-                              momentum, cumulative, eps, out):
-    """out = (x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, S): the
-    batch's biased statistics when `training` (and then the running ones, if given, move
-    towards the batch's mean and unbiased variance by `momentum`, or by 1 / batches when
-    `cumulative`), else the running ones."""
+def batch_norm_eval_kernel(x, weight, bias, running_mean, running_var, eps, out):
+    """out = (x - running_mean) / sqrt(running_var + eps) * weight + bias per channel of x
+    (N, C, S): one pass, a channel at a time."""
+    for c in range(x.shape[1]):
+        invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
+        scale, shift = _affine(invstd * weight[c] if weight.size else invstd,
+                               np.float64(running_mean[c]), bias, c, out)
+        for n in range(x.shape[0]):
+            for s in range(x.shape[2]):
+                out[n, c, s] = x[n, c, s] * scale + shift
+
+
+@_jit
+def batch_norm_eval_backward_kernel(x, g, weight, running_mean, running_var, eps, grad_x,
+                                    grad_weight, grad_bias):
+    """The gradients of batch_norm_eval_kernel's output (dx = g * invstd * weight: the
+    statistics are constants); each grad_* is written only if it is not empty."""
+    batch, channels, size = x.shape
+    xf, gf = x.reshape(-1), g.reshape(-1)
+    for c in range(channels):
+        invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
+        if grad_weight.size or grad_bias.size:
+            sum_g, dot = _channel_gradient_sums(xf, gf, batch, channels * size, c * size, size,
+                                                np.float64(running_mean[c]))[1:]
+            if grad_weight.size:
+                grad_weight[c] = dot * invstd
+            if grad_bias.size:
+                grad_bias[c] = sum_g
+        scale = typed(invstd * weight[c] if weight.size else invstd, grad_x)
+        for n in range(batch if grad_x.size else 0):
+            for s in range(size):
+                grad_x[n, c, s] = g[n, c, s] * scale
+
+
+@_jit
+def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batches, momentum,
+                              cumulative, eps, out):
+    """out = (x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, S), with
+    the batch's biased statistics; the running ones, if given, move towards the batch's mean
+    and unbiased variance by `momentum`, or by 1 / batches when `cumulative`."""
     batch, channels, size = x.shape
     xf, of = x.reshape(-1), out.reshape(-1)
     count = batch * size
     # As PyTorch: an empty batch leaves the running statistics as they are.
-    update = training and running_mean.size > 0 and count > 0
+    update = running_mean.size > 0 and count > 0
     factor = momentum
-    if training and batches.size > 0:
+    if batches.size > 0:
         batches[0] += 1
         if cumulative:
             factor = 1.0 / batches[0]
@@ -229,35 +276,26 @@ def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batche
     scales, shifts = np.empty(span, out.dtype), np.empty(span, out.dtype)
     for c0 in range(0, channels, per_block):
         block = min(per_block, channels - c0)
-        if training:
-            _block_statistics(xf, batch, channels, size, c0, block, sums, centre, means,
-                              squares)
+        _block_statistics(xf, batch, channels, size, c0, block, sums, centre, means, squares)
         for j in range(block):
             c = c0 + j
-            if training:
-                mean = means[j]
-                invstd = 1.0 / np.sqrt(squares[j] / count + eps)
-                if update:
-                    running_mean[c] = factor * mean + (1.0 - factor) * running_mean[c]
-                    running_var[c] = (factor * squares[j] / (count - 1)
-                                      + (1.0 - factor) * running_var[c])
-            else:
-                mean = np.float64(running_mean[c])
-                invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
-            alpha = invstd * weight[c] if weight.size else invstd
-            scale, shift = _affine(alpha, mean, bias, c, out)
+            invstd = 1.0 / np.sqrt(squares[j] / count + eps)
+            if update:
+                running_mean[c] = factor * means[j] + (1.0 - factor) * running_mean[c]
+                running_var[c] = (factor * squares[j] / (count - 1)
+                                  + (1.0 - factor) * running_var[c])
+            scale, shift = _affine(invstd * weight[c] if weight.size else invstd, means[j],
+                                   bias, c, out)
             _spread(scale, j, size if block > 1 else 1, scales)
             _spread(shift, j, size if block > 1 else 1, shifts)
-        stride, first = channels * size, c0 * size
         if block == 1:
-            _normalize(xf, batch, stride, first, size, scales[0], shifts[0], of)
+            _normalize(xf, batch, channels * size, c0 * size, size, scales[0], shifts[0], of)
         else:
-            _normalize(xf, batch, stride, first, block * size, scales, shifts, of)
+            _normalize(xf, batch, channels * size, c0 * size, block * size, scales, shifts, of)
 
 
 @_jit
-def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training, eps,
-                               grad_x, grad_weight, grad_bias):
+def batch_norm_backward_kernel(x, g, weight, eps, grad_x, grad_weight, grad_bias):
     """The gradients of batch_norm_forward_kernel's output; each grad_* is written only if
     it is not empty (a gradient not asked for)."""
     batch, channels, size = x.shape
@@ -272,12 +310,7 @@ def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training
     for c0 in range(0, channels, per_block):
         block = min(per_block, channels - c0)
         stride, first, width = channels * size, c0 * size, block * size
-        if training:
-            _block_means(xf, batch, channels, size, c0, block, dots, centre, means)
-        else:
-            for j in range(block):
-                means[j] = running_mean[c0 + j]
-                _spread(means[j], j, size if block > 1 else 1, centre)
+        _block_means(xf, batch, channels, size, c0, block, dots, centre, means)
         # Then the squared deviations (for the variance) with the gradient's sums.
         if block == 1:
             squares[0], sums_g[0], dots[0] = _channel_gradient_sums(
@@ -292,10 +325,7 @@ def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training
                 squared, sum_g, dot = (_channel_total(squares, j, size),
                                        _channel_total(sums_g, j, size),
                                        _channel_total(dots, j, size))
-            if training:
-                invstd = 1.0 / np.sqrt(squared / count + eps)
-            else:
-                invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
+            invstd = 1.0 / np.sqrt(squared / count + eps)
             if grad_weight.size:
                 grad_weight[c] = dot * invstd
             if grad_bias.size:
@@ -306,12 +336,7 @@ def batch_norm_backward_kernel(x, g, weight, running_mean, running_var, training
             _spread(dot * invstd * invstd / count, j, spread, ks)
         if not grad_x.size:
             continue
-        if not training and block == 1:  # dx = g * invstd * weight
-            _normalize(gf, batch, stride, first, width, typed(scales[0], grad_x),
-                       typed(0.0, grad_x), grad_f)
-        elif not training:
-            _normalize(gf, batch, stride, first, width, scales, 0.0, grad_f)
-        elif block == 1:
+        if block == 1:
             _input_gradient(xf, gf, batch, stride, first, size, means[0], means_g[0], ks[0],
                             scales[0], grad_f)
         else:
@@ -593,10 +618,20 @@ def _batch_norm_forward(x, weight, bias, running_mean, running_var, batches, tra
     # NOTE: results are made in their own shapes (the kernels write views of them), so that
     # their `base` is None: the engine then owns a gradient instead of copying it.
     out = np.empty(x.shape, computed.dtype)
-    batch_norm_forward_kernel(_contiguous(computed, view), _computed(weight), _computed(bias),
-                              _computed(running_mean), _computed(running_var), _flat(batches),
-                              training, momentum, cumulative, eps, out.reshape(view))
+    statistics = (_computed(running_mean), _computed(running_var))
+    if training:
+        batch_norm_forward_kernel(_contiguous(computed, view), _computed(weight), _computed(bias),
+                                  *statistics, _flat(batches), momentum, cumulative, eps,
+                                  out.reshape(view))
+    else:
+        batch_norm_eval_kernel(_contiguous(computed, view), _computed(weight), _computed(bias),
+                               *statistics, eps, out.reshape(view))
     return out.astype(x.dtype, copy=False)
+
+
+def _batch_norm_backward(training):
+    """The backward kernel: with the batch's statistics, or the running ones (eval)."""
+    return batch_norm_backward_kernel if training else batch_norm_eval_backward_kernel
 
 
 def _batch_norm_vjp(node, g):
@@ -607,10 +642,10 @@ def _batch_norm_vjp(node, g):
     grad_x = np.empty(x.shape if need_x else (0, 0, 0), g.dtype)
     grad_weight = np.empty(view[1] if need_weight else 0, g.dtype)
     grad_bias = np.empty(view[1] if need_bias else 0, g.dtype)
-    batch_norm_backward_kernel(_contiguous(x, view), _contiguous(g, view), weight, running_mean,
-                               running_var, params["training"], params["eps"],
-                               grad_x.reshape(view if need_x else (0, 0, 0)), grad_weight,
-                               grad_bias)
+    statistics = () if params["training"] else (running_mean, running_var)
+    _batch_norm_backward(params["training"])(
+        _contiguous(x, view), _contiguous(g, view), weight, *statistics, params["eps"],
+        grad_x.reshape(view if need_x else (0, 0, 0)), grad_weight, grad_bias)
     return (grad_x if need_x else None,
             grad_weight if need_weight else None, grad_bias if need_bias else None,
             None, None, None)
@@ -666,21 +701,24 @@ class _BatchNormFusion:
         view = _batch_norm_view(x.shape)
         # The running statistics and num_batches_tracked are the step's arguments, written
         # in place by the kernel on every call, as eager writes them.
-        em.emit(f"{em.kernel(batch_norm_forward_kernel)}({_fused_view(em, x, view)}, "
-                f"{', '.join(em.ref(a) for a in (weight, bias, running_mean, running_var))}, "
-                f"{_fused_view(em, batches, (batches.size,))}, "
-                f"{em.scalar(params['training'])}, {em.scalar(params['momentum'])}, "
-                f"{em.scalar(params['cumulative'])}, {em.scalar(params['eps'])}, "
-                f"{em.out(out)}.reshape({view!r}))")
+        reads = ", ".join(em.ref(a) for a in (weight, bias, running_mean, running_var))
+        if params["training"]:
+            em.emit(f"{em.kernel(batch_norm_forward_kernel)}({_fused_view(em, x, view)}, "
+                    f"{reads}, {_fused_view(em, batches, (batches.size,))}, "
+                    f"{em.scalar(params['momentum'])}, {em.scalar(params['cumulative'])}, "
+                    f"{em.scalar(params['eps'])}, {em.out(out)}.reshape({view!r}))")
+        else:
+            em.emit(f"{em.kernel(batch_norm_eval_kernel)}({_fused_view(em, x, view)}, {reads}, "
+                    f"{em.scalar(params['eps'])}, {em.out(out)}.reshape({view!r}))")
 
     def vjp(self, em, node, g, input_grads):
         x, weight, running_mean, running_var = node.saved
         view = _batch_norm_view(x.shape)
         grads = _fused_grads(em, input_grads[:3], (view, view[1:2], view[1:2]), g.dtype)
-        em.emit(f"{em.kernel(batch_norm_backward_kernel)}({_fused_view(em, x, view)}, "
-                f"{_fused_view(em, g, view)}, "
-                f"{', '.join(em.ref(a) for a in (weight, running_mean, running_var))}, "
-                f"{em.scalar(node.params['training'])}, {em.scalar(node.params['eps'])}, "
+        reads = (weight,) if node.params["training"] else (weight, running_mean, running_var)
+        em.emit(f"{em.kernel(_batch_norm_backward(node.params['training']))}("
+                f"{_fused_view(em, x, view)}, {_fused_view(em, g, view)}, "
+                f"{', '.join(em.ref(a) for a in reads)}, {em.scalar(node.params['eps'])}, "
                 f"{', '.join(grads)})")
 
 

@@ -140,7 +140,9 @@ def max_pool_backward(x, g, row_taps, col_taps, grad):
     input; a window of only padding passes none. NOTE: not from the saved result: PyTorch
     saves the input and the indices, so the result may change in place before backward."""
     out_h, out_w = row_taps.size // KH, col_taps.size // KW
-    grad[:] = 0
+    for p in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            grad[_u(p), _u(k)] = 0
     for p in range(x.shape[0]):
         for oh in range(out_h):
             for ow in range(out_w):
