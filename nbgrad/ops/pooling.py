@@ -38,8 +38,8 @@ from .indexing import scattered
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 # ---------------------------------------------------------------------------------------
-# Kernels. All index the flat input with unsigned integers (see the NOTE on unsigned
-# indices in nbgrad/ops/conv.py: a signed index costs a wraparound check per element).
+# Kernels. All index with unsigned integers (see the NOTE on unsigned indices in
+# nbgrad/ops/conv.py: a signed index costs a wraparound check per element).
 
 _jit = numba.njit(cache=True, error_model="numpy")
 _u = np.uint64
@@ -244,6 +244,7 @@ def avg_pool_backward(g, rows, cols, grad):
                     row = (p * height + ih) * width
                     for iw in range(cols[0, ow], cols[1, ow]):
                         grad_f[_u(row + iw)] += share
+
 
 # ---------------------------------------------------------------------------------------
 # Window tables: PyTorch's output sizes and windows, and its checks.
