@@ -22,7 +22,6 @@ NOTE: the kernels are serial: BLAS threads the GEMMs, and Numba's parallel worke
 a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
 """
 import functools
-import math
 
 import numba
 import numpy as np
@@ -576,15 +575,16 @@ def vjp(node, g):
     plan = _plan(x_shape, weight_shape, g.shape, node.params)
     needs = tuple(node.needs)
     dtype = g.dtype
-    grads = [np.empty(math.prod(shape) if need else 0, dtype)
+    # NOTE: made in their own shapes and returned as they are: the engine takes a gradient
+    # it owns (an array that is not a view) as a leaf's .grad, and copies any other.
+    grads = [np.empty(shape if need else 0, dtype)
              for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs)]
     absent = np.empty(0, dtype)
     conv_backward_kernel(absent if x is None else _flat(x),
-                         absent if weight is None else _flat(weight), _flat(g), *grads,
+                         absent if weight is None else _flat(weight), _flat(g),
+                         *[grad.reshape(-1) for grad in grads],
                          plan.array(*needs), plan.masks, np.empty(plan.workspace, dtype))
-    return tuple(grad.reshape(shape) if need else None
-                 for grad, shape, need in zip(grads, (x_shape, weight_shape, weight_shape[:1]),
-                                              needs))
+    return tuple(grad if need else None for grad, need in zip(grads, needs))
 
 
 class _ConvolutionFusion:
