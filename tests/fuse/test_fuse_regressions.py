@@ -16,7 +16,7 @@ import torch
 
 import nbgrad
 import nbgrad.nn.functional as F
-from nbgrad.fuse import deferred
+from nbgrad.fuse import deferred, stages
 from nbgrad.models.resnet import BasicBlock
 from conftest import assert_close, rng_for
 
@@ -523,13 +523,14 @@ class _TorchBasicBlock(torch.nn.Module):
         return self.relu(out)
 
 
-def test_compiled_residual_blocks_match_torch_in_the_fused_calls():
+def test_compiled_residual_blocks_match_torch_in_the_fused_calls(monkeypatch):
     """ResNet's blocks (conv, batch norm, in-place ReLU, `out += identity` whose gradient goes
     two ways, a strided 1x1 downsample) in a compiled SGD-with-momentum step: every call's
     prediction, gradients, parameters and running statistics are torch's. The compiled
-    ResNet-18 tutorial step (tests/models/test_resnet.py, 150-200 s of compile) in small, in
-    float64 as it is: a float32 second step of it is ill-conditioned (a ReLU input within
-    float32's rounding of zero)."""
+    ResNet-18 tutorial step (tests/models/test_resnet.py) in small, in float64 as it is: a
+    float32 second step of it is ill-conditioned (a ReLU input within float32's rounding of
+    zero). The step is cut into stages (`nbgrad.fuse.stages`) as ResNet-18's is."""
+    monkeypatch.setattr(stages, "STAGE_LINES", 60)
     reference = torch.nn.Sequential(
         _TorchBasicBlock(4, 8, 2), _TorchBasicBlock(8, 8, 1), torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(), torch.nn.Linear(8, 3)).double()
@@ -567,3 +568,4 @@ def test_compiled_residual_blocks_match_torch_in_the_fused_calls():
         for key, expected in reference.state_dict().items():
             assert_close(state[key], expected)
     assert compiled.stats["fused_calls"] == 2, compiled.explain()
+    assert compiled.source.count("def stage_") >= 3
