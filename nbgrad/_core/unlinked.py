@@ -65,11 +65,13 @@ def unlinked(dispatcher):
             return None
         # Compiled (or loaded) by the resolution above; named as its own library names it.
         symbol = dispatcher.overloads[callee.args].fndesc.llvm_func_name
-        _register(dispatcher, callee.args, symbol)
-        for callees in _recorders:
-            callees[symbol] = (dispatcher, callee.args)
 
         def lower(context, builder, signature, values):
+            # NOTE: here, not in the typing above, which Numba caches: a second step making
+            # the same call would not be typed again, and its record would lack the callee.
+            _register(dispatcher, callee.args, symbol)
+            for callees in _recorders:
+                callees[symbol] = (dispatcher, callee.args)
             function_type = context.call_conv.get_function_type(callee.return_type, callee.args)
             function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
             values = [context.cast(builder, value, given, wanted) for value, given, wanted

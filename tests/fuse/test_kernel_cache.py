@@ -174,3 +174,39 @@ def test_a_step_whose_record_of_callees_is_lost_is_compiled_again(warm_cache, tm
     assert (report["stats"]["cache_hits"], report["stats"]["cache_misses"]) == (0, 1)
     assert all(path.read_bytes() != GARBAGE for path in records)  # written again
     assert run_cache_script(copy)["stats"]["cache_hits"] == 1
+
+
+RECORD_SCRIPT = r'''
+import json, pickle, pathlib, sys
+import numpy as np
+import nbgrad
+from nbgrad import nn
+
+for hidden in (32, 48):  # two steps making the same kernel calls (same argument types)
+    model = nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, 4))
+    opt = nbgrad.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    nbgrad.compile(step)(nbgrad.randn(8, 16), nbgrad.tensor(np.arange(8) % 4))
+records = sorted(pathlib.Path(sys.argv[1]).rglob("*.callees"))
+print(json.dumps([sorted(name for name, _, _ in pickle.loads(path.read_bytes()))
+                  for path in records]))
+'''
+
+
+def test_every_step_records_the_kernels_it_calls(tmp_path):
+    # Numba types a call once per process and argument types: the second step's record
+    # must still name the kernels it shares with the first.
+    done = subprocess.run([sys.executable, "-c", RECORD_SCRIPT, str(tmp_path / "nbgrad")],
+                          env=cache_env(tmp_path), cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(records) == 2 and records[0] == records[1]
+    assert "_linear_vjp_kernel" in records[0] and "_sgd_update" in records[0]
