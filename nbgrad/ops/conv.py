@@ -154,6 +154,17 @@ def _masks(geometry, chunk):
 
 
 @_helper
+def _copy_layout(geometry, same):
+    """(an image's pixels, the output positions, the padding of im2col's channel-major copy
+    of the images (none for a same convolution: its masks stand in), the copy's row length
+    and image size)."""
+    height, width, out_h, out_w = geometry[1], geometry[2], geometry[5], geometry[6]
+    pad_h, pad_w = (0 * geometry[9], 0 * geometry[10]) if same else (geometry[9], geometry[10])
+    padded_w = width + 2 * pad_w
+    return height * width, out_h * out_w, pad_h, pad_w, padded_w, (height + 2 * pad_h) * padded_w
+
+
+@_helper
 def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, images_at, masks,
             mask_pitch):
     """The chunk's column matrix for one group, at the workspace's start. It reads the images
@@ -163,12 +174,8 @@ def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, imag
     zero = typed(0.0, x)
     channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
         pad_left, dilation_h, dilation_w = geometry
-    image = height * width
-    positions = out_h * out_w
+    image, positions, pad_h, pad_w, padded_w, padded = _copy_layout(geometry, same)
     columns = count * positions
-    pad_h, pad_w = (0 * pad_top, 0 * pad_left) if same else (pad_top, pad_left)
-    padded_w = width + 2 * pad_w
-    padded = (height + 2 * pad_h) * padded_w
     if not same and pad_h == 0 and pad_w == 0:
         source, at, channel_pitch, image_pitch, row_pitch = \
             x, (first * channels + channel0) * image, image, channels * image, width
@@ -214,12 +221,8 @@ def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_
     zero = typed(0.0, grad_x)
     channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
         pad_left, dilation_h, dilation_w = geometry
-    image = height * width
-    positions = out_h * out_w
+    image, positions, pad_h, pad_w, padded_w, padded = _copy_layout(geometry, same)
     columns = count * positions
-    pad_h, pad_w = (0 * pad_top, 0 * pad_left) if same else (pad_top, pad_left)
-    padded_w = width + 2 * pad_w
-    padded = (height + 2 * pad_h) * padded_w
     direct = same and kernel_h * kernel_w == 1  # (see _im2col)
     at = 0 * images_at if direct else images_at
     if not direct:
