@@ -12,6 +12,8 @@ through `unlinked`, so that no stage is compiled again into the step.
 """
 import ast
 
+from .call import tuple_target
+
 # A body longer than this is cut into stages of about this many lines.
 STAGE_LINES = 200
 # Top-level lines that continue the statement before them.
@@ -43,10 +45,6 @@ def _names(lines):
     return reads, writes - loops, loops
 
 
-def _tuple(names):
-    return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
-
-
 def split(body, arguments, views, decorator):
     """The source of the stage functions and of `fused_step` calling them, for the step
     with `body` lines, parameters `arguments` and buffer `views` (lines `name = view(...)`),
@@ -67,11 +65,11 @@ def split(body, arguments, views, decorator):
         returned = sorted(writes & later)
         made |= writes
         prologue = [f"    {view_of[name]}" for name in view_of if name in reads]
-        epilogue = [f"    return {_tuple(returned)}"] if returned else []
+        epilogue = [f"    return {tuple_target(returned)}"] if returned else []
         source += [decorator, f"def stage_{k}({', '.join(taken + carried)}):",
                    *prologue, *stage, *epilogue, "", ""]
         call = f"call_stage_{k}({', '.join(taken + carried)})"
-        calls.append(f"    {_tuple(returned)} = {call}" if returned else f"    {call}")
+        calls.append(f"    {tuple_target(returned)} = {call}" if returned else f"    {call}")
     source += [f"call_stage_{k} = unlinked(stage_{k})" for k in range(len(stages))]
     source += ["", "", decorator, f"def fused_step({', '.join(arguments)}):", *calls]
     return "\n".join(source) + "\n"
