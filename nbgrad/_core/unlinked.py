@@ -34,7 +34,7 @@ _recorders = []  # the callee logs of the steps being compiled (innermost last)
 @contextlib.contextmanager
 def recording():
     """A dict that collects {symbol: (dispatcher, argument types)} of the unlinked calls
-    typed while the block runs."""
+    compiled while the block runs."""
     callees = {}
     _recorders.append(callees)
     try:
