@@ -269,12 +269,15 @@ class Emitter:
         if math.prod(shape) == 0:
             return
         padded_shape = tuple(shape) if shape else (1,)
-        # Without broadcasting, over C-contiguous arrays (not local views, which may be
-        # strided), the loop runs over the flat elements: a one-level loop compiles several
-        # times faster than a loop nest, and runs as fast.
-        if result not in self._views and all(isinstance(operand, str) or operand[0] not in self._views and (
-                math.prod(operand[1]) == 1 or math.prod(operand[1]) == math.prod(shape))
-               for operand in operands.values()):
+        # Without broadcasting, over C-contiguous arrays (not local views or arguments that
+        # may be strided), the loop runs over the flat elements: a one-level loop compiles
+        # several times faster than a loop nest, and runs as fast.
+        strided = set(self._views).union(argument.name for argument in self.arguments
+                                         if not argument.traced.flags.c_contiguous)
+        if result not in strided and all(
+                isinstance(operand, str) or operand[0] not in strided and (
+                    math.prod(operand[1]) in (1, math.prod(shape)))
+                for operand in operands.values()):
             padded_shape = (math.prod(shape),)
         rank = len(padded_shape)
         loop = self._loop
