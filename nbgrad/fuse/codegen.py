@@ -3,8 +3,8 @@
 Each primitive's fused rule (`Primitive.fuse`) emits the statements for its forward and
 VJP (also for the engine's own arithmetic, which is primitive calls: `nbgrad.ops.gradients`);
 this module emits fills (zero_grad) and the optimizer updates (a loop over the parameters
-calling the optimizer's eager kernel), and decides which arrays are arguments (read from tensors or the
-optimizer's state at call time), preallocated buffers, or local views.
+calling the optimizer's eager kernel), and decides which arrays are arguments (read from
+tensors or the optimizer's state at call time), preallocated buffers, or local views.
 """
 import math
 import re
@@ -510,7 +510,8 @@ def generate(tracer, outputs, fresh=()):
         arguments.append("hyper")
     imports = "".join(f"from {module} import {attr} as {alias}\n"
                       for alias, (module, attr) in sorted(em.imports.items()))
-    imports += "".join(f"{name} = unlinked({compiled})\n" for name, compiled in sorted(em.unlinked.items()))
+    imports += "".join(f"{name} = unlinked({compiled})\n"
+                       for name, compiled in sorted(em.unlinked.items()))
     constants = "".join(line + "\n" for line in em.globals)
     decorator = ('@numba.njit(cache=True, error_model="numpy"'
                  + (", parallel=True" if em.parallel else "") + ")")

@@ -210,3 +210,20 @@ def test_every_step_records_the_kernels_it_calls(tmp_path):
     records = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(records) == 2 and records[0] == records[1]
     assert "_linear_vjp_kernel" in records[0] and "_sgd_update" in records[0]
+
+
+def test_a_step_cut_into_stages_loads_from_the_cache(tmp_path):
+    # A cached step's stages, and the kernels they call, are loaded before the step.
+    script = "import nbgrad.fuse.stages\nnbgrad.fuse.stages.STAGE_LINES = 10\n" + CACHE_SCRIPT
+    reports = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], env=cache_env(tmp_path),
+                              cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    generated = list((tmp_path / "nbgrad" / "generated").glob("*fused*.py"))
+    assert sum(path.read_text().count("def stage_") for path in generated) >= 3
+    first, second = reports
+    assert (first["stats"]["cache_misses"], second["stats"]["cache_hits"]) == (1, 1)
+    np.testing.assert_allclose(first["fused"], first["eager"], rtol=RTOL, atol=ATOL)
+    assert second["fused"] == first["fused"]
