@@ -7,8 +7,7 @@
   summed logits' backward; `time_inference`: eval mode under no_grad, one 3x224x224 image;
   `peakmem_forward_backward`: asv's peak resident memory of a process that runs it.
 - `ResNet18Step.time_step`: a whole training step (CrossEntropyLoss, SGD with momentum),
-  eager. (Not compiled: compiling that step takes minutes today, see compare.py's fused
-  ResNet-18 row, which times it.)
+  eager or compiled (its compile takes about 30 s: setup does it, outside the timing).
 - `DigitsCNNStep.time_step`: the digits CNN (vision_models.digits_cnn), Adam, batch 64,
   eager or compiled.
 
@@ -117,7 +116,6 @@ class _Step:
 
 
 class ResNet18Step(_Step):
-    params = [["eager"]]
     build = staticmethod(_resnet_step)
 
 

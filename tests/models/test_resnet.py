@@ -16,7 +16,6 @@ fills it in on load: a state dict without version-2 metadata for a BatchNorm);
 `test_checkpoint_without_num_batches_tracked` loads one written so.
 """
 import math
-import os
 import warnings
 from collections import OrderedDict
 
@@ -343,9 +342,6 @@ def test_tutorial_eager(tutorial, pretrained, deferral, monkeypatch):
     check_step(model, prediction, tutorial["steps"][0], "eager")
 
 
-@pytest.mark.skipif(not os.environ.get("NBGRAD_SLOW_TESTS"), reason=(
-    "compiling the ResNet-18 step takes 150-200 s from a cold kernel cache, too long for the "
-    "suite; NBGRAD_SLOW_TESTS=1 runs it"))
 def test_tutorial_compiled(tutorial, pretrained):
     """The tutorial's step under nbgrad.compile, in float64. NOTE: not float32, where the
     second step is ill-conditioned: an input of a ReLU after layer3.1.bn1 is 9e-5 (the
