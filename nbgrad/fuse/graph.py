@@ -155,6 +155,8 @@ class FusedGraph:
         self.held = [sum(ref == i for refs_of in refs for ref in refs_of)
                      for i in range(len(refs))]
         self.link = _linker(nodes, refs)
+        # Whether the graph has views (reshape), whose values `run` makes from their inputs'.
+        self.has_views = any(node.prim.view for node in nodes)
 
     def run(self, ops, externals):
         """Run the graph of the pending `ops` (same key as the traced one); False if this
@@ -164,7 +166,9 @@ class FusedGraph:
             return False
         self.link(ops, externals)
         held = self.held
-        valued = {id(tensor) for tensor in externals}  # tensors with a value now
+        # The tensors with a value now (a view's input must have one), only for a graph
+        # with views: this runs on every step.
+        valued = {id(tensor) for tensor in externals} if self.has_views else None
         for index, op in enumerate(ops):
             tensor = op.output()
             if tensor is None:
@@ -180,7 +184,8 @@ class FusedGraph:
                                                    **op.params)
                 else:
                     tensor._data = self.values[index].copy()
-                valued.add(id(tensor))
+                if valued is not None:
+                    valued.add(id(tensor))
             tensor._pending = None
         for index, grad in zip(self.new_grads, new_grads):
             externals[index]._grad = new_tensor(grad)  # a new array: the leaf's own
