@@ -20,6 +20,11 @@ def _spatial(value, name, dims):
     """A stride/padding/dilation argument as a tuple.
     NOTE: an int stands for every spatial dim of the function (conv2d's stride=1 is [1, 1]);
     the primitive checks a tuple's length against the weight's dims, as PyTorch does."""
+    kind = type(value)
+    if kind is int:  # (the common cases first: this runs at every call)
+        return (value,) * dims
+    if kind is tuple and all(type(v) is int for v in value):
+        return value
     if _is_int(value):
         return (value,) * dims
     values = tuple(value)

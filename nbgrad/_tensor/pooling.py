@@ -24,6 +24,8 @@ _POSITIONS = {"kernel_size": 2, "output_size": 2, "stride": 3, "padding": 4, "di
 def _ints(value, count, function, argument):
     """`value` (an int, or a sequence of one or `count` ints) as a tuple of `count` ints,
     with PyTorch's errors."""
+    if type(value) is int:  # (the common case first: this runs at every call)
+        return (value,) * count
     values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
         raise TypeError(f"{function}(): argument '{argument}' (position {_POSITIONS[argument]}) "
