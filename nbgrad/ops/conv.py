@@ -42,6 +42,11 @@ COLUMN_BUDGET = 1 << 20
 # conv2 200 -> 124 us, 64 -> 64 channels 3x3 over 1024 positions 1140 -> 810 us; alike from
 # 128 channels on).
 TRANSPOSED_WEIGHT_GRADIENT_BELOW = 128
+# Winograd F(2x2, 3x3) (winograd_kernel) is chosen for a 3x3 stride-1 convolution with at
+# least WINOGRAD_MIN_CHANNELS input and output channels and WINOGRAD_MIN_TILES 2x2 output
+# tiles in a call: see _winograd_pays for the figures.
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_TILES = 32
 
 
 # ---------------------------------------------------------------------------------------
@@ -420,6 +425,218 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
 
 
 # ---------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) (Lavin and Gray, 2015) for 3x3 stride-1 undilated convolutions
+# without groups, chosen by `_winograd_pays`: each 2x2 block of outputs ("tile") comes from
+# the 4x4 input block under it: Y = A^T [(G g G^T) * (B^T d B)] A, elementwise product in the
+# middle. Summed over the input channels, the middle is 16 GEMMs, one per element xi of the
+# 4x4 transforms: M[xi] (out, tiles) = U[xi] (out, in) @ V[xi] (in, tiles): 16 multiplies a
+# tile where im2col's GEMM makes 36 (2.25 times fewer), for the price of the transforms
+# (memory-bound passes of a few adds an element). The kernel's plan and workspace: see
+# _WinogradPlan. Per call: the weights' transform U (weights change every step); per chunk
+# of images: a channel-major copy of the images with zeros around each (tile-aligned:
+# tiles run over the bottom/right edge where the output size is odd), V, the 16 GEMMs into
+# M, and M's transform into the output (through a scratch pair of rows: the edge tiles'
+# extra row/column is cropped there) with the bias added.
+#
+# The input gradient of such a convolution is one too: of the output gradient, padded by
+# 2 - padding, with the weights flipped and their in and out channels swapped
+# (`transposed`). G flip(g) G^T is G g G^T with its rows and columns 0 and 3 exchanged
+# (G's rows are symmetric but for 0 and 3, which are each other's mirror), so both use one
+# weight transform: the gradient's GEMMs read U[xi with 0 <-> 3] transposed.
+
+@_helper
+def _skewed(size):
+    """The distance between two of the 16 matrices of `size` elements: whole cache lines
+    and one more. NOTE: the transforms read or write the 16 at once, and at a distance of a
+    power of two (64 channels by 64 tiles...) the 16 streams fall into one cache set: the
+    transforms ran 5 to 10 times slower."""
+    return (size + 15) // 16 * 16 + 16
+
+
+@_helper
+def _winograd_input_rows(d0, d1, d2, d3):
+    """B^T d along one axis."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@_helper
+def _winograd_weight_rows(g0, g1, g2, half):
+    """G g along one axis."""
+    return g0, (g0 + g1 + g2) * half, (g0 - g1 + g2) * half, g2
+
+
+@_helper
+def _winograd_output_rows(m0, m1, m2, m3):
+    """A^T m along one axis."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@_helper
+def _winograd_weights(weight, pairs, workspace, at, pitch):
+    """U[xi] = G g G^T for each of the `pairs` 3x3 kernels g of weight, as 16 matrices of
+    `pairs` elements `pitch` apart from workspace[at] (row-major (out, in) as the weight's
+    kernels are)."""
+    half = typed(0.5, workspace)
+    pitch = _u(pitch)
+    for k in range(_u(pairs)):
+        s = k * _u(9)
+        # G g: its columns
+        c00, c10, c20, c30 = _winograd_weight_rows(weight[s], weight[s + _u(3)],
+                                                   weight[s + _u(6)], half)
+        c01, c11, c21, c31 = _winograd_weight_rows(weight[s + _u(1)], weight[s + _u(4)],
+                                                   weight[s + _u(7)], half)
+        c02, c12, c22, c32 = _winograd_weight_rows(weight[s + _u(2)], weight[s + _u(5)],
+                                                   weight[s + _u(8)], half)
+        # (G g) G^T: its rows
+        t = _u(at) + k
+        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
+            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c00, c01, c02, half)
+        t += _u(4) * pitch
+        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
+            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c10, c11, c12, half)
+        t += _u(4) * pitch
+        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
+            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c20, c21, c22, half)
+        t += _u(4) * pitch
+        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
+            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c30, c31, c32, half)
+
+
+@_helper
+def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, tiles_w,
+                     transformed_at, pitch):
+    """V[xi] = B^T d B of every 4x4 block d at even offsets of the `planes` padded images
+    (channel-major: channel by image) at images_at, as 16 matrices (planes, tiles) `pitch`
+    apart from transformed_at."""
+    tiles = tiles_h * tiles_w
+    pitch, row = _u(pitch), _u(padded_w)
+    for p in range(_u(planes)):
+        for th in range(_u(tiles_h)):
+            s = _u(images_at) + p * _u(padded_h * padded_w) + th * _u(2) * row
+            d = _u(transformed_at) + p * _u(tiles) + th * _u(tiles_w)
+            for tw in range(_u(tiles_w)):
+                # d B: the block's rows
+                x = s + _u(2) * tw
+                a00, a01, a02, a03 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
+                                                          workspace[x + _u(2)],
+                                                          workspace[x + _u(3)])
+                x += row
+                a10, a11, a12, a13 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
+                                                          workspace[x + _u(2)],
+                                                          workspace[x + _u(3)])
+                x += row
+                a20, a21, a22, a23 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
+                                                          workspace[x + _u(2)],
+                                                          workspace[x + _u(3)])
+                x += row
+                a30, a31, a32, a33 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
+                                                          workspace[x + _u(2)],
+                                                          workspace[x + _u(3)])
+                # B^T (d B): its columns, element (i, j) to V[4 i + j]
+                t = d + tw
+                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
+                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a00, a10, a20, a30)
+                t += pitch
+                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
+                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a01, a11, a21, a31)
+                t += pitch
+                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
+                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a02, a12, a22, a32)
+                t += pitch
+                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
+                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a03, a13, a23, a33)
+
+
+@_helper
+def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_h, tiles_w,
+                      first, out_h, out_w, bias, scratch_at, out):
+    """out = A^T m A (+ bias) for the chunk's images from the 16 matrices M (out_channels,
+    count * tiles) `pitch` apart from products_at, a pair of output rows at a time through the scratch rows
+    at scratch_at (2 * tiles_w each): an edge tile's row or column past the output is
+    dropped there."""
+    tiles = tiles_h * tiles_w
+    pitch = _u(pitch)
+    scratch, scratch_w = _u(scratch_at), _u(2 * tiles_w)
+    has_bias = bias.shape[0] > 0
+    for o in range(out_channels):
+        # (x + -0.0 is x, also for x = -0.0: the identity where there is no bias)
+        shift = bias[o] if has_bias else typed(-0.0, out)
+        for m in range(count):
+            for th in range(tiles_h):
+                s = _u(products_at) + _u((o * count + m) * tiles + th * tiles_w)
+                for tw in range(_u(tiles_w)):
+                    # A^T m: its columns, from M[4 i + j]
+                    x = s + tw
+                    b00, b10 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
+                                                     workspace[x + _u(8) * pitch],
+                                                     workspace[x + _u(12) * pitch])
+                    x += pitch
+                    b01, b11 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
+                                                     workspace[x + _u(8) * pitch],
+                                                     workspace[x + _u(12) * pitch])
+                    x += pitch
+                    b02, b12 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
+                                                     workspace[x + _u(8) * pitch],
+                                                     workspace[x + _u(12) * pitch])
+                    x += pitch
+                    b03, b13 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
+                                                     workspace[x + _u(8) * pitch],
+                                                     workspace[x + _u(12) * pitch])
+                    # (A^T m) A: its rows
+                    y = scratch + _u(2) * tw
+                    workspace[y], workspace[y + _u(1)] = _winograd_output_rows(b00, b01, b02, b03)
+                    y += scratch_w
+                    workspace[y], workspace[y + _u(1)] = _winograd_output_rows(b10, b11, b12, b13)
+                d = _u((((first + m) * out_channels + o) * out_h + 2 * th) * out_w)
+                for i in range(_u(min(2, out_h - 2 * th))):
+                    for t in range(_u(out_w)):
+                        out[d + i * _u(out_w) + t] = workspace[scratch + i * scratch_w + t] + shift
+
+
+@_jit
+def winograd_kernel(images, weight, bias, out, plan, workspace):
+    """out = conv(images, weight) + bias (bias of size 0: none) for a 3x3 stride-1
+    convolution, by Winograd F(2x2, 3x3); or, `transposed`, the input gradient of such a
+    convolution from its output gradient (`images`) and its weight (no bias). All flat;
+    plan: see _WinogradPlan."""
+    batch, channels, height, width, out_channels, out_h, out_w, pad_top, pad_left, chunk, \
+        transposed, tiles_h, tiles_w, padded_h, padded_w, transformed_at, products_at, \
+        images_at, scalars_at, scratch_at = plan[:20]
+    zero = typed(0.0, out)
+    pairs = channels * out_channels
+    weights_pitch = _skewed(pairs)
+    _winograd_weights(weight, pairs, workspace, 0 * pairs, weights_pitch)
+    workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
+    image, padded = height * width, padded_h * padded_w
+    for first in range(0, batch, chunk):
+        count = min(chunk, batch - first)
+        columns = count * tiles_h * tiles_w
+        transformed_pitch, products_pitch = _skewed(channels * columns), \
+            _skewed(out_channels * columns)
+        _fill(workspace, images_at, images_at + channels * count * padded, zero)
+        _copy_blocks(images, first * channels * image, image, channels * image, width,
+                     workspace, images_at + pad_top * padded_w + pad_left, count * padded,
+                     padded, padded_w, channels, count, height, width)
+        _winograd_inputs(workspace, images_at, channels * count, padded_h, padded_w, tiles_h,
+                         tiles_w, transformed_at, transformed_pitch)
+        for xi in range(16):
+            source_at = transformed_at + xi * transformed_pitch
+            target_at = products_at + xi * products_pitch
+            if transposed:
+                i, j = xi // 4, xi % 4
+                mirrored = (i if 0 < i < 3 else 3 - i) * 4 + (j if 0 < j < 3 else 3 - j)
+                gemm(out_channels, columns, channels, workspace, mirrored * weights_pitch,
+                     out_channels, True, workspace, source_at, columns, False, workspace,
+                     target_at, columns, workspace, scalars_at, scalars_at + 1)
+            else:
+                gemm(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
+                     False, workspace, source_at, columns, False, workspace, target_at, columns,
+                     workspace, scalars_at, scalars_at + 1)
+        _winograd_outputs(workspace, products_at, products_pitch, count, out_channels, tiles_h,
+                          tiles_w, first, out_h, out_w, bias, scratch_at, out)
+
+
+# ---------------------------------------------------------------------------------------
 # The row. Parameters: `stride`, `padding`, `dilation` (each a tuple of one int, or of one per
 # spatial dim; the API turns padding='same'/'valid' into ints), `groups`. Inputs: input,
 # weight and bias (a zero-size stand-in when there is none: PyTorch's node has a bias slot
@@ -557,17 +774,102 @@ _NO_MASKS = np.empty(0, np.uint8)
 _NO_MASKS.flags.writeable = False
 
 
+def _aligned(offset):
+    return -(-offset // 16) * 16  # (64 bytes in float32: whole cache lines for BLAS)
+
+
+class _WinogradPlan:
+    """A winograd_kernel call's integers (its `plan` argument, read-only as _Plan's) and
+    workspace size: the source images (N, C, H, W) (the input, or for the input gradient
+    the output gradient), the channels and size of the result, its padding and
+    `transposed`; the chunk of images (of at most `budget` elements of V or M), the tiles
+    (2x2 outputs, over the edge where a size is odd) and the images' padded copy (4x4
+    input blocks at every even offset: 2 tiles + 2 a side); the workspace's parts: U, V, M,
+    the padded images, the output's scratch rows and gemm's scalars."""
+
+    def __init__(self, source_shape, out_channels, out_size, padding, transposed, budget):
+        batch, channels, height, width = source_shape
+        (out_h, out_w), (pad_top, pad_left) = out_size, padding
+        tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
+        tiles, padded = tiles_h * tiles_w, (2 * tiles_h + 2) * (2 * tiles_w + 2)
+        chunk = max(1, min(batch, budget // (16 * max(channels, out_channels) * tiles)))
+        chunk = -(-batch // -(-batch // chunk)) if batch else 1  # (equal chunks)
+        transformed_at = 16 * _skewed.py_func(channels * out_channels)
+        products_at = transformed_at + 16 * _skewed.py_func(channels * chunk * tiles)
+        images_at = products_at + 16 * _skewed.py_func(out_channels * chunk * tiles)
+        scratch_at = _aligned(images_at + channels * chunk * padded)
+        scalars_at = scratch_at + 4 * tiles_w
+        self.workspace = scalars_at + 2
+        self.array = np.array((batch, channels, height, width, out_channels, out_h, out_w,
+                               pad_top, pad_left, chunk, int(transposed), tiles_h, tiles_w,
+                               2 * tiles_h + 2, 2 * tiles_w + 2, transformed_at, products_at,
+                               images_at, scalars_at, scratch_at), np.int64)
+        self.array.flags.writeable = False
+
+
+def _winograd_pays(channels, out_channels, tiles, min_channels, min_tiles):
+    """Whether Winograd F(2x2, 3x3) is chosen for a convolution of `channels` to
+    `out_channels` with `tiles` 2x2 output tiles in all (the batch's): with at least
+    `min_channels` (WINOGRAD_MIN_CHANNELS) in and out and `min_tiles`
+    (WINOGRAD_MIN_TILES)."""
+    return min(channels, out_channels) >= min_channels and tiles >= min_tiles
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_winograd_plan(x_shape, weight_shape, out_shape, stride, padding, dilation, groups,
+                          transposed, budget, min_channels, min_tiles):
+    if not (len(weight_shape) == 4 and weight_shape[2:] == (3, 3) and groups == 1
+            and stride == (1, 1) and dilation == (1, 1)
+            and (not transposed or max(padding) <= 2)):
+        return None
+    if transposed:  # (the output gradient's convolution, padded by 2 - padding: see above)
+        source_shape, out_channels, out_size, padding = (
+            out_shape, x_shape[1], x_shape[2:], tuple(2 - side for side in padding))
+    else:
+        source_shape, out_channels, out_size = x_shape, out_shape[1], out_shape[2:]
+    tiles = source_shape[0] * -(-out_size[0] // 2) * -(-out_size[1] // 2)
+    if not _winograd_pays(source_shape[1], out_channels, tiles, min_channels, min_tiles):
+        return None
+    return _WinogradPlan(source_shape, out_channels, out_size, padding, transposed, budget)
+
+
+def _winograd_plan(x_shape, weight_shape, out_shape, params, transposed):
+    """The _WinogradPlan of the convolution's forward or (transposed) input gradient where
+    Winograd is chosen for it, else None."""
+    stride, padding, dilation = resolve(weight_shape, params["stride"], params["padding"],
+                                        params["dilation"])
+    return _cached_winograd_plan(tuple(x_shape), tuple(weight_shape), tuple(out_shape), stride,
+                                 padding, dilation, params["groups"], transposed, COLUMN_BUDGET,
+                                 WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES)
+
+
 def _flat(array):
     return np.ascontiguousarray(array).reshape(-1)
 
 
 def forward(x, weight, bias, **params):
     shape, dtype = infer(x, weight, bias, **params)
-    plan = _plan(x.shape, weight.shape, shape, params)
     out = np.empty(shape, dtype)
+    winograd = _winograd_plan(x.shape, weight.shape, shape, params, False)
+    if winograd is not None:
+        winograd_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), winograd.array,
+                        np.empty(winograd.workspace, dtype))
+        return out
+    plan = _plan(x.shape, weight.shape, shape, params)
     conv_forward_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), plan.array(),
                         plan.masks, np.empty(plan.workspace, dtype))
     return out
+
+
+def _backward_plans(x_shape, weight_shape, g_shape, params, needs):
+    """The _Plan, the _WinogradPlan of the input gradient where it is chosen (else None),
+    the needs left to conv_backward_kernel (the input gradient's taken off then) and the
+    workspace size for both."""
+    plan = _plan(x_shape, weight_shape, g_shape, params)
+    winograd = _winograd_plan(x_shape, weight_shape, g_shape, params, True) if needs[0] else None
+    if winograd is None:
+        return plan, None, tuple(needs), plan.workspace
+    return plan, winograd, (0,) + tuple(needs[1:]), max(plan.workspace, winograd.workspace)
 
 
 def vjp(node, g):
@@ -575,54 +877,75 @@ def vjp(node, g):
     # gradients that are not asked for.
     x, weight = node.saved
     (x_shape, _), (weight_shape, _) = node.input_meta[:2]
-    plan = _plan(x_shape, weight_shape, g.shape, node.params)
     needs = tuple(node.needs)
+    plan, winograd, left, size = _backward_plans(x_shape, weight_shape, g.shape, node.params,
+                                                 needs)
     dtype = g.dtype
     # NOTE: made in their own shapes and returned as they are: the engine takes a gradient
     # it owns (an array that is not a view) as a leaf's .grad, and copies any other.
     grads = [np.empty(shape if need else 0, dtype)
              for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs)]
     absent = np.empty(0, dtype)
-    conv_backward_kernel(absent if x is None else _flat(x),
-                         absent if weight is None else _flat(weight), _flat(g),
-                         *[grad.reshape(-1) for grad in grads],
-                         plan.array(*needs), plan.masks, np.empty(plan.workspace, dtype))
+    workspace = np.empty(size, dtype)
+    if winograd is not None:
+        winograd_kernel(_flat(g), _flat(weight), absent, grads[0].reshape(-1), winograd.array,
+                        workspace)
+    if any(left):
+        conv_backward_kernel(absent if x is None else _flat(x),
+                             absent if weight is None else _flat(weight), _flat(g),
+                             *[grad.reshape(-1) for grad in grads],
+                             plan.array(*left), plan.masks, workspace)
     return tuple(grad if need else None for grad, need in zip(grads, needs))
 
 
 class _ConvolutionFusion:
     """The eager kernels called from the fused step, with the same arguments (so their eager
-    compilations are reused); the workspace is allocated by the step at each call, as eager
-    mode does, so that a network's convolutions do not each keep one in the step's arena."""
+    compilations are reused) and the same choice of kernel; the workspace is allocated by
+    the step at each call, as eager mode does, so that a network's convolutions do not each
+    keep one in the step's arena."""
 
     @staticmethod
-    def _tail(em, plan, dtype, *needs):
-        """The plan, the masks and the workspace."""
+    def _workspace(em, size, dtype):
         workspace = em.new_name("workspace")
-        em.emit(f"{workspace} = np.empty({plan.workspace}, np.{np.dtype(dtype).name})")
-        return f"{em.constant(plan.array(*needs))}, {em.constant(plan.masks)}, {workspace}"
+        em.emit(f"{workspace} = np.empty({size}, np.{np.dtype(dtype).name})")
+        return workspace
 
     def forward(self, em, arrays, params, out):
         x, weight, bias = arrays
-        plan = _plan(x.shape, weight.shape, out.shape, params)
         em.blas()
         flat = [f"{em.ref(array)}.reshape({array.size})" for array in arrays]
-        tail = self._tail(em, plan, out.dtype)
+        winograd = _winograd_plan(x.shape, weight.shape, out.shape, params, False)
+        if winograd is not None:
+            workspace = self._workspace(em, winograd.workspace, out.dtype)
+            em.emit(f"{em.kernel(winograd_kernel)}({', '.join(flat)}, "
+                    f"{em.out(out)}.reshape({out.size}), {em.constant(winograd.array)}, "
+                    f"{workspace})")
+            return
+        plan = _plan(x.shape, weight.shape, out.shape, params)
+        workspace = self._workspace(em, plan.workspace, out.dtype)
         em.emit(f"{em.kernel(conv_forward_kernel)}({', '.join(flat)}, "
-                f"{em.out(out)}.reshape({out.size}), {tail})")
+                f"{em.out(out)}.reshape({out.size}), {em.constant(plan.array())}, "
+                f"{em.constant(plan.masks)}, {workspace})")
 
     def vjp(self, em, node, g, input_grads):
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
-        plan = _plan(x_shape, weight_shape, g.shape, node.params)
         needs = [int(grad is not None) for grad in input_grads]
+        plan, winograd, left, size = _backward_plans(x_shape, weight_shape, g.shape,
+                                                     node.params, needs)
         grads = [em.empty(1, g.dtype) if grad is None else f"{em.out(grad)}.reshape({grad.size})"
                  for grad in input_grads]
         saved = [em.empty(1, g.dtype) if array is None else f"{em.ref(array)}.reshape({array.size})"
                  for array in node.saved]
         em.blas()
-        tail = self._tail(em, plan, g.dtype, *needs)
-        em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, "
-                f"{em.ref(g)}.reshape({g.size}), {', '.join(grads)}, {tail})")
+        workspace = self._workspace(em, size, g.dtype)
+        flat_g = f"{em.ref(g)}.reshape({g.size})"
+        if winograd is not None:
+            em.emit(f"{em.kernel(winograd_kernel)}({flat_g}, {saved[1]}, {em.empty(1, g.dtype)}, "
+                    f"{grads[0]}, {em.constant(winograd.array)}, {workspace})")
+        if any(left):
+            em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, {flat_g}, "
+                    f"{', '.join(grads)}, {em.constant(plan.array(*left))}, "
+                    f"{em.constant(plan.masks)}, {workspace})")
 
 
 # ---------------------------------------------------------------------------------------

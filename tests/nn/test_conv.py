@@ -177,3 +177,95 @@ def test_errors_match_torch():
         if actual != expected:
             mismatches[name] = (actual, expected)
     assert not mismatches, mismatches
+
+
+def _same_path_params(padding):
+    return {"stride": (1, 1), "padding": (padding, padding), "dilation": (1, 1), "groups": 1}
+
+
+def test_winograd_choice():
+    """The rule (_winograd_pays): ResNet-18's large 3x3 layers take Winograd F(2x2, 3x3),
+    forward and input gradient; few tiles (512 channels at 2x2), few channels (the digits
+    CNN: its kernels are then never compiled), other kernels, strides and groups do not;
+    nor the input gradient of a padding over 2 (its convolution would crop)."""
+    def chosen(x_shape, w_shape, padding=1, transposed=False, **params):
+        out_shape = (x_shape[0], w_shape[0]) + tuple(size + 2 * padding - w_shape[-1] + 1
+                                                      for size in x_shape[2:])
+        return conv_ops._winograd_plan(x_shape, w_shape, out_shape,
+                                       {**_same_path_params(padding), **params}, transposed) is not None
+
+    for transposed in (False, True):
+        assert chosen((8, 64, 16, 16), (64, 64, 3, 3), transposed=transposed)
+        assert chosen((1, 256, 14, 14), (256, 256, 3, 3), transposed=transposed)
+        assert not chosen((8, 512, 2, 2), (512, 512, 3, 3), transposed=transposed)
+        assert not chosen((64, 1, 8, 8), (16, 1, 3, 3), transposed=transposed)
+        assert not chosen((64, 16, 4, 4), (32, 16, 3, 3), transposed=transposed)
+        assert not chosen((8, 64, 16, 16), (64, 64, 5, 5), transposed=transposed)
+        assert not chosen((8, 64, 16, 16), (64, 32, 3, 3), transposed=transposed, groups=2)
+        assert not chosen((8, 64, 16, 16), (64, 64, 3, 3), transposed=transposed, stride=(2, 2))
+    assert chosen((8, 64, 16, 16), (64, 64, 3, 3), padding=3)
+    assert not chosen((8, 64, 16, 16), (64, 64, 3, 3), padding=3, transposed=True)
+
+
+def test_winograd_matches_torch(monkeypatch):
+    """Convolutions made to take Winograd (asserted: the thresholds lowered to 1 so small
+    shapes do) against torch in float64 and float32, forward and all gradients: odd output
+    sizes (the edge tiles cropped), padding 0 to 3 (the input gradient of padding 3 takes
+    im2col), batch 1 and 3, channels that divide by nothing, inputs transposed and sliced,
+    no bias; several chunks of images (a small column budget); a float64 gradcheck; and a
+    compiled step (the fused rule calls the same kernels) against eager."""
+    monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_TILES", 1)
+    rng = np.random.default_rng(0)
+    cases = [  # (input shape before the layout, weight shape, padding, layout, bias)
+        ((1, 3, 5, 5), (4, 3, 3, 3), 1, "plain", True),
+        ((3, 5, 7, 6), (7, 5, 3, 3), 0, "transposed", True),
+        ((2, 4, 6, 9), (3, 4, 3, 3), 2, "sliced", False),
+        ((3, 17, 9, 11), (13, 17, 3, 3), 1, "plain", True),
+        ((2, 4, 3, 4), (5, 4, 3, 3), 3, "plain", True),
+    ]
+    layouts = {"plain": lambda t: t, "transposed": lambda t: t.transpose(2, 3),
+               "sliced": lambda t: t[:, :, 1:, ::2]}
+    for dtype, rtol, atol in ((np.float64, 1e-10, 1e-12), (np.float32, 1e-5, 1e-5)):
+        for budget in (conv_ops.COLUMN_BUDGET, 300):
+            monkeypatch.setattr(conv_ops, "COLUMN_BUDGET", budget)
+            for x_shape, w_shape, padding, layout, has_bias in cases:
+                # (weights scaled as nn.Conv2d initializes them: outputs of about 1)
+                arrays = [(rng.standard_normal(shape) * scale).astype(dtype) for shape, scale in
+                          ((x_shape, 1), (w_shape, (9 * x_shape[1]) ** -0.5), (w_shape[:1], 1))]
+                results = []
+                for lib in (nbgrad, torch):
+                    x, w, b = (lib.tensor(a, requires_grad=True) for a in arrays)
+                    xs = layouts[layout](x)
+                    out = lib.nn.functional.conv2d(xs, w, b if has_bias else None, padding=padding)
+                    out.backward(lib.tensor(np.cos(np.arange(out.numel())).reshape(tuple(out.shape))
+                                            .astype(dtype)))
+                    results.append([t.detach().numpy() for t in (out, x.grad, w.grad)]
+                                   + ([b.grad.numpy()] if has_bias else []))
+                params = _same_path_params(padding)
+                shape = tuple(xs.shape)
+                assert conv_ops._winograd_plan(shape, w_shape, tuple(out.shape), params, False) is not None
+                assert (conv_ops._winograd_plan(shape, w_shape, tuple(out.shape), params, True)
+                        is not None) == (padding <= 2)
+                for mine, reference in zip(*results, strict=True):
+                    np.testing.assert_allclose(mine, reference, rtol=rtol, atol=atol)
+
+    x, w, b = (nbgrad.tensor(rng.standard_normal(shape), requires_grad=True)
+               for shape in ((2, 3, 5, 4), (4, 3, 3, 3), (4,)))
+    assert nbgrad.autograd.gradcheck(lambda *a: nbgrad.nn.functional.conv2d(*a, padding=1),
+                                     (x, w, b))
+
+    def step(x, w, b):
+        loss = nbgrad.nn.functional.conv2d(x, w, b, padding=1).square().sum()
+        loss.backward()
+        return loss
+
+    grads = []
+    for run in (step, nbgrad.compile(step, fullgraph=True)):
+        for _ in range(2):
+            x.grad = w.grad = b.grad = None
+            loss = run(x, w, b)
+        grads.append([loss.detach().numpy()] + [t.grad.numpy() for t in (x, w, b)])
+    assert "winograd_kernel" in run.source
+    for mine, reference in zip(*grads, strict=True):
+        np.testing.assert_allclose(mine, reference, rtol=1e-12)
