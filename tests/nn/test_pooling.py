@@ -97,6 +97,44 @@ def test_window_of_more_than_64_positions():
         assert_close(n_result, t_result)
 
 
+# 2x2 windows that tile a 7x5 plane (a row and a column left over), transposed from 5x7 (a
+# non-contiguous input): ties (a constant window, a tie on a diagonal), a window of -inf,
+# NaN (two in a window: torch keeps the last; one beside a larger number).
+TILES = np.array([[[[2.0, 2.0, 1.0, 3.0, -np.inf, -np.inf, 9.0],
+                    [2.0, 2.0, 3.0, 0.0, -np.inf, -np.inf, 9.0],
+                    [0.0, -1.0, 0.5, 0.5, 4.0, -2.0, 9.0],
+                    [-1.0, 0.0, 0.5, 0.5, 1.0, 4.0, 9.0],
+                    [7.0, 7.0, 7.0, 7.0, 7.0, 7.0, 7.0]],
+                   [[np.nan, 1.0, 5.0, np.nan, 0.0, 0.0, 0.0],
+                    [1.0, np.nan, 1.0, 0.0, 0.0, np.nan, 0.0],
+                    [-3.0, -2.0, np.nan, -1.0, 2.0, 1.0, 0.0],
+                    [-4.0, -5.0, 3.0, 6.0, 1.0, 2.0, 0.0],
+                    [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tiles_match_torch(dtype):
+    """Windows that tile the input (stride == kernel, no padding: the digits CNN's
+    MaxPool2d(2)) take kernels of their own (see nbgrad.ops.pooling): torch's values, its
+    choice among ties and NaN, and a gradient of 0 where no window reaches."""
+    max_pool2d = nbgrad.ops.pooling.PRIMS["max_pool2d"]
+    windows = max_pool2d.forward.__self__.windows(
+        TILES.transpose(0, 1, 3, 2), dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1),
+                    ceil_mode=False, ndim=2))
+    assert windows.tiles and windows.input_view[1:] == (7, 5) and windows.shape[-2:] == (3, 2)
+    tiles = nbgrad.ops.pooling._max_kernels(2, 2)
+    assert max_pool2d.forward.__self__.kernels(windows)[:2] == (
+        tiles.max_pool_tiles_forward, tiles.max_pool_tiles_backward)
+    results = []
+    for L in (torch, nbgrad):
+        x = L.tensor(TILES.astype(dtype), requires_grad=True)
+        values = L.nn.functional.max_pool2d(x.transpose(2, 3), 2)
+        values.backward(L.tensor(rng_for("tiles").standard_normal(tuple(values.shape)).astype(dtype)))
+        results.append((values, x.grad))
+    for n_result, t_result in zip(*results[::-1]):
+        assert_close(n_result, t_result)
+
+
 # Function calls: the layouts and forms the modules do not reach.
 CALLS = {
     "max_pool2d_transposed": lambda L, x: L.nn.functional.max_pool2d(x.transpose(2, 3), 3, 2, 1,

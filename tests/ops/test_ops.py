@@ -616,6 +616,10 @@ TABLE = [
     # (grad_fn names and the other options: tests/nn/test_pooling.py)
     row("max_pool2d_edges", lambda L, x: _values_plus_indices(L.nn.functional.max_pool2d(
         x, 3, 2, 1, ceil_mode=True, return_indices=True)), POOL_EDGES, gradcheck=False),
+    # windows that tile the input (kernels of their own): the same edges, transposed, with a
+    # row and a column left over
+    row("max_pool2d_tiles", lambda L, x: L.nn.functional.max_pool2d(x.transpose(2, 3), 2),
+        POOL_EDGES, gradcheck=False),
     row("pool2d_forms", lambda L, x: L.max_pool2d(x, (3, 2), (2, 1), 1, (2, 1))
         + L.nn.functional.avg_pool2d(x, (5, 2), (2, 1), 1, count_include_pad=False)
         + L.nn.functional.adaptive_avg_pool2d(x, (3, 7))
