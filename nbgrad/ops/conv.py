@@ -810,8 +810,20 @@ class _WinogradPlan:
 def _winograd_pays(channels, out_channels, tiles, min_channels, min_tiles):
     """Whether Winograd F(2x2, 3x3) is chosen for a convolution of `channels` to
     `out_channels` with `tiles` 2x2 output tiles in all (the batch's): with at least
-    `min_channels` (WINOGRAD_MIN_CHANNELS) in and out and `min_tiles`
-    (WINOGRAD_MIN_TILES)."""
+    `min_channels` (WINOGRAD_MIN_CHANNELS) in and out and `min_tiles` (WINOGRAD_MIN_TILES).
+
+    Measured (float32, padding 1, one BLAS thread, ms, im2col -> Winograd, forward | input
+    gradient; batch, channels in and out, size, tiles):
+      8  64  64 16 512   1.88 -> 1.26 | 1.89 -> 1.25    1  64  64 56 784  2.89 -> 1.78 | 2.67 -> 1.80
+      8 128 128  8 128   1.64 -> 1.10 | 1.61 -> 1.14    1 128 128 28 196  2.48 -> 1.50 | 2.35 -> 1.53
+      8 256 256  4  32   1.59 -> 1.38 | 1.68 -> 1.58    1 256 256 14  49  2.42 -> 1.69 | 2.45 -> 1.91
+      8 512 512  4  32   6.34 -> 6.31 | 7.39 -> 7.75    1 256 256 10  25  1.27 -> 1.20 | 1.36 -> 1.40
+      8 512 512  2   8   1.98 -> 4.64 | 2.30 -> 6.73    1 512 512  7  16  2.84 -> 4.50 | 3.25 -> 5.94
+      8  32  32 16 512   0.61 -> 0.37 | 0.62 -> 0.37    8  32  32  4  32  0.048 -> 0.056 | 0.043 -> 0.054
+     64  16  32  4 256   0.17 -> 0.28 | 0.18 -> 0.23   64   1  16  8 1024 0.043 -> 0.22 | 0.048 -> 0.15
+    Few tiles lose: the weights' transform (16 matrices of in x out: 16 MB at 512 channels)
+    costs more than the GEMMs save; few channels lose: the GEMMs are small beside the
+    transforms of the images (the digits CNN's 1 -> 16 and 16 -> 32 at 8x8 and 4x4)."""
     return min(channels, out_channels) >= min_channels and tiles >= min_tiles
 
 
