@@ -551,9 +551,9 @@ def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, 
 def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_h, tiles_w,
                       first, out_h, out_w, bias, scratch_at, out):
     """out = A^T m A (+ bias) for the chunk's images from the 16 matrices M (out_channels,
-    count * tiles) `pitch` apart from products_at, a pair of output rows at a time through the scratch rows
-    at scratch_at (2 * tiles_w each): an edge tile's row or column past the output is
-    dropped there."""
+    count * tiles) `pitch` apart from products_at, a pair of output rows at a time through
+    the scratch rows at scratch_at (2 * tiles_w each): an edge tile's row or column past
+    the output is dropped there."""
     tiles = tiles_h * tiles_w
     pitch = _u(pitch)
     scratch, scratch_w = _u(scratch_at), _u(2 * tiles_w)
@@ -794,6 +794,7 @@ class _WinogradPlan:
         tiles, padded = tiles_h * tiles_w, (2 * tiles_h + 2) * (2 * tiles_w + 2)
         chunk = max(1, min(batch, budget // (16 * max(channels, out_channels) * tiles)))
         chunk = -(-batch // -(-batch // chunk)) if batch else 1  # (equal chunks)
+        # (U at 0; _skewed's Python function: the same distances as the kernel's)
         transformed_at = 16 * _skewed.py_func(channels * out_channels)
         products_at = transformed_at + 16 * _skewed.py_func(channels * chunk * tiles)
         images_at = products_at + 16 * _skewed.py_func(out_channels * chunk * tiles)
