@@ -57,9 +57,6 @@ def _wide_zero(like):
     return lambda like: 0
 
 
-# ---------------------------------------------------------------------------------------
-# exp. Without SVML (this llvmlite has none) `np.exp` in a loop is one libm call per element,
-# which LLVM cannot vectorize; this version is plain arithmetic, so the loop vectorizes
 @intrinsic
 def view(typingctx, array, offset, shape):
     """The C-contiguous `shape` view of the C-contiguous `array` from flat element `offset`.
@@ -77,53 +74,80 @@ def view(typingctx, array, offset, shape):
 
     def codegen(context, builder, signature, args):
         source = make_array(array)(context, builder, args[0])
-        target = make_array(result)(context, builder)
-        sizes = cgutils.unpack_tuple(builder, args[2])
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
-            context.get_data_type(array.dtype)))
-        strides, stride = [], itemsize
-        for size in reversed(sizes):
-            strides.insert(0, stride)
-            stride = builder.mul(stride, size)
-        populate_array(target, data=builder.gep(source.data, [args[1]]), shape=sizes,
-                       strides=strides, itemsize=itemsize, meminfo=source.meminfo)
-        # NOTE: the view holds a reference of its own to the memory (else freed twice).
-        return impl_ret_borrowed(context, builder, result, target._getvalue())
+        return _c_view(context, builder, result, source, builder.gep(source.data, [args[1]]),
+                       cgutils.unpack_tuple(builder, args[2]))
 
     return result(array, types.intp, shape), codegen
 
 
-def reshaped(array, shape):
-    """`array.reshape(shape)`, compiled once per signature rather than at each use (see
-    `view`)."""
+def _c_view(context, builder, result, source, data, sizes):
+    """A `result` array (C-contiguous) of `sizes` at `data`, which lies in `source`."""
+    target = make_array(result)(context, builder)
+    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
+        context.get_data_type(result.dtype)))
+    strides, stride = [], itemsize
+    for size in reversed(sizes):
+        strides.insert(0, stride)
+        stride = builder.mul(stride, size)
+    populate_array(target, data=data, shape=sizes, strides=strides, itemsize=itemsize,
+                   meminfo=source.meminfo)
+    # NOTE: the view holds a reference of its own to the memory (else freed twice).
+    return impl_ret_borrowed(context, builder, result, target._getvalue())
 
 
-@overload(reshaped)
-def _reshaped(array, shape):
-    if array.layout != "C" or not (
-            isinstance(shape, types.UniTuple) and isinstance(shape.dtype, types.Integer)
-            or isinstance(shape, types.Tuple) and len(shape) == 0):
-        return lambda array, shape: array.reshape(shape)
+@intrinsic
+def reshaped(typingctx, array, shape):
+    """`array.reshape(shape)` (a size or -1, or a tuple of sizes) of a C-contiguous array,
+    as inline code with one size check.
 
-    if len(shape) == 0:
-        def scalar_view(array, shape):
-            if array.size != 1:
-                raise ValueError("cannot reshape an array to a shape of another size")
-            return view(array, 0, shape)
+    Why: `.reshape` compiles its checks and its exception path at each use (about 25 ms of
+    compile time apiece), and a function made per signature (an `overload`) still costs a
+    compilation of its own for each array type and shape length; a fused step has dozens.
+    Other layouts get Numba's `.reshape`.
+    """
+    if not isinstance(array, types.Array):
+        return None
+    if isinstance(shape, types.Integer):
+        sizes_type = types.UniTuple(shape, 1)
+    elif isinstance(shape, types.UniTuple) and isinstance(shape.dtype, types.Integer) or \
+            isinstance(shape, types.Tuple) and len(shape) == 0:
+        sizes_type = shape
+    else:
+        return None
+    if array.layout != "C":
+        method = typingctx.resolve_getattr(array, "reshape")
+        general = typingctx.resolve_function_type(method, (shape,), {})
 
-        return scalar_view
+        def codegen_general(context, builder, signature, args):
+            return context.compile_internal(builder, lambda array, shape: array.reshape(shape),
+                                            signature, args)
 
-    def checked_view(array, shape):
-        size = 1
-        for extent in shape:
-            size *= extent
-        if size != array.size:
-            raise ValueError("cannot reshape an array to a shape of another size")
-        return view(array, 0, shape)
+        return general.return_type(array, shape), codegen_general
+    result = types.Array(array.dtype, len(sizes_type), "C", readonly=not array.mutable)
 
-    return checked_view
+    def codegen(context, builder, signature, args):
+        source = make_array(array)(context, builder, args[0])
+        sizes = [args[1]] if isinstance(shape, types.Integer) else \
+            cgutils.unpack_tuple(builder, args[1])
+        sizes = [context.cast(builder, size, kind, types.intp)
+                 for size, kind in zip(sizes, sizes_type)]
+        if isinstance(shape, types.Integer):  # -1: all the elements
+            negative = builder.icmp_signed("<", sizes[0], context.get_constant(types.intp, 0))
+            sizes = [builder.select(negative, source.nitems, sizes[0])]
+        count = context.get_constant(types.intp, 1)
+        for size in sizes:
+            count = builder.mul(count, size)
+        with builder.if_then(builder.icmp_signed("!=", count, source.nitems), likely=False):
+            context.call_conv.return_user_exc(
+                builder, ValueError, ("cannot reshape an array to a shape of another size",))
+        return _c_view(context, builder, result, source, source.data, sizes)
+
+    return result(array, shape), codegen
 
 
+# ---------------------------------------------------------------------------------------
+# exp. Without SVML (this llvmlite has none) `np.exp` in a loop is one libm call per element,
+# which LLVM cannot vectorize; this version is plain arithmetic, so the loop vectorizes
 # (about 5x faster at 1e6 float32 elements). Within 1.3 ulp of the exact result, with
 # PyTorch's results at inf, -inf, NaN, overflow and in the subnormal range.
 

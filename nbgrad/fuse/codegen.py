@@ -438,13 +438,13 @@ def _output_buffer(em, array):
     return copy
 
 
-# `name.reshape(` with a shape tuple or a number: the fused rules' and loops' reshapes,
+# `name.reshape(` with a shape tuple, a size or -1: the fused rules' and loops' reshapes,
 # which a serial step makes with `reshaped` (`.reshape` compiles its checks at each use, about
 # 25 ms of compile time apiece, and a step has dozens).
 # NOTE: not in a threaded step: Numba's parfors know that `.reshape` returns an alias of its
 # argument, not that `reshaped` or `view` do, and would fuse a loop writing one view of a
 # buffer with a loop reading another (measured: wrong results).
-_RESHAPE = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.reshape\((?=\(|-?\d+\))")
+_RESHAPE = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.reshape\((?=\(|\d+\)|-1\))")
 
 
 def _arenas(em):
