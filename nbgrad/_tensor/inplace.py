@@ -64,14 +64,17 @@ def write_back(target, result):
     return target
 
 
-def inplace_form(function):
+def inplace_form(function, saves_input=True):
     """The in-place form of `function(input, *args, **kwargs)`: the method `add_` from
-    `add`, `relu_` from `relu`, `scatter_` from `scatter`, and PyTorch's `torch.relu_`."""
+    `add`, `relu_` from `relu`, `scatter_` from `scatter`, and PyTorch's `torch.relu_`.
+    `saves_input=False` says that the node of `function` never saves `input` (relu's reads
+    its result)."""
     def in_place(input, *args, **kwargs):
         check_inplace(input)
         # When autograd records the call (any argument requires grad), the function runs on
         # a snapshot: its node may save `input`, whose memory is about to change.
-        source = snapshot(input) if is_recording(input, *args, *kwargs.values()) else input
+        recording = saves_input and is_recording(input, *args, *kwargs.values())
+        source = snapshot(input) if recording else input
         return write_back(input, function(source, *args, **kwargs))
     in_place.__name__ = function.__name__ + "_"
     return in_place

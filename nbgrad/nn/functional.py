@@ -254,8 +254,10 @@ _IN_PLACE_GRAD_FN = {"leaky_relu": "LeakyReluBackward1", "elu": "EluBackward1"}
 def _activation(name, input, inplace, **params):
     """Primitive `name` on `input`, or with `inplace` written into `input`."""
     if inplace:
-        return _apply_in_place(input, name=name, grad_fn_name=_IN_PLACE_GRAD_FN.get(name),
-                               **params)
+        # A node that saves only the result (relu's) needs no snapshot of the input.
+        form = _apply_in_place if any(key != "out" for key in P[name].save) else \
+            _apply_in_place_keeping_result
+        return form(input, name=name, grad_fn_name=_IN_PLACE_GRAD_FN.get(name), **params)
     return _apply(input, name, **params)
 
 
@@ -264,6 +266,7 @@ def _apply(input, name, grad_fn_name=None, **params):
 
 
 _apply_in_place = inplace_form(_apply)
+_apply_in_place_keeping_result = inplace_form(_apply, saves_input=False)
 
 
 def relu(input, inplace=False):
