@@ -43,10 +43,11 @@ COLUMN_BUDGET = 1 << 20
 # 128 channels on).
 TRANSPOSED_WEIGHT_GRADIENT_BELOW = 128
 # Winograd F(2x2, 3x3) (winograd_kernel) is chosen for a 3x3 stride-1 convolution with at
-# least WINOGRAD_MIN_CHANNELS input and output channels and WINOGRAD_MIN_TILES 2x2 output
-# tiles in a call: see _winograd_pays for the figures.
+# least WINOGRAD_MIN_CHANNELS input and output channels, WINOGRAD_MIN_TILES 2x2 output tiles
+# in a call and outputs of WINOGRAD_MIN_SIZE a side: see _winograd_pays for the figures.
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_TILES = 32
+WINOGRAD_MIN_SIZE = 7
 
 
 # ---------------------------------------------------------------------------------------
@@ -808,13 +809,15 @@ class _WinogradPlan:
         self.array.flags.writeable = False
 
 
-def _winograd_pays(channels, out_channels, tiles, min_channels, min_tiles):
+def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, min_tiles,
+                   min_size):
     """Whether Winograd F(2x2, 3x3) is chosen for a convolution of `channels` to
-    `out_channels` with `tiles` 2x2 output tiles in all (the batch's): with at least
-    `min_channels` (WINOGRAD_MIN_CHANNELS) in and out and `min_tiles` (WINOGRAD_MIN_TILES).
+    `out_channels` with a (batch, out_h, out_w) output: with at least `min_channels`
+    (WINOGRAD_MIN_CHANNELS) in and out, `min_tiles` (WINOGRAD_MIN_TILES) 2x2 output tiles in
+    all, and outputs of at least `min_size` (WINOGRAD_MIN_SIZE) a side.
 
-    Measured (float32, padding 1, one BLAS thread, ms, im2col -> Winograd, forward | input
-    gradient; batch, channels in and out, size, tiles):
+    Measured (float32, padding 1, ms, im2col -> Winograd, forward | input gradient; batch,
+    channels in and out, size, tiles). With one BLAS thread (stable figures):
       8  64  64 16 512   1.88 -> 1.26 | 1.89 -> 1.25    1  64  64 56 784  2.89 -> 1.78 | 2.67 -> 1.80
       8 128 128  8 128   1.64 -> 1.10 | 1.61 -> 1.14    1 128 128 28 196  2.48 -> 1.50 | 2.35 -> 1.53
       8 256 256  4  32   1.59 -> 1.38 | 1.68 -> 1.58    1 256 256 14  49  2.42 -> 1.69 | 2.45 -> 1.91
@@ -822,15 +825,22 @@ def _winograd_pays(channels, out_channels, tiles, min_channels, min_tiles):
       8 512 512  2   8   1.98 -> 4.64 | 2.30 -> 6.73    1 512 512  7  16  2.84 -> 4.50 | 3.25 -> 5.94
       8  32  32 16 512   0.61 -> 0.37 | 0.62 -> 0.37    8  32  32  4  32  0.048 -> 0.056 | 0.043 -> 0.054
      64  16  32  4 256   0.17 -> 0.28 | 0.18 -> 0.23   64   1  16  8 1024 0.043 -> 0.22 | 0.048 -> 0.15
+    With two threads (noisy, the machine shared: +-10 %) the gain mostly goes: the 16 GEMMs
+    (in and out channels deep, e.g. 64 x 64 by 64 x 512) thread worse than im2col's one and
+    the transforms are serial. Forward, ms: 8 64 64 16: 1.22 -> 1.13, 8 128 128 8: 0.96 ->
+    0.98, 8 256 256 4: 0.99 -> 1.14, 1 128 128 28: 1.38 -> 1.22, 1 256 256 14: 1.45 -> 1.30;
+    so not at 4x4 (min_size).
     Few tiles lose: the weights' transform (16 matrices of in x out: 16 MB at 512 channels)
     costs more than the GEMMs save; few channels lose: the GEMMs are small beside the
     transforms of the images (the digits CNN's 1 -> 16 and 16 -> 32 at 8x8 and 4x4)."""
-    return min(channels, out_channels) >= min_channels and tiles >= min_tiles
+    tiles = batch * -(-out_h // 2) * -(-out_w // 2)
+    return (min(channels, out_channels) >= min_channels and tiles >= min_tiles
+            and min(out_h, out_w) >= min_size)
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_winograd_plan(x_shape, weight_shape, out_shape, stride, padding, dilation, groups,
-                          transposed, budget, min_channels, min_tiles):
+                          transposed, budget, min_channels, min_tiles, min_size):
     if not (len(weight_shape) == 4 and weight_shape[2:] == (3, 3) and groups == 1
             and stride == (1, 1) and dilation == (1, 1)
             and (not transposed or max(padding) <= 2)):
@@ -840,8 +850,8 @@ def _cached_winograd_plan(x_shape, weight_shape, out_shape, stride, padding, dil
             out_shape, x_shape[1], x_shape[2:], tuple(2 - side for side in padding))
     else:
         source_shape, out_channels, out_size = x_shape, out_shape[1], out_shape[2:]
-    tiles = source_shape[0] * -(-out_size[0] // 2) * -(-out_size[1] // 2)
-    if not _winograd_pays(source_shape[1], out_channels, tiles, min_channels, min_tiles):
+    if not _winograd_pays(source_shape[1], out_channels, source_shape[0], *out_size,
+                          min_channels, min_tiles, min_size):
         return None
     return _WinogradPlan(source_shape, out_channels, out_size, padding, transposed, budget)
 
@@ -853,7 +863,7 @@ def _winograd_plan(x_shape, weight_shape, out_shape, params, transposed):
                                         params["dilation"])
     return _cached_winograd_plan(tuple(x_shape), tuple(weight_shape), tuple(out_shape), stride,
                                  padding, dilation, params["groups"], transposed, COLUMN_BUDGET,
-                                 WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES)
+                                 WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES, WINOGRAD_MIN_SIZE)
 
 
 def _flat(array):
