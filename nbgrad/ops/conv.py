@@ -442,8 +442,9 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
 # The input gradient of such a convolution is one too: of the output gradient, padded by
 # 2 - padding, with the weights flipped and their in and out channels swapped
 # (`transposed`). G flip(g) G^T is G g G^T with its rows and columns 0 and 3 exchanged
-# (G's rows are symmetric but for 0 and 3, which are each other's mirror), so both use one
-# weight transform: the gradient's GEMMs read U[xi with 0 <-> 3] transposed.
+# (G's rows are symmetric but for 0 and 3, which are each other's mirror): the weight
+# transform writes the gradient's U so, transposed (its GEMMs are then the forward's: an
+# A transposed in the GEMM ran up to 13 % slower).
 
 @_helper
 def _skewed(size):
@@ -473,34 +474,39 @@ def _winograd_output_rows(m0, m1, m2, m3):
 
 
 @_helper
-def _winograd_weights(weight, pairs, workspace, at, pitch):
-    """U[xi] = G g G^T for each of the `pairs` 3x3 kernels g of weight, as 16 matrices of
-    `pairs` elements `pitch` apart from workspace[at] (row-major (out, in) as the weight's
-    kernels are)."""
+def _winograd_weights(weight, rows, columns, row_step, column_step, mirrored, workspace, at,
+                      pitch):
+    """U[xi] = G g G^T of the weight's 3x3 kernels g, as 16 row-major (rows, columns)
+    matrices `pitch` apart from workspace[at]: element (r, c) from the kernel at
+    r * row_step + c * column_step; `mirrored`: with rows and columns 0 and 3 of each
+    4x4 G g G^T exchanged (the input gradient's flipped kernels: see above)."""
     half = typed(0.5, workspace)
     pitch = _u(pitch)
-    for k in range(_u(pairs)):
-        s = k * _u(9)
-        # G g: its columns
-        c00, c10, c20, c30 = _winograd_weight_rows(weight[s], weight[s + _u(3)],
-                                                   weight[s + _u(6)], half)
-        c01, c11, c21, c31 = _winograd_weight_rows(weight[s + _u(1)], weight[s + _u(4)],
-                                                   weight[s + _u(7)], half)
-        c02, c12, c22, c32 = _winograd_weight_rows(weight[s + _u(2)], weight[s + _u(5)],
-                                                   weight[s + _u(8)], half)
-        # (G g) G^T: its rows
-        t = _u(at) + k
-        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
-            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c00, c01, c02, half)
-        t += _u(4) * pitch
-        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
-            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c10, c11, c12, half)
-        t += _u(4) * pitch
-        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
-            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c20, c21, c22, half)
-        t += _u(4) * pitch
-        workspace[t], workspace[t + pitch], workspace[t + _u(2) * pitch], \
-            workspace[t + _u(3) * pitch] = _winograd_weight_rows(c30, c31, c32, half)
+    # where G g G^T's columns 0 to 3 go (its rows: 4 times as far)
+    first, last = _u(3 * mirrored) * pitch, _u(3 - 3 * mirrored) * pitch
+    c0, c1, c2, c3 = first, pitch, _u(2) * pitch, last
+    r0, r1, r2, r3 = _u(4) * first, _u(4) * pitch, _u(8) * pitch, _u(4) * last
+    t = _u(at)
+    for r in range(_u(rows)):
+        for c in range(_u(columns)):
+            s = r * _u(row_step) + c * _u(column_step)
+            # G g: its columns
+            g00, g10, g20, g30 = _winograd_weight_rows(weight[s], weight[s + _u(3)],
+                                                       weight[s + _u(6)], half)
+            g01, g11, g21, g31 = _winograd_weight_rows(weight[s + _u(1)], weight[s + _u(4)],
+                                                       weight[s + _u(7)], half)
+            g02, g12, g22, g32 = _winograd_weight_rows(weight[s + _u(2)], weight[s + _u(5)],
+                                                       weight[s + _u(8)], half)
+            # (G g) G^T: its rows
+            workspace[t + r0 + c0], workspace[t + r0 + c1], workspace[t + r0 + c2], \
+                workspace[t + r0 + c3] = _winograd_weight_rows(g00, g01, g02, half)
+            workspace[t + r1 + c0], workspace[t + r1 + c1], workspace[t + r1 + c2], \
+                workspace[t + r1 + c3] = _winograd_weight_rows(g10, g11, g12, half)
+            workspace[t + r2 + c0], workspace[t + r2 + c1], workspace[t + r2 + c2], \
+                workspace[t + r2 + c3] = _winograd_weight_rows(g20, g21, g22, half)
+            workspace[t + r3 + c0], workspace[t + r3 + c1], workspace[t + r3 + c2], \
+                workspace[t + r3 + c3] = _winograd_weight_rows(g30, g31, g32, half)
+            t += _u(1)
 
 
 @_helper
@@ -604,9 +610,15 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
         transposed, tiles_h, tiles_w, padded_h, padded_w, transformed_at, products_at, \
         images_at, scalars_at, scratch_at = plan[:20]
     zero = typed(0.0, out)
-    pairs = channels * out_channels
-    weights_pitch = _skewed(pairs)
-    _winograd_weights(weight, pairs, workspace, 0 * pairs, weights_pitch)
+    weights_pitch = _skewed(channels * out_channels)
+    # U[xi] (out_channels, channels): the weight's kernels, or for the input gradient its
+    # transposed and flipped ones
+    if transposed:
+        row_step, column_step = 9 + 0 * channels, 9 * out_channels
+    else:
+        row_step, column_step = 9 * channels, 9 + 0 * channels
+    _winograd_weights(weight, out_channels, channels, row_step, column_step, transposed,
+                      workspace, 0 * channels, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
@@ -621,18 +633,10 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
         _winograd_inputs(workspace, images_at, channels * count, padded_h, padded_w, tiles_h,
                          tiles_w, transformed_at, transformed_pitch)
         for xi in range(16):
-            source_at = transformed_at + xi * transformed_pitch
-            target_at = products_at + xi * products_pitch
-            if transposed:
-                i, j = xi // 4, xi % 4
-                mirrored = (i if 0 < i < 3 else 3 - i) * 4 + (j if 0 < j < 3 else 3 - j)
-                gemm(out_channels, columns, channels, workspace, mirrored * weights_pitch,
-                     out_channels, True, workspace, source_at, columns, False, workspace,
-                     target_at, columns, workspace, scalars_at, scalars_at + 1)
-            else:
-                gemm(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
-                     False, workspace, source_at, columns, False, workspace, target_at, columns,
-                     workspace, scalars_at, scalars_at + 1)
+            gemm(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
+                 False, workspace, transformed_at + xi * transformed_pitch, columns, False,
+                 workspace, products_at + xi * products_pitch, columns, workspace, scalars_at,
+                 scalars_at + 1)
         _winograd_outputs(workspace, products_at, products_pitch, count, out_channels, tiles_h,
                           tiles_w, first, out_h, out_w, bias, scratch_at, out)
 
