@@ -53,6 +53,12 @@ def _register(dispatcher, argument_types, symbol):
     llvm.add_symbol(symbol, address)
 
 
+def _writeable(argument):
+    if isinstance(argument, types.Array) and not argument.mutable:
+        return argument.copy(readonly=False)
+    return argument
+
+
 @functools.cache
 def unlinked(dispatcher):
     """A function for njit code that calls `dispatcher` without compiling it into the
@@ -60,7 +66,14 @@ def unlinked(dispatcher):
 
     @intrinsic
     def call(typingctx, *arguments):
-        callee = typingctx.resolve_function_type(types.Dispatcher(dispatcher), arguments, {})
+        # NOTE: read-only arrays are passed as writeable ones (the same machine value): the
+        # callee's symbol must not depend on a flag that the caller's arguments may change
+        # from call to call. A step traced with a writeable array and called with a read-only
+        # one is compiled a second time, at the call, outside `recording()`: had that version
+        # called callees of their own, the next process would have loaded it from the cache
+        # without them, and segfaulted (it did: a staged step with 0-d constant arguments).
+        passed = tuple(_writeable(argument) for argument in arguments)
+        callee = typingctx.resolve_function_type(types.Dispatcher(dispatcher), passed, {})
         if callee is None:
             return None
         # Compiled (or loaded) by the resolution above; named as its own library names it.
@@ -75,7 +88,7 @@ def unlinked(dispatcher):
             function_type = context.call_conv.get_function_type(callee.return_type, callee.args)
             function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
             values = [context.cast(builder, value, given, wanted) for value, given, wanted
-                      in zip(cgutils.unpack_tuple(builder, values[0]), arguments, callee.args)]
+                      in zip(cgutils.unpack_tuple(builder, values[0]), passed, callee.args)]
             status, result = context.call_conv.call_function(
                 builder, function, callee.return_type, callee.args, values)
             with cgutils.if_unlikely(builder, status.is_error):

@@ -227,3 +227,41 @@ def test_a_step_cut_into_stages_loads_from_the_cache(tmp_path):
     assert (first["stats"]["cache_misses"], second["stats"]["cache_hits"]) == (1, 1)
     np.testing.assert_allclose(first["fused"], first["eager"], rtol=RTOL, atol=ATOL)
     assert second["fused"] == first["fused"]
+
+
+READ_ONLY_SCRIPT = r'''
+import json
+import numpy as np
+import nbgrad
+import nbgrad.fuse.stages
+nbgrad.fuse.stages.STAGE_LINES = 10
+
+def step(a, b, k):
+    out = ((a * b + k) * 0.1 + b * b + (k > 1) * a).exp().sum()
+    out.backward()
+    return out
+
+rng = np.random.default_rng(0)
+compiled = nbgrad.compile(step)
+results = []
+for call in range(3):
+    a = nbgrad.tensor(rng.random(3), requires_grad=True)
+    b = nbgrad.tensor(rng.random((2, 3)).astype(np.float32), requires_grad=True)
+    results.append([compiled(a, b, nbgrad.tensor(np.arange(3) + call)).item()] + a.grad.tolist())
+print(json.dumps({"stats": compiled.stats, "results": results}))
+'''
+
+
+def test_a_staged_step_called_with_other_read_only_flags_loads_from_the_cache(tmp_path):
+    """The step is traced with writeable 0-d constants and called with read-only ones, which
+    Numba compiles a second time, at the call. Before, that version's stages had symbols of
+    their own that no record named, and the next process segfaulted on the cached step."""
+    reports = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", READ_ONLY_SCRIPT], env=cache_env(tmp_path),
+                              cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first, second = reports
+    assert first["stats"]["fused_calls"] == 2 and second["stats"]["cache_hits"] == 1
+    assert second["results"] == first["results"]
