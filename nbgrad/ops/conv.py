@@ -47,7 +47,7 @@ TRANSPOSED_WEIGHT_GRADIENT_BELOW = 128
 # in a call and outputs of WINOGRAD_MIN_SIZE a side: see _winograd_pays for the figures.
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_TILES = 32
-WINOGRAD_MIN_SIZE = 7
+WINOGRAD_MIN_SIZE = 14
 
 
 # ---------------------------------------------------------------------------------------
@@ -829,11 +829,13 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
       8 512 512  2   8   1.98 -> 4.64 | 2.30 -> 6.73    1 512 512  7  16  2.84 -> 4.50 | 3.25 -> 5.94
       8  32  32 16 512   0.61 -> 0.37 | 0.62 -> 0.37    8  32  32  4  32  0.048 -> 0.056 | 0.043 -> 0.054
      64  16  32  4 256   0.17 -> 0.28 | 0.18 -> 0.23   64   1  16  8 1024 0.043 -> 0.22 | 0.048 -> 0.15
-    With two threads (noisy, the machine shared: +-10 %) the gain mostly goes: the 16 GEMMs
-    (in and out channels deep, e.g. 64 x 64 by 64 x 512) thread worse than im2col's one and
-    the transforms are serial. Forward, ms: 8 64 64 16: 1.22 -> 1.13, 8 128 128 8: 0.96 ->
-    0.98, 8 256 256 4: 0.99 -> 1.14, 1 128 128 28: 1.38 -> 1.22, 1 256 256 14: 1.45 -> 1.30;
-    so not at 4x4 (min_size).
+    With two BLAS threads (the machine shared: +-5 %) much of the gain goes: the 16 GEMMs
+    (only as deep as the channels: 64 x 64 by 64 x 512) thread worse than im2col's one, and
+    the transforms are serial. Forward | forward and input gradient through autograd, ms:
+      8  64  64 16  1.23 -> 1.10 | 2.71 -> 2.27     1  64  64 56  1.66 -> 1.53 | 3.16 -> 3.11
+      8 128 128  8  0.92 -> 0.96 | 1.78 -> 1.95     1 128 128 28  1.40 -> 1.22 | 2.73 -> 2.51
+      8 256 256  4  0.99 -> 1.14                    1 256 256 14  1.45 -> 1.31 | 2.71 -> 2.71
+    so not below 14x14 (min_size: small images carry more padding and shorter loops).
     Few tiles lose: the weights' transform (16 matrices of in x out: 16 MB at 512 channels)
     costs more than the GEMMs save; few channels lose: the GEMMs are small beside the
     transforms of the images (the digits CNN's 1 -> 16 and 16 -> 32 at 8x8 and 4x4)."""

@@ -185,7 +185,7 @@ def _same_path_params(padding):
 
 def test_winograd_choice():
     """The rule (_winograd_pays): ResNet-18's large 3x3 layers take Winograd F(2x2, 3x3),
-    forward and input gradient; few tiles (512 channels at 2x2), small images (4x4), few
+    forward and input gradient; few tiles (512 channels at 2x2), small images (8x8), few
     channels (the digits CNN: its kernels are then never compiled), other kernels, strides
     and groups do not; nor the input gradient of a padding over 2 (it would crop)."""
     def chosen(x_shape, w_shape, padding=1, transposed=False, **params):
@@ -198,7 +198,7 @@ def test_winograd_choice():
         assert chosen((8, 64, 16, 16), (64, 64, 3, 3), transposed=transposed)
         assert chosen((1, 256, 14, 14), (256, 256, 3, 3), transposed=transposed)
         assert not chosen((8, 512, 2, 2), (512, 512, 3, 3), transposed=transposed)
-        assert not chosen((8, 256, 4, 4), (256, 256, 3, 3), transposed=transposed)
+        assert not chosen((8, 128, 8, 8), (128, 128, 3, 3), transposed=transposed)
         assert not chosen((64, 1, 8, 8), (16, 1, 3, 3), transposed=transposed)
         assert not chosen((64, 16, 4, 4), (32, 16, 3, 3), transposed=transposed)
         assert not chosen((8, 64, 16, 16), (64, 64, 5, 5), transposed=transposed)
