@@ -5,6 +5,9 @@ Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (S
 OpenBLAS, through Numba's gemm wrapper: `gemm`) runs that GEMM near the machine's peak; as a
 composite of unfold/matmul ops it would make several full-size copies and graph nodes per
 layer.
+3x3 stride-1 convolutions with enough channels and outputs take Winograd F(2x2, 3x3)
+instead, forward and input gradient (winograd_kernel, chosen by _winograd_pays): 16 smaller
+GEMMs between transforms of the images, weights and outputs.
 
 The kernels are plain `njit` functions shared by both ranks (a 1-D convolution is a 2-D one
 with H = 1). Each call works through the batch in equal chunks of images whose im2col columns
