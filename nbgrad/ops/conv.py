@@ -50,7 +50,7 @@ TRANSPOSED_WEIGHT_GRADIENT_BELOW = 128
 # in a call and outputs of WINOGRAD_MIN_SIZE a side: see _winograd_pays for the figures.
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_TILES = 32
-WINOGRAD_MIN_SIZE = 14
+WINOGRAD_MIN_SIZE = 28
 
 
 # ---------------------------------------------------------------------------------------
@@ -839,6 +839,11 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
       8 128 128  8  0.92 -> 0.96 | 1.78 -> 1.95     1 128 128 28  1.40 -> 1.22 | 2.73 -> 2.51
       8 256 256  4  0.99 -> 1.14                    1 256 256 14  1.45 -> 1.31 | 2.71 -> 2.71
     so not below 14x14 (min_size: small images carry more padding and shorter loops).
+    In whole networks, two threads, best of 3-5 processes each (asv_benchmarks/compare.py's
+    workloads): ResNet-18 inference at 1x3x224x224 31.7 ms with Winograd from 14x14, 32.0
+    from 28x28, 34.1 without; but ResNet-18 forward and backward at 8x3x64x64, where only
+    layer1 (16x16) qualifies from 14x14, 87 ms with it against 73.5 without (the isolated
+    layer said otherwise: cause not found). So from 28x28.
     Few tiles lose: the weights' transform (16 matrices of in x out: 16 MB at 512 channels)
     costs more than the GEMMs save; few channels lose: the GEMMs are small beside the
     transforms of the images (the digits CNN's 1 -> 16 and 16 -> 32 at 8x8 and 4x4)."""
