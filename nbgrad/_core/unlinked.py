@@ -60,19 +60,22 @@ def _writeable(argument):
 
 
 @functools.cache
-def unlinked(dispatcher):
+def unlinked(dispatcher, writeable=False):
     """A function for njit code that calls `dispatcher` without compiling it into the
-    caller."""
+    caller; `writeable=True` passes read-only arrays to it as writeable ones (the same
+    machine value), for a callee that takes the caller's arguments as they come (a stage).
+
+    NOTE: a step traced with a writeable array and called with a read-only one is compiled
+    a second time, at the call, outside `recording()`. Its stages, typed from its arguments,
+    were then compiled again under symbols of their own that no record named, and the next
+    process loaded that version from the cache without them and segfaulted (a staged step
+    with 0-d constant arguments did). Not for eager kernels: eager mode calls them with
+    read-only tables (plans, masks), and passing those as writeable compiles each again."""
 
     @intrinsic
     def call(typingctx, *arguments):
-        # NOTE: read-only arrays are passed as writeable ones (the same machine value): the
-        # callee's symbol must not depend on a flag that the caller's arguments may change
-        # from call to call. A step traced with a writeable array and called with a read-only
-        # one is compiled a second time, at the call, outside `recording()`: had that version
-        # called callees of their own, the next process would have loaded it from the cache
-        # without them, and segfaulted (it did: a staged step with 0-d constant arguments).
-        passed = tuple(_writeable(argument) for argument in arguments)
+        passed = tuple(_writeable(argument) for argument in arguments) if writeable else \
+            arguments
         callee = typingctx.resolve_function_type(types.Dispatcher(dispatcher), passed, {})
         if callee is None:
             return None

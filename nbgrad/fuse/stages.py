@@ -74,6 +74,7 @@ def split(body, arguments, views, decorator):
                    *prologue, *stage, *epilogue, "", ""]
         call = f"call_stage_{k}({', '.join(taken + carried)})"
         calls.append(f"    {tuple_target(returned)} = {call}" if returned else f"    {call}")
-    source += [f"call_stage_{k} = unlinked(stage_{k})" for k in range(len(stages))]
+    source += [f"call_stage_{k} = unlinked(stage_{k}, writeable=True)"
+               for k in range(len(stages))]
     source += ["", "", decorator, f"def fused_step({', '.join(arguments)}):", *calls]
     return "\n".join(source) + "\n"
