@@ -212,15 +212,21 @@ def test_every_step_records_the_kernels_it_calls(tmp_path):
     assert "_linear_vjp_kernel" in records[0] and "_sgd_update" in records[0]
 
 
-def test_a_step_cut_into_stages_loads_from_the_cache(tmp_path):
-    # A cached step's stages, and the kernels they call, are loaded before the step.
-    script = "import nbgrad.fuse.stages\nnbgrad.fuse.stages.STAGE_LINES = 10\n" + CACHE_SCRIPT
+def _reports_of_two_processes(script, tmp_path):
+    """The JSON that `script` prints last, from two processes in turn on one cache."""
     reports = []
     for _ in range(2):
         done = subprocess.run([sys.executable, "-c", script], env=cache_env(tmp_path),
                               cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return reports
+
+
+def test_a_step_cut_into_stages_loads_from_the_cache(tmp_path):
+    # A cached step's stages, and the kernels they call, are loaded before the step.
+    script = "import nbgrad.fuse.stages\nnbgrad.fuse.stages.STAGE_LINES = 10\n" + CACHE_SCRIPT
+    reports = _reports_of_two_processes(script, tmp_path)
     generated = list((tmp_path / "nbgrad" / "generated").glob("*fused*.py"))
     assert sum(path.read_text().count("def stage_") for path in generated) >= 3
     first, second = reports
@@ -256,12 +262,6 @@ def test_a_staged_step_called_with_other_read_only_flags_loads_from_the_cache(tm
     """The step is traced with writeable 0-d constants and called with read-only ones, which
     Numba compiles a second time, at the call. Before, that version's stages had symbols of
     their own that no record named, and the next process segfaulted on the cached step."""
-    reports = []
-    for _ in range(2):
-        done = subprocess.run([sys.executable, "-c", READ_ONLY_SCRIPT], env=cache_env(tmp_path),
-                              cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    first, second = reports
+    first, second = _reports_of_two_processes(READ_ONLY_SCRIPT, tmp_path)
     assert first["stats"]["fused_calls"] == 2 and second["stats"]["cache_hits"] == 1
     assert second["results"] == first["results"]
