@@ -110,11 +110,17 @@ def _record_path(module):
 
 def save_callees(module, callees):
     """Write the `recording()` of `module`'s step beside it: each callee by the module's
-    global name for its dispatcher."""
+    global name for its dispatcher, with those of its versions recorded before."""
     names = {id(value): name for name, value in vars(module).items()
              if isinstance(value, CPUDispatcher)}
     record = [(names[id(dispatcher)], argument_types, symbol)
               for symbol, (dispatcher, argument_types) in callees.items()]
+    # Added to what the module's other versions (other argument types) recorded before.
+    try:
+        with open(_record_path(module), "rb") as handle:
+            record = [entry for entry in pickle.load(handle) if entry[2] not in callees] + record
+    except Exception:  # noqa: BLE001 - none yet, or unreadable: this one alone
+        pass
     path = _record_path(module)
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "wb") as handle:

@@ -59,12 +59,19 @@ def _copy_kept(wrapper):
     return Tensor._wrap(buffer)
 
 
+def _not_compiled_for(error):
+    """Whether `error` is Numba's refusal of arguments the kernel was not compiled for (a
+    read-only array where the trace had a writeable one: see `kernel.compile_kernel`)."""
+    return str(error).startswith("No matching definition")
+
+
 _WIDTH = 100  # of the generated source's lines, where they can be wrapped
 
 _HELPERS = {"MISMATCH": MISMATCH, "ABSENT": ABSENT, "fits": _fits, "same_scalar": _same_scalar,
             "contents_of": _contents_of, "copy_kept": _copy_kept, "wrap": Tensor._wrap,
             "getrefcount": sys.getrefcount, "grad_mode": _grad_state, "empty": np.empty,
-            "profiling": profiler.state, "clock": profiler.clock, "fused_ran": profiler.fused_ran}
+            "profiling": profiler.state, "clock": profiler.clock, "fused_ran": profiler.fused_ran,
+            "not_compiled_for": _not_compiled_for}
 
 # A deferred graph's kernel is named in a profile by its number (a step's, by the step's name).
 _graph_numbers = itertools.count()
@@ -118,9 +125,11 @@ class CallWriter:
         call is one event named after the step."""
         label = f"fused: {self.step_name or f'deferred graph {next(_graph_numbers)}'}"
         start = f"{kernel}("
-        return "started = profiling.enabled and clock()\n" + \
-            textwrap.fill(", ".join(arguments), _WIDTH - 4, initial_indent=start,
-                          subsequent_indent=" " * len(start)) + ")\n" + \
+        return "started = profiling.enabled and clock()\ntry:\n" + \
+            textwrap.fill(", ".join(arguments), _WIDTH - 4, initial_indent="    " + start,
+                          subsequent_indent=" " * (len(start) + 4)) + ")\n" + \
+            "except TypeError as error:\n" + \
+            "    if not_compiled_for(error):\n        return MISMATCH\n    raise\n" + \
             f"if started:\n    fused_ran({label!r}, started)"
 
     def check(self, condition):

@@ -160,7 +160,9 @@ class _StepCall(FrontEnd):
             writer.check(f"{tensor}._grad is None")
         expression = f"{tensor}._grad._data" if kind == "grad" else f"{tensor}._data"
         writer.lines += writer.fetch(name, expression, traced.shape, traced.dtype)
-        return np.empty(traced.shape, traced.dtype)
+        sample = np.empty(traced.shape, traced.dtype)
+        sample.flags.writeable = traced.flags.writeable  # (a read-only array types apart)
+        return sample
 
     def before_call(self, writer, tracer, emitter, arenas, samples):
         """Lines fetching the optimizers' state and scalars, and keeping the .grad tensors

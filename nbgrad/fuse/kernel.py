@@ -79,10 +79,16 @@ def compile_kernel(source, sample_arguments, stats):
         known = _unlinked.load_callees(module)
         if not known:
             kernel._cache.flush()  # (see _core.unlinked: never load a step of unknown callees)
+        kernel.disable_compile(False)  # (another version of the same step may be loaded)
         with _unlinked.recording() as callees:
             kernel.compile(signature)
         if not known or callees:
             _unlinked.save_callees(module, callees)
+        # NOTE: no version compiled at a call, outside `recording()`: Numba would compile one
+        # for an argument read-only where the trace's was writeable, and its callees, which
+        # no record names, would be missing when the next process loads it from the cache
+        # (a segfault). Such a call does not fit (`call.py`), and is traced again.
+        kernel.disable_compile()
     except Exception as error:  # a corrupted or unusable cache must never be fatal
         warnings.warn(f"nbgrad.compile: the kernel cache failed ({error!r}); compiling "
                       "in memory instead", RuntimeWarning, stacklevel=2)

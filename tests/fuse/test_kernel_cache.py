@@ -265,3 +265,40 @@ def test_a_staged_step_called_with_other_read_only_flags_loads_from_the_cache(tm
     first, second = _reports_of_two_processes(READ_ONLY_SCRIPT, tmp_path)
     assert first["stats"]["fused_calls"] == 2 and second["stats"]["cache_hits"] == 1
     assert second["results"] == first["results"]
+
+
+READ_ONLY_INPUT_SCRIPT = r'''
+import json, warnings
+import numpy as np
+import nbgrad
+warnings.simplefilter("ignore")  # (from_numpy of a read-only array warns, as torch does)
+
+nbgrad.manual_seed(0)
+conv = nbgrad.nn.Conv2d(2, 3, 3, padding=1)
+
+def step(x):
+    out = conv(x).sum()
+    out.backward()
+    return out
+
+compiled = nbgrad.compile(step)
+results = []
+for call in range(3):
+    x = np.random.default_rng(call).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    x.flags.writeable = call == 0
+    conv.zero_grad()
+    results.append([compiled(nbgrad.from_numpy(x)).item()] + conv.weight.grad.reshape(-1).tolist())
+print(json.dumps({"stats": compiled.stats, "results": results}))
+'''
+
+
+def test_a_read_only_input_after_a_writeable_one_is_traced_again_and_loads_from_the_cache(
+        tmp_path):
+    """A step traced with a writeable input and called with a read-only one: Numba would
+    compile the kernel again at the call, outside the record of its callees (the convolution
+    kernels, for read-only input), and the next process segfaulted loading that version.
+    Now the call does not fit, the step is traced again, and both versions are recorded."""
+    first, second = _reports_of_two_processes(READ_ONLY_INPUT_SCRIPT, tmp_path)
+    assert first["stats"]["specializations"] == 2 and first["stats"]["fused_calls"] == 1
+    assert second["stats"]["cache_hits"] == 2
+    assert second["results"] == first["results"]
