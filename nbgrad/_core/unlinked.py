@@ -53,30 +53,14 @@ def _register(dispatcher, argument_types, symbol):
     llvm.add_symbol(symbol, address)
 
 
-def _writeable(argument):
-    if isinstance(argument, types.Array) and not argument.mutable:
-        return argument.copy(readonly=False)
-    return argument
-
-
 @functools.cache
-def unlinked(dispatcher, writeable=False):
+def unlinked(dispatcher):
     """A function for njit code that calls `dispatcher` without compiling it into the
-    caller; `writeable=True` passes read-only arrays to it as writeable ones (the same
-    machine value), for a callee that takes the caller's arguments as they come (a stage).
-
-    NOTE: a step traced with a writeable array and called with a read-only one is compiled
-    a second time, at the call, outside `recording()`. Its stages, typed from its arguments,
-    were then compiled again under symbols of their own that no record named, and the next
-    process loaded that version from the cache without them and segfaulted (a staged step
-    with 0-d constant arguments did). Not for eager kernels: eager mode calls them with
-    read-only tables (plans, masks), and passing those as writeable compiles each again."""
+    caller."""
 
     @intrinsic
     def call(typingctx, *arguments):
-        passed = tuple(_writeable(argument) for argument in arguments) if writeable else \
-            arguments
-        callee = typingctx.resolve_function_type(types.Dispatcher(dispatcher), passed, {})
+        callee = typingctx.resolve_function_type(types.Dispatcher(dispatcher), arguments, {})
         if callee is None:
             return None
         # Compiled (or loaded) by the resolution above; named as its own library names it.
@@ -91,7 +75,7 @@ def unlinked(dispatcher, writeable=False):
             function_type = context.call_conv.get_function_type(callee.return_type, callee.args)
             function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
             values = [context.cast(builder, value, given, wanted) for value, given, wanted
-                      in zip(cgutils.unpack_tuple(builder, values[0]), passed, callee.args)]
+                      in zip(cgutils.unpack_tuple(builder, values[0]), arguments, callee.args)]
             status, result = context.call_conv.call_function(
                 builder, function, callee.return_type, callee.args, values)
             with cgutils.if_unlikely(builder, status.is_error):

@@ -17,8 +17,6 @@ from .call import tuple_target
 # A body longer than this is cut into stages of about this many lines. Measured on ResNet-18's
 # training step (CPU time of its compile, eager kernels cached): 200 lines 27.9 s, 100 lines
 # 22.2 s; a 150-line step compiles as fast whole as in two stages.
-# NOTE: a stage compiled without its CPython wrapper (`no_cpython_wrapper`, which would save
-# about 0.3 s a stage) made a step loaded from the cache segfault: it keeps the wrapper.
 STAGE_LINES = 100
 # Top-level lines that continue the statement before them.
 _CONTINUATIONS = ("else:", "elif ", "except", "finally:")
@@ -74,7 +72,6 @@ def split(body, arguments, views, decorator):
                    *prologue, *stage, *epilogue, "", ""]
         call = f"call_stage_{k}({', '.join(taken + carried)})"
         calls.append(f"    {tuple_target(returned)} = {call}" if returned else f"    {call}")
-    source += [f"call_stage_{k} = unlinked(stage_{k}, writeable=True)"
-               for k in range(len(stages))]
+    source += [f"call_stage_{k} = unlinked(stage_{k})" for k in range(len(stages))]
     source += ["", "", decorator, f"def fused_step({', '.join(arguments)}):", *calls]
     return "\n".join(source) + "\n"
