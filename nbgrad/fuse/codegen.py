@@ -2,8 +2,8 @@
 
 Each primitive's fused rule (`Primitive.fuse`) emits the statements for its forward and
 VJP (also for the engine's own arithmetic, which is primitive calls: `nbgrad.ops.gradients`);
-this module emits fills (zero_grad) and the optimizer updates (a loop over the parameters
-calling the optimizer's eager kernel), and decides which arrays are arguments (read from
+this module emits fills (zero_grad) and the optimizer updates (the optimizer's eager kernel
+called on each parameter), and decides which arrays are arguments (read from
 tensors or the optimizer's state at call time), preallocated buffers, or local views.
 """
 import math
