@@ -6,8 +6,11 @@ OpenBLAS, through Numba's gemm wrapper: `gemm`) runs that GEMM near the machine'
 composite of unfold/matmul ops it would make several full-size copies and graph nodes per
 layer.
 3x3 stride-1 convolutions with enough channels and outputs take Winograd F(2x2, 3x3)
-instead, forward and input gradient (winograd_kernel, chosen by _winograd_pays): 16 smaller
-GEMMs between transforms of the images, weights and outputs.
+in the forward instead (winograd_kernel, chosen by _winograd_pays): 16 smaller GEMMs between
+transforms of the images, weights and outputs. Their gradients still go through im2col and
+col2im: a Winograd input gradient (the transposed convolution of the output gradient) made
+ResNet-18's training step at 2x3x224x224 slower (246.8 against 235.6 ms, best of 3), while
+forward-only Winograd keeps its gain (171.4 against 181.7 ms without).
 
 The kernels are plain `njit` functions shared by both ranks (a 1-D convolution is a 2-D one
 with H = 1). Each call works through the batch in equal chunks of images whose im2col columns
@@ -441,13 +444,6 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
 # tiles run over the bottom/right edge where the output size is odd), V, the 16 GEMMs into
 # M, and M's transform into the output (through a scratch pair of rows: the edge tiles'
 # extra row/column is cropped there) with the bias added.
-#
-# The input gradient of such a convolution is one too: of the output gradient, padded by
-# 2 - padding, with the weights flipped and their in and out channels swapped
-# (`transposed`). G flip(g) G^T is G g G^T with its rows and columns 0 and 3 exchanged
-# (G's rows are symmetric but for 0 and 3, which are each other's mirror): the weight
-# transform writes the gradient's U so, transposed (its GEMMs are then the forward's: an
-# A transposed in the GEMM ran up to 13 % slower).
 
 @_helper
 def _skewed(size):
@@ -477,39 +473,33 @@ def _winograd_output_rows(m0, m1, m2, m3):
 
 
 @_helper
-def _winograd_weights(weight, rows, columns, row_step, column_step, mirrored, workspace, at,
-                      pitch):
-    """U[xi] = G g G^T of the weight's 3x3 kernels g, as 16 row-major (rows, columns)
-    matrices `pitch` apart from workspace[at]: element (r, c) from the kernel at
-    r * row_step + c * column_step; `mirrored`: with rows and columns 0 and 3 of each
-    4x4 G g G^T exchanged (the input gradient's flipped kernels: see above)."""
+def _winograd_weights(weight, out_channels, channels, workspace, pitch):
+    """U[xi] = G g G^T of the weight's 3x3 kernels g, as 16 row-major (out_channels,
+    channels) matrices `pitch` apart from the workspace's start."""
     half = typed(0.5, workspace)
     pitch = _u(pitch)
-    # where G g G^T's columns 0 to 3 go (its rows: 4 times as far)
-    first, last = _u(3 * mirrored) * pitch, _u(3 - 3 * mirrored) * pitch
-    c0, c1, c2, c3 = first, pitch, _u(2) * pitch, last
-    r0, r1, r2, r3 = _u(4) * first, _u(4) * pitch, _u(8) * pitch, _u(4) * last
-    t = _u(at)
-    for r in range(_u(rows)):
-        for c in range(_u(columns)):
-            s = r * _u(row_step) + c * _u(column_step)
-            # G g: its columns
-            g00, g10, g20, g30 = _winograd_weight_rows(weight[s], weight[s + _u(3)],
-                                                       weight[s + _u(6)], half)
-            g01, g11, g21, g31 = _winograd_weight_rows(weight[s + _u(1)], weight[s + _u(4)],
-                                                       weight[s + _u(7)], half)
-            g02, g12, g22, g32 = _winograd_weight_rows(weight[s + _u(2)], weight[s + _u(5)],
-                                                       weight[s + _u(8)], half)
-            # (G g) G^T: its rows
-            workspace[t + r0 + c0], workspace[t + r0 + c1], workspace[t + r0 + c2], \
-                workspace[t + r0 + c3] = _winograd_weight_rows(g00, g01, g02, half)
-            workspace[t + r1 + c0], workspace[t + r1 + c1], workspace[t + r1 + c2], \
-                workspace[t + r1 + c3] = _winograd_weight_rows(g10, g11, g12, half)
-            workspace[t + r2 + c0], workspace[t + r2 + c1], workspace[t + r2 + c2], \
-                workspace[t + r2 + c3] = _winograd_weight_rows(g20, g21, g22, half)
-            workspace[t + r3 + c0], workspace[t + r3 + c1], workspace[t + r3 + c2], \
-                workspace[t + r3 + c3] = _winograd_weight_rows(g30, g31, g32, half)
-            t += _u(1)
+    # where G g G^T's columns 1 to 3 go (its rows: 4 times as far)
+    c1, c2, c3 = pitch, _u(2) * pitch, _u(3) * pitch
+    r1, r2, r3 = _u(4) * pitch, _u(8) * pitch, _u(12) * pitch
+    t = _u(0)
+    for s in range(_u(0), _u(9 * out_channels * channels), _u(9)):
+        # G g: its columns
+        g00, g10, g20, g30 = _winograd_weight_rows(weight[s], weight[s + _u(3)],
+                                                   weight[s + _u(6)], half)
+        g01, g11, g21, g31 = _winograd_weight_rows(weight[s + _u(1)], weight[s + _u(4)],
+                                                   weight[s + _u(7)], half)
+        g02, g12, g22, g32 = _winograd_weight_rows(weight[s + _u(2)], weight[s + _u(5)],
+                                                   weight[s + _u(8)], half)
+        # (G g) G^T: its rows
+        workspace[t], workspace[t + c1], workspace[t + c2], workspace[t + c3] = \
+            _winograd_weight_rows(g00, g01, g02, half)
+        workspace[t + r1], workspace[t + r1 + c1], workspace[t + r1 + c2], \
+            workspace[t + r1 + c3] = _winograd_weight_rows(g10, g11, g12, half)
+        workspace[t + r2], workspace[t + r2 + c1], workspace[t + r2 + c2], \
+            workspace[t + r2 + c3] = _winograd_weight_rows(g20, g21, g22, half)
+        workspace[t + r3], workspace[t + r3 + c1], workspace[t + r3 + c2], \
+            workspace[t + r3 + c3] = _winograd_weight_rows(g30, g31, g32, half)
+        t += _u(1)
 
 
 @_helper
@@ -606,22 +596,13 @@ def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_
 @_jit
 def winograd_kernel(images, weight, bias, out, plan, workspace):
     """out = conv(images, weight) + bias (bias of size 0: none) for a 3x3 stride-1
-    convolution, by Winograd F(2x2, 3x3); or, `transposed`, the input gradient of such a
-    convolution from its output gradient (`images`) and its weight (no bias). All flat;
-    plan: see _WinogradPlan."""
+    convolution, by Winograd F(2x2, 3x3). All flat; plan: see _WinogradPlan."""
     batch, channels, height, width, out_channels, out_h, out_w, pad_top, pad_left, chunk, \
-        transposed, tiles_h, tiles_w, padded_h, padded_w, transformed_at, products_at, \
-        images_at, scalars_at, scratch_at = plan[:20]
+        tiles_h, tiles_w, padded_h, padded_w, transformed_at, products_at, images_at, \
+        scalars_at, scratch_at = plan[:19]
     zero = typed(0.0, out)
     weights_pitch = _skewed(channels * out_channels)
-    # U[xi] (out_channels, channels): the weight's kernels, or for the input gradient its
-    # transposed and flipped ones
-    if transposed:
-        row_step, column_step = 9 + 0 * channels, 9 * out_channels
-    else:
-        row_step, column_step = 9 * channels, 9 + 0 * channels
-    _winograd_weights(weight, out_channels, channels, row_step, column_step, transposed,
-                      workspace, 0 * channels, weights_pitch)
+    _winograd_weights(weight, out_channels, channels, workspace, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
@@ -788,15 +769,14 @@ def _aligned(offset):
 
 class _WinogradPlan:
     """A winograd_kernel call's integers (its `plan` argument, read-only as _Plan's) and
-    workspace size: the source images (N, C, H, W) (the input, or for the input gradient
-    the output gradient), the channels and size of the result, its padding and
-    `transposed`; the chunk of images (of at most `budget` elements of V or M), the tiles
+    workspace size: the input's shape (N, C, H, W), the channels and size of the output, the
+    padding; the chunk of images (of at most `budget` elements of V or M), the tiles
     (2x2 outputs, over the edge where a size is odd) and the images' padded copy (4x4
     input blocks at every even offset: 2 tiles + 2 a side); the workspace's parts: U, V, M,
     the padded images, the output's scratch rows and gemm's scalars."""
 
-    def __init__(self, source_shape, out_channels, out_size, padding, transposed, budget):
-        batch, channels, height, width = source_shape
+    def __init__(self, x_shape, out_channels, out_size, padding, budget):
+        batch, channels, height, width = x_shape
         (out_h, out_w), (pad_top, pad_left) = out_size, padding
         tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
         tiles, padded = tiles_h * tiles_w, (2 * tiles_h + 2) * (2 * tiles_w + 2)
@@ -810,7 +790,7 @@ class _WinogradPlan:
         scalars_at = scratch_at + 4 * tiles_w
         self.workspace = scalars_at + 2
         self.array = np.array((batch, channels, height, width, out_channels, out_h, out_w,
-                               pad_top, pad_left, chunk, int(transposed), tiles_h, tiles_w,
+                               pad_top, pad_left, chunk, tiles_h, tiles_w,
                                2 * tiles_h + 2, 2 * tiles_w + 2, transformed_at, products_at,
                                images_at, scalars_at, scratch_at), np.int64)
         self.array.flags.writeable = False
@@ -823,27 +803,28 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
     (WINOGRAD_MIN_CHANNELS) in and out, `min_tiles` (WINOGRAD_MIN_TILES) 2x2 output tiles in
     all, and outputs of at least `min_size` (WINOGRAD_MIN_SIZE) a side.
 
-    Measured (float32, padding 1, ms, im2col -> Winograd, forward | input gradient; batch,
-    channels in and out, size, tiles). With one BLAS thread (stable figures):
-      8  64  64 16 512   1.88 -> 1.26 | 1.89 -> 1.25    1  64  64 56 784  2.89 -> 1.78 | 2.67 -> 1.80
-      8 128 128  8 128   1.64 -> 1.10 | 1.61 -> 1.14    1 128 128 28 196  2.48 -> 1.50 | 2.35 -> 1.53
-      8 256 256  4  32   1.59 -> 1.38 | 1.68 -> 1.58    1 256 256 14  49  2.42 -> 1.69 | 2.45 -> 1.91
-      8 512 512  4  32   6.34 -> 6.31 | 7.39 -> 7.75    1 256 256 10  25  1.27 -> 1.20 | 1.36 -> 1.40
-      8 512 512  2   8   1.98 -> 4.64 | 2.30 -> 6.73    1 512 512  7  16  2.84 -> 4.50 | 3.25 -> 5.94
-      8  32  32 16 512   0.61 -> 0.37 | 0.62 -> 0.37    8  32  32  4  32  0.048 -> 0.056 | 0.043 -> 0.054
-     64  16  32  4 256   0.17 -> 0.28 | 0.18 -> 0.23   64   1  16  8 1024 0.043 -> 0.22 | 0.048 -> 0.15
+    Measured (float32, padding 1, ms, forward, im2col -> Winograd; batch, channels in and
+    out, size, tiles). With one BLAS thread (stable figures):
+      8  64  64 16 512   1.88 -> 1.26     1  64  64 56 784  2.89 -> 1.78
+      8 128 128  8 128   1.64 -> 1.10     1 128 128 28 196  2.48 -> 1.50
+      8 256 256  4  32   1.59 -> 1.38     1 256 256 14  49  2.42 -> 1.69
+      8 512 512  4  32   6.34 -> 6.31     1 256 256 10  25  1.27 -> 1.20
+      8 512 512  2   8   1.98 -> 4.64     1 512 512  7  16  2.84 -> 4.50
+      8  32  32 16 512   0.61 -> 0.37     8  32  32  4  32  0.048 -> 0.056
+     64  16  32  4 256   0.17 -> 0.28    64   1  16  8 1024 0.043 -> 0.22
     With two BLAS threads (the machine shared: +-5 %) much of the gain goes: the 16 GEMMs
     (only as deep as the channels: 64 x 64 by 64 x 512) thread worse than im2col's one, and
-    the transforms are serial. Forward | forward and input gradient through autograd, ms:
-      8  64  64 16  1.23 -> 1.10 | 2.71 -> 2.27     1  64  64 56  1.66 -> 1.53 | 3.16 -> 3.11
-      8 128 128  8  0.92 -> 0.96 | 1.78 -> 1.95     1 128 128 28  1.40 -> 1.22 | 2.73 -> 2.51
-      8 256 256  4  0.99 -> 1.14                    1 256 256 14  1.45 -> 1.31 | 2.71 -> 2.71
+    the transforms are serial:
+      8  64  64 16  1.23 -> 1.10     1  64  64 56  1.66 -> 1.53
+      8 128 128  8  0.92 -> 0.96     1 128 128 28  1.40 -> 1.22
+      8 256 256  4  0.99 -> 1.14     1 256 256 14  1.45 -> 1.31
     so not below 14x14 (min_size: small images carry more padding and shorter loops).
     In whole networks, two threads, best of 3-5 processes each (asv_benchmarks/compare.py's
-    workloads): ResNet-18 inference at 1x3x224x224 31.7 ms with Winograd from 14x14, 32.0
-    from 28x28, 34.1 without; but ResNet-18 forward and backward at 8x3x64x64, where only
-    layer1 (16x16) qualifies from 14x14, 87 ms with it against 73.5 without (the isolated
-    layer said otherwise: cause not found). So from 28x28.
+    workloads), when the input gradient took Winograd too: ResNet-18 inference at
+    1x3x224x224 31.7 ms with Winograd from 14x14, 32.0 from 28x28, 34.1 without; but
+    ResNet-18 forward and backward at 8x3x64x64, where only layer1 (16x16) qualifies from
+    14x14, 87 ms with it against 73.5 without (the isolated layer said otherwise: cause not
+    found). So from 28x28.
     Few tiles lose: the weights' transform (16 matrices of in x out: 16 MB at 512 channels)
     costs more than the GEMMs save; few channels lose: the GEMMs are small beside the
     transforms of the images (the digits CNN's 1 -> 16 and 16 -> 32 at 8x8 and 4x4)."""
@@ -854,29 +835,22 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
 
 @functools.lru_cache(maxsize=256)
 def _cached_winograd_plan(x_shape, weight_shape, out_shape, stride, padding, dilation, groups,
-                          transposed, budget, min_channels, min_tiles, min_size):
+                          budget, min_channels, min_tiles, min_size):
     if not (len(weight_shape) == 4 and weight_shape[2:] == (3, 3) and groups == 1
             and stride == (1, 1) and dilation == (1, 1)
-            and (not transposed or max(padding) <= 2)):
+            and _winograd_pays(x_shape[1], out_shape[1], x_shape[0], *out_shape[2:],
+                               min_channels, min_tiles, min_size)):
         return None
-    if transposed:  # (the output gradient's convolution, padded by 2 - padding: see above)
-        source_shape, out_channels, out_size, padding = (
-            out_shape, x_shape[1], x_shape[2:], tuple(2 - side for side in padding))
-    else:
-        source_shape, out_channels, out_size = x_shape, out_shape[1], out_shape[2:]
-    if not _winograd_pays(source_shape[1], out_channels, source_shape[0], *out_size,
-                          min_channels, min_tiles, min_size):
-        return None
-    return _WinogradPlan(source_shape, out_channels, out_size, padding, transposed, budget)
+    return _WinogradPlan(x_shape, out_shape[1], out_shape[2:], padding, budget)
 
 
-def _winograd_plan(x_shape, weight_shape, out_shape, params, transposed):
-    """The _WinogradPlan of the convolution's forward or (transposed) input gradient where
-    Winograd is chosen for it, else None."""
+def _winograd_plan(x_shape, weight_shape, out_shape, params):
+    """The _WinogradPlan of the convolution's forward where Winograd is chosen for it, else
+    None."""
     stride, padding, dilation = resolve(weight_shape, params["stride"], params["padding"],
                                         params["dilation"])
     return _cached_winograd_plan(tuple(x_shape), tuple(weight_shape), tuple(out_shape), stride,
-                                 padding, dilation, params["groups"], transposed, COLUMN_BUDGET,
+                                 padding, dilation, params["groups"], COLUMN_BUDGET,
                                  WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES, WINOGRAD_MIN_SIZE)
 
 
@@ -887,7 +861,7 @@ def _flat(array):
 def forward(x, weight, bias, **params):
     shape, dtype = infer(x, weight, bias, **params)
     out = np.empty(shape, dtype)
-    winograd = _winograd_plan(x.shape, weight.shape, shape, params, False)
+    winograd = _winograd_plan(x.shape, weight.shape, shape, params)
     if winograd is not None:
         winograd_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), winograd.array,
                         np.empty(winograd.workspace, dtype))
@@ -898,40 +872,23 @@ def forward(x, weight, bias, **params):
     return out
 
 
-def _backward_plans(x_shape, weight_shape, g_shape, params, needs):
-    """The _Plan, the _WinogradPlan of the input gradient where it is chosen (else None),
-    the needs left to conv_backward_kernel (the input gradient's taken off then) and the
-    workspace size for both."""
-    plan = _plan(x_shape, weight_shape, g_shape, params)
-    winograd = _winograd_plan(x_shape, weight_shape, g_shape, params, True) if needs[0] else None
-    if winograd is None:
-        return plan, None, tuple(needs), plan.workspace
-    return plan, winograd, (0,) + tuple(needs[1:]), max(plan.workspace, winograd.workspace)
-
-
 def vjp(node, g):
     # What a VJP does not read is not saved (save_for): zero-size stand-ins then, as for the
     # gradients that are not asked for.
     x, weight = node.saved
     (x_shape, _), (weight_shape, _) = node.input_meta[:2]
     needs = tuple(node.needs)
-    plan, winograd, left, size = _backward_plans(x_shape, weight_shape, g.shape, node.params,
-                                                 needs)
+    plan = _plan(x_shape, weight_shape, g.shape, node.params)
     dtype = g.dtype
     # NOTE: made in their own shapes and returned as they are: the engine takes a gradient
     # it owns (an array that is not a view) as a leaf's .grad, and copies any other.
     grads = [np.empty(shape if need else 0, dtype)
              for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs)]
     absent = np.empty(0, dtype)
-    workspace = np.empty(size, dtype)
-    if winograd is not None:
-        winograd_kernel(_flat(g), _flat(weight), absent, grads[0].reshape(-1), winograd.array,
-                        workspace)
-    if any(left):
-        conv_backward_kernel(absent if x is None else _flat(x),
-                             absent if weight is None else _flat(weight), _flat(g),
-                             *[grad.reshape(-1) for grad in grads],
-                             plan.array(*left), plan.masks, workspace)
+    conv_backward_kernel(absent if x is None else _flat(x),
+                         absent if weight is None else _flat(weight), _flat(g),
+                         *[grad.reshape(-1) for grad in grads],
+                         plan.array(*needs), plan.masks, np.empty(plan.workspace, dtype))
     return tuple(grad if need else None for grad, need in zip(grads, needs))
 
 
@@ -951,7 +908,7 @@ class _ConvolutionFusion:
         x, weight, bias = arrays
         em.blas()
         flat = [f"{em.ref(array)}.reshape({array.size})" for array in arrays]
-        winograd = _winograd_plan(x.shape, weight.shape, out.shape, params, False)
+        winograd = _winograd_plan(x.shape, weight.shape, out.shape, params)
         if winograd is not None:
             workspace = self._workspace(em, winograd.workspace, out.dtype)
             em.emit(f"{em.kernel(winograd_kernel)}({', '.join(flat)}, "
@@ -967,22 +924,16 @@ class _ConvolutionFusion:
     def vjp(self, em, node, g, input_grads):
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
         needs = [int(grad is not None) for grad in input_grads]
-        plan, winograd, left, size = _backward_plans(x_shape, weight_shape, g.shape,
-                                                     node.params, needs)
+        plan = _plan(x_shape, weight_shape, g.shape, node.params)
         grads = [em.empty(1, g.dtype) if grad is None else f"{em.out(grad)}.reshape({grad.size})"
                  for grad in input_grads]
         saved = [em.empty(1, g.dtype) if array is None else f"{em.ref(array)}.reshape({array.size})"
                  for array in node.saved]
         em.blas()
-        workspace = self._workspace(em, size, g.dtype)
-        flat_g = f"{em.ref(g)}.reshape({g.size})"
-        if winograd is not None:
-            em.emit(f"{em.kernel(winograd_kernel)}({flat_g}, {saved[1]}, {em.empty(1, g.dtype)}, "
-                    f"{grads[0]}, {em.constant(winograd.array)}, {workspace})")
-        if any(left):
-            em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, {flat_g}, "
-                    f"{', '.join(grads)}, {em.constant(plan.array(*left))}, "
-                    f"{em.constant(plan.masks)}, {workspace})")
+        workspace = self._workspace(em, plan.workspace, g.dtype)
+        em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, "
+                f"{em.ref(g)}.reshape({g.size}), {', '.join(grads)}, "
+                f"{em.constant(plan.array(*needs))}, {em.constant(plan.masks)}, {workspace})")
 
 
 # ---------------------------------------------------------------------------------------

@@ -185,39 +185,37 @@ def _same_path_params(padding):
 
 def test_winograd_choice():
     """The rule (_winograd_pays): ResNet-18's 3x3 layers at 56x56 and 28x28 (at 224x224)
-    take Winograd F(2x2, 3x3), forward and input gradient; few tiles (512 channels at 2x2),
-    images under 28x28 (16x16 and 14x14: measured slower in the network), few
+    take Winograd F(2x2, 3x3) in the forward, whatever the padding; few tiles (512 channels
+    at 2x2), images under 28x28 (16x16 and 14x14: measured slower in the network), few
     channels (the digits CNN: its kernels are then never compiled), other kernels, strides
-    and groups do not; nor the input gradient of a padding over 2 (it would crop)."""
-    def chosen(x_shape, w_shape, padding=1, transposed=False, **params):
+    and groups do not."""
+    def chosen(x_shape, w_shape, padding=1, **params):
         out_shape = (x_shape[0], w_shape[0]) + tuple(size + 2 * padding - w_shape[-1] + 1
                                                       for size in x_shape[2:])
         return conv_ops._winograd_plan(x_shape, w_shape, out_shape,
-                                       {**_same_path_params(padding), **params}, transposed) is not None
+                                       {**_same_path_params(padding), **params}) is not None
 
-    for transposed in (False, True):
-        assert chosen((1, 64, 56, 56), (64, 64, 3, 3), transposed=transposed)
-        assert chosen((1, 128, 28, 28), (128, 128, 3, 3), transposed=transposed)
-        assert not chosen((8, 64, 16, 16), (64, 64, 3, 3), transposed=transposed)
-        assert not chosen((1, 256, 14, 14), (256, 256, 3, 3), transposed=transposed)
-        assert not chosen((8, 512, 2, 2), (512, 512, 3, 3), transposed=transposed)
-        assert not chosen((8, 128, 8, 8), (128, 128, 3, 3), transposed=transposed)
-        assert not chosen((64, 1, 8, 8), (16, 1, 3, 3), transposed=transposed)
-        assert not chosen((64, 16, 4, 4), (32, 16, 3, 3), transposed=transposed)
-        assert not chosen((1, 64, 56, 56), (64, 64, 5, 5), transposed=transposed)
-        assert not chosen((1, 64, 56, 56), (64, 32, 3, 3), transposed=transposed, groups=2)
-        assert not chosen((1, 64, 56, 56), (64, 64, 3, 3), transposed=transposed, stride=(2, 2))
+    assert chosen((1, 64, 56, 56), (64, 64, 3, 3))
+    assert chosen((1, 128, 28, 28), (128, 128, 3, 3))
     assert chosen((1, 64, 56, 56), (64, 64, 3, 3), padding=3)
-    assert not chosen((1, 64, 56, 56), (64, 64, 3, 3), padding=3, transposed=True)
+    assert not chosen((8, 64, 16, 16), (64, 64, 3, 3))
+    assert not chosen((1, 256, 14, 14), (256, 256, 3, 3))
+    assert not chosen((8, 512, 2, 2), (512, 512, 3, 3))
+    assert not chosen((8, 128, 8, 8), (128, 128, 3, 3))
+    assert not chosen((64, 1, 8, 8), (16, 1, 3, 3))
+    assert not chosen((64, 16, 4, 4), (32, 16, 3, 3))
+    assert not chosen((1, 64, 56, 56), (64, 64, 5, 5))
+    assert not chosen((1, 64, 56, 56), (64, 32, 3, 3), groups=2)
+    assert not chosen((1, 64, 56, 56), (64, 64, 3, 3), stride=(2, 2))
 
 
 def test_winograd_matches_torch(monkeypatch):
-    """Convolutions made to take Winograd (asserted: the thresholds lowered to 1 so small
-    shapes do) against torch in float64 and float32, forward and all gradients: odd output
-    sizes (the edge tiles cropped), padding 0 to 3 (the input gradient of padding 3 takes
-    im2col), batch 1 and 3, channels that divide by nothing, inputs transposed and sliced,
-    no bias; several chunks of images (a small column budget); a float64 gradcheck; and a
-    compiled step (the fused rule calls the same kernels) against eager."""
+    """Convolutions made to take Winograd in the forward (asserted: the thresholds lowered to
+    1 so small shapes do) against torch in float64 and float32, forward and all gradients
+    (those by im2col): odd output sizes (the edge tiles cropped), padding 0 to 3, batch 1
+    and 3, channels that divide by nothing, inputs transposed and sliced, no bias; several
+    chunks of images (a small column budget); a float64 gradcheck; and a compiled step (the
+    fused rule calls the same kernels) against eager."""
     monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_TILES", 1)
     monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_SIZE", 1)
@@ -247,11 +245,8 @@ def test_winograd_matches_torch(monkeypatch):
                                             .astype(dtype)))
                     results.append([t.detach().numpy() for t in (out, x.grad, w.grad)]
                                    + ([b.grad.numpy()] if has_bias else []))
-                params = _same_path_params(padding)
-                shape = tuple(xs.shape)
-                assert conv_ops._winograd_plan(shape, w_shape, tuple(out.shape), params, False) is not None
-                assert (conv_ops._winograd_plan(shape, w_shape, tuple(out.shape), params, True)
-                        is not None) == (padding <= 2)
+                assert conv_ops._winograd_plan(tuple(xs.shape), w_shape, tuple(out.shape),
+                                               _same_path_params(padding)) is not None
                 for mine, reference in zip(*results, strict=True):
                     np.testing.assert_allclose(mine, reference, rtol=rtol, atol=atol)
 
