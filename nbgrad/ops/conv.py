@@ -85,10 +85,10 @@ WINOGRAD_MIN_SIZE = 28
 # type (a `1` or `True` in the call; `0 * n` is a zero that is not a literal); and a function
 # called from Python gets a wrapper that unboxes its arguments (0.1 s for a dozen). So there
 # are two levels and few loops, the helpers have no wrapper, nothing is inlined, no call to
-# a compiled helper passes a constant (gemm's transposes excepted: one compilation per
-# orientation), and the kernels take their integers in one array. What is left (measured,
-# float32, cold: forward 1.7 s and backward 1.8 s CPU, helpers included) is half LLVM's
-# optimization and code generation of each kernel's module, im2col and col2im linked in.
+# a compiled helper passes a constant (not even gemm's transposes), and the kernels take
+# their integers in one array. What is left (measured, float32, cold: forward 1.7 s and
+# backward 1.5 s CPU, helpers included) is half LLVM's optimization and code generation of
+# each kernel's module, im2col and col2im linked in.
 
 # NOTE: the loops index with unsigned integers: a signed index makes Numba check for a
 # negative one (Python's wraparound) at every element, which keeps LLVM from vectorizing the
@@ -281,8 +281,9 @@ def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at,
          alpha_at, beta_at):
     """c = op(a) @ op(b) + beta * c for row-major (m, n) c, (m, k) op(a), (k, n) op(b) at
     offsets of flat arrays, with leading dimensions (op transposes where asked), through
-    BLAS; alpha (1) and beta at offsets of `scalars`. (One compilation per orientation: the
-    transposes are literals.)"""
+    BLAS; alpha (1) and beta at offsets of `scalars`. NOTE: callers pass the transposes as
+    values computed at run time, not as literal False/True: each literal combination would
+    compile gemm again (three orientations: 0.3 s more of a cold compile)."""
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -325,6 +326,7 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
     size = group_in * kernel_h * kernel_w
     positions = out_h * out_w
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
+    keep = batch < 0  # (False: see gemm)
     has_bias = bias.shape[0] > 0
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -344,12 +346,12 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
                 for o in range(group_out * has_bias):
                     _fill(out, target + o * positions, target + (o + 1) * positions,
                           bias[out0 + o])
-                gemm(group_out, positions, size, weight, out0 * size, size, False, source,
-                     source_at, columns, False, out, target, positions, workspace, scalars_at,
+                gemm(group_out, positions, size, weight, out0 * size, size, keep, source,
+                     source_at, columns, keep, out, target, positions, workspace, scalars_at,
                      scalars_at + 1 + has_bias)
                 continue
-            gemm(group_out, columns, size, weight, out0 * size, size, False, source, source_at,
-                 columns, False, workspace, block_at, columns, workspace, scalars_at,
+            gemm(group_out, columns, size, weight, out0 * size, size, keep, source, source_at,
+                 columns, keep, workspace, block_at, columns, workspace, scalars_at,
                  scalars_at + 1)
             for o in range(group_out):
                 # (x + -0.0 is x, also for x = -0.0: the identity where there is no bias)
@@ -382,6 +384,7 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
     for t in range(grad_weight.shape[0] * (batch == 0)):
         grad_weight[t] = 0  # (else the first chunk's GEMM writes it)
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
+    keep, transpose = batch < 0, batch >= 0  # (False and True: see gemm)
     direct = same and size == group_in  # (of one image: see conv_forward_kernel)
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -405,22 +408,22 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                 # The first chunk writes the weight's gradient, the others add to it.
                 beta_at = scalars_at + 1 + (first > 0)
                 if weight_gradient_at < 0:
-                    gemm(group_out, size, columns, grads, grads_at, columns, False, source,
-                         source_at, columns, True, grad_weight, out0 * size, size, workspace,
+                    gemm(group_out, size, columns, grads, grads_at, columns, keep, source,
+                         source_at, columns, transpose, grad_weight, out0 * size, size, workspace,
                          scalars_at, beta_at)
                 else:  # (transposed, then transposed back below)
-                    gemm(size, group_out, columns, source, source_at, columns, False, grads,
-                         grads_at, columns, True, workspace, weight_gradient_at + out0 * size,
+                    gemm(size, group_out, columns, source, source_at, columns, keep, grads,
+                         grads_at, columns, transpose, workspace, weight_gradient_at + out0 * size,
                          group_out, workspace, scalars_at, beta_at)
             if need_x:
                 if direct and count == 1:
-                    gemm(size, positions, group_out, weight, out0 * size, size, True, grads,
-                         grads_at, columns, False, grad_x,
+                    gemm(size, positions, group_out, weight, out0 * size, size, transpose, grads,
+                         grads_at, columns, keep, grad_x,
                          (first * channels + channel0) * positions, positions, workspace,
                          scalars_at, scalars_at + 1)
                 else:
-                    gemm(size, columns, group_out, weight, out0 * size, size, True, grads,
-                         grads_at, columns, False, workspace, 0 * columns, columns, workspace,
+                    gemm(size, columns, group_out, weight, out0 * size, size, transpose, grads,
+                         grads_at, columns, keep, workspace, 0 * columns, columns, workspace,
                          scalars_at, scalars_at + 1)
                     _col2im(workspace, first, count, channel0, group_in, geometry, same > 0,
                             images_at, masks, chunk * positions, grad_x)
@@ -604,6 +607,7 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
     weights_pitch = _skewed(channels * out_channels)
     _winograd_weights(weight, out_channels, channels, workspace, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
+    keep = batch < 0  # (False: see gemm)
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -618,7 +622,7 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
                          tiles_w, transformed_at, transformed_pitch)
         for xi in range(16):
             gemm(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
-                 False, workspace, transformed_at + xi * transformed_pitch, columns, False,
+                 keep, workspace, transformed_at + xi * transformed_pitch, columns, keep,
                  workspace, products_at + xi * products_pitch, columns, workspace, scalars_at,
                  scalars_at + 1)
         _winograd_outputs(workspace, products_at, products_pitch, count, out_channels, tiles_h,
