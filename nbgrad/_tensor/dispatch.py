@@ -28,8 +28,9 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
                 break
     arrays = [t._data for t in inputs]
     started = _profiling.enabled and profiler.clock()
+    forward = prim.forward_saving if needs_grad and prim.forward_saving else prim.forward
     try:
-        out = prim.forward(*arrays, **params)
+        out = forward(*arrays, **params)
     except MemoryError:
         shape, dtype = prim.infer(*arrays, **params)
         raise cannot_allocate(shape, dtype) from None
@@ -37,19 +38,23 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
         # NOTE: Numba has no float16 or bfloat16, so a kernel fails on them (after typing,
         # about 25 ms); the call runs again in float32 then. Nothing looks for them before
         # the call: the common path stays as cheap as it was.
-        out = run_in_float32(prim.forward, arrays, params)
+        out = run_in_float32(forward, arrays, params)
         if out is None:
             raise
+    extra = None
+    if forward is not prim.forward:
+        out, extra = out
     result = new_tensor(out)
     if prim.view:
         result._version_counter = inputs[0]._version_counter
     # As PyTorch: an integer or bool result (x.long(), x.bool()) never requires grad,
     # whatever its inputs; the gradient stops there.
     if needs_grad and out.dtype.kind == "f":
-        result.grad_fn = graph.record(prim, inputs, arrays, out, result, params, grad_fn_name)
+        result.grad_fn = graph.record(prim, inputs, arrays, out, result, params, grad_fn_name,
+                                      extra)
         result._requires_grad = True
     if _tracing.current is not None:
-        _tracing.current.op(prim, inputs, arrays, params, out)
+        _tracing.current.op(prim, inputs, arrays, params, out, extra)
     if started:
         profiler.op_ran(prim, grad_fn_name, arrays, started)
     return result

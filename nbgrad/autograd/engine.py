@@ -308,7 +308,7 @@ def _saved_tensors(node, wrap):
         if array is None:
             tensors.append(None)
             continue
-        producer = node if key == "out" else node.children[key]
+        producer = node if key == "out" else None if key == "extra" else node.children[key]
         if type(producer) is AccumulateGrad:
             tensors.append(producer.variable)
             continue

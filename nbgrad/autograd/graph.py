@@ -284,10 +284,11 @@ def edge(tensor):
     return None
 
 
-def ran(node, inputs, arrays, out, out_tensor):
-    """The node's forward made `out` (of Tensor `out_tensor`) from `arrays` (of `inputs`):
-    link it to the nodes its inputs' gradients go to, note the inputs' shapes and dtypes,
-    and keep what its VJP reads, with the version of each saved tensor."""
+def ran(node, inputs, arrays, out, out_tensor, extra=None):
+    """The node's forward made `out` (of Tensor `out_tensor`), and `extra` where it is the
+    primitive's `forward_saving`, from `arrays` (of `inputs`): link it to the nodes its
+    inputs' gradients go to, note the inputs' shapes and dtypes, and keep what its VJP
+    reads, with the version of each saved tensor (`extra` has none: no tensor holds it)."""
     node.needs, node.children = edges(node.prim, inputs)
     node.input_meta = [(array.shape, array.dtype) for array in arrays]
     prim = node.prim
@@ -308,6 +309,9 @@ def ran(node, inputs, arrays, out, out_tensor):
         if needed is not None and key not in needed:
             saved.append(None)
             continue
+        if key == "extra":
+            saved.append(extra)
+            continue
         if key == "out":
             saved.append(out)
             counter = out_tensor._version_counter
@@ -319,8 +323,9 @@ def ran(node, inputs, arrays, out, out_tensor):
     node._saved_versions = versions
 
 
-def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name):
-    """The grad_fn node of a primitive call that has run, whose result needs a gradient."""
+def record(prim, inputs, arrays, out, out_tensor, params, grad_fn_name, extra=None):
+    """The grad_fn node of a primitive call that has run, whose result needs a gradient
+    (`extra`: what its `forward_saving` returned beside the result)."""
     node = new_node(prim, params, grad_fn_name)
-    ran(node, inputs, arrays, out, out_tensor)
+    ran(node, inputs, arrays, out, out_tensor, extra)
     return node

@@ -254,16 +254,20 @@ def _run(pending, tensor):
     arrays = [t._data for t in inputs]
     # A deferred op is profiled when it runs (never when `defer` put it on the tape).
     started = _profiling.enabled and profiler.clock()
-    out = prim.forward(*arrays, **params)
+    extra = None
+    if prim.forward_saving:  # (a pending op always has a node)
+        out, extra = prim.forward_saving(*arrays, **params)
+    else:
+        out = prim.forward(*arrays, **params)
     if out.shape != pending.shape or out.dtype != pending.dtype:
         raise RuntimeError(f"nbgrad internal error: {prim.name}'s shape rule said "
                            f"{pending.shape} {pending.dtype}, its forward made {out.shape} "
                            f"{out.dtype}")
     tensor._data = out
     tensor._pending = None
-    graph.ran(pending.node, inputs, arrays, out, tensor)
+    graph.ran(pending.node, inputs, arrays, out, tensor, extra)
     if tracing.current is not None:
-        tracing.current.op(prim, inputs, arrays, params, out)
+        tracing.current.op(prim, inputs, arrays, params, out, extra)
     if started:
         profiler.op_ran(prim, type(pending.node).__name__, arrays, started)
 

@@ -29,7 +29,8 @@ def user_line():
 
 class OpEvent(NamedTuple):
     """A primitive call: `out = prim.forward(*arrays, **params)` (`out` may be one of
-    `arrays`, written in place); `where` says where in the step it was called."""
+    `arrays`, written in place), or the pair `out, extra = prim.forward_saving(...)`;
+    `where` says where in the step it was called."""
     prim: object
     arrays: tuple
     params: dict
@@ -136,7 +137,7 @@ class Tracer:
 
     # --- hooks called by the library ----------------------------------------------------------
 
-    def op(self, prim, inputs, arrays, params, out):
+    def op(self, prim, inputs, arrays, params, out, extra=None):
         if prim.fuse is None:
             self.graph_break(f"op '{prim.name}' has no fused rule")
             return
@@ -150,6 +151,9 @@ class Tracer:
         for tensor in inputs:
             self._seen(tensor)
         self._made(out)
+        if extra is not None:
+            self._made(extra)
+            out = (out, extra)
         self.events.append(OpEvent(prim, arrays, params, out, user_line()))
 
     def array_op(self, prim, arrays, params, out):

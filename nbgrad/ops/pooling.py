@@ -17,12 +17,15 @@ the max kernels in the most positions a window has along each dim (a module per 
 
 The max kernels pick the first maximum in scan order (row by row), and a NaN over any
 number (the last NaN of a window), as PyTorch's CPU kernels do; a window of only padding
-(possible with dilation) gives -inf and no gradient. Max pooling saves its input and finds
-each maximum's position again in backward (a primitive has one output, so no room for the
-indices); with `return_indices` the indices come from a primitive of their own (no
-gradient). Windows that tile the input (stride == kernel, no padding or dilation, none cut
-short: the digits CNN's MaxPool2d(2), `Windows.tiles`) take kernels of their own, indexed
-directly, whose backward writes each tile's gradient whole (no zero-fill, no scatter).
+(possible with dilation) gives -inf and no gradient. A max pooling call that records a node
+runs `forward_saving`, whose kernel also writes the tap of each window's maximum (its number
+i * KW + j in the window, a byte), saved as the primitive's "extra" for the backward to
+scatter from, as PyTorch's node saves its indices; without a node the forward writes only
+the values. With `return_indices` PyTorch's indices (int64 positions in the plane) come from
+a primitive of their own (no gradient). Windows that tile the input (stride == kernel, no
+padding or dilation, none cut short: the digits CNN's MaxPool2d(2), `Windows.tiles`) take
+kernels of their own, indexed directly, whose backward writes each tile's gradient whole
+(no zero-fill, no scatter).
 
 NOTE: the window tables are computed in Python from checked arguments, and lie inside the
 input, before any kernel reads through them: Numba does not bounds-check.
@@ -93,21 +96,20 @@ def _window_max(x, p, row_taps, rt, col_taps, ct):
 
 @_inline
 def _last_nan(x, p, row_taps, rt, col_taps, ct):
-    """The position of the window's last NaN in scan order."""
-    at = 0
+    """The tap (i * KW + j) of the window's last NaN in scan order."""
+    at = _u(0)
     for i in range(KH):
         row = row_taps[rt + i]
         for j in range(KW):
-            k = row + col_taps[ct + j]
-            v = x[p, _u(k)]
-            at = k if v != v else at
+            v = x[p, _u(row + col_taps[ct + j])]
+            at = _u(i * KW + j) if v != v else at
     return at
 
 
 @_inline
 def _window_argmax(x, p, row_taps, rt, col_taps, ct):
-    """(maximum, its position in the plane) of the window (see `_window_max`): PyTorch's
-    choice, the first position holding the maximum in scan order, or the last NaN.
+    """(maximum, its tap i * KW + j) of the window (see `_window_max`): PyTorch's choice,
+    the first position holding the maximum in scan order, or the last NaN.
 {find}
 
 
@@ -136,7 +138,8 @@ def max_pool_indices(x, row_taps, col_taps, out, indices):
                 best = typed(-np.inf, x)
                 at = (r if r >= 0 else -1 - r) + (c if c >= 0 else -1 - c)
                 if r >= 0 and c >= 0:
-                    best, at = _window_argmax(x, _u(p), row_taps, oh * KH, col_taps, ow * KW)
+                    best, t = _window_argmax(x, _u(p), row_taps, oh * KH, col_taps, ow * KW)
+                    at = row_taps[_u(oh * KH) + t // _u(KW)] + col_taps[_u(ow * KW) + t % _u(KW)]
                 out[_u(p), _u(oh * out_w + ow)] = best
                 indices[_u(p), _u(oh * out_w + ow)] = at
 
@@ -167,59 +170,89 @@ def max_pool_tiles_forward(x, out):
 
 
 @_jit
-def max_pool_tiles_backward(x, g, grad):
-    """max_pool_backward for tiles (see max_pool_tiles_forward): an input position is in
-    one window at most, so each tile's gradient is written whole (0, then g at PyTorch's
-    choice of maximum), with no zero-fill pass and no scatter; rows and columns past the
-    last tile get 0. The position is the lowest bit of a mask of the taps holding the
-    maximum or, if the tile holds a NaN, the highest bit of a mask of its NaNs (the last).
-    NOTE: measured on 64x16x8x8, MaxPool2d(2): 53 us, the tables' kernel 64; stores chosen
-    by comparing each tap's number with the position (branches that mispredict on random
-    data) took 110, the NaN's position by a scan as `_last_nan` 57, and the maximum as
-    `_tile_max` finds it (the NaN mask made after it) 64."""
-    tiles_h, tiles_w = g.shape[1] * KH, g.shape[2] * KW
+def max_pool_tiles_saving(x, out, taps):
+    """max_pool_tiles_forward that also writes the tap (i * KW + j) of each tile's maximum,
+    PyTorch's choice, for the backward: a running select in scan order, as PyTorch's loop.
+    NOTE: measured on 64x16x8x8, MaxPool2d(2): 22 us (the forward alone 19); the same loop
+    writing int64 positions 69 (it stops vectorizing), bit masks as `_FIND_BY_BITS` 60."""
     for p in range(x.shape[0]):
-        for oh in range(g.shape[1]):
-            for ow in range(g.shape[2]):
+        for oh in range(out.shape[1]):
+            for ow in range(out.shape[2]):
                 r, c = _u(oh * KH), _u(ow * KW)
-                best = typed(-np.inf, x)  # of the numbers
-                nans = _u(0)
+                best = x[_u(p), r, c]
+                t = typed(0, taps)
                 for i in range(KH):
                     for j in range(KW):
                         v = x[_u(p), r + _u(i), c + _u(j)]
-                        best = v if v > best else best
-                        nans |= _u(v != v) << _u(i * KW + j)
-                hits = _u(1) << _u(KH * KW - 1)
-                for i in range(KH):
-                    for j in range(KW):
-                        hits |= _u(x[_u(p), r + _u(i), c + _u(j)] == best) << _u(i * KW + j)
-                t = _u(63) - leading_zeros(nans) if nans else trailing_zeros(hits)
+                        take = (v > best) | (v != v)
+                        best = v if take else best
+                        t = typed(i * KW + j, taps) if take else t
+                out[_u(p), _u(oh), _u(ow)] = best
+                taps[_u(p), _u(oh), _u(ow)] = t
+
+
+@_jit
+def max_pool_tiles_backward(taps, g, grad):
+    """Each tile's gradient written whole from the forward's taps: 0, and g at the tap (an
+    input position is in one tile at most: no zero-fill pass, no scatter); rows and columns
+    past the last tile get 0."""
+    tiles_h, tiles_w = g.shape[1] * KH, g.shape[2] * KW
+    for p in range(grad.shape[0]):
+        for oh in range(g.shape[1]):
+            for ow in range(g.shape[2]):
+                r, c = _u(oh * KH), _u(ow * KW)
                 for i in range(KH):
                     for j in range(KW):
                         grad[_u(p), r + _u(i), c + _u(j)] = 0
+                t = _u(taps[_u(p), _u(oh), _u(ow)])
                 grad[_u(p), r + t // _u(KW), c + t % _u(KW)] = g[_u(p), _u(oh), _u(ow)]
-    for p in range(x.shape[0] if tiles_h < x.shape[1] or tiles_w < x.shape[2] else 0):
-        for h in range(x.shape[1]):
-            for w in range(0 if h >= tiles_h else tiles_w, x.shape[2]):
+    for p in range(grad.shape[0] if tiles_h < grad.shape[1] or tiles_w < grad.shape[2] else 0):
+        for h in range(grad.shape[1]):
+            for w in range(0 if h >= tiles_h else tiles_w, grad.shape[2]):
                 grad[_u(p), _u(h), _u(w)] = 0
 
 
 @_jit
-def max_pool_backward(x, g, row_taps, col_taps, grad):
-    """Each window's gradient to where the forward's maximum is, found again on the saved
-    input; a window of only padding passes none. NOTE: not from the saved result: PyTorch
-    saves the input and the indices, so the result may change in place before backward."""
+def max_pool_saving(x, row_taps, col_taps, out, taps):
+    """max_pool_forward that also writes the tap (i * KW + j) of each window's maximum
+    (`_window_argmax`; a running select as max_pool_tiles_saving's took 5 times as long
+    here: 2.1 ms on 8x64x32x32, max_pool2d(3, 2, 1)); a window of only padding gets -inf
+    and tap 0."""
     out_h, out_w = row_taps.size // KH, col_taps.size // KW
-    for p in range(x.shape[0]):
-        for k in range(x.shape[1]):
-            grad[_u(p), _u(k)] = 0
     for p in range(x.shape[0]):
         for oh in range(out_h):
             for ow in range(out_w):
+                best = typed(-np.inf, x)
+                t = _u(0)
                 if row_taps[oh * KH] >= 0 and col_taps[ow * KW] >= 0:
-                    at = _window_argmax(x, _u(p), row_taps, oh * KH, col_taps, ow * KW)[1]
-                    grad[_u(p), _u(at)] += g[_u(p), _u(oh * out_w + ow)]
+                    best, t = _window_argmax(x, _u(p), row_taps, oh * KH, col_taps, ow * KW)
+                out[_u(p), _u(oh * out_w + ow)] = best
+                taps[_u(p), _u(oh * out_w + ow)] = t
+
+
+@_jit
+def max_pool_backward(taps, g, row_taps, col_taps, grad):
+    """Each window's gradient to its maximum (the forward's tap), added where windows
+    overlap; a window of only padding passes none."""
+    out_h, out_w = row_taps.size // KH, col_taps.size // KW
+    for p in range(grad.shape[0]):
+        for k in range(grad.shape[1]):
+            grad[_u(p), _u(k)] = 0
+    for p in range(grad.shape[0]):
+        for oh in range(out_h):
+            for ow in range(out_w):
+                rt, ct = oh * KH, ow * KW
+                if row_taps[rt] >= 0 and col_taps[ct] >= 0:
+                    o = _u(oh * out_w + ow)
+                    t = _u(taps[_u(p), o])
+                    at = row_taps[_u(rt) + t // _u(KW)] + col_taps[_u(ct) + t % _u(KW)]
+                    grad[_u(p), _u(at)] += g[_u(p), o]
 '''
+
+
+def _tap_dtype(counts):
+    """The dtype of the taps (i * KW + j) of windows of at most `counts` positions a dim."""
+    return np.dtype(np.uint8 if math.prod(counts) <= 256 else np.int32)
 
 
 def _taps(table, step, count, scale):
@@ -251,18 +284,16 @@ _FIND_BY_BITS = '''    NOTE: see _FIND_BY_BITS in nbgrad.ops.pooling."""
         for j in range(KW):
             hits |= _u(x[p, _u(row + col_taps[ct + j])] == best) << _u(i * KW + j)
     t = trailing_zeros(hits)
-    at = row_taps[_u(rt) + t // _u(KW)] + col_taps[_u(ct) + t % _u(KW)]
-    return best, at if best == best else _last_nan(x, p, row_taps, rt, col_taps, ct)'''
+    return best, t if best == best else _last_nan(x, p, row_taps, rt, col_taps, ct)'''
 # For windows of more than _MASK_BITS taps (adaptive pooling of large inputs): the first
 # match, scanning backwards.
 _FIND_BY_SCAN = '''    """
     best = _window_max(x, p, row_taps, rt, col_taps, ct)
-    at = 0
-    for i in range(KH):
-        row = row_taps[rt + KH - 1 - i]
-        for j in range(KW):
-            k = row + col_taps[ct + KW - 1 - j]
-            at = k if x[p, _u(k)] == best else at
+    at = _u(0)
+    for i in range(KH - 1, -1, -1):
+        row = row_taps[rt + i]
+        for j in range(KW - 1, -1, -1):
+            at = _u(i * KW + j) if x[p, _u(row + col_taps[ct + j])] == best else at
     return best, at if best == best else _last_nan(x, p, row_taps, rt, col_taps, ct)'''
 
 
@@ -549,42 +580,60 @@ class _Pooling:
         _check_dtype(_kind(self.name, params["ndim"]), x)
         return self.plan(x.shape, **params)
 
-    def kernels(self, windows):
-        """(forward kernel, backward kernel, the window arguments they take after the arrays
-        they read, the views of the input and of the output they take)."""
+    def kernels(self, windows, saving):
+        """(forward kernel, backward kernel, the window arguments each takes after the arrays,
+        the views of the input and of the output they take). `saving`: the forward also
+        writes the taps of the maxima, which the backward reads (`forward_saving`)."""
         if self.reduction == "avg":
-            return (avg_pool_forward, avg_pool_backward, (windows.rows, windows.cols),
-                    windows.input_view, windows.output_view)
+            tables = (windows.rows, windows.cols)
+            return (avg_pool_forward, avg_pool_backward, tables, tables, windows.input_view,
+                    windows.output_view)
         kernels = _max_kernels(*windows.counts)
-        if windows.tiles and not self.indices and math.prod(windows.counts) <= _MASK_BITS:
-            return (kernels.max_pool_tiles_forward, kernels.max_pool_tiles_backward, (),
-                    windows.input_view, windows.output_view)
-        forward = kernels.max_pool_indices if self.indices else kernels.max_pool_forward
+        if windows.tiles and not self.indices:
+            forward = kernels.max_pool_tiles_saving if saving else kernels.max_pool_tiles_forward
+            return (forward, kernels.max_pool_tiles_backward, (), (), windows.input_view,
+                    windows.output_view)
+        forward = kernels.max_pool_indices if self.indices else \
+            kernels.max_pool_saving if saving else kernels.max_pool_forward
+        taps = (windows.row_taps, windows.col_taps)
         planes, height, width = windows.input_view
-        return (forward, kernels.max_pool_backward, (windows.row_taps, windows.col_taps),
-                (planes, height * width), (planes, math.prod(windows.output_view[1:])))
+        return (forward, kernels.max_pool_backward, taps, taps, (planes, height * width),
+                (planes, math.prod(windows.output_view[1:])))
 
     def infer(self, x, **params):
         return self.windows(x, params).shape, (np.dtype(np.int64) if self.indices else x.dtype)
 
-    def forward(self, x, **params):
+    def _run(self, x, params, saving):
+        """[values] or, `saving`, [values, the taps of the maxima (PyTorch's indices for the
+        indices primitive)] of the windows of array x."""
         windows = self.windows(x, params)
         results = [np.empty(windows.shape, x.dtype)]
-        if self.indices:
-            results.append(np.empty(windows.shape, np.int64))
-        forward, _, arguments, input_view, output_view = self.kernels(windows)
+        if saving:
+            results.append(np.empty(windows.shape, np.int64 if self.indices else
+                                    _tap_dtype(windows.counts)))
+        forward, _, arguments, _, input_view, output_view = self.kernels(windows, saving)
         forward(np.ascontiguousarray(x).reshape(input_view), *arguments,
                 *[r.reshape(output_view) for r in results])
-        return results[-1]
+        return results
+
+    def forward(self, x, **params):
+        return self._run(x, params, self.indices)[-1]
+
+    def forward_saving(self, x, **params):
+        """(values, the taps of the maxima): the taps are what the backward reads."""
+        return tuple(self._run(x, params, True))
+
+    def _backward(self, node):
+        """(backward kernel, its window arguments, the views of the input and output)."""
+        windows = self.plan(node.input_meta[0][0], **node.params)
+        _, backward, _, arguments, input_view, output_view = self.kernels(windows, True)
+        return backward, arguments, input_view, output_view
 
     def vjp(self, node, g):
-        shape = node.input_meta[0][0]
-        windows = self.plan(shape, **node.params)
-        grad = np.empty(shape, g.dtype)
-        _, backward, arguments, input_view, output_view = self.kernels(windows)
-        # max reads its input (saved), avg nothing; then the gradient.
-        arrays = zip((*node.saved, g), (input_view,) * len(node.saved) + (output_view,))
-        reads = [np.ascontiguousarray(array).reshape(view) for array, view in arrays]
+        grad = np.empty(node.input_meta[0][0], g.dtype)
+        backward, arguments, input_view, output_view = self._backward(node)
+        # max reads its taps (saved after the input), avg nothing; then the gradient.
+        reads = [np.ascontiguousarray(a).reshape(output_view) for a in (*node.saved[1:], g)]
         backward(*reads, *arguments, grad.reshape(input_view))
         return (grad,)
 
@@ -599,19 +648,21 @@ class _Pooling:
     def fuse_forward(self, em, arrays, params, out):
         (x,) = arrays
         windows = self.windows(x, params)
-        forward, _, arguments, input_view, output_view = self.kernels(windows)
-        # With the indices, the values go to a buffer of their own that nothing reads.
-        results = [np.empty(windows.shape, x.dtype), out] if self.indices else [out]
+        if type(out) is tuple:  # (values, taps) of forward_saving
+            results = list(out)
+        elif self.indices:
+            # The values go to a buffer of their own that nothing reads.
+            results = [np.empty(windows.shape, x.dtype), out]
+        else:
+            results = [out]
+        forward, _, arguments, _, input_view, output_view = self.kernels(windows,
+                                                                         len(results) == 2)
         writes = [f"{em.out(r)}.reshape({output_view!r})" for r in results]
         self._emit(em, forward, [f"{em.ref(x)}.reshape({input_view!r})"], arguments, writes)
 
     def fuse_vjp(self, em, node, g, input_grads):
-        shape = node.input_meta[0][0]
-        windows = self.plan(shape, **node.params)
-        _, backward, arguments, input_view, output_view = self.kernels(windows)
-        # max reads its input (saved), avg nothing; then the gradient.
-        arrays = zip((*node.saved, g), (input_view,) * len(node.saved) + (output_view,))
-        reads = [f"{em.ref(array)}.reshape({view!r})" for array, view in arrays]
+        backward, arguments, input_view, output_view = self._backward(node)
+        reads = [f"{em.ref(a)}.reshape({output_view!r})" for a in (*node.saved[1:], g)]
         self._emit(em, backward, reads, arguments,
                    [f"{em.out(input_grads[0])}.reshape({input_view!r})"])
 
@@ -637,7 +688,7 @@ def _differentiable_vjp(pooling):
     summed onto the window's positions: M_rows @ (g / divisor) @ M_cols.T with the 0/1
     window tables of each dim (a window is a product of one range per dim). Max: each
     window's g goes to the position of its maximum that the forward kernel picks (PyTorch's
-    indices, found again on the saved input), added where windows overlap; a window of only
+    indices, from the saved taps), added where windows overlap; a window of only
     padding passes none."""
     def differentiable_vjp(node, g, saved):
         shape = node.input_meta[0][0]
@@ -650,9 +701,10 @@ def _differentiable_vjp(pooling):
             spread = (g.new_tensor(rows) @ (g.reshape(windows.output_view) / g.new_tensor(divisor))
                       @ g.new_tensor(cols.T))
             return (spread.reshape(shape),)
-        x = saved[0].detach().numpy()
-        indices = _Pooling(pooling.name, "max", pooling.plan, indices=True).forward(
-            x, **node.params).reshape(planes, out_h * out_w)
+        kh, kw = windows.counts
+        taps = saved[1].numpy().reshape(planes, out_h, out_w).astype(np.int64)
+        indices = (windows.row_taps[np.arange(out_h)[:, None] * kh + taps // kw]
+                   + windows.col_taps[np.arange(out_w) * kw + taps % kw]).reshape(planes, -1)
         filled = np.flatnonzero(((windows.rows[0] < windows.rows[1])[:, None]
                                  & (windows.cols[0] < windows.cols[1])).reshape(-1))
         positions = indices[:, filled] + (np.arange(planes) * math.prod(windows.input_view[1:]))[:, None]
@@ -663,9 +715,13 @@ def _differentiable_vjp(pooling):
 
 def _primitive(name, grad_fn, reduction, plan):
     pooling = _Pooling(name, reduction, plan)
+    # Max pooling saves its input as PyTorch does (changed in place, it fails backward) and
+    # reads only the indices.
+    maximum = reduction == "max"
     return register(Primitive(name, grad_fn, pooling.infer, pooling.forward, pooling.vjp,
-                              save=(0,) if reduction == "max" else (),
-                              fuse=_Fusion(pooling), differentiable_vjp=_differentiable_vjp(pooling)))
+                              save=(0, "extra") if maximum else (), fuse=_Fusion(pooling),
+                              differentiable_vjp=_differentiable_vjp(pooling),
+                              forward_saving=pooling.forward_saving if maximum else None))
 
 
 def _indices_primitive(name, plan):

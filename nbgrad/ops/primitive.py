@@ -21,7 +21,12 @@ class Primitive:
       input; `node.needs[i]` says which are wanted, `node.saved` holds what `save` asked
       for, `node.params` the parameters. A gradient may have the output's broadcast shape:
       the engine sums it back to the input's shape.
-    - `save` names what the VJP reads: a tuple of input positions plus "out".
+    - `save` names what the VJP reads: a tuple of input positions plus "out" and "extra".
+    - `forward_saving` (optional) is the forward of a call that records a node:
+      `forward_saving(*arrays, **params) -> (out, extra)`, where `extra` is an array the
+      VJP reads that is neither an input nor the result (max pooling's argmax, as PyTorch's
+      node saves its indices), saved as "extra". A call without a node runs `forward`,
+      which need not compute it.
     - `save_for` (optional) gives, per input, the `save` entries its VJP reads: a call
       saves only those of the inputs that need a gradient (all of `save` without it).
     - `view=True` means the output shares memory (and PyTorch's version counter) with
@@ -33,7 +38,8 @@ class Primitive:
     - `fuse` (optional) emits the primitive's forward and VJP into a fused step: an object
       with `forward(emitter, arrays, params, out)` and `vjp(emitter, node, grad, input_grads)`
       (the arrays the eager VJP returned, one per input, None where none is needed),
-      defined in the primitive's family module. Without one, `nbgrad.compile` falls back to
+      defined in the primitive's family module; `out` is the pair (out, extra) for a call
+      that ran `forward_saving`. Without one, `nbgrad.compile` falls back to
       eager mode.
     - `differentiable_vjp(node, g, saved) -> tuple` (optional) is the VJP written with
       differentiable Tensor operations, for `create_graph=True` (higher-order gradients):
@@ -64,13 +70,15 @@ class Primitive:
     # NOTE: slots keep reads (prim.forward, prim.vjp, ... on every op call) plain descriptor
     # lookups; only assignment is refused, by __setattr__.
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "save_for", "view",
-                 "differentiable", "check", "fuse", "differentiable_vjp", "scalar_overloads", "writes")
+                 "differentiable", "check", "fuse", "differentiable_vjp", "scalar_overloads",
+                 "writes", "forward_saving")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, *, save=(), save_for=None,
                  view=False, differentiable=(0,), check=None, fuse=None,
-                 differentiable_vjp=None, scalar_overloads=None, writes=()):
+                 differentiable_vjp=None, scalar_overloads=None, writes=(),
+                 forward_saving=None):
         fields = dict(name=name, grad_fn=grad_fn, infer=infer, forward=forward, vjp=vjp,
-                      save=save, save_for=save_for, view=view,
+                      save=save, save_for=save_for, view=view, forward_saving=forward_saving,
                       differentiable=differentiable if vjp is not None else (),
                       check=check, fuse=fuse, differentiable_vjp=differentiable_vjp,
                       scalar_overloads=scalar_overloads or {}, writes=writes)

@@ -116,21 +116,24 @@ TILES = np.array([[[[2.0, 2.0, 1.0, 3.0, -np.inf, -np.inf, 9.0],
 def test_tiles_match_torch(dtype):
     """Windows that tile the input (stride == kernel, no padding: the digits CNN's
     MaxPool2d(2)) take kernels of their own (see nbgrad.ops.pooling): torch's values, its
-    choice among ties and NaN, and a gradient of 0 where no window reaches."""
+    choice among ties and NaN (values, indices and gradient), and a gradient of 0 where no
+    window reaches."""
     max_pool2d = nbgrad.ops.pooling.PRIMS["max_pool2d"]
     windows = max_pool2d.forward.__self__.windows(
         TILES.transpose(0, 1, 3, 2), dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1),
                     ceil_mode=False, ndim=2))
     assert windows.tiles and windows.input_view[1:] == (7, 5) and windows.shape[-2:] == (3, 2)
     tiles = nbgrad.ops.pooling._max_kernels(2, 2)
-    assert max_pool2d.forward.__self__.kernels(windows)[:2] == (
-        tiles.max_pool_tiles_forward, tiles.max_pool_tiles_backward)
+    assert [max_pool2d.forward.__self__.kernels(windows, saving)[0] for saving in (False, True)] \
+        == [tiles.max_pool_tiles_forward, tiles.max_pool_tiles_saving]
     results = []
     for L in (torch, nbgrad):
         x = L.tensor(TILES.astype(dtype), requires_grad=True)
-        values = L.nn.functional.max_pool2d(x.transpose(2, 3), 2)
+        values, indices = L.nn.functional.max_pool2d(x.transpose(2, 3), 2, return_indices=True)
+        with L.no_grad():
+            unsaved = L.nn.functional.max_pool2d(x.transpose(2, 3), 2)
         values.backward(L.tensor(rng_for("tiles").standard_normal(tuple(values.shape)).astype(dtype)))
-        results.append((values, x.grad))
+        results.append((values, indices, unsaved, x.grad))
     for n_result, t_result in zip(*results[::-1]):
         assert_close(n_result, t_result)
 

@@ -952,7 +952,7 @@ class _PrimitiveRecorder:
     def __init__(self):
         self.calls = []
 
-    def op(self, prim, inputs, arrays, params, out):
+    def op(self, prim, inputs, arrays, params, out, extra=None):
         self.calls.append((prim, arrays, params, out))
 
     def __getattr__(self, name):  # backward and optimizer hooks: not needed here
