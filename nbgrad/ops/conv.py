@@ -28,13 +28,17 @@ NOTE: the kernels are serial: BLAS threads the GEMMs, and Numba's parallel worke
 a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
 """
 import functools
+import os
+import pickle
 
 import numba
 import numpy as np
 from numba import types
+from numba.core import caching, sigutils
 
 from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
+from .._core.unlinked import _register, unlinked
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -85,10 +89,13 @@ WINOGRAD_MIN_SIZE = 28
 # type (a `1` or `True` in the call; `0 * n` is a zero that is not a literal); and a function
 # called from Python gets a wrapper that unboxes its arguments (0.1 s for a dozen). So there
 # are two levels and few loops, the helpers have no wrapper, nothing is inlined, no call to
-# a compiled helper passes a constant (not even gemm's transposes), and the kernels take
-# their integers in one array. What is left (measured, float32, cold: forward 1.7 s and
-# backward 1.5 s CPU, helpers included) is half LLVM's optimization and code generation of
-# each kernel's module, im2col and col2im linked in.
+# a compiled helper passes a constant (not even gemm's transposes), the kernels take their
+# integers in one array, and the kernels call im2col, col2im and gemm `unlinked`: by symbol,
+# compiled once, not linked into each kernel and optimized again there (_core.unlinked;
+# the kernels' cache registers them before loading a kernel: _UnlinkedCallsCache).
+# Measured, float32, the digits CNN's conv2, cold first calls, CPU, helpers included:
+# forward 1.5 s and backward 1.25 s (1.7-1.9 s each with the helpers linked in and gemm
+# compiled per orientation); the digits CNN's first steps, cold, 9.6-10.1 -> 7.6-8.4 s.
 
 # NOTE: the loops index with unsigned integers: a signed index makes Numba check for a
 # negative one (Python's wraparound) at every element, which keeps LLVM from vectorizing the
@@ -301,6 +308,68 @@ def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at,
         raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
 
 
+class _UnlinkedCallsCache(caching.FunctionCache):
+    """Numba's disk cache of a kernel that calls helpers `unlinked` (named in UNLINKED):
+    beside each cached version, the helpers it calls (name, argument types, symbol), which
+    are compiled or loaded and registered before the version is loaded. NOTE: a version
+    loaded without them calls nothing (a segfault: see _core.unlinked); a version without
+    its record is compiled afresh."""
+
+    def _record_path(self):
+        return os.path.join(self.cache_path, self._impl.filename_base + ".callees")
+
+    def _record(self):
+        try:
+            with open(self._record_path(), "rb") as handle:
+                return pickle.load(handle)
+        except Exception:  # noqa: BLE001 - none yet, or unreadable: an empty record
+            return {}
+
+    def load_overload(self, sig, target_context):
+        callees = self._record().get(sigutils.normalize_signature(sig)[0])
+        if callees is None:
+            return None
+        try:
+            for name, argument_types, symbol in callees:
+                UNLINKED[name].compile(argument_types)
+                _register(UNLINKED[name], argument_types, symbol)
+        except Exception:  # noqa: BLE001 - a stale record (a helper renamed): compile afresh
+            return None
+        return super().load_overload(sig, target_context)
+
+    def save_overload(self, sig, data):
+        # The helper versions this one calls: the symbols its code declares.
+        code = data.library.get_llvm_str()
+        callees = [(name, argument_types, version.fndesc.llvm_func_name)
+                   for name, helper in UNLINKED.items()
+                   for argument_types, version in helper.overloads.items()
+                   if version.fndesc.llvm_func_name in code]
+        record = self._record()
+        record[sigutils.normalize_signature(sig)[0]] = callees
+        path = self._record_path()
+        temporary = f"{path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(self.cache_path, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                pickle.dump(record, handle)
+            os.replace(temporary, path)
+        except OSError:  # (no record: the next process compiles this version again)
+            return
+        super().save_overload(sig, data)
+
+
+# The helpers the kernels call `unlinked`, by name.
+UNLINKED = {"_im2col": _im2col, "_col2im": _col2im, "gemm": gemm}
+_im2col_call, _col2im_call, _gemm_call = (unlinked(helper) for helper in UNLINKED.values())
+
+
+def _kernel(function):
+    """An njit kernel (cached) that calls UNLINKED helpers: see _UnlinkedCallsCache."""
+    kernel = _jit(function)
+    kernel._cache = _UnlinkedCallsCache(function)
+    return kernel
+
+
 @numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, fastmath={"reassoc"})
 def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
     """grad_bias[o] = the sum of grad[:, o], in float64 (reassociated: it vectorizes)."""
@@ -313,7 +382,7 @@ def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
         grad_bias[o] = total
 
 
-@_jit
+@_kernel
 def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
     """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan and masks: see
     _Plan."""
@@ -337,8 +406,8 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
                 # A 1x1 same convolution of one image: the image is its column matrix.
                 source, source_at = x, (first * channels + channel0) * positions
             else:
-                _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
-                        images_at, masks, chunk * positions)
+                _im2col_call(x, first, count, channel0, group_in, geometry, same > 0, workspace,
+                             images_at, masks, chunk * positions)
                 source, source_at = workspace, 0 * positions
             if count == 1:
                 # One image: the GEMM writes its output rows, onto the bias.
@@ -346,13 +415,13 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
                 for o in range(group_out * has_bias):
                     _fill(out, target + o * positions, target + (o + 1) * positions,
                           bias[out0 + o])
-                gemm(group_out, positions, size, weight, out0 * size, size, keep, source,
-                     source_at, columns, keep, out, target, positions, workspace, scalars_at,
-                     scalars_at + 1 + has_bias)
+                _gemm_call(group_out, positions, size, weight, out0 * size, size, keep, source,
+                           source_at, columns, keep, out, target, positions, workspace, scalars_at,
+                           scalars_at + 1 + has_bias)
                 continue
-            gemm(group_out, columns, size, weight, out0 * size, size, keep, source, source_at,
-                 columns, keep, workspace, block_at, columns, workspace, scalars_at,
-                 scalars_at + 1)
+            _gemm_call(group_out, columns, size, weight, out0 * size, size, keep, source, source_at,
+                       columns, keep, workspace, block_at, columns, workspace, scalars_at,
+                       scalars_at + 1)
             for o in range(group_out):
                 # (x + -0.0 is x, also for x = -0.0: the identity where there is no bias)
                 shift = bias[out0 + o] if has_bias else typed(-0.0, out)
@@ -363,7 +432,7 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
                         out[d + p] = workspace[s + p] + shift
 
 
-@_jit
+@_kernel
 def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, masks,
                          workspace):
     """The gradients of conv_forward_kernel's inputs that are asked for (the others are
@@ -402,31 +471,31 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                 if direct and count == 1:
                     source, source_at = x, (first * channels + channel0) * positions
                 else:
-                    _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
-                            images_at, masks, chunk * positions)
+                    _im2col_call(x, first, count, channel0, group_in, geometry, same > 0, workspace,
+                                 images_at, masks, chunk * positions)
                     source, source_at = workspace, 0 * positions
                 # The first chunk writes the weight's gradient, the others add to it.
                 beta_at = scalars_at + 1 + (first > 0)
                 if weight_gradient_at < 0:
-                    gemm(group_out, size, columns, grads, grads_at, columns, keep, source,
-                         source_at, columns, transpose, grad_weight, out0 * size, size, workspace,
-                         scalars_at, beta_at)
+                    _gemm_call(group_out, size, columns, grads, grads_at, columns, keep, source,
+                               source_at, columns, transpose, grad_weight, out0 * size, size, workspace,
+                               scalars_at, beta_at)
                 else:  # (transposed, then transposed back below)
-                    gemm(size, group_out, columns, source, source_at, columns, keep, grads,
-                         grads_at, columns, transpose, workspace, weight_gradient_at + out0 * size,
-                         group_out, workspace, scalars_at, beta_at)
+                    _gemm_call(size, group_out, columns, source, source_at, columns, keep, grads,
+                               grads_at, columns, transpose, workspace, weight_gradient_at + out0 * size,
+                               group_out, workspace, scalars_at, beta_at)
             if need_x:
                 if direct and count == 1:
-                    gemm(size, positions, group_out, weight, out0 * size, size, transpose, grads,
-                         grads_at, columns, keep, grad_x,
-                         (first * channels + channel0) * positions, positions, workspace,
-                         scalars_at, scalars_at + 1)
+                    _gemm_call(size, positions, group_out, weight, out0 * size, size, transpose, grads,
+                               grads_at, columns, keep, grad_x,
+                               (first * channels + channel0) * positions, positions, workspace,
+                               scalars_at, scalars_at + 1)
                 else:
-                    gemm(size, columns, group_out, weight, out0 * size, size, transpose, grads,
-                         grads_at, columns, keep, workspace, 0 * columns, columns, workspace,
-                         scalars_at, scalars_at + 1)
-                    _col2im(workspace, first, count, channel0, group_in, geometry, same > 0,
-                            images_at, masks, chunk * positions, grad_x)
+                    _gemm_call(size, columns, group_out, weight, out0 * size, size, transpose, grads,
+                               grads_at, columns, keep, workspace, 0 * columns, columns, workspace,
+                               scalars_at, scalars_at + 1)
+                    _col2im_call(workspace, first, count, channel0, group_in, geometry, same > 0,
+                                 images_at, masks, chunk * positions, grad_x)
     if need_weight and weight_gradient_at >= 0 and batch > 0:
         for o in range(out_channels):
             block = _u(weight_gradient_at + o // group_out * group_out * size + o % group_out)
@@ -596,7 +665,7 @@ def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_
                         out[d + i * _u(out_w) + t] = workspace[scratch + i * scratch_w + t] + shift
 
 
-@_jit
+@_kernel
 def winograd_kernel(images, weight, bias, out, plan, workspace):
     """out = conv(images, weight) + bias (bias of size 0: none) for a 3x3 stride-1
     convolution, by Winograd F(2x2, 3x3). All flat; plan: see _WinogradPlan."""
@@ -621,10 +690,10 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
         _winograd_inputs(workspace, images_at, channels * count, padded_h, padded_w, tiles_h,
                          tiles_w, transformed_at, transformed_pitch)
         for xi in range(16):
-            gemm(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
-                 keep, workspace, transformed_at + xi * transformed_pitch, columns, keep,
-                 workspace, products_at + xi * products_pitch, columns, workspace, scalars_at,
-                 scalars_at + 1)
+            _gemm_call(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
+                       keep, workspace, transformed_at + xi * transformed_pitch, columns, keep,
+                       workspace, products_at + xi * products_pitch, columns, workspace, scalars_at,
+                       scalars_at + 1)
         _winograd_outputs(workspace, products_at, products_pitch, count, out_channels, tiles_h,
                           tiles_w, first, out_h, out_w, bias, scratch_at, out)
 

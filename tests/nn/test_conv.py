@@ -1,8 +1,12 @@
 """nn.Conv1d/Conv2d and F.conv1d/conv2d against torch: default initialization, repr,
 state_dict, padding modes, the kernels' chunked paths, and errors (type and message).
 The op itself (values and gradients in three modes, gradcheck) is in tests/ops' table."""
+import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -269,3 +273,45 @@ def test_winograd_matches_torch(monkeypatch):
     assert "winograd_kernel" in run.source
     for mine, reference in zip(*grads, strict=True):
         np.testing.assert_allclose(mine, reference, rtol=1e-12)
+
+
+CACHED_KERNELS_SCRIPT = r'''
+import json
+import numpy as np
+import nbgrad
+from nbgrad.ops import conv as conv_ops
+
+rng = np.random.default_rng(0)
+results = []
+for x_shape, w_shape in (((3, 2, 5, 4), (4, 2, 3, 3)), ((1, 32, 28, 28), (32, 32, 3, 3))):
+    x, w, b = (nbgrad.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+               for shape in (x_shape, w_shape, w_shape[:1]))
+    out = nbgrad.nn.functional.conv2d(x, w, b, padding=1)
+    out.square().sum().backward()
+    results += [t.detach().numpy().reshape(-1)[:50].tolist() for t in (out, x.grad, w.grad, b.grad)]
+kernels = (conv_ops.conv_forward_kernel, conv_ops.conv_backward_kernel, conv_ops.winograd_kernel)
+print(json.dumps({"results": results,
+                  "hits": [sum(k.stats.cache_hits.values()) for k in kernels],
+                  "misses": [sum(k.stats.cache_misses.values()) for k in kernels]}))
+'''
+
+
+def test_kernels_load_from_the_cache_in_a_new_process(tmp_path):
+    """The kernels call im2col, col2im and gemm unlinked (by symbol): a process that loads
+    them from Numba's cache must register those first (_UnlinkedCallsCache), or its first
+    call jumps to nothing. Two processes on one empty cache: the first compiles all three
+    kernels, the second loads them and gets the same results."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(nbgrad.__file__)))
+    env = dict(os.environ, NBGRAD_CACHE_DIR=str(tmp_path / "nbgrad"),
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"), NBGRAD_DEFERRED="0",
+               PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    reports = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", CACHED_KERNELS_SCRIPT], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first, second = reports
+    assert first["misses"] == [1, 1, 1] and first["hits"] == [0, 0, 0]
+    assert second["hits"] == [1, 1, 1] and second["misses"] == [0, 0, 0]
+    assert second["results"] == first["results"]
