@@ -5,11 +5,12 @@ Each is a primitive rather than a composite of mean, var, sub and mul:
   then the squared deviations from it), as PyTorch's CPU kernels accumulate float32 in
   double; a composite in float32 would round the variance;
 - speed: a forward is three passes over each channel (or group) and batch_norm's backward
-  two (the statistics again, from the saved input, in one pass with the gradient's sums: a
-  primitive has one output), with no full-size
-  temporaries, where the composite makes about ten of them and as many kernel
-  calls (ResNet-18 has a BatchNorm after every convolution); PyTorch's grad_fn names
-  (NativeBatchNormBackward0, ...) come with it;
+  two (the gradient's sums, then dx), with no full-size temporaries, where the composite
+  makes about ten of them and as many kernel calls (ResNet-18 has a BatchNorm after every
+  convolution); PyTorch's grad_fn names (NativeBatchNormBackward0, ...) come with it;
+- a training batch_norm call that records a node saves the batch's mean and inverse std per
+  channel (its `forward_saving`'s extra, float64), as PyTorch's node saves save_mean and
+  save_invstd: the backward reads them instead of computing the statistics again;
 - batch_norm's running statistics (and `num_batches_tracked`) are updated in place by its
   forward kernel, from the batch statistics it has just computed. The update is then part of
   the op in every mode: eager calls the kernel at once, and a deferred graph's and
@@ -32,7 +33,7 @@ from .primitive import TORCH_TYPE_NAMES, Primitive, register
 # nbgrad's other sums); nothing else of fastmath (NaN and inf must propagate).
 _jit = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 # batch_norm's backward also lets LLVM fuse a multiply and an add (one rounding instead of
-# two): 8x64x32x32 206 us instead of 254. NOTE: not the forwards, where x == mean must give
+# two): 8x64x32x32 188 us instead of 220. NOTE: not the forwards, where x == mean must give
 # exactly the bias (see _affine), which a fused x * scale + shift does not.
 _jit_contracted = numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 # batch_norm's helpers are inlined by Numba. NOTE: compiled as functions of their own (each
@@ -118,40 +119,30 @@ def _position_squares(xf, batch, stride, first, centre, sums):
 
 
 @_inline
-def _channel_moments(xf, gf, batch, stride, first, size, shift):
-    """(sum of d, of d^2, of g, of g d), d = x - shift, as _channel_sum sums, in float64, in
-    one pass."""
-    sum_d = 0.0
-    squares = 0.0
+def _gradient_sums(xf, gf, batch, stride, first, size, mean):
+    """(sum of g, sum of g (x - mean)), as _channel_sum sums, in float64, in one pass."""
     sum_g = 0.0
     dot = 0.0
     for n in range(batch):
         row = n * stride + first
         for s in range(size):
-            d = xf[_u(row + s)] - shift
             gi = np.float64(gf[_u(row + s)])
-            sum_d += d
-            squares += d * d
             sum_g += gi
-            dot += gi * d
-    return sum_d, squares, sum_g, dot
+            dot += gi * (xf[_u(row + s)] - mean)
+    return sum_g, dot
 
 
 @_inline
-def _position_moments(xf, gf, batch, stride, first, shifts, sums_d, squares, sums_g, dots):
-    """sums_d[i], squares[i], sums_g[i], dots[i] = _channel_moments's sums for position i
-    alone (shifts[i])."""
-    for i in range(sums_d.size):
-        sums_d[_u(i)] = squares[_u(i)] = sums_g[_u(i)] = dots[_u(i)] = 0.0
+def _position_gradient_sums(xf, gf, batch, stride, first, means, sums_g, dots):
+    """sums_g[i], dots[i] = _gradient_sums's sums for position i alone (means[i])."""
+    for i in range(sums_g.size):
+        sums_g[_u(i)] = dots[_u(i)] = 0.0
     for n in range(batch):
         row = n * stride + first
-        for i in range(sums_d.size):
-            d = xf[_u(row + i)] - shifts[_u(i)]
+        for i in range(sums_g.size):
             gi = np.float64(gf[_u(row + i)])
-            sums_d[_u(i)] += d
-            squares[_u(i)] += d * d
             sums_g[_u(i)] += gi
-            dots[_u(i)] += gi * d
+            dots[_u(i)] += gi * (xf[_u(row + i)] - means[_u(i)])
 
 
 @_inline
@@ -253,8 +244,8 @@ def batch_norm_eval_backward_kernel(x, g, weight, running_mean, running_var, eps
     for c in range(channels):
         invstd = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
         if grad_weight.size or grad_bias.size:
-            sum_g, dot = _channel_moments(xf, gf, batch, channels * size, c * size, size,
-                                          np.float64(running_mean[c]))[2:]
+            sum_g, dot = _gradient_sums(xf, gf, batch, channels * size, c * size, size,
+                                        np.float64(running_mean[c]))
             if grad_weight.size:
                 grad_weight[c] = dot * invstd
             if grad_bias.size:
@@ -267,10 +258,12 @@ def batch_norm_eval_backward_kernel(x, g, weight, running_mean, running_var, eps
 
 @_jit
 def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batches, momentum,
-                              cumulative, eps, out):
+                              cumulative, eps, out, statistics):
     """out = (x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, S), with
     the batch's biased statistics; the running ones, if given, move towards the batch's mean
-    and unbiased variance by `momentum`, or by 1 / batches when `cumulative`."""
+    and unbiased variance by `momentum`, or by 1 / batches when `cumulative`. `statistics`
+    (2, C) float64, if not empty, gets each channel's mean and 1 / sqrt(var + eps), which
+    batch_norm_backward_kernel reads."""
     batch, channels, size = x.shape
     xf, of = x.reshape(-1), out.reshape(-1)
     count = batch * size
@@ -291,6 +284,9 @@ def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batche
         for j in range(block):
             c = c0 + j
             invstd = 1.0 / np.sqrt(squares[j] / count + eps)
+            if statistics.size:
+                statistics[0, c] = means[j]
+                statistics[1, c] = invstd
             if update:
                 running_mean[c] = factor * means[j] + (1.0 - factor) * running_mean[c]
                 running_var[c] = (factor * squares[j] / (count - 1)
@@ -306,55 +302,44 @@ def batch_norm_forward_kernel(x, weight, bias, running_mean, running_var, batche
 
 
 @_jit_contracted
-def batch_norm_backward_kernel(x, g, weight, eps, grad_x, grad_weight, grad_bias):
-    """The gradients of batch_norm_forward_kernel's output; each grad_* is written only if
-    it is not empty (a gradient not asked for). Two passes over each block: the statistics
-    with the gradient's sums, then dx.
-
-    The sums are of d = x - shift, shift the channel's first element, from which the
-    statistics follow: mean = shift + sum(d) / count, and the sums of squares and of g
-    about the mean are sum(d^2) - sum(d)^2 / count and sum(g d) - sum(g) sum(d) / count.
-    NOTE: with a shift from the channel, (shift - mean)^2 is at most count * var, so the
-    cancellation costs at most count float64 ulps of the variance (sums about 0 could lose
-    all of it where |mean| >> std). Measured (float32, the kernel alone): 8x64x32x32 206 us,
-    8x64x16x16 58; with a pass for the mean first and dx as (g - mean(g) - (x - mean) k) a,
-    without `contract`, 296 and 80."""
+def batch_norm_backward_kernel(x, g, weight, statistics, grad_x, grad_weight, grad_bias):
+    """The gradients of batch_norm_forward_kernel's output, from the mean and inverse std
+    per channel it saved in `statistics`; each grad_* is written only if it is not empty (a
+    gradient not asked for). Two passes over each block: the gradient's sums (of g and of
+    g (x - mean)), then dx.
+    NOTE: measured (float32, the kernel alone, one thread): 8x64x32x32 187 us, 8x64x16x16
+    51, 8x512x2x2 17; with the statistics found again here in the first pass (sums of
+    x - x[0], its squares, g and g (x - x[0])) 209, 59 and 25; with a pass for the mean
+    first, dx as (g - mean(g) - (x - mean) k) a and no `contract`, 296 and 80 on the first
+    two."""
     batch, channels, size = x.shape
     xf, gf, grad_f = x.reshape(-1), g.reshape(-1), grad_x.reshape(-1)
     count = batch * size
     per_block, span = _blocks(channels, size)
-    # Per position (or [0] for a block of one channel): the shift and sums, then the a, b, c
+    # Per position (or [0] for a block of one channel): the mean and sums, then the a, b, c
     # of _input_gradient.
-    shifts, sums_d, squares = np.empty(span), np.empty(span), np.empty(span)
-    sums_g, dots = np.empty(span), np.empty(span)
+    means, sums_g, dots = np.empty(span), np.empty(span), np.empty(span)
     a, b, c = np.empty(span), np.empty(span), np.empty(span)
     for c0 in range(0, channels, per_block):
         block = min(per_block, channels - c0)
         stride, first, width = channels * size, c0 * size, block * size
         if block == 1:
-            shifts[0] = xf[_u(first)] if count else 0.0
-            sums_d[0], squares[0], sums_g[0], dots[0] = _channel_moments(
-                xf, gf, batch, stride, first, size, shifts[0])
+            sums_g[0], dots[0] = _gradient_sums(xf, gf, batch, stride, first, size,
+                                                statistics[0, c0])
         else:
             for j in range(block):
-                _spread(xf[_u(first + j * size)] if count else 0.0, j, size, shifts)
-            _position_moments(xf, gf, batch, stride, first, shifts[:width], sums_d[:width],
-                              squares[:width], sums_g[:width], dots[:width])
+                _spread(statistics[0, c0 + j], j, size, means)
+            _position_gradient_sums(xf, gf, batch, stride, first, means[:width],
+                                    sums_g[:width], dots[:width])
         for j in range(block):
             channel = c0 + j
-            sum_d, squared, sum_g, dot = sums_d[0], squares[0], sums_g[0], dots[0]
+            sum_g, dot = sums_g[0], dots[0]
             if block > 1:
-                sum_d, squared, sum_g, dot = (_channel_total(sums_d, j, size),
-                                              _channel_total(squares, j, size),
-                                              _channel_total(sums_g, j, size),
-                                              _channel_total(dots, j, size))
-            offset = sum_d / count
-            mean = shifts[j * size if block > 1 else 0] + offset
-            squared = max(squared - sum_d * offset, 0.0)
-            dot -= sum_g * offset
-            invstd = 1.0 / np.sqrt(squared / count + eps)
+                sum_g, dot = _channel_total(sums_g, j, size), _channel_total(dots, j, size)
+            mean, invstd = statistics[0, channel], statistics[1, channel]
             if grad_weight.size:
-                grad_weight[channel] = dot * invstd
+                # An empty batch (invstd NaN: a variance of 0 / 0) gives 0, as PyTorch's.
+                grad_weight[channel] = dot * invstd if count else 0.0
             if grad_bias.size:
                 grad_bias[channel] = sum_g
             scale = invstd * weight[channel] if weight.size else invstd
@@ -636,8 +621,15 @@ def _flat(array):
     return array.reshape(-1)
 
 
-def _batch_norm_forward(x, weight, bias, running_mean, running_var, batches, training, momentum,
-                        cumulative, eps):
+# The stand-in for the batch statistics a forward without a node does not save (writable:
+# the same argument types as a saving call's, so one compilation of the kernel).
+_NOT_SAVED = np.empty((0, 0))
+
+
+def _batch_norm_run(x, weight, bias, running_mean, running_var, batches, training, momentum,
+                    cumulative, eps, saving):
+    """(out, the batch's mean and inverse std per channel, (2, C) float64, when `saving` in
+    training, else None)."""
     _batch_norm_infer(x, weight, bias, running_mean, running_var, batches, training, momentum,
                       cumulative, eps)
     view = _batch_norm_view(x.shape)
@@ -645,34 +637,46 @@ def _batch_norm_forward(x, weight, bias, running_mean, running_var, batches, tra
     # NOTE: results are made in their own shapes (the kernels write views of them), so that
     # their `base` is None: the engine then owns a gradient instead of copying it.
     out = np.empty(x.shape, computed.dtype)
-    statistics = (_computed(running_mean), _computed(running_var))
+    running = (_computed(running_mean), _computed(running_var))
+    statistics = None
     if training:
+        statistics = np.empty((2, view[1])) if saving else None
         batch_norm_forward_kernel(_contiguous(computed, view), _computed(weight), _computed(bias),
-                                  *statistics, _flat(batches), momentum, cumulative, eps,
-                                  out.reshape(view))
+                                  *running, _flat(batches), momentum, cumulative, eps,
+                                  out.reshape(view), _NOT_SAVED if statistics is None else statistics)
     else:
         batch_norm_eval_kernel(_contiguous(computed, view), _computed(weight), _computed(bias),
-                               *statistics, eps, out.reshape(view))
-    return out.astype(x.dtype, copy=False)
+                               *running, eps, out.reshape(view))
+    return out.astype(x.dtype, copy=False), statistics
 
 
-def _batch_norm_backward(training):
-    """The backward kernel: with the batch's statistics, or the running ones (eval)."""
-    return batch_norm_backward_kernel if training else batch_norm_eval_backward_kernel
+def _batch_norm_forward(*arrays, **params):
+    return _batch_norm_run(*arrays, **params, saving=False)[0]
+
+
+def _batch_norm_forward_saving(*arrays, **params):
+    return _batch_norm_run(*arrays, **params, saving=True)
+
+
+def _batch_norm_backward(node):
+    """(the backward kernel, the arrays it reads after x, g and weight, the numbers after
+    them): the saved batch statistics, or the running ones and eps (eval)."""
+    _, _, running_mean, running_var, statistics = node.saved
+    if node.params["training"]:
+        return batch_norm_backward_kernel, (statistics,), ()
+    return batch_norm_eval_backward_kernel, (running_mean, running_var), (node.params["eps"],)
 
 
 def _batch_norm_vjp(node, g):
-    x, weight, running_mean, running_var = node.saved
+    x, weight = node.saved[:2]
     view = _batch_norm_view(x.shape)
     need_x, need_weight, need_bias = node.needs[:3]
-    params = node.params
     grad_x = np.empty(x.shape if need_x else (0, 0, 0), g.dtype)
     grad_weight = np.empty(view[1] if need_weight else 0, g.dtype)
     grad_bias = np.empty(view[1] if need_bias else 0, g.dtype)
-    statistics = () if params["training"] else (running_mean, running_var)
-    _batch_norm_backward(params["training"])(
-        _contiguous(x, view), _contiguous(g, view), weight, *statistics, params["eps"],
-        grad_x.reshape(view if need_x else (0, 0, 0)), grad_weight, grad_bias)
+    kernel, reads, numbers = _batch_norm_backward(node)
+    kernel(_contiguous(x, view), _contiguous(g, view), weight, *reads, *numbers,
+           grad_x.reshape(view if need_x else (0, 0, 0)), grad_weight, grad_bias)
     return (grad_x if need_x else None,
             grad_weight if need_weight else None, grad_bias if need_bias else None,
             None, None, None)
@@ -730,22 +734,24 @@ class _BatchNormFusion:
         # in place by the kernel on every call, as eager writes them.
         reads = ", ".join(em.ref(a) for a in (weight, bias, running_mean, running_var))
         if params["training"]:
+            # (out, statistics) where the call saved the batch statistics (forward_saving)
+            out, statistics = out if type(out) is tuple else (out, None)
             em.emit(f"{em.kernel(batch_norm_forward_kernel)}({_fused_view(em, x, view)}, "
                     f"{reads}, {_fused_view(em, batches, (batches.size,))}, "
                     f"{em.scalar(params['momentum'])}, {em.scalar(params['cumulative'])}, "
-                    f"{em.scalar(params['eps'])}, {em.out(out)}.reshape({view!r}))")
+                    f"{em.scalar(params['eps'])}, {em.out(out)}.reshape({view!r}), "
+                    f"{em.empty(2, np.float64) if statistics is None else em.out(statistics)})")
         else:
             em.emit(f"{em.kernel(batch_norm_eval_kernel)}({_fused_view(em, x, view)}, {reads}, "
                     f"{em.scalar(params['eps'])}, {em.out(out)}.reshape({view!r}))")
 
     def vjp(self, em, node, g, input_grads):
-        x, weight, running_mean, running_var = node.saved
+        x, weight = node.saved[:2]
         view = _batch_norm_view(x.shape)
         grads = _fused_grads(em, input_grads[:3], (view, view[1:2], view[1:2]), g.dtype)
-        reads = (weight,) if node.params["training"] else (weight, running_mean, running_var)
-        em.emit(f"{em.kernel(_batch_norm_backward(node.params['training']))}("
-                f"{_fused_view(em, x, view)}, {_fused_view(em, g, view)}, "
-                f"{', '.join(em.ref(a) for a in reads)}, {em.scalar(node.params['eps'])}, "
+        kernel, reads, numbers = _batch_norm_backward(node)
+        em.emit(f"{em.kernel(kernel)}({_fused_view(em, x, view)}, {_fused_view(em, g, view)}, "
+                f"{', '.join([em.ref(a) for a in (weight, *reads)] + [em.scalar(v) for v in numbers])}, "
                 f"{', '.join(grads)})")
 
 
@@ -775,8 +781,9 @@ class _GroupNormFusion:
 # Differentiable VJPs (create_graph=True): the backward kernels' formulas as Tensor
 # operations on the kernels' views, so that they can be differentiated again (PyTorch's
 # batchnorm_double_backward and layer_norm_double_backward differentiate the same formulas).
-# The statistics come from the saved input, as the kernels recompute them; in eval mode the
-# running statistics are constants.
+# The batch statistics are computed again from the saved input (not read from the saved
+# ones): they depend on x, and their gradients are part of the second derivative; in eval mode
+# the running statistics are constants.
 
 def _normalized_gradient(g, centered, invstd, dim):
     """dx of (x - mean) * invstd over `dim` for upstream g (weight folded into g or after):
@@ -791,7 +798,7 @@ def _has(node, position):
 
 
 def _batch_norm_differentiable_vjp(node, g, saved):
-    x, weight, running_mean, running_var = saved
+    x, weight, running_mean, running_var = saved[:4]
     shape = node.input_meta[0][0]
     view = _batch_norm_view(shape)
     x, g, dims, eps = x.reshape(view), g.reshape(view), (0, 2), node.params["eps"]
@@ -846,7 +853,8 @@ _layer_norm_forward, _layer_norm_vjp = _group_norm_family(_layer_norm_view, _lay
 PRIMS = {
     "batch_norm": register(Primitive(
         "batch_norm", "NativeBatchNormBackward0", _batch_norm_infer, _batch_norm_forward,
-        _batch_norm_vjp, save=(0, 1, 3, 4), differentiable=(0, 1, 2), writes=(3, 4, 5),
+        _batch_norm_vjp, save=(0, 1, 3, 4, "extra"), differentiable=(0, 1, 2), writes=(3, 4, 5),
+        forward_saving=_batch_norm_forward_saving,
         fuse=_BatchNormFusion(), differentiable_vjp=_batch_norm_differentiable_vjp)),
     "group_norm": register(Primitive(
         "group_norm", "NativeGroupNormBackward0", _group_norm_infer, _group_norm_forward,

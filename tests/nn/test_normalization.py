@@ -124,14 +124,17 @@ def test_eval_without_running_statistics_uses_the_batch():
 
 
 def test_empty_batch_counts_but_leaves_running_statistics():
-    states = []
+    states, grads = [], []
     for L in (torch, nbgrad):
         module = L.nn.BatchNorm1d(3)
         x = L.zeros(0, 3).requires_grad_()
         module(x).sum().backward()
         assert tuple(x.grad.shape) == (0, 3)
         states.append(_state(module))
+        grads.append((module.weight.grad, module.bias.grad))
     _assert_same_state(states[1], states[0], "after an empty batch")
+    for actual, expected in zip(grads[1], grads[0]):  # zeros
+        assert_close(actual, expected, 0, 0)
 
 
 def test_load_a_torch_checkpoint(tmp_path):
