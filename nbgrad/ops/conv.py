@@ -90,12 +90,13 @@ WINOGRAD_MIN_SIZE = 28
 # called from Python gets a wrapper that unboxes its arguments (0.1 s for a dozen). So there
 # are two levels and few loops, the helpers have no wrapper, nothing is inlined, no call to
 # a compiled helper passes a constant (not even gemm's transposes), the kernels take their
-# integers in one array, and the kernels call im2col, col2im and gemm `unlinked`: by symbol,
-# compiled once, not linked into each kernel and optimized again there (_core.unlinked;
-# the kernels' cache registers them before loading a kernel: _UnlinkedCallsCache).
-# Measured, float32, the digits CNN's conv2, cold first calls, CPU, helpers included:
-# forward 1.5 s and backward 1.25 s (1.7-1.9 s each with the helpers linked in and gemm
-# compiled per orientation); the digits CNN's first steps, cold, 9.6-10.1 -> 7.6-8.4 s.
+# integers in one array, and the helpers (`_unlinked`) are called `unlinked`: by symbol,
+# compiled once, not linked into each caller and optimized again there (_core.unlinked;
+# their callers' cache registers them before loading a caller: _UnlinkedCallsCache). The
+# Winograd transforms' small helpers are left linked (each has one caller). Measured,
+# float32, the digits CNN's conv2, cold first calls, CPU, helpers included: forward 1.45 s
+# and backward 1.1 s (1.7-1.9 s each with the helpers linked in and gemm compiled per
+# orientation); the digits CNN's first steps, cold, 8.0-8.2 -> 6.9-7.2 s CPU.
 
 # NOTE: the loops index with unsigned integers: a signed index makes Numba check for a
 # negative one (Python's wraparound) at every element, which keeps LLVM from vectorizing the
@@ -105,12 +106,87 @@ _u = np.uint64
 _helper = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 
 
+class _UnlinkedCallsCache(caching.FunctionCache):
+    """Numba's disk cache of a kernel that calls helpers `unlinked` (named in UNLINKED):
+    beside each cached version, the helpers it calls (name, argument types, symbol), which
+    are compiled or loaded and registered before the version is loaded. NOTE: a version
+    loaded without them calls nothing (a segfault: see _core.unlinked); a version without
+    its record is compiled afresh."""
+
+    def _record_path(self):
+        return os.path.join(self.cache_path, self._impl.filename_base + ".callees")
+
+    def _record(self):
+        try:
+            with open(self._record_path(), "rb") as handle:
+                return pickle.load(handle)
+        except Exception:  # noqa: BLE001 - none yet, or unreadable: an empty record
+            return {}
+
+    def load_overload(self, sig, target_context):
+        callees = self._record().get(sigutils.normalize_signature(sig)[0])
+        if callees is None:
+            return None
+        try:
+            for name, argument_types, symbol in callees:
+                UNLINKED[name].compile(argument_types)
+                _register(UNLINKED[name], argument_types, symbol)
+        except Exception:  # noqa: BLE001 - a stale record (a helper renamed): compile afresh
+            return None
+        return super().load_overload(sig, target_context)
+
+    def save_overload(self, sig, data):
+        # The helper versions this one calls: the symbols its code declares (and does not
+        # define: a helper's code defines its own).
+        declared = "\n".join(line for line in data.library.get_llvm_str().splitlines()
+                             if line.startswith("declare "))
+        callees = [(name, argument_types, version.fndesc.llvm_func_name)
+                   for name, helper in UNLINKED.items()
+                   for argument_types, version in helper.overloads.items()
+                   if version.fndesc.llvm_func_name in declared]
+        record = self._record()
+        record[sigutils.normalize_signature(sig)[0]] = callees
+        path = self._record_path()
+        temporary = f"{path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(self.cache_path, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                pickle.dump(record, handle)
+            os.replace(temporary, path)
+        except OSError:  # (no record: the next process compiles this version again)
+            return
+        super().save_overload(sig, data)
+
+
+UNLINKED = {}  # the helpers, by name
+
+
+def _with_callee_records(dispatcher):
+    """`dispatcher` with _UnlinkedCallsCache as its disk cache."""
+    dispatcher._cache = _UnlinkedCallsCache(dispatcher.py_func)
+    return dispatcher
+
+
+def _unlinked(dispatcher):
+    """For a helper: what the kernels and helpers call it through (unlinked), the
+    dispatcher kept in UNLINKED."""
+    UNLINKED[dispatcher.py_func.__name__] = _with_callee_records(dispatcher)
+    return unlinked(dispatcher)
+
+
+def _kernel(function):
+    """A kernel: njit, cached, with a Python wrapper; it calls helpers unlinked."""
+    return _with_callee_records(_jit(function))
+
+
+@_unlinked
 @_helper
 def _fill(a, start, stop, value):
     for t in range(_u(start), _u(max(start, stop))):
         a[t] = value
 
 
+@_unlinked
 @_helper
 def _copy_blocks(source, source_at, source_a, source_b, source_c, target, target_at, target_a,
                  target_b, target_c, count_a, count_b, count_c, length):
@@ -172,6 +248,7 @@ def _masks(geometry, chunk):
     return masks
 
 
+@_unlinked
 @_helper
 def _copy_layout(geometry, same):
     """(an image's pixels, the output positions, the padding of im2col's channel-major copy
@@ -183,6 +260,7 @@ def _copy_layout(geometry, same):
     return height * width, out_h * out_w, pad_h, pad_w, padded_w, (height + 2 * pad_h) * padded_w
 
 
+@_unlinked
 @_helper
 def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, images_at, masks,
             mask_pitch):
@@ -231,6 +309,7 @@ def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, imag
                             workspace[d + t] = source[s + t * _u(stride_w)]
 
 
+@_unlinked
 @_helper
 def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_at, masks,
             mask_pitch, grad_x):
@@ -283,6 +362,7 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 _NO, _TRANSPOSED, _SINGLE, _DOUBLE = ord("n"), ord("t"), ord("s"), ord("d")
 
 
+@_unlinked
 @_helper
 def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at, ldc, scalars,
          alpha_at, beta_at):
@@ -308,68 +388,7 @@ def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at,
         raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
 
 
-class _UnlinkedCallsCache(caching.FunctionCache):
-    """Numba's disk cache of a kernel that calls helpers `unlinked` (named in UNLINKED):
-    beside each cached version, the helpers it calls (name, argument types, symbol), which
-    are compiled or loaded and registered before the version is loaded. NOTE: a version
-    loaded without them calls nothing (a segfault: see _core.unlinked); a version without
-    its record is compiled afresh."""
-
-    def _record_path(self):
-        return os.path.join(self.cache_path, self._impl.filename_base + ".callees")
-
-    def _record(self):
-        try:
-            with open(self._record_path(), "rb") as handle:
-                return pickle.load(handle)
-        except Exception:  # noqa: BLE001 - none yet, or unreadable: an empty record
-            return {}
-
-    def load_overload(self, sig, target_context):
-        callees = self._record().get(sigutils.normalize_signature(sig)[0])
-        if callees is None:
-            return None
-        try:
-            for name, argument_types, symbol in callees:
-                UNLINKED[name].compile(argument_types)
-                _register(UNLINKED[name], argument_types, symbol)
-        except Exception:  # noqa: BLE001 - a stale record (a helper renamed): compile afresh
-            return None
-        return super().load_overload(sig, target_context)
-
-    def save_overload(self, sig, data):
-        # The helper versions this one calls: the symbols its code declares.
-        code = data.library.get_llvm_str()
-        callees = [(name, argument_types, version.fndesc.llvm_func_name)
-                   for name, helper in UNLINKED.items()
-                   for argument_types, version in helper.overloads.items()
-                   if version.fndesc.llvm_func_name in code]
-        record = self._record()
-        record[sigutils.normalize_signature(sig)[0]] = callees
-        path = self._record_path()
-        temporary = f"{path}.{os.getpid()}.tmp"
-        try:
-            os.makedirs(self.cache_path, exist_ok=True)
-            with open(temporary, "wb") as handle:
-                pickle.dump(record, handle)
-            os.replace(temporary, path)
-        except OSError:  # (no record: the next process compiles this version again)
-            return
-        super().save_overload(sig, data)
-
-
-# The helpers the kernels call `unlinked`, by name.
-UNLINKED = {"_im2col": _im2col, "_col2im": _col2im, "gemm": gemm}
-_im2col_call, _col2im_call, _gemm_call = (unlinked(helper) for helper in UNLINKED.values())
-
-
-def _kernel(function):
-    """An njit kernel (cached) that calls UNLINKED helpers: see _UnlinkedCallsCache."""
-    kernel = _jit(function)
-    kernel._cache = _UnlinkedCallsCache(function)
-    return kernel
-
-
+@_unlinked
 @numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, fastmath={"reassoc"})
 def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
     """grad_bias[o] = the sum of grad[:, o], in float64 (reassociated: it vectorizes)."""
@@ -406,8 +425,8 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
                 # A 1x1 same convolution of one image: the image is its column matrix.
                 source, source_at = x, (first * channels + channel0) * positions
             else:
-                _im2col_call(x, first, count, channel0, group_in, geometry, same > 0, workspace,
-                             images_at, masks, chunk * positions)
+                _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
+                        images_at, masks, chunk * positions)
                 source, source_at = workspace, 0 * positions
             if count == 1:
                 # One image: the GEMM writes its output rows, onto the bias.
@@ -415,13 +434,13 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
                 for o in range(group_out * has_bias):
                     _fill(out, target + o * positions, target + (o + 1) * positions,
                           bias[out0 + o])
-                _gemm_call(group_out, positions, size, weight, out0 * size, size, keep, source,
-                           source_at, columns, keep, out, target, positions, workspace, scalars_at,
-                           scalars_at + 1 + has_bias)
+                gemm(group_out, positions, size, weight, out0 * size, size, keep, source,
+                     source_at, columns, keep, out, target, positions, workspace, scalars_at,
+                     scalars_at + 1 + has_bias)
                 continue
-            _gemm_call(group_out, columns, size, weight, out0 * size, size, keep, source, source_at,
-                       columns, keep, workspace, block_at, columns, workspace, scalars_at,
-                       scalars_at + 1)
+            gemm(group_out, columns, size, weight, out0 * size, size, keep, source, source_at,
+                 columns, keep, workspace, block_at, columns, workspace, scalars_at,
+                 scalars_at + 1)
             for o in range(group_out):
                 # (x + -0.0 is x, also for x = -0.0: the identity where there is no bias)
                 shift = bias[out0 + o] if has_bias else typed(-0.0, out)
@@ -471,31 +490,31 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                 if direct and count == 1:
                     source, source_at = x, (first * channels + channel0) * positions
                 else:
-                    _im2col_call(x, first, count, channel0, group_in, geometry, same > 0, workspace,
-                                 images_at, masks, chunk * positions)
+                    _im2col(x, first, count, channel0, group_in, geometry, same > 0, workspace,
+                            images_at, masks, chunk * positions)
                     source, source_at = workspace, 0 * positions
                 # The first chunk writes the weight's gradient, the others add to it.
                 beta_at = scalars_at + 1 + (first > 0)
                 if weight_gradient_at < 0:
-                    _gemm_call(group_out, size, columns, grads, grads_at, columns, keep, source,
-                               source_at, columns, transpose, grad_weight, out0 * size, size, workspace,
-                               scalars_at, beta_at)
+                    gemm(group_out, size, columns, grads, grads_at, columns, keep, source,
+                         source_at, columns, transpose, grad_weight, out0 * size, size, workspace,
+                         scalars_at, beta_at)
                 else:  # (transposed, then transposed back below)
-                    _gemm_call(size, group_out, columns, source, source_at, columns, keep, grads,
-                               grads_at, columns, transpose, workspace, weight_gradient_at + out0 * size,
-                               group_out, workspace, scalars_at, beta_at)
+                    gemm(size, group_out, columns, source, source_at, columns, keep, grads,
+                         grads_at, columns, transpose, workspace, weight_gradient_at + out0 * size,
+                         group_out, workspace, scalars_at, beta_at)
             if need_x:
                 if direct and count == 1:
-                    _gemm_call(size, positions, group_out, weight, out0 * size, size, transpose, grads,
-                               grads_at, columns, keep, grad_x,
-                               (first * channels + channel0) * positions, positions, workspace,
-                               scalars_at, scalars_at + 1)
+                    gemm(size, positions, group_out, weight, out0 * size, size, transpose, grads,
+                         grads_at, columns, keep, grad_x,
+                         (first * channels + channel0) * positions, positions, workspace,
+                         scalars_at, scalars_at + 1)
                 else:
-                    _gemm_call(size, columns, group_out, weight, out0 * size, size, transpose, grads,
-                               grads_at, columns, keep, workspace, 0 * columns, columns, workspace,
-                               scalars_at, scalars_at + 1)
-                    _col2im_call(workspace, first, count, channel0, group_in, geometry, same > 0,
-                                 images_at, masks, chunk * positions, grad_x)
+                    gemm(size, columns, group_out, weight, out0 * size, size, transpose, grads,
+                         grads_at, columns, keep, workspace, 0 * columns, columns, workspace,
+                         scalars_at, scalars_at + 1)
+                    _col2im(workspace, first, count, channel0, group_in, geometry, same > 0,
+                            images_at, masks, chunk * positions, grad_x)
     if need_weight and weight_gradient_at >= 0 and batch > 0:
         for o in range(out_channels):
             block = _u(weight_gradient_at + o // group_out * group_out * size + o % group_out)
@@ -690,10 +709,10 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
         _winograd_inputs(workspace, images_at, channels * count, padded_h, padded_w, tiles_h,
                          tiles_w, transformed_at, transformed_pitch)
         for xi in range(16):
-            _gemm_call(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
-                       keep, workspace, transformed_at + xi * transformed_pitch, columns, keep,
-                       workspace, products_at + xi * products_pitch, columns, workspace, scalars_at,
-                       scalars_at + 1)
+            gemm(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
+                 keep, workspace, transformed_at + xi * transformed_pitch, columns, keep,
+                 workspace, products_at + xi * products_pitch, columns, workspace, scalars_at,
+                 scalars_at + 1)
         _winograd_outputs(workspace, products_at, products_pitch, count, out_channels, tiles_h,
                           tiles_w, first, out_h, out_w, bias, scratch_at, out)
 
