@@ -93,10 +93,11 @@ WINOGRAD_MIN_SIZE = 28
 # integers in one array, and the helpers (`_unlinked`) are called `unlinked`: by symbol,
 # compiled once, not linked into each caller and optimized again there (_core.unlinked;
 # their callers' cache registers them before loading a caller: _UnlinkedCallsCache). The
-# Winograd transforms' small helpers are left linked (each has one caller). Measured,
-# float32, the digits CNN's conv2, cold first calls, CPU, helpers included: forward 1.45 s
+# Winograd transforms' one-line helpers are left linked: inlined into their loops. Measured,
+# float32, cold first calls, CPU, helpers included: the digits CNN's conv2 forward 1.45 s
 # and backward 1.1 s (1.7-1.9 s each with the helpers linked in and gemm compiled per
-# orientation); the digits CNN's first steps, cold, 8.0-8.2 -> 6.9-7.2 s CPU.
+# orientation), the Winograd forward 1.5 s (1.9); the digits CNN's first steps, cold,
+# 8.0-8.2 -> 6.9-7.2 s CPU.
 
 # NOTE: the loops index with unsigned integers: a signed index makes Numba check for a
 # negative one (Python's wraparound) at every element, which keeps LLVM from vectorizing the
@@ -563,6 +564,7 @@ def _winograd_output_rows(m0, m1, m2, m3):
     return m0 + m1 + m2, m1 - m2 - m3
 
 
+@_unlinked
 @_helper
 def _winograd_weights(weight, out_channels, channels, workspace, pitch):
     """U[xi] = G g G^T of the weight's 3x3 kernels g, as 16 row-major (out_channels,
@@ -593,6 +595,7 @@ def _winograd_weights(weight, out_channels, channels, workspace, pitch):
         t += _u(1)
 
 
+@_unlinked
 @_helper
 def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, tiles_w,
                      transformed_at, pitch):
@@ -638,6 +641,7 @@ def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, 
                     workspace[t + _u(12) * pitch] = _winograd_input_rows(a03, a13, a23, a33)
 
 
+@_unlinked
 @_helper
 def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_h, tiles_w,
                       first, out_h, out_w, bias, scratch_at, out):
