@@ -322,3 +322,25 @@ def test_batch_norm_channel_blocks(dtype):
                 results.append((out, x.grad, weight.grad, bias.grad, mean, var))
             for actual, expected in zip(results[1], results[0]):
                 assert_close(actual, expected, 1e-4 if dtype == "float32" else 1e-9, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_group_and_layer_norm_long_groups(dtype):
+    """group_norm's and layer_norm's kernels on groups long enough for their vectorized loops
+    (nbgrad.ops.normalization), with a large mean: values and every gradient against torch."""
+    rng = rng_for(f"long groups {dtype}")
+    arrays = [rng.standard_normal((3, 6, 7, 11)) * 2 + 50, rng.standard_normal((3, 6, 7, 11)),
+              rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal((7, 11)),
+              rng.standard_normal((7, 11))]
+    arrays = [a.astype(dtype) for a in arrays]
+    results = []
+    for L in (torch, nbgrad):
+        x, upstream, weight, bias, ln_weight, ln_bias = (L.tensor(a) for a in arrays)
+        for t in (x, weight, bias, ln_weight, ln_bias):
+            t.requires_grad_()
+        outs = (L.nn.functional.group_norm(x, 3, weight, bias),
+                L.nn.functional.layer_norm(x, (7, 11), ln_weight, ln_bias))
+        sum((out * upstream).sum() for out in outs).backward()
+        results.append((*outs, x.grad, weight.grad, bias.grad, ln_weight.grad, ln_bias.grad))
+    for actual, expected in zip(results[1], results[0]):
+        assert_close(actual, expected, *((1e-4, 1e-4) if dtype == "float32" else (1e-9, 1e-10)))
