@@ -586,21 +586,22 @@ def _layer_norm_infer(x, weight, bias, normalized_shape, eps):
 # ---------------------------------------------------------------------------------------
 # The kernels' views: batch_norm's (N, C, S), group_norm's (N, G, K) and the channels per
 # group; layer_norm is group_norm with one group and one channel per normalized element.
+# NOTE: math.prod of the shape's ints (0.2 us), not np.prod (3 us a call: a call of each
+# forward and backward).
 
 def _batch_norm_view(shape):
-    return (shape[0], shape[1], int(np.prod(shape[2:], dtype=np.int64)))
+    return (shape[0], shape[1], math.prod(shape[2:]))
 
 
 def _group_norm_view(shape, params):
     groups = params["num_groups"]
-    return (shape[0], groups, int(np.prod(shape[1:], dtype=np.int64)) // groups), \
-        shape[1] // groups
+    return (shape[0], groups, math.prod(shape[1:]) // groups), shape[1] // groups
 
 
 def _layer_norm_view(shape, params):
     width = len(params["normalized_shape"])
-    size = int(np.prod(shape[len(shape) - width:], dtype=np.int64))
-    return (int(np.prod(shape[:len(shape) - width], dtype=np.int64)), 1, size), size
+    size = math.prod(shape[len(shape) - width:])
+    return (math.prod(shape[:len(shape) - width]), 1, size), size
 
 
 def _contiguous(x, shape):
