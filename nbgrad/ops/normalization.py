@@ -365,8 +365,8 @@ def batch_norm_backward_kernel(x, g, weight, statistics, grad_x, grad_weight, gr
 # weight and bias per channel (g * channels per group + k // S). The kernels read each group
 # as a flat run of K elements (batch_norm's helpers, a batch of one), indexed unsigned.
 # NOTE: measured (float32, eager, one thread, forward without a node / forward+backward):
-# group_norm(32) on 8x64x32x32 146 / 448 us, layer_norm(512) on 8x128x512 200 / 621,
-# layer_norm(64) on 64x16x64 53 / 136 (torch 140 / 341, 167 / 406, 50 / 112); before, with
+# group_norm(32) on 8x64x32x32 141 / 418 us, layer_norm(512) on 8x128x512 176 / 534,
+# layer_norm(64) on 64x16x64 45 / 118 (torch 143 / 357, 168 / 414, 49 / 110); before, with
 # x[n, g, k] indexed signed (not vectorized) and the backward finding the statistics again
 # (a pass for the mean), 564 / 2071, 628 / 1816 and 144 / 351.
 
