@@ -28,13 +28,11 @@ NOTE: the kernels are serial: BLAS threads the GEMMs, and Numba's parallel worke
 a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
 """
 import functools
-import os
-import pickle
 
 import numba
 import numpy as np
 from numba import types
-from numba.core import caching, sigutils
+from numba.core import caching
 
 from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
@@ -107,56 +105,42 @@ _u = np.uint64
 _helper = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 
 
-class _UnlinkedCallsCache(caching.FunctionCache):
-    """Numba's disk cache of a kernel that calls helpers `unlinked` (named in UNLINKED):
-    beside each cached version, the helpers it calls (name, argument types, symbol), which
-    are compiled or loaded and registered before the version is loaded. NOTE: a version
-    loaded without them calls nothing (a segfault: see _core.unlinked); a version without
-    its record is compiled afresh."""
+class _CalleesFirst(caching.CompileResultCacheImpl):
+    """How _UnlinkedCallsCache stores a compiled version: with the helpers it calls (name,
+    argument types, symbol), which are compiled or loaded and registered before the version
+    is rebuilt. In the version's own cache file: two processes that compile it at once
+    name its callees differently (the symbols carry a number of the process's), and a
+    record apart from the version could be the other process's."""
 
-    def _record_path(self):
-        return os.path.join(self.cache_path, self._impl.filename_base + ".callees")
-
-    def _record(self):
-        try:
-            with open(self._record_path(), "rb") as handle:
-                return pickle.load(handle)
-        except Exception:  # noqa: BLE001 - none yet, or unreadable: an empty record
-            return {}
-
-    def load_overload(self, sig, target_context):
-        callees = self._record().get(sigutils.normalize_signature(sig)[0])
-        if callees is None:
-            return None
-        try:
-            for name, argument_types, symbol in callees:
-                UNLINKED[name].compile(argument_types)
-                _register(UNLINKED[name], argument_types, symbol)
-        except Exception:  # noqa: BLE001 - a stale record (a helper renamed): compile afresh
-            return None
-        return super().load_overload(sig, target_context)
-
-    def save_overload(self, sig, data):
+    def reduce(self, cres):
         # The helper versions this one calls: the symbols its code declares (and does not
         # define: a helper's code defines its own).
-        declared = "\n".join(line for line in data.library.get_llvm_str().splitlines()
+        declared = "\n".join(line for line in cres.library.get_llvm_str().splitlines()
                              if line.startswith("declare "))
         callees = [(name, argument_types, version.fndesc.llvm_func_name)
                    for name, helper in UNLINKED.items()
                    for argument_types, version in helper.overloads.items()
                    if version.fndesc.llvm_func_name in declared]
-        record = self._record()
-        record[sigutils.normalize_signature(sig)[0]] = callees
-        path = self._record_path()
-        temporary = f"{path}.{os.getpid()}.tmp"
+        # (last: the entry keeps Numba's layout, which _core.modules checks on loading)
+        return super().reduce(cres) + (callees,)
+
+    def rebuild(self, target_context, payload):
+        *data, callees = payload
         try:
-            os.makedirs(self.cache_path, exist_ok=True)
-            with open(temporary, "wb") as handle:
-                pickle.dump(record, handle)
-            os.replace(temporary, path)
-        except OSError:  # (no record: the next process compiles this version again)
-            return
-        super().save_overload(sig, data)
+            for name, argument_types, symbol in callees:
+                UNLINKED[name].compile(argument_types)
+                _register(UNLINKED[name], argument_types, symbol)
+        except Exception:  # noqa: BLE001 - a helper gone or renamed: compiled afresh
+            return None
+        return super().rebuild(target_context, tuple(data))
+
+
+class _UnlinkedCallsCache(caching.FunctionCache):
+    """Numba's disk cache of a kernel or helper that calls helpers `unlinked` (UNLINKED).
+    NOTE: a version loaded before the helpers it calls are registered calls nothing (a
+    segfault: see _core.unlinked), so each version is stored with them: _CalleesFirst."""
+
+    _impl_class = _CalleesFirst
 
 
 UNLINKED = {}  # the helpers, by name
