@@ -1,22 +1,30 @@
-"""Calls from a generated fused step into nbgrad's own njit kernels (convolution, pooling,
-normalization, row-wise ...) that do not compile those kernels into the step.
+"""Calls from njit code into other njit functions that do not compile the callee into the
+caller: from a generated fused step into nbgrad's kernels (convolution, pooling,
+normalization, row-wise ...), and from a family's kernels into its helpers (im2col, gemm ...).
 
 Why: Numba compiles a call to another njit function by linking the callee's LLVM code into the
 caller's module and optimizing it all again, so a fused step re-optimized every kernel it
-called: a digits-CNN step took 6.6 s to compile cold, of which 5 went into convolution
-kernels compiled before for eager mode (and cached).
+called (a digits-CNN step took 6.6 s to compile cold, of which 5 went into convolution
+kernels compiled before for eager mode and cached), and each kernel every helper it called.
 
 `unlinked(dispatcher)` is a Numba intrinsic that calls the callee's own machine code by its
 symbol: typing compiles (or loads from the cache) the callee as a normal call would, and the
-step only declares the symbol and calls it with Numba's calling convention, so the callee's
+caller only declares the symbol and calls it with Numba's calling convention, so the callee's
 exceptions still reach the caller.
 
-NOTE: a step loaded from Numba's cache is not typed again: the callees it names must be in
+NOTE: a caller loaded from Numba's cache is not typed again: the callees it names must be in
 the process, under the names its machine code uses, before Numba loads it, or the first call
-jumps to nothing (a segfault). So the compile records the step's callees (`recording`), the
-caller saves them beside the generated module (`save_callees`), and `load_callees` compiles or
-loads them and registers their symbols before every load. A step without that record must not
-be loaded from the cache: `load_callees` says so.
+jumps to nothing (a segfault). Two records keep them, one per kind of caller:
+- a fused step (generated module, one per step): the compile records its callees
+  (`recording`), the fuse layer saves them beside the generated module (`save_callees`), and
+  `load_callees` compiles or loads them and registers their symbols before every load. A step
+  without that record must not be loaded from the cache: `load_callees` says so.
+- a kernel or helper of an op family (a fixed function with versions per argument types):
+  its callees are declared helpers (`unlinked_helper`), and its disk cache
+  (`UnlinkedCallsCache`, given by `calling_unlinked`) stores each version with the helper
+  versions it calls and registers them before rebuilding it.
+The two nest: a step's record names the kernels it calls; loading such a kernel (from
+`load_callees`) goes through the kernel's own cache, which registers its helpers first.
 """
 import contextlib
 import functools
@@ -24,7 +32,7 @@ import os
 import pickle
 
 import llvmlite.binding as llvm
-from numba.core import cgutils, types
+from numba.core import caching, cgutils, types
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
@@ -126,3 +134,68 @@ def load_callees(module):
     except Exception:  # noqa: BLE001 - missing, unreadable or stale: compile the step afresh
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------
+# Op families: kernels calling their helpers unlinked, with the callees in each cache entry.
+
+_helpers = {}  # the declared helpers (unlinked_helper), by module and qualified name
+
+
+def _helper_name(dispatcher):
+    return f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+
+
+class _CalleesFirst(caching.CompileResultCacheImpl):
+    """How UnlinkedCallsCache stores a compiled version: with the helper versions it calls
+    (helper name, argument types, symbol), which are compiled or loaded and registered
+    before the version is rebuilt. In the version's own cache entry: two processes that
+    compile it at once name its callees differently (the symbols carry a number of the
+    process's), and a record apart from the version could be the other process's."""
+
+    def reduce(self, cres):
+        # The helper versions this one calls: the symbols its code declares (and does not
+        # define: a helper's code defines its own).
+        declared = "\n".join(line for line in cres.library.get_llvm_str().splitlines()
+                             if line.startswith("declare "))
+        callees = [(name, argument_types, version.fndesc.llvm_func_name)
+                   for name, helper in _helpers.items()
+                   for argument_types, version in helper.overloads.items()
+                   if version.fndesc.llvm_func_name in declared]
+        # (last: the entry keeps Numba's layout, which _core.modules checks on loading)
+        return super().reduce(cres) + (callees,)
+
+    def rebuild(self, target_context, payload):
+        *data, callees = payload
+        try:
+            for name, argument_types, symbol in callees:
+                _helpers[name].compile(argument_types)
+                _register(_helpers[name], argument_types, symbol)
+        except Exception:  # noqa: BLE001 - a helper gone, renamed or not imported: compiled afresh
+            return None
+        return super().rebuild(target_context, tuple(data))
+
+
+class UnlinkedCallsCache(caching.FunctionCache):
+    """Numba's disk cache for an njit function that calls declared helpers `unlinked`
+    (`unlinked_helper`): each version is stored with the helper versions it calls, and
+    those are registered before it is loaded (see the module's NOTE)."""
+
+    _impl_class = _CalleesFirst
+
+
+def calling_unlinked(dispatcher):
+    """`dispatcher` (an njit function with cache=True that calls helpers through
+    `unlinked_helper`'s functions) with UnlinkedCallsCache as its disk cache."""
+    dispatcher._cache = UnlinkedCallsCache(dispatcher.py_func)
+    return dispatcher
+
+
+def unlinked_helper(dispatcher):
+    """Declare `dispatcher` (an njit function with cache=True, best with
+    no_cpython_wrapper=True: it is not called from Python) a helper that njit code calls
+    through the returned function, `unlinked(dispatcher)`: compiled once, not into each
+    caller. Its callers must be `calling_unlinked`, so that a caller loaded from the cache
+    finds it registered; it may call other helpers itself (it is `calling_unlinked` too)."""
+    _helpers[_helper_name(dispatcher)] = calling_unlinked(dispatcher)
+    return unlinked(dispatcher)

@@ -32,11 +32,10 @@ import functools
 import numba
 import numpy as np
 from numba import types
-from numba.core import caching
 
 from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
-from .._core.unlinked import _register, unlinked
+from .._core.unlinked import calling_unlinked, unlinked_helper
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -88,9 +87,9 @@ WINOGRAD_MIN_SIZE = 28
 # called from Python gets a wrapper that unboxes its arguments (0.1 s for a dozen). So there
 # are two levels and few loops, the helpers have no wrapper, nothing is inlined, no call to
 # a compiled helper passes a constant (not even gemm's transposes), the kernels take their
-# integers in one array, and the helpers (`_unlinked`) are called `unlinked`: by symbol,
-# compiled once, not linked into each caller and optimized again there (_core.unlinked;
-# their callers' cache registers them before loading a caller: _UnlinkedCallsCache). The
+# integers in one array, and the helpers (`unlinked_helper`) are called `unlinked`: by
+# symbol, compiled once, not linked into each caller and optimized again there (_core.unlinked;
+# their callers, `calling_unlinked`, are cached with them and register them first). The
 # Winograd transforms' one-line helpers are left linked: inlined into their loops. Measured,
 # float32, cold first calls, CPU, helpers included: the digits CNN's conv2 forward 1.45 s
 # and backward 1.1 s (1.7-1.9 s each with the helpers linked in and gemm compiled per
@@ -105,73 +104,14 @@ _u = np.uint64
 _helper = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 
 
-class _CalleesFirst(caching.CompileResultCacheImpl):
-    """How _UnlinkedCallsCache stores a compiled version: with the helpers it calls (name,
-    argument types, symbol), which are compiled or loaded and registered before the version
-    is rebuilt. In the version's own cache file: two processes that compile it at once
-    name its callees differently (the symbols carry a number of the process's), and a
-    record apart from the version could be the other process's."""
-
-    def reduce(self, cres):
-        # The helper versions this one calls: the symbols its code declares (and does not
-        # define: a helper's code defines its own).
-        declared = "\n".join(line for line in cres.library.get_llvm_str().splitlines()
-                             if line.startswith("declare "))
-        callees = [(name, argument_types, version.fndesc.llvm_func_name)
-                   for name, helper in UNLINKED.items()
-                   for argument_types, version in helper.overloads.items()
-                   if version.fndesc.llvm_func_name in declared]
-        # (last: the entry keeps Numba's layout, which _core.modules checks on loading)
-        return super().reduce(cres) + (callees,)
-
-    def rebuild(self, target_context, payload):
-        *data, callees = payload
-        try:
-            for name, argument_types, symbol in callees:
-                UNLINKED[name].compile(argument_types)
-                _register(UNLINKED[name], argument_types, symbol)
-        except Exception:  # noqa: BLE001 - a helper gone or renamed: compiled afresh
-            return None
-        return super().rebuild(target_context, tuple(data))
-
-
-class _UnlinkedCallsCache(caching.FunctionCache):
-    """Numba's disk cache of a kernel or helper that calls helpers `unlinked` (UNLINKED).
-    NOTE: a version loaded before the helpers it calls are registered calls nothing (a
-    segfault: see _core.unlinked), so each version is stored with them: _CalleesFirst."""
-
-    _impl_class = _CalleesFirst
-
-
-UNLINKED = {}  # the helpers, by name
-
-
-def _with_callee_records(dispatcher):
-    """`dispatcher` with _UnlinkedCallsCache as its disk cache."""
-    dispatcher._cache = _UnlinkedCallsCache(dispatcher.py_func)
-    return dispatcher
-
-
-def _unlinked(dispatcher):
-    """For a helper: what the kernels and helpers call it through (unlinked), the
-    dispatcher kept in UNLINKED."""
-    UNLINKED[dispatcher.py_func.__name__] = _with_callee_records(dispatcher)
-    return unlinked(dispatcher)
-
-
-def _kernel(function):
-    """A kernel: njit, cached, with a Python wrapper; it calls helpers unlinked."""
-    return _with_callee_records(_jit(function))
-
-
-@_unlinked
+@unlinked_helper
 @_helper
 def _fill(a, start, stop, value):
     for t in range(_u(start), _u(max(start, stop))):
         a[t] = value
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def _copy_blocks(source, source_at, source_a, source_b, source_c, target, target_at, target_a,
                  target_b, target_c, count_a, count_b, count_c, length):
@@ -233,7 +173,7 @@ def _masks(geometry, chunk):
     return masks
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def _copy_layout(geometry, same):
     """(an image's pixels, the output positions, the padding of im2col's channel-major copy
@@ -245,7 +185,7 @@ def _copy_layout(geometry, same):
     return height * width, out_h * out_w, pad_h, pad_w, padded_w, (height + 2 * pad_h) * padded_w
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, images_at, masks,
             mask_pitch):
@@ -294,7 +234,7 @@ def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, imag
                             workspace[d + t] = source[s + t * _u(stride_w)]
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_at, masks,
             mask_pitch, grad_x):
@@ -347,7 +287,7 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 _NO, _TRANSPOSED, _SINGLE, _DOUBLE = ord("n"), ord("t"), ord("s"), ord("d")
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at, ldc, scalars,
          alpha_at, beta_at):
@@ -373,7 +313,7 @@ def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at,
         raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
 
 
-@_unlinked
+@unlinked_helper
 @numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, fastmath={"reassoc"})
 def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
     """grad_bias[o] = the sum of grad[:, o], in float64 (reassociated: it vectorizes)."""
@@ -386,7 +326,8 @@ def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
         grad_bias[o] = total
 
 
-@_kernel
+@calling_unlinked
+@_jit
 def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
     """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan and masks: see
     _Plan."""
@@ -436,7 +377,8 @@ def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
                         out[d + p] = workspace[s + p] + shift
 
 
-@_kernel
+@calling_unlinked
+@_jit
 def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, masks,
                          workspace):
     """The gradients of conv_forward_kernel's inputs that are asked for (the others are
@@ -548,7 +490,7 @@ def _winograd_output_rows(m0, m1, m2, m3):
     return m0 + m1 + m2, m1 - m2 - m3
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def _winograd_weights(weight, out_channels, channels, workspace, pitch):
     """U[xi] = G g G^T of the weight's 3x3 kernels g, as 16 row-major (out_channels,
@@ -579,7 +521,7 @@ def _winograd_weights(weight, out_channels, channels, workspace, pitch):
         t += _u(1)
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, tiles_w,
                      transformed_at, pitch):
@@ -625,7 +567,7 @@ def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, 
                     workspace[t + _u(12) * pitch] = _winograd_input_rows(a03, a13, a23, a33)
 
 
-@_unlinked
+@unlinked_helper
 @_helper
 def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_h, tiles_w,
                       first, out_h, out_w, bias, scratch_at, out):
@@ -672,7 +614,8 @@ def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_
                         out[d + i * _u(out_w) + t] = workspace[scratch + i * scratch_w + t] + shift
 
 
-@_kernel
+@calling_unlinked
+@_jit
 def winograd_kernel(images, weight, bias, out, plan, workspace):
     """out = conv(images, weight) + bias (bias of size 0: none) for a 3x3 stride-1
     convolution, by Winograd F(2x2, 3x3). All flat; plan: see _WinogradPlan."""

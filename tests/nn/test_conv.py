@@ -298,8 +298,8 @@ print(json.dumps({"results": results,
 
 def test_kernels_load_from_the_cache_in_a_new_process(tmp_path):
     """The kernels call im2col, col2im and gemm unlinked (by symbol): a process that loads
-    them from Numba's cache must register those first (_UnlinkedCallsCache), or its first
-    call jumps to nothing. Two processes on one empty cache: the first compiles all three
+    them from Numba's cache must register those first (their cache entries name them:
+    _core.unlinked.UnlinkedCallsCache), or its first call jumps to nothing. Two processes on one empty cache: the first compiles all three
     kernels, the second loads them and gets the same results."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(nbgrad.__file__)))
     env = dict(os.environ, NBGRAD_CACHE_DIR=str(tmp_path / "nbgrad"),
