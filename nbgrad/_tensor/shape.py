@@ -1,6 +1,8 @@
 """Shape functions: views (`reshape`, `view`, `permute`, `expand`, ...), copies (`clone`,
 `contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`),
 rearrangements (`repeat`, `tile`, `flip`, `roll`) and triangles (`tril`, `triu`)."""
+import math
+
 import numpy as np
 
 from ..ops import PRIMITIVES
@@ -19,11 +21,11 @@ def _infer_size(shape, numel):
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
     if -1 in shape:
-        known = int(np.prod([s for s in shape if s != -1]))
+        known = math.prod([s for s in shape if s != -1])
         if known == 0 or numel % known:
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
         shape = tuple(numel // known if s == -1 else s for s in shape)
-    if int(np.prod(shape)) != numel:
+    if math.prod(shape) != numel:
         raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
     return shape
 
@@ -53,7 +55,7 @@ def flatten(input, start_dim=0, end_dim=-1):
     if start > end:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = input.shape
-    return reshape(input, shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
+    return reshape(input, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
 
 
 def squeeze(input, dim=None):

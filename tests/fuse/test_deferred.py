@@ -1177,3 +1177,36 @@ def test_binary_cross_entropy_refuses_inputs_outside_0_1_in_every_mode(value, mo
     assert step.stats["fused_calls"] == 1
     with pytest.raises(RuntimeError, match="between 0 and 1"):
         step(nbgrad.tensor([0.0, 5.0], requires_grad=True))  # sigmoid(5) * 2 > 1
+
+
+def test_shape_rule_results_are_kept_per_parameter_types_and_never_for_errors(monkeypatch):
+    """`defer` keeps a rule's result by op, parameters (with their types) and input shapes and
+    dtypes: it calls the rule again where any differs, for unhashable parameters, and for a
+    call whose rule raised (which raises again)."""
+    monkeypatch.setattr(deferred, "_inferred", {})
+    calls = []
+
+    class Rule:
+        def infer(self, x, scale, fail=False):
+            calls.append(scale)
+            if fail:
+                raise RuntimeError("refused")
+            return [x.shape[0] * 2], x.dtype
+
+    rule, x = Rule(), np.zeros(3, np.float32)
+
+    def infer(**params):
+        return deferred._infer(rule, [x], params, tuple(params.items()))
+
+    assert infer(scale=1) == ((6,), np.float32)
+    assert infer(scale=1) == ((6,), np.float32)
+    assert infer(scale=True) == ((6,), np.float32)  # == 1, but another type: the rule runs
+    assert infer(scale=(np.zeros(1),)) == ((6,), np.float32)  # unhashable: never kept
+    assert infer(scale=(np.zeros(1),)) == ((6,), np.float32)
+    assert infer(scale=np.float32(1)) == ((6,), np.float32)  # not a plain value: never kept
+    assert infer(scale=np.float32(1)) == ((6,), np.float32)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="refused"):
+            infer(scale=2, fail=True)
+    assert [type(scale) for scale in calls] == [int, bool, tuple, tuple, np.float32, np.float32,
+                                                int, int]
