@@ -330,7 +330,7 @@ def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
 @_jit
 def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
     """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan and masks: see
-    _Plan."""
+    _Plan. Not called for an empty output (no images or no input channels)."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
         stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
         images_at, scalars_at, _ = plan[:22]
@@ -383,7 +383,8 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                          workspace):
     """The gradients of conv_forward_kernel's inputs that are asked for (the others are
     zero-size stand-ins, as are x and weight when no asked gradient reads them). plan (then
-    whether each gradient is asked for: 0 or 1) and masks: see _Plan."""
+    whether each gradient is asked for: 0 or 1) and masks: see _Plan. Not called for an empty
+    output gradient (the gradients are zeros)."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
         stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
         images_at, scalars_at, weight_gradient_at, need_x, need_weight, need_bias = plan[:25]
@@ -396,8 +397,6 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
         _bias_gradient(grad, batch, out_channels, positions, grad_bias)
     if not (need_x or need_weight):
         return
-    for t in range(grad_weight.shape[0] * (batch == 0)):
-        grad_weight[t] = 0  # (else the first chunk's GEMM writes it)
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     keep, transpose = batch < 0, batch >= 0  # (False and True: see gemm)
     direct = same and size == group_in  # (of one image: see conv_forward_kernel)
@@ -442,7 +441,7 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                          scalars_at, scalars_at + 1)
                     _col2im(workspace, first, count, channel0, group_in, geometry, same > 0,
                             images_at, masks, chunk * positions, grad_x)
-    if need_weight and weight_gradient_at >= 0 and batch > 0:
+    if need_weight and weight_gradient_at >= 0:
         for o in range(out_channels):
             block = _u(weight_gradient_at + o // group_out * group_out * size + o % group_out)
             for k in range(_u(size)):
@@ -725,7 +724,9 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
         raise RuntimeError(f"convolution is implemented for floating point tensors only, got "
                            f"{x.dtype}")
     out = tuple((size - span) // step + 1 for size, span, step in zip(padded, spans, stride))
-    return (x.shape[0], out_channels) + out, x.dtype
+    # NOTE: as PyTorch, an input without channels gives an output without channels (whatever
+    # the weight's out channels), and no bias is added.
+    return (x.shape[0], out_channels if x.shape[1] else 0) + out, x.dtype
 
 
 class _Plan:
@@ -884,6 +885,8 @@ def _flat(array):
 def forward(x, weight, bias, **params):
     shape, dtype = infer(x, weight, bias, **params)
     out = np.empty(shape, dtype)
+    if out.size == 0:
+        return out
     winograd = _winograd_plan(x.shape, weight.shape, shape, params)
     if winograd is not None:
         winograd_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), winograd.array,
@@ -901,10 +904,13 @@ def vjp(node, g):
     x, weight = node.saved
     (x_shape, _), (weight_shape, _) = node.input_meta[:2]
     needs = tuple(node.needs)
-    plan = _plan(x_shape, weight_shape, g.shape, node.params)
     dtype = g.dtype
     # NOTE: made in their own shapes and returned as they are: the engine takes a gradient
     # it owns (an array that is not a view) as a leaf's .grad, and copies any other.
+    if g.size == 0:  # (no images or no input channels: the kernels are not called)
+        return tuple(np.zeros(shape, dtype) if need else None
+                     for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs))
+    plan = _plan(x_shape, weight_shape, g.shape, node.params)
     grads = [np.empty(shape if need else 0, dtype)
              for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs)]
     absent = np.empty(0, dtype)
@@ -929,6 +935,9 @@ class _ConvolutionFusion:
 
     def forward(self, em, arrays, params, out):
         x, weight, bias = arrays
+        if out.size == 0:  # (as eager: see forward)
+            em.out(out)
+            return
         em.blas()
         flat = [f"{em.ref(array)}.reshape({array.size})" for array in arrays]
         winograd = _winograd_plan(x.shape, weight.shape, out.shape, params)
@@ -946,6 +955,11 @@ class _ConvolutionFusion:
 
     def vjp(self, em, node, g, input_grads):
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
+        if g.size == 0:  # (as eager: see vjp)
+            for grad in input_grads:
+                if grad is not None:
+                    em.emit(f"{em.out(grad)}.fill(0)")
+            return
         needs = [int(grad is not None) for grad in input_grads]
         plan = _plan(x_shape, weight_shape, g.shape, node.params)
         grads = [em.empty(1, g.dtype) if grad is None else f"{em.out(grad)}.reshape({grad.size})"
@@ -1013,6 +1027,12 @@ def _weight_gradient(g, x, weight_shape, stride, padding, dilation, groups):
 def differentiable_vjp(node, g, saved):
     x, weight = saved
     (x_shape, _), (weight_shape, _) = node.input_meta[:2]
+    if g.numel() == 0:
+        # As vjp: zeros; joined to g's graph (g's empty sum, 0), as PyTorch's node is, so
+        # that a further backward reaches what g depends on.
+        joined = g.sum() * 0
+        return tuple(g.new_zeros(shape) + joined if need else None
+                     for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), node.needs))
     params = node.params
     stride, padding, dilation = resolve(weight_shape, params["stride"], params["padding"],
                                         params["dilation"])

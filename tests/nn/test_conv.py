@@ -14,6 +14,7 @@ import torch
 
 import nbgrad
 from nbgrad import nn
+from nbgrad.fuse import deferred
 from nbgrad.ops import conv as conv_ops
 
 
@@ -121,6 +122,87 @@ def test_chunked_and_plain_gemm_paths_match_torch(monkeypatch):
             assert our_node == their_node
             for mine, reference in zip(ours, theirs):
                 np.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-12)
+
+
+EMPTY_CASES = [  # (function, input shape, weight shape, bias, kwargs): outputs with no elements
+    ("conv2d", (2, 0, 5, 5), (3, 0, 3, 3), True, {}),
+    ("conv1d", (2, 0, 5), (3, 0, 3), True, {}),
+    ("conv2d", (2, 0, 5, 5), (3, 0, 3, 3), True, {"padding": 1, "stride": 2}),
+    ("conv2d", (2, 0, 5, 5), (4, 0, 3, 3), True, {"groups": 2}),
+    ("conv2d", (2, 0, 5, 5), (3, 0, 3, 3), False, {"padding": "same", "dilation": 2}),
+    ("conv2d", (0, 5, 5), (3, 0, 3, 3), True, {}),  # (unbatched)
+    ("conv2d", (0, 2, 5, 5), (3, 2, 3, 3), True, {}),  # (no images)
+]
+
+
+def _empty_convolutions(L, *tensors):
+    """The EMPTY_CASES' outputs, and a loss summing them."""
+    outs = [getattr(L.nn.functional, name)(x, w, b if bias else None, **kwargs)
+            for (name, _, _, bias, kwargs), x, w, b in zip(EMPTY_CASES, *[iter(tensors)] * 3)]
+    loss = outs[0].sum()
+    for out in outs[1:]:
+        loss = loss + out.sum()
+    loss.backward()
+    return outs, loss
+
+
+def test_empty_outputs_match_torch(monkeypatch, fused_runs):
+    """As PyTorch, an input without channels gives an output without channels (whatever
+    the weight's out channels; no bias added), and an empty output gives zero gradients
+    (the bias's and the weight's are not empty): shapes, grad_fn, values and gradients
+    against torch, in immediate mode (float32 and float64; and with create_graph=True), in
+    a deferred loop past FUSE_AFTER and in nbgrad.compile (the fused rule: float32)."""
+    def results(L, run, dtype, grad_fns=True):
+        rng = np.random.default_rng(0)
+        tensors = [L.tensor(rng.standard_normal(shape).astype(dtype), requires_grad=True)
+                   for _, x_shape, w_shape, _, _ in EMPTY_CASES
+                   for shape in (x_shape, w_shape, w_shape[:1])]
+        outs, loss = run(*tensors)
+        # (a compiled step's results have no grad_fn: their graph is the fused step)
+        return ([(tuple(out.shape), out.grad_fn.name() if grad_fns else None) for out in outs]
+                + [out.detach().numpy() for out in outs] + [loss.item()]
+                + [t.grad if t.grad is None else t.grad.numpy() for t in tensors])
+
+    def assert_same(ours, theirs, mode):
+        assert len(ours) == len(theirs)
+        for mine, reference in zip(ours, theirs):
+            if isinstance(reference, tuple):
+                assert mine[0] == reference[0] and mine[1] in (reference[1], None), mode
+            else:
+                assert (mine is None) == (reference is None), mode
+                np.testing.assert_array_equal(mine, reference, err_msg=mode)
+
+    def eager(*tensors):
+        return _empty_convolutions(nbgrad, *tensors)
+
+    expected = {dtype: results(torch, lambda *t: _empty_convolutions(torch, *t), dtype)
+                for dtype in (np.float32, np.float64)}
+    monkeypatch.setattr(deferred, "enabled", False)
+    for dtype in (np.float32, np.float64):
+        assert_same(results(nbgrad, eager, dtype), expected[dtype], f"immediate, {dtype}")
+    # create_graph=True: zero gradients joined to the graph, through which a second backward
+    # reaches the weight and bias (with no images: PyTorch fails there without channels)
+    second = []
+    for L in (torch, nbgrad):
+        x, w, b = (L.ones(*shape, requires_grad=True) for shape in ((0, 2, 5, 5), (3, 2, 3, 3), (3,)))
+        grads = L.autograd.grad(L.nn.functional.conv2d(x, w, b).square().sum(), (x, w, b),
+                                create_graph=True)
+        sum(grad.sum() for grad in grads).backward()
+        second.append([t.detach().numpy() for t in grads + (x.grad, w.grad, b.grad)])
+    for mine, reference in zip(*second, strict=True):
+        np.testing.assert_array_equal(mine, reference)
+    monkeypatch.setattr(deferred, "enabled", True)
+    monkeypatch.setattr(deferred, "_graphs", {})
+    for _ in range(deferred.FUSE_AFTER + 1):
+        ours = results(nbgrad, eager, np.float32)
+    assert fused_runs["runs"] == 1
+    assert_same(ours, expected[np.float32], "deferred")
+    step = nbgrad.compile(eager)
+    for _ in range(2):
+        ours = results(nbgrad, step, np.float32, grad_fns=False)
+    assert step.stats["fused_calls"] == 1, step.explain()
+    assert "conv_" not in step.source and ".fill(0)" in step.source  # (no kernel called)
+    assert_same(ours, expected[np.float32], "nbgrad.compile")
 
 
 def _error(fn):
