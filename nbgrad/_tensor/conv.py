@@ -47,13 +47,14 @@ def _same_padding(x, weight, dims, dilation):
 
 
 def _convolution(dims, input, weight, bias, stride, padding, dilation, groups):
-    if input.ndim not in (dims + 1, dims + 2):
+    ndim = input.ndim
+    if ndim not in (dims + 1, dims + 2):
         raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input to "
                            f"conv{dims}d, but got input of size: {list(input.shape)}")
     if not _is_int(groups):
         raise TypeError(f"groups must be an int, got {groups!r}")
     stride, dilation = _spatial(stride, "stride", dims), _spatial(dilation, "dilation", dims)
-    batched = input.ndim == dims + 2
+    batched = ndim == dims + 2
     x = input if batched else input.unsqueeze(0)
     if padding == "same":
         if any(step != 1 for step in stride):

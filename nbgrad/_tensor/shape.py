@@ -49,13 +49,16 @@ def view(input, *shape):
 
 
 def flatten(input, start_dim=0, end_dim=-1):
-    if input.ndim == 0:
+    ndim = input.ndim
+    if ndim == 0:
         return reshape(input, 1)
-    start, end = _check_dim(start_dim, input.ndim), _check_dim(end_dim, input.ndim)
+    start, end = _check_dim(start_dim, ndim), _check_dim(end_dim, ndim)
     if start > end:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
-    shape = input.shape
-    return reshape(input, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+    shape = _meta(input).shape
+    # (Straight to the primitive: this shape holds the input's elements, as `reshape` checks.)
+    return dispatch(PRIMITIVES["reshape"], (input,),
+                    {"shape": shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]})
 
 
 def squeeze(input, dim=None):

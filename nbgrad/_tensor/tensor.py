@@ -172,9 +172,11 @@ class Tensor:
 
     # --- metadata --------------------------------------------------------------------------
 
+    # NOTE: `_meta` inline in `shape` and `ndim`: API functions read them on every call.
     @property
     def shape(self):
-        return Size(_meta(self).shape)
+        pending = self._pending
+        return Size((self._data if pending is None else pending).shape)
 
     def size(self, dim=None):
         meta = _meta(self)
@@ -188,7 +190,8 @@ class Tensor:
 
     @property
     def ndim(self):
-        return _meta(self).ndim
+        pending = self._pending
+        return (self._data if pending is None else pending).ndim
 
     def dim(self):
         return _meta(self).ndim

@@ -163,16 +163,17 @@ def _restore_shape(losses, input, target, reduction):
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
-    if input.ndim == 0:
+    ndim, target_ndim = input.ndim, target.ndim
+    if ndim == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
     # NOTE: a 0-d target has batch size 0 in PyTorch's message.
-    batch = target.shape[0] if target.ndim else 0
-    if input.ndim >= 2 and input.shape[0] != batch:
+    batch = target.shape[0] if target_ndim else 0
+    if ndim >= 2 and input.shape[0] != batch:
         raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target "
                          f"batch_size ({batch}).")
-    if input.ndim <= 2 and target.ndim > 1:
+    if ndim <= 2 and target_ndim > 1:
         raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
-    if input.ndim == 1 and target.ndim == 1 and target.shape[0] != 1:
+    if ndim == 1 and target_ndim == 1 and target.shape[0] != 1:
         raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: "
                          f"{target.shape[0]}")
     scores, classes = _class_last(input, target)
