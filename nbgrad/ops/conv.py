@@ -78,6 +78,14 @@ WINOGRAD_MIN_SIZE = 28
 # written around each image, a gather per output row without bounds. col2im (im2col's
 # adjoint) adds the columns into a zeroed buffer of the same layout, copied back into the
 # input's gradient.
+# NOTE: a strided gather does not vectorize; copying each padded image as stride_w planes of
+# its columns (so that a tap's output row is a contiguous run of one plane) was tried
+# (commit 14186c0) and reverted: ResNet's conv1 (8x3x64x64, 7x7/2, one thread, float32)
+# im2col 0.35 -> 0.17 ms and col2im 0.44 -> 0.17, but its forward only 2.3 -> 2.1 ms (the
+# GEMM is 2.05 ms of it) and the 3x3/2 layers (rows of 8 and fewer) unchanged, while the
+# cold compile grew by 0.3-0.5 s CPU for conv_forward_kernel (1.40-1.45 -> 1.73-1.94) and
+# 0.1-0.25 s for conv_backward_kernel (im2col's own 0.77 -> 1.1-1.25, col2im's 0.34 ->
+# 0.55-0.66), paid by every network with a convolution.
 #
 # NOTE (compile time, a cold cache compiles all of this): Numba compiles a call to another
 # njit function by linking the callee's code into the caller and optimizing and compiling
@@ -113,23 +121,19 @@ def _fill(a, start, stop, value):
 
 @unlinked_helper
 @_helper
-def _copy_blocks(source, source_at, source_a, source_b, source_c, source_step, target,
-                 target_at, target_a, target_b, target_c, target_step, count_a, count_b, count_c,
-                 length):
-    """For a < count_a, b < count_b, c < count_c: `length` elements `source_step` apart from
-    source at source_at + a * source_a + b * source_b + c * source_c to target likewise: a
-    strided block copy. (LLVM versions the loop for steps of 1: a vectorized copy.)"""
-    if source_c == length * source_step and target_c == length * target_step:
-        # (rows that continue one another: copied as one)
+def _copy_blocks(source, source_at, source_a, source_b, source_c, target, target_at, target_a,
+                 target_b, target_c, count_a, count_b, count_c, length):
+    """For a < count_a, b < count_b, c < count_c: `length` elements from source at source_at +
+    a * source_a + b * source_b + c * source_c to target likewise: a strided block copy."""
+    if source_c == length and target_c == length:  # (contiguous rows: copied as one)
         length, count_c = length * count_c, count_c // max(count_c, 1)  # (1, or 0 rows)
-    source_step, target_step = _u(source_step), _u(target_step)
     for a in range(count_a):
         for b in range(count_b):
             for c in range(count_c):
                 s = _u(source_at + a * source_a + b * source_b + c * source_c)
                 d = _u(target_at + a * target_a + b * target_b + c * target_c)
                 for t in range(_u(length)):
-                    target[d + t * target_step] = source[s + t * source_step]
+                    target[d + t] = source[s + t]
 
 
 def _layout(geometry, groups, out_channels, chunk, transposed_below):
@@ -148,7 +152,7 @@ def _layout(geometry, groups, out_channels, chunk, transposed_below):
     block_at = group_in * taps * columns
     images_at = block_at + out_channels // groups * columns
     if not same:
-        scalars_at = images_at + group_in * chunk * _copy_layout_of(geometry, same)[-1]
+        scalars_at = images_at + group_in * chunk * (height + 2 * pad_top) * (width + 2 * pad_left)
     elif taps == 1:
         scalars_at = images_at
     else:
@@ -177,31 +181,16 @@ def _masks(geometry, chunk):
     return masks
 
 
-def _copy_layout_of(geometry, same):
-    """(an image's pixels, the output positions, the padding of im2col's channel-major copy
-    of the images (none for a same convolution: its masks stand in), the copy's phases, a
-    phase plane's row length and size, and an image's size in the copy). A convolution with
-    a column stride (and more than one kernel column) copies each padded image as `phases`
-    = stride_w planes of its columns, plane b holding columns b, b + stride_w, ...: each
-    output row of a tap then reads a contiguous run of one plane (see im2col)."""
-    height, width, kernel_w, out_h, out_w, stride_w = \
-        geometry[1], geometry[2], geometry[4], geometry[5], geometry[6], geometry[8]
-    pad_h, pad_w = (0 * geometry[9], 0 * geometry[10]) if same else (geometry[9], geometry[10])
-    phases = stride_w if not same and stride_w > 1 and kernel_w > 1 else 1 + 0 * stride_w
-    plane_w = -(-(width + 2 * pad_w) // phases)
-    plane = (height + 2 * pad_h) * plane_w
-    return height * width, out_h * out_w, pad_h, pad_w, phases, plane_w, plane, phases * plane
-
-
-_copy_layout = unlinked_helper(_helper(_copy_layout_of))
-
-
+@unlinked_helper
 @_helper
-def _phase_columns(b, phases, pad_w, width):
-    """The image columns of phase plane b of im2col's copy: the first, where it lands in
-    the plane's rows, and how many."""
-    first = (b - pad_w) % phases
-    return first, (first + pad_w) // phases, (width - first + phases - 1) // phases
+def _copy_layout(geometry, same):
+    """(an image's pixels, the output positions, the padding of im2col's channel-major copy
+    of the images (none for a same convolution: its masks stand in), the copy's row length
+    and image size)."""
+    height, width, out_h, out_w = geometry[1], geometry[2], geometry[5], geometry[6]
+    pad_h, pad_w = (0 * geometry[9], 0 * geometry[10]) if same else (geometry[9], geometry[10])
+    padded_w = width + 2 * pad_w
+    return height * width, out_h * out_w, pad_h, pad_w, padded_w, (height + 2 * pad_h) * padded_w
 
 
 @unlinked_helper
@@ -209,34 +198,28 @@ def _phase_columns(b, phases, pad_w, width):
 def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, images_at, masks,
             mask_pitch):
     """The chunk's column matrix for one group, at the workspace's start. It reads the images
-    channel-major: x itself for a convolution without padding or phases that is not same,
-    else a copy at images_at with zeros around each image, in phase planes (_copy_layout_of)
-    (a same convolution: no zeros, its margins and masks stand in; a 1x1 same one copies
-    straight into the columns)."""
+    channel-major: x itself for a convolution without padding that is not same, else a copy
+    at images_at with zeros around each image (a same convolution: none, its margins and
+    masks stand in; a 1x1 same one copies straight into the columns)."""
     zero = typed(0.0, x)
     channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
         pad_left, dilation_h, dilation_w = geometry
-    image, positions, pad_h, pad_w, phases, plane_w, plane, padded = _copy_layout(geometry, same)
+    image, positions, pad_h, pad_w, padded_w, padded = _copy_layout(geometry, same)
     columns = count * positions
-    if not same and pad_h == 0 and pad_w == 0 and phases == 1:
+    if not same and pad_h == 0 and pad_w == 0:
         source, at, channel_pitch, image_pitch, row_pitch = \
             x, (first * channels + channel0) * image, image, channels * image, width
     else:
         direct = same and kernel_h * kernel_w == 1
         source, at, channel_pitch, image_pitch, row_pitch = \
-            workspace, 0 * images_at if direct else images_at, count * padded, padded, plane_w
+            workspace, 0 * images_at if direct else images_at, count * padded, padded, padded_w
         if pad_h > 0 or pad_w > 0:
             _fill(workspace, at, at + group_in * count * padded, zero)
-        unit = 1 + 0 * phases  # (a 1 that is not a literal: see the NOTE on compile time)
-        for b in range(phases):
-            column, landing, length = _phase_columns(b, phases, pad_w, width)
-            _copy_blocks(x, (first * channels + channel0) * image + column, image,
-                         channels * image, width, phases, workspace,
-                         at + b * plane + pad_h * plane_w + landing, channel_pitch, image_pitch,
-                         row_pitch, unit, group_in, count, height, length)
+        _copy_blocks(x, (first * channels + channel0) * image, image, channels * image, width,
+                     workspace, at + pad_h * padded_w + pad_w, channel_pitch, image_pitch,
+                     row_pitch, group_in, count, height, width)
         if direct:
             return
-    step = stride_w // phases  # (1 in phase planes)
     for c in range(group_in):
         for i in range(kernel_h):
             for j in range(kernel_w):
@@ -249,16 +232,14 @@ def _im2col(x, first, count, channel0, group_in, geometry, same, workspace, imag
                         value = source[s + t]
                         workspace[_u(row) + t] = value if masks[k + t] != 0 else zero
                     continue
-                # (tap column j in phase plane b, from its column `shift`)
-                b, shift = j * dilation_w % phases, j * dilation_w // phases
                 for m in range(count):
                     for oh in range(out_h):
-                        s = _u(at + c * channel_pitch + m * image_pitch + b * plane
-                               + (oh * stride_h + i * dilation_h) * row_pitch + shift)
+                        s = _u(at + c * channel_pitch + m * image_pitch
+                               + (oh * stride_h + i * dilation_h) * row_pitch + j * dilation_w)
                         d = _u(row + m * positions + oh * out_w)
-                        # (LLVM versions the loop for a step of 1: a vectorized copy)
+                        # (LLVM versions the loop for stride 1: a vectorized copy)
                         for t in range(_u(out_w)):
-                            workspace[d + t] = source[s + t * _u(step)]
+                            workspace[d + t] = source[s + t * _u(stride_w)]
 
 
 @unlinked_helper
@@ -267,13 +248,12 @@ def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_
             mask_pitch, grad_x):
     """im2col's adjoint: the input gradient of the chunk's images and the group's channels,
     from the column matrix at the workspace's start, added into zeroed images laid out as
-    im2col's copy (padding and phase planes included) and copied out of them."""
+    im2col's copy (padding included) and copied out of them."""
     zero = typed(0.0, grad_x)
     channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
         pad_left, dilation_h, dilation_w = geometry
-    image, positions, pad_h, pad_w, phases, plane_w, plane, padded = _copy_layout(geometry, same)
+    image, positions, pad_h, pad_w, padded_w, padded = _copy_layout(geometry, same)
     columns = count * positions
-    step = stride_w // phases
     direct = same and kernel_h * kernel_w == 1  # (see _im2col)
     at = 0 * images_at if direct else images_at
     if not direct:
@@ -283,27 +263,23 @@ def _col2im(workspace, first, count, channel0, group_in, geometry, same, images_
             for j in range(kernel_w):
                 row = ((c * kernel_h + i) * kernel_w + j) * columns
                 if same:
-                    s = _u(at + c * count * padded + (i * dilation_h - pad_top) * plane_w
+                    s = _u(at + c * count * padded + (i * dilation_h - pad_top) * padded_w
                            + j * dilation_w - pad_left)
                     k = _u((i * kernel_w + j) * mask_pitch)
                     for t in range(_u(columns)):
                         value = workspace[_u(row) + t]
                         workspace[s + t] += value if masks[k + t] != 0 else zero
                     continue
-                b, shift = j * dilation_w % phases, j * dilation_w // phases
                 for m in range(count):
                     for oh in range(out_h):
-                        s = _u(at + c * count * padded + m * padded + b * plane
-                               + (oh * stride_h + i * dilation_h) * plane_w + shift)
+                        s = _u(at + c * count * padded + m * padded
+                               + (oh * stride_h + i * dilation_h) * padded_w + j * dilation_w)
                         d = _u(row + m * positions + oh * out_w)
                         for t in range(_u(out_w)):
-                            workspace[s + t * _u(step)] += workspace[d + t]
-    unit = 1 + 0 * phases
-    for b in range(phases):
-        column, landing, length = _phase_columns(b, phases, pad_w, width)
-        _copy_blocks(workspace, at + b * plane + pad_h * plane_w + landing, count * padded,
-                     padded, plane_w, unit, grad_x, (first * channels + channel0) * image + column,
-                     image, channels * image, width, phases, group_in, count, height, length)
+                            workspace[s + t * _u(stride_w)] += workspace[d + t]
+    _copy_blocks(workspace, at + pad_h * padded_w + pad_w, count * padded, padded, padded_w,
+                 grad_x, (first * channels + channel0) * image, image, channels * image, width,
+                 group_in, count, height, width)
 
 
 # NOTE: numba's own BLAS entry (its helper library's wrapper of SciPy's cython_blas gemm,
@@ -431,7 +407,6 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
         return
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     keep, transpose = batch < 0, batch >= 0  # (False and True: see gemm)
-    unit = 1 + 0 * batch  # (1, not a literal: see gemm)
     direct = same and size == group_in  # (of one image: see conv_forward_kernel)
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -442,8 +417,8 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
                 grads, grads_at = grad, (first * out_channels + out0) * positions
             else:
                 _copy_blocks(grad, (first * out_channels + out0) * positions, positions,
-                             out_channels * positions, out_w, unit, workspace, block_at, columns,
-                             positions, out_w, unit, group_out, count, out_h, out_w)
+                             out_channels * positions, out_w, workspace, block_at, columns,
+                             positions, out_w, group_out, count, out_h, out_w)
                 grads, grads_at = workspace, block_at
             if need_weight:
                 if direct and count == 1:
@@ -658,7 +633,7 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
     weights_pitch = _skewed(channels * out_channels)
     _winograd_weights(weight, out_channels, channels, workspace, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
-    keep, unit = batch < 0, 1 + 0 * batch  # (False and 1, not literals: see gemm)
+    keep = batch < 0  # (False: see gemm)
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -666,9 +641,9 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
         transformed_pitch, products_pitch = _skewed(channels * columns), \
             _skewed(out_channels * columns)
         _fill(workspace, images_at, images_at + channels * count * padded, zero)
-        _copy_blocks(images, first * channels * image, image, channels * image, width, unit,
+        _copy_blocks(images, first * channels * image, image, channels * image, width,
                      workspace, images_at + pad_top * padded_w + pad_left, count * padded,
-                     padded, padded_w, unit, channels, count, height, width)
+                     padded, padded_w, channels, count, height, width)
         _winograd_inputs(workspace, images_at, channels * count, padded_h, padded_w, tiles_h,
                          tiles_w, transformed_at, transformed_pitch)
         for xi in range(16):
