@@ -250,6 +250,13 @@ def max_pool_backward(taps, g, row_taps, col_taps, grad):
 '''
 
 
+# The tile kernels that save taps vectorize the loop over a row's tiles, from 4 tiles a row;
+# with fewer, the table kernels are faster. NOTE: measured, float32, MaxPool2d(2), one
+# thread, us, saving forward + backward, tiles vs tables: 64x32x4x4 (2 tiles a row) 42 + 30
+# vs 26 + 17; 64x16x6x6 (3) 53 + 24 vs 40 + 17; 64x16x8x8 (4) 31 + 28 vs 76 + 31.
+_TILES_SAVING_MIN_WIDTH = 4
+
+
 def _tap_dtype(counts):
     """The dtype of the taps (i * KW + j) of windows of at most `counts` positions a dim."""
     return np.dtype(np.uint8 if math.prod(counts) <= 256 else np.int32)
@@ -589,7 +596,8 @@ class _Pooling:
             return (avg_pool_forward, avg_pool_backward, tables, tables, windows.input_view,
                     windows.output_view)
         kernels = _max_kernels(*windows.counts)
-        if windows.tiles and not self.indices:
+        if windows.tiles and not self.indices and (
+                not saving or windows.output_view[2] >= _TILES_SAVING_MIN_WIDTH):
             forward = kernels.max_pool_tiles_saving if saving else kernels.max_pool_tiles_forward
             return (forward, kernels.max_pool_tiles_backward, (), (), windows.input_view,
                     windows.output_view)
