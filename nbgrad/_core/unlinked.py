@@ -105,8 +105,11 @@ def save_callees(module, callees):
     global name for its dispatcher, with those of its versions recorded before."""
     names = {id(value): name for name, value in vars(module).items()
              if isinstance(value, CPUDispatcher)}
+    # Not the helpers of a kernel first compiled during the step's compile (recorded while
+    # it ran): the step's code does not call them, and the kernel's own cache registers them.
     record = [(names[id(dispatcher)], argument_types, symbol)
-              for symbol, (dispatcher, argument_types) in callees.items()]
+              for symbol, (dispatcher, argument_types) in callees.items()
+              if id(dispatcher) in names]
     # Added to what the module's other versions (other argument types) recorded before.
     try:
         with open(_record_path(module), "rb") as handle:

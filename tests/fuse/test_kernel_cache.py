@@ -302,3 +302,25 @@ def test_a_read_only_input_after_a_writeable_one_is_traced_again_and_loads_from_
     assert first["stats"]["specializations"] == 2 and first["stats"]["fused_calls"] == 1
     assert second["stats"]["cache_hits"] == 2
     assert second["results"] == first["results"]
+
+
+def test_a_steps_record_names_only_the_steps_own_callees(tmp_path):
+    """A kernel compiled for the first time while a step compiles records the helpers it
+    calls unlinked into the step's recording too; the step's record leaves them out (its
+    code does not call them; the kernel's own cache registers them) instead of failing to
+    name them."""
+    import pickle
+    import types
+
+    import numba
+
+    from nbgrad._core import unlinked
+
+    step = types.ModuleType("generated_step")
+    step.__file__ = str(tmp_path / "generated_step.py")
+    step.kernel = numba.njit(lambda x: x)
+    helper = numba.njit(lambda x: x)
+    unlinked.save_callees(step, {"kernel_symbol": (step.kernel, ("float64",)),
+                                 "helper_symbol": (helper, ("float64",))})
+    with open(tmp_path / "generated_step.callees", "rb") as handle:
+        assert pickle.load(handle) == [("kernel", ("float64",), "kernel_symbol")]
