@@ -211,6 +211,8 @@ BAD = {
     "softmax_int64": lambda L: L.tensor([1, 2, 3]).softmax(0),
     "log_softmax_int64": lambda L: F(L).log_softmax(L.tensor([1, 2, 3]), 0),
     "load_state_dict_list": _load_list,
+    "view_float_size": lambda L: _x(L, 6).view(2.0, 3),
+    "reshape_bool_size": lambda L: _x(L, 6).reshape((True, 6)),
     # ---- item 7: indices out of range, at the first call and after the step has fused
     "cross_entropy_target_too_large": _ce_bad_target([0, 3]),
     "cross_entropy_target_negative": _ce_bad_target([0, -1]),

@@ -5,6 +5,7 @@ Operators and methods that compute something are attached from the explicit tabl
 holds the object itself and its construction.
 """
 import math
+import operator
 import weakref
 
 import numpy as np
@@ -344,7 +345,13 @@ def sizes_of(sizes):
     (`x.view((2, 3))`), as a tuple of ints."""
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = sizes[0]
-    return tuple(int(s) for s in sizes)
+    for position, s in enumerate(sizes):
+        # As PyTorch: an integer (NumPy's, an integer tensor of one element), not a float or
+        # a bool (which int() would take).
+        if isinstance(s, bool) or not hasattr(type(s), "__index__"):
+            raise TypeError(f"argument 'size' must be tuple of ints, but found element of type "
+                            f"{type(s).__name__} at pos {position}")
+    return tuple(operator.index(s) for s in sizes)
 
 
 def checked_shape(size):
