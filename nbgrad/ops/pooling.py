@@ -169,43 +169,76 @@ def max_pool_tiles_forward(x, out):
                 out[_u(p), _u(oh), _u(ow)] = _tile_max(x, _u(p), _u(oh * KH), _u(ow * KW))
 
 
+@_inline
+def _tile_argmax(x, p, r, c, taps):
+    """(maximum, its tap i * KW + j) of the tile at (r, c) of plane p, PyTorch's choice: a
+    running select in scan order, as PyTorch's loop."""
+    best = x[p, r, c]
+    t = typed(0, taps)
+    for i in range(KH):
+        for j in range(KW):
+            v = x[p, r + _u(i), c + _u(j)]
+            take = (v > best) | (v != v)
+            best = v if take else best
+            t = typed(i * KW + j, taps) if take else t
+    return best, t
+
+
+@_inline
+def _tile_gradient(taps, g, grad, p, oh, ow):
+    """The tile's gradient written whole: 0, and g at the forward's tap."""
+    r, c = oh * _u(KH), ow * _u(KW)
+    for i in range(KH):
+        for j in range(KW):
+            grad[p, r + _u(i), c + _u(j)] = 0
+    t = _u(taps[p, oh, ow])
+    grad[p, r + t // _u(KW), c + t % _u(KW)] = g[p, oh, ow]
+
+
+# NOTE: the tile kernels below loop over the planes innermost when a row holds fewer than
+# PLANES_INNER_BELOW tiles: the loop over a row's tiles vectorizes only from 4. Measured,
+# float32, MaxPool2d(2), one thread, us, saving forward + backward, planes outermost vs
+# innermost: 64x32x4x4 (2 tiles a row) 42 + 30 vs 26 + 13; 64x16x6x6 (3) 44 + 24 vs
+# 32 + 14; 64x16x8x8 (4) 22 + 27 vs 64 + 29.
+PLANES_INNER_BELOW = 4
+
+
 @_jit
 def max_pool_tiles_saving(x, out, taps):
-    """max_pool_tiles_forward that also writes the tap (i * KW + j) of each tile's maximum,
-    PyTorch's choice, for the backward: a running select in scan order, as PyTorch's loop.
-    NOTE: measured on 64x16x8x8, MaxPool2d(2): 22 us (the forward alone 19); the same loop
-    writing int64 positions 69 (it stops vectorizing), bit masks as `_FIND_BY_BITS` 60."""
-    for p in range(x.shape[0]):
-        for oh in range(out.shape[1]):
-            for ow in range(out.shape[2]):
-                r, c = _u(oh * KH), _u(ow * KW)
-                best = x[_u(p), r, c]
-                t = typed(0, taps)
-                for i in range(KH):
-                    for j in range(KW):
-                        v = x[_u(p), r + _u(i), c + _u(j)]
-                        take = (v > best) | (v != v)
-                        best = v if take else best
-                        t = typed(i * KW + j, taps) if take else t
-                out[_u(p), _u(oh), _u(ow)] = best
-                taps[_u(p), _u(oh), _u(ow)] = t
+    """max_pool_tiles_forward that also writes the tap of each tile's maximum, for the
+    backward. NOTE: measured on 64x16x8x8, MaxPool2d(2): 22 us (the forward alone 19); the
+    same loop writing int64 positions 69 (it stops vectorizing), bit masks as
+    `_FIND_BY_BITS` 60."""
+    if out.shape[2] >= PLANES_INNER_BELOW:
+        for p in range(x.shape[0]):
+            for oh in range(out.shape[1]):
+                for ow in range(out.shape[2]):
+                    out[_u(p), _u(oh), _u(ow)], taps[_u(p), _u(oh), _u(ow)] = _tile_argmax(
+                        x, _u(p), _u(oh * KH), _u(ow * KW), taps)
+        return
+    for oh in range(out.shape[1]):
+        for ow in range(out.shape[2]):
+            for p in range(x.shape[0]):
+                out[_u(p), _u(oh), _u(ow)], taps[_u(p), _u(oh), _u(ow)] = _tile_argmax(
+                    x, _u(p), _u(oh * KH), _u(ow * KW), taps)
 
 
 @_jit
 def max_pool_tiles_backward(taps, g, grad):
-    """Each tile's gradient written whole from the forward's taps: 0, and g at the tap (an
-    input position is in one tile at most: no zero-fill pass, no scatter); rows and columns
-    past the last tile get 0."""
-    tiles_h, tiles_w = g.shape[1] * KH, g.shape[2] * KW
-    for p in range(grad.shape[0]):
+    """Each tile's gradient written whole from the forward's taps (an input position is in
+    one tile at most: no zero-fill pass, no scatter); rows and columns past the last tile
+    get 0."""
+    if g.shape[2] >= PLANES_INNER_BELOW:
+        for p in range(grad.shape[0]):
+            for oh in range(g.shape[1]):
+                for ow in range(g.shape[2]):
+                    _tile_gradient(taps, g, grad, _u(p), _u(oh), _u(ow))
+    else:
         for oh in range(g.shape[1]):
             for ow in range(g.shape[2]):
-                r, c = _u(oh * KH), _u(ow * KW)
-                for i in range(KH):
-                    for j in range(KW):
-                        grad[_u(p), r + _u(i), c + _u(j)] = 0
-                t = _u(taps[_u(p), _u(oh), _u(ow)])
-                grad[_u(p), r + t // _u(KW), c + t % _u(KW)] = g[_u(p), _u(oh), _u(ow)]
+                for p in range(grad.shape[0]):
+                    _tile_gradient(taps, g, grad, _u(p), _u(oh), _u(ow))
+    tiles_h, tiles_w = g.shape[1] * KH, g.shape[2] * KW
     for p in range(grad.shape[0] if tiles_h < grad.shape[1] or tiles_w < grad.shape[2] else 0):
         for h in range(grad.shape[1]):
             for w in range(0 if h >= tiles_h else tiles_w, grad.shape[2]):
@@ -248,13 +281,6 @@ def max_pool_backward(taps, g, row_taps, col_taps, grad):
                     at = row_taps[_u(rt) + t // _u(KW)] + col_taps[_u(ct) + t % _u(KW)]
                     grad[_u(p), _u(at)] += g[_u(p), o]
 '''
-
-
-# The tile kernels that save taps vectorize the loop over a row's tiles, from 4 tiles a row;
-# with fewer, the table kernels are faster. NOTE: measured, float32, MaxPool2d(2), one
-# thread, us, saving forward + backward, tiles vs tables: 64x32x4x4 (2 tiles a row) 42 + 30
-# vs 26 + 17; 64x16x6x6 (3) 53 + 24 vs 40 + 17; 64x16x8x8 (4) 31 + 28 vs 76 + 31.
-_TILES_SAVING_MIN_WIDTH = 4
 
 
 def _tap_dtype(counts):
@@ -596,8 +622,7 @@ class _Pooling:
             return (avg_pool_forward, avg_pool_backward, tables, tables, windows.input_view,
                     windows.output_view)
         kernels = _max_kernels(*windows.counts)
-        if windows.tiles and not self.indices and (
-                not saving or windows.output_view[2] >= _TILES_SAVING_MIN_WIDTH):
+        if windows.tiles and not self.indices:
             forward = kernels.max_pool_tiles_saving if saving else kernels.max_pool_tiles_forward
             return (forward, kernels.max_pool_tiles_backward, (), (), windows.input_view,
                     windows.output_view)

@@ -115,21 +115,21 @@ TILES = np.array([[[[2.0, 2.0, 1.0, 3.0, -np.inf, -np.inf, 9.0],
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tiles_match_torch(dtype):
     """Windows that tile the input (stride == kernel, no padding: the digits CNN's
-    MaxPool2d(2)) take kernels of their own (see nbgrad.ops.pooling), also to save the taps
-    where a row has at least _TILES_SAVING_MIN_WIDTH tiles: torch's values, its choice among
-    ties and NaN (values, indices and gradient), and a gradient of 0 where no window reaches.
-    TILES transposed (7x5: 2 tiles a row), and beside its mirror image (7x10: 5 a row)."""
+    MaxPool2d(2)) take kernels of their own (see nbgrad.ops.pooling), whose loops run over
+    the planes innermost below PLANES_INNER_BELOW tiles a row: torch's values, its choice
+    among ties and NaN (values, indices and gradient), and a gradient of 0 where no window
+    reaches. TILES transposed (7x5: 2 tiles a row), and beside its mirror image (7x10: 5)."""
     pool = nbgrad.ops.pooling.PRIMS["max_pool2d"].forward.__self__
     tiles = nbgrad.ops.pooling._max_kernels(2, 2)
     params = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1),
                   ceil_mode=False, ndim=2)
     wide = np.concatenate([TILES, TILES[:, :, ::-1]], axis=2)
-    for planes, saving_kernel in ((TILES, tiles.max_pool_saving),
-                                  (wide, tiles.max_pool_tiles_saving)):
+    for planes, tiles_a_row in ((TILES, 2), (wide, 5)):
         windows = pool.windows(planes.transpose(0, 1, 3, 2), params)
         assert windows.tiles and windows.input_view[1] == 7
+        assert windows.output_view[2] == tiles_a_row
         assert [pool.kernels(windows, saving)[0] for saving in (False, True)] \
-            == [tiles.max_pool_tiles_forward, saving_kernel]
+            == [tiles.max_pool_tiles_forward, tiles.max_pool_tiles_saving]
         results = []
         for L in (torch, nbgrad):
             x = L.tensor(planes.astype(dtype), requires_grad=True)
