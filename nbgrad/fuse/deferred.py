@@ -252,23 +252,24 @@ _VALUE_TYPES = frozenset((int, float, bool, str, tuple, type(None)))
 
 
 def _infer(prim, metas, params, param_items):
-    """prim.infer(*metas, **params) as (tuple shape, dtype), from `_inferred` when it can."""
+    """prim.infer(*metas, **params) as (tuple shape, dtype), from `_inferred` when it can:
+    kept there for parameters that are plain, hashable values."""
+    signature = None
     types = tuple(map(type, params.values()))
-    if not _VALUE_TYPES.issuperset(types):
-        shape, dtype = prim.infer(*metas, **params)
-        return tuple(shape), dtype
-    signature = (prim, param_items, types, *[(meta.shape, meta.dtype) for meta in metas])
-    try:
-        return _inferred[signature]
-    except KeyError:
-        pass
-    except TypeError:  # a parameter (tuple) holding an array or another unhashable value
-        shape, dtype = prim.infer(*metas, **params)
-        return tuple(shape), dtype
+    if _VALUE_TYPES.issuperset(types):
+        signature = (prim, param_items, types, *[(meta.shape, meta.dtype) for meta in metas])
+        try:
+            return _inferred[signature]
+        except KeyError:
+            pass
+        except TypeError:  # a parameter (tuple) holding an array or another unhashable value
+            signature = None
     shape, dtype = prim.infer(*metas, **params)
-    if len(_inferred) >= MAX_COUNTED:
-        _inferred.clear()
-    result = _inferred[signature] = tuple(shape), dtype
+    result = tuple(shape), dtype
+    if signature is not None:
+        if len(_inferred) >= MAX_COUNTED:
+            _inferred.clear()
+        _inferred[signature] = result
     return result
 
 
