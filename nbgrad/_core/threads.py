@@ -83,3 +83,59 @@ def _libgomp_loaded():
             return any("libgomp" in line for line in maps)
     except OSError:
         return False
+
+
+# Kernels that split their work over threads, each part calling BLAS (convolutions: a part
+# of the batch per thread, im2col and GEMM each), set BLAS to one thread around the split and
+# back after it, through these symbols (Numba ExternalFunctions): two threads each calling a
+# 2-thread OpenBLAS would share its two workers. NOTE: SciPy's OpenBLAS (the one Numba's gemm
+# calls) has `openblas_set_num_threads_local`, but in its build it sets the number for every
+# thread (measured: a thread's call changes what the main thread gets), so the kernels set the
+# process-wide number, from the calling thread, outside the parallel region.
+BLAS_GET_THREADS, BLAS_SET_THREADS = "nbgrad_blas_get_threads", "nbgrad_blas_set_threads"
+
+
+@functools.cache
+def blas_threads_settable():
+    """Register BLAS_GET_THREADS and BLAS_SET_THREADS for the BLAS library that Numba's
+    gemm calls (SciPy's cython_blas); whether it could: an OpenBLAS is needed. Called before
+    any kernel that uses them is compiled or loaded."""
+    import ctypes
+    import ctypes.util
+
+    import llvmlite.binding as llvm
+    import scipy.linalg.cython_blas
+
+    class _Info(ctypes.Structure):
+        _fields_ = [("file", ctypes.c_char_p), ("base", ctypes.c_void_p),
+                    ("symbol", ctypes.c_char_p), ("address", ctypes.c_void_p)]
+
+    try:
+        capsule = ctypes.py_object(scipy.linalg.cython_blas.__pyx_capi__["sgemm"])
+        ctypes.pythonapi.PyCapsule_GetName.restype = ctypes.c_char_p
+        ctypes.pythonapi.PyCapsule_GetPointer.restype = ctypes.c_void_p
+        sgemm = ctypes.pythonapi.PyCapsule_GetPointer(
+            capsule, ctypes.pythonapi.PyCapsule_GetName(capsule))
+        info = _Info()
+        if not ctypes.CDLL(ctypes.util.find_library("c") or None).dladdr(
+                ctypes.c_void_p(sgemm), ctypes.byref(info)):
+            return False
+        library = ctypes.CDLL(info.file.decode())
+    except (AttributeError, KeyError, OSError, TypeError, ValueError):
+        return False
+    for prefix in ("scipy_openblas", "openblas"):
+        getter = getattr(library, f"{prefix}_get_num_threads", None)
+        setter = getattr(library, f"{prefix}_set_num_threads", None)
+        if getter is not None and setter is not None:
+            for symbol, function in ((BLAS_GET_THREADS, getter), (BLAS_SET_THREADS, setter)):
+                llvm.add_symbol(symbol, ctypes.cast(function, ctypes.c_void_p).value)
+            return True
+    return False
+
+
+def split_parts(items):
+    """Into how many parts a kernel that calls BLAS in each part splits `items` (images):
+    one per thread, or 1 where it must stay serial (see `start`, `blas_threads_settable`)."""
+    if items < 2 or not start() or not blas_threads_settable():
+        return 1
+    return min(items, numba.get_num_threads())
