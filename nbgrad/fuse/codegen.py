@@ -79,7 +79,6 @@ class Emitter:
         self.parallel = False        # whether any loop is long enough for threads
         self._parallel_headers = []  # positions in `lines` of numba.prange loop headers
         self._threaded_calls = []    # (position in `lines`, the serial form of that line)
-        self.calls_threaded = False  # whether it calls a kernel that splits its work over threads
         self._uses_blas = False      # see `blas`
         self._comments = []
         self._count = 0
@@ -344,11 +343,6 @@ class Emitter:
         self.emit(threaded)
         self._threaded_calls.append((len(self.lines) - 1, "    " + serial))
         self.parallel = True
-
-    def threaded(self):
-        """Say that the step calls a kernel that splits its work over threads (and sets BLAS's
-        threads itself): a process forked from this one must not run the step."""
-        self.calls_threaded = True
 
     def blas(self):
         """Say that the step calls BLAS (np.dot): its loops then stay serial."""

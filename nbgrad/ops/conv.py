@@ -28,20 +28,17 @@ NOTE: the kernels are serial: BLAS threads the GEMMs, and Numba's parallel worke
 a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
 """
 import functools
-import math
 
 import numba
 import numpy as np
 from numba import types
 
-from .._core import threads as _threads
 from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
 from .._core.unlinked import calling_unlinked, unlinked_helper
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
-_parallel_jit = numba.njit(cache=True, error_model="numpy", parallel=True)
 
 # Elements of the im2col buffer a call aims at (4 MB in float32). A chunk holds at least one
 # image, so a larger image gets a buffer of its own size.
@@ -55,11 +52,6 @@ TRANSPOSED_WEIGHT_GRADIENT_BELOW = 128
 # Winograd F(2x2, 3x3) (winograd_kernel) is chosen for a 3x3 stride-1 convolution with at
 # least WINOGRAD_MIN_CHANNELS input and output channels, WINOGRAD_MIN_TILES 2x2 output tiles
 # in a call and outputs of WINOGRAD_MIN_SIZE a side: see _winograd_pays for the figures.
-# Convolutions of at least this many multiply-adds split the batch over threads, each part
-# with its own im2col and single-threaded GEMMs (conv_forward_parallel_kernel): TODO measure
-PARALLEL_MIN_WORK = 1 << 18
-PARALLEL_MAX_WORK = 1 << 24
-PARALLEL_MIN_COLUMNS = 512
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_TILES = 32
 WINOGRAD_MIN_SIZE = 28
@@ -144,14 +136,13 @@ def _copy_blocks(source, source_at, source_a, source_b, source_c, target, target
                     target[d + t] = source[s + t]
 
 
-def _layout(geometry, groups, out_channels, chunk, transposed_below, parts):
+def _layout(geometry, groups, out_channels, chunk, transposed_below):
     """Whether the convolution is "same", and the workspace's parts: offsets of the block of
     group_out rows after the column matrix (the GEMM's result or the gathered gradient), of
     the channel-major images (inside their margins for a same convolution; none for a 1x1
-    one: the columns are the images), of gemm's scalars and of the weight's gradient (-1
-    where the backward writes it into its own array: one part, not transposed), then
-    whether that is transposed (fewer than `transposed_below` output channels per group: see
-    TRANSPOSED_WEIGHT_GRADIENT_BELOW); and the size, of one part's workspace."""
+    one: the columns are the images), of gemm's scalars and of the transposed weight
+    gradient (when there are fewer than `transposed_below` output channels per group, else
+    -1: see TRANSPOSED_WEIGHT_GRADIENT_BELOW); and the size."""
     channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
         pad_left = geometry[:11]
     same = stride_h == 1 and stride_w == 1 and out_h == height and out_w == width
@@ -168,12 +159,11 @@ def _layout(geometry, groups, out_channels, chunk, transposed_below, parts):
         margin = pad_top * width + pad_left
         scalars_at = images_at + 2 * margin + group_in * columns
         images_at += margin
-    transposed = out_channels // groups < transposed_below
-    if parts == 1 and not transposed:
-        return (int(same), block_at, images_at, scalars_at, -1, 0), _aligned(scalars_at + 3)
+    if out_channels // groups >= transposed_below:
+        return (int(same), block_at, images_at, scalars_at, -1), scalars_at + 3
     weight_gradient_at = scalars_at + 3
-    return ((int(same), block_at, images_at, scalars_at, weight_gradient_at, int(transposed)),
-            _aligned(weight_gradient_at + out_channels * group_in * taps))
+    return ((int(same), block_at, images_at, scalars_at, weight_gradient_at),
+            weight_gradient_at + out_channels * group_in * taps)
 
 
 def _masks(geometry, chunk):
@@ -344,14 +334,14 @@ def _bias_gradient(grad, batch, out_channels, positions, grad_bias):
         grad_bias[o] = total
 
 
-@unlinked_helper
-@_helper
-def _forward_images(x, weight, bias, out, plan, masks, workspace, begin, end):
-    """out = conv(x, weight) + bias for images begin to end, in chunks, with `workspace`
-    (one part's: see conv_forward_parallel_kernel)."""
+@calling_unlinked
+@_jit
+def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
+    """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan and masks: see
+    _Plan. Not called for an empty output (no images or no input channels)."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
         stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
-        images_at, scalars_at = plan[:21]
+        images_at, scalars_at, _ = plan[:22]
     geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                 pad_top, pad_left, dilation_h, dilation_w)
     group_in, group_out = channels // groups, out_channels // groups
@@ -360,8 +350,8 @@ def _forward_images(x, weight, bias, out, plan, masks, workspace, begin, end):
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     keep = batch < 0  # (False: see gemm)
     has_bias = bias.shape[0] > 0
-    for first in range(begin, end, chunk):
-        count = min(chunk, end - first)
+    for first in range(0, batch, chunk):
+        count = min(chunk, batch - first)
         columns = count * positions
         for g in range(groups):
             channel0, out0 = g * group_in, g * group_out
@@ -395,27 +385,31 @@ def _forward_images(x, weight, bias, out, plan, masks, workspace, begin, end):
                         out[d + p] = workspace[s + p] + shift
 
 
-@unlinked_helper
-@_helper
-def _backward_images(x, weight, grad, grad_x, grad_weight, plan, masks, workspace, begin, end):
-    """The input's gradient of images begin to end, and their share of the weight's: into
-    grad_weight, or (plan's weight_gradient_at >= 0) into the workspace's block there,
-    transposed where the plan says; in chunks, with `workspace` (one part's: see
-    conv_backward_parallel_kernel)."""
+@calling_unlinked
+@_jit
+def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, masks,
+                         workspace):
+    """The gradients of conv_forward_kernel's inputs that are asked for (the others are
+    zero-size stand-ins, as are x and weight when no asked gradient reads them). plan (then
+    whether each gradient is asked for: 0 or 1) and masks: see _Plan. Not called for an empty
+    output gradient (the gradients are zeros)."""
     batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h, out_w, stride_h, \
         stride_w, pad_top, pad_left, dilation_h, dilation_w, groups, chunk, same, block_at, \
-        images_at, scalars_at, weight_gradient_at, transposed = plan[:23]
-    need_x, need_weight = plan[-3], plan[-2]
+        images_at, scalars_at, weight_gradient_at, need_x, need_weight, need_bias = plan[:25]
     geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
                 pad_top, pad_left, dilation_h, dilation_w)
     group_in, group_out = channels // groups, out_channels // groups
     size = group_in * kernel_h * kernel_w
     positions = out_h * out_w
+    if need_bias:
+        _bias_gradient(grad, batch, out_channels, positions, grad_bias)
+    if not (need_x or need_weight):
+        return
     workspace[scalars_at], workspace[scalars_at + 1], workspace[scalars_at + 2] = 1, 0, 1
     keep, transpose = batch < 0, batch >= 0  # (False and True: see gemm)
-    direct = same and size == group_in  # (of one image: see _forward_images)
-    for first in range(begin, end, chunk):
-        count = min(chunk, end - first)
+    direct = same and size == group_in  # (of one image: see conv_forward_kernel)
+    for first in range(0, batch, chunk):
+        count = min(chunk, batch - first)
         columns = count * positions
         for g in range(groups):
             channel0, out0 = g * group_in, g * group_out
@@ -434,17 +428,15 @@ def _backward_images(x, weight, grad, grad_x, grad_weight, plan, masks, workspac
                             images_at, masks, chunk * positions)
                     source, source_at = workspace, 0 * positions
                 # The first chunk writes the weight's gradient, the others add to it.
-                beta_at = scalars_at + 1 + (first > begin)
-                if transposed:  # (gathered and transposed back by _gather_weight_gradient)
+                beta_at = scalars_at + 1 + (first > 0)
+                if weight_gradient_at < 0:
+                    gemm(group_out, size, columns, grads, grads_at, columns, keep, source,
+                         source_at, columns, transpose, grad_weight, out0 * size, size, workspace,
+                         scalars_at, beta_at)
+                else:  # (transposed, then transposed back below)
                     gemm(size, group_out, columns, source, source_at, columns, keep, grads,
                          grads_at, columns, transpose, workspace, weight_gradient_at + out0 * size,
                          group_out, workspace, scalars_at, beta_at)
-                else:
-                    target, target_at = (grad_weight, out0 * size) if weight_gradient_at < 0 \
-                        else (workspace, weight_gradient_at + out0 * size)
-                    gemm(group_out, size, columns, grads, grads_at, columns, keep, source,
-                         source_at, columns, transpose, target, target_at, size, workspace,
-                         scalars_at, beta_at)
             if need_x:
                 if direct and count == 1:
                     gemm(size, positions, group_out, weight, out0 * size, size, transpose, grads,
@@ -457,95 +449,11 @@ def _backward_images(x, weight, grad, grad_x, grad_weight, plan, masks, workspac
                          scalars_at, scalars_at + 1)
                     _col2im(workspace, first, count, channel0, group_in, geometry, same > 0,
                             images_at, masks, chunk * positions, grad_x)
-
-
-@unlinked_helper
-@_helper
-def _gather_weight_gradient(workspace, plan, grad_weight):
-    """grad_weight = the sum of the parts' weight gradients in their workspaces (parts'
-    workspace size apart), each (when the plan says) transposed per group."""
-    out_channels, groups, weight_gradient_at, transposed, parts, part_size = \
-        plan[4], plan[15], plan[21], plan[22], plan[23], plan[24]
-    group_out = out_channels // groups
-    size = grad_weight.shape[0] // max(out_channels, 1)
-    step = _u(group_out if transposed else 1)
-    for o in range(out_channels):
-        start = _u(weight_gradient_at + (o // group_out * group_out * size + o % group_out
-                                          if transposed else o * size))
-        for k in range(_u(size)):
-            at = start + k * step
-            total = workspace[at]
-            for part in range(1, parts):
-                total += workspace[_u(part * part_size) + at]
-            grad_weight[_u(o * size) + k] = total
-
-
-# NOTE: numba.prange over the parts, each calling BLAS: BLAS is set to one thread around the
-# split (threads.blas_threads_settable), and the split is only planned where Numba's pool may
-# run (threads.split_parts). Each part has its own workspace, part_size elements apart.
-_set_blas_threads = types.ExternalFunction(_threads.BLAS_SET_THREADS, types.void(types.intc))
-_get_blas_threads = types.ExternalFunction(_threads.BLAS_GET_THREADS, types.intc())
-
-
-@calling_unlinked
-@_jit
-def conv_forward_kernel(x, weight, bias, out, plan, masks, workspace):
-    """out = conv(x, weight) + bias (bias of size 0: none), all flat; plan and masks: see
-    _Plan. Not called for an empty output (no images or no input channels)."""
-    _forward_images(x, weight, bias, out, plan, masks, workspace, 0 * plan[0], plan[0])
-
-
-@calling_unlinked
-@_jit
-def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, masks,
-                         workspace):
-    """The gradients of conv_forward_kernel's inputs that are asked for (the others are
-    zero-size stand-ins, as are x and weight when no asked gradient reads them). plan (then
-    whether each gradient is asked for: 0 or 1) and masks: see _Plan. Not called for an empty
-    output gradient (the gradients are zeros)."""
-    batch, out_channels, out_h, out_w, weight_gradient_at = \
-        plan[0], plan[4], plan[7], plan[8], plan[21]
-    need_x, need_weight, need_bias = plan[-3], plan[-2], plan[-1]
-    if need_bias:
-        _bias_gradient(grad, batch, out_channels, out_h * out_w, grad_bias)
-    if need_x or need_weight:
-        _backward_images(x, weight, grad, grad_x, grad_weight, plan, masks, workspace,
-                         0 * batch, batch)
     if need_weight and weight_gradient_at >= 0:
-        _gather_weight_gradient(workspace, plan, grad_weight)
-
-
-@calling_unlinked
-@_parallel_jit
-def conv_split_kernel(x, weight, bias, out, grad, grad_x, grad_weight, grad_bias, plan, masks,
-                      workspace):
-    """conv_forward_kernel (plan asks for no gradient) or conv_backward_kernel, with the
-    batch split in `parts` (plan) over threads; each part has its own workspace, where it adds
-    its images' share of the weight's gradient (gathered after). The arrays that the
-    direction does not use are zero-size stand-ins. NOTE: one kernel for both directions:
-    each parallel kernel costs 0.3-1 s of a cold compile."""
-    batch, out_channels, out_h, out_w, parts, part_size = \
-        plan[0], plan[4], plan[7], plan[8], plan[23], plan[24]
-    need_x, need_weight, need_bias = plan[-3], plan[-2], plan[-1]
-    backward = need_x or need_weight or need_bias
-    if need_bias:
-        _bias_gradient(grad, batch, out_channels, out_h * out_w, grad_bias)
-    if backward and not (need_x or need_weight):
-        return
-    share = -(-batch // parts)
-    threads = _get_blas_threads()
-    _set_blas_threads(1)
-    for part in numba.prange(parts):
-        part_workspace = workspace[part * part_size:(part + 1) * part_size]
-        begin, end = part * share, min(batch, (part + 1) * share)
-        if backward:
-            _backward_images(x, weight, grad, grad_x, grad_weight, plan, masks, part_workspace,
-                             begin, end)
-        else:
-            _forward_images(x, weight, bias, out, plan, masks, part_workspace, begin, end)
-    _set_blas_threads(threads)
-    if need_weight:
-        _gather_weight_gradient(workspace, plan, grad_weight)
+        for o in range(out_channels):
+            block = _u(weight_gradient_at + o // group_out * group_out * size + o % group_out)
+            for k in range(_u(size)):
+                grad_weight[_u(o * size) + k] = workspace[block + k * _u(group_out)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -831,13 +739,12 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
 
 class _Plan:
     """A call's integers, the kernels' `plan` argument: the 4-D geometry (a 1-D convolution
-    has H = 1), groups, the chunk of images per GEMM (of at most `budget` columns), the
-    workspace's layout (_layout), and the parts the batch is split in over threads with the
-    size of a part's workspace; the workspace's size; and the kernels' `masks` argument (a
-    same convolution's, else empty)."""
+    has H = 1), groups, the chunk of images per GEMM (of at most `budget` columns) and the
+    workspace's layout (_layout); the workspace's size; and the kernels' `masks` argument
+    (a same convolution's, else empty)."""
 
     def __init__(self, x_shape, weight_shape, out_shape, stride, padding, dilation, groups,
-                 budget, transposed_below, parts):
+                 budget, transposed_below):
         stride, padding, dilation = resolve(weight_shape, stride, padding, dilation)
 
         def two(values, fill):
@@ -849,39 +756,26 @@ class _Plan:
         (stride_h, stride_w), (dilation_h, dilation_w) = two(stride, 1), two(dilation, 1)
         pad_top, pad_left = two(padding, 0)
         taps, positions = kernel_h * kernel_w, out_h * out_w
-        share = -(-batch // parts)  # (the images of a part; the last may have fewer)
-        chunk = max(1, min(share, budget // max(1, group_in * taps * positions)))
-        chunk = -(-share // -(-share // chunk)) if share else 1  # (equal chunks, not 7 + 1)
+        chunk = max(1, min(batch, budget // max(1, group_in * taps * positions)))
+        chunk = -(-batch // -(-batch // chunk)) if batch else 1  # (equal chunks, not 7 + 1)
         geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h,
                     stride_w, pad_top, pad_left, dilation_h, dilation_w)
-        layout, part_size = _layout(geometry, groups, out_channels, chunk, transposed_below,
-                                    parts)
-        self.parts, self.workspace = parts, parts * part_size
-        self.masks = _masks(geometry, chunk) if layout[0] and taps > 1 else _NO_MASKS
+        parts, self.workspace = _layout(geometry, groups, out_channels, chunk, transposed_below)
+        self.masks = _masks(geometry, chunk) if parts[0] and taps > 1 else _NO_MASKS
         self.integers = (batch, channels, height, width, out_channels, kernel_h, kernel_w, out_h,
                          out_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
-                         groups, chunk) + layout + (parts, part_size)
+                         groups, chunk) + parts
         self._arrays = {}
 
     def array(self, *needs):
-        """The `plan` argument, then whether each gradient is asked for (`needs`: none for the
-        forward): read-only, as the fused step's constant array is (a writable one is another
-        type: a compilation), and so shared by the calls of a plan."""
-        needs = needs or (0, 0, 0)
+        """The `plan` argument (then `needs` for the backward kernel): read-only, as the
+        fused step's constant array is (a writable one is another type: a compilation), and
+        so shared by the calls of a plan."""
         array = self._arrays.get(needs)
         if array is None:
             array = self._arrays[needs] = np.array(self.integers + needs, np.int64)
             array.flags.writeable = False
         return array
-
-    def split(self):
-        """Whether the kernels split the batch over threads: conv_split_kernel."""
-        if self.parts > 1:
-            # NOTE: conv_split_kernel calls BLAS's thread setters by symbol: a call, compile
-            # or cache load before they are registered jumps to nothing (a segfault). (Only
-            # a plan made where they could be has parts: threads.split_parts.)
-            _threads.blas_threads_settable()
-        return self.parts > 1
 
 
 @functools.lru_cache(maxsize=256)
@@ -890,18 +784,11 @@ def _cached_plan(*arguments):
 
 
 def _plan(x_shape, weight_shape, out_shape, params):
-    """The call's _Plan, made once per shapes, parameters and parts (a network's layers
-    repeat). The batch is split over threads (threads.split_parts) for convolutions of at
-    least PARALLEL_MIN_WORK multiply-adds."""
-    work = math.prod(out_shape) * math.prod(weight_shape[1:])
-    columns = math.prod(out_shape[2:]) * x_shape[0]
-    parts = 1
-    if PARALLEL_MIN_WORK <= work < PARALLEL_MAX_WORK and columns >= 2 * PARALLEL_MIN_COLUMNS:
-        parts = max(1, min(_threads.split_parts(x_shape[0]), columns // PARALLEL_MIN_COLUMNS))
+    """The call's _Plan, made once per shapes and parameters (a network's layers repeat)."""
     return _cached_plan(tuple(x_shape), tuple(weight_shape), tuple(out_shape),
                         tuple(params["stride"]), tuple(params["padding"]),
                         tuple(params["dilation"]), params["groups"], COLUMN_BUDGET,
-                        TRANSPOSED_WEIGHT_GRADIENT_BELOW, parts)
+                        TRANSPOSED_WEIGHT_GRADIENT_BELOW)
 
 
 _NO_MASKS = np.empty(0, np.uint8)
@@ -1014,13 +901,8 @@ def forward(x, weight, bias, **params):
                         np.empty(winograd.workspace, dtype))
         return out
     plan = _plan(x.shape, weight.shape, shape, params)
-    workspace, absent = np.empty(plan.workspace, dtype), np.empty(0, dtype)
-    if plan.split():
-        conv_split_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), absent, absent,
-                          absent, absent, plan.array(), plan.masks, workspace)
-    else:
-        conv_forward_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), plan.array(),
-                            plan.masks, workspace)
+    conv_forward_kernel(_flat(x), _flat(weight), _flat(bias), out.reshape(-1), plan.array(),
+                        plan.masks, np.empty(plan.workspace, dtype))
     return out
 
 
@@ -1040,15 +922,10 @@ def vjp(node, g):
     grads = [np.empty(shape if need else 0, dtype)
              for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs)]
     absent = np.empty(0, dtype)
-    arrays = (absent if x is None else _flat(x), absent if weight is None else _flat(weight))
-    flat_grads = [grad.reshape(-1) for grad in grads]
-    workspace = np.empty(plan.workspace, dtype)
-    if plan.split():
-        conv_split_kernel(*arrays, absent, absent, _flat(g), *flat_grads, plan.array(*needs),
-                          plan.masks, workspace)
-    else:
-        conv_backward_kernel(*arrays, _flat(g), *flat_grads, plan.array(*needs), plan.masks,
-                             workspace)
+    conv_backward_kernel(absent if x is None else _flat(x),
+                         absent if weight is None else _flat(weight), _flat(g),
+                         *[grad.reshape(-1) for grad in grads],
+                         plan.array(*needs), plan.masks, np.empty(plan.workspace, dtype))
     return tuple(grad if need else None for grad, need in zip(grads, needs))
 
 
@@ -1080,16 +957,9 @@ class _ConvolutionFusion:
             return
         plan = _plan(x.shape, weight.shape, out.shape, params)
         workspace = self._workspace(em, plan.workspace, out.dtype)
-        target = f"{em.out(out)}.reshape({out.size})"
-        if plan.split():
-            em.threaded()
-            absent = em.empty(1, out.dtype)
-            em.emit(f"{em.kernel(conv_split_kernel)}({', '.join(flat)}, {target}, "
-                    f"{', '.join([absent] * 4)}, {em.constant(plan.array())}, "
-                    f"{em.constant(plan.masks)}, {workspace})")
-            return
-        em.emit(f"{em.kernel(conv_forward_kernel)}({', '.join(flat)}, {target}, "
-                f"{em.constant(plan.array())}, {em.constant(plan.masks)}, {workspace})")
+        em.emit(f"{em.kernel(conv_forward_kernel)}({', '.join(flat)}, "
+                f"{em.out(out)}.reshape({out.size}), {em.constant(plan.array())}, "
+                f"{em.constant(plan.masks)}, {workspace})")
 
     def vjp(self, em, node, g, input_grads):
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
@@ -1106,15 +976,9 @@ class _ConvolutionFusion:
                  for array in node.saved]
         em.blas()
         workspace = self._workspace(em, plan.workspace, g.dtype)
-        arguments = (f"{em.ref(g)}.reshape({g.size}), {', '.join(grads)}, "
-                     f"{em.constant(plan.array(*needs))}, {em.constant(plan.masks)}, {workspace}")
-        if plan.split():
-            em.threaded()
-            absent = em.empty(1, g.dtype)
-            em.emit(f"{em.kernel(conv_split_kernel)}({', '.join(saved)}, {absent}, {absent}, "
-                    f"{arguments})")
-            return
-        em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, {arguments})")
+        em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, "
+                f"{em.ref(g)}.reshape({g.size}), {', '.join(grads)}, "
+                f"{em.constant(plan.array(*needs))}, {em.constant(plan.masks)}, {workspace})")
 
 
 # ---------------------------------------------------------------------------------------
