@@ -26,6 +26,23 @@ column matrix: a plain GEMM without im2col.
 
 NOTE: the kernels are serial: BLAS threads the GEMMs, and Numba's parallel workers spin after
 a parallel region and starve OpenBLAS (design.md), so im2col gets no prange.
+NOTE: splitting the batch over Numba's threads, each part with its own im2col and
+single-threaded GEMMs (OpenBLAS set to one thread around the split), as PyTorch's kernels
+do, was built and reverted (433156a). Alone a layer gained (2 threads, f32, ms forward /
+forward+backward, serial -> split: the digits CNN's conv2 0.15 / 0.42 -> 0.09 / 0.30,
+ResNet's conv1 at 8x3x64x64 1.43 / 4.8 -> 1.26 / 3.9, layer1's 3x3 1.13 / 3.3 -> 1.02 / 3.0),
+but not in a network, because two thread pools share two cores:
+- ResNet-18 forward+backward went from 67-72 to 98-110 ms: after each 2-thread GEMM,
+  OpenBLAS's idle worker spins (sched_yield, for 2^28 cycles) on the core the split needs.
+- The digits CNN eager step (no 2-thread GEMM) got no faster (best 683-956 against 708-739
+  us, medians worse): Numba's worker sleeps after GOMP_SPINCOUNT's short spin (1000, see
+  _core/threads.py), and waking it takes 35-55 us (median; 60-110 at the 90th percentile),
+  four times a step. A longer spin (10000) made the CNN step 570 us but ResNet-18 80-84 ms.
+- A cold compile of the CNN got 0.9 s longer (a parallel kernel).
+One pool for both (OpenBLAS's openblas_set_threads_callback_function running its jobs on
+Numba's OpenMP threads) would let the spin be long, but OpenBLAS's jobs wait for each other,
+and a BLAS call inside a user's own parallel loop would then run them one after another: a
+hang.
 """
 import functools
 
