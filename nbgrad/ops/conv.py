@@ -39,10 +39,19 @@ but not in a network, because two thread pools share two cores:
   _core/threads.py), and waking it takes 35-55 us (median; 60-110 at the 90th percentile),
   four times a step. A longer spin (10000) made the CNN step 570 us but ResNet-18 80-84 ms.
 - A cold compile of the CNN got 0.9 s longer (a parallel kernel).
-One pool for both (OpenBLAS's openblas_set_threads_callback_function running its jobs on
-Numba's OpenMP threads) would let the spin be long, but OpenBLAS's jobs wait for each other,
-and a BLAS call inside a user's own parallel loop would then run them one after another: a
-hang.
+One pool for both was tried in two forms, neither kept:
+- OpenBLAS's jobs on Numba's OpenMP threads (openblas_set_threads_callback_function, with a
+  long spin): GEMMs as fast, a GEMM followed by a parallel add 86 -> 17 us, a BLAS call
+  inside a user's prange fine; but two Python threads calling BLAS one after the other hang
+  (in SciPy's pthreads build the callback path reuses OpenBLAS's own per-thread state).
+- OpenBLAS at one thread and each GEMM split over Numba's threads (prange over column
+  blocks, a long spin): ResNet-18 forward+backward 83-88 ms against 69-71: OpenBLAS's own
+  2-thread GEMM shares its packed panels, two 1-thread GEMMs pack the weights twice.
+Other conv ideas measured and dropped (2 threads, us): the GEMM in the other orientation
+(positions x channels): forward 87 -> 87 (CNN conv2), 524 -> 515 (64 x 576 x 1024), plus a
+transposing copy; the input gradient as a convolution of the output gradient (flipped
+weights @ its im2col) instead of weight.T @ grad and col2im: 105 -> 115, 501 -> 519,
+748 -> 1052.
 """
 import functools
 
