@@ -41,10 +41,10 @@ but not in a network, because two thread pools share two cores:
 - A cold compile of the CNN got 0.9 s longer (a parallel kernel).
 One pool for both was tried in two forms, neither kept:
 - OpenBLAS's jobs on Numba's OpenMP threads (openblas_set_threads_callback_function, with a
-  long spin): GEMMs as fast or up to 20 % slower (128 x 1152 x 512: 825 -> 1008 us), a small
-  GEMM followed by a parallel add 86 -> 17 us, a BLAS call
-  inside a user's prange fine; but two Python threads calling BLAS one after the other hang
-  (in SciPy's pthreads build the callback path reuses OpenBLAS's own per-thread state).
+  long spin): GEMMs as fast or up to 20 % slower (128 x 1152 x 512: 825 -> 1008 us), a
+  small GEMM followed by a parallel add 86 -> 17 us, a BLAS call inside a user's prange
+  fine; but two Python threads calling BLAS one after the other hang (in SciPy's pthreads
+  build the callback path reuses OpenBLAS's own per-thread state).
 - OpenBLAS at one thread and each GEMM split over Numba's threads (prange over column
   blocks, a long spin): ResNet-18 forward+backward 83-88 ms against 69-71: OpenBLAS's own
   2-thread GEMM shares its packed panels, two 1-thread GEMMs pack the weights twice.
