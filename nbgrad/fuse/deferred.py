@@ -251,12 +251,19 @@ _inferred = {}
 _VALUE_TYPES = frozenset((int, float, bool, str, tuple, type(None)))
 
 
+def _value_type(value):
+    """A parameter's type in a signature, a tuple's with its elements' types: (1,) and (1.0,)
+    are equal but may give different shapes or errors."""
+    kind = type(value)
+    return (kind, *map(type, value)) if kind is tuple else kind
+
+
 def _infer(prim, metas, params, param_items):
     """prim.infer(*metas, **params) as (tuple shape, dtype), from `_inferred` when it can:
     kept there for parameters that are plain, hashable values."""
     signature = None
-    types = tuple(map(type, params.values()))
-    if _VALUE_TYPES.issuperset(types):
+    if _VALUE_TYPES.issuperset(map(type, params.values())):
+        types = tuple(map(_value_type, params.values()))
         signature = (prim, param_items, types, *[(meta.shape, meta.dtype) for meta in metas])
         try:
             return _inferred[signature]
