@@ -14,10 +14,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import nbgrad
-from nbgrad import nn, optim
-from nbgrad._core import threads as _threads
-from nbgrad.fuse.graph import FusedGraph
+# NOTE: before nbgrad is imported, and inherited by every child process. The compile helper
+# (nbgrad._core.compile_ahead) only fills the kernel cache, and on CI's two busy cores a
+# helper per test process would compile beside pytest's workers, often what the test compiles
+# next itself. tests/autograd/test_compile_ahead.py turns it on in its own processes.
+os.environ.setdefault("NBGRAD_COMPILE_HELPER", "0")
+
+import nbgrad  # noqa: E402
+from nbgrad import nn, optim  # noqa: E402
+from nbgrad._core import threads as _threads  # noqa: E402
+from nbgrad.fuse.graph import FusedGraph  # noqa: E402
 
 # Before torch loads its own OpenMP runtime, or nbgrad's threaded kernels stay serial (see
 # nbgrad._core.threads) and the tests of them would test the serial ones twice.

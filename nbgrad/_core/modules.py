@@ -237,6 +237,11 @@ def _private_directory():
     return _private
 
 
+def uses_private_directory():
+    """Whether this process generates its modules in its own temporary directory."""
+    return _private is not None
+
+
 def load_module(prefix, source):
     """Import `source` as a module written under the cache directory; return the module.
 

@@ -11,9 +11,10 @@ import weakref
 
 import numpy as np
 
-from .._core import mode, tracing
+from .._core import compile_ahead, mode, tracing
 from ..ops import gradients
 from . import anomaly_mode, profiler
+from .grad_mode import state as _grad_state
 from .profiler import state as _profiling
 
 FREED = object()
@@ -24,6 +25,10 @@ FREED = object()
 # A leaf's AccumulateGrad feeds nothing, so it runs last: its numbers are negative (it may be
 # made after the nodes it is a child of).
 sequence = itertools.count()
+
+# A compilation that starts while grad mode is on starts the compile helper: a backward, whose
+# kernels it can compile meanwhile, is likely to follow (see `ran`).
+compile_ahead.start_when = lambda: _grad_state.enabled
 _leaf_sequence = itertools.count(-1, -1)
 
 
@@ -292,6 +297,10 @@ def ran(node, inputs, arrays, out, out_tensor, extra=None):
     node.needs, node.children = edges(node.prim, inputs)
     node.input_meta = [(array.shape, array.dtype) for array in arrays]
     prim = node.prim
+    if compile_ahead.compiled and compile_ahead.ENABLED:
+        # A cold cache: its VJP kernels will compile too, in the helper while this runs on.
+        compile_ahead.ask_to_compile_backward(prim.name, type(node).__name__, arrays,
+                                              node.params, node.needs)
     if not prim.save:
         return
     # As PyTorch, only what the VJPs of the inputs that need a gradient read (`save_for`):

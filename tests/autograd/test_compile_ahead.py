@@ -1,0 +1,100 @@
+"""The compile helper (nbgrad._core.compile_ahead): on an empty kernel cache, a forward that
+compiled asks a second process to compile its backward; that process's kernels reach this
+one through the shared Numba cache. Each test runs in a new process with empty caches."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from conftest import child_env
+
+# A convolution's forward, then (after the helper has finished) its backward: the VJP kernel's
+# compile statistics, and the gradients.
+CONV_SCRIPT = """
+import json, sys
+import numpy as np
+import nbgrad
+from nbgrad._core import compile_ahead
+from nbgrad.ops import conv
+x = nbgrad.tensor(np.array(json.loads(sys.argv[1]), np.float32), requires_grad=True)
+w = nbgrad.tensor(np.array(json.loads(sys.argv[2]), np.float32), requires_grad=True)
+y = nbgrad.nn.functional.conv2d(x, w, padding=1).detach()  # the forward runs (and compiles)
+started = compile_ahead._process is not None
+{before_backward}
+compile_ahead.wait()
+nbgrad.nn.functional.conv2d(x, w, padding=1).square().sum().backward()
+stats = conv.conv_backward_kernel.stats
+print(json.dumps(dict(started=started, hits=sum(stats.cache_hits.values()),
+                      misses=sum(stats.cache_misses.values()), gx=x.grad.tolist(),
+                      gw=w.grad.tolist())))
+"""
+
+
+def _run(tmp_path, helper, before_backward="", deferred="1"):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    env = dict(child_env(), NBGRAD_COMPILE_HELPER=helper, NBGRAD_DEFERRED=deferred,
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"), NBGRAD_CACHE_DIR=str(tmp_path / "nbgrad"))
+    script = CONV_SCRIPT.format(before_backward=before_backward)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(x.tolist()),
+                           json.dumps(w.tolist())], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, padding=1).square().sum().backward()
+    np.testing.assert_allclose(report["gx"], tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(report["gw"], tw.grad.numpy(), rtol=1e-4, atol=1e-4)
+    return report
+
+
+def test_the_helper_compiles_the_backward_that_this_process_then_loads(tmp_path):
+    report = _run(tmp_path, "1")
+    assert report["started"]
+    assert (report["hits"], report["misses"]) == (1, 0)
+
+
+def test_deferred_and_immediate_calls_both_ask(tmp_path):
+    report = _run(tmp_path, "1", deferred="0")
+    assert (report["hits"], report["misses"]) == (1, 0)
+
+
+def test_without_the_helper_this_process_compiles_it(tmp_path):
+    report = _run(tmp_path, "0")
+    assert not report["started"]
+    assert (report["hits"], report["misses"]) == (0, 1)
+
+
+def test_a_helper_that_died_changes_nothing_but_the_compile(tmp_path):
+    # Killed before it could compile anything: the backward compiles here, and later forwards
+    # that compile do not fail on the broken pipe.
+    report = _run(tmp_path, "1", before_backward=(
+        "compile_ahead._process.kill(); compile_ahead._process.wait()\n"
+        "z = nbgrad.tensor([1.0, 2.0], requires_grad=True)\n"
+        "(z.cumsum(0) * 3).sum().backward()"))
+    assert report["started"]
+    assert report["misses"] == 1
+
+
+def test_a_forked_child_starts_its_own_helper(tmp_path):
+    # The child asks a helper of its own, and its exit (atexit) ends that one, not the
+    # parent's, which then still compiles the parent's backward.
+    if not hasattr(os, "fork"):
+        return
+    report = _run(tmp_path, "1", before_backward=(
+        "import os\n"
+        "parent = compile_ahead._process\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    z = nbgrad.tensor([1.0, 2.0], requires_grad=True)\n"
+        "    z.cumsum(0).detach()\n"
+        "    sys.exit(0 if compile_ahead._process not in (None, parent) else 1)\n"
+        "assert os.waitpid(pid, 0)[1] == 0\n"
+        "assert parent.poll() is None"))
+    assert report["started"]
+    assert (report["hits"], report["misses"]) == (1, 0)
