@@ -1,47 +1,59 @@
-"""A second process that compiles backward kernels while this one is still running forwards.
+"""A second process that compiles kernels this one will need later, while this one runs on.
 
 On an empty Numba cache a model's first step compiles every kernel it calls, one after
-another, on one core: a small CNN spends seconds there, half of it on VJP kernels that the
-backward pass will need only later. When a node's forward has just compiled something, its
-backward very likely will too, and everything that the VJP kernels are specialized on (the
-inputs' shapes, dtypes and layouts, the parameters) is known already. So this process
-describes the call to a helper process, which repeats it on stand-in arrays of the same
-layout, runs its backward, and so writes the compiled kernels into the shared Numba cache.
-When this process's backward reaches them, Numba loads them from there instead of compiling.
+another, on one core: a small CNN spends seconds there, half of it on kernels that are known
+well before they are called. When a node's forward has just compiled something, its backward
+very likely will too, and everything its VJP kernels are specialized on (the inputs' shapes,
+dtypes and layouts, the parameters) is known already; an optimizer's update kernel is known
+when the optimizer is made. So this process describes such a call to a helper process, which
+repeats it on stand-in arrays of the same layout, and so writes the compiled kernels into the
+shared Numba cache. When this process reaches them, Numba loads them from there instead of
+compiling.
 
-The helper never sends anything back and never touches this process's data: all it can
-change is what is in the cache, and a kernel it did not compile (or compiled for another
-signature) is compiled here as before. It starts at the first such call, and is ended when
+A request names a function by module and name, with picklable arguments: the layer that knows
+the call provides the function (nbgrad._tensor.compile_ahead for a backward, nbgrad.optim for
+an update), and this module imports none of them. The helper never sends anything back and
+never touches this process's data: all it can change is what is in the cache, and a kernel it
+did not compile (or compiled for another signature) is compiled here as before.
+
+The helper starts at the first compilation in grad mode (`start_when`), and is ended when
 this process exits. `NBGRAD_COMPILE_HELPER=0` turns it off.
 """
 import atexit
+import heapq
+import importlib
+import itertools
 import os
 import pickle
 import struct
 import subprocess
 import sys
+import threading
 
+import numpy as np
 from numba.core import event
 
 from . import modules
 
 ENABLED = os.environ.get("NBGRAD_COMPILE_HELPER", "1") != "0"
 
-# The helper's main module. NOTE: it lives in the Tensor layer (it dispatches ops and runs
-# backward), and is named here only as a string: nothing in this layer imports it.
-WORKER = "nbgrad._tensor.compile_ahead_worker"
+# The helper does the requests of priority 0 first, in the order asked (a forward's
+# backward: this process needs the last-asked first, and compiles those itself meanwhile),
+# then those of priority 1 (an optimizer's update, needed only at the end of a step).
+FIRST, LAST = 0, 1
+
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Whether Numba has compiled anything since the last node asked (set by _CompileSeen).
+# Whether Numba has compiled anything since the last forward asked (set by _CompileSeen).
 compiled = False
+
+# Whether a compilation that starts now should start the helper (set by autograd: in grad
+# mode a backward, whose kernels the helper can compile meanwhile, is likely to follow).
+start_when = None
 
 _process = None
 _owner = None  # the process that started _process (a forked child starts its own)
-
-
-# Whether the helper is worth starting when Numba starts compiling (set by autograd: while
-# grad mode is on, a backward is likely to follow).
-start_when = None
+_asked_before_start = {}  # requests kept for a helper that has not started (in order)
 
 
 class _CompileSeen(event.Listener):
@@ -49,56 +61,90 @@ class _CompileSeen(event.Listener):
     def on_start(self, event):
         global compiled
         compiled = True
-        # Started at the first compilation, the helper has imported nbgrad (about a second)
-        # by the time the forward that is compiling now asks it for its backward.
-        if _process is None and start_when is not None and start_when():
-            _helper()
+        # Started at the first compilation, the helper has imported nbgrad (about half a
+        # second) by the time the forward that is compiling now asks it for its backward.
+        if _owner != os.getpid() and start_when is not None and start_when():
+            _start()
 
     def on_end(self, event):
         pass
 
 
-def ask_to_compile_backward(prim_name, grad_fn_name, arrays, params, needs):
-    """Ask the helper to compile the backward of a call of `prim_name` on arrays laid out as
-    `arrays`, with inputs `needs` needing a gradient. Called after a forward that compiled."""
+def ask(function, *arguments, priority=FIRST, start=True):
+    """Ask the helper to call `function` ("module:name") with `arguments` (picklable). If
+    the helper has not started, `start` starts it; otherwise the request waits for its start
+    (an optimizer asks when it is made, often before anything compiles)."""
+    try:
+        message = pickle.dumps((priority, function, arguments))
+    except Exception:  # noqa: BLE001 - an argument that does not pickle: nothing is asked
+        return
+    if not _running():
+        if not start:
+            _asked_before_start[message] = None
+            return
+        _start()
+    _send(message)
+
+
+def asked_for_forward():
+    """Reset `compiled`: the forward that compiled has asked (or need not)."""
     global compiled
     compiled = False
-    layouts = [(array.shape, array.dtype.str, array.strides, array.flags.writeable)
-               for array in arrays]
-    try:
-        message = pickle.dumps((prim_name, grad_fn_name, layouts, params, list(needs)))
-    except Exception:  # noqa: BLE001 - a parameter that does not pickle: nothing is asked
-        return
-    helper = _helper()
-    if helper is None:
-        return
-    try:
-        helper.stdin.write(struct.pack("<I", len(message)) + message)
-        helper.stdin.flush()
-    except OSError:  # the helper has gone: this process compiles what it needs itself
-        _stop()
 
 
-def _helper():
+def _running():
+    return _process is not None and _owner == os.getpid() and _process.poll() is None
+
+
+def layout(array):
+    """What Numba specializes a kernel on, of `array`: (shape, dtype, strides, writeable)."""
+    return array.shape, array.dtype.str, array.strides, array.flags.writeable
+
+
+def stand_in(layout):
+    """Zeros laid out as `layout` describes (made in the helper)."""
+    shape, dtype, strides, writeable = layout
+    dtype = np.dtype(dtype)
+    low = sum((n - 1) * s for n, s in zip(shape, strides) if s < 0 and n > 0)
+    high = sum((n - 1) * s for n, s in zip(shape, strides) if s > 0 and n > 0)
+    base = np.zeros((high - low) // dtype.itemsize + 1, dtype)
+    return np.lib.stride_tricks.as_strided(base[-low // dtype.itemsize:], shape, strides,
+                                           writeable=writeable)
+
+
+def _start():
     global _process, _owner, ENABLED
-    if _process is not None and _owner == os.getpid():
-        return _process if _process.poll() is None else None
+    if _owner == os.getpid():
+        return  # once a process: a helper that died is not started again
     if modules.uses_private_directory():
         ENABLED = False  # nothing compiled there is kept: a helper could not hand it over
-        return None
+        return
     # The same caches (the environment is inherited) and this nbgrad before any other.
     path = [_PACKAGE_PARENT] + [p for p in [os.environ.get("PYTHONPATH")] if p]
     env = dict(os.environ, NBGRAD_COMPILE_HELPER="0", NBGRAD_DEFERRED="0",
                PYTHONPATH=os.pathsep.join(path))
     try:
-        _process = subprocess.Popen([sys.executable, "-m", WORKER], stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    env=env)
+        _process = subprocess.Popen(
+            [sys.executable, "-c", "from nbgrad._core.compile_ahead import serve; serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env)
     except OSError:
         ENABLED = False
-        return None
+        return
     _owner = os.getpid()
-    return _process
+    for message in _asked_before_start:
+        _send(message)
+    _asked_before_start.clear()
+
+
+def _send(message):
+    if not _running():
+        return
+    try:
+        _process.stdin.write(struct.pack("<I", len(message)) + message)
+        _process.stdin.flush()
+    except OSError:  # the helper has gone: this process compiles what it needs itself
+        _stop()
 
 
 def _stop():
@@ -110,12 +156,52 @@ def _stop():
 
 
 def wait():
-    """Let the helper finish what it was asked, and end it (for tests and measurements)."""
+    """Let the helper do what it was asked, and end it (for tests and measurements)."""
     global _process
     if _process is not None and _owner == os.getpid():
         _process.stdin.close()
         _process.wait()
     _process = None
+
+
+def serve(stream=None):
+    """The helper process: do the requests read from `stream` (stdin), by priority, until
+    it closes. A request that fails is dropped: this process compiles that kernel itself."""
+    stream = stream or sys.stdin.buffer
+    requests = []  # a heap of (priority, order, message); None marks the end of the stream
+    arrived = threading.Condition()
+    order = itertools.count()
+
+    def read():
+        # NOTE: a thread reads the pipe at once, so the parent's writes never wait for a
+        # compilation to end.
+        while len(header := stream.read(4)) == 4:
+            message = stream.read(struct.unpack("<I", header)[0])
+            with arrived:
+                heapq.heappush(requests, (pickle.loads(message)[0], next(order), message))
+                arrived.notify()
+        with arrived:
+            heapq.heappush(requests, (LAST + 1, next(order), None))
+            arrived.notify()
+
+    threading.Thread(target=read, daemon=True).start()
+    done = set()
+    while True:
+        with arrived:
+            while not requests:
+                arrived.wait()
+            _, _, message = heapq.heappop(requests)
+        if message is None:
+            return
+        if message in done:
+            continue
+        done.add(message)
+        _, function, arguments = pickle.loads(message)
+        module, name = function.split(":")
+        try:
+            getattr(importlib.import_module(module), name)(*arguments)
+        except Exception:  # noqa: BLE001, S112 - this process compiles it itself then
+            continue
 
 
 if ENABLED:

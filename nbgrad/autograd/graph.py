@@ -29,6 +29,8 @@ sequence = itertools.count()
 # A compilation that starts while grad mode is on starts the compile helper: a backward, whose
 # kernels it can compile meanwhile, is likely to follow (see `ran`).
 compile_ahead.start_when = lambda: _grad_state.enabled
+# NOTE: named, not imported: the helper's side of a node is in the Tensor layer above.
+COMPILE_BACKWARD = "nbgrad._tensor.compile_ahead:compile_backward"
 _leaf_sequence = itertools.count(-1, -1)
 
 
@@ -298,9 +300,11 @@ def ran(node, inputs, arrays, out, out_tensor, extra=None):
     node.input_meta = [(array.shape, array.dtype) for array in arrays]
     prim = node.prim
     if compile_ahead.compiled and compile_ahead.ENABLED:
-        # A cold cache: its VJP kernels will compile too, in the helper while this runs on.
-        compile_ahead.ask_to_compile_backward(prim.name, type(node).__name__, arrays,
-                                              node.params, node.needs)
+        # The forward compiled: its VJP kernels will too, in the helper while this runs on.
+        compile_ahead.asked_for_forward()
+        compile_ahead.ask(COMPILE_BACKWARD, prim.name, type(node).__name__,
+                          [compile_ahead.layout(array) for array in arrays], node.params,
+                          node.needs)
     if not prim.save:
         return
     # As PyTorch, only what the VJPs of the inputs that need a gradient read (`save_for`):

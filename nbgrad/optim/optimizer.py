@@ -1,10 +1,11 @@
 """The Optimizer base class: parameter groups, zero_grad, state_dict/load_state_dict, and the
 per-parameter loop that runs the kernel generated from a subclass's `rule` (see `rule.py`)."""
 import copy
+import importlib
 
 import numpy as np
 
-from .._core import tracing as _tracing
+from .._core import compile_ahead, tracing as _tracing
 from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
 from ..autograd.grad_mode import enable_grad
@@ -34,6 +35,12 @@ class Optimizer:
             groups = [{"params": groups}]
         for group in groups:
             self.add_param_group(group)
+        if compile_ahead.ENABLED:
+            # Its update kernel is needed only after a forward and a backward: time enough
+            # for the compile helper, if this process turns out to be compiling.
+            compile_ahead.ask(COMPILE_UPDATE, type(self).__module__, type(self).__qualname__,
+                              [_options_and_dtypes(group) for group in self.param_groups],
+                              priority=compile_ahead.LAST, start=False)
 
     def add_param_group(self, param_group):
         group = dict(param_group)
@@ -170,6 +177,27 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {key}: {group[key]}" for key in sorted(group) if key != "params"]
         return "\n".join(lines) + "\n)"
+
+
+COMPILE_UPDATE = "nbgrad.optim.optimizer:compile_update"
+
+
+def _options_and_dtypes(group):
+    options = {key: value for key, value in group.items() if key != "params"}
+    return options, sorted({param._data.dtype.str for param in group["params"]})
+
+
+def compile_update(module, qualname, groups):
+    """(In the compile helper.) One step of the optimizer class `module.qualname` with the
+    options of `groups` on a zero parameter of each of their dtypes: its update kernels."""
+    optimizer_class = getattr(importlib.import_module(module), qualname)
+    param_groups = []
+    for options, dtypes in groups:
+        params = [Tensor._wrap(np.zeros(1, dtype), requires_grad=True) for dtype in dtypes]
+        for param in params:
+            param.grad = Tensor._wrap(np.zeros(1, param._data.dtype))
+        param_groups.append(dict(options, params=params))
+    optimizer_class(param_groups).step()
 
 
 def _flat(param):
