@@ -42,6 +42,12 @@ ENABLED = os.environ.get("NBGRAD_COMPILE_HELPER", "1") != "0"
 # then those of priority 1 (an optimizer's update, needed only at the end of a step).
 FIRST, LAST = 0, 1
 
+# A call on larger inputs is not asked: the helper makes stand-ins of the same size.
+MAX_BYTES = 1 << 26
+# The helper ends when it has had nothing to do for this long (a long training run does not
+# keep it); this process then compiles whatever else it needs itself.
+IDLE_EXIT_S = 60.0
+
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Whether Numba has compiled anything since the last forward asked (set by _CompileSeen).
@@ -54,6 +60,7 @@ start_when = None
 _process = None
 _owner = None  # the process that started _process (a forked child starts its own)
 _asked_before_start = {}  # requests kept for a helper that has not started (in order)
+_lock = threading.Lock()  # one writer at a time on the pipe, one helper started
 
 
 class _CompileSeen(event.Listener):
@@ -64,7 +71,8 @@ class _CompileSeen(event.Listener):
         # Started at the first compilation, the helper has imported nbgrad (about half a
         # second) by the time the forward that is compiling now asks it for its backward.
         if _owner != os.getpid() and start_when is not None and start_when():
-            _start()
+            with _lock:
+                _start()
 
     def on_end(self, event):
         pass
@@ -78,12 +86,13 @@ def ask(function, *arguments, priority=FIRST, start=True):
         message = pickle.dumps((priority, function, arguments))
     except Exception:  # noqa: BLE001 - an argument that does not pickle: nothing is asked
         return
-    if not _running():
-        if not start:
-            _asked_before_start[message] = None
-            return
-        _start()
-    _send(message)
+    with _lock:
+        if not _running():
+            if not start:
+                _asked_before_start[message] = None
+                return
+            _start()
+        _send(message)
 
 
 def asked_for_forward():
@@ -127,7 +136,7 @@ def _start():
         _process = subprocess.Popen(
             [sys.executable, "-c", "from nbgrad._core.compile_ahead import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=env)
+            env=env, start_new_session=True)  # (a Ctrl-C at the terminal is this process's)
     except OSError:
         ENABLED = False
         return
@@ -164,9 +173,10 @@ def wait():
     _process = None
 
 
-def serve(stream=None):
+def serve(stream=None, idle_exit_s=IDLE_EXIT_S):
     """The helper process: do the requests read from `stream` (stdin), by priority, until
-    it closes. A request that fails is dropped: this process compiles that kernel itself."""
+    it closes or nothing comes for `idle_exit_s`. A request that fails is dropped: the
+    parent compiles that kernel itself."""
     stream = stream or sys.stdin.buffer
     requests = []  # a heap of (priority, order, message); None marks the end of the stream
     arrived = threading.Condition()
@@ -175,11 +185,14 @@ def serve(stream=None):
     def read():
         # NOTE: a thread reads the pipe at once, so the parent's writes never wait for a
         # compilation to end.
-        while len(header := stream.read(4)) == 4:
-            message = stream.read(struct.unpack("<I", header)[0])
-            with arrived:
-                heapq.heappush(requests, (pickle.loads(message)[0], next(order), message))
-                arrived.notify()
+        try:
+            while len(header := stream.read(4)) == 4:
+                message = stream.read(struct.unpack("<I", header)[0])
+                with arrived:
+                    heapq.heappush(requests, (pickle.loads(message)[0], next(order), message))
+                    arrived.notify()
+        except Exception:  # noqa: BLE001, S110 - a garbled stream ends the helper
+            pass
         with arrived:
             heapq.heappush(requests, (LAST + 1, next(order), None))
             arrived.notify()
@@ -188,8 +201,8 @@ def serve(stream=None):
     done = set()
     while True:
         with arrived:
-            while not requests:
-                arrived.wait()
+            if not arrived.wait_for(lambda: requests, timeout=idle_exit_s):
+                return
             _, _, message = heapq.heappop(requests)
         if message is None:
             return

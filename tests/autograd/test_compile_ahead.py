@@ -1,10 +1,14 @@
 """The compile helper (nbgrad._core.compile_ahead): on an empty kernel cache, a forward that
 compiled asks a second process to compile its backward; that process's kernels reach this
 one through the shared Numba cache. Each test runs in a new process with empty caches."""
+import io
 import json
 import os
+import pickle
+import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -98,3 +102,39 @@ def test_a_forked_child_starts_its_own_helper(tmp_path):
         "assert parent.poll() is None"))
     assert report["started"]
     assert (report["hits"], report["misses"]) == (1, 0)
+
+
+def _stream(*requests):
+    data = b""
+    for priority, function, arguments in requests:
+        message = pickle.dumps((priority, function, arguments))
+        data += struct.pack("<I", len(message)) + message
+    return io.BytesIO(data)
+
+
+def test_the_helper_does_first_things_first_each_once_and_survives_a_failure(capsys):
+    from nbgrad._core import compile_ahead
+    first, last = compile_ahead.FIRST, compile_ahead.LAST
+    stream = _stream((last, "builtins:print", ("update",)),
+                     (first, "builtins:print", ("backward 1",)),
+                     (first, "builtins:print", ("backward 1",)),
+                     (first, "math:sqrt", ("not a number",)),
+                     (first, "no.such.module:f", ()),
+                     (first, "builtins:print", ("backward 2",)))
+    # NOTE: the reader thread may still be pushing when the first request is taken, so only
+    # the order within a priority is certain.
+    compile_ahead.serve(stream, idle_exit_s=5)
+    printed = capsys.readouterr().out.split("\n")
+    assert sorted(printed[:-1]) == ["backward 1", "backward 2", "update"]
+    assert printed.index("backward 1") < printed.index("backward 2")
+
+
+def test_the_helper_ends_when_idle():
+    from nbgrad._core import compile_ahead
+    read_end, write_end = os.pipe()
+    started = time.perf_counter()
+    compile_ahead.serve(os.fdopen(read_end, "rb"), idle_exit_s=0.2)  # nothing ever comes
+    assert time.perf_counter() - started < 30
+    # NOTE: the reader thread still blocks on the pipe: closing the write end ends it (it
+    # owns the read end's stream from here on).
+    os.close(write_end)
