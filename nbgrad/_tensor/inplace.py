@@ -2,13 +2,14 @@
 in-place form of an out-of-place function (`inplace_form`: `add_` from `add`), and `fill_`,
 `zero_`, `copy_`.
 
-An in-place op computes its result out of place, on a snapshot of the target when autograd
-records it, then copies the result into the target's memory and moves the target to the
-result's place in the graph.
+An in-place op that autograd records computes its result out of place, on a snapshot of the
+target when its node may save it, then copies the result into the target's memory and moves
+the target to the result's place in the graph. One it does not record (no_grad, or nothing
+requires grad) writes an elementwise result straight into the target.
 """
 from .._core import dtype as _dtype, tracing as _tracing
 from ..autograd.grad_mode import state as _grad_state
-from ..ops.elementwise import COPY, run
+from ..ops.elementwise import COPY, run, writing_into
 from ..ops.gradients import copied
 from .conversion import to
 from .factories import tensor
@@ -71,10 +72,18 @@ def inplace_form(function, saves_input=True):
     its result)."""
     def in_place(input, *args, **kwargs):
         check_inplace(input)
-        # When autograd records the call (any argument requires grad), the function runs on
-        # a snapshot: its node may save `input`, whose memory is about to change.
-        recording = saves_input and is_recording(input, *args, *kwargs.values())
-        source = snapshot(input) if recording else input
+        recording = is_recording(input, *args, *kwargs.values())
+        if not recording and _tracing.current is None:
+            # Nothing to record: an elementwise function writes straight into `input`.
+            with writing_into(input._data):
+                result = function(input, *args, **kwargs)
+            if result._data is input._data:
+                input._version_counter[0] += 1
+                return input
+            return write_back(input, result)
+        # When autograd records the call, the function runs on a snapshot if its node may
+        # save `input`, whose memory is about to change.
+        source = snapshot(input) if recording and saves_input else input
         return write_back(input, function(source, *args, **kwargs))
     in_place.__name__ = function.__name__ + "_"
     return in_place

@@ -111,6 +111,56 @@ def _divisions(L, a, b):
             a.div(b, rounding_mode="trunc"), a // 3, 7 // b, L.div(7, b, rounding_mode="trunc")]
 
 
+@pytest.mark.parametrize("name", sorted(IN_PLACE))
+def test_in_place_method_not_recorded_writes_the_targets_memory(name):
+    """Under no_grad the result is written straight into the target (no copy): a view of it
+    sees the value, the version moves by one, and the value is torch's."""
+    args, values = IN_PLACE[name]
+    results = {}
+    for lib in LIBS:
+        target = lib.tensor(np.concatenate([values, values]))
+        view = target[::2]
+        before = target._version
+        with lib.no_grad():
+            returned = getattr(view, name)(*args)
+        assert returned is view
+        results[lib.__name__] = (target.numpy().copy(), target._version - before)
+    assert_close(*[results[lib.__name__][0] for lib in LIBS])
+    assert results["nbgrad"][1] == results["torch"][1] == 1
+
+
+@pytest.mark.parametrize("case", ["self", "flipped", "strided_target", "int_plus_int"])
+def test_in_place_add_whose_operand_shares_the_targets_memory_matches_torch(case):
+    """`x += y` computed in place where each element is read before it is written."""
+    results = []
+    for lib in LIBS:
+        x = lib.tensor(np.arange(12.0).reshape(3, 4))
+        if case == "self":
+            x += x
+        elif case == "flipped":
+            x += x.flip(0)
+        elif case == "strided_target":
+            view = x[:, ::2]
+            view += lib.tensor([[1.0, 2.0]])
+        else:
+            x = lib.arange(6)
+            x += lib.arange(6)
+        results.append(x.numpy().copy())
+    assert_close(*results)
+
+
+def test_in_place_add_of_a_view_that_overlaps_the_target_is_computed_apart():
+    """`x += x.t()`: an operand that overlaps the target otherwise than element for element
+    would read elements already written; nbgrad computes it apart first (NumPy's result).
+    NOTE: torch refuses this (its partial-overlap RuntimeError); nbgrad does not check."""
+    values = np.arange(16.0).reshape(4, 4)
+    for grad_mode in (nbgrad.no_grad, nbgrad.enable_grad):
+        x = nbgrad.tensor(values)
+        with grad_mode():
+            x += x.t()
+        np.testing.assert_array_equal(x.numpy(), values + values.T)
+
+
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "int32", "int64", "float16",
                                    "bfloat16", "float32", "float64"])
 def test_floor_divide_and_rounding_div_match_torch(dtype):
