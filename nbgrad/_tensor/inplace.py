@@ -30,6 +30,46 @@ def check_inplace(target):
                            "operation.")
 
 
+def _dense(array):
+    """Whether `array`'s elements fill its span exactly once, in some order of its dims
+    (PyTorch's non-overlapping-and-dense)."""
+    step = array.itemsize
+    for stride, size in sorted((abs(st), n) for st, n in zip(array.strides, array.shape) if n > 1):
+        if stride != step:
+            return False
+        step *= size
+    return True
+
+
+def check_overlap(target, operands):
+    """PyTorch's errors for an in-place write into `target` (an array) that its own elements
+    or an operand's overlap: a target with one element at several positions (an expanded
+    tensor), or an operand laid over part of the target's memory (`x[1:] += x[:-1]`,
+    `x += x.t()`). As PyTorch, overlaps it cannot decide cheaply (views with gaps, such as
+    x[::2] and x[1::2]) are allowed."""
+    if any(stride == 0 and size > 1 for stride, size in zip(target.strides, target.shape)):
+        raise RuntimeError("unsupported operation: more than one element of the written-to "
+                           "tensor refers to a single memory location. Please clone() the "
+                           "tensor before performing the operation.")
+    if target.size == 0 or not _dense(target):
+        return
+    begin = target.__array_interface__["data"][0]
+    end = begin + target.nbytes
+    for operand in operands:
+        if not isinstance(operand, Tensor):
+            continue
+        array = operand._data
+        if array is target or array.size == 0 or not _dense(array):
+            continue
+        start = array.__array_interface__["data"][0]
+        if (start, start + array.nbytes) == (begin, end) and array.strides == target.strides:
+            continue  # the same elements in the same places: each is read, then written
+        if start < end and begin < start + array.nbytes:
+            raise RuntimeError("unsupported operation: some elements of the input tensor and "
+                               "the written-to tensor refer to a single memory location. "
+                               "Please clone() the tensor before performing the operation.")
+
+
 def is_recording(*operands):
     """Whether autograd records an op on `operands` (tensors or Python scalars)."""
     return _grad_state.enabled and any(isinstance(x, Tensor) and x._requires_grad for x in operands)
@@ -72,6 +112,7 @@ def inplace_form(function, saves_input=True):
     its result)."""
     def in_place(input, *args, **kwargs):
         check_inplace(input)
+        check_overlap(input._data, (*args, *kwargs.values()))
         recording = is_recording(input, *args, *kwargs.values())
         if not recording and _tracing.current is None:
             # Nothing to record: an elementwise function writes straight into `input`.
