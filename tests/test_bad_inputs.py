@@ -193,6 +193,11 @@ def _mm_step(a, b):
 
 
 # name -> bad(L). Each must raise in torch.
+def _inplace_shifted(L):
+    x = L.arange(6.0)
+    x[1:].add_(x[:-1])
+
+
 BAD = {
     # ---- item 9
     "bool_matmul": lambda L: L.ones(2, 2, dtype=L.bool) @ L.ones(2, 2, dtype=L.bool),
@@ -249,6 +254,9 @@ BAD = {
     "cat_rank_mismatch": lambda L: L.cat([_x(L, 2, 3), _x(L, 3)]),
     "cat_dim_out_of_range": lambda L: L.cat([_x(L, 2, 3)], dim=2),
     "mse_loss_shape_mismatch": lambda L: F(L).mse_loss(_x(L, 2, 3), _x(L, 3, 2)),
+    # ---- in-place writes over overlapping memory
+    "inplace_into_expanded": lambda L: L.arange(4.0)[None].expand(3, 4).add_(1),
+    "inplace_operand_over_target": lambda L: _inplace_shifted(L),
     # ---- elementwise math and activations: dtypes PyTorch has no kernel for, bad arguments
     "masked_fill_float_mask": lambda L: _x(L, 3).masked_fill(L.ones(3), 1.0),
     "masked_fill_long_mask": lambda L: L.masked_fill(_x(L, 3), L.ones(3, dtype=L.int64), 1.0),
