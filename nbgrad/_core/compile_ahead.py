@@ -42,7 +42,7 @@ ENABLED = os.environ.get("NBGRAD_COMPILE_HELPER", "1") != "0"
 # then those of priority 1 (an optimizer's update, needed only at the end of a step).
 FIRST, LAST = 0, 1
 
-# A call on larger inputs is not asked: the helper makes stand-ins of the same size.
+# A call on larger arrays is not asked: the helper makes stand-ins of the same size.
 MAX_BYTES = 1 << 26
 # The helper ends when it has had nothing to do for this long (a long training run does not
 # keep it); this process then compiles whatever else it needs itself.
@@ -93,6 +93,15 @@ def ask(function, *arguments, priority=FIRST, start=True):
                 return
             _start()
         _send(message)
+
+
+def in_cache(dispatcher):
+    """Whether Numba's disk cache holds some compiled version of `dispatcher` (a first
+    hint at a warm cache, before anything has compiled)."""
+    try:
+        return os.path.exists(dispatcher._cache._cache_file._index_path)
+    except AttributeError:  # no disk cache: nothing for a helper to hand over
+        return True
 
 
 def asked_for_forward():

@@ -302,10 +302,11 @@ def ran(node, inputs, arrays, out, out_tensor, extra=None):
     if compile_ahead.compiled and compile_ahead.ENABLED:
         # The forward compiled: its VJP kernels will too, in the helper while this runs on.
         compile_ahead.asked_for_forward()
-        if sum(array.nbytes for array in arrays) <= compile_ahead.MAX_BYTES:
+        if out.nbytes + sum(array.nbytes for array in arrays) <= compile_ahead.MAX_BYTES:
             compile_ahead.ask(COMPILE_BACKWARD, prim.name, type(node).__name__,
-                              [compile_ahead.layout(array) for array in arrays],
-                              node.params, node.needs)
+                              [compile_ahead.layout(array) for array in arrays], node.needs,
+                              node.params, compile_ahead.layout(out),
+                              None if extra is None else compile_ahead.layout(extra))
     if not prim.save:
         return
     # As PyTorch, only what the VJPs of the inputs that need a gradient read (`save_for`):

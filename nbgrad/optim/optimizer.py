@@ -37,10 +37,12 @@ class Optimizer:
             self.add_param_group(group)
         if compile_ahead.ENABLED:
             # Its update kernel is needed only after a forward and a backward: time enough
-            # for the compile helper, if this process turns out to be compiling.
+            # for the compile helper. An optimizer whose kernel is not in the cache starts
+            # the helper now: training on a cold cache, whose backward kernels it compiles next.
             compile_ahead.ask(COMPILE_UPDATE, type(self).__module__, type(self).__qualname__,
                               [_options_and_dtypes(group) for group in self.param_groups],
-                              priority=compile_ahead.LAST, start=False)
+                              priority=compile_ahead.LAST,
+                              start=not compile_ahead.in_cache(self.rule.kernel))
 
     def add_param_group(self, param_group):
         group = dict(param_group)

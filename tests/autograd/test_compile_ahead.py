@@ -138,3 +138,35 @@ def test_the_helper_ends_when_idle():
     # NOTE: the reader thread still blocks on the pipe: closing the write end ends it (it
     # owns the read end's stream from here on).
     os.close(write_end)
+
+
+OPTIMIZER_SCRIPT = """
+import json
+import nbgrad
+from nbgrad._core import compile_ahead
+w = nbgrad.zeros(3, requires_grad=True)
+optimizer = nbgrad.optim.Adam([w], lr=0.1, amsgrad=True)
+started = compile_ahead._process is not None  # a cold cache: the helper starts at once
+compile_ahead.wait()
+(w * nbgrad.tensor([1.0, -2.0, 3.0])).sum().backward()
+optimizer.step()
+stats = optimizer.rule.kernel.stats
+print(json.dumps(dict(started=started, hits=sum(stats.cache_hits.values()),
+                      misses=sum(stats.cache_misses.values()), w=w.tolist())))
+"""
+
+
+def test_an_optimizer_made_on_a_cold_cache_has_its_update_compiled_by_the_helper(tmp_path):
+    env = dict(child_env(), NBGRAD_COMPILE_HELPER="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               NBGRAD_CACHE_DIR=str(tmp_path / "nbgrad"))
+    proc = subprocess.run([sys.executable, "-c", OPTIMIZER_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["started"]
+    assert (report["hits"], report["misses"]) == (1, 0)
+    w = torch.zeros(3, requires_grad=True)
+    optimizer = torch.optim.Adam([w], lr=0.1, amsgrad=True)
+    (w * torch.tensor([1.0, -2.0, 3.0])).sum().backward()
+    optimizer.step()
+    np.testing.assert_allclose(report["w"], w.detach().numpy(), rtol=1e-6)
