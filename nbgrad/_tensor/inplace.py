@@ -109,7 +109,11 @@ def inplace_form(function, saves_input=True):
     """The in-place form of `function(input, *args, **kwargs)`: the method `add_` from
     `add`, `relu_` from `relu`, `scatter_` from `scatter`, and PyTorch's `torch.relu_`.
     `saves_input=False` says that the node of `function` never saves `input` (relu's reads
-    its result)."""
+    its result).
+    NOTE: unrecorded, the first elementwise op of `function` on `input` (of its shape and
+    dtype) writes its result into `input` (`writing_into`): `function` must not read
+    `input` again after it. Every function given here is one primitive call (after its
+    operands' conversions), or ends with its only op on `input`."""
     def in_place(input, *args, **kwargs):
         check_inplace(input)
         check_overlap(input._data, (*args, *kwargs.values()))
