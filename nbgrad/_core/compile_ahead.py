@@ -60,6 +60,7 @@ start_when = None
 _process = None
 _owner = None  # the process that started _process (a forked child starts its own)
 _asked_before_start = {}  # requests kept for a helper that has not started (in order)
+_KEPT_BEFORE_START = 64  # (a process that never starts one keeps no more than these)
 _lock = threading.Lock()  # one writer at a time on the pipe, one helper started
 
 
@@ -89,7 +90,8 @@ def ask(function, *arguments, priority=FIRST, start=True):
     with _lock:
         if not _running():
             if not start:
-                _asked_before_start[message] = None
+                if len(_asked_before_start) < _KEPT_BEFORE_START:
+                    _asked_before_start[message] = None
                 return
             _start()
         _send(message)
