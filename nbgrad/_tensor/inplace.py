@@ -2,14 +2,13 @@
 in-place form of an out-of-place function (`inplace_form`: `add_` from `add`), and `fill_`,
 `zero_`, `copy_`.
 
-An in-place op that autograd records computes its result out of place, on a snapshot of the
-target when its node may save it, then copies the result into the target's memory and moves
-the target to the result's place in the graph. One it does not record (no_grad, or nothing
-requires grad) writes an elementwise result straight into the target.
+An in-place op computes its result out of place, on a snapshot of the target when autograd
+records it, then copies the result into the target's memory and moves the target to the
+result's place in the graph.
 """
 from .._core import dtype as _dtype, tracing as _tracing
 from ..autograd.grad_mode import state as _grad_state
-from ..ops.elementwise import COPY, run, writing_into
+from ..ops.elementwise import COPY, run
 from ..ops.gradients import copied
 from .conversion import to
 from .factories import tensor
@@ -41,33 +40,36 @@ def _dense(array):
     return True
 
 
-def check_overlap(target, operands):
+def check_overlap(target, args, kwargs):
     """PyTorch's errors for an in-place write into `target` (an array) that its own elements
-    or an operand's overlap: a target with one element at several positions (an expanded
-    tensor), or an operand laid over part of the target's memory (`x[1:] += x[:-1]`,
-    `x += x.t()`). As PyTorch, overlaps it cannot decide cheaply (views with gaps, such as
-    x[::2] and x[1::2]) are allowed."""
-    if any(stride == 0 and size > 1 for stride, size in zip(target.strides, target.shape)):
+    or a Tensor argument's overlap: a target with one element at several positions (an
+    expanded tensor), or an operand laid over part of the target's memory (`x[1:] +=
+    x[:-1]`, `x += x.t()`). As PyTorch, overlaps it cannot decide cheaply (views with gaps,
+    such as x[::2] and x[1::2]) are allowed."""
+    if 0 in target.strides and target.size > 1 and any(
+            stride == 0 and size > 1 for stride, size in zip(target.strides, target.shape)):
         raise RuntimeError("unsupported operation: more than one element of the written-to "
                            "tensor refers to a single memory location. Please clone() the "
                            "tensor before performing the operation.")
-    if target.size == 0 or not _dense(target):
-        return
-    begin = target.__array_interface__["data"][0]
-    end = begin + target.nbytes
-    for operand in operands:
-        if not isinstance(operand, Tensor):
-            continue
-        array = operand._data
-        if array is target or array.size == 0 or not _dense(array):
-            continue
-        start = array.__array_interface__["data"][0]
-        if (start, start + array.nbytes) == (begin, end) and array.strides == target.strides:
-            continue  # the same elements in the same places: each is read, then written
-        if start < end and begin < start + array.nbytes:
+    for operand in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(operand, Tensor) and operand._data is not target \
+                and _partly_over(operand._data, target):
             raise RuntimeError("unsupported operation: some elements of the input tensor and "
                                "the written-to tensor refer to a single memory location. "
                                "Please clone() the tensor before performing the operation.")
+
+
+def _partly_over(array, target):
+    """Whether `array` lies over part of `target`'s memory, or over all of it in another
+    order; both dense (else, as PyTorch, not decided)."""
+    if array.base is None and target.base is None:
+        return False  # (two arrays of their own: the common case, decided at once)
+    if array.size == 0 or target.size == 0 or not (_dense(array) and _dense(target)):
+        return False
+    start, begin = array.__array_interface__["data"][0], target.__array_interface__["data"][0]
+    if start == begin and array.nbytes == target.nbytes:
+        return array.strides != target.strides  # the same elements, in the same places or not
+    return start < begin + target.nbytes and begin < start + array.nbytes
 
 
 def is_recording(*operands):
@@ -109,26 +111,14 @@ def inplace_form(function, saves_input=True):
     """The in-place form of `function(input, *args, **kwargs)`: the method `add_` from
     `add`, `relu_` from `relu`, `scatter_` from `scatter`, and PyTorch's `torch.relu_`.
     `saves_input=False` says that the node of `function` never saves `input` (relu's reads
-    its result).
-    NOTE: unrecorded, the first elementwise op of `function` on `input` (of its shape and
-    dtype) writes its result into `input` (`writing_into`): `function` must not read
-    `input` again after it. Every function given here is one primitive call (after its
-    operands' conversions), or ends with its only op on `input`."""
+    its result)."""
     def in_place(input, *args, **kwargs):
         check_inplace(input)
-        check_overlap(input._data, (*args, *kwargs.values()))
-        recording = is_recording(input, *args, *kwargs.values())
-        if not recording and _tracing.current is None:
-            # Nothing to record: an elementwise function writes straight into `input`.
-            with writing_into(input._data):
-                result = function(input, *args, **kwargs)
-            if result._data is input._data:
-                input._version_counter[0] += 1
-                return input
-            return write_back(input, result)
-        # When autograd records the call, the function runs on a snapshot if its node may
-        # save `input`, whose memory is about to change.
-        source = snapshot(input) if recording and saves_input else input
+        check_overlap(input._data, args, kwargs)
+        # When autograd records the call (any argument requires grad), the function runs on
+        # a snapshot: its node may save `input`, whose memory is about to change.
+        recording = saves_input and is_recording(input, *args, *kwargs.values())
+        source = snapshot(input) if recording else input
         return write_back(input, function(source, *args, **kwargs))
     in_place.__name__ = function.__name__ + "_"
     return in_place

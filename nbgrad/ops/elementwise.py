@@ -8,11 +8,9 @@ Names in expressions: the inputs, the parameters, `g` (the incoming gradient), `
 data's dtype (see `typed`).
 """
 import ast
-import contextlib
 import functools
 import operator
 import re
-import threading
 
 import numpy as np
 
@@ -397,45 +395,8 @@ def broadcast_shapes(*shapes):
     return result
 
 
-class _InPlace(threading.local):
-    target = None  # the array an in-place op of this thread writes (`writing_into`)
-
-
-_in_place = _InPlace()
-
-
-@contextlib.contextmanager
-def writing_into(target):
-    """Within the block, an elementwise op whose first operand is the array `target`, with
-    `target`'s shape and dtype, writes its result into `target` instead of a new array: an
-    in-place op (`x.relu_()`, `x += y`) that autograd does not record computes in place,
-    without a result to copy back. (Each element is read before it is written; see
-    `_into_target` for operands that overlap it otherwise.)"""
-    _in_place.target = target
-    try:
-        yield
-    finally:
-        _in_place.target = None
-
-
-def _into_target(operands, shape, dtype):
-    target = _in_place.target
-    if target is None or not operands or operands[0] is not target or target.shape != shape \
-            or target.dtype != dtype or not target.flags.writeable:
-        return None
-    # NOTE: another operand that overlaps the target otherwise than element for element
-    # (`x += x.t()`) would read elements already written: computed apart then.
-    if any(x is not target and np.may_share_memory(x, target) for x in operands[1:]):
-        return None
-    _in_place.target = None  # (one op of the block: the in-place op's own)
-    return target
-
-
 def run(kernels, operands, params, shape, dtype, out=None):
-    """Evaluate `kernels` over NumPy `operands` broadcast to `shape`, into `out` (or a new
-    array, or the target of `writing_into`)."""
-    if out is None:
-        out = _into_target(operands, shape, dtype)
+    """Evaluate `kernels` over NumPy `operands` broadcast to `shape`, into `out` (or a new array)."""
     if out is None:
         out = np.empty(shape, dtype)
     elif not out.flags.c_contiguous:

@@ -113,8 +113,8 @@ def _divisions(L, a, b):
 
 @pytest.mark.parametrize("name", sorted(IN_PLACE))
 def test_in_place_method_not_recorded_writes_the_targets_memory(name):
-    """Under no_grad the result is written straight into the target (no copy): a view of it
-    sees the value, the version moves by one, and the value is torch's."""
+    """Under no_grad, on a strided view: the base sees the value, the version moves by one,
+    and the value is torch's."""
     args, values = IN_PLACE[name]
     results = {}
     for lib in LIBS:
@@ -177,7 +177,7 @@ def test_in_place_add_of_a_strided_view_over_the_target_is_computed_apart():
     values = np.arange(10.0)
     expected = values.copy()
     expected[2::2] += values[:-2:2]
-    for requires_grad in (False, True):  # written in place, or recorded (computed apart)
+    for requires_grad in (False, True):
         y = nbgrad.tensor(values, requires_grad=requires_grad) * 1
         target = y[2::2]
         target += y[:-2:2]
