@@ -16,8 +16,10 @@ an update), and this module imports none of them. The helper never sends anythin
 never touches this process's data: all it can change is what is in the cache, and a kernel it
 did not compile (or compiled for another signature) is compiled here as before.
 
-The helper starts at the first compilation in grad mode (`start_when`), and is ended when
-this process exits. `NBGRAD_COMPILE_HELPER=0` turns it off.
+The helper starts at the first compilation in grad mode (`start_when`), or when an optimizer
+is made on a cold cache, and is ended when this process exits. `NBGRAD_COMPILE_HELPER=0`
+keeps it from starting (the requests are still made, and dropped: the code that makes them
+runs in the test suite, which turns the helper off).
 """
 import atexit
 import heapq
@@ -35,6 +37,7 @@ from numba.core import event
 
 from . import modules
 
+# Whether a helper may start (NBGRAD_COMPILE_HELPER=0: never; also set False where none can).
 ENABLED = os.environ.get("NBGRAD_COMPILE_HELPER", "1") != "0"
 
 # The helper does the requests of priority 0 first, in the order asked (a forward's
@@ -90,7 +93,7 @@ def ask(function, *arguments, priority=FIRST, start=True):
     with _lock:
         if not _running():
             if not start:
-                if len(_asked_before_start) < _KEPT_BEFORE_START:
+                if ENABLED and len(_asked_before_start) < _KEPT_BEFORE_START:
                     _asked_before_start[message] = None
                 return
             _start()
@@ -134,8 +137,8 @@ def stand_in(layout):
 
 def _start():
     global _process, _owner, ENABLED
-    if _owner == os.getpid():
-        return  # once a process: a helper that died is not started again
+    if not ENABLED or _owner == os.getpid():
+        return  # (once a process: a helper that died is not started again)
     if modules.uses_private_directory():
         ENABLED = False  # nothing compiled there is kept: a helper could not hand it over
         return
@@ -228,6 +231,5 @@ def serve(stream=None, idle_exit_s=IDLE_EXIT_S):
             continue
 
 
-if ENABLED:
-    event.register("numba:compile", _CompileSeen())
-    atexit.register(_stop)
+event.register("numba:compile", _CompileSeen())
+atexit.register(_stop)

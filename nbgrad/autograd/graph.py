@@ -299,7 +299,7 @@ def ran(node, inputs, arrays, out, out_tensor, extra=None):
     node.needs, node.children = edges(node.prim, inputs)
     node.input_meta = [(array.shape, array.dtype) for array in arrays]
     prim = node.prim
-    if compile_ahead.compiled and compile_ahead.ENABLED:
+    if compile_ahead.compiled:
         # The forward compiled: its VJP kernels will too, in the helper while this runs on.
         compile_ahead.asked_for_forward()
         if out.nbytes + sum(array.nbytes for array in arrays) <= compile_ahead.MAX_BYTES:

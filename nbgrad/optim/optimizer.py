@@ -35,14 +35,15 @@ class Optimizer:
             groups = [{"params": groups}]
         for group in groups:
             self.add_param_group(group)
-        if compile_ahead.ENABLED:
+        rule = getattr(self, "rule", None)  # (LBFGS has none: its step runs ops)
+        if rule is not None:
             # Its update kernel is needed only after a forward and a backward: time enough
             # for the compile helper. An optimizer whose kernel is not in the cache starts
             # the helper now: training on a cold cache, whose backward kernels it compiles next.
             compile_ahead.ask(COMPILE_UPDATE, type(self).__module__, type(self).__qualname__,
                               [_options_and_dtypes(group) for group in self.param_groups],
                               priority=compile_ahead.LAST,
-                              start=not compile_ahead.in_cache(self.rule.kernel))
+                              start=not compile_ahead.in_cache(rule.kernel))
 
     def add_param_group(self, param_group):
         group = dict(param_group)
