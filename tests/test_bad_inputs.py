@@ -198,6 +198,11 @@ def _inplace_shifted(L):
     x[1:].add_(x[:-1])
 
 
+def _setitem_shifted(L):
+    x = L.arange(6.0)
+    x[1:] = x[:-1]
+
+
 BAD = {
     # ---- item 9
     "bool_matmul": lambda L: L.ones(2, 2, dtype=L.bool) @ L.ones(2, 2, dtype=L.bool),
@@ -257,6 +262,8 @@ BAD = {
     # ---- in-place writes over overlapping memory
     "inplace_into_expanded": lambda L: L.arange(4.0)[None].expand(3, 4).add_(1),
     "inplace_operand_over_target": lambda L: _inplace_shifted(L),
+    "setitem_value_over_target": lambda L: _setitem_shifted(L),
+    "copy_into_expanded": lambda L: L.zeros(3).expand(2, 3).copy_(L.ones(2, 3)),
     # ---- elementwise math and activations: dtypes PyTorch has no kernel for, bad arguments
     "masked_fill_float_mask": lambda L: _x(L, 3).masked_fill(L.ones(3), 1.0),
     "masked_fill_long_mask": lambda L: L.masked_fill(_x(L, 3), L.ones(3, dtype=L.int64), 1.0),

@@ -14,7 +14,8 @@ from ..ops.indexing import (first_out_of_range, flat_positions, is_index_array, 
                             put_values)
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .conversion import to
-from .inplace import check_inplace, inplace_form, is_recording, snapshot, write_back
+from .inplace import (check_inplace, check_overlap, inplace_form, is_recording, read_apart,
+                      snapshot, write_back)
 from .dispatch import dispatch
 from .operands import as_tensor_arg
 from .tensor import Tensor, _check_dim, _meta
@@ -73,10 +74,16 @@ def getitem(input, index):
 
 def setitem(input, index, value):
     check_inplace(input)
-    index, _ = _numpy_index(index)
+    index, advanced = _numpy_index(index)
     if not isinstance(value, Tensor):
         value = as_tensor_arg(value, input._data.dtype) if np.isscalar(value) else \
             Tensor._wrap(np.asarray(value))
+    # As PyTorch: a value over part of the memory written (`x[1:] = x[:-1]`) is an error; the
+    # memory written is the indexed view (`...` keeps a full integer index a 0-d view), or
+    # for an advanced index the whole tensor.
+    written = input._data if advanced else input._data[
+        index if any(part is Ellipsis for part in index) else index + (Ellipsis,)]
+    check_overlap(written, (value,), None)
     positions = flat_positions(input.shape, index)
     if value.ndim > positions.ndim:
         # As PyTorch, the value's leading size-1 dimensions do not count: `logits[i] = v`
@@ -99,7 +106,7 @@ def setitem(input, index, value):
                          "gradient to record)")
     # NOTE: Numba has no float16 or bfloat16: NumPy writes those.
     if input._data.flags.c_contiguous and not is_half(input._data.dtype):
-        put_values(input._data, value._data, positions)
+        put_values(input._data, read_apart(value._data, input._data), positions)
     else:
         input._data[index] = value._data
     input._version_counter[0] += 1

@@ -6,6 +6,8 @@ An in-place op computes its result out of place, on a snapshot of the target whe
 records it, then copies the result into the target's memory and moves the target to the
 result's place in the graph.
 """
+import numpy as np
+
 from .._core import dtype as _dtype, tracing as _tracing
 from ..autograd.grad_mode import state as _grad_state
 from ..ops.elementwise import COPY, run
@@ -72,6 +74,16 @@ def _partly_over(array, target):
     return start < begin + target.nbytes and begin < start + array.nbytes
 
 
+def read_apart(array, target):
+    """`array`, or a copy of it where it may share memory with `target` (which it is to be
+    written into): a write must not read elements it has already written. (NumPy's answer
+    for the overlaps that `check_overlap` allows, such as x[2::2] = x[:-2:2].)"""
+    if array is target or (array.base is None and target.base is None) \
+            or not np.may_share_memory(array, target):
+        return array
+    return array.copy()
+
+
 def is_recording(*operands):
     """Whether autograd records an op on `operands` (tensors or Python scalars)."""
     return _grad_state.enabled and any(isinstance(x, Tensor) and x._requires_grad for x in operands)
@@ -97,7 +109,8 @@ def write_back(target, result):
     if _tracing.current is not None:
         _tracing.current.write(target, target._data, result._data)
     if target._data.dtype in _dtype.COMPUTED_NUMPY:
-        run(COPY, (result._data,), (), target._data.shape, target._data.dtype, out=target._data)
+        run(COPY, (read_apart(result._data, target._data),), (), target._data.shape,
+            target._data.dtype, out=target._data)
     else:  # float16 or bfloat16 (a result of either has a target of either: promotion)
         target._data[...] = _dtype.cast(result._data, target._data.dtype)
     target._version_counter[0] += 1
@@ -141,4 +154,5 @@ def zero_(input):
 def copy_(input, src, non_blocking=False):
     check_inplace(input)
     src = src if isinstance(src, Tensor) else tensor(src)
+    check_overlap(input._data, (src,), None)
     return write_back(input, expand(to(src, input.dtype), input.shape))

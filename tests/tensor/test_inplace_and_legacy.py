@@ -170,6 +170,63 @@ def test_in_place_write_over_overlapping_memory_raises_torchs_error(case):
     assert messages[0] == messages[1]
 
 
+@pytest.mark.parametrize("case", ["setitem_shifted", "setitem_advanced", "setitem_mask",
+                                  "copy_shifted", "copy_into_expanded"])
+def test_writes_over_overlapping_memory_raise_torchs_error(case):
+    messages = []
+    for lib in LIBS:
+        x = lib.arange(6.0)
+        with pytest.raises(RuntimeError) as error:
+            if case == "setitem_shifted":
+                x[1:] = x[:-1]
+            elif case == "setitem_advanced":
+                x[[1, 2, 3]] = x[:3]
+            elif case == "setitem_mask":
+                x[x > 2] = x[:3]
+            elif case == "copy_shifted":
+                x[1:].copy_(x[:-1])
+            else:
+                x[:3].expand(2, 3).copy_(lib.ones(2, 3))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("case", ["element_into_a_slice", "odd_into_even", "same_slice",
+                                  "element_to_element", "row_to_row"])
+def test_writes_from_the_same_tensor_that_torch_allows_match_torch(case):
+    results = []
+    for lib in LIBS:
+        x = lib.arange(6.0)
+        if case == "element_into_a_slice":
+            x[1:4] = x[0]
+        elif case == "odd_into_even":
+            x[::2] = x[1::2]
+        elif case == "same_slice":
+            x[1:] = x[1:]
+        elif case == "element_to_element":
+            x[2] = x[3]
+        else:
+            x = x.reshape(2, 3)
+            x[0] = x[1]
+        results.append(x.numpy().copy())
+    assert_close(*results)
+
+
+def test_setitem_and_copy_of_a_strided_view_over_the_target_are_computed_apart():
+    """x[2::2] = x[:-2:2]: views with gaps, which torch does not check (its result follows
+    its loop order: here a 0 at every even position). nbgrad reads the value before any of
+    it is written: NumPy's result."""
+    values = np.arange(10.0)
+    expected = values.copy()
+    expected[2::2] = values[:-2:2]
+    x = nbgrad.tensor(values)
+    x[2::2] = x[:-2:2]
+    np.testing.assert_array_equal(x.numpy(), expected)
+    y = nbgrad.tensor(values)
+    y[2::2].copy_(y[:-2:2])
+    np.testing.assert_array_equal(y.numpy(), expected)
+
+
 def test_in_place_add_of_a_strided_view_over_the_target_is_computed_apart():
     """y[2::2] += y[:-2:2]: views with gaps, whose overlap torch does not check (its result
     depends on its loop order); nbgrad computes the sum apart first (NumPy's result) rather
