@@ -78,13 +78,13 @@ def setitem(input, index, value):
     if not isinstance(value, Tensor):
         value = as_tensor_arg(value, input._data.dtype) if np.isscalar(value) else \
             Tensor._wrap(np.asarray(value))
-    # As PyTorch: a value over part of the memory written (`x[1:] = x[:-1]`) is an error; the
-    # memory written is the indexed view (`...` keeps a full integer index a 0-d view), or
-    # for an advanced index the whole tensor.
+    positions = flat_positions(input.shape, index)
+    # (After the index is checked.) As PyTorch: a value over part of the memory written
+    # (`x[1:] = x[:-1]`) is an error; the memory written is the indexed view (`...` keeps a
+    # full integer index a 0-d view), or for an advanced index the whole tensor.
     written = input._data if advanced else input._data[
         index if any(part is Ellipsis for part in index) else index + (Ellipsis,)]
     check_overlap(written, (value,), None)
-    positions = flat_positions(input.shape, index)
     if value.ndim > positions.ndim:
         # As PyTorch, the value's leading size-1 dimensions do not count: `logits[i] = v`
         # takes a v of shape [1, 27] into a row of 27.
