@@ -170,46 +170,43 @@ def test_in_place_write_over_overlapping_memory_raises_torchs_error(case):
     assert messages[0] == messages[1]
 
 
-@pytest.mark.parametrize("case", ["setitem_shifted", "setitem_advanced", "setitem_mask",
-                                  "copy_shifted", "copy_into_expanded"])
-def test_writes_over_overlapping_memory_raise_torchs_error(case):
-    messages = []
-    for lib in LIBS:
-        x = lib.arange(6.0)
-        with pytest.raises(RuntimeError) as error:
-            if case == "setitem_shifted":
-                x[1:] = x[:-1]
-            elif case == "setitem_advanced":
-                x[[1, 2, 3]] = x[:3]
-            elif case == "setitem_mask":
-                x[x > 2] = x[:3]
-            elif case == "copy_shifted":
-                x[1:].copy_(x[:-1])
-            else:
-                x[:3].expand(2, 3).copy_(lib.ones(2, 3))
-        messages.append(str(error.value))
-    assert messages[0] == messages[1]
+def _set(x, index, value):
+    x[index] = value
 
 
-@pytest.mark.parametrize("case", ["element_into_a_slice", "odd_into_even", "same_slice",
-                                  "element_to_element", "row_to_row"])
-def test_writes_from_the_same_tensor_that_torch_allows_match_torch(case):
-    results = []
+# Writes into x = arange(6.0) from its own memory: (the write, whether PyTorch raises).
+OWN_MEMORY_WRITES = {
+    "setitem_shifted": (lambda L, x: _set(x, slice(1, None), x[:-1]), True),
+    "setitem_advanced": (lambda L, x: _set(x, [1, 2, 3], x[:3]), True),
+    "setitem_mask": (lambda L, x: _set(x, x > 2, x[:3]), True),
+    "copy_shifted": (lambda L, x: x[1:].copy_(x[:-1]), True),
+    "copy_into_expanded": (lambda L, x: x[:3].expand(2, 3).copy_(L.ones(2, 3)), True),
+    "element_into_a_slice": (lambda L, x: _set(x, slice(1, 4), x[0]), False),
+    "odd_into_even": (lambda L, x: _set(x, slice(None, None, 2), x[1::2]), False),
+    "same_slice": (lambda L, x: _set(x, slice(1, None), x[1:]), False),
+    "element_to_element": (lambda L, x: _set(x, 2, x[3]), False),
+    "row_to_row": (lambda L, x: _set(x.view(2, 3), 0, x.view(2, 3)[1]), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OWN_MEMORY_WRITES))
+def test_writes_from_the_tensors_own_memory_match_torch(case):
+    """PyTorch's error where it refuses the overlap, else its values."""
+    write, raises = OWN_MEMORY_WRITES[case]
+    outcomes = []
     for lib in LIBS:
         x = lib.arange(6.0)
-        if case == "element_into_a_slice":
-            x[1:4] = x[0]
-        elif case == "odd_into_even":
-            x[::2] = x[1::2]
-        elif case == "same_slice":
-            x[1:] = x[1:]
-        elif case == "element_to_element":
-            x[2] = x[3]
+        if raises:
+            with pytest.raises(RuntimeError) as error:
+                write(lib, x)
+            outcomes.append(str(error.value))
         else:
-            x = x.reshape(2, 3)
-            x[0] = x[1]
-        results.append(x.numpy().copy())
-    assert_close(*results)
+            write(lib, x)
+            outcomes.append(x.numpy().copy())
+    if raises:
+        assert outcomes[0] == outcomes[1]
+    else:
+        assert_close(*outcomes)
 
 
 def test_setitem_and_copy_of_a_strided_view_over_the_target_are_computed_apart():
