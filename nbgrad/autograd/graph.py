@@ -25,13 +25,13 @@ FREED = object()
 # A leaf's AccumulateGrad feeds nothing, so it runs last: its numbers are negative (it may be
 # made after the nodes it is a child of).
 sequence = itertools.count()
+_leaf_sequence = itertools.count(-1, -1)
 
 # A compilation that starts while grad mode is on starts the compile helper: a backward, whose
 # kernels it can compile meanwhile, is likely to follow (see `ran`).
 compile_ahead.start_when = lambda: _grad_state.enabled
 # NOTE: named, not imported: the helper's side of a node is in the Tensor layer above.
 COMPILE_BACKWARD = "nbgrad._tensor.compile_ahead:compile_backward"
-_leaf_sequence = itertools.count(-1, -1)
 
 
 class Node:
