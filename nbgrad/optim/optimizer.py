@@ -1,7 +1,6 @@
 """The Optimizer base class: parameter groups, zero_grad, state_dict/load_state_dict, and the
 per-parameter loop that runs the kernel generated from a subclass's `rule` (see `rule.py`)."""
 import copy
-import importlib
 
 import numpy as np
 
@@ -40,7 +39,7 @@ class Optimizer:
             # Its update kernel is needed only after a forward and a backward: time enough
             # for the compile helper. An optimizer whose kernel is not in the cache starts
             # the helper now: training on a cold cache, whose backward kernels it compiles next.
-            compile_ahead.ask(COMPILE_UPDATE, type(self).__module__, type(self).__qualname__,
+            compile_ahead.ask(COMPILE_UPDATE, type(self),
                               [_options_and_dtypes(group) for group in self.param_groups],
                               priority=compile_ahead.LAST,
                               start=not compile_ahead.in_cache(rule.kernel))
@@ -190,10 +189,9 @@ def _options_and_dtypes(group):
     return options, sorted({param._data.dtype.str for param in group["params"]})
 
 
-def compile_update(module, qualname, groups):
-    """(In the compile helper.) One step of the optimizer class `module.qualname` with the
+def compile_update(optimizer_class, groups):
+    """(In the compile helper.) One step of `optimizer_class` (pickled by reference) with the
     options of `groups` on a zero parameter of each of their dtypes: its update kernels."""
-    optimizer_class = getattr(importlib.import_module(module), qualname)
     param_groups = []
     for options, dtypes in groups:
         params = [Tensor._wrap(np.zeros(1, dtype), requires_grad=True) for dtype in dtypes]
