@@ -264,6 +264,14 @@ BAD = {
     "inplace_operand_over_target": lambda L: _inplace_shifted(L),
     "setitem_value_over_target": lambda L: _setitem_shifted(L),
     "copy_into_expanded": lambda L: L.zeros(3).expand(2, 3).copy_(L.ones(2, 3)),
+    "normal_into_expanded": lambda L: L.zeros(3).expand(2, 3).normal_(),
+    # ---- fill_: a value tensor with dimensions, values its dtype cannot hold
+    "fill_1d_value": lambda L: _x(L, 3).fill_(L.ones(1)),
+    "fill_nan_into_int64": lambda L: L.zeros(3, dtype=L.int64).fill_(float("nan")),
+    "fill_300_into_uint8": lambda L: L.zeros(3, dtype=L.uint8).fill_(300),
+    "fill_1e300_into_float32": lambda L: L.zeros(3).fill_(1e300),
+    "fill_complex_into_float32": lambda L: L.zeros(3).fill_(1 + 1j),
+    "fill_huge_int": lambda L: L.zeros(3).fill_(2**70),
     # ---- elementwise math and activations: dtypes PyTorch has no kernel for, bad arguments
     "masked_fill_float_mask": lambda L: _x(L, 3).masked_fill(L.ones(3), 1.0),
     "masked_fill_long_mask": lambda L: L.masked_fill(_x(L, 3), L.ones(3, dtype=L.int64), 1.0),

@@ -9,7 +9,7 @@ from ..autograd import graph
 from ..autograd import profiler
 from ..autograd.grad_mode import state as _grad_state
 from ..autograd.profiler import state as _profiling
-from .tensor import cannot_allocate, new_tensor
+from .tensor import cannot_allocate, new_tensor, remember_view
 
 _NO_PARAMS = {}
 
@@ -53,6 +53,8 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
         result.grad_fn = graph.record(prim, inputs, arrays, out, result, params, grad_fn_name,
                                       extra)
         result._requires_grad = True
+    if prim.view:
+        remember_view(result, inputs[0])
     if _tracing.current is not None:
         _tracing.current.op(prim, inputs, arrays, params, out, extra)
     if started:

@@ -6,13 +6,18 @@ An in-place op computes its result out of place, on a snapshot of the target whe
 records it, then copies the result into the target's memory and moves the target to the
 result's place in the graph.
 """
+import math
+import weakref
+
 import numpy as np
 
 from .._core import dtype as _dtype, tracing as _tracing
 from ..autograd.grad_mode import state as _grad_state
-from ..ops.elementwise import COPY, run
+from ..ops import PRIMITIVES
+from ..ops.elementwise import COPY, run, scalar_param
 from ..ops.gradients import copied
 from .conversion import to
+from .dispatch import dispatch
 from .factories import tensor
 from .._core.mode import run_pending
 from .shape import expand
@@ -106,6 +111,11 @@ def write_back(target, result):
             not _dtype.can_cast(result.dtype, target.dtype):
         raise RuntimeError(f"result type {result.dtype.scalar_type} can't be cast to the "
                            f"desired output type {target.dtype.scalar_type}")
+    base = target._base
+    if base is not None and _grad_state.enabled and (base._requires_grad or result._requires_grad):
+        positions = positions_in(base._data, target._data)
+        if positions is not None:
+            return _write_through(base, target, result, positions)
     if _tracing.current is not None:
         _tracing.current.write(target, target._data, result._data)
     if target._data.dtype in _dtype.COMPUTED_NUMPY:
@@ -117,7 +127,65 @@ def write_back(target, result):
     if result.grad_fn is not None:
         target.grad_fn = result.grad_fn
         target._requires_grad = True
+        if target._views:
+            _renew_views(target)
     return target
+
+
+def _renew_views(base):
+    """After a recorded write into `base`, give each of its views in the graph a node that
+    reads the new value (PyTorch's AsStridedBackward0): the old one leads to the old value's
+    node, whose gradient would be wrong."""
+    for view in list(base._views.values()):
+        positions = positions_in(base._data, view._data)
+        if positions is not None:
+            renewed = dispatch(PRIMITIVES["take"], (base,), {"positions": positions},
+                               grad_fn_name="AsStridedBackward0")
+            renewed._data  # noqa: B018  (a deferred op runs now: nothing else holds its result)
+            view.grad_fn = renewed.grad_fn
+
+
+def _write_through(base, target, result, positions):
+    """Write `result` into `target`, a view at `positions` of `base`, where a graph is
+    recorded: as PyTorch's CopySlices, the base's new value is its old one with `result` put
+    where the view lies, and the view's node reads its elements out of that (PyTorch's
+    AsStridedBackward0). Without this, the base's node would not see the write: a backward
+    through it would use the old value's gradient."""
+    if result._data.dtype != base._data.dtype:
+        result = to(result, base.dtype)
+    # (Listed, the view gets its new node with the base's other views.)
+    target._requires_grad = True
+    if base._views is None:
+        base._views = weakref.WeakValueDictionary()
+    base._views[id(target)] = target
+    write_back(base, dispatch(PRIMITIVES["index_put"], (snapshot(base), result),
+                              {"positions": positions}))
+    return target
+
+
+def positions_in(base, view):
+    """The flat (C-order) positions in array `base` of the elements of array `view`, which
+    lies in base's memory: an int64 array of view's shape. None where it does not (a
+    reshape that copied), or where base's elements do not fill its memory once (then
+    nothing says which element a byte is)."""
+    item = base.itemsize
+    if view.itemsize != item or not _dense(base) or not np.may_share_memory(base, view) \
+            or any(stride % item for stride in view.strides):
+        return None
+    # Offsets in bytes from the lowest byte of base's memory (strides may be negative).
+    lowest = sum(min(0, stride * (size - 1)) for stride, size in zip(base.strides, base.shape))
+    offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0] - lowest
+    reach = [stride * (size - 1) for stride, size in zip(view.strides, view.shape)]
+    if view.size == 0 or offset % item or offset + sum(min(0, r) for r in reach) < 0 \
+            or offset + sum(max(0, r) for r in reach) + item > base.nbytes:
+        return None
+    # NOTE: as_strided checks no bounds: the offsets above keep both inside `memory`.
+    memory = np.empty(base.size, np.int64)
+    laid_out = np.lib.stride_tricks.as_strided(
+        memory[-lowest // item:], base.shape, [stride // item * 8 for stride in base.strides])
+    laid_out[...] = np.arange(base.size).reshape(base.shape)
+    return np.lib.stride_tricks.as_strided(
+        memory[offset // item:], view.shape, [stride // item * 8 for stride in view.strides]).copy()
 
 
 def inplace_form(function, saves_input=True):
@@ -137,22 +205,87 @@ def inplace_form(function, saves_input=True):
     return in_place
 
 
-def fill_(input, value):
+def fill_(input, value, grad_fn_name=None):
     check_inplace(input)
-    value = value.item() if isinstance(value, Tensor) else value
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                               f"{value.ndim} dimensions.")
+        if is_recording(input, value):
+            return write_back(input, dispatch(PRIMITIVES["fill"], (input, to(value, input.dtype)),
+                                              grad_fn_name=grad_fn_name))
+        value = value.item()
+    value = _fill_value(value, input._data.dtype)
+    if is_recording(input):
+        return write_back(input, dispatch(PRIMITIVES["fill"],
+                                          (input, tensor(value, dtype=input.dtype)),
+                                          grad_fn_name=grad_fn_name or "FillBackward2"))
     if _tracing.current is not None:
         _tracing.current.write(input, input._data, value)
-    input._data[...] = value
+    # An expanded tensor (PyTorch allows a fill there: every copy of an element gets the
+    # same value) is a read-only NumPy view: its memory is written through a writeable one.
+    target = input._data
+    if not target.flags.writeable and 0 in target.strides:
+        target = target[tuple(slice(0, 1) if stride == 0 else slice(None)
+                              for stride in target.strides)]
+        target = np.lib.stride_tricks.as_strided(_writeable_base(target), target.shape,
+                                                 target.strides)
+    target[...] = value
     input._version_counter[0] += 1
     return input
 
 
+def _writeable_base(array):
+    """A writeable array over `array`'s memory, from its first element: the array NumPy's
+    broadcast view was made from, at the same place."""
+    owner = array
+    while owner.base is not None and not owner.flags.writeable:
+        owner = owner.base
+    offset = array.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+    return np.lib.stride_tricks.as_strided(owner.reshape(-1)[offset // owner.itemsize:])
+
+
+# The C++ type names of PyTorch's checked conversion (c10's checked_convert).
+_CHECKED_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+                       "bfloat16": "c10::BFloat16", "int64": "int64_t", "int32": "int",
+                       "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t"}
+
+
+def _fill_value(value, np_dtype):
+    """Python number `value` as PyTorch's fill_ converts it to `np_dtype`: checked, with
+    its error for a value that does not fit (an integer out of range, a NaN into an integer
+    type, a complex number with an imaginary part)."""
+    if isinstance(value, (int, np.integer)) and not -2**63 <= value < 2**63:
+        raise OverflowError("int too big to convert")
+    if np_dtype.kind == "b":
+        return bool(value)
+    c_type = _CHECKED_TYPE_NAMES[np_dtype.name]
+    if isinstance(value, complex):
+        if value.imag != 0:
+            raise RuntimeError(f"value cannot be converted to type {c_type} without overflow")
+        value = value.real
+    if np_dtype.kind in "iu" and isinstance(value, (float, np.floating)):
+        info = np.iinfo(np_dtype)
+        if not (math.isfinite(value) and info.min - 1 < value < info.max + 1):
+            raise RuntimeError(f"value cannot be converted to type {c_type} without overflow")
+        value = int(value)
+    if np_dtype.kind == "f" and math.isfinite(value) and abs(value) > float(np.finfo(np_dtype).max):
+        raise RuntimeError(f"value cannot be converted to type {c_type} without overflow")
+    return scalar_param(value, np_dtype)
+
+
 def zero_(input):
-    return fill_(input, 0)
+    return fill_(input, 0, grad_fn_name="ZeroBackward0")
 
 
 def copy_(input, src, non_blocking=False):
     check_inplace(input)
     src = src if isinstance(src, Tensor) else tensor(src)
     check_overlap(input._data, (src,), None)
-    return write_back(input, expand(to(src, input.dtype), input.shape))
+    value = to(src, input.dtype)
+    if is_recording(input, src):
+        # A node of its own: the old value gets zeros (else its node would keep getting the
+        # gradient of a value that is gone), src the gradient (summed where it broadcast).
+        return write_back(input, dispatch(PRIMITIVES["fill"], (input, value),
+                                          grad_fn_name="CopyBackwards"))
+    return write_back(input, expand(value, input.shape))

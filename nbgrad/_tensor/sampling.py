@@ -9,7 +9,7 @@ import numpy as np
 
 from .._core import dtype as _dtype, tracing as _tracing
 from . import random as _random
-from .inplace import check_inplace, is_recording
+from .inplace import check_inplace, check_overlap, is_recording
 from .tensor import Tensor, checked_shape, sizes_of
 
 __all__ = ["multinomial", "normal", "bernoulli"]
@@ -141,6 +141,7 @@ def _fill(target, draw):
     for `target` with its axes in `axes` order, that of its memory (largest stride first), in
     which PyTorch's kernels visit the elements of a tensor that is not contiguous."""
     check_inplace(target)
+    check_overlap(target._data, (), None)  # (an expanded tensor: PyTorch's error)
     if is_recording(target):
         # PyTorch would record a node with zero gradients; keeping the old node would send
         # gradients through values that are gone.

@@ -30,9 +30,13 @@ class Size(tuple):
 
 class Tensor:
     # `_pending`: None, or the record of the op that will make `_data` (deferred mode, see
-    # nbgrad.fuse.deferred); `_data` is unset until it runs.
+    # nbgrad.fuse.deferred); `_data` is unset until it runs. `_base` (PyTorch's attribute):
+    # for a view made by a view primitive, the tensor at the root of its views, whose memory
+    # it shares; `_views`: a root's views made in the graph, by id (None before the first). An
+    # in-place write into a view rewrites its base's node, and one into a base renews its
+    # views' nodes (see `inplace.write_back`).
     __slots__ = ("_data", "_grad", "grad_fn", "_requires_grad", "_version_counter",
-                 "_accumulator", "_hooks", "_pending", "__weakref__")
+                 "_accumulator", "_hooks", "_pending", "_base", "_views", "__weakref__")
 
     # A tensor on the right of a NumPy operator makes NumPy defer to us.
     __array_priority__ = 1000
@@ -338,6 +342,21 @@ def _set(tensor, array, requires_grad):
     tensor._accumulator = None
     tensor._hooks = None
     tensor._pending = None
+    tensor._base = None
+    tensor._views = None
+
+
+def remember_view(view, of):
+    """Note that `view` is a view of tensor `of` (a view primitive's result): its `_base`
+    is of's root, and the root lists it when it is in the graph."""
+    base = of._base
+    if base is None:
+        base = of
+    view._base = base
+    if view._requires_grad:
+        if base._views is None:
+            base._views = weakref.WeakValueDictionary()
+        base._views[id(view)] = view
 
 
 def sizes_of(sizes):

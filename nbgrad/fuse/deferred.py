@@ -36,7 +36,7 @@ import threading
 import weakref
 
 from .._core import mode, tracing
-from .._tensor.tensor import Tensor
+from .._tensor.tensor import Tensor, remember_view
 from ..autograd import graph, profiler
 from ..autograd.profiler import state as _profiling
 from ..ops import PRIMITIVES, elementwise
@@ -203,6 +203,9 @@ class Deferred(mode.Eager):
         result._version_counter = [0]
         result._accumulator = None
         result._hooks = None
+        result._base = result._views = None
+        if prim.view:
+            remember_view(result, inputs[0])
         pending = result._pending = Pending()
         pending.prim = prim
         pending.params = params

@@ -232,6 +232,11 @@ TABLE = [
                 "value if mask else a",
                 {"a": "0.0 if mask else g", "value": "g if mask else 0.0"}, promote=(0, 2),
                 scalar_overloads={"MaskedFillBackward0": (0,)}),
+    # fill_, zero_ and copy_ of a tensor in the graph: `value` (broadcast, of a's dtype: the
+    # API converts it) replaces a, whose old node gets zeros (PyTorch's nodes: FillBackward2
+    # for a number, FillBackward3 for a 0-d tensor, ZeroBackward0, CopyBackwards).
+    Elementwise("fill", "FillBackward3", ("a", "value"), "value", {"a": _ZERO, "value": "g"},
+                promote=(0,), scalar_overloads={"FillBackward2": (0,), "ZeroBackward0": (0,)}),
     # ---- activations (torch.nn.functional), PyTorch's kernels and backward kernels
     Elementwise("gelu", "GeluBackward0", ("a",), f"a * {_GELU_CDF}",
                 {"a": f"g * ({_GELU_CDF} + a * ({_GELU_PDF} * exp(a * a * -0.5)))"},

@@ -239,8 +239,9 @@ def _leaves(lib, arrays):
             .requires_grad_() for a in arrays]
 
 
-def _recorded_calls(r):
-    """The primitive calls of row `r` (those before an error: the row's tests report it)."""
+def _recorded(r):
+    """What row `r` showed a tracer: its primitive calls and in-place writes (those before an
+    error: the row's tests report it)."""
     recorder = _PrimitiveRecorder()
     previous = _tracing.current
     _tracing.current = recorder
@@ -250,7 +251,7 @@ def _recorded_calls(r):
         pass
     finally:
         _tracing.current = previous
-    return recorder.calls
+    return recorder
 
 
 def _float_output(r):
@@ -258,7 +259,9 @@ def _float_output(r):
     return r.fn(torch, *ts).dtype.is_floating_point
 
 
-CALLS_OF = {r.name: _recorded_calls(r) for r in MODE_TABLE}
+RECORDED = {r.name: _recorded(r) for r in MODE_TABLE}
+CALLS_OF = {name: recorder.calls for name, recorder in RECORDED.items()}
+WRITES_IN_PLACE = {name for name, recorder in RECORDED.items() if recorder.writes}
 PRIMS_OF = {name: {prim for prim, *_ in calls} for name, calls in CALLS_OF.items()}
 ARRAY_PARAMS = {name for name, calls in CALLS_OF.items()
                 if any(isinstance(v, np.ndarray) for _, _, params, _ in calls for v in params.values())}
@@ -317,7 +320,8 @@ def _deferred_fallback(r, layout):
     if it must: the row's result is not a float (no backward), it calls a primitive that runs
     at once (views: reshape, permute, expand, basic indexing; ops without a fused rule) and
     a graph reading a result that ran at once runs eagerly, a parameter is an array (class
-    weights: deferred graph keys hash parameters), or its arguments are strided."""
+    weights: deferred graph keys hash parameters), it writes in place, or its arguments are
+    strided."""
     if not FLOAT_OUTPUT[r.name]:
         return "no backward (the result is not a float)"
     eager = sorted(p.name for p in PRIMS_OF[r.name] if p.vjp is None or p.fuse is None or p.view)
@@ -325,6 +329,8 @@ def _deferred_fallback(r, layout):
         return f"runs at once: {', '.join(eager)}"
     if r.name in ARRAY_PARAMS:
         return "an array parameter (deferred graph keys must hash)"
+    if r.name in WRITES_IN_PLACE:
+        return "an in-place write runs the pending ops before it (inplace.check_inplace)"
     if layout == "strided":
         return STRIDED_FALLBACK
     return None

@@ -114,6 +114,27 @@ def _values_plus_indices(pooled):
     return values + indices.to(values.dtype)
 
 
+def _written_through_views(L, a, b):
+    t = a * 2
+    t[1].copy_(b)
+    t[:, 2].fill_(L.tensor(0.5, dtype=a.dtype))
+    return t
+
+
+def _inplace_on_views(a):
+    t = a * 3
+    t.t()[1].mul_(a[:, 0])  # column 1, through a view of a view
+    t[2, 1:].zero_()
+    return t * t
+
+
+def _view_of_written_base(a):
+    t = a * 2
+    row = t[1]
+    t.mul_(a)
+    return row
+
+
 def _integer_ops(L, i):
     """Integer tensor `i` through the elementwise ops that keep integers (floor and round
     stand for ceil and trunc too: one helper), and those that give float32."""
@@ -246,6 +267,17 @@ TABLE = [
         A([np.nan, np.inf, -np.inf, 1.5, -2.0]), gradcheck=False),
     # a number through a broadcast mask, then a 0-d tensor value (its gradient: MaskedFillBackward1)
     row("masked_fill", lambda L, a, v: L.masked_fill(a.masked_fill(L.tensor(COND), -2.5), a > 0, v), (3, 4), ()),
+    # fill_, zero_ and copy_ of a tensor in the graph: the old value's node gets zeros
+    # (FillBackward2/3, ZeroBackward0, CopyBackwards); into a view (a row, a column): the
+    # base's CopySlices; a view made before its base is written reads the new value
+    # (AsStridedBackward0)
+    row("fill_number", lambda L, a: (a * 2).fill_(1.5) * a, (3, 4)),
+    row("fill_tensor", lambda L, a, v: (a * 2).fill_(v), (3, 4), ()),
+    row("zero_", lambda L, a: (a * 2).zero_() + a, (3, 4)),
+    row("copy_broadcast", lambda L, a, b: (a * 2).copy_(b), (3, 4), (4,)),
+    row("copy_into_view", lambda L, a, b: _written_through_views(L, a, b), (3, 4), (4,)),
+    row("inplace_on_views", lambda L, a: _inplace_on_views(a), (3, 4)),
+    row("view_of_written_base", lambda L, a: _view_of_written_base(a), (3, 4)),
     # integer inputs: integer results (floor and the like unchanged, remainders), and
     # float32 results of log2, atan2 and erf (plus `a`, for a gradient to compare)
     row("integer_inputs", lambda L, a: _integer_ops(L, (a * 4).long()) + a,
@@ -707,6 +739,9 @@ CHAIN_DIFFERS = {
     "index_int_int", "index_slice_neg", "index_slice_none", "index_mixed_3d",
     # torch: permutes and views around bmm; nbgrad: the same ops in another order
     "einsum_mm", "einsum_bmm", "einsum_dot", "einsum_diagonal",
+    # an in-place op on a view: torch's CopySlices holds the op and links its inputs;
+    # nbgrad's links the op's own node
+    "copy_into_view",
 }
 
 
@@ -951,9 +986,13 @@ class _PrimitiveRecorder:
 
     def __init__(self):
         self.calls = []
+        self.writes = 0  # in-place writes into tensors (write_back, fill_)
 
     def op(self, prim, inputs, arrays, params, out, extra=None):
         self.calls.append((prim, arrays, params, out))
+
+    def write(self, target, array, value):
+        self.writes += 1
 
     def __getattr__(self, name):  # backward and optimizer hooks: not needed here
         return lambda *args, **kwargs: None

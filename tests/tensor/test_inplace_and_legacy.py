@@ -186,6 +186,9 @@ OWN_MEMORY_WRITES = {
     "same_slice": (lambda L, x: _set(x, slice(1, None), x[1:]), False),
     "element_to_element": (lambda L, x: _set(x, 2, x[3]), False),
     "row_to_row": (lambda L, x: _set(x.view(2, 3), 0, x.view(2, 3)[1]), False),
+    # a fill writes one value: PyTorch allows it into an expanded tensor
+    "fill_into_expanded": (lambda L, x: x[:3].expand(2, 3).fill_(7.0), False),
+    "zero_into_expanded": (lambda L, x: x[1:4].expand(4, 3).zero_(), False),
 }
 
 
@@ -370,3 +373,83 @@ def test_legacy_constructor_errors_and_alias():
         assert error_type is t_error_type
         if "unexpected keyword" not in message:  # Python's own message, not torch's parser's
             assert message.replace("nbgrad", "torch") == t_message
+
+
+def _graph_write(write):
+    """A row: `write(t)` on t = leaf * 2 (a 2x3 tensor in the graph), then a loss that reads
+    what the write returns and t itself."""
+    def run(L, leaf):
+        t = leaf * 2
+        written = write(L, t)
+        return (written * written).sum() + (t * L.arange(6.0).view(2, 3)).sum()
+    return run
+
+
+def _copy_rows_of_plain_buffer(L, leaf):
+    buffer = L.zeros(2, 3)
+    buffer[0].copy_(leaf[0] * 2)
+    buffer[1].copy_(leaf[1].exp())
+    return (buffer * buffer).sum()
+
+
+def _view_made_before_its_base_is_written(L, leaf):
+    t = leaf * 2
+    row, column = t[1], t[:, 2]
+    t.mul_(3)
+    return (row * row).sum() + column.sum()
+
+
+def _sibling_view_written(L, leaf):
+    t = leaf * 2
+    left, right = t[:, :2], t[:, 1:]
+    left.mul_(leaf[:, :2])
+    return (right * right).sum()
+
+
+# In-place writes where autograd records a graph: the gradient must be the new value's
+# (PyTorch's FillBackward2/3, ZeroBackward0, CopyBackwards; CopySlices and
+# AsStridedBackward0 for views). Each silently gave the old value's gradient before.
+GRAPH_WRITES = {
+    "fill_number": _graph_write(lambda L, t: t.fill_(1.5)),
+    "zero_": _graph_write(lambda L, t: t.zero_()),
+    "copy_": _graph_write(lambda L, t: t.copy_(L.ones(3))),
+    "fill_row_view": _graph_write(lambda L, t: t[0].fill_(7.0)),
+    "mul_row_view": _graph_write(lambda L, t: t[0].mul_(3)),
+    "mul_column_of_transpose": _graph_write(lambda L, t: t.t()[2].mul_(t.t()[0].detach())),
+    "setitem_into_row_view": _graph_write(lambda L, t: t[1].__setitem__(slice(1, None), 5.0)),
+    "copy_into_reshaped_view": _graph_write(lambda L, t: t.view(6)[::2].copy_(L.zeros(3))),
+    "copy_rows_of_plain_buffer": _copy_rows_of_plain_buffer,
+    "view_made_before_its_base_is_written": _view_made_before_its_base_is_written,
+    "sibling_view_written": _sibling_view_written,
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRAPH_WRITES))
+def test_in_place_writes_in_the_graph_give_torchs_gradient(case):
+    values = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
+    results = []
+    for lib in LIBS:
+        leaf = lib.tensor(values, requires_grad=True)
+        loss = GRAPH_WRITES[case](lib, leaf)
+        loss.backward()
+        results.append((loss.detach().numpy().copy(), leaf.grad.numpy().copy()))
+    for ours, theirs in zip(*results):
+        assert_close(ours, theirs)
+
+
+def test_fill_with_a_tensor_value_gives_the_value_its_gradient():
+    grads = []
+    for lib in LIBS:
+        value = lib.tensor(4.0, requires_grad=True)
+        t = lib.zeros(3).fill_(value)
+        assert grad_fn_name(t) == "FillBackward3"
+        (t * lib.arange(3.0)).sum().backward()
+        grads.append(value.grad.item())
+    assert grads[0] == grads[1] == 3.0
+
+
+def test_views_know_their_base():
+    base = nbgrad.ones(2, 3, requires_grad=True) * 2
+    row = base[0]
+    assert row._base is base and row[1:]._base is base and base._base is None
+    assert nbgrad.ones(3)._base is None
