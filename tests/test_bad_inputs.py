@@ -265,6 +265,8 @@ BAD = {
     "setitem_value_over_target": lambda L: _setitem_shifted(L),
     "copy_into_expanded": lambda L: L.zeros(3).expand(2, 3).copy_(L.ones(2, 3)),
     "normal_into_expanded": lambda L: L.zeros(3).expand(2, 3).normal_(),
+    "inplace_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True)[0].mul_(2),
+    "setitem_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True).view(6)[1:].__setitem__(0, 5.0),
     # ---- fill_: a value tensor with dimensions, values its dtype cannot hold
     "fill_1d_value": lambda L: _x(L, 3).fill_(L.ones(1)),
     "fill_nan_into_int64": lambda L: L.zeros(3, dtype=L.int64).fill_(float("nan")),

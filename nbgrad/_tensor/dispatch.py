@@ -5,10 +5,13 @@ grad_fn node when a gradient is needed, and shows the call to an active tracer
 """
 from .._core import mode, tracing as _tracing
 from .._core.dtype import run_in_float32
+from .. import autograd
 from ..autograd import graph
 from ..autograd import profiler
 from ..autograd.grad_mode import state as _grad_state
 from ..autograd.profiler import state as _profiling
+from ..ops.primitive import PRIMITIVES
+from .memory import positions_in
 from .tensor import cannot_allocate, new_tensor, remember_view
 
 _NO_PARAMS = {}
@@ -19,6 +22,9 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     The active mode may defer a call whose result needs a gradient (nbgrad._core.mode)."""
     needs_grad = False
     if _grad_state.enabled and prim.vjp is not None:
+        for tensor in inputs:
+            if tensor._base is not None and tensor._version_counter[0] != tensor._view_version:
+                renew_view(tensor)
         for tensor in inputs:
             if tensor._requires_grad:
                 needs_grad = True
@@ -60,3 +66,25 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     if started:
         profiler.op_ran(prim, grad_fn_name, arrays, started)
     return result
+
+
+def renew_view(view):
+    """Give `view`, whose memory was written since its node was made (through its base or
+    another view of it), a node that reads its elements out of its base's value now
+    (PyTorch's AsStridedBackward0, which PyTorch makes when the view's grad_fn is next read):
+    the old node leads to the old value's node, whose gradient would be wrong. Called where a
+    view enters the graph again: as an op's input, or a backward's root."""
+    view._view_version = view._version_counter[0]
+    base = view._base
+    if not (_grad_state.enabled and base._requires_grad):
+        return
+    positions = positions_in(base._data, view._data)
+    if positions is not None:
+        renewed = dispatch(PRIMITIVES["take"], (base,), {"positions": positions},
+                           grad_fn_name="AsStridedBackward0")
+        renewed._data  # noqa: B018  (a deferred op runs now: nothing else holds its result)
+        view.grad_fn = renewed.grad_fn
+        view._requires_grad = True
+
+
+autograd.renew_view = renew_view  # (the engine, a layer below, calls it: see there)

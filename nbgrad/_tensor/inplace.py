@@ -7,7 +7,6 @@ records it, then copies the result into the target's memory and moves the target
 result's place in the graph.
 """
 import math
-import weakref
 
 import numpy as np
 
@@ -17,7 +16,8 @@ from ..ops import PRIMITIVES
 from ..ops.elementwise import COPY, run, scalar_param
 from ..ops.gradients import copied
 from .conversion import to
-from .dispatch import dispatch
+from .dispatch import dispatch, renew_view
+from .memory import dense, positions_in
 from .factories import tensor
 from .._core.mode import run_pending
 from .shape import expand
@@ -28,23 +28,17 @@ __all__ = ["fill_", "zero_"]  # torch.copy_ does not exist: a method only
 
 def check_inplace(target):
     """Run what must happen before `target`'s memory changes, and refuse a leaf that
-    requires grad (PyTorch's error)."""
+    requires grad, or a view of one (PyTorch's errors)."""
     # Deferred ops that read this memory run before it changes.
     run_pending()
-    if _grad_state.enabled and target._requires_grad and target.grad_fn is None:
-        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                           "operation.")
-
-
-def _dense(array):
-    """Whether `array`'s elements fill its span exactly once, in some order of its dims
-    (PyTorch's non-overlapping-and-dense)."""
-    step = array.itemsize
-    for stride, size in sorted((abs(st), n) for st, n in zip(array.strides, array.shape) if n > 1):
-        if stride != step:
-            return False
-        step *= size
-    return True
+    if _grad_state.enabled:
+        if target._requires_grad and target.grad_fn is None:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        base = target._base  # (its view may not require grad: made before base's requires_grad_())
+        if base is not None and base._requires_grad and base.grad_fn is None:
+            raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
 
 
 def check_overlap(target, args, kwargs):
@@ -71,7 +65,7 @@ def _partly_over(array, target):
     order; both dense (else, as PyTorch, not decided)."""
     if array.base is None and target.base is None:
         return False  # (two arrays of their own: the common case, decided at once)
-    if array.size == 0 or target.size == 0 or not (_dense(array) and _dense(target)):
+    if array.size == 0 or target.size == 0 or not (dense(array) and dense(target)):
         return False
     start, begin = array.__array_interface__["data"][0], target.__array_interface__["data"][0]
     if start == begin and array.nbytes == target.nbytes:
@@ -127,65 +121,22 @@ def write_back(target, result):
     if result.grad_fn is not None:
         target.grad_fn = result.grad_fn
         target._requires_grad = True
-        if target._views:
-            _renew_views(target)
     return target
-
-
-def _renew_views(base):
-    """After a recorded write into `base`, give each of its views in the graph a node that
-    reads the new value (PyTorch's AsStridedBackward0): the old one leads to the old value's
-    node, whose gradient would be wrong."""
-    for view in list(base._views.values()):
-        positions = positions_in(base._data, view._data)
-        if positions is not None:
-            renewed = dispatch(PRIMITIVES["take"], (base,), {"positions": positions},
-                               grad_fn_name="AsStridedBackward0")
-            renewed._data  # noqa: B018  (a deferred op runs now: nothing else holds its result)
-            view.grad_fn = renewed.grad_fn
 
 
 def _write_through(base, target, result, positions):
     """Write `result` into `target`, a view at `positions` of `base`, where a graph is
     recorded: as PyTorch's CopySlices, the base's new value is its old one with `result` put
     where the view lies, and the view's node reads its elements out of that (PyTorch's
-    AsStridedBackward0). Without this, the base's node would not see the write: a backward
-    through it would use the old value's gradient."""
+    AsStridedBackward0; the base's other views get theirs when next used: renew_view).
+    Without this, the base's node would not see the write: a backward through it would use
+    the old value's gradient."""
     if result._data.dtype != base._data.dtype:
         result = to(result, base.dtype)
-    # (Listed, the view gets its new node with the base's other views.)
-    target._requires_grad = True
-    if base._views is None:
-        base._views = weakref.WeakValueDictionary()
-    base._views[id(target)] = target
     write_back(base, dispatch(PRIMITIVES["index_put"], (snapshot(base), result),
                               {"positions": positions}))
+    renew_view(target)
     return target
-
-
-def positions_in(base, view):
-    """The flat (C-order) positions in array `base` of the elements of array `view`, which
-    lies in base's memory: an int64 array of view's shape. None where it does not (a
-    reshape that copied), or where base's elements do not fill its memory once (then
-    nothing says which element a byte is)."""
-    item = base.itemsize
-    if view.itemsize != item or not _dense(base) or not np.may_share_memory(base, view) \
-            or any(stride % item for stride in view.strides):
-        return None
-    # Offsets in bytes from the lowest byte of base's memory (strides may be negative).
-    lowest = sum(min(0, stride * (size - 1)) for stride, size in zip(base.strides, base.shape))
-    offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0] - lowest
-    reach = [stride * (size - 1) for stride, size in zip(view.strides, view.shape)]
-    if view.size == 0 or offset % item or offset + sum(min(0, r) for r in reach) < 0 \
-            or offset + sum(max(0, r) for r in reach) + item > base.nbytes:
-        return None
-    # NOTE: as_strided checks no bounds: the offsets above keep both inside `memory`.
-    memory = np.empty(base.size, np.int64)
-    laid_out = np.lib.stride_tricks.as_strided(
-        memory[-lowest // item:], base.shape, [stride // item * 8 for stride in base.strides])
-    laid_out[...] = np.arange(base.size).reshape(base.shape)
-    return np.lib.stride_tricks.as_strided(
-        memory[offset // item:], view.shape, [stride // item * 8 for stride in view.strides]).copy()
 
 
 def inplace_form(function, saves_input=True):

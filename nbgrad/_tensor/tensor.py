@@ -32,11 +32,10 @@ class Tensor:
     # `_pending`: None, or the record of the op that will make `_data` (deferred mode, see
     # nbgrad.fuse.deferred); `_data` is unset until it runs. `_base` (PyTorch's attribute):
     # for a view made by a view primitive, the tensor at the root of its views, whose memory
-    # it shares; `_views`: a root's views made in the graph, by id (None before the first). An
-    # in-place write into a view rewrites its base's node, and one into a base renews its
-    # views' nodes (see `inplace.write_back`).
+    # it shares; `_view_version`: the version its node reads (see dispatch.renew_view). An
+    # in-place write into a view rewrites its base's node (`inplace.write_back`).
     __slots__ = ("_data", "_grad", "grad_fn", "_requires_grad", "_version_counter",
-                 "_accumulator", "_hooks", "_pending", "_base", "_views", "__weakref__")
+                 "_accumulator", "_hooks", "_pending", "_base", "_view_version", "__weakref__")
 
     # A tensor on the right of a NumPy operator makes NumPy defer to us.
     __array_priority__ = 1000
@@ -343,20 +342,14 @@ def _set(tensor, array, requires_grad):
     tensor._hooks = None
     tensor._pending = None
     tensor._base = None
-    tensor._views = None
 
 
 def remember_view(view, of):
-    """Note that `view` is a view of tensor `of` (a view primitive's result): its `_base`
-    is of's root, and the root lists it when it is in the graph."""
+    """Note that `view`, which shares of's version counter, is a view of tensor `of` (a view
+    primitive's result): its `_base` is of's root, and its node reads the current version."""
     base = of._base
-    if base is None:
-        base = of
-    view._base = base
-    if view._requires_grad:
-        if base._views is None:
-            base._views = weakref.WeakValueDictionary()
-        base._views[id(view)] = view
+    view._base = of if base is None else base
+    view._view_version = view._version_counter[0]
 
 
 def sizes_of(sizes):

@@ -73,8 +73,21 @@ _CYCLE_WARNING = (
     "cycle and avoid the leak.")
 
 
+# Set by the Tensor layer above (nbgrad._tensor.dispatch.renew_view): gives a view whose
+# memory was written since its node was made a node that reads its base's value now.
+renew_view = None
+
+
+def _renew_stale_views(tensors):
+    """A backward that starts from a view starts from the value it has now."""
+    for t in tensors:
+        if getattr(t, "_base", None) is not None and t._version_counter[0] != t._view_version:
+            renew_view(t)
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(tensors)/d(leaf) into the `.grad` of the graph's leaves."""
+    _renew_stale_views(_as_list(tensors))
     if create_graph:
         _backward_with_graph(tensors, grad_tensors, retain_graph, inputs)
         return
@@ -131,6 +144,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     `create_graph`, the results have a graph of their own (they can be differentiated)."""
     mode.run_pending()
     outputs = _as_list(outputs)
+    _renew_stale_views(outputs)
     inputs = _as_list(inputs)
     grad_outputs = (_as_list(grad_outputs) if grad_outputs is not None
                     else [None] * len(outputs))

@@ -200,12 +200,14 @@ class Deferred(mode.Eager):
         result._grad = None
         result.grad_fn = node
         result._requires_grad = True
-        result._version_counter = [0]
         result._accumulator = None
         result._hooks = None
-        result._base = result._views = None
+        result._base = None
         if prim.view:
+            result._version_counter = inputs[0]._version_counter
             remember_view(result, inputs[0])
+        else:
+            result._version_counter = [0]
         pending = result._pending = Pending()
         pending.prim = prim
         pending.params = params

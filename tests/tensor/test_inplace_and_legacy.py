@@ -172,6 +172,7 @@ def test_in_place_write_over_overlapping_memory_raises_torchs_error(case):
 
 def _set(x, index, value):
     x[index] = value
+    return x
 
 
 # Writes into x = arange(6.0) from its own memory: (the write, whether PyTorch raises).
@@ -415,8 +416,8 @@ GRAPH_WRITES = {
     "copy_": _graph_write(lambda L, t: t.copy_(L.ones(3))),
     "fill_row_view": _graph_write(lambda L, t: t[0].fill_(7.0)),
     "mul_row_view": _graph_write(lambda L, t: t[0].mul_(3)),
-    "mul_column_of_transpose": _graph_write(lambda L, t: t.t()[2].mul_(t.t()[0].detach())),
-    "setitem_into_row_view": _graph_write(lambda L, t: t[1].__setitem__(slice(1, None), 5.0)),
+    "mul_column_of_transpose": _graph_write(lambda L, t: t.t()[2].mul_(L.tensor([2.0, -3.0]))),
+    "setitem_into_row_view": _graph_write(lambda L, t: _set(t[1], slice(1, None), 5.0)),
     "copy_into_reshaped_view": _graph_write(lambda L, t: t.view(6)[::2].copy_(L.zeros(3))),
     "copy_rows_of_plain_buffer": _copy_rows_of_plain_buffer,
     "view_made_before_its_base_is_written": _view_made_before_its_base_is_written,
