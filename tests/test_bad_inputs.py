@@ -272,6 +272,7 @@ BAD = {
     "fill_nan_into_int64": lambda L: L.zeros(3, dtype=L.int64).fill_(float("nan")),
     "fill_300_into_uint8": lambda L: L.zeros(3, dtype=L.uint8).fill_(300),
     "fill_1e300_into_float32": lambda L: L.zeros(3).fill_(1e300),
+    "fill_1e300_into_bfloat16": lambda L: L.zeros(3, dtype=L.bfloat16).fill_(1e300),
     "fill_complex_into_float32": lambda L: L.zeros(3).fill_(1 + 1j),
     "fill_huge_int": lambda L: L.zeros(3).fill_(2**70),
     # ---- elementwise math and activations: dtypes PyTorch has no kernel for, bad arguments

@@ -174,26 +174,16 @@ def fill_(input, value, grad_fn_name=None):
     if _tracing.current is not None:
         _tracing.current.write(input, input._data, value)
     # An expanded tensor (PyTorch allows a fill there: every copy of an element gets the
-    # same value) is a read-only NumPy view: its memory is written through a writeable one.
+    # same value) is a read-only NumPy broadcast view: its distinct elements are written
+    # through a writeable view of them (NumPy allows it where the memory is writeable).
     target = input._data
     if not target.flags.writeable and 0 in target.strides:
         target = target[tuple(slice(0, 1) if stride == 0 else slice(None)
-                              for stride in target.strides)]
-        target = np.lib.stride_tricks.as_strided(_writeable_base(target), target.shape,
-                                                 target.strides)
+                              for stride in target.strides)].view()
+        target.setflags(write=True)
     target[...] = value
     input._version_counter[0] += 1
     return input
-
-
-def _writeable_base(array):
-    """A writeable array over `array`'s memory, from its first element: the array NumPy's
-    broadcast view was made from, at the same place."""
-    owner = array
-    while owner.base is not None and not owner.flags.writeable:
-        owner = owner.base
-    offset = array.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
-    return np.lib.stride_tricks.as_strided(owner.reshape(-1)[offset // owner.itemsize:])
 
 
 # The C++ type names of PyTorch's checked conversion (c10's checked_convert).
@@ -220,7 +210,8 @@ def _fill_value(value, np_dtype):
         if not (math.isfinite(value) and info.min - 1 < value < info.max + 1):
             raise RuntimeError(f"value cannot be converted to type {c_type} without overflow")
         value = int(value)
-    if np_dtype.kind == "f" and math.isfinite(value) and abs(value) > float(np.finfo(np_dtype).max):
+    floating = np_dtype.kind == "f" or _dtype.is_half(np_dtype)  # (bfloat16's kind is "V")
+    if floating and math.isfinite(value) and abs(value) > float(np.finfo(np_dtype).max):
         raise RuntimeError(f"value cannot be converted to type {c_type} without overflow")
     return scalar_param(value, np_dtype)
 

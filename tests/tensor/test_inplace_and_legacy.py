@@ -190,6 +190,9 @@ OWN_MEMORY_WRITES = {
     # a fill writes one value: PyTorch allows it into an expanded tensor
     "fill_into_expanded": (lambda L, x: x[:3].expand(2, 3).fill_(7.0), False),
     "zero_into_expanded": (lambda L, x: x[1:4].expand(4, 3).zero_(), False),
+    "fill_into_expanded_strided": (lambda L, x: x[::2].expand(2, 3).fill_(-1.0), False),
+    "fill_into_expanded_transpose": (
+        lambda L, x: x.view(2, 3).t().unsqueeze(0).expand(2, 3, 2).fill_(4.0), False),
 }
 
 
