@@ -2,7 +2,6 @@
 columns, slices, a transpose, a flat strided view), then a loss over the tensor and over
 views made before the writes: values and gradients against torch (hypothesis)."""
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
