@@ -266,6 +266,7 @@ BAD = {
     "copy_into_expanded": lambda L: L.zeros(3).expand(2, 3).copy_(L.ones(2, 3)),
     "normal_into_expanded": lambda L: L.zeros(3).expand(2, 3).normal_(),
     "inplace_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True)[0].mul_(2),
+    "detach__of_a_view": lambda L: (L.ones(2, 3, requires_grad=True) * 2)[0].detach_(),
     "setitem_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True).view(6)[1:].__setitem__(0, 5.0),
     # ---- fill_: a value tensor with dimensions, values its dtype cannot hold
     "fill_1d_value": lambda L: _x(L, 3).fill_(L.ones(1)),

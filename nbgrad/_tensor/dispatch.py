@@ -83,8 +83,7 @@ def renew_view(view):
         renewed = dispatch(PRIMITIVES["take"], (base,), {"positions": positions},
                            grad_fn_name="AsStridedBackward0")
         renewed._data  # noqa: B018  (a deferred op runs now: nothing else holds its result)
-        view.grad_fn = renewed.grad_fn
-        view._requires_grad = True
+        graph.adopt(view, renewed)
 
 
 autograd.renew_view = renew_view  # (the engine, a layer below, calls it: see there)

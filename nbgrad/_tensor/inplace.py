@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .._core import dtype as _dtype, tracing as _tracing
+from ..autograd import graph
 from ..autograd.grad_mode import state as _grad_state
 from ..ops import PRIMITIVES
 from ..ops.elementwise import COPY, run, scalar_param
@@ -119,8 +120,7 @@ def write_back(target, result):
         target._data[...] = _dtype.cast(result._data, target._data.dtype)
     target._version_counter[0] += 1
     if result.grad_fn is not None:
-        target.grad_fn = result.grad_fn
-        target._requires_grad = True
+        graph.adopt(target, result)
     return target
 
 

@@ -28,6 +28,14 @@ class Size(tuple):
         return f"nbgrad.Size({list(self)})"
 
 
+_DETACH_VIEW = (
+    "Can't detach views in-place. Use detach() instead. If you are using "
+    "DistributedDataParallel (DDP) for training, and gradient_as_bucket_view is set as True, "
+    "gradients are views of DDP buckets, and hence detach_() cannot be called on these "
+    "gradients. To fix this error, please refer to the Optimizer.zero_grad() function in "
+    "torch/optim/optimizer.py as the solution.")
+
+
 class Tensor:
     # `_pending`: None, or the record of the op that will make `_data` (deferred mode, see
     # nbgrad.fuse.deferred); `_data` is unset until it runs. `_base` (PyTorch's attribute):
@@ -157,6 +165,8 @@ class Tensor:
         return out
 
     def detach_(self):
+        if self._base is not None:
+            raise RuntimeError(_DETACH_VIEW)
         self._data  # noqa: B018  (a deferred forward runs before the tensor leaves its graph)
         if self.grad_fn is not None:
             output_edge(self)._retained = None

@@ -261,6 +261,19 @@ def output_edge(tensor):
     return node
 
 
+def adopt(tensor, result):
+    """`tensor` takes the node of `result`, the value an in-place write gave it; as
+    PyTorch's, a retain_grad() on tensor moves to the new node (the gradient it keeps is
+    its new value's)."""
+    retained = tensor.grad_fn is not None and output_edge(tensor)._retained is not None
+    if retained:
+        output_edge(tensor)._retained = None
+    tensor.grad_fn = result.grad_fn
+    tensor._requires_grad = True
+    if retained:
+        output_edge(result)._retained = weakref.ref(tensor)
+
+
 def edges(prim, inputs):
     """(needs, children) of a node of `prim` on Tensors `inputs`: whether each input needs a
     gradient, and the node it goes to (its grad_fn, or the leaf's accumulator)."""

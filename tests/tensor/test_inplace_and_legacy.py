@@ -457,3 +457,17 @@ def test_views_know_their_base():
     row = base[0]
     assert row._base is base and row[1:]._base is base and base._base is None
     assert nbgrad.ones(3)._base is None
+
+
+def test_retain_grad_follows_the_tensor_through_an_in_place_write():
+    """As PyTorch: the kept gradient is the new value's (the old node's would be 3)."""
+    kept = []
+    for lib in LIBS:
+        t = lib.ones(3, requires_grad=True) * 2
+        t.retain_grad()
+        t.mul_(3)
+        assert t.retains_grad
+        t.sum().backward()
+        kept.append(t.grad.numpy().copy())
+    assert_close(*kept)
+    np.testing.assert_array_equal(kept[0], [1.0, 1.0, 1.0])
