@@ -267,6 +267,15 @@ BAD = {
     "normal_into_expanded": lambda L: L.zeros(3).expand(2, 3).normal_(),
     "inplace_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True)[0].mul_(2),
     "detach__of_a_view": lambda L: (L.ones(2, 3, requires_grad=True) * 2)[0].detach_(),
+    # ---- views: narrow, select, movedim, unflatten
+    "narrow_past_the_end": lambda L: _x(L, 2, 3).narrow(1, 2, 2),
+    "narrow_negative_length": lambda L: _x(L, 2, 3).narrow(1, 0, -1),
+    "narrow_start_out_of_range": lambda L: _x(L, 2, 3).narrow(1, -4, 1),
+    "select_out_of_range": lambda L: _x(L, 2, 3).select(1, 3),
+    "movedim_repeated_source": lambda L: _x(L, 2, 3).movedim((0, 0), (0, 1)),
+    "movedim_lengths_differ": lambda L: _x(L, 2, 3).movedim((0, 1), (0,)),
+    "movedim_tuple_and_int": lambda L: _x(L, 2, 3).movedim((0, 1), 0),
+    "unflatten_wrong_product": lambda L: _x(L, 2, 4).unflatten(1, (3, 2)),
     "setitem_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True).view(6)[1:].__setitem__(0, 5.0),
     # ---- fill_: a value tensor with dimensions, values its dtype cannot hold
     "fill_1d_value": lambda L: _x(L, 3).fill_(L.ones(1)),

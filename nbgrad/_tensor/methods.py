@@ -99,7 +99,9 @@ METHODS = {
     "matmul": linalg.matmul, "mm": linalg.mm, "mv": linalg.mv, "dot": linalg.dot,
     "bmm": linalg.bmm,
     # shapes
-    "reshape": shape.reshape, "view": shape.view, "flatten": shape.flatten,
+    "reshape": shape.reshape, "view": shape.view, "view_as": shape.view_as,
+    "flatten": shape.flatten, "unflatten": shape.unflatten, "narrow": shape.narrow,
+    "select": shape.select, "movedim": shape.movedim, "moveaxis": shape.movedim,
     "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "permute": shape.permute,
     "transpose": shape.transpose, "swapaxes": shape.transpose, "t": shape.t,
     "T": property(shape.reverse_dims), "mT": property(shape.matrix_transpose),
@@ -115,6 +117,7 @@ METHODS = {
     "scatter_add_": indexing.scatter_add_, "index_fill_": indexing.index_fill_,
     # conversion
     "to": conversion.to, "type": conversion.type_name_or_cast, "cpu": conversion.cpu,
+    "type_as": lambda input, other: conversion.to(input, other.dtype),
     "cuda": conversion.cuda,
     "float": _cast_to(_dtype.float32), "double": _cast_to(_dtype.float64),
     "long": _cast_to(_dtype.int64), "bool": _cast_to(_dtype.bool_),

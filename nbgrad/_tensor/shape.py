@@ -10,8 +10,9 @@ from .dispatch import dispatch
 from .operands import as_tensor_arg
 from .tensor import Tensor, _check_dim, _meta, checked_shape, sizes_of
 
-__all__ = ["reshape", "view", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
-           "swapaxes", "swapdims", "t", "expand", "expand_as", "broadcast_to", "contiguous",
+__all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
+           "transpose", "movedim", "moveaxis", "narrow", "select", "swapaxes", "swapdims", "t",
+           "expand", "expand_as", "broadcast_to", "contiguous",
            "clone", "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "repeat",
            "tile", "flip", "roll", "tril", "triu"]
 
@@ -61,6 +62,48 @@ def flatten(input, start_dim=0, end_dim=-1):
                     {"shape": shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]})
 
 
+def view_as(input, other):
+    return view(input, other.shape)
+
+
+def unflatten(input, dim, sizes):
+    d = _check_dim(dim, input.ndim)
+    sizes = tuple(int(s) for s in sizes)
+    size = input.shape[d]
+    if sizes.count(-1) > 1:
+        raise RuntimeError("unflatten got an unexpected error:\nonly one dimension can be inferred")
+    known = math.prod(s for s in sizes if s != -1)
+    if (known * (size // known) if -1 in sizes and known else known) != size:
+        raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the "
+                           f"size of dim {dim} ({size}) in the input tensor")
+    sizes = tuple(size // known if s == -1 else s for s in sizes)
+    return dispatch(PRIMITIVES["reshape"], (input,),
+                    {"shape": input.shape[:d] + sizes + input.shape[d + 1:]})
+
+
+def narrow(input, dim, start, length):
+    d = _check_dim(dim, input.ndim)
+    size = input.shape[d]
+    if not -size <= start <= size:
+        raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], but "
+                         f"got {start})")
+    start = start + size if start < 0 else start
+    if length < 0:
+        raise RuntimeError("narrow(): length must be non-negative.")
+    if start + length > size:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
+    return input[(slice(None),) * d + (slice(start, start + length),)]
+
+
+def select(input, dim, index):
+    d = _check_dim(dim, input.ndim)
+    size = input.shape[d]
+    if not -size <= index < size:
+        raise IndexError(f"select(): index {index} out of range for tensor of size "
+                         f"{list(input.shape)} at dimension {d}")
+    return input[(slice(None),) * d + (index,)]
+
+
 def squeeze(input, dim=None):
     shape = input.shape
     if dim is None:
@@ -99,6 +142,36 @@ def transpose(input, dim0, dim1):
 
 
 swapaxes = swapdims = transpose
+
+
+def movedim(input, source, destination):
+    """`input` with the dims `source` moved to positions `destination` (ints or sequences),
+    the others in their order."""
+    ndim = input.ndim
+    if isinstance(source, (tuple, list)) != isinstance(destination, (tuple, list)):
+        raise TypeError(f"movedim() received an invalid combination of arguments - got "
+                        f"({type(source).__name__}, {type(destination).__name__}), but expected "
+                        "(int source, int destination) or (tuple of ints source, tuple of ints "
+                        "destination)")
+    sources = list(source) if isinstance(source, (tuple, list)) else [source]
+    targets = list(destination) if isinstance(destination, (tuple, list)) else [destination]
+    if len(sources) != len(targets):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({sources} dims) "
+                           f"should contain the same number of dims as destination ({targets} "
+                           "dims)")
+    moved = [_check_dim(d, ndim) for d in sources]
+    placed = [_check_dim(d, ndim) for d in targets]
+    for name, dims, given in (("source", moved, sources), ("destination", placed, targets)):
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"movedim: repeated dim in `{name}` ({given})")
+    order = [None] * ndim
+    for s, d in zip(moved, placed):
+        order[d] = s
+    rest = iter(d for d in range(ndim) if d not in moved)
+    return permute(input, *[next(rest) if d is None else d for d in order])
+
+
+moveaxis = movedim
 
 
 def t(input):

@@ -530,6 +530,16 @@ TABLE = [
     row("expand_minus1", lambda L, a: a.expand(-1, 4), (3, 1)),
     row("expand_newdims", lambda L, a: a.expand(2, 3, 4), (1, 4)),
     row("contiguous", lambda L, a: a.T.contiguous(), (3, 4)),  # CloneBackward0
+    # views through reshape, permute and basic indexing
+    row("view_as", lambda L, a, b: a.view_as(b) * b, (3, 4), (2, 6)),
+    row("unflatten", lambda L, a: a.unflatten(1, (2, -1)), (3, 4)),
+    row("narrow", lambda L, a: L.narrow(a, -1, -3, 2), (3, 4)),
+    row("select", lambda L, a: a.select(1, -1), (2, 3, 4)),
+    row("movedim", lambda L, a: L.movedim(a, (0, 1), (2, 0)), (2, 3, 4)),
+    row("moveaxis", lambda L, a: a.moveaxis(-1, 0), (2, 3, 4)),
+    # (no gradcheck: the float32 cast rounds the finite differences)
+    row("type_as", lambda L, a: a.type_as(L.zeros(1, dtype=L.float64)) + a.type_as(L.zeros(1)),
+        (3, 4), gradcheck=False),
     row("cat", lambda L, a, b: L.cat([a, b]), (2, 3), (4, 3)),
     row("cat_dim1", lambda L, a, b: L.cat([a, b], 1), (2, 3), (2, 1)),
     row("cat_negdim", lambda L, a, b, c: L.cat((a, b, c), dim=-1), (2, 2, 1), (2, 2, 3), (2, 2, 2)),
