@@ -267,6 +267,7 @@ BAD = {
     "normal_into_expanded": lambda L: L.zeros(3).expand(2, 3).normal_(),
     "inplace_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True)[0].mul_(2),
     "detach__of_a_view": lambda L: (L.ones(2, 3, requires_grad=True) * 2)[0].detach_(),
+    "addcdiv_of_integers": lambda L: L.addcdiv(L.tensor([1, 2]), L.tensor([1, 2]), L.tensor([1, 1])),
     # ---- views: narrow, select, movedim, unflatten
     "narrow_past_the_end": lambda L: _x(L, 2, 3).narrow(1, 2, 2),
     "narrow_negative_length": lambda L: _x(L, 2, 3).narrow(1, 0, -1),

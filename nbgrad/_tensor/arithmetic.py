@@ -16,6 +16,7 @@ __all__ = [
     "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "reciprocal",
     "neg", "negative", "abs", "absolute", "logical_not",
     "add", "sub", "subtract", "lerp", "mul", "multiply", "div", "divide", "true_divide", "pow", "rsub",
+    "addcmul", "addcdiv",
     "maximum", "minimum", "square", "clamp", "clip", "clamp_min", "clamp_max", "where",
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
     "not_equal", "logical_and", "logical_or", "equal", "allclose", "isclose",
@@ -142,6 +143,27 @@ def lerp(input, end, weight):
 
 
 subtract = sub
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """`input + value * tensor1 * tensor2` (broadcast), one node (AddcmulBackward0)."""
+    return dispatch(PRIMITIVES["addcmul"], (input, tensor1, tensor2), {"value": value})
+
+
+_INTEGER_ADDCDIV = (
+    "Integer division with addcdiv is no longer supported, and in a future release addcdiv "
+    "will perform a true division of tensor1 and tensor2. The historic addcdiv behavior can "
+    "be implemented as (input + value * torch.trunc(tensor1 / tensor2)).to(input.dtype) for "
+    "integer inputs and as (input + value * tensor1 / tensor2) for float inputs. The future "
+    "addcdiv behavior is just the latter implementation: (input + value * tensor1 / tensor2), "
+    "for all dtypes.")
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """`input + value * tensor1 / tensor2` (broadcast), one node (AddcdivBackward0)."""
+    if not (tensor1.dtype.is_floating_point or tensor2.dtype.is_floating_point):
+        raise RuntimeError(_INTEGER_ADDCDIV)
+    return dispatch(PRIMITIVES["addcdiv"], (input, tensor1, tensor2), {"value": value})
 
 
 def div(input, other, *, rounding_mode=None):

@@ -65,6 +65,7 @@ METHODS = {
     "relu": arithmetic.relu, "abs": arithmetic.abs, "neg": arithmetic.neg,
     "negative": arithmetic.neg, "reciprocal": arithmetic.reciprocal, "square": arithmetic.square,
     "add": arithmetic.add, "sub": arithmetic.sub, "lerp": arithmetic.lerp, "mul": arithmetic.mul,
+    "addcmul": arithmetic.addcmul, "addcdiv": arithmetic.addcdiv,
     "div": arithmetic.div,
     "pow": arithmetic.pow, "maximum": arithmetic.maximum, "minimum": arithmetic.minimum,
     "clamp": arithmetic.clamp, "clip": arithmetic.clamp, "clamp_min": arithmetic.clamp_min,
@@ -131,7 +132,8 @@ METHODS = {
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
     "add_": inplace_form(arithmetic.add), "sub_": inplace_form(arithmetic.sub),
-    "lerp_": inplace_form(arithmetic.lerp),
+    "lerp_": inplace_form(arithmetic.lerp), "addcmul_": inplace_form(arithmetic.addcmul),
+    "addcdiv_": inplace_form(arithmetic.addcdiv),
     "mul_": inplace_form(arithmetic.mul), "div_": inplace_form(arithmetic.div),
     "pow_": inplace_form(arithmetic.pow), "sign_": inplace_form(arithmetic.sign),
     "masked_fill_": inplace_form(arithmetic.masked_fill),

@@ -111,6 +111,12 @@ TABLE = [
                 {"a": "g * (1.0 - w)", "b": "g * w", "w": "g * (b - a)"}, result="floating",
                 kernel="lerp_kernel_tensor", scalar_overloads={"LerpBackward0": (0, 1)}),
     Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"}),
+    # a + value * b * c and a + value * b / c in one pass (optimizers written by hand use them)
+    Elementwise("addcmul", "AddcmulBackward0", ("a", "b", "c"), "a + value * (b * c)",
+                {"a": "g", "b": "g * value * c", "c": "g * value * b"}, params=("value",)),
+    Elementwise("addcdiv", "AddcdivBackward0", ("a", "b", "c"), "a + value * (b / c)",
+                {"a": "g", "b": "g * value / c", "c": "-g * value * b / (c * c)"},
+                params=("value",), kinds="f"),
     # PyTorch's order for b, (a / b) / b: the same rounding, and no overflow of b * b.
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
                 {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float"),

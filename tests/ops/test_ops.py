@@ -301,6 +301,9 @@ TABLE = [
     row("add_sub_alpha", lambda L, a, b: L.sub(L.add(a, b, alpha=2), b, alpha=0.5), (3, 4), (4,)),
     # lerp: PyTorch's two formulas meet at |weight| = 0.5; a Python weight links no weight
     row("lerp", lambda L, a, b: L.lerp(a, b, 0.3), (3, 4), (3, 4)),
+    row("addcmul", lambda L, a, b, c: L.addcmul(a, b, c, value=0.5), (3, 4), (4,), (3, 1)),
+    row("addcdiv", lambda L, a, b, c: a.addcdiv(b, c, value=-2), (3, 4), (3, 4), (4,),
+        domain=("real", "real", "nonzero")),
     row("lerp_tensor_weight", lambda L, a, b, w: a.lerp(b, w), (2, 6), (6,),
         A([-1.0, 0.0, 0.49, 0.5, 0.51, 2.0])),
     # Tensor bounds (ClampBackward0, every operand linked): NaN anywhere, lo > hi (hi wins),
@@ -792,6 +795,9 @@ INPLACE_FORMS = [
     lambda L, x: x.round_(), lambda L, x: x.round_(decimals=1), lambda L, x: x.nan_to_num_(),
     lambda L, x: x.log1p_(), lambda L, x: x.expm1_(), lambda L, x: x.clamp_(min=0.0),
     lambda L, x: x.clamp_(-0.5, 0.5), lambda L, x: x.masked_fill_(x > 0, 2.0),
+    lambda L, x: x.addcmul_(x, x + 1, value=0.5), lambda L, x: x.addcdiv_(x, x + 3, value=2),
+    lambda L, x: L.nn.functional.relu_(x), lambda L, x: L.nn.functional.leaky_relu_(x, 0.2),
+    lambda L, x: L.nn.functional.elu_(x), lambda L, x: L.nn.functional.hardtanh_(x, -0.3, 0.6),
 ]
 
 
