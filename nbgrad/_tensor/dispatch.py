@@ -25,13 +25,11 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
         for tensor in inputs:
             if tensor._base is not None and tensor._version_counter[0] != tensor._view_version:
                 renew_view(tensor)
-        for tensor in inputs:
-            if tensor._requires_grad:
-                needs_grad = True
-                result = mode.active.defer(prim, inputs, params, grad_fn_name)
-                if result is not None:
-                    return result
-                break
+            needs_grad = needs_grad or tensor._requires_grad
+        if needs_grad:
+            result = mode.active.defer(prim, inputs, params, grad_fn_name)
+            if result is not None:
+                return result
     arrays = [t._data for t in inputs]
     started = _profiling.enabled and profiler.clock()
     forward = prim.forward_saving if needs_grad and prim.forward_saving else prim.forward
