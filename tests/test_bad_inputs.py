@@ -268,6 +268,11 @@ BAD = {
     "inplace_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True)[0].mul_(2),
     "detach__of_a_view": lambda L: (L.ones(2, 3, requires_grad=True) * 2)[0].detach_(),
     "addcdiv_of_integers": lambda L: L.addcdiv(L.tensor([1, 2]), L.tensor([1, 2]), L.tensor([1, 1])),
+    # ---- joining: hstack, meshgrid
+    "hstack_of_nothing": lambda L: L.hstack([]),
+    "meshgrid_unknown_indexing": lambda L: L.meshgrid(_x(L, 2), _x(L, 3), indexing="yx"),
+    "meshgrid_of_a_matrix": lambda L: L.meshgrid(_x(L, 2, 2), _x(L, 3), indexing="ij"),
+    "meshgrid_mixed_dtypes": lambda L: L.meshgrid(_x(L, 2), _x(L, 3).double(), indexing="ij"),
     # ---- views: narrow, select, movedim, unflatten
     "narrow_past_the_end": lambda L: _x(L, 2, 3).narrow(1, 2, 2),
     "narrow_negative_length": lambda L: _x(L, 2, 3).narrow(1, 0, -1),

@@ -2,6 +2,7 @@
 `contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`),
 rearrangements (`repeat`, `tile`, `flip`, `roll`) and triangles (`tril`, `triu`)."""
 import math
+import warnings
 
 import numpy as np
 
@@ -13,7 +14,8 @@ from .tensor import Tensor, _check_dim, _meta, checked_shape, sizes_of
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
            "transpose", "movedim", "moveaxis", "narrow", "select", "swapaxes", "swapdims", "t",
            "expand", "expand_as", "broadcast_to", "contiguous",
-           "clone", "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "repeat",
+           "clone", "cat", "concat", "concatenate", "stack", "hstack", "vstack", "row_stack",
+           "dstack", "column_stack", "meshgrid", "split", "chunk", "unbind", "repeat",
            "tile", "flip", "roll", "tril", "triu"]
 
 
@@ -253,6 +255,78 @@ def stack(tensors, dim=0):
     d = _check_dim(dim, tensors[0].ndim + 1)
     return dispatch(PRIMITIVES["concat"], tuple(tensors), {"dim": d, "stack": True},
                     grad_fn_name="StackBackward0")
+
+
+def _joined(name, tensors, least_ndim, dim):
+    """cat of `tensors` along `dim`, each given at least `least_ndim` dims as PyTorch's
+    atleast_1d/2d/3d do (a 1-D (n,) is (1, n) in 2-D, (1, n, 1) in 3-D)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError(f"{name} expects a non-empty TensorList")
+    lifted = []
+    for x in tensors:
+        shape = x.shape
+        if len(shape) < least_ndim:
+            shape = {0: (1,) * least_ndim, 1: (1, *shape, 1)[:least_ndim],
+                     2: (*shape, 1)}[len(shape)]
+            x = reshape(x, shape)
+        lifted.append(x)
+    return cat(lifted, dim)
+
+
+def hstack(tensors):
+    tensors = list(tensors)
+    one_d = bool(tensors) and all(x.ndim <= 1 for x in tensors)
+    return _joined("hstack", tensors, 1, 0 if one_d else 1)
+
+
+def vstack(tensors):
+    return _joined("vstack", tensors, 2, 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors):
+    return _joined("dstack", tensors, 3, 2)
+
+
+def column_stack(tensors):
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("column_stack expects a non-empty TensorList")
+    return cat([reshape(x, (x.numel(), 1)) if x.ndim <= 1 else x for x in tensors], 1)
+
+
+def meshgrid(*tensors, indexing=None):
+    """Coordinate grids: output i holds tensor i (0-d or 1-D) along dim i ("ij"), with the
+    first two dims swapped for "xy"; each an expanded view."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the "
+                      "indexing argument.", UserWarning, stacklevel=2)
+        indexing = "ij"
+    if indexing not in ("xy", "ij"):
+        raise RuntimeError(f'torch.meshgrid: indexing must be one of "xy" or "ij", but received: '
+                           f"{indexing}")
+    for x in tensors:
+        if x.ndim > 1:
+            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but "
+                               f"got a tensor of size {list(x.shape)}")
+        if x.dtype != tensors[0].dtype:
+            raise RuntimeError("meshgrid expects all tensors to have the same dtype")
+    sizes = [x.numel() for x in tensors]
+    swap = indexing == "xy" and len(tensors) >= 2
+    if swap:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for i, x in enumerate(tensors):
+        axis = {0: 1, 1: 0}.get(i, i) if swap else i
+        shape = [1] * len(tensors)
+        shape[axis] = sizes[axis]
+        grids.append(expand(reshape(x, tuple(shape)), tuple(sizes)))
+    return tuple(grids)
 
 
 def split(input, split_size_or_sections, dim=0):

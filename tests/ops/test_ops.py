@@ -114,6 +114,13 @@ def _values_plus_indices(pooled):
     return values + indices.to(values.dtype)
 
 
+def _product(tensors):
+    out = tensors[0]
+    for t in tensors[1:]:
+        out = out * t
+    return out
+
+
 def _written_through_views(L, a, b):
     t = a * 2
     t[1].copy_(b)
@@ -552,6 +559,12 @@ TABLE = [
     row("stack_dim1", lambda L, a, b, c: L.stack((a, b, c), 1), (2, 3), (2, 3), (2, 3)),
     row("stack_negdim", lambda L, a, b: L.stack([a, b], dim=-1), (2, 3), (2, 3)),
     row("stack_0d", lambda L, a, b: L.stack([a, b]), (), ()),
+    row("hstack", lambda L, a, b: L.hstack([a, b]), (2, 3), (2, 1)),
+    row("vstack_dstack", lambda L, a, b: L.vstack([a, b]) * L.dstack([a, b]).sum(-1), (4,), (4,)),
+    row("column_stack", lambda L, a, b: L.column_stack([a, b]), (3,), (3, 2)),
+    row("meshgrid_xy", lambda L, a, b: _product(L.meshgrid(a, b, indexing="xy")), (3,), (4,)),
+    row("meshgrid_ij_0d", lambda L, a, b, c: _product(L.meshgrid([a, b, c], indexing="ij")),
+        (2,), (), (3,)),
     # ---- indexing (basic)
     row("index_int", lambda L, a: a[1], (3, 4)),
     row("index_negint", lambda L, a: a[-1], (3, 4)),
