@@ -72,13 +72,13 @@ def unflatten(input, dim, sizes):
     d = _check_dim(dim, input.ndim)
     sizes = tuple(int(s) for s in sizes)
     size = input.shape[d]
-    if sizes.count(-1) > 1:
-        raise RuntimeError("unflatten got an unexpected error:\nonly one dimension can be inferred")
-    known = math.prod(s for s in sizes if s != -1)
-    if (known * (size // known) if -1 in sizes and known else known) != size:
+    try:
+        sizes = _infer_size(sizes, size)
+    except RuntimeError as error:
+        if sizes.count(-1) > 1:
+            raise RuntimeError(f"unflatten got an unexpected error:\n{error}") from None
         raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the "
-                           f"size of dim {dim} ({size}) in the input tensor")
-    sizes = tuple(size // known if s == -1 else s for s in sizes)
+                           f"size of dim {dim} ({size}) in the input tensor") from None
     return dispatch(PRIMITIVES["reshape"], (input,),
                     {"shape": input.shape[:d] + sizes + input.shape[d + 1:]})
 
