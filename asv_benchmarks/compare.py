@@ -550,21 +550,17 @@ def fmt_ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}"
 
 
-def run_workloads(mods, workloads, repeat, min_time, isolate=False):
+def run_workloads(mods, workloads, repeat, min_time, isolate=False, rounds=1):
     cols = ["workload", "nbgrad us", "torch us", "jax us", "nb/torch", "nb/jax", "goal", "met"]
     rows = []
     for w in workloads:
         steps = {}
         times = dict.fromkeys(("nbgrad", "torch", "jax"))
+        if isolate:
+            columns = [fw for fw in times if fw in mods and fw in w.builders]
+            times.update(isolated_cells(w.name, columns, repeat, min_time, rounds))
         for fw in ("nbgrad", "torch", "jax"):
-            if fw not in mods or fw not in w.builders:
-                continue
-            if isolate:
-                kind, value = isolated_cell(w.name, fw, repeat, min_time)
-                if kind == "us":
-                    times[fw] = value
-                else:
-                    print(f"  {w.name} [{fw}] failed: {value}")
+            if isolate or fw not in mods or fw not in w.builders:
                 continue
             try:
                 steps[fw] = w.builders[fw](mods[fw])
@@ -701,6 +697,25 @@ def cell_main(name, column, repeat, min_time):
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
 
 
+def isolated_cells(name, columns, repeat, min_time, rounds):
+    """{column: median time} of `rounds` isolated cells per column, the columns taking turns
+    process by process (the machine's slow spells, which last a process or longer, then fall
+    on each column alike); prints each round's ratio of the first column to the second."""
+    found = {column: [] for column in columns}
+    for _ in range(rounds):
+        for column in columns:
+            kind, value = isolated_cell(name, column, repeat, min_time)
+            if kind == "us":
+                found[column].append(value)
+            else:
+                print(f"  {name} [{column}] failed: {value}", flush=True)
+    if rounds > 1 and len(columns) > 1 and len(found[columns[0]]) == len(found[columns[1]]):
+        ratios = [a / b for a, b in zip(found[columns[0]], found[columns[1]])]
+        print(f"  {name}: {columns[0]}/{columns[1]} per round: "
+              + " ".join(f"{r:.2f}" for r in ratios), flush=True)
+    return {column: statistics.median(values) for column, values in found.items() if values}
+
+
 def isolated_cell(name, column, repeat, min_time):
     """Run cell_main in a new process; return ("us", value) or (kind of failure, text)."""
 
@@ -717,7 +732,7 @@ def isolated_cell(name, column, repeat, min_time):
         return "error", f"exit status {proc.returncode}: {proc.stderr[-1000:]}"
 
 
-def run_fused(mods, repeat, min_time, only=None, isolate=False):
+def run_fused(mods, repeat, min_time, only=None, isolate=False, rounds=1):
     cols = ["workload", "nb fused us", "torch us", "jax us", "t.compile us", "fused/torch",
             "fused/jax", "fused/t.compile", "goal", "met"]
     rows = []
@@ -728,30 +743,29 @@ def run_fused(mods, repeat, min_time, only=None, isolate=False):
         builders = fused_builders(parts, jax_builder)
         times = dict.fromkeys(FUSED_COLUMNS)
         steps = {}
-        for column in FUSED_COLUMNS:
-            if column not in builders or FUSED_MODULE[column] not in mods or (
-                    column == "torch.compile" and not torch_compile_ok):
+        usable = [column for column in FUSED_COLUMNS if column in builders
+                  and FUSED_MODULE[column] in mods
+                  and (column != "torch.compile" or torch_compile_ok)]
+        failed = []
+        if isolate:
+            times.update(isolated_cells(name, usable, repeat, min_time, rounds))
+            failed = [column for column in usable if times[column] is None]
+        for column in [] if isolate else usable:
+            try:
+                steps[column] = builders[column](mods[FUSED_MODULE[column]])
+                steps[column]()
                 continue
-            if isolate:
-                kind, value = isolated_cell(name, column, repeat, min_time)
-                if kind == "us":
-                    times[column] = value
-                    continue
-            else:
-                try:
-                    steps[column] = builders[column](mods[FUSED_MODULE[column]])
-                    steps[column]()
-                    continue
-                except Unavailable as exc:
-                    kind, value = "unavailable", str(exc)
-                except Exception as exc:  # one broken cell must not hide the rest
-                    kind, value = "error", f"{type(exc).__name__}: {exc}"
-                steps.pop(column, None)
+            except Unavailable as exc:
+                value = str(exc)
+            except Exception as exc:  # one broken cell must not hide the rest
+                value = f"{type(exc).__name__}: {exc}"
+            steps.pop(column, None)
+            failed.append(column)
             print(f"  {name} [{column}] failed: {value}", flush=True)
-            if column == "torch.compile":
-                print("    torch.compile is unavailable on this machine: its column is "
-                      "skipped from here on", flush=True)
-                torch_compile_ok = False
+        if "torch.compile" in failed:
+            print("    torch.compile is unavailable on this machine: its column is "
+                  "skipped from here on", flush=True)
+            torch_compile_ok = False
         if steps:
             times.update(measure_interleaved(steps, repeat, min_time))
         fused, th, jx, tc = (times[c] for c in FUSED_COLUMNS)
@@ -996,6 +1010,9 @@ def main(argv=None):
     p.add_argument("--isolate", action="store_true",
                    help="time each cell in its own process importing only its framework (no "
                         "other thread pools or OpenMP runtime at all; not interleaved)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --isolate: time each cell in this many processes, the columns "
+                        "taking turns, and report the medians (default %(default)s)")
     # Internal: one cell of a table, run by --isolate in a new process.
     p.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     p.add_argument("--column", default=None, help=argparse.SUPPRESS)
@@ -1014,16 +1031,16 @@ def main(argv=None):
           "others' thread pools are idle")
     workloads = [w for w in WORKLOADS if args.only is None or args.only in w.name]
     if workloads:
-        how = ("each cell in its own process" if args.isolate else
+        how = (f"each cell in its own process (median of {args.rounds})" if args.isolate else
                f"median of {repeat} interleaved runs of >= {min_time:g} s each")
         print(f"\nPer-call time, {how} (ratio < 1: nbgrad is faster)")
-        run_workloads(mods, workloads, repeat, min_time, args.isolate)
+        run_workloads(mods, workloads, repeat, min_time, args.isolate, args.rounds)
     if any(args.only is None or args.only in row[0] for row in FUSED):
-        how = ("each cell in its own process" if args.isolate else
+        how = (f"each cell in its own process (median of {args.rounds})" if args.isolate else
                f"median of {repeat} interleaved runs of >= {min_time:g} s each")
         print(f"\nFused training steps: nbgrad.compile(train_step) per call, {how} "
               f"(ratio < 1: nbgrad fused is faster)")
-        run_fused(mods, repeat, min_time, args.only, args.isolate)
+        run_fused(mods, repeat, min_time, args.only, args.isolate, args.rounds)
     if not args.no_vision_extra and (args.only is None or args.only in "vision"):
         print("\nVision, each framework in a process of its own")
         run_peak_memory()
