@@ -150,20 +150,35 @@ def _helper_name(dispatcher):
 
 
 class _CalleesFirst(caching.CompileResultCacheImpl):
-    """How UnlinkedCallsCache stores a compiled version: with the helper versions it calls
-    (helper name, argument types, symbol), which are compiled or loaded and registered
+    """How UnlinkedCallsCache stores a compiled version: with the versions it calls
+    (callee name, argument types, symbol), which are compiled or loaded and registered
     before the version is rebuilt. In the version's own cache entry: two processes that
     compile it at once name its callees differently (the symbols carry a number of the
-    process's), and a record apart from the version could be the other process's."""
+    process's), and a record apart from the version could be the other process's. A callee
+    is a declared helper (by its name), or an njit function that is a global of the caller's
+    module (by "global:" and its name there: a fused step's stage calls kernels)."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._globals = py_func.__globals__
+
+    def _callees(self):
+        yield from _helpers.items()
+        for name, value in self._globals.items():
+            if isinstance(value, CPUDispatcher):
+                yield f"global:{name}", value
+
+    def _callee(self, name):
+        return self._globals[name[7:]] if name.startswith("global:") else _helpers[name]
 
     def reduce(self, cres):
-        # The helper versions this one calls: the symbols its code declares (and does not
-        # define: a helper's code defines its own).
+        # The versions this one calls: the symbols its code declares (and does not define:
+        # a callee's code defines its own).
         declared = "\n".join(line for line in cres.library.get_llvm_str().splitlines()
                              if line.startswith("declare "))
         callees = [(name, argument_types, version.fndesc.llvm_func_name)
-                   for name, helper in _helpers.items()
-                   for argument_types, version in helper.overloads.items()
+                   for name, callee in self._callees()
+                   for argument_types, version in callee.overloads.items()
                    if version.fndesc.llvm_func_name in declared]
         # (last: the entry keeps Numba's layout, which _core.modules checks on loading)
         return super().reduce(cres) + (callees,)
@@ -172,9 +187,10 @@ class _CalleesFirst(caching.CompileResultCacheImpl):
         *data, callees = payload
         try:
             for name, argument_types, symbol in callees:
-                _helpers[name].compile(argument_types)
-                _register(_helpers[name], argument_types, symbol)
-        except Exception:  # noqa: BLE001 - a helper gone, renamed or not imported: compiled afresh
+                callee = self._callee(name)
+                callee.compile(argument_types)
+                _register(callee, argument_types, symbol)
+        except Exception:  # noqa: BLE001 - a callee gone, renamed or not imported: compiled afresh
             return None
         return super().rebuild(target_context, tuple(data))
 

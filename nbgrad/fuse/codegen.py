@@ -417,7 +417,7 @@ import math
 import numba
 import numpy as np
 from nbgrad._core.kernel_support import reshaped, typed, view
-from nbgrad._core.unlinked import unlinked
+from nbgrad._core.unlinked import calling_unlinked, unlinked
 '''
 
 
@@ -510,10 +510,13 @@ def generate(tracer, outputs, fresh=()):
     decorator = ('@numba.njit(cache=True, error_model="numpy"'
                  + (", parallel=True" if em.parallel else "") + ")")
     body = [line if em.parallel else _RESHAPE.sub(r"reshaped(\1, ", line) for line in em.lines]
-    if em.parallel or len(body) <= stages.STAGE_LINES:
+    # (A stage is called only through `unlinked`: no wrapper for calls from Python; its cache
+    # keeps the symbols of the kernels it calls, as a family kernel's does: see _core.unlinked.)
+    functions = None if em.parallel else stages.split(
+        body, arguments, views, decorator, "@calling_unlinked\n@numba.njit(cache=True, "
+        'error_model="numpy", no_cpython_wrapper=True)')
+    if functions is None:
         functions = "\n".join([decorator, f"def fused_step({', '.join(arguments)}):"]
                               + [f"    {line}" for line in views] + body) + "\n"
-    else:
-        functions = stages.split(body, arguments, views, decorator)
     source = _HEADER + imports + constants + "\n\n" + functions
     return source, em, (layout, sizes), returned

@@ -7,10 +7,17 @@ fraction of that, each on its own and each cached by Numba on its own.
 
 The step's body is cut between top-level statements. A stage takes the step's arguments it
 reads, the arenas (it makes its own views of the buffers it uses), and the locals of earlier
-stages it reads; it returns the locals that later stages read. The step calls each stage
-through `unlinked`, so that no stage is compiled again into the step.
+stages it reads; it returns the locals that later stages read. A local that an earlier stage
+made from buffers and arguments alone (`c = typed(0.0, buf)`, `v = reshaped(buf, n)`: the
+lines before a loop) is made again by the stage that reads it instead. The step calls each
+stage through `unlinked`, so that no stage is compiled again into the step.
+
+A stage that takes nothing from earlier stages but the step's arguments (`independent`) can
+be compiled apart from the others: on a cold cache the compile helper
+(nbgrad._core.compile_ahead) compiles some of those while this process compiles the rest.
 """
 import ast
+import re
 
 from .call import tuple_target
 
@@ -18,6 +25,8 @@ from .call import tuple_target
 # training step (CPU time of its compile, eager kernels cached): 200 lines 27.9 s, 100 lines
 # 22.2 s; a 150-line step compiles as fast whole as in two stages.
 STAGE_LINES = 100
+# A top-level line that makes a local from buffers, arguments and such locals alone.
+_REMADE = re.compile(r"    ([a-z]+\d+) = (?:typed|reshaped|view)\(")
 # Top-level lines that continue the statement before them.
 _CONTINUATIONS = ("else:", "elif ", "except", "finally:")
 
@@ -47,28 +56,80 @@ def _names(lines):
     return reads, writes - loops, loops
 
 
-def split(body, arguments, views, decorator):
+def _remade(statements):
+    """{local: its line} of the statements that make a local from buffers, arguments and
+    such locals alone (`_REMADE`)."""
+    remade = {}
+    for statement in statements:
+        code = [line for line in statement if not line.lstrip().startswith("#")]
+        match = _REMADE.match(code[0]) if len(code) == 1 else None
+        if match:
+            remade[match.group(1)] = code[0]
+    return remade
+
+
+def _plan(stages, remade):
+    """Per stage: (the names it reads, the lines that make again the locals of earlier
+    stages in `remade` that it reads (and those these read), the names it takes from earlier
+    stages, the names it assigns)."""
+    plans, made = [], set()
+    for stage in stages:
+        reads, writes, loops = _names(stage)
+        again, pending = set(), [name for name in reads if name in remade and name in made]
+        while pending:
+            name = pending.pop()
+            if name not in again:
+                again.add(name)
+                needs = _names([remade[name]])[0]
+                reads |= needs
+                pending += [read for read in needs if read in remade and read in made]
+        lines = [line for name, line in remade.items() if name in again]
+        plans.append((reads, lines, sorted((reads - loops - again) & made), writes))
+        made |= writes
+    return plans
+
+
+def independent(source):
+    """{name: lines} of the stages of a generated step's `source` that take nothing from
+    earlier stages but the step's arguments (their parameters are some of `fused_step`'s),
+    and so can be compiled apart from the others; and the lines of all the stages."""
+    step = re.search(r"^def fused_step\(([^)]*)\)", source, re.MULTILINE)
+    stages = list(re.finditer(r"^def (stage_\d+)\(([^)]*)\)", source, re.MULTILINE))
+    if step is None or not stages:
+        return {}, 0
+    arguments = set(step.group(1).split(", "))
+    ends = [match.start() for match in stages[1:]] + [step.start()]
+    lines = {match.group(1): source.count("\n", match.start(), end)
+             for match, end in zip(stages, ends)}
+    return ({match.group(1): lines[match.group(1)] for match in stages
+             if set(match.group(2).split(", ")) <= arguments}, sum(lines.values()))
+
+
+def split(body, arguments, views, decorator, stage_decorator):
     """The source of the stage functions and of `fused_step` calling them, for the step
     with `body` lines, parameters `arguments` and buffer `views` (lines `name = view(...)`),
-    each function under the line `decorator`."""
+    the step under the line `decorator` and each stage under `stage_decorator`; None for a
+    body that stays whole."""
+    if len(body) <= STAGE_LINES:
+        return None
+    statements = _statements(body)
+    remade = _remade(statements)
     stages = [[]]
-    for statement in _statements(body):
+    for statement in statements:
         if stages[-1] and len(stages[-1]) + len(statement) > STAGE_LINES:
             stages.append([])
         stages[-1] += statement
     view_of = {line.split(" = ", 1)[0]: line for line in views}
     arenas = [name for name in arguments if name.startswith("arena_")]
-    names = [_names(stage) for stage in stages]
-    source, calls, made = [], [], set()
-    for k, (stage, (reads, writes, loops)) in enumerate(zip(stages, names)):
-        later = set().union(*(reads for reads, _, _ in names[k + 1:]))
+    plans = _plan(stages, remade)
+    source, calls = [], []
+    for k, (stage, (reads, again, carried, writes)) in enumerate(zip(stages, plans)):
+        later = set().union(*(plan[2] for plan in plans[k + 1:]))
         taken = [name for name in arguments if name in reads or name in arenas]
-        carried = sorted((reads - loops) & made)
         returned = sorted(writes & later)
-        made |= writes
-        prologue = [f"    {view_of[name]}" for name in view_of if name in reads]
+        prologue = [f"    {view_of[name]}" for name in view_of if name in reads] + again
         epilogue = [f"    return {tuple_target(returned)}"] if returned else []
-        source += [decorator, f"def stage_{k}({', '.join(taken + carried)}):",
+        source += [stage_decorator, f"def stage_{k}({', '.join(taken + carried)}):",
                    *prologue, *stage, *epilogue, "", ""]
         call = f"call_stage_{k}({', '.join(taken + carried)})"
         calls.append(f"    {tuple_target(returned)} = {call}" if returned else f"    {call}")

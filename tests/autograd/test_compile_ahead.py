@@ -106,27 +106,76 @@ def test_a_forked_child_starts_its_own_helper(tmp_path):
 
 def _stream(*requests):
     data = b""
-    for priority, function, arguments in requests:
+    for number, (priority, function, arguments) in enumerate(requests):
         message = pickle.dumps((priority, function, arguments))
-        data += struct.pack("<I", len(message)) + message
+        data += struct.pack("<II", len(message), number) + message
     return io.BytesIO(data)
 
 
-def test_the_helper_does_first_things_first_each_once_and_survives_a_failure(capsys):
+def test_the_helper_does_first_things_first_and_survives_a_failure(capsys):
     from nbgrad._core import compile_ahead
-    first, last = compile_ahead.FIRST, compile_ahead.LAST
+    now, first, last = compile_ahead.NOW, compile_ahead.FIRST, compile_ahead.LAST
     stream = _stream((last, "builtins:print", ("update",)),
-                     (first, "builtins:print", ("backward 1",)),
                      (first, "builtins:print", ("backward 1",)),
                      (first, "math:sqrt", ("not a number",)),
                      (first, "no.such.module:f", ()),
-                     (first, "builtins:print", ("backward 2",)))
+                     (first, "builtins:print", ("backward 2",)),
+                     (now, "builtins:print", ("stage",)))
+    reports = io.BytesIO()
     # NOTE: the reader thread may still be pushing when the first request is taken, so only
     # the order within a priority is certain.
-    compile_ahead.serve(stream, idle_exit_s=5)
+    compile_ahead.serve(stream, idle_exit_s=5, reports=reports)
     printed = capsys.readouterr().out.split("\n")
-    assert sorted(printed[:-1]) == ["backward 1", "backward 2", "update"]
+    assert sorted(printed[:-1]) == ["backward 1", "backward 2", "stage", "update"]
     assert printed.index("backward 1") < printed.index("backward 2")
+    # Each request done, the failed ones too, is reported by its number, in the order done.
+    done = [int(line) for line in reports.getvalue().decode().splitlines()]
+    assert sorted(done) == list(range(6))
+    assert done.index(1) < done.index(2) < done.index(3) < done.index(4)
+
+
+# The helper sleeps in place of compiling: wait_for waits until the helper has done the
+# request (sent once however often asked), or has gone.
+WAIT_SCRIPT = """
+import json, sys, time
+from nbgrad._core import compile_ahead
+class Waiter:
+    pass
+first, same = Waiter(), Waiter()
+start = time.perf_counter()
+compile_ahead.ask("time:sleep", 1.0, waiter=first)
+compile_ahead.ask("time:sleep", 1.0, waiter=same)
+if sys.argv[1] == "kill":
+    compile_ahead._process.kill()
+compile_ahead.wait_for(first)
+waited = time.perf_counter() - start
+done = 0 in compile_ahead._done
+start = time.perf_counter()
+compile_ahead.wait_for(same)
+print(json.dumps(dict(waited=waited, done=done, again=time.perf_counter() - start,
+                      requests=len(compile_ahead._numbers))))
+"""
+
+
+def _wait_report(tmp_path, mode):
+    env = dict(child_env(), NBGRAD_COMPILE_HELPER="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               NBGRAD_CACHE_DIR=str(tmp_path / "nbgrad"))
+    proc = subprocess.run([sys.executable, "-c", WAIT_SCRIPT, mode], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_this_process_waits_until_the_helper_has_done_a_request(tmp_path):
+    report = _wait_report(tmp_path, "wait")
+    assert report["requests"] == 1
+    assert report["done"] and report["waited"] > 0.9
+    assert report["again"] < 0.5
+
+
+def test_a_helper_that_died_is_not_waited_for(tmp_path):
+    report = _wait_report(tmp_path, "kill")
+    assert not report["done"] and report["waited"] < 5
 
 
 def test_the_helper_ends_when_idle():

@@ -235,6 +235,43 @@ def test_a_step_cut_into_stages_loads_from_the_cache(tmp_path):
     assert second["fused"] == first["fused"]
 
 
+HELPER_SCRIPT = """
+import json, sys
+import nbgrad.fuse.stages
+nbgrad.fuse.stages.STAGE_LINES = 10
+""" + CACHE_SCRIPT + """
+from nbgrad.fuse import stages
+module = next(m for name, m in sys.modules.items() if "_nbgrad_gen_fused" in name)
+source = open(module.__file__).read()
+report = {"apart": len(stages.independent(source)[0]), "stages": [
+    (sum(value.stats.cache_hits.values()), sum(value.stats.cache_misses.values()))
+    for name, value in sorted(vars(module).items()) if name.startswith("stage_")]}
+print(json.dumps(report))
+"""
+
+
+def test_the_compile_helper_compiles_stages_that_this_process_loads(tmp_path):
+    """On a cold cache, the compile helper compiles some of a staged step's stages (those
+    that take only the step's arguments) while this process compiles the others: this
+    process loads the helper's from the cache, with the kernels they call under the
+    helper's names. The step's results are eager's, and a second process loads it all."""
+    env = dict(cache_env(tmp_path), NBGRAD_COMPILE_HELPER="1")
+    reports = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", HELPER_SCRIPT], env=env,
+                              cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = done.stdout.strip().splitlines()
+        reports.append((json.loads(lines[-2]), json.loads(lines[-1])))
+    (first, first_stages), (second, second_stages) = reports
+    assert first_stages["apart"] >= 2
+    loaded = [hits for hits, _ in first_stages["stages"]]
+    assert 0 < sum(loaded) < len(loaded)  # the helper's stages, and this process's
+    assert all(hits == 1 for hits, _ in second_stages["stages"])
+    np.testing.assert_allclose(first["fused"], first["eager"], rtol=RTOL, atol=ATOL)
+    assert second["fused"] == first["fused"]
+
+
 READ_ONLY_SCRIPT = r'''
 import json
 import numpy as np
