@@ -118,7 +118,10 @@ def _compile_stages_apart(module, source, signature):
     HELPER_SHARE of the step's lines, while this process compiles the others; then this
     process waits for the helper's, which the step's compile loads from the cache (or
     compiles, if the helper could not).
-    Measured, the first call of nbgrad.compile on ResNet-18's training step, cold: ...."""
+    Measured on 2 cores, the first call of nbgrad.compile on ResNet-18's training step
+    (8x3x64x64, SGD with momentum), cold, two runs each: 28.9-30.0 s (stages' compile
+    20.8-22.1 s) -> 19.1-20.8 s (11.8-12.6 s); with the helper off 30.0-30.8 -> 28.2-29.1 s
+    (the stages have no CPython wrapper now)."""
     apart, total = stages.independent(source)
     if len(apart) < 2 or not _compile_ahead.running():
         return
