@@ -32,7 +32,6 @@ from .._core import modules as _modules
 from .._core import threads as _threads
 from .._core import unlinked as _unlinked
 from .call import CallWriter
-from . import stages
 from .codegen import generate
 from .tracer import Tracer, tracing
 
@@ -114,15 +113,15 @@ COMPILE_STAGE = "nbgrad.fuse.kernel:compile_stage"
 
 def _compile_stages_apart(module, source, signature):
     """With the compile helper at work (a cold cache), of the stages of a staged step that
-    can be compiled apart (`stages.independent`), the helper compiles the last ones, about
-    HELPER_SHARE of the step's lines, while this process compiles the others; then this
-    process waits for the helper's, which the step's compile loads from the cache (or
-    compiles, if the helper could not).
+    can be compiled apart (the module's APART: see fuse/stages.py), the helper compiles the
+    last ones, about HELPER_SHARE of the step's lines, while this process compiles the
+    others; then this process waits for the helper's, which the step's compile loads from
+    the cache (or compiles, if the helper could not).
     Measured on 2 cores, the first call of nbgrad.compile on ResNet-18's training step
     (8x3x64x64, SGD with momentum), cold, two runs each: 28.9-30.0 s (stages' compile
     20.8-22.1 s) -> 19.1-20.8 s (11.8-12.6 s); with the helper off 30.0-30.8 -> 28.2-29.1 s
     (the stages have no CPython wrapper now)."""
-    apart, total = stages.independent(source)
+    apart = getattr(module, "APART", {})
     if len(apart) < 2 or not _compile_ahead.running():
         return
     types = dict(zip(inspect.signature(module.fused_step.py_func).parameters, signature))
@@ -132,7 +131,7 @@ def _compile_stages_apart(module, source, signature):
 
     helpers, share = [], 0
     for name in reversed(list(apart)[1:]):  # (the first stage is this process's first)
-        if share + apart[name] > HELPER_SHARE * total:
+        if share + apart[name] > HELPER_SHARE * module.LINES:
             break
         stage = getattr(module, name)
         _compile_ahead.ask(COMPILE_STAGE, source, name, types_of(stage),

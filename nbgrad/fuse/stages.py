@@ -12,9 +12,10 @@ made from buffers and arguments alone (`c = typed(0.0, buf)`, `v = reshaped(buf,
 lines before a loop) is made again by the stage that reads it instead. The step calls each
 stage through `unlinked`, so that no stage is compiled again into the step.
 
-A stage that takes nothing from earlier stages but the step's arguments (`independent`) can
-be compiled apart from the others: on a cold cache the compile helper
-(nbgrad._core.compile_ahead) compiles some of those while this process compiles the rest.
+A stage that takes nothing from earlier stages but the step's arguments can be compiled
+apart from the others: the module names those in `APART`, with their lengths, so that on a
+cold cache the compile helper (nbgrad._core.compile_ahead) compiles some of them while this
+process compiles the rest (nbgrad.fuse.kernel).
 """
 import ast
 import re
@@ -89,22 +90,6 @@ def _plan(stages, remade):
     return plans
 
 
-def independent(source):
-    """{name: lines} of the stages of a generated step's `source` that take nothing from
-    earlier stages but the step's arguments (their parameters are some of `fused_step`'s),
-    and so can be compiled apart from the others; and the lines of all the stages."""
-    step = re.search(r"^def fused_step\(([^)]*)\)", source, re.MULTILINE)
-    stages = list(re.finditer(r"^def (stage_\d+)\(([^)]*)\)", source, re.MULTILINE))
-    if step is None or not stages:
-        return {}, 0
-    arguments = set(step.group(1).split(", "))
-    ends = [match.start() for match in stages[1:]] + [step.start()]
-    lines = {match.group(1): source.count("\n", match.start(), end)
-             for match, end in zip(stages, ends)}
-    return ({match.group(1): lines[match.group(1)] for match in stages
-             if set(match.group(2).split(", ")) <= arguments}, sum(lines.values()))
-
-
 def split(body, arguments, views, decorator, stage_decorator):
     """The source of the stage functions and of `fused_step` calling them, for the step
     with `body` lines, parameters `arguments` and buffer `views` (lines `name = view(...)`),
@@ -122,7 +107,9 @@ def split(body, arguments, views, decorator, stage_decorator):
     view_of = {line.split(" = ", 1)[0]: line for line in views}
     arenas = [name for name in arguments if name.startswith("arena_")]
     plans = _plan(stages, remade)
-    source, calls = [], []
+    apart = {f"stage_{k}": len(stage) for k, (stage, plan) in enumerate(zip(stages, plans))
+             if not plan[2]}
+    source, calls = [f"APART = {apart!r}", f"LINES = {len(body)}", "", ""], []
     for k, (stage, (reads, again, carried, writes)) in enumerate(zip(stages, plans)):
         later = set().union(*(plan[2] for plan in plans[k + 1:]))
         taken = [name for name in arguments if name in reads or name in arenas]
