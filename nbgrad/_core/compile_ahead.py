@@ -74,13 +74,11 @@ _asked_before_start = {}  # requests kept for a helper that has not started (in 
 _KEPT_BEFORE_START = 64  # (a process that never starts one keeps no more than these)
 _lock = threading.Lock()  # one writer at a time on the pipe, one helper started
 
-# The requests sent to the helper: {message: number} (one send each), and the number that
-# each waiter (an object given to `ask`, about to use what it asked for) waits for; by the
-# helper's reports, the numbers of those done. `_asked_by` is whose (a forked child forgets
-# them).
+# The requests sent to this process's helper: {message: number} (one send each), and the
+# number that each waiter (an object given to `ask`, about to use what it asked for) waits
+# for; by the helper's reports, the numbers of those done.
 _numbers = {}
 _waiters = weakref.WeakKeyDictionary()
-_asked_by = None
 _progress = threading.Condition()
 _done = set()
 _helper_gone = False
@@ -106,7 +104,6 @@ def ask(function, *arguments, priority=FIRST, start=True, waiter=None):
     process. If the helper has not started, `start` starts it; otherwise the request waits for
     its start (an optimizer asks when it is made, often before anything compiles). `waiter`
     (weakly held) is what will call `wait_for` before it uses the request's kernels."""
-    global _asked_by
     try:
         message = pickle.dumps((priority, function, arguments))
     except Exception:  # noqa: BLE001 - an argument that does not pickle: nothing is asked
@@ -114,10 +111,9 @@ def ask(function, *arguments, priority=FIRST, start=True, waiter=None):
     if not ENABLED:
         return
     with _lock:
-        if _asked_by != os.getpid():
+        if _owner != os.getpid():  # (no helper of this process's: a forked child's are its parent's)
             _numbers.clear()
             _waiters.clear()
-            _asked_by = os.getpid()
         if message in _asked_before_start:
             return
         number = _numbers.get(message)
