@@ -119,7 +119,7 @@ def ask(function, *arguments, priority=FIRST, start=True, waiter=None):
         number = _numbers.get(message)
         if number is None:
             number = len(_numbers) + len(_asked_before_start)
-            if not _running():
+            if not running():
                 if not start:
                     if len(_asked_before_start) < _KEPT_BEFORE_START:
                         _asked_before_start[message] = number
@@ -127,20 +127,15 @@ def ask(function, *arguments, priority=FIRST, start=True, waiter=None):
                 _start()
             _numbers[message] = number
             _send(number, message)
-        if waiter is not None and _running():
+        if waiter is not None and running():
             _waiters[waiter] = number
-
-
-def running():
-    """Whether this process has a helper at work."""
-    return _running()
 
 
 def wait_for(waiter):
     """Wait until the helper has done `waiter`'s request (its kernels are then in the cache),
     has gone, or WAIT_LIMIT_S have passed."""
     number = _waiters.pop(waiter, None)
-    if number is None or not _running():
+    if number is None or not running():
         return
     with _progress:
         _progress.wait_for(lambda: number in _done or _helper_gone, timeout=WAIT_LIMIT_S)
@@ -161,7 +156,8 @@ def asked_for_forward():
     compiled = False
 
 
-def _running():
+def running():
+    """Whether this process has a helper at work."""
     return _process is not None and _owner == os.getpid() and _process.poll() is None
 
 
@@ -211,7 +207,7 @@ def _start():
 
 
 def _send(number, message):
-    if not _running():
+    if not running():
         return
     try:
         _process.stdin.write(struct.pack("<II", len(message), number) + message)
