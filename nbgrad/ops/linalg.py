@@ -223,6 +223,8 @@ class _MatmulFusion:
 # The kernels take flat, C-ordered arrays (the gemm of nbgrad.ops.blas, shared with the
 # convolutions) and `layout`: (rows, inner, cols, whether x is stored transposed, whether
 # weight is): see `_stored`. `scalars`: gemm's alpha and beta, 1 and 0.
+# NOTE: the transposes passed to `product` are computed (`layout[0] < 0` is a False), never
+# literal: each literal combination would compile `product` and gemm again.
 @calling_unlinked
 @_jit
 def linear_kernel(x, weight, bias, out, layout, scalars):
