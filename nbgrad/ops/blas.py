@@ -1,5 +1,5 @@
-"""BLAS's gemm for njit kernels: the one matrix product that the convolution and linear
-kernels call (and, through `product_kernel`, fused steps), compiled once per dtype.
+"""BLAS's gemm for njit kernels: the one matrix product that the convolution, matmul and
+linear kernels call, compiled once per dtype.
 
 NOTE: numba's own BLAS entry (its helper library's wrapper of SciPy's cython_blas gemm,
 which np.dot calls): it takes leading dimensions (a block of a larger matrix needs no copy)
@@ -13,7 +13,7 @@ import numba
 from numba import types
 
 from .._core.kernel_support import typed
-from .._core.unlinked import calling_unlinked, unlinked, unlinked_helper
+from .._core.unlinked import unlinked_helper
 
 _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
     types.char, types.char, types.char, types.intp, types.intp, types.intp, types.intp,
@@ -50,18 +50,3 @@ def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at,
                      c.ctypes.data + c_at * item, ldc)
     if status != 0:
         raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
-
-
-@calling_unlinked
-@_helper
-def product_kernel(a, b, out, m, n, k, a_transposed, b_transposed, scalars):
-    """out (m, n) = op(a) (m, k) @ op(b) (k, n), all flat, each C-ordered: `a` holds op(a),
-    or its transpose where `a_transposed` (an F-ordered matrix); likewise `b`. `scalars`
-    holds 1 and 0 (gemm's alpha and beta). A kernel of its own, not only gemm, so that a
-    fused step can call it (`product`) as eager kernels do."""
-    zero = 0 * m
-    gemm(m, n, k, a, zero, m if a_transposed else k, a_transposed, b, zero,
-         k if b_transposed else n, b_transposed, out, zero, n, scalars, zero, zero + 1)
-
-
-product = unlinked(product_kernel)

@@ -1,14 +1,16 @@
-"""Products through BLAS (SciPy's, as Numba's np.dot calls it): primitives because each is
-a BLAS call.
+"""Products through BLAS: primitives because each is a BLAS call, nbgrad.ops.blas's gemm
+(SciPy's, which the convolutions call too), not np.dot: one compilation of gemm for every
+product, and smaller kernels (np.dot compiles its checks and each layout's call into each
+kernel that calls it). Measured, CPU of cold compiles, gemm cached: linear_kernel
+0.25-0.29 -> 0.12 s, linear_vjp_kernel 0.45-0.48 -> 0.16-0.23 s; the digits CNN's first
+nbgrad.compile call, cold, 5.39-5.63 -> 5.05-5.19 s. Results are those of np.dot's gemm
+(beta 0, the bias added after).
 
 - `matmul`: every case (dot, mv, vm, mm, batched with broadcasting) is reduced in Python to
-  one 2-D or one batched 3-D product, so there are two kernels per dtype family.
-- `linear` (x @ W.T + b for a 2-D x): one BLAS call plus the bias in the same kernel, and
-  PyTorch's `AddmmBackward0`; the backward needs no transposed copies. Its products go
-  through nbgrad.ops.blas's gemm, which the convolutions call too, instead of np.dot: one
-  compilation for both, and smaller kernels (cold compiles, CPU, gemm cached: linear_kernel
-  0.25-0.29 -> 0.12 s, linear_vjp_kernel 0.45-0.48 -> 0.16-0.23 s; the digits CNN's first
-  nbgrad.compile call, cold, 5.39-5.63 -> 5.05-5.19 s).
+  one 2-D or one batched 3-D product: `matmul_kernel` (one gemm per matrix of the batch;
+  a transposed or broadcast operand is read in place), or a loop kernel for integers.
+- `linear` (x @ W.T + b for a 2-D x): matmul_kernel's product plus the bias in one kernel,
+  and PyTorch's `AddmmBackward0`; the backward needs no transposed copies.
 """
 import functools
 import math
@@ -16,27 +18,33 @@ import math
 import numba
 import numpy as np
 
-from .._core.unlinked import calling_unlinked
-from .blas import product, product_kernel
+from .._core.unlinked import calling_unlinked, unlinked
+from .blas import gemm
 from .primitive import Primitive, Unfusable, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
 
-@numba.njit(cache=True)
-def mm_kernel(a, b, out):
-    np.dot(a, b, out)
+@calling_unlinked
+@_jit
+def matmul_kernel(a, b, out, layout, scalars):
+    """out[i] = op(a[i]) (m, k) @ op(b[i]) (k, n) for i < batch, all flat and C-ordered, through
+    gemm; `layout`: (batch, m, n, k, whether a holds each op(a[i]) transposed, whether b
+    does, a's batch stride, b's): see `_stored_batch`. `scalars`: gemm's 1 and 0."""
+    batch, m, n, k = layout[0], layout[1], layout[2], layout[3]
+    a_transposed, b_transposed = layout[4] != 0, layout[5] != 0
+    for i in range(batch):
+        gemm(m, n, k, a, i * layout[6], m if a_transposed else k, a_transposed, b,
+             i * layout[7], k if b_transposed else n, b_transposed, out, i * m * n, n, scalars,
+             0 * m, 0 * m + 1)
 
 
-@numba.njit(cache=True)
-def bmm_kernel(a, b, out):
-    for i in range(a.shape[0]):
-        np.dot(a[i], b[i], out[i])
+matmul = unlinked(matmul_kernel)  # (linear_kernel's call: see nbgrad._core.unlinked)
 
 
 @numba.njit(cache=True)
 def bmm_integer_kernel(a, b, out):
-    # NOTE: Numba's np.dot is BLAS-only (floats); integer products need explicit loops.
+    # NOTE: BLAS is floats only; integer products need explicit loops.
     for i in range(a.shape[0]):
         for r in range(a.shape[1]):
             for c in range(b.shape[2]):
@@ -53,19 +61,55 @@ def _product(a, b):
     if a.shape[-1] == 0 or 0 in out_shape:
         return np.zeros(out_shape, dtype)
     out = np.empty(out_shape, dtype)
+    a3, b3 = (x.reshape((1,) + x.shape) if x.ndim == 2 else x for x in (a, b))
     if dtype.kind != "f":
-        a3, b3 = (x.reshape((1,) + x.shape) if x.ndim == 2 else x for x in (a, b))
         bmm_integer_kernel(a3, b3, out.reshape((-1,) + out_shape[-2:]))
-    elif a.ndim == 2:
-        mm_kernel(blas_ready(a), blas_ready(b), out)
-    else:
-        bmm_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+        return out
+    (a_flat, a_transposed, a_stride), (b_flat, b_transposed, b_stride) = \
+        _stored_batch(a3), _stored_batch(b3)
+    matmul_kernel(a_flat, b_flat, out.reshape(-1),
+                  _matmul_layout(*out.reshape((-1,) + out_shape[-2:]).shape, a3.shape[2],
+                                 a_transposed, b_transposed, a_stride, b_stride),
+                  GEMM_SCALARS[dtype])
     return out
 
 
-def blas_ready(x):
-    # BLAS takes C- or F-ordered matrices (a transposed weight needs no copy); others are copied.
-    return x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
+def _stored(matrix):
+    """(`matrix` as a flat C-ordered array, whether that array holds its transpose): an
+    F-ordered matrix (a transposed weight) is read as it is; other strides are copied."""
+    if matrix.flags.c_contiguous:
+        return matrix.reshape(-1), 0
+    if matrix.flags.f_contiguous:
+        return matrix.T.reshape(-1), 1
+    return np.ascontiguousarray(matrix).reshape(-1), 0
+
+
+def _stored_batch(matrices):
+    """(`matrices` (count, r, c) as a flat C-ordered array, whether it holds each matrix
+    transposed, the batch stride): a batch broadcast from one matrix is that matrix with
+    stride 0, a batch of F-ordered matrices (`_swap` of a C-ordered one) is read as it is,
+    other strides are copied."""
+    count, rows, cols = matrices.shape
+    if matrices.strides[0] == 0 or count == 1:
+        return (*_stored(matrices[0]), 0)
+    if matrices.flags.c_contiguous:
+        return matrices.reshape(-1), 0, rows * cols
+    swapped = _swap(matrices)
+    if swapped.flags.c_contiguous:
+        return swapped.reshape(-1), 1, rows * cols
+    return np.ascontiguousarray(matrices).reshape(-1), 0, rows * cols
+
+
+@functools.cache
+def _matmul_layout(*values):
+    layout = np.array(values, np.int64)
+    layout.flags.writeable = False
+    return layout
+
+
+# gemm's alpha and beta by dtype (never written: writable, as the convolutions' workspace
+# that holds theirs, so that both call one compilation of gemm).
+GEMM_SCALARS = {np.dtype(t): np.array([1, 0], t) for t in (np.float32, np.float64)}
 
 
 def _shape_str(shape):
@@ -189,7 +233,8 @@ def grad_fn_name(a_ndim, b_ndim):
 
 
 class _MatmulFusion:
-    """1-D and 2-D products as np.dot into preallocated buffers; batched ones stay eager."""
+    """1-D and 2-D products as the eager kernel's, into preallocated buffers; batched ones stay
+    eager."""
 
     @staticmethod
     def _matrices(a, b):
@@ -198,38 +243,42 @@ class _MatmulFusion:
         return (a.shape if a.ndim == 2 else (1, a.shape[0]),
                 b.shape if b.ndim == 2 else (b.shape[0], 1))
 
+    @staticmethod
+    def _emit(em, a, b, out, m, n, k, a_transposed, b_transposed):
+        """out (m, n) = op(a) @ op(b), all C-ordered buffers (see matmul_kernel)."""
+        em.blas()
+        layout = _matmul_layout(1, m, n, k, a_transposed, b_transposed, 0, 0)
+        em.emit(f"{em.kernel(matmul_kernel)}({em.ref(a)}.reshape({a.size}), "
+                f"{em.ref(b)}.reshape({b.size}), {em.out(out)}.reshape({out.size}), "
+                f"{em.constant(layout)}, {em.constant(GEMM_SCALARS[out.dtype])})")
+
     def forward(self, em, arrays, params, out):
         a, b = arrays
-        a_shape, b_shape = self._matrices(a, b)
-        em.blas()
-        em.emit(f"np.dot({em.ref(a)}.reshape({a_shape!r}), {em.ref(b)}.reshape({b_shape!r}), "
-                f"{em.out(out)}.reshape({(a_shape[0], b_shape[1])!r}))")
+        (m, k), (_, n) = self._matrices(a, b)
+        self._emit(em, a, b, out, m, n, k, 0, 0)
 
     def vjp(self, em, node, g, input_grads):
         a, b = node.saved
-        a_shape, b_shape = self._matrices(a, b)
-        a_m, b_m = f"{em.ref(a)}.reshape({a_shape!r})", f"{em.ref(b)}.reshape({b_shape!r})"
-        g_m = f"{em.ref(g)}.reshape({(a_shape[0], b_shape[1])!r})"
-        em.blas()
-        if input_grads[0] is not None:
-            em.emit(f"np.dot({g_m}, {b_m}.T, {em.out(input_grads[0])}.reshape({a_shape!r}))")
-        if input_grads[1] is not None:
-            em.emit(f"np.dot({a_m}.T, {g_m}, {em.out(input_grads[1])}.reshape({b_shape!r}))")
+        (m, k), (_, n) = self._matrices(a, b)
+        if input_grads[0] is not None:  # g (m, n) @ b.T (n, k)
+            self._emit(em, g, b, input_grads[0], m, k, n, 0, 1)
+        if input_grads[1] is not None:  # a.T (k, m) @ g (m, n)
+            self._emit(em, a, g, input_grads[1], k, n, m, 1, 0)
 
 
 # ---------------------------------------------------------------------------------------
 # linear: x (N, in) @ weight (out, in).T + bias (out,)
 
-# The kernels take flat, C-ordered arrays (the gemm of nbgrad.ops.blas, shared with the
-# convolutions) and `layout`: (rows, inner, cols, whether x is stored transposed, whether
-# weight is): see `_stored`. `scalars`: gemm's alpha and beta, 1 and 0.
-# NOTE: the transposes passed to `product` are computed (`layout[0] < 0` is a False), never
-# literal: each literal combination would compile `product` and gemm again.
+# The kernels take flat, C-ordered arrays and the layout of the forward's product
+# x @ weight.T as matmul_kernel takes it: (1, rows, cols, inner, whether x is stored
+# transposed, whether weight is NOT: op(b) is weight.T, 0, 0).
+# NOTE: the transposes passed to gemm are computed (`layout[0] < 0` is a False), never
+# literal: each literal combination would compile gemm again.
 @calling_unlinked
 @_jit
 def linear_kernel(x, weight, bias, out, layout, scalars):
-    rows, inner, cols = layout[0], layout[1], layout[2]
-    product(x, weight, out, rows, cols, inner, layout[3] != 0, layout[4] == 0, scalars)
+    matmul(x, weight, out, layout, scalars)
+    rows, cols = layout[1], layout[2]
     for i in range(rows):
         for j in range(cols):
             out[i * cols + j] += bias[j]
@@ -239,11 +288,17 @@ def linear_kernel(x, weight, bias, out, layout, scalars):
 @_jit
 def linear_vjp_kernel(g, x, weight, grad_x, grad_weight, grad_bias, need_x, need_weight,
                       need_bias, layout, scalars):
-    rows, inner, cols = layout[0], layout[1], layout[2]
+    rows, cols, inner = layout[1], layout[2], layout[3]
+    x_transposed, weight_transposed = layout[4] != 0, layout[5] == 0
+    zero = 0 * rows
     if need_x:  # g (rows, cols) @ weight (cols, inner)
-        product(g, weight, grad_x, rows, inner, cols, layout[0] < 0, layout[4] != 0, scalars)
+        gemm(rows, inner, cols, g, zero, cols, layout[0] < 0, weight, zero,
+             cols if weight_transposed else inner, weight_transposed, grad_x, zero, inner,
+             scalars, zero, zero + 1)
     if need_weight:  # g.T (cols, rows) @ x (rows, inner)
-        product(g, x, grad_weight, cols, inner, rows, layout[0] >= 0, layout[3] != 0, scalars)
+        gemm(cols, inner, rows, g, zero, cols, layout[0] > 0, x, zero,
+             rows if x_transposed else inner, x_transposed, grad_weight, zero, inner, scalars,
+             zero, zero + 1)
     if need_bias:
         for j in range(cols):
             grad_bias[j] = 0.0
@@ -252,26 +307,9 @@ def linear_vjp_kernel(g, x, weight, grad_x, grad_weight, grad_bias, need_x, need
                 grad_bias[j] += g[i * cols + j]
 
 
-def _stored(matrix):
-    """(`matrix` as a flat C-ordered array, whether that array holds its transpose): an
-    F-ordered matrix (a transposed weight) is read as it is; other strides are copied."""
-    if matrix.flags.c_contiguous:
-        return matrix.reshape(-1), 0
-    if matrix.flags.f_contiguous:
-        return matrix.T.reshape(-1), 1
-    return np.ascontiguousarray(matrix).reshape(-1), 0
-
-
-@functools.cache
-def _layout(rows, inner, cols, x_transposed, weight_transposed):
-    layout = np.array([rows, inner, cols, x_transposed, weight_transposed], np.int64)
-    layout.flags.writeable = False
-    return layout
-
-
-# gemm's alpha and beta by dtype (never written: writable, as the convolutions' workspace
-# that holds theirs, so that both call one compilation of gemm).
-GEMM_SCALARS = {np.dtype(t): np.array([1, 0], t) for t in (np.float32, np.float64)}
+def _linear_layout(x, weight, x_transposed, weight_transposed):
+    return _matmul_layout(1, x.shape[0], weight.shape[0], x.shape[1], x_transposed,
+                          1 - weight_transposed, 0, 0)
 
 
 def _linear_differentiable_vjp(node, g, saved):
@@ -298,15 +336,14 @@ def _linear_infer(x, weight, bias):
     return (x.shape[0], weight.shape[0]), x.dtype
 
 
-# NOTE: Numba's np.dot handles empty operands (an empty inner dimension gives zeros), so
-# the kernels need no special case for in_features, out_features or the batch being 0.
+# NOTE: gemm handles empty operands (an empty inner dimension gives zeros), so the kernels
+# need no special case for in_features, out_features or the batch being 0.
 def _linear_forward(x, weight, bias):
     shape, dtype = _linear_infer(x, weight, bias)
     out = np.empty(shape, dtype)
     (x_flat, x_transposed), (weight_flat, weight_transposed) = _stored(x), _stored(weight)
     linear_kernel(x_flat, weight_flat, bias, out.reshape(-1),
-                  _layout(*x.shape, weight.shape[0], x_transposed, weight_transposed),
-                  GEMM_SCALARS[dtype])
+                  _linear_layout(x, weight, x_transposed, weight_transposed), GEMM_SCALARS[dtype])
     return out
 
 
@@ -320,33 +357,31 @@ def _linear_vjp(node, g):
     (x_flat, x_transposed), (weight_flat, weight_transposed) = _stored(x), _stored(weight)
     linear_vjp_kernel(np.ascontiguousarray(g).reshape(-1), x_flat, weight_flat, grad_x.reshape(-1),
                       grad_weight.reshape(-1), grad_bias, need_x, need_weight, need_bias,
-                      _layout(*x.shape, weight.shape[0], x_transposed, weight_transposed),
+                      _linear_layout(x, weight, x_transposed, weight_transposed),
                       GEMM_SCALARS[g.dtype])
     return (grad_x if need_x else None, grad_weight if need_weight else None,
             grad_bias if need_bias else None)
 
 
 class _LinearFusion:
-    """The eager kernels' products with the same arguments (their compilations are reused),
-    the step's buffers being C-ordered."""
+    """The eager kernels' product (matmul_kernel) and VJP kernel with the same arguments
+    (their compilations are reused), the step's buffers being C-ordered."""
 
     @staticmethod
     def _operands(em, x, weight, dtype):
-        layout = _layout(*x.shape, weight.shape[0], 0, 0)
         return (f"{em.ref(x)}.reshape({x.size})", f"{em.ref(weight)}.reshape({weight.size})",
-                em.constant(layout), em.constant(GEMM_SCALARS[np.dtype(dtype)]))
+                em.constant(_linear_layout(x, weight, 0, 0)),
+                em.constant(GEMM_SCALARS[np.dtype(dtype)]))
 
     def forward(self, em, arrays, params, out):
         """The product into the output buffer, then the bias as an elementwise loop: an
         activation that follows joins that loop, so bias and activation form one epilogue."""
         x, weight, bias = arrays
-        x_flat, weight_flat, _, scalars = self._operands(em, x, weight, out.dtype)
+        x_flat, weight_flat, layout, scalars = self._operands(em, x, weight, out.dtype)
         result = em.out(out)
         em.blas()
-        rows, inner, cols = (em.scalar(int(n)) for n in (*x.shape, weight.shape[0]))
-        em.emit(f"{em.kernel(product_kernel)}({x_flat}, {weight_flat}, "
-                f"{result}.reshape({out.size}), {rows}, {cols}, {inner}, {em.scalar(False)}, "
-                f"{em.scalar(True)}, {scalars})")
+        em.emit(f"{em.kernel(matmul_kernel)}({x_flat}, {weight_flat}, "
+                f"{result}.reshape({out.size}), {layout}, {scalars})")
         em.elementwise("a + b", {"a": (result, out.shape), "b": (em.ref(bias), bias.shape)},
                        result, out.shape, result)
 

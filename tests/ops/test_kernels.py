@@ -189,3 +189,51 @@ if __name__ == "__main__":
 """
     threaded_parent, children_ok = run_python(script)
     assert threaded_parent == "True" and children_ok == "True"
+
+
+def _transposed(rng, *shape):
+    """A float64 array of `shape` whose last two dimensions are swapped views (F-ordered)."""
+    return np.swapaxes(rng.standard_normal(shape[:-2] + shape[:-3:-1]), -1, -2)
+
+
+# Operands as matmul's gemm kernel reads them in place: C-ordered, transposed (F-ordered)
+# matrices, batches of transposed matrices, one matrix broadcast over a batch; and others
+# it copies (a column slice).
+MATMUL_OPERANDS = {
+    "C @ C": lambda rng: (rng.standard_normal((5, 7)), rng.standard_normal((7, 3))),
+    "F @ F": lambda rng: (_transposed(rng, 5, 7), _transposed(rng, 7, 3)),
+    "C @ F": lambda rng: (rng.standard_normal((5, 7)), _transposed(rng, 7, 3)),
+    "batch F @ batch C": lambda rng: (_transposed(rng, 4, 5, 7), rng.standard_normal((4, 7, 3))),
+    "broadcast @ batch": lambda rng: (rng.standard_normal((5, 7)), _transposed(rng, 4, 7, 3)),
+    "batch @ broadcast batch": lambda rng: (rng.standard_normal((2, 4, 5, 7)),
+                                            rng.standard_normal((1, 4, 7, 3))),
+    "strided": lambda rng: (rng.standard_normal((5, 14))[:, ::2], rng.standard_normal((7, 3))),
+    "vector @ batch F": lambda rng: (rng.standard_normal(7), _transposed(rng, 4, 7, 3)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(MATMUL_OPERANDS))
+def test_matmul_of_transposed_and_broadcast_operands_matches_torch(case, dtype):
+    a, b = (x.astype(dtype) for x in MATMUL_OPERANDS[case](np.random.default_rng(7)))
+    results = {}
+    for lib in (nbgrad, torch):
+        leaves = [lib.from_numpy(x.copy() if lib is torch else x).requires_grad_() for x in (a, b)]
+        out = lib.matmul(*leaves)
+        out.backward(lib.from_numpy(np.linspace(-1, 1, out.numel()).reshape(tuple(out.shape))
+                                    .astype(dtype)))
+        results[lib] = [out] + [leaf.grad for leaf in leaves]
+    tol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    for got, want in zip(results[nbgrad], results[torch]):
+        assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_matmul_reads_transposed_and_broadcast_batches_in_place():
+    from nbgrad.ops.linalg import _stored_batch
+    rng = np.random.default_rng(0)
+    swapped = _transposed(rng, 4, 5, 7)
+    flat, transposed, stride = _stored_batch(swapped)
+    assert transposed == 1 and stride == 35 and np.shares_memory(flat, swapped)
+    broadcast = np.broadcast_to(rng.standard_normal((5, 7)), (4, 5, 7))
+    flat, transposed, stride = _stored_batch(broadcast)
+    assert transposed == 0 and stride == 0 and flat.size == 35
