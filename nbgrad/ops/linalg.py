@@ -61,16 +61,19 @@ def _product(a, b):
     if a.shape[-1] == 0 or 0 in out_shape:
         return np.zeros(out_shape, dtype)
     out = np.empty(out_shape, dtype)
-    a3, b3 = (x.reshape((1,) + x.shape) if x.ndim == 2 else x for x in (a, b))
     if dtype.kind != "f":
+        a3, b3 = (x.reshape((1,) + x.shape) if x.ndim == 2 else x for x in (a, b))
         bmm_integer_kernel(a3, b3, out.reshape((-1,) + out_shape[-2:]))
         return out
-    (a_flat, a_transposed, a_stride), (b_flat, b_transposed, b_stride) = \
-        _stored_batch(a3), _stored_batch(b3)
-    matmul_kernel(a_flat, b_flat, out.reshape(-1),
-                  _matmul_layout(*out.reshape((-1,) + out_shape[-2:]).shape, a3.shape[2],
-                                 a_transposed, b_transposed, a_stride, b_stride),
-                  GEMM_SCALARS[dtype])
+    if a.ndim == 2:  # (apart: the small products of eager steps pay each view, 0.3 us)
+        (a_flat, a_transposed), (b_flat, b_transposed) = _stored(a), _stored(b)
+        layout = _matmul_layout(1, *out_shape, a.shape[1], a_transposed, b_transposed, 0, 0)
+    else:
+        (a_flat, a_transposed, a_stride), (b_flat, b_transposed, b_stride) = \
+            _stored_batch(a), _stored_batch(b)
+        layout = _matmul_layout(*out_shape, a.shape[2], a_transposed, b_transposed, a_stride,
+                                b_stride)
+    matmul_kernel(a_flat, b_flat, out.reshape(-1), layout, GEMM_SCALARS[dtype])
     return out
 
 
