@@ -315,6 +315,12 @@ def _linear_layout(x, weight, x_transposed, weight_transposed):
                           1 - weight_transposed, 0, 0)
 
 
+def _linear_operands(x, weight):
+    """The kernels' x, weight and layout for eager arrays of any strides (see `_stored`)."""
+    (x_flat, x_transposed), (weight_flat, weight_transposed) = _stored(x), _stored(weight)
+    return x_flat, weight_flat, _linear_layout(x, weight, x_transposed, weight_transposed)
+
+
 def _linear_differentiable_vjp(node, g, saved):
     x, weight = saved
     need_x, need_weight, need_bias = node.needs
@@ -344,9 +350,8 @@ def _linear_infer(x, weight, bias):
 def _linear_forward(x, weight, bias):
     shape, dtype = _linear_infer(x, weight, bias)
     out = np.empty(shape, dtype)
-    (x_flat, x_transposed), (weight_flat, weight_transposed) = _stored(x), _stored(weight)
-    linear_kernel(x_flat, weight_flat, bias, out.reshape(-1),
-                  _linear_layout(x, weight, x_transposed, weight_transposed), GEMM_SCALARS[dtype])
+    x_flat, weight_flat, layout = _linear_operands(x, weight)
+    linear_kernel(x_flat, weight_flat, bias, out.reshape(-1), layout, GEMM_SCALARS[dtype])
     return out
 
 
@@ -357,11 +362,10 @@ def _linear_vjp(node, g):
     grad_x = np.empty(x.shape if need_x else 0, g.dtype)
     grad_weight = np.empty(weight.shape if need_weight else 0, g.dtype)
     grad_bias = np.empty(weight.shape[0] if need_bias else 0, g.dtype)
-    (x_flat, x_transposed), (weight_flat, weight_transposed) = _stored(x), _stored(weight)
-    linear_vjp_kernel(np.ascontiguousarray(g).reshape(-1), x_flat, weight_flat, grad_x.reshape(-1),
-                      grad_weight.reshape(-1), grad_bias, need_x, need_weight, need_bias,
-                      _linear_layout(x, weight, x_transposed, weight_transposed),
-                      GEMM_SCALARS[g.dtype])
+    x_flat, weight_flat, layout = _linear_operands(x, weight)
+    linear_vjp_kernel(np.ascontiguousarray(g).reshape(-1), x_flat, weight_flat,
+                      grad_x.reshape(-1), grad_weight.reshape(-1), grad_bias, need_x,
+                      need_weight, need_bias, layout, GEMM_SCALARS[g.dtype])
     return (grad_x if need_x else None, grad_weight if need_weight else None,
             grad_bias if need_bias else None)
 
