@@ -25,6 +25,18 @@ class Eager:
     def run_pending(self):
         """Run every pending op."""
 
+    def take_unread(self, tensor):
+        """For an in-place write into `tensor`: a new tensor that takes over its value, if
+        that value is still to come and nothing but `tensor` will ever read it (no op, view
+        or hook), leaving `tensor` empty to take the result of the out-of-place op instead
+        (`give`); else None, and the write must go into tensor's memory."""
+        return None
+
+    def give(self, source, tensor):
+        """`tensor`, left empty by `take_unread`, takes the value of `source` (pending or
+        not); `source` is left empty."""
+        raise AssertionError("only a deferring mode empties a tensor")
+
     def pending_children(self, node):
         """The nodes the input gradients of pending op `node` will go to (its
         `next_functions`), without running it."""

@@ -4,13 +4,14 @@ in-place form of an out-of-place function (`inplace_form`: `add_` from `add`), a
 
 An in-place op computes its result out of place, on a snapshot of the target when autograd
 records it, then copies the result into the target's memory and moves the target to the
-result's place in the graph.
+result's place in the graph. In deferred mode, a target whose value is still to come and
+that nothing else reads has no memory to write: it becomes the result (`_rewrite_unread`).
 """
 import math
 
 import numpy as np
 
-from .._core import dtype as _dtype, tracing as _tracing
+from .._core import dtype as _dtype, mode as _mode, tracing as _tracing
 from ..autograd import graph
 from ..autograd.grad_mode import state as _grad_state
 from ..ops import PRIMITIVES
@@ -97,15 +98,19 @@ def snapshot(target):
     return before
 
 
-def write_back(target, result):
-    """Finish an in-place op: copy `result` into `target`'s memory, adopt its graph node."""
+def check_result(target, result):
+    """PyTorch's errors for an in-place result that does not fit its target."""
     if result.shape != target.shape:
         raise RuntimeError(f"output with shape {list(target.shape)} doesn't match the broadcast "
                            f"shape {list(result.shape)}")
-    if result._data.dtype != target._data.dtype and \
-            not _dtype.can_cast(result.dtype, target.dtype):
+    if result.dtype != target.dtype and not _dtype.can_cast(result.dtype, target.dtype):
         raise RuntimeError(f"result type {result.dtype.scalar_type} can't be cast to the "
                            f"desired output type {target.dtype.scalar_type}")
+
+
+def write_back(target, result):
+    """Finish an in-place op: copy `result` into `target`'s memory, adopt its graph node."""
+    check_result(target, result)
     base = target._base
     if base is not None and _grad_state.enabled and (base._requires_grad or result._requires_grad):
         positions = positions_in(base._data, target._data)
@@ -145,6 +150,10 @@ def inplace_form(function, saves_input=True):
     `saves_input=False` says that the node of `function` never saves `input` (relu's reads
     its result)."""
     def in_place(input, *args, **kwargs):
+        if input._pending is not None and _grad_state.enabled:
+            written = _rewrite_unread(input, function, args, kwargs)
+            if written is not None:
+                return written
         check_inplace(input)
         check_overlap(input._data, args, kwargs)
         # When autograd records the call (any argument requires grad), the function runs on
@@ -154,6 +163,36 @@ def inplace_form(function, saves_input=True):
         return write_back(input, function(source, *args, **kwargs))
     in_place.__name__ = function.__name__ + "_"
     return in_place
+
+
+def _rewrite_unread(target, function, args, kwargs):
+    """Deferred mode's in-place op on a tensor whose value is still to come and that nothing
+    else reads (`mode.active.take_unread`), such as the convolution's output that
+    `nn.ReLU(inplace=True)` rectifies or a residual block's `out += identity`. No memory is
+    written: `target` becomes the result of `function` on its old value, an op that defers
+    too, so that a training step with such writes stays one graph, which can be fused. None
+    where the write must go into memory (the caller then makes it)."""
+    if any(arg is target for arg in args) or any(arg is target for arg in kwargs.values()):
+        return None  # (x += x: the operand is the target)
+    before = _mode.active.take_unread(target)
+    if before is None:
+        return None
+    try:
+        result = function(before, *args, **kwargs)
+        check_result(before, result)
+    except BaseException:
+        _mode.active.give(before, target)  # nothing is lost: the target keeps its value
+        raise
+    if result.dtype != before.dtype:
+        # A result cast into the target keeps its own node (AddBackward0, not a cast's):
+        # the write goes into memory, and this result is dropped (nothing has read it).
+        _mode.active.give(before, target)
+        return None
+    _mode.active.give(result, target)
+    target._version_counter[0] += 1
+    if result.grad_fn is not None:
+        graph.adopt(target, result)
+    return target
 
 
 def fill_(input, value, grad_fn_name=None):

@@ -268,8 +268,15 @@ def adopt(tensor, result):
     retained = tensor.grad_fn is not None and output_edge(tensor)._retained is not None
     if retained:
         output_edge(tensor)._retained = None
-    tensor.grad_fn = result.grad_fn
+    node = tensor.grad_fn = result.grad_fn
     tensor._requires_grad = True
+    # PyTorch's in-place op writes its result into tensor's memory, so a node that saved
+    # the result (relu_'s) sees later writes into tensor: its backward must raise then.
+    if node._saved_versions:
+        written, counter = result._version_counter, tensor._version_counter
+        node._saved_versions = [(i, counter, counter[0]) if saved is written else
+                                (i, saved, version)
+                                for i, saved, version in node._saved_versions]
     if retained:
         output_edge(result)._retained = weakref.ref(tensor)
 

@@ -24,12 +24,16 @@ do not know that it exists.
 
 NOTE: a pending op reads its inputs when it runs. Every in-place write nbgrad makes
 (in-place ops, optimizer steps, `load_state_dict`, `.data = `) first runs all pending ops
-(`nbgrad._core.mode.run_pending`), so they see the values they were called with.
+(`nbgrad._core.mode.run_pending`), so they see the values they were called with. The
+exception writes no memory: an in-place op on a pending tensor that nothing else reads
+(`take_unread`: `nn.ReLU(inplace=True)` after a convolution, `out += identity`) makes that
+tensor the pending result of the out-of-place op, so that such a step can still be fused.
 `.numpy()` and `np.asarray(tensor)` do the same before they hand an array out. A write
 nbgrad cannot see, into a NumPy array that already shares memory with an input
 (`from_numpy`), made between an op and the first read of its result, is seen by the op.
 `NBGRAD_DEFERRED=0` (or `nbgrad.fuse.deferred.enabled = False`) runs every op at once.
 """
+import itertools
 import math
 import os
 import threading
@@ -232,6 +236,46 @@ class Deferred(mode.Eager):
 
     def run_pending(self):
         realize_all()
+
+    def take_unread(self, tensor):
+        pending = tensor._pending
+        if pending is None or type(pending) is PendingWrite or tensor._base is not None or \
+                tensor._hooks or tensor._grad is not None or tracing.current is not None or \
+                threading.get_ident() != THREAD:
+            return None
+        prim, node = pending.prim, pending.node
+        # NOTE: a node that saved the value (its own result: exp's, relu's) must see the
+        # write, as PyTorch's "modified by an inplace operation" error at backward.
+        if prim.view or "out" in prim.save or node._pre_hooks or node._retained is not None:
+            return None
+        ops, position = tape.ops, pending.position
+        if position >= len(ops) or ops[position] is not pending:
+            return None  # left pending by a forward that raised
+        for later in itertools.islice(ops, position + 1, None):
+            for each in later.inputs:
+                if each is tensor:
+                    return None  # an op that reads the value before the write
+        before = Tensor.__new__(Tensor)
+        before._grad = None
+        before.grad_fn = node
+        before._requires_grad = tensor._requires_grad
+        before._accumulator = None
+        before._hooks = None
+        before._base = None
+        before._version_counter = [tensor._version_counter[0]]
+        self.give(tensor, before)
+        return before
+
+    def give(self, source, tensor):
+        pending = source._pending
+        if pending is None:
+            tensor._data = source._data
+            tensor._pending = None
+            del source._data
+        else:
+            tensor._pending = pending
+            pending.output = weakref.ref(tensor)
+        source._pending = None
 
     def pending_children(self, node):
         # NOTE: a scan of the tape: inspecting a pending graph is rare, and a map from nodes

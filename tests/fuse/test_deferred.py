@@ -696,6 +696,175 @@ def test_requires_grad_set_after_a_deferred_op():
 
 
 # ---------------------------------------------------------------------------------------------
+# 5b. In-place ops on deferred intermediates: `nn.ReLU(inplace=True)`, `out += identity`.
+# An in-place op on a pending tensor that nothing else reads writes no memory: the tensor
+# becomes the deferred result of the out-of-place op (`inplace._rewrite_unread`). Where
+# something reads the old value (an op, a view, a hook, the node that made it), the write
+# goes into memory, as eager's. Either way a user sees eager's and torch's values, gradients,
+# versions and errors.
+# ---------------------------------------------------------------------------------------------
+
+def residual_steps_with_inplace_ops(lib):
+    """A small residual CNN written as torchvision writes its blocks (ReLU(inplace=True)
+    after a convolution and batch norm, `out += identity`), trained with SGD."""
+    rng = np.random.default_rng(7)
+    F = lib.nn.functional
+
+    def param(*shape):
+        return lib.tensor(rng.standard_normal(shape).astype(np.float32) * 0.3, requires_grad=True)
+
+    params = w1, w2, gamma, beta, fc, bias = param(4, 1, 3, 3), param(4, 4, 3, 3), param(4), \
+        param(4), param(3, 64), param(3)
+    mean, var = lib.zeros(4), lib.ones(4)
+    x = lib.tensor(rng.standard_normal((2, 1, 4, 4)).astype(np.float32))
+    y = lib.tensor([0, 2])
+    records = []
+    for _ in range(STEPS):
+        for p in params:
+            p.grad = None
+        h = F.relu(F.conv2d(x, w1, padding=1), inplace=True)
+        out = F.batch_norm(F.conv2d(h, w2, padding=1), mean, var, gamma, beta, training=True)
+        out += h
+        out = F.relu(out, inplace=True)
+        loss = F.cross_entropy(F.linear(out.flatten(1), fc, bias), y)
+        loss.backward()
+        records.append({"loss": snap(loss), "out": snap(out), "h": snap(h),
+                        "running_mean": snap(mean), "running_var": snap(var),
+                        **{f"grad{i}": snap(p.grad) for i, p in enumerate(params)}})
+        with lib.no_grad():
+            for p in params:
+                p -= 0.1 * p.grad
+    return records
+
+
+def test_inplace_relu_and_residual_add_are_fused(fused_runs):
+    run_everywhere(residual_steps_with_inplace_ops)
+    assert fused_runs["runs"] == expected_fused_runs(STEPS)
+
+
+def _relu_(lib, x, w):
+    y = x * 2
+    return y.relu_()
+
+
+def _leaky_relu_(lib, x, w):
+    return lib.nn.functional.leaky_relu(x * w, 0.1, inplace=True)
+
+
+def _iadd(lib, x, w):
+    y = x * 2
+    y += w
+    return y
+
+
+def _mul_saving_its_input(lib, x, w):
+    return (x + 1).mul_(w)
+
+
+def _cast_back(lib, x, w):
+    y = x * 2
+    y += w.double()
+    return y
+
+
+def _read_before_the_write(lib, x, w):
+    y = x * 2
+    z = y * w
+    y.relu_()
+    return y + z
+
+
+def _view_before_the_write(lib, x, w):
+    y = x * w
+    v = y.view(3, 1)
+    y.add_(1.0)
+    return v.flatten() * y
+
+
+def _operand_is_the_target(lib, x, w):
+    y = x * w
+    y += y
+    return y
+
+
+def _made_by_a_node_that_saves_it(lib, x, w):
+    return x.exp().mul_(2.0)  # exp's node saves its result: backward raises
+
+
+def _written_twice(lib, x, w):
+    return (x * w).relu_().add_(1.0)  # relu's node saves its result: backward raises
+
+
+def _written_without_grad(lib, x, w):
+    y = x * w
+    with lib.no_grad():
+        y.mul_(3.0)
+    return y
+
+
+def _broadcast_larger_than_the_target(lib, x, w):
+    y = x * w
+    try:
+        y += lib.ones(2, 3)
+    except RuntimeError as error:
+        assert "doesn't match the broadcast shape" in str(error)
+    return y  # (unchanged: nothing is lost)
+
+
+def _hooked(lib, x, w):
+    y = x * w
+    y.register_hook(lambda g: g * 3)
+    return y.relu_()
+
+
+def _retained(lib, x, w):
+    y = x * w
+    y.retain_grad()
+    return y.relu_()
+
+
+REWRITTEN = [_relu_, _leaky_relu_, _iadd, _mul_saving_its_input]
+WRITTEN_IN_MEMORY = [_cast_back, _read_before_the_write, _view_before_the_write, _operand_is_the_target,
+                     _made_by_a_node_that_saves_it, _written_twice, _written_without_grad,
+                     _broadcast_larger_than_the_target, _hooked, _retained]
+
+
+def inplace_on_an_intermediate(lib, case):
+    x = lib.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    w = lib.tensor([1.5, 2.0, -0.5], requires_grad=True)
+    y = case(lib, x, w)
+    record = {"y": snap(y), "version": np.array(y._version)}
+    try:
+        (y * y).sum().backward()
+        record.update({"x.grad": snap(x.grad), "w.grad": snap(w.grad)})
+        if y.retains_grad:
+            record["y.grad"] = snap(y.grad)
+    except RuntimeError as error:
+        assert MODIFIED in str(error)
+        record["raised"] = np.array(1)
+    return [record], type(y.grad_fn).__name__
+
+
+@pytest.mark.parametrize("case", REWRITTEN + WRITTEN_IN_MEMORY, ids=lambda case: case.__name__)
+def test_inplace_on_an_intermediate_is_eagers(case):
+    deferred_records, deferred_name = inplace_on_an_intermediate(nbgrad, case)
+    with deferral_off():
+        eager_records, eager_name = inplace_on_an_intermediate(nbgrad, case)
+    torch_records, torch_name = inplace_on_an_intermediate(torch, case)
+    assert_steps(deferred_records, eager_records, "deferred vs eager nbgrad")
+    assert_steps(deferred_records, torch_records, "deferred nbgrad vs torch")
+    assert deferred_name == eager_name == torch_name
+
+
+@pytest.mark.parametrize("case", REWRITTEN, ids=lambda case: case.__name__)
+def test_inplace_on_an_unread_intermediate_stays_deferred(case):
+    x = nbgrad.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    w = nbgrad.tensor([1.5, 2.0, -0.5], requires_grad=True)
+    y = case(nbgrad, x, w)
+    assert deferred.is_deferred(y) and y.dtype == nbgrad.float32
+
+
+# ---------------------------------------------------------------------------------------------
 # 6. Hooks and retain_grad (eager fallback).
 # ---------------------------------------------------------------------------------------------
 
