@@ -230,8 +230,13 @@ class Tensor:
 
     def is_contiguous(self, memory_format=None):
         meta = _meta(self)
-        # A deferred result is not computed yet; it will be a new C-contiguous array.
-        return not isinstance(meta, np.ndarray) or meta.flags.c_contiguous
+        if not isinstance(meta, np.ndarray):
+            # A deferred result will be a new C-contiguous array, unless its op makes a view
+            # (a transpose, an expand), whose layout is its input's: it runs now.
+            if not getattr(getattr(meta, "prim", None), "view", False):
+                return True
+            meta = self._data
+        return meta.flags.c_contiguous
 
     def is_floating_point(self):
         return self.dtype.is_floating_point

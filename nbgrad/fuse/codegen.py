@@ -142,9 +142,15 @@ class Emitter:
 
     def define(self, array, expression):
         """A local variable (a view) computed inside the fused function."""
+        name = self.names[id(array)] = self.local_view(expression)
+        return name
+
+    def local_view(self, expression):
+        """A local view bound to no traced array, which may be strided (a transpose, a
+        broadcast): `elementwise` reads it at its own shape, without reshaping it (Numba
+        reshapes only contiguous arrays)."""
         name = self.new_name("view")
         self.emit(f"{name} = {expression}")
-        self.names[id(array)] = name
         self._views[name] = expression
         return name
 
@@ -307,6 +313,8 @@ class Emitter:
                 (1,) * (rank - len(operand_shape)) + tuple(operand_shape)
             if variable in loop["written"]:
                 read = loop["written"][variable]
+            elif variable in strided and tuple(operand_shape) == padded_shape:
+                read = f"{variable}[{index}]"
             elif math.prod(operand_shape) == 1:
                 read = self.new_name("s")
                 preamble.append(f"    {read} = {variable}.reshape(1)[0]")
@@ -478,11 +486,62 @@ def _update_runs(events):
     return runs
 
 
+def _arrays_in(values):
+    for value in values:
+        if isinstance(value, np.ndarray):
+            yield value
+        elif isinstance(value, (tuple, list)):
+            yield from _arrays_in(value)
+
+
+def _reads(event):
+    if type(event) is OpEvent:
+        return list(_arrays_in(event.arrays))
+    if type(event) is VjpEvent:
+        return list(_arrays_in((event.output_grad, *event.node.saved)))
+    if type(event) is UpdateEvent:
+        return list(_arrays_in((event.param._data, event.grad,
+                                *(None if t is None else t._data for t in event.state))))
+    return list(_arrays_in((event.value,)))
+
+
+def _writes(event):
+    if type(event) is OpEvent:
+        return [event.out] if any(event.out is array for array in event.arrays) else []
+    if type(event) is UpdateEvent:
+        return list(_arrays_in((event.param._data,
+                                *(None if t is None else t._data for t in event.state))))
+    if type(event) is VjpEvent:
+        return []
+    return [event.array]
+
+
+def _refuse_stale_copies(events):
+    """Refuse a step in which a write into memory that a copied view (`copies_view`: a
+    transpose or broadcast, a copy in fused code and a view in eager) shares is followed by
+    a read of that memory: eager's view would see the write, the fused copy would not (or,
+    for a write into the copy, its source would not). Reading a view of a parameter in the
+    forward and updating the parameter at the end is the common case, and fuses."""
+    copies = []
+    for position, event in enumerate(events):
+        for written in _writes(event):
+            for copy in copies:
+                if np.may_share_memory(written, copy) and any(
+                        np.may_share_memory(read, copy)
+                        for later in events[position + 1:] for read in _reads(later)):
+                    raise Unfusable(f"a write into the memory of a transposed or expanded view "
+                                    f"of shape {tuple(copy.shape)} that the step reads after it "
+                                    f"(fused code copies such views)")
+        if type(event) is OpEvent and getattr(event.prim.fuse, "copies_view", False):
+            copies.append(event.out)
+
+
 def generate(tracer, outputs, fresh=()):
     """(source, emitter, arena layout, names of the output buffers) of the fused function
     for `tracer`'s events. The function returns nothing: the caller copies the outputs
     out of their buffers (cheaper than Numba boxing new arrays), except arrays in `fresh`,
     which the caller passes in new on each call."""
+    _refuse_stale_copies(tracer.events)
     em = Emitter(tracer, fresh)
     for event in _update_runs(tracer.events):
         if isinstance(event, list):

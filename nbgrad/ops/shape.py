@@ -49,6 +49,42 @@ class _ReshapeFusion:
         em.define(input_grads[0], f"{em.ref(g)}.reshape({input_grads[0].shape!r})")
 
 
+class _CopiedViewFusion:
+    """permute (transpose, .T, .mT) and expand: a copy in the fused step, where fused rules
+    read C-contiguous arrays. NOTE: a copy does not see a later write into the memory it
+    was copied from, as eager's view does: the code generator refuses a step that reads
+    such a view after a write into its memory (`codegen`: `copies_view`)."""
+    copies_view = True
+
+    def __init__(self, permutes):
+        self.permutes = permutes
+
+    @staticmethod
+    def _copy(em, source, source_shape, out):
+        name = em.out(out)
+        em.elementwise("a", {"a": (source, source_shape)}, name, out.shape, name)
+
+    def forward(self, em, arrays, params, out):
+        x = arrays[0]
+        if self.permutes and x.ndim > 1:
+            view = em.local_view(f"{em.ref(x)}.transpose({tuple(params['dims'])!r})")
+            self._copy(em, view, out.shape, out)
+        else:  # (elementwise broadcasts x)
+            self._copy(em, em.ref(x), x.shape, out)
+
+    def vjp(self, em, node, g, input_grads):
+        # expand's gradient is g (the engine sums it back to the input's shape); permute's is
+        # g in the inverse order.
+        if input_grads[0] is None or input_grads[0] is g:
+            return
+        if g.ndim < 2:
+            self._copy(em, em.ref(g), g.shape, input_grads[0])
+            return
+        inverse = tuple(int(d) for d in np.argsort(node.params["dims"]))
+        view = em.local_view(f"{em.ref(g)}.transpose({inverse!r})")
+        self._copy(em, view, input_grads[0].shape, input_grads[0])
+
+
 def _reshape(x, shape):
     try:
         return x.reshape(shape)
@@ -71,10 +107,12 @@ PRIMS = {
                               fuse=_ReshapeFusion()),
     "permute": view_primitive("permute", "PermuteBackward0", lambda x, dims: x.transpose(dims),
                               lambda g, node: g.transpose(np.argsort(node.params["dims"])),
+                              fuse=_CopiedViewFusion(permutes=True),
                               differentiable_undo=lambda g, node: g.permute(
                                   tuple(np.argsort(node.params["dims"])))),
     # The engine sums a gradient back to the input's shape, so expand's VJP is the identity.
-    "expand": view_primitive("expand", "ExpandBackward0", _expand, lambda g, node: g),
+    "expand": view_primitive("expand", "ExpandBackward0", _expand, lambda g, node: g,
+                             fuse=_CopiedViewFusion(permutes=False)),
 }
 
 

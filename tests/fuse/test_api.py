@@ -238,6 +238,73 @@ def test_op_without_fused_rule_falls_back():
     assert pair.compiled.stats["fused_calls"] == 0 and pair.compiled.stats["eager_calls"] == 4
 
 
+def test_transposed_and_expanded_views_fuse():
+    """nn.Linear(bias=False) and `x @ w.T` transpose a parameter, a bias added through
+    expand: permute and expand are copies in fused code (their eager results are views), and
+    a step that updates the parameter after reading the copy is the common case."""
+    def build():
+        first = nn.Linear(16, 12, bias=False)
+        w = nn.Parameter(nbgrad.randn(5, 12) * 0.1)
+        b = nn.Parameter(nbgrad.zeros(1, 5))
+        params = [first.weight, w, b]
+        return params, optim.SGD(params, lr=0.05, momentum=0.9)
+
+    def make_step(s):
+        first, w, b = s.params
+
+        def step(x, y):
+            s.opt.zero_grad()
+            h = F.linear(x, first).relu()
+            logits = h @ w.T + b.expand(x.shape[0], 5)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    rng = np.random.default_rng(11)
+    pair = Pair(build, make_step)
+    for _ in range(4):
+        pair(*classification_batch(rng, 8, 16, 5))
+    assert pair.compiled.stats["fused_calls"] == 3 and pair.compiled.stats["eager_calls"] == 1
+
+
+@pytest.mark.parametrize("write", ["into the source", "into the view"])
+def test_a_transposed_view_read_after_a_write_into_its_memory_runs_eagerly(write):
+    """Eager's transpose is a view that sees a later write into its memory; fused code's copy
+    would not (nor would the source see a write into the copy): such a step runs eagerly."""
+    def build():
+        w = nn.Parameter(nbgrad.randn(6, 4))
+        return [w], optim.SGD([w], lr=0.1)
+
+    def make_step(s):
+        (w,) = s.params
+
+        def step(x):
+            s.opt.zero_grad()
+            h = x * 2.0
+            t = h.t()
+            if write == "into the source":
+                h.mul_(3.0)
+            else:
+                t.add_(1.0)
+            loss = (t @ w).pow(2).sum() + h.sum()
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    rng = np.random.default_rng(12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pair = Pair(build, make_step)
+        for _ in range(3):
+            pair(nbgrad.tensor(rng.standard_normal((6, 4)).astype(np.float32)))
+    messages = nbgrad_warnings(caught)
+    assert len(messages) == 1 and "transposed or expanded view" in messages[0], messages
+    assert pair.compiled.stats["fused_calls"] == 0
+
+
 @pytest.mark.parametrize("loss_of", ["sum", "sum_plus_penalty"])
 def test_gradient_summed_to_a_parameter_of_lower_rank(loss_of):
     """x (3, 4) * w (4,): w's gradient is the (3, 4) product summed down to (4,) (the fused

@@ -742,6 +742,36 @@ def test_inplace_relu_and_residual_add_are_fused(fused_runs):
     assert fused_runs["runs"] == expected_fused_runs(STEPS)
 
 
+def transposed_parameters_steps(lib):
+    """nn.Linear(bias=False) and `h @ w.T` transpose a parameter (permute, deferred too), a
+    bias broadcast with expand; SGD by hand."""
+    rng = np.random.default_rng(8)
+    F = lib.nn.functional
+    w1 = lib.tensor(rng.standard_normal((8, 4)).astype(np.float32) * 0.5, requires_grad=True)
+    w2 = lib.tensor(rng.standard_normal((3, 8)).astype(np.float32) * 0.5, requires_grad=True)
+    b = lib.tensor(np.zeros((1, 3), np.float32), requires_grad=True)
+    x = lib.tensor(rng.standard_normal((5, 4)).astype(np.float32))
+    y = lib.tensor([0, 2, 1, 1, 0])
+    records = []
+    for _ in range(STEPS):
+        for p in (w1, w2, b):
+            p.grad = None
+        h = F.linear(x, w1).relu()
+        loss = F.cross_entropy(h @ w2.T + b.expand(5, 3), y)
+        loss.backward()
+        records.append({"loss": snap(loss), "w1.grad": snap(w1.grad), "w2.grad": snap(w2.grad),
+                        "b.grad": snap(b.grad)})
+        with lib.no_grad():
+            for p in (w1, w2, b):
+                p -= 0.1 * p.grad
+    return records
+
+
+def test_transposed_parameters_are_fused(fused_runs):
+    run_everywhere(transposed_parameters_steps)
+    assert fused_runs["runs"] == expected_fused_runs(STEPS)
+
+
 def _relu_(lib, x, w):
     y = x * 2
     return y.relu_()
@@ -1117,6 +1147,21 @@ def _has_array(tensor):
     except AttributeError:
         return False
     return True
+
+
+def test_a_deferred_transpose_has_the_layout_of_a_view():
+    """permute and expand defer (they have fused rules), and their results are views, not new
+    contiguous arrays: contiguity, view() and contiguous() answer as torch's."""
+    for lib in (nbgrad, torch):
+        w = lib.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3), requires_grad=True)
+        t = (w * 2).t()
+        if lib is nbgrad:
+            assert deferred.is_deferred(t)
+        assert not t.is_contiguous(), lib.__name__
+        with pytest.raises(RuntimeError, match="view size is not compatible"):
+            t.view(-1)
+        assert type(t.contiguous().grad_fn).__name__ == "CloneBackward0", lib.__name__
+        assert not (w * 2).expand(4, 2, 3).is_contiguous(), lib.__name__
 
 
 def test_deferred_op_has_no_array_until_read():

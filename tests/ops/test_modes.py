@@ -281,7 +281,7 @@ NO_FUSED_RULE = {
     "prod", "all", "any", "vector_norm",  # reductions (all/any give no gradient)
     "argsort", "topk_indices",  # sorting: indices (the values are a `take`)
     "histc", "histogram_bin_edges", "histogram",  # histograms: no gradient
-    "permute", "expand", "basic_index",  # views (transpose, .T, expand, a[1:, ::2])
+    "basic_index",  # a view: a[1:, ::2]
     "take", "index_put", "concat", "embedding",  # gathers and scatters by index, cat/stack
     "scatter_add",  # scatters by index
 }
@@ -299,7 +299,7 @@ FUSED_RULE_LIMITS = {
         "matmul_bmm", "matmul_3d_2d", "matmul_bcast_batch", "matmul_bcast_1", "matmul_1d_3d",
         "matmul_3d_1d", "matmul_2d_3d", "matmul_empty_contract_3d_2d",
         "matmul_empty_contract_bmm", "matmul_empty_contract_3d_1d",
-        "matmul_empty_contract_2d_3d", "einsum_bmm"},
+        "matmul_empty_contract_2d_3d", "einsum_bmm", "linear_3d", "einsum_ellipsis_bcast"},
     "unreduced, mixed-dtype or empty loss": {"mse_loss_none", "l1_loss_none", "bce_logits_none"},
     "nll_loss with reduction='none'": {"nll_loss_none", "cross_entropy_none"},
     "loss weights": {"bce_none_weight", "bce_logits_weight_pos_weight"},
