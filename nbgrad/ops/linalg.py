@@ -236,37 +236,54 @@ def grad_fn_name(a_ndim, b_ndim):
 
 
 class _MatmulFusion:
-    """1-D and 2-D products as the eager kernel's, into preallocated buffers; batched ones stay
-    eager."""
+    """Products as the eager kernel's, into preallocated buffers: 1-D and 2-D operands, and
+    batches where each operand's batch is the whole broadcast batch or a single matrix
+    (x (B, S, in) @ w.T, bmm); in a fused step every operand is a C-ordered buffer."""
 
     @staticmethod
-    def _matrices(a, b):
-        if a.ndim > 2 or b.ndim > 2 or a.dtype.kind != "f":
+    def _plan(a, b):
+        """(batch count, m, n, k, a's batch stride, b's) of a @ b."""
+        if a.dtype.kind != "f":
             raise Unfusable("batched or integer matmul")
-        return (a.shape if a.ndim == 2 else (1, a.shape[0]),
-                b.shape if b.ndim == 2 else (b.shape[0], 1))
+        batch = _plan(a.shape, b.shape, a.dtype, b.dtype)[1]
+        (m, k), (_, n) = a.shape[-2:] if a.ndim > 1 else (1, a.shape[0]), \
+            b.shape[-2:] if b.ndim > 1 else (b.shape[0], 1)
+        strides = []
+        for own, size in ((a.shape[:-2], m * k), (b.shape[:-2], k * n)):
+            if math.prod(own) == 1:
+                strides.append(0)  # one matrix for the whole batch
+            elif (1,) * (len(batch) - len(own)) + tuple(own) == batch:
+                strides.append(size)
+            else:
+                raise Unfusable("batched or integer matmul")  # (both operands broadcast)
+        return math.prod(batch), m, n, k, *strides
 
     @staticmethod
-    def _emit(em, a, b, out, m, n, k, a_transposed, b_transposed):
-        """out (m, n) = op(a) @ op(b), all C-ordered buffers (see matmul_kernel)."""
+    def _emit(em, a, b, out, layout):
+        """out = op(a) @ op(b) for each matrix of the batch, all C-ordered buffers (see
+        matmul_kernel)."""
+        count, m, n = layout[:3]
+        if out.size != count * m * n:
+            raise Unfusable("batched or integer matmul")
         em.blas()
-        layout = _matmul_layout(1, m, n, k, a_transposed, b_transposed, 0, 0)
         em.emit(f"{em.kernel(matmul_kernel)}({em.ref(a)}.reshape({a.size}), "
                 f"{em.ref(b)}.reshape({b.size}), {em.out(out)}.reshape({out.size}), "
-                f"{em.constant(layout)}, {em.constant(GEMM_SCALARS[out.dtype])})")
+                f"{em.constant(_matmul_layout(*layout))}, "
+                f"{em.constant(GEMM_SCALARS[out.dtype])})")
 
     def forward(self, em, arrays, params, out):
         a, b = arrays
-        (m, k), (_, n) = self._matrices(a, b)
-        self._emit(em, a, b, out, m, n, k, 0, 0)
+        count, m, n, k, a_stride, b_stride = self._plan(a, b)
+        self._emit(em, a, b, out, (count, m, n, k, 0, 0, a_stride, b_stride))
 
     def vjp(self, em, node, g, input_grads):
+        # Each gradient has the whole batch (a single matrix's too): the engine sums it back.
         a, b = node.saved
-        (m, k), (_, n) = self._matrices(a, b)
+        count, m, n, k, a_stride, b_stride = self._plan(a, b)
         if input_grads[0] is not None:  # g (m, n) @ b.T (n, k)
-            self._emit(em, g, b, input_grads[0], m, k, n, 0, 1)
+            self._emit(em, g, b, input_grads[0], (count, m, k, n, 0, 1, m * n, b_stride))
         if input_grads[1] is not None:  # a.T (k, m) @ g (m, n)
-            self._emit(em, a, g, input_grads[1], k, n, m, 1, 0)
+            self._emit(em, a, g, input_grads[1], (count, k, n, m, 1, 0, a_stride, m * n))
 
 
 # ---------------------------------------------------------------------------------------

@@ -295,11 +295,7 @@ COMPILE_FALLBACK = {name: f"no fused rule for {', '.join(_unfused(r))}"
 # with eager's results, and says why. Each limit lists the rows that reach it; a listed row
 # that fuses, or falls back for another reason, fails, so the list shrinks as rules grow.
 FUSED_RULE_LIMITS = {
-    "batched or integer matmul": {
-        "matmul_bmm", "matmul_3d_2d", "matmul_bcast_batch", "matmul_bcast_1", "matmul_1d_3d",
-        "matmul_3d_1d", "matmul_2d_3d", "matmul_empty_contract_3d_2d",
-        "matmul_empty_contract_bmm", "matmul_empty_contract_3d_1d",
-        "matmul_empty_contract_2d_3d", "einsum_bmm", "linear_3d", "einsum_ellipsis_bcast"},
+    "batched or integer matmul": {"matmul_bcast_batch"},  # (both operands broadcast)
     "unreduced, mixed-dtype or empty loss": {"mse_loss_none", "l1_loss_none", "bce_logits_none"},
     "nll_loss with reduction='none'": {"nll_loss_none", "cross_entropy_none"},
     "loss weights": {"bce_none_weight", "bce_logits_weight_pos_weight"},
