@@ -73,6 +73,7 @@ class Emitter:
         self.preconditions = []      # (function, expression over the arguments): run in
                                      # Python before each call (see `precondition`)
         self._views = {}             # name of a local view -> its expression (see `define`)
+        self._local_views = set()    # the names of `local_view`s
         self._constants = {}         # id(array) -> (name, array): one name per constant
         self._empties = {}           # (ndim, dtype) -> name of a zero-size buffer (see `empty`)
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
@@ -147,11 +148,12 @@ class Emitter:
 
     def local_view(self, expression):
         """A local view bound to no traced array, which may be strided (a transpose, a
-        broadcast): `elementwise` reads it at its own shape, without reshaping it (Numba
-        reshapes only contiguous arrays)."""
+        slice): `elementwise` reads or writes it at its own shape, without reshaping it
+        (Numba reshapes only contiguous arrays), in a loop nest of its own."""
         name = self.new_name("view")
         self.emit(f"{name} = {expression}")
         self._views[name] = expression
+        self._local_views.add(name)
         return name
 
     def same(self, array, other):
@@ -274,6 +276,14 @@ class Emitter:
         """
         if math.prod(shape) == 0:
             return
+        # NOTE: a loop through a local view (a transpose or slice of a buffer) is a nest of
+        # its own: in a chain, an iteration would read elements of that buffer that a later
+        # iteration writes (y = a + row; y.T).
+        apart = result in self._local_views or any(
+            not isinstance(operand, str) and operand[0] in self._local_views
+            for operand in operands.values())
+        if apart:
+            self._close_loop()
         padded_shape = tuple(shape) if shape else (1,)
         # Without broadcasting, over C-contiguous arrays (not local views or arguments that
         # may be strided), the loop runs over the flat elements: a one-level loop compiles
@@ -324,10 +334,15 @@ class Emitter:
                 read = f"{view}[" + ", ".join(
                     indices[d] if padded[d] != 1 else "0" for d in range(rank)) + "]"
             reads[symbol] = read if len(operand) == 2 else f"np.{operand[2]}({read})"
-        target = self.new_name("o")
-        preamble.append(f"    {target} = {result}.reshape({padded_shape!r})")
+        if result in strided and tuple(shape) == padded_shape:
+            target = result
+        else:
+            target = self.new_name("o")
+            preamble.append(f"    {target} = {result}.reshape({padded_shape!r})")
         loop["body"].append(f"{target}[{index}] = {_loops.substitute(body, reads)}")
         loop["written"][result] = f"{target}[{index}]"
+        if apart:
+            self._close_loop()
 
     def _close_loop(self):
         loop, self._loop = self._loop, None

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from .primitive import Primitive, register
-from .shape import copy_into, flat_contiguous, view_primitive
+from .shape import copy_into, flat_contiguous, index_source, view_primitive
 
 
 @numba.njit(cache=True)
@@ -177,6 +177,33 @@ def _basic_index(x, index):
     return x[index]
 
 
+class _BasicIndexFusion:
+    """x[1:, ::2], x[:, 0], x[None]: a copy in the fused step, read through the view (see
+    shape._CopiedViewFusion: a step that reads it after a write into its memory runs
+    eagerly); its gradient, zeros with g copied into the view's place."""
+    copies_view = True
+
+    def forward(self, em, arrays, params, out):
+        x = arrays[0]
+        where = f"{em.ref(x)}[{index_source(params['index'], x.shape)}]"
+        name = em.out(out)
+        # (an index that picks one element reads a number)
+        em.elementwise("a", {"a": where if out.ndim == 0 else (em.local_view(where), out.shape)},
+                       name, out.shape, name)
+
+    def vjp(self, em, node, g, input_grads):
+        grad = input_grads[0]
+        if grad is None:
+            return
+        name = em.out(grad)
+        em.elementwise(em.literal(0, grad.dtype), {}, name, grad.shape, name)
+        where = f"{name}[{index_source(node.params['index'], grad.shape)}]"
+        if g.ndim == 0:
+            em.emit(f"{where} = {em.ref(g)}.reshape(1)[0]")
+        else:
+            em.elementwise("a", {"a": (em.ref(g), g.shape)}, em.local_view(where), g.shape, name)
+
+
 def _basic_index_vjp(g, node):
     shape, dtype = node.input_meta[0]
     result = np.zeros(shape, g.dtype)
@@ -260,7 +287,7 @@ def _put_vjp(node, g):
 
 PRIMS = {
     "basic_index": view_primitive("basic_index", "SliceBackward0", _basic_index,
-                                  _basic_index_vjp,
+                                  _basic_index_vjp, fuse=_BasicIndexFusion(),
                                   differentiable_undo=_basic_index_differentiable_vjp),
     "take": register(Primitive("take", "IndexBackward0", _take_infer, _take_forward,
                                _take_vjp, differentiable_vjp=_take_differentiable_vjp)),

@@ -49,6 +49,28 @@ class _ReshapeFusion:
         em.define(input_grads[0], f"{em.ref(g)}.reshape({input_grads[0].shape!r})")
 
 
+def index_source(index, shape):
+    """A basic index (ints, slices of positive step, None, Ellipsis) of an array of `shape`,
+    as source of the same index in generated Numba code: bounds made concrete, no Ellipsis."""
+    consumed = sum(part is not None and part is not Ellipsis for part in index)
+    parts, dim = [], 0
+    for part in index:
+        if part is None:
+            parts.append("None")
+            continue
+        if part is Ellipsis:
+            parts += [":"] * (len(shape) - consumed)
+            dim += len(shape) - consumed
+            continue
+        if isinstance(part, slice):
+            start, stop, step = part.indices(shape[dim])
+            parts.append(f"{start}:{max(start, stop)}:{step}")
+        else:
+            parts.append(str(int(part) % shape[dim]))
+        dim += 1
+    return ", ".join(parts) or "..."
+
+
 class _CopiedViewFusion:
     """permute (transpose, .T, .mT) and expand: a copy in the fused step, where fused rules
     read C-contiguous arrays. NOTE: a copy does not see a later write into the memory it
@@ -174,7 +196,45 @@ def _concat_vjp(node, g):
                  for where, needed in zip(_pieces(dim, sizes, stack), node.needs))
 
 
+class _ConcatFusion:
+    """cat/stack: each input copied into its block of the output buffer (a slice of it, in a
+    loop of its own), and each gradient copied out of its block of g."""
+
+    @staticmethod
+    def _blocks(arrays_shapes, dim, stack, out_shape):
+        """Per input, the source of its block's index into the output, and the block's
+        shape (stacked 0-d inputs: a block of one element)."""
+        sizes = [1 if stack else shape[dim] for shape in arrays_shapes]
+        for shape, where in zip(arrays_shapes, _pieces(dim, sizes, stack)):
+            if stack and not shape:  # (an int index of a 1-D buffer is a number)
+                start = where[0]
+                yield f"{start}:{start + 1}", (1,)
+            else:
+                yield index_source(where, out_shape), shape
+
+    def forward(self, em, arrays, params, out):
+        name = em.out(out)
+        for array, (where, shape) in zip(arrays, self._blocks(
+                [a.shape for a in arrays], params["dim"], params["stack"], out.shape)):
+            if array.size:
+                block = em.local_view(f"{name}[{where}]")
+                em.elementwise("a", {"a": (em.ref(array), array.shape, out.dtype.name)}, block,
+                               shape, name)
+
+    def vjp(self, em, node, g, input_grads):
+        shapes = [shape for shape, _ in node.input_meta]
+        for grad, (where, shape) in zip(input_grads, self._blocks(
+                shapes, node.params["dim"], node.params["stack"], g.shape)):
+            if grad is None:
+                continue
+            name = em.out(grad)
+            if grad.size:
+                block = em.local_view(f"{em.ref(g)}[{where}]")
+                em.elementwise("a", {"a": (block, shape)}, name, grad.shape, name)
+
+
 # (`_concat_vjp` is made of indexing alone, so on a Tensor `g` it is the differentiable VJP.)
 PRIMS["concat"] = register(Primitive("concat", "CatBackward0", _concat_infer, _concat_forward,
                                      _concat_vjp, differentiable=EVERY_POSITION,
-                                     differentiable_vjp=lambda node, g, saved: _concat_vjp(node, g)))
+                                     differentiable_vjp=lambda node, g, saved: _concat_vjp(node, g),
+                                     fuse=_ConcatFusion()))
