@@ -269,6 +269,36 @@ def test_transposed_and_expanded_views_fuse():
     assert pair.compiled.stats["fused_calls"] == 3 and pair.compiled.stats["eager_calls"] == 1
 
 
+def test_concatenated_branches_and_slices_fuse():
+    """Two branches joined by torch.cat, a stacked pair of losses, slices of the hidden
+    state (x[:, :4], x[:, -1], x[None]), and a 3-D Linear (a batched product): one kernel."""
+    def build():
+        model = nn.ModuleDict({"left": nn.Linear(6, 5), "right": nn.Linear(6, 3, bias=False),
+                               "seq": nn.Linear(4, 2), "head": nn.Linear(8, 4)})
+        return model, optim.Adam(model.parameters(), lr=1e-2)
+
+    def make_step(s):
+        m = s.model
+
+        def step(x, y):
+            s.opt.zero_grad()
+            h = nbgrad.cat([m["left"](x).tanh(), m["right"](x)], dim=1)
+            sequence = m["seq"](h[:, :4].reshape(2, 4, 4)[None])  # (1, 2, 4, 2)
+            logits = m["head"](h) + sequence.sum() * h[:, -1:]
+            losses = nbgrad.stack([F.cross_entropy(logits, y), (sequence ** 2).mean()])
+            loss = losses.sum()
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    rng = np.random.default_rng(13)
+    pair = Pair(build, make_step)
+    for _ in range(4):
+        pair(*classification_batch(rng, 8, 6, 4))
+    assert pair.compiled.stats["fused_calls"] == 3 and pair.compiled.stats["eager_calls"] == 1
+
+
 @pytest.mark.parametrize("write", ["into the source", "into the view"])
 def test_a_transposed_view_read_after_a_write_into_its_memory_runs_eagerly(write):
     """Eager's transpose is a view that sees a later write into its memory; fused code's copy
