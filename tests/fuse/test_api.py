@@ -238,6 +238,12 @@ def test_op_without_fused_rule_falls_back():
     assert pair.compiled.stats["fused_calls"] == 0 and pair.compiled.stats["eager_calls"] == 4
 
 
+def assert_fused_after_the_first_call(pair, rng, features, classes):
+    for _ in range(4):
+        pair(*classification_batch(rng, 8, features, classes))
+    assert pair.compiled.stats["fused_calls"] == 3 and pair.compiled.stats["eager_calls"] == 1
+
+
 def test_transposed_and_expanded_views_fuse():
     """nn.Linear(bias=False) and `x @ w.T` transpose a parameter, a bias added through
     expand: permute and expand are copies in fused code (their eager results are views), and
@@ -251,22 +257,10 @@ def test_transposed_and_expanded_views_fuse():
 
     def make_step(s):
         first, w, b = s.params
+        return standard_step(s, forward=lambda x: F.linear(x, first).relu() @ w.T
+                             + b.expand(x.shape[0], 5))
 
-        def step(x, y):
-            s.opt.zero_grad()
-            h = F.linear(x, first).relu()
-            logits = h @ w.T + b.expand(x.shape[0], 5)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            s.opt.step()
-            return loss
-        return step
-
-    rng = np.random.default_rng(11)
-    pair = Pair(build, make_step)
-    for _ in range(4):
-        pair(*classification_batch(rng, 8, 16, 5))
-    assert pair.compiled.stats["fused_calls"] == 3 and pair.compiled.stats["eager_calls"] == 1
+    assert_fused_after_the_first_call(Pair(build, make_step), np.random.default_rng(11), 16, 5)
 
 
 def test_concatenated_branches_and_slices_fuse():
@@ -280,23 +274,18 @@ def test_concatenated_branches_and_slices_fuse():
     def make_step(s):
         m = s.model
 
-        def step(x, y):
-            s.opt.zero_grad()
+        def forward(x):
             h = nbgrad.cat([m["left"](x).tanh(), m["right"](x)], dim=1)
             sequence = m["seq"](h[:, :4].reshape(2, 4, 4)[None])  # (1, 2, 4, 2)
-            logits = m["head"](h) + sequence.sum() * h[:, -1:]
-            losses = nbgrad.stack([F.cross_entropy(logits, y), (sequence ** 2).mean()])
-            loss = losses.sum()
-            loss.backward()
-            s.opt.step()
-            return loss
-        return step
+            return m["head"](h) + sequence.sum() * h[:, -1:], sequence
 
-    rng = np.random.default_rng(13)
-    pair = Pair(build, make_step)
-    for _ in range(4):
-        pair(*classification_batch(rng, 8, 6, 4))
-    assert pair.compiled.stats["fused_calls"] == 3 and pair.compiled.stats["eager_calls"] == 1
+        def loss_fn(outputs, y):
+            logits, sequence = outputs
+            return nbgrad.stack([F.cross_entropy(logits, y), (sequence ** 2).mean()]).sum()
+
+        return standard_step(s, loss_fn, forward)
+
+    assert_fused_after_the_first_call(Pair(build, make_step), np.random.default_rng(13), 6, 4)
 
 
 @pytest.mark.parametrize("write", ["into the source", "into the view"])
