@@ -64,8 +64,12 @@ def getitem(input, index):
     if Ellipsis not in index:
         # NOTE: a trailing Ellipsis makes NumPy return a 0-d view, not a copied scalar.
         index = index + (Ellipsis,)
+    # The index checked on the array, or for a deferred input on a zero-strided stand-in of
+    # its shape: reading its array would run the tape, and a graph with slices could not fuse.
+    pending = input._pending
     try:
-        input._data[index]
+        (input._data if pending is None else
+         np.broadcast_to(np.zeros((), pending.dtype), pending.shape))[index]
     except IndexError as error:
         raise IndexError(str(error).replace("axis", "dimension")) from None
     return dispatch(PRIMITIVES["basic_index"], (input,), {"index": index},

@@ -329,6 +329,16 @@ def _infer(prim, metas, params, param_items):
     return result
 
 
+def _hashable(value):
+    """`value` (a graph key) with each slice as a tuple: a slice does not hash before Python
+    3.12, and `x[:, 0]` has two among its parameters."""
+    if type(value) is slice:
+        return (slice, value.start, value.stop, value.step)
+    if type(value) is tuple:
+        return tuple(_hashable(each) for each in value)
+    return value
+
+
 def realize(tensor):
     """Run the pending op of `tensor`, and every pending op still on the tape (the tape is
     emptied: it would not be fused now, and must not keep their nodes alive); the array of
@@ -420,8 +430,12 @@ def backward(root, gradient, retain_graph, inputs):
     key = (tuple(tape.key), last.position, tuple(leaves), seed)
     try:
         entry = _graphs.get(key, 0)
-    except TypeError:  # a parameter that is an array (loss weights) has no hash
-        return False
+    except TypeError:
+        try:
+            key = _hashable(key)
+            entry = _graphs.get(key, 0)
+        except TypeError:  # a parameter that is an array (loss weights) has no hash
+            return False
     if entry is None:
         return False
     externals = tape.externals

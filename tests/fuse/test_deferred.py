@@ -772,6 +772,31 @@ def test_transposed_parameters_are_fused(fused_runs):
     assert fused_runs["runs"] == expected_fused_runs(STEPS)
 
 
+def sliced_and_joined_steps(lib):
+    """Slices of a deferred tensor (x[:, 0], x[:, 1:], x[None, 2], x[::2, ::3]: parameters
+    that hold slices, which a graph key turns into tuples) and cat/stack of the pieces."""
+    rng = np.random.default_rng(9)
+    w = lib.tensor(rng.standard_normal((4, 6)).astype(np.float32), requires_grad=True)
+    x = lib.tensor(rng.standard_normal((5, 4)).astype(np.float32))
+    records = []
+    for _ in range(STEPS):
+        w.grad = None
+        h = (x @ w).tanh()
+        first, rest = h[:, 0], h[:, 1:]
+        joined = lib.cat([rest * first[:, None], h[None, 2, 1:]], dim=0)
+        loss = lib.stack([joined.sum(), (first ** 2).mean(), h[::2, ::3].sum()]).sum()
+        loss.backward()
+        records.append({"loss": snap(loss), "w.grad": snap(w.grad), "rest": snap(rest)})
+        with lib.no_grad():
+            w -= 0.1 * w.grad
+    return records
+
+
+def test_slices_and_cat_of_deferred_tensors_are_fused(fused_runs):
+    run_everywhere(sliced_and_joined_steps)
+    assert fused_runs["runs"] == expected_fused_runs(STEPS)
+
+
 def _relu_(lib, x, w):
     y = x * 2
     return y.relu_()
