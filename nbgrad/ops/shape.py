@@ -218,8 +218,9 @@ class _ConcatFusion:
                 [a.shape for a in arrays], params["dim"], params["stack"], out.shape)):
             if array.size:
                 block = em.local_view(f"{name}[{where}]")
-                em.elementwise("a", {"a": (em.ref(array), array.shape, out.dtype.name)}, block,
-                               shape, name)
+                source = (em.ref(array), array.shape) if array.dtype == out.dtype else \
+                    (em.ref(array), array.shape, out.dtype.name)  # (promoted: cat of int, float)
+                em.elementwise("a", {"a": source}, block, shape, name)
 
     def vjp(self, em, node, g, input_grads):
         shapes = [shape for shape, _ in node.input_meta]
