@@ -344,6 +344,11 @@ class Emitter:
         if apart:
             self._close_loop()
 
+    def copy(self, source, target, shape):
+        """Copy `source` (an `elementwise` operand: (variable, shape) broadcast to `shape`,
+        with a dtype name to convert to, or a scalar's source) into variable `target`."""
+        self.elementwise("a", {"a": source}, target, shape, target)
+
     def _close_loop(self):
         loop, self._loop = self._loop, None
         if loop is None:
@@ -451,7 +456,7 @@ def _output_buffer(em, array):
         return name
     em.comment("a returned value, copied into a buffer")
     copy = em.out(np.empty_like(array))
-    em.elementwise("a", {"a": (name, array.shape)}, copy, array.shape, name)
+    em.copy((name, array.shape), copy, array.shape)
     return copy
 
 

@@ -104,11 +104,11 @@ class _SumToFusion:
         for d in range(g.ndim):
             em.emit("    " * d + f"for i{d} in range({g.shape[d]}):")
         em.emit("    " * g.ndim + f"{into} += {source}[{index}]")
-        em.elementwise("a", {"a": summed}, target, shape, target)
+        em.copy(summed, target, shape)
 
     def vjp(self, em, node, g, input_grads):
         (shape, _), = node.input_meta
-        em.elementwise("a", {"a": (em.ref(g), g.shape)}, em.out(input_grads[0]), shape, em.ref(g))
+        em.copy((em.ref(g), g.shape), em.out(input_grads[0]), shape)
 
 
 def _sum_to_differentiable_vjp(node, g, saved):

@@ -188,8 +188,7 @@ class _BasicIndexFusion:
         where = f"{em.ref(x)}[{index_source(params['index'], x.shape)}]"
         name = em.out(out)
         # (an index that picks one element reads a number)
-        em.elementwise("a", {"a": where if out.ndim == 0 else (em.local_view(where), out.shape)},
-                       name, out.shape, name)
+        em.copy(where if out.ndim == 0 else (em.local_view(where), out.shape), name, out.shape)
 
     def vjp(self, em, node, g, input_grads):
         grad = input_grads[0]
@@ -201,7 +200,7 @@ class _BasicIndexFusion:
         if g.ndim == 0:
             em.emit(f"{where} = {em.ref(g)}.reshape(1)[0]")
         else:
-            em.elementwise("a", {"a": (em.ref(g), g.shape)}, em.local_view(where), g.shape, name)
+            em.copy((em.ref(g), g.shape), em.local_view(where), g.shape)
 
 
 def _basic_index_vjp(g, node):

@@ -81,18 +81,13 @@ class _CopiedViewFusion:
     def __init__(self, permutes):
         self.permutes = permutes
 
-    @staticmethod
-    def _copy(em, source, source_shape, out):
-        name = em.out(out)
-        em.elementwise("a", {"a": (source, source_shape)}, name, out.shape, name)
-
     def forward(self, em, arrays, params, out):
         x = arrays[0]
         if self.permutes and x.ndim > 1:
             view = em.local_view(f"{em.ref(x)}.transpose({tuple(params['dims'])!r})")
-            self._copy(em, view, out.shape, out)
+            em.copy((view, out.shape), em.out(out), out.shape)
         else:  # (elementwise broadcasts x)
-            self._copy(em, em.ref(x), x.shape, out)
+            em.copy((em.ref(x), x.shape), em.out(out), out.shape)
 
     def vjp(self, em, node, g, input_grads):
         # expand's gradient is g (the engine sums it back to the input's shape); permute's is
@@ -100,11 +95,11 @@ class _CopiedViewFusion:
         if input_grads[0] is None or input_grads[0] is g:
             return
         if g.ndim < 2:
-            self._copy(em, em.ref(g), g.shape, input_grads[0])
+            em.copy((em.ref(g), g.shape), em.out(input_grads[0]), g.shape)
             return
         inverse = tuple(int(d) for d in np.argsort(node.params["dims"]))
         view = em.local_view(f"{em.ref(g)}.transpose({inverse!r})")
-        self._copy(em, view, input_grads[0].shape, input_grads[0])
+        em.copy((view, input_grads[0].shape), em.out(input_grads[0]), input_grads[0].shape)
 
 
 def _reshape(x, shape):
@@ -220,7 +215,7 @@ class _ConcatFusion:
                 block = em.local_view(f"{name}[{where}]")
                 source = (em.ref(array), array.shape) if array.dtype == out.dtype else \
                     (em.ref(array), array.shape, out.dtype.name)  # (promoted: cat of int, float)
-                em.elementwise("a", {"a": source}, block, shape, name)
+                em.copy(source, block, shape)
 
     def vjp(self, em, node, g, input_grads):
         shapes = [shape for shape, _ in node.input_meta]
@@ -231,7 +226,7 @@ class _ConcatFusion:
             name = em.out(grad)
             if grad.size:
                 block = em.local_view(f"{em.ref(g)}[{where}]")
-                em.elementwise("a", {"a": (block, shape)}, name, grad.shape, name)
+                em.copy((block, shape), name, grad.shape)
 
 
 # (`_concat_vjp` is made of indexing alone, so on a Tensor `g` it is the differentiable VJP.)
