@@ -105,6 +105,16 @@ def _check_gather_pad(input, pairs, mode):
                 raise RuntimeError("Padding value causes wrapping around more than once.")
         if min(out_sizes) < 0:
             raise RuntimeError("Negative padding value is resulting in an empty dimension")
+        for dim, left, right in pairs:
+            # NOTE: a pad longer than what the negative pads leave would wrap more than once
+            # (PyTorch then fails on overlapping copies, or, when nothing is left, returns
+            # uninitialized memory); the gather would index past the input.
+            kept = shape[dim] + min(left, 0) + min(right, 0)
+            if max(left, right) > kept:
+                raise RuntimeError(f"Padding value causes wrapping around more than once: "
+                                   f"padding ({left}, {right}) of dimension {dim} wraps around "
+                                   f"the {kept} element(s) of {shape[dim]} that the negative "
+                                   f"padding leaves")
         return
     if dtype == np.bool_:
         kernel = "reflection" if mode == "reflect" else "replication"

@@ -49,6 +49,20 @@ def test_padding_modules_match_torch():
         _check_against_torch(t_module, n_module, shape)
 
 
+def test_circular_pad_beyond_what_negative_padding_leaves_raises():
+    # PyTorch returns uninitialized memory where nothing is left to wrap around, and fails
+    # on overlapping copies or returns some values where less is left than a pad; the
+    # gather would read past the input.
+    x = nbgrad.arange(4.0).reshape(1, 2, 2)
+    for pads in [(-2, 1), (2, -2), (-1, 2), (1, 1, -2, 1)]:
+        with pytest.raises(RuntimeError, match="wrapping around more than once"):
+            F.pad(x, pads, mode="circular")
+    with pytest.raises(RuntimeError, match="wrapping around more than once"):
+        F.pad(nbgrad.ones(1, 2, 3), (-2, 2), mode="circular")
+    np.testing.assert_array_equal(F.pad(x, (-1, 1), mode="circular").numpy(),
+                                  [[[1, 1], [3, 3]]])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_upsample_modules_match_torch(dtype):
     tol = 1e-5 if dtype == np.float32 else 1e-12
