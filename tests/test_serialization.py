@@ -4,6 +4,7 @@ state dicts; and files that must not load (code in the pickle, truncated or fore
 import io
 import os
 import pickle
+import struct
 import zipfile
 from collections import Counter, OrderedDict
 
@@ -395,6 +396,33 @@ def test_broken_files_get_torch_errors():
         torch_error, nbgrad_error = _errors(data)
         assert type(nbgrad_error) is type(torch_error), name
         assert message in str(nbgrad_error), name
+
+
+def test_damaged_archives_raise_runtime_errors():
+    # What Python's zipfile raises on these (UnicodeDecodeError, NotImplementedError,
+    # zlib.error) comes out as one RuntimeError. PyTorch raises RuntimeError for an unknown
+    # compression method, UnicodeDecodeError for the name, UnpicklingError for the deflate
+    # flag, and loads the file with the version field changed.
+    good = _torch_saved({"x": torch.arange(4.0)})
+    name = next(n for n in zipfile.ZipFile(io.BytesIO(good)).namelist() if n.endswith("data/0"))
+    central = good.index(b"PK\x01\x02")  # the first record's central directory entry
+
+    def with_field(offset, value):
+        data = bytearray(good)
+        data[central + offset:central + offset + 2] = struct.pack("<H", value)
+        return bytes(data)
+
+    cases = {
+        "name_not_utf8": good.replace(name.encode(), name.encode()[:-3] + b"\xdc/0"),
+        "version_needed_11.6": with_field(6, 116),
+        "stored_record_marked_deflated": with_field(10, 8),
+        "unknown_compression_method": with_field(10, 99),
+    }
+    for case, data in cases.items():
+        with pytest.raises(RuntimeError, match="PytorchStreamReader failed reading .* the file "
+                                               "is truncated or corrupted"):
+            nbgrad.load(io.BytesIO(data))
+    np.testing.assert_array_equal(nbgrad.load(io.BytesIO(good))["x"].numpy(), np.arange(4.0))
 
 
 def _zip_with_first_record(name):

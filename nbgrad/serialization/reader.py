@@ -11,6 +11,7 @@ naming what it found.
 NOTE: `pickle.Unpickler` with an allowlist in `find_class` is not enough: BUILD would still set
 attributes on whatever `find_class` returned (the dtype singletons, `Size`, ...).
 """
+import contextlib
 import io
 import mmap as _mmap
 import os
@@ -19,6 +20,7 @@ import pickletools
 import struct
 import sys
 import zipfile
+import zlib
 from collections import Counter, OrderedDict
 
 import numpy as np
@@ -94,16 +96,31 @@ def _check_start(file):
                        f"PyTorch checkpoint starts with 'PK', this file with {head!r}")
 
 
+# What Python's zipfile (and zlib under it) raises on a damaged archive: a bad header, CRC or
+# directory, a record that ends early, a name that is not UTF-8 (a ValueError), an unknown
+# version or compression (NotImplementedError), a seek before the start or past what an
+# offset can hold (OverflowError), a bad deflate stream.
+_DAMAGED = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError,
+            OverflowError, zlib.error, struct.error)
+
+
+@contextlib.contextmanager
+def _damaged(what):
+    """Turn a damaged archive's error while reading `what` into PyTorch's RuntimeError."""
+    try:
+        yield
+    except _DAMAGED as error:
+        raise RuntimeError(f"PytorchStreamReader failed reading {what}: {error} "
+                           f"({type(error).__name__}): the file is truncated or corrupted"
+                           ) from None
+
+
 class _Archive:
     """The records of a checkpoint: a zip archive whose records sit in one directory."""
 
     def __init__(self, file, mapped):
-        try:
+        with _damaged("zip archive"):
             self._zip = zipfile.ZipFile(file)
-        except zipfile.BadZipFile as error:
-            raise RuntimeError(
-                f"PytorchStreamReader failed reading zip archive: failed finding central "
-                f"directory ({error}): the file is truncated or corrupted") from None
         self._mapped = mapped
         names = self._zip.namelist()
         # torch's reader takes the directory of the first record as the archive's.
@@ -129,10 +146,8 @@ class _Archive:
 
     def read(self, record):
         info = self._info(record)
-        try:
+        with _damaged(f"file {record}"):
             return self._zip.read(info)
-        except (zipfile.BadZipFile, EOFError, OSError) as error:
-            raise RuntimeError(f"PytorchStreamReader failed reading file {record}: {error}") from None
 
     def storage(self, record, nbytes):
         """The record's bytes as a writable uint8 array: a copy-on-write view of the mapped
@@ -145,23 +160,22 @@ class _Archive:
             if info.compress_type != zipfile.ZIP_STORED:
                 raise RuntimeError(f"mmap=True needs uncompressed records, and {record} is "
                                    f"compressed: load it without mmap")
-            # The data follows the local header: 30 bytes, the name and an extra field.
-            name_size, extra_size = struct.unpack_from("<HH", self._mapped, info.header_offset + 26)
-            start = info.header_offset + 30 + name_size + extra_size
-            return np.frombuffer(self._mapped, np.uint8, nbytes, start)
+            with _damaged(f"file {record}"):
+                # The data follows the local header: 30 bytes, the name and an extra field.
+                name_size, extra_size = struct.unpack_from("<HH", self._mapped,
+                                                           info.header_offset + 26)
+                start = info.header_offset + 30 + name_size + extra_size
+                return np.frombuffer(self._mapped, np.uint8, nbytes, start)
         data = np.empty(nbytes, np.uint8)
         view = memoryview(data)
-        try:
-            with self._zip.open(info) as stream:
-                filled = 0
-                while filled < nbytes:
-                    count = stream.readinto(view[filled:])
-                    if not count:
-                        raise EOFError("the record ends early")
-                    filled += count
-                stream.read(1)  # at the end, which checks the record's CRC
-        except (zipfile.BadZipFile, EOFError, OSError) as error:
-            raise RuntimeError(f"PytorchStreamReader failed reading file {record}: {error}") from None
+        with _damaged(f"file {record}"), self._zip.open(info) as stream:
+            filled = 0
+            while filled < nbytes:
+                count = stream.readinto(view[filled:])
+                if not count:
+                    raise EOFError("the record ends early")
+                filled += count
+            stream.read(1)  # at the end, which checks the record's CRC
         return data
 
 
