@@ -398,30 +398,31 @@ def test_broken_files_get_torch_errors():
         assert message in str(nbgrad_error), name
 
 
-def test_damaged_archives_raise_runtime_errors():
+def _damaged(case):
+    """A checkpoint of {"x": arange(4.0)} damaged as `case` says, and the undamaged one."""
+    good = _torch_saved({"x": torch.arange(4.0)})
+    name = next(n for n in zipfile.ZipFile(io.BytesIO(good)).namelist() if n.endswith("data/0"))
+    central = good.index(b"PK\x01\x02")  # the first record's central directory entry
+    field, value = {"version_needed_11.6": (6, 116), "stored_record_marked_deflated": (10, 8),
+                    "unknown_compression_method": (10, 99)}.get(case, (None, None))
+    if field is None:  # "name_not_utf8"
+        return good.replace(name.encode(), name.encode()[:-3] + b"\xdc/0"), good
+    data = bytearray(good)
+    data[central + field:central + field + 2] = struct.pack("<H", value)
+    return bytes(data), good
+
+
+@pytest.mark.parametrize("case", ["name_not_utf8", "version_needed_11.6",
+                                  "stored_record_marked_deflated", "unknown_compression_method"])
+def test_damaged_archives_raise_runtime_errors(case):
     # What Python's zipfile raises on these (UnicodeDecodeError, NotImplementedError,
     # zlib.error) comes out as one RuntimeError. PyTorch raises RuntimeError for an unknown
     # compression method, UnicodeDecodeError for the name, UnpicklingError for the deflate
     # flag, and loads the file with the version field changed.
-    good = _torch_saved({"x": torch.arange(4.0)})
-    name = next(n for n in zipfile.ZipFile(io.BytesIO(good)).namelist() if n.endswith("data/0"))
-    central = good.index(b"PK\x01\x02")  # the first record's central directory entry
-
-    def with_field(offset, value):
-        data = bytearray(good)
-        data[central + offset:central + offset + 2] = struct.pack("<H", value)
-        return bytes(data)
-
-    cases = {
-        "name_not_utf8": good.replace(name.encode(), name.encode()[:-3] + b"\xdc/0"),
-        "version_needed_11.6": with_field(6, 116),
-        "stored_record_marked_deflated": with_field(10, 8),
-        "unknown_compression_method": with_field(10, 99),
-    }
-    for case, data in cases.items():
-        with pytest.raises(RuntimeError, match="PytorchStreamReader failed reading .* the file "
-                                               "is truncated or corrupted"):
-            nbgrad.load(io.BytesIO(data))
+    data, good = _damaged(case)
+    with pytest.raises(RuntimeError, match="PytorchStreamReader failed reading .* the file "
+                                           "is truncated or corrupted"):
+        nbgrad.load(io.BytesIO(data))
     np.testing.assert_array_equal(nbgrad.load(io.BytesIO(good))["x"].numpy(), np.arange(4.0))
 
 
