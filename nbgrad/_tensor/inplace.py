@@ -136,11 +136,13 @@ def _write_through(base, target, result, positions):
     AsStridedBackward0; the base's other views get theirs when next used: renew_view).
     Without this, the base's node would not see the write: a backward through it would use
     the old value's gradient."""
+    written = result
     if result._data.dtype != base._data.dtype:
         result = to(result, base.dtype)
     write_back(base, dispatch(PRIMITIVES["index_put"], (snapshot(base), result),
                               {"positions": positions}))
     renew_view(target)
+    graph.guard_written_result(written, target)  # (the view shares its base's versions)
     return target
 
 

@@ -268,17 +268,25 @@ def adopt(tensor, result):
     retained = tensor.grad_fn is not None and output_edge(tensor)._retained is not None
     if retained:
         output_edge(tensor)._retained = None
-    node = tensor.grad_fn = result.grad_fn
+    tensor.grad_fn = result.grad_fn
     tensor._requires_grad = True
-    # PyTorch's in-place op writes its result into tensor's memory, so a node that saved
-    # the result (relu_'s) sees later writes into tensor: its backward must raise then.
-    if node._saved_versions:
-        written, counter = result._version_counter, tensor._version_counter
-        node._saved_versions = [(i, counter, counter[0]) if saved is written else
-                                (i, saved, version)
-                                for i, saved, version in node._saved_versions]
+    guard_written_result(result, tensor)
     if retained:
         output_edge(result)._retained = weakref.ref(tensor)
+
+
+def guard_written_result(result, tensor):
+    """PyTorch's in-place op writes its result into `tensor`'s memory, so a node that saved
+    the result (relu_'s, tanh_'s) sees later writes into tensor (or into its base, for a
+    view): its backward must raise then. Here the result has memory of its own, copied into
+    tensor's; its node's check is moved from the result's version to tensor's."""
+    node = result.grad_fn
+    if node is None or not node._saved_versions:
+        return
+    written, counter = result._version_counter, tensor._version_counter
+    node._saved_versions = [(i, counter, counter[0]) if saved is written else
+                            (i, saved, version)
+                            for i, saved, version in node._saved_versions]
 
 
 def edges(prim, inputs):

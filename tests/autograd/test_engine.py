@@ -394,6 +394,33 @@ def test_modifying_tensor_saved_for_backward_raises():
         z.sum().backward()
 
 
+@pytest.mark.parametrize("write", ["base", "other_view", "none"])
+def test_inplace_result_saved_through_a_view_is_guarded_like_torch(write):
+    # tanh_ on a view saves its result, which PyTorch keeps in the view's memory: a later
+    # write into the base (or another view of it) makes the backward raise. nbgrad kept the
+    # result apart and gave a gradient (found by a random-program search against torch).
+    outcomes = []
+    for lib in (torch, nbgrad):
+        a = lib.tensor(X, requires_grad=True)
+        base = a * 1
+        view = base.t()
+        view.tanh_()
+        if write == "base":
+            base *= 2
+        elif write == "other_view":
+            base[0].add_(1)
+        try:
+            view.sum().backward()
+            outcomes.append(a.grad.numpy())
+        except RuntimeError as error:
+            assert "modified by an inplace operation" in str(error)
+            outcomes.append("raised")
+    if write == "none":
+        assert_close(outcomes[1], outcomes[0])
+    else:
+        assert outcomes == ["raised", "raised"]
+
+
 @pytest.mark.parametrize("op", ["setitem", "zero_", "fill_", "imul"])
 def test_modifying_saved_constant_raises(op):
     x = nbgrad.tensor(V, requires_grad=True)
