@@ -24,7 +24,7 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     if _grad_state.enabled and prim.vjp is not None:
         for tensor in inputs:
             if tensor._base is not None and tensor._version_counter[0] != tensor._view_version:
-                renew_view(tensor)
+                renew_view(tensor)  # (renew_if_stale, inline: every op's inputs pass here)
             needs_grad = needs_grad or tensor._requires_grad
         if needs_grad:
             result = mode.active.defer(prim, inputs, params, grad_fn_name)
@@ -82,6 +82,13 @@ def renew_view(view):
                            grad_fn_name="AsStridedBackward0")
         renewed._data  # noqa: B018  (a deferred op runs now: nothing else holds its result)
         graph.adopt(view, renewed)
+
+
+def renew_if_stale(tensor):
+    """renew_view(tensor) where tensor is a view whose memory was written since its node
+    was made."""
+    if tensor._base is not None and tensor._version_counter[0] != tensor._view_version:
+        renew_view(tensor)
 
 
 autograd.renew_view = renew_view  # (the engine, a layer below, calls it: see there)

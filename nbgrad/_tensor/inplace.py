@@ -18,7 +18,7 @@ from ..ops import PRIMITIVES
 from ..ops.elementwise import COPY, run, scalar_param
 from ..ops.gradients import copied
 from .conversion import to
-from .dispatch import dispatch, renew_view
+from .dispatch import dispatch, renew_if_stale, renew_view
 from .memory import dense, positions_in
 from .factories import tensor
 from .._core.mode import run_pending
@@ -92,6 +92,10 @@ def is_recording(*operands):
 
 def snapshot(target):
     """The value `target` has before an in-place write, at the same place in the graph."""
+    # NOTE: a view whose base was written since its node was made has a node that leads to
+    # the base's old value: the snapshot must take the node of the value it copies (without
+    # this, b's gradient in `v = y.view(-1); y.add_(b); v.sub_(v)` missed a term).
+    renew_if_stale(target)
     # NOTE: a copy a tracer sees (`copied`): a compiled step must copy anew on every call.
     before = Tensor._wrap(copied(target._data), target._requires_grad)
     before.grad_fn = target.grad_fn
