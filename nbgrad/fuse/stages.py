@@ -20,18 +20,21 @@ process compiles the rest (nbgrad.fuse.kernel).
 import ast
 import re
 
+from .._core import compile_ahead as _compile_ahead
 from .call import tuple_target
 
 # A body longer than this is cut into stages of about this many lines. Measured on ResNet-18's
 # training step (CPU time of its compile, eager kernels cached): 200 lines 27.9 s, 100 lines
-# 22.2 s; a 150-line step compiles as fast whole as in two stages. 60, not 100, so that the
-# digits CNN's step with Adam (77 lines) is cut in two and the compile helper takes the
-# second stage (the update, whose many array arguments make it slow to compile): its first
-# nbgrad.compile call on a cold cache took 4.53-4.67 s whole, 4.18-4.29 s cut at 60 (4.24-4.35
-# at 50; 4.67-4.80 at 40, where the second stage is over the helper's share and nothing is
-# compiled apart); with the helper off, cutting costs 0.35-0.6 s. ResNet-18's step: 17.4 s
-# -> 17.9 s (one run each); warm caches: +15 ms (three functions to load instead of one).
-STAGE_LINES = 60
+# 22.2 s; a 150-line step compiles as fast whole as in two stages. Where the compile helper
+# may take stages (it is on unless NBGRAD_COMPILE_HELPER=0), 60: the digits CNN's step with
+# Adam (77 lines) is then cut in two and the helper compiles the second stage (the update,
+# whose many array arguments make it slow to compile) while this process compiles the first.
+# Its first nbgrad.compile call on a cold cache took 4.53-4.67 s whole, 4.18-4.29 s cut at
+# 60 (4.24-4.35 at 50; 4.67-4.80 at 40, where the second stage is over the helper's share and
+# nothing is compiled apart); with the helper off, cutting costs 0.35-0.6 s, hence 100 there.
+# ResNet-18's step: 17.4 -> 17.9 s (one run each); warm caches: +15 ms (three functions to
+# load instead of one).
+STAGE_LINES = 60 if _compile_ahead.ENABLED else 100
 # A top-level line that makes a local from buffers, arguments and such locals alone.
 _REMADE = re.compile(r"    ([a-z]+\d+) = (?:typed|reshaped|view)\(")
 # Top-level lines that continue the statement before them.
