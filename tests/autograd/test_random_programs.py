@@ -4,9 +4,9 @@ grad_fn names, versions and errors.
 
 Why: the in-place machinery (snapshots, write-through into a view's base, renewed views,
 version guards, deferred rewrites) has paths that hand-written cases miss. A search like
-this one found two wrong answers that had passed every other test: a view written in place
-after its base was took its base's old node (a gradient lost a term), and a result saved
-through a view was not guarded by the view's version (no error where PyTorch raises).
+this one found two that had passed every other test: a view written in place after its base
+was took its base's old node (a gradient lost a term), and a result saved through a view was
+not guarded by the view's version (no error where PyTorch raises).
 Each program is printed in the failure message, to be made a case of its own.
 """
 import random
