@@ -86,9 +86,10 @@ def renew_view(view):
 
 def renew_if_stale(tensor):
     """renew_view(tensor) where tensor is a view whose memory was written since its node
-    was made."""
-    if tensor._base is not None and tensor._version_counter[0] != tensor._view_version:
+    was made (anything else, a backward's root that is no Tensor included, is left alone)."""
+    if getattr(tensor, "_base", None) is not None and \
+            tensor._version_counter[0] != tensor._view_version:
         renew_view(tensor)
 
 
-autograd.renew_view = renew_view  # (the engine, a layer below, calls it: see there)
+autograd.renew_if_stale = renew_if_stale  # (the engine, a layer below, calls it: see there)

@@ -73,16 +73,15 @@ _CYCLE_WARNING = (
     "cycle and avoid the leak.")
 
 
-# Set by the Tensor layer above (nbgrad._tensor.dispatch.renew_view): gives a view whose
+# Set by the Tensor layer above (nbgrad._tensor.dispatch.renew_if_stale): gives a view whose
 # memory was written since its node was made a node that reads its base's value now.
-renew_view = None
+renew_if_stale = None
 
 
 def _renew_stale_views(tensors):
     """A backward that starts from a view starts from the value it has now."""
     for t in tensors:
-        if getattr(t, "_base", None) is not None and t._version_counter[0] != t._view_version:
-            renew_view(t)
+        renew_if_stale(t)
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
