@@ -258,6 +258,12 @@ BAD = {
     "cat_size_mismatch": lambda L: L.cat([_x(L, 2, 3), _x(L, 2, 4)]),
     "cat_rank_mismatch": lambda L: L.cat([_x(L, 2, 3), _x(L, 3)]),
     "cat_dim_out_of_range": lambda L: L.cat([_x(L, 2, 3)], dim=2),
+    "bmm_batch_mismatch": lambda L: L.bmm(_x(L, 2, 2, 3), _x(L, 1, 3, 2)),
+    "mv_of_two_matrices": lambda L: L.mv(_x(L, 2, 2), _x(L, 2, 1)),
+    "mask_of_another_size": lambda L: _x(L, 2, 3)[L.ones(3) > 0],
+    "empty_mask_setitem": lambda L: (_x(L, 2, 3) * 1.0).__setitem__(L.ones(0) > 0, 1.0),
+    "empty_mask_getitem": lambda L: (_x(L, 2, 3) * 1.0)[:, L.ones(0) > 0].sum().backward(),
+    "index_select_dim0_out_of_range": lambda L: _x(L, 3, 2).index_select(0, L.tensor([3])),
     "mse_loss_shape_mismatch": lambda L: F(L).mse_loss(_x(L, 2, 3), _x(L, 3, 2)),
     # ---- in-place writes over overlapping memory
     "inplace_into_expanded": lambda L: L.arange(4.0)[None].expand(3, 4).add_(1),

@@ -36,7 +36,8 @@ def _numpy_index(index):
             else:
                 part = part._data
                 advanced = True
-        elif isinstance(part, (list, range, np.ndarray)):  # x[range(n), targets]
+        elif isinstance(part, (bool, list, range, np.ndarray)):  # x[range(n), targets]
+            # (A Python bool, as PyTorch: a 0-d mask, an advanced index: x[True] is a copy.)
             part = np.asarray(part)
             advanced = True
         elif isinstance(part, slice) and part.step is not None and part.step <= 0:
@@ -186,17 +187,17 @@ def index_select(input, dim, index):
     d = _check_dim(dim, input.ndim)
     index = index.reshape(-1)
     size = input.shape[d] if input.ndim else 1
+    if input.ndim == 0 and index.size != 1:
+        raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got "
+                           f"{index.size} value(s)")
     # NOTE: index_select refuses negative indices, which NumPy (and so flat_positions) accepts.
     first = first_out_of_range(index, size, 0) if index.size else -1
     if first >= 0:
+        # (PyTorch's two kernels: along dim 0 its IndexError, along the others its RuntimeError.)
+        if d == 0:
+            raise IndexError("index out of range in self")
         raise RuntimeError(f"INDICES element is out of DATA bounds, id={index[first]} axis_dim={size}")
-    if input.ndim == 0:
-        if index.size != 1:
-            raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got "
-                               f"{index.size} value(s)")
-        positions = np.zeros((), np.int64)
-    else:
-        positions = _slices_along(input, d, index)
+    positions = np.zeros((), np.int64) if input.ndim == 0 else _slices_along(input, d, index)
     return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
                     grad_fn_name="IndexSelectBackward0")
 

@@ -339,7 +339,7 @@ def _softmax_like(name, input, dim, dtype):
         input = input.to(dtype)
     if dim is None:
         raise TypeError(f"{name}() missing required argument 'dim'")
-    return dispatch(PRIMITIVES[name], (input,), {"dim": _check_dim(dim, input.ndim) if input.ndim else 0})
+    return dispatch(PRIMITIVES[name], (input,), {"dim": _check_dim(dim, input.ndim)})
 
 
 def softmax(input, dim=None, dtype=None):

@@ -21,6 +21,10 @@ __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "p
 
 def _infer_size(shape, numel):
     """`shape` with its -1, if any, replaced by the size that makes it hold `numel` elements."""
+    for position, size in enumerate(shape):
+        if size < -1:
+            raise RuntimeError(f"invalid shape dimension {size} at index {position} of shape "
+                               f"{list(shape)}")
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
     if -1 in shape:
@@ -34,11 +38,16 @@ def _infer_size(shape, numel):
 
 
 def reshape(input, *shape):
+    if not shape:
+        raise TypeError('reshape() missing 1 required positional arguments: "shape"')
     shape = _infer_size(sizes_of(shape), input.numel())
     return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape})
 
 
 def view(input, *shape):
+    if not shape:
+        raise TypeError("view() received an invalid combination of arguments - got (), but "
+                        "expected one of:\n * (torch.dtype dtype)\n * (tuple of ints size)\n")
     shape = _infer_size(sizes_of(shape), input.numel())
     if not input.is_contiguous():
         # As PyTorch, a strided tensor has a view of `shape` when its strides allow one: then
@@ -53,9 +62,9 @@ def view(input, *shape):
 
 def flatten(input, start_dim=0, end_dim=-1):
     ndim = input.ndim
+    start, end = _check_dim(start_dim, ndim), _check_dim(end_dim, ndim)
     if ndim == 0:
         return reshape(input, 1)
-    start, end = _check_dim(start_dim, ndim), _check_dim(end_dim, ndim)
     if start > end:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = _meta(input).shape
@@ -68,8 +77,16 @@ def view_as(input, other):
     return view(input, other.shape)
 
 
+def _needs_a_dimension(input, message, error=RuntimeError):
+    """PyTorch's error for an op along a dimension of a 0-d tensor, which has none."""
+    if input.ndim == 0:
+        raise error(message)
+
+
 def unflatten(input, dim, sizes):
     d = _check_dim(dim, input.ndim)
+    _needs_a_dimension(input, "unflatten got an unexpected error:\nDimension specified as 0 but "
+                              "tensor has no dimensions")
     sizes = tuple(int(s) for s in sizes)
     size = input.shape[d]
     try:
@@ -84,6 +101,7 @@ def unflatten(input, dim, sizes):
 
 
 def narrow(input, dim, start, length):
+    _needs_a_dimension(input, "narrow() cannot be applied to a 0-dim tensor.")
     d = _check_dim(dim, input.ndim)
     size = input.shape[d]
     if not -size <= start <= size:
@@ -98,6 +116,7 @@ def narrow(input, dim, start, length):
 
 
 def select(input, dim, index):
+    _needs_a_dimension(input, "select() cannot be applied to a 0-dim tensor.", IndexError)
     d = _check_dim(dim, input.ndim)
     size = input.shape[d]
     if not -size <= index < size:
@@ -126,18 +145,23 @@ def unsqueeze(input, dim):
 
 
 def permute(input, *dims):
-    dims = tuple(_check_dim(d, input.ndim) for d in sizes_of(dims))
-    if sorted(dims) != list(range(input.ndim)):
+    if not dims:
+        raise TypeError('permute() missing 1 required positional arguments: "dims"')
+    dims = sizes_of(dims)
+    if len(dims) != input.ndim:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
                            f"not match the length of the desired ordering of dimensions i.e. "
                            f"input.dim() = {input.ndim} is not equal to len(dims) = {len(dims)}")
+    dims = tuple(_check_dim(d, input.ndim) for d in dims)
+    if len(set(dims)) != len(dims):
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
     return dispatch(PRIMITIVES["permute"], (input,), {"dims": dims})
 
 
 def transpose(input, dim0, dim1):
     order = list(range(input.ndim))
+    d0, d1 = _check_dim(dim0, input.ndim), _check_dim(dim1, input.ndim)
     if input.ndim:
-        d0, d1 = _check_dim(dim0, input.ndim), _check_dim(dim1, input.ndim)
         order[d0], order[d1] = order[d1], order[d0]
     return dispatch(PRIMITIVES["permute"], (input,), {"dims": tuple(order)},
                     grad_fn_name="TransposeBackward0")
@@ -166,6 +190,8 @@ def movedim(input, source, destination):
     for name, dims, given in (("source", moved, sources), ("destination", placed, targets)):
         if len(set(dims)) != len(dims):
             raise RuntimeError(f"movedim: repeated dim in `{name}` ({given})")
+    if ndim == 0:  # (its one dimension, as PyTorch counts, moves onto itself)
+        return permute(input, ())
     order = [None] * ndim
     for s, d in zip(moved, placed):
         order[d] = s
@@ -194,6 +220,8 @@ def matrix_transpose(input):
 
 
 def expand(input, *sizes):
+    if not sizes:
+        raise TypeError('expand() missing 1 required positional arguments: "size"')
     sizes = sizes_of(sizes)
     lead = len(sizes) - input.ndim
     if lead < 0:
@@ -330,6 +358,7 @@ def meshgrid(*tensors, indexing=None):
 
 
 def split(input, split_size_or_sections, dim=0):
+    _needs_a_dimension(input, "split expects at least a 1-dimensional tensor")
     d = _check_dim(dim, input.ndim)
     size = input.shape[d]
     if isinstance(split_size_or_sections, int):
@@ -357,6 +386,7 @@ def split(input, split_size_or_sections, dim=0):
 
 
 def chunk(input, chunks, dim=0):
+    _needs_a_dimension(input, "chunk expects at least a 1-dimensional tensor")
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     size = input.shape[_check_dim(dim, input.ndim)]
@@ -366,6 +396,8 @@ def chunk(input, chunks, dim=0):
 
 
 def unbind(input, dim=0):
+    _needs_a_dimension(input, f"Dimension specified as {dim} but tensor has no dimensions",
+                       IndexError)
     d = _check_dim(dim, input.ndim)
     lead = (slice(None),) * d
     return tuple(input[lead + (i,)] for i in range(input.shape[d]))
@@ -416,7 +448,10 @@ def roll(input, shifts, dims=None):
     dims = () if dims is None else (dims,) if isinstance(dims, int) else tuple(dims)
     if len(shifts) != len(dims) and (dims or len(shifts) != 1):
         raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
-    if not dims or not input.ndim:  # the flattened tensor rolls, then takes back its shape
+    if dims:
+        _needs_a_dimension(input, f"Dimension specified as {dims[0]} but tensor has no "
+                                  "dimensions", IndexError)
+    if not dims:  # the flattened tensor rolls, then takes back its shape
         return _rearranged(input, lambda a: np.roll(a.reshape(-1), shifts[0]).reshape(a.shape),
                            "RollBackward0")
     dims = tuple(_check_dim(d, input.ndim) for d in dims)

@@ -45,8 +45,35 @@ def first_out_of_range(indices, size, ignore_index):
     return -1
 
 
+def _check_masks(shape, index):
+    """PyTorch's IndexError for a boolean mask whose shape is not that of the dimensions it
+    indexes. NOTE: NumPy takes an empty mask for any size (as an empty list of indices):
+    `x[mask_of_0] = v` would write nothing where PyTorch refuses."""
+    def dims_taken(part):
+        if part is None or part is Ellipsis or isinstance(part, bool):
+            return 0
+        if isinstance(part, np.ndarray):
+            return part.ndim if part.dtype == np.bool_ else 1
+        return 1
+    ellipsis = sum(part is Ellipsis for part in index)
+    rest = len(shape) - sum(dims_taken(part) for part in index)
+    dim = 0
+    for part in index:
+        if part is Ellipsis:
+            dim += max(rest, 0) if ellipsis == 1 else 0
+            continue
+        if isinstance(part, np.ndarray) and part.dtype == np.bool_:
+            for k, size in enumerate(part.shape):
+                if dim + k < len(shape) and size != shape[dim + k]:
+                    raise IndexError(f"The shape of the mask {list(part.shape)} at index {k} "
+                                     f"does not match the shape of the indexed tensor "
+                                     f"{list(shape)} at index {dim + k}")
+        dim += dims_taken(part)
+
+
 def flat_positions(shape, index):
     """Flat C-order positions of `index` applied to an array of `shape` (NumPy semantics)."""
+    _check_masks(shape, index)
     try:
         return np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)[index]
     except IndexError as error:

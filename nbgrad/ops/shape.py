@@ -113,9 +113,19 @@ def _expand(x, shape):
     try:
         return np.broadcast_to(x, shape)
     except ValueError:
-        raise RuntimeError(f"The expanded size of the tensor ({shape[-1]}) must match the existing "
-                           f"size ({x.shape[-1] if x.ndim else 1}) at non-singleton dimension; "
-                           f"target sizes: {list(shape)}. Tensor sizes: {list(x.shape)}") from None
+        pass
+    lead = len(shape) - x.ndim
+    for d in reversed(range(len(shape))):  # (from the last, as PyTorch reports)
+        size = shape[d]
+        if d < lead and size < 0:
+            raise RuntimeError(f"The expanded size of the tensor ({size}) isn't allowed in a "
+                               f"leading, non-existing dimension {d}")
+        if d >= lead and size != x.shape[d - lead] != 1:
+            raise RuntimeError(f"The expanded size of the tensor ({size}) must match the "
+                               f"existing size ({x.shape[d - lead]}) at non-singleton dimension "
+                               f"{d}.  Target sizes: {list(shape)}.  Tensor sizes: "
+                               f"{list(x.shape)}")
+    raise RuntimeError(f"expand: invalid size {list(shape)} for a tensor of size {list(x.shape)}")
 
 
 PRIMS = {

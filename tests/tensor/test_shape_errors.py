@@ -1,0 +1,77 @@
+"""Shape and dimension errors of the view, joining and matrix functions: PyTorch's type and
+message (found by a random search of shapes, dims and sizes against torch; before, several
+of these gave a result where PyTorch refuses, or an internal IndexError)."""
+import pytest
+from test_factories import assert_same_outcome
+
+
+def _zero_d(L):
+    return L.zeros(())
+
+
+SHAPE_ERRORS = {
+    # a 0-d tensor has one dimension in [-1, 0] for most ops, none for these
+    "transpose_0d_dim_out_of_range": lambda L: _zero_d(L).transpose(-2, 0),
+    "transpose_0d": lambda L: _zero_d(L).transpose(0, -1),
+    "softmax_0d_dim_out_of_range": lambda L: _zero_d(L).softmax(1),
+    "log_softmax_0d_dim_out_of_range": lambda L: _zero_d(L).log_softmax(-2),
+    "flatten_0d_dim_out_of_range": lambda L: _zero_d(L).flatten(0, 1),
+    "flatten_0d": lambda L: _zero_d(L).flatten(-1, 0),
+    "roll_0d_with_dims": lambda L: _zero_d(L).roll(1, 0),
+    "roll_0d": lambda L: _zero_d(L).roll(1),
+    "select_0d": lambda L: _zero_d(L).select(0, 0),
+    "narrow_0d": lambda L: _zero_d(L).narrow(0, 0, 1),
+    "chunk_0d": lambda L: _zero_d(L).chunk(1, 1),
+    "split_0d": lambda L: _zero_d(L).split(1, 0),
+    "unbind_0d": lambda L: _zero_d(L).unbind(0),
+    "unflatten_0d": lambda L: _zero_d(L).unflatten(0, (1,)),
+    "movedim_0d": lambda L: _zero_d(L).movedim(0, -1),
+    "movedim_0d_dim_out_of_range": lambda L: _zero_d(L).movedim(1, 0),
+    # sizes and orders
+    "permute_duplicate_dims": lambda L: L.zeros(2, 3).permute(0, 0),
+    "permute_too_many_dims": lambda L: L.zeros(2, 3, 1).permute(0, 0, 3, -4),
+    "permute_dim_out_of_range": lambda L: L.zeros(2, 3).permute(0, 2),
+    "permute_no_dims": lambda L: L.zeros(3).permute(),
+    "reshape_no_shape": lambda L: L.zeros(3).reshape(),
+    "reshape_size_below_minus_one": lambda L: L.zeros(1).reshape(-2),
+    "view_size_below_minus_one": lambda L: L.zeros(1).view(-2, -3),
+    "expand_no_size": lambda L: L.zeros(3).expand(),
+    "expand_minus_one_in_a_new_dim": lambda L: L.zeros(3).expand(2, -1, 3),
+    "expand_mismatch_in_first_dim": lambda L: L.zeros(3, 1).expand(2, 4),
+    "expand_negative_size": lambda L: L.zeros(3).expand(3, -2),
+    # matrix products
+    "bmm_batch_mismatch": lambda L: L.bmm(L.zeros(2, 2, 1), L.zeros(1, 1, 3)),
+    "bmm_inner_mismatch": lambda L: L.bmm(L.zeros(2, 2, 3), L.zeros(2, 2, 3)),
+    "bmm_2d_second": lambda L: L.bmm(L.zeros(2, 2, 3), L.zeros(2, 3)),
+    "mv_two_vectors": lambda L: L.mv(L.zeros(2), L.zeros(2)),
+    "mv_matrix_for_vector": lambda L: L.mv(L.zeros(2, 2), L.zeros(2, 1)),
+    "mv_size_mismatch": lambda L: L.mv(L.zeros(2, 2), L.zeros(3)),
+    # indexing
+    "index_select_dim0_out_of_range": lambda L: L.zeros(3, 2).index_select(0, L.tensor([3])),
+    "index_select_dim1_out_of_range": lambda L: L.zeros(3, 2).index_select(1, L.tensor([-1])),
+    "index_select_0d_two_values": lambda L: _zero_d(L).index_select(0, L.tensor([5, 0])),
+    "mask_empty": lambda L: L.zeros(2, 3)[L.ones(0) > 0],
+    "mask_empty_second_dim": lambda L: L.zeros(2, 3)[:, L.ones(0) > 0],
+    "mask_of_2d_shape": lambda L: L.zeros(2, 3)[L.ones(2, 2) > 0],
+    "mask_after_ellipsis": lambda L: L.zeros(2, 3)[..., L.ones(2) > 0],
+    "mask_after_index": lambda L: L.zeros(2, 3)[L.tensor([0, 1]), L.ones(2) > 0],
+    "python_bool_index": lambda L: L.arange(6.0).reshape(2, 3)[True],
+    "python_bool_index_false": lambda L: L.arange(6.0).reshape(2, 3)[:, False],
+}
+
+
+# (PyTorch's message carries its C++ stack here.)
+SAME_TYPE_ONLY = {"unflatten_0d"}
+
+
+@pytest.mark.parametrize("case", sorted(SHAPE_ERRORS))
+def test_shape_errors_match_torch(case):
+    assert_same_outcome(SHAPE_ERRORS[case], same_type_only=case in SAME_TYPE_ONLY)
+
+
+def test_empty_mask_write_is_refused_and_writes_nothing():
+    import nbgrad
+    x = nbgrad.zeros(2, 3)
+    with pytest.raises(IndexError, match=r"The shape of the mask \[0\] at index 0"):
+        x[nbgrad.ones(0) > 0] = 1.0
+    assert x.sum().item() == 0 and x._version == 0
