@@ -85,6 +85,8 @@ def _sizes(name, positional, keywords):
         raise TypeError(f"{name}() got an unexpected keyword argument "
                         f"'{next(iter(set(keywords) - {'size'}))}'")
     if "size" not in keywords:
+        if not positional:
+            raise TypeError(f'{name}() missing 1 required positional arguments: "size"')
         return positional
     if positional:
         raise TypeError(f"{name}() got multiple values for argument 'size'")

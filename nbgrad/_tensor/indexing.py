@@ -118,7 +118,12 @@ def setitem(input, index, value):
 
 
 def nonzero(input, *, as_tuple=False):
-    indices = np.nonzero(input._data)
+    data = input._data
+    if data.ndim == 0:  # (as PyTorch: no coordinates, one row if nonzero; as_tuple: as 1-D)
+        if as_tuple:
+            return (Tensor._wrap(np.zeros(int(data != 0), np.int64)),)
+        return Tensor._wrap(np.zeros((int(data != 0), 0), np.int64))
+    indices = np.nonzero(data)
     if as_tuple:
         return tuple(Tensor._wrap(i.astype(np.int64)) for i in indices)
     return Tensor._wrap(np.stack(indices, axis=1).astype(np.int64))
@@ -140,7 +145,9 @@ def _scatter_source(input, dim, index, src):
         raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
     positions = positions_along(input.shape, _check_dim(dim, input.ndim), index._data, "scatter",
                                 src.shape)
-    if src.shape != positions.shape:
+    if not positions.size:  # (an empty index, of any rank: no element of src is read)
+        src = src.reshape(-1)[:0].reshape(positions.shape)
+    elif src.shape != positions.shape:
         # As PyTorch: only the leading block of `src`, of the index's shape, is read.
         src = getitem(src, tuple(slice(0, n) for n in positions.shape))
     return positions, src

@@ -172,7 +172,8 @@ def einsum(equation, *operands):
             if size.get(c, 1) not in (1, n) and n != 1:
                 raise RuntimeError(f"einsum(): subscript {c} has size {n} for operand {k} which "
                                    f"does not broadcast with previously seen size {size[c]}")
-            size[c] = max(size.get(c, 1), n)
+            # (A size of 1 broadcasts to any other, 0 included.)
+            size[c] = size.get(c, 1) if n == 1 else n
     result, letters = None, ""
     for k, (x, lx) in enumerate(operands):
         if any(x.shape[d] != size[c] for d, c in enumerate(lx)):

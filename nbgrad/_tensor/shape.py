@@ -131,6 +131,9 @@ def squeeze(input, dim=None):
         dims = [d for d, s in enumerate(shape) if s == 1]
     else:
         dims = [_check_dim(d, input.ndim) for d in ((dim,) if isinstance(dim, int) else dim)]
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"dim {next(d for d in dims if dims.count(d) > 1)} appears multiple "
+                               "times in the list of dims")
         dims = [d for d in dims if input.ndim and shape[d] == 1]
     new_shape = tuple(s for d, s in enumerate(shape) if d not in dims)
     return dispatch(PRIMITIVES["reshape"], (input,), {"shape": new_shape},

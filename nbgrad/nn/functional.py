@@ -154,7 +154,10 @@ def _class_last(input, target):
         raise RuntimeError(f"Expected target size {[input.shape[0]] + list(input.shape[2:])}, got "
                            f"{list(target.shape)}")
     order = (0,) + tuple(range(2, input.ndim)) + (1,)
-    return (_api.reshape(_api.permute(input, order), -1, input.shape[1]), _api.reshape(target, -1))
+    # (Rows counted, not inferred: -1 is ambiguous when C is 0.)
+    rows = target.numel()
+    return (_api.reshape(_api.permute(input, order), rows, input.shape[1]),
+            _api.reshape(target, rows))
 
 
 def _restore_shape(losses, input, target, reduction):
@@ -178,7 +181,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
                          f"{target.shape[0]}")
     scores, classes = _class_last(input, target)
     params = {"weight": _array(weight), "ignore_index": int(ignore_index), "reduction": reduction}
-    losses = dispatch(P["nll_loss"], (scores, classes), params)
+    # (PyTorch's name: its scores of more than two dims go through nll_loss2d.)
+    losses = dispatch(P["nll_loss"], (scores, classes), params,
+                      grad_fn_name="NllLoss2DBackward0" if ndim > 2 else None)
     return _restore_shape(losses, input, target, reduction)
 
 

@@ -91,6 +91,8 @@ def positions_along(shape, dim, index, op, src_shape=None):
     x[i0, .., index[i0, .., ik, ..], ..]), after PyTorch's checks of `op` ("gather" or
     "scatter", with `src_shape` for a scatter from a tensor) on the index's dtype, rank, sizes
     and values. `index` may be smaller than `shape` in every dimension but `dim`."""
+    if index.size == 0:  # (as PyTorch: an empty index is not checked, not even its dtype)
+        return np.zeros(index.shape, np.int64)
     if not is_index_array(index):
         raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index")
     # As PyTorch, a 0-d array counts as one of shape [1] here.

@@ -57,6 +57,17 @@ SHAPE_ERRORS = {
     "mask_after_index": lambda L: L.zeros(2, 3)[L.tensor([0, 1]), L.ones(2) > 0],
     "python_bool_index": lambda L: L.arange(6.0).reshape(2, 3)[True],
     "python_bool_index_false": lambda L: L.arange(6.0).reshape(2, 3)[:, False],
+    "gather_empty_index_of_another_rank": lambda L: L.ones(2, 3).gather(1, L.zeros(0, 5, 7).long()),
+    "scatter_add_empty_index": lambda L: L.ones(2, 3).scatter_add(1, L.zeros(0, 5).long(), L.ones(1)),
+    "nonzero_0d": lambda L: ((L.ones(()) > 0).nonzero(), (L.zeros(()) > 0).nonzero(),
+                             L.ones(()).nonzero(as_tuple=True)),
+    "squeeze_repeated_dim": lambda L: L.zeros(1, 3).squeeze((0, -2)),
+    "zeros_without_size": lambda L: L.zeros(),
+    # sizes of 0 against sizes of 1
+    "einsum_zero_size_broadcast": lambda L: L.einsum("...i,...i->...", L.ones(1, 1), L.ones(1, 0, 2)),
+    "einsum_zero_rows": lambda L: L.einsum("ij,jk->ik", L.ones(0, 3), L.ones(3, 3)),
+    "cross_entropy_without_classes": lambda L: L.nn.functional.cross_entropy(
+        L.ones(0, 0, 0), L.ones(0, 0).long()),
 }
 
 
