@@ -247,7 +247,9 @@ class _ResampleRule:
 
 
 def _slices(bounds):
-    return tuple(slice(start, stop) for start, stop in bounds)
+    # NOTE: the trailing Ellipsis keeps a 0-d box a view: `a[()]` of a 0-d array is a copy,
+    # and a copy into it would be lost.
+    return tuple(slice(start, stop) for start, stop in bounds) + (Ellipsis,)
 
 
 def _pad_constant_infer(x, crop, interior, out_shape, value):
@@ -290,7 +292,8 @@ class _PadConstantRule:
         if len(target_shape) > _MAX_STRIDED_NDIM:
             raise Unfusable(f"constant padding of a {len(target_shape)}-D tensor (the copy "
                             f"kernel takes at most {_MAX_STRIDED_NDIM} dimensions)")
-        em.emit(f"{target}.fill({fill})")
+        # (Filled flat: Numba's fill does not take a 0-d array.)
+        em.emit(f"{target}.reshape({math.prod(target_shape)}).fill({fill})")
         em.emit(f"{em.kernel(COPY.strided)}({_box(source, source_shape, source_box)}, "
                 f"{_box(target, target_shape, target_box)})")
 

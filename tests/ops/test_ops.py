@@ -650,6 +650,8 @@ TABLE = [
     # ---- padding and resizing (F.pad: pad_constant and resample; F.interpolate: resample):
     # crops by negative pads, a transposed input, every mode once
     row("pad_constant", lambda L, x: L.nn.functional.pad(x, (1, 2, -1, 1), value=1.5), (2, 3, 4)),
+    # (a 0-d input, no pads: its box copy once went into a temporary, its fused fill failed)
+    row("pad_constant_0d", lambda L, x: L.nn.functional.pad(x, ()), ()),
     row("pad_reflect_replicate", lambda L, x: L.nn.functional.pad(x, (2, 1, 1, 2), mode="reflect")
         + L.nn.functional.pad(x, (2, 1, 1, 2), mode="replicate"), (2, 3, 4)),
     row("pad_reflect_crop", lambda L, x: L.nn.functional.pad(x, (-1, 3), mode="reflect"), (2, 5)),
