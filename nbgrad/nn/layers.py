@@ -1,5 +1,6 @@
 """Layers: Linear, Embedding, Sequential and the parameter-free modules."""
 import math
+import operator
 from collections import OrderedDict
 
 from .._tensor.arithmetic import sigmoid, tanh
@@ -84,7 +85,9 @@ class Embedding(Module):
 
 
 class Sequential(Module):
-    """Modules applied in order, registered under "0", "1", ... (or an OrderedDict's keys)."""
+    """Modules applied in order, registered under "0", "1", ... (or an OrderedDict's keys).
+    Indexing is by position whatever the names; as PyTorch, deleting renumbers the rest
+    "0", "1", ..., and insert shifts the numbered names up."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -100,13 +103,28 @@ class Sequential(Module):
             input = module(input)
         return input
 
+    def _name_at(self, index):
+        names = list(self._modules)
+        index = operator.index(index)
+        if not -len(names) <= index < len(names):
+            raise IndexError(f"index {index} is out of range")
+        return names[index]
+
     def __getitem__(self, index):
         if isinstance(index, slice):
             return Sequential(OrderedDict(list(self._modules.items())[index]))
-        modules = list(self._modules.values())
-        if not -len(modules) <= index < len(modules):
-            raise IndexError(f"index {index} is out of range")
-        return modules[index]
+        return self._modules[self._name_at(index)]
+
+    def __setitem__(self, index, module):
+        setattr(self, self._name_at(index), module)
+
+    def __delitem__(self, index):
+        names = list(self._modules)[index] if isinstance(index, slice) else [self._name_at(index)]
+        for name in names:
+            del self._modules[name]
+        renumbered = OrderedDict((str(i), m) for i, m in enumerate(self._modules.values()))
+        self._modules.clear()
+        self._modules.update(renumbered)
 
     def __len__(self):
         return len(self._modules)
@@ -117,6 +135,57 @@ class Sequential(Module):
     def append(self, module):
         self.add_module(str(len(self)), module)
         return self
+
+    def insert(self, index, module):
+        if not isinstance(module, Module):
+            raise AssertionError(f"module should be of type: {Module}")
+        n = len(self._modules)
+        if not -n <= index <= n:
+            raise IndexError(f"Index out of range: {index}")
+        index += n if index < 0 else 0
+        for i in range(n, index, -1):
+            self._modules[str(i)] = self._modules[str(i - 1)]
+        self._modules[str(index)] = module
+        return self
+
+    def extend(self, sequential):
+        for layer in sequential:
+            self.append(layer)
+        return self
+
+    def pop(self, index):
+        module = self[index]
+        del self[index]
+        return module
+
+    def _check_joined(self, other, operator_name):
+        if not isinstance(other, Sequential):
+            raise ValueError(f"{operator_name} operator supports only objects of Sequential "
+                             f"class, but {type(other)} is given.")
+
+    def __add__(self, other):
+        self._check_joined(other, "add")
+        return Sequential().extend(self).extend(other)
+
+    def __iadd__(self, other):
+        self._check_joined(other, "add")
+        return self.extend(list(other))
+
+    def _repeated(self, times):
+        if not isinstance(times, int):
+            raise TypeError(f"unsupported operand type(s) for *: {type(self)} and {type(times)}")
+        if times <= 0:
+            raise ValueError(f"Non-positive multiplication factor {times} for {type(self)}")
+        return [module for _ in range(times) for module in self]
+
+    def __mul__(self, times):
+        return Sequential(*self._repeated(times))
+
+    __rmul__ = __mul__
+
+    def __imul__(self, times):
+        modules = self._repeated(times)
+        return self.extend(modules[len(self):])
 
 
 def _activation(name, function, doc):

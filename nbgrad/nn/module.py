@@ -176,8 +176,34 @@ class Module:
     def get_submodule(self, target):
         module = self
         for name in target.split(".") if target else ():
-            module = module._modules[name]
+            if not hasattr(module, name):
+                raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+            module = getattr(module, name)
+            if not isinstance(module, Module):
+                raise AttributeError(f"`{name}` is not an nn.Module")
         return module
+
+    def _get_registered(self, target, registry, kind):
+        """get_parameter/get_buffer: the entry of `registry` named by dotted `target`."""
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if not hasattr(module, name):
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+        if name not in getattr(module, registry):
+            raise AttributeError(f"`{name}` is not {kind}")
+        return getattr(module, name)
+
+    def get_parameter(self, target):
+        return self._get_registered(target, "_parameters", "an nn.Parameter")
+
+    def get_buffer(self, target):
+        return self._get_registered(target, "_buffers", "a buffer")
+
+    def __dir__(self):
+        # (As PyTorch: the registered names that are identifiers too, for tab completion.)
+        registered = set(self._parameters) | set(self._buffers) | set(self._modules)
+        return sorted(set(super().__dir__()) | {name for name in registered
+                                                if not name[:1].isdigit()})
 
     # --- traversal ----------------------------------------------------------------------
 

@@ -270,3 +270,50 @@ def test_half_cast_of_a_buffer_that_requires_grad_is_an_error():
     with pytest.raises(RuntimeError, match="nbgrad computes no gradients in float16"):
         model.half()
     assert model.state.dtype == nbgrad.float32
+
+
+def _sequential_session(L):
+    """Sequential's list protocol (by position, whatever the names), its joins and repeats,
+    and the dotted lookups, on either library: the reprs and errors, as text."""
+    nn = L.nn
+    from collections import OrderedDict
+
+    def three():
+        return nn.Sequential(nn.ReLU(), nn.Tanh(), nn.Sigmoid())
+
+    def named():
+        return nn.Sequential(OrderedDict([("a", nn.ReLU()), ("b", nn.Tanh()), ("c", nn.Sigmoid())]))
+
+    seen = []
+    for call in (lambda: three().insert(1, nn.Identity()), lambda: three().insert(-1, nn.Identity()),
+                 lambda: three().insert(3, nn.Identity()), lambda: three().insert(5, nn.Identity()),
+                 lambda: three().extend([nn.ELU()]), lambda: three() + named(), lambda: 2 * named(),
+                 lambda: three() * 0, lambda: three() * 1.5, lambda: three() + [nn.ReLU()],
+                 lambda: named()[-1], lambda: named()[3], lambda: named()[1:],
+                 lambda: named().get_submodule("b"), lambda: named().get_submodule("z"),
+                 lambda: nn.Sequential(nn.Linear(1, 1)).get_submodule("0.weight"),
+                 lambda: tuple(nn.Sequential(nn.Linear(1, 2)).get_parameter("0.weight").shape),
+                 lambda: nn.Sequential(nn.BatchNorm1d(2)).get_parameter("0.running_mean"),
+                 lambda: nn.Sequential(nn.BatchNorm1d(2)).get_parameter("0.foo"),
+                 lambda: nn.Sequential(nn.BatchNorm1d(2)).get_buffer("0.running_var"),
+                 lambda: nn.Sequential(nn.BatchNorm1d(2)).get_buffer("0.weight"),
+                 lambda: [n for n in ("weight", "running_mean", "0") if n in dir(nn.BatchNorm1d(2))],
+                 lambda: [n for n in ("0", "a") if n in dir(named()) + dir(three())]):
+        try:
+            seen.append(repr(call()))
+        except Exception as error:  # noqa: BLE001
+            seen.append(f"{type(error).__name__}: {error}")
+    # (torch's *= reads the names "0", "1", ...: a KeyError on a named Sequential)
+    for make, edit in ((named, lambda m: m.__delitem__(1)),
+                       (named, lambda m: m.__delitem__(slice(0, 2))),
+                       (named, lambda m: m.__setitem__(-1, nn.ELU())), (named, lambda m: m.pop(0)),
+                       (named, lambda m: m.__iadd__(three())), (three, lambda m: m.__imul__(2))):
+        model = make()
+        edit(model)
+        seen.append(repr(model))
+    text = "\n".join(seen).replace("torch.nn.modules.container.", "").replace("nbgrad.nn.layers.", "")
+    return text.replace("torch.nn.modules.module.", "").replace("nbgrad.nn.module.", "")
+
+
+def test_sequential_and_lookups_match_torch():
+    assert _sequential_session(nbgrad) == _sequential_session(torch)
