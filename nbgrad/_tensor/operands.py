@@ -23,6 +23,8 @@ def as_tensor_arg(value, np_dtype):
     Constants are cached: they are internal operands no user code can reach or modify.
     """
     key = (type(value), value, np_dtype)
+    if not value and isinstance(value, (float, np.floating)) and np.signbit(value):
+        key += ("-0.0",)  # NOTE: -0.0 == 0.0 (and hashes alike) but divides to -inf
     constant = _constants.get(key)
     if constant is None:
         try:

@@ -12,6 +12,7 @@ the kernel itself.
 import dis
 import itertools
 import linecache
+import math
 import sys
 import textwrap
 import types
@@ -38,9 +39,17 @@ def _fits(array, shape, dtype, contiguous=True):
         (array.flags.c_contiguous or not contiguous)
 
 
+def scalar_key(value):
+    """A scalar's part of a call key: its type (2, 2.0 and True are equal but promote
+    differently) and value. NOTE: -0.0 == 0.0, but they divide to opposite infinities, and
+    NaN != NaN: both are keyed by their repr."""
+    if isinstance(value, float) and (value != value or not value and math.copysign(1, value) < 0):
+        return (type(value), repr(value))
+    return (type(value), value)
+
+
 def _same_scalar(value, seen):
-    # The type too: 2, 2.0 and True are equal but promote differently.
-    return value is seen or type(value) is type(seen) and value == seen
+    return value is seen or scalar_key(value) == scalar_key(seen)
 
 
 def _contents_of(cell):
@@ -216,7 +225,7 @@ class ClosureWatch:
         key = []
         for value in self.seen:
             if isinstance(value, SCALAR_TYPES):
-                key.append((type(value), value))
+                key.append(scalar_key(value))
             else:
                 keep.append(value)
                 key.append(id(value))

@@ -21,7 +21,7 @@ from .._core import mode
 from ..autograd.grad_mode import state as _grad_state
 from ..ops.primitive import Unfusable
 from .._tensor.tensor import Tensor
-from .call import MISMATCH, ClosureWatch, tuple_target
+from .call import MISMATCH, ClosureWatch, scalar_key, tuple_target
 from .kernel import FailureLog, FrontEnd, Kernel, KernelStats, traced_run
 from .tracer import GraphBreak, UpdateEvent, VjpEvent
 
@@ -73,8 +73,7 @@ def _describe(value, leaves, keep):
         # reused by another object while a specialization refers to it.
         keep.append(value)
         return ("object", id(value))
-    # The type too: 2, 2.0 and True are equal but promote differently.
-    return (type(value), value)
+    return scalar_key(value)
 
 
 class _Leaf(NamedTuple):

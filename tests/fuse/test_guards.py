@@ -446,3 +446,60 @@ def test_step_returning_none_runs_once_per_call(fusable):
             assert len(calls) == (count if not fusable else 1), compiled.explain()
     np.testing.assert_allclose(array_copy(w), [1.0 - 4 * 0.3, 2.0 - 4 * 0.4], rtol=RTOL)
     assert compiled.stats["specializations"] == (1 if fusable else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars that compare equal but are not: -0.0 and 0.0 (1 / -0.0 is -inf), NaN.
+
+
+def _divide_by(x, c):
+    y = x / c + (x * 0.0 - c)  # (x * 0.0 - -0.0 is +0.0: the constant's sign is read twice)
+    y.sum().backward()
+    return y
+
+
+def _expected(c):
+    import torch
+    x = torch.tensor([1.0, -1.0], dtype=torch.float64, requires_grad=True)
+    y = _divide_by(x, c)
+    return y.detach().numpy(), x.grad.numpy()
+
+
+@pytest.mark.parametrize("how", ["immediate", "deferred", "compile_argument", "compile_closure"])
+def test_signed_zero_scalars_are_told_apart(how):
+    """-0.0 == 0.0 in Python (and hashes alike): a cached constant, a call key or a closure
+    check that compared them reused 0.0's result for -0.0 (a wrong sign, a wrong infinity)
+    once a step had seen 0.0."""
+    from nbgrad.fuse import deferred
+    c = 0.0
+
+    def closure_step(x):
+        return _divide_by(x, c)
+
+    step = {"compile_argument": nbgrad.compile(_divide_by),
+            "compile_closure": nbgrad.compile(closure_step)}.get(how, _divide_by)
+    previous = deferred.enabled
+    deferred.enabled = how != "immediate"
+    try:
+        for i in range(deferred.FUSE_AFTER + 4):
+            c = -0.0 if i % 2 else 0.0
+            x = nbgrad.tensor([1.0, -1.0], dtype=nbgrad.float64, requires_grad=True)
+            y = step(x) if how == "compile_closure" else step(x, c)
+            value, grad = _expected(c)
+            np.testing.assert_array_equal(y.detach().numpy(), value)
+            np.testing.assert_array_equal(np.signbit(y.detach().numpy()), np.signbit(value))
+            np.testing.assert_array_equal(x.grad.numpy(), grad)
+    finally:
+        deferred.enabled = previous
+
+
+def test_a_nan_scalar_argument_keys_one_specialization():
+    def clamped(x, v):
+        y = (x.clamp(max=v) * 2).sum()
+        y.backward()
+        return y
+
+    step = nbgrad.compile(clamped)
+    for _ in range(4):
+        step(nbgrad.tensor([1.0, -1.0], requires_grad=True), float("nan"))
+    assert step.stats["specializations"] == 1 and step.stats["fused_calls"] == 3
