@@ -264,6 +264,10 @@ BAD = {
     "empty_mask_setitem": lambda L: (_x(L, 2, 3) * 1.0).__setitem__(L.ones(0) > 0, 1.0),
     "empty_mask_getitem": lambda L: (_x(L, 2, 3) * 1.0)[:, L.ones(0) > 0].sum().backward(),
     "index_select_dim0_out_of_range": lambda L: _x(L, 3, 2).index_select(0, L.tensor([3])),
+    "cross_entropy_weight_requires_grad": lambda L: F(L).cross_entropy(
+        _x(L, 3, 4), L.tensor([0, 1, 2]), weight=_x(L, 4)),
+    "nll_loss_weight_of_another_dtype": lambda L: F(L).nll_loss(
+        _x(L, 3, 4), L.tensor([0, 1, 2]), weight=L.ones(4, dtype=L.float64)),
     "mse_loss_shape_mismatch": lambda L: F(L).mse_loss(_x(L, 2, 3), _x(L, 3, 2)),
     # ---- in-place writes over overlapping memory
     "inplace_into_expanded": lambda L: L.arange(4.0)[None].expand(3, 4).add_(1),

@@ -169,8 +169,8 @@ class CallWriter:
                  f"        {tuple_target([f'leaf_{i}' for i in range(self.leaves)])} = leaves",
                  "        if (" + "\n                or ".join(self.checks or ["False"]) + "):",
                  "            return MISMATCH",
-                 "    except (KeyError, ValueError):  # a global deleted, a cell emptied, "
-                 "another number of arguments",
+                 "    except (KeyError, ValueError, IndexError):  # a global deleted, a cell "
+                 "emptied, a list shortened, another number of arguments",
                  "        return MISMATCH"]
         body += [textwrap.indent(line, "    ") for line in self.lines]
         return "\n".join(body) + "\n"
@@ -232,15 +232,42 @@ class ClosureWatch:
         return tuple(key)
 
     @staticmethod
-    def reachable_tensors(seen):
+    def _children(value):
+        """What the walk from `value` enters, as (slot, key, child): `slot` names a place
+        whose content can be replaced ("item" of a list, "key" of a dict, "cell" of a
+        function's closure cell), None one that cannot (a tuple's member, a method's object,
+        an object's attribute dict); a dict's keys are "dict key" (a tensor keying an
+        optimizer's state is not held there)."""
+        if isinstance(value, list):
+            return [("item", index, item) for index, item in enumerate(value)]
+        if isinstance(value, (tuple, set, frozenset)):
+            return [(None, None, item) for item in value]
+        if isinstance(value, dict):
+            return [("dict key", None, key) for key in value] + \
+                [("key", key, item) for key, item in value.items()]
+        if isinstance(value, types.MethodType):
+            return [(None, None, value.__self__), (None, None, value.__func__)]
+        if isinstance(value, types.FunctionType):
+            if (value.__module__ or "").startswith(_PACKAGE):
+                return []
+            return [("cell", cell, _contents_of(cell)) for cell in value.__closure__ or ()] + \
+                [("key", name, value.__globals__.get(name)) for name in _global_reads(value.__code__)
+                 if name in value.__globals__]
+        if not isinstance(value, (type, types.ModuleType)) and hasattr(value, "__dict__"):
+            return [(None, None, vars(value))]
+        return []
+
+    @classmethod
+    def _walk(cls, seen):
         """The tensors (by id) that the objects in `seen` (a `key` call's) hold: directly, in
         containers, as attributes (modules, optimizers, user objects), or read by the
-        functions and methods among them (their cells and the globals they load). A tensor
-        argument that is one of them is also read through that path by the step.
+        functions and methods among them (their cells and the globals they load); and the
+        walk's edges (holder, slot, key, child), every one, not only the first to reach a
+        child.
 
         NOTE: nbgrad's own functions and Python modules are not entered: a global `F` or
         `np` would take the walk through the whole library, where no user tensor is."""
-        found = {}
+        found, edges = {}, []
         visited = set()
         stack = list(seen)
         while stack:
@@ -250,20 +277,49 @@ class ClosureWatch:
             visited.add(id(value))
             if isinstance(value, Tensor):
                 found[id(value)] = value
-            elif isinstance(value, (list, tuple, set, frozenset)):
-                stack += value
-            elif isinstance(value, dict):
-                stack += value.keys()
-                stack += value.values()
-            elif isinstance(value, types.MethodType):
-                stack += [value.__self__, value.__func__]
-            elif isinstance(value, types.FunctionType):
-                if not (value.__module__ or "").startswith(_PACKAGE):
-                    stack += [_contents_of(cell) for cell in value.__closure__ or ()]
-                    stack += [value.__globals__.get(name) for name in _global_reads(value.__code__)]
-            elif not isinstance(value, (type, types.ModuleType)) and hasattr(value, "__dict__"):
-                stack += vars(value).values()
-        return found
+                continue
+            for slot, key, child in cls._children(value):
+                edges.append((value, slot, key, child))
+                stack.append(child)
+        return found, edges
+
+    @classmethod
+    def reachable_tensors(cls, seen):
+        """The tensors (by id) reachable from `seen` (see `_walk`). A tensor argument that is
+        one of them is also read through that path by the step."""
+        return cls._walk(seen)[0]
+
+    @classmethod
+    def write_holder_checks(cls, writer, seen, tensors):
+        """Checks that every replaceable place on a path from `seen` to one of `tensors` (by
+        id: the tensors the call function names by identity) holds what it held: a buffer,
+        parameter or submodule replaced (`model.scale = new`), a dict or list entry
+        rebound, would otherwise leave the kernel reading the traced tensor. NOTE: all
+        paths, so that a parameter an optimizer holds and a module replaced are both seen."""
+        _, edges = cls._walk(seen)
+        wanted = set(tensors)
+        holders_of = {}
+        for edge in edges:
+            if edge[1] != "dict key":
+                holders_of.setdefault(id(edge[3]), []).append(edge)
+        stack = list(wanted)
+        while stack:
+            for holder, _, _, _ in holders_of.pop(stack.pop(), ()):
+                if id(holder) not in wanted:
+                    wanted.add(id(holder))
+                    stack.append(id(holder))
+        for holder, slot, key, child in edges:
+            if slot in (None, "dict key") or id(child) not in wanted:
+                continue
+            held = writer.bind(holder, "holder")
+            if slot == "cell":
+                place = f"{writer.bind(key, 'cell')}.cell_contents"
+            elif slot == "item":
+                place = f"{held}[{key}]"
+            else:
+                key_name = repr(key) if type(key) in (str, int) else writer.bind(key, "key")
+                place = f"{held}.get({key_name})"
+            writer.check(f"{place} is not {writer.bind(child, 'held')}")
 
     def write_checks(self, writer, seen):
         """Checks that every cell and global still holds what it held in `seen` (a `key`

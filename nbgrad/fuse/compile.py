@@ -228,6 +228,7 @@ class _StepCall(FrontEnd):
         writer.lines.append(f"return {_result(writer, self.template, outputs)}")
         _check_aliasing(writer, self.described, self.closure.reachable_tensors(self.seen),
                         self.by_identity)
+        self.closure.write_holder_checks(writer, self.seen, self.by_identity)
 
 
 def _check_aliasing(writer, leaves, reachable, by_identity):

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from .._core import tracing as _tracing
+from ..autograd.grad_mode import state as _grad_state
 from .._tensor import api as _api
 from .._tensor import random as _random
 from .._tensor.inplace import inplace_form
@@ -25,6 +26,7 @@ from .._tensor.normalization import (functional_batch_norm as batch_norm,  # noq
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
+from .._tensor.operands import absent as _absent
 from .._tensor.tensor import Tensor
 
 sigmoid = _api.sigmoid
@@ -180,9 +182,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: "
                          f"{target.shape[0]}")
     scores, classes = _class_last(input, target)
-    params = {"weight": _array(weight), "ignore_index": int(ignore_index), "reduction": reduction}
+    params = {"ignore_index": int(ignore_index), "reduction": reduction}
     # (PyTorch's name: its scores of more than two dims go through nll_loss2d.)
-    losses = dispatch(P["nll_loss"], (scores, classes), params,
+    losses = dispatch(P["nll_loss"], (scores, classes, _class_weight(weight, input)), params,
                       grad_fn_name="NllLoss2DBackward0" if ndim > 2 else None)
     return _restore_shape(losses, input, target, reduction)
 
@@ -209,10 +211,22 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                             label_smoothing, class_dim)
 
 
+def _class_weight(weight, input):
+    """nll_loss's class weight input: `weight` as a Tensor, or the zero-size stand-in of
+    none; PyTorch's error for one that requires grad (there is no gradient for it)."""
+    if weight is None:
+        return _absent(input.dtype.np)
+    weight = weight if isinstance(weight, Tensor) else Tensor._wrap(_array(weight))
+    if weight.requires_grad and _grad_state.enabled:
+        raise RuntimeError("The function 'nll_loss_forward' is not differentiable with respect "
+                           "to argument 'weight'. This input cannot have requires_grad True.")
+    return weight
+
+
 def _class_weight_view(weight, log_probs, class_dim):
     shape = [1] * log_probs.ndim
     shape[class_dim] = -1
-    return _api.reshape(weight if isinstance(weight, Tensor) else Tensor._wrap(_array(weight)), shape)
+    return _api.reshape(_class_weight(weight, log_probs), shape)
 
 
 def _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction, smoothing,
@@ -223,12 +237,15 @@ def _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction, s
     weighted = log_probs if weight is None else log_probs * _class_weight_view(weight, log_probs,
                                                                                class_dim)
     smooth = -_api.sum(weighted, class_dim)
-    ignored = target._data == ignore_index
-    smooth = _api.where(Tensor._wrap(ignored), 0.0, smooth)
+    # NOTE: Tensor operations on the target, not its array: a compiled step reads new targets
+    # at every call (which are ignored, and so the mean's denominator, change).
+    smooth = _api.where(target == ignore_index, 0.0, smooth)
     if reduction == "mean":
-        kept = target._data[~ignored]
-        denominator = kept.size if weight is None else _array(weight)[kept].sum()
-        smooth = _api.sum(smooth) / float(denominator)
+        # The summed weights of the kept targets (their count without weights): nll_loss's
+        # own sum, of log-probabilities of -1.
+        denominator = nll_loss(_api.full(log_probs.shape, -1.0, dtype=log_probs.dtype), target,
+                               weight, ignore_index=ignore_index, reduction="sum")
+        smooth = _api.sum(smooth) / denominator
     elif reduction == "sum":
         smooth = _api.sum(smooth)
     return loss * (1.0 - smoothing) + smooth * (smoothing / n_classes)

@@ -348,10 +348,15 @@ def _target_check(n_classes, ignore_index):
 
 
 def _class_weight(weight, n_classes, dtype):
-    return _ones(n_classes, dtype) if weight is None else weight.astype(dtype, copy=False)
+    """The class weights: `weight`, or ones where it is the zero-size stand-in of none."""
+    return _ones(n_classes, dtype) if weight.size == 0 else weight
 
 
-def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+# NOTE: the class weight is an input (a zero-size stand-in when there is none), not a
+# parameter: a compiled step reads it at every call (a parameter is baked into the kernel:
+# a criterion's weight replaced between calls was ignored), and deferral keys it as a tensor.
+
+def _nll_infer(logp, target, weight, ignore_index=-100, reduction="mean"):
     if reduction not in REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if logp.ndim != 2:
@@ -365,20 +370,23 @@ def _nll_infer(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     if target.ndim != 1 or logp.shape[0] != target.shape[0]:
         raise ValueError(f"Expected input batch_size ({logp.shape[0]}) to match target "
                          f"batch_size ({target.shape[0] if target.ndim else 0}).")
-    if weight is not None and weight.shape != (logp.shape[1],):
+    if weight.size and weight.shape != (logp.shape[1],):
         raise RuntimeError(f"weight tensor should be defined either for all {logp.shape[1]} "
                            f"classes or no classes but got weight tensor of shape: "
                            f"{list(weight.shape)}")
+    if weight.dtype != logp.dtype:
+        raise RuntimeError(f"expected scalar type {TORCH_TYPE_NAMES[logp.dtype.name]} but found "
+                           f"{TORCH_TYPE_NAMES.get(weight.dtype.name, weight.dtype.name)}")
     return (target.shape if reduction == "none" else ()), logp.dtype
 
 
-def _nll_check(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+def _nll_check(logp, target, weight, ignore_index=-100, reduction="mean"):
     # NOTE: deferral runs this before the shape rule, which refuses the other targets.
     if target.ndim == 1 and target.dtype.kind in "iu" and logp.ndim == 2:
         check_targets(target, logp.shape[1], ignore_index)
 
 
-def _nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+def _nll_forward(logp, target, weight, ignore_index=-100, reduction="mean"):
     shape, dtype = _nll_infer(logp, target, weight, ignore_index, reduction)
     _nll_check(logp, target, weight, ignore_index, reduction)
     reduce = reduction != "none"
@@ -393,11 +401,11 @@ def _nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean")
     return np.array(total, dtype)
 
 
-def _nll_backward_terms(node, target, dtype):
+def _nll_backward_terms(node, target, weight, dtype):
     """(class weights, ignore_index, the scale of 'mean') for the VJP, after the targets'
     check again (see the module's NOTE)."""
     classes = node.input_meta[0][0][1]
-    weight = _class_weight(node.params["weight"], classes, dtype)
+    weight = _class_weight(weight, classes, dtype)
     ignore_index, reduction = node.params["ignore_index"], node.params["reduction"]
     check_targets(target, classes, ignore_index)
     scale = 1.0
@@ -408,14 +416,14 @@ def _nll_backward_terms(node, target, dtype):
 
 
 def _nll_vjp(node, g):
-    (target,) = node.saved
+    target, weight = node.saved
     shape = node.input_meta[0][0]
-    weight, ignore_index, scale = _nll_backward_terms(node, target, g.dtype)
+    weight, ignore_index, scale = _nll_backward_terms(node, target, weight, g.dtype)
     g_flat = flat_contiguous(g)
     grad = np.empty(shape, g.dtype)
     nll_backward_kernel(target, weight, ignore_index, g_flat, int(g_flat.size > 1),
                         g.dtype.type(scale), grad)
-    return grad, None
+    return grad, None, None
 
 
 def _nll_differentiable_vjp(node, g, saved):
@@ -423,23 +431,23 @@ def _nll_differentiable_vjp(node, g, saved):
     written into zeros at (i, t) of every row i whose target t is not ignored."""
     target = saved[0].numpy()
     shape, dtype = node.input_meta[0]
-    weight, ignore_index, scale = _nll_backward_terms(node, target, dtype)
+    weight, ignore_index, scale = _nll_backward_terms(node, target, saved[1].numpy(), dtype)
     rows = np.flatnonzero(target != ignore_index)
     classes = target[rows]
     values = (g[rows] if g.ndim else g) * -weight[classes] * scale
-    return scattered(values, rows * shape[1] + classes, shape), None
+    return scattered(values, rows * shape[1] + classes, shape), None, None
 
 
 class _NllFusion:
     @staticmethod
-    def _weight(em, params, classes, dtype):
+    def _weight(em, params, weight, classes, dtype):
         if params["reduction"] == "none":
             raise Unfusable("nll_loss with reduction='none'")
-        return em.constant(_class_weight(params["weight"], classes, dtype))
+        return em.ref(weight) if weight.size else em.constant(_ones(classes, dtype))
 
     def forward(self, em, arrays, params, out):
-        logp, target = arrays
-        weight = self._weight(em, params, logp.shape[1], logp.dtype)
+        logp, target, weight = arrays
+        weight = self._weight(em, params, weight, logp.shape[1], logp.dtype)
         target_name = em.ref(target)
         classes, ignore = logp.shape[1], params["ignore_index"]
         self._check_before_call(em, target_name, classes, ignore)
@@ -459,9 +467,9 @@ class _NllFusion:
             em.precondition(*check)
 
     def vjp(self, em, node, g, input_grads):
-        (target,) = node.saved
+        target, weight = node.saved
         shape = node.input_meta[0][0]
-        weight = self._weight(em, node.params, shape[1], g.dtype)
+        weight = self._weight(em, node.params, weight, shape[1], g.dtype)
         self._check_before_call(em, em.ref(target), shape[1], node.params["ignore_index"])
         ignore = em.scalar(node.params["ignore_index"])
         scale = em.new_name("scale")
@@ -478,6 +486,6 @@ class _NllFusion:
 PRIMS = {
     **{row.name: _pointwise_loss(row) for row in POINTWISE_LOSSES},
     "nll_loss": register(Primitive("nll_loss", "NllLossBackward0", _nll_infer, _nll_forward,
-                                   _nll_vjp, save=(1,), check=_nll_check, fuse=_NllFusion(),
+                                   _nll_vjp, save=(1, 2), check=_nll_check, fuse=_NllFusion(),
                                    differentiable_vjp=_nll_differentiable_vjp)),
 }

@@ -106,6 +106,36 @@ def test_pointwise_losses_with_gradients_of_input_and_target(loss, reduction, dt
     assert f"{loss}_forward" not in pair.compiled.source  # loops, not the loss kernels
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_label_smoothing_with_new_ignored_targets_each_call(reduction, weighted):
+    """Which targets are ignored (and so the mean's denominator) changes between calls: the
+    step computes them from the target tensor, it does not bake the traced call's in."""
+    def build():
+        model = mlp((8, 6, 5))
+        return model, optim.SGD(model.parameters(), lr=0.1)
+
+    def make_step(s):
+        weight = nbgrad.tensor([0.5, 2.0, 1.0, 1.5, 0.25]) if weighted else None
+
+        def step(x, y):
+            s.opt.zero_grad()
+            loss = F.cross_entropy(s.model(x), y, weight=weight, label_smoothing=0.3,
+                                   ignore_index=4, reduction=reduction)
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    rng = np.random.default_rng(6)
+    pair = Pair(build, make_step)
+    x = nbgrad.tensor(rng.standard_normal((6, 8)).astype(np.float32))
+    for targets in ([4, 0, 1, 2, 3, 1], [4, 0, 1, 2, 3, 1], [0, 4, 4, 2, 3, 1], [4, 4, 4, 4, 4, 4],
+                    [1, 1, 2, 0, 3, 2]):
+        pair(x, nbgrad.tensor(targets))
+    assert pair.compiled.stats["fused_calls"] == 4, pair.compiled.explain()
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_mlp_classifier_20_steps(name):
     """64-32-10 ReLU MLP, CrossEntropyLoss, a fresh random batch of 16 on every call."""

@@ -142,6 +142,57 @@ def test_values_read_from_closures_change_between_calls(changed):
         pair(*classification_batch(rng, 8))
 
 
+@pytest.mark.parametrize("replaced", ["buffer", "criterion_weight", "submodule", "dict_entry",
+                                      "list_entry", "swapped_buffers"])
+def test_tensors_replaced_inside_closure_objects_between_calls(replaced):
+    """The step reads tensors held by its closure's objects (a module's buffer, a loss's
+    class weight, a submodule, a dict or list entry); the test replaces them between calls.
+    The kernel was once bound to the traced tensors: every place on their paths is checked
+    (a replaced one traces again)."""
+    def build():
+        model = mlp((64, 16, 10))
+        model.register_buffer("scale", nbgrad.ones(10))
+        model.register_buffer("shift", nbgrad.zeros(10))
+        return model, optim.SGD(model.parameters(), lr=0.05)
+
+    def make_step(s):
+        s.loss_fn = nn.CrossEntropyLoss(weight=nbgrad.ones(10))
+        s.extra = {"bias": nbgrad.zeros(10)}
+        s.terms = [nbgrad.ones(10)]
+
+        def step(x, y):
+            s.opt.zero_grad()
+            out = s.model(x) * s.model.scale + s.model.shift
+            loss = s.loss_fn(out * s.terms[0] + s.extra["bias"], y)
+            loss.backward()
+            s.opt.step()
+            return loss
+        return step
+
+    rng = np.random.default_rng(22)
+    pair = Pair(build, make_step)
+    for value in [1.0, 1.0, 3.0, 0.5]:
+        for s in (pair.eager, pair.fused):
+            new = nbgrad.linspace(0.5, 2.0, 10) * value
+            if replaced == "buffer":
+                s.model.scale = new
+            elif replaced == "criterion_weight":
+                s.loss_fn.weight = new
+            elif replaced == "submodule":
+                s.model[2] = nn.Linear(16, 10)
+                with nbgrad.no_grad():
+                    s.model[2].weight.fill_(0.01 * value)
+                    s.model[2].bias.fill_(0.1)
+                s.opt.param_groups[0]["params"] = list(s.model.parameters())
+            elif replaced == "dict_entry":
+                s.extra["bias"] = new
+            elif replaced == "list_entry":
+                s.terms[0] = new
+            else:
+                s.model.scale, s.model.shift = s.model.shift + value, s.model.scale
+        pair(*classification_batch(rng, 8))
+
+
 # ---------------------------------------------------------------------------------------------
 # A new shape, flag or mode: a new specialization, up to a bound.
 
