@@ -166,11 +166,16 @@ def addcdiv(input, tensor1, tensor2, *, value=1):
     return dispatch(PRIMITIVES["addcdiv"], (input, tensor1, tensor2), {"value": value})
 
 
-def div(input, other, *, rounding_mode=None):
+_NOT_GIVEN = object()
+
+
+def div(input, other, *, rounding_mode=_NOT_GIVEN):
     """True division, or with `rounding_mode` "trunc" or "floor" the quotient rounded (in the
-    inputs' dtype, integers too), whose gradient PyTorch defines as zero (DivBackward2)."""
-    if rounding_mode is None:
-        return binary("div", input, other)
+    inputs' dtype, integers too), whose gradient PyTorch defines as zero (DivBackward2).
+    (PyTorch's node is DivBackward2 whenever rounding_mode is given, None included.)"""
+    if rounding_mode is _NOT_GIVEN or rounding_mode is None:
+        return binary("div", input, other,
+                      grad_fn_name=None if rounding_mode is _NOT_GIVEN else "DivBackward2")
     if rounding_mode not in ("trunc", "floor"):
         raise RuntimeError("div expected rounding_mode to be one of None, 'trunc', or 'floor' "
                            f"but found '{rounding_mode}'")
@@ -296,6 +301,7 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
     if not dtype.is_floating_point:
         nan = posinf = neginf = 0
     else:
+        nan = 0.0 if nan is None else nan  # (None, as PyTorch takes it: the default)
         info = _dtype.finfo(dtype)  # of float16 and bfloat16 too, which compute in float32
         posinf = info.max if posinf is None else posinf
         neginf = info.min if neginf is None else neginf

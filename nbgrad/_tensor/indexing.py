@@ -23,10 +23,21 @@ from .tensor import Tensor, _check_dim, _meta
 __all__ = ["nonzero", "gather", "scatter", "scatter_add", "index_select", "index_fill"]
 
 
+def _read_as_tuple(index):
+    """PyTorch's legacy rule (treatSequenceAsTuple): a list of fewer than 32 items that holds
+    a sequence, tensor, slice, None or Ellipsis is read as a tuple: x[[[0, 1], [1, 2]]] is
+    x[[0, 1], [1, 2]] (NumPy would read a 2-D index)."""
+    return isinstance(index, list) and len(index) < 32 and any(
+        part is None or part is Ellipsis or isinstance(part, (Tensor, list, tuple, range, slice,
+                                                               np.ndarray))
+        for part in index)
+
+
 def _numpy_index(index):
     """`index` as a tuple NumPy reads, with tensors inside it as arrays (a 0-d integer
     tensor as an int), and whether it is an advanced index."""
-    parts = index if isinstance(index, tuple) else (index,)
+    parts = index if isinstance(index, tuple) else \
+        tuple(index) if _read_as_tuple(index) else (index,)
     converted = []
     advanced = False
     for part in parts:
@@ -39,6 +50,8 @@ def _numpy_index(index):
         elif isinstance(part, (bool, list, range, np.ndarray)):  # x[range(n), targets]
             # (A Python bool, as PyTorch: a 0-d mask, an advanced index: x[True] is a copy.)
             part = np.asarray(part)
+            if part.size == 0 and part.dtype.kind == "f":  # x[[]]: NumPy's [] is float
+                part = part.astype(np.int64)
             advanced = True
         elif isinstance(part, slice) and part.step is not None and part.step <= 0:
             raise ValueError("step must be greater than zero")

@@ -164,7 +164,9 @@ def _arg_extreme(name, input, dim, keepdim, axis, keepdims):
     if axis is not None or keepdims is not None:
         dim, keepdim = _numpy_aliases(name, dim, keepdim, axis, keepdims)
     if dim is None:
-        return _reduce(name, input.reshape(-1), 0, False)
+        # (Over all elements; keepdim keeps every dimension, of size 1.)
+        flat = _reduce(name, input.reshape(-1), 0, False)
+        return flat.reshape((1,) * input.ndim) if keepdim else flat
     return _reduce(name, input, dim, keepdim)
 
 
@@ -368,12 +370,14 @@ def cumprod(input, dim=None, *, dtype=None, axis=None):
     return _cumulative("cumprod", input, dim, dtype, axis)
 
 
-def sort(input, dim=-1, descending=False, *, stable=False):
-    """(values, indices) sorted along `dim`; ties in PyTorch's order (see ops.sorting)."""
+def sort(input, dim=-1, descending=False, *, stable=None):
+    """(values, indices) sorted along `dim`; ties in PyTorch's order (see ops.sorting).
+    (PyTorch's node is SortBackward1 whenever `stable` is given.)"""
     d = _check_dim(dim, input.ndim)
     indices = dispatch(PRIMITIVES["argsort"], (input,),
                        {"dim": d, "descending": bool(descending), "stable": bool(stable)})
-    return _RETURN_TYPES["sort"]((_gather_along(input, indices, d, "SortBackward0"), indices))
+    name = "SortBackward0" if stable is None else "SortBackward1"
+    return _RETURN_TYPES["sort"]((_gather_along(input, indices, d, name), indices))
 
 
 def argsort(input, dim=-1, descending=False, *, stable=False):

@@ -83,7 +83,9 @@ _GELU_TANH = "np.tanh(0.7978845608028654 * (a + 0.044715 * (a * a * a)))"
 _SIGMOID = "(1.0 / (1.0 + exp(-a)))"
 
 
-_CLAMPED = "(lo if a < lo else a)"
+# (A NaN bound gives NaN, as PyTorch's.)
+_ATAN2_RECIPROCAL = "(0.0 if a * a + b * b == 0.0 else 1.0 / (a * a + b * b))"
+_CLAMPED = "(lo if (a < lo or lo != lo) else a)"
 
 _BOOL_SUBTRACTION = (
     "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
@@ -152,12 +154,13 @@ TABLE = [
                 {"a": "g if a * beta > threshold else "
                       "g * exp(a * beta) / (exp(a * beta) + 1.0)"},
                 result="floating", params=("beta", "threshold")),
-    # PyTorch's relu backward looks at the result: the gradient at 0 is 0.
-    Elementwise("relu", "ReluBackward0", ("a",), "a if a > 0.0 else 0.0",
-                {"a": "g if out > 0.0 else 0.0"}),
+    # PyTorch's relu backward looks at the result: the gradient at 0 is 0. NaN passes
+    # through, with the gradient (PyTorch's `x <= 0 ? 0 : x`).
+    Elementwise("relu", "ReluBackward0", ("a",), "0.0 if a <= 0.0 else a",
+                {"a": "0.0 if out <= 0.0 else g"}),
     # min(max(a, lo), hi): with lo > hi every element becomes hi, as in PyTorch.
     Elementwise("clamp", "ClampBackward1", ("a",),
-                f"hi if {_CLAMPED} > hi else {_CLAMPED}",
+                f"hi if ({_CLAMPED} > hi or hi != hi) else {_CLAMPED}",
                 {"a": "g if (a >= lo and a <= hi) else 0.0"}, params=("lo", "hi")),
     # NaN propagates; at ties each input gets half the gradient, as in PyTorch.
     # clamp with Tensor bounds: NaN in any operand gives NaN; the gradient formulas are
@@ -168,12 +171,13 @@ TABLE = [
                 {"a": "g if (a >= lo and a <= hi) else 0.0",
                  "lo": "g if (a < lo and lo < hi) else 0.0",
                  "hi": "g if (a > hi or hi < lo) else 0.0"}),
+    # (PyTorch's masks: where either is NaN, both get the whole gradient.)
     Elementwise("maximum", "MaximumBackward0", ("a", "b"), "a if (a > b or a != a) else b",
-                {"a": "g if a > b else (0.5 * g if a == b else 0.0)",
-                 "b": "g if b > a else (0.5 * g if a == b else 0.0)"}),
+                {"a": "0.5 * g if a == b else (0.0 if a < b else g)",
+                 "b": "0.5 * g if a == b else (0.0 if a > b else g)"}),
     Elementwise("minimum", "MinimumBackward0", ("a", "b"), "a if (a < b or a != a) else b",
-                {"a": "g if a < b else (0.5 * g if a == b else 0.0)",
-                 "b": "g if b < a else (0.5 * g if a == b else 0.0)"}),
+                {"a": "0.5 * g if a == b else (0.0 if a > b else g)",
+                 "b": "0.5 * g if a == b else (0.0 if a < b else g)"}),
     Elementwise("where", "WhereBackward0", ("condition", "a", "b"), "a if condition else b",
                 {"a": "g if condition else 0.0", "b": "0.0 if condition else g"},
                 promote=(1, 2), scalar_overloads={"TrilBackward0": (1,), "TriuBackward0": (1,)}),
@@ -222,8 +226,9 @@ TABLE = [
     # The same quotient without a derivative formula in PyTorch (see NOT_IMPLEMENTED).
     Elementwise("floor_divide", NOT_IMPLEMENTED, ("a", "b"), _FLOOR_DIVIDE, kinds=_NUMBER_KINDS,
                 kernel="div_floor_cpu"),
+    # PyTorch's formula, with its reciprocal taken as 0 where a * a + b * b is 0 (atan2(0, 0)).
     Elementwise("atan2", "Atan2Backward0", ("a", "b"), "np.arctan2(a, b)",
-                {"a": "g * b / (a * a + b * b)", "b": "g * -a / (a * a + b * b)"},
+                {"a": f"g * b * {_ATAN2_RECIPROCAL}", "b": f"g * -a * {_ATAN2_RECIPROCAL}"},
                 result="float"),
     Elementwise("isnan", None, ("a",), "a != a", result="bool"),
     Elementwise("isinf", None, ("a",), "(a == np.inf or a == -np.inf)", result="bool"),

@@ -46,28 +46,32 @@ ROW_KERNELS = {
     # PyTorch's cumprod_backward in O(n): before the row's first zero z, the reversed cumsum
     # of g * y divided by x; at z, the sum over j in [z, next zero) of g[j] * x[z+1..j]'s
     # product, times y[z - 1]; after z, 0.
+    # A row of one element: the identity, as PyTorch (no division by an inf or NaN x).
     "cumprod_grad": (("x", "y", "g"), (), ("dx",), (), (),
-                     """z = x.shape[0]
-for r in range(x.shape[0]):
-    if x[r] == 0:
-        z = r
-        break
-acc = wide_zero(g)
-for r in range(z - 1, -1, -1):
-    acc += g[r] * y[r]
-    dx[r] = acc / x[r]
-if z < x.shape[0]:
+                     """if x.shape[0] == 1:
+    dx[0] = g[0]
+else:
+    z = x.shape[0]
+    for r in range(x.shape[0]):
+        if x[r] == 0:
+            z = r
+            break
     acc = wide_zero(g)
-    product = wide_zero(g) + 1
-    for r in range(z, x.shape[0]):
-        if r > z:
-            if x[r] == 0:
-                break
-            product *= x[r]
-        acc += g[r] * product
-    dx[z] = acc * y[z - 1] if z > 0 else acc
-    for r in range(z + 1, x.shape[0]):
-        dx[r] = 0"""),
+    for r in range(z - 1, -1, -1):
+        acc += g[r] * y[r]
+        dx[r] = acc / x[r]
+    if z < x.shape[0]:
+        acc = wide_zero(g)
+        product = wide_zero(g) + 1
+        for r in range(z, x.shape[0]):
+            if r > z:
+                if x[r] == 0:
+                    break
+                product *= x[r]
+            acc += g[r] * product
+        dx[z] = acc * y[z - 1] if z > 0 else acc
+        for r in range(z + 1, x.shape[0]):
+            dx[r] = 0"""),
 }
 
 _kernels = load_row_kernels("rowwise", ROW_KERNELS)
@@ -152,10 +156,10 @@ def _cumprod_differentiable_vjp(g, dim, x, out):
     """PyTorch's cumprod_backward: without zeros in x the reversed cumsum of g * out over x;
     with zeros, dx_k = sum over j >= k of g_j * (the product of x_0..x_j but x_k), from the
     (k, j) matrix of those products (O(n^2), as PyTorch's double-backward formula)."""
+    if not x.ndim or x.shape[dim] == 1:
+        return g
     if not bool((x == 0).any()):
         return _reversed_cumsum(g * out, dim) / x
-    if not x.ndim:
-        return g
     # [..., k, j]: the product of x_0..x_j but x_k, for j >= k
     products = rows_without_each(x.transpose(dim, -1)).cumprod(-1).triu()
     return (products * g.transpose(dim, -1).unsqueeze(-2)).sum(-1).transpose(dim, -1)

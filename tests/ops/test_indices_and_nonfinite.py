@@ -544,6 +544,32 @@ def test_issue_examples_of_nan_and_inf():
     assert np.isnan(loss.item()) and np.isnan(x.grad.numpy()).all()
 
 
+# NaN, inf and signed zeros through elementwise ops, as PyTorch (found by a random search):
+# (op, inputs, whether the deferred and compiled runs fuse).
+SPECIAL = np.array([NAN, -1.0, 2.0, 0.0, -0.0, INF])
+SPECIAL_VALUES = {
+    "relu_passes_nan": (lambda L, x: L.relu(x), [SPECIAL], True),
+    "clamp_nan_min": (lambda L, x: x.clamp(NAN, 1.0), [SPECIAL], True),
+    "clamp_nan_max": (lambda L, x: x.clamp(max=NAN), [SPECIAL], True),
+    "maximum_with_nan": (lambda L, a, b: L.maximum(a, b), [SPECIAL, SPECIAL[::-1].copy()], True),
+    "minimum_with_nan": (lambda L, a, b: L.minimum(a, b), [SPECIAL, SPECIAL[::-1].copy()], True),
+    "atan2_of_zeros": (lambda L, a, b: L.atan2(a, b), [np.array([0.0, -0.0, 0.0, 1.0]),
+                                                        np.array([0.0, -0.0, -0.0, 2.0])], True),
+    "cumprod_along_one": (lambda L, x: x.cumprod(0), [np.array([[INF, NAN, 2.0]])], True),
+    "nan_to_num_none": (lambda L, x: L.nan_to_num(x, nan=None, neginf=-1000.0), [SPECIAL], True),
+    "divide_by_minus_zero": (lambda L, x: x / -0.0 + x * -0.0, [SPECIAL], True),
+    "argmax_keepdim_all": (lambda L, x: x.reshape(2, 3).argmax(dim=None, keepdim=True),
+                           [SPECIAL], False),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SPECIAL_VALUES)
+def test_special_values_as_torch_in_every_mode(case, dtype):
+    fn, arrays, fused = SPECIAL_VALUES[case]
+    run_modes(fn, [a.astype(dtype) for a in arrays], (True,) * len(arrays), fused=fused)
+
+
 # ---------------------------------------------------------------------------------------------
 # 9. PyTorch's exception (and message) where PyTorch refuses an input.
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
-"""Shape and dimension errors of the view, joining and matrix functions: PyTorch's type and
-message (found by a random search of shapes, dims and sizes against torch; before, several
-of these gave a result where PyTorch refuses, or an internal IndexError)."""
+"""Shape and dimension errors of the view, joining, indexing and matrix functions, and the
+node names of keyword overloads, as PyTorch's (found by a random search of shapes, dims and
+sizes against torch; before, several of these gave a result where PyTorch refuses, or an
+internal IndexError)."""
 import pytest
+import torch
+
+import nbgrad
 from test_factories import assert_same_outcome
 
 
@@ -57,6 +61,12 @@ SHAPE_ERRORS = {
     "mask_after_index": lambda L: L.zeros(2, 3)[L.tensor([0, 1]), L.ones(2) > 0],
     "python_bool_index": lambda L: L.arange(6.0).reshape(2, 3)[True],
     "python_bool_index_false": lambda L: L.arange(6.0).reshape(2, 3)[:, False],
+    # PyTorch reads a list holding a sequence, slice or None as a tuple of indices
+    "list_of_lists_is_a_tuple": lambda L: L.arange(12).reshape(3, 4)[[[0, 1], [1, 2]]],
+    "list_with_a_slice_is_a_tuple": lambda L: L.arange(12).reshape(3, 4)[[slice(None), [0, 1]]],
+    "list_with_none_is_a_tuple": lambda L: L.arange(12).reshape(3, 4)[[None, [0, 1]]],
+    "empty_list_index": lambda L: L.arange(12.0).reshape(3, 4)[[]],
+    "nested_empty_list_index": lambda L: L.arange(12.0).reshape(3, 4)[[[]]],
     "gather_empty_index_of_another_rank": lambda L: L.ones(2, 3).gather(1, L.zeros(0, 5, 7).long()),
     "scatter_add_empty_index": lambda L: L.ones(2, 3).scatter_add(1, L.zeros(0, 5).long(), L.ones(1)),
     "nonzero_0d": lambda L: ((L.ones(()) > 0).nonzero(), (L.zeros(()) > 0).nonzero(),
@@ -81,8 +91,30 @@ def test_shape_errors_match_torch(case):
 
 
 def test_empty_mask_write_is_refused_and_writes_nothing():
-    import nbgrad
     x = nbgrad.zeros(2, 3)
     with pytest.raises(IndexError, match=r"The shape of the mask \[0\] at index 0"):
         x[nbgrad.ones(0) > 0] = 1.0
     assert x.sum().item() == 0 and x._version == 0
+
+
+def _node_name(y):
+    node = y.grad_fn
+    return node.name() if isinstance(y, nbgrad.Tensor) else type(node).__name__
+
+
+NODE_NAMES = {
+    # PyTorch's overloads taking the keyword record other nodes, whatever its value
+    "div_rounding_mode_none": lambda L, x: L.div(x, x, rounding_mode=None),
+    "div_scalar_rounding_mode_none": lambda L, x: L.div(x, 2.0, rounding_mode=None),
+    "div": lambda L, x: L.div(x, 2.0),
+    "sort_stable_false": lambda L, x: L.sort(x, stable=False).values,
+    "sort_stable_true": lambda L, x: x.sort(stable=True).values,
+    "sort": lambda L, x: x.sort().values,
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_NAMES))
+def test_node_names_match_torch(case):
+    names = [_node_name(NODE_NAMES[case](L, L.tensor([3.0, 1.0, 2.0], requires_grad=True)))
+             for L in (torch, nbgrad)]
+    assert names[1] == names[0]
