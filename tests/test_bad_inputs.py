@@ -268,6 +268,20 @@ BAD = {
         _x(L, 3, 4), L.tensor([0, 1, 2]), weight=_x(L, 4)),
     "nll_loss_weight_of_another_dtype": lambda L: F(L).nll_loss(
         _x(L, 3, 4), L.tensor([0, 1, 2]), weight=L.ones(4, dtype=L.float64)),
+    "cross_entropy_int32_target": lambda L: F(L).cross_entropy(_x(L, 3, 4), L.tensor([0, 1, 2],
+                                                                                  dtype=L.int32)),
+    "cross_entropy_label_smoothing_above_one": lambda L: F(L).cross_entropy(
+        _x(L, 3, 4), L.tensor([0, 1, 2]), label_smoothing=1.5),
+    "nll_loss_of_int64": lambda L: F(L).nll_loss(L.ones(3, 4, dtype=L.int64), L.tensor([0, 1, 2])),
+    "mse_loss_of_int64": lambda L: F(L).mse_loss(L.ones(3, dtype=L.int64), L.ones(3, dtype=L.int64)),
+    "bce_target_above_one": lambda L: F(L).binary_cross_entropy(
+        L.full((3,), 0.5, requires_grad=True), L.tensor([0.0, 1.5, 1.0])),
+    "bce_target_of_another_dtype": lambda L: F(L).binary_cross_entropy(
+        L.full((3,), 0.5, requires_grad=True), L.ones(3, dtype=L.float64)),
+    "bce_weight_not_broadcasting": lambda L: F(L).binary_cross_entropy(
+        L.full((2, 4), 0.5, requires_grad=True), L.ones(2, 4), weight=L.ones(3)),
+    "bce_with_logits_pos_weight_not_broadcasting": lambda L: F(L).binary_cross_entropy_with_logits(
+        _x(L, 2, 4), L.ones(2, 4), pos_weight=L.ones(3)),
     "mse_loss_shape_mismatch": lambda L: F(L).mse_loss(_x(L, 2, 3), _x(L, 3, 2)),
     # ---- in-place writes over overlapping memory
     "inplace_into_expanded": lambda L: L.arange(4.0)[None].expand(3, 4).add_(1),

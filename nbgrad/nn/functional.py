@@ -102,14 +102,32 @@ def _broadcastable(a, b):
         return False
 
 
-def _as_float_target(target, input):
-    return target if target.dtype == input.dtype else _api.to(target, input.dtype)
+def _loss_operands(name, input, target):
+    """input and target in one dtype, as PyTorch: promoted (float32 with float64 computes
+    in float64), except binary_cross_entropy's, which must match; no integer mse."""
+    if name == "mse_loss" and not input.dtype.is_floating_point:
+        raise NotImplementedError(f'"mse_cpu" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[input.dtype.name]}'")
+    if target.dtype == input.dtype:
+        return input, target
+    if name == "binary_cross_entropy":
+        raise RuntimeError(f"Found dtype {TORCH_TYPE_NAMES[target.dtype.name]} but expected "
+                           f"{TORCH_TYPE_NAMES[input.dtype.name]}")
+    dtype = _api.result_type(input, target)
+    return (input if input.dtype == dtype else _api.to(input, dtype),
+            target if target.dtype == dtype else _api.to(target, dtype))
 
 
 def _pointwise_loss(name, input, target, reduction, weight=None, pos_weight=None,
                     grad_fn_name=None):
     params = {"weight": _array(weight), "pos_weight": _array(pos_weight), "reduction": reduction}
-    return dispatch(P[name], (input, _as_float_target(target, input)), params,
+    for what in ("weight", "pos_weight"):
+        given = params[what]
+        if given is not None and not (_broadcastable(given.shape, input.shape) and np.broadcast_shapes(
+                given.shape, input.shape) == tuple(input.shape)):
+            raise RuntimeError(f"{what} of shape {list(given.shape)} does not broadcast to the "
+                               f"input's shape {list(input.shape)}")
+    return dispatch(P[name], _loss_operands(name, input, target), params,
                     grad_fn_name=grad_fn_name)
 
 
@@ -193,6 +211,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                   reduce=None, reduction="mean", label_smoothing=0.0):
     """log_softmax over the class dim, then nll_loss; class indices or class probabilities
     (PyTorch's rule: a target of the input's shape holds probabilities)."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     class_dim = 0 if input.ndim == 1 else 1
     probabilities = target.shape == input.shape
     if probabilities:

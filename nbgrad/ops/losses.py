@@ -37,17 +37,18 @@ REDUCTIONS = ("none", "mean", "sum")
 # one, two, eps, floor. d_x / d_y are the derivatives of the per-element loss.
 
 class PointwiseLoss:
-    def __init__(self, name, grad_fn, loss, d_x, d_y, pos_weight=False, domain="True"):
+    def __init__(self, name, grad_fn, loss, d_x, d_y, pos_weight=False, domains=()):
         self.name, self.grad_fn = name, grad_fn
         self.loss, self.d_x, self.d_y = loss, d_x, d_y
         self.pos_weight = pos_weight
-        # A condition every x must meet, checked by the forward kernel (eager and fused) as
-        # it reads x: it needs the values, which a deferred input has only when it runs.
-        self.domain = domain
+        # (condition, operand name): conditions every element must meet, checked in order by
+        # the forward kernel (eager and fused) as it reads them: they need the values, which
+        # a deferred input has only when it runs.
+        self.domains = domains
 
 
 # NOTE: the message is PyTorch's; `not (0 <= x <= 1)` also refuses NaN, as PyTorch does.
-DOMAIN_ERROR = "all elements of input should be between 0 and 1"
+DOMAIN_ERROR = "all elements of {} should be between 0 and 1"
 
 
 _SOFTPLUS_NEG_X = "(max(-x, zero) + np.log1p(np.exp(-abs(x))))"  # log(1 + exp(-x)), stably
@@ -62,7 +63,8 @@ POINTWISE_LOSSES = [
                   "-(y * max(np.log(x), floor) + (one - y) * max(np.log(one - x), floor))",
                   "(x - y) / max((one - x) * x, eps)",
                   "max(np.log(one - x), floor) - max(np.log(x), floor)",
-                  domain="x >= zero and x <= one"),
+                  domains=(("x >= zero and x <= one", "input"),
+                           ("y >= zero and y <= one", "target"))),
     PointwiseLoss("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogitsBackward0",
                   f"(one - y) * x + (one + (pw - one) * y) * {_SOFTPLUS_NEG_X}",
                   "(one + (pw - one) * y) / (one + np.exp(-x)) - pw * y",
@@ -86,9 +88,7 @@ def {name}_forward(x, y, weight, weight_step, pw, pw_step, out, reduce):
     total = 0.0
     for i in range(x.shape[0]):
         xi, yi, pwi = x[i], y[i], pw[i * pw_step]
-        if not ({domain}):
-            raise RuntimeError("{domain_error}")
-        value = weight[i * weight_step] * ({loss})
+{domain_checks}        value = weight[i * weight_step] * ({loss})
         if reduce:
             total += value
         else:
@@ -111,13 +111,21 @@ def {name}_backward(x, y, weight, weight_step, pw, pw_step, g, g_step, scale, gr
 _CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "eps": 1e-12, "floor": -100.0}
 
 
+def _domain_checks(row, rename, indent):
+    """The lines raising PyTorch's error for an element outside a domain of `row`, with
+    `rename` applied to each condition."""
+    return "".join(f"{indent}if not ({rename(condition)}):\n"
+                   f'{indent}    raise RuntimeError("{DOMAIN_ERROR.format(operand)}")\n'
+                   for condition, operand in row.domains)
+
+
 def _loss_source(row):
     def per_element(expr):
         return re.sub(r"\b(x|y|pw)\b", r"\1i", expr)
 
     constants = "\n".join(f"    {name} = typed({value!r}, x)" for name, value in _CONSTANTS.items())
     return _LOSS_TEMPLATE.format(name=row.name, constants=constants, loss=per_element(row.loss),
-                                 domain=per_element(row.domain), domain_error=DOMAIN_ERROR,
+                                 domain_checks=_domain_checks(row, per_element, "        "),
                                  d_x=per_element(row.d_x), d_y=per_element(row.d_y))
 
 
@@ -181,7 +189,8 @@ class _PointwiseLossFusion:
         x, y = arrays
         self._check(params, x, y)
         reference = em.ref(x)
-        names = self._constants(em, f"{self.row.loss} {self.row.domain}", reference)
+        names = self._constants(em, " ".join([self.row.loss, *(c for c, _ in self.row.domains)]),
+                                reference)
         index, total = em.new_name("i"), em.new_name("total")
         for name, array in (("x", x), ("y", y)):
             flat = em.new_name("v")
@@ -189,13 +198,12 @@ class _PointwiseLossFusion:
             names[name] = f"{flat}[{index}]"
         loss = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
                       self.row.loss)
-        domain = re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)],
-                        self.row.domain)
         em.emit(f"{total} = 0.0")
         em.emit(f"for {index} in range({x.size}):")
-        if self.row.domain != "True":
-            em.emit(f"    if not ({domain}):")
-            em.emit(f'        raise RuntimeError("{DOMAIN_ERROR}")')
+        checks = _domain_checks(self.row, lambda condition: re.sub(
+            r"\b(" + "|".join(names) + r")\b", lambda m: names[m.group(1)], condition), "    ")
+        for line in checks.splitlines():
+            em.emit(line)
         em.emit(f"    {total} += {loss}")
         divisor = x.size if params["reduction"] == "mean" else 1
         em.emit(f"{em.out(out)}.reshape(1)[0] = {total} / {divisor}")
@@ -363,9 +371,12 @@ def _nll_infer(logp, target, weight, ignore_index=-100, reduction="mean"):
         raise ValueError(f"nll_loss: expected a 2-D input, got {logp.ndim}-D")
     if target.ndim > 1:
         raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
-    if target.dtype.kind not in "iu":
+    if target.dtype not in (np.int64, np.uint8):
         raise RuntimeError(f"expected target dtype to be Long or Byte, but got "
                            f"{TORCH_TYPE_NAMES.get(target.dtype.name, target.dtype.name)}")
+    if logp.dtype.kind != "f":
+        raise NotImplementedError(f'"nll_loss_out_frame" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[logp.dtype.name]}'")
     # NOTE: a 0-d target has batch size 0 in PyTorch's message.
     if target.ndim != 1 or logp.shape[0] != target.shape[0]:
         raise ValueError(f"Expected input batch_size ({logp.shape[0]}) to match target "

@@ -545,3 +545,16 @@ def test_optimizer_updates_parameters_held_in_containers():
     optimizer.step()
     after = numpy_state(model)
     assert len(after) == 8 and all(not np.array_equal(before[key], after[key]) for key in after)
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits"])
+def test_loss_of_float32_input_and_float64_target_computes_in_float64(loss):
+    x, y = float_input((3, 4)), _probabilities((3, 4), 1).astype(np.float64)
+    nb_x, torch_x = nbgrad.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    nb_loss = getattr(F, loss)(nb_x, nbgrad.tensor(y))
+    torch_loss = getattr(torch.nn.functional, loss)(torch_x, torch.tensor(y))
+    nb_loss.backward()
+    torch_loss.backward()
+    assert nb_loss.dtype == nbgrad.float64 and nb_x.grad.dtype == nbgrad.float32
+    close(nb_loss, torch_loss)
+    close(nb_x.grad, torch_x.grad)
