@@ -5,6 +5,7 @@ and histograms. The norms of the `nbgrad.linalg` namespace (`linalg_norm`, `vect
 import builtins  # `sum`, `max`, `any`, ... below are the reductions
 import math
 import operator
+import warnings
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from ..ops.histogram import BINARY_SEARCH, LINEAR_INTERPOLATION_WITH_LOCAL_SEARC
 from ..ops.reduction import normalize_dims
 from .arithmetic import maximum, minimum
 from .dispatch import dispatch
-from .tensor import Tensor, _check_dim, sizes_of
+from .tensor import Tensor, _check_dim, _meta, sizes_of
 
 __all__ = ["sum", "prod", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std",
            "var_mean", "std_mean", "logsumexp", "all", "any", "norm", "softmax", "log_softmax",
@@ -184,14 +185,21 @@ def _correction(unbiased, correction):
     return 1 if unbiased is None or unbiased else 0
 
 
-def _spread(name, input, dim, unbiased, keepdim, correction, axis, keepdims, grad_fn_name=None):
-    """var or std (`name`), under `grad_fn_name` if given."""
+def _spread(name, input, dim, unbiased, keepdim, correction, axis, keepdims, grad_fn_name=None,
+            called=None):
+    """var or std (`name`), under `grad_fn_name` if given; `called`: the function's name in
+    PyTorch's warning (var_mean, std_mean)."""
     if axis is not None or keepdims is not None:
         dim, keepdim = _numpy_aliases(name, dim, keepdim, axis, keepdims)
     if isinstance(dim, bool):
         dim, unbiased = None, dim
-    return _reduce(name, input, dim, keepdim, grad_fn_name,
-                   correction=_correction(unbiased, correction))
+    correction = _correction(unbiased, correction)
+    shape = _meta(input).shape
+    if math.prod(shape[d] for d in normalize_dims(dim, len(shape))) - correction <= 0:
+        warnings.warn(f"{called or name}(): degrees of freedom is <= 0. Correction should be "
+                      "strictly less than the reduction factor (input numel divided by output "
+                      "numel).", UserWarning, stacklevel=3 + (called is not None))
+    return _reduce(name, input, dim, keepdim, grad_fn_name, correction=correction)
 
 
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
@@ -211,7 +219,8 @@ def _spread_and_mean(name, input, dim, unbiased, keepdim, correction, axis, keep
     if isinstance(dim, bool):
         dim, unbiased = None, dim
     grad_fn_name = name.capitalize() + "MeanBackward0"
-    return (_spread(name, input, dim, unbiased, keepdim, correction, None, None, grad_fn_name),
+    return (_spread(name, input, dim, unbiased, keepdim, correction, None, None, grad_fn_name,
+                    name + "_mean"),
             _reduce("mean", input, dim, keepdim, grad_fn_name))
 
 

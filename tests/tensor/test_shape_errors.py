@@ -118,3 +118,18 @@ def test_node_names_match_torch(case):
     names = [_node_name(NODE_NAMES[case](L, L.tensor([3.0, 1.0, 2.0], requires_grad=True)))
              for L in (torch, nbgrad)]
     assert names[1] == names[0]
+
+
+@pytest.mark.parametrize("call", [
+    lambda L: L.zeros(1).std(), lambda L: L.zeros(3, 1).var(1),
+    lambda L: L.std_mean(L.zeros(3, 1), 1), lambda L: L.zeros(3, 2).var(1, correction=2),
+    lambda L: L.zeros(0).var(), lambda L: L.zeros(3).var(correction=0)])
+def test_degrees_of_freedom_warning_as_torch(call):
+    import warnings
+    messages = []
+    for L in (torch, nbgrad):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call(L)
+        messages.append([str(w.message).split(" (Triggered")[0] for w in caught])
+    assert messages[1] == messages[0]
