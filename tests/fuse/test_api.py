@@ -117,15 +117,8 @@ def test_cross_entropy_label_smoothing_with_new_ignored_targets_each_call(reduct
 
     def make_step(s):
         weight = nbgrad.tensor([0.5, 2.0, 1.0, 1.5, 0.25]) if weighted else None
-
-        def step(x, y):
-            s.opt.zero_grad()
-            loss = F.cross_entropy(s.model(x), y, weight=weight, label_smoothing=0.3,
-                                   ignore_index=4, reduction=reduction)
-            loss.backward()
-            s.opt.step()
-            return loss
-        return step
+        return standard_step(s, loss_fn=lambda out, y: F.cross_entropy(
+            out, y, weight=weight, label_smoothing=0.3, ignore_index=4, reduction=reduction))
 
     rng = np.random.default_rng(6)
     pair = Pair(build, make_step)

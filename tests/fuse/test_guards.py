@@ -159,15 +159,9 @@ def test_tensors_replaced_inside_closure_objects_between_calls(replaced):
         s.loss_fn = nn.CrossEntropyLoss(weight=nbgrad.ones(10))
         s.extra = {"bias": nbgrad.zeros(10)}
         s.terms = [nbgrad.ones(10)]
-
-        def step(x, y):
-            s.opt.zero_grad()
-            out = s.model(x) * s.model.scale + s.model.shift
-            loss = s.loss_fn(out * s.terms[0] + s.extra["bias"], y)
-            loss.backward()
-            s.opt.step()
-            return loss
-        return step
+        return standard_step(
+            s, loss_fn=lambda out, y: s.loss_fn(out * s.terms[0] + s.extra["bias"], y),
+            forward=lambda x: s.model(x) * s.model.scale + s.model.shift)
 
     rng = np.random.default_rng(22)
     pair = Pair(build, make_step)
