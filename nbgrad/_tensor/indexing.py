@@ -90,6 +90,16 @@ def getitem(input, index):
                     grad_fn_name=_basic_index_node_name(index))
 
 
+def _index_put_node_name(index, advanced):
+    """PyTorch applies an index's basic parts first, as a view, and writes through it
+    (CopySlices); an index with only advanced parts (and whole slices, Ellipsis) writes into
+    the tensor itself (IndexPutBackward0); x[True] is an unsqueezed view. NOTE: a slice
+    that spells out the whole range (0:n) counts as a view here, where PyTorch skips it."""
+    whole = all(part.ndim > 0 if isinstance(part, np.ndarray) else
+                part is Ellipsis or part == slice(None) for part in index)
+    return "IndexPutBackward0" if advanced and whole else None
+
+
 def setitem(input, index, value):
     check_inplace(input)
     index, advanced = _numpy_index(index)
@@ -115,7 +125,8 @@ def setitem(input, index, value):
                                f"dimensions in the tensor ({value.ndim})")
         value = value.reshape(value.shape[extra:])
     if is_recording(input, value):
-        result = dispatch(PRIMITIVES["index_put"], (snapshot(input), value), {"positions": positions})
+        result = dispatch(PRIMITIVES["index_put"], (snapshot(input), value), {"positions": positions},
+                          grad_fn_name=_index_put_node_name(index, advanced))
         write_back(input, result)
         return
     # NOTE: a write into the array itself, which a trace does not see (and its positions may

@@ -258,7 +258,7 @@ class ClosureWatch:
         return []
 
     @classmethod
-    def _walk(cls, seen):
+    def walk(cls, seen):
         """The tensors (by id) that the objects in `seen` (a `key` call's) hold: directly, in
         containers, as attributes (modules, optimizers, user objects), or read by the
         functions and methods among them (their cells and the globals they load); and the
@@ -283,20 +283,13 @@ class ClosureWatch:
                 stack.append(child)
         return found, edges
 
-    @classmethod
-    def reachable_tensors(cls, seen):
-        """The tensors (by id) reachable from `seen` (see `_walk`). A tensor argument that is
-        one of them is also read through that path by the step."""
-        return cls._walk(seen)[0]
-
-    @classmethod
-    def write_holder_checks(cls, writer, seen, tensors):
-        """Checks that every replaceable place on a path from `seen` to one of `tensors` (by
-        id: the tensors the call function names by identity) holds what it held: a buffer,
-        parameter or submodule replaced (`model.scale = new`), a dict or list entry
-        rebound, would otherwise leave the kernel reading the traced tensor. NOTE: all
+    @staticmethod
+    def write_holder_checks(writer, edges, tensors):
+        """Checks that every replaceable place on a path of `edges` (a `walk`'s) to one of
+        `tensors` (by id: the tensors the call function names by identity) holds what it
+        held: a buffer, parameter or submodule replaced (`model.scale = new`), a dict or list
+        entry rebound, would otherwise leave the kernel reading the traced tensor. NOTE: all
         paths, so that a parameter an optimizer holds and a module replaced are both seen."""
-        _, edges = cls._walk(seen)
         wanted = set(tensors)
         holders_of = {}
         for edge in edges:

@@ -226,9 +226,9 @@ class _StepCall(FrontEnd):
         writer.lines += [f"{self.name_of(writer, param)}._version_counter[0] += 1"
                          for param in self.updated]
         writer.lines.append(f"return {_result(writer, self.template, outputs)}")
-        _check_aliasing(writer, self.described, self.closure.reachable_tensors(self.seen),
-                        self.by_identity)
-        self.closure.write_holder_checks(writer, self.seen, self.by_identity)
+        reachable, edges = self.closure.walk(self.seen)
+        _check_aliasing(writer, self.described, reachable, self.by_identity)
+        self.closure.write_holder_checks(writer, edges, self.by_identity)
 
 
 def _check_aliasing(writer, leaves, reachable, by_identity):
@@ -237,7 +237,7 @@ def _check_aliasing(writer, leaves, reachable, by_identity):
     .grad, per traced tensor.
 
     `leaves` as `_StepCall` takes them; `reachable`: the tensors the step's closure
-    and globals hold (`ClosureWatch.reachable_tensors`), as the call was keyed;
+    and globals hold (`ClosureWatch.walk`), as the call was keyed;
     `by_identity`: the tensors the call function names by identity, by id.
     """
     tensors = [leaf.tensor for leaf in leaves]

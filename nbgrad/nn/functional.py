@@ -102,6 +102,11 @@ def _broadcastable(a, b):
         return False
 
 
+def _broadcasts_to(shape, target_shape):
+    return _broadcastable(shape, target_shape) and \
+        np.broadcast_shapes(shape, target_shape) == tuple(target_shape)
+
+
 def _loss_operands(name, input, target):
     """input and target in one dtype, as PyTorch: promoted (float32 with float64 computes
     in float64), except binary_cross_entropy's, which must match; no integer mse."""
@@ -123,8 +128,7 @@ def _pointwise_loss(name, input, target, reduction, weight=None, pos_weight=None
     params = {"weight": _array(weight), "pos_weight": _array(pos_weight), "reduction": reduction}
     for what in ("weight", "pos_weight"):
         given = params[what]
-        if given is not None and not (_broadcastable(given.shape, input.shape) and np.broadcast_shapes(
-                given.shape, input.shape) == tuple(input.shape)):
+        if given is not None and not _broadcasts_to(given.shape, input.shape):
             raise RuntimeError(f"{what} of shape {list(given.shape)} does not broadcast to the "
                                f"input's shape {list(input.shape)}")
     return dispatch(P[name], _loss_operands(name, input, target), params,
@@ -202,7 +206,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     scores, classes = _class_last(input, target)
     params = {"ignore_index": int(ignore_index), "reduction": reduction}
     # (PyTorch's name: its scores of more than two dims go through nll_loss2d.)
-    losses = dispatch(P["nll_loss"], (scores, classes, _class_weight(weight, input)), params,
+    losses = dispatch(P["nll_loss"], (scores, classes, _class_weight_input(weight, input)), params,
                       grad_fn_name="NllLoss2DBackward0" if ndim > 2 else None)
     return _restore_shape(losses, input, target, reduction)
 
@@ -231,7 +235,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                             label_smoothing, class_dim)
 
 
-def _class_weight(weight, input):
+def _class_weight_input(weight, input):
     """nll_loss's class weight input: `weight` as a Tensor, or the zero-size stand-in of
     none; PyTorch's error for one that requires grad (there is no gradient for it)."""
     if weight is None:
@@ -246,7 +250,7 @@ def _class_weight(weight, input):
 def _class_weight_view(weight, log_probs, class_dim):
     shape = [1] * log_probs.ndim
     shape[class_dim] = -1
-    return _api.reshape(_class_weight(weight, log_probs), shape)
+    return _api.reshape(_class_weight_input(weight, log_probs), shape)
 
 
 def _label_smoothing(loss, log_probs, target, weight, ignore_index, reduction, smoothing,
