@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from .._core import tracing as _tracing
-from ..autograd.grad_mode import state as _grad_state
+from ..autograd.grad_mode import no_grad, state as _grad_state
 from .._tensor import api as _api
 from .._tensor import random as _random
 from .._tensor.inplace import inplace_form
@@ -59,16 +59,29 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False):
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
-                                  "supported by nbgrad")
+    if sparse:
+        raise NotImplementedError("embedding(sparse=True): nbgrad has no sparse tensors")
     if padding_idx is None:
         padding_idx = -1  # never matches: indices are checked to lie in [0, num_embeddings)
     else:
         if not -weight.shape[0] <= padding_idx < weight.shape[0]:
             raise AssertionError("Padding_idx must be within num_embeddings")
         padding_idx %= weight.shape[0]
-    return dispatch(P["embedding"], (weight, input), {"padding_idx": padding_idx})
+    if max_norm is not None:
+        _renormalize_rows(weight, input, max_norm, norm_type)
+    return dispatch(P["embedding"], (weight, input),
+                    {"padding_idx": padding_idx, "by_frequency": bool(scale_grad_by_freq)})
+
+
+def _renormalize_rows(weight, input, max_norm, norm_type):
+    """PyTorch's embedding_renorm_: the rows of `weight` that `input` reads, scaled in place
+    (outside autograd) to a `norm_type` norm of at most `max_norm`."""
+    _tracing.graph_break("embedding's max_norm rescales the rows its indices read, in place")
+    rows = Tensor._wrap(np.unique(input._data))
+    with no_grad():
+        picked = weight[rows]
+        norms = picked.norm(norm_type, dim=1, keepdim=True)
+        weight[rows] = _api.where(norms > max_norm, picked * (max_norm / (norms + 1e-7)), picked)
 
 
 # --- losses ----------------------------------------------------------------------------

@@ -25,12 +25,20 @@ def embedding_kernel(weight, indices, out):
 
 
 @_jit
-def embedding_backward_kernel(g, indices, padding_idx, grad_weight):
+def embedding_backward_kernel(g, indices, padding_idx, by_frequency, grad_weight):
+    """The rows of g added at their indices' rows (not padding_idx's); with `by_frequency`
+    (scale_grad_by_freq), each divided by how often its index occurs in `indices`."""
     grad_weight[:] = 0.0
+    counts = np.ones(grad_weight.shape[0] if by_frequency else 0, np.int64)
+    for i in range(indices.shape[0] * by_frequency):
+        counts[indices[i]] += 1
     for i in range(indices.shape[0]):
         row = indices[i]
         if row != padding_idx:
-            grad_weight[row, :] += g[i, :]
+            if by_frequency:
+                grad_weight[row, :] += g[i, :] / (counts[row] - 1)
+            else:
+                grad_weight[row, :] += g[i, :]
 
 
 # How PyTorch names a tensor's type in embedding's message about the indices.
@@ -38,7 +46,7 @@ _INDEX_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTen
                      "bool": "CPUBoolType"}
 
 
-def _embedding_infer(weight, indices, padding_idx=-1):
+def _embedding_infer(weight, indices, padding_idx=-1, by_frequency=False):
     if indices.dtype.kind not in "iu":
         raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following "
                            f"scalar types: Long, Int; but got {_INDEX_TYPE_NAMES[indices.dtype.name]} "
@@ -60,7 +68,7 @@ def _check_embedding_indices(flat, num_embeddings):
         raise IndexError("index out of range in self")
 
 
-def _embedding_forward(weight, indices, padding_idx=-1):
+def _embedding_forward(weight, indices, padding_idx=-1, by_frequency=False):
     shape, dtype = _embedding_infer(weight, indices, padding_idx)
     flat = flat_contiguous(indices)
     _check_embedding_indices(flat, weight.shape[0])
@@ -78,7 +86,7 @@ def _embedding_vjp(node, g):
     _check_embedding_indices(flat, weight_shape[0])  # see the module's NOTE
     grad = np.empty(weight_shape, g.dtype)
     embedding_backward_kernel(np.ascontiguousarray(g).reshape(-1, weight_shape[1]), flat,
-                              node.params["padding_idx"], grad)
+                              node.params["padding_idx"], node.params["by_frequency"], grad)
     return grad, None
 
 
@@ -92,7 +100,11 @@ def _embedding_differentiable_vjp(node, g, saved):
     rows = np.flatnonzero(flat != node.params["padding_idx"])
     width = weight_shape[1]
     positions = flat[rows, None] * width + np.arange(width)
-    return scattered(g.reshape(-1, width)[rows], positions, weight_shape), None
+    picked = g.reshape(-1, width)[rows]
+    if node.params["by_frequency"]:
+        counts = np.bincount(flat, minlength=weight_shape[0])
+        picked = picked / g.new_tensor(counts[flat[rows], None].astype(np.float64)).to(g.dtype)
+    return scattered(picked, positions, weight_shape), None
 
 
 PRIMS = {

@@ -558,3 +558,34 @@ def test_loss_of_float32_input_and_float64_target_computes_in_float64(loss):
     assert nb_loss.dtype == nbgrad.float64 and nb_x.grad.dtype == nbgrad.float32
     close(nb_loss, torch_loss)
     close(nb_x.grad, torch_x.grad)
+
+
+@pytest.mark.parametrize("deferred_on", [False, True])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_embedding_max_norm_renormalizes_the_read_rows_as_torch(norm_type, deferred_on):
+    """max_norm rescales the rows the indices read, in place, before the lookup (PyTorch's
+    embedding_renorm_); with scale_grad_by_freq the gradient of a row is divided by its
+    count. Over steps of SGD, in a loop past FUSE_AFTER (the lookups then defer)."""
+    from nbgrad.fuse import deferred
+    ids = np.array([[0, 2, 2], [3, 2, 0]])
+    weights = [L.nn.Embedding(5, 3, max_norm=1.5, norm_type=norm_type, scale_grad_by_freq=True)
+               for L in (nbgrad, torch)]
+    with torch.no_grad():
+        weights[1].weight.copy_(torch.tensor(float_input((5, 3)) * 3))
+    weights[0].load_state_dict({"weight": nbgrad.tensor(weights[1].weight.detach().numpy())})
+    previous = deferred.enabled
+    deferred.enabled = deferred_on
+    try:
+        for step in range(deferred.FUSE_AFTER + 3):
+            outputs = []
+            for L, module in zip((nbgrad, torch), weights):
+                module.zero_grad()
+                out = module(L.tensor(ids))
+                (out * L.tensor(float_input((2, 3, 3), seed=step))).sum().backward()
+                with L.no_grad():
+                    module.weight -= 0.5 * module.weight.grad
+                outputs.append(out)
+            close(outputs[0], outputs[1])
+            close(weights[0].weight, weights[1].weight)
+    finally:
+        deferred.enabled = previous

@@ -132,6 +132,9 @@ MORE = [
     # ---- embedding (no fused rule) and softmax through F
     row("embedding", lambda L, w: F(L).embedding(L.tensor(IDS), w), (10, 3)),
     row("embedding_padding_idx", lambda L, w: F(L).embedding(L.tensor(IDS), w, padding_idx=1), (10, 3)),
+    # (each row's gradient divided by its index's count in IDS)
+    row("embedding_scale_grad_by_freq", lambda L, w: F(L).embedding(
+        L.tensor(IDS), w, padding_idx=1, scale_grad_by_freq=True), (10, 3)),
     row("F_softmax", lambda L, x: F(L).softmax(x, dim=1), (3, 4), tol32=REDUCE32),
     row("F_softmax_neg", lambda L, x: F(L).softmax(x, -1), (2, 3, 4), tol32=REDUCE32),
     row("F_log_softmax", lambda L, x: F(L).log_softmax(x, dim=0), (3, 4), tol32=REDUCE32),
