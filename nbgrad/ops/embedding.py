@@ -29,14 +29,14 @@ def embedding_backward_kernel(g, indices, padding_idx, by_frequency, grad_weight
     """The rows of g added at their indices' rows (not padding_idx's); with `by_frequency`
     (scale_grad_by_freq), each divided by how often its index occurs in `indices`."""
     grad_weight[:] = 0.0
-    counts = np.ones(grad_weight.shape[0] if by_frequency else 0, np.int64)
+    counts = np.zeros(grad_weight.shape[0] if by_frequency else 0, np.int64)
     for i in range(indices.shape[0] * by_frequency):
         counts[indices[i]] += 1
     for i in range(indices.shape[0]):
         row = indices[i]
         if row != padding_idx:
             if by_frequency:
-                grad_weight[row, :] += g[i, :] / (counts[row] - 1)
+                grad_weight[row, :] += g[i, :] / counts[row]
             else:
                 grad_weight[row, :] += g[i, :]
 
