@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from ..ops import PRIMITIVES
+from ..ops.reduction import normalize_dims
 from .dispatch import dispatch
 from .operands import as_tensor_arg
 from .tensor import Tensor, _check_dim, _meta, checked_shape, sizes_of
@@ -130,11 +131,9 @@ def squeeze(input, dim=None):
     if dim is None:
         dims = [d for d, s in enumerate(shape) if s == 1]
     else:
-        dims = [_check_dim(d, input.ndim) for d in ((dim,) if isinstance(dim, int) else dim)]
-        if len(set(dims)) != len(dims):
-            raise RuntimeError(f"dim {next(d for d in dims if dims.count(d) > 1)} appears multiple "
-                               "times in the list of dims")
-        dims = [d for d in dims if input.ndim and shape[d] == 1]
+        given = (dim,) if isinstance(dim, int) else tuple(dim)
+        # (The reductions' check of dims: range, repeats; a 0-d tensor's one dim is none.)
+        dims = [d for d in normalize_dims(given, input.ndim) if shape[d] == 1] if given else []
     new_shape = tuple(s for d, s in enumerate(shape) if d not in dims)
     return dispatch(PRIMITIVES["reshape"], (input,), {"shape": new_shape},
                     grad_fn_name="SqueezeBackward0" if dim is None else "SqueezeBackward1")
