@@ -53,6 +53,12 @@ Other conv ideas measured and dropped (2 threads, us): the GEMM in the other ori
 transposing copy; the input gradient as a convolution of the output gradient (flipped
 weights @ its im2col) instead of weight.T @ grad and col2im: 105 -> 115, 501 -> 519,
 748 -> 1052.
+NOTE: a GEMM of our own for the small-K shapes where OpenBLAS is slow (ResNet's conv1, K = 147)
+cannot be written in plain `njit`: a 6x16 register-blocked micro-kernel on packed panels
+(generated scalar accumulators, or a tile array) ran at 4-18 GF/s on one thread, against
+OpenBLAS's 77 (64 x 147 x 8192, float32): LLVM vectorizes the k loop as a reduction, or
+spills the accumulators, never the 16 columns into two AVX registers. It would take LLVM IR
+with vector types (llvmlite) and threading of its own (see above).
 """
 import functools
 
