@@ -1,15 +1,16 @@
 """Convolutions: `conv1d` and `conv2d` (torch.conv1d/conv2d and F.conv1d/conv2d), both the
-`convolution` primitive of `nbgrad.ops.conv`. An unbatched input (no N dim) gets one, as
-PyTorch does, so its grad_fn is the squeeze that takes it away."""
+`convolution` primitive of `nbgrad.ops.conv`, and `conv_transpose1d`/`conv_transpose2d`, its
+`conv_transpose` primitive. An unbatched input (no N dim) gets one, as PyTorch does, so its
+grad_fn is the squeeze that takes it away."""
 import warnings
 
 from ..ops import PRIMITIVES
-from ..ops.conv import check_bias
+from ..ops.conv import check_bias, check_transposed_bias
 from .dispatch import dispatch
 from .operands import absent
 from .resample import pad as _pad
 
-__all__ = ["conv1d", "conv2d"]
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
 
 def _is_int(value):
@@ -46,16 +47,30 @@ def _same_padding(x, weight, dims, dilation):
     return x, tuple(total // 2 for total in totals)
 
 
-def _convolution(dims, input, weight, bias, stride, padding, dilation, groups):
+def _batched(name, dims, input, groups):
+    """The input with its N dim (added to an unbatched one), and whether it had one."""
     ndim = input.ndim
     if ndim not in (dims + 1, dims + 2):
         raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input to "
-                           f"conv{dims}d, but got input of size: {list(input.shape)}")
+                           f"{name}, but got input of size: {list(input.shape)}")
     if not _is_int(groups):
         raise TypeError(f"groups must be an int, got {groups!r}")
-    stride, dilation = _spatial(stride, "stride", dims), _spatial(dilation, "dilation", dims)
     batched = ndim == dims + 2
-    x = input if batched else input.unsqueeze(0)
+    return (input if batched else input.unsqueeze(0)), batched
+
+
+def _bias_or_absent(bias, weight, dtype):
+    if bias is None:
+        return absent(dtype.np)
+    if bias.numel() == 0:
+        # (The primitive takes a zero-size bias for none; a real one has out_channels >= 1.)
+        check_bias(tuple(weight.shape), tuple(bias.shape))
+    return bias
+
+
+def _convolution(dims, input, weight, bias, stride, padding, dilation, groups):
+    x, batched = _batched(f"conv{dims}d", dims, input, groups)
+    stride, dilation = _spatial(stride, "stride", dims), _spatial(dilation, "dilation", dims)
     if padding == "same":
         if any(step != 1 for step in stride):
             raise RuntimeError("padding='same' is not supported for strided convolutions")
@@ -65,14 +80,25 @@ def _convolution(dims, input, weight, bias, stride, padding, dilation, groups):
         padding = 0
     elif isinstance(padding, str):
         raise RuntimeError(f"Invalid padding string: '{padding}'")
-    if bias is None:
-        bias = absent(input.dtype.np)
-    elif bias.numel() == 0:
-        # (The primitive takes a zero-size bias for none; a real one has out_channels >= 1.)
-        check_bias(tuple(weight.shape), tuple(bias.shape))
     params = {"stride": stride, "padding": _spatial(padding, "padding", dims), "dilation": dilation,
               "groups": groups}
-    out = dispatch(PRIMITIVES["convolution"], (x, weight, bias), params)
+    out = dispatch(PRIMITIVES["convolution"], (x, weight, _bias_or_absent(bias, weight, input.dtype)),
+                   params)
+    return out if batched else out.squeeze(0)
+
+
+def _transposed(dims, input, weight, bias, stride, padding, output_padding, groups, dilation):
+    name = f"conv_transpose{dims}d"
+    x, batched = _batched(name, dims, input, groups)
+    if isinstance(padding, str):
+        raise TypeError(f"{name}(): argument 'padding' must be tuple of ints, not str")
+    params = {"stride": _spatial(stride, "stride", dims), "padding": _spatial(padding, "padding", dims),
+              "output_padding": _spatial(output_padding, "output_padding", dims),
+              "dilation": _spatial(dilation, "dilation", dims), "groups": groups}
+    if bias is not None and bias.numel() == 0:  # (else taken for the absent stand-in)
+        check_transposed_bias(tuple(weight.shape), groups, tuple(bias.shape))
+    out = dispatch(PRIMITIVES["conv_transpose"],
+                   (x, weight, absent(input.dtype.np) if bias is None else bias), params)
     return out if batched else out.squeeze(0)
 
 
@@ -82,3 +108,13 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _convolution(2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    return _transposed(1, input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    return _transposed(2, input, weight, bias, stride, padding, output_padding, groups, dilation)

@@ -17,7 +17,7 @@ from .._tensor.pooling import (  # noqa: F401  (F's pooling functions)
     adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d,
     avg_pool2d, max_pool1d, max_pool2d, adaptive_max_pool1d_with_indices,
     adaptive_max_pool2d_with_indices, max_pool1d_with_indices, max_pool2d_with_indices)
-from .._tensor.conv import conv1d, conv2d  # noqa: F401  (F's convolutions)
+from .._tensor.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401  (F's convolutions)
 from .._tensor.resample import (pad, interpolate, upsample, upsample_nearest,  # noqa: F401
                                 upsample_bilinear, dropout1d, dropout2d)  # (resample.py)
 from .._tensor.normalization import (functional_batch_norm as batch_norm,  # noqa: F401

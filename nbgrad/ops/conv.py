@@ -61,6 +61,7 @@ spills the accumulators, never the 16 columns into two AVX registers. It would t
 with vector types (llvmlite) and threading of its own (see above).
 """
 import functools
+import math
 
 import numba
 import numpy as np
@@ -731,6 +732,90 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
     return (x.shape[0], out_channels if x.shape[1] else 0) + out, x.dtype
 
 
+
+def _two(values, fill):
+    """Per-dim values of a 1-D convolution as a 2-D one's (height 1, with `fill` for it)."""
+    return (fill,) * (2 - len(values)) + tuple(values)
+
+
+def _per_side(name, values, separator=" "):
+    """PyTorch's way of naming a 2-D argument in the transposed convolution's messages (a 1-D
+    one is 2-D with height 1)."""
+    return f"{name}_height: {values[0]}{separator}{name}_width: {values[1]}"
+
+
+def check_transposed_bias(weight_shape, groups, bias_shape):
+    out_channels = weight_shape[1] * groups
+    if bias_shape != (out_channels,):
+        raise RuntimeError(f"Given transposed=1, weight of size {_shape_list(weight_shape)}, expected "
+                           f"bias to be 1-dimensional with {out_channels} elements, but got bias of "
+                           f"size {_shape_list(bias_shape)} instead")
+
+
+def infer_transposed(x, weight, bias, stride, padding, output_padding, dilation, groups):
+    """The transposed convolution's checks and shape: PyTorch's `conv_transpose2d`, with the
+    input's and output's roles of `infer` exchanged (weight: in, out/groups, kernel...)."""
+    dims = weight.ndim - 2
+    stride, padding, dilation = resolve(weight.shape, stride, padding, dilation)
+    output_padding = _per_dim("output_padding", output_padding, dims)
+    if bias.dtype != x.dtype:
+        raise RuntimeError(f"Input type ({C_TYPE_NAMES.get(x.dtype.name, x.dtype.name)}) and bias "
+                           f"type ({C_TYPE_NAMES.get(bias.dtype.name, bias.dtype.name)}) should be the same")
+    if any(side < 0 for side in padding):
+        raise RuntimeError("negative padding is not supported")
+    if any(side < 0 for side in output_padding):
+        raise RuntimeError("negative output_padding is not supported")
+    if any(step <= 0 for step in stride):
+        raise RuntimeError("non-positive stride is not supported")
+    if any(d <= 0 for d in dilation):
+        raise RuntimeError(f"dilation should be greater than zero, but got "
+                           f"{_per_side('dilation', _two(dilation, 1), ', ')}")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    if x.ndim != weight.ndim:
+        raise RuntimeError(f"Expected {weight.ndim}-dimensional input for {weight.ndim}-dimensional "
+                           f"weight {_shape_list(weight.shape)}, but got {x.ndim}-dimensional input of "
+                           f"size {_shape_list(x.shape)} instead")
+    if x.shape[0] and 0 in x.shape[2:]:
+        raise RuntimeError(f"Only zero batch or zero channel inputs are supported, but got input "
+                           f"shape: {_shape_list(x.shape)}")
+    in_channels = weight.shape[0]
+    if in_channels < groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at "
+                           f"dimension 0, but got weight of size {_shape_list(weight.shape)} instead")
+    if in_channels % groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at "
+                           f"dimension 0, but got weight of size [{_shape_list(weight.shape)}] instead")
+    if weight.shape[1] == 0:
+        raise RuntimeError(f"non-empty 2D or 4D weight tensor expected, but got: "
+                           f"{_shape_list(weight.shape[:2] + _two(weight.shape[2:], 1))}")
+    if x.shape[1] != in_channels:
+        raise RuntimeError(f"Given transposed=1, weight of size {_shape_list(weight.shape)}, "
+                           f"expected input{_shape_list(x.shape)} to have {in_channels} channels, "
+                           f"but got {x.shape[1]} channels instead")
+    out_channels = weight.shape[1] * groups
+    if bias.shape != (0,):
+        check_transposed_bias(weight.shape, groups, bias.shape)
+    if any(extra >= step and extra >= d for extra, step, d in zip(output_padding, stride, dilation)):
+        raise RuntimeError("output padding must be smaller than either stride or dilation, but got "
+                           f"{_per_side('output_padding', _two(output_padding, 0))} "
+                           f"{_per_side('stride', _two(stride, 1))} "
+                           f"{_per_side('dilation', _two(dilation, 1))}")
+    sizes = tuple((size - 1) * step - 2 * side + d * (k - 1) + extra + 1 for size, step, side, d, k, extra
+                  in zip(x.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding))
+    if any(size <= 0 for size in sizes):
+        raise RuntimeError(f"Given input size per channel: ({' x '.join(map(str, _two(x.shape[2:], 1)))})."
+                           f" Calculated output size per channel: "
+                           f"({' x '.join(map(str, _two(sizes, 1)))}). Output size is too small")
+    if x.dtype != weight.dtype:
+        raise RuntimeError(f"expected scalar type {TORCH_TYPE_NAMES[x.dtype.name]} but found "
+                           f"{TORCH_TYPE_NAMES[weight.dtype.name]}")
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"convolution is implemented for floating point tensors only, got "
+                           f"{x.dtype}")
+    return (x.shape[0], out_channels) + sizes, x.dtype
+
+
 class _Plan:
     """A call's integers, the kernels' `plan` argument: the 4-D geometry (a 1-D convolution
     has H = 1), groups, the chunk of images per GEMM (of at most `budget` columns) and the
@@ -741,14 +826,11 @@ class _Plan:
                  budget, transposed_below):
         stride, padding, dilation = resolve(weight_shape, stride, padding, dilation)
 
-        def two(values, fill):
-            return (fill,) * (2 - len(values)) + tuple(values)
-
-        batch, channels, height, width = x_shape[:2] + two(x_shape[2:], 1)
-        out_channels, group_in, kernel_h, kernel_w = weight_shape[:2] + two(weight_shape[2:], 1)
-        out_h, out_w = two(out_shape[2:], 1)
-        (stride_h, stride_w), (dilation_h, dilation_w) = two(stride, 1), two(dilation, 1)
-        pad_top, pad_left = two(padding, 0)
+        batch, channels, height, width = x_shape[:2] + _two(x_shape[2:], 1)
+        out_channels, group_in, kernel_h, kernel_w = weight_shape[:2] + _two(weight_shape[2:], 1)
+        out_h, out_w = _two(out_shape[2:], 1)
+        (stride_h, stride_w), (dilation_h, dilation_w) = _two(stride, 1), _two(dilation, 1)
+        pad_top, pad_left = _two(padding, 0)
         taps, positions = kernel_h * kernel_w, out_h * out_w
         chunk = max(1, min(batch, budget // max(1, group_in * taps * positions)))
         chunk = -(-batch // -(-batch // chunk)) if batch else 1  # (equal chunks, not 7 + 1)
@@ -976,37 +1058,136 @@ class _ConvolutionFusion:
 
 
 # ---------------------------------------------------------------------------------------
+# The transposed convolution (PyTorch's conv_transpose1d/2d, also ConvolutionBackward0) is the
+# convolution's input gradient: the same kernels with the roles exchanged. Its output is the
+# input of a convolution (weight: in, out/groups, kernel) whose output has x's shape, so one
+# _Plan, of that convolution, serves the forward (conv_backward_kernel's input gradient), the
+# input's gradient (conv_forward_kernel of g) and the weight's (conv_backward_kernel's weight
+# gradient, g as the images and x as their output gradient).
+# NOTE: the plan is given x's shape as the convolution's output: output_padding can make the
+# convolution of the output one longer than x (by less than a stride or dilation), a row
+# that reaches no input.
+
+@calling_unlinked
+@_jit
+def add_channel_bias_kernel(out, bias, channels, positions):
+    """out (flat, N x channels x positions) += bias per channel."""
+    for start in range(0, out.shape[0], positions):
+        shift = bias[start // positions % channels]
+        for p in range(_u(positions)):
+            out[_u(start) + p] += shift
+
+
+@calling_unlinked
+@_jit
+def channel_sums_kernel(grad, batch, channels, positions, sums):
+    """sums[c] = the sum of grad (flat, N x channels x positions) over images and positions."""
+    _bias_gradient(grad, batch, channels, positions, sums)
+
+
+def _transposed_plan(x_shape, weight_shape, out_shape, params):
+    return _plan(out_shape, weight_shape, x_shape, params)
+
+
+def transposed_forward(x, weight, bias, **params):
+    shape, dtype = infer_transposed(x, weight, bias, **params)
+    out = np.empty(shape, dtype)
+    if out.size == 0:
+        return out
+    plan = _transposed_plan(x.shape, weight.shape, shape, params)
+    absent = np.empty(0, dtype)
+    conv_backward_kernel(absent, _flat(weight), _flat(x), out.reshape(-1), absent, absent,
+                         plan.array(1, 0, 0), plan.masks, np.empty(plan.workspace, dtype))
+    if bias.size:
+        add_channel_bias_kernel(out.reshape(-1), bias, shape[1], math.prod(out.shape[2:]))
+    return out
+
+
+def transposed_vjp(node, g):
+    x, weight = node.saved
+    (x_shape, _), (weight_shape, _) = node.input_meta[:2]
+    need_x, need_weight, need_bias = node.needs
+    dtype = g.dtype
+    grads = [np.zeros(shape, dtype) if need else None
+             for shape, need in zip((x_shape, weight_shape, g.shape[1:2]), node.needs)]
+    if g.size == 0:  # (no images: zero gradients)
+        return tuple(grads)
+    plan = _transposed_plan(x_shape, weight_shape, g.shape, node.params)
+    absent = np.empty(0, dtype)
+    workspace = np.empty(plan.workspace, dtype)
+    if need_x:
+        conv_forward_kernel(_flat(g), _flat(weight), absent, grads[0].reshape(-1), plan.array(),
+                            plan.masks, workspace)
+    if need_weight:
+        conv_backward_kernel(_flat(g), absent, _flat(x), absent, grads[1].reshape(-1), absent,
+                             plan.array(0, 1, 0), plan.masks, workspace)
+    if need_bias:
+        channel_sums_kernel(_flat(g), g.shape[0], g.shape[1], math.prod(g.shape[2:]), grads[2])
+    return tuple(grads)
+
+
+class _TransposedFusion(_ConvolutionFusion):
+    """transposed_forward and transposed_vjp's kernel calls, from the fused step."""
+
+    def forward(self, em, arrays, params, out):
+        x, weight, bias = arrays
+        if out.size == 0:
+            em.out(out)
+            return
+        em.blas()
+        plan = _transposed_plan(x.shape, weight.shape, out.shape, params)
+        target = f"{em.out(out)}.reshape({out.size})"
+        absent = em.empty(1, out.dtype)
+        em.emit(f"{em.kernel(conv_backward_kernel)}({absent}, {em.ref(weight)}.reshape({weight.size}), "
+                f"{em.ref(x)}.reshape({x.size}), {target}, {absent}, {absent}, "
+                f"{em.constant(plan.array(1, 0, 0))}, {em.constant(plan.masks)}, "
+                f"{self._workspace(em, plan.workspace, out.dtype)})")
+        if bias.size:
+            em.emit(f"{em.kernel(add_channel_bias_kernel)}({target}, {em.ref(bias)}, "
+                    f"{out.shape[1]}, {math.prod(out.shape[2:])})")
+
+    def vjp(self, em, node, g, input_grads):
+        if g.size == 0:  # (as eager: zeros)
+            for grad in input_grads:
+                if grad is not None:
+                    em.emit(f"{em.out(grad)}.fill(0)")
+            return
+        (x_shape, _), (weight_shape, _) = node.input_meta[:2]
+        plan = _transposed_plan(x_shape, weight_shape, g.shape, node.params)
+        grad_x, grad_weight, grad_bias = input_grads
+        x, weight = node.saved
+        flat_g = f"{em.ref(g)}.reshape({g.size})"
+        absent = em.empty(1, g.dtype)
+        em.blas()
+        workspace = self._workspace(em, plan.workspace, g.dtype)
+        masks = em.constant(plan.masks)
+        if grad_x is not None:
+            em.emit(f"{em.kernel(conv_forward_kernel)}({flat_g}, "
+                    f"{em.ref(weight)}.reshape({weight.size}), {absent}, "
+                    f"{em.out(grad_x)}.reshape({grad_x.size}), {em.constant(plan.array())}, "
+                    f"{masks}, {workspace})")
+        if grad_weight is not None:
+            em.emit(f"{em.kernel(conv_backward_kernel)}({flat_g}, {absent}, "
+                    f"{em.ref(x)}.reshape({x.size}), {absent}, "
+                    f"{em.out(grad_weight)}.reshape({grad_weight.size}), {absent}, "
+                    f"{em.constant(plan.array(0, 1, 0))}, {masks}, {workspace})")
+        if grad_bias is not None:
+            em.emit(f"{em.kernel(channel_sums_kernel)}({flat_g}, {g.shape[0]}, {g.shape[1]}, "
+                    f"{math.prod(g.shape[2:])}, {em.out(grad_bias)})")
+
+
+# ---------------------------------------------------------------------------------------
 # The differentiable VJP (create_graph=True): each gradient is itself a convolution, called
 # through `Tensor._primitive` so that it is recorded (PyTorch's convolution_backward
 # formulas, derivatives.yaml). Spatial dims are handled one by one, for 1-D and 2-D alike.
 
 def _input_gradient(g, weight, x_shape, stride, padding, dilation, groups):
-    """The transposed convolution of g: g zero-stuffed (stride - 1 zeros between its
-    elements) into zeros placed so that a stride-1 convolution with the weights flipped,
-    in and out channels swapped per group, and the same dilation gives each input position's
-    gradient. An output that read only padding reaches no input and is left out."""
-    spatial = len(x_shape) - 2
-    out_channels, group_in = weight.shape[:2]
-    placed, taken, sizes = [slice(None)] * 2, [slice(None)] * 2, []
-    for size, kernel, step, side, spread, out in zip(x_shape[2:], weight.shape[2:], stride,
-                                                     padding, dilation, g.shape[2:]):
-        reach = spread * (kernel - 1)
-        offset = reach - side  # where output 0 lands in the stuffed, padded gradient
-        first = -(min(offset, 0) // step)  # the first output that lands at or after 0
-        last = min(out, (size + reach - 1 - offset) // step + 1)
-        if last <= first:
-            return g.new_zeros(x_shape)
-        placed.append(slice(offset + first * step, offset + (last - 1) * step + 1, step))
-        taken.append(slice(first, last))
-        sizes.append(size + reach)
-    stuffed = g.new_zeros(tuple(g.shape[:2]) + tuple(sizes))
-    stuffed[tuple(placed)] = g[tuple(taken)]
-    kernel_shape = tuple(weight.shape[2:])
-    swapped = (weight.reshape((groups, out_channels // groups, group_in) + kernel_shape)
-               .transpose(1, 2).reshape((groups * group_in, out_channels // groups) + kernel_shape)
-               .flip(tuple(range(2, 2 + spatial))))
-    return stuffed._primitive("convolution", swapped, g.new_zeros((0,)), stride=(1,) * spatial,
-                              padding=(0,) * spatial, dilation=dilation, groups=groups)
+    """The transposed convolution of g, its output padding the rows and columns of x past
+    the last window's reach (less than a stride)."""
+    extra = tuple(size - ((out - 1) * step - 2 * side + d * (k - 1) + 1) for size, out, step, side, d, k
+                  in zip(x_shape[2:], g.shape[2:], stride, padding, dilation, weight.shape[2:]))
+    return g._primitive("conv_transpose", weight, g.new_zeros((0,)), stride=stride,
+                        padding=padding, output_padding=extra, dilation=dilation, groups=groups)
 
 
 def _weight_gradient(g, x, weight_shape, stride, padding, dilation, groups):
@@ -1026,22 +1207,51 @@ def _weight_gradient(g, x, weight_shape, stride, padding, dilation, groups):
     return result[crop].transpose(0, 1)
 
 
+def _zero_gradients(node, g, shapes):
+    """As vjp for an empty g: zeros; joined to g's graph (g's empty sum, 0), as PyTorch's node
+    is, so that a further backward reaches what g depends on."""
+    joined = g.sum() * 0
+    return tuple(g.new_zeros(shape) + joined if need else None
+                 for shape, need in zip(shapes, node.needs))
+
+
+def _geometry(node):
+    (x_shape, _), (weight_shape, _) = node.input_meta[:2]
+    params = node.params
+    return (x_shape, weight_shape) + resolve(weight_shape, params["stride"], params["padding"],
+                                             params["dilation"]) + (params["groups"],)
+
+
 def differentiable_vjp(node, g, saved):
     x, weight = saved
-    (x_shape, _), (weight_shape, _) = node.input_meta[:2]
+    x_shape, weight_shape, stride, padding, dilation, groups = _geometry(node)
     if g.numel() == 0:
-        # As vjp: zeros; joined to g's graph (g's empty sum, 0), as PyTorch's node is, so
-        # that a further backward reaches what g depends on.
-        joined = g.sum() * 0
-        return tuple(g.new_zeros(shape) + joined if need else None
-                     for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), node.needs))
-    params = node.params
-    stride, padding, dilation = resolve(weight_shape, params["stride"], params["padding"],
-                                        params["dilation"])
+        return _zero_gradients(node, g, (x_shape, weight_shape, weight_shape[:1]))
     needs = node.needs
-    return (_input_gradient(g, weight, x_shape, stride, padding, dilation, params["groups"])
+    return (_input_gradient(g, weight, x_shape, stride, padding, dilation, groups)
             if needs[0] else None,
-            _weight_gradient(g, x, weight_shape, stride, padding, dilation, params["groups"])
+            _weight_gradient(g, x, weight_shape, stride, padding, dilation, groups)
+            if needs[1] else None,
+            g.sum((0,) + tuple(range(2, g.ndim))) if needs[2] else None)
+
+
+def transposed_differentiable_vjp(node, g, saved):
+    """The convolution's rules read backwards: x's gradient is the convolution of g (cropped
+    to x where output_padding made the convolution one longer), the weight's is the
+    convolution's weight gradient with g as the images and x as their output gradient."""
+    x, weight = saved
+    x_shape, weight_shape, stride, padding, dilation, groups = _geometry(node)
+    if g.numel() == 0:
+        return _zero_gradients(node, g, (x_shape, weight_shape, tuple(g.shape[1:2])))
+    needs = node.needs
+    grad_x = None
+    if needs[0]:
+        grad_x = g._primitive("convolution", weight, g.new_zeros((0,)), stride=stride,
+                              padding=padding, dilation=dilation, groups=groups)
+        if tuple(grad_x.shape) != tuple(x_shape):
+            grad_x = grad_x[(slice(None),) * 2 + tuple(slice(0, size) for size in x_shape[2:])]
+    return (grad_x,
+            _weight_gradient(x, g, weight_shape, stride, padding, dilation, groups)
             if needs[1] else None,
             g.sum((0,) + tuple(range(2, g.ndim))) if needs[2] else None)
 
@@ -1051,4 +1261,8 @@ PRIMS = {
                                       save=(0, 1), save_for=((1,), (0,), ()),
                                       differentiable=(0, 1, 2), fuse=_ConvolutionFusion(),
                                       differentiable_vjp=differentiable_vjp)),
+    "conv_transpose": register(Primitive(
+        "conv_transpose", "ConvolutionBackward0", infer_transposed, transposed_forward,
+        transposed_vjp, save=(0, 1), save_for=((1,), (0,), ()), differentiable=(0, 1, 2),
+        fuse=_TransposedFusion(), differentiable_vjp=transposed_differentiable_vjp)),
 }

@@ -647,6 +647,13 @@ TABLE = [
         (3, 1, 3), (3,), tol32=STATS32),
     row("conv2d_groups_same", lambda L, x, w: L.nn.functional.conv2d(x, w, padding="same", groups=2),
         (2, 4, 5, 4), (6, 2, 2, 3), tol32=REDUCE32),
+    # transposed (conv_transpose, ConvolutionBackward0 too): stride, padding, output padding
+    # and dilation per dim with a bias, scaled by a 1-D grouped one (its output padding less
+    # than the dilation, not the stride: its convolution is one longer than the input)
+    row("conv_transpose2d_conv_transpose1d", lambda L, x, w, b, x1, w1: L.nn.functional.conv_transpose2d(
+        x, w, b, (2, 1), (1, 0), (1, 0), 1, (1, 2)) * L.conv_transpose1d(
+        x1, w1, None, 1, 1, 1, 2, 2).mean(), (2, 4, 3, 4), (4, 3, 3, 2), (3,), (2, 4, 5), (4, 1, 3),
+        tol32=STATS32),
     # ---- padding and resizing (F.pad: pad_constant and resample; F.interpolate: resample):
     # crops by negative pads, a transposed input, every mode once
     row("pad_constant", lambda L, x: L.nn.functional.pad(x, (1, 2, -1, 1), value=1.5), (2, 3, 4)),
