@@ -359,6 +359,10 @@ BAD = {
     "conv2d_negative_padding": lambda L: F(L).conv2d(_x(L, 1, 3, 4, 4), _x(L, 2, 3, 3, 3), padding=-1),
     "conv2d_dtype_mismatch": lambda L: F(L).conv2d(_x(L, 1, 3, 4, 4), _x(L, 2, 3, 3, 3).double()),
     "conv2d_module_groups": lambda L: L.nn.Conv2d(3, 4, 3, groups=2),
+    "conv_transpose2d_input_channels": lambda L: F(L).conv_transpose2d(_x(L, 1, 3, 4, 4), _x(L, 4, 2, 3, 3)),
+    "conv_transpose2d_output_padding_not_below_stride": lambda L: F(L).conv_transpose2d(
+        _x(L, 1, 4, 4, 4), _x(L, 4, 2, 3, 3), stride=2, output_padding=2),
+    "conv_transpose1d_output_too_small": lambda L: F(L).conv_transpose1d(_x(L, 1, 4, 2), _x(L, 4, 2, 3), padding=3),
     # ---- pooling (messages are checked in tests/nn/test_pooling.py)
     "max_pool2d_pad_above_half_kernel": lambda L: F(L).max_pool2d(_x(L, 1, 2, 4, 4), 2, padding=2),
     "max_pool2d_kernel_larger_than_input": lambda L: F(L).max_pool2d(_x(L, 1, 2, 4, 4), 5),

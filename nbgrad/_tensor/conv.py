@@ -97,6 +97,8 @@ def _transposed(dims, input, weight, bias, stride, padding, output_padding, grou
               "dilation": _spatial(dilation, "dilation", dims), "groups": groups}
     if bias is not None and bias.numel() == 0:  # (else taken for the absent stand-in)
         check_transposed_bias(tuple(weight.shape), groups, tuple(bias.shape))
+    if bias is not None and bias.dtype != input.dtype:
+        bias = bias.to(input.dtype)  # (PyTorch's transposed convolution converts it)
     out = dispatch(PRIMITIVES["conv_transpose"],
                    (x, weight, absent(input.dtype.np) if bias is None else bias), params)
     return out if batched else out.squeeze(0)

@@ -27,6 +27,22 @@ class Size(tuple):
     def __repr__(self):
         return f"nbgrad.Size({list(self)})"
 
+    # As torch.Size, slices, sums with tuples and repeats are Sizes too.
+    def __getitem__(self, index):
+        item = tuple.__getitem__(self, index)
+        return Size(item) if isinstance(index, slice) else item
+
+    def __add__(self, other):
+        return Size(tuple.__add__(self, other)) if isinstance(other, tuple) else NotImplemented
+
+    def __radd__(self, other):
+        return Size(other + tuple(self)) if isinstance(other, tuple) else NotImplemented
+
+    def __mul__(self, count):
+        return Size(tuple.__mul__(self, count))
+
+    __rmul__ = __mul__
+
 
 _DETACH_VIEW = (
     "Can't detach views in-place. Use detach() instead. If you are using "

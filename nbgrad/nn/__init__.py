@@ -13,7 +13,7 @@ from .resample import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d, ConstantP
                        CircularPad2d, CircularPad3d, Upsample, UpsamplingNearest2d,
                        UpsamplingBilinear2d, Dropout1d, Dropout2d)
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
-from .conv import Conv1d, Conv2d
+from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d,
                       AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d)
 
@@ -27,5 +27,6 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Li
            "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
            "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "Dropout1d", "Dropout2d",
            "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Conv1d", "Conv2d",
+           "ConvTranspose1d", "ConvTranspose2d",
            "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
            "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d"]

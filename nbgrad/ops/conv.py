@@ -754,13 +754,11 @@ def check_transposed_bias(weight_shape, groups, bias_shape):
 
 def infer_transposed(x, weight, bias, stride, padding, output_padding, dilation, groups):
     """The transposed convolution's checks and shape: PyTorch's `conv_transpose2d`, with the
-    input's and output's roles of `infer` exchanged (weight: in, out/groups, kernel...)."""
+    input's and output's roles of `infer` exchanged (weight: in, out/groups, kernel...).
+    The bias has x's dtype (the API function converts it, as PyTorch takes any)."""
     dims = weight.ndim - 2
     stride, padding, dilation = resolve(weight.shape, stride, padding, dilation)
     output_padding = _per_dim("output_padding", output_padding, dims)
-    if bias.dtype != x.dtype:
-        raise RuntimeError(f"Input type ({C_TYPE_NAMES.get(x.dtype.name, x.dtype.name)}) and bias "
-                           f"type ({C_TYPE_NAMES.get(bias.dtype.name, bias.dtype.name)}) should be the same")
     if any(side < 0 for side in padding):
         raise RuntimeError("negative padding is not supported")
     if any(side < 0 for side in output_padding):

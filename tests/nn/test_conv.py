@@ -1,4 +1,4 @@
-"""nn.Conv1d/Conv2d and F.conv1d/conv2d against torch: default initialization, repr,
+"""nn.Conv1d/Conv2d/ConvTranspose1d/ConvTranspose2d and their functions against torch: default initialization, repr,
 state_dict, padding modes, the kernels' chunked paths, and errors (type and message).
 The op itself (values and gradients in three modes, gradcheck) is in tests/ops' table."""
 import json
@@ -51,6 +51,15 @@ CONFIGS = [  # (Conv class name, args, kwargs, input shape)
     ("Conv2d", (3, 3, 3), {"padding": "valid", "groups": 3}, (1, 3, 5, 5)),
     ("Conv1d", (4, 8, 3), {"padding": "same", "groups": 2, "padding_mode": "replicate"}, (2, 4, 7)),
     ("Conv1d", (2, 3, 1), {"stride": 2}, (3, 2, 5)),
+    # DCGAN's generator layers; a 3x3 stride-1 one (the convolution's "same" path), grouped
+    # with output padding and dilation, 1x1, and unbatched 1-D
+    ("ConvTranspose2d", (6, 4, 4), {"stride": 2, "padding": 1, "bias": False}, (2, 6, 3, 3)),
+    ("ConvTranspose2d", (6, 4, 4), {"stride": 1, "padding": 0}, (2, 6, 1, 1)),
+    ("ConvTranspose2d", (3, 4, 3), {"padding": 1}, (2, 3, 5, 6)),
+    ("ConvTranspose2d", (4, 6, (3, 2)), {"stride": (2, 3), "output_padding": (1, 2), "groups": 2,
+                                         "dilation": (2, 1)}, (1, 4, 4, 3)),
+    ("ConvTranspose2d", (3, 5, 1), {}, (2, 3, 4, 4)),
+    ("ConvTranspose1d", (4, 2, 3), {"stride": 3, "padding": 2, "output_padding": 1}, (4, 5)),
 ]
 
 
@@ -89,6 +98,22 @@ def test_default_init_is_torchs():
     # uniform(-b, b) has standard deviation b / sqrt(3)
     assert abs(weight.std() - bound / math.sqrt(3)) < 0.05 * bound
     assert nn.Conv2d(2, 4, 3, dtype=nbgrad.float64).weight.dtype == nbgrad.float64
+
+
+def test_transposed_default_init_and_output_size_are_torchs():
+    """The transposed modules' weights (in, out/groups, kernel) from the same seed are torch's
+    (fan_in from the weight's dim 1), and forward's output_size picks the output padding."""
+    nbgrad.manual_seed(5)
+    torch.manual_seed(5)
+    ours, theirs = nn.ConvTranspose2d(6, 4, 3, stride=2, groups=2), torch.nn.ConvTranspose2d(6, 4, 3, stride=2, groups=2)
+    for k, v in theirs.state_dict().items():
+        np.testing.assert_array_equal(ours.state_dict()[k].numpy(), v.numpy())
+    x = _input((1, 6, 3, 4))
+    _assert_same(ours, theirs, x)
+    for size in ([8, 10], [1, 4, 7, 9], (7, 9)):
+        out, expected = ours(nbgrad.tensor(x), output_size=size), theirs(torch.tensor(x), output_size=size)
+        assert out.shape == expected.shape
+        np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_chunked_and_plain_gemm_paths_match_torch(monkeypatch):
@@ -212,7 +237,7 @@ def _error(fn):
         # A set in a message ({'same', 'valid'}) prints in an order of its own: sorted here.
         message = re.sub(r"\{[^}]*\}", lambda m: str(sorted(m.group(0)[1:-1].split(", "))),
                          str(error).split("\n")[0])
-        return type(error).__name__, message
+        return type(error).__name__, message.replace("nbgrad.Size", "torch.Size")
     return None
 
 
@@ -249,6 +274,36 @@ BAD_CALLS = {  # name: fn(L) that raises in torch
     "module_padding_mode": lambda L: L.nn.Conv2d(4, 4, 3, padding_mode="zero"),
     "module_padding_string": lambda L: L.nn.Conv2d(4, 4, 3, padding="full"),
     "module_input_channels": lambda L: L.nn.Conv2d(4, 3, 3)(L.ones(1, 5, 5, 5)),
+    # transposed
+    "t_input_channels": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((5, 2, 3, 3)))),
+    "t_groups": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), groups=3),
+    "t_output_padding": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))),
+                                                     output_padding=(0, 1)),
+    "t_output_padding_1d": lambda L: L.conv_transpose1d(L.tensor(r((1, 4, 3))), L.tensor(r((4, 2, 3))),
+                                                        output_padding=1, stride=1),
+    "t_negative_output_padding": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))),
+                                                              stride=2, output_padding=-1),
+    "t_output_too_small": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), padding=3),
+    "t_output_too_small_1d": lambda L: L.conv_transpose1d(L.tensor(r((1, 4, 3))), L.tensor(r((4, 2, 3))), padding=3),
+    "t_negative_padding": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), padding=-1),
+    "t_zero_stride": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), stride=0),
+    "t_zero_dilation": lambda L: L.conv_transpose1d(L.tensor(r((1, 4, 3))), L.tensor(r((4, 2, 3))), dilation=0),
+    "t_bias_shape": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), L.tensor(r(3))),
+    "t_empty_bias": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), L.tensor(r(0))),
+    "t_bias_rank": lambda L: L.conv_transpose1d(L.tensor(r((1, 4, 3))), L.tensor(r((4, 2, 3))), L.tensor(r((2, 1)))),
+    "t_input_rank": lambda L: L.conv_transpose2d(L.tensor(r((3, 3))), L.tensor(r((4, 2, 3, 3)))),
+    "t_input_rank_1d": lambda L: L.conv_transpose1d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3)))),
+    "t_weight_rank": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3)))),
+    "t_empty_weight": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 0, 3, 3)))),
+    "t_empty_spatial": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 0, 3))), L.tensor(r((4, 2, 3, 3)))),
+    "t_padding_string": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), padding="same"),
+    "t_dtype_mismatch": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))).float(), L.tensor(r((4, 2, 3, 3)))),
+    "t_stride_length": lambda L: L.conv_transpose2d(L.tensor(r((1, 4, 3, 3))), L.tensor(r((4, 2, 3, 3))), stride=(1, 2, 3)),
+    "t_module_padding_mode": lambda L: L.nn.ConvTranspose2d(4, 2, 3, padding_mode="reflect"),
+    "t_module_groups": lambda L: L.nn.ConvTranspose2d(4, 3, 3, groups=2),
+    "t_module_output_size": lambda L: L.nn.ConvTranspose2d(4, 2, 3, stride=2)(L.ones(1, 4, 3, 3), output_size=[6, 7]),
+    "t_module_output_size_length": lambda L: L.nn.ConvTranspose2d(4, 2, 3, stride=2)(L.ones(1, 4, 3, 3),
+                                                                                      output_size=[1, 7, 7]),
 }
 
 
