@@ -213,7 +213,7 @@ def clamp(input, min=None, max=None, *, _grad_fn_name="ClampBackward1"):
         # absent bound, here the widest value, as `(None, 0)`).
         dtype = result_dtype(input, lo, hi)
         operands = [operand_of_dtype(x, dtype) for x in (input, lo, hi)]
-        return dispatch(PRIMITIVES["clamp_tensor"], operands)
+        return dispatch(PRIMITIVES["clamp_tensor"], operands, {"min_only": int(max is None)})
     return dispatch(PRIMITIVES["clamp"], (input,), {"lo": lo, "hi": hi}, grad_fn_name=_grad_fn_name)
 
 

@@ -164,13 +164,15 @@ TABLE = [
                 {"a": "g if (a >= lo and a <= hi) else 0.0"}, params=("lo", "hi")),
     # NaN propagates; at ties each input gets half the gradient, as in PyTorch.
     # clamp with Tensor bounds: NaN in any operand gives NaN; the gradient formulas are
-    # PyTorch's (clamp_backward, clamp_backward_min_max), where lo > hi makes hi win.
+    # PyTorch's (clamp_backward, clamp_backward_min_max), where lo > hi makes hi win. An
+    # absent max is +inf, and `min_only` (1 or 0) says so: PyTorch's min-only rule gives lo
+    # its gradient wherever a < lo, lo = +inf included (where lo < hi fails).
     Elementwise("clamp_tensor", "ClampBackward0", ("a", "lo", "hi"),
                 "hi if (lo if (a < lo or lo != lo) else a) > hi or hi != hi else "
                 "(lo if (a < lo or lo != lo) else a)",
                 {"a": "g if (a >= lo and a <= hi) else 0.0",
-                 "lo": "g if (a < lo and lo < hi) else 0.0",
-                 "hi": "g if (a > hi or hi < lo) else 0.0"}),
+                 "lo": "g if (a < lo and (lo < hi or min_only > 0.0)) else 0.0",
+                 "hi": "g if (a > hi or hi < lo) else 0.0"}, params=("min_only",)),
     # (PyTorch's masks: where either is NaN, both get the whole gradient.)
     Elementwise("maximum", "MaximumBackward0", ("a", "b"), "a if (a > b or a != a) else b",
                 {"a": "0.5 * g if a == b else (0.0 if a < b else g)",

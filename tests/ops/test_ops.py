@@ -318,7 +318,10 @@ TABLE = [
     row("clamp_tensor_bounds", lambda L, a, lo, hi: L.clamp(a, lo, hi),
         A([1.0, np.nan, 3.0, -2.0, 0.5, 0.0]), A([np.nan, 0.0, 0.0, 0.0, 2.0, 0.0]),
         A([2.0, 2.0, np.nan, 2.0, 1.0, 1.0]), gradcheck=False),
-    row("clamp_tensor_min", lambda L, a, lo: a.clamp(min=lo), (3, 4), (4,)),
+    # (lo = +inf gets its gradient where a < lo: torch's min-only rule; broadcast lo)
+    row("clamp_tensor_min", lambda L, a, lo: a.clamp(min=lo),
+        A([[1.0, 3.0, np.inf, -np.inf, 2.0, np.nan], [0.5, -1.0, 2.5, 4.0, 2.0, 1.0]]),
+        A([np.inf, 2.0, np.inf, 0.0, 2.0, 0.0]), gradcheck=False),
     # ---- maximum / minimum / where
     row("maximum", lambda L, a, b: L.maximum(a, b), (3, 4), (4,)),
     row("maximum_method", lambda L, a, b: a.maximum(b), (3, 4), (3, 4)),
