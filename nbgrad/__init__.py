@@ -17,6 +17,7 @@ int = int32
 short = int16
 half = float16
 get_default_dtype = lambda: float32  # noqa: E731
+from ._core.threads import set_num_threads, get_num_threads  # noqa: E402,F401
 from . import nn, optim, data, utils, linalg, cuda, backends, accelerator, random  # noqa: E402,F401
 from .fuse import compile  # noqa: E402,F401
 from . import profiler  # noqa: E402,F401

@@ -26,6 +26,7 @@ import functools
 import os
 
 import numba
+import threadpoolctl
 from numba.np.ufunc import parallel as _numba_parallel
 
 SPINCOUNT = "1000"
@@ -83,3 +84,30 @@ def _libgomp_loaded():
             return any("libgomp" in line for line in maps)
     except OSError:
         return False
+
+
+# torch.set_num_threads's count, or None (the default: every core).
+_requested_threads = None
+
+
+def set_num_threads(count):
+    """torch.set_num_threads: the threads of nbgrad's threaded kernels (Numba's pool, at most
+    its size, NUMBA_NUM_THREADS) and of BLAS (SciPy's OpenBLAS, which the matrix kernels call,
+    and NumPy's, through threadpoolctl).
+    NOTE: Numba's count is per calling thread: kernels that other Python threads run use all
+    of its threads (PyTorch's count is the process's)."""
+    global _requested_threads
+    if type(count) is not int:
+        raise RuntimeError(f"set_num_threads expects an int, but got {type(count).__name__}")
+    if count <= 0:
+        raise RuntimeError("set_num_threads expects a positive integer")
+    threadpoolctl.threadpool_limits(count, user_api="blas")
+    # (A pool that `start` did not start is not started here: the kernels stay serial.)
+    if start() or getattr(_numba_parallel, "_is_initialized", False):
+        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    _requested_threads = count
+
+
+def get_num_threads():
+    """torch.get_num_threads: the count set_num_threads was given, else the cores'."""
+    return numba.config.NUMBA_NUM_THREADS if _requested_threads is None else _requested_threads

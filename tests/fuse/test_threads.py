@@ -82,3 +82,43 @@ if __name__ == "__main__":
     print(parent[-1][1], parent[-1][2], child[1], child[2], close)
 """
     assert run_python(script) == ["1", "True", "2", "False", "True"]
+
+
+def test_set_num_threads_sets_numbas_and_blas_threads_as_torch():
+    """torch.set_num_threads/get_num_threads (in a process of its own: the counts are the
+    process's): Numba's pool (at most its size) and every OpenBLAS threadpoolctl finds; the
+    same values from threaded kernels (a large add, a sum, a matmul) at 1 thread and at 2;
+    torch's errors."""
+    script = """
+import numba, numpy as np, threadpoolctl, nbgrad
+
+def blas_threads():
+    return sorted({i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"})
+
+def run():
+    x = nbgrad.tensor(np.linspace(-1, 1, 1 << 18, dtype=np.float32))
+    m = nbgrad.tensor(np.linspace(-1, 1, 256 * 256, dtype=np.float32).reshape(256, 256))
+    return [(x * 2 + 1).numpy(), x.sum().numpy(), (m @ m).numpy()]
+
+print(nbgrad.get_num_threads() == numba.config.NUMBA_NUM_THREADS)
+before = run()
+nbgrad.set_num_threads(1)
+print(nbgrad.get_num_threads(), numba.get_num_threads(), blas_threads())
+after = run()
+# (float32: OpenBLAS's one-thread kernel adds the 256 products in another order)
+print(all(np.allclose(a, b, rtol=1e-5, atol=1e-3) for a, b in zip(before, after)))
+nbgrad.set_num_threads(numba.config.NUMBA_NUM_THREADS + 3)
+print(nbgrad.get_num_threads() - numba.config.NUMBA_NUM_THREADS,
+      numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS,
+      blas_threads() == [numba.config.NUMBA_NUM_THREADS + 3])
+import torch  # (after nbgrad started its pool: see nbgrad._core.threads)
+for bad in (0, -1, 2.0, "2", True):
+    errors = []
+    for lib in (nbgrad, torch):
+        try:
+            lib.set_num_threads(bad)
+        except Exception as error:
+            errors.append((type(error).__name__, str(error)))
+    print(len(errors) == 2 and errors[0] == errors[1])
+"""
+    assert run_python(script) == ["True", "1", "1", "[1]", "True", "3", "True", "True"] + ["True"] * 5
