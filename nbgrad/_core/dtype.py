@@ -76,7 +76,8 @@ _BY_NAME = {d.name: d for d in ALL}
 _BY_NUMPY = {d.np: d for d in ALL if d is not bfloat16}
 # The NumPy dtypes a tensor's array may have as it is (bfloat16's too, once imported).
 STORED_NUMPY = set(_BY_NUMPY)
-_PYTHON_TYPES = {float: float32, int: int64, bool: bool_}
+# (Python types as dtypes: `float` is float64 whatever the default dtype, as in PyTorch)
+_PYTHON_TYPES = {float: float64, int: int64, bool: bool_}
 
 
 def by_name(name):
@@ -148,13 +149,37 @@ def can_cast(from_, to):
     return from_.category <= to.category
 
 
+# torch.set_default_dtype's: the dtype of floats given without one (tensor(1.5), zeros(2),
+# rand, a module's parameters) and of integers made floating (int_tensor / 2, sin).
+# NOTE: a deferred graph needs no key of it: the ops it records take a float tensor with a
+# gradient, and their result dtypes do not depend on it (int_tensor / 2 runs before, and its
+# result is read as an input of the graph, of its dtype). A compiled step's call checks it.
+_default = float32
+
+
+def get_default_dtype():
+    return _default
+
+
+def set_default_dtype(d):
+    global _default
+    if not isinstance(d, dtype) or not d.is_floating_point:
+        raise TypeError("only floating-point types are supported as the default type")
+    if d in HALF:
+        # (nbgrad stores them but computes in float32: int_tensor / 2 would need a kernel
+        # computing in float32 into a half result)
+        raise NotImplementedError(f"nbgrad: {d!r} as the default dtype is not supported; "
+                                  "float32 and float64 are")
+    _default = d
+
+
 def scalar_dtype(value):
     """The dtype PyTorch gives a Python scalar operand ("wrapped number")."""
     if isinstance(value, (bool, np.bool_)):
         return bool_
     if isinstance(value, (int, np.integer)):
         return int64
-    return float32
+    return _default
 
 
 def _combine(higher, lower):
@@ -182,7 +207,7 @@ def result_type(*operands):
     A tensor operand is anything with `dtype` and `ndim`: a NumPy array (tensor data), or the
     grad_fn node of a deferred tensor, which stands in for the array to come. Tensors with
     dimensions outrank 0-d tensors, which outrank Python scalars; a lower rank only matters
-    when it brings a higher category (int tensor * 2.5 is float32).
+    when it brings a higher category (int tensor * 2.5 is float32, the default dtype).
     """
     dim = zero_dim = wrapped = None
     for x in operands:

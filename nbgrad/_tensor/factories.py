@@ -24,10 +24,10 @@ def _new_leaf(array, dtype, requires_grad):
 
 
 def _default_dtype_of(array):
-    """PyTorch's dtype for data given without one: floats are float32 (the default dtype)."""
+    """PyTorch's dtype for data given without one: floats have the default dtype."""
     kind = array.dtype.kind
     if kind == "f":
-        return _dtype.float32
+        return _dtype.get_default_dtype()
     return _dtype.from_numpy_dtype(array.dtype)
 
 
@@ -96,7 +96,7 @@ def _sizes(name, positional, keywords):
 def _allocated_leaf(fill, size, dtype, device, requires_grad):
     """A leaf tensor of sizes `size` made by `fill(shape, np_dtype)` (np.zeros, ...)."""
     _device.checked(device)
-    dtype = resolve_dtype(dtype) or _dtype.float32
+    dtype = resolve_dtype(dtype) or _dtype.get_default_dtype()
     shape = checked_shape(sizes_of(size))
     return _new_leaf(allocate(lambda: fill(shape, dtype.np), shape, dtype.np), None, requires_grad)
 
@@ -122,7 +122,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
     _device.checked(device)
-    dtype = resolve_dtype(dtype) or _dtype.float32
+    dtype = resolve_dtype(dtype) or _dtype.get_default_dtype()
     m = n if m is None else m
     for name, value in (("n", n), ("m", m)):
         if value < 0:
@@ -140,7 +140,8 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     if (end - start) * step < 0:
         raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     values = (start, end, step)
-    default = _dtype.int64 if all(isinstance(v, (int, np.integer)) for v in values) else _dtype.float32
+    default = _dtype.int64 if all(isinstance(v, (int, np.integer)) for v in values) else \
+        _dtype.get_default_dtype()
     dtype = resolve_dtype(dtype) or default
     work = np.float64 if dtype.is_floating_point else np.int64
     shape = (math.ceil((end - start) / step),)
@@ -150,7 +151,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
     _device.checked(device)
-    dtype = resolve_dtype(dtype) or _dtype.float32
+    dtype = resolve_dtype(dtype) or _dtype.get_default_dtype()
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
     return _new_leaf(allocate(lambda: np.linspace(start, end, steps), (steps,), np.float64), dtype,
@@ -166,7 +167,7 @@ def _random_leaf(draw, size, dtype, default, device, requires_grad, kernel):
     in its error for a dtype the distribution does not have."""
     _device.checked(device)
     _random_break()
-    dtype = resolve_dtype(dtype) or default
+    dtype = resolve_dtype(dtype) or default or _dtype.get_default_dtype()
     if kernel and not dtype.is_floating_point:
         raise NotImplementedError(f'"{kernel}" not implemented for \'{dtype.scalar_type}\'')
     shape = checked_shape(sizes_of(size))
@@ -175,13 +176,13 @@ def _random_leaf(draw, size, dtype, default, device, requires_grad, kernel):
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, **keywords):
     return _random_leaf(lambda shape, dtype: _random.uniform(shape, dtype, generator=generator),
-                        _sizes("rand", size, keywords), dtype, _dtype.float32, device,
+                        _sizes("rand", size, keywords), dtype, None, device,
                         requires_grad, "check_uniform_bounds")
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, **keywords):
     return _random_leaf(lambda shape, dtype: _random.normal(shape, dtype, generator=generator),
-                        _sizes("randn", size, keywords), dtype, _dtype.float32, device,
+                        _sizes("randn", size, keywords), dtype, None, device,
                         requires_grad, "normal_kernel_cpu")
 
 

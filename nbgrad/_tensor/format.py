@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from .._core.dtype import get_default_dtype
+
 __all__ = ["set_printoptions"]
 
 _PREFIX = "tensor("
@@ -116,14 +118,14 @@ def format_tensor(tensor):
         body = "[]"
         if data.ndim != 1:
             suffixes.append(f"size={tuple(data.shape)}")
-        if dtype.name != "float32":
+        if dtype is not get_default_dtype():
             suffixes.append(f"dtype={dtype!r}")
     else:
         summarize = data.size > _options["threshold"]
         fmt = _Formatter(_summarized(data) if summarize else data.reshape(-1), dtype.is_floating_point)
         body = fmt(data.item()) if data.ndim == 0 else _nested(data, fmt, indent, summarize)
         # As PyTorch: the dtype is shown unless it is the default one, or int64 or bool.
-        if dtype.name not in ("float32", "int64", "bool"):
+        if dtype is not get_default_dtype() and dtype.name not in ("int64", "bool"):
             suffixes.append(f"dtype={dtype!r}")
     if tensor.grad_fn is not None:
         suffixes.append(f"grad_fn=<{type(tensor.grad_fn).__name__}>")

@@ -72,9 +72,10 @@ def scalar_operand(scalar, tensor, name):
         return as_tensor_arg(scalar, np.bool_)
     dtype = result_dtype(tensor, scalar)
     if row.result == "float" and not dtype.is_floating_point:
-        # A row that computes integers in float32 (true division) takes the scalar as it is,
-        # not converted (wrapped) to the integer dtype first: int8_tensor / 1000 is 0.005.
-        dtype = _dtype.float32
+        # A row that computes integers in the default dtype (true division) takes the scalar
+        # as it is, not converted (wrapped) to the integer dtype first: int8_tensor / 1000 is
+        # 0.005.
+        dtype = _dtype.get_default_dtype()
     return as_tensor_arg(scalar, dtype.np)
 
 

@@ -104,7 +104,7 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, requires_gra
             raise TypeError("normal() received an invalid combination of arguments - got (float, "
                             "float): give a size, or a tensor mean or std")
         _check_std(std)
-        dtype = _dtype.as_dtype(dtype) if dtype is not None else _dtype.float32
+        dtype = _dtype.as_dtype(dtype) if dtype is not None else _dtype.get_default_dtype()
         shape = checked_shape(sizes_of((size,)))
         values = _random.normal(shape, dtype, mean, std, generator=generator)
         result = Tensor._wrap(values)

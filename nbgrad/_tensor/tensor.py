@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 
 from .._core import mode, tracing as _tracing
-from .._core.dtype import STORED_NUMPY, as_dtype, from_numpy_dtype, is_half
+from .._core.dtype import STORED_NUMPY, as_dtype, from_numpy_dtype, get_default_dtype, is_half
 from .._core.mode import run_pending
 from .. import autograd
 from ..autograd.graph import output_edge
@@ -65,15 +65,17 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, *args):
-        """`Tensor(data)` copies data as float32; `Tensor(2, 3)` is an uninitialized 2x3."""
+        """`Tensor(data)` copies data in the default dtype; `Tensor(2, 3)` is an
+        uninitialized 2x3."""
+        default = get_default_dtype().np
         if all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args) and args:
             shape = checked_shape(args)
-            data = allocate(lambda: np.empty(shape, np.float32), shape, np.float32)
+            data = allocate(lambda: np.empty(shape, default), shape, default)
         elif len(args) == 1:
             source = args[0]._data if isinstance(args[0], Tensor) else args[0]
-            data = np.array(source, dtype=np.float32)
+            data = np.array(source, dtype=default)
         elif not args:
-            data = np.empty((0,), np.float32)
+            data = np.empty((0,), default)
         else:
             raise TypeError(f"Tensor(): invalid arguments {args!r}")
         _init(self, data)

@@ -20,6 +20,7 @@ import types
 import numpy as np
 
 from ..autograd import profiler
+from .._core.dtype import get_default_dtype
 from ..autograd.grad_mode import state as _grad_state
 from .._tensor.tensor import Tensor
 
@@ -80,7 +81,7 @@ _HELPERS = {"MISMATCH": MISMATCH, "ABSENT": ABSENT, "fits": _fits, "same_scalar"
             "contents_of": _contents_of, "copy_kept": _copy_kept, "wrap": Tensor._wrap,
             "getrefcount": sys.getrefcount, "grad_mode": _grad_state, "empty": np.empty,
             "profiling": profiler.state, "clock": profiler.clock, "fused_ran": profiler.fused_ran,
-            "not_compiled_for": _not_compiled_for}
+            "not_compiled_for": _not_compiled_for, "default_dtype": get_default_dtype}
 
 # A deferred graph's kernel is named in a profile by its number (a step's, by the step's name).
 _graph_numbers = itertools.count()

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._core import mode
+from .._core.dtype import get_default_dtype
 from ..autograd.grad_mode import state as _grad_state
 from ..ops.primitive import Unfusable
 from .._tensor.tensor import Tensor
@@ -105,6 +106,7 @@ class _StepCall(FrontEnd):
         self.described = leaves
         self.leaves = len(leaves)
         self.grad_mode = grad_mode
+        self.default_dtype = get_default_dtype()  # (int_tensor / 2's dtype, tensor(1.5)'s)
         self.closure, self.seen = watch
         self.template = template
         self.positions = {id(leaf.tensor): index for index, leaf in enumerate(leaves)}
@@ -125,6 +127,7 @@ class _StepCall(FrontEnd):
         """Checks of what the call was keyed on, and fetches of the tensor arguments."""
         self.closure.write_checks(writer, self.seen)
         writer.check(f"grad_mode.enabled is not {self.grad_mode}")
+        writer.check(f"default_dtype() is not {writer.bind(self.default_dtype, 'default')}")
         arguments = {argument.source: argument.name for argument in emitter.arguments
                      if argument.kind == "arg"}
         for index, (kind, shape, dtype, requires_grad, _) in enumerate(self.described):
@@ -347,7 +350,7 @@ class Compiled:
         self._last_call = _no_call
         leaves, keep = [], []
         key = (_describe(args, leaves, keep), _describe(kwargs, leaves, keep) if kwargs else None,
-               _grad_state.enabled, self._closure.key(keep))
+               _grad_state.enabled, get_default_dtype(), self._closure.key(keep))
         for kernel in self._specializations.get(key, ()):
             if type(kernel) is _Fallback:
                 self.stats["eager_calls"] += 1

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._core import modules as _codegen
 from .._core import threads as _threads
-from .._core.dtype import COMPUTED_NUMPY, float32, out_of_range_integer, result_type
+from .._core.dtype import COMPUTED_NUMPY, get_default_dtype, out_of_range_integer, result_type
 from .._core import kernel_support as _kernel_support
 from .._core import loops as _loops
 from .._core import scalar_math as _scalar_math
@@ -35,7 +35,8 @@ class Elementwise:
         self.inputs = inputs
         self.expr = expr
         self.grads = grads or {}
-        # "same": the promoted input dtype; "float": same, but integers become float32;
+        # "same": the promoted input dtype; "float": same, but integers become the default
+        # dtype (float32 unless set_default_dtype changed it);
         # "floating": same, for floats only; "bool": comparisons; "param": the `dtype`
         # keyword of the call (conversions).
         self.result = result
@@ -477,7 +478,10 @@ def _result_dtype(row, arrays, params):
     if row.result in ("same", "floating"):
         return compute, compute
     if row.result == "float":
-        return (compute, compute) if compute.kind == "f" else (float32.np, float32.np)
+        if compute.kind == "f":
+            return compute, compute
+        default = get_default_dtype().np
+        return default, default
     if row.result == "bool":
         return compute, np.dtype(np.bool_)
     return compute, params["dtype"]

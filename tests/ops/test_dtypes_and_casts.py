@@ -753,3 +753,106 @@ def test_state_dict_keeps_float16_and_bfloat16():
         assert dtype_name(loaded[nbgrad][key].dtype) == dtype_name(loaded[torch][key].dtype)
         np.testing.assert_array_equal(loaded[nbgrad][key].double().numpy(),
                                       loaded[torch][key].double().numpy(), key)
+
+
+# ---- the default dtype (torch.set_default_dtype) and Python types as dtypes
+
+@pytest.fixture
+def default_float64():
+    """float64 as the default dtype in both libraries for the test, then float32 again."""
+    for L in (torch, nbgrad):
+        L.set_default_dtype(L.float64)
+    yield
+    for L in (torch, nbgrad):
+        L.set_default_dtype(L.float32)
+
+
+DEFAULT_DTYPE_CASES = {  # what follows the default dtype, and what does not
+    "tensor_of_floats": lambda L: L.tensor([1.5, 2.0]),
+    "tensor_of_ints": lambda L: L.tensor([1, 2]),
+    "legacy_Tensor": lambda L: L.Tensor([1, 2]),
+    "zeros_ones_empty": lambda L: L.zeros(2) + L.ones(2) + L.empty(2) * 0,
+    "full_float_and_int": lambda L: (L.full((2,), 1.5), L.full((2,), 1)),
+    "arange_linspace_eye": lambda L: (L.arange(0, 1, 0.25), L.arange(3), L.linspace(0, 1, 3), L.eye(2)),
+    "rand_randn_normal": lambda L: (L.rand(2).dtype, L.randn(2).dtype, L.normal(0.0, 1.0, (2,)).dtype),
+    "int_true_division": lambda L: L.arange(4) / 2,
+    "sin_of_ints": lambda L: L.arange(3).sin(),
+    "int_times_python_float": lambda L: L.arange(3) * 1.5,
+    "float32_stays": lambda L: L.ones(2, dtype=L.float32) * 2.5 + 1,
+    "float32_plus_0d_default": lambda L: L.ones(2, dtype=L.float32) + L.tensor(1.5),
+    "linear_parameters": lambda L: (L.nn.Linear(2, 3).weight.dtype, L.nn.Conv2d(1, 2, 3).bias.dtype),
+    "python_float_as_dtype": lambda L: (L.zeros(2, dtype=float), L.ones(2).to(float).dtype,
+                                        L.tensor([1], dtype=float), L.arange(2, dtype=int)),
+}
+
+
+def _described(value):
+    if isinstance(value, tuple):
+        return tuple(_described(v) for v in value)
+    text = repr(value).replace("nbgrad.", "torch.")
+    return text if "dtype" in text or not hasattr(value, "dtype") else (text, repr(value.dtype).replace("nbgrad.", "torch."))
+
+
+@pytest.mark.parametrize("name", DEFAULT_DTYPE_CASES)
+def test_default_dtype_float64_as_torch(name, default_float64):
+    """Dtypes and reprs (the repr leaves out the default dtype) under float64 as the default."""
+    assert nbgrad.get_default_dtype() is nbgrad.float64
+    make = DEFAULT_DTYPE_CASES[name]
+    nbgrad.manual_seed(0)
+    torch.manual_seed(0)
+    theirs, ours = make(torch), make(nbgrad)
+    if name in ("zeros_ones_empty", "rand_randn_normal"):  # (values not compared: empty)
+        ours, theirs = (getattr(v, "dtype", v) for v in (ours, theirs))
+    assert _described(ours) == _described(theirs)
+
+
+def test_python_float_as_dtype_is_float64_under_the_float32_default():
+    assert nbgrad.zeros(2, dtype=float).dtype is nbgrad.float64
+    assert nbgrad.ones(2).to(float).dtype is nbgrad.float64
+
+
+def test_set_default_dtype_errors_as_torch():
+    for bad in ("int64", "bool"):
+        with pytest.raises(TypeError, match="only floating-point types are supported as the default type"):
+            nbgrad.set_default_dtype(getattr(nbgrad, bad))
+        with pytest.raises(TypeError, match="only floating-point types are supported as the default type"):
+            torch.set_default_dtype(getattr(torch, bad))
+    with pytest.raises(NotImplementedError, match="float16 as the default dtype"):
+        nbgrad.set_default_dtype(nbgrad.float16)  # (torch takes it; nbgrad computes halves in float32)
+    assert nbgrad.get_default_dtype() is nbgrad.float32
+
+
+def test_a_changed_default_dtype_reaches_deferred_graphs_and_compiled_steps(monkeypatch):
+    """A graph fused under one default and a compiled step traced under it give the other
+    default's dtypes after set_default_dtype (the graphs are forgotten; the step's call is
+    keyed on the default), with torch's values; the float32 results come back after."""
+    monkeypatch.setattr(deferred, "enabled", True)
+    counts = nbgrad.arange(4)
+
+    def step(w):
+        loss = ((counts / 3) * w).sin().sum()
+        loss.backward()
+        return loss
+
+    compiled = nbgrad.compile(step)
+    for name in ("float32", "float64", "float32"):
+        for L in (torch, nbgrad):
+            L.set_default_dtype(getattr(L, name))
+        try:
+            # (w float32 in every round: the graph's and the call's inputs do not change)
+            w_torch = torch.tensor([0.5, -1.0, 2.0, 0.25], dtype=torch.float32, requires_grad=True)
+            loss_torch = ((torch.arange(4) / 3) * w_torch).sin().sum()
+            loss_torch.backward()
+            for run in (step, compiled):
+                for _ in range(deferred.FUSE_AFTER + 2):
+                    w = nbgrad.tensor([0.5, -1.0, 2.0, 0.25], dtype=nbgrad.float32,
+                                      requires_grad=True)
+                    loss = run(w)
+                    assert dtype_name(loss.dtype) == dtype_name(loss_torch.dtype), (name, run)
+                    assert_close(loss.item(), loss_torch.item(), rtol=1e-6 if name == "float32" else 1e-12)
+                    assert_close(w.grad.numpy(), w_torch.grad.numpy(),
+                                 rtol=1e-6 if name == "float32" else 1e-12)
+        finally:
+            for L in (torch, nbgrad):
+                L.set_default_dtype(L.float32)
+    assert compiled.stats["specializations"] == 2
