@@ -197,9 +197,11 @@ class RNNBase(Module):
     def check_input(self, input, batch_sizes):
         weight_dtype = self._flat_weights[0].dtype
         if input.dtype != weight_dtype:
-            raise ValueError(f"RNN input dtype ({input.dtype}) does not match weight dtype "
-                             f"({weight_dtype}). Convert input: input.to({weight_dtype}), or "
-                             f"convert model: model.to({input.dtype})")
+            # (PyTorch's words, which name dtypes as torch's)
+            ours, theirs = f"torch.{input.dtype.name}", f"torch.{weight_dtype.name}"
+            raise ValueError(f"RNN input dtype ({ours}) does not match weight dtype ({theirs}). "
+                             f"Convert input: input.to({theirs}), or convert model: "
+                             f"model.to({ours})")
         expected_input_dim = 2 if batch_sizes is not None else 3
         if input.dim() != expected_input_dim:
             raise RuntimeError(f"input must have {expected_input_dim} dimensions, got "
