@@ -261,6 +261,13 @@ BAD_CALLS = {  # name: call(L), which raises in torch
         L.tensor(_x(2, 3)), (L.tensor(_x(2, 4)), L.tensor(_x(3, 4)))),
     "cell_nonlinearity": lambda L: _with_nonlinearity(L.nn.RNNCell(3, 4), "sigmoid")(
         L.tensor(_x(2, 3))),
+    "pad_no_sequences": lambda L: L.nn.utils.rnn.pad_sequence([]),
+    "pad_not_iterable": lambda L: L.nn.utils.rnn.pad_sequence(3),
+    "pad_first_0d": lambda L: L.nn.utils.rnn.pad_sequence([L.tensor(1.0)]),
+    "pad_later_0d": lambda L: L.nn.utils.rnn.pad_sequence([L.ones(2, 3), L.tensor(1.0)]),
+    "pad_side": lambda L: L.nn.utils.rnn.pad_sequence([L.ones(2, 3)], padding_side="middle"),
+    "pad_trailing_mismatch": lambda L: L.nn.utils.rnn.pad_sequence([L.ones(2, 3), L.ones(1, 4)]),
+    "pad_trailing_wider": lambda L: L.nn.utils.rnn.pad_sequence([L.ones(2, 1), L.ones(1, 4)]),
 }
 # The message of a mismatched dtype in a matmul is nbgrad's linear's, not PyTorch's (it names
 # NumPy's dtypes): only the type is compared.
@@ -289,6 +296,27 @@ def test_errors_match_torch():
         if got is None or got[0] != expected[0]:
             mismatches[name] = (got, expected)
     assert not mismatches
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_first, padding_side", [(False, "right"), (True, "left")])
+def test_pad_sequence_matches_torch(dtype, batch_first, padding_side):
+    """Values, grad_fn and the gradients of every sequence (trailing dims broadcast into the
+    first's, a shorter dtype cast to its dtype)."""
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal(shape).astype(dtype) for shape in ((3, 2, 2), (1, 2, 2), (4, 1, 2))]
+    arrays[1] = arrays[1].astype(np.float32)
+    results = {}
+    for lib in (torch, nbgrad):
+        sequences = [lib.tensor(a, requires_grad=True) for a in arrays]
+        padded = lib.nn.utils.rnn.pad_sequence(sequences, batch_first, -1.5, padding_side)
+        upstream = lib.tensor(np.random.default_rng(3).standard_normal(tuple(padded.shape)),
+                              dtype=padded.dtype)
+        (padded * upstream).sum().backward()
+        results[lib] = [padded] + [s.grad for s in sequences], type(padded.grad_fn).__name__
+    assert results[nbgrad][1] == results[torch][1] == "CopySlices"
+    for mine, theirs in zip(results[nbgrad][0], results[torch][0], strict=True):
+        assert_close(mine, theirs)
 
 
 # --- the fused modes --------------------------------------------------------------------------
