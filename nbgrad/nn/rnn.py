@@ -10,6 +10,7 @@ h' = (h - n) * z + n; dropout between layers only, while training.
 As PyTorch's CPU path, a layer computes its input's projection `x W_ih^T + b_ih` for all time
 steps at once (one GEMM), and only the hidden projection runs per step, in a Python loop
 shared by the three kinds, each of which is a `step` function (also what the cells run).
+A PackedSequence (nn.utils.rnn) runs the same loop, over fewer rows as sequences end.
 """
 import math
 import numbers
@@ -23,6 +24,7 @@ from . import functional as F
 from . import init
 from .module import Module
 from .parameter import Parameter
+from .utils.rnn import PackedSequence
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -68,22 +70,63 @@ def _gru_step(projected, h, weights):
 _STEPS = {"RNN_TANH": _tanh_step, "RNN_RELU": _relu_step, "LSTM": _lstm_step, "GRU": _gru_step}
 
 
-def _run_direction(step, input, state, w_ih, b_ih, weights, reverse):
-    """One layer in one direction over a (T, B, I) input: its outputs stacked (T, B, H) and its
-    final state."""
-    steps, batch, size = input.shape
-    # One GEMM for every step's input projection (a reshape copies a batch_first input).
-    projected = F.linear(input.reshape(steps * batch, size), w_ih, b_ih)
-    projected = projected.reshape(steps, batch, projected.shape[1]).unbind(0)
-    outputs = [None] * steps
-    for t in (reversed(range(steps)) if reverse else range(steps)):
-        state, outputs[t] = step(projected[t], state, weights)
-    return stack(outputs), state
+def _rows(state, start, stop):
+    """Rows [start, stop) of a state (a tensor, or LSTM's (h, c)): the state itself if all."""
+    if (state[0] if isinstance(state, tuple) else state).shape[0] == stop and start == 0:
+        return state
+    if isinstance(state, tuple):
+        return tuple(part[start:stop] for part in state)
+    return state[start:stop]
 
 
-def _run_layers(module, input, states):
-    """`module`'s layers over a (T, B, I) input from `states` (one per layer and direction,
-    layer-major): the last layer's output and the final states, in that order."""
+def _joined(states):
+    """States of consecutive rows, joined."""
+    if isinstance(states[0], tuple):
+        return tuple(cat(parts) for parts in zip(*states))
+    return cat(states)
+
+
+def _run_direction(step, input, state, w_ih, b_ih, weights, reverse, batch_sizes):
+    """One layer in one direction, over a (T, B, I) input (its outputs stacked, (T, B, H)) or,
+    given `batch_sizes`, over a packed sequence's data (its outputs packed the same way); and
+    its final state, each sequence's at its own last step."""
+    if batch_sizes is None:
+        steps, batch, size = input.shape
+        # One GEMM for every step's input projection (a reshape copies a batch_first input).
+        projected = F.linear(input.reshape(steps * batch, size), w_ih, b_ih)
+        projected = projected.reshape(steps, batch, projected.shape[1]).unbind(0)
+    else:
+        projected = F.linear(input, w_ih, b_ih).split(batch_sizes)
+    outputs = [None] * len(projected)
+    # A packed sequence's rows are its sequences still running, longest first: forward, rows
+    # leave as sequences end (their final state kept); backward, they join as sequences begin
+    # (from their initial state). Padded, every step has every row.
+    if reverse:
+        initial, rows = state, 0
+        for t in reversed(range(len(projected))):
+            size = projected[t].shape[0]
+            if size > rows:
+                state = _rows(initial, 0, size) if not rows else \
+                    _joined([state, _rows(initial, rows, size)])
+                rows = size
+            state, outputs[t] = step(projected[t], state, weights)
+        final = state
+    else:
+        ended, rows = [], projected[0].shape[0]
+        for t in range(len(projected)):
+            size = projected[t].shape[0]
+            if size < rows:
+                ended.append(_rows(state, size, rows))
+                state, rows = _rows(state, 0, size), size
+            state, outputs[t] = step(projected[t], state, weights)
+        final = _joined([state] + ended[::-1]) if ended else state
+    return (stack(outputs) if batch_sizes is None else cat(outputs)), final
+
+
+def _run_layers(module, input, states, batch_sizes=None):
+    """`module`'s layers over a (T, B, I) input, or a packed sequence's data with its
+    `batch_sizes` (a list), from `states` (one per layer and direction, layer-major): the last
+    layer's output and the final states, in that order."""
     step, directions = _STEPS[module.mode], 2 if module.bidirectional else 1
     finals, all_weights = [], module.all_weights
     for layer in range(module.num_layers):
@@ -97,10 +140,10 @@ def _run_layers(module, input, states):
             b_ih, b_hh = weights[2:4] if module.bias else (None, None)
             w_hr = weights[-1] if module.proj_size else None
             output, final = _run_direction(step, input, states[index], w_ih, b_ih,
-                                           (w_hh, b_hh, w_hr), reverse=direction == 1)
+                                           (w_hh, b_hh, w_hr), direction == 1, batch_sizes)
             outputs.append(output)
             finals.append(final)
-        input = outputs[0] if directions == 1 else cat(outputs, 2)
+        input = outputs[0] if directions == 1 else cat(outputs, -1)
     return input, finals
 
 
@@ -232,25 +275,50 @@ class RNNBase(Module):
             return hx
         return hx.index_select(1, permutation)
 
-    def _zero_state(self, input, size):
-        batch = input.size(self._batch_dim)
-        return zeros(self.num_layers * (2 if self.bidirectional else 1), batch, size,
-                     dtype=input.dtype)
+    # The hidden state, per kind: one tensor (RNN, GRU) or (h, c) (LSTM, which overrides).
 
-    def _run(self, input, states):
-        """The layers over a checked 3-D `input` (batch_first or not) from `states`: the
-        output (batch_first or not) and the final states."""
+    def _zero_hidden(self, batch, dtype):
+        return zeros(self.num_layers * (2 if self.bidirectional else 1), batch, self.hidden_size,
+                     dtype=dtype)
+
+    def _per_layer(self, hx):
+        """The initial state of each layer and direction."""
+        return hx.unbind(0)
+
+    def _stacked(self, finals):
+        return stack(finals)
+
+    def _run(self, input, hx):
+        """The layers over a checked 3-D `input` (batch_first or not) from `hx`: the output
+        (batch_first or not) and the final hidden state."""
         if input.size(1 if self.batch_first else 0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         if not self.batch_first:
-            return _run_layers(self, input, states)
-        output, finals = _run_layers(self, input.transpose(0, 1), states)
-        if self.mode == "LSTM":
-            return output.transpose(0, 1), finals
-        # PyTorch's RNN and GRU transpose their fresh output in place (`transpose_`), which
-        # records TransposeBackward1: the same view, under that name.
-        return dispatch(PRIMITIVES["permute"], (output,), {"dims": (1, 0, 2)},
-                        grad_fn_name="TransposeBackward1"), finals
+            output, finals = _run_layers(self, input, self._per_layer(hx))
+        else:
+            output, finals = _run_layers(self, input.transpose(0, 1), self._per_layer(hx))
+            if self.mode == "LSTM":
+                output = output.transpose(0, 1)
+            else:
+                # PyTorch's RNN and GRU transpose their fresh output in place (`transpose_`),
+                # which records TransposeBackward1: the same view, under that name.
+                output = dispatch(PRIMITIVES["permute"], (output,), {"dims": (1, 0, 2)},
+                                  grad_fn_name="TransposeBackward1")
+        return output, self._stacked(finals)
+
+    def _run_packed(self, packed, hx):
+        """PyTorch's forward of a PackedSequence: the output packed as the input, the final
+        hidden state in the sequences' original order."""
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        sizes = batch_sizes.tolist()
+        if hx is None:
+            hx = self._zero_hidden(sizes[0], data.dtype)
+        else:
+            hx = self.permute_hidden(hx, sorted_indices)
+        self.check_forward_args(data, hx, batch_sizes)
+        output, finals = _run_layers(self, data, self._per_layer(hx), sizes)
+        return (PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices),
+                self.permute_hidden(self._stacked(finals), unsorted_indices))
 
     def _unbatched_input(self, input):
         """(is_batched, the input with its batch dimension), after PyTorch's check."""
@@ -269,6 +337,8 @@ class RNNBase(Module):
 
     def _forward_one_state(self, input, hx):
         """RNN's and GRU's forward: one state tensor."""
+        if isinstance(input, PackedSequence):
+            return self._run_packed(input, hx)
         is_batched, input = self._unbatched_input(input)
         if not is_batched and hx is not None:
             if hx.dim() != 2:
@@ -279,10 +349,9 @@ class RNNBase(Module):
             raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got "
                                f"{hx.dim()}-D tensor")
         if hx is None:
-            hx = self._zero_state(input, self.hidden_size)
+            hx = self._zero_hidden(input.size(self._batch_dim), input.dtype)
         self.check_forward_args(input, hx, None)
-        output, finals = self._run(input, hx.unbind(0))
-        hidden = stack(finals)
+        output, hidden = self._run(input, hx)
         if not is_batched:
             return output.squeeze(self._batch_dim), hidden.squeeze(1)
         return output, hidden
@@ -371,11 +440,24 @@ class LSTM(RNNBase):
             return hx
         return hx[0].index_select(1, permutation), hx[1].index_select(1, permutation)
 
+    def _zero_hidden(self, batch, dtype):
+        directions = 2 if self.bidirectional else 1
+        return (zeros(self.num_layers * directions, batch, self.proj_size or self.hidden_size,
+                      dtype=dtype),
+                zeros(self.num_layers * directions, batch, self.hidden_size, dtype=dtype))
+
+    def _per_layer(self, hx):
+        return list(zip(hx[0].unbind(0), hx[1].unbind(0)))
+
+    def _stacked(self, finals):
+        return stack([h for h, _ in finals]), stack([c for _, c in finals])
+
     def forward(self, input, hx=None):
+        if isinstance(input, PackedSequence):
+            return self._run_packed(input, hx)
         is_batched, input = self._unbatched_input(input)
         if hx is None:
-            hx = (self._zero_state(input, self.proj_size or self.hidden_size),
-                  self._zero_state(input, self.hidden_size))
+            hx = self._zero_hidden(input.size(self._batch_dim), input.dtype)
         else:
             dims = (hx[0].dim(), hx[1].dim())
             if is_batched and dims != (3, 3):
@@ -387,8 +469,7 @@ class LSTM(RNNBase):
                                        f"but got ({dims[0]}-D, {dims[1]}-D) tensors")
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
         self.check_forward_args(input, hx, None)
-        output, finals = self._run(input, list(zip(hx[0].unbind(0), hx[1].unbind(0))))
-        h_n, c_n = stack([h for h, _ in finals]), stack([c for _, c in finals])
+        output, (h_n, c_n) = self._run(input, hx)
         if not is_batched:
             return output.squeeze(self._batch_dim), (h_n.squeeze(1), c_n.squeeze(1))
         return output, (h_n, c_n)

@@ -268,6 +268,20 @@ BAD_CALLS = {  # name: call(L), which raises in torch
     "pad_side": lambda L: L.nn.utils.rnn.pad_sequence([L.ones(2, 3)], padding_side="middle"),
     "pad_trailing_mismatch": lambda L: L.nn.utils.rnn.pad_sequence([L.ones(2, 3), L.ones(1, 4)]),
     "pad_trailing_wider": lambda L: L.nn.utils.rnn.pad_sequence([L.ones(2, 1), L.ones(1, 4)]),
+    "pack_unsorted": lambda L: L.nn.utils.rnn.pack_padded_sequence(L.ones(4, 3, 2), [4, 2, 3]),
+    "pack_lengths_count": lambda L: L.nn.utils.rnn.pack_padded_sequence(L.ones(4, 3, 2), [4, 3]),
+    "pack_zero_length": lambda L: L.nn.utils.rnn.pack_padded_sequence(L.ones(4, 3, 2), [4, 3, 0]),
+    "pack_negative_length": lambda L: L.nn.utils.rnn.pack_padded_sequence(
+        L.ones(4, 3, 2), [4, -1, 3], enforce_sorted=False),
+    "pack_lengths_2d": lambda L: L.nn.utils.rnn.pack_padded_sequence(
+        L.ones(4, 3, 2), L.tensor([[4, 3, 1]])),
+    "pack_empty": lambda L: L.nn.utils.rnn.pack_padded_sequence(L.ones(0, 3, 2), [4, 3, 1]),
+    "pad_packed_total_length": lambda L: L.nn.utils.rnn.pad_packed_sequence(
+        L.nn.utils.rnn.pack_sequence([L.ones(3, 2), L.ones(1, 2)]), total_length=2),
+    "packed_input_size": lambda L: L.nn.GRU(3, 4)(
+        L.nn.utils.rnn.pack_sequence([L.ones(3, 2), L.ones(1, 2)])),
+    "packed_hidden_size": lambda L: L.nn.RNN(2, 4)(
+        L.nn.utils.rnn.pack_sequence([L.ones(3, 2), L.ones(1, 2)]), L.zeros(1, 3, 4)),
 }
 # The message of a mismatched dtype in a matmul is nbgrad's linear's, not PyTorch's (it names
 # NumPy's dtypes): only the type is compared.
@@ -316,6 +330,74 @@ def test_pad_sequence_matches_torch(dtype, batch_first, padding_side):
         results[lib] = [padded] + [s.grad for s in sequences], type(padded.grad_fn).__name__
     assert results[nbgrad][1] == results[torch][1] == "CopySlices"
     for mine, theirs in zip(results[nbgrad][0], results[torch][0], strict=True):
+        assert_close(mine, theirs)
+
+
+# --- packed sequences --------------------------------------------------------------------------
+
+PACKED_CASES = {  # name: (class, keyword arguments, lengths, given states' shapes, enforce_sorted)
+    "gru_sorted": ("GRU", {}, [4, 3, 1], [], True),
+    "rnn_2_layers_bidirectional_h0": ("RNN", dict(num_layers=2, bidirectional=True),
+                                      [2, 4, 1, 4], [(4, 4, H)], False),
+    "lstm_projections_2_layers_bidirectional_h0_c0":
+        ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=2), [2, 4, 1, 4],
+         [(4, 4, 2), (4, 4, H)], False),
+    "lstm_bidirectional_equal_lengths": ("LSTM", dict(bidirectional=True), [3, 3, 1], [], True),
+}
+
+
+def _packed_run(lib, case, dtype):
+    """pack_padded_sequence, the RNN on the packed batch, pad_packed_sequence, a backward: the
+    packed input and output, the padded output and its lengths, the final states, and the
+    gradients of the padded input, the given states and every parameter."""
+    kind, kwargs, lengths, state_shapes, enforce_sorted = PACKED_CASES[case]
+    lib.manual_seed(0)
+    module = getattr(lib.nn, kind)(F_IN, H, **kwargs, dtype=getattr(lib, dtype))
+    rng = np.random.default_rng(0)
+    x = lib.tensor(rng.standard_normal((max(lengths), len(lengths), F_IN)).astype(dtype),
+                   requires_grad=True)
+    states = [lib.tensor(rng.standard_normal(shape).astype(dtype), requires_grad=True)
+              for shape in state_shapes]
+    packed = lib.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=enforce_sorted)
+    hx = (tuple(states) if len(states) == 2 else states[0]) if states else None
+    output, final = module(packed, hx)
+    padded, padded_lengths = lib.nn.utils.rnn.pad_packed_sequence(output, batch_first=True,
+                                                                  padding_value=-1.0)
+    finals = _flat(final)
+    upstream = [lib.tensor(rng.standard_normal(tuple(r.shape)).astype(dtype))
+                for r in [padded] + finals]
+    sum((r * u).sum() for r, u in zip([padded] + finals, upstream)).backward()
+    indices = [t for t in packed[1:] + output[1:] if t is not None]
+    return ([packed.data, output.data, padded, padded_lengths] + indices + finals
+            + [x.grad] + [t.grad for t in states] + [p.grad for p in module.parameters()])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(PACKED_CASES))
+def test_packed_sequences_match_torch(case, dtype):
+    """Sequences of different lengths packed (sorted, or sorted here), run, padded back:
+    values, batch sizes, indices, final states (each sequence's at its own last step) and
+    every gradient, against torch."""
+    rtol, atol = (1e-5, 1e-5) if dtype == "float32" else TOL[dtype]
+    for mine, theirs in zip(_packed_run(nbgrad, case, dtype), _packed_run(torch, case, dtype),
+                            strict=True):
+        assert_close(mine, theirs, rtol=rtol, atol=atol)
+
+
+def test_pack_sequence_and_packed_sequence_methods_match_torch():
+    results = {}
+    for lib in (torch, nbgrad):
+        rnn_utils = lib.nn.utils.rnn
+        sequences = [lib.tensor(np.arange(n * 2.0).reshape(n, 2)) for n in (2, 3, 1)]
+        packed = rnn_utils.pack_sequence(sequences, enforce_sorted=False)
+        converted = packed.float()
+        results[lib] = [packed.data, packed.batch_sizes, packed.sorted_indices,
+                        packed.unsorted_indices, converted.data, packed.to(lib.float64).data,
+                        rnn_utils.invert_permutation(lib.tensor([2, 0, 1])),
+                        *rnn_utils.pad_packed_sequence(packed, total_length=4)]
+        assert type(converted).__name__ == "PackedSequence" and not packed.is_cuda
+        assert packed.to(lib.float64) is packed
+    for mine, theirs in zip(results[nbgrad], results[torch], strict=True):
         assert_close(mine, theirs)
 
 

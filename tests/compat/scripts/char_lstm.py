@@ -1,10 +1,10 @@
 """A character-level language model of the kind recurrent-network tutorials start with: an
 embedding, a two-layer LSTM and a linear head, trained a few steps on one sentence with Adam,
 then sampled greedily one character at a time, the LSTM's state carried between calls; and
-the shapes a GRU gives on a padded batch of sequences of different lengths."""
+the shapes a GRU gives on a batch of sequences of different lengths, padded and packed."""
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import pad_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 torch.manual_seed(0)
 text = "the quick brown fox jumps over the lazy dog. the dog sleeps."
@@ -70,6 +70,13 @@ print(padded)
 gru = nn.GRU(8, 6, bidirectional=True, batch_first=True)
 out, h_n = gru(model.embed(padded))
 print(gru, tuple(out.shape), tuple(h_n.shape), out.grad_fn.name(), h_n.grad_fn.name())
+lengths = torch.tensor([len(w) for w in words])
+packed = pack_padded_sequence(model.embed(padded), lengths, batch_first=True, enforce_sorted=False)
+print(packed.batch_sizes, packed.sorted_indices)
+out, h_n = gru(packed)
+out, out_lengths = pad_packed_sequence(out, batch_first=True)
+print(tuple(out.shape), out_lengths, tuple(h_n.shape))
+print(out[0, -1].abs().sum().item() == 0, round(h_n.abs().sum().item(), 4))
 cell = nn.LSTMCell(8, 6)
 h, c = cell(model.embed(padded[:, 0]))
 print(cell, tuple(h.shape), tuple(c.shape))
