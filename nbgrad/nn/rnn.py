@@ -275,6 +275,10 @@ class RNNBase(Module):
             return hx
         return hx.index_select(1, permutation)
 
+    # PyTorch's RNN and GRU transpose their fresh batch-first output in place (`transpose_`),
+    # which records TransposeBackward1, and its LSTM out of place: the same view either way.
+    _batch_first_output_grad_fn = "TransposeBackward1"
+
     # The hidden state, per kind: one tensor (RNN, GRU) or (h, c) (LSTM, which overrides).
 
     def _zero_hidden(self, batch, dtype):
@@ -297,13 +301,8 @@ class RNNBase(Module):
             output, finals = _run_layers(self, input, self._per_layer(hx))
         else:
             output, finals = _run_layers(self, input.transpose(0, 1), self._per_layer(hx))
-            if self.mode == "LSTM":
-                output = output.transpose(0, 1)
-            else:
-                # PyTorch's RNN and GRU transpose their fresh output in place (`transpose_`),
-                # which records TransposeBackward1: the same view, under that name.
-                output = dispatch(PRIMITIVES["permute"], (output,), {"dims": (1, 0, 2)},
-                                  grad_fn_name="TransposeBackward1")
+            output = dispatch(PRIMITIVES["permute"], (output,), {"dims": (1, 0, 2)},
+                              grad_fn_name=self._batch_first_output_grad_fn)
         return output, self._stacked(finals)
 
     def _run_packed(self, packed, hx):
@@ -416,6 +415,8 @@ class GRU(RNNBase):
 class LSTM(RNNBase):
     """Gates i, f, g, o: c' = f * c + i * g, h' = o * tanh(c'); with proj_size > 0, h' is then
     projected by weight_hr to proj_size features."""
+
+    _batch_first_output_grad_fn = "TransposeBackward0"
 
     def __init__(self, *args, **kwargs):
         super().__init__("LSTM", *args, **kwargs)
