@@ -46,6 +46,9 @@ def bmm(input, mat2):
         if x.ndim != 3:
             raise RuntimeError(f"{name} must be a 3D tensor")
     # (No broadcasting, unlike matmul.)
+    if input.dtype != mat2.dtype:
+        raise RuntimeError(f"expected scalar type {input.dtype.scalar_type} but found "
+                           f"{mat2.dtype.scalar_type}")
     expected = [input.shape[0], input.shape[2]]
     if list(mat2.shape[:2]) != expected:
         raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "

@@ -214,6 +214,8 @@ class Tensor:
         meta = _meta(self)
         if dim is None:
             return Size(meta.shape)
+        if not meta.ndim:
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
         return meta.shape[_check_dim(dim, meta.ndim)]
 
     @property

@@ -18,9 +18,10 @@ import math
 import numba
 import numpy as np
 
+from .._core.dtype import C_TYPE_NAMES
 from .._core.unlinked import calling_unlinked, unlinked
 from .blas import gemm
-from .primitive import Primitive, Unfusable, register
+from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -125,7 +126,11 @@ def _plan(a_shape, b_shape, a_dtype, b_dtype):
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
                            f"{len(a_shape)}D and {len(b_shape)}D")
     if a_dtype != b_dtype:
-        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {a_dtype} != {b_dtype}")
+        if len(a_shape) == len(b_shape) == 1:
+            raise RuntimeError(f"dot : expected both vectors to have same dtype, but found "
+                               f"{TORCH_TYPE_NAMES[a_dtype.name]} and {TORCH_TYPE_NAMES[b_dtype.name]}")
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                           f"{C_TYPE_NAMES[a_dtype.name]} != {C_TYPE_NAMES[b_dtype.name]}")
     k_a = a_shape[-1]
     k_b = b_shape[-2] if len(b_shape) > 1 else b_shape[0]
     if k_a != k_b:
@@ -352,9 +357,12 @@ def _linear_infer(x, weight, bias):
     if x.shape[1] != weight.shape[1]:
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({x.shape[0]}x{x.shape[1]} "
                            f"and {weight.shape[1]}x{weight.shape[0]})")
-    if not x.dtype == weight.dtype == bias.dtype:
-        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {x.dtype} and "
-                           f"{weight.dtype}")
+    if x.dtype != weight.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                           f"{C_TYPE_NAMES[x.dtype.name]} != {C_TYPE_NAMES[weight.dtype.name]}")
+    if bias.dtype != weight.dtype:
+        raise RuntimeError(f"self and mat2 must have the same dtype, but got "
+                           f"{TORCH_TYPE_NAMES[bias.dtype.name]} and {TORCH_TYPE_NAMES[weight.dtype.name]}")
     if x.dtype.kind == "b":
         raise NotImplementedError('"addmm_impl_cpu_" not implemented for \'Bool\'')
     if x.dtype.kind != "f":

@@ -78,6 +78,14 @@ SHAPE_ERRORS = {
     "einsum_zero_rows": lambda L: L.einsum("ij,jk->ik", L.ones(0, 3), L.ones(3, 3)),
     "cross_entropy_without_classes": lambda L: L.nn.functional.cross_entropy(
         L.ones(0, 0, 0), L.ones(0, 0).long()),
+    "size_of_0d": lambda L: L.tensor(1.0).size(-1),
+    # dtypes of matrix products (messages with C and torch type names)
+    "mm_dtypes": lambda L: L.ones(2, 3, dtype=L.float64) @ L.ones(3, 2),
+    "dot_dtypes": lambda L: L.matmul(L.ones(3, dtype=L.float64), L.ones(3)),
+    "bmm_dtypes": lambda L: L.bmm(L.ones(1, 2, 3, dtype=L.float64), L.ones(1, 3, 2)),
+    "linear_weight_dtype": lambda L: L.nn.functional.linear(L.ones(2, 3), L.ones(4, 3, dtype=L.float64)),
+    "linear_bias_dtype": lambda L: L.nn.functional.linear(L.ones(2, 3), L.ones(4, 3),
+                                                          L.ones(4, dtype=L.float64)),
 }
 
 
