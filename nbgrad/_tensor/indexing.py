@@ -13,6 +13,7 @@ from ..ops import PRIMITIVES
 from ..ops.indexing import (first_out_of_range, flat_positions, is_index_array, positions_along,
                             put_values)
 from ..ops.primitive import TORCH_TYPE_NAMES
+from ..ops.shape import refuse_expand
 from .conversion import to
 from .inplace import (check_inplace, check_overlap, inplace_form, is_recording, read_apart,
                       snapshot, write_back)
@@ -124,6 +125,15 @@ def setitem(input, index, value):
                                f"({positions.ndim}) must be greater or equal to the number of "
                                f"dimensions in the tensor ({value.ndim})")
         value = value.reshape(value.shape[extra:])
+    if not advanced:
+        # A basic index writes a view: the value is expanded to it (PyTorch's copy_), whose
+        # error names the sizes.
+        try:
+            fits = np.broadcast_shapes(tuple(value.shape), positions.shape) == positions.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            refuse_expand(tuple(value.shape), positions.shape)
     if is_recording(input, value):
         result = dispatch(PRIMITIVES["index_put"], (snapshot(input), value), {"positions": positions},
                           grad_fn_name=_index_put_node_name(index, advanced))

@@ -113,19 +113,23 @@ def _expand(x, shape):
     try:
         return np.broadcast_to(x, shape)
     except ValueError:
-        pass
-    lead = len(shape) - x.ndim
+        refuse_expand(x.shape, shape)
+
+
+def refuse_expand(from_shape, shape):
+    """PyTorch's error for expanding a tensor of `from_shape` to `shape`, which cannot be."""
+    lead = len(shape) - len(from_shape)
     for d in reversed(range(len(shape))):  # (from the last, as PyTorch reports)
         size = shape[d]
         if d < lead and size < 0:
             raise RuntimeError(f"The expanded size of the tensor ({size}) isn't allowed in a "
                                f"leading, non-existing dimension {d}")
-        if d >= lead and size != x.shape[d - lead] != 1:
+        if d >= lead and size != from_shape[d - lead] != 1:
             raise RuntimeError(f"The expanded size of the tensor ({size}) must match the "
-                               f"existing size ({x.shape[d - lead]}) at non-singleton dimension "
+                               f"existing size ({from_shape[d - lead]}) at non-singleton dimension "
                                f"{d}.  Target sizes: {list(shape)}.  Tensor sizes: "
-                               f"{list(x.shape)}")
-    raise RuntimeError(f"expand: invalid size {list(shape)} for a tensor of size {list(x.shape)}")
+                               f"{list(from_shape)}")
+    raise RuntimeError(f"expand: invalid size {list(shape)} for a tensor of size {list(from_shape)}")
 
 
 PRIMS = {

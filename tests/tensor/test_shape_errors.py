@@ -79,6 +79,10 @@ SHAPE_ERRORS = {
     "cross_entropy_without_classes": lambda L: L.nn.functional.cross_entropy(
         L.ones(0, 0, 0), L.ones(0, 0).long()),
     "size_of_0d": lambda L: L.tensor(1.0).size(-1),
+    # a value that does not expand to a basic index's view
+    "setitem_slice_value_shape": lambda L: L.ones(3, 3).__setitem__((slice(0, 2),), L.ones(3, 2)),
+    "setitem_slice_and_int_value_shape": lambda L: L.ones(3, 3).__setitem__((slice(0, 2), 0), L.ones(3)),
+    "setitem_slice_value_broadcasts": lambda L: L.ones(3, 3).__setitem__((slice(0, 2),), L.ones(1, 3) * 2),
     # dtypes of matrix products (messages with C and torch type names)
     "mm_dtypes": lambda L: L.ones(2, 3, dtype=L.float64) @ L.ones(3, 2),
     "dot_dtypes": lambda L: L.matmul(L.ones(3, dtype=L.float64), L.ones(3)),
