@@ -68,10 +68,6 @@ POS_WEIGHT = A([3.0, 1.0, 0.5, 2.0])
 IDS = A([[1, 0, 3], [3, 9, 1]])
 
 
-def _rrelu_with_noise(L, a, noise):
-    return a._primitive("rrelu_with_noise", noise) if L is nbgrad else a * noise
-
-
 def _const(L, array, like):
     return L.tensor(array, dtype=like.dtype)
 
@@ -166,10 +162,6 @@ MORE = [
     row("reciprocal", lambda L, a: a.reciprocal(), (3, 4), domain="nonzero"),
     row("square", lambda L, a: a.square(), (3, 4)),
     row("softplus_int_params", lambda L, a: F(L).softplus(a, beta=2, threshold=1), (3, 4)),
-    # rrelu's training node on a given noise (F.rrelu draws it, which fusion would freeze):
-    # torch's gradient of x * noise is the node's, g * noise
-    row("rrelu_with_noise", lambda L, a, noise: _rrelu_with_noise(L, a, noise.detach()), (3, 4),
-        A([[1.0, 0.2, 0.3, 1.0], [0.125, 1.0, 1.0, 0.25], [1.0, 0.3, 0.15, 1.0]])),
     row("cumsum_of_exp", lambda L, a: (a.exp().cumsum(-1) * a).sum(1), (3, 4), tol32=REDUCE32),
     # ---- casts (to_copy) and logical ops inside a differentiable graph
     row("to_float64", lambda L, a: a.double() * 2.0, (3, 4)),
@@ -356,7 +348,7 @@ EAGER_ONLY = {
     "resample": {"pad_reflect_crop", "pad_circular_T", "interpolate_bilinear_T",
                  "interpolate_bilinear_antialias", "interpolate_bicubic", "interpolate_area"},
     # The activations selu .. rrelu: "activations_fused" calls all their elementwise
-    # primitives in one kernel, "glu" and "rrelu_with_noise" the others; the composites
+    # primitives in one kernel, "glu" the other; the composites
     # (softsign, tanhshrink, softmin) call primitives that rows of their own cover.
     "elu": {"selu", "selu_fn"}, "celu": {"celu", "celu_fn"}, "mish": {"mish"},
     "hardswish": {"hardswish"}, "hardsigmoid": {"hardsigmoid"}, "logsigmoid": {"logsigmoid"},

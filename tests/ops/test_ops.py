@@ -163,13 +163,20 @@ NEW_ACTIVATIONS = [
 ]
 
 
-def _activations_summed(L, a, w):
-    """Every elementwise primitive of NEW_ACTIVATIONS in one sum (one fused kernel), prelu's
-    weight a second input: a 1-D input, so that the weight needs no view."""
+def _rrelu_with_noise(L, a, noise):
+    """rrelu's training node on a given noise (F.rrelu draws it): torch's gradient of
+    a * noise is the node's, g * noise."""
+    return a._primitive("rrelu_with_noise", noise) if L is nbgrad else a * noise
+
+
+def _activations_summed(L, a, w, noise):
+    """Every elementwise primitive of NEW_ACTIVATIONS and rrelu's training node in one sum
+    (one fused kernel), prelu's weight a second input: a 1-D input, so that the weight
+    needs no view."""
     F = L.nn.functional
     return (F.selu(a) + F.celu(a, 0.5) + F.mish(a) + F.hardswish(a) + F.hardsigmoid(a)
             + F.logsigmoid(a) + F.softshrink(a) + F.hardshrink(a) + F.threshold(a, 0.1, -2.0)
-            + F.rrelu(a) + F.prelu(a, w))
+            + F.rrelu(a) + F.prelu(a, w) + _rrelu_with_noise(L, a, noise))
 
 
 def _integer_ops(L, i):
@@ -362,7 +369,8 @@ TABLE = [
     row("rrelu_fn_eval", lambda L, a: L.rrelu(a), (3, 4)),
     row("activation_edges", lambda L, *xs: L.stack([f(L, x) for f, x in zip(NEW_ACTIVATIONS, xs)]),
         *[ACTIVATION_EDGES] * len(NEW_ACTIVATIONS), gradcheck=False),
-    row("activations_fused", lambda L, a, w: _activations_summed(L, a, w), (12,), (1,)),
+    row("activations_fused", lambda L, a, w, noise: _activations_summed(L, a, w, noise.detach()),
+        (12,), (1,), A([1.0, 0.2, 0.3, 1.0, 0.125, 1.0, 1.0, 0.25, 1.0, 0.3, 0.15, 1.0])),
     # ---- clamp
     row("clamp", lambda L, a: a.clamp(-0.5, 0.5), (3, 4)),
     row("clamp_fn", lambda L, a: L.clamp(a, min=-0.5, max=0.5), (3, 4)),
