@@ -114,6 +114,8 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, generator=None, i
     if not training:
         return activation("leaky_relu", input, inplace, grad_fn_name="RreluWithNoiseBackward0",
                           negative_slope=(lower + upper) / 2)
+    if input.dtype == _dtype.float16:  # (PyTorch's CPU kernel has no float16 form)
+        raise NotImplementedError('"rrelu_with_noise_out_cpu" not implemented for \'Half\'')
     _tracing.graph_break("rrelu draws random slopes for the input's non-positive elements, "
                          "which fusion would freeze")
     # (Non-floats reach the row's refusal with a stand-in noise.)

@@ -585,6 +585,7 @@ ACTIVATION_ERRORS = [
     lambda L: L.rrelu(L.ones(2), 0.5, 0.1, True),
     lambda L: L.nn.functional.rrelu(L.ones(2, dtype=L.int64)),
     lambda L: L.nn.functional.rrelu(L.ones(2, dtype=L.int64), training=True),
+    lambda L: L.nn.functional.rrelu(L.ones(2, dtype=L.float16), training=True),
     lambda L: L.nn.Softmax2d()(L.ones(3, 4)),
     lambda L: L.nn.functional.celu(L.ones(2), alpha=0.0),
     lambda L: L.selu(L.ones(2, dtype=L.int64)),
