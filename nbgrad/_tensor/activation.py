@@ -101,24 +101,21 @@ def prelu(input, weight):
     return dispatch(P["prelu"], (input, weight))
 
 
-def _check_rrelu_bounds(lower, upper):
-    if lower > upper:
-        raise RuntimeError("Lower bound should be less than or equal to the upper bound")
-
-
 def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, generator=None, inplace=False):
     """Leaky ReLU with a random slope in [lower, upper] for each element at or below 0 while
     training (drawn as PyTorch draws them: one uniform double per such element, in order,
     from `generator`), and the mean slope otherwise; PyTorch's node either way."""
-    _check_rrelu_bounds(lower, upper)
+    if lower > upper:
+        raise RuntimeError("Lower bound should be less than or equal to the upper bound")
     if not training:
         return activation("leaky_relu", input, inplace, grad_fn_name="RreluWithNoiseBackward0",
                           negative_slope=(lower + upper) / 2)
-    if input.dtype == _dtype.float16:  # (PyTorch's CPU kernel has no float16 form)
-        raise NotImplementedError('"rrelu_with_noise_out_cpu" not implemented for \'Half\'')
+    # (Refused before any number is drawn; PyTorch's CPU kernel has no float16 form.)
+    if not input.dtype.is_floating_point or input.dtype == _dtype.float16:
+        raise NotImplementedError(f'"rrelu_with_noise_out_cpu" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[input.dtype.name]}'")
     _tracing.graph_break("rrelu draws random slopes for the input's non-positive elements, "
                          "which fusion would freeze")
-    # (Non-floats reach the row's refusal with a stand-in noise.)
     values = np.ascontiguousarray(input._data)
     non_positive = values <= 0
     noise = np.ones(values.shape, values.dtype)

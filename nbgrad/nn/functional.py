@@ -314,6 +314,7 @@ elu, selu, selu_, celu, celu_, prelu, hardshrink, threshold_ = (
     _activations.celu_, _activations.prelu, _activations.hardshrink, _activations.threshold_)
 _threshold = threshold = _activations.threshold
 
+
 def relu(input, inplace=False):
     # The out-of-place call goes straight to the function (the common case in a model).
     return activation("relu", input, True) if inplace else _api.relu(input)
