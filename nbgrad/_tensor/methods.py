@@ -8,6 +8,7 @@ or an adapter of one: a reflected operator or a cast (made here), an in-place fo
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, sampling, shape
+from . import activation
 from .dispatch import dispatch
 from .inplace import inplace_form
 from .tensor import Tensor
@@ -78,6 +79,7 @@ METHODS = {
     "log1p": arithmetic.log1p, "expm1": arithmetic.expm1,
     "log10": arithmetic.log10, "log2": arithmetic.log2, "erf": arithmetic.erf,
     "sign": arithmetic.sign, "floor": arithmetic.floor, "ceil": arithmetic.ceil,
+    "hardshrink": activation.hardshrink, "prelu": activation.prelu,
     "trunc": arithmetic.trunc, "fix": arithmetic.trunc, "round": arithmetic.round,
     "remainder": arithmetic.remainder, "fmod": arithmetic.fmod, "atan2": arithmetic.atan2,
     "arctan2": arithmetic.atan2, "isnan": arithmetic.isnan, "isinf": arithmetic.isinf,

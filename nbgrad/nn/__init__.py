@@ -4,7 +4,9 @@ from .module import Module
 from .parameter import Parameter
 from .layers import (Identity, Linear, Embedding, Sequential, ReLU, Sigmoid, Tanh, Softmax,
                      LogSoftmax, Softplus, Flatten, Dropout, GELU, SiLU, LeakyReLU, ELU, Hardtanh,
-                     ReLU6, Unflatten)
+                     ReLU6, Unflatten, CELU, SELU, Mish, Hardswish, Hardsigmoid, LogSigmoid,
+                     Softsign, Tanhshrink, Softshrink, Hardshrink, Threshold, Softmin, Softmax2d,
+                     GLU, PReLU, RReLU)
 from .container import ModuleList, ModuleDict, ParameterList, ParameterDict
 from .loss import MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
 from .resample import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d, ConstantPad2d,
@@ -21,6 +23,9 @@ from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCel
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Linear", "Embedding",
            "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout",
            "Softplus", "GELU", "SiLU", "LeakyReLU", "ELU", "Hardtanh", "ReLU6",
+           "CELU", "SELU", "Mish", "Hardswish", "Hardsigmoid", "LogSigmoid", "Softsign",
+           "Tanhshrink", "Softshrink", "Hardshrink", "Threshold", "Softmin", "Softmax2d", "GLU",
+           "PReLU", "RReLU",
            "Unflatten", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
            "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
            "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",

@@ -11,7 +11,8 @@ from .._core import tracing as _tracing
 from ..autograd.grad_mode import no_grad, state as _grad_state
 from .._tensor import api as _api
 from .._tensor import random as _random
-from .._tensor.inplace import inplace_form
+from .._tensor import activation as _activations
+from .._tensor.activation import activation
 from .._tensor.indexing import one_hot  # noqa: F401  (F.one_hot, an indexing function)
 from .._tensor.pooling import (  # noqa: F401  (F's pooling functions)
     adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d,
@@ -27,7 +28,8 @@ from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
 from .._tensor.operands import absent as _absent
-from .._tensor.tensor import Tensor
+from .._tensor.tensor import Tensor, _check_dim
+from .._core.dtype import finfo
 
 sigmoid = _api.sigmoid
 tanh = _api.tanh
@@ -306,32 +308,16 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 # --- activations: elementwise primitives (they fuse), with PyTorch's in-place forms --------
 
-
-# In-place forms whose PyTorch node reads the result, not the input (the same gradient).
-_IN_PLACE_GRAD_FN = {"leaky_relu": "LeakyReluBackward1", "elu": "EluBackward1"}
-
-
-def _activation(name, input, inplace, **params):
-    """Primitive `name` on `input`, or with `inplace` written into `input`."""
-    if inplace:
-        # A node that saves only the result (relu's) needs no snapshot of the input.
-        form = _apply_in_place if any(key != "out" for key in P[name].save) else \
-            _apply_in_place_keeping_result
-        return form(input, name=name, grad_fn_name=_IN_PLACE_GRAD_FN.get(name), **params)
-    return _apply(input, name, **params)
-
-
-def _apply(input, name, grad_fn_name=None, **params):
-    return dispatch(P[name], (input,), params, grad_fn_name=grad_fn_name)
-
-
-_apply_in_place = inplace_form(_apply)
-_apply_in_place_keeping_result = inplace_form(_apply, saves_input=False)
+# (Those PyTorch also has at the top level are made in _tensor.activation.)
+elu, selu, selu_, celu, celu_, prelu, hardshrink, threshold_ = (
+    _activations.elu, _activations.selu, _activations.selu_, _activations.celu,
+    _activations.celu_, _activations.prelu, _activations.hardshrink, _activations.threshold_)
+_threshold = threshold = _activations.threshold
 
 
 def relu(input, inplace=False):
     # The out-of-place call goes straight to the function (the common case in a model).
-    return _activation("relu", input, True) if inplace else _api.relu(input)
+    return activation("relu", input, True) if inplace else _api.relu(input)
 
 
 def gelu(input, approximate="none"):
@@ -341,21 +327,17 @@ def gelu(input, approximate="none"):
 
 
 def silu(input, inplace=False):
-    return _activation("silu", input, inplace)
+    return activation("silu", input, inplace)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return _activation("leaky_relu", input, inplace, negative_slope=negative_slope)
-
-
-def elu(input, alpha=1.0, inplace=False):
-    return _activation("elu", input, inplace, alpha=alpha)
+    return activation("leaky_relu", input, inplace, negative_slope=negative_slope)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
-    return _activation("hardtanh", input, inplace, min_val=min_val, max_val=max_val)
+    return activation("hardtanh", input, inplace, min_val=min_val, max_val=max_val)
 
 
 def relu6(input, inplace=False):
@@ -377,3 +359,71 @@ def elu_(input, alpha=1.0):
 
 def hardtanh_(input, min_val=-1.0, max_val=1.0):
     return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def mish(input, inplace=False):
+    return activation("mish", input, inplace)
+
+
+def hardswish(input, inplace=False):
+    return activation("hardswish", input, inplace)
+
+
+def hardsigmoid(input, inplace=False):
+    return activation("hardsigmoid", input, inplace)
+
+
+def logsigmoid(input):
+    return activation("logsigmoid", input, False)
+
+
+def softshrink(input, lambd=0.5):
+    if input.dtype.is_floating_point:
+        limit = finfo(input.dtype).max
+        if not 0 <= lambd <= limit:
+            raise RuntimeError(f"lambda must be in range [0, {limit:g}] for input dtype "
+                               f"{TORCH_TYPE_NAMES[input.dtype.name]}, but found {lambd:g}")
+    return activation("softshrink", input, False, lambd=lambd)
+
+
+# PyTorch composes these two (their nodes are DivBackward0 and SubBackward0).
+def softsign(input):
+    return input / (input.abs() + 1)
+
+
+def tanhshrink(input):
+    return input - input.tanh()
+
+
+def _implicit_softmax_dim(name, ndim, stacklevel):
+    """PyTorch's dimension for a softmax-like call without `dim`, with its warning."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                  "to include dim=X as an argument.", stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _implicit_softmax_dim("softmin", input.ndim, _stacklevel)
+    return softmax(-input, dim, dtype=dtype)
+
+
+def glu(input, dim=-1):
+    """a * sigmoid(b) for the halves a, b of `input` along `dim`: one GluBackward0 node (on
+    the halves, where PyTorch's links the input itself)."""
+    if input.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    dim = _check_dim(dim, input.ndim)
+    size = input.shape[dim]
+    if size % 2:
+        raise RuntimeError(f"Halving dimension must be even, but dimension {dim} is size {size}")
+    half = size // 2
+    return dispatch(P["glu"], (_api.narrow(input, dim, 0, half), _api.narrow(input, dim, half, half)))
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    return _activations.rrelu(input, lower, upper, training, inplace=inplace)
+
+
+def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    return _activations.rrelu(input, lower, upper, training, inplace=True)

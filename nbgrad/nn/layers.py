@@ -269,18 +269,22 @@ class LeakyReLU(Module):
         return _with_inplace(f"negative_slope={self.negative_slope}", self.inplace)
 
 
-class ELU(Module):
-    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+class _AlphaActivation(Module):
+    """ELU and CELU: an `alpha` and `inplace`."""
 
     def __init__(self, alpha=1.0, inplace=False):
         super().__init__()
         self.alpha, self.inplace = alpha, inplace
 
-    def forward(self, input):
-        return F.elu(input, self.alpha, self.inplace)
-
     def extra_repr(self):
         return _with_inplace(f"alpha={self.alpha}", self.inplace)
+
+
+class ELU(_AlphaActivation):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    def forward(self, input):
+        return F.elu(input, self.alpha, self.inplace)
 
 
 class Hardtanh(Module):
@@ -338,6 +342,145 @@ class Softplus(Module):
 class LogSoftmax(Softmax):
     def forward(self, input):
         return F.log_softmax(input, self.dim)
+
+
+class CELU(_AlphaActivation):
+    """x for x > 0, alpha * (exp(x / alpha) - 1) otherwise."""
+
+    def forward(self, input):
+        return F.celu(input, self.alpha, self.inplace)
+
+
+class _InPlaceActivation(Module):
+    """An activation whose only argument is `inplace` (shown by extra_repr if `shows_inplace`,
+    as PyTorch's SELU and Mish show it and its Hardswish and Hardsigmoid do not)."""
+
+    shows_inplace = True
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return self.function(input, self.inplace)
+
+    def extra_repr(self):
+        return _with_inplace("", self.inplace and self.shows_inplace)
+
+
+def _in_place_activation(name, function, doc, shows_inplace=True):
+    return type(name, (_InPlaceActivation,), {
+        "function": staticmethod(function), "shows_inplace": shows_inplace, "__doc__": doc})
+
+
+SELU = _in_place_activation("SELU", F.selu, "scale * elu(x, alpha) with PyTorch's constants.")
+Mish = _in_place_activation("Mish", F.mish, "x * tanh(softplus(x)) elementwise.")
+Hardswish = _in_place_activation("Hardswish", F.hardswish,
+                                 "x * relu6(x + 3) / 6 elementwise.", shows_inplace=False)
+Hardsigmoid = _in_place_activation("Hardsigmoid", F.hardsigmoid,
+                                   "relu6(x + 3) / 6 elementwise.", shows_inplace=False)
+LogSigmoid = _activation("LogSigmoid", F.logsigmoid, "log(sigmoid(x)) elementwise.")
+Softsign = _activation("Softsign", F.softsign, "x / (1 + |x|) elementwise.")
+Tanhshrink = _activation("Tanhshrink", F.tanhshrink, "x - tanh(x) elementwise.")
+
+
+class _Shrink(Module):
+    def __init__(self, lambd=0.5):
+        super().__init__()
+        self.lambd = lambd
+
+    def extra_repr(self):
+        return str(self.lambd)
+
+
+class Softshrink(_Shrink):
+    """x - lambd above lambd, x + lambd below -lambd, 0 between."""
+
+    def forward(self, input):
+        return F.softshrink(input, self.lambd)
+
+
+class Hardshrink(_Shrink):
+    """x outside [-lambd, lambd], 0 inside."""
+
+    def forward(self, input):
+        return F.hardshrink(input, self.lambd)
+
+
+class Threshold(Module):
+    """`value` where x <= threshold, x elsewhere."""
+
+    def __init__(self, threshold, value, inplace=False):
+        super().__init__()
+        self.threshold, self.value, self.inplace = threshold, value, inplace
+
+    def forward(self, input):
+        return F.threshold(input, self.threshold, self.value, self.inplace)
+
+    def extra_repr(self):
+        return _with_inplace(f"threshold={self.threshold}, value={self.value}", self.inplace)
+
+
+class Softmin(Softmax):
+    def forward(self, input):
+        return F.softmin(input, self.dim, _stacklevel=5)
+
+
+def _softmax2d(input):
+    if input.ndim not in (3, 4):
+        raise ValueError(f"Softmax2d: expected input to be 3D or 4D, got {input.ndim}D instead")
+    return F.softmax(input, -3)
+
+
+Softmax2d = _activation("Softmax2d", _softmax2d, "softmax over the channels of each position.")
+
+
+class GLU(Module):
+    """a * sigmoid(b) for the halves a, b of the input along `dim`."""
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.glu(input, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class PReLU(Module):
+    """x for x > 0, weight * x otherwise: one learned slope, or one per channel (dim 1)."""
+
+    def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
+        super().__init__()
+        self.num_parameters, self.init = num_parameters, init
+        self.weight = Parameter(empty(num_parameters, dtype=dtype, device=device))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input):
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
+class RReLU(Module):
+    """Leaky ReLU with a random slope in [lower, upper] per element while training, their
+    mean in eval mode."""
+
+    def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False):
+        super().__init__()
+        self.lower, self.upper, self.inplace = lower, upper, inplace
+
+    def forward(self, input):
+        return F.rrelu(input, self.lower, self.upper, self.training, self.inplace)
+
+    def extra_repr(self):
+        return _with_inplace(f"lower={self.lower}, upper={self.upper}", self.inplace)
 
 
 class Unflatten(Module):

@@ -82,6 +82,24 @@ _SQRT1_2, _GELU_PDF = "0.7071067811865476", "0.3989422804014327"  # 1/sqrt(2), 1
 _GELU_CDF = f"0.5 * (1.0 + erf(a * {_SQRT1_2}))"
 _GELU_TANH = "np.tanh(0.7978845608028654 * (a + 0.044715 * (a * a * a)))"
 _SIGMOID = "(1.0 / (1.0 + exp(-a)))"
+_SIGMOID_B = "(1.0 / (1.0 + exp(-b)))"
+_TANH_SOFTPLUS = "np.tanh(np.log1p(exp(a)))"
+# min(max(x + 3, 0), 6); NaN stays NaN.
+_RELU6_OF_X_PLUS_3 = "(0.0 if a + 3.0 < 0.0 else (6.0 if a + 3.0 > 6.0 else a + 3.0))"
+_Z_OVER_1_PLUS_Z = "(exp(-abs(a)) / (1.0 + exp(-abs(a))))"  # z = exp(-|x|)
+_WITHIN_LAMBD = "(a >= -lambd and a <= lambd)"
+
+
+def _elu(name, grad_fn):
+    """PyTorch's elu kernel and its backward from the input, with its three parameters
+    (negcoef = alpha * scale, poscoef = scale, negiptcoef = input_scale): elu, selu and
+    celu are this kernel. Its conditions exactly (`x <= 0 ?`): NaN takes the linear branch."""
+    return Elementwise(name, grad_fn, ("a",),
+                       "alpha * scale * np.expm1(a * input_scale) if a <= 0.0 else a * scale",
+                       {"a": "g * input_scale * (alpha * scale) * exp(a * input_scale) "
+                             "if a <= 0.0 else g * scale"},
+                       result="floating", params=("alpha", "scale", "input_scale"),
+                       kernel="elu_cpu")
 
 
 # (A NaN bound gives NaN, as PyTorch's.)
@@ -267,16 +285,60 @@ TABLE = [
                 "a if a > 0.0 else a * negative_slope",
                 {"a": "g if a > 0.0 else g * negative_slope"}, result="floating",
                 params=("negative_slope",)),
-    # PyTorch's conditions exactly (`x <= 0 ?`): NaN takes the linear branch of the gradient.
-    Elementwise("elu", "EluBackward0", ("a",), "alpha * np.expm1(a) if a <= 0.0 else a",
-                {"a": "g * alpha * exp(a) if a <= 0.0 else g"}, result="floating",
-                params=("alpha",)),
+    _elu("elu", "EluBackward0"),
     # Unlike clamp's, the gradient is 0 on the bounds (PyTorch's hardtanh_backward).
     Elementwise("hardtanh", "HardtanhBackward0", ("a",),
                 "min_val if a < min_val else (max_val if a > max_val else a)",
                 {"a": "0.0 if (a <= min_val or a >= max_val) else g"},
                 params=("min_val", "max_val"),
                 bool_errors=("Bool inputs not supported for hardtanh",) * 2),
+    # CELU is PyTorch's elu kernel with scale 1 and input_scale 1 / alpha, under a node of
+    # its own (SELU's node is elu's: EluBackward0).
+    _elu("celu", "CeluBackward0"),
+    Elementwise("mish", "MishBackward0", ("a",), f"a * {_TANH_SOFTPLUS}",
+                {"a": f"g * ({_TANH_SOFTPLUS} + a * {_SIGMOID} * "
+                      f"(1.0 - {_TANH_SOFTPLUS} * {_TANH_SOFTPLUS}))"}, result="floating"),
+    # The bounds as PyTorch's backward kernels: hardswish's slope formula holds on (-3, 3),
+    # with 0 at -3 and 1 at 3; hardsigmoid's gradient is 0 at both, and inside it is g times
+    # PyTorch's constant 1.0f / 6.0f (a float32, in float64 too).
+    Elementwise("hardswish", "HardswishBackward0", ("a",), f"a * {_RELU6_OF_X_PLUS_3} / 6.0",
+                {"a": "0.0 if a <= -3.0 else (g * (a / 3.0 + 0.5) if a < 3.0 else g)"},
+                result="floating"),
+    Elementwise("hardsigmoid", "HardsigmoidBackward0", ("a",), f"{_RELU6_OF_X_PLUS_3} / 6.0",
+                {"a": "g * 0.1666666716337204 if (a > -3.0 and a < 3.0) else 0.0"}, result="floating"),
+    # min(x, 0) - log1p(exp(-|x|)): no overflow for large |x| (PyTorch's log_sigmoid kernels).
+    Elementwise("logsigmoid", "LogSigmoidBackward0", ("a",),
+                "(a if a < 0.0 else 0.0) - np.log1p(exp(-abs(a)))",
+                {"a": f"g * (1.0 - {_Z_OVER_1_PLUS_Z}) if a < 0.0 else g * {_Z_OVER_1_PLUS_Z}"},
+                result="floating", kernel="log_sigmoid_cpu"),
+    # Zero on [-lambd, lambd] as `a * 0` (PyTorch's scalar kernel: NaN stays NaN; its
+    # vectorized one gives +0.0 for -0.0); the gradient is 0 on the bounds. (PyTorch names its
+    # lambda check as the kernel of an integer call.)
+    Elementwise("softshrink", "SoftshrinkBackward0", ("a",),
+                "a - lambd if a > lambd else (a + lambd if a < -lambd else a * 0.0)",
+                {"a": f"0.0 if {_WITHIN_LAMBD} else g"}, result="floating", params=("lambd",),
+                kernel="softshrink_check"),
+    Elementwise("hardshrink", "HardshrinkBackward0", ("a",), f"0.0 if {_WITHIN_LAMBD} else a",
+                {"a": f"0.0 if {_WITHIN_LAMBD} else g"}, result="floating", params=("lambd",)),
+    # Integers too (the parameters typed like the data, as PyTorch's); the gradient is 0 on
+    # the threshold itself.
+    Elementwise("threshold", "ThresholdBackward0", ("a",), "value if a <= threshold else a",
+                {"a": "0.0 if a <= threshold else g"}, params=("threshold", "value"),
+                kinds=_NUMBER_KINDS),
+    # GLU on the input's two halves (the API's views): a * sigmoid(b), PyTorch's formulas.
+    Elementwise("glu", "GluBackward0", ("a", "b"), f"a * {_SIGMOID_B}",
+                {"a": f"{_SIGMOID_B} * g", "b": f"(1.0 - {_SIGMOID_B}) * {_SIGMOID_B} * a * g"},
+                result="floating"),
+    # PyTorch's _prelu_kernel: the weight broadcasts (the API shapes it along dim 1); its
+    # gradient is summed back to its shape by the engine.
+    Elementwise("prelu", "PreluKernelBackward0", ("a", "weight"), "a if a > 0.0 else weight * a",
+                {"a": "g if a > 0.0 else weight * g", "weight": "0.0 if a > 0.0 else a * g"},
+                result="floating"),
+    # RReLU while training: `noise` (not differentiable) holds the drawn slope of each element
+    # at or below 0 and 1 elsewhere (NaN too), as PyTorch's node saves it; the gradient is
+    # g * noise everywhere. (In eval mode RReLU is leaky_relu under this node's name.)
+    Elementwise("rrelu_with_noise", "RreluWithNoiseBackward0", ("a", "noise"), "a * noise",
+                {"a": "g * noise"}, result="floating", kernel="rrelu_with_noise_out_cpu"),
 ]
 
 # ---------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ UNARY = ["{x}.exp()", "{x}.tanh()", "{x}.relu()", "{x}.sigmoid()", "{x} * 3", "{
          "{x}.clamp(-0.5, 0.5)", "{x}.log_softmax(-1)", "{x}.cumsum(-1)"]
 BINARY = ["{x} + {y}", "{x} * {y}", "{x} - {y}"]
 IN_PLACE = ["{x}.relu_()", "{x}.mul_(2)", "{x}.add_(1)", "{x}.sigmoid_()", "{x}.tanh_()",
-            "{x}.exp_()", "{x}.clamp_(min=-0.5)", "{x}.neg_()", "{x}.zero_()", "{x}.fill_(0.5)"]
+            "{x}.exp_()", "{x}.clamp_(min=-0.5)", "{x}.neg_()", "{x}.zero_()", "{x}.fill_(0.5)",
+            "L.nn.functional.hardswish({x}, inplace=True)"]
 IN_PLACE_WITH = ["{x}.add_({y})", "{x}.mul_({y})", "{x} += {y}", "{x} *= {y}",
                  "{x}.sub_({y}, alpha=2)", "{x}.copy_({y})", "{x}.addcmul_({y}, {y})"]
 # (view, its shape) of a (3, 4) and of a 1-D tensor of length n
@@ -79,7 +80,7 @@ def _program(r):
 def _run(lib, program, names, leaves):
     """What running `program` with `lib` gives: ("raise", error type) or ("ok", [values])."""
     a, b, c = (lib.tensor(value, requires_grad=True) for value in leaves)
-    scope = {"a": a, "b": b, "c": c}
+    scope = {"a": a, "b": b, "c": c, "L": lib}
     try:
         exec(program, scope)
         scope["loss"].backward()

@@ -71,6 +71,30 @@ LAYERS = {
     "hardtanh": (lambda: nn.Hardtanh(-0.5, 1.0), lambda: torch.nn.Hardtanh(-0.5, 1.0),
                  float_input((3, 4))),
     "relu6": (nn.ReLU6, torch.nn.ReLU6, 4 * float_input((3, 4))),
+    "selu": (nn.SELU, torch.nn.SELU, float_input((3, 4))),
+    "celu": (lambda: nn.CELU(0.5), lambda: torch.nn.CELU(0.5), float_input((3, 4))),
+    "mish": (nn.Mish, torch.nn.Mish, float_input((3, 4))),
+    "hardswish": (nn.Hardswish, torch.nn.Hardswish, 3 * float_input((3, 4))),
+    "hardsigmoid": (nn.Hardsigmoid, torch.nn.Hardsigmoid, 3 * float_input((3, 4))),
+    "logsigmoid": (nn.LogSigmoid, torch.nn.LogSigmoid, float_input((3, 4))),
+    "softsign": (nn.Softsign, torch.nn.Softsign, float_input((3, 4))),
+    "tanhshrink": (nn.Tanhshrink, torch.nn.Tanhshrink, float_input((3, 4))),
+    "softshrink": (lambda: nn.Softshrink(0.3), lambda: torch.nn.Softshrink(0.3),
+                   float_input((3, 4))),
+    "hardshrink": (nn.Hardshrink, torch.nn.Hardshrink, float_input((3, 4))),
+    "threshold": (lambda: nn.Threshold(0.1, -2.0), lambda: torch.nn.Threshold(0.1, -2.0),
+                  float_input((3, 4))),
+    "softmin": (lambda: nn.Softmin(1), lambda: torch.nn.Softmin(1), float_input((3, 4))),
+    "softmax2d": (nn.Softmax2d, torch.nn.Softmax2d, float_input((2, 3, 2, 2))),
+    "softmax2d_3d": (nn.Softmax2d, torch.nn.Softmax2d, float_input((3, 2, 2))),
+    "glu": (nn.GLU, torch.nn.GLU, float_input((3, 4))),
+    "glu_dim0": (lambda: nn.GLU(0), lambda: torch.nn.GLU(0), float_input((4, 3))),
+    # one slope per channel (dim 1), and one for all
+    "prelu_channels": (lambda: nn.PReLU(3, init=0.1), lambda: torch.nn.PReLU(3, init=0.1),
+                       float_input((2, 3, 4))),
+    "prelu": (nn.PReLU, torch.nn.PReLU, float_input((3, 4))),
+    "rrelu_eval": (lambda: nn.RReLU(0.1, 0.3).eval(), lambda: torch.nn.RReLU(0.1, 0.3).eval(),
+                   float_input((3, 4))),
     "unflatten": (lambda: nn.Unflatten(1, (2, -1)), lambda: torch.nn.Unflatten(1, (2, -1)),
                   float_input((3, 6))),
     "module_list_mlp": (lambda: _stack(nn), lambda: _stack(torch.nn), float_input((5, 4))),
@@ -449,7 +473,24 @@ ACTIVATION_REPRS = [
     lambda nn: nn.ELU(), lambda nn: nn.ELU(0.5, True), lambda nn: nn.Hardtanh(),
     lambda nn: nn.Hardtanh(-2, 3.0, True), lambda nn: nn.ReLU6(), lambda nn: nn.ReLU6(True),
     lambda nn: nn.ReLU(True), lambda nn: nn.Unflatten(1, (2, 3)),
+    lambda nn: nn.SELU(), lambda nn: nn.SELU(True), lambda nn: nn.CELU(),
+    lambda nn: nn.CELU(0.5, True), lambda nn: nn.Mish(True), lambda nn: nn.Hardswish(True),
+    lambda nn: nn.Hardsigmoid(True), lambda nn: nn.LogSigmoid(), lambda nn: nn.Softsign(),
+    lambda nn: nn.Tanhshrink(), lambda nn: nn.Softshrink(), lambda nn: nn.Hardshrink(1),
+    lambda nn: nn.Threshold(0.1, 20), lambda nn: nn.Threshold(1, 2.5, True),
+    lambda nn: nn.Softmin(), lambda nn: nn.Softmin(1), lambda nn: nn.Softmax2d(),
+    lambda nn: nn.GLU(), lambda nn: nn.GLU(0), lambda nn: nn.PReLU(),
+    lambda nn: nn.PReLU(3, 0.1), lambda nn: nn.RReLU(), lambda nn: nn.RReLU(0.1, 0.3, True),
 ]
+
+
+def test_prelu_parameter_matches_torch():
+    made = [library.PReLU(3, init=0.1) for library in (nn, torch.nn)]
+    assert [list(m.state_dict()) for m in made] == [["weight"], ["weight"]]
+    assert [(m.num_parameters, m.init) for m in made] == [(3, 0.1), (3, 0.1)]
+    close(made[0].weight, made[1].weight)
+    assert made[0].weight.requires_grad
+    assert nn.PReLU(dtype=nbgrad.float64).weight.dtype == nbgrad.float64
 
 
 def test_activation_reprs_match_torch():
@@ -463,6 +504,17 @@ INPLACE = {
     "relu6": lambda F, y: F.relu6(y, inplace=True),
     "silu": lambda F, y: F.silu(y, inplace=True),
     "relu": lambda F, y: F.relu(y, inplace=True),
+    "selu": lambda F, y: F.selu(y, inplace=True),  # EluBackward1
+    "selu_": lambda F, y: F.selu_(y),
+    "celu": lambda F, y: F.celu(y, 0.5, inplace=True),  # CeluBackward1
+    "celu_": lambda F, y: F.celu_(y, 2.0),
+    "threshold": lambda F, y: F.threshold(y, 0.25, -1.0, inplace=True),  # ThresholdBackward1
+    "threshold_": lambda F, y: F.threshold_(y, 0.5, 3.0),
+    "rrelu_eval": lambda F, y: F.rrelu(y, 0.1, 0.3, inplace=True),  # RreluWithNoiseBackward1
+    "rrelu_": lambda F, y: F.rrelu_(y),
+    "hardswish": lambda F, y: F.hardswish(y, inplace=True),  # HardswishBackward0
+    "hardsigmoid": lambda F, y: F.hardsigmoid(y, inplace=True),
+    "mish": lambda F, y: F.mish(y, inplace=True),
 }
 
 
@@ -481,6 +533,94 @@ def test_inplace_activation_matches_torch(name):
     close(nb_out, torch_out)
     close(nb_grad, torch_grad)
     assert nb_name == torch_name
+
+
+def _rrelu_training(L, dtype, values):
+    """rrelu while training, seeded: out of place, through torch.rrelu with a generator,
+    in place, and nn.RReLU in train mode; the results and the leaf gradients."""
+    L.manual_seed(7)
+    x = L.tensor(values, dtype=dtype, requires_grad=True)
+    out = L.nn.functional.rrelu(x * 1, 0.1, 0.4, training=True)
+    generator = L.Generator().manual_seed(3)
+    drawn = L.rrelu(x * 1, 0.2, 0.3, True, generator=generator)
+    written = L.nn.functional.rrelu_(x * 1, training=True)
+    module = L.nn.RReLU(0.05, 0.5)(x * 1)
+    results = [out, drawn, written, module]
+    sum((r * (i + 1)).sum() for i, r in enumerate(results)).backward()
+    return results, [type(r.grad_fn).__name__ for r in results], x.grad
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rrelu_training_draws_torchs_slopes(dtype):
+    """The slopes drawn while training are torch's, number for number (one uniform double per
+    element at or below 0, from the generator); the gradient is the slope (1 above 0, and at
+    NaN)."""
+    values = np.array([[-1.5, 0.0, 2.0, -0.0], [np.nan, -3.0, 0.5, -np.inf]])
+    nb, reference = (_rrelu_training(L, getattr(L, dtype), values) for L in (nbgrad, torch))
+    for nb_result, torch_result in zip(nb[0], reference[0]):
+        np.testing.assert_array_equal(nb_result.detach().numpy(), torch_result.detach().numpy())
+    assert nb[1] == reference[1] == ["RreluWithNoiseBackward0", "RreluWithNoiseBackward0",
+                                     "RreluWithNoiseBackward1", "RreluWithNoiseBackward0"]
+    np.testing.assert_array_equal(nb[2].numpy(), reference[2].numpy())
+
+
+# Bad arguments of the activations: PyTorch's exception types and messages.
+ACTIVATION_ERRORS = [
+    lambda L: L.nn.functional.softshrink(L.ones(2), -0.5),
+    lambda L: L.nn.functional.softshrink(L.ones(2, dtype=L.float64), float("nan")),
+    lambda L: L.nn.functional.softshrink(L.ones(2, dtype=L.float16), 1e6),
+    lambda L: L.nn.functional.softshrink(L.ones(2, dtype=L.int64)),
+    lambda L: L.nn.functional.glu(L.ones(3, 5)),
+    lambda L: L.nn.functional.glu(L.ones(3, 4), 0),
+    lambda L: L.nn.functional.glu(L.ones(3, 4), 2),
+    lambda L: L.nn.functional.glu(L.tensor(1.0)),
+    lambda L: L.nn.functional.glu(L.ones(2, dtype=L.int64)),
+    lambda L: L.nn.functional.prelu(L.ones(3, 5), L.ones(3)),
+    lambda L: L.nn.functional.prelu(L.ones(3, 5), L.ones(1, 5)),
+    lambda L: L.nn.functional.prelu(L.ones(3, 5), L.ones(5, dtype=L.float64)),
+    lambda L: L.prelu(L.tensor(1.0), L.ones(5)),
+    lambda L: L.prelu(L.ones(4), L.ones(4)),
+    lambda L: L.prelu(L.ones(2, dtype=L.int64), L.ones(1, dtype=L.int64)),
+    lambda L: L.nn.functional.rrelu(L.ones(2), 0.5, 0.1),
+    lambda L: L.rrelu(L.ones(2), 0.5, 0.1, True),
+    lambda L: L.nn.functional.rrelu(L.ones(2, dtype=L.int64)),
+    lambda L: L.nn.functional.rrelu(L.ones(2, dtype=L.int64), training=True),
+    lambda L: L.nn.functional.rrelu(L.ones(2, dtype=L.float16), training=True),
+    lambda L: L.nn.Softmax2d()(L.ones(3, 4)),
+    lambda L: L.nn.functional.celu(L.ones(2), alpha=0.0),
+    lambda L: L.selu(L.ones(2, dtype=L.int64)),
+    lambda L: L.threshold(L.tensor([True]), 0, 1),
+    lambda L: L.nn.functional.hardswish(L.ones(2, dtype=L.int64)),
+    lambda L: L.nn.functional.hardsigmoid(L.ones(2, dtype=L.int64)),
+    lambda L: L.nn.functional.logsigmoid(L.ones(2, dtype=L.int64)),
+    lambda L: L.nn.functional.mish(L.ones(2, dtype=L.int64)),
+    lambda L: L.hardshrink(L.ones(2, dtype=L.int64)),
+    lambda L: L.nn.functional.threshold(L.ones(2, requires_grad=True), 0.0, 1.0, inplace=True),
+]
+
+
+def _error(call, library):
+    try:
+        call(library)
+    except Exception as error:  # noqa: BLE001
+        return type(error).__name__, str(error)
+    return None
+
+
+def test_activation_errors_match_torch():
+    assert [_error(call, nbgrad) for call in ACTIVATION_ERRORS] == \
+        [_error(call, torch) for call in ACTIVATION_ERRORS]
+
+
+def test_softmin_without_dim_warns_as_torch():
+    for ndim, dim in ((1, 0), (2, 1), (3, 0), (4, 1)):
+        x = np.random.default_rng(ndim).standard_normal((2,) * ndim)
+        results = []
+        for library in (nbgrad, torch):
+            with pytest.warns(UserWarning, match="Implicit dimension choice for softmin"):
+                results.append(library.nn.functional.softmin(library.tensor(x)))
+        close(*results)
+        close(results[0], torch.nn.functional.softmin(torch.tensor(x), dim))
 
 
 # --- containers -------------------------------------------------------------------------------

@@ -347,6 +347,17 @@ def _deferred_fallback(r, layout):
 EAGER_ONLY = {
     "resample": {"pad_reflect_crop", "pad_circular_T", "interpolate_bilinear_T",
                  "interpolate_bilinear_antialias", "interpolate_bicubic", "interpolate_area"},
+    # The activations selu .. rrelu: "activations_fused" calls all their elementwise
+    # primitives in one kernel, "glu" the other; the composites
+    # (softsign, tanhshrink, softmin) call primitives that rows of their own cover.
+    "elu": {"selu", "selu_fn"}, "celu": {"celu", "celu_fn"}, "mish": {"mish"},
+    "hardswish": {"hardswish"}, "hardsigmoid": {"hardsigmoid"}, "logsigmoid": {"logsigmoid"},
+    "softshrink": {"softshrink"}, "hardshrink": {"hardshrink", "hardshrink_method"},
+    "threshold": {"threshold", "threshold_fn", "threshold_integers"},
+    "prelu": {"prelu", "prelu_one_weight", "prelu_method_1d"},
+    "leaky_relu": {"rrelu_eval", "rrelu_fn_eval"}, "glu": {"glu_dim0_edges"},
+    "div": {"softsign"}, "sub": {"tanhshrink"}, "softmax": {"softmin", "softmin_dtype"},
+    "concat": {"activation_edges"},
 }
 EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
 FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]

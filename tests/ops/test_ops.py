@@ -142,6 +142,48 @@ def _view_of_written_base(a):
     return row
 
 
+# Kinks and edges of the activations (see "activation_edges").
+ACTIVATION_EDGES = A([-np.inf, -100.0, -3.0, -1.0, -0.5, -0.0, 0.0, 0.1, 0.5, 1.0, 3.0, 100.0, np.inf,
+                      np.nan])
+
+
+def _prelu_quarter(L, x):
+    return L.nn.functional.prelu(x, L.tensor([0.25], dtype=x.dtype))
+
+
+# The activations of selu .. rrelu as functions of one tensor.
+NEW_ACTIVATIONS = [
+    lambda L, x: L.nn.functional.selu(x), lambda L, x: L.nn.functional.celu(x, 0.5),
+    lambda L, x: L.nn.functional.mish(x), lambda L, x: L.nn.functional.hardswish(x),
+    lambda L, x: L.nn.functional.hardsigmoid(x), lambda L, x: L.nn.functional.logsigmoid(x),
+    lambda L, x: L.nn.functional.softshrink(x), lambda L, x: L.nn.functional.hardshrink(x),
+    lambda L, x: L.nn.functional.threshold(x, 0.1, -2.0), lambda L, x: L.nn.functional.softsign(x),
+    lambda L, x: L.nn.functional.tanhshrink(x), lambda L, x: L.nn.functional.rrelu(x),
+    _prelu_quarter,
+]
+
+
+# rrelu's slopes as its training node saves them (1 where the input is above 0).
+RRELU_NOISE = A([1.0, 0.2, 0.3, 1.0, 0.125, 1.0, 1.0, 0.25, 1.0, 0.3, 0.15, 1.0])
+
+
+def _rrelu_with_noise(L, a):
+    """rrelu's training node on the slopes RRELU_NOISE (F.rrelu draws them): torch's
+    gradient of a * noise is the node's, g * noise."""
+    noise = L.tensor(RRELU_NOISE, dtype=a.dtype)
+    return a._primitive("rrelu_with_noise", noise) if L is nbgrad else a * noise
+
+
+def _activations_summed(L, a, w):
+    """Every elementwise primitive of NEW_ACTIVATIONS and rrelu's training node in one sum
+    (one fused kernel), prelu's weight a second input: a 1-D input, so that the weight
+    needs no view."""
+    F = L.nn.functional
+    return (F.selu(a) + F.celu(a, 0.5) + F.mish(a) + F.hardswish(a) + F.hardsigmoid(a)
+            + F.logsigmoid(a) + F.softshrink(a) + F.hardshrink(a) + F.threshold(a, 0.1, -2.0)
+            + F.rrelu(a) + F.prelu(a, w) + _rrelu_with_noise(L, a))
+
+
 def _integer_ops(L, i):
     """Integer tensor `i` through the elementwise ops that keep integers (floor and round
     stand for ceil and trunc too: one helper), and those that give float32."""
@@ -297,6 +339,42 @@ TABLE = [
     # the kinks (gradients at 0 and on hardtanh's bounds as torch's), large values, inf, NaN
     row("leaky_relu_elu_hardtanh", lambda L, a: L.nn.functional.leaky_relu(a, 0.2) + L.nn.functional.elu(a, alpha=0.5) + L.nn.functional.hardtanh(a, -1.0, 2.0),
         A([-np.inf, -30.0, -1.0, -0.5, 0.0, 0.5, 2.0, 3.0, np.inf, np.nan]), gradcheck=False),
+    # selu .. rrelu, one row each (eager; the fused modes take "activations_fused", which
+    # calls every primitive of these rows, and "glu"), then each on an input of its own holding
+    # the kinks and edges (0, -0.0, softshrink's and hardshrink's +-0.5, threshold's 0.1,
+    # hardswish's and hardsigmoid's +-3, large values, inf, NaN), and the fused cover
+    row("selu", lambda L, a: L.nn.functional.selu(a), (3, 4)),
+    row("selu_fn", lambda L, a: L.selu(a), (3, 4)),
+    row("celu", lambda L, a: L.nn.functional.celu(a, alpha=0.5), (3, 4)),
+    row("celu_fn", lambda L, a: L.celu(a), (3, 4)),
+    row("mish", lambda L, a: L.nn.functional.mish(a), (3, 4)),
+    row("hardswish", lambda L, a: L.nn.functional.hardswish(a), (3, 4)),
+    row("hardsigmoid", lambda L, a: L.nn.functional.hardsigmoid(a), (3, 4)),
+    row("logsigmoid", lambda L, a: L.nn.functional.logsigmoid(a), (3, 4)),
+    row("softsign", lambda L, a: L.nn.functional.softsign(a), (3, 4)),
+    row("tanhshrink", lambda L, a: L.nn.functional.tanhshrink(a), (3, 4)),
+    row("softshrink", lambda L, a: L.nn.functional.softshrink(a, 0.3), (3, 4)),
+    row("hardshrink", lambda L, a: L.nn.functional.hardshrink(a, lambd=0.3), (3, 4)),
+    row("hardshrink_method", lambda L, a: a.hardshrink(), (3, 4)),
+    row("threshold", lambda L, a: L.nn.functional.threshold(a, 0.1, -2.0), (3, 4)),
+    row("threshold_fn", lambda L, a: L.threshold(a, -0.2, 0.5), (3, 4)),
+    # integers (the threshold and value cast to them: -0.5 becomes 0) and a float result
+    row("threshold_integers", lambda L, a: L.nn.functional.threshold((a * 4).long(), -0.5, 7) + a,
+        A([-2.5, -1.0, -0.1, 0.0, 0.6, 3.0]), gradcheck=False),
+    row("softmin", lambda L, a: L.nn.functional.softmin(a, 1), (3, 4), tol32=REDUCE32),
+    row("softmin_dtype", lambda L, a: L.nn.functional.softmin(a, dim=0, dtype=L.float64), (3, 4)),
+    row("glu", lambda L, a: L.nn.functional.glu(a), (3, 8)),
+    row("glu_dim0_edges", lambda L, a: L.nn.functional.glu(a, 0), A([ACTIVATION_EDGES, ACTIVATION_EDGES[::-1]]),
+        gradcheck=False),
+    # one slope per channel (dim 1), the gradient summed into it; one slope for all
+    row("prelu", lambda L, a, w: L.nn.functional.prelu(a, w), (2, 3, 4), (3,)),
+    row("prelu_one_weight", lambda L, a, w: L.prelu(a, w), (3, 4), (1,)),
+    row("prelu_method_1d", lambda L, a, w: a.prelu(w), (5,), (1,)),
+    row("rrelu_eval", lambda L, a: L.nn.functional.rrelu(a, 0.1, 0.3), (3, 4)),
+    row("rrelu_fn_eval", lambda L, a: L.rrelu(a), (3, 4)),
+    row("activation_edges", lambda L, *xs: L.stack([f(L, x) for f, x in zip(NEW_ACTIVATIONS, xs)]),
+        *[ACTIVATION_EDGES] * len(NEW_ACTIVATIONS), gradcheck=False),
+    row("activations_fused", lambda L, a, w: _activations_summed(L, a, w), (12,), (1,)),
     # ---- clamp
     row("clamp", lambda L, a: a.clamp(-0.5, 0.5), (3, 4)),
     row("clamp_fn", lambda L, a: L.clamp(a, min=-0.5, max=0.5), (3, 4)),
@@ -783,6 +861,10 @@ CHAIN_DIFFERS = {
     # an in-place op on a view: torch's CopySlices holds the op and links its inputs;
     # nbgrad's links the op's own node
     "copy_into_view",
+    # torch's GluBackward0 links the input; nbgrad's links the views of its two halves
+    "glu", "glu_dim0_edges",
+    # rrelu's training node on given slopes: torch has no such call, its side is a * noise
+    "activations_fused",
 }
 
 
@@ -823,6 +905,13 @@ INPLACE_FORMS = [
     lambda L, x: x.addcmul_(x, x + 1, value=0.5), lambda L, x: x.addcdiv_(x, x + 3, value=2),
     lambda L, x: L.nn.functional.relu_(x), lambda L, x: L.nn.functional.leaky_relu_(x, 0.2),
     lambda L, x: L.nn.functional.elu_(x), lambda L, x: L.nn.functional.hardtanh_(x, -0.3, 0.6),
+    lambda L, x: L.selu_(x), lambda L, x: L.nn.functional.selu(x, inplace=True),
+    lambda L, x: L.celu_(x, 0.5), lambda L, x: L.nn.functional.celu_(x),
+    lambda L, x: L.threshold_(x, 0.5, -1.0), lambda L, x: L.nn.functional.threshold(x, 0.5, 2.0, True),
+    lambda L, x: L.rrelu_(x), lambda L, x: L.nn.functional.rrelu(x, 0.2, 0.4, inplace=True),
+    lambda L, x: L.nn.functional.mish(x, inplace=True),
+    lambda L, x: L.nn.functional.hardswish(x, inplace=True),
+    lambda L, x: L.nn.functional.hardsigmoid(x, inplace=True),
 ]
 
 
