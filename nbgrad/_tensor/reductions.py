@@ -349,7 +349,7 @@ def _softmax_like(name, input, dim, dtype):
     if dtype is not None:
         input = input.to(dtype)
     if dim is None:
-        raise TypeError(f"{name}() missing required argument 'dim'")
+        raise TypeError(f'{name}() missing 1 required positional arguments: "dim"')
     return dispatch(PRIMITIVES[name], (input,), {"dim": _check_dim(dim, input.ndim)})
 
 

@@ -33,8 +33,6 @@ from .._core.dtype import finfo
 
 sigmoid = _api.sigmoid
 tanh = _api.tanh
-softmax = _api.softmax
-log_softmax = _api.log_softmax
 
 
 def linear(input, weight, bias=None):
@@ -406,6 +404,18 @@ def softmin(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         dim = _implicit_softmax_dim("softmin", input.ndim, _stacklevel)
     return softmax(-input, dim, dtype=dtype)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _implicit_softmax_dim("softmax", input.ndim, _stacklevel)
+    return _api.softmax(input, dim, dtype=dtype)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _implicit_softmax_dim("log_softmax", input.ndim, _stacklevel)
+    return _api.log_softmax(input, dim, dtype=dtype)
 
 
 def glu(input, dim=-1):

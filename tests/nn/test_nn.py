@@ -612,15 +612,20 @@ def test_activation_errors_match_torch():
         [_error(call, torch) for call in ACTIVATION_ERRORS]
 
 
-def test_softmin_without_dim_warns_as_torch():
+@pytest.mark.parametrize("name", ["softmin", "softmax", "log_softmax"])
+def test_softmax_family_without_dim_warns_as_torch(name):
     for ndim, dim in ((1, 0), (2, 1), (3, 0), (4, 1)):
         x = np.random.default_rng(ndim).standard_normal((2,) * ndim)
         results = []
         for library in (nbgrad, torch):
-            with pytest.warns(UserWarning, match="Implicit dimension choice for softmin"):
-                results.append(library.nn.functional.softmin(library.tensor(x)))
+            with pytest.warns(UserWarning, match=f"Implicit dimension choice for {name}"):
+                results.append(getattr(library.nn.functional, name)(library.tensor(x)))
         close(*results)
-        close(results[0], torch.nn.functional.softmin(torch.tensor(x), dim))
+        close(results[0], getattr(torch.nn.functional, name)(torch.tensor(x), dim))
+    # (torch.softmax itself takes no implicit dim)
+    for library in (nbgrad, torch):
+        with pytest.raises(TypeError, match='missing 1 required positional arguments: "dim"'):
+            getattr(library, name if name != "softmin" else "softmax")(library.ones(2))
 
 
 # --- containers -------------------------------------------------------------------------------
