@@ -522,7 +522,8 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
     return _reduced(beyond_margin + _api.where(target != -1, input, zeros), reduction)
 
 
-_COSINE_EPSILON = 1e-12  # ATen's EPSILON, added to each squared magnitude
+# ATen's EPSILON, added to each squared magnitude: a C++ float, 1e-12 rounded to float32
+_COSINE_EPSILON = float(np.float32(1e-12))
 
 
 def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None,
