@@ -75,18 +75,21 @@ POINTWISE_LOSSES = [
                   f"(one - y) * x + (one + (pw - one) * y) * {_SOFTPLUS_NEG_X}",
                   "(one + (pw - one) * y) / (one + np.exp(-x)) - pw * y",
                   f"-x + (pw - one) * {_SOFTPLUS_NEG_X}", pos_weight=True),
-    # PyTorch's kernels: |x - y| against beta (delta); the gradient's branches meet at the
-    # boundary, where both give the sign. beta = 0 is l1_loss (the API sends it there).
+    # PyTorch's kernels: |x - y| against beta (delta); the gradient's branches in its order,
+    # so that NaN takes the linear one (NaN) and the bounds the constant ones. beta = 0 is
+    # l1_loss (the API sends it there).
     PointwiseLoss("smooth_l1_loss", "SmoothL1LossBackward0",
                   "half * abs(x - y) * abs(x - y) / beta if abs(x - y) < beta else "
                   "abs(x - y) - half * beta",
-                  "(x - y) / beta if abs(x - y) < beta else np.sign(x - y)",
-                  "(y - x) / beta if abs(x - y) < beta else np.sign(y - x)", params=("beta",)),
+                  "-one if x - y <= -beta else (one if x - y >= beta else (x - y) / beta)",
+                  "one if x - y <= -beta else (-one if x - y >= beta else (y - x) / beta)",
+                  params=("beta",)),
     PointwiseLoss("huber_loss", "HuberLossBackward0",
                   "half * abs(x - y) * abs(x - y) if abs(x - y) < delta else "
                   "delta * (abs(x - y) - half * delta)",
-                  "x - y if abs(x - y) < delta else delta * np.sign(x - y)",
-                  "y - x if abs(x - y) < delta else delta * np.sign(y - x)", params=("delta",)),
+                  "-delta if x - y <= -delta else (delta if x - y >= delta else x - y)",
+                  "delta if x - y <= -delta else (-delta if x - y >= delta else y - x)",
+                  params=("delta",)),
     # PyTorch's log1p(exp(-x y)), which overflows to inf where -x y is large, as PyTorch's
     # does; its gradient there is inf / inf = NaN, as PyTorch's.
     PointwiseLoss("soft_margin_loss", "SoftMarginLossBackward0", "np.log1p(np.exp(-x * y))",
