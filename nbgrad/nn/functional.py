@@ -169,7 +169,30 @@ def _pointwise_loss(name, input, target, reduction, weight=None, pos_weight=None
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     input, target = _warn_if_broadcast(input, target)
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _pointwise_loss("mse_loss", input, target, reduction, weight)
+    if weight is not None:
+        _check_loss_weight(weight, input)
+        return _weighted(_api.pow(input - target, 2), weight, reduction, by_weights=True)
+    return _pointwise_loss("mse_loss", input, target, reduction)
+
+
+def _check_loss_weight(weight, input):
+    if tuple(weight.shape) != tuple(input.shape):
+        raise ValueError("Weights and input must have the same size.")
+
+
+def _weighted(unreduced, weight, reduction, by_weights):
+    """PyTorch's weighted mse/l1/huber losses: the unreduced loss times the weight, then
+    reduced; the mean divides by the weights' sum (`by_weights`, mse and l1) or by the
+    element count (huber)."""
+    weighted = unreduced * weight
+    if reduction == "none":
+        return weighted
+    if reduction == "sum":
+        return _api.sum(weighted)
+    if reduction == "mean":
+        return _api.sum(weighted) / _api.sum(weight) if by_weights else weighted.mean()
+    raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', "
+                     "'sum'.")
 
 
 # PyTorch computes l1_loss as a composite, so its grad_fn is named after the last step.
@@ -179,7 +202,10 @@ _L1_NAMES = {"mean": "MeanBackward0", "sum": "SumBackward0", "none": "AbsBackwar
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     input, target = _warn_if_broadcast(input, target)
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _pointwise_loss("l1_loss", input, target, reduction, weight,
+    if weight is not None:
+        _check_loss_weight(weight, input)
+        return _weighted(_api.abs(input - target), weight, reduction, by_weights=True)
+    return _pointwise_loss("l1_loss", input, target, reduction,
                            grad_fn_name=_L1_NAMES.get(reduction))
 
 
@@ -394,19 +420,14 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     input, target = _warn_if_broadcast(input, target)
     if weight is None:
         reduction = _reduction_enum(reduction)
-    elif tuple(weight.shape) != tuple(input.shape):
-        raise ValueError("Weights and input must have the same size.")
+    else:
+        _check_loss_weight(weight, input)
     if delta <= 0:
         raise RuntimeError("huber_loss does not support non-positive values for delta.")
     if weight is None:
         return _pointwise_loss("huber_loss", input, target, reduction, delta=float(delta))
-    # PyTorch's weighted form: the unreduced loss times the weight, then reduced (the mean
-    # divides by the element count, not by the weights' sum)
-    weighted = _pointwise_loss("huber_loss", input, target, "none", delta=float(delta)) * weight
-    if reduction not in _REDUCTION_ENUM:
-        raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', "
-                         "'sum'.")
-    return _reduced(weighted, reduction)
+    return _weighted(_pointwise_loss("huber_loss", input, target, "none", delta=float(delta)),
+                     weight, reduction, by_weights=False)
 
 
 def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):

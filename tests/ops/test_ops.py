@@ -727,6 +727,10 @@ TABLE = [
         gradcheck=False),
     row("huber_loss_weight", lambda L, x, y, w: F(L).huber_loss(x, y, delta=0.8, weight=w), (3, 4),
         (3, 4), (3, 4), domain=("real", "real", "positive"), tol32=REDUCE32),
+    # mse and l1 with weights: PyTorch's composites (the mean divides by the weights' sum)
+    row("mse_l1_loss_weight", lambda L, x, y, w: F(L).mse_loss(x, y, weight=w)
+        + F(L).l1_loss(x, y, weight=w, reduction="sum"), (3, 4), (3, 4), (3, 4),
+        domain=("real", "real", "positive"), tol32=REDUCE32),
     row("soft_margin_loss", lambda L, x: F(L).soft_margin_loss(x, L.tensor(SIGNS[:4], dtype=x.dtype)),
         (3, 4), tol32=REDUCE32),
     row("soft_margin_loss_edges", lambda L, x: F(L).soft_margin_loss(
