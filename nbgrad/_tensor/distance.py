@@ -32,16 +32,22 @@ def _type_name(dtype):
     return TORCH_TYPE_NAMES[dtype.name]
 
 
+def broadcast_shape(a, b):
+    """The broadcast shape of tensors `a` and `b`; the elementwise ops' error (PyTorch's
+    message) where they do not broadcast."""
+    try:
+        return tuple(np.broadcast_shapes(tuple(a.shape), tuple(b.shape)))
+    except ValueError:
+        a + b
+        raise
+
+
 def broadcast_pair(a, b):
     """`a` and `b` expanded to their broadcast shape (ATen's expand_outplace: both, where
-    their shapes differ); PyTorch's error where they do not broadcast."""
+    their shapes differ)."""
     if a.shape == b.shape:
         return a, b
-    try:
-        shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
-    except ValueError:
-        a + b  # the elementwise ops' own message
-        raise
+    shape = broadcast_shape(a, b)
     return expand(a, shape), expand(b, shape)
 
 

@@ -102,11 +102,7 @@ def _warn_if_broadcast(input, target):
     warnings.warn(f"Using a target size ({target.shape}) that is different to the input size "
                   f"({input.shape}). This will likely lead to incorrect results due to "
                   "broadcasting. Please ensure they have the same size.", stacklevel=3)
-    shape = tuple(np.broadcast_shapes(input.shape, target.shape)) if _broadcastable(
-        input.shape, target.shape) else None
-    if shape is None:
-        # Let the elementwise machinery raise PyTorch's own message.
-        input + target
+    shape = _distance.broadcast_shape(input, target)
     # (as torch.broadcast_tensors: a tensor of the broadcast shape is itself, no node)
     return tuple(t if tuple(t.shape) == shape else _api.expand(t, shape) for t in (input, target))
 
@@ -304,9 +300,7 @@ def _class_weight_input(weight, input):
     if weight is None:
         return _absent(input.dtype.np)
     weight = weight if isinstance(weight, Tensor) else Tensor._wrap(_array(weight))
-    if weight.requires_grad and _grad_state.enabled:
-        raise RuntimeError("The function 'nll_loss_forward' is not differentiable with respect "
-                           "to argument 'weight'. This input cannot have requires_grad True.")
+    _refuse_gradient("nll_loss_forward", "weight", weight)
     return weight
 
 
@@ -438,10 +432,7 @@ def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="m
     if target.shape != input.shape:
         # PyTorch writes the loss into a tensor of the input's shape: the target broadcasts
         # to it, never the other way
-        shape = tuple(np.broadcast_shapes(input.shape, target.shape)) if _broadcastable(
-            input.shape, target.shape) else None
-        if shape is None:
-            input * target  # the elementwise ops' message
+        shape = _distance.broadcast_shape(input, target)
         if shape != tuple(input.shape):
             raise RuntimeError(f"output with shape {list(input.shape)} doesn't match the "
                                f"broadcast shape {list(shape)}")
