@@ -283,6 +283,8 @@ BAD = {
     "bce_with_logits_pos_weight_not_broadcasting": lambda L: F(L).binary_cross_entropy_with_logits(
         _x(L, 2, 4), L.ones(2, 4), pos_weight=L.ones(3)),
     "mse_loss_shape_mismatch": lambda L: F(L).mse_loss(_x(L, 2, 3), _x(L, 3, 2)),
+    "multi_margin_loss_target_too_large": lambda L: F(L).multi_margin_loss(_x(L, 2, 3), L.tensor([0, 3])),
+    "smooth_l1_loss_negative_beta": lambda L: F(L).smooth_l1_loss(_x(L, 2), _x(L, 2), beta=-0.5),
     # ---- in-place writes over overlapping memory
     "inplace_into_expanded": lambda L: L.arange(4.0)[None].expand(3, 4).add_(1),
     "inplace_operand_over_target": lambda L: _inplace_shifted(L),

@@ -9,6 +9,7 @@ from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, sampling, shape
 from . import activation
+from . import distance
 from .dispatch import dispatch
 from .inplace import inplace_form
 from .tensor import Tensor
@@ -95,7 +96,7 @@ METHODS = {
     "log_softmax": reductions.log_softmax, "cumsum": reductions.cumsum,
     "sum_to_size": reductions.sum_to_size,
     "prod": reductions.prod, "all": reductions.all, "any": reductions.any,
-    "norm": reductions.norm,
+    "norm": reductions.norm, "dist": distance.dist,
     "cumprod": reductions.cumprod, "sort": reductions.sort, "argsort": reductions.argsort,
     "topk": reductions.topk, "histc": reductions.histc, "histogram": reductions.histogram,
     # matrix products

@@ -8,7 +8,11 @@ from .layers import (Identity, Linear, Embedding, Sequential, ReLU, Sigmoid, Tan
                      Softsign, Tanhshrink, Softshrink, Hardshrink, Threshold, Softmin, Softmax2d,
                      GLU, PReLU, RReLU)
 from .container import ModuleList, ModuleDict, ParameterList, ParameterDict
-from .loss import MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss
+from .loss import (MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss,
+                   SmoothL1Loss, HuberLoss, KLDivLoss, SoftMarginLoss, MarginRankingLoss,
+                   HingeEmbeddingLoss, PoissonNLLLoss, GaussianNLLLoss, CosineEmbeddingLoss,
+                   TripletMarginLoss, MultiLabelSoftMarginLoss, MultiMarginLoss)
+from .distance import PairwiseDistance, CosineSimilarity
 from .resample import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d, ConstantPad2d,
                        ConstantPad3d, ReflectionPad1d, ReflectionPad2d, ReflectionPad3d,
                        ReplicationPad1d, ReplicationPad2d, ReplicationPad3d, CircularPad1d,
@@ -28,6 +32,10 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Li
            "PReLU", "RReLU",
            "Unflatten", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
            "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
+           "SmoothL1Loss", "HuberLoss", "KLDivLoss", "SoftMarginLoss", "MarginRankingLoss",
+           "HingeEmbeddingLoss", "PoissonNLLLoss", "GaussianNLLLoss", "CosineEmbeddingLoss",
+           "TripletMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "PairwiseDistance",
+           "CosineSimilarity",
            "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
            "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
            "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",

@@ -3,6 +3,8 @@
 Losses and `linear` call the primitives of `nbgrad.ops.losses` and `nbgrad.ops.linalg`; the
 rest are composites of Tensor operations.
 """
+import builtins
+import math
 import warnings
 
 import numpy as np
@@ -10,6 +12,7 @@ import numpy as np
 from .._core import tracing as _tracing
 from ..autograd.grad_mode import no_grad, state as _grad_state
 from .._tensor import api as _api
+from .._tensor import distance as _distance
 from .._tensor import random as _random
 from .._tensor import activation as _activations
 from .._tensor.activation import activation
@@ -99,12 +102,9 @@ def _warn_if_broadcast(input, target):
     warnings.warn(f"Using a target size ({target.shape}) that is different to the input size "
                   f"({input.shape}). This will likely lead to incorrect results due to "
                   "broadcasting. Please ensure they have the same size.", stacklevel=3)
-    shape = tuple(np.broadcast_shapes(input.shape, target.shape)) if _broadcastable(
-        input.shape, target.shape) else None
-    if shape is None:
-        # Let the elementwise machinery raise PyTorch's own message.
-        input + target
-    return _api.expand(input, shape), _api.expand(target, shape)
+    shape = _distance.broadcast_shape(input, target)
+    # (as torch.broadcast_tensors: a tensor of the broadcast shape is itself, no node)
+    return tuple(t if tuple(t.shape) == shape else _api.expand(t, shape) for t in (input, target))
 
 
 def _broadcastable(a, b):
@@ -120,25 +120,39 @@ def _broadcasts_to(shape, target_shape):
         np.broadcast_shapes(shape, target_shape) == tuple(target_shape)
 
 
+# The kernels PyTorch names in its errors for a loss of integers.
+_LOSS_KERNELS = {"mse_loss": "mse_cpu", "smooth_l1_loss": "smooth_l1_cpu", "huber_loss": "huber_cpu"}
+# Losses whose result has the input's dtype (PyTorch writes them into a tensor like the
+# input): the target is read in it.
+_INPUT_DTYPE_LOSSES = ("huber_loss", "soft_margin_loss")
+
+
 def _loss_operands(name, input, target):
     """input and target in one dtype, as PyTorch: promoted (float32 with float64 computes
-    in float64), except binary_cross_entropy's, which must match; no integer mse."""
-    if name == "mse_loss" and not input.dtype.is_floating_point:
-        raise NotImplementedError(f'"mse_cpu" not implemented for '
-                                  f"'{TORCH_TYPE_NAMES[input.dtype.name]}'")
-    if target.dtype == input.dtype:
+    in float64), except binary_cross_entropy's, which must match, and the losses of
+    `_INPUT_DTYPE_LOSSES`, computed in the input's; no loss of integers."""
+    dtype = _api.result_type(input, target)
+    if name in _LOSS_KERNELS and not dtype.is_floating_point:
+        raise NotImplementedError(f'"{_LOSS_KERNELS[name]}" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[dtype.name]}'")
+    if name in _INPUT_DTYPE_LOSSES and not input.dtype.is_floating_point:
+        # (soft margin's exp of integers is a float32: that result's type then)
+        result = dtype.name if dtype.is_floating_point else "float32"
+        raise RuntimeError(f"result type {TORCH_TYPE_NAMES[result]} can't be cast to the "
+                           f"desired output type {TORCH_TYPE_NAMES[input.dtype.name]}")
+    if target.dtype == input.dtype or name in _INPUT_DTYPE_LOSSES:
         return input, target
     if name == "binary_cross_entropy":
         raise RuntimeError(f"Found dtype {TORCH_TYPE_NAMES[target.dtype.name]} but expected "
                            f"{TORCH_TYPE_NAMES[input.dtype.name]}")
-    dtype = _api.result_type(input, target)
     return (input if input.dtype == dtype else _api.to(input, dtype),
             target if target.dtype == dtype else _api.to(target, dtype))
 
 
 def _pointwise_loss(name, input, target, reduction, weight=None, pos_weight=None,
-                    grad_fn_name=None):
-    params = {"weight": _array(weight), "pos_weight": _array(pos_weight), "reduction": reduction}
+                    grad_fn_name=None, **values):
+    params = {"weight": _array(weight), "pos_weight": _array(pos_weight), "reduction": reduction,
+              **values}
     for what in ("weight", "pos_weight"):
         given = params[what]
         if given is not None and not _broadcasts_to(given.shape, input.shape):
@@ -150,7 +164,31 @@ def _pointwise_loss(name, input, target, reduction, weight=None, pos_weight=None
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     input, target = _warn_if_broadcast(input, target)
-    return _pointwise_loss("mse_loss", input, target, reduction, weight)
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if weight is not None:
+        _check_loss_weight(weight, input)
+        return _weighted(_api.pow(input - target, 2), weight, reduction, by_weights=True)
+    return _pointwise_loss("mse_loss", input, target, reduction)
+
+
+def _check_loss_weight(weight, input):
+    if tuple(weight.shape) != tuple(input.shape):
+        raise ValueError("Weights and input must have the same size.")
+
+
+def _weighted(unreduced, weight, reduction, by_weights):
+    """PyTorch's weighted mse/l1/huber losses: the unreduced loss times the weight, then
+    reduced; the mean divides by the weights' sum (`by_weights`, mse and l1) or by the
+    element count (huber)."""
+    weighted = unreduced * weight
+    if reduction == "none":
+        return weighted
+    if reduction == "sum":
+        return _api.sum(weighted)
+    if reduction == "mean":
+        return _api.sum(weighted) / _api.sum(weight) if by_weights else weighted.mean()
+    raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', "
+                     "'sum'.")
 
 
 # PyTorch computes l1_loss as a composite, so its grad_fn is named after the last step.
@@ -159,12 +197,17 @@ _L1_NAMES = {"mean": "MeanBackward0", "sum": "SumBackward0", "none": "AbsBackwar
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     input, target = _warn_if_broadcast(input, target)
-    return _pointwise_loss("l1_loss", input, target, reduction, weight,
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if weight is not None:
+        _check_loss_weight(weight, input)
+        return _weighted(_api.abs(input - target), weight, reduction, by_weights=True)
+    return _pointwise_loss("l1_loss", input, target, reduction,
                            grad_fn_name=_L1_NAMES.get(reduction))
 
 
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     if target.shape != input.shape:
         raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
                          f"size ({input.shape}) is deprecated. Please ensure they have the same "
@@ -174,6 +217,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     if target.shape != input.shape:
         raise ValueError(f"Target size ({target.shape}) must be the same as input size "
                          f"({input.shape})")
@@ -203,6 +247,7 @@ def _restore_shape(losses, input, target, reduction):
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     ndim, target_ndim = input.ndim, target.ndim
     if ndim == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
@@ -228,6 +273,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                   reduce=None, reduction="mean", label_smoothing=0.0):
     """log_softmax over the class dim, then nll_loss; class indices or class probabilities
     (PyTorch's rule: a target of the input's shape holds probabilities)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     class_dim = 0 if input.ndim == 1 else 1
@@ -254,9 +300,7 @@ def _class_weight_input(weight, input):
     if weight is None:
         return _absent(input.dtype.np)
     weight = weight if isinstance(weight, Tensor) else Tensor._wrap(_array(weight))
-    if weight.requires_grad and _grad_state.enabled:
-        raise RuntimeError("The function 'nll_loss_forward' is not differentiable with respect "
-                           "to argument 'weight'. This input cannot have requires_grad True.")
+    _refuse_gradient("nll_loss_forward", "weight", weight)
     return weight
 
 
@@ -298,6 +342,327 @@ def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothi
         return -_api.sum(log_probs * target, class_dim)
     total = -_api.sum(log_probs * target)
     return total / float(log_probs.numel() // n_classes) if reduction == "mean" else total
+
+
+# --- more losses and distances (PyTorch's F): the pointwise-loss rows smooth_l1_loss,
+# huber_loss and soft_margin_loss, and composites written as PyTorch composes the others
+# (its C++ in ATen's Loss.cpp, or its Python in torch.nn.functional), so that values,
+# gradients and the nodes they record are its own. multi_margin_loss is a node of its own
+# in PyTorch (MultiMarginLossBackward0), not pointwise: a composite here, whose last node
+# is named after its reduction.
+
+_REDUCTION_ENUM = ("none", "mean", "sum")
+
+
+def _legacy_reduction(size_average, reduce, reduction):
+    """PyTorch's deprecated size_average and reduce: either one given replaces `reduction`,
+    with PyTorch's warning."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    legacy = "mean" if size_average and reduce else ("sum" if reduce else "none")
+    warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                  f"reduction='{legacy}' instead.", stacklevel=3)
+    return legacy
+
+
+def _reduction_enum(reduction):
+    """PyTorch's _Reduction.get_enum, which the losses implemented in C++ pass through:
+    'elementwise_mean' is 'mean' (with a warning), anything else unknown an error."""
+    if reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' "
+                      "instead.", stacklevel=3)
+        return "mean"
+    if reduction not in _REDUCTION_ENUM:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def _reduced(loss, reduction):
+    return loss.mean() if reduction == "mean" else (loss.sum() if reduction == "sum" else loss)
+
+
+def _refuse_gradient(function, argument, tensor):
+    """PyTorch's error for an argument its function has no derivative for."""
+    if isinstance(tensor, Tensor) and tensor.requires_grad and _grad_state.enabled:
+        raise RuntimeError(f"The function '{function}' is not differentiable with respect to "
+                           f"argument '{argument}'. This input cannot have requires_grad True.")
+
+
+def _scalar_minus(number, tensor):
+    """ATen's `number - tensor`: a tensor like `tensor` filled with `number` (truncated for
+    integers), minus `tensor` (SubBackward0)."""
+    return _api.full_like(tensor, number) - tensor
+
+
+_scalar_operation = _distance.scalar_operation
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    input, target = _warn_if_broadcast(input, target)
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    if beta == 0.0:  # PyTorch's l1_loss then
+        return _pointwise_loss("l1_loss", input, target, reduction,
+                               grad_fn_name=_L1_NAMES.get(reduction))
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    return _pointwise_loss("smooth_l1_loss", input, target, reduction, beta=float(beta))
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    input, target = _warn_if_broadcast(input, target)
+    if weight is None:
+        reduction = _reduction_enum(reduction)
+    else:
+        _check_loss_weight(weight, input)
+    if delta <= 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    if weight is None:
+        return _pointwise_loss("huber_loss", input, target, reduction, delta=float(delta))
+    return _weighted(_pointwise_loss("huber_loss", input, target, "none", delta=float(delta)),
+                     weight, reduction, by_weights=False)
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    _refuse_gradient("soft_margin_loss", "target", target)
+    if input.dtype.name == "bool":
+        _api.neg(input)  # PyTorch negates the input first: its error for a bool
+    if target.shape != input.shape:
+        # PyTorch writes the loss into a tensor of the input's shape: the target broadcasts
+        # to it, never the other way
+        shape = _distance.broadcast_shape(input, target)
+        if shape != tuple(input.shape):
+            raise RuntimeError(f"output with shape {list(input.shape)} doesn't match the "
+                               f"broadcast shape {list(shape)}")
+        target = _api.expand(target, input.shape)
+    return _pointwise_loss("soft_margin_loss", input, target, reduction)
+
+
+_KL_MEAN_WARNING = ("reduction: 'mean' divides the total loss by both the batch size and the "
+                    "support size.'batchmean' divides only by the batch size, and aligns with the "
+                    "KL div math definition.'mean' will be changed to behave the same as "
+                    "'batchmean' in the next major release.")
+
+
+def _xlogy_of_itself(t):
+    """PyTorch's xlogy(t, t): t log t, 0 where t is 0 (NaN stays NaN)."""
+    return (t * t.log()).masked_fill(t == 0, 0.0)
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    if size_average is not None or reduce is not None:
+        summed = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    else:
+        if reduction == "mean":
+            warnings.warn(_KL_MEAN_WARNING, stacklevel=2)
+        summed = "sum" if reduction == "batchmean" else _reduction_enum(reduction)
+    if not (input.dtype.is_floating_point and target.dtype.is_floating_point):
+        raise RuntimeError("kl_div: Integral inputs not supported.")
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        loss = _xlogy_of_itself(target) - target * input
+    loss = _reduced(loss, summed)
+    # (as PyTorch: 'batchmean' divides also when size_average or reduce chose the sum)
+    if reduction == "batchmean" and input.ndim != 0:
+        loss = loss / input.shape[0]
+    return loss
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8,
+                     reduce=None, reduction="mean"):
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    if log_input:
+        loss = input.exp() - target * input
+    else:
+        loss = input - target * _scalar_operation("add", input, eps).log()
+    if full:
+        stirling = (target * target.log() - target
+                    + _scalar_operation("mul", _scalar_operation("mul", target, 2 * math.pi).log(),
+                                        0.5))
+        loss = loss + stirling.masked_fill(target <= 1, 0)
+    return _reduced(loss, reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    if isinstance(var, float):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = var * _api.ones_like(input)
+    elif not isinstance(var, Tensor):  # (PyTorch's any() of a bool: its TypeError)
+        raise TypeError(f"any() received an invalid combination of arguments - got "
+                        f"({type(var < 0).__name__}), but expected one of: (Tensor input)")
+    elif _api.any(var < 0):
+        raise ValueError("var has negative entry/entries")
+    if var.shape != input.shape:
+        # one variance per row of the last dimension, or one dimension of size 1 to broadcast
+        if tuple(input.shape[:-1]) == tuple(var.shape):
+            var = _api.unsqueeze(var, -1)
+        elif not (input.ndim == var.ndim and builtins.sum(
+                v for i, v in zip(input.shape, var.shape) if i != v) == 1):
+            raise ValueError("var is of incorrect size")
+    if reduction not in _REDUCTION_ENUM:
+        raise ValueError(reduction + " is not valid")
+    # The variance clamped outside autograd: its gradient is taken at the clamped value.
+    var = _api.clone(var)
+    with no_grad():
+        var.clamp_(min=eps)
+    loss = 0.5 * (var.log() + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduced(loss, reduction)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None,
+                        reduction="mean"):
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    if input1.ndim != input2.ndim or input1.ndim != target.ndim:
+        raise RuntimeError(f"margin_ranking_loss : All input tensors should have same dimension "
+                           f"but got sizes: input1: {input1.shape}, input2: {input2.shape}, "
+                           f"target: {target.shape} ")
+    loss = _scalar_operation("add", -target * (input1 - input2), float(margin)).clamp_min(0)
+    return _reduced(loss, reduction)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None,
+                         reduction="mean"):
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    zeros = _api.zeros_like(input)
+    beyond_margin = _api.where(target != 1, _scalar_minus(margin, input).clamp_min(0), zeros)
+    return _reduced(beyond_margin + _api.where(target != -1, input, zeros), reduction)
+
+
+# ATen's EPSILON, added to each squared magnitude: a C++ float, 1e-12 rounded to float32
+_COSINE_EPSILON = float(np.float32(1e-12))
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None,
+                          reduction="mean"):
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    dim = target.ndim
+    if dim > 1:
+        raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+    if input1.ndim != dim + 1 or input2.ndim != dim + 1:
+        raise RuntimeError(f"{dim}D target tensor expects {dim + 1}D input tensors, but found "
+                           f"inputs with sizes {list(input1.shape)} and {list(input2.shape)}.")
+    products = _api.sum(input1 * input2, dim)
+    squares1, squares2 = (_scalar_operation("add", _api.sum(x * x, dim), _COSINE_EPSILON)
+                          for x in (input1, input2))
+    cosine = products / (squares1 * squares2).sqrt()
+    zeros = _api.zeros_like(cosine)
+    similar = _api.where(target == 1, _scalar_minus(1, cosine), zeros)
+    dissimilar = _api.where(target == -1,
+                            _scalar_operation("sub", cosine, float(margin)).clamp_min(0), zeros)
+    return _reduced(similar + dissimilar, reduction)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False,
+                        size_average=None, reduce=None, reduction="mean"):
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    if not anchor.ndim == positive.ndim == negative.ndim:
+        raise RuntimeError(f"The anchor, positive, and negative tensors are expected to have the "
+                           f"same number of dimensions, but got: anchor {anchor.ndim}D, positive "
+                           f"{positive.ndim}D, and negative {negative.ndim}D inputs")
+    to_positive = pairwise_distance(anchor, positive, p, eps)
+    to_negative = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        to_negative = _api.minimum(to_negative, pairwise_distance(positive, negative, p, eps))
+    loss = (_scalar_operation("add", to_positive, float(margin)) - to_negative).clamp_min(0)
+    return _reduced(loss, reduction)
+
+
+def _log_sigmoid(x):
+    """PyTorch's log_sigmoid, min(x, 0) - log1p(exp(-|x|)), from each side of 0 on the input
+    where it is on that side (0 elsewhere): exact values, no overflow, the gradient
+    1 - sigmoid(x) (0.5 at 0, where a sum of the two kinked terms would give another
+    one-sided value), NaN at NaN."""
+    negative = x < 0
+    below, above = _api.where(negative, x, 0.0), _api.where(negative, 0.0, x)
+    return _api.where(negative, below - below.exp().log1p(), -(-above).exp().log1p())
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None,
+                                reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    loss = -(target * _log_sigmoid(input) + (1 - target) * _log_sigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    class_dim = input.ndim - 1
+    if class_dim < 0:
+        raise IndexError("Dimension specified as -1 but tensor has no dimensions")
+    classes = input.shape[class_dim]
+    loss = _api.sum(loss, class_dim) / classes
+    if reduction not in _REDUCTION_ENUM:
+        raise ValueError(reduction + " is not valid")
+    return _reduced(loss, reduction)
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
+                      reduce=None, reduction="mean"):
+    reduction = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
+    if p != 1 and p != 2:
+        raise ValueError("only p == 1 and p == 2 supported")
+    if weight is not None and weight.ndim != 1:
+        raise ValueError("weight must be one-dimensional")
+    _refuse_gradient("multi_margin_loss", "weight", weight)
+    rows, classes = _multi_margin_shape(input, target, weight)
+    # hinge_j = max(0, margin - x_target + x_j) (to the power p) for each class j but the
+    # target, times the target's weight, averaged over the classes
+    scores = _api.reshape(input, rows, classes)
+    targets = _api.reshape(target, rows)
+    target_scores = _api.gather(scores, 1, _api.unsqueeze(targets, 1))
+    z = _scalar_minus(margin, target_scores) + scores
+    hinge = _api.where(z > 0, z if p == 1 else z * z, 0.0)
+    if weight is not None:
+        hinge = hinge * _api.unsqueeze(weight[targets], 1)
+    hinge = hinge.masked_fill(one_hot(targets, classes) == 1, 0.0)
+    losses = _api.sum(hinge, 1) / classes
+    if reduction == "none" and not target.ndim:
+        return _api.reshape(losses, ())  # one sample's loss, as its 0-d target
+    return _reduced(losses, reduction)
+
+
+def _multi_margin_shape(input, target, weight):
+    """(rows, classes) of multi_margin_loss's input, after PyTorch's checks."""
+    classes = 1 if input.ndim == 0 else input.shape[-1]
+    if weight is not None and tuple(weight.shape) != (classes,):
+        raise RuntimeError(f"inconsistent weight size, expected {classes} but got "
+                           f"{list(weight.shape)}")
+    if not input.dtype.is_floating_point:
+        raise NotImplementedError(f'"multi_margin_loss_cpu_kernel" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[input.dtype.name]}'")
+    if input.ndim > 2 or (input.ndim and input.shape[-1] == 0):
+        raise RuntimeError(f"Expected non-empty vector or matrix with optional 0-dim batch size, "
+                           f"but got: {list(input.shape)}")
+    rows = input.shape[0] if input.ndim == 2 else 1
+    if target.ndim > 1 or target.numel() != rows:
+        raise RuntimeError(f"multi_margin_loss: target tensor should be 1-D with size equal to "
+                           f"the number of input samples (batch size). Expected target size "
+                           f"[{rows}], but got {list(target.shape)}. Input has shape "
+                           f"{list(input.shape)}.")
+    for expected, given in ((np.int64, target), (input.dtype.np, weight)):
+        if given is not None and given.dtype.np != np.dtype(expected):
+            raise RuntimeError(f"expected scalar type {TORCH_TYPE_NAMES[np.dtype(expected).name]} "
+                               f"but found {TORCH_TYPE_NAMES[given.dtype.name]}")
+    if target.numel() and bool(((target < 0) | (target >= classes)).any()):
+        raise RuntimeError("target out of range")
+    return rows, classes
+
+
+cosine_similarity = _distance.cosine_similarity
+pairwise_distance = _distance.pairwise_distance
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    if out is None:
+        denominator = _api.expand_as(input.norm(p, dim, keepdim=True).clamp_min(eps), input)
+        return input / denominator
+    denominator = _api.expand_as(input.norm(p, dim, keepdim=True).clamp_min_(eps), input)
+    return _api.div(input, denominator, out=out)
 
 
 def softplus(input, beta=1.0, threshold=20.0):

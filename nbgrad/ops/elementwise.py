@@ -114,10 +114,13 @@ _BOOL_SUBTRACTION = (
 _BOOL_NEGATION = ("Negation, the `-` operator, on a bool tensor is not supported. If you are "
                   "trying to invert a mask, use the `~` or `logical_not()` operator instead.",) * 2
 
+# (AddBackward1, SubBackward1, MulBackward1: PyTorch's Scalar overloads, which ATen's C++
+# composites record: `x + 1e-6` there. Python's `x + 1e-6` records the Tensor overload.)
 TABLE = [
-    Elementwise("add", "AddBackward0", ("a", "b"), "a + b", {"a": "g", "b": "g"}),
+    Elementwise("add", "AddBackward0", ("a", "b"), "a + b", {"a": "g", "b": "g"},
+                scalar_overloads={"AddBackward1": (0,)}),
     Elementwise("sub", "SubBackward0", ("a", "b"), "a - b", {"a": "g", "b": "-g"},
-                bool_errors=_BOOL_SUBTRACTION),
+                bool_errors=_BOOL_SUBTRACTION, scalar_overloads={"SubBackward1": (0,)}),
     Elementwise("rsub", "RsubBackward1", ("a", "b"), "b - a", {"a": "-g", "b": "g"},
                 bool_errors=_BOOL_SUBTRACTION, scalar_overloads={"RsubBackward1": (0,)}),
     # add/sub(alpha=...) of two tensors: one node, as PyTorch's
@@ -131,7 +134,8 @@ TABLE = [
                 "a + w * (b - a) if abs(w) < 0.5 else b - (b - a) * (1.0 - w)",
                 {"a": "g * (1.0 - w)", "b": "g * w", "w": "g * (b - a)"}, result="floating",
                 kernel="lerp_kernel_tensor", scalar_overloads={"LerpBackward0": (0, 1)}),
-    Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"}),
+    Elementwise("mul", "MulBackward0", ("a", "b"), "a * b", {"a": "g * b", "b": "g * a"},
+                scalar_overloads={"MulBackward1": (0,)}),
     # a + value * b * c and a + value * b / c in one pass (optimizers written by hand use them)
     Elementwise("addcmul", "AddcmulBackward0", ("a", "b", "c"), "a + value * (b * c)",
                 {"a": "g", "b": "g * value * c", "c": "g * value * b"}, params=("value",)),

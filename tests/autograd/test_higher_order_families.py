@@ -183,6 +183,11 @@ CASES = {
     "bce_with_logits": (lambda L, x, y: _F(L).binary_cross_entropy_with_logits(
         x * x, y.sigmoid(), pos_weight=L.tensor([1.0, 2.0, 3.0, 4.0], dtype=x.dtype)),
         ((3, 4), (3, 4)), True),
+    # the rows with parameters and a choice ('a if c else b': a where), one without a target
+    # derivative (soft margin's target is detached: PyTorch refuses one requiring grad)
+    "smooth_l1_huber_soft_margin": (lambda L, x, y: _F(L).smooth_l1_loss(
+        x * x, y, beta=0.5, reduction="none") * x + _F(L).huber_loss(x * x, y * x, delta=0.7)
+        + _F(L).soft_margin_loss(x * x, y.detach().sign(), reduction="sum"), ((3, 4), (3, 4)), True),
 }
 
 

@@ -299,6 +299,247 @@ def test_mse_broadcast_warns_like_torch():
     assert loss.item() == 1.0
 
 
+# --- the losses and distance modules PyTorch added to those: modules with their options,
+# against torch's (values, gradients of every float input, grad_fn names), the legacy
+# size_average/reduce, reprs and attributes, and the errors and warnings of bad calls.
+
+SIGN_TARGET = np.array([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0], [1.0, 1.0, -1.0], [1.0, -1.0, -1.0]],
+                       np.float32)
+# name: (module(L, reduction), [input arrays; None for a target made in the call], targets(L))
+MODULE_LOSSES = {
+    "smooth_l1": (lambda L, r: L.nn.SmoothL1Loss(reduction=r, beta=0.5),
+                  [float_input((4, 3)), float_input((4, 3), 1)]),
+    "huber": (lambda L, r: L.nn.HuberLoss(reduction=r, delta=0.7),
+              [float_input((4, 3)), float_input((4, 3), 1)]),
+    "kl_div_log_target": (lambda L, r: L.nn.KLDivLoss(reduction=r, log_target=True),
+                          [float_input((4, 3)), float_input((4, 3), 1)]),
+    "soft_margin": (lambda L, r: L.nn.SoftMarginLoss(reduction=r), [float_input((4, 3))],
+                    lambda L: [L.tensor(SIGN_TARGET)]),
+    "margin_ranking": (lambda L, r: L.nn.MarginRankingLoss(margin=0.2, reduction=r),
+                       [float_input((4, 3)), float_input((4, 3), 1)],
+                       lambda L: [L.tensor(SIGN_TARGET)]),
+    "hinge_embedding": (lambda L, r: L.nn.HingeEmbeddingLoss(margin=0.5, reduction=r),
+                        [float_input((4, 3))], lambda L: [L.tensor(SIGN_TARGET)]),
+    "poisson_nll": (lambda L, r: L.nn.PoissonNLLLoss(log_input=False, full=True, reduction=r),
+                    [np.abs(float_input((4, 3))) + 0.1, np.abs(float_input((4, 3), 1)) * 3]),
+    "gaussian_nll": (lambda L, r: L.nn.GaussianNLLLoss(full=True, eps=1e-3, reduction=r),
+                     [float_input((4, 3)), float_input((4, 3), 1), np.abs(float_input((4, 1), 2))]),
+    "cosine_embedding": (lambda L, r: L.nn.CosineEmbeddingLoss(margin=0.1, reduction=r),
+                         [float_input((4, 3)), float_input((4, 3), 1)],
+                         lambda L: [L.tensor([1.0, -1.0, -1.0, 1.0])]),
+    "triplet_margin": (lambda L, r: L.nn.TripletMarginLoss(margin=0.5, p=1.5, swap=True,
+                                                           reduction=r),
+                       [float_input((4, 3)), float_input((4, 3), 1), float_input((4, 3), 2)]),
+    "multilabel_soft_margin": (lambda L, r: L.nn.MultiLabelSoftMarginLoss(
+        L.tensor([0.5, 2.0, 1.0]), reduction=r), [float_input((4, 3))],
+        lambda L: [L.tensor(SIGN_TARGET > 0).float()]),
+    "multi_margin": (lambda L, r: L.nn.MultiMarginLoss(p=2, margin=0.8,
+                                                       weight=L.tensor([0.5, 2.0, 1.0]),
+                                                       reduction=r),
+                     [float_input((4, 3))], lambda L: [L.tensor([2, 0, 1, 1])]),
+}
+# (PyTorch's own node, MultiMarginLossBackward0; nbgrad composes it)
+COMPOSED_LOSSES = {"multi_margin"}
+
+
+def _module_loss_run(L, name, reduction, **legacy):
+    make, arrays, *targets = MODULE_LOSSES[name]
+    leaves = [L.tensor(a, requires_grad=True) for a in arrays]
+    module = make(L, reduction) if not legacy else make(L, "mean")
+    if legacy:
+        module = type(module)(**legacy)
+    out = module(*leaves, *(targets[0](L) if targets else []))
+    if out.requires_grad:
+        (out * L.tensor(float_input(tuple(out.shape), 5))).sum().backward()
+    return module, out, leaves
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", list(MODULE_LOSSES))
+def test_more_loss_modules_match_torch(name, reduction):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (KLDivLoss's 'mean'; compared below)
+        _, out, leaves = _module_loss_run(nbgrad, name, reduction)
+        _, t_out, t_leaves = _module_loss_run(torch, name, reduction)
+    close(out, t_out)
+    assert out.dtype == nbgrad.float32
+    for leaf, t_leaf in zip(leaves, t_leaves):
+        close(leaf.grad, t_leaf.grad)
+    if name not in COMPOSED_LOSSES:
+        assert out.grad_fn.name() == t_out.grad_fn.name()
+
+
+@pytest.mark.parametrize("legacy", [{"size_average": False}, {"reduce": False},
+                                    {"size_average": True, "reduce": True}])
+@pytest.mark.parametrize("module", ["MSELoss", "SmoothL1Loss", "KLDivLoss", "SoftMarginLoss",
+                                    "MultiMarginLoss", "NLLLoss"])
+def test_loss_modules_take_the_legacy_size_average_and_reduce(module, legacy):
+    made = {}
+    for L in (nbgrad, torch):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            made[L] = getattr(L.nn, module)(**legacy)
+        made[L] = (made[L].reduction, [str(w.message) for w in caught])
+    assert made[nbgrad] == made[torch]
+
+
+MODULES_WITH_OPTIONS = [
+    ("SmoothL1Loss", {"beta": 0.5}), ("HuberLoss", {"delta": 2}), ("KLDivLoss", {"log_target": True}),
+    ("SoftMarginLoss", {"reduction": "sum"}), ("MarginRankingLoss", {"margin": 0.5}),
+    ("HingeEmbeddingLoss", {"margin": 2.0}), ("PoissonNLLLoss", {"log_input": False, "eps": 1e-3}),
+    ("GaussianNLLLoss", {"full": True, "eps": 0.1}), ("CosineEmbeddingLoss", {"margin": -0.5}),
+    ("TripletMarginLoss", {"margin": 2.0, "p": 1, "eps": 0.1, "swap": True}),
+    ("MultiLabelSoftMarginLoss", {"reduction": "none"}), ("MultiMarginLoss", {"p": 2, "margin": 3}),
+    ("CosineSimilarity", {"dim": 0, "eps": 1e-3}), ("PairwiseDistance", {"p": 1.0, "keepdim": True}),
+    ("MSELoss", {"reduction": "bad"}),  # refused when called, as PyTorch's
+]
+
+
+@pytest.mark.parametrize("name, options", MODULES_WITH_OPTIONS, ids=[m for m, _ in MODULES_WITH_OPTIONS])
+def test_loss_and_distance_modules_hold_torchs_attributes_and_print_as_torch(name, options):
+    for kwargs in ({}, options):
+        mine, theirs = getattr(nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs)
+        assert repr(mine) == repr(theirs)
+        public = [{k: v for k, v in vars(m).items() if not k.startswith("_") and k != "training"}
+                  for m in (mine, theirs)]
+        assert public[0] == public[1]
+
+
+def test_distance_modules_match_torch():
+    a, b = float_input((4, 3)), float_input((4, 3), 1)
+    for make in (lambda L: L.nn.PairwiseDistance(p=1.5, eps=1e-3, keepdim=True),
+                 lambda L: L.nn.CosineSimilarity(dim=0, eps=1e-3)):
+        outs = {}
+        for L in (nbgrad, torch):
+            x = L.tensor(a, requires_grad=True)
+            out = make(L)(x, L.tensor(b))
+            out.sum().backward()
+            outs[L] = (out, x.grad)
+        close(*outs[nbgrad][:1], outs[torch][0])
+        close(outs[nbgrad][1], outs[torch][1])
+
+
+def _zeros(L, *shape, **kw):
+    return L.zeros(*shape, **kw)
+
+
+# Bad calls of the new functions: PyTorch's exception type and message (nbgrad prints its
+# Size as nbgrad.Size, compared as torch.Size).
+BAD_CALLS = {
+    "smooth_l1_negative_beta": lambda L: L.nn.functional.smooth_l1_loss(_zeros(L, 2), _zeros(L, 2), beta=-1),
+    "smooth_l1_reduction": lambda L: L.nn.functional.smooth_l1_loss(_zeros(L, 2), _zeros(L, 2), reduction="avg"),
+    "smooth_l1_of_int64": lambda L: L.nn.functional.smooth_l1_loss(_zeros(L, 2, dtype=L.int64),
+                                                                   _zeros(L, 2, dtype=L.int64)),
+    "mse_weight_size": lambda L: L.nn.functional.mse_loss(_zeros(L, 2, 3), _zeros(L, 2, 3),
+                                                          weight=_zeros(L, 3)),
+    "l1_weight_reduction": lambda L: L.nn.functional.l1_loss(_zeros(L, 2), _zeros(L, 2), weight=_zeros(L, 2),
+                                                             reduction="avg"),
+    "huber_zero_delta": lambda L: L.nn.functional.huber_loss(_zeros(L, 2), _zeros(L, 2), delta=0),
+    "huber_weight_size": lambda L: L.nn.functional.huber_loss(_zeros(L, 2, 3), _zeros(L, 2, 3),
+                                                              weight=_zeros(L, 3)),
+    "huber_weight_reduction": lambda L: L.nn.functional.huber_loss(
+        _zeros(L, 2), _zeros(L, 2), weight=_zeros(L, 2), reduction="avg"),
+    "huber_int_input": lambda L: L.nn.functional.huber_loss(_zeros(L, 2, dtype=L.int64), _zeros(L, 2)),
+    "huber_module_delta": lambda L: L.nn.HuberLoss(delta="1"),
+    "soft_margin_target_requires_grad": lambda L: L.nn.functional.soft_margin_loss(
+        _zeros(L, 2), _zeros(L, 2, requires_grad=True)),
+    "soft_margin_input_broadcast": lambda L: L.nn.functional.soft_margin_loss(_zeros(L, 3), _zeros(L, 2, 3)),
+    "soft_margin_int_input": lambda L: L.nn.functional.soft_margin_loss(_zeros(L, 2, dtype=L.int64),
+                                                                        _zeros(L, 2, dtype=L.int64)),
+    "kl_div_integers": lambda L: L.nn.functional.kl_div(_zeros(L, 2), _zeros(L, 2, dtype=L.int64),
+                                                        reduction="sum"),
+    "kl_div_reduction": lambda L: L.nn.functional.kl_div(_zeros(L, 2), _zeros(L, 2), reduction="avg"),
+    "poisson_reduction": lambda L: L.nn.functional.poisson_nll_loss(_zeros(L, 2), _zeros(L, 2), reduction="avg"),
+    "gaussian_negative_var": lambda L: L.nn.functional.gaussian_nll_loss(_zeros(L, 2), _zeros(L, 2), -1.0),
+    "gaussian_negative_var_tensor": lambda L: L.nn.functional.gaussian_nll_loss(
+        _zeros(L, 2), _zeros(L, 2), L.tensor([1.0, -1.0])),
+    "gaussian_var_size": lambda L: L.nn.functional.gaussian_nll_loss(_zeros(L, 2, 3), _zeros(L, 2, 3),
+                                                                     L.ones(2, 2)),
+    "gaussian_reduction": lambda L: L.nn.functional.gaussian_nll_loss(_zeros(L, 2), _zeros(L, 2), L.ones(2),
+                                                                      reduction="avg"),
+    "margin_ranking_dims": lambda L: L.nn.functional.margin_ranking_loss(_zeros(L, 2), _zeros(L, 1, 2),
+                                                                         _zeros(L, 2)),
+    "cosine_embedding_2d_target": lambda L: L.nn.functional.cosine_embedding_loss(
+        _zeros(L, 2, 3), _zeros(L, 2, 3), _zeros(L, 2, 1)),
+    "cosine_embedding_1d_target_1d_inputs": lambda L: L.nn.functional.cosine_embedding_loss(
+        _zeros(L, 3), _zeros(L, 3), _zeros(L, 2)),
+    "cosine_embedding_0d_target": lambda L: L.nn.functional.cosine_embedding_loss(
+        _zeros(L, 2, 3), _zeros(L, 2, 3), L.tensor(1.0)),
+    "triplet_margin": lambda L: L.nn.functional.triplet_margin_loss(_zeros(L, 2), _zeros(L, 2), _zeros(L, 2),
+                                                                    margin=0.0),
+    "triplet_dims": lambda L: L.nn.functional.triplet_margin_loss(_zeros(L, 2, 3), _zeros(L, 3),
+                                                                  _zeros(L, 2, 3)),
+    "triplet_module_margin": lambda L: L.nn.TripletMarginLoss(margin=-1.0),
+    "multilabel_0d": lambda L: L.nn.functional.multilabel_soft_margin_loss(L.tensor(1.0), L.tensor(1.0)),
+    "multilabel_reduction": lambda L: L.nn.functional.multilabel_soft_margin_loss(
+        _zeros(L, 2, 3), _zeros(L, 2, 3), reduction="avg"),
+    "multi_margin_p": lambda L: L.nn.functional.multi_margin_loss(_zeros(L, 2, 3), L.tensor([0, 1]), p=3),
+    "multi_margin_weight_dims": lambda L: L.nn.functional.multi_margin_loss(
+        _zeros(L, 2, 3), L.tensor([0, 1]), weight=L.ones(1, 3)),
+    "multi_margin_weight_size": lambda L: L.nn.functional.multi_margin_loss(
+        _zeros(L, 2, 3), L.tensor([0, 1]), weight=L.ones(2)),
+    "multi_margin_3d": lambda L: L.nn.functional.multi_margin_loss(_zeros(L, 2, 3, 1), L.tensor([0, 1])),
+    "multi_margin_target_size": lambda L: L.nn.functional.multi_margin_loss(_zeros(L, 2, 3), L.tensor([0])),
+    "multi_margin_target_dtype": lambda L: L.nn.functional.multi_margin_loss(_zeros(L, 2, 3),
+                                                                             L.tensor([0.0, 1.0])),
+    "multi_margin_target_range": lambda L: L.nn.functional.multi_margin_loss(_zeros(L, 2, 3), L.tensor([0, 3])),
+    "multi_margin_int_input": lambda L: L.nn.functional.multi_margin_loss(_zeros(L, 2, 3, dtype=L.int64),
+                                                                          L.tensor([0, 1])),
+    "multi_margin_weight_dtype": lambda L: L.nn.functional.multi_margin_loss(
+        _zeros(L, 2, 3), L.tensor([0, 1]), weight=L.ones(3, dtype=L.float64)),
+    "multi_margin_weight_requires_grad": lambda L: L.nn.functional.multi_margin_loss(
+        _zeros(L, 2, 3), L.tensor([0, 1]), weight=L.ones(3, requires_grad=True)),
+    "multi_margin_module_p": lambda L: L.nn.MultiMarginLoss(p=3),
+    "multi_margin_module_weight": lambda L: L.nn.MultiMarginLoss(weight=L.ones(2, 2)),
+    "cosine_similarity_of_int64": lambda L: L.nn.functional.cosine_similarity(
+        _zeros(L, 2, 3, dtype=L.int64), _zeros(L, 2, 3, dtype=L.int64)),
+    "dist_of_int64": lambda L: L.dist(_zeros(L, 3, dtype=L.int64), _zeros(L, 3, dtype=L.int64)),
+    "cdist_1d": lambda L: L.cdist(_zeros(L, 3), _zeros(L, 2, 3)),
+    "cdist_columns": lambda L: L.cdist(_zeros(L, 2, 3), _zeros(L, 2, 4)),
+    "cdist_negative_p": lambda L: L.cdist(_zeros(L, 2, 3), _zeros(L, 2, 3), p=-1),
+    "cdist_of_int64": lambda L: L.cdist(_zeros(L, 2, 3, dtype=L.int64), _zeros(L, 2, 3, dtype=L.int64)),
+    "cdist_mixed_dtypes": lambda L: L.cdist(_zeros(L, 2, 3), _zeros(L, 2, 3, dtype=L.float64)),
+    "cdist_compute_mode": lambda L: L.cdist(_zeros(L, 2, 3), _zeros(L, 2, 3), compute_mode="mm"),
+    "normalize_out_requires_grad": lambda L: L.nn.functional.normalize(
+        _zeros(L, 2, 3, requires_grad=True), out=_zeros(L, 2, 3)),
+    "loss_module_reduction": lambda L: L.nn.SmoothL1Loss(reduction="avg")(_zeros(L, 2), _zeros(L, 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_calls_of_the_new_losses_raise_torchs_errors(name):
+    raised = {}
+    for L in (nbgrad, torch):
+        with pytest.raises(Exception) as caught, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            BAD_CALLS[name](L)
+        raised[L] = (type(caught.value).__name__, str(caught.value).replace("nbgrad.Size", "torch.Size"))
+    assert raised[nbgrad] == raised[torch]
+
+
+WARNING_CALLS = {
+    "smooth_l1_broadcast": lambda L: L.nn.functional.smooth_l1_loss(L.zeros(3, 1), L.ones(3)),
+    "huber_broadcast": lambda L: L.nn.functional.huber_loss(L.zeros(3, 1), L.ones(3)),
+    "kl_div_mean": lambda L: L.nn.functional.kl_div(L.zeros(3), L.ones(3)),
+    "elementwise_mean": lambda L: L.nn.functional.soft_margin_loss(L.zeros(3), L.ones(3),
+                                                                   reduction="elementwise_mean"),
+    "legacy_reduce": lambda L: L.nn.functional.poisson_nll_loss(L.zeros(3), L.ones(3), reduce=False),
+}
+
+
+@pytest.mark.parametrize("name", list(WARNING_CALLS))
+def test_the_new_losses_warn_as_torch(name):
+    results = {}
+    for L in (nbgrad, torch):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = WARNING_CALLS[name](L)
+        results[L] = ([(w.category.__name__, str(w.message).replace("nbgrad.Size", "torch.Size"))
+                       for w in caught], out.detach().numpy().tolist())
+    assert results[nbgrad] == results[torch]
+
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 def test_cross_entropy_label_out_of_range():

@@ -66,6 +66,7 @@ TARGET_3D = A([[0, 2], [1, 1]])  # (N=2, d=2) for an input (N, C=4, d=2)
 CLASS_WEIGHT = A([0.5, 2.0, 1.0, 1.5])
 POS_WEIGHT = A([3.0, 1.0, 0.5, 2.0])
 IDS = A([[1, 0, 3], [3, 9, 1]])
+RANK_TARGET = A([[1.0, -1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, 1.0]])
 
 
 def _const(L, array, like):
@@ -129,6 +130,19 @@ MORE = [
     row("cross_entropy_T", lambda L, x: F(L).cross_entropy(x.T, L.tensor(TARGET)), (4, 3), tol32=REDUCE32),
     row("cross_entropy_label_smoothing", lambda L, x: F(L).cross_entropy(
         x, L.tensor(TARGET), label_smoothing=0.1), (3, 4), tol32=REDUCE32),
+    # ---- the losses of test_ops' rows in the fused modes, two rows for all (EAGER_ONLY):
+    # the pointwise-loss rows smooth_l1_loss, huber_loss, soft_margin_loss; composites of
+    # fused ops (kl_div, poisson_nll_loss, hinge embedding; margin ranking, cosine embedding
+    # and multilabel soft margin are made of the same ops, eager only: each loss here adds
+    # seconds to the step's compile). The others read values (gaussian_nll_loss's check of
+    # var, multi_margin_loss's of its targets) or take norms, which have no fused rule.
+    row("smooth_l1_huber_soft_margin", lambda L, x, y: F(L).smooth_l1_loss(x, y, beta=0.5)
+        + F(L).huber_loss(x, y, reduction="sum", delta=0.8)
+        + F(L).soft_margin_loss(x, y.detach().sign()), (3, 4), (3, 4), tol32=REDUCE32),
+    row("composite_losses", lambda L, x, y: F(L).kl_div(x, y.exp(), reduction="batchmean")
+        + F(L).poisson_nll_loss(x, y * y, log_input=False, full=True)
+        + F(L).hinge_embedding_loss(x, _const(L, RANK_TARGET, x), reduction="sum"), (3, 4), (3, 4),
+        tol32=REDUCE32),
     # ---- embedding (no fused rule) and softmax through F
     row("embedding", lambda L, w: F(L).embedding(L.tensor(IDS), w), (10, 3)),
     row("embedding_padding_idx", lambda L, w: F(L).embedding(L.tensor(IDS), w, padding_idx=1), (10, 3)),
@@ -358,6 +372,25 @@ EAGER_ONLY = {
     "leaky_relu": {"rrelu_eval", "rrelu_fn_eval"}, "glu": {"glu_dim0_edges"},
     "div": {"softsign"}, "sub": {"tanhshrink"}, "softmax": {"softmin", "softmin_dtype"},
     "concat": {"activation_edges"},
+    # losses and distances: MORE's smooth_l1_huber_soft_margin and composite_losses stand
+    # for them (the others call primitives without a fused rule: any, take, vector_norm)
+    "smooth_l1_loss": {"smooth_l1_loss", "smooth_l1_loss_edges"},
+    "l1_loss": {"smooth_l1_loss_beta0"},
+    "huber_loss": {"huber_loss", "huber_loss_edges", "huber_loss_weight"},
+    "pow": {"mse_l1_loss_weight"},
+    "soft_margin_loss": {"soft_margin_loss", "soft_margin_loss_edges"},
+    "exp": {"kl_div_log_target", "poisson_nll_loss"},
+    "masked_fill": {"kl_div_batchmean", "kl_div_zeros", "poisson_nll_loss_full", "multi_margin_loss",
+                    "multi_margin_loss_p2_weight", "multi_margin_loss_ties"},
+    "any": {"gaussian_nll_loss", "gaussian_nll_loss_full_per_row"},
+    "clamp": {"margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss",
+              "cosine_embedding_loss_zero"},
+    "where": {"multilabel_soft_margin_loss", "multilabel_soft_margin_loss_edges"},
+    "vector_norm": {"triplet_margin_loss", "triplet_margin_loss_swap_p1", "cosine_similarity",
+                    "cosine_similarity_zero_bcast", "pairwise_distance",
+                    "pairwise_distance_p1_keepdim", "normalize", "normalize_zero_p1", "dist",
+                    "cdist", "cdist_p1"},
+    "matmul": {"cdist_mm"},
 }
 EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
 FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]

@@ -106,6 +106,21 @@ POOL_EDGES = A([[[[1.0, 3.0, 3.0, -np.inf, -np.inf], [2.0, 3.0, 1.0, -np.inf, -n
                   [5.0, 5.0, 5.0, 5.0, np.nan]]]])
 
 
+# Losses: differences of x and y on and around the thresholds of smooth_l1 and huber
+# (|x - y| = 1 = beta = delta, exactly), 0, NaN and inf; margins for soft margin and
+# multilabel soft margin (large values whose exp overflows, in float32 first), NaN, inf.
+LOSS_X = A([0.0, 1.0, -1.0, 0.5, 2.0, -3.0, np.nan, np.inf, 1.0, 0.0])
+LOSS_Y = A([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0])
+MARGINS = A([0.0, 1.0, -1.0, 30.0, -30.0, 100.0, -100.0, 800.0, -800.0, np.nan, np.inf, -np.inf])
+SIGNS = A([1.0, -1.0, 1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0])
+# kl_div's targets: zeros (0 log 0 = 0; the target's gradient there is NaN, as PyTorch's)
+KL_TARGET = A([[0.0, 0.5, 0.0, 2.0], [1.0, 0.0, 0.25, 3.0]])
+# multi_margin_loss with margin 0 on ties: hinges of exactly 0 give no gradient
+MARGIN_TIES = A([[1.0, 1.0, 0.5, 1.0], [0.0, 2.0, 2.0, -1.0], [3.0, 3.0, 3.0, 3.0]])
+# zero vectors (their norm is clamped at eps), for cosine_similarity and normalize
+ZERO_ROWS = A([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5], [0.0, 0.0, 0.0]])
+
+
 
 def _values_plus_indices(pooled):
     """Max pooling's (values, indices) as one tensor the rows compare (the values carry the
@@ -192,6 +207,10 @@ def _integer_ops(L, i):
     masks = ((i > 0) ^ (i < 2)) | ((i > 1) & ~(i < 5))
     kept = kept + ~i
     return kept + i.abs().log2() + L.atan2(i, i + 1) + i.erf() + masks
+
+
+def F(L):
+    return L.nn.functional
 
 
 TABLE = [
@@ -780,6 +799,91 @@ TABLE = [
         + L.nn.functional.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
         + L.adaptive_avg_pool1d(x, 5) + L.nn.functional.adaptive_max_pool1d(x, 5), (2, 3, 9),
         tol32=REDUCE32),
+    # ---- losses and distances: the pointwise-loss rows (smooth_l1_loss, huber_loss,
+    # soft_margin_loss: PyTorch's nodes) and composites as PyTorch composes them (the
+    # fused modes take one row each of the rows and of the composites: EAGER_ONLY)
+    row("smooth_l1_loss", lambda L, x, y: F(L).smooth_l1_loss(x, y, beta=0.5), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("smooth_l1_loss_edges", lambda L, x, y: F(L).smooth_l1_loss(x, y, reduction="none"),
+        LOSS_X, LOSS_Y, gradcheck=False),
+    row("smooth_l1_loss_beta0", lambda L, x, y: F(L).smooth_l1_loss(x, y, reduction="sum",
+                                                                    beta=0.0), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("huber_loss", lambda L, x, y: F(L).huber_loss(x, y, reduction="sum", delta=0.6), (3, 4),
+        (3, 4), tol32=REDUCE32),
+    row("huber_loss_edges", lambda L, x, y: F(L).huber_loss(x, y, reduction="none"), LOSS_X, LOSS_Y,
+        gradcheck=False),
+    row("huber_loss_weight", lambda L, x, y, w: F(L).huber_loss(x, y, delta=0.8, weight=w), (3, 4),
+        (3, 4), (3, 4), domain=("real", "real", "positive"), tol32=REDUCE32),
+    # mse and l1 with weights: PyTorch's composites (the mean divides by the weights' sum)
+    row("mse_l1_loss_weight", lambda L, x, y, w: F(L).mse_loss(x, y, weight=w)
+        + F(L).l1_loss(x, y, weight=w, reduction="sum"), (3, 4), (3, 4), (3, 4),
+        domain=("real", "real", "positive"), tol32=REDUCE32),
+    row("soft_margin_loss", lambda L, x: F(L).soft_margin_loss(x, L.tensor(SIGNS[:4], dtype=x.dtype)),
+        (3, 4), tol32=REDUCE32),
+    row("soft_margin_loss_edges", lambda L, x: F(L).soft_margin_loss(
+        x, L.tensor(SIGNS, dtype=x.dtype), reduction="none"), MARGINS, gradcheck=False),
+    row("kl_div_batchmean", lambda L, x, t: F(L).kl_div(x, t, reduction="batchmean"), (3, 4), (3, 4),
+        domain=("real", "positive"), tol32=REDUCE32),
+    row("kl_div_log_target", lambda L, x, t: F(L).kl_div(x, t, reduction="none", log_target=True),
+        (3, 4), (3, 4)),
+    row("kl_div_zeros", lambda L, x, t: F(L).kl_div(x, t, reduction="sum"), (2, 4), KL_TARGET,
+        gradcheck=False),
+    row("poisson_nll_loss", lambda L, x, t: F(L).poisson_nll_loss(x, t), (3, 4), (3, 4),
+        domain=("real", "positive"), tol32=REDUCE32),
+    row("poisson_nll_loss_full", lambda L, x, t: F(L).poisson_nll_loss(
+        x, t * 3.0, log_input=False, full=True, reduction="sum"), (3, 4), (3, 4), domain="positive",
+        tol32=REDUCE32),
+    row("gaussian_nll_loss", lambda L, x, y, v: F(L).gaussian_nll_loss(x, y, v), (3, 4), (3, 4),
+        (3, 4), domain=("real", "real", "positive"), tol32=REDUCE32),
+    # one variance per row (unsqueezed), one clamped at eps (its gradient is taken there)
+    row("gaussian_nll_loss_full_per_row", lambda L, x, y, v: F(L).gaussian_nll_loss(
+        x, y, v, full=True, eps=0.3, reduction="none"), (3, 4), (3, 4), A([0.5, 0.1, 2.0]),
+        gradcheck=False),
+    row("margin_ranking_loss", lambda L, a, b: F(L).margin_ranking_loss(
+        a, b, L.tensor(SIGNS[:5], dtype=a.dtype), margin=0.3, reduction="none"), (5,), (5,)),
+    row("hinge_embedding_loss", lambda L, x: F(L).hinge_embedding_loss(
+        x, L.tensor([1.0, -1.0, 0.0, -1.0], dtype=x.dtype), margin=0.5), (3, 4), tol32=REDUCE32),
+    row("cosine_embedding_loss", lambda L, a, b: F(L).cosine_embedding_loss(
+        a, b, L.tensor([1.0, -1.0, -1.0], dtype=a.dtype), margin=0.2, reduction="sum"), (3, 4),
+        (3, 4), tol32=REDUCE32),
+    row("cosine_embedding_loss_zero", lambda L, a, b: F(L).cosine_embedding_loss(
+        a, b, L.tensor([1.0, -1.0, 1.0], dtype=a.dtype), reduction="none"), ZERO_ROWS,
+        A([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), gradcheck=False),
+    row("triplet_margin_loss", lambda L, a, p, n: F(L).triplet_margin_loss(a, p, n), (3, 4), (3, 4),
+        (3, 4), tol32=REDUCE32),
+    row("triplet_margin_loss_swap_p1", lambda L, a, p, n: F(L).triplet_margin_loss(
+        a, p, n, margin=2.0, p=1, swap=True, reduction="none"), (3, 4), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("multilabel_soft_margin_loss", lambda L, x, y: F(L).multilabel_soft_margin_loss(
+        x, y, weight=L.tensor([1.0, 2.0, 0.5, 3.0], dtype=x.dtype)), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("multilabel_soft_margin_loss_edges", lambda L, x: F(L).multilabel_soft_margin_loss(
+        x, L.tensor(SIGNS > 0, dtype=x.dtype), reduction="none"), MARGINS, gradcheck=False),
+    row("multi_margin_loss", lambda L, x: F(L).multi_margin_loss(x, L.tensor([1, 0, 3])), (3, 4),
+        tol32=REDUCE32),
+    row("multi_margin_loss_p2_weight", lambda L, x: F(L).multi_margin_loss(
+        x, L.tensor([1, 0, 3]), p=2, margin=0.7, weight=L.tensor([1.0, 2.0, 0.5, 3.0], dtype=x.dtype),
+        reduction="none"), (3, 4), tol32=REDUCE32),
+    row("multi_margin_loss_ties", lambda L, x: F(L).multi_margin_loss(
+        x, L.tensor([0, 1, 2]), margin=0.0, reduction="sum"), MARGIN_TIES, gradcheck=False),
+    row("cosine_similarity", lambda L, a, b: F(L).cosine_similarity(a, b), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("cosine_similarity_zero_bcast", lambda L, a, b: L.cosine_similarity(a, b, -1, 1e-6),
+        ZERO_ROWS, A([0.5, 0.0, 2.0]), gradcheck=False),
+    row("pairwise_distance", lambda L, a, b: F(L).pairwise_distance(a, b), (3, 4), (3, 4),
+        tol32=REDUCE32),
+    row("pairwise_distance_p1_keepdim", lambda L, a, b: L.pairwise_distance(a, b, 1.0, 1e-3, True),
+        (3, 4), (4,), tol32=REDUCE32),
+    row("normalize", lambda L, x: F(L).normalize(x), (3, 4), tol32=REDUCE32),
+    row("normalize_zero_p1", lambda L, x: F(L).normalize(x, p=1.0, dim=1), ZERO_ROWS,
+        gradcheck=False),
+    row("dist", lambda L, a, b: L.dist(a, b, 3), (3, 4), (4,), tol32=REDUCE32),
+    row("cdist", lambda L, a, b: L.cdist(a, b), (2, 3, 4), (5, 4), tol32=REDUCE32),
+    row("cdist_p1", lambda L, a, b: L.cdist(a, b, p=1.0), (3, 4), (2, 4), tol32=REDUCE32),
+    # PyTorch's matrix-product form (its own rounding: float32 within 1e-4)
+    row("cdist_mm", lambda L, a, b: L.cdist(a, b, compute_mode="use_mm_for_euclid_dist"), (3, 4),
+        (2, 4), tol32=(1e-4, 1e-4)),
     # ---- small composite expressions (chains of the above)
     row("chain_mlp", lambda L, x, w, b: ((x @ w + b).relu() ** 2).mean(), (5, 3), (3, 4), (4,), tol32=REDUCE32),
     row("chain_softmax_nll", lambda L, x: -(x.log_softmax(1)[L.tensor([0, 1, 2]), L.tensor([3, 0, 1])]).mean(), (3, 4), tol32=REDUCE32),
@@ -838,6 +942,8 @@ def test_grad_fn_name_matches_torch(r):
     if r.grad_fn is not None:
         assert grad_fn_name(t_out) in r.grad_fn  # keeps the list honest
         assert grad_fn_name(n_out) in r.grad_fn
+    elif r.name in GRAD_FN_DIFFERS:
+        assert grad_fn_name(n_out) != grad_fn_name(t_out)  # keeps the list honest
     else:
         assert grad_fn_name(n_out) == grad_fn_name(t_out)
         # The node's links as torch's: one per input its formula has (not a Scalar
@@ -865,6 +971,19 @@ CHAIN_DIFFERS = {
     "glu", "glu_dim0_edges",
     # rrelu's training node on given slopes: torch has no such call, its side is a * noise
     "activations_fused",
+    # torch: DistBackward0/CdistBackward0 over both inputs; nbgrad: the norm of their
+    # difference under that name (torch's cdist through a matrix product: the view of its
+    # EuclideanDistBackward0; nbgrad: of the product's masked root)
+    "dist", "cdist", "cdist_p1", "cdist_mm",
+    # torch: an l1_loss over abs(x - y); nbgrad: the l1_loss primitive under that name
+    "smooth_l1_loss_beta0",
+}
+
+# Rows whose top node is torch's own node for an op nbgrad composes (the values and
+# gradients are the same; the last node is the composite's).
+GRAD_FN_DIFFERS = {
+    # torch: MultiMarginLossBackward0 (not pointwise: no row of the pointwise losses)
+    "multi_margin_loss", "multi_margin_loss_p2_weight", "multi_margin_loss_ties",
 }
 
 
