@@ -16,6 +16,9 @@ from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d,
                       AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d)
+from .attention import MultiheadAttention
+from .transformer import (Transformer, TransformerEncoder, TransformerDecoder,
+                          TransformerEncoderLayer, TransformerDecoderLayer)
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Linear", "Embedding",
            "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout",
@@ -29,4 +32,6 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Li
            "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Conv1d", "Conv2d",
            "ConvTranspose1d", "ConvTranspose2d",
            "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
-           "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d"]
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
+           "MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
+           "TransformerEncoderLayer", "TransformerDecoderLayer"]
