@@ -47,6 +47,11 @@ def _check_sdpa_arguments(query, key, value, attn_mask, dropout_p, is_causal):
             "Expected attn_mask dtype to be bool or float or to match query dtype, but got "
             f"attn_mask.dtype: {_CPP_TYPE_NAMES[attn_mask.dtype.name]} and  query.dtype: "
             f"{_CPP_TYPE_NAMES[query.dtype.name]} instead.")
+    if attn_mask is not None and attn_mask.dim() < 2:
+        # PyTorch reads the mask's size(-2) here.
+        raise IndexError("Dimension specified as -2 but tensor has no dimensions"
+                         if attn_mask.dim() == 0 else
+                         "Dimension out of range (expected to be in range of [-1, 0], but got -2)")
     if is_causal and attn_mask is not None:
         raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set "
                            "when is_causal=True")

@@ -127,6 +127,8 @@ def _sdpa_error_cases(L):
         "rank": lambda: sdpa(q[0, 0, 0], k, v),
         "mask_dtype": lambda: sdpa(q, k, v, attn_mask=L.ones(4, 5, dtype=L.int64)),
         "mask_float64_query_float32": lambda: sdpa(q, k, v, attn_mask=L.zeros(4, 5).double()),
+        "mask_1d": lambda: sdpa(q, k, v, attn_mask=L.ones(5, dtype=L.bool), is_causal=True),
+        "mask_0d": lambda: sdpa(q, k, v, attn_mask=L.tensor(0.0)),
         "mask_and_causal": lambda: sdpa(q, k, v, attn_mask=L.ones(4, 5, dtype=L.bool),
                                         is_causal=True),
         "integer_inputs": lambda: sdpa(q.long(), k.long(), v.long()),
