@@ -28,7 +28,8 @@ from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
 from .._tensor.operands import absent as _absent
 from .._tensor.tensor import Tensor
-# Attention (attention.py imports this module: only its functions are read from it here).
+# Attention. attention.py imports this module back and reads its functions only when called,
+# so importing it from here, half-initialised, is safe.
 from .attention import (scaled_dot_product_attention, multi_head_attention_forward,  # noqa: F401
                         _canonical_mask, _none_or_dtype)
 
