@@ -802,3 +802,9 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
 
 def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
     return _activations.rrelu(input, lower, upper, training, inplace=True)
+
+
+# Attention, last: attention.py imports nn.layers, which reads this module's functions when it
+# is imported, and this module back (reading its functions only when called).
+from .attention import (scaled_dot_product_attention, multi_head_attention_forward,  # noqa: E402,F401
+                        _canonical_mask, _none_or_dtype)
