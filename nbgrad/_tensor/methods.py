@@ -85,6 +85,13 @@ METHODS = {
     "masked_fill": arithmetic.masked_fill, "bitwise_and": arithmetic.bitwise_and,
     "bitwise_or": arithmetic.bitwise_or, "bitwise_xor": arithmetic.bitwise_xor,
     "logical_xor": arithmetic.logical_xor, "bitwise_not": arithmetic.bitwise_not,
+    # the other math functions, their arc aliases, and the in-place forms PyTorch has as
+    # methods only (the others come with the in-place functions below)
+    **{name: getattr(arithmetic, name) for name in (
+        *arithmetic._MATH_UNARY, *arithmetic._ARC_ALIASES, "logit", "sgn", "xlogy", "hypot",
+        "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")},
+    "sgn_": inplace_form(arithmetic.sgn), "hypot_": inplace_form(arithmetic.hypot),
+    "copysign_": inplace_form(arithmetic.copysign),
     # reductions, the softmax family, cumsum
     "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
     "amin": reductions.amin, "max": reductions.max, "min": reductions.min,

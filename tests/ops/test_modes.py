@@ -72,6 +72,23 @@ def _const(L, array, like):
     return L.tensor(array, dtype=like.dtype)
 
 
+def _math_unary_fused(L, a):
+    """Every unary math function of TABLE's math rows on `a` (real), or on a in their domain."""
+    u, p = a.tanh(), a.sigmoid()
+    return (u.asin() + u.acos() + a.atan() + a.sinh() + a.cosh() + a.asinh() + (a * a + 1).acosh()
+            + u.atanh() + p.rsqrt() + a.erfc() + a.exp2() + p.logit() + p.logit(eps=0.3) + a.frac()
+            + a.sgn() * a + a.deg2rad() + a.rad2deg() + a.sinc())
+
+
+def _math_binary_fused(L, a, b):
+    """Every binary math function of TABLE's math rows on `a` and `b` (real), and the Scalar
+    overloads of xlogy and copysign."""
+    e = b.exp()
+    return (L.xlogy(a, e) + a.xlogy(2.5) + L.xlogy(3, e) + L.hypot(a, b) + L.copysign(a, b)
+            + L.copysign(b, -1.5) + L.logaddexp(a, b) + L.logaddexp2(a, b) + L.fmax(a, b)
+            + L.fmin(a, b))
+
+
 MORE = [
     # ---- nn primitives: linear
     row("linear", lambda L, x, w, b: F(L).linear(x, w, b), (4, 3), (2, 3), (2,), tol32=REDUCE32),
@@ -204,6 +221,10 @@ MORE = [
     row("setitem_rows", _setitem_rows, (3, 4), (4,)),
     row("setitem_slice", _setitem_slice, (3, 4), (2, 2)),
     row("cat_empty_leaf", lambda L, a, b: L.cat([a, b]), (2,), (0,)),  # item 10
+    # ---- the math functions of TABLE's math rows (EAGER_ONLY in the fused modes), all in
+    # two rows
+    row("math_unary_fused", _math_unary_fused, (3, 4)),
+    row("math_binary_fused", _math_binary_fused, (3, 4), (4,)),
 ]
 
 MODE_TABLE = TABLE + MORE
@@ -344,9 +365,17 @@ def _deferred_fallback(r, layout):
 # resample keeps one row per form in the fused modes: nearest (1 tap, the axis and the
 # last-dimension kernels), linear with align_corners (2 taps), reflect and replicate pads
 # (two dimensions each); pad_constant its one row (a pad and a crop).
+# The math functions (asin ... fmin) run in the fused modes through MORE's two rows that
+# apply all of them at once (two fused kernels per mode and dtype instead of one per op);
+# their TABLE rows are eager only.
+MATH_FUNCTIONS = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt",
+                  "erfc", "exp2", "logit", "frac", "deg2rad", "rad2deg", "sinc", "xlogy", "hypot",
+                  "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")
 EAGER_ONLY = {
     "resample": {"pad_reflect_crop", "pad_circular_T", "interpolate_bilinear_T",
                  "interpolate_bilinear_antialias", "interpolate_bicubic", "interpolate_area"},
+    **{name: {r.name for r in TABLE if PRIMITIVES[name] in PRIMS_OF[r.name]}
+       for name in MATH_FUNCTIONS},
 }
 EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
 FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]
