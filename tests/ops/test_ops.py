@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import nbgrad
-from conftest import TOL, assert_close, assert_same_dtype, grad_fn_name, rng_for, to_numpy
+from conftest import TOL, assert_close, assert_same_dtype, dtype_name, grad_fn_name, rng_for, to_numpy
 
 # float32 tolerance for rows whose result is a sum over several elements (reductions, matmul,
 # softmax, var/std): nbgrad's loops and torch's vectorized/blocked kernels add the terms in a
@@ -263,8 +263,7 @@ TABLE = [
     row("tanh_fn", lambda L, a: L.tanh(a), (3, 4)),
     # ---- the other math functions: inverse trigonometric and hyperbolic, rsqrt, erfc, exp2,
     # logit, frac, sgn, deg2rad, rad2deg, sinc, xlogy, hypot, copysign, logaddexp(2), fmax,
-    # fmin (the fused modes run them in MORE's rows math_unary_fused and math_binary_fused:
-    # test_modes.EAGER_ONLY)
+    # fmin (the fused modes run them in MORE's row math_fused: test_modes.EAGER_ONLY)
     row("asin", lambda L, a: a.asin(), (3, 4), domain="unit"),
     row("acos", lambda L, a: L.acos(a), (3, 4), domain="unit"),
     row("atan", lambda L, a: a.atan(), (3, 4)),
@@ -1116,6 +1115,55 @@ def test_dtype_promotion_matches_torch(case):
     actual = fn(nbgrad)
     assert_same_dtype(actual, expected)
     assert_close(actual, expected)
+
+
+# The math functions on every dtype: PyTorch's result dtype (float32 from integers and bool;
+# fmax/fmin and sgn keep theirs) or its error for a kind it has no kernel for (frac, hypot,
+# logaddexp of integers).
+MATH_UNARY = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt", "erfc",
+              "exp2", "logit", "frac", "sgn", "deg2rad", "rad2deg", "sinc")
+MATH_BINARY = ("xlogy", "hypot", "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")
+
+
+def _math_outcome(lib, name, dtype):
+    x = lib.tensor([0, 1, 1, 0], dtype=getattr(lib, dtype))
+    try:
+        out = getattr(x, name)() if name in MATH_UNARY else getattr(lib, name)(x, x)
+    except (NotImplementedError, RuntimeError) as error:
+        return type(error).__name__, str(error)
+    return dtype_name(out.dtype), out.double()
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int8", "int32", "int64", "float16", "bfloat16",
+                                   "float32", "float64"])
+def test_math_result_dtypes_match_torch(dtype):
+    for name in MATH_UNARY + MATH_BINARY:
+        (kind, value), (expected_kind, expected) = (_math_outcome(lib, name, dtype)
+                                                   for lib in (nbgrad, torch))
+        assert kind == expected_kind, (name, value, expected)
+        if isinstance(expected, str):
+            assert value == expected, name
+        else:
+            assert_close(value, expected, rtol=1e-2 if "16" in dtype else None, atol=1e-6)
+
+
+# The nodes of the math functions' calls that no TABLE row ends in: sgn, the in-place forms
+# (asinh_, acosh_, atanh_ record Backward1 nodes), the Scalar overloads in place.
+MATH_NODES = [
+    lambda L, x: x.sgn(), lambda L, x: (x * 1).sgn_(), lambda L, x: (x * 1).asin_(),
+    lambda L, x: L.arcsinh_(x * 1), lambda L, x: (x * 2).acosh_(), lambda L, x: (x * 0.5).atanh_(),
+    lambda L, x: (x * 1).logit_(0.1), lambda L, x: (x * 1).xlogy_(2.0), lambda L, x: L.xlogy_(x * 1, x),
+    lambda L, x: (x * 1).copysign_(-1), lambda L, x: (x * 1).hypot_(x), lambda L, x: L.sinc_(x * 1),
+]
+
+
+def _node(lib, fn):
+    out = fn(lib, lib.tensor(np.array([0.25, 0.5, 1.5], np.float32), requires_grad=True))
+    return grad_fn_name(out), _links(out)
+
+
+def test_grad_fn_names_of_math_functions():
+    assert [_node(nbgrad, fn) for fn in MATH_NODES] == [_node(torch, fn) for fn in MATH_NODES]
 
 
 @pytest.mark.parametrize("r", [TABLE[ROW_NAMES.index(n)] for n in ("chain_mlp", "chain_scalar_consts", "softmax_fn")],
