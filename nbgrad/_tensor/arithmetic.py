@@ -12,9 +12,9 @@ from .dispatch import dispatch
 from .operands import as_tensor_arg, binary, operand_of_dtype, result_dtype
 from .tensor import Tensor, _meta
 
-_MATH_UNARY = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt", "erfc",
+UNARY_MATH = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt", "erfc",
                "exp2", "frac", "deg2rad", "rad2deg", "sinc")
-_ARC_ALIASES = ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh")
+ARC_ALIASES = ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh")
 
 __all__ = [
     "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "reciprocal",
@@ -34,9 +34,9 @@ __all__ = [
         "nan_to_num")),
     # the other math functions; PyTorch has the in-place functions of all but sgn, hypot,
     # copysign, logaddexp(2), fmax and fmin
-    *_MATH_UNARY, *_ARC_ALIASES, "logit", "sgn",
+    *UNARY_MATH, *ARC_ALIASES, "logit", "sgn",
     "xlogy", "hypot", "copysign", "logaddexp", "logaddexp2", "fmax", "fmin",
-    *(name + "_" for name in (*_MATH_UNARY, *_ARC_ALIASES, "logit", "xlogy")),
+    *(name + "_" for name in (*UNARY_MATH, *ARC_ALIASES, "logit", "xlogy")),
 ]
 
 
@@ -99,10 +99,12 @@ def logical_xor(input, other):
     return ne(ne(input, 0), ne(other, 0))
 
 
-def _tensor_function(name):
-    """`name(input, other)` of two Tensors (no Python numbers: PyTorch's TypeError)."""
+def _tensor_function(name, method=False):
+    """`name(input, other)` of two Tensors (no Python numbers: PyTorch's TypeError, which
+    counts the arguments of a method after `self`)."""
     def function(input, other):
-        for position, (argument, value) in enumerate((("input", input), ("other", other)), 1):
+        for position, (argument, value) in enumerate((("input", input), ("other", other)),
+                                                     0 if method else 1):
             if not isinstance(value, Tensor):
                 raise TypeError(f"{name}(): argument '{argument}' (position {position}) must be "
                                 f"Tensor, not {type(value).__name__}")
@@ -112,13 +114,14 @@ def _tensor_function(name):
 
 
 # atan2: the angle of the point (other, input), arctan(input / other) in the right quadrant.
-atan2, hypot, logaddexp, logaddexp2, fmax, fmin = (
-    _tensor_function(name) for name in ("atan2", "hypot", "logaddexp", "logaddexp2", "fmax",
-                                        "fmin"))
+_TENSORS_ONLY = ("atan2", "hypot", "logaddexp", "logaddexp2", "fmax", "fmin")
+atan2, hypot, logaddexp, logaddexp2, fmax, fmin = (_tensor_function(name) for name in _TENSORS_ONLY)
 arctan2 = atan2
+# Their methods (`x.hypot(y)`), for PyTorch's argument positions in the TypeError.
+TENSOR_METHODS = {name: _tensor_function(name, method=True) for name in _TENSORS_ONLY}
 
 (asin, acos, atan, sinh, cosh, asinh, acosh, atanh, rsqrt, erfc, exp2, frac, deg2rad, rad2deg,
- sinc) = (_unary_function(name) for name in _MATH_UNARY)
+ sinc) = (_unary_function(name) for name in UNARY_MATH)
 arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
 
 

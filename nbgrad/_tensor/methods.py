@@ -79,8 +79,8 @@ METHODS = {
     "log10": arithmetic.log10, "log2": arithmetic.log2, "erf": arithmetic.erf,
     "sign": arithmetic.sign, "floor": arithmetic.floor, "ceil": arithmetic.ceil,
     "trunc": arithmetic.trunc, "fix": arithmetic.trunc, "round": arithmetic.round,
-    "remainder": arithmetic.remainder, "fmod": arithmetic.fmod, "atan2": arithmetic.atan2,
-    "arctan2": arithmetic.atan2, "isnan": arithmetic.isnan, "isinf": arithmetic.isinf,
+    "remainder": arithmetic.remainder, "fmod": arithmetic.fmod,
+    "arctan2": arithmetic.TENSOR_METHODS["atan2"], "isnan": arithmetic.isnan, "isinf": arithmetic.isinf,
     "isfinite": arithmetic.isfinite, "nan_to_num": arithmetic.nan_to_num,
     "masked_fill": arithmetic.masked_fill, "bitwise_and": arithmetic.bitwise_and,
     "bitwise_or": arithmetic.bitwise_or, "bitwise_xor": arithmetic.bitwise_xor,
@@ -88,9 +88,9 @@ METHODS = {
     # the other math functions, their arc aliases, and the in-place forms PyTorch has as
     # methods only (the others come with the in-place functions below)
     **{name: getattr(arithmetic, name) for name in (
-        *arithmetic._MATH_UNARY, *arithmetic._ARC_ALIASES, "logit", "sgn", "xlogy", "hypot",
-        "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")},
-    "sgn_": inplace_form(arithmetic.sgn), "hypot_": inplace_form(arithmetic.hypot),
+        *arithmetic.UNARY_MATH, *arithmetic.ARC_ALIASES, "logit", "sgn", "xlogy", "copysign")},
+    **arithmetic.TENSOR_METHODS,
+    "sgn_": inplace_form(arithmetic.sgn), "hypot_": inplace_form(arithmetic.TENSOR_METHODS["hypot"]),
     "copysign_": inplace_form(arithmetic.copysign),
     # reductions, the softmax family, cumsum
     "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
