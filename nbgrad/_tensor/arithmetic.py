@@ -12,8 +12,10 @@ from .dispatch import dispatch
 from .operands import as_tensor_arg, binary, operand_of_dtype, result_dtype
 from .tensor import Tensor, _meta
 
+# The math functions of one tensor that are each one elementwise row, and the arc names
+# PyTorch also gives the inverse functions.
 UNARY_MATH = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt", "erfc",
-               "exp2", "frac", "deg2rad", "rad2deg", "sinc")
+              "exp2", "frac", "deg2rad", "rad2deg", "sinc")
 ARC_ALIASES = ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh")
 
 __all__ = [

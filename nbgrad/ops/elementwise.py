@@ -159,7 +159,8 @@ TABLE = [
                 result="float"),
     # ---- the other math functions of torch: derivatives.yaml's formulas, in its order of
     # operations (its rsqrt is 1 / sqrt). At the ends of a domain (asin at 1, acosh at 1,
-    # atanh at -1 and 1, rsqrt at 0) they give inf, and NaN outside it, as PyTorch's.
+    # atanh at -1 and 1, rsqrt at 0) the gradients are infinite, and NaN outside it, as
+    # PyTorch's.
     Elementwise("asin", "AsinBackward0", ("a",), "np.arcsin(a)",
                 {"a": "g * (1.0 / np.sqrt(1.0 - a * a))"}, result="float"),
     Elementwise("acos", "AcosBackward0", ("a",), "np.arccos(a)",
