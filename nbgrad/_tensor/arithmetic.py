@@ -44,7 +44,14 @@ __all__ = [
 
 def _unary_function(name):
     def function(input):
-        return dispatch(PRIMITIVES[name], (input,))
+        try:
+            return dispatch(PRIMITIVES[name], (input,))
+        except AttributeError:
+            # (checked after the fact: a call on a Tensor pays nothing for it)
+            if not isinstance(input, Tensor):
+                raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
+                                f"{type(input).__name__}") from None
+            raise
     function.__name__ = name
     return function
 
