@@ -24,6 +24,32 @@ def _erf(x):
     return lambda x: math.erf(x)
 
 
+def erfc(x):
+    """The complementary error function 1 - erf(x) of a float scalar (in its own
+    precision), without erf's cancellation for large x."""
+
+
+@overload(erfc)
+def _erfc(x):
+    return lambda x: math.erfc(x)
+
+
+def xlogy(x, y):
+    """x * log(y) as PyTorch's xlogy_kernel: NaN where y is NaN, else 0 where x is 0 (so
+    xlogy(0, 0) is 0), for two floats of one type."""
+
+
+@overload(xlogy)
+def _xlogy(x, y):
+    def implementation(x, y):
+        if y != y:
+            return typed(np.nan, x)
+        if x == 0:
+            return typed(0.0, x)
+        return x * np.log(y)
+    return implementation
+
+
 def _integers_unchanged(float_function):
     """An overload implementation: integers pass through (PyTorch's floor of an integer is
     itself; a round trip through float64 would lose int64 values above 2**53)."""

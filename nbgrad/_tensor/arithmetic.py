@@ -12,6 +12,12 @@ from .dispatch import dispatch
 from .operands import as_tensor_arg, binary, operand_of_dtype, result_dtype
 from .tensor import Tensor, _meta
 
+# The math functions of one tensor that are each one elementwise row, and the arc names
+# PyTorch also gives the inverse functions.
+UNARY_MATH = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt", "erfc",
+              "exp2", "frac", "deg2rad", "rad2deg", "sinc")
+ARC_ALIASES = ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh")
+
 __all__ = [
     "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "reciprocal",
     "neg", "negative", "abs", "absolute", "logical_not",
@@ -28,12 +34,24 @@ __all__ = [
         "reciprocal", "neg", "negative", "abs", "square", "clamp", "clip", "clamp_min",
         "clamp_max", "log10", "log2", "erf", "floor", "ceil", "trunc", "fix", "round",
         "nan_to_num")),
+    # the other math functions; PyTorch has the in-place functions of all but sgn, hypot,
+    # copysign, logaddexp(2), fmax and fmin
+    *UNARY_MATH, *ARC_ALIASES, "logit", "sgn",
+    "xlogy", "hypot", "copysign", "logaddexp", "logaddexp2", "fmax", "fmin",
+    *(name + "_" for name in (*UNARY_MATH, *ARC_ALIASES, "logit", "xlogy")),
 ]
 
 
 def _unary_function(name):
     def function(input):
-        return dispatch(PRIMITIVES[name], (input,))
+        try:
+            return dispatch(PRIMITIVES[name], (input,))
+        except AttributeError:
+            # (checked after the fact: a call on a Tensor pays nothing for it)
+            if not isinstance(input, Tensor):
+                raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
+                                f"{type(input).__name__}") from None
+            raise
     function.__name__ = name
     return function
 
@@ -90,16 +108,77 @@ def logical_xor(input, other):
     return ne(ne(input, 0), ne(other, 0))
 
 
-def atan2(input, other):
-    """The angle of the point (other, input): arctan(input / other) in the right quadrant."""
-    for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"atan2(): argument '{name}' (position {position}) must be Tensor, "
-                            f"not {type(value).__name__}")
-    return binary("atan2", input, other)
+def _tensor_function(name, method=False):
+    """`name(input, other)` of two Tensors (no Python numbers: PyTorch's TypeError, which
+    counts the arguments of a method after `self`)."""
+    def function(input, other):
+        for position, (argument, value) in enumerate((("input", input), ("other", other)),
+                                                     0 if method else 1):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name}(): argument '{argument}' (position {position}) must be "
+                                f"Tensor, not {type(value).__name__}")
+        return binary(name, input, other)
+    function.__name__ = name
+    return function
 
 
+# atan2: the angle of the point (other, input), arctan(input / other) in the right quadrant.
+_TENSORS_ONLY = ("atan2", "hypot", "logaddexp", "logaddexp2", "fmax", "fmin")
+atan2, hypot, logaddexp, logaddexp2, fmax, fmin = (_tensor_function(name) for name in _TENSORS_ONLY)
 arctan2 = atan2
+# Their methods (`x.hypot(y)`), for PyTorch's argument positions in the TypeError.
+TENSOR_METHODS = {name: _tensor_function(name, method=True) for name in _TENSORS_ONLY}
+
+(asin, acos, atan, sinh, cosh, asinh, acosh, atanh, rsqrt, erfc, exp2, frac, deg2rad, rad2deg,
+ sinc) = (_unary_function(name) for name in UNARY_MATH)
+arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
+
+
+def logit(input, eps=None):
+    """log(p / (1 - p)), with p clamped to [eps, 1 - eps] when `eps` is given."""
+    if eps is not None and not isinstance(eps, (int, float, np.number, Tensor)):
+        raise TypeError(f"logit(): argument 'eps' (position 2) must be float, not "
+                        f"{type(eps).__name__}")
+    # (PyTorch passes None to its kernels as -1: any negative eps leaves p alone)
+    return dispatch(PRIMITIVES["logit"], (input,), {"eps": -1.0 if eps is None else float(eps)})
+
+
+def sgn(input):
+    """sign(input) for real tensors, recorded as PyTorch's SgnBackward0 (its gradient is 0)."""
+    return dispatch(PRIMITIVES["sign"], (input,), grad_fn_name="SgnBackward0")
+
+
+def _invalid_combination(name, args, signatures):
+    got = ", ".join(type(value).__name__ for value in args)
+    expected = "".join(f"\n * ({signature}, *, Tensor out = None)" for signature in signatures)
+    return TypeError(f"{name}() received an invalid combination of arguments - got ({got}), "
+                     f"but expected one of:{expected}\n")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.number, np.bool_))
+
+
+def xlogy(input, other):
+    """input * log(other), 0 where input is 0 (NaN where other is NaN). A Python number on
+    either side is PyTorch's Scalar overload: XlogyBackward2 for `other`, XlogyBackward1
+    for `input`, whose node links the tensor alone."""
+    if isinstance(input, Tensor) and (isinstance(other, Tensor) or _is_number(other)):
+        return binary("xlogy", input, other,
+                      grad_fn_name=None if isinstance(other, Tensor) else "XlogyBackward2")
+    if _is_number(input) and isinstance(other, Tensor):
+        return binary("xlogy", input, other, grad_fn_name="XlogyBackward1")
+    raise _invalid_combination("xlogy", (input, other), (
+        "Tensor input, Tensor other", "Number self, Tensor other", "Tensor input, Number other"))
+
+
+def copysign(input, other):
+    """|input| with the sign of `other` (a Tensor, or a number: CopysignBackward1)."""
+    if not (isinstance(input, Tensor) and (isinstance(other, Tensor) or _is_number(other))):
+        raise _invalid_combination("copysign", (input, other), (
+            "Tensor input, Tensor other", "Tensor input, Number other"))
+    return binary("copysign", input, other,
+                  grad_fn_name=None if isinstance(other, Tensor) else "CopysignBackward1")
 
 
 def _scaled(other, alpha):
@@ -345,3 +424,19 @@ def floor_divide(input, other):
     exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, abs, square,
     clamp, clamp_min, clamp_max, log10, log2, erf, floor, ceil, trunc, round, nan_to_num))
 negative_, clip_, fix_ = neg_, clamp_, trunc_
+
+
+def _without_inplace_derivative(name):
+    """Function `name` as its in-place form runs it: PyTorch records <Name>Backward1, which
+    has no derivative (its backward raises)."""
+    def function(input):
+        return dispatch(PRIMITIVES[name], (input,), grad_fn_name=f"{name.capitalize()}Backward1")
+    function.__name__ = name
+    return function
+
+
+(asin_, acos_, atan_, sinh_, cosh_, rsqrt_, erfc_, exp2_, frac_, deg2rad_, rad2deg_, sinc_, logit_,
+ xlogy_, asinh_, acosh_, atanh_) = (inplace_form(function) for function in (
+    asin, acos, atan, sinh, cosh, rsqrt, erfc, exp2, frac, deg2rad, rad2deg, sinc, logit, xlogy,
+    *(_without_inplace_derivative(name) for name in ("asinh", "acosh", "atanh"))))
+arcsin_, arccos_, arctan_, arcsinh_, arccosh_, arctanh_ = asin_, acos_, atan_, asinh_, acosh_, atanh_

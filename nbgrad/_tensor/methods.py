@@ -82,12 +82,19 @@ METHODS = {
     "sign": arithmetic.sign, "floor": arithmetic.floor, "ceil": arithmetic.ceil,
     "hardshrink": activation.hardshrink, "prelu": activation.prelu,
     "trunc": arithmetic.trunc, "fix": arithmetic.trunc, "round": arithmetic.round,
-    "remainder": arithmetic.remainder, "fmod": arithmetic.fmod, "atan2": arithmetic.atan2,
-    "arctan2": arithmetic.atan2, "isnan": arithmetic.isnan, "isinf": arithmetic.isinf,
+    "remainder": arithmetic.remainder, "fmod": arithmetic.fmod,
+    "arctan2": arithmetic.TENSOR_METHODS["atan2"], "isnan": arithmetic.isnan, "isinf": arithmetic.isinf,
     "isfinite": arithmetic.isfinite, "nan_to_num": arithmetic.nan_to_num,
     "masked_fill": arithmetic.masked_fill, "bitwise_and": arithmetic.bitwise_and,
     "bitwise_or": arithmetic.bitwise_or, "bitwise_xor": arithmetic.bitwise_xor,
     "logical_xor": arithmetic.logical_xor, "bitwise_not": arithmetic.bitwise_not,
+    # the other math functions, their arc aliases, and the in-place forms PyTorch has as
+    # methods only (the others come with the in-place functions below)
+    **{name: getattr(arithmetic, name) for name in (
+        *arithmetic.UNARY_MATH, *arithmetic.ARC_ALIASES, "logit", "sgn", "xlogy", "copysign")},
+    **arithmetic.TENSOR_METHODS,
+    "sgn_": inplace_form(arithmetic.sgn), "hypot_": inplace_form(arithmetic.TENSOR_METHODS["hypot"]),
+    "copysign_": inplace_form(arithmetic.copysign),
     # reductions, the softmax family, cumsum
     "sum": reductions.sum, "mean": reductions.mean, "amax": reductions.amax,
     "amin": reductions.amin, "max": reductions.max, "min": reductions.min,

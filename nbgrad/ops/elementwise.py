@@ -29,7 +29,8 @@ class Elementwise:
     """A row of the elementwise table (before it becomes a `Primitive`)."""
 
     def __init__(self, name, grad_fn, inputs, expr, grads=None, result="same", params=(),
-                 promote=None, bool_errors=None, kinds="biuf", kernel=None, scalar_overloads=None):
+                 promote=None, bool_errors=None, kinds="biuf", kernel=None, scalar_overloads=None,
+                 not_implemented_overloads=None):
         self.name = name
         self.grad_fn = grad_fn
         self.inputs = inputs
@@ -53,6 +54,9 @@ class Elementwise:
         # grad_fn names of PyTorch's Scalar overloads -> the inputs their node links
         # (Primitive.scalar_overloads).
         self.scalar_overloads = scalar_overloads
+        # grad_fn names of PyTorch's overloads without a derivative (asinh_'s AsinhBackward1)
+        # -> what its error names: a backward through such a node raises it.
+        self.not_implemented_overloads = not_implemented_overloads or {}
 
 
 def _sign(x):
@@ -68,6 +72,11 @@ _FLOOR_DIVIDE = "floor_divide(a, b)"
 # raises PyTorch's error.
 NOT_IMPLEMENTED = "NotImplemented"
 _NUMBER_KINDS = "iuf"  # PyTorch's rounding and remainder kernels take no bool
+
+
+def _inplace_not_implemented(name):
+    """PyTorch's in-place form of `name` has no derivative: its node, <Name>Backward1, raises."""
+    return {f"{name.capitalize()}Backward1": f"inplace version of {name}"}
 
 
 def _rounding(name, expr):
@@ -105,6 +114,10 @@ def _elu(name, grad_fn):
 # (A NaN bound gives NaN, as PyTorch's.)
 _ATAN2_RECIPROCAL = "(0.0 if a * a + b * b == 0.0 else 1.0 / (a * a + b * b))"
 _CLAMPED = "(lo if (a < lo or lo != lo) else a)"
+_LOGIT_CLAMPED = "(a if eps < 0.0 else (eps if a < eps else (1.0 - eps if a > 1.0 - eps else a)))"
+_PI = "3.141592653589793"
+_SAME_INFINITY = "(a == b and abs(a) == np.inf)"
+_LARGER = "(b if a < b else a)"  # std::max: a where either is NaN
 
 _BOOL_SUBTRACTION = (
     "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
@@ -167,6 +180,80 @@ TABLE = [
                 result="float"),
     Elementwise("tanh", "TanhBackward0", ("a",), "np.tanh(a)", {"a": "g * (1.0 - out * out)"},
                 result="float"),
+    # ---- the other math functions of torch: derivatives.yaml's formulas, in its order of
+    # operations (its rsqrt is 1 / sqrt). At the ends of a domain (asin at 1, acosh at 1,
+    # atanh at -1 and 1, rsqrt at 0) the gradients are infinite, and NaN outside it, as
+    # PyTorch's.
+    Elementwise("asin", "AsinBackward0", ("a",), "np.arcsin(a)",
+                {"a": "g * (1.0 / np.sqrt(1.0 - a * a))"}, result="float"),
+    Elementwise("acos", "AcosBackward0", ("a",), "np.arccos(a)",
+                {"a": "g * -(1.0 / np.sqrt(1.0 - a * a))"}, result="float"),
+    Elementwise("atan", "AtanBackward0", ("a",), "np.arctan(a)", {"a": "g / (a * a + 1.0)"},
+                result="float"),
+    Elementwise("sinh", "SinhBackward0", ("a",), "np.sinh(a)", {"a": "g * np.cosh(a)"},
+                result="float"),
+    Elementwise("cosh", "CoshBackward0", ("a",), "np.cosh(a)", {"a": "g * np.sinh(a)"},
+                result="float"),
+    Elementwise("asinh", "AsinhBackward0", ("a",), "np.arcsinh(a)",
+                {"a": "g * (1.0 / np.sqrt(a * a + 1.0))"}, result="float",
+                not_implemented_overloads=_inplace_not_implemented("asinh")),
+    Elementwise("acosh", "AcoshBackward0", ("a",), "np.arccosh(a)",
+                {"a": "g * (1.0 / np.sqrt(a * a - 1.0))"}, result="float",
+                not_implemented_overloads=_inplace_not_implemented("acosh")),
+    Elementwise("atanh", "AtanhBackward0", ("a",), "np.arctanh(a)", {"a": "g / (1.0 - a * a)"},
+                result="float", not_implemented_overloads=_inplace_not_implemented("atanh")),
+    Elementwise("rsqrt", "RsqrtBackward0", ("a",), "1.0 / np.sqrt(a)",
+                {"a": "-0.5 * g * (out * out * out)"}, result="float"),
+    Elementwise("erfc", "ErfcBackward0", ("a",), "erfc(a)",
+                {"a": "-1.1283791670955126 * exp(-(a * a)) * g"}, result="float"),
+    Elementwise("exp2", "Exp2Backward0", ("a",), "np.exp2(a)",
+                {"a": "g * out * 0.6931471805599453"}, result="float"),
+    # `eps` is PyTorch's: None (given as -1.0) leaves a alone, else a is clamped to
+    # [eps, 1 - eps] and the gradient is 0 outside it. The gradient is PyTorch's vectorized
+    # kernel's (and its create_graph formula's): NaN outside [0, 1] without eps.
+    Elementwise("logit", "LogitBackward0", ("a",),
+                f"np.log({_LOGIT_CLAMPED} / (1.0 - {_LOGIT_CLAMPED}))",
+                {"a": "(g / (a * (1.0 - a)) if (a >= 0.0 and a <= 1.0) else np.nan) if eps < 0.0 "
+                      "else (g / (a * (1.0 - a)) if (a >= eps and a <= 1.0 - eps) else 0.0)"},
+                result="float", params=("eps",)),
+    Elementwise("frac", "FracBackward0", ("a",), "a - np.trunc(a)", {"a": "g"},
+                result="floating"),
+    # M_PI / 180 and 180 / M_PI, as PyTorch multiplies by them (in the data's dtype)
+    Elementwise("deg2rad", "Deg2RadBackward0", ("a",), "a * 0.017453292519943295",
+                {"a": "g * 0.017453292519943295"}, result="float"),
+    Elementwise("rad2deg", "Rad2DegBackward0", ("a",), "a * 57.29577951308232",
+                {"a": "g * 57.29577951308232"}, result="float"),
+    # sin(pi a) / (pi a), 1 at 0; the gradient is 0 where a * a * pi is 0 (sinc_backward)
+    Elementwise("sinc", "SincBackward0", ("a",),
+                f"1.0 if a == 0.0 else np.sin({_PI} * a) / ({_PI} * a)",
+                {"a": f"0.0 if a * a * {_PI} == 0.0 else "
+                      f"g * ((a * {_PI}) * np.cos(a * {_PI}) - np.sin(a * {_PI})) / (a * a * {_PI})"},
+                result="float"),
+    # xlogy(0, y) is 0 (NaN if y is); the gradient of x is 0 where x is 0 and y <= 0.
+    Elementwise("xlogy", "XlogyBackward0", ("a", "b"), "xlogy(a, b)",
+                {"a": "0.0 if (a == 0.0 and b <= 0.0) else xlogy(g, b)", "b": "g * a / b"},
+                result="float", scalar_overloads={"XlogyBackward2": (0,), "XlogyBackward1": (1,)}),
+    Elementwise("hypot", "HypotBackward0", ("a", "b"), "np.hypot(a, b)",
+                {"a": "g * a / out", "b": "g * b / out"}, result="floating"),
+    # The gradient of a is g * out / a, 0 where a is 0; b's is 0.
+    Elementwise("copysign", "CopysignBackward0", ("a", "b"), "np.copysign(a, b)",
+                {"a": "g * (0.0 if a == 0.0 else out / a)", "b": _ZERO}, result="float",
+                scalar_overloads={"CopysignBackward1": (0,)}),
+    # PyTorch's kernels: log(1 + exp(-|a - b|)) (not log1p) after the larger, and a itself
+    # where a and b are the same infinity.
+    Elementwise("logaddexp", "LogaddexpBackward0", ("a", "b"),
+                f"a if {_SAME_INFINITY} else {_LARGER} + np.log(1.0 + exp(-abs(a - b)))",
+                {"a": "g / (1.0 + exp(b - a))", "b": "g / (1.0 + exp(a - b))"},
+                result="floating"),
+    Elementwise("logaddexp2", "Logaddexp2Backward0", ("a", "b"),
+                f"a if {_SAME_INFINITY} else {_LARGER} + np.log2(1.0 + 2.0 ** -abs(a - b))",
+                {"a": "g / (1.0 + 2.0 ** (b - a))", "b": "g / (1.0 + 2.0 ** (a - b))"},
+                result="floating"),
+    # C's fmax/fmin: NaN only where both are. Ties and NaN in b give a the whole gradient.
+    Elementwise("fmax", "FmaxBackward0", ("a", "b"), "a if (a >= b or b != b) else b",
+                {"a": "g if (a >= b or b != b) else 0.0", "b": "0.0 if (a >= b or b != b) else g"}),
+    Elementwise("fmin", "FminBackward0", ("a", "b"), "a if (a <= b or b != b) else b",
+                {"a": "g if (a <= b or b != b) else 0.0", "b": "0.0 if (a <= b or b != b) else g"}),
     Elementwise("sigmoid", "SigmoidBackward0", ("a",), "1.0 / (1.0 + exp(-a))",
                 {"a": "g * out * (1.0 - out)"}, result="float"),
     # PyTorch's formulas (softplus_kernel, softplus_backward_kernel): linear above the
@@ -354,8 +441,9 @@ TABLE = [
 # formulas of _scalar_math.
 HELPERS = {"exp": _kernel_support.exp,
            **{name: getattr(_scalar_math, name) for name in (
-               "erf", "inverted", "floor_value", "ceil_value", "trunc_value", "rint_value", "round_decimals",
-               "floored_remainder", "truncated_remainder", "floor_divide", "truncated_divide")}}
+               "erf", "erfc", "xlogy", "inverted", "floor_value", "ceil_value", "trunc_value",
+               "rint_value", "round_decimals", "floored_remainder", "truncated_remainder",
+               "floor_divide", "truncated_divide")}}
 
 
 def _header(parallel):
@@ -612,6 +700,8 @@ class _ElementwiseFusion:
         row = self.row
         if row.grad_fn == NOT_IMPLEMENTED:
             raise Unfusable(f"derivative for aten::{row.name} is not implemented")
+        if type(node).__name__ in row.not_implemented_overloads:
+            raise Unfusable(f"no derivative for {type(node).__name__}")
         named = [("g", g)]
         for key, array in zip(node.prim.save, node.saved):
             if array is not None:  # None: read only by the VJP of an input that needs none
@@ -643,6 +733,8 @@ _TENSOR_FUNCTIONS = {
     "exp": lambda a: a.exp(), "np.log": lambda a: a.log(), "np.log1p": lambda a: a.log1p(),
     "np.expm1": lambda a: a.expm1(), "np.sqrt": lambda a: a.sqrt(), "np.sin": lambda a: a.sin(),
     "np.cos": lambda a: a.cos(), "np.tanh": lambda a: a.tanh(), "abs": lambda a: a.abs(),
+    "np.sinh": lambda a: a.sinh(), "np.cosh": lambda a: a.cosh(),
+    "xlogy": lambda a, b: a.xlogy(b),
     "np.log10": lambda a: a.log10(), "np.log2": lambda a: a.log2(), "erf": lambda a: a.erf(),
     "np.trunc": lambda a: a.trunc(), "floor_value": lambda a: a.floor(),
     "ceil_value": lambda a: a.ceil(), "trunc_value": lambda a: a.trunc(),
@@ -657,7 +749,7 @@ _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.m
               ast.Div: operator.truediv, ast.Pow: operator.pow, ast.USub: operator.neg,
               ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
               ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
-_NUMPY_CONSTANTS = {"np.inf": float(np.inf)}
+_NUMPY_CONSTANTS = {"np.inf": float(np.inf), "np.nan": float(np.nan)}
 
 
 def _dotted(node):
@@ -703,12 +795,16 @@ def _evaluate(node, values, g):
         return result
     if kind is ast.IfExp:
         # `x if c else y` is where(c, x, y); a number branch becomes a 0-d Tensor of g's dtype
-        # (it broadcasts, and never promotes a dimensioned operand).
+        # (it broadcasts, and never promotes a dimensioned operand). A test of parameters
+        # alone (logit's `eps < 0.0`) is a Python bool: it picks its branch.
+        test = _evaluate(node.test, values, g)
+        if isinstance(test, bool):
+            return _evaluate(node.body if test else node.orelse, values, g)
         chosen = _evaluate(node.body, values, g)
         other = _evaluate(node.orelse, values, g)
         if _is_number(chosen):
             chosen = _constant_like(chosen, g)
-        return chosen.where(_evaluate(node.test, values, g), other)
+        return chosen.where(test, other)
     if kind is ast.Call:
         return _TENSOR_FUNCTIONS[_dotted(node.func)](*(_evaluate(a, values, g) for a in node.args))
     raise NotImplementedError(f"nbgrad's differentiable VJPs cannot evaluate {ast.dump(node)}")
@@ -766,6 +862,17 @@ def _derivative_not_implemented(name):
     def vjp(node, g, saved=None):
         raise RuntimeError(f"derivative for aten::{name} is not implemented")
     return vjp
+
+
+def _refusing_overloads(missing, vjp):
+    """`vjp` (or a differentiable VJP), raising PyTorch's NotImplementedError on the nodes of
+    the overloads in `missing` (grad_fn name -> what PyTorch's error names)."""
+    def checked(node, g, *saved):
+        what = missing.get(type(node).__name__)
+        if what is not None:
+            raise NotImplementedError(f"the derivative for '{what}' is not implemented.")
+        return vjp(node, g, *saved)
+    return checked
 
 
 FORWARD = {row.name: KernelPair(row.name, row.inputs) for row in TABLE}
@@ -878,6 +985,9 @@ def _make_primitive(row):
     if row.grad_fn == NOT_IMPLEMENTED:
         vjp, differentiable = _derivative_not_implemented(row.name), row.promote
         differentiable_vjp = vjp
+    if row.not_implemented_overloads:
+        vjp = _refusing_overloads(row.not_implemented_overloads, vjp)
+        differentiable_vjp = _refusing_overloads(row.not_implemented_overloads, differentiable_vjp)
     save_for = tuple(
         tuple(key for key in save
               if _names_in(row.grads.get(name, ""), ("out",) if key == "out" else

@@ -25,9 +25,10 @@ UNARY = ["{x}.exp()", "{x}.tanh()", "{x}.relu()", "{x}.sigmoid()", "{x} * 3", "{
 BINARY = ["{x} + {y}", "{x} * {y}", "{x} - {y}"]
 IN_PLACE = ["{x}.relu_()", "{x}.mul_(2)", "{x}.add_(1)", "{x}.sigmoid_()", "{x}.tanh_()",
             "{x}.exp_()", "{x}.clamp_(min=-0.5)", "{x}.neg_()", "{x}.zero_()", "{x}.fill_(0.5)",
-            "L.nn.functional.hardswish({x}, inplace=True)"]
+            "L.nn.functional.hardswish({x}, inplace=True)", "{x}.sinh_()"]
 IN_PLACE_WITH = ["{x}.add_({y})", "{x}.mul_({y})", "{x} += {y}", "{x} *= {y}",
-                 "{x}.sub_({y}, alpha=2)", "{x}.copy_({y})", "{x}.addcmul_({y}, {y})"]
+                 "{x}.sub_({y}, alpha=2)", "{x}.copy_({y})", "{x}.addcmul_({y}, {y})",
+                 "{x}.copysign_({y})"]
 # (view, its shape) of a (3, 4) and of a 1-D tensor of length n
 MATRIX_VIEWS = [("{x}[1:]", (2, 4)), ("{x}.t()", (4, 3)), ("{x}.view(-1)", (12,)),
                 ("{x}[:, 1]", (3,)), ("{x}[0]", (4,)), ("{x}[::2]", (2, 4)),

@@ -73,6 +73,19 @@ def _const(L, array, like):
     return L.tensor(array, dtype=like.dtype)
 
 
+def _math_fused(L, a, b):
+    """Every math function of TABLE's math rows (on a and b real, or in their domains), and
+    the Scalar overloads of xlogy and copysign: one fused kernel per mode and dtype."""
+    u, p, e = a.tanh(), a.sigmoid(), b.exp()
+    unary = (u.asin() + u.acos() + a.atan() + a.sinh() + a.cosh() + a.asinh() + (a * a + 1).acosh()
+             + u.atanh() + p.rsqrt() + a.erfc() + a.exp2() + p.logit() + p.logit(eps=0.3)
+             + a.frac() + a.sgn() * a + a.deg2rad() + a.rad2deg() + a.sinc())
+    binary = (L.xlogy(a, e) + a.xlogy(2.5) + L.xlogy(3, e) + L.hypot(a, b) + L.copysign(a, b)
+              + L.copysign(b, -1.5) + L.logaddexp(a, b) + L.logaddexp2(a, b) + L.fmax(a, b)
+              + L.fmin(a, b))
+    return unary + binary
+
+
 MORE = [
     # ---- nn primitives: linear
     row("linear", lambda L, x, w, b: F(L).linear(x, w, b), (4, 3), (2, 3), (2,), tol32=REDUCE32),
@@ -218,6 +231,8 @@ MORE = [
     row("setitem_rows", _setitem_rows, (3, 4), (4,)),
     row("setitem_slice", _setitem_slice, (3, 4), (2, 2)),
     row("cat_empty_leaf", lambda L, a, b: L.cat([a, b]), (2,), (0,)),  # item 10
+    # ---- the math functions of TABLE's math rows (EAGER_ONLY in the fused modes), all in one
+    row("math_fused", _math_fused, (3, 4), (4,)),
 ]
 
 MODE_TABLE = TABLE + MORE
@@ -358,6 +373,12 @@ def _deferred_fallback(r, layout):
 # resample keeps one row per form in the fused modes: nearest (1 tap, the axis and the
 # last-dimension kernels), linear with align_corners (2 taps), reflect and replicate pads
 # (two dimensions each); pad_constant its one row (a pad and a crop).
+# The math functions (asin ... fmin) run in the fused modes through MORE's row math_fused,
+# which applies all of them at once (one fused kernel per mode and dtype instead of one per
+# op); their TABLE rows are eager only, and sgn's (the sign primitive's other rows cover it).
+MATH_FUNCTIONS = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt",
+                  "erfc", "exp2", "logit", "frac", "deg2rad", "rad2deg", "sinc", "xlogy", "hypot",
+                  "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")
 EAGER_ONLY = {
     "resample": {"pad_reflect_crop", "pad_circular_T", "interpolate_bilinear_T",
                  "interpolate_bilinear_antialias", "interpolate_bicubic", "interpolate_area"},
@@ -391,6 +412,9 @@ EAGER_ONLY = {
                     "pairwise_distance_p1_keepdim", "normalize", "normalize_zero_p1", "dist",
                     "cdist", "cdist_p1"},
     "matmul": {"cdist_mm"},
+    **{name: {r.name for r in TABLE if PRIMITIVES[name] in PRIMS_OF[r.name]}
+       for name in MATH_FUNCTIONS},
+    "sign": {"sgn"},
 }
 EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
 FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]

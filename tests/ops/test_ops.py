@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import nbgrad
-from conftest import TOL, assert_close, assert_same_dtype, grad_fn_name, rng_for, to_numpy
+from conftest import TOL, assert_close, assert_same_dtype, dtype_name, grad_fn_name, rng_for, to_numpy
 
 # float32 tolerance for rows whose result is a sum over several elements (reductions, matmul,
 # softmax, var/std): nbgrad's loops and torch's vectorized/blocked kernels add the terms in a
@@ -65,6 +65,10 @@ def make_input(spec, domain, rng, dtype):
         a = rng.uniform(0.5, 2.0, shape)
     elif domain == "nonzero":
         a = rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+    elif domain == "unit":  # inside (-1, 1), away from its ends (asin, atanh)
+        a = rng.uniform(-0.9, 0.9, shape)
+    elif domain == "probability":  # inside (0, 1), away from its ends (logit)
+        a = rng.uniform(0.05, 0.95, shape)
     else:
         raise ValueError(domain)
     return np.asarray(a, dtype=dtype)
@@ -197,6 +201,50 @@ def _activations_summed(L, a, w):
     return (F.selu(a) + F.celu(a, 0.5) + F.mish(a) + F.hardswish(a) + F.hardsigmoid(a)
             + F.logsigmoid(a) + F.softshrink(a) + F.hardshrink(a) + F.threshold(a, 0.1, -2.0)
             + F.rrelu(a) + F.prelu(a, w) + _rrelu_with_noise(L, a))
+# Edge values of the math functions: the ends of their domains (|x| = 1: infinite gradients),
+# beyond them (NaN), zeros of both signs, large values, inf, NaN.
+MATH_EDGES = A([-np.inf, -100.0, -2.0, -1.0, -0.5, -0.0, 0.0, 1e-20, 0.5, 1.0, 2.0, 100.0, np.inf,
+                np.nan])
+# (logit: without -0.0, whose gradient PyTorch's vectorized and scalar kernels give with
+# opposite signs, and NaN with eps, 0 in one and NaN in the other; nbgrad's is the vectorized
+# one's. Both paths' cases are here: they agree on these.)
+LOGIT_EDGES = A([-0.5, 0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.5, np.inf])
+
+
+def _each_on_its_input(*functions):
+    """A row function applying `functions[i]` to input i, stacked: each leaf's gradient is
+    its own function's, which a sum over one input would mix (inf - inf at an edge)."""
+    def fn(L, *inputs):
+        return L.stack([f(x) for f, x in zip(functions, inputs, strict=True)])
+    return fn
+
+
+def _math_integer_inputs(L, i, b):
+    """The math functions on an int64 tensor `i` and a bool tensor `b`: float32 results,
+    fmax/fmin keep their dtype (cast so that they stack), and copysign/xlogy with an integer
+    number."""
+    unary = [getattr(i, name)() for name in ("asin", "acos", "atan", "sinh", "cosh", "asinh",
+                                             "acosh", "atanh", "rsqrt", "erfc", "exp2", "deg2rad",
+                                             "rad2deg", "sinc", "logit", "sgn")]
+    return L.stack(unary + [b.asin(), b.logit(), b.sinc(), b.sgn().float(), L.xlogy(i, i + 2),
+                            L.copysign(i, -2), L.xlogy(b, 3), L.xlogy(2, b),
+                            L.fmax(i, i * -1).float(), L.fmin(b, b).float(), L.fmax(i, b).float()])
+
+
+def _math_in_place(L, u, p, x):
+    """Every in-place form of the math functions, each on its own copy: `u` in (-1, 1), `p`
+    in (0, 1), `x` real. (PyTorch's asinh_, acosh_ and atanh_ have no derivative: on
+    constants; their backward's error is in tests/test_bad_inputs.py.)"""
+    d = L.tensor(np.linspace(-2.0, 2.0, 12).reshape(3, 4), dtype=x.dtype)
+    return sum([(u * 1).asin_(), L.arcsin_(u * 1), (u * 1).acos_(), (u * 1).arccos_(),
+                L.atan_(x * 1), (x * 1).arctan_(), (x * 1).sinh_(), L.cosh_(x * 1),
+                (d * 1).asinh_(), L.arcsinh_(d * 1), (d.abs() + 1.0).acosh_(),
+                L.arccosh_(d.abs() + 1.5), (d.tanh()).atanh_(), (d.tanh()).arctanh_(),
+                L.rsqrt_(p * 1), (x * 1).erfc_(),
+                L.exp2_(x * 1), (p * 1).logit_(), L.logit_(p * 1, 0.2), (x * 1).frac_(),
+                (x * 1).sgn_() * x, L.deg2rad_(x * 1), (x * 1).rad2deg_(), L.sinc_(x * 1),
+                (p * 1).xlogy_(x.exp()), L.xlogy_(x * 1, 2.5), (x * 1).hypot_(p), (x * 1).copysign_(u),
+                (x * 1).copysign_(-1.5)])
 
 
 def _integer_ops(L, i):
@@ -272,6 +320,70 @@ TABLE = [
     row("cos_fn", lambda L, a: L.cos(a), (3, 4)),
     row("tanh", lambda L, a: a.tanh(), (3, 4)),
     row("tanh_fn", lambda L, a: L.tanh(a), (3, 4)),
+    # ---- the other math functions: inverse trigonometric and hyperbolic, rsqrt, erfc, exp2,
+    # logit, frac, sgn, deg2rad, rad2deg, sinc, xlogy, hypot, copysign, logaddexp(2), fmax,
+    # fmin (the fused modes run them in MORE's row math_fused: test_modes.EAGER_ONLY)
+    row("asin", lambda L, a: a.asin(), (3, 4), domain="unit"),
+    row("acos", lambda L, a: L.acos(a), (3, 4), domain="unit"),
+    row("atan", lambda L, a: a.atan(), (3, 4)),
+    row("sinh", lambda L, a: L.sinh(a), (3, 4)),
+    row("cosh", lambda L, a: a.cosh(), (3, 4)),
+    row("asinh", lambda L, a: L.asinh(a), (3, 4)),
+    row("acosh", lambda L, a: (a + 1.0).acosh(), (3, 4), domain="positive"),
+    row("atanh", lambda L, a: a.atanh(), (3, 4), domain="unit"),
+    row("rsqrt", lambda L, a: L.rsqrt(a), (3, 4), domain="positive"),
+    row("erfc", lambda L, a: a.erfc(), (3, 4)),
+    row("exp2", lambda L, a: L.exp2(a), (3, 4)),
+    row("logit", lambda L, a: a.logit(), (3, 4), domain="probability"),
+    row("logit_eps", lambda L, a: L.logit(a, eps=0.2), (3, 4), domain="probability"),
+    row("frac", lambda L, a: L.frac(a * 3), (3, 4)),
+    row("sgn", lambda L, a: a.sgn() * a, (3, 4)),  # (torch's gradient of sgn is a ZeroTensor)
+    row("deg2rad", lambda L, a: a.deg2rad(), (3, 4)),
+    row("rad2deg", lambda L, a: L.rad2deg(a), (3, 4)),
+    row("sinc", lambda L, a: a.sinc(), (3, 4)),
+    row("math_aliases", lambda L, u, x: L.arcsin(u) + u.arccos() + L.arctan(x) + x.arcsinh()
+        + L.arccosh(x.abs() + 1) + u.arctanh(), (3, 4), (3, 4), domain=("unit", "real")),
+    row("inverse_trig_hyperbolic_edges", _each_on_its_input(
+        lambda x: x.asin(), lambda x: x.acos(), lambda x: x.atan(), lambda x: x.sinh(),
+        lambda x: x.cosh(), lambda x: x.asinh(), lambda x: x.acosh(), lambda x: x.atanh()),
+        *(MATH_EDGES,) * 8, gradcheck=False),
+    # sinc at 0 and where a * a * pi underflows to 0 (gradient 0), rsqrt at 0, frac of inf
+    row("math_unary_edges", _each_on_its_input(
+        lambda x: x.rsqrt(), lambda x: x.erfc(), lambda x: x.exp2(), lambda x: x.frac(),
+        lambda x: x.sgn() * x, lambda x: x.deg2rad(), lambda x: x.rad2deg(), lambda x: x.sinc()),
+        *(MATH_EDGES,) * 8, gradcheck=False),
+    # logit at 0 and 1 (infinite gradients), outside [0, 1], on and outside the eps bounds
+    row("logit_edges", _each_on_its_input(lambda x: x.logit(), lambda x: x.logit(0.25),
+                                          lambda x: x.logit(eps=0.0)),
+        *(LOGIT_EDGES,) * 3, gradcheck=False),
+    row("math_integer_inputs", lambda L, a: _math_integer_inputs(L, (a * 2).long(), a > 0) + a,
+        A([-2.5, -1.0, -0.2, 0.0, 0.3, 0.6, 1.2, 3.0]), gradcheck=False),
+    row("math_in_place", lambda L, u, p, x: _math_in_place(L, u, p, x), (3, 4), (3, 4), (3, 4),
+        domain=("unit", "probability", "real")),
+    row("xlogy", lambda L, a, b: L.xlogy(a, b), (3, 4), (4,), domain=("real", "positive")),
+    # the Scalar overloads (XlogyBackward2, XlogyBackward1: the number is no edge)
+    row("xlogy_number_other", lambda L, a: a.xlogy(2.5), (3, 4)),
+    row("xlogy_number_self", lambda L, b: L.xlogy(3, b), (3, 4), domain="positive"),
+    # x = 0 with y = 0, y < 0, y = NaN; y = 0, inf, -inf
+    row("xlogy_edges", lambda L, a, b: L.xlogy(a, b),
+        A([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, 2.0, np.nan, 0.0, 1.0, -0.0]),
+        A([0.0, np.nan, -1.0, 2.0, 0.0, 0.0, np.inf, 1.0, np.inf, -np.inf, 0.0]), gradcheck=False),
+    row("hypot", lambda L, a, b: L.hypot(a, b), (3, 4), (3, 1)),
+    row("copysign", lambda L, a, b: a.copysign(b), (3, 4), (4,)),
+    row("copysign_number", lambda L, a: L.copysign(a, -1.5), (3, 4)),
+    row("logaddexp", lambda L, a, b: L.logaddexp(a, b), (3, 4), (4,)),
+    row("logaddexp2", lambda L, a, b: a.logaddexp2(b), (3, 4), (3, 4)),
+    row("fmax", lambda L, a, b: L.fmax(a, b), (3, 4), (4,)),
+    row("fmin", lambda L, a, b: a.fmin(b), (3, 4), (3, 1)),
+    # hypot at (0, 0) (NaN gradients); copysign's gradient at 0 (0) and inf (NaN); logaddexp
+    # of equal infinities and of large values; fmax/fmin with NaN on either side and ties
+    # (the whole gradient to the first), zeros of both signs
+    row("math_binary_edges", lambda L, a, b, c, d, e, f, h, i, j, k, m, n: L.stack([
+        L.hypot(a, b), L.copysign(c, d), L.logaddexp(e, f), L.logaddexp2(h, i), L.fmax(j, k),
+        L.fmin(m, n)]),
+        *(A([0.0, 0.0, 3.0, -0.0, np.inf, -np.inf, np.nan, 1.0, 1000.0, 2.0]),
+          A([0.0, -0.0, 0.0, 4.0, np.inf, -np.inf, 1.0, np.nan, 999.0, 2.0])) * 6,
+        gradcheck=False),
     row("sigmoid", lambda L, a: a.sigmoid(), (3, 4)),
     row("sigmoid_fn", lambda L, a: L.sigmoid(a), (3, 4)),
     row("sigmoid_large", lambda L, a: a.sigmoid(), A([-100.0, -30.0, 0.0, 30.0, 100.0])),
@@ -1219,6 +1331,55 @@ def test_dtype_promotion_matches_torch(case):
     actual = fn(nbgrad)
     assert_same_dtype(actual, expected)
     assert_close(actual, expected)
+
+
+# The math functions on every dtype: PyTorch's result dtype (float32 from integers and bool;
+# fmax/fmin and sgn keep theirs) or its error for a kind it has no kernel for (frac, hypot,
+# logaddexp of integers).
+MATH_UNARY = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt", "erfc",
+              "exp2", "logit", "frac", "sgn", "deg2rad", "rad2deg", "sinc")
+MATH_BINARY = ("xlogy", "hypot", "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")
+
+
+def _math_outcome(lib, name, dtype):
+    x = lib.tensor([0, 1, 1, 0], dtype=getattr(lib, dtype))
+    try:
+        out = getattr(x, name)() if name in MATH_UNARY else getattr(lib, name)(x, x)
+    except (NotImplementedError, RuntimeError) as error:
+        return type(error).__name__, str(error)
+    return dtype_name(out.dtype), out.double()
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int8", "int32", "int64", "float16", "bfloat16",
+                                   "float32", "float64"])
+def test_math_result_dtypes_match_torch(dtype):
+    for name in MATH_UNARY + MATH_BINARY:
+        (kind, value), (expected_kind, expected) = (_math_outcome(lib, name, dtype)
+                                                   for lib in (nbgrad, torch))
+        assert kind == expected_kind, (name, value, expected)
+        if isinstance(expected, str):
+            assert value == expected, name
+        else:
+            assert_close(value, expected, rtol=1e-2 if "16" in dtype else None, atol=1e-6)
+
+
+# The nodes of the math functions' calls that no TABLE row ends in: sgn, the in-place forms
+# (asinh_, acosh_, atanh_ record Backward1 nodes), the Scalar overloads in place.
+MATH_NODES = [
+    lambda L, x: x.sgn(), lambda L, x: (x * 1).sgn_(), lambda L, x: (x * 1).asin_(),
+    lambda L, x: L.arcsinh_(x * 1), lambda L, x: (x * 2).acosh_(), lambda L, x: (x * 0.5).atanh_(),
+    lambda L, x: (x * 1).logit_(0.1), lambda L, x: (x * 1).xlogy_(2.0), lambda L, x: L.xlogy_(x * 1, x),
+    lambda L, x: (x * 1).copysign_(-1), lambda L, x: (x * 1).hypot_(x), lambda L, x: L.sinc_(x * 1),
+]
+
+
+def _node(lib, fn):
+    out = fn(lib, lib.tensor(np.array([0.25, 0.5, 1.5], np.float32), requires_grad=True))
+    return grad_fn_name(out), _links(out)
+
+
+def test_grad_fn_names_of_math_functions():
+    assert [_node(nbgrad, fn) for fn in MATH_NODES] == [_node(torch, fn) for fn in MATH_NODES]
 
 
 @pytest.mark.parametrize("r", [TABLE[ROW_NAMES.index(n)] for n in ("chain_mlp", "chain_scalar_consts", "softmax_fn")],
