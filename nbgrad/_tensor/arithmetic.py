@@ -14,8 +14,8 @@ from .tensor import Tensor, _meta
 
 # The math functions of one tensor that are each one elementwise row, and the arc names
 # PyTorch also gives the inverse functions.
-UNARY_MATH = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt", "erfc",
-              "exp2", "frac", "deg2rad", "rad2deg", "sinc")
+UNARY_MATH = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt",
+              "erfc", "exp2", "frac", "deg2rad", "rad2deg", "sinc")
 ARC_ALIASES = ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh")
 
 __all__ = [
@@ -129,8 +129,8 @@ arctan2 = atan2
 # Their methods (`x.hypot(y)`), for PyTorch's argument positions in the TypeError.
 TENSOR_METHODS = {name: _tensor_function(name, method=True) for name in _TENSORS_ONLY}
 
-(asin, acos, atan, sinh, cosh, asinh, acosh, atanh, rsqrt, erfc, exp2, frac, deg2rad, rad2deg,
- sinc) = (_unary_function(name) for name in UNARY_MATH)
+(tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh, rsqrt, erfc, exp2, frac, deg2rad,
+ rad2deg, sinc) = (_unary_function(name) for name in UNARY_MATH)
 arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
 
 
@@ -435,8 +435,8 @@ def _without_inplace_derivative(name):
     return function
 
 
-(asin_, acos_, atan_, sinh_, cosh_, rsqrt_, erfc_, exp2_, frac_, deg2rad_, rad2deg_, sinc_, logit_,
- xlogy_, asinh_, acosh_, atanh_) = (inplace_form(function) for function in (
-    asin, acos, atan, sinh, cosh, rsqrt, erfc, exp2, frac, deg2rad, rad2deg, sinc, logit, xlogy,
+(tan_, asin_, acos_, atan_, sinh_, cosh_, rsqrt_, erfc_, exp2_, frac_, deg2rad_, rad2deg_, sinc_,
+ logit_, xlogy_, asinh_, acosh_, atanh_) = (inplace_form(function) for function in (
+    tan, asin, acos, atan, sinh, cosh, rsqrt, erfc, exp2, frac, deg2rad, rad2deg, sinc, logit, xlogy,
     *(_without_inplace_derivative(name) for name in ("asinh", "acosh", "atanh"))))
 arcsin_, arccos_, arctan_, arcsinh_, arccosh_, arctanh_ = asin_, acos_, atan_, asinh_, acosh_, atanh_

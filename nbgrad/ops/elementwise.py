@@ -184,6 +184,8 @@ TABLE = [
     # operations (its rsqrt is 1 / sqrt). At the ends of a domain (asin at 1, acosh at 1,
     # atanh at -1 and 1, rsqrt at 0) the gradients are infinite, and NaN outside it, as
     # PyTorch's.
+    Elementwise("tan", "TanBackward0", ("a",), "np.tan(a)", {"a": "g * (1.0 + out * out)"},
+                result="float"),
     Elementwise("asin", "AsinBackward0", ("a",), "np.arcsin(a)",
                 {"a": "g * (1.0 / np.sqrt(1.0 - a * a))"}, result="float"),
     Elementwise("acos", "AcosBackward0", ("a",), "np.arccos(a)",

@@ -77,7 +77,7 @@ def _math_fused(L, a, b):
     """Every math function of TABLE's math rows (on a and b real, or in their domains), and
     the Scalar overloads of xlogy and copysign: one fused kernel per mode and dtype."""
     u, p, e = a.tanh(), a.sigmoid(), b.exp()
-    unary = (u.asin() + u.acos() + a.atan() + a.sinh() + a.cosh() + a.asinh() + (a * a + 1).acosh()
+    unary = (u.tan() + u.asin() + u.acos() + a.atan() + a.sinh() + a.cosh() + a.asinh() + (a * a + 1).acosh()
              + u.atanh() + p.rsqrt() + a.erfc() + a.exp2() + p.logit() + p.logit(eps=0.3)
              + a.frac() + a.sgn() * a + a.deg2rad() + a.rad2deg() + a.sinc())
     binary = (L.xlogy(a, e) + a.xlogy(2.5) + L.xlogy(3, e) + L.hypot(a, b) + L.copysign(a, b)
@@ -376,7 +376,7 @@ def _deferred_fallback(r, layout):
 # The math functions (asin ... fmin) run in the fused modes through MORE's row math_fused,
 # which applies all of them at once (one fused kernel per mode and dtype instead of one per
 # op); their TABLE rows are eager only, and sgn's (the sign primitive's other rows cover it).
-MATH_FUNCTIONS = ("asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt",
+MATH_FUNCTIONS = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt",
                   "erfc", "exp2", "logit", "frac", "deg2rad", "rad2deg", "sinc", "xlogy", "hypot",
                   "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")
 EAGER_ONLY = {

@@ -343,6 +343,9 @@ TABLE = [
     row("sinc", lambda L, a: a.sinc(), (3, 4)),
     row("math_aliases", lambda L, u, x: L.arcsin(u) + u.arccos() + L.arctan(x) + x.arcsinh()
         + L.arccosh(x.abs() + 1) + u.arctanh(), (3, 4), (3, 4), domain=("unit", "real")),
+    row("tan", lambda L, a: L.tan(a), (3, 4)),
+    row("tan_edges", lambda L, a: a.tan(), A([0.5, -0.0, np.inf, np.nan, 1.5707963705062866, -3.0]),
+        gradcheck=False),
     row("inverse_trig_hyperbolic_edges", _each_on_its_input(
         lambda x: x.asin(), lambda x: x.acos(), lambda x: x.atan(), lambda x: x.sinh(),
         lambda x: x.cosh(), lambda x: x.asinh(), lambda x: x.acosh(), lambda x: x.atanh()),
