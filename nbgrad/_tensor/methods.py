@@ -162,6 +162,12 @@ METHODS = {
     "__mod__": arithmetic.remainder,
     "__eq__": arithmetic.eq, "__ne__": arithmetic.ne, "__lt__": arithmetic.lt,
     "__le__": arithmetic.le, "__gt__": arithmetic.gt, "__ge__": arithmetic.ge,
+    # more shape, indexing, reduction and linear-algebra functions (test_more_ops.py)
+    "swapdims": shape.transpose, "reshape_as": shape.reshape_as, "ravel": shape.ravel,
+    "fliplr": shape.fliplr, "flipud": shape.flipud, "rot90": shape.rot90,
+    "tensor_split": shape.tensor_split, "hsplit": shape.hsplit, "vsplit": shape.vsplit,
+    "dsplit": shape.dsplit, "diagonal": shape.diagonal, "diag": shape.diag,
+    "diag_embed": shape.diag_embed, "trace": shape.trace,
 }
 
 # NOTE: the one place outside tensor.py that sets attributes of Tensor. tensor.py is the layer

