@@ -168,6 +168,9 @@ METHODS = {
     "tensor_split": shape.tensor_split, "hsplit": shape.hsplit, "vsplit": shape.vsplit,
     "dsplit": shape.dsplit, "diagonal": shape.diagonal, "diag": shape.diag,
     "diag_embed": shape.diag_embed, "trace": shape.trace,
+    "addmm": linalg.addmm, "addmv": linalg.addmv, "addr": linalg.addr,
+    "baddbmm": linalg.baddbmm, "addbmm": linalg.addbmm, "inner": linalg.inner,
+    "kron": linalg.kron, "cross": linalg.cross, "vdot": linalg.vdot,
 }
 
 # NOTE: the one place outside tensor.py that sets attributes of Tensor. tensor.py is the layer

@@ -67,6 +67,40 @@ CASES = {
     "tri_indices": (lambda L: [L.tril_indices(3, 4), L.tril_indices(3, 4, 1),
                                L.triu_indices(4, 3, -1), L.triu_indices(3, 3, dtype=L.int32),
                                L.tril_indices(0, 3), L.triu_indices(3, 4, -5)], []),
+    # linear algebra
+    "addmm": (lambda L, c, a, b: (L.addmm(c, a, b), c.addmm(a, b, beta=0.5, alpha=-2),
+                                  L.addmm(c[0], a, b, alpha=0)), [_randn(3, 5), M34, _randn(4, 5)]),
+    "addmm_beta_0_ignores_nan": (lambda L, c, a, b: L.addmm(c, a, b, beta=0),
+                                 [np.full(5, np.nan), M34, _randn(4, 5)]),
+    "addmm_int": (lambda L, c, a, b: (L.addmm(c, a, b), L.addmm(c, a, b, beta=2, alpha=0.5)),
+                  [_ints(5), _ints(3, 4), _ints(4, 5)]),
+    "addmv": (lambda L, c, a, b: (L.addmv(c, a, b), c.addmv(a, b, beta=0, alpha=1.5),
+                                  L.addmv(c[:1], a, b, beta=2)), [V3, M34, V4]),
+    "addr": (lambda L, c, a, b: (L.addr(c, a, b), c.addr(a, b, beta=-1, alpha=3),
+                                 L.addr(c[0], a, b, beta=0)), [M34, V3, V4]),
+    "addr_int_and_promotion": (lambda L, c, a, b, f, g: (L.addr(c, a, b, beta=2, alpha=3),
+                                                         L.addr(c, f, g)),
+                               [_ints(3, 4), _ints(3), _ints(4), V3, V4]),
+    "addr_bool": (lambda L, c, a, b: [L.addr(c, a, b, beta=be, alpha=al) for be, al in
+                                      ((True, True), (False, True), (True, False))],
+                  [_ints(3, 4, high=2).astype(bool), np.array([True, False, True]),
+                   np.array([False, True, True, False])]),
+    "baddbmm": (lambda L, c, a, b: (L.baddbmm(c, a, b), c[0].baddbmm(a, b, beta=0.5, alpha=2)),
+                [_randn(2, 3, 5), T234, _randn(2, 4, 5)]),
+    "addbmm": (lambda L, c, a, b: (L.addbmm(c, a, b), c.addbmm(a, b, beta=0, alpha=2)),
+               [_randn(3, 5), T234, _randn(2, 4, 5)]),
+    "tensordot": (lambda L, a, b: (L.tensordot(a, b.permute(1, 0, 2), 1), L.tensordot(a, b, 0),
+                                   L.tensordot(a, b, ([0, 2], [0, 1])),
+                                   L.tensordot(a, b, dims=L.tensor([[2], [1]])),
+                                   L.tensordot(a, b.permute(2, 1, 0), 2)),
+                  [T234, _randn(2, 4, 3)]),
+    "inner": (lambda L, a, b, c, s: (L.inner(a, b), a.inner(c), L.inner(s, a), L.inner(c, c)),
+              [M34, T234, V4, np.array(1.5)]),
+    "kron": (lambda L, a, b, c: (L.kron(a, b), a.kron(c), L.kron(c, c)), [M34, T234, V3]),
+    "cross": (lambda L, a, b: (L.cross(a, b, dim=0), a.cross(b[:1], -1)),
+              [_randn(3, 3), _randn(3, 3)]),
+    "cross_int": (lambda L, a, b: L.cross(a, b, dim=1), [_ints(2, 3), _ints(2, 3)]),
+    "vdot": (lambda L, a, b: (L.vdot(a, b), a.vdot(a)), [V4, _randn(4)]),
 }
 
 
@@ -74,6 +108,10 @@ CASES = {
 # the outputs' node names are not compared (values and gradients are).
 COMPOSITE_NODES = {
     "trace": "diagonal().sum(): SumBackward0 (torch: TraceBackward0)",
+    **{name: "beta * input + alpha * product: AddBackward0 (torch: AddmmBackward0, ...)"
+       for name in ("addmm", "addmm_beta_0_ignores_nan", "addmv", "addr", "baddbmm", "addbmm",
+                    "addr_int_and_promotion")},
+    "cross": "rolled products, subtracted: SubBackward0 (torch: LinalgCrossBackward0)",
 }
 
 
@@ -169,9 +207,54 @@ ERRORS = {
     "tril_indices_negative": lambda L: L.tril_indices(3, -1),
     "triu_indices_negative_row": lambda L: L.triu_indices(-2, 3),
     "tril_indices_float": lambda L: L.tril_indices(3, 4, dtype=L.float32),
+    "addmm_vector": lambda L: L.addmm(L.zeros(3), L.ones(3, 2), L.ones(2)),
+    "addmm_sizes": lambda L: L.addmm(L.zeros(3, 5), L.zeros(3, 4), L.zeros(3, 4)),
+    "addmm_input_size": lambda L: L.addmm(L.zeros(2, 5), L.zeros(3, 4), L.zeros(4, 5)),
+    "addmm_dtypes": lambda L: L.addmm(L.zeros(3), L.ones(3, 2, dtype=L.float64), L.ones(2, 3)),
+    "addmm_input_dtype": lambda L: L.addmm(L.zeros(3), L.ones(3, 2), L.ones(2, 3, dtype=L.float64)),
+    "addmv_sizes": lambda L: L.addmv(L.zeros(3), L.ones(3, 4), L.ones(3)),
+    "addmv_input_size": lambda L: L.addmv(L.zeros(2), L.ones(3, 4), L.ones(4)),
+    "addmv_ranks": lambda L: L.addmv(L.zeros(3), L.ones(3, 4, 2), L.ones(4)),
+    "addmv_dtypes": lambda L: L.addmv(L.zeros(3, dtype=L.float64), L.ones(3, 2), L.ones(2)),
+    "addr_matrix": lambda L: L.addr(L.zeros(3, 4), L.ones(3), L.ones(4, 1)),
+    "addr_int_alpha": lambda L: L.addr(L.zeros(3, 2, dtype=L.int64), L.ones(3, dtype=L.int64),
+                                       L.ones(2, dtype=L.int64), alpha=1.5),
+    "addr_bool_beta": lambda L: L.addr(L.zeros(3, 2), L.ones(3), L.ones(2), beta=True),
+    "baddbmm_2d": lambda L: L.baddbmm(L.zeros(3), L.ones(3, 2), L.ones(1, 2, 3)),
+    "baddbmm_batches": lambda L: L.baddbmm(L.zeros(3, 5), L.ones(2, 3, 4), L.ones(3, 4, 5)),
+    "baddbmm_dtypes": lambda L: L.baddbmm(L.zeros(3, dtype=L.float64), L.ones(1, 3, 2),
+                                          L.ones(1, 2, 3)),
+    "addbmm_batches": lambda L: L.addbmm(L.zeros(3), L.ones(2, 3, 2), L.ones(1, 2, 3)),
+    "addbmm_sizes": lambda L: L.addbmm(L.zeros(3, 5), L.ones(2, 3, 4), L.ones(2, 5, 5)),
+    "addbmm_input_size": lambda L: L.addbmm(L.zeros(3, 5), L.ones(3, 4), L.ones(2, 4, 5)),
+    "tensordot_dims_too_many": lambda L: L.tensordot(L.ones(3, 4), L.ones(4, 5), 3),
+    "tensordot_dims_negative": lambda L: L.tensordot(L.ones(3, 4), L.ones(4, 5), -1),
+    "tensordot_sizes": lambda L: L.tensordot(L.ones(3, 4), L.ones(3, 5), ([0], [1])),
+    "tensordot_lists": lambda L: L.tensordot(L.ones(3, 4), L.ones(3, 5), ([0], [0, 1])),
+    "tensordot_dtypes": lambda L: L.tensordot(L.ones(3, 4), L.ones(3, 5, dtype=L.float64), 0),
+    "inner_sizes": lambda L: L.inner(L.ones(3, 4), L.ones(3, 5)),
+    "cross_no_size_3": lambda L: L.cross(L.ones(4, 4), L.ones(4, 4)),
+    "cross_sizes": lambda L: L.cross(L.ones(4, 3), L.ones(4, 2), dim=1),
+    "cross_ranks": lambda L: L.cross(L.ones(4, 3), L.ones(3), dim=1),
+    "cross_dtypes": lambda L: L.cross(L.ones(4, 3, dtype=L.float64), L.ones(4, 3), dim=1),
+    "cross_broadcast": lambda L: L.cross(L.ones(4, 3), L.ones(1, 3), dim=1),
+    "tensordot_negative_dims": lambda L: L.tensordot(L.ones(3, 4), L.ones(3, 5), ([-2], [-1])),
+    "tensordot_int_dims": lambda L: L.tensordot(L.ones(3, 4), L.ones(3, 5), 2),
+    "linalg_cross_default_dim": lambda L: L.cross(L.ones(3, 4), L.ones(3, 4), dim=-1),
+    "vdot_sizes": lambda L: L.vdot(L.ones(3), L.ones(4)),
+    "vdot_2d": lambda L: L.vdot(L.ones(3, 1), L.ones(3)),
+    "vdot_dtypes": lambda L: L.vdot(L.ones(3, dtype=L.int64), L.ones(3)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ERRORS))
 def test_errors_match_torch(case):
     assert_same_outcome(ERRORS[case])
+
+
+def test_cross_without_dim_warns_and_takes_the_first_dim_of_size_3():
+    a, b = _randn(4, 3, 3), _randn(4, 3, 3)
+    # (torch warns once a process; nbgrad as Python warnings do, once a place)
+    with pytest.warns(UserWarning, match="Using torch.cross without specifying the dim"):
+        result = nbgrad.cross(nbgrad.tensor(a), nbgrad.tensor(b))
+    assert_close(result, torch.cross(torch.tensor(a), torch.tensor(b), dim=1))
