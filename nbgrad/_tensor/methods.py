@@ -171,6 +171,13 @@ METHODS = {
     "addmm": linalg.addmm, "addmv": linalg.addmv, "addr": linalg.addr,
     "baddbmm": linalg.baddbmm, "addbmm": linalg.addbmm, "inner": linalg.inner,
     "kron": linalg.kron, "cross": linalg.cross, "vdot": linalg.vdot,
+    "take_along_dim": indexing.take_along_dim, "masked_select": indexing.masked_select,
+    "index_add": indexing.index_add, "index_add_": indexing.index_add_,
+    "index_copy": indexing.index_copy, "index_copy_": indexing.index_copy_,
+    "repeat_interleave": indexing.repeat_interleave, "argwhere": indexing.argwhere,
+    "addmm_": inplace_form(linalg.addmm), "addmv_": inplace_form(linalg.addmv),
+    "addr_": inplace_form(linalg.addr), "baddbmm_": inplace_form(linalg.baddbmm),
+    "addbmm_": inplace_form(linalg.addbmm),
 }
 
 # NOTE: the one place outside tensor.py that sets attributes of Tensor. tensor.py is the layer
