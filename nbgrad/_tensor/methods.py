@@ -178,6 +178,9 @@ METHODS = {
     "addmm_": inplace_form(linalg.addmm), "addmv_": inplace_form(linalg.addmv),
     "addr_": inplace_form(linalg.addr), "baddbmm_": inplace_form(linalg.baddbmm),
     "addbmm_": inplace_form(linalg.addbmm),
+    "count_nonzero": reductions.count_nonzero, "nansum": reductions.nansum,
+    "nanmean": reductions.nanmean, "diff": reductions.diff, "bincount": reductions.bincount,
+    "unique": reductions.unique, "unique_consecutive": reductions.unique_consecutive,
 }
 
 # NOTE: the one place outside tensor.py that sets attributes of Tensor. tensor.py is the layer

@@ -13,7 +13,11 @@ from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.histogram import BINARY_SEARCH, LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH
 from ..ops.reduction import normalize_dims
-from .arithmetic import maximum, minimum
+from .arithmetic import (div, isnan, logical_not, logical_xor, masked_fill, maximum, minimum,
+                         ne)
+from .factories import empty_like
+from .operands import result_dtype
+from .shape import cat
 from .dispatch import dispatch
 from .tensor import Tensor, _check_dim, _meta, sizes_of
 
@@ -434,3 +438,229 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False):
     hist = dispatch(PRIMITIVES["histogram"], inputs,
                     {"density": bool(density), "algorithm": algorithm})
     return _Histogram((hist, edges))
+
+
+# --- counts, NaN-ignoring reductions, differences -----------------------------------------------
+# NOTE: composites; nansum's node is the sum's (SumBackward0/1, PyTorch: NansumBackward0).
+
+def count_nonzero(input, dim=None):
+    """The number of nonzero elements (int64) over `dim` (an int or a tuple; every dim by
+    default)."""
+    return sum(ne(input, 0), dim)
+
+
+def nansum(input, dim=None, keepdim=False, *, dtype=None):
+    """The sum with NaNs counted as zero (which also take no gradient)."""
+    if _meta(input).dtype.kind == "f" or _dtype.is_half(_meta(input).dtype):
+        input = masked_fill(input, isnan(input), 0)
+    return sum(input, dim, keepdim, dtype=dtype)
+
+
+def nanmean(input, dim=None, keepdim=False, *, dtype=None):
+    """The mean of the elements that are not NaN (PyTorch's composite: nansum divided by
+    their count)."""
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(f"nanmean(): expected input to have floating point or complex dtype "
+                           f"but got {input.dtype.scalar_type}")
+    return div(nansum(input, dim, keepdim, dtype=dtype), sum(logical_not(isnan(input)), dim,
+                                                              keepdim))
+
+
+def diff(input, n=1, dim=-1, prepend=None, append=None):
+    """The n-th forward difference along `dim` (of booleans, n-th exclusive or), after
+    `prepend` and `append` are joined to input there."""
+    if input.ndim == 0:
+        raise RuntimeError("diff expects input to be at least one-dimensional")
+    if n < 0:
+        raise RuntimeError(f"order must be non-negative but got {n}")
+    d = _check_dim(dim, input.ndim)
+    for name, other in (("prepend", prepend), ("append", append)):
+        if other is None:
+            continue
+        if not isinstance(other, Tensor):
+            raise TypeError(f"diff(): argument '{name}' must be Tensor, not {type(other).__name__}")
+        if other.ndim != input.ndim:
+            raise RuntimeError("diff expects prepend or append to be the same dimension as input")
+        for k, (a, b) in enumerate(zip(input.shape, other.shape)):
+            if k != d and a != b:
+                raise RuntimeError(f"diff expects the shape of tensor to prepend or append to "
+                                   f"match that of input except along the differencing "
+                                   f"dimension; input.size({k}) = {a}, but got tensor.size({k}) "
+                                   f"= {b}")
+    joined = [x for x in (prepend, input, append) if x is not None]
+    if len(joined) > 1:
+        dtype = result_dtype(*joined)
+        input = cat([x.to(dtype) for x in joined], d)
+    if n == 0:  # (a copy, as PyTorch's: a new tensor written by copy_)
+        return empty_like(input).copy_(input)
+    for _ in range(n):
+        size = input.shape[d]
+        if size == 0:
+            break
+        later, earlier = input.narrow(d, 1, size - 1), input.narrow(d, 0, size - 1)
+        input = logical_xor(later, earlier) if input.dtype.name == "bool" else later - earlier
+    return input
+
+
+# --- membership, bins and searches (no gradient) ------------------------------------------
+
+def _array_of(x):
+    return x._data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def isin(elements, test_elements, *, assume_unique=False, invert=False):
+    """Whether each element of `elements` is in `test_elements` (either may be a number)."""
+    return Tensor._wrap(np.isin(_array_of(elements), _array_of(test_elements),
+                                assume_unique=assume_unique, invert=invert))
+
+
+def bincount(input, weights=None, minlength=0):
+    """The count of each value 0..max of a 1-D non-negative integer tensor (at least
+    `minlength` of them), or the sum of `weights` at each."""
+    if input.dtype.is_floating_point or input.dtype.name == "bool":
+        raise NotImplementedError(f"\"bincount_cpu\" not implemented for "
+                                  f"'{input.dtype.scalar_type}'")
+    data = input._data
+    if data.ndim != 1 or (data.size and data.min() < 0):
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    if minlength < 0:
+        raise RuntimeError("minlength should be >= 0")
+    if weights is None:
+        return Tensor._wrap(np.bincount(data, minlength=minlength).astype(np.int64))
+    if weights.ndim != 1 or weights.shape[0] != data.size:
+        raise RuntimeError("weights should be 1-d and have the same length as input")
+    # (float32 weights give float32 counts; other dtypes, float64)
+    dtype = np.float32 if weights.dtype.name == "float32" else np.float64
+    return Tensor._wrap(np.bincount(data, weights._data.astype(np.float64),
+                                    minlength=minlength).astype(dtype))
+
+
+def _bounds(boundaries, values, right, sorter):
+    """PyTorch's binary search of each row of `values` (R, m) in the sorted row of
+    `boundaries` (R or 1, n), read through `sorter` if given: the first position whose value
+    is >= (with `right`, >) the value. NaNs compare as PyTorch's comparisons do (a NaN
+    value goes to the end), which NumPy's searchsorted, ordering NaNs last, does not."""
+    n = boundaries.shape[1]
+    lo = np.zeros(values.shape, np.int64)
+    hi = np.full(values.shape, n, np.int64)
+    active = lo < hi
+    while active.any():
+        mid = (lo + hi) >> 1
+        picked = np.minimum(mid, n - 1)
+        if sorter is not None:
+            picked = np.take_along_axis(np.broadcast_to(sorter, (values.shape[0], n)), picked, 1)
+        middle = np.take_along_axis(np.broadcast_to(boundaries, (values.shape[0], n)), picked, 1)
+        with np.errstate(invalid="ignore"):
+            after = ~(middle > values) if right else ~(middle >= values)
+        lo = np.where(active & after, mid + 1, lo)
+        hi = np.where(active & ~after, mid, hi)
+        active = lo < hi
+    return lo
+
+
+def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=None, sorter=None,
+                 out=None):
+    """Where each value of `input` goes in the sorted last dimension of `sorted_sequence`
+    (one sorted row per row of `input`, or one for all)."""
+    if out is not None:
+        raise TypeError("searchsorted(): nbgrad takes no out=")
+    if side not in (None, "left", "right"):
+        raise RuntimeError(f"torch.searchsorted(): side can only be 'left' or 'right' but got "
+                           f"{side}")
+    if side == "left" and right:
+        raise RuntimeError("torch.searchsorted(): side and right can't be set to opposites, got "
+                           "side of left while right was True")
+    right = right or side == "right"
+    boundaries = sorted_sequence._data
+    values = _array_of(input)
+    if values.ndim == 0 and boundaries.ndim != 1:
+        raise RuntimeError(f"torch.searchsorted(): input value can be a scalar only when "
+                           f"boundaries tensor dimension is 1, but we got boundaries tensor "
+                           f"dim({boundaries.ndim}) and input value's dim(0) numel(1)")
+    if boundaries.ndim != 1 and boundaries.shape[:-1] != values.shape[:-1]:
+        raise RuntimeError(f"torch.searchsorted(): boundaries tensor should be 1 dimension or "
+                           f"the first N-1 dimensions of boundaries tensor and input value tensor "
+                           f"must match, but we got boundaries tensor {list(boundaries.shape)} "
+                           f"and input value tensor {list(values.shape)}")
+    order = None
+    if sorter is not None:
+        if sorter.dtype.name != "int64":
+            raise RuntimeError(f"torch.searchsorted(): sorter must be a tensor of long dtype but "
+                               f"got dtype {sorter.dtype.scalar_type}")
+        if sorter.shape != sorted_sequence.shape:
+            raise RuntimeError(f"torch.searchsorted(): boundary and sorter must have the same "
+                               f"size, but got boundary tensor {list(boundaries.shape)}and got "
+                               f"sorter tensor {list(sorter.shape)}")
+        order = sorter._data.reshape(-1, boundaries.shape[-1]) if boundaries.size else None
+        if order.size and (order.min() < 0 or order.max() >= boundaries.shape[-1]):
+            raise RuntimeError("torch.searchsorted(): sorter index out of range")
+    rows = 1 if boundaries.ndim == 1 else math.prod(boundaries.shape[:-1])
+    n = boundaries.shape[-1]
+    positions = _bounds(boundaries.reshape(rows, n), values.reshape(rows, values.size // rows),
+                        right, order)
+    return Tensor._wrap(positions.reshape(values.shape).astype(np.int32 if out_int32 else np.int64))
+
+
+def bucketize(input, boundaries, *, out_int32=False, right=False, out=None):
+    """The bucket of each value among the sorted 1-D `boundaries`: i where
+    boundaries[i-1] < x <= boundaries[i] (with `right`, boundaries[i-1] <= x < boundaries[i])."""
+    if boundaries.ndim != 1:
+        raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim({boundaries.ndim})")
+    return searchsorted(boundaries, input, out_int32=out_int32, right=right, out=out)
+
+
+def _unique_result(values, inverse, counts, return_inverse, return_counts):
+    kept = [Tensor._wrap(values)]
+    if return_inverse:
+        kept.append(Tensor._wrap(inverse.astype(np.int64)))
+    if return_counts:
+        kept.append(Tensor._wrap(counts.astype(np.int64)))
+    return kept[0] if len(kept) == 1 else tuple(kept)
+
+
+def _rows_along(input, dim, name):
+    """input's slices along `dim` as the rows of a 2-D array, and how to shape rows back."""
+    if input.ndim == 0:
+        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+    d = _check_dim(dim, input.ndim)
+    moved = np.moveaxis(input._data, d, 0)
+    if moved.size == 0 and moved.shape[0]:
+        raise RuntimeError(f"There are 0 sized dimensions, and they aren't selected, so {name} "
+                           "cannot be applied")
+    return moved.reshape(moved.shape[0], math.prod(moved.shape[1:])), lambda rows: np.moveaxis(
+        rows.reshape(rows.shape[:1] + moved.shape[1:]), 0, d)
+
+
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
+    """The distinct elements (or slices along `dim`), sorted, with where each element went
+    and how often each occurs. (PyTorch's CPU kernels sort whatever `sorted` says, and so
+    does this; NaNs are all distinct, as PyTorch's.)"""
+    if dim is None:
+        data = input._data.reshape(-1)
+        values, inverse, counts = np.unique(data, return_inverse=True, return_counts=True,
+                                            equal_nan=False)
+        inverse = inverse.reshape(input.shape)
+    else:
+        rows, shaped = _rows_along(input, dim, "unique")
+        values, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True, axis=0)
+        values, inverse = shaped(values), inverse.reshape(-1)
+    return _unique_result(values, inverse, counts, return_inverse, return_counts)
+
+
+def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
+    """The first element (or slice along `dim`) of each run of equal ones, with the run
+    each element belongs to and the runs' lengths."""
+    if dim is None:
+        rows, shaped = input._data.reshape(-1, 1), lambda kept: kept.reshape(-1)
+    else:
+        rows, shaped = _rows_along(input, dim, "unique_consecutive")
+    starts = np.ones(rows.shape[0], bool)
+    starts[1:] = (rows[1:] != rows[:-1]).any(axis=1)  # (NaN != NaN: each NaN a run)
+    inverse = np.cumsum(starts) - 1
+    counts = np.diff(np.append(np.flatnonzero(starts), rows.shape[0]))
+    return _unique_result(shaped(rows[starts]), inverse.reshape(input.shape if dim is None else -1),
+                          counts, return_inverse, return_counts)
+
+
+__all__ += ["count_nonzero", "nansum", "nanmean", "diff", "isin", "bincount", "searchsorted",
+            "bucketize", "unique", "unique_consecutive"]

@@ -19,6 +19,13 @@ from test_factories import assert_same_outcome
 RNG = np.random.default_rng(0)
 
 
+class _Plain:
+    """A float input that is no leaf requiring grad (a tensor of the case's dtype)."""
+
+    def __init__(self, array):
+        self.array = array
+
+
 def _randn(*shape):
     return RNG.standard_normal(shape)
 
@@ -139,6 +146,59 @@ CASES = {
                                             L.repeat_interleave(L.tensor([], dtype=L.int64))), []),
     "argwhere": (lambda L, a: (L.argwhere(a), a.argwhere(), L.argwhere(a[0, 0] * 0 + 1)),
                  [np.array([[0.0, 1.5], [np.nan, 0.0]])]),
+    # counts, NaN-ignoring reductions, differences
+    "count_nonzero": (lambda L, a: (L.count_nonzero(a), a.count_nonzero(0), L.count_nonzero(a, (0, 1)),
+                                    L.count_nonzero(a, ()), L.count_nonzero(a[0, 0])),
+                      [np.array([[0.0, 1.5, np.nan], [-2.0, 0.0, 0.0]])]),
+    "count_nonzero_int": (lambda L, a: L.count_nonzero(a, -1), [_ints(3, 4, high=2)]),
+    "nansum_nanmean": (lambda L, a: (L.nansum(a), a.nansum(1), L.nansum(a, 0, keepdim=True),
+                                     L.nanmean(a), a.nanmean(1), L.nanmean(a, (0, 1), True),
+                                     L.nansum(a, dtype=L.float64)),
+                       [np.array([[1.0, np.nan, 2.5], [np.nan, -1.0, np.nan]])]),
+    # (an all-NaN slice: NaN; its gradient is NaN in torch, zero here (see nansum))
+    "nanmean_all_nan": (lambda L, a: L.nanmean(a, 1), [_Plain(np.array([[1.0, np.nan], [np.nan, np.nan]]))]),
+    "nansum_int": (lambda L, a: (L.nansum(a), L.nansum(a, 0)), [_ints(3, 4)]),
+    "diff": (lambda L, a, p, q: (L.diff(a), a.diff(2, 0), L.diff(a, 1, 0, prepend=p, append=q),
+                                 L.diff(a, n=0), L.diff(a, 5), L.diff(a, append=a[:, :2])),
+             [M34, _randn(1, 4), _randn(2, 4)]),
+    "diff_int_and_bool": (lambda L, a: (L.diff(a), L.diff(a > 2), L.diff(a, 2, 0),
+                                        L.diff(a, prepend=L.ones(3, 1))), [_ints(3, 4)]),
+    # membership, bins and searches
+    "isin": (lambda L, a, b: (L.isin(a, b), L.isin(a, b, invert=True), L.isin(a, 2),
+                              L.isin(3, b), L.isin(a.float(), b)), [_ints(3, 4), np.array([0, 2, 7])]),
+    "isin_nan": (lambda L: L.isin(L.tensor([[1.0, float("nan")]]), L.tensor([float("nan"), 1.0])), []),
+    "bincount": (lambda L, a: (L.bincount(a), a.bincount(minlength=9),
+                               L.bincount(a, L.arange(6.0)),
+                               L.bincount(a, L.arange(6.0, dtype=L.float64)),
+                               L.bincount(a, L.arange(6)), L.bincount(a[:0], minlength=3),
+                               L.bincount(a.int())), [np.array([0, 3, 3, 1, 5, 3])]),
+    "bucketize": (lambda L, a, b: (L.bucketize(a, b), L.bucketize(a, b, right=True),
+                                   L.bucketize(a, b, out_int32=True), L.bucketize(2.5, b),
+                                   L.bucketize(a, b[:0])),
+                  [np.array([[1, 5], [3, 9]]), np.array([1, 3, 5, 7])]),
+    "searchsorted": (lambda L, s, v: (L.searchsorted(s, v), L.searchsorted(s, v, right=True),
+                                      L.searchsorted(s, v, side="right", out_int32=True),
+                                      L.searchsorted(s[0], v), L.searchsorted(s[0], 2.0)),
+                     [np.array([[1.0, 3.0, 3.0, np.nan], [-1.0, 0.0, 2.0, 8.0]]),
+                      np.array([[3.0, np.nan, np.inf, 0.0], [2.0, 2.0, -5.0, 9.0]])]),
+    "searchsorted_sorter": (lambda L, s, v: (L.searchsorted(s, v, sorter=L.argsort(s)),
+                                             L.searchsorted(s, v, sorter=L.argsort(s), side="right")),
+                            [np.array([5, 1, 3, 3]), np.array([[3, 6], [1, 0]])]),
+    # (torch records a node whose backward raises; here the results need no gradient)
+    "unique": (lambda L, a: (L.unique(a), a.unique(return_inverse=True),
+                             L.unique(a, sorted=False, return_counts=True),
+                             L.unique(a, return_inverse=True, return_counts=True)),
+               [_Plain(np.array([[3.0, np.nan, 1.0], [np.nan, 3.0, -0.5]]))]),
+    "unique_dim": (lambda L, a: (L.unique(a, dim=0, return_inverse=True, return_counts=True),
+                                 L.unique(a, dim=1, return_counts=True), L.unique(a[:0], dim=0),
+                                 L.unique(a[0, 0]), L.unique(a[:0])),
+                   [np.array([[1, 2, 1], [1, 2, 1], [0, 5, 0]])]),
+    "unique_consecutive": (lambda L, a: (L.unique_consecutive(a), a.unique_consecutive(
+        return_inverse=True, return_counts=True), L.unique_consecutive(a.reshape(2, 4), dim=1,
+                                                                        return_inverse=True)),
+                           [_Plain(np.array([1.0, 1.0, np.nan, np.nan, 2.0, 2.0, 1.0, 1.0]))]),
+    "unique_consecutive_dim": (lambda L, a: L.unique_consecutive(a, dim=0, return_counts=True),
+                               [np.array([[1, 2], [1, 2], [0, 5], [1, 2]])]),
 }
 
 
@@ -150,6 +210,7 @@ COMPOSITE_NODES = {
        for name in ("addmm", "addmm_beta_0_ignores_nan", "addmv", "addr", "baddbmm", "addbmm",
                     "addr_int_and_promotion")},
     "cross": "rolled products, subtracted: SubBackward0 (torch: LinalgCrossBackward0)",
+    "nansum_nanmean": "a sum of masked_fill: SumBackward0/1 (torch: NansumBackward0)",
 }
 
 
@@ -164,7 +225,9 @@ def _diagonal_write(a):
 def _leaves(lib, arrays, dtype):
     leaves = []
     for array in arrays:
-        if np.issubdtype(array.dtype, np.floating):
+        if isinstance(array, _Plain):
+            leaves.append(lib.tensor(array.array.astype(dtype)))
+        elif np.issubdtype(array.dtype, np.floating):
             leaves.append(lib.tensor(array.astype(dtype), requires_grad=True))
         else:
             leaves.append(lib.tensor(array))
@@ -323,6 +386,35 @@ ERRORS = {
     "repeat_interleave_dim": lambda L: L.repeat_interleave(L.zeros(2, 3), 2, dim=2),
     "repeat_interleave_0d_dim": lambda L: L.repeat_interleave(L.tensor(1.5), 3, 0),
     "repeat_interleave_0d_dim_tensor": lambda L: L.repeat_interleave(L.tensor(1.5), L.tensor([3]), 0),
+    "count_nonzero_repeated_dims": lambda L: L.count_nonzero(L.zeros(2, 3), (0, 0)),
+    "nanmean_int": lambda L: L.nanmean(L.tensor([1, 2])),
+    "diff_0d": lambda L: L.diff(L.zeros(())),
+    "diff_negative_order": lambda L: L.diff(L.zeros(3), n=-1),
+    "diff_prepend_rank": lambda L: L.diff(L.zeros(3, 2), prepend=L.zeros(3)),
+    "diff_append_shape": lambda L: L.diff(L.zeros(3, 2), append=L.zeros(2, 2)),
+    "diff_append_number": lambda L: L.diff(L.zeros(3, 2), dim=0, append=2),
+    "bincount_negative": lambda L: L.bincount(L.tensor([-1, 2])),
+    "bincount_2d": lambda L: L.bincount(L.tensor([[1, 2]])),
+    "bincount_float": lambda L: L.bincount(L.tensor([1.0, 2])),
+    "bincount_minlength": lambda L: L.bincount(L.tensor([1, 2]), minlength=-1),
+    "bincount_weights": lambda L: L.bincount(L.tensor([1, 2]), L.tensor([1.0])),
+    "bucketize_2d_boundaries": lambda L: L.bucketize(L.tensor([1, 2]), L.tensor([[1, 2]])),
+    "searchsorted_leading_dims": lambda L: L.searchsorted(L.tensor([[1, 2], [3, 4]]),
+                                                          L.tensor([[1, 2, 3]])),
+    "searchsorted_1d_values": lambda L: L.searchsorted(L.tensor([[1, 2]]), L.tensor([1, 2])),
+    "searchsorted_scalar": lambda L: L.searchsorted(L.tensor([[1, 2], [3, 4]]), 2),
+    "searchsorted_side": lambda L: L.searchsorted(L.tensor([1, 2]), L.tensor([1]), side="middle"),
+    "searchsorted_side_and_right": lambda L: L.searchsorted(L.tensor([1, 2]), L.tensor([1]),
+                                                            side="left", right=True),
+    "searchsorted_sorter_range": lambda L: L.searchsorted(L.tensor([1, 2]), L.tensor([1]),
+                                                          sorter=L.tensor([0, 2])),
+    "searchsorted_sorter_size": lambda L: L.searchsorted(L.tensor([1, 2]), L.tensor([1]),
+                                                         sorter=L.tensor([[0, 1]])),
+    "searchsorted_sorter_dtype": lambda L: L.searchsorted(L.tensor([1, 2]), L.tensor([1]),
+                                                          sorter=L.tensor([0, 1], dtype=L.int32)),
+    "unique_dim_range": lambda L: L.unique(L.zeros(2, 3), dim=2),
+    "unique_0d_dim": lambda L: L.unique(L.zeros(()), dim=0),
+    "unique_empty_other_dim": lambda L: L.unique(L.zeros(2, 0), dim=0),
 }
 
 
