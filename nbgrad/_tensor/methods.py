@@ -181,6 +181,10 @@ METHODS = {
     "count_nonzero": reductions.count_nonzero, "nansum": reductions.nansum,
     "nanmean": reductions.nanmean, "diff": reductions.diff, "bincount": reductions.bincount,
     "unique": reductions.unique, "unique_consecutive": reductions.unique_consecutive,
+    "kthvalue": reductions.kthvalue, "median": reductions.median,
+    "nanmedian": reductions.nanmedian, "mode": reductions.mode, "cummax": reductions.cummax,
+    "cummin": reductions.cummin, "msort": reductions.msort, "aminmax": reductions.aminmax,
+    "quantile": reductions.quantile, "nanquantile": reductions.nanquantile,
 }
 
 # NOTE: the one place outside tensor.py that sets attributes of Tensor. tensor.py is the layer

@@ -13,11 +13,12 @@ from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.histogram import BINARY_SEARCH, LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH
 from ..ops.reduction import normalize_dims
-from .arithmetic import (div, isnan, logical_not, logical_xor, masked_fill, maximum, minimum,
-                         ne)
-from .factories import empty_like
+from ..ops.sorting import KTH, MEDIAN, MODE, NANMEDIAN
+from .arithmetic import (ceil, div, floor, isnan, logical_not, logical_xor, masked_fill, maximum,
+                         minimum, ne, round)
+from .factories import empty_like, full_like
 from .operands import result_dtype
-from .shape import cat
+from .shape import broadcast_tensors, cat
 from .dispatch import dispatch
 from .tensor import Tensor, _check_dim, _meta, sizes_of
 
@@ -664,3 +665,184 @@ def unique_consecutive(input, return_inverse=False, return_counts=False, dim=Non
 
 __all__ += ["count_nonzero", "nansum", "nanmean", "diff", "isin", "bincount", "searchsorted",
             "bucketize", "unique", "unique_consecutive"]
+
+
+# --- order statistics -----------------------------------------------------------------------
+# The index of each statistic is chosen among ties as PyTorch's kernels choose it (the
+# `statistic_indices` primitive; ops.sorting), and the values are gathered through it, so
+# that the gradient goes where PyTorch sends it.
+
+_RETURN_TYPES.update({name: _return_type(name, ("values", "indices")) for name in (
+    "kthvalue", "median", "nanmedian", "mode", "cummax", "cummin")})
+_MinMax = _return_type("aminmax", ("min", "max"))
+
+
+def _statistic_along(name, kind, input, dim, keepdim, grad_fn_name, k=0):
+    if kind != MODE and input.dtype.name == "bool":
+        raise NotImplementedError(f"\"{name}_cpu\" not implemented for 'Bool'")
+    d = _check_dim(dim, input.ndim)
+    indices = dispatch(PRIMITIVES["statistic_indices"], (input,),
+                       {"dim": d, "kind": kind, "k": operator.index(k)})
+    values = _gather_along(input, indices, d, grad_fn_name, keepdim)
+    if not keepdim and input.ndim:
+        indices = indices.squeeze(d)
+    return _RETURN_TYPES[name]((values, indices))
+
+
+def _statistic_of_all(name, kind, input):
+    """median/nanmedian of every element: as PyTorch, the gradient is shared evenly by the
+    elements equal to the result (the NaNs if it is NaN), which is the gradient of the max
+    (of their mean if NaN: NaNs' max has a NaN gradient) of those elements.
+    NOTE: reads the input's values, to find those elements: a deferred graph runs here."""
+    if input.dtype.name == "bool":
+        raise NotImplementedError(f"\"{name}_cpu\" not implemented for 'Bool'")
+    flat = input.reshape(-1)
+    if flat.numel() == 0:
+        return Tensor._wrap(np.full((), np.nan, _meta(input).dtype))
+    index = int(dispatch(PRIMITIVES["statistic_indices"], (flat,),
+                         {"dim": 0, "kind": kind, "k": 0}).item())
+    data = flat._data
+    value = data[index]
+    tied = data != data if value != value else data == value
+    chosen = dispatch(PRIMITIVES["take"], (flat,), {"positions": np.flatnonzero(tied)})
+    return mean(chosen) if value != value else amax(chosen)
+
+
+def kthvalue(input, k, dim=-1, keepdim=False):
+    """(values, indices) of the k-th smallest element along `dim` (NaN the largest)."""
+    return _statistic_along("kthvalue", KTH, input, dim, keepdim, "KthvalueBackward0", k)
+
+
+def median(input, dim=None, keepdim=False):
+    """The lower median of every element, or (values, indices) along `dim`; NaN if there
+    is one."""
+    if dim is None:
+        return _statistic_of_all("median", MEDIAN, input)
+    return _statistic_along("median", MEDIAN, input, dim, keepdim, "MedianBackward1")
+
+
+def nanmedian(input, dim=None, keepdim=False):
+    """median of the values that are not NaN (NaN if all are)."""
+    if dim is None:
+        return _statistic_of_all("nanmedian", NANMEDIAN, input)
+    return _statistic_along("nanmedian", NANMEDIAN, input, dim, keepdim, "NanmedianBackward1")
+
+
+def mode(input, dim=-1, keepdim=False):
+    """(values, indices) of the most frequent value along `dim` (the smallest of the most
+    frequent, as PyTorch orders them)."""
+    return _statistic_along("mode", MODE, input, dim, keepdim, "ModeBackward0")
+
+
+def _cumulative_extreme(name, input, dim):
+    """cummax/cummin: the running extreme along `dim` and where it was last reached (a
+    later equal value or any NaN takes its place, as in PyTorch).
+    NOTE: reads the input's values: a deferred graph runs here."""
+    d = _check_dim(dim, input.ndim)
+    data = input._data
+    if data.ndim == 0:
+        indices = np.zeros((), np.int64)
+    else:
+        running = (np.maximum if name == "cummax" else np.minimum).accumulate(data, axis=d)
+        reached = (data == running) | (data != data)
+        steps = np.arange(data.shape[d]).reshape((-1,) + (1,) * (data.ndim - d - 1))
+        indices = np.maximum.accumulate(np.where(reached, steps, 0), axis=d).astype(np.int64)
+    values = _gather_along(input, Tensor._wrap(indices), d, name.capitalize() + "Backward0")
+    return _RETURN_TYPES[name]((values, Tensor._wrap(indices)))
+
+
+def cummax(input, dim):
+    return _cumulative_extreme("cummax", input, dim)
+
+
+def cummin(input, dim):
+    return _cumulative_extreme("cummin", input, dim)
+
+
+def msort(input):
+    return sort(input, 0).values
+
+
+def aminmax(input, *, dim=None, keepdim=False):
+    """(min, max) over `dim` (every dim by default); ties share the gradient evenly."""
+    if dim is None:
+        if input.numel() == 0:
+            raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the "
+                               "operation has no identity.")
+        dims = tuple(range(input.ndim))
+    else:
+        d = _check_dim(dim, input.ndim)
+        if input.ndim and input.shape[d] == 0 and input.numel() == 0 and math.prod(
+                n for k, n in enumerate(input.shape) if k != d):
+            raise IndexError(f"aminmax: Expected reduction dim {d} to have non-zero size.")
+        dims = d
+    return _MinMax((_reduce("amin", input, dims, keepdim, "AminmaxBackward0"),
+                    _reduce("amax", input, dims, keepdim, "AminmaxBackward0")))
+
+
+_INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def _quantile(input, q, dim, keepdim, interpolation, ignore_nan):
+    """PyTorch's quantile (a composite too): each row sorted, ranks q * (n - 1) (of the
+    non-NaN values for nanquantile; the last, NaN, if the row has one for quantile),
+    adjusted by `interpolation`, the values at the ranks below and above gathered and
+    interpolated. (PyTorch's messages say quantile() for nanquantile too.)"""
+    name = "quantile"
+    if input.dtype.name not in ("float32", "float64"):
+        raise RuntimeError(f"{name}() input tensor must be either float or double dtype")
+    if isinstance(q, Tensor):
+        if q.ndim > 1:
+            raise RuntimeError(f"{name}() q must be a scalar or 1D tensor")
+        if q.dtype != input.dtype:
+            raise RuntimeError(f"{name}() q tensor must be same dtype as the input tensor")
+        if q.numel() and not ((q._data >= 0) & (q._data <= 1)).all():
+            raise RuntimeError(f"{name}() q values must be in the range [0, 1]")
+        quantiles = q.detach().reshape(-1)
+    else:
+        if not 0 <= q <= 1:
+            raise RuntimeError(f"{name}() q must be in the range [0, 1] but got {q}")
+        quantiles = Tensor._wrap(np.array([q], _meta(input).dtype))
+    if input.numel() == 0:
+        raise RuntimeError(f"{name}() input tensor must be non-empty")
+    if interpolation not in _INTERPOLATIONS:
+        raise RuntimeError(f"{name}() interpolation must be one of linear, lower, higher, "
+                           f"midpoint or nearest, but got {interpolation}")
+    d = None if dim is None else _check_dim(dim, input.ndim)
+    rows = input.reshape(-1) if d is None else input.movedim(d, -1) if input.ndim else \
+        input.reshape(1)
+    ordered = sort(rows, -1).values
+    nan = isnan(ordered)
+    if ignore_nan:
+        ranks = quantiles * (sum(logical_not(nan), -1, keepdim=True) - 1)
+        ranks = masked_fill(ranks, ranks < 0, 0)
+    else:
+        last = ordered.shape[-1] - 1
+        ranks, has_nan = broadcast_tensors(quantiles * last, any(nan, -1, keepdim=True))
+        ranks = masked_fill(ranks, has_nan, last)
+    if interpolation in ("lower", "higher", "nearest"):
+        ranks = {"lower": floor, "higher": ceil, "nearest": round}[interpolation](ranks)
+    below = ranks.long()
+    result = ordered.gather(-1, below)
+    if interpolation in ("linear", "midpoint"):
+        weights = full_like(ranks, 0.5) if interpolation == "midpoint" else ranks - below
+        result = result.lerp(ordered.gather(-1, ceil(ranks).long()), weights)
+    result = result.movedim(-1, 0)  # the quantiles first, then the rows' dims
+    if keepdim:
+        kept = [1] * input.ndim if d is None else list(result.shape[1:d + 1]) + [1] + list(
+            result.shape[d + 1:])
+        result = result.reshape([result.shape[0]] + kept)
+    return result[0] if not isinstance(q, Tensor) else result.reshape(
+        tuple(q.shape) + result.shape[1:])
+
+
+def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    return _quantile(input, q, dim, keepdim, interpolation, False)
+
+
+def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    return _quantile(input, q, dim, keepdim, interpolation, True)
+
+
+__all__ += ["kthvalue", "median", "nanmedian", "mode", "cummax", "cummin", "msort", "aminmax",
+            "quantile", "nanquantile"]

@@ -36,8 +36,11 @@ def _ints(*shape, high=5):
 
 M34, M43, V3, V4 = _randn(3, 4), _randn(4, 3), _randn(3), _randn(4)
 T234 = _randn(2, 3, 4)
-WITH_TIES = np.array([[1.0, 3.0, 1.0, 2.0, 3.0], [2.0, 2.0, 0.5, 2.0, -1.0],
-                      [0.0, 0.0, 0.0, 0.0, 0.0]])
+# Ties among 20 elements (beyond 16, PyTorch's std::sort reorders them), NaN, inf and -inf.
+TIES_NO_NAN = np.random.default_rng(14).integers(0, 3, (3, 20)).astype(np.float64)
+TIES_NO_NAN[1, [0, 7]] = [np.inf, -np.inf]
+TIES = TIES_NO_NAN.copy()
+TIES[0, [3, 11]] = np.nan
 
 CASES = {
     # shape and views
@@ -199,6 +202,36 @@ CASES = {
                            [_Plain(np.array([1.0, 1.0, np.nan, np.nan, 2.0, 2.0, 1.0, 1.0]))]),
     "unique_consecutive_dim": (lambda L, a: L.unique_consecutive(a, dim=0, return_counts=True),
                                [np.array([[1, 2], [1, 2], [0, 5], [1, 2]])]),
+    # order statistics: ties (beyond 16 elements, PyTorch's sorts reorder them), NaN
+    "kthvalue": (lambda L, a: [L.kthvalue(a, k, 1) for k in (1, 7, 20)] + [a.kthvalue(2, 0, True)],
+                 [TIES]),
+    "kthvalue_0d_and_int": (lambda L, a, b: (L.kthvalue(a, 1), L.kthvalue(b, 3, 0)),
+                            [np.array(1.5), _ints(6, 3, high=3)]),
+    "median_dim": (lambda L, a: (L.median(a, 1), a.median(0, keepdim=True), L.median(a[:, :5], -1),
+                                 L.median(a[:, :4], 1)), [TIES]),
+    "nanmedian_dim": (lambda L, a: (L.nanmedian(a, 1), a.nanmedian(0, keepdim=True)), [TIES]),
+    "nanmedian_all_nan_rows": (lambda L, a: L.nanmedian(a, 1), [np.full((3, 6), np.nan)]),
+    "median_all": (lambda L, a: (L.median(a), a[1:].median(), L.median(a[0, :6] * 0 + 2),
+                                 L.nanmedian(a), L.nanmedian(a[1:]), a.median(0)[0].median()),
+                   [TIES]),
+    "median_int": (lambda L, a: (L.median(a), L.median(a, 0), L.nanmedian(a, 1)), [_ints(5, 4, high=3)]),
+    "mode": (lambda L, a: (L.mode(a), a.mode(0, True), L.mode(a[:, :6])), [TIES]),
+    "mode_int_and_bool": (lambda L, a: (L.mode(a), L.mode(a > 1, 0)), [_ints(4, 25, high=4)]),
+    "cummax_cummin": (lambda L, a: (L.cummax(a, 1), a.cummin(0), L.cummax(a[0, 0], 0)), [TIES]),
+    "cummax_int": (lambda L, a: (L.cummax(a, 0), L.cummin(a > 1, 1)), [_ints(4, 5, high=3)]),
+    "msort": (lambda L, a: (L.msort(a), a.t().msort()), [TIES]),
+    "aminmax": (lambda L, a: (L.aminmax(a), a.aminmax(dim=1), L.aminmax(a, dim=0, keepdim=True),
+                              L.aminmax(a, keepdim=True), L.aminmax(a[0, 0])), [TIES]),
+    "quantile": (lambda L, a, q: [L.quantile(a, 0.3), a.quantile(q, 1), L.quantile(a, q, 0, True),
+                                  L.quantile(a, 0.5, 1, keepdim=True), L.quantile(a[1], q),
+                                  L.quantile(a, q, keepdim=True)] +
+                 [L.quantile(a, q, -1, interpolation=mode) for mode in
+                  ("lower", "higher", "midpoint", "nearest")], [TIES_NO_NAN, _Plain(np.array([0.0, 0.25, 0.5, 1.0]))]),
+    "quantile_nan": (lambda L, a: (L.quantile(a, 0.4, 1), L.nanquantile(a, 0.4, 1),
+                                   L.nanquantile(a, 0.9, 0, interpolation="midpoint"),
+                                   L.nanquantile(a[:1].expand(2, 20) * np.nan, 0.5, 1)), [TIES]),
+    "quantile_0d_q_and_input": (lambda L, a, q: (L.quantile(a, q), L.quantile(a[0, 0], 0.5, 0)),
+                                [TIES_NO_NAN, _Plain(np.array(0.75))]),
 }
 
 
@@ -211,6 +244,12 @@ COMPOSITE_NODES = {
                     "addr_int_and_promotion")},
     "cross": "rolled products, subtracted: SubBackward0 (torch: LinalgCrossBackward0)",
     "nansum_nanmean": "a sum of masked_fill: SumBackward0/1 (torch: NansumBackward0)",
+    "median_all": "the max (mean if NaN) of the tied elements: AmaxBackward0 (torch: "
+                  "MedianBackward0, NanmedianBackward0)",
+    "median_int": "the max of the tied elements: AmaxBackward0 (torch: MedianBackward0)",
+    **{name: "PyTorch's composite, out of place: SqueezeBackward1/ViewBackward0/... (torch: "
+             "SqueezeBackward4, an in-place squeeze_)"
+       for name in ("quantile", "quantile_nan", "quantile_0d_q_and_input")},
 }
 
 
@@ -415,6 +454,28 @@ ERRORS = {
     "unique_dim_range": lambda L: L.unique(L.zeros(2, 3), dim=2),
     "unique_0d_dim": lambda L: L.unique(L.zeros(()), dim=0),
     "unique_empty_other_dim": lambda L: L.unique(L.zeros(2, 0), dim=0),
+    "kthvalue_k_too_large": lambda L: L.kthvalue(L.zeros(3), 4),
+    "kthvalue_k_zero": lambda L: L.kthvalue(L.zeros(3), 0),
+    "kthvalue_empty": lambda L: L.kthvalue(L.zeros(0), 1),
+    "kthvalue_empty_rows": lambda L: L.kthvalue(L.zeros(2, 0), 1, 0),
+    "kthvalue_bool": lambda L: L.kthvalue(L.tensor([True, False]), 1),
+    "median_empty": lambda L: L.median(L.zeros(0)),
+    "median_empty_rows": lambda L: L.median(L.zeros(0, 3), 1),
+    "median_empty_dim": lambda L: L.median(L.zeros(3, 0), 1),
+    "median_bool": lambda L: L.median(L.tensor([True, False, True])),
+    "mode_empty": lambda L: L.mode(L.zeros(0)),
+    "mode_empty_rows": lambda L: L.mode(L.zeros(3, 0), 0),
+    "cummax_empty": lambda L: L.cummax(L.zeros(0), 0),
+    "aminmax_empty": lambda L: L.aminmax(L.zeros(0)),
+    "aminmax_empty_dim": lambda L: L.aminmax(L.zeros(2, 0), dim=1),
+    "quantile_int": lambda L: L.quantile(L.tensor([1, 2]), 0.5),
+    "quantile_q_range": lambda L: L.quantile(L.zeros(3), 1.5),
+    "quantile_q_tensor_range": lambda L: L.quantile(L.zeros(3), L.tensor([0.5, -0.1])),
+    "quantile_q_2d": lambda L: L.quantile(L.zeros(3), L.tensor([[0.5]])),
+    "quantile_q_dtype": lambda L: L.quantile(L.zeros(3), L.tensor([0.5], dtype=L.float64)),
+    "quantile_empty": lambda L: L.quantile(L.zeros(0), 0.5),
+    "quantile_interpolation": lambda L: L.quantile(L.zeros(3), 0.5, interpolation="cubic"),
+    "nanquantile_int": lambda L: L.nanquantile(L.tensor([1, 2]), 0.5),
 }
 
 
