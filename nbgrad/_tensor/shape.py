@@ -1,6 +1,8 @@
 """Shape functions: views (`reshape`, `view`, `permute`, `expand`, ...), copies (`clone`,
 `contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`),
 rearrangements (`repeat`, `tile`, `flip`, `roll`) and triangles (`tril`, `triu`)."""
+import builtins
+import itertools
 import math
 import operator
 import warnings
@@ -13,7 +15,7 @@ from ..ops.reduction import normalize_dims
 from ..ops.shape import diagonal_positions
 from . import device as _device
 from .dispatch import dispatch
-from .operands import as_tensor_arg
+from .operands import as_tensor_arg, result_dtype
 from .tensor import Size, Tensor, _check_dim, _meta, checked_shape, resolve_dtype, sizes_of
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
@@ -714,3 +716,83 @@ tril_indices, triu_indices = _triangle_indices("tril_indices", False), \
 __all__ += ["broadcast_shapes", "broadcast_tensors", "ravel", "atleast_1d", "atleast_2d",
             "atleast_3d", "fliplr", "flipud", "rot90", "tensor_split", "hsplit", "vsplit",
             "dsplit", "diagonal", "diag_embed", "diag", "trace", "tril_indices", "triu_indices"]
+
+
+# --- products of sets, block matrices, Vandermonde matrices -----------------------------------
+
+def _one_dimensional(tensors):
+    for x in tensors:
+        if x.ndim != 1:
+            raise RuntimeError(f"Expect a 1D vector, but got shape {list(x.shape)}")
+
+
+def cartesian_prod(*tensors):
+    """Every tuple of one element of each 1-D tensor, in order, as the rows of a matrix (a
+    lone tensor is itself): PyTorch's composite of meshgrid and stack."""
+    _one_dimensional(tensors)
+    if len(tensors) == 1:
+        return tensors[0]
+    if not tensors:
+        raise RuntimeError("meshgrid expects a non-empty TensorList")
+    return stack([grid.reshape(-1) for grid in meshgrid(*tensors, indexing="ij")], 1)
+
+
+def combinations(input, r=2, with_replacement=False):
+    """The r-element combinations of a 1-D tensor's elements (with repeats if
+    `with_replacement`), in lexicographic order of their positions, as rows."""
+    _one_dimensional((input,))
+    if r < 0:
+        raise RuntimeError(f"Expect a non-negative number, but got {r}")
+    if r == 0:
+        return input.new_empty(0)
+    choose = itertools.combinations_with_replacement if with_replacement else \
+        itertools.combinations
+    picks = np.array(list(choose(range(input.shape[0]), r)), np.int64).reshape(-1, r)
+    # As PyTorch, the columns stacked (StackBackward0).
+    return stack([input[picks[:, k]] for k in range(r)], 1)
+
+
+def block_diag(*tensors):
+    """The tensors (0-d, 1-D as one row, 2-D) along the diagonal of a zero matrix, in their
+    promoted dtype."""
+    for i, x in enumerate(tensors):
+        if x.ndim > 2:
+            raise RuntimeError(f"torch.block_diag: Input tensors must have 2 or fewer dimensions. "
+                               f"Input {i} has {x.ndim} dimensions")
+    if not tensors:
+        return Tensor._wrap(np.zeros((1, 0), np.float32))
+    dtype = result_dtype(*tensors)
+    blocks = [x.reshape((1,) * (2 - x.ndim) + tuple(x.shape)).to(dtype) for x in tensors]
+    width = builtins.sum(b.shape[1] for b in blocks)
+    rows, left = [], 0
+    for b in blocks:
+        height, right = b.shape[0], width - left - b.shape[1]
+        rows.append(cat([Tensor._wrap(np.zeros((height, left), dtype.np)), b,
+                         Tensor._wrap(np.zeros((height, right), dtype.np))], 1))
+        left += b.shape[1]
+    return cat(rows, 0)
+
+
+def vander(x, N=None, increasing=False):
+    """The powers x**0 .. x**(N-1) of a 1-D tensor as columns (decreasing unless
+    `increasing`), as PyTorch's composite: ones, x written into columns 1.., their cumprod,
+    flipped; integers and bools in int64."""
+    if x.ndim != 1:
+        raise RuntimeError("x must be a one-dimensional tensor.")
+    n = x.shape[0] if N is None else N
+    if n < 0:
+        raise RuntimeError("N must be non-negative.")
+    dtype = x.dtype if x.dtype.is_floating_point else _dtype.int64
+    result = Tensor._wrap(np.ones((x.shape[0], n), dtype.np))
+    if n > 1:
+        result[:, 1:] = x.unsqueeze(1).to(dtype)
+        result = result.cumprod(1)
+    return result if increasing else flip(result, 1)
+
+
+def detach(input):
+    """torch.detach: `input.detach()`, the same data without a graph."""
+    return input.detach()
+
+
+__all__ += ["cartesian_prod", "combinations", "block_diag", "vander", "detach"]

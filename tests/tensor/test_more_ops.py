@@ -232,6 +232,26 @@ CASES = {
                                    L.nanquantile(a[:1].expand(2, 20) * np.nan, 0.5, 1)), [TIES]),
     "quantile_0d_q_and_input": (lambda L, a, q: (L.quantile(a, q), L.quantile(a[0, 0], 0.5, 0)),
                                 [TIES_NO_NAN, _Plain(np.array(0.75))]),
+    # misc
+    "logspace": (lambda L: [L.logspace(0, 2, 3), L.logspace(-1, 1.5, 6, base=2, dtype=L.float64),
+                            L.logspace(0, 2, 3, dtype=L.int64), L.logspace(0, 2, 0),
+                            L.logspace(1, 2, 1), L.logspace(0.0, 1, 4, requires_grad=True)], []),
+    "detach": (lambda L, a: (L.detach(a * 2),), [V3]),
+    # (torch 2.13's vander raises in backward (its cumprod's input is written in place after
+    # it is saved); its gradient is checked against powers in test_vander_gradient)
+    "vander": (lambda L, a: (L.vander(a), L.vander(a, 2, True), L.vander(a, 0), L.vander(a, 1),
+                             L.vander(a, 5)),
+               [_Plain(np.array([1.5, 0.0, -2.0]))]),
+    "vander_int_and_bool": (lambda L, a: (L.vander(a), L.vander(a.int(), 4, increasing=True),
+                                          L.vander(a > 1)), [np.array([1, 2, 3])]),
+    "cartesian_prod": (lambda L, a, b, c: (L.cartesian_prod(a, b), L.cartesian_prod(a, b, c),
+                                           L.cartesian_prod(a)), [V3, V4, _randn(2)]),
+    "combinations": (lambda L, a: (L.combinations(a), L.combinations(a, 3), L.combinations(a, 5),
+                                   L.combinations(a, 0), L.combinations(a, with_replacement=True)),
+                     [V4]),
+    "block_diag": (lambda L, a, b, c: (L.block_diag(a, b, c), L.block_diag(c), L.block_diag()),
+                   [M34, np.array(2.5), V3]),
+    "block_diag_promotion": (lambda L, a, b: L.block_diag(a, b), [_ints(2, 2), V3]),
 }
 
 
@@ -250,6 +270,8 @@ COMPOSITE_NODES = {
     **{name: "PyTorch's composite, out of place: SqueezeBackward1/ViewBackward0/... (torch: "
              "SqueezeBackward4, an in-place squeeze_)"
        for name in ("quantile", "quantile_nan", "quantile_0d_q_and_input")},
+    **{name: "zero blocks joined by cat: CatBackward0 (torch: BlockDiagBackward0)"
+       for name in ("block_diag", "block_diag_promotion")},
 }
 
 
@@ -476,6 +498,14 @@ ERRORS = {
     "quantile_empty": lambda L: L.quantile(L.zeros(0), 0.5),
     "quantile_interpolation": lambda L: L.quantile(L.zeros(3), 0.5, interpolation="cubic"),
     "nanquantile_int": lambda L: L.nanquantile(L.tensor([1, 2]), 0.5),
+    "logspace_negative_steps": lambda L: L.logspace(0, 2, -1),
+    "vander_negative": lambda L: L.vander(L.tensor([1.0, 2]), -1),
+    "vander_2d": lambda L: L.vander(L.tensor([[1.0, 2]])),
+    "cartesian_prod_2d": lambda L: L.cartesian_prod(L.tensor([[1, 2]])),
+    "cartesian_prod_none": lambda L: L.cartesian_prod(),
+    "combinations_negative": lambda L: L.combinations(L.tensor([1, 2, 3]), -1),
+    "combinations_2d": lambda L: L.combinations(L.tensor([[1, 2, 3]])),
+    "block_diag_3d": lambda L: L.block_diag(L.zeros(2, 2, 2)),
 }
 
 
@@ -490,3 +520,15 @@ def test_cross_without_dim_warns_and_takes_the_first_dim_of_size_3():
     with pytest.warns(UserWarning, match="Using torch.cross without specifying the dim"):
         result = nbgrad.cross(nbgrad.tensor(a), nbgrad.tensor(b))
     assert_close(result, torch.cross(torch.tensor(a), torch.tensor(b), dim=1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vander_gradient(dtype):
+    x = np.array([1.5, 0.0, -2.0, 0.5]).astype(dtype)
+    upstream = np.random.default_rng(2).standard_normal((4, 5)).astype(dtype)
+    a = nbgrad.tensor(x, requires_grad=True)
+    (nbgrad.vander(a, 5) * nbgrad.tensor(upstream)).sum().backward()
+    b = torch.tensor(x, requires_grad=True)
+    powers = torch.stack([b ** k for k in range(4, -1, -1)], 1)
+    (powers * torch.tensor(upstream)).sum().backward()
+    assert_close(a.grad, b.grad, dtype=dtype)
