@@ -14,6 +14,7 @@ import torch
 
 import nbgrad
 from conftest import assert_close, grad_fn_name
+from nbgrad.fuse import deferred
 from test_factories import assert_same_outcome
 
 RNG = np.random.default_rng(0)
@@ -532,3 +533,65 @@ def test_vander_gradient(dtype):
     powers = torch.stack([b ** k for k in range(4, -1, -1)], 1)
     (powers * torch.tensor(upstream)).sum().backward()
     assert_close(a.grad, b.grad, dtype=dtype)
+
+
+# --- the composites whose parts fuse: a deferred loop and nbgrad.compile --------------------
+
+def _fusing_step(L, c, a, b, v):
+    """addmm/addmv (beta, alpha: in a matmul's epilogue), kron, diff and nanmean in one
+    graph. (nanmean's isnan of a computed value would run the tape at once, as any op
+    without gradient on a pending value does: of a leaf here.)"""
+    y = L.addmm(c, a, b, beta=0.5, alpha=2)
+    z = L.addmv(v, a, b[:, 0], beta=-1)
+    d = L.diff(y, dim=1)
+    return (L.kron(z, v).reshape(3, 3) * y[:, :3]).sum() + (d * d).sum() + L.nanmean(c, 0).sum()
+
+
+def _fusing_arrays(i):
+    rng = np.random.default_rng(100 + i)
+    return [rng.standard_normal(shape).astype(np.float32) for shape in ((3, 5), (3, 4), (4, 5), (3,))]
+
+
+def _torch_step(arrays):
+    leaves = [torch.tensor(x, requires_grad=True) for x in arrays]
+    loss = _fusing_step(torch, *leaves)
+    loss.backward()
+    return loss, [leaf.grad for leaf in leaves]
+
+
+def _compare_step(loss, leaves, expected, expected_grads):
+    # (float32 sums of products, reassociated by fusion: a looser tolerance)
+    assert_close(loss, expected, rtol=1e-4, atol=1e-4)
+    for leaf, grad in zip(leaves, expected_grads):
+        assert_close(leaf.grad, grad, rtol=1e-4, atol=1e-4)
+
+
+def test_composites_fuse_in_a_deferred_loop(monkeypatch, fused_runs):
+    monkeypatch.setattr(deferred, "enabled", True)
+    monkeypatch.setattr(deferred, "_graphs", {})
+    iterations = deferred.FUSE_AFTER + 2
+    for i in range(iterations):
+        arrays = _fusing_arrays(i)
+        expected, expected_grads = _torch_step(arrays)
+        leaves = [nbgrad.tensor(x, requires_grad=True) for x in arrays]
+        loss = _fusing_step(nbgrad, *leaves)
+        loss.backward()
+        _compare_step(loss, leaves, expected, expected_grads)
+    assert fused_runs["runs"] == iterations - deferred.FUSE_AFTER
+
+
+def test_composites_fuse_under_compile(monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", True)
+
+    def step(*leaves):
+        loss = _fusing_step(nbgrad, *leaves)
+        loss.backward()
+        return loss
+
+    compiled = nbgrad.compile(step)
+    for i in range(3):
+        arrays = _fusing_arrays(i)
+        expected, expected_grads = _torch_step(arrays)
+        leaves = [nbgrad.tensor(x, requires_grad=True) for x in arrays]
+        _compare_step(compiled(*leaves), leaves, expected, expected_grads)
+    assert compiled.stats["fused_calls"] == 2, compiled.explain()
