@@ -13,6 +13,7 @@ from ..ops.primitive import TORCH_TYPE_NAMES
 from .arithmetic import logical_or, masked_fill
 from .factories import zeros_like
 from .indexing import getitem
+from .inplace import inplace_form
 from .operands import array_like_operand, result_dtype
 from .dispatch import dispatch
 from .shape import broadcast_shapes
@@ -399,5 +400,8 @@ def vdot(input, other):
     return dispatch(PRIMITIVES["matmul"], (input, other), grad_fn_name="VdotBackward0")
 
 
-__all__ += ["addmm", "addmv", "addr", "baddbmm", "addbmm", "tensordot", "inner", "kron", "cross",
-            "vdot"]
+# (PyTorch has torch.addmv_ as a function too.)
+addmv_ = inplace_form(addmv)
+
+__all__ += ["addmm", "addmv", "addmv_", "addr", "baddbmm", "addbmm", "tensordot", "inner", "kron",
+            "cross", "vdot"]

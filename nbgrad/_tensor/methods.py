@@ -175,7 +175,7 @@ METHODS = {
     "index_add": indexing.index_add, "index_add_": indexing.index_add_,
     "index_copy": indexing.index_copy, "index_copy_": indexing.index_copy_,
     "repeat_interleave": indexing.repeat_interleave, "argwhere": indexing.argwhere,
-    "addmm_": inplace_form(linalg.addmm), "addmv_": inplace_form(linalg.addmv),
+    "addmm_": inplace_form(linalg.addmm), "addmv_": linalg.addmv_,
     "addr_": inplace_form(linalg.addr), "baddbmm_": inplace_form(linalg.baddbmm),
     "addbmm_": inplace_form(linalg.addbmm),
     "count_nonzero": reductions.count_nonzero, "nansum": reductions.nansum,

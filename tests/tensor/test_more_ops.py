@@ -100,6 +100,12 @@ CASES = {
                 [_randn(2, 3, 5), T234, _randn(2, 4, 5)]),
     "addbmm": (lambda L, c, a, b: (L.addbmm(c, a, b), c.addbmm(a, b, beta=0, alpha=2)),
                [_randn(3, 5), T234, _randn(2, 4, 5)]),
+    "add_products_in_place": (lambda L, c, a, b, v, w: ((c * 1).addmm_(a, b.t(), beta=0.5),
+                                                        L.addmv_(v * 1, a, w, alpha=2),
+                                                        (c * 1).addr_(v, w[:3]),
+                                                        (c * 1).addbmm_(a[None], b.t()[None]),
+                                                        (c[None] * 1).baddbmm_(a[None], b.t()[None])),
+                              [_randn(3, 3), M34, _randn(3, 4), V3, V4]),
     "tensordot": (lambda L, a, b: (L.tensordot(a, b.permute(1, 0, 2), 1), L.tensordot(a, b, 0),
                                    L.tensordot(a, b, ([0, 2], [0, 1])),
                                    L.tensordot(a, b, dims=L.tensor([[2], [1]])),
@@ -262,7 +268,7 @@ COMPOSITE_NODES = {
     "trace": "diagonal().sum(): SumBackward0 (torch: TraceBackward0)",
     **{name: "beta * input + alpha * product: AddBackward0 (torch: AddmmBackward0, ...)"
        for name in ("addmm", "addmm_beta_0_ignores_nan", "addmv", "addr", "baddbmm", "addbmm",
-                    "addr_int_and_promotion")},
+                    "addr_int_and_promotion", "add_products_in_place")},
     "cross": "rolled products, subtracted: SubBackward0 (torch: LinalgCrossBackward0)",
     "nansum_nanmean": "a sum of masked_fill: SumBackward0/1 (torch: NansumBackward0)",
     "median_all": "the max (mean if NaN) of the tied elements: AmaxBackward0 (torch: "
