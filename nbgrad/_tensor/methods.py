@@ -183,7 +183,8 @@ METHODS = {
     "unique": reductions.unique, "unique_consecutive": reductions.unique_consecutive,
     "kthvalue": reductions.kthvalue, "median": reductions.median,
     "nanmedian": reductions.nanmedian, "mode": reductions.mode, "cummax": reductions.cummax,
-    "cummin": reductions.cummin, "msort": reductions.msort, "aminmax": reductions.aminmax,
+    "cummin": reductions.cummin, "logcumsumexp": reductions.logcumsumexp,
+    "msort": reductions.msort, "aminmax": reductions.aminmax,
     "quantile": reductions.quantile, "nanquantile": reductions.nanquantile,
 }
 

@@ -759,6 +759,11 @@ def cummin(input, dim):
     return _cumulative_extreme("cummin", input, dim)
 
 
+def logcumsumexp(input, dim):
+    """log(cumsum(exp(input))) along `dim`, computed stably (a running log-sum-exp)."""
+    return dispatch(PRIMITIVES["logcumsumexp"], (input,), {"dim": _check_dim(dim, input.ndim)})
+
+
 def msort(input):
     return sort(input, 0).values
 
@@ -844,5 +849,5 @@ def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
     return _quantile(input, q, dim, keepdim, interpolation, True)
 
 
-__all__ += ["kthvalue", "median", "nanmedian", "mode", "cummax", "cummin", "msort", "aminmax",
-            "quantile", "nanquantile"]
+__all__ += ["kthvalue", "median", "nanmedian", "mode", "cummax", "cummin", "logcumsumexp", "msort",
+            "aminmax", "quantile", "nanquantile"]

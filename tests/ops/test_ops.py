@@ -486,6 +486,7 @@ TABLE = [
     row("topk_ties_smallest", lambda L, a: L.topk(a, 5, dim=1, largest=False).values, SORT_TIES, gradcheck=False),
     row("topk_ties_unsorted_indices", lambda L, a: a.topk(7, sorted=False).indices, SORT_TIES),
     row("topk_wide_ties", lambda L, a: a.topk(2, dim=1)[0], TOPK_WIDE, gradcheck=False),
+    row("logcumsumexp", lambda L, a: a.logcumsumexp(1), (3, 4)),
     # ---- order statistics: values gathered at torch's index among ties
     row("kthvalue_ties", lambda L, a: L.kthvalue(a, 7, 1).values, SORT_TIES, gradcheck=False),
     row("median_dim_ties", lambda L, a: a.median(1).values, SORT_TIES, gradcheck=False),
