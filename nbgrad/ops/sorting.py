@@ -18,6 +18,7 @@ import math
 import numba
 import numpy as np
 
+from .._core.dtype import is_half
 from .primitive import Primitive, register
 from .reduction import as_rows
 
@@ -383,7 +384,9 @@ def _keys(x, dim):
     """x's rows as the kernels take them: C-contiguous, float64 (floats) or int64 (integers
     and bools), which keeps every order and tie. NOTE: the ported algorithms are large, and
     each layout and dtype is a compile of several seconds; this keeps it to two."""
-    return np.ascontiguousarray(_rows(x, dim), np.float64 if x.dtype.kind == "f" else np.int64)
+    # (bfloat16's NumPy kind is "V": is_half, or its values would be cast to integers)
+    floating = x.dtype.kind == "f" or is_half(x.dtype)
+    return np.ascontiguousarray(_rows(x, dim), np.float64 if floating else np.int64)
 
 
 def _argsort_infer(x, dim, descending, stable):

@@ -606,3 +606,19 @@ def test_composites_fuse_under_compile(monkeypatch):
         leaves = [nbgrad.tensor(x, requires_grad=True) for x in arrays]
         _compare_step(compiled(*leaves), leaves, expected, expected_grads)
     assert compiled.stats["fused_calls"] == 2, compiled.explain()
+
+
+HALF_CASES = {
+    # (bfloat16's values were once ordered as integers by the sorting kernels)
+    "sort_bfloat16": lambda L: L.sort(L.tensor([1.5, 1.25, 1.0, -0.5], dtype=L.bfloat16)),
+    "topk_bfloat16": lambda L: L.topk(L.tensor([1.5, 1.25, 1.75], dtype=L.bfloat16), 1),
+    "nanmedian_bfloat16": lambda L: L.nanmedian(L.tensor([3.5, float("nan"), 3.25, 1.0],
+                                                         dtype=L.bfloat16)),
+    "kthvalue_float16": lambda L: L.kthvalue(L.tensor([[1.5, 1.25, 1.75]], dtype=L.float16), 2, 1),
+    "mode_bfloat16": lambda L: L.mode(L.tensor([0.5, 0.25, 0.5], dtype=L.bfloat16)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HALF_CASES))
+def test_half_precision_orders_match_torch(case):
+    assert_same_outcome(HALF_CASES[case])
