@@ -1,6 +1,7 @@
 """Indexing: `tensor[index]` (`getitem`), `tensor[index] = value` (`setitem`), `nonzero`,
 the ops that pick or write along one dimension (`gather`, `scatter`, `scatter_add`,
-`index_select`, `index_fill`, and their in-place forms), and `one_hot`.
+`index_select`, `index_fill`, `index_add`, `index_copy`, `take_along_dim`, and their in-place
+forms), `masked_select`, `repeat_interleave`, and `one_hot`.
 
 All of them are the `take`, `index_put` and `scatter_add` primitives on flat positions that
 are computed and checked here, from the index's values, before any kernel sees them.

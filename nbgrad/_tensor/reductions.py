@@ -1,7 +1,10 @@
 """Reductions over dimensions (`sum`, `mean`, `max`, `var`, `logsumexp`, `all`, `norm`, ...),
-the functions along one dimension (the softmax family, `cumsum`, `cumprod`, `sort`, `topk`)
-and histograms. The norms of the `nbgrad.linalg` namespace (`linalg_norm`, `vector_norm`,
-`matrix_norm`) are here too, with `norm`, which calls them."""
+the functions along one dimension (the softmax family, `cumsum`, `cumprod`, `logcumsumexp`,
+`diff`, `sort`, `topk`), order statistics (`median`, `kthvalue`, `mode`, `quantile`,
+`cummax`, ...), histograms and counts (`bincount`, `count_nonzero`), and the searches and
+sets (`searchsorted`, `bucketize`, `isin`, `unique`). The norms of the `nbgrad.linalg`
+namespace (`linalg_norm`, `vector_norm`, `matrix_norm`) are here too, with `norm`, which
+calls them."""
 import builtins  # `sum`, `max`, `any`, ... below are the reductions
 import math
 import operator

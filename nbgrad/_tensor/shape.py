@@ -1,6 +1,9 @@
-"""Shape functions: views (`reshape`, `view`, `permute`, `expand`, ...), copies (`clone`,
-`contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`),
-rearrangements (`repeat`, `tile`, `flip`, `roll`) and triangles (`tril`, `triu`)."""
+"""Shape functions: views (`reshape`, `view`, `permute`, `expand`, `diagonal`, ...), copies
+(`clone`, `contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`,
+`tensor_split`), rearrangements (`repeat`, `tile`, `flip`, `roll`, `rot90`), triangles
+(`tril`, `triu`) and diagonals (`diag`, `diag_embed`, `trace`), broadcasting, and the
+products of sets and block matrices (`cartesian_prod`, `combinations`, `block_diag`,
+`vander`)."""
 import builtins
 import itertools
 import math
