@@ -237,3 +237,17 @@ def randint_like(input, low, high=None, *, generator=None, dtype=None, device=No
         low, high = 0, low
     return randint(low, high, input.shape, generator=generator, dtype=dtype or input.dtype,
                    device=device, requires_grad=requires_grad)
+
+
+def logspace(start, end, steps, base=10.0, *, dtype=None, device=None, requires_grad=False):
+    """`steps` powers of `base`, their exponents evenly spaced from `start` to `end`
+    (computed in float64, then in `dtype`)."""
+    _device.checked(device)
+    dtype = resolve_dtype(dtype) or _dtype.float32
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    return _new_leaf(allocate(lambda: np.power(float(base), np.linspace(start, end, steps)),
+                              (steps,), np.float64), dtype, requires_grad)
+
+
+__all__ += ["logspace"]

@@ -1,6 +1,7 @@
 """Indexing: `tensor[index]` (`getitem`), `tensor[index] = value` (`setitem`), `nonzero`,
 the ops that pick or write along one dimension (`gather`, `scatter`, `scatter_add`,
-`index_select`, `index_fill`, and their in-place forms), and `one_hot`.
+`index_select`, `index_fill`, `index_add`, `index_copy`, `take_along_dim`, and their in-place
+forms), `masked_select`, `repeat_interleave`, and `one_hot`.
 
 All of them are the `take`, `index_put` and `scatter_add` primitives on flat positions that
 are computed and checked here, from the index's values, before any kernel sees them.
@@ -19,6 +20,7 @@ from .inplace import (check_inplace, check_overlap, inplace_form, is_recording, 
                       snapshot, write_back)
 from .dispatch import dispatch
 from .operands import as_tensor_arg
+from .shape import broadcast_tensors
 from .tensor import Tensor, _check_dim, _meta
 
 __all__ = ["nonzero", "gather", "scatter", "scatter_add", "index_select", "index_fill"]
@@ -279,3 +281,187 @@ def one_hot(tensor, num_classes=-1):
     elif labels.max() >= num_classes:
         raise RuntimeError("Class values must be smaller than num_classes.")
     return Tensor._wrap((labels[..., None] == np.arange(num_classes)).astype(np.int64))
+
+
+# --- more picks and writes along a dimension ------------------------------------------------
+
+def take_along_dim(input, indices, dim=None):
+    """input's elements at `indices` along `dim` (input and indices broadcast in the other
+    dims), or of the flattened input without `dim`. As PyTorch 2.13's, indices along a dim
+    are taken modulo its size (only the flat form checks their range)."""
+    if dim is None:  # (gather checks the indices)
+        return gather(input.reshape(-1), 0, indices.reshape(-1))
+    if indices.dtype.name != "int64":
+        raise RuntimeError(f"torch.take_along_dim(): dtype of indices should be Long but got "
+                           f"{indices.dtype.scalar_type}")
+    if input.ndim != indices.ndim:
+        raise RuntimeError(f"torch.take_along_dim(): input and indices should have the same "
+                           f"number of dimensions, but got {input.ndim} dimensions for input, and "
+                           f"{indices.ndim} dimensions for indices")
+    d = _check_dim(dim, input.ndim)
+    input_shape, indices_shape = list(input.shape), list(indices.shape)
+    input_shape[d] = indices_shape[d] = 1
+    shape = broadcast_tensors(Tensor._wrap(np.empty(input_shape, bool)),
+                              Tensor._wrap(np.empty(indices_shape, bool)))[0].shape
+    input = input.expand(shape[:d] + (input.shape[d],) + shape[d + 1:])
+    index = np.broadcast_to(indices._data, shape[:d] + (indices.shape[d],) + shape[d + 1:])
+    size = input.shape[d]
+    return gather(input, d, Tensor._wrap(index % size if size else index))
+
+
+def masked_select(input, mask):
+    """The elements of `input` where `mask` (broadcast with it) is True, as a 1-D tensor."""
+    if mask.dtype.name != "bool":
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
+    shape = broadcast_tensors(mask, Tensor._wrap(np.empty(input.shape, bool)))[0].shape
+    positions = np.broadcast_to(np.arange(input.numel(), dtype=np.int64).reshape(input.shape),
+                                shape)[np.broadcast_to(mask._data, shape)]
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
+                    grad_fn_name="MaskedSelectBackward0")
+
+
+def _slice_positions(name, input, dim, index, source, vector_message):
+    """The positions of the slices `index` picks along `dim`, in the layout of `source`
+    (which must have input's shape but `len(index)` along `dim`), after PyTorch's checks of
+    the index (an int vector or scalar, in range) and source's sizes. A 0-d input counts as
+    one of shape [1]."""
+    d = _check_dim(dim, input.ndim)
+    index = index._data
+    if index.ndim > 1:
+        raise IndexError(vector_message(index))
+    index = index.reshape(-1)
+    shape, source_shape = input.shape or (1,), source.shape or (1,)
+    if source.ndim != input.ndim or any(
+            s != n for k, (s, n) in enumerate(zip(source_shape, shape)) if k != d):
+        raise RuntimeError(f"source tensor shape must match self tensor shape, excluding the "
+                           f"specified dimension. Got self.shape = {list(input.shape)} "
+                           f"source.shape = {list(source.shape)}")
+    if index.size != source_shape[d]:
+        raise RuntimeError(f"{name}(): Number of indices ({index.size}) should be equal to "
+                           f"source.size(dim): ({source_shape[d]}), for dim: {d}")
+    first = first_out_of_range(index, shape[d], 0) if index.size else -1
+    if first >= 0:
+        raise RuntimeError(f"index {index[first]} is out of bounds for dimension {d} with size "
+                           f"{shape[d]}")
+    positions = flat_positions(shape, (slice(None),) * d + (index,))
+    return positions.reshape(source.shape)
+
+
+def index_add(input, dim, index, source, *, alpha=1):
+    """`input` with `alpha * source`'s slices added at `index` along `dim` (repeats add up)."""
+    if not is_index_array(index._data):
+        raise RuntimeError(f"index_add_(): Expected dtype int32/int64 for index but got: "
+                           f"{index.dtype.scalar_type}")
+    if source.dtype != input.dtype:
+        raise RuntimeError(f"index_add_(): self ({input.dtype.scalar_type}) and source "
+                           f"({source.dtype.scalar_type}) must have the same scalar type")
+    positions = _slice_positions(
+        "index_add_", input, dim, index, source,
+        lambda i: f"index_add_(): Index is supposed to be a vector, but got dim: {i.ndim} with "
+                  f"type: {index.dtype.scalar_type} and size: {list(i.shape)}")
+    if alpha != 1:
+        source = source * (alpha if input.dtype.is_floating_point else int(alpha))
+    return dispatch(PRIMITIVES["scatter_add"], (input, source), {"positions": positions},
+                    grad_fn_name="IndexAddBackward0")
+
+
+def index_copy(input, dim, index, source):
+    """`input` with `source`'s slices written at `index` along `dim` (of repeats, the last)."""
+    if index.dtype.name != "int64":
+        raise RuntimeError(f"index_copy_(): Expected a long tensor for index, but got "
+                           f"{index.dtype.scalar_type}")
+    if index.ndim > 1:
+        raise IndexError(f"index_copy_(): Index should have dimension 1 or 0 (got {index.ndim})")
+    d = _check_dim(dim, input.ndim)
+    if input.ndim and source.ndim and source.ndim != input.ndim:
+        raise IndexError(f"index_copy_(): When source and destination are not scalars, their "
+                         f"dimensionality must match. Source dimensionality ({source.ndim}), "
+                         f"destination dimensionality ({input.ndim})")
+    if input.ndim > 1 and any(s != n for k, (s, n) in enumerate(zip(source.shape, input.shape))
+                              if k != d):
+        def rest(shape):
+            return " ".join(str(n) for k, n in enumerate(shape) if k != d)
+        raise RuntimeError(f"index_copy_(): Source/destination tensor must have same slice "
+                           f"shapes. Destination slice shape: {rest(input.shape)} at dimension "
+                           f"{d} and source slice shape: {rest(source.shape)} at dimension 0.")
+    count = source.shape[d] if source.ndim else 1
+    if index.numel() != count:
+        raise IndexError(f"index_copy_(): Number of indices ({index.numel()}) should be equal "
+                         f"to source.size(dim) ({count})")
+    if source.dtype != input.dtype:
+        raise RuntimeError(f"index_copy_(): self and source expected to have the same dtype, but "
+                           f"got (self) {input.dtype.scalar_type} and (source) "
+                           f"{source.dtype.scalar_type}")
+    index = index._data.reshape(-1)
+    size = input.shape[d] if input.ndim else 1
+    first = first_out_of_range(index, size, 0) if index.size else -1
+    if first >= 0:
+        raise IndexError(f"index_copy_(): index {index[first]} is out of bounds for dimension "
+                         f"{d} with size {size}")
+    positions = np.zeros((), np.int64) if input.ndim == 0 else _slices_along(input, d, index)
+    return dispatch(PRIMITIVES["index_put"], (input, source.reshape(positions.shape)),
+                    {"positions": positions}, grad_fn_name="IndexCopyBackward0")
+
+
+index_add_, index_copy_ = inplace_form(index_add), inplace_form(index_copy)
+
+
+def _repeat_counts(repeats, size):
+    """Tensor `repeats` as one non-negative count per slice of a dimension of `size`."""
+    if not repeats.dtype.is_floating_point and repeats.dtype.name != "bool":
+        counts = repeats._data
+    else:
+        raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for "
+                                  f"'{repeats.dtype.scalar_type}'")
+    if counts.ndim > 1:
+        raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+    counts = counts.reshape(-1)
+    if counts.size == 1:
+        counts = np.broadcast_to(counts, (size,))
+    if counts.size != size:
+        raise RuntimeError(f"repeats must have the same size as input along dim, but got "
+                           f"repeats.size(0) = {counts.size} and input.size(0) = {size}")
+    if counts.size and counts.min() < 0:
+        raise RuntimeError("repeats can not be negative")
+    return counts.astype(np.int64)
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Each slice of `input` along `dim` (of the flattened input without it) repeated
+    `repeats` times, in place; `repeat_interleave(counts)`: each index `counts[i]` times."""
+    if repeats is None:  # the one-argument form: input holds the counts
+        if input.ndim != 1:
+            raise RuntimeError("repeat_interleave only accept 1D vector as repeat")
+        counts = _repeat_counts(input, input.shape[0])
+        return Tensor._wrap(np.repeat(np.arange(counts.size, dtype=np.int64), counts))
+    if dim is None:
+        input, d = input.reshape(-1), 0
+    else:
+        d = _check_dim(dim, input.ndim)
+    size = input.shape[d] if input.ndim else 1
+    if isinstance(repeats, Tensor):
+        if input.ndim == 0:
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+        counts = _repeat_counts(repeats, size)
+        total = int(counts.sum())
+        if output_size is not None and output_size != total:
+            raise RuntimeError("allocated size does not match required size")
+        index = Tensor._wrap(np.repeat(np.arange(size, dtype=np.int64), counts))
+        return index_select(input, d, index)
+    if repeats < 0:
+        raise RuntimeError("Repeats must be non-negative")
+    if output_size is not None and output_size != size * repeats:
+        raise RuntimeError(f"repeat_interleave: Invalid output_size, expected {size * repeats} "
+                           f"but got {output_size}")
+    # As PyTorch's: each slice expanded along a new dim after `d`, copied, and flattened.
+    shape = input.shape
+    expanded = input.unsqueeze(d + 1).expand(shape[:d + 1] + (repeats,) + shape[d + 1:])
+    return expanded.clone().reshape(shape[:d] + (size * repeats,) + shape[d + 1:])
+
+
+def argwhere(input):
+    return nonzero(input)
+
+
+__all__ += ["take_along_dim", "masked_select", "index_add", "index_copy", "repeat_interleave",
+            "argwhere"]

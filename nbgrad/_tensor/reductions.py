@@ -1,7 +1,10 @@
 """Reductions over dimensions (`sum`, `mean`, `max`, `var`, `logsumexp`, `all`, `norm`, ...),
-the functions along one dimension (the softmax family, `cumsum`, `cumprod`, `sort`, `topk`)
-and histograms. The norms of the `nbgrad.linalg` namespace (`linalg_norm`, `vector_norm`,
-`matrix_norm`) are here too, with `norm`, which calls them."""
+the functions along one dimension (the softmax family, `cumsum`, `cumprod`, `logcumsumexp`,
+`diff`, `sort`, `topk`), order statistics (`median`, `kthvalue`, `mode`, `quantile`,
+`cummax`, ...), histograms and counts (`bincount`, `count_nonzero`), and the searches and
+sets (`searchsorted`, `bucketize`, `isin`, `unique`). The norms of the `nbgrad.linalg`
+namespace (`linalg_norm`, `vector_norm`, `matrix_norm`) are here too, with `norm`, which
+calls them."""
 import builtins  # `sum`, `max`, `any`, ... below are the reductions
 import math
 import operator
@@ -13,7 +16,12 @@ from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.histogram import BINARY_SEARCH, LINEAR_INTERPOLATION_WITH_LOCAL_SEARCH
 from ..ops.reduction import normalize_dims
-from .arithmetic import maximum, minimum
+from ..ops.sorting import KTH, MEDIAN, MODE, NANMEDIAN
+from .arithmetic import (ceil, div, floor, isnan, logical_not, logical_xor, masked_fill, maximum,
+                         minimum, ne, round)
+from .factories import empty_like, full_like
+from .operands import result_dtype
+from .shape import broadcast_tensors, cat
 from .dispatch import dispatch
 from .tensor import Tensor, _check_dim, _meta, sizes_of
 
@@ -434,3 +442,415 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False):
     hist = dispatch(PRIMITIVES["histogram"], inputs,
                     {"density": bool(density), "algorithm": algorithm})
     return _Histogram((hist, edges))
+
+
+# --- counts, NaN-ignoring reductions, differences -----------------------------------------------
+# NOTE: composites; nansum's node is the sum's (SumBackward0/1, PyTorch: NansumBackward0).
+
+def count_nonzero(input, dim=None):
+    """The number of nonzero elements (int64) over `dim` (an int or a tuple; every dim by
+    default)."""
+    return sum(ne(input, 0), dim)
+
+
+def nansum(input, dim=None, keepdim=False, *, dtype=None):
+    """The sum with NaNs counted as zero (which also take no gradient)."""
+    if _meta(input).dtype.kind == "f" or _dtype.is_half(_meta(input).dtype):
+        input = masked_fill(input, isnan(input), 0)
+    return sum(input, dim, keepdim, dtype=dtype)
+
+
+def nanmean(input, dim=None, keepdim=False, *, dtype=None):
+    """The mean of the elements that are not NaN (PyTorch's composite: nansum divided by
+    their count)."""
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(f"nanmean(): expected input to have floating point or complex dtype "
+                           f"but got {input.dtype.scalar_type}")
+    return div(nansum(input, dim, keepdim, dtype=dtype), sum(logical_not(isnan(input)), dim,
+                                                              keepdim))
+
+
+def diff(input, n=1, dim=-1, prepend=None, append=None):
+    """The n-th forward difference along `dim` (of booleans, n-th exclusive or), after
+    `prepend` and `append` are joined to input there."""
+    if input.ndim == 0:
+        raise RuntimeError("diff expects input to be at least one-dimensional")
+    if n < 0:
+        raise RuntimeError(f"order must be non-negative but got {n}")
+    d = _check_dim(dim, input.ndim)
+    for name, other in (("prepend", prepend), ("append", append)):
+        if other is None:
+            continue
+        if not isinstance(other, Tensor):
+            raise TypeError(f"diff(): argument '{name}' must be Tensor, not {type(other).__name__}")
+        if other.ndim != input.ndim:
+            raise RuntimeError("diff expects prepend or append to be the same dimension as input")
+        for k, (a, b) in enumerate(zip(input.shape, other.shape)):
+            if k != d and a != b:
+                raise RuntimeError(f"diff expects the shape of tensor to prepend or append to "
+                                   f"match that of input except along the differencing "
+                                   f"dimension; input.size({k}) = {a}, but got tensor.size({k}) "
+                                   f"= {b}")
+    joined = [x for x in (prepend, input, append) if x is not None]
+    if len(joined) > 1:
+        dtype = result_dtype(*joined)
+        input = cat([x.to(dtype) for x in joined], d)
+    if n == 0:  # (a copy, as PyTorch's: a new tensor written by copy_)
+        return empty_like(input).copy_(input)
+    for _ in range(n):
+        size = input.shape[d]
+        if size == 0:
+            break
+        later, earlier = input.narrow(d, 1, size - 1), input.narrow(d, 0, size - 1)
+        input = logical_xor(later, earlier) if input.dtype.name == "bool" else later - earlier
+    return input
+
+
+# --- membership, bins and searches (no gradient) ------------------------------------------
+
+def _array_of(x):
+    return x._data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def isin(elements, test_elements, *, assume_unique=False, invert=False):
+    """Whether each element of `elements` is in `test_elements` (either may be a number)."""
+    return Tensor._wrap(np.isin(_array_of(elements), _array_of(test_elements),
+                                assume_unique=assume_unique, invert=invert))
+
+
+def bincount(input, weights=None, minlength=0):
+    """The count of each value 0..max of a 1-D non-negative integer tensor (at least
+    `minlength` of them), or the sum of `weights` at each."""
+    if input.dtype.is_floating_point or input.dtype.name == "bool":
+        raise NotImplementedError(f"\"bincount_cpu\" not implemented for "
+                                  f"'{input.dtype.scalar_type}'")
+    data = input._data
+    if data.ndim != 1 or (data.size and data.min() < 0):
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    if minlength < 0:
+        raise RuntimeError("minlength should be >= 0")
+    if weights is None:
+        return Tensor._wrap(np.bincount(data, minlength=minlength).astype(np.int64))
+    if weights.ndim != 1 or weights.shape[0] != data.size:
+        raise RuntimeError("weights should be 1-d and have the same length as input")
+    # (float32 weights give float32 counts; other dtypes, float64)
+    dtype = np.float32 if weights.dtype.name == "float32" else np.float64
+    return Tensor._wrap(np.bincount(data, weights._data.astype(np.float64),
+                                    minlength=minlength).astype(dtype))
+
+
+def _bounds(boundaries, values, right, sorter):
+    """PyTorch's binary search of each row of `values` (R, m) in the sorted row of
+    `boundaries` (R or 1, n), read through `sorter` if given: the first position whose value
+    is >= (with `right`, >) the value. NaNs compare as PyTorch's comparisons do (a NaN
+    value goes to the end), which NumPy's searchsorted, ordering NaNs last, does not."""
+    n = boundaries.shape[1]
+    lo = np.zeros(values.shape, np.int64)
+    hi = np.full(values.shape, n, np.int64)
+    active = lo < hi
+    while active.any():
+        mid = (lo + hi) >> 1
+        picked = np.minimum(mid, n - 1)
+        if sorter is not None:
+            picked = np.take_along_axis(np.broadcast_to(sorter, (values.shape[0], n)), picked, 1)
+        middle = np.take_along_axis(np.broadcast_to(boundaries, (values.shape[0], n)), picked, 1)
+        with np.errstate(invalid="ignore"):
+            after = ~(middle > values) if right else ~(middle >= values)
+        lo = np.where(active & after, mid + 1, lo)
+        hi = np.where(active & ~after, mid, hi)
+        active = lo < hi
+    return lo
+
+
+def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=None, sorter=None,
+                 out=None):
+    """Where each value of `input` goes in the sorted last dimension of `sorted_sequence`
+    (one sorted row per row of `input`, or one for all)."""
+    if out is not None:
+        raise TypeError("searchsorted(): nbgrad takes no out=")
+    if side not in (None, "left", "right"):
+        raise RuntimeError(f"torch.searchsorted(): side can only be 'left' or 'right' but got "
+                           f"{side}")
+    if side == "left" and right:
+        raise RuntimeError("torch.searchsorted(): side and right can't be set to opposites, got "
+                           "side of left while right was True")
+    right = right or side == "right"
+    boundaries = sorted_sequence._data
+    values = _array_of(input)
+    if values.ndim == 0 and boundaries.ndim != 1:
+        raise RuntimeError(f"torch.searchsorted(): input value can be a scalar only when "
+                           f"boundaries tensor dimension is 1, but we got boundaries tensor "
+                           f"dim({boundaries.ndim}) and input value's dim(0) numel(1)")
+    if boundaries.ndim != 1 and boundaries.shape[:-1] != values.shape[:-1]:
+        raise RuntimeError(f"torch.searchsorted(): boundaries tensor should be 1 dimension or "
+                           f"the first N-1 dimensions of boundaries tensor and input value tensor "
+                           f"must match, but we got boundaries tensor {list(boundaries.shape)} "
+                           f"and input value tensor {list(values.shape)}")
+    order = None
+    if sorter is not None:
+        if sorter.dtype.name != "int64":
+            raise RuntimeError(f"torch.searchsorted(): sorter must be a tensor of long dtype but "
+                               f"got dtype {sorter.dtype.scalar_type}")
+        if sorter.shape != sorted_sequence.shape:
+            raise RuntimeError(f"torch.searchsorted(): boundary and sorter must have the same "
+                               f"size, but got boundary tensor {list(boundaries.shape)}and got "
+                               f"sorter tensor {list(sorter.shape)}")
+        order = sorter._data.reshape(-1, boundaries.shape[-1]) if boundaries.size else None
+        if order.size and (order.min() < 0 or order.max() >= boundaries.shape[-1]):
+            raise RuntimeError("torch.searchsorted(): sorter index out of range")
+    rows = 1 if boundaries.ndim == 1 else math.prod(boundaries.shape[:-1])
+    n = boundaries.shape[-1]
+    positions = _bounds(boundaries.reshape(rows, n), values.reshape(rows, values.size // rows),
+                        right, order)
+    return Tensor._wrap(positions.reshape(values.shape).astype(np.int32 if out_int32 else np.int64))
+
+
+def bucketize(input, boundaries, *, out_int32=False, right=False, out=None):
+    """The bucket of each value among the sorted 1-D `boundaries`: i where
+    boundaries[i-1] < x <= boundaries[i] (with `right`, boundaries[i-1] <= x < boundaries[i])."""
+    if boundaries.ndim != 1:
+        raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim({boundaries.ndim})")
+    return searchsorted(boundaries, input, out_int32=out_int32, right=right, out=out)
+
+
+def _unique_result(values, inverse, counts, return_inverse, return_counts):
+    kept = [Tensor._wrap(values)]
+    if return_inverse:
+        kept.append(Tensor._wrap(inverse.astype(np.int64)))
+    if return_counts:
+        kept.append(Tensor._wrap(counts.astype(np.int64)))
+    return kept[0] if len(kept) == 1 else tuple(kept)
+
+
+def _rows_along(input, dim, name):
+    """input's slices along `dim` as the rows of a 2-D array, and how to shape rows back."""
+    if input.ndim == 0:
+        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+    d = _check_dim(dim, input.ndim)
+    moved = np.moveaxis(input._data, d, 0)
+    if moved.size == 0 and moved.shape[0]:
+        raise RuntimeError(f"There are 0 sized dimensions, and they aren't selected, so {name} "
+                           "cannot be applied")
+    return moved.reshape(moved.shape[0], math.prod(moved.shape[1:])), lambda rows: np.moveaxis(
+        rows.reshape(rows.shape[:1] + moved.shape[1:]), 0, d)
+
+
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
+    """The distinct elements (or slices along `dim`), sorted, with where each element went
+    and how often each occurs. (PyTorch's CPU kernels sort whatever `sorted` says, and so
+    does this; NaNs are all distinct, as PyTorch's.)"""
+    if dim is None:
+        data = input._data.reshape(-1)
+        values, inverse, counts = np.unique(data, return_inverse=True, return_counts=True,
+                                            equal_nan=False)
+        inverse = inverse.reshape(input.shape)
+    else:
+        rows, shaped = _rows_along(input, dim, "unique")
+        values, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True, axis=0)
+        values, inverse = shaped(values), inverse.reshape(-1)
+    return _unique_result(values, inverse, counts, return_inverse, return_counts)
+
+
+def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
+    """The first element (or slice along `dim`) of each run of equal ones, with the run
+    each element belongs to and the runs' lengths."""
+    if dim is None:
+        rows, shaped = input._data.reshape(-1, 1), lambda kept: kept.reshape(-1)
+    else:
+        rows, shaped = _rows_along(input, dim, "unique_consecutive")
+    starts = np.ones(rows.shape[0], bool)
+    starts[1:] = (rows[1:] != rows[:-1]).any(axis=1)  # (NaN != NaN: each NaN a run)
+    inverse = np.cumsum(starts) - 1
+    counts = np.diff(np.append(np.flatnonzero(starts), rows.shape[0]))
+    return _unique_result(shaped(rows[starts]), inverse.reshape(input.shape if dim is None else -1),
+                          counts, return_inverse, return_counts)
+
+
+__all__ += ["count_nonzero", "nansum", "nanmean", "diff", "isin", "bincount", "searchsorted",
+            "bucketize", "unique", "unique_consecutive"]
+
+
+# --- order statistics -----------------------------------------------------------------------
+# The index of each statistic is chosen among ties as PyTorch's kernels choose it (the
+# `statistic_indices` primitive; ops.sorting), and the values are gathered through it, so
+# that the gradient goes where PyTorch sends it.
+
+_RETURN_TYPES.update({name: _return_type(name, ("values", "indices")) for name in (
+    "kthvalue", "median", "nanmedian", "mode", "cummax", "cummin")})
+_MinMax = _return_type("aminmax", ("min", "max"))
+
+
+def _statistic_along(name, kind, input, dim, keepdim, grad_fn_name, k=0):
+    if kind != MODE and input.dtype.name == "bool":
+        raise NotImplementedError(f"\"{name}_cpu\" not implemented for 'Bool'")
+    d = _check_dim(dim, input.ndim)
+    indices = dispatch(PRIMITIVES["statistic_indices"], (input,),
+                       {"dim": d, "kind": kind, "k": operator.index(k)})
+    values = _gather_along(input, indices, d, grad_fn_name, keepdim)
+    if not keepdim and input.ndim:
+        indices = indices.squeeze(d)
+    return _RETURN_TYPES[name]((values, indices))
+
+
+def _statistic_of_all(name, kind, input):
+    """median/nanmedian of every element: as PyTorch, the gradient is shared evenly by the
+    elements equal to the result (the NaNs if it is NaN), which is the gradient of the max
+    (of their mean if NaN: NaNs' max has a NaN gradient) of those elements.
+    NOTE: reads the input's values, to find those elements: a deferred graph runs here."""
+    if input.dtype.name == "bool":
+        raise NotImplementedError(f"\"{name}_cpu\" not implemented for 'Bool'")
+    flat = input.reshape(-1)
+    if flat.numel() == 0:
+        return Tensor._wrap(np.full((), np.nan, _meta(input).dtype))
+    index = int(dispatch(PRIMITIVES["statistic_indices"], (flat,),
+                         {"dim": 0, "kind": kind, "k": 0}).item())
+    data = flat._data
+    value = data[index]
+    tied = data != data if value != value else data == value
+    chosen = dispatch(PRIMITIVES["take"], (flat,), {"positions": np.flatnonzero(tied)})
+    return mean(chosen) if value != value else amax(chosen)
+
+
+def kthvalue(input, k, dim=-1, keepdim=False):
+    """(values, indices) of the k-th smallest element along `dim` (NaN the largest)."""
+    return _statistic_along("kthvalue", KTH, input, dim, keepdim, "KthvalueBackward0", k)
+
+
+def median(input, dim=None, keepdim=False):
+    """The lower median of every element, or (values, indices) along `dim`; NaN if there
+    is one."""
+    if dim is None:
+        return _statistic_of_all("median", MEDIAN, input)
+    return _statistic_along("median", MEDIAN, input, dim, keepdim, "MedianBackward1")
+
+
+def nanmedian(input, dim=None, keepdim=False):
+    """median of the values that are not NaN (NaN if all are)."""
+    if dim is None:
+        return _statistic_of_all("nanmedian", NANMEDIAN, input)
+    return _statistic_along("nanmedian", NANMEDIAN, input, dim, keepdim, "NanmedianBackward1")
+
+
+def mode(input, dim=-1, keepdim=False):
+    """(values, indices) of the most frequent value along `dim` (the smallest of the most
+    frequent, as PyTorch orders them)."""
+    return _statistic_along("mode", MODE, input, dim, keepdim, "ModeBackward0")
+
+
+def _cumulative_extreme(name, input, dim):
+    """cummax/cummin: the running extreme along `dim` and where it was last reached (a
+    later equal value or any NaN takes its place, as in PyTorch).
+    NOTE: reads the input's values: a deferred graph runs here."""
+    d = _check_dim(dim, input.ndim)
+    data = input._data
+    if data.ndim == 0:
+        indices = np.zeros((), np.int64)
+    else:
+        running = (np.maximum if name == "cummax" else np.minimum).accumulate(data, axis=d)
+        reached = (data == running) | (data != data)
+        steps = np.arange(data.shape[d]).reshape((-1,) + (1,) * (data.ndim - d - 1))
+        indices = np.maximum.accumulate(np.where(reached, steps, 0), axis=d).astype(np.int64)
+    values = _gather_along(input, Tensor._wrap(indices), d, name.capitalize() + "Backward0")
+    return _RETURN_TYPES[name]((values, Tensor._wrap(indices)))
+
+
+def cummax(input, dim):
+    return _cumulative_extreme("cummax", input, dim)
+
+
+def cummin(input, dim):
+    return _cumulative_extreme("cummin", input, dim)
+
+
+def logcumsumexp(input, dim):
+    """log(cumsum(exp(input))) along `dim`, computed stably (a running log-sum-exp)."""
+    return dispatch(PRIMITIVES["logcumsumexp"], (input,), {"dim": _check_dim(dim, input.ndim)})
+
+
+def msort(input):
+    return sort(input, 0).values
+
+
+def aminmax(input, *, dim=None, keepdim=False):
+    """(min, max) over `dim` (every dim by default); ties share the gradient evenly."""
+    if dim is None:
+        if input.numel() == 0:
+            raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the "
+                               "operation has no identity.")
+        dims = tuple(range(input.ndim))
+    else:
+        d = _check_dim(dim, input.ndim)
+        if input.ndim and input.shape[d] == 0 and input.numel() == 0 and math.prod(
+                n for k, n in enumerate(input.shape) if k != d):
+            raise IndexError(f"aminmax: Expected reduction dim {d} to have non-zero size.")
+        dims = d
+    return _MinMax((_reduce("amin", input, dims, keepdim, "AminmaxBackward0"),
+                    _reduce("amax", input, dims, keepdim, "AminmaxBackward0")))
+
+
+_INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def _quantile(input, q, dim, keepdim, interpolation, ignore_nan):
+    """PyTorch's quantile (a composite too): each row sorted, ranks q * (n - 1) (of the
+    non-NaN values for nanquantile; the last, NaN, if the row has one for quantile),
+    adjusted by `interpolation`, the values at the ranks below and above gathered and
+    interpolated. (PyTorch's messages say quantile() for nanquantile too.)"""
+    name = "quantile"
+    if input.dtype.name not in ("float32", "float64"):
+        raise RuntimeError(f"{name}() input tensor must be either float or double dtype")
+    if isinstance(q, Tensor):
+        if q.ndim > 1:
+            raise RuntimeError(f"{name}() q must be a scalar or 1D tensor")
+        if q.dtype != input.dtype:
+            raise RuntimeError(f"{name}() q tensor must be same dtype as the input tensor")
+        if q.numel() and not ((q._data >= 0) & (q._data <= 1)).all():
+            raise RuntimeError(f"{name}() q values must be in the range [0, 1]")
+        quantiles = q.detach().reshape(-1)
+    else:
+        if not 0 <= q <= 1:
+            raise RuntimeError(f"{name}() q must be in the range [0, 1] but got {q}")
+        quantiles = Tensor._wrap(np.array([q], _meta(input).dtype))
+    if input.numel() == 0:
+        raise RuntimeError(f"{name}() input tensor must be non-empty")
+    if interpolation not in _INTERPOLATIONS:
+        raise RuntimeError(f"{name}() interpolation must be one of linear, lower, higher, "
+                           f"midpoint or nearest, but got {interpolation}")
+    d = None if dim is None else _check_dim(dim, input.ndim)
+    rows = input.reshape(-1) if d is None else input.movedim(d, -1) if input.ndim else \
+        input.reshape(1)
+    ordered = sort(rows, -1).values
+    nan = isnan(ordered)
+    if ignore_nan:
+        ranks = quantiles * (sum(logical_not(nan), -1, keepdim=True) - 1)
+        ranks = masked_fill(ranks, ranks < 0, 0)
+    else:
+        last = ordered.shape[-1] - 1
+        ranks, has_nan = broadcast_tensors(quantiles * last, any(nan, -1, keepdim=True))
+        ranks = masked_fill(ranks, has_nan, last)
+    if interpolation in ("lower", "higher", "nearest"):
+        ranks = {"lower": floor, "higher": ceil, "nearest": round}[interpolation](ranks)
+    below = ranks.long()
+    result = ordered.gather(-1, below)
+    if interpolation in ("linear", "midpoint"):
+        weights = full_like(ranks, 0.5) if interpolation == "midpoint" else ranks - below
+        result = result.lerp(ordered.gather(-1, ceil(ranks).long()), weights)
+    result = result.movedim(-1, 0)  # the quantiles first, then the rows' dims
+    if keepdim:
+        kept = [1] * input.ndim if d is None else list(result.shape[1:d + 1]) + [1] + list(
+            result.shape[d + 1:])
+        result = result.reshape([result.shape[0]] + kept)
+    return result[0] if not isinstance(q, Tensor) else result.reshape(
+        tuple(q.shape) + result.shape[1:])
+
+
+def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    return _quantile(input, q, dim, keepdim, interpolation, False)
+
+
+def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    return _quantile(input, q, dim, keepdim, interpolation, True)
+
+
+__all__ += ["kthvalue", "median", "nanmedian", "mode", "cummax", "cummin", "logcumsumexp", "msort",
+            "aminmax", "quantile", "nanquantile"]

@@ -1,16 +1,25 @@
-"""Shape functions: views (`reshape`, `view`, `permute`, `expand`, ...), copies (`clone`,
-`contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`),
-rearrangements (`repeat`, `tile`, `flip`, `roll`) and triangles (`tril`, `triu`)."""
+"""Shape functions: views (`reshape`, `view`, `permute`, `expand`, `diagonal`, ...), copies
+(`clone`, `contiguous`), joining and splitting (`cat`, `stack`, `split`, `chunk`, `unbind`,
+`tensor_split`), rearrangements (`repeat`, `tile`, `flip`, `roll`, `rot90`), triangles
+(`tril`, `triu`) and diagonals (`diag`, `diag_embed`, `trace`), broadcasting, and the
+products of sets and block matrices (`cartesian_prod`, `combinations`, `block_diag`,
+`vander`)."""
+import builtins
+import itertools
 import math
+import operator
 import warnings
 
 import numpy as np
 
+from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.reduction import normalize_dims
+from ..ops.shape import diagonal_positions
+from . import device as _device
 from .dispatch import dispatch
-from .operands import as_tensor_arg
-from .tensor import Tensor, _check_dim, _meta, checked_shape, sizes_of
+from .operands import as_tensor_arg, result_dtype
+from .tensor import Size, Tensor, _check_dim, _meta, checked_shape, resolve_dtype, sizes_of
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
            "transpose", "movedim", "moveaxis", "narrow", "select", "swapaxes", "swapdims", "t",
@@ -478,3 +487,315 @@ def _triangle(name, keep):
 
 tril = _triangle("tril", lambda n, m, k: np.tri(n, m, k, dtype=bool))
 triu = _triangle("triu", lambda n, m, k: ~np.tri(n, m, k - 1, dtype=bool))
+
+
+# --- broadcasting, more views and splits, diagonals ------------------------------------------
+
+def broadcast_shapes(*shapes):
+    """The shape that `shapes` (sequences of sizes, or ints) broadcast to, as a Size."""
+    shapes = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]
+    for shape in shapes:
+        if any(size < 0 for size in shape):
+            raise ValueError("Attempting to broadcast a dimension with negative length!")
+    result = [1] * max(map(len, shapes), default=0)
+    for position, shape in enumerate(shapes):
+        for d in range(-1, -len(shape) - 1, -1):
+            size = shape[d]
+            if size != 1 and result[d] not in (1, size):
+                raise RuntimeError(f"Attempting to broadcast a dimension of length {size} at {d}! "
+                                   f"Mismatching argument at index {position} had {shape}; but "
+                                   f"expected shape should be broadcastable to {result}")
+            if size != 1:
+                result[d] = size
+    return Size(result)
+
+
+def broadcast_tensors(*tensors):
+    """Each tensor expanded to the shape they broadcast to (a tensor of that shape already
+    is itself)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    shape = ()
+    for x in tensors:
+        for d in range(-1, -min(len(shape), x.ndim) - 1, -1):
+            if x.shape[d] != shape[d] and 1 not in (x.shape[d], shape[d]):
+                raise RuntimeError(f"The size of tensor a ({shape[d]}) must match the size of "
+                                   f"tensor b ({x.shape[d]}) at non-singleton dimension "
+                                   f"{max(len(shape), x.ndim) + d}")
+        shape = tuple(broadcast_shapes(shape, x.shape))
+    return tuple(x if x.shape == shape else expand(x, shape) for x in tensors)
+
+
+def reshape_as(input, other):
+    return reshape(input, other.shape)
+
+
+def ravel(input):
+    return reshape(input, -1)
+
+
+def _at_least(least_ndim):
+    """atleast_1d/2d/3d: each tensor given with fewer dims viewed with more, as `_joined`
+    lifts them (a 0-d through view, others through unsqueeze, as PyTorch's nodes)."""
+    def function(*tensors):
+        if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+            tensors = tuple(tensors[0])
+        lifted = []
+        for x in tensors:
+            if x.ndim == 0:
+                x = reshape(x, (1,) * least_ndim)
+            elif x.ndim == 1 and least_ndim > 1:
+                x = unsqueeze(x, 0) if least_ndim == 2 else unsqueeze(unsqueeze(x, 0), -1)
+            elif x.ndim == 2 and least_ndim == 3:
+                x = unsqueeze(x, -1)
+            lifted.append(x)
+        return lifted[0] if len(tensors) == 1 else tuple(lifted)
+    function.__name__ = f"atleast_{least_ndim}d"
+    return function
+
+
+atleast_1d, atleast_2d, atleast_3d = (_at_least(n) for n in (1, 2, 3))
+
+
+def fliplr(input):
+    if input.ndim < 2:
+        raise RuntimeError("Input must be >= 2-d.")
+    return flip(input, 1)
+
+
+def flipud(input):
+    if input.ndim < 1:
+        raise RuntimeError("Input must be >= 1-d.")
+    return flip(input, 0)
+
+
+def rot90(input, k=1, dims=(0, 1)):
+    dims = list(dims)
+    if len(dims) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(dims)}")
+    if input.ndim < 2:
+        raise RuntimeError(f"expected total dims >= 2, but got total dims = {input.ndim}")
+    if dims[0] == dims[1] or abs(dims[0] - dims[1]) == input.ndim:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {dims[0]} "
+                           f"and dim1 = {dims[1]}")
+    dims = [_check_dim(d, input.ndim) for d in dims]
+    # (NumPy's rot90 turns the same way: from the first dim towards the second.)
+    return _rearranged(input, lambda a: np.rot90(a, k, dims), "Rot90Backward0")
+
+
+def tensor_split(input, indices_or_sections, dim=0):
+    """Pieces of `input` along `dim`: `sections` pieces as even as can be (the first ones one
+    longer), or the pieces between the split `indices` (slices: negative ones count from
+    the end, out-of-range ones are clamped)."""
+    if input.ndim == 0:
+        raise RuntimeError("tensor_split expected at least a 1-dimensional tensor, but got a "
+                           "tensor with 0 dims")
+    if isinstance(indices_or_sections, Tensor):
+        given = indices_or_sections
+        if given.ndim > 1:
+            raise RuntimeError("tensor_split expected tensor_indices_or_sections to be a "
+                               "zero-dimensional or one-dimensional tensor, but got a tensor "
+                               f"with {given.ndim} dims")
+        if given.dtype.name != "int64":
+            raise RuntimeError("tensor_split expected tensor_indices_or_sections to have dtype "
+                               f"of long, but got {given.dtype.scalar_type}")
+        indices_or_sections = int(given.item()) if given.ndim == 0 else given.tolist()
+    d = _check_dim(dim, input.ndim)
+    size = input.shape[d]
+    if isinstance(indices_or_sections, int):
+        sections = indices_or_sections
+        if sections <= 0:
+            raise RuntimeError(f"number of sections must be larger than 0, got {sections}")
+        lengths = [size // sections + (i < size % sections) for i in range(sections)]
+        indices = np.cumsum(lengths)[:-1].tolist()
+    else:
+        indices = [operator.index(i) for i in indices_or_sections]
+    lead = (slice(None),) * d
+    bounds = [0, *indices, size]
+    # (Each piece starts where the last ended, as PyTorch's: [5, 2] gives x[:5], x[5:2], x[2:].)
+    return tuple(input[lead + (slice(start, stop),)] for start, stop in zip(bounds, bounds[1:]))
+
+
+def _split_along(name, dim, least_ndim):
+    """hsplit/vsplit/dsplit: tensor_split along `dim`, where a number of sections must
+    divide the dimension."""
+    def function(input, indices_or_sections):
+        if input.ndim < least_ndim:
+            raise RuntimeError(f"torch.{name} requires a tensor with at least {least_ndim} "
+                               f"dimension, but got a tensor with {input.ndim} dimensions!")
+        d = 0 if name == "hsplit" and input.ndim == 1 else dim
+        if isinstance(indices_or_sections, int):
+            sections = indices_or_sections
+            if sections == 0 or input.shape[d] % sections:
+                raise RuntimeError(f"torch.{name} attempted to split along dimension {d}, but "
+                                   f"the size of the dimension {input.shape[d]} is not divisible "
+                                   f"by the split_size {sections}!")
+        return tensor_split(input, indices_or_sections, d)
+    function.__name__ = name
+    return function
+
+
+hsplit, vsplit, dsplit = (_split_along(name, dim, least) for name, dim, least in
+                          (("hsplit", 1, 1), ("vsplit", 0, 2), ("dsplit", 2, 3)))
+
+
+def _diagonal_dims(ndim, dim1, dim2):
+    d1, d2 = _check_dim(dim1, ndim), _check_dim(dim2, ndim)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    return d1, d2
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """The diagonal `offset` of the planes (dim1, dim2), as the last dimension: a view."""
+    d1, d2 = _diagonal_dims(input.ndim, dim1, dim2)
+    return dispatch(PRIMITIVES["diagonal"], (input,),
+                    {"offset": operator.index(offset), "dim1": d1, "dim2": d2})
+
+
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """Zeros with input's last dimension on the diagonal `offset` of the planes (dim1,
+    dim2) of a result with one more dimension."""
+    d1, d2 = _diagonal_dims(input.ndim + 1, dim1, dim2)
+    offset = operator.index(offset)
+    length = (input.shape[-1] if input.ndim else 1) + abs(offset)
+    others = iter(input.shape[:-1])
+    shape = tuple(length if d in (d1, d2) else next(others) for d in range(input.ndim + 1))
+    return _on_diagonal(input, shape, offset, d1, d2, "DiagEmbedBackward0")
+
+
+def _on_diagonal(values, shape, offset, dim1, dim2, grad_fn_name):
+    """Zeros of `shape` with `values` written on its diagonal (index_put, no gradient for
+    the zeros)."""
+    zeros = Tensor._wrap(np.zeros(shape, _meta(values).dtype))
+    positions = diagonal_positions(shape, offset, dim1, dim2)
+    return dispatch(PRIMITIVES["index_put"], (zeros, values), {"positions": positions},
+                    grad_fn_name=grad_fn_name)
+
+
+def diag(input, diagonal=0):
+    """A 1-D input on the diagonal `diagonal` of a square matrix; a 2-D input's diagonal
+    `diagonal`, copied (PyTorch's diag is no view)."""
+    if input.ndim not in (1, 2):
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
+    offset = operator.index(diagonal)
+    if input.ndim == 1:
+        n = input.shape[0] + abs(offset)
+        return _on_diagonal(input, (n, n), offset, 0, 1, "DiagEmbedBackward0")
+    positions = diagonal_positions(input.shape, offset, 0, 1)
+    return dispatch(PRIMITIVES["take"], (input,), {"positions": positions},
+                    grad_fn_name="DiagonalBackward0_copy")
+
+
+def trace(input):
+    if input.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {input.ndim}")
+    if input.dtype.name == "bool":
+        raise NotImplementedError("\"trace\" not implemented for 'Bool'")
+    return diagonal(input).sum()
+
+
+def _triangle_indices(name, upper):
+    """tril_indices/triu_indices: the (2, n) row and column indices of the lower (upper)
+    triangle of a row x col matrix from diagonal `offset`, in row-major order."""
+    def function(row, col, offset=0, *, dtype=None, device=None, layout=None):
+        for argument, value in (("row", row), ("col", col)):
+            if value < 0:
+                raise RuntimeError(f"{argument} must be non-negative, got{value}")
+        dtype = resolve_dtype(dtype) or _dtype.int64
+        if dtype.is_floating_point or dtype.name == "bool":
+            raise NotImplementedError(f"\"{name}\" not implemented for '{dtype.scalar_type}'")
+        _device.checked(device)
+        keep = np.tri(row, col, offset - upper, dtype=bool)
+        rows, cols = np.nonzero(~keep if upper else keep)
+        return Tensor._wrap(np.stack([rows, cols]).astype(dtype.np).reshape(2, -1))
+    function.__name__ = name
+    return function
+
+
+tril_indices, triu_indices = _triangle_indices("tril_indices", False), \
+    _triangle_indices("triu_indices", True)
+
+__all__ += ["broadcast_shapes", "broadcast_tensors", "ravel", "atleast_1d", "atleast_2d",
+            "atleast_3d", "fliplr", "flipud", "rot90", "tensor_split", "hsplit", "vsplit",
+            "dsplit", "diagonal", "diag_embed", "diag", "trace", "tril_indices", "triu_indices"]
+
+
+# --- products of sets, block matrices, Vandermonde matrices -----------------------------------
+
+def _one_dimensional(tensors):
+    for x in tensors:
+        if x.ndim != 1:
+            raise RuntimeError(f"Expect a 1D vector, but got shape {list(x.shape)}")
+
+
+def cartesian_prod(*tensors):
+    """Every tuple of one element of each 1-D tensor, in order, as the rows of a matrix (a
+    lone tensor is itself): PyTorch's composite of meshgrid and stack."""
+    _one_dimensional(tensors)
+    if len(tensors) == 1:
+        return tensors[0]
+    if not tensors:
+        raise RuntimeError("meshgrid expects a non-empty TensorList")
+    return stack([grid.reshape(-1) for grid in meshgrid(*tensors, indexing="ij")], 1)
+
+
+def combinations(input, r=2, with_replacement=False):
+    """The r-element combinations of a 1-D tensor's elements (with repeats if
+    `with_replacement`), in lexicographic order of their positions, as rows."""
+    _one_dimensional((input,))
+    if r < 0:
+        raise RuntimeError(f"Expect a non-negative number, but got {r}")
+    if r == 0:
+        return input.new_empty(0)
+    choose = itertools.combinations_with_replacement if with_replacement else \
+        itertools.combinations
+    picks = np.array(list(choose(range(input.shape[0]), r)), np.int64).reshape(-1, r)
+    # As PyTorch, the columns stacked (StackBackward0).
+    return stack([input[picks[:, k]] for k in range(r)], 1)
+
+
+def block_diag(*tensors):
+    """The tensors (0-d, 1-D as one row, 2-D) along the diagonal of a zero matrix, in their
+    promoted dtype."""
+    for i, x in enumerate(tensors):
+        if x.ndim > 2:
+            raise RuntimeError(f"torch.block_diag: Input tensors must have 2 or fewer dimensions. "
+                               f"Input {i} has {x.ndim} dimensions")
+    if not tensors:
+        return Tensor._wrap(np.zeros((1, 0), np.float32))
+    dtype = result_dtype(*tensors)
+    blocks = [x.reshape((1,) * (2 - x.ndim) + tuple(x.shape)).to(dtype) for x in tensors]
+    width = builtins.sum(b.shape[1] for b in blocks)
+    rows, left = [], 0
+    for b in blocks:
+        height, right = b.shape[0], width - left - b.shape[1]
+        rows.append(cat([Tensor._wrap(np.zeros((height, left), dtype.np)), b,
+                         Tensor._wrap(np.zeros((height, right), dtype.np))], 1))
+        left += b.shape[1]
+    return cat(rows, 0)
+
+
+def vander(x, N=None, increasing=False):
+    """The powers x**0 .. x**(N-1) of a 1-D tensor as columns (decreasing unless
+    `increasing`), as PyTorch's composite: ones, x written into columns 1.., their cumprod,
+    flipped; integers and bools in int64."""
+    if x.ndim != 1:
+        raise RuntimeError("x must be a one-dimensional tensor.")
+    n = x.shape[0] if N is None else N
+    if n < 0:
+        raise RuntimeError("N must be non-negative.")
+    dtype = x.dtype if x.dtype.is_floating_point else _dtype.int64
+    result = Tensor._wrap(np.ones((x.shape[0], n), dtype.np))
+    if n > 1:
+        result[:, 1:] = x.unsqueeze(1).to(dtype)
+        result = result.cumprod(1)
+    return result if increasing else flip(result, 1)
+
+
+def detach(input):
+    """torch.detach: `input.detach()`, the same data without a graph."""
+    return input.detach()
+
+
+__all__ += ["cartesian_prod", "combinations", "block_diag", "vander", "detach"]

@@ -1,4 +1,4 @@
-"""Row transforms: softmax, log_softmax, cumsum and cumprod. Each computes every row along `dim`
+"""Row transforms: softmax, log_softmax, cumsum, cumprod and logcumsumexp. Each computes every row along `dim`
 together into an output of the input's shape, and its VJP is another row program over the
 gradient's rows (and the result's, where it reads it).
 
@@ -22,6 +22,28 @@ from .reduction import (EXP_SUM, ROW_MAX, as_rows, fused_kernel, fused_rows,
 _SHIFTED_SUM = ROW_MAX + EXP_SUM
 # name: a row program (see reduction.ROW_KERNELS); `name_grad` is its VJP, whose row
 # arguments are what the primitive saves, then `g`.
+
+
+def _log_add_exp(total, v):
+    """Row-program lines for PyTorch's _log_add_exp_helper(v, total) into `total`: log(exp(v)
+    + exp(total)) from the larger (a NaN total stays NaN; two equal infinities give v)."""
+    return f"""if {total} != {total}:
+    lo = {total}
+    hi = {total}
+else:
+    lo = {total} if {total} < {v} else {v}
+    hi = {total} if {v} < {total} else {v}
+if lo != hi or lo - lo == 0:
+    {total} = np.log1p(np.exp(lo - hi)) + hi
+else:
+    {total} = {v}
+"""
+
+
+def _indented(lines, depth=1):
+    return "".join("    " * depth + line + "\n" for line in lines.splitlines())
+
+
 ROW_KERNELS = {
     "softmax": (("x",), (), ("y",), (), (),
                 _SHIFTED_SUM + "for r in range(x.shape[0]):\n    y[r] = exp(x[r] - m) / s"),
@@ -33,6 +55,25 @@ ROW_KERNELS = {
                "acc = wide_zero(x)\nfor r in range(x.shape[0]):\n    acc += x[r]\n    y[r] = acc"),
     "cumprod": (("x",), (), ("y",), (), (),
                 "acc = wide_zero(x) + 1\nfor r in range(x.shape[0]):\n    acc *= x[r]\n    y[r] = acc"),
+    # As PyTorch on CPU: a float64 running total, rounded to the result's dtype.
+    "logcumsumexp": (("x",), (), ("y",), (), (),
+                     "total = wide_zero(x) - np.inf\nfor r in range(x.shape[0]):\n"
+                     "    v = wide_zero(x) + x[r]\n" + _indented(_log_add_exp("total", "v"))
+                     + "    y[r] = total"),
+    # PyTorch's logcumsumexp_backward: the positive and the negative parts of g, as logs
+    # (the dtype's lowest value for none), each through a reversed logcumsumexp of
+    # log|g| - y, plus x, exponentiated; their difference.
+    "logcumsumexp_grad": (("x", "y", "g"), (), ("dx",), (), (),
+                          "lowest = -3.4028234663852886e38 if g.itemsize == 4 else "
+                          "-1.7976931348623157e308\n"
+                          "positive = wide_zero(g) - np.inf\nnegative = wide_zero(g) - np.inf\n"
+                          "for r in range(g.shape[0] - 1, -1, -1):\n"
+                          "    magnitude = np.log(abs(wide_zero(g) + g[r]))\n"
+                          "    v = (magnitude if g[r] > 0 else lowest) - y[r]\n"
+                          + _indented(_log_add_exp("positive", "v"))
+                          + "    v = (magnitude if g[r] < 0 else lowest) - y[r]\n"
+                          + _indented(_log_add_exp("negative", "v"))
+                          + "    dx[r] = np.exp(positive + x[r]) - np.exp(negative + x[r])"),
     "softmax_grad": (("y", "g"), (), ("dx",), (), (),
                      "s = 0.0\nfor r in range(y.shape[0]):\n    s += g[r] * y[r]\n"
                      "for r in range(y.shape[0]):\n    dx[r] = y[r] * (g[r] - s)"),
@@ -100,6 +141,14 @@ def _sum_result(name, x, dim, dtype=None):
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
 
 
+def _logcumsumexp_result(name, x, dim, dtype=None):
+    """logcumsumexp's result dtype: the input's, floats only."""
+    if x.dtype.kind != "f":
+        raise NotImplementedError(f'"logcumsumexp_out_cpu" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[x.dtype.name]}'")
+    return x.dtype
+
+
 # ---------------------------------------------------------------------------------------
 # Fused rule: the same row kernels on (O, R, I) views of the fused step's buffers (made
 # before the rows, which are given it).
@@ -165,6 +214,18 @@ def _cumprod_differentiable_vjp(g, dim, x, out):
     return (products * g.transpose(dim, -1).unsqueeze(-2)).sum(-1).transpose(dim, -1)
 
 
+def _logcumsumexp_differentiable_vjp(g, dim, x, out):
+    """The `logcumsumexp_grad` row program as Tensor operations (PyTorch's formula)."""
+    lowest = float(np.finfo(np.dtype(g.dtype.name)).min)
+    magnitude = g.abs().log()
+    total = None
+    for part in (g > 0, g < 0):
+        shifted = magnitude.masked_fill(part.logical_not(), lowest) - out
+        term = (shifted.flip(dim).logcumsumexp(dim).flip(dim) + x).exp()
+        total = term if total is None else total - term
+    return total
+
+
 def _row_transform(name, grad_fn, result_dtype, save, grad_rule):
     """The primitive of row program `name` (called with `dim`, and cumsum's `dtype`): its
     VJP runs `name_grad` on the rows of what it saves ("out": the result) and of the
@@ -210,4 +271,7 @@ PRIMS = {
     "cumsum": _row_transform("cumsum", "CumsumBackward0", _sum_result, (), _reversed_cumsum),
     "cumprod": _row_transform("cumprod", "CumprodBackward0", _sum_result, (0, "out"),
                               _cumprod_differentiable_vjp),
+    # A primitive for numerical stability: a running log-sum-exp, one loop per row.
+    "logcumsumexp": _row_transform("logcumsumexp", "LogcumsumexpBackward0", _logcumsumexp_result,
+                                   (0, "out"), _logcumsumexp_differentiable_vjp),
 }

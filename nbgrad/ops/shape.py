@@ -1,8 +1,9 @@
-"""Shape primitives: the views reshape, permute and expand, which share memory and PyTorch's
+"""Shape primitives: the views reshape, permute, expand and diagonal, which share memory and PyTorch's
 version counter with their input, and cat/stack. (Indexing, `x[index]` and its writes, is
 `indexing`.)
 """
 import functools
+import math
 
 import numpy as np
 
@@ -145,6 +146,47 @@ PRIMS = {
     "expand": view_primitive("expand", "ExpandBackward0", _expand, lambda g, node: g,
                              fuse=_CopiedViewFusion(permutes=False)),
 }
+
+
+# --- diagonal: a view (PyTorch's is one: writes through it reach its base) -------------------
+
+def diagonal_view(x, offset, dim1, dim2):
+    """The diagonal `offset` of the planes (dim1, dim2) of array `x`, as a strided view of
+    its memory: the other dimensions in order, then the diagonal. NumPy's own `diagonal`
+    is read-only; `as_strided` stays writable where `x` is."""
+    start1, start2 = max(-offset, 0), max(offset, 0)
+    length = max(min(x.shape[dim1] - start1, x.shape[dim2] - start2), 0)
+    first = [slice(None)] * x.ndim
+    if length:  # (else the start may lie outside x, and the view holds nothing)
+        first[dim1], first[dim2] = slice(start1, None), slice(start2, None)
+    rest = [d for d in range(x.ndim) if d not in (dim1, dim2)]
+    return np.lib.stride_tricks.as_strided(
+        x[tuple(first)], tuple(x.shape[d] for d in rest) + (length,),
+        tuple(x.strides[d] for d in rest) + (x.strides[dim1] + x.strides[dim2],))
+
+
+def diagonal_positions(shape, offset, dim1, dim2):
+    """The flat C-order positions, in an array of `shape`, of the elements of its diagonal."""
+    positions = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    return np.ascontiguousarray(diagonal_view(positions, offset, dim1, dim2))
+
+
+def _diagonal_undo(g, node):
+    result = np.zeros(node.input_meta[0][0], g.dtype)
+    copy_into(diagonal_view(result, **node.params), g)
+    return result
+
+
+def _diagonal_differentiable_undo(g, node):
+    shape = node.input_meta[0][0]
+    result = g.new_zeros((math.prod(shape),))
+    result[diagonal_positions(shape, **node.params).reshape(-1)] = g.reshape(-1)
+    return result.reshape(shape)
+
+
+# No fused rule: a step that takes a diagonal runs it eagerly.
+PRIMS["diagonal"] = view_primitive("diagonal", "DiagonalBackward0", diagonal_view, _diagonal_undo,
+                                   differentiable_undo=_diagonal_differentiable_undo)
 
 
 # --- cat / stack ---------------------------------------------------------------------------

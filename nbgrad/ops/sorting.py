@@ -1,4 +1,5 @@
-"""Sorting along one dimension: the indices of `sort` (and `argsort`) and of `topk`.
+"""Sorting along one dimension: the indices of `sort` (and `argsort`), of `topk`, and of
+the order statistics `kthvalue`, `median`, `nanmedian` and `mode`.
 
 The primitives give the indices only (integers, no gradient); the values are then gathered
 through those indices (`take`), whose VJP scatters the gradient back, under PyTorch's grad_fn
@@ -12,9 +13,12 @@ or `std::partial_sort` when k * 64 <= n, for `topk`. Those are ported here from 
 (bits/stl_algo.h, bits/stl_heap.h) step by step, with PyTorch's comparators (NaN is the
 largest value). A stable sort has one answer, a merge sort's.
 """
+import math
+
 import numba
 import numpy as np
 
+from .._core.dtype import is_half
 from .primitive import Primitive, register
 from .reduction import as_rows
 
@@ -28,9 +32,17 @@ _jit = numba.njit(cache=True)
 _THRESHOLD = 16
 
 
+# `_before`'s orders beside True (descending) and False (ascending): `a < b` alone, the
+# comparator of PyTorch's mode kernel, under which NaN is unordered.
+PLAIN_LESS = np.int64(2)
+
+
 @_jit
 def _before(a, b, descending):
-    """PyTorch's comparators (KeyValueCompAsc/Desc, topk's lambdas): NaN is the largest."""
+    """PyTorch's comparators (KeyValueCompAsc/Desc, topk's lambdas): NaN is the largest; or
+    with `descending` PLAIN_LESS, `a < b`."""
+    if descending == PLAIN_LESS:
+        return a < b
     if descending:
         return (a != a and b == b) or a > b
     return (a == a and b != b) or a < b
@@ -271,6 +283,96 @@ def order_kernel(x3, indices3, descending, stable, k, select, ordered):
             indices3[o, :, i] = index[:indices3.shape[1]]
 
 
+# Order statistics along a dim: the index of each row's k-th smallest (kthvalue), median
+# (median, nanmedian) or most frequent (mode) value, chosen among ties as PyTorch's CPU
+# kernels choose (Sorting.cpp), which decides where the gradient goes.
+KTH, MEDIAN, NANMEDIAN, MODE = range(4)
+
+
+@_jit
+def _greater_or_nan(a, b):
+    return (a != a and b == b) or a > b
+
+
+@_jit
+def _quick_select(v, ix, k):
+    """PyTorch's quick_select_template (Sedgewick's partition, median-of-three pivot): the
+    k-th smallest (NaN largest) of v moved to v[k], with its index to ix[k]."""
+    lo, hi = np.int64(0), v.shape[0] - 1
+    while True:
+        if hi <= lo:
+            return
+        if hi == lo + 1:
+            if _greater_or_nan(v[lo], v[hi]):
+                _swap(v, ix, lo, hi)
+            return
+        _swap(v, ix, (lo + hi) >> 1, lo + 1)
+        if _greater_or_nan(v[lo + 1], v[hi]):
+            _swap(v, ix, lo + 1, hi)
+        if _greater_or_nan(v[lo], v[hi]):
+            _swap(v, ix, lo, hi)
+        if _greater_or_nan(v[lo + 1], v[lo]):
+            _swap(v, ix, lo + 1, lo)
+        i, j = lo + 1, hi
+        pivot = v[lo]
+        while True:
+            i += 1
+            while _greater_or_nan(pivot, v[i]):
+                i += 1
+            j -= 1
+            while _greater_or_nan(v[j], pivot):
+                j -= 1
+            if j < i:
+                break
+            _swap(v, ix, i, j)
+        _swap(v, ix, lo, j)
+        if j <= k:
+            lo = i
+        if j >= k:
+            hi = j - 1
+
+
+@_jit
+def _statistic_index(row, kind, k):
+    """The index in `row` of its statistic `kind` (KTH: the k-th smallest, 1-based)."""
+    n = row.shape[0]
+    v, ix = row.copy(), np.arange(n)
+    start = np.int64(0)
+    if kind == KTH:
+        _quick_select(v, ix, k - 1)
+        return ix[k - 1]
+    if kind == MODE:
+        # std::sort by `<`, then of the runs of equal values the first longest, and the
+        # index of its last element
+        _std_sort(v, ix, start, n, PLAIN_LESS)
+        best, best_count, count = np.int64(0), np.int64(0), np.int64(0)
+        for i in range(n):
+            count += 1
+            if i == n - 1 or v[i] != v[i + 1]:
+                if count > best_count:
+                    best, best_count = ix[i], count
+                count = 0
+        return best
+    nans = np.int64(0)
+    for i in range(n):
+        if row[i] != row[i]:
+            if kind == MEDIAN:  # the first NaN is the median
+                return i
+            nans += 1
+    if nans == n:  # std::nth_element of all-equivalent NaNs, position 0
+        _nth_element(v, ix, start, start, n, False)
+        return ix[0]
+    # nth_element ordering by (value, index), NaNs last: a stable sort's position
+    return _stable_sort(v, ix, False)[(n - nans - 1) // 2]
+
+
+@_jit
+def statistic_kernel(x3, indices3, kind, k):
+    for o in range(x3.shape[0]):
+        for i in range(x3.shape[2]):
+            indices3[o, 0, i] = _statistic_index(x3[o, :, i], kind, k)
+
+
 # ---------------------------------------------------------------------------------------
 # Primitives (no gradient: they give indices).
 
@@ -282,7 +384,9 @@ def _keys(x, dim):
     """x's rows as the kernels take them: C-contiguous, float64 (floats) or int64 (integers
     and bools), which keeps every order and tie. NOTE: the ported algorithms are large, and
     each layout and dtype is a compile of several seconds; this keeps it to two."""
-    return np.ascontiguousarray(_rows(x, dim), np.float64 if x.dtype.kind == "f" else np.int64)
+    # (bfloat16's NumPy kind is "V": is_half, or its values would be cast to integers)
+    floating = x.dtype.kind == "f" or is_half(x.dtype)
+    return np.ascontiguousarray(_rows(x, dim), np.float64 if floating else np.int64)
 
 
 def _argsort_infer(x, dim, descending, stable):
@@ -320,7 +424,31 @@ def _topk_forward(x, dim, k, largest, ordered):
     return indices
 
 
+_STATISTIC_NAMES = {KTH: "kthvalue", MEDIAN: "median", NANMEDIAN: "nanmedian", MODE: "mode"}
+
+
+def _statistic_infer(x, dim, kind, k):
+    """The index of each row's statistic along `dim`, which is kept (of size 1)."""
+    size = x.shape[dim] if x.ndim else 1
+    if size == 0 and math.prod(n for d, n in enumerate(x.shape) if d != dim):
+        raise IndexError(f"{_STATISTIC_NAMES[kind]}(): Expected reduction dim {dim} to have "
+                         "non-zero size.")
+    if kind == KTH and not 1 <= k <= size:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {dim}")
+    return _topk_shape(x, dim, 1), np.dtype(np.int64)
+
+
+def _statistic_forward(x, dim, kind, k):
+    shape, _ = _statistic_infer(x, dim, kind, k)
+    indices = np.zeros(shape, np.int64)
+    if x.ndim and indices.size:
+        statistic_kernel(_keys(x, dim), _rows(indices, dim), kind, k)
+    return indices
+
+
 PRIMS = {
     "argsort": register(Primitive("argsort", None, _argsort_infer, _argsort_forward)),
     "topk_indices": register(Primitive("topk_indices", None, _topk_infer, _topk_forward)),
+    "statistic_indices": register(Primitive("statistic_indices", None, _statistic_infer,
+                                            _statistic_forward)),
 }

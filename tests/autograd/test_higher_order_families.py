@@ -141,6 +141,7 @@ CASES = {
     "cumsum": (lambda L, a: (a * a).cumsum(1) * a, ((3, 4),), True),
     "cumprod": (lambda L, a: (a * a).cumprod(0) * a, ((3, 4),), True),
     "cumprod_zeros": (lambda L, a: a.cumprod(1) * a, (PRODUCT_ZEROS,), True),
+    "logcumsumexp": (lambda L, a: (a * a).logcumsumexp(1) * a, ((3, 4),), True),
     # shapes
     "reshape_permute_expand": (lambda L, a: (a.reshape(4, 3).permute(1, 0).unsqueeze(0)
                                              .expand(2, 3, 4)) ** 2 * a.t().reshape(1, 3, 4),

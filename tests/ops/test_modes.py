@@ -311,7 +311,8 @@ def _unfused(r):
 NO_FUSED_RULE = {
     "amax", "amin", "argmax", "argmin", "logsumexp", "var", "std",  # reductions
     "prod", "all", "any", "vector_norm",  # reductions (all/any give no gradient)
-    "argsort", "topk_indices",  # sorting: indices (the values are a `take`)
+    "argsort", "topk_indices", "statistic_indices",  # sorting: indices (values: a `take`)
+    "diagonal",  # a strided view no fused rule reads
     "histc", "histogram_bin_edges", "histogram",  # histograms: no gradient
     "take", "index_put", "embedding",  # gathers and scatters by index
     "scatter_add",  # scatters by index

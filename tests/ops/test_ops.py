@@ -701,6 +701,13 @@ TABLE = [
     row("topk_ties_smallest", lambda L, a: L.topk(a, 5, dim=1, largest=False).values, SORT_TIES, gradcheck=False),
     row("topk_ties_unsorted_indices", lambda L, a: a.topk(7, sorted=False).indices, SORT_TIES),
     row("topk_wide_ties", lambda L, a: a.topk(2, dim=1)[0], TOPK_WIDE, gradcheck=False),
+    row("logcumsumexp", lambda L, a: a.logcumsumexp(1), (3, 4)),
+    # ---- order statistics: values gathered at torch's index among ties
+    row("kthvalue_ties", lambda L, a: L.kthvalue(a, 7, 1).values, SORT_TIES, gradcheck=False),
+    row("median_dim_ties", lambda L, a: a.median(1).values, SORT_TIES, gradcheck=False),
+    row("mode_ties", lambda L, a: a.mode(0)[0], SORT_TIES, gradcheck=False),
+    # ---- diagonal: a view
+    row("diagonal", lambda L, a: a.diagonal(1, 0, 2), (2, 3, 4)),
     # ---- matmul: torch's grad_fn name depends on the operand ranks
     row("matmul_dot", lambda L, a, b: a @ b, (4,), (4,), tol32=REDUCE32),  # DotBackward0
     row("matmul_mv", lambda L, a, b: a @ b, (3, 4), (4,), tol32=REDUCE32),  # MvBackward0
