@@ -684,6 +684,30 @@ def check_bias(weight_shape, bias_shape):
                            f"{_shape_list(bias_shape)} instead")
 
 
+def _check_rank_and_groups(x, weight, groups):
+    """The checks of the input's rank and of the weight's dim 0 against groups, which both
+    convolutions make (dim 0: out channels, or the transposed one's in channels)."""
+    if x.ndim != weight.ndim:
+        raise RuntimeError(f"Expected {weight.ndim}-dimensional input for {weight.ndim}-dimensional "
+                           f"weight {_shape_list(weight.shape)}, but got {x.ndim}-dimensional input of "
+                           f"size {_shape_list(x.shape)} instead")
+    if weight.shape[0] < groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at "
+                           f"dimension 0, but got weight of size {_shape_list(weight.shape)} instead")
+    if weight.shape[0] % groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at "
+                           f"dimension 0, but got weight of size [{_shape_list(weight.shape)}] instead")
+
+
+def _check_dtypes(x, weight):
+    if x.dtype != weight.dtype:
+        raise RuntimeError(f"expected scalar type {TORCH_TYPE_NAMES[x.dtype.name]} but found "
+                           f"{TORCH_TYPE_NAMES[weight.dtype.name]}")
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"convolution is implemented for floating point tensors only, got "
+                           f"{x.dtype}")
+
+
 def infer(x, weight, bias, stride, padding, dilation, groups):
     stride, padding, dilation = resolve(weight.shape, stride, padding, dilation)
     if bias.dtype != x.dtype:
@@ -697,17 +721,8 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
         raise RuntimeError(f"dilation should be greater than zero, but got {list(dilation)}")
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
-    if x.ndim != weight.ndim:
-        raise RuntimeError(f"Expected {weight.ndim}-dimensional input for {weight.ndim}-dimensional "
-                           f"weight {_shape_list(weight.shape)}, but got {x.ndim}-dimensional input of "
-                           f"size {_shape_list(x.shape)} instead")
+    _check_rank_and_groups(x, weight, groups)
     out_channels = weight.shape[0]
-    if out_channels < groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at "
-                           f"dimension 0, but got weight of size {_shape_list(weight.shape)} instead")
-    if out_channels % groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at "
-                           f"dimension 0, but got weight of size [{_shape_list(weight.shape)}] instead")
     if x.shape[1] != weight.shape[1] * groups:
         raise RuntimeError(f"Given groups={groups}, weight of size {_shape_list(weight.shape)}, "
                            f"expected input{_shape_list(x.shape)} to have {weight.shape[1] * groups} "
@@ -720,12 +735,7 @@ def infer(x, weight, bias, stride, padding, dilation, groups):
         raise RuntimeError(f"Calculated padded input size per channel: ({' x '.join(map(str, padded))})."
                            f" Kernel size: ({' x '.join(map(str, spans))}). Kernel size can't be "
                            "greater than actual input size")
-    if x.dtype != weight.dtype:
-        raise RuntimeError(f"expected scalar type {TORCH_TYPE_NAMES[x.dtype.name]} but found "
-                           f"{TORCH_TYPE_NAMES[weight.dtype.name]}")
-    if x.dtype.kind != "f":
-        raise RuntimeError(f"convolution is implemented for floating point tensors only, got "
-                           f"{x.dtype}")
+    _check_dtypes(x, weight)
     out = tuple((size - span) // step + 1 for size, span, step in zip(padded, spans, stride))
     # NOTE: as PyTorch, an input without channels gives an output without channels (whatever
     # the weight's out channels), and no bias is added.
@@ -770,20 +780,11 @@ def infer_transposed(x, weight, bias, stride, padding, output_padding, dilation,
                            f"{_per_side('dilation', _two(dilation, 1), ', ')}")
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
-    if x.ndim != weight.ndim:
-        raise RuntimeError(f"Expected {weight.ndim}-dimensional input for {weight.ndim}-dimensional "
-                           f"weight {_shape_list(weight.shape)}, but got {x.ndim}-dimensional input of "
-                           f"size {_shape_list(x.shape)} instead")
+    _check_rank_and_groups(x, weight, groups)
     if x.shape[0] and 0 in x.shape[2:]:
         raise RuntimeError(f"Only zero batch or zero channel inputs are supported, but got input "
                            f"shape: {_shape_list(x.shape)}")
     in_channels = weight.shape[0]
-    if in_channels < groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at "
-                           f"dimension 0, but got weight of size {_shape_list(weight.shape)} instead")
-    if in_channels % groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at "
-                           f"dimension 0, but got weight of size [{_shape_list(weight.shape)}] instead")
     if weight.shape[1] == 0:
         raise RuntimeError(f"non-empty 2D or 4D weight tensor expected, but got: "
                            f"{_shape_list(weight.shape[:2] + _two(weight.shape[2:], 1))}")
@@ -805,12 +806,7 @@ def infer_transposed(x, weight, bias, stride, padding, output_padding, dilation,
         raise RuntimeError(f"Given input size per channel: ({' x '.join(map(str, _two(x.shape[2:], 1)))})."
                            f" Calculated output size per channel: "
                            f"({' x '.join(map(str, _two(sizes, 1)))}). Output size is too small")
-    if x.dtype != weight.dtype:
-        raise RuntimeError(f"expected scalar type {TORCH_TYPE_NAMES[x.dtype.name]} but found "
-                           f"{TORCH_TYPE_NAMES[weight.dtype.name]}")
-    if x.dtype.kind != "f":
-        raise RuntimeError(f"convolution is implemented for floating point tensors only, got "
-                           f"{x.dtype}")
+    _check_dtypes(x, weight)
     return (x.shape[0], out_channels) + sizes, x.dtype
 
 
@@ -1010,6 +1006,12 @@ class _ConvolutionFusion:
     keep one in the step's arena."""
 
     @staticmethod
+    def _zero_gradients(em, input_grads):
+        for grad in input_grads:
+            if grad is not None:
+                em.emit(f"{em.out(grad)}.fill(0)")
+
+    @staticmethod
     def _workspace(em, size, dtype):
         workspace = em.new_name("workspace")
         em.emit(f"{workspace} = np.empty({size}, np.{np.dtype(dtype).name})")
@@ -1038,9 +1040,7 @@ class _ConvolutionFusion:
     def vjp(self, em, node, g, input_grads):
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
         if g.size == 0:  # (as eager: see vjp)
-            for grad in input_grads:
-                if grad is not None:
-                    em.emit(f"{em.out(grad)}.fill(0)")
+            self._zero_gradients(em, input_grads)
             return
         needs = [int(grad is not None) for grad in input_grads]
         plan = _plan(x_shape, weight_shape, g.shape, node.params)
@@ -1146,9 +1146,7 @@ class _TransposedFusion(_ConvolutionFusion):
 
     def vjp(self, em, node, g, input_grads):
         if g.size == 0:  # (as eager: zeros)
-            for grad in input_grads:
-                if grad is not None:
-                    em.emit(f"{em.out(grad)}.fill(0)")
+            self._zero_gradients(em, input_grads)
             return
         (x_shape, _), (weight_shape, _) = node.input_meta[:2]
         plan = _transposed_plan(x_shape, weight_shape, g.shape, node.params)
