@@ -446,11 +446,6 @@ _KL_MEAN_WARNING = ("reduction: 'mean' divides the total loss by both the batch 
                     "'batchmean' in the next major release.")
 
 
-def _xlogy_of_itself(t):
-    """PyTorch's xlogy(t, t): t log t, 0 where t is 0 (NaN stays NaN)."""
-    return (t * t.log()).masked_fill(t == 0, 0.0)
-
-
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     if size_average is not None or reduce is not None:
         summed = _reduction_enum(_legacy_reduction(size_average, reduce, reduction))
@@ -463,7 +458,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     if log_target:
         loss = target.exp() * (target - input)
     else:
-        loss = _xlogy_of_itself(target) - target * input
+        loss = _api.xlogy(target, target) - target * input
     loss = _reduced(loss, summed)
     # (as PyTorch: 'batchmean' divides also when size_average or reduce chose the sum)
     if reduction == "batchmean" and input.ndim != 0:
@@ -575,20 +570,10 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, s
     return _reduced(loss, reduction)
 
 
-def _log_sigmoid(x):
-    """PyTorch's log_sigmoid, min(x, 0) - log1p(exp(-|x|)), from each side of 0 on the input
-    where it is on that side (0 elsewhere): exact values, no overflow, the gradient
-    1 - sigmoid(x) (0.5 at 0, where a sum of the two kinked terms would give another
-    one-sided value), NaN at NaN."""
-    negative = x < 0
-    below, above = _api.where(negative, x, 0.0), _api.where(negative, 0.0, x)
-    return _api.where(negative, below - below.exp().log1p(), -(-above).exp().log1p())
-
-
 def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None,
                                 reduction="mean"):
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    loss = -(target * _log_sigmoid(input) + (1 - target) * _log_sigmoid(-input))
+    loss = -(target * logsigmoid(input) + (1 - target) * logsigmoid(-input))
     if weight is not None:
         loss = loss * weight
     class_dim = input.ndim - 1
