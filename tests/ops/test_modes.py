@@ -387,7 +387,7 @@ EAGER_ONLY = {
     # primitives in one kernel, "glu" the other; the composites
     # (softsign, tanhshrink, softmin) call primitives that rows of their own cover.
     "elu": {"selu", "selu_fn"}, "celu": {"celu", "celu_fn"}, "mish": {"mish"},
-    "hardswish": {"hardswish"}, "hardsigmoid": {"hardsigmoid"}, "logsigmoid": {"logsigmoid"},
+    "hardswish": {"hardswish"}, "hardsigmoid": {"hardsigmoid"}, "logsigmoid": {"logsigmoid", "multilabel_soft_margin_loss", "multilabel_soft_margin_loss_edges"},
     "softshrink": {"softshrink"}, "hardshrink": {"hardshrink", "hardshrink_method"},
     "threshold": {"threshold", "threshold_fn", "threshold_integers"},
     "prelu": {"prelu", "prelu_one_weight", "prelu_method_1d"},
@@ -402,12 +402,11 @@ EAGER_ONLY = {
     "pow": {"mse_l1_loss_weight"},
     "soft_margin_loss": {"soft_margin_loss", "soft_margin_loss_edges"},
     "exp": {"kl_div_log_target", "poisson_nll_loss"},
-    "masked_fill": {"kl_div_batchmean", "kl_div_zeros", "poisson_nll_loss_full", "multi_margin_loss",
+    "masked_fill": {"poisson_nll_loss_full", "multi_margin_loss",
                     "multi_margin_loss_p2_weight", "multi_margin_loss_ties"},
     "any": {"gaussian_nll_loss", "gaussian_nll_loss_full_per_row"},
     "clamp": {"margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss",
               "cosine_embedding_loss_zero"},
-    "where": {"multilabel_soft_margin_loss", "multilabel_soft_margin_loss_edges"},
     "vector_norm": {"triplet_margin_loss", "triplet_margin_loss_swap_p1", "cosine_similarity",
                     "cosine_similarity_zero_bcast", "pairwise_distance",
                     "pairwise_distance_p1_keepdim", "normalize", "normalize_zero_p1", "dist",
