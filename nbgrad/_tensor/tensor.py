@@ -27,21 +27,10 @@ class Size(tuple):
     def __repr__(self):
         return f"nbgrad.Size({list(self)})"
 
-    # As torch.Size, slices, sums with tuples and repeats are Sizes too.
-    def __getitem__(self, index):
-        item = tuple.__getitem__(self, index)
-        return Size(item) if isinstance(index, slice) else item
-
-    def __add__(self, other):
-        return Size(tuple.__add__(self, other)) if isinstance(other, tuple) else NotImplemented
-
-    def __radd__(self, other):
-        return Size(other + tuple(self)) if isinstance(other, tuple) else NotImplemented
-
-    def __mul__(self, count):
-        return Size(tuple.__mul__(self, count))
-
-    __rmul__ = __mul__
+    # NOTE: torch.Size's slices and sums are Sizes; here they are tuples. Overriding
+    # __getitem__ and __add__ made every `x.shape[i]` a Python call (150 against 20 ns, and
+    # library code indexes shapes on every op), and put Sizes into op parameters, which the
+    # deferred mode's caches take only as plain tuples.
 
 
 _DETACH_VIEW = (

@@ -5,6 +5,7 @@ first, as PyTorch does (transposed ones take only 'zeros', as PyTorch's)."""
 import math
 
 from .._tensor.factories import empty
+from .._tensor.tensor import Size
 from . import functional as F
 from . import init
 from .module import Module
@@ -153,7 +154,8 @@ class _ConvTransposeNd(_ConvNd):
         largest = [size + step - 1 for size, step in zip(smallest, self.stride)]
         if any(not low <= size <= high for size, low, high in zip(output_size, smallest, largest)):
             raise ValueError(f"requested an output size of {output_size}, but valid sizes range from "
-                             f"{smallest} to {largest} (for an input of {input.shape[leading:]})")
+                             f"{smallest} to {largest} (for an input of "
+                             f"{Size(input.shape[leading:])})")
         return tuple(size - low for size, low in zip(output_size, smallest))
 
     def forward(self, input, output_size=None):

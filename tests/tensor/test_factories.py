@@ -563,13 +563,3 @@ def test_new_factories_take_the_tensors_dtype():
                        + [made[0].tolist(), made[4].tolist(), copy.tolist()])
     assert results[0] == results[1]
 
-
-def test_size_slices_sums_and_repeats_are_sizes_as_torchs():
-    ours, theirs = nbgrad.ones(2, 3, 4).shape, torch.ones(2, 3, 4).shape
-    for make in (lambda s: s[1:], lambda s: s[::-1], lambda s: s + (5,), lambda s: (5,) + s,
-                 lambda s: s * 2, lambda s: 2 * s, lambda s: s[1:] + s[:1]):
-        made, expected = make(ours), make(theirs)
-        assert repr(made).replace("nbgrad.", "torch.") == repr(expected)
-    assert type(ours[0]) is int and ours[-1] == 4
-    with pytest.raises(TypeError):
-        ours + [5]
