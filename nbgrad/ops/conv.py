@@ -1106,9 +1106,11 @@ def transposed_vjp(node, g):
     (x_shape, _), (weight_shape, _) = node.input_meta[:2]
     need_x, need_weight, need_bias = node.needs
     dtype = g.dtype
-    grads = [np.zeros(shape, dtype) if need else None
+    # (The kernels write every element: zeros only where no kernel runs, for no images.)
+    make = np.zeros if g.size == 0 else np.empty
+    grads = [make(shape, dtype) if need else None
              for shape, need in zip((x_shape, weight_shape, g.shape[1:2]), node.needs)]
-    if g.size == 0:  # (no images: zero gradients)
+    if g.size == 0:
         return tuple(grads)
     plan = _transposed_plan(x_shape, weight_shape, g.shape, node.params)
     absent = np.empty(0, dtype)
