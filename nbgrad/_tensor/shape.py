@@ -19,7 +19,8 @@ from ..ops.shape import diagonal_positions
 from . import device as _device
 from .dispatch import dispatch
 from .operands import as_tensor_arg, result_dtype
-from .tensor import Size, Tensor, _check_dim, _meta, checked_shape, resolve_dtype, sizes_of
+from .tensor import (Size, Tensor, _check_dim, _meta, checked_shape, layout, resolve_dtype,
+                     sizes_of)
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
            "transpose", "movedim", "moveaxis", "narrow", "select", "swapaxes", "swapdims", "t",
@@ -62,7 +63,7 @@ def view(input, *shape):
     if not input.is_contiguous():
         # As PyTorch, a strided tensor has a view of `shape` when its strides allow one: then
         # NumPy's reshape is a view of the same memory, else it is a copy.
-        data = input._data
+        data = layout(input)
         if data.size and not np.may_share_memory(data.reshape(shape), data):
             raise RuntimeError("view size is not compatible with input tensor's size and stride "
                                "(at least one dimension spans across two contiguous subspaces). "

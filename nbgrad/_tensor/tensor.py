@@ -238,21 +238,15 @@ class Tensor:
         return -1
 
     def is_contiguous(self, memory_format=None):
-        meta = _meta(self)
-        if not isinstance(meta, np.ndarray):
-            # A deferred result will be a new C-contiguous array, unless its op makes a view
-            # (a transpose, an expand), whose layout is its input's: it runs now.
-            if not getattr(getattr(meta, "prim", None), "view", False):
-                return True
-            meta = self._data
-        return meta.flags.c_contiguous
+        return layout(self).flags.c_contiguous
 
     def is_floating_point(self):
         return self.dtype.is_floating_point
 
     def stride(self, dim=None):
-        strides = tuple(s // self._data.itemsize for s in self._data.strides)
-        return strides if dim is None else strides[_check_dim(dim, self._data.ndim)]
+        array = layout(self)
+        strides = tuple(s // array.itemsize for s in array.strides)
+        return strides if dim is None else strides[_check_dim(dim, array.ndim)]
 
     # --- conversion to Python and NumPy ----------------------------------------------------
 
@@ -435,6 +429,26 @@ def _meta(tensor):
     has the shape, dtype, ndim and size of the array to come."""
     pending = tensor._pending
     return tensor._data if pending is None else pending
+
+
+def layout(tensor):
+    """An array with the tensor's shape, dtype and strides, for reading its layout; its
+    values are the tensor's only when no op is pending. A pending op does not run for it:
+    reading `is_contiguous()` or `stride()` between ops (`x.transpose(1, 2).contiguous()`,
+    `.view` of a slice) would otherwise run a deferred graph mid-step, which then never
+    fuses."""
+    pending = tensor._pending
+    if pending is None:
+        return tensor._data
+    array = getattr(pending, "array", None)  # (an input that a pending op writes in place)
+    if array is not None:
+        return array
+    if not pending.prim.view:
+        # A result of its own: a new C-contiguous array. (np.empty touches no memory.)
+        return np.empty(pending.shape, pending.dtype)
+    # A view: its input's layout, viewed as the op views it. (A view's forward is NumPy's
+    # view of its input, which reads no values.)
+    return pending.prim.forward(layout(pending.inputs[0]), **pending.params)
 
 
 def resolve_dtype(dtype):

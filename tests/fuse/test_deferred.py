@@ -797,6 +797,40 @@ def test_slices_and_cat_of_deferred_tensors_are_fused(fused_runs):
     assert fused_runs["runs"] == expected_fused_runs(STEPS)
 
 
+def attention_head_steps(lib):
+    """nanoGPT's attention: `.view` of a split's slice, `.transpose(...).contiguous().view`,
+    which read the layout (`is_contiguous`, `stride`) of pending views: that must not run the
+    deferred graph mid-step, or it never fuses."""
+    rng = np.random.default_rng(4)
+    b, t, heads, size = 2, 3, 2, 2
+    w = lib.tensor(rng.standard_normal((4, 3 * 4)).astype(np.float32), requires_grad=True)
+    x = lib.tensor(rng.standard_normal((b, t, 4)).astype(np.float32))
+    records = []
+    for _ in range(STEPS):
+        w.grad = None
+        q, k, v = (x @ w).split(4, dim=2)
+        layouts = [k.is_contiguous(), k.stride()]
+        q, k, v = (z.view(b, t, heads, size).transpose(1, 2) for z in (q, k, v))
+        layouts += [k.is_contiguous(), k.stride(1)]
+        y = (q @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+        y = y.transpose(1, 2)
+        layouts += [y.is_contiguous(), y.stride()]
+        y = y.contiguous()
+        layouts += [y.is_contiguous(), y.stride()]
+        loss = (y.view(b, t, heads * size) ** 2).mean()
+        loss.backward()
+        records.append({"loss": snap(loss), "w.grad": snap(w.grad),
+                        "layouts": np.array([n for x in layouts for n in np.ravel(x)])})
+        with lib.no_grad():
+            w -= 0.1 * w.grad
+    return records
+
+
+def test_layout_of_pending_views_keeps_the_step_fused(fused_runs):
+    run_everywhere(attention_head_steps)
+    assert fused_runs["runs"] == expected_fused_runs(STEPS)
+
+
 def _relu_(lib, x, w):
     y = x * 2
     return y.relu_()
