@@ -8,6 +8,8 @@ scan) before a kernel uses them, at forward and again at backward: the saved ind
 share memory with a NumPy array (`from_numpy`) that the user changed in between, which no
 version counter sees.
 """
+import functools
+
 import numba
 import numpy as np
 
@@ -68,6 +70,11 @@ def _check_embedding_indices(flat, num_embeddings):
         raise IndexError("index out of range in self")
 
 
+def _embedding_check(weight, indices, padding_idx=-1, by_frequency=False):
+    """The index errors of a deferred call, at the call (its kernel runs later)."""
+    _check_embedding_indices(flat_contiguous(indices), weight.shape[0])
+
+
 def _embedding_forward(weight, indices, padding_idx=-1, by_frequency=False):
     shape, dtype = _embedding_infer(weight, indices, padding_idx)
     flat = flat_contiguous(indices)
@@ -107,8 +114,47 @@ def _embedding_differentiable_vjp(node, g, saved):
     return scattered(picked, positions, weight_shape), None
 
 
+@functools.lru_cache(maxsize=256)
+def _indices_check(num_embeddings):
+    """`_check_embedding_indices` for one table size, as one object per size: a fused step's
+    forward and backward rules add it once."""
+    return lambda indices: _check_embedding_indices(flat_contiguous(indices), num_embeddings)
+
+
+class _EmbeddingFusion:
+    """The eager kernels, called on the step's arrays. The indices are an argument of the
+    step that changes from call to call: they are range-checked in Python before each call
+    (see the module's NOTE)."""
+
+    @staticmethod
+    def _checked_indices(em, indices, num_embeddings):
+        name = em.ref(indices)
+        check = (_indices_check(num_embeddings), name)
+        if check not in em.preconditions:
+            em.precondition(*check)
+        return f"{name}.reshape({indices.size})"
+
+    def forward(self, em, arrays, params, out):
+        weight, indices = arrays
+        flat = self._checked_indices(em, indices, weight.shape[0])
+        em.emit(f"{em.kernel(embedding_kernel)}({em.ref(weight)}, {flat}, "
+                f"{em.out(out)}.reshape({(indices.size, weight.shape[1])}))")
+
+    def vjp(self, em, node, g, input_grads):
+        grad = input_grads[0]
+        if grad is None:
+            return
+        (indices,) = node.saved
+        flat = self._checked_indices(em, indices, grad.shape[0])
+        em.emit(f"{em.kernel(embedding_backward_kernel)}("
+                f"{em.ref(g)}.reshape({(indices.size, grad.shape[1])}), {flat}, "
+                f"{em.scalar(node.params['padding_idx'])}, "
+                f"{em.scalar(node.params['by_frequency'])}, {em.out(grad)})")
+
+
 PRIMS = {
     "embedding": register(Primitive("embedding", "EmbeddingBackward0", _embedding_infer,
                                     _embedding_forward, _embedding_vjp, save=(1,),
+                                    check=_embedding_check, fuse=_EmbeddingFusion(),
                                     differentiable_vjp=_embedding_differentiable_vjp)),
 }

@@ -156,7 +156,7 @@ MORE = [
         + F(L).poisson_nll_loss(x, y * y, log_input=False, full=True)
         + F(L).hinge_embedding_loss(x, _const(L, RANK_TARGET, x), reduction="sum"), (3, 4), (3, 4),
         tol32=REDUCE32),
-    # ---- embedding (no fused rule) and softmax through F
+    # ---- embedding and softmax through F
     row("embedding", lambda L, w: F(L).embedding(L.tensor(IDS), w), (10, 3)),
     row("embedding_padding_idx", lambda L, w: F(L).embedding(L.tensor(IDS), w, padding_idx=1), (10, 3)),
     # (each row's gradient divided by its index's count in IDS)
@@ -314,7 +314,7 @@ NO_FUSED_RULE = {
     "argsort", "topk_indices", "statistic_indices",  # sorting: indices (values: a `take`)
     "diagonal",  # a strided view no fused rule reads
     "histc", "histogram_bin_edges", "histogram",  # histograms: no gradient
-    "take", "index_put", "embedding",  # gathers and scatters by index
+    "take", "index_put",  # gathers and scatters by index
     "scatter_add",  # scatters by index
 }
 # Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
@@ -394,6 +394,8 @@ EAGER_ONLY = {
     "leaky_relu": {"rrelu_eval", "rrelu_fn_eval"}, "glu": {"glu_dim0_edges"},
     "div": {"softsign"}, "sub": {"tanhshrink"}, "softmax": {"softmin", "softmin_dtype"},
     "concat": {"activation_edges"},
+    # (one kernel call either way: "embedding_scale_grad_by_freq" passes both flags)
+    "embedding": {"embedding", "embedding_padding_idx"},
     # losses and distances: MORE's smooth_l1_huber_soft_margin and composite_losses stand
     # for them (the others call primitives without a fused rule: any, take, vector_norm)
     "smooth_l1_loss": {"smooth_l1_loss", "smooth_l1_loss_edges"},
