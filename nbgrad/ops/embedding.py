@@ -224,11 +224,13 @@ def _embedding_bag_infer(weight, indices, offsets, per_sample_weights, mode, pad
                            f"{_tensor_type(weight)} does not equal "
                            f"{_tensor_type(per_sample_weights)} (while checking arguments for "
                            "embedding_bag)")
-    bags = max(offsets.shape[0] - include_last_offset, 0)
+    if include_last_offset and not offsets.shape[0]:
+        raise RuntimeError("include_last_offset: number of offset should be at least 1")
+    bags = offsets.shape[0] - include_last_offset
     return (bags, weight.shape[1]), weight.dtype
 
 
-def _bag_bounds(weight, indices, offsets, include_last_offset):
+def _bag_bounds(num_embeddings, indices, offsets, include_last_offset):
     """Where each bag starts and ends in `indices` (int64, one more than the bags), after
     PyTorch's checks of the offsets and the ids; the ids as contiguous int64."""
     offsets = flat_contiguous(offsets).astype(np.int64, copy=False)
@@ -252,7 +254,7 @@ def _bag_bounds(weight, indices, offsets, include_last_offset):
     if bounds.size > 1:
         used = ids[:bounds[-1]]
         if used.size:
-            wrong = first_out_of_range(used, weight.shape[0], 0)
+            wrong = first_out_of_range(used, num_embeddings, 0)
             if wrong >= 0:
                 raise RuntimeError("embedding_bag: Expected idx >= 0 && idx < num_embeddings but "
                                    f"found idx to be {used[wrong]}")
@@ -261,14 +263,14 @@ def _bag_bounds(weight, indices, offsets, include_last_offset):
 
 def _embedding_bag_check(weight, indices, offsets, per_sample_weights, mode, padding_idx=-1,
                          by_frequency=False, include_last_offset=False):
-    _bag_bounds(weight, indices, offsets, include_last_offset)
+    _bag_bounds(weight.shape[0], indices, offsets, include_last_offset)
 
 
 def _embedding_bag_forward_saving(weight, indices, offsets, per_sample_weights, mode,
                                   padding_idx=-1, by_frequency=False, include_last_offset=False):
     shape, dtype = _embedding_bag_infer(weight, indices, offsets, per_sample_weights, mode,
                                         include_last_offset=include_last_offset)
-    ids, bounds = _bag_bounds(weight, indices, offsets, include_last_offset)
+    ids, bounds = _bag_bounds(weight.shape[0], indices, offsets, include_last_offset)
     out = np.empty(shape, dtype)
     argmax = np.empty(shape if mode == "max" else (0, 0), np.int64)
     embedding_bag_kernel(weight, ids, bounds, flat_contiguous(per_sample_weights),
@@ -282,9 +284,8 @@ def _embedding_bag_forward(*arrays, **params):
 
 def _saved_bags(node):
     """The saved ids and bag bounds, checked again (see the module's NOTE)."""
-    weight, indices, offsets = node.saved[:3]
-    shape = node.input_meta[0][0]
-    return _bag_bounds(np.empty((shape[0], 0)), indices, offsets,
+    _, indices, offsets = node.saved[:3]
+    return _bag_bounds(node.input_meta[0][0][0], indices, offsets,
                        node.params["include_last_offset"])
 
 

@@ -146,6 +146,8 @@ def _calls(L):
                                                        per_sample_weights=tensor([1.0, 2.0])),
         "sample_weights_max": lambda: F.embedding_bag(tensor([1, 2]), w, tensor([0, 1]), mode="max",
                                                       per_sample_weights=tensor([1.0, 2.0])),
+        "no_offsets_with_last": lambda: F.embedding_bag(tensor([1, 2]), w, tensor([], dtype=L.int64),
+                                                        include_last_offset=True),
         "padding_idx_too_large": lambda: F.embedding_bag(tensor([1, 2]), w, tensor([0, 1]), padding_idx=10),
         "padding_idx_too_small": lambda: F.embedding_bag(tensor([1, 2]), w, tensor([0, 1]), padding_idx=-11),
         "long_weight": lambda: F.embedding_bag(tensor([1, 2]), L.ones(10, 3, dtype=L.long), tensor([0, 1])),
