@@ -16,6 +16,8 @@ def close(mine, theirs, rtol=1e-5, atol=1e-6):
 
 
 MODULES = [
+    lambda L: L.nn.Embedding(10, 3, padding_idx=0, max_norm=2.0, norm_type=1.0,
+                             scale_grad_by_freq=True, sparse=True),
     lambda L: L.nn.EmbeddingBag(10, 3),
     lambda L: L.nn.EmbeddingBag(10, 3, max_norm=1.0, norm_type=1, scale_grad_by_freq=True,
                                 mode="sum", padding_idx=-1),
@@ -80,6 +82,12 @@ def test_embedding_bag_trains_as_torch(deferred_on):
 def test_from_pretrained_as_torch():
     for L in LIBS:
         weights = L.tensor([[1, 2.3, 3], [4, 5.1, 6.3]])
+        table = L.nn.Embedding.from_pretrained(weights, padding_idx=1, max_norm=20.0)
+        assert not table.weight.requires_grad and repr(table) == "Embedding(2, 3, padding_idx=1, max_norm=20.0)"
+        assert table(L.tensor([1])).tolist() == [[4.0, 5.099999904632568, 6.300000190734863]]
+        with pytest.raises(AssertionError, match="Shape of weight does not match"):
+            L.nn.Embedding(3, 3, _weight=weights)
+        weights = L.tensor([[1, 2.3, 3], [4, 5.1, 6.3]])
         bag = L.nn.EmbeddingBag.from_pretrained(weights, padding_idx=0, mode="max")
         assert not bag.weight.requires_grad and repr(bag) == "EmbeddingBag(2, 3, mode='max', padding_idx=0)"
         assert bag(L.tensor([[1, 0]])).tolist() == [[4.0, 5.099999904632568, 6.300000190734863]]
@@ -88,8 +96,10 @@ def test_from_pretrained_as_torch():
             L.nn.EmbeddingBag.from_pretrained(weights[0])
         with pytest.raises(AssertionError, match="Shape of weight does not match"):
             L.nn.EmbeddingBag(3, 3, _weight=weights)
-        with pytest.raises(AssertionError, match="padding_idx must be within num_embeddings"):
+        with pytest.raises(AssertionError, match="^padding_idx must be within num_embeddings"):
             L.nn.EmbeddingBag(3, 3, padding_idx=3)
+        with pytest.raises(AssertionError, match="^Padding_idx must be within num_embeddings"):
+            L.nn.Embedding(3, 3, padding_idx=-4)
 
 
 def test_scale_grad_by_freq_divides_by_each_ids_count_as_embedding_does():
