@@ -116,14 +116,14 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
         raise ValueError("max mode does not support scaling the gradient by the frequency")
     if mode == "max" and sparse:
         raise ValueError("max mode does not support sparse weights")
+    if sparse:  # (before max_norm writes into the weight)
+        raise NotImplementedError("embedding_bag(sparse=True): nbgrad has no sparse tensors")
     if max_norm is not None:
         _renormalize_rows(weight, input, max_norm, norm_type)
     if per_sample_weights is not None and mode != "sum":
         raise NotImplementedError("embedding_bag: per_sample_weights was not None. "
                                   "per_sample_weights is only supported for mode='sum' "
                                   f"(got mode='{mode}'). Please open a feature request on GitHub.")
-    if sparse:
-        raise NotImplementedError("embedding_bag(sparse=True): nbgrad has no sparse tensors")
     rows = weight.shape[0]
     if padding_idx is None:
         padding_idx = -1  # never matches: the ids are checked to lie in [0, num_embeddings)
