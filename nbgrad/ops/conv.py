@@ -1,5 +1,7 @@
 """Convolution: one primitive, `convolution`, for 1-D and 2-D spatial inputs (NCL, NCHW),
-with stride, zero padding, dilation, groups and an optional bias (the third input).
+with stride, zero padding, dilation, groups and an optional bias (the third input); the
+transposed one, `conv_transpose`; and `im2col`/`col2im` (F.unfold, F.fold) on the same
+im2col helpers (at the end).
 
 Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (SciPy's
 OpenBLAS, through Numba's gemm wrapper: `gemm`) runs that GEMM near the machine's peak; as a
