@@ -93,6 +93,20 @@ def _embedding_bad_id(ids):
     return _stepped(bad)
 
 
+def _embedding_bag_bad(ids, offsets):
+    """A mean of bags in a step, with ids or offsets out of range once the step has fused."""
+    def bad(L):
+        weight = L.ones(4, 2).requires_grad_()
+
+        def step(i, o):
+            out = F(L).embedding_bag(i, weight, o)
+            out.sum().backward()
+            return out
+        return _warm_then(L, step, lambda: (L.tensor([0, 3, 1]), L.tensor([0, 2])),
+                          lambda: (L.tensor(ids), L.tensor(offsets)))
+    return _stepped(bad)
+
+
 def _index_bad(index):
     def bad(L):
         def step(x, i):
@@ -231,6 +245,10 @@ BAD = {
     "embedding_id_too_large": _embedding_bad_id([0, 4]),
     "embedding_id_negative": _embedding_bad_id([-1, 0]),
     "embedding_id_huge": _embedding_bad_id([0, 10**11]),
+    "embedding_bag_id_too_large": _embedding_bag_bad([0, 4, 1], [0, 2]),
+    "embedding_bag_id_huge": _embedding_bag_bad([0, 10**11, 1], [0, 2]),
+    "embedding_bag_offsets_decrease": _embedding_bag_bad([0, 3, 1], [0, 2, 1]),
+    "embedding_bag_offset_past_the_ids": _embedding_bag_bad([0, 3, 1], [0, 4]),
     "index_too_large": _index_bad([0, 3]),
     "index_negative_too_small": _index_bad([-4, 0]),
     "index_huge": _index_bad([10**11, 0]),
@@ -437,6 +455,9 @@ BAD = {
     "interpolate_empty_output": lambda L: F(L).interpolate(_x(L, 1, 1, 4, 5), scale_factor=0.2),
     "interpolate_of_int64": lambda L: F(L).interpolate(L.ones(1, 1, 2, 2, dtype=L.int64), scale_factor=2),
     "dropout1d_of_4d": lambda L: F(L).dropout1d(_x(L, 1, 2, 3, 4)),
+    "unfold_no_blocks": lambda L: F(L).unfold(_x(L, 1, 2, 3, 4), 5),
+    "fold_blocks_mismatch": lambda L: F(L).fold(_x(L, 1, 8, 5), (3, 4), 2),
+    "pixel_shuffle_channels": lambda L: F(L).pixel_shuffle(_x(L, 1, 6, 2, 2), 2),
 }
 
 # Indices changed after forward: nbgrad must raise torch's IndexError, or give the gradient

@@ -1,7 +1,8 @@
 """Convolutions: `conv1d` and `conv2d` (torch.conv1d/conv2d and F.conv1d/conv2d), both the
 `convolution` primitive of `nbgrad.ops.conv`, and `conv_transpose1d`/`conv_transpose2d`, its
 `conv_transpose` primitive. An unbatched input (no N dim) gets one, as PyTorch does, so its
-grad_fn is the squeeze that takes it away."""
+grad_fn is the squeeze that takes it away. And F.unfold/F.fold, its `im2col` and `col2im`
+primitives (which take an unbatched input as it is, as PyTorch's)."""
 import warnings
 
 from ..ops import PRIMITIVES
@@ -120,3 +121,40 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     return _transposed(2, input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+def _pair(value, name, op, position):
+    """F.unfold's and F.fold's `_pair` of an int or a sequence, with PyTorch's errors for
+    what its im2col and col2im take as a 2-tuple of ints."""
+    values = tuple(value) if hasattr(value, "__iter__") else (value, value)
+    for at, v in enumerate(values):
+        if not _is_int(v):
+            raise TypeError(f"{op}(): argument '{name}' (position {position}) must be tuple of "
+                            f"ints, but found element of type {type(v).__name__} at pos {at}")
+    if len(values) != 2:
+        raise RuntimeError(f"It is expected {name} equals to 2, but got size {len(values)}")
+    return values
+
+
+def _fold_params(op, kernel_size, dilation, padding, stride, first):
+    return {name: _pair(value, name, op, position)
+            for position, (name, value) in enumerate((("kernel_size", kernel_size),
+                                                      ("dilation", dilation),
+                                                      ("padding", padding),
+                                                      ("stride", stride)), first)}
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """F.unfold: the sliding (kernel_size) blocks of a (N, C, H, W) or (C, H, W) input as the
+    columns of (N, C * KH * KW, L), PyTorch's im2col."""
+    return dispatch(PRIMITIVES["im2col"], (input,),
+                    _fold_params("im2col", kernel_size, dilation, padding, stride, 2))
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """F.fold: unfold's adjoint, PyTorch's col2im: the columns of (N, C * KH * KW, L) or
+    (C * KH * KW, L) added into (N, C, *output_size) where unfold reads them."""
+    output_size = _pair(output_size, "output_size", "col2im", 2)
+    return dispatch(PRIMITIVES["col2im"], (input,),
+                    {"output_size": output_size,
+                     **_fold_params("col2im", kernel_size, dilation, padding, stride, 3)})

@@ -470,6 +470,50 @@ def roll(input, shifts, dims=None):
     return _rearranged(input, lambda a: np.roll(a, shifts, dims), "RollBackward0")
 
 
+def _pixel_rearrangement(name, factor_name, shuffle):
+    """pixel_shuffle (`shuffle`: (*, C * r * r, H, W) -> (*, C, H * r, W * r)) or
+    pixel_unshuffle (its inverse), with PyTorch's checks: a `take` of positions that NumPy
+    moves, under PyTorch's grad_fn name (whose node's gradient is the other's: a take's)."""
+    def function(input, factor):
+        if type(factor) is not int:
+            raise TypeError(f"{name}(): argument '{factor_name}' (position 2) must be int, not "
+                            f"{type(factor).__name__}")
+        if input.ndim < 3:
+            raise RuntimeError(f"{name} expects input to have at least 3 dimensions, but got "
+                               f"input with {input.ndim} dimension(s)")
+        if factor <= 0:
+            raise RuntimeError(f"{name} expects a positive {factor_name}, but got {factor}")
+        *batch, channels, height, width = input.shape
+        if shuffle and channels % (factor * factor):
+            raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be "
+                               f"divisible by the square of upscale_factor, but "
+                               f"input.size(-3)={channels} is not divisible by {factor * factor}")
+        for dim, what, size in ((-2, "height", height), (-1, "width", width)):
+            if not shuffle and size % factor:
+                raise RuntimeError(f"pixel_unshuffle expects {what} to be divisible by "
+                                   f"downscale_factor, but input.size({dim})={size} is not "
+                                   f"divisible by {factor}")
+        lead = len(batch)
+        if shuffle:
+            blocks = (*batch, channels // factor ** 2, factor, factor, height, width)
+            order, shape = (1, 4, 2, 5, 3), (*batch, channels // factor ** 2, height * factor,
+                                             width * factor)
+        else:
+            blocks = (*batch, channels, height // factor, factor, width // factor, factor)
+            order, shape = (1, 3, 5, 2, 4), (*batch, channels * factor ** 2, height // factor,
+                                             width // factor)
+        axes = (*range(lead), *(lead + a - 1 for a in order))
+        return _rearranged(input, lambda a: a.reshape(blocks).transpose(axes).reshape(shape),
+                           name.title().replace("_", "") + "Backward0")
+    function.__name__ = name
+    return function
+
+
+pixel_shuffle = _pixel_rearrangement("pixel_shuffle", "upscale_factor", shuffle=True)
+pixel_unshuffle = _pixel_rearrangement("pixel_unshuffle", "downscale_factor", shuffle=False)
+__all__ += ["pixel_shuffle", "pixel_unshuffle"]
+
+
 # --- triangles ------------------------------------------------------------------------------
 
 def _triangle(name, keep):

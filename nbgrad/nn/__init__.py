@@ -2,7 +2,7 @@
 from . import functional, init, utils
 from .module import Module
 from .parameter import Parameter
-from .layers import (Identity, Linear, Embedding, Sequential, ReLU, Sigmoid, Tanh, Softmax,
+from .layers import (Identity, Linear, Embedding, EmbeddingBag, Sequential, ReLU, Sigmoid, Tanh, Softmax,
                      LogSoftmax, Softplus, Flatten, Dropout, GELU, SiLU, LeakyReLU, ELU, Hardtanh,
                      ReLU6, Unflatten, CELU, SELU, Mish, Hardswish, Hardsigmoid, LogSigmoid,
                      Softsign, Tanhshrink, Softshrink, Hardshrink, Threshold, Softmin, Softmax2d,
@@ -17,9 +17,9 @@ from .resample import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d, ConstantP
                        ConstantPad3d, ReflectionPad1d, ReflectionPad2d, ReflectionPad3d,
                        ReplicationPad1d, ReplicationPad2d, ReplicationPad3d, CircularPad1d,
                        CircularPad2d, CircularPad3d, Upsample, UpsamplingNearest2d,
-                       UpsamplingBilinear2d, Dropout1d, Dropout2d)
+                       UpsamplingBilinear2d, Dropout1d, Dropout2d, PixelShuffle, PixelUnshuffle)
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
-from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Fold, Unfold
 from .pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d,
                       AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d)
 from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
@@ -28,7 +28,8 @@ from .transformer import (Transformer, TransformerEncoder, TransformerDecoder,
                           TransformerEncoderLayer, TransformerDecoderLayer)
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Linear", "Embedding",
-           "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout",
+           "EmbeddingBag", "Sequential", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten",
+           "Dropout",
            "Softplus", "GELU", "SiLU", "LeakyReLU", "ELU", "Hardtanh", "ReLU6",
            "CELU", "SELU", "Mish", "Hardswish", "Hardsigmoid", "LogSigmoid", "Softsign",
            "Tanhshrink", "Softshrink", "Hardshrink", "Threshold", "Softmin", "Softmax2d", "GLU",
@@ -43,6 +44,7 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Li
            "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
            "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
            "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "Dropout1d", "Dropout2d",
+           "PixelShuffle", "PixelUnshuffle", "Fold", "Unfold",
            "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Conv1d", "Conv2d",
            "ConvTranspose1d", "ConvTranspose2d",
            "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",

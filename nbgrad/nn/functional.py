@@ -22,6 +22,8 @@ from .._tensor.pooling import (  # noqa: F401  (F's pooling functions)
     avg_pool2d, max_pool1d, max_pool2d, adaptive_max_pool1d_with_indices,
     adaptive_max_pool2d_with_indices, max_pool1d_with_indices, max_pool2d_with_indices)
 from .._tensor.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401  (F's convolutions)
+from .._tensor.conv import fold, unfold  # noqa: F401  (im2col and col2im)
+from .._tensor.shape import pixel_shuffle, pixel_unshuffle  # noqa: F401
 from .._tensor.resample import (pad, interpolate, upsample, upsample_nearest,  # noqa: F401
                                 upsample_bilinear, dropout1d, dropout2d)  # (resample.py)
 from .._tensor.normalization import (functional_batch_norm as batch_norm,  # noqa: F401
@@ -32,7 +34,7 @@ from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
 from .._tensor.operands import absent as _absent
 from .._tensor.tensor import Tensor, _check_dim
-from .._core.dtype import finfo
+from .._core.dtype import finfo, int64 as _int64
 
 sigmoid = _api.sigmoid
 tanh = _api.tanh
@@ -74,6 +76,68 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
         _renormalize_rows(weight, input, max_norm, norm_type)
     return dispatch(P["embedding"], (weight, input),
                     {"padding_idx": padding_idx, "by_frequency": bool(scale_grad_by_freq)})
+
+
+def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale_grad_by_freq=False,
+                  mode="mean", sparse=False, per_sample_weights=None, include_last_offset=False,
+                  padding_idx=None):
+    """PyTorch's checks in its order, then the `embedding_bag` primitive on the ids as one
+    1-D tensor with their bags' offsets (a 2-D input's rows are bags of equal length)."""
+    if weight.dtype == _int64 and input.is_floating_point():
+        warnings.warn("Argument order of nn.functional.embedding_bag was changed. Usage "
+                      "`embedding_bag(weight, input, ...)` is deprecated, and should now be "
+                      "`embedding_bag(input, weight, ...)`.", stacklevel=2)
+        weight, input = input, weight
+    if per_sample_weights is not None and input.shape != per_sample_weights.shape:
+        raise ValueError(f"embedding_bag: If per_sample_weights ({per_sample_weights.shape}) is "
+                         f"not None, then it must have the same shape as the input ({input.shape})")
+    if weight.ndim != 2:
+        raise ValueError(f"weight has to be a 2D Tensor, but got Tensor of dimension {weight.ndim}")
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError("if input is 2D, then offsets has to be None, as input is treated is "
+                             "a mini-batch of fixed length sequences. However, found offsets of "
+                             f"type {type(offsets)}")
+        offsets = _api.arange(0, input.numel(), input.shape[1], dtype=input.dtype)
+        include_last_offset = False
+        input = input.reshape(-1)
+        if per_sample_weights is not None:
+            per_sample_weights = per_sample_weights.reshape(-1)
+    elif input.ndim == 1:
+        if offsets is None:
+            raise ValueError("offsets has to be a 1D Tensor but got None")
+        if offsets.ndim != 1:
+            raise ValueError("offsets has to be a 1D Tensor")
+    else:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {input.ndim}")
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError("mode has to be one of sum, mean or max")
+    if mode == "max" and scale_grad_by_freq:
+        raise ValueError("max mode does not support scaling the gradient by the frequency")
+    if mode == "max" and sparse:
+        raise ValueError("max mode does not support sparse weights")
+    if sparse:  # (before max_norm writes into the weight)
+        raise NotImplementedError("embedding_bag(sparse=True): nbgrad has no sparse tensors")
+    if max_norm is not None:
+        _renormalize_rows(weight, input, max_norm, norm_type)
+    if per_sample_weights is not None and mode != "sum":
+        raise NotImplementedError("embedding_bag: per_sample_weights was not None. "
+                                  "per_sample_weights is only supported for mode='sum' "
+                                  f"(got mode='{mode}'). Please open a feature request on GitHub.")
+    rows = weight.shape[0]
+    if padding_idx is None:
+        padding_idx = -1  # never matches: the ids are checked to lie in [0, num_embeddings)
+    elif not -rows <= padding_idx < rows:
+        raise RuntimeError(f"padding_idx must be within the number of embeddings, -{rows} "
+                           f"through {rows - 1}, but got {padding_idx}")
+    else:
+        padding_idx %= rows
+    if per_sample_weights is None:
+        per_sample_weights = _absent(weight.dtype.np)
+    return dispatch(P["embedding_bag"], (weight, input, offsets, per_sample_weights),
+                    {"mode": mode, "padding_idx": padding_idx,
+                     "by_frequency": bool(scale_grad_by_freq),
+                     "include_last_offset": bool(include_last_offset)})
 
 
 def _renormalize_rows(weight, input, max_norm, norm_type):

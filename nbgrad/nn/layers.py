@@ -1,4 +1,4 @@
-"""Layers: Linear, Embedding, Sequential and the parameter-free modules."""
+"""Layers: Linear, Embedding, EmbeddingBag, Sequential and the parameter-free modules."""
 import math
 import operator
 from collections import OrderedDict
@@ -55,49 +55,111 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
-class Embedding(Module):
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
-                 norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None,
-                 _freeze=False, device=None, dtype=None):
-        super().__init__()
+class _EmbeddingTable(Module):
+    """What Embedding and EmbeddingBag share: the (num_embeddings, embedding_dim) weight,
+    initialized normal with the padding_idx row zero, and the repr of the options."""
+
+    def _make_table(self, num_embeddings, embedding_dim, padding_idx, _weight, requires_grad,
+                    dtype, padding_name):
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise AssertionError("Padding_idx must be within num_embeddings")
+                raise AssertionError(f"{padding_name} must be within num_embeddings")
             padding_idx %= num_embeddings
         self.padding_idx = padding_idx
-        self.max_norm, self.norm_type = max_norm, norm_type
-        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
         if _weight is None:
             self.weight = Parameter(empty(num_embeddings, embedding_dim, dtype=dtype),
-                                    requires_grad=not _freeze)
+                                    requires_grad=requires_grad)
             self.reset_parameters()
         else:
-            self.weight = Parameter(_weight, requires_grad=not _freeze)
+            if list(_weight.shape) != [num_embeddings, embedding_dim]:
+                raise AssertionError("Shape of weight does not match num_embeddings and embedding_dim")
+            self.weight = Parameter(_weight, requires_grad=requires_grad)
 
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             self.weight._data[self.padding_idx] = 0
 
+    @classmethod
+    def _from_table(cls, embeddings, freeze, **options):
+        """from_pretrained: a module of `embeddings`' shape holding them as its weight."""
+        if embeddings.ndim != 2:
+            raise AssertionError("Embeddings parameter is expected to be 2-dimensional")
+        rows, cols = embeddings.shape
+        table = cls(num_embeddings=rows, embedding_dim=cols, _weight=embeddings, **options)
+        table.weight.requires_grad = not freeze
+        return table
+
+    def _options_repr(self, names):
+        """"num_embeddings, embedding_dim" and each option of `names` (in that order) that
+        is not its default (`mode` always), as PyTorch prints them."""
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        for name in names:
+            value = getattr(self, name)
+            if name == "mode" or (value != 2 if name == "norm_type" else
+                                  value is not None and value is not False):
+                text += f", {name}={value!r}"
+        return text
+
+
+class Embedding(_EmbeddingTable):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
+                 norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None,
+                 _freeze=False, device=None, dtype=None):
+        super().__init__()
+        self.max_norm, self.norm_type = max_norm, norm_type
+        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+        self._make_table(num_embeddings, embedding_dim, padding_idx, _weight, not _freeze, dtype,
+                         "Padding_idx")
+
     def forward(self, input):
         return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
                            self.scale_grad_by_freq, self.sparse)
 
     def extra_repr(self):
-        text = f"{self.num_embeddings}, {self.embedding_dim}"
-        if self.padding_idx is not None:
-            text += f", padding_idx={self.padding_idx}"
-        if self.max_norm is not None:
-            text += f", max_norm={self.max_norm}"
-        if self.norm_type != 2:
-            text += f", norm_type={self.norm_type}"
-        if self.scale_grad_by_freq is not False:
-            text += f", scale_grad_by_freq={self.scale_grad_by_freq}"
-        if self.sparse is not False:
-            text += ", sparse=True"
-        return text
+        return self._options_repr(("padding_idx", "max_norm", "norm_type", "scale_grad_by_freq",
+                                   "sparse"))
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,
+                        norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+        return cls._from_table(embeddings, freeze, padding_idx=padding_idx, max_norm=max_norm,
+                               norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq,
+                               sparse=sparse)
+
+
+class EmbeddingBag(_EmbeddingTable):
+    """Sums, means or maxima of bags of embeddings (F.embedding_bag), initialized as
+    Embedding."""
+
+    def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
+                 include_last_offset=False, padding_idx=None, device=None, dtype=None):
+        super().__init__()
+        self.max_norm, self.norm_type = max_norm, norm_type
+        self.scale_grad_by_freq = scale_grad_by_freq
+        self._make_table(num_embeddings, embedding_dim, padding_idx, _weight, True, dtype,
+                         "padding_idx")
+        self.mode, self.sparse, self.include_last_offset = mode, sparse, include_last_offset
+
+    def forward(self, input, offsets=None, per_sample_weights=None):
+        return F.embedding_bag(input, self.weight, offsets, self.max_norm, self.norm_type,
+                               self.scale_grad_by_freq, self.mode, self.sparse, per_sample_weights,
+                               self.include_last_offset, self.padding_idx)
+
+    def extra_repr(self):
+        return self._options_repr(("max_norm", "norm_type", "scale_grad_by_freq", "mode",
+                                   "padding_idx"))
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False, mode="mean", sparse=False,
+                        include_last_offset=False, padding_idx=None):
+        return cls._from_table(embeddings, freeze, max_norm=max_norm, norm_type=norm_type,
+                               scale_grad_by_freq=scale_grad_by_freq, mode=mode, sparse=sparse,
+                               include_last_offset=include_last_offset, padding_idx=padding_idx)
 
 
 class Sequential(Module):

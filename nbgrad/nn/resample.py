@@ -1,5 +1,5 @@
-"""Padding, upsampling and channel-dropout modules (PyTorch's torch.nn names and reprs), on
-F.pad, F.interpolate and F.dropout1d/dropout2d."""
+"""Padding, upsampling, pixel-shuffle and channel-dropout modules (PyTorch's torch.nn names and
+reprs), on F.pad, F.interpolate, F.pixel_shuffle/pixel_unshuffle and F.dropout1d/dropout2d."""
 from . import functional as F
 from .layers import Dropout
 from .module import Module
@@ -116,3 +116,27 @@ class Dropout2d(Dropout):
 
     def forward(self, input):
         return F.dropout2d(input, self.p, self.training, self.inplace)
+
+
+class PixelShuffle(Module):
+    def __init__(self, upscale_factor):
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def forward(self, input):
+        return F.pixel_shuffle(input, self.upscale_factor)
+
+    def extra_repr(self):
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Module):
+    def __init__(self, downscale_factor):
+        super().__init__()
+        self.downscale_factor = downscale_factor
+
+    def forward(self, input):
+        return F.pixel_unshuffle(input, self.downscale_factor)
+
+    def extra_repr(self):
+        return f"downscale_factor={self.downscale_factor}"

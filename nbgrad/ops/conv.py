@@ -1,5 +1,7 @@
 """Convolution: one primitive, `convolution`, for 1-D and 2-D spatial inputs (NCL, NCHW),
-with stride, zero padding, dilation, groups and an optional bias (the third input).
+with stride, zero padding, dilation, groups and an optional bias (the third input); the
+transposed one, `conv_transpose`; and `im2col`/`col2im` (F.unfold, F.fold) on the same
+im2col helpers (at the end).
 
 Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (SciPy's
 OpenBLAS, through Numba's gemm wrapper: `gemm`) runs that GEMM near the machine's peak; as a
@@ -1264,3 +1266,177 @@ PRIMS = {
         transposed_vjp, save=(0, 1), save_for=((1,), (0,), ()), differentiable=(0, 1, 2),
         fuse=_TransposedFusion(), differentiable_vjp=transposed_differentiable_vjp)),
 }
+
+
+# ---------------------------------------------------------------------------------------
+# unfold and fold: PyTorch's im2col and col2im (Im2ColBackward0, Col2ImBackward0), each the
+# other's adjoint. Primitives for the same reason as the convolution, whose helpers they
+# call: one image at a time, one group of all its channels, never a "same" convolution's
+# masked path (its masks are per chunk), so the columns are (C * KH * KW, OH * OW) as
+# PyTorch's, at the workspace's start.
+
+def _fold_plan(images, channels, height, width, kernel_size, blocks, stride, padding,
+               dilation):
+    """The kernels' integers (read-only, see _Plan.array): the geometry, then the images,
+    the offset of the padded image copy after the columns, and the constants the helpers
+    take as arguments (a literal would be another compilation); and the workspace's size."""
+    columns = channels * kernel_size[0] * kernel_size[1] * blocks[0] * blocks[1]
+    padded = channels * (height + 2 * padding[0]) * (width + 2 * padding[1])
+    plan = np.array((channels, height, width, *kernel_size, *blocks, *stride, *padding,
+                     *dilation, images, columns, 0, 1), np.int64)
+    plan.flags.writeable = False
+    return plan, columns + padded
+
+
+@calling_unlinked
+@_jit
+def im2col_kernel(x, out, plan, masks, workspace):
+    """out (N, C * KH * KW, OH * OW), flat: each image's im2col columns."""
+    channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
+        pad_left, dilation_h, dilation_w, images, columns, zero, one = plan[:17]
+    geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
+                pad_top, pad_left, dilation_h, dilation_w)
+    for n in range(images):
+        _im2col(x, n, one, zero, channels, geometry, zero > 0, workspace, columns, masks, zero)
+        at = _u(n * columns)
+        for t in range(_u(columns)):
+            out[at + t] = workspace[t]
+
+
+@calling_unlinked
+@_jit
+def col2im_kernel(columns_of, out, plan, masks, workspace):
+    """out (N, C, H, W), flat: each image's columns (N, C * KH * KW, OH * OW) added back
+    where im2col read them."""
+    channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w, pad_top, \
+        pad_left, dilation_h, dilation_w, images, columns, zero, one = plan[:17]
+    geometry = (channels, height, width, kernel_h, kernel_w, out_h, out_w, stride_h, stride_w,
+                pad_top, pad_left, dilation_h, dilation_w)
+    for n in range(images):
+        at = _u(n * columns)
+        for t in range(_u(columns)):
+            workspace[t] = columns_of[at + t]
+        _col2im(workspace, n, one, zero, channels, geometry, zero > 0, columns, masks, zero, out)
+
+
+def _fold_sizes(params):
+    return tuple(params[name] for name in ("kernel_size", "stride", "padding", "dilation"))
+
+
+def _check_fold_params(kernel_size, stride, padding, dilation):
+    """PyTorch's checks of im2col's and col2im's parameters (2-tuples), in its order."""
+    for name, (height, width), what, least in (
+            ("kernel size", kernel_size, "kernel", 1), ("dilation", dilation, "dilation", 1),
+            ("padding", padding, "pad", 0), ("stride", stride, "stride", 1)):
+        if height < least or width < least:
+            rule = "non-negative" if least == 0 else "greater than zero"
+            raise RuntimeError(f"{name} should be {rule}, but got {what}_height: {height} "
+                               f"{what}_width: {width}")
+
+
+def _blocks(size, kernel_size, stride, padding, dilation):
+    """The sliding blocks along each spatial dimension of `size`."""
+    return tuple((s + 2 * p - d * (k - 1) - 1) // step + 1
+                 for s, k, step, p, d in zip(size, kernel_size, stride, padding, dilation))
+
+
+def _im2col_infer(x, kernel_size, stride, padding, dilation):
+    _check_fold_params(kernel_size, stride, padding, dilation)
+    if x.ndim == 0:
+        raise IndexError("Dimension specified as 1 but tensor has no dimensions")
+    if x.ndim < 3:  # (PyTorch reads the size of dimension ndim)
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-x.ndim}, "
+                         f"{x.ndim - 1}], but got {x.ndim})")
+    if x.ndim not in (3, 4) or 0 in x.shape[-3:]:
+        raise RuntimeError("Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and "
+                           f"other non-zero dimensions for input, but got: {list(x.shape)}")
+    if x.dtype.kind != "f":
+        raise NotImplementedError(f'"im2col_out_cpu" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[x.dtype.name]}'")
+    blocks = _blocks(x.shape[-2:], kernel_size, stride, padding, dilation)
+    if min(blocks) < 1:
+        raise RuntimeError(f"Given input with spatial size {tuple(x.shape[-2:])}, kernel_size="
+                           f"{kernel_size}, dilation={dilation}, padding={padding}, calculated "
+                           f"shape of the array of sliding blocks as {blocks}, but its "
+                           "components must be at least one.")
+    return (x.shape[:-3] + (x.shape[-3] * kernel_size[0] * kernel_size[1],
+                            blocks[0] * blocks[1]), x.dtype)
+
+
+def _col2im_infer(columns, output_size, kernel_size, stride, padding, dilation):
+    _check_fold_params(kernel_size, stride, padding, dilation)
+    if columns.ndim not in (2, 3) or 0 in columns.shape[-2:]:
+        raise RuntimeError("Expected 2D or 3D (batch mode) tensor for input with possibly 0 "
+                           "batch size and non-zero dimensions for input, but got: "
+                           f"{list(columns.shape)}")
+    taps = kernel_size[0] * kernel_size[1]
+    if columns.shape[-2] % taps:
+        raise RuntimeError("Expected size of input's dimension 1 to be divisible by the product "
+                           f"of kernel_size, but got input.size(1)={columns.shape[-2]} and "
+                           f"kernel_size={kernel_size}.")
+    blocks = _blocks(output_size, kernel_size, stride, padding, dilation)
+    if columns.shape[-1] != blocks[0] * blocks[1]:
+        raise RuntimeError(f"Given output_size={output_size}, kernel_size={kernel_size}, "
+                           f"dilation={dilation}, padding={padding}, stride={stride}, expected "
+                           "size of input's dimension 2 to match the calculated number of "
+                           f"sliding blocks {blocks[0]} * {blocks[1]} = {blocks[0] * blocks[1]}, "
+                           f"but got input.size(2)={columns.shape[-1]}.")
+    if columns.dtype.kind != "f":
+        raise NotImplementedError(f'"col2im_out_cpu" not implemented for '
+                                  f"'{TORCH_TYPE_NAMES[columns.dtype.name]}'")
+    return columns.shape[:-2] + (columns.shape[-2] // taps,) + tuple(output_size), columns.dtype
+
+
+def _run_fold(images, out, kernel_size, stride, padding, dilation, adjoint):
+    """Run im2col_kernel (images -> out) or, `adjoint`, col2im_kernel (out -> images) on
+    images (N, C, H, W) and columns (N, C * KH * KW, L) of any batch shape; returns the
+    result of the two."""
+    *_, channels, height, width = images.shape
+    count = math.prod(images.shape[:-3])
+    blocks = _blocks((height, width), kernel_size, stride, padding, dilation)
+    result = images if adjoint else out
+    if result.size == 0:
+        return result
+    plan, workspace = _fold_plan(count, channels, height, width, kernel_size, blocks, stride,
+                                 padding, dilation)
+    kernel = col2im_kernel if adjoint else im2col_kernel
+    source, target = (out, images) if adjoint else (images, out)
+    kernel(_flat(source), target.reshape(-1), plan, _NO_MASKS, np.empty(workspace, result.dtype))
+    return result
+
+
+def im2col_forward(x, **params):
+    shape, dtype = _im2col_infer(x, **params)
+    return _run_fold(x, np.empty(shape, dtype), *_fold_sizes(params), adjoint=False)
+
+
+def col2im_forward(columns, output_size, **params):
+    shape, dtype = _col2im_infer(columns, output_size, **params)
+    return _run_fold(np.empty(shape, dtype), columns, *_fold_sizes(params), adjoint=True)
+
+
+def im2col_vjp(node, g):
+    shape = node.input_meta[0][0]
+    return (_run_fold(np.empty(shape, g.dtype), g, *_fold_sizes(node.params), adjoint=True),)
+
+
+def col2im_vjp(node, g):
+    shape = node.input_meta[0][0]
+    return (_run_fold(g, np.empty(shape, g.dtype), *_fold_sizes(node.params), adjoint=False),)
+
+
+def im2col_differentiable_vjp(node, g, saved):
+    return (g._primitive("col2im", output_size=node.input_meta[0][0][-2:], **node.params),)
+
+
+def col2im_differentiable_vjp(node, g, saved):
+    return (g._primitive("im2col", **{name: node.params[name] for name in
+                                      ("kernel_size", "stride", "padding", "dilation")}),)
+
+
+PRIMS.update({
+    "im2col": register(Primitive("im2col", "Im2ColBackward0", _im2col_infer, im2col_forward,
+                                 im2col_vjp, differentiable_vjp=im2col_differentiable_vjp)),
+    "col2im": register(Primitive("col2im", "Col2ImBackward0", _col2im_infer, col2im_forward,
+                                 col2im_vjp, differentiable_vjp=col2im_differentiable_vjp)),
+})

@@ -167,6 +167,11 @@ CASES = {
     # (the padding row has no gradient by definition: finite differences disagree)
     "embedding_padding": (lambda L, w: _F(L).embedding(L.tensor([[0, 2, 2], [1, 0, 2]]), w * w,
                                                        padding_idx=1) * w[0], ((3, 4),), False),
+    # the pixel shuffles (takes). (No embedding_bag case: torch 2.13 has no second derivative
+    # of it, "the derivative for '_embedding_bag_backward' is not implemented"; nbgrad's rule
+    # is checked against its kernels and by gradgradcheck on the op-table rows.)
+    "pixel_shuffles": (lambda L, x: L.pixel_unshuffle(L.pixel_shuffle(x * x, 2) ** 2, 2) * x,
+                       ((1, 8, 2, 3),), True),
     # losses
     "cross_entropy": (lambda L, x: _F(L).cross_entropy(x * x, L.tensor([0, 2, 1])), ((3, 4),), True),
     "cross_entropy_weight_ignore": (lambda L, x: _F(L).cross_entropy(

@@ -109,6 +109,10 @@ CASES = {
         lambda L, x, w, b: _F(L).conv_transpose2d(x, w, b, stride=(2, 1), padding=(1, 0),
                                                   groups=2, dilation=(1, 2)) ** 2,
         ((2, 4, 3, 3), (4, 1, 3, 2), (2,)), True),
+    # unfold and fold (each other's adjoint), with padding, stride and dilation
+    "unfold_fold": (lambda L, x: _F(L).fold(
+        _F(L).unfold(x * x, (2, 3), dilation=(2, 1), padding=1, stride=(1, 2)) ** 2, (5, 6), (2, 3),
+        dilation=(2, 1), padding=1, stride=(1, 2)) * x, ((2, 3, 5, 6),), True),
     # pooling
     "max_pool2d_ties": (lambda L, x: _F(L).max_pool2d(x, 2, 1) ** 2
                         * (_F(L).max_pool2d(x, 3, 2, 1, ceil_mode=True) ** 2).sum(),

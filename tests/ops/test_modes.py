@@ -314,7 +314,8 @@ NO_FUSED_RULE = {
     "argsort", "topk_indices", "statistic_indices",  # sorting: indices (values: a `take`)
     "diagonal",  # a strided view no fused rule reads
     "histc", "histogram_bin_edges", "histogram",  # histograms: no gradient
-    "take", "index_put",  # gathers and scatters by index
+    "take", "index_put", "embedding_bag",  # gathers and scatters by index
+    "im2col", "col2im",  # unfold and fold
     "scatter_add",  # scatters by index
 }
 # Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
@@ -417,6 +418,10 @@ EAGER_ONLY = {
     **{name: {r.name for r in TABLE if PRIMITIVES[name] in PRIMS_OF[r.name]}
        for name in MATH_FUNCTIONS},
     "sign": {"sgn"},
+    # Primitives without a fused rule (the fused modes would run them eagerly, as (a) does)
+    "embedding_bag": {"embedding_bag_sum_weighted", "embedding_bag_mean_2d",
+                      "embedding_bag_max_last_offset", "embedding_bag_scale_grad_by_freq"},
+    "im2col": {"unfold"}, "col2im": {"fold"}, "take": {"pixel_shuffle", "pixel_unshuffle"},
 }
 EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
 FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]

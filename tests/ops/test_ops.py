@@ -161,6 +161,13 @@ def _view_of_written_base(a):
     return row
 
 
+# embedding_bag's ids: with BAG_OFFSETS, the bags [1, 2, 4], [], [5, 4, 3], [2, 9] (4: the
+# padding_idx of some rows); a 2-D input's rows are bags, one of padding only.
+BAG_IDS = A([1, 2, 4, 5, 4, 3, 2, 9])
+BAG_OFFSETS = A([0, 3, 3, 6])
+BAG_IDS_2D = A([[1, 2, 4], [4, 4, 4], [9, 1, 1]])
+
+
 # Kinks and edges of the activations (see "activation_edges").
 ACTIVATION_EDGES = A([-np.inf, -100.0, -3.0, -1.0, -0.5, -0.0, 0.0, 0.1, 0.5, 1.0, 3.0, 100.0, np.inf,
                       np.nan])
@@ -921,6 +928,29 @@ TABLE = [
         + L.nn.functional.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
         + L.adaptive_avg_pool1d(x, 5) + L.nn.functional.adaptive_max_pool1d(x, 5), (2, 3, 9),
         tol32=REDUCE32),
+    # ---- unfold and fold (im2col, col2im: conv's helpers), batched and unbatched; the pixel
+    # shuffles (`take`s under PyTorch's grad_fn names)
+    row("unfold", lambda L, x: F(L).unfold(x, (2, 3), dilation=(2, 1), padding=1, stride=(1, 2)),
+        (2, 3, 5, 6)),
+    row("fold", lambda L, x: F(L).fold(x, (5, 6), (2, 3), dilation=(2, 1), padding=1, stride=2),
+        (18, 9), tol32=REDUCE32),
+    row("pixel_shuffle", lambda L, x: L.pixel_shuffle(x, 2), (2, 8, 3, 2)),
+    row("pixel_unshuffle", lambda L, x: F(L).pixel_unshuffle(x, 2), (3, 4, 6)),
+    # ---- embedding_bag: bags of a padding id only, empty bags, repeated ids (BAG_IDS)
+    row("embedding_bag_sum_weighted", lambda L, w, p: F(L).embedding_bag(
+        L.tensor(BAG_IDS), w, L.tensor(BAG_OFFSETS), mode="sum", per_sample_weights=p,
+        padding_idx=4), (10, 3), (8,), tol32=REDUCE32),
+    row("embedding_bag_mean_2d", lambda L, w: F(L).embedding_bag(
+        L.tensor(BAG_IDS_2D), w, padding_idx=-6), (10, 3), tol32=REDUCE32),
+    row("embedding_bag_max_last_offset", lambda L, w: F(L).embedding_bag(
+        L.tensor(BAG_IDS), w, L.tensor([0, 3, 3, 6, 8]), mode="max", include_last_offset=True),
+        (10, 3)),
+    # (each id as often as the others: PyTorch 2.13's CPU backward divides a row's gradient by
+    # the count of another id where counts differ, see tests/nn/test_nn.py; not a derivative,
+    # no gradcheck)
+    row("embedding_bag_scale_grad_by_freq", lambda L, w: F(L).embedding_bag(
+        L.tensor([3, 1, 3, 1, 7, 7]), w, L.tensor([0, 2]), scale_grad_by_freq=True), (10, 3),
+        gradcheck=False),
     # ---- losses and distances: the pointwise-loss rows (smooth_l1_loss, huber_loss,
     # soft_margin_loss: PyTorch's nodes) and composites as PyTorch composes them (the
     # fused modes take one row each of the rows and of the composites: EAGER_ONLY)
