@@ -24,6 +24,7 @@ from .._tensor.pooling import (  # noqa: F401  (F's pooling functions)
 from .._tensor.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401  (F's convolutions)
 from .._tensor.resample import (pad, interpolate, upsample, upsample_nearest,  # noqa: F401
                                 upsample_bilinear, dropout1d, dropout2d)  # (resample.py)
+from .._tensor.grid import affine_grid, grid_sample  # noqa: F401  (grid.py)
 from .._tensor.normalization import (functional_batch_norm as batch_norm,  # noqa: F401
                                      functional_layer_norm as layer_norm,
                                      functional_group_norm as group_norm)
