@@ -31,6 +31,7 @@ from fractions import Fraction
 import numba
 import numpy as np
 
+from . import indexing
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -254,6 +255,24 @@ def grid_sampler_vjp_kernel(g, x, grid, axes, height, width, nearest, padding, g
                 grad_grid[b, p, 1] = zero if nearest else d_row * row_slope
 
 
+@_jit
+def grid_sampler_taps_kernel(grid, axes, height, width, nearest, padding, index, inside,
+                             location, slope):
+    """Each grid point's taps (index and inside: (N, P, 4), unused taps outside), location
+    and its slope along each axis ((N, P, 2)): what the differentiable VJP is built on."""
+    one = axes[0, 4]
+    for b in range(grid.shape[0]):
+        for p in range(grid.shape[1]):
+            col, col_slope = _source(grid[b, p, 0], axes[0], padding)
+            row, row_slope = _source(grid[b, p, 1], axes[1], padding)
+            taps, _, tap_inside, count, _ = _taps(col, row, height, width, nearest, one)
+            for t in range(4):
+                index[b, p, t] = taps[t]
+                inside[b, p, t] = tap_inside[t] and t < count
+            location[b, p, 0], location[b, p, 1] = col, row
+            slope[b, p, 0], slope[b, p, 1] = col_slope, row_slope
+
+
 def _grid_sampler_infer(x, grid, mode, padding_mode, align_corners):
     """PyTorch's checks (grid_sampler and its 2-D CPU kernel), in its order."""
     if x.ndim == 0:
@@ -329,6 +348,73 @@ def _grid_sampler_vjp(node, g):
             grad_grid.reshape(grid.shape) if need_grid else None)
 
 
+def _padded(t):
+    """Tensor `t` flat with a zero after it, which positions past its end pick."""
+    flat = t.reshape(-1)
+    padded = t.new_zeros((flat.shape[0] + 1,))
+    padded[:flat.shape[0]] = flat
+    return padded
+
+
+def _grid_sampler_differentiable_vjp(node, g, saved):
+    """The kernels' VJP as Tensor operations on the taps of the grid's values: each point's
+    location moves with its grid coordinate at the slope the padding gives it (0 where
+    clamped), so the bilinear weights are differentiable in the grid, the taps read from
+    the input (outside ones a zero past its end) differentiable in it, and the input's
+    gradient a differentiable scatter."""
+    x, grid = saved
+    x_array, grid_array = node.saved
+    nearest = node.params["mode"] == "nearest"
+    flat_x, flat_grid, axes, height, width = _grid_sampler_arguments(
+        x_array, grid_array, node.params["padding_mode"], node.params["align_corners"],
+        x_array.dtype)
+    (batch, points), channels, plane = flat_grid.shape[:2], flat_x.shape[1], flat_x.shape[2]
+    index, inside = np.zeros((batch, points, 4), np.int64), np.zeros((batch, points, 4), bool)
+    location, slope = np.empty((batch, points, 2), x_array.dtype), np.empty_like(flat_grid)
+    grid_sampler_taps_kernel(flat_grid, axes, height, width, nearest,
+                             PADDING_MODES[node.params["padding_mode"]], index, inside,
+                             location, slope)
+    g = g.reshape(batch, channels, points)
+    # where each (n, c, p) and each tap of it reads in input (N, C, H * W) and writes in g
+    planes = np.arange(batch * channels).reshape(batch, channels, 1, 1) * plane
+    source = planes + index[:, None]
+    target = (np.arange(batch * channels * points).reshape(batch, channels, points, 1)
+              + np.zeros(4, np.int64))
+    tap_inside = np.broadcast_to(inside[:, None], source.shape)
+    # Locations differentiable in the grid, of the value the kernels computed: the grid's
+    # change from its value times the slope (clamped coordinates pick a zero instead).
+    moving = slope != 0
+    moved = _padded(grid).reshape(-1)[np.where(moving.reshape(-1), np.arange(moving.size),
+                                                moving.size)].reshape(batch, points, 2)
+    fraction = location - np.floor(location)
+    offset = g.new_tensor(np.where(moving, flat_grid, 0))
+    fraction = g.new_tensor(fraction) + g.new_tensor(slope) * (moved - offset)
+    w, n = fraction[..., 0].reshape(batch, 1, points), fraction[..., 1].reshape(batch, 1, points)
+    e, s = 1 - w, 1 - n
+    weights = [None] if nearest else [s * e, s * w, n * e, n * w]
+    grad_input = grad_grid = None
+    if node.needs[0]:
+        grad_input = g.new_zeros((batch * channels * plane,))
+        for t, weight in enumerate(weights):
+            contribution = g if weight is None else g * weight
+            chosen = tap_inside[..., t]
+            grad_input = grad_input + indexing.scattered(
+                contribution.reshape(-1)[target[..., t][chosen]], source[..., t][chosen],
+                (batch * channels * plane,))
+        grad_input = grad_input.reshape(x_array.shape)
+    if node.needs[1]:
+        grad_grid = g.new_zeros((batch, points, 2))
+        if not nearest:
+            padded_x = _padded(x)
+            nw, ne, sw, se = (padded_x[np.where(tap_inside[..., t], source[..., t], x_array.size)]
+                              for t in range(4))
+            slopes = g.new_tensor(slope)
+            grad_grid[..., 0] = (((ne - nw) * s + (se - sw) * n) * g).sum(1) * slopes[..., 0]
+            grad_grid[..., 1] = (((sw - nw) * e + (se - ne) * w) * g).sum(1) * slopes[..., 1]
+        grad_grid = grad_grid.reshape(grid_array.shape)
+    return grad_input, grad_grid
+
+
 PRIMS = {
     # `size`: the output's (N, C, H, W) or (N, C, D, H, W), checked by the API function.
     "affine_grid": register(Primitive(
@@ -337,6 +423,7 @@ PRIMS = {
     # `mode` "bilinear" or "nearest", `padding_mode` a key of PADDING_MODES.
     "grid_sampler": register(Primitive(
         "grid_sampler", "GridSampler2DBackward0", _grid_sampler_infer, _grid_sampler_forward,
-        _grid_sampler_vjp, save=(0, 1), differentiable=(0, 1))),
+        _grid_sampler_vjp, save=(0, 1), differentiable=(0, 1),
+        differentiable_vjp=_grid_sampler_differentiable_vjp)),
 }
 
