@@ -386,7 +386,8 @@ def _grid_sampler_differentiable_vjp(node, g, saved):
     moving = slope != 0
     moved = _padded(grid).reshape(-1)[np.where(moving.reshape(-1), np.arange(moving.size),
                                                 moving.size)].reshape(batch, points, 2)
-    fraction = location - np.floor(location)
+    with np.errstate(invalid="ignore"):  # (infinite locations: NaN, as the kernels' weights)
+        fraction = location - np.floor(location)
     offset = g.new_tensor(np.where(moving, flat_grid, 0))
     fraction = g.new_tensor(fraction) + g.new_tensor(slope) * (moved - offset)
     w, n = fraction[..., 0].reshape(batch, 1, points), fraction[..., 1].reshape(batch, 1, points)

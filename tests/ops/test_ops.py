@@ -914,7 +914,9 @@ TABLE = [
     row("interpolate_area", lambda L, x: L.nn.functional.interpolate(x, scale_factor=0.6, mode="area"),
         (1, 2, 5, 7), tol32=REDUCE32),
     # ---- spatial transformers (F.affine_grid: affine_grid; F.grid_sample: grid_sampler): each
-    # mode, padding and align_corners, grid points outside [-1, 1], strided arguments
+    # mode, padding and align_corners, grid points outside [-1, 1], strided arguments (small:
+    # gradgradcheck's time grows with the square of the elements; nearest's and the strided
+    # row's gradients are compared with torch's, not checked by finite differences again)
     row("affine_grid", lambda L, t: L.nn.functional.affine_grid(t, (2, 3, 4, 5), align_corners=False),
         (2, 2, 3), tol32=REDUCE32),
     row("affine_grid_3d_align", lambda L, t: L.nn.functional.affine_grid(
@@ -933,7 +935,7 @@ TABLE = [
     row("grid_sample_nearest", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
         x, g * 1.5, mode="nearest", padding_mode=padding, align_corners=ac)
         for padding, ac in (("zeros", False), ("border", True), ("reflection", False))], 1),
-        (2, 2, 2, 3), (2, 2, 2, 2)),
+        (2, 2, 2, 3), (2, 2, 2, 2), gradcheck=False),
     row("grid_sample_edges", lambda L, x, g, g_border, g_reflection: L.cat([
         L.nn.functional.grid_sample(x, g, align_corners=False),
         L.nn.functional.grid_sample(x, g_border, padding_mode="border", align_corners=True),
@@ -947,7 +949,7 @@ TABLE = [
         (2, 2, 1, 1), (2, 2, 2, 2)),
     row("grid_sample_T", lambda L, x, g: L.nn.functional.grid_sample(
         x.transpose(2, 3), g.transpose(1, 2), padding_mode="border", align_corners=False),
-        (2, 2, 3, 2), (2, 2, 2, 2), tol32=REDUCE32),
+        (2, 2, 3, 2), (2, 2, 2, 2), tol32=REDUCE32, gradcheck=False),
     row("grid_sample_empty", lambda L, x, g: L.nn.functional.grid_sample(x, g, align_corners=False),
         (2, 2, 3, 4), (2, 0, 3, 2)),
     # ---- pooling (one window kernel; the 1-D forms are the 2-D primitives, SqueezeBackward1):
