@@ -24,6 +24,11 @@ writes out of bounds (a segmentation fault for a NaN grid point with border padd
 infinite one with reflection, in torch 2.13). nbgrad's backward takes the forward's
 location there: the input's gradient goes to the tap the forward read, the grid's is 0
 (the clamped location does not move with the grid point).
+
+Neither has a fused rule yet: a deferred graph or an `nbgrad.compile` step that reaches one
+runs eagerly (a spatial transformer's training loop runs its kernels one by one). A rule
+would call these kernels by symbol, as resample's does; it was left out for the test suite's
+time (each row that fuses compiles about four fused kernels).
 """
 import functools
 from fractions import Fraction
