@@ -131,10 +131,10 @@ def _affine_grid_differentiable_vjp(node, g, saved):
 # --- grid_sampler ----------------------------------------------------------------------------
 
 PADDING_MODES = {"zeros": 0, "border": 1, "reflection": 2}
-_ZEROS, _BORDER, _REFLECTION = 0, 1, 2
+_ZEROS, _REFLECTION = PADDING_MODES["zeros"], PADDING_MODES["reflection"]
 
 
-def axis_constants(size, align_corners, dtype):
+def _axis_constants(size, align_corners, dtype):
     """One axis's constants in the data's dtype, as PyTorch's ComputeLocationBase: the
     unnormalizing scale, the last index, the reflection's low end and twice its span, and 1
     (Numba types an untyped 1 as float64, which would promote float32 arithmetic)."""
@@ -322,8 +322,8 @@ def _grid_sampler_arguments(x, grid, padding_mode, align_corners, dtype):
     """The kernels' views ((N, C, H * W), (N, P, 2)), axis constants (x's, then y's) and the
     input's height and width."""
     height, width = x.shape[2], x.shape[3]
-    axes = np.array([axis_constants(width, align_corners, dtype),
-                     axis_constants(height, align_corners, dtype)], dtype)
+    axes = np.array([_axis_constants(width, align_corners, dtype),
+                     _axis_constants(height, align_corners, dtype)], dtype)
     return (np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1),
             np.ascontiguousarray(grid).reshape(grid.shape[0], -1, 2), axes, height, width)
 
