@@ -458,6 +458,37 @@ BAD = {
     "unfold_no_blocks": lambda L: F(L).unfold(_x(L, 1, 2, 3, 4), 5),
     "fold_blocks_mismatch": lambda L: F(L).fold(_x(L, 1, 8, 5), (3, 4), 2),
     "pixel_shuffle_channels": lambda L: F(L).pixel_shuffle(_x(L, 1, 6, 2, 2), 2),
+    # ---- spatial transformers
+    "grid_sample_unknown_mode": lambda L: F(L).grid_sample(
+        _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 2), mode="cubic", align_corners=False),
+    "grid_sample_unknown_padding": lambda L: F(L).grid_sample(
+        _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 2), padding_mode="wrap", align_corners=False),
+    "grid_sample_batch_mismatch": lambda L: F(L).grid_sample(
+        _x(L, 2, 1, 2, 2), _x(L, 1, 3, 3, 2), align_corners=False),
+    "grid_sample_grid_last_dim": lambda L: F(L).grid_sample(
+        _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 3), align_corners=False),
+    "grid_sample_grid_rank": lambda L: F(L).grid_sample(
+        _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 1, 2), align_corners=False),
+    "grid_sample_empty_spatial": lambda L: F(L).grid_sample(
+        _x(L, 1, 1, 0, 2), _x(L, 1, 3, 3, 2), align_corners=False),
+    "grid_sample_dtype_mismatch": lambda L: F(L).grid_sample(
+        _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 2).double(), align_corners=False),
+    "grid_sample_of_int64": lambda L: F(L).grid_sample(
+        L.ones(1, 1, 2, 2, dtype=L.int64), L.ones(1, 3, 3, 2, dtype=L.int64), align_corners=False),
+    "grid_sample_align_corners_int": lambda L: F(L).grid_sample(
+        _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 2), align_corners=1),
+    "affine_grid_int_theta": lambda L: F(L).affine_grid(
+        L.ones(1, 2, 3, dtype=L.int64), (1, 1, 2, 2), align_corners=False),
+    "affine_grid_theta_shape": lambda L: F(L).affine_grid(_x(L, 1, 3, 3), (1, 1, 2, 2),
+                                                          align_corners=False),
+    "affine_grid_size_rank": lambda L: F(L).affine_grid(_x(L, 1, 2, 3), (1, 1, 2),
+                                                        align_corners=False),
+    "affine_grid_empty_size": lambda L: F(L).affine_grid(_x(L, 1, 2, 3), (1, 0, 2, 2),
+                                                         align_corners=False),
+    "affine_grid_batch_mismatch": lambda L: F(L).affine_grid(_x(L, 2, 2, 3), (3, 1, 2, 2),
+                                                             align_corners=False),
+    "affine_grid_float_size": lambda L: F(L).affine_grid(_x(L, 1, 2, 3), (1, 1, 2.0, 2),
+                                                         align_corners=False),
 }
 
 # Indices changed after forward: nbgrad must raise torch's IndexError, or give the gradient

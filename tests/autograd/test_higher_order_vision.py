@@ -1,6 +1,6 @@
 """Higher-order gradients through the vision families (convolution, pooling, normalization,
-padding and resampling): each primitive's `differentiable_vjp`, run by backward/grad with
-create_graph=True.
+padding and resampling, spatial transformers): each primitive's `differentiable_vjp`, run by
+backward/grad with create_graph=True.
 
 - Every op-table row (tests/ops/test_ops.py) that uses these families, float64: the
   gradients with create_graph=True (the rules) equal those of the ordinary backward (the
@@ -28,7 +28,7 @@ from nbgrad.ops import PRIMITIVES
 from test_ops import DIFFERENTIABLE, _PrimitiveRecorder, make_inputs
 
 A = np.array
-VISION = ("conv", "pooling", "normalization", "resample")
+VISION = ("conv", "pooling", "normalization", "resample", "grid")
 
 
 def _F(lib):
@@ -143,6 +143,10 @@ CASES = {
                             ((1, 2, 2, 3),), False),
     "interpolate_bilinear": (lambda L, x: _F(L).interpolate(x, size=(5, 3), mode="bilinear") ** 2,
                              ((1, 2, 3, 4),), True),
+    # spatial transformers: the grid's weights are products of its coordinates
+    "grid_sample": (lambda L, x, g: _F(L).grid_sample(x, g, padding_mode="reflection",
+                                                      align_corners=False) ** 2,
+                    ((2, 2, 2, 3), (2, 2, 1, 2)), False),
 }
 
 

@@ -317,6 +317,8 @@ NO_FUSED_RULE = {
     "take", "index_put", "embedding_bag",  # gathers and scatters by index
     "im2col", "col2im",  # unfold and fold
     "scatter_add",  # scatters by index
+    # spatial transformers: eager kernels only so far (a rule would call them, as resample's)
+    "affine_grid", "grid_sampler",
 }
 # Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
 # primitive without a fused rule. Every other row must run fused from its second call.
@@ -422,6 +424,11 @@ EAGER_ONLY = {
     "embedding_bag": {"embedding_bag_sum_weighted", "embedding_bag_mean_2d",
                       "embedding_bag_max_last_offset", "embedding_bag_scale_grad_by_freq"},
     "im2col": {"unfold"}, "col2im": {"fold"}, "take": {"pixel_shuffle", "pixel_unshuffle"},
+    # (no fused rule: "spatial_transformer" checks their eager fallback in the fused modes)
+    "affine_grid": {"affine_grid", "affine_grid_3d_align"},
+    "grid_sampler": {"grid_sample_bilinear", "grid_sample_bilinear_border_align",
+                     "grid_sample_bilinear_reflection", "grid_sample_nearest", "grid_sample_edges",
+                     "grid_sample_one_pixel", "grid_sample_T", "grid_sample_empty"},
 }
 EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
 FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]

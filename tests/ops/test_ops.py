@@ -110,6 +110,18 @@ POOL_EDGES = A([[[[1.0, 3.0, 3.0, -np.inf, -np.inf], [2.0, 3.0, 1.0, -np.inf, -n
                   [5.0, 5.0, 5.0, 5.0, np.nan]]]])
 
 
+# grid_sample's grid points (x, y): NaN and infinities (zeros padding: NaN outputs, no
+# gradient to the input there), far outside, the corners, pixel centres (kinks); border
+# padding's without NaN and reflection's finite (torch 2.13's backward crashes on those).
+GRID_EDGES = A([[[[np.nan, 0.0], [0.0, np.nan], [np.inf, 0.2], [-np.inf, -0.3], [1e30, 0.0],
+                  [0.3, -1e30], [1.0, 1.0], [-1.0, -1.0], [2.5, -3.7], [0.0, 0.0],
+                  [-0.5, 0.5], [1.2, 0.9]]]])
+GRID_BORDER_EDGES = np.where(np.isnan(GRID_EDGES), 0.25, GRID_EDGES)
+GRID_REFLECTION_EDGES = A([[[[1e10, 0.0], [-7.3, 2.2], [1.0, -1.0], [3.0, 1.0], [-1.0, 5.0],
+                             [0.0, 0.0], [-0.25, 0.75], [2.0, -2.0], [9.1, -4.6], [0.1, 0.3],
+                             [-3.0, 3.0], [1e5, -1e5]]]])
+
+
 # Losses: differences of x and y on and around the thresholds of smooth_l1 and huber
 # (|x - y| = 1 = beta = delta, exactly), 0, NaN and inf; margins for soft margin and
 # multilabel soft margin (large values whose exp overflows, in float32 first), NaN, inf.
@@ -908,6 +920,45 @@ TABLE = [
         x, size=(5, 3), mode="bicubic", align_corners=True), (1, 2, 3, 4), tol32=REDUCE32),
     row("interpolate_area", lambda L, x: L.nn.functional.interpolate(x, scale_factor=0.6, mode="area"),
         (1, 2, 5, 7), tol32=REDUCE32),
+    # ---- spatial transformers (F.affine_grid: affine_grid; F.grid_sample: grid_sampler): each
+    # mode, padding and align_corners, grid points outside [-1, 1], strided arguments (small:
+    # gradgradcheck's time grows with the square of the elements; nearest's and the strided
+    # row's gradients are compared with torch's, not checked by finite differences again)
+    row("affine_grid", lambda L, t: L.nn.functional.affine_grid(t, (2, 3, 4, 5), align_corners=False),
+        (2, 2, 3), tol32=REDUCE32),
+    row("affine_grid_3d_align", lambda L, t: L.nn.functional.affine_grid(
+        t, (2, 1, 3, 4, 2), align_corners=True), (2, 3, 4), tol32=REDUCE32),
+    row("spatial_transformer", lambda L, x, t: L.nn.functional.grid_sample(
+        x, L.nn.functional.affine_grid(t, x.shape, align_corners=False), align_corners=False),
+        (2, 2, 3, 4), (2, 2, 3), tol32=REDUCE32),
+    row("grid_sample_bilinear", lambda L, x, g: L.nn.functional.grid_sample(x, g, align_corners=False),
+        (2, 2, 2, 3), (2, 2, 2, 2), tol32=REDUCE32),
+    row("grid_sample_bilinear_border_align", lambda L, x, g: L.nn.functional.grid_sample(
+        x, g * 1.5, padding_mode="border", align_corners=True), (2, 2, 2, 3), (2, 2, 2, 2),
+        tol32=REDUCE32),
+    row("grid_sample_bilinear_reflection", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
+        x, g * 3, padding_mode="reflection", align_corners=ac) for ac in (False, True)], 1),
+        (2, 2, 2, 3), (2, 2, 2, 2), tol32=REDUCE32),
+    row("grid_sample_nearest", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
+        x, g * 1.5, mode="nearest", padding_mode=padding, align_corners=ac)
+        for padding, ac in (("zeros", False), ("border", True), ("reflection", False))], 1),
+        (2, 2, 2, 3), (2, 2, 2, 2), gradcheck=False),
+    row("grid_sample_edges", lambda L, x, g, g_border, g_reflection: L.cat([
+        L.nn.functional.grid_sample(x, g, align_corners=False),
+        L.nn.functional.grid_sample(x, g_border, padding_mode="border", align_corners=True),
+        L.nn.functional.grid_sample(x, g_reflection, padding_mode="reflection", align_corners=False),
+        L.nn.functional.grid_sample(x, g, mode="nearest", align_corners=True)], 1),
+        (1, 2, 3, 4), GRID_EDGES, GRID_BORDER_EDGES, GRID_REFLECTION_EDGES, gradcheck=False,
+        tol32=REDUCE32),
+    # one-pixel inputs: an empty reflection span (align_corners) and a border at 0
+    row("grid_sample_one_pixel", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
+        x, g, padding_mode=padding, align_corners=True) for padding in ("reflection", "border")], 1),
+        (2, 2, 1, 1), (2, 2, 2, 2)),
+    row("grid_sample_T", lambda L, x, g: L.nn.functional.grid_sample(
+        x.transpose(2, 3), g.transpose(1, 2), padding_mode="border", align_corners=False),
+        (2, 2, 3, 2), (2, 2, 2, 2), tol32=REDUCE32, gradcheck=False),
+    row("grid_sample_empty", lambda L, x, g: L.nn.functional.grid_sample(x, g, align_corners=False),
+        (2, 2, 3, 4), (2, 0, 3, 2)),
     # ---- pooling (one window kernel; the 1-D forms are the 2-D primitives, SqueezeBackward1):
     # torch's choice of maximum among ties, -inf and NaN with ceil_mode, padding and the
     # indices; the 2-D forms in one row (dilation, an average without the padding in its
