@@ -352,13 +352,13 @@ STRIDED_FALLBACK = "the fused code takes C-contiguous arguments only"
 def _deferred_fallback(r, layout):
     """Why the deferred loop of row `r` may legitimately never reach a fused kernel, or None
     if it must: the row's result is not a float (no backward), it calls a primitive that runs
-    at once (views: reshape, permute, expand, basic indexing; ops without a fused rule) and
-    a graph reading a result that ran at once runs eagerly, a parameter is an array (class
+    at once (one without a fused rule: a graph reading a result that ran at once runs
+    eagerly; views defer and fuse, and reading a pending view's layout does not run it), a parameter is an array (class
     weights: deferred graph keys hash parameters), it writes in place, or its arguments are
     strided."""
     if not FLOAT_OUTPUT[r.name]:
         return "no backward (the result is not a float)"
-    eager = sorted(p.name for p in PRIMS_OF[r.name] if p.vjp is None or p.fuse is None or p.view)
+    eager = sorted(p.name for p in PRIMS_OF[r.name] if p.vjp is None or p.fuse is None)
     if eager:
         return f"runs at once: {', '.join(eager)}"
     if r.name in ARRAY_PARAMS:
