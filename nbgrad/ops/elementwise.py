@@ -386,7 +386,8 @@ TABLE = [
     Elementwise("nan_to_num", "NanToNumBackward0", ("a",),
                 "nan_fill if a != a else (posinf_fill if a == np.inf else "
                 "(neginf_fill if a == -np.inf else a))",
-                {"a": f"g if {_IS_FINITE} else 0.0"},
+                # (PyTorch's grad * isfinite(x): NaN where g is not finite)
+                {"a": f"g * (1.0 if {_IS_FINITE} else 0.0)"},
                 params=("nan_fill", "posinf_fill", "neginf_fill")),
     # `value` is a 0-d tensor of a's dtype (the API converts a Python number).
     Elementwise("masked_fill", "MaskedFillBackward0", ("a", "mask", "value"),
