@@ -310,6 +310,14 @@ def clamp_max(input, max):
 def where(condition, input=None, other=None):
     if input is None and other is None:
         return nonzero(condition, as_tuple=True)
+    if not all(isinstance(value, Tensor) or _is_number(value) for value in (input, other)):
+        # (PyTorch's message goes on to say why each signature did not match)
+        got = ", ".join(type(value).__name__ for value in (condition, input, other))
+        raise TypeError(f"where() received an invalid combination of arguments - got ({got}), "
+                        "but expected one of:\n * (Tensor condition)\n * (Tensor condition, "
+                        "Tensor input, Tensor other, *, Tensor out = None)\n * (Tensor condition, "
+                        "Number self, Tensor other)\n * (Tensor condition, Tensor input, Number "
+                        "other)\n * (Tensor condition, Number self, Number other)\n")
     dtype = result_dtype(input, other)
     input, other = operand_of_dtype(input, dtype), operand_of_dtype(other, dtype)
     if condition.dtype is not _dtype.bool_:
