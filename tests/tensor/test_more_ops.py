@@ -389,6 +389,12 @@ ERRORS = {
     "addmv_input_size": lambda L: L.addmv(L.zeros(2), L.ones(3, 4), L.ones(4)),
     "addmv_ranks": lambda L: L.addmv(L.zeros(3), L.ones(3, 4, 2), L.ones(4)),
     "addmv_dtypes": lambda L: L.addmv(L.zeros(3, dtype=L.float64), L.ones(3, 2), L.ones(2)),
+    # matmul's dtype errors are those of the kernel it folds the call into
+    "mv_dtypes": lambda L: L.mv(L.ones(3, 2), L.ones(2, dtype=L.float64)),
+    "matmul_batch_vector_dtypes": lambda L: L.ones(2, 3, 2, dtype=L.int64) @ L.ones(2),
+    "matmul_vector_batch_dtypes": lambda L: L.matmul(L.ones(2), L.ones(4, 2, 3, dtype=L.float64)),
+    "matmul_batched_dtypes": lambda L: L.ones(4, 3, 2, dtype=L.float64) @ L.ones(4, 2, 3),
+    "matmul_batch_matrix_dtypes": lambda L: L.ones(4, 3, 2) @ L.ones(2, 3, dtype=L.float64),
     "addr_matrix": lambda L: L.addr(L.zeros(3, 4), L.ones(3), L.ones(4, 1)),
     "addr_int_alpha": lambda L: L.addr(L.zeros(3, 2, dtype=L.int64), L.ones(3, dtype=L.int64),
                                        L.ones(2, dtype=L.int64), alpha=1.5),
