@@ -1392,6 +1392,44 @@ def test_grad_fn_names_of_math_functions():
     assert [_node(nbgrad, fn) for fn in MATH_NODES] == [_node(torch, fn) for fn in MATH_NODES]
 
 
+# torch.special's functions that nbgrad has (nbgrad.special's docstring lists the others).
+SPECIAL = {
+    "expit": lambda S, x: S.expit(x), "erf": lambda S, x: S.erf(x), "erfc": lambda S, x: S.erfc(x),
+    "exp2": lambda S, x: S.exp2(x), "expm1": lambda S, x: S.expm1(x),
+    "log1p": lambda S, x: S.log1p(x), "logit": lambda S, x: S.logit(x, eps=0.3),
+    "xlogy": lambda S, x: S.xlogy(x, x + 1), "xlogy_number": lambda S, x: S.xlogy(2.0, x),
+    "sinc": lambda S, x: S.sinc(x), "round": lambda S, x: S.round(x * 4),
+    "round_decimals": lambda S, x: S.round(x, decimals=1),
+    "softmax": lambda S, x: S.softmax(x, 0), "log_softmax": lambda S, x: S.log_softmax(x, -1),
+    "logsumexp": lambda S, x: S.logsumexp(x, 0, True),
+    "softmax_no_dim": lambda S, x: S.softmax(x), "logsumexp_no_dim": lambda S, x: S.logsumexp(x),
+}
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_special_functions_match_torch(name):
+    """`import nbgrad as torch; torch.special.expit(x)`: torch's values, gradients and nodes,
+    and its TypeError for a missing `dim`."""
+    outcomes = []
+    for lib in (nbgrad, torch):
+        x = lib.tensor(np.array([0.25, 0.5, 1.5], np.float32), requires_grad=True)
+        try:
+            out = SPECIAL[name](lib.special, x)
+        except TypeError as error:
+            outcomes.append(str(error))
+            continue
+        out.sum().backward()
+        outcomes.append((out.detach().numpy(), x.grad.numpy(), grad_fn_name(out)))
+    if isinstance(outcomes[1], str):
+        assert outcomes[0] == outcomes[1]
+        return
+    (value, grad, node), (expected_value, expected_grad, expected_node) = outcomes
+    assert node == expected_node
+    assert_close(value, expected_value)
+    assert_close(grad, expected_grad)
+    assert nbgrad.special.expit is nbgrad.sigmoid
+
+
 @pytest.mark.parametrize("r", [TABLE[ROW_NAMES.index(n)] for n in ("chain_mlp", "chain_scalar_consts", "softmax_fn")],
                          ids=lambda r: r.name)
 def test_float32_stays_float32_through_graph(r):
