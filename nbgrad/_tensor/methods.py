@@ -152,6 +152,8 @@ METHODS = {
     "random_": sampling.random_,
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
+    "transpose_": inplace.transpose_, "swapaxes_": inplace.transpose_,
+    "swapdims_": inplace.transpose_,
     "add_": inplace_form(arithmetic.add), "sub_": inplace_form(arithmetic.sub),
     "lerp_": inplace_form(arithmetic.lerp), "addcmul_": inplace_form(arithmetic.addcmul),
     "addcdiv_": inplace_form(arithmetic.addcdiv),
