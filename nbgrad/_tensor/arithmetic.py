@@ -268,10 +268,19 @@ def pow(input, exponent):
     if not isinstance(input, Tensor):
         return binary("pow", input, exponent, grad_fn_name="PowBackward2")
     if isinstance(exponent, Tensor):
-        return binary("pow", input, exponent, grad_fn_name="PowBackward1")
+        return binary("pow", input, exponent)
+    if not _is_number(exponent):
+        raise _invalid_combination("pow", (input, exponent), (
+            "Tensor input, Tensor exponent", "Number self, Tensor exponent",
+            "Tensor input, Number exponent"))
     if not input.dtype.is_floating_point and not isinstance(exponent, float) and exponent < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
-    return binary("pow", input, exponent)
+    # PyTorch's Scalar overload: the input in the result dtype (an integer tensor to a float
+    # power computes in the default float dtype), the exponent a parameter of that dtype.
+    dtype = result_dtype(input, exponent)
+    if _meta(input).dtype != dtype.np:
+        input = to(input, dtype)
+    return dispatch(PRIMITIVES["pow_scalar"], (input,), {"exponent": exponent})
 
 
 def square(input):

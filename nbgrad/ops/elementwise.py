@@ -194,10 +194,18 @@ TABLE = [
     # PyTorch's order for b, (a / b) / b: the same rounding, and no overflow of b * b.
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
                 {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float"),
-    Elementwise("pow", "PowBackward0", ("a", "b"), "a ** b",
-                {"a": "0.0 if b == 0.0 else g * b * a ** (b - 1.0)",
+    # Two tensors (PowBackward1), or a number to a tensor's power (PowBackward2): std::pow.
+    Elementwise("pow", "PowBackward1", ("a", "b"), "a ** b",
+                {"a": "0.0 if b == 0.0 else g * (b * a ** (b - 1.0))",
                  "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"},
-                scalar_overloads={"PowBackward0": (0,), "PowBackward2": (1,)}),
+                scalar_overloads={"PowBackward2": (1,)}),
+    # A tensor to the power of a number (PowBackward0): PyTorch's kernel of that overload
+    # has special cases (pow_by_number), which its gradient, exponent * x.pow(exponent - 1),
+    # meets too.
+    Elementwise("pow_scalar", "PowBackward0", ("a",), "pow_by_number(a, exponent)",
+                {"a": "0.0 if exponent == 0.0 else "
+                      "g * (exponent * pow_by_number(a, exponent - 1.0))"},
+                params=("exponent",), kernel="pow"),
     Elementwise("neg", "NegBackward0", ("a",), "-a", {"a": "-g"}, bool_errors=_BOOL_NEGATION),
     Elementwise("reciprocal", "ReciprocalBackward0", ("a",), "1.0 / a", {"a": "-g * out * out"},
                 result="float"),
@@ -486,7 +494,7 @@ HELPERS = {"exp": _kernel_support.exp,
            **{name: getattr(_scalar_math, name) for name in (
                "erf", "erfc", "xlogy", "inverted", "floor_value", "ceil_value", "trunc_value",
                "rint_value", "round_decimals", "floored_remainder", "truncated_remainder",
-               "floor_divide", "truncated_divide")}}
+               "floor_divide", "truncated_divide", "pow_by_number")}}
 
 
 def _header(parallel):
@@ -789,6 +797,7 @@ _TENSOR_FUNCTIONS = {
     "truncated_remainder": lambda a, b: a.fmod(b),
     "floor_divide": lambda a, b: a.div(b, rounding_mode="floor"),
     "truncated_divide": lambda a, b: a.div(b, rounding_mode="trunc"),
+    "pow_by_number": lambda a, exponent: a ** exponent,
 }
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
               ast.Div: operator.truediv, ast.Pow: operator.pow, ast.USub: operator.neg,

@@ -342,13 +342,13 @@ LIST_OPERANDS = {
     "not_equal": lambda L, t: t != [1.0, 2.0],
     "less": lambda L, t: t < [1.0, 2.0],
     "and": lambda L, t: (t > 1) & [True, False],
+    "pow": lambda L, t: L.pow(t, [1.0, 2.0]),
 }
 # Torch's message differs: a method counts `other` as position 1; the functions with a Scalar
 # overload list their signatures ("received an invalid combination of arguments").
 LIST_OPERAND_TYPE_ONLY = {
     "mul_method": lambda L, t: t.mul([1.0, 2.0]),
     "add_in_place_method": lambda L, t: t.add_([1.0, 2.0]),
-    "pow": lambda L, t: L.pow(t, [1.0, 2.0]),
     "eq": lambda L, t: L.eq(t, [1.0, 2.0]),
     "remainder": lambda L, t: L.remainder(t, [1.0, 2.0]),
     "where": lambda L, t: L.where(t > 1, t, [0.0, 0.0]),

@@ -301,6 +301,12 @@ TABLE = [
     row("pow_tensor_0d", lambda L, a, b: a**b, (3,), (), domain=("positive", "real")),
     row("pow_method", lambda L, a: a.pow(2.5), (3, 4), domain="positive"),
     row("pow_fn", lambda L, a, b: L.pow(a, b), (2, 3), (2, 3), domain=("positive", "real")),
+    # The exponents PyTorch's kernel computes apart (sqrt, rsqrt, products), in the gradient
+    # too (1.5: sqrt; 4: a cube), at signed zeros and infinities; one input each.
+    row("pow_special_exponents", lambda L, *a: L.stack([a[0] ** 0.5, a[1] ** -0.5, a[2] ** -1,
+                                                        a[3] ** 2, a[4] ** 3, a[5] ** -2,
+                                                        a[6] ** 1.5, a[7] ** 4]),
+        *[np.array([-0.0, 0.0, -np.inf, np.inf, np.nan, -1.0, 4.0, 0.5])] * 8, gradcheck=False),
     # ---- unary elementwise: function and method forms
     row("exp", lambda L, a: a.exp(), (3, 4)),
     row("exp_fn", lambda L, a: L.exp(a), (3, 4)),
