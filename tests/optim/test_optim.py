@@ -555,7 +555,9 @@ def _counters_under_float64_default(L, name, kwargs):
         L.set_default_dtype(L.float32)
 
 
-@pytest.mark.parametrize("name", ["Adam", "AdamW", *FULL_STATE])
+# (Every optimizer makes its counters by optimizer.counter: two of them stand for all, as
+# each compiles its update kernel for float64 counters.)
+@pytest.mark.parametrize("name", ["Adam", "NAdam"])
 def test_counters_take_the_default_dtype_as_torch(name):
     """Step counters (and NAdam's mu_product) are float64 tensors under a float64 default
     dtype, whatever the parameter's dtype, as torch's; loaded, a number becomes one too."""
