@@ -221,3 +221,32 @@ def _truncated_divide(a, b):
     if isinstance(a, types.Integer) and isinstance(b, types.Integer):
         return _integer_division(_truncated)
     return lambda a, b: np.trunc(a / b)
+
+
+def pow_by_number(x, exponent):
+    """x to the power of a number (PyTorch's Scalar overload of pow), as its CPU kernel:
+    sqrt at 0.5 (so -0.0 stays -0.0 and -inf gives NaN, unlike std::pow), 1 / sqrt at -0.5,
+    1 / x at -1, products at 2, 3 and -2, std::pow otherwise; integers by std::pow (the
+    products are exact there too)."""
+
+
+@overload(pow_by_number)
+def _pow_by_number(x, exponent):
+    if isinstance(x, types.Integer):
+        return lambda x, exponent: x ** exponent
+
+    def implementation(x, exponent):
+        if exponent == 0.5:
+            return np.sqrt(x)
+        if exponent == -0.5:
+            return typed(1.0, x) / np.sqrt(x)
+        if exponent == -1.0:
+            return typed(1.0, x) / x
+        if exponent == 2.0:
+            return x * x
+        if exponent == 3.0:
+            return x * x * x
+        if exponent == -2.0:
+            return typed(1.0, x) / (x * x)
+        return x ** exponent
+    return implementation

@@ -16,8 +16,9 @@ from .tensor import Tensor
 __all__ = ["selu", "selu_", "celu", "celu_", "threshold", "threshold_", "rrelu", "rrelu_",
            "prelu", "hardshrink"]
 
-# PyTorch's nodes of the in-place forms that read the result, not the input (the same
-# gradient), by the node of the out-of-place call.
+# PyTorch's nodes of the in-place forms, by the node of the out-of-place call: the same
+# gradient. All but threshold_'s save the result (a copy of the input is gone): nbgrad's
+# read the input's snapshot and keep the result's version (the rows' `result_overloads`).
 _IN_PLACE_NODES = {name + "0": name + "1" for name in (
     "LeakyReluBackward", "EluBackward", "CeluBackward", "ThresholdBackward",
     "RreluWithNoiseBackward")}

@@ -268,10 +268,19 @@ def pow(input, exponent):
     if not isinstance(input, Tensor):
         return binary("pow", input, exponent, grad_fn_name="PowBackward2")
     if isinstance(exponent, Tensor):
-        return binary("pow", input, exponent, grad_fn_name="PowBackward1")
+        return binary("pow", input, exponent)
+    if not _is_number(exponent):
+        raise _invalid_combination("pow", (input, exponent), (
+            "Tensor input, Tensor exponent", "Number self, Tensor exponent",
+            "Tensor input, Number exponent"))
     if not input.dtype.is_floating_point and not isinstance(exponent, float) and exponent < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
-    return binary("pow", input, exponent)
+    # PyTorch's Scalar overload: the input in the result dtype (an integer tensor to a float
+    # power computes in the default float dtype), the exponent a parameter of that dtype.
+    dtype = result_dtype(input, exponent)
+    if _meta(input).dtype != dtype.np:
+        input = to(input, dtype)
+    return dispatch(PRIMITIVES["pow_scalar"], (input,), {"exponent": exponent})
 
 
 def square(input):
@@ -310,6 +319,14 @@ def clamp_max(input, max):
 def where(condition, input=None, other=None):
     if input is None and other is None:
         return nonzero(condition, as_tuple=True)
+    if not all(isinstance(value, Tensor) or _is_number(value) for value in (input, other)):
+        # (PyTorch's message goes on to say why each signature did not match)
+        got = ", ".join(type(value).__name__ for value in (condition, input, other))
+        raise TypeError(f"where() received an invalid combination of arguments - got ({got}), "
+                        "but expected one of:\n * (Tensor condition)\n * (Tensor condition, "
+                        "Tensor input, Tensor other, *, Tensor out = None)\n * (Tensor condition, "
+                        "Number self, Tensor other)\n * (Tensor condition, Tensor input, Number "
+                        "other)\n * (Tensor condition, Number self, Number other)\n")
     dtype = result_dtype(input, other)
     input, other = operand_of_dtype(input, dtype), operand_of_dtype(other, dtype)
     if condition.dtype is not _dtype.bool_:

@@ -1,6 +1,6 @@
 """In-place operations: the checks and the write-back every in-place op goes through, the
-in-place form of an out-of-place function (`inplace_form`: `add_` from `add`), and `fill_`,
-`zero_`, `copy_`.
+in-place form of an out-of-place function (`inplace_form`: `add_` from `add`), `fill_`,
+`zero_`, `copy_`, and `transpose_`, which changes a tensor's shape in place.
 
 An in-place op computes its result out of place, on a snapshot of the target when autograd
 records it, then copies the result into the target's memory and moves the target to the
@@ -22,7 +22,7 @@ from .dispatch import dispatch, renew_if_stale, renew_view
 from .memory import dense, positions_in
 from .factories import tensor
 from .._core.mode import run_pending
-from .shape import expand
+from .shape import expand, transpose
 from .tensor import Tensor
 
 __all__ = ["fill_", "zero_"]  # torch.copy_ does not exist: a method only
@@ -259,6 +259,19 @@ def _fill_value(value, np_dtype):
     if floating and math.isfinite(value) and abs(value) > float(np.finfo(np_dtype).max):
         raise RuntimeError(f"value cannot be converted to type {c_type} without overflow")
     return scalar_param(value, np_dtype)
+
+
+def transpose_(input, dim0, dim1):
+    """`input` becomes its transpose in place, as PyTorch's: a view of the same memory
+    (TransposeBackward1 where autograd records it), at a new version."""
+    _tracing.graph_break("transpose_ changes a tensor's shape in place")
+    check_inplace(input)
+    result = transpose(input, dim0, dim1, grad_fn_name="TransposeBackward1")
+    input._data = result._data
+    input._version_counter[0] += 1
+    if result.grad_fn is not None:
+        graph.adopt(input, result)
+    return input
 
 
 def zero_(input):

@@ -14,7 +14,7 @@ from .arithmetic import logical_or, masked_fill
 from .factories import zeros_like
 from .indexing import getitem
 from .inplace import inplace_form
-from .operands import array_like_operand, result_dtype
+from .operands import array_operand, not_a_tensor, result_dtype
 from .dispatch import dispatch
 from .shape import broadcast_shapes
 from .tensor import Tensor, _check_dim
@@ -23,8 +23,10 @@ __all__ = ["matmul", "mm", "mv", "dot", "bmm", "outer", "ger", "einsum"]
 
 
 def matmul(input, other):
+    if not isinstance(input, Tensor):
+        raise not_a_tensor("matmul", input, "input", 1)
     if not isinstance(other, Tensor):
-        other = array_like_operand(other)
+        other = array_operand(other, "matmul")
     return dispatch(PRIMITIVES["matmul"], (input, other),
                     grad_fn_name=matmul_grad_fn_name(input.ndim, other.ndim))
 

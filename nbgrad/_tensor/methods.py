@@ -2,8 +2,8 @@
 that installs them on Tensor.
 
 Each entry is the API function itself (`x.add(y)` is `nbgrad.add(x, y)`, at the same cost),
-or an adapter of one: a reflected operator or a cast (made here), an in-place form (made by
-`inplace.inplace_form`).
+or an adapter of one: an operator, a reflected operator or a cast (made here), an in-place
+form (made by `inplace.inplace_form`).
 """
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
@@ -17,11 +17,22 @@ from .tensor import Tensor
 __all__ = ["METHODS"]
 
 
+def operator(function):
+    """Binary operator `function(self, other)` as PyTorch's: an operand it refuses with a
+    TypeError (a list) gives NotImplemented, so that Python gives the other operand its turn,
+    then raises its own error (`x * [1, 2]`: the list's repetition by x; `x == [1, 2]` is
+    False)."""
+    def method(self, other):
+        try:
+            return function(self, other)
+        except TypeError:
+            return NotImplemented
+    return method
+
+
 def reflected(function):
     """The reflected operator of `function`: `2 + x` is `function(2, x)`."""
-    def method(self, other):
-        return function(other, self)
-    return method
+    return operator(lambda self, other: function(other, self))
 
 
 def _cast_to(dtype):
@@ -141,6 +152,8 @@ METHODS = {
     "random_": sampling.random_,
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
+    "transpose_": inplace.transpose_, "swapaxes_": inplace.transpose_,
+    "swapdims_": inplace.transpose_,
     "add_": inplace_form(arithmetic.add), "sub_": inplace_form(arithmetic.sub),
     "lerp_": inplace_form(arithmetic.lerp), "addcmul_": inplace_form(arithmetic.addcmul),
     "addcdiv_": inplace_form(arithmetic.addcdiv),
@@ -152,26 +165,28 @@ METHODS = {
     **{name: getattr(arithmetic, name) for name in arithmetic.__all__ if name.endswith("_")},
     # operators. NOTE: a commutative op's reflected form is the op itself, as in PyTorch: `2 * x`
     # records (x, 2), so that grad_fn.next_functions lists x's node first.
-    "__add__": arithmetic.add, "__radd__": arithmetic.add,
-    "__iadd__": inplace_form(arithmetic.add),
-    "__sub__": arithmetic.sub, "__rsub__": arithmetic.rsub,
-    "__isub__": inplace_form(arithmetic.sub),
-    "__mul__": arithmetic.mul, "__rmul__": arithmetic.mul,
-    "__imul__": inplace_form(arithmetic.mul),
-    "__truediv__": arithmetic.div, "__rtruediv__": _reflected_div,
-    "__itruediv__": inplace_form(arithmetic.div),
-    "__floordiv__": arithmetic.floor_divide, "__rfloordiv__": reflected(arithmetic.floor_divide),
-    "__ifloordiv__": inplace_form(arithmetic.floor_divide),
-    "__pow__": arithmetic.pow, "__rpow__": reflected(arithmetic.pow),
-    "__ipow__": inplace_form(arithmetic.pow),
-    "__matmul__": linalg.matmul, "__rmatmul__": reflected(linalg.matmul),
+    **{name: operator(function) for name, function in {
+        "__add__": arithmetic.add, "__radd__": arithmetic.add,
+        "__iadd__": inplace_form(arithmetic.add),
+        "__sub__": arithmetic.sub, "__rsub__": arithmetic.rsub,
+        "__isub__": inplace_form(arithmetic.sub),
+        "__mul__": arithmetic.mul, "__rmul__": arithmetic.mul,
+        "__imul__": inplace_form(arithmetic.mul),
+        "__truediv__": arithmetic.div, "__rtruediv__": _reflected_div,
+        "__itruediv__": inplace_form(arithmetic.div),
+        "__floordiv__": arithmetic.floor_divide,
+        "__ifloordiv__": inplace_form(arithmetic.floor_divide),
+        "__pow__": arithmetic.pow, "__ipow__": inplace_form(arithmetic.pow),
+        "__matmul__": linalg.matmul,
+        "__and__": arithmetic.bitwise_and, "__rand__": arithmetic.bitwise_and,
+        "__or__": arithmetic.bitwise_or, "__ror__": arithmetic.bitwise_or,
+        "__xor__": arithmetic.bitwise_xor, "__rxor__": arithmetic.bitwise_xor,
+        "__mod__": arithmetic.remainder,
+        "__eq__": arithmetic.eq, "__ne__": arithmetic.ne, "__lt__": arithmetic.lt,
+        "__le__": arithmetic.le, "__gt__": arithmetic.gt, "__ge__": arithmetic.ge}.items()},
+    "__rfloordiv__": reflected(arithmetic.floor_divide), "__rpow__": reflected(arithmetic.pow),
+    "__rmatmul__": reflected(linalg.matmul),
     "__neg__": arithmetic.neg, "__abs__": arithmetic.abs, "__invert__": arithmetic.invert,
-    "__and__": arithmetic.bitwise_and, "__rand__": arithmetic.bitwise_and,
-    "__or__": arithmetic.bitwise_or, "__ror__": arithmetic.bitwise_or,
-    "__xor__": arithmetic.bitwise_xor, "__rxor__": arithmetic.bitwise_xor,
-    "__mod__": arithmetic.remainder,
-    "__eq__": arithmetic.eq, "__ne__": arithmetic.ne, "__lt__": arithmetic.lt,
-    "__le__": arithmetic.le, "__gt__": arithmetic.gt, "__ge__": arithmetic.ge,
     # more shape, indexing, reduction and linear-algebra functions (test_more_ops.py)
     "swapdims": shape.transpose, "reshape_as": shape.reshape_as, "ravel": shape.ravel,
     "fliplr": shape.fliplr, "flipud": shape.flipud, "rot90": shape.rot90,

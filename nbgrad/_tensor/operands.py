@@ -1,16 +1,16 @@
-"""Operands: how Python scalars, NumPy arrays and lists next to a tensor become tensor
-operands of a primitive, with PyTorch's type promotion, and the call of a binary
-elementwise primitive on them."""
+"""Operands: how Python scalars and NumPy arrays next to a tensor become tensor operands of
+a primitive, with PyTorch's type promotion, and the call of a binary elementwise primitive
+on them. Anything else (a list, as PyTorch) is refused with PyTorch's TypeError, which
+an operator turns into NotImplemented (`methods.operator`)."""
 import numpy as np
 
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
 from ..ops.elementwise import ROWS as ELEMENTWISE_ROWS
-from .factories import tensor
 from .dispatch import dispatch
 from .tensor import Tensor, _meta
 
-__all__ = ["binary", "scalar_operand", "array_like_operand", "operand_of_dtype"]
+__all__ = ["binary", "scalar_operand", "array_operand", "operand_of_dtype", "not_a_tensor"]
 
 
 _constants = {}
@@ -44,6 +44,11 @@ def result_dtype(*operands):
     return _dtype.result_type(*(_meta(x) if isinstance(x, Tensor) else x for x in operands))
 
 
+_NUMBERS = (int, float, bool, np.number, np.bool_)
+# The functions of the primitives whose names are not theirs, for PyTorch's TypeError.
+_FUNCTION_NAMES = {"div_trunc": "div", "div_floor": "div"}
+
+
 def binary(name, a, b, grad_fn_name=None):
     """Call elementwise primitive `name` on `a` and `b`, at least one of them a Tensor;
     a Python scalar becomes a constant of the result dtype."""
@@ -52,15 +57,22 @@ def binary(name, a, b, grad_fn_name=None):
         if (type(b) is float or type(b) is int) and np_dtype.kind == "f":
             # The common case (x * 2.0) skips the general promotion rules.
             b = as_tensor_arg(b, np_dtype)
-        elif isinstance(b, (int, float, bool, np.number, np.bool_)):
+        elif isinstance(b, _NUMBERS):
             b = scalar_operand(b, a, name)
         else:
-            b = array_like_operand(b)
-            if b is NotImplemented:
-                return NotImplemented
+            b = array_operand(b, _FUNCTION_NAMES.get(name, name))
     elif not isinstance(a, Tensor):
+        if not isinstance(a, (*_NUMBERS, np.ndarray)):
+            raise not_a_tensor(_FUNCTION_NAMES.get(name, name), a, "input", 1)
         a = scalar_operand(a, b, name)
     return dispatch(PRIMITIVES[name], (a, b), grad_fn_name=grad_fn_name)
+
+
+def not_a_tensor(function, value, argument="other", position=2):
+    """PyTorch's TypeError for `value` (a list, a string) where `function` takes a Tensor
+    (or a number)."""
+    return TypeError(f"{function}(): argument '{argument}' (position {position}) must be Tensor, "
+                     f"not {type(value).__name__}")
 
 
 def scalar_operand(scalar, tensor, name):
@@ -79,14 +91,12 @@ def scalar_operand(scalar, tensor, name):
     return as_tensor_arg(scalar, dtype.np)
 
 
-def array_like_operand(value):
-    """A NumPy array or a (nested) list or tuple as a tensor; NotImplemented for anything
-    else, so that a Python operator gives the other operand its turn."""
+def array_operand(value, function):
+    """A NumPy array operand of `function` as a tensor; PyTorch's TypeError for anything
+    else (a list or tuple too, which PyTorch does not convert)."""
     if isinstance(value, np.ndarray):
         return Tensor._wrap(value)
-    if isinstance(value, (list, tuple)):
-        return tensor(value)
-    return NotImplemented
+    raise not_a_tensor(function, value)
 
 
 _stand_ins = {}

@@ -18,7 +18,7 @@ from ..ops.histogram import BINARY_SEARCH, LINEAR_INTERPOLATION_WITH_LOCAL_SEARC
 from ..ops.reduction import normalize_dims
 from ..ops.sorting import KTH, MEDIAN, MODE, NANMEDIAN
 from .arithmetic import (ceil, div, floor, isnan, logical_not, logical_xor, masked_fill, maximum,
-                         minimum, ne, round)
+                         minimum, nan_to_num, ne, round, where)
 from .factories import empty_like, full_like
 from .operands import result_dtype
 from .shape import broadcast_tensors, cat
@@ -454,9 +454,11 @@ def count_nonzero(input, dim=None):
 
 
 def nansum(input, dim=None, keepdim=False, *, dtype=None):
-    """The sum with NaNs counted as zero (which also take no gradient)."""
+    """The sum with NaNs counted as zero. A NaN's gradient is PyTorch's: g times 0, NaN where
+    g is not finite (nanmean of an all-NaN slice: g / 0); nan_to_num's gradient is exactly
+    that at a NaN, where (or masked_fill) would give 0."""
     if _meta(input).dtype.kind == "f" or _dtype.is_half(_meta(input).dtype):
-        input = masked_fill(input, isnan(input), 0)
+        input = where(isnan(input), nan_to_num(input, 0.0), input)
     return sum(input, dim, keepdim, dtype=dtype)
 
 

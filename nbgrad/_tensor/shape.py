@@ -170,13 +170,13 @@ def permute(input, *dims):
     return dispatch(PRIMITIVES["permute"], (input,), {"dims": dims})
 
 
-def transpose(input, dim0, dim1):
+def transpose(input, dim0, dim1, *, grad_fn_name="TransposeBackward0"):
     order = list(range(input.ndim))
     d0, d1 = _check_dim(dim0, input.ndim), _check_dim(dim1, input.ndim)
     if input.ndim:
         order[d0], order[d1] = order[d1], order[d0]
     return dispatch(PRIMITIVES["permute"], (input,), {"dims": tuple(order)},
-                    grad_fn_name="TransposeBackward0")
+                    grad_fn_name=grad_fn_name)
 
 
 swapaxes = swapdims = transpose

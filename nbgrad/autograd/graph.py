@@ -94,6 +94,8 @@ class Node:
                 self._raise_modified(i, counter[0], version)
 
     def _raise_modified(self, i, current, version):
+        if type(i) is GuardedResult:
+            raise modified_error(i, self, current, version)
         key, array = self.prim.save[i], self.saved[i]
         producer = self if key == "out" else self.children[key]
         raise modified_error(array, producer, current, version)
@@ -146,9 +148,21 @@ def _add_node_hook(node, kind, hook):
     return RemovableHandle(hooks, hook)
 
 
+class GuardedResult:
+    """In a node's `_saved_versions`, in place of a position in its `save`: the result whose
+    version the node keeps without keeping the result (`Primitive.result_guarded`), by the
+    shape and dtype that the error names."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, array):
+        self.shape, self.dtype = array.shape, array.dtype
+
+
 def modified_error(array, producer, current, version):
-    """PyTorch's error for a saved `array` (made by node `producer`, None for a leaf) changed
-    in place since it was saved (the Node's own check, and custom Functions' saved_tensors)."""
+    """PyTorch's error for a saved `array` (or its GuardedResult; made by node `producer`,
+    None for a leaf) changed in place since it was saved (the Node's own check, and custom
+    Functions' saved_tensors)."""
     name = "a leaf" if producer is None or type(producer) is AccumulateGrad else \
         type(producer).__name__
     return RuntimeError(
@@ -327,6 +341,13 @@ def ran(node, inputs, arrays, out, out_tensor, extra=None):
     node.needs, node.children = edges(node.prim, inputs)
     node.input_meta = [(array.shape, array.dtype) for array in arrays]
     prim = node.prim
+    # (position in `save` or GuardedResult, version counter, version when saved); the error
+    # message is made on failure.
+    versions = []
+    if prim.result_guarded and type(node).__name__ in prim.result_guarded:
+        counter = out_tensor._version_counter
+        versions.append((GuardedResult(out), counter, counter[0]))
+        node._saved_versions = versions
     if compile_ahead.compiled:
         # The forward compiled: its VJP kernels will too, in the helper while this runs on.
         compile_ahead.asked_for_forward()
@@ -346,8 +367,6 @@ def ran(node, inputs, arrays, out, out_tensor, extra=None):
             if need:
                 needed.update(reads)
     saved = []
-    # (position, version counter, version when saved); the error message is made on failure.
-    versions = []
     for i, key in enumerate(prim.save):
         if needed is not None and key not in needed:
             saved.append(None)

@@ -244,9 +244,11 @@ class Deferred(mode.Eager):
                 threading.get_ident() != THREAD:
             return None
         prim, node = pending.prim, pending.node
-        # NOTE: a node that saved the value (its own result: exp's, relu's) must see the
-        # write, as PyTorch's "modified by an inplace operation" error at backward.
-        if prim.view or "out" in prim.save or node._pre_hooks or node._retained is not None:
+        # NOTE: a node that saved the value (its own result: exp's, relu's) or keeps its
+        # version (`result_guarded`: elu_'s) must see the write, as PyTorch's "modified by
+        # an inplace operation" error at backward.
+        if prim.view or "out" in prim.save or type(node).__name__ in prim.result_guarded or \
+                node._pre_hooks or node._retained is not None:
             return None
         ops, position = tape.ops, pending.position
         if position >= len(ops) or ops[position] is not pending:

@@ -30,7 +30,7 @@ class Elementwise:
 
     def __init__(self, name, grad_fn, inputs, expr, grads=None, result="same", params=(),
                  promote=None, bool_errors=None, kinds="biuf", kernel=None, scalar_overloads=None,
-                 not_implemented_overloads=None):
+                 not_implemented_overloads=None, result_overloads=None):
         self.name = name
         self.grad_fn = grad_fn
         self.inputs = inputs
@@ -54,9 +54,17 @@ class Elementwise:
         # grad_fn names of PyTorch's Scalar overloads -> the inputs their node links
         # (Primitive.scalar_overloads).
         self.scalar_overloads = scalar_overloads
-        # grad_fn names of PyTorch's overloads without a derivative (asinh_'s AsinhBackward1)
-        # -> what its error names: a backward through such a node raises it.
-        self.not_implemented_overloads = not_implemented_overloads or {}
+        # grad_fn names of PyTorch's in-place overloads whose node saves the result
+        # (Primitive.result_guarded) -> None, or what its backward refuses (`_from_result`).
+        self.result_overloads = result_overloads or {}
+        # grad_fn name -> a function of a node's parameters giving the error its backward
+        # raises (or None): the overloads without a derivative (asinh_'s AsinhBackward1:
+        # `not_implemented_overloads` maps them to what the error names), and those of
+        # `result_overloads` that refuse some parameters.
+        self.refusals = {name: functools.partial(_not_implemented, what)
+                         for name, what in (not_implemented_overloads or {}).items()}
+        self.refusals.update((name, refusal) for name, refusal in self.result_overloads.items()
+                             if refusal is not None)
 
 
 def _sign(x):
@@ -79,6 +87,32 @@ def _inplace_not_implemented(name):
     return {f"{name.capitalize()}Backward1": f"inplace version of {name}"}
 
 
+def _not_implemented(what, params):
+    return NotImplementedError(f"the derivative for '{what}' is not implemented.")
+
+
+def _from_result(parameter, message):
+    """The refusal of PyTorch's in-place node that computes its gradient from the result:
+    where `parameter` is negative (or NaN), the result's sign is not the input's, and its
+    backward raises `message`."""
+    def refusal(params):
+        return None if params[parameter] >= 0.0 else RuntimeError(message)
+    return refusal
+
+
+# (PyTorch's messages: elu's names a slope too.)
+_FROM_RESULT_ELU = _from_result(
+    "alpha", "In-place elu backward calculation is triggered with a negative slope which is not "
+    "supported. This is caused by calling in-place forward function with a negative slope, "
+    "please call out-of-place version instead.")
+_FROM_RESULT_LEAKY_RELU = _from_result(
+    "negative_slope", "In-place leakyReLu backward calculation is triggered with a negative "
+    "slope which is not supported. This is caused by calling in-place forward function with a "
+    "negative slope, please call out-of-place version instead. File an issue at "
+    "https://github.com/pytorch/pytorch if you do require supporting in-place leakRelu "
+    "backward calculation with negative slope")
+
+
 def _rounding(name, expr):
     return Elementwise(name, f"{name.capitalize()}Backward0", ("a",), expr, {"a": _ZERO},
                        kinds=_NUMBER_KINDS, kernel=f"{name}_vml_cpu")
@@ -99,16 +133,18 @@ _Z_OVER_1_PLUS_Z = "(exp(-abs(a)) / (1.0 + exp(-abs(a))))"  # z = exp(-|x|)
 _WITHIN_LAMBD = "(a >= -lambd and a <= lambd)"
 
 
-def _elu(name, grad_fn):
+def _elu(name):
     """PyTorch's elu kernel and its backward from the input, with its three parameters
     (negcoef = alpha * scale, poscoef = scale, negiptcoef = input_scale): elu, selu and
-    celu are this kernel. Its conditions exactly (`x <= 0 ?`): NaN takes the linear branch."""
-    return Elementwise(name, grad_fn, ("a",),
+    celu are this kernel. Its conditions exactly (`x <= 0 ?`): NaN takes the linear branch.
+    (The in-place form's node saves the result: `result_overloads`.)"""
+    grad_fn = f"{name.capitalize()}Backward"
+    return Elementwise(name, grad_fn + "0", ("a",),
                        "alpha * scale * np.expm1(a * input_scale) if a <= 0.0 else a * scale",
                        {"a": "g * input_scale * (alpha * scale) * exp(a * input_scale) "
                              "if a <= 0.0 else g * scale"},
                        result="floating", params=("alpha", "scale", "input_scale"),
-                       kernel="elu_cpu")
+                       kernel="elu_cpu", result_overloads={grad_fn + "1": _FROM_RESULT_ELU})
 
 
 # (A NaN bound gives NaN, as PyTorch's.)
@@ -158,10 +194,18 @@ TABLE = [
     # PyTorch's order for b, (a / b) / b: the same rounding, and no overflow of b * b.
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
                 {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float"),
-    Elementwise("pow", "PowBackward0", ("a", "b"), "a ** b",
-                {"a": "0.0 if b == 0.0 else g * b * a ** (b - 1.0)",
+    # Two tensors (PowBackward1), or a number to a tensor's power (PowBackward2): std::pow.
+    Elementwise("pow", "PowBackward1", ("a", "b"), "a ** b",
+                {"a": "0.0 if b == 0.0 else g * (b * a ** (b - 1.0))",
                  "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"},
-                scalar_overloads={"PowBackward0": (0,), "PowBackward2": (1,)}),
+                scalar_overloads={"PowBackward2": (1,)}),
+    # A tensor to the power of a number (PowBackward0): PyTorch's kernel of that overload
+    # has special cases (pow_by_number), which its gradient, exponent * x.pow(exponent - 1),
+    # meets too.
+    Elementwise("pow_scalar", "PowBackward0", ("a",), "pow_by_number(a, exponent)",
+                {"a": "0.0 if exponent == 0.0 else "
+                      "g * (exponent * pow_by_number(a, exponent - 1.0))"},
+                params=("exponent",), kernel="pow"),
     Elementwise("neg", "NegBackward0", ("a",), "-a", {"a": "-g"}, bool_errors=_BOOL_NEGATION),
     Elementwise("reciprocal", "ReciprocalBackward0", ("a",), "1.0 / a", {"a": "-g * out * out"},
                 result="float"),
@@ -350,7 +394,8 @@ TABLE = [
     Elementwise("nan_to_num", "NanToNumBackward0", ("a",),
                 "nan_fill if a != a else (posinf_fill if a == np.inf else "
                 "(neginf_fill if a == -np.inf else a))",
-                {"a": f"g if {_IS_FINITE} else 0.0"},
+                # (PyTorch's grad * isfinite(x): NaN where g is not finite)
+                {"a": f"g * (1.0 if {_IS_FINITE} else 0.0)"},
                 params=("nan_fill", "posinf_fill", "neginf_fill")),
     # `value` is a 0-d tensor of a's dtype (the API converts a Python number).
     Elementwise("masked_fill", "MaskedFillBackward0", ("a", "mask", "value"),
@@ -377,8 +422,11 @@ TABLE = [
     Elementwise("leaky_relu", "LeakyReluBackward0", ("a",),
                 "a if a > 0.0 else a * negative_slope",
                 {"a": "g if a > 0.0 else g * negative_slope"}, result="floating",
-                params=("negative_slope",)),
-    _elu("elu", "EluBackward0"),
+                params=("negative_slope",),
+                # (eval-mode rrelu_ is leaky_relu_ under its own in-place node)
+                result_overloads=dict.fromkeys(("LeakyReluBackward1", "RreluWithNoiseBackward1"),
+                                               _FROM_RESULT_LEAKY_RELU)),
+    _elu("elu"),
     # Unlike clamp's, the gradient is 0 on the bounds (PyTorch's hardtanh_backward).
     Elementwise("hardtanh", "HardtanhBackward0", ("a",),
                 "min_val if a < min_val else (max_val if a > max_val else a)",
@@ -387,7 +435,7 @@ TABLE = [
                 bool_errors=("Bool inputs not supported for hardtanh",) * 2),
     # CELU is PyTorch's elu kernel with scale 1 and input_scale 1 / alpha, under a node of
     # its own (SELU's node is elu's: EluBackward0).
-    _elu("celu", "CeluBackward0"),
+    _elu("celu"),
     Elementwise("mish", "MishBackward0", ("a",), f"a * {_TANH_SOFTPLUS}",
                 {"a": f"g * ({_TANH_SOFTPLUS} + a * {_SIGMOID} * "
                       f"(1.0 - {_TANH_SOFTPLUS} * {_TANH_SOFTPLUS}))"}, result="floating"),
@@ -431,7 +479,8 @@ TABLE = [
     # at or below 0 and 1 elsewhere (NaN too), as PyTorch's node saves it; the gradient is
     # g * noise everywhere. (In eval mode RReLU is leaky_relu under this node's name.)
     Elementwise("rrelu_with_noise", "RreluWithNoiseBackward0", ("a", "noise"), "a * noise",
-                {"a": "g * noise"}, result="floating", kernel="rrelu_with_noise_out_cpu"),
+                {"a": "g * noise"}, result="floating", kernel="rrelu_with_noise_out_cpu",
+                result_overloads={"RreluWithNoiseBackward1": None}),
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -445,7 +494,7 @@ HELPERS = {"exp": _kernel_support.exp,
            **{name: getattr(_scalar_math, name) for name in (
                "erf", "erfc", "xlogy", "inverted", "floor_value", "ceil_value", "trunc_value",
                "rint_value", "round_decimals", "floored_remainder", "truncated_remainder",
-               "floor_divide", "truncated_divide")}}
+               "floor_divide", "truncated_divide", "pow_by_number")}}
 
 
 def _header(parallel):
@@ -702,8 +751,10 @@ class _ElementwiseFusion:
         row = self.row
         if row.grad_fn == NOT_IMPLEMENTED:
             raise Unfusable(f"derivative for aten::{row.name} is not implemented")
-        if type(node).__name__ in row.not_implemented_overloads:
-            raise Unfusable(f"no derivative for {type(node).__name__}")
+        refusal = row.refusals.get(type(node).__name__)
+        error = refusal and refusal(node.params)
+        if error is not None:
+            raise Unfusable(f"{type(node).__name__}'s backward raises: {error}")
         named = [("g", g)]
         for key, array in zip(node.prim.save, node.saved):
             if array is not None:  # None: read only by the VJP of an input that needs none
@@ -746,6 +797,7 @@ _TENSOR_FUNCTIONS = {
     "truncated_remainder": lambda a, b: a.fmod(b),
     "floor_divide": lambda a, b: a.div(b, rounding_mode="floor"),
     "truncated_divide": lambda a, b: a.div(b, rounding_mode="trunc"),
+    "pow_by_number": lambda a, exponent: a ** exponent,
 }
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
               ast.Div: operator.truediv, ast.Pow: operator.pow, ast.USub: operator.neg,
@@ -866,13 +918,15 @@ def _derivative_not_implemented(name):
     return vjp
 
 
-def _refusing_overloads(missing, vjp):
-    """`vjp` (or a differentiable VJP), raising PyTorch's NotImplementedError on the nodes of
-    the overloads in `missing` (grad_fn name -> what PyTorch's error names)."""
+def _refusing_overloads(refusals, vjp):
+    """`vjp` (or a differentiable VJP), raising PyTorch's error on the nodes of the overloads
+    in `refusals` (grad_fn name -> a function of the node's parameters: the error, or None)."""
     def checked(node, g, *saved):
-        what = missing.get(type(node).__name__)
-        if what is not None:
-            raise NotImplementedError(f"the derivative for '{what}' is not implemented.")
+        refusal = refusals.get(type(node).__name__)
+        if refusal is not None:
+            error = refusal(node.params)
+            if error is not None:
+                raise error
         return vjp(node, g, *saved)
     return checked
 
@@ -987,9 +1041,9 @@ def _make_primitive(row):
     if row.grad_fn == NOT_IMPLEMENTED:
         vjp, differentiable = _derivative_not_implemented(row.name), row.promote
         differentiable_vjp = vjp
-    if row.not_implemented_overloads:
-        vjp = _refusing_overloads(row.not_implemented_overloads, vjp)
-        differentiable_vjp = _refusing_overloads(row.not_implemented_overloads, differentiable_vjp)
+    if row.refusals:
+        vjp = _refusing_overloads(row.refusals, vjp)
+        differentiable_vjp = _refusing_overloads(row.refusals, differentiable_vjp)
     save_for = tuple(
         tuple(key for key in save
               if _names_in(row.grads.get(name, ""), ("out",) if key == "out" else
@@ -999,7 +1053,8 @@ def _make_primitive(row):
                               vjp if differentiable else None, save=save, save_for=save_for,
                               differentiable=differentiable, fuse=_ElementwiseFusion(row),
                               differentiable_vjp=differentiable_vjp,
-                              scalar_overloads=row.scalar_overloads))
+                              scalar_overloads=row.scalar_overloads,
+                              result_guarded=frozenset(row.result_overloads)))
 
 
 PRIMS = {row.name: _make_primitive(row) for row in TABLE}

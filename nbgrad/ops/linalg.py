@@ -126,9 +126,17 @@ def _plan(a_shape, b_shape, a_dtype, b_dtype):
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
                            f"{len(a_shape)}D and {len(b_shape)}D")
     if a_dtype != b_dtype:
+        # The message of the kernel PyTorch's matmul folds the call into: dot, mv (addmv,
+        # whose result has the vector's dtype), mm, or a batched product.
+        a_name, b_name = TORCH_TYPE_NAMES[a_dtype.name], TORCH_TYPE_NAMES[b_dtype.name]
         if len(a_shape) == len(b_shape) == 1:
             raise RuntimeError(f"dot : expected both vectors to have same dtype, but found "
-                               f"{TORCH_TYPE_NAMES[a_dtype.name]} and {TORCH_TYPE_NAMES[b_dtype.name]}")
+                               f"{a_name} and {b_name}")
+        if len(b_shape) == 1:
+            raise RuntimeError(f"addmv input tensors must have the same dtype, but got {b_name}, "
+                               f"{a_name}, and {b_name}")
+        if len(b_shape) > 2:
+            raise RuntimeError(f"expected scalar type {a_name} but found {b_name}")
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
                            f"{C_TYPE_NAMES[a_dtype.name]} != {C_TYPE_NAMES[b_dtype.name]}")
     k_a = a_shape[-1]

@@ -65,23 +65,29 @@ class Primitive:
       to the input positions their node links: PyTorch's node has no edge for a Scalar
       argument, so `next_functions` lists only those. Other calls list the `differentiable`
       positions (a number that PyTorch wraps as a tensor, `x * 2`, shows as `(None, 0)`).
+    - `result_guarded` (optional) holds the grad_fn names of PyTorch's overloads whose node
+      saves the result where this primitive's VJP reads the input: the in-place forms of
+      elu and leaky_relu, whose input is gone, get the same gradient from their result. Such
+      a node keeps the version of its result (not the result): as PyTorch's, its backward
+      raises after a later in-place write into the tensor holding it.
     """
 
     # NOTE: slots keep reads (prim.forward, prim.vjp, ... on every op call) plain descriptor
     # lookups; only assignment is refused, by __setattr__.
     __slots__ = ("name", "grad_fn", "infer", "forward", "vjp", "save", "save_for", "view",
                  "differentiable", "check", "fuse", "differentiable_vjp", "scalar_overloads",
-                 "writes", "forward_saving")
+                 "writes", "forward_saving", "result_guarded")
 
     def __init__(self, name, grad_fn, infer, forward, vjp=None, *, save=(), save_for=None,
                  view=False, differentiable=(0,), check=None, fuse=None,
                  differentiable_vjp=None, scalar_overloads=None, writes=(),
-                 forward_saving=None):
+                 forward_saving=None, result_guarded=frozenset()):
         fields = dict(name=name, grad_fn=grad_fn, infer=infer, forward=forward, vjp=vjp,
                       save=save, save_for=save_for, view=view, forward_saving=forward_saving,
                       differentiable=differentiable if vjp is not None else (),
                       check=check, fuse=fuse, differentiable_vjp=differentiable_vjp,
-                      scalar_overloads=scalar_overloads or {}, writes=writes)
+                      scalar_overloads=scalar_overloads or {}, writes=writes,
+                      result_guarded=result_guarded)
         for field, value in fields.items():
             object.__setattr__(self, field, value)
 

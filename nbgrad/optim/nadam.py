@@ -16,8 +16,9 @@ class NAdam(Optimizer):
             # The momentum cache mu^t and mu^(t+1).
             mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
             mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
-            # NOTE: PyTorch multiplies its float32 mu_product tensor by mu in float32.
-            mu_product = mu_product * np.float32(mu)
+            # NOTE: PyTorch multiplies its mu_product tensor by mu in the tensor's dtype
+            # (float32 unless the default dtype is float64).
+            mu_product = mu_product * typed(mu, mu_product)
             grad_scale = -lr * (1.0 - mu) / (1.0 - mu_product)
             exp_avg_scale = -lr * mu_next / (1.0 - mu_product * mu_next)
         """, ADAM_SETUP),

@@ -4,7 +4,7 @@ import copy
 
 import numpy as np
 
-from .._core import compile_ahead, tracing as _tracing
+from .._core import compile_ahead, dtype as _dtype, tracing as _tracing
 from .._core.mode import run_pending
 from ..autograd.engine import clear_grads
 from ..autograd.grad_mode import enable_grad
@@ -156,14 +156,19 @@ class Optimizer:
             own.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
 
     def _state_value(self, key, value, param):
-        """A copy of a saved state entry; arrays and tensors become nbgrad tensors. The rule's
-        counters become float32 0-d arrays, and its per-element state takes the parameter's
-        dtype (as in PyTorch) and must have its shape: the update kernel indexes it like the
-        parameter."""
+        """A copy of a saved state entry; arrays and tensors become nbgrad tensors. As in
+        PyTorch, a counter that is a number becomes a 0-d tensor (`counter`), a step tensor
+        keeps its dtype and another counter (NAdam's mu_product) takes the parameter's, as
+        the per-element state does, which must also have its shape: the update kernel
+        indexes it like the parameter."""
         if isinstance(value, Tensor):
             value = value._data
         if key in self.rule.counters:
-            return Tensor._wrap(np.array(value, dtype=np.float32))
+            if not isinstance(value, np.ndarray):
+                return counter(float(value))
+            if key == "step" or param._data.dtype.kind != "f":
+                return Tensor._wrap(np.array(value))
+            return Tensor._wrap(np.array(value, dtype=param._data.dtype))
         if not (hasattr(value, "shape") and hasattr(value, "dtype")):
             return copy.deepcopy(value)
         if key not in self.rule.state:
@@ -227,8 +232,10 @@ def zeros_like_param(param, value=0.0):
 
 
 def counter(value=0.0):
-    """A counter of a rule (Adam's step): a float32 0-d tensor, as PyTorch keeps it."""
-    return Tensor._wrap(np.array(value, np.float32))
+    """A new counter of a rule (Adam's step): a 0-d tensor of PyTorch's scalar dtype, float64
+    under a float64 default dtype, else float32."""
+    dtype = np.float64 if _dtype.get_default_dtype() is _dtype.float64 else np.float32
+    return Tensor._wrap(np.array(value, dtype))
 
 
 def check_options(**options):

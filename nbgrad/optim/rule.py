@@ -8,8 +8,8 @@ Names in a rule's code:
 
 - `param`, `grad` and the `state` names are the current element of those arrays;
   assigning to `param` or a state name writes that element back (`grad` is read only);
-- `counters` are one-value float32 arrays per parameter (Adam's step), read and written in
-  `setup`;
+- `counters` are one-value arrays per parameter (Adam's step; float32, or float64 under a
+  float64 default dtype, as PyTorch's), read and written in `setup`;
 - `scalars` are run-time values passed per parameter (learning rate, betas, flags) as
   float64: nothing is baked in, so a new learning rate never recompiles;
 - `setup` runs once per parameter in float64, as PyTorch computes such values in Python

@@ -25,7 +25,9 @@ UNARY = ["{x}.exp()", "{x}.tanh()", "{x}.relu()", "{x}.sigmoid()", "{x} * 3", "{
 BINARY = ["{x} + {y}", "{x} * {y}", "{x} - {y}"]
 IN_PLACE = ["{x}.relu_()", "{x}.mul_(2)", "{x}.add_(1)", "{x}.sigmoid_()", "{x}.tanh_()",
             "{x}.exp_()", "{x}.clamp_(min=-0.5)", "{x}.neg_()", "{x}.zero_()", "{x}.fill_(0.5)",
-            "L.nn.functional.hardswish({x}, inplace=True)", "{x}.sinh_()"]
+            "L.nn.functional.hardswish({x}, inplace=True)", "{x}.sinh_()",
+            "L.nn.functional.elu_({x})", "L.nn.functional.leaky_relu_({x}, 0.2)",
+            "{x}.transpose_(0, -1)"]
 IN_PLACE_WITH = ["{x}.add_({y})", "{x}.mul_({y})", "{x} += {y}", "{x} *= {y}",
                  "{x}.sub_({y}, alpha=2)", "{x}.copy_({y})", "{x}.addcmul_({y}, {y})",
                  "{x}.copysign_({y})"]
@@ -60,6 +62,8 @@ def _program(r):
             new(r.choice(BINARY).format(x=x, y=r.choice(fitting)), shape)
         elif kind < 0.5:
             lines.append(r.choice(IN_PLACE).format(x=x))
+            if "transpose_" in lines[-1]:
+                shapes[x] = shape[::-1]
         elif kind < 0.65:
             lines.append(r.choice(IN_PLACE_WITH).format(x=x, y=r.choice(fitting)))
         elif kind < 0.8 and shape == (3, 4):

@@ -13,7 +13,7 @@ import torch
 import nbgrad
 from nbgrad import nn
 from nbgrad.fuse import deferred
-from conftest import Pair, TOL, assert_close, standard_step
+from conftest import Pair, TOL, assert_close, grad_fn_name, standard_step
 
 T, B, F_IN, H = 4, 2, 3, 5  # time steps, batch, input features, hidden features
 
@@ -282,6 +282,11 @@ BAD_CALLS = {  # name: call(L), which raises in torch
         L.nn.utils.rnn.pack_sequence([L.ones(3, 2), L.ones(1, 2)])),
     "packed_hidden_size": lambda L: L.nn.RNN(2, 4)(
         L.nn.utils.rnn.pack_sequence([L.ones(3, 2), L.ones(1, 2)]), L.zeros(1, 3, 4)),
+    "unpad_lengths_short": lambda L: L.nn.utils.rnn.unpad_sequence(L.zeros(4, 3), L.tensor([4, 2])),
+    "unpad_lengths_list": lambda L: L.nn.utils.rnn.unpad_sequence(L.zeros(4, 3), [4, 2, 1]),
+    # (transposed in place: a leaf that requires grad refuses it)
+    "unpad_leaf": lambda L: L.nn.utils.rnn.unpad_sequence(L.zeros(4, 3, requires_grad=True),
+                                                          L.tensor([4, 2, 1])),
 }
 # The message of a mismatched dtype in a matmul is nbgrad's linear's, not PyTorch's (it names
 # NumPy's dtypes): only the type is compared.
@@ -398,6 +403,27 @@ def test_pack_sequence_and_packed_sequence_methods_match_torch():
         assert type(converted).__name__ == "PackedSequence" and not packed.is_cuda
         assert packed.to(lib.float64) is packed
     for mine, theirs in zip(results[nbgrad], results[torch], strict=True):
+        assert_close(mine, theirs)
+
+
+def test_unpad_and_unpack_sequence_match_torch():
+    """The sequences back out of a padded batch (transposed in place, as torch's, when not
+    batch_first) and out of a packed one (in their original order), with their gradients."""
+    results = {}
+    for lib in (torch, nbgrad):
+        rnn_utils = lib.nn.utils.rnn
+        leaf = lib.tensor(np.arange(24.0).reshape(4, 3, 2), requires_grad=True)
+        padded = leaf * 1
+        unpadded = rnn_utils.unpad_sequence(padded, lib.tensor([4, 0, 3]))
+        batch_first = rnn_utils.unpad_sequence(leaf.detach(), lib.tensor([2, 1, 2, 3]), True)
+        sequences = [leaf[:n, 0] for n in (2, 4, 1)]
+        unpacked = rnn_utils.unpack_sequence(rnn_utils.pack_sequence(sequences, enforce_sorted=False))
+        outputs = unpadded + batch_first + unpacked
+        sum((out * (i + 1)).sum() for i, out in enumerate(outputs)).backward()
+        results[lib] = outputs + [leaf.grad], [tuple(padded.shape), type(padded.grad_fn).__name__,
+                                               *(grad_fn_name(out) for out in outputs)]
+    assert results[nbgrad][1] == results[torch][1]
+    for mine, theirs in zip(results[nbgrad][0], results[torch][0], strict=True):
         assert_close(mine, theirs)
 
 

@@ -11,6 +11,7 @@
 - A 1-D empty tensor that `cat` skips still gets its empty `.grad`.
 """
 import itertools
+import operator
 import re
 
 import numpy as np
@@ -315,6 +316,59 @@ def test_minus_on_bool_raises_torchs_error(case, mode):
     with pytest.raises(RuntimeError) as actual:
         BOOL_ERRORS[case](nbgrad, nbgrad.tensor([True, False]))
     assert str(actual.value) == str(expected.value)
+
+
+# Lists and tuples are no operands (PyTorch converts none): a function raises its TypeError,
+# an operator gives Python the other operand's turn, whose own error follows (`==` falls back
+# to identity).
+LIST_OPERANDS = {
+    "mul": lambda L, t: L.mul(t, [1.0, 2.0]),
+    "add_tuple": lambda L, t: L.add(t, (1.0, 2.0)),
+    "maximum": lambda L, t: L.maximum(t, [1.0, 2.0]),
+    "matmul": lambda L, t: L.matmul(t, [1.0, 2.0]),
+    "times": lambda L, t: t * [1.0, 2.0],
+    "list_times": lambda L, t: [1.0, 2.0] * t,
+    "plus": lambda L, t: t + [1.0, 2.0],
+    "list_plus": lambda L, t: [1.0, 2.0] + t,
+    "list_minus": lambda L, t: [1.0, 2.0] - t,
+    "list_over": lambda L, t: [1.0, 2.0] / t,
+    "power": lambda L, t: t ** [1.0, 2.0],
+    "list_power": lambda L, t: [1.0, 2.0] ** t,
+    "at": lambda L, t: t @ [1.0, 2.0],
+    "list_at": lambda L, t: [1.0, 2.0] @ t,
+    "in_place_plus": lambda L, t: operator.iadd(t, [1.0, 2.0]),
+    "in_place_times": lambda L, t: operator.imul(t, (1.0, 2.0)),
+    "equal": lambda L, t: t == [1.0, 2.0],
+    "not_equal": lambda L, t: t != [1.0, 2.0],
+    "less": lambda L, t: t < [1.0, 2.0],
+    "and": lambda L, t: (t > 1) & [True, False],
+    "pow": lambda L, t: L.pow(t, [1.0, 2.0]),
+}
+# Torch's message differs: a method counts `other` as position 1; the functions with a Scalar
+# overload list their signatures ("received an invalid combination of arguments").
+LIST_OPERAND_TYPE_ONLY = {
+    "mul_method": lambda L, t: t.mul([1.0, 2.0]),
+    "add_in_place_method": lambda L, t: t.add_([1.0, 2.0]),
+    "eq": lambda L, t: L.eq(t, [1.0, 2.0]),
+    "remainder": lambda L, t: L.remainder(t, [1.0, 2.0]),
+    "where": lambda L, t: L.where(t > 1, t, [0.0, 0.0]),
+}
+
+
+def _list_operand_outcome(L, case):
+    try:
+        return "value", case(L, L.tensor([1.0, 2.0]))
+    except TypeError as error:
+        return "TypeError", str(error).split("\n")[0]
+
+
+@pytest.mark.parametrize("case", [*LIST_OPERANDS, *LIST_OPERAND_TYPE_ONLY])
+def test_list_operands_as_torch(case):
+    call = LIST_OPERANDS.get(case) or LIST_OPERAND_TYPE_ONLY[case]
+    (kind, got), (expected_kind, expected) = (_list_operand_outcome(L, call) for L in (nbgrad, torch))
+    assert kind == expected_kind
+    if case in LIST_OPERANDS:
+        assert got == expected
 
 
 def test_cat_of_no_tensors_is_a_value_error():

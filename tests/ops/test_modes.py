@@ -404,7 +404,7 @@ EAGER_ONLY = {
     "smooth_l1_loss": {"smooth_l1_loss", "smooth_l1_loss_edges"},
     "l1_loss": {"smooth_l1_loss_beta0"},
     "huber_loss": {"huber_loss", "huber_loss_edges", "huber_loss_weight"},
-    "pow": {"mse_l1_loss_weight"},
+    "pow_scalar": {"mse_l1_loss_weight", "pow_special_exponents"},
     "soft_margin_loss": {"soft_margin_loss", "soft_margin_loss_edges"},
     "exp": {"kl_div_log_target", "poisson_nll_loss"},
     "masked_fill": {"poisson_nll_loss_full", "multi_margin_loss",

@@ -320,6 +320,12 @@ TABLE = [
     row("pow_tensor_0d", lambda L, a, b: a**b, (3,), (), domain=("positive", "real")),
     row("pow_method", lambda L, a: a.pow(2.5), (3, 4), domain="positive"),
     row("pow_fn", lambda L, a, b: L.pow(a, b), (2, 3), (2, 3), domain=("positive", "real")),
+    # The exponents PyTorch's kernel computes apart (sqrt, rsqrt, products), in the gradient
+    # too (1.5: sqrt; 4: a cube), at signed zeros and infinities; one input each.
+    row("pow_special_exponents", lambda L, *a: L.stack([a[0] ** 0.5, a[1] ** -0.5, a[2] ** -1,
+                                                        a[3] ** 2, a[4] ** 3, a[5] ** -2,
+                                                        a[6] ** 1.5, a[7] ** 4]),
+        *[np.array([-0.0, 0.0, -np.inf, np.inf, np.nan, -1.0, 4.0, 0.5])] * 8, gradcheck=False),
     # ---- unary elementwise: function and method forms
     row("exp", lambda L, a: a.exp(), (3, 4)),
     row("exp_fn", lambda L, a: L.exp(a), (3, 4)),
@@ -1471,6 +1477,44 @@ def _node(lib, fn):
 
 def test_grad_fn_names_of_math_functions():
     assert [_node(nbgrad, fn) for fn in MATH_NODES] == [_node(torch, fn) for fn in MATH_NODES]
+
+
+# torch.special's functions that nbgrad has (nbgrad.special's docstring lists the others).
+SPECIAL = {
+    "expit": lambda S, x: S.expit(x), "erf": lambda S, x: S.erf(x), "erfc": lambda S, x: S.erfc(x),
+    "exp2": lambda S, x: S.exp2(x), "expm1": lambda S, x: S.expm1(x),
+    "log1p": lambda S, x: S.log1p(x), "logit": lambda S, x: S.logit(x, eps=0.3),
+    "xlogy": lambda S, x: S.xlogy(x, x + 1), "xlogy_number": lambda S, x: S.xlogy(2.0, x),
+    "sinc": lambda S, x: S.sinc(x), "round": lambda S, x: S.round(x * 4),
+    "round_decimals": lambda S, x: S.round(x, decimals=1),
+    "softmax": lambda S, x: S.softmax(x, 0), "log_softmax": lambda S, x: S.log_softmax(x, -1),
+    "logsumexp": lambda S, x: S.logsumexp(x, 0, True),
+    "softmax_no_dim": lambda S, x: S.softmax(x), "logsumexp_no_dim": lambda S, x: S.logsumexp(x),
+}
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_special_functions_match_torch(name):
+    """`import nbgrad as torch; torch.special.expit(x)`: torch's values, gradients and nodes,
+    and its TypeError for a missing `dim`."""
+    outcomes = []
+    for lib in (nbgrad, torch):
+        x = lib.tensor(np.array([0.25, 0.5, 1.5], np.float32), requires_grad=True)
+        try:
+            out = SPECIAL[name](lib.special, x)
+        except TypeError as error:
+            outcomes.append(str(error))
+            continue
+        out.sum().backward()
+        outcomes.append((out.detach().numpy(), x.grad.numpy(), grad_fn_name(out)))
+    if isinstance(outcomes[1], str):
+        assert outcomes[0] == outcomes[1]
+        return
+    (value, grad, node), (expected_value, expected_grad, expected_node) = outcomes
+    assert node == expected_node
+    assert_close(value, expected_value)
+    assert_close(grad, expected_grad)
+    assert nbgrad.special.expit is nbgrad.sigmoid
 
 
 @pytest.mark.parametrize("r", [TABLE[ROW_NAMES.index(n)] for n in ("chain_mlp", "chain_scalar_consts", "softmax_fn")],

@@ -520,8 +520,56 @@ def test_state_dict_is_torchs_and_loads_torchs(name):
     resumed_optimizer = getattr(optim, name)(resumed.parameters(), lr=0.5)
     resumed_optimizer.load_state_dict(theirs)
     train(resumed, resumed_optimizer, nn.MSELoss(), nbgrad, steps=3, dtype=np.float64)
-    train(reference, expected, torch.nn.MSELoss(), torch, steps=3, dtype=np.float64)
+    # (torch loaded too: loading casts NAdam's mu_product to the parameters' dtype)
+    loaded = getattr(torch.optim, name)(reference.parameters(), lr=0.5)
+    loaded.load_state_dict(expected.state_dict())
+    train(reference, loaded, torch.nn.MSELoss(), torch, steps=3, dtype=np.float64)
     assert_same_parameters(resumed, reference, rtol=1e-12, atol=1e-14)
+
+
+def _counters_under_float64_default(L, name, kwargs):
+    """Under a float64 default dtype: the state after two steps of a float32 and a float64
+    parameter, then the counters after loading a state_dict whose step is a number (and
+    NAdam's mu_product a float32 tensor)."""
+    L.set_default_dtype(L.float64)
+    try:
+        params = [L.nn.Parameter(L.tensor([0.5, -1.0, 2.0], dtype=dtype))
+                  for dtype in (L.float32, L.float64)]
+        optimizer = getattr(L.optim, name)(params, **kwargs)
+        for _ in range(2):
+            for param in params:
+                param.grad = L.tensor([0.25, -0.5, 1.0], dtype=param.dtype)
+            optimizer.step()
+        states = [{key: value.detach().numpy().copy() for key, value in state.items()}
+                  for state in optimizer.state_dict()["state"].values()]
+        saved = optimizer.state_dict()
+        for state in saved["state"].values():
+            state["step"] = 3
+            if "mu_product" in state:
+                state["mu_product"] = L.tensor(0.5, dtype=L.float32)
+        optimizer.load_state_dict(saved)
+        loaded = [{key: optimizer.state[param][key].numpy().copy() for key in ("step", "mu_product")
+                   if key in optimizer.state[param]} for param in params]
+        return states, loaded
+    finally:
+        L.set_default_dtype(L.float32)
+
+
+# (Every optimizer makes its counters by optimizer.counter: two of them stand for all, as
+# each compiles its update kernel for float64 counters.)
+@pytest.mark.parametrize("name", ["Adam", "NAdam"])
+def test_counters_take_the_default_dtype_as_torch(name):
+    """Step counters (and NAdam's mu_product) are float64 tensors under a float64 default
+    dtype, whatever the parameter's dtype, as torch's; loaded, a number becomes one too."""
+    kwargs = FULL_STATE.get(name, {})
+    ours, theirs = (_counters_under_float64_default(L, name, kwargs) for L in (nbgrad, torch))
+    for our_states, their_states in zip(ours, theirs):
+        for mine, expected in zip(our_states, their_states):
+            assert sorted(mine) == sorted(expected)
+            for key, value in expected.items():
+                assert mine[key].dtype == value.dtype, key
+                np.testing.assert_allclose(mine[key], value, rtol=1e-6 if value.dtype == np.float32
+                                           else 1e-12, err_msg=key)
 
 
 def test_adagrad_state_exists_before_the_first_step_as_in_torch():

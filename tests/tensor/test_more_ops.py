@@ -165,8 +165,8 @@ CASES = {
                                      L.nanmean(a), a.nanmean(1), L.nanmean(a, (0, 1), True),
                                      L.nansum(a, dtype=L.float64)),
                        [np.array([[1.0, np.nan, 2.5], [np.nan, -1.0, np.nan]])]),
-    # (an all-NaN slice: NaN; its gradient is NaN in torch, zero here (see nansum))
-    "nanmean_all_nan": (lambda L, a: L.nanmean(a, 1), [_Plain(np.array([[1.0, np.nan], [np.nan, np.nan]]))]),
+    # (an all-NaN slice: NaN, and so is its gradient: g / 0 times 0)
+    "nanmean_all_nan": (lambda L, a: L.nanmean(a, 1), [np.array([[1.0, np.nan], [np.nan, np.nan]])]),
     "nansum_int": (lambda L, a: (L.nansum(a), L.nansum(a, 0)), [_ints(3, 4)]),
     "diff": (lambda L, a, p, q: (L.diff(a), a.diff(2, 0), L.diff(a, 1, 0, prepend=p, append=q),
                                  L.diff(a, n=0), L.diff(a, 5), L.diff(a, append=a[:, :2])),
@@ -274,7 +274,7 @@ COMPOSITE_NODES = {
        for name in ("addmm", "addmm_beta_0_ignores_nan", "addmv", "addr", "baddbmm", "addbmm",
                     "addr_int_and_promotion", "add_products_in_place")},
     "cross": "rolled products, subtracted: SubBackward0 (torch: LinalgCrossBackward0)",
-    "nansum_nanmean": "a sum of masked_fill: SumBackward0/1 (torch: NansumBackward0)",
+    "nansum_nanmean": "a sum of where: SumBackward0/1 (torch: NansumBackward0)",
     "median_all": "the max (mean if NaN) of the tied elements: AmaxBackward0 (torch: "
                   "MedianBackward0, NanmedianBackward0)",
     "median_int": "the max of the tied elements: AmaxBackward0 (torch: MedianBackward0)",
@@ -389,6 +389,12 @@ ERRORS = {
     "addmv_input_size": lambda L: L.addmv(L.zeros(2), L.ones(3, 4), L.ones(4)),
     "addmv_ranks": lambda L: L.addmv(L.zeros(3), L.ones(3, 4, 2), L.ones(4)),
     "addmv_dtypes": lambda L: L.addmv(L.zeros(3, dtype=L.float64), L.ones(3, 2), L.ones(2)),
+    # matmul's dtype errors are those of the kernel it folds the call into
+    "mv_dtypes": lambda L: L.mv(L.ones(3, 2), L.ones(2, dtype=L.float64)),
+    "matmul_batch_vector_dtypes": lambda L: L.ones(2, 3, 2, dtype=L.int64) @ L.ones(2),
+    "matmul_vector_batch_dtypes": lambda L: L.matmul(L.ones(2), L.ones(4, 2, 3, dtype=L.float64)),
+    "matmul_batched_dtypes": lambda L: L.ones(4, 3, 2, dtype=L.float64) @ L.ones(4, 2, 3),
+    "matmul_batch_matrix_dtypes": lambda L: L.ones(4, 3, 2) @ L.ones(2, 3, dtype=L.float64),
     "addr_matrix": lambda L: L.addr(L.zeros(3, 4), L.ones(3), L.ones(4, 1)),
     "addr_int_alpha": lambda L: L.addr(L.zeros(3, 2, dtype=L.int64), L.ones(3, dtype=L.int64),
                                        L.ones(2, dtype=L.int64), alpha=1.5),

@@ -1,9 +1,7 @@
 """Sequences of different lengths (torch/nn/utils/rnn.py): padded into one tensor
 (pad_sequence), or packed (PackedSequence: the steps' rows of the sequences still running,
-one step after the other, with the batch size of each step), which the RNNs take.
-
-NOTE: unpad_sequence and unpack_sequence are not here: PyTorch's transposes its argument in
-place (`transpose_`), which nbgrad has no op for.
+one step after the other, with the batch size of each step), which the RNNs take, and back
+into a list (unpad_sequence, unpack_sequence).
 """
 from collections import namedtuple
 from collections.abc import Iterable
@@ -16,7 +14,7 @@ from ..._tensor.factories import full
 from ..._tensor.tensor import Tensor
 
 __all__ = ["PackedSequence", "invert_permutation", "pack_padded_sequence", "pad_packed_sequence",
-           "pad_sequence", "pack_sequence"]
+           "pad_sequence", "unpad_sequence", "pack_sequence", "unpack_sequence"]
 
 
 class PackedSequence(namedtuple("PackedSequence_", ["data", "batch_sizes", "sorted_indices",
@@ -201,3 +199,23 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
         steps = slice(start, start + length)
         out[(i, steps) if batch_first else (steps, i)] = sequence
     return out
+
+
+def unpad_sequence(padded_sequences, lengths, batch_first=False):
+    """The padded batch (T, B, *) (or (B, T, *)) as a list of the sequences' first `lengths`
+    steps, as PyTorch's.
+    NOTE: as PyTorch's, a batch that is not batch_first is transposed in place (transpose_):
+    the caller's tensor is (B, T, *) afterwards."""
+    unpadded_sequences = []
+    if not batch_first:
+        padded_sequences.transpose_(0, 1)
+    steps = _api.arange(padded_sequences.shape[1], device=lengths.device)
+    for sequence, length in zip(padded_sequences, lengths, strict=True):
+        unpadded_sequences.append(sequence[steps < length])
+    return unpadded_sequences
+
+
+def unpack_sequence(packed_sequences):
+    """A PackedSequence as the list of its sequences, in their original order."""
+    padded_sequences, lengths = pad_packed_sequence(packed_sequences, batch_first=True)
+    return unpad_sequence(padded_sequences, lengths, batch_first=True)
