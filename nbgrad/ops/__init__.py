@@ -7,8 +7,9 @@ from . import resample
 from . import normalization
 from . import pooling
 from . import conv
+from . import recurrence
 from . import gradients  # the engine's arithmetic (sum_to), on the families above
 
 __all__ = ["PRIMITIVES", "Primitive", "register", "elementwise", "reduction", "rowwise", "linalg",
            "shape", "indexing", "losses", "embedding", "sorting", "histogram", "resample", "normalization",
-           "pooling", "conv", "gradients"]
+           "pooling", "conv", "recurrence", "gradients"]

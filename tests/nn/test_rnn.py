@@ -103,6 +103,30 @@ def test_values_and_gradients_match_torch(case, dtype):
         assert_close(mine, theirs, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_gradients_through_each_result_match_torch(kind):
+    """A layer's sequence output and final states are views of one node: a backward from h_n
+    alone, c_n alone, or with the output, gives torch's gradients (both directions, two
+    layers, float64)."""
+    def run(lib, used):
+        torch.manual_seed(0)
+        reference = getattr(torch.nn, kind)(F_IN, H, 2, bidirectional=True, dtype=torch.float64)
+        module = reference if lib is torch else getattr(nn, kind)(F_IN, H, 2, bidirectional=True,
+                                                                   dtype=nbgrad.float64)
+        if lib is not torch:
+            module.load_state_dict(_copy_of(reference, nbgrad))
+        x = lib.tensor(np.random.default_rng(1).standard_normal((T, B, F_IN)), requires_grad=True)
+        output, states = module(x)
+        results = [output] + list(states if isinstance(states, tuple) else (states,))
+        weights = lib.tensor(np.random.default_rng(2).standard_normal(4))
+        sum(results[i].sum() * weights[i] for i in used).backward()
+        return [x.grad] + [p.grad for p in module.parameters()]
+
+    for used in [(1,), (2,), (0, 1), (0, 2)] if kind == "LSTM" else [(1,), (0, 1)]:
+        for mine, theirs in zip(run(nbgrad, used), run(torch, used), strict=True):
+            assert_close(mine, theirs)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_initialization_names_and_state_dicts_match_torch(case):
     """From the same seed, the same parameters (names, order, shapes, values): torch's
