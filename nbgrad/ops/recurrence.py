@@ -24,16 +24,19 @@ as their sequences end (forward) or join as they begin (reverse): the kernels ke
 of all B rows whose rows not in a step hold their final (forward) or initial (reverse)
 state, and the final state is that array after the last step.
 
-The node saves "extra": per row, the gates after their activations, LSTM's c (and its h
-before the projection), GRU's W_hn h + b_hn; the backward recomputes tanh(c').
+The node saves "extra": per row, the gates after their activations, LSTM's c and tanh(c) (and
+its h before the projection), GRU's W_hn h + b_hn. (NOTE: np.tanh in njit is a scalar libm
+call, measured ~20 ns an element, 8x NumPy's SIMD tanh and 4x this sigmoid: the tanh calls
+are most of the gate loops' time, so the backward reads tanh(c) instead of recomputing it.)
 """
 import numba
 import numpy as np
 
+from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
 from .._core.unlinked import calling_unlinked
 from .blas import gemm
-from .primitive import Primitive, register
+from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
 
@@ -44,11 +47,11 @@ _SCALARS = {np.dtype(t): np.array([1, 0], t) for t in (np.float32, np.float64)}
 
 
 def _extra_width(kind, hidden, projected):
-    """The columns of "extra" per row: the gates, then LSTM's c (and h before its projection),
-    GRU's W_hn h + b_hn."""
+    """The columns of "extra" per row: the gates, then LSTM's c, tanh(c) (and h before its
+    projection), GRU's W_hn h + b_hn."""
     gates = MODES[kind][1] * hidden
     if kind == "LSTM":
-        return gates + hidden * (2 if projected else 1)
+        return gates + hidden * (3 if projected else 2)
     return gates + hidden * (kind == "GRU")
 
 
@@ -112,14 +115,15 @@ def recurrence_kernel(proj, w_hh, b_hh, w_hr, h0, c0, batch_sizes, layout, scala
                     g = np.tanh(linear[l_at + 2 * hidden + j] + proj[x_at + 2 * hidden + j])
                     o = _sigmoid(linear[l_at + 3 * hidden + j] + proj[x_at + 3 * hidden + j])
                     cell = f * c[b * hidden + j] + i * g
-                    value = o * np.tanh(cell)
+                    tanh_c = np.tanh(cell)
+                    value = o * tanh_c
                     extra[e_at + j], extra[e_at + hidden + j] = i, f
                     extra[e_at + 2 * hidden + j], extra[e_at + 3 * hidden + j] = g, o
-                    extra[e_at + 4 * hidden + j] = cell
+                    extra[e_at + 4 * hidden + j], extra[e_at + 5 * hidden + j] = cell, tanh_c
                     c[b * hidden + j] = cell
                     if projected:
                         before[b * hidden + j] = value
-                        extra[e_at + 5 * hidden + j] = value
+                        extra[e_at + 6 * hidden + j] = value
                     else:
                         h[b * width + j] = value
                         out[(start + b) * width + j] = value
@@ -187,7 +191,7 @@ def recurrence_vjp_kernel(g, w_hh, w_hr, h0, c0, out, extra, batch_sizes, layout
                 for j in range(hidden):
                     i, f = extra[e_at + j], extra[e_at + hidden + j]
                     cg, o = extra[e_at + 2 * hidden + j], extra[e_at + 3 * hidden + j]
-                    tanh_c = np.tanh(extra[e_at + 4 * hidden + j])
+                    tanh_c = extra[e_at + 5 * hidden + j]
                     before = c0[b * hidden + j] if b >= known else extra[pe_at + j]
                     d = d_before[b * hidden + j] if projected else dh[b * width + j]
                     d_cell = dc[b * hidden + j] + d * o * (one - tanh_c * tanh_c)
@@ -230,7 +234,7 @@ def recurrence_vjp_kernel(g, w_hh, w_hr, h0, c0, out, extra, batch_sizes, layout
             for j in range(gates):
                 grad_b_hh[j] += d_linear[row * gates + j]
     if grad_w_hr.shape[0]:
-        gemm(width, hidden, rows, d_out, 0, width, transposed, extra, 5 * hidden, columns,
+        gemm(width, hidden, rows, d_out, 0, width, transposed, extra, 6 * hidden, columns,
              not transposed, grad_w_hr, 0, hidden, scalars, 0, 1)
 
 
@@ -258,8 +262,7 @@ def _recurrence_infer(proj, w_hh, b_hh, w_hr, h0, c0, mode, reverse, batch_sizes
     gates = MODES[mode][1]
     sizes, rows, batch, hidden, width, _ = _plan(proj, w_hh, w_hr, h0, mode, batch_sizes)
     # (nn.RNNBase checks the user's arguments; these guard the kernels' memory.)
-    expected = {"input projection": ((rows, gates * hidden), proj.shape[-2:] if
-                                     batch_sizes is None else proj.shape),
+    expected = {"input projection": ((rows, gates * hidden), proj.shape),
                 "w_hh": ((gates * hidden, width), w_hh.shape),
                 "b_hh": ((gates * hidden,), b_hh.shape) if b_hh.size else None,
                 "w_hr": ((width, hidden), w_hr.shape) if w_hr.size else None,
@@ -276,8 +279,18 @@ def _recurrence_infer(proj, w_hh, b_hh, w_hr, h0, c0, mode, reverse, batch_sizes
         raise RuntimeError("recurrence: batch_sizes must be positive and non-increasing")
     if w_hr.size and mode != "LSTM":
         raise RuntimeError("recurrence: projections are LSTM's only")
-    if len({a.dtype for a in (proj, w_hh, h0)}) != 1 or proj.dtype.kind != "f":
-        raise RuntimeError("recurrence: expected float32 or float64 arrays of one dtype")
+    dtype = w_hh.dtype
+    if dtype.name not in ("float32", "float64") or any(
+            a.dtype != dtype for a in (proj, b_hh, w_hr) if a.size):
+        raise RuntimeError("recurrence: expected float32 or float64 weights of one dtype")
+    # PyTorch's words (its CPU cells' hidden product h @ w_hh^T; LSTM's c in a product with
+    # projections, NOTE: its float64 LSTM without them promotes a float32 c0 instead)
+    if h0.dtype != dtype:
+        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
+                           f"{TORCH_TYPE_NAMES[h0.dtype.name]} and {TORCH_TYPE_NAMES[dtype.name]}")
+    if mode == "LSTM" and c0.dtype != dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                           f"{C_TYPE_NAMES[c0.dtype.name]} != {C_TYPE_NAMES[dtype.name]}")
     size = (rows + batch) * width + batch * hidden * (mode == "LSTM")
     return (size,), proj.dtype
 
