@@ -306,12 +306,12 @@ BAD_CALLS = {  # name: call(L), which raises in torch
         L.nn.utils.rnn.pack_sequence([L.ones(3, 2), L.ones(1, 2)])),
     "packed_hidden_size": lambda L: L.nn.RNN(2, 4)(
         L.nn.utils.rnn.pack_sequence([L.ones(3, 2), L.ones(1, 2)]), L.zeros(1, 3, 4)),
+    "hidden_dtype": lambda L: L.nn.RNN(3, 4)(L.tensor(_x(5, 2, 3)),
+                                             L.tensor(_x(1, 2, 4, dtype=np.float64))),
 }
 # The message of a mismatched dtype in a matmul is nbgrad's linear's, not PyTorch's (it names
 # NumPy's dtypes): only the type is compared.
 TYPE_ONLY = {
-    "hidden_dtype": lambda L: L.nn.RNN(3, 4)(L.tensor(_x(5, 2, 3)),
-                                             L.tensor(_x(1, 2, 4, dtype=np.float64))),
     "cell_input_dtype": lambda L: L.nn.LSTMCell(3, 4)(L.tensor(_x(2, 3, dtype=np.float64))),
 }
 
