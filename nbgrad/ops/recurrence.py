@@ -24,10 +24,12 @@ as their sequences end (forward) or join as they begin (reverse): the kernels ke
 of all B rows whose rows not in a step hold their final (forward) or initial (reverse)
 state, and the final state is that array after the last step.
 
-The node saves "extra": per row, the gates after their activations, LSTM's c and tanh(c) (and
-its h before the projection), GRU's W_hn h + b_hn. (NOTE: np.tanh in njit is a scalar libm
-call, measured ~20 ns an element, 8x NumPy's SIMD tanh and 4x this sigmoid: the tanh calls
-are most of the gate loops' time, so the backward reads tanh(c) instead of recomputing it.)
+The node saves its inputs (the differentiable VJP, for create_graph=True, recomputes the
+forward from them with Tensor operations), its output and "extra": per row, the gates after
+their activations, LSTM's c and tanh(c) (and its h before the projection), GRU's
+W_hn h + b_hn. (NOTE: np.tanh in njit is a scalar libm call, measured ~20 ns an element, 8x
+NumPy's SIMD tanh and 4x this sigmoid: the tanh calls are most of the gate loops' time, so
+the backward reads tanh(c) instead of recomputing it.)
 """
 import numba
 import numpy as np
@@ -323,7 +325,7 @@ def _gradient_shapes(node):
 
 
 def _recurrence_vjp(node, g):
-    w_hh, w_hr, h0, c0, out, extra = node.saved
+    _, w_hh, _, w_hr, h0, c0, out, extra = node.saved
     dtype = out.dtype
     params = node.params
     proj_shape = node.input_meta[0][0]
@@ -336,6 +338,110 @@ def _recurrence_vjp(node, g):
                           _SCALARS[dtype], *grads)
     return tuple(grad.reshape(meta[0]) if need else None
                  for grad, need, meta in zip(grads, node.needs, node.input_meta))
+
+
+def _columns(parts):
+    """Tensors of equal rows side by side (no cat here: Tensor operations only)."""
+    total = sum(part.shape[1] for part in parts)
+    joined = parts[0].new_zeros((parts[0].shape[0], total))
+    at = 0
+    for part in parts:
+        joined[:, at:at + part.shape[1]] = part
+        at += part.shape[1]
+    return joined
+
+
+def _with_rows(state, rows):
+    """`state` with its first rows replaced by `rows`."""
+    if rows.shape[0] == state.shape[0]:
+        return rows
+    joined = state.new_zeros(state.shape)
+    joined[:rows.shape[0]] = rows
+    joined[rows.shape[0]:] = state[rows.shape[0]:]
+    return joined
+
+
+def _recurrence_differentiable_vjp(node, g, saved):
+    """The kernels' forward and backpropagation through time as Tensor operations
+    (create_graph=True): the forward recomputed from the saved inputs (its gates are not in
+    the graph), then the VJP kernel's formulas, step by step."""
+    proj, w_hh, b_hh, w_hr, h0, c0 = saved[:6]
+    mode, reverse = node.params["mode"], node.params["reverse"]
+    lstm, gru = mode == "LSTM", mode == "GRU"
+    shapes = [np.broadcast_to(np.zeros((), np.float32), meta[0]) for meta in node.input_meta]
+    sizes, rows, batch, hidden, width, _ = _plan(shapes[0], shapes[1], shapes[3], shapes[4],
+                                                 mode, node.params["batch_sizes"])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    x = proj.reshape(rows, -1)
+    has_bias, projected = b_hh.numel() > 0, w_hr.numel() > 0
+
+    def gate(a, k):
+        return a[:, k * hidden:(k + 1) * hidden]
+
+    order = list(range(len(sizes)))[::-1] if reverse else list(range(len(sizes)))
+    h, c, steps = h0, c0, {}
+    for t in order:
+        n, start = int(sizes[t]), int(starts[t])
+        previous, linear = h[:n], h[:n] @ w_hh.mT
+        linear = linear + b_hh if has_bias else linear
+        xt = x[start:start + n]
+        if gru:
+            r = (gate(linear, 0) + gate(xt, 0)).sigmoid()
+            z = (gate(linear, 1) + gate(xt, 1)).sigmoid()
+            new = (gate(xt, 2) + gate(linear, 2) * r).tanh()
+            steps[t] = (previous, None, (r, z, new, gate(linear, 2)))
+            h = _with_rows(h, (previous - new) * z + new)
+        elif lstm:
+            a = linear + xt
+            i, f, o = gate(a, 0).sigmoid(), gate(a, 1).sigmoid(), gate(a, 3).sigmoid()
+            cg = gate(a, 2).tanh()
+            cell = f * c[:n] + i * cg
+            tanh_c = cell.tanh()
+            before = o * tanh_c
+            steps[t] = (previous, c[:n], (i, f, cg, o, tanh_c, before))
+            h = _with_rows(h, before @ w_hr.mT if projected else before)
+            c = _with_rows(c, cell)
+        else:
+            value = (linear + xt).tanh() if mode == "RNN_TANH" else (linear + xt).relu()
+            steps[t] = (previous, None, (value,))
+            h = _with_rows(h, value)
+    end = (rows + batch) * width
+    g_out = g[:rows * width].reshape(rows, width)
+    dh = g[rows * width:end].reshape(batch, width)
+    dc = g[end:].reshape(batch, hidden) if lstm else None
+    d_proj, d_w_hh, d_b_hh, d_w_hr = x.new_zeros(x.shape), 0, 0, 0
+    for t in reversed(order):
+        n, start = int(sizes[t]), int(starts[t])
+        previous, c_before, acts = steps[t]
+        d = dh[:n] + g_out[start:start + n]
+        if lstm:
+            i, f, cg, o, tanh_c, before = acts
+            if projected:
+                d_w_hr = d_w_hr + d.mT @ before
+                d = d @ w_hr
+            d_cell = dc[:n] + d * o * (1 - tanh_c * tanh_c)
+            d_linear = d_x = _columns([d_cell * cg * i * (1 - i), d_cell * c_before * f * (1 - f),
+                                       d_cell * i * (1 - cg * cg), d * tanh_c * o * (1 - o)])
+            dc = _with_rows(dc, d_cell * f)
+            d_state = d_linear @ w_hh
+        elif gru:
+            r, z, new, hn = acts
+            d_new = (d - d * z) * (1 - new * new)
+            d_r, d_z = d_new * hn * r * (1 - r), d * (previous - new) * z * (1 - z)
+            d_x, d_linear = _columns([d_r, d_z, d_new]), _columns([d_r, d_z, d_new * r])
+            d_state = d * z + d_linear @ w_hh
+        else:
+            (value,) = acts
+            d_linear = d_x = d * (1 - value * value) if mode == "RNN_TANH" else \
+                d * (value > 0).to(d.dtype)
+            d_state = d_linear @ w_hh
+        d_proj[start:start + n] = d_x
+        d_w_hh = d_w_hh + d_linear.mT @ previous
+        d_b_hh = d_b_hh + d_linear.sum(0)
+        dh = _with_rows(dh, d_state)
+    grads = (d_proj.reshape(proj.shape), d_w_hh, d_b_hh if has_bias else None,
+             d_w_hr if projected else None, dh, dc)
+    return tuple(grad if need else None for grad, need in zip(grads, node.needs))
 
 
 class _RecurrenceFusion:
@@ -362,7 +468,7 @@ class _RecurrenceFusion:
                 f"{scalars}, {em.out(out)}, {em.out(extra)})")
 
     def vjp(self, em, node, g, input_grads):
-        w_hh, w_hr, h0, c0, out, extra = node.saved
+        _, w_hh, _, w_hr, h0, c0, out, extra = node.saved
         proj = np.empty(node.input_meta[0][0], out.dtype)
         arrays = (proj, w_hh, None, w_hr, h0, c0)
         _, _, sizes, layout, scalars = self._constants(em, arrays, node.params, out.dtype)
@@ -384,6 +490,8 @@ PRIMS = {
     # the final states' nodes, views of this one, show PyTorch's names of its own CPU path.)
     "recurrence": register(Primitive(
         "recurrence", "MkldnnRnnLayerBackward0", _recurrence_infer, _recurrence_forward,
-        _recurrence_vjp, save=(1, 3, 4, 5, "out", "extra"), differentiable=(0, 1, 2, 3, 4, 5),
-        fuse=_RecurrenceFusion(), forward_saving=_recurrence_forward_saving)),
+        _recurrence_vjp, save=(0, 1, 2, 3, 4, 5, "out", "extra"),
+        differentiable=(0, 1, 2, 3, 4, 5), fuse=_RecurrenceFusion(),
+        differentiable_vjp=_recurrence_differentiable_vjp,
+        forward_saving=_recurrence_forward_saving)),
 }

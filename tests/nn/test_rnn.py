@@ -396,6 +396,27 @@ def _packed_run(lib, case, dtype):
             + [x.grad] + [t.grad for t in states] + [p.grad for p in module.parameters()])
 
 
+def _double_backward(lib, kind, **kwargs):
+    lib.manual_seed(0)
+    module = getattr(lib.nn, kind)(F_IN, H, bidirectional=True, dtype=lib.float64, **kwargs)
+    x = lib.tensor(np.random.default_rng(0).standard_normal((4, 3, F_IN)), requires_grad=True)
+    packed = lib.nn.utils.rnn.pack_padded_sequence(x, [4, 2, 1])
+    output, final = module(packed)
+    loss = (output.data ** 2).sum() + sum((state ** 2).sum() for state in _flat(final))
+    (gx,) = lib.autograd.grad(loss, x, create_graph=True)
+    (gx ** 3).sum().backward()
+    return [gx] + [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("kind, kwargs", [("LSTM", dict(proj_size=2)), ("GRU", {})])
+def test_double_backward_of_packed_sequences_matches_torch(kind, kwargs):
+    """create_graph=True through the recurrence (its Tensor-operation VJP), packed, both
+    directions: the gradient and the gradients of a function of it, against torch."""
+    for mine, theirs in zip(_double_backward(nbgrad, kind, **kwargs),
+                            _double_backward(torch, kind, **kwargs), strict=True):
+        assert_close(mine, theirs)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", list(PACKED_CASES))
 def test_packed_sequences_match_torch(case, dtype):

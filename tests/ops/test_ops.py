@@ -1226,7 +1226,7 @@ def test_gradcheck_float64(r):
 # NotImplementedError; every other row must pass gradgradcheck. Whoever adds a rule removes
 # its name here (test_no_differentiable_vjp_lists_exactly_the_gaps fails until then), and a
 # new primitive without one is listed here, visibly.
-NO_DIFFERENTIABLE_VJP = {"recurrence"}
+NO_DIFFERENTIABLE_VJP = set()
 
 
 def test_no_differentiable_vjp_lists_exactly_the_gaps():
