@@ -192,6 +192,17 @@ def mlp_parts(sizes, batch, opt_name, lr):
     return parts
 
 
+def lstm_parts(T):
+    """nn.LSTM(32, 64), one layer, on (T=48, B=8) sequences: MSE of the output, SGD."""
+    T.manual_seed(0)
+    lstm = T.nn.LSTM(32, 64)
+    rng = np.random.default_rng(0)
+    x = T.tensor(rng.standard_normal((48, 8, 32)).astype(np.float32))
+    y = T.tensor(rng.standard_normal((48, 8, 64)).astype(np.float32))
+    opt = T.optim.SGD(lstm.parameters(), lr=0.01)
+    return _step_of(lambda inputs: lstm(inputs)[0], T.nn.MSELoss(), opt), x, y
+
+
 def plain(parts):
     """Eager: call the step as written."""
 
@@ -423,6 +434,8 @@ for _op, (_n, _shape, _fn, _jfn) in LARGE_OPS.items():
     )
 for _name, _goal, _eager, _jax in TRAINING:
     WORKLOADS.append(Workload(_name, _goal, {"nbgrad": _eager, "torch": _eager, "jax": _jax}))
+WORKLOADS.append(Workload("train: LSTM 32-64, T=48 B=8, MSE, SGD", TRAIN_LARGE,
+                          {"nbgrad": plain(lstm_parts), "torch": plain(lstm_parts)}))
 for _name, _build in (("vision: ResNet-18 fwd+bwd, 8x3x64x64 f32", resnet_fwd_bwd),
                       ("vision: ResNet-18 no_grad fwd, 1x3x224x224 f32", resnet_inference)):
     WORKLOADS.append(Workload(_name, VISION, {"nbgrad": _build, "torch": _build}))

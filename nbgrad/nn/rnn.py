@@ -1,6 +1,4 @@
-"""Recurrent layers (torch/nn/modules/rnn.py): RNN, LSTM, GRU and their one-step cells,
-composed from linear, sigmoid, tanh, relu, mul, add, stack and cat, so that their gradients
-are those of the ops (no hand-written VJP).
+"""Recurrent layers (torch/nn/modules/rnn.py): RNN, LSTM, GRU and their one-step cells.
 
 Arguments, checks, parameter names, order, shapes and initialization are PyTorch's, so that a
 state_dict loads either way; the arithmetic is its CPU kernels' (aten/src/ATen/native/RNN.cpp):
@@ -8,9 +6,12 @@ LSTM gates i, f, g, o; GRU gates r, z, n with n = tanh(W_in x + b_in + r * (W_hn
 h' = (h - n) * z + n; dropout between layers only, while training.
 
 As PyTorch's CPU path, a layer computes its input's projection `x W_ih^T + b_ih` for all time
-steps at once (one GEMM), and only the hidden projection runs per step, in a Python loop
-shared by the three kinds, each of which is a `step` function (also what the cells run).
-A PackedSequence (nn.utils.rnn) runs the same loop, over fewer rows as sequences end.
+steps at once (one GEMM); the recurrence over the steps of one layer and direction is the
+`recurrence` primitive (nbgrad/ops/recurrence.py, a primitive for speed), whose one output
+holds the sequence output and the final states, viewed here in those parts. A PackedSequence
+(nn.utils.rnn) runs the same primitive, over fewer rows as sequences end.
+The cells run one `step` function, composed from linear, sigmoid, tanh, relu, mul and add, so
+that their gradients are those of the ops (no hand-written VJP).
 """
 import math
 import numbers
@@ -31,7 +32,7 @@ __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell"
 
 # --- one time step: (input projection, state, weights) -> (new state, output) ---------------
 # `weights` is (w_hh, b_hh, w_hr), b_hh and w_hr None where absent; the input's projection
-# (with b_ih) is given, made for one step or for all steps at once.
+# (with b_ih) is given (the cells: RNNCell, LSTMCell, GRUCell).
 
 def _tanh_step(projected, h, weights):
     w_hh, b_hh, _ = weights
@@ -67,68 +68,46 @@ def _gru_step(projected, h, weights):
     return h, h
 
 
-_STEPS = {"RNN_TANH": _tanh_step, "RNN_RELU": _relu_step, "LSTM": _lstm_step, "GRU": _gru_step}
-
-
-def _rows(state, start, stop):
-    """Rows [start, stop) of a state (a tensor, or LSTM's (h, c)): the state itself if all."""
-    if (state[0] if isinstance(state, tuple) else state).shape[0] == stop and start == 0:
-        return state
-    if isinstance(state, tuple):
-        return tuple(part[start:stop] for part in state)
-    return state[start:stop]
-
-
-def _joined(states):
-    """States of consecutive rows, joined."""
-    if isinstance(states[0], tuple):
-        return tuple(cat(parts) for parts in zip(*states))
-    return cat(states)
-
-
-def _run_direction(step, input, state, w_ih, b_ih, weights, reverse, batch_sizes):
-    """One layer in one direction, over a (T, B, I) input (its outputs stacked, (T, B, H)) or,
-    given `batch_sizes`, over a packed sequence's data (its outputs packed the same way); and
-    its final state, each sequence's at its own last step."""
+def _run_direction(mode, input, state, w_ih, b_ih, weights, reverse, batch_sizes):
+    """One layer in one direction, over a (T, B, I) input (its outputs (T, B, P)) or, given
+    `batch_sizes`, over a packed sequence's data (its outputs packed the same way); and its
+    final state, each sequence's at its own last step: the `recurrence` primitive (see
+    nbgrad/ops/recurrence.py), whose one flat output is viewed in those parts."""
+    w_hh, b_hh, w_hr = weights
     if batch_sizes is None:
         steps, batch, size = input.shape
         # One GEMM for every step's input projection (a reshape copies a batch_first input).
         projected = F.linear(input.reshape(steps * batch, size), w_ih, b_ih)
-        projected = projected.reshape(steps, batch, projected.shape[1]).unbind(0)
+        projected = projected.reshape(steps, batch, projected.shape[1])
+        rows, shape = steps * batch, (steps, batch)
     else:
-        projected = F.linear(input, w_ih, b_ih).split(batch_sizes)
-    outputs = [None] * len(projected)
-    # A packed sequence's rows are its sequences still running, longest first: forward, rows
-    # leave as sequences end (their final state kept); backward, they join as sequences begin
-    # (from their initial state). Padded, every step has every row.
-    if reverse:
-        initial, rows = state, 0
-        for t in reversed(range(len(projected))):
-            size = projected[t].shape[0]
-            if size > rows:
-                state = _rows(initial, 0, size) if not rows else \
-                    _joined([state, _rows(initial, rows, size)])
-                rows = size
-            state, outputs[t] = step(projected[t], state, weights)
-        final = state
-    else:
-        ended, rows = [], projected[0].shape[0]
-        for t in range(len(projected)):
-            size = projected[t].shape[0]
-            if size < rows:
-                ended.append(_rows(state, size, rows))
-                state, rows = _rows(state, 0, size), size
-            state, outputs[t] = step(projected[t], state, weights)
-        final = _joined([state] + ended[::-1]) if ended else state
-    return (stack(outputs) if batch_sizes is None else cat(outputs)), final
+        projected = F.linear(input, w_ih, b_ih)
+        rows, shape = projected.shape[0], (projected.shape[0],)
+    h0, c0 = state if isinstance(state, tuple) else (state, None)
+    absent = empty(0, dtype=projected.dtype)
+    flat = dispatch(PRIMITIVES["recurrence"],
+                    tuple(absent if t is None else t for t in (projected, w_hh, b_hh, w_hr, h0, c0)),
+                    {"mode": mode, "reverse": reverse,
+                     "batch_sizes": None if batch_sizes is None else tuple(batch_sizes)})
+    batch, width = h0.shape
+    end = (rows + batch) * width
+    # PyTorch's CPU layers stack their steps' outputs (cat for a packed sequence's): the
+    # sequence output shows that node's name.
+    output = dispatch(PRIMITIVES["reshape"], (flat[:rows * width],), {"shape": shape + (width,)},
+                      grad_fn_name="StackBackward0" if batch_sizes is None else "CatBackward0")
+    final = flat[rows * width:end].view(batch, width)
+    if c0 is not None:
+        final = (final, flat[end:].view(batch, c0.shape[1]))
+    return output, final
 
 
-def _run_layers(module, input, states, batch_sizes=None):
+def _run_layers(module, input, states, batch_sizes=None, all_weights=None):
     """`module`'s layers over a (T, B, I) input, or a packed sequence's data with its
     `batch_sizes` (a list), from `states` (one per layer and direction, layer-major): the last
-    layer's output and the final states, in that order."""
-    step, directions = _STEPS[module.mode], 2 if module.bidirectional else 1
-    finals, all_weights = [], module.all_weights
+    layer's output and the final states, in that order. `all_weights`: as the module's
+    (its own if None)."""
+    directions = 2 if module.bidirectional else 1
+    finals, all_weights = [], all_weights or module.all_weights
     for layer in range(module.num_layers):
         if layer and module.dropout and module.training:
             input = F.dropout(input, module.dropout, True)  # between layers, not after the last
@@ -139,7 +118,7 @@ def _run_layers(module, input, states, batch_sizes=None):
             w_ih, w_hh = weights[:2]
             b_ih, b_hh = weights[2:4] if module.bias else (None, None)
             w_hr = weights[-1] if module.proj_size else None
-            output, final = _run_direction(step, input, states[index], w_ih, b_ih,
+            output, final = _run_direction(module.mode, input, states[index], w_ih, b_ih,
                                            (w_hh, b_hh, w_hr), direction == 1, batch_sizes)
             outputs.append(output)
             finals.append(final)

@@ -103,6 +103,30 @@ def test_values_and_gradients_match_torch(case, dtype):
         assert_close(mine, theirs, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_gradients_through_each_result_match_torch(kind):
+    """A layer's sequence output and final states are views of one node: a backward from h_n
+    alone, c_n alone, or with the output, gives torch's gradients (both directions, two
+    layers, float64)."""
+    def run(lib, used):
+        torch.manual_seed(0)
+        reference = getattr(torch.nn, kind)(F_IN, H, 2, bidirectional=True, dtype=torch.float64)
+        module = reference if lib is torch else getattr(nn, kind)(F_IN, H, 2, bidirectional=True,
+                                                                   dtype=nbgrad.float64)
+        if lib is not torch:
+            module.load_state_dict(_copy_of(reference, nbgrad))
+        x = lib.tensor(np.random.default_rng(1).standard_normal((T, B, F_IN)), requires_grad=True)
+        output, states = module(x)
+        results = [output] + list(states if isinstance(states, tuple) else (states,))
+        weights = lib.tensor(np.random.default_rng(2).standard_normal(4))
+        sum(results[i].sum() * weights[i] for i in used).backward()
+        return [x.grad] + [p.grad for p in module.parameters()]
+
+    for used in [(1,), (2,), (0, 1), (0, 2)] if kind == "LSTM" else [(1,), (0, 1)]:
+        for mine, theirs in zip(run(nbgrad, used), run(torch, used), strict=True):
+            assert_close(mine, theirs)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_initialization_names_and_state_dicts_match_torch(case):
     """From the same seed, the same parameters (names, order, shapes, values): torch's
@@ -287,12 +311,12 @@ BAD_CALLS = {  # name: call(L), which raises in torch
     # (transposed in place: a leaf that requires grad refuses it)
     "unpad_leaf": lambda L: L.nn.utils.rnn.unpad_sequence(L.zeros(4, 3, requires_grad=True),
                                                           L.tensor([4, 2, 1])),
+    "hidden_dtype": lambda L: L.nn.RNN(3, 4)(L.tensor(_x(5, 2, 3)),
+                                             L.tensor(_x(1, 2, 4, dtype=np.float64))),
 }
 # The message of a mismatched dtype in a matmul is nbgrad's linear's, not PyTorch's (it names
 # NumPy's dtypes): only the type is compared.
 TYPE_ONLY = {
-    "hidden_dtype": lambda L: L.nn.RNN(3, 4)(L.tensor(_x(5, 2, 3)),
-                                             L.tensor(_x(1, 2, 4, dtype=np.float64))),
     "cell_input_dtype": lambda L: L.nn.LSTMCell(3, 4)(L.tensor(_x(2, 3, dtype=np.float64))),
 }
 
@@ -375,6 +399,27 @@ def _packed_run(lib, case, dtype):
     indices = [t for t in packed[1:] + output[1:] if t is not None]
     return ([packed.data, output.data, padded, padded_lengths] + indices + finals
             + [x.grad] + [t.grad for t in states] + [p.grad for p in module.parameters()])
+
+
+def _double_backward(lib, kind, **kwargs):
+    lib.manual_seed(0)
+    module = getattr(lib.nn, kind)(F_IN, H, bidirectional=True, dtype=lib.float64, **kwargs)
+    x = lib.tensor(np.random.default_rng(0).standard_normal((4, 3, F_IN)), requires_grad=True)
+    packed = lib.nn.utils.rnn.pack_padded_sequence(x, [4, 2, 1])
+    output, final = module(packed)
+    loss = (output.data ** 2).sum() + sum((state ** 2).sum() for state in _flat(final))
+    (gx,) = lib.autograd.grad(loss, x, create_graph=True)
+    (gx ** 3).sum().backward()
+    return [gx] + [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("kind, kwargs", [("LSTM", dict(proj_size=2)), ("GRU", {})])
+def test_double_backward_of_packed_sequences_matches_torch(kind, kwargs):
+    """create_graph=True through the recurrence (its Tensor-operation VJP), packed, both
+    directions: the gradient and the gradients of a function of it, against torch."""
+    for mine, theirs in zip(_double_backward(nbgrad, kind, **kwargs),
+                            _double_backward(torch, kind, **kwargs), strict=True):
+        assert_close(mine, theirs)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

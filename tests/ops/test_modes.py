@@ -399,6 +399,9 @@ EAGER_ONLY = {
     "concat": {"activation_edges"},
     # (one kernel call either way: "embedding_scale_grad_by_freq" passes both flags)
     "embedding": {"embedding", "embedding_padding_idx"},
+    # (one kernel call for every kind and direction: the LSTM with projections passes the
+    # most inputs)
+    "recurrence": {"rnn_layer_tanh", "rnn_layer_relu_no_bias", "gru_layer_reverse"},
     # losses and distances: MORE's smooth_l1_huber_soft_margin and composite_losses stand
     # for them (the others call primitives without a fused rule: any, take, vector_norm)
     "smooth_l1_loss": {"smooth_l1_loss", "smooth_l1_loss_edges"},

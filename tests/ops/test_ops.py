@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import nbgrad
+from nbgrad.nn import rnn
 from conftest import TOL, assert_close, assert_same_dtype, dtype_name, grad_fn_name, rng_for, to_numpy
 
 # float32 tolerance for rows whose result is a sum over several elements (reductions, matmul,
@@ -275,6 +276,37 @@ def _integer_ops(L, i):
     kept = kept + ~i
     return kept + i.abs().log2() + L.atan2(i, i + 1) + i.erf() + masks
 
+
+
+def _rnn_layer(kind, **options):
+    """A row's function: a one-layer `kind` module (nn.RNN/LSTM/GRU: the `recurrence`
+    primitive) of input size 2, hidden size 3, run on the row's input, states and weights
+    (neither library has a module-level function for it: torch's module by functional_call,
+    nbgrad's layers given the weights); its output and final states, flattened and joined, so
+    that the gradient reaches each. NOTE: no module state is written (nbgrad.compile guards
+    what a step reads)."""
+    modules = {}
+
+    def layer(L, x, *tensors):
+        key = (L.__name__, x.dtype)
+        if key not in modules:
+            modules[key] = getattr(L.nn, kind)(2, 3, dtype=x.dtype, **options)
+        module = modules[key]
+        states = 2 if kind == "LSTM" else 1
+        state = tuple(tensors[:states]) if states == 2 else tensors[0]
+        weights = tensors[states:]
+        if L is torch:
+            out, final = torch.func.functional_call(
+                module, dict(zip(module._flat_weights_names, weights, strict=True)), (x, state))
+        else:
+            per_layer = len(weights) // len(module._all_weights)
+            grouped = [weights[i:i + per_layer] for i in range(0, len(weights), per_layer)]
+            out, finals = rnn._run_layers(module, x, module._per_layer(state),
+                                          all_weights=grouped)
+            final = module._stacked(finals)
+        parts = (out,) + (final if states == 2 else (final,))
+        return L.cat([part.reshape(-1) for part in parts])
+    return layer
 
 def F(L):
     return L.nn.functional
@@ -1093,6 +1125,16 @@ TABLE = [
     # PyTorch's matrix-product form (its own rounding: float32 within 1e-4)
     row("cdist_mm", lambda L, a, b: L.cdist(a, b, compute_mode="use_mm_for_euclid_dist"), (3, 4),
         (2, 4), tol32=(1e-4, 1e-4)),
+    # ---- recurrent layers: the `recurrence` primitive, one row per cell kind (T=3, B=2, I=2,
+    # H=3; inputs: x, h0 (c0), then the weights in the module's order)
+    row("rnn_layer_tanh", _rnn_layer("RNN"), (3, 2, 2), (1, 2, 3), (3, 2), (3, 3), (3,), (3,),
+        tol32=REDUCE32),
+    row("rnn_layer_relu_no_bias", _rnn_layer("RNN", nonlinearity="relu", bias=False),
+        (3, 2, 2), (1, 2, 3), (3, 2), (3, 3), tol32=REDUCE32),
+    row("gru_layer_reverse", _rnn_layer("GRU", bidirectional=True), (3, 2, 2), (2, 2, 3),
+        *[(9, 2), (9, 3), (9,), (9,)] * 2, tol32=REDUCE32),
+    row("lstm_layer_proj", _rnn_layer("LSTM", proj_size=2), (3, 2, 2), (1, 2, 2), (1, 2, 3),
+        (12, 2), (12, 2), (12,), (12,), (2, 3), tol32=REDUCE32),
     # ---- small composite expressions (chains of the above)
     row("chain_mlp", lambda L, x, w, b: ((x @ w + b).relu() ** 2).mean(), (5, 3), (3, 4), (4,), tol32=REDUCE32),
     row("chain_softmax_nll", lambda L, x: -(x.log_softmax(1)[L.tensor([0, 1, 2]), L.tensor([3, 0, 1])]).mean(), (3, 4), tol32=REDUCE32),
