@@ -236,9 +236,9 @@ class ClosureWatch:
     def _children(value):
         """What the walk from `value` enters, as (slot, key, child): `slot` names a place
         whose content can be replaced ("item" of a list, "key" of a dict, "cell" of a
-        function's closure cell), None one that cannot (a tuple's member, a method's object,
-        an object's attribute dict); a dict's keys are "dict key" (a tensor keying an
-        optimizer's state is not held there)."""
+        function's closure cell, "global" a name in a function's globals), None one that
+        cannot (a tuple's member, a method's object, an object's attribute dict); a dict's
+        keys are "dict key" (a tensor keying an optimizer's state is not held there)."""
         if isinstance(value, list):
             return [("item", index, item) for index, item in enumerate(value)]
         if isinstance(value, (tuple, set, frozenset)):
@@ -252,7 +252,7 @@ class ClosureWatch:
             if (value.__module__ or "").startswith(_PACKAGE):
                 return []
             return [("cell", cell, _contents_of(cell)) for cell in value.__closure__ or ()] + \
-                [("key", name, value.__globals__.get(name)) for name in _global_reads(value.__code__)
+                [("global", name, value.__globals__.get(name)) for name in _global_reads(value.__code__)
                  if name in value.__globals__]
         if not isinstance(value, (type, types.ModuleType)) and hasattr(value, "__dict__"):
             return [(None, None, vars(value))]
@@ -310,6 +310,8 @@ class ClosureWatch:
                 place = f"{writer.bind(key, 'cell')}.cell_contents"
             elif slot == "item":
                 place = f"{held}[{key}]"
+            elif slot == "global":  # (the holder is the function reading it)
+                place = f"{held}.__globals__.get({key!r})"
             else:
                 key_name = repr(key) if type(key) in (str, int) else writer.bind(key, "key")
                 place = f"{held}.get({key_name})"

@@ -408,6 +408,42 @@ def test_rebinding_a_global_the_step_reads_back_to_the_traced_object():
     assert compiled.stats["fused_calls"] == 4
 
 
+_REGISTRY = {}  # a module-level dict that a helper of the step reads (below)
+
+
+def _forward_from_the_registry(x):
+    return _REGISTRY["model"](x)
+
+
+def test_a_helper_reading_a_global_dict_whose_entry_is_replaced():
+    """The step calls a module-level function that reads a module-level dict: the guard on
+    the dict's entry is read through the function's globals (it called `.get` on the
+    function: an AttributeError at the second call), and replacing the entry retraces."""
+    def step(x, y):
+        _REGISTRY["opt"].zero_grad()
+        loss = nn.functional.cross_entropy(_forward_from_the_registry(x), y)
+        loss.backward()
+        _REGISTRY["opt"].step()
+        return loss
+
+    setups = {mode: [setup(_sgd_mlp, seed) for seed in (0, 1)] for mode in ("eager", "fused")}
+    runs = {"eager": step, "fused": nbgrad.compile(step)}
+    x, y = classification_batch(np.random.default_rng(25), 8)
+    try:
+        for which in [0, 0, 0, 1, 1]:
+            losses = {}
+            for mode, run in runs.items():
+                chosen = setups[mode][which]
+                _REGISTRY.update(model=chosen.model, opt=chosen.opt)
+                losses[mode] = run(x, y)
+            assert_same_value(losses["fused"], losses["eager"], f"setup {which}")
+            assert_same_state(setups["fused"][which], setups["eager"][which], f"setup {which}")
+    finally:
+        _REGISTRY.clear()
+    assert runs["fused"].stats["specializations"] == 2
+    assert runs["fused"].stats["fused_calls"] == 3
+
+
 # ---------------------------------------------------------------------------------------------
 # Arguments: containers, kinds of value, a step's result.
 
