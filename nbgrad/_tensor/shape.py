@@ -48,11 +48,28 @@ def _infer_size(shape, numel):
     return shape
 
 
+def _has_view(input, shape):
+    """Whether `input` has a view of `shape`: as PyTorch, a strided tensor has one when its
+    strides allow it, which is when NumPy's reshape is a view of the same memory."""
+    if input.is_contiguous():
+        return True
+    data = layout(input)
+    return not data.size or np.may_share_memory(data.reshape(shape), data)
+
+
+def _reshaped(input, shape):
+    """`input` with `shape`: a view where it has one, else (as PyTorch) a view of a copy,
+    whose node is UnsafeViewBackward0 after a CloneBackward0."""
+    if _has_view(input, shape):
+        return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape})
+    return dispatch(PRIMITIVES["reshape"], (clone(input),), {"shape": shape},
+                    grad_fn_name="UnsafeViewBackward0")
+
+
 def reshape(input, *shape):
     if not shape:
         raise TypeError('reshape() missing 1 required positional arguments: "shape"')
-    shape = _infer_size(sizes_of(shape), input.numel())
-    return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape})
+    return _reshaped(input, _infer_size(sizes_of(shape), input.numel()))
 
 
 def view(input, *shape):
@@ -60,14 +77,10 @@ def view(input, *shape):
         raise TypeError("view() received an invalid combination of arguments - got (), but "
                         "expected one of:\n * (torch.dtype dtype)\n * (tuple of ints size)\n")
     shape = _infer_size(sizes_of(shape), input.numel())
-    if not input.is_contiguous():
-        # As PyTorch, a strided tensor has a view of `shape` when its strides allow one: then
-        # NumPy's reshape is a view of the same memory, else it is a copy.
-        data = layout(input)
-        if data.size and not np.may_share_memory(data.reshape(shape), data):
-            raise RuntimeError("view size is not compatible with input tensor's size and stride "
-                               "(at least one dimension spans across two contiguous subspaces). "
-                               "Use .reshape(...) instead.")
+    if not _has_view(input, shape):
+        raise RuntimeError("view size is not compatible with input tensor's size and stride "
+                           "(at least one dimension spans across two contiguous subspaces). "
+                           "Use .reshape(...) instead.")
     return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape})
 
 
@@ -79,9 +92,8 @@ def flatten(input, start_dim=0, end_dim=-1):
     if start > end:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = _meta(input).shape
-    # (Straight to the primitive: this shape holds the input's elements, as `reshape` checks.)
-    return dispatch(PRIMITIVES["reshape"], (input,),
-                    {"shape": shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]})
+    # (No _infer_size: this shape holds the input's elements.)
+    return _reshaped(input, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
 
 
 def view_as(input, other):
@@ -576,7 +588,7 @@ def reshape_as(input, other):
 
 
 def ravel(input):
-    return reshape(input, -1)
+    return view(contiguous(input), -1)  # (PyTorch's nodes: ViewBackward0 after a clone)
 
 
 def _at_least(least_ndim):

@@ -331,3 +331,28 @@ def test_add_and_sub_with_a_number_and_alpha_match_torch():
             t_out.sum().backward()
             n_out.sum().backward()
             assert_close(n_a.grad, t_a.grad)
+
+
+@pytest.mark.parametrize("reshaped", [
+    lambda x: x.t().reshape(6), lambda x: x.t().flatten(), lambda x: x.t().ravel(),
+    lambda x: x.reshape(3, 2),  # (a view: writes reach x)
+])
+def test_reshape_of_a_strided_tensor_copies_as_torchs(reshaped):
+    """Where no view of the shape exists, reshape, flatten and ravel copy: a write into the
+    result leaves the input and its version alone, and no "modified by an inplace
+    operation" error follows (the result shared the input's version counter before)."""
+    seen = []
+    for lib in (torch, nbgrad):
+        x = lib.arange(6.0).reshape(2, 3)
+        w = lib.ones(2, 3, requires_grad=True)
+        product = w * x  # saves x
+        y = reshaped(x)
+        y.add_(1.0)
+        try:
+            product.sum().backward()  # x's version decides whether this raises
+            outcome = w.grad.tolist()
+        except RuntimeError as error:
+            outcome = "modified by an inplace operation" in str(error)
+        seen.append((x.tolist(), x._version, y.tolist(), outcome,
+                     type(reshaped(lib.ones(2, 3, requires_grad=True)).grad_fn).__name__))
+    assert seen[1] == seen[0]
