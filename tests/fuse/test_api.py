@@ -257,10 +257,14 @@ def test_grads_kept_from_earlier_calls_are_not_overwritten():
         assert_same_value(actual, expected, f".grad kept after call {i + 1}")
 
 
-def test_op_without_fused_rule_falls_back():
-    """nn.Embedding's primitive has no fused rule: eager with one warning naming the op."""
+@pytest.mark.parametrize("layer, fused", [("Embedding", True), ("EmbeddingBag", False)])
+def test_op_without_fused_rule_falls_back(layer, fused):
+    """nn.EmbeddingBag's primitive has no fused rule: eager with one warning naming the op.
+    nn.Embedding's has one: the step fuses from its second call."""
     def build():
-        model = nn.Sequential(nn.Embedding(20, 8), nn.Linear(8, 5))
+        # (a bag of 3 ids gives 8 features, 3 embedded ids 3 * 8)
+        features = 8 if layer == "EmbeddingBag" else 24
+        model = nn.Sequential(getattr(nn, layer)(20, 8), nn.Flatten(), nn.Linear(features, 5))
         return model, optim.Adam(model.parameters(), lr=1e-2)
 
     rng = np.random.default_rng(9)
@@ -268,10 +272,14 @@ def test_op_without_fused_rule_falls_back():
         warnings.simplefilter("always")
         pair = Pair(build, standard_step)
         for _ in range(4):
-            pair(nbgrad.tensor(rng.integers(0, 20, 6)), nbgrad.tensor(rng.integers(0, 5, 6)))
+            pair(nbgrad.tensor(rng.integers(0, 20, (6, 3))), nbgrad.tensor(rng.integers(0, 5, 6)))
     messages = nbgrad_warnings(caught)
-    assert len(messages) == 1 and "embedding" in messages[0], messages
-    assert pair.compiled.stats["fused_calls"] == 0 and pair.compiled.stats["eager_calls"] == 4
+    if fused:
+        assert not messages, messages
+        assert pair.compiled.stats["fused_calls"] == 3 and pair.compiled.stats["eager_calls"] == 1
+    else:
+        assert len(messages) == 1 and "embedding_bag" in messages[0], messages
+        assert pair.compiled.stats["fused_calls"] == 0 and pair.compiled.stats["eager_calls"] == 4
 
 
 def assert_fused_after_the_first_call(pair, rng, features, classes):
