@@ -423,10 +423,11 @@ EAGER_ONLY = {
     **{name: {r.name for r in TABLE if PRIMITIVES[name] in PRIMS_OF[r.name]}
        for name in MATH_FUNCTIONS},
     "sign": {"sgn"},
-    # Primitives without a fused rule (the fused modes would run them eagerly, as (a) does)
-    "embedding_bag": {"embedding_bag_sum_weighted", "embedding_bag_mean_2d",
-                      "embedding_bag_max_last_offset", "embedding_bag_scale_grad_by_freq"},
-    "im2col": {"unfold"}, "col2im": {"fold"}, "take": {"pixel_shuffle", "pixel_unshuffle"},
+    # Primitives without a fused rule: their other rows (embedding_bag_sum_weighted, unfold,
+    # fold, pixel_shuffle) check the fused modes' eager fallback, which compiles nothing new
+    "embedding_bag": {"embedding_bag_mean_2d", "embedding_bag_max_last_offset",
+                      "embedding_bag_scale_grad_by_freq"},
+    "take": {"pixel_unshuffle"},
     # (no fused rule: "spatial_transformer" checks their eager fallback in the fused modes)
     "affine_grid": {"affine_grid", "affine_grid_3d_align"},
     "grid_sampler": {"grid_sample_bilinear", "grid_sample_bilinear_border_align",
