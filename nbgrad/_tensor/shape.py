@@ -51,10 +51,9 @@ def _infer_size(shape, numel):
 def _has_view(input, shape):
     """Whether `input` has a view of `shape`: as PyTorch, a strided tensor has one when its
     strides allow it, which is when NumPy's reshape is a view of the same memory."""
-    if input.is_contiguous():
-        return True
     data = layout(input)
-    return not data.size or np.may_share_memory(data.reshape(shape), data)
+    return data.flags.c_contiguous or not data.size or \
+        np.may_share_memory(data.reshape(shape), data)
 
 
 def _reshaped(input, shape):
