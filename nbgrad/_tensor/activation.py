@@ -37,12 +37,12 @@ def activation(name, input, inplace, *others, grad_fn_name=None, **params):
     return _apply(input, *others, name=name, grad_fn_name=grad_fn_name, **params)
 
 
-def _apply(input, *others, name, grad_fn_name=None, **params):
-    return dispatch(P[name], (input, *others), params, grad_fn_name=grad_fn_name)
+def _apply(input, *others, name, grad_fn_name=None, into=None, **params):
+    return dispatch(P[name], (input, *others), params, grad_fn_name=grad_fn_name, into=into)
 
 
-_apply_in_place = inplace_form(_apply)
-_apply_in_place_keeping_result = inplace_form(_apply, saves_input=False)
+_apply_in_place = inplace_form(_apply, writes_into=_apply)
+_apply_in_place_keeping_result = inplace_form(_apply, saves_input=False, writes_into=_apply)
 
 
 # SELU's constants (PyTorch's, from Klambauer et al. 2017).

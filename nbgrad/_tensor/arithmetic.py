@@ -186,16 +186,17 @@ def _scaled(other, alpha):
     return mul(other, alpha) if isinstance(other, Tensor) else other * alpha
 
 
-def _with_alpha(name, input, other, alpha):
-    """add/sub: `input (+|-) alpha * other`; two tensors are one node (PyTorch's)."""
+def _with_alpha(name, input, other, alpha, into=None):
+    """add/sub: `input (+|-) alpha * other`; two tensors are one node (PyTorch's).
+    (`into`: see dispatch.)"""
     if alpha == 1:
-        return binary(name, input, other)
+        return binary(name, input, other, into=into)
     if not result_dtype(input, other).is_floating_point and isinstance(alpha, float):
         raise RuntimeError("For integral input tensors, argument alpha must not be a floating "
                            "point number.")
     if isinstance(input, Tensor) and isinstance(other, Tensor):
-        return dispatch(PRIMITIVES[f"{name}_scaled"], (input, other), {"alpha": alpha})
-    return binary(name, input, _scaled(other, alpha))
+        return dispatch(PRIMITIVES[f"{name}_scaled"], (input, other), {"alpha": alpha}, into=into)
+    return binary(name, input, _scaled(other, alpha), into=into)
 
 
 def add(input, other, *, alpha=1):
@@ -434,12 +435,37 @@ def floor_divide(input, other):
     return binary("floor_divide", input, other)
 
 
+def _add_into(input, other, *, alpha=1, into):
+    return _with_alpha("add", input, other, alpha, into)
+
+
+def _sub_into(input, other, *, alpha=1, into):
+    return _with_alpha("sub", input, other, alpha, into)
+
+
+def _mul_into(input, other, *, into):
+    return binary("mul", input, other, into=into)
+
+
+def _unary_into(name):
+    def function(input, *, into):
+        return dispatch(PRIMITIVES[name], (input,), into=into)
+    return function
+
+
+# The in-place forms of add, sub and mul (methods and operators), whose kernels write the
+# target where nothing is recorded.
+add_, sub_, mul_ = (inplace_form(function, writes_into=into) for function, into in (
+    (add, _add_into), (sub, _sub_into), (mul, _mul_into)))
+
 # In-place forms that PyTorch also has as functions (`torch.relu_(x)`); methods too.
 (exp_, log_, log1p_, expm1_, sqrt_, sin_, cos_, tanh_, sigmoid_, relu_, reciprocal_, neg_, abs_,
- square_, clamp_, clamp_min_, clamp_max_, log10_, log2_, erf_, floor_, ceil_, trunc_, round_,
- nan_to_num_) = (inplace_form(function) for function in (
-    exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, abs, square,
-    clamp, clamp_min, clamp_max, log10, log2, erf, floor, ceil, trunc, round, nan_to_num))
+ log10_, log2_, erf_, floor_, ceil_, trunc_) = (
+    inplace_form(globals()[name], writes_into=_unary_into(name)) for name in (
+        "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
+        "reciprocal", "neg", "abs", "log10", "log2", "erf", "floor", "ceil", "trunc"))
+square_, clamp_, clamp_min_, clamp_max_, round_, nan_to_num_ = (inplace_form(function) for function in (
+    square, clamp, clamp_min, clamp_max, round, nan_to_num))
 negative_, clip_, fix_ = neg_, clamp_, trunc_
 
 

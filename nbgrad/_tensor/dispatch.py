@@ -17,9 +17,11 @@ from .tensor import cannot_allocate, new_tensor, remember_view
 _NO_PARAMS = {}
 
 
-def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
+def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None, into=None):
     """Run primitive `prim` on Tensors `inputs`; record a graph node if a gradient is needed.
-    The active mode may defer a call whose result needs a gradient (nbgrad._core.mode)."""
+    The active mode may defer a call whose result needs a gradient (nbgrad._core.mode).
+    `into`: an array for an elementwise forward to write its result into (where it has
+    the result's shape and dtype), given by in-place ops that record nothing."""
     needs_grad = False
     if _grad_state.enabled and prim.vjp is not None:
         for tensor in inputs:
@@ -34,7 +36,7 @@ def dispatch(prim, inputs, params=_NO_PARAMS, grad_fn_name=None):
     started = _profiling.enabled and profiler.clock()
     forward = prim.forward_saving if needs_grad and prim.forward_saving else prim.forward
     try:
-        out = forward(*arrays, **params)
+        out = forward(*arrays, **params) if into is None else forward(*arrays, into=into, **params)
     except MemoryError:
         shape, dtype = prim.infer(*arrays, **params)
         raise cannot_allocate(shape, dtype) from None

@@ -150,25 +150,46 @@ def _write_through(base, target, result, positions):
     return target
 
 
-def inplace_form(function, saves_input=True):
+def inplace_form(function, saves_input=True, writes_into=None):
     """The in-place form of `function(input, *args, **kwargs)`: the method `add_` from
     `add`, `relu_` from `relu`, `scatter_` from `scatter`, and PyTorch's `torch.relu_`.
     `saves_input=False` says that the node of `function` never saves `input` (relu's reads
-    its result)."""
+    its result). `writes_into` (optional) is `function` with a keyword argument `into`, an
+    array that its one elementwise primitive writes the result into where the result has
+    the array's shape and dtype: a call that records nothing then makes one pass over the
+    target's memory, not a new result and a copy of it."""
     def in_place(input, *args, **kwargs):
         if input._pending is not None and _grad_state.enabled:
             written = _rewrite_unread(input, function, args, kwargs)
             if written is not None:
                 return written
         check_inplace(input)
-        check_overlap(input._data, args, kwargs)
+        target = input._data
+        check_overlap(target, args, kwargs)
+        recording = is_recording(input, *args, *kwargs.values())
+        if writes_into is not None and not recording and _tracing.current is None \
+                and _read_apart_from(target, args, kwargs):
+            result = writes_into(input, *args, into=target, **kwargs)
+            if result._data is not target:  # (another shape or dtype: cast, or an error)
+                return write_back(input, result)
+            input._version_counter[0] += 1
+            return input
         # When autograd records the call (any argument requires grad), the function runs on
         # a snapshot: its node may save `input`, whose memory is about to change.
-        recording = saves_input and is_recording(input, *args, *kwargs.values())
-        source = snapshot(input) if recording else input
+        source = snapshot(input) if recording and saves_input else input
         return write_back(input, function(source, *args, **kwargs))
     in_place.__name__ = function.__name__ + "_"
     return in_place
+
+
+def _read_apart_from(target, args, kwargs):
+    """Whether no Tensor argument other than the target's own array shares its memory (a
+    kernel that writes the target as it reads them could read a written element)."""
+    for operand in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(operand, Tensor) and operand._data is not target \
+                and np.may_share_memory(operand._data, target):
+            return False
+    return True
 
 
 def _rewrite_unread(target, function, args, kwargs):

@@ -49,9 +49,9 @@ _NUMBERS = (int, float, bool, np.number, np.bool_)
 _FUNCTION_NAMES = {"div_trunc": "div", "div_floor": "div"}
 
 
-def binary(name, a, b, grad_fn_name=None):
+def binary(name, a, b, grad_fn_name=None, into=None):
     """Call elementwise primitive `name` on `a` and `b`, at least one of them a Tensor;
-    a Python scalar becomes a constant of the result dtype."""
+    a Python scalar becomes a constant of the result dtype. (`into`: see dispatch.)"""
     if not isinstance(b, Tensor):
         np_dtype = _meta(a).dtype
         if (type(b) is float or type(b) is int) and np_dtype.kind == "f":
@@ -65,7 +65,7 @@ def binary(name, a, b, grad_fn_name=None):
         if not isinstance(a, (*_NUMBERS, np.ndarray)):
             raise not_a_tensor(_FUNCTION_NAMES.get(name, name), a, "input", 1)
         a = scalar_operand(a, b, name)
-    return dispatch(PRIMITIVES[name], (a, b), grad_fn_name=grad_fn_name)
+    return dispatch(PRIMITIVES[name], (a, b), grad_fn_name=grad_fn_name, into=into)
 
 
 def not_a_tensor(function, value, argument="other", position=2):

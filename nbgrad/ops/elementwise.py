@@ -970,17 +970,22 @@ def _make_primitive(row):
         shape, result = shape_and_plain_result(arrays)
         return shape, result if result is not None else _result_dtype(row, arrays, params)[1]
 
-    def forward(*arrays, **params):
+    def forward(*arrays, into=None, **params):
+        """The result, written into array `into` where it has the result's shape and dtype
+        (an in-place op's target: the kernel reads each element before it writes it)."""
         shape, result = shape_and_plain_result(arrays)
         if result is not None:
             dtype = arrays[0].dtype
             values = [scalar_param(params[p], dtype) for p in row.params] if row.params else ()
-            return run(forward_kernels, arrays, values, shape, result)
+            out = into if into is not None and into.shape == shape and into.dtype == result \
+                else None
+            return run(forward_kernels, arrays, values, shape, result, out)
         compute, result = _result_dtype(row, arrays, params)
         operands = [a if a.dtype == compute or i not in row.promote else a.astype(compute)
                     for i, a in enumerate(arrays)]
         values = [scalar_param(params[p], compute) for p in row.params]
-        return run(forward_kernels, operands, values, shape, result)
+        out = into if into is not None and into.shape == shape and into.dtype == result else None
+        return run(forward_kernels, operands, values, shape, result, out)
 
     uses = " ".join(row.grads.values())
     # Every input is saved if any VJP reads an input (positions keep the table simple);

@@ -471,3 +471,66 @@ def test_retain_grad_follows_the_tensor_through_an_in_place_write():
         kept.append(t.grad.numpy().copy())
     assert_close(*kept)
     np.testing.assert_array_equal(kept[0], [1.0, 1.0, 1.0])
+
+
+# In-place writes that record nothing, whose kernel writes the target's memory directly
+# (`inplace_form`'s writes_into): (the write, the target's dtype). (An operand over the
+# target's memory with gaps: test_in_place_add_of_a_strided_view_over_the_target_is_computed_apart.)
+DIRECT_WRITES = {
+    "relu_transposed": (lambda L, x, y: x.t().relu_(), "float32"),
+    "functional_relu": (lambda L, x, y: L.nn.functional.relu(x, inplace=True), "float64"),
+    "functional_leaky_relu_view": (
+        lambda L, x, y: L.nn.functional.leaky_relu(x[:, 1:], 0.2, inplace=True), "float32"),
+    "hardtanh_4d": (lambda L, x, y: L.nn.functional.hardtanh(
+        x.view(2, 1, 3, 2).permute(3, 2, 1, 0), -0.5, 0.5, inplace=True), "float32"),
+    "exp_": (lambda L, x, y: L.exp_(x[::2]), "float64"),
+    "add_broadcast": (lambda L, x, y: x.add_(y[0]), "float32"),
+    "add_alpha": (lambda L, x, y: x.add_(y, alpha=-0.5), "float32"),
+    "sub_scalar_alpha": (lambda L, x, y: x.sub_(3, alpha=2), "float64"),
+    "iadd_promoted": (lambda L, x, y: x.__iadd__(y.double()), "float32"),
+    "imul_self": (lambda L, x, y: x.__imul__(x), "float32"),
+    "mul_int_by_float": (lambda L, x, y: x.mul_(y), "int64"),
+    "add_into_half": (lambda L, x, y: x.add_(y.half()), "float16"),
+    "isub_transposed": (lambda L, x, y: x.t().__isub__(y.t()), "float64"),
+    "add_from_a_disjoint_view_of_the_base": (
+        lambda L, x, y: x[0].add_(x[1]), "float32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIRECT_WRITES))
+def test_in_place_write_that_records_nothing_matches_torch(case):
+    """The target's values, its version, what the base sees, and torch's error where a
+    result does not fit (an integer target times a float)."""
+    write, dtype = DIRECT_WRITES[case]
+    values = np.random.default_rng(5).standard_normal((2, 6, 3)).reshape(3, 2, 6)[0] * 3
+    outcomes = []
+    for lib in LIBS:
+        x = lib.tensor(values).to(getattr(lib, dtype))
+        y = lib.tensor(values[::-1].copy()).to(lib.float32)
+        with lib.no_grad():
+            try:
+                write(lib, x, y)
+            except RuntimeError as error:
+                outcomes.append(("error", str(error), x.numpy().copy()))
+                continue
+        outcomes.append((x._version, x.float().numpy().copy()))
+    assert outcomes[0][0] == outcomes[1][0]
+    if outcomes[0][0] == "error":
+        assert outcomes[0][1] == outcomes[1][1]
+    assert_close(outcomes[0][-1], outcomes[1][-1])
+
+
+def test_in_place_activation_that_records_nothing_writes_once(monkeypatch):
+    """The kernel writes the target: no result to copy back (write_back, the general path,
+    is not called), for ReLU in place as a vision model calls it under no_grad."""
+    from nbgrad._tensor import inplace
+
+    def not_called(*args):
+        raise AssertionError("write_back called")
+    monkeypatch.setattr(inplace, "write_back", not_called)
+    x = nbgrad.tensor(VALUES).reshape(2, 2)
+    with nbgrad.no_grad():
+        nbgrad.nn.ReLU(inplace=True)(x)
+        x.add_(1.0)
+        x.mul_(x)
+    np.testing.assert_array_equal(x.numpy(), (np.maximum(VALUES, 0).reshape(2, 2) + 1) ** 2)
