@@ -237,6 +237,11 @@ BAD = {
     "load_state_dict_list": _load_list,
     "view_float_size": lambda L: _x(L, 6).view(2.0, 3),
     "reshape_bool_size": lambda L: _x(L, 6).reshape((True, 6)),
+    # Tensor.unfold: an as_strided view, so a window past the end would read outside memory
+    "unfold_window_too_large": lambda L: _x(L, 3, 4).unfold(1, 5, 1),
+    "unfold_window_huge": lambda L: _x(L, 3, 4).unfold(1, 2**40, 1),
+    "unfold_step_zero": lambda L: _x(L, 3, 4).unfold(1, 2, 0),
+    "unfold_size_negative": lambda L: _x(L, 3, 4).unfold(0, -2, 1),
     # ---- item 7: indices out of range, at the first call and after the step has fused
     "cross_entropy_target_too_large": _ce_bad_target([0, 3]),
     "cross_entropy_target_negative": _ce_bad_target([0, -1]),

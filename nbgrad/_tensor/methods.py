@@ -191,7 +191,7 @@ METHODS = {
     "swapdims": shape.transpose, "reshape_as": shape.reshape_as, "ravel": shape.ravel,
     "fliplr": shape.fliplr, "flipud": shape.flipud, "rot90": shape.rot90,
     "tensor_split": shape.tensor_split, "hsplit": shape.hsplit, "vsplit": shape.vsplit,
-    "dsplit": shape.dsplit, "diagonal": shape.diagonal, "diag": shape.diag,
+    "dsplit": shape.dsplit, "diagonal": shape.diagonal, "unfold": shape.unfold, "diag": shape.diag,
     "diag_embed": shape.diag_embed, "trace": shape.trace,
     "addmm": linalg.addmm, "addmv": linalg.addmv, "addr": linalg.addr,
     "baddbmm": linalg.baddbmm, "addbmm": linalg.addbmm, "inner": linalg.inner,

@@ -709,6 +709,27 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
                     {"offset": operator.index(offset), "dim1": d1, "dim2": d2})
 
 
+def unfold(input, dimension, size, step):
+    """Tensor.unfold: the windows of `size` elements, one every `step`, along `dimension`
+    (counted there), each window's elements in a new last dimension: a view."""
+    for position, (name, value) in enumerate((("dimension", dimension), ("size", size),
+                                              ("step", step)), 1):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise TypeError(f"unfold(): argument '{name}' (position {position}) must be int, "
+                            f"not {type(value).__name__}")
+    dim = _check_dim(dimension, input.ndim)
+    length = input.shape[dim] if input.ndim else 1
+    if size > length:
+        raise RuntimeError(f"maximum size for tensor at dimension {dim} is {length} but size "
+                           f"is {size}")
+    if size < 0:
+        raise RuntimeError(f"size is {size} but must be >= 0")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    return dispatch(PRIMITIVES["unfold"], (input,),
+                    {"dimension": dim, "size": int(size), "step": int(step)})
+
+
 def diag_embed(input, offset=0, dim1=-2, dim2=-1):
     """Zeros with input's last dimension on the diagonal `offset` of the planes (dim1,
     dim2) of a result with one more dimension."""

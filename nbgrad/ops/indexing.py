@@ -313,7 +313,41 @@ def _put_vjp(node, g):
     return grad_x, grad_v
 
 
+# --- unfold: windows along one dimension, as a view (Tensor.unfold) ------------------------
+
+def unfold_view(x, dimension, size, step):
+    """The windows of `size` elements, one every `step`, along `dimension` of array `x`
+    (checked by the caller to fit): that dimension counts the windows, a new last one holds
+    each window's elements. A strided view of x's memory (windows that overlap share it)."""
+    if x.ndim == 0:
+        return x.reshape(1)  # (PyTorch's: a 0-d tensor is one window of one element)
+    count = (x.shape[dimension] - size) // step + 1
+    stride = x.strides[dimension]
+    return np.lib.stride_tricks.as_strided(
+        x, x.shape[:dimension] + (count,) + x.shape[dimension + 1:] + (size,),
+        x.strides[:dimension] + (stride * step,) + x.strides[dimension + 1:] + (stride,))
+
+
+def _unfold_positions(node):
+    """The flat position in the input of each element of the unfolded view."""
+    shape = node.input_meta[0][0]
+    return np.ascontiguousarray(unfold_view(np.arange(math.prod(shape)).reshape(shape),
+                                            **node.params))
+
+
+def _unfold_vjp(g, node):
+    # Overlapping windows (step < size) read an element more than once: its gradients add up.
+    result = np.zeros(node.input_meta[0][0], g.dtype)
+    scatter_add_kernel(flat_contiguous(g), _unfold_positions(node).reshape(-1),
+                       result.reshape(-1))
+    return result
+
+
 PRIMS = {
+    # No fused rule: a step that unfolds runs the view eagerly.
+    "unfold": view_primitive("unfold", "UnfoldBackward0", unfold_view, _unfold_vjp,
+                             differentiable_undo=lambda g, node: scattered(
+                                 g, _unfold_positions(node), node.input_meta[0][0])),
     "basic_index": view_primitive("basic_index", "SliceBackward0", _basic_index,
                                   _basic_index_vjp, fuse=_BasicIndexFusion(),
                                   differentiable_undo=_basic_index_differentiable_vjp),

@@ -312,7 +312,7 @@ NO_FUSED_RULE = {
     "amax", "amin", "argmax", "argmin", "logsumexp", "var", "std",  # reductions
     "prod", "all", "any", "vector_norm",  # reductions (all/any give no gradient)
     "argsort", "topk_indices", "statistic_indices",  # sorting: indices (values: a `take`)
-    "diagonal",  # a strided view no fused rule reads
+    "diagonal", "unfold",  # strided views no fused rule reads
     "histc", "histogram_bin_edges", "histogram",  # histograms: no gradient
     "take", "index_put", "embedding_bag",  # gathers and scatters by index
     "im2col", "col2im",  # unfold and fold

@@ -765,6 +765,10 @@ TABLE = [
     row("mode_ties", lambda L, a: a.mode(0)[0], SORT_TIES, gradcheck=False),
     # ---- diagonal: a view
     row("diagonal", lambda L, a: a.diagonal(1, 0, 2), (2, 3, 4)),
+    # ---- unfold: windows as a view; overlapping ones (step < size) add up their gradients
+    row("unfold_overlapping", lambda L, a: a.unfold(1, 3, 1), (2, 5, 3)),
+    row("unfold_patches", lambda L, a: a.unfold(2, 2, 2).unfold(1, 2, 2), (2, 4, 5)),
+    row("unfold_gaps_last_dim", lambda L, a: a.unfold(-1, 2, 3), (3, 8)),
     # ---- matmul: torch's grad_fn name depends on the operand ranks
     row("matmul_dot", lambda L, a, b: a @ b, (4,), (4,), tol32=REDUCE32),  # DotBackward0
     row("matmul_mv", lambda L, a, b: a @ b, (3, 4), (4,), tol32=REDUCE32),  # MvBackward0

@@ -68,6 +68,7 @@ CASES = {
                                ((0, 0, 1), (1, 0, 2), (-1, 2, 0), (2, -1, 1), (9, 0, 1))],
                  [T234]),
     "diagonal_method_grad_of_view_write": (lambda L, a: _diagonal_write(a), [M34]),
+    "unfold_grad_of_view_write": (lambda L, a: _unfold_write(a), [M34]),
     "diag_of_vector": (lambda L, a: [L.diag(a), L.diag(a, 1), a.diag(-2)], [V3]),
     "diag_of_matrix": (lambda L, a: [L.diag(a), L.diag(a, 2), a.diag(-1), L.diag(a, -5)], [M34]),
     "diag_int": (lambda L, a: (L.diag(a), L.diag(a.reshape(2, 2))), [np.arange(4)]),
@@ -292,6 +293,15 @@ def _diagonal_write(a):
     d = b.diagonal()
     d.mul_(3)
     return b, d
+
+
+def _unfold_write(a):
+    """A write through windows that do not overlap reaches their base, and the base's
+    gradient sees it (PyTorch's unfold is a view)."""
+    b = a * 2
+    windows = b.unfold(1, 2, 2)
+    windows.mul_(3)
+    return b, windows
 
 
 def _leaves(lib, arrays, dtype):
