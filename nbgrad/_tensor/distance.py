@@ -23,8 +23,9 @@ __all__ = ["cosine_similarity", "pairwise_distance", "dist", "cdist"]
 
 
 def scalar_operation(name, tensor, number):
-    """`tensor (+|-|*) number` as ATen's C++ writes it (PyTorch's Scalar overload, whose node
-    `AddBackward1` links the tensor alone); Python's operators record the Tensor overload."""
+    """`tensor (+|-|*|/) number` as ATen's C++ writes it (PyTorch's Scalar overload, whose
+    node `AddBackward1` links the tensor alone); Python's operators record the Tensor
+    overload."""
     return binary(name, tensor, number, grad_fn_name=f"{name.capitalize()}Backward1")
 
 

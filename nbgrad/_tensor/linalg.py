@@ -64,7 +64,7 @@ def bmm(input, mat2):
     if list(mat2.shape[:2]) != expected:
         raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
                            f"{expected} but got: {list(mat2.shape[:2])}.")
-    return matmul(input, mat2)
+    return dispatch(PRIMITIVES["matmul"], (input, mat2), grad_fn_name="BmmBackward0")
 
 
 def outer(input, vec2):

@@ -42,9 +42,15 @@ tanh = _api.tanh
 
 
 def linear(input, weight, bias=None):
-    """input @ weight.T + bias: one fused `AddmmBackward0` primitive for a 2-D input."""
+    """input @ weight.T + bias: one fused `AddmmBackward0` primitive for a 2-D input, and
+    (as PyTorch's) for a contiguous input of more dimensions viewed as 2-D and back."""
     if bias is not None and input.ndim == 2:
         return dispatch(P["linear"], (input, weight, bias))
+    if bias is not None and input.ndim > 2 and bias.ndim == 1 and input.is_contiguous():
+        *batch, features = input.shape
+        rows = math.prod(batch)  # (not -1: a batch dimension may be 0)
+        out = dispatch(P["linear"], (input.reshape(rows, features), weight, bias))
+        return out.view(*batch, out.shape[1])
     # Other ranks (and no bias) are a matmul with the transposed weight, as PyTorch does.
     out = _api.matmul(input, _api.t(weight))
     return out if bias is None else out + bias
@@ -406,7 +412,9 @@ def _soft_cross_entropy(log_probs, target, weight, class_dim, reduction, smoothi
     if reduction == "none":
         return -_api.sum(log_probs * target, class_dim)
     total = -_api.sum(log_probs * target)
-    return total / float(log_probs.numel() // n_classes) if reduction == "mean" else total
+    if reduction == "sum":
+        return total
+    return _scalar_operation("div", total, float(log_probs.numel() // n_classes))
 
 
 # --- more losses and distances (PyTorch's F): the pointwise-loss rows smooth_l1_loss,

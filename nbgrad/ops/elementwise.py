@@ -193,7 +193,8 @@ TABLE = [
                 params=("value",), kinds="f"),
     # PyTorch's order for b, (a / b) / b: the same rounding, and no overflow of b * b.
     Elementwise("div", "DivBackward0", ("a", "b"), "a / b",
-                {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float"),
+                {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float",
+                scalar_overloads={"DivBackward1": (0,)}),
     # Two tensors (PowBackward1), or a number to a tensor's power (PowBackward2): std::pow.
     Elementwise("pow", "PowBackward1", ("a", "b"), "a ** b",
                 {"a": "0.0 if b == 0.0 else g * (b * a ** (b - 1.0))",

@@ -780,6 +780,13 @@ TABLE = [
     row("matmul_mm_sliced", lambda L, a, b: a[:, ::2] @ b.T, (3, 8), (5, 4), tol32=REDUCE32),
     row("matmul_mv_T", lambda L, a, b: a.T @ b, (4, 3), (4,), tol32=REDUCE32),
     row("matmul_bmm", lambda L, a, b: a @ b, (2, 3, 4), (2, 4, 5), tol32=REDUCE32),  # UnsafeViewBackward0
+    row("bmm", lambda L, a, b: L.bmm(a, b), (2, 3, 4), (2, 4, 5), tol32=REDUCE32),  # BmmBackward0
+    # F.linear of more than 2 dimensions: contiguous, the 2-D product viewed back
+    # (ViewBackward0 of AddmmBackward0, as PyTorch's); strided, a matmul plus the bias
+    row("linear_4d", lambda L, x, w, b: F(L).linear(x, w, b), (2, 1, 3, 4), (5, 4), (5,),
+        tol32=REDUCE32),
+    row("linear_3d_strided", lambda L, x, w, b: F(L).linear(x.transpose(0, 1), w, b),
+        (2, 3, 4), (5, 4), (5,), tol32=REDUCE32),
     row("matmul_3d_2d", lambda L, a, b: a @ b, (2, 3, 4), (4, 5), tol32=REDUCE32),
     row("matmul_bcast_batch", lambda L, a, b: a @ b, (2, 1, 3, 4), (5, 4, 2), tol32=REDUCE32),
     row("matmul_bcast_1", lambda L, a, b: a @ b, (2, 3, 4), (1, 4, 5), tol32=REDUCE32),
@@ -1073,6 +1080,8 @@ TABLE = [
         (3, 4), (3, 4)),
     row("kl_div_zeros", lambda L, x, t: F(L).kl_div(x, t, reduction="sum"), (2, 4), KL_TARGET,
         gradcheck=False),
+    row("cross_entropy_probabilities", lambda L, x, t: F(L).cross_entropy(x, t.softmax(1)),
+        (3, 4), (3, 4), tol32=REDUCE32),  # DivBackward1: ATen divides by a Scalar
     row("poisson_nll_loss", lambda L, x, t: F(L).poisson_nll_loss(x, t), (3, 4), (3, 4),
         domain=("real", "positive"), tol32=REDUCE32),
     row("poisson_nll_loss_full", lambda L, x, t: F(L).poisson_nll_loss(
