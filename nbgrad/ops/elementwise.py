@@ -519,12 +519,19 @@ def _vjp_args(row, grad):
     return ["g"] + _names_in(grad, ("out",) + row.inputs + row.params)
 
 
-def _kernel_source(kernel_name, expr, args, reference, parallel):
+def _kernel_source(kernel_name, expr, args, reference, parallel, in_place=False):
     """Source for the kernels computing `expr`: `<kernel_name>_flat` and `_strided`, or with
-    `parallel` `_flat_parallel` (the flat loop spread over threads)."""
-    body, constants = _loops.hoist_constants(expr, reference, lambda count: f"_c{count}")
+    `parallel` `_flat_parallel` (the flat loop spread over threads); with `in_place`, only
+    the flat one (`_flat_in_place`, `_flat_in_place_parallel`), whose result is its first
+    operand's array: it takes `result` in that operand's place."""
+    # Each argument's name in the kernel's signature.
+    sources = {name: name for name in args}
+    if in_place:
+        sources[args[0]] = "result"
+    body, constants = _loops.hoist_constants(expr, sources.get(reference, reference),
+                                             lambda count: f"_c{count}")
     hoisted = "".join(f"    {line}\n" for line in constants)
-    signature = ", ".join(args + ["result"])
+    signature = ", ".join(sources.values() if in_place else args + ["result"])
 
     # NOTE: each operand is read into a local `_<name>` before the expression: Numba's parfor
     # pass rejects `at1` inlined inside a conditional expression ("Overwrite of parallel
@@ -533,13 +540,15 @@ def _kernel_source(kernel_name, expr, args, reference, parallel):
 
     def kernel(suffix, indices, reader):
         index = ", ".join(indices)
-        statements = [f"_{name} = {reader}({name}, {index})" for name in args]
+        statements = [f"_{name} = {reader}({sources[name]}, {index})" for name in args]
         statements.append(f"result[{index}] = {element}")
         loops = _loops.loop_nest(indices, [f"result.shape[{d}]" for d in range(len(indices))],
                                  statements, parallel)
         return f"@_jit\ndef {kernel_name}_{suffix}({signature}):\n{hoisted}" + \
             "".join(line + "\n" for line in loops)
 
+    if in_place:
+        return kernel("flat_in_place_parallel" if parallel else "flat_in_place", ["i"], "at1")
     if parallel:
         return kernel("flat_parallel", ["i"], "at1")
     return "\n\n".join([
@@ -548,12 +557,15 @@ def _kernel_source(kernel_name, expr, args, reference, parallel):
     ])
 
 
-def _generate_module(parallel):
+def _generate_module(parallel, in_place=False):
+    """The kernels of every row: forward and VJPs, or with `in_place` the forwards only."""
     parts = [_header(parallel)]
     for row in TABLE:
         reference = row.inputs[row.promote[0]]
         parts.append(_kernel_source(row.name, row.expr, list(row.inputs) + list(row.params),
-                                    reference, parallel))
+                                    reference, parallel, in_place))
+        if in_place:
+            continue
         for wrt, grad in row.grads.items():
             if grad == "g":
                 continue
@@ -573,9 +585,22 @@ def _parallel_kernels():
     return _codegen.load_module("elementwise_parallel", _generate_module(parallel=True))
 
 
+@functools.cache
+def _in_place_kernels(parallel):
+    """The forward kernels that write their result over their first operand (an in-place
+    op's target), imported on first use as the threaded ones. NOTE: the flat kernel given
+    that operand's array as its result too runs one element at a time: LLVM's vectorized
+    loop checks at run time that the result does not overlap an operand, and it does."""
+    if parallel:
+        _threads.start()
+    return _codegen.load_module("elementwise_in_place" + "_parallel" * parallel,
+                                _generate_module(parallel, in_place=True))
+
+
 class KernelPair:
     """The flat and strided kernels of one expression, with their argument names; the flat
-    kernel also comes spread over threads, for arrays of at least PARALLEL_THRESHOLD."""
+    kernel also comes spread over threads, for arrays of at least PARALLEL_THRESHOLD, and
+    (a row's forward) writing over its first operand."""
 
     __slots__ = ("name", "flat", "strided", "args")
 
@@ -588,6 +613,10 @@ class KernelPair:
     @property
     def flat_parallel(self):
         return getattr(_parallel_kernels(), self.name + "_flat_parallel")
+
+    def flat_in_place(self, threaded):
+        return getattr(_in_place_kernels(threaded),
+                       self.name + "_flat_in_place" + "_parallel" * threaded)
 
 
 # ---------------------------------------------------------------------------------------
@@ -639,6 +668,9 @@ def run(kernels, operands, params, shape, dtype, out=None):
         else:
             return _run_strided(kernels, operands, params, shape, dtype, out)
     threaded = out.size >= _threads.PARALLEL_THRESHOLD and _threads.start()
+    if operands[0] is out:  # an in-place op's target (dispatch's `into`): written over
+        kernels.flat_in_place(threaded)(*args, *params)
+        return out
     kernel = kernels.flat_parallel if threaded else kernels.flat
     kernel(*args, *params, out if out.ndim == 1 else out.reshape(-1))
     return out

@@ -534,3 +534,57 @@ def test_in_place_activation_that_records_nothing_writes_once(monkeypatch):
         x.add_(1.0)
         x.mul_(x)
     np.testing.assert_array_equal(x.numpy(), (np.maximum(VALUES, 0).reshape(2, 2) + 1) ** 2)
+
+
+# Every in-place form whose kernel writes its target (`writes_into`), by its out-of-place
+# function: (in place, out of place, arguments).
+_UNARY_WRITING = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid",
+                  "relu", "reciprocal", "neg", "abs", "log10", "log2", "erf", "floor", "ceil",
+                  "trunc")
+WRITING_FORMS = {
+    **{name: (lambda L, x, name=name: getattr(x, name + "_")(),
+              lambda L, x, name=name: getattr(x, name)()) for name in _UNARY_WRITING},
+    "add_tensor_alpha": (lambda L, x: x.add_(x.flip(0) * 0.5, alpha=2),
+                         lambda L, x: x.add(x.flip(0) * 0.5, alpha=2)),
+    "iadd_scalar": (lambda L, x: x.__iadd__(3), lambda L, x: x + 3),
+    "isub_row": (lambda L, x: x.__isub__(x[:1].clone()), lambda L, x: x - x[:1].clone()),
+    "mul_scalar": (lambda L, x: x.mul_(-1.5), lambda L, x: x * -1.5),
+    **{name: (lambda L, x, name=name: getattr(L.nn.functional, name)(x, inplace=True),
+              lambda L, x, name=name: getattr(L.nn.functional, name)(x))
+       for name in ("relu", "elu", "selu", "celu", "leaky_relu", "hardtanh", "relu6", "silu",
+                    "mish", "hardswish", "hardsigmoid")},
+}
+
+
+# Each form serial in float64 and threaded (at least PARALLEL_THRESHOLD elements) in
+# float32; integer targets for the forms that keep integers, and two that refuse them.
+WRITING_CASES = [(name, "float64", 3) for name in sorted(WRITING_FORMS)] + \
+    [(name, "float32", 40000) for name in sorted(WRITING_FORMS)] + \
+    [(name, "int64", rows) for name in ("neg", "abs", "iadd_scalar", "isub_row", "relu", "exp",
+                                        "mul_scalar") for rows in (3, 40000)]
+
+
+@pytest.mark.parametrize("name, dtype, rows", WRITING_CASES)
+def test_in_place_kernel_writing_its_target_equals_the_out_of_place_result(name, dtype, rows):
+    """Under no_grad the kernel writes over its first operand (a kernel of its own, serial
+    or threaded): bit for bit the out-of-place result, or the same error."""
+    in_place, out_of_place = WRITING_FORMS[name]
+    values = np.random.default_rng(1).standard_normal((rows, 4)) * 3
+    x = nbgrad.tensor(values).to(getattr(nbgrad, dtype))
+    try:
+        expected = out_of_place(nbgrad, x)
+    except (RuntimeError, NotImplementedError) as error:
+        with pytest.raises(type(error)):
+            with nbgrad.no_grad():
+                in_place(nbgrad, x.clone())
+        return
+    target = x.clone()
+    if expected.dtype != x.dtype:  # a float result for an integer target: refused, as torch
+        with pytest.raises(RuntimeError, match="can't be cast to the desired output type"):
+            with nbgrad.no_grad():
+                in_place(nbgrad, target)
+        return
+    with nbgrad.no_grad():
+        returned = in_place(nbgrad, target)
+    assert returned is target
+    np.testing.assert_array_equal(target.numpy(), expected.numpy())
