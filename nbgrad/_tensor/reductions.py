@@ -457,9 +457,13 @@ def nansum(input, dim=None, keepdim=False, *, dtype=None):
     """The sum with NaNs counted as zero. A NaN's gradient is PyTorch's: g times 0, NaN where
     g is not finite (nanmean of an all-NaN slice: g / 0); nan_to_num's gradient is exactly
     that at a NaN, where (or masked_fill) would give 0."""
-    if _meta(input).dtype.kind == "f" or _dtype.is_half(_meta(input).dtype):
-        input = where(isnan(input), nan_to_num(input, 0.0), input)
-    return sum(input, dim, keepdim, dtype=dtype)
+    if not (_meta(input).dtype.kind == "f" or _dtype.is_half(_meta(input).dtype)):
+        return sum(input, dim, keepdim, dtype=dtype)
+    if dtype is not None:
+        input = input.to(dtype)
+    # (PyTorch's node, over the NaNs made zeros: its name, not its links)
+    return _reduce("sum", where(isnan(input), nan_to_num(input, 0.0), input), dim, keepdim,
+                   "NansumBackward0")
 
 
 def nanmean(input, dim=None, keepdim=False, *, dtype=None):

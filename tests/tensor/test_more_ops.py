@@ -275,7 +275,6 @@ COMPOSITE_NODES = {
        for name in ("addmm", "addmm_beta_0_ignores_nan", "addmv", "addr", "baddbmm", "addbmm",
                     "addr_int_and_promotion", "add_products_in_place")},
     "cross": "rolled products, subtracted: SubBackward0 (torch: LinalgCrossBackward0)",
-    "nansum_nanmean": "a sum of where: SumBackward0/1 (torch: NansumBackward0)",
     "median_all": "the max (mean if NaN) of the tied elements: AmaxBackward0 (torch: "
                   "MedianBackward0, NanmedianBackward0)",
     "median_int": "the max of the tied elements: AmaxBackward0 (torch: MedianBackward0)",
