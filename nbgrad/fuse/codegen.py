@@ -444,7 +444,7 @@ import math
 
 import numba
 import numpy as np
-from nbgrad._core.kernel_support import reshaped, typed, view
+from nbgrad._core.kernel_support import permuted, reshaped, typed, view
 from nbgrad._core.unlinked import calling_unlinked, unlinked
 '''
 

@@ -22,8 +22,13 @@ _jit = numba.njit(cache=True, error_model="numpy")
 
 @_jit
 def embedding_kernel(weight, indices, out):
+    # NOTE: element by element, not `out[i, :] = weight[row, :]`: Numba compiles an array
+    # assigned into a slice with its shape-mismatch error, whose message formatting took
+    # 3.7 s of a cold compile (and again in each fused step that called the kernel).
     for i in range(indices.shape[0]):
-        out[i, :] = weight[indices[i], :]
+        row = indices[i]
+        for d in range(out.shape[1]):
+            out[i, d] = weight[row, d]
 
 
 @_jit
@@ -37,10 +42,8 @@ def embedding_backward_kernel(g, indices, padding_idx, by_frequency, grad_weight
     for i in range(indices.shape[0]):
         row = indices[i]
         if row != padding_idx:
-            if by_frequency:
-                grad_weight[row, :] += g[i, :] / counts[row]
-            else:
-                grad_weight[row, :] += g[i, :]
+            for d in range(g.shape[1]):  # (element by element: see embedding_kernel)
+                grad_weight[row, d] += g[i, d] / counts[row] if by_frequency else g[i, d]
 
 
 # How PyTorch names a tensor's type in embedding's message about the indices.
@@ -185,10 +188,11 @@ def embedding_bag_kernel(weight, indices, bounds, per_sample_weights, mode, padd
                 for d in range(out.shape[1]):
                     out[b, d] += weight[row, d] * per_sample_weights[i]
             else:
-                out[b, :] += weight[row, :]
+                for d in range(out.shape[1]):  # (element by element: see embedding_kernel)
+                    out[b, d] += weight[row, d]
             taken += 1
-        if mode == 1 and taken > 0:
-            out[b, :] /= taken
+        for d in range(out.shape[1] * (mode == 1 and taken > 0)):
+            out[b, d] /= taken
         if mode == 2 and taken == 0:
             argmax[b, :] = -1
 

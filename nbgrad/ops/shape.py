@@ -85,7 +85,7 @@ class _CopiedViewFusion:
     def forward(self, em, arrays, params, out):
         x = arrays[0]
         if self.permutes and x.ndim > 1:
-            view = em.local_view(f"{em.ref(x)}.transpose({tuple(params['dims'])!r})")
+            view = em.local_view(f"permuted({em.ref(x)}, {tuple(params['dims'])!r})")
             em.copy((view, out.shape), em.out(out), out.shape)
         else:  # (elementwise broadcasts x)
             em.copy((em.ref(x), x.shape), em.out(out), out.shape)
@@ -99,7 +99,7 @@ class _CopiedViewFusion:
             em.copy((em.ref(g), g.shape), em.out(input_grads[0]), g.shape)
             return
         inverse = tuple(int(d) for d in np.argsort(node.params["dims"]))
-        view = em.local_view(f"{em.ref(g)}.transpose({inverse!r})")
+        view = em.local_view(f"permuted({em.ref(g)}, {inverse!r})")
         em.copy((view, input_grads[0].shape), em.out(input_grads[0]), input_grads[0].shape)
 
 

@@ -280,7 +280,8 @@ def order_kernel(x3, indices3, descending, stable, k, select, ordered):
                 _nth_element(row, index, start, k - 1, n, descending)
                 if ordered:
                     _std_sort(row, index, start, k - 1, descending)
-            indices3[o, :, i] = index[:indices3.shape[1]]
+            for j in range(indices3.shape[1]):  # (not a slice assignment: see embedding_kernel)
+                indices3[o, j, i] = index[j]
 
 
 # Order statistics along a dim: the index of each row's k-th smallest (kthvalue), median
