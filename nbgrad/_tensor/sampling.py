@@ -131,9 +131,10 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, requires_gra
 def bernoulli(input, p=None, *, generator=None):
     """0/1 values of `input`'s dtype: each 1 with the probability in `input` (or with `p`)."""
     _draw_break()
-    if p is not None:
-        return bernoulli_(Tensor._wrap(np.empty_like(input._data)), p, generator=generator)
-    return bernoulli_(Tensor._wrap(np.empty_like(input._data)), input, generator=generator)
+    # NOTE: PyTorch draws into a contiguous result, in its order, whatever the layout of
+    # `input` (an expanded or transposed one too): not into `empty_like(input)`.
+    result = Tensor._wrap(np.empty(input.shape, input._data.dtype))
+    return bernoulli_(result, input if p is None else p, generator=generator)
 
 
 def _fill(target, draw):

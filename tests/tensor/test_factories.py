@@ -380,6 +380,8 @@ def _draws(L, g):
         L.multinomial(rows, 2, generator=g), L.multinomial(rows, 6, replacement=True, generator=g),
         L.bernoulli(L.tensor([0.0, 0.3, 0.9, 1.0]), generator=g),
         L.bernoulli(rows / 4, generator=g), L.bernoulli(x, 0.4, generator=g),
+        L.bernoulli(L.tensor([0.2, 0.9, 0.5]).expand(4, 3), generator=g),
+        L.bernoulli((rows / 4).t(), generator=g),
         L.normal(2.0, 3.0, size=(4,), generator=g),
         L.normal(L.zeros(3), L.tensor([1.0, 2.0, 3.0]), generator=g),
         L.normal(L.ones(2, 1), 0.5, generator=g), L.normal(1.0, L.ones(3), generator=g),
