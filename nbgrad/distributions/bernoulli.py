@@ -8,7 +8,7 @@ from ..nn import functional as F
 from . import constraints
 from .categorical import _either, _expanded_parameters
 from .distribution import ExponentialFamily
-from .utils import (_NO_SHAPE, _NUMBER, broadcast_all, lazy_property, logits_to_probs,
+from .utils import (_NO_SHAPE, broadcast_all, lazy_property, logits_to_probs,
                     probs_to_logits)
 
 __all__ = ["Bernoulli"]
@@ -24,12 +24,9 @@ class Bernoulli(ExponentialFamily):
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         _either(probs, logits)
-        given = probs if probs is not None else logits
-        (param,) = broadcast_all(given)
-        setattr(self, "probs" if probs is not None else "logits", param)
-        self._param = param
-        batch_shape = Size() if isinstance(given, _NUMBER) else param.size()
-        super().__init__(batch_shape, validate_args=validate_args)
+        name = "probs" if probs is not None else "logits"
+        self._set_parameters(validate_args, **{name: probs if probs is not None else logits})
+        self._param = self.__dict__[name]
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = Size(batch_shape)

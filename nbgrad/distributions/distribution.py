@@ -8,7 +8,7 @@ from .._tensor import api as _api
 from .._tensor.tensor import Size, Tensor
 from ..autograd.grad_mode import no_grad
 from . import constraints
-from .utils import _NO_SHAPE, _extended, lazy_property
+from .utils import _NO_SHAPE, _NUMBER, _extended, broadcast_all, lazy_property
 
 __all__ = ["Distribution", "ExponentialFamily"]
 
@@ -59,8 +59,23 @@ class Distribution:
                                  f"the constraint {constraint!r}, but found invalid "
                                  f"values:\n{value}")
 
+    def _set_parameters(self, validate_args, **parameters):
+        """Parameters (numbers or tensors) broadcast together as attributes, the batch shape
+        theirs (() when all are numbers), then validated."""
+        tensors = broadcast_all(*parameters.values())
+        self.__dict__.update(zip(parameters, tensors))
+        numbers = all(isinstance(value, _NUMBER) for value in parameters.values())
+        Distribution.__init__(self, Size() if numbers else tensors[0].size(),
+                              validate_args=validate_args)
+
     def expand(self, batch_shape, _instance=None):
         raise NotImplementedError
+
+    def _expand_parameters(self, cls, batch_shape, _instance, *names):
+        """`expand` of a distribution whose parameters `names` have the batch shape."""
+        batch_shape = Size(batch_shape)
+        return self._expanded(cls, batch_shape, _instance,
+                              **{name: getattr(self, name).expand(batch_shape) for name in names})
 
     def _expanded(self, cls, batch_shape, _instance, **parameters):
         """A new instance of this class with batch shape `batch_shape` and the given

@@ -1,9 +1,8 @@
 """torch.distributions.Exponential."""
 from .._tensor import api as _api
-from .._tensor.tensor import Size
 from . import constraints
 from .distribution import ExponentialFamily
-from .utils import _NO_SHAPE, _NUMBER, broadcast_all
+from .utils import _NO_SHAPE
 
 __all__ = ["Exponential"]
 
@@ -17,14 +16,10 @@ class Exponential(ExponentialFamily):
     _mean_carrier_measure = 0
 
     def __init__(self, rate, validate_args=None):
-        (self.rate,) = broadcast_all(rate)
-        batch_shape = Size() if isinstance(rate, _NUMBER) else self.rate.size()
-        super().__init__(batch_shape, validate_args=validate_args)
+        self._set_parameters(validate_args, rate=rate)
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = Size(batch_shape)
-        return self._expanded(Exponential, batch_shape, _instance,
-                              rate=self.rate.expand(batch_shape))
+        return self._expand_parameters(Exponential, batch_shape, _instance, "rate")
 
     @property
     def mean(self):

@@ -1,9 +1,8 @@
 """torch.distributions.Laplace."""
 from .._tensor import api as _api
-from .._tensor.tensor import Size
 from . import constraints
 from .distribution import Distribution
-from .utils import _NO_SHAPE, _NUMBER, broadcast_all
+from .utils import _NO_SHAPE
 
 __all__ = ["Laplace"]
 
@@ -16,14 +15,10 @@ class Laplace(Distribution):
     has_rsample = True
 
     def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        scalars = isinstance(loc, _NUMBER) and isinstance(scale, _NUMBER)
-        super().__init__(Size() if scalars else self.loc.size(), validate_args=validate_args)
+        self._set_parameters(validate_args, loc=loc, scale=scale)
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = Size(batch_shape)
-        return self._expanded(Laplace, batch_shape, _instance, loc=self.loc.expand(batch_shape),
-                              scale=self.scale.expand(batch_shape))
+        return self._expand_parameters(Laplace, batch_shape, _instance, "loc", "scale")
 
     @property
     def mean(self):

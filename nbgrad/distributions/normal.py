@@ -2,11 +2,10 @@
 import math
 
 from .._tensor import api as _api
-from .._tensor.tensor import Size
 from ..autograd.grad_mode import no_grad
 from . import constraints
 from .distribution import ExponentialFamily
-from .utils import _NO_SHAPE, _NUMBER, _standard_normal, broadcast_all
+from .utils import _NO_SHAPE, _standard_normal
 
 __all__ = ["Normal"]
 
@@ -20,14 +19,10 @@ class Normal(ExponentialFamily):
     _mean_carrier_measure = 0
 
     def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        scalars = isinstance(loc, _NUMBER) and isinstance(scale, _NUMBER)
-        super().__init__(Size() if scalars else self.loc.size(), validate_args=validate_args)
+        self._set_parameters(validate_args, loc=loc, scale=scale)
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = Size(batch_shape)
-        return self._expanded(Normal, batch_shape, _instance, loc=self.loc.expand(batch_shape),
-                              scale=self.scale.expand(batch_shape))
+        return self._expand_parameters(Normal, batch_shape, _instance, "loc", "scale")
 
     @property
     def mean(self):

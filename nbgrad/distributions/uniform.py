@@ -2,10 +2,9 @@
 import math
 
 from .._tensor import api as _api
-from .._tensor.tensor import Size
 from . import constraints
 from .distribution import Distribution
-from .utils import _NO_SHAPE, _NUMBER, broadcast_all
+from .utils import _NO_SHAPE
 
 __all__ = ["Uniform"]
 
@@ -16,9 +15,7 @@ class Uniform(Distribution):
     has_rsample = True
 
     def __init__(self, low, high, validate_args=None):
-        self.low, self.high = broadcast_all(low, high)
-        scalars = isinstance(low, _NUMBER) and isinstance(high, _NUMBER)
-        super().__init__(Size() if scalars else self.low.size(), validate_args=validate_args)
+        self._set_parameters(validate_args, low=low, high=high)
 
     @property
     def arg_constraints(self):
@@ -26,9 +23,7 @@ class Uniform(Distribution):
                 "high": constraints.greater_than(self.low)}
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = Size(batch_shape)
-        return self._expanded(Uniform, batch_shape, _instance, low=self.low.expand(batch_shape),
-                              high=self.high.expand(batch_shape))
+        return self._expand_parameters(Uniform, batch_shape, _instance, "low", "high")
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):
