@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import nbgrad
-from tests.conftest import TOL, assert_close
+from conftest import TOL, assert_close
 
 DTYPES = ("float32", "float64")
 
@@ -138,6 +138,7 @@ def test_log_prob_entropy_statistics_and_gradients_match_torch(case, dtype):
             loss = loss + (dist.rsample((2,)) ** 2).sum()
         loss.backward()
         results[name] = values + [p.grad for p in params]
+    assert len(results["nbgrad"]) == len(results["torch"])
     for actual, expected in zip(results["nbgrad"], results["torch"]):
         _same(actual, expected, dtype)
 
@@ -192,6 +193,7 @@ def test_kl_divergence_and_its_gradients_match_torch(pair, dtype):
         if kl.requires_grad:  # (an infinite KL is a constant)
             L.where(kl.isfinite(), kl, L.zeros_like(kl)).sum().backward()
         results[name] = [kl] + [x.grad for x in p_params + q_params]
+    assert len(results["nbgrad"]) == len(results["torch"])
     for actual, expected in zip(results["nbgrad"], results["torch"]):
         _same(actual, expected, dtype)
 
@@ -375,7 +377,9 @@ def _vae_step(L, steps, compiled=False):
 
 @pytest.mark.parametrize("run", [_reinforce, _vae_step])
 def test_training_steps_that_sample_match_torch_step_by_step(run):
-    """20 steps: past the deferred mode's FUSE_AFTER, where backward runs as a fused graph."""
+    """20 steps, past the deferred mode's FUSE_AFTER. (Its graphs stay unfused: drawing a
+    sample reads the probabilities before backward, and a tape whose values are read runs
+    eagerly node by node.)"""
     (ours, our_params), (theirs, their_params) = run(nbgrad, 20), run(torch, 20)
     for mine, reference in zip(ours, theirs):
         if isinstance(reference, tuple):
