@@ -44,6 +44,8 @@ CASES = {
     "categorical_logits": (lambda D, x: D.Categorical(logits=x), ("real",), INDICES),
     "one_hot_probs": (lambda D, p: D.OneHotCategorical(probs=p), ("probs",), ONE_HOT),
     "one_hot_logits": (lambda D, x: D.OneHotCategorical(logits=x), ("real",), ONE_HOT),
+    "one_hot_straight_through": (lambda D, x: D.OneHotCategoricalStraightThrough(logits=x), ("real",),
+                                 ONE_HOT),
     "independent_normal": (lambda D, loc, scale: D.Independent(D.Normal(loc, scale), 1),
                            ("real", "positive"), REAL),
     "independent_bernoulli": (lambda D, p: D.Independent(D.Bernoulli(p), 2), ("unit",), UNIT),
@@ -131,7 +133,8 @@ def test_log_prob_entropy_statistics_and_gradients_match_torch(case, dtype):
                   *(_outcome(lambda s=s: getattr(dist, s)) for s in STATISTICS),
                   _outcome(lambda: dist.cdf(x[0])), _outcome(lambda: dist.enumerate_support()),
                   _outcome(lambda: dist.enumerate_support(expand=False)), dist.has_rsample,
-                  dist.has_enumerate_support, repr(dist).replace("nbgrad.", "torch.")]
+                  dist.has_enumerate_support, repr(dist).replace("nbgrad.", "torch."),
+                  _outcome(dist.perplexity)]
         loss = log_prob.sum() + (entropy.sum() if isinstance(entropy, L.Tensor) else 0)
         if dist.has_rsample:
             L.manual_seed(1)
@@ -155,7 +158,8 @@ def test_gradcheck(case):
         # NOTE: validation would reject the probabilities that finite differences perturb
         dist._validate_args = False
         out = dist.log_prob(x).sum() + dist.entropy().sum()
-        if dist.has_rsample:
+        # (the straight-through estimator's gradient is not the derivative, by design)
+        if dist.has_rsample and case != "one_hot_straight_through":
             nbgrad.manual_seed(2)  # the same noise on every evaluation
             out = out + dist.rsample((2,)).sin().sum()
         return out
