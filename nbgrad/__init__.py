@@ -19,6 +19,7 @@ half = float16
 from ._core.dtype import get_default_dtype, set_default_dtype  # noqa: E402,F401
 from ._core.threads import set_num_threads, get_num_threads  # noqa: E402,F401
 from . import nn, optim, data, utils, linalg, special, cuda, backends, accelerator, random  # noqa: E402,F401
+from . import distributions  # noqa: E402,F401
 from .fuse import compile  # noqa: E402,F401
 from . import profiler  # noqa: E402,F401
 from .serialization import save, load  # noqa: E402,F401

@@ -314,6 +314,11 @@ BAD = {
     "setitem_value_over_target": lambda L: _setitem_shifted(L),
     "copy_into_expanded": lambda L: L.zeros(3).expand(2, 3).copy_(L.ones(2, 3)),
     "normal_into_expanded": lambda L: L.zeros(3).expand(2, 3).normal_(),
+    "exponential_into_expanded": lambda L: L.zeros(3).expand(2, 3).exponential_(),
+    "exponential_negative_lambda": lambda L: L.zeros(3).exponential_(-1.0),
+    "categorical_log_prob_out_of_support": lambda L: L.distributions.Categorical(
+        L.ones(3)).log_prob(L.tensor([3])),
+    "normal_negative_scale": lambda L: L.distributions.Normal(L.zeros(2), L.tensor([1.0, -1.0])),
     "inplace_into_view_of_leaf": lambda L: L.ones(2, 3, requires_grad=True)[0].mul_(2),
     "detach__of_a_view": lambda L: (L.ones(2, 3, requires_grad=True) * 2)[0].detach_(),
     "addcdiv_of_integers": lambda L: L.addcdiv(L.tensor([1, 2]), L.tensor([1, 2]), L.tensor([1, 1])),

@@ -149,6 +149,7 @@ METHODS = {
     # random sampling
     "multinomial": sampling.multinomial, "bernoulli": sampling.bernoulli,
     "normal_": sampling.normal_, "uniform_": sampling.uniform_, "bernoulli_": sampling.bernoulli_,
+    "exponential_": sampling.exponential_,
     "random_": sampling.random_,
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,

@@ -186,10 +186,21 @@ def bernoulli_of(probabilities, generator=None):
     return uniform(probabilities.shape, dtype, generator=generator) < probabilities
 
 
-def exponential(shape, np_dtype, generator=None):
-    """Exponential(1) values (exponential_distribution<double>: -log1p(-u))."""
+def exponential(shape, np_dtype, lambd=1.0, generator=None):
+    """Exponential(lambd) values (exponential_distribution<double>: -1 / lambd * log1p(-u))."""
     gen = resolve(generator)
-    return (-np.log1p(-_unit_doubles(gen, int(np.prod(shape))))).astype(np_dtype).reshape(shape)
+    values = _exponential_values(_unit_doubles(gen, int(np.prod(shape))), float(lambd))
+    return values.astype(np_dtype).reshape(shape)
+
+
+# NOTE: libm's log1p (Numba's), as PyTorch: NumPy's differs from it in the last bit.
+@numba.njit(cache=True)
+def _exponential_values(uniforms, lambd):
+    values = np.empty_like(uniforms)
+    scale = -1.0 / lambd
+    for i in range(uniforms.shape[0]):
+        values[i] = scale * math.log1p(-uniforms[i])
+    return values
 
 
 def integers(shape, low, high, generator=None):

@@ -1,5 +1,5 @@
 """Sampling from tensors of parameters: `multinomial`, `normal`, `bernoulli`, and the in-place
-random fills `normal_`, `uniform_`, `bernoulli_`, `random_`. Values come from the streams of
+random fills `normal_`, `uniform_`, `exponential_`, `bernoulli_`, `random_`. Values come from the streams of
 `nbgrad._tensor.random`, in the order PyTorch's CPU kernels draw them.
 
 Results are outside autograd. PyTorch records these ops with zero gradients; nbgrad records
@@ -53,9 +53,9 @@ def _by_exponential_race(weights, num_samples, generator):
     # PyTorch draws into `empty_like(weights)`, which keeps the layout of dense weights (a
     # transposed matrix), and fills it in memory order.
     if weights.flags.f_contiguous and not weights.flags.c_contiguous:
-        noise = _random.exponential(weights.shape[::-1], weights.dtype, generator).T
+        noise = _random.exponential(weights.shape[::-1], weights.dtype, generator=generator).T
     else:
-        noise = _random.exponential(weights.shape, weights.dtype, generator)
+        noise = _random.exponential(weights.shape, weights.dtype, generator=generator)
     keys = weights / noise
     if num_samples == 1:
         return keys.argmax(axis=1)[:, None]
@@ -131,9 +131,10 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, requires_gra
 def bernoulli(input, p=None, *, generator=None):
     """0/1 values of `input`'s dtype: each 1 with the probability in `input` (or with `p`)."""
     _draw_break()
-    if p is not None:
-        return bernoulli_(Tensor._wrap(np.empty_like(input._data)), p, generator=generator)
-    return bernoulli_(Tensor._wrap(np.empty_like(input._data)), input, generator=generator)
+    # NOTE: PyTorch draws into a contiguous result, in its order, whatever the layout of
+    # `input` (an expanded or transposed one too): not into `empty_like(input)`.
+    result = Tensor._wrap(np.empty(input.shape, input._data.dtype))
+    return bernoulli_(result, input if p is None else p, generator=generator)
 
 
 def _fill(target, draw):
@@ -194,6 +195,18 @@ def uniform_(input, from_=0.0, to=1.0, *, generator=None):
                            f"from={from_:g} > to={to:g}")
     return _fill(input, lambda shape, axes: _random.uniform(shape, input.dtype, from_, to,
                                                             generator=generator))
+
+
+def exponential_(input, lambd=1.0, *, generator=None):
+    if not input.is_floating_point():
+        raise RuntimeError(f"Exponential distribution is a continuous probability distribution. "
+                           f"dtype must be a floating point but you specified "
+                           f"{input.dtype.scalar_type}")
+    lambd = _float_of(lambd)
+    if not lambd > 0:
+        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
+    return _fill(input, lambda shape, axes: _random.exponential(shape, input.dtype.np, lambd,
+                                                                generator))
 
 
 def random_(input, *bounds, generator=None):
