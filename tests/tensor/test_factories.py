@@ -430,6 +430,55 @@ def test_float32_randn_from_16_values_is_torch_bit_for_bit_on_x86():
             np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def _more_initializers(L):
+    """trunc_normal_ (both of PyTorch's samplers: redrawn normals, and uniform candidates
+    accepted by their density), orthogonal_, eye_, dirac_ and sparse_, seeded."""
+    L.manual_seed(0)
+    g = L.Generator().manual_seed(3)
+    init = L.nn.init
+    weight = L.nn.Linear(20, 30).weight
+    exact = [
+        init.trunc_normal_(L.empty(40, 7)), init.trunc_normal_(L.empty(40, 7, dtype=L.float64),
+                                                               std=0.02),
+        init.trunc_normal_(L.empty(5, 8).t(), 1.0, 2.0, -1, 1.5, generator=g),
+        init.trunc_normal_(L.empty(50), 0, 1, 1.5, 3), init.trunc_normal_(L.empty(6, 9).t(), 0, 1, 1.0, 4),
+        init.trunc_normal_(weight, std=0.02).detach(),
+        init.eye_(L.empty(3, 5)), init.eye_(L.empty(4, 2, dtype=L.float64)),
+        init.dirac_(L.empty(4, 3, 3)), init.dirac_(L.empty(6, 2, 3, 4), 2),
+        init.dirac_(L.empty(2, 3, 1, 2, 3)),
+        init.sparse_(L.empty(6, 5), 0.3), init.sparse_(L.empty(4, 3), 0.5, std=1.0, generator=g)]
+    # orthogonal_: a QR, equal to rounding
+    close = [init.orthogonal_(L.empty(4, 6)), init.orthogonal_(L.empty(6, 4, dtype=L.float64), gain=2),
+             init.orthogonal_(L.empty(3, 2, 2, 2), generator=g), init.orthogonal_(L.empty(5, 5), 1.414)]
+    return [t.numpy() for t in exact + [L.rand(3)]], [t.numpy() for t in close]
+
+
+def test_more_initializers_draw_torchs_values():
+    (exact, close), (expected_exact, expected_close) = _more_initializers(nbgrad), _more_initializers(torch)
+    for i, (a, e) in enumerate(zip(exact, expected_exact, strict=True)):
+        assert a.dtype == e.dtype and a.shape == e.shape, i
+        np.testing.assert_array_equal(a, e, err_msg=f"initializer {i}")
+    for a, e in zip(close, expected_close, strict=True):
+        assert a.dtype == e.dtype
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.nn.init.orthogonal_(L.empty(3)), lambda L: L.nn.init.eye_(L.empty(2, 2, 2)),
+    lambda L: L.nn.init.dirac_(L.empty(2, 2)), lambda L: L.nn.init.dirac_(L.empty(3, 2, 2), 2),
+    lambda L: L.nn.init.sparse_(L.empty(3), 0.1), lambda L: L.nn.init.orthogonal_(L.empty(0, 3)),
+    lambda L: L.nn.init.eye_(L.empty(2, 3, requires_grad=True)).requires_grad,
+])
+def test_more_initializers_errors(make):
+    assert_same_outcome(make)
+
+
+def test_trunc_normal_far_mean_warns():
+    for L in (torch, nbgrad):
+        with pytest.warns(UserWarning, match="mean is more than 2 std from"):
+            L.nn.init.trunc_normal_(L.empty(3), mean=5.0)
+
+
 def test_global_seeding_functions_match_torch():
     def run(L):
         L.manual_seed(123)
