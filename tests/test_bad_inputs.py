@@ -463,6 +463,12 @@ BAD = {
     "unfold_no_blocks": lambda L: F(L).unfold(_x(L, 1, 2, 3, 4), 5),
     "fold_blocks_mismatch": lambda L: F(L).fold(_x(L, 1, 8, 5), (3, 4), 2),
     "pixel_shuffle_channels": lambda L: F(L).pixel_shuffle(_x(L, 1, 6, 2, 2), 2),
+    # ---- writes by index, new in-place forms
+    "index_put_out_of_range": lambda L: (_x(L, 3) * 1).index_put_((L.tensor([5]),), L.ones(1)),
+    "index_put_accumulate_out_of_range": lambda L: _x(L, 2, 3).index_put(
+        (L.tensor([0]), L.tensor([-4])), L.ones(1), accumulate=True),
+    "fill_diagonal_of_1d": lambda L: (_x(L, 3) * 1).fill_diagonal_(0.5),
+    "squeeze__dim_out_of_range": lambda L: (_x(L, 2, 1) * 1).squeeze_(3),
     # ---- spatial transformers
     "grid_sample_unknown_mode": lambda L: F(L).grid_sample(
         _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 2), mode="cubic", align_corners=False),

@@ -149,11 +149,16 @@ METHODS = {
     # random sampling
     "multinomial": sampling.multinomial, "bernoulli": sampling.bernoulli,
     "normal_": sampling.normal_, "uniform_": sampling.uniform_, "bernoulli_": sampling.bernoulli_,
-    "random_": sampling.random_,
+    "random_": sampling.random_, "exponential_": sampling.exponential_,
+    "geometric_": sampling.geometric_, "log_normal_": sampling.log_normal_,
+    "cauchy_": sampling.cauchy_,
     # in place
     "fill_": inplace.fill_, "zero_": inplace.zero_, "copy_": inplace.copy_,
     "transpose_": inplace.transpose_, "swapaxes_": inplace.transpose_,
-    "swapdims_": inplace.transpose_,
+    "swapdims_": inplace.transpose_, "t_": inplace.t_, "squeeze_": inplace.squeeze_,
+    "unsqueeze_": inplace.unsqueeze_, "tril_": inplace_form(shape.tril),
+    "triu_": inplace_form(shape.triu), "fill_diagonal_": indexing.fill_diagonal_,
+    "index_put": indexing.index_put, "index_put_": indexing.index_put_,
     "add_": arithmetic.add_, "sub_": arithmetic.sub_,
     "lerp_": inplace_form(arithmetic.lerp), "addcmul_": inplace_form(arithmetic.addcmul),
     "addcdiv_": inplace_form(arithmetic.addcdiv),

@@ -479,6 +479,45 @@ def test_trunc_normal_far_mean_warns():
             L.nn.init.trunc_normal_(L.empty(3), mean=5.0)
 
 
+def _distribution_fills(L):
+    """exponential_, geometric_, log_normal_ and cauchy_ from the default generator and a
+    generator of their own, on contiguous, transposed, strided, integer and half targets."""
+    g = L.Generator().manual_seed(5)
+    L.manual_seed(1)
+    draws = [
+        L.empty(20).exponential_(), L.empty(3, 4, dtype=L.float64).exponential_(0.5, generator=g),
+        L.empty(30).geometric_(0.3), L.empty(5, dtype=L.int64).geometric_(0.01, generator=g),
+        L.empty(7, dtype=L.int32).geometric_(0.5), L.empty(20).log_normal_(),
+        L.empty(3, 7, dtype=L.float64).log_normal_(0.5, 0.25, generator=g), L.randn(3),
+        L.empty(21).cauchy_(), L.empty(4, 3, dtype=L.float64).t().cauchy_(1.0, 3.0),
+        L.empty(5, 6)[:, ::2].exponential_(3.0), L.empty(9, dtype=L.float16).cauchy_(),
+        L.empty(9, dtype=L.bfloat16).log_normal_().float(),
+        L.empty(6, dtype=L.uint8).geometric_(0.2), L.empty(0).exponential_(),
+        L.empty(3, dtype=L.float16).exponential_(), L.get_rng_state(), g.get_state()]
+    return [d.numpy() for d in draws]
+
+
+def test_distribution_fills_draw_torchs_values():
+    for i, (a, e) in enumerate(zip(_distribution_fills(nbgrad), _distribution_fills(torch),
+                                   strict=True)):
+        assert a.dtype == e.dtype and a.shape == e.shape, i
+        np.testing.assert_array_equal(a, e, err_msg=f"draw {i}")
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.zeros(3).exponential_(0), lambda L: L.zeros(3).exponential_(-1.0),
+    lambda L: L.zeros(3, dtype=L.int64).exponential_(),
+    lambda L: L.zeros(3, dtype=L.uint8).exponential_(), lambda L: L.zeros(3).geometric_(0),
+    lambda L: L.zeros(3).geometric_(1.5), lambda L: L.zeros(3, dtype=L.bool).geometric_(0.5),
+    lambda L: L.zeros(3).log_normal_(0, 0), lambda L: L.zeros(3, dtype=L.int64).log_normal_(),
+    lambda L: L.zeros(3).cauchy_(0, -1), lambda L: L.zeros(3, dtype=L.int64).cauchy_(),
+    lambda L: L.zeros(3, dtype=L.int16).cauchy_(),
+    lambda L: L.zeros(3, requires_grad=True).exponential_(),
+])
+def test_distribution_fill_errors(make):
+    assert_same_outcome(make)
+
+
 def test_global_seeding_functions_match_torch():
     def run(L):
         L.manual_seed(123)
