@@ -17,7 +17,8 @@ from .resample import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d, ConstantP
                        ConstantPad3d, ReflectionPad1d, ReflectionPad2d, ReflectionPad3d,
                        ReplicationPad1d, ReplicationPad2d, ReplicationPad3d, CircularPad1d,
                        CircularPad2d, CircularPad3d, Upsample, UpsamplingNearest2d,
-                       UpsamplingBilinear2d, Dropout1d, Dropout2d, PixelShuffle, PixelUnshuffle)
+                       UpsamplingBilinear2d, Dropout1d, Dropout2d, Dropout3d, AlphaDropout,
+                       FeatureAlphaDropout, PixelShuffle, PixelUnshuffle)
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Fold, Unfold
 from .pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d,
@@ -44,6 +45,7 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Li
            "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
            "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
            "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "Dropout1d", "Dropout2d",
+           "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
            "PixelShuffle", "PixelUnshuffle", "Fold", "Unfold",
            "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Conv1d", "Conv2d",
            "ConvTranspose1d", "ConvTranspose2d",

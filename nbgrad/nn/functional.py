@@ -25,7 +25,8 @@ from .._tensor.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  #
 from .._tensor.conv import fold, unfold  # noqa: F401  (im2col and col2im)
 from .._tensor.shape import pixel_shuffle, pixel_unshuffle  # noqa: F401
 from .._tensor.resample import (pad, interpolate, upsample, upsample_nearest,  # noqa: F401
-                                upsample_bilinear, dropout1d, dropout2d)  # (resample.py)
+                                upsample_bilinear, dropout1d, dropout2d, dropout3d,
+                                alpha_dropout, feature_alpha_dropout)  # (resample.py)
 from .._tensor.grid import affine_grid, grid_sample  # noqa: F401  (grid.py)
 from .._tensor.normalization import (functional_batch_norm as batch_norm,  # noqa: F401
                                      functional_layer_norm as layer_norm,
