@@ -931,6 +931,12 @@ TABLE = [
     row("layer_norm_group_norm", lambda L, x, lw, lb, gw, gb: L.nn.functional.group_norm(
         L.nn.functional.layer_norm(x, (4, 3), lw, lb), 2, gw, gb),
         (2, 4, 3), (4, 3), (4, 3), (4,), (4,), tol32=STATS32),
+    # composites: instance_norm (batch_norm of N * C channels), then local_response_norm
+    # (mul, pad, avg_pool2d, pow, div); bilinear (a matmul, a product, a sum)
+    row("instance_norm_local_response_norm", lambda L, x, w, b: L.nn.functional.local_response_norm(
+        L.nn.functional.instance_norm(x, weight=w, bias=b), 3), (2, 3, 4), (3,), (3,), tol32=STATS32),
+    row("bilinear", lambda L, a, b, w, bias: L.nn.functional.bilinear(a, b, w, bias),
+        (2, 3, 4), (2, 3, 5), (2, 4, 5), (2,), tol32=REDUCE32),
     # ---- convolution (one primitive, ConvolutionBackward0): 2-D with stride, padding and
     # dilation per dim and a bias, scaled by a 1-D depthwise one (two ops a row: half the
     # fused compiles); groups without a bias and 'same' with an even kernel (the extra
