@@ -8,7 +8,7 @@ from .._tensor.shape import flatten, reshape
 from .._tensor.factories import empty
 from . import functional as F
 from . import init
-from .module import Module
+from .module import Module, registered_weight
 from .parameter import Parameter
 
 
@@ -45,10 +45,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        # The registry, not `self.weight`: a parameter is found through Module.__getattr__
-        # only after a failed lookup, which costs more than the rest of this call.
-        parameters = self._parameters
-        return F.linear(input, parameters["weight"], parameters["bias"])
+        return F.linear(input, registered_weight(self), self._parameters["bias"])
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
