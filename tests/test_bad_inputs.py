@@ -465,9 +465,17 @@ BAD = {
     "interpolate_empty_output": lambda L: F(L).interpolate(_x(L, 1, 1, 4, 5), scale_factor=0.2),
     "interpolate_of_int64": lambda L: F(L).interpolate(L.ones(1, 1, 2, 2, dtype=L.int64), scale_factor=2),
     "dropout1d_of_4d": lambda L: F(L).dropout1d(_x(L, 1, 2, 3, 4)),
+    "feature_alpha_dropout_of_1d": lambda L: F(L).feature_alpha_dropout(_x(L, 3), 0.2, True),
+    "alpha_dropout_of_int64": lambda L: F(L).alpha_dropout(L.ones(3, dtype=L.int64), 0.2, True),
     "unfold_no_blocks": lambda L: F(L).unfold(_x(L, 1, 2, 3, 4), 5),
     "fold_blocks_mismatch": lambda L: F(L).fold(_x(L, 1, 8, 5), (3, 4), 2),
     "pixel_shuffle_channels": lambda L: F(L).pixel_shuffle(_x(L, 1, 6, 2, 2), 2),
+    # ---- writes by index, new in-place forms
+    "index_put_out_of_range": lambda L: (_x(L, 3) * 1).index_put_((L.tensor([5]),), L.ones(1)),
+    "index_put_accumulate_out_of_range": lambda L: _x(L, 2, 3).index_put(
+        (L.tensor([0]), L.tensor([-4])), L.ones(1), accumulate=True),
+    "fill_diagonal_of_1d": lambda L: (_x(L, 3) * 1).fill_diagonal_(0.5),
+    "squeeze__dim_out_of_range": lambda L: (_x(L, 2, 1) * 1).squeeze_(3),
     # ---- spatial transformers
     "grid_sample_unknown_mode": lambda L: F(L).grid_sample(
         _x(L, 1, 1, 2, 2), _x(L, 1, 3, 3, 2), mode="cubic", align_corners=False),

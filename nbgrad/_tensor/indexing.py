@@ -16,14 +16,15 @@ from ..ops.indexing import (first_out_of_range, flat_positions, is_index_array, 
 from ..ops.primitive import TORCH_TYPE_NAMES
 from ..ops.shape import refuse_expand
 from .conversion import to
-from .inplace import (check_inplace, check_overlap, inplace_form, is_recording, read_apart,
-                      snapshot, write_back)
+from .inplace import (checked_fill_value, check_inplace, check_overlap, inplace_form, is_recording,
+                      read_apart, snapshot, write_back)
 from .dispatch import dispatch
 from .operands import as_tensor_arg
 from .shape import broadcast_tensors
 from .tensor import Tensor, _check_dim, _meta
 
-__all__ = ["nonzero", "gather", "scatter", "scatter_add", "index_select", "index_fill"]
+__all__ = ["nonzero", "gather", "scatter", "scatter_add", "index_select", "index_fill", "index_put",
+           "index_put_"]
 
 
 def _read_as_tuple(index):
@@ -151,6 +152,75 @@ def setitem(input, index, value):
     else:
         input._data[index] = value._data
     input._version_counter[0] += 1
+
+
+def index_put(input, indices, values, accumulate=False):
+    """`input` with `values` written at `input[indices]` (a tuple of index tensors), or added
+    there with `accumulate=True`, where repeated positions add up."""
+    if not isinstance(indices, (tuple, list)):
+        raise TypeError(f"index_put_(): argument 'indices' (position 1) must be tuple of Tensors, "
+                        f"not {type(indices).__name__}")
+    for i, index in enumerate(indices):
+        if not isinstance(index, Tensor):
+            raise TypeError(f"expected Tensor as element {i} in argument 0, but got "
+                            f"{type(index).__name__}")
+    if not isinstance(values, Tensor):
+        raise TypeError(f"index_put_(): argument 'values' (position 2) must be Tensor, not "
+                        f"{type(values).__name__}")
+    if values.dtype != input.dtype:
+        raise RuntimeError(f"Index put requires the source and destination dtypes match, got "
+                           f"{input.dtype.scalar_type} for the destination and "
+                           f"{values.dtype.scalar_type} for the source.")
+    for index in indices:
+        if index.dtype.is_floating_point or index.dtype.name in ("float16", "bfloat16"):
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+    if len(indices) > input.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {input.ndim} (got "
+                         f"{len(indices)})")
+    positions = flat_positions(input.shape, tuple(index._data for index in indices))
+    try:
+        fits = np.broadcast_shapes(tuple(values.shape), positions.shape) == positions.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise RuntimeError(f"shape mismatch: value tensor of shape {list(values.shape)} cannot be "
+                           f"broadcast to indexing result of shape {list(positions.shape)}")
+    if accumulate:
+        if values.shape != positions.shape:
+            values = values.expand(positions.shape)
+        return dispatch(PRIMITIVES["scatter_add"], (input, values), {"positions": positions},
+                        grad_fn_name="IndexPutBackward0")
+    return dispatch(PRIMITIVES["index_put"], (input, values), {"positions": positions},
+                    grad_fn_name="IndexPutBackward0")
+
+
+index_put_ = inplace_form(index_put)
+
+
+def fill_diagonal_(input, fill_value, wrap=False):
+    """`input` with `fill_value` on its main diagonal (all dimensions equal beyond 2-D); with
+    `wrap`, a tall matrix's diagonal starts again below each square block, as PyTorch's (and
+    NumPy's fill_diagonal)."""
+    if input.ndim < 2:
+        raise RuntimeError("dimensions must larger than 1")
+    if input.ndim > 2 and len(set(input.shape)) != 1:
+        raise RuntimeError("all dimensions of input must be of equal length")
+    if input._requires_grad and input.grad_fn is None and is_recording(input):
+        # (PyTorch fills a strided view of the diagonal: its error names a view.)
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
+    check_inplace(input)
+    height, width = input.shape[:2]
+    step = sum(int(np.prod(input.shape[d + 1:])) for d in range(input.ndim))  # C-order strides
+    count = min(height, width)
+    if wrap and input.ndim == 2 and height > width + 1:
+        count = -(-input.numel() // step)
+    positions = np.arange(count, dtype=np.int64) * step
+    value = Tensor._wrap(np.asarray(checked_fill_value(fill_value, input._data.dtype), input._data.dtype))
+    # As PyTorch's fill_ of a diagonal view: CopySlices where autograd records it.
+    source = snapshot(input) if is_recording(input) else input
+    return write_back(input, dispatch(PRIMITIVES["index_put"], (source, value),
+                                      {"positions": positions}))
 
 
 def nonzero(input, *, as_tuple=False):

@@ -1,6 +1,7 @@
 """In-place operations: the checks and the write-back every in-place op goes through, the
 in-place form of an out-of-place function (`inplace_form`: `add_` from `add`), `fill_`,
-`zero_`, `copy_`, and `transpose_`, which changes a tensor's shape in place.
+`zero_`, `copy_`, and `transpose_`, `t_`, `squeeze_` and `unsqueeze_`, which change a
+tensor's shape in place.
 
 An in-place op computes its result out of place, on a snapshot of the target when autograd
 records it, then copies the result into the target's memory and moves the target to the
@@ -22,7 +23,7 @@ from .dispatch import dispatch, renew_if_stale, renew_view
 from .memory import dense, positions_in
 from .factories import tensor
 from .._core.mode import run_pending
-from .shape import expand, transpose
+from .shape import expand, squeeze, t, transpose, unsqueeze
 from .tensor import Tensor
 
 __all__ = ["fill_", "zero_"]  # torch.copy_ does not exist: a method only
@@ -232,7 +233,7 @@ def fill_(input, value, grad_fn_name=None):
             return write_back(input, dispatch(PRIMITIVES["fill"], (input, to(value, input.dtype)),
                                               grad_fn_name=grad_fn_name))
         value = value.item()
-    value = _fill_value(value, input._data.dtype)
+    value = checked_fill_value(value, input._data.dtype)
     if is_recording(input):
         return write_back(input, dispatch(PRIMITIVES["fill"],
                                           (input, tensor(value, dtype=input.dtype)),
@@ -258,7 +259,7 @@ _CHECKED_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "c10:
                        "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t"}
 
 
-def _fill_value(value, np_dtype):
+def checked_fill_value(value, np_dtype):
     """Python number `value` as PyTorch's fill_ converts it to `np_dtype`: checked, with
     its error for a value that does not fit (an integer out of range, a NaN into an integer
     type, a complex number with an imaginary part)."""
@@ -282,17 +283,40 @@ def _fill_value(value, np_dtype):
     return scalar_param(value, np_dtype)
 
 
-def transpose_(input, dim0, dim1):
-    """`input` becomes its transpose in place, as PyTorch's: a view of the same memory
-    (TransposeBackward1 where autograd records it), at a new version."""
-    _tracing.graph_break("transpose_ changes a tensor's shape in place")
-    check_inplace(input)
-    result = transpose(input, dim0, dim1, grad_fn_name="TransposeBackward1")
-    input._data = result._data
-    input._version_counter[0] += 1
-    if result.grad_fn is not None:
-        graph.adopt(input, result)
-    return input
+def _reshaped_in_place(function, grad_fn_name, *names):
+    """The in-place form of view `function` (transpose_ from transpose): `input` becomes the
+    view, a view of the same memory (under PyTorch's in-place grad_fn name where autograd
+    records it), at a new version. `names` (several: squeeze_'s three overloads) replace
+    `grad_fn_name` as the keyword `grad_fn_names`."""
+    def in_place(input, *args, **kwargs):
+        _tracing.graph_break(f"{in_place.__name__} changes a tensor's shape in place")
+        check_inplace(input)
+        named = {"grad_fn_names": names} if names else {"grad_fn_name": grad_fn_name}
+        result = function(input, *args, **kwargs, **named)
+        input._data = result._data
+        input._version_counter[0] += 1
+        if result.grad_fn is not None:
+            graph.adopt(input, result)
+        return input
+    in_place.__name__ = function.__name__ + "_"
+    return in_place
+
+
+transpose_ = _reshaped_in_place(transpose, "TransposeBackward1")
+
+
+def _t(input, *, grad_fn_name):
+    """t, with t_'s name in its error."""
+    if input.ndim > 2:
+        raise RuntimeError(f"t_() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
+    return t(input, grad_fn_name=grad_fn_name)
+
+
+_t.__name__ = "t"
+t_ = _reshaped_in_place(_t, "TBackward1")
+unsqueeze_ = _reshaped_in_place(unsqueeze, "UnsqueezeBackward1")
+squeeze_ = _reshaped_in_place(squeeze, None, "SqueezeBackward3", "SqueezeBackward4",
+                              "SqueezeBackward5")
 
 
 def zero_(input):

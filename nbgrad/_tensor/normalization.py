@@ -1,8 +1,9 @@
 """Normalization functions over the primitives of `nbgrad.ops.normalization`.
 
-`torch.batch_norm`, `torch.layer_norm` and `torch.group_norm` (in `__all__`: nbgrad's top
-level) take PyTorch's top-level signatures; `functional_batch_norm`, `functional_layer_norm`
-and `functional_group_norm` are `torch.nn.functional`'s forms, with its Python-side checks
+`torch.batch_norm`, `torch.layer_norm`, `torch.group_norm` and `torch.instance_norm` (in
+`__all__`: nbgrad's top level) take PyTorch's top-level signatures; `functional_batch_norm`,
+`functional_layer_norm`, `functional_group_norm` and `functional_instance_norm` are
+`torch.nn.functional`'s forms, with its Python-side checks
 (`nbgrad.nn.functional` exports them under their PyTorch names); `tracked_batch_norm` is
 what the BatchNorm modules call: it also counts `num_batches_tracked`, and with
 `momentum=None` averages cumulatively over the batches counted.
@@ -21,12 +22,12 @@ import numpy as np
 
 from .._core import mode
 from .._core.dtype import is_half
-from ..autograd.grad_mode import state as _grad_state
+from ..autograd.grad_mode import no_grad, state as _grad_state
 from ..ops import PRIMITIVES
 from .dispatch import dispatch
 from .operands import absent
 
-__all__ = ["batch_norm", "layer_norm", "group_norm"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm"]
 
 def _or_absent(tensor, dtype):
     return absent(dtype) if tensor is None else tensor
@@ -129,3 +130,46 @@ def functional_group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05, cudnn_enabled=True):
     """torch.group_norm."""
     return functional_group_norm(input, num_groups, weight, bias, eps)
+
+
+def instance_norm(input, weight, bias, running_mean, running_var, use_input_stats, momentum, eps,
+                  cudnn_enabled):
+    """torch.instance_norm, composed as PyTorch's: batch_norm of the input viewed as one sample
+    of N * C channels, with the weight, bias and running statistics repeated N times; the
+    running statistics then become the mean over the samples of their updated copies."""
+    if not use_input_stats and (running_mean is None or running_var is None):
+        raise RuntimeError("Expected running_mean and running_var to be defined when "
+                           "use_input_stats is false")
+    samples, channels = input.shape[:2]
+
+    def repeated(tensor):
+        return None if tensor is None else tensor.repeat(samples)
+
+    mean_copies, var_copies = repeated(running_mean), repeated(running_var)
+    out = tracked_batch_norm(
+        input.contiguous().view((1, samples * channels) + tuple(input.shape[2:])), mean_copies,
+        var_copies, repeated(weight), repeated(bias), use_input_stats, momentum, eps)
+    with no_grad():
+        for statistic, copies in ((running_mean, mean_copies), (running_var, var_copies)):
+            if statistic is not None:
+                statistic.copy_(copies.view(samples, channels).mean(0))
+    return out.view(input.shape)
+
+
+def _verify_spatial_size(size):
+    values = 1
+    for extent in size[2:]:
+        values *= extent
+    if values == 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size "
+                         f"torch.Size({list(size)})")
+
+
+def functional_instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                             use_input_stats=True, momentum=0.1, eps=1e-05):
+    """torch.nn.functional.instance_norm: each sample's channels normalized by their own
+    statistics (or by the running ones with use_input_stats=False)."""
+    if use_input_stats:
+        _verify_spatial_size(input.shape)
+    return instance_norm(input, weight, bias, running_mean, running_var, use_input_stats,
+                         momentum, eps, True)

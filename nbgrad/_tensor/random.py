@@ -186,21 +186,57 @@ def bernoulli_of(probabilities, generator=None):
     return uniform(probabilities.shape, dtype, generator=generator) < probabilities
 
 
-def exponential(shape, np_dtype, lambd=1.0, generator=None):
-    """Exponential(lambd) values (exponential_distribution<double>: -1 / lambd * log1p(-u))."""
-    gen = resolve(generator)
-    values = _exponential_values(_unit_doubles(gen, int(np.prod(shape))), float(lambd))
-    return values.astype(np_dtype).reshape(shape)
-
-
-# NOTE: libm's log1p (Numba's), as PyTorch: NumPy's differs from it in the last bit.
-@numba.njit(cache=True)
-def _exponential_values(uniforms, lambd):
-    values = np.empty_like(uniforms)
-    scale = -1.0 / lambd
+@numba.njit(cache=True, fastmath={"contract"})
+def _transformed(kind, uniforms, a, b):
+    """PyTorch's transformations (TransformationHelper.h) of float64 uniforms, with libm's
+    functions and multiply-adds fused as PyTorch's x86 build: kind 0 exponential (rate a),
+    1 geometric (probability a), 2 Cauchy (median a, scale b)."""
+    out = np.empty(uniforms.shape[0])
     for i in range(uniforms.shape[0]):
-        values[i] = scale * math.log1p(-uniforms[i])
-    return values
+        u = uniforms[i]
+        if kind == 0:
+            out[i] = -1.0 / a * math.log1p(-u)
+        elif kind == 1:
+            out[i] = math.ceil(math.log(u) / math.log1p(-a))
+        else:
+            out[i] = a + b * math.tan(math.pi * (u - 0.5))
+    return out
+
+
+_TRANSFORMS = {"exponential": 0, "geometric": 1, "cauchy": 2}
+
+
+def transformed_uniforms(kind, shape, np_dtype, a, b=0.0, generator=None):
+    """Values of distribution `kind` ("exponential", "geometric", "cauchy") as PyTorch's
+    serial CPU kernels draw them: one float64 uniform per value, transformed in float64, cast
+    to `np_dtype`."""
+    uniforms = _unit_doubles(resolve(generator), int(np.prod(shape)))
+    values = _transformed(_TRANSFORMS[kind], uniforms, float(a), float(b))
+    return _cast_double(values, np_dtype).reshape(shape)
+
+
+def log_normal(shape, np_dtype, mean, std, generator=None):
+    """exp of normal_distribution<double> values (lognormal_distribution): drawn one at a
+    time, as `normal` draws fewer than 16 values."""
+    gen, n = resolve(generator), int(np.prod(shape))
+    normals = normal((n,), _dtype.float64, mean, std, contiguous=False, generator=gen)
+    return _cast_double(_exp(normals), np_dtype).reshape(shape)
+
+
+def _cast_double(values, np_dtype):
+    """float64 values as C++'s static_cast gives them: float16 and bfloat16 through float."""
+    if _dtype.is_half(np_dtype):
+        values = values.astype(np.float32)
+    return values.astype(np_dtype)
+
+
+@numba.njit(cache=True)
+def _exp(values):
+    """libm's exp (NumPy's may differ in the last bit)."""
+    out = np.empty_like(values)
+    for i in range(values.shape[0]):
+        out[i] = math.exp(values[i])
+    return out
 
 
 def integers(shape, low, high, generator=None):

@@ -1,5 +1,5 @@
-"""Padding, resizing and channel dropout: `nn.functional.pad`, `interpolate`, `dropout1d`
-and `dropout2d`.
+"""Padding, resizing and channel and alpha dropout: `nn.functional.pad`, `interpolate`,
+`dropout1d`, `dropout2d`, `dropout3d`, `alpha_dropout` and `feature_alpha_dropout`.
 
 Every padding mode but constant, and every interpolation mode, resamples each dimension by
 taps: output index o along it reads sum_k weight[o, k] * input[index[o, k]] (one tap of
@@ -10,12 +10,14 @@ so they are small and cached. Constant padding copies the input into a filled ou
 (`pad_constant`).
 """
 import functools
+import math
 import operator
 import warnings
 
 import numpy as np
 
 from .._core import tracing as _tracing
+from .._core.dtype import is_half
 from ..ops import PRIMITIVES
 from ..ops.primitive import TORCH_TYPE_NAMES
 from ..ops.resample import Taps
@@ -484,26 +486,53 @@ _ANTIALIAS_TAPS = {
 _mul_ = inplace_form(mul)
 
 
-def _feature_dropout(input, p, training, inplace, channel_dims=2):
-    """PyTorch's feature_dropout: whole channels (input[n, c], or input[c] of an unbatched
-    input with `channel_dims` 1) zeroed with probability p and the rest scaled by 1/(1-p), as
-    `input * noise` (MulBackward0) with noise of shape (N, C, 1, ...) drawn as PyTorch draws
-    it (the same seed gives the same channels)."""
+# SELU's negative saturation, -scale * alpha: where alpha dropout sends a dropped element.
+_SELU_SATURATION = 1.7580993408473766
+
+
+def _check_p(p):
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _feature_dropout(input, p, training, inplace, channel_dims=2, alpha=False):
+    """PyTorch's feature_dropout: whole channels (input[n, c]; each element with
+    `channel_dims` = input.ndim) zeroed with probability p and the rest scaled by 1/(1-p),
+    as `input * noise` (MulBackward0) with noise of shape (N, C, 1, ...) drawn as PyTorch
+    draws it (the same seed gives the same channels). `alpha`: PyTorch's alpha dropout,
+    `input * a * noise + b` (AddBackward0), with a dropped element at SELU's saturation and
+    a and b keeping zero mean and unit variance, in the input's dtype as PyTorch computes
+    them."""
+    _check_p(p)
     if not training or p == 0.0 or input.numel() == 0:
         return input
-    if input.ndim < 2:
+    if channel_dims > input.ndim:
         raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
     dtype = _meta(input).dtype
+    multiply = _mul_ if inplace else mul
     if p == 1.0:
-        noise = np.zeros((), dtype)
-    else:
-        _tracing.graph_break("dropout draws random numbers, which fusion would freeze")
-        noise_shape = tuple(input.shape[:channel_dims]) + (1,) * (input.ndim - channel_dims)
-        keep = _random.bernoulli_mask(noise_shape, 1.0 - p)
-        noise = (keep * (1.0 / (1.0 - p))).astype(dtype)
-    return (_mul_ if inplace else mul)(input, Tensor._wrap(noise))
+        return multiply(input, Tensor._wrap(np.zeros((), dtype)))
+    _tracing.graph_break("dropout draws random numbers, which fusion would freeze")
+    noise_shape = tuple(input.shape[:channel_dims]) + (1,) * (input.ndim - channel_dims)
+    keep = _random.bernoulli_mask(noise_shape, 1.0 - p)
+    if not alpha:
+        return multiply(input, Tensor._wrap((keep * (1.0 / (1.0 - p))).astype(dtype)))
+    if dtype.kind != "f" and not is_half(dtype):
+        raise RuntimeError(f"result type Float can't be cast to the desired output type "
+                           f"{input.dtype.scalar_type}")
+    a = 1.0 / math.sqrt((_SELU_SATURATION ** 2 * p + 1) * (1 - p))
+    noise = keep.astype(dtype)
+    shift = (noise + dtype.type(-1)) * dtype.type(_SELU_SATURATION * a) \
+        + dtype.type(_SELU_SATURATION * a * p)
+    return multiply(input, Tensor._wrap(noise * dtype.type(a))).add_(Tensor._wrap(shift))
+
+
+def alpha_dropout(input, p=0.5, training=False, inplace=False):
+    return _feature_dropout(input, p, training, inplace, channel_dims=input.ndim, alpha=True)
+
+
+def feature_alpha_dropout(input, p=0.5, training=False, inplace=False):
+    return _feature_dropout(input, p, training, inplace, alpha=True)
 
 
 def dropout1d(input, p=0.5, training=True, inplace=False):
@@ -516,9 +545,14 @@ def dropout1d(input, p=0.5, training=True, inplace=False):
                            "batch dimension (i.e. 2D or 3D inputs).")
     if input.ndim == 3:
         return _feature_dropout(input, p, training, inplace)
-    # An unbatched (C, L) input draws as one sample of a batch (in place: without the view).
+    return _as_batch_of_one(input, p, training, inplace)
+
+
+def _as_batch_of_one(input, p, training, inplace):
+    """Channel dropout of an unbatched input, drawn as one sample of a batch (in place: the
+    input unsqueezed and squeezed in place, as PyTorch's)."""
     if inplace:
-        return _feature_dropout(input, p, training, inplace, channel_dims=1)
+        return _feature_dropout(input.unsqueeze_(0), p, training, inplace).squeeze_(0)
     return _feature_dropout(input.unsqueeze(0), p, training, inplace).squeeze(0)
 
 
@@ -541,3 +575,17 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
                       "W). To maintain the 1D channel-wise dropout behavior, please switch to "
                       "using dropout1d instead.", stacklevel=2)
     return _feature_dropout(input, p, training, inplace)
+
+
+def dropout3d(input, p=0.5, training=True, inplace=False):
+    _check_p(p)
+    if input.ndim not in (4, 5):
+        warnings.warn(f"dropout3d: Received a {input.ndim}-D input to dropout3d, which is "
+                      "deprecated and will result in an error in a future release. To retain the "
+                      "behavior and silence this warning, please use dropout instead. Note that "
+                      "dropout3d exists to provide channel-wise dropout on inputs with 3 spatial "
+                      "dimensions, a channel dimension, and an optional batch dimension (i.e. 4D "
+                      "or 5D inputs).", stacklevel=2)
+    if input.ndim == 5:
+        return _feature_dropout(input, p, training, inplace)
+    return _as_batch_of_one(input, p, training, inplace)

@@ -1,5 +1,6 @@
 """Sampling from tensors of parameters: `multinomial`, `normal`, `bernoulli`, and the in-place
-random fills `normal_`, `uniform_`, `exponential_`, `bernoulli_`, `random_`. Values come from the streams of
+random fills `normal_`, `uniform_`, `bernoulli_`, `random_`, `exponential_`, `geometric_`,
+`log_normal_`, `cauchy_`. Values come from the streams of
 `nbgrad._tensor.random`, in the order PyTorch's CPU kernels draw them.
 
 Results are outside autograd. PyTorch records these ops with zero gradients; nbgrad records
@@ -53,9 +54,11 @@ def _by_exponential_race(weights, num_samples, generator):
     # PyTorch draws into `empty_like(weights)`, which keeps the layout of dense weights (a
     # transposed matrix), and fills it in memory order.
     if weights.flags.f_contiguous and not weights.flags.c_contiguous:
-        noise = _random.exponential(weights.shape[::-1], weights.dtype, generator=generator).T
+        noise = _random.transformed_uniforms("exponential", weights.shape[::-1], weights.dtype,
+                                              1.0, generator=generator).T
     else:
-        noise = _random.exponential(weights.shape, weights.dtype, generator=generator)
+        noise = _random.transformed_uniforms("exponential", weights.shape, weights.dtype, 1.0,
+                                              generator=generator)
     keys = weights / noise
     if num_samples == 1:
         return keys.argmax(axis=1)[:, None]
@@ -197,18 +200,6 @@ def uniform_(input, from_=0.0, to=1.0, *, generator=None):
                                                             generator=generator))
 
 
-def exponential_(input, lambd=1.0, *, generator=None):
-    if not input.is_floating_point():
-        raise RuntimeError(f"Exponential distribution is a continuous probability distribution. "
-                           f"dtype must be a floating point but you specified "
-                           f"{input.dtype.scalar_type}")
-    lambd = _float_of(lambd)
-    if not lambd > 0:
-        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
-    return _fill(input, lambda shape, axes: _random.exponential(shape, input.dtype.np, lambd,
-                                                                generator))
-
-
 def random_(input, *bounds, generator=None):
     """`random_(from, to)`: integers in [from, to); `random_(to)`: in [0, to); `random_()`: in
     [0, 2**mantissa digits] for a floating dtype, [0, max] for an integer one."""
@@ -219,3 +210,51 @@ def random_(input, *bounds, generator=None):
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} >= "
                            f"to={to}")
     return _fill(input, lambda shape, axes: _random.integers(shape, from_, to, generator))
+
+
+# The C++ type names PyTorch's continuous distributions name in their dtype error.
+_C_TYPE_NAMES = {"int64": "long int", "int32": "int", "int16": "short int", "int8": "signed char",
+                 "uint8": "unsigned char", "bool": "bool"}
+
+
+def _continuous_target(input, distribution, c_type_names):
+    if not input.is_floating_point():
+        name = input.dtype.name
+        raise RuntimeError(f"{distribution} distribution is a continuous probability distribution. "
+                           f"dtype must be a floating point but you specified "
+                           f"{_C_TYPE_NAMES[name] if c_type_names else input.dtype.scalar_type}")
+
+
+def exponential_(input, lambd=1.0, *, generator=None):
+    lambd = _float_of(lambd)
+    if not lambd > 0.0:
+        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
+    _continuous_target(input, "Exponential", c_type_names=False)
+    return _fill(input, lambda shape, axes: _random.transformed_uniforms(
+        "exponential", shape, input._data.dtype, lambd, generator=generator))
+
+
+def geometric_(input, p, *, generator=None):
+    """The number of Bernoulli(p) trials up to the first success, in any dtype but bool."""
+    if not 0 < p < 1:
+        raise RuntimeError(f"geometric_ expects p to be in (0, 1), but got p={p:g}")
+    if input.dtype.name == "bool":
+        raise NotImplementedError("\"geometric_cpu\" not implemented for 'Bool'")
+    return _fill(input, lambda shape, axes: _random.transformed_uniforms(
+        "geometric", shape, input._data.dtype, p, generator=generator))
+
+
+def log_normal_(input, mean=1.0, std=2.0, *, generator=None):
+    if not std > 0.0:
+        raise RuntimeError(f"log_normal_ expects std > 0.0, but found std={std:g}")
+    _floating_target(input, "log_normal_cpu")
+    return _fill(input, lambda shape, axes: _random.log_normal(
+        shape, input._data.dtype, mean, std, generator=generator))
+
+
+def cauchy_(input, median=0.0, sigma=1.0, *, generator=None):
+    if not sigma > 0.0:
+        raise RuntimeError(f"cauchy_ expects sigma > 0.0, but found sigma={sigma:g}")
+    _continuous_target(input, "Cauchy", c_type_names=True)
+    return _fill(input, lambda shape, axes: _random.transformed_uniforms(
+        "cauchy", shape, input._data.dtype, median, sigma, generator=generator))

@@ -147,7 +147,10 @@ def select(input, dim, index):
     return input[(slice(None),) * d + (index,)]
 
 
-def squeeze(input, dim=None):
+def squeeze(input, dim=None, *, grad_fn_names=("SqueezeBackward0", "SqueezeBackward1",
+                                                "SqueezeBackward2")):
+    """`input` without its size-1 dimensions (those of `dim`); `grad_fn_names` for no dim, an
+    int and a sequence of dims (squeeze_ has its own)."""
     shape = input.shape
     if dim is None:
         dims = [d for d, s in enumerate(shape) if s == 1]
@@ -156,15 +159,16 @@ def squeeze(input, dim=None):
         # (The reductions' check of dims: range, repeats; a 0-d tensor's one dim is none.)
         dims = [d for d in normalize_dims(given, input.ndim) if shape[d] == 1] if given else []
     new_shape = tuple(s for d, s in enumerate(shape) if d not in dims)
+    form = 0 if dim is None else 1 if isinstance(dim, int) else 2
     return dispatch(PRIMITIVES["reshape"], (input,), {"shape": new_shape},
-                    grad_fn_name="SqueezeBackward0" if dim is None else "SqueezeBackward1")
+                    grad_fn_name=grad_fn_names[form])
 
 
-def unsqueeze(input, dim):
+def unsqueeze(input, dim, *, grad_fn_name="UnsqueezeBackward0"):
     d = _check_dim(dim, input.ndim + 1)
     shape = input.shape
     return dispatch(PRIMITIVES["reshape"], (input,), {"shape": shape[:d] + (1,) + shape[d:]},
-                    grad_fn_name="UnsqueezeBackward0")
+                    grad_fn_name=grad_fn_name)
 
 
 def permute(input, *dims):
@@ -225,11 +229,11 @@ def movedim(input, source, destination):
 moveaxis = movedim
 
 
-def t(input):
+def t(input, *, grad_fn_name="TBackward0"):
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
     return dispatch(PRIMITIVES["permute"], (input,), {"dims": tuple(range(input.ndim))[::-1]},
-                    grad_fn_name="TBackward0")
+                    grad_fn_name=grad_fn_name)
 
 
 def reverse_dims(input):

@@ -225,7 +225,29 @@ class Tensor:
     nelement = numel
 
     def element_size(self):
-        return self._data.itemsize
+        return _meta(self).dtype.itemsize
+
+    @property
+    def itemsize(self):
+        return self.element_size()
+
+    @property
+    def nbytes(self):
+        """numel() * itemsize, as PyTorch's (an expanded tensor counts every element)."""
+        return self.numel() * self.element_size()
+
+    def data_ptr(self):
+        """The address of the first element."""
+        return self._data.__array_interface__["data"][0]
+
+    def storage_offset(self):
+        """The first element's offset, in elements, from the start of the memory it shares
+        with the tensors it is a view of."""
+        owner = self._data
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        start = np.lib.array_utils.byte_bounds(owner)[0] if owner.size else self.data_ptr()
+        return (self.data_ptr() - start) // self.element_size()
 
     @property
     def device(self):

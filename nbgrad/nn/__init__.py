@@ -6,7 +6,7 @@ from .layers import (Identity, Linear, Embedding, EmbeddingBag, Sequential, ReLU
                      LogSoftmax, Softplus, Flatten, Dropout, GELU, SiLU, LeakyReLU, ELU, Hardtanh,
                      ReLU6, Unflatten, CELU, SELU, Mish, Hardswish, Hardsigmoid, LogSigmoid,
                      Softsign, Tanhshrink, Softshrink, Hardshrink, Threshold, Softmin, Softmax2d,
-                     GLU, PReLU, RReLU)
+                     GLU, PReLU, RReLU, Bilinear)
 from .container import ModuleList, ModuleDict, ParameterList, ParameterDict
 from .loss import (MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss,
                    SmoothL1Loss, HuberLoss, KLDivLoss, SoftMarginLoss, MarginRankingLoss,
@@ -17,8 +17,10 @@ from .resample import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d, ConstantP
                        ConstantPad3d, ReflectionPad1d, ReflectionPad2d, ReflectionPad3d,
                        ReplicationPad1d, ReplicationPad2d, ReplicationPad3d, CircularPad1d,
                        CircularPad2d, CircularPad3d, Upsample, UpsamplingNearest2d,
-                       UpsamplingBilinear2d, Dropout1d, Dropout2d, PixelShuffle, PixelUnshuffle)
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
+                       UpsamplingBilinear2d, Dropout1d, Dropout2d, Dropout3d, AlphaDropout,
+                       FeatureAlphaDropout, PixelShuffle, PixelUnshuffle)
+from .normalization import (BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, InstanceNorm1d,
+                            InstanceNorm2d, InstanceNorm3d, LocalResponseNorm)
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Fold, Unfold
 from .pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d,
                       AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d)
@@ -44,8 +46,10 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Identity", "Li
            "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
            "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
            "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "Dropout1d", "Dropout2d",
+           "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
            "PixelShuffle", "PixelUnshuffle", "Fold", "Unfold",
-           "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Conv1d", "Conv2d",
+           "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
+           "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm", "Bilinear", "Conv1d", "Conv2d",
            "ConvTranspose1d", "ConvTranspose2d",
            "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
            "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",

@@ -8,7 +8,7 @@ from .._tensor.factories import empty
 from .._tensor.tensor import Size
 from . import functional as F
 from . import init
-from .module import Module
+from .module import Module, registered_weight
 from .parameter import Parameter
 
 _PADDING_STRINGS = {"same", "valid"}
@@ -80,14 +80,13 @@ class _ConvNd(Module):
                 init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        parameters = self._parameters  # see Linear.forward
+        weight, bias = registered_weight(self), self._parameters["bias"]
         if self.padding_mode != "zeros":
             return self._function(F.pad(input, self._reversed_padding_repeated_twice,
                                        mode=self.padding_mode),
-                                  parameters["weight"], parameters["bias"], self.stride, 0,
-                                  self.dilation, self.groups)
-        return self._function(input, parameters["weight"], parameters["bias"], self.stride,
-                              self.padding, self.dilation, self.groups)
+                                  weight, bias, self.stride, 0, self.dilation, self.groups)
+        return self._function(input, weight, bias, self.stride, self.padding, self.dilation,
+                              self.groups)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -159,8 +158,7 @@ class _ConvTransposeNd(_ConvNd):
         return tuple(size - low for size, low in zip(output_size, smallest))
 
     def forward(self, input, output_size=None):
-        parameters = self._parameters  # see Linear.forward
-        return self._function(input, parameters["weight"], parameters["bias"], self.stride,
+        return self._function(input, registered_weight(self), self._parameters["bias"], self.stride,
                               self.padding, self._output_padding(input, output_size), self.groups,
                               self.dilation)
 

@@ -25,11 +25,13 @@ from .._tensor.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  #
 from .._tensor.conv import fold, unfold  # noqa: F401  (im2col and col2im)
 from .._tensor.shape import pixel_shuffle, pixel_unshuffle  # noqa: F401
 from .._tensor.resample import (pad, interpolate, upsample, upsample_nearest,  # noqa: F401
-                                upsample_bilinear, dropout1d, dropout2d)  # (resample.py)
+                                upsample_bilinear, dropout1d, dropout2d, dropout3d,
+                                alpha_dropout, feature_alpha_dropout)  # (resample.py)
 from .._tensor.grid import affine_grid, grid_sample  # noqa: F401  (grid.py)
 from .._tensor.normalization import (functional_batch_norm as batch_norm,  # noqa: F401
                                      functional_layer_norm as layer_norm,
-                                     functional_group_norm as group_norm)
+                                     functional_group_norm as group_norm,
+                                     functional_instance_norm as instance_norm)
 from ..ops import PRIMITIVES as P
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .._tensor.dispatch import dispatch
@@ -54,6 +56,64 @@ def linear(input, weight, bias=None):
     # Other ranks (and no bias) are a matmul with the transposed weight, as PyTorch does.
     out = _api.matmul(input, _api.t(weight))
     return out if bias is None else out + bias
+
+
+# The names of dtypes in bilinear's error (C++'s).
+_DTYPE_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+                "bfloat16": "c10::BFloat16", "int64": "long int", "int32": "int"}
+
+
+def bilinear(input1, input2, weight, bias=None):
+    """y[..., o] = input1[..., i] weight[o, i, j] input2[..., j] + bias[o], composed as a
+    matrix product with the weight, a product with input2 and a sum (PyTorch's checks)."""
+    operands = [("input1", input1), ("input2", input2), ("weight", weight)]
+    if bias is not None:
+        operands.append(("bias", bias))
+    if len({t.dtype for _, t in operands}) > 1:
+        raise RuntimeError("All tensors must have the same dtype, got " + ", ".join(
+            f"{name}: {_DTYPE_NAMES.get(t.dtype.name, t.dtype.name)}" for name, t in operands))
+    if input1.ndim != input2.ndim:
+        raise RuntimeError(f"bilinear(): input dimensions do not match: got {input1.ndim} and "
+                           f"{input2.ndim}")
+    for d in range(input1.ndim - 1):
+        if input1.shape[d] != input2.shape[d]:
+            raise RuntimeError(f"bilinear(): input batch dimensions do not match at dim {d}: got "
+                               f"{input1.shape[d]} and {input2.shape[d]}")
+    out_features, in1, in2 = weight.shape
+    if input1.shape[-1] != in1:
+        raise RuntimeError(f"bilinear(): input1 size does not match weight size: got "
+                           f"{input1.shape[-1]} but expected {in1}")
+    if input2.shape[-1] != in2:
+        raise RuntimeError(f"bilinear(): input2 size does not match weight size: got "
+                           f"{input2.shape[-1]} but expected {in2}")
+    if bias is not None and bias.shape[0] != out_features:
+        raise RuntimeError(f"bilinear(): bias size does not match weight size: got "
+                           f"{bias.shape[0]} but expected {out_features}")
+    batch = tuple(input1.shape[:-1])
+    left = input1.reshape(-1, in1) @ weight.permute(1, 0, 2).reshape(in1, out_features * in2)
+    products = left.view(-1, out_features, in2) * input2.reshape(-1, 1, in2)
+    out = products.sum(-1).view(batch + (out_features,))
+    return out if bias is None else out + bias
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """input / (k + alpha * mean of squares over `size` neighbouring channels) ** beta, as
+    PyTorch composes it (its 3-D pooling over channels is a 2-D pooling over the channels
+    and the flattened spatial dimensions here: the same windows)."""
+    dim = input.ndim
+    if dim < 3:
+        raise ValueError(f"Expected 3D or higher dimensionality                          input "
+                         f"(got {dim} dimensions)")
+    if input.numel() == 0:
+        return input
+    squares = input.mul(input)
+    sizes = tuple(input.shape)
+    squares = squares.unsqueeze(1) if dim == 3 else squares.view(sizes[0], 1, sizes[1], -1)
+    squares = pad(squares, (0, 0, size // 2, (size - 1) // 2))
+    div = avg_pool2d(squares, (size, 1), stride=1).squeeze(1)
+    if dim > 3:
+        div = div.view(sizes)
+    return input / div.mul(alpha).add(k).pow(beta)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):

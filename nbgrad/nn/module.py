@@ -477,6 +477,14 @@ class Module:
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
 
+def registered_weight(module):
+    """`module.weight` read from the parameter registry (a parameter is found through
+    Module.__getattr__ only after a failed lookup, which costs more than a layer's call), or
+    the attribute that stands for it after nn.utils.weight_norm (a tensor it computes)."""
+    parameters = module._parameters
+    return parameters["weight"] if "weight" in parameters else module.weight
+
+
 class _Hooks:
     """A module's registered hooks, each list in calling order."""
 

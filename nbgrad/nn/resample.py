@@ -1,5 +1,6 @@
-"""Padding, upsampling, pixel-shuffle and channel-dropout modules (PyTorch's torch.nn names and
-reprs), on F.pad, F.interpolate, F.pixel_shuffle/pixel_unshuffle and F.dropout1d/dropout2d."""
+"""Padding, upsampling, pixel-shuffle and channel- and alpha-dropout modules (PyTorch's torch.nn
+names and reprs), on F.pad, F.interpolate, F.pixel_shuffle/pixel_unshuffle and F.dropout1d/2d/3d,
+F.alpha_dropout and F.feature_alpha_dropout."""
 from . import functional as F
 from .layers import Dropout
 from .module import Module
@@ -116,6 +117,29 @@ class Dropout2d(Dropout):
 
     def forward(self, input):
         return F.dropout2d(input, self.p, self.training, self.inplace)
+
+
+class Dropout3d(Dropout):
+    __doc__ = Dropout1d.__doc__
+
+    def forward(self, input):
+        return F.dropout3d(input, self.p, self.training, self.inplace)
+
+
+class AlphaDropout(Dropout):
+    """Alpha dropout while training (for SELU networks: dropped elements go to SELU's
+    saturation, and the result keeps zero mean and unit variance); the identity in eval mode."""
+
+    def forward(self, input):
+        return F.alpha_dropout(input, self.p, self.training)
+
+
+class FeatureAlphaDropout(Dropout):
+    """Alpha dropout of whole channels (input[n, c]) while training; the identity in eval
+    mode."""
+
+    def forward(self, input):
+        return F.feature_alpha_dropout(input, self.p, self.training)
 
 
 class PixelShuffle(Module):

@@ -1002,3 +1002,46 @@ def test_embedding_max_norm_renormalizes_the_read_rows_as_torch(norm_type, defer
             close(weights[0].weight, weights[1].weight)
     finally:
         deferred.enabled = previous
+
+
+def test_bilinear_module_matches_torch():
+    """nn.Bilinear's initialisation after the same seed, its repr, and its output and
+    gradients (batched, unbatched, without bias) in float64."""
+    def run(L):
+        L.manual_seed(4)
+        layer, no_bias = L.nn.Bilinear(3, 4, 2, dtype=L.float64), L.nn.Bilinear(3, 1, 5, bias=False)
+        x1 = L.arange(12.0, dtype=L.float64).reshape(2, 2, 3).requires_grad_()
+        x2 = (L.arange(16.0, dtype=L.float64).reshape(2, 2, 4) / 5 - 1).requires_grad_()
+        out = layer(x1, x2)
+        single = layer(x1[0, 0], x2[1, 1])
+        (out.sum() + single.sum()).backward()
+        other = no_bias(L.ones(2, 3), L.ones(2, 1))
+        return [repr(layer), repr(no_bias), type(out.grad_fn).__name__,
+                type(other.grad_fn).__name__] + [t.detach().numpy() for t in (
+                    out, single, x1.grad, x2.grad, layer.weight.grad, layer.bias.grad, other,
+                    no_bias.weight)]
+    for a, e in zip(run(nbgrad), run(torch), strict=True):
+        if isinstance(e, str):
+            assert a == e
+        else:
+            assert a.dtype == e.dtype
+            np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.nn.functional.bilinear(L.ones(4, 3), L.ones(3, 5), L.ones(2, 3, 5)),
+    lambda L: L.nn.functional.bilinear(L.ones(4, 3), L.ones(4, 5), L.ones(2, 4, 5)),
+    lambda L: L.nn.functional.bilinear(L.ones(4, 3), L.ones(4, 5), L.ones(2, 3, 5), L.ones(3)),
+    lambda L: L.nn.functional.bilinear(L.ones(4, 3), L.ones(4, 4), L.ones(2, 3, 5)),
+    lambda L: L.nn.functional.bilinear(L.ones(2, 4, 3), L.ones(4, 5), L.ones(2, 3, 5)),
+    lambda L: L.nn.functional.bilinear(L.ones(4, 3), L.ones(4, 5).double(), L.ones(2, 3, 5)),
+    lambda L: L.nn.functional.bilinear(L.ones(4, 3), L.ones(4, 5), L.ones(2, 3, 5), L.ones(2).double()),
+    lambda L: L.nn.Bilinear(0, 2, 3),
+])
+def test_bilinear_errors_match_torch(make):
+    errors = []
+    for L in (nbgrad, torch):
+        with pytest.raises(Exception) as error:
+            make(L)
+        errors.append((type(error.value).__name__, str(error.value)))
+    assert errors[0] == errors[1]

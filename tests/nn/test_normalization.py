@@ -33,6 +33,15 @@ def _modules(L):
         ("layer_norm_no_affine", nn.LayerNorm(3, elementwise_affine=False), (2, 3)),
         ("group_norm", nn.GroupNorm(2, 4), (2, 4, 3)),
         ("group_norm_no_affine", nn.GroupNorm(2, 4, affine=False), (3, 4, 2)),
+        ("instance_norm1d", nn.InstanceNorm1d(3), (4, 3, 5)),
+        ("instance_norm2d_affine_tracked", nn.InstanceNorm2d(3, affine=True, track_running_stats=True),
+         (2, 3, 2, 3)),
+        ("instance_norm3d_unbatched_tracked_no_momentum",
+         nn.InstanceNorm3d(2, momentum=None, track_running_stats=True), (2, 2, 3, 2)),
+        ("instance_norm1d_unbatched_affine_no_bias", nn.InstanceNorm1d(3, affine=True, bias=False),
+         (3, 4)),
+        ("local_response_norm", nn.LocalResponseNorm(3), (2, 5, 4)),
+        ("local_response_norm_4d", nn.LocalResponseNorm(2, alpha=0.1, beta=0.5, k=2.0), (2, 5, 2, 3)),
     ]
 
 
@@ -89,6 +98,8 @@ def test_module_matches_torch_over_steps_and_in_eval(index):
         for n_grad, t_grad in zip(n_grads, t_grads):
             assert_close(n_grad, t_grad, 1e-4, 1e-5)
         _assert_same_state(_state(n_module), _state(t_module), where)
+    if not hasattr(t_module, "reset_parameters"):  # (LocalResponseNorm: nothing to reset)
+        return
     for _, module in libs:
         module.reset_parameters()
     _assert_same_state(_state(n_module), _state(t_module), f"{name}, after reset_parameters")
@@ -344,3 +355,41 @@ def test_group_and_layer_norm_long_groups(dtype):
         results.append((*outs, x.grad, weight.grad, bias.grad, ln_weight.grad, ln_bias.grad))
     for actual, expected in zip(results[1], results[0]):
         assert_close(actual, expected, *((1e-4, 1e-4) if dtype == "float32" else (1e-9, 1e-10)))
+
+
+def test_functional_instance_norm_running_statistics_match_torch():
+    """F.instance_norm updating running statistics (the mean over the samples of their
+    updated copies), normalizing by them (use_input_stats=False), and torch.instance_norm."""
+    def run(L):
+        x = L.from_numpy(rng_for("instance norm").standard_normal((3, 2, 5)).astype(np.float64))
+        mean, var = L.tensor([0.5, -1.0], dtype=L.float64), L.tensor([2.0, 0.5], dtype=L.float64)
+        trained = L.nn.functional.instance_norm(x, mean, var, momentum=0.3)
+        weight = L.tensor([1.5, -0.5], dtype=L.float64, requires_grad=True)
+        evaluated = L.nn.functional.instance_norm(x, mean, var, weight, use_input_stats=False)
+        evaluated.sum().backward()
+        top = L.instance_norm(x, None, None, None, None, True, 0.1, 1e-3, False)
+        return [t.detach().numpy() for t in (trained, mean, var, evaluated, weight.grad, top)]
+    for a, e in zip(run(nbgrad), run(torch), strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.nn.functional.instance_norm(L.ones(2, 3, 1)),
+    lambda L: L.nn.functional.instance_norm(L.ones(2, 3, 4), use_input_stats=False),
+    lambda L: L.nn.InstanceNorm1d(3)(L.ones(2, 3, 4, 5)),
+    lambda L: L.nn.InstanceNorm2d(4, affine=True)(L.ones(2, 3, 4, 4)),
+    lambda L: L.nn.functional.local_response_norm(L.ones(2, 3), 2),
+])
+def test_instance_and_local_response_norm_errors_match_torch(make):
+    errors = []
+    for L in (nbgrad, torch):
+        with pytest.raises(Exception) as error:
+            make(L)
+        errors.append((type(error.value).__name__, str(error.value)))
+    assert errors[0] == errors[1]
+
+
+def test_instance_norm_warns_of_unused_num_features():
+    for L in (nbgrad, torch):
+        with pytest.warns(UserWarning, match="input's size at dim=1 does not match num_features"):
+            L.nn.InstanceNorm1d(4)(L.ones(2, 3, 5))

@@ -423,6 +423,8 @@ EAGER_ONLY = {
     **{name: {r.name for r in TABLE if PRIMITIVES[name] in PRIMS_OF[r.name]}
        for name in MATH_FUNCTIONS},
     "sign": {"sgn"},
+    # (the in-place forms and index_put_ call primitives that rows of their own cover)
+    "index_put": {"index_put_inplace_rows", "fill_diagonal_wrap"}, "where": {"tril_triu_inplace"},
     # Primitives without a fused rule: their other rows (embedding_bag_sum_weighted, unfold,
     # fold, pixel_shuffle) check the fused modes' eager fallback, which compiles nothing new
     "embedding_bag": {"embedding_bag_mean_2d", "embedding_bag_max_last_offset",

@@ -895,6 +895,10 @@ TABLE = [
     row("index_select", lambda L, a: a.index_select(1, L.tensor([3, 0, 3])), (3, 4)),
     row("index_fill", lambda L, a: L.index_fill(a, 1, L.tensor([0, -1]), -2.0), (3, 4)),
     row("index_fill_tensor_inplace", lambda L, a, v: (a * 1.0).index_fill_(0, L.tensor([1]), v), (2, 3), ()),
+    row("index_put_accumulate", lambda L, a, v: L.index_put(
+        a, (L.tensor([0, 2, 0]), L.tensor([1, 3, 1])), v, accumulate=True), (3, 4), (3,)),
+    row("index_put_inplace_rows", lambda L, a, v: (a * 1.0).index_put_((L.tensor([2, 0]),), v), (3, 4), (4,)),
+    row("fill_diagonal_wrap", lambda L, a: (a * 1.0).fill_diagonal_(0.5, wrap=True), (5, 2)),
     # ---- rearrangements (take on positions NumPy moves) and triangles (where with a mask)
     row("repeat", lambda L, a: a.repeat(2, 1, 3), (3, 4)),
     row("tile", lambda L, a: L.tile(a, (2,)), (3, 4)),
@@ -904,6 +908,7 @@ TABLE = [
     # inf and NaN outside the triangle become 0 (a mask, not a product)
     row("tril_nonfinite", lambda L, a: a.tril(), A([[1.0, np.inf, np.nan], [-1.0, 0.0, -np.inf]])),
     row("triu_fn_batched", lambda L, a: L.triu(a, diagonal=-1), (2, 3, 4)),
+    row("tril_triu_inplace", lambda L, a: (a * 1.0).tril_(1).triu_(-1), (3, 4)),
     # ---- outer and einsum (composites of reshape, mul, sum, permute, matmul)
     row("outer", lambda L, a, b: L.outer(a, b), (3,), (4,)),
     row("einsum_mm", lambda L, a, b: L.einsum("ij,jk->ik", a, b), (3, 4), (4, 5), tol32=REDUCE32),
@@ -926,6 +931,12 @@ TABLE = [
     row("layer_norm_group_norm", lambda L, x, lw, lb, gw, gb: L.nn.functional.group_norm(
         L.nn.functional.layer_norm(x, (4, 3), lw, lb), 2, gw, gb),
         (2, 4, 3), (4, 3), (4, 3), (4,), (4,), tol32=STATS32),
+    # composites: instance_norm (batch_norm of N * C channels), then local_response_norm
+    # (mul, pad, avg_pool2d, pow, div); bilinear (a matmul, a product, a sum)
+    row("instance_norm_local_response_norm", lambda L, x, w, b: L.nn.functional.local_response_norm(
+        L.nn.functional.instance_norm(x, weight=w, bias=b), 3), (2, 3, 4), (3,), (3,), tol32=STATS32),
+    row("bilinear", lambda L, a, b, w, bias: L.nn.functional.bilinear(a, b, w, bias),
+        (2, 3, 4), (2, 3, 5), (2, 4, 5), (2,), tol32=REDUCE32),
     # ---- convolution (one primitive, ConvolutionBackward0): 2-D with stride, padding and
     # dilation per dim and a bias, scaled by a 1-D depthwise one (two ops a row: half the
     # fused compiles); groups without a bias and 'same' with an even kernel (the extra
@@ -1240,6 +1251,10 @@ CHAIN_DIFFERS = {
     "dist", "cdist", "cdist_p1", "cdist_mm",
     # torch: an l1_loss over abs(x - y); nbgrad: the l1_loss primitive under that name
     "smooth_l1_loss_beta0",
+    # torch: CopySlices of fill_ on a strided view of the diagonal (a second one for the
+    # wrapped part) linking the tensor only; nbgrad: one CopySlices, whose fill value links as
+    # (None, 0)
+    "fill_diagonal_wrap",
 }
 
 # Rows whose top node is torch's own node for an op nbgrad composes (the values and

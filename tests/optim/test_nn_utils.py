@@ -167,3 +167,57 @@ def test_compiled_step_that_clips_runs_it_eagerly(clip):
     assert [message.split(" (at ")[0] for message in nbgrad_warnings(caught)] == [
         f"nbgrad.compile: running the step eagerly: {clip} changes .grad in place, which a "
         "fused step does not follow"]
+
+
+def _weight_norm_run(L, make, dim, dtype):
+    """weight_norm on a seeded layer: its parameters, three SGD steps (the hook recomputes the
+    weight before each forward), then remove_weight_norm and one more forward."""
+    L.manual_seed(0)
+    layer = make(L).to(getattr(L, np.dtype(dtype).name))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        L.nn.utils.weight_norm(layer, dim=dim)
+    x = L.from_numpy(np.random.default_rng(1).standard_normal(
+        (2, 3, 5) if isinstance(layer, L.nn.Conv1d) else (4, 3)).astype(dtype))
+    names = [name for name, _ in layer.named_parameters()]
+    optimizer = L.optim.SGD(layer.parameters(), lr=0.1)
+    outputs = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        out = layer(x)
+        out.pow(2).sum().backward()
+        optimizer.step()
+        outputs += [out.detach().numpy().copy(), layer.weight_g.grad.numpy().copy(),
+                    layer.weight_v.grad.numpy().copy()]
+    L.nn.utils.remove_weight_norm(layer)
+    outputs += [layer(x).detach().numpy(), layer.weight.detach().numpy()]
+    return (names, [name for name, _ in layer.named_parameters()],
+            [type(w.message).__name__ for w in caught], isinstance(layer.weight, L.nn.Parameter),
+            list(layer.state_dict())), outputs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make, dim", [
+    (lambda L: L.nn.Linear(3, 2), 0), (lambda L: L.nn.Linear(3, 2), None),
+    (lambda L: L.nn.Conv1d(3, 4, 2), 1), (lambda L: L.nn.Conv1d(3, 4, 2), 2)])
+def test_weight_norm_matches_torch(make, dim, dtype):
+    (facts, values), (expected_facts, expected) = (
+        _weight_norm_run(L, make, dim, dtype) for L in (nbgrad, torch))
+    assert facts == expected_facts
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for a, e in zip(values, expected, strict=True):
+        assert a.dtype == e.dtype
+        np.testing.assert_allclose(a, e, rtol=tolerance, atol=tolerance)
+
+
+def test_weight_norm_errors_match_torch():
+    for L in (nbgrad, torch):
+        layer = L.nn.Linear(2, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.nn.utils.weight_norm(layer)
+            with pytest.raises(RuntimeError, match="Cannot register two weight_norm hooks on the "
+                                                   "same parameter weight"):
+                L.nn.utils.weight_norm(layer)
+        with pytest.raises(ValueError, match="weight_norm of 'bias' not found in Linear"):
+            L.nn.utils.remove_weight_norm(layer, "bias")

@@ -62,6 +62,16 @@ OPTIMIZERS = {
                                          maximize=True)),
     "radam_decoupled_weight_decay": (optim.RAdam, torch.optim.RAdam,
                                      dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    "adadelta": (optim.Adadelta, torch.optim.Adadelta, {}),
+    "adadelta_all_options": (optim.Adadelta, torch.optim.Adadelta,
+                             dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1, maximize=True)),
+    "rprop": (optim.Rprop, torch.optim.Rprop, {}),
+    "rprop_all_options": (optim.Rprop, torch.optim.Rprop,
+                          dict(lr=0.02, etas=(0.3, 1.5), step_sizes=(1e-3, 0.05), maximize=True)),
+    "asgd": (optim.ASGD, torch.optim.ASGD, {}),
+    # t0 = 5: averaging starts within the 20 steps
+    "asgd_all_options": (optim.ASGD, torch.optim.ASGD,
+                         dict(lr=0.05, lambd=1e-2, alpha=0.5, t0=5, weight_decay=0.1, maximize=True)),
 }
 
 
@@ -72,6 +82,9 @@ FULL_STATE = {
     "Adamax": dict(lr=0.01, weight_decay=0.1),
     "NAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
     "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "Adadelta": dict(lr=0.5, weight_decay=0.1),
+    "Rprop": dict(lr=0.02, step_sizes=(1e-4, 0.1)),
+    "ASGD": dict(lr=0.05, lambd=1e-2, t0=1),
 }
 # Options of torch's param_groups that pick an implementation; nbgrad's groups do not have them.
 IMPLEMENTATION_OPTIONS = {"foreach", "capturable", "differentiable", "fused"}
@@ -299,6 +312,16 @@ SCHEDULERS = {
     "ChainedScheduler": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ChainedScheduler(
         [lib.optim.lr_scheduler.ConstantLR(o, factor=0.1, total_iters=2),
          lib.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)])),
+    "CyclicLR_triangular": ("SGD", lambda o, lib: lib.optim.lr_scheduler.CyclicLR(
+        o, base_lr=[0.01, 0.02], max_lr=0.1, step_size_up=4, step_size_down=6)),
+    "CyclicLR_triangular2_adam": ("Adam", lambda o, lib: lib.optim.lr_scheduler.CyclicLR(
+        o, base_lr=0.01, max_lr=[0.1, 0.3], step_size_up=3, mode="triangular2")),
+    "CyclicLR_exp_range_no_momentum": ("Adam", lambda o, lib: lib.optim.lr_scheduler.CyclicLR(
+        o, base_lr=0.01, max_lr=0.1, step_size_up=5, mode="exp_range", gamma=0.9,
+        cycle_momentum=False)),
+    "CyclicLR_scale_fn_object": ("SGD", lambda o, lib: lib.optim.lr_scheduler.CyclicLR(
+        o, base_lr=0.01, max_lr=0.1, step_size_up=2, scale_fn=Warmup(5),
+        scale_mode="iterations", base_momentum=[0.5, 0.6], max_momentum=0.95)),
     "ReduceLROnPlateau": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ReduceLROnPlateau(
         o, patience=2, factor=0.5, cooldown=1, min_lr=[0.0, 0.04])),
     "ReduceLROnPlateau_max_abs": ("SGD", lambda o, lib: lib.optim.lr_scheduler.ReduceLROnPlateau(
@@ -363,8 +386,15 @@ def test_invalid_options_of_the_new_optimizers_as_torch():
               "Invalid initial_accumulator_value value: -1"),
              (optim.NAdam, dict(momentum_decay=-1), "Invalid momentum_decay value: -1"),
              (optim.RAdam, dict(betas=(1.0, 0.9)), "Invalid beta parameter at index 0: 1.0"),
-             (optim.Adamax, dict(eps=-1), "Invalid epsilon value: -1")]
+             (optim.Adamax, dict(eps=-1), "Invalid epsilon value: -1"),
+             (optim.Adadelta, dict(rho=1.5), "Invalid rho value: 1.5"),
+             (optim.Adadelta, dict(lr=-1), "Invalid learning rate: -1"),
+             (optim.Adadelta, dict(weight_decay=-1), "Invalid weight_decay value: -1"),
+             (optim.Rprop, dict(etas=(1.2, 0.5)), "Invalid eta values: 1.2, 0.5"),
+             (optim.ASGD, dict(weight_decay=-0.5), "Invalid weight_decay value: -0.5")]
     for make, options, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            getattr(torch.optim, make.__name__)([torch.nn.Parameter(torch.ones(1))], **options)
         with pytest.raises(ValueError, match=re.escape(message)):
             make(w, **options)
 
@@ -426,7 +456,10 @@ def test_scheduler_errors_as_torch():
                 lambda: S.MultiplicativeLR(o, 0.5),
                 lambda: S.CosineAnnealingWarmRestarts(o, T_0=0),
                 lambda: S.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0.5),
-                lambda: S.ChainedScheduler([])]
+                lambda: S.ChainedScheduler([]),
+                lambda: S.CyclicLR(o, 0.01, 0.1, mode="x"),
+                lambda: S.CyclicLR(lib.optim.Adagrad([lib.zeros(1, requires_grad=True)]), 0.01, 0.1),
+                lambda: S.CyclicLR(o, [0.01, 0.02], 0.1)]
 
     for ours, theirs in zip(cases(nbgrad), cases(torch)):
         with pytest.raises(Exception) as expected:
@@ -482,6 +515,9 @@ def test_scheduler_step_with_an_epoch_uses_the_closed_form_as_torch():
     lambda p: nbgrad.optim.Adamax(p, capturable=True),
     lambda p: nbgrad.optim.NAdam(p, differentiable=True),
     lambda p: nbgrad.optim.RAdam(p, capturable=True),
+    lambda p: nbgrad.optim.Adadelta(p, differentiable=True),
+    lambda p: nbgrad.optim.Rprop(p, capturable=True),
+    lambda p: nbgrad.optim.ASGD(p, capturable=True),
 ])
 def test_options_that_change_the_math_are_refused_not_ignored(make):
     with pytest.raises(NotImplementedError, match="is not supported"):
@@ -610,14 +646,16 @@ def test_new_optimizers_fuse_and_the_fused_step_equals_eager():
         params = [nbgrad.randn(6, 4, requires_grad=True) for _ in FULL_STATE]
         optimizers = Optimizers([getattr(optim, name)([param], **kwargs)
                                  for param, (name, kwargs) in zip(params, FULL_STATE.items())])
-        rmsprop, adagrad, adamax, nadam, radam = optimizers.optimizers
+        rmsprop, adagrad, adamax, nadam, radam, adadelta, rprop, asgd = optimizers.optimizers
         schedulers = optim.lr_scheduler
         optimizers.schedulers = [schedulers.OneCycleLR(rmsprop, max_lr=0.05, total_steps=10),
                                  schedulers.ExponentialLR(adagrad, gamma=0.8),
                                  schedulers.MultiStepLR(adamax, milestones=[2, 4]),
                                  schedulers.OneCycleLR(nadam, max_lr=0.05, total_steps=10,
                                                        three_phase=True),
-                                 schedulers.LinearLR(radam, total_iters=4)]
+                                 schedulers.LinearLR(radam, total_iters=4),
+                                 schedulers.StepLR(adadelta, step_size=2),
+                                 schedulers.StepLR(asgd, step_size=3)]
         return params, optimizers
 
     def make_step(s):

@@ -434,6 +434,94 @@ def test_float32_randn_from_16_values_is_torch_bit_for_bit_on_x86():
             np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def _more_initializers(L):
+    """trunc_normal_ (both of PyTorch's samplers: redrawn normals, and uniform candidates
+    accepted by their density), orthogonal_, eye_, dirac_ and sparse_, seeded."""
+    L.manual_seed(0)
+    g = L.Generator().manual_seed(3)
+    init = L.nn.init
+    weight = L.nn.Linear(20, 30).weight
+    exact = [
+        init.trunc_normal_(L.empty(40, 7)), init.trunc_normal_(L.empty(40, 7, dtype=L.float64),
+                                                               std=0.02),
+        init.trunc_normal_(L.empty(5, 8).t(), 1.0, 2.0, -1, 1.5, generator=g),
+        init.trunc_normal_(L.empty(50), 0, 1, 1.5, 3), init.trunc_normal_(L.empty(6, 9).t(), 0, 1, 1.0, 4),
+        init.trunc_normal_(weight, std=0.02).detach(),
+        init.eye_(L.empty(3, 5)), init.eye_(L.empty(4, 2, dtype=L.float64)),
+        init.dirac_(L.empty(4, 3, 3)), init.dirac_(L.empty(6, 2, 3, 4), 2),
+        init.dirac_(L.empty(2, 3, 1, 2, 3)),
+        init.sparse_(L.empty(6, 5), 0.3), init.sparse_(L.empty(4, 3), 0.5, std=1.0, generator=g)]
+    # orthogonal_: a QR, equal to rounding
+    close = [init.orthogonal_(L.empty(4, 6)), init.orthogonal_(L.empty(6, 4, dtype=L.float64), gain=2),
+             init.orthogonal_(L.empty(3, 2, 2, 2), generator=g), init.orthogonal_(L.empty(5, 5), 1.414)]
+    return [t.numpy() for t in exact + [L.rand(3)]], [t.numpy() for t in close]
+
+
+def test_more_initializers_draw_torchs_values():
+    (exact, close), (expected_exact, expected_close) = _more_initializers(nbgrad), _more_initializers(torch)
+    for i, (a, e) in enumerate(zip(exact, expected_exact, strict=True)):
+        assert a.dtype == e.dtype and a.shape == e.shape, i
+        np.testing.assert_array_equal(a, e, err_msg=f"initializer {i}")
+    for a, e in zip(close, expected_close, strict=True):
+        assert a.dtype == e.dtype
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.nn.init.orthogonal_(L.empty(3)), lambda L: L.nn.init.eye_(L.empty(2, 2, 2)),
+    lambda L: L.nn.init.dirac_(L.empty(2, 2)), lambda L: L.nn.init.dirac_(L.empty(3, 2, 2), 2),
+    lambda L: L.nn.init.sparse_(L.empty(3), 0.1), lambda L: L.nn.init.orthogonal_(L.empty(0, 3)),
+    lambda L: L.nn.init.eye_(L.empty(2, 3, requires_grad=True)).requires_grad,
+])
+def test_more_initializers_errors(make):
+    assert_same_outcome(make)
+
+
+def test_trunc_normal_far_mean_warns():
+    for L in (torch, nbgrad):
+        with pytest.warns(UserWarning, match="mean is more than 2 std from"):
+            L.nn.init.trunc_normal_(L.empty(3), mean=5.0)
+
+
+def _distribution_fills(L):
+    """exponential_, geometric_, log_normal_ and cauchy_ from the default generator and a
+    generator of their own, on contiguous, transposed, strided, integer and half targets."""
+    g = L.Generator().manual_seed(5)
+    L.manual_seed(1)
+    draws = [
+        L.empty(20).exponential_(), L.empty(3, 4, dtype=L.float64).exponential_(0.5, generator=g),
+        L.empty(30).geometric_(0.3), L.empty(5, dtype=L.int64).geometric_(0.01, generator=g),
+        L.empty(7, dtype=L.int32).geometric_(0.5), L.empty(20).log_normal_(),
+        L.empty(3, 7, dtype=L.float64).log_normal_(0.5, 0.25, generator=g), L.randn(3),
+        L.empty(21).cauchy_(), L.empty(4, 3, dtype=L.float64).t().cauchy_(1.0, 3.0),
+        L.empty(5, 6)[:, ::2].exponential_(3.0), L.empty(9, dtype=L.float16).cauchy_(),
+        L.empty(9, dtype=L.bfloat16).log_normal_().float(),
+        L.empty(6, dtype=L.uint8).geometric_(0.2), L.empty(0).exponential_(),
+        L.empty(3, dtype=L.float16).exponential_(), L.get_rng_state(), g.get_state()]
+    return [d.numpy() for d in draws]
+
+
+def test_distribution_fills_draw_torchs_values():
+    for i, (a, e) in enumerate(zip(_distribution_fills(nbgrad), _distribution_fills(torch),
+                                   strict=True)):
+        assert a.dtype == e.dtype and a.shape == e.shape, i
+        np.testing.assert_array_equal(a, e, err_msg=f"draw {i}")
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.zeros(3).exponential_(0), lambda L: L.zeros(3).exponential_(-1.0),
+    lambda L: L.zeros(3, dtype=L.int64).exponential_(),
+    lambda L: L.zeros(3, dtype=L.uint8).exponential_(), lambda L: L.zeros(3).geometric_(0),
+    lambda L: L.zeros(3).geometric_(1.5), lambda L: L.zeros(3, dtype=L.bool).geometric_(0.5),
+    lambda L: L.zeros(3).log_normal_(0, 0), lambda L: L.zeros(3, dtype=L.int64).log_normal_(),
+    lambda L: L.zeros(3).cauchy_(0, -1), lambda L: L.zeros(3, dtype=L.int64).cauchy_(),
+    lambda L: L.zeros(3, dtype=L.int16).cauchy_(),
+    lambda L: L.zeros(3, requires_grad=True).exponential_(),
+])
+def test_distribution_fill_errors(make):
+    assert_same_outcome(make)
+
+
 def test_global_seeding_functions_match_torch():
     def run(L):
         L.manual_seed(123)

@@ -588,3 +588,104 @@ def test_in_place_kernel_writing_its_target_equals_the_out_of_place_result(name,
         returned = in_place(nbgrad, target)
     assert returned is target
     np.testing.assert_array_equal(target.numpy(), expected.numpy())
+
+
+# In-place forms that change the shape (squeeze_, unsqueeze_, t_), keep it (tril_, triu_),
+# or write by index (fill_diagonal_, index_put_, and index_put out of place), on a non-leaf.
+# The second operand `b` requires grad too.
+SHAPE_AND_INDEX_WRITES = {
+    "tril_": lambda L, y, b: y.tril_(),
+    "triu_": lambda L, y, b: y.triu_(1),
+    "fill_diagonal_": lambda L, y, b: y.fill_diagonal_(2.5),
+    "index_put_accumulate": lambda L, y, b: y.index_put_(
+        (L.tensor([0, 0, 2]), L.tensor([1, 1, 3])), b[:3] * 2, accumulate=True),
+    "index_put_rows": lambda L, y, b: y.index_put_((L.tensor([0, 2]),), b),
+    "index_put_repeated_rows_accumulate": lambda L, y, b: y.index_put(
+        (L.tensor([1, 1]),), b, accumulate=True),
+    "index_put_mask": lambda L, y, b: y.index_put((L.tensor([[True, False, True, False]] * 3),),
+                                                  b[0]),
+    "unsqueeze_squeeze_t_": lambda L, y, b: y.unsqueeze_(1).squeeze_().t_(),
+    "squeeze_dim": lambda L, y, b: y.unsqueeze_(-1).squeeze_(2),
+    "squeeze_dims": lambda L, y, b: y.unsqueeze_(0).squeeze_((0,)),
+    "t_": lambda L, y, b: y.t_(),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(SHAPE_AND_INDEX_WRITES))
+def test_shape_and_index_writes_match_torch(case, dtype):
+    results = []
+    for L in LIBS:
+        a = L.arange(12.0, dtype=getattr(L, dtype)).reshape(3, 4).requires_grad_()
+        b = L.tensor([1.0, 2.0, 3.0, 4.0], dtype=getattr(L, dtype), requires_grad=True)
+        y = a * 1
+        version = y._version
+        result = SHAPE_AND_INDEX_WRITES[case](L, y, b)
+        upstream = L.tensor(_upstream(result.shape), dtype=getattr(L, dtype))
+        (result * upstream).sum().backward()
+        results.append((result.detach().numpy(), a.grad.numpy(),
+                        None if b.grad is None else b.grad.numpy(), result.shape,
+                        y._version - version, result is y, grad_fn_name(result)))
+    ours, theirs = results
+    for mine, torchs in zip(ours, theirs):
+        if isinstance(mine, np.ndarray):
+            assert mine.dtype == torchs.dtype
+            np.testing.assert_allclose(mine, torchs, rtol=1e-6, atol=1e-6)
+        else:
+            assert mine == torchs
+
+
+def test_shape_and_index_writes_without_a_graph_match_torch():
+    def run(L):
+        wrapped = L.zeros(7, 3).fill_diagonal_(5, wrap=True)
+        cube = L.zeros(3, 3, 3, dtype=L.int64).fill_diagonal_(2.7)
+        transposed = L.zeros(4, 5).t().fill_diagonal_(1)
+        added = L.zeros(5)
+        added.index_put_((L.tensor([1, 1, 3]),), L.tensor([1.0, 2.0, 3.0]), True)
+        put = L.index_put(L.zeros(2, 3), (L.tensor([1]), L.tensor([2])), L.tensor(4.0))
+        view = L.zeros(3, 4)[:, 1:]
+        view.tril_(-1).triu_(-1)
+        squeezed = L.zeros(2, 1, 3, 1)
+        squeezed.squeeze_(-1)
+        return [wrapped, cube, transposed, added, put, view, squeezed.shape,
+                squeezed.is_contiguous(), L.zeros(0, 2).t_().shape]
+    for mine, torchs in zip(run(nbgrad), run(torch), strict=True):
+        if isinstance(torchs, torch.Tensor):
+            np.testing.assert_array_equal(mine.numpy(), torchs.numpy())
+        else:
+            assert tuple(mine) == tuple(torchs) if isinstance(torchs, tuple) else mine == torchs
+
+
+SHAPE_AND_INDEX_ERRORS = {
+    "fill_diagonal_1d": lambda L: L.zeros(3).fill_diagonal_(1),
+    "fill_diagonal_unequal": lambda L: L.zeros(2, 3, 2).fill_diagonal_(1),
+    "fill_diagonal_overflow": lambda L: L.zeros(3, 3, dtype=L.uint8).fill_diagonal_(300),
+    "fill_diagonal_leaf": lambda L: L.zeros(3, 3, requires_grad=True).fill_diagonal_(1),
+    "index_put_not_tuple": lambda L: L.zeros(3).index_put_(L.tensor([0]), L.tensor(1.0)),
+    "index_put_number": lambda L: L.zeros(3).index_put_((L.tensor([0]),), 1.0),
+    "index_put_none": lambda L: L.zeros(3).index_put_((None,), L.tensor(1.0)),
+    "index_put_dtype": lambda L: L.zeros(3).index_put_((L.tensor([0]),), L.tensor(1.0).double()),
+    "index_put_shape": lambda L: L.zeros(3, 4).index_put_((L.tensor([0, 1]),), L.ones(3)),
+    "index_put_range": lambda L: L.zeros(3).index_put_((L.tensor([5]),), L.ones(1)),
+    "index_put_float_index": lambda L: L.zeros(3).index_put_((L.tensor([0.0]),), L.ones(1)),
+    "index_put_too_many": lambda L: L.zeros(3).index_put_((L.tensor([0]), L.tensor([0])),
+                                                          L.ones(1)),
+    "t_3d": lambda L: L.zeros(2, 2, 2).t_(),
+    "squeeze_dim_range": lambda L: L.zeros(2, 1).squeeze_(2),
+    "unsqueeze_dim_range": lambda L: L.zeros(2).unsqueeze_(3),
+    "unsqueeze_leaf": lambda L: L.zeros(2, requires_grad=True).unsqueeze_(0),
+    "tril_1d": lambda L: L.zeros(3).tril_(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHAPE_AND_INDEX_ERRORS))
+def test_shape_and_index_write_errors_match_torch(case):
+    outcomes = []
+    for L in LIBS:
+        with pytest.raises(Exception) as error:
+            SHAPE_AND_INDEX_ERRORS[case](L)
+        outcomes.append(error.value)
+    ours, torchs = outcomes
+    assert isinstance(ours, tuple(c for c in type(torchs).__mro__ if c.__module__ == "builtins"))
+    if case not in ("index_put_too_many", "squeeze_dim_range", "unsqueeze_dim_range", "tril_1d"):
+        assert str(ours) == str(torchs)

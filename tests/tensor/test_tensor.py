@@ -87,6 +87,19 @@ def test_shape_size_numel_dim():
     assert nbgrad.zeros(0, 4).numel() == 0
 
 
+def test_memory_attributes_match_torch():
+    """element_size, itemsize, nbytes, storage_offset, and data_ptr's offsets between views."""
+    def facts(L):
+        x = L.zeros(4, 6)
+        tensors = [x, x.t(), x[1:, 2:], x[:, ::2], x.expand(3, 4, 6), x[2], x.view(24)[5:],
+                   L.zeros(2, dtype=L.bfloat16), L.zeros(3, dtype=L.int64), L.zeros(0),
+                   (L.ones(3, requires_grad=True) * 2)[1:], x[3, 1:].detach()]
+        return [(t.element_size(), t.itemsize, t.nbytes, t.storage_offset(),
+                 t.data_ptr() - tensors[0].data_ptr() if t.numel() and t.dtype == x.dtype
+                 and t.ndim != 1 else None) for t in tensors]
+    assert facts(nbgrad) == facts(torch)
+
+
 def test_T_attribute():
     t, n = to_both(M, requires_grad=True)
     assert_close(n.T, t.T)
