@@ -122,11 +122,12 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if not training or p == 0.0:
         return input
     if p == 1.0:
-        return input * 0.0
-    _tracing.graph_break("dropout draws random numbers, which fusion would freeze")
-    keep = _random.bernoulli_mask(input.shape, 1.0 - p)
-    scale = (keep * (1.0 / (1.0 - p))).astype(input.dtype.np)
-    return input * Tensor._wrap(scale)
+        scale = 0.0
+    else:
+        _tracing.graph_break("dropout draws random numbers, which fusion would freeze")
+        keep = _random.bernoulli_mask(input.shape, 1.0 - p)
+        scale = Tensor._wrap((keep * (1.0 / (1.0 - p))).astype(input.dtype.np))
+    return input.mul_(scale) if inplace else input * scale
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,

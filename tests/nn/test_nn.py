@@ -1045,3 +1045,24 @@ def test_bilinear_errors_match_torch(make):
             make(L)
         errors.append((type(error.value).__name__, str(error.value)))
     assert errors[0] == errors[1]
+
+
+def test_dropout_in_place_matches_torch():
+    """F.dropout(inplace=True) and nn.Dropout(inplace=True) write their input (its node,
+    version and values, with p = 1 too), and refuse a leaf that requires grad, as torch."""
+    outcomes = []
+    for L in (torch, nbgrad):
+        L.manual_seed(0)
+        x = L.randn(4, 5, requires_grad=True)
+        y = x * 1
+        z = L.nn.functional.dropout(y, 0.5, inplace=True)
+        z.sum().backward()
+        outcome = [z is y, type(z.grad_fn).__name__, z._version, x.grad.tolist()]
+        with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+            L.nn.functional.dropout(x, 0.5, inplace=True)
+        with L.no_grad():
+            for p in (0.5, 1.0):
+                w = L.ones(6)
+                outcome += [L.nn.Dropout(p, inplace=True)(w) is w, w.tolist()]
+        outcomes.append(outcome)
+    assert outcomes[0] == outcomes[1]
