@@ -1,0 +1,461 @@
+"""Solvers and decompositions of square matrices (torch.linalg's inv, solve, det, slogdet,
+cholesky): primitives because each is a LAPACK call (through Numba's np.linalg, one call per
+matrix of a batch inside one njit kernel), and their VJPs are PyTorch's closed forms, which
+no composite of other ops gives.
+
+Every kernel takes C-contiguous (count, n, n) batches in float32 or float64: the API-side
+`_matrices` flattens the batch. Numba's np.linalg raises its own LinAlgError for a singular
+(or not positive-definite) matrix and for NaN or infinite entries; then the batch runs again
+here in Python through SciPy's LAPACK, the calls PyTorch makes (getrf, potrf), which raise
+PyTorch's LinAlgError with its message, naming the batch element and the pivot, or give
+PyTorch's NaNs.
+"""
+import numba
+import numpy as np
+import scipy.linalg.lapack
+
+from .primitive import TORCH_TYPE_NAMES, Primitive, register
+
+_jit = numba.njit(cache=True)
+
+
+class LinAlgError(RuntimeError):
+    """PyTorch's torch.linalg.LinAlgError: a singular or not positive-definite matrix."""
+
+
+LinAlgError.__module__ = "nbgrad.linalg"
+
+
+# ---------------------------------------------------------------------------------------
+# checks
+
+def check_square(name, a):
+    """PyTorch's checks of a batch of square float matrices `a` for op `name`."""
+    if a.ndim < 2:
+        raise RuntimeError(f"{name}: The input tensor A must have at least 2 dimensions.")
+    check_floating(name, a)
+    if a.shape[-1] != a.shape[-2]:
+        raise RuntimeError(f"{name}: A must be batches of square matrices, but they are "
+                           f"{a.shape[-2]} by {a.shape[-1]} matrices")
+
+
+def check_floating(name, a):
+    if a.dtype.kind != "f":
+        raise RuntimeError(f"{name}: Expected a floating point or complex tensor as input. "
+                           f"Got {TORCH_TYPE_NAMES[a.dtype.name]}")
+
+
+def matrices(a):
+    """`a` (..., n, n) as a C-contiguous (count, n, n) batch."""
+    return np.ascontiguousarray(a).reshape((-1,) + a.shape[-2:])
+
+
+def _element(name, i, count):
+    return f"{name}: (Batch element {i}): " if count > 1 else f"{name}: "
+
+
+# ---------------------------------------------------------------------------------------
+# LU-based: inv, solve, det, slogdet
+
+@_jit
+def inv_kernel(a, out):
+    for i in range(a.shape[0]):
+        out[i] = np.linalg.inv(a[i])
+
+
+@_jit
+def inv_vjp_kernel(x, g, grad):
+    """grad = -X^T G X^T per matrix, X the inverse."""
+    for i in range(x.shape[0]):
+        xt = np.ascontiguousarray(x[i].T)
+        grad[i] = -(xt @ np.ascontiguousarray(g[i]) @ xt)
+
+
+@_jit
+def solve_kernel(a, b, out):
+    for i in range(a.shape[0]):
+        out[i] = np.linalg.solve(a[i], b[i])
+
+
+@_jit
+def solve_vjp_kernel(a, x, g, grad_a, grad_b):
+    """grad_b = A^-T G; grad_a = -grad_b X^T, per matrix."""
+    for i in range(a.shape[0]):
+        gb = np.linalg.solve(np.ascontiguousarray(a[i].T), g[i])
+        grad_b[i] = gb
+        grad_a[i] = -(gb @ np.ascontiguousarray(x[i].T))
+
+
+def _lapack(name, dtype, *names):
+    return scipy.linalg.lapack.get_lapack_funcs(names, dtype=dtype)
+
+
+def _lu_or_raise(name, a, i, count, message):
+    """getrf of matrix `a`, element `i` of `count`; raises PyTorch's LinAlgError at a zero
+    pivot (`message` formatted with it)."""
+    getrf, = _lapack(name, a.dtype, "getrf")
+    lu, pivots, info = getrf(a)
+    if info > 0:
+        raise LinAlgError(_element(name, i, count) + message.format(info))
+    return lu, pivots
+
+
+def _solve_by_lapack(name, a, b, message):
+    """X = A^-1 B for each matrix as PyTorch's getrf/getrs, raising its error."""
+    getrs, = _lapack(name, a.dtype, "getrs")
+    out = np.empty(b.shape, a.dtype)
+    for i in range(a.shape[0]):
+        lu, pivots = _lu_or_raise(name, a[i], i, a.shape[0], message)
+        out[i] = getrs(lu, pivots, b[i])[0]
+    return out
+
+
+_INV_SINGULAR = ("The diagonal element {} is zero, the inversion could not be completed "
+                 "because the input matrix is singular.")
+_SOLVE_SINGULAR = "The solver failed because the input matrix is singular."
+
+
+def inv(a):
+    a3 = matrices(a)
+    out = np.empty(a3.shape, a.dtype)
+    if out.size:
+        try:
+            inv_kernel(a3, out)
+        except np.linalg.LinAlgError:
+            eye = np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a3.shape)
+            out = _solve_by_lapack("linalg.inv", a3, eye, _INV_SINGULAR)
+    return out.reshape(a.shape)
+
+
+def _inv_infer(a):
+    check_square("linalg.inv", a)
+    return a.shape, a.dtype
+
+
+def _inv_vjp(node, g):
+    x, = node.saved
+    grad = np.empty(matrices(x).shape, g.dtype)
+    if grad.size:
+        inv_vjp_kernel(matrices(x), matrices(g), grad)
+    return (grad.reshape(x.shape),)
+
+
+def _inv_differentiable_vjp(node, g, saved):
+    x, = saved
+    return (-(x.mT @ g @ x.mT),)
+
+
+def is_vector(a_shape, b_shape):
+    """Whether linalg.solve takes B as a vector or a batch of them: where it is 1-D, or has
+    A's shape without its last dim."""
+    return len(b_shape) == 1 or tuple(b_shape) == tuple(a_shape[:-1])
+
+
+def solve_plan(a, b, left):
+    """(batch shape, whether B is a (batch of) vector(s)) of linalg.solve(A, B, left=left),
+    with PyTorch's checks."""
+    check_square("linalg.solve", a)
+    check_floating("linalg.solve", b)
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"linalg.solve: Expected A and B to have the same dtype, but found "
+                           f"A of type {TORCH_TYPE_NAMES[a.dtype.name]} and B of type "
+                           f"{TORCH_TYPE_NAMES[b.dtype.name]} instead")
+    vector = is_vector(a.shape, b.shape)
+    n = a.shape[-1]
+    b_rows, b_cols = (b.shape[-1], 1) if vector else b.shape[-2:]
+    if (b_rows if left else b_cols) != n:
+        raise RuntimeError(f"linalg.solve: Incompatible shapes of A and B for the equation "
+                           f"{'AX' if left else 'XA'} = B ({n}x{n} and {b_rows}x{b_cols})")
+    b_batch = b.shape[:-1] if vector else b.shape[:-2]
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b_batch)
+    except ValueError:
+        raise RuntimeError(f"The size of tensor a ({a.shape[-3]}) must match the size of tensor "
+                           f"b ({b_batch[-1]}) at non-singleton dimension {len(a.shape) - 3}")\
+            from None
+    return batch, vector
+
+
+def _solve_infer(a, b, left):
+    batch, vector = solve_plan(a, b, left)
+    return batch + (b.shape[-1:] if vector else b.shape[-2:]), a.dtype
+
+
+def _in_frame(m, left):
+    """X A = B is A^T X^T = B^T: the matrices of a solve from the right, transposed."""
+    return m if left else np.swapaxes(m, -1, -2)
+
+
+def _solve_operands(a, b, left):
+    """A and B (vectors as columns) broadcast to their common batch as (count, n, n) and
+    (count, n, k), in the frame of a solve from the left; the result's shape."""
+    batch, vector = solve_plan(a, b, left)
+    b_matrix = b[..., None] if vector else b
+    a3, b3 = (np.ascontiguousarray(_in_frame(np.broadcast_to(m, batch + m.shape[-2:]), left))
+              for m in (a, b_matrix))
+    return a3.reshape((-1,) + a3.shape[-2:]), b3.reshape((-1,) + b3.shape[-2:]), \
+        batch + b.shape[-1:] if vector else batch + b.shape[-2:]
+
+
+def solve(a, b, left):
+    a3, b3, shape = _solve_operands(a, b, left)
+    out = np.empty(b3.shape, a.dtype)
+    if out.size:
+        try:
+            solve_kernel(a3, b3, out)
+        except np.linalg.LinAlgError:
+            out = _solve_by_lapack("torch.linalg.solve", a3, b3, _SOLVE_SINGULAR)
+    return _from_frame(out, shape, left)
+
+
+def _from_frame(m3, shape, left):
+    """(count, rows, cols) matrices of the left-solve frame back as an array of `shape`."""
+    return np.ascontiguousarray(_in_frame(m3, left)).reshape(shape)
+
+
+def _solve_vjp(node, g):
+    """The gradients in the broadcast batch shape (the engine sums them back)."""
+    a, b, x = node.saved
+    left = node.params["left"]
+    a3, b3, shape = _solve_operands(a, b, left)
+    batch, vector = solve_plan(a, b, left)
+    grad_a, grad_b = np.zeros(a3.shape, g.dtype), np.zeros(b3.shape, g.dtype)
+    if grad_b.size:
+        solve_vjp_kernel(a3, _as_b_frame(x, b3.shape, vector, left),
+                         _as_b_frame(g, b3.shape, vector, left), grad_a, grad_b)
+    return (_from_frame(grad_a, batch + a.shape[-2:], left) if node.needs[0] else None,
+            _from_frame(grad_b, shape, left) if node.needs[1] else None)
+
+
+def _as_b_frame(m, b3_shape, vector, left):
+    """The result (or its gradient) as (count, n, k) matrices of the left-solve frame."""
+    return matrices(_in_frame(m[..., None] if vector else m, left)).reshape(b3_shape)
+
+
+def _solve_differentiable_vjp(node, g, saved):
+    a, b, x = saved
+    left = node.params["left"]
+    (a_shape, _), (b_shape, _) = node.input_meta
+    vector = is_vector(a_shape, b_shape)
+    g, x = (g[..., None], x[..., None]) if vector else (g, x)
+    if not left:
+        a, g, x = a.mT, g.mT, x.mT
+    grad_b = a.mT._primitive("linalg_solve", g, left=True)
+    grad_a = -(grad_b @ x.mT)
+    if not left:
+        grad_a, grad_b = grad_a.mT, grad_b.mT
+    return (grad_a if node.needs[0] else None,
+            (grad_b[..., 0] if vector else grad_b) if node.needs[1] else None)
+
+
+@_jit
+def det_kernel(a, out):
+    for i in range(a.shape[0]):
+        out[i] = np.linalg.det(a[i])
+
+
+@_jit
+def slogdet_kernel(a, sign, logabsdet):
+    for i in range(a.shape[0]):
+        sign[i], logabsdet[i] = np.linalg.slogdet(a[i])
+
+
+@_jit
+def cofactor_kernel(a, det, g, grad):
+    """grad = g det A^-T, the cofactor matrix times g, per matrix: through the SVD where A is
+    singular, as PyTorch (A = U S V^T: the cofactors are det(U) det(V) U diag(prod of the
+    other singular values) V^T), NaN where det is."""
+    n = a.shape[1]
+    for i in range(a.shape[0]):
+        if det[i] != det[i] or np.isinf(det[i]):
+            grad[i] = np.nan
+        elif det[i] != 0:
+            grad[i] = (g[i] * det[i]) * np.ascontiguousarray(np.linalg.inv(a[i]).T)
+        else:
+            u, s, vh = np.linalg.svd(a[i])
+            scale = g[i] * np.linalg.det(u) * np.linalg.det(vh)
+            others = np.empty(n, a.dtype)
+            for j in range(n):
+                product = scale
+                for k in range(n):
+                    if k != j:
+                        product *= s[k]
+                others[j] = product
+            grad[i] = (u * others.reshape(1, n)) @ vh
+
+
+@_jit
+def inverse_transpose_kernel(a, g, grad):
+    """grad = g A^-T per matrix (slogdet's gradient); NaN where A is singular."""
+    for i in range(a.shape[0]):
+        sign, _ = np.linalg.slogdet(a[i])
+        if sign == 0:
+            grad[i] = np.nan
+        else:
+            grad[i] = g[i] * np.ascontiguousarray(np.linalg.inv(a[i]).T)
+
+
+def _det_by_lapack(a3):
+    """(sign, log|det|) of each matrix as getrf gives them (NaN entries)."""
+    sign, logabsdet = np.empty(a3.shape[0], a3.dtype), np.empty(a3.shape[0], a3.dtype)
+    getrf, = _lapack("linalg.det", a3.dtype, "getrf")
+    for i in range(a3.shape[0]):
+        lu, pivots, _ = getrf(a3[i])
+        diagonal = np.diagonal(lu)
+        swaps = np.count_nonzero(pivots != np.arange(len(pivots)))
+        sign[i] = np.prod(np.sign(diagonal)) * (-1) ** swaps
+        logabsdet[i] = np.sum(np.log(np.abs(diagonal)))
+    return sign, logabsdet
+
+
+def _batch_infer(name):
+    def infer(a):
+        check_square(name, a)
+        return a.shape[:-2], a.dtype
+    return infer
+
+
+def det(a):
+    a3 = matrices(a)
+    out = np.ones(a3.shape[0], a.dtype)
+    if a3.size:
+        try:
+            det_kernel(a3, out)
+        except np.linalg.LinAlgError:
+            sign, logabsdet = _det_by_lapack(a3)
+            out = (sign * np.exp(logabsdet)).astype(a.dtype)
+    return out.reshape(a.shape[:-2])
+
+
+def _slogdet(a):
+    a3 = matrices(a)
+    sign, logabsdet = np.ones(a3.shape[0], a.dtype), np.zeros(a3.shape[0], a.dtype)
+    if a3.size:
+        try:
+            slogdet_kernel(a3, sign, logabsdet)
+        except np.linalg.LinAlgError:
+            sign, logabsdet = _det_by_lapack(a3)
+    return sign.reshape(a.shape[:-2]), logabsdet.reshape(a.shape[:-2])
+
+
+def _det_vjp(node, g):
+    a, d = node.saved
+    grad = np.empty(matrices(a).shape, g.dtype)
+    if grad.size:
+        cofactor_kernel(matrices(a), np.ascontiguousarray(d).reshape(-1),
+                        np.ascontiguousarray(g).reshape(-1), grad)
+    return (grad.reshape(a.shape),)
+
+
+def _det_differentiable_vjp(node, g, saved):
+    # NOTE: through the inverse: at a singular matrix this raises LinAlgError (PyTorch goes
+    # through the SVD when create_graph is set).
+    a, d = saved
+    return ((g * d)[..., None, None] * a._primitive("linalg_inv").mT,)
+
+
+def _slogdet_vjp(node, g):
+    a, = node.saved
+    grad = np.empty(matrices(a).shape, g.dtype)
+    if grad.size:
+        inverse_transpose_kernel(matrices(a), np.ascontiguousarray(g).reshape(-1), grad)
+    return (grad.reshape(a.shape),)
+
+
+def _slogdet_differentiable_vjp(node, g, saved):
+    a, = saved
+    return (g[..., None, None] * a._primitive("linalg_inv").mT,)
+
+
+# ---------------------------------------------------------------------------------------
+# cholesky
+
+@_jit
+def cholesky_kernel(a, out):
+    for i in range(a.shape[0]):
+        out[i] = np.linalg.cholesky(a[i])
+
+
+@_jit
+def cholesky_vjp_kernel(lower, g, grad):
+    """PyTorch's (Murray, 2016): phi = tril(L^T G) with its diagonal halved, then
+    L^-T phi L^-1, symmetrized."""
+    n = lower.shape[1]
+    for i in range(lower.shape[0]):
+        inverse = np.linalg.inv(lower[i])
+        phi = np.ascontiguousarray(lower[i].T) @ g[i]
+        for r in range(n):
+            phi[r, r] *= 0.5
+            for c in range(r + 1, n):
+                phi[r, c] = 0
+        half = np.ascontiguousarray(inverse.T) @ phi @ inverse
+        grad[i] = (half + half.T) * 0.5
+
+
+_NOT_POSITIVE_DEFINITE = ("The factorization could not be completed because the input is not "
+                          "positive-definite (the leading minor of order {} is not "
+                          "positive-definite).")
+
+
+def _cholesky_infer(a, upper):
+    check_square("linalg.cholesky", a)
+    return a.shape, a.dtype
+
+
+def cholesky(a, upper):
+    a3 = matrices(a)
+    out = np.empty(a3.shape, a.dtype)
+    if out.size:
+        try:
+            cholesky_kernel(a3, out)
+        except np.linalg.LinAlgError:
+            potrf, = _lapack("linalg.cholesky", a.dtype, "potrf")
+            for i in range(a3.shape[0]):
+                out[i], info = potrf(a3[i], lower=True, clean=True)
+                if info > 0:
+                    raise LinAlgError(_element("linalg.cholesky", i, a3.shape[0])
+                                      + _NOT_POSITIVE_DEFINITE.format(info)) from None
+    if upper:
+        out = np.ascontiguousarray(out.transpose(0, 2, 1))
+    return out.reshape(a.shape)
+
+
+def _cholesky_vjp(node, g):
+    factor, = node.saved
+    upper = node.params["upper"]
+    lower = matrices(np.swapaxes(factor, -1, -2) if upper else factor)
+    g3 = matrices(np.swapaxes(g, -1, -2) if upper else g)
+    grad = np.empty(lower.shape, g.dtype)
+    if grad.size:
+        cholesky_vjp_kernel(lower, g3, grad)
+    return (grad.reshape(factor.shape),)
+
+
+def _cholesky_differentiable_vjp(node, g, saved):
+    factor, = saved
+    lower, g = (factor.mT, g.mT) if node.params["upper"] else (factor, g)
+    n = lower.shape[-1]
+    halved_tril = np.tril(np.ones((n, n), lower.dtype)) - np.eye(n, dtype=lower.dtype) / 2
+    phi = (lower.mT @ g) * g._new_plain(halved_tril)
+    inverse = lower._primitive("linalg_inv")
+    half = inverse.mT @ phi @ inverse
+    return ((half + half.mT) * 0.5,)
+
+
+PRIMS = {prim.name: register(prim) for prim in (
+    Primitive("linalg_inv", "LinalgInvExBackward0", _inv_infer, inv, _inv_vjp, save=("out",),
+              differentiable_vjp=_inv_differentiable_vjp),
+    Primitive("linalg_solve", "LinalgSolveExBackward0", _solve_infer, solve, _solve_vjp,
+              save=(0, 1, "out"), differentiable=(0, 1),
+              differentiable_vjp=_solve_differentiable_vjp),
+    Primitive("linalg_det", "LinalgDetBackward0", _batch_infer("linalg.det"), det, _det_vjp,
+              save=(0, "out"), differentiable_vjp=_det_differentiable_vjp),
+    Primitive("linalg_slogdet", "LinalgSlogdetBackward0", _batch_infer("linalg.slogdet"),
+              lambda a: _slogdet(a)[1], _slogdet_vjp, save=(0,),
+              differentiable_vjp=_slogdet_differentiable_vjp),
+    # The sign of slogdet: no gradient (PyTorch's is that of a real constant).
+    Primitive("linalg_slogdet_sign", None, _batch_infer("linalg.slogdet"),
+              lambda a: _slogdet(a)[0]),
+    Primitive("linalg_cholesky", "LinalgCholeskyExBackward0", _cholesky_infer, cholesky,
+              _cholesky_vjp, save=("out",), differentiable_vjp=_cholesky_differentiable_vjp),
+)}
