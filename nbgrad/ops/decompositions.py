@@ -435,8 +435,8 @@ def _cholesky_differentiable_vjp(node, g, saved):
     factor, = saved
     lower, g = (factor.mT, g.mT) if node.params["upper"] else (factor, g)
     n = lower.shape[-1]
-    halved_tril = np.tril(np.ones((n, n), lower.dtype)) - np.eye(n, dtype=lower.dtype) / 2
-    phi = (lower.mT @ g) * g._new_plain(halved_tril)
+    lower_ones = g.new_ones((n, n)).tril()
+    phi = (lower.mT @ g) * (lower_ones - lower_ones.triu() * 0.5)  # diagonal halved
     inverse = lower._primitive("linalg_inv")
     half = inverse.mT @ phi @ inverse
     return ((half + half.mT) * 0.5,)
