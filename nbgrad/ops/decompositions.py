@@ -10,10 +10,13 @@ here in Python through SciPy's LAPACK, the calls PyTorch makes (getrf, potrf), w
 PyTorch's LinAlgError with its message, naming the batch element and the pivot, or give
 PyTorch's NaNs.
 """
+import math
+
 import numba
 import numpy as np
 import scipy.linalg.lapack
 
+from .._core.dtype import is_half
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True)
@@ -33,13 +36,20 @@ def check_square(name, a):
     """PyTorch's checks of a batch of square float matrices `a` for op `name`."""
     if a.ndim < 2:
         raise RuntimeError(f"{name}: The input tensor A must have at least 2 dimensions.")
-    check_floating(name, a)
     if a.shape[-1] != a.shape[-2]:
         raise RuntimeError(f"{name}: A must be batches of square matrices, but they are "
                            f"{a.shape[-2]} by {a.shape[-1]} matrices")
+    check_floating(name, a)
+
+
+def check_not_half(name, a):
+    if is_half(a.dtype):
+        raise RuntimeError(f"{name}: Low precision dtypes not supported. Got "
+                           f"{TORCH_TYPE_NAMES[a.dtype.name]}")
 
 
 def check_floating(name, a):
+    check_not_half(name, a)
     if a.dtype.kind != "f":
         raise RuntimeError(f"{name}: Expected a floating point or complex tensor as input. "
                            f"Got {TORCH_TYPE_NAMES[a.dtype.name]}")
@@ -47,7 +57,7 @@ def check_floating(name, a):
 
 def matrices(a):
     """`a` (..., n, n) as a C-contiguous (count, n, n) batch."""
-    return np.ascontiguousarray(a).reshape((-1,) + a.shape[-2:])
+    return np.ascontiguousarray(a).reshape((math.prod(a.shape[:-2]),) + a.shape[-2:])
 
 
 def _element(name, i, count):
@@ -105,6 +115,9 @@ def _solve_by_lapack(name, a, b, message):
     getrs, = _lapack(name, a.dtype, "getrs")
     out = np.empty(b.shape, a.dtype)
     for i in range(a.shape[0]):
+        if not np.isfinite(a[i]).all():
+            out[i] = np.nan  # (as PyTorch's LAPACK: no error, NaN)
+            continue
         lu, pivots = _lu_or_raise(name, a[i], i, a.shape[0], message)
         out[i] = getrs(lu, pivots, b[i])[0]
     return out
@@ -116,6 +129,7 @@ _SOLVE_SINGULAR = "The solver failed because the input matrix is singular."
 
 
 def inv(a):
+    check_square("linalg.inv", a)
     a3 = matrices(a)
     out = np.empty(a3.shape, a.dtype)
     if out.size:
@@ -167,13 +181,18 @@ def solve_plan(a, b, left):
         raise RuntimeError(f"linalg.solve: Incompatible shapes of A and B for the equation "
                            f"{'AX' if left else 'XA'} = B ({n}x{n} and {b_rows}x{b_cols})")
     b_batch = b.shape[:-1] if vector else b.shape[:-2]
-    try:
-        batch = np.broadcast_shapes(a.shape[:-2], b_batch)
-    except ValueError:
-        raise RuntimeError(f"The size of tensor a ({a.shape[-3]}) must match the size of tensor "
-                           f"b ({b_batch[-1]}) at non-singleton dimension {len(a.shape) - 3}")\
-            from None
-    return batch, vector
+    return _broadcast_batch(b_batch, a.shape[:-2]), vector
+
+
+def _broadcast_batch(first, second):
+    """The broadcast of two batch shapes, with PyTorch's error (B's batch is its "a")."""
+    ndim = max(len(first), len(second))
+    first, second = (1,) * (ndim - len(first)) + first, (1,) * (ndim - len(second)) + second
+    for d in reversed(range(ndim)):
+        if first[d] != second[d] and 1 not in (first[d], second[d]):
+            raise RuntimeError(f"The size of tensor a ({first[d]}) must match the size of tensor "
+                               f"b ({second[d]}) at non-singleton dimension {d}")
+    return tuple(max(m, n) if 0 not in (m, n) else 0 for m, n in zip(first, second))
 
 
 def _solve_infer(a, b, left):
@@ -193,7 +212,7 @@ def _solve_operands(a, b, left):
     b_matrix = b[..., None] if vector else b
     a3, b3 = (np.ascontiguousarray(_in_frame(np.broadcast_to(m, batch + m.shape[-2:]), left))
               for m in (a, b_matrix))
-    return a3.reshape((-1,) + a3.shape[-2:]), b3.reshape((-1,) + b3.shape[-2:]), \
+    return matrices(a3), matrices(b3), \
         batch + b.shape[-1:] if vector else batch + b.shape[-2:]
 
 
@@ -303,8 +322,10 @@ def _det_by_lapack(a3):
         lu, pivots, _ = getrf(a3[i])
         diagonal = np.diagonal(lu)
         swaps = np.count_nonzero(pivots != np.arange(len(pivots)))
-        sign[i] = np.prod(np.sign(diagonal)) * (-1) ** swaps
-        logabsdet[i] = np.sum(np.log(np.abs(diagonal)))
+        # (PyTorch's sign of NaN is 0)
+        sign[i] = np.prod(np.sign(np.nan_to_num(diagonal, nan=0.0))) * (-1) ** swaps
+        with np.errstate(divide="ignore"):
+            logabsdet[i] = np.sum(np.log(np.abs(diagonal)))
     return sign, logabsdet
 
 
@@ -316,6 +337,7 @@ def _batch_infer(name):
 
 
 def det(a):
+    check_square("linalg.det", a)
     a3 = matrices(a)
     out = np.ones(a3.shape[0], a.dtype)
     if a3.size:
@@ -328,6 +350,7 @@ def det(a):
 
 
 def _slogdet(a):
+    check_square("linalg.slogdet", a)
     a3 = matrices(a)
     sign, logabsdet = np.ones(a3.shape[0], a.dtype), np.zeros(a3.shape[0], a.dtype)
     if a3.size:
@@ -403,21 +426,33 @@ def _cholesky_infer(a, upper):
 
 
 def cholesky(a, upper):
+    check_square("linalg.cholesky", a)
     a3 = matrices(a)
     out = np.empty(a3.shape, a.dtype)
     if out.size:
         try:
             cholesky_kernel(a3, out)
         except np.linalg.LinAlgError:
-            potrf, = _lapack("linalg.cholesky", a.dtype, "potrf")
-            for i in range(a3.shape[0]):
-                out[i], info = potrf(a3[i], lower=True, clean=True)
-                if info > 0:
-                    raise LinAlgError(_element("linalg.cholesky", i, a3.shape[0])
-                                      + _NOT_POSITIVE_DEFINITE.format(info)) from None
+            out[...] = np.nan
+        if np.isnan(np.diagonal(out, 0, 1, 2)).any():
+            _raise_not_positive_definite(a3)
     if upper:
         out = np.ascontiguousarray(out.transpose(0, 2, 1))
     return out.reshape(a.shape)
+
+
+def _raise_not_positive_definite(a3):
+    """PyTorch's error for the first matrix whose potrf fails: at a pivot that is not
+    positive, or NaN (reference LAPACK's potrf stops at a NaN pivot; OpenBLAS's goes on)."""
+    potrf, = _lapack("linalg.cholesky", a3.dtype, "potrf")
+    for i in range(a3.shape[0]):
+        factor, info = potrf(a3[i], lower=True, clean=True)
+        nan_pivots = np.flatnonzero(np.isnan(np.diagonal(factor)))
+        if info == 0 and len(nan_pivots):
+            info = nan_pivots[0] + 1
+        if info > 0:
+            raise LinAlgError(_element("linalg.cholesky", i, a3.shape[0])
+                              + _NOT_POSITIVE_DEFINITE.format(info))
 
 
 def _cholesky_vjp(node, g):
