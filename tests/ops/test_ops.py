@@ -34,6 +34,8 @@ REDUCE32 = (1e-5, 1e-5)
 # var/std and logsumexp in float32: torch accumulates with a different algorithm (Welford /
 # vectorized max-shift), and the result is a difference of nearly equal sums.
 STATS32 = (1e-4, 1e-5)
+# Solvers and decompositions in float32 (see their rows).
+LINALG32 = (1e-4, 1e-5)
 
 
 @dataclass(frozen=True)
@@ -791,6 +793,43 @@ TABLE = [
         grad_fn=("CloneBackward0", "UnsafeViewBackward0")),
     row("matmul_empty_inner", lambda L, a, b: a @ b, (3, 0), (0, 4)),
     row("matmul_empty_outer", lambda L, a, b: a @ b, (0, 4), (4, 2)),
+    # ---- solvers and decompositions (torch.linalg). NOTE: float32 results go through a
+    # matrix's inverse, which scales the LAPACK implementations' rounding differences by its
+    # condition number: LINALG32.
+    row("linalg_inv", lambda L, a: L.linalg.inv(a), (2, 3, 3), tol32=LINALG32),
+    row("inverse_method_T", lambda L, a: a.mT.inverse(), (3, 3), tol32=LINALG32),
+    row("linalg_inv_empty", lambda L, a: L.inverse(a), (0, 2, 2)),
+    row("linalg_solve", lambda L, a, b: L.linalg.solve(a, b), (3, 3), (3, 2), tol32=LINALG32),
+    # B a batch of vectors (A's shape without the last dim), A broadcast over B's batch
+    row("linalg_solve_vectors", lambda L, a, b: L.linalg.solve(a, b), (2, 3, 3), (2, 3),
+        tol32=LINALG32),
+    row("linalg_solve_broadcast", lambda L, a, b: L.linalg.solve(a, b), (3, 3), (2, 1, 3, 2),
+        tol32=LINALG32),
+    row("linalg_solve_vector", lambda L, a, b: L.linalg.solve(a, b), (1, 3, 3), (3,),
+        tol32=LINALG32),
+    row("linalg_solve_right", lambda L, a, b: L.linalg.solve(a, b, left=False), (2, 3, 3),
+        (4, 3), tol32=LINALG32),
+    row("linalg_solve_empty", lambda L, a, b: L.linalg.solve(a, b), (2, 2), (2, 0)),
+    row("linalg_det", lambda L, a: L.linalg.det(a), (2, 3, 3), tol32=LINALG32),
+    row("det_method", lambda L, a: a.det(), (4, 4), tol32=LINALG32),
+    # a singular matrix of rank 1 (its cofactors, the gradient, are 0) and an empty one;
+    # no gradgradcheck: the differentiable VJP goes through the inverse
+    row("det_edges", lambda L, a, b: L.det(a).sum() + L.det(b).sum(),
+        A([[1.0, 2.0, -1.0], [2.0, 4.0, -2.0], [-3.0, -6.0, 3.0]]), (2, 0, 0),
+        gradcheck=False),
+    # the sign carries no gradient (its node differs: nbgrad's has none)
+    row("linalg_slogdet", lambda L, a: L.linalg.slogdet(a).logabsdet * L.linalg.slogdet(a).sign,
+        (2, 3, 3), tol32=LINALG32),
+    row("slogdet_method", lambda L, a: a.slogdet()[1], (3, 3), tol32=LINALG32),
+    # det < 0 gives NaN, det > 0 its log
+    row("logdet", lambda L, a: L.logdet(a), A([[[2.0, 1.0], [1.0, 3.0]], [[1.0, 2.0], [3.0, 1.0]]]),
+        gradcheck=False),
+    row("logdet_method", lambda L, a: (a @ a.mT).logdet(), (3, 3), tol32=LINALG32),
+    row("linalg_cholesky", lambda L, a: L.linalg.cholesky(a @ a.mT + L.eye(3, dtype=a.dtype)),
+        (2, 3, 3), tol32=LINALG32),
+    row("linalg_cholesky_upper",
+        lambda L, a: L.linalg.cholesky(a @ a.mT + L.eye(4, dtype=a.dtype), upper=True), (4, 4),
+        tol32=LINALG32),
     # ---- shape ops
     row("reshape", lambda L, a: a.reshape(4, 3), (3, 4)),
     row("reshape_tuple", lambda L, a: a.reshape((2, -1)), (3, 4)),
@@ -1231,6 +1270,9 @@ CHAIN_DIFFERS = {
     "dist", "cdist", "cdist_p1", "cdist_mm",
     # torch: an l1_loss over abs(x - y); nbgrad: the l1_loss primitive under that name
     "smooth_l1_loss_beta0",
+    # torch's slogdet node has two outputs (sign, logabsdet: output 1); nbgrad's sign has no
+    # node, and logabsdet is output 0 of its own
+    "linalg_slogdet", "logdet", "logdet_method",
 }
 
 # Rows whose top node is torch's own node for an op nbgrad composes (the values and
