@@ -52,6 +52,11 @@ def _warm_then(L, fn, good_args, bad_args):
     return step(*bad_args())
 
 
+def _singular(L):
+    """A batch whose second matrix is singular (the second pivot of its LU is 0)."""
+    return L.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 4.0]]], requires_grad=True)
+
+
 def _ce_step(L):
     def step(x, t):
         loss = F(L).cross_entropy(x, t)
@@ -283,6 +288,25 @@ BAD = {
     "cat_dim_out_of_range": lambda L: L.cat([_x(L, 2, 3)], dim=2),
     "bmm_batch_mismatch": lambda L: L.bmm(_x(L, 2, 2, 3), _x(L, 1, 3, 2)),
     "mv_of_two_matrices": lambda L: L.mv(_x(L, 2, 2), _x(L, 2, 1)),
+    # ---- torch.linalg: shapes, dtypes, and matrices that have no inverse or factor
+    # (LinAlgError, a RuntimeError naming the batch element and the pivot)
+    "linalg_inv_singular": lambda L: L.linalg.inv(_singular(L)).sum().backward(),
+    "linalg_inv_not_square": lambda L: L.linalg.inv(_x(L, 2, 3)),
+    "linalg_inv_vector": lambda L: L.linalg.inv(_x(L, 3)),
+    "linalg_inv_integer": lambda L: L.linalg.inv(L.ones(2, 2, dtype=L.int64)),
+    "linalg_inv_half": lambda L: L.linalg.inv(L.eye(2, dtype=L.float16)),
+    "linalg_solve_singular": lambda L: L.linalg.solve(_singular(L), _x(L, 2, 2, 1)),
+    "linalg_solve_rows_mismatch": lambda L: L.linalg.solve(_x(L, 2, 2), _x(L, 3, 2)),
+    "linalg_solve_batch_mismatch": lambda L: L.linalg.solve(_x(L, 3, 2, 2), _x(L, 4, 2, 1)),
+    "linalg_solve_dtypes": lambda L: L.linalg.solve(_x(L, 2, 2), L.ones(2, dtype=L.float64)),
+    "linalg_det_not_square": lambda L: L.linalg.det(_x(L, 2, 3)),
+    "linalg_det_integer": lambda L: L.det(L.ones(2, 2, dtype=L.int32)),
+    "linalg_slogdet_vector": lambda L: L.linalg.slogdet(_x(L, 3)),
+    "linalg_cholesky_not_positive_definite": lambda L: L.linalg.cholesky(
+        L.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]]], requires_grad=True)),
+    "linalg_cholesky_nan": lambda L: L.linalg.cholesky(
+        L.tensor([[float("nan"), 0.0], [0.0, 1.0]], requires_grad=True)),
+    "linalg_cholesky_not_square": lambda L: L.linalg.cholesky(_x(L, 3, 2)),
     "mask_of_another_size": lambda L: _x(L, 2, 3)[L.ones(3) > 0],
     "empty_mask_setitem": lambda L: (_x(L, 2, 3) * 1.0).__setitem__(L.ones(0) > 0, 1.0),
     "empty_mask_getitem": lambda L: (_x(L, 2, 3) * 1.0)[:, L.ones(0) > 0].sum().backward(),
@@ -533,6 +557,13 @@ def _good_matmul(L):
     return [out, a.grad, b.grad]
 
 
+def _good_linalg(L):
+    a = L.tensor([[2.0, 1.0], [1.0, 3.0]], requires_grad=True)
+    out = L.linalg.solve(a, L.ones(2)) + L.linalg.cholesky(a)[1] + L.linalg.det(a)
+    out.sum().backward()
+    return [out, a.grad]
+
+
 def _good_elementwise(L):
     x = L.tensor([1.0, -2.0, 3.0], requires_grad=True)
     out = L.cat([(x - 1.0).softmax(0), x.max().reshape(1), (-x).exp()])
@@ -556,6 +587,8 @@ def _good_for(name):
         return _good_index
     if "matmul" in name or "linear" in name:
         return _good_matmul
+    if "linalg" in name:
+        return _good_linalg
     if "load_state_dict" in name:
         return _good_module
     return _good_elementwise
