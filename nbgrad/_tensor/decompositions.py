@@ -1,8 +1,12 @@
 """torch.linalg's solvers and decompositions of square matrices (the primitives of
 nbgrad.ops.decompositions), and their torch-level and method forms (`torch.inverse`,
 `torch.det`, `torch.logdet`, `Tensor.inverse`, ...)."""
+import math
+
+import numpy as np
+
 from ..ops import PRIMITIVES
-from ..ops.decompositions import LinAlgError, check_not_half
+from ..ops.decompositions import LinAlgError, check_not_half, eigh_shapes
 from .arithmetic import where
 from .dispatch import dispatch
 from .reductions import _return_type
@@ -72,3 +76,40 @@ def cholesky(A, *, upper=False):
 
 
 METHODS = {"inverse": inverse, "det": det, "slogdet": slogdet, "logdet": logdet}
+
+
+def _parts(packed, shapes, grad_fn):
+    """The parts of a packed decomposition (nbgrad.ops.decompositions), each (*batch,
+    *shape), under the decomposition's grad_fn name."""
+    batch, total = packed.shape[:-1], packed.shape[-1]
+    starts = np.arange(math.prod(batch), dtype=np.int64) * total
+    parts, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        positions = (starts.reshape(batch + (1,) * len(shape))
+                     + (offset + np.arange(size, dtype=np.int64)).reshape(shape))
+        parts.append(dispatch(PRIMITIVES["take"], (packed,), {"positions": positions},
+                              grad_fn_name=grad_fn))
+        offset += size
+    return parts
+
+
+def _check_uplo(UPLO):
+    if UPLO not in ("L", "U"):
+        raise RuntimeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+
+
+_Eigh = _return_type("linalg_eigh", ("eigenvalues", "eigenvectors"))
+
+
+def eigh(A, UPLO="L"):
+    """The eigenvalues (ascending) and eigenvectors (columns) of symmetric matrices, from
+    their lower (UPLO="L") or upper triangle."""
+    _check_tensor("linalg.eigh", A)
+    _check_uplo(UPLO)
+    packed = dispatch(PRIMITIVES["linalg_eigh"], (A,), {"UPLO": UPLO})
+    return _Eigh(_parts(packed, eigh_shapes(*A.shape[-2:]), "LinalgEighBackward0"))
+
+
+def eigvalsh(A, UPLO="L"):
+    return eigh(A, UPLO).eigenvalues

@@ -1,8 +1,9 @@
 """nbgrad.linalg, PyTorch's torch.linalg namespace: the norms (defined with the other
 reductions, `nbgrad._tensor.reductions`), and the solvers and decompositions of square
 matrices (`nbgrad._tensor.decompositions`). Matrix products are in `nbgrad`."""
-from .._tensor.decompositions import LinAlgError, cholesky, det, inv, linalg_slogdet as slogdet, solve
+from .._tensor.decompositions import (LinAlgError, cholesky, det, eigh, eigvalsh, inv,
+                                      linalg_slogdet as slogdet, solve)
 from .._tensor.reductions import linalg_norm as norm, matrix_norm, vector_norm
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "LinAlgError", "inv", "solve", "det", "slogdet",
-           "cholesky"]
+           "cholesky", "eigh", "eigvalsh"]

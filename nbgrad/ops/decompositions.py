@@ -477,7 +477,141 @@ def _cholesky_differentiable_vjp(node, g, saved):
     return ((half + half.mT) * 0.5,)
 
 
+
+
+# ---------------------------------------------------------------------------------------
+# Decompositions with several results (eigh, svd, qr): one primitive whose result packs
+# each matrix's parts, flattened, side by side along its last dim (`packed_size`); the API
+# takes the parts out under the primitive's grad_fn name (nbgrad's nodes have one result).
+# A part's gradient comes back as zeros where the caller did not use that part: a zero
+# numerator then contributes zero (`_ratio`), where PyTorch skips the undefined gradient
+# (the eigenvalues of a matrix with repeated ones have a gradient; their vectors do not).
+
+def packed_size(shapes):
+    return sum(math.prod(shape) for shape in shapes)
+
+
+@_jit
+def _put(row, offset, matrix):
+    """Write `matrix` into `row` from `offset` on, C-ordered; return the offset after it."""
+    for r in range(matrix.shape[0]):
+        for c in range(matrix.shape[1]):
+            row[offset] = matrix[r, c]
+            offset += 1
+    return offset
+
+
+@_jit
+def _ratio(numerator, denominator):
+    """numerator / denominator, where a zero numerator is zero (see above)."""
+    return numerator / denominator if numerator != 0 else numerator * 0
+
+
+def check_matrices(name, a):
+    if a.ndim < 2:
+        raise RuntimeError(f"{name}: The input tensor A must have at least 2 dimensions.")
+    check_floating(name, a)
+
+
+def unpacked(packed, shapes):
+    """The parts of a packed result (or of its gradient), each (count, *shape), as views."""
+    rows = packed.reshape(-1, packed.shape[-1])
+    parts, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        parts.append(rows[:, offset:offset + size].reshape((rows.shape[0],) + shape))
+        offset += size
+    return parts
+
+
+def _tensor_parts(packed, shapes):
+    """`unpacked` on Tensors (for differentiable VJPs): (*batch, *shape) each."""
+    batch, parts, offset = packed.shape[:-1], [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        parts.append(packed[..., offset:offset + size].reshape(batch + shape))
+        offset += size
+    return parts
+
+
+# eigh: the eigenvalues (n,) in ascending order, then the eigenvectors (n, n) as columns.
+
+def eigh_shapes(rows, cols):
+    return ((rows,), (rows, cols))
+
+
+@_jit
+def eigh_kernel(a, out):
+    for i in range(a.shape[0]):
+        values, vectors = np.linalg.eigh(a[i])
+        _put(out[i], _put(out[i], 0, values.reshape(1, -1)), vectors)
+
+
+@_jit
+def eigh_vjp_kernel(values, vectors, g_values, g_vectors, grad):
+    """PyTorch's: gA = V (diag(gL) + skew(V^T gV) / (L_j - L_i)) V^T, skew(X) = (X - X^T)/2."""
+    n = values.shape[1]
+    for i in range(values.shape[0]):
+        v = np.ascontiguousarray(vectors[i])
+        inner = np.ascontiguousarray(v.T) @ np.ascontiguousarray(g_vectors[i])
+        middle = np.empty((n, n), values.dtype)
+        for r in range(n):
+            for c in range(n):
+                if r == c:
+                    middle[r, c] = g_values[i, r]
+                else:
+                    middle[r, c] = _ratio(0.5 * (inner[r, c] - inner[c, r]),
+                                          values[i, c] - values[i, r])
+        grad[i] = v @ middle @ np.ascontiguousarray(v.T)
+
+
+def _eigh_operand(a, UPLO):
+    # Numba's eigh reads the lower triangle: the upper one is the transpose's lower one.
+    return matrices(a if UPLO == "L" else np.swapaxes(a, -1, -2))
+
+
+def _eigh_infer(a, UPLO):
+    check_square("linalg.eigh", a)
+    return a.shape[:-2] + (packed_size(eigh_shapes(*a.shape[-2:])),), a.dtype
+
+
+def eigh(a, UPLO):
+    shape, _ = _eigh_infer(a, UPLO)
+    a3 = _eigh_operand(a, UPLO)
+    out = np.empty((a3.shape[0], shape[-1]), a.dtype)
+    if out.size:
+        try:
+            eigh_kernel(a3, out)
+        except np.linalg.LinAlgError:  # (NaN or infinite entries: PyTorch's NaNs)
+            out[...] = np.nan
+    return out.reshape(shape)
+
+
+def _eigh_vjp(node, g):
+    (shape, _), = node.input_meta
+    values, vectors = unpacked(node.saved[0], eigh_shapes(*shape[-2:]))
+    g_values, g_vectors = unpacked(np.ascontiguousarray(g), eigh_shapes(*shape[-2:]))
+    grad = np.empty(vectors.shape, g.dtype)
+    if grad.size:
+        eigh_vjp_kernel(values, vectors, g_values, g_vectors, grad)
+    return (grad.reshape(shape),)
+
+
+def _eigh_differentiable_vjp(node, g, saved):
+    (shape, _), = node.input_meta
+    shapes = eigh_shapes(*shape[-2:])
+    (values, vectors), (g_values, g_vectors) = _tensor_parts(saved[0], shapes), \
+        _tensor_parts(g, shapes)
+    inner = vectors.mT @ g_vectors
+    skew = (inner - inner.mT) * 0.5
+    gaps = values.unsqueeze(-2) - values.unsqueeze(-1)
+    middle = skew / gaps.where(skew != 0, 1) + g_values.diag_embed()
+    return (vectors @ middle @ vectors.mT,)
+
+
 PRIMS = {prim.name: register(prim) for prim in (
+    Primitive("linalg_eigh", "LinalgEighBackward0", _eigh_infer, eigh, _eigh_vjp,
+              save=("out",), differentiable_vjp=_eigh_differentiable_vjp),
     Primitive("linalg_inv", "LinalgInvExBackward0", _inv_infer, inv, _inv_vjp, save=("out",),
               differentiable_vjp=_inv_differentiable_vjp),
     Primitive("linalg_solve", "LinalgSolveExBackward0", _solve_infer, solve, _solve_vjp,
