@@ -6,13 +6,13 @@ import math
 import numpy as np
 
 from ..ops import PRIMITIVES
-from ..ops.decompositions import LinAlgError, check_not_half, eigh_shapes
+from ..ops.decompositions import LinAlgError, check_not_half, eigh_shapes, svd_shapes
 from .arithmetic import where
 from .dispatch import dispatch
 from .reductions import _return_type
 from .tensor import Tensor, _meta
 
-__all__ = ["inverse", "det", "logdet", "slogdet"]
+__all__ = ["inverse", "det", "logdet", "slogdet", "svd"]
 
 _SlogdetLinalg = _return_type("linalg_slogdet", ("sign", "logabsdet"))
 _Slogdet = _return_type("slogdet", ("sign", "logabsdet"))
@@ -75,7 +75,6 @@ def cholesky(A, *, upper=False):
     return dispatch(PRIMITIVES["linalg_cholesky"], (A,), {"upper": bool(upper)})
 
 
-METHODS = {"inverse": inverse, "det": det, "slogdet": slogdet, "logdet": logdet}
 
 
 def _parts(packed, shapes, grad_fn):
@@ -113,3 +112,37 @@ def eigh(A, UPLO="L"):
 
 def eigvalsh(A, UPLO="L"):
     return eigh(A, UPLO).eigenvalues
+
+
+_LinalgSvd = _return_type("linalg_svd", ("U", "S", "Vh"))
+_Svd = _return_type("svd", ("U", "S", "V"))
+
+
+def _svd_parts(A, full_matrices):
+    _check_tensor("linalg.svd", A)
+    full_matrices = bool(full_matrices)
+    packed = dispatch(PRIMITIVES["linalg_svd"], (A,), {"full_matrices": full_matrices})
+    return _parts(packed, svd_shapes(*A.shape[-2:], full_matrices), "LinalgSvdBackward0")
+
+
+def linalg_svd(A, full_matrices=True):
+    """A = U diag(S) Vh, the singular values S descending."""
+    return _LinalgSvd(_svd_parts(A, full_matrices))
+
+
+def svdvals(A):
+    return _svd_parts(A, False)[1]
+
+
+def svd(input, some=True, compute_uv=True):
+    """torch.svd: V (not Vh), reduced unless some=False; without compute_uv, zeros for U
+    and V (full-size, as PyTorch's)."""
+    if not compute_uv:
+        s = svdvals(input)
+        batch, (m, n) = tuple(input.shape[:-2]), input.shape[-2:]
+        return _Svd((s.new_zeros(batch + (m, m)), s, s.new_zeros(batch + (n, n))))
+    u, s, vh = _svd_parts(input, not some)
+    return _Svd((u, s, vh.mT))
+
+
+METHODS = {"inverse": inverse, "det": det, "slogdet": slogdet, "logdet": logdet, "svd": svd}

@@ -609,9 +609,120 @@ def _eigh_differentiable_vjp(node, g, saved):
     return (vectors @ middle @ vectors.mT,)
 
 
+# svd: U (m, m or k), S (k,), Vh (n or k, n), k = min(m, n).
+
+def svd_shapes(rows, cols, full_matrices):
+    k = min(rows, cols)
+    return ((rows, rows if full_matrices else k), (k,), (cols if full_matrices else k, cols))
+
+
+@_jit
+def svd_kernel(a, full_matrices, out):
+    for i in range(a.shape[0]):
+        u, s, vh = np.linalg.svd(a[i], full_matrices=full_matrices)
+        _put(out[i], _put(out[i], _put(out[i], 0, u), s.reshape(1, -1)), vh)
+
+
+@_jit
+def svd_vjp_kernel(u_all, s_all, vh_all, gu_all, gs_all, gvh_all, grad):
+    """PyTorch's: with E_jk = S_k^2 - S_j^2 and skew(X) = X - X^T,
+    gA = U [(skew(U^T gU) S + S skew(V^T gV)) / E + diag(gS)] V^T, plus
+    (I - U U^T) gU S^-1 V^T where m > k, or U S^-1 gV^T (I - V V^T) where n > k; of full
+    matrices, the first k columns of U and rows of Vh."""
+    m, n, k = grad.shape[1], grad.shape[2], s_all.shape[1]
+    for i in range(grad.shape[0]):
+        u = np.ascontiguousarray(u_all[i][:, :k])
+        vh = np.ascontiguousarray(vh_all[i][:k])
+        gu = np.ascontiguousarray(gu_all[i][:, :k])
+        gv = np.ascontiguousarray(gvh_all[i][:k].T)
+        s = s_all[i]
+        uhgu = np.ascontiguousarray(u.T) @ gu
+        vhgv = vh @ gv
+        middle = np.empty((k, k), grad.dtype)
+        for r in range(k):
+            for c in range(k):
+                if r == c:
+                    middle[r, c] = gs_all[i, r]
+                else:
+                    gap = s[c] * s[c] - s[r] * s[r]
+                    middle[r, c] = (_ratio((uhgu[r, c] - uhgu[c, r]) * s[c], gap)
+                                    + _ratio(s[r] * (vhgv[r, c] - vhgv[c, r]), gap))
+        if m > k:
+            gu_scaled = np.empty((m, k), grad.dtype)
+            for r in range(m):
+                for c in range(k):
+                    gu_scaled[r, c] = _ratio(gu[r, c], s[c])
+            left = u @ middle + gu_scaled - u @ (np.ascontiguousarray(u.T) @ gu_scaled)
+            grad[i] = left @ vh
+        elif n > k:
+            gvh_scaled = np.empty((k, n), grad.dtype)
+            for r in range(k):
+                for c in range(n):
+                    gvh_scaled[r, c] = _ratio(gv[c, r], s[r])
+            right = middle @ vh + gvh_scaled - (gvh_scaled @ np.ascontiguousarray(vh.T)) @ vh
+            grad[i] = u @ right
+        else:
+            grad[i] = u @ middle @ vh
+
+
+def _svd_infer(a, full_matrices):
+    check_matrices("linalg.svd", a)
+    return a.shape[:-2] + (packed_size(svd_shapes(*a.shape[-2:], full_matrices)),), a.dtype
+
+
+def svd(a, full_matrices):
+    shape, _ = _svd_infer(a, full_matrices)
+    a3 = matrices(a)
+    out = np.empty((a3.shape[0], shape[-1]), a.dtype)
+    if out.size and a3.size:
+        try:
+            svd_kernel(a3, full_matrices, out)
+        except np.linalg.LinAlgError:  # (NaN or infinite entries: PyTorch's NaNs)
+            out[...] = np.nan
+    elif out.size:  # the SVD of an empty matrix: identities
+        for part, part_shape in zip(unpacked(out, svd_shapes(*a.shape[-2:], full_matrices)),
+                                    svd_shapes(*a.shape[-2:], full_matrices)):
+            part[...] = np.eye(*part_shape[-2:], dtype=a.dtype) if len(part_shape) == 2 else 0
+    return out.reshape(shape)
+
+
+def _svd_vjp(node, g):
+    (shape, _), = node.input_meta
+    shapes = svd_shapes(*shape[-2:], node.params["full_matrices"])
+    grad = np.zeros(matrices(np.empty(shape, g.dtype)).shape, g.dtype)
+    if grad.size:
+        svd_vjp_kernel(*unpacked(node.saved[0], shapes),
+                       *unpacked(np.ascontiguousarray(g), shapes), grad)
+    return (grad.reshape(shape),)
+
+
+def _svd_differentiable_vjp(node, g, saved):
+    (shape, _), = node.input_meta
+    m, n = shape[-2:]
+    k = min(m, n)
+    shapes = svd_shapes(m, n, node.params["full_matrices"])
+    (u, s, vh), (gu, gs, gvh) = _tensor_parts(saved[0], shapes), _tensor_parts(g, shapes)
+    u, vh, gu, gv = u[..., :k], vh[..., :k, :], gu[..., :k], gvh[..., :k, :].mT
+    uhgu, vhgv = u.mT @ gu, vh @ gv
+    numerator = ((uhgu - uhgu.mT) * s.unsqueeze(-2), s.unsqueeze(-1) * (vhgv - vhgv.mT))
+    squares = s * s
+    gaps = squares.unsqueeze(-2) - squares.unsqueeze(-1)
+    middle = sum(part / gaps.where(part != 0, 1) for part in numerator) + gs.diag_embed()
+    column_s, row_s = s.unsqueeze(-2).expand_as(gu), s.unsqueeze(-1).expand_as(gv.mT)
+    if m > k:
+        gu_scaled = gu / column_s.where(gu != 0, 1)
+        return ((u @ middle + gu_scaled - u @ (u.mT @ gu_scaled)) @ vh,)
+    if n > k:
+        gvh_scaled = gv.mT / row_s.where(gv.mT != 0, 1)
+        return (u @ (middle @ vh + gvh_scaled - (gvh_scaled @ vh.mT) @ vh),)
+    return (u @ middle @ vh,)
+
+
 PRIMS = {prim.name: register(prim) for prim in (
     Primitive("linalg_eigh", "LinalgEighBackward0", _eigh_infer, eigh, _eigh_vjp,
               save=("out",), differentiable_vjp=_eigh_differentiable_vjp),
+    Primitive("linalg_svd", "LinalgSvdBackward0", _svd_infer, svd, _svd_vjp, save=("out",),
+              differentiable_vjp=_svd_differentiable_vjp),
     Primitive("linalg_inv", "LinalgInvExBackward0", _inv_infer, inv, _inv_vjp, save=("out",),
               differentiable_vjp=_inv_differentiable_vjp),
     Primitive("linalg_solve", "LinalgSolveExBackward0", _solve_infer, solve, _solve_vjp,
