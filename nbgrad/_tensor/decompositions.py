@@ -6,13 +6,14 @@ import math
 import numpy as np
 
 from ..ops import PRIMITIVES
-from ..ops.decompositions import LinAlgError, check_not_half, eigh_shapes, svd_shapes
+from ..ops.decompositions import (QR_MODES, LinAlgError, check_not_half, eigh_shapes, qr_shapes,
+                                  svd_shapes)
 from .arithmetic import where
 from .dispatch import dispatch
 from .reductions import _return_type
 from .tensor import Tensor, _meta
 
-__all__ = ["inverse", "det", "logdet", "slogdet", "svd"]
+__all__ = ["inverse", "det", "logdet", "slogdet", "svd", "qr"]
 
 _SlogdetLinalg = _return_type("linalg_slogdet", ("sign", "logabsdet"))
 _Slogdet = _return_type("slogdet", ("sign", "logabsdet"))
@@ -145,4 +146,23 @@ def svd(input, some=True, compute_uv=True):
     return _Svd((u, s, vh.mT))
 
 
-METHODS = {"inverse": inverse, "det": det, "slogdet": slogdet, "logdet": logdet, "svd": svd}
+_Qr = _return_type("linalg_qr", ("Q", "R"))
+
+
+def qr(A, mode="reduced"):
+    """A = Q R, Q with orthonormal columns, R upper triangular; mode "complete" gives a
+    square Q, mode "r" only R (and an empty Q)."""
+    _check_tensor("linalg.qr", A)
+    if mode not in QR_MODES:
+        raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of "
+                           "'reduced' (default), 'r', or 'complete'")
+    packed = dispatch(PRIMITIVES["linalg_qr"], (A,), {"mode": mode})
+    q_shape, r_shape = qr_shapes(*A.shape[-2:], mode)
+    if mode == "r":  # (an empty Q without the batch dims, as PyTorch's)
+        return _Qr((_parts(packed[(0,) * (A.ndim - 2)], [q_shape], "LinalgQrBackward0")[0],
+                    _parts(packed, [q_shape, r_shape], "LinalgQrBackward0")[1]))
+    return _Qr(_parts(packed, [q_shape, r_shape], "LinalgQrBackward0"))
+
+
+METHODS = {"inverse": inverse, "det": det, "slogdet": slogdet, "logdet": logdet, "svd": svd,
+           "qr": qr}

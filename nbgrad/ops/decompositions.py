@@ -14,6 +14,7 @@ import math
 
 import numba
 import numpy as np
+import scipy.linalg
 import scipy.linalg.lapack
 
 from .._core.dtype import is_half
@@ -677,8 +678,11 @@ def svd(a, full_matrices):
     if out.size and a3.size:
         try:
             svd_kernel(a3, full_matrices, out)
-        except np.linalg.LinAlgError:  # (NaN or infinite entries: PyTorch's NaNs)
-            out[...] = np.nan
+        except np.linalg.LinAlgError:
+            i = int(np.flatnonzero(~np.isfinite(a3).all(axis=(1, 2)))[0])
+            raise LinAlgError(_element("linalg.svd", i, a3.shape[0]) + "The algorithm failed to "
+                              "converge because the input matrix contained non-finite "
+                              "values.") from None
     elif out.size:  # the SVD of an empty matrix: identities
         for part, part_shape in zip(unpacked(out, svd_shapes(*a.shape[-2:], full_matrices)),
                                     svd_shapes(*a.shape[-2:], full_matrices)):
@@ -718,9 +722,126 @@ def _svd_differentiable_vjp(node, g, saved):
     return (u @ middle @ vh,)
 
 
+# qr: Q (m, k; m, m where complete; none for mode "r"), R (k, n; m, n where complete).
+
+QR_MODES = ("reduced", "complete", "r")
+
+
+def qr_shapes(rows, cols, mode):
+    k = rows if mode == "complete" else min(rows, cols)
+    return ((0,) if mode == "r" else (rows, k), (k, cols))
+
+
+@_jit
+def qr_kernel(a, complete, with_q, out):
+    """Numba's qr is the reduced one: the complete Q of a tall A is that of [A | I], whose
+    first columns are A's Householder reflections, and its R the first columns of that R."""
+    m, n = a.shape[1], a.shape[2]
+    for i in range(a.shape[0]):
+        if complete and m > n:
+            extended = np.zeros((m, n + m), a.dtype)
+            extended[:, :n] = a[i]
+            for r in range(m):
+                extended[r, n + r] = 1
+            q, r = np.linalg.qr(extended)
+            _put(out[i], _put(out[i], 0, q), np.ascontiguousarray(r[:, :n]))
+        else:
+            q, r = np.linalg.qr(a[i])
+            _put(out[i], _put(out[i], 0, q) if with_q else 0, r)
+
+
+@_jit
+def _copyltu(x):
+    """The symmetric matrix with x's lower triangle."""
+    out = np.empty_like(x)
+    for r in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            out[r, c] = x[r, c] if r >= c else x[c, r]
+    return out
+
+
+@_jit
+def qr_vjp_kernel(q_all, r_all, gq_all, gr_all, grad):
+    """With A = [X | Y], R = [U | V] (X, U square, k columns): gQ' = gQ + Y gV^T,
+    M = U gU^T - gQ'^T Q, gX = (gQ' + Q copyltu(M)) U^-T, gY = Q gV."""
+    k = r_all.shape[1]
+    for i in range(grad.shape[0]):
+        q, r = np.ascontiguousarray(q_all[i]), np.ascontiguousarray(r_all[i])
+        gq, gr = np.ascontiguousarray(gq_all[i]), np.ascontiguousarray(gr_all[i])
+        u, gu = np.ascontiguousarray(r[:, :k]), np.ascontiguousarray(gr[:, :k])
+        gv = np.ascontiguousarray(gr[:, k:])
+        gq_total = gq + (q @ np.ascontiguousarray(r[:, k:])) @ np.ascontiguousarray(gv.T)
+        inner = u @ np.ascontiguousarray(gu.T) - np.ascontiguousarray(gq_total.T) @ q
+        left = gq_total + q @ _copyltu(inner)
+        grad[i, :, :k] = np.linalg.solve(u, np.ascontiguousarray(left.T)).T
+        grad[i, :, k:] = q @ gv
+
+
+def _qr_infer(a, mode):
+    check_matrices("linalg.qr", a)
+    return a.shape[:-2] + (packed_size(qr_shapes(*a.shape[-2:], mode)),), a.dtype
+
+
+def qr(a, mode):
+    shape, _ = _qr_infer(a, mode)
+    a3 = matrices(a)
+    out = np.zeros((a3.shape[0], shape[-1]), a.dtype)
+    if a3.size:
+        try:
+            qr_kernel(a3, mode == "complete", mode != "r", out)
+        except np.linalg.LinAlgError:  # NaN or infinite entries: SciPy's LAPACK, as PyTorch's
+            for row, matrix in zip(out, a3):
+                parts = scipy.linalg.qr(matrix, mode="full" if mode == "complete" else "economic",
+                                        check_finite=False)
+                offset = 0
+                for part in parts[mode == "r":]:
+                    row[offset:offset + part.size] = part.reshape(-1)
+                    offset += part.size
+    elif out.size:  # Q of an empty matrix: the identity's columns
+        unpacked(out, qr_shapes(*a.shape[-2:], mode))[0][...] = np.eye(
+            *qr_shapes(*a.shape[-2:], mode)[0], dtype=a.dtype)
+    return out.reshape(shape)
+
+
+def _qr_check_differentiable(node):
+    (shape, _), = node.input_meta
+    mode = node.params["mode"]
+    if mode == "r":
+        raise RuntimeError("The derivative of linalg.qr depends on Q, which is not computed when "
+                           "mode='r'. Please use linalg.qr(A, mode='reduced') if you are going "
+                           "to differentiate through linalg.qr.")
+    if mode == "complete" and shape[-2] > shape[-1]:
+        raise RuntimeError("The QR decomposition is not differentiable when mode='complete' and "
+                           "nrows > ncols.")
+    return shape, qr_shapes(*shape[-2:], mode)
+
+
+def _qr_vjp(node, g):
+    shape, shapes = _qr_check_differentiable(node)
+    grad = np.zeros(matrices(np.empty(shape, g.dtype)).shape, g.dtype)
+    if grad.size:
+        qr_vjp_kernel(*unpacked(node.saved[0], shapes), *unpacked(np.ascontiguousarray(g), shapes),
+                      grad)
+    return (grad.reshape(shape),)
+
+
+def _qr_differentiable_vjp(node, g, saved):
+    shape, shapes = _qr_check_differentiable(node)
+    k = min(shape[-2:])
+    (q, r), (gq, gr) = _tensor_parts(saved[0], shapes), _tensor_parts(g, shapes)
+    u, gu, gv = r[..., :k], gr[..., :k], gr[..., k:]
+    gq_total = gq + (q @ r[..., k:]) @ gv.mT
+    inner = u @ gu.mT - gq_total.mT @ q
+    left = gq_total + q @ (inner.tril() + inner.tril(-1).mT)
+    grad_x = u._primitive("linalg_solve", left.mT, left=True).mT
+    return (grad_x._primitive("concat", q @ gv, dim=len(shape) - 1, stack=False),)
+
+
 PRIMS = {prim.name: register(prim) for prim in (
     Primitive("linalg_eigh", "LinalgEighBackward0", _eigh_infer, eigh, _eigh_vjp,
               save=("out",), differentiable_vjp=_eigh_differentiable_vjp),
+    Primitive("linalg_qr", "LinalgQrBackward0", _qr_infer, qr, _qr_vjp, save=("out",),
+              differentiable_vjp=_qr_differentiable_vjp),
     Primitive("linalg_svd", "LinalgSvdBackward0", _svd_infer, svd, _svd_vjp, save=("out",),
               differentiable_vjp=_svd_differentiable_vjp),
     Primitive("linalg_inv", "LinalgInvExBackward0", _inv_infer, inv, _inv_vjp, save=("out",),
