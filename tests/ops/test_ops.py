@@ -830,6 +830,37 @@ TABLE = [
     row("linalg_cholesky_upper",
         lambda L, a: L.linalg.cholesky(a @ a.mT + L.eye(4, dtype=a.dtype), upper=True), (4, 4),
         tol32=LINALG32),
+    # Decompositions with several results. Eigenvectors and singular vectors are unique up
+    # to sign (LAPACK's choice, which may differ from torch's): the rows take functions
+    # of them that the signs do not change (squares, |.|, products of matching pairs), as
+    # torch's own tests do. Symmetric inputs as a + a^T: eigh reads one triangle only, and
+    # the gradient (torch's) is the symmetric one.
+    row("linalg_eigh_values", lambda L, a: L.linalg.eigh(a + a.mT).eigenvalues, (2, 4, 4),
+        tol32=LINALG32),
+    row("linalg_eigh_vectors",
+        lambda L, a: (lambda e: e.eigenvectors ** 2 * e.eigenvalues.unsqueeze(-2))(
+            L.linalg.eigh(a + a.mT, UPLO="U")), (3, 3), tol32=LINALG32),
+    # the upper triangle of a matrix that is not symmetric (finite differences see the
+    # entries it does not read: no gradcheck)
+    row("linalg_eigvalsh_upper", lambda L, a: L.linalg.eigvalsh(a, UPLO="U"), (3, 3),
+        tol32=LINALG32, gradcheck=False),
+    row("linalg_svdvals", lambda L, a: L.linalg.svdvals(a), (2, 4, 3), tol32=LINALG32),
+    row("linalg_svd_reduced",
+        lambda L, a: (lambda r: r.U.abs() * r.S.unsqueeze(-2) + r.Vh.abs().sum(-2, keepdim=True))(
+            L.linalg.svd(a, full_matrices=False)), (2, 5, 3), tol32=LINALG32),
+    # full matrices of a wide matrix: the projection onto the first two singular pairs
+    row("linalg_svd_full",
+        lambda L, a: (lambda r: (r.U[..., :2] * r.S[..., :2].unsqueeze(-2)) @ r.Vh[..., :2, :])(
+            L.linalg.svd(a)), (3, 5), tol32=LINALG32),
+    row("svd_some", lambda L, a: (lambda r: ((r.U * r.S.unsqueeze(-2)) @ r.V.mT) ** 2)(L.svd(a)),
+        (4, 3), tol32=LINALG32),
+    # (Householder QR: the signs are LAPACK's in both)
+    row("linalg_qr_tall", lambda L, a: L.linalg.qr(a).Q, (2, 4, 3), tol32=LINALG32),
+    row("linalg_qr_wide", lambda L, a: L.linalg.qr(a).R, (3, 5), tol32=LINALG32),
+    row("linalg_qr_complete",
+        lambda L, a: (lambda r: r.Q * r.R.sum(-1))(L.linalg.qr(a, mode="complete")), (3, 4),
+        tol32=LINALG32),
+    row("qr_method", lambda L, a: (lambda r: r.Q @ r.R.mT)(a.qr()), (3, 3), tol32=LINALG32),
     # ---- shape ops
     row("reshape", lambda L, a: a.reshape(4, 3), (3, 4)),
     row("reshape_tuple", lambda L, a: a.reshape((2, -1)), (3, 4)),
@@ -1273,6 +1304,10 @@ CHAIN_DIFFERS = {
     # torch's slogdet node has two outputs (sign, logabsdet: output 1); nbgrad's sign has no
     # node, and logabsdet is output 0 of its own
     "linalg_slogdet", "logdet", "logdet_method",
+    # the results of eigh, svd and qr: torch's node has several outputs; nbgrad's results
+    # are parts of one packed result, taken out under the same name
+    "linalg_eigh_values", "linalg_eigvalsh_upper", "linalg_svdvals", "linalg_qr_tall",
+    "linalg_qr_wide",
 }
 
 # Rows whose top node is torch's own node for an op nbgrad composes (the values and
