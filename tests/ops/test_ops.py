@@ -857,9 +857,11 @@ TABLE = [
     # (Householder QR: the signs are LAPACK's in both)
     row("linalg_qr_tall", lambda L, a: L.linalg.qr(a).Q, (2, 4, 3), tol32=LINALG32),
     row("linalg_qr_wide", lambda L, a: L.linalg.qr(a).R, (3, 5), tol32=LINALG32),
+    # (its gradient solves with R's first square block, ill-conditioned for some of
+    # test_modes' random inputs: a looser float32 tolerance)
     row("linalg_qr_complete",
         lambda L, a: (lambda r: r.Q * r.R.sum(-1))(L.linalg.qr(a, mode="complete")), (3, 4),
-        tol32=LINALG32),
+        tol32=(1e-3, 1e-4)),
     row("qr_method", lambda L, a: (lambda r: r.Q @ r.R.mT)(a.qr()), (3, 3), tol32=LINALG32),
     # ---- shape ops
     row("reshape", lambda L, a: a.reshape(4, 3), (3, 4)),
