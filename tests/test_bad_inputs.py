@@ -307,6 +307,19 @@ BAD = {
     "linalg_cholesky_nan": lambda L: L.linalg.cholesky(
         L.tensor([[float("nan"), 0.0], [0.0, 1.0]], requires_grad=True)),
     "linalg_cholesky_not_square": lambda L: L.linalg.cholesky(_x(L, 3, 2)),
+    "linalg_eigh_not_square": lambda L: L.linalg.eigh(_x(L, 3, 2)),
+    "linalg_eigh_bad_uplo": lambda L: L.linalg.eigh(_x(L, 2, 2), UPLO="X"),
+    "linalg_eigvalsh_integer": lambda L: L.linalg.eigvalsh(L.ones(2, 2, dtype=L.int64)),
+    "linalg_svd_vector": lambda L: L.linalg.svd(_x(L, 3)),
+    "linalg_svd_nan": lambda L: L.linalg.svdvals(
+        L.tensor([[[1.0, 0.0], [0.0, 1.0]], [[float("nan"), 0.0], [0.0, 1.0]]])),
+    "linalg_qr_bad_mode": lambda L: L.linalg.qr(_x(L, 2, 2), mode="full"),
+    "linalg_qr_integer": lambda L: L.linalg.qr(L.ones(3, 2, dtype=L.int32)),
+    "linalg_svd_half": lambda L: L.linalg.svd(L.eye(2, dtype=L.float16)),
+    "linalg_qr_r_backward": lambda L: L.linalg.qr(_x(L, 3, 2), mode="r").R.sum().backward(),
+    "linalg_qr_complete_tall_backward": lambda L: L.linalg.qr(
+        L.tensor([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]], requires_grad=True),
+        mode="complete").Q.sum().backward(),
     "mask_of_another_size": lambda L: _x(L, 2, 3)[L.ones(3) > 0],
     "empty_mask_setitem": lambda L: (_x(L, 2, 3) * 1.0).__setitem__(L.ones(0) > 0, 1.0),
     "empty_mask_getitem": lambda L: (_x(L, 2, 3) * 1.0)[:, L.ones(0) > 0].sum().backward(),

@@ -43,8 +43,22 @@ def check_square(name, a):
     check_floating(name, a)
 
 
+# The CPU kernels whose "not implemented" PyTorch raises, for the ops that check no dtype
+# first: of float16/bfloat16 (the others: "Low precision dtypes not supported"), and of
+# integers (the others: "Expected a floating point or complex tensor").
+_HALF_KERNELS = {"linalg.eigh": "linalg_eigh_cpu", "linalg.svd": "linalg_svd_cpu",
+                 "linalg.qr": "geqrf_cpu"}
+_INTEGER_KERNELS = {"linalg.eigh": "linalg_eigh_cpu"}
+
+
+def _not_implemented(kernel, dtype):
+    return NotImplementedError(f'"{kernel}" not implemented for \'{TORCH_TYPE_NAMES[dtype.name]}\'')
+
+
 def check_not_half(name, a):
     if is_half(a.dtype):
+        if name in _HALF_KERNELS:
+            raise _not_implemented(_HALF_KERNELS[name], a.dtype)
         raise RuntimeError(f"{name}: Low precision dtypes not supported. Got "
                            f"{TORCH_TYPE_NAMES[a.dtype.name]}")
 
@@ -52,6 +66,8 @@ def check_not_half(name, a):
 def check_floating(name, a):
     check_not_half(name, a)
     if a.dtype.kind != "f":
+        if name in _INTEGER_KERNELS:
+            raise _not_implemented(_INTEGER_KERNELS[name], a.dtype)
         raise RuntimeError(f"{name}: Expected a floating point or complex tensor as input. "
                            f"Got {TORCH_TYPE_NAMES[a.dtype.name]}")
 
