@@ -13,7 +13,7 @@ from .dispatch import dispatch
 from .reductions import _return_type
 from .tensor import Tensor, _meta
 
-__all__ = ["inverse", "det", "logdet", "slogdet", "svd", "qr"]
+__all__ = ["inverse", "det", "logdet", "slogdet", "svd", "qr", "pinverse"]
 
 _SlogdetLinalg = _return_type("linalg_slogdet", ("sign", "logabsdet"))
 _Slogdet = _return_type("slogdet", ("sign", "logabsdet"))
@@ -164,5 +164,28 @@ def qr(A, mode="reduced"):
     return _Qr(_parts(packed, [q_shape, r_shape], "LinalgQrBackward0"))
 
 
+def _tolerance(value, name):
+    """A tolerance as a number (PyTorch also takes a tensor: a 0-d one is its number)."""
+    if isinstance(value, Tensor):
+        if value.ndim:
+            raise NotImplementedError(f"linalg.pinv: nbgrad takes {name} as a number or a 0-d "
+                                      "tensor")
+        return value.item()
+    return None if value is None else float(value)
+
+
+def pinv(A, *, atol=None, rtol=None, hermitian=False):
+    """The pseudo-inverse, from the singular values (eigenvalues where `hermitian`) above
+    max(atol, rtol * the largest); rtol defaults to eps * max(m, n) (0 where atol > 0)."""
+    _check_tensor("linalg.pinv", A)
+    return dispatch(PRIMITIVES["linalg_pinv"], (A,), {
+        "atol": _tolerance(atol, "atol"), "rtol": _tolerance(rtol, "rtol"),
+        "hermitian": bool(hermitian)})
+
+
+def pinverse(input, rcond=1e-15):
+    return pinv(input, rtol=rcond)
+
+
 METHODS = {"inverse": inverse, "det": det, "slogdet": slogdet, "logdet": logdet, "svd": svd,
-           "qr": qr}
+           "qr": qr, "pinverse": pinverse}

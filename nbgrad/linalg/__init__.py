@@ -3,8 +3,8 @@ reductions, `nbgrad._tensor.reductions`), and the solvers and decompositions of 
 matrices (`nbgrad._tensor.decompositions`). Matrix products are in `nbgrad`."""
 from .._tensor.decompositions import (LinAlgError, cholesky, det, eigh, eigvalsh, inv,
                                       linalg_slogdet as slogdet, linalg_svd as svd,
-                                      qr, solve, svdvals)
+                                      pinv, qr, solve, svdvals)
 from .._tensor.reductions import linalg_norm as norm, matrix_norm, vector_norm
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "LinAlgError", "inv", "solve", "det", "slogdet",
-           "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr"]
+           "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr", "pinv"]

@@ -853,11 +853,98 @@ def _qr_differentiable_vjp(node, g, saved):
     return (grad_x._primitive("concat", q @ gv, dim=len(shape) - 1, stack=False),)
 
 
+# ---------------------------------------------------------------------------------------
+# pinv: a primitive for PyTorch's closed-form VJP, which (unlike one through the SVD's) is
+# finite where singular values repeat (an orthogonal matrix).
+
+@_jit
+def pinv_kernel(a, atol, rtol, hermitian, out):
+    """Per matrix: the pseudo-inverse from the singular values (the eigenvalues where
+    hermitian) above max(atol, rtol * the largest)."""
+    for i in range(a.shape[0]):
+        if hermitian:
+            values, vectors = np.linalg.eigh(a[i])
+            threshold = max(atol, rtol * np.abs(values).max()) if values.size else atol
+            inverted = np.where(np.abs(values) > threshold, 1 / values, 0).astype(a.dtype)
+            out[i] = (vectors * inverted.reshape(1, -1)) @ np.ascontiguousarray(vectors.T)
+        else:
+            u, s, vh = np.linalg.svd(a[i], full_matrices=False)
+            threshold = max(atol, rtol * s[0]) if s.size else atol
+            inverted = np.where(s > threshold, 1 / s, 0).astype(a.dtype)
+            out[i] = np.ascontiguousarray(vh.T) @ (inverted.reshape(-1, 1)
+                                                   * np.ascontiguousarray(u.T))
+
+
+def pinv_tolerances(dtype, rows, cols, atol, rtol):
+    """PyTorch's defaults: atol 0; rtol eps * max(m, n), or 0 where atol > 0 is given."""
+    if rtol is None:
+        rtol = 0.0 if atol is not None and atol > 0 else float(np.finfo(dtype).eps) * max(rows, cols)
+    return float(atol or 0.0), float(rtol)
+
+
+def _pinv_infer(a, atol, rtol, hermitian):
+    (check_square if hermitian else check_matrices)("linalg.pinv", a)
+    return a.shape[:-2] + a.shape[-2:][::-1], a.dtype
+
+
+def pinv(a, atol, rtol, hermitian):
+    shape, _ = _pinv_infer(a, atol, rtol, hermitian)
+    a3 = matrices(a)
+    out = np.zeros((a3.shape[0],) + shape[-2:], a.dtype)
+    if a3.size:
+        try:
+            pinv_kernel(a3, *pinv_tolerances(a.dtype, *a.shape[-2:], atol, rtol), hermitian, out)
+        except np.linalg.LinAlgError:  # (NaN or infinite entries)
+            out[...] = np.nan
+    return out.reshape(shape)
+
+
+@_jit
+def pinv_vjp_kernel(a, p, g, grad):
+    """PyTorch's (pinv_backward), per matrix, in its order for m <= n and m > n."""
+    m, n = a.shape[1], a.shape[2]
+    for i in range(a.shape[0]):
+        x, pi = np.ascontiguousarray(a[i]), np.ascontiguousarray(p[i])
+        pih, gh = np.ascontiguousarray(pi.T), np.ascontiguousarray(g[i].T)
+        if m <= n:
+            k = gh @ pi
+            k_pih = k @ pih
+            grad[i] = (-np.ascontiguousarray((pi @ k).T) + k_pih - (x @ pi) @ k_pih
+                       + (pih @ pi) @ (gh - k @ x))
+        else:
+            k = pi @ gh
+            pih_k = pih @ k
+            grad[i] = (-np.ascontiguousarray((k @ pi).T) + ((gh - x @ k) @ pi) @ pih + pih_k
+                       - (pih_k @ pi) @ x)
+
+
+def _pinv_vjp(node, g):
+    a, p = node.saved
+    grad = np.zeros(matrices(a).shape, g.dtype)
+    if grad.size:
+        pinv_vjp_kernel(matrices(a), matrices(p), matrices(g), grad)
+    return (grad.reshape(a.shape),)
+
+
+def _pinv_differentiable_vjp(node, g, saved):
+    a, p = saved
+    pih, gh = p.mT, g.mT
+    if a.shape[-2] <= a.shape[-1]:
+        k = gh @ p
+        k_pih = k @ pih
+        return (-(p @ k).mT + k_pih - (a @ p) @ k_pih + (pih @ p) @ (gh - k @ a),)
+    k = p @ gh
+    pih_k = pih @ k
+    return (-(k @ p).mT + ((gh - a @ k) @ p) @ pih + pih_k - (pih_k @ p) @ a,)
+
+
 PRIMS = {prim.name: register(prim) for prim in (
     Primitive("linalg_eigh", "LinalgEighBackward0", _eigh_infer, eigh, _eigh_vjp,
               save=("out",), differentiable_vjp=_eigh_differentiable_vjp),
     Primitive("linalg_qr", "LinalgQrBackward0", _qr_infer, qr, _qr_vjp, save=("out",),
               differentiable_vjp=_qr_differentiable_vjp),
+    Primitive("linalg_pinv", "LinalgPinvBackward0", _pinv_infer, pinv, _pinv_vjp,
+              save=(0, "out"), differentiable_vjp=_pinv_differentiable_vjp),
     Primitive("linalg_svd", "LinalgSvdBackward0", _svd_infer, svd, _svd_vjp, save=("out",),
               differentiable_vjp=_svd_differentiable_vjp),
     Primitive("linalg_inv", "LinalgInvExBackward0", _inv_infer, inv, _inv_vjp, save=("out",),
