@@ -5,15 +5,19 @@ import math
 
 import numpy as np
 
+from .._core import dtype as _dtype
+from ..autograd.grad_mode import no_grad
 from ..ops import PRIMITIVES
-from ..ops.decompositions import (QR_MODES, LinAlgError, check_not_half, eigh_shapes, qr_shapes,
-                                  svd_shapes)
-from .arithmetic import where
+from ..ops.decompositions import (QR_MODES, LinAlgError, check_not_half, eigh_shapes,
+                                  pinv_tolerances, qr_shapes, svd_shapes)
+from .arithmetic import masked_fill, where
+from .factories import eye
+from .linalg import cross
 from .dispatch import dispatch
 from .reductions import _return_type
 from .tensor import Tensor, _meta
 
-__all__ = ["inverse", "det", "logdet", "slogdet", "svd", "qr", "pinverse"]
+__all__ = ["inverse", "det", "logdet", "slogdet", "svd", "qr", "pinverse", "matrix_power"]
 
 _SlogdetLinalg = _return_type("linalg_slogdet", ("sign", "logabsdet"))
 _Slogdet = _return_type("slogdet", ("sign", "logabsdet"))
@@ -187,5 +191,156 @@ def pinverse(input, rcond=1e-15):
     return pinv(input, rtol=rcond)
 
 
+# --- composites -------------------------------------------------------------------------------
+
+def _singular_value_threshold(A, atol, rtol, hermitian):
+    """The singular values (|eigenvalues| where hermitian) of A, no gradient, and the
+    threshold above which pinv and matrix_rank keep them (pinv_tolerances)."""
+    with no_grad():
+        values = eigvalsh(A).abs() if hermitian else svdvals(A)
+    atol, rtol = pinv_tolerances(_meta(A).dtype, *A.shape[-2:], _tolerance(atol, "atol"),
+                                 _tolerance(rtol, "rtol"))
+    if values.shape[-1] == 0:
+        return values, atol
+    return values, (values.amax(-1, keepdim=True) * rtol).clamp(min=atol)
+
+
+def _check_lapack_dtype(*tensors):
+    for A in tensors:
+        if not A.dtype.is_floating_point:
+            raise RuntimeError("This function doesn't handle types other than float and double")
+
+
+def matrix_rank(A, *, atol=None, rtol=None, hermitian=False):
+    """The number of singular values above max(atol, rtol * the largest), as pinv's."""
+    if A.ndim < 2:
+        raise RuntimeError("torch.linalg.matrix_rank: The input tensor input must have at least 2 "
+                           "dimensions.")
+    _check_lapack_dtype(A)
+    values, threshold = _singular_value_threshold(A, atol, rtol, hermitian)
+    return (values > threshold).sum(-1)
+
+
+_Lstsq = _return_type("linalg_lstsq", ("solution", "residuals", "rank", "singular_values"))
+_LSTSQ_DRIVERS = ("gels", "gelsy", "gelsd", "gelss")
+
+
+def lstsq(A, B, rcond=None, *, driver=None):
+    """The least-squares solution X of A X = B (minimum-norm where A is rank deficient, as
+    through pinv with rtol=rcond), with the other fields as PyTorch's CPU drivers give them:
+    gelsy (the default) the rank only; gelsd and gelss the rank, the singular values, and
+    the squared residuals of full-rank tall A; gels the residuals.
+    NOTE: a composite (nbgrad's nodes, not LinalgLstsqBackward0); ranks come from the
+    singular values, where gelsy estimates them from a pivoted QR (they agree but at the
+    threshold)."""
+    driver = "gelsy" if driver is None else driver
+    if driver not in _LSTSQ_DRIVERS:
+        raise RuntimeError("torch.linalg.lstsq: parameter `driver` should be one of "
+                           "(gels, gelsy, gelsd, gelss)")
+    if not (A.ndim >= B.ndim and A.ndim - B.ndim <= 1):
+        raise RuntimeError("torch.linalg.lstsq: input.dim() must be greater or equal to "
+                           "other.dim() and (input.dim() - other.dim()) <= 1")
+    _check_lapack_dtype(A, B)
+    if A.dtype != B.dtype:
+        raise RuntimeError(f"torch.linalg.lstsq: Expected input and other to have the same dtype, "
+                           f"but got input's dtype {A.dtype.scalar_type} and other's dtype "
+                           f"{B.dtype.scalar_type}")
+    vector = B.ndim == A.ndim - 1
+    columns = B.unsqueeze(-1) if vector else B
+    if columns.shape[-2] != A.shape[-2]:
+        raise RuntimeError("torch.linalg.lstsq: input.size(-2) should match other.size(-2)")
+    m, n = A.shape[-2:]
+    solution = pinv(A, rtol=rcond) @ columns
+    empty = A.new_zeros((0,))
+    rank = matrix_rank(A, rtol=rcond) if driver != "gels" else \
+        empty.to(dtype=_dtype.int64)
+    residuals = empty
+    if driver != "gelsy" and m > n and bool((matrix_rank(A, rtol=rcond) == n).all()):
+        residuals = ((A @ solution - columns) ** 2).sum(-2)
+        residuals = residuals[..., 0] if vector else residuals
+    with no_grad():
+        singular_values = svdvals(A) if driver in ("gelsd", "gelss") else empty
+    return _Lstsq((solution[..., 0] if vector else solution, residuals, rank, singular_values))
+
+
+def multi_dot(tensors):
+    """The product of a chain of matrices (the first may be a row vector, the last a column
+    vector), in the order of fewest multiplications."""
+    count = len(tensors)
+    if count < 2:
+        raise RuntimeError(f"multi_dot(): expected at least 2 tensors but got {count}")
+    for i, (position, tensor) in enumerate(zip(("first", *["middle"] * (count - 2), "last"),
+                                               tensors)):
+        if position != "middle" and tensor.ndim not in (1, 2):
+            raise RuntimeError(f"multi_dot(): the {position} tensor must be 1D or 2D but got "
+                               f"{tensor.ndim}D")
+        if position == "middle" and tensor.ndim != 2:
+            raise RuntimeError(f"multi_dot(): tensor {i} must be 2D but got {tensor.ndim}D")
+    first, last = tensors[0], tensors[-1]
+    chain = [first.unsqueeze(0) if first.ndim == 1 else first, *tensors[1:-1],
+             last.unsqueeze(-1) if last.ndim == 1 else last]
+    for i in range(count - 1):
+        if chain[i].shape[1] != chain[i + 1].shape[0]:
+            raise RuntimeError(f"multi_dot(): tensors {i} and {i + 1} with shapes "
+                               f"{list(tensors[i].shape)} and {list(tensors[i + 1].shape)} "
+                               "cannot be multiplied")
+    sizes = [chain[0].shape[0]] + [x.shape[1] for x in chain]
+    split = _chain_order(sizes)
+
+    def product(i, j):
+        if i == j:
+            return chain[i]
+        k = split[i][j]
+        return product(i, k) @ product(k + 1, j)
+
+    result = product(0, count - 1)
+    if first.ndim == 1:
+        result = result.squeeze(0)
+    return result.squeeze(-1) if last.ndim == 1 else result
+
+
+def _chain_order(sizes):
+    """split[i][j]: where the product of matrices i..j (sizes[i] x sizes[i + 1], ...) splits
+    in the order of fewest multiplications (the textbook dynamic programme)."""
+    count = len(sizes) - 1
+    cost = [[0] * count for _ in range(count)]
+    split = [[0] * count for _ in range(count)]
+    for length in range(1, count):
+        for i in range(count - length):
+            j = i + length
+            cost[i][j], split[i][j] = min(
+                (cost[i][k] + cost[k + 1][j] + sizes[i] * sizes[k + 1] * sizes[j + 1], k)
+                for k in range(i, j))
+    return split
+
+
+def linalg_cross(input, other, *, dim=-1):
+    return cross(input, other, dim=dim)
+
+
+def matrix_power(A, n):
+    """A @ A @ ... (n times) by repeated squaring; the inverse's powers where n < 0; the
+    identity (with a zero gradient) where n = 0."""
+    if A.ndim < 2:
+        raise RuntimeError("linalg.matrix_power: The input tensor A must have at least 2 "
+                           "dimensions.")
+    if A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"linalg.matrix_power: A must be batches of square matrices, but they "
+                           f"are {A.shape[-2]} by {A.shape[-1]} matrices")
+    if n == 0:
+        identity = eye(A.shape[-1], dtype=A.dtype)
+        return masked_fill(A, Tensor._wrap(np.ones((), bool)), 0) + identity
+    if n == 1:
+        return A.clone()
+    power, base, result = abs(n), (inv(A) if n < 0 else A), None
+    while True:
+        if power & 1:
+            result = base if result is None else result @ base
+        power >>= 1
+        if not power:
+            return result
+        base = base @ base
+
+
 METHODS = {"inverse": inverse, "det": det, "slogdet": slogdet, "logdet": logdet, "svd": svd,
-           "qr": qr, "pinverse": pinverse}
+           "qr": qr, "pinverse": pinverse, "matrix_power": matrix_power}
