@@ -257,7 +257,6 @@ def lstsq(A, B, rcond=None, *, driver=None):
     residuals = empty
     if driver != "gelsy" and m > n and bool((matrix_rank(A, rtol=rcond) == n).all()):
         residuals = ((A @ solution - columns) ** 2).sum(-2)
-        residuals = residuals[..., 0] if vector else residuals
     with no_grad():
         singular_values = svdvals(A) if driver in ("gelsd", "gelss") else empty
     return _Lstsq((solution[..., 0] if vector else solution, residuals, rank, singular_values))

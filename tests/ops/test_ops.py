@@ -863,6 +863,26 @@ TABLE = [
         lambda L, a: (lambda r: r.Q * r.R.sum(-1))(L.linalg.qr(a, mode="complete")), (3, 4),
         tol32=(1e-3, 1e-4)),
     row("qr_method", lambda L, a: (lambda r: r.Q @ r.R.mT)(a.qr()), (3, 3), tol32=LINALG32),
+    row("linalg_pinv", lambda L, a: L.linalg.pinv(a), (2, 4, 3), tol32=LINALG32),
+    row("linalg_pinv_hermitian", lambda L, a: L.linalg.pinv(a + a.mT, hermitian=True), (3, 3),
+        tol32=LINALG32),
+    # an orthogonal matrix (its singular values repeat) and one whose smallest singular value
+    # the tolerance drops (no gradcheck: the result jumps there)
+    row("pinverse_edges", lambda L, a, b: L.pinverse(a) + L.linalg.pinv(b, atol=0.5),
+        A([[0.0, 1.0], [1.0, 0.0]]), A([[2.0, 0.0], [0.0, 0.25]]), gradcheck=False),
+    row("linalg_lstsq", lambda L, a, b: L.linalg.lstsq(a, b).solution, (2, 5, 3), (2, 5, 2),
+        tol32=LINALG32),
+    row("linalg_lstsq_residuals",
+        lambda L, a, b: L.linalg.lstsq(a, b, driver="gelsd").residuals, (5, 3), (5,),
+        tol32=LINALG32),
+    row("linalg_matrix_rank", lambda L, a: L.linalg.matrix_rank(a @ a.mT), (2, 4, 2)),
+    row("linalg_multi_dot", lambda L, a, b, c, d: L.linalg.multi_dot([a, b, c, d]), (3,),
+        (3, 5), (5, 2), (2, 4), tol32=REDUCE32),
+    row("linalg_cross", lambda L, a, b: L.linalg.cross(a, b), (4, 3), (1, 3)),
+    row("linalg_matrix_power", lambda L, a: L.linalg.matrix_power(a, 5), (2, 3, 3),
+        tol32=REDUCE32),
+    row("matrix_power_inverse", lambda L, a: a.matrix_power(-2) + L.linalg.matrix_power(a, 0),
+        (3, 3), tol32=LINALG32),
     # ---- shape ops
     row("reshape", lambda L, a: a.reshape(4, 3), (3, 4)),
     row("reshape_tuple", lambda L, a: a.reshape((2, -1)), (3, 4)),
@@ -1310,6 +1330,8 @@ CHAIN_DIFFERS = {
     # are parts of one packed result, taken out under the same name
     "linalg_eigh_values", "linalg_eigvalsh_upper", "linalg_svdvals", "linalg_qr_tall",
     "linalg_qr_wide",
+    # torch: matmuls of other shapes (bmm over views, a copy of the identity)
+    "linalg_matrix_power", "matrix_power_inverse",
 }
 
 # Rows whose top node is torch's own node for an op nbgrad composes (the values and
@@ -1317,6 +1339,9 @@ CHAIN_DIFFERS = {
 GRAD_FN_DIFFERS = {
     # torch: MultiMarginLossBackward0 (not pointwise: no row of the pointwise losses)
     "multi_margin_loss", "multi_margin_loss_p2_weight", "multi_margin_loss_ties",
+    # torch: LinalgLstsqBackward0, LinalgCrossBackward0, and multi_dot's final view;
+    # nbgrad: composites of pinv, matmul, sums, rolls and products
+    "linalg_lstsq", "linalg_lstsq_residuals", "linalg_cross", "linalg_multi_dot",
 }
 
 
