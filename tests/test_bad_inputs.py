@@ -317,6 +317,17 @@ BAD = {
     "linalg_qr_integer": lambda L: L.linalg.qr(L.ones(3, 2, dtype=L.int32)),
     "linalg_svd_half": lambda L: L.linalg.svd(L.eye(2, dtype=L.float16)),
     "linalg_qr_r_backward": lambda L: L.linalg.qr(_x(L, 3, 2), mode="r").R.sum().backward(),
+    "linalg_lstsq_bad_driver": lambda L: L.linalg.lstsq(_x(L, 3, 2), _x(L, 3, 1), driver="gesv"),
+    "linalg_lstsq_rows_mismatch": lambda L: L.linalg.lstsq(_x(L, 3, 2), _x(L, 4, 1)),
+    "linalg_lstsq_integer": lambda L: L.linalg.lstsq(L.ones(3, 2, dtype=L.int64),
+                                                     L.ones(3, 1, dtype=L.int64)),
+    "linalg_matrix_rank_vector": lambda L: L.linalg.matrix_rank(_x(L, 3)),
+    "linalg_pinv_nan": lambda L: L.linalg.pinv(
+        L.tensor([[float("nan"), 0.0], [0.0, 1.0]], requires_grad=True)),
+    "linalg_multi_dot_one": lambda L: L.linalg.multi_dot([_x(L, 2, 2)]),
+    "linalg_multi_dot_mismatch": lambda L: L.linalg.multi_dot([_x(L, 2, 3), _x(L, 2, 2)]),
+    "linalg_multi_dot_3d": lambda L: L.linalg.multi_dot([_x(L, 2, 2, 2), _x(L, 2, 2)]),
+    "linalg_matrix_power_not_square": lambda L: L.linalg.matrix_power(_x(L, 2, 3), 2),
     "linalg_qr_complete_tall_backward": lambda L: L.linalg.qr(
         L.tensor([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]], requires_grad=True),
         mode="complete").Q.sum().backward(),

@@ -682,6 +682,14 @@ def svd_vjp_kernel(u_all, s_all, vh_all, gu_all, gs_all, gvh_all, grad):
             grad[i] = u @ middle @ vh
 
 
+def _raise_not_finite(name, a3):
+    """PyTorch's error for the first matrix with NaN or infinite entries, which Numba's SVD
+    refused."""
+    i = int(np.flatnonzero(~np.isfinite(a3).all(axis=(1, 2)))[0])
+    raise LinAlgError(_element(name, i, a3.shape[0]) + "The algorithm failed to converge "
+                      "because the input matrix contained non-finite values.")
+
+
 def _svd_infer(a, full_matrices):
     check_matrices("linalg.svd", a)
     return a.shape[:-2] + (packed_size(svd_shapes(*a.shape[-2:], full_matrices)),), a.dtype
@@ -695,10 +703,7 @@ def svd(a, full_matrices):
         try:
             svd_kernel(a3, full_matrices, out)
         except np.linalg.LinAlgError:
-            i = int(np.flatnonzero(~np.isfinite(a3).all(axis=(1, 2)))[0])
-            raise LinAlgError(_element("linalg.svd", i, a3.shape[0]) + "The algorithm failed to "
-                              "converge because the input matrix contained non-finite "
-                              "values.") from None
+            _raise_not_finite("linalg.svd", a3)
     elif out.size:  # the SVD of an empty matrix: identities
         for part, part_shape in zip(unpacked(out, svd_shapes(*a.shape[-2:], full_matrices)),
                                     svd_shapes(*a.shape[-2:], full_matrices)):
@@ -894,8 +899,10 @@ def pinv(a, atol, rtol, hermitian):
     if a3.size:
         try:
             pinv_kernel(a3, *pinv_tolerances(a.dtype, *a.shape[-2:], atol, rtol), hermitian, out)
-        except np.linalg.LinAlgError:  # (NaN or infinite entries)
-            out[...] = np.nan
+        except np.linalg.LinAlgError:
+            if not hermitian:
+                _raise_not_finite("linalg.svd", a3)
+            out[...] = np.nan  # (as eigh's)
     return out.reshape(shape)
 
 
