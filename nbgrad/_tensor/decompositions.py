@@ -8,8 +8,8 @@ import numpy as np
 from .._core import dtype as _dtype
 from ..autograd.grad_mode import no_grad
 from ..ops import PRIMITIVES
-from ..ops.decompositions import (QR_MODES, LinAlgError, check_not_half, eigh_shapes,
-                                  pinv_tolerances, qr_shapes, svd_shapes)
+from ..ops.decompositions import (QR_MODES, check_not_half, eigh_shapes, pinv_tolerances,
+                                  qr_shapes, svd_shapes)
 from .arithmetic import masked_fill, where
 from .factories import eye
 from .linalg import cross
