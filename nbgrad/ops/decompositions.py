@@ -1,14 +1,13 @@
-"""Solvers and decompositions of square matrices (torch.linalg's inv, solve, det, slogdet,
-cholesky): primitives because each is a LAPACK call (through Numba's np.linalg, one call per
+"""torch.linalg's solvers and decompositions (inv, solve, det, slogdet, cholesky, eigh, svd,
+qr, pinv): primitives because each is a LAPACK call (through Numba's np.linalg, one call per
 matrix of a batch inside one njit kernel), and their VJPs are PyTorch's closed forms, which
-no composite of other ops gives.
+no composite of other ops gives (or not finitely: pinv).
 
-Every kernel takes C-contiguous (count, n, n) batches in float32 or float64: the API-side
-`_matrices` flattens the batch. Numba's np.linalg raises its own LinAlgError for a singular
-(or not positive-definite) matrix and for NaN or infinite entries; then the batch runs again
-here in Python through SciPy's LAPACK, the calls PyTorch makes (getrf, potrf), which raise
-PyTorch's LinAlgError with its message, naming the batch element and the pivot, or give
-PyTorch's NaNs.
+Every kernel takes C-contiguous (count, m, n) batches in float32 or float64 (`matrices`
+flattens the batch). Numba's np.linalg raises its own LinAlgError for a singular (or not
+positive-definite) matrix and for NaN or infinite entries; then the batch runs again here in
+Python through SciPy's LAPACK, the calls PyTorch makes (getrf, potrf), which raise PyTorch's
+LinAlgError with its message, naming the batch element and the pivot, or give PyTorch's NaNs.
 """
 import math
 
@@ -73,7 +72,7 @@ def check_floating(name, a):
 
 
 def matrices(a):
-    """`a` (..., n, n) as a C-contiguous (count, n, n) batch."""
+    """`a` (..., m, n) as a C-contiguous (count, m, n) batch."""
     return np.ascontiguousarray(a).reshape((math.prod(a.shape[:-2]),) + a.shape[-2:])
 
 
@@ -113,14 +112,14 @@ def solve_vjp_kernel(a, x, g, grad_a, grad_b):
         grad_a[i] = -(gb @ np.ascontiguousarray(x[i].T))
 
 
-def _lapack(name, dtype, *names):
+def _lapack(dtype, *names):
     return scipy.linalg.lapack.get_lapack_funcs(names, dtype=dtype)
 
 
 def _lu_or_raise(name, a, i, count, message):
     """getrf of matrix `a`, element `i` of `count`; raises PyTorch's LinAlgError at a zero
     pivot (`message` formatted with it)."""
-    getrf, = _lapack(name, a.dtype, "getrf")
+    getrf, = _lapack(a.dtype, "getrf")
     lu, pivots, info = getrf(a)
     if info > 0:
         raise LinAlgError(_element(name, i, count) + message.format(info))
@@ -129,7 +128,7 @@ def _lu_or_raise(name, a, i, count, message):
 
 def _solve_by_lapack(name, a, b, message):
     """X = A^-1 B for each matrix as PyTorch's getrf/getrs, raising its error."""
-    getrs, = _lapack(name, a.dtype, "getrs")
+    getrs, = _lapack(a.dtype, "getrs")
     out = np.empty(b.shape, a.dtype)
     for i in range(a.shape[0]):
         if not np.isfinite(a[i]).all():
@@ -334,7 +333,7 @@ def inverse_transpose_kernel(a, g, grad):
 def _det_by_lapack(a3):
     """(sign, log|det|) of each matrix as getrf gives them (NaN entries)."""
     sign, logabsdet = np.empty(a3.shape[0], a3.dtype), np.empty(a3.shape[0], a3.dtype)
-    getrf, = _lapack("linalg.det", a3.dtype, "getrf")
+    getrf, = _lapack(a3.dtype, "getrf")
     for i in range(a3.shape[0]):
         lu, pivots, _ = getrf(a3[i])
         diagonal = np.diagonal(lu)
@@ -461,7 +460,7 @@ def cholesky(a, upper):
 def _raise_not_positive_definite(a3):
     """PyTorch's error for the first matrix whose potrf fails: at a pivot that is not
     positive, or NaN (reference LAPACK's potrf stops at a NaN pivot; OpenBLAS's goes on)."""
-    potrf, = _lapack("linalg.cholesky", a3.dtype, "potrf")
+    potrf, = _lapack(a3.dtype, "potrf")
     for i in range(a3.shape[0]):
         factor, info = potrf(a3[i], lower=True, clean=True)
         nan_pivots = np.flatnonzero(np.isnan(np.diagonal(factor)))
