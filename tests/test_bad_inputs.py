@@ -306,6 +306,8 @@ BAD = {
         L.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]]], requires_grad=True)),
     "linalg_cholesky_nan": lambda L: L.linalg.cholesky(
         L.tensor([[float("nan"), 0.0], [0.0, 1.0]], requires_grad=True)),
+    "linalg_cholesky_ex_check_errors": lambda L: L.linalg.cholesky_ex(
+        L.tensor([[1.0, 2.0], [2.0, 1.0]], requires_grad=True), check_errors=True),
     "linalg_cholesky_not_square": lambda L: L.linalg.cholesky(_x(L, 3, 2)),
     "linalg_eigh_not_square": lambda L: L.linalg.eigh(_x(L, 3, 2)),
     "linalg_eigh_bad_uplo": lambda L: L.linalg.eigh(_x(L, 2, 2), UPLO="X"),

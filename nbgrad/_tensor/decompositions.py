@@ -77,7 +77,20 @@ def logdet(input):
 
 def cholesky(A, *, upper=False):
     _check_tensor("linalg.cholesky", A)
-    return dispatch(PRIMITIVES["linalg_cholesky"], (A,), {"upper": bool(upper)})
+    return dispatch(PRIMITIVES["linalg_cholesky"], (A,),
+                    {"upper": bool(upper), "errors": "linalg.cholesky"})
+
+
+_CholeskyEx = _return_type("linalg_cholesky_ex", ("L", "info"))
+
+
+def cholesky_ex(A, *, upper=False, check_errors=False):
+    """(L, info): where a matrix is not positive-definite, info is the order of the leading
+    minor that is not, and L what LAPACK's potrf left (unless check_errors, which raises)."""
+    _check_tensor("linalg.cholesky_ex", A)
+    factor = dispatch(PRIMITIVES["linalg_cholesky"], (A,), {
+        "upper": bool(upper), "errors": "linalg.cholesky_ex" if check_errors else None})
+    return _CholeskyEx((factor, dispatch(PRIMITIVES["linalg_cholesky_info"], (A,))))
 
 
 

@@ -6,8 +6,9 @@ no composite of other ops gives (or not finitely: pinv).
 Every kernel takes C-contiguous (count, m, n) batches in float32 or float64 (`matrices`
 flattens the batch). Numba's np.linalg raises its own LinAlgError for a singular (or not
 positive-definite) matrix and for NaN or infinite entries; then the batch runs again here in
-Python through SciPy's LAPACK, the calls PyTorch makes (getrf, potrf), which raise PyTorch's
-LinAlgError with its message, naming the batch element and the pivot, or give PyTorch's NaNs.
+Python through SciPy's LAPACK (getrf, as PyTorch), or an unblocked Cholesky, which raise
+PyTorch's LinAlgError with its message, naming the batch element and the pivot, or give
+PyTorch's NaNs.
 """
 import math
 
@@ -436,39 +437,78 @@ _NOT_POSITIVE_DEFINITE = ("The factorization could not be completed because the 
                           "positive-definite).")
 
 
-def _cholesky_infer(a, upper):
+def _cholesky_infer(a, upper, errors):
     check_square("linalg.cholesky", a)
     return a.shape, a.dtype
 
 
-def cholesky(a, upper):
-    check_square("linalg.cholesky", a)
-    a3 = matrices(a)
-    out = np.empty(a3.shape, a.dtype)
+@_jit
+def unblocked_cholesky_kernel(a, out, info):
+    """Reference LAPACK's potf2 (lower) per matrix, which stops at a pivot that is not
+    positive (or NaN) as PyTorch's potrf does: that pivot holds its value, the entries after
+    it A's, and `info` its order (1-based); 0 where the factor is complete."""
+    n = a.shape[1]
+    for i in range(a.shape[0]):
+        info[i] = 0
+        for r in range(n):
+            for c in range(n):
+                out[i, r, c] = a[i, r, c] if r >= c else 0
+        for j in range(n):
+            pivot = out[i, j, j]
+            for k in range(j):
+                pivot -= out[i, j, k] * out[i, j, k]
+            if not pivot > 0:
+                out[i, j, j] = pivot
+                info[i] = j + 1
+                break
+            root = np.sqrt(pivot)
+            out[i, j, j] = root
+            for r in range(j + 1, n):
+                value = out[i, r, j]
+                for k in range(j):
+                    value -= out[i, r, k] * out[i, j, k]
+                out[i, r, j] = value / root
+
+
+def _cholesky_with_info(a3):
+    """(The lower factors, each failed one as potrf leaves it; the orders of the failed
+    pivots (zeros where none failed)). NOTE: Numba's cholesky (OpenBLAS's potrf) goes on past
+    a NaN pivot: a NaN on the diagonal is a failure too."""
+    out, info = np.empty(a3.shape, a3.dtype), np.zeros(a3.shape[0], np.int32)
     if out.size:
         try:
             cholesky_kernel(a3, out)
+            failed = np.isnan(np.diagonal(out, 0, 1, 2)).any()
         except np.linalg.LinAlgError:
-            out[...] = np.nan
-        if np.isnan(np.diagonal(out, 0, 1, 2)).any():
-            _raise_not_positive_definite(a3)
+            failed = True
+        if failed:
+            unblocked_cholesky_kernel(a3, out, info)
+    return out, info
+
+
+def cholesky(a, upper, errors):
+    """The Cholesky factors; `errors`: the op's name in PyTorch's error for a matrix that is
+    not positive-definite, or None to return potrf's partial factor (cholesky_ex)."""
+    check_square("linalg.cholesky", a)
+    a3 = matrices(a)
+    out, info = _cholesky_with_info(a3)
+    failed = np.flatnonzero(info)
+    if errors is not None and len(failed):
+        raise LinAlgError(_element(errors, failed[0], a3.shape[0])
+                          + _NOT_POSITIVE_DEFINITE.format(info[failed[0]]))
     if upper:
         out = np.ascontiguousarray(out.transpose(0, 2, 1))
     return out.reshape(a.shape)
 
 
-def _raise_not_positive_definite(a3):
-    """PyTorch's error for the first matrix whose potrf fails: at a pivot that is not
-    positive, or NaN (reference LAPACK's potrf stops at a NaN pivot; OpenBLAS's goes on)."""
-    potrf, = _lapack(a3.dtype, "potrf")
-    for i in range(a3.shape[0]):
-        factor, info = potrf(a3[i], lower=True, clean=True)
-        nan_pivots = np.flatnonzero(np.isnan(np.diagonal(factor)))
-        if info == 0 and len(nan_pivots):
-            info = nan_pivots[0] + 1
-        if info > 0:
-            raise LinAlgError(_element("linalg.cholesky", i, a3.shape[0])
-                              + _NOT_POSITIVE_DEFINITE.format(info))
+def _cholesky_info_infer(a):
+    check_square("linalg.cholesky", a)
+    return a.shape[:-2], np.dtype(np.int32)
+
+
+def _cholesky_info(a):
+    _cholesky_info_infer(a)
+    return _cholesky_with_info(matrices(a))[1].reshape(a.shape[:-2])
 
 
 def _cholesky_vjp(node, g):
@@ -963,6 +1003,8 @@ PRIMS = {prim.name: register(prim) for prim in (
     Primitive("linalg_slogdet", "LinalgSlogdetBackward0", _batch_infer("linalg.slogdet"),
               lambda a: _slogdet(a)[1], _slogdet_vjp, save=(0,),
               differentiable_vjp=_slogdet_differentiable_vjp),
+    # cholesky_ex's info: no gradient
+    Primitive("linalg_cholesky_info", None, _cholesky_info_infer, _cholesky_info),
     # The sign of slogdet: no gradient (PyTorch's is that of a real constant).
     Primitive("linalg_slogdet_sign", None, _batch_infer("linalg.slogdet"),
               lambda a: _slogdet(a)[0]),

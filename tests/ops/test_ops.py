@@ -830,6 +830,9 @@ TABLE = [
     row("linalg_cholesky_upper",
         lambda L, a: L.linalg.cholesky(a @ a.mT + L.eye(4, dtype=a.dtype), upper=True), (4, 4),
         tol32=LINALG32),
+    row("linalg_cholesky_ex",
+        lambda L, a: L.linalg.cholesky_ex(a @ a.mT + L.eye(3, dtype=a.dtype), upper=True).L,
+        (3, 3), tol32=LINALG32),
     # Decompositions with several results. Eigenvectors and singular vectors are unique up
     # to sign (LAPACK's choice, which may differ from torch's): the rows take functions
     # of them that the signs do not change (squares, |.|, products of matching pairs), as
