@@ -20,7 +20,7 @@ import scipy.linalg.lapack
 from .._core.dtype import is_half
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
-_jit = numba.njit(cache=True)
+_jit = numba.njit(cache=True, error_model="numpy")  # (x / 0 is inf or NaN, as PyTorch)
 
 
 class LinAlgError(RuntimeError):
@@ -539,9 +539,9 @@ def _cholesky_differentiable_vjp(node, g, saved):
 # Decompositions with several results (eigh, svd, qr): one primitive whose result packs
 # each matrix's parts, flattened, side by side along its last dim (`packed_size`); the API
 # takes the parts out under the primitive's grad_fn name (nbgrad's nodes have one result).
-# A part's gradient comes back as zeros where the caller did not use that part: a zero
-# numerator then contributes zero (`_ratio`), where PyTorch skips the undefined gradient
-# (the eigenvalues of a matrix with repeated ones have a gradient; their vectors do not).
+# A part's gradient comes back as zeros where the caller did not use that part: a VJP skips
+# the terms of a part whose gradient is all zeros, as PyTorch's skips an undefined one (the
+# eigenvalues of a matrix with repeated ones have a gradient; its eigenvectors' is NaN).
 
 def packed_size(shapes):
     return sum(math.prod(shape) for shape in shapes)
@@ -555,12 +555,6 @@ def _put(row, offset, matrix):
             row[offset] = matrix[r, c]
             offset += 1
     return offset
-
-
-@_jit
-def _ratio(numerator, denominator):
-    """numerator / denominator, where a zero numerator is zero (see above)."""
-    return numerator / denominator if numerator != 0 else numerator * 0
 
 
 def check_matrices(name, a):
@@ -610,14 +604,14 @@ def eigh_vjp_kernel(values, vectors, g_values, g_vectors, grad):
     for i in range(values.shape[0]):
         v = np.ascontiguousarray(vectors[i])
         inner = np.ascontiguousarray(v.T) @ np.ascontiguousarray(g_vectors[i])
-        middle = np.empty((n, n), values.dtype)
+        used = (g_vectors[i] != 0).any()
+        middle = np.zeros((n, n), values.dtype)
         for r in range(n):
             for c in range(n):
                 if r == c:
                     middle[r, c] = g_values[i, r]
-                else:
-                    middle[r, c] = _ratio(0.5 * (inner[r, c] - inner[c, r]),
-                                          values[i, c] - values[i, r])
+                elif used:
+                    middle[r, c] = 0.5 * (inner[r, c] - inner[c, r]) / (values[i, c] - values[i, r])
         grad[i] = v @ middle @ np.ascontiguousarray(v.T)
 
 
@@ -653,6 +647,19 @@ def _eigh_vjp(node, g):
     return (grad.reshape(shape),)
 
 
+def _used(g):
+    """Whether each matrix's gradient `g` (..., r, c) has a nonzero entry, as (..., 1, 1)."""
+    return (g != 0).any(-1, keepdim=True).any(-2, keepdim=True)
+
+
+def _gaps(values, g):
+    """values[c] - values[r], with ones on the diagonal and where `g` is all zeros (whose
+    terms are zero then: see above)."""
+    n = values.shape[-1]
+    gaps = values.unsqueeze(-2) - values.unsqueeze(-1) + values.new_ones(n).diag_embed()
+    return gaps.where(_used(g), 1)
+
+
 def _eigh_differentiable_vjp(node, g, saved):
     (shape, _), = node.input_meta
     shapes = eigh_shapes(*shape[-2:])
@@ -660,8 +667,7 @@ def _eigh_differentiable_vjp(node, g, saved):
         _tensor_parts(g, shapes)
     inner = vectors.mT @ g_vectors
     skew = (inner - inner.mT) * 0.5
-    gaps = values.unsqueeze(-2) - values.unsqueeze(-1)
-    middle = skew / gaps.where(skew != 0, 1) + g_values.diag_embed()
+    middle = skew / _gaps(values, g_vectors) + g_values.diag_embed()
     return (vectors @ middle @ vectors.mT,)
 
 
@@ -694,27 +700,30 @@ def svd_vjp_kernel(u_all, s_all, vh_all, gu_all, gs_all, gvh_all, grad):
         s = s_all[i]
         uhgu = np.ascontiguousarray(u.T) @ gu
         vhgv = vh @ gv
-        middle = np.empty((k, k), grad.dtype)
+        use_u, use_v = (gu != 0).any(), (gv != 0).any()
+        middle = np.zeros((k, k), grad.dtype)
         for r in range(k):
             for c in range(k):
                 if r == c:
                     middle[r, c] = gs_all[i, r]
-                else:
-                    gap = s[c] * s[c] - s[r] * s[r]
-                    middle[r, c] = (_ratio((uhgu[r, c] - uhgu[c, r]) * s[c], gap)
-                                    + _ratio(s[r] * (vhgv[r, c] - vhgv[c, r]), gap))
-        if m > k:
+                    continue
+                gap = s[c] * s[c] - s[r] * s[r]
+                if use_u:
+                    middle[r, c] += (uhgu[r, c] - uhgu[c, r]) * s[c] / gap
+                if use_v:
+                    middle[r, c] += s[r] * (vhgv[r, c] - vhgv[c, r]) / gap
+        if m > k and use_u:
             gu_scaled = np.empty((m, k), grad.dtype)
             for r in range(m):
                 for c in range(k):
-                    gu_scaled[r, c] = _ratio(gu[r, c], s[c])
+                    gu_scaled[r, c] = gu[r, c] / s[c]
             left = u @ middle + gu_scaled - u @ (np.ascontiguousarray(u.T) @ gu_scaled)
             grad[i] = left @ vh
-        elif n > k:
+        elif n > k and use_v:
             gvh_scaled = np.empty((k, n), grad.dtype)
             for r in range(k):
                 for c in range(n):
-                    gvh_scaled[r, c] = _ratio(gv[c, r], s[r])
+                    gvh_scaled[r, c] = gv[c, r] / s[r]
             right = middle @ vh + gvh_scaled - (gvh_scaled @ np.ascontiguousarray(vh.T)) @ vh
             grad[i] = u @ right
         else:
@@ -768,16 +777,14 @@ def _svd_differentiable_vjp(node, g, saved):
     (u, s, vh), (gu, gs, gvh) = _tensor_parts(saved[0], shapes), _tensor_parts(g, shapes)
     u, vh, gu, gv = u[..., :k], vh[..., :k, :], gu[..., :k], gvh[..., :k, :].mT
     uhgu, vhgv = u.mT @ gu, vh @ gv
-    numerator = ((uhgu - uhgu.mT) * s.unsqueeze(-2), s.unsqueeze(-1) * (vhgv - vhgv.mT))
     squares = s * s
-    gaps = squares.unsqueeze(-2) - squares.unsqueeze(-1)
-    middle = sum(part / gaps.where(part != 0, 1) for part in numerator) + gs.diag_embed()
-    column_s, row_s = s.unsqueeze(-2).expand_as(gu), s.unsqueeze(-1).expand_as(gv.mT)
+    middle = ((uhgu - uhgu.mT) * s.unsqueeze(-2) / _gaps(squares, gu)
+              + s.unsqueeze(-1) * (vhgv - vhgv.mT) / _gaps(squares, gv) + gs.diag_embed())
     if m > k:
-        gu_scaled = gu / column_s.where(gu != 0, 1)
+        gu_scaled = gu / s.unsqueeze(-2).expand_as(gu).where(_used(gu), 1)
         return ((u @ middle + gu_scaled - u @ (u.mT @ gu_scaled)) @ vh,)
     if n > k:
-        gvh_scaled = gv.mT / row_s.where(gv.mT != 0, 1)
+        gvh_scaled = gv.mT / s.unsqueeze(-1).expand_as(gv.mT).where(_used(gv), 1)
         return (u @ (middle @ vh + gvh_scaled - (gvh_scaled @ vh.mT) @ vh),)
     return (u @ middle @ vh,)
 
