@@ -52,6 +52,11 @@ def _warm_then(L, fn, good_args, bad_args):
     return step(*bad_args())
 
 
+def _singular(L):
+    """A batch whose second matrix is singular (the second pivot of its LU is 0)."""
+    return L.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 4.0]]], requires_grad=True)
+
+
 def _ce_step(L):
     def step(x, t):
         loss = F(L).cross_entropy(x, t)
@@ -283,6 +288,51 @@ BAD = {
     "cat_dim_out_of_range": lambda L: L.cat([_x(L, 2, 3)], dim=2),
     "bmm_batch_mismatch": lambda L: L.bmm(_x(L, 2, 2, 3), _x(L, 1, 3, 2)),
     "mv_of_two_matrices": lambda L: L.mv(_x(L, 2, 2), _x(L, 2, 1)),
+    # ---- torch.linalg: shapes, dtypes, and matrices that have no inverse or factor
+    # (LinAlgError, a RuntimeError naming the batch element and the pivot)
+    "linalg_inv_singular": lambda L: L.linalg.inv(_singular(L)).sum().backward(),
+    "linalg_inv_not_square": lambda L: L.linalg.inv(_x(L, 2, 3)),
+    "linalg_inv_vector": lambda L: L.linalg.inv(_x(L, 3)),
+    "linalg_inv_integer": lambda L: L.linalg.inv(L.ones(2, 2, dtype=L.int64)),
+    "linalg_inv_half": lambda L: L.linalg.inv(L.eye(2, dtype=L.float16)),
+    "linalg_solve_singular": lambda L: L.linalg.solve(_singular(L), _x(L, 2, 2, 1)),
+    "linalg_solve_rows_mismatch": lambda L: L.linalg.solve(_x(L, 2, 2), _x(L, 3, 2)),
+    "linalg_solve_batch_mismatch": lambda L: L.linalg.solve(_x(L, 3, 2, 2), _x(L, 4, 2, 1)),
+    "linalg_solve_dtypes": lambda L: L.linalg.solve(_x(L, 2, 2), L.ones(2, dtype=L.float64)),
+    "linalg_det_not_square": lambda L: L.linalg.det(_x(L, 2, 3)),
+    "linalg_det_integer": lambda L: L.det(L.ones(2, 2, dtype=L.int32)),
+    "linalg_slogdet_vector": lambda L: L.linalg.slogdet(_x(L, 3)),
+    "linalg_cholesky_not_positive_definite": lambda L: L.linalg.cholesky(
+        L.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]]], requires_grad=True)),
+    "linalg_cholesky_nan": lambda L: L.linalg.cholesky(
+        L.tensor([[float("nan"), 0.0], [0.0, 1.0]], requires_grad=True)),
+    "linalg_cholesky_ex_check_errors": lambda L: L.linalg.cholesky_ex(
+        L.tensor([[1.0, 2.0], [2.0, 1.0]], requires_grad=True), check_errors=True),
+    "linalg_cholesky_not_square": lambda L: L.linalg.cholesky(_x(L, 3, 2)),
+    "linalg_eigh_not_square": lambda L: L.linalg.eigh(_x(L, 3, 2)),
+    "linalg_eigh_bad_uplo": lambda L: L.linalg.eigh(_x(L, 2, 2), UPLO="X"),
+    "linalg_eigvalsh_integer": lambda L: L.linalg.eigvalsh(L.ones(2, 2, dtype=L.int64)),
+    "linalg_svd_vector": lambda L: L.linalg.svd(_x(L, 3)),
+    "linalg_svd_nan": lambda L: L.linalg.svdvals(
+        L.tensor([[[1.0, 0.0], [0.0, 1.0]], [[float("nan"), 0.0], [0.0, 1.0]]])),
+    "linalg_qr_bad_mode": lambda L: L.linalg.qr(_x(L, 2, 2), mode="full"),
+    "linalg_qr_integer": lambda L: L.linalg.qr(L.ones(3, 2, dtype=L.int32)),
+    "linalg_svd_half": lambda L: L.linalg.svd(L.eye(2, dtype=L.float16)),
+    "linalg_qr_r_backward": lambda L: L.linalg.qr(_x(L, 3, 2), mode="r").R.sum().backward(),
+    "linalg_lstsq_bad_driver": lambda L: L.linalg.lstsq(_x(L, 3, 2), _x(L, 3, 1), driver="gesv"),
+    "linalg_lstsq_rows_mismatch": lambda L: L.linalg.lstsq(_x(L, 3, 2), _x(L, 4, 1)),
+    "linalg_lstsq_integer": lambda L: L.linalg.lstsq(L.ones(3, 2, dtype=L.int64),
+                                                     L.ones(3, 1, dtype=L.int64)),
+    "linalg_matrix_rank_vector": lambda L: L.linalg.matrix_rank(_x(L, 3)),
+    "linalg_pinv_nan": lambda L: L.linalg.pinv(
+        L.tensor([[float("nan"), 0.0], [0.0, 1.0]], requires_grad=True)),
+    "linalg_multi_dot_one": lambda L: L.linalg.multi_dot([_x(L, 2, 2)]),
+    "linalg_multi_dot_mismatch": lambda L: L.linalg.multi_dot([_x(L, 2, 3), _x(L, 2, 2)]),
+    "linalg_multi_dot_3d": lambda L: L.linalg.multi_dot([_x(L, 2, 2, 2), _x(L, 2, 2)]),
+    "linalg_matrix_power_not_square": lambda L: L.linalg.matrix_power(_x(L, 2, 3), 2),
+    "linalg_qr_complete_tall_backward": lambda L: L.linalg.qr(
+        L.tensor([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]], requires_grad=True),
+        mode="complete").Q.sum().backward(),
     "mask_of_another_size": lambda L: _x(L, 2, 3)[L.ones(3) > 0],
     "empty_mask_setitem": lambda L: (_x(L, 2, 3) * 1.0).__setitem__(L.ones(0) > 0, 1.0),
     "empty_mask_getitem": lambda L: (_x(L, 2, 3) * 1.0)[:, L.ones(0) > 0].sum().backward(),
@@ -546,6 +596,13 @@ def _good_matmul(L):
     return [out, a.grad, b.grad]
 
 
+def _good_linalg(L):
+    a = L.tensor([[2.0, 1.0], [1.0, 3.0]], requires_grad=True)
+    out = L.linalg.solve(a, L.ones(2)) + L.linalg.cholesky(a)[1] + L.linalg.det(a)
+    out.sum().backward()
+    return [out, a.grad]
+
+
 def _good_elementwise(L):
     x = L.tensor([1.0, -2.0, 3.0], requires_grad=True)
     out = L.cat([(x - 1.0).softmax(0), x.max().reshape(1), (-x).exp()])
@@ -569,6 +626,8 @@ def _good_for(name):
         return _good_index
     if "matmul" in name or "linear" in name:
         return _good_matmul
+    if "linalg" in name:
+        return _good_linalg
     if "load_state_dict" in name:
         return _good_module
     return _good_elementwise

@@ -10,6 +10,7 @@ from . import pooling
 from . import conv
 from . import activation
 from . import distance
+from . import decompositions
 from . import methods  # noqa: F401  (imported for its effect: installs the Tensor methods)
 from .arithmetic import *  # noqa: F403
 from .conversion import *  # noqa: F403
@@ -28,6 +29,7 @@ from .normalization import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .activation import *  # noqa: F403
 from .distance import *  # noqa: F403
+from .decompositions import *  # noqa: F403
 from .out import with_out
 
 # Functions that tutorials call with PyTorch's `out=` argument (the methods take none).
@@ -40,7 +42,7 @@ globals().update({name: with_out(globals()[name], name) for name in OUT_ARGUMENT
 __all__ = ["set_printoptions", *arithmetic.__all__, *reductions.__all__, *linalg.__all__, *shape.__all__,
            *indexing.__all__, *conversion.__all__, *inplace.__all__, *legacy.__all__, *factories.__all__,
            *_device.__all__, *_random.__all__, *_sampling.__all__, *normalization.__all__, *conv.__all__,
-           *activation.__all__, *distance.__all__]
+           *activation.__all__, *distance.__all__, *decompositions.__all__]
 # torch's top-level pooling functions (torch.max_pool2d, ...) are not all F's (pooling.TORCH_LEVEL).
 globals().update(pooling.TORCH_LEVEL)
 __all__ += [*pooling.TORCH_LEVEL]

@@ -10,6 +10,7 @@ from ..ops import PRIMITIVES
 from . import arithmetic, conversion, factories, indexing, inplace, linalg, reductions, sampling, shape
 from . import activation
 from . import distance
+from . import decompositions
 from .dispatch import dispatch
 from .inplace import inplace_form
 from .tensor import Tensor
@@ -216,6 +217,7 @@ METHODS = {
     "cummin": reductions.cummin, "logcumsumexp": reductions.logcumsumexp,
     "msort": reductions.msort, "aminmax": reductions.aminmax,
     "quantile": reductions.quantile, "nanquantile": reductions.nanquantile,
+    **decompositions.METHODS,
 }
 
 # NOTE: the one place outside tensor.py that sets attributes of Tensor. tensor.py is the layer

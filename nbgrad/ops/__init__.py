@@ -9,8 +9,9 @@ from . import normalization
 from . import pooling
 from . import conv
 from . import recurrence
+from . import decompositions
 from . import gradients  # the engine's arithmetic (sum_to), on the families above
 
 __all__ = ["PRIMITIVES", "Primitive", "register", "elementwise", "reduction", "rowwise", "linalg",
            "shape", "indexing", "losses", "embedding", "sorting", "histogram", "resample", "grid",
-           "normalization", "pooling", "conv", "recurrence", "gradients"]
+           "normalization", "pooling", "conv", "recurrence", "decompositions", "gradients"]

@@ -319,6 +319,9 @@ NO_FUSED_RULE = {
     "scatter_add",  # scatters by index
     # spatial transformers: eager kernels only so far (a rule would call them, as resample's)
     "affine_grid", "grid_sampler",
+    # LAPACK calls per matrix (torch.linalg): eager kernels only
+    "linalg_inv", "linalg_solve", "linalg_det", "linalg_slogdet", "linalg_slogdet_sign",
+    "linalg_cholesky", "linalg_cholesky_info", "linalg_eigh", "linalg_svd", "linalg_qr", "linalg_pinv",
 }
 # Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
 # primitive without a fused rule. Every other row must run fused from its second call.

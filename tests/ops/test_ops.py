@@ -34,6 +34,8 @@ REDUCE32 = (1e-5, 1e-5)
 # var/std and logsumexp in float32: torch accumulates with a different algorithm (Welford /
 # vectorized max-shift), and the result is a difference of nearly equal sums.
 STATS32 = (1e-4, 1e-5)
+# Solvers and decompositions in float32 (see their rows).
+LINALG32 = (1e-4, 1e-5)
 
 
 @dataclass(frozen=True)
@@ -798,6 +800,99 @@ TABLE = [
         grad_fn=("CloneBackward0", "UnsafeViewBackward0")),
     row("matmul_empty_inner", lambda L, a, b: a @ b, (3, 0), (0, 4)),
     row("matmul_empty_outer", lambda L, a, b: a @ b, (0, 4), (4, 2)),
+    # ---- solvers and decompositions (torch.linalg). NOTE: float32 results go through a
+    # matrix's inverse, which scales the LAPACK implementations' rounding differences by its
+    # condition number: LINALG32.
+    row("linalg_inv", lambda L, a: L.linalg.inv(a), (2, 3, 3), tol32=LINALG32),
+    row("inverse_method_T", lambda L, a: a.mT.inverse(), (3, 3), tol32=LINALG32),
+    row("linalg_inv_empty", lambda L, a: L.inverse(a), (0, 2, 2)),
+    row("linalg_solve", lambda L, a, b: L.linalg.solve(a, b), (3, 3), (3, 2), tol32=LINALG32),
+    # B a batch of vectors (A's shape without the last dim), A broadcast over B's batch
+    row("linalg_solve_vectors", lambda L, a, b: L.linalg.solve(a, b), (2, 3, 3), (2, 3),
+        tol32=LINALG32),
+    row("linalg_solve_broadcast", lambda L, a, b: L.linalg.solve(a, b), (3, 3), (2, 1, 3, 2),
+        tol32=LINALG32),
+    row("linalg_solve_vector", lambda L, a, b: L.linalg.solve(a, b), (1, 3, 3), (3,),
+        tol32=LINALG32),
+    row("linalg_solve_right", lambda L, a, b: L.linalg.solve(a, b, left=False), (2, 3, 3),
+        (4, 3), tol32=LINALG32),
+    row("linalg_solve_empty", lambda L, a, b: L.linalg.solve(a, b), (2, 2), (2, 0)),
+    row("linalg_det", lambda L, a: L.linalg.det(a), (2, 3, 3), tol32=LINALG32),
+    row("det_method", lambda L, a: a.det(), (4, 4), tol32=LINALG32),
+    # a singular matrix of rank 1 (its cofactors, the gradient, are 0) and an empty one;
+    # no gradgradcheck: the differentiable VJP goes through the inverse
+    row("det_edges", lambda L, a, b: L.det(a).sum() + L.det(b).sum(),
+        A([[1.0, 2.0, -1.0], [2.0, 4.0, -2.0], [-3.0, -6.0, 3.0]]), (2, 0, 0),
+        gradcheck=False),
+    # the sign carries no gradient (its node differs: nbgrad's has none)
+    row("linalg_slogdet", lambda L, a: L.linalg.slogdet(a).logabsdet * L.linalg.slogdet(a).sign,
+        (2, 3, 3), tol32=LINALG32),
+    row("slogdet_method", lambda L, a: a.slogdet()[1], (3, 3), tol32=LINALG32),
+    # det < 0 gives NaN, det > 0 its log
+    row("logdet", lambda L, a: L.logdet(a), A([[[2.0, 1.0], [1.0, 3.0]], [[1.0, 2.0], [3.0, 1.0]]]),
+        gradcheck=False),
+    row("logdet_method", lambda L, a: (a @ a.mT).logdet(), (3, 3), tol32=LINALG32),
+    row("linalg_cholesky", lambda L, a: L.linalg.cholesky(a @ a.mT + L.eye(3, dtype=a.dtype)),
+        (2, 3, 3), tol32=LINALG32),
+    row("linalg_cholesky_upper",
+        lambda L, a: L.linalg.cholesky(a @ a.mT + L.eye(4, dtype=a.dtype), upper=True), (4, 4),
+        tol32=LINALG32),
+    row("linalg_cholesky_ex",
+        lambda L, a: L.linalg.cholesky_ex(a @ a.mT + L.eye(3, dtype=a.dtype), upper=True).L,
+        (3, 3), tol32=LINALG32),
+    # Decompositions with several results. Eigenvectors and singular vectors are unique up
+    # to sign (LAPACK's choice, which may differ from torch's): the rows take functions
+    # of them that the signs do not change (squares, |.|, products of matching pairs), as
+    # torch's own tests do. Symmetric inputs as a + a^T: eigh reads one triangle only, and
+    # the gradient (torch's) is the symmetric one.
+    row("linalg_eigh_values", lambda L, a: L.linalg.eigh(a + a.mT).eigenvalues, (2, 4, 4),
+        tol32=LINALG32),
+    row("linalg_eigh_vectors",
+        lambda L, a: (lambda e: e.eigenvectors ** 2 * e.eigenvalues.unsqueeze(-2))(
+            L.linalg.eigh(a + a.mT, UPLO="U")), (3, 3), tol32=LINALG32),
+    # the upper triangle of a matrix that is not symmetric (finite differences see the
+    # entries it does not read: no gradcheck)
+    row("linalg_eigvalsh_upper", lambda L, a: L.linalg.eigvalsh(a, UPLO="U"), (3, 3),
+        tol32=LINALG32, gradcheck=False),
+    row("linalg_svdvals", lambda L, a: L.linalg.svdvals(a), (2, 4, 3), tol32=LINALG32),
+    row("linalg_svd_reduced",
+        lambda L, a: (lambda r: r.U.abs() * r.S.unsqueeze(-2) + r.Vh.abs().sum(-2, keepdim=True))(
+            L.linalg.svd(a, full_matrices=False)), (2, 5, 3), tol32=LINALG32),
+    # full matrices of a wide matrix: the projection onto the first two singular pairs
+    row("linalg_svd_full",
+        lambda L, a: (lambda r: (r.U[..., :2] * r.S[..., :2].unsqueeze(-2)) @ r.Vh[..., :2, :])(
+            L.linalg.svd(a)), (3, 5), tol32=LINALG32),
+    row("svd_some", lambda L, a: (lambda r: ((r.U * r.S.unsqueeze(-2)) @ r.V.mT) ** 2)(L.svd(a)),
+        (4, 3), tol32=LINALG32),
+    # (Householder QR: the signs are LAPACK's in both)
+    row("linalg_qr_tall", lambda L, a: L.linalg.qr(a).Q, (2, 4, 3), tol32=LINALG32),
+    row("linalg_qr_wide", lambda L, a: L.linalg.qr(a).R, (3, 5), tol32=LINALG32),
+    # (its gradient solves with R's first square block, ill-conditioned for some of
+    # test_modes' random inputs: a looser float32 tolerance)
+    row("linalg_qr_complete",
+        lambda L, a: (lambda r: r.Q * r.R.sum(-1))(L.linalg.qr(a, mode="complete")), (3, 4),
+        tol32=(1e-3, 1e-4)),
+    row("qr_method", lambda L, a: (lambda r: r.Q @ r.R.mT)(a.qr()), (3, 3), tol32=LINALG32),
+    row("linalg_pinv", lambda L, a: L.linalg.pinv(a), (2, 4, 3), tol32=LINALG32),
+    row("linalg_pinv_hermitian", lambda L, a: L.linalg.pinv(a + a.mT, hermitian=True), (3, 3),
+        tol32=LINALG32),
+    # an orthogonal matrix (its singular values repeat) and one whose smallest singular value
+    # the tolerance drops (no gradcheck: the result jumps there)
+    row("pinverse_edges", lambda L, a, b: L.pinverse(a) + L.linalg.pinv(b, atol=0.5),
+        A([[0.0, 1.0], [1.0, 0.0]]), A([[2.0, 0.0], [0.0, 0.25]]), gradcheck=False),
+    row("linalg_lstsq", lambda L, a, b: L.linalg.lstsq(a, b).solution, (2, 5, 3), (2, 5, 2),
+        tol32=LINALG32),
+    row("linalg_lstsq_residuals",
+        lambda L, a, b: L.linalg.lstsq(a, b, driver="gelsd").residuals, (5, 3), (5,),
+        tol32=LINALG32),
+    row("linalg_matrix_rank", lambda L, a: L.linalg.matrix_rank(a @ a.mT), (2, 4, 2)),
+    row("linalg_multi_dot", lambda L, a, b, c, d: L.linalg.multi_dot([a, b, c, d]), (3,),
+        (3, 5), (5, 2), (2, 4), tol32=REDUCE32),
+    row("linalg_cross", lambda L, a, b: L.linalg.cross(a, b), (4, 3), (1, 3)),
+    row("linalg_matrix_power", lambda L, a: L.linalg.matrix_power(a, 5), (2, 3, 3),
+        tol32=REDUCE32),
+    row("matrix_power_inverse", lambda L, a: a.matrix_power(-2) + L.linalg.matrix_power(a, 0),
+        (3, 3), tol32=LINALG32),
     # ---- shape ops
     row("reshape", lambda L, a: a.reshape(4, 3), (3, 4)),
     row("reshape_tuple", lambda L, a: a.reshape((2, -1)), (3, 4)),
@@ -1255,6 +1350,15 @@ CHAIN_DIFFERS = {
     # wrapped part) linking the tensor only; nbgrad: one CopySlices, whose fill value links as
     # (None, 0)
     "fill_diagonal_wrap",
+    # torch's slogdet node has two outputs (sign, logabsdet: output 1); nbgrad's sign has no
+    # node, and logabsdet is output 0 of its own
+    "linalg_slogdet", "logdet", "logdet_method",
+    # the results of eigh, svd and qr: torch's node has several outputs; nbgrad's results
+    # are parts of one packed result, taken out under the same name
+    "linalg_eigh_values", "linalg_eigvalsh_upper", "linalg_svdvals", "linalg_qr_tall",
+    "linalg_qr_wide",
+    # torch: matmuls of other shapes (bmm over views, a copy of the identity)
+    "linalg_matrix_power", "matrix_power_inverse",
 }
 
 # Rows whose top node is torch's own node for an op nbgrad composes (the values and
@@ -1262,6 +1366,9 @@ CHAIN_DIFFERS = {
 GRAD_FN_DIFFERS = {
     # torch: MultiMarginLossBackward0 (not pointwise: no row of the pointwise losses)
     "multi_margin_loss", "multi_margin_loss_p2_weight", "multi_margin_loss_ties",
+    # torch: LinalgLstsqBackward0, LinalgCrossBackward0, and multi_dot's final view;
+    # nbgrad: composites of pinv, matmul, sums, rolls and products
+    "linalg_lstsq", "linalg_lstsq_residuals", "linalg_cross", "linalg_multi_dot",
 }
 
 
