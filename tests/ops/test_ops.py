@@ -783,8 +783,8 @@ TABLE = [
     row("matmul_mv_T", lambda L, a, b: a.T @ b, (4, 3), (4,), tol32=REDUCE32),
     row("matmul_bmm", lambda L, a, b: a @ b, (2, 3, 4), (2, 4, 5), tol32=REDUCE32),  # UnsafeViewBackward0
     row("bmm", lambda L, a, b: L.bmm(a, b), (2, 3, 4), (2, 4, 5), tol32=REDUCE32),  # BmmBackward0
-    # F.linear of more than 2 dimensions: contiguous, the 2-D product viewed back
-    # (ViewBackward0 of AddmmBackward0, as PyTorch's); strided, a matmul plus the bias
+    # F.linear of more than 2 dimensions: a matmul plus the bias (torch: a contiguous
+    # input's 2-D product viewed back, see GRAD_FN_DIFFERS)
     row("linear_4d", lambda L, x, w, b: F(L).linear(x, w, b), (2, 1, 3, 4), (5, 4), (5,),
         tol32=REDUCE32),
     row("linear_3d_strided", lambda L, x, w, b: F(L).linear(x.transpose(0, 1), w, b),
@@ -1369,6 +1369,9 @@ GRAD_FN_DIFFERS = {
     # torch: LinalgLstsqBackward0, LinalgCrossBackward0, and multi_dot's final view;
     # nbgrad: composites of pinv, matmul, sums, rolls and products
     "linalg_lstsq", "linalg_lstsq_residuals", "linalg_cross", "linalg_multi_dot",
+    # torch: ViewBackward0 of AddmmBackward0 on the input viewed as 2-D; nbgrad: a batched
+    # matmul and an add (why: nbgrad.nn.functional.linear)
+    "linear_4d",
 }
 
 
