@@ -99,6 +99,16 @@ def assert_close(actual, expected, rtol=None, atol=None, dtype=None):
         np.testing.assert_array_equal(a, e)
 
 
+def assert_same_error(make):
+    """`make(L)` raises for both libraries the same exception type with the same message."""
+    errors = []
+    for L in (nbgrad, torch):
+        with pytest.raises(Exception) as error:
+            make(L)
+        errors.append((type(error.value).__name__, str(error.value)))
+    assert errors[0] == errors[1]
+
+
 def grad_fn_name(t):
     """``type(t.grad_fn).__name__``, or None for tensors without a grad_fn."""
     return None if t.grad_fn is None else type(t.grad_fn).__name__
