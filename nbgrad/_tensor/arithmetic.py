@@ -461,9 +461,9 @@ add_, sub_, mul_ = (inplace_form(function, writes_into=into) for function, into 
 # In-place forms that PyTorch also has as functions (`torch.relu_(x)`); methods too.
 (exp_, log_, log1p_, expm1_, sqrt_, sin_, cos_, tanh_, sigmoid_, relu_, reciprocal_, neg_, abs_,
  log10_, log2_, erf_, floor_, ceil_, trunc_) = (
-    inplace_form(globals()[name], writes_into=_unary_into(name)) for name in (
-        "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
-        "reciprocal", "neg", "abs", "log10", "log2", "erf", "floor", "ceil", "trunc"))
+    inplace_form(function, writes_into=_unary_into(function.__name__)) for function in (
+        exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, relu, reciprocal, neg, abs,
+        log10, log2, erf, floor, ceil, trunc))
 square_, clamp_, clamp_min_, clamp_max_, round_, nan_to_num_ = (inplace_form(function) for function in (
     square, clamp, clamp_min, clamp_max, round, nan_to_num))
 negative_, clip_, fix_ = neg_, clamp_, trunc_
