@@ -92,7 +92,7 @@ _requested_threads = None
 
 def set_num_threads(count):
     """torch.set_num_threads: the threads of nbgrad's threaded kernels (Numba's pool, at most
-    its size, NUMBA_NUM_THREADS) and of BLAS (SciPy's OpenBLAS, which the matrix kernels call,
+    its size, NUMBA_NUM_THREADS) and of BLAS (the OpenBLAS that the matrix kernels call, SciPy's,
     and NumPy's, through threadpoolctl).
     NOTE: Numba's count is per calling thread: kernels that other Python threads run use all
     of its threads (PyTorch's count is the process's)."""

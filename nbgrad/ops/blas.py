@@ -1,25 +1,78 @@
 """BLAS's gemm for njit kernels: the one matrix product that the convolution, matmul and
 linear kernels call, compiled once per dtype.
 
-NOTE: numba's own BLAS entry (its helper library's wrapper of SciPy's cython_blas gemm,
-which np.dot calls): it takes leading dimensions (a block of a larger matrix needs no copy)
-and beta (gradients accumulate in place), and a call compiles to a few instructions where
-each np.dot layout compiles its own checks (Numba's np.dot on 2-D operands: 0.1-0.25 s of a
-cold compile per calling kernel and orientation). Pointers go as integers (x86-64 passes both
-alike); the C function is: (kind, transa, transb, m, n, k, *alpha, *a, lda, *b, ldb,
-*beta, *c, ldc), column-major.
+The library is OpenBLAS from the `scipy-openblas32` package (the build NumPy and SciPy ship,
+as a package of its own), called through its CBLAS functions, which this module registers
+with LLVM under symbols of its own (`nbgrad_cblas_sgemm`, `nbgrad_cblas_dgemm`): machine code
+names them, so cached kernels link to them in every process, as to Numba's own helpers.
+Why not SciPy's copy (Numba's `numba_xxgemm` wraps it): SciPy 1.17 pins OpenBLAS 0.3.30, and
+0.3.31's SkylakeX kernels run the GEMMs of convolutions faster on AVX-512 (2 threads, float32,
+the same CBLAS call on each library, ms, 0.3.30 -> 0.3.34: 64x576x3136 1.34 -> 1.26,
+128x1152x784 1.25 -> 1.20, 256x2304x196 1.27 -> 1.26, 64x147x12544 1.55 -> 1.45; one shape
+slower, 64x576x2048 0.92 -> 0.92-0.98).
+NOTE: one call takes a block of a larger matrix by its leading dimension (no copy) and beta
+(gradients accumulate in place), and compiles to a few instructions where each np.dot layout
+compiles its own checks (Numba's np.dot on 2-D operands: 0.1-0.25 s of a cold compile per
+calling kernel and orientation). Pointers go as integers.
 """
+import ctypes
+import importlib.util
+import os
+
+import llvmlite.binding as llvm
 import numba
 from numba import types
 
 from .._core.kernel_support import typed
 from .._core.unlinked import unlinked_helper
 
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char, types.intp, types.intp, types.intp, types.intp,
-    types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp))
-# (Character codes as ints: `ord` in a kernel compiles Numba's unicode support.)
-_NO, _TRANSPOSED, _SINGLE, _DOUBLE = ord("n"), ord("t"), ord("s"), ord("d")
+_ROW_MAJOR, _NO, _TRANSPOSED = 101, 111, 112  # CBLAS's enums
+
+# How long OpenBLAS's idle threads wait for the next GEMM before they sleep: 2**16 cycles
+# (~20 us) instead of its default 2**28 (~0.1 s). NOTE: waiting, a thread spins on
+# sched_yield, and takes one of the two cores from the serial work between GEMMs (im2col,
+# Winograd's transforms, batch norm, Python). ResNet-18 forward+backward at 8x3x64x64 ran
+# in one of two modes per process, 62-66 ms or 90-96 ms (both threads busy all the time
+# either way); with the short wait, 10 processes in a row all ran at 62-64 ms, and inference
+# at 1x3x224x224 26.6-28.0 ms against 27.4-43.9. Shorter waits cost wake-ups between
+# back-to-back GEMMs: Winograd's 16 (2**4: a 64-channel 56x56 convolution 1.40 -> 1.70 ms).
+THREAD_TIMEOUT = "16"
+
+
+def _load_library():
+    """Load the library, its idle threads sleeping after THREAD_TIMEOUT (read once, at load;
+    a user's OPENBLAS_THREAD_TIMEOUT or GOTO_THREAD_TIMEOUT stays theirs)."""
+    # NOTE: not `import scipy_openblas32`: that loads the library (before the timeout is
+    # set) with RTLD_GLOBAL, and SciPy's modules imported later would bind to its symbols.
+    package = importlib.util.find_spec("scipy_openblas32").submodule_search_locations[0]
+    lib_dir = os.path.join(package, "lib")
+    path = os.path.join(lib_dir, next(name for name in sorted(os.listdir(lib_dir))
+                                      if name.startswith("libscipy_openblas")))
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or "GOTO_THREAD_TIMEOUT" in os.environ:
+        return ctypes.CDLL(path)
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = THREAD_TIMEOUT
+    try:
+        return ctypes.CDLL(path)
+    finally:
+        del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+
+
+def _load_gemms():
+    """Register the library's sgemm and dgemm under nbgrad's symbols; their Numba types."""
+    library = _load_library()
+    gemms = []
+    for name, scalar in (("sgemm", types.float32), ("dgemm", types.float64)):
+        symbol = f"nbgrad_cblas_{name}"
+        llvm.add_symbol(symbol, ctypes.cast(getattr(library, f"scipy_cblas_{name}"),
+                                            ctypes.c_void_p).value)
+        # (order, transa, transb, m, n, k, alpha, *a, lda, *b, ldb, beta, *c, ldc)
+        gemms.append(types.ExternalFunction(symbol, types.void(
+            types.intc, types.intc, types.intc, types.intc, types.intc, types.intc, scalar,
+            types.intp, types.intc, types.intp, types.intc, scalar, types.intp, types.intc)))
+    return gemms
+
+
+_sgemm, _dgemm = _load_gemms()
 
 _helper = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 
@@ -42,11 +95,12 @@ def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at,
                 c[c_at + r * ldc + t] = zero
         return
     item = c.itemsize
-    # Row-major c = op(a) op(b) is column-major c.T = op(b).T op(a).T: b first.
-    status = _xxgemm(_SINGLE if item == 4 else _DOUBLE, _TRANSPOSED if transpose_b else _NO,
-                     _TRANSPOSED if transpose_a else _NO, n, m, k,
-                     scalars.ctypes.data + alpha_at * item, b.ctypes.data + b_at * item, ldb,
-                     a.ctypes.data + a_at * item, lda, scalars.ctypes.data + beta_at * item,
-                     c.ctypes.data + c_at * item, ldc)
-    if status != 0:
-        raise RuntimeError("no BLAS gemm: numba could not load SciPy's cython_blas")
+    transa, transb = _TRANSPOSED if transpose_a else _NO, _TRANSPOSED if transpose_b else _NO
+    a_address, b_address = a.ctypes.data + a_at * item, b.ctypes.data + b_at * item
+    c_address = c.ctypes.data + c_at * item
+    if item == 4:
+        _sgemm(_ROW_MAJOR, transa, transb, m, n, k, scalars[alpha_at], a_address, lda,
+               b_address, ldb, scalars[beta_at], c_address, ldc)
+    else:
+        _dgemm(_ROW_MAJOR, transa, transb, m, n, k, scalars[alpha_at], a_address, lda,
+               b_address, ldb, scalars[beta_at], c_address, ldc)
