@@ -36,6 +36,7 @@ ResNet's conv1 at 8x3x64x64 1.43 / 4.8 -> 1.26 / 3.9, layer1's 3x3 1.13 / 3.3 ->
 but not in a network, because two thread pools share two cores:
 - ResNet-18 forward+backward went from 67-72 to 98-110 ms: after each 2-thread GEMM,
   OpenBLAS's idle worker spins (sched_yield, for 2^28 cycles) on the core the split needs.
+  (Measured before ops/blas.py cut that wait to 2^16 cycles: worth measuring again.)
 - The digits CNN eager step (no 2-thread GEMM) got no faster (best 683-956 against 708-739
   us, medians worse): Numba's worker sleeps after GOMP_SPINCOUNT's short spin (1000, see
   _core/threads.py), and waking it takes 35-55 us (median; 60-110 at the 90th percentile),
