@@ -1,5 +1,5 @@
 """Kernel-level tests: nbgrad's own exp against PyTorch's over its whole range and at the
-edges, large arrays (which run on threads), the parallel elementwise kernels against the serial
+edges, its float32 tanh, large arrays (which run on threads), the parallel elementwise kernels against the serial
 ones, and sum/mean gradients as broadcast views.
 """
 
@@ -54,6 +54,38 @@ def test_exp_based_ops_at_edges_match_torch(dtype, name):
     actual = getattr(nbgrad.tensor(x), name)(*args).numpy()
     expected = getattr(torch.from_numpy(x), name)(*args).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-30, equal_nan=True)
+
+
+TANH_EDGES = [0.0, -0.0, 1e-30, -1e-30, 1.4e-45, 2.0 ** -12, -(2.0 ** -12), 2.0 ** -12 * 1.0001,
+              0.3, -0.5, 1.0, 9.0, -9.01, 20.0, 1e30, -1e30, np.inf, -np.inf, np.nan]
+
+
+def test_tanh_float32_is_correctly_rounded():
+    # kernel_support.tanh for float32 (elementwise tanh, GELU's tanh form, mish, the RNN
+    # kernels): float64 arithmetic rounded once, so it equals float64 tanh rounded to float32;
+    # every 9973rd float32 bit pattern (all exponents, both signs), and the edges: -0.0 and
+    # NaN kept, tiny values as themselves, +-1 from 9 on.
+    bits = np.arange(0, 2 ** 32, 9973, dtype=np.uint64).astype(np.uint32)
+    x = np.concatenate([bits.view(np.float32), np.array(TANH_EDGES, np.float32)])
+    actual = nbgrad.tensor(x).tanh().numpy()
+    with np.errstate(invalid="ignore"):
+        expected = np.tanh(x.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(actual, expected)
+    numbers = ~np.isnan(x)  # (-0.0 stays -0.0; a NaN's sign is not compared)
+    assert np.array_equal(np.signbit(actual[numbers]), np.signbit(expected[numbers]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tanh_matches_torch(dtype):
+    x = np.concatenate([np.array(TANH_EDGES), np.linspace(-12, 12, 20_001)]).astype(dtype)
+    x_nb, x_torch = nbgrad.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    x_nb.tanh().sum().backward()
+    x_torch.tanh().sum().backward()
+    tol = 2e-7 if dtype == "float32" else 1e-15
+    np.testing.assert_allclose(x_nb.detach().numpy(), x_torch.detach().numpy(), rtol=tol,
+                               atol=0, equal_nan=True)
+    np.testing.assert_allclose(x_nb.grad.numpy(), x_torch.grad.numpy(), rtol=tol * 4,
+                               atol=tol, equal_nan=True)
 
 
 LARGE = _threads.PARALLEL_THRESHOLD + 3  # odd, so threads get unequal shares
