@@ -925,9 +925,9 @@ def seconds(fn):
 rng = np.random.default_rng(0)
 result = {}
 if sys.argv[1] == "nbgrad":
-    from scipy.linalg import blas  # the BLAS Numba's np.dot calls
-    a = np.asfortranarray(rng.standard_normal((1024, 1024)).astype(np.float32))
-    result["sgemm_gflops"] = 2 * 1024 ** 3 / seconds(lambda: blas.sgemm(1.0, a, a)) / 1e9
+    # (nbgrad's matmul of 1024x1024 float32: one call of the GEMM its kernels call)
+    a = T.tensor(rng.standard_normal((1024, 1024)).astype(np.float32))
+    result["sgemm_gflops"] = 2 * 1024 ** 3 / seconds(lambda: a @ a) / 1e9
 for name, cin, cout, k, stride, pad, size in layers:
     x = T.tensor(rng.standard_normal((8, cin, size, size)).astype(np.float32), requires_grad=True)
     w = T.tensor(rng.standard_normal((cout, cin, k, k)).astype(np.float32) * 0.1,
@@ -971,7 +971,7 @@ def run_conv_layers():
                      fmt_ratio(nb[name]["both"], th[name]["both"])])
     print_table(["conv2d, batch 8", "fwd ms nb", "fwd ms torch", "fwd GF/s nb", "fwd GF/s torch",
                  "f+b ms nb", "f+b ms torch", "f+b GF/s nb", "f+b nb/torch"], rows, left=(0,))
-    print(f"sgemm 1024^3 through the BLAS Numba calls (scipy's): {nb['sgemm_gflops']:.1f} GFLOP/s; "
+    print(f"sgemm 1024^3 through nbgrad's GEMM (scipy-openblas32): {nb['sgemm_gflops']:.1f} GFLOP/s; "
           "f+b counts 3x the forward's flops (input and weight gradients)")
 
 
