@@ -97,8 +97,8 @@ def recurrence_kernel(proj, w_hh, b_hh, w_hr, h0, c0, batch_sizes, layout, scala
         for b in range(n):
             x_at, l_at, e_at = (start + b) * gates, b * gates, (start + b) * columns
             if bias:
-                for j in range(gates):
-                    linear[l_at + j] += b_hh[j]
+                for j in range(_u(gates)):
+                    linear[_u(l_at) + j] += b_hh[j]
             if kind == _GRU:
                 for j in range(hidden):
                     r = _sigmoid(linear[l_at + j] + proj[x_at + j])
@@ -113,7 +113,7 @@ def recurrence_kernel(proj, w_hh, b_hh, w_hr, h0, c0, batch_sizes, layout, scala
             elif lstm:
                 # NOTE: each activation in a loop of its own over a run of gates, so that
                 # LLVM vectorizes exp and tanh (the whole cell in one loop took ~60 ns a
-                # unit: LSTM(32, 64) at T=48, B=8, forward 2.2 -> 0.9 ms; PyTorch's 0.5-0.6);
+                # unit: LSTM(32, 64) at T=48, B=8, forward 2.2 -> 0.8 ms; PyTorch's 0.5-0.6);
                 # unsigned indices (see ops/conv.py).
                 e, lin, x = _u(e_at), _u(l_at), _u(x_at)
                 state, size = _u(b * hidden), _u(hidden)
