@@ -3,10 +3,10 @@ with stride, zero padding, dilation, groups and an optional bias (the third inpu
 transposed one, `conv_transpose`; and `im2col`/`col2im` (F.unfold, F.fold) on the same
 im2col helpers (at the end).
 
-Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (SciPy's
-OpenBLAS, through Numba's gemm wrapper: `gemm`) runs that GEMM near the machine's peak; as a
-composite of unfold/matmul ops it would make several full-size copies and graph nodes per
-layer.
+Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (the
+scipy-openblas32 package's OpenBLAS, through ops/blas.py's `gemm`) runs that GEMM near the
+machine's peak; as a composite of unfold/matmul ops it would make several full-size copies
+and graph nodes per layer.
 3x3 stride-1 convolutions with enough channels and outputs take Winograd F(2x2, 3x3)
 in the forward instead (winograd_kernel, chosen by _winograd_pays): 16 smaller GEMMs between
 transforms of the images, weights and outputs. Their gradients still go through im2col and

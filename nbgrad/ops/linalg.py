@@ -1,5 +1,5 @@
 """Products through BLAS: primitives because each is a BLAS call, nbgrad.ops.blas's gemm
-(SciPy's, which the convolutions call too), not np.dot: one compilation of gemm for every
+(which the convolutions call too), not np.dot: one compilation of gemm for every
 product, and smaller kernels (np.dot compiles its checks and each layout's call into each
 kernel that calls it). Measured, CPU of cold compiles, gemm cached: linear_kernel
 0.25-0.29 -> 0.12 s, linear_vjp_kernel 0.45-0.48 -> 0.16-0.23 s; the digits CNN's first
