@@ -129,13 +129,14 @@ def cdist(x1, x2, p=2.0, compute_mode="use_mm_for_euclid_dist_if_necessary"):
 def _euclidean_distances(x1, x2):
     """PyTorch's _euclidean_dist: |a|^2 - 2 a.b + |b|^2 by one matrix product, clamped at 0
     and rooted. Its gradient (EuclideanDistBackward0) is 0 where a distance is 0, which the
-    square root's is not: the root is taken of 1 there and the result masked."""
+    square root's is not: the root is taken of 1 there and the result masked. NaN (from NaN
+    or infinite inputs) stays NaN, as PyTorch's clamp_min keeps it."""
     norms1 = _sum(x1 * x1, -1, keepdim=True)
     norms2 = _sum(x2 * x2, -1, keepdim=True)
     left = cat([scalar_operation("mul", x1, -2), norms1, ones_like(norms1)], -1)
     right = cat([x2, ones_like(norms2), norms2], -1)
     squared = left @ right.transpose(-2, -1)
-    positive = squared > 0
-    distances = where(positive, where(positive, squared, 1.0).sqrt(), 0.0)
+    rooted = (squared > 0) | squared.isnan()
+    distances = where(rooted, where(rooted, squared, 1.0).sqrt(), 0.0)
     return reshape(distances, tuple(distances.shape))
 

@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 
 from .._core import mode, tracing as _tracing
-from .._core.dtype import STORED_NUMPY, as_dtype, from_numpy_dtype, get_default_dtype, is_half
+from .._core.dtype import C_TYPE_NAMES, STORED_NUMPY, as_dtype, from_numpy_dtype, get_default_dtype, is_half
 from .._core.mode import run_pending
 from .. import autograd
 from ..autograd.graph import output_edge
@@ -103,8 +103,20 @@ class Tensor:
                 raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of "
                                 f"type {type(value).__name__}")
             if value._data.shape != self._data.shape:
-                raise RuntimeError(f"assigned grad has data of a different size: expected "
-                                   f"{list(self._data.shape)}, got {list(value._data.shape)}")
+                raise RuntimeError(f"attempting to assign a gradient of size "
+                                   f"'{list(value._data.shape)}' to a tensor of size "
+                                   f"'{list(self._data.shape)}'. Please ensure that the "
+                                   f"gradient and the tensor are the same size")
+            if value.dtype != self.dtype:
+                raise RuntimeError(
+                    f"attempting to assign a gradient with dtype "
+                    f"'{C_TYPE_NAMES[value.dtype.name]}' to a tensor with grad_dtype "
+                    f"'{self.dtype.scalar_type}'. The gradient must "
+                    "match the tensor's grad_dtype (defaults to the tensor's dtype). You can "
+                    "set the tensor's grad_dtype attribute with a specific dtype, or None to "
+                    "allow any dtype. Set grad_dtype with caution. Diverging the dtypes of a "
+                    "tensor and its gradient may break downstream systems that assume they "
+                    "match.")
         if _tracing.current is not None:
             # Assigning .grad inside a compiled step makes its earlier value irrelevant.
             _tracing.current.touch(self, reads_grad=False)

@@ -734,7 +734,10 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     targets = _api.reshape(target, rows)
     target_scores = _api.gather(scores, 1, _api.unsqueeze(targets, 1))
     z = _scalar_minus(margin, target_scores) + scores
-    hinge = _api.where(z > 0, z if p == 1 else z * z, 0.0)
+    # NOTE: squared after the where: where(z > 0, z * z, 0) would send NaN into the
+    # gradient (2 z times 0) where z is NaN or -inf, whose loss and gradient are 0.
+    z = _api.where(z > 0, z, 0.0)
+    hinge = z if p == 1 else z * z
     if weight is not None:
         hinge = hinge * _api.unsqueeze(weight[targets], 1)
     hinge = hinge.masked_fill(one_hot(targets, classes) == 1, 0.0)

@@ -113,6 +113,25 @@ def solve_vjp_kernel(a, x, g, grad_a, grad_b):
         grad_a[i] = -(gb @ np.ascontiguousarray(x[i].T))
 
 
+def _run_per_matrix(kernel, inputs, outputs):
+    """kernel(*inputs, *outputs), whose arrays all hold one matrix (or value) per element of
+    their first axis. NOTE: Numba's np.linalg refuses NaN and infinite entries with an error
+    of its own, where PyTorch's LAPACK gives NaN: an element with such an operand gets NaN
+    outputs, element by element, and the others their values."""
+    try:
+        kernel(*inputs, *outputs)
+    except np.linalg.LinAlgError:
+        for i in range(outputs[0].shape[0]):
+            slices = [array[i:i + 1] for array in (*inputs, *outputs)]
+            try:
+                kernel(*slices)
+            except np.linalg.LinAlgError:
+                if all(np.isfinite(array).all() for array in slices[:len(inputs)]):
+                    raise
+                for output in outputs:
+                    output[i] = np.nan
+
+
 def _lapack(dtype, *names):
     return scipy.linalg.lapack.get_lapack_funcs(names, dtype=dtype)
 
@@ -257,8 +276,9 @@ def _solve_vjp(node, g):
     batch, vector = solve_plan(a, b, left)
     grad_a, grad_b = np.zeros(a3.shape, g.dtype), np.zeros(b3.shape, g.dtype)
     if grad_b.size:
-        solve_vjp_kernel(a3, _as_b_frame(x, b3.shape, vector, left),
-                         _as_b_frame(g, b3.shape, vector, left), grad_a, grad_b)
+        _run_per_matrix(solve_vjp_kernel, (a3, _as_b_frame(x, b3.shape, vector, left),
+                                           _as_b_frame(g, b3.shape, vector, left)),
+                        (grad_a, grad_b))
     return (_from_frame(grad_a, batch + a.shape[-2:], left) if node.needs[0] else None,
             _from_frame(grad_b, shape, left) if node.needs[1] else None)
 
@@ -398,7 +418,8 @@ def _slogdet_vjp(node, g):
     a, = node.saved
     grad = np.empty(matrices(a).shape, g.dtype)
     if grad.size:
-        inverse_transpose_kernel(matrices(a), np.ascontiguousarray(g).reshape(-1), grad)
+        _run_per_matrix(inverse_transpose_kernel,
+                        (matrices(a), np.ascontiguousarray(g).reshape(-1)), (grad,))
     return (grad.reshape(a.shape),)
 
 
@@ -518,7 +539,7 @@ def _cholesky_vjp(node, g):
     g3 = matrices(np.swapaxes(g, -1, -2) if upper else g)
     grad = np.empty(lower.shape, g.dtype)
     if grad.size:
-        cholesky_vjp_kernel(lower, g3, grad)
+        _run_per_matrix(cholesky_vjp_kernel, (lower, g3), (grad,))
     return (grad.reshape(factor.shape),)
 
 
@@ -632,8 +653,12 @@ def eigh(a, UPLO):
     if out.size:
         try:
             eigh_kernel(a3, out)
-        except np.linalg.LinAlgError:  # (NaN or infinite entries: PyTorch's NaNs)
-            out[...] = np.nan
+        except np.linalg.LinAlgError:
+            # NOTE: Numba checks the whole matrix for NaN and inf, but eigh reads the lower
+            # triangle only (PyTorch's ignores the other): mirror it, then NaN where it is not
+            # finite either, as PyTorch's.
+            mirrored = np.tril(a3) + np.swapaxes(np.tril(a3, -1), -1, -2)
+            _run_per_matrix(eigh_kernel, (mirrored,), (out,))
     return out.reshape(shape)
 
 
@@ -887,8 +912,8 @@ def _qr_vjp(node, g):
     shape, shapes = _qr_check_differentiable(node)
     grad = np.zeros(matrices(np.empty(shape, g.dtype)).shape, g.dtype)
     if grad.size:
-        qr_vjp_kernel(*unpacked(node.saved[0], shapes), *unpacked(np.ascontiguousarray(g), shapes),
-                      grad)
+        _run_per_matrix(qr_vjp_kernel, (*unpacked(node.saved[0], shapes),
+                                        *unpacked(np.ascontiguousarray(g), shapes)), (grad,))
     return (grad.reshape(shape),)
 
 

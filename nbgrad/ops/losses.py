@@ -61,8 +61,10 @@ _SOFTPLUS_NEG_X = "(max(-x, zero) + np.log1p(np.exp(-abs(x))))"  # log(1 + exp(-
 POINTWISE_LOSSES = [
     PointwiseLoss("mse_loss", "MseLossBackward0", "(x - y) * (x - y)",
                   "two * (x - y)", "-two * (x - y)"),
+    # The gradient is PyTorch's sign(x - y), which is 0 at NaN (np.sign's is NaN).
     PointwiseLoss("l1_loss", "L1LossBackward0", "abs(x - y)",
-                  "np.sign(x - y)", "-np.sign(x - y)"),
+                  "one if x > y else (-one if x < y else zero)",
+                  "-one if x > y else (one if x < y else zero)"),
     # PyTorch clamps each log at -100 so that x = 0 or 1 gives a finite loss, and divides the
     # gradient by max(x (1 - x), 1e-12).
     PointwiseLoss("binary_cross_entropy", "BinaryCrossEntropyBackward0",

@@ -26,7 +26,11 @@ class Rprop(Optimizer):
             step_size = min(max(step_size * factor, step_size_min), step_size_max)
             if direction < 0:
                 g = 0
-            param = param - np.sign(g) * step_size
+            # (torch.sign, which is 0 at NaN: a NaN gradient moves nothing)
+            if g > 0:
+                param = param - step_size
+            elif g < 0:
+                param = param + step_size
             prev = g
         """)
 

@@ -560,6 +560,28 @@ SPECIAL_VALUES = {
     "divide_by_minus_zero": (lambda L, x: x / -0.0 + x * -0.0, [SPECIAL], True),
     "argmax_keepdim_all": (lambda L, x: x.reshape(2, 3).argmax(dim=None, keepdim=True),
                            [SPECIAL], False),
+    # (found by tests/ops/test_special_values.py's sweep, and the torch.sign of NaN, 0, that
+    # l1_loss's gradient takes)
+    "l1_loss_of_nan": (lambda L, x, y: functional(L).l1_loss(x, y, reduction="sum"),
+                       [SPECIAL, SPECIAL[::-1].copy()], True),
+    "logit_at_signed_zeros_and_nan": (lambda L, x: x.logit() + L.logit(x, eps=0.25),
+                                      [np.array([0.0, -0.0, 1.0, NAN, 0.5, 0.1])], True),
+    "cdist_by_matrix_product_keeps_nan": (
+        lambda L, a, b: L.cdist(a, b, compute_mode="use_mm_for_euclid_dist"),
+        [np.array([[1.0, NAN], [0.5, 2.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [INF, 1.0]])],
+        False),
+    "multi_margin_squared_of_nan_and_minus_inf": (
+        lambda L, x: functional(L).multi_margin_loss(x, L.tensor([1, 0]), p=2,
+                                                     reduction="none"),
+        [np.array([[0.1, NAN, 0.3], [0.5, -INF, 0.2]])], False),
+    # NaN in the triangle eigh does not read, and NaN gradients of LAPACK-backed ops, one
+    # matrix of the batch at a time
+    "eigvalsh_ignores_the_other_triangle": (lambda L, a: L.linalg.eigvalsh(a),
+                                            [np.array([[1.0, NAN], [0.5, 2.0]])], False),
+    "linalg_gradients_of_nan": (
+        lambda L, a: L.linalg.solve(a, a[..., :1]).sum() + L.linalg.slogdet(a)[1].sum()
+        + L.linalg.cholesky_ex(a @ a.mT)[0].sum() + L.linalg.qr(a)[1].sum(),
+        [np.array([[[1.0, NAN], [0.5, 2.0]], [[1.0, 0.2], [0.3, 2.0]]])], False),
 }
 
 

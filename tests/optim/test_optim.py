@@ -714,3 +714,37 @@ def test_a_scheduler_stepped_inside_a_compiled_step_runs_it_eagerly():
     assert [message.split(" (at ")[0] for message in nbgrad_warnings(caught)] == [
         "nbgrad.compile: running the step eagerly: an lr_scheduler steps inside the step (call "
         "scheduler.step() outside the compiled step)"]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_nan_and_inf_gradients_update_as_torch(name):
+    """Gradients holding NaN, inf, -inf and zeros, element by element as torch (Rprop's
+    sign of NaN is 0: those elements do not move)."""
+    nb_class, torch_class, kwargs = OPTIMIZERS[name]
+    start = np.linspace(-1.0, 1.0, 8)
+    gradients = [[1.0, np.nan, -1.0, 0.0, np.inf, 2.0, -np.inf, 0.5],
+                 [np.nan, 1.0, np.inf, -0.0, 1.0, -2.0, 1.0, np.nan],
+                 [-1.0, 1.0, 1.0, np.nan, -np.inf, 0.5, 0.0, 1.0]]
+    results = []
+    for library, optimizer_class in ((nbgrad, nb_class), (torch, torch_class)):
+        param = library.tensor(start.copy(), requires_grad=True)
+        optimizer = optimizer_class([param], **kwargs)
+        for gradient in gradients:
+            param.grad = library.tensor(gradient, dtype=param.dtype)
+            optimizer.step()
+        results.append(param.detach().numpy().copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_assigned_grad_of_another_dtype_or_size_raises_torchs_error():
+    from conftest import assert_same_error
+
+    def assign(grad):
+        def make(L):
+            p = L.zeros(2, 3, dtype=L.float64, requires_grad=True)
+            p.grad = grad(L)
+        return make
+
+    assert_same_error(assign(lambda L: L.zeros(2, 3)))
+    assert_same_error(assign(lambda L: L.zeros(2, 3, dtype=L.int64)))
+    assert_same_error(assign(lambda L: L.zeros(3, 2, dtype=L.float64)))
