@@ -58,6 +58,7 @@ DOMAIN_ERROR = "all elements of {} should be between 0 and 1"
 
 
 _SOFTPLUS_NEG_X = "(max(-x, zero) + np.log1p(np.exp(-abs(x))))"  # log(1 + exp(-x)), stably
+_SOFTPLUS_X = "(max(x, zero) + np.log1p(np.exp(-abs(x))))"
 POINTWISE_LOSSES = [
     PointwiseLoss("mse_loss", "MseLossBackward0", "(x - y) * (x - y)",
                   "two * (x - y)", "-two * (x - y)"),
@@ -70,13 +71,15 @@ POINTWISE_LOSSES = [
     PointwiseLoss("binary_cross_entropy", "BinaryCrossEntropyBackward0",
                   "-(y * max(np.log(x), floor) + (one - y) * max(np.log(one - x), floor))",
                   "(x - y) / max((one - x) * x, eps)",
-                  "max(np.log(one - x), floor) - max(np.log(x), floor)",
+                  "-np.log(x / (one - x))",  # (the target's: PyTorch's -logit(x), unclamped)
                   domains=(("x >= zero and x <= one", "input"),
                            ("y >= zero and y <= one", "target"))),
     PointwiseLoss("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogitsBackward0",
                   f"(one - y) * x + (one + (pw - one) * y) * {_SOFTPLUS_NEG_X}",
                   "(one + (pw - one) * y) / (one + np.exp(-x)) - pw * y",
-                  f"-x + (pw - one) * {_SOFTPLUS_NEG_X}", pos_weight=True),
+                  # the target's as PyTorch's log_sigmoid(-x) - pw log_sigmoid(x), which is
+                  # inf at x = -inf where -x + (pw - 1) softplus(-x) is 0 * inf
+                  f"pw * {_SOFTPLUS_NEG_X} - {_SOFTPLUS_X}", pos_weight=True),
     # PyTorch's kernels: |x - y| against beta (delta); the gradient's branches in its order,
     # so that NaN takes the linear one (NaN) and the bounds the constant ones. beta = 0 is
     # l1_loss (the API sends it there).

@@ -113,7 +113,8 @@ for r in range(x.shape[0]):
     elif ord == np.inf or ord == -np.inf:
         dx[r] = sgn * (g / count) if a == out or a != a else 0.0
     elif ord < 1:
-        dx[r] = 0.0 if x[r] == 0 else sgn * a ** typed(ord - 1, a) * g * out ** typed(1 - ord, a)
+        # (0 at a zero element, times the rest: NaN where the norm is inf, as PyTorch's)
+        dx[r] = (0.0 if x[r] == 0 else sgn * a ** typed(ord - 1, a)) * g * out ** typed(1 - ord, a)
     elif out == 0:
         dx[r] = 0.0
     elif ord < 2:

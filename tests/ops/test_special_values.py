@@ -1,4 +1,4 @@
-"""Every row of the op table (tests/ops/test_ops.py) with NaN, inf, -inf or signed zeros put
+"""Every row of the op tables (tests/ops/test_ops.py's TABLE and test_modes.py's MORE) with NaN, inf, -inf or signed zeros put
 into its random inputs: the forward and the gradient of every input against PyTorch's, in
 float64. (The table's own rows keep their inputs in each op's domain, and tests/ops/
 test_indices_and_nonfinite.py runs chosen special values in all three modes; this sweep is
@@ -15,7 +15,8 @@ import torch
 
 import nbgrad
 from conftest import TOL, rng_for
-from test_ops import TABLE, make_inputs
+from test_modes import MODE_TABLE
+from test_ops import make_inputs
 
 # Values put into each random input, at positions drawn per input.
 PATTERNS = {"nan": [np.nan], "inf": [np.inf], "-inf": [-np.inf], "zeros": [0.0, -0.0],
@@ -30,8 +31,6 @@ KNOWN_DIFFERENCES = {
                       "Welford's updates, which make inf - inf = NaN; nbgrad's mean is inf"),
     "reductions_keepdims": ({"mixed"}, "prod's gradient: PyTorch divides the product by each "
                             "element unless a zero is anywhere in the tensor, NaN / NaN there"),
-    "vector_norm_orders": ({"mixed"}, "p < 1 norms: PyTorch's gradient at a zero element of "
-                           "a row with an infinite norm is 0 * inf = NaN; nbgrad's is 0"),
     "cdist_p1": (set(PATTERNS), "PyTorch's cdist backward takes sign(NaN) = NaN (and NaN at "
                  "infinite differences); nbgrad's p = 1 norm gradient takes sign(NaN) = 0"),
     "interpolate_area": ({"inf", "-inf"}, "nbgrad's resample gives a window's unused taps "
@@ -63,7 +62,7 @@ KNOWN_DIFFERENCES = {
 }
 
 # grid_sample: PyTorch 2.13's backward crashes on NaN and infinite grid points (see its rows).
-ROWS = [r for r in TABLE if "grid_sample" not in r.name
+ROWS = [r for r in MODE_TABLE if "grid_sample" not in r.name
         and any(not isinstance(spec, np.ndarray) for spec in r.inputs)]
 
 
