@@ -434,8 +434,10 @@ def _area_taps(in_size, out_size, align_corners, scale_factor, dtype):
     start = output * in_size // out_size
     count = -((output + 1) * in_size // -out_size) - start
     taps = np.arange(int(count.max()) if out_size else 1)
-    index = np.minimum(start[:, None] + taps, in_size - 1)
-    weight = np.where(taps < count[:, None], (1 / count.astype(dtype))[:, None], 0)
+    inside = taps < count[:, None]
+    # (-1: past the window's end, skipped by the kernels; see ops/resample.py)
+    index = np.where(inside, np.minimum(start[:, None] + taps, in_size - 1), -1)
+    weight = np.where(inside, (1 / count.astype(dtype))[:, None], 0)
     return index, weight.astype(dtype)
 
 
@@ -468,8 +470,10 @@ def _antialias_taps(in_size, out_size, align_corners, scale_factor, dtype, filte
     weight[taps >= count[:, None]] = 0
     total = weight.sum(1, keepdims=True, dtype=dtype)
     weight = np.where(total != 0, weight / np.where(total != 0, total, 1), weight)
-    # Taps beyond `count` have weight 0; their index only has to be a valid one.
-    return np.minimum(index, in_size - 1), weight.astype(dtype)
+    # Taps beyond `count` have weight 0 and index -1 (skipped: see ops/resample.py), but the
+    # first, which is a real one.
+    index = np.where(taps < np.maximum(count, 1)[:, None], np.minimum(index, in_size - 1), -1)
+    return index, weight.astype(dtype)
 
 
 # Each mode's taps: taps(in_size, out_size, align_corners, scale_factor, opmath dtype).

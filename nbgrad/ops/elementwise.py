@@ -151,7 +151,7 @@ def _elu(name):
 _ATAN2_RECIPROCAL = "(0.0 if a * a + b * b == 0.0 else 1.0 / (a * a + b * b))"
 _CLAMPED = "(lo if (a < lo or lo != lo) else a)"
 _LOGIT_CLAMPED = "(a if eps < 0.0 else (eps if a < eps else (1.0 - eps if a > 1.0 - eps else a)))"
-_LOGIT_GRADIENT = "(g * np.inf if (a == 0.0 or a == 1.0) else g / (a * (1.0 - a)))"
+_LOGIT_GRADIENT = "g / (abs(a) * (1.0 - a))"  # (abs: +-inf of g's sign at -0.0 too)
 _PI = "3.141592653589793"
 _SAME_INFINITY = "(a == b and abs(a) == np.inf)"
 _LARGER = "(b if a < b else a)"  # std::max: a where either is NaN
@@ -258,8 +258,7 @@ TABLE = [
                 {"a": "g * out * 0.6931471805599453"}, result="float"),
     # `eps` is PyTorch's: None (given as -1.0) leaves a alone, else a is clamped to
     # [eps, 1 - eps] and the gradient is 0 outside it. The gradient is PyTorch's kernel's:
-    # NaN outside [0, 1] without eps, NaN at NaN, and g * inf at 0 and 1 (at -0.0 too,
-    # where g / (a (1 - a)) would flip the sign).
+    # NaN outside [0, 1] without eps, NaN at NaN, and g * inf at 0 and 1, also at -0.0.
     Elementwise("logit", "LogitBackward0", ("a",),
                 f"np.log({_LOGIT_CLAMPED} / (1.0 - {_LOGIT_CLAMPED}))",
                 {"a": f"(np.nan if (a < 0.0 or a > 1.0) else {_LOGIT_GRADIENT}) if eps < 0.0 "

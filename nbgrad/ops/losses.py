@@ -265,15 +265,25 @@ class _PointwiseLossFusion:
 _TENSOR_NAMES = {"np": types.SimpleNamespace(log=lambda t: t.log(), exp=lambda t: t.exp(),
                                              log1p=lambda t: t.log1p(), sign=lambda t: t.sign()),
                  "max": lambda t, floor: t.clamp_min(floor), "abs": abs,
-                 "where": lambda c, a, b: (b.where(c.logical_not(), a)
-                                           if isinstance(a, (int, float)) else a.where(c, b)),
+                 "where": lambda c, a, b, like: _tensor_where(c, a, b, like),
                  **_CONSTANTS}
+
+
+def _tensor_where(condition, a, b, like):
+    """`a if condition else b` on Tensors; two numbers (l1_loss's sign) as a Tensor of
+    `like`'s dtype."""
+    if isinstance(a, (int, float)):
+        if isinstance(b, (int, float)):
+            return condition.to(like.dtype) * (a - b) + b
+        return b.where(condition.logical_not(), a)
+    return a.where(condition, b)
 
 
 class _ChoiceAsWhere(ast.NodeTransformer):
     def visit_IfExp(self, node):
         self.generic_visit(node)
-        return ast.Call(ast.Name("where", ast.Load()), [node.test, node.body, node.orelse], [])
+        return ast.Call(ast.Name("where", ast.Load()),
+                        [node.test, node.body, node.orelse, ast.Name("x", ast.Load())], [])
 
 
 def _tensor_expression(expr, where):

@@ -20,7 +20,10 @@ parameters hash by value (tuples of ints, `Taps`): a deferred graph is keyed by 
 parameters, and one that cannot be keyed never fuses.
 
 NOTE: Numba does not bounds-check. The tap indices are made in Python from sizes alone and
-lie in [0, input size); they are never user data.
+lie in [0, input size); they are never user data. A window shorter than the table's width
+(area, antialias) ends in taps of index -1, which the kernels skip: as weight-0 taps of a
+real index they would add 0 * inf = NaN where PyTorch's window has no such element. The
+first tap of each output is always a real one.
 """
 import math
 
@@ -87,6 +90,8 @@ def resample_axis_kernel(x, index, weight, out):
                 out[a, o, i] = w * x[a, source, i]
             for k in range(1, index.shape[1]):
                 source, w = index[o, k], weight[o, k]
+                if source < 0:
+                    break  # (the window's end)
                 for i in range(out.shape[2]):
                     out[a, o, i] += w * x[a, source, i]
 
@@ -100,6 +105,8 @@ def resample_axis_vjp_kernel(g, index, weight, grad):
         for o in range(g.shape[1]):
             for k in range(index.shape[1]):
                 source, w = index[o, k], weight[o, k]
+                if source < 0:
+                    break
                 for i in range(g.shape[2]):
                     grad[a, source, i] += w * g[a, o, i]
 
@@ -118,6 +125,8 @@ def resample_last_kernel(x, index, weight, out):
         for o in range(out.shape[1]):
             total = weight[o, 0] * row[index[o, 0]]
             for k in range(1, taps):
+                if index[o, k] < 0:
+                    break
                 total += weight[o, k] * row[index[o, k]]
             out_row[o] = total
 
@@ -134,6 +143,8 @@ def resample_last_vjp_kernel(g, index, weight, grad):
     for a in range(g.shape[0]):
         for o in range(g.shape[1]):
             for k in range(index.shape[1]):
+                if index[o, k] < 0:
+                    break
                 grad[a, index[o, k]] += weight[o, k] * g[a, o]
 
 
@@ -205,7 +216,8 @@ def _resample_differentiable_vjp(node, g, saved):
     grad = g
     for (dim, index, weight), in_shape in _undone_passes(node):
         matrix = np.zeros((index.shape[0], in_shape[dim]))
-        np.add.at(matrix, (np.arange(index.shape[0])[:, None], index), weight)
+        real = index >= 0
+        np.add.at(matrix, (np.nonzero(real)[0], index[real]), weight[real])
         grad = (grad.transpose(dim, -1) @ g.new_tensor(matrix)).transpose(dim, -1)
     return (grad,)
 

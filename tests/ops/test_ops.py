@@ -286,14 +286,14 @@ def _rnn_layer(kind, **options):
     (neither library has a module-level function for it: torch's module by functional_call,
     nbgrad's layers given the weights); its output and final states, flattened and joined, so
     that the gradient reaches each. NOTE: no module state is written (nbgrad.compile guards
-    what a step reads)."""
-    modules = {}
+    what a step reads), and the modules are made here: made on the first call, inside a
+    compiled step (which test runs first depends on how pytest-xdist deals them out), their
+    initialisation's random draws break the graph."""
+    modules = {(L.__name__, dtype): getattr(L.nn, kind)(2, 3, dtype=dtype, **options)
+               for L in (torch, nbgrad) for dtype in (L.float32, L.float64)}
 
     def layer(L, x, *tensors):
-        key = (L.__name__, x.dtype)
-        if key not in modules:
-            modules[key] = getattr(L.nn, kind)(2, 3, dtype=x.dtype, **options)
-        module = modules[key]
+        module = modules[(L.__name__, x.dtype)]
         states = 2 if kind == "LSTM" else 1
         state = tuple(tensors[:states]) if states == 2 else tensors[0]
         weights = tensors[states:]

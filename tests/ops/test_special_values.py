@@ -33,9 +33,6 @@ KNOWN_DIFFERENCES = {
                             "element unless a zero is anywhere in the tensor, NaN / NaN there"),
     "cdist_p1": (set(PATTERNS), "PyTorch's cdist backward takes sign(NaN) = NaN (and NaN at "
                  "infinite differences); nbgrad's p = 1 norm gradient takes sign(NaN) = 0"),
-    "interpolate_area": ({"inf", "-inf"}, "nbgrad's resample gives a window's unused taps "
-                         "weight 0 (0 * inf = NaN); PyTorch skips them"),
-    "interpolate_bilinear_antialias": (set(PATTERNS), "as interpolate_area"),
     "rnn_layer_relu_no_bias": (set(PATTERNS), "NaN and inf through the recurrence's ReLU "
                                "gradient: not matched"),
     "linalg_solve_empty": ({"zeros"}, "a singular A with an empty B: PyTorch factors A and "
