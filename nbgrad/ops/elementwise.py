@@ -67,7 +67,8 @@ class Elementwise:
                              if refusal is not None)
 
 
-def _sign(x):
+def sign_expression(x):
+    """torch.sign of expression `x`, as an expression: 0 at NaN (np.sign's is NaN)."""
     return f"(1.0 if {x} > 0.0 else (-1.0 if {x} < 0.0 else 0.0))"
 
 
@@ -219,7 +220,7 @@ TABLE = [
                 result="float"),
     Elementwise("sqrt", "SqrtBackward0", ("a",), "np.sqrt(a)", {"a": "g / (2.0 * out)"},
                 result="float"),
-    Elementwise("abs", "AbsBackward0", ("a",), "abs(a)", {"a": f"g * {_sign('a')}"}),
+    Elementwise("abs", "AbsBackward0", ("a",), "abs(a)", {"a": f"g * {sign_expression('a')}"}),
     Elementwise("sin", "SinBackward0", ("a",), "np.sin(a)", {"a": "g * np.cos(a)"},
                 result="float"),
     Elementwise("cos", "CosBackward0", ("a",), "np.cos(a)", {"a": "-g * np.sin(a)"},
@@ -364,7 +365,7 @@ TABLE = [
     Elementwise("erf", "ErfBackward0", ("a",), "erf(a)",
                 {"a": "1.1283791670955126 * exp(-(a * a)) * g"}, result="float"),
     # sign(NaN) is 0, as in PyTorch.
-    Elementwise("sign", "SignBackward0", ("a",), _sign("a"), {"a": _ZERO}),
+    Elementwise("sign", "SignBackward0", ("a",), sign_expression("a"), {"a": _ZERO}),
     _rounding("floor", "floor_value(a)"),
     _rounding("ceil", "ceil_value(a)"),
     _rounding("trunc", "trunc_value(a)"),

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 
 from .._core import modules as _codegen
+from .elementwise import sign_expression
 from .indexing import first_out_of_range, scattered
 from .primitive import TORCH_TYPE_NAMES, Primitive, Unfusable, register
 from .shape import flat_contiguous
@@ -62,10 +63,8 @@ _SOFTPLUS_X = "(max(x, zero) + np.log1p(np.exp(-abs(x))))"
 POINTWISE_LOSSES = [
     PointwiseLoss("mse_loss", "MseLossBackward0", "(x - y) * (x - y)",
                   "two * (x - y)", "-two * (x - y)"),
-    # The gradient is PyTorch's sign(x - y), which is 0 at NaN (np.sign's is NaN).
     PointwiseLoss("l1_loss", "L1LossBackward0", "abs(x - y)",
-                  "one if x > y else (-one if x < y else zero)",
-                  "-one if x > y else (one if x < y else zero)"),
+                  sign_expression("x - y"), f"-{sign_expression('x - y')}"),
     # PyTorch clamps each log at -100 so that x = 0 or 1 gives a finite loss, and divides the
     # gradient by max(x (1 - x), 1e-12).
     PointwiseLoss("binary_cross_entropy", "BinaryCrossEntropyBackward0",
@@ -270,7 +269,7 @@ _TENSOR_NAMES = {"np": types.SimpleNamespace(log=lambda t: t.log(), exp=lambda t
 
 
 def _tensor_where(condition, a, b, like):
-    """`a if condition else b` on Tensors; two numbers (l1_loss's sign) as a Tensor of
+    """`a if condition else b` on Tensors; two numbers (sign_expression's) as a Tensor of
     `like`'s dtype."""
     if isinstance(a, (int, float)):
         if isinstance(b, (int, float)):
