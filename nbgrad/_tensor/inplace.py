@@ -296,7 +296,11 @@ def _reshaped_in_place(function, grad_fn_name, *names):
         input._data = result._data
         input._version_counter[0] += 1
         if result.grad_fn is not None:
-            graph.adopt(input, result)
+            graph.adopt(input, result, moves_retained=False)
+        if input._base is not None:
+            # Its new node reads the value as it is now: a view is not renewed for its own
+            # in-place view op (PyTorch keeps SqueezeBackward4 ... as its grad_fn).
+            input._view_version = input._version_counter[0]
         return input
     in_place.__name__ = function.__name__ + "_"
     return in_place

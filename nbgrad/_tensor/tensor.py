@@ -156,7 +156,9 @@ class Tensor:
     def retain_grad(self):
         if not self._requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
-        if self.grad_fn is not None:
+        # (PyTorch's is a no-op on a tensor that retains already, also where an in-place
+        # view op left the hook on an earlier node: see graph.RetainedEarlier)
+        if self.grad_fn is not None and output_edge(self)._retained is None:
             output_edge(self)._retained = weakref.ref(self)
 
     def register_hook(self, hook):
@@ -188,7 +190,7 @@ class Tensor:
             raise RuntimeError(_DETACH_VIEW)
         self._data  # noqa: B018  (a deferred forward runs before the tensor leaves its graph)
         if self.grad_fn is not None:
-            output_edge(self)._retained = None
+            autograd.graph.drop_retained(self)
         self.grad_fn = None
         self._requires_grad = False
         return self

@@ -275,18 +275,53 @@ def output_edge(tensor):
     return node
 
 
-def adopt(tensor, result):
+class RetainedEarlier:
+    """A node's `_retained` where the tensor's retain_grad() stays with an earlier node:
+    PyTorch's in-place view ops (transpose_, squeeze_ ...) give the tensor a new node but
+    leave its retains-grad hook where it was, so `.grad` is the gradient of the value before
+    them (in its shape). Called as the weakref it stands in for, it gives no tensor: this
+    node keeps no gradient; `retains_grad` still reads it as set."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node):
+        self.node = node  # the node whose `_retained` is the tensor's weakref
+
+    def __call__(self):
+        return None
+
+
+def drop_retained(tensor):
+    """Undo tensor's retain_grad(), where its hook is (its node, or an earlier one); whether
+    there was one."""
+    edge = output_edge(tensor)
+    retained = edge._retained
+    if retained is None:
+        return False
+    if type(retained) is RetainedEarlier:
+        retained.node._retained = None
+    edge._retained = None
+    return True
+
+
+def adopt(tensor, result, moves_retained=True):
     """`tensor` takes the node of `result`, the value an in-place write gave it; as
     PyTorch's, a retain_grad() on tensor moves to the new node (the gradient it keeps is
-    its new value's)."""
-    retained = tensor.grad_fn is not None and output_edge(tensor)._retained is not None
-    if retained:
-        output_edge(tensor)._retained = None
+    its new value's), except after an in-place view op (`moves_retained=False`: see
+    RetainedEarlier)."""
+    if tensor.grad_fn is None:
+        retained = None
+    elif moves_retained:
+        retained = drop_retained(tensor) and weakref.ref(tensor)
+    else:
+        retained = output_edge(tensor)._retained
+        if retained is not None and type(retained) is not RetainedEarlier:
+            retained = RetainedEarlier(output_edge(tensor))
     tensor.grad_fn = result.grad_fn
     tensor._requires_grad = True
     guard_written_result(result, tensor)
     if retained:
-        output_edge(result)._retained = weakref.ref(tensor)
+        output_edge(result)._retained = retained
 
 
 def guard_written_result(result, tensor):

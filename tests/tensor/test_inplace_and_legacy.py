@@ -473,6 +473,57 @@ def test_retain_grad_follows_the_tensor_through_an_in_place_write():
     np.testing.assert_array_equal(kept[0], [1.0, 1.0, 1.0])
 
 
+# In-place view ops (they change a tensor's shape or strides, not its elements) after
+# retain_grad(): PyTorch leaves the hook on the node before them, so .grad is the gradient
+# of the value before them (its shape) and holds what flowed through the uses before them
+# too; after a write of the elements, the new value's (the test above). Found by the random
+# in-place programs (seeds 5003, 5009, 5021, 5039): nbgrad moved the hook to the view op's
+# node, and .grad missed the earlier uses' gradient.
+IN_PLACE_VIEW_OPS = {
+    "transpose_": lambda t: t.transpose_(0, 1),
+    "t_": lambda t: t.t_(),
+    "squeeze_": lambda t: t.unsqueeze_(0).squeeze_(0),
+    "unsqueeze_": lambda t: t.unsqueeze_(1),
+    "swapdims_then_retain_again": lambda t: t.swapdims_(0, 1).retain_grad(),
+}
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["immediate", "deferred"])
+@pytest.mark.parametrize("case", sorted(IN_PLACE_VIEW_OPS))
+def test_retain_grad_stays_with_the_value_before_an_in_place_view_op(case, deferred, monkeypatch):
+    from nbgrad.fuse import deferred as deferred_mode
+    monkeypatch.setattr(deferred_mode, "enabled", deferred)
+    kept = []
+    for lib in LIBS:
+        leaf = lib.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+        t = leaf * 2
+        t.retain_grad()
+        before = t.cumsum(-1)
+        IN_PLACE_VIEW_OPS[case](t)
+        assert t.retains_grad
+        ((t * t.detach()).sum() - before.sum()).backward()
+        kept.append((t.grad.numpy().copy(), leaf.grad.numpy().copy(), grad_fn_name(t)))
+    (grad, leaf_grad, name), (torch_grad, torch_leaf_grad, torch_name) = kept
+    assert grad.shape == torch_grad.shape == (2, 3)
+    assert_close(grad, torch_grad)
+    assert_close(leaf_grad, torch_leaf_grad)
+    assert name == torch_name
+
+
+def test_an_in_place_view_op_on_a_view_keeps_its_grad_fn():
+    """PyTorch's view after its own squeeze_ has SqueezeBackward4, and gets no
+    AsStridedBackward0 when it is used again: its base was not written (random in-place
+    programs, seeds 5002 and 5015)."""
+    names = []
+    for lib in LIBS:
+        base = lib.ones(3, 4, requires_grad=True) * 1
+        view = base.diagonal(1)
+        view.unsqueeze_(0).squeeze_(0)
+        (view * 2).sum().backward()
+        names.append(grad_fn_name(view))
+    assert names == ["SqueezeBackward4"] * 2
+
+
 # In-place writes that record nothing, whose kernel writes the target's memory directly
 # (`inplace_form`'s writes_into): (the write, the target's dtype). (An operand over the
 # target's memory with gaps: test_in_place_add_of_a_strided_view_over_the_target_is_computed_apart.)
