@@ -74,6 +74,7 @@ class Emitter:
                                      # Python before each call (see `precondition`)
         self._views = {}             # name of a local view -> its expression (see `define`)
         self._local_views = set()    # the names of `local_view`s
+        self._view_shapes = {}       # name of a `define`d view (a reshape) -> its shape
         self._constants = {}         # id(array) -> (name, array): one name per constant
         self._empties = {}           # (ndim, dtype) -> name of a zero-size buffer (see `empty`)
         self._loop = None            # the open elementwise loop nest (see `elementwise`)
@@ -142,8 +143,10 @@ class Emitter:
         return stand_in
 
     def define(self, array, expression):
-        """A local variable (a view) computed inside the fused function."""
+        """A local variable for `array`: a reshape (C-contiguous) computed inside the fused
+        function."""
         name = self.names[id(array)] = self.local_view(expression)
+        self._view_shapes[name] = array.shape
         return name
 
     def local_view(self, expression):
@@ -321,9 +324,15 @@ class Emitter:
             variable, operand_shape = operand[:2]
             padded = padded_shape if math.prod(operand_shape) == math.prod(padded_shape) else \
                 (1,) * (rank - len(operand_shape)) + tuple(operand_shape)
+            # NOTE: a `define`d view is a reshape, C-contiguous: given in another shape (sum's
+            # gradient reads a (2,) one as (2, 1), a 0-d one as (1,)), it is reshaped as a
+            # buffer is, not indexed at a rank it does not have.
+            reshaped_view = tuple(self._view_shapes.get(variable, operand_shape)) != \
+                tuple(operand_shape)
             if variable in loop["written"]:
                 read = loop["written"][variable]
-            elif variable in strided and tuple(operand_shape) == padded_shape:
+            elif variable in strided and not reshaped_view and \
+                    tuple(operand_shape) == padded_shape:
                 read = f"{variable}[{index}]"
             elif math.prod(operand_shape) == 1:
                 read = self.new_name("s")

@@ -91,6 +91,10 @@ def _run(lib, program, names, leaves):
         exec(program, scope)
         scope["loss"].backward()
     except RuntimeError as error:
+        if "INTERNAL ASSERT FAILED" in str(error):
+            # PyTorch's own bug (retain_grad(), an in-place view op, then an in-place write:
+            # its retains-grad hook is not where it looks for it): nothing to compare with.
+            return "undefined", str(error)
         return "raise", type(error).__name__
     results = [scope["loss"].detach().numpy()] + [leaf.grad.numpy() for leaf in (a, b, c)]
     with warnings.catch_warnings():
@@ -105,6 +109,8 @@ def _run(lib, program, names, leaves):
 
 def _check(program, names, leaves, dtype):
     expected = _run(torch, program, names, leaves)
+    if expected[0] == "undefined":
+        return
     actual = _run(nbgrad, program, names, leaves)
     where = f"program:\n{program}"
     assert actual[0] == expected[0], f"torch: {expected[0]}, nbgrad: {actual[0]} {actual[1]}; {where}"

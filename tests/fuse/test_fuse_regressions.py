@@ -231,6 +231,43 @@ def test_clamp_in_compile_called_with_fresh_tensors(name, dtype):
     assert compiled.stats["fused_calls"] == 2, compiled.breaks
 
 
+# A sum's gradient reads the incoming gradient in the sum's keepdim shape. Where that
+# gradient is a reshape made inside the fused code (unsqueeze's backward) of another rank,
+# the generated loop indexed it at the declared rank: a TypingError, the step not run (random
+# graphs, seeds 777004 and 777025 of tests/fuse/test_random_graphs.py).
+SUMS_OF_RESHAPED_GRADIENTS = {
+    "0d_read_as_1": ((2,), lambda x: x.sum(0, keepdim=True).sum(-1).unsqueeze(0)),
+    "1_element": ((1,), lambda x: x.sum(-1).unsqueeze(0)),
+    "to_a_view": ((2, 1), lambda x: x.sum(0).sum(0).view(1, 1)),
+    "1d_read_as_2d": ((2, 1), lambda x: (x + x.sum(0).clamp(min=-0.5)).sum(1).unsqueeze(0)),
+}
+
+
+@pytest.mark.parametrize("mode", ["compile", "deferred"])
+@pytest.mark.parametrize("name", sorted(SUMS_OF_RESHAPED_GRADIENTS))
+def test_sum_of_a_gradient_reshaped_to_another_rank_fuses(name, mode, fused_runs):
+    shape, fn = SUMS_OF_RESHAPED_GRADIENTS[name]
+    rng = rng_for(f"sum-reshaped-{name}")
+
+    def step(lib, x):
+        out = fn(x)
+        (out * lib.arange(1.0, out.numel() + 1).reshape(out.shape)).sum().backward()
+        return out
+
+    run = nbgrad.compile(lambda x: step(nbgrad, x)) if mode == "compile" else \
+        (lambda x: step(nbgrad, x))
+    for call in range(STEPS):
+        x, tx = both(rng.standard_normal(shape), requires_grad=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (the failed compile warned and ran eagerly)
+            assert_close(run(x), step(torch, tx))
+        assert_grad(x, tx, f"x, call {call}")
+    if mode == "compile":
+        assert run.stats["fused_calls"] == STEPS - 1, run.breaks
+    else:
+        assert fused_runs["runs"] == STEPS - deferred.FUSE_AFTER
+
+
 def test_emitted_numbers_read_back_as_the_same_values():
     """Every literal the code generator writes evaluates (as Numba code) to the value."""
     import numba
