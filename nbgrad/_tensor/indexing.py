@@ -12,7 +12,7 @@ from .._core import tracing as _tracing
 from .._core.dtype import is_half
 from ..ops import PRIMITIVES
 from ..ops.indexing import (first_out_of_range, flat_positions, is_index_array, positions_along,
-                            put_values)
+                            put_values, torch_stages)
 from ..ops.primitive import TORCH_TYPE_NAMES
 from ..ops.shape import refuse_expand
 from .conversion import to
@@ -150,7 +150,11 @@ def setitem(input, index, value):
     if input._data.flags.c_contiguous and not is_half(input._data.dtype):
         put_values(input._data, read_apart(value._data, input._data), positions)
     else:
-        input._data[index] = value._data
+        stages = torch_stages(index)
+        if stages is None:
+            input._data[index] = value._data
+        else:
+            input._data[stages[0]][stages[1]] = value._data  # (a view, then its elements)
     input._version_counter[0] += 1
 
 

@@ -71,11 +71,45 @@ def _check_masks(shape, index):
         dim += dims_taken(part)
 
 
+def torch_stages(index):
+    """`index` (a tuple NumPy reads) as two to apply one after the other, array[basic][rest],
+    where NumPy would read it otherwise than PyTorch does; else None.
+
+    NOTE: NumPy counts an integer (and a 0-d mask, x[True]) as an advanced index, and puts
+    the dimensions of advanced indices that are not side by side first: x[1, :, [0, 2]] of
+    a (4, 4, 3) array is (2, 4) there. PyTorch selects an integer's dimension first (and
+    unsqueezes for a 0-d mask), then indexes with the arrays alone: (4, 2). So `basic` is the
+    index with each array replaced by whole slices over its dimensions (a 0-d mask by None),
+    and `rest` indexes that view with the arrays (a 0-d mask as [0] or [])."""
+    arrays = [isinstance(part, np.ndarray) and part.ndim > 0 for part in index]
+    scalars = [isinstance(part, (int, np.integer)) or
+               (isinstance(part, np.ndarray) and part.ndim == 0) for part in index]
+    if not any(arrays) or not any(scalars):
+        return None
+    basic, rest = [], []
+    for part, is_array in zip(index, arrays):
+        if is_array:
+            basic += [slice(None)] * (part.ndim if part.dtype == np.bool_ else 1)
+            rest.append(part)
+        elif isinstance(part, np.ndarray):  # a 0-d mask
+            basic.append(None)
+            rest.append(np.zeros(int(part), np.int64))
+        elif isinstance(part, (int, np.integer)):
+            basic.append(part)
+        else:  # a slice, None or Ellipsis: a view dimension (or dimensions) kept whole
+            basic.append(part)
+            rest.append(part if part is Ellipsis else slice(None))
+    return tuple(basic), tuple(rest)
+
+
 def flat_positions(shape, index):
-    """Flat C-order positions of `index` applied to an array of `shape` (NumPy semantics)."""
+    """Flat C-order positions of `index` applied to an array of `shape` (PyTorch's reading:
+    see torch_stages)."""
     _check_masks(shape, index)
+    positions = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    stages = torch_stages(index)
     try:
-        return np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)[index]
+        return positions[index] if stages is None else positions[stages[0]][stages[1]]
     except IndexError as error:
         raise IndexError(str(error).replace("axis", "dimension")) from None
 

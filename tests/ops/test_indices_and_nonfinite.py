@@ -21,7 +21,7 @@ import nbgrad
 import nbgrad.nn.functional as NF
 from nbgrad.fuse import deferred
 from nbgrad.fuse.graph import FusedGraph
-from conftest import TOL, run_python
+from conftest import TOL, assert_close, rng_for, run_python
 
 FUSE = 3          # deferred.FUSE_AFTER in the deferred mode of these tests
 STEPS = FUSE + 4  # iterations: FUSE - 1 eager, one traced, the rest fused
@@ -846,3 +846,45 @@ def test_split_and_chunk_sizes_match_torch():
             got = [p.shape[0] for p in getattr(nbgrad.ones(size, 2), op)(arg)]
             want = [p.shape[0] for p in getattr(torch.ones(size, 2), op)(arg)]
             assert got == want, (op, arg, size)
+
+
+# An integer (or x[True]) beside an array index: NumPy counts it as an advanced index, and
+# puts the advanced dimensions first when they are not side by side (x[1, :, t] is (2, 4)
+# there); PyTorch selects the integer's dimension first (4, 2). nbgrad read NumPy's way:
+# another shape, or where the shapes agreed the elements transposed (a random search of
+# indices against torch, seeds 147, 193, 207 and 429).
+INTEGER_BESIDE_ARRAY = [
+    "[1, :, L.tensor([0, 2])]",
+    "[1, 0::1, L.tensor([-2, 1, -3, -1])]",
+    "[None, L.tensor([1, 0]), 1:, 1]",
+    "[1, 1:, None, L.tensor([0, 2])]",
+    "[L.tensor(2), ..., L.tensor([True, False, True])]",
+    "[True, 1, :, L.tensor([0, 1])]",
+]
+
+
+@pytest.mark.parametrize("deferred_mode", [False, True], ids=["immediate", "deferred"])
+@pytest.mark.parametrize("write", [False, True], ids=["getitem", "setitem"])
+@pytest.mark.parametrize("index", INTEGER_BESIDE_ARRAY)
+def test_an_integer_beside_an_array_index_reads_as_torch(index, write, deferred_mode,
+                                                          monkeypatch):
+    monkeypatch.setattr(deferred, "enabled", deferred_mode)
+    rng = rng_for(f"integer-beside-array-{index}")
+    x0, up0 = rng.standard_normal((4, 4, 3)), rng.standard_normal((4, 4, 3))
+    results = []
+    for L in (nbgrad, torch):
+        x = L.tensor(x0, requires_grad=True)
+        y = x * 1
+        scope = {"L": L, "y": y}
+        if write:
+            exec(f"y{index} = (y{index} * 2).exp()", scope)
+            out = y
+        else:
+            out = eval(f"y{index}", scope)
+        up = L.tensor(np.resize(up0, tuple(out.shape)))
+        (out * up).sum().backward()
+        results.append((out.detach().numpy(), x.grad.numpy()))
+    (out, grad), (torch_out, torch_grad) = results
+    assert out.shape == torch_out.shape
+    assert_close(out, torch_out)
+    assert_close(grad, torch_grad)
