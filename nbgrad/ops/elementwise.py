@@ -284,10 +284,13 @@ TABLE = [
                 result="float", scalar_overloads={"XlogyBackward2": (0,), "XlogyBackward1": (1,)}),
     Elementwise("hypot", "HypotBackward0", ("a", "b"), "np.hypot(a, b)",
                 {"a": "g * a / out", "b": "g * b / out"}, result="floating"),
-    # The gradient of a is g * out / a, 0 where a is 0; b's is 0.
+    # The gradient of a is g * out / a, 0 where a is 0; b's is 0. PyTorch's node keeps the
+    # result also where only b needs a gradient (x.detach().copysign_(w)): a later write
+    # into it is an error there too (`result_overloads`, its in-place form's name as well).
     Elementwise("copysign", "CopysignBackward0", ("a", "b"), "np.copysign(a, b)",
                 {"a": "g * (0.0 if a == 0.0 else out / a)", "b": _ZERO}, result="float",
-                scalar_overloads={"CopysignBackward1": (0,)}),
+                scalar_overloads={"CopysignBackward1": (0,)},
+                result_overloads={"CopysignBackward0": None}),
     # PyTorch's kernels: log(1 + exp(-|a - b|)) (not log1p) after the larger, and a itself
     # where a and b are the same infinity.
     Elementwise("logaddexp", "LogaddexpBackward0", ("a", "b"),

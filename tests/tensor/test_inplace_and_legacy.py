@@ -510,6 +510,23 @@ def test_retain_grad_stays_with_the_value_before_an_in_place_view_op(case, defer
     assert name == torch_name
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["copysign", "copysign_"])
+def test_copysign_keeps_its_result_where_only_the_sign_needs_a_gradient(in_place):
+    """PyTorch's CopysignBackward0 keeps the result whichever input needs a gradient, so a
+    later write into it fails the backward; nbgrad's node kept it only for the magnitude's
+    gradient (random in-place programs, seeds 6070, 6128, 6147, 7012 ...)."""
+    errors = []
+    for lib in LIBS:
+        magnitude = lib.tensor([1.0, -2.0, 3.0])
+        sign = lib.tensor([-1.0, 1.0, -1.0], requires_grad=True)
+        result = magnitude.copysign_(sign) if in_place else magnitude.copysign(sign)
+        result.mul_(2)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation") as error:
+            result.sum().backward()
+        errors.append(error.type)
+    assert errors[0] is errors[1]
+
+
 def test_an_in_place_view_op_on_a_view_keeps_its_grad_fn():
     """PyTorch's view after its own squeeze_ has SqueezeBackward4, and gets no
     AsStridedBackward0 when it is used again: its base was not written (random in-place
