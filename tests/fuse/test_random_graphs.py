@@ -1,7 +1,7 @@
 """Random small graphs in nbgrad's three modes against PyTorch (values and every .grad).
 
 A graph is 1-3 leaves of small random shapes (size-1 dims, broadcasting) and 3-8 ops drawn
-from the elementwise, reduction, matmul and shape ops of the op table, each op applied to
+from the elementwise, reduction, matmul, shape, normalization and loss ops below, each op applied to
 earlier results; the loss is (out * upstream).sum() of the last result. It runs (a) eagerly
 with deferral off, (b) deferred in a loop past FUSE_AFTER (fresh leaf values each iteration,
 so the fused graph kernel runs), and (c) as an `nbgrad.compile` step called three times
@@ -132,6 +132,30 @@ OPS = {
     "squeeze": (1, _any, lambda L, p, a: a.squeeze(), _no_params),
     "slice": (1, lambda s: len(s) > 0, _slice, lambda d, s: {"step": d.integer(0, 1) == 1}),
     "expand": (1, lambda s: len(s) < 3, lambda L, p, a: a.expand(2, *a.shape), _no_params),
+    # more of what models use (session 25: 300 graphs of the whole table matched torch)
+    "abs": (1, _any, lambda L, p, a: a.abs(), _no_params),
+    "gelu": (1, _any, lambda L, p, a: L.nn.functional.gelu(a), _no_params),
+    "silu": (1, _any, lambda L, p, a: L.nn.functional.silu(a), _no_params),
+    "softplus": (1, _any, lambda L, p, a: L.nn.functional.softplus(a), _no_params),
+    "cumsum": (1, lambda s: len(s) > 0, lambda L, p, a: a.cumsum(p["dim"]), _dim_keepdim),
+    "var_dim": (1, lambda s: len(s) > 0 and 0 not in s,
+                lambda L, p, a: a.var(p["dim"], keepdim=p["keepdim"], correction=0), _dim_keepdim),
+    "logsumexp": (1, lambda s: len(s) > 0 and 0 not in s,
+                  lambda L, p, a: a.logsumexp(p["dim"], keepdim=p["keepdim"]), _dim_keepdim),
+    "flip": (1, lambda s: len(s) > 0, lambda L, p, a: a.flip(p["dim"]), _dim_keepdim),
+    "permute": (1, lambda s: len(s) >= 2,
+                lambda L, p, a: a.permute(*reversed(range(a.ndim))), _no_params),
+    "cat": (2, lambda a, b: len(a) > 0 and len(a) == len(b) and a[1:] == b[1:],
+            lambda L, p, a, b: L.cat([a, b], 0), _no_params),
+    "stack": (2, lambda a, b: a == b, lambda L, p, a, b: L.stack([a, b], -1), _no_params),
+    "max_dim": (1, lambda s: len(s) > 0 and 0 not in s,
+                lambda L, p, a: a.max(p["dim"], keepdim=p["keepdim"]).values, _dim_keepdim),
+    "norm_dim": (1, lambda s: len(s) > 0,
+                 lambda L, p, a: (a + 0.5).norm(dim=p["dim"], keepdim=p["keepdim"]), _dim_keepdim),
+    "mean": (1, _any, lambda L, p, a: a.mean(), _no_params),
+    "mse": (2, lambda a, b: a == b, lambda L, p, a, b: L.nn.functional.mse_loss(a, b), _no_params),
+    "layer_norm": (1, lambda s: len(s) > 0 and s[-1] > 1,
+                   lambda L, p, a: L.nn.functional.layer_norm(a, a.shape[-1:]), _no_params),
 }
 OP_NAMES = sorted(OPS)
 
