@@ -91,11 +91,11 @@ def torch_stages(index):
         if is_array:
             basic += [slice(None)] * (part.ndim if part.dtype == np.bool_ else 1)
             rest.append(part)
-        elif isinstance(part, np.ndarray):  # a 0-d mask
+        elif isinstance(part, np.ndarray) and part.dtype == np.bool_:  # a 0-d mask
             basic.append(None)
             rest.append(np.zeros(int(part), np.int64))
-        elif isinstance(part, (int, np.integer)):
-            basic.append(part)
+        elif isinstance(part, (int, np.integer, np.ndarray)):  # (or a 0-d integer array)
+            basic.append(int(part))
         else:  # a slice, None or Ellipsis: a view dimension (or dimensions) kept whole
             basic.append(part)
             rest.append(part if part is Ellipsis else slice(None))

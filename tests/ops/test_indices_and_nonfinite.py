@@ -860,6 +860,7 @@ INTEGER_BESIDE_ARRAY = [
     "[1, 1:, None, L.tensor([0, 2])]",
     "[L.tensor(2), ..., L.tensor([True, False, True])]",
     "[True, 1, :, L.tensor([0, 1])]",
+    "[np.array(3), 1:, L.tensor([0, 2])]",
 ]
 
 
@@ -875,7 +876,7 @@ def test_an_integer_beside_an_array_index_reads_as_torch(index, write, deferred_
     for L in (nbgrad, torch):
         x = L.tensor(x0, requires_grad=True)
         y = x * 1
-        scope = {"L": L, "y": y}
+        scope = {"L": L, "np": np, "y": y}
         if write:
             exec(f"y{index} = (y{index} * 2).exp()", scope)
             out = y
