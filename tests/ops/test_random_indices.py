@@ -79,19 +79,25 @@ def _step(L, program, x, upstream):
     return out
 
 
-def _run(L, program, x0, upstream=None, step=None):
+def _run(L, program, x0, upstream, step=_step):
     """("ok", out, x.grad) or ("raise", error type)."""
     x = L.tensor(x0, requires_grad=True)
     try:
-        if upstream is None:
-            with torch.no_grad():
-                scope = {"L": L, "y": torch.tensor(x0)}
-                exec(program, scope)
-            upstream = np.random.default_rng(0).standard_normal(tuple(scope["out"].shape))
-        out = (step or _step)(L, program, x, L.tensor(upstream))
+        out = step(L, program, x, L.tensor(upstream))
     except ERRORS as error:
-        return ("raise", type(error).__name__), None
-    return ("ok", out.detach().numpy().copy(), x.grad.numpy().copy()), upstream
+        return "raise", type(error).__name__
+    return "ok", out.detach().numpy().copy(), x.grad.numpy().copy()
+
+
+def _out_shape(program, x0):
+    """The shape of torch's `out` (() where torch raises: nbgrad must raise before it reads
+    the upstream gradient)."""
+    scope = {"L": torch, "y": torch.tensor(x0)}
+    try:
+        exec(program, scope)
+    except ERRORS:
+        return ()
+    return tuple(scope["out"].shape)
 
 
 def _seeds():
@@ -104,18 +110,17 @@ def _seeds():
 def test_random_indices_match_torch(seed, mode, monkeypatch):
     monkeypatch.setattr(deferred, "enabled", mode != "immediate")
     shape, program = random_case(seed)
-    x0 = np.random.default_rng(seed).standard_normal(shape)
-    expected, upstream = _run(torch, program, x0)
-    if upstream is None:  # (torch raised: nbgrad must raise before it reads one)
-        upstream = np.zeros(())
-    compiled = nbgrad.compile(lambda L, program, x, up: _step(L, program, x, up)) \
-        if mode == "compile" else None
+    rng = np.random.default_rng(seed)
+    x0 = rng.standard_normal(shape)
+    upstream = rng.standard_normal(_out_shape(program, x0))
+    expected = _run(torch, program, x0, upstream)
+    step = nbgrad.compile(_step) if mode == "compile" else _step
     calls = {"immediate": 1, "deferred": deferred.FUSE_AFTER + 2, "compile": 3}[mode]
     rtol, atol = TOL["float64"]
     for call in range(calls):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (a step that runs eagerly says so)
-            actual, _ = _run(nbgrad, program, x0, upstream, compiled)
+            actual = _run(nbgrad, program, x0, upstream, step)
         where = f"{mode}, call {call}: {list(shape)}\n{program}"
         assert actual[0] == expected[0], f"torch {expected}, nbgrad {actual[:2]}; {where}"
         if expected[0] == "raise":
