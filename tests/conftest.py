@@ -45,6 +45,13 @@ def rng_for(name):
     return np.random.default_rng(zlib.crc32(name.encode()))
 
 
+def search_seeds(variable, suite_seeds):
+    """The seeds a random search runs: `suite_seeds`, or a wider search's from environment
+    `variable` as first:stop (NBGRAD_RANDOM_PROGRAM_SEEDS=5000:5200; see CONTRIBUTING)."""
+    search = os.environ.get(variable)
+    return range(*map(int, search.split(":"))) if search else suite_seeds
+
+
 def dtype_name(dtype):
     """'float32' for torch.float32, nbgrad.float32, np.float32 alike."""
     if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):

@@ -9,7 +9,6 @@ was took its base's old node (a gradient lost a term), and a result saved throug
 not guarded by the view's version (no error where PyTorch raises).
 Each program is printed in the failure message, to be made a case of its own.
 """
-import os
 import random
 import warnings
 
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 import nbgrad
-from conftest import TOL
+from conftest import TOL, search_seeds
 from nbgrad.fuse import deferred
 
 UNARY = ["{x}.exp()", "{x}.tanh()", "{x}.relu()", "{x}.sigmoid()", "{x} * 3", "{x}.abs() + 1",
@@ -131,17 +130,7 @@ def _leaves(rng, dtype):
     return [rng.standard_normal(shape).astype(dtype) for shape in ((3, 4), (3, 4), (4,))]
 
 
-def _seeds(suite_seeds):
-    """The seeds the suite runs, or a wider search's: NBGRAD_RANDOM_PROGRAM_SEEDS=5000:5200
-    (first:stop) runs those seeds in both tests (see CONTRIBUTING)."""
-    search = os.environ.get("NBGRAD_RANDOM_PROGRAM_SEEDS")
-    if not search:
-        return suite_seeds
-    first, stop = map(int, search.split(":"))
-    return range(first, stop)
-
-
-@pytest.mark.parametrize("seed", _seeds(range(6)))
+@pytest.mark.parametrize("seed", search_seeds("NBGRAD_RANDOM_PROGRAM_SEEDS", range(6)))
 def test_random_in_place_programs_immediately(seed, monkeypatch):
     monkeypatch.setattr(deferred, "enabled", False)
     r, rng = random.Random(seed), np.random.default_rng(seed)
@@ -151,7 +140,7 @@ def test_random_in_place_programs_immediately(seed, monkeypatch):
         _check(program, names, _leaves(rng, dtype), dtype)
 
 
-@pytest.mark.parametrize("seed", _seeds(range(100, 103)))
+@pytest.mark.parametrize("seed", search_seeds("NBGRAD_RANDOM_PROGRAM_SEEDS", range(100, 103)))
 def test_random_in_place_programs_in_a_deferred_loop(seed):
     # Each program runs past FUSE_AFTER, with new leaves each time, so that a graph that
     # fuses runs its kernel too.

@@ -9,7 +9,6 @@ index: see ops.indexing.torch_stages), which a search like this one found after 
 hand-written case had passed. As a search with other seeds:
 NBGRAD_RANDOM_INDEX_SEEDS=1000:2000 pytest -n 2 tests/ops/test_random_indices.py
 """
-import os
 import random
 import warnings
 
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 import nbgrad
-from conftest import TOL
+from conftest import TOL, search_seeds
 from nbgrad.fuse import deferred
 
 ERRORS = (IndexError, RuntimeError, ValueError, TypeError)
@@ -100,13 +99,8 @@ def _out_shape(program, x0):
     return tuple(scope["out"].shape)
 
 
-def _seeds():
-    search = os.environ.get("NBGRAD_RANDOM_INDEX_SEEDS")
-    return range(*map(int, search.split(":"))) if search else range(40)
-
-
 @pytest.mark.parametrize("mode", ["immediate", "deferred", "compile"])
-@pytest.mark.parametrize("seed", _seeds())
+@pytest.mark.parametrize("seed", search_seeds("NBGRAD_RANDOM_INDEX_SEEDS", range(40)))
 def test_random_indices_match_torch(seed, mode, monkeypatch):
     monkeypatch.setattr(deferred, "enabled", mode != "immediate")
     shape, program = random_case(seed)
