@@ -252,6 +252,14 @@ BAD = {
     "cross_entropy_target_negative": _ce_bad_target([0, -1]),
     "cross_entropy_target_huge": _ce_bad_target([0, 10**11]),
     "nll_loss_weight_target_too_large": _nll_bad_target,
+    # A shape or dtype error comes before an index's (PyTorch checks indices in the kernel;
+    # the deferred call checked them first)
+    "nll_loss_weight_size_before_target": lambda L: F(L).nll_loss(
+        _x(L, 2, 1).log_softmax(1), L.tensor([0, 1]), weight=L.tensor([1.0, 2.0])),
+    "nll_loss_weight_dtype_before_target": lambda L: F(L).nll_loss(
+        _x(L, 1, 2).log_softmax(1), L.tensor([3]), weight=L.tensor([1.0, 2.0], dtype=L.float64)),
+    "embedding_weight_rank_before_id": lambda L: F(L).embedding(L.tensor([5]), _x(L, 2)),
+    "embedding_float_ids_before_id": lambda L: F(L).embedding(L.tensor([5.0]), _x(L, 1, 2)),
     "embedding_id_too_large": _embedding_bad_id([0, 4]),
     "embedding_id_negative": _embedding_bad_id([-1, 0]),
     "embedding_id_huge": _embedding_bad_id([0, 10**11]),

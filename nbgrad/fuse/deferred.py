@@ -173,14 +173,15 @@ class Deferred(mode.Eager):
                 place = ~(len(tape.externals) + len(new_externals))
                 new_externals.append(tensor)
             refs.append(place)
-        if prim.check is not None:
-            prim.check(*metas, **params)
         param_items = tuple(params.items()) if params else ()
         if prim in RULES_KEPT:
             shape, dtype = _infer(prim, metas, params, param_items)
         else:
             shape, dtype = prim.infer(*metas, **params)
             shape = tuple(shape)
+        # (After the shape rule, as the forward checks: PyTorch's shape errors come first.)
+        if prim.check is not None:
+            prim.check(*metas, **params)
         # An integer or bool result needs no gradient (dispatch records no node for it),
         # and a tensor defers only with a node: it runs at once.
         if math.prod(shape) >= MAX_SIZE or dtype.kind != "f":

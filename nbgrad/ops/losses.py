@@ -461,9 +461,7 @@ def _nll_infer(logp, target, weight, ignore_index=-100, reduction="mean"):
 
 
 def _nll_check(logp, target, weight, ignore_index=-100, reduction="mean"):
-    # NOTE: deferral runs this before the shape rule, which refuses the other targets.
-    if target.ndim == 1 and target.dtype.kind in "iu" and logp.ndim == 2:
-        check_targets(target, logp.shape[1], ignore_index)
+    check_targets(target, logp.shape[1], ignore_index)
 
 
 def _nll_forward(logp, target, weight, ignore_index=-100, reduction="mean"):

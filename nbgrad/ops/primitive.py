@@ -34,7 +34,8 @@ class Primitive:
     - `differentiable` holds the input positions that can carry a gradient (`EVERY_POSITION`
       for a primitive with any number of inputs, all differentiable); empty without a `vjp`.
     - `check(*inputs, **params)` (optional) raises the user-facing errors that need data
-      (class indices out of range); it runs when a call is deferred. `forward` checks too.
+      (class indices out of range); it runs when a call is deferred, after `infer` (whose
+      errors come first, as in PyTorch). `forward` checks too, in the same order.
     - `fuse` (optional) emits the primitive's forward and VJP into a fused step: an object
       with `forward(emitter, arrays, params, out)` and `vjp(emitter, node, grad, input_grads)`
       (the arrays the eager VJP returned, one per input, None where none is needed),
