@@ -223,6 +223,28 @@ def _truncated_divide(a, b):
     return lambda a, b: np.trunc(a / b)
 
 
+def tensor_pow(a, b):
+    """a ** b for two tensors' elements, as PyTorch's pow kernel: an integer to a negative
+    integer power is 1 at 1, 1 or -1 at -1 and 0 elsewhere (its powi). NOTE: Numba's
+    integer power goes through a float there, and 0 ** -1 gave the lowest integer."""
+
+
+@overload(tensor_pow)
+def _tensor_pow(a, b):
+    if not (isinstance(a, types.Integer) and isinstance(b, types.Integer)):
+        return lambda a, b: a ** b
+
+    def integer(a, b):
+        if b >= 0:
+            return a ** b
+        if a == 1:
+            return a
+        if a == -1:
+            return a if b % 2 else -a
+        return a - a
+    return integer
+
+
 def pow_by_number(x, exponent):
     """x to the power of a number (PyTorch's Scalar overload of pow), as its CPU kernel:
     sqrt at 0.5 (so -0.0 stays -0.0 and -inf gives NaN, unlike std::pow), 1 / sqrt at -0.5,

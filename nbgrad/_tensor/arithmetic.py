@@ -291,18 +291,30 @@ def square(input):
 def clamp(input, min=None, max=None, *, _grad_fn_name="ClampBackward1"):
     if min is None and max is None:
         raise RuntimeError("At least one of 'min' or 'max' must not be None")
-    # NOTE: dtypes and layouts from `_meta`, never `_data`: reading a deferred input's array
-    # runs the tape, and a graph that runs early is never fused.
-    floating = _dtype.from_numpy_dtype(_meta(input).dtype).is_floating_point
-    info = None if floating else np.iinfo(_meta(input).dtype)
-    lo = (-np.inf if floating else info.min) if min is None else min
-    hi = (np.inf if floating else info.max) if max is None else max
+    # The result dtype promotes the input with the bounds given, numbers too (an integer
+    # tensor clamped at 1.5 gives floats); an absent bound is the widest value of that dtype.
+    dtype = result_dtype(input, *[bound for bound in (min, max) if bound is not None])
+    if dtype.is_floating_point:
+        widest = (-np.inf, np.inf)
+    elif dtype is _dtype.bool_:
+        widest = (False, True)
+    else:
+        widest = (int(np.iinfo(dtype.np).min), int(np.iinfo(dtype.np).max))
+    lo = widest[0] if min is None else min
+    hi = widest[1] if max is None else max
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         # Tensor bounds: PyTorch's clamp.Tensor, whose node links all three operands (an
         # absent bound, here the widest value, as `(None, 0)`).
-        dtype = result_dtype(input, lo, hi)
         operands = [operand_of_dtype(x, dtype) for x in (input, lo, hi)]
         return dispatch(PRIMITIVES["clamp_tensor"], operands, {"min_only": int(max is None)})
+    if dtype is _dtype.bool_:
+        kernel = "clamp" if min is not None and max is not None else \
+            "clamp_min" if max is None else "clamp_max"
+        raise NotImplementedError(f'"{kernel}_scalar_cpu" not implemented for \'Bool\'')
+    # NOTE: the dtype from `_meta`, never `_data`: reading a deferred input's array runs the
+    # tape, and a graph that runs early is never fused.
+    if _meta(input).dtype != dtype.np:
+        input = to(input, dtype)
     return dispatch(PRIMITIVES["clamp"], (input,), {"lo": lo, "hi": hi}, grad_fn_name=_grad_fn_name)
 
 

@@ -198,10 +198,10 @@ TABLE = [
                 {"a": "g / b", "b": "-g * ((a / b) / b)"}, result="float",
                 scalar_overloads={"DivBackward1": (0,)}),
     # Two tensors (PowBackward1), or a number to a tensor's power (PowBackward2): std::pow.
-    Elementwise("pow", "PowBackward1", ("a", "b"), "a ** b",
+    Elementwise("pow", "PowBackward1", ("a", "b"), "tensor_pow(a, b)",
                 {"a": "0.0 if b == 0.0 else g * (b * a ** (b - 1.0))",
                  "b": "0.0 if (a == 0.0 and b >= 0.0) else g * out * np.log(a)"},
-                scalar_overloads={"PowBackward2": (1,)}),
+                scalar_overloads={"PowBackward2": (1,)}, kinds=_NUMBER_KINDS, kernel="pow"),
     # A tensor to the power of a number (PowBackward0): PyTorch's kernel of that overload
     # has special cases (pow_by_number), which its gradient, exponent * x.pow(exponent - 1),
     # meets too.
@@ -501,7 +501,7 @@ HELPERS = {**{name: getattr(_kernel_support, name) for name in _FROM_KERNEL_SUPP
            **{name: getattr(_scalar_math, name) for name in (
                "erf", "erfc", "xlogy", "inverted", "floor_value", "ceil_value", "trunc_value",
                "rint_value", "round_decimals", "floored_remainder", "truncated_remainder",
-               "floor_divide", "truncated_divide", "pow_by_number")}}
+               "floor_divide", "truncated_divide", "tensor_pow", "pow_by_number")}}
 
 
 def _header(parallel):
@@ -836,6 +836,7 @@ _TENSOR_FUNCTIONS = {
     "truncated_remainder": lambda a, b: a.fmod(b),
     "floor_divide": lambda a, b: a.div(b, rounding_mode="floor"),
     "truncated_divide": lambda a, b: a.div(b, rounding_mode="trunc"),
+    "tensor_pow": lambda a, b: a ** b,
     "pow_by_number": lambda a, exponent: a ** exponent,
 }
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,

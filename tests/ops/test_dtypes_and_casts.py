@@ -10,6 +10,7 @@
   load_state_dict values that are not tensors.
 - A 1-D empty tensor that `cat` skips still gets its empty `.grad`.
 """
+import functools
 import itertools
 import operator
 import re
@@ -604,6 +605,70 @@ def test_integer_errors_as_torch():
         with pytest.raises(type(expected.value)) as actual:
             case(nbgrad)
         assert str(actual.value) == str(expected.value), name
+
+
+def _same_as_torch(case):
+    """`case(L)` for both libraries: the same dtype and values, or the same error."""
+    try:
+        expected = case(torch)
+    except Exception as error:  # noqa: BLE001 - any error torch raises is the expected one
+        with pytest.raises(type(error)) as actual:
+            case(nbgrad)
+        assert str(actual.value) == str(error)
+        return
+    actual = case(nbgrad)
+    assert dtype_name(actual.dtype) == dtype_name(expected.dtype)
+    np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("case", [
+    # A number bound takes part in type promotion: an integer tensor clamped at 1.5 is float.
+    lambda L: L.clamp(L.tensor([1, 5], dtype=L.int32), min=1.5, max=4),
+    lambda L: L.clamp(L.tensor([1, 5], dtype=L.int8), max=2.5),
+    lambda L: L.tensor([1, 5]).clamp_min(-0.0),
+    lambda L: L.clamp(L.tensor([1.0, 5.0], dtype=L.float16), min=2),
+    lambda L: L.tensor([True, False]).clamp(min=0),
+    # An absent bound is the widest value of the result dtype, not of the input's (uint8's
+    # 255 became int8's -1).
+    lambda L: L.clamp(L.tensor(4, dtype=L.uint8), min=L.tensor([-2, 0, -5], dtype=L.int8)),
+    lambda L: L.clamp(L.tensor([True, False]), min=L.tensor(True)),
+    lambda L: L.clamp(L.tensor([True, False]), min=True),
+    lambda L: L.clamp(L.tensor([True, False]), max=True),
+    lambda L: L.clamp(L.tensor([True, False]), False, True),
+], ids=["int32_float_bounds", "int8_float_max", "int64_negative_zero", "float16_int_min",
+        "bool_int_min", "uint8_int8_tensor_min", "bool_tensor_min", "bool_min", "bool_max",
+        "bool_both"])
+def test_clamp_promotes_with_its_bounds_as_torch(case):
+    _same_as_torch(case)
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.tensor([0, 2, -1, 1, -2, 0, 3]) ** L.tensor([-3, -1, -3, -2, -1, 0, 2]),
+    lambda L: L.tensor([0, -1, 1, 5], dtype=L.int8) ** L.tensor([-1, -4, -7, -1], dtype=L.int8),
+    lambda L: L.pow(0, L.tensor([-3, -1, 0, 2])),
+    lambda L: L.pow(-1, L.tensor([-3, -2, 0, 3], dtype=L.int32)),
+    lambda L: L.tensor([True, False]) ** L.tensor([True, True]),
+    lambda L: L.tensor([True]) ** True,
+], ids=["int64", "int8", "zero_base", "minus_one_base", "bool_tensors", "bool_to_bool"])
+def test_integer_to_negative_integer_tensor_powers_as_torch(case):
+    """PyTorch's powi: 1 at 1, +-1 at -1, 0 elsewhere (0 ** -1 gave the lowest integer)."""
+    _same_as_torch(case)
+
+
+def test_integer_powers_inside_a_compiled_step():
+    """The fused kernel's integer power is the eager one's."""
+    def step(L, a, b, w):
+        out = ((a ** b).to(w.dtype) * w).sum()
+        out.backward()
+        return out
+
+    values = ([0, 2, -1, 1, 0], [-3, -1, -3, -2, 2])
+    expected = step(torch, *map(torch.tensor, values), torch.ones(5, requires_grad=True))
+    compiled = nbgrad.compile(functools.partial(step, nbgrad))
+    for _ in range(3):
+        w = nbgrad.ones(5, requires_grad=True)
+        assert compiled(*map(nbgrad.tensor, values), w).item() == expected.item()
+    assert compiled.stats["fused_calls"] > 0
 
 
 def test_bigram_counts_in_an_int32_tensor():
