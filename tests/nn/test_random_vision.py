@@ -180,13 +180,16 @@ def _run(L, program, arrays, channels, upstream, step=_step):
             *[buffer.numpy().copy() for buffer in buffers.values()], *grads)
 
 
-def _inputs(seed, leaf_shapes):
+def _inputs(seed, leaf_shapes, program):
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in leaf_shapes.items():
         array = rng.standard_normal(shape)
-        if name == "x" and seed % 3 == 0:
-            array = np.round(array * 2) / 2  # ties, for max pooling's choice among them
+        if name == "x" and seed % 3 == 0 and "max_pool" in program.split("\n")[0]:
+            # Ties, for max pooling's choice among them. (Not for the other ops: an input
+            # whose mean is exactly one of its elements puts the normalizations' output on
+            # relu's kink, where rounding decides whether the gradient passes.)
+            array = np.round(array * 2) / 2
         arrays[name] = array
     return arrays
 
@@ -213,7 +216,7 @@ WHAT = ("value", "running mean", "running var")
 def test_random_vision_calls_match_torch(seed, mode, monkeypatch):
     monkeypatch.setattr(deferred, "enabled", mode != "immediate")
     leaf_shapes, channels, program = random_case(seed)
-    arrays = _inputs(seed, leaf_shapes)
+    arrays = _inputs(seed, leaf_shapes, program)
     first, out = _torch_out(program, arrays, channels) or (None, None)
     if first is not None and torch.isinf(first).any():
         # NOTE: a max-pooling window wholly in the padding (a dilation can step over the
