@@ -247,6 +247,8 @@ def logsumexp(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
         dim, keepdim = _numpy_aliases("logsumexp", dim, keepdim, axis, keepdims)
     if dim is None:  # required, but may come as `axis`
         raise TypeError('logsumexp() missing 1 required positional arguments: "dim"')
+    if not _dtype.from_numpy_dtype(_meta(input).dtype).is_floating_point:
+        input = input.to(_dtype.get_default_dtype())  # (PyTorch's, for integers and bools)
     return _reduce("logsumexp", input, dim, keepdim)
 
 
@@ -707,7 +709,12 @@ def _statistic_of_all(name, kind, input):
         raise NotImplementedError(f"\"{name}_cpu\" not implemented for 'Bool'")
     flat = input.reshape(-1)
     if flat.numel() == 0:
-        return Tensor._wrap(np.full((), np.nan, _meta(input).dtype))
+        if flat.dtype.is_floating_point:
+            return mean(flat)  # NaN, with an (empty) gradient as PyTorch's
+        # PyTorch's NaN cast to the integer dtype, as x86 converts it: the lowest 32- or
+        # 64-bit integer, of which a narrower type keeps the low bits, 0.
+        dtype = _meta(input).dtype
+        return Tensor._wrap(np.array(np.iinfo(dtype).min if dtype.itemsize >= 4 else 0, dtype))
     index = int(dispatch(PRIMITIVES["statistic_indices"], (flat,),
                          {"dim": 0, "kind": kind, "k": 0}).item())
     data = flat._data

@@ -14,6 +14,7 @@ import functools
 import itertools
 import operator
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -618,7 +619,10 @@ def _same_as_torch(case):
         return
     actual = case(nbgrad)
     assert dtype_name(actual.dtype) == dtype_name(expected.dtype)
-    np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+    if expected.dtype.is_floating_point:
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(actual.numpy(), expected.numpy())
 
 
 @pytest.mark.parametrize("case", [
@@ -653,6 +657,34 @@ def test_clamp_promotes_with_its_bounds_as_torch(case):
 def test_integer_to_negative_integer_tensor_powers_as_torch(case):
     """PyTorch's powi: 1 at 1, +-1 at -1, 0 elsewhere (0 ** -1 gave the lowest integer)."""
     _same_as_torch(case)
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.tensor([[1, 2], [3, 4]]).logsumexp(1),
+    lambda L: L.tensor([True, False]).logsumexp(0),
+    lambda L: L.logsumexp(L.tensor([1, 2], dtype=L.int8), 0, keepdim=True),
+    lambda L: L.tensor([], dtype=L.int64).median(),
+    lambda L: L.tensor([], dtype=L.int32).nanmedian(),
+    lambda L: L.tensor([], dtype=L.int8).median(),
+], ids=["logsumexp_int64", "logsumexp_bool", "logsumexp_int8", "median_empty_int64",
+        "nanmedian_empty_int32", "median_empty_int8"])
+def test_reductions_of_integers_as_torch(case):
+    """logsumexp computes integers and bools in the default float dtype (it raised); the
+    median of no integers is PyTorch's NaN cast to the dtype (and warned of the cast)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same_as_torch(case)
+
+
+@pytest.mark.parametrize("name", ["median", "nanmedian"])
+def test_median_of_no_elements_has_an_empty_gradient(name):
+    """NaN, in the graph: backward gives the empty input its empty .grad, as PyTorch's."""
+    for L in (torch, nbgrad):
+        x = L.tensor([], requires_grad=True)
+        out = getattr(x, name)()
+        out.backward()
+        assert np.isnan(out.item()) and out.requires_grad
+        assert x.grad is not None and tuple(x.grad.shape) == (0,)
 
 
 def test_integer_powers_inside_a_compiled_step():
