@@ -194,6 +194,12 @@ def _with_alpha(name, input, other, alpha, into=None):
     if not result_dtype(input, other).is_floating_point and isinstance(alpha, float):
         raise RuntimeError("For integral input tensors, argument alpha must not be a floating "
                            "point number.")
+    if result_dtype(input, other) is _dtype.bool_:
+        # In bools, alpha * other is other, or False where alpha is 0. (Scaled as numbers,
+        # True * 2 is an int, which would promote the bools to int64.)
+        if not alpha:
+            other = mul(other, False) if isinstance(other, Tensor) else False
+        return binary(name, input, other, into=into)
     if isinstance(input, Tensor) and isinstance(other, Tensor):
         return dispatch(PRIMITIVES[f"{name}_scaled"], (input, other), {"alpha": alpha}, into=into)
     return binary(name, input, _scaled(other, alpha), into=into)

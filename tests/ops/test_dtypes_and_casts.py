@@ -687,6 +687,18 @@ def test_median_of_no_elements_has_an_empty_gradient(name):
         assert x.grad is not None and tuple(x.grad.shape) == (0,)
 
 
+@pytest.mark.parametrize("case", [
+    lambda L: L.add(L.tensor([True, False]), True, alpha=2),
+    lambda L: L.add(True, L.tensor([True, True, False]), alpha=2),
+    lambda L: L.add(L.tensor([True, False]), L.tensor([False, True]), alpha=0),
+    lambda L: L.add(L.tensor([1, 2], dtype=L.int8), True, alpha=3),
+], ids=["bool_tensor_bool_number", "bool_number_bool_tensor", "two_bool_tensors_alpha_0",
+        "int8_bool_number"])
+def test_add_with_alpha_keeps_bools_as_torch(case):
+    """alpha scales within the result dtype: bools stay bools (True * 2 gave int64)."""
+    _same_as_torch(case)
+
+
 def test_integer_powers_inside_a_compiled_step():
     """The fused kernel's integer power is the eager one's."""
     def step(L, a, b, w):
