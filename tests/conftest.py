@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 import zlib
 from types import SimpleNamespace
 
@@ -50,6 +51,31 @@ def search_seeds(variable, suite_seeds):
     `variable` as first:stop (NBGRAD_RANDOM_PROGRAM_SEEDS=5000:5200; see CONTRIBUTING)."""
     search = os.environ.get(variable)
     return range(*map(int, search.split(":"))) if search else suite_seeds
+
+
+def match_torch_in_mode(mode, step, run, expected, names, where):
+    """The check of the random searches in their three modes: `run(step)` (nbgrad's outcome,
+    ("ok", arrays...) or ("raise", error type name)) called once ("immediate"), past
+    FUSE_AFTER ("deferred"), or three times with `step` through nbgrad.compile ("compile"),
+    must give `expected` (torch's outcome) every time: the same error, or arrays (named by
+    `names`) of the same shapes and float64 values. The caller sets deferral on or off."""
+    from nbgrad.fuse import deferred
+
+    step = nbgrad.compile(step) if mode == "compile" else step
+    calls = {"immediate": 1, "deferred": deferred.FUSE_AFTER + 2, "compile": 3}[mode]
+    rtol, atol = TOL["float64"]
+    for call in range(calls):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (a step that runs eagerly says so)
+            actual = run(step)
+        here = f"{mode}, call {call}: {where}"
+        assert actual[0] == expected[0], f"torch {expected[:2]}, nbgrad {actual[:2]}; {here}"
+        if expected[0] == "raise":
+            assert actual[1] == expected[1], here
+            continue
+        for got, want, what in zip(actual[1:], expected[1:], names):
+            assert got.shape == want.shape, f"{what} {got.shape} != {want.shape}; {here}"
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"{what}; {here}")
 
 
 def dtype_name(dtype):

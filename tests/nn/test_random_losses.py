@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import nbgrad
-from conftest import TOL, search_seeds
+from conftest import match_torch_in_mode, search_seeds
 from nbgrad.fuse import deferred
 
 ERRORS = (IndexError, RuntimeError, ValueError, TypeError, NotImplementedError)
@@ -188,19 +188,7 @@ def test_random_losses_match_torch(seed, mode, monkeypatch):
         upstream = np.random.default_rng(seed + 2).standard_normal(
             () if out is None else tuple(out.shape))
         expected = _run(torch, program, leaves, others, upstream)
-    step = nbgrad.compile(_step) if mode == "compile" else _step
-    calls = {"immediate": 1, "deferred": deferred.FUSE_AFTER + 2, "compile": 3}[mode]
-    rtol, atol = TOL["float64"]
     names = ("value",) + tuple(f"{name}.grad" for name in leaf_shapes)
-    for call in range(calls):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # (a step that runs eagerly says so)
-            actual = _run(nbgrad, program, leaves, others, upstream, step)
-        where = f"{mode}, call {call}: {leaf_shapes}\n{program}"
-        assert actual[0] == expected[0], f"torch {expected[:2]}, nbgrad {actual[:2]}; {where}"
-        if expected[0] == "raise":
-            assert actual[1] == expected[1], where
-            continue
-        for got, want, what in zip(actual[1:], expected[1:], names):
-            assert got.shape == want.shape, f"{what} {got.shape} != {want.shape}; {where}"
-            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"{what}; {where}")
+    match_torch_in_mode(mode, _step, lambda step: _run(nbgrad, program, leaves, others,
+                                                       upstream, step),
+                        expected, names, f"{leaf_shapes}\n{program}")

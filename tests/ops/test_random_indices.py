@@ -10,14 +10,13 @@ hand-written case had passed. As a search with other seeds:
 NBGRAD_RANDOM_INDEX_SEEDS=1000:2000 pytest -n 2 tests/ops/test_random_indices.py
 """
 import random
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
 import nbgrad
-from conftest import TOL, search_seeds
+from conftest import match_torch_in_mode, search_seeds
 from nbgrad.fuse import deferred
 
 ERRORS = (IndexError, RuntimeError, ValueError, TypeError)
@@ -108,18 +107,5 @@ def test_random_indices_match_torch(seed, mode, monkeypatch):
     x0 = rng.standard_normal(shape)
     upstream = rng.standard_normal(_out_shape(program, x0))
     expected = _run(torch, program, x0, upstream)
-    step = nbgrad.compile(_step) if mode == "compile" else _step
-    calls = {"immediate": 1, "deferred": deferred.FUSE_AFTER + 2, "compile": 3}[mode]
-    rtol, atol = TOL["float64"]
-    for call in range(calls):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # (a step that runs eagerly says so)
-            actual = _run(nbgrad, program, x0, upstream, step)
-        where = f"{mode}, call {call}: {list(shape)}\n{program}"
-        assert actual[0] == expected[0], f"torch {expected}, nbgrad {actual[:2]}; {where}"
-        if expected[0] == "raise":
-            assert actual[1] == expected[1], where
-            continue
-        for got, want, what in zip(actual[1:], expected[1:], ("value", "gradient")):
-            assert got.shape == want.shape, f"{what} {got.shape} != {want.shape}; {where}"
-            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"{what}; {where}")
+    match_torch_in_mode(mode, _step, lambda step: _run(nbgrad, program, x0, upstream, step),
+                        expected, ("value", "gradient"), f"{list(shape)}\n{program}")
