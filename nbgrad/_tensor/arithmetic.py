@@ -191,10 +191,11 @@ def _with_alpha(name, input, other, alpha, into=None):
     (`into`: see dispatch.)"""
     if alpha == 1:
         return binary(name, input, other, into=into)
-    if not result_dtype(input, other).is_floating_point and isinstance(alpha, float):
+    dtype = result_dtype(input, other)
+    if not dtype.is_floating_point and isinstance(alpha, float):
         raise RuntimeError("For integral input tensors, argument alpha must not be a floating "
                            "point number.")
-    if result_dtype(input, other) is _dtype.bool_:
+    if dtype is _dtype.bool_:
         # In bools, alpha * other is other, or False where alpha is 0. (Scaled as numbers,
         # True * 2 is an int, which would promote the bools to int64.)
         if not alpha:
