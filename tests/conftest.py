@@ -53,6 +53,36 @@ def search_seeds(variable, suite_seeds):
     return range(*map(int, search.split(":"))) if search else suite_seeds
 
 
+PROGRAM_ERRORS = (IndexError, RuntimeError, ValueError, TypeError, NotImplementedError)
+
+
+def program_step(L, program, leaves, others, upstream):
+    """The step of the random searches: `program` (source setting `out`) run on the named
+    tensors `leaves` and `others`, with `F` for L.nn.functional; backward of
+    (out * upstream).sum(); returns `out`."""
+    scope = {"F": L.nn.functional, **leaves, **others}
+    exec(program, scope)
+    out = scope["out"]
+    (out * upstream).sum().backward()
+    return out
+
+
+def program_outcome(L, program, leaf_arrays, others, upstream, read_back=False,
+                    step=program_step):
+    """`step` of library L on leaves made from `leaf_arrays` (requiring grad) and the tensors
+    `others`: ("ok", out, the others after the run if `read_back`, each leaf's grad (empty
+    where none)) or ("raise", the error's type name) for PyTorch's user errors."""
+    leaves = {name: L.tensor(array, requires_grad=True) for name, array in leaf_arrays.items()}
+    try:
+        out = step(L, program, leaves, others, L.tensor(upstream))
+    except PROGRAM_ERRORS as error:
+        return ("raise", type(error).__name__)
+    kept = [other.numpy().copy() for other in others.values()] if read_back else []
+    return ("ok", out.detach().numpy().copy(), *kept,
+            *[np.zeros(0) if leaf.grad is None else leaf.grad.numpy().copy()
+              for leaf in leaves.values()])
+
+
 def match_torch_in_mode(mode, step, run, expected, names, where):
     """The check of the random searches in their three modes: `run(step)` (nbgrad's outcome,
     ("ok", arrays...) or ("raise", error type name)) called once ("immediate"), past

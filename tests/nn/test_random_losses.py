@@ -17,11 +17,9 @@ import pytest
 import torch
 
 import nbgrad
-from conftest import match_torch_in_mode, search_seeds
+from conftest import (PROGRAM_ERRORS, match_torch_in_mode, program_outcome, program_step,
+                      search_seeds)
 from nbgrad.fuse import deferred
-
-ERRORS = (IndexError, RuntimeError, ValueError, TypeError, NotImplementedError)
-
 
 def _reduction(r):
     return r.choice(["'mean'", "'sum'", "'none'"])
@@ -136,25 +134,10 @@ def random_case(seed):
         f"reduction={reduction})"
 
 
-def _step(L, program, leaves, others, upstream):
-    scope = {"F": L.nn.functional, **leaves, **others}
-    exec(program, scope)
-    out = scope["out"]
-    (out * upstream).sum().backward()
-    return out
-
-
-def _run(L, program, leaf_arrays, others, upstream, step=_step):
+def _run(L, program, leaf_arrays, others, upstream, step=program_step):
     """("ok", out, each leaf's grad) or ("raise", error type)."""
-    leaves = {name: L.tensor(array, requires_grad=True) for name, array in leaf_arrays.items()}
     others = {name: L.tensor(array) for name, array in others.items()}
-    try:
-        out = step(L, program, leaves, others, L.tensor(upstream))
-    except ERRORS as error:
-        return ("raise", type(error).__name__)
-    return ("ok", out.detach().numpy().copy(),
-            *[np.zeros(0) if leaf.grad is None else leaf.grad.numpy().copy()
-              for leaf in leaves.values()])
+    return program_outcome(L, program, leaf_arrays, others, upstream, step=step)
 
 
 def _arrays(seed, leaf_shapes, others):
@@ -171,7 +154,7 @@ def _torch_out(program, leaves, others):
              **{k: torch.tensor(v) for k, v in others.items()}}
     try:
         exec(program, scope)
-    except ERRORS:
+    except PROGRAM_ERRORS:
         return None
     return scope["out"]
 
@@ -189,6 +172,6 @@ def test_random_losses_match_torch(seed, mode, monkeypatch):
             () if out is None else tuple(out.shape))
         expected = _run(torch, program, leaves, others, upstream)
     names = ("value",) + tuple(f"{name}.grad" for name in leaf_shapes)
-    match_torch_in_mode(mode, _step, lambda step: _run(nbgrad, program, leaves, others,
+    match_torch_in_mode(mode, program_step, lambda step: _run(nbgrad, program, leaves, others,
                                                        upstream, step),
                         expected, names, f"{leaf_shapes}\n{program}")

@@ -17,11 +17,9 @@ import pytest
 import torch
 
 import nbgrad
-from conftest import match_torch_in_mode, search_seeds
+from conftest import (PROGRAM_ERRORS, match_torch_in_mode, program_outcome, program_step,
+                      search_seeds)
 from nbgrad.fuse import deferred
-
-ERRORS = (IndexError, RuntimeError, ValueError, TypeError, NotImplementedError)
-
 
 def _ints(r, dims, low, high):
     """An int or a tuple of `dims` ints in [low, high]."""
@@ -157,27 +155,11 @@ def random_case(seed):
     return leaves, channels, f"first = {inner}\nout = {follow.replace('{}', 'first')}"
 
 
-def _step(L, program, leaves, buffers, upstream):
-    scope = {"F": L.nn.functional, **leaves, **buffers}
-    exec(program, scope)
-    out = scope["out"]
-    (out * upstream).sum().backward()
-    return out
-
-
-def _run(L, program, arrays, channels, upstream, step=_step):
+def _run(L, program, arrays, channels, upstream, step=program_step):
     """("ok", out, the buffers, each leaf's grad) or ("raise", error type)."""
-    leaves = {name: L.tensor(array, requires_grad=True) for name, array in arrays.items()}
     buffers = {"mean": L.zeros(channels, dtype=L.float64),
                "var": L.ones(channels, dtype=L.float64)}
-    try:
-        out = step(L, program, leaves, buffers, L.tensor(upstream))
-    except ERRORS as error:
-        return ("raise", type(error).__name__)
-    grads = [np.zeros(0) if leaf.grad is None else leaf.grad.numpy().copy()
-             for leaf in leaves.values()]
-    return ("ok", out.detach().numpy().copy(),
-            *[buffer.numpy().copy() for buffer in buffers.values()], *grads)
+    return program_outcome(L, program, arrays, buffers, upstream, read_back=True, step=step)
 
 
 def _inputs(seed, leaf_shapes, program):
@@ -203,7 +185,7 @@ def _torch_out(program, arrays, channels):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(program, scope)
-    except ERRORS:
+    except PROGRAM_ERRORS:
         return None
     return scope["first"], scope["out"]
 
@@ -230,6 +212,6 @@ def test_random_vision_calls_match_torch(seed, mode, monkeypatch):
         warnings.simplefilter("ignore")
         expected = _run(torch, program, arrays, channels, upstream)
     names = WHAT + tuple(f"{name}.grad" for name in leaf_shapes)
-    match_torch_in_mode(mode, _step, lambda step: _run(nbgrad, program, arrays, channels,
+    match_torch_in_mode(mode, program_step, lambda step: _run(nbgrad, program, arrays, channels,
                                                        upstream, step),
                         expected, names, f"{leaf_shapes}\n{program}")
