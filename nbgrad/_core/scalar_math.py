@@ -245,6 +245,44 @@ def _tensor_pow(a, b):
     return integer
 
 
+def shifted_left(a, b):
+    """a << b as PyTorch's lshift kernel: 0 where b is negative or at least the width of the
+    type, else a's bits moved left (what leaves the type is dropped: an unsigned shift)."""
+
+
+def shifted_right(a, b):
+    """a >> b as PyTorch's rshift kernel: where b is negative or at least the width of the
+    type, a's sign (0 or -1; 0 for unsigned types), else a's bits moved right (the sign
+    copied in)."""
+
+
+# NOTE: the widths are the operands' own (both have the promoted dtype): Numba computes a
+# shift of int8 values in int64, so the result is cut to the type where it is stored, and
+# LLVM's shift by the width or more is undefined, so it is never made.
+@overload(shifted_left)
+def _shifted_left(a, b):
+    width = a.bitwidth
+
+    def implementation(a, b):
+        if b < 0 or b >= width:
+            return a - a
+        return a << b
+    return implementation
+
+
+@overload(shifted_right)
+def _shifted_right(a, b):
+    width = a.bitwidth
+    if not a.signed:
+        return lambda a, b: a - a if b >= width else a >> b
+
+    def signed(a, b):
+        if b < 0 or b >= width:
+            return a >> (width - 1)
+        return a >> b
+    return signed
+
+
 def pow_by_number(x, exponent):
     """x to the power of a number (PyTorch's Scalar overload of pow), as its CPU kernel:
     sqrt at 0.5 (so -0.0 stays -0.0 and -inf gives NaN, unlike std::pow), 1 / sqrt at -0.5,

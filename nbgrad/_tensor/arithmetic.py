@@ -4,12 +4,13 @@ import numpy as np
 
 from .._core import dtype as _dtype
 from ..ops import PRIMITIVES
+from ..ops.elementwise import NOT_IMPLEMENTED
 from ..ops.primitive import TORCH_TYPE_NAMES
 from .conversion import to
 from .indexing import nonzero
 from .inplace import inplace_form
 from .dispatch import dispatch
-from .operands import as_tensor_arg, binary, operand_of_dtype, result_dtype
+from .operands import as_tensor_arg, binary, not_a_tensor, operand_of_dtype, result_dtype
 from .tensor import Tensor, _meta
 
 # The math functions of one tensor that are each one elementwise row, and the arc names
@@ -29,6 +30,7 @@ __all__ = [
     "log10", "log2", "erf", "sign", "floor", "ceil", "trunc", "fix", "round", "remainder", "fmod",
     "atan2", "arctan2", "isnan", "isinf", "isfinite", "nan_to_num", "masked_fill",
     "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "logical_xor", "floor_divide",
+    "bitwise_left_shift", "bitwise_right_shift", "nextafter",
     *(name + "_" for name in (
         "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
         "reciprocal", "neg", "negative", "abs", "square", "clamp", "clip", "clamp_min",
@@ -74,10 +76,7 @@ log10, log2, erf, sign, floor, ceil, trunc, isnan, isinf, isfinite, bitwise_not 
                                        "isnan", "isinf", "isfinite", "bitwise_not"))
 fix = trunc
 
-mul, maximum, minimum, logical_and, logical_or = (
-    _binary_function(name) for name in ("mul", "maximum", "minimum", "logical_and",
-                                        "logical_or"))
-multiply = mul
+mul = multiply = _binary_function("mul")
 
 
 def rsub(input, other):
@@ -88,8 +87,9 @@ def rsub(input, other):
 
 eq, ne, lt, le, gt, ge = (_binary_function(name) for name in ("eq", "ne", "lt", "le", "gt", "ge"))
 greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
-bitwise_and, bitwise_or, bitwise_xor = (
-    _binary_function(name) for name in ("bitwise_and", "bitwise_or", "bitwise_xor"))
+bitwise_and, bitwise_or, bitwise_xor, bitwise_left_shift, bitwise_right_shift = (
+    _binary_function(name) for name in ("bitwise_and", "bitwise_or", "bitwise_xor",
+                                        "bitwise_left_shift", "bitwise_right_shift"))
 
 
 def invert(input):
@@ -123,11 +123,35 @@ def _tensor_function(name, method=False):
 
 
 # atan2: the angle of the point (other, input), arctan(input / other) in the right quadrant.
-_TENSORS_ONLY = ("atan2", "hypot", "logaddexp", "logaddexp2", "fmax", "fmin")
-atan2, hypot, logaddexp, logaddexp2, fmax, fmin = (_tensor_function(name) for name in _TENSORS_ONLY)
+_TENSORS_ONLY = ("atan2", "hypot", "logaddexp", "logaddexp2", "fmax", "fmin", "maximum",
+                 "minimum", "logical_and", "logical_or")
+atan2, hypot, logaddexp, logaddexp2, fmax, fmin, maximum, minimum, logical_and, logical_or = (
+    _tensor_function(name) for name in _TENSORS_ONLY)
 arctan2 = atan2
 # Their methods (`x.hypot(y)`), for PyTorch's argument positions in the TypeError.
 TENSOR_METHODS = {name: _tensor_function(name, method=True) for name in _TENSORS_ONLY}
+
+
+def _nextafter_function(method=False):
+    """nextafter(input, other): the float next to `input` towards `other`, in their dtype."""
+    tensors_only = _tensor_function("nextafter", method)
+
+    def nextafter(input, other):
+        if isinstance(input, Tensor) and isinstance(other, Tensor):
+            dtype = result_dtype(input, other)
+            if dtype in _dtype.HALF:
+                # NOTE: the row would compute in float32 (_core.dtype.run_in_float32), whose
+                # next float rounds back to `input`: NumPy steps in float16 and bfloat16
+                # themselves. (No gradient: nbgrad refuses them for these dtypes.)
+                with np.errstate(over="ignore"):
+                    return Tensor._wrap(np.nextafter(input.to(dtype)._data,
+                                                     other.to(dtype)._data))
+        return tensors_only(input, other)
+    return nextafter
+
+
+nextafter = _nextafter_function()
+TENSOR_METHODS["nextafter"] = _nextafter_function(method=True)
 
 (tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh, rsqrt, erfc, exp2, frac, deg2rad,
  rad2deg, sinc) = (_unary_function(name) for name in UNARY_MATH)
@@ -366,9 +390,9 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     """|input - other| <= atol + rtol * |other| elementwise (broadcast), with PyTorch's checks:
     two tensors of one dtype, tolerances not negative."""
-    if not isinstance(other, Tensor):
-        raise TypeError("isclose(): argument 'other' (position 2) must be Tensor, not "
-                        f"{type(other).__name__}")
+    for position, (argument, value) in enumerate((("input", input), ("other", other)), 1):
+        if not isinstance(value, Tensor):
+            raise not_a_tensor("isclose", value, argument, position)
     if input.dtype != other.dtype:
         raise RuntimeError(f"{TORCH_TYPE_NAMES[input.dtype.name]} did not match "
                            f"{TORCH_TYPE_NAMES[other.dtype.name]}")
@@ -401,7 +425,10 @@ def _scalar_overload(name, input, other):
 
 
 def remainder(input, other):
-    """Python's modulo: the result has the sign of `other`."""
+    """Python's modulo: the result has the sign of `other`. A Python number `input`
+    (`5 % x`) is PyTorch's Scalar_Tensor overload, whose node has no derivative."""
+    if isinstance(other, Tensor) and isinstance(input, (int, float, np.number)):
+        return binary("remainder", input, other, grad_fn_name=NOT_IMPLEMENTED)
     return _scalar_overload("remainder", input, other)
 
 

@@ -19,8 +19,8 @@ from ..ops.reduction import normalize_dims
 from ..ops.sorting import KTH, MEDIAN, MODE, NANMEDIAN
 from .arithmetic import (ceil, div, floor, isnan, logical_not, logical_xor, masked_fill, maximum,
                          minimum, nan_to_num, ne, round, where)
-from .factories import empty_like, full_like
-from .operands import result_dtype
+from .factories import empty_like, full_like, zeros
+from .operands import binary, result_dtype
 from .shape import broadcast_tensors, cat
 from .dispatch import dispatch
 from .tensor import Tensor, _check_dim, _meta, sizes_of
@@ -172,6 +172,8 @@ def min(input, dim=None, keepdim=False, *, other=None, axis=None, keepdims=None)
 def _arg_extreme(name, input, dim, keepdim, axis, keepdims):
     if axis is not None or keepdims is not None:
         dim, keepdim = _numpy_aliases(name, dim, keepdim, axis, keepdims)
+    if _meta(input).dtype == np.bool_:
+        raise RuntimeError(f"{name}(): does not support bool input")
     if dim is None:
         # (Over all elements; keepdim keeps every dimension, of size 1.)
         flat = _reduce(name, input.reshape(-1), 0, False)
@@ -514,6 +516,88 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
     return input
 
 
+# --- the trapezoidal rule, as PyTorch composes it (ATen's Integration.cpp) --------------------
+
+def _trapezoid_spacing(name, y, x, dx, dim):
+    """`dim` wrapped, and the sample spacing: `dx` as a float (1 without either), or the
+    differences of `x` along `dim`, x viewed as y's rank first (a 1-D x along `dim`, one
+    of lower rank with 1s in front) so that they broadcast against y's. (`name`: the
+    function's, for the TypeError; trapz's other errors say trapezoid, as PyTorch's.)"""
+    function = "trapezoid" if name == "trapz" else name
+    if y.ndim == 0:
+        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+    d = _check_dim(dim, y.ndim)
+    if x is not None and dx is not None:
+        raise TypeError(f"{name}() received an invalid combination of arguments - got (Tensor, "
+                        f"Tensor, dx={type(dx).__name__}), but expected one of:\n"
+                        " * (Tensor y, Tensor x, *, int dim = -1)\n"
+                        " * (Tensor y, *, Number dx = 1, int dim = -1)")
+    if x is None:
+        if y.dtype.name == "bool":
+            raise RuntimeError(f"{function}: received a bool input for `y`, but bool is not "
+                               "supported")
+        if isinstance(dx, (bool, np.bool_, complex)):
+            raise RuntimeError(f"{function}: Currently, we only support dx as a real number.")
+        return d, 1.0 if dx is None else float(dx)
+    if "bool" in (y.dtype.name, x.dtype.name):
+        raise RuntimeError(f"{function}: received a bool input for `x` or `y`, but bool is not "
+                           "supported")
+    if x.ndim == 1:
+        if x.shape[0] != y.shape[d]:
+            raise RuntimeError(f"{function}: There must be one `x` value for each sample point")
+        x = x.reshape([x.shape[0] if k == d else 1 for k in range(y.ndim)])
+    elif x.ndim < y.ndim:
+        x = x.reshape((1,) * (y.ndim - x.ndim) + tuple(x.shape))
+    left, right = _trapezoid_sides(x, d)
+    return d, right - left
+
+
+def _by_number(name, tensor, number):
+    """`tensor` times (or divided by) a Python number as ATen's C++ composition records it:
+    the Scalar overload (MulBackward1, DivBackward1; Python's `x * 2` is MulBackward0)."""
+    return binary(name, tensor, number, grad_fn_name=f"{name.capitalize()}Backward1")
+
+
+def _trapezoid_sides(y, d):
+    """The left and right ends of y's intervals along dim `d` (none where y has no
+    samples there)."""
+    size = y.shape[d]
+    return y.narrow(d, 0, builtins.max(size - 1, 0)), y.narrow(d, builtins.min(size, 1),
+                                                                builtins.max(size - 1, 0))
+
+
+def trapezoid(y, x=None, *, dx=None, dim=-1):
+    """The integral of y along `dim` by the trapezoidal rule, at spacing `dx` or at the
+    sample points `x`."""
+    return _trapezoid("trapezoid", y, x, dx, dim)
+
+
+def trapz(y, x=None, *, dx=None, dim=-1):
+    """trapezoid's older name (its `dx` is any number: True is 1)."""
+    return _trapezoid("trapz", y, x, None if dx is None else float(dx), dim)
+
+
+def _trapezoid(name, y, x, dx, dim):
+    d, spacing = _trapezoid_spacing(name, y, x, dx, dim)
+    if y.shape[d] == 0:  # (no samples: 0, as NumPy's)
+        return zeros([n for k, n in enumerate(y.shape) if k != d], dtype=y.dtype)
+    if isinstance(spacing, float):
+        ends = y.select(d, 0) + y.select(d, -1)
+        return _by_number("mul", y.sum(d) - _by_number("mul", ends, 0.5), spacing)
+    left, right = _trapezoid_sides(y, d)
+    return _by_number("div", (spacing * (left + right)).sum(d), 2.0)
+
+
+def cumulative_trapezoid(y, x=None, *, dx=None, dim=-1):
+    """The running integral of y along `dim` by the trapezoidal rule (one element fewer
+    than y there), at spacing `dx` or at the sample points `x`."""
+    d, spacing = _trapezoid_spacing("cumulative_trapezoid", y, x, dx, dim)
+    left, right = _trapezoid_sides(y, d)
+    if isinstance(spacing, float):
+        return _by_number("mul", left + right, spacing / 2.0).cumsum(d)
+    return _by_number("div", (spacing * (left + right)).cumsum(d), 2.0)
+
+
 # --- membership, bins and searches (no gradient) ------------------------------------------
 
 def _array_of(x):
@@ -674,7 +758,8 @@ def unique_consecutive(input, return_inverse=False, return_counts=False, dim=Non
                           counts, return_inverse, return_counts)
 
 
-__all__ += ["count_nonzero", "nansum", "nanmean", "diff", "isin", "bincount", "searchsorted",
+__all__ += ["count_nonzero", "nansum", "nanmean", "diff", "trapezoid", "trapz",
+            "cumulative_trapezoid", "isin", "bincount", "searchsorted",
             "bucketize", "unique", "unique_consecutive"]
 
 

@@ -65,6 +65,10 @@ class Elementwise:
                          for name, what in (not_implemented_overloads or {}).items()}
         self.refusals.update((name, refusal) for name, refusal in self.result_overloads.items()
                              if refusal is not None)
+        # An overload without a derivative in PyTorch (`5 % x`) records its NotImplemented
+        # node, whose backward raises.
+        if NOT_IMPLEMENTED in (scalar_overloads or {}):
+            self.refusals[NOT_IMPLEMENTED] = functools.partial(_derivative_missing, name)
 
 
 def sign_expression(x):
@@ -86,6 +90,10 @@ _NUMBER_KINDS = "iuf"  # PyTorch's rounding and remainder kernels take no bool
 def _inplace_not_implemented(name):
     """PyTorch's in-place form of `name` has no derivative: its node, <Name>Backward1, raises."""
     return {f"{name.capitalize()}Backward1": f"inplace version of {name}"}
+
+
+def _derivative_missing(name, params):
+    return RuntimeError(f"derivative for aten::{name} is not implemented")
 
 
 def _not_implemented(what, params):
@@ -360,6 +368,11 @@ TABLE = [
     Elementwise("bitwise_or", None, ("a", "b"), "a | b", kinds="biu"),
     Elementwise("bitwise_xor", None, ("a", "b"), "a ^ b", kinds="biu"),
     Elementwise("bitwise_not", None, ("a",), "inverted(a)", kinds="biu"),
+    # The operators << and >> (integers only: PyTorch has no bool kernel).
+    Elementwise("bitwise_left_shift", None, ("a", "b"), "shifted_left(a, b)", kinds="iu",
+                kernel="lshift_cpu"),
+    Elementwise("bitwise_right_shift", None, ("a", "b"), "shifted_right(a, b)", kinds="iu",
+                kernel="rshift_cpu"),
     # torch's derivative formulas (derivatives.yaml), with its constants ln(10) and ln(2).
     Elementwise("log10", "Log10Backward0", ("a",), "np.log10(a)",
                 {"a": "g / (a * 2.3025850929940456)"}, result="float"),
@@ -378,7 +391,7 @@ TABLE = [
     # Gradients as PyTorch's: d/db = -floor(a / b) (remainder), -trunc(a / b) (fmod).
     Elementwise("remainder", "RemainderBackward1", ("a", "b"), "floored_remainder(a, b)",
                 {"a": "g", "b": "-g * floor_divide(a, b)"}, kinds=_NUMBER_KINDS,
-                scalar_overloads={"RemainderBackward0": (0,)}),
+                scalar_overloads={"RemainderBackward0": (0,), NOT_IMPLEMENTED: (1,)}),
     Elementwise("fmod", "FmodBackward1", ("a", "b"), "truncated_remainder(a, b)",
                 {"a": "g", "b": "-g * np.trunc(a / b)"}, kinds=_NUMBER_KINDS,
                 scalar_overloads={"FmodBackward0": (0,)}),
@@ -394,6 +407,9 @@ TABLE = [
     Elementwise("atan2", "Atan2Backward0", ("a", "b"), "np.arctan2(a, b)",
                 {"a": f"g * b * {_ATAN2_RECIPROCAL}", "b": f"g * -a * {_ATAN2_RECIPROCAL}"},
                 result="float"),
+    # PyTorch's derivatives: the input's gradient passes through, `other` gets zeros.
+    Elementwise("nextafter", "NextafterBackward0", ("a", "b"), "np.nextafter(a, b)",
+                {"a": "g", "b": _ZERO}, kinds="f"),
     Elementwise("isnan", None, ("a",), "a != a", result="bool"),
     Elementwise("isinf", None, ("a",), "(a == np.inf or a == -np.inf)", result="bool"),
     Elementwise("isfinite", None, ("a",), _IS_FINITE, result="bool"),
@@ -501,7 +517,8 @@ HELPERS = {**{name: getattr(_kernel_support, name) for name in _FROM_KERNEL_SUPP
            **{name: getattr(_scalar_math, name) for name in (
                "erf", "erfc", "xlogy", "inverted", "floor_value", "ceil_value", "trunc_value",
                "rint_value", "round_decimals", "floored_remainder", "truncated_remainder",
-               "floor_divide", "truncated_divide", "tensor_pow", "pow_by_number")}}
+               "floor_divide", "truncated_divide", "tensor_pow", "pow_by_number",
+               "shifted_left", "shifted_right")}}
 
 
 def _header(parallel):
@@ -954,7 +971,7 @@ def _derivative_not_implemented(name):
     """The VJP of a row without a derivative formula: PyTorch's error (the same function is
     its differentiable VJP, which `saved` is given to)."""
     def vjp(node, g, saved=None):
-        raise RuntimeError(f"derivative for aten::{name} is not implemented")
+        raise _derivative_missing(name, node.params)
     return vjp
 
 

@@ -28,7 +28,8 @@ BINARY = ("a + b", "a - b", "a * b", "a / b", "a // b", "a % b", "a ** b", "a ==
           "L.hypot(a, b)", "L.copysign(a, b)", "L.fmax(a, b)", "L.true_divide(a, b)",
           "L.div(a, b, rounding_mode='floor')", "L.div(a, b, rounding_mode='trunc')",
           "L.pow(a, b)", "L.clamp(a, min=b)", "L.clamp(a, max=b)", "L.logical_and(a, b)",
-          "L.isclose(a, b)", "L.xlogy(a, b)", "L.add(a, b, alpha=2)", "L.sub(a, b, alpha=2)")
+          "L.isclose(a, b)", "L.xlogy(a, b)", "L.add(a, b, alpha=2)", "L.sub(a, b, alpha=2)",
+          "a << b", "a >> b", "L.bitwise_left_shift(a, b)", "L.nextafter(a, b)")
 REDUCTIONS = ("x.sum({d}{k}{dt})", "x.mean({d}{k}{dt})", "x.prod({d1}{k}{dt})", "x.amax({d}{k})",
               "x.amin({d}{k})", "x.max({d1}{k})", "x.min({d1}{k})", "x.argmax({d1o}{k})",
               "x.argmin({d1o}{k})", "x.logsumexp({dr}{k})", "x.var({d}{k}{corr})",
@@ -68,10 +69,6 @@ def _binary_case(r):
         operands[0] = ("float32" if type(value) is float else "int64" if type(value) is int
                        else "bool", np.array(value))
     call = r.choice(BINARY)
-    if call in ("a % b", "L.remainder(a, b)") and type(operands[0]) is not tuple:
-        # NOTE: a number's remainder by a tensor (torch's remainder.Scalar_Tensor, whose
-        # node refuses backward) is not in nbgrad.
-        operands.reverse()
     if call in ("a ** b", "L.pow(a, b)") and type(operands[1]) is bool:
         # (torch differentiates x ** False by the general formula: NaN at 0, where x ** 0 has
         # a zero gradient in both)
