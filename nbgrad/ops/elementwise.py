@@ -407,9 +407,10 @@ TABLE = [
     Elementwise("atan2", "Atan2Backward0", ("a", "b"), "np.arctan2(a, b)",
                 {"a": f"g * b * {_ATAN2_RECIPROCAL}", "b": f"g * -a * {_ATAN2_RECIPROCAL}"},
                 result="float"),
-    # PyTorch's derivatives: the input's gradient passes through, `other` gets zeros.
+    # PyTorch's derivatives: the input's gradient passes through where the result moved
+    # (a != b), `other` gets zeros.
     Elementwise("nextafter", "NextafterBackward0", ("a", "b"), "np.nextafter(a, b)",
-                {"a": "g", "b": _ZERO}, kinds="f"),
+                {"a": "g if a != b else 0.0", "b": _ZERO}, kinds="f"),
     Elementwise("isnan", None, ("a",), "a != a", result="bool"),
     Elementwise("isinf", None, ("a",), "(a == np.inf or a == -np.inf)", result="bool"),
     Elementwise("isfinite", None, ("a",), _IS_FINITE, result="bool"),

@@ -82,7 +82,7 @@ def _math_fused(L, a, b):
              + a.frac() + a.sgn() * a + a.deg2rad() + a.rad2deg() + a.sinc())
     binary = (L.xlogy(a, e) + a.xlogy(2.5) + L.xlogy(3, e) + L.hypot(a, b) + L.copysign(a, b)
               + L.copysign(b, -1.5) + L.logaddexp(a, b) + L.logaddexp2(a, b) + L.fmax(a, b)
-              + L.fmin(a, b))
+              + L.fmin(a, b) + L.nextafter(a, b))
     return unary + binary
 
 
@@ -385,7 +385,7 @@ def _deferred_fallback(r, layout):
 # op); their TABLE rows are eager only, and sgn's (the sign primitive's other rows cover it).
 MATH_FUNCTIONS = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt",
                   "erfc", "exp2", "logit", "frac", "deg2rad", "rad2deg", "sinc", "xlogy", "hypot",
-                  "copysign", "logaddexp", "logaddexp2", "fmax", "fmin")
+                  "copysign", "logaddexp", "logaddexp2", "fmax", "fmin", "nextafter")
 EAGER_ONLY = {
     "resample": {"pad_reflect_crop", "pad_circular_T", "interpolate_bilinear_T",
                  "interpolate_bilinear_antialias", "interpolate_bicubic", "interpolate_area"},
@@ -423,6 +423,8 @@ EAGER_ONLY = {
                     "pairwise_distance_p1_keepdim", "normalize", "normalize_zero_p1", "dist",
                     "cdist", "cdist_p1"},
     "matmul": {"cdist_mm"},
+    # (a composite of primitives that rows of their own cover)
+    "cumsum": {"trapezoid"},
     **{name: {r.name for r in TABLE if PRIMITIVES[name] in PRIMS_OF[r.name]}
        for name in MATH_FUNCTIONS},
     "sign": {"sgn"},

@@ -273,7 +273,10 @@ def _integer_ops(L, i):
     """Integer tensor `i` through the elementwise ops that keep integers (floor and round
     stand for ceil and trunc too: one helper), and those that give float32."""
     kept = (i.floor() + i.round() + i.sign() + i % 3 + L.fmod(i, -3) + (i ^ 5) + (i & 6)
-            + (3 | i) + L.nn.functional.hardtanh(i, -2, 2) + i.nan_to_num())
+            + (3 | i) + L.nn.functional.hardtanh(i, -2, 2) + i.nan_to_num() + 7 % (i.abs() + 1))
+    # shifts by negative amounts and by the width (64) or more: 0, or the sign
+    kept = (kept + (i << 2) + (i >> 1) + ((i & 1) << (i % 70)) + (i >> (i % 70))
+            + L.bitwise_right_shift(i, i - 2) + (5 << i.abs()) + (-9 >> i.abs()))
     masks = ((i > 0) ^ (i < 2)) | ((i > 1) & ~(i < 5))
     kept = kept + ~i
     return kept + i.abs().log2() + L.atan2(i, i + 1) + i.erf() + masks
@@ -423,6 +426,12 @@ TABLE = [
     row("math_in_place", lambda L, u, p, x: _math_in_place(L, u, p, x), (3, 4), (3, 4), (3, 4),
         domain=("unit", "probability", "real")),
     row("xlogy", lambda L, a, b: L.xlogy(a, b), (3, 4), (4,), domain=("real", "positive")),
+    row("nextafter", lambda L, a, b: L.nextafter(a, b), (3, 4), (4,)),
+    # towards itself, zeros (to the smallest subnormal), infinities and NaN, past the largest
+    row("nextafter_edges", lambda L, a, b: L.nextafter(a, b),
+        A([1.0, 0.0, -0.0, 0.0, np.inf, -np.inf, np.nan, 2.0, 3.4e38, 1.0]),
+        A([1.0, 1.0, -1.0, -0.0, 0.0, np.inf, 1.0, np.nan, np.inf, -np.inf]), gradcheck=False),
+    row("nextafter_in_place", lambda L, a, b: (a * 1).nextafter_(b), (3, 4), (3, 4)),
     # the Scalar overloads (XlogyBackward2, XlogyBackward1: the number is no edge)
     row("xlogy_number_other", lambda L, a: a.xlogy(2.5), (3, 4)),
     row("xlogy_number_self", lambda L, b: L.xlogy(3, b), (3, 4), domain="positive"),
@@ -714,6 +723,14 @@ TABLE = [
         tol32=REDUCE32, gradcheck=False),
     row("cumsum_long", lambda L, a: (a * 10).long().cumsum(1), (3, 4)),
     row("cumsum_bool", lambda L, a: (a > 0).cumsum(0), (3, 4)),
+    # ---- the trapezoidal rule (composites): by spacing and by sample points (1-D, lower rank,
+    # y's rank), over no samples; of integers (float32)
+    row("trapezoid", lambda L, y, x, w: L.trapezoid(y, x) + L.trapz(y, dx=0.5)
+        + L.cumulative_trapezoid(y, x).sum(-1) + L.cumulative_trapezoid(y, dim=0, dx=2).sum()
+        + L.trapezoid(y, w, dim=0).sum() + L.cumulative_trapezoid(y, y.exp()).sum(-1)
+        + L.trapezoid(y[:, :0]) + L.cumulative_trapezoid(y[:, :1]).sum(-1)
+        + L.trapezoid((y * 3).long(), dx=2) + L.cumulative_trapezoid((y * 3).long()).sum(-1),
+        (3, 4), (4,), (3, 1), tol32=REDUCE32),
     # ---- cumprod: its gradient where the row holds zeros, as torch's
     row("cumprod", lambda L, a: a.cumprod(1), (3, 4), tol32=REDUCE32),
     row("cumprod_zeros", lambda L, a: L.cumprod(a, axis=1), CUMPROD_ZEROS, tol32=REDUCE32),
