@@ -58,21 +58,31 @@ def _load_library():
 
 
 def _load_gemms():
-    """Register the library's sgemm and dgemm under nbgrad's symbols; their Numba types."""
+    """Register the library's sgemm and dgemm, and their strided batches, under nbgrad's
+    symbols; their Numba types."""
     library = _load_library()
     gemms = []
-    for name, scalar in (("sgemm", types.float32), ("dgemm", types.float64)):
+    integer, pointer = types.intc, types.intp
+    for name, scalar in (("sgemm", types.float32), ("dgemm", types.float64),
+                         ("sgemm_batch_strided", types.float32),
+                         ("dgemm_batch_strided", types.float64)):
         symbol = f"nbgrad_cblas_{name}"
         llvm.add_symbol(symbol, ctypes.cast(getattr(library, f"scipy_cblas_{name}"),
                                             ctypes.c_void_p).value)
-        # (order, transa, transb, m, n, k, alpha, *a, lda, *b, ldb, beta, *c, ldc)
+        if name.endswith("batch_strided"):
+            # (order, transa, transb, m, n, k, alpha, *a, lda, stride_a, *b, ldb, stride_b,
+            #  beta, *c, ldc, stride_c, count)
+            operands = (pointer, integer, integer) * 2 + (scalar, pointer, integer, integer,
+                                                          integer)
+        else:
+            # (order, transa, transb, m, n, k, alpha, *a, lda, *b, ldb, beta, *c, ldc)
+            operands = (pointer, integer) * 2 + (scalar, pointer, integer)
         gemms.append(types.ExternalFunction(symbol, types.void(
-            types.intc, types.intc, types.intc, types.intc, types.intc, types.intc, scalar,
-            types.intp, types.intc, types.intp, types.intc, scalar, types.intp, types.intc)))
+            integer, integer, integer, integer, integer, integer, scalar, *operands)))
     return gemms
 
 
-_sgemm, _dgemm = _load_gemms()
+_sgemm, _dgemm, _sgemm_batch, _dgemm_batch = _load_gemms()
 
 _helper = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 
@@ -104,3 +114,31 @@ def gemm(m, n, k, a, a_at, lda, transpose_a, b, b_at, ldb, transpose_b, c, c_at,
     else:
         _dgemm(_ROW_MAJOR, transa, transb, m, n, k, scalars[alpha_at], a_address, lda,
                b_address, ldb, scalars[beta_at], c_address, ldc)
+
+
+@unlinked_helper
+@_helper
+def gemm_batch(count, m, n, k, a, a_at, a_stride, b, b_at, b_stride, c, c_at, c_stride, scalars,
+               alpha_at, beta_at):
+    """c[i] = a[i] @ b[i] + beta * c[i] for i < count: row-major, untransposed (m, k), (k, n)
+    and (m, n) matrices, each stored whole (leading dimensions k, n, n), `*_stride` elements
+    apart from offset `*_at`; alpha (1) and beta at offsets of `scalars`. One BLAS call:
+    OpenBLAS gives each thread whole products, where one call per product splits each
+    small product between the threads (measured, float32, 2 threads, ms: Winograd's 16
+    products 64 x 64 by 64 x 784 0.84 -> 0.63, 128 x 128 by 128 x 196 0.87 -> 0.57)."""
+    if count == 0 or m == 0 or n == 0:
+        return
+    if k == 0:  # (as gemm's: BLAS may not be asked for no products)
+        for i in range(count):
+            gemm(m, n, k, a, a_at, k, False, b, b_at, n, False, c, c_at + i * c_stride, n,
+                 scalars, alpha_at, beta_at)
+        return
+    item = c.itemsize
+    a_address, b_address = a.ctypes.data + a_at * item, b.ctypes.data + b_at * item
+    c_address = c.ctypes.data + c_at * item
+    if item == 4:
+        _sgemm_batch(_ROW_MAJOR, _NO, _NO, m, n, k, scalars[alpha_at], a_address, k, a_stride,
+                     b_address, n, b_stride, scalars[beta_at], c_address, n, c_stride, count)
+    else:
+        _dgemm_batch(_ROW_MAJOR, _NO, _NO, m, n, k, scalars[alpha_at], a_address, k, a_stride,
+                     b_address, n, b_stride, scalars[beta_at], c_address, n, c_stride, count)

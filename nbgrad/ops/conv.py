@@ -72,7 +72,7 @@ import numpy as np
 from .._core.dtype import C_TYPE_NAMES
 from .._core.kernel_support import typed
 from .._core.unlinked import calling_unlinked, unlinked_helper
-from .blas import gemm
+from .blas import gemm, gemm_batch
 from .primitive import TORCH_TYPE_NAMES, Primitive, register
 
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -631,7 +631,6 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
     weights_pitch = _skewed(channels * out_channels)
     _winograd_weights(weight, out_channels, channels, workspace, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
-    keep = batch < 0  # (False: see gemm)
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
         count = min(chunk, batch - first)
@@ -644,11 +643,9 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
                      padded, padded_w, channels, count, height, width)
         _winograd_inputs(workspace, images_at, channels * count, padded_h, padded_w, tiles_h,
                          tiles_w, transformed_at, transformed_pitch)
-        for xi in range(16):
-            gemm(out_channels, columns, channels, workspace, xi * weights_pitch, channels,
-                 keep, workspace, transformed_at + xi * transformed_pitch, columns, keep,
-                 workspace, products_at + xi * products_pitch, columns, workspace, scalars_at,
-                 scalars_at + 1)
+        gemm_batch(16, out_channels, columns, channels, workspace, 0, weights_pitch,
+                   workspace, transformed_at, transformed_pitch, workspace, products_at,
+                   products_pitch, workspace, scalars_at, scalars_at + 1)
         _winograd_outputs(workspace, products_at, products_pitch, count, out_channels, tiles_h,
                           tiles_w, first, out_h, out_w, bias, scratch_at, out)
 
