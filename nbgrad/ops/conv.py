@@ -7,12 +7,13 @@ Why a primitive: speed. A convolution is a GEMM over im2col columns, and BLAS (t
 scipy-openblas32 package's OpenBLAS, through ops/blas.py's `gemm`) runs that GEMM near the
 machine's peak; as a composite of unfold/matmul ops it would make several full-size copies
 and graph nodes per layer.
-3x3 stride-1 convolutions with enough channels and outputs take Winograd F(2x2, 3x3)
-in the forward instead (winograd_kernel, chosen by _winograd_pays): 16 smaller GEMMs between
-transforms of the images, weights and outputs. Their gradients still go through im2col and
-col2im: a Winograd input gradient (the transposed convolution of the output gradient) made
-ResNet-18's training step at 2x3x224x224 slower (246.8 against 235.6 ms, best of 3), while
-forward-only Winograd keeps its gain (171.4 against 181.7 ms without).
+3x3 stride-1 convolutions with enough channels and outputs take Winograd F(4x4, 3x3)
+in the forward instead (winograd_kernel, chosen by _winograd_pays): 36 smaller GEMMs in one
+batched BLAS call between transforms of the images, weights and outputs. Their gradients
+still go through im2col and col2im: a Winograd input gradient (the transposed convolution
+of the output gradient) made ResNet-18's training step at 2x3x224x224 slower (246.8 against
+235.6 ms, best of 3, with F(2x2)), while forward-only Winograd keeps its gain (171.4
+against 181.7 ms without).
 
 The kernels are plain `njit` functions shared by both ranks (a 1-D convolution is a 2-D one
 with H = 1). Each call works through the batch in equal chunks of images whose im2col columns
@@ -86,11 +87,11 @@ COLUMN_BUDGET = 1 << 20
 # conv2 200 -> 124 us, 64 -> 64 channels 3x3 over 1024 positions 1140 -> 810 us; alike from
 # 128 channels on).
 TRANSPOSED_WEIGHT_GRADIENT_BELOW = 128
-# Winograd F(2x2, 3x3) (winograd_kernel) is chosen for a 3x3 stride-1 convolution with at
-# least WINOGRAD_MIN_CHANNELS input and output channels, WINOGRAD_MIN_TILES 2x2 output tiles
+# Winograd F(4x4, 3x3) (winograd_kernel) is chosen for a 3x3 stride-1 convolution with at
+# least WINOGRAD_MIN_CHANNELS input and output channels, WINOGRAD_MIN_TILES 4x4 output tiles
 # in a call and outputs of WINOGRAD_MIN_SIZE a side: see _winograd_pays for the figures.
 WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_TILES = 32
+WINOGRAD_MIN_TILES = 8
 WINOGRAD_MIN_SIZE = 28
 
 
@@ -455,134 +456,125 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
 
 
 # ---------------------------------------------------------------------------------------
-# Winograd F(2x2, 3x3) (Lavin and Gray, 2015) for 3x3 stride-1 undilated convolutions
-# without groups, chosen by `_winograd_pays`: each 2x2 block of outputs ("tile") comes from
-# the 4x4 input block under it: Y = A^T [(G g G^T) * (B^T d B)] A, elementwise product in the
-# middle. Summed over the input channels, the middle is 16 GEMMs, one per element xi of the
-# 4x4 transforms: M[xi] (out, tiles) = U[xi] (out, in) @ V[xi] (in, tiles): 16 multiplies a
-# tile where im2col's GEMM makes 36 (2.25 times fewer), for the price of the transforms
-# (memory-bound passes of a few adds an element). The kernel's plan and workspace: see
-# _WinogradPlan. Per call: the weights' transform U (weights change every step); per chunk
-# of images: a channel-major copy of the images with zeros around each (tile-aligned:
-# tiles run over the bottom/right edge where the output size is odd), V, the 16 GEMMs into
-# M, and M's transform into the output (through a scratch pair of rows: the edge tiles'
-# extra row/column is cropped there) with the bias added.
+# Winograd F(4x4, 3x3) (Lavin and Gray, 2015) for 3x3 stride-1 undilated convolutions
+# without groups, chosen by `_winograd_pays`: each 4x4 block of outputs ("tile") comes from
+# the 6x6 input block under it: Y = A^T [(G g G^T) * (B^T d B)] A, elementwise product in the
+# middle. Summed over the input channels, the middle is 36 GEMMs, one per element xi of the
+# 6x6 transforms: M[xi] (out, tiles) = U[xi] (out, in) @ V[xi] (in, tiles): 36 multiplies a
+# tile where im2col's GEMM makes 144 (4 times fewer), for the price of the transforms
+# (memory-bound passes of a few adds an element), run as one batched BLAS call. The kernel's
+# plan and workspace: see _WinogradPlan. Per call: the weights' transform U (weights change
+# every step); per chunk of images: a channel-major copy of the images with zeros around
+# each (tile-aligned: tiles run over the bottom/right edge where the output size is not a
+# multiple of 4), V, the 36 GEMMs into M, and M's transform into the output (through four
+# scratch rows: the edge tiles' extra rows and columns are cropped there) with the bias
+# added. Each transform goes through a 6x6 scratch block: rows first, then columns.
+# Why F(4x4) and not F(2x2, 16 GEMMs of 2.25 times fewer multiplies): measured, float32,
+# 2 threads, forward of one image, ms: 64 channels at 56x56 1.23 -> 0.XX, 128 at 28x28
+# 1.05 -> 0.XX. NOTE: its float32 rounding errors are larger (transform entries up to 8):
+# about 1e-5 of the output's scale at 64 to 256 channels, against 4e-7 for F(2x2) and
+# 3e-7 for im2col (float64: 1e-14).
 
 @_helper
 def _skewed(size):
-    """The distance between two of the 16 matrices of `size` elements: whole cache lines
-    and one more. NOTE: the transforms read or write the 16 at once, and at a distance of a
-    power of two (64 channels by 64 tiles...) the 16 streams fall into one cache set: the
+    """The distance between two of the 36 matrices of `size` elements: whole cache lines
+    and one more. NOTE: the transforms read or write the 36 at once, and at a distance of a
+    power of two (64 channels by 64 tiles...) the streams fall into one cache set: the
     transforms ran 5 to 10 times slower."""
     return (size + 15) // 16 * 16 + 16
 
 
 @_helper
-def _winograd_input_rows(d0, d1, d2, d3):
+def _winograd_input_rows(d0, d1, d2, d3, d4, d5):
     """B^T d along one axis."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+    two, four, five = typed(2.0, d0), typed(4.0, d0), typed(5.0, d0)
+    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), four * (d1 - d2) + d4 - d3,
+            two * (d3 - d1) + d4 - d2, two * (d1 - d3) + d4 - d2, four * d1 - five * d3 + d5)
 
 
 @_helper
-def _winograd_weight_rows(g0, g1, g2, half):
+def _winograd_weight_rows(g0, g1, g2):
     """G g along one axis."""
-    return g0, (g0 + g1 + g2) * half, (g0 - g1 + g2) * half, g2
+    sixth = typed(1.0 / 6.0, g0)
+    outer, middle = typed(1.0 / 24.0, g0) * g0 + sixth * g2, typed(1.0 / 12.0, g0) * g1
+    return (typed(0.25, g0) * g0, -sixth * (g0 + g1 + g2), sixth * (g1 - g0 - g2),
+            outer + middle, outer - middle, g2)
 
 
 @_helper
-def _winograd_output_rows(m0, m1, m2, m3):
+def _winograd_output_rows(m0, m1, m2, m3, m4, m5):
     """A^T m along one axis."""
-    return m0 + m1 + m2, m1 - m2 - m3
+    sum12, difference12 = m1 + m2, m1 - m2
+    sum34, difference34 = m3 + m4, m3 - m4
+    return (m0 + sum12 + sum34, difference12 + typed(2.0, m0) * difference34,
+            sum12 + typed(4.0, m0) * sum34, difference12 + typed(8.0, m0) * difference34 + m5)
 
 
 @unlinked_helper
 @_helper
-def _winograd_weights(weight, out_channels, channels, workspace, pitch):
-    """U[xi] = G g G^T of the weight's 3x3 kernels g, as 16 row-major (out_channels,
-    channels) matrices `pitch` apart from the workspace's start."""
-    half = typed(0.5, workspace)
-    pitch = _u(pitch)
-    # where G g G^T's columns 1 to 3 go (its rows: 4 times as far)
-    c1, c2, c3 = pitch, _u(2) * pitch, _u(3) * pitch
-    r1, r2, r3 = _u(4) * pitch, _u(8) * pitch, _u(12) * pitch
+def _winograd_weights(weight, out_channels, channels, workspace, pitch, block):
+    """U[xi] = G g G^T of the weight's 3x3 kernels g, as 36 row-major (out_channels,
+    channels) matrices `pitch` apart from the workspace's start (G g: a 6x3 block of the
+    workspace at `block`)."""
+    pitch, block = _u(pitch), _u(block)
     t = _u(0)
     for s in range(_u(0), _u(9 * out_channels * channels), _u(9)):
-        # G g: its columns
-        g00, g10, g20, g30 = _winograd_weight_rows(weight[s], weight[s + _u(3)],
-                                                   weight[s + _u(6)], half)
-        g01, g11, g21, g31 = _winograd_weight_rows(weight[s + _u(1)], weight[s + _u(4)],
-                                                   weight[s + _u(7)], half)
-        g02, g12, g22, g32 = _winograd_weight_rows(weight[s + _u(2)], weight[s + _u(5)],
-                                                   weight[s + _u(8)], half)
-        # (G g) G^T: its rows
-        workspace[t], workspace[t + c1], workspace[t + c2], workspace[t + c3] = \
-            _winograd_weight_rows(g00, g01, g02, half)
-        workspace[t + r1], workspace[t + r1 + c1], workspace[t + r1 + c2], \
-            workspace[t + r1 + c3] = _winograd_weight_rows(g10, g11, g12, half)
-        workspace[t + r2], workspace[t + r2 + c1], workspace[t + r2 + c2], \
-            workspace[t + r2 + c3] = _winograd_weight_rows(g20, g21, g22, half)
-        workspace[t + r3], workspace[t + r3 + c1], workspace[t + r3 + c2], \
-            workspace[t + r3 + c3] = _winograd_weight_rows(g30, g31, g32, half)
+        for j in range(_u(3)):  # G g: its columns
+            x = s + j
+            workspace[block + j], workspace[block + _u(3) + j], workspace[block + _u(6) + j], \
+                workspace[block + _u(9) + j], workspace[block + _u(12) + j], \
+                workspace[block + _u(15) + j] = _winograd_weight_rows(
+                    weight[x], weight[x + _u(3)], weight[x + _u(6)])
+        for i in range(_u(6)):  # (G g) G^T: its rows, element (i, j) to U[6 i + j]
+            x, u = block + _u(3) * i, t + _u(6) * i * pitch
+            workspace[u], workspace[u + pitch], workspace[u + _u(2) * pitch], \
+                workspace[u + _u(3) * pitch], workspace[u + _u(4) * pitch], \
+                workspace[u + _u(5) * pitch] = _winograd_weight_rows(
+                    workspace[x], workspace[x + _u(1)], workspace[x + _u(2)])
         t += _u(1)
 
 
 @unlinked_helper
 @_helper
 def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, tiles_w,
-                     transformed_at, pitch):
-    """V[xi] = B^T d B of every 4x4 block d at even offsets of the `planes` padded images
-    (channel-major: channel by image) at images_at, as 16 matrices (planes, tiles) `pitch`
-    apart from transformed_at."""
+                     transformed_at, pitch, block):
+    """V[xi] = B^T d B of every 6x6 block d at offsets of 4 of the `planes` padded images
+    (channel-major: channel by image) at images_at, as 36 matrices (planes, tiles) `pitch`
+    apart from transformed_at (d B: a 6x6 block of the workspace at `block`)."""
     tiles = tiles_h * tiles_w
-    pitch, row = _u(pitch), _u(padded_w)
+    pitch, row, block = _u(pitch), _u(padded_w), _u(block)
     for p in range(_u(planes)):
         for th in range(_u(tiles_h)):
-            s = _u(images_at) + p * _u(padded_h * padded_w) + th * _u(2) * row
+            s = _u(images_at) + p * _u(padded_h * padded_w) + th * _u(4) * row
             d = _u(transformed_at) + p * _u(tiles) + th * _u(tiles_w)
             for tw in range(_u(tiles_w)):
-                # d B: the block's rows
-                x = s + _u(2) * tw
-                a00, a01, a02, a03 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
-                                                          workspace[x + _u(2)],
-                                                          workspace[x + _u(3)])
-                x += row
-                a10, a11, a12, a13 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
-                                                          workspace[x + _u(2)],
-                                                          workspace[x + _u(3)])
-                x += row
-                a20, a21, a22, a23 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
-                                                          workspace[x + _u(2)],
-                                                          workspace[x + _u(3)])
-                x += row
-                a30, a31, a32, a33 = _winograd_input_rows(workspace[x], workspace[x + _u(1)],
-                                                          workspace[x + _u(2)],
-                                                          workspace[x + _u(3)])
-                # B^T (d B): its columns, element (i, j) to V[4 i + j]
-                t = d + tw
-                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
-                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a00, a10, a20, a30)
-                t += pitch
-                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
-                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a01, a11, a21, a31)
-                t += pitch
-                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
-                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a02, a12, a22, a32)
-                t += pitch
-                workspace[t], workspace[t + _u(4) * pitch], workspace[t + _u(8) * pitch], \
-                    workspace[t + _u(12) * pitch] = _winograd_input_rows(a03, a13, a23, a33)
+                for i in range(_u(6)):  # d B: the block's rows
+                    x, b = s + _u(4) * tw + i * row, block + _u(6) * i
+                    workspace[b], workspace[b + _u(1)], workspace[b + _u(2)], \
+                        workspace[b + _u(3)], workspace[b + _u(4)], workspace[b + _u(5)] = \
+                        _winograd_input_rows(workspace[x], workspace[x + _u(1)],
+                                             workspace[x + _u(2)], workspace[x + _u(3)],
+                                             workspace[x + _u(4)], workspace[x + _u(5)])
+                for j in range(_u(6)):  # B^T (d B): its columns, element (i, j) to V[6 i + j]
+                    b, t = block + j, d + tw + j * pitch
+                    workspace[t], workspace[t + _u(6) * pitch], workspace[t + _u(12) * pitch], \
+                        workspace[t + _u(18) * pitch], workspace[t + _u(24) * pitch], \
+                        workspace[t + _u(30) * pitch] = _winograd_input_rows(
+                            workspace[b], workspace[b + _u(6)], workspace[b + _u(12)],
+                            workspace[b + _u(18)], workspace[b + _u(24)], workspace[b + _u(30)])
 
 
 @unlinked_helper
 @_helper
 def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_h, tiles_w,
-                      first, out_h, out_w, bias, scratch_at, out):
-    """out = A^T m A (+ bias) for the chunk's images from the 16 matrices M (out_channels,
-    count * tiles) `pitch` apart from products_at, a pair of output rows at a time through
-    the scratch rows at scratch_at (2 * tiles_w each): an edge tile's row or column past
-    the output is dropped there."""
+                      first, out_h, out_w, bias, scratch_at, block, out):
+    """out = A^T m A (+ bias) for the chunk's images from the 36 matrices M (out_channels,
+    count * tiles) `pitch` apart from products_at, four output rows at a time through the
+    scratch rows at scratch_at (4 * tiles_w each): an edge tile's rows or columns past the
+    output are dropped there (A^T m: a 4x6 block of the workspace at `block`)."""
     tiles = tiles_h * tiles_w
-    pitch = _u(pitch)
-    scratch, scratch_w = _u(scratch_at), _u(2 * tiles_w)
+    pitch, block = _u(pitch), _u(block)
+    scratch, scratch_w = _u(scratch_at), _u(4 * tiles_w)
     has_bias = bias.shape[0] > 0
     for o in range(out_channels):
         # (x + -0.0 is x, also for x = -0.0: the identity where there is no bias)
@@ -591,30 +583,21 @@ def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_
             for th in range(tiles_h):
                 s = _u(products_at) + _u((o * count + m) * tiles + th * tiles_w)
                 for tw in range(_u(tiles_w)):
-                    # A^T m: its columns, from M[4 i + j]
-                    x = s + tw
-                    b00, b10 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
-                                                     workspace[x + _u(8) * pitch],
-                                                     workspace[x + _u(12) * pitch])
-                    x += pitch
-                    b01, b11 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
-                                                     workspace[x + _u(8) * pitch],
-                                                     workspace[x + _u(12) * pitch])
-                    x += pitch
-                    b02, b12 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
-                                                     workspace[x + _u(8) * pitch],
-                                                     workspace[x + _u(12) * pitch])
-                    x += pitch
-                    b03, b13 = _winograd_output_rows(workspace[x], workspace[x + _u(4) * pitch],
-                                                     workspace[x + _u(8) * pitch],
-                                                     workspace[x + _u(12) * pitch])
-                    # (A^T m) A: its rows
-                    y = scratch + _u(2) * tw
-                    workspace[y], workspace[y + _u(1)] = _winograd_output_rows(b00, b01, b02, b03)
-                    y += scratch_w
-                    workspace[y], workspace[y + _u(1)] = _winograd_output_rows(b10, b11, b12, b13)
-                d = _u((((first + m) * out_channels + o) * out_h + 2 * th) * out_w)
-                for i in range(_u(min(2, out_h - 2 * th))):
+                    for j in range(_u(6)):  # A^T m: its columns, from M[6 i + j]
+                        x, b = s + tw + j * pitch, block + j
+                        workspace[b], workspace[b + _u(6)], workspace[b + _u(12)], \
+                            workspace[b + _u(18)] = _winograd_output_rows(
+                                workspace[x], workspace[x + _u(6) * pitch],
+                                workspace[x + _u(12) * pitch], workspace[x + _u(18) * pitch],
+                                workspace[x + _u(24) * pitch], workspace[x + _u(30) * pitch])
+                    for i in range(_u(4)):  # (A^T m) A: its rows
+                        b, y = block + _u(6) * i, scratch + i * scratch_w + _u(4) * tw
+                        workspace[y], workspace[y + _u(1)], workspace[y + _u(2)], \
+                            workspace[y + _u(3)] = _winograd_output_rows(
+                                workspace[b], workspace[b + _u(1)], workspace[b + _u(2)],
+                                workspace[b + _u(3)], workspace[b + _u(4)], workspace[b + _u(5)])
+                d = _u((((first + m) * out_channels + o) * out_h + 4 * th) * out_w)
+                for i in range(_u(min(4, out_h - 4 * th))):
                     for t in range(_u(out_w)):
                         out[d + i * _u(out_w) + t] = workspace[scratch + i * scratch_w + t] + shift
 
@@ -623,13 +606,13 @@ def _winograd_outputs(workspace, products_at, pitch, count, out_channels, tiles_
 @_jit
 def winograd_kernel(images, weight, bias, out, plan, workspace):
     """out = conv(images, weight) + bias (bias of size 0: none) for a 3x3 stride-1
-    convolution, by Winograd F(2x2, 3x3). All flat; plan: see _WinogradPlan."""
+    convolution, by Winograd F(4x4, 3x3). All flat; plan: see _WinogradPlan."""
     batch, channels, height, width, out_channels, out_h, out_w, pad_top, pad_left, chunk, \
         tiles_h, tiles_w, padded_h, padded_w, transformed_at, products_at, images_at, \
-        scalars_at, scratch_at = plan[:19]
+        scalars_at, scratch_at, block_at = plan[:20]
     zero = typed(0.0, out)
     weights_pitch = _skewed(channels * out_channels)
-    _winograd_weights(weight, out_channels, channels, workspace, weights_pitch)
+    _winograd_weights(weight, out_channels, channels, workspace, weights_pitch, block_at)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
@@ -642,12 +625,12 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
                      workspace, images_at + pad_top * padded_w + pad_left, count * padded,
                      padded, padded_w, channels, count, height, width)
         _winograd_inputs(workspace, images_at, channels * count, padded_h, padded_w, tiles_h,
-                         tiles_w, transformed_at, transformed_pitch)
-        gemm_batch(16, out_channels, columns, channels, workspace, 0, weights_pitch,
+                         tiles_w, transformed_at, transformed_pitch, block_at)
+        gemm_batch(36, out_channels, columns, channels, workspace, 0, weights_pitch,
                    workspace, transformed_at, transformed_pitch, workspace, products_at,
                    products_pitch, workspace, scalars_at, scalars_at + 1)
         _winograd_outputs(workspace, products_at, products_pitch, count, out_channels, tiles_h,
-                          tiles_w, first, out_h, out_w, bias, scratch_at, out)
+                          tiles_w, first, out_h, out_w, bias, scratch_at, block_at, out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -873,40 +856,48 @@ class _WinogradPlan:
     """A winograd_kernel call's integers (its `plan` argument, read-only as _Plan's) and
     workspace size: the input's shape (N, C, H, W), the channels and size of the output, the
     padding; the chunk of images (of at most `budget` elements of V or M), the tiles
-    (2x2 outputs, over the edge where a size is odd) and the images' padded copy (4x4
-    input blocks at every even offset: 2 tiles + 2 a side); the workspace's parts: U, V, M,
-    the padded images, the output's scratch rows and gemm's scalars."""
+    (4x4 outputs, over the edge where a size is not a multiple of 4) and the images' padded
+    copy (6x6 input blocks at every offset of 4: 4 tiles + 2 a side); the workspace's parts:
+    U, V, M, the padded images, the output's scratch rows, gemm's scalars and the
+    transforms' 6x6 block."""
 
     def __init__(self, x_shape, out_channels, out_size, padding, budget):
         batch, channels, height, width = x_shape
         (out_h, out_w), (pad_top, pad_left) = out_size, padding
-        tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
-        tiles, padded = tiles_h * tiles_w, (2 * tiles_h + 2) * (2 * tiles_w + 2)
-        chunk = max(1, min(batch, budget // (16 * max(channels, out_channels) * tiles)))
+        tiles_h, tiles_w = -(-out_h // 4), -(-out_w // 4)
+        tiles, padded = tiles_h * tiles_w, (4 * tiles_h + 2) * (4 * tiles_w + 2)
+        chunk = max(1, min(batch, budget // (36 * max(channels, out_channels) * tiles)))
         chunk = -(-batch // -(-batch // chunk)) if batch else 1  # (equal chunks)
         # (U at 0; _skewed's Python function: the same distances as the kernel's)
-        transformed_at = 16 * _skewed.py_func(channels * out_channels)
-        products_at = transformed_at + 16 * _skewed.py_func(channels * chunk * tiles)
-        images_at = products_at + 16 * _skewed.py_func(out_channels * chunk * tiles)
+        transformed_at = 36 * _skewed.py_func(channels * out_channels)
+        products_at = transformed_at + 36 * _skewed.py_func(channels * chunk * tiles)
+        images_at = products_at + 36 * _skewed.py_func(out_channels * chunk * tiles)
         scratch_at = _aligned(images_at + channels * chunk * padded)
-        scalars_at = scratch_at + 4 * tiles_w
-        self.workspace = scalars_at + 2
+        scalars_at = scratch_at + 16 * tiles_w
+        block_at = scalars_at + 2
+        self.workspace = block_at + 36
         self.array = np.array((batch, channels, height, width, out_channels, out_h, out_w,
                                pad_top, pad_left, chunk, tiles_h, tiles_w,
-                               2 * tiles_h + 2, 2 * tiles_w + 2, transformed_at, products_at,
-                               images_at, scalars_at, scratch_at), np.int64)
+                               4 * tiles_h + 2, 4 * tiles_w + 2, transformed_at, products_at,
+                               images_at, scalars_at, scratch_at, block_at), np.int64)
         self.array.flags.writeable = False
 
 
 def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, min_tiles,
                    min_size):
-    """Whether Winograd F(2x2, 3x3) is chosen for a convolution of `channels` to
+    """Whether Winograd F(4x4, 3x3) is chosen for a convolution of `channels` to
     `out_channels` with a (batch, out_h, out_w) output: with at least `min_channels`
-    (WINOGRAD_MIN_CHANNELS) in and out, `min_tiles` (WINOGRAD_MIN_TILES) 2x2 output tiles in
+    (WINOGRAD_MIN_CHANNELS) in and out, `min_tiles` (WINOGRAD_MIN_TILES) 4x4 output tiles in
     all, and outputs of at least `min_size` (WINOGRAD_MIN_SIZE) a side.
 
-    Measured (float32, padding 1, ms, forward, im2col -> Winograd; batch, channels in and
-    out, size, tiles). With one BLAS thread (stable figures):
+    Measured with F(4x4) and its 36 products in one batched GEMM (float32, two threads, one
+    image, ms, im2col -> Winograd): 64 channels at 56x56 1.39 -> 1.07, 128 at 28x28 1.22 ->
+    0.97, 256 at 14x14 1.37 -> 1.74 (of which the weights' transform, 36 matrices of
+    256 x 256, 1.0). So still from 28x28, the rule the F(2x2) figures below set.
+
+    Measured with F(2x2), 16 products one GEMM call each (float32, padding 1, ms, forward,
+    im2col -> Winograd; batch, channels in and out, size, 2x2 tiles). With one BLAS thread
+    (stable figures):
       8  64  64 16 512   1.88 -> 1.26     1  64  64 56 784  2.89 -> 1.78
       8 128 128  8 128   1.64 -> 1.10     1 128 128 28 196  2.48 -> 1.50
       8 256 256  4  32   1.59 -> 1.38     1 256 256 14  49  2.42 -> 1.69
@@ -930,7 +921,7 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
     Few tiles lose: the weights' transform (16 matrices of in x out: 16 MB at 512 channels)
     costs more than the GEMMs save; few channels lose: the GEMMs are small beside the
     transforms of the images (the digits CNN's 1 -> 16 and 16 -> 32 at 8x8 and 4x4)."""
-    tiles = batch * -(-out_h // 2) * -(-out_w // 2)
+    tiles = batch * -(-out_h // 4) * -(-out_w // 4)
     return (min(channels, out_channels) >= min_channels and tiles >= min_tiles
             and min(out_h, out_w) >= min_size)
 

@@ -326,7 +326,7 @@ def _same_path_params(padding):
 
 def test_winograd_choice():
     """The rule (_winograd_pays): ResNet-18's 3x3 layers at 56x56 and 28x28 (at 224x224)
-    take Winograd F(2x2, 3x3) in the forward, whatever the padding; few tiles (512 channels
+    take Winograd F(4x4, 3x3) in the forward, whatever the padding; few tiles (512 channels
     at 2x2), images under 28x28 (16x16 and 14x14: measured slower in the network), few
     channels (the digits CNN: its kernels are then never compiled), other kernels, strides
     and groups do not."""
@@ -410,6 +410,23 @@ def test_winograd_matches_torch(monkeypatch):
     assert "winograd_kernel" in run.source
     for mine, reference in zip(*grads, strict=True):
         np.testing.assert_allclose(mine, reference, rtol=1e-12)
+
+
+def test_winograd_rounding_at_resnets_layers():
+    """F(4x4, 3x3) in float32 at ResNet-18's layers that take it (the default thresholds),
+    against torch in float64: its rounding error stays within 1e-4 of the output's scale
+    (measured 1e-5; im2col's 3e-7), and float64's within 1e-12."""
+    rng = np.random.default_rng(1)
+    for channels, size in ((64, 56), (128, 28)):
+        x = rng.standard_normal((1, channels, size, size))
+        w = rng.standard_normal((channels, channels, 3, 3)) * (9 * channels) ** -0.5
+        assert conv_ops._winograd_plan(x.shape, w.shape, x.shape, _same_path_params(1))
+        reference = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+        scale = np.abs(reference).max()
+        for dtype, tolerance in ((np.float32, 1e-4), (np.float64, 1e-12)):
+            out = nbgrad.nn.functional.conv2d(nbgrad.tensor(x.astype(dtype)),
+                                              nbgrad.tensor(w.astype(dtype)), padding=1)
+            assert np.abs(out.numpy() - reference).max() <= tolerance * scale
 
 
 CACHED_KERNELS_SCRIPT = r'''
