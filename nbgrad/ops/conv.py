@@ -475,6 +475,10 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
 # about 1e-5 of the output's scale at 64 to 256 channels, against 4e-7 for F(2x2) and
 # 3e-7 for im2col (float64: 1e-14).
 
+# Kernels whose weight transform goes through the scratch block at once.
+_WEIGHTS_STRIP = 64
+
+
 @_helper
 def _skewed(size):
     """The distance between two of the 36 matrices of `size` elements: whole cache lines
@@ -512,26 +516,30 @@ def _winograd_output_rows(m0, m1, m2, m3, m4, m5):
 
 @unlinked_helper
 @_helper
-def _winograd_weights(weight, out_channels, channels, workspace, pitch, block):
+def _winograd_weights(weight, out_channels, channels, workspace, pitch, block, strip):
     """U[xi] = G g G^T of the weight's 3x3 kernels g, as 36 row-major (out_channels,
-    channels) matrices `pitch` apart from the workspace's start (G g: a 6x3 block of the
-    workspace at `block`)."""
-    pitch, block = _u(pitch), _u(block)
-    t = _u(0)
-    for s in range(_u(0), _u(9 * out_channels * channels), _u(9)):
+    channels) matrices `pitch` apart from the workspace's start, `strip` kernels at a time
+    through the workspace at `block` (G g of each: 18 rows of `strip`)."""
+    pitch, block, strip = _u(pitch), _u(block), _u(strip)
+    kernels = _u(out_channels * channels)
+    for first in range(_u(0), kernels, strip):
+        count = min(strip, kernels - first)
         for j in range(_u(3)):  # G g: its columns
-            x = s + j
-            workspace[block + j], workspace[block + _u(3) + j], workspace[block + _u(6) + j], \
-                workspace[block + _u(9) + j], workspace[block + _u(12) + j], \
-                workspace[block + _u(15) + j] = _winograd_weight_rows(
-                    weight[x], weight[x + _u(3)], weight[x + _u(6)])
+            b = block + j * strip
+            for t in range(count):
+                x = _u(9) * (first + t) + j
+                workspace[b + t], workspace[b + _u(3) * strip + t], \
+                    workspace[b + _u(6) * strip + t], workspace[b + _u(9) * strip + t], \
+                    workspace[b + _u(12) * strip + t], workspace[b + _u(15) * strip + t] = \
+                    _winograd_weight_rows(weight[x], weight[x + _u(3)], weight[x + _u(6)])
         for i in range(_u(6)):  # (G g) G^T: its rows, element (i, j) to U[6 i + j]
-            x, u = block + _u(3) * i, t + _u(6) * i * pitch
-            workspace[u], workspace[u + pitch], workspace[u + _u(2) * pitch], \
-                workspace[u + _u(3) * pitch], workspace[u + _u(4) * pitch], \
-                workspace[u + _u(5) * pitch] = _winograd_weight_rows(
-                    workspace[x], workspace[x + _u(1)], workspace[x + _u(2)])
-        t += _u(1)
+            b, u = block + _u(3) * i * strip, first + _u(6) * i * pitch
+            for t in range(count):
+                workspace[u + t], workspace[u + pitch + t], workspace[u + _u(2) * pitch + t], \
+                    workspace[u + _u(3) * pitch + t], workspace[u + _u(4) * pitch + t], \
+                    workspace[u + _u(5) * pitch + t] = _winograd_weight_rows(
+                        workspace[b + t], workspace[b + strip + t],
+                        workspace[b + _u(2) * strip + t])
 
 
 @unlinked_helper
@@ -612,7 +620,8 @@ def winograd_kernel(images, weight, bias, out, plan, workspace):
         scalars_at, scratch_at, block_at = plan[:20]
     zero = typed(0.0, out)
     weights_pitch = _skewed(channels * out_channels)
-    _winograd_weights(weight, out_channels, channels, workspace, weights_pitch, block_at)
+    _winograd_weights(weight, out_channels, channels, workspace, weights_pitch, block_at,
+                      _WEIGHTS_STRIP)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
@@ -874,8 +883,8 @@ class _WinogradPlan:
         images_at = products_at + 36 * _skewed.py_func(out_channels * chunk * tiles)
         scratch_at = _aligned(images_at + channels * chunk * padded)
         scalars_at = scratch_at + 16 * tiles_w
-        block_at = scalars_at + 2
-        self.workspace = block_at + 36
+        block_at = _aligned(scalars_at + 2)
+        self.workspace = block_at + 36 * max(tiles_w, _WEIGHTS_STRIP)
         self.array = np.array((batch, channels, height, width, out_channels, out_h, out_w,
                                pad_top, pad_left, chunk, tiles_h, tiles_w,
                                4 * tiles_h + 2, 4 * tiles_w + 2, transformed_at, products_at,
