@@ -477,10 +477,6 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
 # about 1e-5 of the output's scale at 64 to 256 channels, against 4e-7 for F(2x2) and
 # 3e-7 for im2col (float64: 1e-14).
 
-# Kernels whose weight transform goes through the scratch block at once.
-_WEIGHTS_STRIP = 64
-
-
 @_helper
 def _skewed(size):
     """The distance between two of the 36 matrices of `size` elements: whole cache lines
@@ -516,32 +512,28 @@ def _winograd_output_rows(m0, m1, m2, m3, m4, m5):
             sum12 + typed(4.0, m0) * sum34, difference12 + typed(8.0, m0) * difference34 + m5)
 
 
-@unlinked_helper
-@_helper
-def _winograd_weights(weight, out_channels, channels, workspace, pitch, block, strip):
-    """U[xi] = G g G^T of the weight's 3x3 kernels g, as 36 row-major (out_channels,
-    channels) matrices `pitch` apart from the workspace's start, `strip` kernels at a time
-    through the workspace at `block` (G g of each: 18 rows of `strip`)."""
-    pitch, block, strip = _u(pitch), _u(block), _u(strip)
-    kernels = _u(out_channels * channels)
-    for first in range(_u(0), kernels, strip):
-        count = min(strip, kernels - first)
-        for j in range(_u(3)):  # G g: its columns
-            b = block + j * strip
-            for t in range(count):
-                x = _u(9) * (first + t) + j
-                workspace[b + t], workspace[b + _u(3) * strip + t], \
-                    workspace[b + _u(6) * strip + t], workspace[b + _u(9) * strip + t], \
-                    workspace[b + _u(12) * strip + t], workspace[b + _u(15) * strip + t] = \
-                    _winograd_weight_rows(weight[x], weight[x + _u(3)], weight[x + _u(6)])
-        for i in range(_u(6)):  # (G g) G^T: its rows, element (i, j) to U[6 i + j]
-            b, u = block + _u(3) * i * strip, first + _u(6) * i * pitch
-            for t in range(count):
-                workspace[u + t], workspace[u + pitch + t], workspace[u + _u(2) * pitch + t], \
-                    workspace[u + _u(3) * pitch + t], workspace[u + _u(4) * pitch + t], \
-                    workspace[u + _u(5) * pitch + t] = _winograd_weight_rows(
-                        workspace[b + t], workspace[b + strip + t],
-                        workspace[b + _u(2) * strip + t])
+def _winograd_weights(weight, kernels, workspace, pitch):
+    """U[xi] = G g G^T of the weight's `kernels` 3x3 kernels g, as 36 row-major
+    (out_channels, channels) matrices `pitch` apart from the workspace's start. NOTE: the
+    loop runs over the kernels, whose 36 results go to 36 matrices at the same position:
+    vectorized."""
+    pitch = _u(pitch)
+    for k in numba.prange(kernels):
+        t, x = _u(k), _u(9) * _u(k)
+        # G g: its columns
+        g00, g10, g20, g30, g40, g50 = _winograd_weight_rows(weight[x], weight[x + _u(3)],
+                                                             weight[x + _u(6)])
+        g01, g11, g21, g31, g41, g51 = _winograd_weight_rows(weight[x + _u(1)], weight[x + _u(4)],
+                                                             weight[x + _u(7)])
+        g02, g12, g22, g32, g42, g52 = _winograd_weight_rows(weight[x + _u(2)], weight[x + _u(5)],
+                                                             weight[x + _u(8)])
+        # (G g) G^T: its rows, element (i, j) to U[6 i + j]
+        for i, (a, b, c) in enumerate(((g00, g01, g02), (g10, g11, g12), (g20, g21, g22),
+                                       (g30, g31, g32), (g40, g41, g42), (g50, g51, g52))):
+            u = t + _u(6 * i) * pitch
+            workspace[u], workspace[u + pitch], workspace[u + _u(2) * pitch], \
+                workspace[u + _u(3) * pitch], workspace[u + _u(4) * pitch], \
+                workspace[u + _u(5) * pitch] = _winograd_weight_rows(a, b, c)
 
 
 def _winograd_inputs(workspace, images_at, planes, padded_h, padded_w, tiles_h, tiles_w,
@@ -624,16 +616,19 @@ def _threaded_copy(function):
     return copy
 
 
-# The image and output transforms, serial and over the threads of Numba's pool (by plane
-# and by output channel). Measured, float32, 2 threads, forward of one image, ms: 64
+# The transforms, serial and over the threads of Numba's pool (by kernel, by plane and by
+# output channel). Measured, float32, 2 threads, forward of one image, ms: 64
 # channels at 56x56 1.07 -> 0.71, 128 at 28x28 0.97 -> 0.74; ResNet-18 no_grad at 224 best
 # 24.7-25.3 -> 23.0-23.4 (torch 24.1-24.8). NOTE: the 36 GEMMs between them run on
 # OpenBLAS's threads, which the short spin of Numba's (_core/threads.py) leaves the cores.
 _helper_parallel = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True,
                               parallel=True)
+_winograd_weights_threaded = unlinked_helper(
+    _helper_parallel(_threaded_copy(_winograd_weights)))
 _winograd_inputs_threaded = unlinked_helper(_helper_parallel(_threaded_copy(_winograd_inputs)))
 _winograd_outputs_threaded = unlinked_helper(
     _helper_parallel(_threaded_copy(_winograd_outputs)))
+_winograd_weights = unlinked_helper(_helper(_winograd_weights))
 _winograd_inputs = unlinked_helper(_helper(_winograd_inputs))
 _winograd_outputs = unlinked_helper(_helper(_winograd_outputs))
 
@@ -649,8 +644,10 @@ def winograd_kernel(images, weight, bias, out, plan, workspace, threaded):
         scalars_at, scratch_at, block_at = plan[:20]
     zero = typed(0.0, out)
     weights_pitch = _skewed(channels * out_channels)
-    _winograd_weights(weight, out_channels, channels, workspace, weights_pitch, block_at,
-                      _WEIGHTS_STRIP)
+    if threaded:
+        _winograd_weights_threaded(weight, out_channels * channels, workspace, weights_pitch)
+    else:
+        _winograd_weights(weight, out_channels * channels, workspace, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
@@ -924,8 +921,8 @@ class _WinogradPlan:
         scratch_at = _aligned(images_at + channels * chunk * padded)
         scalars_at = scratch_at + 16 * tiles_w * out_channels
         block_at = _aligned(scalars_at + 2)
-        # (the weights' transform, a block for each plane and for each output channel)
-        self.workspace = block_at + 36 * max(_WEIGHTS_STRIP, channels * chunk, out_channels)
+        # (a block for each plane and for each output channel)
+        self.workspace = block_at + 36 * max(channels * chunk, out_channels)
         self.array = np.array((batch, channels, height, width, out_channels, out_h, out_w,
                                pad_top, pad_left, chunk, tiles_h, tiles_w,
                                4 * tiles_h + 2, 4 * tiles_w + 2, transformed_at, products_at,
