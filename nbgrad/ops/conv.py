@@ -518,7 +518,7 @@ def _winograd_weights(weight, kernels, workspace, pitch):
     loop runs over the kernels, whose 36 results go to 36 matrices at the same position:
     vectorized."""
     pitch = _u(pitch)
-    for k in numba.prange(kernels):
+    for k in range(kernels):
         t, x = _u(k), _u(9) * _u(k)
         # G g: its columns
         g00, g10, g20, g30, g40, g50 = _winograd_weight_rows(weight[x], weight[x + _u(3)],
@@ -616,15 +616,15 @@ def _threaded_copy(function):
     return copy
 
 
-# The transforms, serial and over the threads of Numba's pool (by kernel, by plane and by
-# output channel). Measured, float32, 2 threads, forward of one image, ms: 64
+# The image and output transforms, serial and over the threads of Numba's pool (by plane
+# and by output channel). Measured, float32, 2 threads, forward of one image, ms: 64
 # channels at 56x56 1.07 -> 0.71, 128 at 28x28 0.97 -> 0.74; ResNet-18 no_grad at 224 best
-# 24.7-25.3 -> 23.0-23.4 (torch 24.1-24.8). NOTE: the 36 GEMMs between them run on
-# OpenBLAS's threads, which the short spin of Numba's (_core/threads.py) leaves the cores.
+# 24.7-25.3 -> 23.0-23.4 (torch 24.1-24.8). The kernel's cold compile: 2.7 -> 5.4 s. (The
+# weights' transform stays serial: 0.06 ms at 128 x 128 kernels.) NOTE: the 36 GEMMs between
+# them run on OpenBLAS's threads, which the short spin of Numba's (_core/threads.py) leaves
+# the cores.
 _helper_parallel = numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True,
                               parallel=True)
-_winograd_weights_threaded = unlinked_helper(
-    _helper_parallel(_threaded_copy(_winograd_weights)))
 _winograd_inputs_threaded = unlinked_helper(_helper_parallel(_threaded_copy(_winograd_inputs)))
 _winograd_outputs_threaded = unlinked_helper(
     _helper_parallel(_threaded_copy(_winograd_outputs)))
@@ -644,10 +644,7 @@ def winograd_kernel(images, weight, bias, out, plan, workspace, threaded):
         scalars_at, scratch_at, block_at = plan[:20]
     zero = typed(0.0, out)
     weights_pitch = _skewed(channels * out_channels)
-    if threaded:
-        _winograd_weights_threaded(weight, out_channels * channels, workspace, weights_pitch)
-    else:
-        _winograd_weights(weight, out_channels * channels, workspace, weights_pitch)
+    _winograd_weights(weight, out_channels * channels, workspace, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):

@@ -429,6 +429,34 @@ def test_winograd_rounding_at_resnets_layers():
             assert np.abs(out.numpy() - reference).max() <= tolerance * scale
 
 
+def test_winograd_threaded_transforms_give_the_serial_result(monkeypatch):
+    """winograd_kernel's threaded transforms (by kernel, plane and output channel) against
+    its serial ones, bit for bit: odd sizes, padding 0 to 3, one or several chunks, with and
+    without a bias."""
+    assert nbgrad._core.threads.start()
+    monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(conv_ops, "WINOGRAD_MIN_SIZE", 1)
+    rng = np.random.default_rng(2)
+    for x_shape, out_channels, padding, budget, has_bias in (
+            ((1, 7, 9, 13), 5, 1, conv_ops.COLUMN_BUDGET, True),
+            ((3, 4, 6, 5), 9, 0, 300, False), ((2, 33, 17, 3), 3, 3, 5000, True)):
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        w = rng.standard_normal((out_channels, x_shape[1], 3, 3)).astype(np.float32)
+        bias = rng.standard_normal(out_channels if has_bias else 0).astype(np.float32)
+        out_shape = (x_shape[0], out_channels) + tuple(size + 2 * padding - 2
+                                                       for size in x_shape[2:])
+        monkeypatch.setattr(conv_ops, "COLUMN_BUDGET", budget)
+        plan = conv_ops._winograd_plan(x_shape, w.shape, out_shape, _same_path_params(padding))
+        outs = []
+        for threaded in (False, True):
+            out = np.empty(out_shape, np.float32)
+            conv_ops.winograd_kernel(x.reshape(-1), w.reshape(-1), bias, out.reshape(-1),
+                                     plan.array, np.empty(plan.workspace, np.float32), threaded)
+            outs.append(out)
+        np.testing.assert_array_equal(*outs)
+
+
 CACHED_KERNELS_SCRIPT = r'''
 import json
 import numpy as np
