@@ -113,11 +113,11 @@ METHODS = {
     "nextafter_": inplace_form(arithmetic.TENSOR_METHODS["nextafter"]),
     "atan2_": inplace_form(arithmetic.TENSOR_METHODS["atan2"]),
     "arctan2_": inplace_form(arithmetic.TENSOR_METHODS["atan2"]),
-    # in-place comparisons, logical and bitwise operations: the result cast to the target's
-    # dtype (1 and 0 for true and false)
+    # in-place logical and bitwise operations: the result cast to the target's dtype (1 and 0
+    # for true and false). NOTE: not the comparisons (eq_, lt_ ...): on a tensor that
+    # requires grad, PyTorch records a node of zero gradients (EqBackward1), which this form
+    # would not (the old node would stay, and pass the gradient through).
     **{name + "_": inplace_form(function) for name, function in (
-        ("eq", arithmetic.eq), ("ne", arithmetic.ne), ("lt", arithmetic.lt),
-        ("le", arithmetic.le), ("gt", arithmetic.gt), ("ge", arithmetic.ge),
         ("logical_not", arithmetic.logical_not), ("logical_xor", arithmetic.logical_xor),
         ("logical_and", arithmetic.TENSOR_METHODS["logical_and"]),
         ("logical_or", arithmetic.TENSOR_METHODS["logical_or"]),

@@ -74,9 +74,9 @@ def test_in_place_functions_exist_exactly_where_torch_has_them():
         assert_close(*written)
 
 
-# The in-place comparisons, logical, bitwise and remainder ops (their results cast to the
-# target's dtype), over targets and operands of each kind.
-MIXED_IN_PLACE = ("eq_", "ne_", "lt_", "le_", "gt_", "ge_", "logical_and_", "logical_or_",
+# The in-place logical, bitwise and remainder ops (their results cast to the target's dtype),
+# over targets and operands of each kind.
+MIXED_IN_PLACE = ("logical_and_", "logical_or_",
                   "logical_xor_", "logical_not_", "bitwise_and_", "bitwise_or_",
                   "bitwise_xor_", "bitwise_not_", "remainder_", "fmod_", "bitwise_left_shift_",
                   "bitwise_right_shift_", "__iand__", "__ior__", "__ixor__", "__ilshift__",
@@ -105,7 +105,7 @@ def _mixed_in_place(L, name, target, other):
 
 
 @pytest.mark.parametrize("name", MIXED_IN_PLACE)
-def test_in_place_comparison_logical_and_bitwise_ops_match_torch(name):
+def test_in_place_logical_bitwise_and_remainder_ops_match_torch(name):
     for target in ("float32", "int64", "bool", "uint8"):
         for other in ("float32", "int64", "bool", "uint8", 2, 1.5, True):
             expected = _mixed_in_place(torch, name, target, other)
@@ -117,6 +117,29 @@ def test_in_place_comparison_logical_and_bitwise_ops_match_torch(name):
                 # torch's cast error, nbgrad's "bitwise_and_cpu" not implemented for 'Float').
                 continue
             assert repr(actual) == repr(expected), where  # (repr: NaN equals NaN there)
+
+
+@pytest.mark.parametrize("name", ["logical_and_", "logical_or_", "logical_xor_", "logical_not_",
+                                  "remainder_", "fmod_", "atan2_", "nextafter_"])
+def test_in_place_logical_and_remainder_ops_on_a_tensor_that_requires_grad(name):
+    """The node and the gradients of both inputs, as torch's (whose logical ops keep the
+    target's node: the gradient passes through them)."""
+    results = []
+    for lib in LIBS:
+        a = lib.tensor([1.5, -2.0, 0.5, 3.0], requires_grad=True)
+        b = lib.tensor([1.5, 1.0, -0.5, 0.0], requires_grad=True)
+        target = a * 1
+        getattr(target, name)(*(() if name == "logical_not_" else (b,)))
+        (target * lib.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+        results.append((grad_fn_name(target), target.detach().numpy(),
+                        *(None if t.grad is None else t.grad.numpy() for t in (a, b))))
+    (node, value, *grads), (t_node, t_value, *t_grads) = results
+    assert node == t_node
+    assert_close(value, t_value)
+    for grad, t_grad in zip(grads, t_grads):
+        assert (grad is None) == (t_grad is None)
+        if grad is not None:
+            assert_close(grad, t_grad)
 
 
 def test_integer_target_refuses_a_float_result():
