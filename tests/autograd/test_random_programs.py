@@ -27,10 +27,10 @@ IN_PLACE = ["{x}.relu_()", "{x}.mul_(2)", "{x}.add_(1)", "{x}.sigmoid_()", "{x}.
             "{x}.exp_()", "{x}.clamp_(min=-0.5)", "{x}.neg_()", "{x}.zero_()", "{x}.fill_(0.5)",
             "L.nn.functional.hardswish({x}, inplace=True)", "{x}.sinh_()",
             "L.nn.functional.elu_({x})", "L.nn.functional.leaky_relu_({x}, 0.2)",
-            "{x}.transpose_(0, -1)", "{x}.unsqueeze_(0).squeeze_(0)"]
+            "{x}.transpose_(0, -1)", "{x}.unsqueeze_(0).squeeze_(0)", "{x}.remainder_(1.5)"]
 IN_PLACE_WITH = ["{x}.add_({y})", "{x}.mul_({y})", "{x} += {y}", "{x} *= {y}",
                  "{x}.sub_({y}, alpha=2)", "{x}.copy_({y})", "{x}.addcmul_({y}, {y})",
-                 "{x}.copysign_({y})"]
+                 "{x}.copysign_({y})", "{x}.atan2_({y})", "{x}.nextafter_({y})", "{x} %= 2"]
 # (view, its shape) of a (3, 4) and of a 1-D tensor of length n
 MATRIX_VIEWS = [("{x}[1:]", (2, 4)), ("{x}.t()", (4, 3)), ("{x}.view(-1)", (12,)),
                 ("{x}[:, 1]", (3,)), ("{x}[0]", (4,)), ("{x}[::2]", (2, 4)),
