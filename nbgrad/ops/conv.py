@@ -470,12 +470,13 @@ def conv_backward_kernel(x, weight, grad, grad_x, grad_weight, grad_bias, plan, 
 # each (tile-aligned: tiles run over the bottom/right edge where the output size is not a
 # multiple of 4), V, the 36 GEMMs into M, and M's transform into the output (through four
 # scratch rows: the edge tiles' extra rows and columns are cropped there) with the bias
-# added. Each transform goes through a 6x6 scratch block: rows first, then columns.
+# added. The image and output transforms go through a 6x6 scratch block per plane or
+# output channel: rows first, then columns.
 # Why F(4x4) and not F(2x2, 16 GEMMs of 2.25 times fewer multiplies): measured, float32,
-# 2 threads, forward of one image, ms: 64 channels at 56x56 1.23 -> 0.XX, 128 at 28x28
-# 1.05 -> 0.XX. NOTE: its float32 rounding errors are larger (transform entries up to 8):
-# about 1e-5 of the output's scale at 64 to 256 channels, against 4e-7 for F(2x2) and
-# 3e-7 for im2col (float64: 1e-14).
+# 2 threads, forward of one image, serial transforms, ms: 64 channels at 56x56 1.23 -> 1.07,
+# 128 at 28x28 1.05 -> 0.97. NOTE: its float32 rounding errors are larger (transform entries
+# up to 8): about 1e-5 of the output's scale at 64 to 256 channels, against 4e-7 for F(2x2)
+# and 3e-7 for im2col (float64: 1e-14).
 
 @_helper
 def _skewed(size):
