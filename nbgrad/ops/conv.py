@@ -94,7 +94,7 @@ TRANSPOSED_WEIGHT_GRADIENT_BELOW = 128
 # in a call and outputs of WINOGRAD_MIN_SIZE a side: see _winograd_pays for the figures.
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_TILES = 8
-WINOGRAD_MIN_SIZE = 28
+WINOGRAD_MIN_SIZE = 16
 
 
 # ---------------------------------------------------------------------------------------
@@ -938,7 +938,10 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
     Measured with F(4x4) and its 36 products in one batched GEMM (float32, two threads, one
     image, ms, im2col -> Winograd): 64 channels at 56x56 1.39 -> 1.07, 128 at 28x28 1.22 ->
     0.97, 256 at 14x14 1.37 -> 1.74 (of which the weights' transform, 36 matrices of
-    256 x 256, 1.0). So still from 28x28, the rule the F(2x2) figures below set.
+    256 x 256, 1.0); 8 images of 64 channels at 16x16 (ResNet-18's layer1 at 8x3x64x64)
+    1.10-1.28 -> 0.54-0.76, and that network's forward and backward best 64.3-69.1 ->
+    60.5-65.4 ms (5 processes each, taking turns). So from 16x16 (not 14x14, nor the F(2x2)
+    rule below, from 28x28: measured with F(2x2), 16x16 made that network slower).
 
     Measured with F(2x2), 16 products one GEMM call each (float32, padding 1, ms, forward,
     im2col -> Winograd; batch, channels in and out, size, 2x2 tiles). With one BLAS thread

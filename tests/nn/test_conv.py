@@ -326,10 +326,10 @@ def _same_path_params(padding):
 
 def test_winograd_choice():
     """The rule (_winograd_pays): ResNet-18's 3x3 layers at 56x56 and 28x28 (at 224x224)
-    take Winograd F(4x4, 3x3) in the forward, whatever the padding; few tiles (512 channels
-    at 2x2), images under 28x28 (16x16 and 14x14: measured slower in the network), few
-    channels (the digits CNN: its kernels are then never compiled), other kernels, strides
-    and groups do not."""
+    and at 16x16 (layer1 at 64x64) take Winograd F(4x4, 3x3) in the forward, whatever the
+    padding; few tiles (512 channels at 2x2), images under 16x16 (14x14: measured slower),
+    few channels (the digits CNN: its kernels are then never compiled), other kernels,
+    strides and groups do not."""
     def chosen(x_shape, w_shape, padding=1, **params):
         out_shape = (x_shape[0], w_shape[0]) + tuple(size + 2 * padding - w_shape[-1] + 1
                                                       for size in x_shape[2:])
@@ -339,7 +339,7 @@ def test_winograd_choice():
     assert chosen((1, 64, 56, 56), (64, 64, 3, 3))
     assert chosen((1, 128, 28, 28), (128, 128, 3, 3))
     assert chosen((1, 64, 56, 56), (64, 64, 3, 3), padding=3)
-    assert not chosen((8, 64, 16, 16), (64, 64, 3, 3))
+    assert chosen((8, 64, 16, 16), (64, 64, 3, 3))
     assert not chosen((1, 256, 14, 14), (256, 256, 3, 3))
     assert not chosen((8, 512, 2, 2), (512, 512, 3, 3))
     assert not chosen((8, 128, 8, 8), (128, 128, 3, 3))
