@@ -129,8 +129,9 @@ def gemm_batch(count, m, n, k, a, a_at, a_stride, b, b_at, b_stride, c, c_at, c_
     if count == 0 or m == 0 or n == 0:
         return
     if k == 0:  # (as gemm's: BLAS may not be asked for no products)
+        keep = count < 0  # (False, not a literal: see gemm)
         for i in range(count):
-            gemm(m, n, k, a, a_at, k, False, b, b_at, n, False, c, c_at + i * c_stride, n,
+            gemm(m, n, k, a, a_at, k, keep, b, b_at, n, keep, c, c_at + i * c_stride, n,
                  scalars, alpha_at, beta_at)
         return
     item = c.itemsize
