@@ -1074,14 +1074,12 @@ class _ConvolutionFusion:
         winograd = _winograd_plan(x.shape, weight.shape, out.shape, params)
         if winograd is not None:
             workspace = self._workspace(em, winograd.workspace, out.dtype)
-            call = (f"{em.kernel(winograd_kernel)}({', '.join(flat)}, "
-                    f"{em.out(out)}.reshape({out.size}), {em.constant(winograd.array)}, "
-                    f"{workspace}, {{}})")
-            # (serial where the step's loops must be: see Emitter.finish; the flags computed,
-            # not literal: a literal argument would compile the kernel again)
+            # (serial: a step that calls BLAS keeps its loops serial, see Emitter.finish; the
+            # flag computed, not literal: a literal argument would compile the kernel again)
             _threads.start()  # (first: see _winograd_threaded)
-            em.threaded_call(call.format(f"{workspace}.size < 0"),
-                             call.format(f"{workspace}.size > 0"), out.size)
+            em.emit(f"{em.kernel(winograd_kernel)}({', '.join(flat)}, "
+                    f"{em.out(out)}.reshape({out.size}), {em.constant(winograd.array)}, "
+                    f"{workspace}, {workspace}.size < 0)")
             return
         plan = _plan(x.shape, weight.shape, out.shape, params)
         workspace = self._workspace(em, plan.workspace, out.dtype)
