@@ -2,7 +2,8 @@
 padding and resampling, spatial transformers): each primitive's `differentiable_vjp`, run by
 backward/grad with create_graph=True.
 
-- Every op-table row (tests/ops/test_ops.py) that uses these families, float64: the
+- Every differentiable row of the op table's vision sections (VISION_ROWS of
+  tests/ops/test_ops.py), float64: the
   gradients with create_graph=True (the rules) equal those of the ordinary backward (the
   njit kernels). (test_ops runs gradgradcheck on every row.)
 - Second and third derivatives against torch's (torch.autograd.grad with create_graph=True),
@@ -25,7 +26,7 @@ import nbgrad
 from conftest import assert_close, rng_for
 from nbgrad._core import tracing as _tracing
 from nbgrad.ops import PRIMITIVES
-from test_ops import DIFFERENTIABLE, _PrimitiveRecorder, make_inputs
+from test_ops import DIFFERENTIABLE, VISION_ROWS, _PrimitiveRecorder, make_inputs
 
 A = np.array
 VISION = ("conv", "pooling", "normalization", "resample", "grid")
@@ -44,19 +45,18 @@ def _vision_primitives(r):
     return {prim.name for prim, *_ in recorder.calls if _family(prim) in VISION}
 
 
-# (chosen once, by running each row: a test per row that skips the others costs 4x as long)
-USED = {r.name: _vision_primitives(r) for r in DIFFERENTIABLE}
-VISION_ROWS = [r for r in DIFFERENTIABLE if USED[r.name]]
+# The differentiable rows of test_ops's vision sections.
+ROWS = [r for r in DIFFERENTIABLE if r.name in {v.name for v in VISION_ROWS}]
 
 
 def test_every_differentiable_vision_primitive_has_a_rule_and_rows():
     differentiable = {p.name for p in PRIMITIVES.values()
                       if p.vjp is not None and _family(p) in VISION}
     assert not [name for name in differentiable if PRIMITIVES[name].differentiable_vjp is None]
-    assert differentiable <= set().union(*USED.values())
+    assert differentiable <= set().union(*(_vision_primitives(r) for r in ROWS))
 
 
-@pytest.mark.parametrize("r", VISION_ROWS, ids=[r.name for r in VISION_ROWS])
+@pytest.mark.parametrize("r", ROWS, ids=[r.name for r in ROWS])
 def test_differentiable_vjps_equal_the_kernels(r):
     arrays = make_inputs(r, "float64")
     leaves = _leaves(nbgrad, arrays)

@@ -17,7 +17,7 @@ primitives' rows, to keep the test time down); (a) takes every row.
 
 Each mode asserts how the calls ran, so that a silent eager fallback fails: a row whose
 primitives all have a fused rule must run fused, and the rows that legitimately cannot are
-listed in `COMPILE_FALLBACK` and `_deferred_fallback` with the reason, and the calls that a
+listed by `_compile_fallback` and `_deferred_fallback` with the reason, and the calls that a
 fused rule declines in `FUSED_RULE_LIMITS`.
 `test_every_fused_primitive_has_a_row` fails for a primitive added without a row.
 
@@ -25,6 +25,7 @@ Then the dtype promotion table (whole in eager mode, a covering subset in the fu
 see FUSED_PROMOTION_CASES), with one float operand requiring grad so
 that the ops defer and are traced.
 """
+import functools
 import warnings
 
 import numpy as np
@@ -38,7 +39,7 @@ from nbgrad._core import tracing as _tracing
 from nbgrad.fuse import deferred
 from nbgrad.fuse import graph as fused_graph
 from nbgrad.ops import PRIMITIVES
-from test_ops import REDUCE32, TABLE, _PrimitiveRecorder, make_input, row
+from test_ops import MATH_ROWS, REDUCE32, TABLE, _PrimitiveRecorder, make_input, row
 
 A = np.array
 
@@ -271,9 +272,13 @@ def _leaves(lib, arrays):
             .requires_grad_() for a in arrays]
 
 
-def _recorded(r):
-    """What row `r` showed a tracer: its primitive calls and in-place writes (those before an
-    error: the row's tests report it)."""
+@functools.cache
+def _recorded(name):
+    """What row `name` showed a tracer: its primitive calls and in-place writes (those before
+    an error: the row's tests report it). NOTE: made when a test first asks, not when the
+    module is collected: running every row then compiled every row's kernels in each
+    pytest-xdist worker at once."""
+    r = ROW_OF[name]
     recorder = _PrimitiveRecorder()
     previous = _tracing.current
     _tracing.current = recorder
@@ -286,22 +291,26 @@ def _recorded(r):
     return recorder
 
 
+def _prims_of(name):
+    return {prim for prim, *_ in _recorded(name).calls}
+
+
+def _has_array_params(name):
+    return any(isinstance(v, np.ndarray) for _, _, params, _ in _recorded(name).calls
+               for v in params.values())
+
+
 def _float_output(r):
     ts = [torch.tensor(a, requires_grad=True) for a in _inputs(r, "float64", 0)]
     return r.fn(torch, *ts).dtype.is_floating_point
 
 
-RECORDED = {r.name: _recorded(r) for r in MODE_TABLE}
-CALLS_OF = {name: recorder.calls for name, recorder in RECORDED.items()}
-WRITES_IN_PLACE = {name for name, recorder in RECORDED.items() if recorder.writes}
-PRIMS_OF = {name: {prim for prim, *_ in calls} for name, calls in CALLS_OF.items()}
-ARRAY_PARAMS = {name for name, calls in CALLS_OF.items()
-                if any(isinstance(v, np.ndarray) for _, _, params, _ in calls for v in params.values())}
+ROW_OF = {r.name: r for r in MODE_TABLE}
 FLOAT_OUTPUT = {r.name: _float_output(r) for r in MODE_TABLE}
 
 
 def _unfused(r):
-    return sorted(p.name for p in PRIMS_OF[r.name] if p.fuse is None)
+    return sorted(p.name for p in _prims_of(r.name) if p.fuse is None)
 
 
 # The primitives without a fused rule: a step that calls one runs eagerly under
@@ -323,10 +332,11 @@ NO_FUSED_RULE = {
     "linalg_inv", "linalg_solve", "linalg_det", "linalg_slogdet", "linalg_slogdet_sign",
     "linalg_cholesky", "linalg_cholesky_info", "linalg_eigh", "linalg_svd", "linalg_qr", "linalg_pinv",
 }
-# Rows whose nbgrad.compile step legitimately runs eagerly, with the reason: each calls a
-# primitive without a fused rule. Every other row must run fused from its second call.
-COMPILE_FALLBACK = {name: f"no fused rule for {', '.join(_unfused(r))}"
-                    for name, r in zip(MODE_NAMES, MODE_TABLE) if _unfused(r)}
+def _compile_fallback(r):
+    """Why row `r`'s nbgrad.compile step legitimately runs eagerly (it calls a primitive
+    without a fused rule), or None: every other row must run fused from its second call."""
+    unfused = _unfused(r)
+    return f"no fused rule for {', '.join(unfused)}" if unfused else None
 
 
 # Fused rules that exist but decline some calls (Unfusable): the step or graph runs eagerly,
@@ -361,12 +371,12 @@ def _deferred_fallback(r, layout):
     strided."""
     if not FLOAT_OUTPUT[r.name]:
         return "no backward (the result is not a float)"
-    eager = sorted(p.name for p in PRIMS_OF[r.name] if p.vjp is None or p.fuse is None)
+    eager = sorted(p.name for p in _prims_of(r.name) if p.vjp is None or p.fuse is None)
     if eager:
         return f"runs at once: {', '.join(eager)}"
-    if r.name in ARRAY_PARAMS:
+    if _has_array_params(r.name):
         return "an array parameter (deferred graph keys must hash)"
-    if r.name in WRITES_IN_PLACE:
+    if _recorded(r.name).writes:
         return "an in-place write runs the pending ops before it (inplace.check_inplace)"
     if layout == "strided":
         return STRIDED_FALLBACK
@@ -380,12 +390,14 @@ def _deferred_fallback(r, layout):
 # resample keeps one row per form in the fused modes: nearest (1 tap, the axis and the
 # last-dimension kernels), linear with align_corners (2 taps), reflect and replicate pads
 # (two dimensions each); pad_constant its one row (a pad and a crop).
-# The math functions (asin ... fmin) run in the fused modes through MORE's row math_fused,
-# which applies all of them at once (one fused kernel per mode and dtype instead of one per
-# op); their TABLE rows are eager only, and sgn's (the sign primitive's other rows cover it).
+# The math functions (asin ... nextafter) run in the fused modes through MORE's row
+# math_fused, which applies all of them at once (one fused kernel per mode and dtype instead
+# of one per op); their rows (test_ops.MATH_ROWS, and the kl_div rows that call xlogy) are
+# eager only, and sgn's (the sign primitive's other rows cover it).
 MATH_FUNCTIONS = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "rsqrt",
                   "erfc", "exp2", "logit", "frac", "deg2rad", "rad2deg", "sinc", "xlogy", "hypot",
                   "copysign", "logaddexp", "logaddexp2", "fmax", "fmin", "nextafter")
+MATH = "(any of MATH_FUNCTIONS)"
 EAGER_ONLY = {
     "resample": {"pad_reflect_crop", "pad_circular_T", "interpolate_bilinear_T",
                  "interpolate_bilinear_antialias", "interpolate_bicubic", "interpolate_area"},
@@ -425,8 +437,7 @@ EAGER_ONLY = {
     "matmul": {"cdist_mm"},
     # (a composite of primitives that rows of their own cover)
     "cumsum": {"trapezoid"},
-    **{name: {r.name for r in TABLE if PRIMITIVES[name] in PRIMS_OF[r.name]}
-       for name in MATH_FUNCTIONS},
+    MATH: {r.name for r in MATH_ROWS}, "xlogy": {"kl_div_batchmean", "kl_div_zeros"},
     "sign": {"sgn"},
     # (the in-place forms and index_put_ call primitives that rows of their own cover)
     "index_put": {"index_put_inplace_rows", "fill_diagonal_wrap"}, "where": {"tril_triu_inplace"},
@@ -446,8 +457,12 @@ FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]
 
 
 def test_eager_only_rows_call_their_primitive():
+    def calls(name, primitive):
+        called = {p.name for p in _prims_of(name)} if name in ROW_OF else set()
+        return bool(called & set(MATH_FUNCTIONS)) if primitive == MATH else primitive in called
+
     wrong = {name: primitive for primitive, names in EAGER_ONLY.items() for name in names
-             if primitive not in {p.name for p in PRIMS_OF.get(name, ())}}
+             if not calls(name, primitive)}
     assert not wrong, f"EAGER_ONLY rows that do not call their primitive (or are no rows): {wrong}"
 
 
@@ -456,7 +471,7 @@ def test_primitives_without_a_fused_rule_are_listed():
 
 
 def test_every_fused_primitive_has_a_row():
-    exercised = set().union(*(PRIMS_OF[r.name] for r in FUSED_MODE_TABLE))
+    exercised = set().union(*(_prims_of(r.name) for r in FUSED_MODE_TABLE))
     missing = sorted(name for name, p in PRIMITIVES.items() if p.fuse is not None and p not in exercised)
     assert not missing, (f"primitives with a fused rule and no row in TABLE or MORE that runs "
                          f"the fused modes (see EAGER_ONLY): {missing}")
@@ -624,7 +639,7 @@ def test_compile_matches_torch(r, dtype, layout, monkeypatch):
         for leaf in leaves + closure:
             leaf.grad = None
         with warnings.catch_warnings():
-            if r.name in COMPILE_FALLBACK or r.name in LIMIT_OF or strided:
+            if _compile_fallback(r) or r.name in LIMIT_OF or strided:
                 warnings.simplefilter("ignore", RuntimeWarning)
             out = compiled(*leaves, nbgrad.from_numpy(upstream.copy()))
         # NOTE: not requires_grad: a fused call returns a tensor without a graph (after its
@@ -636,8 +651,8 @@ def test_compile_matches_torch(r, dtype, layout, monkeypatch):
             if earlier_leaves is not leaves:  # untouched by this call
                 _compare(r, dtype, earlier_expected[0], earlier_leaves, earlier_expected,
                          f"nbgrad.compile, call {earlier}'s arguments after call {call}")
-    if r.name in COMPILE_FALLBACK:
-        assert compiled.stats["fused_calls"] == 0, (r.name, COMPILE_FALLBACK[r.name])
+    if _compile_fallback(r):
+        assert compiled.stats["fused_calls"] == 0, (r.name, _compile_fallback(r))
     elif r.name in LIMIT_OF and not (strided and any("non-contiguous" in why
                                                       for why in compiled.breaks)):
         assert compiled.stats["fused_calls"] == 0, f"{r.name} fuses now: take it off FUSED_RULE_LIMITS"

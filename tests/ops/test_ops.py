@@ -317,6 +317,218 @@ def F(L):
     return L.nn.functional
 
 
+# Two named sections of TABLE: the math functions beside the basic ones (test_modes runs
+# them in the fused modes through its one row math_fused: EAGER_ONLY), and the vision
+# families (normalization, convolution, padding and resizing, spatial transformers, pooling,
+# unfold and fold: test_higher_order_vision checks their differentiable VJPs). NOTE: named,
+# so that those modules choose their rows when collected without running every row: that
+# compiled every row's kernels in each pytest-xdist worker at once (90 s on a cold cache).
+MATH_ROWS = [
+    # ---- the other math functions: inverse trigonometric and hyperbolic, rsqrt, erfc, exp2,
+    # logit, frac, deg2rad, rad2deg, sinc, xlogy, nextafter, hypot, copysign, logaddexp(2),
+    # fmax, fmin (the fused modes run them in MORE's row math_fused: test_modes.EAGER_ONLY)
+    row("asin", lambda L, a: a.asin(), (3, 4), domain="unit"),
+    row("acos", lambda L, a: L.acos(a), (3, 4), domain="unit"),
+    row("atan", lambda L, a: a.atan(), (3, 4)),
+    row("sinh", lambda L, a: L.sinh(a), (3, 4)),
+    row("cosh", lambda L, a: a.cosh(), (3, 4)),
+    row("asinh", lambda L, a: L.asinh(a), (3, 4)),
+    row("acosh", lambda L, a: (a + 1.0).acosh(), (3, 4), domain="positive"),
+    row("atanh", lambda L, a: a.atanh(), (3, 4), domain="unit"),
+    row("rsqrt", lambda L, a: L.rsqrt(a), (3, 4), domain="positive"),
+    row("erfc", lambda L, a: a.erfc(), (3, 4)),
+    row("exp2", lambda L, a: L.exp2(a), (3, 4)),
+    row("logit", lambda L, a: a.logit(), (3, 4), domain="probability"),
+    row("logit_eps", lambda L, a: L.logit(a, eps=0.2), (3, 4), domain="probability"),
+    row("frac", lambda L, a: L.frac(a * 3), (3, 4)),
+    row("deg2rad", lambda L, a: a.deg2rad(), (3, 4)),
+    row("rad2deg", lambda L, a: L.rad2deg(a), (3, 4)),
+    row("sinc", lambda L, a: a.sinc(), (3, 4)),
+    row("math_aliases", lambda L, u, x: L.arcsin(u) + u.arccos() + L.arctan(x) + x.arcsinh()
+        + L.arccosh(x.abs() + 1) + u.arctanh(), (3, 4), (3, 4), domain=("unit", "real")),
+    row("tan", lambda L, a: L.tan(a), (3, 4)),
+    row("tan_edges", lambda L, a: a.tan(), A([0.5, -0.0, np.inf, np.nan, 1.5707963705062866, -3.0]),
+        gradcheck=False),
+    row("inverse_trig_hyperbolic_edges", _each_on_its_input(
+        lambda x: x.asin(), lambda x: x.acos(), lambda x: x.atan(), lambda x: x.sinh(),
+        lambda x: x.cosh(), lambda x: x.asinh(), lambda x: x.acosh(), lambda x: x.atanh()),
+        *(MATH_EDGES,) * 8, gradcheck=False),
+    # sinc at 0 and where a * a * pi underflows to 0 (gradient 0), rsqrt at 0, frac of inf
+    row("math_unary_edges", _each_on_its_input(
+        lambda x: x.rsqrt(), lambda x: x.erfc(), lambda x: x.exp2(), lambda x: x.frac(),
+        lambda x: x.sgn() * x, lambda x: x.deg2rad(), lambda x: x.rad2deg(), lambda x: x.sinc()),
+        *(MATH_EDGES,) * 8, gradcheck=False),
+    # logit at 0 and 1 (infinite gradients), outside [0, 1], on and outside the eps bounds
+    row("logit_edges", _each_on_its_input(lambda x: x.logit(), lambda x: x.logit(0.25),
+                                          lambda x: x.logit(eps=0.0)),
+        *(LOGIT_EDGES,) * 3, gradcheck=False),
+    row("math_integer_inputs", lambda L, a: _math_integer_inputs(L, (a * 2).long(), a > 0) + a,
+        A([-2.5, -1.0, -0.2, 0.0, 0.3, 0.6, 1.2, 3.0]), gradcheck=False),
+    row("math_in_place", lambda L, u, p, x: _math_in_place(L, u, p, x), (3, 4), (3, 4), (3, 4),
+        domain=("unit", "probability", "real")),
+    row("xlogy", lambda L, a, b: L.xlogy(a, b), (3, 4), (4,), domain=("real", "positive")),
+    row("nextafter", lambda L, a, b: L.nextafter(a, b), (3, 4), (4,)),
+    # towards itself, zeros (to the smallest subnormal), infinities and NaN, past the largest
+    row("nextafter_edges", lambda L, a, b: L.nextafter(a, b),
+        A([1.0, 0.0, -0.0, 0.0, np.inf, -np.inf, np.nan, 2.0, 3.4e38, 1.0]),
+        A([1.0, 1.0, -1.0, -0.0, 0.0, np.inf, 1.0, np.nan, np.inf, -np.inf]), gradcheck=False),
+    row("nextafter_in_place", lambda L, a, b: (a * 1).nextafter_(b), (3, 4), (3, 4)),
+    # the Scalar overloads (XlogyBackward2, XlogyBackward1: the number is no edge)
+    row("xlogy_number_other", lambda L, a: a.xlogy(2.5), (3, 4)),
+    row("xlogy_number_self", lambda L, b: L.xlogy(3, b), (3, 4), domain="positive"),
+    # x = 0 with y = 0, y < 0, y = NaN; y = 0, inf, -inf
+    row("xlogy_edges", lambda L, a, b: L.xlogy(a, b),
+        A([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, 2.0, np.nan, 0.0, 1.0, -0.0]),
+        A([0.0, np.nan, -1.0, 2.0, 0.0, 0.0, np.inf, 1.0, np.inf, -np.inf, 0.0]), gradcheck=False),
+    row("hypot", lambda L, a, b: L.hypot(a, b), (3, 4), (3, 1)),
+    row("copysign", lambda L, a, b: a.copysign(b), (3, 4), (4,)),
+    row("copysign_number", lambda L, a: L.copysign(a, -1.5), (3, 4)),
+    row("logaddexp", lambda L, a, b: L.logaddexp(a, b), (3, 4), (4,)),
+    row("logaddexp2", lambda L, a, b: a.logaddexp2(b), (3, 4), (3, 4)),
+    row("fmax", lambda L, a, b: L.fmax(a, b), (3, 4), (4,)),
+    row("fmin", lambda L, a, b: a.fmin(b), (3, 4), (3, 1)),
+    # hypot at (0, 0) (NaN gradients); copysign's gradient at 0 (0) and inf (NaN); logaddexp
+    # of equal infinities and of large values; fmax/fmin with NaN on either side and ties
+    # (the whole gradient to the first), zeros of both signs
+    row("math_binary_edges", lambda L, a, b, c, d, e, f, h, i, j, k, m, n: L.stack([
+        L.hypot(a, b), L.copysign(c, d), L.logaddexp(e, f), L.logaddexp2(h, i), L.fmax(j, k),
+        L.fmin(m, n)]),
+        *(A([0.0, 0.0, 3.0, -0.0, np.inf, -np.inf, np.nan, 1.0, 1000.0, 2.0]),
+          A([0.0, -0.0, 0.0, 4.0, np.inf, -np.inf, 1.0, np.nan, 999.0, 2.0])) * 6,
+        gradcheck=False),
+]
+
+VISION_ROWS = [
+    # ---- normalization, two ops a row (each fused row costs kernel compiles): batch
+    # statistics (the running ones, made in the row, are updated; tests/nn/test_normalization.py
+    # compares them in the three modes), then running statistics in eval with an edge value (a
+    # variance of 0); layer_norm over two dims, then group_norm
+    row("batch_norm", lambda L, x, w, b: L.nn.functional.batch_norm(
+        L.nn.functional.batch_norm(x, L.zeros(3, dtype=x.dtype), L.ones(3, dtype=x.dtype), w, b,
+                                   training=True),
+        L.tensor([0.5, -1.0, 0.0], dtype=x.dtype), L.tensor([2.0, 0.0, 0.25], dtype=x.dtype), w),
+        (4, 3, 2), (3,), (3,), tol32=STATS32),
+    row("layer_norm_group_norm", lambda L, x, lw, lb, gw, gb: L.nn.functional.group_norm(
+        L.nn.functional.layer_norm(x, (4, 3), lw, lb), 2, gw, gb),
+        (2, 4, 3), (4, 3), (4, 3), (4,), (4,), tol32=STATS32),
+    # composites: instance_norm (batch_norm of N * C channels), then local_response_norm
+    # (mul, pad, avg_pool2d, pow, div); bilinear (a matmul, a product, a sum)
+    row("instance_norm_local_response_norm", lambda L, x, w, b: L.nn.functional.local_response_norm(
+        L.nn.functional.instance_norm(x, weight=w, bias=b), 3), (2, 3, 4), (3,), (3,), tol32=STATS32),
+    row("bilinear", lambda L, a, b, w, bias: L.nn.functional.bilinear(a, b, w, bias),
+        (2, 3, 4), (2, 3, 5), (2, 4, 5), (2,), tol32=REDUCE32),
+    # ---- convolution (one primitive, ConvolutionBackward0): 2-D with stride, padding and
+    # dilation per dim and a bias, scaled by a 1-D depthwise one (two ops a row: half the
+    # fused compiles); groups without a bias and 'same' with an even kernel (the extra
+    # padding goes after). tests/nn/test_conv.py covers the kernels' other paths (chunks,
+    # plain GEMM) and unbatched inputs.
+    row("conv2d_conv1d_depthwise", lambda L, x, w, b, x1, w1, b1: L.conv2d(x, w, b, (2, 1), (1, 2), (1, 2)) * L.nn.functional.conv1d(
+        x1, w1, b1, stride=2, padding=2, dilation=2, groups=3).mean(), (2, 3, 6, 7), (4, 3, 3, 2), (4,), (2, 3, 9),
+        (3, 1, 3), (3,), tol32=STATS32),
+    row("conv2d_groups_same", lambda L, x, w: L.nn.functional.conv2d(x, w, padding="same", groups=2),
+        (2, 4, 5, 4), (6, 2, 2, 3), tol32=REDUCE32),
+    # transposed (conv_transpose, ConvolutionBackward0 too): stride, padding, output padding
+    # and dilation per dim with a bias, scaled by a 1-D grouped one (its output padding less
+    # than the dilation, not the stride: its convolution is one longer than the input)
+    row("conv_transpose2d_conv_transpose1d", lambda L, x, w, b, x1, w1: L.nn.functional.conv_transpose2d(
+        x, w, b, (2, 1), (1, 0), (1, 0), 1, (1, 2)) * L.conv_transpose1d(
+        x1, w1, None, 1, 1, 1, 2, 2).mean(), (2, 4, 3, 4), (4, 3, 3, 2), (3,), (2, 4, 5), (4, 1, 3),
+        tol32=STATS32),
+    # ---- padding and resizing (F.pad: pad_constant and resample; F.interpolate: resample):
+    # crops by negative pads, a transposed input, every mode once
+    row("pad_constant", lambda L, x: L.nn.functional.pad(x, (1, 2, -1, 1), value=1.5), (2, 3, 4)),
+    # (a 0-d input, no pads: its box copy once went into a temporary, its fused fill failed)
+    row("pad_constant_0d", lambda L, x: L.nn.functional.pad(x, ()), ()),
+    row("pad_reflect_replicate", lambda L, x: L.nn.functional.pad(x, (2, 1, 1, 2), mode="reflect")
+        + L.nn.functional.pad(x, (2, 1, 1, 2), mode="replicate"), (2, 3, 4)),
+    row("pad_reflect_crop", lambda L, x: L.nn.functional.pad(x, (-1, 3), mode="reflect"), (2, 5)),
+    # (torch's circular padding is a chain of slice copies: its last node's links are not
+    # nbgrad's one node's, so only the name is compared)
+    row("pad_circular_T", lambda L, x: L.nn.functional.pad(x.transpose(2, 3), (1, 2, 1, -1),
+                                                           mode="circular"), (1, 2, 3, 4),
+        grad_fn=("CopySlices",)),
+    row("interpolate_nearest", lambda L, x: L.nn.functional.interpolate(x, scale_factor=1.5),
+        (1, 2, 3, 4)),
+    row("interpolate_linear", lambda L, x: L.nn.functional.interpolate(
+        x, size=7, mode="linear", align_corners=True), (2, 3, 4), tol32=REDUCE32),
+    row("interpolate_bilinear_T", lambda L, x: L.nn.functional.interpolate(
+        x.transpose(2, 3), size=(5, 3), mode="bilinear"), (1, 2, 3, 4), tol32=REDUCE32),
+    row("interpolate_bilinear_antialias", lambda L, x: L.nn.functional.interpolate(
+        x, scale_factor=0.5, mode="bilinear", antialias=True), (1, 2, 5, 7), tol32=REDUCE32),
+    row("interpolate_bicubic", lambda L, x: L.nn.functional.interpolate(
+        x, size=(5, 3), mode="bicubic", align_corners=True), (1, 2, 3, 4), tol32=REDUCE32),
+    row("interpolate_area", lambda L, x: L.nn.functional.interpolate(x, scale_factor=0.6, mode="area"),
+        (1, 2, 5, 7), tol32=REDUCE32),
+    # ---- spatial transformers (F.affine_grid: affine_grid; F.grid_sample: grid_sampler): each
+    # mode, padding and align_corners, grid points outside [-1, 1], strided arguments (small:
+    # gradgradcheck's time grows with the square of the elements; nearest's and the strided
+    # row's gradients are compared with torch's, not checked by finite differences again)
+    row("affine_grid", lambda L, t: L.nn.functional.affine_grid(t, (2, 3, 4, 5), align_corners=False),
+        (2, 2, 3), tol32=REDUCE32),
+    row("affine_grid_3d_align", lambda L, t: L.nn.functional.affine_grid(
+        t, (2, 1, 3, 4, 2), align_corners=True), (2, 3, 4), tol32=REDUCE32),
+    row("spatial_transformer", lambda L, x, t: L.nn.functional.grid_sample(
+        x, L.nn.functional.affine_grid(t, x.shape, align_corners=False), align_corners=False),
+        (2, 2, 3, 4), (2, 2, 3), tol32=REDUCE32),
+    row("grid_sample_bilinear", lambda L, x, g: L.nn.functional.grid_sample(x, g, align_corners=False),
+        (2, 2, 2, 3), (2, 2, 2, 2), tol32=REDUCE32),
+    row("grid_sample_bilinear_border_align", lambda L, x, g: L.nn.functional.grid_sample(
+        x, g * 1.5, padding_mode="border", align_corners=True), (2, 2, 2, 3), (2, 2, 2, 2),
+        tol32=REDUCE32),
+    row("grid_sample_bilinear_reflection", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
+        x, g * 3, padding_mode="reflection", align_corners=ac) for ac in (False, True)], 1),
+        (2, 2, 2, 3), (2, 2, 2, 2), tol32=REDUCE32),
+    row("grid_sample_nearest", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
+        x, g * 1.5, mode="nearest", padding_mode=padding, align_corners=ac)
+        for padding, ac in (("zeros", False), ("border", True), ("reflection", False))], 1),
+        (2, 2, 2, 3), (2, 2, 2, 2), gradcheck=False),
+    row("grid_sample_edges", lambda L, x, g, g_border, g_reflection: L.cat([
+        L.nn.functional.grid_sample(x, g, align_corners=False),
+        L.nn.functional.grid_sample(x, g_border, padding_mode="border", align_corners=True),
+        L.nn.functional.grid_sample(x, g_reflection, padding_mode="reflection", align_corners=False),
+        L.nn.functional.grid_sample(x, g, mode="nearest", align_corners=True)], 1),
+        (1, 2, 3, 4), GRID_EDGES, GRID_BORDER_EDGES, GRID_REFLECTION_EDGES, gradcheck=False,
+        tol32=REDUCE32),
+    # one-pixel inputs: an empty reflection span (align_corners) and a border at 0
+    row("grid_sample_one_pixel", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
+        x, g, padding_mode=padding, align_corners=True) for padding in ("reflection", "border")], 1),
+        (2, 2, 1, 1), (2, 2, 2, 2)),
+    row("grid_sample_T", lambda L, x, g: L.nn.functional.grid_sample(
+        x.transpose(2, 3), g.transpose(1, 2), padding_mode="border", align_corners=False),
+        (2, 2, 3, 2), (2, 2, 2, 2), tol32=REDUCE32, gradcheck=False),
+    row("grid_sample_empty", lambda L, x, g: L.nn.functional.grid_sample(x, g, align_corners=False),
+        (2, 2, 3, 4), (2, 0, 3, 2)),
+    # ---- pooling (one window kernel; the 1-D forms are the 2-D primitives, SqueezeBackward1):
+    # torch's choice of maximum among ties, -inf and NaN with ceil_mode, padding and the
+    # indices; the 2-D forms in one row (dilation, an average without the padding in its
+    # count, overlapping adaptive windows, adaptive indices) and the 1-D forms in another
+    # (grad_fn names and the other options: tests/nn/test_pooling.py)
+    row("max_pool2d_edges", lambda L, x: _values_plus_indices(L.nn.functional.max_pool2d(
+        x, 3, 2, 1, ceil_mode=True, return_indices=True)), POOL_EDGES, gradcheck=False),
+    # windows that tile the input (kernels of their own): the same edges, transposed, with a
+    # row and a column left over
+    row("max_pool2d_tiles", lambda L, x: L.nn.functional.max_pool2d(x.transpose(2, 3), 2),
+        POOL_EDGES, gradcheck=False),
+    row("pool2d_forms", lambda L, x: L.max_pool2d(x, (3, 2), (2, 1), 1, (2, 1))
+        + L.nn.functional.avg_pool2d(x, (5, 2), (2, 1), 1, count_include_pad=False)
+        + L.nn.functional.adaptive_avg_pool2d(x, (3, 7))
+        + _values_plus_indices(L.nn.functional.adaptive_max_pool2d(x, (3, 7), return_indices=True)),
+        (2, 2, 7, 6), tol32=REDUCE32),
+    row("pool1d_forms", lambda L, x: L.nn.functional.max_pool1d(x, 3, 2, 1, ceil_mode=True)
+        + L.nn.functional.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+        + L.adaptive_avg_pool1d(x, 5) + L.nn.functional.adaptive_max_pool1d(x, 5), (2, 3, 9),
+        tol32=REDUCE32),
+    # ---- unfold and fold (im2col, col2im: conv's helpers), batched and unbatched; the pixel
+    # shuffles (`take`s under PyTorch's grad_fn names)
+    row("unfold", lambda L, x: F(L).unfold(x, (2, 3), dilation=(2, 1), padding=1, stride=(1, 2)),
+        (2, 3, 5, 6)),
+    row("fold", lambda L, x: F(L).fold(x, (5, 6), (2, 3), dilation=(2, 1), padding=1, stride=2),
+        (18, 9), tol32=REDUCE32),
+    row("pixel_shuffle", lambda L, x: L.pixel_shuffle(x, 2), (2, 8, 3, 2)),
+    row("pixel_unshuffle", lambda L, x: F(L).pixel_unshuffle(x, 2), (3, 4, 6)),
+]
+
+
 TABLE = [
     # ---- add / sub / mul / div / neg, with broadcasting, scalars, 0-d, empty, views
     row("add", lambda L, a, b: a + b, (3, 4), (3, 4)),
@@ -382,79 +594,8 @@ TABLE = [
     row("cos_fn", lambda L, a: L.cos(a), (3, 4)),
     row("tanh", lambda L, a: a.tanh(), (3, 4)),
     row("tanh_fn", lambda L, a: L.tanh(a), (3, 4)),
-    # ---- the other math functions: inverse trigonometric and hyperbolic, rsqrt, erfc, exp2,
-    # logit, frac, sgn, deg2rad, rad2deg, sinc, xlogy, hypot, copysign, logaddexp(2), fmax,
-    # fmin (the fused modes run them in MORE's row math_fused: test_modes.EAGER_ONLY)
-    row("asin", lambda L, a: a.asin(), (3, 4), domain="unit"),
-    row("acos", lambda L, a: L.acos(a), (3, 4), domain="unit"),
-    row("atan", lambda L, a: a.atan(), (3, 4)),
-    row("sinh", lambda L, a: L.sinh(a), (3, 4)),
-    row("cosh", lambda L, a: a.cosh(), (3, 4)),
-    row("asinh", lambda L, a: L.asinh(a), (3, 4)),
-    row("acosh", lambda L, a: (a + 1.0).acosh(), (3, 4), domain="positive"),
-    row("atanh", lambda L, a: a.atanh(), (3, 4), domain="unit"),
-    row("rsqrt", lambda L, a: L.rsqrt(a), (3, 4), domain="positive"),
-    row("erfc", lambda L, a: a.erfc(), (3, 4)),
-    row("exp2", lambda L, a: L.exp2(a), (3, 4)),
-    row("logit", lambda L, a: a.logit(), (3, 4), domain="probability"),
-    row("logit_eps", lambda L, a: L.logit(a, eps=0.2), (3, 4), domain="probability"),
-    row("frac", lambda L, a: L.frac(a * 3), (3, 4)),
     row("sgn", lambda L, a: a.sgn() * a, (3, 4)),  # (torch's gradient of sgn is a ZeroTensor)
-    row("deg2rad", lambda L, a: a.deg2rad(), (3, 4)),
-    row("rad2deg", lambda L, a: L.rad2deg(a), (3, 4)),
-    row("sinc", lambda L, a: a.sinc(), (3, 4)),
-    row("math_aliases", lambda L, u, x: L.arcsin(u) + u.arccos() + L.arctan(x) + x.arcsinh()
-        + L.arccosh(x.abs() + 1) + u.arctanh(), (3, 4), (3, 4), domain=("unit", "real")),
-    row("tan", lambda L, a: L.tan(a), (3, 4)),
-    row("tan_edges", lambda L, a: a.tan(), A([0.5, -0.0, np.inf, np.nan, 1.5707963705062866, -3.0]),
-        gradcheck=False),
-    row("inverse_trig_hyperbolic_edges", _each_on_its_input(
-        lambda x: x.asin(), lambda x: x.acos(), lambda x: x.atan(), lambda x: x.sinh(),
-        lambda x: x.cosh(), lambda x: x.asinh(), lambda x: x.acosh(), lambda x: x.atanh()),
-        *(MATH_EDGES,) * 8, gradcheck=False),
-    # sinc at 0 and where a * a * pi underflows to 0 (gradient 0), rsqrt at 0, frac of inf
-    row("math_unary_edges", _each_on_its_input(
-        lambda x: x.rsqrt(), lambda x: x.erfc(), lambda x: x.exp2(), lambda x: x.frac(),
-        lambda x: x.sgn() * x, lambda x: x.deg2rad(), lambda x: x.rad2deg(), lambda x: x.sinc()),
-        *(MATH_EDGES,) * 8, gradcheck=False),
-    # logit at 0 and 1 (infinite gradients), outside [0, 1], on and outside the eps bounds
-    row("logit_edges", _each_on_its_input(lambda x: x.logit(), lambda x: x.logit(0.25),
-                                          lambda x: x.logit(eps=0.0)),
-        *(LOGIT_EDGES,) * 3, gradcheck=False),
-    row("math_integer_inputs", lambda L, a: _math_integer_inputs(L, (a * 2).long(), a > 0) + a,
-        A([-2.5, -1.0, -0.2, 0.0, 0.3, 0.6, 1.2, 3.0]), gradcheck=False),
-    row("math_in_place", lambda L, u, p, x: _math_in_place(L, u, p, x), (3, 4), (3, 4), (3, 4),
-        domain=("unit", "probability", "real")),
-    row("xlogy", lambda L, a, b: L.xlogy(a, b), (3, 4), (4,), domain=("real", "positive")),
-    row("nextafter", lambda L, a, b: L.nextafter(a, b), (3, 4), (4,)),
-    # towards itself, zeros (to the smallest subnormal), infinities and NaN, past the largest
-    row("nextafter_edges", lambda L, a, b: L.nextafter(a, b),
-        A([1.0, 0.0, -0.0, 0.0, np.inf, -np.inf, np.nan, 2.0, 3.4e38, 1.0]),
-        A([1.0, 1.0, -1.0, -0.0, 0.0, np.inf, 1.0, np.nan, np.inf, -np.inf]), gradcheck=False),
-    row("nextafter_in_place", lambda L, a, b: (a * 1).nextafter_(b), (3, 4), (3, 4)),
-    # the Scalar overloads (XlogyBackward2, XlogyBackward1: the number is no edge)
-    row("xlogy_number_other", lambda L, a: a.xlogy(2.5), (3, 4)),
-    row("xlogy_number_self", lambda L, b: L.xlogy(3, b), (3, 4), domain="positive"),
-    # x = 0 with y = 0, y < 0, y = NaN; y = 0, inf, -inf
-    row("xlogy_edges", lambda L, a, b: L.xlogy(a, b),
-        A([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, 2.0, np.nan, 0.0, 1.0, -0.0]),
-        A([0.0, np.nan, -1.0, 2.0, 0.0, 0.0, np.inf, 1.0, np.inf, -np.inf, 0.0]), gradcheck=False),
-    row("hypot", lambda L, a, b: L.hypot(a, b), (3, 4), (3, 1)),
-    row("copysign", lambda L, a, b: a.copysign(b), (3, 4), (4,)),
-    row("copysign_number", lambda L, a: L.copysign(a, -1.5), (3, 4)),
-    row("logaddexp", lambda L, a, b: L.logaddexp(a, b), (3, 4), (4,)),
-    row("logaddexp2", lambda L, a, b: a.logaddexp2(b), (3, 4), (3, 4)),
-    row("fmax", lambda L, a, b: L.fmax(a, b), (3, 4), (4,)),
-    row("fmin", lambda L, a, b: a.fmin(b), (3, 4), (3, 1)),
-    # hypot at (0, 0) (NaN gradients); copysign's gradient at 0 (0) and inf (NaN); logaddexp
-    # of equal infinities and of large values; fmax/fmin with NaN on either side and ties
-    # (the whole gradient to the first), zeros of both signs
-    row("math_binary_edges", lambda L, a, b, c, d, e, f, h, i, j, k, m, n: L.stack([
-        L.hypot(a, b), L.copysign(c, d), L.logaddexp(e, f), L.logaddexp2(h, i), L.fmax(j, k),
-        L.fmin(m, n)]),
-        *(A([0.0, 0.0, 3.0, -0.0, np.inf, -np.inf, np.nan, 1.0, 1000.0, 2.0]),
-          A([0.0, -0.0, 0.0, 4.0, np.inf, -np.inf, 1.0, np.nan, 999.0, 2.0])) * 6,
-        gradcheck=False),
+    *MATH_ROWS,
     row("sigmoid", lambda L, a: a.sigmoid(), (3, 4)),
     row("sigmoid_fn", lambda L, a: L.sigmoid(a), (3, 4)),
     row("sigmoid_large", lambda L, a: a.sigmoid(), A([-100.0, -30.0, 0.0, 30.0, 100.0])),
@@ -1031,133 +1172,7 @@ TABLE = [
     # implicit output, ellipsis, a broadcast batch, a subscript summed before the product
     row("einsum_ellipsis_bcast", lambda L, a, b: L.einsum("...ij,...jk", a, b), (2, 3, 4), (1, 4, 5),
         tol32=REDUCE32, grad_fn=("ViewBackward0", "UnsafeViewBackward0")),
-    # ---- normalization, two ops a row (each fused row costs kernel compiles): batch
-    # statistics (the running ones, made in the row, are updated; tests/nn/test_normalization.py
-    # compares them in the three modes), then running statistics in eval with an edge value (a
-    # variance of 0); layer_norm over two dims, then group_norm
-    row("batch_norm", lambda L, x, w, b: L.nn.functional.batch_norm(
-        L.nn.functional.batch_norm(x, L.zeros(3, dtype=x.dtype), L.ones(3, dtype=x.dtype), w, b,
-                                   training=True),
-        L.tensor([0.5, -1.0, 0.0], dtype=x.dtype), L.tensor([2.0, 0.0, 0.25], dtype=x.dtype), w),
-        (4, 3, 2), (3,), (3,), tol32=STATS32),
-    row("layer_norm_group_norm", lambda L, x, lw, lb, gw, gb: L.nn.functional.group_norm(
-        L.nn.functional.layer_norm(x, (4, 3), lw, lb), 2, gw, gb),
-        (2, 4, 3), (4, 3), (4, 3), (4,), (4,), tol32=STATS32),
-    # composites: instance_norm (batch_norm of N * C channels), then local_response_norm
-    # (mul, pad, avg_pool2d, pow, div); bilinear (a matmul, a product, a sum)
-    row("instance_norm_local_response_norm", lambda L, x, w, b: L.nn.functional.local_response_norm(
-        L.nn.functional.instance_norm(x, weight=w, bias=b), 3), (2, 3, 4), (3,), (3,), tol32=STATS32),
-    row("bilinear", lambda L, a, b, w, bias: L.nn.functional.bilinear(a, b, w, bias),
-        (2, 3, 4), (2, 3, 5), (2, 4, 5), (2,), tol32=REDUCE32),
-    # ---- convolution (one primitive, ConvolutionBackward0): 2-D with stride, padding and
-    # dilation per dim and a bias, scaled by a 1-D depthwise one (two ops a row: half the
-    # fused compiles); groups without a bias and 'same' with an even kernel (the extra
-    # padding goes after). tests/nn/test_conv.py covers the kernels' other paths (chunks,
-    # plain GEMM) and unbatched inputs.
-    row("conv2d_conv1d_depthwise", lambda L, x, w, b, x1, w1, b1: L.conv2d(x, w, b, (2, 1), (1, 2), (1, 2)) * L.nn.functional.conv1d(
-        x1, w1, b1, stride=2, padding=2, dilation=2, groups=3).mean(), (2, 3, 6, 7), (4, 3, 3, 2), (4,), (2, 3, 9),
-        (3, 1, 3), (3,), tol32=STATS32),
-    row("conv2d_groups_same", lambda L, x, w: L.nn.functional.conv2d(x, w, padding="same", groups=2),
-        (2, 4, 5, 4), (6, 2, 2, 3), tol32=REDUCE32),
-    # transposed (conv_transpose, ConvolutionBackward0 too): stride, padding, output padding
-    # and dilation per dim with a bias, scaled by a 1-D grouped one (its output padding less
-    # than the dilation, not the stride: its convolution is one longer than the input)
-    row("conv_transpose2d_conv_transpose1d", lambda L, x, w, b, x1, w1: L.nn.functional.conv_transpose2d(
-        x, w, b, (2, 1), (1, 0), (1, 0), 1, (1, 2)) * L.conv_transpose1d(
-        x1, w1, None, 1, 1, 1, 2, 2).mean(), (2, 4, 3, 4), (4, 3, 3, 2), (3,), (2, 4, 5), (4, 1, 3),
-        tol32=STATS32),
-    # ---- padding and resizing (F.pad: pad_constant and resample; F.interpolate: resample):
-    # crops by negative pads, a transposed input, every mode once
-    row("pad_constant", lambda L, x: L.nn.functional.pad(x, (1, 2, -1, 1), value=1.5), (2, 3, 4)),
-    # (a 0-d input, no pads: its box copy once went into a temporary, its fused fill failed)
-    row("pad_constant_0d", lambda L, x: L.nn.functional.pad(x, ()), ()),
-    row("pad_reflect_replicate", lambda L, x: L.nn.functional.pad(x, (2, 1, 1, 2), mode="reflect")
-        + L.nn.functional.pad(x, (2, 1, 1, 2), mode="replicate"), (2, 3, 4)),
-    row("pad_reflect_crop", lambda L, x: L.nn.functional.pad(x, (-1, 3), mode="reflect"), (2, 5)),
-    # (torch's circular padding is a chain of slice copies: its last node's links are not
-    # nbgrad's one node's, so only the name is compared)
-    row("pad_circular_T", lambda L, x: L.nn.functional.pad(x.transpose(2, 3), (1, 2, 1, -1),
-                                                           mode="circular"), (1, 2, 3, 4),
-        grad_fn=("CopySlices",)),
-    row("interpolate_nearest", lambda L, x: L.nn.functional.interpolate(x, scale_factor=1.5),
-        (1, 2, 3, 4)),
-    row("interpolate_linear", lambda L, x: L.nn.functional.interpolate(
-        x, size=7, mode="linear", align_corners=True), (2, 3, 4), tol32=REDUCE32),
-    row("interpolate_bilinear_T", lambda L, x: L.nn.functional.interpolate(
-        x.transpose(2, 3), size=(5, 3), mode="bilinear"), (1, 2, 3, 4), tol32=REDUCE32),
-    row("interpolate_bilinear_antialias", lambda L, x: L.nn.functional.interpolate(
-        x, scale_factor=0.5, mode="bilinear", antialias=True), (1, 2, 5, 7), tol32=REDUCE32),
-    row("interpolate_bicubic", lambda L, x: L.nn.functional.interpolate(
-        x, size=(5, 3), mode="bicubic", align_corners=True), (1, 2, 3, 4), tol32=REDUCE32),
-    row("interpolate_area", lambda L, x: L.nn.functional.interpolate(x, scale_factor=0.6, mode="area"),
-        (1, 2, 5, 7), tol32=REDUCE32),
-    # ---- spatial transformers (F.affine_grid: affine_grid; F.grid_sample: grid_sampler): each
-    # mode, padding and align_corners, grid points outside [-1, 1], strided arguments (small:
-    # gradgradcheck's time grows with the square of the elements; nearest's and the strided
-    # row's gradients are compared with torch's, not checked by finite differences again)
-    row("affine_grid", lambda L, t: L.nn.functional.affine_grid(t, (2, 3, 4, 5), align_corners=False),
-        (2, 2, 3), tol32=REDUCE32),
-    row("affine_grid_3d_align", lambda L, t: L.nn.functional.affine_grid(
-        t, (2, 1, 3, 4, 2), align_corners=True), (2, 3, 4), tol32=REDUCE32),
-    row("spatial_transformer", lambda L, x, t: L.nn.functional.grid_sample(
-        x, L.nn.functional.affine_grid(t, x.shape, align_corners=False), align_corners=False),
-        (2, 2, 3, 4), (2, 2, 3), tol32=REDUCE32),
-    row("grid_sample_bilinear", lambda L, x, g: L.nn.functional.grid_sample(x, g, align_corners=False),
-        (2, 2, 2, 3), (2, 2, 2, 2), tol32=REDUCE32),
-    row("grid_sample_bilinear_border_align", lambda L, x, g: L.nn.functional.grid_sample(
-        x, g * 1.5, padding_mode="border", align_corners=True), (2, 2, 2, 3), (2, 2, 2, 2),
-        tol32=REDUCE32),
-    row("grid_sample_bilinear_reflection", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
-        x, g * 3, padding_mode="reflection", align_corners=ac) for ac in (False, True)], 1),
-        (2, 2, 2, 3), (2, 2, 2, 2), tol32=REDUCE32),
-    row("grid_sample_nearest", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
-        x, g * 1.5, mode="nearest", padding_mode=padding, align_corners=ac)
-        for padding, ac in (("zeros", False), ("border", True), ("reflection", False))], 1),
-        (2, 2, 2, 3), (2, 2, 2, 2), gradcheck=False),
-    row("grid_sample_edges", lambda L, x, g, g_border, g_reflection: L.cat([
-        L.nn.functional.grid_sample(x, g, align_corners=False),
-        L.nn.functional.grid_sample(x, g_border, padding_mode="border", align_corners=True),
-        L.nn.functional.grid_sample(x, g_reflection, padding_mode="reflection", align_corners=False),
-        L.nn.functional.grid_sample(x, g, mode="nearest", align_corners=True)], 1),
-        (1, 2, 3, 4), GRID_EDGES, GRID_BORDER_EDGES, GRID_REFLECTION_EDGES, gradcheck=False,
-        tol32=REDUCE32),
-    # one-pixel inputs: an empty reflection span (align_corners) and a border at 0
-    row("grid_sample_one_pixel", lambda L, x, g: L.cat([L.nn.functional.grid_sample(
-        x, g, padding_mode=padding, align_corners=True) for padding in ("reflection", "border")], 1),
-        (2, 2, 1, 1), (2, 2, 2, 2)),
-    row("grid_sample_T", lambda L, x, g: L.nn.functional.grid_sample(
-        x.transpose(2, 3), g.transpose(1, 2), padding_mode="border", align_corners=False),
-        (2, 2, 3, 2), (2, 2, 2, 2), tol32=REDUCE32, gradcheck=False),
-    row("grid_sample_empty", lambda L, x, g: L.nn.functional.grid_sample(x, g, align_corners=False),
-        (2, 2, 3, 4), (2, 0, 3, 2)),
-    # ---- pooling (one window kernel; the 1-D forms are the 2-D primitives, SqueezeBackward1):
-    # torch's choice of maximum among ties, -inf and NaN with ceil_mode, padding and the
-    # indices; the 2-D forms in one row (dilation, an average without the padding in its
-    # count, overlapping adaptive windows, adaptive indices) and the 1-D forms in another
-    # (grad_fn names and the other options: tests/nn/test_pooling.py)
-    row("max_pool2d_edges", lambda L, x: _values_plus_indices(L.nn.functional.max_pool2d(
-        x, 3, 2, 1, ceil_mode=True, return_indices=True)), POOL_EDGES, gradcheck=False),
-    # windows that tile the input (kernels of their own): the same edges, transposed, with a
-    # row and a column left over
-    row("max_pool2d_tiles", lambda L, x: L.nn.functional.max_pool2d(x.transpose(2, 3), 2),
-        POOL_EDGES, gradcheck=False),
-    row("pool2d_forms", lambda L, x: L.max_pool2d(x, (3, 2), (2, 1), 1, (2, 1))
-        + L.nn.functional.avg_pool2d(x, (5, 2), (2, 1), 1, count_include_pad=False)
-        + L.nn.functional.adaptive_avg_pool2d(x, (3, 7))
-        + _values_plus_indices(L.nn.functional.adaptive_max_pool2d(x, (3, 7), return_indices=True)),
-        (2, 2, 7, 6), tol32=REDUCE32),
-    row("pool1d_forms", lambda L, x: L.nn.functional.max_pool1d(x, 3, 2, 1, ceil_mode=True)
-        + L.nn.functional.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
-        + L.adaptive_avg_pool1d(x, 5) + L.nn.functional.adaptive_max_pool1d(x, 5), (2, 3, 9),
-        tol32=REDUCE32),
-    # ---- unfold and fold (im2col, col2im: conv's helpers), batched and unbatched; the pixel
-    # shuffles (`take`s under PyTorch's grad_fn names)
-    row("unfold", lambda L, x: F(L).unfold(x, (2, 3), dilation=(2, 1), padding=1, stride=(1, 2)),
-        (2, 3, 5, 6)),
-    row("fold", lambda L, x: F(L).fold(x, (5, 6), (2, 3), dilation=(2, 1), padding=1, stride=2),
-        (18, 9), tol32=REDUCE32),
-    row("pixel_shuffle", lambda L, x: L.pixel_shuffle(x, 2), (2, 8, 3, 2)),
-    row("pixel_unshuffle", lambda L, x: F(L).pixel_unshuffle(x, 2), (3, 4, 6)),
+    *VISION_ROWS,
     # ---- embedding_bag: bags of a padding id only, empty bags, repeated ids (BAG_IDS)
     row("embedding_bag_sum_weighted", lambda L, w, p: F(L).embedding_bag(
         L.tensor(BAG_IDS), w, L.tensor(BAG_OFFSETS), mode="sum", per_sample_weights=p,
