@@ -13,7 +13,8 @@ values, shapes and layouts TABLE lacks), and each row runs in float32 and float6
       .grad are compared, and earlier calls' arguments must keep their own gradients.
 
 The fused modes (b) and (c) take the rows outside `EAGER_ONLY` (a covering subset of some
-primitives' rows, to keep the test time down); (a) takes every row.
+primitives' rows, to keep the test time down), (c) strided arguments on MORE's rows only
+(`COMPILE_CASES`); (a) takes every row.
 
 Each mode asserts how the calls ran, so that a silent eager fallback fails: a row whose
 primitives all have a fused rule must run fused, and the rows that legitimately cannot are
@@ -541,6 +542,20 @@ def _fused_mode_params(test):
     return _params(test, FUSED_MODE_TABLE)
 
 
+# nbgrad.compile with strided arguments: MORE's rows only. The step breaks on a non-contiguous
+# argument before any fused rule sees a call (STRIDED_FALLBACK), whatever the primitives, and
+# then runs as the deferred mode does, whose loop checks every row with strided arguments.
+# (All of TABLE's rows took 110 s of the suite's time on a cold cache.)
+MORE_NAMES = {r.name for r in MORE}
+COMPILE_CASES = [(r, dtype, layout) for r in FUSED_MODE_TABLE for dtype, layout in VARIANTS
+                 if layout == "contiguous" or r.name in MORE_NAMES]
+
+
+def _compile_params(test):
+    ids = [f"{dtype}-{layout}-{r.name}" for r, dtype, layout in COMPILE_CASES]
+    return pytest.mark.parametrize("r, dtype, layout", COMPILE_CASES, ids=ids)(test)
+
+
 # ---------------------------------------------------------------------------------------------
 # (a) eager, deferral off
 # ---------------------------------------------------------------------------------------------
@@ -606,7 +621,7 @@ def test_deferred_loop_past_fuse_after_matches_torch(r, dtype, layout, fused_gra
 COMPILE_VALUES = (0, 0, 1, 2)
 
 
-@_fused_mode_params
+@_compile_params
 def test_compile_matches_torch(r, dtype, layout, monkeypatch):
     """The step of row `r`; a row with several inputs takes its last one from the closure (a
     parameter, bound by identity, its .grad reset to None before each call as a training loop
