@@ -82,6 +82,7 @@ class Emitter:
         self._parallel_headers = []  # positions in `lines` of numba.prange loop headers
         self._threaded_calls = []    # (position in `lines`, the serial form of that line)
         self._uses_blas = False      # see `blas`
+        self.threaded_helpers = False  # see `threaded_helper`
         self._comments = []
         self._count = 0
 
@@ -384,6 +385,13 @@ class Emitter:
     def blas(self):
         """Say that the step calls BLAS (np.dot): its loops then stay serial."""
         self._uses_blas = True
+
+    def threaded_helper(self, threaded):
+        """Say whether the step calls a kernel told to thread parts of its own work (its
+        loops between BLAS calls, as eager mode calls it), and return `threaded`: a process
+        forked from this one must not make that call (see fuse/kernel.py)."""
+        self.threaded_helpers |= threaded
+        return threaded
 
     def finish(self):
         self._close_loop()

@@ -209,7 +209,7 @@ class Kernel:
         self.source, emitter, (layout, sizes), returned = generate(tracer, outputs, fresh)
         arenas = Arenas(layout, sizes)
         writer = CallWriter(front_end.leaves)
-        if emitter.parallel:
+        if emitter.parallel or emitter.threaded_helpers:
             # A process forked from this one must not run threaded loops (nbgrad._core.threads):
             # there the call does not fit, and the front end traces again, serial, or runs
             # eagerly.

@@ -9,11 +9,15 @@ machine's peak; as a composite of unfold/matmul ops it would make several full-s
 and graph nodes per layer.
 3x3 stride-1 convolutions with enough channels and outputs take Winograd F(4x4, 3x3)
 in the forward instead (winograd_kernel, chosen by _winograd_pays): 36 smaller GEMMs in one
-batched BLAS call between transforms of the images, weights and outputs. Their gradients
-still go through im2col and col2im: a Winograd input gradient (the transposed convolution
-of the output gradient) made ResNet-18's training step at 2x3x224x224 slower (246.8 against
-235.6 ms, best of 3, with F(2x2)), while forward-only Winograd keeps its gain (171.4
-against 181.7 ms without).
+batched BLAS call between transforms of the images, weights and outputs. So does their
+input's gradient (with padding up to 2), the convolution of the output gradient by the
+kernels transposed and turned (_winograd_kernels); the weight's goes through im2col.
+Measured, float32, 2 threads, the input gradient alone, im2col and col2im -> Winograd, ms:
+8 images of 64 channels at 16x16 1.33 -> 0.74, one at 56x56 1.62 -> 0.78, 128 channels at
+28x28 1.34 -> 0.99 (256 at 14x14 1.31 -> 2.25: not chosen there); ResNet-18's forward and
+backward at 8x3x64x64, best of 20 in 5 processes each, taking turns: 58.9-69.9 -> 56.5-63.5.
+(With F(2x2), serial transforms and 16 GEMM calls, the input gradient by Winograd had made
+ResNet-18's training step slower.)
 
 The kernels are plain `njit` functions shared by both ranks (a 1-D convolution is a 2-D one
 with H = 1). Each call works through the batch in equal chunks of images whose im2col columns
@@ -513,21 +517,37 @@ def _winograd_output_rows(m0, m1, m2, m3, m4, m5):
             sum12 + typed(4.0, m0) * sum34, difference12 + typed(8.0, m0) * difference34 + m5)
 
 
-def _winograd_weights(weight, kernels, workspace, pitch):
-    """U[xi] = G g G^T of the weight's `kernels` 3x3 kernels g, as 36 row-major
+def _winograd_kernels(weight, out_channels, channels, rotated, workspace, kernels_at):
+    """The call's (out_channels, channels) 3x3 kernels, row-major from kernels_at: the
+    weight's own, or for an input gradient (`rotated`: the transposed convolution of the
+    output gradient) kernel (c, o) of a weight (channels, out_channels, 3, 3) turned by 180
+    degrees."""
+    for t in range(out_channels * channels):
+        target = _u(kernels_at) + _u(9) * _u(t)
+        if rotated:
+            source = _u(9) * _u(t % channels * out_channels + t // channels) + _u(8)
+            for i in range(_u(9)):
+                workspace[target + i] = weight[source - i]
+        else:
+            for i in range(_u(9)):
+                workspace[target + i] = weight[_u(9) * _u(t) + i]
+
+
+def _winograd_weights(workspace, kernels_at, kernels, pitch):
+    """U[xi] = G g G^T of the `kernels` 3x3 kernels g from kernels_at, as 36 row-major
     (out_channels, channels) matrices `pitch` apart from the workspace's start. NOTE: the
     loop runs over the kernels, whose 36 results go to 36 matrices at the same position:
     vectorized."""
     pitch = _u(pitch)
     for k in range(kernels):
-        t, x = _u(k), _u(9) * _u(k)
+        t, x = _u(k), _u(kernels_at) + _u(9) * _u(k)
         # G g: its columns
-        g00, g10, g20, g30, g40, g50 = _winograd_weight_rows(weight[x], weight[x + _u(3)],
-                                                             weight[x + _u(6)])
-        g01, g11, g21, g31, g41, g51 = _winograd_weight_rows(weight[x + _u(1)], weight[x + _u(4)],
-                                                             weight[x + _u(7)])
-        g02, g12, g22, g32, g42, g52 = _winograd_weight_rows(weight[x + _u(2)], weight[x + _u(5)],
-                                                             weight[x + _u(8)])
+        g00, g10, g20, g30, g40, g50 = _winograd_weight_rows(workspace[x], workspace[x + _u(3)],
+                                                             workspace[x + _u(6)])
+        g01, g11, g21, g31, g41, g51 = _winograd_weight_rows(workspace[x + _u(1)], workspace[x + _u(4)],
+                                                             workspace[x + _u(7)])
+        g02, g12, g22, g32, g42, g52 = _winograd_weight_rows(workspace[x + _u(2)], workspace[x + _u(5)],
+                                                             workspace[x + _u(8)])
         # (G g) G^T: its rows, element (i, j) to U[6 i + j]
         for i, (a, b, c) in enumerate(((g00, g01, g02), (g10, g11, g12), (g20, g21, g22),
                                        (g30, g31, g32), (g40, g41, g42), (g50, g51, g52))):
@@ -629,6 +649,7 @@ _helper_parallel = numba.njit(cache=True, error_model="numpy", no_cpython_wrappe
 _winograd_inputs_threaded = unlinked_helper(_helper_parallel(_threaded_copy(_winograd_inputs)))
 _winograd_outputs_threaded = unlinked_helper(
     _helper_parallel(_threaded_copy(_winograd_outputs)))
+_winograd_kernels = unlinked_helper(_helper(_winograd_kernels))
 _winograd_weights = unlinked_helper(_helper(_winograd_weights))
 _winograd_inputs = unlinked_helper(_helper(_winograd_inputs))
 _winograd_outputs = unlinked_helper(_helper(_winograd_outputs))
@@ -642,10 +663,11 @@ def winograd_kernel(images, weight, bias, out, plan, workspace, threaded):
     flat; plan: see _WinogradPlan."""
     batch, channels, height, width, out_channels, out_h, out_w, pad_top, pad_left, chunk, \
         tiles_h, tiles_w, padded_h, padded_w, transformed_at, products_at, images_at, \
-        scalars_at, scratch_at, block_at = plan[:20]
+        scalars_at, scratch_at, block_at, kernels_at, rotated = plan[:22]
     zero = typed(0.0, out)
     weights_pitch = _skewed(channels * out_channels)
-    _winograd_weights(weight, out_channels * channels, workspace, weights_pitch)
+    _winograd_kernels(weight, out_channels, channels, rotated, workspace, kernels_at)
+    _winograd_weights(workspace, kernels_at, out_channels * channels, weights_pitch)
     workspace[scalars_at], workspace[scalars_at + 1] = 1, 0
     image, padded = height * width, padded_h * padded_w
     for first in range(0, batch, chunk):
@@ -902,10 +924,10 @@ class _WinogradPlan:
     padding; the chunk of images (of at most `budget` elements of V or M), the tiles
     (4x4 outputs, over the edge where a size is not a multiple of 4) and the images' padded
     copy (6x6 input blocks at every offset of 4: 4 tiles + 2 a side); the workspace's parts:
-    U, V, M, the padded images, the output's scratch rows, gemm's scalars and the
-    transforms' 6x6 block."""
+    U, V, M, the padded images, the output's scratch rows, gemm's scalars, the transforms'
+    6x6 block and the kernels (see _winograd_kernels: `rotated` for an input gradient)."""
 
-    def __init__(self, x_shape, out_channels, out_size, padding, budget):
+    def __init__(self, x_shape, out_channels, out_size, padding, budget, rotated):
         batch, channels, height, width = x_shape
         (out_h, out_w), (pad_top, pad_left) = out_size, padding
         tiles_h, tiles_w = -(-out_h // 4), -(-out_w // 4)
@@ -920,11 +942,13 @@ class _WinogradPlan:
         scalars_at = scratch_at + 16 * tiles_w * out_channels
         block_at = _aligned(scalars_at + 2)
         # (a block for each plane and for each output channel)
-        self.workspace = block_at + 36 * max(channels * chunk, out_channels)
+        kernels_at = _aligned(block_at + 36 * max(channels * chunk, out_channels))
+        self.workspace = kernels_at + 9 * channels * out_channels
         self.array = np.array((batch, channels, height, width, out_channels, out_h, out_w,
                                pad_top, pad_left, chunk, tiles_h, tiles_w,
                                4 * tiles_h + 2, 4 * tiles_w + 2, transformed_at, products_at,
-                               images_at, scalars_at, scratch_at, block_at), np.int64)
+                               images_at, scalars_at, scratch_at, block_at, kernels_at,
+                               int(rotated)), np.int64)
         self.array.flags.writeable = False
 
 
@@ -976,23 +1000,31 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
 
 @functools.lru_cache(maxsize=256)
 def _cached_winograd_plan(x_shape, weight_shape, out_shape, stride, padding, dilation, groups,
-                          budget, min_channels, min_tiles, min_size):
+                          budget, min_channels, min_tiles, min_size, input_gradient):
     if not (len(weight_shape) == 4 and weight_shape[2:] == (3, 3) and groups == 1
-            and stride == (1, 1) and dilation == (1, 1)
-            and _winograd_pays(x_shape[1], out_shape[1], x_shape[0], *out_shape[2:],
-                               min_channels, min_tiles, min_size)):
+            and stride == (1, 1) and dilation == (1, 1)):
         return None
-    return _WinogradPlan(x_shape, out_shape[1], out_shape[2:], padding, budget)
+    if input_gradient:  # the convolution of the output gradient (out_shape) into x_shape
+        if max(padding) > 2:
+            return None
+        x_shape, out_shape, padding = out_shape, x_shape, tuple(2 - p for p in padding)
+    if not _winograd_pays(x_shape[1], out_shape[1], x_shape[0], *out_shape[2:], min_channels,
+                          min_tiles, min_size):
+        return None
+    return _WinogradPlan(x_shape, out_shape[1], out_shape[2:], padding, budget, input_gradient)
 
 
-def _winograd_plan(x_shape, weight_shape, out_shape, params):
-    """The _WinogradPlan of the convolution's forward where Winograd is chosen for it, else
-    None."""
+def _winograd_plan(x_shape, weight_shape, out_shape, params, input_gradient=False):
+    """The _WinogradPlan of the convolution's forward, or of its input's gradient, where
+    Winograd is chosen for it, else None. The input's gradient of a 3x3 stride-1
+    convolution with padding p is the convolution of the output gradient, with padding 2 - p,
+    by the transposed kernels turned by 180 degrees (_winograd_kernels)."""
     stride, padding, dilation = resolve(weight_shape, params["stride"], params["padding"],
                                         params["dilation"])
     return _cached_winograd_plan(tuple(x_shape), tuple(weight_shape), tuple(out_shape), stride,
                                  padding, dilation, params["groups"], COLUMN_BUDGET,
-                                 WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES, WINOGRAD_MIN_SIZE)
+                                 WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES, WINOGRAD_MIN_SIZE,
+                                 input_gradient)
 
 
 def _winograd_threaded(size):
@@ -1035,14 +1067,23 @@ def vjp(node, g):
     if g.size == 0:  # (no images or no input channels: the kernels are not called)
         return tuple(np.zeros(shape, dtype) if need else None
                      for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs))
-    plan = _plan(x_shape, weight_shape, g.shape, node.params)
     grads = [np.empty(shape if need else 0, dtype)
              for shape, need in zip((x_shape, weight_shape, weight_shape[:1]), needs)]
     absent = np.empty(0, dtype)
-    conv_backward_kernel(absent if x is None else _flat(x),
-                         absent if weight is None else _flat(weight), _flat(g),
-                         *[grad.reshape(-1) for grad in grads],
-                         plan.array(*needs), plan.masks, np.empty(plan.workspace, dtype))
+    winograd = _winograd_plan(x_shape, weight_shape, g.shape, node.params, True) \
+        if needs[0] else None
+    if winograd is not None:
+        winograd_kernel(_flat(g), _flat(weight), absent, grads[0].reshape(-1),
+                        winograd.array, np.empty(winograd.workspace, dtype),
+                        _winograd_threaded(grads[0].size))
+    if needs[1] or needs[2] or winograd is None:
+        plan = _plan(x_shape, weight_shape, g.shape, node.params)
+        kernel_needs = (int(winograd is None and needs[0]),) + needs[1:]
+        conv_backward_kernel(absent if x is None else _flat(x),
+                             absent if weight is None else _flat(weight), _flat(g),
+                             *[grad.reshape(-1) for grad in grads],
+                             plan.array(*kernel_needs), plan.masks,
+                             np.empty(plan.workspace, dtype))
     return tuple(grad if need else None for grad, need in zip(grads, needs))
 
 
@@ -1057,6 +1098,17 @@ class _ConvolutionFusion:
         for grad in input_grads:
             if grad is not None:
                 em.emit(f"{em.out(grad)}.fill(0)")
+
+    @staticmethod
+    def _threaded(em, workspace, size):
+        """winograd_kernel's `threaded` argument, chosen as eager mode's (_winograd_threaded:
+        its transforms run on Numba's threads between its batched GEMMs, also in a step
+        whose own loops stay serial because it calls BLAS), computed in the step: a literal
+        argument would compile the kernel again. Measured, ResNet-18's compiled training
+        step at 8x3x64x64 (SGD with momentum), best of 20 in each of 4 processes taking
+        turns, with the input gradient's Winograd too: 59.7-61.0 -> 57.2-57.3 ms."""
+        threaded = em.threaded_helper(_winograd_threaded(size))
+        return f"{workspace}.size {'>' if threaded else '<'} 0"
 
     @staticmethod
     def _workspace(em, size, dtype):
@@ -1074,12 +1126,9 @@ class _ConvolutionFusion:
         winograd = _winograd_plan(x.shape, weight.shape, out.shape, params)
         if winograd is not None:
             workspace = self._workspace(em, winograd.workspace, out.dtype)
-            # (serial: a step that calls BLAS keeps its loops serial, see Emitter.finish; the
-            # flag computed, not literal: a literal argument would compile the kernel again)
-            _threads.start()  # (first: see _winograd_threaded)
             em.emit(f"{em.kernel(winograd_kernel)}({', '.join(flat)}, "
                     f"{em.out(out)}.reshape({out.size}), {em.constant(winograd.array)}, "
-                    f"{workspace}, {workspace}.size < 0)")
+                    f"{workspace}, {self._threaded(em, workspace, out.size)})")
             return
         plan = _plan(x.shape, weight.shape, out.shape, params)
         workspace = self._workspace(em, plan.workspace, out.dtype)
@@ -1093,12 +1142,22 @@ class _ConvolutionFusion:
             self._zero_gradients(em, input_grads)
             return
         needs = [int(grad is not None) for grad in input_grads]
-        plan = _plan(x_shape, weight_shape, g.shape, node.params)
         grads = [em.empty(1, g.dtype) if grad is None else f"{em.out(grad)}.reshape({grad.size})"
                  for grad in input_grads]
         saved = [em.empty(1, g.dtype) if array is None else f"{em.ref(array)}.reshape({array.size})"
                  for array in node.saved]
         em.blas()
+        winograd = _winograd_plan(x_shape, weight_shape, g.shape, node.params, True) \
+            if needs[0] else None
+        if winograd is not None:
+            workspace = self._workspace(em, winograd.workspace, g.dtype)
+            em.emit(f"{em.kernel(winograd_kernel)}({em.ref(g)}.reshape({g.size}), {saved[1]}, "
+                    f"{em.empty(1, g.dtype)}, {grads[0]}, {em.constant(winograd.array)}, "
+                    f"{workspace}, {self._threaded(em, workspace, input_grads[0].size)})")
+            needs[0] = 0
+            if not (needs[1] or needs[2]):
+                return
+        plan = _plan(x_shape, weight_shape, g.shape, node.params)
         workspace = self._workspace(em, plan.workspace, g.dtype)
         em.emit(f"{em.kernel(conv_backward_kernel)}({', '.join(saved)}, "
                 f"{em.ref(g)}.reshape({g.size}), {', '.join(grads)}, "

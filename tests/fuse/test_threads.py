@@ -122,3 +122,37 @@ for bad in (0, -1, 2.0, "2", True):
     print(len(errors) == 2 and errors[0] == errors[1])
 """
     assert run_python(script) == ["True", "1", "1", "[1]", "True", "3", "True", "True"] + ["True"] * 5
+
+
+def test_a_process_forked_after_a_step_with_threaded_winograd_traces_it_again_serially():
+    # A step whose convolution takes Winograd with threaded transforms (forward and input
+    # gradient, as eager mode runs them) is not a parallel kernel itself, but calls one: a
+    # forked child must not reach it (the same rule as above).
+    script = """
+import multiprocessing, numpy as np, nbgrad
+
+conv = nbgrad.nn.Conv2d(32, 32, 3, padding=1)
+x = nbgrad.tensor(np.random.default_rng(0).standard_normal((2, 32, 64, 64)).astype(np.float32),
+                  requires_grad=True)
+
+def step(x):
+    loss = conv(x).square().mean()
+    loss.backward()
+    return loss
+
+compiled = nbgrad.compile(step)
+
+def work(_):
+    x.grad = None
+    conv.zero_grad()
+    loss = compiled(x).item()
+    return loss, compiled.stats["specializations"], compiled.source.count(".size > 0)")
+
+if __name__ == "__main__":
+    parent = [work(0) for _ in range(3)]
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.map(work, range(1))[0]
+    close = abs(child[0] - parent[-1][0]) <= 1e-6 * abs(parent[-1][0])
+    print(parent[-1][1], parent[-1][2], child[1], child[2], close)
+"""
+    assert run_python(script) == ["1", "2", "2", "0", "True"]

@@ -350,10 +350,29 @@ def test_winograd_choice():
     assert not chosen((1, 64, 56, 56), (64, 64, 3, 3), stride=(2, 2))
 
 
+def test_winograd_choice_for_the_input_gradient():
+    """The input's gradient takes Winograd where the convolution of the output gradient
+    into the input's shape would (the same rule, channels exchanged), for padding 0 to 2
+    (its padding is 2 - p)."""
+    def chosen(x_shape, w_shape, padding=1):
+        out_shape = (x_shape[0], w_shape[0]) + tuple(size + 2 * padding - 2
+                                                      for size in x_shape[2:])
+        return conv_ops._winograd_plan(x_shape, w_shape, out_shape, _same_path_params(padding),
+                                       True) is not None
+
+    assert chosen((1, 64, 56, 56), (64, 64, 3, 3))
+    assert chosen((8, 64, 16, 16), (64, 64, 3, 3), padding=0)
+    assert chosen((8, 64, 16, 16), (64, 64, 3, 3), padding=2)
+    assert not chosen((8, 64, 16, 16), (64, 64, 3, 3), padding=3)
+    assert not chosen((1, 256, 14, 14), (256, 256, 3, 3))
+    assert not chosen((1, 64, 56, 56), (16, 64, 3, 3))
+
+
 def test_winograd_matches_torch(monkeypatch):
-    """Convolutions made to take Winograd in the forward (asserted: the thresholds lowered to
-    1 so small shapes do) against torch in float64 and float32, forward and all gradients
-    (those by im2col): odd output sizes (the edge tiles cropped), padding 0 to 3, batch 1
+    """Convolutions made to take Winograd in the forward and the input's gradient
+    (asserted: the thresholds lowered to 1 so small shapes do; the input's gradient for
+    padding 0 to 2) against torch in float64 and float32, forward and all gradients (the
+    weight's and bias's by im2col): odd output sizes (the edge tiles cropped), padding 0 to 3, batch 1
     and 3, channels that divide by nothing, inputs transposed and sliced, no bias; several
     chunks of images (a small column budget); a float64 gradcheck; and a compiled step (the
     fused rule calls the same kernels) against eager."""
@@ -388,6 +407,9 @@ def test_winograd_matches_torch(monkeypatch):
                                    + ([b.grad.numpy()] if has_bias else []))
                 assert conv_ops._winograd_plan(tuple(xs.shape), w_shape, tuple(out.shape),
                                                _same_path_params(padding)) is not None
+                assert (conv_ops._winograd_plan(tuple(xs.shape), w_shape, tuple(out.shape),
+                                                _same_path_params(padding), True) is not None
+                        ) == (padding <= 2)
                 for mine, reference in zip(*results, strict=True):
                     np.testing.assert_allclose(mine, reference, rtol=rtol, atol=atol)
 
@@ -407,26 +429,32 @@ def test_winograd_matches_torch(monkeypatch):
             x.grad = w.grad = b.grad = None
             loss = run(x, w, b)
         grads.append([loss.detach().numpy()] + [t.grad.numpy() for t in (x, w, b)])
-    assert "winograd_kernel" in run.source
+    assert run.source.count("winograd_kernel(") == 2  # (the forward and the input's gradient)
     for mine, reference in zip(*grads, strict=True):
         np.testing.assert_allclose(mine, reference, rtol=1e-12)
 
 
 def test_winograd_rounding_at_resnets_layers():
     """F(4x4, 3x3) in float32 at ResNet-18's layers that take it (the default thresholds),
-    against torch in float64: its rounding error stays within 1e-4 of the output's scale
-    (measured 1e-5; im2col's 3e-7), and float64's within 1e-12."""
+    forward and input gradient, against torch in float64: its rounding error stays within
+    1e-4 of the result's scale (measured 1e-5; im2col's 3e-7), and float64's within 1e-12."""
     rng = np.random.default_rng(1)
-    for channels, size in ((64, 56), (128, 28)):
-        x = rng.standard_normal((1, channels, size, size))
+    for batch, channels, size in ((1, 64, 56), (1, 128, 28), (8, 64, 16)):
+        x = rng.standard_normal((batch, channels, size, size))
         w = rng.standard_normal((channels, channels, 3, 3)) * (9 * channels) ** -0.5
+        g = rng.standard_normal(x.shape)
         assert conv_ops._winograd_plan(x.shape, w.shape, x.shape, _same_path_params(1))
-        reference = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
-        scale = np.abs(reference).max()
+        assert conv_ops._winograd_plan(x.shape, w.shape, x.shape, _same_path_params(1), True)
+        tx = torch.tensor(x, requires_grad=True)
+        reference = torch.nn.functional.conv2d(tx, torch.tensor(w), padding=1)
+        reference.backward(torch.tensor(g))
+        references = [reference.detach().numpy(), tx.grad.numpy()]
         for dtype, tolerance in ((np.float32, 1e-4), (np.float64, 1e-12)):
-            out = nbgrad.nn.functional.conv2d(nbgrad.tensor(x.astype(dtype)),
-                                              nbgrad.tensor(w.astype(dtype)), padding=1)
-            assert np.abs(out.numpy() - reference).max() <= tolerance * scale
+            nx = nbgrad.tensor(x.astype(dtype), requires_grad=True)
+            out = nbgrad.nn.functional.conv2d(nx, nbgrad.tensor(w.astype(dtype)), padding=1)
+            out.backward(nbgrad.tensor(g.astype(dtype)))
+            for mine, expected in zip((out.detach().numpy(), nx.grad.numpy()), references):
+                assert np.abs(mine - expected).max() <= tolerance * np.abs(expected).max()
 
 
 def test_winograd_threaded_transforms_give_the_serial_result(monkeypatch):
