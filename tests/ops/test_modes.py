@@ -453,8 +453,24 @@ EAGER_ONLY = {
                      "grid_sample_bilinear_reflection", "grid_sample_nearest", "grid_sample_edges",
                      "grid_sample_one_pixel", "grid_sample_T", "grid_sample_empty"},
 }
+# Rows that show the tracer the same primitive calls (inputs of the same shapes and dtypes,
+# the same parameters) as their twin, which runs the fused modes: a method and its function,
+# a reflected operator, an alias. Their fused kernels would be the twin's, so the fused modes
+# skip them (eager mode checks them: the API is what differs);
+# test_fused_twins_make_their_twins_calls keeps each pair true.
+FUSED_TWINS = {
+    "exp_fn": "exp", "log_fn": "log", "sqrt_fn": "sqrt", "abs_fn": "abs", "sin_fn": "sin",
+    "cos_fn": "cos", "tanh_fn": "tanh", "sigmoid_fn": "sigmoid", "relu_fn": "relu",
+    "log1p_fn": "log1p", "expm1_fn": "expm1", "clamp_fn": "clamp", "sum_fn": "sum",
+    "mean_fn": "mean", "radd_scalar": "add_scalar", "rmul_scalar": "mul_scalar",
+    "matmul_method": "matmul_fn", "bmm": "matmul_bmm", "F_softmax": "softmax_fn",
+    "F_softmax_neg": "softmax_fn_kw", "hstack": "cat_dim1", "moveaxis": "permute",
+    "flatten": "reshape_flat", "flatten_T": "reshape_T", "view": "reshape_tuple",
+    "square": "pow_2", "T": "transpose",
+}
 EAGER_ONLY_NAMES = set().union(*EAGER_ONLY.values())
-FUSED_MODE_TABLE = [r for r in MODE_TABLE if r.name not in EAGER_ONLY_NAMES]
+FUSED_MODE_TABLE = [r for r in MODE_TABLE
+                    if r.name not in EAGER_ONLY_NAMES and r.name not in FUSED_TWINS]
 
 
 def test_eager_only_rows_call_their_primitive():
@@ -465,6 +481,20 @@ def test_eager_only_rows_call_their_primitive():
     wrong = {name: primitive for primitive, names in EAGER_ONLY.items() for name in names
              if not calls(name, primitive)}
     assert not wrong, f"EAGER_ONLY rows that do not call their primitive (or are no rows): {wrong}"
+
+
+def _call_signature(name):
+    return [(prim.name, [(a.shape, a.dtype) for a in arrays],
+             sorted((key, value.tolist() if isinstance(value, np.ndarray) else value)
+                    for key, value in params.items()))
+            for prim, arrays, params, _ in _recorded(name).calls]
+
+
+def test_fused_twins_make_their_twins_calls():
+    different = [name for name, twin in FUSED_TWINS.items()
+                 if _call_signature(name) != _call_signature(twin)]
+    assert not different, f"FUSED_TWINS rows whose calls differ from their twin's: {different}"
+    assert all(ROW_OF[twin] in FUSED_MODE_TABLE for twin in FUSED_TWINS.values())
 
 
 def test_primitives_without_a_fused_rule_are_listed():
