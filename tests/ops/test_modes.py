@@ -13,8 +13,9 @@ values, shapes and layouts TABLE lacks), and each row runs in float32 and float6
       .grad are compared, and earlier calls' arguments must keep their own gradients.
 
 The fused modes (b) and (c) take the rows outside `EAGER_ONLY` (a covering subset of some
-primitives' rows, to keep the test time down), (c) strided arguments on MORE's rows only
-(`COMPILE_CASES`); (a) takes every row.
+primitives' rows, to keep the test time down) and `FUSED_TWINS` (rows whose primitive calls
+are another row's), (c) strided arguments on MORE's rows only (`COMPILE_CASES`); (a) takes
+every row.
 
 Each mode asserts how the calls ran, so that a silent eager fallback fails: a row whose
 primitives all have a fused rule must run fused, and the rows that legitimately cannot are
