@@ -989,7 +989,8 @@ def _winograd_pays(channels, out_channels, batch, out_h, out_w, min_channels, mi
     1x3x224x224 31.7 ms with Winograd from 14x14, 32.0 from 28x28, 34.1 without; but
     ResNet-18 forward and backward at 8x3x64x64, where only layer1 (16x16) qualifies from
     14x14, 87 ms with it against 73.5 without (the isolated layer said otherwise: cause not
-    found). So from 28x28.
+    found). So F(2x2) was taken from 28x28; F(4x4), its batched GEMM and threaded
+    transforms changed that (above: from 16x16, the input gradient included).
     Few tiles lose: the weights' transform (16 matrices of in x out: 16 MB at 512 channels)
     costs more than the GEMMs save; few channels lose: the GEMMs are small beside the
     transforms of the images (the digits CNN's 1 -> 16 and 16 -> 32 at 8x8 and 4x4)."""

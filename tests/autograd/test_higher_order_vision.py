@@ -3,9 +3,8 @@ padding and resampling, spatial transformers): each primitive's `differentiable_
 backward/grad with create_graph=True.
 
 - Every differentiable row of the op table's vision sections (VISION_ROWS of
-  tests/ops/test_ops.py), float64: the
-  gradients with create_graph=True (the rules) equal those of the ordinary backward (the
-  njit kernels). (test_ops runs gradgradcheck on every row.)
+  tests/ops/test_ops.py), float64: the gradients with create_graph=True (the rules) equal
+  those of the ordinary backward (the njit kernels). (test_ops runs gradgradcheck on every row.)
 - Second and third derivatives against torch's (torch.autograd.grad with create_graph=True),
   float64, on small cases with the parameters each rule handles (stride, padding, dilation,
   groups, ties in max pooling, training and eval batch norm, negative padding).
